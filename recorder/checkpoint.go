@@ -1,0 +1,79 @@
+package recorder
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/transparency-dev/formats/log"
+	"golang.org/x/mod/sumdb/note"
+)
+
+// Checkpoint is a signed statement of the log's size and root hash, in the
+// C2SP tlog-checkpoint format, signed as a C2SP signed note:
+//
+//	<origin>\n<size, decimal>\n<root hash, base64>\n
+//	\n
+//	— <key name> <base64 signature>\n
+type Checkpoint struct {
+	Origin string
+	Size   int64
+	Root   Hash
+}
+
+// ErrCheckpoint is wrapped by every checkpoint parsing or signature error.
+var ErrCheckpoint = errors.New("invalid checkpoint")
+
+// maxCheckpointSize bounds a checkpoint note; real ones are ~250 bytes.
+const maxCheckpointSize = 16 << 10
+
+// Body is the checkpoint text that the note signs.
+func (c Checkpoint) Body() []byte {
+	return log.Checkpoint{Origin: c.Origin, Size: uint64(c.Size), Hash: c.Root[:]}.Marshal()
+}
+
+// SignCheckpoint returns the signed note for c.
+func SignCheckpoint(c Checkpoint, signer note.Signer) ([]byte, error) {
+	if c.Origin != signer.Name() {
+		return nil, fmt.Errorf("recorder: checkpoint origin %q differs from key name %q", c.Origin, signer.Name())
+	}
+	return note.Sign(&note.Note{Text: string(c.Body())}, signer)
+}
+
+// OpenCheckpoint verifies a signed checkpoint note with v and parses it
+// strictly: the origin must equal v's name, the size must be canonical
+// decimal, the root exactly 32 bytes, and no extension lines may follow.
+func OpenCheckpoint(msg []byte, v note.Verifier) (Checkpoint, error) {
+	var c Checkpoint
+	if len(msg) > maxCheckpointSize {
+		return c, fmt.Errorf("%w: %d bytes, at most %d", ErrCheckpoint, len(msg), maxCheckpointSize)
+	}
+	cp, rest, _, err := log.ParseCheckpoint(msg, v.Name(), v)
+	if err != nil {
+		return c, fmt.Errorf("%w: %v", ErrCheckpoint, err)
+	}
+	if len(rest) != 0 {
+		return c, fmt.Errorf("%w: unexpected extension lines", ErrCheckpoint)
+	}
+	if len(cp.Hash) != HashSize {
+		return c, fmt.Errorf("%w: root hash is %d bytes, want %d", ErrCheckpoint, len(cp.Hash), HashSize)
+	}
+	// The library accepts "007"; a canonical encoding has one spelling.
+	lines := bytes.SplitN(msg, []byte("\n"), 3)
+	if len(lines) < 3 || string(lines[1]) != strconv.FormatUint(cp.Size, 10) {
+		return c, fmt.Errorf("%w: tree size is not canonical decimal", ErrCheckpoint)
+	}
+	if cp.Size > 1<<62 {
+		return c, fmt.Errorf("%w: tree size %d out of range", ErrCheckpoint, cp.Size)
+	}
+	c.Origin, c.Size = cp.Origin, int64(cp.Size)
+	copy(c.Root[:], cp.Hash)
+	// Signing the canonical body must give back the same text: this rejects
+	// any other spelling of the same values (for example base64 padding
+	// variants), so a checkpoint has exactly one valid encoding.
+	if n, _ := note.Open(msg, note.VerifierList(v)); n == nil || n.Text != string(c.Body()) {
+		return c, fmt.Errorf("%w: body is not in canonical form", ErrCheckpoint)
+	}
+	return c, nil
+}

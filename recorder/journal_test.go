@@ -1,0 +1,291 @@
+package recorder
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bastionhq/bastion/storage"
+)
+
+func testKey(t testing.TB) *JournalKey {
+	t.Helper()
+	skey, _, err := GenerateJournalKey("test.example/journal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := ParseJournalKey(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func openStore(t testing.TB, path string, ro bool) *storage.SQLite {
+	t.Helper()
+	st, err := storage.OpenSQLite(context.Background(), path, storage.Options{ReadOnly: ro, Synchronous: storage.SyncNormal})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+func openJournal(t testing.TB, path string, key *JournalKey) (*Journal, *storage.SQLite) {
+	t.Helper()
+	st := openStore(t, path, false)
+	j, err := Open(context.Background(), st, Options{Key: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return j, st
+}
+
+// record appends frames and waits for each, as a session pump would.
+func record(t testing.TB, s *Session, frames ...Frame) {
+	t.Helper()
+	var last uint64
+	for _, f := range frames {
+		seq, err := s.Append(f.Kind, f.Channel, f.Payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = seq
+	}
+	if err := s.Wait(context.Background(), last); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func verify(t testing.TB, st storage.Store, key *JournalKey, opts VerifyOptions) *Report {
+	t.Helper()
+	opts.Verifier = key.Verifier
+	r, err := Verify(context.Background(), st, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestJournalRoundTrip(t *testing.T) {
+	ctx := context.Background()
+	key := testKey(t)
+	path := filepath.Join(t.TempDir(), "j.db")
+	j, st := openJournal(t, path, key)
+	s, err := j.StartSession(ctx, SessionInfo{Attrs: Attrs{"command": "sh"}, Summary: "sh"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	record(t, s,
+		Frame{Kind: KindResize, Payload: ResizePayload(80, 24)},
+		Frame{Kind: KindInput, Payload: []byte("ls\r")},
+		Frame{Kind: KindOutput, Payload: []byte("a b c\r\n")},
+	)
+	if _, err := j.AppendEvent(ctx, "test.event", Attrs{"k": "v"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.End(ctx, Attrs{"exit-status": "0"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Append(KindOutput, 0, []byte("late")); !errors.Is(err, ErrSessionEnded) {
+		t.Fatalf("append after end: %v", err)
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r := verify(t, st, key, VerifyOptions{})
+	if !r.Intact() || r.TreeSize < 4 || r.Frames != 3 || r.Sessions != 1 || r.Events != 1 || len(r.Unterminated) != 0 {
+		t.Fatalf("report: %+v", r)
+	}
+
+	// Reopen: the writer resumes on the same tree and signs a larger one.
+	st.Close()
+	j2, st2 := openJournal(t, path, key)
+	s2, err := j2.StartSession(ctx, SessionInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	record(t, s2, Frame{Kind: KindOutput, Payload: []byte("again")})
+	if err := s2.End(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	j2.Close()
+	size := r.TreeSize
+	r = verify(t, st2, key, VerifyOptions{})
+	if !r.Intact() || r.TreeSize != size+3 || r.Sessions != 2 {
+		t.Fatalf("report after reopen: %+v", r)
+	}
+}
+
+func TestJournalRefusesOtherKey(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "j.db")
+	j, st := openJournal(t, path, testKey(t))
+	j.Close()
+	st.Close()
+	st = openStore(t, path, false)
+	if _, err := Open(context.Background(), st, Options{Key: testKey(t)}); err == nil {
+		t.Fatal("opened a journal with another key")
+	}
+	if _, err := Open(context.Background(), st, Options{}); err == nil {
+		t.Fatal("opened a journal without a key")
+	}
+}
+
+func TestSecondWriterRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "j.db")
+	j, _ := openJournal(t, path, testKey(t))
+	defer j.Close()
+	_, err := storage.OpenSQLite(context.Background(), path, storage.Options{})
+	var le *storage.LockedError
+	if !errors.As(err, &le) || !errors.Is(err, storage.ErrLocked) || le.Holder == "" {
+		t.Fatalf("second writer: %v", err)
+	}
+	// Readers still work while the writer runs.
+	ro := openStore(t, path, true)
+	snap, err := ro.Snapshot(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap.Close()
+}
+
+func TestAbandonedSessionClosedOnReopen(t *testing.T) {
+	ctx := context.Background()
+	key := testKey(t)
+	path := filepath.Join(t.TempDir(), "j.db")
+	j, st := openJournal(t, path, key)
+	s, err := j.StartSession(ctx, SessionInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	record(t, s, Frame{Kind: KindOutput, Payload: []byte("x")}, Frame{Kind: KindOutput, Payload: []byte("y")})
+	// Simulate a crash: the session never ends. Closing the journal
+	// commits no end leaf.
+	j.Close()
+	r := verify(t, st, key, VerifyOptions{})
+	if !r.Intact() || len(r.Unterminated) != 1 || r.Unterminated[0].Frames != 2 {
+		t.Fatalf("crashed session: %+v", r)
+	}
+	st.Close()
+	j2, st2 := openJournal(t, path, key)
+	j2.Close()
+	r = verify(t, st2, key, VerifyOptions{})
+	if !r.Intact() || len(r.Unterminated) != 0 || len(r.Abandoned) != 1 {
+		t.Fatalf("after reopen: %+v", r)
+	}
+}
+
+func TestConcurrentSessions(t *testing.T) {
+	ctx := context.Background()
+	key := testKey(t)
+	j, st := openJournal(t, filepath.Join(t.TempDir(), "j.db"), key)
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, err := j.StartSession(ctx, SessionInfo{})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			var seq uint64
+			for k := 0; k < 500; k++ {
+				// Two pumps on one session, as input and output.
+				if seq, err = s.Append(KindOutput, 0, bytes.Repeat([]byte{byte(k)}, k)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+			if err := s.Wait(ctx, seq); err != nil {
+				t.Error(err)
+			}
+			if err := s.End(ctx, nil); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	j.Close()
+	r := verify(t, st, key, VerifyOptions{})
+	if !r.Intact() || r.Frames != 8*500 || r.Sessions != 8 {
+		t.Fatalf("report: %+v", r.Problems)
+	}
+}
+
+func TestPipelineBounded(t *testing.T) {
+	ctx := context.Background()
+	key := testKey(t)
+	st := openStore(t, filepath.Join(t.TempDir(), "j.db"), false)
+	j, err := Open(ctx, st, Options{Key: key, MaxPendingFrames: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	s, err := j.StartSession(ctx, SessionInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 100; i++ {
+		if _, err := s.Append(KindOutput, 0, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		s.mu.Lock()
+		p := s.pendingFr
+		s.mu.Unlock()
+		if p > 4 {
+			t.Fatalf("%d frames pending, bound is 4", p)
+		}
+	}
+}
+
+// failingStore fails every commit after the first n.
+type failingStore struct {
+	storage.Store
+	mu sync.Mutex
+	n  int
+}
+
+func (f *failingStore) Commit(ctx context.Context, b *storage.Batch) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.n == 0 {
+		return errors.New("disk full")
+	}
+	f.n--
+	return f.Store.Commit(ctx, b)
+}
+
+func TestFailClosed(t *testing.T) {
+	ctx := context.Background()
+	st := openStore(t, filepath.Join(t.TempDir(), "j.db"), false)
+	fs := &failingStore{Store: st, n: 1}
+	j, err := Open(ctx, fs, Options{Key: testKey(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	s, err := j.StartSession(ctx, SessionInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq, err := s.Append(KindOutput, 0, []byte("secret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx2, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := s.Wait(ctx2, seq); err == nil || errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("wait after a failed commit: %v", err)
+	}
+	if _, err := s.Append(KindOutput, 0, []byte("more")); err == nil {
+		t.Fatal("append accepted after the journal failed")
+	}
+	if _, err := j.StartSession(ctx, SessionInfo{}); err == nil {
+		t.Fatal("new session accepted after the journal failed")
+	}
+}

@@ -1,0 +1,588 @@
+package recorder
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/google/uuid"
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/bastionhq/bastion/storage"
+)
+
+// VerifyOptions configure [Verify].
+type VerifyOptions struct {
+	// Verifier is the journal's public key, supplied by the auditor.
+	// Required: nothing in the journal itself is trusted to name it.
+	Verifier note.Verifier
+	// Session, when set, limits the frame checks to one session; the log
+	// and its checkpoints are always checked whole.
+	Session *SessionID
+	// Kept is a checkpoint note the auditor kept earlier. The journal must
+	// still extend it: a consistency proof from it to the latest valid
+	// checkpoint is built from the recomputed tree and checked.
+	Kept []byte
+	// Progress, if set, is called with payload bytes checked and the total.
+	Progress func(done, total int64)
+}
+
+// Problem is one finding that makes a journal fail verification.
+type Problem struct {
+	// Leaf is the index of the first leaf the problem concerns, or the
+	// tree size for problems past the end of the log; it orders problems
+	// so that the first is the earliest bad record.
+	Leaf int64 `json:"leaf"`
+	// Where names the record: "leaf 12 (segment)", "session … frame 57".
+	Where string `json:"where"`
+	// What says what is wrong with it.
+	What string `json:"what"`
+}
+
+func (p Problem) String() string { return p.Where + ": " + p.What }
+
+// SessionSummary describes one session as verification found it.
+type SessionSummary struct {
+	ID        string `json:"id"`
+	StartLeaf int64  `json:"start_leaf"`
+	EndLeaf   int64  `json:"end_leaf"` // -1: unterminated
+	Frames    uint64 `json:"frames"`
+	Reason    string `json:"end_reason,omitempty"`
+}
+
+// Report is the result of [Verify].
+type Report struct {
+	Origin       string `json:"origin"`
+	TreeSize     int64  `json:"tree_size"`
+	Root         string `json:"root,omitempty"` // base64, of the whole tree as recomputed
+	Sessions     int    `json:"sessions"`
+	SessionsRead int    `json:"sessions_checked"`
+	Frames       int64  `json:"frames"`
+	PayloadBytes int64  `json:"payload_bytes"`
+	Events       int    `json:"events"`
+
+	// Checkpoints is how many stored checkpoints have a valid signature
+	// and match the recomputed tree.
+	Checkpoints int `json:"checkpoints_valid"`
+	// Covered is the largest tree size a valid checkpoint commits to;
+	// Uncovered counts the leaves after it, which no signature protects.
+	Covered   int64 `json:"covered"`
+	Uncovered int64 `json:"uncovered"`
+	// Latest is the latest valid checkpoint note (empty when none).
+	Latest string `json:"latest_checkpoint,omitempty"`
+
+	// Kept is the result of checking the auditor's kept checkpoint.
+	Kept *KeptResult `json:"kept,omitempty"`
+
+	// Unterminated sessions have no end leaf: the recorder crashed or is
+	// still running. Not tampering by itself.
+	Unterminated []SessionSummary `json:"unterminated"`
+	// Abandoned sessions were closed by a later writer after a crash.
+	Abandoned []SessionSummary `json:"abandoned"`
+
+	// Problems, first bad record first. Empty when the journal is intact.
+	Problems []Problem `json:"problems"`
+}
+
+// KeptResult describes the check against a kept checkpoint.
+type KeptResult struct {
+	Size       int64 `json:"size"`
+	Consistent bool  `json:"consistent"`
+	// ProvedTo is the size of the checkpoint the consistency proof
+	// reaches (the latest valid one); ProofHashes its length.
+	ProvedTo    int64 `json:"proved_to"`
+	ProofHashes int   `json:"proof_hashes"`
+}
+
+// Intact reports whether the journal verified: no problem, and every leaf
+// covered by a valid signed checkpoint.
+func (r *Report) Intact() bool { return len(r.Problems) == 0 && r.Uncovered == 0 }
+
+// ErrVerify wraps errors that kept verification from running at all (as
+// opposed to a journal that failed it).
+var ErrVerify = errors.New("cannot verify")
+
+type sessionLeaves struct {
+	id        SessionID
+	startLeaf int64
+	segments  []Leaf
+	segLeaf   []int64
+	end       *Leaf
+	endLeaf   int64
+	bad       bool // a leaf-level problem already reported
+}
+
+// Verify recomputes a journal from its stored records and checks it against
+// its signed checkpoints, using only the auditor's key. It reads one
+// consistent snapshot, so it may run while a writer appends.
+func Verify(ctx context.Context, store storage.Store, opts VerifyOptions) (*Report, error) {
+	if opts.Verifier == nil {
+		return nil, fmt.Errorf("%w: the journal's public key is required", ErrVerify)
+	}
+	snap, err := store.Snapshot(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrVerify, err)
+	}
+	defer snap.Close()
+	v := &verifier{ctx: ctx, snap: snap, opts: opts, r: &Report{Unterminated: []SessionSummary{}, Abandoned: []SessionSummary{}, Problems: []Problem{}}}
+	if err := v.run(); err != nil {
+		return nil, err
+	}
+	sort.SliceStable(v.r.Problems, func(a, b int) bool { return v.r.Problems[a].Leaf < v.r.Problems[b].Leaf })
+	return v.r, nil
+}
+
+type verifier struct {
+	ctx    context.Context
+	snap   storage.Snapshot
+	opts   VerifyOptions
+	r      *Report
+	hashes []tlog.Hash // recomputed stored hashes, by stored-hash index
+	// recordHash is each leaf's recomputed hash, to localize damage.
+	recordHash []tlog.Hash
+	sessions   map[SessionID]*sessionLeaves
+	order      []*sessionLeaves
+}
+
+func (v *verifier) problem(leaf int64, where, format string, args ...any) {
+	v.r.Problems = append(v.r.Problems, Problem{Leaf: leaf, Where: where, What: fmt.Sprintf(format, args...)})
+}
+
+func (v *verifier) reader() tlog.HashReader {
+	return tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
+		out := make([]tlog.Hash, len(idx))
+		for i, x := range idx {
+			if x < 0 || x >= int64(len(v.hashes)) {
+				return nil, fmt.Errorf("tree hash %d not computed", x)
+			}
+			out[i] = v.hashes[x]
+		}
+		return out, nil
+	})
+}
+
+func (v *verifier) run() error {
+	meta, err := v.snap.Meta(v.ctx)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrVerify, err)
+	}
+	if f := meta[MetaFormat]; f != FormatVersion {
+		return fmt.Errorf("%w: journal format %q, this bastion verifies %q", ErrVerify, f, FormatVersion)
+	}
+	v.r.Origin = v.opts.Verifier.Name()
+	if o := meta[MetaOrigin]; o != v.r.Origin {
+		return fmt.Errorf("%w: the key is for log %q but the journal says it is log %q", ErrVerify, v.r.Origin, o)
+	}
+	if err := v.leaves(); err != nil {
+		return err
+	}
+	if err := v.checkpoints(); err != nil {
+		return err
+	}
+	return v.frames()
+}
+
+// leaves recomputes the tree from the leaves table and collects each
+// session's segments.
+func (v *verifier) leaves() error {
+	v.sessions = map[SessionID]*sessionLeaves{}
+	r := v.reader()
+	var next int64
+	err := v.snap.Leaves(v.ctx, 0, 1<<62, func(sl storage.Leaf) error {
+		if sl.Index != next {
+			if sl.Index > next {
+				v.problem(next, fmt.Sprintf("leaf %d", next), "missing: the log jumps from leaf %d to leaf %d (deleted)", next-1, sl.Index)
+			} else {
+				v.problem(sl.Index, fmt.Sprintf("leaf %d", sl.Index), "stored out of order")
+			}
+			return errStopLeaves
+		}
+		hs, err := tlog.StoredHashes(next, sl.Data, r)
+		if err != nil {
+			return err
+		}
+		v.hashes = append(v.hashes, hs...)
+		v.recordHash = append(v.recordHash, tlog.RecordHash(sl.Data))
+		v.leaf(next, sl)
+		next++
+		return nil
+	})
+	if err != nil && !errors.Is(err, errStopLeaves) {
+		return fmt.Errorf("%w: read leaves: %v", ErrVerify, err)
+	}
+	v.r.TreeSize = next
+	if next > 0 {
+		root, err := tlog.TreeHash(next, r)
+		if err != nil {
+			return err
+		}
+		v.r.Root = Hash(root).String()
+	}
+	for _, s := range v.order {
+		sum := SessionSummary{ID: uuid.UUID(s.id).String(), StartLeaf: s.startLeaf, EndLeaf: -1}
+		if n := len(s.segments); n > 0 {
+			sum.Frames = s.segments[n-1].Last
+		}
+		if s.end == nil {
+			v.r.Unterminated = append(v.r.Unterminated, sum)
+			continue
+		}
+		sum.EndLeaf, sum.Reason = s.endLeaf, s.end.Attrs["reason"]
+		if sum.Reason == "abandoned" {
+			v.r.Abandoned = append(v.r.Abandoned, sum)
+		}
+	}
+	v.r.Sessions = len(v.order)
+	return nil
+}
+
+var errStopLeaves = errors.New("stop")
+
+func (v *verifier) leaf(idx int64, sl storage.Leaf) {
+	where := fmt.Sprintf("leaf %d", idx)
+	l, err := ParseLeaf(sl.Data)
+	if err != nil {
+		v.problem(idx, where, "%v", err)
+		return
+	}
+	where = fmt.Sprintf("leaf %d (%s", idx, l.Type)
+	if l.Type != LeafEvent {
+		where += " of session " + uuid.UUID(l.Session).String()
+	}
+	where += ")"
+	s := v.sessions[l.Session]
+	switch l.Type {
+	case LeafEvent:
+		v.r.Events++
+		return
+	case LeafSessionStart:
+		if s != nil {
+			v.problem(idx, where, "session already started at leaf %d (duplicate)", s.startLeaf)
+			s.bad = true
+			return
+		}
+		s = &sessionLeaves{id: l.Session, startLeaf: idx, endLeaf: -1}
+		v.sessions[l.Session] = s
+		v.order = append(v.order, s)
+		return
+	}
+	if s == nil {
+		v.problem(idx, where, "no session-start leaf precedes it")
+		return
+	}
+	if s.bad {
+		return
+	}
+	if s.end != nil {
+		v.problem(idx, where, "after the session's end at leaf %d", s.endLeaf)
+		s.bad = true
+		return
+	}
+	var last uint64
+	if n := len(s.segments); n > 0 {
+		last = s.segments[n-1].Last
+	}
+	switch l.Type {
+	case LeafSegment:
+		if l.First != last+1 {
+			v.problem(idx, where, "commits frames %d..%d but the previous segment ended at frame %d", l.First, l.Last, last)
+			s.bad = true
+			return
+		}
+		s.segments = append(s.segments, *l)
+		s.segLeaf = append(s.segLeaf, idx)
+	case LeafSessionEnd:
+		if l.Last != last {
+			v.problem(idx, where, "ends at frame %d but the segments commit frames up to %d", l.Last, last)
+			s.bad = true
+		}
+		s.end, s.endLeaf = l, idx
+	}
+}
+
+// checkpoints checks every stored checkpoint's signature and root.
+func (v *verifier) checkpoints() error {
+	published, err := v.snap.Published(v.ctx)
+	if err != nil {
+		return fmt.Errorf("%w: read checkpoints: %v", ErrVerify, err)
+	}
+	head, err := v.snap.Head(v.ctx)
+	if err != nil {
+		return fmt.Errorf("%w: read head checkpoint: %v", ErrVerify, err)
+	}
+	type stored struct {
+		storage.Checkpoint
+		where string
+	}
+	var all []stored
+	for _, c := range published {
+		all = append(all, stored{c, fmt.Sprintf("checkpoint at tree size %d", c.TreeSize)})
+	}
+	if head != nil {
+		all = append(all, stored{*head, fmt.Sprintf("head checkpoint at tree size %d", head.TreeSize)})
+	}
+	var latest *Checkpoint
+	var latestNote []byte
+	r := v.reader()
+	for _, sc := range all {
+		c, err := OpenCheckpoint(sc.Note, v.opts.Verifier)
+		if err != nil {
+			v.problem(sc.TreeSize, sc.where, "%v", err)
+			continue
+		}
+		if c.Size != sc.TreeSize {
+			v.problem(sc.TreeSize, sc.where, "the signed note says tree size %d", c.Size)
+			continue
+		}
+		if c.Size > v.r.TreeSize {
+			v.problem(v.r.TreeSize, sc.where, "commits to %d leaves but the journal has %d: leaves %d..%d are missing (truncated)", c.Size, v.r.TreeSize, v.r.TreeSize, c.Size-1)
+			continue
+		}
+		if c.Size == 0 {
+			continue
+		}
+		root, err := tlog.TreeHash(c.Size, r)
+		if err != nil {
+			return err
+		}
+		if Hash(root) != c.Root {
+			first := v.firstChangedLeaf(c.Size)
+			v.problem(first, sc.where, "the recomputed root of leaves 0..%d differs from the signed root: %s", c.Size-1, v.describeLeaf(first, c.Size))
+			continue
+		}
+		v.r.Checkpoints++
+		if latest == nil || c.Size > latest.Size {
+			cc := c
+			latest, latestNote = &cc, sc.Note
+		}
+	}
+	if latest != nil {
+		v.r.Covered = latest.Size
+		v.r.Latest = string(latestNote)
+	}
+	v.r.Uncovered = v.r.TreeSize - v.r.Covered
+	if v.r.Uncovered > 0 {
+		if latest == nil {
+			v.problem(0, "journal", "no valid signed checkpoint: none of its %d leaves is covered by a signature", v.r.TreeSize)
+		} else {
+			v.problem(v.r.Covered, fmt.Sprintf("leaves %d..%d", v.r.Covered, v.r.TreeSize-1), "not covered by any valid signed checkpoint (the latest valid one covers %d leaves)", v.r.Covered)
+		}
+	}
+	if v.opts.Kept != nil {
+		return v.kept(latest)
+	}
+	return nil
+}
+
+// firstChangedLeaf localizes damage under a bad root: the first leaf whose
+// recomputed hash differs from the hash the writer stored for it. The stored
+// hashes are untrusted hints; if they were rewritten too, the damage can only
+// be bounded by the checkpoints, and size is returned as "unknown".
+func (v *verifier) firstChangedLeaf(size int64) int64 {
+	for i := int64(0); i < size; i++ {
+		got, err := v.snap.Hashes(v.ctx, []int64{tlog.StoredHashIndex(0, i)})
+		if err != nil || !bytes.Equal(got[0], v.recordHash[i][:]) {
+			return i
+		}
+	}
+	return size
+}
+
+func (v *verifier) describeLeaf(i, size int64) string {
+	if i >= size {
+		return "every leaf matches its stored hash, so the stored hashes were rewritten too; the change is in leaves 0.." + fmt.Sprint(size-1)
+	}
+	return fmt.Sprintf("leaf %d is the first whose content differs from its stored hash (modified, inserted or reordered)", i)
+}
+
+// kept checks the auditor's kept checkpoint and proves consistency from it.
+func (v *verifier) kept(latest *Checkpoint) error {
+	k, err := OpenCheckpoint(v.opts.Kept, v.opts.Verifier)
+	if err != nil {
+		return fmt.Errorf("%w: kept checkpoint: %v", ErrVerify, err)
+	}
+	res := &KeptResult{Size: k.Size}
+	v.r.Kept = res
+	where := fmt.Sprintf("kept checkpoint at tree size %d", k.Size)
+	if k.Size > v.r.TreeSize {
+		v.problem(v.r.TreeSize, where, "the journal has only %d leaves: it was truncated or rolled back to an older copy", v.r.TreeSize)
+		return nil
+	}
+	if k.Size == 0 {
+		res.Consistent = true
+		return nil
+	}
+	root, err := tlog.TreeHash(k.Size, v.reader())
+	if err != nil {
+		return err
+	}
+	if Hash(root) != k.Root {
+		first := v.firstChangedLeaf(k.Size)
+		v.problem(first, where, "the journal no longer contains the log it committed to (rolled back or rewritten): %s", v.describeLeaf(first, k.Size))
+		return nil
+	}
+	if latest == nil || latest.Size < k.Size {
+		// Nothing signed to prove to; the recomputed prefix matched.
+		res.Consistent, res.ProvedTo = true, k.Size
+		return nil
+	}
+	proof, err := tlog.ProveTree(latest.Size, k.Size, v.reader())
+	if err != nil {
+		return err
+	}
+	if err := tlog.CheckTree(proof, latest.Size, tlog.Hash(latest.Root), k.Size, tlog.Hash(k.Root)); err != nil {
+		v.problem(k.Size, where, "no consistency proof to the latest checkpoint: %v", err)
+		return nil
+	}
+	res.Consistent, res.ProvedTo, res.ProofHashes = true, latest.Size, len(proof)
+	return nil
+}
+
+// frames recomputes each session's chain and checks it against the heads
+// its segment and end leaves committed to.
+func (v *verifier) frames() error {
+	list, err := v.snap.Sessions(v.ctx)
+	if err != nil {
+		return fmt.Errorf("%w: read sessions: %v", ErrVerify, err)
+	}
+	byID := map[SessionID]storage.Session{}
+	known := map[int64]bool{}
+	for _, s := range list {
+		var id SessionID
+		if len(s.ID) != SessionIDSize {
+			v.problem(v.r.TreeSize, fmt.Sprintf("sessions row %d", s.Num), "malformed session id")
+			continue
+		}
+		copy(id[:], s.ID)
+		byID[id] = s
+		known[s.Num] = true
+		if v.sessions[id] == nil && (v.opts.Session == nil || *v.opts.Session == id) {
+			v.problem(v.r.TreeSize, "session "+uuid.UUID(id).String(), "listed in the sessions table but no leaf starts it (inserted)")
+		}
+	}
+	if v.opts.Session == nil {
+		nums, err := v.snap.FrameSessions(v.ctx)
+		if err != nil {
+			return fmt.Errorf("%w: read frames: %v", ErrVerify, err)
+		}
+		for _, n := range nums {
+			if !known[n] {
+				v.problem(v.r.TreeSize, fmt.Sprintf("frames of session number %d", n), "belong to no known session (inserted, or their session was deleted)")
+			}
+		}
+	}
+	total, err := v.snap.PayloadBytes(v.ctx)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrVerify, err)
+	}
+	var done int64
+	progress := func(n int) {
+		done += int64(n)
+		if v.opts.Progress != nil && done%(64<<20) < int64(n) {
+			v.opts.Progress(done, total)
+		}
+	}
+	for _, s := range v.order {
+		if v.opts.Session != nil && *v.opts.Session != s.id {
+			continue
+		}
+		row, ok := byID[s.id]
+		if !ok {
+			if len(s.segments) > 0 {
+				v.problem(s.startLeaf, "session "+uuid.UUID(s.id).String(), "its frames are missing: the session was deleted from the sessions table")
+			}
+			continue
+		}
+		v.r.SessionsRead++
+		if err := v.chain(s, row.Num, progress); err != nil {
+			return err
+		}
+	}
+	if v.opts.Session != nil && v.sessions[*v.opts.Session] == nil {
+		return fmt.Errorf("%w: no session %s in the journal", ErrVerify, uuid.UUID(*v.opts.Session))
+	}
+	if v.opts.Progress != nil {
+		v.opts.Progress(done, total)
+	}
+	return nil
+}
+
+func (v *verifier) chain(s *sessionLeaves, num int64, progress func(int)) error {
+	sid := uuid.UUID(s.id).String()
+	c := NewChainer(ChainSeed(s.id))
+	var expect uint64 = 1
+	seg := 0
+	var hint *uint64 // first frame not matching its stored chain value
+	stop := errors.New("stop")
+	fail := func(leaf int64, where, format string, args ...any) error {
+		v.problem(leaf, where, format, args...)
+		return stop
+	}
+	segLeaf := func() int64 {
+		if seg < len(s.segLeaf) {
+			return s.segLeaf[seg]
+		}
+		return v.r.TreeSize
+	}
+	err := v.snap.Frames(v.ctx, num, func(sf *storage.Frame) error {
+		seq := uint64(sf.Seq)
+		where := fmt.Sprintf("session %s frame %d", sid, seq)
+		if s.bad {
+			return stop
+		}
+		switch {
+		case sf.Seq < 1:
+			return fail(segLeaf(), where, "invalid sequence number")
+		case seq < expect:
+			return fail(segLeaf(), where, "appears twice (inserted)")
+		case seq > expect:
+			return fail(segLeaf(), fmt.Sprintf("session %s frame %d", sid, expect), "missing: frames jump from %d to %d (deleted)", expect-1, seq)
+		}
+		if seg >= len(s.segments) {
+			return fail(v.r.TreeSize, where, "no segment leaf commits it (inserted after the last commit)")
+		}
+		f := Frame{Session: s.id, Seq: seq, Kind: Kind(sf.Kind), Channel: sf.Channel, MonoNS: sf.MonoNS, WallNS: sf.WallNS, Payload: sf.Payload}
+		head := c.Add(&f)
+		if hint == nil && !bytes.Equal(sf.Chain, head[:]) {
+			h := seq
+			hint = &h
+		}
+		v.r.Frames++
+		v.r.PayloadBytes += int64(len(sf.Payload))
+		progress(len(sf.Payload))
+		if seq == s.segments[seg].Last {
+			if head != s.segments[seg].Head {
+				what := fmt.Sprintf("the chain over frames %d..%d does not match the head committed by this segment leaf", s.segments[seg].First, seq)
+				if hint != nil {
+					what += fmt.Sprintf("; frame %d is the first whose content differs from its stored chain value (modified, inserted, reordered or re-timed)", *hint)
+				}
+				return fail(s.segLeaf[seg], fmt.Sprintf("leaf %d (segment of session %s)", s.segLeaf[seg], sid), "%s", what)
+			}
+			seg++
+			hint = nil
+		}
+		expect++
+		return nil
+	})
+	if err != nil && !errors.Is(err, stop) {
+		return fmt.Errorf("%w: read frames of session %s: %v", ErrVerify, sid, err)
+	}
+	if err != nil || s.bad {
+		return nil
+	}
+	if seg < len(s.segments) {
+		sg := s.segments[seg]
+		v.problem(s.segLeaf[seg], fmt.Sprintf("session %s frames %d..%d", sid, expect, sg.Last), "missing: committed by leaf %d but not in the journal (deleted)", s.segLeaf[seg])
+		return nil
+	}
+	if s.end != nil && s.end.Head != c.Head() {
+		v.problem(s.endLeaf, fmt.Sprintf("leaf %d (session-end of session %s)", s.endLeaf, sid), "its chain head does not match the session's frames")
+	}
+	return nil
+}
+
+// String renders a hash in base64, as checkpoints do.
+func (h Hash) String() string { return tlog.Hash(h).String() }

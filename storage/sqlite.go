@@ -1,0 +1,596 @@
+package storage
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+
+	sqlite3 "github.com/mattn/go-sqlite3"
+)
+
+// Synchronous levels for a writer (SQLite's PRAGMA synchronous in WAL mode).
+const (
+	// SyncFull makes every commit survive a power loss or kernel crash:
+	// the WAL is fsynced at each commit.
+	SyncFull = "full"
+	// SyncNormal makes every commit survive the crash of any process,
+	// but the last commits may roll back on power loss.
+	SyncNormal = "normal"
+)
+
+// Options configure [OpenSQLite].
+type Options struct {
+	// ReadOnly opens the journal for reading only: no writer lock is
+	// taken and the file must exist.
+	ReadOnly bool
+	// Synchronous is SyncFull or SyncNormal; "" means SyncFull.
+	Synchronous string
+}
+
+// SQLite is the embedded [Store]: one SQLite file in WAL mode. Writes go
+// through one connection, in the caller's goroutine (the recorder's single
+// writer); snapshots read through their own connections and never block it.
+type SQLite struct {
+	path string
+	rw   *sql.DB // nil when read-only; one connection
+	ro   *sql.DB
+	lock *writerLock
+
+	// Prepared on rw; used only by Commit, which has one caller at a time.
+	insFrame, insLeaf, insHash, insSession, updSession, endSession, insPublished, putHead *sql.Stmt
+}
+
+var _ Store = (*SQLite)(nil)
+
+// OpenSQLite opens (creating if needed, unless read-only) the journal at path.
+// A writer takes the journal's writer lock and fails with a *LockedError
+// while another process holds it.
+func OpenSQLite(ctx context.Context, path string, opts Options) (*SQLite, error) {
+	s := &SQLite{path: path}
+	sync := opts.Synchronous
+	if sync == "" {
+		sync = SyncFull
+	}
+	if sync != SyncFull && sync != SyncNormal {
+		return nil, fmt.Errorf("synchronous must be %q or %q, not %q", SyncFull, SyncNormal, opts.Synchronous)
+	}
+	if opts.ReadOnly {
+		if _, err := os.Stat(path); err != nil {
+			return nil, fmt.Errorf("open journal: %w", err)
+		}
+	} else {
+		lock, err := lockWriter(path)
+		if err != nil {
+			return nil, err
+		}
+		s.lock = lock
+		rw, err := sql.Open("sqlite3", dsn(path, false, sync))
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
+		rw.SetMaxOpenConns(1)
+		rw.SetMaxIdleConns(1)
+		rw.SetConnMaxLifetime(0)
+		s.rw = rw
+		if err := s.migrate(ctx); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("open journal %s: %w", path, err)
+		}
+		if err := s.prepare(ctx); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("open journal %s: %w", path, err)
+		}
+	}
+	ro, err := sql.Open("sqlite3", dsn(path, true, sync))
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	s.ro = ro
+	if opts.ReadOnly {
+		if err := s.checkReadable(ctx); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("open journal %s: %w", path, err)
+		}
+	}
+	return s, nil
+}
+
+func dsn(path string, readOnly bool, sync string) string {
+	q := url.Values{}
+	q.Set("_busy_timeout", "10000")
+	if readOnly {
+		q.Set("mode", "ro")
+		q.Set("_query_only", "true")
+	} else {
+		q.Set("_journal_mode", "WAL")
+		q.Set("_synchronous", strings.ToUpper(sync))
+		q.Set("_txlock", "immediate")
+	}
+	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
+}
+
+func (s *SQLite) migrate(ctx context.Context) error {
+	var version, appID int
+	if err := s.rw.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		return notJournal(err)
+	}
+	if err := s.rw.QueryRowContext(ctx, "PRAGMA application_id").Scan(&appID); err != nil {
+		return notJournal(err)
+	}
+	if version == 0 {
+		var tables int
+		if err := s.rw.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema").Scan(&tables); err != nil {
+			return notJournal(err)
+		}
+		if tables > 0 {
+			return ErrNotJournal
+		}
+	} else if appID != applicationID {
+		return ErrNotJournal
+	}
+	if version > len(migrations) {
+		return fmt.Errorf("%w: schema version %d, this bastion knows up to %d", ErrSchemaTooNew, version, len(migrations))
+	}
+	for v := version; v < len(migrations); v++ {
+		tx, err := s.rw.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migrate schema to version %d: %w", v+1, err)
+		}
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d; PRAGMA application_id = %d", v+1, applicationID)); err != nil {
+			tx.Rollback()
+			return err
+		}
+		if err := tx.Commit(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// notJournal maps SQLite's "file is not a database" to ErrNotJournal.
+func notJournal(err error) error {
+	var se sqlite3.Error
+	if errors.As(err, &se) && (se.Code == sqlite3.ErrNotADB || se.Code == sqlite3.ErrCorrupt) {
+		return fmt.Errorf("%w: %v", ErrNotJournal, err)
+	}
+	return err
+}
+
+func (s *SQLite) checkReadable(ctx context.Context) error {
+	var version, appID int
+	if err := s.ro.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		return notJournal(err)
+	}
+	if err := s.ro.QueryRowContext(ctx, "PRAGMA application_id").Scan(&appID); err != nil {
+		return notJournal(err)
+	}
+	if version == 0 || appID != applicationID {
+		return ErrNotJournal
+	}
+	if version > len(migrations) {
+		return fmt.Errorf("%w: schema version %d, this bastion knows up to %d", ErrSchemaTooNew, version, len(migrations))
+	}
+	return nil
+}
+
+func (s *SQLite) prepare(ctx context.Context) error {
+	stmts := []struct {
+		dst **sql.Stmt
+		sql string
+	}{
+		{&s.insFrame, `INSERT INTO frames (session, seq, kind, channel, mono_ns, wall_ns, payload, chain) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`},
+		{&s.insLeaf, `INSERT INTO leaves (idx, type, session, data) VALUES (?, ?, ?, ?)`},
+		{&s.insHash, `INSERT INTO tree_hashes (idx, hash) VALUES (?, ?)`},
+		{&s.insSession, `INSERT INTO sessions (num, id, start_leaf, started_ns, summary) VALUES (?, ?, ?, ?, ?)`},
+		{&s.updSession, `UPDATE sessions SET frames = frames + ?, in_bytes = in_bytes + ?, out_bytes = out_bytes + ? WHERE num = ?`},
+		{&s.endSession, `UPDATE sessions SET end_leaf = ?, ended_ns = ? WHERE num = ?`},
+		{&s.insPublished, `INSERT INTO checkpoints (tree_size, created_ns, note) VALUES (?, ?, ?)`},
+		{&s.putHead, `INSERT INTO head (one, tree_size, created_ns, note) VALUES (1, ?, ?, ?)
+			ON CONFLICT (one) DO UPDATE SET tree_size = excluded.tree_size, created_ns = excluded.created_ns, note = excluded.note`},
+	}
+	for _, st := range stmts {
+		p, err := s.rw.PrepareContext(ctx, st.sql)
+		if err != nil {
+			return err
+		}
+		*st.dst = p
+	}
+	return nil
+}
+
+// Init implements [Store].
+func (s *SQLite) Init(ctx context.Context, meta map[string]string) error {
+	if s.rw == nil {
+		return ErrReadOnly
+	}
+	tx, err := s.rw.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	var n int
+	if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM meta").Scan(&n); err != nil {
+		return err
+	}
+	if n > 0 {
+		return errors.New("journal is already initialized")
+	}
+	for k, v := range meta {
+		if _, err := tx.ExecContext(ctx, "INSERT INTO meta (key, value) VALUES (?, ?)", k, v); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+// State implements [Store].
+func (s *SQLite) State(ctx context.Context) (*State, error) {
+	if s.rw == nil {
+		return nil, ErrReadOnly
+	}
+	conn := s.rw
+	st := &State{}
+	var err error
+	if st.Meta, err = readMeta(ctx, conn); err != nil {
+		return nil, err
+	}
+	if st.TreeSize, err = treeSize(ctx, conn); err != nil {
+		return nil, err
+	}
+	if err := conn.QueryRowContext(ctx, "SELECT coalesce(max(idx) + 1, 0) FROM tree_hashes").Scan(&st.HashCount); err != nil {
+		return nil, err
+	}
+	if err := conn.QueryRowContext(ctx, "SELECT coalesce(max(num) + 1, 1) FROM sessions").Scan(&st.NextSession); err != nil {
+		return nil, err
+	}
+	if st.Head, err = readHead(ctx, conn); err != nil {
+		return nil, err
+	}
+	var c Checkpoint
+	err = conn.QueryRowContext(ctx, "SELECT tree_size, created_ns, note FROM checkpoints ORDER BY tree_size DESC LIMIT 1").Scan(&c.TreeSize, &c.CreatedNS, &c.Note)
+	switch {
+	case err == nil:
+		st.Published = &c
+	case !errors.Is(err, sql.ErrNoRows):
+		return nil, err
+	}
+	if st.Open, err = readSessions(ctx, conn, "WHERE end_leaf IS NULL"); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// Commit implements [Store].
+func (s *SQLite) Commit(ctx context.Context, b *Batch) (err error) {
+	if s.rw == nil {
+		return ErrReadOnly
+	}
+	tx, err := s.rw.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			tx.Rollback()
+		}
+	}()
+	if len(b.Leaves) > 0 {
+		var next int64
+		if err := tx.QueryRowContext(ctx, "SELECT coalesce(max(idx) + 1, 0) FROM leaves").Scan(&next); err != nil {
+			return err
+		}
+		if b.Leaves[0].Index != next {
+			return fmt.Errorf("%w: first leaf index %d, journal has %d leaves", ErrConflict, b.Leaves[0].Index, next)
+		}
+	}
+	for _, se := range b.NewSessions {
+		if _, err := tx.Stmt(s.insSession).ExecContext(ctx, se.Num, se.ID, se.StartLeaf, se.StartedNS, se.Summary); err != nil {
+			return fmt.Errorf("insert session: %w", err)
+		}
+	}
+	if len(b.Frames) > 0 {
+		ins := tx.Stmt(s.insFrame)
+		for i := range b.Frames {
+			f := &b.Frames[i]
+			if _, err := ins.ExecContext(ctx, f.Session, f.Seq, f.Kind, f.Channel, f.MonoNS, f.WallNS, f.Payload, f.Chain); err != nil {
+				return fmt.Errorf("insert frame: %w", err)
+			}
+		}
+	}
+	for i, l := range b.Leaves {
+		if i > 0 && l.Index != b.Leaves[i-1].Index+1 {
+			return fmt.Errorf("%w: leaf indexes not contiguous", ErrConflict)
+		}
+		var session any
+		if l.Session >= 0 {
+			session = l.Session
+		}
+		if _, err := tx.Stmt(s.insLeaf).ExecContext(ctx, l.Index, l.Type, session, l.Data); err != nil {
+			return fmt.Errorf("insert leaf: %w", err)
+		}
+	}
+	for i, h := range b.Hashes {
+		if _, err := tx.Stmt(s.insHash).ExecContext(ctx, b.HashStart+int64(i), h); err != nil {
+			return fmt.Errorf("insert tree hash: %w", err)
+		}
+	}
+	for _, d := range b.Sessions {
+		if d.Frames != 0 || d.InBytes != 0 || d.OutBytes != 0 {
+			if _, err := tx.Stmt(s.updSession).ExecContext(ctx, d.Frames, d.InBytes, d.OutBytes, d.Num); err != nil {
+				return fmt.Errorf("update session: %w", err)
+			}
+		}
+		if d.EndLeaf >= 0 {
+			if _, err := tx.Stmt(s.endSession).ExecContext(ctx, d.EndLeaf, d.EndedNS, d.Num); err != nil {
+				return fmt.Errorf("end session: %w", err)
+			}
+		}
+	}
+	for _, c := range b.Published {
+		if _, err := tx.Stmt(s.insPublished).ExecContext(ctx, c.TreeSize, c.CreatedNS, c.Note); err != nil {
+			return fmt.Errorf("insert checkpoint: %w", err)
+		}
+	}
+	if b.Head != nil {
+		if _, err := tx.Stmt(s.putHead).ExecContext(ctx, b.Head.TreeSize, b.Head.CreatedNS, b.Head.Note); err != nil {
+			return fmt.Errorf("store head checkpoint: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// Hashes implements [Store].
+func (s *SQLite) Hashes(ctx context.Context, indexes []int64) ([][]byte, error) {
+	db := s.rw
+	if db == nil {
+		db = s.ro
+	}
+	return readHashes(ctx, db, indexes)
+}
+
+// Close implements [Store]. It releases the writer lock last, after the
+// database is closed.
+func (s *SQLite) Close() error {
+	var errs []error
+	for _, st := range []*sql.Stmt{s.insFrame, s.insLeaf, s.insHash, s.insSession, s.updSession, s.endSession, s.insPublished, s.putHead} {
+		if st != nil {
+			st.Close()
+		}
+	}
+	if s.ro != nil {
+		errs = append(errs, s.ro.Close())
+	}
+	if s.rw != nil {
+		errs = append(errs, s.rw.Close())
+	}
+	errs = append(errs, s.lock.release())
+	return errors.Join(errs...)
+}
+
+// Snapshot implements [Store]: a read transaction on its own connection.
+func (s *SQLite) Snapshot(ctx context.Context) (Snapshot, error) {
+	conn, err := s.ro.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := conn.ExecContext(ctx, "BEGIN"); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	// A deferred transaction takes its snapshot at the first read.
+	var n int
+	if err := conn.QueryRowContext(ctx, "SELECT count(*) FROM meta").Scan(&n); err != nil {
+		conn.ExecContext(context.Background(), "ROLLBACK")
+		conn.Close()
+		return nil, notJournal(err)
+	}
+	return &sqliteSnapshot{conn: conn}, nil
+}
+
+type queryerCtx interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+type sqliteSnapshot struct {
+	conn *sql.Conn
+}
+
+func (s *sqliteSnapshot) Close() error {
+	_, err := s.conn.ExecContext(context.Background(), "ROLLBACK")
+	return errors.Join(err, s.conn.Close())
+}
+
+func (s *sqliteSnapshot) Meta(ctx context.Context) (map[string]string, error) {
+	return readMeta(ctx, s.conn)
+}
+
+func (s *sqliteSnapshot) TreeSize(ctx context.Context) (int64, error) { return treeSize(ctx, s.conn) }
+
+func (s *sqliteSnapshot) Leaves(ctx context.Context, from, to int64, fn func(Leaf) error) error {
+	return s.leaves(ctx, fn, "WHERE idx >= ? AND idx < ? ORDER BY idx", from, to)
+}
+
+func (s *sqliteSnapshot) SessionLeaves(ctx context.Context, session int64, fn func(Leaf) error) error {
+	return s.leaves(ctx, fn, "WHERE session = ? ORDER BY idx", session)
+}
+
+func (s *sqliteSnapshot) leaves(ctx context.Context, fn func(Leaf) error, where string, args ...any) error {
+	rows, err := s.conn.QueryContext(ctx, "SELECT idx, type, coalesce(session, -1), data FROM leaves "+where, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var l Leaf
+		if err := rows.Scan(&l.Index, &l.Type, &l.Session, &l.Data); err != nil {
+			return err
+		}
+		if err := fn(l); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+func (s *sqliteSnapshot) Sessions(ctx context.Context) ([]Session, error) {
+	return readSessions(ctx, s.conn, "")
+}
+
+func (s *sqliteSnapshot) SessionByID(ctx context.Context, id []byte) (*Session, error) {
+	list, err := readSessions(ctx, s.conn, "WHERE id = ?", id)
+	if err != nil {
+		return nil, err
+	}
+	if len(list) == 0 {
+		return nil, ErrNotFound
+	}
+	return &list[0], nil
+}
+
+func (s *sqliteSnapshot) FrameSessions(ctx context.Context) ([]int64, error) {
+	rows, err := s.conn.QueryContext(ctx, "SELECT DISTINCT session FROM frames ORDER BY session")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []int64
+	for rows.Next() {
+		var n int64
+		if err := rows.Scan(&n); err != nil {
+			return nil, err
+		}
+		out = append(out, n)
+	}
+	return out, rows.Err()
+}
+
+func (s *sqliteSnapshot) Frames(ctx context.Context, session int64, fn func(*Frame) error) error {
+	rows, err := s.conn.QueryContext(ctx, "SELECT seq, kind, channel, mono_ns, wall_ns, payload, chain FROM frames WHERE session = ? ORDER BY seq", session)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	f := Frame{Session: session}
+	var payload, chain sql.RawBytes
+	for rows.Next() {
+		if err := rows.Scan(&f.Seq, &f.Kind, &f.Channel, &f.MonoNS, &f.WallNS, &payload, &chain); err != nil {
+			return fmt.Errorf("read frame of session %d: %w", session, err)
+		}
+		f.Payload, f.Chain = payload, chain
+		if err := fn(&f); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+func (s *sqliteSnapshot) Hashes(ctx context.Context, indexes []int64) ([][]byte, error) {
+	return readHashes(ctx, s.conn, indexes)
+}
+
+func (s *sqliteSnapshot) Published(ctx context.Context) ([]Checkpoint, error) {
+	rows, err := s.conn.QueryContext(ctx, "SELECT tree_size, created_ns, note FROM checkpoints ORDER BY tree_size")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Checkpoint
+	for rows.Next() {
+		var c Checkpoint
+		if err := rows.Scan(&c.TreeSize, &c.CreatedNS, &c.Note); err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+func (s *sqliteSnapshot) Head(ctx context.Context) (*Checkpoint, error) { return readHead(ctx, s.conn) }
+
+func (s *sqliteSnapshot) PayloadBytes(ctx context.Context) (int64, error) {
+	var n int64
+	err := s.conn.QueryRowContext(ctx, "SELECT coalesce(sum(length(payload)), 0) FROM frames").Scan(&n)
+	return n, err
+}
+
+func readMeta(ctx context.Context, q queryerCtx) (map[string]string, error) {
+	rows, err := q.QueryContext(ctx, "SELECT key, value FROM meta")
+	if err != nil {
+		return nil, notJournal(err)
+	}
+	defer rows.Close()
+	m := map[string]string{}
+	for rows.Next() {
+		var k, v string
+		if err := rows.Scan(&k, &v); err != nil {
+			return nil, err
+		}
+		m[k] = v
+	}
+	return m, rows.Err()
+}
+
+func treeSize(ctx context.Context, q queryerCtx) (int64, error) {
+	var n int64
+	err := q.QueryRowContext(ctx, "SELECT coalesce(max(idx) + 1, 0) FROM leaves").Scan(&n)
+	return n, err
+}
+
+func readHead(ctx context.Context, q queryerCtx) (*Checkpoint, error) {
+	var c Checkpoint
+	err := q.QueryRowContext(ctx, "SELECT tree_size, created_ns, note FROM head WHERE one = 1").Scan(&c.TreeSize, &c.CreatedNS, &c.Note)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func readSessions(ctx context.Context, q queryerCtx, where string, args ...any) ([]Session, error) {
+	rows, err := q.QueryContext(ctx, `SELECT num, id, start_leaf, started_ns, coalesce(end_leaf, -1), coalesce(ended_ns, 0),
+		summary, frames, in_bytes, out_bytes FROM sessions `+where+` ORDER BY num`, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Session
+	for rows.Next() {
+		var s Session
+		if err := rows.Scan(&s.Num, &s.ID, &s.StartLeaf, &s.StartedNS, &s.EndLeaf, &s.EndedNS,
+			&s.Summary, &s.Frames, &s.InBytes, &s.OutBytes); err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}
+
+// readHashes reads stored hashes; a missing index is ErrNotFound.
+func readHashes(ctx context.Context, q queryerCtx, indexes []int64) ([][]byte, error) {
+	out := make([][]byte, len(indexes))
+	for i, idx := range indexes {
+		if err := q.QueryRowContext(ctx, "SELECT hash FROM tree_hashes WHERE idx = ?", idx).Scan(&out[i]); err != nil {
+			if errors.Is(err, sql.ErrNoRows) {
+				return nil, fmt.Errorf("tree hash %d: %w", idx, ErrNotFound)
+			}
+			return nil, err
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,170 @@
+// Package storage is the durable, ordered persistence under the journal.
+//
+// It stores opaque rows (sessions, frames, leaves, stored tree hashes and
+// signed checkpoints) and knows nothing of how they are hashed or signed: the
+// recorder package owns the journal format. A [Store] commits one [Batch] at a
+// time atomically, allows exactly one writer process per journal, and serves
+// readers a consistent [Snapshot] that never blocks the writer.
+//
+// # Backends
+//
+// [SQLite] is the embedded backend (WAL mode, STRICT tables, schema
+// migrations). A server database can be added later behind the same [Store]
+// interface; the contract tests in storagetest run against every backend.
+package storage
+
+import (
+	"context"
+	"errors"
+)
+
+// Sentinel errors callers branch on.
+var (
+	// ErrLocked means another process holds the journal for writing.
+	// The returned error is a *LockedError naming that process.
+	ErrLocked = errors.New("journal is held by another writer")
+	// ErrReadOnly is returned by writes on a store opened for reading.
+	ErrReadOnly = errors.New("journal is open read-only")
+	// ErrNotJournal means the file exists but is not a bastion journal.
+	ErrNotJournal = errors.New("not a bastion journal")
+	// ErrSchemaTooNew means the journal was written by a newer bastion.
+	ErrSchemaTooNew = errors.New("journal schema is newer than this bastion")
+	// ErrNotFound means a requested row does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict means a batch does not extend the stored state (for
+	// example a leaf index that is not the next one): a bug or a second
+	// writer, never to be papered over.
+	ErrConflict = errors.New("batch does not extend the journal")
+)
+
+// Session is a row of the sessions index. Num is local to one journal; ID is
+// the 16-byte session identifier that the journal format hashes.
+type Session struct {
+	Num       int64
+	ID        []byte
+	StartLeaf int64
+	StartedNS int64
+	// EndLeaf and EndedNS are -1 and 0 while the session has no end leaf.
+	EndLeaf int64
+	EndedNS int64
+	// Summary is a one-line description for listings (command or identity).
+	Summary  string
+	Frames   int64
+	InBytes  int64
+	OutBytes int64
+}
+
+// Ended reports whether the session has an end leaf.
+func (s *Session) Ended() bool { return s.EndLeaf >= 0 }
+
+// Frame is one recorded frame as stored. Chain is the recorder's chain value
+// after this frame: a hint for locating damage, never trusted by verification.
+type Frame struct {
+	Session int64
+	Seq     int64
+	Kind    uint8
+	Channel uint32
+	MonoNS  int64
+	WallNS  int64
+	Payload []byte
+	Chain   []byte
+}
+
+// Leaf is one entry of the global log. Type and Session are derived from Data
+// by the recorder for querying; Session is -1 when the leaf names no session.
+type Leaf struct {
+	Index   int64
+	Type    uint8
+	Session int64
+	Data    []byte
+}
+
+// Checkpoint is a signed checkpoint note over the first TreeSize leaves.
+type Checkpoint struct {
+	TreeSize  int64
+	CreatedNS int64
+	Note      []byte
+}
+
+// SessionDelta adds counters to a session and, when EndLeaf >= 0, ends it.
+type SessionDelta struct {
+	Num      int64
+	Frames   int64
+	InBytes  int64
+	OutBytes int64
+	EndLeaf  int64
+	EndedNS  int64
+}
+
+// Batch is everything one group commit writes, atomically.
+type Batch struct {
+	NewSessions []Session
+	Frames      []Frame
+	Leaves      []Leaf
+	// HashStart is the stored-hash index of Hashes[0]; Hashes are the
+	// tree's stored hashes in index order, contiguous with those stored.
+	HashStart int64
+	Hashes    [][]byte
+	Sessions  []SessionDelta
+	// Head, when set, replaces the latest signed checkpoint.
+	Head *Checkpoint
+	// Published checkpoints are kept forever.
+	Published []Checkpoint
+}
+
+// State is what a writer needs to resume appending.
+type State struct {
+	Meta        map[string]string
+	TreeSize    int64
+	HashCount   int64
+	NextSession int64
+	Head        *Checkpoint // nil when none
+	Published   *Checkpoint // the largest published checkpoint, nil when none
+	Open        []Session   // sessions without an end leaf
+}
+
+// Store is a journal's persistence. A Store opened for writing holds the
+// journal's writer lock until Close.
+type Store interface {
+	// Init sets up an empty journal with the given metadata; it fails if
+	// the journal already holds metadata.
+	Init(ctx context.Context, meta map[string]string) error
+	// State reads what a writer needs to resume.
+	State(ctx context.Context) (*State, error)
+	// Commit writes b atomically and durably, or not at all.
+	Commit(ctx context.Context, b *Batch) error
+	// Snapshot opens a consistent read view. It never blocks Commit.
+	Snapshot(ctx context.Context) (Snapshot, error)
+	// Hashes reads stored tree hashes by index (for the writer's tree).
+	Hashes(ctx context.Context, indexes []int64) ([][]byte, error)
+	Close() error
+}
+
+// Snapshot is a consistent read view of a journal. It is not safe for
+// concurrent use; open one per goroutine.
+type Snapshot interface {
+	Meta(ctx context.Context) (map[string]string, error)
+	TreeSize(ctx context.Context) (int64, error)
+	// Leaves calls fn for leaves with from <= index < to, in index order.
+	Leaves(ctx context.Context, from, to int64, fn func(Leaf) error) error
+	// SessionLeaves calls fn for the leaves that name session, in index order.
+	SessionLeaves(ctx context.Context, session int64, fn func(Leaf) error) error
+	// Sessions lists the sessions index in Num order.
+	Sessions(ctx context.Context) ([]Session, error)
+	// SessionByID returns the session with the given 16-byte ID.
+	SessionByID(ctx context.Context, id []byte) (*Session, error)
+	// FrameSessions lists the distinct session numbers frames refer to.
+	FrameSessions(ctx context.Context) ([]int64, error)
+	// Frames calls fn for the frames of one session in Seq order. The
+	// Frame's slices are valid only during the call.
+	Frames(ctx context.Context, session int64, fn func(*Frame) error) error
+	// Hashes reads stored tree hashes by index.
+	Hashes(ctx context.Context, indexes []int64) ([][]byte, error)
+	// Published lists published checkpoints in TreeSize order.
+	Published(ctx context.Context) ([]Checkpoint, error)
+	// Head is the latest signed checkpoint, nil when none.
+	Head(ctx context.Context) (*Checkpoint, error)
+	// PayloadBytes is the sum of frame payload lengths (for progress).
+	PayloadBytes(ctx context.Context) (int64, error)
+	Close() error
+}
