@@ -65,7 +65,7 @@ type Options struct {
 // newly signed head checkpoint, so everything committed is always covered by
 // a signature, even after a crash.
 type Journal struct {
-	store    storage.Store
+	st       storage.Store
 	key      *JournalKey
 	origin   string
 	log      hclog.Logger
@@ -107,7 +107,7 @@ const (
 type op struct {
 	kind  opKind
 	sess  *Session
-	frame storage.Frame // opFrame
+	frame *pendingFrame // opFrame
 	leaf  *Leaf         // opStart, opEnd, opEvent
 	// done receives the commit's result for every op but opFrame, whose
 	// result is published through its session.
@@ -125,7 +125,7 @@ func Open(ctx context.Context, store storage.Store, opts Options) (*Journal, err
 		return nil, errors.New("recorder: a journal signing key is required")
 	}
 	j := &Journal{
-		store:    store,
+		st:       store,
 		key:      opts.Key,
 		origin:   opts.Key.Signer.Name(),
 		log:      opts.Logger,
@@ -241,7 +241,7 @@ func (j *Journal) closeAbandoned(ctx context.Context, open []storage.Session) er
 		copy(s.id[:], se.ID)
 		head := ChainSeed(s.id)
 		var last uint64
-		snap, err := j.store.Snapshot(ctx)
+		snap, err := j.st.Snapshot(ctx)
 		if err != nil {
 			return err
 		}
@@ -364,283 +364,9 @@ func (j *Journal) Close() error {
 	return err
 }
 
-// run is the writer goroutine, owned by the Journal: started by Open,
-// stopped by Close.
-func (j *Journal) run() {
-	defer close(j.done)
-	tick := time.NewTicker(j.interval)
-	defer tick.Stop()
-	for {
-		stopping := false
-		select {
-		case <-j.wake:
-		case <-tick.C:
-		case <-j.stop:
-			stopping = true
-		}
-		j.mu.Lock()
-		ops := j.queue
-		j.queue = nil
-		failed := j.err != nil
-		j.mu.Unlock()
-		if failed {
-			// Fail whatever arrived between the failure and now.
-			j.finish(ops, j.Err())
-			if stopping {
-				return
-			}
-			continue
-		}
-		publish := stopping || (j.head != nil && j.head.TreeSize > j.published && j.now().Sub(j.publishedAt) >= j.interval)
-		if len(ops) > 0 || publish {
-			if err := j.commit(ops, publish); err != nil {
-				j.fail(err)
-				j.finish(ops, err)
-			}
-		}
-		if stopping {
-			return
-		}
-	}
-}
-
-// fail makes err sticky and fails every live session.
-func (j *Journal) fail(err error) {
-	j.log.Error("journal write failed; stopping all sessions", "error", err)
-	j.mu.Lock()
-	if j.err == nil {
-		j.err = fmt.Errorf("recorder: journal write failed: %w", err)
-	}
-	for s := range j.sessions {
-		s.fail(j.err)
-	}
-	j.mu.Unlock()
-}
-
-// finish reports a commit's result to the ops that wait for one.
-func (j *Journal) finish(ops []op, err error) {
-	for i := range ops {
-		if ops[i].done != nil {
-			ops[i].done <- err
-		}
-	}
-}
-
-type segment struct {
-	s           *Session
-	first, last uint64
-	head        Hash
-	frames      int64
-	in, out     int64
-	bytes       int // all payload bytes, for the pipeline bound
-}
-
-// commit writes ops as one transaction.
-func (j *Journal) commit(ops []op, publish bool) error {
-	now := j.now()
-	wall := now.UnixNano()
-	b := &storage.Batch{HashStart: j.hashCount}
-	var leaves []*Leaf
-	var leafSession []int64
-	var leafOps []*op
-	var segs []*segment
-	open := map[*Session]*segment{}
-	flush := func(s *Session) {
-		if sg := open[s]; sg != nil {
-			leaves = append(leaves, &Leaf{Type: LeafSegment, WallNS: wall, Session: s.id, First: sg.first, Last: sg.last, Head: sg.head})
-			leafSession = append(leafSession, s.num)
-			leafOps = append(leafOps, nil)
-			delete(open, s)
-		}
-	}
-	for i := range ops {
-		o := &ops[i]
-		switch o.kind {
-		case opFrame:
-			sg := open[o.sess]
-			if sg == nil {
-				sg = &segment{s: o.sess, first: uint64(o.frame.Seq)}
-				open[o.sess] = sg
-				segs = append(segs, sg)
-			}
-			sg.last = uint64(o.frame.Seq)
-			copy(sg.head[:], o.frame.Chain)
-			sg.frames++
-			sg.bytes += len(o.frame.Payload)
-			switch Kind(o.frame.Kind) {
-			case KindInput:
-				sg.in += int64(len(o.frame.Payload))
-			case KindOutput, KindStderr:
-				sg.out += int64(len(o.frame.Payload))
-			}
-			b.Frames = append(b.Frames, o.frame)
-		case opStart:
-			o.leaf.WallNS = wall
-			leaves = append(leaves, o.leaf)
-			leafSession = append(leafSession, o.sess.num)
-			leafOps = append(leafOps, o)
-			b.NewSessions = append(b.NewSessions, storage.Session{
-				Num: o.sess.num, ID: o.sess.id[:], StartLeaf: -1, StartedNS: wall, Summary: o.sess.summary,
-			})
-		case opEnd:
-			flush(o.sess)
-			o.leaf.WallNS = wall
-			leaves = append(leaves, o.leaf)
-			leafSession = append(leafSession, o.sess.num)
-			leafOps = append(leafOps, o)
-			publish = true // every session end is kept
-		case opEvent:
-			o.leaf.WallNS = wall
-			leaves = append(leaves, o.leaf)
-			leafSession = append(leafSession, -1)
-			leafOps = append(leafOps, o)
-		case opPublish:
-			publish = true
-		}
-	}
-	for _, sg := range segs {
-		flush(sg.s)
-	}
-
-	// Extend the tree.
-	size := j.treeSize
-	r := j.hashReader()
-	for i, l := range leaves {
-		data, err := l.Encode()
-		if err != nil {
-			return fmt.Errorf("encode %s leaf: %w", l.Type, err)
-		}
-		idx := size + int64(i)
-		hs, err := tlog.StoredHashes(idx, data, r)
-		if err != nil {
-			return fmt.Errorf("tree hashes for leaf %d: %w", idx, err)
-		}
-		base := tlog.StoredHashIndex(0, idx)
-		for k, h := range hs {
-			j.hashes[base+int64(k)] = h
-			b.Hashes = append(b.Hashes, h[:])
-		}
-		b.Leaves = append(b.Leaves, storage.Leaf{Index: idx, Type: uint8(l.Type), Session: leafSession[i], Data: data})
-		switch l.Type {
-		case LeafSessionStart:
-			for k := range b.NewSessions {
-				if b.NewSessions[k].Num == leafSession[i] {
-					b.NewSessions[k].StartLeaf = idx
-				}
-			}
-		case LeafSessionEnd:
-			b.Sessions = append(b.Sessions, storage.SessionDelta{Num: leafSession[i], EndLeaf: idx, EndedNS: wall})
-		}
-	}
-	for _, sg := range segs {
-		b.Sessions = append(b.Sessions, storage.SessionDelta{Num: sg.s.num, Frames: sg.frames, InBytes: sg.in, OutBytes: sg.out, EndLeaf: -1})
-	}
-	newSize := size + int64(len(leaves))
-
-	// Sign the new head; keep it when it is time to publish.
-	head := j.head
-	if newSize > size || head == nil && newSize > 0 {
-		root, err := tlog.TreeHash(newSize, r)
-		if err != nil {
-			return fmt.Errorf("tree root: %w", err)
-		}
-		if j.head != nil && newSize < j.head.TreeSize {
-			return fmt.Errorf("refusing to sign tree size %d below signed size %d", newSize, j.head.TreeSize)
-		}
-		note, err := SignCheckpoint(Checkpoint{Origin: j.origin, Size: newSize, Root: Hash(root)}, j.key.Signer)
-		if err != nil {
-			return fmt.Errorf("sign checkpoint: %w", err)
-		}
-		head = &storage.Checkpoint{TreeSize: newSize, CreatedNS: wall, Note: note}
-		b.Head = head
-	}
-	if publish && head != nil && head.TreeSize > j.published {
-		b.Published = append(b.Published, *head)
-	}
-	if len(b.Frames) == 0 && len(b.Leaves) == 0 && len(b.Published) == 0 && b.Head == nil {
-		j.finish(ops, nil)
-		return nil
-	}
-
-	if err := j.store.Commit(context.Background(), b); err != nil {
-		return err
-	}
-
-	// Committed: advance state, then tell the sessions and callers.
-	j.treeSize, j.hashCount = newSize, j.hashCount+int64(len(b.Hashes))
-	j.head = head
-	if len(b.Published) > 0 {
-		j.published, j.publishedAt = head.TreeSize, now
-	}
-	j.pruneHashes()
-	for i, l := range b.Leaves {
-		if o := leafOps[i]; o != nil && o.leafIndex != nil {
-			*o.leafIndex = l.Index
-		}
-	}
-	for _, sg := range segs {
-		sg.s.committed(sg.last, int(sg.frames), sg.bytes)
-	}
-	j.finish(ops, nil)
-	return nil
-}
-
-// hashReader reads stored hashes from the writer's cache, then the store.
-func (j *Journal) hashReader() tlog.HashReader {
-	return tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
-		out := make([]tlog.Hash, len(idx))
-		var missing []int64
-		for i, x := range idx {
-			if h, ok := j.hashes[x]; ok {
-				out[i] = h
-			} else {
-				missing = append(missing, x)
-			}
-		}
-		if len(missing) == 0 {
-			return out, nil
-		}
-		got, err := j.store.Hashes(context.Background(), missing)
-		if err != nil {
-			return nil, err
-		}
-		k := 0
-		for i, x := range idx {
-			if _, ok := j.hashes[x]; ok {
-				continue
-			}
-			if len(got[k]) != HashSize {
-				return nil, fmt.Errorf("tree hash %d has %d bytes: %w", x, len(got[k]), ErrJournalDamaged)
-			}
-			copy(out[i][:], got[k])
-			j.hashes[x] = out[i]
-			k++
-		}
-		return out, nil
-	})
-}
-
-// pruneHashes keeps only the frontier of the tree: the roots of the complete
-// subtrees that the next leaves and roots are computed from.
-func (j *Journal) pruneHashes() {
-	keep := map[int64]bool{}
-	var start int64
-	for level := 62; level >= 0; level-- {
-		if j.treeSize&(1<<level) != 0 {
-			keep[tlog.StoredHashIndex(level, start>>level)] = true
-			start += 1 << level
-		}
-	}
-	for k := range j.hashes {
-		if !keep[k] {
-			delete(j.hashes, k)
-		}
-	}
-}
-
 // Checkpoint returns the latest signed checkpoint note the writer made.
 func (j *Journal) Checkpoint(ctx context.Context) ([]byte, error) {
-	snap, err := j.store.Snapshot(ctx)
+	snap, err := j.st.Snapshot(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -27,9 +27,12 @@ type Session struct {
 	summary string
 	start   time.Time // carries the monotonic clock reading
 
+	// chain is owned by the writer goroutine (seal, sealEnd).
+	chain *Chainer
+
 	mu        sync.Mutex
-	chain     *Chainer      // guarded by mu
 	nextSeq   uint64        // guarded by mu; last assigned seq
+	tail      *pendingFrame // guarded by mu; the last frame appended
 	done      uint64        // guarded by mu; last committed seq
 	pendingFr int           // guarded by mu; frames queued, not committed
 	pendingB  int           // guarded by mu; payload bytes queued, not committed
@@ -95,6 +98,23 @@ func (s *Session) Append(kind Kind, channel uint32, p []byte) (uint64, error) {
 	return s.append(kind, channel, p)
 }
 
+// pendingFrame is a frame between Append and its commit. Until the writer
+// takes it (seal), later chunks of the same kind and channel are added to it:
+// a session that produces output faster than commits complete gets fewer,
+// larger frames, while sparse interactive output keeps a frame per read.
+type pendingFrame struct {
+	seq     uint64
+	kind    Kind
+	channel uint32
+	monoNS  int64
+	wallNS  int64
+	payload []byte
+	taken   bool // set by seal, under the session's mu
+}
+
+// coalesceLimit is the largest frame that chunks are merged into.
+const coalesceLimit = 32 << 10
+
 func (s *Session) append(kind Kind, channel uint32, p []byte) (uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -113,29 +133,51 @@ func (s *Session) append(kind Kind, channel uint32, p []byte) (uint64, error) {
 		<-ch
 		s.mu.Lock()
 	}
-	s.nextSeq++
-	f := Frame{
-		Session: s.id,
-		Seq:     s.nextSeq,
-		Kind:    kind,
-		Channel: channel,
-		MonoNS:  int64(time.Since(s.start)),
-		WallNS:  s.j.now().UnixNano(),
-		Payload: append(make([]byte, 0, len(p)), p...), // never nil: an empty payload is an empty blob
-	}
-	head := s.chain.Add(&f)
-	s.pendingFr++
 	s.pendingB += len(p)
+	if t := s.tail; t != nil && !t.taken && t.kind == kind && t.channel == channel && len(t.payload)+len(p) <= coalesceLimit {
+		t.payload = append(t.payload, p...)
+		return t.seq, nil
+	}
+	s.nextSeq++
+	f := &pendingFrame{
+		seq:     s.nextSeq,
+		kind:    kind,
+		channel: channel,
+		monoNS:  int64(time.Since(s.start)),
+		wallNS:  s.j.now().UnixNano(),
+		payload: append(make([]byte, 0, len(p)), p...), // never nil: an empty payload is an empty blob
+	}
+	s.pendingFr++
 	// Enqueued under s.mu, so frames reach the writer in seq order.
-	err := s.j.enqueue(op{kind: opFrame, sess: s, frame: storage.Frame{
-		Session: s.num, Seq: int64(f.Seq), Kind: uint8(kind), Channel: channel,
-		MonoNS: f.MonoNS, WallNS: f.WallNS, Payload: f.Payload, Chain: head[:],
-	}})
-	if err != nil {
+	if err := s.j.enqueue(op{kind: opFrame, sess: s, frame: f}); err != nil {
 		s.failLocked(err)
 		return 0, err
 	}
-	return f.Seq, nil
+	s.tail = f
+	return f.seq, nil
+}
+
+// seal is called by the writer, in queue order, to take a frame: no more
+// chunks join it, and it is hashed onto the session's chain.
+func (s *Session) seal(f *pendingFrame) storage.Frame {
+	s.mu.Lock()
+	f.taken = true
+	s.mu.Unlock()
+	// The chain is the writer's alone: only seal and sealEnd touch it.
+	head := s.chain.Add(&Frame{Session: s.id, Seq: f.seq, Kind: f.kind, Channel: f.channel, MonoNS: f.monoNS, WallNS: f.wallNS, Payload: f.payload})
+	return storage.Frame{
+		Session: s.num, Seq: int64(f.seq), Kind: uint8(f.kind), Channel: f.channel,
+		MonoNS: f.monoNS, WallNS: f.wallNS, Payload: f.payload, Chain: head[:],
+	}
+}
+
+// sealEnd completes an end leaf with the chain's final state; the writer
+// calls it after sealing every frame queued before the end.
+func (s *Session) sealEnd(l *Leaf) {
+	s.mu.Lock()
+	l.Last = s.nextSeq
+	s.mu.Unlock()
+	l.Head = s.chain.Head()
 }
 
 // Wait blocks until frame seq and all before it are committed. It returns
@@ -176,7 +218,8 @@ func (s *Session) End(ctx context.Context, attrs Attrs) error {
 		return s.err
 	}
 	s.ended = true
-	l := &Leaf{Type: LeafSessionEnd, Session: s.id, Last: s.nextSeq, Head: s.chain.Head(), Attrs: attrs}
+	// Last and Head are filled in by the writer (sealEnd).
+	l := &Leaf{Type: LeafSessionEnd, Session: s.id, Attrs: attrs}
 	if _, err := l.Encode(); err != nil {
 		s.ended = false
 		s.mu.Unlock()

@@ -31,6 +31,9 @@ type Options struct {
 	Synchronous string
 }
 
+// pageSize is the page size of new journals.
+const pageSize = 4096
+
 // SQLite is the embedded [Store]: one SQLite file in WAL mode. Writes go
 // through one connection, in the caller's goroutine (the recorder's single
 // writer); snapshots read through their own connections and never block it.
@@ -39,9 +42,10 @@ type SQLite struct {
 	rw   *sql.DB // nil when read-only; one connection
 	ro   *sql.DB
 	lock *writerLock
+	ckpt *checkpointer // nil when read-only
 
 	// Prepared on rw; used only by Commit, which has one caller at a time.
-	insFrame, insLeaf, insHash, insSession, updSession, endSession, insPublished, putHead *sql.Stmt
+	insFrame, insFrames, insLeaf, insHash, insSession, updSession, endSession, insPublished, putHead *sql.Stmt
 }
 
 var _ Store = (*SQLite)(nil)
@@ -92,6 +96,15 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*SQLite, error)
 		return nil, err
 	}
 	s.ro = ro
+	if !opts.ReadOnly {
+		ck, err := sql.Open("sqlite3", dsn(path, false, sync))
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
+		ck.SetMaxOpenConns(1)
+		s.ckpt = startCheckpointer(ck)
+	}
 	if opts.ReadOnly {
 		if err := s.checkReadable(ctx); err != nil {
 			s.Close()
@@ -108,14 +121,14 @@ func dsn(path string, readOnly bool, sync string) string {
 		q.Set("mode", "ro")
 		q.Set("_query_only", "true")
 	} else {
-		q.Set("_journal_mode", "WAL")
+		// journal_mode=WAL is set after the page size (see migrate).
 		q.Set("_synchronous", strings.ToUpper(sync))
 		q.Set("_txlock", "immediate")
 	}
 	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
 }
 
-func (s *SQLite) migrate(ctx context.Context) error {
+func (s *SQLite) migrate(ctx context.Context) (err error) {
 	var version, appID int
 	if err := s.rw.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
 		return notJournal(err)
@@ -131,12 +144,23 @@ func (s *SQLite) migrate(ctx context.Context) error {
 		if tables > 0 {
 			return ErrNotJournal
 		}
+		// Frames are coalesced up to 32 KiB (see recorder), so payloads
+		// live in overflow chains that fill whole pages; a page size of
+		// one eighth of that wastes the least space.
+		if _, err := s.rw.ExecContext(ctx, fmt.Sprintf("PRAGMA page_size = %d", pageSize)); err != nil {
+			return fmt.Errorf("set page size: %w", err)
+		}
 	} else if appID != applicationID {
 		return ErrNotJournal
 	}
 	if version > len(migrations) {
 		return fmt.Errorf("%w: schema version %d, this bastion knows up to %d", ErrSchemaTooNew, version, len(migrations))
 	}
+	defer func() {
+		if err == nil {
+			err = s.rw.QueryRowContext(ctx, "PRAGMA journal_mode = WAL").Scan(new(string))
+		}
+	}()
 	for v := version; v < len(migrations); v++ {
 		tx, err := s.rw.BeginTx(ctx, nil)
 		if err != nil {
@@ -184,11 +208,17 @@ func (s *SQLite) checkReadable(ctx context.Context) error {
 }
 
 func (s *SQLite) prepare(ctx context.Context) error {
+	// The background checkpointer does this work off the writer's thread.
+	if _, err := s.rw.ExecContext(ctx, "PRAGMA wal_autocheckpoint = 0; PRAGMA cache_size = -65536"); err != nil {
+		return err
+	}
 	stmts := []struct {
 		dst **sql.Stmt
 		sql string
 	}{
 		{&s.insFrame, `INSERT INTO frames (session, seq, kind, channel, mono_ns, wall_ns, payload, chain) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`},
+		{&s.insFrames, `INSERT INTO frames (session, seq, kind, channel, mono_ns, wall_ns, payload, chain) VALUES ` +
+			strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?, ?, ?), ", framesPerInsert), ", ")},
 		{&s.insLeaf, `INSERT INTO leaves (idx, type, session, data) VALUES (?, ?, ?, ?)`},
 		{&s.insHash, `INSERT INTO tree_hashes (idx, hash) VALUES (?, ?)`},
 		{&s.insSession, `INSERT INTO sessions (num, id, start_leaf, started_ns, summary) VALUES (?, ?, ?, ?, ?)`},
@@ -298,14 +328,8 @@ func (s *SQLite) Commit(ctx context.Context, b *Batch) (err error) {
 			return fmt.Errorf("insert session: %w", err)
 		}
 	}
-	if len(b.Frames) > 0 {
-		ins := tx.Stmt(s.insFrame)
-		for i := range b.Frames {
-			f := &b.Frames[i]
-			if _, err := ins.ExecContext(ctx, f.Session, f.Seq, f.Kind, f.Channel, f.MonoNS, f.WallNS, f.Payload, f.Chain); err != nil {
-				return fmt.Errorf("insert frame: %w", err)
-			}
-		}
+	if err := s.insertFrames(ctx, tx, b.Frames); err != nil {
+		return err
 	}
 	for i, l := range b.Leaves {
 		if i > 0 && l.Index != b.Leaves[i-1].Index+1 {
@@ -349,6 +373,33 @@ func (s *SQLite) Commit(ctx context.Context, b *Batch) (err error) {
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
+	s.ckpt.committed(b.size())
+	return nil
+}
+
+// framesPerInsert is how many frames one INSERT statement carries: the
+// per-statement overhead of database/sql dominates small frames otherwise.
+const framesPerInsert = 64
+
+func (s *SQLite) insertFrames(ctx context.Context, tx *sql.Tx, frames []Frame) error {
+	args := make([]any, 0, 8*framesPerInsert)
+	for len(frames) > 0 {
+		n, stmt := len(frames), s.insFrame
+		if n >= framesPerInsert {
+			n, stmt = framesPerInsert, s.insFrames
+		} else {
+			n = 1
+		}
+		args = args[:0]
+		for i := range frames[:n] {
+			f := &frames[i]
+			args = append(args, f.Session, f.Seq, f.Kind, f.Channel, f.MonoNS, f.WallNS, f.Payload, f.Chain)
+		}
+		if _, err := tx.Stmt(stmt).ExecContext(ctx, args...); err != nil {
+			return fmt.Errorf("insert frames: %w", err)
+		}
+		frames = frames[n:]
+	}
 	return nil
 }
 
@@ -365,10 +416,14 @@ func (s *SQLite) Hashes(ctx context.Context, indexes []int64) ([][]byte, error) 
 // database is closed.
 func (s *SQLite) Close() error {
 	var errs []error
-	for _, st := range []*sql.Stmt{s.insFrame, s.insLeaf, s.insHash, s.insSession, s.updSession, s.endSession, s.insPublished, s.putHead} {
+	for _, st := range []*sql.Stmt{s.insFrame, s.insFrames, s.insLeaf, s.insHash, s.insSession, s.updSession, s.endSession, s.insPublished, s.putHead} {
 		if st != nil {
 			st.Close()
 		}
+	}
+	if s.ckpt != nil {
+		s.ckpt.stop()
+		errs = append(errs, s.ckpt.db.Close())
 	}
 	if s.ro != nil {
 		errs = append(errs, s.ro.Close())

@@ -112,6 +112,18 @@ type Batch struct {
 	Published []Checkpoint
 }
 
+// size estimates the bytes b writes.
+func (b *Batch) size() int {
+	n := 0
+	for i := range b.Frames {
+		n += len(b.Frames[i].Payload) + 64
+	}
+	for i := range b.Leaves {
+		n += len(b.Leaves[i].Data) + 16
+	}
+	return n + 40*len(b.Hashes) + 512
+}
+
 // State is what a writer needs to resume appending.
 type State struct {
 	Meta        map[string]string

@@ -1,0 +1,126 @@
+package recorder
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/bastionhq/bastion/storage"
+)
+
+// benchAppend appends b.N frames of size bytes from sessions concurrent
+// sessions, each pipelining (waiting only at the end), and reports frames/s,
+// MB/s and the journal's bytes per payload byte.
+func benchAppend(b *testing.B, size, sessions int, syncMode string) {
+	ctx := context.Background()
+	key := testKey(b)
+	path := filepath.Join(b.TempDir(), "j.db")
+	st, err := storage.OpenSQLite(ctx, path, storage.Options{Synchronous: syncMode})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	j, err := Open(ctx, st, Options{Key: key})
+	if err != nil {
+		b.Fatal(err)
+	}
+	payload := make([]byte, size)
+	for i := range payload {
+		payload[i] = byte(i * 7)
+	}
+	ss := make([]*Session, sessions)
+	for i := range ss {
+		if ss[i], err = j.StartSession(ctx, SessionInfo{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.SetBytes(int64(size))
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	per := b.N / sessions
+	for i, s := range ss {
+		n := per
+		if i == 0 {
+			n += b.N % sessions
+		}
+		wg.Go(func() {
+			var seq uint64
+			for k := 0; k < n; k++ {
+				// Small frames alternate input and output, as keystrokes
+				// and their echo do, so none are coalesced: every
+				// append is a frame of its own.
+				kind := KindOutput
+				if size < 1024 && k%2 == 0 {
+					kind = KindInput
+				}
+				if seq, err = s.Append(kind, 0, payload); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+			if err := s.Wait(ctx, seq); err != nil {
+				b.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "frames/s")
+	for _, s := range ss {
+		s.End(ctx, nil)
+	}
+	j.Close()
+	st.Close()
+	if fi, err := os.Stat(path); err == nil && b.N*size > 16<<20 {
+		b.ReportMetric(float64(fi.Size())/float64(b.N*size), "journal-bytes/payload-byte")
+	}
+}
+
+func BenchmarkAppendSmallFrames(b *testing.B) { benchAppend(b, 64, 4, storage.SyncNormal) }
+func BenchmarkAppendSmallFull(b *testing.B)   { benchAppend(b, 64, 4, storage.SyncFull) }
+func BenchmarkAppendBulk(b *testing.B)        { benchAppend(b, 32<<10, 1, storage.SyncNormal) }
+func BenchmarkAppendBulkFull(b *testing.B)    { benchAppend(b, 32<<10, 1, storage.SyncFull) }
+func BenchmarkAppendPTYSized(b *testing.B)    { benchAppend(b, 4095, 1, storage.SyncNormal) }
+
+// BenchmarkVerify verifies a journal of 256 MiB of 32 KiB output frames.
+func BenchmarkVerify(b *testing.B) {
+	ctx := context.Background()
+	key := testKey(b)
+	path := filepath.Join(b.TempDir(), "j.db")
+	st, err := storage.OpenSQLite(ctx, path, storage.Options{Synchronous: storage.SyncNormal})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	j, err := Open(ctx, st, Options{Key: key})
+	if err != nil {
+		b.Fatal(err)
+	}
+	const total = 256 << 20
+	payload := make([]byte, 32<<10)
+	for k := 0; k < 4; k++ {
+		s, err := j.StartSession(ctx, SessionInfo{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		var seq uint64
+		for n := 0; n < total/4; n += len(payload) {
+			if seq, err = s.Append(KindOutput, 0, payload); err != nil {
+				b.Fatal(err)
+			}
+		}
+		s.Wait(ctx, seq)
+		s.End(ctx, nil)
+	}
+	j.Close()
+	b.SetBytes(total)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		r, err := Verify(ctx, st, VerifyOptions{Verifier: key.Verifier})
+		if err != nil || !r.Intact() {
+			b.Fatal(err, r.Problems)
+		}
+	}
+}

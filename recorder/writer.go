@@ -1,0 +1,324 @@
+package recorder
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/bastionhq/bastion/storage"
+)
+
+// run is the writer goroutine, owned by the Journal: started by Open,
+// stopped by Close. It builds each batch (seals and hashes frames, makes
+// leaves, extends the tree, signs the head) while the committer goroutine it
+// owns writes the previous one: hashing and SQLite overlap on two cores.
+func (j *Journal) run() {
+	defer close(j.done)
+	commits := make(chan *built, 1)
+	committed := make(chan struct{})
+	go func() {
+		defer close(committed)
+		for p := range commits {
+			j.store(p)
+		}
+	}()
+	defer func() {
+		close(commits)
+		<-committed
+	}()
+	tick := time.NewTicker(j.interval)
+	defer tick.Stop()
+	for {
+		stopping := false
+		select {
+		case <-j.wake:
+		case <-tick.C:
+		case <-j.stop:
+			stopping = true
+		}
+		j.mu.Lock()
+		ops := j.queue
+		j.queue = nil
+		failed := j.err != nil
+		j.mu.Unlock()
+		if failed {
+			// Fail whatever arrived between the failure and now.
+			j.finish(ops, j.Err())
+			if stopping {
+				return
+			}
+			continue
+		}
+		publish := stopping || (j.head != nil && j.head.TreeSize > j.published && j.now().Sub(j.publishedAt) >= j.interval)
+		if len(ops) > 0 || publish {
+			p, err := j.build(ops, publish)
+			if err != nil {
+				j.fail(err)
+				j.finish(ops, err)
+			} else if p != nil {
+				commits <- p
+			}
+		}
+		if stopping {
+			return
+		}
+	}
+}
+
+// fail makes err sticky and fails every live session.
+func (j *Journal) fail(err error) {
+	j.log.Error("journal write failed; stopping all sessions", "error", err)
+	j.mu.Lock()
+	if j.err == nil {
+		j.err = fmt.Errorf("recorder: journal write failed: %w", err)
+	}
+	for s := range j.sessions {
+		s.fail(j.err)
+	}
+	j.mu.Unlock()
+}
+
+// finish reports a commit's result to the ops that wait for one.
+func (j *Journal) finish(ops []op, err error) {
+	for i := range ops {
+		if ops[i].done != nil {
+			ops[i].done <- err
+		}
+	}
+}
+
+type segment struct {
+	s           *Session
+	first, last uint64
+	head        Hash
+	frames      int64
+	in, out     int64
+	bytes       int // all payload bytes, for the pipeline bound
+}
+
+// built is a batch on its way to the store, with whom to tell.
+type built struct {
+	batch   *storage.Batch
+	ops     []op
+	segs    []*segment
+	leafOps []*op
+}
+
+// build turns ops into one batch and advances the writer's view of the tree
+// as if it committed; if it does not, the journal fails as a whole, so no
+// later batch is ever committed on top of a missing one. It returns nil
+// when there is nothing to write.
+func (j *Journal) build(ops []op, publish bool) (*built, error) {
+	now := j.now()
+	wall := now.UnixNano()
+	b := &storage.Batch{HashStart: j.hashCount}
+	var leaves []*Leaf
+	var leafSession []int64
+	var leafOps []*op
+	var segs []*segment
+	open := map[*Session]*segment{}
+	flush := func(s *Session) {
+		if sg := open[s]; sg != nil {
+			leaves = append(leaves, &Leaf{Type: LeafSegment, WallNS: wall, Session: s.id, First: sg.first, Last: sg.last, Head: sg.head})
+			leafSession = append(leafSession, s.num)
+			leafOps = append(leafOps, nil)
+			delete(open, s)
+		}
+	}
+	for i := range ops {
+		o := &ops[i]
+		switch o.kind {
+		case opFrame:
+			f := o.sess.seal(o.frame)
+			sg := open[o.sess]
+			if sg == nil {
+				sg = &segment{s: o.sess, first: uint64(f.Seq)}
+				open[o.sess] = sg
+				segs = append(segs, sg)
+			}
+			sg.last = uint64(f.Seq)
+			copy(sg.head[:], f.Chain)
+			sg.frames++
+			sg.bytes += len(f.Payload)
+			switch Kind(f.Kind) {
+			case KindInput:
+				sg.in += int64(len(f.Payload))
+			case KindOutput, KindStderr:
+				sg.out += int64(len(f.Payload))
+			}
+			b.Frames = append(b.Frames, f)
+		case opStart:
+			o.leaf.WallNS = wall
+			leaves = append(leaves, o.leaf)
+			leafSession = append(leafSession, o.sess.num)
+			leafOps = append(leafOps, o)
+			b.NewSessions = append(b.NewSessions, storage.Session{
+				Num: o.sess.num, ID: o.sess.id[:], StartLeaf: -1, StartedNS: wall, Summary: o.sess.summary,
+			})
+		case opEnd:
+			flush(o.sess)
+			o.sess.sealEnd(o.leaf)
+			o.leaf.WallNS = wall
+			leaves = append(leaves, o.leaf)
+			leafSession = append(leafSession, o.sess.num)
+			leafOps = append(leafOps, o)
+			publish = true // every session end is kept
+		case opEvent:
+			o.leaf.WallNS = wall
+			leaves = append(leaves, o.leaf)
+			leafSession = append(leafSession, -1)
+			leafOps = append(leafOps, o)
+		case opPublish:
+			publish = true
+		}
+	}
+	for _, sg := range segs {
+		flush(sg.s)
+	}
+
+	// Extend the tree.
+	size := j.treeSize
+	r := j.hashReader()
+	for i, l := range leaves {
+		data, err := l.Encode()
+		if err != nil {
+			return nil, fmt.Errorf("encode %s leaf: %w", l.Type, err)
+		}
+		idx := size + int64(i)
+		hs, err := tlog.StoredHashes(idx, data, r)
+		if err != nil {
+			return nil, fmt.Errorf("tree hashes for leaf %d: %w", idx, err)
+		}
+		base := tlog.StoredHashIndex(0, idx)
+		for k, h := range hs {
+			j.hashes[base+int64(k)] = h
+			b.Hashes = append(b.Hashes, h[:])
+		}
+		b.Leaves = append(b.Leaves, storage.Leaf{Index: idx, Type: uint8(l.Type), Session: leafSession[i], Data: data})
+		switch l.Type {
+		case LeafSessionStart:
+			for k := range b.NewSessions {
+				if b.NewSessions[k].Num == leafSession[i] {
+					b.NewSessions[k].StartLeaf = idx
+				}
+			}
+		case LeafSessionEnd:
+			b.Sessions = append(b.Sessions, storage.SessionDelta{Num: leafSession[i], EndLeaf: idx, EndedNS: wall})
+		}
+	}
+	for _, sg := range segs {
+		b.Sessions = append(b.Sessions, storage.SessionDelta{Num: sg.s.num, Frames: sg.frames, InBytes: sg.in, OutBytes: sg.out, EndLeaf: -1})
+	}
+	newSize := size + int64(len(leaves))
+
+	// Sign the new head; keep it when it is time to publish.
+	head := j.head
+	if newSize > size || head == nil && newSize > 0 {
+		root, err := tlog.TreeHash(newSize, r)
+		if err != nil {
+			return nil, fmt.Errorf("tree root: %w", err)
+		}
+		if j.head != nil && newSize < j.head.TreeSize {
+			return nil, fmt.Errorf("refusing to sign tree size %d below signed size %d", newSize, j.head.TreeSize)
+		}
+		note, err := SignCheckpoint(Checkpoint{Origin: j.origin, Size: newSize, Root: Hash(root)}, j.key.Signer)
+		if err != nil {
+			return nil, fmt.Errorf("sign checkpoint: %w", err)
+		}
+		head = &storage.Checkpoint{TreeSize: newSize, CreatedNS: wall, Note: note}
+		b.Head = head
+	}
+	if publish && head != nil && head.TreeSize > j.published {
+		b.Published = append(b.Published, *head)
+	}
+	if len(b.Frames) == 0 && len(b.Leaves) == 0 && len(b.Published) == 0 && b.Head == nil {
+		j.finish(ops, nil)
+		return nil, nil
+	}
+	j.treeSize, j.hashCount = newSize, j.hashCount+int64(len(b.Hashes))
+	j.head = head
+	if len(b.Published) > 0 {
+		j.published, j.publishedAt = head.TreeSize, now
+	}
+	j.pruneHashes()
+	return &built{batch: b, ops: ops, segs: segs, leafOps: leafOps}, nil
+}
+
+// store commits a built batch, then tells the sessions and callers waiting
+// for it. Runs on the committer goroutine.
+func (j *Journal) store(p *built) {
+	if err := j.Err(); err != nil {
+		// An earlier batch failed; this one was built on top of it.
+		j.finish(p.ops, err)
+		return
+	}
+	if err := j.st.Commit(context.Background(), p.batch); err != nil {
+		j.fail(err)
+		j.finish(p.ops, err)
+		return
+	}
+	for i, l := range p.batch.Leaves {
+		if o := p.leafOps[i]; o != nil && o.leafIndex != nil {
+			*o.leafIndex = l.Index
+		}
+	}
+	for _, sg := range p.segs {
+		sg.s.committed(sg.last, int(sg.frames), sg.bytes)
+	}
+	j.finish(p.ops, nil)
+}
+
+// hashReader reads stored hashes from the writer's cache, then the store.
+func (j *Journal) hashReader() tlog.HashReader {
+	return tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
+		out := make([]tlog.Hash, len(idx))
+		var missing []int64
+		for i, x := range idx {
+			if h, ok := j.hashes[x]; ok {
+				out[i] = h
+			} else {
+				missing = append(missing, x)
+			}
+		}
+		if len(missing) == 0 {
+			return out, nil
+		}
+		got, err := j.st.Hashes(context.Background(), missing)
+		if err != nil {
+			return nil, err
+		}
+		k := 0
+		for i, x := range idx {
+			if _, ok := j.hashes[x]; ok {
+				continue
+			}
+			if len(got[k]) != HashSize {
+				return nil, fmt.Errorf("tree hash %d has %d bytes: %w", x, len(got[k]), ErrJournalDamaged)
+			}
+			copy(out[i][:], got[k])
+			j.hashes[x] = out[i]
+			k++
+		}
+		return out, nil
+	})
+}
+
+// pruneHashes keeps only the frontier of the tree: the roots of the complete
+// subtrees that the next leaves and roots are computed from.
+func (j *Journal) pruneHashes() {
+	keep := map[int64]bool{}
+	var start int64
+	for level := 62; level >= 0; level-- {
+		if j.treeSize&(1<<level) != 0 {
+			keep[tlog.StoredHashIndex(level, start>>level)] = true
+			start += 1 << level
+		}
+	}
+	for k := range j.hashes {
+		if !keep[k] {
+			delete(j.hashes, k)
+		}
+	}
+}
