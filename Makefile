@@ -1,0 +1,78 @@
+# Build, test and try bastion. Needs only Go and a C compiler (for
+# mattn/go-sqlite3); tools are installed into .tools/ on first use.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := build
+
+# mattn/go-sqlite3 is a cgo package, and -race needs cgo too.
+export CGO_ENABLED := 1
+
+GO ?= go
+TOOLS := $(CURDIR)/.tools
+STATICCHECK_VERSION := v0.8.2
+STATICCHECK := $(TOOLS)/staticcheck-$(STATICCHECK_VERSION)
+
+# The release version stamped into the binary: the nearest tag, if any.
+# Without one, "bastion version" falls back to the Go build information.
+VERSION ?= $(shell git describe --tags --dirty 2>/dev/null)
+LDFLAGS := $(if $(VERSION),-X main.version=$(VERSION))
+
+FUZZTIME ?= 10s
+
+.PHONY: build test fmt-check vet staticcheck bench demo fuzz clean
+
+build:
+	$(GO) build -ldflags '$(LDFLAGS)' -o bin/bastion ./cmd/bastion
+
+test: fmt-check vet staticcheck
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+fmt-check:
+	@files=$$(find . -name '*.go' -not -path './.git/*' -not -path './.tools/*' -not -path '*/testdata/*' -print0 | xargs -0 -r gofmt -l); \
+	if [ -n "$$files" ]; then \
+		echo "these files need gofmt -w:"; echo "$$files"; exit 1; \
+	fi
+
+vet:
+	$(GO) vet ./...
+
+staticcheck: $(STATICCHECK)
+	$(STATICCHECK) ./...
+
+# Installed under a versioned name, so that changing STATICCHECK_VERSION
+# installs the new one.
+$(STATICCHECK):
+	@mkdir -p $(TOOLS)/bin.tmp
+	GOBIN=$(TOOLS)/bin.tmp $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	mv $(TOOLS)/bin.tmp/staticcheck $@
+	@rmdir $(TOOLS)/bin.tmp
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+	@# scripts/bench.sh runs the end-to-end benchmarks (sessions through a real
+	@# bastion); it comes with them, and until then there is nothing to run.
+	@if [ -x scripts/bench.sh ]; then ./scripts/bench.sh; \
+	else echo "scripts/bench.sh not present: no end-to-end benchmarks to run"; fi
+
+# The demo gets a fresh home of its own, so it never touches ~/.bastion
+# and always starts from nothing. The home is kept for a look afterwards.
+demo: build
+	@home=$$(mktemp -d -t bastion-demo.XXXXXX); \
+	echo "BASTION_HOME=$$home"; \
+	BASTION_HOME=$$home ./bin/bastion demo
+
+# Runs every fuzz target for FUZZTIME each (go test -fuzz takes one target
+# in one package at a time).
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+		list=$$($(GO) test -list '^Fuzz' "$$pkg"); \
+		for target in $$(grep '^Fuzz' <<<"$$list" || true); do \
+			echo "fuzz $$pkg $$target"; \
+			$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) "$$pkg"; \
+		done; \
+	done
+
+clean:
+	rm -rf bin .tools
+	rm -f coverage.out coverage.html *.coverprofile

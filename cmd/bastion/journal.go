@@ -1,0 +1,92 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+
+	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/storage"
+)
+
+// openJournal opens the journal for writing with the home's signing key.
+// close commits what is queued, keeps a final checkpoint and releases the
+// journal.
+func openJournal(ctx context.Context, e *env, dbFlag string) (j *recorder.Journal, path string, close func() error, err error) {
+	home, err := e.home()
+	if err != nil {
+		return nil, "", nil, err
+	}
+	key, err := certauth.LoadJournalKey(home)
+	if errors.Is(err, certauth.ErrNoJournalKey) {
+		return nil, "", nil, withHint(fmt.Errorf("%w: a journal is never written unsigned", err),
+			`run "bastion ca init" to create the keys, or pass --home DIR of an initialized bastion`)
+	}
+	if err != nil {
+		return nil, "", nil, err
+	}
+	path, err = e.dbPath(dbFlag)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	st, err := storage.OpenSQLite(ctx, path, storage.Options{})
+	if err != nil {
+		return nil, "", nil, journalError(err)
+	}
+	host, _ := os.Hostname()
+	j, err = recorder.Open(ctx, st, recorder.Options{Key: key, Hostname: host})
+	if err != nil {
+		st.Close()
+		if errors.Is(err, recorder.ErrJournalDamaged) {
+			return nil, "", nil, withHint(fmt.Errorf("journal %s: %w", path, err),
+				"run \"bastion verify --db "+path+"\" to find the damage; a damaged journal is never extended")
+		}
+		return nil, "", nil, fmt.Errorf("journal %s: %w", path, err)
+	}
+	return j, path, func() error {
+		return errors.Join(j.Close(), st.Close())
+	}, nil
+}
+
+// openSnapshot opens the journal read-only and takes a consistent snapshot.
+func openSnapshot(ctx context.Context, e *env, dbFlag string) (storage.Snapshot, *storage.SQLite, string, error) {
+	path, err := e.dbPath(dbFlag)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	st, err := openReadOnly(ctx, path)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	snap, err := st.Snapshot(ctx)
+	if err != nil {
+		st.Close()
+		return nil, nil, "", journalError(err)
+	}
+	return snap, st, path, nil
+}
+
+func openReadOnly(ctx context.Context, path string) (*storage.SQLite, error) {
+	st, err := storage.OpenSQLite(ctx, path, storage.Options{ReadOnly: true})
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, withHint(fmt.Errorf("no journal at %s", path),
+			`record a session first ("bastion record -- CMD"), or name the journal with --db FILE`)
+	}
+	if err != nil {
+		return nil, journalError(err)
+	}
+	return st, nil
+}
+
+func journalError(err error) error {
+	switch {
+	case errors.Is(err, storage.ErrLocked):
+		return withHint(err, "only one process writes a journal at a time; readers such as verify and sessions list work meanwhile")
+	case errors.Is(err, storage.ErrNotJournal):
+		return withHint(err, "--db must name a journal that bastion created")
+	}
+	return err
+}

@@ -1,0 +1,190 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"strconv"
+	"strings"
+
+	"github.com/bastionhq/bastion/bastion"
+	"github.com/bastionhq/bastion/recorder"
+)
+
+func init() {
+	register(&command{
+		name:    "record",
+		summary: "run a command in a terminal and record every byte into the journal",
+		usage:   recordUsage,
+		run:     runRecord,
+	})
+}
+
+const recordUsage = `Usage:
+    bastion record [--db FILE] [-q] -- COMMAND [ARG...]
+
+Runs COMMAND in a new pseudo-terminal and records its session into the
+journal: every byte typed or piped in, every byte of output, the terminal's
+size and its changes, and how the command ended. Record, then forward: a
+byte reaches the screen, or the command, only after the journal has
+committed it. If the journal cannot be written, the command is killed and
+record fails: nothing runs unrecorded.
+
+When standard input is a terminal, it is put in raw mode for the session
+and restored afterwards. When it is not (a pipe, a file, CI), its content
+is the command's input, and its end is passed on as end-of-file.
+
+record exits with the command's exit status (128+N if signal N killed it).
+It needs the journal signing key ("bastion ca init").
+
+Flags:
+    --db FILE   the journal (default: journal.db in the home directory)
+    -q          do not print the session ID when the command ends
+
+Examples:
+    $ bastion record -- bash
+    $ bastion record -- psql -h db1 payments
+    $ echo 'select 1;' | bastion record --db /tmp/j.db -- sqlite3`
+
+func runRecord(ctx context.Context, e *env, args []string) (err error) {
+	fs := e.flags()
+	db := fs.String("db", "", "journal `FILE`")
+	quiet := fs.Bool("q", false, "quiet")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	argv := fs.Args()
+	if len(argv) == 0 {
+		return usageErrorf("record needs a command: bastion record -- COMMAND [ARG...]")
+	}
+
+	j, path, closeJournal, err := openJournal(ctx, e, *db)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := closeJournal(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+
+	stdin, _ := e.stdin.(*os.File)
+	stdout, _ := e.stdout.(*os.File)
+	tty := isTerminal(stdin)
+	cfg := bastion.LocalConfig{Argv: argv, Stdin: e.stdin, StdinIsTerminal: tty, Stdout: e.stdout}
+	attrs := recorder.Attrs{
+		"kind":    "record",
+		"command": shellJoin(argv),
+		"pid":     strconv.Itoa(os.Getpid()),
+	}
+	if u, err := user.Current(); err == nil {
+		attrs["user"] = u.Username
+	}
+	if h, err := os.Hostname(); err == nil {
+		attrs["host"] = h
+	}
+	if wd, err := os.Getwd(); err == nil {
+		attrs["cwd"] = wd
+	}
+	if t := e.getenv("TERM"); t != "" {
+		attrs["term"] = t
+	}
+
+	// The terminal the command sees is the user's, when there is one.
+	sizeSrc := stdout
+	if !isTerminal(sizeSrc) {
+		sizeSrc = stdin
+	}
+	if isTerminal(sizeSrc) {
+		rctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		cfg.Resize = watchResize(rctx, sizeSrc)
+		if cols, rows, err := termSize(sizeSrc); err == nil {
+			cfg.Size = bastion.Size{Cols: cols, Rows: rows}
+		}
+	}
+
+	s, err := j.StartSession(ctx, recorder.SessionInfo{Attrs: attrs, Summary: shellJoin(argv)})
+	if err != nil {
+		return fmt.Errorf("start recording: %w", err)
+	}
+	if tty {
+		restore, err := makeRaw(int(stdin.Fd()))
+		if err != nil {
+			return err
+		}
+		defer restore()
+	}
+	res, runErr := bastion.RunLocal(ctx, cfg, sessionRecorder{s})
+
+	end := recorder.Attrs{"reason": "exited"}
+	switch {
+	case errors.Is(runErr, bastion.ErrRecordingFailed):
+		// The journal failed: there is nothing more it can take.
+		return runErr
+	case runErr != nil && ctx.Err() != nil:
+		end["reason"] = "stopped"
+		end["detail"] = context.Cause(ctx).Error()
+	case runErr != nil:
+		end["reason"] = "error"
+		end["detail"] = runErr.Error()
+	}
+	exit := recorder.Attrs{"status": strconv.Itoa(res.ExitCode)}
+	if res.Signal != "" {
+		exit["signal"] = res.Signal
+	}
+	for k, v := range exit {
+		end["exit-"+k] = v
+	}
+	payload, err := recorder.EncodeAttrs(exit)
+	if err != nil {
+		return err
+	}
+	if _, err := s.Append(recorder.KindExit, 0, payload); err != nil {
+		return fmt.Errorf("record exit status: %w", err)
+	}
+	// End commits after every frame, and waits for it.
+	if err := s.End(context.WithoutCancel(ctx), end); err != nil {
+		return fmt.Errorf("end recording: %w", err)
+	}
+	if runErr != nil {
+		return runErr
+	}
+	if !*quiet {
+		if tty {
+			fmt.Fprint(e.stderr, "\r\n")
+		}
+		fmt.Fprintf(e.stderr, "bastion: recorded session %s in %s\n", s.ID(), path)
+	}
+	if res.ExitCode != 0 {
+		return exitCode(res.ExitCode, nil)
+	}
+	return nil
+}
+
+// sessionRecorder adapts a journal session to the pump's Recorder.
+type sessionRecorder struct{ *recorder.Session }
+
+func (r sessionRecorder) Append(kind uint8, channel uint32, p []byte) (uint64, error) {
+	return r.Session.Append(recorder.Kind(kind), channel, p)
+}
+
+// shellJoin quotes argv for reading, as a POSIX shell would take it back.
+func shellJoin(argv []string) string {
+	var b strings.Builder
+	for i, a := range argv {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		if a != "" && strings.IndexFunc(a, func(r rune) bool {
+			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./=:,+@%", r))
+		}) < 0 {
+			b.WriteString(a)
+			continue
+		}
+		b.WriteString("'" + strings.ReplaceAll(a, "'", `'\''`) + "'")
+	}
+	return b.String()
+}

@@ -1,0 +1,201 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/google/uuid"
+
+	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/recorder"
+)
+
+func init() {
+	register(&command{
+		name:    "verify",
+		summary: "verify the journal's hash chains, Merkle tree and signed checkpoints",
+		usage:   verifyUsage,
+		run:     runVerify,
+	})
+}
+
+const verifyUsage = `Usage:
+    bastion verify [--db FILE] [--key FILE] [--session ID] [--checkpoint FILE] [--json]
+
+Recomputes the journal from its records and checks it against its signed
+checkpoints, trusting nothing in the file: every session's hash chain,
+every leaf of the log, the Merkle tree, and every checkpoint's signature
+with the journal's public key. It reports the first bad record and where
+it is, leaves that no valid checkpoint covers, and sessions that never
+ended (the recorder crashed, was killed, or is still running: not
+tampering by itself). It reads one consistent snapshot, so it can run while
+bastion writes the journal.
+
+With --checkpoint, a checkpoint you kept earlier (from "bastion checkpoint"),
+it also proves with a consistency proof that the journal still extends it:
+this catches a truncated journal and an older copy put back in its place.
+
+Exit status: 0 the journal is intact, 1 it is tampered or incomplete, 2 the
+check could not run (no journal, wrong key, unreadable file).
+
+Flags:
+    --db FILE           the journal (default: journal.db in the home directory)
+    --key FILE          the journal's public key (default: journal.pub in the
+                        home directory); an auditor passes the key they were
+                        given, never one read from the journal
+    --session ID        check only this session's frames (the log and its
+                        checkpoints are always checked whole)
+    --checkpoint FILE   a checkpoint kept earlier that the journal must extend
+    --json              print the report as JSON (see docs/journal-format.md)
+
+Examples:
+    $ bastion verify
+    $ bastion checkpoint > kept.txt; ...; bastion verify --checkpoint kept.txt
+    $ bastion verify --db copy.db --key journal.pub --json`
+
+func runVerify(ctx context.Context, e *env, args []string) error {
+	fs := e.flags()
+	db := fs.String("db", "", "journal `FILE`")
+	keyFile := fs.String("key", "", "public key `FILE`")
+	session := fs.String("session", "", "session `ID`")
+	kept := fs.String("checkpoint", "", "kept checkpoint `FILE`")
+	asJSON := fs.Bool("json", false, "JSON output")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageErrorf("verify takes no arguments; name a session with --session ID")
+	}
+	opts := recorder.VerifyOptions{}
+	if *keyFile == "" {
+		home, err := e.home()
+		if err != nil {
+			return exitCode(2, err)
+		}
+		*keyFile = filepath.Join(home, certauth.JournalPubKeyFile)
+	}
+	vkey, err := certauth.LoadVerifierKey(*keyFile)
+	if err != nil {
+		return exitCode(2, withHint(fmt.Errorf("journal public key: %w", err),
+			"pass the journal's public key with --key FILE (journal.pub, made by \"bastion ca init\")"))
+	}
+	if opts.Verifier, err = recorder.ParseVerifierKey(vkey); err != nil {
+		return exitCode(2, fmt.Errorf("%s: %w", *keyFile, err))
+	}
+	if *session != "" {
+		id, err := uuid.Parse(*session)
+		if err != nil {
+			return exitCode(2, usageErrorf("--session %q is not a session ID", *session))
+		}
+		sid := recorder.SessionID(id)
+		opts.Session = &sid
+	}
+	if *kept != "" {
+		if opts.Kept, err = os.ReadFile(*kept); err != nil {
+			return exitCode(2, fmt.Errorf("kept checkpoint: %w", err))
+		}
+	}
+	path, err := e.dbPath(*db)
+	if err != nil {
+		return exitCode(2, err)
+	}
+	st, err := openReadOnly(ctx, path)
+	if err != nil {
+		return exitCode(2, err)
+	}
+	defer st.Close()
+	if stderr, ok := e.stderr.(*os.File); ok && isTerminal(stderr) && !*asJSON {
+		opts.Progress = func(done, total int64) {
+			if total > 0 {
+				fmt.Fprintf(stderr, "\rverifying: %3d%% (%s of %s)\x1b[K", done*100/total, byteCount(done), byteCount(total))
+			}
+		}
+		defer fmt.Fprint(stderr, "\r\x1b[K")
+	}
+	r, err := recorder.Verify(ctx, st, opts)
+	if err != nil {
+		if errors.Is(err, recorder.ErrVerify) {
+			return exitCode(2, err)
+		}
+		return exitCode(2, fmt.Errorf("verify %s: %w", path, err))
+	}
+	if *asJSON {
+		out := struct {
+			Journal string `json:"journal"`
+			Intact  bool   `json:"intact"`
+			*recorder.Report
+		}{path, r.Intact(), r}
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(out); err != nil {
+			return err
+		}
+	} else {
+		printReport(e.stdout, path, r)
+	}
+	if !r.Intact() {
+		return exitCode(1, nil)
+	}
+	return nil
+}
+
+func printReport(w io.Writer, path string, r *recorder.Report) {
+	fmt.Fprintf(w, "journal %s\n", path)
+	fmt.Fprintf(w, "  log:          %s\n", r.Origin)
+	fmt.Fprintf(w, "  leaves:       %d (%d sessions, %d events)\n", r.TreeSize, r.Sessions, r.Events)
+	fmt.Fprintf(w, "  frames:       %d checked in %d sessions, %s of payload\n", r.Frames, r.SessionsRead, byteCount(r.PayloadBytes))
+	fmt.Fprintf(w, "  checkpoints:  %d valid; the latest covers %d of %d leaves\n", r.Checkpoints, r.Covered, r.TreeSize)
+	if r.Root != "" {
+		fmt.Fprintf(w, "  root:         %s\n", r.Root)
+	}
+	if k := r.Kept; k != nil {
+		if k.Consistent {
+			fmt.Fprintf(w, "  kept checkpoint: size %d, consistent: proved to size %d with %d hashes\n", k.Size, k.ProvedTo, k.ProofHashes)
+		} else {
+			fmt.Fprintf(w, "  kept checkpoint: size %d, NOT consistent\n", k.Size)
+		}
+	}
+	if len(r.Unterminated) > 0 {
+		fmt.Fprintf(w, "  unterminated: %d session(s) without an end record (the recorder crashed, was killed, or is still running; not tampering by itself):\n", len(r.Unterminated))
+		for _, s := range r.Unterminated {
+			fmt.Fprintf(w, "    %s  started at leaf %d, %d frames committed\n", s.ID, s.StartLeaf, s.Frames)
+		}
+	}
+	if len(r.Abandoned) > 0 {
+		fmt.Fprintf(w, "  abandoned:    %d session(s) closed after their recorder stopped:\n", len(r.Abandoned))
+		for _, s := range r.Abandoned {
+			fmt.Fprintf(w, "    %s  started at leaf %d, closed at leaf %d after %d frames\n", s.ID, s.StartLeaf, s.EndLeaf, s.Frames)
+		}
+	}
+	if r.Intact() {
+		fmt.Fprintln(w, "result: intact")
+		return
+	}
+	fmt.Fprintf(w, "result: FAILED, %d problem(s)\n", len(r.Problems))
+	fmt.Fprintf(w, "first bad record: %s\n", r.Problems[0])
+	if len(r.Problems) > 1 {
+		fmt.Fprintln(w, "all problems:")
+		for _, p := range r.Problems {
+			fmt.Fprintf(w, "  - %s\n", p)
+		}
+	}
+}
+
+// byteCount formats n bytes in binary units.
+func byteCount(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
