@@ -323,6 +323,15 @@ func (s *SQLite) Commit(ctx context.Context, b *Batch) (err error) {
 			return fmt.Errorf("%w: first leaf index %d, journal has %d leaves", ErrConflict, b.Leaves[0].Index, next)
 		}
 	}
+	if len(b.Hashes) > 0 {
+		var next int64
+		if err := tx.QueryRowContext(ctx, "SELECT coalesce(max(idx) + 1, 0) FROM tree_hashes").Scan(&next); err != nil {
+			return err
+		}
+		if b.HashStart != next {
+			return fmt.Errorf("%w: first tree hash index %d, journal has %d", ErrConflict, b.HashStart, next)
+		}
+	}
 	for _, se := range b.NewSessions {
 		if _, err := tx.Stmt(s.insSession).ExecContext(ctx, se.Num, se.ID, se.StartLeaf, se.StartedNS, se.Summary); err != nil {
 			return fmt.Errorf("insert session: %w", err)
