@@ -2,9 +2,11 @@ package recorder
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/transparency-dev/formats/log"
 	"golang.org/x/mod/sumdb/note"
@@ -69,11 +71,45 @@ func OpenCheckpoint(msg []byte, v note.Verifier) (Checkpoint, error) {
 	}
 	c.Origin, c.Size = cp.Origin, int64(cp.Size)
 	copy(c.Root[:], cp.Hash)
-	// Signing the canonical body must give back the same text: this rejects
-	// any other spelling of the same values (for example base64 padding
-	// variants), so a checkpoint has exactly one valid encoding.
+	// The body must be the canonical text of the values it carries, so a
+	// checkpoint has exactly one valid encoding.
 	if n, _ := note.Open(msg, note.VerifierList(v)); n == nil || n.Text != string(c.Body()) {
 		return c, fmt.Errorf("%w: body is not in canonical form", ErrCheckpoint)
 	}
+	if err := checkOwnSignature(msg, v.Name()); err != nil {
+		return c, err
+	}
 	return c, nil
+}
+
+// checkOwnSignature requires exactly one signature line by the log's key,
+// in canonical base64. The signed-note library verifies the first line by
+// a key and skips later ones, and accepts base64 with stray low bits: both
+// would give one checkpoint several spellings, one with a line nobody
+// checked. Lines by other keys (witness cosignatures) are left alone.
+func checkOwnSignature(msg []byte, name string) error {
+	i := bytes.LastIndex(msg, []byte("\n\n"))
+	if i < 0 {
+		return fmt.Errorf("%w: no signature block", ErrCheckpoint)
+	}
+	own := 0
+	for _, line := range strings.Split(strings.TrimSuffix(string(msg[i+2:]), "\n"), "\n") {
+		rest, ok := strings.CutPrefix(line, "— ")
+		if !ok {
+			return fmt.Errorf("%w: malformed signature line", ErrCheckpoint)
+		}
+		signer, sig, ok := strings.Cut(rest, " ")
+		if !ok || signer != name {
+			continue
+		}
+		own++
+		raw, err := base64.StdEncoding.Strict().DecodeString(sig)
+		if err != nil || base64.StdEncoding.EncodeToString(raw) != sig {
+			return fmt.Errorf("%w: signature is not canonical base64", ErrCheckpoint)
+		}
+	}
+	if own != 1 {
+		return fmt.Errorf("%w: %d signature lines by %s, want exactly one", ErrCheckpoint, own, name)
+	}
+	return nil
 }

@@ -61,7 +61,8 @@ type Leaf struct {
 	Attrs   Attrs     // start, end, event
 }
 
-const maxEventName = 256
+// maxEventName is the longest event name: the attribute key limit.
+const maxEventName = maxAttrKey
 
 // Encode returns the leaf's canonical encoding.
 func (l *Leaf) Encode() ([]byte, error) {
