@@ -2,6 +2,7 @@ package storage_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"os"
 	"path/filepath"
@@ -64,5 +65,28 @@ func TestLockedErrorNamesHolder(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), path) {
 		t.Fatalf("error does not name the journal: %v", err)
+	}
+}
+
+func TestSQLiteRefusesNewerSchema(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "journal.db")
+	st, err := storage.OpenSQLite(ctx, path, storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	db, err := sql.Open("sqlite3", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec("PRAGMA user_version = 99"); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	for _, ro := range []bool{false, true} {
+		if _, err := storage.OpenSQLite(ctx, path, storage.Options{ReadOnly: ro}); !errors.Is(err, storage.ErrSchemaTooNew) {
+			t.Errorf("open a journal of schema 99 (read-only %v): %v, want ErrSchemaTooNew", ro, err)
+		}
 	}
 }
