@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -187,14 +188,15 @@ func RunLocal(ctx context.Context, cfg LocalConfig, rec Recorder) (Result, error
 		return Result{}, recordingFailed(err)
 	}
 
-	ptmx, err := pty.StartWithSize(cmd, &pty.Winsize{Cols: uint16(size.Cols), Rows: uint16(size.Rows)})
+	exited := make(chan struct{})
+	ptmx, err := startCommand(cmd, size, exited)
 	if err != nil {
 		return Result{}, fmt.Errorf("run local command: start %s: %w", cfg.Argv[0], err)
 	}
 	master, raw, err := pollable(ptmx)
 	if err != nil {
 		_ = unix.Kill(-cmd.Process.Pid, unix.SIGKILL)
-		_ = cmd.Wait()
+		<-exited
 		return Result{}, fmt.Errorf("run local command: %w", err)
 	}
 	s := &localSession{
@@ -203,12 +205,46 @@ func RunLocal(ctx context.Context, cfg LocalConfig, rec Recorder) (Result, error
 		cmd:       cmd,
 		master:    master,
 		raw:       raw,
-		exited:    make(chan struct{}),
+		exited:    exited,
 		stopped:   make(chan struct{}),
 		recFailed: make(chan struct{}),
 		done:      make(chan struct{}),
 	}
 	return s.run(ctx)
+}
+
+// startCommand starts cmd in a new pseudo-terminal of the given size and
+// returns the master. A goroutine it leaves behind reaps the command and
+// then closes exited.
+//
+// Fail closed if bastion itself dies: the command gets SIGKILL when the
+// thread that started it exits (a parent-death signal, where the system
+// has one), so a killed recorder never leaves it running unrecorded, even
+// if it ignores the terminal's hangup. The goroutine keeps that thread,
+// locked, until the command has exited, so the signal fires only when the
+// whole process is gone. (Its own children still get only the hangup.)
+func startCommand(cmd *exec.Cmd, size Size, exited chan<- struct{}) (*os.File, error) {
+	type started struct {
+		ptmx *os.File
+		err  error
+	}
+	ch := make(chan started, 1)
+	go func() {
+		defer close(exited)
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		setParentDeathSignal(cmd)
+		ptmx, err := pty.StartWithSize(cmd, &pty.Winsize{Cols: uint16(size.Cols), Rows: uint16(size.Rows)})
+		ch <- started{ptmx, err}
+		if err != nil {
+			return
+		}
+		// The command's stdio is the pty's tty side, an *os.File, so Wait
+		// copies nothing; its error only repeats ProcessState.
+		_ = cmd.Wait()
+	}()
+	st := <-ch
+	return st.ptmx, st.err
 }
 
 // pollable returns the pty master as a non-blocking file that the runtime
@@ -238,7 +274,7 @@ func pollable(ptmx *os.File) (*os.File, syscall.RawConn, error) {
 
 // localSession is one run of RunLocal. Its goroutines:
 //
-//   - waitCommand reaps the command and closes exited;
+//   - startCommand's goroutine reaps the command and closes exited;
 //   - readOutput and a forward of its chunks pump the command's output;
 //   - readStdin (not owned, see RunLocal), recordInput and a forward of its
 //     chunks pump the input;
@@ -279,7 +315,6 @@ func (s *localSession) run(ctx context.Context) (Result, error) {
 	s.ctx = pumpCtx
 
 	var own sync.WaitGroup // everything but the output pumps
-	own.Go(s.waitCommand)
 
 	var output sync.WaitGroup
 	outPool := newBufPool(outputBufs, outputBufSize)
@@ -413,13 +448,6 @@ func canceled(ctx context.Context) error {
 		return err
 	}
 	return fmt.Errorf("%w: %w", err, cause)
-}
-
-func (s *localSession) waitCommand() {
-	defer close(s.exited)
-	// The command's stdio is the pty's tty side, an *os.File, so Wait
-	// copies nothing; its error only repeats ProcessState.
-	_ = s.cmd.Wait()
 }
 
 // terminate ends a session that stopped early: SIGHUP to the command's

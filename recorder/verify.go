@@ -3,9 +3,12 @@ package recorder
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/google/uuid"
 	"golang.org/x/mod/sumdb/note"
@@ -145,6 +148,8 @@ type verifier struct {
 	recordHash []tlog.Hash
 	sessions   map[SessionID]*sessionLeaves
 	order      []*sessionLeaves
+	latest     *Checkpoint // the latest valid checkpoint, nil when none
+	foreignKey string      // a key other than the auditor's that signed a checkpoint
 }
 
 func (v *verifier) problem(leaf int64, where, format string, args ...any) {
@@ -169,17 +174,34 @@ func (v *verifier) run() error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrVerify, err)
 	}
-	if f := meta[MetaFormat]; f != FormatVersion {
-		return fmt.Errorf("%w: journal format %q, this bastion verifies %q", ErrVerify, f, FormatVersion)
-	}
 	v.r.Origin = v.opts.Verifier.Name()
-	if o := meta[MetaOrigin]; o != v.r.Origin {
-		return fmt.Errorf("%w: the key is for log %q but the journal says it is log %q", ErrVerify, v.r.Origin, o)
-	}
 	if err := v.leaves(); err != nil {
 		return err
 	}
-	if err := v.checkpoints(); err != nil {
+	signedByKey, err := v.checkpoints()
+	if err != nil {
+		return err
+	}
+	// The metadata is not signed, so it decides nothing: the auditor's key
+	// names the log. But when no checkpoint in the journal carries a
+	// signature by that key, the likeliest story is the wrong key (or the
+	// wrong journal), which is not a finding about the journal.
+	if signedByKey == 0 {
+		if o, ok := meta[MetaOrigin]; ok && o != v.r.Origin {
+			return fmt.Errorf("%w: the key is for log %q but the journal says it is log %q", ErrVerify, v.r.Origin, o)
+		}
+		if v.foreignKey != "" {
+			return fmt.Errorf("%w: no checkpoint in the journal is signed by the key given (%s, key hash %08x); they are signed by %s",
+				ErrVerify, v.r.Origin, v.opts.Verifier.KeyHash(), v.foreignKey)
+		}
+	}
+	if f := meta[MetaFormat]; f != FormatVersion {
+		v.problem(0, "journal metadata", "format is %q, want %q (the records are checked as %s)", f, FormatVersion, FormatVersion)
+	}
+	if o := meta[MetaOrigin]; o != v.r.Origin {
+		v.problem(0, "journal metadata", "names log %q, but its checkpoints are signed for %q", o, v.r.Origin)
+	}
+	if err := v.kept(); err != nil {
 		return err
 	}
 	return v.frames()
@@ -274,6 +296,11 @@ func (v *verifier) leaf(idx int64, sl storage.Leaf) {
 		return
 	}
 	if s.bad {
+		// Its later leaves are not checked against a broken history,
+		// but its end is still its end: it is not unterminated.
+		if l.Type == LeafSessionEnd && s.end == nil {
+			s.end, s.endLeaf = l, idx
+		}
 		return
 	}
 	if s.end != nil {
@@ -303,15 +330,16 @@ func (v *verifier) leaf(idx int64, sl storage.Leaf) {
 	}
 }
 
-// checkpoints checks every stored checkpoint's signature and root.
-func (v *verifier) checkpoints() error {
+// checkpoints checks every stored checkpoint's signature and root. It
+// returns how many carry a signature line by the auditor's key, valid or not.
+func (v *verifier) checkpoints() (int, error) {
 	published, err := v.snap.Published(v.ctx)
 	if err != nil {
-		return fmt.Errorf("%w: read checkpoints: %v", ErrVerify, err)
+		return 0, fmt.Errorf("%w: read checkpoints: %v", ErrVerify, err)
 	}
 	head, err := v.snap.Head(v.ctx)
 	if err != nil {
-		return fmt.Errorf("%w: read head checkpoint: %v", ErrVerify, err)
+		return 0, fmt.Errorf("%w: read head checkpoint: %v", ErrVerify, err)
 	}
 	type stored struct {
 		storage.Checkpoint
@@ -324,10 +352,19 @@ func (v *verifier) checkpoints() error {
 	if head != nil {
 		all = append(all, stored{*head, fmt.Sprintf("head checkpoint at tree size %d", head.TreeSize)})
 	}
-	var latest *Checkpoint
+	sort.SliceStable(all, func(a, b int) bool { return all[a].TreeSize < all[b].TreeSize })
 	var latestNote []byte
+	var validBelow int64 // the largest valid checkpoint size seen so far
+	signedByKey := 0
 	r := v.reader()
 	for _, sc := range all {
+		if signers := noteSigners(sc.Note); signers[v.keyID()] {
+			signedByKey++
+		} else {
+			for s := range signers {
+				v.foreignKey = s
+			}
+		}
 		c, err := OpenCheckpoint(sc.Note, v.opts.Verifier)
 		if err != nil {
 			v.problem(sc.TreeSize, sc.where, "%v", err)
@@ -346,43 +383,74 @@ func (v *verifier) checkpoints() error {
 		}
 		root, err := tlog.TreeHash(c.Size, r)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		if Hash(root) != c.Root {
-			first := v.firstChangedLeaf(c.Size)
-			v.problem(first, sc.where, "the recomputed root of leaves 0..%d differs from the signed root: %s", c.Size-1, v.describeLeaf(first, c.Size))
+			if first := v.firstChangedLeaf(validBelow, c.Size); first < c.Size {
+				v.problem(first, sc.where, "the recomputed root of leaves 0..%d differs from the signed root: leaf %d is the first whose content differs from its stored hash (modified, inserted or reordered)", c.Size-1, first)
+			} else {
+				v.problem(validBelow, sc.where, "the recomputed root of leaves 0..%d differs from the signed root: the change is in leaves %d..%d (the stored hashes were rewritten too, so it cannot be narrowed further)", c.Size-1, validBelow, c.Size-1)
+			}
 			continue
 		}
 		v.r.Checkpoints++
-		if latest == nil || c.Size > latest.Size {
+		validBelow = c.Size
+		if v.latest == nil || c.Size >= v.latest.Size {
 			cc := c
-			latest, latestNote = &cc, sc.Note
+			v.latest, latestNote = &cc, sc.Note
 		}
 	}
-	if latest != nil {
-		v.r.Covered = latest.Size
+	if v.latest != nil {
+		v.r.Covered = v.latest.Size
 		v.r.Latest = string(latestNote)
 	}
 	v.r.Uncovered = v.r.TreeSize - v.r.Covered
 	if v.r.Uncovered > 0 {
-		if latest == nil {
+		if v.latest == nil {
 			v.problem(0, "journal", "no valid signed checkpoint: none of its %d leaves is covered by a signature", v.r.TreeSize)
 		} else {
-			v.problem(v.r.Covered, fmt.Sprintf("leaves %d..%d", v.r.Covered, v.r.TreeSize-1), "not covered by any valid signed checkpoint (the latest valid one covers %d leaves)", v.r.Covered)
+			// Not proven bad, only unprotected: listed after any record
+			// that is.
+			v.problem(v.r.TreeSize, fmt.Sprintf("leaves %d..%d", v.r.Covered, v.r.TreeSize-1), "not covered by any valid signed checkpoint (the latest valid one covers %d leaves)", v.r.Covered)
 		}
 	}
-	if v.opts.Kept != nil {
-		return v.kept(latest)
-	}
-	return nil
+	return signedByKey, nil
 }
 
-// firstChangedLeaf localizes damage under a bad root: the first leaf whose
-// recomputed hash differs from the hash the writer stored for it. The stored
-// hashes are untrusted hints; if they were rewritten too, the damage can only
-// be bounded by the checkpoints, and size is returned as "unknown".
-func (v *verifier) firstChangedLeaf(size int64) int64 {
-	for i := int64(0); i < size; i++ {
+// keyID names the auditor's key as signature lines do.
+func (v *verifier) keyID() string {
+	return fmt.Sprintf("%s %08x", v.opts.Verifier.Name(), v.opts.Verifier.KeyHash())
+}
+
+// noteSigners lists the keys ("name hash") a note's signature lines claim,
+// without verifying them.
+func noteSigners(msg []byte) map[string]bool {
+	out := map[string]bool{}
+	i := bytes.LastIndex(msg, []byte("\n\n"))
+	if i < 0 {
+		return out
+	}
+	for _, line := range strings.Split(string(msg[i+2:]), "\n") {
+		rest, ok := strings.CutPrefix(line, "— ")
+		if !ok {
+			continue
+		}
+		name, sig, ok := strings.Cut(rest, " ")
+		raw, err := base64.StdEncoding.DecodeString(sig)
+		if !ok || err != nil || len(raw) < 4 {
+			continue
+		}
+		out[fmt.Sprintf("%s %08x", name, binary.BigEndian.Uint32(raw))] = true
+	}
+	return out
+}
+
+// firstChangedLeaf localizes damage under a bad root: the first leaf from
+// index from whose recomputed hash differs from the hash the writer stored
+// for it. The stored hashes are untrusted hints; if they were rewritten
+// too, it returns size and the checkpoints alone bound the damage.
+func (v *verifier) firstChangedLeaf(from, size int64) int64 {
+	for i := from; i < size; i++ {
 		got, err := v.snap.Hashes(v.ctx, []int64{tlog.StoredHashIndex(0, i)})
 		if err != nil || !bytes.Equal(got[0], v.recordHash[i][:]) {
 			return i
@@ -391,15 +459,12 @@ func (v *verifier) firstChangedLeaf(size int64) int64 {
 	return size
 }
 
-func (v *verifier) describeLeaf(i, size int64) string {
-	if i >= size {
-		return "every leaf matches its stored hash, so the stored hashes were rewritten too; the change is in leaves 0.." + fmt.Sprint(size-1)
-	}
-	return fmt.Sprintf("leaf %d is the first whose content differs from its stored hash (modified, inserted or reordered)", i)
-}
-
 // kept checks the auditor's kept checkpoint and proves consistency from it.
-func (v *verifier) kept(latest *Checkpoint) error {
+func (v *verifier) kept() error {
+	if v.opts.Kept == nil {
+		return nil
+	}
+	latest := v.latest
 	k, err := OpenCheckpoint(v.opts.Kept, v.opts.Verifier)
 	if err != nil {
 		return fmt.Errorf("%w: kept checkpoint: %v", ErrVerify, err)
@@ -420,8 +485,13 @@ func (v *verifier) kept(latest *Checkpoint) error {
 		return err
 	}
 	if Hash(root) != k.Root {
-		first := v.firstChangedLeaf(k.Size)
-		v.problem(first, where, "the journal no longer contains the log it committed to (rolled back or rewritten): %s", v.describeLeaf(first, k.Size))
+		first := v.firstChangedLeaf(0, k.Size)
+		what := fmt.Sprintf("the journal no longer contains the log it committed to (rolled back or rewritten): leaf %d is the first whose content differs from its stored hash", first)
+		if first >= k.Size {
+			what = fmt.Sprintf("the journal no longer contains the log it committed to (rolled back or rewritten) in leaves 0..%d", k.Size-1)
+			first = 0
+		}
+		v.problem(first, where, "%s", what)
 		return nil
 	}
 	if latest == nil || latest.Size < k.Size {
