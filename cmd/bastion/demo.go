@@ -145,8 +145,13 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 	}
 
 	step("try it yourself")
-	fmt.Fprintf(out, "  bastion --home %s record -- bash\n", home)
-	fmt.Fprintf(out, "  bastion --home %s sessions list\n", home)
-	fmt.Fprintf(out, "  bastion --home %s verify\n", home)
+	// Name the binary the way the user ran it ("bin/bastion" after make).
+	self := "bastion"
+	if len(os.Args) > 0 && strings.Contains(os.Args[0], "/") && !filepath.IsAbs(os.Args[0]) {
+		self = os.Args[0]
+	}
+	for _, cmd := range []string{"record -- bash", "sessions list", "verify"} {
+		fmt.Fprintf(out, "  %s --home %s %s\n", self, home, cmd)
+	}
 	return nil
 }
