@@ -2,6 +2,7 @@ package recorder
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -122,5 +123,71 @@ func BenchmarkVerify(b *testing.B) {
 		if err != nil || !r.Intact() {
 			b.Fatal(err, r.Problems)
 		}
+	}
+}
+
+// benchWindow appends b.N chunks of size bytes to one session the way the
+// output pump of "bastion record" does (package bastion, localpty.go): at
+// most window chunks are appended but not yet committed, which is the
+// pump's pool of read buffers, and each new append first waits for the
+// commit of the oldest. A bounded window keeps only window×size bytes in
+// flight, so each commit (an fsync with synchronous=FULL) carries at most
+// that much: this measures the journal's rate under that bound.
+func benchWindow(b *testing.B, size, window int, syncMode string) {
+	ctx := context.Background()
+	key := testKey(b)
+	path := filepath.Join(b.TempDir(), "j.db")
+	st, err := storage.OpenSQLite(ctx, path, storage.Options{Synchronous: syncMode})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	j, err := Open(ctx, st, Options{Key: key})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer j.Close()
+	s, err := j.StartSession(ctx, SessionInfo{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	payload := make([]byte, size)
+	for i := range payload {
+		payload[i] = byte(i * 7)
+	}
+	inflight := make([]uint64, window)
+	b.SetBytes(int64(size))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		k := i % window
+		if i >= window {
+			if err := s.Wait(ctx, inflight[k]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if inflight[k], err = s.Append(KindOutput, 0, payload); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := s.Wait(ctx, inflight[(b.N-1)%window]); err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "chunks/s")
+	if err := s.End(ctx, nil); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkAppendRecordPipeline models "bastion record" of bulk output:
+// 4095-byte chunks (one read of a pseudo-terminal), synchronous=FULL (its
+// default), and a window of 8 chunks, the output pump's buffer pool. The
+// pool=64 case is not what record does: it shows how much of the rate the
+// bound of 8 chunks costs.
+func BenchmarkAppendRecordPipeline(b *testing.B) {
+	for _, window := range []int{8, 64} {
+		b.Run(fmt.Sprintf("pool=%d", window), func(b *testing.B) {
+			benchWindow(b, 4095, window, storage.SyncFull)
+		})
 	}
 }

@@ -263,6 +263,7 @@ func (j *Journal) closeAbandoned(ctx context.Context, open []storage.Session) er
 		s.chain = NewChainer(head)
 		s.nextSeq = last
 		s.progress = make(chan struct{})
+		s.failed = make(chan struct{})
 		j.mu.Lock()
 		j.sessions[s] = struct{}{}
 		j.mu.Unlock()
@@ -354,14 +355,25 @@ func (j *Journal) Close() error {
 	<-j.done
 	j.mu.Lock()
 	err := j.err
-	for s := range j.sessions {
+	live := j.liveSessions()
+	j.mu.Unlock()
+	for _, s := range live {
 		s.fail(ErrClosed)
 	}
-	j.mu.Unlock()
 	if errors.Is(err, ErrClosed) {
 		err = nil
 	}
 	return err
+}
+
+// liveSessions copies the live sessions; j.mu must be held. Callers fail
+// them after releasing j.mu: the lock order is Session.mu, then Journal.mu.
+func (j *Journal) liveSessions() []*Session {
+	out := make([]*Session, 0, len(j.sessions))
+	for s := range j.sessions {
+		out = append(out, s)
+	}
+	return out
 }
 
 // Checkpoint returns the latest signed checkpoint note the writer made.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -287,5 +288,74 @@ func TestFailClosed(t *testing.T) {
 	}
 	if _, err := j.StartSession(ctx, SessionInfo{}); err == nil {
 		t.Fatal("new session accepted after the journal failed")
+	}
+}
+
+// countingFailStore fails every commit after the first n, concurrently with
+// appends.
+type countingFailStore struct {
+	*storage.SQLite
+	n    atomic.Int64
+	fail int64
+}
+
+func (f *countingFailStore) Commit(ctx context.Context, b *storage.Batch) error {
+	if f.n.Add(1) > f.fail {
+		return errors.New("disk full (injected)")
+	}
+	return f.SQLite.Commit(ctx, b)
+}
+
+// TestFailWhileAppending fails the journal while many sessions append from
+// two goroutines each: every pump must get the error and Close must return.
+// (fail used to take the journal's lock, then each session's, while Append
+// holds a session's lock and takes the journal's.)
+func TestFailWhileAppending(t *testing.T) {
+	for round := 0; round < 3; round++ {
+		ctx := context.Background()
+		st := openStore(t, filepath.Join(t.TempDir(), "j.db"), false)
+		j, err := Open(ctx, &countingFailStore{SQLite: st, fail: 4}, Options{Key: testKey(t), MaxPendingFrames: 256})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		var sessions []*Session
+		for i := 0; i < 6; i++ {
+			s, err := j.StartSession(ctx, SessionInfo{})
+			if err != nil {
+				break
+			}
+			sessions = append(sessions, s)
+			for k := 0; k < 2; k++ {
+				wg.Go(func() {
+					for {
+						seq, err := s.Append(KindOutput, uint32(k), []byte("x"))
+						if err != nil {
+							return
+						}
+						if seq%64 == 0 && s.Wait(ctx, seq) != nil {
+							return
+						}
+					}
+				})
+			}
+		}
+		done := make(chan struct{})
+		go func() { wg.Wait(); j.Close(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("round %d: pumps or Close still blocked 30s after the journal failed (deadlock)", round)
+		}
+		for _, s := range sessions {
+			select {
+			case <-s.Done():
+			default:
+				t.Fatalf("round %d: session %s not marked done after the journal failed", round, s.ID())
+			}
+			if s.Err() == nil {
+				t.Fatalf("round %d: session %s has no error", round, s.ID())
+			}
+		}
 	}
 }

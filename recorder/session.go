@@ -30,6 +30,8 @@ type Session struct {
 	// chain is owned by the writer goroutine (seal, sealEnd).
 	chain *Chainer
 
+	// mu guards the fields below. It is taken before Journal.mu, never
+	// while holding it.
 	mu        sync.Mutex
 	nextSeq   uint64        // guarded by mu; last assigned seq
 	tail      *pendingFrame // guarded by mu; the last frame appended
@@ -38,6 +40,7 @@ type Session struct {
 	pendingB  int           // guarded by mu; payload bytes queued, not committed
 	progress  chan struct{} // guarded by mu; closed and replaced on each commit or failure
 	err       error         // guarded by mu; sticky
+	failed    chan struct{} // closed when err is set
 	ended     bool          // guarded by mu
 }
 
@@ -58,7 +61,7 @@ func (j *Journal) StartSession(ctx context.Context, info SessionInfo) (*Session,
 	if err != nil {
 		return nil, fmt.Errorf("recorder: session id: %w", err)
 	}
-	s := &Session{j: j, id: SessionID(u), summary: info.Summary, start: time.Now(), progress: make(chan struct{})}
+	s := &Session{j: j, id: SessionID(u), summary: info.Summary, start: time.Now(), progress: make(chan struct{}), failed: make(chan struct{})}
 	s.chain = NewChainer(ChainSeed(s.id))
 	l := &Leaf{Type: LeafSessionStart, Session: s.id, Attrs: info.Attrs}
 	if _, err := l.Encode(); err != nil {
@@ -240,6 +243,18 @@ func (s *Session) End(ctx context.Context, attrs Attrs) error {
 	}
 }
 
+// Done is closed when the session can record nothing more: the journal
+// failed or closed. A session's owner selects on it to stop an idle session
+// at once, not only at its next Append or Wait.
+func (s *Session) Done() <-chan struct{} { return s.failed }
+
+// Err is why Done was closed, or nil while it is open.
+func (s *Session) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
 // committed is called by the writer after frames up to last committed.
 func (s *Session) committed(last uint64, frames, bytes int) {
 	s.mu.Lock()
@@ -262,5 +277,6 @@ func (s *Session) failLocked(err error) {
 		s.err = err
 		close(s.progress)
 		s.progress = make(chan struct{})
+		close(s.failed)
 	}
 }

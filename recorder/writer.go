@@ -74,10 +74,13 @@ func (j *Journal) fail(err error) {
 	if j.err == nil {
 		j.err = fmt.Errorf("recorder: journal write failed: %w", err)
 	}
-	for s := range j.sessions {
-		s.fail(j.err)
-	}
+	err = j.err
+	live := j.liveSessions()
 	j.mu.Unlock()
+	// Outside j.mu: the lock order is Session.mu, then Journal.mu.
+	for _, s := range live {
+		s.fail(err)
+	}
 }
 
 // finish reports a commit's result to the ops that wait for one.
