@@ -35,9 +35,10 @@ type VerifyOptions struct {
 
 // Problem is one finding that makes a journal fail verification.
 type Problem struct {
-	// Leaf is the index of the first leaf the problem concerns, or the
-	// tree size for problems past the end of the log; it orders problems
-	// so that the first is the earliest bad record.
+	// Leaf is the index of the first leaf the problem concerns, the tree
+	// size for problems past the end of the log, or -1 for the journal as
+	// a whole (its key, its metadata); it orders problems so that the
+	// first is the earliest bad record.
 	Leaf int64 `json:"leaf"`
 	// Where names the record: "leaf 12 (segment)", "session … frame 57".
 	Where string `json:"where"`
@@ -104,8 +105,11 @@ type KeptResult struct {
 // covered by a valid signed checkpoint.
 func (r *Report) Intact() bool { return len(r.Problems) == 0 && r.Uncovered == 0 }
 
-// ErrVerify wraps errors that kept verification from running at all (as
-// opposed to a journal that failed it).
+// ErrVerify wraps errors that kept verification from running at all: a
+// missing key, a kept checkpoint that does not verify, or a journal that
+// cannot be opened. Nothing the journal file contains yields it: whatever
+// is wrong inside the file is a [Problem], so that an attacker who can
+// write the file cannot turn "tampered" into "could not run".
 var ErrVerify = errors.New("cannot verify")
 
 type sessionLeaves struct {
@@ -149,6 +153,7 @@ type verifier struct {
 	sessions   map[SessionID]*sessionLeaves
 	order      []*sessionLeaves
 	latest     *Checkpoint // the latest valid checkpoint, nil when none
+	changed    []int64     // leaves whose stored hash differs; nil until needed
 	foreignKey string      // a key other than the auditor's that signed a checkpoint
 }
 
@@ -172,7 +177,8 @@ func (v *verifier) reader() tlog.HashReader {
 func (v *verifier) run() error {
 	meta, err := v.snap.Meta(v.ctx)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrVerify, err)
+		v.problem(-1, "journal metadata", "unreadable: %v", err)
+		meta = map[string]string{}
 	}
 	v.r.Origin = v.opts.Verifier.Name()
 	if err := v.leaves(); err != nil {
@@ -183,23 +189,18 @@ func (v *verifier) run() error {
 		return err
 	}
 	// The metadata is not signed, so it decides nothing: the auditor's key
-	// names the log. But when no checkpoint in the journal carries a
-	// signature by that key, the likeliest story is the wrong key (or the
-	// wrong journal), which is not a finding about the journal.
-	if signedByKey == 0 {
-		if o, ok := meta[MetaOrigin]; ok && o != v.r.Origin {
-			return fmt.Errorf("%w: the key is for log %q but the journal says it is log %q", ErrVerify, v.r.Origin, o)
-		}
-		if v.foreignKey != "" {
-			return fmt.Errorf("%w: no checkpoint in the journal is signed by the key given (%s, key hash %08x); they are signed by %s",
-				ErrVerify, v.r.Origin, v.opts.Verifier.KeyHash(), v.foreignKey)
-		}
+	// names the log, and a journal that does not verify under it fails,
+	// whether the key is wrong or the journal was replaced. When no
+	// checkpoint carries the key's signature, say which key signed them.
+	if signedByKey == 0 && v.foreignKey != "" {
+		v.problem(-1, "journal", "no checkpoint is signed by the key given (%s, key hash %08x); they are signed by %s: either the key is not this journal's, or its checkpoints were replaced",
+			v.r.Origin, v.opts.Verifier.KeyHash(), v.foreignKey)
 	}
 	if f := meta[MetaFormat]; f != FormatVersion {
-		v.problem(0, "journal metadata", "format is %q, want %q (the records are checked as %s)", f, FormatVersion, FormatVersion)
+		v.problem(-1, "journal metadata", "format is %q, want %q (the records are checked as %s)", f, FormatVersion, FormatVersion)
 	}
 	if o := meta[MetaOrigin]; o != v.r.Origin {
-		v.problem(0, "journal metadata", "names log %q, but its checkpoints are signed for %q", o, v.r.Origin)
+		v.problem(-1, "journal metadata", "names log %q, but the key given is for log %q: either the key is not this journal's, or the metadata was changed", o, v.r.Origin)
 	}
 	if err := v.kept(); err != nil {
 		return err
@@ -233,7 +234,7 @@ func (v *verifier) leaves() error {
 		return nil
 	})
 	if err != nil && !errors.Is(err, errStopLeaves) {
-		return fmt.Errorf("%w: read leaves: %v", ErrVerify, err)
+		v.problem(next, fmt.Sprintf("leaf %d", next), "unreadable: %v", err)
 	}
 	v.r.TreeSize = next
 	if next > 0 {
@@ -335,11 +336,11 @@ func (v *verifier) leaf(idx int64, sl storage.Leaf) {
 func (v *verifier) checkpoints() (int, error) {
 	published, err := v.snap.Published(v.ctx)
 	if err != nil {
-		return 0, fmt.Errorf("%w: read checkpoints: %v", ErrVerify, err)
+		v.problem(v.r.TreeSize, "checkpoints", "unreadable: %v", err)
 	}
 	head, err := v.snap.Head(v.ctx)
 	if err != nil {
-		return 0, fmt.Errorf("%w: read head checkpoint: %v", ErrVerify, err)
+		v.problem(v.r.TreeSize, "head checkpoint", "unreadable: %v", err)
 	}
 	type stored struct {
 		storage.Checkpoint
@@ -365,13 +366,15 @@ func (v *verifier) checkpoints() (int, error) {
 				v.foreignKey = s
 			}
 		}
+		// A row's own size is not evidence of where the damage is: bad
+		// rows are listed after the records proven bad.
 		c, err := OpenCheckpoint(sc.Note, v.opts.Verifier)
 		if err != nil {
-			v.problem(sc.TreeSize, sc.where, "%v", err)
+			v.problem(v.r.TreeSize, sc.where, "%v", err)
 			continue
 		}
 		if c.Size != sc.TreeSize {
-			v.problem(sc.TreeSize, sc.where, "the signed note says tree size %d", c.Size)
+			v.problem(v.r.TreeSize, sc.where, "the signed note says tree size %d", c.Size)
 			continue
 		}
 		if c.Size > v.r.TreeSize {
@@ -387,7 +390,7 @@ func (v *verifier) checkpoints() (int, error) {
 		}
 		if Hash(root) != c.Root {
 			if first := v.firstChangedLeaf(validBelow, c.Size); first < c.Size {
-				v.problem(first, sc.where, "the recomputed root of leaves 0..%d differs from the signed root: leaf %d is the first whose content differs from its stored hash (modified, inserted or reordered)", c.Size-1, first)
+				v.problem(first, sc.where, "the recomputed root of leaves 0..%d differs from the signed root: leaf %d is the first whose content differs from the hash stored for it (a hint from the file: modified, inserted or reordered)", c.Size-1, first)
 			} else {
 				v.problem(validBelow, sc.where, "the recomputed root of leaves 0..%d differs from the signed root: the change is in leaves %d..%d (the stored hashes were rewritten too, so it cannot be narrowed further)", c.Size-1, validBelow, c.Size-1)
 			}
@@ -445,18 +448,41 @@ func noteSigners(msg []byte) map[string]bool {
 	return out
 }
 
-// firstChangedLeaf localizes damage under a bad root: the first leaf from
-// index from whose recomputed hash differs from the hash the writer stored
-// for it. The stored hashes are untrusted hints; if they were rewritten
-// too, it returns size and the checkpoints alone bound the damage.
+// firstChangedLeaf localizes damage under a bad root: the first leaf in
+// [from, size) whose recomputed hash differs from the hash the writer stored
+// for it, or size if none does. The stored hashes are untrusted hints; if
+// they were rewritten too, only the checkpoints bound the damage.
 func (v *verifier) firstChangedLeaf(from, size int64) int64 {
-	for i := from; i < size; i++ {
-		got, err := v.snap.Hashes(v.ctx, []int64{tlog.StoredHashIndex(0, i)})
-		if err != nil || !bytes.Equal(got[0], v.recordHash[i][:]) {
-			return i
-		}
+	if v.changed == nil {
+		v.changed = v.changedLeaves()
+	}
+	i := sort.Search(len(v.changed), func(i int) bool { return v.changed[i] >= from })
+	if i < len(v.changed) && v.changed[i] < size {
+		return v.changed[i]
 	}
 	return size
+}
+
+// changedLeaves compares every leaf's recomputed hash with its stored one,
+// once, and returns the indexes that differ, ascending.
+func (v *verifier) changedLeaves() []int64 {
+	out := []int64{}
+	const chunk = 512
+	idx := make([]int64, 0, chunk)
+	for start := int64(0); start < v.r.TreeSize; start += chunk {
+		idx = idx[:0]
+		for i := start; i < min(start+chunk, v.r.TreeSize); i++ {
+			idx = append(idx, tlog.StoredHashIndex(0, i))
+		}
+		got, err := v.snap.Hashes(v.ctx, idx)
+		for k := range idx {
+			i := start + int64(k)
+			if err != nil || !bytes.Equal(got[k], v.recordHash[i][:]) {
+				out = append(out, i)
+			}
+		}
+	}
+	return out
 }
 
 // kept checks the auditor's kept checkpoint and proves consistency from it.
@@ -516,7 +542,7 @@ func (v *verifier) kept() error {
 func (v *verifier) frames() error {
 	list, err := v.snap.Sessions(v.ctx)
 	if err != nil {
-		return fmt.Errorf("%w: read sessions: %v", ErrVerify, err)
+		v.problem(v.r.TreeSize, "sessions table", "unreadable: %v", err)
 	}
 	byID := map[SessionID]storage.Session{}
 	known := map[int64]bool{}
@@ -536,7 +562,7 @@ func (v *verifier) frames() error {
 	if v.opts.Session == nil {
 		nums, err := v.snap.FrameSessions(v.ctx)
 		if err != nil {
-			return fmt.Errorf("%w: read frames: %v", ErrVerify, err)
+			v.problem(v.r.TreeSize, "frames table", "unreadable: %v", err)
 		}
 		for _, n := range nums {
 			if !known[n] {
@@ -546,7 +572,7 @@ func (v *verifier) frames() error {
 	}
 	total, err := v.snap.PayloadBytes(v.ctx)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrVerify, err)
+		total = 0 // only for progress; the frames' own reads report damage
 	}
 	var done int64
 	progress := func(n int) {
@@ -572,7 +598,7 @@ func (v *verifier) frames() error {
 		}
 	}
 	if v.opts.Session != nil && v.sessions[*v.opts.Session] == nil {
-		return fmt.Errorf("%w: no session %s in the journal", ErrVerify, uuid.UUID(*v.opts.Session))
+		v.problem(v.r.TreeSize, "session "+uuid.UUID(*v.opts.Session).String(), "no leaf of the journal starts it: it was never recorded here, or it was deleted")
 	}
 	if v.opts.Progress != nil {
 		v.opts.Progress(done, total)
@@ -638,7 +664,9 @@ func (v *verifier) chain(s *sessionLeaves, num int64, progress func(int)) error 
 		return nil
 	})
 	if err != nil && !errors.Is(err, stop) {
-		return fmt.Errorf("%w: read frames of session %s: %v", ErrVerify, sid, err)
+		// A row that cannot be read as a frame is damage to that session.
+		v.problem(segLeaf(), "session "+sid, "frames unreadable after frame %d: %v", expect-1, err)
+		return nil
 	}
 	if err != nil || s.bad {
 		return nil

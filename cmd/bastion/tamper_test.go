@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -208,7 +209,7 @@ func TestVerifyTamperMatrix(t *testing.T) {
 				tamperExec(t, db, `UPDATE leaves SET idx = -idx - ? WHERE idx < 0`, n2)
 			},
 			code: 1, where: fmt.Sprintf("checkpoint at tree size %d", fx.firstCheckpointIn(t, s2.startLeaf, cutTree)),
-			leaf: s2.startLeaf, what: fmt.Sprintf("leaf %d is the first whose content differs from its stored hash", s2.startLeaf),
+			leaf: s2.startLeaf, what: fmt.Sprintf("leaf %d is the first whose content differs from the hash stored for it", s2.startLeaf),
 		},
 		{
 			name: "session deleted with its leaves, leaves not renumbered",
@@ -279,7 +280,9 @@ func TestVerifyTamperMatrix(t *testing.T) {
 			tamper: func(t *testing.T, db *sql.Tx) {
 				tamperFlipSignature(t, db, `checkpoints`, `tree_size = ?`, fx.keptSize)
 			},
-			code: 1, where: fmt.Sprintf("checkpoint at tree size %d", fx.keptSize), leaf: fx.keptSize, what: "invalid checkpoint",
+			// A checkpoint row's own size says nothing about where the
+			// damage is: it sorts after every record proven bad.
+			code: 1, where: fmt.Sprintf("checkpoint at tree size %d", fx.keptSize), leaf: fx.treeSize, what: "invalid checkpoint",
 		},
 		{
 			name: "head checkpoint's signature altered",
@@ -316,7 +319,7 @@ func TestVerifyTamperMatrix(t *testing.T) {
 			name:   "session-start leaf modified",
 			tamper: func(t *testing.T, db *sql.Tx) { tamperEditStart(t, db, s2) },
 			code:   1, where: fmt.Sprintf("checkpoint at tree size %d", fx.firstCheckpointIn(t, s2.startLeaf, fx.treeSize)),
-			leaf: s2.startLeaf, what: fmt.Sprintf("leaf %d is the first whose content differs from its stored hash", s2.startLeaf),
+			leaf: s2.startLeaf, what: fmt.Sprintf("leaf %d is the first whose content differs from the hash stored for it", s2.startLeaf),
 		},
 		{
 			// A leaf in the middle of a session, after the last checkpoint
@@ -331,7 +334,7 @@ func TestVerifyTamperMatrix(t *testing.T) {
 				})
 			},
 			code: 1, where: fmt.Sprintf("checkpoint at tree size %d", fx.firstCheckpointIn(t, segMid.leaf, fx.treeSize)),
-			leaf: segMid.leaf, what: fmt.Sprintf("leaf %d is the first whose content differs from its stored hash", segMid.leaf),
+			leaf: segMid.leaf, what: fmt.Sprintf("leaf %d is the first whose content differs from the hash stored for it", segMid.leaf),
 		},
 		{
 			// Reordering the log: each segment leaf must continue where the
@@ -459,36 +462,51 @@ func TestVerifyTamperMatrix(t *testing.T) {
 	}
 	otherDB := filepath.Join(t.TempDir(), "other.db")
 	tamperApplyNew(t, otherDB, `CREATE TABLE leaves (idx INTEGER PRIMARY KEY, data BLOB)`)
-	cannot := []struct {
-		name   string
-		args   []string
-		stderr string
-		skip   string // why the case is skipped: a bug it exposes
+	// Whatever is wrong inside the file, a wrong key included, is a finding
+	// (exit 1, a report whose first problem says what): an attacker who can
+	// write the file must not be able to turn "tampered" into "could not
+	// run". Only what is outside the file makes verify give up (exit 2).
+	cases2 := []struct {
+		name string
+		args []string
+		code int
+		want string // in the first problem (exit 1) or on stderr (exit 2)
 	}{
 		{"key of another log", []string{"--db", fx.pristine, "--key", filepath.Join(otherLog, "journal.pub")},
-			`bastion: error: cannot verify: the key is for log "other.example/journal" but the journal says it is log "` + tamperOrigin + `"`, ""},
+			1, "no checkpoint is signed by the key given (other.example/journal, key hash "},
 		{"another key with the journal's name", []string{"--db", fx.pristine, "--key", filepath.Join(sameName, "journal.pub")},
-			"bastion: error: cannot verify: no checkpoint in the journal is signed by the key given", ""},
-		{"not a database", []string{"--db", notJournal}, "not a bastion journal", ""},
-		{"a database but not a journal", []string{"--db", otherDB}, "not a bastion journal", ""},
-		{"missing file", []string{"--db", filepath.Join(t.TempDir(), "nowhere.db")}, "bastion: error: no journal at ", ""},
+			1, "no checkpoint is signed by the key given (" + tamperOrigin + ", key hash "},
+		{"not a database", []string{"--db", notJournal}, 1, "not a bastion journal"},
+		{"a database but not a journal", []string{"--db", otherDB}, 1, "not a bastion journal"},
+		{"missing file", []string{"--db", filepath.Join(t.TempDir(), "nowhere.db")}, 2, "bastion: error: no journal at "},
+		{"missing key", []string{"--db", fx.pristine, "--key", filepath.Join(t.TempDir(), "none.pub")}, 2, "bastion: error: journal public key: "},
 	}
-	for _, c := range cannot {
-		t.Run("cannot run/"+c.name, func(t *testing.T) {
-			if c.skip != "" {
-				t.Skip(c.skip)
-			}
+	for _, c := range cases2 {
+		t.Run("wrong input/"+c.name, func(t *testing.T) {
 			for _, extra := range [][]string{{"--json"}, nil} {
 				args := append([]string{"--home", fx.home, "verify"}, c.args...)
 				code, stdout, stderr := runArgs(append(args, extra...)...)
-				if code != 2 {
-					t.Errorf("verify %q exited %d, want 2\nstdout: %s\nstderr: %s", extra, code, stdout, stderr)
+				if code != c.code {
+					t.Fatalf("verify %q exited %d, want %d\nstdout: %s\nstderr: %s", extra, code, c.code, stdout, stderr)
 				}
-				if stdout != "" {
-					t.Errorf("verify %q printed a report although it could not run:\n%s", extra, stdout)
+				if c.code == 2 {
+					if stdout != "" || !strings.Contains(stderr, c.want) {
+						t.Errorf("verify %q could not run but printed %q, stderr %q; want stderr to contain %q", extra, stdout, stderr, c.want)
+					}
+					continue
 				}
-				if !strings.Contains(stderr, c.stderr) {
-					t.Errorf("verify %q stderr = %q, want it to contain %q", extra, stderr, c.stderr)
+				if extra == nil {
+					if !strings.Contains(stdout, "\nfirst bad record: ") || !strings.Contains(stdout, c.want) {
+						t.Errorf("verify report lacks %q:\n%s", c.want, stdout)
+					}
+					continue
+				}
+				var r tamperReport
+				if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+					t.Fatalf("verify --json: %v\n%s", err, stdout)
+				}
+				if r.Intact || len(r.Problems) == 0 || !strings.Contains(r.Problems[0].What, c.want) {
+					t.Errorf("first problem %+v, want it to say %q", r.Problems, c.want)
 				}
 			}
 		})

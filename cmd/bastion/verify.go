@@ -13,6 +13,7 @@ import (
 
 	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/storage"
 )
 
 func init() {
@@ -40,8 +41,11 @@ With --checkpoint, a checkpoint you kept earlier (from "bastion checkpoint"),
 it also proves with a consistency proof that the journal still extends it:
 this catches a truncated journal and an older copy put back in its place.
 
-Exit status: 0 the journal is intact, 1 it is tampered or incomplete, 2 the
-check could not run (no journal, wrong key, unreadable file).
+Exit status: 0 the journal is intact; 1 it does not verify under the key:
+tampered, incomplete, or not this key's journal (everything wrong inside the
+file is a finding, so nobody who can write the file can turn "tampered"
+into "could not run"); 2 the check could not run: no journal at the path,
+no readable key, an unreadable kept checkpoint.
 
 Flags:
     --db FILE           the journal (default: journal.db in the home directory)
@@ -72,6 +76,7 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 		return usageErrorf("verify takes no arguments; name a session with --session ID")
 	}
 	opts := recorder.VerifyOptions{}
+	keyGiven := *keyFile != ""
 	if *keyFile == "" {
 		home, err := e.home()
 		if err != nil {
@@ -104,7 +109,15 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return exitCode(2, err)
 	}
+	key := keyInfo{File: *keyFile, Key: vkey, Default: !keyGiven}
 	st, err := openReadOnly(ctx, path)
+	if errors.Is(err, storage.ErrNotJournal) || errors.Is(err, storage.ErrSchemaTooNew) {
+		// The file is there but is not a journal this bastion can read:
+		// a finding about the file, not a failure to run.
+		r := &recorder.Report{Origin: opts.Verifier.Name(), Unterminated: []recorder.SessionSummary{}, Abandoned: []recorder.SessionSummary{},
+			Problems: []recorder.Problem{{Where: "journal", What: err.Error()}}}
+		return printVerify(e, path, key, *asJSON, r)
+	}
 	if err != nil {
 		return exitCode(2, err)
 	}
@@ -124,19 +137,34 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 		}
 		return exitCode(2, fmt.Errorf("verify %s: %w", path, err))
 	}
-	if *asJSON {
+	return printVerify(e, path, key, *asJSON, r)
+}
+
+// keyInfo says which public key verify used, so that a report never hides
+// it: anyone who can rewrite the journal may also have replaced the key in
+// the bastion's home.
+type keyInfo struct {
+	File    string `json:"file"`
+	Key     string `json:"key"`
+	Default bool   `json:"from_home"`
+}
+
+// printVerify prints the report and returns the exit status it implies.
+func printVerify(e *env, path string, key keyInfo, asJSON bool, r *recorder.Report) error {
+	if asJSON {
 		out := struct {
-			Journal string `json:"journal"`
-			Intact  bool   `json:"intact"`
+			Journal string  `json:"journal"`
+			Intact  bool    `json:"intact"`
+			Key     keyInfo `json:"key"`
 			*recorder.Report
-		}{path, r.Intact(), r}
+		}{path, r.Intact(), key, r}
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(out); err != nil {
 			return err
 		}
 	} else {
-		printReport(e.stdout, path, r)
+		printReport(e.stdout, path, key, r)
 	}
 	if !r.Intact() {
 		return exitCode(1, nil)
@@ -144,9 +172,13 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
-func printReport(w io.Writer, path string, r *recorder.Report) {
+func printReport(w io.Writer, path string, key keyInfo, r *recorder.Report) {
 	fmt.Fprintf(w, "journal %s\n", path)
 	fmt.Fprintf(w, "  log:          %s\n", r.Origin)
+	fmt.Fprintf(w, "  key:          %s (%s)\n", key.Key, key.File)
+	if key.Default {
+		fmt.Fprintf(w, "                the key in the bastion's home: an auditor passes the key they were given, with --key\n")
+	}
 	fmt.Fprintf(w, "  leaves:       %d (%d sessions, %d events)\n", r.TreeSize, r.Sessions, r.Events)
 	fmt.Fprintf(w, "  frames:       %d checked in %d sessions, %s of payload\n", r.Frames, r.SessionsRead, byteCount(r.PayloadBytes))
 	fmt.Fprintf(w, "  checkpoints:  %d valid; the latest covers %d of %d leaves\n", r.Checkpoints, r.Covered, r.TreeSize)
@@ -171,6 +203,9 @@ func printReport(w io.Writer, path string, r *recorder.Report) {
 		for _, s := range r.Abandoned {
 			fmt.Fprintf(w, "    %s  started at leaf %d, closed at leaf %d after %d frames\n", s.ID, s.StartLeaf, s.EndLeaf, s.Frames)
 		}
+	}
+	if r.Kept == nil {
+		fmt.Fprintln(w, "  not checked:  truncation and rollback to an older copy; pass --checkpoint FILE, a checkpoint kept earlier")
 	}
 	if r.Intact() {
 		fmt.Fprintln(w, "result: intact")
