@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	"github.com/bastionhq/bastion/recorder"
 )
 
 func init() {
@@ -16,7 +18,7 @@ func init() {
 }
 
 const checkpointUsage = `Usage:
-    bastion checkpoint [--db FILE]
+    bastion checkpoint [--db FILE] [--key FILE]
 
 Prints the journal's latest signed checkpoint: the log's origin, its size
 and root hash, signed with the journal key (C2SP tlog-checkpoint, as a
@@ -24,8 +26,15 @@ signed note). Keep it somewhere the bastion cannot write: later,
 "bastion verify --checkpoint FILE" proves that the journal still extends it,
 which catches truncation and the restore of an older copy.
 
+Before printing it, checkpoint checks it as an auditor would: its signature
+verifies with the journal's public key, and it commits to exactly the
+leaves the journal holds. It never hands out a checkpoint that does not
+match the journal.
+
 Flags:
-    --db FILE   the journal (default: journal.db in the home directory)
+    --db FILE    the journal (default: journal.db in the home directory)
+    --key FILE   the journal's public key (default: journal.pub in the home
+                 directory)
 
 Examples:
     $ bastion checkpoint > checkpoints/$(date +%F).txt
@@ -34,25 +43,34 @@ Examples:
 func runCheckpoint(ctx context.Context, e *env, args []string) error {
 	fs := e.flags()
 	db := fs.String("db", "", "journal `FILE`")
+	keyFile := fs.String("key", "", "public key `FILE`")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usageErrorf("checkpoint takes no arguments")
 	}
-	snap, st, path, err := openSnapshot(ctx, e, *db)
+	v, err := loadVerifier(e, *keyFile)
+	if err != nil {
+		return err
+	}
+	path, err := e.dbPath(*db)
+	if err != nil {
+		return err
+	}
+	st, err := openReadOnly(ctx, path)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	defer snap.Close()
-	head, err := snap.Head(ctx)
+	note, _, err := recorder.LatestCheckpoint(ctx, st, v)
+	if errors.Is(err, recorder.ErrNoCheckpoint) {
+		return withHint(fmt.Errorf("the journal at %s has no checkpoint yet", path), "a checkpoint is signed as soon as a session is recorded")
+	}
 	if err != nil {
-		return fmt.Errorf("read checkpoint: %w", err)
+		return withHint(fmt.Errorf("journal %s: %w", path, err),
+			"a checkpoint that does not match the journal is never handed out; run \"bastion verify\" to find out why")
 	}
-	if head == nil {
-		return withHint(errors.New("the journal at "+path+" has no checkpoint yet"), "a checkpoint is signed as soon as a session is recorded")
-	}
-	_, err = e.stdout.Write(head.Note)
+	_, err = e.stdout.Write(note)
 	return err
 }

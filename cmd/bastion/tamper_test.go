@@ -479,7 +479,7 @@ func TestVerifyTamperMatrix(t *testing.T) {
 		{"not a database", []string{"--db", notJournal}, 1, "not a bastion journal"},
 		{"a database but not a journal", []string{"--db", otherDB}, 1, "not a bastion journal"},
 		{"missing file", []string{"--db", filepath.Join(t.TempDir(), "nowhere.db")}, 2, "bastion: error: no journal at "},
-		{"missing key", []string{"--db", fx.pristine, "--key", filepath.Join(t.TempDir(), "none.pub")}, 2, "bastion: error: journal public key: "},
+		{"missing key", []string{"--db", fx.pristine, "--key", filepath.Join(t.TempDir(), "none.pub")}, 2, "bastion: error: journal public key "},
 	}
 	for _, c := range cases2 {
 		t.Run("wrong input/"+c.name, func(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 
 	"github.com/google/uuid"
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/recorder"
@@ -85,12 +86,11 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 		*keyFile = filepath.Join(home, certauth.JournalPubKeyFile)
 	}
 	vkey, err := certauth.LoadVerifierKey(*keyFile)
-	if err != nil {
-		return exitCode(2, withHint(fmt.Errorf("journal public key: %w", err),
-			"pass the journal's public key with --key FILE (journal.pub, made by \"bastion ca init\")"))
+	if err == nil {
+		opts.Verifier, err = recorder.ParseVerifierKey(vkey)
 	}
-	if opts.Verifier, err = recorder.ParseVerifierKey(vkey); err != nil {
-		return exitCode(2, fmt.Errorf("%s: %w", *keyFile, err))
+	if err != nil {
+		return exitCode(2, keyError(*keyFile, err))
 	}
 	if *session != "" {
 		id, err := uuid.Parse(*session)
@@ -138,6 +138,32 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 		return exitCode(2, fmt.Errorf("verify %s: %w", path, err))
 	}
 	return printVerify(e, path, key, *asJSON, r)
+}
+
+// loadVerifier reads the journal's public key from file, or from the home
+// directory when file is "".
+func loadVerifier(e *env, file string) (note.Verifier, error) {
+	if file == "" {
+		home, err := e.home()
+		if err != nil {
+			return nil, err
+		}
+		file = filepath.Join(home, certauth.JournalPubKeyFile)
+	}
+	vkey, err := certauth.LoadVerifierKey(file)
+	if err != nil {
+		return nil, keyError(file, err)
+	}
+	v, err := recorder.ParseVerifierKey(vkey)
+	if err != nil {
+		return nil, keyError(file, err)
+	}
+	return v, nil
+}
+
+func keyError(file string, err error) error {
+	return withHint(fmt.Errorf("journal public key %s: %w", file, err),
+		"pass the journal's public key with --key FILE (journal.pub, made by \"bastion ca init\")")
 }
 
 // keyInfo says which public key verify used, so that a report never hides
