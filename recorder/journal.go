@@ -56,6 +56,20 @@ type Options struct {
 	MaxPendingBytes  int
 	// Hostname is recorded in a new journal's metadata.
 	Hostname string
+	// Signed, if set, remembers outside the journal the latest checkpoint
+	// the writer kept, so that a journal rolled back behind it (a copy of
+	// an older file put back, checkpoints and all) is refused rather than
+	// extended: extending it would have the key sign a second history. If
+	// nil, only the journal's own checkpoints are checked.
+	Signed SignedState
+}
+
+// SignedState stores the latest kept checkpoint note of one journal
+// somewhere its writer can reach but an attacker on the journal's file
+// cannot (next to the key). Load returns nil, nil when there is none.
+type SignedState interface {
+	Load() ([]byte, error)
+	Save(note []byte) error
 }
 
 // Journal appends sessions and events to a store, in one writer goroutine
@@ -92,6 +106,8 @@ type Journal struct {
 	publishedAt time.Time
 	head        *storage.Checkpoint
 	hashes      map[int64]tlog.Hash // new and frontier stored hashes
+
+	signed SignedState // nil: none; Save is called by the committer
 }
 
 type opKind uint8
@@ -138,6 +154,7 @@ func Open(ctx context.Context, store storage.Store, opts Options) (*Journal, err
 		done:     make(chan struct{}),
 		sessions: map[*Session]struct{}{},
 		hashes:   map[int64]tlog.Hash{},
+		signed:   opts.Signed,
 	}
 	if j.log == nil {
 		j.log = hclog.NewNullLogger()
@@ -190,9 +207,17 @@ func Open(ctx context.Context, store storage.Store, opts Options) (*Journal, err
 	if err := j.checkHead(ctx, st); err != nil {
 		return nil, err
 	}
-	if st.Published != nil {
-		j.published = st.Published.TreeSize
-		j.publishedAt = time.Unix(0, st.Published.CreatedNS)
+	if err := j.checkSigned(); err != nil {
+		return nil, err
+	}
+	if p := st.Published; p != nil {
+		// Trust the row only as far as its signature and size go: a
+		// forged size would stop checkpoints from ever being kept again.
+		if c, err := OpenCheckpoint(p.Note, j.key.Verifier); err != nil || c.Size != p.TreeSize || c.Size > st.TreeSize {
+			return nil, fmt.Errorf("recorder: the largest kept checkpoint (size %d) is not valid for this journal: %w", p.TreeSize, ErrJournalDamaged)
+		}
+		j.published = p.TreeSize
+		j.publishedAt = time.Unix(0, p.CreatedNS)
 	}
 	go j.run()
 	if err := j.closeAbandoned(ctx, st.Open); err != nil {
@@ -230,12 +255,52 @@ func (j *Journal) checkHead(ctx context.Context, st *storage.State) error {
 	return nil
 }
 
+// checkSigned refuses a journal that does not extend the latest checkpoint
+// remembered outside it, and remembers the current head on first use.
+func (j *Journal) checkSigned() error {
+	if j.signed == nil {
+		return nil
+	}
+	note, err := j.signed.Load()
+	if err != nil {
+		return fmt.Errorf("recorder: read the remembered checkpoint: %w", err)
+	}
+	if note == nil {
+		if j.head == nil {
+			return nil
+		}
+		return j.signed.Save(j.head.Note)
+	}
+	c, err := OpenCheckpoint(note, j.key.Verifier)
+	if err != nil {
+		return fmt.Errorf("recorder: the remembered checkpoint: %w", err)
+	}
+	if c.Size > j.treeSize {
+		return fmt.Errorf("recorder: the key last kept a checkpoint of %d leaves, the journal has %d: it was truncated or an older copy was put back: %w", c.Size, j.treeSize, ErrJournalDamaged)
+	}
+	if c.Size == 0 {
+		return nil
+	}
+	root, err := tlog.TreeHash(c.Size, j.hashReader())
+	if err != nil {
+		return fmt.Errorf("recorder: compute tree root: %w", err)
+	}
+	if Hash(root) != c.Root {
+		return fmt.Errorf("recorder: the journal's first %d leaves are not those of the checkpoint the key last kept: it was rewritten or replaced: %w", c.Size, ErrJournalDamaged)
+	}
+	return nil
+}
+
 // closeAbandoned ends sessions that a writer left open, at the chain head
 // of their last committed segment.
 func (j *Journal) closeAbandoned(ctx context.Context, open []storage.Session) error {
 	for _, se := range open {
 		if len(se.ID) != SessionIDSize {
 			return fmt.Errorf("recorder: session %d has a malformed id: %w", se.Num, ErrJournalDamaged)
+		}
+		// The key signs what it ends: only a session the log started.
+		if err := j.checkStarted(ctx, se); err != nil {
+			return err
 		}
 		s := &Session{j: j, num: se.Num}
 		copy(s.id[:], se.ID)
@@ -274,6 +339,28 @@ func (j *Journal) closeAbandoned(ctx context.Context, open []storage.Session) er
 			return fmt.Errorf("recorder: close abandoned session %x: %w", s.id, err)
 		}
 		j.log.Warn("closed a session left open by a previous writer", "session", s.ID(), "frames", last)
+	}
+	return nil
+}
+
+// checkStarted makes sure se's start leaf is in the log and starts it.
+func (j *Journal) checkStarted(ctx context.Context, se storage.Session) error {
+	snap, err := j.st.Snapshot(ctx)
+	if err != nil {
+		return err
+	}
+	defer snap.Close()
+	found := false
+	err = snap.Leaves(ctx, se.StartLeaf, se.StartLeaf+1, func(l storage.Leaf) error {
+		pl, err := ParseLeaf(l.Data)
+		found = err == nil && pl.Type == LeafSessionStart && bytes.Equal(pl.Session[:], se.ID)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if !found {
+		return fmt.Errorf("recorder: open session %d has no start leaf at %d: %w", se.Num, se.StartLeaf, ErrJournalDamaged)
 	}
 	return nil
 }

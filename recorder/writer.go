@@ -57,7 +57,7 @@ func (j *Journal) run() {
 			if err != nil {
 				j.fail(err)
 				j.finish(ops, err)
-			} else if p != nil {
+			} else {
 				commits <- p
 			}
 		}
@@ -111,8 +111,8 @@ type built struct {
 
 // build turns ops into one batch and advances the writer's view of the tree
 // as if it committed; if it does not, the journal fails as a whole, so no
-// later batch is ever committed on top of a missing one. It returns nil
-// when there is nothing to write.
+// later batch is ever committed on top of a missing one. When there is
+// nothing to write, the batch is nil.
 func (j *Journal) build(ops []op, publish bool) (*built, error) {
 	now := j.now()
 	wall := now.UnixNano()
@@ -237,8 +237,9 @@ func (j *Journal) build(ops []op, publish bool) (*built, error) {
 		b.Published = append(b.Published, *head)
 	}
 	if len(b.Frames) == 0 && len(b.Leaves) == 0 && len(b.Published) == 0 && b.Head == nil {
-		j.finish(ops, nil)
-		return nil, nil
+		// Nothing to write, but its waiters are answered by the
+		// committer, after every batch before it.
+		return &built{ops: ops}, nil
 	}
 	j.treeSize, j.hashCount = newSize, j.hashCount+int64(len(b.Hashes))
 	j.head = head
@@ -257,10 +258,22 @@ func (j *Journal) store(p *built) {
 		j.finish(p.ops, err)
 		return
 	}
+	if p.batch == nil {
+		j.finish(p.ops, nil)
+		return
+	}
 	if err := j.st.Commit(context.Background(), p.batch); err != nil {
 		j.fail(err)
 		j.finish(p.ops, err)
 		return
+	}
+	if n := len(p.batch.Published); n > 0 && j.signed != nil {
+		if err := j.signed.Save(p.batch.Published[n-1].Note); err != nil {
+			err = fmt.Errorf("remember the kept checkpoint: %w", err)
+			j.fail(err)
+			j.finish(p.ops, err)
+			return
+		}
 	}
 	for i, l := range p.batch.Leaves {
 		if o := p.leafOps[i]; o != nil && o.leafIndex != nil {

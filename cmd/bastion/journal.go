@@ -36,13 +36,18 @@ func openJournal(ctx context.Context, e *env, dbFlag string) (j *recorder.Journa
 	if err != nil {
 		return nil, "", nil, journalError(err)
 	}
+	signed, err := certauth.NewSignedState(home, path)
+	if err != nil {
+		st.Close()
+		return nil, "", nil, err
+	}
 	host, _ := os.Hostname()
-	j, err = recorder.Open(ctx, st, recorder.Options{Key: key, Hostname: host})
+	j, err = recorder.Open(ctx, st, recorder.Options{Key: key, Hostname: host, Signed: signed})
 	if err != nil {
 		st.Close()
 		if errors.Is(err, recorder.ErrJournalDamaged) {
 			return nil, "", nil, withHint(fmt.Errorf("journal %s: %w", path, err),
-				"run \"bastion verify --db "+path+"\" to find the damage; a damaged journal is never extended")
+				"run \"bastion verify --db "+path+" --checkpoint "+signed.Path()+"\" to find the damage; a damaged journal is never extended")
 		}
 		return nil, "", nil, fmt.Errorf("journal %s: %w", path, err)
 	}
