@@ -142,10 +142,12 @@ const (
 // the exit status: those are the caller's, who has them from cfg and
 // Result.
 //
-// If rec fails, RunLocal kills the command's process group at once, delivers
-// nothing more, and returns an error wrapping [ErrRecordingFailed]. If ctx
-// ends, it sends the process group SIGHUP, then SIGKILL after
-// cfg.KillGrace, delivers nothing more, and returns ctx's error. If writing
+// If rec fails, whether an Append or a Wait meets the failure or rec's Done
+// channel closes while the command does no terminal I/O, RunLocal kills the
+// command's process group at once, delivers nothing more, and returns an
+// error wrapping [ErrRecordingFailed]. If ctx ends, it sends the process
+// group SIGHUP, then SIGKILL after cfg.KillGrace (at once if rec fails
+// meanwhile), delivers nothing more, and returns ctx's error. If writing
 // to cfg.Stdout fails, it ends the command the same way and returns that
 // error. Whenever the command was started and has exited, Result says how,
 // even alongside an error.
@@ -352,6 +354,10 @@ func (s *localSession) run(ctx context.Context) (Result, error) {
 	select {
 	case <-s.exited:
 	case <-s.stopped:
+	case <-s.rec.Done():
+		// A command doing no terminal I/O would otherwise run on,
+		// unrecorded, until its next Append or Wait.
+		s.fail(recordingFailed(recorderErr(s.rec)))
 	case <-ctx.Done():
 		s.stop(canceled(ctx), s.killGrace())
 	}
@@ -440,6 +446,18 @@ func (s *localSession) failing() bool {
 	}
 }
 
+// errRecorderDone stands in for the cause of a recorder whose Done channel
+// closed while its Err still says nil, which breaks Recorder's contract.
+var errRecorderDone = errors.New("recorder can record nothing more")
+
+// recorderErr is why rec's Done channel closed.
+func recorderErr(rec Recorder) error {
+	if err := rec.Err(); err != nil {
+		return err
+	}
+	return errRecorderDone
+}
+
 // canceled is the error for a session whose context ended: ctx.Err(), plus
 // the cause if the canceler gave one.
 func canceled(ctx context.Context) error {
@@ -481,6 +499,8 @@ func (s *localSession) terminate() {
 		case <-s.exited:
 			return
 		case <-s.recFailed:
+		case <-s.rec.Done():
+			s.fail(recordingFailed(recorderErr(s.rec)))
 		case <-t.C:
 		}
 	}

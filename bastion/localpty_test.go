@@ -53,6 +53,7 @@ type memRecorder struct {
 	output    []byte        // output payloads of committed frames, in order
 	err       error         // once set, Append and Wait fail with it
 	changed   chan struct{} // closed and replaced whenever committed or err changes
+	failed    chan struct{} // closed when err is set; Done
 
 	appendedOutput []byte // output payloads appended so far, kept only with echoToken
 	committedInput []byte // input payloads of committed frames, kept only with echoToken
@@ -69,6 +70,7 @@ func newMemRecorder(t testing.TB, commitDelay time.Duration) *memRecorder {
 		quit:        make(chan struct{}),
 		gone:        make(chan struct{}),
 		changed:     make(chan struct{}),
+		failed:      make(chan struct{}),
 	}
 	go r.commitLoop()
 	t.Cleanup(func() {
@@ -154,10 +156,31 @@ func (r *memRecorder) commitLoop() {
 	}
 }
 
+func (r *memRecorder) Done() <-chan struct{} { return r.failed }
+
+func (r *memRecorder) Err() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.err
+}
+
+// fail breaks the journal now, as a failed commit of another session's
+// frames would: this session learns of it only through Done, or at its next
+// Append or Wait.
+func (r *memRecorder) fail() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.failLocked()
+}
+
 func (r *memRecorder) failLocked() {
+	if r.err != nil {
+		return
+	}
 	r.err = errJournalBroken
 	close(r.changed)
 	r.changed = make(chan struct{})
+	close(r.failed)
 }
 
 // committedOutput returns the committed output so far. The slice is never
@@ -527,6 +550,67 @@ func TestRunLocalRecorderFails(t *testing.T) {
 	}
 }
 
+// A command that does no terminal I/O never meets the failure in Append or
+// Wait: it is killed because the recorder's Done closes, at once and without
+// grace, not when it next writes (sleep 5 would otherwise run to its end).
+// Like a failed Append, the kill is SIGHUP then SIGKILL with no wait between;
+// a command that ignores the hangup shows there is no grace.
+func TestRunLocalRecorderFailsIdle(t *testing.T) {
+	tests := []struct {
+		name string
+		argv []string
+		want Result
+	}{
+		{"sleep", []string{"sleep", "5"}, Result{ExitCode: 129, Signal: "HUP"}},
+		{"ignores hangup", []string{"sh", "-c", `trap "" HUP; exec sleep 5`}, Result{ExitCode: 137, Signal: "KILL"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := newMemRecorder(t, time.Millisecond)
+			timer := time.AfterFunc(200*time.Millisecond, rec.fail)
+			defer timer.Stop()
+			cfg := LocalConfig{Argv: tt.argv, KillGrace: time.Minute}
+			start := time.Now()
+			res, _, err := runChecked(t, cfg, rec)
+			if !errors.Is(err, ErrRecordingFailed) || !errors.Is(err, errJournalBroken) {
+				t.Fatalf("RunLocal error = %v, want a recording failure", err)
+			}
+			if d := time.Since(start); d > time.Second {
+				t.Errorf("RunLocal took %v to stop an idle session whose journal failed", d)
+			}
+			if res != tt.want {
+				t.Errorf("result = %+v, want %+v", res, tt.want)
+			}
+			if s := rec.texts(kindSignal); len(s) != 0 {
+				t.Errorf("recorded signals %q after the journal failed", s)
+			}
+		})
+	}
+}
+
+// A journal that fails while a canceled session waits out its kill grace
+// ends the grace: the command, which ignores the hangup, is killed at once.
+func TestRunLocalRecorderFailsDuringGrace(t *testing.T) {
+	rec := newMemRecorder(t, time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancelTimer := time.AfterFunc(100*time.Millisecond, cancel)
+	defer cancelTimer.Stop()
+	failTimer := time.AfterFunc(300*time.Millisecond, rec.fail)
+	defer failTimer.Stop()
+	cfg := LocalConfig{Argv: []string{"sh", "-c", `trap "" HUP; exec sleep 5`}, KillGrace: time.Minute, Stdout: io.Discard}
+	start := time.Now()
+	res, err := RunLocal(ctx, cfg, rec)
+	if !errors.Is(err, ErrRecordingFailed) || !errors.Is(err, errJournalBroken) {
+		t.Fatalf("RunLocal error = %v, want a recording failure", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("RunLocal took %v", d)
+	}
+	if want := (Result{ExitCode: 137, Signal: "KILL"}); res != want {
+		t.Errorf("result = %+v, want %+v", res, want)
+	}
+}
+
 func TestRunLocalCancel(t *testing.T) {
 	tests := []struct {
 		name        string
@@ -617,6 +701,10 @@ func (r *instantRecorder) Append(kind uint8, channel uint32, p []byte) (uint64, 
 }
 
 func (r *instantRecorder) Wait(ctx context.Context, seq uint64) error { return nil }
+
+func (r *instantRecorder) Done() <-chan struct{} { return nil } // never fails
+
+func (r *instantRecorder) Err() error { return nil }
 
 func BenchmarkRunLocalThroughput(b *testing.B) {
 	const size = 64 << 20

@@ -10,7 +10,7 @@ import (
 // Recorder is the journal side of one session, as the pumps need it. The
 // recorder package's session implements it.
 //
-// Both methods are called from several goroutines at once.
+// Every method is called from several goroutines at once.
 type Recorder interface {
 	// Append hands one chunk to the journal and returns its sequence
 	// number. It copies p. It blocks while the session's pipeline of
@@ -22,6 +22,14 @@ type Recorder interface {
 	// committed. It returns the journal's error if they never will be, or
 	// ctx's error.
 	Wait(ctx context.Context, seq uint64) error
+
+	// Done is closed when the session can record nothing more (the
+	// journal failed or closed), so that a session doing no terminal I/O,
+	// which would never meet the failure in Append or Wait, stops too.
+	Done() <-chan struct{}
+
+	// Err is why Done was closed, or nil while it is open.
+	Err() error
 }
 
 // Frame kinds, as the journal format fixes them. The pumps write only

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"net/url"
 	"os"
 	"strings"
@@ -41,8 +42,13 @@ type SQLite struct {
 	path string
 	rw   *sql.DB // nil when read-only; one connection
 	ro   *sql.DB
-	lock *writerLock
+	lock *writerLock   // nil when read-only
 	ckpt *checkpointer // nil when read-only
+
+	// A read-only store counts as a user of its file (see openFiles)
+	// from OpenSQLite to Close when used is set; a writer's lock does.
+	file fileID
+	used bool
 
 	// Prepared on rw; used only by Commit, which has one caller at a time.
 	insFrame, insFrames, insLeaf, insHash, insSession, updSession, endSession, insPublished, putHead *sql.Stmt
@@ -51,8 +57,13 @@ type SQLite struct {
 var _ Store = (*SQLite)(nil)
 
 // OpenSQLite opens (creating if needed, unless read-only) the journal at path.
-// A writer takes the journal's writer lock and fails with a *LockedError
-// while another process holds it.
+//
+// A writer creates the file with mode 0600, refuses with a
+// *PermissionsError an existing journal whose group or others have any
+// access to it, and takes the journal's writer lock, failing with a
+// *LockedError while another writer holds it, whatever name (symbolic or
+// hard link) that writer opened it by. A reader checks no permissions: an
+// auditor may verify a copy.
 func OpenSQLite(ctx context.Context, path string, opts Options) (*SQLite, error) {
 	s := &SQLite{path: path}
 	sync := opts.Synchronous
@@ -63,8 +74,13 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*SQLite, error)
 		return nil, fmt.Errorf("synchronous must be %q or %q, not %q", SyncFull, SyncNormal, opts.Synchronous)
 	}
 	if opts.ReadOnly {
-		if _, err := os.Stat(path); err != nil {
+		fi, err := os.Stat(path)
+		if err != nil {
 			return nil, fmt.Errorf("open journal: %w", err)
+		}
+		if id, ok := idOf(fi); ok {
+			useFile(id)
+			s.file, s.used = id, true
 		}
 	} else {
 		lock, err := lockWriter(path)
@@ -82,6 +98,10 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*SQLite, error)
 		rw.SetConnMaxLifetime(0)
 		s.rw = rw
 		if err := s.migrate(ctx); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("open journal %s: %w", path, err)
+		}
+		if err := s.lockedFileOpened(); err != nil {
 			s.Close()
 			return nil, fmt.Errorf("open journal %s: %w", path, err)
 		}
@@ -112,6 +132,20 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*SQLite, error)
 		}
 	}
 	return s, nil
+}
+
+// lockedFileOpened checks that the name SQLite opened, after the writer
+// lock was taken, still names the locked file: it was not replaced in
+// between.
+func (s *SQLite) lockedFileOpened() error {
+	fi, err := os.Stat(s.path)
+	if err != nil {
+		return err
+	}
+	if id, ok := idOf(fi); !ok || id != s.lock.id {
+		return errors.New("the file was replaced while it was being opened")
+	}
+	return nil
 }
 
 func dsn(path string, readOnly bool, sync string) string {
@@ -209,7 +243,9 @@ func (s *SQLite) checkReadable(ctx context.Context) error {
 
 func (s *SQLite) prepare(ctx context.Context) error {
 	// The background checkpointer does this work off the writer's thread.
-	if _, err := s.rw.ExecContext(ctx, "PRAGMA wal_autocheckpoint = 0; PRAGMA cache_size = -65536"); err != nil {
+	// The size limit truncates the WAL each time it restarts, so that one
+	// burst does not keep its size on disk for good.
+	if _, err := s.rw.ExecContext(ctx, fmt.Sprintf("PRAGMA wal_autocheckpoint = 0; PRAGMA cache_size = -65536; PRAGMA journal_size_limit = %d", walSizeLimit)); err != nil {
 		return err
 	}
 	stmts := []struct {
@@ -383,6 +419,14 @@ func (s *SQLite) Commit(ctx context.Context, b *Batch) (err error) {
 		return fmt.Errorf("commit: %w", err)
 	}
 	s.ckpt.committed(b.size())
+	if s.ckpt.writerDue() {
+		// The background checkpointer cannot finish while this writer
+		// keeps appending, and the WAL restarts only once every frame in
+		// it is in the database. Between two appends it can finish, unless
+		// a reader still uses old frames. Commit has succeeded: a failed
+		// checkpoint is left for the next round.
+		s.ckpt.checkpoint(ctx, s.rw, true)
+	}
 	return nil
 }
 
@@ -441,6 +485,10 @@ func (s *SQLite) Close() error {
 		errs = append(errs, s.rw.Close())
 	}
 	errs = append(errs, s.lock.release())
+	if s.used {
+		errs = append(errs, closeFile(s.file, true, nil))
+		s.used = false
+	}
 	return errors.Join(errs...)
 }
 
@@ -500,8 +548,19 @@ func (s *sqliteSnapshot) leaves(ctx context.Context, fn func(Leaf) error, where 
 	defer rows.Close()
 	for rows.Next() {
 		var l Leaf
-		if err := rows.Scan(&l.Index, &l.Type, &l.Session, &l.Data); err != nil {
+		var typ, session intColumn
+		if err := rows.Scan(&l.Index, &typ, &session, &l.Data); err != nil {
 			return err
+		}
+		// Type and Session are derived from Data for querying and trusted
+		// by no one: a value no leaf can have reads as none, not as an
+		// error that would stop a verifier before it looks at Data.
+		if typ.ok && typ.v >= 0 && typ.v <= math.MaxUint8 {
+			l.Type = uint8(typ.v)
+		}
+		l.Session = -1
+		if session.ok && session.v >= 0 {
+			l.Session = session.v
 		}
 		if err := fn(l); err != nil {
 			return err
@@ -533,33 +592,124 @@ func (s *sqliteSnapshot) FrameSessions(ctx context.Context) ([]int64, error) {
 	defer rows.Close()
 	var out []int64
 	for rows.Next() {
-		var n int64
+		var n intColumn
 		if err := rows.Scan(&n); err != nil {
 			return nil, err
 		}
-		out = append(out, n)
+		if !n.ok {
+			return nil, fmt.Errorf("%w: a frame's session holds %s, not an integer", ErrCorrupt, n.typ)
+		}
+		out = append(out, n.v)
 	}
 	return out, rows.Err()
 }
 
 func (s *sqliteSnapshot) Frames(ctx context.Context, session int64, fn func(*Frame) error) error {
-	rows, err := s.conn.QueryContext(ctx, "SELECT seq, kind, channel, mono_ns, wall_ns, payload, chain FROM frames WHERE session = ? ORDER BY seq", session)
+	rows, err := s.conn.QueryContext(ctx, "SELECT id, seq, kind, channel, mono_ns, wall_ns, payload, chain FROM frames WHERE session = ? ORDER BY seq", session)
 	if err != nil {
 		return err
 	}
 	defer rows.Close()
 	f := Frame{Session: session}
+	var id int64
+	var seq, kind, channel, mono, wall intColumn
 	var payload, chain sql.RawBytes
 	for rows.Next() {
-		if err := rows.Scan(&f.Seq, &f.Kind, &f.Channel, &f.MonoNS, &f.WallNS, &payload, &chain); err != nil {
+		if err := rows.Scan(&id, &seq, &kind, &channel, &mono, &wall, &payload, &chain); err != nil {
 			return fmt.Errorf("read frame of session %d: %w", session, err)
 		}
+		if err := checkFrame(session, id, seq, kind, channel, mono, wall); err != nil {
+			return err
+		}
+		f.Seq, f.Kind, f.Channel, f.MonoNS, f.WallNS = seq.v, uint8(kind.v), uint32(channel.v), mono.v, wall.v
 		f.Payload, f.Chain = payload, chain
 		if err := fn(&f); err != nil {
 			return err
 		}
 	}
 	return rows.Err()
+}
+
+// CorruptFrameError says a stored frame holds a value no frame can have. It
+// wraps [ErrCorrupt]. The frame's content is evidence to report, not a
+// reason for a reader to fail: a verifier turns it into a finding about
+// that frame.
+type CorruptFrameError struct {
+	Session int64
+	// Seq is the frame's sequence number as stored; 0 when it is not an
+	// integer.
+	Seq     int64
+	Row     int64  // the frame's row id, which names it even when Seq is bad
+	Column  string // "seq", "kind", "channel", "mono_ns" or "wall_ns"
+	Problem string // "258 is out of range 0..255", "holds TEXT, not an integer"
+}
+
+func (e *CorruptFrameError) Error() string {
+	return fmt.Sprintf("frame of session %d with seq %d (row %d): %s %s", e.Session, e.Seq, e.Row, e.Column, e.Problem)
+}
+
+func (e *CorruptFrameError) Unwrap() error { return ErrCorrupt }
+
+// checkFrame checks that a frame's integer columns hold values a Frame can
+// carry: the recorder's unsigned sequence number, a one-byte kind and a
+// four-byte channel.
+func checkFrame(session, row int64, seq, kind, channel, mono, wall intColumn) error {
+	cols := []struct {
+		name   string
+		c      intColumn
+		lo, hi int64
+	}{
+		{"seq", seq, 0, math.MaxInt64},
+		{"kind", kind, 0, math.MaxUint8},
+		{"channel", channel, 0, math.MaxUint32},
+		{"mono_ns", mono, math.MinInt64, math.MaxInt64},
+		{"wall_ns", wall, math.MinInt64, math.MaxInt64},
+	}
+	for _, col := range cols {
+		var problem string
+		switch {
+		case !col.c.ok:
+			problem = fmt.Sprintf("holds %s, not an integer", col.c.typ)
+		case col.c.v < col.lo || col.c.v > col.hi:
+			problem = fmt.Sprintf("%d is out of range %d..%d", col.c.v, col.lo, col.hi)
+		default:
+			continue
+		}
+		e := &CorruptFrameError{Session: session, Row: row, Column: col.name, Problem: problem}
+		if seq.ok {
+			e.Seq = seq.v
+		}
+		return e
+	}
+	return nil
+}
+
+// intColumn reads an INTEGER column of a row nobody vouches for. STRICT
+// tables check types only on writing: a file edited byte by byte can hold
+// any type in any column, and reading it must not fail for that.
+type intColumn struct {
+	v   int64
+	ok  bool   // the column held an integer, v
+	typ string // what it held otherwise: "NULL", "TEXT", "BLOB" or "REAL"
+}
+
+func (c *intColumn) Scan(src any) error {
+	*c = intColumn{}
+	switch src := src.(type) {
+	case int64:
+		c.v, c.ok = src, true
+	case nil:
+		c.typ = "NULL"
+	case string:
+		c.typ = "TEXT"
+	case []byte:
+		c.typ = "BLOB"
+	case float64:
+		c.typ = "REAL"
+	default:
+		c.typ = fmt.Sprintf("%T", src)
+	}
+	return nil
 }
 
 func (s *sqliteSnapshot) Hashes(ctx context.Context, indexes []int64) ([][]byte, error) {

@@ -35,6 +35,15 @@ var (
 	// example a leaf index that is not the next one): a bug or a second
 	// writer, never to be papered over.
 	ErrConflict = errors.New("batch does not extend the journal")
+	// ErrPermissions means a journal file lets users other than its owner
+	// in, and a writer refuses to add to it. The returned error is a
+	// *PermissionsError naming the file and its mode.
+	ErrPermissions = errors.New("journal file is not private to its owner")
+	// ErrCorrupt means a stored row holds a value no row of its kind can
+	// have (a frame kind above 255, a negative channel): the file was
+	// damaged or edited. The returned error names the row; reading
+	// stopped there.
+	ErrCorrupt = errors.New("journal row is corrupt")
 )
 
 // Session is a row of the sessions index. Num is local to one journal; ID is

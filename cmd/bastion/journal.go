@@ -92,6 +92,8 @@ func journalError(err error) error {
 		return withHint(err, "only one process writes a journal at a time; readers such as verify and sessions list work meanwhile")
 	case errors.Is(err, storage.ErrNotJournal):
 		return withHint(err, "--db must name a journal that bastion created")
+	case errors.Is(err, storage.ErrPermissions):
+		return withHint(err, "a journal holds every keystroke, passwords typed at a prompt included: only its owner may read it")
 	}
 	return err
 }
