@@ -48,12 +48,17 @@ $(STATICCHECK):
 	mv $(TOOLS)/bin.tmp/staticcheck $@
 	@rmdir $(TOOLS)/bin.tmp
 
+# The Go benchmarks, BENCHCOUNT times each for a median, then the end-to-end
+# ones (.ci/bench.sh: bastion record against script(1), bastion verify against
+# sha256sum, alternating, BENCH_ROUNDS rounds), which also prints the Go
+# figures against their targets. Method and results: docs/BENCHMARKS.md.
+BENCHTIME ?= 3s
+BENCHCOUNT ?= 3
+
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
-	@# scripts/bench.sh runs the end-to-end benchmarks (sessions through a real
-	@# bastion); it comes with them, and until then there is nothing to run.
-	@if [ -x scripts/bench.sh ]; then ./scripts/bench.sh; \
-	else echo "scripts/bench.sh not present: no end-to-end benchmarks to run"; fi
+	@out=$$(mktemp -t bastion-gobench.XXXXXX); trap 'rm -f "$$out"' EXIT; \
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) ./... | tee "$$out"; \
+	./.ci/bench.sh "$$out"
 
 # The demo gets a fresh home of its own, so it never touches ~/.bastion
 # and always starts from nothing. The home is kept for a look afterwards.

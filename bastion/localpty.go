@@ -112,7 +112,7 @@ const (
 	// chunks are read but not yet delivered: reading and committing go on
 	// while earlier chunks wait for their commit.
 	outputBufSize = 32 << 10
-	outputBufs    = 8
+	outputBufs    = 64
 
 	inputBufSize = 16 << 10
 	inputBufs    = 4

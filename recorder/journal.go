@@ -275,6 +275,9 @@ func (j *Journal) checkSigned() error {
 	if err != nil {
 		return fmt.Errorf("recorder: the remembered checkpoint: %w", err)
 	}
+	if c.Size > j.treeSize && j.treeSize == 0 {
+		return fmt.Errorf("recorder: the journal is empty, but the key kept a checkpoint of %d leaves for the journal at this path: it was deleted or replaced: %w", c.Size, ErrJournalDamaged)
+	}
 	if c.Size > j.treeSize {
 		return fmt.Errorf("recorder: the key last kept a checkpoint of %d leaves, the journal has %d: it was truncated or an older copy was put back: %w", c.Size, j.treeSize, ErrJournalDamaged)
 	}

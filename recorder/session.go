@@ -138,6 +138,11 @@ func (s *Session) append(kind Kind, channel uint32, p []byte) (uint64, error) {
 	}
 	s.pendingB += len(p)
 	if t := s.tail; t != nil && !t.taken && t.kind == kind && t.channel == channel && len(t.payload)+len(p) <= coalesceLimit {
+		if cap(t.payload) < len(t.payload)+len(p) {
+			// A frame that coalesces once usually fills up: grow it
+			// to the limit at once rather than by doubling.
+			t.payload = append(make([]byte, 0, coalesceLimit), t.payload...)
+		}
 		t.payload = append(t.payload, p...)
 		return t.seq, nil
 	}

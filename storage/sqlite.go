@@ -50,6 +50,11 @@ type SQLite struct {
 	file fileID
 	used bool
 
+	// nextLeaf and nextHash are the indexes the next batch must start at,
+	// once nextKnown; used only by Commit, which has one caller at a time.
+	nextLeaf, nextHash int64
+	nextKnown          bool
+
 	// Prepared on rw; used only by Commit, which has one caller at a time.
 	insFrame, insFrames, insLeaf, insHash, insSession, updSession, endSession, insPublished, putHead *sql.Stmt
 }
@@ -350,23 +355,22 @@ func (s *SQLite) Commit(ctx context.Context, b *Batch) (err error) {
 			tx.Rollback()
 		}
 	}()
-	if len(b.Leaves) > 0 {
-		var next int64
-		if err := tx.QueryRowContext(ctx, "SELECT coalesce(max(idx) + 1, 0) FROM leaves").Scan(&next); err != nil {
+	// The writer holds the journal's lock, so the next indexes are read once
+	// and then tracked here, not queried at every commit.
+	if !s.nextKnown {
+		if err := tx.QueryRowContext(ctx, "SELECT coalesce(max(idx) + 1, 0) FROM leaves").Scan(&s.nextLeaf); err != nil {
 			return err
 		}
-		if b.Leaves[0].Index != next {
-			return fmt.Errorf("%w: first leaf index %d, journal has %d leaves", ErrConflict, b.Leaves[0].Index, next)
+		if err := tx.QueryRowContext(ctx, "SELECT coalesce(max(idx) + 1, 0) FROM tree_hashes").Scan(&s.nextHash); err != nil {
+			return err
 		}
+		s.nextKnown = true
 	}
-	if len(b.Hashes) > 0 {
-		var next int64
-		if err := tx.QueryRowContext(ctx, "SELECT coalesce(max(idx) + 1, 0) FROM tree_hashes").Scan(&next); err != nil {
-			return err
-		}
-		if b.HashStart != next {
-			return fmt.Errorf("%w: first tree hash index %d, journal has %d", ErrConflict, b.HashStart, next)
-		}
+	if len(b.Leaves) > 0 && b.Leaves[0].Index != s.nextLeaf {
+		return fmt.Errorf("%w: first leaf index %d, journal has %d leaves", ErrConflict, b.Leaves[0].Index, s.nextLeaf)
+	}
+	if len(b.Hashes) > 0 && b.HashStart != s.nextHash {
+		return fmt.Errorf("%w: first tree hash index %d, journal has %d", ErrConflict, b.HashStart, s.nextHash)
 	}
 	for _, se := range b.NewSessions {
 		if _, err := tx.Stmt(s.insSession).ExecContext(ctx, se.Num, se.ID, se.StartLeaf, se.StartedNS, se.Summary); err != nil {
@@ -418,6 +422,10 @@ func (s *SQLite) Commit(ctx context.Context, b *Batch) (err error) {
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
+	if n := len(b.Leaves); n > 0 {
+		s.nextLeaf = b.Leaves[n-1].Index + 1
+	}
+	s.nextHash += int64(len(b.Hashes))
 	s.ckpt.committed(b.size())
 	if s.ckpt.writerDue() {
 		// The background checkpointer cannot finish while this writer

@@ -47,7 +47,8 @@ func openJournal(ctx context.Context, e *env, dbFlag string) (j *recorder.Journa
 		st.Close()
 		if errors.Is(err, recorder.ErrJournalDamaged) {
 			return nil, "", nil, withHint(fmt.Errorf("journal %s: %w", path, err),
-				"run \"bastion verify --db "+path+" --checkpoint "+signed.Path()+"\" to find the damage; a damaged journal is never extended")
+				"run \"bastion verify --db "+path+" --checkpoint "+signed.Path()+"\" to find the damage; a damaged journal is never extended",
+				"if the journal was removed or replaced on purpose, keep the old one as evidence, then remove "+signed.Path()+" to start a new journal at this path")
 		}
 		return nil, "", nil, fmt.Errorf("journal %s: %w", path, err)
 	}
