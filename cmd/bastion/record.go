@@ -113,7 +113,8 @@ func runRecord(ctx context.Context, e *env, args []string) (err error) {
 	if tty {
 		restore, err := makeRaw(int(stdin.Fd()))
 		if err != nil {
-			return err
+			// The session started but never ran: say so in its end.
+			return errors.Join(err, s.End(context.WithoutCancel(ctx), recorder.Attrs{"reason": "error", "detail": err.Error()}))
 		}
 		defer restore()
 	}
