@@ -9,8 +9,8 @@ import (
 
 const (
 	// walCheckpointPages is how many WAL pages accumulate before the
-	// background checkpointer copies them into the database file (16 MiB
-	// at 4 KiB pages).
+	// background checkpointer copies them into the database file (32 MiB
+	// at 8 KiB pages).
 	walCheckpointPages = 4096
 
 	// walIdleCheckpoint is how often the background checkpointer looks for
