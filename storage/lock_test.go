@@ -102,6 +102,10 @@ func TestLockedErrorSkipsDeadHolder(t *testing.T) {
 // before a reader.
 func TestWriterLockKeepsSQLiteLocks(t *testing.T) {
 	if _, err := os.Stat("/proc/locks"); err != nil {
+		// In CI a missing tool fails the test rather than skipping it.
+		if os.Getenv("CI") == "true" {
+			t.Fatal("no /proc/locks to observe the locks")
+		}
 		t.Skip("no /proc/locks to observe the locks")
 	}
 	ctx := context.Background()

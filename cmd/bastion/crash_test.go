@@ -127,6 +127,10 @@ type crashRig struct {
 func newCrashRig(t *testing.T) *crashRig {
 	t.Helper()
 	if runtime.GOOS != "linux" {
+		// In CI a missing tool fails the test rather than skipping it.
+		if os.Getenv("CI") == "true" {
+			t.Fatal("the crash test finds the recorder's command in /proc, which only Linux has")
+		}
 		t.Skip("the crash test finds the recorder's command in /proc, which only Linux has")
 	}
 	// The test binary runs as bastion when its argv[0] is "bastion":
