@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	"golang.org/x/mod/sumdb/note"
-	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/bastionhq/bastion/storage"
 )
@@ -36,42 +35,26 @@ func LatestCheckpoint(ctx context.Context, store storage.Store, v note.Verifier)
 	if err != nil {
 		return nil, c, fmt.Errorf("recorder: latest checkpoint: %w", err)
 	}
-	var hashes []tlog.Hash
-	r := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
-		out := make([]tlog.Hash, len(idx))
-		for i, x := range idx {
-			if x < 0 || x >= int64(len(hashes)) {
-				return nil, fmt.Errorf("tree hash %d not computed", x)
-			}
-			out[i] = hashes[x]
-		}
-		return out, nil
-	})
-	var n int64
+	var tree memTree
 	err = snap.Leaves(ctx, 0, 1<<62, func(l storage.Leaf) error {
-		if l.Index != n {
-			return fmt.Errorf("leaf %d is missing", n)
+		if l.Index != tree.size {
+			return fmt.Errorf("leaf %d is missing", tree.size)
 		}
-		hs, err := tlog.StoredHashes(n, l.Data, r)
-		if err != nil {
-			return err
-		}
-		hashes = append(hashes, hs...)
-		n++
-		return nil
+		return tree.add(l.Data)
 	})
 	if err != nil {
 		return nil, c, fmt.Errorf("recorder: read leaves: %w", err)
 	}
+	n := tree.size
 	if c.Size != n {
 		return nil, c, fmt.Errorf("recorder: the latest checkpoint covers %d leaves but the journal has %d: %w", c.Size, n, ErrJournalDamaged)
 	}
 	if n > 0 {
-		root, err := tlog.TreeHash(n, r)
+		root, err := tree.root(n)
 		if err != nil {
 			return nil, c, err
 		}
-		if Hash(root) != c.Root {
+		if root != c.Root {
 			return nil, c, fmt.Errorf("recorder: the latest checkpoint's root is not the root of the stored leaves: %w", ErrJournalDamaged)
 		}
 	}

@@ -145,11 +145,11 @@ func Verify(ctx context.Context, store storage.Store, opts VerifyOptions) (*Repo
 }
 
 type verifier struct {
-	ctx    context.Context
-	snap   storage.Snapshot
-	opts   VerifyOptions
-	r      *Report
-	hashes []tlog.Hash // recomputed stored hashes, by stored-hash index
+	ctx  context.Context
+	snap storage.Snapshot
+	opts VerifyOptions
+	r    *Report
+	tree memTree // the tree recomputed from the leaves
 	// recordHash is each leaf's recomputed hash, to localize damage.
 	recordHash []tlog.Hash
 	sessions   map[SessionID]*sessionLeaves
@@ -161,19 +161,6 @@ type verifier struct {
 
 func (v *verifier) problem(leaf int64, where, format string, args ...any) {
 	v.r.Problems = append(v.r.Problems, Problem{Leaf: leaf, Where: where, What: fmt.Sprintf(format, args...)})
-}
-
-func (v *verifier) reader() tlog.HashReader {
-	return tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
-		out := make([]tlog.Hash, len(idx))
-		for i, x := range idx {
-			if x < 0 || x >= int64(len(v.hashes)) {
-				return nil, fmt.Errorf("tree hash %d not computed", x)
-			}
-			out[i] = v.hashes[x]
-		}
-		return out, nil
-	})
 }
 
 func (v *verifier) run() error {
@@ -214,7 +201,6 @@ func (v *verifier) run() error {
 // session's segments.
 func (v *verifier) leaves() error {
 	v.sessions = map[SessionID]*sessionLeaves{}
-	r := v.reader()
 	var next int64
 	err := v.snap.Leaves(v.ctx, 0, 1<<62, func(sl storage.Leaf) error {
 		if sl.Index != next {
@@ -225,11 +211,9 @@ func (v *verifier) leaves() error {
 			}
 			return errStopLeaves
 		}
-		hs, err := tlog.StoredHashes(next, sl.Data, r)
-		if err != nil {
+		if err := v.tree.add(sl.Data); err != nil {
 			return err
 		}
-		v.hashes = append(v.hashes, hs...)
 		v.recordHash = append(v.recordHash, tlog.RecordHash(sl.Data))
 		v.leaf(next, sl)
 		next++
@@ -240,11 +224,11 @@ func (v *verifier) leaves() error {
 	}
 	v.r.TreeSize = next
 	if next > 0 {
-		root, err := tlog.TreeHash(next, r)
+		root, err := v.tree.root(next)
 		if err != nil {
 			return err
 		}
-		v.r.Root = Hash(root).String()
+		v.r.Root = root.String()
 	}
 	for _, s := range v.order {
 		sum := SessionSummary{ID: uuid.UUID(s.id).String(), StartLeaf: s.startLeaf, EndLeaf: -1}
@@ -359,7 +343,6 @@ func (v *verifier) checkpoints() (int, error) {
 	var latestNote []byte
 	var validBelow int64 // the largest valid checkpoint size seen so far
 	signedByKey := 0
-	r := v.reader()
 	for _, sc := range all {
 		if signers := noteSigners(sc.Note); signers[v.keyID()] {
 			signedByKey++
@@ -386,11 +369,11 @@ func (v *verifier) checkpoints() (int, error) {
 		if c.Size == 0 {
 			continue
 		}
-		root, err := tlog.TreeHash(c.Size, r)
+		root, err := v.tree.root(c.Size)
 		if err != nil {
 			return 0, err
 		}
-		if Hash(root) != c.Root {
+		if root != c.Root {
 			if first := v.firstChangedLeaf(validBelow, c.Size); first < c.Size {
 				v.problem(first, sc.where, "the recomputed root of leaves 0..%d differs from the signed root: leaf %d is the first whose content differs from the hash stored for it (a hint from the file: modified, inserted or reordered)", c.Size-1, first)
 			} else {
@@ -508,11 +491,11 @@ func (v *verifier) kept() error {
 		res.Consistent = true
 		return nil
 	}
-	root, err := tlog.TreeHash(k.Size, v.reader())
+	root, err := v.tree.root(k.Size)
 	if err != nil {
 		return err
 	}
-	if Hash(root) != k.Root {
+	if root != k.Root {
 		first := v.firstChangedLeaf(0, k.Size)
 		what := fmt.Sprintf("the journal no longer contains the log it committed to (rolled back or rewritten): leaf %d is the first whose content differs from its stored hash", first)
 		if first >= k.Size {
@@ -527,7 +510,7 @@ func (v *verifier) kept() error {
 		res.Consistent, res.ProvedTo = true, k.Size
 		return nil
 	}
-	proof, err := tlog.ProveTree(latest.Size, k.Size, v.reader())
+	proof, err := tlog.ProveTree(latest.Size, k.Size, &v.tree)
 	if err != nil {
 		return err
 	}

@@ -233,12 +233,17 @@ type openFile struct {
 func useFile(id fileID) {
 	openFiles.Lock()
 	defer openFiles.Unlock()
+	openFileLocked(id).users++
+}
+
+// openFileLocked returns id's entry, creating it; openFiles must be held.
+func openFileLocked(id fileID) *openFile {
 	o := openFiles.m[id]
 	if o == nil {
 		o = &openFile{}
 		openFiles.m[id] = o
 	}
-	o.users++
+	return o
 }
 
 // closeFile counts one user fewer when used, and closes f (if not nil) now
@@ -247,11 +252,7 @@ func useFile(id fileID) {
 func closeFile(id fileID, used bool, f *os.File) error {
 	openFiles.Lock()
 	defer openFiles.Unlock()
-	o := openFiles.m[id]
-	if o == nil {
-		o = &openFile{}
-		openFiles.m[id] = o
-	}
+	o := openFileLocked(id)
 	if used {
 		o.users--
 	}
