@@ -134,8 +134,9 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 
-	step("bastion verify --key %s", filepath.Join(home, certauth.JournalPubKeyFile))
-	if err := runVerify(ctx, e, nil); err != nil {
+	pub := filepath.Join(home, certauth.JournalPubKeyFile)
+	step("bastion verify --key %s", pub)
+	if err := runVerify(ctx, e, []string{"--key", pub}); err != nil {
 		return err
 	}
 
