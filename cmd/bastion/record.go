@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/user"
@@ -36,7 +37,8 @@ When standard input is a terminal, it is put in raw mode for the session
 and restored afterwards. When it is not (a pipe, a file, CI), its content
 is the command's input, and its end is passed on as end-of-file.
 
-record exits with the command's exit status (128+N if signal N killed it).
+record exits with the command's exit status (128+N if signal N killed it),
+or 255 if bastion itself fails (no key, the journal cannot be written).
 It needs the journal signing key ("bastion ca init").
 
 Flags:
@@ -48,7 +50,21 @@ Examples:
     $ bastion record -- psql -h db1 payments
     $ echo 'select 1;' | bastion record --db /tmp/j.db -- sqlite3`
 
-func runRecord(ctx context.Context, e *env, args []string) (err error) {
+// exitRecordFailed is record's exit status when bastion itself fails, as
+// ssh uses 255: a command's own status stays unambiguous.
+const exitRecordFailed = 255
+
+func runRecord(ctx context.Context, e *env, args []string) error {
+	err := record(ctx, e, args)
+	var ue *usageError
+	var ee *exitError
+	if err == nil || errors.As(err, &ue) || errors.As(err, &ee) || errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	return exitCode(exitRecordFailed, err)
+}
+
+func record(ctx context.Context, e *env, args []string) (err error) {
 	fs := e.flags()
 	db := fs.String("db", "", "journal `FILE`")
 	quiet := fs.Bool("q", false, "quiet")
