@@ -402,6 +402,13 @@ func (j *Journal) enqueue(ops ...op) error {
 
 // submit enqueues one leaf op and waits for its commit.
 func (j *Journal) submit(ctx context.Context, o op) (int64, error) {
+	return j.submitThen(ctx, o, nil)
+}
+
+// submitThen is submit; if ctx ends first, the op is still committed (it
+// cannot be taken back), and late, if not nil, is called from another
+// goroutine once it is.
+func (j *Journal) submitThen(ctx context.Context, o op, late func()) (int64, error) {
 	o.done = make(chan error, 1)
 	var idx int64 = -1
 	o.leafIndex = &idx
@@ -412,6 +419,13 @@ func (j *Journal) submit(ctx context.Context, o op) (int64, error) {
 	case err := <-o.done:
 		return idx, err
 	case <-ctx.Done():
+		if late != nil {
+			go func() {
+				if <-o.done == nil {
+					late()
+				}
+			}()
+		}
 		return -1, ctx.Err()
 	}
 }

@@ -359,3 +359,39 @@ func TestFailWhileAppending(t *testing.T) {
 		}
 	}
 }
+
+// TestStartCanceled cancels StartSession while its start leaf is queued: the
+// leaf still commits, so the session must be ended, not left open.
+func TestStartCanceled(t *testing.T) {
+	key := testKey(t)
+	path := filepath.Join(t.TempDir(), "j.db")
+	j, st := openJournal(t, path, key)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	s, err := j.StartSession(ctx, SessionInfo{})
+	switch {
+	case err == nil:
+		// The commit won the race with the cancellation: an ordinary
+		// session, which its owner ends.
+		if err := s.End(context.Background(), nil); err != nil {
+			t.Fatal(err)
+		}
+	case !errors.Is(err, context.Canceled):
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r := verify(t, st, key, VerifyOptions{})
+		if r.Sessions == 1 && len(r.Unterminated) == 0 {
+			if !r.Intact() {
+				t.Fatalf("report: %+v", r.Problems)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the canceled start was not ended: %+v", r)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	j.Close()
+}

@@ -72,8 +72,15 @@ func (j *Journal) StartSession(ctx context.Context, info SessionInfo) (*Session,
 	j.nextSession++
 	j.sessions[s] = struct{}{}
 	j.mu.Unlock()
-	if _, err := j.submit(ctx, op{kind: opStart, sess: s, leaf: l}); err != nil {
-		j.forget(s)
+	// A start the caller gave up on still commits: end it, so that it is
+	// not left for the next writer to call abandoned.
+	endLate := func() {
+		s.End(context.Background(), Attrs{"reason": "stopped", "detail": "the session was canceled while it started"})
+	}
+	if _, err := j.submitThen(ctx, op{kind: opStart, sess: s, leaf: l}, endLate); err != nil {
+		if ctx.Err() == nil {
+			j.forget(s)
+		}
 		return nil, err
 	}
 	return s, nil
