@@ -88,23 +88,18 @@ func OpenCheckpoint(msg []byte, v note.Verifier) (Checkpoint, error) {
 // would give one checkpoint several spellings, one with a line nobody
 // checked. Lines by other keys (witness cosignatures) are left alone.
 func checkOwnSignature(msg []byte, name string) error {
-	i := bytes.LastIndex(msg, []byte("\n\n"))
-	if i < 0 {
-		return fmt.Errorf("%w: no signature block", ErrCheckpoint)
+	lines, wellFormed := signatureLines(msg)
+	if len(lines) == 0 || !wellFormed {
+		return fmt.Errorf("%w: malformed signature block", ErrCheckpoint)
 	}
 	own := 0
-	for _, line := range strings.Split(strings.TrimSuffix(string(msg[i+2:]), "\n"), "\n") {
-		rest, ok := strings.CutPrefix(line, "— ")
-		if !ok {
-			return fmt.Errorf("%w: malformed signature line", ErrCheckpoint)
-		}
-		signer, sig, ok := strings.Cut(rest, " ")
-		if !ok || signer != name {
+	for _, l := range lines {
+		if l.name != name {
 			continue
 		}
 		own++
-		raw, err := base64.StdEncoding.Strict().DecodeString(sig)
-		if err != nil || base64.StdEncoding.EncodeToString(raw) != sig {
+		raw, err := base64.StdEncoding.Strict().DecodeString(l.sig)
+		if err != nil || base64.StdEncoding.EncodeToString(raw) != l.sig {
 			return fmt.Errorf("%w: signature is not canonical base64", ErrCheckpoint)
 		}
 	}
@@ -112,4 +107,31 @@ func checkOwnSignature(msg []byte, name string) error {
 		return fmt.Errorf("%w: %d signature lines by %s, want exactly one", ErrCheckpoint, own, name)
 	}
 	return nil
+}
+
+// sigLine is one signature line of a signed note, as written: not verified.
+type sigLine struct {
+	name string // the key name
+	sig  string // base64(key hash ‖ signature)
+}
+
+// signatureLines splits a note's signature block ("— name base64" lines
+// after the last blank line). wellFormed is false when a line has another
+// shape; the lines that do parse are returned all the same.
+func signatureLines(msg []byte) (lines []sigLine, wellFormed bool) {
+	i := bytes.LastIndex(msg, []byte("\n\n"))
+	if i < 0 {
+		return nil, false
+	}
+	wellFormed = true
+	for _, line := range strings.Split(strings.TrimSuffix(string(msg[i+2:]), "\n"), "\n") {
+		rest, ok := strings.CutPrefix(line, "— ")
+		name, sig, ok2 := strings.Cut(rest, " ")
+		if !ok || !ok2 {
+			wellFormed = false
+			continue
+		}
+		lines = append(lines, sigLine{name: name, sig: sig})
+	}
+	return lines, wellFormed
 }

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -414,21 +413,11 @@ func (v *verifier) keyID() string {
 // without verifying them.
 func noteSigners(msg []byte) map[string]bool {
 	out := map[string]bool{}
-	i := bytes.LastIndex(msg, []byte("\n\n"))
-	if i < 0 {
-		return out
-	}
-	for _, line := range strings.Split(string(msg[i+2:]), "\n") {
-		rest, ok := strings.CutPrefix(line, "— ")
-		if !ok {
-			continue
+	lines, _ := signatureLines(msg)
+	for _, l := range lines {
+		if raw, err := base64.StdEncoding.DecodeString(l.sig); err == nil && len(raw) >= 4 {
+			out[fmt.Sprintf("%s %08x", l.name, binary.BigEndian.Uint32(raw))] = true
 		}
-		name, sig, ok := strings.Cut(rest, " ")
-		raw, err := base64.StdEncoding.DecodeString(sig)
-		if !ok || err != nil || len(raw) < 4 {
-			continue
-		}
-		out[fmt.Sprintf("%s %08x", name, binary.BigEndian.Uint32(raw))] = true
 	}
 	return out
 }
