@@ -50,7 +50,7 @@ func runCheckpoint(ctx context.Context, e *env, args []string) error {
 	if fs.NArg() > 0 {
 		return usageErrorf("checkpoint takes no arguments")
 	}
-	v, err := loadVerifier(e, *keyFile)
+	v, _, err := loadVerifier(e, *keyFile)
 	if err != nil {
 		return err
 	}

@@ -77,21 +77,11 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 		return usageErrorf("verify takes no arguments; name a session with --session ID")
 	}
 	opts := recorder.VerifyOptions{}
-	keyGiven := *keyFile != ""
-	if *keyFile == "" {
-		home, err := e.home()
-		if err != nil {
-			return exitCode(2, err)
-		}
-		*keyFile = filepath.Join(home, certauth.JournalPubKeyFile)
-	}
-	vkey, err := certauth.LoadVerifierKey(*keyFile)
-	if err == nil {
-		opts.Verifier, err = recorder.ParseVerifierKey(vkey)
-	}
+	v, key, err := loadVerifier(e, *keyFile)
 	if err != nil {
-		return exitCode(2, keyError(*keyFile, err))
+		return exitCode(2, err)
 	}
+	opts.Verifier = v
 	if *session != "" {
 		id, err := uuid.Parse(*session)
 		if err != nil {
@@ -109,7 +99,6 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return exitCode(2, err)
 	}
-	key := keyInfo{File: *keyFile, Key: vkey, Default: !keyGiven}
 	st, err := openReadOnly(ctx, path)
 	if errors.Is(err, storage.ErrNotJournal) || errors.Is(err, storage.ErrSchemaTooNew) {
 		// The file is there but is not a journal this bastion can read:
@@ -141,24 +130,26 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 }
 
 // loadVerifier reads the journal's public key from file, or from the home
-// directory when file is "".
-func loadVerifier(e *env, file string) (note.Verifier, error) {
-	if file == "" {
+// directory when file is "", and says which key it read.
+func loadVerifier(e *env, file string) (note.Verifier, keyInfo, error) {
+	key := keyInfo{File: file, Default: file == ""}
+	if key.Default {
 		home, err := e.home()
 		if err != nil {
-			return nil, err
+			return nil, key, err
 		}
-		file = filepath.Join(home, certauth.JournalPubKeyFile)
+		key.File = filepath.Join(home, certauth.JournalPubKeyFile)
 	}
-	vkey, err := certauth.LoadVerifierKey(file)
+	vkey, err := certauth.LoadVerifierKey(key.File)
 	if err != nil {
-		return nil, keyError(file, err)
+		return nil, key, keyError(key.File, err)
 	}
 	v, err := recorder.ParseVerifierKey(vkey)
 	if err != nil {
-		return nil, keyError(file, err)
+		return nil, key, keyError(key.File, err)
 	}
-	return v, nil
+	key.Key = vkey
+	return v, key, nil
 }
 
 func keyError(file string, err error) error {
