@@ -116,14 +116,7 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 		Stdin:  &pacedLines{lines: strings.SplitAfter(demoScript, "\n"), pause: 300 * time.Millisecond},
 		Stdout: out,
 	}, sessionRecorder{s})
-	if runErr == nil {
-		exit, _ := recorder.EncodeAttrs(recorder.Attrs{"status": fmt.Sprint(res.ExitCode)})
-		if _, err := s.Append(recorder.KindExit, 0, exit); err != nil {
-			runErr = err
-		} else {
-			runErr = s.End(ctx, recorder.Attrs{"reason": "exited", "exit-status": fmt.Sprint(res.ExitCode)})
-		}
-	}
+	runErr = endLocal(ctx, s, res, runErr)
 	if err := errors.Join(runErr, closeJournal()); err != nil {
 		return err
 	}

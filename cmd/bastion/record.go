@@ -136,6 +136,25 @@ func record(ctx context.Context, e *env, args []string) (err error) {
 	}
 	res, runErr := bastion.RunLocal(ctx, cfg, sessionRecorder{s})
 
+	if err := endLocal(ctx, s, res, runErr); err != nil {
+		return err
+	}
+	if !*quiet {
+		if tty {
+			fmt.Fprint(e.stderr, "\r\n")
+		}
+		fmt.Fprintf(e.stderr, "bastion: recorded session %s in %s\n", s.ID(), path)
+	}
+	if res.ExitCode != 0 {
+		return exitCode(res.ExitCode, nil)
+	}
+	return nil
+}
+
+// endLocal records how a local command's session ended, an exit frame and
+// then the end leaf, and returns runErr, RunLocal's error, or the error of
+// recording the end.
+func endLocal(ctx context.Context, s *recorder.Session, res bastion.Result, runErr error) error {
 	end := recorder.Attrs{"reason": "exited"}
 	switch {
 	case errors.Is(runErr, bastion.ErrRecordingFailed):
@@ -166,19 +185,7 @@ func record(ctx context.Context, e *env, args []string) (err error) {
 	if err := s.End(context.WithoutCancel(ctx), end); err != nil {
 		return fmt.Errorf("end recording: %w", err)
 	}
-	if runErr != nil {
-		return runErr
-	}
-	if !*quiet {
-		if tty {
-			fmt.Fprint(e.stderr, "\r\n")
-		}
-		fmt.Fprintf(e.stderr, "bastion: recorded session %s in %s\n", s.ID(), path)
-	}
-	if res.ExitCode != 0 {
-		return exitCode(res.ExitCode, nil)
-	}
-	return nil
+	return runErr
 }
 
 // sessionRecorder adapts a journal session to the pump's Recorder.
