@@ -130,7 +130,12 @@ func writeNew(path, data string, perm os.FileMode) error {
 		return err
 	}
 	// The new name must survive a crash too.
-	d, err := os.Open(filepath.Dir(path))
+	return syncDir(filepath.Dir(path))
+}
+
+// syncDir makes the names in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
 	if err != nil {
 		return err
 	}

@@ -84,10 +84,5 @@ func (s *SignedState) Save(note []byte) error {
 	if err := os.Rename(tmp.Name(), s.path); err != nil {
 		return err
 	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return syncDir(dir)
 }
