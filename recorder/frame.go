@@ -40,10 +40,6 @@ func (k Kind) String() string {
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
 
-// Known reports whether k is a kind this version defines. Verification
-// hashes unknown kinds like any other: the chain does not depend on them.
-func (k Kind) Known() bool { _, ok := kindNames[k]; return ok }
-
 // Sizes fixed by the format.
 const (
 	SessionIDSize = 16

@@ -117,7 +117,6 @@ const (
 	opStart
 	opEnd
 	opEvent
-	opPublish
 )
 
 type op struct {
@@ -368,9 +367,6 @@ func (j *Journal) checkStarted(ctx context.Context, se storage.Session) error {
 	return nil
 }
 
-// Origin is the log's origin, the name of its key.
-func (j *Journal) Origin() string { return j.origin }
-
 // Err is the error that stopped the journal, or nil.
 func (j *Journal) Err() error {
 	j.mu.Lock()
@@ -439,13 +435,6 @@ func (j *Journal) AppendEvent(ctx context.Context, name string, attrs Attrs) (in
 	return j.submit(ctx, op{kind: opEvent, leaf: l})
 }
 
-// Publish commits and keeps a checkpoint over everything appended so far,
-// now rather than at the next interval.
-func (j *Journal) Publish(ctx context.Context) error {
-	_, err := j.submit(ctx, op{kind: opPublish})
-	return err
-}
-
 // Close stops accepting appends, commits what is queued, keeps a final
 // checkpoint and stops the writer. Live sessions fail with ErrClosed.
 func (j *Journal) Close() error {
@@ -478,18 +467,4 @@ func (j *Journal) liveSessions() []*Session {
 		out = append(out, s)
 	}
 	return out
-}
-
-// Checkpoint returns the latest signed checkpoint note the writer made.
-func (j *Journal) Checkpoint(ctx context.Context) ([]byte, error) {
-	snap, err := j.st.Snapshot(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer snap.Close()
-	h, err := snap.Head(ctx)
-	if err != nil || h == nil {
-		return nil, err
-	}
-	return bytes.Clone(h.Note), nil
 }

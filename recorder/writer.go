@@ -173,8 +173,6 @@ func (j *Journal) build(ops []op, publish bool) (*built, error) {
 			leaves = append(leaves, o.leaf)
 			leafSession = append(leafSession, -1)
 			leafOps = append(leafOps, o)
-		case opPublish:
-			publish = true
 		}
 	}
 	for _, sg := range segs {
