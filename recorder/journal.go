@@ -129,6 +129,9 @@ type op struct {
 	done chan error
 	// leafIndex is set before done is signalled, for opStart/opEnd/opEvent.
 	leafIndex *int64
+	// indexAttr, when set on an opEvent, is the attribute the writer sets
+	// to the leaf's own index before encoding it.
+	indexAttr string
 }
 
 // Open starts a journal writer on store, creating the journal if it is
@@ -428,11 +431,46 @@ func (j *Journal) submitThen(ctx context.Context, o op, late func()) (int64, err
 
 // AppendEvent commits an audit event leaf and returns its index.
 func (j *Journal) AppendEvent(ctx context.Context, name string, attrs Attrs) (int64, error) {
-	l := &Leaf{Type: LeafEvent, Event: name, Attrs: attrs}
+	return j.AppendIndexedEvent(ctx, name, attrs, "")
+}
+
+// AppendIndexedEvent commits an audit event leaf whose attribute indexAttr
+// (unless "") holds the leaf's own index in decimal, and returns the index.
+// An event can so carry a number that is unique, increasing, and names the
+// leaf that records it: a certificate's serial is the index of its issuance
+// leaf. attrs must not name indexAttr; it is copied, never modified.
+func (j *Journal) AppendIndexedEvent(ctx context.Context, name string, attrs Attrs, indexAttr string) (int64, error) {
+	a := make(Attrs, len(attrs)+1)
+	for k, v := range attrs {
+		a[k] = v
+	}
+	if indexAttr != "" {
+		if _, ok := a[indexAttr]; ok {
+			return -1, fmt.Errorf("recorder: event %s: attribute %q is set by the journal", name, indexAttr)
+		}
+		a[indexAttr] = "9223372036854775807" // the longest value, to validate the size
+	}
+	l := &Leaf{Type: LeafEvent, Event: name, Attrs: a}
 	if _, err := l.Encode(); err != nil { // refuse it here, not in the writer
 		return -1, err
 	}
-	return j.submit(ctx, op{kind: opEvent, leaf: l})
+	return j.submit(ctx, op{kind: opEvent, leaf: l, indexAttr: indexAttr})
+}
+
+// Events calls fn with each event leaf named name whose index is at least
+// from, in index order, parsed. It reads from snap, so a reader process can
+// use it beside a writer.
+func Events(ctx context.Context, snap storage.Snapshot, name string, from int64, fn func(index int64, l *Leaf) error) error {
+	return snap.Events(ctx, name, from, func(sl storage.Leaf) error {
+		l, err := ParseLeaf(sl.Data)
+		if err != nil {
+			return fmt.Errorf("leaf %d: %w", sl.Index, err)
+		}
+		if l.Type != LeafEvent || l.Event != name {
+			return fmt.Errorf("leaf %d: %w: indexed as event %s but holds %s %q", sl.Index, storage.ErrCorrupt, name, l.Type, l.Event)
+		}
+		return fn(sl.Index, l)
+	})
 }
 
 // Close stops accepting appends, commits what is queued, keeps a final

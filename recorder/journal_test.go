@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -394,4 +396,58 @@ func TestStartCanceled(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	j.Close()
+}
+
+func TestIndexedEvents(t *testing.T) {
+	ctx := context.Background()
+	key := testKey(t)
+	path := filepath.Join(t.TempDir(), "j.db")
+	j, st := openJournal(t, path, key)
+	if _, err := j.AppendIndexedEvent(ctx, "cert.issued", Attrs{"serial": "1"}, "serial"); err == nil {
+		t.Fatal("an event naming its own index attribute was accepted")
+	}
+	// Concurrent appends: each leaf's attribute is its own index.
+	var wg sync.WaitGroup
+	idx := make([]int64, 50)
+	for i := range idx {
+		wg.Go(func() {
+			n, err := j.AppendIndexedEvent(ctx, "cert.issued", Attrs{"n": strconv.Itoa(i)}, "serial")
+			if err != nil {
+				t.Error(err)
+			}
+			idx[i] = n
+		})
+	}
+	wg.Wait()
+	if _, err := j.AppendEvent(ctx, "other", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := st.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snap.Close()
+	seen := 0
+	last := int64(-1)
+	err = Events(ctx, snap, "cert.issued", 0, func(index int64, l *Leaf) error {
+		if index <= last || l.Attrs["serial"] != strconv.FormatInt(index, 10) {
+			return fmt.Errorf("leaf %d: serial %q after %d", index, l.Attrs["serial"], last)
+		}
+		n, _ := strconv.Atoi(l.Attrs["n"])
+		if idx[n] != index {
+			return fmt.Errorf("append %d returned %d, leaf is %d", n, idx[n], index)
+		}
+		last = index
+		seen++
+		return nil
+	})
+	if err != nil || seen != len(idx) {
+		t.Fatalf("events: %d seen, %v", seen, err)
+	}
+	if r := verify(t, st, key, VerifyOptions{}); !r.Intact() || r.Events != len(idx)+1 {
+		t.Fatalf("report: %+v", r)
+	}
 }

@@ -3,6 +3,7 @@ package recorder
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
@@ -183,11 +184,14 @@ func (j *Journal) build(ops []op, publish bool) (*built, error) {
 	size := j.treeSize
 	r := j.hashReader()
 	for i, l := range leaves {
+		idx := size + int64(i)
+		if o := leafOps[i]; o != nil && o.indexAttr != "" {
+			l.Attrs[o.indexAttr] = strconv.FormatInt(idx, 10)
+		}
 		data, err := l.Encode()
 		if err != nil {
 			return nil, fmt.Errorf("encode %s leaf: %w", l.Type, err)
 		}
-		idx := size + int64(i)
 		hs, err := tlog.StoredHashes(idx, data, r)
 		if err != nil {
 			return nil, fmt.Errorf("tree hashes for leaf %d: %w", idx, err)
@@ -197,7 +201,7 @@ func (j *Journal) build(ops []op, publish bool) (*built, error) {
 			j.hashes[base+int64(k)] = h
 			b.Hashes = append(b.Hashes, h[:])
 		}
-		b.Leaves = append(b.Leaves, storage.Leaf{Index: idx, Type: uint8(l.Type), Session: leafSession[i], Data: data})
+		b.Leaves = append(b.Leaves, storage.Leaf{Index: idx, Type: uint8(l.Type), Session: leafSession[i], Event: l.Event, Data: data})
 		switch l.Type {
 		case LeafSessionStart:
 			for k := range b.NewSessions {

@@ -67,5 +67,12 @@ CREATE TABLE head (
 	created_ns INTEGER NOT NULL,
 	note       BLOB NOT NULL
 ) STRICT;
+`, // 2: event leaves are indexed by name, so that registries kept in the
+	// journal (certificates issued and revoked) are found without reading
+	// every leaf. Schema-1 journals wrote no event leaves, so there is
+	// nothing to backfill.
+	`
+ALTER TABLE leaves ADD COLUMN event TEXT;
+CREATE INDEX leaves_by_event ON leaves (event, idx) WHERE event IS NOT NULL;
 `,
 }

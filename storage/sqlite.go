@@ -262,7 +262,7 @@ func (s *SQLite) prepare(ctx context.Context) error {
 		{&s.insFrame, `INSERT INTO frames (session, seq, kind, channel, mono_ns, wall_ns, payload, chain) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`},
 		{&s.insFrames, `INSERT INTO frames (session, seq, kind, channel, mono_ns, wall_ns, payload, chain) VALUES ` +
 			strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?, ?, ?), ", framesPerInsert), ", ")},
-		{&s.insLeaf, `INSERT INTO leaves (idx, type, session, data) VALUES (?, ?, ?, ?)`},
+		{&s.insLeaf, `INSERT INTO leaves (idx, type, session, event, data) VALUES (?, ?, ?, ?, ?)`},
 		{&s.insHash, `INSERT INTO tree_hashes (idx, hash) VALUES (?, ?)`},
 		{&s.insSession, `INSERT INTO sessions (num, id, start_leaf, started_ns, summary) VALUES (?, ?, ?, ?, ?)`},
 		{&s.updSession, `UPDATE sessions SET frames = frames + ?, in_bytes = in_bytes + ?, out_bytes = out_bytes + ? WHERE num = ?`},
@@ -386,11 +386,14 @@ func (s *SQLite) Commit(ctx context.Context, b *Batch) (err error) {
 		if i > 0 && l.Index != b.Leaves[i-1].Index+1 {
 			return fmt.Errorf("%w: leaf indexes not contiguous", ErrConflict)
 		}
-		var session any
+		var session, event any
 		if l.Session >= 0 {
 			session = l.Session
 		}
-		if _, err := tx.Stmt(s.insLeaf).ExecContext(ctx, l.Index, l.Type, session, l.Data); err != nil {
+		if l.Event != "" {
+			event = l.Event
+		}
+		if _, err := tx.Stmt(s.insLeaf).ExecContext(ctx, l.Index, l.Type, session, event, l.Data); err != nil {
 			return fmt.Errorf("insert leaf: %w", err)
 		}
 	}
@@ -550,8 +553,26 @@ func (s *sqliteSnapshot) SessionLeaves(ctx context.Context, session int64, fn fu
 	return s.leaves(ctx, fn, "WHERE session = ? ORDER BY idx", session)
 }
 
+func (s *sqliteSnapshot) Events(ctx context.Context, name string, from int64, fn func(Leaf) error) error {
+	var version int
+	if err := s.conn.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		return err
+	}
+	if version < 2 {
+		return nil // a schema-1 journal, read without migrating: it has no events
+	}
+	return s.leaves(ctx, fn, "WHERE event = ? AND idx >= ? ORDER BY idx", name, from)
+}
+
 func (s *sqliteSnapshot) leaves(ctx context.Context, fn func(Leaf) error, where string, args ...any) error {
-	rows, err := s.conn.QueryContext(ctx, "SELECT idx, type, coalesce(session, -1), data FROM leaves "+where, args...)
+	// Only Events selects the event column: a schema-1 journal opened
+	// read-only (never migrated) has none.
+	withEvent := strings.HasPrefix(where, "WHERE event")
+	cols := "idx, type, coalesce(session, -1), data"
+	if withEvent {
+		cols += ", event"
+	}
+	rows, err := s.conn.QueryContext(ctx, "SELECT "+cols+" FROM leaves "+where, args...)
 	if err != nil {
 		return err
 	}
@@ -559,7 +580,11 @@ func (s *sqliteSnapshot) leaves(ctx context.Context, fn func(Leaf) error, where 
 	for rows.Next() {
 		var l Leaf
 		var typ, session intColumn
-		if err := rows.Scan(&l.Index, &typ, &session, &l.Data); err != nil {
+		dst := []any{&l.Index, &typ, &session, &l.Data}
+		if withEvent {
+			dst = append(dst, &l.Event)
+		}
+		if err := rows.Scan(dst...); err != nil {
 			return err
 		}
 		// Type and Session are derived from Data for querying and trusted

@@ -79,12 +79,14 @@ type Frame struct {
 	Chain   []byte
 }
 
-// Leaf is one entry of the global log. Type and Session are derived from Data
-// by the recorder for querying; Session is -1 when the leaf names no session.
+// Leaf is one entry of the global log. Type, Session and Event are derived
+// from Data by the recorder for querying; Session is -1 when the leaf names
+// no session, Event is "" when the leaf is not an event.
 type Leaf struct {
 	Index   int64
 	Type    uint8
 	Session int64
+	Event   string
 	Data    []byte
 }
 
@@ -170,6 +172,9 @@ type Snapshot interface {
 	Leaves(ctx context.Context, from, to int64, fn func(Leaf) error) error
 	// SessionLeaves calls fn for the leaves that name session, in index order.
 	SessionLeaves(ctx context.Context, session int64, fn func(Leaf) error) error
+	// Events calls fn for the event leaves named name with index >= from,
+	// in index order.
+	Events(ctx context.Context, name string, from int64, fn func(Leaf) error) error
 	// Sessions lists the sessions index in Num order.
 	Sessions(ctx context.Context) ([]Session, error)
 	// SessionByID returns the session with the given 16-byte ID.

@@ -127,7 +127,7 @@ func testCommitAndRead(t *testing.T, b Backend) {
 		t.Fatal(err)
 	}
 	end := &storage.Batch{
-		Leaves:    []storage.Leaf{{Index: 2, Type: 3, Session: 1, Data: []byte("end 1")}, {Index: 3, Type: 4, Session: -1, Data: []byte("event")}},
+		Leaves:    []storage.Leaf{{Index: 2, Type: 3, Session: 1, Data: []byte("end 1")}, {Index: 3, Type: 4, Session: -1, Event: "cert.issued", Data: []byte("event")}},
 		HashStart: 2, Hashes: [][]byte{hash(2), hash(3)},
 		Sessions: []storage.SessionDelta{{Num: 1, EndLeaf: 2, EndedNS: 99}},
 	}
@@ -148,6 +148,18 @@ func testCommitAndRead(t *testing.T, b Backend) {
 	})
 	if err != nil || !bytes.Equal(types, []byte{2, 3, 4, 1}) {
 		t.Fatalf("leaves 1..4 types %v, %v", types, err)
+	}
+	var events []storage.Leaf
+	if err := snap.Events(ctx, "cert.issued", 0, func(l storage.Leaf) error { events = append(events, l); return nil }); err != nil ||
+		len(events) != 1 || events[0].Index != 3 || events[0].Event != "cert.issued" || string(events[0].Data) != "event" {
+		t.Fatalf("events %+v, %v", events, err)
+	}
+	events = nil
+	if err := snap.Events(ctx, "cert.issued", 4, func(l storage.Leaf) error { events = append(events, l); return nil }); err != nil || len(events) != 0 {
+		t.Fatalf("events from 4: %+v, %v", events, err)
+	}
+	if err := snap.Events(ctx, "other", 0, func(l storage.Leaf) error { return fmt.Errorf("unexpected leaf %d", l.Index) }); err != nil {
+		t.Fatal(err)
 	}
 	var own []int64
 	if err := snap.SessionLeaves(ctx, 1, func(l storage.Leaf) error { own = append(own, l.Index); return nil }); err != nil || fmt.Sprint(own) != "[0 1 2]" {
