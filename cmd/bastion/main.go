@@ -87,7 +87,7 @@ func register(c *command) {
 // that nobody mistakes a missing feature for a typo.
 var contract = []string{
 	"demo",
-	"ca init",
+	"ca init", "ca show", "ca rotate",
 	"serve",
 	"login",
 	"record",

@@ -1,0 +1,93 @@
+// Package policy decides who may do what through the bastion: which logins
+// an identity's certificate names, for how long, with which extensions, and
+// (later) which targets, commands and grants. Decisions are pure functions of
+// their inputs and always say which rule decided.
+//
+// The package knows nothing of SSH, HTTP or SQLite: certauth asks it what a
+// certificate may carry; the front door asks it what a session may do.
+package policy
+
+import (
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Identity is an authenticated principal: one subject of one issuer, with
+// the claims its token carried. Issuer and Subject together are unique; the
+// rest is what policy may match on and what the journal attributes actions
+// to.
+type Identity struct {
+	// Provider is the configured name of the identity provider that
+	// vouched for the token (for example "corp" or "github-actions").
+	Provider string
+	// Issuer is the token's "iss", exactly as verified.
+	Issuer string
+	// Subject is the token's "sub".
+	Subject string
+	// Email and Groups are copied from the provider's mapped claims, if any.
+	Email  string
+	Groups []string
+	// Claims are the token's claims as decoded from JSON (string, float64,
+	// bool, []any, map[string]any), for matching custom claims such as
+	// "repository", "ref", "namespace" or "service_account".
+	Claims map[string]any
+	// Sponsor names the human or team on whose behalf an agent acts: the
+	// RFC 8693 "act" claim's subject, a configured claim, or a mapping in
+	// policy. Empty for a human acting for themselves.
+	Sponsor string
+	// IssuedAt and Expiry are the token's "iat" and "exp".
+	IssuedAt time.Time
+	Expiry   time.Time
+}
+
+// String is the identity's display form, "subject@provider": short enough
+// for a certificate key ID and an sshd log line, unique among configured
+// providers because each provider has exactly one issuer.
+func (id *Identity) String() string {
+	return id.Subject + "@" + id.Provider
+}
+
+// Claim returns claim name as a list of strings: a string claim is one
+// element, a list of strings is itself, numbers and booleans are formatted,
+// anything else (objects, nested lists) matches nothing. A dotted name looks
+// inside objects ("act.sub").
+func (id *Identity) Claim(name string) []string {
+	var v any = id.Claims
+	for part := range strings.SplitSeq(name, ".") {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		v, ok = m[part]
+		if !ok {
+			return nil
+		}
+	}
+	return claimStrings(v)
+}
+
+func claimStrings(v any) []string {
+	switch v := v.(type) {
+	case string:
+		return []string{v}
+	case bool:
+		if v {
+			return []string{"true"}
+		}
+		return []string{"false"}
+	case float64:
+		return []string{strconv.FormatFloat(v, 'f', -1, 64)}
+	case []any:
+		var out []string
+		for _, e := range v {
+			if s, ok := e.(string); ok {
+				out = append(out, s)
+			}
+		}
+		return out
+	case []string:
+		return v
+	}
+	return nil
+}
