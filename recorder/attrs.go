@@ -37,17 +37,11 @@ func validKey(k string) bool {
 // AppendAttrs appends the canonical encoding of a to b. It fails on an
 // invalid key or an oversized value, never silently dropping either.
 func AppendAttrs(b []byte, a Attrs) ([]byte, error) {
-	if len(a) > maxAttrs {
-		return nil, fmt.Errorf("recorder: %d attributes, at most %d", len(a), maxAttrs)
+	if err := a.check(); err != nil {
+		return nil, err
 	}
 	keys := make([]string, 0, len(a))
-	for k, v := range a {
-		if !validKey(k) {
-			return nil, fmt.Errorf("recorder: invalid attribute key %q", k)
-		}
-		if len(v) > maxAttrValue {
-			return nil, fmt.Errorf("recorder: attribute %q is %d bytes, at most %d", k, len(v), maxAttrValue)
-		}
+	for k := range a {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
@@ -59,6 +53,22 @@ func AppendAttrs(b []byte, a Attrs) ([]byte, error) {
 		b = append(b, a[k]...)
 	}
 	return b, nil
+}
+
+// check reports what keeps a from being encoded, without encoding it.
+func (a Attrs) check() error {
+	if len(a) > maxAttrs {
+		return fmt.Errorf("recorder: %d attributes, at most %d", len(a), maxAttrs)
+	}
+	for k, v := range a {
+		if !validKey(k) {
+			return fmt.Errorf("recorder: invalid attribute key %q", k)
+		}
+		if len(v) > maxAttrValue {
+			return fmt.Errorf("recorder: attribute %q is %d bytes, at most %d", k, len(v), maxAttrValue)
+		}
+	}
+	return nil
 }
 
 // EncodeAttrs is AppendAttrs to a new slice.

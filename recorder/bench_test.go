@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/bastionhq/bastion/storage"
 )
@@ -190,4 +193,36 @@ func BenchmarkAppendRecordPipeline(b *testing.B) {
 			benchWindow(b, 4095, window, storage.SyncFull)
 		})
 	}
+}
+
+// BenchmarkConcurrentEvents is 50 callers appending audit events at once,
+// each waiting for its commit, as the certificate API does.
+func BenchmarkConcurrentEvents(b *testing.B) {
+	ctx := context.Background()
+	key := testKey(b)
+	j, _ := openJournal(b, filepath.Join(b.TempDir(), "j.db"), key)
+	defer j.Close()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	lat := make([][]time.Duration, 50)
+	b.ResetTimer()
+	start := time.Now()
+	for i := range lat {
+		wg.Go(func() {
+			for next.Add(1) <= int64(b.N) {
+				t0 := time.Now()
+				if _, err := j.AppendIndexedEvent(ctx, "cert.issued", Attrs{"identity": "agent-1@corp", "principals": "deploy"}, "serial"); err != nil {
+					b.Error(err)
+					return
+				}
+				lat[i] = append(lat[i], time.Since(t0))
+			}
+		})
+	}
+	wg.Wait()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
+	all := slices.Concat(lat...)
+	slices.Sort(all)
+	b.ReportMetric(float64(all[len(all)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(all[len(all)*99/100].Microseconds())/1000, "p99-ms")
 }

@@ -450,10 +450,15 @@ func (j *Journal) AppendIndexedEvent(ctx context.Context, name string, attrs Att
 		}
 		a[indexAttr] = "9223372036854775807" // the longest value, to validate the size
 	}
-	l := &Leaf{Type: LeafEvent, Event: name, Attrs: a}
-	if _, err := l.Encode(); err != nil { // refuse it here, not in the writer
+	// Refuse a bad event here, not in the writer, where it would fail the
+	// journal.
+	if name == "" || len(name) > maxEventName || !validKey(name) {
+		return -1, fmt.Errorf("recorder: invalid event name %q", name)
+	}
+	if err := a.check(); err != nil {
 		return -1, err
 	}
+	l := &Leaf{Type: LeafEvent, Event: name, Attrs: a}
 	return j.submit(ctx, op{kind: opEvent, leaf: l, indexAttr: indexAttr})
 }
 

@@ -20,39 +20,46 @@ func openJournal(ctx context.Context, e *env, dbFlag string) (j *recorder.Journa
 	if err != nil {
 		return nil, "", nil, err
 	}
-	key, err := certauth.LoadJournalKey(home)
-	if errors.Is(err, certauth.ErrNoJournalKey) {
-		return nil, "", nil, withHint(fmt.Errorf("%w: a journal is never written unsigned", err),
-			`run "bastion ca init" to create the keys, or pass --home DIR of an initialized bastion`)
-	}
-	if err != nil {
-		return nil, "", nil, err
-	}
 	path, err = e.dbPath(dbFlag)
 	if err != nil {
 		return nil, "", nil, err
 	}
-	st, err := storage.OpenSQLite(ctx, path, storage.Options{})
+	j, _, close, err = openJournalAt(ctx, home, path)
+	return j, path, close, err
+}
+
+// openJournalAt opens the journal at path for writing with the signing key
+// of home, and returns its store too.
+func openJournalAt(ctx context.Context, home, path string) (j *recorder.Journal, st *storage.SQLite, close func() error, err error) {
+	key, err := certauth.LoadJournalKey(home)
+	if errors.Is(err, certauth.ErrNoJournalKey) {
+		return nil, nil, nil, withHint(fmt.Errorf("%w: a journal is never written unsigned", err),
+			`run "bastion ca init" to create the keys, or pass --home DIR of an initialized bastion`)
+	}
 	if err != nil {
-		return nil, "", nil, journalError(err)
+		return nil, nil, nil, err
+	}
+	st, err = storage.OpenSQLite(ctx, path, storage.Options{})
+	if err != nil {
+		return nil, nil, nil, journalError(err)
 	}
 	signed, err := certauth.NewSignedState(home, path)
 	if err != nil {
 		st.Close()
-		return nil, "", nil, err
+		return nil, nil, nil, err
 	}
 	host, _ := os.Hostname()
 	j, err = recorder.Open(ctx, st, recorder.Options{Key: key, Hostname: host, Signed: signed})
 	if err != nil {
 		st.Close()
 		if errors.Is(err, recorder.ErrJournalDamaged) {
-			return nil, "", nil, withHint(fmt.Errorf("journal %s: %w", path, err),
+			return nil, nil, nil, withHint(fmt.Errorf("journal %s: %w", path, err),
 				"run \"bastion verify --db "+path+" --checkpoint "+signed.Path()+"\" to find the damage; a damaged journal is never extended",
 				"if the journal was removed or replaced on purpose, keep the old one as evidence, then remove "+signed.Path()+" to start a new journal at this path")
 		}
-		return nil, "", nil, fmt.Errorf("journal %s: %w", path, err)
+		return nil, nil, nil, fmt.Errorf("journal %s: %w", path, err)
 	}
-	return j, path, func() error {
+	return j, st, func() error {
 		return errors.Join(j.Close(), st.Close())
 	}, nil
 }

@@ -1,0 +1,393 @@
+package bastion
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/gohcl"
+	"github.com/hashicorp/hcl/v2/hclparse"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+
+	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/policy"
+)
+
+// Config is a validated "bastion serve" configuration.
+type Config struct {
+	// Path is the file it was read from ("" for the built-in dev config).
+	Path string
+	// Home is the state directory (absolute); "" means the caller's
+	// default (--home, $BASTION_HOME, ~/.bastion).
+	Home string
+	// Journal is the journal file; relative paths are inside Home.
+	Journal string
+
+	API          APIConfig
+	Certificates CertificatesConfig
+	Providers    []ProviderConfig
+	Roles        []policy.Role
+}
+
+// APIConfig is the HTTPS API's listener.
+type APIConfig struct {
+	Listen string
+	// TLSCert and TLSKey name a certificate to serve; when empty, a
+	// self-signed one kept in the home directory is used and its
+	// fingerprint printed for clients to pin.
+	TLSCert, TLSKey string
+	// Hostnames are put in the self-signed certificate.
+	Hostnames []string
+	// Rate limits of certificate requests (see certauth.APIOptions).
+	RatePerIdentity  float64
+	BurstPerIdentity int
+	RatePerAddress   float64
+	BurstPerAddress  int
+}
+
+// CertificatesConfig bounds the certificates issued.
+type CertificatesConfig struct {
+	MaxTTL     time.Duration
+	MinRSABits int
+	Backdate   time.Duration
+	// KRLFile is where the OpenSSH KRL of revoked certificates is kept
+	// for targets' RevokedKeys; relative paths are inside Home.
+	KRLFile string
+}
+
+// ProviderConfig is an identity provider, with what clients need for the
+// device flow.
+type ProviderConfig struct {
+	certauth.ProviderConfig
+	DeviceClientID string
+	DeviceScopes   []string
+}
+
+// DefaultAPIListen is the API's address when the config names none.
+const DefaultAPIListen = "127.0.0.1:8443"
+
+// DefaultKRLFile is the KRL's name inside the home directory.
+const DefaultKRLFile = "revoked.krl"
+
+// hcl shapes of the file.
+type fileConfig struct {
+	Home         *string         `hcl:"home,optional"`
+	Journal      *string         `hcl:"journal,optional"`
+	API          *apiBlock       `hcl:"api,block"`
+	Certificates *certBlock      `hcl:"certificates,block"`
+	Providers    []providerBlock `hcl:"identity_provider,block"`
+	Roles        []roleBlock     `hcl:"role,block"`
+}
+
+type apiBlock struct {
+	Listen           *string   `hcl:"listen,optional"`
+	TLSCert          *string   `hcl:"tls_cert,optional"`
+	TLSKey           *string   `hcl:"tls_key,optional"`
+	Hostnames        []string  `hcl:"hostnames,optional"`
+	RatePerIdentity  *float64  `hcl:"rate_per_identity,optional"`
+	BurstPerIdentity *int      `hcl:"burst_per_identity,optional"`
+	RatePerAddress   *float64  `hcl:"rate_per_address,optional"`
+	BurstPerAddress  *int      `hcl:"burst_per_address,optional"`
+	DefRange         hcl.Range `hcl:",def_range"`
+}
+
+type certBlock struct {
+	MaxTTL     *string   `hcl:"max_ttl,optional"`
+	MinRSABits *int      `hcl:"min_rsa_bits,optional"`
+	Backdate   *string   `hcl:"backdate,optional"`
+	KRLFile    *string   `hcl:"krl_file,optional"`
+	DefRange   hcl.Range `hcl:",def_range"`
+}
+
+type providerBlock struct {
+	Name           string    `hcl:"name,label"`
+	Issuer         string    `hcl:"issuer"`
+	Audiences      []string  `hcl:"audiences"`
+	Algorithms     []string  `hcl:"algorithms,optional"`
+	MaxTokenAge    *string   `hcl:"max_token_age,optional"`
+	EmailClaim     *string   `hcl:"email_claim,optional"`
+	GroupsClaim    *string   `hcl:"groups_claim,optional"`
+	SponsorClaim   *string   `hcl:"sponsor_claim,optional"`
+	DeviceClientID *string   `hcl:"device_client_id,optional"`
+	DeviceScopes   []string  `hcl:"device_scopes,optional"`
+	DefRange       hcl.Range `hcl:",def_range"`
+}
+
+type roleBlock struct {
+	Name            string      `hcl:"name,label"`
+	Match           *matchBlock `hcl:"match,block"`
+	Logins          []string    `hcl:"logins"`
+	MaxTTL          *string     `hcl:"max_ttl,optional"`
+	Permit          []string    `hcl:"permit,optional"`
+	SourceAddresses []string    `hcl:"source_addresses,optional"`
+	Sponsor         *string     `hcl:"sponsor,optional"`
+	DefRange        hcl.Range   `hcl:",def_range"`
+}
+
+type matchBlock struct {
+	Providers []string            `hcl:"providers,optional"`
+	Subjects  []string            `hcl:"subjects,optional"`
+	Claims    map[string][]string `hcl:"claims,optional"`
+}
+
+// ConfigError is a configuration mistake and where it is.
+type ConfigError struct {
+	Diags hcl.Diagnostics
+}
+
+func (e *ConfigError) Error() string {
+	var b strings.Builder
+	for i, d := range e.Diags {
+		if i > 0 {
+			b.WriteString("\n")
+		}
+		if d.Subject != nil {
+			fmt.Fprintf(&b, "%s:%d:%d: ", d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column)
+		}
+		b.WriteString(d.Summary)
+		if d.Detail != "" {
+			b.WriteString(": " + d.Detail)
+		}
+	}
+	return b.String()
+}
+
+// LoadConfig reads and validates a serve configuration file (HCL). Every
+// mistake is reported with file:line:col.
+func LoadConfig(path string) (*Config, error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return ParseConfig(path, src)
+}
+
+// ParseConfig is LoadConfig on src read from path.
+func ParseConfig(path string, src []byte) (*Config, error) {
+	p := hclparse.NewParser()
+	f, diags := p.ParseHCL(src, path)
+	if diags.HasErrors() {
+		return nil, &ConfigError{diags}
+	}
+	var fc fileConfig
+	if diags := gohcl.DecodeBody(f.Body, nil, &fc); diags.HasErrors() {
+		return nil, &ConfigError{diags}
+	}
+	v := &validator{file: path}
+	if sb, ok := f.Body.(*hclsyntax.Body); ok {
+		v.body = sb
+	}
+	cfg := v.config(&fc, filepath.Dir(path))
+	if len(v.diags) > 0 {
+		return nil, &ConfigError{v.diags}
+	}
+	cfg.Path = path
+	return cfg, nil
+}
+
+type validator struct {
+	file  string
+	body  *hclsyntax.Body // for attribute positions; nil if not native syntax
+	diags hcl.Diagnostics
+}
+
+func (v *validator) errf(r hcl.Range, format string, args ...any) {
+	rr := r
+	v.diags = append(v.diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: fmt.Sprintf(format, args...), Subject: &rr})
+}
+
+// attrf reports a mistake in attribute name of the block defined at
+// block, at the attribute's position if it is there, else the block's.
+func (v *validator) attrf(block hcl.Range, name, format string, args ...any) {
+	v.errf(v.attrRange(block, name), format, args...)
+}
+
+func (v *validator) attrRange(block hcl.Range, name string) hcl.Range {
+	if v.body == nil {
+		return block
+	}
+	var find func(b *hclsyntax.Body) *hclsyntax.Block
+	find = func(b *hclsyntax.Body) *hclsyntax.Block {
+		for _, blk := range b.Blocks {
+			if blk.DefRange().Start == block.Start {
+				return blk
+			}
+			if in := find(blk.Body); in != nil {
+				return in
+			}
+		}
+		return nil
+	}
+	if blk := find(v.body); blk != nil {
+		if a, ok := blk.Body.Attributes[name]; ok {
+			return a.SrcRange
+		}
+	}
+	return block
+}
+
+func (v *validator) duration(r hcl.Range, name string, s *string, def time.Duration) time.Duration {
+	if s == nil {
+		return def
+	}
+	d, err := time.ParseDuration(*s)
+	if err != nil || d <= 0 {
+		v.attrf(r, name, "%s = %q is not a positive duration such as \"10m\"", name, *s)
+		return def
+	}
+	return d
+}
+
+var providerName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+
+func (v *validator) config(fc *fileConfig, dir string) *Config {
+	cfg := &Config{Journal: "journal.db"}
+	if fc.Home != nil {
+		cfg.Home = *fc.Home
+		if !filepath.IsAbs(cfg.Home) {
+			cfg.Home = filepath.Join(dir, cfg.Home)
+		}
+	}
+	if fc.Journal != nil {
+		cfg.Journal = *fc.Journal
+	}
+	cfg.API.Listen = DefaultAPIListen
+	if a := fc.API; a != nil {
+		if a.Listen != nil {
+			cfg.API.Listen = *a.Listen
+		}
+		if _, _, err := net.SplitHostPort(cfg.API.Listen); err != nil {
+			v.attrf(a.DefRange, "listen", "api listen = %q is not HOST:PORT", cfg.API.Listen)
+		}
+		if (a.TLSCert == nil) != (a.TLSKey == nil) {
+			v.errf(a.DefRange, "api needs both tls_cert and tls_key, or neither (a self-signed certificate)")
+		}
+		if a.TLSCert != nil && a.TLSKey != nil {
+			cfg.API.TLSCert, cfg.API.TLSKey = abs(dir, *a.TLSCert), abs(dir, *a.TLSKey)
+		}
+		cfg.API.Hostnames = a.Hostnames
+		set := func(dst *float64, src *float64, name string) {
+			if src != nil {
+				if *src == 0 {
+					v.attrf(a.DefRange, name, "%s = 0 would refuse every request: give a positive rate, or -1 for no limit", name)
+				}
+				*dst = *src
+			}
+		}
+		set(&cfg.API.RatePerIdentity, a.RatePerIdentity, "rate_per_identity")
+		set(&cfg.API.RatePerAddress, a.RatePerAddress, "rate_per_address")
+		if a.BurstPerIdentity != nil {
+			cfg.API.BurstPerIdentity = *a.BurstPerIdentity
+		}
+		if a.BurstPerAddress != nil {
+			cfg.API.BurstPerAddress = *a.BurstPerAddress
+		}
+	}
+	cfg.Certificates = CertificatesConfig{MaxTTL: certauth.DefaultMaxTTL, MinRSABits: certauth.DefaultMinRSABits, Backdate: certauth.DefaultBackdate, KRLFile: DefaultKRLFile}
+	if c := fc.Certificates; c != nil {
+		cfg.Certificates.MaxTTL = v.duration(c.DefRange, "max_ttl", c.MaxTTL, certauth.DefaultMaxTTL)
+		cfg.Certificates.Backdate = v.duration(c.DefRange, "backdate", c.Backdate, certauth.DefaultBackdate)
+		if cfg.Certificates.Backdate > certauth.MaxBackdate {
+			v.attrf(c.DefRange, "backdate", "backdate = %v is more than %v", cfg.Certificates.Backdate, certauth.MaxBackdate)
+		}
+		if c.MinRSABits != nil {
+			if *c.MinRSABits < 2048 {
+				v.attrf(c.DefRange, "min_rsa_bits", "min_rsa_bits = %d is below 2048", *c.MinRSABits)
+			}
+			cfg.Certificates.MinRSABits = *c.MinRSABits
+		}
+		if c.KRLFile != nil {
+			cfg.Certificates.KRLFile = *c.KRLFile
+		}
+	}
+	names := map[string]bool{}
+	issuers := map[string]bool{}
+	for _, pb := range fc.Providers {
+		if !providerName.MatchString(pb.Name) {
+			v.errf(pb.DefRange, "identity_provider %q: a name is lowercase letters, digits, '-' and '_'", pb.Name)
+		}
+		if names[pb.Name] {
+			v.errf(pb.DefRange, "identity_provider %q is defined twice", pb.Name)
+		}
+		names[pb.Name] = true
+		if issuers[pb.Issuer] {
+			v.errf(pb.DefRange, "identity_provider %q: issuer %s is configured twice", pb.Name, pb.Issuer)
+		}
+		issuers[pb.Issuer] = true
+		p := ProviderConfig{ProviderConfig: certauth.ProviderConfig{
+			Name: pb.Name, Issuer: pb.Issuer, Audiences: pb.Audiences, Algorithms: pb.Algorithms,
+			MaxTokenAge: v.duration(pb.DefRange, "max_token_age", pb.MaxTokenAge, 0),
+		}, DeviceScopes: pb.DeviceScopes}
+		if pb.EmailClaim != nil {
+			p.EmailClaim = *pb.EmailClaim
+		}
+		if pb.GroupsClaim != nil {
+			p.GroupsClaim = *pb.GroupsClaim
+		}
+		if pb.SponsorClaim != nil {
+			p.SponsorClaim = *pb.SponsorClaim
+		}
+		if pb.DeviceClientID != nil {
+			p.DeviceClientID = *pb.DeviceClientID
+		}
+		if _, err := certauth.NewVerifier([]certauth.ProviderConfig{p.ProviderConfig}, certauth.VerifierOptions{}); err != nil {
+			v.errf(pb.DefRange, "identity_provider %q: %v", pb.Name, err)
+		}
+		cfg.Providers = append(cfg.Providers, p)
+	}
+	roles := map[string]bool{}
+	for _, rb := range fc.Roles {
+		r := policy.Role{Name: rb.Name, Logins: rb.Logins, Permit: rb.Permit, SourceAddresses: rb.SourceAddresses}
+		r.MaxTTL = v.duration(rb.DefRange, "max_ttl", rb.MaxTTL, 0)
+		if rb.Sponsor != nil {
+			r.Sponsor = *rb.Sponsor
+		}
+		if rb.Match != nil {
+			r.Match = policy.Match{Providers: rb.Match.Providers, Subjects: rb.Match.Subjects, Claims: rb.Match.Claims}
+		}
+		if roles[r.Name] {
+			v.errf(rb.DefRange, "role %q is defined twice", r.Name)
+		}
+		roles[r.Name] = true
+		if err := r.Validate(); err != nil {
+			v.errf(rb.DefRange, "%v", err)
+		}
+		for _, pn := range r.Match.Providers {
+			if !names[pn] && pn != DevProviderName {
+				v.errf(v.attrRange(v.attrRange(rb.DefRange, "match"), "providers"), "role %q matches provider %q, which is not configured", r.Name, pn)
+			}
+		}
+		if r.MaxTTL > cfg.Certificates.MaxTTL {
+			v.attrf(rb.DefRange, "max_ttl", "role %q: max_ttl %v is above the certificates' max_ttl %v", r.Name, r.MaxTTL, cfg.Certificates.MaxTTL)
+		}
+		cfg.Roles = append(cfg.Roles, r)
+	}
+	return cfg
+}
+
+func abs(dir, p string) string {
+	if filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(dir, p)
+}
+
+// DevProviderName is the embedded development issuer's provider name.
+const DevProviderName = "dev"
+
+// DevRole is the role "serve --dev" adds when the configuration has none:
+// any dev identity may log in as logins.
+func DevRole(logins []string) policy.Role {
+	return policy.Role{
+		Name:   "dev",
+		Match:  policy.Match{Providers: []string{DevProviderName}},
+		Logins: slices.Clone(logins),
+		Permit: []string{policy.PermitPTY},
+	}
+}

@@ -1,0 +1,98 @@
+package bastion
+
+import (
+	"errors"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseConfig(t *testing.T) {
+	cfg, err := ParseConfig("/etc/bastion/bastion.hcl", []byte(`
+home    = "state"
+journal = "/var/lib/bastion/journal.db"
+api {
+  listen    = "0.0.0.0:8443"
+  hostnames = ["bastion.bank.example"]
+  rate_per_identity = 2
+}
+certificates {
+  max_ttl      = "30m"
+  min_rsa_bits = 3072
+  backdate     = "10s"
+}
+identity_provider "corp" {
+  issuer           = "https://login.bank.example"
+  audiences        = ["bastion"]
+  sponsor_claim    = "owner"
+  device_client_id = "bastion-cli"
+}
+role "ci" {
+  match {
+    providers = ["corp"]
+    claims    = { repository = ["bank/*"] }
+  }
+  logins  = ["deploy"]
+  max_ttl = "10m"
+  sponsor = "team-payments"
+}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Home != "/etc/bastion/state" || cfg.Journal != "/var/lib/bastion/journal.db" || cfg.API.Listen != "0.0.0.0:8443" ||
+		cfg.API.RatePerIdentity != 2 || cfg.Certificates.MaxTTL != 30*time.Minute || cfg.Certificates.MinRSABits != 3072 ||
+		cfg.Certificates.Backdate != 10*time.Second || cfg.Certificates.KRLFile != DefaultKRLFile {
+		t.Fatalf("config: %+v", cfg)
+	}
+	if len(cfg.Providers) != 1 || cfg.Providers[0].SponsorClaim != "owner" || cfg.Providers[0].DeviceClientID != "bastion-cli" {
+		t.Fatalf("providers: %+v", cfg.Providers)
+	}
+	if len(cfg.Roles) != 1 || cfg.Roles[0].MaxTTL != 10*time.Minute || cfg.Roles[0].Sponsor != "team-payments" || cfg.Roles[0].Match.Claims["repository"][0] != "bank/*" {
+		t.Fatalf("roles: %+v", cfg.Roles)
+	}
+	empty, err := ParseConfig("x.hcl", nil)
+	if err != nil || empty.API.Listen != DefaultAPIListen || empty.Certificates.MaxTTL != time.Hour {
+		t.Fatalf("empty config: %+v %v", empty, err)
+	}
+}
+
+func TestConfigErrorsHavePositions(t *testing.T) {
+	provider := "identity_provider \"corp\" {\n  issuer = \"https://login.bank.example\"\n  audiences = [\"bastion\"]\n}\n"
+	for _, c := range []struct {
+		name, src, want string
+	}{
+		{"syntax", "api {\n  listen = \n}\n", `^b\.hcl:2:\d+: `},
+		{"unknown block", "ssh_target \"x\" {}\n", `^b\.hcl:1:1: Unsupported block type`},
+		{"unknown attribute", "api {\n  port = 1\n}\n", `^b\.hcl:2:3: Unsupported argument`},
+		{"wrong type", "api {\n  listen = [\"a\"]\n}\n", `^b\.hcl:2:\d+: `},
+		{"bad listen", "api {\n  listen = \"8443\"\n}\n", `^b\.hcl:2:3: api listen = "8443" is not HOST:PORT`},
+		{"tls half", "api {\n  tls_cert = \"a.pem\"\n}\n", `^b\.hcl:1:1: api needs both tls_cert and tls_key`},
+		{"bad ttl", "certificates {\n  max_ttl = \"1 hour\"\n}\n", `^b\.hcl:2:3: max_ttl = "1 hour" is not a positive duration`},
+		{"weak rsa", "certificates {\n  min_rsa_bits = 1024\n}\n", `min_rsa_bits = 1024 is below 2048`},
+		{"http issuer", "identity_provider \"x\" {\n  issuer = \"http://login.bank.example\"\n  audiences = [\"b\"]\n}\n", `^b\.hcl:1:1: identity_provider "x": `},
+		{"no audience", "identity_provider \"x\" {\n  issuer = \"https://a.example\"\n  audiences = []\n}\n", `^b\.hcl:1:1: identity_provider "x": `},
+		{"hmac", "identity_provider \"x\" {\n  issuer = \"https://a.example\"\n  audiences = [\"b\"]\n  algorithms = [\"HS256\"]\n}\n", `HS256`},
+		{"duplicate provider", provider + provider, `^b\.hcl:5:1: identity_provider "corp" is defined twice`},
+		{"role for unknown provider", provider + "role \"r\" {\n  match { providers = [\"gh\"] }\n  logins = [\"x\"]\n}\n", `^b\.hcl:5:1: role "r" matches provider "gh", which is not configured`},
+		{"role matches nobody", "role \"r\" {\n  logins = [\"x\"]\n}\n", `^b\.hcl:1:1: role "r" matches nobody`},
+		{"role above cap", provider + "role \"r\" {\n  match { providers = [\"corp\"] }\n  logins = [\"x\"]\n  max_ttl = \"2h\"\n}\n", `max_ttl 2h0m0s is above the certificates' max_ttl 1h0m0s`},
+		{"bad permit", provider + "role \"r\" {\n  match { providers = [\"corp\"] }\n  logins = [\"x\"]\n  permit = [\"permit-all\"]\n}\n", `unknown extension "permit-all"`},
+	} {
+		_, err := ParseConfig("b.hcl", []byte(c.src))
+		var ce *ConfigError
+		if !errors.As(err, &ce) {
+			t.Errorf("%s: %v, want a ConfigError", c.name, err)
+			continue
+		}
+		if !regexp.MustCompile(c.want).MatchString(err.Error()) {
+			t.Errorf("%s: %q does not match %q", c.name, err, c.want)
+		}
+		for _, line := range strings.Split(err.Error(), "\n") {
+			if !regexp.MustCompile(`^b\.hcl:\d+:\d+: `).MatchString(line) {
+				t.Errorf("%s: line %q has no file:line:col", c.name, line)
+			}
+		}
+	}
+}

@@ -1,0 +1,302 @@
+package bastion
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/policy"
+	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/storage"
+)
+
+// ServerOptions are what a Server is built from. The caller opens the
+// journal and loads the keys; the Server owns neither.
+type ServerOptions struct {
+	Config      *Config
+	Home        string
+	Journal     *recorder.Journal
+	Store       storage.Store
+	Authorities *certauth.Authorities
+	// Dev, when set, is the embedded development issuer, served on
+	// loopback and trusted as provider "dev". Never in production.
+	Dev *certauth.DevIssuer
+	// DevLogins are the logins of the dev role added when the
+	// configuration has no roles (serve --dev).
+	DevLogins []string
+	Logger    hclog.Logger
+	Now       func() time.Time
+}
+
+// Server is "bastion serve": the HTTPS API that exchanges OIDC tokens for
+// certificates, and the admin socket the CLI revokes through.
+type Server struct {
+	opts     ServerOptions
+	log      hclog.Logger
+	now      func() time.Time
+	registry *certauth.Registry
+	issuer   *certauth.Issuer
+	api      *certauth.API
+	tls      *certauth.APICertificate
+	krlPath  string
+
+	apiLn   net.Listener
+	adminLn net.Listener
+	devURL  string
+	devRun  func(context.Context) error
+
+	krlMu sync.Mutex // serializes KRL writes
+}
+
+// NewServer checks the configuration against the keys, loads the
+// certificate registry from the journal, writes the KRL and opens the
+// listeners. Run serves them.
+func NewServer(ctx context.Context, opts ServerOptions) (s *Server, err error) {
+	s = &Server{opts: opts, log: opts.Logger, now: opts.Now}
+	if s.log == nil {
+		s.log = hclog.NewNullLogger()
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	cfg := opts.Config
+	defer func() {
+		if err != nil {
+			s.closeListeners()
+		}
+	}()
+
+	providers := make([]certauth.ProviderConfig, 0, len(cfg.Providers)+1)
+	issuers := make([]certauth.IssuerInfo, 0, len(cfg.Providers)+1)
+	for _, p := range cfg.Providers {
+		providers = append(providers, p.ProviderConfig)
+		issuers = append(issuers, certauth.IssuerInfo{Name: p.Name, Issuer: p.Issuer, Audience: p.Audiences, DeviceClientID: p.DeviceClientID, DeviceScopes: p.DeviceScopes})
+	}
+	roles := slices.Clone(cfg.Roles)
+	if opts.Dev != nil {
+		url, run, err := opts.Dev.Listen("127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		if err := opts.Dev.Publish(url); err != nil {
+			return nil, err
+		}
+		s.devURL, s.devRun = url, run
+		providers = append(providers, certauth.ProviderConfig{Name: DevProviderName, Issuer: url, Audiences: []string{certauth.DevAudience}})
+		issuers = append(issuers, certauth.IssuerInfo{Name: DevProviderName, Issuer: url, Audience: []string{certauth.DevAudience}})
+		if len(roles) == 0 && len(opts.DevLogins) > 0 {
+			roles = append(roles, DevRole(opts.DevLogins))
+		}
+	}
+	if len(providers) == 0 {
+		return nil, errors.New("no identity provider is configured: add an identity_provider block (or use --dev to try bastion with the development issuer)")
+	}
+	verifier, err := certauth.NewVerifier(providers, certauth.VerifierOptions{Now: s.now, Logger: s.log.Named("oidc")})
+	if err != nil {
+		return nil, err
+	}
+	pol, err := policy.New(roles)
+	if err != nil {
+		return nil, err
+	}
+	if len(roles) == 0 {
+		s.log.Warn("no roles are configured: every certificate request will be refused")
+	}
+
+	snap, err := opts.Store.Snapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.registry, err = certauth.LoadRegistry(ctx, snap, s.now(), false)
+	snap.Close()
+	if err != nil {
+		return nil, fmt.Errorf("journal %w", err)
+	}
+	s.krlPath = cfg.Certificates.KRLFile
+	if !filepath.IsAbs(s.krlPath) {
+		s.krlPath = filepath.Join(opts.Home, s.krlPath)
+	}
+	if err := s.writeKRL(); err != nil {
+		return nil, err
+	}
+
+	s.issuer, err = certauth.NewIssuer(ctx, certauth.IssuerOptions{
+		CA: opts.Authorities.User, Verifier: verifier, Policy: pol, Journal: opts.Journal, Registry: s.registry,
+		MinRSABits: cfg.Certificates.MinRSABits, MaxTTL: cfg.Certificates.MaxTTL, Backdate: cfg.Certificates.Backdate,
+		Now: s.now, Logger: s.log.Named("ca"),
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	host, _, _ := net.SplitHostPort(cfg.API.Listen)
+	hosts := append([]string{}, cfg.API.Hostnames...)
+	if host != "" && !net.ParseIP(host).IsUnspecified() {
+		hosts = append(hosts, host)
+	}
+	s.tls, err = certauth.LoadTLS(opts.Home, cfg.API.TLSCert, cfg.API.TLSKey, hosts, s.now())
+	if err != nil {
+		return nil, err
+	}
+	// The keys are loaded once (a rotation takes a restart), so the
+	// answer is too.
+	ca := s.caResponse(issuers)
+	s.api = certauth.NewAPI(certauth.APIOptions{
+		Issuer: s.issuer, CA: func() *certauth.CAResponse { return ca },
+		RatePerIdentity: cfg.API.RatePerIdentity, BurstPerIdentity: cfg.API.BurstPerIdentity,
+		RatePerAddress: cfg.API.RatePerAddress, BurstPerAddress: cfg.API.BurstPerAddress,
+		Logger: s.log.Named("api"), Now: s.now,
+	})
+	s.apiLn, err = net.Listen("tcp", cfg.API.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("API listener: %w", err)
+	}
+	s.adminLn, err = listenAdmin(opts.Home)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) closeListeners() {
+	for _, ln := range []net.Listener{s.apiLn, s.adminLn} {
+		if ln != nil {
+			ln.Close()
+		}
+	}
+}
+
+// APIURL is the API's base URL.
+func (s *Server) APIURL() string { return "https://" + s.apiLn.Addr().String() }
+
+// TLS is the API's certificate (its fingerprint for clients to pin).
+func (s *Server) TLS() *certauth.APICertificate { return s.tls }
+
+// DevIssuerURL is the development issuer's URL, "" without --dev.
+func (s *Server) DevIssuerURL() string { return s.devURL }
+
+// KRLPath is where the KRL of revoked certificates is kept.
+func (s *Server) KRLPath() string { return s.krlPath }
+
+// Registry is the certificate registry the server keeps.
+func (s *Server) Registry() *certauth.Registry { return s.registry }
+
+func (s *Server) caResponse(issuers []certauth.IssuerInfo) *certauth.CAResponse {
+	a := s.opts.Authorities
+	target := a.Target.AuthorizedKeys()
+	return &certauth.CAResponse{
+		UserCA:            a.User.AuthorizedKeys(),
+		HostCA:            a.Host.AuthorizedKeys(),
+		TargetCA:          target,
+		KnownHosts:        a.KnownHostsLines("*"),
+		TrustedUserCAKeys: target,
+		SSHDConfig: []string{
+			"TrustedUserCAKeys /etc/ssh/bastion_target_ca.pub",
+			"RevokedKeys /etc/ssh/bastion_revoked.krl",
+		},
+		Issuers: issuers,
+	}
+}
+
+// userCAKeys are the user CA keys the KRL names.
+func (s *Server) userCAKeys() []ssh.PublicKey {
+	var keys []ssh.PublicKey
+	for _, k := range s.opts.Authorities.User.Trusted {
+		keys = append(keys, k.Key)
+	}
+	return keys
+}
+
+func (s *Server) writeKRL() error {
+	s.krlMu.Lock()
+	defer s.krlMu.Unlock()
+	return s.registry.WriteKRL(s.krlPath, s.userCAKeys(), s.now())
+}
+
+// Revoke revokes certificates, journals it and rewrites the KRL.
+func (s *Server) Revoke(ctx context.Context, req certauth.RevokeRequest) (*certauth.RevokeResult, error) {
+	res, err := s.registry.Revoke(ctx, s.opts.Journal, req, s.now())
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("certificates revoked", "serials", fmt.Sprint(res.Serials), "identity", res.Identity, "by", req.By, "reason", req.Reason)
+	if err := s.writeKRL(); err != nil {
+		return res, fmt.Errorf("revoked (journal leaf %d), but the KRL was not rewritten: %w", res.Leaf, err)
+	}
+	return res, nil
+}
+
+// Run serves until ctx is done, then shuts down gracefully: requests in
+// flight finish (up to 10 s) before it returns.
+func (s *Server) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	api := &http.Server{
+		Handler:           s.api,
+		TLSConfig:         certauth.ServerTLSConfig(s.tls),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          s.log.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+	}
+	admin := &http.Server{
+		Handler:           s.adminHandler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, connKey{}, c)
+		},
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	serve := func(name string, f func() error) {
+		wg.Go(func() {
+			if err := f(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errs <- fmt.Errorf("%s: %w", name, err)
+				cancel(err)
+			}
+		})
+	}
+	serve("API", func() error { return api.ServeTLS(s.apiLn, "", "") })
+	serve("admin socket", func() error { return admin.Serve(s.adminLn) })
+	if s.devRun != nil {
+		serve("development issuer", func() error { return s.devRun(ctx) })
+	}
+	// Expired certificates leave the registry (and the KRL) once a minute.
+	wg.Go(func() {
+		t := time.NewTicker(time.Minute)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				s.registry.Prune(s.now())
+				if err := s.writeKRL(); err != nil {
+					s.log.Error("rewrite the KRL", "error", err)
+				}
+			}
+		}
+	})
+	<-ctx.Done()
+	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer scancel()
+	err := errors.Join(api.Shutdown(sctx), admin.Shutdown(sctx))
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		err = errors.Join(err, e)
+	}
+	return err
+}

@@ -1,0 +1,366 @@
+package bastion
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/oauth2-proxy/mockoidc"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/storage"
+)
+
+// startOP starts a real OpenID provider on loopback: discovery, JWKS and a
+// key to sign tokens with.
+func startOP(t testing.TB) *mockoidc.MockOIDC {
+	t.Helper()
+	m, err := mockoidc.Run()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Its session map races under parallel /authorize; serialize it.
+	var mu sync.Mutex
+	m.AddMiddleware(func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			defer mu.Unlock()
+			next.ServeHTTP(w, r)
+		})
+	})
+	t.Cleanup(func() { m.Shutdown() })
+	return m
+}
+
+func mint(t testing.TB, m *mockoidc.MockOIDC, claims jwt.MapClaims) string {
+	t.Helper()
+	tok, err := m.Keypair.SignJWT(claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func agentClaims(m *mockoidc.MockOIDC, sub string) jwt.MapClaims {
+	now := time.Now()
+	// An RFC 8693 delegation token: the agent (act.sub) acts on behalf
+	// of alice (sub).
+	return jwt.MapClaims{
+		"iss": m.Issuer(), "sub": "alice", "aud": m.ClientID,
+		"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(5 * time.Minute).Unix(),
+		"email": "alice@bank.example", "act": map[string]any{"sub": sub},
+		"repository": "bank/payments",
+	}
+}
+
+type testServer struct {
+	*Server
+	home    string
+	auth    *certauth.Authorities
+	journal *recorder.Journal
+	store   *storage.SQLite
+	key     *recorder.JournalKey
+	client  *certauth.Client
+	cancel  context.CancelFunc
+	done    chan error
+}
+
+// startServer runs a Server over a fresh home with config text (its
+// %ISSUER% and %AUDIENCE% replaced by m's).
+func startServer(t testing.TB, m *mockoidc.MockOIDC, config string) *testServer {
+	t.Helper()
+	ctx := context.Background()
+	home := t.TempDir()
+	key, err := certauth.CreateJournalKey(home, "test.example/bastion")
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth, err := certauth.CreateAuthorities(home, certauth.AlgorithmEd25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	config = strings.NewReplacer("%ISSUER%", m.Issuer(), "%AUDIENCE%", m.ClientID, "%HOME%", home).Replace(config)
+	cfg, err := ParseConfig(filepath.Join(home, "bastion.hcl"), []byte(config))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := storage.OpenSQLite(ctx, filepath.Join(home, "journal.db"), storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := recorder.Open(ctx, st, recorder.Options{Key: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := NewServer(ctx, ServerOptions{Config: cfg, Home: home, Journal: j, Store: st, Authorities: auth})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	ts := &testServer{Server: srv, home: home, auth: auth, journal: j, store: st, key: key, cancel: cancel, done: make(chan error, 1)}
+	go func() { ts.done <- srv.Run(rctx) }()
+	ts.client, err = certauth.NewClient(srv.APIURL(), certauth.ClientOptions{Fingerprint: srv.TLS().Fingerprint})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ts.stop(t)
+		st.Close()
+	})
+	return ts
+}
+
+func (ts *testServer) stop(t testing.TB) {
+	if ts.cancel == nil {
+		return
+	}
+	ts.cancel()
+	ts.cancel = nil
+	if err := <-ts.done; err != nil {
+		t.Errorf("server: %v", err)
+	}
+	if err := ts.journal.Close(); err != nil {
+		t.Errorf("journal: %v", err)
+	}
+}
+
+// events returns the journal's events of one name, in order.
+func (ts *testServer) events(t testing.TB, name string) []recorder.Attrs {
+	t.Helper()
+	ctx := context.Background()
+	snap, err := ts.store.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snap.Close()
+	var out []recorder.Attrs
+	if err := recorder.Events(ctx, snap, name, 0, func(_ int64, l *recorder.Leaf) error {
+		out = append(out, l.Attrs)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// newKey writes a fresh ed25519 key pair to dir/name and returns the
+// private key's path and the public key line.
+func newKey(t testing.TB, dir, name string) (string, string) {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, err := ssh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pub, err := ssh.NewPublicKey(priv.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(pub)))
+	if err := os.WriteFile(path+".pub", []byte(line+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path, line
+}
+
+const e2eConfig = `
+api {
+  listen = "127.0.0.1:0"
+  rate_per_identity = -1
+  rate_per_address  = -1
+}
+identity_provider "corp" {
+  issuer    = "%ISSUER%"
+  audiences = ["%AUDIENCE%"]
+  algorithms = ["RS256"]
+}
+role "agents" {
+  match {
+    providers = ["corp"]
+    subjects  = ["agent-*"]
+    claims    = { repository = ["bank/*"] }
+  }
+  logins  = ["%LOGIN%", "deploy"]
+  max_ttl = "5m"
+  permit  = ["permit-pty"]
+}
+`
+
+func currentLogin(t *testing.T) string {
+	u, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.Username
+}
+
+// TestCertificateEndToEnd exchanges a token from a real OpenID provider for
+// a certificate, checks it with ssh-keygen, logs in to a real sshd that
+// trusts the user CA, then revokes it and sees sshd refuse it through the
+// KRL.
+func TestCertificateEndToEnd(t *testing.T) {
+	keygen := needTool(t, "ssh-keygen")
+	needTool(t, "ssh")
+	ctx := context.Background()
+	m := startOP(t)
+	login := currentLogin(t)
+	ts := startServer(t, m, strings.ReplaceAll(e2eConfig, "%LOGIN%", login))
+	dir := t.TempDir()
+
+	keyPath, pub := newKey(t, dir, "id_ed25519")
+	token := mint(t, m, agentClaims(m, "agent-1"))
+	before := time.Now()
+	resp, err := ts.client.Certificate(ctx, token, certauth.CertificateRequest{PublicKey: pub, Logins: []string{login}, Ticket: "OPS-42"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPath := keyPath + "-cert.pub"
+	if err := os.WriteFile(certPath, []byte(resp.Certificate+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	wantID := fmt.Sprintf("agent-1@corp serial=%d for=alice ticket=OPS-42", resp.Serial)
+	if resp.KeyID != wantID || resp.Identity != "agent-1@corp" || strings.Join(resp.Principals, ",") != login || resp.Rule != "role:agents" {
+		t.Fatalf("response: %+v", resp)
+	}
+	if d := resp.ValidBefore.Sub(before); d < 4*time.Minute || d > 5*time.Minute+time.Second {
+		t.Fatalf("valid for %v after the request, want the role's 5m", d)
+	}
+	if d := before.Sub(resp.ValidAfter); d < 0 || d > certauth.MaxBackdate+time.Second {
+		t.Fatalf("valid_after backdated by %v", d)
+	}
+
+	// ssh-keygen reads it as we meant it.
+	out, err := exec.Command(keygen, "-L", "-f", certPath).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ssh-keygen -L: %v\n%s", err, out)
+	}
+	listing := string(out)
+	for _, want := range []string{
+		"Type: ssh-ed25519-cert-v01@openssh.com user certificate",
+		fmt.Sprintf("Key ID: %q", wantID),
+		fmt.Sprintf("Serial: %d", resp.Serial),
+		"Signing CA: ED25519 " + ssh.FingerprintSHA256(ts.auth.User.Signer.PublicKey()),
+		"Principals: \n                " + login + "\n",
+		"Critical Options: (none)",
+		"Extensions: \n                permit-pty\n",
+		fmt.Sprintf("Valid: from %s to %s", resp.ValidAfter.Local().Format("2006-01-02T15:04:05"), resp.ValidBefore.Local().Format("2006-01-02T15:04:05")),
+	} {
+		if !strings.Contains(listing, want) {
+			t.Errorf("ssh-keygen -L lacks %q:\n%s", want, listing)
+		}
+	}
+	for _, never := range []string{"permit-agent-forwarding", "permit-X11-forwarding", "permit-port-forwarding", "permit-user-rc"} {
+		if strings.Contains(listing, never) {
+			t.Errorf("certificate has %s, which policy does not grant", never)
+		}
+	}
+
+	// A real sshd that trusts the user CA and the bastion's KRL.
+	caFile := filepath.Join(dir, "user_ca.pub")
+	if err := os.WriteFile(caFile, []byte(strings.Join(ts.auth.User.AuthorizedKeys(), "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sshd := startSSHD(t, "TrustedUserCAKeys "+caFile, "RevokedKeys "+ts.KRLPath())
+	if out, err := sshd.ssh(t, keyPath, login, "echo", "in-as-granted"); err != nil || !strings.Contains(out, "in-as-granted") {
+		t.Fatalf("ssh as the granted login: %v\n%s\nsshd:\n%s", err, out, sshd.log)
+	}
+	if out, err := sshd.ssh(t, keyPath, "nobody", "true"); err == nil {
+		t.Fatalf("ssh as a login the certificate does not name succeeded:\n%s", out)
+	}
+	if !regexp.MustCompile(`not a listed principal|name is not a listed principal|Certificate invalid`).MatchString(sshd.log.String()) {
+		t.Errorf("sshd did not say why it refused the other login:\n%s", sshd.log)
+	}
+
+	// Revoke through the admin socket, as "bastion certs revoke" does.
+	res, warning, err := AdminRevoke(ctx, ts.home, certauth.RevokeRequest{Serials: []uint64{resp.Serial}, Reason: "test", By: "tester"})
+	if err != nil || warning != "" || len(res.Serials) != 1 || res.Serials[0] != resp.Serial {
+		t.Fatalf("revoke: %+v %q %v", res, warning, err)
+	}
+	if !ts.Registry().IsRevoked(resp.Serial) {
+		t.Fatal("registry does not know the revocation")
+	}
+	out, err = exec.Command(keygen, "-Q", "-f", ts.KRLPath(), certPath).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "REVOKED") {
+		t.Fatalf("ssh-keygen -Q on the KRL: %v\n%s", err, out)
+	}
+	if out, err := sshd.ssh(t, keyPath, login, "true"); err == nil {
+		t.Fatalf("ssh with a revoked certificate succeeded:\n%s", out)
+	}
+	if !strings.Contains(sshd.log.String(), "revoked") {
+		t.Errorf("sshd did not log the revocation:\n%s", sshd.log)
+	}
+
+	// Revoking the identity refuses its old token from now on; a new
+	// token (issued after the revocation) is accepted again.
+	key2, pub2 := newKey(t, dir, "id2")
+	resp2, err := ts.client.Certificate(ctx, token, certauth.CertificateRequest{PublicKey: pub2, Logins: []string{"deploy"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(key2+"-cert.pub", []byte(resp2.Certificate+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if resp2.Serial <= resp.Serial {
+		t.Fatalf("serial %d after %d: not increasing", resp2.Serial, resp.Serial)
+	}
+	time.Sleep(1100 * time.Millisecond) // iat has one-second resolution
+	res, _, err = AdminRevoke(ctx, ts.home, certauth.RevokeRequest{Identity: "agent-1@corp", Reason: "compromised", By: "tester"})
+	if err != nil || len(res.Serials) != 1 || res.Serials[0] != resp2.Serial {
+		t.Fatalf("revoke identity: %+v %v", res, err)
+	}
+	out, err = exec.Command(keygen, "-Q", "-f", ts.KRLPath(), key2+"-cert.pub").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "REVOKED") {
+		t.Fatalf("ssh-keygen -Q for the identity's certificate: %v\n%s", err, out)
+	}
+	_, err = ts.client.Certificate(ctx, token, certauth.CertificateRequest{PublicKey: pub2})
+	var apiErr *certauth.APIError
+	if !errors.As(err, &apiErr) || apiErr.Reason != certauth.ReasonIdentityRevoked || apiErr.Status != http.StatusForbidden {
+		t.Fatalf("old token after identity revocation: %v", err)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	if _, err := ts.client.Certificate(ctx, mint(t, m, agentClaims(m, "agent-1")), certauth.CertificateRequest{PublicKey: pub2}); err != nil {
+		t.Fatalf("new token after identity revocation: %v", err)
+	}
+
+	// Everything is in the journal, and the journal verifies.
+	issued := ts.events(t, certauth.EventCertIssued)
+	if len(issued) != 3 || issued[0]["serial"] != fmt.Sprint(resp.Serial) || issued[0]["identity"] != "agent-1@corp" ||
+		issued[0]["principals"] != login || issued[0]["sponsor"] != "alice" || issued[0]["ticket"] != "OPS-42" ||
+		issued[0]["key.sha256"] == "" || issued[0]["claims.sha256"] == "" || issued[0]["rule"] != "role:agents" {
+		t.Fatalf("issued events: %v", issued)
+	}
+	if r := ts.events(t, certauth.EventCertRevoked); len(r) != 2 || r[0]["by"] != "tester" || r[1]["identity"] != "agent-1@corp" {
+		t.Fatalf("revoked events: %v", r)
+	}
+	if r := ts.events(t, certauth.EventCertRefused); len(r) != 1 || r[0]["reason"] != certauth.ReasonIdentityRevoked {
+		t.Fatalf("refused events: %v", r)
+	}
+	ts.stop(t)
+	rep, err := recorder.Verify(ctx, ts.store, recorder.VerifyOptions{Verifier: ts.key.Verifier})
+	if err != nil || !rep.Intact() {
+		t.Fatalf("verify: %+v %v", rep, err)
+	}
+}

@@ -1,0 +1,323 @@
+package certauth
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/time/rate"
+)
+
+// maxRequestBody bounds a certificate request's JSON body.
+const maxRequestBody = 64 << 10
+
+// APIOptions configure [NewAPI].
+type APIOptions struct {
+	Issuer *Issuer
+	// CA returns the answer to GET /v1/ca (it may change on rotation).
+	CA func() *CAResponse
+	// RatePerIdentity and RatePerAddress are the sustained certificate
+	// requests per second allowed to one identity and one client address;
+	// the bursts are BurstPerIdentity and BurstPerAddress. Zero rates
+	// take the defaults (1/s burst 10 per identity, 5/s burst 20 per
+	// address); a negative rate disables that limit.
+	RatePerIdentity  float64
+	BurstPerIdentity int
+	RatePerAddress   float64
+	BurstPerAddress  int
+	Logger           hclog.Logger
+	Now              func() time.Time
+}
+
+// API is the HTTPS API's handler: POST /v1/certificates, GET /v1/ca.
+type API struct {
+	issuer  *Issuer
+	ca      func() *CAResponse
+	log     hclog.Logger
+	now     func() time.Time
+	byAddr  *limiters
+	byIdent *limiters
+	mux     *http.ServeMux
+}
+
+// NewAPI returns the API handler.
+func NewAPI(opts APIOptions) *API {
+	a := &API{issuer: opts.Issuer, ca: opts.CA, log: opts.Logger, now: opts.Now}
+	if a.log == nil {
+		a.log = hclog.NewNullLogger()
+	}
+	if a.now == nil {
+		a.now = time.Now
+	}
+	a.byAddr = newLimiters(opts.RatePerAddress, opts.BurstPerAddress, 5, 20)
+	a.byIdent = newLimiters(opts.RatePerIdentity, opts.BurstPerIdentity, 1, 10)
+	a.mux = http.NewServeMux()
+	a.mux.HandleFunc("POST /v1/certificates", a.certificates)
+	a.mux.HandleFunc("GET /v1/ca", a.getCA)
+	for path, allow := range map[string]string{"/v1/certificates": "POST", "/v1/ca": "GET, HEAD"} {
+		a.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", allow)
+			writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed on "+path+": use "+allow)
+		})
+	}
+	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: the API has POST /v1/certificates and GET /v1/ca")
+	})
+	return a
+}
+
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	a.mux.ServeHTTP(w, r)
+}
+
+func (a *API) getCA(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, a.ca())
+}
+
+func (a *API) certificates(w http.ResponseWriter, r *http.Request) {
+	addr := clientAddr(r)
+	now := a.now()
+	if !a.byAddr.allow(addr.String(), now) {
+		a.limited(w, r, addr, "address "+addr.String())
+		return
+	}
+	req := IssueRequest{ClientAddress: addr}
+	token, tokenErr := bearer(r)
+	req.Token = token
+	body, bodyErr := decodeRequest(r)
+	if tokenErr == nil && bodyErr == nil {
+		req.PublicKey, req.Logins, req.Ticket = body.PublicKey, body.Logins, body.Ticket
+		if body.TTL != "" {
+			ttl, err := time.ParseDuration(body.TTL)
+			if err != nil || ttl <= 0 {
+				bodyErr = fmt.Errorf("ttl %q is not a positive duration such as \"5m\"", body.TTL)
+			}
+			req.TTL = ttl
+		}
+	}
+	if tokenErr != nil || bodyErr != nil {
+		// Refused before any token check: journal it like any refusal.
+		msg := errors.Join(tokenErr, bodyErr).Error()
+		reason := ReasonRequestMalformed
+		status := http.StatusBadRequest
+		if tokenErr != nil {
+			reason, status = ReasonTokenMissing, http.StatusUnauthorized
+		}
+		if err := a.issuer.refuse(r.Context(), &Refusal{Status: status, Reason: reason, Msg: msg}, addr); isJournalFailure(err) {
+			writeError(w, http.StatusServiceUnavailable, ReasonJournalUnavailable, err.Error())
+			return
+		}
+		if status == http.StatusUnauthorized {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="bastion"`)
+		}
+		writeError(w, status, reason, msg)
+		return
+	}
+	out, err := a.issuer.issueLimited(r.Context(), req, func(identity string) (bool, bool) {
+		now := a.now()
+		if a.byIdent.allow(identity, now) {
+			return true, false
+		}
+		return false, a.byIdent.firstRefusal(identity, now)
+	})
+	if err != nil {
+		var rf *Refusal
+		if !errors.As(err, &rf) {
+			rf = &Refusal{Status: http.StatusInternalServerError, Reason: "internal", Msg: err.Error()}
+		}
+		if rf.Status == http.StatusUnauthorized {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="bastion", error="invalid_token"`)
+		}
+		if rf.Reason == ReasonRateLimited {
+			w.Header().Set("Retry-After", "1")
+		}
+		writeError(w, rf.Status, rf.Reason, rf.Msg)
+		return
+	}
+	ca := a.ca()
+	resp := &CertificateResponse{
+		Certificate:     strings.TrimSpace(string(ssh.MarshalAuthorizedKey(out.Cert))),
+		Serial:          out.Record.Serial,
+		KeyID:           out.Record.KeyID,
+		Identity:        out.Record.Identity,
+		Principals:      out.Record.Principals,
+		ValidAfter:      out.Record.ValidAfter.UTC(),
+		ValidBefore:     out.Record.ValidBefore.UTC(),
+		Extensions:      nonNil(out.Record.Extensions),
+		SourceAddresses: out.Record.SourceAddresses,
+		Rule:            out.Record.Rule,
+		KnownHosts:      ca.KnownHosts,
+		SSHAddress:      ca.SSHAddress,
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// limited answers a rate-limited request. The first refusal of a limiter
+// in each minute is journaled; the rest only logged, so a flood cannot fill
+// the journal.
+func (a *API) limited(w http.ResponseWriter, r *http.Request, addr netip.Addr, who string) {
+	msg := "too many certificate requests from " + who + ": retry later"
+	if a.byAddr.firstRefusal(who, a.now()) {
+		if err := a.issuer.refuse(r.Context(), &Refusal{Status: http.StatusTooManyRequests, Reason: ReasonRateLimited, Msg: msg}, addr); isJournalFailure(err) {
+			writeError(w, http.StatusServiceUnavailable, ReasonJournalUnavailable, err.Error())
+			return
+		}
+	} else {
+		a.log.Warn("certificate request rate-limited", "who", who)
+	}
+	w.Header().Set("Retry-After", "1")
+	writeError(w, http.StatusTooManyRequests, ReasonRateLimited, msg)
+}
+
+func isJournalFailure(err error) bool {
+	var rf *Refusal
+	return errors.As(err, &rf) && rf.Reason == ReasonJournalUnavailable
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func bearer(r *http.Request) (string, error) {
+	h := r.Header.Values("Authorization")
+	if len(h) == 0 {
+		return "", errors.New("no bearer token: send the OIDC token as \"Authorization: Bearer TOKEN\"")
+	}
+	if len(h) > 1 {
+		return "", errors.New("more than one Authorization header")
+	}
+	scheme, tok, ok := strings.Cut(h[0], " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
+		return "", errors.New("the Authorization header is not \"Bearer TOKEN\"")
+	}
+	return strings.TrimSpace(tok), nil
+}
+
+func decodeRequest(r *http.Request) (*CertificateRequest, error) {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || mt != "application/json" {
+			return nil, fmt.Errorf("content type %q: send application/json", ct)
+		}
+	}
+	dec := json.NewDecoder(io.LimitReader(r.Body, maxRequestBody+1))
+	dec.DisallowUnknownFields()
+	var body CertificateRequest
+	if err := dec.Decode(&body); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, errors.New("empty request body: send {\"public_key\": \"ssh-ed25519 AAAA…\"}")
+		}
+		return nil, fmt.Errorf("request body is not a certificate request: %v", err)
+	}
+	if dec.More() {
+		return nil, errors.New("request body holds more than one JSON value")
+	}
+	if dec.InputOffset() > maxRequestBody {
+		return nil, fmt.Errorf("request body is over %d bytes", maxRequestBody)
+	}
+	return &body, nil
+}
+
+// clientAddr is the request's peer address. Forwarded headers are never
+// trusted: the API is meant to be reached directly.
+func clientAddr(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		host, _, _ := net.SplitHostPort(r.RemoteAddr)
+		a, _ := netip.ParseAddr(host)
+		return a.Unmap()
+	}
+	return ap.Addr().Unmap()
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, reason, msg string) {
+	writeJSON(w, status, &ErrorResponse{Error: msg, Reason: reason})
+}
+
+// limiters is a token bucket per key, forgetting idle keys.
+type limiters struct {
+	limit rate.Limit
+	burst int
+	off   bool
+
+	mu      sync.Mutex
+	m       map[string]*limiterEntry
+	swept   time.Time
+	refused map[string]time.Time // key → last journaled refusal
+}
+
+type limiterEntry struct {
+	l    *rate.Limiter
+	seen time.Time
+}
+
+func newLimiters(perSec float64, burst int, defRate float64, defBurst int) *limiters {
+	if perSec == 0 {
+		perSec = defRate
+	}
+	if burst <= 0 {
+		burst = defBurst
+	}
+	return &limiters{limit: rate.Limit(perSec), burst: burst, off: perSec < 0, m: map[string]*limiterEntry{}, refused: map[string]time.Time{}}
+}
+
+func (ls *limiters) allow(key string, now time.Time) bool {
+	if ls.off {
+		return true
+	}
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	if now.Sub(ls.swept) > time.Minute {
+		for k, e := range ls.m {
+			if now.Sub(e.seen) > 10*time.Minute {
+				delete(ls.m, k)
+			}
+		}
+		for k, t := range ls.refused {
+			if now.Sub(t) > time.Minute {
+				delete(ls.refused, k)
+			}
+		}
+		ls.swept = now
+	}
+	e := ls.m[key]
+	if e == nil {
+		e = &limiterEntry{l: rate.NewLimiter(ls.limit, ls.burst)}
+		ls.m[key] = e
+	}
+	e.seen = now
+	return e.l.AllowN(now, 1)
+}
+
+// firstRefusal reports whether key has had no journaled refusal in the
+// last minute, and notes one now.
+func (ls *limiters) firstRefusal(key string, now time.Time) bool {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	if t, ok := ls.refused[key]; ok && now.Sub(t) < time.Minute {
+		return false
+	}
+	ls.refused[key] = now
+	return true
+}

@@ -1,0 +1,508 @@
+package certauth
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/bastionhq/bastion/policy"
+	"github.com/bastionhq/bastion/recorder"
+)
+
+// Journal event names certauth writes.
+const (
+	EventCAStarted   = "ca.started"
+	EventCertIssued  = "cert.issued"
+	EventCertRefused = "cert.refused"
+	EventCertRevoked = "cert.revoked"
+)
+
+// Limits on what a certificate may be.
+const (
+	// DefaultBackdate is how far valid_after is set before the moment of
+	// issuance, for clocks that lag; never more than MaxBackdate.
+	DefaultBackdate = 30 * time.Second
+	MaxBackdate     = 60 * time.Second
+	// DefaultMaxTTL is the hard cap on any certificate's lifetime,
+	// whatever policy says, unless configured otherwise.
+	DefaultMaxTTL = time.Hour
+	maxTicket     = 128
+)
+
+// TokenVerifier turns a bearer token into an identity (a *Verifier).
+type TokenVerifier interface {
+	Verify(ctx context.Context, raw string) (*policy.Identity, error)
+}
+
+// CertPolicy decides what certificate an identity may have (a
+// *policy.Policy).
+type CertPolicy interface {
+	Certificate(policy.CertRequest) policy.CertDecision
+}
+
+// EventJournal is where issuances, refusals and revocations are recorded
+// (a *recorder.Journal).
+type EventJournal interface {
+	AppendEvent(ctx context.Context, name string, attrs recorder.Attrs) (int64, error)
+	AppendIndexedEvent(ctx context.Context, name string, attrs recorder.Attrs, indexAttr string) (int64, error)
+}
+
+// IssuerOptions configure [NewIssuer].
+type IssuerOptions struct {
+	// CA signs the certificates: the user CA.
+	CA       *Authority
+	Verifier TokenVerifier
+	Policy   CertPolicy
+	Journal  EventJournal
+	// Registry holds revocations; NewIssuer loads nothing into it.
+	Registry *Registry
+	// MinRSABits is the smallest RSA key certified (DefaultMinRSABits).
+	MinRSABits int
+	// MaxTTL caps every certificate (DefaultMaxTTL).
+	MaxTTL time.Duration
+	// Backdate sets valid_after this much before now (DefaultBackdate,
+	// at most MaxBackdate).
+	Backdate time.Duration
+	Now      func() time.Time
+	Logger   hclog.Logger
+}
+
+// Issuer exchanges verified OIDC tokens for OpenSSH user certificates.
+// Every issuance and every refusal is a journal event; a certificate is only
+// returned after its issuance event is committed.
+type Issuer struct {
+	ca       *Authority
+	verifier TokenVerifier
+	policy   CertPolicy
+	journal  EventJournal
+	reg      *Registry
+	minRSA   int
+	maxTTL   time.Duration
+	backdate time.Duration
+	now      func() time.Time
+	log      hclog.Logger
+
+	policyMu sync.RWMutex // guards policy
+}
+
+// NewIssuer checks opts and journals a ca.started event naming the CA keys
+// in force, so that every certificate serial (a leaf index) is above it.
+func NewIssuer(ctx context.Context, opts IssuerOptions) (*Issuer, error) {
+	if opts.CA == nil || opts.CA.Signer == nil || opts.Verifier == nil || opts.Policy == nil || opts.Journal == nil || opts.Registry == nil {
+		return nil, errors.New("certauth: issuer needs a CA, a verifier, a policy, a journal and a registry")
+	}
+	is := &Issuer{
+		ca: opts.CA, verifier: opts.Verifier, policy: opts.Policy, journal: opts.Journal, reg: opts.Registry,
+		minRSA: opts.MinRSABits, maxTTL: opts.MaxTTL, backdate: opts.Backdate, now: opts.Now, log: opts.Logger,
+	}
+	if is.minRSA <= 0 {
+		is.minRSA = DefaultMinRSABits
+	}
+	if is.maxTTL <= 0 {
+		is.maxTTL = DefaultMaxTTL
+	}
+	if is.backdate == 0 {
+		is.backdate = DefaultBackdate
+	}
+	if is.backdate < 0 || is.backdate > MaxBackdate {
+		return nil, fmt.Errorf("certauth: backdate %v is outside 0..%v", is.backdate, MaxBackdate)
+	}
+	if is.now == nil {
+		is.now = time.Now
+	}
+	if is.log == nil {
+		is.log = hclog.NewNullLogger()
+	}
+	var trusted []string
+	for _, k := range opts.CA.Trusted {
+		trusted = append(trusted, ssh.FingerprintSHA256(k.Key))
+	}
+	if _, err := is.journal.AppendEvent(ctx, EventCAStarted, recorder.Attrs{
+		"ca.role":    string(opts.CA.Role),
+		"ca.sha256":  ssh.FingerprintSHA256(opts.CA.Signer.PublicKey()),
+		"ca.trusted": strings.Join(trusted, ","),
+		"max_ttl":    is.maxTTL.String(),
+	}); err != nil {
+		return nil, fmt.Errorf("certauth: journal the CA start: %w", err)
+	}
+	return is, nil
+}
+
+// SetPolicy replaces the policy for requests that start after it returns.
+func (is *Issuer) SetPolicy(p CertPolicy) {
+	is.policyMu.Lock()
+	is.policy = p
+	is.policyMu.Unlock()
+}
+
+// IssueRequest is one certificate request as the API received it.
+type IssueRequest struct {
+	Token         string
+	PublicKey     string
+	Logins        []string
+	TTL           time.Duration
+	Ticket        string
+	ClientAddress netip.Addr
+}
+
+// Issued is a granted request.
+type Issued struct {
+	Cert     *ssh.Certificate
+	Record   CertRecord
+	Identity *policy.Identity
+	Decision policy.CertDecision
+}
+
+// Refusal codes that are not token or key reasons.
+const (
+	ReasonDenied             = "denied"
+	ReasonRequestMalformed   = "request_malformed"
+	ReasonIdentityRevoked    = "identity_revoked"
+	ReasonRateLimited        = "rate_limited"
+	ReasonJournalUnavailable = "journal_unavailable"
+	ReasonTokenMissing       = "token_missing"
+)
+
+// A Refusal is a request the issuer turned down, and why. Status is the
+// HTTP status that fits it.
+type Refusal struct {
+	Status int
+	Reason string
+	Msg    string
+	Err    error
+	quiet  bool // logged, not journaled (repeated rate-limit refusals)
+}
+
+func (r *Refusal) Error() string { return r.Msg }
+func (r *Refusal) Unwrap() error { return r.Err }
+
+// Issue verifies req's token and key, asks policy, journals the issuance
+// and returns the signed certificate. Any failure is a *Refusal, journaled
+// with its reason (unless the journal itself failed, in which case nothing
+// is issued).
+func (is *Issuer) Issue(ctx context.Context, req IssueRequest) (*Issued, error) {
+	return is.issueLimited(ctx, req, nil)
+}
+
+// issueLimited is Issue with a rate limit per identity, checked once the
+// token is verified: limit reports whether the identity may go on, and if
+// not whether this refusal is worth a journal event.
+func (is *Issuer) issueLimited(ctx context.Context, req IssueRequest, limit func(identity string) (ok, journal bool)) (*Issued, error) {
+	refused := recorder.Attrs{}
+	if req.ClientAddress.IsValid() {
+		refused["client.address"] = req.ClientAddress.String()
+	}
+	out, err := is.issue(ctx, req, refused, limit)
+	if err == nil {
+		return out, nil
+	}
+	var r *Refusal
+	if !errors.As(err, &r) {
+		r = &Refusal{Status: http.StatusInternalServerError, Reason: "internal", Msg: "certificate could not be issued: " + err.Error(), Err: err}
+	}
+	return nil, is.journalRefusal(ctx, r, refused)
+}
+
+// refuse journals a request refused before it reached the issuer (a
+// malformed request, a rate limit) and returns the refusal, or the journal's
+// failure.
+func (is *Issuer) refuse(ctx context.Context, r *Refusal, addr netip.Addr) error {
+	a := recorder.Attrs{}
+	if addr.IsValid() {
+		a["client.address"] = addr.String()
+	}
+	return is.journalRefusal(ctx, r, a)
+}
+
+func (is *Issuer) journalRefusal(ctx context.Context, r *Refusal, attrs recorder.Attrs) error {
+	if r.Reason == ReasonJournalUnavailable {
+		return r
+	}
+	if r.quiet {
+		is.log.Warn("certificate refused", "reason", r.Reason, "error", r.Msg, "client", attrs["client.address"], "identity", attrs["identity"])
+		return r
+	}
+	attrs["reason"] = r.Reason
+	attrs["error"] = truncate(r.Msg, 1024)
+	if _, jerr := is.journal.AppendEvent(ctx, EventCertRefused, attrs); jerr != nil {
+		is.log.Error("journal a refusal", "reason", r.Reason, "error", jerr)
+		return &Refusal{Status: http.StatusServiceUnavailable, Reason: ReasonJournalUnavailable,
+			Msg: "the journal cannot record this request, so nothing is issued", Err: errors.Join(r, jerr)}
+	}
+	is.log.Info("certificate refused", "reason", r.Reason, "error", r.Msg, "client", attrs["client.address"], "identity", attrs["identity"])
+	return r
+}
+
+func (is *Issuer) issue(ctx context.Context, req IssueRequest, refused recorder.Attrs, limit func(string) (bool, bool)) (*Issued, error) {
+	now := is.now()
+	if req.Token == "" {
+		return nil, &Refusal{Status: http.StatusUnauthorized, Reason: ReasonTokenMissing, Msg: "no bearer token: send the OIDC token as \"Authorization: Bearer TOKEN\""}
+	}
+	refused["token.sha256"] = tokenDigest(req.Token)
+	id, err := is.verifier.Verify(ctx, req.Token)
+	if err != nil {
+		var te *TokenError
+		if errors.As(err, &te) {
+			status := http.StatusUnauthorized
+			if te.Reason == ReasonProviderUnavailable {
+				status = http.StatusServiceUnavailable
+			}
+			if te.Provider != "" {
+				refused["provider"] = te.Provider
+			}
+			return nil, &Refusal{Status: status, Reason: te.Reason, Msg: te.Error(), Err: err}
+		}
+		return nil, &Refusal{Status: http.StatusUnauthorized, Reason: ReasonTokenMalformed, Msg: err.Error(), Err: err}
+	}
+	identityAttrs(refused, id)
+	if limit != nil {
+		if ok, journal := limit(id.String()); !ok {
+			return nil, &Refusal{Status: http.StatusTooManyRequests, Reason: ReasonRateLimited,
+				Msg: "too many certificate requests for " + id.String() + ": retry later", quiet: !journal}
+		}
+	}
+	if err := checkTicket(req.Ticket); err != nil {
+		return nil, &Refusal{Status: http.StatusBadRequest, Reason: ReasonRequestMalformed, Msg: err.Error()}
+	}
+	if req.Ticket != "" {
+		refused["ticket"] = req.Ticket
+	}
+	key, err := ParsePublicKey(req.PublicKey, is.minRSA)
+	if err != nil {
+		var ke *KeyError
+		errors.As(err, &ke)
+		return nil, &Refusal{Status: http.StatusBadRequest, Reason: ke.Reason, Msg: ke.Msg}
+	}
+	refused["key.type"] = key.Type()
+	refused["key.sha256"] = ssh.FingerprintSHA256(key)
+	if is.isCAKey(key) {
+		return nil, &Refusal{Status: http.StatusBadRequest, Reason: ReasonKeyIsCA, Msg: "the key is a CA key of this bastion: certify a key of your own"}
+	}
+	if req.TTL < 0 {
+		return nil, &Refusal{Status: http.StatusBadRequest, Reason: ReasonRequestMalformed, Msg: "negative TTL"}
+	}
+	if err := checkLogins(req.Logins); err != nil {
+		return nil, &Refusal{Status: http.StatusBadRequest, Reason: ReasonRequestMalformed, Msg: err.Error()}
+	}
+
+	// Hold off revocations from the revocation check until the issuance
+	// is committed and registered, so that none slips between them.
+	unlock := is.reg.issuing()
+	defer unlock()
+	if at, ok := is.reg.identityRevokedAt(id.String()); ok && !id.IssuedAt.After(at) {
+		return nil, &Refusal{Status: http.StatusForbidden, Reason: ReasonIdentityRevoked,
+			Msg: fmt.Sprintf("%s was revoked at %s; a token issued before then is refused: get a new token", id, at.UTC().Format(time.RFC3339))}
+	}
+
+	is.policyMu.RLock()
+	pol := is.policy
+	is.policyMu.RUnlock()
+	d := pol.Certificate(policy.CertRequest{Identity: id, Time: now, Logins: req.Logins, TTL: req.TTL, ClientAddress: req.ClientAddress})
+	if d.Rule != "" {
+		refused["rule"] = d.Rule
+	}
+	if !d.Allow {
+		return nil, &Refusal{Status: http.StatusForbidden, Reason: ReasonDenied, Msg: "policy refuses a certificate: " + d.Reason}
+	}
+	if len(d.Principals) == 0 {
+		return nil, &Refusal{Status: http.StatusForbidden, Reason: ReasonDenied, Msg: "policy grants no login"}
+	}
+	ttl := min(d.TTL, is.maxTTL)
+	validBefore := now.Add(ttl).Truncate(time.Second)
+	if !d.NotAfter.IsZero() && d.NotAfter.Before(validBefore) {
+		validBefore = d.NotAfter.Truncate(time.Second)
+	}
+	validAfter := now.Add(-is.backdate).Truncate(time.Second)
+	if !validBefore.After(now) {
+		return nil, &Refusal{Status: http.StatusForbidden, Reason: ReasonDenied, Msg: "the grant this certificate would be issued under has ended"}
+	}
+
+	attrs := recorder.Attrs{}
+	for k, v := range refused {
+		if k != "token.sha256" {
+			attrs[k] = v
+		}
+	}
+	if d.Sponsor != "" {
+		attrs["sponsor"] = d.Sponsor
+	}
+	attrs["claims.sha256"] = claimsDigest(req.Token)
+	attrs["principals"] = strings.Join(d.Principals, ",")
+	attrs["valid_after"] = validAfter.UTC().Format(time.RFC3339)
+	attrs["valid_before"] = validBefore.UTC().Format(time.RFC3339)
+	attrs["extensions"] = strings.Join(d.Extensions, ",")
+	if len(d.SourceAddresses) > 0 {
+		attrs["source_address"] = strings.Join(d.SourceAddresses, ",")
+	}
+	if d.Grant != "" {
+		attrs["grant"] = d.Grant
+	}
+	attrs["ca.sha256"] = ssh.FingerprintSHA256(is.ca.Signer.PublicKey())
+	idx, err := is.journal.AppendIndexedEvent(ctx, EventCertIssued, attrs, "serial")
+	if err != nil {
+		is.log.Error("journal an issuance", "identity", id.String(), "error", err)
+		return nil, &Refusal{Status: http.StatusServiceUnavailable, Reason: ReasonJournalUnavailable,
+			Msg: "the journal cannot record the issuance, so nothing is issued", Err: err}
+	}
+	serial := uint64(idx)
+	rec := CertRecord{
+		Serial: serial, Identity: id.String(), Provider: id.Provider, Issuer: id.Issuer, Subject: id.Subject,
+		Sponsor: d.Sponsor, Ticket: req.Ticket, Grant: d.Grant, KeyType: key.Type(), KeyFingerprint: attrs["key.sha256"],
+		Principals: d.Principals, ValidAfter: validAfter, ValidBefore: validBefore, Extensions: d.Extensions,
+		SourceAddresses: d.SourceAddresses, Rule: d.Rule, ClientAddress: attrs["client.address"], IssuedAt: now,
+	}
+	rec.KeyID = KeyID(&rec)
+	cert := &ssh.Certificate{
+		Key:             key,
+		Serial:          serial,
+		CertType:        ssh.UserCert,
+		KeyId:           rec.KeyID,
+		ValidPrincipals: d.Principals,
+		ValidAfter:      uint64(validAfter.Unix()),
+		ValidBefore:     uint64(validBefore.Unix()),
+		Permissions:     ssh.Permissions{Extensions: map[string]string{}},
+	}
+	for _, e := range d.Extensions {
+		cert.Permissions.Extensions[e] = ""
+	}
+	if len(d.SourceAddresses) > 0 {
+		cert.Permissions.CriticalOptions = map[string]string{"source-address": strings.Join(d.SourceAddresses, ",")}
+	}
+	if err := is.ca.Sign(cert); err != nil {
+		return nil, fmt.Errorf("sign certificate %d: %w", serial, err)
+	}
+	is.reg.add(&rec)
+	is.log.Info("certificate issued", "serial", serial, "identity", rec.Identity, "principals", strings.Join(d.Principals, ","),
+		"valid_before", validBefore.UTC().Format(time.RFC3339), "rule", d.Rule, "client", rec.ClientAddress)
+	return &Issued{Cert: cert, Record: rec, Identity: id, Decision: d}, nil
+}
+
+// isCAKey reports whether key is one of the user CA's own keys.
+func (is *Issuer) isCAKey(key ssh.PublicKey) bool {
+	m := key.Marshal()
+	for _, k := range is.ca.Trusted {
+		if bytes.Equal(k.Key.Marshal(), m) {
+			return true
+		}
+	}
+	return false
+}
+
+func identityAttrs(a recorder.Attrs, id *policy.Identity) {
+	a["identity"] = id.String()
+	a["provider"] = id.Provider
+	a["issuer"] = id.Issuer
+	a["subject"] = id.Subject
+	if id.Sponsor != "" {
+		a["sponsor"] = id.Sponsor
+	}
+	if id.Email != "" {
+		a["email"] = id.Email
+	}
+	if !id.IssuedAt.IsZero() {
+		a["token.issued_at"] = id.IssuedAt.UTC().Format(time.RFC3339)
+	}
+}
+
+// KeyID is a certificate's key ID, as sshd logs it: the identity, the
+// serial, and whom and what the holder works for, e.g.
+// "agent-1@ci serial=42 for=alice ticket=OPS-7". Values are reduced to
+// characters that cannot break a log line.
+func KeyID(r *CertRecord) string {
+	var b strings.Builder
+	b.WriteString(keyIDValue(r.Identity))
+	b.WriteString(" serial=" + strconv.FormatUint(r.Serial, 10))
+	if r.Sponsor != "" {
+		b.WriteString(" for=" + keyIDValue(r.Sponsor))
+	}
+	if r.Ticket != "" {
+		b.WriteString(" ticket=" + keyIDValue(r.Ticket))
+	}
+	if r.Grant != "" {
+		b.WriteString(" grant=" + keyIDValue(r.Grant))
+	}
+	return b.String()
+}
+
+func keyIDValue(s string) string {
+	s = truncate(s, 200)
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
+			return r
+		case strings.ContainsRune("._:/@+-#", r):
+			return r
+		}
+		return '_'
+	}, s)
+}
+
+func checkTicket(t string) error {
+	if len(t) > maxTicket {
+		return fmt.Errorf("ticket is %d bytes, at most %d", len(t), maxTicket)
+	}
+	for _, r := range t {
+		if r <= ' ' || r > '~' {
+			return fmt.Errorf("ticket %q has a character other than printable ASCII without spaces", t)
+		}
+	}
+	return nil
+}
+
+func checkLogins(ls []string) error {
+	if len(ls) > 64 {
+		return errors.New("more than 64 logins asked for")
+	}
+	for _, l := range ls {
+		if l == "" || len(l) > 64 || strings.ContainsFunc(l, func(r rune) bool { return r <= ' ' || r > '~' || r == ',' || r == '@' }) {
+			return fmt.Errorf("invalid login %q", truncate(l, 70))
+		}
+	}
+	if sorted := slices.Sorted(slices.Values(ls)); len(slices.Compact(sorted)) != len(ls) {
+		return errors.New("a login is asked for twice")
+	}
+	return nil
+}
+
+// tokenDigest names a token in the journal without keeping it: the SHA-256
+// of the whole compact token.
+func tokenDigest(raw string) string {
+	s := sha256.Sum256([]byte(raw))
+	return hex.EncodeToString(s[:])
+}
+
+// claimsDigest is the SHA-256 of the token's payload exactly as signed (the
+// decoded second part), so that whoever keeps the token can match it.
+func claimsDigest(raw string) string {
+	parts := strings.Split(raw, ".")
+	if len(parts) != 3 {
+		return ""
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return ""
+	}
+	s := sha256.Sum256(payload)
+	return hex.EncodeToString(s[:])
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}

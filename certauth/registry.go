@@ -1,0 +1,339 @@
+package certauth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/storage"
+)
+
+// CertRecord is what the journal says of one issued certificate.
+type CertRecord struct {
+	Serial          uint64    `json:"serial"`
+	KeyID           string    `json:"key_id"`
+	Identity        string    `json:"identity"`
+	Provider        string    `json:"provider"`
+	Issuer          string    `json:"issuer"`
+	Subject         string    `json:"subject"`
+	Sponsor         string    `json:"sponsor,omitempty"`
+	Ticket          string    `json:"ticket,omitempty"`
+	Grant           string    `json:"grant,omitempty"`
+	KeyType         string    `json:"key_type"`
+	KeyFingerprint  string    `json:"key_fingerprint"`
+	Principals      []string  `json:"principals"`
+	ValidAfter      time.Time `json:"valid_after"`
+	ValidBefore     time.Time `json:"valid_before"`
+	Extensions      []string  `json:"extensions"`
+	SourceAddresses []string  `json:"source_addresses,omitempty"`
+	Rule            string    `json:"rule"`
+	ClientAddress   string    `json:"client_address,omitempty"`
+	IssuedAt        time.Time `json:"issued_at"`
+	Revoked         bool      `json:"revoked"`
+	RevokedAt       time.Time `json:"revoked_at,omitzero"`
+	RevokeReason    string    `json:"revoke_reason,omitempty"`
+}
+
+// Registry is the issued certificates and revocations the journal holds,
+// kept in memory: the front door asks it whether a serial is revoked, the
+// issuer whether an identity is, and it writes the KRL for targets.
+//
+// It is loaded from the journal's cert.issued and cert.revoked events and
+// kept up to date by the issuer and by Revoke.
+type Registry struct {
+	// gate orders issuances against revocations: an issuance holds it
+	// shared from its revocation check until the certificate is
+	// registered, a revocation holds it exclusively.
+	gate sync.RWMutex
+
+	mu         sync.Mutex
+	certs      map[uint64]*CertRecord // guarded by mu
+	identities map[string]time.Time   // guarded by mu: identity → revoked at
+	keepAll    bool                   // keep expired certificates too
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry {
+	return &Registry{certs: map[uint64]*CertRecord{}, identities: map[string]time.Time{}}
+}
+
+// LoadRegistry reads the certificates and revocations of a journal. Unless
+// all is set, certificates that expired before now are left out.
+func LoadRegistry(ctx context.Context, snap storage.Snapshot, now time.Time, all bool) (*Registry, error) {
+	r := NewRegistry()
+	r.keepAll = all
+	err := recorder.Events(ctx, snap, EventCertIssued, 0, func(idx int64, l *recorder.Leaf) error {
+		rec, err := recordFromAttrs(l.Attrs)
+		if err != nil {
+			return fmt.Errorf("leaf %d (%s): %w", idx, EventCertIssued, err)
+		}
+		if rec.Serial != uint64(idx) {
+			return fmt.Errorf("leaf %d (%s): serial %d is not the leaf's index", idx, EventCertIssued, rec.Serial)
+		}
+		rec.IssuedAt = time.Unix(0, l.WallNS).UTC()
+		if all || rec.ValidBefore.After(now) {
+			r.certs[rec.Serial] = rec
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read issued certificates: %w", err)
+	}
+	err = recorder.Events(ctx, snap, EventCertRevoked, 0, func(idx int64, l *recorder.Leaf) error {
+		at := time.Unix(0, l.WallNS).UTC()
+		serials, err := parseSerials(l.Attrs["serials"])
+		if err != nil {
+			return fmt.Errorf("leaf %d (%s): %w", idx, EventCertRevoked, err)
+		}
+		r.markRevoked(serials, at, l.Attrs["reason"])
+		if id := l.Attrs["identity"]; id != "" {
+			if prev, ok := r.identities[id]; !ok || at.After(prev) {
+				r.identities[id] = at
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read revocations: %w", err)
+	}
+	return r, nil
+}
+
+func recordFromAttrs(a recorder.Attrs) (*CertRecord, error) {
+	serial, err := strconv.ParseUint(a["serial"], 10, 64)
+	if err != nil {
+		return nil, fmt.Errorf("bad serial %q", a["serial"])
+	}
+	va, err1 := time.Parse(time.RFC3339, a["valid_after"])
+	vb, err2 := time.Parse(time.RFC3339, a["valid_before"])
+	if err := errors.Join(err1, err2); err != nil {
+		return nil, fmt.Errorf("bad validity: %w", err)
+	}
+	rec := &CertRecord{
+		Serial: serial, Identity: a["identity"], Provider: a["provider"], Issuer: a["issuer"], Subject: a["subject"],
+		Sponsor: a["sponsor"], Ticket: a["ticket"], Grant: a["grant"], KeyType: a["key.type"], KeyFingerprint: a["key.sha256"],
+		Principals: splitList(a["principals"]), ValidAfter: va, ValidBefore: vb, Extensions: splitList(a["extensions"]),
+		SourceAddresses: splitList(a["source_address"]), Rule: a["rule"], ClientAddress: a["client.address"],
+	}
+	rec.KeyID = KeyID(rec)
+	return rec, nil
+}
+
+func splitList(s string) []string {
+	if s == "" {
+		return []string{}
+	}
+	return strings.Split(s, ",")
+}
+
+func parseSerials(s string) ([]uint64, error) {
+	var out []uint64
+	for _, f := range splitList(s) {
+		n, err := strconv.ParseUint(f, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("bad serial %q", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func (r *Registry) markRevoked(serials []uint64, at time.Time, reason string) {
+	for _, s := range serials {
+		if rec := r.certs[s]; rec != nil && !rec.Revoked {
+			rec.Revoked, rec.RevokedAt, rec.RevokeReason = true, at, reason
+		}
+	}
+}
+
+func (r *Registry) issuing() func() {
+	r.gate.RLock()
+	return r.gate.RUnlock
+}
+
+func (r *Registry) add(rec *CertRecord) {
+	r.mu.Lock()
+	r.certs[rec.Serial] = rec
+	r.mu.Unlock()
+}
+
+func (r *Registry) identityRevokedAt(id string) (time.Time, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t, ok := r.identities[id]
+	return t, ok
+}
+
+// IsRevoked reports whether the certificate with serial was revoked. A
+// serial the registry does not know is not revoked (it may have expired).
+func (r *Registry) IsRevoked(serial uint64) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rec := r.certs[serial]
+	return rec != nil && rec.Revoked
+}
+
+// Certificates lists the registry's certificates in serial order.
+func (r *Registry) Certificates() []CertRecord {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]CertRecord, 0, len(r.certs))
+	for _, rec := range r.certs {
+		out = append(out, *rec)
+	}
+	slices.SortFunc(out, func(a, b CertRecord) int { return compareUint(a.Serial, b.Serial) })
+	return out
+}
+
+func compareUint(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// Prune forgets certificates that expired before now (unless the registry
+// keeps all): they can no longer be used, revoked or not.
+func (r *Registry) Prune(now time.Time) {
+	if r.keepAll {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for s, rec := range r.certs {
+		if !rec.ValidBefore.After(now) {
+			delete(r.certs, s)
+		}
+	}
+}
+
+// RevokeRequest names what to revoke: certificates by serial, or every
+// certificate of an identity (which also refuses, from then on, tokens of
+// that identity issued before the revocation).
+type RevokeRequest struct {
+	Serials  []uint64
+	Identity string
+	Reason   string
+	// By names who revoked (an operator's user name).
+	By string
+}
+
+// RevokeResult says what a revocation did.
+type RevokeResult struct {
+	// Serials are the certificates newly revoked.
+	Serials  []uint64  `json:"serials"`
+	Identity string    `json:"identity,omitempty"`
+	Leaf     int64     `json:"leaf"`
+	At       time.Time `json:"revoked_at"`
+}
+
+// Revoke journals a revocation and applies it. Serials must name
+// certificates the registry knows and that have not expired; revoking an
+// identity with no live certificate still records the identity's
+// revocation.
+func (r *Registry) Revoke(ctx context.Context, j EventJournal, req RevokeRequest, now time.Time) (*RevokeResult, error) {
+	if (len(req.Serials) == 0) == (req.Identity == "") {
+		return nil, errors.New("revoke either serials or an identity")
+	}
+	r.gate.Lock()
+	defer r.gate.Unlock()
+	r.mu.Lock()
+	var serials []uint64
+	for _, s := range req.Serials {
+		rec := r.certs[s]
+		switch {
+		case rec == nil:
+			r.mu.Unlock()
+			return nil, fmt.Errorf("no certificate with serial %d is known (or it has expired)", s)
+		case !rec.ValidBefore.After(now):
+			r.mu.Unlock()
+			return nil, fmt.Errorf("certificate %d expired at %s: it can no longer be used", s, rec.ValidBefore.UTC().Format(time.RFC3339))
+		case !rec.Revoked:
+			serials = append(serials, s)
+		}
+	}
+	if req.Identity != "" {
+		for s, rec := range r.certs {
+			if rec.Identity == req.Identity && !rec.Revoked && rec.ValidBefore.After(now) {
+				serials = append(serials, s)
+			}
+		}
+	}
+	r.mu.Unlock()
+	slices.Sort(serials)
+	serials = slices.Compact(serials)
+	if len(serials) == 0 && req.Identity == "" {
+		return nil, errors.New("every certificate named is already revoked")
+	}
+	strs := make([]string, len(serials))
+	for i, s := range serials {
+		strs[i] = strconv.FormatUint(s, 10)
+	}
+	attrs := recorder.Attrs{"serials": strings.Join(strs, ","), "revoked_at": now.UTC().Format(time.RFC3339Nano)}
+	if req.Identity != "" {
+		attrs["identity"] = req.Identity
+	}
+	if req.Reason != "" {
+		attrs["reason"] = truncate(req.Reason, 1024)
+	}
+	if req.By != "" {
+		attrs["by"] = truncate(req.By, 256)
+	}
+	idx, err := j.AppendEvent(ctx, EventCertRevoked, attrs)
+	if err != nil {
+		return nil, fmt.Errorf("journal the revocation (nothing was revoked): %w", err)
+	}
+	r.mu.Lock()
+	r.markRevoked(serials, now, req.Reason)
+	if req.Identity != "" {
+		r.identities[req.Identity] = now
+	}
+	r.mu.Unlock()
+	return &RevokeResult{Serials: serials, Identity: req.Identity, Leaf: idx, At: now}, nil
+}
+
+// KRL builds an OpenSSH key revocation list of the revoked certificates
+// that have not expired, under each of the given CA keys (serials are
+// unique across keys: they are journal leaf indexes).
+func (r *Registry) KRL(caKeys []ssh.PublicKey, now time.Time) *KRL {
+	r.mu.Lock()
+	var serials []uint64
+	for s, rec := range r.certs {
+		if rec.Revoked && rec.ValidBefore.After(now) {
+			serials = append(serials, s)
+		}
+	}
+	r.mu.Unlock()
+	slices.Sort(serials)
+	k := &KRL{Version: uint64(now.Unix()), Generated: now, Comment: "bastion revoked certificates"}
+	if len(serials) > 0 {
+		for _, ca := range caKeys {
+			k.Revoked = append(k.Revoked, RevokedSerials{CA: ca, Serials: serials})
+		}
+	}
+	return k
+}
+
+// WriteKRL writes the registry's KRL to path atomically, readable by all
+// (sshd reads it as root, but targets may copy it around).
+func (r *Registry) WriteKRL(path string, caKeys []ssh.PublicKey, now time.Time) error {
+	data, err := r.KRL(caKeys, now).Marshal()
+	if err != nil {
+		return err
+	}
+	if err := WriteFileAtomic(path, data, 0o644); err != nil {
+		return fmt.Errorf("write KRL %s: %w", path, err)
+	}
+	return nil
+}

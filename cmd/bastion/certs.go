@@ -1,0 +1,251 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/bastionhq/bastion/bastion"
+	"github.com/bastionhq/bastion/certauth"
+)
+
+func init() {
+	register(&command{
+		name:    "certs list",
+		summary: "list the certificates issued, and which are revoked",
+		usage:   certsListUsage,
+		run:     runCertsList,
+	})
+	register(&command{
+		name:    "certs revoke",
+		summary: "revoke certificates by serial or by identity",
+		usage:   certsRevokeUsage,
+		run:     runCertsRevoke,
+	})
+}
+
+const certsListUsage = `Usage:
+    bastion certs list [--all] [--json] [--db FILE]
+
+Lists the certificates the journal records as issued: by default those still
+valid, with --all every one ever issued. Each shows its serial (the index of
+its issuance leaf in the journal), identity, logins, validity and whether it
+is revoked. It reads the journal without locking it, so it works beside a
+running server.
+
+Flags:
+    --all        include expired certificates
+    --json       print a JSON array of certificate records
+    --db FILE    the journal (default: journal.db in the home directory)
+
+Examples:
+    $ bastion certs list
+    $ bastion certs list --all --json | jq '.[] | select(.identity == "agent-1@dev")'`
+
+const certsRevokeUsage = `Usage:
+    bastion certs revoke --serial N[,N...] [--reason TEXT]
+    bastion certs revoke --identity SUBJECT@PROVIDER [--reason TEXT]
+
+Revokes certificates: the bastion refuses them from then on, the revocation
+is a journal event naming who revoked and why, and the OpenSSH KRL file
+(revoked.krl in the home directory) is rewritten for targets that use it as
+RevokedKeys ("ssh-keygen -Q -f revoked.krl CERT" checks a certificate).
+
+--identity revokes every valid certificate of that identity, and refuses new
+certificates for tokens it was issued before the revocation: the identity
+provider must issue it a new token.
+
+With a server running for this home, the revocation goes through it (its
+admin socket); otherwise revoke writes the journal itself.
+
+Flags:
+    --serial LIST      serials to revoke (comma-separated)
+    --identity ID      an identity, as "certs list" shows it
+    --reason TEXT      why (recorded in the journal)
+    --db FILE          the journal, when no server runs (default: journal.db in the home)
+    --krl FILE         the KRL, when no server runs (default: revoked.krl in the home)
+    --json             print the result as JSON
+
+Examples:
+    $ bastion certs revoke --serial 1042 --reason "key left on a CI runner"
+    $ bastion certs revoke --identity agent-7@github-actions --reason "compromised workflow"`
+
+func runCertsList(ctx context.Context, e *env, args []string) error {
+	fs := e.flags()
+	all := fs.Bool("all", false, "include expired certificates")
+	asJSON := fs.Bool("json", false, "print JSON")
+	db := fs.String("db", "", "journal `FILE`")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageErrorf("certs list takes no arguments")
+	}
+	snap, st, _, err := openSnapshot(ctx, e, *db)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	defer snap.Close()
+	now := time.Now()
+	reg, err := certauth.LoadRegistry(ctx, snap, now, *all)
+	if err != nil {
+		return withHint(fmt.Errorf("journal %w", err), `run "bastion verify" to check the journal`)
+	}
+	certs := reg.Certificates()
+	if *asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(certs)
+	}
+	if len(certs) == 0 {
+		if *all {
+			fmt.Fprintln(e.stdout, "no certificates have been issued")
+		} else {
+			fmt.Fprintln(e.stdout, "no valid certificates (--all lists expired ones too)")
+		}
+		return nil
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SERIAL\tIDENTITY\tLOGINS\tVALID UNTIL\tSTATE\tKEY")
+	for _, c := range certs {
+		state := "valid"
+		switch {
+		case c.Revoked:
+			state = "revoked " + c.RevokedAt.UTC().Format(time.RFC3339)
+		case !c.ValidBefore.After(now):
+			state = "expired"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", c.Serial, c.Identity, strings.Join(c.Principals, ","),
+			c.ValidBefore.UTC().Format(time.RFC3339), state, c.KeyFingerprint)
+	}
+	return tw.Flush()
+}
+
+func runCertsRevoke(ctx context.Context, e *env, args []string) error {
+	fs := e.flags()
+	serialList := fs.String("serial", "", "serials `LIST`")
+	identity := fs.String("identity", "", "identity `ID`")
+	reason := fs.String("reason", "", "why (`TEXT`)")
+	db := fs.String("db", "", "journal `FILE`")
+	krl := fs.String("krl", "", "KRL `FILE`")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageErrorf("certs revoke takes no arguments")
+	}
+	if (*serialList == "") == (*identity == "") {
+		return usageErrorf("certs revoke needs --serial LIST or --identity ID, not both")
+	}
+	req := certauth.RevokeRequest{Identity: *identity, Reason: *reason, By: operator(e)}
+	if *serialList != "" {
+		for f := range strings.SplitSeq(*serialList, ",") {
+			n, err := strconv.ParseUint(strings.TrimSpace(f), 10, 64)
+			if err != nil {
+				return usageErrorf("--serial %q: want serial numbers separated by commas", *serialList)
+			}
+			req.Serials = append(req.Serials, n)
+		}
+	}
+	home, err := e.home()
+	if err != nil {
+		return err
+	}
+	res, warning, err := bastion.AdminRevoke(ctx, home, req)
+	via := "the running server"
+	if errors.Is(err, bastion.ErrNoServer) {
+		via = "the journal"
+		res, err = revokeOffline(ctx, e, home, *db, *krl, req)
+	}
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(res); err != nil {
+			return err
+		}
+	} else {
+		if len(res.Serials) == 0 {
+			fmt.Fprintf(e.stdout, "revoked identity %s (it held no valid certificate); journal leaf %d, through %s\n", res.Identity, res.Leaf, via)
+		} else {
+			ss := make([]string, len(res.Serials))
+			for i, s := range res.Serials {
+				ss[i] = strconv.FormatUint(s, 10)
+			}
+			fmt.Fprintf(e.stdout, "revoked certificate(s) %s; journal leaf %d, through %s\n", strings.Join(ss, ", "), res.Leaf, via)
+		}
+	}
+	if warning != "" {
+		return errors.New(warning)
+	}
+	return nil
+}
+
+// revokeOffline revokes in the journal directly, when no server runs.
+func revokeOffline(ctx context.Context, e *env, home, dbFlag, krlFlag string, req certauth.RevokeRequest) (*certauth.RevokeResult, error) {
+	auth, err := certauth.LoadAuthorities(home, time.Now())
+	if err != nil {
+		return nil, withHint(err, `run "bastion ca init" first`)
+	}
+	path, err := e.dbPath(dbFlag)
+	if err != nil {
+		return nil, err
+	}
+	j, st, closeJournal, err := openJournalAt(ctx, home, path)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	res, err := func() (*certauth.RevokeResult, error) {
+		snap, err := st.Snapshot(ctx)
+		if err != nil {
+			return nil, err
+		}
+		reg, err := certauth.LoadRegistry(ctx, snap, now, false)
+		snap.Close()
+		if err != nil {
+			return nil, fmt.Errorf("journal %w", err)
+		}
+		res, err := reg.Revoke(ctx, j, req, now)
+		if err != nil {
+			return nil, err
+		}
+		krlPath := krlFlag
+		if krlPath == "" {
+			krlPath = filepath.Join(home, bastion.DefaultKRLFile)
+		}
+		var keys []ssh.PublicKey
+		for _, k := range auth.User.Trusted {
+			keys = append(keys, k.Key)
+		}
+		if err := reg.WriteKRL(krlPath, keys, now); err != nil {
+			return res, fmt.Errorf("revoked (journal leaf %d), but %w", res.Leaf, err)
+		}
+		return res, nil
+	}()
+	if cerr := closeJournal(); cerr != nil && err == nil {
+		err = cerr
+	}
+	return res, err
+}
+
+// operator names who runs the command, for the journal.
+func operator(e *env) string {
+	if u, err := user.Current(); err == nil {
+		return u.Username + " (uid " + u.Uid + ")"
+	}
+	return e.getenv("USER")
+}

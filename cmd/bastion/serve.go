@@ -1,0 +1,190 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os/user"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/bastionhq/bastion/bastion"
+	"github.com/bastionhq/bastion/certauth"
+)
+
+func init() {
+	register(&command{
+		name:    "serve",
+		summary: "run the HTTPS API that exchanges OIDC tokens for SSH certificates",
+		usage:   serveUsage,
+		run:     runServe,
+	})
+}
+
+const serveUsage = `Usage:
+    bastion serve --config FILE [--listen ADDR] [--log-format text|json] [--log-level LEVEL]
+    bastion serve --dev [--config FILE] [--dev-login LOGIN]...
+
+Runs the bastion's HTTPS API until interrupted:
+
+    POST /v1/certificates   an OIDC token (Authorization: Bearer) and an SSH
+                            public key in, a short-lived certificate out
+    GET  /v1/ca             the CA public keys and the known_hosts and
+                            sshd_config lines to trust them
+
+Every issuance and every refusal is a journal event. Revoked certificates
+are kept in an OpenSSH KRL file for targets' RevokedKeys, rewritten on every
+revocation ("bastion certs revoke" talks to the running server).
+
+The configuration file (HCL) names the home directory, the journal, the
+listener, the identity providers and the roles; see docs/configuration.md.
+Errors in it are reported as FILE:LINE:COL. Without tls_cert and tls_key
+the API serves a self-signed certificate kept in the home directory, and
+serve prints its fingerprint for "bastion login --ca-fingerprint".
+
+--dev adds the embedded development OpenID provider (DEVELOPMENT ONLY) on a
+loopback port, trusted as provider "dev"; "bastion dev token --sub NAME"
+mints its tokens. Without a configuration, or with one that has no roles,
+any dev identity may have a certificate for the --dev-login logins (default:
+the current user).
+
+Flags:
+    --config FILE        the configuration file
+    --dev                also run the development issuer (never in production)
+    --dev-login LOGIN    a login the dev role grants (repeatable)
+    --listen ADDR        the API's HOST:PORT, overriding the configuration
+    --log-format FORMAT  text (default) or json, on stderr
+    --log-level LEVEL    trace, debug, info (default), warn or error
+
+Examples:
+    $ bastion serve --config /etc/bastion/bastion.hcl
+    $ bastion serve --dev
+    $ bastion dev token --sub agent-1 > token
+    $ bastion login --server https://127.0.0.1:8443 --ca-fingerprint SHA256:… --token-file token`
+
+type stringsFlag []string
+
+func (s *stringsFlag) String() string     { return fmt.Sprint(*s) }
+func (s *stringsFlag) Set(v string) error { *s = append(*s, v); return nil }
+
+func runServe(ctx context.Context, e *env, args []string) error {
+	flags := e.flags()
+	configPath := flags.String("config", "", "configuration `FILE`")
+	dev := flags.Bool("dev", false, "run the development issuer")
+	var devLogins stringsFlag
+	flags.Var(&devLogins, "dev-login", "dev role `LOGIN`")
+	listen := flags.String("listen", "", "API `ADDR`")
+	logFormat := flags.String("log-format", "text", "log `FORMAT`")
+	logLevel := flags.String("log-level", "info", "log `LEVEL`")
+	if err := flags.Parse(args); err != nil {
+		return err
+	}
+	if flags.NArg() > 0 {
+		return usageErrorf("serve takes no arguments")
+	}
+	if *configPath == "" && !*dev {
+		return usageErrorf("serve needs --config FILE (or --dev to try bastion on this machine)")
+	}
+	if *logFormat != "text" && *logFormat != "json" {
+		return usageErrorf("--log-format is text or json, not %q", *logFormat)
+	}
+	level := hclog.LevelFromString(*logLevel)
+	if level == hclog.NoLevel {
+		return usageErrorf("--log-level %q: want trace, debug, info, warn or error", *logLevel)
+	}
+	if len(devLogins) > 0 && !*dev {
+		return usageErrorf("--dev-login needs --dev")
+	}
+
+	cfg := &bastion.Config{}
+	if *configPath != "" {
+		var err error
+		cfg, err = bastion.LoadConfig(*configPath)
+		if err != nil {
+			var ce *bastion.ConfigError
+			if errors.As(err, &ce) {
+				return withHint(fmt.Errorf("configuration is not valid:\n%w", err), "fix the lines named above; nothing was started")
+			}
+			return fmt.Errorf("configuration: %w", err)
+		}
+	} else {
+		cfg, _ = bastion.ParseConfig("(built-in dev configuration)", nil)
+	}
+	if *listen != "" {
+		cfg.API.Listen = *listen
+	}
+	home := cfg.Home
+	if home == "" {
+		h, err := e.home()
+		if err != nil {
+			return err
+		}
+		home = h
+	}
+	journalPath := cfg.Journal
+	if !filepath.IsAbs(journalPath) {
+		journalPath = filepath.Join(home, journalPath)
+	}
+
+	log := hclog.New(&hclog.LoggerOptions{Name: "bastion", Output: e.stderr, Level: level, JSONFormat: *logFormat == "json"})
+	auth, err := certauth.LoadAuthorities(home, time.Now())
+	if errors.Is(err, certauth.ErrNoAuthorities) {
+		return withHint(err, `run "bastion ca init" to create them`)
+	}
+	if err != nil {
+		return err
+	}
+	j, st, closeJournal, err := openJournalAt(ctx, home, journalPath)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := closeJournal(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("close journal: %w", cerr))
+		}
+	}()
+	var devIssuer *certauth.DevIssuer
+	if *dev {
+		devIssuer, err = certauth.OpenDevIssuer(home)
+		if err != nil {
+			return err
+		}
+		if len(devLogins) == 0 {
+			u, err := user.Current()
+			if err != nil {
+				return fmt.Errorf("find the current user for the dev role: %w", err)
+			}
+			devLogins = append(devLogins, u.Username)
+		}
+	}
+	srv, err := bastion.NewServer(ctx, bastion.ServerOptions{
+		Config: cfg, Home: home, Journal: j, Store: st, Authorities: auth,
+		Dev: devIssuer, DevLogins: devLogins, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	api := srv.APIURL()
+	fmt.Fprintf(e.stdout, "bastion serve: HTTPS API at %s\n", api)
+	fmt.Fprintf(e.stdout, "  journal:   %s\n", journalPath)
+	fmt.Fprintf(e.stdout, "  KRL:       %s (for targets' RevokedKeys)\n", srv.KRLPath())
+	tls := srv.TLS()
+	if tls.SelfSigned {
+		fmt.Fprintf(e.stdout, "  TLS:       self-signed, fingerprint %s\n", tls.Fingerprint)
+		fmt.Fprintf(e.stdout, "  log in:    bastion login --server %s --ca-fingerprint %s --token-file FILE\n", api, tls.Fingerprint)
+	} else {
+		fmt.Fprintf(e.stdout, "  TLS:       fingerprint %s\n", tls.Fingerprint)
+		fmt.Fprintf(e.stdout, "  log in:    bastion login --server %s --token-file FILE\n", api)
+	}
+	if u := srv.DevIssuerURL(); u != "" {
+		fmt.Fprintf(e.stdout, "  DEVELOPMENT ISSUER (never in production): %s\n", u)
+		fmt.Fprintf(e.stdout, "  a token:   bastion dev token --sub agent-1 > FILE\n")
+	}
+	err = srv.Run(ctx)
+	if ctx.Err() != nil && err == nil {
+		fmt.Fprintln(e.stdout, "bastion serve: stopped")
+	}
+	return err
+}
