@@ -45,8 +45,10 @@ Flags:
     --claim NAME=VALUE   an extra claim; repeat for more. A VALUE that is JSON
                          (an array, object, number, true, false or a quoted
                          string) is used as such, anything else as a string
-    --sponsor NAME       the human an agent acts for: adds the RFC 8693 claim
-                         "act": {"sub": NAME}
+    --sponsor NAME       the human the --sub identity acts for: makes an RFC
+                         8693 delegation token, "sub": NAME with
+                         "act": {"sub": the --sub identity}; bastion reads
+                         the actor as the identity and NAME as its sponsor
     --aud AUDIENCE       an audience; repeat for more (default: bastion)
     --ttl DURATION       how long the token is valid, up to 24h (default 10m)
     --json               print {"token", "issuer", "expires_at"} instead of
@@ -101,7 +103,9 @@ func runDevToken(ctx context.Context, e *env, args []string) error {
 		if _, ok := claims["act"]; ok {
 			return usageErrorf("--sponsor and --claim act=... both set the act claim: give one")
 		}
-		claims["act"] = map[string]any{"sub": *sponsor}
+		// RFC 8693: "sub" is on whose behalf, "act.sub" who acts.
+		claims["act"] = map[string]any{"sub": *sub}
+		*sub = *sponsor
 	}
 
 	home, err := e.home()

@@ -80,7 +80,7 @@ func TestDevToken(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the running issuer refused the token: %v", err)
 	}
-	if idt.Subject != "deploy-bot" || idt.Issuer != issuerURL {
+	if idt.Subject != "alice" || idt.Issuer != issuerURL { // the sponsor; the actor is in act
 		t.Errorf("sub %q iss %q", idt.Subject, idt.Issuer)
 	}
 	if got := idt.Expiry.Sub(idt.IssuedAt); got != 30*time.Minute {
@@ -91,7 +91,7 @@ func TestDevToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]string{
-		"act":        `{"sub":"alice"}`,
+		"act":        `{"sub":"deploy-bot"}`,
 		"groups":     `["ops","dba"]`,
 		"level":      `9007199254740993`,
 		"admin":      `true`,
