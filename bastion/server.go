@@ -200,10 +200,7 @@ func (s *Server) caResponse(issuers []certauth.IssuerInfo) *certauth.CAResponse 
 		TargetCA:          target,
 		KnownHosts:        a.KnownHostsLines("*"),
 		TrustedUserCAKeys: target,
-		SSHDConfig: []string{
-			"TrustedUserCAKeys /etc/ssh/bastion_target_ca.pub",
-			"RevokedKeys /etc/ssh/bastion_revoked.krl",
-		},
+		SSHDConfig:        []string{"TrustedUserCAKeys /etc/ssh/bastion_target_ca.pub"},
 		Issuers: issuers,
 	}
 }

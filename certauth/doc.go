@@ -9,8 +9,13 @@
 // target CA signs the certificates the bastion logs in to targets with,
 // which targets trust with sshd's TrustedUserCAKeys. [KRL] writes the
 // OpenSSH key revocation list that makes sshd refuse revoked certificates.
-// OIDC token verification and certificate issuance come next, in this
-// package.
+//
+// It also exchanges tokens for certificates: [Verifier] checks OIDC tokens
+// (discovery and JWKS through go-oidc), [Issuer] asks policy and signs a
+// user certificate after journaling the issuance, [API] is the HTTPS
+// endpoint "bastion serve" offers and [Client] the one "bastion login"
+// uses, [Registry] keeps issued and revoked certificates from the journal,
+// and [DevIssuer] is the development-only OpenID provider.
 //
 // # Files
 //
@@ -22,6 +27,9 @@
 //	ca/ROLE_ca                          ROLE's active private key, OpenSSH format, 0600
 //	ca/ROLE_ca.pub                      its public key, authorized_keys format, 0644
 //	ca/ROLE_ca.retired-UNTIL-HASH.pub   a retired public key, trusted until UNTIL
+//	tls/api.crt, tls/api.key            the API's self-signed TLS certificate (key 0600)
+//	revoked.krl                         the KRL of revoked certificates, 0644
+//	dev/issuer.key, dev/issuer.json     the development issuer's key and URL
 //
 // ROLE is user, host or target. UNTIL is the end of the grace period in UTC
 // (20261128T120000Z); HASH is the first 8 hex digits of the SHA-256 of the

@@ -43,8 +43,9 @@ func init() {
 // they trust. sshd reads only the first TrustedUserCAKeys line, but the
 // file it names may hold several keys.
 const (
-	targetCAFile = "/etc/ssh/bastion_target_ca.pub"
-	userCAFile   = "/etc/ssh/bastion_user_ca.pub"
+	targetCAFile   = "/etc/ssh/bastion_target_ca.pub"
+	revokedKRLFile = "/etc/ssh/bastion_revoked.krl"
+	userCAFile     = "/etc/ssh/bastion_user_ca.pub"
 )
 
 const caInitUsage = `Usage:
@@ -402,8 +403,10 @@ func writeTrust(w io.Writer, as *certauth.Authorities, roles ...certauth.Role) {
 		case certauth.RoleUser:
 			fmt.Fprintf(w, "\nservers users reach directly, without the bastion, trust users' certificates\n")
 			fmt.Fprintf(w, "(user CA; the bastion itself already does). Put in %s:\n%s\n", userCAFile, indent(as.User.AuthorizedKeys()))
-			fmt.Fprintf(w, "and in /etc/ssh/sshd_config:\n  TrustedUserCAKeys %s\n", userCAFile)
-			fmt.Fprintf(w, "(sshd reads one TrustedUserCAKeys file: to trust both CAs, put both keys in it)\n")
+			fmt.Fprintf(w, "and in /etc/ssh/sshd_config:\n  TrustedUserCAKeys %s\n  RevokedKeys %s\n", userCAFile, revokedKRLFile)
+			fmt.Fprintf(w, "(RevokedKeys: a copy of the KRL \"bastion serve\" keeps as revoked.krl in its home,\n")
+			fmt.Fprintf(w, "rewritten on every revocation; sshd refuses every key while the file is missing.\n")
+			fmt.Fprintf(w, "sshd reads one TrustedUserCAKeys file: to trust both CAs, put both keys in it)\n")
 		}
 	}
 }
