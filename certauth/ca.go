@@ -12,7 +12,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -335,39 +334,10 @@ func loadAuthority(dir string, r Role, now time.Time) (*Authority, error) {
 	return a, nil
 }
 
-// maxKeyFile bounds what is read of a key file.
-const maxKeyFile = 64 << 10
-
-func readKeyFile(f *os.File) ([]byte, error) {
-	b, err := io.ReadAll(io.LimitReader(f, maxKeyFile+1))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", f.Name(), err)
-	}
-	if len(b) > maxKeyFile {
-		return nil, fmt.Errorf("%s: too large for a key", f.Name())
-	}
-	return b, nil
-}
-
 // readPrivateKey reads a CA private key in OpenSSH format, refusing one
 // that anyone but its owner may access.
 func readPrivateKey(path string) (ssh.Signer, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", path)
-	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return nil, fmt.Errorf("%s is readable by others (mode %v): refusing to use it; chmod 600 it", path, perm)
-	}
-	b, err := readKeyFile(f)
+	b, err := readPrivate(path)
 	if err != nil {
 		return nil, err
 	}

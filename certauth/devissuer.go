@@ -12,7 +12,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"net"
 	"net/http"
@@ -194,19 +193,7 @@ func newDevIssuer(dir string, priv *ecdsa.PrivateKey, info devIssuerInfo) (*DevI
 // loadDevKey reads the signing key at p, refusing a file that group or
 // others may read.
 func loadDevKey(p string) (*ecdsa.PrivateKey, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("%s is readable by others (mode %v): refusing to use it; chmod 600 it", p, fi.Mode().Perm())
-	}
-	b, err := io.ReadAll(io.LimitReader(f, 64<<10))
+	b, err := readPrivate(p)
 	if err != nil {
 		return nil, err
 	}

@@ -77,15 +77,12 @@ func CreateJournalKey(dir, origin string) (*recorder.JournalKey, error) {
 // LoadJournalKey reads the journal signing key from dir.
 func LoadJournalKey(dir string) (*recorder.JournalKey, error) {
 	p := filepath.Join(dir, JournalKeyFile)
-	b, err := os.ReadFile(p)
+	b, err := readPrivate(p)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%w in %s", ErrNoJournalKey, dir)
 	}
 	if err != nil {
 		return nil, err
-	}
-	if fi, err := os.Stat(p); err == nil && fi.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("%s is readable by others (mode %v): refusing to use it; chmod 600 it", p, fi.Mode().Perm())
 	}
 	k, err := recorder.ParseJournalKey(string(b))
 	if err != nil {

@@ -61,15 +61,21 @@ func LoadTLS(home, certFile, keyFile string, hosts []string, now time.Time) (*AP
 	}
 	dir := filepath.Join(home, TLSDir)
 	cp, kp := filepath.Join(dir, TLSCertFile), filepath.Join(dir, TLSKeyFile)
-	if c, err := tls.LoadX509KeyPair(cp, kp); err == nil {
-		if err := checkPrivate(kp); err != nil {
-			return nil, err
+	keyPEM, err := readPrivate(kp)
+	if err == nil {
+		certPEM, err := os.ReadFile(cp)
+		if err != nil {
+			return nil, fmt.Errorf("load the API's self-signed certificate: %w", err)
+		}
+		c, err := tls.X509KeyPair(certPEM, keyPEM)
+		if err != nil {
+			return nil, fmt.Errorf("load the API's self-signed certificate %s: %w", cp, err)
 		}
 		if now.Add(selfSignedRenew).Before(c.Leaf.NotAfter) && coversHosts(c.Leaf, hosts) {
 			return &APICertificate{Cert: c, Fingerprint: TLSFingerprint(c.Leaf), SelfSigned: true}, nil
 		}
 	} else if !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("load the API's self-signed certificate %s: %w", cp, err)
+		return nil, err
 	}
 	c, err := makeSelfSigned(dir, cp, kp, hosts, now)
 	if err != nil {
@@ -85,17 +91,6 @@ func coversHosts(c *x509.Certificate, hosts []string) bool {
 		}
 	}
 	return true
-}
-
-func checkPrivate(path string) error {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return err
-	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return fmt.Errorf("%s is readable by others (mode %04o): chmod 600 it", path, fi.Mode().Perm())
-	}
-	return nil
 }
 
 func makeSelfSigned(dir, certPath, keyPath string, hosts []string, now time.Time) (*tls.Certificate, error) {
