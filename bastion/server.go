@@ -201,7 +201,7 @@ func (s *Server) caResponse(issuers []certauth.IssuerInfo) *certauth.CAResponse 
 		KnownHosts:        a.KnownHostsLines("*"),
 		TrustedUserCAKeys: target,
 		SSHDConfig:        []string{"TrustedUserCAKeys /etc/ssh/bastion_target_ca.pub"},
-		Issuers: issuers,
+		Issuers:           issuers,
 	}
 }
 
