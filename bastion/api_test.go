@@ -35,10 +35,14 @@ api {
 identity_provider "corp" {
   issuer    = "%ISSUER%"
   audiences = ["%AUDIENCE%"]
+  delegation = true
   max_token_age = "1h"
 }
 role "agents" {
-  match { subjects = ["agent-*"] }
+  match {
+    providers = ["corp"]
+    subjects  = ["agent-*"]
+  }
   logins = ["deploy"]
 }
 `

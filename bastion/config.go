@@ -114,6 +114,7 @@ type providerBlock struct {
 	EmailClaim     *string   `hcl:"email_claim,optional"`
 	GroupsClaim    *string   `hcl:"groups_claim,optional"`
 	SponsorClaim   *string   `hcl:"sponsor_claim,optional"`
+	Delegation     *bool     `hcl:"delegation,optional"`
 	DeviceClientID *string   `hcl:"device_client_id,optional"`
 	DeviceScopes   []string  `hcl:"device_scopes,optional"`
 	DefRange       hcl.Range `hcl:",def_range"`
@@ -133,6 +134,7 @@ type roleBlock struct {
 type matchBlock struct {
 	Providers []string            `hcl:"providers,optional"`
 	Subjects  []string            `hcl:"subjects,optional"`
+	Sponsors  []string            `hcl:"sponsors,optional"`
 	Claims    map[string][]string `hcl:"claims,optional"`
 }
 
@@ -333,6 +335,9 @@ func (v *validator) config(fc *fileConfig, dir string) *Config {
 		if pb.SponsorClaim != nil {
 			p.SponsorClaim = *pb.SponsorClaim
 		}
+		if pb.Delegation != nil {
+			p.Delegation = *pb.Delegation
+		}
 		if pb.DeviceClientID != nil {
 			p.DeviceClientID = *pb.DeviceClientID
 		}
@@ -349,7 +354,7 @@ func (v *validator) config(fc *fileConfig, dir string) *Config {
 			r.Sponsor = *rb.Sponsor
 		}
 		if rb.Match != nil {
-			r.Match = policy.Match{Providers: rb.Match.Providers, Subjects: rb.Match.Subjects, Claims: rb.Match.Claims}
+			r.Match = policy.Match{Providers: rb.Match.Providers, Subjects: rb.Match.Subjects, Sponsors: rb.Match.Sponsors, Claims: rb.Match.Claims}
 		}
 		if roles[r.Name] {
 			v.errf(rb.DefRange, "role %q is defined twice", r.Name)

@@ -77,6 +77,7 @@ func TestConfigErrorsHavePositions(t *testing.T) {
 		{"duplicate provider", provider + provider, `^b\.hcl:5:1: identity_provider "corp" is defined twice`},
 		{"role for unknown provider", provider + "role \"r\" {\n  match { providers = [\"gh\"] }\n  logins = [\"x\"]\n}\n", `^b\.hcl:5:1: role "r" matches provider "gh", which is not configured`},
 		{"role matches nobody", "role \"r\" {\n  logins = [\"x\"]\n}\n", `^b\.hcl:1:1: role "r" matches nobody`},
+		{"role without providers", provider + "role \"r\" {\n  match { subjects = [\"a\"] }\n  logins = [\"x\"]\n}\n", `^b\.hcl:5:1: role "r": its match must name the providers`},
 		{"role above cap", provider + "role \"r\" {\n  match { providers = [\"corp\"] }\n  logins = [\"x\"]\n  max_ttl = \"2h\"\n}\n", `max_ttl 2h0m0s is above the certificates' max_ttl 1h0m0s`},
 		{"bad permit", provider + "role \"r\" {\n  match { providers = [\"corp\"] }\n  logins = [\"x\"]\n  permit = [\"permit-all\"]\n}\n", `unknown extension "permit-all"`},
 	} {

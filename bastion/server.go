@@ -83,6 +83,9 @@ func NewServer(ctx context.Context, opts ServerOptions) (s *Server, err error) {
 		issuers = append(issuers, certauth.IssuerInfo{Name: p.Name, Issuer: p.Issuer, Audience: p.Audiences, DeviceClientID: p.DeviceClientID, DeviceScopes: p.DeviceScopes})
 	}
 	roles := slices.Clone(cfg.Roles)
+	if opts.Dev != nil && len(cfg.Providers) > 0 {
+		return nil, errors.New("the development issuer cannot run beside real identity providers: anyone who can read the home could mint tokens for their roles; drop --dev, or use a configuration without identity_provider blocks")
+	}
 	if opts.Dev != nil {
 		url, run, err := opts.Dev.Listen("127.0.0.1:0")
 		if err != nil {
@@ -92,7 +95,7 @@ func NewServer(ctx context.Context, opts ServerOptions) (s *Server, err error) {
 			return nil, err
 		}
 		s.devURL, s.devRun = url, run
-		providers = append(providers, certauth.ProviderConfig{Name: DevProviderName, Issuer: url, Audiences: []string{certauth.DevAudience}})
+		providers = append(providers, certauth.ProviderConfig{Name: DevProviderName, Issuer: url, Audiences: []string{certauth.DevAudience}, Delegation: true})
 		issuers = append(issuers, certauth.IssuerInfo{Name: DevProviderName, Issuer: url, Audience: []string{certauth.DevAudience}})
 		if len(roles) == 0 && len(opts.DevLogins) > 0 {
 			roles = append(roles, DevRole(opts.DevLogins))

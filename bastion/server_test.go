@@ -195,6 +195,7 @@ api {
 identity_provider "corp" {
   issuer    = "%ISSUER%"
   audiences = ["%AUDIENCE%"]
+  delegation = true
   algorithms = ["RS256"]
 }
 role "agents" {

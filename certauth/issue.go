@@ -352,7 +352,9 @@ func (is *Issuer) issue(ctx context.Context, req IssueRequest, refused recorder.
 		attrs["grant"] = d.Grant
 	}
 	attrs["ca.sha256"] = ssh.FingerprintSHA256(is.ca.Signer.PublicKey())
-	idx, err := is.journal.AppendIndexedEvent(ctx, EventCertIssued, attrs, "serial")
+	// Not cancelled with the caller: a queued issuance is committed anyway,
+	// and must then be registered (and so revocable by identity).
+	idx, err := is.journal.AppendIndexedEvent(context.WithoutCancel(ctx), EventCertIssued, attrs, "serial")
 	if err != nil {
 		is.log.Error("journal an issuance", "identity", id.String(), "error", err)
 		return nil, &Refusal{Status: http.StatusServiceUnavailable, Reason: ReasonJournalUnavailable,
@@ -407,6 +409,9 @@ func identityAttrs(a recorder.Attrs, id *policy.Identity) {
 	a["provider"] = id.Provider
 	a["issuer"] = id.Issuer
 	a["subject"] = id.Subject
+	if sub, _ := id.Claims["sub"].(string); sub != id.Subject {
+		a["token.subject"] = sub // a delegation token: its "sub" is the sponsor
+	}
 	if id.Sponsor != "" {
 		a["sponsor"] = id.Sponsor
 	}

@@ -82,10 +82,14 @@ type ProviderConfig struct {
 	EmailClaim  string
 	GroupsClaim string
 	// SponsorClaim, if set, names a string claim that says which human or
-	// team an agent acts for. Without it, or when the token lacks it, a
-	// token with an RFC 8693 "act" claim is read as delegation: the actor
-	// ("act.sub") is the identity and the token's "sub" its sponsor.
+	// team an agent acts for.
 	SponsorClaim string
+	// Delegation reads an RFC 8693 "act" claim as delegation: the actor
+	// ("act.sub") is the identity and the token's "sub", on whose behalf
+	// it acts, is its sponsor (SponsorClaim is then not used). Only for a
+	// provider whose tokens carry "act" in that sense, such as a token
+	// exchange service; otherwise "act" is an ordinary claim.
+	Delegation bool
 	// HTTPClient fetches discovery and the key set. Nil means a client
 	// with timeouts; a client without a Timeout gets one.
 	HTTPClient *http.Client
@@ -509,7 +513,7 @@ func (p *oidcProvider) identity(claims map[string]any, now time.Time, skew time.
 	// RFC 8693 delegation: "act" names the acting party, and "sub" the
 	// party on whose behalf it acts. The actor is who connects, so it is
 	// the identity; the subject is its sponsor.
-	if act, ok := claims["act"]; ok {
+	if act, ok := claims["act"]; ok && p.cfg.Delegation {
 		m, _ := act.(map[string]any)
 		actor, _ := m["sub"].(string)
 		if actor == "" {
@@ -519,6 +523,7 @@ func (p *oidcProvider) identity(claims map[string]any, now time.Time, skew time.
 			return nil, oidcRefuse(ReasonWrongIssuer, name, "token's actor belongs to another issuer (act.iss %v): only actors of %q are accepted", aiss, name)
 		}
 		id.Subject, id.Sponsor = actor, sub
+		return id, nil
 	}
 	if p.cfg.SponsorClaim != "" {
 		if s, _ := oidcLookup(claims, p.cfg.SponsorClaim).(string); s != "" {

@@ -418,7 +418,7 @@ func TestNewVerifierConfig(t *testing.T) {
 func TestVerifyValidToken(t *testing.T) {
 	m := startMockOIDC(t, nil)
 	clock := newOIDCTestClock()
-	v := newTestVerifier(t, clock, ProviderConfig{Name: "corp", Issuer: m.Issuer(), Audiences: []string{"ssh", "bastion"}})
+	v := newTestVerifier(t, clock, ProviderConfig{Name: "corp", Issuer: m.Issuer(), Audiences: []string{"ssh", "bastion"}, Delegation: true})
 
 	tok := mockSign(t, m, oidcTestClaims(m.Issuer(), oidcTestNow, map[string]any{
 		"aud":        []string{"other-app", "bastion"},
@@ -475,7 +475,7 @@ func TestVerifyValidToken(t *testing.T) {
 
 func TestVerifyDelegationMalformed(t *testing.T) {
 	m := startMockOIDC(t, nil)
-	v := newTestVerifier(t, newOIDCTestClock(), ProviderConfig{Name: "corp", Issuer: m.Issuer(), Audiences: []string{"bastion"}})
+	v := newTestVerifier(t, newOIDCTestClock(), ProviderConfig{Name: "corp", Issuer: m.Issuer(), Audiences: []string{"bastion"}, Delegation: true})
 	for name, c := range map[string]struct {
 		act    any
 		reason string
@@ -500,6 +500,9 @@ func TestVerifyClaimMapping(t *testing.T) {
 		Name: "agents", Issuer: m.Issuer(), Audiences: []string{"bastion"},
 		SponsorClaim: "sponsor", EmailClaim: "upn", GroupsClaim: "realm_access.roles",
 	})
+	deleg := newTestVerifier(t, clock, ProviderConfig{
+		Name: "exchange", Issuer: m.Issuer(), Audiences: []string{"bastion"}, SponsorClaim: "sponsor", Delegation: true,
+	})
 	tests := []struct {
 		name         string
 		v            *Verifier
@@ -518,10 +521,12 @@ func TestVerifyClaimMapping(t *testing.T) {
 			wantProvider: "corp"},
 		{name: "sponsor claim", v: agents, edits: map[string]any{"sponsor": "team-infra", "act": map[string]any{"sub": "bob"}, "upn": "agent@example.com", "realm_access": map[string]any{"roles": []string{"deployer"}}},
 			wantEmail: "agent@example.com", wantGroups: []string{"deployer"}, wantSponsor: "team-infra", wantProvider: "agents"},
-		{name: "sponsor claim absent: act", v: agents, edits: map[string]any{"act": map[string]any{"sub": "bob"}},
-			wantSponsor: "alice", wantSubject: "bob", wantProvider: "agents"},
-		{name: "sponsor claim not a string: act", v: agents, edits: map[string]any{"sponsor": []string{"x"}, "act": map[string]any{"sub": "bob"}},
-			wantSponsor: "alice", wantSubject: "bob", wantProvider: "agents"},
+		{name: "act without delegation is an ordinary claim", v: agents, edits: map[string]any{"act": map[string]any{"sub": "bob"}},
+			wantProvider: "agents"},
+		{name: "delegation: act.sub acts for sub", v: deleg, edits: map[string]any{"act": map[string]any{"sub": "bob"}},
+			wantEmail: "alice@example.com", wantGroups: []string{"ops", "dev"}, wantSponsor: "alice", wantSubject: "bob", wantProvider: "exchange"},
+		{name: "delegation: the sponsor claim cannot replace sub", v: deleg, edits: map[string]any{"sponsor": "team-x", "act": map[string]any{"sub": "bob"}},
+			wantEmail: "alice@example.com", wantGroups: []string{"ops", "dev"}, wantSponsor: "alice", wantSubject: "bob", wantProvider: "exchange"},
 		{name: "top-level dotted name wins", v: agents, edits: map[string]any{"realm_access.roles": "flat", "realm_access": map[string]any{"roles": []string{"nested"}}},
 			wantGroups: []string{"flat"}, wantProvider: "agents"},
 	}
@@ -532,10 +537,6 @@ func TestVerifyClaimMapping(t *testing.T) {
 				t.Fatal(err)
 			}
 			wantSubject := tt.wantSubject
-			if wantSubject == "" {
-				act, _ := tt.edits["act"].(map[string]any)
-				wantSubject, _ = act["sub"].(string)
-			}
 			if wantSubject == "" {
 				wantSubject = "alice"
 			}

@@ -290,7 +290,10 @@ func (r *Registry) Revoke(ctx context.Context, j EventJournal, req RevokeRequest
 	if req.By != "" {
 		attrs["by"] = truncate(req.By, 256)
 	}
-	idx, err := j.AppendEvent(ctx, EventCertRevoked, attrs)
+	// Not cancelled with the caller: once queued, the event is committed
+	// whatever the caller does, and the revocation must then take effect
+	// here too, or the journal and the registry would disagree.
+	idx, err := j.AppendEvent(context.WithoutCancel(ctx), EventCertRevoked, attrs)
 	if err != nil {
 		return nil, fmt.Errorf("journal the revocation (nothing was revoked): %w", err)
 	}

@@ -86,19 +86,24 @@ type Role struct {
 }
 
 // Match selects identities. Every field that is set must match; a role with
-// an empty Match matches nobody (roles never match everyone by accident).
+// an empty Match matches nobody (roles never match everyone by accident),
+// and a valid role names its Providers: a subject or a claim means
+// something only within the issuer that vouched for it.
 type Match struct {
 	// Providers are configured provider names.
 	Providers []string
 	// Subjects are glob patterns (path.Match syntax) on the subject.
 	Subjects []string
+	// Sponsors are glob patterns on the identity's sponsor (from its token);
+	// an identity without one matches none.
+	Sponsors []string
 	// Claims maps a claim name (dotted for nested objects) to acceptable
 	// glob patterns; the claim must have at least one value matching one.
 	Claims map[string][]string
 }
 
 func (m *Match) empty() bool {
-	return len(m.Providers) == 0 && len(m.Subjects) == 0 && len(m.Claims) == 0
+	return len(m.Providers) == 0 && len(m.Subjects) == 0 && len(m.Sponsors) == 0 && len(m.Claims) == 0
 }
 
 // matches reports whether id satisfies every set field of m.
@@ -110,6 +115,9 @@ func (m *Match) matches(id *Identity) bool {
 		return false
 	}
 	if len(m.Subjects) > 0 && !globAny(m.Subjects, id.Subject) {
+		return false
+	}
+	if len(m.Sponsors) > 0 && (id.Sponsor == "" || !globAny(m.Sponsors, id.Sponsor)) {
 		return false
 	}
 	for name, pats := range m.Claims {
@@ -144,7 +152,12 @@ func (r *Role) Validate() error {
 	if r.Match.empty() {
 		return fmt.Errorf("role %q matches nobody: give it a match on providers, subjects or claims", r.Name)
 	}
-	for _, p := range slices.Concat(r.Match.Subjects, flatten(r.Match.Claims)) {
+	if len(r.Match.Providers) == 0 {
+		// Subjects and claims mean something only within one issuer: the
+		// same "sub" from another provider is someone else.
+		return fmt.Errorf("role %q: its match must name the providers whose identities it grants", r.Name)
+	}
+	for _, p := range slices.Concat(r.Match.Subjects, r.Match.Sponsors, flatten(r.Match.Claims)) {
 		if _, err := path.Match(p, ""); err != nil {
 			return fmt.Errorf("role %q: bad pattern %q: %v", r.Name, p, err)
 		}

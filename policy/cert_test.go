@@ -19,7 +19,7 @@ func TestCertificateDecisions(t *testing.T) {
 			Logins: []string{"ops", "deploy"}, MaxTTL: 30 * time.Minute, Permit: []string{PermitPTY, PermitPortForwarding}},
 		{Name: "dba", Match: Match{Providers: []string{"corp"}, Subjects: []string{"dba-*"}},
 			Logins: []string{"postgres"}, SourceAddresses: []string{"10.1.0.0/16"}},
-		{Name: "nested", Match: Match{Claims: map[string][]string{"act.sub": {"alice"}}}, Logins: []string{"agent"}},
+		{Name: "nested", Match: Match{Providers: []string{"corp"}, Claims: map[string][]string{"act.sub": {"alice"}}}, Logins: []string{"agent"}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -75,10 +75,11 @@ func TestCertificateDecisions(t *testing.T) {
 }
 
 func TestRoleValidation(t *testing.T) {
-	good := Role{Name: "r", Match: Match{Subjects: []string{"a"}}, Logins: []string{"x"}}
+	good := Role{Name: "r", Match: Match{Providers: []string{"p"}, Subjects: []string{"a"}}, Logins: []string{"x"}}
 	for name, edit := range map[string]func(*Role){
 		"no name":        func(r *Role) { r.Name = "" },
 		"matches nobody": func(r *Role) { r.Match = Match{} },
+		"no providers":   func(r *Role) { r.Match.Providers = nil },
 		"bad glob":       func(r *Role) { r.Match.Subjects = []string{"[a"} },
 		"no logins":      func(r *Role) { r.Logins = nil },
 		"login with @":   func(r *Role) { r.Logins = []string{"a@b"} },
@@ -88,6 +89,7 @@ func TestRoleValidation(t *testing.T) {
 	} {
 		r := good
 		r.Match.Subjects = slices.Clone(good.Match.Subjects)
+		r.Match.Providers = slices.Clone(good.Match.Providers)
 		edit(&r)
 		if err := r.Validate(); err == nil {
 			t.Errorf("%s: accepted", name)
@@ -98,5 +100,25 @@ func TestRoleValidation(t *testing.T) {
 	}
 	if _, err := New([]Role{good, good}); err == nil {
 		t.Error("duplicate role accepted")
+	}
+}
+
+func TestMatchSponsors(t *testing.T) {
+	p, err := New([]Role{{Name: "for-alice", Match: Match{Providers: []string{"x"}, Sponsors: []string{"alice"}}, Logins: []string{"deploy"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent := &Identity{Provider: "x", Subject: "agent-1", Sponsor: "alice"}
+	if d := p.Certificate(CertRequest{Identity: agent}); !d.Allow || d.Sponsor != "alice" {
+		t.Errorf("agent for alice: %+v", d)
+	}
+	for _, id := range []*Identity{
+		{Provider: "x", Subject: "agent-1"},                     // no sponsor
+		{Provider: "x", Subject: "agent-1", Sponsor: "mallory"}, // another
+		{Provider: "y", Subject: "agent-1", Sponsor: "alice"},   // another provider
+	} {
+		if d := p.Certificate(CertRequest{Identity: id}); d.Allow {
+			t.Errorf("%+v allowed", id)
+		}
 	}
 }

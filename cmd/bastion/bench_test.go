@@ -86,7 +86,10 @@ identity_provider "corp" {
   audiences = [%q]
 }
 role "agents" {
-  match { subjects = ["agent-*"] }
+  match {
+    providers = ["corp"]
+    subjects  = ["agent-*"]
+  }
   logins = ["deploy"]
 }
 `, home, m.Issuer(), m.ClientID)), 0o600); err != nil {
