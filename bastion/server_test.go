@@ -23,6 +23,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/storage"
 )
@@ -364,4 +365,66 @@ func TestCertificateEndToEnd(t *testing.T) {
 	if err != nil || !rep.Intact() {
 		t.Fatalf("verify: %+v %v", rep, err)
 	}
+}
+
+// TestIdentityBlock: revoking an identity with a block refuses its new
+// tokens too, until the block ends; other identities are unaffected; and
+// the block survives a restart, read back from the journal.
+func TestIdentityBlock(t *testing.T) {
+	ctx := context.Background()
+	m := startOP(t)
+	ts := startServer(t, m, strings.ReplaceAll(e2eConfig, "%LOGIN%", "ops"))
+	_, pub := newKey(t, t.TempDir(), "id")
+	res, _, err := AdminRevoke(ctx, ts.home, certauth.RevokeRequest{Identity: "agent-7@corp", BlockFor: time.Hour, Reason: "compromised"})
+	if err != nil || res.BlockedUntil.IsZero() {
+		t.Fatalf("block: %+v %v", res, err)
+	}
+	time.Sleep(1100 * time.Millisecond) // a token issued after the revocation
+	_, err = ts.client.Certificate(ctx, mint(t, m, agentClaims(m, "agent-7")), certauth.CertificateRequest{PublicKey: pub})
+	var apiErr *certauth.APIError
+	if !errors.As(err, &apiErr) || apiErr.Reason != certauth.ReasonIdentityRevoked || !strings.Contains(apiErr.Message, "blocked until") {
+		t.Fatalf("new token of a blocked identity: %v", err)
+	}
+	if _, err := ts.client.Certificate(ctx, mint(t, m, agentClaims(m, "agent-8")), certauth.CertificateRequest{PublicKey: pub}); err != nil {
+		t.Fatalf("another identity: %v", err)
+	}
+	if _, _, err := AdminRevoke(ctx, ts.home, certauth.RevokeRequest{Serials: []uint64{1}, BlockFor: time.Hour}); err == nil {
+		t.Fatal("a block without an identity was accepted")
+	}
+
+	ts.stop(t)
+	snap, err := ts.store.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snap.Close()
+	reg, err := certauth.LoadRegistry(ctx, snap, time.Now(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := recorder.Open(ctx, ts.store, recorder.Options{Key: ts.key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	verifier, err := certauth.NewVerifier([]certauth.ProviderConfig{{Name: "corp", Issuer: m.Issuer(), Audiences: []string{m.ClientID}, Delegation: true}}, certauth.VerifierOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	is, err := certauth.NewIssuer(ctx, certauth.IssuerOptions{CA: ts.auth.User, Verifier: verifier, Policy: allowAll{}, Journal: j, Registry: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = is.Issue(ctx, certauth.IssueRequest{Token: mint(t, m, agentClaims(m, "agent-7")), PublicKey: pub})
+	var rf *certauth.Refusal
+	if !errors.As(err, &rf) || rf.Reason != certauth.ReasonIdentityRevoked {
+		t.Fatalf("after a restart: %v", err)
+	}
+}
+
+// allowAll grants every identity the login "ops".
+type allowAll struct{}
+
+func (allowAll) Certificate(policy.CertRequest) policy.CertDecision {
+	return policy.CertDecision{Allow: true, Rule: "test", Principals: []string{"ops"}, TTL: time.Minute}
 }

@@ -303,9 +303,8 @@ func (is *Issuer) issue(ctx context.Context, req IssueRequest, refused recorder.
 	// is committed and registered, so that none slips between them.
 	unlock := is.reg.issuing()
 	defer unlock()
-	if at, ok := is.reg.identityRevokedAt(id.String()); ok && !id.IssuedAt.After(at) {
-		return nil, &Refusal{Status: http.StatusForbidden, Reason: ReasonIdentityRevoked,
-			Msg: fmt.Sprintf("%s was revoked at %s; a token issued before then is refused: get a new token", id, at.UTC().Format(time.RFC3339))}
+	if why := is.reg.identityRefused(id.String(), id.IssuedAt, now); why != "" {
+		return nil, &Refusal{Status: http.StatusForbidden, Reason: ReasonIdentityRevoked, Msg: why}
 	}
 
 	is.policyMu.RLock()

@@ -55,14 +55,20 @@ type Registry struct {
 	gate sync.RWMutex
 
 	mu         sync.Mutex
-	certs      map[uint64]*CertRecord // guarded by mu
-	identities map[string]time.Time   // guarded by mu: identity → revoked at
-	keepAll    bool                   // keep expired certificates too
+	certs      map[uint64]*CertRecord        // guarded by mu
+	identities map[string]identityRevocation // guarded by mu
+	keepAll    bool                          // keep expired certificates too
 }
 
 // NewRegistry returns an empty registry.
 func NewRegistry() *Registry {
-	return &Registry{certs: map[uint64]*CertRecord{}, identities: map[string]time.Time{}}
+	return &Registry{certs: map[uint64]*CertRecord{}, identities: map[string]identityRevocation{}}
+}
+
+// identityRevocation is what revoking an identity left in force: tokens it
+// was issued before At are refused, and until Until (if later) every token.
+type identityRevocation struct {
+	At, Until time.Time
 }
 
 // LoadRegistry reads the certificates and revocations of a journal. Unless
@@ -95,9 +101,16 @@ func LoadRegistry(ctx context.Context, snap storage.Snapshot, now time.Time, all
 		}
 		r.markRevoked(serials, at, l.Attrs["reason"])
 		if id := l.Attrs["identity"]; id != "" {
-			if prev, ok := r.identities[id]; !ok || at.After(prev) {
-				r.identities[id] = at
+			rev := r.identities[id]
+			rev.At = maxTime(rev.At, at)
+			if u := l.Attrs["blocked_until"]; u != "" {
+				until, err := time.Parse(time.RFC3339Nano, u)
+				if err != nil {
+					return fmt.Errorf("leaf %d (%s): bad blocked_until %q", idx, EventCertRevoked, u)
+				}
+				rev.Until = maxTime(rev.Until, until)
 			}
+			r.identities[id] = rev
 		}
 		return nil
 	})
@@ -165,11 +178,28 @@ func (r *Registry) add(rec *CertRecord) {
 	r.mu.Unlock()
 }
 
-func (r *Registry) identityRevokedAt(id string) (time.Time, bool) {
+// identityRefused says why a token of identity id issued at iat is
+// refused, or "" when it is not.
+func (r *Registry) identityRefused(id string, iat, now time.Time) string {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	t, ok := r.identities[id]
-	return t, ok
+	rev, ok := r.identities[id]
+	r.mu.Unlock()
+	switch {
+	case !ok:
+		return ""
+	case now.Before(rev.Until):
+		return fmt.Sprintf("%s is blocked until %s", id, rev.Until.UTC().Format(time.RFC3339))
+	case !iat.After(rev.At):
+		return fmt.Sprintf("%s was revoked at %s; a token issued before then is refused: get a new token", id, rev.At.UTC().Format(time.RFC3339))
+	}
+	return ""
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // IsRevoked reports whether the certificate with serial was revoked. A
@@ -224,6 +254,9 @@ func (r *Registry) Prune(now time.Time) {
 type RevokeRequest struct {
 	Serials  []uint64
 	Identity string
+	// BlockFor, with Identity, also refuses every token of the identity,
+	// new ones included, for this long.
+	BlockFor time.Duration
 	Reason   string
 	// By names who revoked (an operator's user name).
 	By string
@@ -232,10 +265,11 @@ type RevokeRequest struct {
 // RevokeResult says what a revocation did.
 type RevokeResult struct {
 	// Serials are the certificates newly revoked.
-	Serials  []uint64  `json:"serials"`
-	Identity string    `json:"identity,omitempty"`
-	Leaf     int64     `json:"leaf"`
-	At       time.Time `json:"revoked_at"`
+	Serials      []uint64  `json:"serials"`
+	Identity     string    `json:"identity,omitempty"`
+	Leaf         int64     `json:"leaf"`
+	At           time.Time `json:"revoked_at"`
+	BlockedUntil time.Time `json:"blocked_until,omitzero"`
 }
 
 // Revoke journals a revocation and applies it. Serials must name
@@ -245,6 +279,9 @@ type RevokeResult struct {
 func (r *Registry) Revoke(ctx context.Context, j EventJournal, req RevokeRequest, now time.Time) (*RevokeResult, error) {
 	if (len(req.Serials) == 0) == (req.Identity == "") {
 		return nil, errors.New("revoke either serials or an identity")
+	}
+	if req.BlockFor < 0 || req.BlockFor > 0 && req.Identity == "" {
+		return nil, errors.New("a block is for an identity, and for a positive duration")
 	}
 	r.gate.Lock()
 	defer r.gate.Unlock()
@@ -284,6 +321,11 @@ func (r *Registry) Revoke(ctx context.Context, j EventJournal, req RevokeRequest
 	if req.Identity != "" {
 		attrs["identity"] = req.Identity
 	}
+	var until time.Time
+	if req.BlockFor > 0 {
+		until = now.Add(req.BlockFor)
+		attrs["blocked_until"] = until.UTC().Format(time.RFC3339Nano)
+	}
 	if req.Reason != "" {
 		attrs["reason"] = truncate(req.Reason, 1024)
 	}
@@ -300,10 +342,12 @@ func (r *Registry) Revoke(ctx context.Context, j EventJournal, req RevokeRequest
 	r.mu.Lock()
 	r.markRevoked(serials, now, req.Reason)
 	if req.Identity != "" {
-		r.identities[req.Identity] = now
+		rev := r.identities[req.Identity]
+		rev.At, rev.Until = maxTime(rev.At, now), maxTime(rev.Until, until)
+		r.identities[req.Identity] = rev
 	}
 	r.mu.Unlock()
-	return &RevokeResult{Serials: serials, Identity: req.Identity, Leaf: idx, At: now}, nil
+	return &RevokeResult{Serials: serials, Identity: req.Identity, Leaf: idx, At: now, BlockedUntil: until}, nil
 }
 
 // KRL builds an OpenSSH key revocation list of the revoked certificates

@@ -53,7 +53,7 @@ Examples:
 
 const certsRevokeUsage = `Usage:
     bastion certs revoke --serial N[,N...] [--reason TEXT]
-    bastion certs revoke --identity SUBJECT@PROVIDER [--reason TEXT]
+    bastion certs revoke --identity SUBJECT@PROVIDER [--block-for DURATION] [--reason TEXT]
 
 Revokes certificates: the bastion refuses them from then on, the revocation
 is a journal event naming who revoked and why, and the OpenSSH KRL file
@@ -62,7 +62,9 @@ RevokedKeys ("ssh-keygen -Q -f revoked.krl CERT" checks a certificate).
 
 --identity revokes every valid certificate of that identity, and refuses new
 certificates for tokens it was issued before the revocation: the identity
-provider must issue it a new token.
+provider must issue it a new token. With --block-for, every token of the
+identity is refused for that long, new ones too (a compromised workflow
+gets nothing until the block ends or its provider stops vouching for it).
 
 With a server running for this home, the revocation goes through it (its
 admin socket); otherwise revoke writes the journal itself.
@@ -70,6 +72,7 @@ admin socket); otherwise revoke writes the journal itself.
 Flags:
     --serial LIST      serials to revoke (comma-separated)
     --identity ID      an identity, as "certs list" shows it
+    --block-for D      with --identity: refuse all its tokens for D (e.g. 24h)
     --reason TEXT      why (recorded in the journal)
     --db FILE          the journal, when no server runs (default: journal.db in the home)
     --krl FILE         the KRL, when no server runs (default: revoked.krl in the home)
@@ -77,7 +80,7 @@ Flags:
 
 Examples:
     $ bastion certs revoke --serial 1042 --reason "key left on a CI runner"
-    $ bastion certs revoke --identity agent-7@github-actions --reason "compromised workflow"`
+    $ bastion certs revoke --identity agent-7@github-actions --block-for 72h --reason "compromised workflow"`
 
 func runCertsList(ctx context.Context, e *env, args []string) error {
 	fs := e.flags()
@@ -135,6 +138,7 @@ func runCertsRevoke(ctx context.Context, e *env, args []string) error {
 	fs := e.flags()
 	serialList := fs.String("serial", "", "serials `LIST`")
 	identity := fs.String("identity", "", "identity `ID`")
+	blockFor := fs.Duration("block-for", 0, "block `DURATION`")
 	reason := fs.String("reason", "", "why (`TEXT`)")
 	db := fs.String("db", "", "journal `FILE`")
 	krl := fs.String("krl", "", "KRL `FILE`")
@@ -148,7 +152,10 @@ func runCertsRevoke(ctx context.Context, e *env, args []string) error {
 	if (*serialList == "") == (*identity == "") {
 		return usageErrorf("certs revoke needs --serial LIST or --identity ID, not both")
 	}
-	req := certauth.RevokeRequest{Identity: *identity, Reason: *reason, By: operator(e)}
+	if *blockFor < 0 || *blockFor > 0 && *identity == "" {
+		return usageErrorf("--block-for needs --identity and a positive duration")
+	}
+	req := certauth.RevokeRequest{Identity: *identity, BlockFor: *blockFor, Reason: *reason, By: operator(e)}
 	if *serialList != "" {
 		for f := range strings.SplitSeq(*serialList, ",") {
 			n, err := strconv.ParseUint(strings.TrimSpace(f), 10, 64)
@@ -179,7 +186,7 @@ func runCertsRevoke(ctx context.Context, e *env, args []string) error {
 		}
 	} else {
 		if len(res.Serials) == 0 {
-			fmt.Fprintf(e.stdout, "revoked identity %s (it held no valid certificate); journal leaf %d, through %s\n", res.Identity, res.Leaf, via)
+			fmt.Fprintf(e.stdout, "revoked identity %s (it held no valid certificate: check the spelling against \"certs list --all\"); journal leaf %d, through %s\n", res.Identity, res.Leaf, via)
 		} else {
 			ss := make([]string, len(res.Serials))
 			for i, s := range res.Serials {
@@ -187,6 +194,9 @@ func runCertsRevoke(ctx context.Context, e *env, args []string) error {
 			}
 			fmt.Fprintf(e.stdout, "revoked certificate(s) %s; journal leaf %d, through %s\n", strings.Join(ss, ", "), res.Leaf, via)
 		}
+	}
+	if !res.BlockedUntil.IsZero() {
+		fmt.Fprintf(e.stdout, "every token of %s is refused until %s\n", res.Identity, res.BlockedUntil.UTC().Format(time.RFC3339))
 	}
 	if warning != "" {
 		return errors.New(warning)
