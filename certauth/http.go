@@ -89,8 +89,8 @@ func (a *API) getCA(w http.ResponseWriter, r *http.Request) {
 func (a *API) certificates(w http.ResponseWriter, r *http.Request) {
 	addr := clientAddr(r)
 	now := a.now()
-	if !a.byAddr.allow(addr.String(), now) {
-		a.limited(w, r, addr, "address "+addr.String())
+	if !a.byAddr.allow(addrKey(addr), now) {
+		a.limited(w, r, addr, "address "+addrKey(addr))
 		return
 	}
 	req := IssueRequest{ClientAddress: addr}
@@ -233,6 +233,16 @@ func decodeRequest(r *http.Request) (*CertificateRequest, error) {
 	return &body, nil
 }
 
+// addrKey is the rate-limiting key of a client address: the address, or
+// for IPv6 its /64, which one client usually holds whole.
+func addrKey(a netip.Addr) string {
+	if a.Is6() && !a.Is4In6() {
+		p, _ := a.Prefix(64)
+		return p.String()
+	}
+	return a.String()
+}
+
 // clientAddr is the request's peer address. Forwarded headers are never
 // trusted: the API is meant to be reached directly.
 func clientAddr(r *http.Request) netip.Addr {
@@ -254,6 +264,11 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 func writeError(w http.ResponseWriter, status int, reason, msg string) {
 	writeJSON(w, status, &ErrorResponse{Error: msg, Reason: reason})
 }
+
+// maxLimiters bounds the keys limiters remember. When that many are busy,
+// new keys share one bucket: a flood of addresses slows itself down rather
+// than growing the map.
+const maxLimiters = 1 << 16
 
 // limiters is a token bucket per key, forgetting idle keys.
 type limiters struct {
@@ -289,25 +304,37 @@ func (ls *limiters) allow(key string, now time.Time) bool {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
 	if now.Sub(ls.swept) > time.Minute {
-		for k, e := range ls.m {
-			if now.Sub(e.seen) > 10*time.Minute {
-				delete(ls.m, k)
-			}
-		}
-		for k, t := range ls.refused {
-			if now.Sub(t) > time.Minute {
-				delete(ls.refused, k)
-			}
-		}
-		ls.swept = now
+		ls.sweep(now, 10*time.Minute)
 	}
 	e := ls.m[key]
+	if e == nil && len(ls.m) >= maxLimiters {
+		ls.sweep(now, time.Minute)
+		if len(ls.m) >= maxLimiters {
+			key = "(overflow)"
+			e = ls.m[key]
+		}
+	}
 	if e == nil {
 		e = &limiterEntry{l: rate.NewLimiter(ls.limit, ls.burst)}
 		ls.m[key] = e
 	}
 	e.seen = now
 	return e.l.AllowN(now, 1)
+}
+
+// sweep forgets keys idle for longer than idle; ls.mu must be held.
+func (ls *limiters) sweep(now time.Time, idle time.Duration) {
+	for k, e := range ls.m {
+		if now.Sub(e.seen) > idle {
+			delete(ls.m, k)
+		}
+	}
+	for k, t := range ls.refused {
+		if now.Sub(t) > time.Minute {
+			delete(ls.refused, k)
+		}
+	}
+	ls.swept = now
 }
 
 // firstRefusal reports whether key has had no journaled refusal in the

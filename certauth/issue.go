@@ -14,10 +14,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/crypto/ssh"
+	"golang.org/x/time/rate"
 
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder"
@@ -97,7 +99,20 @@ type Issuer struct {
 	log      hclog.Logger
 
 	policyMu sync.RWMutex // guards policy
+
+	// refusals bounds the refusal events journaled per second, whatever
+	// the number of clients; suppressed counts those left out since the
+	// last one journaled.
+	refusals   *rate.Limiter
+	suppressed atomic.Int64
 }
+
+// Refusals journaled at most, per second and in a burst: enough for every
+// honest mistake, too few for a flood of garbage to crowd out recording.
+const (
+	refusalRate  = 50
+	refusalBurst = 500
+)
 
 // NewIssuer checks opts and journals a ca.started event naming the CA keys
 // in force, so that every certificate serial (a leaf index) is above it.
@@ -108,6 +123,7 @@ func NewIssuer(ctx context.Context, opts IssuerOptions) (*Issuer, error) {
 	is := &Issuer{
 		ca: opts.CA, verifier: opts.Verifier, policy: opts.Policy, journal: opts.Journal, reg: opts.Registry,
 		minRSA: opts.MinRSABits, maxTTL: opts.MaxTTL, backdate: opts.Backdate, now: opts.Now, log: opts.Logger,
+		refusals: rate.NewLimiter(refusalRate, refusalBurst),
 	}
 	if is.minRSA <= 0 {
 		is.minRSA = DefaultMinRSABits
@@ -232,9 +248,17 @@ func (is *Issuer) journalRefusal(ctx context.Context, r *Refusal, attrs recorder
 	if r.Reason == ReasonJournalUnavailable {
 		return r
 	}
-	if r.quiet {
+	if r.quiet || !is.refusals.Allow() {
+		// Past the journal's budget for refusals: logged and counted;
+		// the next refusal journaled says how many were left out.
+		if !r.quiet {
+			is.suppressed.Add(1)
+		}
 		is.log.Warn("certificate refused", "reason", r.Reason, "error", r.Msg, "client", attrs["client.address"], "identity", attrs["identity"])
 		return r
+	}
+	if n := is.suppressed.Swap(0); n > 0 {
+		attrs["refusals_not_journaled"] = strconv.FormatInt(n, 10)
 	}
 	attrs["reason"] = r.Reason
 	attrs["error"] = truncate(r.Msg, 1024)

@@ -1,0 +1,102 @@
+package certauth
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/bastionhq/bastion/policy"
+	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/storage"
+)
+
+type denyAll struct{}
+
+func (denyAll) Certificate(policy.CertRequest) policy.CertDecision {
+	return policy.CertDecision{Reason: "test"}
+}
+
+// TestRefusalJournalBudget: a flood of garbage tokens is journaled up to
+// the refusal budget; the rest are counted, and the next refusal journaled
+// says how many were left out.
+func TestRefusalJournalBudget(t *testing.T) {
+	ctx := context.Background()
+	home := t.TempDir()
+	key, err := CreateJournalKey(home, "test.example/j")
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth, err := CreateAuthorities(home, AlgorithmEd25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := storage.OpenSQLite(ctx, filepath.Join(home, "j.db"), storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	j, err := recorder.Open(ctx, st, recorder.Options{Key: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := NewVerifier([]ProviderConfig{{Name: "corp", Issuer: "https://idp.example", Audiences: []string{"b"}}}, VerifierOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	is, err := NewIssuer(ctx, IssuerOptions{CA: auth.User, Verifier: v, Policy: denyAll{}, Journal: j, Registry: NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const flood = refusalBurst + 200
+	for range flood {
+		_, err := is.Issue(ctx, IssueRequest{Token: "garbage", ClientAddress: netip.MustParseAddr("192.0.2.1")})
+		var rf *Refusal
+		if !errors.As(err, &rf) || rf.Reason != ReasonTokenMalformed {
+			t.Fatalf("garbage token: %v", err)
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // the budget refills
+	if _, err := is.Issue(ctx, IssueRequest{Token: "garbage"}); err == nil {
+		t.Fatal("garbage accepted")
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := st.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snap.Close()
+	var journaled, left int
+	err = recorder.Events(ctx, snap, EventCertRefused, 0, func(_ int64, l *recorder.Leaf) error {
+		journaled++
+		if n := l.Attrs["refusals_not_journaled"]; n != "" {
+			left, _ = strconv.Atoi(n)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if journaled > refusalBurst+20 || journaled+left != flood+1 {
+		t.Fatalf("%d refusals journaled, %d said left out, of %d", journaled, left, flood+1)
+	}
+}
+
+func TestAddrKey(t *testing.T) {
+	for in, want := range map[string]string{
+		"192.0.2.7":            "192.0.2.7",
+		"2001:db8:1:2:3:4:5:6": "2001:db8:1:2::/64",
+		"2001:db8:1:2:ffff::1": "2001:db8:1:2::/64",
+		"::ffff:192.0.2.7":     "::ffff:192.0.2.7",
+		"2001:db8:1:3:3:4:5:6": "2001:db8:1:3::/64",
+	} {
+		if got := addrKey(netip.MustParseAddr(in)); got != want {
+			t.Errorf("%s: %s, want %s", in, got, want)
+		}
+	}
+}
