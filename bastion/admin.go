@@ -44,10 +44,14 @@ func listenAdmin(home string) (net.Listener, error) {
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
 	}
-	old := syscall.Umask(0o177)
+	// The home is 0700, so nobody else can reach the socket between its
+	// creation and the chmod (a umask would change the whole process's).
 	ln, err := net.Listen("unix", path)
-	syscall.Umask(old)
 	if err != nil {
+		return nil, fmt.Errorf("admin socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
 		return nil, fmt.Errorf("admin socket: %w", err)
 	}
 	ln.(*net.UnixListener).SetUnlinkOnClose(true)
@@ -66,6 +70,15 @@ func (s *Server) adminHandler() http.Handler {
 			adminError(w, http.StatusBadRequest, fmt.Errorf("bad revocation request: %v", err))
 			return
 		}
+		// Who revoked is what the kernel says of the peer; what the
+		// client says of itself is kept beside it.
+		if cred, ok := r.Context().Value(credKey{}).(*unix.Ucred); ok {
+			by := fmt.Sprintf("uid %d, pid %d", cred.Uid, cred.Pid)
+			if req.By != "" {
+				by += " (says " + req.By + ")"
+			}
+			req.By = by
+		}
 		res, err := s.Revoke(r.Context(), req)
 		if err != nil && res == nil {
 			adminError(w, http.StatusConflict, err)
@@ -79,38 +92,42 @@ func (s *Server) adminHandler() http.Handler {
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, _ := r.Context().Value(connKey{}).(*net.UnixConn)
-		if err := checkPeer(c); err != nil {
+		cred, err := checkPeer(c)
+		if err != nil {
 			s.log.Warn("admin socket: refused a peer", "error", err)
 			adminError(w, http.StatusForbidden, err)
 			return
 		}
-		mux.ServeHTTP(w, r)
+		mux.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), credKey{}, cred)))
 	})
 }
 
-// checkPeer admits only the server's own user and root.
-func checkPeer(c *net.UnixConn) error {
+type credKey struct{}
+
+// checkPeer admits only the server's own user and root, and returns the
+// peer's credentials.
+func checkPeer(c *net.UnixConn) (*unix.Ucred, error) {
 	if c == nil {
-		return errors.New("not a unix socket connection")
+		return nil, errors.New("not a unix socket connection")
 	}
 	raw, err := c.SyscallConn()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var cred *unix.Ucred
 	var credErr error
 	if err := raw.Control(func(fd uintptr) {
 		cred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
 	}); err != nil {
-		return err
+		return nil, err
 	}
 	if credErr != nil {
-		return fmt.Errorf("peer credentials: %w", credErr)
+		return nil, fmt.Errorf("peer credentials: %w", credErr)
 	}
 	if cred.Uid != 0 && int(cred.Uid) != os.Getuid() {
-		return fmt.Errorf("uid %d may not administer a server run by uid %d", cred.Uid, os.Getuid())
+		return nil, fmt.Errorf("uid %d may not administer a server run by uid %d", cred.Uid, os.Getuid())
 	}
-	return nil
+	return cred, nil
 }
 
 type adminRevokeResponse struct {

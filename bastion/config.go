@@ -294,6 +294,9 @@ func (v *validator) config(fc *fileConfig, dir string) *Config {
 	cfg.Certificates = CertificatesConfig{MaxTTL: certauth.DefaultMaxTTL, MinRSABits: certauth.DefaultMinRSABits, Backdate: certauth.DefaultBackdate, KRLFile: DefaultKRLFile}
 	if c := fc.Certificates; c != nil {
 		cfg.Certificates.MaxTTL = v.duration(c.DefRange, "max_ttl", c.MaxTTL, certauth.DefaultMaxTTL)
+		if cfg.Certificates.MaxTTL > certauth.MaxMaxTTL {
+			v.attrf(c.DefRange, "max_ttl", "max_ttl = %v is more than %v: certificates live minutes, not days", cfg.Certificates.MaxTTL, certauth.MaxMaxTTL)
+		}
 		cfg.Certificates.Backdate = v.duration(c.DefRange, "backdate", c.Backdate, certauth.DefaultBackdate)
 		if cfg.Certificates.Backdate > certauth.MaxBackdate {
 			v.attrf(c.DefRange, "backdate", "backdate = %v is more than %v", cfg.Certificates.Backdate, certauth.MaxBackdate)

@@ -354,7 +354,7 @@ func TestCertificateEndToEnd(t *testing.T) {
 		issued[0]["key.sha256"] == "" || issued[0]["claims.sha256"] == "" || issued[0]["rule"] != "role:agents" {
 		t.Fatalf("issued events: %v", issued)
 	}
-	if r := ts.events(t, certauth.EventCertRevoked); len(r) != 2 || r[0]["by"] != "tester" || r[1]["identity"] != "agent-1@corp" {
+	if r := ts.events(t, certauth.EventCertRevoked); len(r) != 2 || !strings.Contains(r[0]["by"], "(says tester)") || !strings.HasPrefix(r[0]["by"], "uid ") || r[1]["identity"] != "agent-1@corp" {
 		t.Fatalf("revoked events: %v", r)
 	}
 	if r := ts.events(t, certauth.EventCertRefused); len(r) != 1 || r[0]["reason"] != certauth.ReasonIdentityRevoked {

@@ -135,7 +135,7 @@ func (a *API) certificates(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		var rf *Refusal
 		if !errors.As(err, &rf) {
-			rf = &Refusal{Status: http.StatusInternalServerError, Reason: "internal", Msg: err.Error()}
+			rf = &Refusal{Status: http.StatusInternalServerError, Reason: "internal", Msg: err.Error(), Public: "internal error"}
 		}
 		if rf.Status == http.StatusUnauthorized {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="bastion", error="invalid_token"`)
@@ -143,7 +143,11 @@ func (a *API) certificates(w http.ResponseWriter, r *http.Request) {
 		if rf.Reason == ReasonRateLimited {
 			w.Header().Set("Retry-After", "1")
 		}
-		writeError(w, rf.Status, rf.Reason, rf.Msg)
+		msg := rf.Msg
+		if rf.Public != "" {
+			msg = rf.Public
+		}
+		writeError(w, rf.Status, rf.Reason, msg)
 		return
 	}
 	ca := a.ca()

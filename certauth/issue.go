@@ -40,8 +40,12 @@ const (
 	DefaultBackdate = 30 * time.Second
 	MaxBackdate     = 60 * time.Second
 	// DefaultMaxTTL is the hard cap on any certificate's lifetime,
-	// whatever policy says, unless configured otherwise.
+	// whatever policy says, unless configured otherwise; MaxMaxTTL is the
+	// most it may be configured to.
 	DefaultMaxTTL = time.Hour
+	MaxMaxTTL     = 24 * time.Hour
+	// MinTTL is the shortest lifetime a client may ask for.
+	MinTTL = 30 * time.Second
 	maxTicket     = 128
 )
 
@@ -199,6 +203,9 @@ type Refusal struct {
 	Status int
 	Reason string
 	Msg    string
+	// Public, when set, is what the client is told instead of Msg, which
+	// the journal and the log keep.
+	Public string
 	Err    error
 	quiet  bool // logged, not journaled (repeated rate-limit refusals)
 }
@@ -228,7 +235,8 @@ func (is *Issuer) issueLimited(ctx context.Context, req IssueRequest, limit func
 	}
 	var r *Refusal
 	if !errors.As(err, &r) {
-		r = &Refusal{Status: http.StatusInternalServerError, Reason: "internal", Msg: "certificate could not be issued: " + err.Error(), Err: err}
+		r = &Refusal{Status: http.StatusInternalServerError, Reason: "internal", Msg: "certificate could not be issued: " + err.Error(), Err: err,
+			Public: "the certificate could not be issued: an internal error, which the bastion's log describes"}
 	}
 	return nil, is.journalRefusal(ctx, r, refused)
 }
@@ -281,14 +289,16 @@ func (is *Issuer) issue(ctx context.Context, req IssueRequest, refused recorder.
 	if err != nil {
 		var te *TokenError
 		if errors.As(err, &te) {
-			status := http.StatusUnauthorized
-			if te.Reason == ReasonProviderUnavailable {
-				status = http.StatusServiceUnavailable
-			}
 			if te.Provider != "" {
 				refused["provider"] = te.Provider
 			}
-			return nil, &Refusal{Status: status, Reason: te.Reason, Msg: te.Error(), Err: err}
+			if te.Reason == ReasonProviderUnavailable || te.Reason == ReasonProviderMisconfigured {
+				// The server's problem, not the token's; its details
+				// (internal URLs, errors) are for the operators.
+				return nil, &Refusal{Status: http.StatusServiceUnavailable, Reason: te.Reason, Msg: te.Error(), Err: err,
+					Public: fmt.Sprintf("identity provider %q cannot verify tokens right now; the bastion's log says why", te.Provider)}
+			}
+			return nil, &Refusal{Status: http.StatusUnauthorized, Reason: te.Reason, Msg: te.Error(), Err: err}
 		}
 		return nil, &Refusal{Status: http.StatusUnauthorized, Reason: ReasonTokenMalformed, Msg: err.Error(), Err: err}
 	}
@@ -316,8 +326,8 @@ func (is *Issuer) issue(ctx context.Context, req IssueRequest, refused recorder.
 	if is.isCAKey(key) {
 		return nil, &Refusal{Status: http.StatusBadRequest, Reason: ReasonKeyIsCA, Msg: "the key is a CA key of this bastion: certify a key of your own"}
 	}
-	if req.TTL < 0 {
-		return nil, &Refusal{Status: http.StatusBadRequest, Reason: ReasonRequestMalformed, Msg: "negative TTL"}
+	if req.TTL != 0 && req.TTL < MinTTL {
+		return nil, &Refusal{Status: http.StatusBadRequest, Reason: ReasonRequestMalformed, Msg: fmt.Sprintf("a certificate lives at least %v: ask for a longer ttl, or none for the default", MinTTL)}
 	}
 	if err := checkLogins(req.Logins); err != nil {
 		return nil, &Refusal{Status: http.StatusBadRequest, Reason: ReasonRequestMalformed, Msg: err.Error()}

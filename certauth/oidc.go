@@ -21,20 +21,21 @@ import (
 // Reasons a token is refused: the stable codes of [TokenError.Reason], sent
 // to clients as ErrorResponse.Reason.
 const (
-	ReasonTokenMalformed      = "token_malformed"        // not a compact JWS with JSON header and payload, or a claim of the wrong type
-	ReasonTokenTooLarge       = "token_too_large"        // longer than VerifierOptions.MaxTokenSize
-	ReasonIssuerUnknown       = "issuer_unknown"         // "iss" names no configured provider
-	ReasonAlgNotAllowed       = "alg_not_allowed"        // "none", HMAC, or any algorithm not in the provider's allow-list
-	ReasonUnknownKey          = "unknown_key"            // "kid" not in the provider's key set, even after a refetch
-	ReasonBadSignature        = "bad_signature"          // the signature does not verify with the provider's keys
-	ReasonWrongIssuer         = "wrong_issuer"           // the provider's discovery document names another issuer
-	ReasonWrongAudience       = "wrong_audience"         // "aud" names none of the provider's audiences
-	ReasonTokenExpired        = "token_expired"          // "exp" has passed
-	ReasonTokenNotYetValid    = "token_not_yet_valid"    // "nbf" is in the future
-	ReasonTokenIssuedInFuture = "token_issued_in_future" // "iat" is in the future
-	ReasonTokenTooOld         = "token_too_old"          // "iat" is older than ProviderConfig.MaxTokenAge
-	ReasonMissingClaim        = "missing_claim"          // no "iss", "sub", "iat" or "exp"
-	ReasonProviderUnavailable = "provider_unavailable"   // discovery or the key set cannot be fetched: the server's problem, not the token's
+	ReasonTokenMalformed        = "token_malformed"        // not a compact JWS with JSON header and payload, or a claim of the wrong type
+	ReasonTokenTooLarge         = "token_too_large"        // longer than VerifierOptions.MaxTokenSize
+	ReasonIssuerUnknown         = "issuer_unknown"         // "iss" names no configured provider
+	ReasonAlgNotAllowed         = "alg_not_allowed"        // "none", HMAC, or any algorithm not in the provider's allow-list
+	ReasonUnknownKey            = "unknown_key"            // "kid" not in the provider's key set, even after a refetch
+	ReasonBadSignature          = "bad_signature"          // the signature does not verify with the provider's keys
+	ReasonWrongIssuer           = "wrong_issuer"           // the token's actor ("act.iss") belongs to another issuer
+	ReasonWrongAudience         = "wrong_audience"         // "aud" names none of the provider's audiences
+	ReasonTokenExpired          = "token_expired"          // "exp" has passed
+	ReasonTokenNotYetValid      = "token_not_yet_valid"    // "nbf" is in the future
+	ReasonTokenIssuedInFuture   = "token_issued_in_future" // "iat" is in the future
+	ReasonTokenTooOld           = "token_too_old"          // "iat" is older than ProviderConfig.MaxTokenAge
+	ReasonMissingClaim          = "missing_claim"          // no "iss", "sub", "iat" or "exp"
+	ReasonProviderUnavailable   = "provider_unavailable"   // discovery or the key set cannot be fetched: the server's problem, not the token's
+	ReasonProviderMisconfigured = "provider_misconfigured" // the provider's discovery document names another issuer than configured
 )
 
 // Defaults of [ProviderConfig] and [VerifierOptions].

@@ -168,7 +168,7 @@ func (p *oidcProvider) discoverOnce(ctx context.Context) (*oidc.IDTokenVerifier,
 	if err != nil {
 		var mismatch *oidc.IssuerMismatchError
 		if errors.As(err, &mismatch) {
-			return nil, &TokenError{Reason: ReasonWrongIssuer, Provider: name, Err: &oidcCause{
+			return nil, &TokenError{Reason: ReasonProviderMisconfigured, Provider: name, Err: &oidcCause{
 				msg: fmt.Sprintf("identity provider %q calls itself %s in its discovery document, not %q as configured: the bastion's configuration or the provider is wrong",
 					name, oidcQuote(mismatch.Discovered), p.cfg.Issuer),
 				cause: err,

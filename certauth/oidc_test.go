@@ -728,7 +728,7 @@ func TestVerifyDiscoveryNamesAnotherIssuer(t *testing.T) {
 	v := newTestVerifier(t, newOIDCTestClock(), ProviderConfig{Name: "corp", Issuer: idp.Issuer(), Audiences: []string{"bastion"}})
 	tok := joseSign(t, key, jose.ES256, "k1", oidcTestClaims(idp.Issuer(), oidcTestNow, nil))
 	_, err := v.Verify(context.Background(), tok)
-	wantTokenError(t, err, ReasonWrongIssuer, `identity provider "corp" calls itself "https://login.example.com/tenant-b" in its discovery document, not "`+idp.Issuer()+`" as configured`, tok)
+	wantTokenError(t, err, ReasonProviderMisconfigured, `identity provider "corp" calls itself "https://login.example.com/tenant-b" in its discovery document, not "`+idp.Issuer()+`" as configured`, tok)
 }
 
 func TestVerifyTwoProviders(t *testing.T) {

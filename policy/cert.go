@@ -179,13 +179,62 @@ func (r *Role) Validate() error {
 		}
 	}
 	for _, a := range r.SourceAddresses {
-		if _, err := netip.ParsePrefix(a); err != nil {
-			if _, err2 := netip.ParseAddr(a); err2 != nil {
-				return fmt.Errorf("role %q: bad source address %q: want an address or CIDR", r.Name, a)
-			}
+		if _, err := parseSource(a); err != nil {
+			return fmt.Errorf("role %q: %v", r.Name, err)
 		}
 	}
 	return nil
+}
+
+// parseSource reads a source address as OpenSSH does: an address or a
+// CIDR block with no host bits set (sshd refuses "10.0.0.1/16").
+func parseSource(s string) (netip.Prefix, error) {
+	if a, err := netip.ParseAddr(s); err == nil {
+		return netip.PrefixFrom(a, a.BitLen()), nil
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("bad source address %q: want an address or CIDR block", s)
+	}
+	if p != p.Masked() {
+		return netip.Prefix{}, fmt.Errorf("source address %q has host bits set: write %s", s, p.Masked())
+	}
+	return p, nil
+}
+
+// intersectSources returns the addresses both lists allow: for each
+// overlapping pair, the narrower block.
+func intersectSources(a, b []string) []string {
+	var out []string
+	for _, x := range a {
+		px, err := parseSource(x)
+		if err != nil {
+			continue
+		}
+		for _, y := range b {
+			py, err := parseSource(y)
+			if err != nil || !px.Overlaps(py) {
+				continue
+			}
+			n := px
+			if py.Bits() > px.Bits() {
+				n = py
+			}
+			if s := sourceString(n); !slices.Contains(out, s) {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
+
+// sourceString writes a block the way it would be configured: a single
+// address without its /32 or /128.
+func sourceString(p netip.Prefix) string {
+	if p.IsSingleIP() {
+		return p.Addr().String()
+	}
+	return p.String()
 }
 
 func flatten(m map[string][]string) []string {
@@ -275,10 +324,10 @@ func (p *Policy) Certificate(req CertRequest) CertDecision {
 		}
 		if len(r.SourceAddresses) > 0 {
 			if d.SourceAddresses == nil {
-				d.SourceAddresses = slices.Clone(r.SourceAddresses)
+				d.SourceAddresses = intersectSources(r.SourceAddresses, r.SourceAddresses)
 			} else {
-				// Both pin: only addresses both name survive.
-				d.SourceAddresses = slices.DeleteFunc(d.SourceAddresses, func(a string) bool { return !slices.Contains(r.SourceAddresses, a) })
+				// Both pin: only what both allow survives.
+				d.SourceAddresses = intersectSources(d.SourceAddresses, r.SourceAddresses)
 				if len(d.SourceAddresses) == 0 {
 					return CertDecision{Rule: strings.Join(names, ","), Reason: "roles pin disjoint source addresses"}
 				}

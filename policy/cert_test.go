@@ -122,3 +122,25 @@ func TestMatchSponsors(t *testing.T) {
 		}
 	}
 }
+
+func TestSourceAddresses(t *testing.T) {
+	if _, err := New([]Role{{Name: "r", Match: Match{Providers: []string{"p"}}, Logins: []string{"x"}, SourceAddresses: []string{"10.20.0.1/16"}}}); err == nil {
+		t.Error("a block with host bits set was accepted (sshd refuses it)")
+	}
+	for _, c := range []struct {
+		a, b []string
+		want string
+	}{
+		{[]string{"10.0.0.1"}, []string{"10.0.0.1/32"}, "10.0.0.1"},
+		{[]string{"10.0.0.0/16"}, []string{"10.0.5.0/24"}, "10.0.5.0/24"},
+		{[]string{"10.0.0.0/16", "192.0.2.9"}, []string{"192.0.2.0/24", "10.0.0.0/8"}, "10.0.0.0/16,192.0.2.9"},
+		{[]string{"10.0.0.0/16"}, []string{"10.1.0.0/16"}, ""},
+		{[]string{"2001:db8::/32"}, []string{"2001:db8:1::/48"}, "2001:db8:1::/48"},
+	} {
+		got := intersectSources(c.a, c.b)
+		slices.Sort(got)
+		if strings.Join(got, ",") != c.want {
+			t.Errorf("%v ∩ %v = %v, want %s", c.a, c.b, got, c.want)
+		}
+	}
+}
