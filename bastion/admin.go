@@ -149,6 +149,16 @@ func writeAdminJSON(w http.ResponseWriter, status int, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
+// ServerRunning reports whether a server answers on home's admin socket.
+func ServerRunning(home string) bool {
+	c, err := net.DialTimeout("unix", filepath.Join(home, AdminSocket), time.Second)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
 // AdminRevoke asks the server running for home to revoke. It returns
 // ErrNoServer when none answers, so that the caller can revoke in the
 // journal directly. A non-empty warning means the revocation was journaled

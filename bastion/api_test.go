@@ -202,6 +202,7 @@ func TestBadKeyMatrix(t *testing.T) {
 		{"DSA", dsaLine, certauth.ReasonKeyTypeRefused},
 		{"certificate as key", resp.Certificate, certauth.ReasonKeyIsCertificate},
 		{"the user CA's own key", ts.auth.User.AuthorizedKeys()[0], certauth.ReasonKeyIsCA},
+		{"the host CA's key", ts.auth.Host.AuthorizedKeys()[0], certauth.ReasonKeyIsCA},
 	}
 	for _, c := range cases {
 		status, e := ts.post(t, "Bearer "+token, `{"public_key":`+jsonString(c.key)+`}`)

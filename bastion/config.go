@@ -59,6 +59,10 @@ type CertificatesConfig struct {
 	// KRLFile is where the OpenSSH KRL of revoked certificates is kept
 	// for targets' RevokedKeys; relative paths are inside Home.
 	KRLFile string
+	// KnownHostsPattern is the host pattern of the @cert-authority lines
+	// handed to clients: the names the host CA may vouch for. "*" (the
+	// default) trusts it for every host the client contacts.
+	KnownHostsPattern string
 }
 
 // ProviderConfig is an identity provider, with what clients need for the
@@ -102,6 +106,7 @@ type certBlock struct {
 	MinRSABits *int      `hcl:"min_rsa_bits,optional"`
 	Backdate   *string   `hcl:"backdate,optional"`
 	KRLFile    *string   `hcl:"krl_file,optional"`
+	KnownHosts *string   `hcl:"known_hosts_pattern,optional"`
 	DefRange   hcl.Range `hcl:",def_range"`
 }
 
@@ -291,7 +296,7 @@ func (v *validator) config(fc *fileConfig, dir string) *Config {
 			cfg.API.BurstPerAddress = *a.BurstPerAddress
 		}
 	}
-	cfg.Certificates = CertificatesConfig{MaxTTL: certauth.DefaultMaxTTL, MinRSABits: certauth.DefaultMinRSABits, Backdate: certauth.DefaultBackdate, KRLFile: DefaultKRLFile}
+	cfg.Certificates = CertificatesConfig{MaxTTL: certauth.DefaultMaxTTL, MinRSABits: certauth.DefaultMinRSABits, Backdate: certauth.DefaultBackdate, KRLFile: DefaultKRLFile, KnownHostsPattern: "*"}
 	if c := fc.Certificates; c != nil {
 		cfg.Certificates.MaxTTL = v.duration(c.DefRange, "max_ttl", c.MaxTTL, certauth.DefaultMaxTTL)
 		if cfg.Certificates.MaxTTL > certauth.MaxMaxTTL {
@@ -309,6 +314,12 @@ func (v *validator) config(fc *fileConfig, dir string) *Config {
 		}
 		if c.KRLFile != nil {
 			cfg.Certificates.KRLFile = *c.KRLFile
+		}
+		if c.KnownHosts != nil {
+			if *c.KnownHosts == "" || strings.ContainsAny(*c.KnownHosts, " \t\r\n#") {
+				v.attrf(c.DefRange, "known_hosts_pattern", "known_hosts_pattern = %q is not a known_hosts host pattern (comma-separated names and wildcards, no spaces)", *c.KnownHosts)
+			}
+			cfg.Certificates.KnownHostsPattern = *c.KnownHosts
 		}
 	}
 	names := map[string]bool{}

@@ -21,6 +21,7 @@ certificates {
   max_ttl      = "30m"
   min_rsa_bits = 3072
   backdate     = "10s"
+  known_hosts_pattern = "bastion.bank.example,*.prod.bank.example"
 }
 identity_provider "corp" {
   issuer           = "https://login.bank.example"
@@ -43,7 +44,8 @@ role "ci" {
 	}
 	if cfg.Home != "/etc/bastion/state" || cfg.Journal != "/var/lib/bastion/journal.db" || cfg.API.Listen != "0.0.0.0:8443" ||
 		cfg.API.RatePerIdentity != 2 || cfg.Certificates.MaxTTL != 30*time.Minute || cfg.Certificates.MinRSABits != 3072 ||
-		cfg.Certificates.Backdate != 10*time.Second || cfg.Certificates.KRLFile != DefaultKRLFile {
+		cfg.Certificates.Backdate != 10*time.Second || cfg.Certificates.KRLFile != DefaultKRLFile ||
+		cfg.Certificates.KnownHostsPattern != "bastion.bank.example,*.prod.bank.example" {
 		t.Fatalf("config: %+v", cfg)
 	}
 	if len(cfg.Providers) != 1 || cfg.Providers[0].SponsorClaim != "owner" || cfg.Providers[0].DeviceClientID != "bastion-cli" {
@@ -70,6 +72,7 @@ func TestConfigErrorsHavePositions(t *testing.T) {
 		{"bad listen", "api {\n  listen = \"8443\"\n}\n", `^b\.hcl:2:3: api listen = "8443" is not HOST:PORT`},
 		{"tls half", "api {\n  tls_cert = \"a.pem\"\n}\n", `^b\.hcl:1:1: api needs both tls_cert and tls_key`},
 		{"bad ttl", "certificates {\n  max_ttl = \"1 hour\"\n}\n", `^b\.hcl:2:3: max_ttl = "1 hour" is not a positive duration`},
+		{"bad known_hosts pattern", "certificates {\n  known_hosts_pattern = \"a b\"\n}\n", `^b\.hcl:2:3: known_hosts_pattern`},
 		{"weak rsa", "certificates {\n  min_rsa_bits = 1024\n}\n", `min_rsa_bits = 1024 is below 2048`},
 		{"http issuer", "identity_provider \"x\" {\n  issuer = \"http://login.bank.example\"\n  audiences = [\"b\"]\n}\n", `^b\.hcl:1:1: identity_provider "x": `},
 		{"no audience", "identity_provider \"x\" {\n  issuer = \"https://a.example\"\n  audiences = []\n}\n", `^b\.hcl:1:1: identity_provider "x": `},

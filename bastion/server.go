@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -61,8 +62,8 @@ type Server struct {
 // NewServer checks the configuration against the keys, loads the
 // certificate registry from the journal, writes the KRL and opens the
 // listeners. Run serves them.
-func NewServer(ctx context.Context, opts ServerOptions) (s *Server, err error) {
-	s = &Server{opts: opts, log: opts.Logger, now: opts.Now}
+func NewServer(ctx context.Context, opts ServerOptions) (_ *Server, err error) {
+	s := &Server{opts: opts, log: opts.Logger, now: opts.Now}
 	if s.log == nil {
 		s.log = hclog.NewNullLogger()
 	}
@@ -73,6 +74,12 @@ func NewServer(ctx context.Context, opts ServerOptions) (s *Server, err error) {
 	defer func() {
 		if err != nil {
 			s.closeListeners()
+			if s.devRun != nil {
+				// Serving with a done context closes its listener.
+				done, cancel := context.WithCancel(context.Background())
+				cancel()
+				s.devRun(done)
+			}
 		}
 	}()
 
@@ -134,7 +141,7 @@ func NewServer(ctx context.Context, opts ServerOptions) (s *Server, err error) {
 	}
 
 	s.issuer, err = certauth.NewIssuer(ctx, certauth.IssuerOptions{
-		CA: opts.Authorities.User, Verifier: verifier, Policy: pol, Journal: opts.Journal, Registry: s.registry,
+		CA: opts.Authorities.User, OtherCAs: []*certauth.Authority{opts.Authorities.Host, opts.Authorities.Target}, Verifier: verifier, Policy: pol, Journal: opts.Journal, Registry: s.registry,
 		MinRSABits: cfg.Certificates.MinRSABits, MaxTTL: cfg.Certificates.MaxTTL, Backdate: cfg.Certificates.Backdate,
 		Now: s.now, Logger: s.log.Named("ca"),
 	})
@@ -156,6 +163,11 @@ func NewServer(ctx context.Context, opts ServerOptions) (s *Server, err error) {
 	ca := s.caResponse(issuers)
 	s.api = certauth.NewAPI(certauth.APIOptions{
 		Issuer: s.issuer, CA: func() *certauth.CAResponse { return ca },
+		KRL: func() ([]byte, error) {
+			s.krlMu.Lock()
+			defer s.krlMu.Unlock()
+			return os.ReadFile(s.krlPath)
+		},
 		RatePerIdentity: cfg.API.RatePerIdentity, BurstPerIdentity: cfg.API.BurstPerIdentity,
 		RatePerAddress: cfg.API.RatePerAddress, BurstPerAddress: cfg.API.BurstPerAddress,
 		Logger: s.log.Named("api"), Now: s.now,
@@ -201,7 +213,7 @@ func (s *Server) caResponse(issuers []certauth.IssuerInfo) *certauth.CAResponse 
 		UserCA:            a.User.AuthorizedKeys(),
 		HostCA:            a.Host.AuthorizedKeys(),
 		TargetCA:          target,
-		KnownHosts:        a.KnownHostsLines("*"),
+		KnownHosts:        a.KnownHostsLines(s.opts.Config.Certificates.KnownHostsPattern),
 		TrustedUserCAKeys: target,
 		SSHDConfig:        []string{"TrustedUserCAKeys /etc/ssh/bastion_target_ca.pub"},
 		Issuers:           issuers,

@@ -1,12 +1,14 @@
 package bastion
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -311,6 +313,17 @@ func TestCertificateEndToEnd(t *testing.T) {
 	if out, err := sshd.ssh(t, keyPath, login, "true"); err == nil {
 		t.Fatalf("ssh with a revoked certificate succeeded:\n%s", out)
 	}
+	// Servers can fetch the KRL from the API.
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: insecurePinned(t, ts.TLS().Fingerprint)}}
+	kresp, err := hc.Get(ts.APIURL() + "/v1/krl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served, _ := io.ReadAll(kresp.Body)
+	kresp.Body.Close()
+	if onDisk, _ := os.ReadFile(ts.KRLPath()); kresp.StatusCode != http.StatusOK || !bytes.Equal(served, onDisk) || len(served) == 0 {
+		t.Fatalf("GET /v1/krl: %s, %d bytes, on disk %d", kresp.Status, len(served), len(onDisk))
+	}
 	if !strings.Contains(sshd.log.String(), "revoked") {
 		t.Errorf("sshd did not log the revocation:\n%s", sshd.log)
 	}
@@ -427,4 +440,29 @@ type allowAll struct{}
 
 func (allowAll) Certificate(policy.CertRequest) policy.CertDecision {
 	return policy.CertDecision{Allow: true, Rule: "test", Principals: []string{"ops"}, TTL: time.Minute}
+}
+
+// TestDevRefusedBesideProviders: the development issuer never runs beside
+// real providers, whose roles its tokens could match.
+func TestDevRefusedBesideProviders(t *testing.T) {
+	home := t.TempDir()
+	auth, err := certauth.CreateAuthorities(home, certauth.AlgorithmEd25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev, err := certauth.OpenDevIssuer(home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := ParseConfig("b.hcl", []byte(`identity_provider "corp" {
+  issuer = "https://login.bank.example"
+  audiences = ["bastion"]
+}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = NewServer(context.Background(), ServerOptions{Config: cfg, Home: home, Authorities: auth, Dev: dev})
+	if err == nil || !strings.Contains(err.Error(), "cannot run beside real identity providers") {
+		t.Fatalf("--dev beside a real provider: %v", err)
+	}
 }

@@ -26,6 +26,9 @@ type APIOptions struct {
 	Issuer *Issuer
 	// CA returns the answer to GET /v1/ca (it may change on rotation).
 	CA func() *CAResponse
+	// KRL returns the current KRL of revoked certificates, for
+	// GET /v1/krl; nil serves none.
+	KRL func() ([]byte, error)
 	// RatePerIdentity and RatePerAddress are the sustained certificate
 	// requests per second allowed to one identity and one client address;
 	// the bursts are BurstPerIdentity and BurstPerAddress. Zero rates
@@ -43,6 +46,7 @@ type APIOptions struct {
 type API struct {
 	issuer  *Issuer
 	ca      func() *CAResponse
+	krl     func() ([]byte, error)
 	log     hclog.Logger
 	now     func() time.Time
 	byAddr  *limiters
@@ -52,7 +56,7 @@ type API struct {
 
 // NewAPI returns the API handler.
 func NewAPI(opts APIOptions) *API {
-	a := &API{issuer: opts.Issuer, ca: opts.CA, log: opts.Logger, now: opts.Now}
+	a := &API{issuer: opts.Issuer, ca: opts.CA, krl: opts.KRL, log: opts.Logger, now: opts.Now}
 	if a.log == nil {
 		a.log = hclog.NewNullLogger()
 	}
@@ -64,14 +68,15 @@ func NewAPI(opts APIOptions) *API {
 	a.mux = http.NewServeMux()
 	a.mux.HandleFunc("POST /v1/certificates", a.certificates)
 	a.mux.HandleFunc("GET /v1/ca", a.getCA)
-	for path, allow := range map[string]string{"/v1/certificates": "POST", "/v1/ca": "GET, HEAD"} {
+	a.mux.HandleFunc("GET /v1/krl", a.getKRL)
+	for path, allow := range map[string]string{"/v1/certificates": "POST", "/v1/ca": "GET, HEAD", "/v1/krl": "GET, HEAD"} {
 		a.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Allow", allow)
 			writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed on "+path+": use "+allow)
 		})
 	}
 	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: the API has POST /v1/certificates and GET /v1/ca")
+		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: the API has POST /v1/certificates, GET /v1/ca and GET /v1/krl")
 	})
 	return a
 }
@@ -84,6 +89,25 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) getCA(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, a.ca())
+}
+
+// getKRL serves the OpenSSH KRL of revoked certificates, for servers that
+// fetch it (for example every minute, with curl --pinnedpubkey) into their
+// RevokedKeys file.
+func (a *API) getKRL(w http.ResponseWriter, r *http.Request) {
+	if a.krl == nil {
+		writeError(w, http.StatusNotFound, "not_found", "this server keeps no KRL")
+		return
+	}
+	data, err := a.krl()
+	if err != nil {
+		a.log.Error("read the KRL", "error", err)
+		writeError(w, http.StatusInternalServerError, "internal", "the KRL cannot be read; the bastion's log says why")
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Disposition", `attachment; filename="revoked.krl"`)
+	w.Write(data)
 }
 
 func (a *API) certificates(w http.ResponseWriter, r *http.Request) {

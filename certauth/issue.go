@@ -45,8 +45,8 @@ const (
 	DefaultMaxTTL = time.Hour
 	MaxMaxTTL     = 24 * time.Hour
 	// MinTTL is the shortest lifetime a client may ask for.
-	MinTTL = 30 * time.Second
-	maxTicket     = 128
+	MinTTL    = 30 * time.Second
+	maxTicket = 128
 )
 
 // TokenVerifier turns a bearer token into an identity (a *Verifier).
@@ -70,7 +70,10 @@ type EventJournal interface {
 // IssuerOptions configure [NewIssuer].
 type IssuerOptions struct {
 	// CA signs the certificates: the user CA.
-	CA       *Authority
+	CA *Authority
+	// OtherCAs are the bastion's other authorities, whose keys are never
+	// certified either.
+	OtherCAs []*Authority
 	Verifier TokenVerifier
 	Policy   CertPolicy
 	Journal  EventJournal
@@ -92,6 +95,7 @@ type IssuerOptions struct {
 // returned after its issuance event is committed.
 type Issuer struct {
 	ca       *Authority
+	caKeys   []ssh.PublicKey
 	verifier TokenVerifier
 	policy   CertPolicy
 	journal  EventJournal
@@ -128,6 +132,11 @@ func NewIssuer(ctx context.Context, opts IssuerOptions) (*Issuer, error) {
 		ca: opts.CA, verifier: opts.Verifier, policy: opts.Policy, journal: opts.Journal, reg: opts.Registry,
 		minRSA: opts.MinRSABits, maxTTL: opts.MaxTTL, backdate: opts.Backdate, now: opts.Now, log: opts.Logger,
 		refusals: rate.NewLimiter(refusalRate, refusalBurst),
+	}
+	for _, a := range append([]*Authority{opts.CA}, opts.OtherCAs...) {
+		for _, k := range a.Trusted {
+			is.caKeys = append(is.caKeys, k.Key)
+		}
 	}
 	if is.minRSA <= 0 {
 		is.minRSA = DefaultMinRSABits
@@ -426,11 +435,11 @@ func (is *Issuer) issue(ctx context.Context, req IssueRequest, refused recorder.
 	return &Issued{Cert: cert, Record: rec, Identity: id, Decision: d}, nil
 }
 
-// isCAKey reports whether key is one of the user CA's own keys.
+// isCAKey reports whether key is a key of one of the bastion's CAs.
 func (is *Issuer) isCAKey(key ssh.PublicKey) bool {
 	m := key.Marshal()
-	for _, k := range is.ca.Trusted {
-		if bytes.Equal(k.Key.Marshal(), m) {
+	for _, k := range is.caKeys {
+		if bytes.Equal(k.Marshal(), m) {
 			return true
 		}
 	}

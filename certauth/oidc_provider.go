@@ -87,6 +87,19 @@ func newOIDCProvider(cfg ProviderConfig, now func() time.Time, log hclog.Logger)
 	}
 	keys := &oidcKeyWatch{next: next, now: now, log: log}
 	client.Transport = keys
+	if client.CheckRedirect == nil {
+		// Follow redirects only where the issuer itself may be: https,
+		// or http on a loopback address.
+		client.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+			if len(via) >= 5 {
+				return errors.New("stopped after 5 redirects")
+			}
+			if req.URL.Scheme != "https" && (req.URL.Scheme != "http" || !oidcLoopbackHost(req.URL.Hostname())) {
+				return fmt.Errorf("refusing a redirect to %s: an identity provider is reached over https", req.URL.Redacted())
+			}
+			return nil
+		}
+	}
 	return &oidcProvider{cfg: cfg, client: &client, keys: keys, now: now, log: log}
 }
 

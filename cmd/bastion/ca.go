@@ -13,6 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/bastionhq/bastion/bastion"
 	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/recorder"
 	"golang.org/x/crypto/ssh"
@@ -362,6 +363,9 @@ func runCARotate(ctx context.Context, e *env, args []string) error {
 	}
 	writeTrust(w, as, role)
 	fmt.Fprintf(w, "\nrestart any running \"bastion serve\" so that it signs with the new key\n")
+	if bastion.ServerRunning(home) {
+		fmt.Fprintf(e.stderr, "bastion: warning: a bastion server is running for %s and still signs with the old %s CA key, which it holds in memory: restart it now\n", home, role)
+	}
 	return nil
 }
 
@@ -405,8 +409,10 @@ func writeTrust(w io.Writer, as *certauth.Authorities, roles ...certauth.Role) {
 			fmt.Fprintf(w, "(user CA; the bastion itself already does). Put in %s:\n%s\n", userCAFile, indent(as.User.AuthorizedKeys()))
 			fmt.Fprintf(w, "and in /etc/ssh/sshd_config:\n  TrustedUserCAKeys %s\n  RevokedKeys %s\n", userCAFile, revokedKRLFile)
 			fmt.Fprintf(w, "(RevokedKeys: a copy of the KRL \"bastion serve\" keeps as revoked.krl in its home,\n")
-			fmt.Fprintf(w, "rewritten on every revocation; sshd refuses every key while the file is missing.\n")
-			fmt.Fprintf(w, "sshd reads one TrustedUserCAKeys file: to trust both CAs, put both keys in it)\n")
+			fmt.Fprintf(w, "rewritten on every revocation and served as GET /v1/krl by its API; fetch it\n")
+			fmt.Fprintf(w, "often, as certificates live minutes. sshd refuses every key while it is missing.\n")
+			fmt.Fprintf(w, "Never trust the user CA on a target behind the bastion: users' own certificates\n")
+			fmt.Fprintf(w, "would then reach it around the bastion and its recording)\n")
 		}
 	}
 }
