@@ -7,7 +7,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
-	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder"
@@ -51,7 +52,10 @@ func TestRefusalJournalBudget(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const flood = refusalBurst + 200
+	// A budget of 10 that never refills, so the test does not depend on
+	// how fast the machine journals.
+	is.refusals = rate.NewLimiter(0, 10)
+	const flood = 300
 	for range flood {
 		_, err := is.Issue(ctx, IssueRequest{Token: "garbage", ClientAddress: netip.MustParseAddr("192.0.2.1")})
 		var rf *Refusal
@@ -59,7 +63,7 @@ func TestRefusalJournalBudget(t *testing.T) {
 			t.Fatalf("garbage token: %v", err)
 		}
 	}
-	time.Sleep(100 * time.Millisecond) // the budget refills
+	is.refusals = rate.NewLimiter(rate.Inf, 1) // the budget refills
 	if _, err := is.Issue(ctx, IssueRequest{Token: "garbage"}); err == nil {
 		t.Fatal("garbage accepted")
 	}
@@ -82,7 +86,7 @@ func TestRefusalJournalBudget(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if journaled > refusalBurst+20 || journaled+left != flood+1 {
+	if journaled != 11 || left != flood-10 {
 		t.Fatalf("%d refusals journaled, %d said left out, of %d", journaled, left, flood+1)
 	}
 }
