@@ -16,7 +16,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,6 +24,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/certauth/oidctest"
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/storage"
@@ -33,22 +33,7 @@ import (
 // startOP starts a real OpenID provider on loopback: discovery, JWKS and a
 // key to sign tokens with.
 func startOP(t testing.TB) *mockoidc.MockOIDC {
-	t.Helper()
-	m, err := mockoidc.Run()
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Its session map races under parallel /authorize; serialize it.
-	var mu sync.Mutex
-	m.AddMiddleware(func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			mu.Lock()
-			defer mu.Unlock()
-			next.ServeHTTP(w, r)
-		})
-	})
-	t.Cleanup(func() { m.Shutdown() })
-	return m
+	return oidctest.StartMock(t, nil)
 }
 
 func mint(t testing.TB, m *mockoidc.MockOIDC, claims jwt.MapClaims) string {

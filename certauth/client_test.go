@@ -11,9 +11,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
-	"net/http/cookiejar"
 	"net/http/httptest"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,12 +20,9 @@ import (
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
-	zoidc "github.com/zitadel/oidc/v3/pkg/oidc"
-	"github.com/zitadel/oidc/v3/pkg/op"
 	"golang.org/x/crypto/ssh"
 
-	"github.com/zitadel/oidc/v3/example/server/exampleop"
-	"github.com/zitadel/oidc/v3/example/server/storage"
+	"github.com/bastionhq/bastion/certauth/oidctest"
 )
 
 // fakeAPI is a bastion API on an httptest TLS server on 127.0.0.1 (a
@@ -422,91 +417,9 @@ func TestClientRefusesBadTokens(t *testing.T) {
 	}
 }
 
-// startOP starts zitadel's example OpenID provider on loopback, with a
-// public client "bastion-cli" allowed the device grant. approve approves
-// a user code as the example user, through the provider's own pages, as a
-// human would in a browser.
-func startOP(t *testing.T) (issuer string, approve func(userCode string) error) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	issuer = "http://" + ln.Addr().String()
-	st := storage.NewStorageWithClients(opUsers{},
-		map[string]*storage.Client{"bastion-cli": storage.NativeClient("bastion-cli")})
-	srv := &http.Server{Handler: exampleop.SetupServer(issuer, deviceGrantStorage{st}, nil, false)}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-
-	approve = func(userCode string) error {
-		jar, _ := cookiejar.New(nil)
-		browser := &http.Client{Jar: jar, Timeout: 10 * time.Second}
-		resp, err := browser.PostForm(issuer+"/device/login", url.Values{
-			"user_code": {userCode}, "username": {"alice"}, "password": {"verysecure"},
-		})
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		resp, err = browser.PostForm(issuer+"/device/confirm", url.Values{"action": {"allowed"}})
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		if !strings.Contains(string(body), "Device authorization allowed") {
-			return errors.New("approval page says: " + string(body))
-		}
-		return nil
-	}
-	return issuer, approve
-}
-
-// opUsers is the provider's one user, alice. (The example's own users
-// have IDs other than their names, which its device login mixes up.)
-type opUsers struct{}
-
-func (opUsers) GetUserByID(id string) *storage.User { return opUsers{}.GetUserByUsername(id) }
-func (opUsers) ExampleClientID() string             { return storage.ServiceUserID }
-func (opUsers) GetUserByUsername(name string) *storage.User {
-	if name != "alice" {
-		return nil
-	}
-	return &storage.User{ID: "alice", Username: "alice", Password: "verysecure", Email: "alice@example.com", EmailVerified: true}
-}
-
-// deviceGrantStorage lets the example's native (public) client use the
-// device grant, which the example only gives its confidential clients.
-type deviceGrantStorage struct{ *storage.Storage }
-
-func (s deviceGrantStorage) GetClientByClientID(ctx context.Context, id string) (op.Client, error) {
-	c, err := s.Storage.GetClientByClientID(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	return deviceGrantClient{c}, nil
-}
-
-// CreateAccessAndRefreshTokens makes the example record the client of a
-// device login with its refresh token (it leaves it empty, so that the
-// refresh is refused).
-func (s deviceGrantStorage) CreateAccessAndRefreshTokens(ctx context.Context, req op.TokenRequest, current string) (string, string, time.Time, error) {
-	if d, ok := req.(*op.DeviceAuthorizationState); ok {
-		req = &storage.AuthRequest{ApplicationID: d.ClientID, UserID: d.Subject, Scopes: d.Scopes}
-	}
-	return s.Storage.CreateAccessAndRefreshTokens(ctx, req, current)
-}
-
-type deviceGrantClient struct{ op.Client }
-
-func (c deviceGrantClient) GrantTypes() []zoidc.GrantType {
-	return append(c.Client.GrantTypes(), zoidc.GrantTypeDeviceCode)
-}
-
 func TestClientDeviceFlow(t *testing.T) {
 	t.Parallel()
-	issuer, approve := startOP(t)
+	issuer, approve := oidctest.StartDeviceOP(t)
 	ctx := context.Background()
 	var prompts atomic.Int64
 	approved := make(chan error, 2)
@@ -567,7 +480,7 @@ func TestClientDeviceFlow(t *testing.T) {
 
 func TestClientDeviceFlowRefusals(t *testing.T) {
 	t.Parallel()
-	issuer, _ := startOP(t)
+	issuer, _ := oidctest.StartDeviceOP(t)
 	prompt := func(DevicePrompt) { t.Error("prompted") }
 	for _, tt := range []struct {
 		name string

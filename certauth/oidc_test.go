@@ -31,6 +31,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/oauth2-proxy/mockoidc"
 
+	"github.com/bastionhq/bastion/certauth/oidctest"
 	"github.com/bastionhq/bastion/policy"
 )
 
@@ -60,20 +61,7 @@ func (c *oidcTestClock) Advance(d time.Duration) {
 // startMockOIDC runs a mockoidc provider on 127.0.0.1 that signs with key
 // (nil: mockoidc's built-in key, the same in every instance).
 func startMockOIDC(t testing.TB, key *rsa.PrivateKey) *mockoidc.MockOIDC {
-	t.Helper()
-	m, err := mockoidc.NewServer(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Start(ln, nil); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Shutdown() })
-	return m
+	return oidctest.StartMock(t, key)
 }
 
 // oidcTestRSAKey is one extra RSA key, generated once: mockoidc instances

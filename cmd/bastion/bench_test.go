@@ -6,7 +6,6 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,10 +19,10 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-	"github.com/oauth2-proxy/mockoidc"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/certauth/oidctest"
 )
 
 // issuanceRig is "bastion serve" in its own process, as deployed, trusting
@@ -54,19 +53,7 @@ func (r *issuanceRig) cpu() (server, self time.Duration) {
 
 func newIssuanceRig(b *testing.B, clients int) *issuanceRig {
 	b.Helper()
-	m, err := mockoidc.Run()
-	if err != nil {
-		b.Fatal(err)
-	}
-	var mu sync.Mutex // mockoidc's session map races under parallel calls
-	m.AddMiddleware(func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			mu.Lock()
-			defer mu.Unlock()
-			next.ServeHTTP(w, r)
-		})
-	})
-	b.Cleanup(func() { m.Shutdown() })
+	m := oidctest.StartMock(b, nil)
 
 	dir := b.TempDir()
 	home := filepath.Join(dir, "home")

@@ -9,11 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"net/http/cookiejar"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,13 +22,10 @@ import (
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
-	"github.com/zitadel/oidc/v3/example/server/exampleop"
-	"github.com/zitadel/oidc/v3/example/server/storage"
-	zoidc "github.com/zitadel/oidc/v3/pkg/oidc"
-	"github.com/zitadel/oidc/v3/pkg/op"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/certauth/oidctest"
 )
 
 // loginBastion is the API side of a bastion for login to talk to: an
@@ -675,7 +669,7 @@ func TestLoginChooseIssuer(t *testing.T) {
 
 func TestLoginDeviceFlow(t *testing.T) {
 	b := newLoginBastion(t)
-	issuer, approve := startLoginOP(t)
+	issuer, approve := oidctest.StartDeviceOP(t)
 	ctx := context.Background()
 	provider, err := oidc.NewProvider(ctx, issuer)
 	if err != nil {
@@ -729,73 +723,4 @@ func TestLoginDeviceFlow(t *testing.T) {
 	if tokens, _ := b.seen(); len(tokens) != 1 || strings.Contains(stdout+log, tokens[0]) {
 		t.Errorf("the token was printed, or not sent once")
 	}
-}
-
-// startLoginOP starts zitadel's example OpenID provider on loopback with
-// a public client "bastion-cli" allowed the device grant, and one user,
-// alice. approve approves a user code as alice through the provider's own
-// pages, as she would in a browser.
-func startLoginOP(t *testing.T) (issuer string, approve func(userCode string) error) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	issuer = "http://" + ln.Addr().String()
-	st := storage.NewStorageWithClients(loginOPUsers{},
-		map[string]*storage.Client{"bastion-cli": storage.NativeClient("bastion-cli")})
-	srv := &http.Server{Handler: exampleop.SetupServer(issuer, loginOPStorage{st}, nil, false)}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	approve = func(userCode string) error {
-		jar, _ := cookiejar.New(nil)
-		browser := &http.Client{Jar: jar, Timeout: 10 * time.Second}
-		resp, err := browser.PostForm(issuer+"/device/login", url.Values{"user_code": {userCode}, "username": {"alice"}, "password": {"verysecure"}})
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		resp, err = browser.PostForm(issuer+"/device/confirm", url.Values{"action": {"allowed"}})
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		if !strings.Contains(string(body), "Device authorization allowed") {
-			return fmt.Errorf("approval page says: %s", body)
-		}
-		return nil
-	}
-	return issuer, approve
-}
-
-// loginOPUsers is the provider's one user, alice. (The example's own
-// users have IDs other than their names, which its device login mixes up.)
-type loginOPUsers struct{}
-
-func (loginOPUsers) GetUserByID(id string) *storage.User { return loginOPUsers{}.GetUserByUsername(id) }
-func (loginOPUsers) ExampleClientID() string             { return storage.ServiceUserID }
-func (loginOPUsers) GetUserByUsername(name string) *storage.User {
-	if name != "alice" {
-		return nil
-	}
-	return &storage.User{ID: "alice", Username: "alice", Password: "verysecure", Email: "alice@example.com", EmailVerified: true}
-}
-
-// loginOPStorage lets the example's native (public) client use the device
-// grant, which the example gives only to confidential clients.
-type loginOPStorage struct{ *storage.Storage }
-
-func (s loginOPStorage) GetClientByClientID(ctx context.Context, id string) (op.Client, error) {
-	c, err := s.Storage.GetClientByClientID(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	return loginOPClient{c}, nil
-}
-
-type loginOPClient struct{ op.Client }
-
-func (c loginOPClient) GrantTypes() []zoidc.GrantType {
-	return append(c.Client.GrantTypes(), zoidc.GrantTypeDeviceCode)
 }
