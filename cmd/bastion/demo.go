@@ -24,7 +24,7 @@ import (
 func init() {
 	register(&command{
 		name:    "demo",
-		summary: "record a scripted session, then verify the journal",
+		summary: "trade a dev token for a certificate, record a scripted session, verify",
 		usage:   demoUsage,
 		run:     runDemo,
 	})
