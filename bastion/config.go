@@ -33,6 +33,10 @@ type Config struct {
 	Certificates CertificatesConfig
 	Providers    []ProviderConfig
 	Roles        []policy.Role
+	// SSH is the SSH front door's listener; nil means none.
+	SSH *SSHConfig
+	// Targets are what SSH users reach, by name.
+	Targets []TargetConfig
 }
 
 // APIConfig is the HTTPS API's listener.
@@ -87,6 +91,8 @@ type fileConfig struct {
 	Certificates *certBlock      `hcl:"certificates,block"`
 	Providers    []providerBlock `hcl:"identity_provider,block"`
 	Roles        []roleBlock     `hcl:"role,block"`
+	SSH          *sshBlock       `hcl:"ssh,block"`
+	Targets      []targetBlock   `hcl:"target,block"`
 }
 
 type apiBlock struct {
@@ -296,6 +302,7 @@ func (v *validator) config(fc *fileConfig, dir string) *Config {
 			cfg.API.BurstPerAddress = *a.BurstPerAddress
 		}
 	}
+	v.front(fc, cfg)
 	cfg.Certificates = CertificatesConfig{MaxTTL: certauth.DefaultMaxTTL, MinRSABits: certauth.DefaultMinRSABits, Backdate: certauth.DefaultBackdate, KRLFile: DefaultKRLFile, KnownHostsPattern: "*"}
 	if c := fc.Certificates; c != nil {
 		cfg.Certificates.MaxTTL = v.duration(c.DefRange, "max_ttl", c.MaxTTL, certauth.DefaultMaxTTL)

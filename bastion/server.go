@@ -53,6 +53,7 @@ type Server struct {
 
 	apiLn   net.Listener
 	adminLn net.Listener
+	front   *front // the SSH front door; nil without an ssh block
 	devURL  string
 	devRun  func(context.Context) error
 
@@ -180,6 +181,15 @@ func NewServer(ctx context.Context, opts ServerOptions) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.SSH != nil {
+		s.front, err = newFront(frontOptions{
+			Config: cfg.SSH, Targets: cfg.Targets, Home: opts.Home, Authorities: opts.Authorities,
+			Registry: s.registry, Journal: opts.Journal, Logger: s.log.Named("ssh"), Now: s.now,
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
 	return s, nil
 }
 
@@ -189,6 +199,17 @@ func (s *Server) closeListeners() {
 			ln.Close()
 		}
 	}
+	if s.front != nil {
+		s.front.ln.Close()
+	}
+}
+
+// SSHAddr is the SSH front door's address, "" without an ssh block.
+func (s *Server) SSHAddr() string {
+	if s.front == nil {
+		return ""
+	}
+	return s.front.Addr().String()
 }
 
 // APIURL is the API's base URL.
@@ -285,6 +306,9 @@ func (s *Server) Run(ctx context.Context) error {
 	if s.devRun != nil {
 		serve("development issuer", func() error { return s.devRun(ctx) })
 	}
+	if s.front != nil {
+		serve("SSH", func() error { return s.front.serve(ctx) })
+	}
 	// Expired certificates leave the registry (and the KRL) once a minute.
 	wg.Go(func() {
 		t := time.NewTicker(time.Minute)
@@ -305,6 +329,9 @@ func (s *Server) Run(ctx context.Context) error {
 	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer scancel()
 	err := errors.Join(api.Shutdown(sctx), admin.Shutdown(sctx))
+	if s.front != nil {
+		err = errors.Join(err, s.front.shutdown(sctx))
+	}
 	wg.Wait()
 	close(errs)
 	for e := range errs {

@@ -211,6 +211,18 @@ func (r *Registry) IsRevoked(serial uint64) bool {
 	return rec != nil && rec.Revoked
 }
 
+// Lookup returns the record of the certificate with serial, if the
+// registry knows it (it knows every certificate not yet expired).
+func (r *Registry) Lookup(serial uint64) (CertRecord, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rec := r.certs[serial]
+	if rec == nil {
+		return CertRecord{}, false
+	}
+	return *rec, true
+}
+
 // Certificates lists the registry's certificates in serial order.
 func (r *Registry) Certificates() []CertRecord {
 	r.mu.Lock()

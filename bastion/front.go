@@ -1,0 +1,514 @@
+package bastion
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	gl "github.com/gliderlabs/ssh"
+	"github.com/hashicorp/go-hclog"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/recorder"
+)
+
+// EventAuthRefused is the journal event of a refused SSH authentication.
+const EventAuthRefused = "ssh.auth_refused"
+
+// Reasons an SSH authentication is refused, as journaled.
+const (
+	ReasonNotCertificate    = "not_a_certificate"
+	ReasonNotUserCert       = "not_a_user_certificate"
+	ReasonUntrustedCA       = "untrusted_ca"
+	ReasonRevoked           = "revoked"
+	ReasonCriticalOption    = "unsupported_critical_option"
+	ReasonNotYetValid       = "not_yet_valid"
+	ReasonExpired           = "expired"
+	ReasonSourceAddress     = "source_address"
+	ReasonNoTarget          = "no_target_in_user"
+	ReasonUnknownTarget     = "unknown_target"
+	ReasonPrincipal         = "principal_not_in_certificate"
+	ReasonCertificateFailed = "certificate_check_failed"
+	ReasonUnknownSerial     = "serial_not_issued"
+	ReasonKeyMismatch       = "certificate_not_as_issued"
+)
+
+// HostKeyFile is the SSH front door's host key inside the home directory.
+const HostKeyFile = "ssh_host_ed25519_key"
+
+const (
+	// hostCertTTL is how long a host certificate is valid; it is renewed
+	// when less than half is left.
+	hostCertTTL      = 24 * time.Hour
+	hostCertBackdate = 5 * time.Minute
+	// sourceAddressOption is the certificate critical option that pins
+	// the client's address.
+	sourceAddressOption = "source-address"
+)
+
+// frontOptions are what the front door is built from.
+type frontOptions struct {
+	Config      *SSHConfig
+	Targets     []TargetConfig
+	Home        string
+	Authorities *certauth.Authorities
+	Registry    *certauth.Registry
+	Journal     *recorder.Journal
+	Logger      hclog.Logger
+	Now         func() time.Time
+}
+
+// front is the SSH front door: host identity, certificate authentication,
+// routing by user name and local command sessions.
+type front struct {
+	opts      frontOptions
+	log       hclog.Logger
+	now       func() time.Time
+	targets   map[string]TargetConfig
+	hostKey   ssh.Signer
+	hostNames []string
+	ln        net.Listener
+	srv       *gl.Server
+
+	// hostCertMu guards hostCertEnd, set by renewHostCert.
+	hostCertMu  sync.Mutex
+	hostCertEnd time.Time
+
+	// sessions counts the session handlers running; shutdown waits
+	// for them so that each records its end before the journal closes.
+	sessions sync.WaitGroup
+	closeMu  sync.Mutex
+	closing  bool // guarded by closeMu: no new session may start
+}
+
+// newFront loads (or creates) the host key, certifies it and opens the
+// listener. serve runs it.
+func newFront(opts frontOptions) (*front, error) {
+	f := &front{opts: opts, log: opts.Logger, now: opts.Now, targets: map[string]TargetConfig{}}
+	for _, t := range opts.Targets {
+		f.targets[t.Name] = t
+	}
+	var err error
+	f.hostKey, err = loadHostKey(filepath.Join(opts.Home, HostKeyFile))
+	if err != nil {
+		return nil, err
+	}
+	f.hostNames = slices.Clone(opts.Config.HostNames)
+	if host, _, err := net.SplitHostPort(opts.Config.Listen); err == nil && host != "" {
+		if ip := net.ParseIP(host); ip == nil || !ip.IsUnspecified() {
+			f.hostNames = append(f.hostNames, host)
+		}
+	}
+	if len(f.hostNames) == 0 {
+		return nil, errors.New("ssh: no host name for the host certificate: set host_names in the ssh block")
+	}
+	f.srv = &gl.Server{
+		PublicKeyHandler:     f.precheck,
+		ServerConfigCallback: f.serverConfig,
+		ConnCallback:         f.preAuthDeadline,
+		ConnectionFailedCallback: func(c net.Conn, err error) {
+			f.log.Debug("ssh connection failed", "client", c.RemoteAddr().String(), "error", err)
+		},
+		ChannelHandlers: map[string]gl.ChannelHandler{
+			"session": f.handleSession,
+			"default": refuseChannel,
+		},
+		// No request handlers: tcpip-forward and every other global
+		// request is refused.
+		RequestHandlers: map[string]gl.RequestHandler{},
+	}
+	if err := f.renewHostCert(); err != nil {
+		return nil, err
+	}
+	f.ln, err = net.Listen("tcp", opts.Config.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("SSH listener: %w", err)
+	}
+	return f, nil
+}
+
+// Addr is the address the front door listens on.
+func (f *front) Addr() net.Addr { return f.ln.Addr() }
+
+// serve accepts connections until shutdown, and renews the host
+// certificate while it does.
+func (f *front) serve(ctx context.Context) error {
+	go func() {
+		t := time.NewTicker(time.Hour)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				f.hostCertMu.Lock()
+				due := f.now().After(f.hostCertEnd.Add(-hostCertTTL / 2))
+				f.hostCertMu.Unlock()
+				if due {
+					if err := f.renewHostCert(); err != nil {
+						f.log.Error("renew the SSH host certificate", "error", err)
+					}
+				}
+			}
+		}
+	}()
+	err := f.srv.Serve(f.ln)
+	if errors.Is(err, gl.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// shutdown stops accepting, lets sessions end until ctx is done, then
+// closes every connection and waits for the session handlers to record
+// their end.
+func (f *front) shutdown(ctx context.Context) error {
+	if err := f.srv.Shutdown(ctx); err != nil {
+		// Sessions still running past the deadline: closing their
+		// connections hangs their commands up.
+		f.srv.Close()
+	}
+	f.closeMu.Lock()
+	f.closing = true
+	f.closeMu.Unlock()
+	f.sessions.Wait()
+	return nil
+}
+
+// renewHostCert certifies the host key for the host names with the host
+// CA, for hostCertTTL, and presents it from the next connection on.
+func (f *front) renewHostCert() error {
+	now := f.now()
+	var serial [8]byte
+	if _, err := rand.Read(serial[:]); err != nil {
+		return err
+	}
+	cert := &ssh.Certificate{
+		Key:             f.hostKey.PublicKey(),
+		Serial:          binary.BigEndian.Uint64(serial[:]),
+		CertType:        ssh.HostCert,
+		KeyId:           "bastion host " + f.hostNames[0],
+		ValidPrincipals: f.hostNames,
+		ValidAfter:      uint64(now.Add(-hostCertBackdate).Unix()),
+		ValidBefore:     uint64(now.Add(hostCertTTL).Unix()),
+	}
+	if err := f.opts.Authorities.Host.Sign(cert); err != nil {
+		return fmt.Errorf("ssh: sign the host certificate: %w", err)
+	}
+	signer, err := ssh.NewCertSigner(cert, f.hostKey)
+	if err != nil {
+		return fmt.Errorf("ssh: host certificate: %w", err)
+	}
+	f.srv.AddHostKey(signer)
+	f.hostCertMu.Lock()
+	f.hostCertEnd = now.Add(hostCertTTL)
+	f.hostCertMu.Unlock()
+	return nil
+}
+
+// loadHostKey reads the host key at path, creating it (0600) the first
+// time.
+func loadHostKey(path string) (ssh.Signer, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		_, priv, gerr := ed25519.GenerateKey(rand.Reader)
+		if gerr != nil {
+			return nil, gerr
+		}
+		block, gerr := ssh.MarshalPrivateKey(priv, "bastion-ssh-host")
+		if gerr != nil {
+			return nil, gerr
+		}
+		b = pem.EncodeToMemory(block)
+		tmp := path + ".tmp"
+		if err := os.WriteFile(tmp, b, 0o600); err != nil {
+			return nil, fmt.Errorf("ssh: write host key: %w", err)
+		}
+		if err := os.Rename(tmp, path); err != nil {
+			os.Remove(tmp)
+			return nil, fmt.Errorf("ssh: write host key: %w", err)
+		}
+	} else if err != nil {
+		return nil, fmt.Errorf("ssh: read host key: %w", err)
+	}
+	if st, err := os.Stat(path); err == nil && st.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("ssh: host key %s is readable by others (mode %v): chmod 600 it", path, st.Mode().Perm())
+	}
+	signer, err := ssh.ParsePrivateKey(b)
+	if err != nil {
+		return nil, fmt.Errorf("ssh: host key %s: %w", path, err)
+	}
+	return signer, nil
+}
+
+// preAuthKey is the gliderlabs context key of a connection's pre-auth
+// timer.
+type preAuthKey struct{}
+
+// preAuthDeadline closes a connection that has not authenticated within
+// the pre-auth timeout. (gliderlabs resets the connection's deadlines on
+// every read, so a deadline cannot do it.)
+func (f *front) preAuthDeadline(ctx gl.Context, c net.Conn) net.Conn {
+	t := time.AfterFunc(f.opts.Config.PreAuthTimeout, func() {
+		f.log.Debug("ssh pre-auth timeout", "client", c.RemoteAddr().String())
+		c.Close()
+	})
+	ctx.SetValue(preAuthKey{}, t)
+	return c
+}
+
+// serverConfig is x/crypto's configuration for one connection: modern
+// algorithms only, public keys only, the real authorization decision on
+// the key the client proved it holds.
+func (f *front) serverConfig(ctx gl.Context) *ssh.ServerConfig {
+	return &ssh.ServerConfig{
+		Config: ssh.Config{
+			KeyExchanges: []string{ssh.KeyExchangeMLKEM768X25519, ssh.KeyExchangeCurve25519, ssh.KeyExchangeECDHP256, ssh.KeyExchangeECDHP384, ssh.KeyExchangeECDHP521},
+			Ciphers:      []string{ssh.CipherAES128GCM, ssh.CipherAES256GCM, ssh.CipherChaCha20Poly1305},
+			MACs:         []string{ssh.HMACSHA256ETM, ssh.HMACSHA512ETM},
+		},
+		PublicKeyAuthAlgorithms: []string{
+			ssh.KeyAlgoED25519, ssh.KeyAlgoSKED25519,
+			ssh.KeyAlgoECDSA256, ssh.KeyAlgoECDSA384, ssh.KeyAlgoECDSA521, ssh.KeyAlgoSKECDSA256,
+			ssh.KeyAlgoRSASHA256, ssh.KeyAlgoRSASHA512,
+		},
+		MaxAuthTries:  f.opts.Config.MaxAuthTries,
+		ServerVersion: "SSH-2.0-bastion",
+		VerifiedPublicKeyCallback: func(conn ssh.ConnMetadata, key ssh.PublicKey, _ *ssh.Permissions, _ string) (*ssh.Permissions, error) {
+			perms, err := f.authorize(conn, key)
+			if err == nil {
+				if t, ok := ctx.Value(preAuthKey{}).(*time.Timer); ok {
+					t.Stop()
+				}
+			}
+			return perms, err
+		},
+	}
+}
+
+// refusal is an authentication refused, with the reason journaled.
+type refusal struct {
+	reason, detail string
+}
+
+func (r *refusal) Error() string {
+	if r.detail == "" {
+		return "ssh: authentication refused: " + r.reason
+	}
+	return "ssh: authentication refused: " + r.reason + ": " + r.detail
+}
+
+// precheck is gliderlabs' public key handler, called for keys merely
+// offered: it only tells the client whether a key is worth proving (a
+// certificate from a trusted user CA). It authorizes nothing; authorize
+// does, once the client has proved it holds the key.
+func (f *front) precheck(ctx gl.Context, key gl.PublicKey) bool {
+	cert, ok := key.(*ssh.Certificate)
+	var r *refusal
+	switch {
+	case !ok:
+		r = &refusal{reason: ReasonNotCertificate, detail: "only certificates from the user CA are accepted"}
+	case !f.opts.Authorities.User.Trusts(cert.SignatureKey, f.now()):
+		r = &refusal{reason: ReasonUntrustedCA}
+	}
+	if r != nil {
+		f.refused(ctx.User(), ctx.RemoteAddr(), key, r)
+		return false
+	}
+	return true
+}
+
+// authInfo is who an authenticated connection is and where it goes; it
+// rides in the connection's Permissions.ExtraData.
+type authInfo struct {
+	cert     *ssh.Certificate
+	login    string
+	target   TargetConfig
+	identity string
+	serial   uint64
+	client   string
+}
+
+type authInfoKey struct{}
+
+// authorize makes the authentication decision on a key the client proved
+// it holds: a user certificate from the user CA, valid now, not revoked,
+// with no critical option but a source-address that matches, for a
+// configured target, naming the requested login as a principal.
+func (f *front) authorize(conn ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
+	info, r := f.check(conn, key)
+	if r != nil {
+		f.refused(conn.User(), conn.RemoteAddr(), key, r)
+		return nil, r
+	}
+	return &ssh.Permissions{
+		// x/crypto checks source-address again on these.
+		CriticalOptions: info.cert.CriticalOptions,
+		Extensions:      info.cert.Extensions,
+		ExtraData:       map[any]any{authInfoKey{}: info},
+	}, nil
+}
+
+func (f *front) check(conn ssh.ConnMetadata, key ssh.PublicKey) (*authInfo, *refusal) {
+	now := f.now()
+	cert, ok := key.(*ssh.Certificate)
+	if !ok {
+		return nil, &refusal{reason: ReasonNotCertificate}
+	}
+	if cert.CertType != ssh.UserCert {
+		return nil, &refusal{reason: ReasonNotUserCert}
+	}
+	if !f.opts.Authorities.User.Trusts(cert.SignatureKey, now) {
+		return nil, &refusal{reason: ReasonUntrustedCA}
+	}
+	for opt := range cert.CriticalOptions {
+		if opt != sourceAddressOption {
+			return nil, &refusal{reason: ReasonCriticalOption, detail: opt}
+		}
+	}
+	if int64(cert.ValidAfter) < 0 || now.Unix() < int64(cert.ValidAfter) {
+		return nil, &refusal{reason: ReasonNotYetValid, detail: "valid after " + time.Unix(int64(cert.ValidAfter), 0).UTC().Format(time.RFC3339)}
+	}
+	if cert.ValidBefore != ssh.CertTimeInfinity && (int64(cert.ValidBefore) < 0 || now.Unix() >= int64(cert.ValidBefore)) {
+		return nil, &refusal{reason: ReasonExpired, detail: "expired " + time.Unix(int64(cert.ValidBefore), 0).UTC().Format(time.RFC3339)}
+	}
+	if sa, ok := cert.CriticalOptions[sourceAddressOption]; ok {
+		if err := checkSourceAddress(conn.RemoteAddr(), sa); err != nil {
+			return nil, &refusal{reason: ReasonSourceAddress, detail: err.Error()}
+		}
+	}
+	login, target, ok := splitUser(conn.User())
+	if !ok {
+		return nil, &refusal{reason: ReasonNoTarget, detail: "the user name is not LOGIN@TARGET"}
+	}
+	t, ok := f.targets[target]
+	if !ok {
+		return nil, &refusal{reason: ReasonUnknownTarget, detail: target}
+	}
+	if !slices.Contains(cert.ValidPrincipals, login) {
+		return nil, &refusal{reason: ReasonPrincipal, detail: login}
+	}
+	// The certificate must be one this bastion's journal records as
+	// issued, for this key: one signed with the CA key elsewhere (a
+	// stolen key, another bastion sharing the CA) is refused.
+	rec, ok := f.opts.Registry.Lookup(cert.Serial)
+	if !ok {
+		return nil, &refusal{reason: ReasonUnknownSerial, detail: fmt.Sprintf("serial %d", cert.Serial)}
+	}
+	if rec.Revoked {
+		return nil, &refusal{reason: ReasonRevoked}
+	}
+	if rec.KeyFingerprint != ssh.FingerprintSHA256(cert.Key) || !slices.Equal(rec.Principals, cert.ValidPrincipals) ||
+		rec.ValidBefore.Unix() != int64(cert.ValidBefore) || rec.KeyID != cert.KeyId {
+		return nil, &refusal{reason: ReasonKeyMismatch, detail: fmt.Sprintf("serial %d", cert.Serial)}
+	}
+	// Belt and braces: x/crypto's own certificate check, which also
+	// verifies the CA's signature on it.
+	checker := &ssh.CertChecker{
+		SupportedCriticalOptions: []string{sourceAddressOption},
+		Clock:                    f.now,
+		IsRevoked:                func(c *ssh.Certificate) bool { return f.opts.Registry.IsRevoked(c.Serial) },
+	}
+	if err := checker.CheckCert(login, cert); err != nil {
+		return nil, &refusal{reason: ReasonCertificateFailed, detail: err.Error()}
+	}
+	return &authInfo{
+		cert: cert, login: login, target: t, serial: cert.Serial,
+		identity: rec.Identity, client: addrString(conn.RemoteAddr()),
+	}, nil
+}
+
+// splitUser splits an SSH user name LOGIN@TARGET at its last '@'.
+func splitUser(user string) (login, target string, ok bool) {
+	i := strings.LastIndexByte(user, '@')
+	if i <= 0 || i == len(user)-1 {
+		return "", "", false
+	}
+	return user[:i], user[i+1:], true
+}
+
+// checkSourceAddress reports whether addr is in the comma-separated list
+// of addresses and CIDR blocks of a source-address option, as OpenSSH
+// reads it.
+func checkSourceAddress(addr net.Addr, list string) error {
+	tcp, ok := addr.(*net.TCPAddr)
+	if !ok {
+		return fmt.Errorf("client address %v is not TCP", addr)
+	}
+	for _, s := range strings.Split(list, ",") {
+		if ip := net.ParseIP(s); ip != nil {
+			if ip.Equal(tcp.IP) {
+				return nil
+			}
+			continue
+		}
+		_, n, err := net.ParseCIDR(s)
+		if err != nil {
+			return fmt.Errorf("source-address %q is not an address or CIDR block", s)
+		}
+		if n.Contains(tcp.IP) {
+			return nil
+		}
+	}
+	return fmt.Errorf("client address %v is not in source-address %q", tcp.IP, list)
+}
+
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
+}
+
+// refused journals a refused authentication (and logs it).
+func (f *front) refused(user string, remote net.Addr, key ssh.PublicKey, r *refusal) {
+	attrs := recorder.Attrs{
+		"reason": r.reason,
+		"user":   user,
+		"client": addrString(remote),
+	}
+	if r.detail != "" {
+		attrs["detail"] = r.detail
+	}
+	if cert, ok := key.(*ssh.Certificate); ok {
+		attrs["key.sha256"] = ssh.FingerprintSHA256(cert.Key)
+		attrs["serial"] = strconv.FormatUint(cert.Serial, 10)
+		attrs["ca.sha256"] = ssh.FingerprintSHA256(cert.SignatureKey)
+		if r.reason != ReasonUntrustedCA && r.reason != ReasonNotUserCert {
+			attrs["key-id"] = cert.KeyId
+		}
+	} else if key != nil {
+		attrs["key.sha256"] = ssh.FingerprintSHA256(key)
+	}
+	f.log.Info("ssh authentication refused", "reason", r.reason, "detail", r.detail, "user", user, "client", attrs["client"], "serial", attrs["serial"])
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := f.opts.Journal.AppendEvent(ctx, EventAuthRefused, attrs); err != nil {
+		f.log.Error("journal a refused ssh authentication", "error", err)
+	}
+}
+
+// refuseChannel refuses every channel type but sessions: port forwarding
+// (direct-tcpip) is not allowed yet.
+func refuseChannel(_ *gl.Server, _ *ssh.ServerConn, nc ssh.NewChannel, _ gl.Context) {
+	switch nc.ChannelType() {
+	case "direct-tcpip", "direct-streamlocal@openssh.com":
+		nc.Reject(ssh.Prohibited, "bastion: port forwarding is not allowed")
+	default:
+		nc.Reject(ssh.UnknownChannelType, "bastion: channel type "+nc.ChannelType()+" is not supported")
+	}
+}

@@ -1,0 +1,313 @@
+package bastion
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+
+	gl "github.com/gliderlabs/ssh"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/bastionhq/bastion/recorder"
+)
+
+// frontEnv is the environment of a local target's command: nothing of the
+// bastion's own (which may hold secrets) but a PATH.
+var frontEnv = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+
+// ptyRequest is an SSH "pty-req" payload (RFC 4254 6.2).
+type ptyRequest struct {
+	Term          string
+	Cols, Rows    uint32
+	Width, Height uint32
+	Modes         string
+}
+
+// windowChange is an SSH "window-change" payload (RFC 4254 6.7).
+type windowChange struct {
+	Cols, Rows    uint32
+	Width, Height uint32
+}
+
+// startSession counts a session handler in, unless the front door is
+// shutting down.
+func (f *front) startSession() bool {
+	f.closeMu.Lock()
+	defer f.closeMu.Unlock()
+	if f.closing {
+		return false
+	}
+	f.sessions.Add(1)
+	return true
+}
+
+// handleSession serves one "session" channel of an authenticated
+// connection: requests before shell or exec set it up (a PTY, its size);
+// shell or exec runs the target's command, recorded.
+func (f *front) handleSession(_ *gl.Server, conn *ssh.ServerConn, nc ssh.NewChannel, ctx gl.Context) {
+	var info *authInfo
+	if conn.Permissions != nil {
+		info, _ = conn.Permissions.ExtraData[authInfoKey{}].(*authInfo)
+	}
+	if info == nil {
+		nc.Reject(ssh.Prohibited, "bastion: not authenticated")
+		return
+	}
+	if !f.startSession() {
+		nc.Reject(ssh.ResourceShortage, "bastion: shutting down")
+		return
+	}
+	defer f.sessions.Done()
+	ch, reqs, err := nc.Accept()
+	if err != nil {
+		return
+	}
+	defer ch.Close()
+	s := &frontSession{f: f, info: info, ch: ch, perms: conn.Permissions}
+	s.serve(ctx, reqs)
+}
+
+// frontSession is one session channel.
+type frontSession struct {
+	f     *front
+	info  *authInfo
+	ch    ssh.Channel
+	perms *ssh.Permissions
+	pty   *ptyRequest // set by a pty-req before the session starts
+}
+
+// say writes a message of the bastion's own to the client's stderr.
+func (s *frontSession) say(format string, args ...any) {
+	msg := "bastion: " + fmt.Sprintf(format, args...) + "\n"
+	if s.pty != nil {
+		msg = "\r" + msg[:len(msg)-1] + "\r\n"
+	}
+	io.WriteString(s.ch.Stderr(), msg)
+}
+
+func (s *frontSession) serve(ctx context.Context, reqs <-chan *ssh.Request) {
+	for req := range reqs {
+		switch req.Type {
+		case "pty-req":
+			if _, ok := s.perms.Extensions["permit-pty"]; !ok {
+				s.say("your certificate does not permit a terminal (permit-pty)")
+				req.Reply(false, nil)
+				continue
+			}
+			var p ptyRequest
+			if err := ssh.Unmarshal(req.Payload, &p); err != nil {
+				req.Reply(false, nil)
+				continue
+			}
+			s.pty = &p
+			req.Reply(true, nil)
+		case "window-change":
+			var w windowChange
+			if s.pty != nil && ssh.Unmarshal(req.Payload, &w) == nil {
+				s.pty.Cols, s.pty.Rows = w.Cols, w.Rows
+			}
+			req.Reply(false, nil)
+		case "shell", "exec":
+			var command string
+			if req.Type == "exec" {
+				var e struct{ Command string }
+				if err := ssh.Unmarshal(req.Payload, &e); err != nil {
+					req.Reply(false, nil)
+					continue
+				}
+				command = e.Command
+			}
+			req.Reply(true, nil)
+			s.run(ctx, req.Type, command, reqs)
+			return
+		case "subsystem":
+			var sub struct{ Name string }
+			ssh.Unmarshal(req.Payload, &sub)
+			// Accepted only to say why, and end: OpenSSH exits at once on
+			// a refused subsystem, before it prints what came with it.
+			req.Reply(true, nil)
+			s.say("subsystem %q is not supported yet (no sftp)", sub.Name)
+			s.exit(Result{ExitCode: 1})
+			return
+		case "auth-agent-req@openssh.com":
+			s.say("agent forwarding is refused")
+			req.Reply(false, nil)
+		case "x11-req":
+			s.say("X11 forwarding is refused")
+			req.Reply(false, nil)
+		default:
+			// env and everything else: not passed on.
+			req.Reply(false, nil)
+		}
+	}
+}
+
+// run runs the target's command for a shell or exec request, recorded,
+// and sends its exit status.
+func (s *frontSession) run(ctx context.Context, kind, command string, reqs <-chan *ssh.Request) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	info := s.info
+	argv := slices.Clone(info.target.Command)
+	if kind == "exec" {
+		argv = append(argv, "-c", command)
+	}
+	attrs := recorder.Attrs{
+		"kind":     "ssh",
+		"request":  kind,
+		"identity": info.identity,
+		"serial":   strconv.FormatUint(info.serial, 10),
+		"key-id":   info.cert.KeyId,
+		"login":    info.login,
+		"target":   info.target.Name,
+		"client":   info.client,
+		"argv":     fmt.Sprintf("%q", argv),
+	}
+	if kind == "exec" {
+		attrs["command"] = command
+	}
+	if s.pty != nil {
+		attrs["term"] = s.pty.Term
+	}
+	summary := info.identity + " " + info.login + "@" + info.target.Name
+	if kind == "exec" {
+		summary += ": " + command
+	}
+	sess, err := s.f.opts.Journal.StartSession(ctx, recorder.SessionInfo{Attrs: attrs, Summary: summary})
+	if err != nil {
+		s.f.log.Error("start recording an ssh session", "error", err, "identity", info.identity)
+		s.say("the session cannot be recorded, so it does not run")
+		s.exit(Result{ExitCode: 255})
+		return
+	}
+	rec := journalRecorder{sess}
+	if kind == "exec" {
+		if _, err := rec.Append(uint8(recorder.KindExec), 0, []byte(command)); err != nil {
+			s.failed(sess, err)
+			return
+		}
+	}
+
+	cfg := LocalConfig{Argv: argv, Env: frontEnv, Stdin: s.ch, Stdout: s.ch}
+	resize := make(chan Size)
+	done := make(chan struct{})
+	defer close(done)
+	if s.pty != nil {
+		pa, err := recorder.EncodeAttrs(recorder.Attrs{"term": s.pty.Term, "cols": strconv.Itoa(int(s.pty.Cols)), "rows": strconv.Itoa(int(s.pty.Rows))})
+		if err == nil {
+			_, err = rec.Append(uint8(recorder.KindPTY), 0, pa)
+		}
+		if err != nil {
+			s.failed(sess, err)
+			return
+		}
+		cfg.StdinIsTerminal = true
+		cfg.Size = Size{Cols: int(s.pty.Cols), Rows: int(s.pty.Rows)}
+		cfg.Env = append(slices.Clone(frontEnv), "TERM="+s.pty.Term)
+		cfg.Resize = resize
+	}
+	// Requests after the start: window changes reach the terminal; the
+	// rest is refused.
+	go func() {
+		for req := range reqs {
+			if req.Type == "window-change" && s.pty != nil {
+				var w windowChange
+				if ssh.Unmarshal(req.Payload, &w) == nil {
+					select {
+					case resize <- Size{Cols: int(w.Cols), Rows: int(w.Rows)}:
+					case <-done:
+					}
+				}
+			}
+			req.Reply(false, nil)
+		}
+	}()
+
+	var res Result
+	var runErr error
+	if s.pty == nil {
+		res, runErr = RunPiped(ctx, PipeConfig{Argv: argv, Env: frontEnv, Stdin: s.ch, Stdout: s.ch, Stderr: s.ch.Stderr()}, rec)
+	} else {
+		res, runErr = RunLocal(ctx, cfg, rec)
+	}
+	if errors.Is(runErr, ErrRecordingFailed) {
+		s.failed(sess, runErr)
+		return
+	}
+	if runErr != nil && ctx.Err() == nil {
+		s.f.log.Error("ssh session", "error", runErr, "identity", info.identity, "target", info.target.Name)
+	}
+	if err := s.end(ctx, sess, res, runErr); err != nil {
+		s.f.log.Error("end recording an ssh session", "error", err)
+		s.say("the end of the session could not be recorded")
+		s.exit(Result{ExitCode: 255})
+		return
+	}
+	if runErr != nil && res == (Result{}) {
+		s.say("the session failed: %v", runErr)
+		res.ExitCode = 255
+	}
+	s.exit(res)
+}
+
+// failed ends a session whose recording failed: the client is told why.
+func (s *frontSession) failed(sess *recorder.Session, err error) {
+	s.f.log.Error("ssh session ended: recording failed", "session", sess.ID().String(), "error", err)
+	s.say("the session was ended because it could not be recorded")
+	s.exit(Result{ExitCode: 255})
+}
+
+// end records how the session ended: an exit frame, then the end leaf,
+// committed before the client hears the exit status.
+func (s *frontSession) end(ctx context.Context, sess *recorder.Session, res Result, runErr error) error {
+	end := recorder.Attrs{"reason": "exited"}
+	switch {
+	case runErr != nil && ctx.Err() != nil:
+		end["reason"] = "stopped"
+		end["detail"] = context.Cause(ctx).Error()
+	case runErr != nil:
+		end["reason"] = "error"
+		end["detail"] = runErr.Error()
+	}
+	exit := recorder.Attrs{"status": strconv.Itoa(res.ExitCode)}
+	if res.Signal != "" {
+		exit["signal"] = res.Signal
+	}
+	for k, v := range exit {
+		end["exit-"+k] = v
+	}
+	payload, err := recorder.EncodeAttrs(exit)
+	if err != nil {
+		return err
+	}
+	if _, err := sess.Append(recorder.KindExit, 0, payload); err != nil {
+		return fmt.Errorf("record exit status: %w", err)
+	}
+	return sess.End(context.WithoutCancel(ctx), end)
+}
+
+// exit sends the client the command's exit status (or the signal that
+// killed it) and closes the channel for writing.
+func (s *frontSession) exit(res Result) {
+	if res.Signal != "" {
+		s.ch.SendRequest("exit-signal", false, ssh.Marshal(struct {
+			Signal     string
+			CoreDumped bool
+			Message    string
+			Lang       string
+		}{Signal: res.Signal}))
+	} else {
+		s.ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{uint32(res.ExitCode)}))
+	}
+	s.ch.CloseWrite()
+}
+
+// journalRecorder adapts a journal session to the pumps' Recorder.
+type journalRecorder struct{ *recorder.Session }
+
+func (r journalRecorder) Append(kind uint8, channel uint32, p []byte) (uint64, error) {
+	return r.Session.Append(recorder.Kind(kind), channel, p)
+}
