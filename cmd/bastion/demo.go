@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
+	"os/exec"
 	"os/user"
 	"path/filepath"
 	"strings"
@@ -31,31 +33,34 @@ func init() {
 }
 
 const demoUsage = `Usage:
-    bastion demo
+    bastion demo [--keep]
 
-Shows bastion at work, on this machine alone: creates the keys if the home
-directory has none; starts the certificate API with the development OpenID
-provider and has an agent trade a token for a ten-minute SSH certificate
-(and shows a forged token refused); records a scripted agent session (a
-shell running a few commands in a pseudo-terminal, every byte committed
-before it is shown); lists the sessions and certificates, verifies the
-whole journal with the public key and prints the latest signed checkpoint.
-Runs without a terminal too.
+Shows bastion at work, on this machine alone:
 
-The SSH front door (agents connecting with plain ssh) is not part of this
-build yet; the demo will drive it when it is.
+  1. creates the keys if the home directory has none;
+  2. starts "bastion serve" in-process: the certificate API with the
+     development OpenID provider, and the SSH front door with one local
+     command target, "demo" (a shell);
+  3. has an agent trade a delegation token for a ten-minute SSH
+     certificate through the real HTTPS exchange (and shows a forged token
+     refused);
+  4. runs the agent's scripted commands through the bastion with the real
+     OpenSSH client: an exec session, then an interactive one in a
+     pseudo-terminal, every byte committed to the journal before it is
+     shown (without an ssh client, it records the script locally instead);
+  5. lists the sessions and certificates, verifies the whole journal with
+     the public key and prints the latest signed checkpoint.
+
+It runs without a terminal too, and exits 0 when every step worked. With
+--keep it leaves the bastion running, prints how to connect, and stops on
+Ctrl-C.
 
 Examples:
     $ bastion demo
-    $ bastion --home /tmp/try demo`
+    $ bastion --home /tmp/try demo --keep`
 
 // demoScript is what the scripted agent types.
-var demoScript = strings.Join([]string{
-	`echo "agent: checking the payments service"`,
-	`uname -s`,
-	`printf 'disk: %s\n' "$(df -h / | tail -1 | tr -s ' ' | cut -d' ' -f4) free"`,
-	`exit 0`,
-}, "\n") + "\n"
+var demoScript = strings.Join(append(demoCommands[:len(demoCommands):len(demoCommands)], "exit 0"), "\n") + "\n"
 
 // pacedLines types one line at a time, as an agent waiting for each
 // command's output would; the journal records the pauses.
@@ -77,8 +82,9 @@ func (p *pacedLines) Read(b []byte) (int, error) {
 	return n, nil
 }
 
-func runDemo(ctx context.Context, e *env, args []string) error {
+func runDemo(ctx context.Context, e *env, args []string) (err error) {
 	fs := e.flags()
+	keep := fs.Bool("keep", false, "leave the bastion running")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -105,19 +111,90 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	step("an agent trades a token from the development OpenID provider for a certificate")
-	ident, err := demoCertificate(ctx, out, home, j, st)
+	defer func() { err = errors.Join(err, closeJournal()) }()
+
+	step("starting the bastion: the certificate API, the development OpenID provider and the SSH front door")
+	d, err := startDemoServer(ctx, out, home, j, st)
 	if err != nil {
-		closeJournal()
 		return err
 	}
-	step("recording a scripted session of %s into %s", ident, path)
+	defer func() { err = errors.Join(err, d.stop()) }()
+
+	step("an agent trades a token from the development OpenID provider for a certificate")
+	if err := d.certificate(ctx, out); err != nil {
+		return err
+	}
+
+	if sshPath, lerr := exec.LookPath("ssh"); lerr == nil {
+		step("the agent runs its commands through the bastion: ssh %s@demo@127.0.0.1 (exec)", d.login)
+		if err := d.ssh(ctx, out, sshPath, nil, strings.Join(demoCommands, "\n")); err != nil {
+			return err
+		}
+		step("and again in an interactive session: ssh -tt %s@demo@127.0.0.1", d.login)
+		paced := &pacedLines{lines: strings.SplitAfter(demoScript, "\n"), pause: 300 * time.Millisecond}
+		if err := d.ssh(ctx, out, sshPath, paced, ""); err != nil {
+			return err
+		}
+	} else {
+		step("no ssh client is installed: recording the scripted session of %s locally, into %s", d.identity, path)
+		if err := demoLocal(ctx, out, home, j, d.identity); err != nil {
+			return err
+		}
+	}
+
+	step("bastion sessions list")
+	if err := runSessionsList(ctx, e, nil); err != nil {
+		return err
+	}
+	step("bastion certs list")
+	if err := runCertsList(ctx, e, []string{"--all"}); err != nil {
+		return err
+	}
+	pub := filepath.Join(home, certauth.JournalPubKeyFile)
+	step("bastion verify --key %s", pub)
+	if err := runVerify(ctx, e, []string{"--key", pub}); err != nil {
+		return err
+	}
+	step("bastion checkpoint (keep it: a later verify --checkpoint proves the journal still extends it)")
+	if err := runCheckpoint(ctx, e, nil); err != nil {
+		return err
+	}
+
+	// Name the binary the way the user ran it ("bin/bastion" after make).
+	self := "bastion"
+	if len(os.Args) > 0 && strings.Contains(os.Args[0], "/") && !filepath.IsAbs(os.Args[0]) {
+		self = os.Args[0]
+	}
+	if *keep {
+		step("the bastion keeps running; connect as the agent (its certificate lasts ten minutes):")
+		fmt.Fprintf(out, "  ssh %s\n", strings.Join(d.sshArgs(), " "))
+		fmt.Fprintf(out, "  %s --home %s sessions list\n", self, home)
+		fmt.Fprintf(out, "press Ctrl-C to stop it\n")
+		<-ctx.Done()
+		return nil
+	}
+	step("try it yourself")
+	for _, cmd := range []string{"demo --keep", "serve --dev", "dev token --sub agent-2", "record -- bash", "sessions list", "certs list", "verify"} {
+		fmt.Fprintf(out, "  %s --home %s %s\n", self, home, cmd)
+	}
+	return nil
+}
+
+// demoCommands are what the scripted agent runs; demoScript types them.
+var demoCommands = []string{
+	`echo "agent: checking the payments service"`,
+	`uname -s`,
+	`printf 'disk: %s\n' "$(df -h / | tail -1 | tr -s ' ' | cut -d' ' -f4) free"`,
+}
+
+// demoLocal records the script in a local pseudo-terminal, for a machine
+// without an ssh client.
+func demoLocal(ctx context.Context, out io.Writer, home string, j *recorder.Journal, ident string) error {
 	s, err := j.StartSession(ctx, recorder.SessionInfo{
 		Attrs:   recorder.Attrs{"kind": "record", "command": "sh", "identity": ident},
 		Summary: "sh (" + ident + ")",
 	})
 	if err != nil {
-		closeJournal()
 		return err
 	}
 	res, runErr := bastion.RunLocal(ctx, bastion.LocalConfig{
@@ -126,42 +203,10 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 		Stdin:  &pacedLines{lines: strings.SplitAfter(demoScript, "\n"), pause: 300 * time.Millisecond},
 		Stdout: out,
 	}, sessionRecorder{s})
-	runErr = endLocal(ctx, s, res, runErr)
-	if err := errors.Join(runErr, closeJournal()); err != nil {
+	if err := endLocal(ctx, s, res, runErr); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "\nsession %s ended with exit status %d\n", s.ID(), res.ExitCode)
-
-	step("bastion sessions list")
-	if err := runSessionsList(ctx, e, nil); err != nil {
-		return err
-	}
-
-	pub := filepath.Join(home, certauth.JournalPubKeyFile)
-	step("bastion certs list")
-	if err := runCertsList(ctx, e, []string{"--all"}); err != nil {
-		return err
-	}
-
-	step("bastion verify --key %s", pub)
-	if err := runVerify(ctx, e, []string{"--key", pub}); err != nil {
-		return err
-	}
-
-	step("bastion checkpoint (keep it: a later verify --checkpoint proves the journal still extends it)")
-	if err := runCheckpoint(ctx, e, nil); err != nil {
-		return err
-	}
-
-	step("try it yourself")
-	// Name the binary the way the user ran it ("bin/bastion" after make).
-	self := "bastion"
-	if len(os.Args) > 0 && strings.Contains(os.Args[0], "/") && !filepath.IsAbs(os.Args[0]) {
-		self = os.Args[0]
-	}
-	for _, cmd := range []string{"serve --dev", "dev token --sub agent-2", "record -- bash", "sessions list", "certs list", "verify"} {
-		fmt.Fprintf(out, "  %s --home %s %s\n", self, home, cmd)
-	}
 	return nil
 }
 
@@ -193,79 +238,140 @@ func demoKeys(out io.Writer, home string) error {
 	return nil
 }
 
-// demoCertificate runs the certificate API with the development issuer
-// on loopback, has an agent get a certificate for a fresh key through the
-// real HTTPS client, shows a forged token refused, and returns the agent's
-// identity.
-func demoCertificate(ctx context.Context, out io.Writer, home string, j *recorder.Journal, st storage.Store) (string, error) {
+// demoServer is "bastion serve --dev" in-process, with the SSH front door
+// and one local command target, and the agent's key and certificate.
+type demoServer struct {
+	srv      *bastion.Server
+	dev      *certauth.DevIssuer
+	home     string
+	login    string
+	identity string
+	keyPath  string
+	known    string // the agent's known_hosts file
+	done     chan error
+	cancel   context.CancelFunc
+}
+
+func startDemoServer(ctx context.Context, out io.Writer, home string, j *recorder.Journal, st storage.Store) (*demoServer, error) {
 	auth, err := certauth.LoadAuthorities(home, time.Now())
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	dev, err := certauth.OpenDevIssuer(home)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	login := "agent"
+	d := &demoServer{dev: dev, home: home, login: "agent", done: make(chan error, 1)}
 	if u, err := user.Current(); err == nil {
-		login = u.Username
+		d.login = u.Username
 	}
-	cfg, err := bastion.ParseConfig("(demo)", []byte(`api { listen = "127.0.0.1:0" }`))
+	cfg, err := bastion.ParseConfig("(demo)", []byte(`
+api { listen = "127.0.0.1:0" }
+ssh {
+  listen     = "127.0.0.1:0"
+  host_names = ["localhost"]
+}
+target "demo" { command = ["/bin/sh"] }
+`))
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	srv, err := bastion.NewServer(ctx, bastion.ServerOptions{
-		Config: cfg, Home: home, Journal: j, Store: st, Authorities: auth, Dev: dev, DevLogins: []string{login},
+	d.srv, err = bastion.NewServer(ctx, bastion.ServerOptions{
+		Config: cfg, Home: home, Journal: j, Store: st, Authorities: auth, Dev: dev, DevLogins: []string{d.login},
 	})
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	sctx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(sctx) }()
-	defer func() {
-		stop()
-		<-done
-	}()
-	fmt.Fprintf(out, "certificate API at %s (TLS fingerprint %s)\n", srv.APIURL(), srv.TLS().Fingerprint)
-	fmt.Fprintf(out, "development OpenID provider at %s (never in production)\n", srv.DevIssuerURL())
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	d.cancel = cancel
+	go func() { d.done <- d.srv.Run(sctx) }()
+	fmt.Fprintf(out, "certificate API at %s (TLS fingerprint %s)\n", d.srv.APIURL(), d.srv.TLS().Fingerprint)
+	fmt.Fprintf(out, "development OpenID provider at %s (never in production)\n", d.srv.DevIssuerURL())
+	fmt.Fprintf(out, "SSH front door at %s, target \"demo\" runs /bin/sh\n", d.srv.SSHAddr())
+	return d, nil
+}
 
+// stop shuts the server down and waits for it.
+func (d *demoServer) stop() error {
+	d.cancel()
+	return <-d.done
+}
+
+// certificate has the agent get a certificate for a fresh key through the
+// real HTTPS client, and shows a forged token refused.
+func (d *demoServer) certificate(ctx context.Context, out io.Writer) error {
 	// An RFC 8693 delegation token: agent-1 acts on behalf of alice.
-	token, err := dev.Mint("alice", nil, map[string]any{"act": map[string]any{"sub": "agent-1"}}, 5*time.Minute)
+	token, err := d.dev.Mint("alice", nil, map[string]any{"act": map[string]any{"sub": "agent-1"}}, 5*time.Minute)
 	if err != nil {
-		return "", err
+		return err
 	}
-	client, err := certauth.NewClient(srv.APIURL(), certauth.ClientOptions{Fingerprint: srv.TLS().Fingerprint})
+	client, err := certauth.NewClient(d.srv.APIURL(), certauth.ClientOptions{Fingerprint: d.srv.TLS().Fingerprint})
 	if err != nil {
-		return "", err
+		return err
 	}
-	keyPath := filepath.Join(home, "demo-agent", "id_ed25519")
-	pub, err := demoAgentKey(keyPath)
+	d.keyPath = filepath.Join(d.home, "demo-agent", "id_ed25519")
+	pub, err := demoAgentKey(d.keyPath)
 	if err != nil {
-		return "", err
+		return err
 	}
 	resp, err := client.Certificate(ctx, token, certauth.CertificateRequest{PublicKey: pub, Ticket: "DEMO-1"})
 	if err != nil {
-		return "", err
+		return err
 	}
-	if err := certauth.WriteFileAtomic(keyPath+"-cert.pub", []byte(resp.Certificate+"\n"), 0o644); err != nil {
-		return "", err
+	if err := certauth.WriteFileAtomic(d.keyPath+"-cert.pub", []byte(resp.Certificate+"\n"), 0o644); err != nil {
+		return err
 	}
+	d.known = filepath.Join(d.home, "demo-agent", "known_hosts")
+	if err := certauth.WriteFileAtomic(d.known, []byte(strings.Join(resp.KnownHosts, "\n")+"\n"), 0o644); err != nil {
+		return err
+	}
+	d.identity = resp.Identity
 	fmt.Fprintf(out, "certificate for %s, granted by %s:\n", resp.Identity, resp.Rule)
 	fmt.Fprintf(out, "  key id:      %s\n", resp.KeyID)
 	fmt.Fprintf(out, "  principals:  %s\n", strings.Join(resp.Principals, ", "))
 	fmt.Fprintf(out, "  valid:       %s to %s\n", resp.ValidAfter.Format(time.TimeOnly), resp.ValidBefore.Format(time.TimeOnly+" MST"))
-	fmt.Fprintf(out, "  written to:  %s-cert.pub (ssh-keygen -L -f shows it)\n", keyPath)
+	fmt.Fprintf(out, "  written to:  %s-cert.pub (ssh-keygen -L -f shows it)\n", d.keyPath)
+	fmt.Fprintf(out, "  trusted:     %s holds only the host CA's @cert-authority line\n", d.known)
 
 	// The same token with its subject changed no longer verifies.
 	parts := strings.SplitN(token, ".", 3)
-	forged := parts[0] + "." + base64.RawURLEncoding.EncodeToString([]byte(`{"iss":"`+srv.DevIssuerURL()+`","sub":"root","aud":"bastion"}`)) + "." + parts[2]
-	if _, err := client.Certificate(ctx, forged, certauth.CertificateRequest{PublicKey: pub}); err != nil {
-		fmt.Fprintf(out, "a forged token is refused and journaled: %v\n", err)
+	forged := parts[0] + "." + base64.RawURLEncoding.EncodeToString([]byte(`{"iss":"`+d.srv.DevIssuerURL()+`","sub":"root","aud":"bastion"}`)) + "." + parts[2]
+	if _, err := client.Certificate(ctx, forged, certauth.CertificateRequest{PublicKey: pub}); err == nil {
+		return errors.New("a forged token was accepted")
 	} else {
-		return "", errors.New("a forged token was accepted")
+		fmt.Fprintf(out, "a forged token is refused and journaled: %v\n", err)
 	}
-	return resp.Identity, nil
+	return nil
+}
+
+// sshArgs are the ssh arguments that reach the demo target as the agent.
+func (d *demoServer) sshArgs() []string {
+	_, port, _ := net.SplitHostPort(d.srv.SSHAddr())
+	return []string{
+		"-F", "none", "-p", port, "-i", d.keyPath,
+		"-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=yes",
+		"-o", "UserKnownHostsFile=" + d.known, "-o", "LogLevel=ERROR",
+		d.login + "@demo@127.0.0.1",
+	}
+}
+
+// ssh runs the real OpenSSH client through the bastion: with stdin nil an
+// exec of command, else an interactive session in a pseudo-terminal fed
+// from stdin.
+func (d *demoServer) ssh(ctx context.Context, out io.Writer, sshPath string, stdin io.Reader, command string) error {
+	args := d.sshArgs()
+	if stdin == nil {
+		args = append([]string{"-o", "BatchMode=yes"}, args...)
+		args = append(args, command)
+	} else {
+		args = append([]string{"-tt", "-o", "BatchMode=yes"}, args...)
+	}
+	cmd := exec.CommandContext(ctx, sshPath, args...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, out, out
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("ssh through the bastion: %w", err)
+	}
+	return nil
 }
 
 // demoAgentKey makes the demo agent's key pair and returns the public key.

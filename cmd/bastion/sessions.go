@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -100,7 +101,29 @@ func runSessionsList(ctx context.Context, e *env, args []string) error {
 			dur = s.Ended.Sub(s.Started).Round(time.Millisecond).String()
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", s.ID, s.Started.Format("2006-01-02 15:04:05"), s.State, dur,
-			s.Frames, byteCount(s.InBytes), byteCount(s.OutBytes), s.Summary)
+			s.Frames, byteCount(s.InBytes), byteCount(s.OutBytes), oneLine(s.Summary))
 	}
 	return tw.Flush()
+}
+
+// oneLine shows s on one line of a table: line breaks and tabs as escapes,
+// other control characters as '?', so that a recorded command cannot
+// break the listing or send the terminal escape sequences.
+func oneLine(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case r < ' ' || r == 0x7f || r >= 0x80 && r < 0xa0:
+			b.WriteByte('?')
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }

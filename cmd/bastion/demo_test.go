@@ -1,0 +1,43 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestDemo runs "bastion demo" as "make demo" does, without a terminal:
+// it must exit 0, take the agent's commands through the bastion with the
+// real ssh client (or, without one, record them locally), and end with an
+// intact journal.
+func TestDemo(t *testing.T) {
+	home := t.TempDir()
+	code, out, errOut := cli(context.Background(), home, "demo")
+	if code != 0 {
+		t.Fatalf("demo exited %d:\n%s\n%s", code, out, errOut)
+	}
+	want := []string{
+		"certificate for agent-1@dev, granted by role:dev",
+		"key id:      agent-1@dev serial=",
+		"a forged token is refused and journaled",
+		"result: intact",
+	}
+	if _, err := exec.LookPath("ssh"); err == nil {
+		want = append(want, "ssh -tt ", "@demo@127.0.0.1 (exec)")
+		if n := strings.Count(out, "agent: checking the payments service"); n < 3 {
+			t.Errorf("the agent's output appears %d times, want the exec session's and the interactive one's", n)
+		}
+	} else {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("ssh is required in CI: %v", err)
+		}
+		want = append(want, "recording the scripted session")
+	}
+	for _, w := range want {
+		if !strings.Contains(out, w) {
+			t.Errorf("demo output lacks %q:\n%s", w, out)
+		}
+	}
+}
