@@ -302,7 +302,7 @@ func (v *validator) config(fc *fileConfig, dir string) *Config {
 			cfg.API.BurstPerAddress = *a.BurstPerAddress
 		}
 	}
-	v.front(fc, cfg)
+	v.front(fc, cfg, dir)
 	cfg.Certificates = CertificatesConfig{MaxTTL: certauth.DefaultMaxTTL, MinRSABits: certauth.DefaultMinRSABits, Backdate: certauth.DefaultBackdate, KRLFile: DefaultKRLFile, KnownHostsPattern: "*"}
 	if c := fc.Certificates; c != nil {
 		cfg.Certificates.MaxTTL = v.duration(c.DefRange, "max_ttl", c.MaxTTL, certauth.DefaultMaxTTL)

@@ -79,6 +79,7 @@ type front struct {
 	log       hclog.Logger
 	now       func() time.Time
 	targets   map[string]TargetConfig
+	upstreams map[string]*upstream // SSH targets by name
 	hostKey   ssh.Signer
 	hostNames []string
 	ln        net.Listener
@@ -98,9 +99,16 @@ type front struct {
 // newFront loads (or creates) the host key, certifies it and opens the
 // listener. serve runs it.
 func newFront(opts frontOptions) (*front, error) {
-	f := &front{opts: opts, log: opts.Logger, now: opts.Now, targets: map[string]TargetConfig{}}
+	f := &front{opts: opts, log: opts.Logger, now: opts.Now, targets: map[string]TargetConfig{}, upstreams: map[string]*upstream{}}
 	for _, t := range opts.Targets {
 		f.targets[t.Name] = t
+		if t.SSH != "" {
+			u, err := newUpstream(t, opts.Now)
+			if err != nil {
+				return nil, fmt.Errorf("ssh: %w", err)
+			}
+			f.upstreams[t.Name] = u
+		}
 	}
 	var err error
 	f.hostKey, err = loadHostKey(filepath.Join(opts.Home, HostKeyFile))

@@ -77,101 +77,12 @@ func RunPiped(ctx context.Context, cfg PipeConfig, rec Recorder) (Result, error)
 		return Result{}, fmt.Errorf("run command: start %s: %w", cfg.Argv[0], err)
 	}
 
-	stopped := make(chan struct{})
-	var once sync.Once
-	var mu sync.Mutex
-	var firstErr error
-	stop := func(err error) {
-		mu.Lock()
-		if firstErr == nil || errors.Is(err, ErrRecordingFailed) && !errors.Is(firstErr, ErrRecordingFailed) {
-			firstErr = err
-		}
-		mu.Unlock()
-		once.Do(func() {
-			close(stopped)
-			_ = unix.Kill(-cmd.Process.Pid, unix.SIGKILL)
-		})
-	}
-	report := func(err error) {
-		if errors.Is(err, ErrRecordingFailed) {
-			stop(err)
-			return
-		}
-		stop(fmt.Errorf("write output: %w", err))
-	}
-
-	var output sync.WaitGroup
-	pump := func(r io.Reader, kind uint8, channel uint32, dst io.Writer) {
-		pool := newBufPool(outputBufs, outputBufSize)
-		chunks := make(chan chunk, outputBufs)
-		output.Go(func() { forward(ctx, rec, chunks, pool, dst, stopped, report) })
-		output.Go(func() {
-			defer close(chunks)
-			for {
-				buf := <-pool
-				n, rerr := r.Read(buf)
-				if n > 0 {
-					seq, err := rec.Append(kind, channel, buf[:n])
-					if err != nil {
-						pool.put(buf)
-						stop(recordingFailed(err))
-						return
-					}
-					chunks <- chunk{seq: seq, data: buf[:n]}
-				} else {
-					pool.put(buf)
-				}
-				if rerr != nil {
-					return
-				}
-			}
-		})
-	}
-	pump(stdout, kindOutput, 0, writerOr(cfg.Stdout))
-	pump(stderr, uint8(recorder.KindStderr), stderrChannel, writerOr(cfg.Stderr))
-
-	// Input: not waited for (a Read cannot be interrupted); its end,
-	// once every chunk before it is delivered, closes the command's stdin.
-	inPool := newBufPool(inputBufs, inputBufSize)
-	inChunks := make(chan chunk, inputBufs)
-	go func() {
-		forward(ctx, rec, inChunks, inPool, stdin, stopped, func(err error) {
-			if errors.Is(err, ErrRecordingFailed) {
-				stop(err)
-			}
-		})
-		stdin.Close()
-	}()
-	go func() {
-		defer close(inChunks)
-		if cfg.Stdin == nil {
-			return
-		}
-		for {
-			var buf []byte
-			select {
-			case buf = <-inPool:
-			case <-stopped:
-				return
-			}
-			n, rerr := cfg.Stdin.Read(buf)
-			if n > 0 {
-				seq, err := rec.Append(kindInput, 0, buf[:n])
-				if err != nil {
-					stop(recordingFailed(err))
-					return
-				}
-				inChunks <- chunk{seq: seq, data: buf[:n]}
-			} else {
-				inPool.put(buf)
-			}
-			if rerr != nil {
-				return
-			}
-		}
-	}()
-
-	go func() { output.Wait(); close(pumped) }()
+	p := startPipes(ctx, rec, pipeEnds{
+		Stdin: cfg.Stdin, Input: stdin, EndInput: func() { stdin.Close() },
+		Stdout: stdout, Stderr: stderr, ToStdout: writerOr(cfg.Stdout), ToStderr: writerOr(cfg.Stderr),
+	}, func() { _ = unix.Kill(-cmd.Process.Pid, unix.SIGKILL) })
+	go func() { <-p.outputDone; close(pumped) }()
+	stop := p.stop
 	select {
 	case <-pumped:
 	case <-rec.Done():
@@ -190,9 +101,149 @@ func RunPiped(ctx context.Context, cfg PipeConfig, rec Recorder) (Result, error)
 		stop(canceled(ctx))
 	}
 	<-waited
-	mu.Lock()
-	defer mu.Unlock()
-	return exitResult(cmd.ProcessState), firstErr
+	return exitResult(cmd.ProcessState), p.err()
+}
+
+// pipeEnds are the ends of a session without a terminal: the client's
+// input and where it goes, the target's output and error and where they go.
+type pipeEnds struct {
+	// Stdin is the client's input; nil for none. The goroutine reading
+	// it is not waited for (a Read cannot be interrupted).
+	Stdin io.Reader
+	// Input is the target's stdin; EndInput is called once the client's
+	// input has ended and every chunk before the end is delivered (or
+	// the session stopped).
+	Input    io.Writer
+	EndInput func()
+	// Stdout and Stderr are read to their end; their bytes go to
+	// ToStdout and ToStderr.
+	Stdout, Stderr     io.Reader
+	ToStdout, ToStderr io.Writer
+}
+
+// pipes pumps the streams of a session without a terminal through a
+// recorder, record then forward, in both directions: a byte reaches the
+// target or the client only once its frame is committed. Input is
+// recorded as kind input, output as kind output, the target's stderr as
+// kind stderr on channel 1.
+type pipes struct {
+	// outputDone is closed once Stdout and Stderr are read to their end
+	// and everything read from them is delivered or dropped.
+	outputDone chan struct{}
+
+	stopped chan struct{} // closed by the first stop
+	once    sync.Once
+	kill    func()
+	mu      sync.Mutex
+	first   error // guarded by mu: the cause of the first stop
+}
+
+// startPipes starts the pumps of ends. kill is called once, at the first
+// stop, to end the target (which makes its output end).
+func startPipes(ctx context.Context, rec Recorder, ends pipeEnds, kill func()) *pipes {
+	p := &pipes{outputDone: make(chan struct{}), stopped: make(chan struct{}), kill: kill}
+	report := func(err error) {
+		if errors.Is(err, ErrRecordingFailed) {
+			p.stop(err)
+			return
+		}
+		p.stop(fmt.Errorf("write output: %w", err))
+	}
+
+	var output sync.WaitGroup
+	pump := func(r io.Reader, kind uint8, channel uint32, dst io.Writer) {
+		pool := newBufPool(outputBufs, outputBufSize)
+		chunks := make(chan chunk, outputBufs)
+		output.Go(func() { forward(ctx, rec, chunks, pool, dst, p.stopped, report) })
+		output.Go(func() {
+			defer close(chunks)
+			for {
+				buf := <-pool
+				n, rerr := r.Read(buf)
+				if n > 0 {
+					seq, err := rec.Append(kind, channel, buf[:n])
+					if err != nil {
+						pool.put(buf)
+						p.stop(recordingFailed(err))
+						return
+					}
+					chunks <- chunk{seq: seq, data: buf[:n]}
+				} else {
+					pool.put(buf)
+				}
+				if rerr != nil {
+					return
+				}
+			}
+		})
+	}
+	pump(ends.Stdout, kindOutput, 0, ends.ToStdout)
+	pump(ends.Stderr, uint8(recorder.KindStderr), stderrChannel, ends.ToStderr)
+	go func() { output.Wait(); close(p.outputDone) }()
+
+	// Input: not waited for (a Read cannot be interrupted); its end,
+	// once every chunk before it is delivered, ends the target's input.
+	inPool := newBufPool(inputBufs, inputBufSize)
+	inChunks := make(chan chunk, inputBufs)
+	go func() {
+		forward(ctx, rec, inChunks, inPool, ends.Input, p.stopped, func(err error) {
+			if errors.Is(err, ErrRecordingFailed) {
+				p.stop(err)
+			}
+		})
+		ends.EndInput()
+	}()
+	go func() {
+		defer close(inChunks)
+		if ends.Stdin == nil {
+			return
+		}
+		for {
+			var buf []byte
+			select {
+			case buf = <-inPool:
+			case <-p.stopped:
+				return
+			}
+			n, rerr := ends.Stdin.Read(buf)
+			if n > 0 {
+				seq, err := rec.Append(kindInput, 0, buf[:n])
+				if err != nil {
+					p.stop(recordingFailed(err))
+					return
+				}
+				inChunks <- chunk{seq: seq, data: buf[:n]}
+			} else {
+				inPool.put(buf)
+			}
+			if rerr != nil {
+				return
+			}
+		}
+	}()
+	return p
+}
+
+// stop ends the session early because of err: nothing more is delivered,
+// and the target is killed. The first cause is kept, unless a recording
+// failure comes later.
+func (p *pipes) stop(err error) {
+	p.mu.Lock()
+	if p.first == nil || errors.Is(err, ErrRecordingFailed) && !errors.Is(p.first, ErrRecordingFailed) {
+		p.first = err
+	}
+	p.mu.Unlock()
+	p.once.Do(func() {
+		close(p.stopped)
+		p.kill()
+	})
+}
+
+// err is the cause of the first stop, or nil.
+func (p *pipes) err() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.first
 }
 
 func writerOr(w io.Writer) io.Writer {

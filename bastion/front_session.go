@@ -7,6 +7,7 @@ import (
 	"io"
 	"slices"
 	"strconv"
+	"strings"
 
 	gl "github.com/gliderlabs/ssh"
 	"golang.org/x/crypto/ssh"
@@ -77,6 +78,7 @@ type frontSession struct {
 	ch    ssh.Channel
 	perms *ssh.Permissions
 	pty   *ptyRequest // set by a pty-req before the session starts
+	env   []envVar    // allow-listed env requests before the start (SSH targets)
 }
 
 // say writes a message of the bastion's own to the client's stderr.
@@ -121,7 +123,11 @@ func (s *frontSession) serve(ctx context.Context, reqs <-chan *ssh.Request) {
 				command = e.Command
 			}
 			req.Reply(true, nil)
-			s.run(ctx, req.Type, command, reqs)
+			if s.info.target.SSH != "" {
+				s.runUpstream(ctx, req.Type, command, reqs)
+			} else {
+				s.run(ctx, req.Type, command, reqs)
+			}
 			return
 		case "subsystem":
 			var sub struct{ Name string }
@@ -138,11 +144,92 @@ func (s *frontSession) serve(ctx context.Context, reqs <-chan *ssh.Request) {
 		case "x11-req":
 			s.say("X11 forwarding is refused")
 			req.Reply(false, nil)
+		case "env":
+			// Passed on to SSH targets, if the allow-list has it.
+			var e envVar
+			ok := s.info.target.SSH != "" && ssh.Unmarshal(req.Payload, &e) == nil && envAllowed(e.Name)
+			if ok {
+				s.env = append(s.env, e)
+			}
+			req.Reply(ok, nil)
 		default:
-			// env and everything else: not passed on.
+			// Everything else: not passed on.
 			req.Reply(false, nil)
 		}
 	}
+}
+
+// sessionAttrs are the attributes of a session's start leaf that every
+// kind of target has.
+func (s *frontSession) sessionAttrs(kind, command string) recorder.Attrs {
+	info := s.info
+	attrs := recorder.Attrs{
+		"kind":     "ssh",
+		"request":  kind,
+		"identity": info.identity,
+		"serial":   strconv.FormatUint(info.serial, 10),
+		"key-id":   info.cert.KeyId,
+		"login":    info.login,
+		"target":   info.target.Name,
+		"client":   info.client,
+	}
+	if kind == "exec" {
+		attrs["command"] = command
+	}
+	if s.pty != nil {
+		attrs["term"] = s.pty.Term
+	}
+	return attrs
+}
+
+// begin starts recording a session: its start leaf, then the exec
+// command, the PTY request and the environment passed, as frames. If any
+// of it cannot be recorded, the client is told, and ok is false.
+func (s *frontSession) begin(ctx context.Context, kind, command string, attrs recorder.Attrs) (sess *recorder.Session, rec journalRecorder, ok bool) {
+	info := s.info
+	summary := info.identity + " " + info.login + "@" + info.target.Name
+	if kind == "exec" {
+		summary += ": " + command
+	}
+	sess, err := s.f.opts.Journal.StartSession(ctx, recorder.SessionInfo{Attrs: attrs, Summary: summary})
+	if err != nil {
+		s.f.log.Error("start recording an ssh session", "error", err, "identity", info.identity)
+		s.say("the session cannot be recorded, so it does not run")
+		s.exit(Result{ExitCode: 255})
+		return nil, journalRecorder{}, false
+	}
+	rec = journalRecorder{sess}
+	if kind == "exec" {
+		if _, err := rec.Append(uint8(recorder.KindExec), 0, []byte(command)); err != nil {
+			s.failed(sess, err)
+			return nil, journalRecorder{}, false
+		}
+	}
+	if s.pty != nil {
+		pa, err := recorder.EncodeAttrs(recorder.Attrs{"term": s.pty.Term, "cols": strconv.Itoa(int(s.pty.Cols)), "rows": strconv.Itoa(int(s.pty.Rows))})
+		if err == nil {
+			_, err = rec.Append(uint8(recorder.KindPTY), 0, pa)
+		}
+		if err != nil {
+			s.failed(sess, err)
+			return nil, journalRecorder{}, false
+		}
+	}
+	if len(s.env) > 0 {
+		env := recorder.Attrs{}
+		for _, e := range s.env {
+			env[strings.ToLower(e.Name)] = e.Value
+		}
+		pa, err := recorder.EncodeAttrs(env)
+		if err == nil {
+			_, err = rec.Append(uint8(recorder.KindEnv), 0, pa)
+		}
+		if err != nil {
+			s.failed(sess, err)
+			return nil, journalRecorder{}, false
+		}
+	}
+	return sess, rec, true
 }
 
 // run runs the target's command for a shell or exec request, recorded,
@@ -155,40 +242,12 @@ func (s *frontSession) run(ctx context.Context, kind, command string, reqs <-cha
 	if kind == "exec" {
 		argv = append(argv, "-c", command)
 	}
-	attrs := recorder.Attrs{
-		"kind":     "ssh",
-		"request":  kind,
-		"identity": info.identity,
-		"serial":   strconv.FormatUint(info.serial, 10),
-		"key-id":   info.cert.KeyId,
-		"login":    info.login,
-		"target":   info.target.Name,
-		"client":   info.client,
-		"argv":     fmt.Sprintf("%q", argv),
-	}
-	if kind == "exec" {
-		attrs["command"] = command
-	}
-	if s.pty != nil {
-		attrs["term"] = s.pty.Term
-	}
-	summary := info.identity + " " + info.login + "@" + info.target.Name
-	if kind == "exec" {
-		summary += ": " + command
-	}
-	sess, err := s.f.opts.Journal.StartSession(ctx, recorder.SessionInfo{Attrs: attrs, Summary: summary})
-	if err != nil {
-		s.f.log.Error("start recording an ssh session", "error", err, "identity", info.identity)
-		s.say("the session cannot be recorded, so it does not run")
-		s.exit(Result{ExitCode: 255})
+	attrs := s.sessionAttrs(kind, command)
+	attrs["target-kind"] = "command"
+	attrs["argv"] = fmt.Sprintf("%q", argv)
+	sess, rec, ok := s.begin(ctx, kind, command, attrs)
+	if !ok {
 		return
-	}
-	rec := journalRecorder{sess}
-	if kind == "exec" {
-		if _, err := rec.Append(uint8(recorder.KindExec), 0, []byte(command)); err != nil {
-			s.failed(sess, err)
-			return
-		}
 	}
 
 	cfg := LocalConfig{Argv: argv, Env: frontEnv, Stdin: s.ch, Stdout: s.ch}
@@ -196,14 +255,6 @@ func (s *frontSession) run(ctx context.Context, kind, command string, reqs <-cha
 	done := make(chan struct{})
 	defer close(done)
 	if s.pty != nil {
-		pa, err := recorder.EncodeAttrs(recorder.Attrs{"term": s.pty.Term, "cols": strconv.Itoa(int(s.pty.Cols)), "rows": strconv.Itoa(int(s.pty.Rows))})
-		if err == nil {
-			_, err = rec.Append(uint8(recorder.KindPTY), 0, pa)
-		}
-		if err != nil {
-			s.failed(sess, err)
-			return
-		}
 		cfg.StdinIsTerminal = true
 		cfg.Size = Size{Cols: int(s.pty.Cols), Rows: int(s.pty.Rows)}
 		cfg.Env = append(slices.Clone(frontEnv), "TERM="+s.pty.Term)
@@ -240,7 +291,7 @@ func (s *frontSession) run(ctx context.Context, kind, command string, reqs <-cha
 	if runErr != nil && ctx.Err() == nil {
 		s.f.log.Error("ssh session", "error", runErr, "identity", info.identity, "target", info.target.Name)
 	}
-	if err := s.end(ctx, sess, res, runErr); err != nil {
+	if err := s.end(ctx, sess, &res, runErr); err != nil {
 		s.f.log.Error("end recording an ssh session", "error", err)
 		s.say("the end of the session could not be recorded")
 		s.exit(Result{ExitCode: 255})
@@ -261,9 +312,18 @@ func (s *frontSession) failed(sess *recorder.Session, err error) {
 }
 
 // end records how the session ended: an exit frame, then the end leaf,
-// committed before the client hears the exit status.
-func (s *frontSession) end(ctx context.Context, sess *recorder.Session, res Result, runErr error) error {
+// committed before the client hears the exit status. A nil res (the
+// target ended without an exit status) records no exit frame.
+func (s *frontSession) end(ctx context.Context, sess *recorder.Session, res *Result, runErr error) error {
+	return s.endWith(ctx, sess, res, runErr, nil)
+}
+
+// endWith is end with extra attributes for the end leaf.
+func (s *frontSession) endWith(ctx context.Context, sess *recorder.Session, res *Result, runErr error, extra recorder.Attrs) error {
 	end := recorder.Attrs{"reason": "exited"}
+	for k, v := range extra {
+		end[k] = v
+	}
 	switch {
 	case runErr != nil && ctx.Err() != nil:
 		end["reason"] = "stopped"
@@ -271,6 +331,12 @@ func (s *frontSession) end(ctx context.Context, sess *recorder.Session, res Resu
 	case runErr != nil:
 		end["reason"] = "error"
 		end["detail"] = runErr.Error()
+	}
+	if res == nil {
+		if runErr == nil {
+			end["reason"] = "no-exit-status"
+		}
+		return sess.End(context.WithoutCancel(ctx), end)
 	}
 	exit := recorder.Attrs{"status": strconv.Itoa(res.ExitCode)}
 	if res.Signal != "" {

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/bastionhq/bastion/certauth"
@@ -46,12 +47,19 @@ type frontFixture struct {
 
 func startFront(t *testing.T) *frontFixture {
 	t.Helper()
+	return startFrontWith(t, "ops", frontConfig)
+}
+
+// startFrontWith is startFront for login, with config text whose
+// %LOGIN% becomes login.
+func startFrontWith(t *testing.T, login, config string) *frontFixture {
+	t.Helper()
 	needTool(t, "ssh")
 	m := startOP(t)
-	ts := startServer(t, m, strings.ReplaceAll(frontConfig, "%LOGIN%", "ops"))
+	ts := startServer(t, m, strings.ReplaceAll(config, "%LOGIN%", login))
 	dir := t.TempDir()
 	key, pub := newKey(t, dir, "id_ed25519")
-	resp, err := ts.client.Certificate(context.Background(), mint(t, m, agentClaims(m, "agent-1")), certauth.CertificateRequest{PublicKey: pub, Logins: []string{"ops"}})
+	resp, err := ts.client.Certificate(context.Background(), mint(t, m, agentClaims(m, "agent-1")), certauth.CertificateRequest{PublicKey: pub, Logins: []string{login}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,6 +102,7 @@ func (fx *frontFixture) ssh(t *testing.T, key, user, command string, opts ...str
 
 // recordedSession is a session as the journal holds it.
 type recordedSession struct {
+	id     string
 	attrs  recorder.Attrs
 	end    recorder.Attrs
 	frames []storage.Frame
@@ -114,6 +123,9 @@ func (fx *frontFixture) sessions(t *testing.T) []recordedSession {
 	var out []recordedSession
 	for _, r := range rows {
 		var rs recordedSession
+		if id, err := uuid.FromBytes(r.ID); err == nil {
+			rs.id = id.String()
+		}
 		leaf := func(i int64) recorder.Attrs {
 			var a recorder.Attrs
 			if err := snap.Leaves(ctx, i, i+1, func(l storage.Leaf) error {
