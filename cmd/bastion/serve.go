@@ -168,6 +168,9 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	}
 	api := srv.APIURL()
 	fmt.Fprintf(e.stdout, "bastion serve: HTTPS API at %s\n", api)
+	if a := srv.SSHAddr(); a != "" {
+		fmt.Fprintf(e.stdout, "bastion serve: SSH front door at %s\n", a)
+	}
 	fmt.Fprintf(e.stdout, "  journal:   %s\n", journalPath)
 	fmt.Fprintf(e.stdout, "  KRL:       %s (for targets' RevokedKeys)\n", srv.KRLPath())
 	tls := srv.TLS()

@@ -1,0 +1,274 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/ed25519"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/bastionhq/bastion/bastion/sshdtest"
+	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/certauth/oidctest"
+)
+
+// frontRig is "bastion serve" in its own process with an upstream sshd
+// target, beside an OpenSSH jump host in front of the same sshd, and a
+// client key whose certificate all three accept.
+type frontRig struct {
+	ssh, login, key, known string
+	bastionPort            string
+	jumpPort, targetPort   string
+}
+
+func newFrontRig(b *testing.B) *frontRig {
+	b.Helper()
+	r := &frontRig{ssh: sshdtest.Need(b, "ssh"), login: "root"}
+	if u, err := user.Current(); err == nil {
+		r.login = u.Username
+	}
+	m := oidctest.StartMock(b, nil)
+	dir := b.TempDir()
+	home := filepath.Join(dir, "home")
+	if code, _, stderr := runArgs("--home", home, "ca", "init"); code != 0 {
+		b.Fatalf("ca init: %s", stderr)
+	}
+	auth, err := certauth.LoadAuthorities(home, time.Now())
+	if err != nil {
+		b.Fatal(err)
+	}
+	// The target trusts the target CA (the bastion) and the user CA (the
+	// client going direct or through the OpenSSH jump host).
+	trust := filepath.Join(dir, "trusted_ca")
+	lines := slices.Concat(auth.Target.AuthorizedKeys(), auth.User.AuthorizedKeys())
+	if err := os.WriteFile(trust, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	target := sshdtest.Start(b, "TrustedUserCAKeys "+trust)
+	jump := sshdtest.Start(b, "TrustedUserCAKeys "+trust, "AllowTcpForwarding yes")
+	r.targetPort, r.jumpPort = target.Port, jump.Port
+	targetPub, err := os.ReadFile(target.HostKey + ".pub")
+	if err != nil {
+		b.Fatal(err)
+	}
+	jumpPub, err := os.ReadFile(jump.HostKey + ".pub")
+	if err != nil {
+		b.Fatal(err)
+	}
+
+	cfg := filepath.Join(dir, "bastion.hcl")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`
+home = %q
+api {
+  listen            = "127.0.0.1:0"
+  rate_per_identity = -1
+  rate_per_address  = -1
+}
+ssh { listen = "127.0.0.1:0" }
+identity_provider "corp" {
+  issuer    = %q
+  audiences = [%q]
+}
+role "agents" {
+  match {
+    providers = ["corp"]
+    subjects  = ["agent-*"]
+  }
+  logins = [%q]
+  # port forwarding for the OpenSSH jump host the bastion is measured against
+  permit = ["permit-pty", "permit-port-forwarding"]
+}
+target "db" {
+  ssh      = %q
+  host_key = %q
+}
+`, home, m.Issuer(), m.ClientID, r.login, target.Addr, strings.TrimSpace(string(targetPub)))), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd := &exec.Cmd{Path: exe, Args: []string{"bastion", "serve", "--config", cfg, "--log-level", "warn"}, Stderr: os.Stderr}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	})
+	var api, fp, sshAddr string
+	sc := bufio.NewScanner(out)
+	for (api == "" || fp == "" || sshAddr == "") && sc.Scan() {
+		if m := regexp.MustCompile(`HTTPS API at (https://\S+)`).FindStringSubmatch(sc.Text()); m != nil {
+			api = m[1]
+		}
+		if m := regexp.MustCompile(`fingerprint (SHA256:\S+)`).FindStringSubmatch(sc.Text()); m != nil {
+			fp = m[1]
+		}
+		if m := regexp.MustCompile(`SSH front door at (\S+)`).FindStringSubmatch(sc.Text()); m != nil {
+			sshAddr = m[1]
+		}
+	}
+	if api == "" || fp == "" || sshAddr == "" {
+		b.Fatal("serve did not start")
+	}
+	go io.Copy(io.Discard, out)
+	r.bastionPort = sshAddr[strings.LastIndexByte(sshAddr, ':')+1:]
+
+	// The client's key and certificate, through the real exchange.
+	_, priv, _ := ed25519.GenerateKey(nil)
+	block, _ := ssh.MarshalPrivateKey(priv, "")
+	r.key = filepath.Join(dir, "id_ed25519")
+	if err := os.WriteFile(r.key, pem.EncodeToMemory(block), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	sp, _ := ssh.NewPublicKey(priv.Public())
+	now := time.Now()
+	token, err := m.Keypair.SignJWT(jwt.MapClaims{"iss": m.Issuer(), "sub": "agent-1", "aud": m.ClientID, "iat": now.Unix(), "exp": now.Add(time.Hour).Unix()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	c, err := certauth.NewClient(api, certauth.ClientOptions{Fingerprint: fp})
+	if err != nil {
+		b.Fatal(err)
+	}
+	resp, err := c.Certificate(context.Background(), token, certauth.CertificateRequest{PublicKey: string(ssh.MarshalAuthorizedKey(sp)), TTL: "1h"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(r.key+"-cert.pub", []byte(resp.Certificate+"\n"), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	r.known = filepath.Join(dir, "known_hosts")
+	known := append(resp.KnownHosts,
+		"[127.0.0.1]:"+target.Port+" "+strings.TrimSpace(string(targetPub)),
+		"[127.0.0.1]:"+jump.Port+" "+strings.TrimSpace(string(jumpPub)))
+	if err := os.WriteFile(r.known, []byte(strings.Join(known, "\n")+"\n"), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	return r
+}
+
+// run runs ssh with the rig's options and returns how long it took.
+func (r *frontRig) run(b *testing.B, args ...string) time.Duration {
+	b.Helper()
+	cmd := exec.Command(r.ssh, append(r.base(), args...)...)
+	var stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = io.Discard, &stderr
+	t0 := time.Now()
+	if err := cmd.Run(); err != nil {
+		b.Fatalf("ssh %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	return time.Since(t0)
+}
+
+// base are the client options of every hop.
+func (r *frontRig) base() []string {
+	return []string{"-F", "none", "-i", r.key, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+		"-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile=" + r.known, "-o", "LogLevel=ERROR"}
+}
+
+// bastion and jump are the two ways to the same sshd.
+func (r *frontRig) bastion(extra ...string) []string {
+	return append(append([]string{"-p", r.bastionPort}, extra...), r.login+"@db@127.0.0.1")
+}
+
+// jump goes through the OpenSSH jump host, as -J does (ssh -W through it;
+// spelled as a ProxyCommand so that the jump hop gets the same options,
+// which -J does not pass on).
+func (r *frontRig) jump(extra ...string) []string {
+	proxy := r.ssh + " " + strings.Join(r.base(), " ") + " -p " + r.jumpPort + " -W %h:%p " + r.login + "@127.0.0.1"
+	return append(append([]string{"-o", "ProxyCommand=" + proxy, "-p", r.targetPort}, extra...), r.login+"@127.0.0.1")
+}
+
+func (r *frontRig) direct(extra ...string) []string {
+	return append(append([]string{"-p", r.targetPort}, extra...), r.login+"@127.0.0.1")
+}
+
+func benchMiB() int {
+	if n, err := strconv.Atoi(os.Getenv("BENCH_FRONT_MIB")); err == nil && n > 0 {
+		return n
+	}
+	return 256
+}
+
+func median(d []time.Duration) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// BenchmarkFrontBulk is bulk output from a real sshd target, read by the
+// real ssh client through the bastion (recorded, record-then-forward)
+// against through an OpenSSH -J jump host (unrecorded), alternating in
+// each iteration, and the same with a terminal (-tt) through the bastion
+// against -tt direct. BENCH_FRONT_MIB sets the size (default 256 MiB).
+func BenchmarkFrontBulk(b *testing.B) {
+	r := newFrontRig(b)
+	mib := benchMiB()
+	command := fmt.Sprintf("head -c %dM /dev/zero", mib)
+	var viaBastion, viaJump, ttBastion, ttDirect []time.Duration
+	b.ResetTimer()
+	for i := range b.N {
+		if i%2 == 0 {
+			viaBastion = append(viaBastion, r.run(b, append(r.bastion(), command)...))
+			viaJump = append(viaJump, r.run(b, append(r.jump(), command)...))
+		} else {
+			viaJump = append(viaJump, r.run(b, append(r.jump(), command)...))
+			viaBastion = append(viaBastion, r.run(b, append(r.bastion(), command)...))
+		}
+		ttBastion = append(ttBastion, r.run(b, append(r.bastion("-tt"), command)...))
+		ttDirect = append(ttDirect, r.run(b, append(r.direct("-tt"), command)...))
+	}
+	mbps := func(d time.Duration) float64 { return float64(mib) * (1 << 20) / d.Seconds() / 1e6 }
+	b.ReportMetric(mbps(median(viaBastion)), "bastion-MB/s")
+	b.ReportMetric(mbps(median(viaJump)), "jump-MB/s")
+	b.ReportMetric(median(viaJump).Seconds()/median(viaBastion).Seconds(), "bastion/jump")
+	b.ReportMetric(mbps(median(ttBastion)), "bastion-tt-MB/s")
+	b.ReportMetric(mbps(median(ttDirect)), "direct-tt-MB/s")
+	b.ReportMetric(median(ttDirect).Seconds()/median(ttBastion).Seconds(), "bastion-tt/direct-tt")
+	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkFrontTrue is the latency of "ssh … true": connect, authenticate,
+// run nothing, through the bastion against through an OpenSSH -J jump
+// host, alternating.
+func BenchmarkFrontTrue(b *testing.B) {
+	r := newFrontRig(b)
+	var viaBastion, viaJump []time.Duration
+	b.ResetTimer()
+	for i := range b.N {
+		if i%2 == 0 {
+			viaBastion = append(viaBastion, r.run(b, append(r.bastion(), "true")...))
+			viaJump = append(viaJump, r.run(b, append(r.jump(), "true")...))
+		} else {
+			viaJump = append(viaJump, r.run(b, append(r.jump(), "true")...))
+			viaBastion = append(viaBastion, r.run(b, append(r.bastion(), "true")...))
+		}
+	}
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	b.ReportMetric(ms(median(viaBastion)), "bastion-ms")
+	b.ReportMetric(ms(median(viaJump)), "jump-ms")
+	b.ReportMetric(median(viaBastion).Seconds()/median(viaJump).Seconds(), "bastion/jump")
+	b.ReportMetric(0, "ns/op")
+}
