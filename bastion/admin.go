@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -89,6 +90,38 @@ func (s *Server) adminHandler() http.Handler {
 			out.Warning = err.Error()
 		}
 		writeAdminJSON(w, http.StatusOK, out)
+	})
+	mux.HandleFunc("GET /v1/sessions", func(w http.ResponseWriter, r *http.Request) {
+		live := s.LiveSessions()
+		if live == nil {
+			live = []LiveSession{}
+		}
+		writeAdminJSON(w, http.StatusOK, live)
+	})
+	mux.HandleFunc("POST /v1/sessions/kill", func(w http.ResponseWriter, r *http.Request) {
+		var req AdminKillRequest
+		dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			adminError(w, http.StatusBadRequest, fmt.Errorf("bad kill request: %v", err))
+			return
+		}
+		by := req.By
+		if cred, ok := r.Context().Value(credKey{}).(*unix.Ucred); ok {
+			by = fmt.Sprintf("uid %d, pid %d", cred.Uid, cred.Pid)
+			if req.By != "" {
+				by += " (says " + printable(req.By) + ")"
+			}
+		}
+		l, err := s.KillSession(req.ID, req.Reason, by)
+		switch {
+		case errors.Is(err, ErrNoLiveSession):
+			adminError(w, http.StatusNotFound, fmt.Errorf("%w: %q", err, req.ID))
+		case err != nil:
+			adminError(w, http.StatusConflict, err)
+		default:
+			writeAdminJSON(w, http.StatusOK, l)
+		}
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, _ := r.Context().Value(connKey{}).(*net.UnixConn)
@@ -205,4 +238,87 @@ func AdminRevoke(ctx context.Context, home string, req certauth.RevokeRequest) (
 		return nil, "", fmt.Errorf("server's answer is not a revocation result: %s", bytes.TrimSpace(data))
 	}
 	return out.Result, out.Warning, nil
+}
+
+// AdminKillRequest asks the server to end a live session.
+type AdminKillRequest struct {
+	// ID is the journal session's ID, or a prefix naming one live
+	// session.
+	ID string `json:"id"`
+	// Reason, if any, is told to the client and recorded.
+	Reason string `json:"reason,omitempty"`
+	// By is who asks, as the client says; the server records the peer's
+	// uid and pid beside it.
+	By string `json:"by,omitempty"`
+}
+
+// AdminKill asks the server running for home to end a live session. It
+// returns ErrNoServer when none answers, and an error wrapping
+// ErrNoLiveSession when no live session has that ID.
+func AdminKill(ctx context.Context, home string, req AdminKillRequest) (LiveSession, error) {
+	var out LiveSession
+	err := adminCall(ctx, home, http.MethodPost, "/v1/sessions/kill", req, &out)
+	return out, err
+}
+
+// AdminLiveSessions lists the live sessions of the server running for
+// home. It returns ErrNoServer when none answers.
+func AdminLiveSessions(ctx context.Context, home string) ([]LiveSession, error) {
+	var out []LiveSession
+	err := adminCall(ctx, home, http.MethodGet, "/v1/sessions", nil, &out)
+	return out, err
+}
+
+// adminCall sends in (if not nil) as JSON to the admin socket of home's
+// server and decodes its answer into out.
+func adminCall(ctx context.Context, home, method, path string, in, out any) error {
+	sock := filepath.Join(home, AdminSocket)
+	client := &http.Client{
+		Timeout: 30 * time.Second,
+		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", sock)
+		}},
+	}
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	hr, err := http.NewRequestWithContext(ctx, method, "http://bastion"+path, body)
+	if err != nil {
+		return err
+	}
+	if in != nil {
+		hr.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := client.Do(hr)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
+			return ErrNoServer
+		}
+		return fmt.Errorf("admin socket %s: %w", sock, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e adminErrorResponse
+		if json.Unmarshal(data, &e) != nil || e.Error == "" {
+			return fmt.Errorf("server answered %s", resp.Status)
+		}
+		if resp.StatusCode == http.StatusNotFound && strings.HasPrefix(e.Error, ErrNoLiveSession.Error()) {
+			return fmt.Errorf("%w%s", ErrNoLiveSession, strings.TrimPrefix(e.Error, ErrNoLiveSession.Error()))
+		}
+		return errors.New(e.Error)
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("server's answer is not what %s %s returns: %s", method, path, bytes.TrimSpace(data))
+	}
+	return nil
 }

@@ -70,6 +70,9 @@ type frontOptions struct {
 	Journal     *recorder.Journal
 	Logger      hclog.Logger
 	Now         func() time.Time
+	// Lifecycle tracks the live sessions and their limits; nil gets one
+	// with the default limits.
+	Lifecycle *lifecycle
 }
 
 // front is the SSH front door: host identity, certificate authentication,
@@ -94,12 +97,23 @@ type front struct {
 	sessions sync.WaitGroup
 	closeMu  sync.Mutex
 	closing  bool // guarded by closeMu: no new session may start
+
+	// jumpHosts are the host certificates presented under ssh -J, one
+	// per target name.
+	jumpHosts jumpHostCerts
+
+	// lives are the live sessions, ended by their limits, revocation,
+	// kill or shutdown.
+	lives *lifecycle
 }
 
 // newFront loads (or creates) the host key, certifies it and opens the
 // listener. serve runs it.
 func newFront(opts frontOptions) (*front, error) {
-	f := &front{opts: opts, log: opts.Logger, now: opts.Now, targets: map[string]TargetConfig{}, upstreams: map[string]*upstream{}}
+	f := &front{opts: opts, log: opts.Logger, now: opts.Now, targets: map[string]TargetConfig{}, upstreams: map[string]*upstream{}, lives: opts.Lifecycle}
+	if f.lives == nil {
+		f.lives = newLifecycle(FrontLimits{}, f.now)
+	}
 	for _, t := range opts.Targets {
 		f.targets[t.Name] = t
 		if t.SSH != "" {
@@ -132,8 +146,9 @@ func newFront(opts frontOptions) (*front, error) {
 			f.log.Debug("ssh connection failed", "client", c.RemoteAddr().String(), "error", err)
 		},
 		ChannelHandlers: map[string]gl.ChannelHandler{
-			"session": f.handleSession,
-			"default": refuseChannel,
+			"session":      f.handleSessionOrJump,
+			"direct-tcpip": f.handleJump,
+			"default":      refuseChannel,
 		},
 		// No request handlers: tcpip-forward and every other global
 		// request is refused.
@@ -343,13 +358,27 @@ func (f *front) precheck(ctx gl.Context, key gl.PublicKey) bool {
 // authInfo is who an authenticated connection is and where it goes; it
 // rides in the connection's Permissions.ExtraData.
 type authInfo struct {
-	cert     *ssh.Certificate
-	login    string
+	cert  *ssh.Certificate
+	login string
+	// target is where the connection's sessions run; its Name is "" for
+	// the outer connection of ssh -J (user name LOGIN alone), which may
+	// open direct-tcpip channels to targets and nothing else.
 	target   TargetConfig
 	identity string
 	serial   uint64
-	client   string
+	// client is the address of the client's TCP connection to the
+	// bastion (under ssh -J, the outer connection's).
+	client string
+	// route is how the connection reached its target: RouteUser,
+	// RouteJump, or "" for the outer connection of ssh -J.
+	route string
 }
+
+// Routes, as journaled.
+const (
+	RouteUser = "user" // ssh LOGIN@TARGET@bastion
+	RouteJump = "jump" // ssh -J bastion LOGIN@TARGET
+)
 
 type authInfoKey struct{}
 
@@ -371,7 +400,34 @@ func (f *front) authorize(conn ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permis
 	}, nil
 }
 
+// check is checkAs for the user name of a connection to the bastion:
+// LOGIN@TARGET, or LOGIN alone for the outer connection of ssh -J.
 func (f *front) check(conn ssh.ConnMetadata, key ssh.PublicKey) (*authInfo, *refusal) {
+	return f.checkAs(conn, key, f.resolveUser)
+}
+
+// resolveUser reads a user name: LOGIN@TARGET for a configured target,
+// or LOGIN alone (no '@'), which routes nowhere but lets the connection
+// jump (ssh -J) to targets.
+func (f *front) resolveUser(user string) (login string, t TargetConfig, route string, r *refusal) {
+	if !strings.Contains(user, "@") {
+		return user, TargetConfig{}, "", nil
+	}
+	login, target, ok := splitUser(user)
+	if !ok {
+		return "", TargetConfig{}, "", &refusal{reason: ReasonNoTarget, detail: "the user name is not LOGIN@TARGET"}
+	}
+	t, ok = f.targets[target]
+	if !ok {
+		return "", TargetConfig{}, "", &refusal{reason: ReasonUnknownTarget, detail: target}
+	}
+	return login, t, RouteUser, nil
+}
+
+// checkAs checks a certificate: every check but the user name's, which
+// resolve turns into the login (a principal the certificate must name),
+// the target and the route.
+func (f *front) checkAs(conn ssh.ConnMetadata, key ssh.PublicKey, resolve func(user string) (login string, t TargetConfig, route string, r *refusal)) (*authInfo, *refusal) {
 	now := f.now()
 	cert, ok := key.(*ssh.Certificate)
 	if !ok {
@@ -399,13 +455,9 @@ func (f *front) check(conn ssh.ConnMetadata, key ssh.PublicKey) (*authInfo, *ref
 			return nil, &refusal{reason: ReasonSourceAddress, detail: err.Error()}
 		}
 	}
-	login, target, ok := splitUser(conn.User())
-	if !ok {
-		return nil, &refusal{reason: ReasonNoTarget, detail: "the user name is not LOGIN@TARGET"}
-	}
-	t, ok := f.targets[target]
-	if !ok {
-		return nil, &refusal{reason: ReasonUnknownTarget, detail: target}
+	login, t, route, r := resolve(conn.User())
+	if r != nil {
+		return nil, r
 	}
 	if !slices.Contains(cert.ValidPrincipals, login) {
 		return nil, &refusal{reason: ReasonPrincipal, detail: login}
@@ -436,7 +488,7 @@ func (f *front) check(conn ssh.ConnMetadata, key ssh.PublicKey) (*authInfo, *ref
 	}
 	return &authInfo{
 		cert: cert, login: login, target: t, serial: cert.Serial,
-		identity: rec.Identity, client: addrString(conn.RemoteAddr()),
+		identity: rec.Identity, client: addrString(conn.RemoteAddr()), route: route,
 	}, nil
 }
 
@@ -484,10 +536,18 @@ func addrString(a net.Addr) string {
 
 // refused journals a refused authentication (and logs it).
 func (f *front) refused(user string, remote net.Addr, key ssh.PublicKey, r *refusal) {
+	f.refusedWith(user, remote, key, r, nil)
+}
+
+// refusedWith is refused with extra attributes for the journal event.
+func (f *front) refusedWith(user string, remote net.Addr, key ssh.PublicKey, r *refusal, extra recorder.Attrs) {
 	attrs := recorder.Attrs{
 		"reason": r.reason,
 		"user":   user,
 		"client": addrString(remote),
+	}
+	for k, v := range extra {
+		attrs[k] = v
 	}
 	if r.detail != "" {
 		attrs["detail"] = r.detail
@@ -510,8 +570,9 @@ func (f *front) refused(user string, remote net.Addr, key ssh.PublicKey, r *refu
 	}
 }
 
-// refuseChannel refuses every channel type but sessions: port forwarding
-// (direct-tcpip) is not allowed yet.
+// refuseChannel refuses every channel type but sessions and ssh -J's
+// direct-tcpip to a target name (handleJump): port forwarding is not
+// allowed yet.
 func refuseChannel(_ *gl.Server, _ *ssh.ServerConn, nc ssh.NewChannel, _ gl.Context) {
 	switch nc.ChannelType() {
 	case "direct-tcpip", "direct-streamlocal@openssh.com":

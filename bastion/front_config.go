@@ -25,6 +25,8 @@ type SSHConfig struct {
 	MaxAuthTries int
 	// PreAuthTimeout is how long a connection may take to authenticate.
 	PreAuthTimeout time.Duration
+	// Limits end sessions that idle or run too long.
+	Limits FrontLimits
 }
 
 // TargetConfig is something an SSH user reaches by name: a command the
@@ -63,6 +65,8 @@ type sshBlock struct {
 	HostNames      []string  `hcl:"host_names,optional"`
 	MaxAuthTries   *int      `hcl:"max_auth_tries,optional"`
 	PreAuthTimeout *string   `hcl:"pre_auth_timeout,optional"`
+	IdleTimeout    *string   `hcl:"idle_timeout,optional"`
+	MaxDuration    *string   `hcl:"max_duration,optional"`
 	DefRange       hcl.Range `hcl:",def_range"`
 }
 
@@ -108,6 +112,8 @@ func (v *validator) front(fc *fileConfig, cfg *Config, dir string) {
 			c.MaxAuthTries = *b.MaxAuthTries
 		}
 		c.PreAuthTimeout = v.duration(b.DefRange, "pre_auth_timeout", b.PreAuthTimeout, DefaultPreAuthTimeout)
+		c.Limits.IdleTimeout = v.limit(b.DefRange, "idle_timeout", b.IdleTimeout, DefaultIdleTimeout)
+		c.Limits.MaxDuration = v.limit(b.DefRange, "max_duration", b.MaxDuration, DefaultMaxDuration)
 		cfg.SSH = c
 	}
 	seen := map[string]bool{}
@@ -229,4 +235,13 @@ func loadUserKey(path string) (ssh.Signer, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return signer, nil
+}
+
+// limit reads a session limit: a positive duration, or "off" for none
+// (a negative FrontLimits field).
+func (v *validator) limit(r hcl.Range, name string, s *string, def time.Duration) time.Duration {
+	if s != nil && *s == "off" {
+		return -1
+	}
+	return v.duration(r, name, s, def)
 }

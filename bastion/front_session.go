@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	gl "github.com/gliderlabs/ssh"
 	"golang.org/x/crypto/ssh"
@@ -62,13 +63,28 @@ func (f *front) handleSession(_ *gl.Server, conn *ssh.ServerConn, nc ssh.NewChan
 		return
 	}
 	defer f.sessions.Done()
+	lc := f.lifecycle()
+	lctx, life, err := lc.add(ctx, info)
+	if err != nil {
+		nc.Reject(ssh.ResourceShortage, "bastion: "+err.Error())
+		return
+	}
+	defer lc.remove(life)
 	ch, reqs, err := nc.Accept()
 	if err != nil {
 		return
 	}
 	defer ch.Close()
-	s := &frontSession{f: f, info: info, ch: ch, perms: conn.Permissions}
-	s.serve(ctx, reqs)
+	s := &frontSession{f: f, info: info, ch: ch, perms: conn.Permissions, life: life}
+	// When the bastion ends the session, the client is told why at once;
+	// the session's own goroutines stop the target and record the end.
+	stop := context.AfterFunc(lctx, func() {
+		if e := endCause(lctx); e != nil {
+			s.tell(e)
+		}
+	})
+	defer stop()
+	s.serve(lctx, reqs)
 }
 
 // frontSession is one session channel.
@@ -77,17 +93,53 @@ type frontSession struct {
 	info  *authInfo
 	ch    ssh.Channel
 	perms *ssh.Permissions
-	pty   *ptyRequest // set by a pty-req before the session starts
-	env   []envVar    // allow-listed env requests before the start (SSH targets)
+	env   []envVar // allow-listed env requests before the start (SSH targets)
+	life  *liveSession
+
+	// mu guards pty against tell, which runs on another goroutine; the
+	// serve goroutine, which alone writes pty, reads it without mu.
+	mu      sync.Mutex
+	pty     *ptyRequest // set by a pty-req before the session starts
+	started bool        // guarded by mu: a shell or exec request was accepted
+	told    bool        // guarded by mu: the bastion ended the session and said why
 }
 
-// say writes a message of the bastion's own to the client's stderr.
+// say writes a message of the bastion's own to the client's stderr. Once
+// the client has been told why the bastion ended the session, nothing more
+// is said: what fails afterwards is a consequence.
 func (s *frontSession) say(format string, args ...any) {
-	msg := "bastion: " + fmt.Sprintf(format, args...) + "\n"
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.told {
+		return
+	}
+	s.sayLocked(fmt.Sprintf(format, args...))
+}
+
+func (s *frontSession) sayLocked(text string) {
+	msg := "bastion: " + text + "\n"
 	if s.pty != nil {
 		msg = "\r" + msg[:len(msg)-1] + "\r\n"
 	}
 	io.WriteString(s.ch.Stderr(), msg)
+}
+
+// tell says why the bastion ends the session, once. A session that has not
+// started its command yet is closed here; a running one is stopped by its
+// context, and records its end with e's reason (see endWith).
+func (s *frontSession) tell(e *sessionEnd) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.told {
+		return
+	}
+	s.sayLocked(e.message)
+	s.told = true
+	s.f.log.Info("ssh session ended by the bastion", "reason", e.reason, "identity", s.info.identity, "target", s.info.target.Name, "detail", e.message)
+	if !s.started {
+		s.ch.CloseWrite()
+		s.ch.Close()
+	}
 }
 
 func (s *frontSession) serve(ctx context.Context, reqs <-chan *ssh.Request) {
@@ -104,12 +156,16 @@ func (s *frontSession) serve(ctx context.Context, reqs <-chan *ssh.Request) {
 				req.Reply(false, nil)
 				continue
 			}
+			s.mu.Lock()
 			s.pty = &p
+			s.mu.Unlock()
 			req.Reply(true, nil)
 		case "window-change":
 			var w windowChange
 			if s.pty != nil && ssh.Unmarshal(req.Payload, &w) == nil {
+				s.mu.Lock()
 				s.pty.Cols, s.pty.Rows = w.Cols, w.Rows
+				s.mu.Unlock()
 			}
 			req.Reply(false, nil)
 		case "shell", "exec":
@@ -121,6 +177,13 @@ func (s *frontSession) serve(ctx context.Context, reqs <-chan *ssh.Request) {
 					continue
 				}
 				command = e.Command
+			}
+			s.mu.Lock()
+			s.started = !s.told
+			s.mu.Unlock()
+			if !s.started {
+				req.Reply(false, nil)
+				return
 			}
 			req.Reply(true, nil)
 			if s.info.target.SSH != "" {
@@ -173,6 +236,9 @@ func (s *frontSession) sessionAttrs(kind, command string) recorder.Attrs {
 		"target":   info.target.Name,
 		"client":   info.client,
 	}
+	if info.route != "" {
+		attrs["route"] = info.route
+	}
 	if kind == "exec" {
 		attrs["command"] = command
 	}
@@ -191,6 +257,12 @@ func (s *frontSession) begin(ctx context.Context, kind, command string, attrs re
 	if kind == "exec" {
 		summary += ": " + command
 	}
+	if err := s.f.opts.Journal.Err(); err != nil {
+		s.f.log.Error("ssh session refused: the journal is failing", "error", err, "identity", info.identity)
+		s.say("the journal is failing, so the session cannot be recorded: new sessions are refused until it works")
+		s.exit(Result{ExitCode: 255})
+		return nil, journalRecorder{}, false
+	}
 	sess, err := s.f.opts.Journal.StartSession(ctx, recorder.SessionInfo{Attrs: attrs, Summary: summary})
 	if err != nil {
 		s.f.log.Error("start recording an ssh session", "error", err, "identity", info.identity)
@@ -198,7 +270,10 @@ func (s *frontSession) begin(ctx context.Context, kind, command string, attrs re
 		s.exit(Result{ExitCode: 255})
 		return nil, journalRecorder{}, false
 	}
-	rec = journalRecorder{sess}
+	rec = journalRecorder{sess, s.life}
+	if s.life != nil {
+		s.life.setID(sess.ID().String())
+	}
 	if kind == "exec" {
 		if _, err := rec.Append(uint8(recorder.KindExec), 0, []byte(command)); err != nil {
 			s.failed(sess, err)
@@ -324,7 +399,15 @@ func (s *frontSession) endWith(ctx context.Context, sess *recorder.Session, res 
 	for k, v := range extra {
 		end[k] = v
 	}
-	switch {
+	switch e := endCause(ctx); {
+	case runErr != nil && e != nil:
+		// Ended by the bastion: expiry, revocation, idleness, the
+		// maximum duration, an operator, shutdown.
+		end["reason"] = e.reason
+		end["detail"] = e.message
+		for k, v := range e.attrs {
+			end[k] = v
+		}
 	case runErr != nil && ctx.Err() != nil:
 		end["reason"] = "stopped"
 		end["detail"] = context.Cause(ctx).Error()
@@ -356,8 +439,14 @@ func (s *frontSession) endWith(ctx context.Context, sess *recorder.Session, res 
 }
 
 // exit sends the client the command's exit status (or the signal that
-// killed it) and closes the channel for writing.
+// killed it) and closes the channel for writing. A session the bastion
+// ended exits 255, as ssh does for its own errors: the client was told why.
 func (s *frontSession) exit(res Result) {
+	s.mu.Lock()
+	if s.told {
+		res = Result{ExitCode: 255}
+	}
+	s.mu.Unlock()
 	if res.Signal != "" {
 		s.ch.SendRequest("exit-signal", false, ssh.Marshal(struct {
 			Signal     string
@@ -371,9 +460,16 @@ func (s *frontSession) exit(res Result) {
 	s.ch.CloseWrite()
 }
 
-// journalRecorder adapts a journal session to the pumps' Recorder.
-type journalRecorder struct{ *recorder.Session }
+// journalRecorder adapts a journal session to the pumps' Recorder. Every
+// chunk recorded is activity for the idle timeout of life (if not nil).
+type journalRecorder struct {
+	*recorder.Session
+	life *liveSession
+}
 
 func (r journalRecorder) Append(kind uint8, channel uint32, p []byte) (uint64, error) {
+	if r.life != nil {
+		r.life.touch()
+	}
 	return r.Session.Append(recorder.Kind(kind), channel, p)
 }

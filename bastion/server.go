@@ -2,6 +2,8 @@ package bastion
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -9,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -35,8 +38,11 @@ type ServerOptions struct {
 	// DevLogins are the logins of the dev role added when the
 	// configuration has no roles (serve --dev).
 	DevLogins []string
-	Logger    hclog.Logger
-	Now       func() time.Time
+	// FrontLimits bound the SSH front door's sessions; zero fields mean
+	// the defaults (DefaultIdleTimeout, DefaultMaxDuration).
+	FrontLimits FrontLimits
+	Logger      hclog.Logger
+	Now         func() time.Time
 }
 
 // Server is "bastion serve": the HTTPS API that exchanges OIDC tokens for
@@ -53,9 +59,14 @@ type Server struct {
 
 	apiLn   net.Listener
 	adminLn net.Listener
-	front   *front // the SSH front door; nil without an ssh block
+	front   *front     // the SSH front door; nil without an ssh block
+	life    *lifecycle // the front door's live sessions and their limits
 	devURL  string
 	devRun  func(context.Context) error
+
+	// configSHA256 is the hex SHA-256 of the configuration file's bytes
+	// when the server was built, or configErr why it could not be read.
+	configSHA256, configErr string
 
 	krlMu sync.Mutex // serializes KRL writes
 }
@@ -72,6 +83,12 @@ func NewServer(ctx context.Context, opts ServerOptions) (_ *Server, err error) {
 		s.now = time.Now
 	}
 	cfg := opts.Config
+	limits := opts.FrontLimits
+	if limits == (FrontLimits{}) && cfg.SSH != nil {
+		limits = cfg.SSH.Limits
+	}
+	s.life = newLifecycle(limits, s.now)
+	s.hashConfig()
 	defer func() {
 		if err != nil {
 			s.closeListeners()
@@ -184,13 +201,30 @@ func NewServer(ctx context.Context, opts ServerOptions) (_ *Server, err error) {
 	if cfg.SSH != nil {
 		s.front, err = newFront(frontOptions{
 			Config: cfg.SSH, Targets: cfg.Targets, Home: opts.Home, Authorities: opts.Authorities,
-			Registry: s.registry, Journal: opts.Journal, Logger: s.log.Named("ssh"), Now: s.now,
+			Registry: s.registry, Journal: opts.Journal, Logger: s.log.Named("ssh"), Now: s.now, Lifecycle: s.life,
 		})
 		if err != nil {
 			return nil, err
 		}
 	}
 	return s, nil
+}
+
+// hashConfig notes the SHA-256 of the configuration file, for the
+// serve.started event. The file is read again, a moment after LoadConfig
+// parsed it: the Config keeps no copy of its bytes.
+func (s *Server) hashConfig() {
+	p := s.opts.Config.Path
+	if p == "" {
+		return
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		s.configErr = err.Error()
+		return
+	}
+	sum := sha256.Sum256(b)
+	s.configSHA256 = hex.EncodeToString(sum[:])
 }
 
 func (s *Server) closeListeners() {
@@ -263,15 +297,89 @@ func (s *Server) Revoke(ctx context.Context, req certauth.RevokeRequest) (*certa
 		return nil, err
 	}
 	s.log.Info("certificates revoked", "serials", fmt.Sprint(res.Serials), "identity", res.Identity, "by", req.By, "reason", req.Reason)
+	if s.front != nil {
+		for _, l := range s.life.revoked(res) {
+			s.log.Info("ssh session ended: its certificate was revoked", "session", l.ID, "serial", l.Serial, "identity", l.Identity)
+		}
+	}
 	if err := s.writeKRL(); err != nil {
 		return res, fmt.Errorf("revoked (journal leaf %d), but the KRL was not rewritten: %w", res.Leaf, err)
 	}
 	return res, nil
 }
 
-// Run serves until ctx is done, then shuts down gracefully: requests in
-// flight finish (up to 10 s) before it returns.
+// LiveSessions lists the SSH front door's sessions that are running.
+func (s *Server) LiveSessions() []LiveSession {
+	if s.front == nil {
+		return nil
+	}
+	return s.life.list()
+}
+
+// KillSession ends the live session whose journal ID is id (or the one
+// whose ID starts with id): the client is told, with reason if not empty,
+// and the end leaf says it was killed, by whom. It returns
+// ErrNoLiveSession if no live session has that ID.
+func (s *Server) KillSession(id, reason, by string) (LiveSession, error) {
+	if s.front == nil {
+		return LiveSession{}, ErrNoLiveSession
+	}
+	l, err := s.life.kill(id, reason, by)
+	if err == nil {
+		s.log.Info("ssh session killed", "session", l.ID, "identity", l.Identity, "by", by, "reason", reason)
+	}
+	return l, err
+}
+
+// shutdownTimeout bounds a graceful shutdown: requests in flight finish,
+// live sessions record their end.
+const shutdownTimeout = 10 * time.Second
+
+// startedAttrs are the attributes of the serve.started event.
+func (s *Server) startedAttrs() recorder.Attrs {
+	a := recorder.Attrs{
+		"pid":   strconv.Itoa(os.Getpid()),
+		"api":   s.apiLn.Addr().String(),
+		"admin": s.adminLn.Addr().String(),
+	}
+	if p := s.opts.Config.Path; p != "" {
+		a["config"] = p
+		if s.configSHA256 != "" {
+			a["config.sha256"] = s.configSHA256
+		} else {
+			a["config.error"] = s.configErr
+		}
+	} else {
+		a["config"] = "(none)"
+	}
+	if s.front != nil {
+		a["ssh"] = s.front.Addr().String()
+		a["ssh.idle-timeout"] = s.life.limits.IdleTimeout.String()
+		a["ssh.max-duration"] = s.life.limits.MaxDuration.String()
+	}
+	if s.devURL != "" {
+		a["dev-issuer"] = s.devURL
+	}
+	return a
+}
+
+// Run serves until ctx is done, then shuts down gracefully: new sessions
+// are refused, live ones are ended and record their end, requests in
+// flight finish (all within shutdownTimeout) before it returns. The start
+// and the stop are journal events (serve.started, serve.stopped); if the
+// start cannot be journaled, Run serves nothing.
 func (s *Server) Run(ctx context.Context) error {
+	if _, err := s.opts.Journal.AppendEvent(ctx, EventServeStarted, s.startedAttrs()); err != nil {
+		s.closeListeners()
+		if s.devRun != nil {
+			// Serving with a done context closes its listener.
+			done, cancel := context.WithCancel(context.Background())
+			cancel()
+			s.devRun(done)
+		}
+		return fmt.Errorf("journal the start of serving: %w", err)
+	}
+	parent := ctx
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	api := &http.Server{
@@ -326,16 +434,41 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	})
 	<-ctx.Done()
-	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	stopped := recorder.Attrs{"reason": "requested"}
+	if parent.Err() == nil {
+		stopped["reason"] = "error"
+	}
+	if c := context.Cause(ctx); c != nil {
+		stopped["detail"] = c.Error()
+	}
+	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
 	defer scancel()
+	if s.front != nil {
+		// First, so that each session's end leaf is committed while the
+		// journal is sure to be open.
+		n := s.life.shutdown()
+		stopped["ssh.sessions-ended"] = strconv.Itoa(n)
+		s.log.Info("shutting down", "ssh sessions ended", n)
+	}
 	err := errors.Join(api.Shutdown(sctx), admin.Shutdown(sctx))
 	if s.front != nil {
 		err = errors.Join(err, s.front.shutdown(sctx))
+		if n := s.life.count(); n > 0 {
+			stopped["ssh.sessions-left"] = strconv.Itoa(n)
+		}
 	}
 	wg.Wait()
 	close(errs)
 	for e := range errs {
 		err = errors.Join(err, e)
+	}
+	if err != nil {
+		stopped["error"] = err.Error()
+	}
+	jctx, jcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer jcancel()
+	if _, jerr := s.opts.Journal.AppendEvent(jctx, EventServeStopped, stopped); jerr != nil {
+		err = errors.Join(err, fmt.Errorf("journal the stop of serving: %w", jerr))
 	}
 	return err
 }

@@ -3,12 +3,15 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/bastionhq/bastion/bastion"
 )
 
 func init() {
@@ -17,6 +20,12 @@ func init() {
 		summary: "list recorded sessions",
 		usage:   sessionsListUsage,
 		run:     runSessionsList,
+	})
+	register(&command{
+		name:    "sessions kill",
+		summary: "end a live SSH session, telling its client why",
+		usage:   sessionsKillUsage,
+		run:     runSessionsKill,
 	})
 }
 
@@ -39,6 +48,65 @@ Flags:
 Examples:
     $ bastion sessions list
     $ bastion sessions list --json | jq -r '.[] | select(.state == "open") | .id'`
+
+const sessionsKillUsage = `Usage:
+    bastion sessions kill [--reason TEXT] [--json] ID
+
+Ends a live SSH session through the running server (its admin socket): the
+client reads on its standard error that an operator ended the session, and
+the reason if one is given; the target's command is stopped; the session's
+end record says "killed", by whom (the uid and pid the kernel reports) and
+why.
+
+ID is the session's ID as "sessions list" shows it, or enough of its
+beginning to name one live session. A live session is listed as "open".
+
+It exits 1 if no live session has that ID (it has ended, or it is not one
+of this server's), or if no server is running for this home.
+
+Flags:
+    --reason TEXT   why, told to the client and recorded
+    --json          print the session ended as JSON: id, identity, serial,
+                    login, target, client, started
+
+Examples:
+    $ bastion sessions list --json | jq -r '.[] | select(.state == "open") | .id'
+    $ bastion sessions kill --reason "runaway migration, see CHG-1234" 0190b3c4-1f2e-7a6b-8c9d-0e1f2a3b4c5d
+    $ bastion sessions kill 0190b3c4`
+
+func runSessionsKill(ctx context.Context, e *env, args []string) error {
+	fs := e.flags()
+	reason := fs.String("reason", "", "why (`TEXT`)")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usageErrorf("sessions kill needs one session ID (flags go before it)")
+	}
+	id := fs.Arg(0)
+	home, err := e.home()
+	if err != nil {
+		return err
+	}
+	l, err := bastion.AdminKill(ctx, home, bastion.AdminKillRequest{ID: id, Reason: *reason, By: operator(e)})
+	switch {
+	case errors.Is(err, bastion.ErrNoServer):
+		return withHint(fmt.Errorf("%w: no session is live", err), `a session runs only while "bastion serve" does`)
+	case errors.Is(err, bastion.ErrNoLiveSession):
+		return withHint(err, `"bastion sessions list" shows the sessions; a live one is "open"`)
+	case err != nil:
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(l)
+	}
+	fmt.Fprintf(e.stdout, "killed session %s: %s as %s@%s from %s, started %s\n", l.ID, oneLine(l.Identity), oneLine(l.Login), oneLine(l.Target),
+		l.Client, l.Started.UTC().Format(time.RFC3339))
+	return nil
+}
 
 type sessionJSON struct {
 	ID       string     `json:"id"`

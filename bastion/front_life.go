@@ -1,0 +1,334 @@
+package bastion
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/recorder"
+)
+
+// Defaults of [FrontLimits].
+const (
+	DefaultIdleTimeout = 30 * time.Minute
+	DefaultMaxDuration = 8 * time.Hour
+)
+
+// Reasons a live session is ended by the bastion, as its end leaf's
+// "reason" attribute says.
+const (
+	EndKilled      = "killed"
+	EndExpired     = "certificate-expired"
+	EndRevoked     = "revoked"
+	EndIdle        = "idle-timeout"
+	EndMaxDuration = "max-duration"
+	EndShutdown    = "shutdown"
+)
+
+// Journal events of the bastion's own start and stop: examiners ask that
+// the start and stop of logging be logged.
+const (
+	EventServeStarted = "serve.started"
+	EventServeStopped = "serve.stopped"
+)
+
+// ErrNoLiveSession is returned by [Server.KillSession] and [AdminKill] for
+// an ID that names no live session.
+var ErrNoLiveSession = errors.New("no live session has that ID")
+
+// FrontLimits bound how long a front-door session may run.
+type FrontLimits struct {
+	// IdleTimeout ends a session after this long without input or
+	// output. Zero means DefaultIdleTimeout; negative means never.
+	IdleTimeout time.Duration
+	// MaxDuration ends a session this long after it started. Zero means
+	// DefaultMaxDuration; negative means never.
+	MaxDuration time.Duration
+}
+
+func (l FrontLimits) withDefaults() FrontLimits {
+	if l.IdleTimeout == 0 {
+		l.IdleTimeout = DefaultIdleTimeout
+	}
+	if l.MaxDuration == 0 {
+		l.MaxDuration = DefaultMaxDuration
+	}
+	return l
+}
+
+// A sessionEnd is why the bastion ended a live session: the cancel cause of
+// the session's context. message is what the client reads on its stderr;
+// reason and attrs go into the end leaf.
+type sessionEnd struct {
+	reason  string
+	message string
+	attrs   recorder.Attrs
+}
+
+func (e *sessionEnd) Error() string { return e.message }
+
+// endCause is the sessionEnd ctx was canceled with, or nil.
+func endCause(ctx context.Context) *sessionEnd {
+	var e *sessionEnd
+	if ctx.Err() != nil && errors.As(context.Cause(ctx), &e) {
+		return e
+	}
+	return nil
+}
+
+// LiveSession describes a front-door session that is running.
+type LiveSession struct {
+	// ID is the journal session's ID.
+	ID       string    `json:"id"`
+	Identity string    `json:"identity"`
+	Serial   uint64    `json:"serial"`
+	Login    string    `json:"login"`
+	Target   string    `json:"target"`
+	Client   string    `json:"client"`
+	Started  time.Time `json:"started"`
+}
+
+// liveSession is one session channel from its accept to its end. Its
+// context is canceled, with a *sessionEnd cause, to end it.
+type liveSession struct {
+	info    *authInfo
+	started time.Time
+	cancel  context.CancelCauseFunc
+	// activity is the time.Since(started) of the last byte recorded, in
+	// nanoseconds; the idle timer reads it.
+	activity atomic.Int64
+
+	mu      sync.Mutex
+	id      string        // guarded by mu: the journal session's ID, "" before it starts
+	timers  []*time.Timer // guarded by mu
+	stopped bool          // guarded by mu: the timers are stopped for good
+}
+
+// touch notes input or output now.
+func (l *liveSession) touch() { l.activity.Store(int64(time.Since(l.started))) }
+
+func (l *liveSession) end(e *sessionEnd) { l.cancel(e) }
+
+func (l *liveSession) describe() LiveSession {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return LiveSession{ID: l.id, Identity: l.info.identity, Serial: l.info.serial, Login: l.info.login,
+		Target: l.info.target.Name, Client: l.info.client, Started: l.started.UTC()}
+}
+
+// lifecycle is the registry of a front door's live sessions, and what ends
+// them: their certificate's expiry, its revocation, idleness, a maximum
+// duration, an operator, the bastion's shutdown.
+type lifecycle struct {
+	limits FrontLimits
+	now    func() time.Time
+
+	mu      sync.Mutex
+	live    map[*liveSession]struct{} // guarded by mu
+	closing bool                      // guarded by mu: no new session may start
+}
+
+func newLifecycle(limits FrontLimits, now func() time.Time) *lifecycle {
+	if now == nil {
+		now = time.Now
+	}
+	return &lifecycle{limits: limits.withDefaults(), now: now, live: map[*liveSession]struct{}{}}
+}
+
+func (f *front) lifecycle() *lifecycle { return f.lives }
+
+// errShuttingDown refuses a session while the bastion stops.
+var errShuttingDown = errors.New("the bastion is shutting down")
+
+// add registers a session of info and returns its context, which ends
+// when the certificate expires, at the maximum duration or after the idle
+// timeout, or when end is called. remove must follow.
+func (lc *lifecycle) add(ctx context.Context, info *authInfo) (context.Context, *liveSession, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	l := &liveSession{info: info, started: time.Now(), cancel: cancel}
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
+	if lc.closing {
+		cancel(errShuttingDown)
+		return nil, nil, errShuttingDown
+	}
+	lc.live[l] = struct{}{}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if vb := info.cert.ValidBefore; vb != ssh.CertTimeInfinity && int64(vb) > 0 {
+		at := time.Unix(int64(vb), 0)
+		l.timers = append(l.timers, time.AfterFunc(at.Sub(lc.now()), func() {
+			l.end(&sessionEnd{reason: EndExpired,
+				message: "your certificate expired at " + at.UTC().Format(time.RFC3339) + ", so the session was ended (get a new one and reconnect)",
+				attrs:   recorder.Attrs{"certificate.valid-before": at.UTC().Format(time.RFC3339)}})
+		}))
+	}
+	if d := lc.limits.MaxDuration; d > 0 {
+		l.timers = append(l.timers, time.AfterFunc(d, func() {
+			l.end(&sessionEnd{reason: EndMaxDuration,
+				message: fmt.Sprintf("the session reached its maximum duration of %v, so it was ended", d)})
+		}))
+	}
+	if d := lc.limits.IdleTimeout; d > 0 {
+		var idle *time.Timer
+		idle = time.AfterFunc(d, func() {
+			quiet := time.Since(l.started) - time.Duration(l.activity.Load())
+			if quiet < d {
+				// Input or output since: wait until d after it.
+				l.mu.Lock()
+				if !l.stopped {
+					idle.Reset(d - quiet)
+				}
+				l.mu.Unlock()
+				return
+			}
+			l.end(&sessionEnd{reason: EndIdle,
+				message: fmt.Sprintf("the session had no input or output for %v, so it was ended", d)})
+		})
+		l.timers = append(l.timers, idle)
+	}
+	return ctx, l, nil
+}
+
+// remove forgets a session that has ended.
+func (lc *lifecycle) remove(l *liveSession) {
+	lc.mu.Lock()
+	delete(lc.live, l)
+	lc.mu.Unlock()
+	l.mu.Lock()
+	l.stopped = true
+	for _, t := range l.timers {
+		t.Stop()
+	}
+	l.mu.Unlock()
+	l.cancel(nil)
+}
+
+// setID records the journal session ID of a session that started.
+func (l *liveSession) setID(id string) {
+	l.mu.Lock()
+	l.id = id
+	l.mu.Unlock()
+}
+
+// list describes the started live sessions, oldest first.
+func (lc *lifecycle) list() []LiveSession {
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
+	var out []LiveSession
+	for l := range lc.live {
+		if d := l.describe(); d.ID != "" {
+			out = append(out, d)
+		}
+	}
+	slices.SortFunc(out, func(a, b LiveSession) int { return a.Started.Compare(b.Started) })
+	return out
+}
+
+// endWhere ends every live session for which match is true, with e, and
+// returns them.
+func (lc *lifecycle) endWhere(match func(*liveSession) bool, e *sessionEnd) []LiveSession {
+	lc.mu.Lock()
+	var hit []*liveSession
+	for l := range lc.live {
+		if match(l) {
+			hit = append(hit, l)
+		}
+	}
+	lc.mu.Unlock()
+	out := make([]LiveSession, 0, len(hit))
+	for _, l := range hit {
+		l.end(e)
+		out = append(out, l.describe())
+	}
+	return out
+}
+
+// kill ends the live session whose journal ID is id, or starts with it
+// (a prefix must name one session only).
+func (lc *lifecycle) kill(id, reason, by string) (LiveSession, error) {
+	id = strings.ToLower(strings.TrimSpace(id))
+	if id == "" {
+		return LiveSession{}, ErrNoLiveSession
+	}
+	lc.mu.Lock()
+	var hit []*liveSession
+	for l := range lc.live {
+		l.mu.Lock()
+		if l.id != "" && strings.HasPrefix(l.id, id) {
+			hit = append(hit, l)
+		}
+		l.mu.Unlock()
+	}
+	lc.mu.Unlock()
+	switch len(hit) {
+	case 0:
+		return LiveSession{}, ErrNoLiveSession
+	case 1:
+	default:
+		return LiveSession{}, fmt.Errorf("%d live sessions have IDs starting with %q: give more of the ID", len(hit), id)
+	}
+	msg := "the session was ended by an operator"
+	attrs := recorder.Attrs{}
+	if by != "" {
+		attrs["killed-by"] = by
+	}
+	if reason = printable(reason); reason != "" {
+		msg += ": " + reason
+		attrs["kill-reason"] = reason
+	}
+	hit[0].end(&sessionEnd{reason: EndKilled, message: msg, attrs: attrs})
+	return hit[0].describe(), nil
+}
+
+// revoked ends the live sessions of certificates res revoked.
+func (lc *lifecycle) revoked(res *certauth.RevokeResult) []LiveSession {
+	e := &sessionEnd{reason: EndRevoked, message: "your certificate was revoked, so the session was ended",
+		attrs: recorder.Attrs{"revocation.leaf": fmt.Sprint(res.Leaf)}}
+	return lc.endWhere(func(l *liveSession) bool {
+		return slices.Contains(res.Serials, l.info.serial) || res.Identity != "" && l.info.identity == res.Identity
+	}, e)
+}
+
+// shutdown refuses new sessions and ends the live ones.
+func (lc *lifecycle) shutdown() int {
+	lc.mu.Lock()
+	lc.closing = true
+	lc.mu.Unlock()
+	return len(lc.endWhere(func(*liveSession) bool { return true },
+		&sessionEnd{reason: EndShutdown, message: "the bastion is shutting down, so the session was ended"}))
+}
+
+// count is the number of live sessions, started or not.
+func (lc *lifecycle) count() int {
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
+	return len(lc.live)
+}
+
+// printable keeps one line of text a client's terminal can show safely.
+func printable(s string) string {
+	var b strings.Builder
+	for _, r := range strings.TrimSpace(s) {
+		switch {
+		case r == '\n' || r == '\r' || r == '\t':
+			b.WriteByte(' ')
+		case r < ' ' || r == 0x7f || r >= 0x80 && r < 0xa0:
+		default:
+			b.WriteRune(r)
+		}
+	}
+	out := []rune(b.String())
+	if len(out) > 200 {
+		out = out[:200]
+	}
+	return string(out)
+}

@@ -1,0 +1,422 @@
+package bastion
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/oauth2-proxy/mockoidc"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/recorder"
+)
+
+// endBound is how long a session may take to end once the bastion ends
+// it: generous, since the machine may be busy; the tests assert only that
+// it ends.
+const endBound = 30 * time.Second
+
+// startLifeFront is startFront that also returns the OpenID provider, so
+// that a test can have more certificates issued.
+func startLifeFront(t *testing.T) (*frontFixture, *mockoidc.MockOIDC) {
+	t.Helper()
+	needTool(t, "ssh")
+	m := startOP(t)
+	ts := startServer(t, m, strings.ReplaceAll(frontConfig, "%LOGIN%", "ops"))
+	fx := &frontFixture{ts: ts, dir: t.TempDir()}
+	fx.key, fx.serial = fx.issue(t, m, "id_ed25519", "")
+	fx.knownHosts = filepath.Join(fx.dir, "known_hosts")
+	if err := os.WriteFile(fx.knownHosts, []byte(strings.Join(ts.auth.KnownHostsLines("*"), "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fx.port = ts.SSHAddr()[strings.LastIndexByte(ts.SSHAddr(), ':')+1:]
+	return fx, m
+}
+
+// issue has the API certify a new key for login "ops", for ttl ("" for
+// the default), and returns the key's path and the serial.
+func (fx *frontFixture) issue(t *testing.T, m *mockoidc.MockOIDC, name, ttl string) (string, uint64) {
+	t.Helper()
+	key, pub := newKey(t, fx.dir, name)
+	resp, err := fx.ts.client.Certificate(context.Background(), mint(t, m, agentClaims(m, "agent-1")),
+		certauth.CertificateRequest{PublicKey: pub, Logins: []string{"ops"}, TTL: ttl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(key+"-cert.pub", []byte(resp.Certificate+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return key, resp.Serial
+}
+
+// setLimits changes the front door's limits for the sessions that start
+// from now on.
+func (fx *frontFixture) setLimits(l FrontLimits) {
+	lc := fx.ts.life
+	lc.mu.Lock()
+	lc.limits = l.withDefaults()
+	lc.mu.Unlock()
+}
+
+// bgSSH is an ssh client running in the background.
+type bgSSH struct {
+	cmd            *exec.Cmd
+	stdout, stderr syncBuffer
+	done           chan struct{}
+}
+
+// sshStart starts ssh through the front door with key as user, running
+// command; opts come before the destination.
+func (fx *frontFixture) sshStart(t *testing.T, key, user, command string, opts ...string) *bgSSH {
+	t.Helper()
+	args := []string{
+		"-F", "none", "-i", key, "-p", fx.port,
+		"-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+		"-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile=" + fx.knownHosts,
+		"-o", "GlobalKnownHostsFile=none", "-o", "ConnectTimeout=10",
+	}
+	args = append(args, opts...)
+	args = append(args, user+"@127.0.0.1", command)
+	b := &bgSSH{cmd: exec.Command(needTool(t, "ssh"), args...), done: make(chan struct{})}
+	b.cmd.Stdout, b.cmd.Stderr = &b.stdout, &b.stderr
+	if err := b.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { b.cmd.Wait(); close(b.done) }()
+	t.Cleanup(func() {
+		b.cmd.Process.Kill()
+		<-b.done
+	})
+	return b
+}
+
+// wait waits up to endBound for ssh to exit, and returns its exit code.
+func (b *bgSSH) wait(t *testing.T) int {
+	t.Helper()
+	select {
+	case <-b.done:
+		return b.cmd.ProcessState.ExitCode()
+	case <-time.After(endBound):
+		t.Fatalf("ssh still runs %v after its session was ended; stdout %q, stderr %q", endBound, b.stdout.String(), b.stderr.String())
+		return -1
+	}
+}
+
+// waitLive waits until n sessions are live and their commands have printed
+// "started", and returns them.
+func (fx *frontFixture) waitLive(t *testing.T, n int, clients ...*bgSSH) []LiveSession {
+	t.Helper()
+	deadline := time.Now().Add(endBound)
+	for {
+		live := fx.ts.LiveSessions()
+		ready := len(live) == n
+		for _, c := range clients {
+			ready = ready && strings.Contains(c.stdout.String(), "started")
+		}
+		if ready {
+			return live
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d sessions live, want %d", len(live), n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// recorded returns the recorded session with id.
+func (fx *frontFixture) recorded(t *testing.T, id string) recordedSession {
+	t.Helper()
+	for _, s := range fx.sessions(t) {
+		if s.id == id {
+			return s
+		}
+	}
+	t.Fatalf("no recorded session %s", id)
+	return recordedSession{}
+}
+
+// TestFrontSessionKill: "sessions kill" (the admin call) ends a live
+// session; the client reads why; the end leaf says killed, by whom, why.
+func TestFrontSessionKill(t *testing.T) {
+	fx, _ := startLifeFront(t)
+	c := fx.sshStart(t, fx.key, "ops@box", "echo started; exec sleep 300")
+	live := fx.waitLive(t, 1, c)
+	if l := live[0]; l.Identity != "agent-1@corp" || l.Serial != fx.serial || l.Login != "ops" || l.Target != "box" || !strings.HasPrefix(l.Client, "127.0.0.1:") {
+		t.Fatalf("live session: %+v", l)
+	}
+	listed, err := AdminLiveSessions(context.Background(), fx.ts.home)
+	if err != nil || len(listed) != 1 || listed[0].ID != live[0].ID {
+		t.Fatalf("admin list: %+v %v", listed, err)
+	}
+	if _, err := AdminKill(context.Background(), fx.ts.home, AdminKillRequest{ID: "ffffffff"}); !errors.Is(err, ErrNoLiveSession) {
+		t.Fatalf("kill of an unknown ID: %v", err)
+	}
+	got, err := AdminKill(context.Background(), fx.ts.home, AdminKillRequest{ID: live[0].ID[:13], Reason: "runaway\njob", By: "tester"})
+	if err != nil || got.ID != live[0].ID {
+		t.Fatalf("kill: %+v %v", got, err)
+	}
+	if code := c.wait(t); code != 255 || !strings.Contains(c.stderr.String(), "bastion: the session was ended by an operator: runaway job\n") {
+		t.Fatalf("exit %d, stderr %q", code, c.stderr.String())
+	}
+	fx.waitLive(t, 0)
+	rs := fx.recorded(t, live[0].ID)
+	if rs.end["reason"] != EndKilled || rs.end["kill-reason"] != "runaway job" || !strings.Contains(rs.end["killed-by"], "says tester") || !strings.HasPrefix(rs.end["killed-by"], "uid ") {
+		t.Fatalf("end leaf: %v", rs.end)
+	}
+	// Killing it again: it is no longer live.
+	if _, err := AdminKill(context.Background(), fx.ts.home, AdminKillRequest{ID: live[0].ID}); !errors.Is(err, ErrNoLiveSession) {
+		t.Fatalf("second kill: %v", err)
+	}
+	fx.verify(t)
+}
+
+// TestFrontSessionRevoked: revoking a certificate ends the live sessions
+// opened with it, and only those.
+func TestFrontSessionRevoked(t *testing.T) {
+	fx, m := startLifeFront(t)
+	other, _ := fx.issue(t, m, "other", "")
+	revoked := fx.sshStart(t, fx.key, "ops@box", "echo started; exec sleep 300")
+	kept := fx.sshStart(t, other, "ops@box", "echo started; exec sleep 300")
+	live := fx.waitLive(t, 2, revoked, kept)
+	if _, _, err := AdminRevoke(context.Background(), fx.ts.home, certauth.RevokeRequest{Serials: []uint64{fx.serial}, Reason: "test", By: "tester"}); err != nil {
+		t.Fatal(err)
+	}
+	if code := revoked.wait(t); code != 255 || !strings.Contains(revoked.stderr.String(), "your certificate was revoked") {
+		t.Fatalf("exit %d, stderr %q", code, revoked.stderr.String())
+	}
+	rest := fx.waitLive(t, 1)
+	for _, l := range live {
+		if l.Serial != fx.serial {
+			continue
+		}
+		if rs := fx.recorded(t, l.ID); rs.end["reason"] != EndRevoked || rs.end["revocation.leaf"] == "" {
+			t.Fatalf("end leaf: %v", rs.end)
+		}
+	}
+	if rest[0].Serial == fx.serial {
+		t.Fatal("the session of the revoked certificate is still live")
+	}
+	// The other one ends with the server, told why.
+	fx.ts.stop(t)
+	if code := kept.wait(t); code != 255 || !strings.Contains(kept.stderr.String(), "the bastion is shutting down") {
+		t.Fatalf("exit %d, stderr %q", code, kept.stderr.String())
+	}
+}
+
+// TestFrontSessionExpired: a live session ends when the certificate it was
+// opened with expires.
+func TestFrontSessionExpired(t *testing.T) {
+	t.Parallel()
+	fx, m := startLifeFront(t)
+	key, _ := fx.issue(t, m, "short", "30s")
+	c := fx.sshStart(t, key, "ops@box", "echo started; exec sleep 300")
+	live := fx.waitLive(t, 1, c)
+	select {
+	case <-c.done:
+	case <-time.After(30*time.Second + endBound):
+		t.Fatalf("still running after its certificate expired; stderr %q", c.stderr.String())
+	}
+	if code := c.cmd.ProcessState.ExitCode(); code != 255 || !strings.Contains(c.stderr.String(), "bastion: your certificate expired at ") {
+		t.Fatalf("exit %d, stderr %q", code, c.stderr.String())
+	}
+	fx.waitLive(t, 0)
+	if rs := fx.recorded(t, live[0].ID); rs.end["reason"] != EndExpired || rs.end["certificate.valid-before"] == "" {
+		t.Fatalf("end leaf: %v", rs.end)
+	}
+	fx.verify(t)
+}
+
+// TestFrontSessionLimits: a session without input or output ends at the
+// idle timeout, one that keeps talking does not; any session ends at the
+// maximum duration. With a terminal too.
+func TestFrontSessionLimits(t *testing.T) {
+	t.Parallel()
+	fx, _ := startLifeFront(t)
+
+	fx.setLimits(FrontLimits{IdleTimeout: 2 * time.Second, MaxDuration: -1})
+	idle := fx.sshStart(t, fx.key, "ops@box", "echo started; exec sleep 300")
+	talks := fx.sshStart(t, fx.key, "ops@box", "echo started; for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do echo $i; sleep 0.25; done")
+	if code := idle.wait(t); code != 255 || !strings.Contains(idle.stderr.String(), "no input or output for 2s") {
+		t.Fatalf("idle: exit %d, stderr %q", code, idle.stderr.String())
+	}
+	if code := talks.wait(t); code != 0 || !strings.Contains(talks.stdout.String(), "20\n") {
+		t.Fatalf("talking: exit %d, stdout %q, stderr %q", code, talks.stdout.String(), talks.stderr.String())
+	}
+
+	fx.setLimits(FrontLimits{IdleTimeout: -1, MaxDuration: 2 * time.Second})
+	long := fx.sshStart(t, fx.key, "ops@box", "echo started; while :; do echo tick; sleep 0.2; done", "-tt")
+	if code := long.wait(t); code != 255 || !strings.Contains(long.stderr.String(), "maximum duration of 2s") {
+		t.Fatalf("max duration: exit %d, stderr %q", code, long.stderr.String())
+	}
+	fx.waitLive(t, 0)
+	reasons := map[string]int{}
+	for _, s := range fx.sessions(t) {
+		reasons[s.end["reason"]]++
+	}
+	if reasons[EndIdle] != 1 || reasons[EndMaxDuration] != 1 || reasons["exited"] != 1 {
+		t.Fatalf("end reasons: %v", reasons)
+	}
+	fx.verify(t)
+}
+
+// TestFrontShutdown: stopping the server ends live sessions, each told why
+// and with its end leaf committed, and journals its start and stop.
+func TestFrontShutdown(t *testing.T) {
+	fx, _ := startLifeFront(t)
+	piped := fx.sshStart(t, fx.key, "ops@box", "echo started; exec sleep 300")
+	term := fx.sshStart(t, fx.key, "ops@box", "echo started; exec sleep 300", "-tt")
+	live := fx.waitLive(t, 2, piped, term)
+	fx.ts.stop(t)
+	for _, c := range []*bgSSH{piped, term} {
+		t.Logf("client stdout %q, stderr %q", c.stdout.String(), c.stderr.String())
+		if code := c.wait(t); code != 255 || !strings.Contains(c.stderr.String()+c.stdout.String(), "bastion: the bastion is shutting down, so the session was ended") {
+			t.Fatalf("exit %d, stdout %q, stderr %q", code, c.stdout.String(), c.stderr.String())
+		}
+	}
+	for _, l := range live {
+		if rs := fx.recorded(t, l.ID); rs.end["reason"] != EndShutdown {
+			t.Fatalf("end leaf of %s: %v", l.ID, rs.end)
+		}
+	}
+	started := fx.ts.events(t, EventServeStarted)
+	stopped := fx.ts.events(t, EventServeStopped)
+	if len(started) != 1 || started[0]["ssh"] != fx.ts.SSHAddr() || started[0]["config"] != filepath.Join(fx.ts.home, "bastion.hcl") ||
+		started[0]["config.sha256"] == "" && started[0]["config.error"] == "" || started[0]["ssh.idle-timeout"] != DefaultIdleTimeout.String() {
+		t.Fatalf("serve.started: %v", started)
+	}
+	if len(stopped) != 1 || stopped[0]["reason"] != "requested" || stopped[0]["ssh.sessions-ended"] != "2" || stopped[0]["error"] != "" {
+		t.Fatalf("serve.stopped: %v", stopped)
+	}
+	rep, err := recorder.Verify(context.Background(), fx.ts.store, recorder.VerifyOptions{Verifier: fx.ts.key.Verifier})
+	if err != nil || !rep.Intact() {
+		t.Fatalf("verify: %+v %v", rep, err)
+	}
+}
+
+// TestServeStartedConfigHash: serve.started names the configuration file
+// and the SHA-256 of its bytes.
+func TestServeStartedConfigHash(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "bastion.hcl")
+	if err := os.WriteFile(path, []byte("# a configuration\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{opts: ServerOptions{Config: &Config{Path: path}}}
+	s.hashConfig()
+	sum := sha256.Sum256([]byte("# a configuration\n"))
+	if s.configSHA256 != hex.EncodeToString(sum[:]) || s.configErr != "" {
+		t.Fatalf("sha256 %q, error %q", s.configSHA256, s.configErr)
+	}
+	s = &Server{opts: ServerOptions{Config: &Config{Path: filepath.Join(dir, "gone.hcl")}}}
+	s.hashConfig()
+	if s.configSHA256 != "" || !strings.Contains(s.configErr, "no such file") {
+		t.Fatalf("sha256 %q, error %q", s.configSHA256, s.configErr)
+	}
+}
+
+// TestFrontJournalFailing: once the journal fails, live sessions end and
+// new ones are refused, each with a message.
+func TestFrontJournalFailing(t *testing.T) {
+	fx, _ := startLifeFront(t)
+	c := fx.sshStart(t, fx.key, "ops@box", "echo started; exec sleep 300")
+	fx.waitLive(t, 1, c)
+	// The store closes under the journal: its next commit fails.
+	fx.ts.store.Close()
+	fx.ts.journal.AppendEvent(context.Background(), "test.poke", recorder.Attrs{"a": "b"})
+	if fx.ts.journal.Err() == nil {
+		t.Fatal("the journal did not fail")
+	}
+	if code := c.wait(t); code != 255 || !strings.Contains(c.stderr.String(), "could not be recorded") {
+		t.Fatalf("live: exit %d, stderr %q", code, c.stderr.String())
+	}
+	out, code := fx.ssh(t, fx.key, "ops@box", "echo in")
+	if code != 255 || strings.Contains(out, "in\n") || !strings.Contains(out, "the journal is failing") {
+		t.Fatalf("new session: exit %d, output %q", code, out)
+	}
+	// The stop cannot be journaled: Run says so.
+	fx.ts.cancel()
+	fx.ts.cancel = nil
+	if err := <-fx.ts.done; err == nil || !strings.Contains(err.Error(), "journal the stop of serving") {
+		t.Fatalf("Run: %v", err)
+	}
+	fx.ts.journal.Close()
+}
+
+var sshCertForTest = ssh.Certificate{ValidBefore: ssh.CertTimeInfinity}
+
+// TestLifecycle: the registry's own rules, without SSH.
+func TestLifecycle(t *testing.T) {
+	lc := newLifecycle(FrontLimits{IdleTimeout: -1, MaxDuration: -1}, nil)
+	info := func(serial uint64, identity string) *authInfo {
+		return &authInfo{cert: &sshCertForTest, serial: serial, identity: identity, login: "ops", target: TargetConfig{Name: "box"}}
+	}
+	ctx1, l1, err := lc.add(context.Background(), info(1, "a@x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx2, l2, _ := lc.add(context.Background(), info(2, "b@x"))
+	ctx3, l3, _ := lc.add(context.Background(), info(3, "b@x"))
+	l1.setID("0190aaaa-0000-7000-8000-000000000001")
+	l2.setID("0190aaaa-0000-7000-8000-000000000002")
+	l3.setID("0190bbbb-0000-7000-8000-000000000003")
+	if len(lc.list()) != 3 {
+		t.Fatalf("list: %v", lc.list())
+	}
+	if _, err := lc.kill("0190aaaa", "", ""); err == nil || errors.Is(err, ErrNoLiveSession) {
+		t.Fatalf("ambiguous prefix: %v", err)
+	}
+	if _, err := lc.kill("", "", ""); !errors.Is(err, ErrNoLiveSession) {
+		t.Fatalf("empty ID: %v", err)
+	}
+	if _, err := lc.kill("0190BBBB", "\x1b[31mred", "op"); err != nil {
+		t.Fatal(err)
+	}
+	if e := endCause(ctx3); e == nil || e.reason != EndKilled || e.message != "the session was ended by an operator: [31mred" {
+		t.Fatalf("killed: %+v", e)
+	}
+	ended := lc.revoked(&certauth.RevokeResult{Identity: "a@x"})
+	if len(ended) != 1 || endCause(ctx1) == nil || endCause(ctx1).reason != EndRevoked || endCause(ctx2) != nil {
+		t.Fatalf("revoked: %v", ended)
+	}
+	for _, l := range []*liveSession{l1, l3} {
+		lc.remove(l)
+	}
+	if n := lc.shutdown(); n != 1 || endCause(ctx2).reason != EndShutdown {
+		t.Fatalf("shutdown ended %d", n)
+	}
+	lc.remove(l2)
+	if _, _, err := lc.add(context.Background(), info(4, "c@x")); !errors.Is(err, errShuttingDown) {
+		t.Fatalf("add after shutdown: %v", err)
+	}
+	if lc.count() != 0 {
+		t.Fatalf("%d live", lc.count())
+	}
+}
+
+func TestFrontLimitsConfig(t *testing.T) {
+	cfg, err := ParseConfig("b.hcl", []byte("ssh {\n  idle_timeout = \"5m\"\n  max_duration = \"off\"\n}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.SSH.Limits; got.IdleTimeout != 5*time.Minute || got.MaxDuration >= 0 {
+		t.Fatalf("limits %+v", got)
+	}
+	cfg, err = ParseConfig("b.hcl", []byte("ssh {}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.SSH.Limits; got.IdleTimeout != DefaultIdleTimeout || got.MaxDuration != DefaultMaxDuration {
+		t.Fatalf("default limits %+v", got)
+	}
+	if _, err := ParseConfig("b.hcl", []byte("ssh {\n  idle_timeout = \"never\"\n}\n")); err == nil || !strings.Contains(err.Error(), "b.hcl:2:3: idle_timeout") {
+		t.Fatalf("bad idle_timeout: %v", err)
+	}
+}
