@@ -2,9 +2,13 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -12,9 +16,11 @@ import (
 	"os/user"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -32,8 +38,10 @@ import (
 // client key whose certificate all three accept.
 type frontRig struct {
 	ssh, login, key, known string
+	home, bastionAddr      string
 	bastionPort            string
 	jumpPort, targetPort   string
+	server                 *exec.Cmd
 }
 
 func newFrontRig(b *testing.B) *frontRig {
@@ -97,6 +105,7 @@ target "db" {
   ssh      = %q
   host_key = %q
 }
+target "box" { command = ["/bin/sh"] }
 `, home, m.Issuer(), m.ClientID, r.login, target.Addr, strings.TrimSpace(string(targetPub)))), 0o600); err != nil {
 		b.Fatal(err)
 	}
@@ -134,6 +143,7 @@ target "db" {
 	}
 	go io.Copy(io.Discard, out)
 	r.bastionPort = sshAddr[strings.LastIndexByte(sshAddr, ':')+1:]
+	r.home, r.bastionAddr, r.server = home, sshAddr, cmd
 
 	// The client's key and certificate, through the real exchange.
 	_, priv, _ := ed25519.GenerateKey(nil)
@@ -186,6 +196,11 @@ func (r *frontRig) run(b *testing.B, args ...string) time.Duration {
 func (r *frontRig) base() []string {
 	return []string{"-F", "none", "-i", r.key, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
 		"-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile=" + r.known, "-o", "LogLevel=ERROR"}
+}
+
+// box is the bastion's local command target.
+func (r *frontRig) box() []string {
+	return []string{"-p", r.bastionPort, r.login + "@box@127.0.0.1"}
 }
 
 // bastion and jump are the two ways to the same sshd.
@@ -271,4 +286,164 @@ func BenchmarkFrontTrue(b *testing.B) {
 	b.ReportMetric(ms(median(viaJump)), "jump-ms")
 	b.ReportMetric(median(viaBastion).Seconds()/median(viaJump).Seconds(), "bastion/jump")
 	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkFrontLoad runs 100 concurrent exec sessions through the
+// bastion, each sending 10 MB through "cat" on a local command target and
+// reading it back: every byte must arrive (SHA-256 both ways) and, at the
+// end, the journal that recorded all of it must verify. It reports the
+// aggregate rate.
+func BenchmarkFrontLoad(b *testing.B) {
+	const sessions, size = 100, 10 << 20
+	r := newFrontRig(b)
+	data := make([]byte, size)
+	if _, err := rand.Read(data); err != nil {
+		b.Fatal(err)
+	}
+	in := filepath.Join(b.TempDir(), "in")
+	if err := os.WriteFile(in, data, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	want := sha256.Sum256(data)
+	var elapsed time.Duration
+	b.ResetTimer()
+	for range b.N {
+		t0 := time.Now()
+		var wg sync.WaitGroup
+		errs := make(chan error, sessions)
+		for range sessions {
+			wg.Go(func() {
+				f, err := os.Open(in)
+				if err != nil {
+					errs <- err
+					return
+				}
+				defer f.Close()
+				h := sha256.New()
+				cmd := exec.Command(r.ssh, append(append(r.base(), r.box()...), "cat")...)
+				var stderr strings.Builder
+				cmd.Stdin, cmd.Stdout, cmd.Stderr = f, h, &stderr
+				if err := cmd.Run(); err != nil {
+					errs <- fmt.Errorf("ssh: %v: %s", err, stderr.String())
+					return
+				}
+				if got := h.Sum(nil); !bytes.Equal(got, want[:]) {
+					errs <- errors.New("the data came back different")
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			b.Fatal(err)
+		}
+		elapsed += time.Since(t0)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N*sessions*size*2)/elapsed.Seconds()/1e6, "MB/s-both-ways")
+	b.ReportMetric(0, "ns/op")
+	if code, out, errOut := runArgs("--home", r.home, "verify", "--json"); code != 0 {
+		b.Fatalf("verify after the load: exit %d\n%s\n%s", code, out, errOut)
+	}
+}
+
+// BenchmarkFrontIdle holds many idle sessions through the bastion at once
+// (BENCH_FRONT_IDLE, default 1000; each an x/crypto client running "sleep"
+// on the local command target) and reports the bastion's resident memory
+// per session: its RSS with them held, less its RSS before, divided by
+// their number.
+func BenchmarkFrontIdle(b *testing.B) {
+	n := 1000
+	if v, err := strconv.Atoi(os.Getenv("BENCH_FRONT_IDLE")); err == nil && v > 0 {
+		n = v
+	}
+	r := newFrontRig(b)
+	signer := r.certSigner(b)
+	// The bastion's host certificate, checked against the host CA of the
+	// @cert-authority line (x/crypto's knownhosts does not apply "*" to
+	// a host with a port).
+	known, err := os.ReadFile(r.known)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var hostCA ssh.PublicKey
+	for line := range strings.SplitSeq(string(known), "\n") {
+		if f := strings.Fields(line); len(f) >= 4 && f[0] == "@cert-authority" {
+			if hostCA, _, _, _, err = ssh.ParseAuthorizedKey([]byte(strings.Join(f[2:], " "))); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	checker := &ssh.CertChecker{IsHostAuthority: func(k ssh.PublicKey, _ string) bool { return bytes.Equal(k.Marshal(), hostCA.Marshal()) }}
+	cfg := &ssh.ClientConfig{User: r.login + "@box", Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)}, HostKeyCallback: checker.CheckHostKey, Timeout: 30 * time.Second}
+	var perSession float64
+	b.ResetTimer()
+	for range b.N {
+		runtime.GC()
+		before := rss(b, r.server.Process.Pid)
+		clients := make([]*ssh.Client, 0, n)
+		for i := range n {
+			c, err := ssh.Dial("tcp", r.bastionAddr, cfg)
+			if err != nil {
+				b.Fatalf("session %d: %v", i, err)
+			}
+			s, err := c.NewSession()
+			if err != nil {
+				b.Fatalf("session %d: %v", i, err)
+			}
+			if err := s.Start("sleep 600"); err != nil {
+				b.Fatalf("session %d: %v", i, err)
+			}
+			clients = append(clients, c)
+		}
+		time.Sleep(time.Second) // let the last sessions settle
+		perSession = float64(rss(b, r.server.Process.Pid)-before) / float64(n)
+		for _, c := range clients {
+			c.Close()
+		}
+	}
+	b.ReportMetric(float64(n), "sessions-held")
+	b.ReportMetric(perSession/1024, "KiB/session")
+	b.ReportMetric(0, "ns/op")
+}
+
+// certSigner is the rig's key with its certificate, for x/crypto clients.
+func (r *frontRig) certSigner(b *testing.B) ssh.Signer {
+	keyPEM, err := os.ReadFile(r.key)
+	if err != nil {
+		b.Fatal(err)
+	}
+	k, err := ssh.ParsePrivateKey(keyPEM)
+	if err != nil {
+		b.Fatal(err)
+	}
+	certLine, err := os.ReadFile(r.key + "-cert.pub")
+	if err != nil {
+		b.Fatal(err)
+	}
+	pub, _, _, _, err := ssh.ParseAuthorizedKey(certLine)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := ssh.NewCertSigner(pub.(*ssh.Certificate), k)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return s
+}
+
+// rss is a process's resident set size in bytes.
+func rss(b *testing.B, pid int) int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	b.Fatal("no VmRSS")
+	return 0
 }
