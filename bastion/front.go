@@ -2,7 +2,10 @@ package bastion
 
 import (
 	"context"
+	"crypto"
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/pem"
@@ -10,6 +13,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -45,10 +49,15 @@ const (
 	ReasonCertificateFailed = "certificate_check_failed"
 	ReasonUnknownSerial     = "serial_not_issued"
 	ReasonKeyMismatch       = "certificate_not_as_issued"
+	ReasonNotFIPS           = "not_fips_approved"
 )
 
 // HostKeyFile is the SSH front door's host key inside the home directory.
 const HostKeyFile = "ssh_host_ed25519_key"
+
+// HostKeyFileECDSA is the front door's ECDSA P-256 host key, presented
+// instead of the ed25519 one in FIPS mode.
+const HostKeyFileECDSA = "ssh_host_ecdsa_key"
 
 const (
 	// hostCertTTL is how long a host certificate is valid; it is renewed
@@ -73,6 +82,8 @@ type frontOptions struct {
 	// Lifecycle tracks the live sessions and their limits; nil gets one
 	// with the default limits.
 	Lifecycle *lifecycle
+	// Metrics counts connections and authentications; nil gets its own.
+	Metrics *metrics
 }
 
 // front is the SSH front door: host identity, certificate authentication,
@@ -105,14 +116,22 @@ type front struct {
 	// lives are the live sessions, ended by their limits, revocation,
 	// kill or shutdown.
 	lives *lifecycle
+
+	metrics *metrics
+	// conns bounds the connections per client address and journals
+	// the refusals.
+	conns *connLimiter
 }
 
 // newFront loads (or creates) the host key, certifies it and opens the
 // listener. serve runs it.
 func newFront(opts frontOptions) (*front, error) {
-	f := &front{opts: opts, log: opts.Logger, now: opts.Now, targets: map[string]TargetConfig{}, upstreams: map[string]*upstream{}, lives: opts.Lifecycle}
+	f := &front{opts: opts, log: opts.Logger, now: opts.Now, targets: map[string]TargetConfig{}, upstreams: map[string]*upstream{}, lives: opts.Lifecycle, metrics: opts.Metrics}
 	if f.lives == nil {
 		f.lives = newLifecycle(FrontLimits{}, f.now)
+	}
+	if f.metrics == nil {
+		f.metrics = newMetrics(nil)
 	}
 	for _, t := range opts.Targets {
 		f.targets[t.Name] = t
@@ -121,11 +140,26 @@ func newFront(opts frontOptions) (*front, error) {
 			if err != nil {
 				return nil, fmt.Errorf("ssh: %w", err)
 			}
+			u.fips = opts.Config.FIPS
 			f.upstreams[t.Name] = u
 		}
 	}
 	var err error
-	f.hostKey, err = loadHostKey(filepath.Join(opts.Home, HostKeyFile))
+	if opts.Config.FIPS {
+		f.hostKey, err = loadHostKey(filepath.Join(opts.Home, HostKeyFileECDSA), newECDSAKey)
+		if err == nil {
+			for _, ca := range []struct {
+				name string
+				a    *certauth.Authority
+			}{{"user", opts.Authorities.User}, {"host", opts.Authorities.Host}} {
+				if k := ca.a.Signer.PublicKey(); !slices.Contains(fipsSignatureFormats, k.Type()) {
+					f.log.Warn("FIPS mode: the "+ca.name+" CA key is not FIPS-approved; create the CAs with an ECDSA key", "key", k.Type())
+				}
+			}
+		}
+	} else {
+		f.hostKey, err = loadHostKey(filepath.Join(opts.Home, HostKeyFile), newEd25519Key)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -157,10 +191,12 @@ func newFront(opts frontOptions) (*front, error) {
 	if err := f.renewHostCert(); err != nil {
 		return nil, err
 	}
-	f.ln, err = net.Listen("tcp", opts.Config.Listen)
+	ln, err := net.Listen("tcp", opts.Config.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("SSH listener: %w", err)
 	}
+	f.conns = newConnLimiter(ln, opts.Config.MaxConnsPerAddress, f.journalConnRefused, f.metrics, f.now)
+	f.ln = f.conns
 	return f, nil
 }
 
@@ -189,6 +225,9 @@ func (f *front) serve(ctx context.Context) error {
 			}
 		}
 	}()
+	// Tracked with the journal writes: shutdown waits for it (ctx is
+	// done by then) before the journal closes.
+	f.conns.writes.Go(func() { f.conns.flushEvery(ctx, connRefusedInterval) })
 	err := f.srv.Serve(f.ln)
 	if errors.Is(err, gl.ErrServerClosed) {
 		return nil
@@ -209,6 +248,8 @@ func (f *front) shutdown(ctx context.Context) error {
 	f.closing = true
 	f.closeMu.Unlock()
 	f.sessions.Wait()
+	f.conns.flush()
+	f.conns.writes.Wait()
 	return nil
 }
 
@@ -243,12 +284,21 @@ func (f *front) renewHostCert() error {
 	return nil
 }
 
-// loadHostKey reads the host key at path, creating it (0600) the first
-// time.
-func loadHostKey(path string) (ssh.Signer, error) {
+func newEd25519Key() (crypto.PrivateKey, error) {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	return priv, err
+}
+
+func newECDSAKey() (crypto.PrivateKey, error) {
+	return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+}
+
+// loadHostKey reads the host key at path, creating it (0600) with
+// generate the first time.
+func loadHostKey(path string, generate func() (crypto.PrivateKey, error)) (ssh.Signer, error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		_, priv, gerr := ed25519.GenerateKey(rand.Reader)
+		priv, gerr := generate()
 		if gerr != nil {
 			return nil, gerr
 		}
@@ -298,22 +348,16 @@ func (f *front) preAuthDeadline(ctx gl.Context, c net.Conn) net.Conn {
 // algorithms only, public keys only, the real authorization decision on
 // the key the client proved it holds.
 func (f *front) serverConfig(ctx gl.Context) *ssh.ServerConfig {
+	algos := algorithms(f.opts.Config.FIPS)
 	return &ssh.ServerConfig{
-		Config: ssh.Config{
-			KeyExchanges: []string{ssh.KeyExchangeMLKEM768X25519, ssh.KeyExchangeCurve25519, ssh.KeyExchangeECDHP256, ssh.KeyExchangeECDHP384, ssh.KeyExchangeECDHP521},
-			Ciphers:      []string{ssh.CipherAES128GCM, ssh.CipherAES256GCM, ssh.CipherChaCha20Poly1305},
-			MACs:         []string{ssh.HMACSHA256ETM, ssh.HMACSHA512ETM},
-		},
-		PublicKeyAuthAlgorithms: []string{
-			ssh.KeyAlgoED25519, ssh.KeyAlgoSKED25519,
-			ssh.KeyAlgoECDSA256, ssh.KeyAlgoECDSA384, ssh.KeyAlgoECDSA521, ssh.KeyAlgoSKECDSA256,
-			ssh.KeyAlgoRSASHA256, ssh.KeyAlgoRSASHA512,
-		},
-		MaxAuthTries:  f.opts.Config.MaxAuthTries,
-		ServerVersion: "SSH-2.0-bastion",
+		Config:                  algos.config(),
+		PublicKeyAuthAlgorithms: algos.UserKeyAlgos,
+		MaxAuthTries:            f.opts.Config.MaxAuthTries,
+		ServerVersion:           "SSH-2.0-bastion",
 		VerifiedPublicKeyCallback: func(conn ssh.ConnMetadata, key ssh.PublicKey, _ *ssh.Permissions, _ string) (*ssh.Permissions, error) {
 			perms, err := f.authorize(conn, key)
 			if err == nil {
+				f.metrics.authAccepted()
 				if t, ok := ctx.Value(preAuthKey{}).(*time.Timer); ok {
 					t.Stop()
 				}
@@ -439,6 +483,9 @@ func (f *front) checkAs(conn ssh.ConnMetadata, key ssh.PublicKey, resolve func(u
 	if !f.opts.Authorities.User.Trusts(cert.SignatureKey, now) {
 		return nil, &refusal{reason: ReasonUntrustedCA}
 	}
+	if f.opts.Config.FIPS && !fipsSignature(cert) {
+		return nil, &refusal{reason: ReasonNotFIPS, detail: "the certificate's signature is not FIPS-approved"}
+	}
 	for opt := range cert.CriticalOptions {
 		if opt != sourceAddressOption {
 			return nil, &refusal{reason: ReasonCriticalOption, detail: opt}
@@ -562,6 +609,7 @@ func (f *front) refusedWith(user string, remote net.Addr, key ssh.PublicKey, r *
 	} else if key != nil {
 		attrs["key.sha256"] = ssh.FingerprintSHA256(key)
 	}
+	f.metrics.authRefused(r.reason)
 	f.log.Info("ssh authentication refused", "reason", r.reason, "detail", r.detail, "user", user, "client", attrs["client"], "serial", attrs["serial"])
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -580,4 +628,212 @@ func refuseChannel(_ *gl.Server, _ *ssh.ServerConn, nc ssh.NewChannel, _ gl.Cont
 	default:
 		nc.Reject(ssh.UnknownChannelType, "bastion: channel type "+nc.ChannelType()+" is not supported")
 	}
+}
+
+// EventConnRefused is the journal event of SSH connections closed at
+// accept. It is rate-bounded: the first refusal for an address is
+// journaled at once, the following ones are counted and summarized
+// (attribute refused) once per connRefusedInterval.
+const EventConnRefused = "ssh.connection_refused"
+
+// ConnRefusedTooMany is the reason of a connection refused because its
+// address already has max_connections_per_address open.
+const ConnRefusedTooMany = "too_many_connections"
+
+const (
+	// connRefusedInterval is how often refused connections are summarized in
+	// the journal.
+	connRefusedInterval = time.Minute
+	// maxConnRefusedEvents bounds the events journaled per interval; the
+	// refusals of other addresses are summed in one more event.
+	maxConnRefusedEvents = 16
+)
+
+// connKeyOf is the address connections are counted under: the IPv4
+// address, or the /64 of an IPv6 one.
+func connKeyOf(a net.Addr) netip.Prefix {
+	ap, err := netip.ParseAddrPort(addrString(a))
+	if err != nil {
+		return netip.Prefix{}
+	}
+	ip := ap.Addr().Unmap()
+	bits := 32
+	if ip.Is6() {
+		bits = 64
+	}
+	p, _ := ip.Prefix(bits)
+	return p
+}
+
+// connLimiter is the front door's listener: it closes, at accept, a
+// connection from an address that already has max open, and counts the
+// connections.
+type connLimiter struct {
+	net.Listener
+	max     int
+	journal func(attrs recorder.Attrs)
+	metrics *metrics
+	now     func() time.Time
+
+	mu   sync.Mutex
+	open map[netip.Prefix]int
+	// pending are the refusals not journaled yet, by address; journaled
+	// are the addresses journaled in this interval; events is how many
+	// events this interval has had.
+	pending   map[netip.Prefix]*pendingRefusals
+	journaled map[netip.Prefix]bool
+	events    int
+	writes    sync.WaitGroup
+}
+
+type pendingRefusals struct {
+	count int
+	since time.Time
+}
+
+func newConnLimiter(ln net.Listener, max int, journal func(recorder.Attrs), m *metrics, now func() time.Time) *connLimiter {
+	if max <= 0 {
+		max = DefaultMaxConnsPerAddress
+	}
+	return &connLimiter{Listener: ln, max: max, journal: journal, metrics: m, now: now,
+		open: map[netip.Prefix]int{}, pending: map[netip.Prefix]*pendingRefusals{}, journaled: map[netip.Prefix]bool{}}
+}
+
+// Accept returns the next connection whose address is under the limit.
+func (l *connLimiter) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		key := connKeyOf(c.RemoteAddr())
+		l.mu.Lock()
+		if l.open[key] >= l.max {
+			l.refuse(key)
+			l.mu.Unlock()
+			c.Close()
+			continue
+		}
+		l.open[key]++
+		l.mu.Unlock()
+		l.metrics.connsTotal.Inc()
+		l.metrics.connsOpen.Inc()
+		return &limitedConn{Conn: c, l: l, key: key}, nil
+	}
+}
+
+// refuse counts a refused connection; the first one of an address in an
+// interval is journaled at once (while the interval has room). l.mu is
+// held.
+func (l *connLimiter) refuse(key netip.Prefix) {
+	l.metrics.connsRefused.WithLabelValues(ConnRefusedTooMany).Inc()
+	p := l.pending[key]
+	if p == nil {
+		p = &pendingRefusals{since: l.now()}
+		l.pending[key] = p
+	}
+	p.count++
+	if l.journaled[key] || l.events >= maxConnRefusedEvents {
+		return
+	}
+	l.journaled[key] = true
+	l.events++
+	attrs := l.attrs(key, p)
+	delete(l.pending, key)
+	l.writes.Go(func() { l.journal(attrs) })
+}
+
+func (l *connLimiter) attrs(key netip.Prefix, p *pendingRefusals) recorder.Attrs {
+	client := key.String()
+	if key.Bits() == 32 {
+		client = key.Addr().String()
+	}
+	return recorder.Attrs{
+		"reason":  ConnRefusedTooMany,
+		"client":  client,
+		"refused": strconv.Itoa(p.count),
+		"since":   p.since.UTC().Format(time.RFC3339),
+		"limit":   strconv.Itoa(l.max),
+	}
+}
+
+// flush journals the refusals counted and not yet journaled (at most
+// maxConnRefusedEvents events, the rest summed in one), and starts a new
+// interval.
+func (l *connLimiter) flush() {
+	l.mu.Lock()
+	var events []recorder.Attrs
+	var others, otherAddrs int
+	var othersSince time.Time
+	for key, p := range l.pending {
+		if len(events) < maxConnRefusedEvents {
+			events = append(events, l.attrs(key, p))
+			continue
+		}
+		others += p.count
+		otherAddrs++
+		if othersSince.IsZero() || p.since.Before(othersSince) {
+			othersSince = p.since
+		}
+	}
+	if others > 0 {
+		events = append(events, recorder.Attrs{
+			"reason": ConnRefusedTooMany, "client": "(others)", "addresses": strconv.Itoa(otherAddrs),
+			"refused": strconv.Itoa(others), "since": othersSince.UTC().Format(time.RFC3339), "limit": strconv.Itoa(l.max),
+		})
+	}
+	clear(l.pending)
+	clear(l.journaled)
+	l.events = 0
+	l.mu.Unlock()
+	for _, a := range events {
+		l.journal(a)
+	}
+}
+
+// flushEvery flushes every interval until ctx is done.
+func (l *connLimiter) flushEvery(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			l.flush()
+		}
+	}
+}
+
+// limitedConn gives its address's slot back when closed.
+type limitedConn struct {
+	net.Conn
+	l    *connLimiter
+	key  netip.Prefix
+	once sync.Once
+}
+
+func (c *limitedConn) Close() error {
+	c.once.Do(func() {
+		c.l.mu.Lock()
+		if c.l.open[c.key]--; c.l.open[c.key] <= 0 {
+			delete(c.l.open, c.key)
+		}
+		c.l.mu.Unlock()
+		c.l.metrics.connsOpen.Dec()
+	})
+	return c.Conn.Close()
+}
+
+// journalConnRefused journals an ssh.connection_refused event.
+func (f *front) journalConnRefused(attrs recorder.Attrs) {
+	f.log.Warn("ssh connections refused: too many from one address", "client", attrs["client"], "refused", attrs["refused"], "limit", attrs["limit"])
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := f.opts.Journal.AppendEvent(ctx, EventConnRefused, attrs); err != nil {
+		f.metrics.journalEvents.WithLabelValues("failed").Inc()
+		f.log.Error("journal refused ssh connections", "error", err)
+		return
+	}
+	f.metrics.journalEvents.WithLabelValues("committed").Inc()
 }

@@ -27,6 +27,13 @@ type SSHConfig struct {
 	PreAuthTimeout time.Duration
 	// Limits end sessions that idle or run too long.
 	Limits FrontLimits
+	// FIPS offers only FIPS 140-3 approved algorithms, presents an
+	// ECDSA P-256 host key, and accepts only ECDSA and RSA client keys
+	// and certificates signed with them.
+	FIPS bool
+	// MaxConnsPerAddress bounds the concurrent connections from one
+	// client address (one /64 for IPv6); more are closed at accept.
+	MaxConnsPerAddress int
 }
 
 // TargetConfig is something an SSH user reaches by name: a command the
@@ -58,16 +65,20 @@ const (
 	DefaultMaxAuthTries   = 6
 	DefaultPreAuthTimeout = 30 * time.Second
 	DefaultDialTimeout    = 10 * time.Second
+	// DefaultMaxConnsPerAddress is the default max_connections_per_address.
+	DefaultMaxConnsPerAddress = 32
 )
 
 type sshBlock struct {
-	Listen         *string   `hcl:"listen,optional"`
-	HostNames      []string  `hcl:"host_names,optional"`
-	MaxAuthTries   *int      `hcl:"max_auth_tries,optional"`
-	PreAuthTimeout *string   `hcl:"pre_auth_timeout,optional"`
-	IdleTimeout    *string   `hcl:"idle_timeout,optional"`
-	MaxDuration    *string   `hcl:"max_duration,optional"`
-	DefRange       hcl.Range `hcl:",def_range"`
+	Listen             *string   `hcl:"listen,optional"`
+	HostNames          []string  `hcl:"host_names,optional"`
+	MaxAuthTries       *int      `hcl:"max_auth_tries,optional"`
+	PreAuthTimeout     *string   `hcl:"pre_auth_timeout,optional"`
+	IdleTimeout        *string   `hcl:"idle_timeout,optional"`
+	MaxDuration        *string   `hcl:"max_duration,optional"`
+	FIPS               *bool     `hcl:"fips,optional"`
+	MaxConnsPerAddress *int      `hcl:"max_connections_per_address,optional"`
+	DefRange           hcl.Range `hcl:",def_range"`
 }
 
 type targetBlock struct {
@@ -92,7 +103,7 @@ var hostName = regexp.MustCompile(`^[A-Za-z0-9.:_-]{1,253}$`)
 // relative to dir, the config file's directory.
 func (v *validator) front(fc *fileConfig, cfg *Config, dir string) {
 	if b := fc.SSH; b != nil {
-		c := &SSHConfig{Listen: DefaultSSHListen, MaxAuthTries: DefaultMaxAuthTries}
+		c := &SSHConfig{Listen: DefaultSSHListen, MaxAuthTries: DefaultMaxAuthTries, MaxConnsPerAddress: DefaultMaxConnsPerAddress}
 		if b.Listen != nil {
 			c.Listen = *b.Listen
 		}
@@ -110,6 +121,15 @@ func (v *validator) front(fc *fileConfig, cfg *Config, dir string) {
 				v.attrf(b.DefRange, "max_auth_tries", "max_auth_tries = %d is not between 1 and 20", *b.MaxAuthTries)
 			}
 			c.MaxAuthTries = *b.MaxAuthTries
+		}
+		if b.MaxConnsPerAddress != nil {
+			if *b.MaxConnsPerAddress < 1 || *b.MaxConnsPerAddress > 10000 {
+				v.attrf(b.DefRange, "max_connections_per_address", "max_connections_per_address = %d is not between 1 and 10000", *b.MaxConnsPerAddress)
+			}
+			c.MaxConnsPerAddress = *b.MaxConnsPerAddress
+		}
+		if b.FIPS != nil {
+			c.FIPS = *b.FIPS
 		}
 		c.PreAuthTimeout = v.duration(b.DefRange, "pre_auth_timeout", b.PreAuthTimeout, DefaultPreAuthTimeout)
 		c.Limits.IdleTimeout = v.limit(b.DefRange, "idle_timeout", b.IdleTimeout, DefaultIdleTimeout)

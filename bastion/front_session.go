@@ -100,7 +100,7 @@ type frontSession struct {
 	// serve goroutine, which alone writes pty, reads it without mu.
 	mu      sync.Mutex
 	pty     *ptyRequest // set by a pty-req before the session starts
-	started bool        // guarded by mu: a shell or exec request was accepted
+	started bool        // guarded by mu: a shell, exec or subsystem request was accepted
 	told    bool        // guarded by mu: the bastion ended the session and said why
 }
 
@@ -195,11 +195,36 @@ func (s *frontSession) serve(ctx context.Context, reqs <-chan *ssh.Request) {
 		case "subsystem":
 			var sub struct{ Name string }
 			ssh.Unmarshal(req.Payload, &sub)
-			// Accepted only to say why, and end: OpenSSH exits at once on
-			// a refused subsystem, before it prints what came with it.
+			var server string
+			if sub.Name == "sftp" && s.info.target.SSH == "" {
+				server = findSFTPServer()
+			}
+			if sub.Name != "sftp" || s.info.target.SSH == "" && server == "" {
+				// Accepted only to say why, and end: OpenSSH exits at
+				// once on a refused subsystem, before it prints what came
+				// with it.
+				req.Reply(true, nil)
+				if sub.Name == "sftp" {
+					s.say("sftp is not available on target %q (no sftp-server)", s.info.target.Name)
+				} else {
+					s.say("subsystem %q is not supported (only sftp)", sub.Name)
+				}
+				s.exit(Result{ExitCode: 1})
+				return
+			}
+			s.mu.Lock()
+			s.started = !s.told
+			s.mu.Unlock()
+			if !s.started {
+				req.Reply(false, nil)
+				return
+			}
 			req.Reply(true, nil)
-			s.say("subsystem %q is not supported yet (no sftp)", sub.Name)
-			s.exit(Result{ExitCode: 1})
+			if s.info.target.SSH != "" {
+				s.runUpstream(ctx, req.Type, sub.Name, reqs)
+			} else {
+				s.runSubsystem(ctx, sub.Name, server, reqs)
+			}
 			return
 		case "auth-agent-req@openssh.com":
 			s.say("agent forwarding is refused")
@@ -239,8 +264,11 @@ func (s *frontSession) sessionAttrs(kind, command string) recorder.Attrs {
 	if info.route != "" {
 		attrs["route"] = info.route
 	}
-	if kind == "exec" {
+	switch kind {
+	case "exec":
 		attrs["command"] = command
+	case "subsystem":
+		attrs["subsystem"] = command
 	}
 	if s.pty != nil {
 		attrs["term"] = s.pty.Term
@@ -254,8 +282,11 @@ func (s *frontSession) sessionAttrs(kind, command string) recorder.Attrs {
 func (s *frontSession) begin(ctx context.Context, kind, command string, attrs recorder.Attrs) (sess *recorder.Session, rec journalRecorder, ok bool) {
 	info := s.info
 	summary := info.identity + " " + info.login + "@" + info.target.Name
-	if kind == "exec" {
+	switch kind {
+	case "exec":
 		summary += ": " + command
+	case "subsystem":
+		summary += ": subsystem " + command
 	}
 	if err := s.f.opts.Journal.Err(); err != nil {
 		s.f.log.Error("ssh session refused: the journal is failing", "error", err, "identity", info.identity)

@@ -403,12 +403,12 @@ func TestFrontPipes(t *testing.T) {
 	fx.verify(t)
 }
 
-// TestFrontRefusedRequests: subsystems and port forwarding are refused
+// TestFrontRefusedRequests: subsystems but sftp, and port forwarding, are refused
 // with a message that says so.
 func TestFrontRefusedRequests(t *testing.T) {
 	fx := startFront(t)
-	_, errOut, code := fx.sshIO(t, "ops@box", "sftp", nil, "-s")
-	if code == 0 || !strings.Contains(string(errOut), `subsystem "sftp" is not supported`) {
+	_, errOut, code := fx.sshIO(t, "ops@box", "netconf", nil, "-s")
+	if code == 0 || !strings.Contains(string(errOut), `subsystem "netconf" is not supported`) {
 		t.Fatalf("subsystem: exit %d, stderr %q", code, errOut)
 	}
 	_, errOut, code = fx.sshIO(t, "ops@box", "", nil, "-W", "127.0.0.1:9")

@@ -56,6 +56,9 @@ var envLocale = regexp.MustCompile(`^LC_[A-Z]+$`)
 type upstream struct {
 	target TargetConfig
 	now    func() time.Time
+	// fips restricts the connection to FIPS 140-3 approved algorithms,
+	// as the front door's own.
+	fips bool
 	// knownHosts checks a host key against the target's known_hosts
 	// file; nil if it has none. knownHostsCA says the file has
 	// @cert-authority lines.
@@ -200,7 +203,7 @@ func (u *upstream) dial(ctx context.Context, user string, auth ssh.Signer) (*ssh
 	c.SetDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
 	var hostKey ssh.PublicKey
-	sc, chans, reqs, err := ssh.NewClientConn(c, u.target.SSH, &ssh.ClientConfig{
+	cc := &ssh.ClientConfig{
 		User: user,
 		Auth: []ssh.AuthMethod{ssh.PublicKeys(auth)},
 		HostKeyCallback: func(hostname string, remote net.Addr, key ssh.PublicKey) error {
@@ -212,7 +215,13 @@ func (u *upstream) dial(ctx context.Context, user string, auth ssh.Signer) (*ssh
 		},
 		HostKeyAlgorithms: u.hostKeyAlgorithms(),
 		ClientVersion:     "SSH-2.0-bastion",
-	})
+	}
+	if err := RestrictClientConfig(cc, u.fips); err != nil {
+		c.Close()
+		stop()
+		return nil, nil, err
+	}
+	sc, chans, reqs, err := ssh.NewClientConn(c, u.target.SSH, cc)
 	if !stop() || err != nil {
 		c.Close()
 		if err == nil {
@@ -380,8 +389,11 @@ func (s *frontSession) runUpstream(ctx context.Context, kind, command string, re
 		}
 	}
 	var payload []byte
-	if kind == "exec" {
+	switch kind {
+	case "exec":
 		payload = ssh.Marshal(struct{ Command string }{command})
+	case "subsystem":
+		payload = ssh.Marshal(struct{ Name string }{command})
 	}
 	if ok, err := uch.SendRequest(kind, true, payload); err != nil || !ok {
 		if err == nil {
@@ -417,7 +429,14 @@ func (s *frontSession) runUpstream(ctx context.Context, kind, command string, re
 		}
 	}()
 
-	p := startPipes(ctx, rec, pipeEnds{
+	// A subsystem's packets are observed for the files that pass.
+	var prec Recorder = rec
+	var srec *sftpRecorder
+	if kind == "subsystem" {
+		srec = &sftpRecorder{rec, newSFTPObserver()}
+		prec = *srec
+	}
+	p := startPipes(ctx, prec, pipeEnds{
 		Stdin: s.ch, Input: uch, EndInput: func() { uch.CloseWrite() },
 		Stdout: uch, Stderr: uch.Stderr(), ToStdout: s.ch, ToStderr: s.ch.Stderr(),
 	}, func() {
@@ -448,6 +467,11 @@ func (s *frontSession) runUpstream(ctx context.Context, kind, command string, re
 	}
 	<-targetDone
 	runErr := p.err()
+	if runErr == nil && srec != nil {
+		if err := srec.finish(); err != nil {
+			runErr = recordingFailed(err)
+		}
+	}
 	if errors.Is(runErr, ErrRecordingFailed) {
 		s.failed(sess, runErr)
 		return

@@ -61,6 +61,7 @@ type Server struct {
 	adminLn net.Listener
 	front   *front     // the SSH front door; nil without an ssh block
 	life    *lifecycle // the front door's live sessions and their limits
+	metrics *metrics   // served at GET /metrics on the API listener
 	devURL  string
 	devRun  func(context.Context) error
 
@@ -88,6 +89,7 @@ func NewServer(ctx context.Context, opts ServerOptions) (_ *Server, err error) {
 		limits = cfg.SSH.Limits
 	}
 	s.life = newLifecycle(limits, s.now)
+	s.metrics = newMetrics(func() float64 { return float64(s.life.count()) })
 	s.hashConfig()
 	defer func() {
 		if err != nil {
@@ -201,7 +203,7 @@ func NewServer(ctx context.Context, opts ServerOptions) (_ *Server, err error) {
 	if cfg.SSH != nil {
 		s.front, err = newFront(frontOptions{
 			Config: cfg.SSH, Targets: cfg.Targets, Home: opts.Home, Authorities: opts.Authorities,
-			Registry: s.registry, Journal: opts.Journal, Logger: s.log.Named("ssh"), Now: s.now, Lifecycle: s.life,
+			Registry: s.registry, Journal: opts.Journal, Logger: s.log.Named("ssh"), Now: s.now, Lifecycle: s.life, Metrics: s.metrics,
 		})
 		if err != nil {
 			return nil, err
@@ -356,6 +358,8 @@ func (s *Server) startedAttrs() recorder.Attrs {
 		a["ssh"] = s.front.Addr().String()
 		a["ssh.idle-timeout"] = s.life.limits.IdleTimeout.String()
 		a["ssh.max-duration"] = s.life.limits.MaxDuration.String()
+		a["ssh.fips"] = strconv.FormatBool(s.opts.Config.SSH.FIPS)
+		a["ssh.max-connections-per-address"] = strconv.Itoa(s.opts.Config.SSH.MaxConnsPerAddress)
 	}
 	if s.devURL != "" {
 		a["dev-issuer"] = s.devURL
@@ -383,7 +387,7 @@ func (s *Server) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	api := &http.Server{
-		Handler:           s.api,
+		Handler:           s.metrics.withMetrics(s.api),
 		TLSConfig:         certauth.ServerTLSConfig(s.tls),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,

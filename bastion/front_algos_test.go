@@ -1,0 +1,253 @@
+package bastion
+
+import (
+	"errors"
+	"net"
+	"os/exec"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// fipsConfig is frontConfig with the FIPS option.
+var fipsConfig = strings.Replace(frontConfig, `host_names = ["bastion.example"]`, `host_names = ["bastion.example"]
+  fips       = true`, 1)
+
+// auditFinding is one [fail] or [warn] line of ssh-audit's report, with
+// the algorithm it is about ("" for none).
+type auditFinding struct {
+	algorithm, level, text string
+}
+
+var (
+	auditAlgLine  = regexp.MustCompile(`^\((kex|key|enc|mac)\) (\S+)`)
+	auditNoteLine = regexp.MustCompile(`\[(fail|warn)\] (.*)$`)
+)
+
+// sshAudit runs ssh-audit against addr and returns its exit code, the
+// algorithms it lists by kind, and its findings.
+func sshAudit(t *testing.T, addr string) (int, map[string][]string, []auditFinding) {
+	t.Helper()
+	tool := needTool(t, "ssh-audit")
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(tool, "-n", "-p", port, host)
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		t.Fatalf("ssh-audit: %v", err)
+	}
+	t.Logf("ssh-audit:\n%s", out)
+	algos := map[string][]string{}
+	var findings []auditFinding
+	alg := ""
+	for _, line := range strings.Split(string(out), "\n") {
+		if m := auditAlgLine.FindStringSubmatch(line); m != nil {
+			alg = m[2]
+			algos[m[1]] = append(algos[m[1]], m[2])
+		} else if !strings.HasPrefix(strings.TrimSpace(line), "`-") {
+			alg = ""
+		}
+		if strings.HasPrefix(line, "!!! WARNING: unknown algorithm") {
+			continue // repeats the unknown algorithms' own notes
+		}
+		if m := auditNoteLine.FindStringSubmatch(line); m != nil {
+			findings = append(findings, auditFinding{algorithm: alg, level: m[1], text: strings.TrimSpace(m[2])})
+		}
+	}
+	if len(algos["kex"]) == 0 {
+		t.Fatalf("ssh-audit listed no key exchange algorithms (exit %d)", cmd.ProcessState.ExitCode())
+	}
+	return cmd.ProcessState.ExitCode(), algos, findings
+}
+
+// newerThanAudit are algorithms newer than the ssh-audit Debian stable
+// ships (2.5.0), which calls them "unknown algorithm" (a warning); later
+// versions know and recommend both. The strict key exchange marker
+// cannot be left out: it is the Terrapin countermeasure.
+var newerThanAudit = []string{"kex-strict-s-v00@openssh.com", ssh.KeyExchangeMLKEM768X25519}
+
+func unknownToAudit(f auditFinding) bool {
+	return f.level == "warn" && f.text == "unknown algorithm" && slices.Contains(newerThanAudit, f.algorithm)
+}
+
+// TestSSHAudit: ssh-audit finds no failure and no warning on the front
+// door (beyond calling algorithms newer than itself unknown), and the
+// strict key exchange is offered.
+func TestSSHAudit(t *testing.T) {
+	needTool(t, "ssh-audit")
+	ts := startServer(t, startOP(t), strings.ReplaceAll(frontConfig, "%LOGIN%", "ops"))
+	code, algos, findings := sshAudit(t, ts.SSHAddr())
+	for _, f := range findings {
+		if !unknownToAudit(f) {
+			t.Errorf("ssh-audit: %s [%s] %s", f.algorithm, f.level, f.text)
+		}
+	}
+	if code != 0 && len(findings) == 0 {
+		t.Errorf("ssh-audit exited %d with no finding", code)
+	}
+	if !slices.Contains(algos["kex"], "kex-strict-s-v00@openssh.com") {
+		t.Errorf("strict key exchange not offered: %v", algos["kex"])
+	}
+	if want := []string{"ssh-ed25519-cert-v01@openssh.com"}; !slices.Equal(algos["key"], want) {
+		t.Errorf("host key algorithms %v, want %v", algos["key"], want)
+	}
+	for _, a := range append(append(algos["kex"], algos["enc"]...), algos["mac"]...) {
+		if strings.Contains(a, "sha1") || strings.Contains(a, "cbc") || strings.Contains(a, "group1") || strings.Contains(a, "nistp") {
+			t.Errorf("offered %s", a)
+		}
+	}
+}
+
+// TestSSHAuditFIPS: in FIPS mode the front door offers only approved
+// algorithms. ssh-audit fails the NIST curves that FIPS requires (and
+// warns that ECDSA keys depend on a good random number generator): those
+// are the only findings allowed.
+func TestSSHAuditFIPS(t *testing.T) {
+	needTool(t, "ssh-audit")
+	ts := startServer(t, startOP(t), strings.ReplaceAll(fipsConfig, "%LOGIN%", "ops"))
+	_, algos, findings := sshAudit(t, ts.SSHAddr())
+	for _, f := range findings {
+		nist := strings.Contains(f.algorithm, "nistp") &&
+			(f.text == "using weak elliptic curves" || f.text == "using weak random number generator could reveal the key")
+		if !nist && !unknownToAudit(f) {
+			t.Errorf("ssh-audit: %s [%s] %s", f.algorithm, f.level, f.text)
+		}
+	}
+	want := map[string][]string{
+		"kex": append(slices.Clone(fipsKEX), "kex-strict-s-v00@openssh.com"),
+		"key": {ssh.CertAlgoECDSA256v01},
+		"enc": fipsCiphers,
+		"mac": fipsMACs,
+	}
+	for kind, w := range want {
+		if !slices.Equal(algos[kind], w) {
+			t.Errorf("%s: offered %v, want %v", kind, algos[kind], w)
+		}
+	}
+}
+
+// negotiate runs a key exchange with the front door at addr as a client
+// offering cfg's algorithms, and returns what was negotiated (the
+// authentication that follows fails).
+func negotiate(t *testing.T, addr string, cfg ssh.Config) (ssh.NegotiatedAlgorithms, error) {
+	t.Helper()
+	var got ssh.NegotiatedAlgorithms
+	_, err := ssh.Dial("tcp", addr, &ssh.ClientConfig{
+		Config: cfg, User: "ops@box",
+		HostKeyCallback: ssh.InsecureIgnoreHostKey(),
+		AuthCallback: func(ctx *ssh.ClientAuthContext) (ssh.AuthMethod, error) {
+			got = ctx.Algorithms
+			return nil, errors.New("stop")
+		},
+		Timeout: 10 * time.Second,
+	})
+	if got.KeyExchange == "" {
+		return got, err
+	}
+	return got, nil
+}
+
+// TestFrontFIPSNegotiation: a client offering everything gets approved
+// algorithms in FIPS mode, and one offering only non-approved ones gets
+// nothing; in the default mode it gets the modern ones.
+func TestFrontFIPSNegotiation(t *testing.T) {
+	all := ssh.Config{KeyExchanges: ssh.SupportedAlgorithms().KeyExchanges, Ciphers: []string{ssh.CipherChaCha20Poly1305, ssh.CipherAES128CTR, ssh.CipherAES128GCM}}
+	fips := startServer(t, startOP(t), strings.ReplaceAll(fipsConfig, "%LOGIN%", "ops"))
+	got, err := negotiate(t, fips.SSHAddr(), all)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(fipsKEX, got.KeyExchange) || got.HostKey != ssh.CertAlgoECDSA256v01 || got.Read.Cipher != ssh.CipherAES128GCM || got.Write.Cipher != ssh.CipherAES128GCM {
+		t.Errorf("FIPS mode negotiated %+v", got)
+	}
+	if _, err := negotiate(t, fips.SSHAddr(), ssh.Config{KeyExchanges: []string{ssh.KeyExchangeCurve25519}}); err == nil {
+		t.Error("FIPS mode agreed on curve25519")
+	}
+	if _, err := negotiate(t, fips.SSHAddr(), ssh.Config{Ciphers: []string{ssh.CipherChaCha20Poly1305}}); err == nil {
+		t.Error("FIPS mode agreed on chacha20-poly1305")
+	}
+
+	modern := startServer(t, startOP(t), strings.ReplaceAll(frontConfig, "%LOGIN%", "ops"))
+	got, err = negotiate(t, modern.SSHAddr(), all)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(modernKEX, got.KeyExchange) || got.HostKey != ssh.CertAlgoED25519v01 {
+		t.Errorf("modern mode negotiated %+v", got)
+	}
+	if _, err := negotiate(t, modern.SSHAddr(), ssh.Config{KeyExchanges: []string{ssh.KeyExchangeECDHP256}}); err == nil {
+		t.Error("modern mode agreed on ecdh-sha2-nistp256")
+	}
+}
+
+func TestRestrictClientConfig(t *testing.T) {
+	cc := &ssh.ClientConfig{}
+	if err := RestrictClientConfig(cc, false); err != nil || cc.KeyExchanges != nil || cc.HostKeyAlgorithms != nil {
+		t.Fatalf("non-FIPS changed the config: %+v %v", cc, err)
+	}
+	if err := RestrictClientConfig(cc, true); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(cc.KeyExchanges, fipsKEX) || !slices.Equal(cc.Ciphers, fipsCiphers) || !slices.Equal(cc.HostKeyAlgorithms, fipsHostKeyAlgos) {
+		t.Fatalf("FIPS config: %+v", cc.Config)
+	}
+	cc = &ssh.ClientConfig{HostKeyAlgorithms: []string{ssh.CertAlgoED25519v01, ssh.KeyAlgoED25519, ssh.KeyAlgoECDSA256}}
+	if err := RestrictClientConfig(cc, true); err != nil || !slices.Equal(cc.HostKeyAlgorithms, []string{ssh.KeyAlgoECDSA256}) {
+		t.Fatalf("host key algorithms %v, %v", cc.HostKeyAlgorithms, err)
+	}
+	cc = &ssh.ClientConfig{HostKeyAlgorithms: []string{ssh.KeyAlgoED25519}}
+	if err := RestrictClientConfig(cc, true); err == nil {
+		t.Fatal("ed25519 only: no error")
+	}
+}
+
+func TestFrontFIPSConfig(t *testing.T) {
+	cfg, err := ParseConfig("b.hcl", []byte("ssh {\n  fips = true\n  max_connections_per_address = 5\n}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.SSH.FIPS || cfg.SSH.MaxConnsPerAddress != 5 {
+		t.Fatalf("%+v", cfg.SSH)
+	}
+	cfg, err = ParseConfig("b.hcl", []byte("ssh {}\n"))
+	if err != nil || cfg.SSH.FIPS || cfg.SSH.MaxConnsPerAddress != DefaultMaxConnsPerAddress {
+		t.Fatalf("defaults: %+v %v", cfg.SSH, err)
+	}
+	_, err = ParseConfig("b.hcl", []byte("ssh {\n  max_connections_per_address = 0\n}\n"))
+	if want := "b.hcl:2:3: max_connections_per_address = 0 is not between 1 and 10000"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("got %v, want %q", err, want)
+	}
+}
+
+// TestFrontFIPSRefusesEd25519: in FIPS mode an ed25519 key (and a
+// certificate an ed25519 CA signed) does not log in, and the host key
+// presented is the ECDSA one, certified by the host CA.
+func TestFrontFIPSRefusesEd25519(t *testing.T) {
+	fx := startFrontWith(t, "ops", fipsConfig)
+	if out, code := fx.ssh(t, fx.key, "ops@box", "true"); code != 255 || !strings.Contains(out, "Permission denied") {
+		t.Fatalf("ed25519 in FIPS mode: exit %d: %s", code, out)
+	}
+	var host ssh.PublicKey
+	_, err := ssh.Dial("tcp", fx.ts.SSHAddr(), &ssh.ClientConfig{
+		User: "ops@box",
+		HostKeyCallback: func(_ string, _ net.Addr, key ssh.PublicKey) error {
+			host = key
+			return nil
+		},
+		Timeout: 10 * time.Second,
+	})
+	if err == nil {
+		t.Fatal("logged in with no key")
+	}
+	cert, ok := host.(*ssh.Certificate)
+	if !ok || cert.Key.Type() != ssh.KeyAlgoECDSA256 || cert.CertType != ssh.HostCert || !fx.ts.auth.Host.Trusts(cert.SignatureKey, time.Now()) {
+		t.Fatalf("host key %T %v", host, host)
+	}
+}

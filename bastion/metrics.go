@@ -1,0 +1,135 @@
+package bastion
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"regexp"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metrics are the bastion's Prometheus metrics, served at GET /metrics.
+// Label values are only fixed reasons and results from this code, never
+// identities, addresses, logins or serials, so the number of series is
+// bounded.
+type metrics struct {
+	reg *prometheus.Registry
+
+	connsOpen     prometheus.Gauge
+	connsTotal    prometheus.Counter
+	connsRefused  *prometheus.CounterVec // reason
+	auths         *prometheus.CounterVec // result, reason
+	certificates  *prometheus.CounterVec // result, reason
+	journalEvents *prometheus.CounterVec // result
+}
+
+// newMetrics makes the metrics; liveSessions, if not nil, reports the SSH
+// sessions running.
+func newMetrics(liveSessions func() float64) *metrics {
+	m := &metrics{reg: prometheus.NewRegistry()}
+	m.connsOpen = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "bastion_ssh_connections", Help: "SSH connections open now.",
+	})
+	m.connsTotal = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "bastion_ssh_connections_accepted_total", Help: "SSH connections accepted.",
+	})
+	m.connsRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "bastion_ssh_connections_refused_total", Help: "SSH connections closed at accept, by reason.",
+	}, []string{"reason"})
+	m.auths = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "bastion_ssh_authentications_total", Help: "SSH authentications decided, by result (accepted, refused) and the reason of a refusal.",
+	}, []string{"result", "reason"})
+	m.certificates = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "bastion_certificates_total", Help: "Certificate requests answered by the API, by result (issued, refused) and the reason of a refusal.",
+	}, []string{"result", "reason"})
+	m.journalEvents = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "bastion_journal_events_total", Help: "Journal events the front door appended, by result (committed, failed).",
+	}, []string{"result"})
+	m.reg.MustRegister(m.connsOpen, m.connsTotal, m.connsRefused, m.auths, m.certificates, m.journalEvents,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.connsRefused.WithLabelValues(ConnRefusedTooMany)
+	m.auths.WithLabelValues("accepted", "")
+	m.certificates.WithLabelValues("issued", "")
+	if liveSessions != nil {
+		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "bastion_ssh_sessions", Help: "SSH sessions running now.",
+		}, liveSessions))
+	}
+	return m
+}
+
+// handler serves the metrics in the Prometheus text format.
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+func (m *metrics) authAccepted() { m.auths.WithLabelValues("accepted", "").Inc() }
+
+func (m *metrics) authRefused(reason string) {
+	m.auths.WithLabelValues("refused", boundedReason(reason)).Inc()
+}
+
+// reasonPattern is what a reason label value may look like; anything
+// else is counted as "other".
+var reasonPattern = regexp.MustCompile(`^[a-z0-9_.-]{1,48}$`)
+
+func boundedReason(r string) string {
+	if !reasonPattern.MatchString(r) {
+		return "other"
+	}
+	return r
+}
+
+// withMetrics serves GET /metrics beside api, and counts the answers of
+// POST /v1/certificates: issued, or refused with the reason the API
+// answered.
+func (m *metrics) withMetrics(api http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.handler())
+	mux.Handle("POST /v1/certificates", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := &statusRecorder{ResponseWriter: w}
+		api.ServeHTTP(rec, r)
+		if rec.status == 0 || rec.status/100 == 2 {
+			m.certificates.WithLabelValues("issued", "").Inc()
+			return
+		}
+		var e struct {
+			Reason string `json:"reason"`
+		}
+		reason := "unknown"
+		if json.Unmarshal(rec.body.Bytes(), &e) == nil && e.Reason != "" {
+			reason = boundedReason(e.Reason)
+		}
+		m.certificates.WithLabelValues("refused", reason).Inc()
+	}))
+	mux.Handle("/", api)
+	return mux
+}
+
+// statusRecorder notes a response's status and, for an error, the start
+// of its body (where the JSON reason is).
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+	body   bytes.Buffer
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(p []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	if s.status/100 != 2 && s.body.Len() < 4096 {
+		s.body.Write(p[:min(len(p), 4096-s.body.Len())])
+	}
+	return s.ResponseWriter.Write(p)
+}

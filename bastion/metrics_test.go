@@ -1,0 +1,151 @@
+package bastion
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// limitConfig is frontConfig with at most 2 connections per address.
+var limitConfig = strings.Replace(frontConfig, `host_names = ["bastion.example"]`, `host_names = ["bastion.example"]
+  max_connections_per_address = 2`, 1)
+
+// closedAtOnce reports whether the server closes c without a word.
+func closedAtOnce(t *testing.T, c net.Conn) bool {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, err := c.Read(make([]byte, 64))
+	return n == 0 && err == io.EOF
+}
+
+// TestFrontConnLimit: connections beyond the limit from one address are
+// closed at accept; the refusals are journaled, not one event each; a
+// closed connection frees its slot.
+func TestFrontConnLimit(t *testing.T) {
+	ts := startServer(t, startOP(t), strings.ReplaceAll(limitConfig, "%LOGIN%", "ops"))
+	var held []net.Conn
+	dial := func() net.Conn {
+		c, err := net.Dial("tcp", ts.SSHAddr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	for range 2 {
+		c := dial()
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		buf := make([]byte, 64)
+		if n, err := c.Read(buf); err != nil || !strings.HasPrefix(string(buf[:n]), "SSH-2.0-") {
+			t.Fatalf("connection under the limit: %q %v", buf[:n], err)
+		}
+		held = append(held, c)
+	}
+	const refused = 10
+	for i := range refused {
+		if !closedAtOnce(t, dial()) {
+			t.Fatalf("connection %d over the limit was not closed", i+3)
+		}
+	}
+	held[0].Close()
+	var ok bool
+	for range 50 { // the server notices the close a moment later
+		c := dial()
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		buf := make([]byte, 8)
+		if n, _ := c.Read(buf); n > 0 {
+			ok = true
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !ok {
+		t.Fatal("a closed connection's slot was not freed")
+	}
+	body := scrape(t, ts)
+	if !strings.Contains(body, `bastion_ssh_connections_refused_total{reason="too_many_connections"} `) {
+		t.Errorf("metrics:\n%s", body)
+	}
+	ts.stop(t)
+	events := ts.events(t, EventConnRefused)
+	if len(events) == 0 || len(events) > 3 {
+		t.Fatalf("%d events: %v", len(events), events)
+	}
+	total := 0
+	for _, e := range events {
+		if e["client"] != "127.0.0.1" || e["reason"] != ConnRefusedTooMany || e["limit"] != "2" {
+			t.Errorf("event %v", e)
+		}
+		n, _ := strconv.Atoi(e["refused"])
+		total += n
+	}
+	if events[0]["refused"] != "1" || total < refused {
+		t.Errorf("events %v: %d refused, want at least %d", events, total, refused)
+	}
+}
+
+func TestConnKeyOf(t *testing.T) {
+	for addr, want := range map[string]string{
+		"192.0.2.7:22":                "192.0.2.7/32",
+		"[::ffff:192.0.2.7]:22":       "192.0.2.7/32",
+		"[2001:db8:1:2:3:4:5:6]:2222": "2001:db8:1:2::/64",
+	} {
+		a, _ := net.ResolveTCPAddr("tcp", addr)
+		if got := connKeyOf(a); got != netip.MustParsePrefix(want) {
+			t.Errorf("%s: %v, want %s", addr, got, want)
+		}
+	}
+}
+
+// scrape reads GET /metrics from the API.
+func scrape(t *testing.T, ts *testServer) string {
+	t.Helper()
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: insecurePinned(t, ts.TLS().Fingerprint)}}
+	resp, err := hc.Get(ts.APIURL() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
+		t.Fatalf("GET /metrics: %s %s\n%s", resp.Status, resp.Header.Get("Content-Type"), b)
+	}
+	return string(b)
+}
+
+// TestMetrics: GET /metrics counts certificates, authentications and
+// sessions, and names no identity, login or address.
+func TestMetrics(t *testing.T) {
+	fx := startFront(t) // issues one certificate
+	if out, code := fx.ssh(t, fx.key, "ops@box", "true"); code != 0 {
+		t.Fatalf("ssh: %d %s", code, out)
+	}
+	if out, code := fx.ssh(t, fx.key, "nobody@box", "true"); code == 0 {
+		t.Fatalf("wrong principal accepted: %s", out)
+	}
+	body := scrape(t, fx.ts)
+	for _, want := range []string{
+		`bastion_certificates_total{reason="",result="issued"} 1`,
+		`bastion_ssh_authentications_total{reason="",result="accepted"} 1`,
+		`bastion_ssh_authentications_total{reason="principal_not_in_certificate",result="refused"} 1`,
+		`bastion_ssh_connections_accepted_total 2`,
+		`bastion_ssh_sessions 0`,
+		`# TYPE bastion_ssh_connections gauge`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("no %q in:\n%s", want, body)
+		}
+	}
+	for _, secret := range []string{"agent-1", "ops", "nobody", "127.0.0.1"} {
+		for _, line := range strings.Split(body, "\n") {
+			if strings.HasPrefix(line, "bastion_") && strings.Contains(line, secret) {
+				t.Errorf("metrics name %q: %s", secret, line)
+			}
+		}
+	}
+}
