@@ -390,12 +390,19 @@ func (s *frontSession) run(ctx context.Context, kind, command string, reqs <-cha
 	} else {
 		res, runErr = RunLocal(ctx, cfg, rec)
 	}
+	s.finish(ctx, sess, res, runErr)
+}
+
+// finish ends a local session whose command returned res and runErr:
+// its end is recorded before the client gets the exit status, and a
+// recording failure or an error is told on the client's stderr.
+func (s *frontSession) finish(ctx context.Context, sess *recorder.Session, res Result, runErr error) {
 	if errors.Is(runErr, ErrRecordingFailed) {
 		s.failed(sess, runErr)
 		return
 	}
 	if runErr != nil && ctx.Err() == nil {
-		s.f.log.Error("ssh session", "error", runErr, "identity", info.identity, "target", info.target.Name)
+		s.f.log.Error("ssh session", "error", runErr, "identity", s.info.identity, "target", s.info.target.Name)
 	}
 	if err := s.end(ctx, sess, &res, runErr); err != nil {
 		s.f.log.Error("end recording an ssh session", "error", err)

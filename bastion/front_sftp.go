@@ -538,7 +538,6 @@ func (r sftpRecorder) finish() error {
 func (s *frontSession) runSubsystem(ctx context.Context, name, server string, reqs <-chan *ssh.Request) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	info := s.info
 	argv := []string{server}
 	attrs := s.sessionAttrs("subsystem", name)
 	attrs["target-kind"] = "command"
@@ -560,22 +559,5 @@ func (s *frontSession) runSubsystem(ctx context.Context, name, server string, re
 			runErr = recordingFailed(err)
 		}
 	}
-	if errors.Is(runErr, ErrRecordingFailed) {
-		s.failed(sess, runErr)
-		return
-	}
-	if runErr != nil && ctx.Err() == nil {
-		s.f.log.Error("ssh session", "error", runErr, "identity", info.identity, "target", info.target.Name)
-	}
-	if err := s.end(ctx, sess, &res, runErr); err != nil {
-		s.f.log.Error("end recording an ssh session", "error", err)
-		s.say("the end of the session could not be recorded")
-		s.exit(Result{ExitCode: 255})
-		return
-	}
-	if runErr != nil && res == (Result{}) {
-		s.say("the session failed: %v", runErr)
-		res.ExitCode = 255
-	}
-	s.exit(res)
+	s.finish(ctx, sess, res, runErr)
 }

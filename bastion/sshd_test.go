@@ -1,129 +1,38 @@
 package bastion
 
 import (
-	"bytes"
 	"fmt"
-	"net"
-	"os"
 	"os/exec"
-	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
-	"time"
+
+	"github.com/bastionhq/bastion/bastion/sshdtest"
 )
 
 // needTool finds a tool the test needs: in CI a missing one fails the test,
 // elsewhere it skips it.
 func needTool(t testing.TB, name string) string {
 	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is required in CI: %v", name, err)
-		}
-		t.Skipf("%s not installed: %v", name, err)
-	}
-	return p
+	return sshdtest.Need(t, name)
 }
+
+// syncBuffer is a buffer a process's output goroutine and the test can use
+// at once.
+type syncBuffer = sshdtest.Buffer
 
 // sshd is a private OpenSSH server on a loopback port.
 type sshd struct {
 	addr, port string
 	dir        string
-	cmd        *exec.Cmd
 	log        *syncBuffer
 }
 
-// syncBuffer is a bytes.Buffer that sshd's output goroutine and the test
-// can use at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// startSSHD starts /usr/sbin/sshd with the given extra configuration lines
+// startSSHD starts a private sshd with the given configuration lines
 // (TrustedUserCAKeys, RevokedKeys…), a fresh host key, and only public key
 // authentication.
 func startSSHD(t *testing.T, extra ...string) *sshd {
 	t.Helper()
-	bin := "/usr/sbin/sshd"
-	if _, err := os.Stat(bin); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("sshd is required in CI: %v", err)
-		}
-		t.Skipf("sshd not installed: %v", err)
-	}
-	keygen := needTool(t, "ssh-keygen")
-	if err := os.MkdirAll("/run/sshd", 0o755); err != nil && os.Getuid() == 0 {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	hostKey := filepath.Join(dir, "host_ed25519")
-	if out, err := exec.Command(keygen, "-q", "-t", "ed25519", "-N", "", "-f", hostKey).CombinedOutput(); err != nil {
-		t.Fatalf("ssh-keygen: %v\n%s", err, out)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	_, port, _ := net.SplitHostPort(addr)
-	conf := []string{
-		"ListenAddress " + addr,
-		"HostKey " + hostKey,
-		"PidFile " + filepath.Join(dir, "sshd.pid"),
-		"UsePAM no",
-		"StrictModes no",
-		"PasswordAuthentication no",
-		"KbdInteractiveAuthentication no",
-		"PubkeyAuthentication yes",
-		"AuthorizedKeysFile none",
-		"LogLevel VERBOSE",
-		"SetEnv SHLVL=1",
-	}
-	conf = append(conf, extra...)
-	cfgPath := filepath.Join(dir, "sshd_config")
-	if err := os.WriteFile(cfgPath, []byte(strings.Join(conf, "\n")+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s := &sshd{addr: addr, port: port, dir: dir, log: &syncBuffer{}}
-	s.cmd = exec.Command(bin, "-f", cfgPath, "-D", "-e")
-	s.cmd.Stdout = s.log
-	s.cmd.Stderr = s.log
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		s.cmd.Process.Kill()
-		s.cmd.Wait()
-	})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("sshd did not start: %v\n%s", err, s.log)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return s
+	s := sshdtest.Start(t, extra...)
+	return &sshd{addr: s.Addr, port: s.Port, dir: s.Dir, log: s.Output}
 }
 
 // ssh runs the real OpenSSH client against s as login with the given key

@@ -36,8 +36,9 @@ type SSHD struct {
 	// HostKey is the path of its ed25519 host key (HostKey+".pub" is the
 	// public key).
 	HostKey string
-	cmd     *exec.Cmd
-	log     *Buffer
+	// Output is what sshd has logged so far (-e: to its stderr).
+	Output *Buffer
+	cmd    *exec.Cmd
 }
 
 // Start starts /usr/sbin/sshd on 127.0.0.1 with config lines first (sshd
@@ -85,9 +86,9 @@ func Start(t testing.TB, config ...string) *SSHD {
 	if err := os.WriteFile(cfg, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s := &SSHD{Addr: addr, Port: port, Dir: dir, HostKey: hostKey, log: &Buffer{}}
+	s := &SSHD{Addr: addr, Port: port, Dir: dir, HostKey: hostKey, Output: &Buffer{}}
 	s.cmd = exec.Command(bin, "-f", cfg, "-D", "-e")
-	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
+	s.cmd.Stdout, s.cmd.Stderr = s.Output, s.Output
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -103,14 +104,11 @@ func Start(t testing.TB, config ...string) *SSHD {
 			return s
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("sshd did not start: %v\n%s", err, s.log)
+			t.Fatalf("sshd did not start: %v\n%s", err, s.Output)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 }
-
-// Log is what sshd has logged so far.
-func (s *SSHD) Log() string { return s.log.String() }
 
 // Buffer is a bytes.Buffer that a process's output goroutine and the test
 // can use at once.
