@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/ed25519"
@@ -15,13 +14,11 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -109,39 +106,8 @@ target "box" { command = ["/bin/sh"] }
 `, home, m.Issuer(), m.ClientID, r.login, target.Addr, strings.TrimSpace(string(targetPub)))), 0o600); err != nil {
 		b.Fatal(err)
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		b.Fatal(err)
-	}
-	cmd := &exec.Cmd{Path: exe, Args: []string{"bastion", "serve", "--config", cfg, "--log-level", "warn"}, Stderr: os.Stderr}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-	})
-	var api, fp, sshAddr string
-	sc := bufio.NewScanner(out)
-	for (api == "" || fp == "" || sshAddr == "") && sc.Scan() {
-		if m := regexp.MustCompile(`HTTPS API at (https://\S+)`).FindStringSubmatch(sc.Text()); m != nil {
-			api = m[1]
-		}
-		if m := regexp.MustCompile(`fingerprint (SHA256:\S+)`).FindStringSubmatch(sc.Text()); m != nil {
-			fp = m[1]
-		}
-		if m := regexp.MustCompile(`SSH front door at (\S+)`).FindStringSubmatch(sc.Text()); m != nil {
-			sshAddr = m[1]
-		}
-	}
-	if api == "" || fp == "" || sshAddr == "" {
-		b.Fatal("serve did not start")
-	}
-	go io.Copy(io.Discard, out)
+	sp := startServeProcess(b, cfg, true)
+	api, fp, sshAddr, cmd := sp.api, sp.fingerprint, sp.ssh, sp.cmd
 	r.bastionPort = sshAddr[strings.LastIndexByte(sshAddr, ':')+1:]
 	r.home, r.bastionAddr, r.server = home, sshAddr, cmd
 
@@ -152,7 +118,7 @@ target "box" { command = ["/bin/sh"] }
 	if err := os.WriteFile(r.key, pem.EncodeToMemory(block), 0o600); err != nil {
 		b.Fatal(err)
 	}
-	sp, _ := ssh.NewPublicKey(priv.Public())
+	pub, _ := ssh.NewPublicKey(priv.Public())
 	now := time.Now()
 	token, err := m.Keypair.SignJWT(jwt.MapClaims{"iss": m.Issuer(), "sub": "agent-1", "aud": m.ClientID, "iat": now.Unix(), "exp": now.Add(time.Hour).Unix()})
 	if err != nil {
@@ -162,7 +128,7 @@ target "box" { command = ["/bin/sh"] }
 	if err != nil {
 		b.Fatal(err)
 	}
-	resp, err := c.Certificate(context.Background(), token, certauth.CertificateRequest{PublicKey: string(ssh.MarshalAuthorizedKey(sp)), TTL: "1h"})
+	resp, err := c.Certificate(context.Background(), token, certauth.CertificateRequest{PublicKey: string(ssh.MarshalAuthorizedKey(pub)), TTL: "1h"})
 	if err != nil {
 		b.Fatal(err)
 	}

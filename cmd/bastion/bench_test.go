@@ -82,39 +82,12 @@ role "agents" {
 `, home, m.Issuer(), m.ClientID)), 0o600); err != nil {
 		b.Fatal(err)
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		b.Fatal(err)
-	}
-	cmd := &exec.Cmd{Path: exe, Args: []string{"bastion", "serve", "--config", cfg, "--log-level", "warn"}, Stderr: os.Stderr}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-	})
-	var api, fp string
-	sc := bufio.NewScanner(out)
-	for sc.Scan() && (api == "" || fp == "") {
-		if m := regexp.MustCompile(`HTTPS API at (https://\S+)`).FindStringSubmatch(sc.Text()); m != nil {
-			api = m[1]
-		}
-		if m := regexp.MustCompile(`fingerprint (SHA256:\S+)`).FindStringSubmatch(sc.Text()); m != nil {
-			fp = m[1]
-		}
-	}
-	if api == "" || fp == "" {
-		b.Fatal("serve did not start")
-	}
-	go io.Copy(io.Discard, out)
+	sp := startServeProcess(b, cfg, false)
+	api, fp, cmd := sp.api, sp.fingerprint, sp.cmd
 
 	now := time.Now()
 	r := &issuanceRig{server: cmd}
+	var err error
 	r.token, err = m.Keypair.SignJWT(jwt.MapClaims{
 		"iss": m.Issuer(), "sub": "agent-1", "aud": m.ClientID,
 		"iat": now.Unix(), "exp": now.Add(time.Hour).Unix(),
@@ -123,8 +96,8 @@ role "agents" {
 		b.Fatal(err)
 	}
 	pk, _, _ := ed25519.GenerateKey(nil)
-	sp, _ := ssh.NewPublicKey(pk)
-	r.pub = strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sp)))
+	spk, _ := ssh.NewPublicKey(pk)
+	r.pub = strings.TrimSpace(string(ssh.MarshalAuthorizedKey(spk)))
 	for range clients {
 		c, err := certauth.NewClient(api, certauth.ClientOptions{Fingerprint: fp})
 		if err != nil {
@@ -217,4 +190,52 @@ func BenchmarkIssuanceLatency(b *testing.B) {
 	}
 	wg.Wait()
 	r.report(b, lat, time.Since(start), server0, self0)
+}
+
+// serveProcess is "bastion serve --config" running in its own process
+// (the test binary re-executed as bastion), as deployed.
+type serveProcess struct {
+	api, fingerprint, ssh string
+	cmd                   *exec.Cmd
+}
+
+// startServeProcess starts serve with cfg and reads its addresses from
+// what it prints; withSSH waits for the SSH front door's too. It is
+// stopped with SIGTERM when the benchmark ends.
+func startServeProcess(b *testing.B, cfg string, withSSH bool) *serveProcess {
+	b.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd := &exec.Cmd{Path: exe, Args: []string{"bastion", "serve", "--config", cfg, "--log-level", "warn"}, Stderr: os.Stderr}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	})
+	sp := &serveProcess{cmd: cmd}
+	sc := bufio.NewScanner(out)
+	for (sp.api == "" || sp.fingerprint == "" || withSSH && sp.ssh == "") && sc.Scan() {
+		if m := regexp.MustCompile(`HTTPS API at (https://\S+)`).FindStringSubmatch(sc.Text()); m != nil {
+			sp.api = m[1]
+		}
+		if m := regexp.MustCompile(`fingerprint (SHA256:\S+)`).FindStringSubmatch(sc.Text()); m != nil {
+			sp.fingerprint = m[1]
+		}
+		if m := regexp.MustCompile(`SSH front door at (\S+)`).FindStringSubmatch(sc.Text()); m != nil {
+			sp.ssh = m[1]
+		}
+	}
+	if sp.api == "" || sp.fingerprint == "" || withSSH && sp.ssh == "" {
+		b.Fatal("serve did not start")
+	}
+	go io.Copy(io.Discard, out)
+	return sp
 }
