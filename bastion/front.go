@@ -8,6 +8,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	gl "github.com/gliderlabs/ssh"
@@ -49,6 +51,7 @@ const (
 	ReasonCertificateFailed = "certificate_check_failed"
 	ReasonUnknownSerial     = "serial_not_issued"
 	ReasonKeyMismatch       = "certificate_not_as_issued"
+	ReasonKeyNotProved      = "key_not_proved"
 	ReasonNotFIPS           = "not_fips_approved"
 )
 
@@ -116,6 +119,10 @@ type front struct {
 	// lives are the live sessions, ended by their limits, revocation,
 	// kill or shutdown.
 	lives *lifecycle
+
+	// pending are the connections that offered a key and have not proved
+	// one, by session ID.
+	pending sync.Map
 
 	metrics *metrics
 	// conns bounds the connections per client address and journals
@@ -186,7 +193,12 @@ func newFront(opts frontOptions) (*front, error) {
 		},
 		// No request handlers: tcpip-forward and every other global
 		// request is refused.
-		RequestHandlers: map[string]gl.RequestHandler{},
+		// Remote port forwarding is refused, and journaled; other global
+		// requests (keepalives) are refused without a record.
+		RequestHandlers: map[string]gl.RequestHandler{
+			"tcpip-forward":                   f.refuseForward,
+			"streamlocal-forward@openssh.com": f.refuseForward,
+		},
 	}
 	if err := f.renewHostCert(); err != nil {
 		return nil, err
@@ -396,7 +408,56 @@ func (f *front) precheck(ctx gl.Context, key gl.PublicKey) bool {
 		f.refused(ctx.User(), ctx.RemoteAddr(), key, r)
 		return false
 	}
+	f.offered(ctx, key)
 	return true
+}
+
+// offered notes that the connection of ctx offered key, and journals a
+// key_not_proved refusal if the connection ends without ever proving a
+// key it offered: a client that stops after the query, or whose signature
+// does not verify (x/crypto then closes the connection without a word to
+// the bastion).
+func (f *front) offered(ctx gl.Context, key ssh.PublicKey) {
+	p, loaded := f.pending.LoadOrStore(ctx.SessionID(), &pendingAuth{user: ctx.User(), remote: ctx.RemoteAddr(), key: key})
+	if loaded {
+		return
+	}
+	pa := p.(*pendingAuth)
+	go func() {
+		<-ctx.Done()
+		f.pending.Delete(ctx.SessionID())
+		if !pa.proved.Load() {
+			f.refused(pa.user, pa.remote, pa.key, &refusal{reason: ReasonKeyNotProved, detail: "the connection ended before the client proved it holds the key it offered"})
+		}
+	}()
+}
+
+// proved notes that the connection conn proved a key (whether it was then
+// accepted or refused, which is journaled on its own).
+func (f *front) proved(conn ssh.ConnMetadata) {
+	// gliderlabs names the connection by its session ID in hex.
+	if p, ok := f.pending.Load(hex.EncodeToString(conn.SessionID())); ok {
+		p.(*pendingAuth).proved.Store(true)
+	}
+}
+
+// refuseForward refuses a remote port forwarding request (ssh -R), and
+// journals it.
+func (f *front) refuseForward(ctx gl.Context, _ *gl.Server, req *ssh.Request) (bool, []byte) {
+	var info *authInfo
+	if sc, ok := ctx.Value(gl.ContextKeyConn).(*ssh.ServerConn); ok && sc.Permissions != nil {
+		info, _ = sc.Permissions.ExtraData[authInfoKey{}].(*authInfo)
+	}
+	f.requestRefused(info, ctx.User(), req.Type, "remote_forwarding_refused")
+	return false, nil
+}
+
+// pendingAuth is a connection that offered a key and has not yet proved one.
+type pendingAuth struct {
+	user   string
+	remote net.Addr
+	key    ssh.PublicKey
+	proved atomic.Bool
 }
 
 // authInfo is who an authenticated connection is and where it goes; it
@@ -431,6 +492,7 @@ type authInfoKey struct{}
 // with no critical option but a source-address that matches, for a
 // configured target, naming the requested login as a principal.
 func (f *front) authorize(conn ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
+	f.proved(conn)
 	info, r := f.check(conn, key)
 	if r != nil {
 		f.refused(conn.User(), conn.RemoteAddr(), key, r)

@@ -246,6 +246,31 @@ func (f *front) jumped(info *authInfo, outerUser, dest string) {
 	}
 }
 
+// EventRequestRefused is a request of an authenticated connection the
+// bastion refused (agent or X11 forwarding, remote port forwarding).
+const EventRequestRefused = "ssh.request_refused"
+
+// requestRefused journals (and logs) a refused request of the connection
+// that info authenticated.
+func (f *front) requestRefused(info *authInfo, user string, reqType, reason string) {
+	attrs := recorder.Attrs{"reason": reason, "request": reqType, "user": user}
+	if info != nil {
+		attrs["identity"] = info.identity
+		attrs["serial"] = strconv.FormatUint(info.serial, 10)
+		attrs["key-id"] = info.cert.KeyId
+		attrs["client"] = info.client
+		if info.route != "" {
+			attrs["route"] = info.route
+		}
+	}
+	f.log.Info("ssh request refused", "reason", reason, "request", reqType, "user", user, "client", attrs["client"])
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := f.opts.Journal.AppendEvent(ctx, EventRequestRefused, attrs); err != nil {
+		f.log.Error("journal a refused ssh request", "error", err)
+	}
+}
+
 // channelRefused journals (and logs) a refused channel of an
 // authenticated connection.
 func (f *front) channelRefused(conn *ssh.ServerConn, info *authInfo, channelType, dest, reason, detail string) {

@@ -227,9 +227,11 @@ func (s *frontSession) serve(ctx context.Context, reqs <-chan *ssh.Request) {
 			}
 			return
 		case "auth-agent-req@openssh.com":
+			s.f.requestRefused(s.info, s.info.login+"@"+s.info.target.Name, req.Type, "agent_forwarding_refused")
 			s.say("agent forwarding is refused")
 			req.Reply(false, nil)
 		case "x11-req":
+			s.f.requestRefused(s.info, s.info.login+"@"+s.info.target.Name, req.Type, "x11_forwarding_refused")
 			s.say("X11 forwarding is refused")
 			req.Reply(false, nil)
 		case "env":
