@@ -306,7 +306,7 @@ if [[ -n $GO_RESULTS ]]; then
 			name = $1; sub(/-[0-9]+$/, "", name); sub(/^Benchmark/, "", name)
 			for (i = 3; i < NF; i += 2) {
 				unit = $(i + 1)
-				if (unit == "MB/s" || unit == "frames/s" || unit == "journal-bytes/payload-byte" || unit == "certs/s" || unit == "events/s" || unit ~ /^p[0-9]+-ms$/ || unit ~ /cpu-µs\/op$/ || unit ~ /^(bastion|jump|direct)/ || unit == "MB/s-both-ways" || unit == "KiB/session" || unit == "sessions-held") print name, unit, $i
+				if (unit == "MB/s" || unit == "frames/s" || unit == "journal-bytes/payload-byte" || unit == "certs/s" || unit == "events/s" || unit ~ /^p[0-9]+-ms$/ || unit ~ /cpu-µs\/op$/ || unit ~ /^(bastion|jump|direct)/ || unit == "MB/s-both-ways" || unit == "KiB/session" || unit == "sessions-held" || unit ~ /-p(50|99)-ms$/) print name, unit, $i
 			}
 		}' "$GO_RESULTS" | sort -k1,1 -k2,2 -k3,3g | awk '
 		BEGIN {
