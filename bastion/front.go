@@ -134,6 +134,9 @@ type front struct {
 // listener. serve runs it.
 func newFront(opts frontOptions) (*front, error) {
 	f := &front{opts: opts, log: opts.Logger, now: opts.Now, targets: map[string]TargetConfig{}, upstreams: map[string]*upstream{}, lives: opts.Lifecycle, metrics: opts.Metrics}
+	if f.log == nil {
+		f.log = hclog.NewNullLogger()
+	}
 	if f.lives == nil {
 		f.lives = newLifecycle(FrontLimits{}, f.now)
 	}
@@ -142,6 +145,9 @@ func newFront(opts frontOptions) (*front, error) {
 	}
 	for _, t := range opts.Targets {
 		f.targets[t.Name] = t
+		if len(t.Command) > 0 && t.User == "" && os.Geteuid() == 0 {
+			f.log.Warn("a command target runs as root, the bastion's own user: set its user", "target", t.Name)
+		}
 		if t.SSH != "" {
 			u, err := newUpstream(t, opts.Now)
 			if err != nil {

@@ -6,8 +6,13 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/user"
+	"path/filepath"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -41,9 +46,32 @@ type SSHConfig struct {
 // and SSH is set.
 type TargetConfig struct {
 	Name string
-	// Command is the command run for a shell; an exec request runs it
-	// with "-c" and the client's command line appended.
+	// Command is the command run for a shell; what an exec request runs
+	// is Exec's to say.
 	Command []string
+	// Exec says what an exec request to a command target runs: ExecShell
+	// (Command, "-c" and the client's command line), ExecArgs (Command
+	// and the client's command line split into words) or ExecRefuse
+	// (nothing: the target serves shell sessions only).
+	Exec string
+	// User is the user a command target's command runs as, looked up
+	// when the config is loaded; "" means the bastion's own user.
+	User string
+	// Credential is User's uid, gid and groups; nil when the command runs
+	// as the bastion's own user (User unset, or User is that user).
+	Credential *syscall.Credential
+	// UID is User's uid (valid when User is set).
+	UID uint32
+	// Home is User's home directory; "" when User is unset.
+	Home string
+	// Dir is the command's working directory as configured; "" means
+	// Home if it exists, else "/" (with User), or the bastion's own
+	// working directory (without).
+	Dir string
+	// Env is what env_file and env add to the command's environment,
+	// KEY=VALUE, each name once (env wins over env_file). The values are
+	// secrets: they are never journaled, logged or sent to the client.
+	Env []string
 	// SSH is the HOST:PORT of an upstream SSH server. Its host key must
 	// be one of HostKey, a key KnownHosts lists for the address, or a
 	// host certificate signed by HostCA (never trusted on first use).
@@ -57,6 +85,25 @@ type TargetConfig struct {
 	UserKey string
 	// DialTimeout bounds the connection and the SSH handshake.
 	DialTimeout time.Duration
+}
+
+// What an exec request to a command target runs (TargetConfig.Exec).
+const (
+	ExecShell  = "shell"
+	ExecArgs   = "args"
+	ExecRefuse = "refuse"
+)
+
+// EnvNames are the names of t.Env, sorted: what the journal may hold of
+// a target's environment.
+func (t TargetConfig) EnvNames() []string {
+	names := make([]string, 0, len(t.Env))
+	for _, kv := range t.Env {
+		k, _, _ := strings.Cut(kv, "=")
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	return names
 }
 
 // Defaults of the ssh block.
@@ -82,15 +129,21 @@ type sshBlock struct {
 }
 
 type targetBlock struct {
-	Name        string    `hcl:"name,label"`
-	Command     []string  `hcl:"command,optional"`
-	SSH         *string   `hcl:"ssh,optional"`
-	HostKey     *string   `hcl:"host_key,optional"`
-	KnownHosts  *string   `hcl:"known_hosts,optional"`
-	HostCA      *string   `hcl:"host_ca,optional"`
-	UserKey     *string   `hcl:"user_key,optional"`
-	DialTimeout *string   `hcl:"dial_timeout,optional"`
-	DefRange    hcl.Range `hcl:",def_range"`
+	Name        string   `hcl:"name,label"`
+	Command     []string `hcl:"command,optional"`
+	SSH         *string  `hcl:"ssh,optional"`
+	HostKey     *string  `hcl:"host_key,optional"`
+	KnownHosts  *string  `hcl:"known_hosts,optional"`
+	HostCA      *string  `hcl:"host_ca,optional"`
+	UserKey     *string  `hcl:"user_key,optional"`
+	DialTimeout *string  `hcl:"dial_timeout,optional"`
+	// Command targets only.
+	Exec     *string           `hcl:"exec,optional"`
+	User     *string           `hcl:"user,optional"`
+	Dir      *string           `hcl:"dir,optional"`
+	Env      map[string]string `hcl:"env,optional"`
+	EnvFile  *string           `hcl:"env_file,optional"`
+	DefRange hcl.Range         `hcl:",def_range"`
 }
 
 // targetName is what may follow the last '@' of an SSH user name.
@@ -149,6 +202,14 @@ func (v *validator) front(fc *fileConfig, cfg *Config, dir string) {
 		case tb.SSH != nil && tb.Command != nil:
 			v.attrf(tb.DefRange, "ssh", "target %q has both command and ssh: give one", tb.Name)
 		case tb.SSH != nil:
+			for _, a := range []struct {
+				name string
+				set  bool
+			}{{"exec", tb.Exec != nil}, {"user", tb.User != nil}, {"dir", tb.Dir != nil}, {"env", tb.Env != nil}, {"env_file", tb.EnvFile != nil}} {
+				if a.set {
+					v.attrf(tb.DefRange, a.name, "target %q: %s is for command targets, not ssh", tb.Name, a.name)
+				}
+			}
 			cfg.Targets = append(cfg.Targets, v.sshTarget(tb, dir))
 			continue
 		case len(tb.Command) == 0 || tb.Command[0] == "":
@@ -162,11 +223,164 @@ func (v *validator) front(fc *fileConfig, cfg *Config, dir string) {
 				v.attrf(tb.DefRange, a.name, "target %q: %s is for ssh targets, not commands", tb.Name, a.name)
 			}
 		}
-		cfg.Targets = append(cfg.Targets, TargetConfig{Name: tb.Name, Command: tb.Command})
+		cfg.Targets = append(cfg.Targets, v.commandTarget(tb, dir))
 	}
 	if len(fc.Targets) > 0 && fc.SSH == nil {
 		v.errf(fc.Targets[0].DefRange, "target %q is configured but there is no ssh block to reach it through", fc.Targets[0].Name)
 	}
+}
+
+// envName is a name a target's env and env_file may set.
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// commandTarget validates a local command target: what an exec request
+// runs, the user it runs as (looked up now), its directory and the
+// environment it gets (env_file read now).
+func (v *validator) commandTarget(tb targetBlock, dir string) TargetConfig {
+	t := TargetConfig{Name: tb.Name, Command: tb.Command, Exec: ExecShell}
+	if tb.Exec != nil {
+		switch *tb.Exec {
+		case ExecShell, ExecArgs, ExecRefuse:
+			t.Exec = *tb.Exec
+		default:
+			v.attrf(tb.DefRange, "exec", "target %q: exec = %q is not \"shell\", \"args\" or \"refuse\"", tb.Name, *tb.Exec)
+		}
+	}
+	if tb.User != nil {
+		v.targetUser(tb, &t)
+	}
+	if tb.Dir != nil {
+		t.Dir = abs(dir, *tb.Dir)
+		if st, err := os.Stat(t.Dir); err != nil {
+			v.attrf(tb.DefRange, "dir", "target %q: dir: %v", tb.Name, err)
+		} else if !st.IsDir() {
+			v.attrf(tb.DefRange, "dir", "target %q: dir = %q is not a directory", tb.Name, t.Dir)
+		}
+	}
+	env := map[string]string{}
+	var order []string
+	set := func(k, val string) {
+		if _, ok := env[k]; !ok {
+			order = append(order, k)
+		}
+		env[k] = val
+	}
+	if tb.EnvFile != nil {
+		path := abs(dir, *tb.EnvFile)
+		kvs, err := readEnvFile(path)
+		if err != nil {
+			v.attrf(tb.DefRange, "env_file", "target %q: env_file: %v", tb.Name, err)
+		}
+		for _, kv := range kvs {
+			set(kv[0], kv[1])
+		}
+	}
+	keys := make([]string, 0, len(tb.Env))
+	for k := range tb.Env {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		val := tb.Env[k]
+		switch {
+		case !envName.MatchString(k):
+			// The value is not quoted: it may be a secret.
+			v.attrf(tb.DefRange, "env", "target %q: env: %q is not a variable name (letters, digits and '_', not first a digit)", tb.Name, k)
+		case strings.ContainsRune(val, 0):
+			v.attrf(tb.DefRange, "env", "target %q: env: the value of %s holds a NUL byte", tb.Name, k)
+		default:
+			set(k, val)
+		}
+	}
+	for _, k := range order {
+		t.Env = append(t.Env, k+"="+env[k])
+	}
+	return t
+}
+
+// targetUser looks up the user a command target runs as. Root is
+// refused: a command target runs unprivileged, or (user unset) as the
+// bastion's own user. Switching to another user needs the bastion to run
+// as root.
+func (v *validator) targetUser(tb targetBlock, t *TargetConfig) {
+	name := *tb.User
+	u, err := user.Lookup(name)
+	if err != nil && name != "" && strings.Trim(name, "0123456789") == "" {
+		u, err = user.LookupId(name)
+	}
+	if err != nil {
+		v.attrf(tb.DefRange, "user", "target %q: user %q: no such user", tb.Name, name)
+		return
+	}
+	id := func(s string) (uint32, bool) {
+		n, err := strconv.ParseUint(s, 10, 32)
+		return uint32(n), err == nil
+	}
+	uid, ok1 := id(u.Uid)
+	gid, ok2 := id(u.Gid)
+	if !ok1 || !ok2 {
+		v.attrf(tb.DefRange, "user", "target %q: user %q has no numeric uid and gid", tb.Name, name)
+		return
+	}
+	if uid == 0 {
+		v.attrf(tb.DefRange, "user", "target %q: user %q is root (uid 0): a command target runs as an unprivileged user; leave user unset to run it as the bastion's own user", tb.Name, name)
+		return
+	}
+	var groups []uint32
+	gids, err := u.GroupIds()
+	if err != nil {
+		v.attrf(tb.DefRange, "user", "target %q: user %q: its groups: %v", tb.Name, name, err)
+		return
+	}
+	for _, g := range gids {
+		if n, ok := id(g); ok && !slices.Contains(groups, n) {
+			groups = append(groups, n)
+		}
+	}
+	t.User, t.UID, t.Home = u.Username, uid, u.HomeDir
+	switch euid := os.Geteuid(); {
+	case euid == 0:
+		t.Credential = &syscall.Credential{Uid: uid, Gid: gid, Groups: groups}
+	case uint32(euid) != uid:
+		v.attrf(tb.DefRange, "user", "target %q: user = %q: the bastion runs as uid %d, not root, so it cannot run commands as another user", tb.Name, name, euid)
+	}
+}
+
+// readEnvFile reads KEY=VALUE lines from a file only its owner may read
+// (mode 0600 or stricter). Blank lines and lines starting with '#' are
+// skipped; a value is everything after the first '=', taken as it is (no
+// quotes, no escapes). Errors name the line, never a value.
+func readEnvFile(path string) ([][2]string, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("%s is readable or writable by others (mode %v): it holds secrets, chmod 600 it", path, st.Mode().Perm())
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var kvs [][2]string
+	for i, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSuffix(line, "\r")
+		if strings.TrimSpace(line) == "" || strings.HasPrefix(strings.TrimSpace(line), "#") {
+			continue
+		}
+		k, val, ok := strings.Cut(line, "=")
+		if !ok || !envName.MatchString(k) {
+			return nil, fmt.Errorf("%s:%d: not a KEY=VALUE line (a name of letters, digits and '_', then '=')", filepath.Base(path), i+1)
+		}
+		if strings.ContainsRune(val, 0) {
+			return nil, fmt.Errorf("%s:%d: the value of %s holds a NUL byte", filepath.Base(path), i+1, k)
+		}
+		kvs = append(kvs, [2]string{k, val})
+	}
+	return kvs, nil
 }
 
 // sshTarget validates an upstream SSH target: its address, how its host

@@ -24,6 +24,11 @@ const stderrChannel = 1
 type PipeConfig struct {
 	Argv []string
 	Env  []string
+	// Dir and Credential are as in LocalConfig: the working directory
+	// ("" for this process's) and the user the command runs as (nil for
+	// this process's).
+	Dir        string
+	Credential *syscall.Credential
 	// Stdin is the client's input; its end closes the command's stdin.
 	// RunPiped does not wait for the goroutine reading it (see RunLocal).
 	Stdin          io.Reader
@@ -41,7 +46,8 @@ func RunPiped(ctx context.Context, cfg PipeConfig, rec Recorder) (Result, error)
 	}
 	cmd := exec.Command(cfg.Argv[0], cfg.Argv[1:]...)
 	cmd.Env = cfg.Env
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Dir = cfg.Dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cfg.Credential}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return Result{}, err

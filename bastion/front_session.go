@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
+	"time"
 
 	gl "github.com/gliderlabs/ssh"
 	"golang.org/x/crypto/ssh"
@@ -19,6 +22,199 @@ import (
 // frontEnv is the environment of a local target's command: nothing of the
 // bastion's own (which may hold secrets) but a PATH.
 var frontEnv = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+
+// localProcess is how a command target's process runs: its environment,
+// its working directory and the user it runs as.
+type localProcess struct {
+	env  []string
+	dir  string
+	cred *syscall.Credential
+}
+
+// process is how t's command (or sftp-server) runs, with TERM=term if
+// term is not "": frontEnv; with a user, HOME, USER and LOGNAME, in the
+// user's home (or "/" if it does not exist) unless t.Dir says otherwise;
+// then t.Env, which wins over all of them. Nothing of the client's
+// environment requests.
+func (t TargetConfig) process(term string) localProcess {
+	p := localProcess{env: slices.Clone(frontEnv), dir: t.Dir, cred: t.Credential}
+	if t.User != "" {
+		p.env = append(p.env, "HOME="+t.Home, "USER="+t.User, "LOGNAME="+t.User)
+		if p.dir == "" {
+			p.dir = "/"
+			if st, err := os.Stat(t.Home); t.Home != "" && err == nil && st.IsDir() {
+				p.dir = t.Home
+			}
+		}
+	}
+	if term != "" {
+		p.env = append(p.env, "TERM="+term)
+	}
+	p.env = append(p.env, t.Env...)
+	return p
+}
+
+// errExecRefused is why an exec request to an exec = "refuse" target
+// does not run.
+var errExecRefused = errors.New("runs interactive shell sessions only: exec requests are refused")
+
+// execArgv is what an exec request's command runs as on the command
+// target t (see TargetConfig.Exec), or why it does not run.
+func execArgv(t TargetConfig, command string) ([]string, error) {
+	switch t.Exec {
+	case ExecRefuse:
+		return nil, errExecRefused
+	case ExecArgs:
+		words, err := splitWords(command)
+		if err != nil {
+			return nil, err
+		}
+		return append(slices.Clone(t.Command), words...), nil
+	default:
+		return append(slices.Clone(t.Command), "-c", command), nil
+	}
+}
+
+// execMode is t.Exec, with its default.
+func execMode(t TargetConfig) string {
+	if t.Exec == "" {
+		return ExecShell
+	}
+	return t.Exec
+}
+
+// splitWords splits a command line into words as a POSIX shell would,
+// for a target that passes them on as arguments, without a shell: blanks
+// separate words; single quotes keep everything; double quotes keep all
+// but '\' before '$', '`', '"', '\' or a newline; a '\' outside quotes
+// keeps the next character. What only a shell could give meaning to is
+// refused rather than passed on literally: an unquoted | & ; < > ( ) $ `
+// * ? [ (and # or ~ starting a word), a '$' or '`' inside double quotes,
+// an unclosed quote, a trailing '\'.
+func splitWords(line string) ([]string, error) {
+	var words []string
+	var w strings.Builder
+	inWord := false
+	for i := 0; i < len(line); i++ {
+		c := line[i]
+		switch {
+		case c == ' ' || c == '\t' || c == '\n':
+			if inWord {
+				words = append(words, w.String())
+				w.Reset()
+				inWord = false
+			}
+		case c == '\'':
+			j := strings.IndexByte(line[i+1:], '\'')
+			if j < 0 {
+				return nil, fmt.Errorf("the single quote at byte %d is not closed", i+1)
+			}
+			w.WriteString(line[i+1 : i+1+j])
+			i += j + 1
+			inWord = true
+		case c == '"':
+			start := i
+			for i++; ; i++ {
+				if i >= len(line) {
+					return nil, fmt.Errorf("the double quote at byte %d is not closed", start+1)
+				}
+				d := line[i]
+				if d == '"' {
+					break
+				}
+				if d == '$' || d == '`' {
+					return nil, fmt.Errorf("%q at byte %d would be expanded by a shell, and there is none: escape it with '\\' or use single quotes", d, i+1)
+				}
+				if d == '\\' && i+1 < len(line) && strings.IndexByte("$`\"\\\n", line[i+1]) >= 0 {
+					i++
+					if line[i] != '\n' {
+						w.WriteByte(line[i])
+					}
+					continue
+				}
+				w.WriteByte(d)
+			}
+			inWord = true
+		case c == '\\':
+			if i+1 >= len(line) {
+				return nil, errors.New("the command line ends with '\\'")
+			}
+			i++
+			if line[i] != '\n' {
+				w.WriteByte(line[i])
+				inWord = true
+			}
+		case strings.IndexByte("|&;<>()$`*?[", c) >= 0 || !inWord && (c == '#' || c == '~'):
+			return nil, fmt.Errorf("%q at byte %d means something only to a shell, and there is none: quote it", c, i+1)
+		default:
+			w.WriteByte(c)
+			inWord = true
+		}
+	}
+	if inWord {
+		words = append(words, w.String())
+	}
+	return words, nil
+}
+
+// Reasons of ssh.request_refused events for exec requests to command
+// targets.
+const (
+	ReasonExecRefused  = "exec_refused"
+	ReasonExecNotSplit = "exec_not_split"
+)
+
+// refuseExec refuses an exec request to a command target: the client
+// reads why on its standard error and exits 1, and the refusal is an
+// ssh.request_refused event with the command. The request was accepted
+// only to say why: OpenSSH exits at once on a refused exec.
+func (s *frontSession) refuseExec(req *ssh.Request, command, reason string, why error) {
+	req.Reply(true, nil)
+	info := s.info
+	attrs := recorder.Attrs{
+		"reason": reason, "request": "exec", "user": info.login + "@" + info.target.Name,
+		"target": info.target.Name, "command": command, "exec-mode": execMode(info.target), "detail": why.Error(),
+		"identity": info.identity, "serial": strconv.FormatUint(info.serial, 10), "key-id": info.cert.KeyId, "client": info.client,
+	}
+	if info.route != "" {
+		attrs["route"] = info.route
+	}
+	s.f.log.Info("ssh request refused", "reason", reason, "request", "exec", "identity", info.identity, "target", info.target.Name, "client", info.client)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := s.f.opts.Journal.AppendEvent(ctx, EventRequestRefused, attrs); err != nil {
+		s.f.log.Error("journal a refused ssh request", "error", err)
+	}
+	if reason == ReasonExecNotSplit {
+		s.say("target %q passes the command on as arguments, without a shell, and it cannot be split: %v", info.target.Name, why)
+	} else {
+		s.say("target %q %v", info.target.Name, why)
+	}
+	s.exit(Result{ExitCode: 1})
+}
+
+// localAttrs adds to a command target's session attributes whom and
+// where it runs as, and the names (never the values) of the environment
+// the target adds.
+func (s *frontSession) localAttrs(attrs recorder.Attrs, p localProcess) {
+	t := s.info.target
+	uid := os.Geteuid()
+	if p.cred != nil {
+		uid = int(p.cred.Uid)
+	}
+	if t.User != "" {
+		attrs["run-as"] = t.User
+	} else {
+		attrs["run-as"] = "bastion"
+	}
+	attrs["run-as.uid"] = strconv.Itoa(uid)
+	if p.dir != "" {
+		attrs["dir"] = p.dir
+	}
+	if names := t.EnvNames(); len(names) > 0 {
+		attrs["env-names"] = strings.Join(names, ",")
+	}
+}
 
 // ptyRequest is an SSH "pty-req" payload (RFC 4254 6.2).
 type ptyRequest struct {
@@ -178,6 +374,23 @@ func (s *frontSession) serve(ctx context.Context, reqs <-chan *ssh.Request) {
 				}
 				command = e.Command
 			}
+			// A command target's argv: what exec = "…" makes of an
+			// exec request, which may be refused.
+			var argv []string
+			if s.info.target.SSH == "" {
+				argv = slices.Clone(s.info.target.Command)
+				if req.Type == "exec" {
+					var err error
+					if argv, err = execArgv(s.info.target, command); err != nil {
+						reason := ReasonExecNotSplit
+						if errors.Is(err, errExecRefused) {
+							reason = ReasonExecRefused
+						}
+						s.refuseExec(req, command, reason, err)
+						return
+					}
+				}
+			}
 			s.mu.Lock()
 			s.started = !s.told
 			s.mu.Unlock()
@@ -189,7 +402,7 @@ func (s *frontSession) serve(ctx context.Context, reqs <-chan *ssh.Request) {
 			if s.info.target.SSH != "" {
 				s.runUpstream(ctx, req.Type, command, reqs)
 			} else {
-				s.run(ctx, req.Type, command, reqs)
+				s.run(ctx, req.Type, command, argv, reqs)
 			}
 			return
 		case "subsystem":
@@ -340,32 +553,36 @@ func (s *frontSession) begin(ctx context.Context, kind, command string, attrs re
 	return sess, rec, true
 }
 
-// run runs the target's command for a shell or exec request, recorded,
-// and sends its exit status.
-func (s *frontSession) run(ctx context.Context, kind, command string, reqs <-chan *ssh.Request) {
+// run runs argv, the target's command for a shell or exec request,
+// recorded, and sends its exit status.
+func (s *frontSession) run(ctx context.Context, kind, command string, argv []string, reqs <-chan *ssh.Request) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	info := s.info
-	argv := slices.Clone(info.target.Command)
-	if kind == "exec" {
-		argv = append(argv, "-c", command)
+	var term string
+	if s.pty != nil {
+		term = s.pty.Term
 	}
+	proc := info.target.process(term)
 	attrs := s.sessionAttrs(kind, command)
 	attrs["target-kind"] = "command"
 	attrs["argv"] = fmt.Sprintf("%q", argv)
+	if kind == "exec" {
+		attrs["exec-mode"] = execMode(info.target)
+	}
+	s.localAttrs(attrs, proc)
 	sess, rec, ok := s.begin(ctx, kind, command, attrs)
 	if !ok {
 		return
 	}
 
-	cfg := LocalConfig{Argv: argv, Env: frontEnv, Stdin: s.ch, Stdout: s.ch}
+	cfg := LocalConfig{Argv: argv, Env: proc.env, Dir: proc.dir, Credential: proc.cred, Stdin: s.ch, Stdout: s.ch}
 	resize := make(chan Size)
 	done := make(chan struct{})
 	defer close(done)
 	if s.pty != nil {
 		cfg.StdinIsTerminal = true
 		cfg.Size = Size{Cols: int(s.pty.Cols), Rows: int(s.pty.Rows)}
-		cfg.Env = append(slices.Clone(frontEnv), "TERM="+s.pty.Term)
 		cfg.Resize = resize
 	}
 	// Requests after the start: window changes reach the terminal; the
@@ -388,7 +605,7 @@ func (s *frontSession) run(ctx context.Context, kind, command string, reqs <-cha
 	var res Result
 	var runErr error
 	if s.pty == nil {
-		res, runErr = RunPiped(ctx, PipeConfig{Argv: argv, Env: frontEnv, Stdin: s.ch, Stdout: s.ch, Stderr: s.ch.Stderr()}, rec)
+		res, runErr = RunPiped(ctx, PipeConfig{Argv: argv, Env: proc.env, Dir: proc.dir, Credential: proc.cred, Stdin: s.ch, Stdout: s.ch, Stderr: s.ch.Stderr()}, rec)
 	} else {
 		res, runErr = RunLocal(ctx, cfg, rec)
 	}

@@ -532,9 +532,9 @@ func (r sftpRecorder) finish() error {
 }
 
 // runSubsystem runs a subsystem (sftp) for a local command target: the
-// system's sftp-server at server, with pipes, in the environment the
-// target's command gets, every byte recorded and its files' metadata with
-// it.
+// system's sftp-server at server, with pipes, as the user, in the
+// directory and with the environment the target's command gets (without
+// TERM), every byte recorded and its files' metadata with it.
 func (s *frontSession) runSubsystem(ctx context.Context, name, server string, reqs <-chan *ssh.Request) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -542,6 +542,8 @@ func (s *frontSession) runSubsystem(ctx context.Context, name, server string, re
 	attrs := s.sessionAttrs("subsystem", name)
 	attrs["target-kind"] = "command"
 	attrs["argv"] = fmt.Sprintf("%q", argv)
+	proc := s.info.target.process("")
+	s.localAttrs(attrs, proc)
 	sess, rec, ok := s.begin(ctx, "subsystem", name, attrs)
 	if !ok {
 		return
@@ -553,7 +555,7 @@ func (s *frontSession) runSubsystem(ctx context.Context, name, server string, re
 		}
 	}()
 	srec := sftpRecorder{rec, newSFTPObserver()}
-	res, runErr := RunPiped(ctx, PipeConfig{Argv: argv, Env: frontEnv, Stdin: s.ch, Stdout: s.ch, Stderr: s.ch.Stderr()}, srec)
+	res, runErr := RunPiped(ctx, PipeConfig{Argv: argv, Env: proc.env, Dir: proc.dir, Credential: proc.cred, Stdin: s.ch, Stdout: s.ch, Stderr: s.ch.Stderr()}, srec)
 	if runErr == nil {
 		if err := srec.finish(); err != nil {
 			runErr = recordingFailed(err)

@@ -352,8 +352,17 @@ func TestFrontUpstreamPTY(t *testing.T) {
 	if err := sess.WindowChange(40, 120); err != nil {
 		t.Fatal(err)
 	}
-	fmt.Fprintf(stdin, "stty size | tr ' ' x\n")
-	waitFor("40x120")
+	// The bastion forwards requests and data on separate paths, so a
+	// command typed right after the resize may reach the target before
+	// it: ask again until the new size shows.
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(buf.String(), "40x120") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q in %q", "40x120", buf.String())
+		}
+		fmt.Fprintf(stdin, "stty size | tr ' ' x\n")
+		time.Sleep(200 * time.Millisecond)
+	}
 	fmt.Fprintf(stdin, "exit 5\n")
 	var ee *ssh.ExitError
 	if err := sess.Wait(); !errors.As(err, &ee) || ee.ExitStatus() != 5 {

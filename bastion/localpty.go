@@ -58,7 +58,13 @@ type LocalConfig struct {
 	Env []string
 
 	// Dir is the command's working directory; "" means this process's.
+	// With Credential, it is entered as that user.
 	Dir string
+
+	// Credential, if not nil, is the uid, gid and supplementary groups
+	// the command runs as (switching needs root); nil means this
+	// process's own.
+	Credential *syscall.Credential
 
 	// Stdin is what the user types or pipes in. nil means no input: the
 	// command sees end of input at once, as if Stdin were empty.
@@ -170,6 +176,9 @@ func RunLocal(ctx context.Context, cfg LocalConfig, rec Recorder) (Result, error
 	}
 	cmd.Env = cfg.Env
 	cmd.Dir = cfg.Dir
+	if cfg.Credential != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cfg.Credential}
+	}
 
 	size := cfg.Size.clamp()
 	if size.Cols == 0 {
