@@ -402,20 +402,25 @@ func (r *refusal) Error() string {
 // certificate from a trusted user CA). It authorizes nothing; authorize
 // does, once the client has proved it holds the key.
 func (f *front) precheck(ctx gl.Context, key gl.PublicKey) bool {
-	cert, ok := key.(*ssh.Certificate)
-	var r *refusal
-	switch {
-	case !ok:
-		r = &refusal{reason: ReasonNotCertificate, detail: "only certificates from the user CA are accepted"}
-	case !f.opts.Authorities.User.Trusts(cert.SignatureKey, f.now()):
-		r = &refusal{reason: ReasonUntrustedCA}
-	}
-	if r != nil {
+	if r := f.offerRefusal(key); r != nil {
 		f.refused(ctx.User(), ctx.RemoteAddr(), key, r)
 		return false
 	}
 	f.offered(ctx, key)
 	return true
+}
+
+// offerRefusal says why a key merely offered is not worth proving: it is
+// not a certificate from a trusted user CA key. Nil means it may be.
+func (f *front) offerRefusal(key ssh.PublicKey) *refusal {
+	cert, ok := key.(*ssh.Certificate)
+	switch {
+	case !ok:
+		return &refusal{reason: ReasonNotCertificate, detail: "only certificates from the user CA are accepted"}
+	case !f.opts.Authorities.User.Trusts(cert.SignatureKey, f.now()):
+		return &refusal{reason: ReasonUntrustedCA}
+	}
+	return nil
 }
 
 // offered notes that the connection of ctx offered key, and journals a

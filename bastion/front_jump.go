@@ -190,15 +190,7 @@ func (f *front) jumpConfig(ctx gl.Context, outerConn *ssh.ServerConn, outer *aut
 	// Keys merely offered: only tells the client whether one is worth
 	// proving, as precheck does for the outer connection.
 	cfg.PublicKeyCallback = func(conn ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
-		cert, ok := key.(*ssh.Certificate)
-		var r *refusal
-		switch {
-		case !ok:
-			r = &refusal{reason: ReasonNotCertificate, detail: "only certificates from the user CA are accepted"}
-		case !f.opts.Authorities.User.Trusts(cert.SignatureKey, f.now()):
-			r = &refusal{reason: ReasonUntrustedCA}
-		}
-		if r != nil {
+		if r := f.offerRefusal(key); r != nil {
 			f.refusedWith(conn.User(), conn.RemoteAddr(), key, r, extra())
 			return nil, r
 		}
