@@ -678,19 +678,8 @@ func (s *frontSession) endWith(ctx context.Context, sess *recorder.Session, res 
 		}
 		return sess.End(context.WithoutCancel(ctx), end)
 	}
-	exit := recorder.Attrs{"status": strconv.Itoa(res.ExitCode)}
-	if res.Signal != "" {
-		exit["signal"] = res.Signal
-	}
-	for k, v := range exit {
-		end["exit-"+k] = v
-	}
-	payload, err := recorder.EncodeAttrs(exit)
-	if err != nil {
+	if err := RecordExit(sess, *res, end); err != nil {
 		return err
-	}
-	if _, err := sess.Append(recorder.KindExit, 0, payload); err != nil {
-		return fmt.Errorf("record exit status: %w", err)
 	}
 	return sess.End(context.WithoutCancel(ctx), end)
 }

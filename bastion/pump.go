@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
+
+	"github.com/bastionhq/bastion/recorder"
 )
 
 // Recorder is the journal side of one session, as the pumps need it. The
@@ -114,4 +117,25 @@ func forward(ctx context.Context, rec Recorder, chunks <-chan chunk, pool bufPoo
 		}
 		pool.put(c.data)
 	}
+}
+
+// RecordExit records how a command ended: an exit frame holding its status
+// (and the signal that killed it, if one did), and the same as "exit-"
+// attributes in end, for the session's end leaf.
+func RecordExit(s *recorder.Session, res Result, end recorder.Attrs) error {
+	exit := recorder.Attrs{"status": strconv.Itoa(res.ExitCode)}
+	if res.Signal != "" {
+		exit["signal"] = res.Signal
+	}
+	for k, v := range exit {
+		end["exit-"+k] = v
+	}
+	payload, err := recorder.EncodeAttrs(exit)
+	if err != nil {
+		return err
+	}
+	if _, err := s.Append(recorder.KindExit, 0, payload); err != nil {
+		return fmt.Errorf("record exit status: %w", err)
+	}
+	return nil
 }

@@ -167,19 +167,8 @@ func endLocal(ctx context.Context, s *recorder.Session, res bastion.Result, runE
 		end["reason"] = "error"
 		end["detail"] = runErr.Error()
 	}
-	exit := recorder.Attrs{"status": strconv.Itoa(res.ExitCode)}
-	if res.Signal != "" {
-		exit["signal"] = res.Signal
-	}
-	for k, v := range exit {
-		end["exit-"+k] = v
-	}
-	payload, err := recorder.EncodeAttrs(exit)
-	if err != nil {
+	if err := bastion.RecordExit(s, res, end); err != nil {
 		return err
-	}
-	if _, err := s.Append(recorder.KindExit, 0, payload); err != nil {
-		return fmt.Errorf("record exit status: %w", err)
 	}
 	// End commits after every frame, and waits for it.
 	if err := s.End(context.WithoutCancel(ctx), end); err != nil {
