@@ -38,6 +38,10 @@ type CertRequest struct {
 	// ClientAddress is where the request came from (for the journal and
 	// for rules that pin addresses).
 	ClientAddress netip.Addr
+	// Grants are the identity's active grants: a grant-only role
+	// contributes its logins only through one, and the certificate ends
+	// no later than the grant (CertDecision.NotAfter).
+	Grants []Grant
 }
 
 // CertDecision is the answer: allow with what the certificate carries, or
