@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -408,6 +409,7 @@ func (is *Issuer) issue(ctx context.Context, req IssueRequest, refused recorder.
 		Sponsor: d.Sponsor, Ticket: req.Ticket, Grant: d.Grant, KeyType: key.Type(), KeyFingerprint: attrs["key.sha256"],
 		Principals: d.Principals, ValidAfter: validAfter, ValidBefore: validBefore, Extensions: d.Extensions,
 		SourceAddresses: d.SourceAddresses, Rule: d.Rule, ClientAddress: attrs["client.address"], IssuedAt: now,
+		Email: id.Email, Groups: slices.Clone(id.Groups), Claims: id.Claims,
 	}
 	rec.KeyID = KeyID(&rec)
 	cert := &ssh.Certificate{
@@ -459,6 +461,17 @@ func identityAttrs(a recorder.Attrs, id *policy.Identity) {
 	}
 	if id.Email != "" {
 		a["email"] = id.Email
+	}
+	if len(id.Groups) > 0 {
+		a["groups"] = strings.Join(id.Groups, ",")
+	}
+	// The token's claims, so that the front door's policy decisions
+	// match on the same claims the certificate was issued on. A token is
+	// at most MaxTokenSize bytes, so its claims are too.
+	if len(id.Claims) > 0 {
+		if b, err := json.Marshal(id.Claims); err == nil {
+			a["token.claims"] = string(b)
+		}
 	}
 	if !id.IssuedAt.IsZero() {
 		a["token.issued_at"] = id.IssuedAt.UTC().Format(time.RFC3339)

@@ -2,6 +2,7 @@ package certauth
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -12,6 +13,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/storage"
 )
@@ -25,6 +27,10 @@ type CertRecord struct {
 	Issuer          string    `json:"issuer"`
 	Subject         string    `json:"subject"`
 	Sponsor         string    `json:"sponsor,omitempty"`
+	Email           string    `json:"email,omitempty"`
+	Groups          []string  `json:"groups,omitempty"`
+	// Claims are the token's claims the certificate was issued on.
+	Claims map[string]any `json:"claims,omitempty"`
 	Ticket          string    `json:"ticket,omitempty"`
 	Grant           string    `json:"grant,omitempty"`
 	KeyType         string    `json:"key_type"`
@@ -136,8 +142,26 @@ func recordFromAttrs(a recorder.Attrs) (*CertRecord, error) {
 		Principals: splitList(a["principals"]), ValidAfter: va, ValidBefore: vb, Extensions: splitList(a["extensions"]),
 		SourceAddresses: splitList(a["source_address"]), Rule: a["rule"], ClientAddress: a["client.address"],
 	}
+	rec.Email = a["email"]
+	if g := a["groups"]; g != "" {
+		rec.Groups = strings.Split(g, ",")
+	}
+	if c := a["token.claims"]; c != "" {
+		if err := json.Unmarshal([]byte(c), &rec.Claims); err != nil {
+			return nil, fmt.Errorf("bad token claims: %w", err)
+		}
+	}
 	rec.KeyID = KeyID(rec)
 	return rec, nil
+}
+
+// PolicyIdentity is the identity the certificate was issued to, as policy
+// decisions see it: the same provider, subject, sponsor and token claims.
+func (r *CertRecord) PolicyIdentity() *policy.Identity {
+	return &policy.Identity{
+		Provider: r.Provider, Issuer: r.Issuer, Subject: r.Subject, Sponsor: r.Sponsor,
+		Email: r.Email, Groups: slices.Clone(r.Groups), Claims: r.Claims,
+	}
 }
 
 func splitList(s string) []string {
