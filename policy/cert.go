@@ -70,23 +70,94 @@ type CertDecision struct {
 	Sponsor string
 }
 
-// Role is a minimal role mapping: identities that match get these logins,
-// at most this TTL, with these extensions. The policy language of grants and
-// command rules builds on it.
+// Role grants the identities it matches logins: in certificates, and on
+// the front door's targets with what sessions may do there. Its zero
+// capabilities are the least privilege: exec only, no PTY, shell, file
+// transfer or forwarding, every exec command allowed unless Commands says
+// otherwise.
 type Role struct {
-	Name  string
-	Match Match
+	Name string
+	// Match is the inline identity matcher; Identities names matchers
+	// defined apart. The role applies to an identity any of them matches.
+	Match      Match
+	Identities []string
 	// Logins are the principals granted.
 	Logins []string
 	// MaxTTL caps the certificate lifetime; zero means DefaultTTL.
 	MaxTTL time.Duration
-	// Permit lists permit-* extensions; none by default.
+	// Permit lists the certificate's permit-* extensions. When nil, they
+	// follow the role's capabilities: permit-pty with PTY,
+	// permit-port-forwarding with PortForwarding. When set (even empty),
+	// it is exactly what the certificate gets.
 	Permit []string
-	// SourceAddresses pins certificates to these CIDRs, if not empty.
+	// SourceAddresses pins certificates and sessions to these CIDRs, if
+	// not empty.
 	SourceAddresses []string
 	// Sponsor names the human or team accountable for the identities this
 	// role matches, when their tokens name none (an agent's owner).
 	Sponsor string
+
+	// Targets are glob patterns over the front door's target names. None:
+	// the role grants certificates only (for hosts that trust the user CA
+	// directly), and no front-door target.
+	Targets []string
+	// Access is AccessStanding (or empty) or AccessGrant: a grant-only
+	// role allows only through an active Grant naming it.
+	Access string
+	// PTY, Shell and FileTransfer allow what their names say; exec is
+	// always allowed (subject to Commands).
+	PTY          bool
+	Shell        bool
+	FileTransfer bool
+	// PortForwarding lists "host:port" glob patterns that port forwards
+	// may reach; none by default.
+	PortForwarding []string
+	// MaxSession and IdleTimeout bound sessions; zero means the front
+	// door's defaults.
+	MaxSession  time.Duration
+	IdleTimeout time.Duration
+	// Masking names the masking profile applied to output.
+	Masking string
+	// Commands restricts exec commands; nil allows every command.
+	Commands *Commands
+	// Approval says who approves grants of a grant-only role; required
+	// for one, refused for a standing one.
+	Approval *Approval
+}
+
+// Commands are a role's exec command rules: a command runs only if each of
+// its simple commands matches an Allow pattern, and none matches a Deny
+// pattern of any role that applies (deny wins). See [ParseCommand] for how
+// commands are read and compileCommandPattern for the pattern syntax.
+type Commands struct {
+	Allow []string
+	Deny  []string
+}
+
+// Approval is how a grant-only role's grants are approved.
+type Approval struct {
+	// Approvers name identity matchers whose members may approve.
+	Approvers []string
+	// Approvals is how many distinct approvers are needed; zero means 1.
+	Approvals int
+	// MaxDuration caps a grant's duration; zero means
+	// DefaultGrantDuration.
+	MaxDuration time.Duration
+}
+
+// DefaultGrantDuration is a grant's longest duration when the role says
+// nothing.
+const DefaultGrantDuration = time.Hour
+
+func (r *Role) grantOnly() bool { return r.Access == AccessGrant }
+
+func (a *Approval) approvals() int { return max(a.Approvals, 1) }
+
+func (a *Approval) maxDuration() time.Duration {
+	if a.MaxDuration <= 0 {
+		return DefaultGrantDuration
+	}
+	return a.MaxDuration
 }
 
 // Match selects identities. Every field that is set must match; a role with
@@ -125,14 +196,7 @@ func (m *Match) matches(id *Identity) bool {
 		return false
 	}
 	for name, pats := range m.Claims {
-		ok := false
-		for _, v := range id.Claim(name) {
-			if globAny(pats, v) {
-				ok = true
-				break
-			}
-		}
-		if !ok {
+		if !id.claimMatches(name, pats) {
 			return false
 		}
 	}
@@ -146,48 +210,6 @@ func globAny(pats []string, s string) bool {
 		}
 	}
 	return false
-}
-
-// Validate checks a role for mistakes a config loader reports.
-func (r *Role) Validate() error {
-	if r.Name == "" {
-		return fmt.Errorf("a role needs a name")
-	}
-	if r.Match.empty() {
-		return fmt.Errorf("role %q matches nobody: give it a match on providers, subjects or claims", r.Name)
-	}
-	if len(r.Match.Providers) == 0 {
-		// Subjects and claims mean something only within one issuer: the
-		// same "sub" from another provider is someone else.
-		return fmt.Errorf("role %q: its match must name the providers whose identities it grants", r.Name)
-	}
-	for _, p := range slices.Concat(r.Match.Subjects, r.Match.Sponsors, flatten(r.Match.Claims)) {
-		if _, err := path.Match(p, ""); err != nil {
-			return fmt.Errorf("role %q: bad pattern %q: %v", r.Name, p, err)
-		}
-	}
-	if len(r.Logins) == 0 {
-		return fmt.Errorf("role %q grants no logins", r.Name)
-	}
-	for _, l := range r.Logins {
-		if l == "" || strings.ContainsAny(l, " ,\t\n@") {
-			return fmt.Errorf("role %q: invalid login %q", r.Name, l)
-		}
-	}
-	if r.MaxTTL < 0 {
-		return fmt.Errorf("role %q: negative max TTL", r.Name)
-	}
-	for _, p := range r.Permit {
-		if !slices.Contains(KnownPermits, p) {
-			return fmt.Errorf("role %q: unknown extension %q (known: %s)", r.Name, p, strings.Join(KnownPermits, ", "))
-		}
-	}
-	for _, a := range r.SourceAddresses {
-		if _, err := parseSource(a); err != nil {
-			return fmt.Errorf("role %q: %v", r.Name, err)
-		}
-	}
-	return nil
 }
 
 // parseSource reads a source address as OpenSSH does: an address or a
@@ -241,73 +263,66 @@ func sourceString(p netip.Prefix) string {
 	return p.String()
 }
 
-func flatten(m map[string][]string) []string {
-	var out []string
-	for _, v := range m {
-		out = append(out, v...)
-	}
-	return out
-}
-
-// Policy is a set of roles. Its decisions are pure: the same request always
-// gets the same answer.
-type Policy struct {
-	Roles []Role
-}
-
-// New validates roles and returns a policy over them.
-func New(roles []Role) (*Policy, error) {
-	seen := map[string]bool{}
-	for i := range roles {
-		if err := roles[i].Validate(); err != nil {
-			return nil, err
-		}
-		if seen[roles[i].Name] {
-			return nil, fmt.Errorf("role %q is defined twice", roles[i].Name)
-		}
-		seen[roles[i].Name] = true
-	}
-	return &Policy{Roles: slices.Clone(roles)}, nil
-}
-
 // Certificate decides what certificate req's identity may get. Every
-// matching role contributes its logins; the TTL cap, extensions and source
+// matching standing role contributes its logins, and a grant-only role the
+// login of each active grant naming it; the TTL cap, extensions and source
 // addresses are the most restrictive among the roles that grant the
 // certificate's principals, so that asking for a login never widens what
-// another role allowed. Default deny.
+// another role allowed. A certificate issued under grants ends no later
+// than the first of them (NotAfter). Default deny.
 func (p *Policy) Certificate(req CertRequest) CertDecision {
 	if req.Identity == nil {
 		return CertDecision{Reason: "no identity"}
 	}
-	var matched []*Role
+	asked := func(l string) bool { return len(req.Logins) == 0 || slices.Contains(req.Logins, l) }
+	var matched []*compiledRole
+	var grants []string
+	var notAfter time.Time
 	logins := map[string]bool{}
-	for i := range p.Roles {
-		r := &p.Roles[i]
-		if !r.Match.matches(req.Identity) {
+	for _, i := range p.index.byProvider[req.Identity.Provider] {
+		r := p.roles[i]
+		if !r.matchesIdentity(req.Identity) {
 			continue
 		}
-		if len(req.Logins) > 0 && !slices.ContainsFunc(r.Logins, func(l string) bool { return slices.Contains(req.Logins, l) }) {
+		var give []string
+		if r.grantOnly() {
+			for gi := range req.Grants {
+				g := &req.Grants[gi]
+				if r.grantCovers(g, req.Identity, req.Time) && asked(g.Login) {
+					give = append(give, g.Login)
+					grants = append(grants, g.ID)
+					if notAfter.IsZero() || g.End.Before(notAfter) {
+						notAfter = g.End
+					}
+				}
+			}
+		} else {
+			for _, l := range r.Logins {
+				if asked(l) {
+					give = append(give, l)
+				}
+			}
+		}
+		if len(give) == 0 {
 			continue
 		}
 		matched = append(matched, r)
-		for _, l := range r.Logins {
-			if len(req.Logins) == 0 || slices.Contains(req.Logins, l) {
-				logins[l] = true
-			}
+		for _, l := range give {
+			logins[l] = true
 		}
 	}
 	if len(matched) == 0 {
 		if len(req.Logins) > 0 {
-			return CertDecision{Reason: fmt.Sprintf("no role grants %s login %s", req.Identity, strings.Join(req.Logins, ","))}
+			return CertDecision{Rule: "default", Reason: fmt.Sprintf("no role grants %s login %s", req.Identity, strings.Join(req.Logins, ","))}
 		}
-		return CertDecision{Reason: fmt.Sprintf("no role matches %s", req.Identity)}
+		return CertDecision{Rule: "default", Reason: fmt.Sprintf("no role matches %s", req.Identity)}
 	}
 	for _, l := range req.Logins {
 		if !logins[l] {
-			return CertDecision{Reason: fmt.Sprintf("no role grants %s login %s", req.Identity, l)}
+			return CertDecision{Rule: "default", Reason: fmt.Sprintf("no role grants %s login %s", req.Identity, l)}
 		}
 	}
-	d := CertDecision{Allow: true, TTL: req.TTL, Sponsor: req.Identity.Sponsor}
+	d := CertDecision{Allow: true, TTL: req.TTL, Sponsor: req.Identity.Sponsor, NotAfter: notAfter}
 	if d.TTL <= 0 {
 		d.TTL = DefaultTTL
 	}
@@ -323,7 +338,7 @@ func (p *Policy) Certificate(req CertRequest) CertDecision {
 			max = DefaultTTL
 		}
 		d.TTL = min(d.TTL, max)
-		for _, e := range r.Permit {
+		for _, e := range r.permits {
 			permit[e]++
 		}
 		if len(r.SourceAddresses) > 0 {
@@ -333,7 +348,7 @@ func (p *Policy) Certificate(req CertRequest) CertDecision {
 				// Both pin: only what both allow survives.
 				d.SourceAddresses = intersectSources(d.SourceAddresses, r.SourceAddresses)
 				if len(d.SourceAddresses) == 0 {
-					return CertDecision{Rule: strings.Join(names, ","), Reason: "roles pin disjoint source addresses"}
+					return CertDecision{Rule: "role:" + strings.Join(names, ",role:"), Reason: "roles pin disjoint source addresses"}
 				}
 			}
 		}
@@ -348,5 +363,6 @@ func (p *Policy) Certificate(req CertRequest) CertDecision {
 	}
 	slices.Sort(d.Principals)
 	d.Rule = "role:" + strings.Join(names, ",role:")
+	d.Grant = strings.Join(grants, ",")
 	return d
 }

@@ -1,7 +1,17 @@
 // Package policy decides who may do what through the bastion: which logins
-// an identity's certificate names, for how long, with which extensions, and
-// (later) which targets, commands and grants. Decisions are pure functions of
-// their inputs and always say which rule decided.
+// an identity's certificate names, for how long, with which extensions;
+// which targets it may reach as which logins, with a PTY, a shell, file
+// transfer, port forwards and which exec commands; and which just-in-time
+// grants it may ask for and who approves them. Decisions are pure
+// functions of their inputs and always say which rule decided.
+//
+// # Language
+//
+// A policy is HCL ([Load], [Decode]): "identity" blocks name identity
+// matchers, and "role" blocks grant the identities they match targets ×
+// logins, standing or only under an active grant. Default deny; among the
+// roles that apply, a deny pattern of any one wins; otherwise the first
+// role in policy order that allows decides.
 //
 // The package knows nothing of SSH, HTTP or SQLite: certauth asks it what a
 // certificate may carry; the front door asks it what a session may do.
@@ -65,6 +75,43 @@ func (id *Identity) Claim(name string) []string {
 		}
 	}
 	return claimStrings(v)
+}
+
+// claimMatches reports whether some value of claim name matches one of
+// the glob patterns: Claim without building the list.
+func (id *Identity) claimMatches(name string, pats []string) bool {
+	var v any = id.Claims
+	for part := range strings.SplitSeq(name, ".") {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return false
+		}
+		if v, ok = m[part]; !ok {
+			return false
+		}
+	}
+	switch v := v.(type) {
+	case []any:
+		for _, e := range v {
+			if s, ok := e.(string); ok && globAny(pats, s) {
+				return true
+			}
+		}
+		return false
+	case []string:
+		for _, s := range v {
+			if globAny(pats, s) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, s := range claimStrings(v) {
+		if globAny(pats, s) {
+			return true
+		}
+	}
+	return false
 }
 
 func claimStrings(v any) []string {
