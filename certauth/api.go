@@ -82,6 +82,34 @@ type IssuerInfo struct {
 	DeviceScopes []string `json:"device_scopes,omitempty"`
 }
 
+// GrantRequest is the body of POST /v1/grants: a request for just-in-time
+// access to Target as Login, for Duration. The answer (201) is the
+// [Grant], pending until approved.
+type GrantRequest struct {
+	Target string `json:"target"`
+	Login  string `json:"login"`
+	// Duration is a Go duration ("30m"); policy may cap it.
+	Duration string `json:"duration"`
+	// Reason is required: what the access is for (at most 1000 bytes).
+	Reason string `json:"reason"`
+	Ticket string `json:"ticket,omitempty"`
+	// Command, if set, limits the grant to that exec command.
+	Command string `json:"command,omitempty"`
+}
+
+// GrantDecisionRequest is the (optional) body of POST
+// /v1/grants/{id}/approve, /deny and /revoke. The answer is the [Grant]
+// after the decision.
+type GrantDecisionRequest struct {
+	Comment string `json:"comment,omitempty"`
+}
+
+// GrantList is the answer to GET /v1/grants[?state=STATE]: the caller's
+// own grants and those the caller may approve, oldest first.
+type GrantList struct {
+	Grants []Grant `json:"grants"`
+}
+
 // ErrorResponse is the body of every non-2xx answer.
 type ErrorResponse struct {
 	// Error is a sentence for a human.

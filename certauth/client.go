@@ -254,7 +254,9 @@ func (c *Client) Certificate(ctx context.Context, token string, req CertificateR
 // do sends one request and decodes a 2xx answer into out.
 func (c *Client) do(ctx context.Context, method, path, token string, body, out any) error {
 	u := *c.base
-	u.Path += path
+	p, query, _ := strings.Cut(path, "?")
+	u.Path += p
+	u.RawQuery = query
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)

@@ -29,9 +29,13 @@ type APIOptions struct {
 	// KRL returns the current KRL of revoked certificates, for
 	// GET /v1/krl; nil serves none.
 	KRL func() ([]byte, error)
+	// Grants, if set, serves the just-in-time grant endpoints
+	// (/v1/grants); without it they answer 404 grants_not_enabled.
+	Grants *Grants
 	// RatePerIdentity and RatePerAddress are the sustained certificate
-	// requests per second allowed to one identity and one client address;
-	// the bursts are BurstPerIdentity and BurstPerAddress. Zero rates
+	// and grant requests per second allowed to one identity and one
+	// client address (the two kinds share the limits); the bursts are
+	// BurstPerIdentity and BurstPerAddress. Zero rates
 	// take the defaults (1/s burst 10 per identity, 5/s burst 20 per
 	// address); a negative rate disables that limit.
 	RatePerIdentity  float64
@@ -42,11 +46,13 @@ type APIOptions struct {
 	Now              func() time.Time
 }
 
-// API is the HTTPS API's handler: POST /v1/certificates, GET /v1/ca.
+// API is the HTTPS API's handler: POST /v1/certificates, GET /v1/ca,
+// GET /v1/krl, and the grant endpoints under /v1/grants.
 type API struct {
 	issuer  *Issuer
 	ca      func() *CAResponse
 	krl     func() ([]byte, error)
+	grants  *Grants
 	log     hclog.Logger
 	now     func() time.Time
 	byAddr  *limiters
@@ -56,7 +62,7 @@ type API struct {
 
 // NewAPI returns the API handler.
 func NewAPI(opts APIOptions) *API {
-	a := &API{issuer: opts.Issuer, ca: opts.CA, krl: opts.KRL, log: opts.Logger, now: opts.Now}
+	a := &API{issuer: opts.Issuer, ca: opts.CA, krl: opts.KRL, grants: opts.Grants, log: opts.Logger, now: opts.Now}
 	if a.log == nil {
 		a.log = hclog.NewNullLogger()
 	}
@@ -69,6 +75,7 @@ func NewAPI(opts APIOptions) *API {
 	a.mux.HandleFunc("POST /v1/certificates", a.certificates)
 	a.mux.HandleFunc("GET /v1/ca", a.getCA)
 	a.mux.HandleFunc("GET /v1/krl", a.getKRL)
+	a.grantRoutes()
 	for path, allow := range map[string]string{"/v1/certificates": "POST", "/v1/ca": "GET, HEAD", "/v1/krl": "GET, HEAD"} {
 		a.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Allow", allow)
@@ -76,7 +83,7 @@ func NewAPI(opts APIOptions) *API {
 		})
 	}
 	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: the API has POST /v1/certificates, GET /v1/ca and GET /v1/krl")
+		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: the API has POST /v1/certificates, GET /v1/ca, GET /v1/krl and /v1/grants")
 	})
 	return a
 }

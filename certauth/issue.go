@@ -87,8 +87,13 @@ type IssuerOptions struct {
 	// Backdate sets valid_after this much before now (DefaultBackdate,
 	// at most MaxBackdate).
 	Backdate time.Duration
-	Now      func() time.Time
-	Logger   hclog.Logger
+	// Grants returns the identity's just-in-time grants in force at now
+	// (a *Grants' Active), which policy may issue under: a certificate
+	// issued under a grant expires no later than it. If nil, there are
+	// none.
+	Grants func(identity string, now time.Time) []policy.Grant
+	Now    func() time.Time
+	Logger hclog.Logger
 }
 
 // Issuer exchanges verified OIDC tokens for OpenSSH user certificates.
@@ -101,6 +106,7 @@ type Issuer struct {
 	policy   CertPolicy
 	journal  EventJournal
 	reg      *Registry
+	grants   func(string, time.Time) []policy.Grant
 	minRSA   int
 	maxTTL   time.Duration
 	backdate time.Duration
@@ -130,7 +136,7 @@ func NewIssuer(ctx context.Context, opts IssuerOptions) (*Issuer, error) {
 		return nil, errors.New("certauth: issuer needs a CA, a verifier, a policy, a journal and a registry")
 	}
 	is := &Issuer{
-		ca: opts.CA, verifier: opts.Verifier, policy: opts.Policy, journal: opts.Journal, reg: opts.Registry,
+		ca: opts.CA, verifier: opts.Verifier, policy: opts.Policy, journal: opts.Journal, reg: opts.Registry, grants: opts.Grants,
 		minRSA: opts.MinRSABits, maxTTL: opts.MaxTTL, backdate: opts.Backdate, now: opts.Now, log: opts.Logger,
 		refusals: rate.NewLimiter(refusalRate, refusalBurst),
 	}
@@ -294,23 +300,9 @@ func (is *Issuer) issue(ctx context.Context, req IssueRequest, refused recorder.
 	if req.Token == "" {
 		return nil, &Refusal{Status: http.StatusUnauthorized, Reason: ReasonTokenMissing, Msg: "no bearer token: send the OIDC token as \"Authorization: Bearer TOKEN\""}
 	}
-	refused["token.sha256"] = tokenDigest(req.Token)
-	id, err := is.verifier.Verify(ctx, req.Token)
+	id, err := is.verifyToken(ctx, req.Token, refused)
 	if err != nil {
-		var te *TokenError
-		if errors.As(err, &te) {
-			if te.Provider != "" {
-				refused["provider"] = te.Provider
-			}
-			if te.Reason == ReasonProviderUnavailable || te.Reason == ReasonProviderMisconfigured {
-				// The server's problem, not the token's; its details
-				// (internal URLs, errors) are for the operators.
-				return nil, &Refusal{Status: http.StatusServiceUnavailable, Reason: te.Reason, Msg: te.Error(), Err: err,
-					Public: fmt.Sprintf("identity provider %q cannot verify tokens right now; the bastion's log says why", te.Provider)}
-			}
-			return nil, &Refusal{Status: http.StatusUnauthorized, Reason: te.Reason, Msg: te.Error(), Err: err}
-		}
-		return nil, &Refusal{Status: http.StatusUnauthorized, Reason: ReasonTokenMalformed, Msg: err.Error(), Err: err}
+		return nil, err
 	}
 	identityAttrs(refused, id)
 	if limit != nil {
@@ -354,7 +346,11 @@ func (is *Issuer) issue(ctx context.Context, req IssueRequest, refused recorder.
 	is.policyMu.RLock()
 	pol := is.policy
 	is.policyMu.RUnlock()
-	d := pol.Certificate(policy.CertRequest{Identity: id, Time: now, Logins: req.Logins, TTL: req.TTL, ClientAddress: req.ClientAddress})
+	var grants []policy.Grant
+	if is.grants != nil {
+		grants = is.grants(id.String(), now)
+	}
+	d := pol.Certificate(policy.CertRequest{Identity: id, Time: now, Logins: req.Logins, TTL: req.TTL, ClientAddress: req.ClientAddress, Grants: grants})
 	if d.Rule != "" {
 		refused["rule"] = d.Rule
 	}
@@ -435,6 +431,31 @@ func (is *Issuer) issue(ctx context.Context, req IssueRequest, refused recorder.
 	is.log.Info("certificate issued", "serial", serial, "identity", rec.Identity, "principals", strings.Join(d.Principals, ","),
 		"valid_before", validBefore.UTC().Format(time.RFC3339), "rule", d.Rule, "client", rec.ClientAddress)
 	return &Issued{Cert: cert, Record: rec, Identity: id, Decision: d}, nil
+}
+
+// verifyToken verifies a bearer token and returns its identity, or a
+// *Refusal. It notes in refused what a refusal's journal event says of the
+// token (its digest, its provider).
+func (is *Issuer) verifyToken(ctx context.Context, token string, refused recorder.Attrs) (*policy.Identity, error) {
+	refused["token.sha256"] = tokenDigest(token)
+	id, err := is.verifier.Verify(ctx, token)
+	if err != nil {
+		var te *TokenError
+		if errors.As(err, &te) {
+			if te.Provider != "" {
+				refused["provider"] = te.Provider
+			}
+			if te.Reason == ReasonProviderUnavailable || te.Reason == ReasonProviderMisconfigured {
+				// The server's problem, not the token's; its details
+				// (internal URLs, errors) are for the operators.
+				return nil, &Refusal{Status: http.StatusServiceUnavailable, Reason: te.Reason, Msg: te.Error(), Err: err,
+					Public: fmt.Sprintf("identity provider %q cannot verify tokens right now; the bastion's log says why", te.Provider)}
+			}
+			return nil, &Refusal{Status: http.StatusUnauthorized, Reason: te.Reason, Msg: te.Error(), Err: err}
+		}
+		return nil, &Refusal{Status: http.StatusUnauthorized, Reason: ReasonTokenMalformed, Msg: err.Error(), Err: err}
+	}
+	return id, nil
 }
 
 // isCAKey reports whether key is a key of one of the bastion's CAs.

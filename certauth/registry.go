@@ -20,32 +20,32 @@ import (
 
 // CertRecord is what the journal says of one issued certificate.
 type CertRecord struct {
-	Serial          uint64    `json:"serial"`
-	KeyID           string    `json:"key_id"`
-	Identity        string    `json:"identity"`
-	Provider        string    `json:"provider"`
-	Issuer          string    `json:"issuer"`
-	Subject         string    `json:"subject"`
-	Sponsor         string    `json:"sponsor,omitempty"`
-	Email           string    `json:"email,omitempty"`
-	Groups          []string  `json:"groups,omitempty"`
+	Serial   uint64   `json:"serial"`
+	KeyID    string   `json:"key_id"`
+	Identity string   `json:"identity"`
+	Provider string   `json:"provider"`
+	Issuer   string   `json:"issuer"`
+	Subject  string   `json:"subject"`
+	Sponsor  string   `json:"sponsor,omitempty"`
+	Email    string   `json:"email,omitempty"`
+	Groups   []string `json:"groups,omitempty"`
 	// Claims are the token's claims the certificate was issued on.
-	Claims map[string]any `json:"claims,omitempty"`
-	Ticket          string    `json:"ticket,omitempty"`
-	Grant           string    `json:"grant,omitempty"`
-	KeyType         string    `json:"key_type"`
-	KeyFingerprint  string    `json:"key_fingerprint"`
-	Principals      []string  `json:"principals"`
-	ValidAfter      time.Time `json:"valid_after"`
-	ValidBefore     time.Time `json:"valid_before"`
-	Extensions      []string  `json:"extensions"`
-	SourceAddresses []string  `json:"source_addresses,omitempty"`
-	Rule            string    `json:"rule"`
-	ClientAddress   string    `json:"client_address,omitempty"`
-	IssuedAt        time.Time `json:"issued_at"`
-	Revoked         bool      `json:"revoked"`
-	RevokedAt       time.Time `json:"revoked_at,omitzero"`
-	RevokeReason    string    `json:"revoke_reason,omitempty"`
+	Claims          map[string]any `json:"claims,omitempty"`
+	Ticket          string         `json:"ticket,omitempty"`
+	Grant           string         `json:"grant,omitempty"`
+	KeyType         string         `json:"key_type"`
+	KeyFingerprint  string         `json:"key_fingerprint"`
+	Principals      []string       `json:"principals"`
+	ValidAfter      time.Time      `json:"valid_after"`
+	ValidBefore     time.Time      `json:"valid_before"`
+	Extensions      []string       `json:"extensions"`
+	SourceAddresses []string       `json:"source_addresses,omitempty"`
+	Rule            string         `json:"rule"`
+	ClientAddress   string         `json:"client_address,omitempty"`
+	IssuedAt        time.Time      `json:"issued_at"`
+	Revoked         bool           `json:"revoked"`
+	RevokedAt       time.Time      `json:"revoked_at,omitzero"`
+	RevokeReason    string         `json:"revoke_reason,omitempty"`
 }
 
 // Registry is the issued certificates and revocations the journal holds,

@@ -115,12 +115,76 @@ const loginMaxToken = 64 << 10
 
 // loginOptions are the flags of one "bastion login".
 type loginOptions struct {
-	server, tokenFile, tokenEnv, issuer string
-	key, fingerprint, knownHosts        string
-	logins                              loginList
-	ttl, renewBefore                    time.Duration
-	ticket                              string
-	asJSON, renew                       bool
+	apiFlags
+	key, knownHosts  string
+	logins           loginList
+	ttl, renewBefore time.Duration
+	ticket           string
+	asJSON, renew    bool
+}
+
+// apiFlags are the flags of every command that calls the bastion's API as
+// the user ("login", "grants …"): where the API is, how its TLS
+// certificate is pinned, and where the user's token comes from.
+type apiFlags struct {
+	server, tokenFile, tokenEnv, issuer, fingerprint string
+}
+
+// register adds the flags to fs.
+func (a *apiFlags) register(fs *flagSet) {
+	fs.StringVar(&a.server, "server", "", "API `URL`")
+	fs.StringVar(&a.tokenFile, "token-file", "", "token `FILE`")
+	fs.StringVar(&a.tokenEnv, "token-env", "", "token environment `VAR`")
+	fs.StringVar(&a.issuer, "issuer", "", "device flow issuer `NAME`")
+	fs.StringVar(&a.fingerprint, "ca-fingerprint", "", "TLS certificate `SHA256:...`")
+}
+
+// check refuses conflicting flags, as usage errors of command cmd, and
+// makes a server without a scheme https.
+func (a *apiFlags) check(cmd string) error {
+	switch {
+	case a.server == "":
+		return usageErrorf("%s needs --server URL, the bastion's API", cmd)
+	case a.tokenFile != "" && a.tokenEnv != "":
+		return usageErrorf("give --token-file or --token-env, not both")
+	case a.issuer != "" && (a.tokenFile != "" || a.tokenEnv != ""):
+		return usageErrorf("--issuer chooses the provider for the device flow; it has no use with --token-file or --token-env")
+	}
+	if !strings.Contains(a.server, "://") {
+		a.server = "https://" + a.server
+	}
+	return nil
+}
+
+// client returns the API client the flags describe.
+func (a *apiFlags) client() (*certauth.Client, error) {
+	api, err := certauth.NewClient(a.server, certauth.ClientOptions{Fingerprint: a.fingerprint})
+	if err != nil {
+		return nil, &usageError{err}
+	}
+	return api, nil
+}
+
+// tokenSource returns where the user's token comes from: the token file
+// (read again at every call: agents' tokens rotate), the environment
+// variable, or the device flow with the identity provider the bastion
+// offers for it.
+func (a *apiFlags) tokenSource(ctx context.Context, e *env, api *certauth.Client) (func(context.Context) (string, error), error) {
+	switch {
+	case a.tokenFile != "":
+		path := a.tokenFile
+		return func(context.Context) (string, error) { return loginReadTokenFile(path) }, nil
+	case a.tokenEnv != "":
+		name := a.tokenEnv
+		return func(context.Context) (string, error) {
+			v := e.getenv(name)
+			if v == "" {
+				return "", fmt.Errorf("$%s is not set or empty", name)
+			}
+			return loginCleanToken(v, "$"+name)
+		}, nil
+	}
+	return deviceToken(ctx, e, api, a.issuer)
 }
 
 // loginList is a repeatable string flag.
@@ -170,12 +234,8 @@ func runLogin(ctx context.Context, e *env, args []string) error {
 func parseLogin(e *env, args []string) (*loginOptions, error) {
 	fs := e.flags()
 	o := &loginOptions{}
-	fs.StringVar(&o.server, "server", "", "API `URL`")
-	fs.StringVar(&o.tokenFile, "token-file", "", "token `FILE`")
-	fs.StringVar(&o.tokenEnv, "token-env", "", "token environment `VAR`")
-	fs.StringVar(&o.issuer, "issuer", "", "device flow issuer `NAME`")
+	o.apiFlags.register(fs)
 	fs.StringVar(&o.key, "key", "", "private key `PATH`")
-	fs.StringVar(&o.fingerprint, "ca-fingerprint", "", "TLS certificate `SHA256:...`")
 	fs.StringVar(&o.knownHosts, "known-hosts", "", "known_hosts `FILE`")
 	fs.Var(&o.logins, "login", "login `NAME`")
 	fs.DurationVar(&o.ttl, "ttl", 0, "certificate lifetime `DURATION`")
@@ -189,12 +249,6 @@ func parseLogin(e *env, args []string) (*loginOptions, error) {
 	switch {
 	case fs.NArg() > 0:
 		return nil, usageErrorf("login takes no arguments")
-	case o.server == "":
-		return nil, usageErrorf("login needs --server URL, the bastion's API")
-	case o.tokenFile != "" && o.tokenEnv != "":
-		return nil, usageErrorf("give --token-file or --token-env, not both")
-	case o.issuer != "" && (o.tokenFile != "" || o.tokenEnv != ""):
-		return nil, usageErrorf("--issuer chooses the provider for the device flow; it has no use with --token-file or --token-env")
 	case o.ttl < 0:
 		return nil, usageErrorf("--ttl %v: want a positive duration", o.ttl)
 	case o.renewBefore < 0:
@@ -202,8 +256,8 @@ func parseLogin(e *env, args []string) (*loginOptions, error) {
 	case o.renewBefore > 0 && !o.renew:
 		return nil, usageErrorf("--renew-before only applies with --renew")
 	}
-	if !strings.Contains(o.server, "://") {
-		o.server = "https://" + o.server
+	if err := o.apiFlags.check("login"); err != nil {
+		return nil, err
 	}
 	return o, nil
 }
@@ -227,9 +281,9 @@ type loginClient struct {
 }
 
 func newLoginClient(ctx context.Context, e *env, o *loginOptions) (*loginClient, error) {
-	api, err := certauth.NewClient(o.server, certauth.ClientOptions{Fingerprint: o.fingerprint})
+	api, err := o.apiFlags.client()
 	if err != nil {
-		return nil, &usageError{err}
+		return nil, err
 	}
 	u, _ := url.Parse(o.server) // NewClient parsed it already
 	l := &loginClient{e: e, o: o, api: api, serverHost: u.Hostname()}
@@ -265,23 +319,8 @@ func newLoginClient(ctx context.Context, e *env, o *loginOptions) (*loginClient,
 	}
 	l.certPath = l.keyPath + "-cert.pub"
 
-	switch {
-	case o.tokenFile != "":
-		path := o.tokenFile
-		l.token = func(context.Context) (string, error) { return loginReadTokenFile(path) }
-	case o.tokenEnv != "":
-		name := o.tokenEnv
-		l.token = func(context.Context) (string, error) {
-			v := e.getenv(name)
-			if v == "" {
-				return "", fmt.Errorf("$%s is not set or empty", name)
-			}
-			return loginCleanToken(v, "$"+name)
-		}
-	default:
-		if l.token, err = l.deviceToken(ctx); err != nil {
-			return nil, err
-		}
+	if l.token, err = o.apiFlags.tokenSource(ctx, e, api); err != nil {
+		return nil, err
 	}
 
 	if l.signer, l.keyCreated, err = loginKey(l.keyPath); err != nil {
@@ -291,17 +330,18 @@ func newLoginClient(ctx context.Context, e *env, o *loginOptions) (*loginClient,
 }
 
 // deviceToken returns a token source that runs the device flow with the
-// identity provider the bastion offers for it.
-func (l *loginClient) deviceToken(ctx context.Context) (func(context.Context) (string, error), error) {
-	ca, err := l.api.CA(ctx)
+// identity provider the bastion offers for it (the one named issuer, if
+// not "").
+func deviceToken(ctx context.Context, e *env, api *certauth.Client, issuer string) (func(context.Context) (string, error), error) {
+	ca, err := api.CA(ctx)
 	if err != nil {
 		return nil, loginExplain(fmt.Errorf("ask the bastion for its identity providers: %w", err))
 	}
-	iss, err := loginChooseIssuer(ca.Issuers, l.o.issuer)
+	iss, err := loginChooseIssuer(ca.Issuers, issuer)
 	if err != nil {
 		return nil, err
 	}
-	stderr := l.e.stderr
+	stderr := e.stderr
 	flow := &certauth.DeviceFlow{
 		Issuer:     iss,
 		HTTPClient: &http.Client{Timeout: certauth.DefaultTimeout},

@@ -96,7 +96,7 @@ var contract = []string{
 	"export",
 	"checkpoint",
 	"verify",
-	"grants request", "grants approve", "grants deny", "grants revoke", "grants list",
+	"grants request", "grants approve", "grants deny", "grants revoke", "grants list", "grants show",
 	"policy check", "policy explain",
 	"certs list", "certs revoke",
 	"evidence",

@@ -1,0 +1,627 @@
+package certauth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"golang.org/x/time/rate"
+
+	"github.com/bastionhq/bastion/policy"
+	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/storage"
+)
+
+// GrantsOptions configure [OpenGrants].
+type GrantsOptions struct {
+	// Journal records every transition (a *recorder.Journal). Required.
+	Journal EventJournal
+	// Policy returns the policy in force (it may change on reload): each
+	// request and decision is made under the policy in force at that
+	// moment. Required.
+	Policy func() GrantPolicy
+	// PendingTTL is how long a request waits for its approvals before it
+	// expires; zero means DefaultPendingTTL.
+	PendingTTL time.Duration
+	// WebhookURL, if set, receives a JSON POST for every request and
+	// decision (see [Grants] Webhook). It must be https, or http to a
+	// loopback address.
+	WebhookURL string
+	// OnEnd, if set, is called once a grant that was active has ended or
+	// been revoked, after the journal has recorded it, with why
+	// (GrantEndedWhy or GrantRevokedWhy): the front door ends the live
+	// sessions under it. It is called without any lock held, from the
+	// store's timer goroutine or from the caller of Revoke; it should not
+	// block for long.
+	OnEnd  func(g Grant, why string)
+	Logger hclog.Logger
+	// Now is the clock. If nil, time.Now is used.
+	Now func() time.Time
+}
+
+// Grants is the store of just-in-time grants: their state, rebuilt from
+// the journal by [OpenGrants] and kept in memory, and every transition,
+// committed to the journal before it takes effect. If the journal cannot
+// record a transition, it does not happen and the caller gets an error
+// wrapping ErrGrantJournal.
+//
+// # Life of a grant
+//
+// A request is pending until the approvals its role needs are given (by
+// distinct approvers the policy in force at each approval allows, never
+// the requester), until an approver denies it, or until it expires
+// (PendingTTL). It is active from the approval that completes the count
+// until that moment plus its duration (the asked duration capped by the
+// role's maximum), unless revoked sooner by its requester or by anyone who
+// may approve it. How many approvals are needed is fixed when the request
+// is made; who may give one is decided at each approval. One goroutine
+// journals expiries and ends as they fall due and calls OnEnd; Close
+// stops it.
+//
+// # Webhook
+//
+// With a WebhookURL, each request and decision is posted as JSON, with a
+// Slack-compatible "text" and the fields "event" and "grant", from a
+// bounded queue, with a few retries; delivery never delays or fails a
+// grant action. Failures are logged and counted ([Grants.WebhookStats]).
+type Grants struct {
+	journal    EventJournal
+	policy     func() GrantPolicy
+	pendingTTL time.Duration
+	onEnd      func(Grant, string)
+	log        hclog.Logger
+	now        func() time.Time
+	hook       *webhook // nil without a URL
+
+	// tx serializes transitions: it is held from the check of a grant's
+	// state to the application of the committed event, so that the
+	// state checked is the state changed.
+	tx sync.Mutex
+	mu sync.Mutex        // guards grants; never held across a journal write
+	m  map[string]*Grant // by ID, guarded by mu
+
+	wake   chan struct{} // pokes the timer goroutine
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	// refusals bounds the grant.refused events journaled per second;
+	// suppressed counts those left out since the last one journaled.
+	refusals   *rate.Limiter
+	suppressed atomic.Int64
+}
+
+// OpenGrants rebuilds the grants from the grant events of snap (the
+// journal's store, read before the journal takes new events) and starts
+// the timer goroutine, which first journals the expiries and ends that
+// fell due while the bastion was down.
+func OpenGrants(ctx context.Context, snap storage.Snapshot, opts GrantsOptions) (*Grants, error) {
+	if opts.Journal == nil || opts.Policy == nil {
+		return nil, errors.New("certauth: grants need a journal and a policy")
+	}
+	if opts.PendingTTL < 0 {
+		return nil, fmt.Errorf("certauth: negative pending TTL %v", opts.PendingTTL)
+	}
+	s := &Grants{
+		journal: opts.Journal, policy: opts.Policy, pendingTTL: opts.PendingTTL, onEnd: opts.OnEnd,
+		log: opts.Logger, now: opts.Now, m: map[string]*Grant{}, wake: make(chan struct{}, 1), done: make(chan struct{}),
+		refusals: rate.NewLimiter(refusalRate, refusalBurst),
+	}
+	if s.pendingTTL == 0 {
+		s.pendingTTL = DefaultPendingTTL
+	}
+	if s.log == nil {
+		s.log = hclog.NewNullLogger()
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if err := s.load(ctx, snap); err != nil {
+		return nil, err
+	}
+	if opts.WebhookURL != "" {
+		h, err := newWebhook(opts.WebhookURL, s.log.Named("webhook"))
+		if err != nil {
+			return nil, err
+		}
+		s.hook = h
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.cancel = cancel
+	go s.run(runCtx)
+	return s, nil
+}
+
+// Close stops the timer goroutine and the webhook's delivery (which gets a
+// few seconds to send what is queued). It does not close the journal.
+func (s *Grants) Close() error {
+	s.cancel()
+	<-s.done
+	if s.hook != nil {
+		s.hook.close()
+	}
+	return nil
+}
+
+// GrantAsk is a request for a grant, as the API received it.
+type GrantAsk struct {
+	Identity *policy.Identity
+	Target   string
+	Login    string
+	// Command, if set, limits the grant to that exec command.
+	Command  string
+	Duration time.Duration
+	// Reason is required: what the access is for.
+	Reason        string
+	Ticket        string
+	ClientAddress netip.Addr
+}
+
+// GrantDecision is an approval, denial or revocation of grant ID by By.
+type GrantDecision struct {
+	ID            string
+	By            *policy.Identity
+	Comment       string
+	ClientAddress netip.Addr
+}
+
+// Request journals a new pending grant request, if policy has a
+// grant-only role for it.
+func (s *Grants) Request(ctx context.Context, ask GrantAsk) (Grant, error) {
+	g, err := s.request(ctx, ask)
+	if err != nil {
+		return Grant{}, s.refused(ctx, "request", "", ask.Identity, ask.ClientAddress, err)
+	}
+	return g, nil
+}
+
+func (s *Grants) request(ctx context.Context, ask GrantAsk) (Grant, error) {
+	if ask.Identity == nil {
+		return Grant{}, grantErrorf(ErrGrantInvalid, "a grant request needs an identity")
+	}
+	if err := checkGrantAsk(&ask); err != nil {
+		return Grant{}, err
+	}
+	now := s.now()
+	pol := s.policy()
+	if pol == nil {
+		return Grant{}, grantErrorf(ErrGrantNotAllowed, "no policy is in force, so no grant can be requested")
+	}
+	rule := pol.GrantRequest(policy.GrantAsk{Identity: ask.Identity, Target: ask.Target, Login: ask.Login, Command: ask.Command, Duration: ask.Duration, Time: now})
+	if !rule.Allow {
+		why := rule.Reason
+		if why == "" {
+			why = "no grant-only role covers it"
+		}
+		return Grant{}, grantErrorf(ErrGrantNotAllowed, "policy allows no grant of %s@%s to %s: %s", ask.Login, ask.Target, ask.Identity, why)
+	}
+	if rule.Duration <= 0 || rule.Approvals < 1 {
+		return Grant{}, grantErrorf(ErrGrantNotAllowed, "policy's rule for role %s gives no duration or no approvals; fix the policy", rule.Role)
+	}
+	a := recorder.Attrs{}
+	identityAttrs(a, ask.Identity)
+	a["at"] = timeAttr(now)
+	a["target"] = ask.Target
+	a["login"] = ask.Login
+	if ask.Command != "" {
+		a["command"] = ask.Command
+	}
+	a["duration.asked"] = ask.Duration.String()
+	a["duration"] = min(rule.Duration, ask.Duration).String()
+	a["reason"] = ask.Reason
+	if ask.Ticket != "" {
+		a["ticket"] = ask.Ticket
+	}
+	a["role"] = rule.Role
+	a["approvals"] = strconv.Itoa(rule.Approvals)
+	a["approvers"] = strings.Join(rule.Approvers, ",")
+	a["pending_until"] = timeAttr(now.Add(s.pendingTTL))
+	if h := hashOf(pol); h != "" {
+		a["policy.hash"] = h
+	}
+	if ask.ClientAddress.IsValid() {
+		a["client.address"] = ask.ClientAddress.String()
+	}
+	s.tx.Lock()
+	defer s.tx.Unlock()
+	g, err := s.commit(ctx, EventGrantRequested, "", a)
+	if err != nil {
+		return Grant{}, err
+	}
+	s.log.Info("grant requested", "grant", g.ID, "identity", g.Identity, "target", g.Target, "login", g.Login, "role", g.Role, "duration", time.Duration(g.Duration))
+	s.notify(EventGrantRequested, g, "", "")
+	s.poke()
+	return g, nil
+}
+
+// Approve records an approval by d.By. The approval that completes the
+// count activates the grant.
+func (s *Grants) Approve(ctx context.Context, d GrantDecision) (Grant, error) {
+	g, ended, err := s.decide(ctx, "approve", d)
+	if err != nil {
+		return Grant{}, s.refused(ctx, "approve", d.ID, d.By, d.ClientAddress, err)
+	}
+	s.ended(ended)
+	return g, nil
+}
+
+// Deny closes a pending request.
+func (s *Grants) Deny(ctx context.Context, d GrantDecision) (Grant, error) {
+	g, _, err := s.decide(ctx, "deny", d)
+	if err != nil {
+		return Grant{}, s.refused(ctx, "deny", d.ID, d.By, d.ClientAddress, err)
+	}
+	return g, nil
+}
+
+// Revoke ends an active grant, or withdraws a pending request, early: by
+// its requester, or by anyone who may approve it. OnEnd is called for an
+// active grant before Revoke returns.
+func (s *Grants) Revoke(ctx context.Context, d GrantDecision) (Grant, error) {
+	g, ended, err := s.decide(ctx, "revoke", d)
+	if err != nil {
+		return Grant{}, s.refused(ctx, "revoke", d.ID, d.By, d.ClientAddress, err)
+	}
+	s.ended(ended)
+	return g, nil
+}
+
+// endedGrant is a grant that ended, for OnEnd.
+type endedGrant struct {
+	g   Grant
+	why string
+}
+
+func (s *Grants) ended(es []endedGrant) {
+	if s.onEnd == nil {
+		return
+	}
+	for _, e := range es {
+		s.onEnd(e.g, e.why)
+	}
+}
+
+// decide checks and journals one decision; see the order of the checks in
+// grantsCheck.
+func (s *Grants) decide(ctx context.Context, action string, d GrantDecision) (Grant, []endedGrant, error) {
+	if d.By == nil {
+		return Grant{}, nil, grantErrorf(ErrGrantInvalid, "a decision needs an identity")
+	}
+	if err := checkGrantText("comment", d.Comment, MaxGrantComment); err != nil {
+		return Grant{}, nil, err
+	}
+	s.tx.Lock()
+	defer s.tx.Unlock()
+	now := s.now()
+	pol := s.policy()
+	s.mu.Lock()
+	cur := s.m[d.ID]
+	var g Grant
+	if cur != nil {
+		g = cur.clone()
+	}
+	s.mu.Unlock()
+	if cur == nil {
+		return Grant{}, nil, grantErrorf(ErrGrantNotFound, "no grant %s is known to you", printableID(d.ID))
+	}
+	by := d.By.String()
+	own := by == g.Identity
+	may, why := false, ""
+	if pol != nil && !own {
+		may, why = pol.MayApprove(g.Role, g.Identity, d.By)
+	}
+	if !own && !may && !g.actedBy(by) {
+		// Invisible to the caller: the same answer as for no grant.
+		return Grant{}, nil, grantErrorf(ErrGrantNotFound, "no grant %s is known to you", g.ID)
+	}
+	if why == "" {
+		why = "policy names other approvers for role " + g.Role
+	}
+	switch action {
+	case "approve", "deny":
+		if own {
+			return Grant{}, nil, grantErrorf(ErrOwnGrant, "you requested grant %s, so you cannot %s it: another approver must (to withdraw it, revoke it)", g.ID, action)
+		}
+		if !may {
+			return Grant{}, nil, grantErrorf(ErrNotApprover, "you may not %s grant %s under the policy in force: %s", action, g.ID, why)
+		}
+		if err := g.pending(now); err != nil {
+			return Grant{}, nil, err
+		}
+		if action == "approve" && g.approvedBy(by) {
+			return Grant{}, nil, grantErrorf(ErrAlreadyApproved, "you have approved grant %s already: each approver counts once, and it needs %d more", g.ID, g.ApprovalsNeeded-len(g.Approvals))
+		}
+	case "revoke":
+		if !own && !may {
+			return Grant{}, nil, grantErrorf(ErrNotApprover, "you may not revoke grant %s: only its requester and its approvers may; %s", g.ID, why)
+		}
+		if err := g.live(now); err != nil {
+			return Grant{}, nil, err
+		}
+	}
+
+	a := recorder.Attrs{"at": timeAttr(now), "by": by, "by.issuer": d.By.Issuer}
+	if d.Comment != "" {
+		a["comment"] = d.Comment
+	}
+	if h := hashOf(pol); h != "" {
+		a["policy.hash"] = h
+	}
+	if d.ClientAddress.IsValid() {
+		a["client.address"] = d.ClientAddress.String()
+	}
+	var ended []endedGrant
+	switch action {
+	case "approve":
+		a["approvals"] = strconv.Itoa(len(g.Approvals) + 1)
+		var err error
+		if g, err = s.commit(ctx, EventGrantApproved, g.ID, a); err != nil {
+			return Grant{}, nil, err
+		}
+		s.log.Info("grant approved", "grant", g.ID, "by", by, "approvals", len(g.Approvals), "needed", g.ApprovalsNeeded)
+		s.notify(EventGrantApproved, g, by, d.Comment)
+		if len(g.Approvals) >= g.ApprovalsNeeded {
+			// The approval is committed; if the activation cannot be,
+			// the timer goroutine tries again.
+			if g, err = s.activate(ctx, g, now); err != nil {
+				s.poke()
+				return Grant{}, nil, err
+			}
+		}
+	case "deny":
+		var err error
+		if g, err = s.commit(ctx, EventGrantDenied, g.ID, a); err != nil {
+			return Grant{}, nil, err
+		}
+		s.log.Info("grant denied", "grant", g.ID, "by", by)
+		s.notify(EventGrantDenied, g, by, d.Comment)
+	case "revoke":
+		wasActive := g.State == GrantActive
+		var err error
+		if g, err = s.commit(ctx, EventGrantRevoked, g.ID, a); err != nil {
+			return Grant{}, nil, err
+		}
+		s.log.Info("grant revoked", "grant", g.ID, "by", by, "was_active", wasActive)
+		s.notify(EventGrantRevoked, g, by, d.Comment)
+		if wasActive {
+			ended = append(ended, endedGrant{g, GrantRevokedWhy})
+		}
+	}
+	s.poke()
+	return g, ended, nil
+}
+
+// pending refuses a decision on a grant that is no longer pending (or
+// whose request has run out, though the timer has not said so yet).
+func (g *Grant) pending(now time.Time) error {
+	switch {
+	case g.State == GrantPending && !now.Before(g.PendingUntil):
+		return grantErrorf(ErrGrantState, "grant %s expired at %s without a decision: request it again", g.ID, g.PendingUntil.UTC().Format(time.RFC3339))
+	case g.State == GrantPending:
+		return nil
+	}
+	return grantErrorf(ErrGrantState, "grant %s is %s, not pending: it can no longer be approved or denied", g.ID, g.State)
+}
+
+// live refuses to revoke a grant that has already stopped.
+func (g *Grant) live(now time.Time) error {
+	switch {
+	case g.State == GrantPending && now.Before(g.PendingUntil):
+		return nil
+	case g.State == GrantActive && now.Before(g.End):
+		return nil
+	case g.State == GrantActive:
+		return grantErrorf(ErrGrantState, "grant %s ended at %s: there is nothing to revoke", g.ID, g.End.UTC().Format(time.RFC3339))
+	case g.State == GrantPending:
+		return grantErrorf(ErrGrantState, "grant %s expired at %s without a decision: there is nothing to revoke", g.ID, g.PendingUntil.UTC().Format(time.RFC3339))
+	}
+	return grantErrorf(ErrGrantState, "grant %s is %s already: there is nothing to revoke", g.ID, g.State)
+}
+
+// activate journals g's activation: from the moment of the approval that
+// completed the count, for its duration. s.tx must be held.
+func (s *Grants) activate(ctx context.Context, g Grant, now time.Time) (Grant, error) {
+	start := g.Approvals[len(g.Approvals)-1].At
+	end := start.Add(time.Duration(g.Duration))
+	g, err := s.commit(ctx, EventGrantActivated, g.ID, recorder.Attrs{"at": timeAttr(now), "start": timeAttr(start), "end": timeAttr(end)})
+	if err != nil {
+		return Grant{}, err
+	}
+	s.log.Info("grant active", "grant", g.ID, "identity", g.Identity, "target", g.Target, "login", g.Login, "end", g.End.UTC().Format(time.RFC3339))
+	s.notify(EventGrantActivated, g, "", "")
+	return g, nil
+}
+
+// commit journals one event about grant id ("" for a request, whose ID
+// its leaf gives) and applies it; it returns the grant after. s.tx must
+// be held. The journal write is not cancelled with ctx: once queued it is
+// committed, and must then take effect here too.
+func (s *Grants) commit(ctx context.Context, name, id string, a recorder.Attrs) (Grant, error) {
+	var idx int64
+	var err error
+	if name == EventGrantRequested {
+		idx, err = s.journal.AppendIndexedEvent(context.WithoutCancel(ctx), name, a, "grant.index")
+		a["grant.index"] = strconv.FormatInt(idx, 10)
+	} else {
+		a["grant"] = id
+		idx, err = s.journal.AppendEvent(context.WithoutCancel(ctx), name, a)
+	}
+	if err != nil {
+		s.log.Error("journal a grant event", "event", name, "grant", id, "error", err)
+		return Grant{}, &GrantError{Err: ErrGrantJournal, Cause: err,
+			Msg: fmt.Sprintf("the journal cannot record %s, so it did not happen; the bastion's log says why", name)}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g, err := s.apply(name, idx, a)
+	if err != nil {
+		// The event was built here; failing to apply it is a bug.
+		return Grant{}, fmt.Errorf("certauth: apply %s (leaf %d): %w", name, idx, err)
+	}
+	return g.clone(), nil
+}
+
+// refused journals a refused action (within the refusal budget) and
+// returns err, or the journal's failure.
+func (s *Grants) refused(ctx context.Context, action, id string, who *policy.Identity, addr netip.Addr, err error) error {
+	var ge *GrantError
+	if !errors.As(err, &ge) || errors.Is(err, ErrGrantJournal) {
+		return err
+	}
+	a := recorder.Attrs{"action": action, "reason": grantReason(err), "error": truncate(ge.Msg, 1024), "at": timeAttr(s.now())}
+	if id != "" {
+		a["grant"] = truncate(id, 64)
+	}
+	if who != nil {
+		identityAttrs(a, who)
+	}
+	if addr.IsValid() {
+		a["client.address"] = addr.String()
+	}
+	return s.journalRefusal(ctx, a, err)
+}
+
+func (s *Grants) journalRefusal(ctx context.Context, a recorder.Attrs, err error) error {
+	if !s.refusals.Allow() {
+		s.suppressed.Add(1)
+		s.log.Warn("grant action refused", "action", a["action"], "reason", a["reason"], "error", a["error"], "identity", a["identity"])
+		return err
+	}
+	if n := s.suppressed.Swap(0); n > 0 {
+		a["refusals_not_journaled"] = strconv.FormatInt(n, 10)
+	}
+	if _, jerr := s.journal.AppendEvent(ctx, EventGrantRefused, a); jerr != nil {
+		s.log.Error("journal a grant refusal", "reason", a["reason"], "error", jerr)
+		return &GrantError{Err: ErrGrantJournal, Cause: errors.Join(err, jerr),
+			Msg: "the journal cannot record this grant action, so nothing was done"}
+	}
+	s.log.Info("grant action refused", "action", a["action"], "reason", a["reason"], "error", a["error"], "identity", a["identity"])
+	return err
+}
+
+// Get returns grant id.
+func (s *Grants) Get(id string) (Grant, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g := s.m[id]
+	if g == nil {
+		return Grant{}, false
+	}
+	return g.clone(), true
+}
+
+// Visible reports whether who may see g: its requester, anyone who
+// decided on it, and anyone the policy in force lets approve it.
+func (s *Grants) Visible(g *Grant, who *policy.Identity) bool {
+	id := who.String()
+	if id == g.Identity || g.actedBy(id) {
+		return true
+	}
+	pol := s.policy()
+	if pol == nil {
+		return false
+	}
+	ok, _ := pol.MayApprove(g.Role, g.Identity, who)
+	return ok
+}
+
+// GrantFilter selects grants for [Grants.List]; zero fields select all.
+type GrantFilter struct {
+	State    GrantState
+	Identity string
+	// VisibleTo keeps the grants that identity may see.
+	VisibleTo *policy.Identity
+}
+
+// List returns the grants f selects, oldest first.
+func (s *Grants) List(f GrantFilter) []Grant {
+	s.mu.Lock()
+	var out []Grant
+	for _, g := range s.m {
+		if (f.State == "" || g.State == f.State) && (f.Identity == "" || g.Identity == f.Identity) {
+			out = append(out, g.clone())
+		}
+	}
+	s.mu.Unlock()
+	if f.VisibleTo != nil {
+		out = slices.DeleteFunc(out, func(g Grant) bool { return !s.Visible(&g, f.VisibleTo) })
+	}
+	slices.SortFunc(out, func(a, b Grant) int { return compareGrantIDs(a.ID, b.ID) })
+	return out
+}
+
+// Active returns identity's grants in force at now, for decisions. A grant
+// past its end is left out even before the timer has journaled its end.
+func (s *Grants) Active(identity string, now time.Time) []policy.Grant {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []policy.Grant
+	for _, g := range s.m {
+		if g.Identity == identity && g.State == GrantActive && !now.Before(g.Start) && now.Before(g.End) {
+			out = append(out, g.Policy())
+		}
+	}
+	slices.SortFunc(out, func(a, b policy.Grant) int { return compareGrantIDs(a.ID, b.ID) })
+	return out
+}
+
+// WebhookStats says how the webhook's deliveries went: delivered, failed
+// after every retry, and dropped because the queue was full.
+func (s *Grants) WebhookStats() (delivered, failed, dropped int64) {
+	if s.hook == nil {
+		return 0, 0, 0
+	}
+	return s.hook.delivered.Load(), s.hook.failed.Load(), s.hook.dropped.Load()
+}
+
+func (s *Grants) notify(event string, g Grant, by, comment string) {
+	if s.hook != nil {
+		s.hook.send(event, g, by, comment)
+	}
+}
+
+func timeAttr(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
+func hashOf(p GrantPolicy) string {
+	if h, ok := p.(policyHash); ok {
+		return h.Hash()
+	}
+	return ""
+}
+
+// grantIDNumber is the leaf index an ID names, or -1.
+func grantIDNumber(id string) int64 {
+	n, err := strconv.ParseInt(strings.TrimPrefix(id, "G-"), 10, 64)
+	if err != nil || !strings.HasPrefix(id, "G-") || n < 0 {
+		return -1
+	}
+	return n
+}
+
+func compareGrantIDs(a, b string) int {
+	na, nb := grantIDNumber(a), grantIDNumber(b)
+	switch {
+	case na < nb:
+		return -1
+	case na > nb:
+		return 1
+	}
+	return strings.Compare(a, b)
+}
+
+// printableID is an ID from a caller, safe to put in a message.
+func printableID(id string) string {
+	return strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, truncate(id, 64))
+}

@@ -1,0 +1,201 @@
+package certauth
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/storage"
+)
+
+// The grant events' attributes. Every event has "at" (RFC 3339 with
+// nanoseconds, UTC) and, but for grant.requested, "grant" (the ID):
+//
+//	grant.requested  grant.index (its own leaf index: the ID is "G-" and
+//	                 it), identity, provider, issuer, subject, [sponsor],
+//	                 [email], target, login, [command], duration.asked,
+//	                 duration (capped), reason, [ticket], role, approvals
+//	                 (how many are needed), approvers, pending_until,
+//	                 [policy.hash], [client.address]
+//	grant.approved   by, by.issuer, [comment], approvals (the count with
+//	                 this one), [policy.hash], [client.address]
+//	grant.denied     by, by.issuer, [comment], [policy.hash], [client.address]
+//	grant.activated  start, end
+//	grant.expired    pending_until
+//	grant.ended      end
+//	grant.revoked    by, by.issuer, [comment], [policy.hash], [client.address]
+//	grant.refused    action, reason, error, [grant], identity fields if
+//	                 known, [client.address], [refusals_not_journaled]
+
+// load replays the grant events of snap in leaf order.
+func (s *Grants) load(ctx context.Context, snap storage.Snapshot) error {
+	type event struct {
+		idx   int64
+		name  string
+		attrs recorder.Attrs
+	}
+	var evs []event
+	for _, name := range grantEvents {
+		err := recorder.Events(ctx, snap, name, 0, func(idx int64, l *recorder.Leaf) error {
+			evs = append(evs, event{idx, name, l.Attrs})
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("read %s events: %w", name, err)
+		}
+	}
+	slices.SortFunc(evs, func(a, b event) int { return cmp.Compare(a.idx, b.idx) })
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, e := range evs {
+		if _, err := s.apply(e.name, e.idx, e.attrs); err != nil {
+			return fmt.Errorf("journal leaf %d (%s): %w", e.idx, e.name, err)
+		}
+	}
+	return nil
+}
+
+// apply makes event name (leaf idx) take effect and returns the grant it
+// changed. It is the only code that changes a grant, for a live transition
+// and for a replayed one alike, so that a store rebuilt from the journal is
+// the store that wrote it. s.mu must be held.
+func (s *Grants) apply(name string, idx int64, a recorder.Attrs) (*Grant, error) {
+	at, err := parseTimeAttr(a, "at")
+	if err != nil {
+		return nil, err
+	}
+	if name == EventGrantRequested {
+		return s.applyRequest(idx, at, a)
+	}
+	g := s.m[a["grant"]]
+	if g == nil {
+		return nil, fmt.Errorf("grant %q was never requested", a["grant"])
+	}
+	want := GrantPending
+	switch name {
+	case EventGrantActivated, EventGrantEnded:
+		if name == EventGrantEnded {
+			want = GrantActive
+		}
+	case EventGrantRevoked:
+		if g.State == GrantActive {
+			want = GrantActive
+		}
+	}
+	if g.State != want {
+		return nil, fmt.Errorf("%s of grant %s, which is %s", name, g.ID, g.State)
+	}
+	switch name {
+	case EventGrantApproved:
+		if a["by"] == "" || a["by"] == g.Identity || g.approvedBy(a["by"]) {
+			return nil, fmt.Errorf("approval of grant %s by %q: not a new approver", g.ID, a["by"])
+		}
+		g.Approvals = append(g.Approvals, GrantApproval{By: a["by"], Comment: a["comment"], At: at})
+	case EventGrantActivated:
+		if len(g.Approvals) < g.ApprovalsNeeded {
+			return nil, fmt.Errorf("grant %s activated with %d of %d approvals", g.ID, len(g.Approvals), g.ApprovalsNeeded)
+		}
+		start, err1 := parseTimeAttr(a, "start")
+		end, err2 := parseTimeAttr(a, "end")
+		if err := errors.Join(err1, err2); err != nil {
+			return nil, err
+		}
+		g.State, g.Start, g.End = GrantActive, start, end
+	case EventGrantDenied:
+		g.State, g.ClosedAt, g.ClosedBy, g.Comment = GrantDenied, at, a["by"], a["comment"]
+	case EventGrantExpired:
+		g.State, g.ClosedAt = GrantExpired, at
+	case EventGrantEnded:
+		g.State, g.ClosedAt = GrantEnded, at
+	case EventGrantRevoked:
+		g.State, g.ClosedAt, g.ClosedBy, g.Comment = GrantRevoked, at, a["by"], a["comment"]
+	default:
+		return nil, fmt.Errorf("unknown grant event %s", name)
+	}
+	return g, nil
+}
+
+func (s *Grants) applyRequest(idx int64, at time.Time, a recorder.Attrs) (*Grant, error) {
+	if a["grant.index"] != strconv.FormatInt(idx, 10) {
+		return nil, fmt.Errorf("grant.index %q is not the leaf's index", a["grant.index"])
+	}
+	asked, err1 := time.ParseDuration(a["duration.asked"])
+	dur, err2 := time.ParseDuration(a["duration"])
+	pending, err3 := parseTimeAttr(a, "pending_until")
+	needed, err4 := strconv.Atoi(a["approvals"])
+	if err := errors.Join(err1, err2, err3, err4); err != nil {
+		return nil, err
+	}
+	g := &Grant{
+		ID: "G-" + a["grant.index"], State: GrantPending,
+		Identity: a["identity"], Provider: a["provider"], Issuer: a["issuer"], Subject: a["subject"], Sponsor: a["sponsor"],
+		Target: a["target"], Login: a["login"], Command: a["command"], Reason: a["reason"], Ticket: a["ticket"], Role: a["role"],
+		AskedDuration: GrantDuration(asked), Duration: GrantDuration(dur), ApprovalsNeeded: needed, Approvers: splitList(a["approvers"]),
+		Approvals: []GrantApproval{}, RequestedAt: at, PendingUntil: pending, PolicyHash: a["policy.hash"], ClientAddress: a["client.address"],
+	}
+	if g.Identity == "" || needed < 1 || dur <= 0 {
+		return nil, fmt.Errorf("grant %s: no identity, no approvals or no duration", g.ID)
+	}
+	s.m[g.ID] = g
+	return g, nil
+}
+
+func parseTimeAttr(a recorder.Attrs, k string) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339Nano, a[k])
+	if err != nil {
+		return time.Time{}, fmt.Errorf("bad %s %q", k, a[k])
+	}
+	return t, nil
+}
+
+// checkGrantAsk refuses a malformed request before policy sees it.
+func checkGrantAsk(ask *GrantAsk) error {
+	switch {
+	case ask.Target == "":
+		return grantErrorf(ErrGrantInvalid, "a grant request needs a target")
+	case len(ask.Target) > maxGrantTarget || strings.ContainsFunc(ask.Target, func(r rune) bool { return r <= ' ' || r == 0x7f || r == '@' || r == ',' }):
+		return grantErrorf(ErrGrantInvalid, "invalid target %q", truncate(ask.Target, 70))
+	case ask.Login == "":
+		return grantErrorf(ErrGrantInvalid, "a grant request needs a login")
+	}
+	if err := checkLogins([]string{ask.Login}); err != nil {
+		return grantErrorf(ErrGrantInvalid, "%v", err)
+	}
+	if ask.Duration < MinGrantDuration {
+		return grantErrorf(ErrGrantInvalid, "a grant lasts at least %v: ask for a duration such as \"30m\"", MinGrantDuration)
+	}
+	if strings.TrimSpace(ask.Reason) == "" {
+		return grantErrorf(ErrGrantInvalid, "a grant request needs a reason: say what the access is for")
+	}
+	if err := checkGrantText("reason", ask.Reason, MaxGrantReason); err != nil {
+		return err
+	}
+	if err := checkGrantText("command", ask.Command, maxGrantCommand); err != nil {
+		return err
+	}
+	if err := checkTicket(ask.Ticket); err != nil {
+		return grantErrorf(ErrGrantInvalid, "%v", err)
+	}
+	return nil
+}
+
+// checkGrantText refuses text that is too long, not UTF-8, or holds
+// control characters (which could drive an approver's terminal).
+func checkGrantText(what, s string, n int) error {
+	switch {
+	case len(s) > n:
+		return grantErrorf(ErrGrantInvalid, "the %s is %d bytes, at most %d", what, len(s), n)
+	case !utf8.ValidString(s):
+		return grantErrorf(ErrGrantInvalid, "the %s is not UTF-8", what)
+	case strings.ContainsFunc(s, func(r rune) bool { return r < ' ' || r == 0x7f || (r >= 0x80 && r < 0xa0) }):
+		return grantErrorf(ErrGrantInvalid, "the %s holds control characters or line breaks", what)
+	}
+	return nil
+}

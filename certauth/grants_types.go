@@ -1,0 +1,201 @@
+package certauth
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/bastionhq/bastion/policy"
+)
+
+// Journal event names of just-in-time grants. Every transition of a grant
+// is one of them, committed before it takes effect; grant.refused records
+// an action on grants that was turned down.
+const (
+	EventGrantRequested = "grant.requested"
+	EventGrantApproved  = "grant.approved"
+	EventGrantDenied    = "grant.denied"
+	EventGrantActivated = "grant.activated"
+	EventGrantExpired   = "grant.expired"
+	EventGrantEnded     = "grant.ended"
+	EventGrantRevoked   = "grant.revoked"
+	EventGrantRefused   = "grant.refused"
+)
+
+// grantEvents are the events a [Grants] store is rebuilt from.
+var grantEvents = []string{EventGrantRequested, EventGrantApproved, EventGrantDenied, EventGrantActivated, EventGrantExpired, EventGrantEnded, EventGrantRevoked}
+
+// GrantState is where a grant is in its life: pending until approved,
+// denied or expired; active until it ends or is revoked.
+type GrantState string
+
+// Grant states.
+const (
+	GrantPending GrantState = "pending"
+	GrantActive  GrantState = "active"
+	GrantDenied  GrantState = "denied"
+	GrantExpired GrantState = "expired"
+	GrantEnded   GrantState = "ended"
+	GrantRevoked GrantState = "revoked"
+)
+
+// GrantStates lists every state, in the order of a grant's life.
+var GrantStates = []GrantState{GrantPending, GrantActive, GrantDenied, GrantExpired, GrantEnded, GrantRevoked}
+
+// Why a grant ended, as [GrantsOptions.OnEnd] is told: sentences the front
+// door can show the sessions it ends.
+const (
+	GrantEndedWhy   = "the grant ended"
+	GrantRevokedWhy = "the grant was revoked"
+)
+
+// Limits on grant requests.
+const (
+	// DefaultPendingTTL is how long a request waits for its approvals.
+	DefaultPendingTTL = time.Hour
+	// MinGrantDuration is the shortest grant that may be asked for.
+	MinGrantDuration = time.Second
+	// MaxGrantReason and MaxGrantComment bound the free text of a
+	// request and of a decision, in bytes.
+	MaxGrantReason  = 1000
+	MaxGrantComment = 1000
+	maxGrantCommand = 4096
+	maxGrantTarget  = 255
+)
+
+// Errors of grant actions, for callers to branch on; the error returned
+// wraps one of them in a [*GrantError] whose message says what happened.
+var (
+	// ErrGrantInvalid: the request or decision is malformed.
+	ErrGrantInvalid = errors.New("invalid grant request")
+	// ErrGrantNotFound: no such grant, or not one the caller may see.
+	ErrGrantNotFound = errors.New("no such grant")
+	// ErrGrantNotAllowed: policy grants no such access.
+	ErrGrantNotAllowed = errors.New("policy allows no such grant")
+	// ErrOwnGrant: the requester tried to approve or deny their own grant.
+	ErrOwnGrant = errors.New("a grant cannot be decided by its requester")
+	// ErrNotApprover: policy does not let the caller decide this grant.
+	ErrNotApprover = errors.New("not an approver of this grant")
+	// ErrGrantState: the grant is not in a state that allows the action
+	// (already decided, expired, ended, revoked).
+	ErrGrantState = errors.New("the grant is not in a state that allows this")
+	// ErrAlreadyApproved: the approver has approved this grant already;
+	// each approver counts once.
+	ErrAlreadyApproved = errors.New("already approved by this approver")
+	// ErrGrantJournal: the journal could not record the transition, so it
+	// did not happen.
+	ErrGrantJournal = errors.New("the journal cannot record grants")
+)
+
+// A GrantError is a refused grant action: Err is one of the ErrGrant…
+// sentinels, Msg the sentence the caller reads.
+type GrantError struct {
+	Err error
+	Msg string
+	// Cause, if any, is the underlying failure (a journal error), for
+	// the log.
+	Cause error
+}
+
+func (e *GrantError) Error() string { return e.Msg }
+func (e *GrantError) Unwrap() []error {
+	if e.Cause != nil {
+		return []error{e.Err, e.Cause}
+	}
+	return []error{e.Err}
+}
+
+func grantErrorf(sentinel error, format string, a ...any) *GrantError {
+	return &GrantError{Err: sentinel, Msg: fmt.Sprintf(format, a...)}
+}
+
+// GrantPolicy is what grants ask of policy (a *policy.Policy): which
+// grant-only role a request falls under, and whether an identity may
+// approve a grant of a role requested by someone (never by themselves).
+type GrantPolicy interface {
+	GrantRequest(policy.GrantAsk) policy.GrantRule
+	MayApprove(role, requester string, approver *policy.Identity) (bool, string)
+}
+
+// policyHash is what a policy may offer to name itself in the journal.
+type policyHash interface{ Hash() string }
+
+// GrantDuration is a duration that reads and writes as Go's duration text
+// ("30m0s") in JSON.
+type GrantDuration time.Duration
+
+func (d GrantDuration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+func (d *GrantDuration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	*d = GrantDuration(v)
+	return err
+}
+
+// Grant is a just-in-time grant as the journal records it: the request,
+// its approvals, and how it ended. Its JSON form is the API's answer.
+type Grant struct {
+	// ID is "G-" and the index of the grant.requested leaf.
+	ID       string     `json:"id"`
+	State    GrantState `json:"state"`
+	Identity string     `json:"identity"`
+	Provider string     `json:"provider"`
+	Issuer   string     `json:"issuer"`
+	Subject  string     `json:"subject"`
+	Sponsor  string     `json:"sponsor,omitempty"`
+	Target   string     `json:"target"`
+	Login    string     `json:"login"`
+	Command  string     `json:"command,omitempty"`
+	Reason   string     `json:"reason"`
+	Ticket   string     `json:"ticket,omitempty"`
+	Role     string     `json:"role"`
+	// AskedDuration is what the requester asked for; Duration is that,
+	// capped by the role's maximum: how long the grant lasts once active.
+	AskedDuration   GrantDuration   `json:"asked_duration"`
+	Duration        GrantDuration   `json:"duration"`
+	ApprovalsNeeded int             `json:"approvals_needed"`
+	Approvers       []string        `json:"approvers"`
+	Approvals       []GrantApproval `json:"approvals"`
+	RequestedAt     time.Time       `json:"requested_at"`
+	// PendingUntil is when the request expires if not decided.
+	PendingUntil time.Time `json:"pending_until"`
+	// Start and End bound the grant once active.
+	Start time.Time `json:"start,omitzero"`
+	End   time.Time `json:"end,omitzero"`
+	// ClosedAt is when it was denied, expired, ended or revoked; ClosedBy
+	// who denied or revoked it, with Comment.
+	ClosedAt      time.Time `json:"closed_at,omitzero"`
+	ClosedBy      string    `json:"closed_by,omitempty"`
+	Comment       string    `json:"comment,omitempty"`
+	PolicyHash    string    `json:"policy_hash,omitempty"`
+	ClientAddress string    `json:"client_address,omitempty"`
+}
+
+// GrantApproval is one approval of a grant.
+type GrantApproval struct {
+	By      string    `json:"by"`
+	Comment string    `json:"comment,omitempty"`
+	At      time.Time `json:"at"`
+}
+
+// Policy is the grant as decisions take it.
+func (g *Grant) Policy() policy.Grant {
+	return policy.Grant{ID: g.ID, Identity: g.Identity, Role: g.Role, Target: g.Target, Login: g.Login, Command: g.Command, Start: g.Start, End: g.End}
+}
+
+// approvedBy reports whether id has approved g.
+func (g *Grant) approvedBy(id string) bool {
+	return slices.ContainsFunc(g.Approvals, func(a GrantApproval) bool { return a.By == id })
+}
+
+// actedBy reports whether id approved, denied or revoked g.
+func (g *Grant) actedBy(id string) bool {
+	return g.approvedBy(id) || g.ClosedBy == id
+}
+
+func (g *Grant) clone() Grant {
+	c := *g
+	c.Approvers = slices.Clone(g.Approvers)
+	c.Approvals = slices.Clone(g.Approvals)
+	return c
+}
