@@ -1,12 +1,15 @@
 package bastion
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strings"
 	"time"
 
@@ -32,7 +35,16 @@ type Config struct {
 	API          APIConfig
 	Certificates CertificatesConfig
 	Providers    []ProviderConfig
-	Roles        []policy.Role
+	// PolicyPath is the policy file or directory the "policy" attribute
+	// names (absolute); "" when the roles are written in this file.
+	PolicyPath string
+	// Policy is the policy read from PolicyPath, or from this file's
+	// identity and role blocks; PolicyWarnings are what its check found
+	// suspicious.
+	Policy         *policy.Policy
+	PolicyWarnings []policy.Diagnostic
+	// Grants configures just-in-time grants.
+	Grants GrantsConfig
 	// SSH is the SSH front door's listener; nil means none.
 	SSH *SSHConfig
 	// Targets are what SSH users reach, by name.
@@ -69,6 +81,15 @@ type CertificatesConfig struct {
 	KnownHostsPattern string
 }
 
+// GrantsConfig configures just-in-time grants.
+type GrantsConfig struct {
+	// PendingTTL is how long a request waits for its approvals before it
+	// expires; zero means the default (an hour).
+	PendingTTL time.Duration
+	// WebhookURL, if set, is posted every request and decision as JSON.
+	WebhookURL string
+}
+
 // ProviderConfig is an identity provider, with what clients need for the
 // device flow.
 type ProviderConfig struct {
@@ -90,9 +111,19 @@ type fileConfig struct {
 	API          *apiBlock       `hcl:"api,block"`
 	Certificates *certBlock      `hcl:"certificates,block"`
 	Providers    []providerBlock `hcl:"identity_provider,block"`
-	Roles        []roleBlock     `hcl:"role,block"`
+	Policy       *string         `hcl:"policy,optional"`
+	Grants       *grantsBlock    `hcl:"grants,block"`
 	SSH          *sshBlock       `hcl:"ssh,block"`
 	Targets      []targetBlock   `hcl:"target,block"`
+	// Rest holds the identity and role blocks of a policy written in
+	// this file; the policy package decodes it, strictly.
+	Rest hcl.Body `hcl:",remain"`
+}
+
+type grantsBlock struct {
+	PendingTTL *string   `hcl:"pending_ttl,optional"`
+	WebhookURL *string   `hcl:"webhook_url,optional"`
+	DefRange   hcl.Range `hcl:",def_range"`
 }
 
 type apiBlock struct {
@@ -129,24 +160,6 @@ type providerBlock struct {
 	DeviceClientID *string   `hcl:"device_client_id,optional"`
 	DeviceScopes   []string  `hcl:"device_scopes,optional"`
 	DefRange       hcl.Range `hcl:",def_range"`
-}
-
-type roleBlock struct {
-	Name            string      `hcl:"name,label"`
-	Match           *matchBlock `hcl:"match,block"`
-	Logins          []string    `hcl:"logins"`
-	MaxTTL          *string     `hcl:"max_ttl,optional"`
-	Permit          []string    `hcl:"permit,optional"`
-	SourceAddresses []string    `hcl:"source_addresses,optional"`
-	Sponsor         *string     `hcl:"sponsor,optional"`
-	DefRange        hcl.Range   `hcl:",def_range"`
-}
-
-type matchBlock struct {
-	Providers []string            `hcl:"providers,optional"`
-	Subjects  []string            `hcl:"subjects,optional"`
-	Sponsors  []string            `hcl:"sponsors,optional"`
-	Claims    map[string][]string `hcl:"claims,optional"`
 }
 
 // ConfigError is a configuration mistake and where it is.
@@ -201,7 +214,65 @@ func ParseConfig(path string, src []byte) (*Config, error) {
 		return nil, &ConfigError{v.diags}
 	}
 	cfg.Path = path
+	if err := cfg.loadPolicy(&fc, src); err != nil {
+		return nil, err
+	}
 	return cfg, nil
+}
+
+// policyOptions are what a policy is checked against: the providers and
+// targets this configuration has, and its certificates' maximum lifetime.
+func (c *Config) policyOptions() policy.Options {
+	o := policy.Options{MaxTTL: c.Certificates.MaxTTL, Providers: []string{DevProviderName}}
+	for _, p := range c.Providers {
+		o.Providers = append(o.Providers, p.Name)
+	}
+	for _, t := range c.Targets {
+		o.Targets = append(o.Targets, t.Name)
+	}
+	return o
+}
+
+// loadPolicy reads the policy: the file or directory "policy" names, or
+// the identity and role blocks of this file (src), never both.
+func (c *Config) loadPolicy(fc *fileConfig, src []byte) error {
+	var err error
+	if c.PolicyPath != "" {
+		// The policy is in its own file: this one must not hold a
+		// policy's blocks, nor anything else left over.
+		inline, rest, diags := fc.Rest.PartialContent(&hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{
+			{Type: "identity", LabelNames: []string{"name"}}, {Type: "role", LabelNames: []string{"name"}},
+		}})
+		if len(inline.Blocks) > 0 {
+			r := inline.Blocks[0].DefRange
+			return fmt.Errorf("%s:%d:%d: policy = %q names a policy file, so this file cannot hold identity or role blocks too: move them there", r.Filename, r.Start.Line, r.Start.Column, c.PolicyPath)
+		}
+		if _, more := rest.Content(&hcl.BodySchema{}); diags.HasErrors() || more.HasErrors() {
+			return &ConfigError{append(diags, more...)}
+		}
+		c.Policy, c.PolicyWarnings, err = policy.Load(c.PolicyPath, c.policyOptions())
+		return err
+	}
+	sum := sha256.Sum256(src)
+	c.Policy, c.PolicyWarnings, err = policy.Decode(fc.Rest, "sha256:"+hex.EncodeToString(sum[:]), c.policyOptions())
+	return err
+}
+
+// ReloadPolicy reads the policy again, as LoadConfig would now: from the
+// policy file or directory, or from this configuration's file. Only the
+// policy is taken; the rest of the file takes a restart.
+func (c *Config) ReloadPolicy() (*policy.Policy, []policy.Diagnostic, error) {
+	if c.Path == "" {
+		return nil, nil, errors.New("the configuration was not read from a file")
+	}
+	if c.PolicyPath != "" {
+		return policy.Load(c.PolicyPath, c.policyOptions())
+	}
+	fresh, err := LoadConfig(c.Path)
+	if err != nil {
+		return nil, nil, err
+	}
+	return fresh.Policy, fresh.PolicyWarnings, nil
 }
 
 type validator struct {
@@ -243,6 +314,25 @@ func (v *validator) attrRange(block hcl.Range, name string) hcl.Range {
 		}
 	}
 	return block
+}
+
+// topAttrRange is the position of a top-level attribute.
+func (v *validator) topAttrRange(name string) hcl.Range {
+	if v.body != nil {
+		if a, ok := v.body.Attributes[name]; ok {
+			return a.SrcRange
+		}
+	}
+	return hcl.Range{Filename: v.file, Start: hcl.InitialPos, End: hcl.InitialPos}
+}
+
+// isLoopbackHost reports whether host is a loopback address or localhost.
+func isLoopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func (v *validator) duration(r hcl.Range, name string, s *string, def time.Duration) time.Duration {
@@ -367,32 +457,21 @@ func (v *validator) config(fc *fileConfig, dir string) *Config {
 		}
 		cfg.Providers = append(cfg.Providers, p)
 	}
-	roles := map[string]bool{}
-	for _, rb := range fc.Roles {
-		r := policy.Role{Name: rb.Name, Logins: rb.Logins, Permit: rb.Permit, SourceAddresses: rb.SourceAddresses}
-		r.MaxTTL = v.duration(rb.DefRange, "max_ttl", rb.MaxTTL, 0)
-		if rb.Sponsor != nil {
-			r.Sponsor = *rb.Sponsor
+	if fc.Policy != nil {
+		if *fc.Policy == "" {
+			v.errf(v.topAttrRange("policy"), "policy = \"\" names no file or directory")
 		}
-		if rb.Match != nil {
-			r.Match = policy.Match{Providers: rb.Match.Providers, Subjects: rb.Match.Subjects, Sponsors: rb.Match.Sponsors, Claims: rb.Match.Claims}
-		}
-		if roles[r.Name] {
-			v.errf(rb.DefRange, "role %q is defined twice", r.Name)
-		}
-		roles[r.Name] = true
-		if err := r.Validate(); err != nil {
-			v.errf(rb.DefRange, "%v", err)
-		}
-		for _, pn := range r.Match.Providers {
-			if !names[pn] && pn != DevProviderName {
-				v.errf(v.attrRange(v.attrRange(rb.DefRange, "match"), "providers"), "role %q matches provider %q, which is not configured", r.Name, pn)
+		cfg.PolicyPath = abs(dir, *fc.Policy)
+	}
+	if g := fc.Grants; g != nil {
+		cfg.Grants.PendingTTL = v.duration(g.DefRange, "pending_ttl", g.PendingTTL, 0)
+		if g.WebhookURL != nil {
+			u, err := url.Parse(*g.WebhookURL)
+			if err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && isLoopbackHost(u.Hostname()))) {
+				v.attrf(g.DefRange, "webhook_url", "webhook_url = %q is not an https URL (http only to a loopback address)", *g.WebhookURL)
 			}
+			cfg.Grants.WebhookURL = *g.WebhookURL
 		}
-		if r.MaxTTL > cfg.Certificates.MaxTTL {
-			v.attrf(rb.DefRange, "max_ttl", "role %q: max_ttl %v is above the certificates' max_ttl %v", r.Name, r.MaxTTL, cfg.Certificates.MaxTTL)
-		}
-		cfg.Roles = append(cfg.Roles, r)
 	}
 	return cfg
 }
@@ -408,12 +487,5 @@ func abs(dir, p string) string {
 const DevProviderName = "dev"
 
 // DevRole is the role "serve --dev" adds when the configuration has none:
-// any dev identity may log in as logins.
-func DevRole(logins []string) policy.Role {
-	return policy.Role{
-		Name:   "dev",
-		Match:  policy.Match{Providers: []string{DevProviderName}},
-		Logins: slices.Clone(logins),
-		Permit: []string{policy.PermitPTY},
-	}
-}
+// any dev identity may reach every target as logins.
+func DevRole(logins []string) policy.Role { return policy.DevRole(logins) }

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/bastionhq/bastion/policy"
 )
 
 func TestParseConfig(t *testing.T) {
@@ -51,8 +53,8 @@ role "ci" {
 	if len(cfg.Providers) != 1 || cfg.Providers[0].SponsorClaim != "owner" || cfg.Providers[0].DeviceClientID != "bastion-cli" {
 		t.Fatalf("providers: %+v", cfg.Providers)
 	}
-	if len(cfg.Roles) != 1 || cfg.Roles[0].MaxTTL != 10*time.Minute || cfg.Roles[0].Sponsor != "team-payments" || cfg.Roles[0].Match.Claims["repository"][0] != "bank/*" {
-		t.Fatalf("roles: %+v", cfg.Roles)
+	if len(cfg.Policy.Roles) != 1 || cfg.Policy.Roles[0].MaxTTL != 10*time.Minute || cfg.Policy.Roles[0].Sponsor != "team-payments" || cfg.Policy.Roles[0].Match.Claims["repository"][0] != "bank/*" {
+		t.Fatalf("roles: %+v", cfg.Policy.Roles)
 	}
 	empty, err := ParseConfig("x.hcl", nil)
 	if err != nil || empty.API.Listen != DefaultAPIListen || empty.Certificates.MaxTTL != time.Hour {
@@ -66,7 +68,7 @@ func TestConfigErrorsHavePositions(t *testing.T) {
 		name, src, want string
 	}{
 		{"syntax", "api {\n  listen = \n}\n", `^b\.hcl:2:\d+: `},
-		{"unknown block", "ssh_target \"x\" {}\n", `^b\.hcl:1:1: Unsupported block type`},
+		{"unknown block", "ssh_target \"x\" {}\n", `^b\.hcl:1:1: (error: )?Unsupported block type`},
 		{"unknown attribute", "api {\n  port = 1\n}\n", `^b\.hcl:2:3: Unsupported argument`},
 		{"wrong type", "api {\n  listen = [\"a\"]\n}\n", `^b\.hcl:2:\d+: `},
 		{"bad listen", "api {\n  listen = \"8443\"\n}\n", `^b\.hcl:2:3: api listen = "8443" is not HOST:PORT`},
@@ -78,16 +80,17 @@ func TestConfigErrorsHavePositions(t *testing.T) {
 		{"no audience", "identity_provider \"x\" {\n  issuer = \"https://a.example\"\n  audiences = []\n}\n", `^b\.hcl:1:1: identity_provider "x": `},
 		{"hmac", "identity_provider \"x\" {\n  issuer = \"https://a.example\"\n  audiences = [\"b\"]\n  algorithms = [\"HS256\"]\n}\n", `HS256`},
 		{"duplicate provider", provider + provider, `^b\.hcl:5:1: identity_provider "corp" is defined twice`},
-		{"role for unknown provider", provider + "role \"r\" {\n  match { providers = [\"gh\"] }\n  logins = [\"x\"]\n}\n", `^b\.hcl:5:1: role "r" matches provider "gh", which is not configured`},
-		{"role matches nobody", "role \"r\" {\n  logins = [\"x\"]\n}\n", `^b\.hcl:1:1: role "r" matches nobody`},
-		{"role without providers", provider + "role \"r\" {\n  match { subjects = [\"a\"] }\n  logins = [\"x\"]\n}\n", `^b\.hcl:5:1: role "r": its match must name the providers`},
+		{"role for unknown provider", provider + "role \"r\" {\n  match { providers = [\"gh\"] }\n  logins = [\"x\"]\n}\n", `^b\.hcl:6:\d+: (error: )?role "r" matches provider "gh", which is not configured`},
+		{"role matches nobody", "role \"r\" {\n  logins = [\"x\"]\n}\n", `^b\.hcl:1:1: (error: )?role "r": matches nobody`},
+		{"role without providers", provider + "role \"r\" {\n  match { subjects = [\"a\"] }\n  logins = [\"x\"]\n}\n", `^b\.hcl:6:\d+: (error: )?role "r": a matcher must name the providers`},
 		{"role above cap", provider + "role \"r\" {\n  match { providers = [\"corp\"] }\n  logins = [\"x\"]\n  max_ttl = \"2h\"\n}\n", `max_ttl 2h0m0s is above the certificates' max_ttl 1h0m0s`},
 		{"bad permit", provider + "role \"r\" {\n  match { providers = [\"corp\"] }\n  logins = [\"x\"]\n  permit = [\"permit-all\"]\n}\n", `unknown extension "permit-all"`},
 	} {
 		_, err := ParseConfig("b.hcl", []byte(c.src))
 		var ce *ConfigError
-		if !errors.As(err, &ce) {
-			t.Errorf("%s: %v, want a ConfigError", c.name, err)
+		var pe *policy.Error
+		if !errors.As(err, &ce) && !errors.As(err, &pe) {
+			t.Errorf("%s: %v, want a ConfigError or a policy.Error", c.name, err)
 			continue
 		}
 		if !regexp.MustCompile(c.want).MatchString(err.Error()) {

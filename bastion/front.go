@@ -29,6 +29,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder"
 )
 
@@ -87,6 +88,11 @@ type frontOptions struct {
 	Lifecycle *lifecycle
 	// Metrics counts connections and authentications; nil gets its own.
 	Metrics *metrics
+	// Policy returns the policy in force (reloads swap it); nil denies
+	// every target.
+	Policy func() *policy.Policy
+	// Grants returns an identity's active just-in-time grants.
+	Grants func(identity string, now time.Time) []policy.Grant
 }
 
 // front is the SSH front door: host identity, certificate authentication,
@@ -481,7 +487,10 @@ type authInfo struct {
 	// open direct-tcpip channels to targets and nothing else.
 	target   TargetConfig
 	identity string
-	serial   uint64
+	// who is the identity as policy sees it: the provider, subject and
+	// token claims the certificate was issued on.
+	who    *policy.Identity
+	serial uint64
 	// client is the address of the client's TCP connection to the
 	// bastion (under ssh -J, the outer connection's).
 	client string
@@ -606,10 +615,18 @@ func (f *front) checkAs(conn ssh.ConnMetadata, key ssh.PublicKey, resolve func(u
 	if err := checker.CheckCert(login, cert); err != nil {
 		return nil, &refusal{reason: ReasonCertificateFailed, detail: err.Error()}
 	}
-	return &authInfo{
-		cert: cert, login: login, target: t, serial: cert.Serial,
+	info := &authInfo{
+		cert: cert, login: login, target: t, serial: cert.Serial, who: rec.PolicyIdentity(),
 		identity: rec.Identity, client: addrString(conn.RemoteAddr()), route: route,
-	}, nil
+	}
+	// A target the identity may not reach is refused like one that does
+	// not exist; the journal says which.
+	if t.Name != "" {
+		if d, ok := f.mayReach(info, login, t.Name); !ok {
+			return nil, &refusal{reason: ReasonNotPermitted, detail: d.Reason + " (rule " + d.Rule + ")"}
+		}
+	}
+	return info, nil
 }
 
 // splitUser splits an SSH user name LOGIN@TARGET at its last '@'.

@@ -99,10 +99,21 @@ func (f *front) handleJump(_ *gl.Server, conn *ssh.ServerConn, nc ssh.NewChannel
 		nc.Reject(ssh.Prohibited, jumpRefused)
 		return
 	}
+	if outer.target.Name != "" {
+		// A connection routed to a target: a port forward from it.
+		f.handleForward(conn, outer, nc, req, ctx)
+		return
+	}
 	dest := net.JoinHostPort(req.Host, strconv.FormatUint(uint64(req.Port), 10))
 	t, ok := f.targets[req.Host]
 	if !ok {
 		f.channelRefused(conn, outer, nc.ChannelType(), dest, ReasonNotTargetName, req.Host)
+		nc.Reject(ssh.Prohibited, jumpRefused)
+		return
+	}
+	if !f.mayReachAny(outer, t.Name) {
+		// Refused like a name that is no target.
+		f.channelRefused(conn, outer, nc.ChannelType(), dest, ReasonNotPermitted, t.Name)
 		nc.Reject(ssh.Prohibited, jumpRefused)
 		return
 	}
@@ -144,10 +155,21 @@ func (f *front) handleJump(_ *gl.Server, conn *ssh.ServerConn, nc ssh.NewChannel
 	sctx := innerContext{Context: ctx, inner: ictx}
 	var wg sync.WaitGroup
 	for nc := range chans {
-		if nc.ChannelType() != "session" {
-			if nc.ChannelType() == "direct-tcpip" {
-				f.channelRefused(inner, info, nc.ChannelType(), "", ReasonPortForwarding, "")
+		if nc.ChannelType() == "direct-tcpip" {
+			var fwd directTCPIP
+			if err := ssh.Unmarshal(nc.ExtraData(), &fwd); err != nil {
+				f.channelRefused(inner, info, nc.ChannelType(), "", ReasonBadChannelData, err.Error())
+				nc.Reject(ssh.Prohibited, jumpRefused)
+				continue
 			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				f.handleForward(inner, info, nc, fwd, sctx)
+			}()
+			continue
+		}
+		if nc.ChannelType() != "session" {
 			refuseChannel(nil, inner, nc, nil)
 			continue
 		}

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder"
 )
 
@@ -30,6 +31,7 @@ const (
 	EndRevoked     = "revoked"
 	EndIdle        = "idle-timeout"
 	EndMaxDuration = "max-duration"
+	EndGrant       = "grant-ended"
 	EndShutdown    = "shutdown"
 )
 
@@ -106,8 +108,12 @@ type liveSession struct {
 	// nanoseconds; the idle timer reads it.
 	activity atomic.Int64
 
+	// limits are the front door's, which a policy decision may shorten.
+	limits FrontLimits
+
 	mu      sync.Mutex
 	id      string        // guarded by mu: the journal session's ID, "" before it starts
+	grant   string        // guarded by mu: the grant the session runs under, if any
 	timers  []*time.Timer // guarded by mu
 	stopped bool          // guarded by mu: the timers are stopped for good
 }
@@ -153,7 +159,7 @@ var errShuttingDown = errors.New("the bastion is shutting down")
 // timeout, or when end is called. remove must follow.
 func (lc *lifecycle) add(ctx context.Context, info *authInfo) (context.Context, *liveSession, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
-	l := &liveSession{info: info, started: time.Now(), cancel: cancel}
+	l := &liveSession{info: info, started: time.Now(), cancel: cancel, limits: lc.limits}
 	lc.mu.Lock()
 	defer lc.mu.Unlock()
 	if lc.closing {
@@ -171,31 +177,88 @@ func (lc *lifecycle) add(ctx context.Context, info *authInfo) (context.Context, 
 				attrs:   recorder.Attrs{"certificate.valid-before": at.UTC().Format(time.RFC3339)}})
 		}))
 	}
-	if d := lc.limits.MaxDuration; d > 0 {
-		l.timers = append(l.timers, time.AfterFunc(d, func() {
-			l.end(&sessionEnd{reason: EndMaxDuration,
-				message: fmt.Sprintf("the session reached its maximum duration of %v, so it was ended", d)})
-		}))
-	}
-	if d := lc.limits.IdleTimeout; d > 0 {
-		var idle *time.Timer
-		idle = time.AfterFunc(d, func() {
-			quiet := time.Since(l.started) - time.Duration(l.activity.Load())
-			if quiet < d {
-				// Input or output since: wait until d after it.
-				l.mu.Lock()
-				if !l.stopped {
-					idle.Reset(d - quiet)
-				}
-				l.mu.Unlock()
-				return
-			}
-			l.end(&sessionEnd{reason: EndIdle,
-				message: fmt.Sprintf("the session had no input or output for %v, so it was ended", d)})
-		})
-		l.timers = append(l.timers, idle)
-	}
+	l.maxDuration(lc.limits.MaxDuration)
+	l.idleTimeout(lc.limits.IdleTimeout)
 	return ctx, l, nil
+}
+
+// maxDuration ends the session d after it started (never if d <= 0).
+// The caller holds l.mu.
+func (l *liveSession) maxDuration(d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	l.timers = append(l.timers, time.AfterFunc(d-time.Since(l.started), func() {
+		l.end(&sessionEnd{reason: EndMaxDuration,
+			message: fmt.Sprintf("the session reached its maximum duration of %v, so it was ended", d)})
+	}))
+}
+
+// idleTimeout ends the session after d without input or output (never
+// if d <= 0). The caller holds l.mu.
+func (l *liveSession) idleTimeout(d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	var idle *time.Timer
+	idle = time.AfterFunc(d, func() {
+		quiet := time.Since(l.started) - time.Duration(l.activity.Load())
+		if quiet < d {
+			// Input or output since: wait until d after it.
+			l.mu.Lock()
+			if !l.stopped {
+				idle.Reset(d - quiet)
+			}
+			l.mu.Unlock()
+			return
+		}
+		l.end(&sessionEnd{reason: EndIdle,
+			message: fmt.Sprintf("the session had no input or output for %v, so it was ended", d)})
+	})
+	l.timers = append(l.timers, idle)
+}
+
+// apply adds the limits of the policy decision that let the session run:
+// its role's maximum duration and idle timeout (where shorter than the
+// front door's), and the end of the grant it runs under.
+func (l *liveSession) apply(d policy.Decision) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.stopped {
+		return
+	}
+	lim := d.Limits
+	if lim.MaxSession > 0 && (l.limits.MaxDuration <= 0 || lim.MaxSession < l.limits.MaxDuration) {
+		l.maxDuration(lim.MaxSession)
+	}
+	if lim.IdleTimeout > 0 && (l.limits.IdleTimeout <= 0 || lim.IdleTimeout < l.limits.IdleTimeout) {
+		l.idleTimeout(lim.IdleTimeout)
+	}
+	if d.Grant == "" {
+		return
+	}
+	l.grant = d.Grant
+	end := lim.NotAfter
+	l.timers = append(l.timers, time.AfterFunc(time.Until(end), func() {
+		l.end(grantEnd(d.Grant, "ended at "+end.UTC().Format(time.RFC3339)))
+	}))
+}
+
+// grantEnd is why a session under grant id is ended: the grant ended or
+// was revoked (how says which).
+func grantEnd(id, how string) *sessionEnd {
+	return &sessionEnd{reason: EndGrant,
+		message: fmt.Sprintf("the grant %s that allowed this session %s, so the session was ended", id, how),
+		attrs:   recorder.Attrs{"grant": id}}
+}
+
+// grantEnded ends the live sessions running under grant id.
+func (lc *lifecycle) grantEnded(id, how string) []LiveSession {
+	return lc.endWhere(func(l *liveSession) bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return l.grant == id
+	}, grantEnd(id, how))
 }
 
 // remove forgets a session that has ended.

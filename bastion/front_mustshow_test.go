@@ -291,18 +291,19 @@ func TestFrontMustShowUnprovedKey(t *testing.T) {
 	fx.verify(t)
 }
 
-// TestFrontMustShowPortForwarding: through the username form, ssh -L (a
-// local socket forwarded to an address) and ssh -W are refused with
-// "port forwarding is not allowed" and journaled as ssh.channel_refused;
-// ssh -R is refused (the client warns) and the session runs on.
-// TestFrontRefusedRequests checks -W's message; this adds its journal
-// event, and -L and -R.
+// TestFrontMustShowPortForwarding: through the username form to a command
+// target, ssh -L (a local socket forwarded to an address) and ssh -W are
+// refused (a command has no network to forward into) and journaled as
+// ssh.channel_refused; ssh -R is refused (the client warns) and the
+// session runs on. TestFrontUpstreamForward has forwards to an SSH target
+// that policy allows and denies.
 func TestFrontMustShowPortForwarding(t *testing.T) {
+	const forwardToCommand = "bastion: port forwarding reaches only SSH targets, and box is a command"
 	fx := startFront(t)
 	want := func(t *testing.T, before int, dest string) {
 		t.Helper()
 		evs := fx.ts.events(t, EventChannelRefused)[before:]
-		if len(evs) != 1 || evs[0]["reason"] != ReasonNotTargetName || evs[0]["destination"] != dest || evs[0]["channel"] != "direct-tcpip" ||
+		if len(evs) != 1 || evs[0]["reason"] != ReasonForwardCommandTarget || evs[0]["destination"] != dest || evs[0]["channel"] != "direct-tcpip" ||
 			evs[0]["identity"] != "agent-1@corp" || evs[0]["serial"] != fmt.Sprint(fx.serial) || evs[0]["user"] != "ops@box" ||
 			evs[0]["route"] != RouteUser || !strings.HasPrefix(evs[0]["client"], "127.0.0.1:") {
 			t.Fatalf("journaled %v", evs)
@@ -312,7 +313,7 @@ func TestFrontMustShowPortForwarding(t *testing.T) {
 	t.Run("W", func(t *testing.T) {
 		before := len(fx.ts.events(t, EventChannelRefused))
 		_, errOut, code := fx.sshIO(t, "ops@box", "", nil, "-W", "127.0.0.1:9")
-		if code == 0 || !strings.Contains(string(errOut), "administratively prohibited: "+jumpRefused) {
+		if code == 0 || !strings.Contains(string(errOut), "administratively prohibited: "+forwardToCommand) {
 			t.Fatalf("exit %d, stderr %q", code, errOut)
 		}
 		want(t, before, "127.0.0.1:9")
@@ -358,7 +359,7 @@ func TestFrontMustShowPortForwarding(t *testing.T) {
 		}
 		conn.Close()
 		waitUntil("refusal", func() bool {
-			return strings.Contains(errOut.String(), "administratively prohibited: "+jumpRefused)
+			return strings.Contains(errOut.String(), "administratively prohibited: "+forwardToCommand)
 		})
 		stdin.Close()
 		if err := cmd.Wait(); err != nil || out.String() != "session-ran\n" {

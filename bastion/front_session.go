@@ -16,6 +16,7 @@ import (
 	gl "github.com/gliderlabs/ssh"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder"
 )
 
@@ -292,6 +293,11 @@ type frontSession struct {
 	env   []envVar // allow-listed env requests before the start (SSH targets)
 	life  *liveSession
 
+	// decision is the policy decision that let the session run, and
+	// policyHash the hash of the policy that made it.
+	decision   policy.Decision
+	policyHash string
+
 	// mu guards pty against tell, which runs on another goroutine; the
 	// serve goroutine, which alone writes pty, reads it without mu.
 	mu      sync.Mutex
@@ -374,6 +380,16 @@ func (s *frontSession) serve(ctx context.Context, reqs <-chan *ssh.Request) {
 				}
 				command = e.Command
 			}
+			action := policy.ActionShell
+			if req.Type == "exec" {
+				action = policy.ActionExec
+				if isSCP(command) {
+					action = policy.ActionFileTransfer
+				}
+			}
+			if !s.authorize(req, action, command) {
+				return
+			}
 			// A command target's argv: what exec = "…" makes of an
 			// exec request, which may be refused.
 			var argv []string
@@ -411,6 +427,9 @@ func (s *frontSession) serve(ctx context.Context, reqs <-chan *ssh.Request) {
 			var server string
 			if sub.Name == "sftp" && s.info.target.SSH == "" {
 				server = findSFTPServer()
+			}
+			if sub.Name == "sftp" && !s.authorize(req, policy.ActionFileTransfer, "") {
+				return
 			}
 			if sub.Name != "sftp" || s.info.target.SSH == "" && server == "" {
 				// Accepted only to say why, and end: OpenSSH exits at
@@ -488,6 +507,7 @@ func (s *frontSession) sessionAttrs(kind, command string) recorder.Attrs {
 	if s.pty != nil {
 		attrs["term"] = s.pty.Term
 	}
+	s.policyAttrs(attrs)
 	return attrs
 }
 

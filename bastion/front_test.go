@@ -412,7 +412,7 @@ func TestFrontRefusedRequests(t *testing.T) {
 		t.Fatalf("subsystem: exit %d, stderr %q", code, errOut)
 	}
 	_, errOut, code = fx.sshIO(t, "ops@box", "", nil, "-W", "127.0.0.1:9")
-	if code == 0 || !strings.Contains(string(errOut), "port forwarding is not allowed") {
+	if code == 0 || !strings.Contains(string(errOut), "port forwarding reaches only SSH targets") {
 		t.Fatalf("-W: exit %d, stderr %q", code, errOut)
 	}
 }

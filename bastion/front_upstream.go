@@ -18,6 +18,7 @@ import (
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 
+	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder"
 )
 
@@ -236,7 +237,7 @@ func (u *upstream) dial(ctx context.Context, user string, auth ssh.Signer) (*ssh
 // upstreamCert certifies a fresh ed25519 key for login with the target CA,
 // valid about a minute, its key ID naming the session and the identity, so
 // that the target's own log points back to the journal.
-func (f *front) upstreamCert(sessionID, identity, login string, serial uint64, pty bool) (ssh.Signer, *ssh.Certificate, error) {
+func (f *front) upstreamCert(sessionID, identity, login string, serial uint64, extensions ...string) (ssh.Signer, *ssh.Certificate, error) {
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		return nil, nil, err
@@ -255,10 +256,13 @@ func (f *front) upstreamCert(sessionID, identity, login string, serial uint64, p
 		ValidAfter:      uint64(now.Add(-upstreamCertBackdate).Unix()),
 		ValidBefore:     uint64(now.Add(upstreamCertTTL).Unix()),
 	}
-	// Only what the session needs: a terminal if the client has one; no
-	// forwarding of any kind.
-	if pty {
-		cert.Extensions = map[string]string{"permit-pty": ""}
+	// Only what the session needs: a terminal if the client has one, port
+	// forwarding for a forward; nothing else.
+	if len(extensions) > 0 {
+		cert.Extensions = map[string]string{}
+		for _, e := range extensions {
+			cert.Extensions[e] = ""
+		}
 	}
 	if err := f.opts.Authorities.Target.Sign(cert); err != nil {
 		return nil, nil, fmt.Errorf("sign the target certificate: %w", err)
@@ -328,7 +332,11 @@ func (s *frontSession) runUpstream(ctx context.Context, kind, command string, re
 	endAttrs := recorder.Attrs{}
 	auth := u.userKey
 	if auth == nil {
-		signer, cert, err := s.f.upstreamCert(sess.ID().String(), info.identity, info.login, serial, s.pty != nil)
+		var ext []string
+		if s.pty != nil {
+			ext = append(ext, policy.PermitPTY)
+		}
+		signer, cert, err := s.f.upstreamCert(sess.ID().String(), info.identity, info.login, serial, ext...)
 		if err != nil {
 			s.upstreamFailed(ctx, sess, endAttrs, "the session failed", err)
 			return

@@ -9,6 +9,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -83,7 +85,8 @@ func startUpstream(t *testing.T) *upstreamFixture {
 	if err := os.WriteFile(kh, []byte(fmt.Sprintf("[127.0.0.1]:%s %s\n", sd.port, hostKey)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	config := frontConfig + fmt.Sprintf(`
+	// Forwards from the targets may reach loopback ports only.
+	config := strings.Replace(frontConfig, "file_transfer = true", "file_transfer = true\n  port_forwarding = [\"127.0.0.1:*\"]", 1) + fmt.Sprintf(`
 target "db1" {
   ssh      = %[1]q
   host_key = %[2]q
@@ -476,4 +479,59 @@ func TestFrontUpstreamConfigErrors(t *testing.T) {
 	if tc := cfg.Targets[0]; tc.SSH != "h:22" || tc.HostCA == nil || tc.HostKey != nil || tc.DialTimeout != DefaultDialTimeout || tc.Command != nil {
 		t.Fatalf("target: %+v", tc)
 	}
+}
+
+// TestFrontUpstreamForward: ssh -W through the username form to an SSH
+// target reaches, from the target, a destination policy allows; the bytes
+// each way are recorded as a forward session. A destination policy does
+// not allow is refused, with the rule, and journaled.
+func TestFrontUpstreamForward(t *testing.T) {
+	ux := startUpstream(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				io.Copy(c, c)
+			}()
+		}
+	}()
+	dest := ln.Addr().String()
+	payload := bytes.Repeat([]byte("forwarded bytes\n"), 4096)
+	out, errOut, code := ux.sshIO(t, ux.login+"@db1", "", payload, "-W", dest)
+	if code != 0 || !bytes.Equal(out, payload) {
+		t.Fatalf("-W %s: exit %d, %d bytes back (want %d), stderr %q", dest, code, len(out), len(payload), errOut)
+	}
+	var fwd *recordedSession
+	for _, s := range ux.sessions(t) {
+		if s.attrs["request"] == "direct-tcpip" {
+			fwd = &s
+		}
+	}
+	if fwd == nil || fwd.attrs["forward.destination"] != dest || fwd.attrs["policy.rule"] != "role:agents" || fwd.attrs["policy.hash"] == "" ||
+		fwd.attrs["identity"] != "agent-1@corp" || fwd.end["reason"] != "closed" {
+		t.Fatalf("forward recorded as %+v", fwd)
+	}
+	if in, o := fwd.stream(recorder.KindInput), fwd.stream(recorder.KindOutput); !bytes.Equal(in, payload) || !bytes.Equal(o, payload) {
+		t.Fatalf("recorded %d bytes in and %d out, want %d each", len(in), len(o), len(payload))
+	}
+
+	before := len(ux.ts.events(t, EventChannelRefused))
+	_, errOut, code = ux.sshIO(t, ux.login+"@db1", "", nil, "-W", "192.0.2.1:22")
+	if code == 0 || !strings.Contains(string(errOut), "policy denies a port forward to 192.0.2.1:22") {
+		t.Fatalf("denied forward: exit %d, stderr %q", code, errOut)
+	}
+	evs := ux.ts.events(t, EventChannelRefused)[before:]
+	if len(evs) != 1 || evs[0]["reason"] != ReasonPolicyDenied || evs[0]["destination"] != "192.0.2.1:22" || !strings.Contains(evs[0]["detail"], "rule") {
+		t.Fatalf("journaled %v", evs)
+	}
+	ux.verify(t)
 }

@@ -10,9 +10,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -70,6 +70,16 @@ type Server struct {
 	configSHA256, configErr string
 
 	krlMu sync.Mutex // serializes KRL writes
+
+	// grants are the just-in-time grants.
+	grants *certauth.Grants
+
+	// policy is the policy in force; ReloadPolicy swaps it.
+	policy atomic.Pointer[policy.Policy]
+	// reloadMu serializes reloads; policyStamp (guarded by it) is what
+	// the policy's files looked like when last read.
+	reloadMu    sync.Mutex
+	policyStamp string
 }
 
 // NewServer checks the configuration against the keys, loads the
@@ -109,7 +119,6 @@ func NewServer(ctx context.Context, opts ServerOptions) (_ *Server, err error) {
 		providers = append(providers, p.ProviderConfig)
 		issuers = append(issuers, certauth.IssuerInfo{Name: p.Name, Issuer: p.Issuer, Audience: p.Audiences, DeviceClientID: p.DeviceClientID, DeviceScopes: p.DeviceScopes})
 	}
-	roles := slices.Clone(cfg.Roles)
 	if opts.Dev != nil && len(cfg.Providers) > 0 {
 		return nil, errors.New("the development issuer cannot run beside real identity providers: anyone who can read the home could mint tokens for their roles; drop --dev, or use a configuration without identity_provider blocks")
 	}
@@ -124,9 +133,6 @@ func NewServer(ctx context.Context, opts ServerOptions) (_ *Server, err error) {
 		s.devURL, s.devRun = url, run
 		providers = append(providers, certauth.ProviderConfig{Name: DevProviderName, Issuer: url, Audiences: []string{certauth.DevAudience}, Delegation: true})
 		issuers = append(issuers, certauth.IssuerInfo{Name: DevProviderName, Issuer: url, Audience: []string{certauth.DevAudience}})
-		if len(roles) == 0 && len(opts.DevLogins) > 0 {
-			roles = append(roles, DevRole(opts.DevLogins))
-		}
 	}
 	if len(providers) == 0 {
 		return nil, errors.New("no identity provider is configured: add an identity_provider block (or use --dev to try bastion with the development issuer)")
@@ -135,19 +141,37 @@ func NewServer(ctx context.Context, opts ServerOptions) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	pol, err := policy.New(roles)
-	if err != nil {
+	pol := cfg.Policy
+	if pol == nil {
+		// A configuration built in code, not read from a file.
+		if pol, err = policy.New(nil); err != nil {
+			return nil, err
+		}
+	}
+	if pol, err = s.withDevRole(pol); err != nil {
 		return nil, err
 	}
-	if len(roles) == 0 {
-		s.log.Warn("no roles are configured: every certificate request will be refused")
+	if len(pol.Roles) == 0 {
+		s.log.Warn("no roles are configured: every certificate request and every session will be refused")
 	}
+	for _, w := range cfg.PolicyWarnings {
+		s.log.Warn("policy: " + w.String())
+	}
+	s.policy.Store(pol)
+	s.policyStamp = s.stampPolicy()
 
 	snap, err := opts.Store.Snapshot(ctx)
 	if err != nil {
 		return nil, err
 	}
 	s.registry, err = certauth.LoadRegistry(ctx, snap, s.now(), false)
+	if err == nil {
+		s.grants, err = certauth.OpenGrants(ctx, snap, certauth.GrantsOptions{
+			Journal: opts.Journal, Policy: func() certauth.GrantPolicy { return s.Policy() },
+			PendingTTL: cfg.Grants.PendingTTL, WebhookURL: cfg.Grants.WebhookURL, OnEnd: s.grantEnded,
+			Logger: s.log.Named("grants"), Now: s.now,
+		})
+	}
 	snap.Close()
 	if err != nil {
 		return nil, fmt.Errorf("journal %w", err)
@@ -163,7 +187,7 @@ func NewServer(ctx context.Context, opts ServerOptions) (_ *Server, err error) {
 	s.issuer, err = certauth.NewIssuer(ctx, certauth.IssuerOptions{
 		CA: opts.Authorities.User, OtherCAs: []*certauth.Authority{opts.Authorities.Host, opts.Authorities.Target}, Verifier: verifier, Policy: pol, Journal: opts.Journal, Registry: s.registry,
 		MinRSABits: cfg.Certificates.MinRSABits, MaxTTL: cfg.Certificates.MaxTTL, Backdate: cfg.Certificates.Backdate,
-		Now: s.now, Logger: s.log.Named("ca"),
+		Grants: s.activeGrants, Now: s.now, Logger: s.log.Named("ca"),
 	})
 	if err != nil {
 		return nil, err
@@ -190,7 +214,7 @@ func NewServer(ctx context.Context, opts ServerOptions) (_ *Server, err error) {
 		},
 		RatePerIdentity: cfg.API.RatePerIdentity, BurstPerIdentity: cfg.API.BurstPerIdentity,
 		RatePerAddress: cfg.API.RatePerAddress, BurstPerAddress: cfg.API.BurstPerAddress,
-		Logger: s.log.Named("api"), Now: s.now,
+		Grants: s.grants, Logger: s.log.Named("api"), Now: s.now,
 	})
 	s.apiLn, err = net.Listen("tcp", cfg.API.Listen)
 	if err != nil {
@@ -204,6 +228,7 @@ func NewServer(ctx context.Context, opts ServerOptions) (_ *Server, err error) {
 		s.front, err = newFront(frontOptions{
 			Config: cfg.SSH, Targets: cfg.Targets, Home: opts.Home, Authorities: opts.Authorities,
 			Registry: s.registry, Journal: opts.Journal, Logger: s.log.Named("ssh"), Now: s.now, Lifecycle: s.life, Metrics: s.metrics,
+			Policy: s.Policy, Grants: s.activeGrants,
 		})
 		if err != nil {
 			return nil, err
@@ -230,6 +255,9 @@ func (s *Server) hashConfig() {
 }
 
 func (s *Server) closeListeners() {
+	if s.grants != nil {
+		s.grants.Close()
+	}
 	for _, ln := range []net.Listener{s.apiLn, s.adminLn} {
 		if ln != nil {
 			ln.Close()
@@ -364,6 +392,7 @@ func (s *Server) startedAttrs() recorder.Attrs {
 	if s.devURL != "" {
 		a["dev-issuer"] = s.devURL
 	}
+	a["policy.hash"] = s.Policy().Hash()
 	return a
 }
 
@@ -382,6 +411,9 @@ func (s *Server) Run(ctx context.Context) error {
 			s.devRun(done)
 		}
 		return fmt.Errorf("journal the start of serving: %w", err)
+	}
+	if err := s.journalPolicy(ctx, s.Policy(), s.opts.Config.PolicyWarnings, ReloadStart, nil); err != nil {
+		s.log.Error("journal the policy in force", "error", err)
 	}
 	parent := ctx
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -421,6 +453,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if s.front != nil {
 		serve("SSH", func() error { return s.front.serve(ctx) })
 	}
+	wg.Go(func() { s.watchPolicy(ctx) })
 	// Expired certificates leave the registry (and the KRL) once a minute.
 	wg.Go(func() {
 		t := time.NewTicker(time.Minute)
@@ -462,6 +495,7 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	}
 	wg.Wait()
+	s.grants.Close()
 	close(errs)
 	for e := range errs {
 		err = errors.Join(err, e)

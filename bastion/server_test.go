@@ -192,9 +192,12 @@ role "agents" {
     subjects  = ["agent-*"]
     claims    = { repository = ["bank/*"] }
   }
+  targets = ["*"]
   logins  = ["%LOGIN%", "deploy"]
   max_ttl = "5m"
-  permit  = ["permit-pty"]
+  pty           = true
+  shell         = true
+  file_transfer = true
 }
 `
 

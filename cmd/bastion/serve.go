@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"os/signal"
 	"os/user"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -39,7 +42,10 @@ are kept in an OpenSSH KRL file for targets' RevokedKeys, rewritten on every
 revocation ("bastion certs revoke" talks to the running server).
 
 The configuration file (HCL) names the home directory, the journal, the
-listener, the identity providers and the roles; see docs/configuration.md.
+listeners, the identity providers, the targets and the policy (its role
+blocks, or policy = "FILE or DIRECTORY"); see docs/policy.md. The policy is
+read again on SIGHUP and whenever its files change: a file with mistakes is
+refused with them, journaled, and the policy in force stays.
 Errors in it are reported as FILE:LINE:COL. Without tls_cert and tls_key
 the API serves a self-signed certificate kept in the home directory, and
 serve prints its fingerprint for "bastion login --ca-fingerprint".
@@ -185,6 +191,24 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.stdout, "  DEVELOPMENT ISSUER (never in production): %s\n", u)
 		fmt.Fprintf(e.stdout, "  a token:   bastion dev token --sub agent-1 > FILE\n")
 	}
+	fmt.Fprintf(e.stdout, "  policy:    %s (kill -HUP %d, or edit it, to reload)\n", srv.Policy().Hash(), os.Getpid())
+	// SIGHUP reads the policy again; a bad one is refused, journaled, and
+	// the old one stays.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				if err := srv.ReloadPolicy(ctx, bastion.ReloadSignal); err != nil {
+					fmt.Fprintf(e.stderr, "bastion serve: policy reload refused, the old policy stays:\n%v\n", err)
+				}
+			}
+		}
+	}()
 	err = srv.Run(ctx)
 	if ctx.Err() != nil && err == nil {
 		fmt.Fprintln(e.stdout, "bastion serve: stopped")

@@ -1,0 +1,180 @@
+package bastion
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/bastionhq/bastion/policy"
+	"github.com/bastionhq/bastion/recorder"
+)
+
+// Reasons of refused port forwards, as journaled.
+const (
+	ReasonForwardCommandTarget = "forward_to_command_target"
+	ReasonForwardNotPermitted  = "forward_not_in_certificate"
+)
+
+// handleForward serves a local port forward (ssh -L, or -W) on a
+// connection routed to an SSH target: where policy allows the
+// destination, the bastion opens it from the target over a connection of
+// its own, and records the forward as a session of its own (kind
+// "forward": origin and destination in the start leaf, the bytes each way
+// as input and output frames), record then forward like every session.
+// Command targets have no network to forward into: refused.
+func (f *front) handleForward(conn *ssh.ServerConn, info *authInfo, nc ssh.NewChannel, req directTCPIP, ctx context.Context) {
+	dest := net.JoinHostPort(req.Host, strconv.FormatUint(uint64(req.Port), 10))
+	origin := net.JoinHostPort(req.OriginHost, strconv.FormatUint(uint64(req.OriginPort), 10))
+	refuse := func(reason, detail, msg string) {
+		f.channelRefused(conn, info, nc.ChannelType(), dest, reason, detail)
+		nc.Reject(ssh.Prohibited, "bastion: "+msg)
+	}
+	if info.target.SSH == "" {
+		refuse(ReasonForwardCommandTarget, info.target.Name, "port forwarding reaches only SSH targets, and "+info.target.Name+" is a command")
+		return
+	}
+	if _, ok := info.cert.Extensions[policy.PermitPortForwarding]; !ok {
+		refuse(ReasonForwardNotPermitted, "", "your certificate does not permit port forwarding")
+		return
+	}
+	q := f.request(info, info.login, info.target.Name, policy.ActionForward)
+	q.Forward = dest
+	d, hash := f.decide(q)
+	if !d.Allow {
+		refuse(ReasonPolicyDenied, d.Reason+" (rule "+d.Rule+")", "policy denies a port forward to "+dest+": "+d.Reason)
+		return
+	}
+	if !f.startSession() {
+		nc.Reject(ssh.ResourceShortage, "bastion: shutting down")
+		return
+	}
+	defer f.sessions.Done()
+	lc := f.lifecycle()
+	lctx, life, err := lc.add(ctx, info)
+	if err != nil {
+		nc.Reject(ssh.ResourceShortage, "bastion: "+err.Error())
+		return
+	}
+	defer lc.remove(life)
+	life.apply(d)
+	if err := f.opts.Journal.Err(); err != nil {
+		nc.Reject(ssh.ResourceShortage, "bastion: the journal is failing, so nothing can be recorded")
+		return
+	}
+
+	attrs := recorder.Attrs{
+		"kind": "ssh", "request": "direct-tcpip", "identity": info.identity,
+		"serial": strconv.FormatUint(info.serial, 10), "key-id": info.cert.KeyId, "login": info.login,
+		"target": info.target.Name, "client": info.client, "target-kind": "ssh",
+		"upstream.address": info.target.SSH, "upstream.user": info.login,
+		"forward.destination": dest, "forward.origin": origin,
+	}
+	if info.route != "" {
+		attrs["route"] = info.route
+	}
+	(&frontSession{decision: d, policyHash: hash}).policyAttrs(attrs)
+	u := f.upstreams[info.target.Name]
+	var serial uint64
+	if u.userKey != nil {
+		attrs["upstream.auth"] = "key"
+	} else {
+		if serial, err = randomSerial(); err != nil {
+			nc.Reject(ssh.ConnectionFailed, "bastion: "+err.Error())
+			return
+		}
+		attrs["upstream.auth"] = "certificate"
+		attrs["upstream.serial"] = strconv.FormatUint(serial, 10)
+	}
+	sess, err := f.opts.Journal.StartSession(lctx, recorder.SessionInfo{Attrs: attrs,
+		Summary: fmt.Sprintf("%s %s@%s: forward to %s", info.identity, info.login, info.target.Name, dest)})
+	if err != nil {
+		f.log.Error("start recording a port forward", "error", err, "identity", info.identity)
+		nc.Reject(ssh.ResourceShortage, "bastion: the forward cannot be recorded, so it is not opened")
+		return
+	}
+	life.setID(sess.ID().String())
+	rec := journalRecorder{sess, life}
+	end := recorder.Attrs{"reason": "closed"}
+	finish := func(reason string, err error) {
+		if reason != "" {
+			end["reason"] = reason
+		}
+		if err != nil {
+			end["detail"] = err.Error()
+		}
+		if e := endCause(lctx); e != nil {
+			end["reason"], end["detail"] = e.reason, e.message
+			for k, v := range e.attrs {
+				end[k] = v
+			}
+		}
+		if err := sess.End(context.WithoutCancel(lctx), end); err != nil {
+			f.log.Error("end recording a port forward", "error", err, "session", sess.ID().String())
+		}
+	}
+
+	auth := u.userKey
+	if auth == nil {
+		signer, cert, err := f.upstreamCert(sess.ID().String(), info.identity, info.login, serial, policy.PermitPortForwarding)
+		if err != nil {
+			finish("error", err)
+			nc.Reject(ssh.ConnectionFailed, "bastion: the forward failed")
+			return
+		}
+		auth = signer
+		end["upstream.key-id"] = cert.KeyId
+	}
+	client, hostKey, err := u.dial(lctx, info.login, auth)
+	if err != nil {
+		finish("error", fmt.Errorf("connect to %s: %w", info.target.SSH, err))
+		nc.Reject(ssh.ConnectionFailed, "bastion: the target cannot be reached")
+		return
+	}
+	defer client.Close()
+	end["upstream.host-key.sha256"] = ssh.FingerprintSHA256(hostKey)
+	tc, err := client.Dial("tcp", dest)
+	if err != nil {
+		finish("refused-by-target", err)
+		nc.Reject(ssh.ConnectionFailed, "bastion: the target could not connect to "+dest)
+		return
+	}
+	defer tc.Close()
+	ch, reqs, err := nc.Accept()
+	if err != nil {
+		finish("error", err)
+		return
+	}
+	defer ch.Close()
+	go ssh.DiscardRequests(reqs)
+
+	// The client's bytes are recorded as input and reach the destination;
+	// the destination's are recorded as output and reach the client.
+	closeWrite := func() {
+		if cw, ok := tc.(interface{ CloseWrite() error }); ok {
+			cw.CloseWrite()
+		}
+	}
+	p := startPipes(lctx, rec, pipeEnds{
+		Stdin: ch, Input: tc, EndInput: closeWrite,
+		Stdout: tc, ToStdout: ch, Stderr: strings.NewReader(""), ToStderr: io.Discard,
+	}, func() { tc.Close(); ch.Close() })
+	stop := context.AfterFunc(lctx, func() { p.stop(context.Cause(lctx)) })
+	defer stop()
+	<-p.outputDone
+	ch.CloseWrite()
+	switch err := p.err(); {
+	case errors.Is(err, ErrRecordingFailed):
+		f.log.Error("port forward ended: recording failed", "session", sess.ID().String(), "error", err)
+		finish("recording-failed", err)
+	case err != nil:
+		finish("", err)
+	default:
+		finish("", nil)
+	}
+}

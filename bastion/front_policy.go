@@ -1,0 +1,177 @@
+package bastion
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/bastionhq/bastion/policy"
+	"github.com/bastionhq/bastion/recorder"
+)
+
+// Reasons of refusals decided by policy, as journaled.
+const (
+	// ReasonNotPermitted refuses a login to a target no rule lets the
+	// identity reach. The client is told no more than for a target that
+	// does not exist.
+	ReasonNotPermitted = "target_not_permitted"
+	// ReasonPolicyDenied refuses a request (shell, exec, sftp, a forward)
+	// that policy denies.
+	ReasonPolicyDenied = "policy_denied"
+)
+
+// EventPolicyDecision is the journal event of a port forward's or other
+// non-session decision; sessions carry theirs in their start leaf.
+const EventPolicyDecision = "policy.decision"
+
+// currentPolicy is the policy in force: reloads swap it.
+func (f *front) currentPolicy() *policy.Policy {
+	if f.opts.Policy == nil {
+		return nil
+	}
+	return f.opts.Policy()
+}
+
+// request is the policy question of info's connection asking action.
+func (f *front) request(info *authInfo, login, target string, action policy.Action) policy.SessionRequest {
+	now := f.now()
+	req := policy.SessionRequest{Identity: info.who, Target: target, Login: login, Time: now, Action: action}
+	if ap, err := netip.ParseAddrPort(info.client); err == nil {
+		req.ClientAddress = ap.Addr().Unmap()
+	}
+	if f.opts.Grants != nil && info.who != nil {
+		req.Grants = f.opts.Grants(info.who.String(), now)
+	}
+	return req
+}
+
+// decide asks the policy in force; with none, everything is denied.
+func (f *front) decide(req policy.SessionRequest) (policy.Decision, string) {
+	p := f.currentPolicy()
+	if p == nil || req.Identity == nil {
+		return policy.Decision{Rule: "default", Reason: "no policy is in force"}, ""
+	}
+	return p.Session(req), p.Hash()
+}
+
+// mayReach is the authentication-time question: may the connection's
+// identity reach target as login at all?
+func (f *front) mayReach(info *authInfo, login, target string) (policy.Decision, bool) {
+	d, _ := f.decide(f.request(info, login, target, policy.ActionConnect))
+	return d, d.Allow
+}
+
+// mayReachAny reports whether the identity may reach target as any of
+// the certificate's principals (ssh -J's channel, before the inner login
+// is known).
+func (f *front) mayReachAny(info *authInfo, target string) bool {
+	for _, l := range info.cert.ValidPrincipals {
+		if _, ok := f.mayReach(info, l, target); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// isSCP reports whether an exec command is scp's remote end (scp -t to
+// receive, -f to send): a file transfer, decided as one.
+func isSCP(command string) bool {
+	words := strings.Fields(command)
+	if len(words) < 2 || words[0] != "scp" {
+		return false
+	}
+	for _, w := range words[1:] {
+		if !strings.HasPrefix(w, "-") || w == "--" {
+			break
+		}
+		if strings.ContainsAny(w[1:], "tf") {
+			return true
+		}
+	}
+	return false
+}
+
+// authorize asks policy whether the session may run a shell, an exec
+// command or a file transfer. If it may, the decision is kept for the
+// session's start leaf and its limits applied; if not, the client is told
+// why on its stderr, the refusal is journaled, and the session ends with
+// exit status 1. The request was accepted only to say why: OpenSSH exits
+// at once on a refused exec or subsystem.
+func (s *frontSession) authorize(req *ssh.Request, action policy.Action, command string) bool {
+	info := s.info
+	q := s.f.request(info, info.login, info.target.Name, action)
+	q.Command = command
+	q.PTY = s.pty != nil
+	d, hash := s.f.decide(q)
+	if d.Allow {
+		s.decision, s.policyHash = d, hash
+		if s.life != nil {
+			s.life.apply(d)
+		}
+		return true
+	}
+	req.Reply(true, nil)
+	attrs := recorder.Attrs{
+		"reason": ReasonPolicyDenied, "request": req.Type, "action": string(action),
+		"user": info.login + "@" + info.target.Name, "target": info.target.Name, "login": info.login,
+		"identity": info.identity, "serial": strconv.FormatUint(info.serial, 10), "key-id": info.cert.KeyId,
+		"client": info.client, "policy.rule": d.Rule, "detail": d.Reason,
+	}
+	if hash != "" {
+		attrs["policy.hash"] = hash
+	}
+	if command != "" {
+		attrs["command"] = command
+	}
+	if info.route != "" {
+		attrs["route"] = info.route
+	}
+	s.f.log.Info("ssh request denied by policy", "identity", info.identity, "target", info.target.Name, "login", info.login, "action", action, "rule", d.Rule, "client", info.client)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := s.f.opts.Journal.AppendEvent(ctx, EventRequestRefused, attrs); err != nil {
+		s.f.log.Error("journal a refused ssh request", "error", err)
+	}
+	s.say("%s", deniedMessage(action, command, d))
+	s.exit(Result{ExitCode: 1})
+	return false
+}
+
+// deniedMessage is what the client reads when policy denies a request.
+func deniedMessage(action policy.Action, command string, d policy.Decision) string {
+	what := map[policy.Action]string{
+		policy.ActionShell: "an interactive shell", policy.ActionFileTransfer: "file transfer",
+		policy.ActionExec: fmt.Sprintf("the command %q", command),
+	}[action]
+	if what == "" {
+		what = string(action)
+	}
+	msg := "policy denies " + what
+	if d.Reason != "" {
+		msg += ": " + d.Reason
+	}
+	return msg + " (rule " + d.Rule + ")"
+}
+
+// policyAttrs adds to a session's start leaf the decision that let it
+// run: the rule, the grant if any, and the hash of the policy in force.
+func (s *frontSession) policyAttrs(attrs recorder.Attrs) {
+	d := s.decision
+	if d.Rule == "" {
+		return
+	}
+	attrs["policy.rule"] = d.Rule
+	attrs["policy.hash"] = s.policyHash
+	if d.Grant != "" {
+		attrs["policy.grant"] = d.Grant
+		attrs["policy.grant.end"] = d.Limits.NotAfter.UTC().Format(time.RFC3339)
+	}
+	if d.Limits.Masking != "" {
+		attrs["policy.masking"] = d.Limits.Masking
+	}
+}
