@@ -43,7 +43,8 @@ type Options struct {
 	Key *JournalKey
 	// Logger receives the writer's log lines. If nil, nothing is logged.
 	Logger hclog.Logger
-	// Now is the wall clock. If nil, time.Now is used.
+	// Now is the clock: wall times, and frames' offsets from their
+	// session's start (monotonic with time.Now). If nil, time.Now is used.
 	Now func() time.Time
 	// PublishInterval is how often a checkpoint is kept while the log
 	// grows (every commit is signed; this is how often one is kept

@@ -25,7 +25,7 @@ type Session struct {
 	id      SessionID
 	num     int64
 	summary string
-	start   time.Time // carries the monotonic clock reading
+	start   time.Time // from Options.Now; time.Now's carries the monotonic reading
 
 	// chain is owned by the writer goroutine (seal, sealEnd).
 	chain *Chainer
@@ -61,7 +61,7 @@ func (j *Journal) StartSession(ctx context.Context, info SessionInfo) (*Session,
 	if err != nil {
 		return nil, fmt.Errorf("recorder: session id: %w", err)
 	}
-	s := &Session{j: j, id: SessionID(u), summary: info.Summary, start: time.Now(), progress: make(chan struct{}), failed: make(chan struct{})}
+	s := &Session{j: j, id: SessionID(u), summary: info.Summary, start: j.now(), progress: make(chan struct{}), failed: make(chan struct{})}
 	s.chain = NewChainer(ChainSeed(s.id))
 	l := &Leaf{Type: LeafSessionStart, Session: s.id, Attrs: info.Attrs}
 	if _, err := l.Encode(); err != nil {
@@ -158,7 +158,7 @@ func (s *Session) append(kind Kind, channel uint32, p []byte) (uint64, error) {
 		seq:     s.nextSeq,
 		kind:    kind,
 		channel: channel,
-		monoNS:  int64(time.Since(s.start)),
+		monoNS:  int64(s.j.now().Sub(s.start)),
 		wallNS:  s.j.now().UnixNano(),
 		payload: append(make([]byte, 0, len(p)), p...), // never nil: an empty payload is an empty blob
 	}

@@ -640,7 +640,45 @@ func (s *sqliteSnapshot) FrameSessions(ctx context.Context) ([]int64, error) {
 }
 
 func (s *sqliteSnapshot) Frames(ctx context.Context, session int64, fn func(*Frame) error) error {
-	rows, err := s.conn.QueryContext(ctx, "SELECT id, seq, kind, channel, mono_ns, wall_ns, payload, chain FROM frames WHERE session = ? ORDER BY seq", session)
+	return s.frames(ctx, session, fn, "", nil)
+}
+
+func (s *sqliteSnapshot) FrameRange(ctx context.Context, session, from, to int64, fn func(*Frame) error) error {
+	return s.frames(ctx, session, fn, " AND seq >= ? AND seq < ?", []any{from, to})
+}
+
+func (s *sqliteSnapshot) FrameAt(ctx context.Context, session, monoNS int64) (int64, error) {
+	var hi int64
+	if err := s.conn.QueryRowContext(ctx, "SELECT coalesce(max(seq), 0) FROM frames WHERE session = ?", session).Scan(&hi); err != nil {
+		return 0, err
+	}
+	// The last seq in [1, hi] whose mono_ns <= monoNS, over the unique
+	// (session, seq) index: about log2(frames) point lookups.
+	lo := int64(0) // invariant: frame lo is at or before monoNS (0: none is)
+	for lo < hi {
+		mid := lo + (hi-lo+1)/2
+		var mono intColumn
+		err := s.conn.QueryRowContext(ctx, "SELECT mono_ns FROM frames WHERE session = ? AND seq = ?", session, mid).Scan(&mono)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			// A gap (a deleted frame): search below it; verification
+			// reports the gap.
+			hi = mid - 1
+			continue
+		case err != nil:
+			return 0, err
+		}
+		if mono.ok && mono.v <= monoNS {
+			lo = mid
+		} else {
+			hi = mid - 1
+		}
+	}
+	return lo, nil
+}
+
+func (s *sqliteSnapshot) frames(ctx context.Context, session int64, fn func(*Frame) error, where string, args []any) error {
+	rows, err := s.conn.QueryContext(ctx, "SELECT id, seq, kind, channel, mono_ns, wall_ns, payload, chain FROM frames WHERE session = ?"+where+" ORDER BY seq", append([]any{session}, args...)...)
 	if err != nil {
 		return err
 	}

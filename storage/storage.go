@@ -184,6 +184,16 @@ type Snapshot interface {
 	// Frames calls fn for the frames of one session in Seq order. The
 	// Frame's slices are valid only during the call.
 	Frames(ctx context.Context, session int64, fn func(*Frame) error) error
+	// FrameRange is Frames for the frames with from <= Seq < to only,
+	// found through the (session, seq) index without reading the others.
+	FrameRange(ctx context.Context, session, from, to int64, fn func(*Frame) error) error
+	// FrameAt returns the Seq of the last frame of session whose MonoNS is
+	// at most monoNS, or 0 when there is none. It relies on the recorder
+	// writing MonoNS non-decreasing in Seq and does a binary search over
+	// Seq, a few index lookups whatever the session's size. On frames
+	// whose times were edited it returns some frame; verification is what
+	// finds the edit.
+	FrameAt(ctx context.Context, session, monoNS int64) (int64, error)
 	// Hashes reads stored tree hashes by index.
 	Hashes(ctx context.Context, indexes []int64) ([][]byte, error)
 	// Published lists published checkpoints in TreeSize order.

@@ -12,6 +12,8 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/bastionhq/bastion/bastion"
+	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/storage"
 )
 
 func init() {
@@ -30,24 +32,42 @@ func init() {
 }
 
 const sessionsListUsage = `Usage:
-    bastion sessions list [--db FILE] [--json]
+    bastion sessions list [--db FILE] [--identity ID] [--target NAME]
+                          [--login USER] [--since T] [--until T]
+                          [--state live|ended|abandoned] [--json]
 
 Lists the journal's sessions, oldest first: ID, start time (UTC), state,
-duration, frames, bytes in and out, and the command. A session is "ended"
-once its end record is committed, and "open" before that: it is being
-recorded, or its recorder stopped without ending it (see "bastion verify").
+duration, frames, bytes in and out, who (identity, or the local user), the
+target or host, and the command. A session is "live" until its end record
+is committed (it is being recorded, or its recorder stopped and no writer
+has opened the journal since), "abandoned" when a later writer ended it
+after its recorder stopped, and "ended" otherwise.
+
+The filters combine: --identity, --target and --login match the session's
+start record exactly (a local "bastion record" matches --identity on its OS
+user and --target on its host); --since and --until (RFC 3339 times or
+dates, e.g. 2026-11-27 or 2026-11-27T10:00:00Z) keep the sessions active at
+some time in between.
 
 This is the journal's index, for finding sessions; "bastion verify" is what
 proves the records behind it.
 
 Flags:
-    --db FILE   the journal (default: journal.db in the home directory)
-    --json      one JSON array: id, started, ended (absent while open),
-                state, frames, in_bytes, out_bytes, summary
+    --db FILE          the journal (default: journal.db in the home directory)
+    --identity ID      only sessions of this identity
+    --target NAME      only sessions to this target
+    --login USER       only sessions as this login
+    --since T          only sessions that were active at or after T
+    --until T          only sessions that started at or before T
+    --state S          only live, ended or abandoned sessions
+    --json             one JSON array: id, started, ended (absent while live),
+                       state, end_reason, identity, target, login, client,
+                       kind, frames, in_bytes, out_bytes, summary
 
 Examples:
     $ bastion sessions list
-    $ bastion sessions list --json | jq -r '.[] | select(.state == "open") | .id'`
+    $ bastion sessions list --identity https://token.actions.githubusercontent.com#repo:bank/app --since 2026-11-01
+    $ bastion sessions list --state live --json | jq -r '.[].id'`
 
 const sessionsKillUsage = `Usage:
     bastion sessions kill [--reason TEXT] [--json] ID
@@ -59,7 +79,7 @@ end record says "killed", by whom (the uid and pid the kernel reports) and
 why.
 
 ID is the session's ID as "sessions list" shows it, or enough of its
-beginning to name one live session. A live session is listed as "open".
+beginning to name one live session. A live session is listed as "live".
 
 It exits 1 if no live session has that ID (it has ended, or it is not one
 of this server's), or if no server is running for this home.
@@ -70,7 +90,7 @@ Flags:
                     login, target, client, started
 
 Examples:
-    $ bastion sessions list --json | jq -r '.[] | select(.state == "open") | .id'
+    $ bastion sessions list --state live --json | jq -r '.[].id'
     $ bastion sessions kill --reason "runaway migration, see CHG-1234" 0190b3c4-1f2e-7a6b-8c9d-0e1f2a3b4c5d
     $ bastion sessions kill 0190b3c4`
 
@@ -94,7 +114,7 @@ func runSessionsKill(ctx context.Context, e *env, args []string) error {
 	case errors.Is(err, bastion.ErrNoServer):
 		return withHint(fmt.Errorf("%w: no session is live", err), `a session runs only while "bastion serve" does`)
 	case errors.Is(err, bastion.ErrNoLiveSession):
-		return withHint(err, `"bastion sessions list" shows the sessions; a live one is "open"`)
+		return withHint(err, `"bastion sessions list" shows the sessions; a live one is "live"`)
 	case err != nil:
 		return err
 	}
@@ -109,40 +129,105 @@ func runSessionsKill(ctx context.Context, e *env, args []string) error {
 }
 
 type sessionJSON struct {
-	ID       string     `json:"id"`
-	Started  time.Time  `json:"started"`
-	Ended    *time.Time `json:"ended,omitempty"`
-	State    string     `json:"state"`
-	Frames   int64      `json:"frames"`
-	InBytes  int64      `json:"in_bytes"`
-	OutBytes int64      `json:"out_bytes"`
-	Summary  string     `json:"summary"`
+	ID        string     `json:"id"`
+	Started   time.Time  `json:"started"`
+	Ended     *time.Time `json:"ended,omitempty"`
+	State     string     `json:"state"`
+	EndReason string     `json:"end_reason,omitempty"`
+	Identity  string     `json:"identity,omitempty"`
+	Target    string     `json:"target,omitempty"`
+	Login     string     `json:"login,omitempty"`
+	Client    string     `json:"client,omitempty"`
+	Kind      string     `json:"kind,omitempty"`
+	Frames    int64      `json:"frames"`
+	InBytes   int64      `json:"in_bytes"`
+	OutBytes  int64      `json:"out_bytes"`
+	Summary   string     `json:"summary"`
+
+	start recorder.Attrs // the start leaf's attributes
 }
 
-func runSessionsList(ctx context.Context, e *env, args []string) error {
-	fs := e.flags()
-	db := fs.String("db", "", "journal `FILE`")
-	asJSON := fs.Bool("json", false, "JSON output")
-	if err := fs.Parse(args); err != nil {
-		return err
+// sessionFilter selects sessions by the flags list and search share.
+type sessionFilter struct {
+	identity, target, login, state string
+	since, until                   string
+	sinceT, untilT                 time.Time
+}
+
+func (f *sessionFilter) register(fs *flagSet) {
+	fs.StringVar(&f.identity, "identity", "", "identity `ID`")
+	fs.StringVar(&f.target, "target", "", "target `NAME`")
+	fs.StringVar(&f.login, "login", "", "login `USER`")
+	fs.StringVar(&f.since, "since", "", "start `TIME`")
+	fs.StringVar(&f.until, "until", "", "end `TIME`")
+	fs.StringVar(&f.state, "state", "", "live, ended or abandoned")
+}
+
+func (f *sessionFilter) check() error {
+	switch f.state {
+	case "", "live", "ended", "abandoned":
+	default:
+		return usageErrorf("--state %q: want live, ended or abandoned", f.state)
 	}
-	if fs.NArg() > 0 {
-		return usageErrorf("sessions list takes no arguments")
+	var err error
+	if f.since != "" {
+		if f.sinceT, err = parseTime(f.since); err != nil {
+			return usageErrorf("--since: %v", err)
+		}
 	}
-	snap, st, _, err := openSnapshot(ctx, e, *db)
-	if err != nil {
-		return err
+	if f.until != "" {
+		if f.untilT, err = parseTime(f.until); err != nil {
+			return usageErrorf("--until: %v", err)
+		}
 	}
-	defer st.Close()
-	defer snap.Close()
+	return nil
+}
+
+func parseTime(s string) (time.Time, error) {
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02 15:04:05", "2006-01-02"} {
+		if t, err := time.ParseInLocation(layout, s, time.UTC); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("%q is not an RFC 3339 time or a date (2006-01-02)", s)
+}
+
+func (f *sessionFilter) match(s *sessionJSON) bool {
+	switch {
+	case f.identity != "" && s.Identity != f.identity,
+		f.target != "" && s.Target != f.target,
+		f.login != "" && s.Login != f.login,
+		f.state != "" && s.State != f.state,
+		!f.untilT.IsZero() && s.Started.After(f.untilT),
+		!f.sinceT.IsZero() && s.Ended != nil && s.Ended.Before(f.sinceT):
+		return false
+	}
+	return true
+}
+
+// listSessions reads the sessions index and each session's start and end
+// leaves (for who, where and how it ended), and keeps those f matches.
+// The leaves are read as stored: "bastion verify" and "sessions show" are
+// what prove them.
+func listSessions(ctx context.Context, snap storage.Snapshot, f *sessionFilter) ([]sessionJSON, error) {
 	rows, err := snap.Sessions(ctx)
 	if err != nil {
-		return fmt.Errorf("read sessions: %w", err)
+		return nil, fmt.Errorf("read sessions: %w", err)
+	}
+	leafAttrs := func(idx int64) recorder.Attrs {
+		var a recorder.Attrs
+		snap.Leaves(ctx, idx, idx+1, func(l storage.Leaf) error {
+			if pl, err := recorder.ParseLeaf(l.Data); err == nil {
+				a = pl.Attrs
+			}
+			return nil
+		})
+		return a
 	}
 	list := make([]sessionJSON, 0, len(rows))
 	for _, r := range rows {
 		s := sessionJSON{
-			Started: time.Unix(0, r.StartedNS).UTC(), State: "open",
+			Started: time.Unix(0, r.StartedNS).UTC(), State: "live",
 			Frames: r.Frames, InBytes: r.InBytes, OutBytes: r.OutBytes, Summary: r.Summary,
 		}
 		if id, err := uuid.FromBytes(r.ID); err == nil {
@@ -150,11 +235,50 @@ func runSessionsList(ctx context.Context, e *env, args []string) error {
 		} else {
 			s.ID = fmt.Sprintf("%x", r.ID)
 		}
+		s.start = leafAttrs(r.StartLeaf)
+		s.Identity, s.Target, s.Login, s.Client, s.Kind = s.start["identity"], s.start["target"], s.start["login"], s.start["client"], s.start["kind"]
+		if s.Kind == "record" {
+			s.Identity, s.Target = s.start["user"], s.start["host"]
+		}
 		if r.Ended() {
 			t := time.Unix(0, r.EndedNS).UTC()
 			s.Ended, s.State = &t, "ended"
+			s.EndReason = leafAttrs(r.EndLeaf)["reason"]
+			if s.EndReason == "abandoned" {
+				s.State = "abandoned"
+			}
 		}
-		list = append(list, s)
+		if f.match(&s) {
+			list = append(list, s)
+		}
+	}
+	return list, nil
+}
+
+func runSessionsList(ctx context.Context, e *env, args []string) error {
+	fs := e.flags()
+	db := fs.String("db", "", "journal `FILE`")
+	asJSON := fs.Bool("json", false, "JSON output")
+	var f sessionFilter
+	f.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageErrorf("sessions list takes no arguments")
+	}
+	if err := f.check(); err != nil {
+		return err
+	}
+	snap, st, _, err := openSnapshot(ctx, e, *db)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	defer snap.Close()
+	list, err := listSessions(ctx, snap, &f)
+	if err != nil {
+		return err
 	}
 	if *asJSON {
 		enc := json.NewEncoder(e.stdout)
@@ -162,16 +286,27 @@ func runSessionsList(ctx context.Context, e *env, args []string) error {
 		return enc.Encode(list)
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTARTED (UTC)\tSTATE\tDURATION\tFRAMES\tIN\tOUT\tCOMMAND")
+	fmt.Fprintln(tw, "ID\tSTARTED (UTC)\tSTATE\tDURATION\tFRAMES\tIN\tOUT\tWHO\tWHERE\tCOMMAND")
 	for _, s := range list {
 		dur := "-"
 		if s.Ended != nil {
 			dur = s.Ended.Sub(s.Started).Round(time.Millisecond).String()
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", s.ID, s.Started.Format("2006-01-02 15:04:05"), s.State, dur,
-			s.Frames, byteCount(s.InBytes), byteCount(s.OutBytes), oneLine(s.Summary))
+		where := s.Target
+		if s.Login != "" {
+			where = s.Login + "@" + s.Target
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.Started.Format("2006-01-02 15:04:05"), s.State, dur,
+			s.Frames, byteCount(s.InBytes), byteCount(s.OutBytes), dash(oneLine(s.Identity)), dash(oneLine(where)), oneLine(s.Summary))
 	}
 	return tw.Flush()
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 // oneLine shows s on one line of a table: line breaks and tabs as escapes,

@@ -28,6 +28,7 @@ func init() {
 
 const verifyUsage = `Usage:
     bastion verify [--db FILE] [--key FILE] [--session ID] [--checkpoint FILE] [--json]
+    bastion verify --bundle FILE --key FILE [--json]
 
 Recomputes the journal from its records and checks it against its signed
 checkpoints, trusting nothing in the file: every session's hash chain,
@@ -41,6 +42,12 @@ bastion writes the journal.
 With --checkpoint, a checkpoint you kept earlier (from "bastion checkpoint"),
 it also proves with a consistency proof that the journal still extends it:
 this catches a truncated journal and an older copy put back in its place.
+
+With --bundle, it checks a session bundle ("bastion export --format bundle")
+with no journal: each frame's hash and the session's chain, each leaf's
+inclusion proof against the bundle's checkpoint, and the checkpoint's
+signature with the key given with --key, which is required: the key is
+the auditor's, never one the bundle names.
 
 Exit status: 0 the journal is intact; 1 it does not verify under the key:
 tampered, incomplete, or not this key's journal (everything wrong inside the
@@ -56,12 +63,14 @@ Flags:
     --session ID        check only this session's frames (the log and its
                         checkpoints are always checked whole)
     --checkpoint FILE   a checkpoint kept earlier that the journal must extend
+    --bundle FILE       verify a session bundle instead of a journal
     --json              print the report as JSON (see docs/journal-format.md)
 
 Examples:
     $ bastion verify
     $ bastion checkpoint > kept.txt; ...; bastion verify --checkpoint kept.txt
-    $ bastion verify --db copy.db --key journal.pub --json`
+    $ bastion verify --db copy.db --key journal.pub --json
+    $ bastion verify --bundle session.bundle --key journal.pub`
 
 func runVerify(ctx context.Context, e *env, args []string) error {
 	fs := e.flags()
@@ -70,11 +79,18 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 	session := fs.String("session", "", "session `ID`")
 	kept := fs.String("checkpoint", "", "kept checkpoint `FILE`")
 	asJSON := fs.Bool("json", false, "JSON output")
+	bundle := fs.String("bundle", "", "session bundle `FILE`")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usageErrorf("verify takes no arguments; name a session with --session ID")
+	}
+	if *bundle != "" {
+		if *db != "" || *session != "" || *kept != "" {
+			return usageErrorf("--bundle takes no --db, --session or --checkpoint: a bundle is checked on its own")
+		}
+		return verifyBundle(e, *bundle, *keyFile, *asJSON)
 	}
 	opts := recorder.VerifyOptions{}
 	v, key, err := loadVerifier(e, *keyFile)
@@ -250,4 +266,68 @@ func byteCount(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// verifyBundle checks a session bundle with the auditor's key.
+func verifyBundle(e *env, file, keyFile string, asJSON bool) error {
+	if keyFile == "" {
+		return exitCode(2, withHint(usageErrorf("--bundle needs --key FILE"),
+			"pass the journal's public key you were given: a bundle is never checked with a key it names or one found on this machine by default"))
+	}
+	v, key, err := loadVerifier(e, keyFile)
+	if err != nil {
+		return exitCode(2, err)
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return exitCode(2, fmt.Errorf("bundle: %w", err))
+	}
+	data, err := recorder.ReadBundle(f)
+	f.Close()
+	if err != nil && !errors.Is(err, recorder.ErrBundle) {
+		return exitCode(2, fmt.Errorf("bundle %s: %w", file, err))
+	}
+	var rep *recorder.BundleReport
+	if err == nil {
+		rep, err = recorder.VerifyBundle(data, v)
+	}
+	if asJSON {
+		out := struct {
+			Bundle  string                 `json:"bundle"`
+			Intact  bool                   `json:"intact"`
+			Key     keyInfo                `json:"key"`
+			Problem string                 `json:"problem,omitempty"`
+			Report  *recorder.BundleReport `json:"report,omitempty"`
+		}{Bundle: file, Intact: err == nil, Key: key, Report: rep}
+		if err != nil {
+			out.Problem = err.Error()
+		}
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		if jerr := enc.Encode(out); jerr != nil {
+			return jerr
+		}
+		if err != nil {
+			return exitCode(1, nil)
+		}
+		return nil
+	}
+	if err != nil {
+		fmt.Fprintf(e.stdout, "bundle %s\nresult: FAILED: %v\n", file, err)
+		return exitCode(1, nil)
+	}
+	fmt.Fprintf(e.stdout, "bundle %s\n", file)
+	fmt.Fprintf(e.stdout, "  session:     %s\n", rep.Session)
+	fmt.Fprintf(e.stdout, "  log:         %s\n", rep.Origin)
+	fmt.Fprintf(e.stdout, "  key:         %s (%s)\n", key.Key, key.File)
+	fmt.Fprintf(e.stdout, "  checkpoint:  tree size %d, root %s, signature valid\n", rep.TreeSize, rep.Root)
+	fmt.Fprintf(e.stdout, "  leaves:      %d, each proven included in the checkpoint\n", rep.Leaves)
+	fmt.Fprintf(e.stdout, "  frames:      %d, %s of payload, chain intact\n", rep.Frames, byteCount(rep.PayloadBytes))
+	if rep.Ended {
+		fmt.Fprintf(e.stdout, "  ended:       %s\n", rep.EndReason)
+	} else {
+		fmt.Fprintf(e.stdout, "  ended:       no: the session was still being recorded (or its recorder stopped) when the bundle was made; it proves the frames so far\n")
+	}
+	fmt.Fprintln(e.stdout, "result: intact")
+	return nil
 }

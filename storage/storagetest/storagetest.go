@@ -38,6 +38,7 @@ func Run(t *testing.T, b Backend) {
 		{"OneWriter", testOneWriter},
 		{"ReadOnly", testReadOnly},
 		{"Reopen", testReopen},
+		{"FrameRangeAndAt", testFrameRangeAndAt},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, b) })
@@ -351,5 +352,36 @@ func testReopen(t *testing.T, b Backend) {
 	}
 	if err := s2.Commit(ctx, batch(2, 2, 1)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func testFrameRangeAndAt(t *testing.T, b Backend) {
+	ctx := context.Background()
+	s := open(t, b, b.NewLocation(t), false)
+	if err := s.Init(ctx, meta); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Commit(ctx, batch(1, 0, 20)); err != nil { // frame i at mono_ns i
+		t.Fatal(err)
+	}
+	snap := snapshot(t, s)
+	var seqs []int64
+	if err := snap.FrameRange(ctx, 1, 5, 8, func(f *storage.Frame) error {
+		seqs = append(seqs, f.Seq)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(seqs) != "[5 6 7]" {
+		t.Errorf("FrameRange(5, 8) = %v", seqs)
+	}
+	for _, tc := range []struct{ mono, want int64 }{{0, 0}, {1, 1}, {7, 7}, {20, 20}, {1000, 20}} {
+		got, err := snap.FrameAt(ctx, 1, tc.mono)
+		if err != nil || got != tc.want {
+			t.Errorf("FrameAt(%d) = %d, %v; want %d", tc.mono, got, err, tc.want)
+		}
+	}
+	if got, err := snap.FrameAt(ctx, 99, 5); err != nil || got != 0 {
+		t.Errorf("FrameAt of a session without frames = %d, %v", got, err)
 	}
 }

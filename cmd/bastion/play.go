@@ -1,0 +1,281 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/playback"
+	"github.com/bastionhq/bastion/storage"
+)
+
+func init() {
+	register(&command{
+		name:    "play",
+		summary: "replay a recorded session in the terminal, with its timing",
+		usage:   playUsage,
+		run:     runPlay,
+	})
+}
+
+const playUsage = `Usage:
+    bastion play [--db FILE] [--key FILE] [--speed X|max] [--max-idle D]
+                 [--from OFFSET] [--show-input] [--follow] [--force] ID
+
+Replays session ID in this terminal as it happened: its output with the
+recorded pauses, and with --show-input what was typed, in reverse video.
+
+Before it writes anything, play proves the session's leaves included in the
+journal's latest signed checkpoint, with the journal's public key; then it
+checks each batch of frames against the chain head the log committed for
+it before showing it. A session that does not verify is refused (exit 1),
+saying why, unless --force is given. "bastion verify" checks the journal
+as a whole.
+
+--from seeks through the journal's index to the frame at OFFSET, without
+reading what comes before it; the screen is cleared and the session plays
+from there (a full-screen program looks right from its next redraw).
+--follow replays what a live session has recorded so far at once, then
+shows its output as it is recorded, until it ends or you quit.
+
+If stdout is a terminal: space pauses and resumes, left and right arrows
+seek 5 seconds back and forward, + and - double and halve the speed, q
+quits. play warns if the session's terminal was larger than this one.
+
+Every play is recorded in the journal as a journal.accessed event (action
+play, the session, the OS user and uid), when play can write the journal.
+When another process holds it (a running "bastion serve"), play says that
+the access is not recorded and plays all the same.
+
+Flags:
+    --db FILE         the journal (default: journal.db in the home directory)
+    --key FILE        the journal's public key (default: journal.pub in the
+                      home directory)
+    --speed X|max     play X times as fast as recorded (default 1); max
+                      writes everything at once
+    --max-idle D      shorten every pause to at most D (e.g. 2s)
+    --from OFFSET     start OFFSET into the session (e.g. 1m30s)
+    --show-input      show the input too
+    --follow          keep playing a session that is still being recorded
+    --force           play a session that does not verify
+
+Examples:
+    $ bastion play 0190b3c4-1f2e-7a6b-8c9d-0e1f2a3b4c5d
+    $ bastion play --speed 4 --max-idle 2s 0190b3c4-1f2e-7a6b-8c9d-0e1f2a3b4c5d
+    $ bastion play --from 12m --show-input 0190b3c4-1f2e-7a6b-8c9d-0e1f2a3b4c5d
+    $ bastion play --follow $(bastion sessions list --state live --json | jq -r '.[-1].id')`
+
+func runPlay(ctx context.Context, e *env, args []string) error {
+	fs := e.flags()
+	db := fs.String("db", "", "journal `FILE`")
+	keyFile := fs.String("key", "", "public key `FILE`")
+	speed := fs.String("speed", "1", "speed `X` or max")
+	maxIdle := fs.Duration("max-idle", 0, "longest pause `D`")
+	from := fs.Duration("from", 0, "start `OFFSET`")
+	showInput := fs.Bool("show-input", false, "show input")
+	follow := fs.Bool("follow", false, "follow a live session")
+	force := fs.Bool("force", false, "play a session that does not verify")
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageErrorf("play needs one session ID")
+	}
+	id, err := parseSessionID(pos[0])
+	if err != nil {
+		return err
+	}
+	opts := playback.Options{MaxIdle: *maxIdle, From: *from, ShowInput: *showInput, Follow: *follow, Force: *force}
+	if *speed == "max" {
+		opts.Speed = 0
+	} else if opts.Speed, err = strconv.ParseFloat(*speed, 64); err != nil || opts.Speed <= 0 {
+		return usageErrorf("--speed %q: want a positive number or max", *speed)
+	}
+	if *from < 0 || *maxIdle < 0 {
+		return usageErrorf("--from and --max-idle cannot be negative")
+	}
+	v, _, err := loadVerifier(e, *keyFile)
+	if err != nil {
+		return exitCode(2, err)
+	}
+	opts.Verifier = v
+	path, err := e.dbPath(*db)
+	if err != nil {
+		return exitCode(2, err)
+	}
+	st, err := openReadOnly(ctx, path)
+	if err != nil {
+		return exitCode(2, err)
+	}
+	defer st.Close()
+	if err := checkSessionExists(ctx, st, id, path); err != nil {
+		return err
+	}
+	recordAccess(ctx, e, path, "play", id)
+
+	stdout, _ := e.stdout.(*os.File)
+	stdin, _ := e.stdin.(*os.File)
+	opts.Warn = func(msg string) { fmt.Fprintf(e.stderr, "bastion: warning: %s\r\n", msg) }
+	if isTerminal(stdout) {
+		opts.Size = func() (int, int, bool) {
+			c, r, err := termSize(stdout)
+			return c, r, err == nil
+		}
+		if isTerminal(stdin) {
+			restore, err := makeRaw(int(stdin.Fd()))
+			if err == nil {
+				defer restore()
+				opts.Controls = readKeys(stdin)
+			}
+		}
+	}
+	res, err := playback.Play(ctx, st, recorder.SessionID(id), e.stdout, opts)
+	if errors.Is(err, recorder.ErrSessionBroken) {
+		return withHint(fmt.Errorf("refusing to play: %w", err),
+			"run \"bastion verify --session "+id.String()+"\" for the whole journal's findings",
+			"--force plays it all the same, as far as its frames go")
+	}
+	if err != nil {
+		return err
+	}
+	for _, p := range res.Problems {
+		fmt.Fprintf(e.stderr, "bastion: warning: does not verify: %s\n", p)
+	}
+	return nil
+}
+
+// recordAccess journals that this process read session id, as a
+// journal.accessed event, when it can write the journal; otherwise it
+// says why the access is not recorded. It never fails the command: the
+// journal is for the sessions it records, and reading it must keep working
+// while a server writes it.
+func recordAccess(ctx context.Context, e *env, path, action string, id uuid.UUID, extra ...string) {
+	attrs := recorder.Attrs{"action": action, "session": id.String(), "uid": strconv.Itoa(os.Getuid()), "pid": strconv.Itoa(os.Getpid())}
+	if u, err := user.Current(); err == nil {
+		attrs["user"] = u.Username
+	}
+	if h, err := os.Hostname(); err == nil {
+		attrs["host"] = h
+	}
+	for i := 0; i+1 < len(extra); i += 2 {
+		attrs[extra[i]] = extra[i+1]
+	}
+	home, err := e.home()
+	if err == nil {
+		var j *recorder.Journal
+		var closeJournal func() error
+		j, _, closeJournal, err = openJournalAt(ctx, home, path)
+		if err == nil {
+			_, err = j.AppendEvent(ctx, recorder.EventJournalAccessed, attrs)
+			err = errors.Join(err, closeJournal())
+		}
+	}
+	if err == nil {
+		return
+	}
+	why := err.Error()
+	if errors.Is(err, storage.ErrLocked) {
+		why = "another process writes the journal (" + why + ")"
+	}
+	fmt.Fprintf(e.stderr, "bastion: note: this %s is not recorded in the journal: %s\n", action, why)
+}
+
+// checkSessionExists gives a missing session its own message and hint.
+func checkSessionExists(ctx context.Context, st storage.Store, id uuid.UUID, path string) error {
+	snap, err := st.Snapshot(ctx)
+	if err != nil {
+		return exitCode(2, journalError(err))
+	}
+	defer snap.Close()
+	if _, err := snap.SessionByID(ctx, id[:]); errors.Is(err, storage.ErrNotFound) {
+		return exitCode(2, withHint(fmt.Errorf("no session %s in %s", id, path), `run "bastion sessions list" to see the sessions`))
+	} else if err != nil {
+		return exitCode(2, err)
+	}
+	return nil
+}
+
+func parseSessionID(s string) (uuid.UUID, error) {
+	id, err := uuid.Parse(s)
+	if err != nil {
+		return id, withHint(usageErrorf("%q is not a session ID", s), `session IDs look like 0190b3c4-1f2e-7a6b-8c9d-0e1f2a3b4c5d; "bastion sessions list" shows them`)
+	}
+	return id, nil
+}
+
+// parseInterspersed parses flags before and after positional arguments,
+// so that "play ID --speed 2" works as well as "play --speed 2 ID".
+func parseInterspersed(fs *flagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		if args[0] == "--" {
+			return append(pos, args[1:]...), nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+// readKeys turns the keys pressed on a raw terminal into playback controls.
+// The goroutine lives until the process ends: a read on a terminal cannot
+// be interrupted, and play exits when it is done.
+func readKeys(in *os.File) <-chan playback.Control {
+	ch := make(chan playback.Control, 8)
+	go func() {
+		buf := make([]byte, 64)
+		for {
+			n, err := in.Read(buf)
+			if err != nil {
+				return
+			}
+			s := string(buf[:n])
+			for len(s) > 0 {
+				var c playback.Control
+				ok := true
+				switch {
+				case strings.HasPrefix(s, "\x1b[D"), strings.HasPrefix(s, "\x1bOD"):
+					c, s = playback.SeekBack, s[3:]
+				case strings.HasPrefix(s, "\x1b[C"), strings.HasPrefix(s, "\x1bOC"):
+					c, s = playback.SeekForward, s[3:]
+				default:
+					switch s[0] {
+					case ' ':
+						c = playback.TogglePause
+					case '+', '=':
+						c = playback.Faster
+					case '-', '_':
+						c = playback.Slower
+					case 'q', 'Q', 0x03, 0x04:
+						c = playback.Quit
+					default:
+						ok = false
+					}
+					s = s[1:]
+				}
+				if ok {
+					select {
+					case ch <- c:
+					case <-time.After(time.Second):
+					}
+				}
+			}
+		}
+	}()
+	return ch
+}

@@ -1,0 +1,465 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/playback"
+	"github.com/bastionhq/bastion/storage"
+)
+
+func init() {
+	register(&command{
+		name:    "sessions show",
+		summary: "show a session: who, where, commands, exit status, bytes, masking",
+		usage:   sessionsShowUsage,
+		run:     runSessionsShow,
+	})
+	register(&command{
+		name:    "sessions search",
+		summary: "search sessions' commands and output for text or a regular expression",
+		usage:   sessionsSearchUsage,
+		run:     runSessionsSearch,
+	})
+}
+
+const sessionsShowUsage = `Usage:
+    bastion sessions show [--db FILE] [--key FILE] [--force] [--json] ID
+
+Shows what the journal proves about session ID: who (identity, certificate
+serial, client), where (target, login, route), the authorizing rule or
+grant when the start record names one, the commands, how it ended (exit
+status, signal), bytes in and out, masking counts by detector, file
+transfers, and bastion's own notes. Every start attribute is listed.
+
+Commands: an exec request's command exactly as the client sent it; in an
+interactive session, the command lines rebuilt from the keystrokes,
+labelled "reconstructed" (and "uncertain" where keys the rebuild does not
+follow, such as arrows, history or tab completion, were used: the output
+shows what really ran).
+
+The session is verified as "bastion play" verifies it; one that does not
+verify is refused (exit 1) unless --force is given.
+
+Flags:
+    --db FILE    the journal (default: journal.db in the home directory)
+    --key FILE   the journal's public key (default: journal.pub in the home
+                 directory)
+    --force      show a session that does not verify, with its problems
+    --json       one JSON object: id, state, started, ended, start (all the
+                 start attributes), end (the end attributes), identity,
+                 target, login, route, client, rule, grant, commands (text,
+                 offset_ns, source "exec" or "reconstructed", uncertain),
+                 exit, signals, masked, files, markers, frames, in_bytes,
+                 out_bytes, checkpoint_size, problems
+
+Examples:
+    $ bastion sessions show 0190b3c4-1f2e-7a6b-8c9d-0e1f2a3b4c5d
+    $ bastion sessions show --json 0190b3c4-1f2e-7a6b-8c9d-0e1f2a3b4c5d | jq -r '.commands[].text'`
+
+const sessionsSearchUsage = `Usage:
+    bastion sessions search [--db FILE] [--key FILE] [--regex] [--in commands|output|all]
+                            [list filters] [--json] PATTERN
+
+Searches the sessions' commands (exec commands, and command lines rebuilt
+from keystrokes) and output (lines, escape sequences removed) for PATTERN,
+as plain text (case-sensitive), or as a Go regular expression with --regex
+(prefix (?i) to ignore case). Prints one line per match: the session ID,
+the offset into the session, where it matched, and the line.
+
+It reads every session the filters of "bastion sessions list" keep
+(--identity, --target, --login, --since, --until, --state), each verified
+as "bastion play" verifies it; a session that does not verify is reported
+on stderr and skipped, and search exits 1.
+
+Flags:
+    --db FILE      the journal (default: journal.db in the home directory)
+    --key FILE     the journal's public key (default: journal.pub in the
+                   home directory)
+    --regex        PATTERN is a regular expression
+    --in WHERE     commands, output, or all (default all)
+    --json         one JSON array: session, offset_ns, offset, in
+                   ("command" or "output"), reconstructed, text
+
+Examples:
+    $ bastion sessions search 'DROP TABLE'
+    $ bastion sessions search --regex '(?i)rm\s+-rf' --since 2026-11-01
+    $ bastion sessions search --in output --json 'permission denied'`
+
+func runSessionsShow(ctx context.Context, e *env, args []string) error {
+	fs := e.flags()
+	db := fs.String("db", "", "journal `FILE`")
+	keyFile := fs.String("key", "", "public key `FILE`")
+	force := fs.Bool("force", false, "show a session that does not verify")
+	asJSON := fs.Bool("json", false, "JSON output")
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageErrorf("sessions show needs one session ID")
+	}
+	id, err := parseSessionID(pos[0])
+	if err != nil {
+		return err
+	}
+	v, _, err := loadVerifier(e, *keyFile)
+	if err != nil {
+		return exitCode(2, err)
+	}
+	snap, st, path, err := openSnapshot(ctx, e, *db)
+	if err != nil {
+		return exitCode(2, err)
+	}
+	defer st.Close()
+	defer snap.Close()
+	rec, err := recorder.OpenSession(ctx, snap, recorder.SessionID(id), recorder.OpenOptions{Verifier: v, Force: *force})
+	if errors.Is(err, storage.ErrNotFound) {
+		return exitCode(2, withHint(fmt.Errorf("no session %s in %s", id, path), `run "bastion sessions list" to see the sessions`))
+	}
+	var sum *playback.Summary
+	if err == nil {
+		sum, err = playback.Describe(ctx, snap, rec, nil)
+	}
+	if errors.Is(err, recorder.ErrSessionBroken) {
+		return withHint(err, "--force shows it all the same, with its problems")
+	}
+	if err != nil {
+		return err
+	}
+	list, err := listSessions(ctx, snap, &sessionFilter{})
+	if err != nil {
+		return err
+	}
+	var row sessionJSON
+	for _, s := range list {
+		if s.ID == id.String() {
+			row = s
+		}
+	}
+	out := showJSON(row, rec, sum)
+	if *asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(out)
+	}
+	printShow(e.stdout, out)
+	return nil
+}
+
+type commandJSON struct {
+	Text      string `json:"text"`
+	OffsetNS  int64  `json:"offset_ns"`
+	Source    string `json:"source"` // "exec" or "reconstructed"
+	Uncertain bool   `json:"uncertain,omitempty"`
+}
+
+type showOut struct {
+	ID             string              `json:"id"`
+	State          string              `json:"state"`
+	Started        time.Time           `json:"started"`
+	Ended          *time.Time          `json:"ended,omitempty"`
+	Start          map[string]string   `json:"start"`
+	End            map[string]string   `json:"end,omitempty"`
+	Identity       string              `json:"identity,omitempty"`
+	Target         string              `json:"target,omitempty"`
+	Login          string              `json:"login,omitempty"`
+	Route          string              `json:"route,omitempty"`
+	Client         string              `json:"client,omitempty"`
+	Rule           string              `json:"rule,omitempty"`
+	Grant          string              `json:"grant,omitempty"`
+	Commands       []commandJSON       `json:"commands"`
+	Exit           map[string]string   `json:"exit,omitempty"`
+	Signals        []string            `json:"signals"`
+	Masked         map[string]int64    `json:"masked"`
+	Files          []map[string]string `json:"files"`
+	Markers        []string            `json:"markers"`
+	Frames         int64               `json:"frames"`
+	InBytes        int64               `json:"in_bytes"`
+	OutBytes       int64               `json:"out_bytes"`
+	Duration       string              `json:"duration"`
+	CheckpointSize int64               `json:"checkpoint_size"`
+	Problems       []string            `json:"problems"`
+}
+
+func showJSON(row sessionJSON, rec *recorder.SessionRecord, sum *playback.Summary) *showOut {
+	start := rec.Start.Leaf.Attrs
+	o := &showOut{
+		ID: row.ID, State: row.State, Started: time.Unix(0, rec.Start.Leaf.WallNS).UTC(), Ended: row.Ended,
+		Start: start, Identity: row.Identity, Target: row.Target, Login: row.Login,
+		Route: start["route"], Client: start["client"], Rule: firstOf(start, "rule", "policy.rule"), Grant: firstOf(start, "grant", "grant.id"),
+		Commands: []commandJSON{}, Exit: sum.Exit, Signals: orEmpty(sum.Signals), Masked: sum.Masked,
+		Files: []map[string]string{}, Markers: orEmpty(sum.Markers), Frames: sum.Frames, InBytes: sum.InBytes, OutBytes: sum.OutBytes,
+		Duration: sum.Duration.Round(time.Millisecond).String(), CheckpointSize: rec.Checkpoint.Size, Problems: orEmpty(rec.Problems),
+	}
+	if rec.End != nil {
+		o.End = rec.End.Leaf.Attrs
+		if t := time.Unix(0, rec.End.Leaf.WallNS).UTC(); o.Ended == nil {
+			o.Ended = &t
+		}
+	}
+	for _, c := range sum.Commands {
+		src := "exec"
+		if c.Reconstructed {
+			src = "reconstructed"
+		}
+		o.Commands = append(o.Commands, commandJSON{Text: c.Text, OffsetNS: int64(c.Offset), Source: src, Uncertain: c.Uncertain})
+	}
+	for _, f := range sum.Files {
+		o.Files = append(o.Files, f)
+	}
+	return o
+}
+
+func firstOf(a recorder.Attrs, keys ...string) string {
+	for _, k := range keys {
+		if v := a[k]; v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+func orEmpty(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func printShow(w io.Writer, o *showOut) {
+	fmt.Fprintf(w, "session %s\n", o.ID)
+	fmt.Fprintf(w, "  state:      %s\n", o.State)
+	fmt.Fprintf(w, "  started:    %s\n", o.Started.Format(time.RFC3339Nano))
+	if o.Ended != nil {
+		fmt.Fprintf(w, "  ended:      %s (%s", o.Ended.Format(time.RFC3339Nano), oneLine(o.End["reason"]))
+		if d := o.End["detail"]; d != "" {
+			fmt.Fprintf(w, ": %s", oneLine(d))
+		}
+		fmt.Fprintln(w, ")")
+	}
+	for _, kv := range [][2]string{{"identity", o.Identity}, {"target", o.Target}, {"login", o.Login}, {"route", o.Route}, {"client", o.Client}, {"rule", o.Rule}, {"grant", o.Grant}} {
+		if kv[1] != "" {
+			fmt.Fprintf(w, "  %-11s %s\n", kv[0]+":", oneLine(kv[1]))
+		}
+	}
+	if o.Exit != nil {
+		fmt.Fprintf(w, "  exit:       status %s", oneLine(o.Exit["status"]))
+		if s := o.Exit["signal"]; s != "" {
+			fmt.Fprintf(w, ", signal %s", oneLine(s))
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintf(w, "  bytes:      %s in, %s out, in %d frames over %s\n", byteCount(o.InBytes), byteCount(o.OutBytes), o.Frames, o.Duration)
+	if len(o.Masked) > 0 {
+		var parts []string
+		for _, d := range slices.Sorted(maps.Keys(o.Masked)) {
+			parts = append(parts, fmt.Sprintf("%s %d", oneLine(d), o.Masked[d]))
+		}
+		fmt.Fprintf(w, "  masked:     %s\n", strings.Join(parts, ", "))
+	}
+	if len(o.Signals) > 0 {
+		fmt.Fprintf(w, "  signals:    %s\n", oneLine(strings.Join(o.Signals, ", ")))
+	}
+	fmt.Fprintf(w, "  verified:   leaves proven in the checkpoint of size %d", o.CheckpointSize)
+	if len(o.Problems) == 0 {
+		fmt.Fprintln(w, ", every frame's chain intact")
+	} else {
+		fmt.Fprintf(w, "; DOES NOT VERIFY:\n")
+		for _, p := range o.Problems {
+			fmt.Fprintf(w, "    - %s\n", oneLine(p))
+		}
+	}
+	fmt.Fprintln(w, "commands:")
+	if len(o.Commands) == 0 {
+		fmt.Fprintln(w, "  (none)")
+	}
+	for _, c := range o.Commands {
+		label := c.Source
+		if c.Uncertain {
+			label += ", uncertain"
+		}
+		fmt.Fprintf(w, "  %10s  %-26s  %s\n", offset(c.OffsetNS), "("+label+")", oneLine(c.Text))
+	}
+	if len(o.Files) > 0 {
+		fmt.Fprintln(w, "file transfers:")
+		for _, f := range o.Files {
+			var parts []string
+			for _, k := range slices.Sorted(maps.Keys(f)) {
+				parts = append(parts, k+"="+oneLine(f[k]))
+			}
+			fmt.Fprintf(w, "  %s\n", strings.Join(parts, " "))
+		}
+	}
+	if len(o.Markers) > 0 {
+		fmt.Fprintln(w, "notes by bastion:")
+		for _, m := range o.Markers {
+			fmt.Fprintf(w, "  %s\n", oneLine(m))
+		}
+	}
+	fmt.Fprintln(w, "start attributes:")
+	for _, k := range slices.Sorted(maps.Keys(o.Start)) {
+		fmt.Fprintf(w, "  %s=%s\n", k, oneLine(o.Start[k]))
+	}
+}
+
+// offset formats an offset into a session as m:ss.mmm.
+func offset(ns int64) string {
+	d := time.Duration(ns)
+	return fmt.Sprintf("%d:%02d.%03d", int(d.Minutes()), int(d.Seconds())%60, d.Milliseconds()%1000)
+}
+
+type hitJSON struct {
+	Session       string `json:"session"`
+	OffsetNS      int64  `json:"offset_ns"`
+	Offset        string `json:"offset"`
+	In            string `json:"in"`
+	Reconstructed bool   `json:"reconstructed,omitempty"`
+	Text          string `json:"text"`
+}
+
+// maxContext bounds the line printed around a match.
+const maxContext = 160
+
+func runSessionsSearch(ctx context.Context, e *env, args []string) error {
+	fs := e.flags()
+	db := fs.String("db", "", "journal `FILE`")
+	keyFile := fs.String("key", "", "public key `FILE`")
+	isRegex := fs.Bool("regex", false, "PATTERN is a regular expression")
+	in := fs.String("in", "all", "commands, output or all")
+	asJSON := fs.Bool("json", false, "JSON output")
+	var f sessionFilter
+	f.register(fs)
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 || pos[0] == "" {
+		return usageErrorf("sessions search needs one PATTERN")
+	}
+	if *in != "all" && *in != "commands" && *in != "output" {
+		return usageErrorf("--in must be commands, output or all")
+	}
+	if err := f.check(); err != nil {
+		return err
+	}
+	pattern := pos[0]
+	find := func(s string) []int {
+		i := strings.Index(s, pattern)
+		if i < 0 {
+			return nil
+		}
+		return []int{i, i + len(pattern)}
+	}
+	if *isRegex {
+		re, err := regexp.Compile(pattern)
+		if err != nil {
+			return usageErrorf("--regex: %v", err)
+		}
+		find = re.FindStringIndex
+	}
+	v, _, err := loadVerifier(e, *keyFile)
+	if err != nil {
+		return exitCode(2, err)
+	}
+	snap, st, _, err := openSnapshot(ctx, e, *db)
+	if err != nil {
+		return exitCode(2, err)
+	}
+	defer st.Close()
+	defer snap.Close()
+	list, err := listSessions(ctx, snap, &f)
+	if err != nil {
+		return err
+	}
+	hits := []hitJSON{}
+	broken := 0
+	for _, s := range list {
+		id, err := parseSessionID(s.ID)
+		if err != nil {
+			continue
+		}
+		add := func(at time.Duration, where string, recon bool, text string) {
+			loc := find(text)
+			if loc == nil {
+				return
+			}
+			h := hitJSON{Session: s.ID, OffsetNS: int64(at), Offset: offset(int64(at)), In: where, Reconstructed: recon, Text: around(text, loc)}
+			if !*asJSON {
+				label := where
+				if recon {
+					label += " (reconstructed)"
+				}
+				fmt.Fprintf(e.stdout, "%s  %s  %s  %s\n", h.Session, h.Offset, label, oneLine(h.Text))
+			}
+			hits = append(hits, h)
+		}
+		rec, err := recorder.OpenSession(ctx, snap, recorder.SessionID(id), recorder.OpenOptions{Verifier: v})
+		var sum *playback.Summary
+		if err == nil {
+			var lines func(playback.Line)
+			if *in != "commands" {
+				lines = func(l playback.Line) { add(l.Offset, "output", false, l.Text) }
+			}
+			sum, err = playback.Describe(ctx, snap, rec, lines)
+		}
+		if errors.Is(err, recorder.ErrSessionBroken) {
+			broken++
+			fmt.Fprintf(e.stderr, "bastion: warning: skipped session %s: %v\n", s.ID, err)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if *in != "output" {
+			for _, c := range sum.Commands {
+				add(c.Offset, "command", c.Reconstructed, c.Text)
+			}
+		}
+	}
+	if *asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(hits); err != nil {
+			return err
+		}
+	}
+	if broken > 0 {
+		return withHint(fmt.Errorf("%d session(s) do not verify and were not searched", broken), `run "bastion verify" for the findings`)
+	}
+	return nil
+}
+
+// around cuts s to at most maxContext bytes around the match loc.
+func around(s string, loc []int) string {
+	if len(s) <= maxContext {
+		return s
+	}
+	from := max(0, loc[0]-(maxContext-(loc[1]-loc[0]))/2)
+	to := min(len(s), from+maxContext)
+	for from > 0 && !utf8RuneStart(s[from]) {
+		from--
+	}
+	for to < len(s) && !utf8RuneStart(s[to]) {
+		to++
+	}
+	out := s[from:to]
+	if from > 0 {
+		out = "…" + out
+	}
+	if to < len(s) {
+		out += "…"
+	}
+	return out
+}
+
+func utf8RuneStart(b byte) bool { return b&0xc0 != 0x80 }

@@ -1,0 +1,278 @@
+package recorder
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/google/uuid"
+	"github.com/transparency-dev/formats/proof"
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/bastionhq/bastion/storage"
+)
+
+// BundleFormat names the session bundle format (docs/journal-format.md,
+// section 12).
+const BundleFormat = "bastion-session-bundle-v1"
+
+// ErrBundle wraps every reason a bundle does not verify.
+var ErrBundle = errors.New("the bundle does not verify")
+
+// Bundle is one session, verifiable offline with the journal's public key
+// alone: its frames in exactly the encoding the chain hashes, its leaves,
+// each leaf's inclusion proof (a C2SP tlog-proof) and the signed checkpoint
+// the proofs lead to. Its JSON encoding, as [Bundle.Marshal] writes it, is
+// the only valid one: [VerifyBundle] rejects any other spelling, so that
+// every byte of a bundle file is covered by the check.
+type Bundle struct {
+	Format     string        `json:"format"`
+	Session    string        `json:"session"`
+	Checkpoint string        `json:"checkpoint"`
+	Leaves     []BundleLeaf  `json:"leaves"`
+	Frames     []BundleFrame `json:"frames"`
+}
+
+// BundleLeaf is a leaf of the session and its inclusion proof.
+type BundleLeaf struct {
+	Index int64  `json:"index"`
+	Leaf  string `json:"leaf"`  // base64 of the leaf encoding
+	Proof string `json:"proof"` // the C2SP tlog-proof text
+}
+
+// BundleFrame is one frame encoding, base64.
+type BundleFrame = string
+
+// Marshal is the canonical encoding of b: indented JSON, keys in the order
+// of the struct, HTML characters not escaped, one trailing newline.
+func (b *Bundle) Marshal() ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(b); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// ExportBundle reads session id from snap, verifies it as [OpenSession]
+// and [SessionRecord.ReadFrames] do, and returns its bundle. A session that
+// does not verify is not exported.
+func ExportBundle(ctx context.Context, snap storage.Snapshot, id SessionID, v note.Verifier) (*Bundle, error) {
+	r, err := OpenSession(ctx, snap, id, OpenOptions{Verifier: v})
+	if err != nil {
+		return nil, err
+	}
+	b := &Bundle{Format: BundleFormat, Session: uuid.UUID(id).String(), Checkpoint: string(r.Note), Leaves: []BundleLeaf{}, Frames: []BundleFrame{}}
+	leaves := append([]ProvenLeaf{r.Start}, r.Segments...)
+	if r.End != nil {
+		leaves = append(leaves, *r.End)
+	}
+	for _, l := range leaves {
+		p := proof.TLogProof{Index: uint64(l.Index), Checkpoint: r.Note}
+		for _, h := range l.Proof {
+			p.Hashes = append(p.Hashes, h)
+		}
+		b.Leaves = append(b.Leaves, BundleLeaf{Index: l.Index, Leaf: base64.StdEncoding.EncodeToString(l.Data), Proof: string(p.Marshal())})
+	}
+	var enc []byte
+	err = r.ReadFrames(ctx, snap, 1, func(f *Frame) error {
+		enc = AppendFrame(enc[:0], f)
+		b.Frames = append(b.Frames, base64.StdEncoding.EncodeToString(enc))
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// BundleReport is what a verified bundle proves.
+type BundleReport struct {
+	Session      string `json:"session"`
+	Origin       string `json:"origin"`
+	TreeSize     int64  `json:"tree_size"`
+	Root         string `json:"root"`
+	Leaves       int    `json:"leaves"`
+	Frames       uint64 `json:"frames"`
+	PayloadBytes int64  `json:"payload_bytes"`
+	// Ended is false for a session still being recorded when the bundle
+	// was made: the bundle proves its frames so far, not that none
+	// followed.
+	Ended     bool   `json:"ended"`
+	EndReason string `json:"end_reason,omitempty"`
+}
+
+// maxBundle bounds the bundle a verifier reads into memory.
+const maxBundle = 8 << 30
+
+// ReadBundle reads a bundle file's bytes, refusing one above the size limit.
+func ReadBundle(r io.Reader) ([]byte, error) {
+	data, err := io.ReadAll(io.LimitReader(r, maxBundle+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxBundle {
+		return nil, fmt.Errorf("%w: larger than %d bytes", ErrBundle, int64(maxBundle))
+	}
+	return data, nil
+}
+
+// VerifyBundle checks a bundle with the journal's public key v, supplied by
+// the auditor, and nothing else: the bundle's encoding is canonical; the
+// checkpoint's signature verifies with v; each leaf is included in the
+// checkpoint's tree by its proof; the leaves are the session's start, its
+// segments in order and its end if it ended; each frame decodes, belongs to
+// the session and follows the previous one; and the chain over the frames
+// reaches every head the segments commit. Any failure wraps [ErrBundle].
+func VerifyBundle(data []byte, v note.Verifier) (*BundleReport, error) {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrBundle, fmt.Sprintf(format, args...))
+	}
+	var b Bundle
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&b); err != nil {
+		return nil, bad("not a bundle: %v", err)
+	}
+	if canon, err := b.Marshal(); err != nil || !bytes.Equal(canon, data) {
+		return nil, bad("not in the canonical encoding (changed, or not written by bastion export)")
+	}
+	if b.Format != BundleFormat {
+		return nil, bad("format %q, want %q", b.Format, BundleFormat)
+	}
+	u, err := uuid.Parse(b.Session)
+	if err != nil || u.String() != b.Session {
+		return nil, bad("session %q is not a session ID", b.Session)
+	}
+	id := SessionID(u)
+	c, err := OpenCheckpoint([]byte(b.Checkpoint), v)
+	if err != nil {
+		return nil, bad("checkpoint: %v", err)
+	}
+	rep := &BundleReport{Session: b.Session, Origin: c.Origin, TreeSize: c.Size, Root: c.Root.String(), Leaves: len(b.Leaves)}
+	var segs []*Leaf
+	var end *Leaf
+	prevIndex := int64(-1)
+	for i, bl := range b.Leaves {
+		where := fmt.Sprintf("leaf %d (bundle entry %d)", bl.Index, i)
+		data, err := strictBase64(bl.Leaf)
+		if err != nil {
+			return nil, bad("%s: %v", where, err)
+		}
+		if bl.Index <= prevIndex || bl.Index >= c.Size {
+			return nil, bad("%s: index out of order or outside the checkpoint's %d leaves", where, c.Size)
+		}
+		prevIndex = bl.Index
+		var p proof.TLogProof
+		if err := p.Unmarshal([]byte(bl.Proof)); err != nil {
+			return nil, bad("%s: proof: %v", where, err)
+		}
+		if !bytes.Equal(p.Marshal(), []byte(bl.Proof)) || p.ExtraData != nil {
+			return nil, bad("%s: proof is not a canonical tlog-proof without extra data", where)
+		}
+		if p.Index != uint64(bl.Index) {
+			return nil, bad("%s: proof is for index %d", where, p.Index)
+		}
+		if string(p.Checkpoint) != b.Checkpoint {
+			return nil, bad("%s: proof is against another checkpoint than the bundle's", where)
+		}
+		rp := make(tlog.RecordProof, len(p.Hashes))
+		for k, h := range p.Hashes {
+			rp[k] = h
+		}
+		if err := tlog.CheckRecord(rp, c.Size, tlog.Hash(c.Root), bl.Index, tlog.RecordHash(data)); err != nil {
+			return nil, bad("%s: not included in the checkpoint's tree: %v", where, err)
+		}
+		l, err := ParseLeaf(data)
+		if err != nil {
+			return nil, bad("%s: %v", where, err)
+		}
+		if l.Type == LeafEvent || l.Session != id {
+			return nil, bad("%s: a %s leaf not of session %s", where, l.Type, b.Session)
+		}
+		var last uint64
+		if n := len(segs); n > 0 {
+			last = segs[n-1].Last
+		}
+		switch {
+		case i == 0 && l.Type != LeafSessionStart:
+			return nil, bad("%s: the first leaf must start the session, not be a %s leaf", where, l.Type)
+		case i > 0 && l.Type == LeafSessionStart:
+			return nil, bad("%s: starts the session a second time", where)
+		case end != nil:
+			return nil, bad("%s: comes after the session's end", where)
+		case l.Type == LeafSegment:
+			if l.First != last+1 {
+				return nil, bad("%s: commits frames %d..%d after frame %d", where, l.First, l.Last, last)
+			}
+			segs = append(segs, l)
+		case l.Type == LeafSessionEnd:
+			head := ChainSeed(id)
+			if n := len(segs); n > 0 {
+				head = segs[n-1].Head
+			}
+			if l.Last != last || l.Head != head {
+				return nil, bad("%s: the end does not match the last segment", where)
+			}
+			end = l
+		}
+	}
+	if len(b.Leaves) == 0 {
+		return nil, bad("no leaves")
+	}
+	chain := NewChainer(ChainSeed(id))
+	k := 0
+	for i, s := range b.Frames {
+		seq := uint64(i) + 1
+		where := fmt.Sprintf("frame %d", seq)
+		enc, err := strictBase64(s)
+		if err != nil {
+			return nil, bad("%s: %v", where, err)
+		}
+		f, rest, err := ParseFrame(enc)
+		if err != nil {
+			return nil, bad("%s: %v", where, err)
+		}
+		if len(rest) != 0 {
+			return nil, bad("%s: %d bytes after the frame", where, len(rest))
+		}
+		if f.Session != id || f.Seq != seq {
+			return nil, bad("%s: holds frame %d of session %s", where, f.Seq, uuid.UUID(f.Session))
+		}
+		if k >= len(segs) {
+			return nil, bad("%s: no segment leaf commits it", where)
+		}
+		h := chain.Add(&f)
+		rep.Frames++
+		rep.PayloadBytes += int64(len(f.Payload))
+		if seq == segs[k].Last {
+			if h != segs[k].Head {
+				return nil, bad("frames %d..%d: the chain does not reach the head their segment leaf commits (a frame was changed, added, removed or reordered)", segs[k].First, segs[k].Last)
+			}
+			k++
+		}
+	}
+	if k < len(segs) {
+		return nil, bad("frames %d..%d are committed by the leaves but missing", rep.Frames+1, segs[len(segs)-1].Last)
+	}
+	if end != nil {
+		rep.Ended, rep.EndReason = true, end.Attrs["reason"]
+	}
+	return rep, nil
+}
+
+// strictBase64 decodes standard padded base64 that has exactly one spelling.
+func strictBase64(s string) ([]byte, error) {
+	b, err := base64.StdEncoding.Strict().DecodeString(s)
+	if err != nil || base64.StdEncoding.EncodeToString(b) != s {
+		return nil, errors.New("not canonical base64")
+	}
+	return b, nil
+}

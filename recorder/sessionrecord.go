@@ -1,0 +1,401 @@
+package recorder
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/google/uuid"
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/bastionhq/bastion/storage"
+)
+
+// ErrSessionBroken wraps every reason a session's record does not verify:
+// a leaf not included in the signed tree, segments that do not follow each
+// other, frames whose chain does not reach the head a segment committed.
+var ErrSessionBroken = errors.New("the session's record does not verify")
+
+// SessionRecord is one session as the signed log commits to it: its leaves,
+// each proven included in a signed checkpoint, from which its frames are
+// read and checked segment by segment ([SessionRecord.Frames]). It is what
+// playback, export and bundles read instead of trusting the tables.
+//
+// It checks only this session's leaves and frames, against the journal's
+// latest signed checkpoint: "bastion verify" is what checks the whole log.
+// A leaf of the session whose stored session number was changed is not
+// found by [OpenSession]; if it was a segment, the next one does not follow
+// on, or the end does not match, and that is reported, but the last
+// segment of a session still being recorded could so be hidden.
+type SessionRecord struct {
+	ID  SessionID
+	Num int64 // the storage session number
+	// Checkpoint is the signed checkpoint the leaves are proven against,
+	// and Note its signed note.
+	Checkpoint Checkpoint
+	Note       []byte
+
+	Start    ProvenLeaf
+	Segments []ProvenLeaf
+	End      *ProvenLeaf // nil while the session is unterminated
+
+	// Problems lists what did not verify when the record was opened or
+	// read with Force; without Force the first one is returned as an
+	// error instead.
+	Problems []string
+
+	v       note.Verifier
+	force   bool
+	scanned int64 // leaves below this index have been looked at
+	// hashes caches stored tree hashes: the proofs of one session's
+	// leaves share most of their nodes.
+	hashes map[int64]tlog.Hash
+}
+
+// ProvenLeaf is a leaf with its inclusion proof in the record's checkpoint.
+type ProvenLeaf struct {
+	Index int64
+	Data  []byte // the leaf encoding
+	Leaf  *Leaf
+	Proof tlog.RecordProof
+}
+
+// OpenOptions configure [OpenSession].
+type OpenOptions struct {
+	// Verifier is the journal's public key. Required.
+	Verifier note.Verifier
+	// Force turns what does not verify into Problems instead of errors,
+	// so that a damaged session can still be read, as far as it goes.
+	Force bool
+}
+
+// OpenSession reads the session id from snap and proves each of its leaves
+// included in the latest signed checkpoint. It fails with an error wrapping
+// [storage.ErrNotFound] when the journal has no such session, and with one
+// wrapping [ErrSessionBroken] when its leaves do not verify (unless Force).
+func OpenSession(ctx context.Context, snap storage.Snapshot, id SessionID, opts OpenOptions) (*SessionRecord, error) {
+	if opts.Verifier == nil {
+		return nil, errors.New("recorder: the journal's public key is required")
+	}
+	row, err := snap.SessionByID(ctx, id[:])
+	if err != nil {
+		return nil, fmt.Errorf("recorder: session %s: %w", uuid.UUID(id), err)
+	}
+	r := &SessionRecord{ID: id, Num: row.Num, v: opts.Verifier, force: opts.Force, hashes: map[int64]tlog.Hash{}}
+	head, err := snap.Head(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("recorder: read head checkpoint: %w", err)
+	}
+	if head == nil {
+		return r, r.fail("the journal has no signed checkpoint")
+	}
+	c, err := OpenCheckpoint(head.Note, opts.Verifier)
+	if err != nil {
+		return r, r.fail("the latest checkpoint: %v", err)
+	}
+	r.Checkpoint, r.Note = c, head.Note
+	var leaves []storage.Leaf
+	err = snap.SessionLeaves(ctx, row.Num, func(l storage.Leaf) error {
+		if l.Index < c.Size {
+			l.Data = bytes.Clone(l.Data)
+			leaves = append(leaves, l)
+		}
+		return nil
+	})
+	if err != nil {
+		return r, r.fail("read its leaves: %v", err)
+	}
+	r.scanned = c.Size
+	started := false
+	for _, l := range leaves {
+		if err := r.add(ctx, snap, l, &started); err != nil {
+			return r, err
+		}
+	}
+	if !started {
+		return r, r.fail("no leaf of the log starts it")
+	}
+	return r, nil
+}
+
+// fail records a problem, and returns it as an error unless forced.
+func (r *SessionRecord) fail(format string, args ...any) error {
+	msg := fmt.Sprintf(format, args...)
+	r.Problems = append(r.Problems, msg)
+	if r.force {
+		return nil
+	}
+	return fmt.Errorf("session %s: %w: %s", uuid.UUID(r.ID), ErrSessionBroken, msg)
+}
+
+// add checks one leaf of the session, in index order, and proves it.
+func (r *SessionRecord) add(ctx context.Context, snap storage.Snapshot, sl storage.Leaf, started *bool) error {
+	where := fmt.Sprintf("leaf %d", sl.Index)
+	l, err := ParseLeaf(sl.Data)
+	if err != nil {
+		return r.fail("%s: %v", where, err)
+	}
+	if l.Type == LeafEvent || l.Session != r.ID {
+		// Indexed under this session but not about it: a tampered
+		// index, not a leaf of the session.
+		return r.fail("%s is indexed under this session but is a %s leaf of another", where, l.Type)
+	}
+	proof, err := r.prove(ctx, snap, sl.Index, sl.Data)
+	if err != nil {
+		return r.fail("%s: not included in the signed checkpoint of size %d: %v", where, r.Checkpoint.Size, err)
+	}
+	pl := ProvenLeaf{Index: sl.Index, Data: sl.Data, Leaf: l, Proof: proof}
+	var last uint64
+	if n := len(r.Segments); n > 0 {
+		last = r.Segments[n-1].Leaf.Last
+	}
+	switch {
+	case !*started && l.Type != LeafSessionStart:
+		return r.fail("%s (%s) comes before the session's start", where, l.Type)
+	case l.Type == LeafSessionStart:
+		if *started {
+			return r.fail("%s starts the session a second time", where)
+		}
+		*started = true
+		r.Start = pl
+	case r.End != nil:
+		return r.fail("%s (%s) comes after the session's end at leaf %d", where, l.Type, r.End.Index)
+	case l.Type == LeafSegment:
+		if l.First != last+1 {
+			return r.fail("%s commits frames %d..%d but the previous segment ended at frame %d", where, l.First, l.Last, last)
+		}
+		r.Segments = append(r.Segments, pl)
+	case l.Type == LeafSessionEnd:
+		head := ChainSeed(r.ID)
+		if n := len(r.Segments); n > 0 {
+			head = r.Segments[n-1].Leaf.Head
+		}
+		if l.Last != last || l.Head != head {
+			return r.fail("%s ends the session at frame %d, but its segments commit frames up to %d", where, l.Last, last)
+		}
+		r.End = &pl
+	}
+	return nil
+}
+
+// prove builds the inclusion proof of a leaf from the stored tree hashes and
+// checks it against the checkpoint's root: stored hashes are trusted only
+// as far as the signed root confirms them.
+func (r *SessionRecord) prove(ctx context.Context, snap storage.Snapshot, index int64, data []byte) (tlog.RecordProof, error) {
+	reader := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
+		out := make([]tlog.Hash, len(idx))
+		var missing []int64
+		for _, x := range idx {
+			if _, ok := r.hashes[x]; !ok {
+				missing = append(missing, x)
+			}
+		}
+		if len(missing) > 0 {
+			got, err := snap.Hashes(ctx, missing)
+			if err != nil {
+				return nil, err
+			}
+			for i, x := range missing {
+				if len(got[i]) != HashSize {
+					return nil, fmt.Errorf("stored tree hash %d has %d bytes", x, len(got[i]))
+				}
+				r.hashes[x] = tlog.Hash(got[i])
+			}
+		}
+		for i, x := range idx {
+			out[i] = r.hashes[x]
+		}
+		return out, nil
+	})
+	proof, err := tlog.ProveRecord(r.Checkpoint.Size, index, reader)
+	if err != nil {
+		return nil, err
+	}
+	if err := tlog.CheckRecord(proof, r.Checkpoint.Size, tlog.Hash(r.Checkpoint.Root), index, tlog.RecordHash(data)); err != nil {
+		return nil, err
+	}
+	return proof, nil
+}
+
+// Refresh takes in what was committed since the record was read: it reads
+// the newer signed checkpoint of snap, proves it consistent with the one
+// the record holds, and adds and proves the session's new leaves. It
+// reports whether anything was added. Proofs of earlier leaves stay
+// against the older checkpoint, which the consistency proof extends.
+func (r *SessionRecord) Refresh(ctx context.Context, snap storage.Snapshot) (bool, error) {
+	head, err := snap.Head(ctx)
+	if err != nil {
+		return false, fmt.Errorf("recorder: read head checkpoint: %w", err)
+	}
+	if head == nil || head.TreeSize <= r.Checkpoint.Size {
+		return false, nil
+	}
+	c, err := OpenCheckpoint(head.Note, r.v)
+	if err != nil {
+		return false, r.fail("the latest checkpoint: %v", err)
+	}
+	if c.Size <= r.Checkpoint.Size {
+		return false, nil
+	}
+	old := r.Checkpoint
+	r.Checkpoint, r.Note = c, head.Note
+	if old.Size > 0 {
+		reader := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
+			got, err := snap.Hashes(ctx, idx)
+			if err != nil {
+				return nil, err
+			}
+			out := make([]tlog.Hash, len(got))
+			for i := range got {
+				if len(got[i]) != HashSize {
+					return nil, fmt.Errorf("stored tree hash %d has %d bytes", idx[i], len(got[i]))
+				}
+				out[i] = tlog.Hash(got[i])
+			}
+			return out, nil
+		})
+		proof, err := tlog.ProveTree(c.Size, old.Size, reader)
+		if err == nil {
+			err = tlog.CheckTree(proof, c.Size, tlog.Hash(c.Root), old.Size, tlog.Hash(old.Root))
+		}
+		if err != nil {
+			return false, r.fail("the checkpoint of size %d does not extend the one of size %d: %v", c.Size, old.Size, err)
+		}
+	}
+	// The proofs of new leaves need the new tree's hashes.
+	clear(r.hashes)
+	var leaves []storage.Leaf
+	err = snap.Leaves(ctx, r.scanned, c.Size, func(l storage.Leaf) error {
+		if l.Session == r.Num {
+			l.Data = bytes.Clone(l.Data)
+			leaves = append(leaves, l)
+		}
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("recorder: read leaves: %w", err)
+	}
+	r.scanned = c.Size
+	started := true
+	n, ended := len(r.Segments), r.End != nil
+	for _, l := range leaves {
+		if err := r.add(ctx, snap, l, &started); err != nil {
+			return false, err
+		}
+	}
+	return len(r.Segments) > n || (r.End != nil) != ended, nil
+}
+
+// Frames returns the number of frames the record's segments commit.
+func (r *SessionRecord) Frames() uint64 {
+	if n := len(r.Segments); n > 0 {
+		return r.Segments[n-1].Leaf.Last
+	}
+	return 0
+}
+
+// maxSegmentBuffer bounds the frames held back while their segment is
+// checked: the writer commits at most 16 MiB of a session at once.
+const maxSegmentBuffer = 256 << 20
+
+// ReadFrames calls fn with the session's frames from sequence number from
+// on, in order, each only after the segment that commits it verified: the
+// segment's frames, hashed onto the chain from the previous segment's head
+// (c_0 for the first), must give the head the segment leaf commits. It
+// starts at the segment holding from, through the storage index, without
+// reading the frames before it. A frame is passed to fn once; its Payload
+// is valid only during the call.
+//
+// With Force, frames are passed as they are read, checked or not, and what
+// does not verify is added to Problems.
+func (r *SessionRecord) ReadFrames(ctx context.Context, snap storage.Snapshot, from uint64, fn func(*Frame) error) error {
+	from = max(from, 1)
+	total := r.Frames()
+	if from > total {
+		return nil
+	}
+	k := sort.Search(len(r.Segments), func(i int) bool { return r.Segments[i].Leaf.Last >= from })
+	head := ChainSeed(r.ID)
+	if k > 0 {
+		head = r.Segments[k-1].Leaf.Head
+	}
+	chain := NewChainer(head)
+	seg := r.Segments[k].Leaf
+	expect := seg.First
+	var held []Frame
+	heldBytes := 0
+	stop := errors.New("stop")
+	var failure error
+	problem := func(format string, args ...any) error {
+		failure = r.fail(format, args...)
+		if failure != nil {
+			return stop
+		}
+		return nil
+	}
+	err := snap.FrameRange(ctx, r.Num, int64(seg.First), int64(total)+1, func(sf *storage.Frame) error {
+		seq := uint64(sf.Seq)
+		if seq != expect {
+			if err := problem("frame %d is missing: the frames jump from %d to %d", expect, expect-1, seq); err != nil {
+				return err
+			}
+			expect = seq
+		}
+		expect++
+		f := Frame{Session: r.ID, Seq: seq, Kind: Kind(sf.Kind), Channel: sf.Channel, MonoNS: sf.MonoNS, WallNS: sf.WallNS, Payload: sf.Payload}
+		h := chain.Add(&f)
+		if r.force {
+			if seq >= from {
+				if err := fn(&f); err != nil {
+					return err
+				}
+			}
+			if seq == seg.Last && h != seg.Head {
+				r.fail("the chain over frames %d..%d does not match the head committed by leaf %d", seg.First, seg.Last, r.Segments[k].Index)
+			}
+		} else {
+			if seq >= from {
+				f.Payload = bytes.Clone(sf.Payload)
+				held = append(held, f)
+				heldBytes += len(f.Payload)
+				if heldBytes > maxSegmentBuffer {
+					return problem("segment leaf %d commits more than %d bytes of frames", r.Segments[k].Index, maxSegmentBuffer)
+				}
+			}
+			if seq == seg.Last {
+				if h != seg.Head {
+					return problem("the chain over frames %d..%d does not match the head committed by leaf %d: a frame was changed, inserted, removed or re-timed", seg.First, seg.Last, r.Segments[k].Index)
+				}
+				for i := range held {
+					if err := fn(&held[i]); err != nil {
+						return err
+					}
+				}
+				held, heldBytes = held[:0], 0
+			}
+		}
+		if seq == seg.Last && k+1 < len(r.Segments) {
+			k++
+			seg = r.Segments[k].Leaf
+			// From the committed head: under Force, the next segment is
+			// checked on its own even when this one did not verify.
+			chain = NewChainer(r.Segments[k-1].Leaf.Head)
+		}
+		return nil
+	})
+	if failure != nil {
+		return failure
+	}
+	if err != nil {
+		return err
+	}
+	if expect <= total {
+		if err := problem("frames %d..%d are committed by the log but missing", expect, total); err != nil {
+			return failure
+		}
+	}
+	return nil
+}
