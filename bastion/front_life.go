@@ -111,11 +111,12 @@ type liveSession struct {
 	// limits are the front door's, which a policy decision may shorten.
 	limits FrontLimits
 
-	mu      sync.Mutex
-	id      string        // guarded by mu: the journal session's ID, "" before it starts
-	grant   string        // guarded by mu: the grant the session runs under, if any
-	timers  []*time.Timer // guarded by mu
-	stopped bool          // guarded by mu: the timers are stopped for good
+	mu       sync.Mutex
+	id       string        // guarded by mu: the journal session's ID, "" before it starts
+	grant    string        // guarded by mu: the grant the session runs under, if any
+	grantEnd time.Time     // guarded by mu: when that grant ends
+	timers   []*time.Timer // guarded by mu
+	stopped  bool          // guarded by mu: the timers are stopped for good
 }
 
 // touch notes input or output now.
@@ -172,6 +173,15 @@ func (lc *lifecycle) add(ctx context.Context, info *authInfo) (context.Context, 
 	if vb := info.cert.ValidBefore; vb != ssh.CertTimeInfinity && int64(vb) > 0 {
 		at := time.Unix(int64(vb), 0)
 		l.timers = append(l.timers, time.AfterFunc(at.Sub(lc.now()), func() {
+			// A certificate issued under a grant ends with it (its end
+			// truncated to the second): the grant's end is the cause.
+			l.mu.Lock()
+			grant, grantEnd := l.grant, l.grantEnd
+			l.mu.Unlock()
+			if grant != "" && grantEnd.Before(at.Add(time.Second)) {
+				l.end(grantEndedAt(grant, grantEnd))
+				return
+			}
 			l.end(&sessionEnd{reason: EndExpired,
 				message: "your certificate expired at " + at.UTC().Format(time.RFC3339) + ", so the session was ended (get a new one and reconnect)",
 				attrs:   recorder.Attrs{"certificate.valid-before": at.UTC().Format(time.RFC3339)}})
@@ -237,11 +247,15 @@ func (l *liveSession) apply(d policy.Decision) {
 	if d.Grant == "" {
 		return
 	}
-	l.grant = d.Grant
-	end := lim.NotAfter
-	l.timers = append(l.timers, time.AfterFunc(time.Until(end), func() {
-		l.end(grantEnd(d.Grant, "ended at "+end.UTC().Format(time.RFC3339)))
+	l.grant, l.grantEnd = d.Grant, lim.NotAfter
+	l.timers = append(l.timers, time.AfterFunc(time.Until(lim.NotAfter), func() {
+		l.end(grantEndedAt(d.Grant, lim.NotAfter))
 	}))
+}
+
+// grantEndedAt is why a session is ended when its grant reached its end.
+func grantEndedAt(id string, end time.Time) *sessionEnd {
+	return grantEnd(id, "ended at "+end.UTC().Format(time.RFC3339))
 }
 
 // grantEnd is why a session under grant id is ended: the grant ended or
@@ -253,12 +267,12 @@ func grantEnd(id, how string) *sessionEnd {
 }
 
 // grantEnded ends the live sessions running under grant id.
-func (lc *lifecycle) grantEnded(id, how string) []LiveSession {
+func (lc *lifecycle) grantEnded(id string, e *sessionEnd) []LiveSession {
 	return lc.endWhere(func(l *liveSession) bool {
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		return l.grant == id
-	}, grantEnd(id, how))
+	}, e)
 }
 
 // remove forgets a session that has ended.

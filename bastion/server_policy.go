@@ -175,11 +175,11 @@ func (s *Server) activeGrants(identity string, now time.Time) []policy.Grant {
 // grantEnded ends the live sessions under a grant that ended or was
 // revoked, telling each client why.
 func (s *Server) grantEnded(g certauth.Grant, why string) {
-	how := "ended at " + g.End.UTC().Format(time.RFC3339)
+	e := grantEndedAt(g.ID, g.End)
 	if why == certauth.GrantRevokedWhy {
-		how = "was revoked"
+		e = grantEnd(g.ID, "was revoked")
 	}
-	for _, l := range s.life.grantEnded(g.ID, how) {
+	for _, l := range s.life.grantEnded(g.ID, e) {
 		s.log.Info("ssh session ended: its grant "+why, "session", l.ID, "grant", g.ID, "identity", l.Identity)
 	}
 }

@@ -514,6 +514,10 @@ func (c *commandRules) denied(cmds [][]string) (string, bool) {
 // allowed reports whether every one of cmds matches an allow pattern; if
 // not, it returns the first that does not.
 func (c *commandRules) allowed(cmds [][]string) ([]string, bool) {
+	if len(c.allow) == 0 {
+		// Deny rules alone: every command they do not deny.
+		return nil, true
+	}
 	for _, argv := range cmds {
 		ok := false
 		for i := range c.allow {

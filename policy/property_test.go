@@ -325,8 +325,9 @@ func (o oracle) action(r Role, g *Grant) bool {
 		if !o.c.parsed {
 			return false
 		}
+		// Deny rules alone allow every command they do not deny.
 		for _, argv := range o.c.argv {
-			if !anyMatch(r.Commands.Allow, argv) {
+			if len(r.Commands.Allow) > 0 && !anyMatch(r.Commands.Allow, argv) {
 				return false
 			}
 		}
