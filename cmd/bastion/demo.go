@@ -16,11 +16,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
+	"golang.org/x/crypto/ssh"
+
 	"github.com/bastionhq/bastion/bastion"
+	"github.com/bastionhq/bastion/bastion/localsshd"
 	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/storage"
-	"golang.org/x/crypto/ssh"
 )
 
 func init() {
@@ -38,18 +41,22 @@ const demoUsage = `Usage:
 Shows bastion at work, on this machine alone:
 
   1. creates the keys if the home directory has none;
-  2. starts "bastion serve" in-process: the certificate API with the
-     development OpenID provider, and the SSH front door with one local
-     command target, "demo" (a shell);
-  3. has an agent trade a delegation token for a ten-minute SSH
+  2. where sshd is installed, starts a private sshd on loopback that
+     trusts only the bastion's target CA: an SSH target, "demo-ssh";
+  3. starts "bastion serve" in-process: the certificate API with the
+     development OpenID provider, and the SSH front door with a local
+     command target, "demo" (a shell), and "demo-ssh";
+  4. has an agent trade a delegation token for a ten-minute SSH
      certificate through the real HTTPS exchange (and shows a forged token
      refused);
-  4. runs the agent's scripted commands through the bastion with the real
-     OpenSSH client: an exec session, then an interactive one in a
-     pseudo-terminal, every byte committed to the journal before it is
-     shown (without an ssh client, it records the script locally instead);
-  5. lists the sessions and certificates, verifies the whole journal with
-     the public key and prints the latest signed checkpoint.
+  5. runs the agent's scripted commands through the bastion with the real
+     OpenSSH client: an exec session, an interactive one in a
+     pseudo-terminal, and an exec on the SSH target, every byte committed
+     to the journal before it is shown (without an ssh client, it records
+     the script locally instead);
+  6. replays the interactive session with "bastion play";
+  7. lists the sessions and certificates, verifies the whole journal with
+     the public key, prints the latest signed checkpoint and a summary.
 
 It runs without a terminal too, and exits 0 when every step worked. With
 --keep it leaves the bastion running, prints how to connect, and stops on
@@ -113,8 +120,19 @@ func runDemo(ctx context.Context, e *env, args []string) (err error) {
 	}
 	defer func() { err = errors.Join(err, closeJournal()) }()
 
+	// Where sshd is installed, a private one on loopback is an SSH target
+	// that trusts the bastion's target CA, and nothing else.
+	var sshd *localsshd.SSHD
+	if _, serr := os.Stat(localsshd.Binary); serr == nil {
+		step("starting a private sshd on loopback as an SSH target; it trusts only the bastion's target CA")
+		if sshd, err = startDemoSSHD(out, home); err != nil {
+			return err
+		}
+		defer sshd.Stop()
+	}
+
 	step("starting the bastion: the certificate API, the development OpenID provider and the SSH front door")
-	d, err := startDemoServer(ctx, out, home, j, st)
+	d, err := startDemoServer(ctx, out, home, j, st, sshd)
 	if err != nil {
 		return err
 	}
@@ -133,6 +151,24 @@ func runDemo(ctx context.Context, e *env, args []string) (err error) {
 		step("and again in an interactive session: ssh -tt %s@demo@127.0.0.1", d.login)
 		paced := &pacedLines{lines: strings.SplitAfter(demoScript, "\n"), pause: 300 * time.Millisecond}
 		if err := d.ssh(ctx, out, sshPath, paced, ""); err != nil {
+			return err
+		}
+		interactive, err := lastSession(ctx, st)
+		if err != nil {
+			return err
+		}
+		if sshd != nil {
+			step("the agent reaches the SSH target through the bastion: ssh %s@demo-ssh@127.0.0.1", d.login)
+			fmt.Fprintln(out, "(the bastion logs in with a one-minute certificate from its target CA; the agent never holds a target credential)")
+			if err := d.sshTo(ctx, out, sshPath, "demo-ssh", strings.Join(demoSSHCommands, "\n")); err != nil {
+				return err
+			}
+		}
+		step("bastion play --speed 2 --max-idle 0.3s %s (the interactive session, replayed as it happened)", interactive)
+		// The demo writes the journal itself: the play is recorded
+		// through it.
+		e.journal = j
+		if err := runPlay(ctx, e, []string{"--speed", "2", "--max-idle", "0.3s", interactive}); err != nil {
 			return err
 		}
 	} else {
@@ -159,6 +195,9 @@ func runDemo(ctx context.Context, e *env, args []string) (err error) {
 	if err := runCheckpoint(ctx, e, nil); err != nil {
 		return err
 	}
+	if err := demoSummary(ctx, out, st, d, sshd != nil); err != nil {
+		return err
+	}
 
 	// Name the binary the way the user ran it ("bin/bastion" after make).
 	self := "bastion"
@@ -178,6 +217,12 @@ func runDemo(ctx context.Context, e *env, args []string) (err error) {
 		fmt.Fprintf(out, "  %s --home %s %s\n", self, home, cmd)
 	}
 	return nil
+}
+
+// demoSSHCommands are what the agent runs on the SSH target.
+var demoSSHCommands = []string{
+	`echo "agent: on the SSH target, as $(id -un)"`,
+	`echo "sshd logged us in with: $SSH_CONNECTION" | cut -c1-60`,
 }
 
 // demoCommands are what the scripted agent runs; demoScript types them.
@@ -252,7 +297,30 @@ type demoServer struct {
 	cancel   context.CancelFunc
 }
 
-func startDemoServer(ctx context.Context, out io.Writer, home string, j *recorder.Journal, st storage.Store) (*demoServer, error) {
+// startDemoSSHD starts a private sshd in the home that trusts the target
+// CA for user certificates.
+func startDemoSSHD(out io.Writer, home string) (*localsshd.SSHD, error) {
+	auth, err := certauth.LoadAuthorities(home, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(home, "demo-sshd")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	ca := filepath.Join(dir, "target_ca.pub")
+	if err := certauth.WriteFileAtomic(ca, []byte(strings.Join(auth.Target.AuthorizedKeys(), "\n")+"\n"), 0o644); err != nil {
+		return nil, err
+	}
+	s, err := localsshd.Start(dir, "TrustedUserCAKeys "+ca)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(out, "sshd at %s, TrustedUserCAKeys %s\n", s.Addr, ca)
+	return s, nil
+}
+
+func startDemoServer(ctx context.Context, out io.Writer, home string, j *recorder.Journal, st storage.Store, sshd *localsshd.SSHD) (*demoServer, error) {
 	auth, err := certauth.LoadAuthorities(home, time.Now())
 	if err != nil {
 		return nil, err
@@ -265,14 +333,22 @@ func startDemoServer(ctx context.Context, out io.Writer, home string, j *recorde
 	if u, err := user.Current(); err == nil {
 		d.login = u.Username
 	}
-	cfg, err := bastion.ParseConfig("(demo)", []byte(`
+	config := `
 api { listen = "127.0.0.1:0" }
 ssh {
   listen     = "127.0.0.1:0"
   host_names = ["localhost"]
 }
 target "demo" { command = ["/bin/sh"] }
-`))
+`
+	if sshd != nil {
+		hostKey, err := sshd.HostPublicKey()
+		if err != nil {
+			return nil, err
+		}
+		config += fmt.Sprintf("target \"demo-ssh\" {\n  ssh      = %q\n  host_key = %q\n}\n", sshd.Addr, hostKey)
+	}
+	cfg, err := bastion.ParseConfig("(demo)", []byte(config))
 	if err != nil {
 		return nil, err
 	}
@@ -288,6 +364,9 @@ target "demo" { command = ["/bin/sh"] }
 	fmt.Fprintf(out, "certificate API at %s (TLS fingerprint %s)\n", d.srv.APIURL(), d.srv.TLS().Fingerprint)
 	fmt.Fprintf(out, "development OpenID provider at %s (never in production)\n", d.srv.DevIssuerURL())
 	fmt.Fprintf(out, "SSH front door at %s, target \"demo\" runs /bin/sh\n", d.srv.SSHAddr())
+	if sshd != nil {
+		fmt.Fprintf(out, "target \"demo-ssh\" is the sshd at %s, its host key pinned\n", sshd.Addr)
+	}
 	return d, nil
 }
 
@@ -345,13 +424,16 @@ func (d *demoServer) certificate(ctx context.Context, out io.Writer) error {
 }
 
 // sshArgs are the ssh arguments that reach the demo target as the agent.
-func (d *demoServer) sshArgs() []string {
+func (d *demoServer) sshArgs() []string { return d.sshArgsTo("demo") }
+
+// sshArgsTo are the ssh arguments that reach target as the agent.
+func (d *demoServer) sshArgsTo(target string) []string {
 	_, port, _ := net.SplitHostPort(d.srv.SSHAddr())
 	return []string{
 		"-F", "none", "-p", port, "-i", d.keyPath,
 		"-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=yes",
 		"-o", "UserKnownHostsFile=" + d.known, "-o", "LogLevel=ERROR",
-		d.login + "@demo@127.0.0.1",
+		d.login + "@" + target + "@127.0.0.1",
 	}
 }
 
@@ -359,7 +441,15 @@ func (d *demoServer) sshArgs() []string {
 // exec of command, else an interactive session in a pseudo-terminal fed
 // from stdin.
 func (d *demoServer) ssh(ctx context.Context, out io.Writer, sshPath string, stdin io.Reader, command string) error {
-	args := d.sshArgs()
+	return d.run(ctx, out, sshPath, d.sshArgs(), stdin, command)
+}
+
+// sshTo runs command on target through the bastion.
+func (d *demoServer) sshTo(ctx context.Context, out io.Writer, sshPath, target, command string) error {
+	return d.run(ctx, out, sshPath, d.sshArgsTo(target), nil, command)
+}
+
+func (d *demoServer) run(ctx context.Context, out io.Writer, sshPath string, args []string, stdin io.Reader, command string) error {
 	if stdin == nil {
 		args = append([]string{"-o", "BatchMode=yes"}, args...)
 		args = append(args, command)
@@ -399,4 +489,56 @@ func demoAgentKey(path string) (string, error) {
 		return "", err
 	}
 	return strings.TrimSpace(line), nil
+}
+
+// lastSession is the ID of the journal's latest session.
+func lastSession(ctx context.Context, st storage.Store) (string, error) {
+	snap, err := st.Snapshot(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer snap.Close()
+	ss, err := snap.Sessions(ctx)
+	if err != nil {
+		return "", err
+	}
+	if len(ss) == 0 {
+		return "", errors.New("no session was recorded")
+	}
+	id, err := uuid.FromBytes(ss[len(ss)-1].ID)
+	if err != nil {
+		return "", err
+	}
+	return id.String(), nil
+}
+
+// demoSummary says what the demo showed, from the journal.
+func demoSummary(ctx context.Context, out io.Writer, st storage.Store, d *demoServer, withSSHD bool) error {
+	snap, err := st.Snapshot(ctx)
+	if err != nil {
+		return err
+	}
+	defer snap.Close()
+	ss, err := snap.Sessions(ctx)
+	if err != nil {
+		return err
+	}
+	var in, outBytes, frames int64
+	for _, s := range ss {
+		in, outBytes, frames = in+s.InBytes, outBytes+s.OutBytes, frames+s.Frames
+	}
+	size, err := snap.TreeSize(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "\n==> summary\n")
+	fmt.Fprintf(out, "  identity:   %s, acting for alice, with a ten-minute certificate\n", d.identity)
+	targets := `"demo" (a local shell)`
+	if withSSHD {
+		targets += ` and "demo-ssh" (a real sshd)`
+	}
+	fmt.Fprintf(out, "  targets:    %s, reached with stock ssh through the front door\n", targets)
+	fmt.Fprintf(out, "  recorded:   %d sessions, %d frames, %d bytes in and %d bytes out, each committed before it was forwarded\n", len(ss), frames, in, outBytes)
+	fmt.Fprintf(out, "  journal:    %d leaves, every one under a signed checkpoint; verified intact with the public key alone\n", size)
+	return nil
 }

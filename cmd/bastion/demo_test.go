@@ -6,6 +6,8 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/bastionhq/bastion/bastion/localsshd"
 )
 
 // TestDemo runs "bastion demo" as "make demo" does, without a terminal:
@@ -25,9 +27,17 @@ func TestDemo(t *testing.T) {
 		"result: intact",
 	}
 	if _, err := exec.LookPath("ssh"); err == nil {
-		want = append(want, "ssh -tt ", "@demo@127.0.0.1 (exec)")
-		if n := strings.Count(out, "agent: checking the payments service"); n < 3 {
-			t.Errorf("the agent's output appears %d times, want the exec session's and the interactive one's", n)
+		want = append(want, "ssh -tt ", "@demo@127.0.0.1 (exec)", "==> bastion play ", "==> summary", "recorded:   ")
+		// The exec session's, the interactive one's (its echo and its
+		// output), and the replay's.
+		if n := strings.Count(out, "agent: checking the payments service"); n < 5 {
+			t.Errorf("the agent's output appears %d times, want the exec session's, the interactive one's and the replay's", n)
+		}
+		if strings.Contains(errOut, "not recorded in the journal") {
+			t.Errorf("the demo's play was not journaled: %s", errOut)
+		}
+		if _, err := os.Stat(localsshd.Binary); err == nil || os.Getenv("CI") == "true" {
+			want = append(want, "@demo-ssh@127.0.0.1", "agent: on the SSH target, as ", `and "demo-ssh" (a real sshd)`)
 		}
 	} else {
 		if os.Getenv("CI") == "true" {

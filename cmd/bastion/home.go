@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/bastionhq/bastion/recorder"
 )
 
 // journalFile is the name of the default journal inside the home directory.
@@ -26,6 +28,10 @@ type env struct {
 	// homeFlag is the value of --home, or "" if it was not given. The
 	// global flag set and every [env.flags] set write it.
 	homeFlag string
+
+	// journal, when set, is the journal this process already writes
+	// (the demo's): reads of it are recorded through it.
+	journal *recorder.Journal
 }
 
 // home returns the absolute path of the state directory: --home DIR if

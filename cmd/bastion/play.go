@@ -169,6 +169,12 @@ func recordAccess(ctx context.Context, e *env, path, action string, id uuid.UUID
 	for i := 0; i+1 < len(extra); i += 2 {
 		attrs[extra[i]] = extra[i+1]
 	}
+	if e.journal != nil {
+		if _, err := e.journal.AppendEvent(ctx, recorder.EventJournalAccessed, attrs); err != nil {
+			fmt.Fprintf(e.stderr, "bastion: note: this %s is not recorded in the journal: %v\n", action, err)
+		}
+		return
+	}
 	home, err := e.home()
 	if err == nil {
 		var j *recorder.Journal
