@@ -1,6 +1,10 @@
 package bastion
 
 import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"errors"
 	"net"
 	"os/exec"
@@ -11,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/bastionhq/bastion/certauth"
 )
 
 // fipsConfig is frontConfig with the FIPS option.
@@ -249,5 +255,90 @@ func TestFrontFIPSRefusesEd25519(t *testing.T) {
 	cert, ok := host.(*ssh.Certificate)
 	if !ok || cert.Key.Type() != ssh.KeyAlgoECDSA256 || cert.CertType != ssh.HostCert || !fx.ts.auth.Host.Trusts(cert.SignatureKey, time.Now()) {
 		t.Fatalf("host key %T %v", host, host)
+	}
+}
+
+// TestFrontFIPSJump: in FIPS mode, with ECDSA certificate authorities and
+// an ECDSA key, the inner connection of ssh -J is held to the approved
+// algorithms as the outer one is: an ECDSA host certificate for the
+// target name, NIST-curve key exchange and AES-GCM.
+func TestFrontFIPSJump(t *testing.T) {
+	m := startOP(t)
+	ts := startServerAlg(t, m, strings.ReplaceAll(fipsConfig, "%LOGIN%", "ops"), certauth.AlgorithmECDSAP256)
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := ssh.NewPublicKey(priv.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := ts.client.Certificate(context.Background(), mint(t, m, agentClaims(m, "agent-1")),
+		certauth.CertificateRequest{PublicKey: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(pub))), Logins: []string{"ops"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ck, _, _, _, err := ssh.ParseAuthorizedKey([]byte(resp.Certificate))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := ssh.NewCertSigner(ck.(*ssh.Certificate), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := ssh.Config{KeyExchanges: ssh.SupportedAlgorithms().KeyExchanges, Ciphers: ssh.SupportedAlgorithms().Ciphers}
+	var outerAlgos ssh.NegotiatedAlgorithms
+	outer, err := ssh.Dial("tcp", ts.SSHAddr(), &ssh.ClientConfig{
+		Config: all, User: "ops", Timeout: 10 * time.Second,
+		HostKeyCallback: ssh.InsecureIgnoreHostKey(),
+		AuthCallback: func(ctx *ssh.ClientAuthContext) (ssh.AuthMethod, error) {
+			outerAlgos = ctx.Algorithms
+			return ssh.PublicKeys(signer), nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer outer.Close()
+	c, err := outer.Dial("tcp", "box:22")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var innerAlgos ssh.NegotiatedAlgorithms
+	var host ssh.PublicKey
+	ic, chans, reqs, err := ssh.NewClientConn(c, "box:22", &ssh.ClientConfig{
+		Config: all, User: "ops", Timeout: 10 * time.Second,
+		HostKeyCallback: func(_ string, _ net.Addr, k ssh.PublicKey) error { host = k; return nil },
+		AuthCallback: func(ctx *ssh.ClientAuthContext) (ssh.AuthMethod, error) {
+			innerAlgos = ctx.Algorithms
+			return ssh.PublicKeys(signer), nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := ssh.NewClient(ic, chans, reqs)
+	defer client.Close()
+	sess, err := client.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := sess.Output("echo inner-ok")
+	if err != nil || string(out) != "inner-ok\n" {
+		t.Fatalf("inner session: %q, %v", out, err)
+	}
+	for name, got := range map[string]ssh.NegotiatedAlgorithms{"outer": outerAlgos, "inner": innerAlgos} {
+		if !slices.Contains(fipsKEX, got.KeyExchange) || got.HostKey != ssh.CertAlgoECDSA256v01 ||
+			!slices.Contains(fipsCiphers, got.Read.Cipher) || !slices.Contains(fipsCiphers, got.Write.Cipher) {
+			t.Errorf("%s connection negotiated %+v", name, got)
+		}
+	}
+	hc, ok := host.(*ssh.Certificate)
+	if !ok || hc.Key.Type() != ssh.KeyAlgoECDSA256 || !slices.Equal(hc.ValidPrincipals, []string{"box"}) || !ts.auth.Host.Trusts(hc.SignatureKey, time.Now()) {
+		t.Fatalf("inner host key %v", host)
 	}
 }

@@ -2,8 +2,6 @@ package bastion
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
@@ -338,7 +336,13 @@ func (j *jumpHostCerts) signer(f *front, name string) (ssh.Signer, error) {
 	if c, ok := j.certs[name]; ok && now.Before(c.end.Add(-hostCertTTL/2)) {
 		return c.signer, nil
 	}
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	// In FIPS mode the inner connection's host key is ECDSA P-256, as
+	// the front door's own is.
+	generate := newEd25519Key
+	if f.opts.Config.FIPS {
+		generate = newECDSAKey
+	}
+	priv, err := generate()
 	if err != nil {
 		return nil, err
 	}

@@ -73,13 +73,19 @@ type testServer struct {
 // %ISSUER% and %AUDIENCE% replaced by m's).
 func startServer(t testing.TB, m *mockoidc.MockOIDC, config string) *testServer {
 	t.Helper()
+	return startServerAlg(t, m, config, certauth.AlgorithmEd25519)
+}
+
+// startServerAlg is startServer with certificate authorities of alg.
+func startServerAlg(t testing.TB, m *mockoidc.MockOIDC, config string, alg certauth.Algorithm) *testServer {
+	t.Helper()
 	ctx := context.Background()
 	home := t.TempDir()
 	key, err := certauth.CreateJournalKey(home, "test.example/bastion")
 	if err != nil {
 		t.Fatal(err)
 	}
-	auth, err := certauth.CreateAuthorities(home, certauth.AlgorithmEd25519)
+	auth, err := certauth.CreateAuthorities(home, alg)
 	if err != nil {
 		t.Fatal(err)
 	}
