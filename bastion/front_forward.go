@@ -99,7 +99,8 @@ func (f *front) handleForward(conn *ssh.ServerConn, info *authInfo, nc ssh.NewCh
 		return
 	}
 	life.setID(sess.ID().String())
-	rec := journalRecorder{sess, life}
+	rec := journalRecorder{sess, life, f.metrics}
+	f.metrics.sessionStarted("direct-tcpip")
 	end := recorder.Attrs{"reason": "closed"}
 	finish := func(reason string, err error) {
 		if reason != "" {
@@ -114,6 +115,7 @@ func (f *front) handleForward(conn *ssh.ServerConn, info *authInfo, nc ssh.NewCh
 				end[k] = v
 			}
 		}
+		f.metrics.sessionEnded(end["reason"])
 		if err := sess.End(context.WithoutCancel(lctx), end); err != nil {
 			f.log.Error("end recording a port forward", "error", err, "session", sess.ID().String())
 		}

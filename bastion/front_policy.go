@@ -54,9 +54,12 @@ func (f *front) request(info *authInfo, login, target string, action policy.Acti
 func (f *front) decide(req policy.SessionRequest) (policy.Decision, string) {
 	p := f.currentPolicy()
 	if p == nil || req.Identity == nil {
+		f.metrics.decided(string(req.Action), false)
 		return policy.Decision{Rule: "default", Reason: "no policy is in force"}, ""
 	}
-	return p.Session(req), p.Hash()
+	d := p.Session(req)
+	f.metrics.decided(string(req.Action), d.Allow)
+	return d, p.Hash()
 }
 
 // mayReach is the authentication-time question: may the connection's

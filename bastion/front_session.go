@@ -536,7 +536,8 @@ func (s *frontSession) begin(ctx context.Context, kind, command string, attrs re
 		s.exit(Result{ExitCode: 255})
 		return nil, journalRecorder{}, false
 	}
-	rec = journalRecorder{sess, s.life}
+	rec = journalRecorder{sess, s.life, s.f.metrics}
+	s.f.metrics.sessionStarted(kind)
 	if s.life != nil {
 		s.life.setID(sess.ID().String())
 	}
@@ -692,6 +693,7 @@ func (s *frontSession) endWith(ctx context.Context, sess *recorder.Session, res 
 		end["reason"] = "error"
 		end["detail"] = runErr.Error()
 	}
+	defer func() { s.f.metrics.sessionEnded(end["reason"]) }()
 	if res == nil {
 		if runErr == nil {
 			end["reason"] = "no-exit-status"
@@ -731,11 +733,16 @@ func (s *frontSession) exit(res Result) {
 type journalRecorder struct {
 	*recorder.Session
 	life *liveSession
+	m    *metrics
 }
 
 func (r journalRecorder) Append(kind uint8, channel uint32, p []byte) (uint64, error) {
 	if r.life != nil {
 		r.life.touch()
 	}
-	return r.Session.Append(recorder.Kind(kind), channel, p)
+	seq, err := r.Session.Append(recorder.Kind(kind), channel, p)
+	if err == nil && r.m != nil {
+		r.m.recorded(kind, len(p))
+	}
+	return seq, err
 }

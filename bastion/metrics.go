@@ -9,6 +9,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/bastionhq/bastion/recorder"
 )
 
 // metrics are the bastion's Prometheus metrics, served at GET /metrics.
@@ -24,6 +26,11 @@ type metrics struct {
 	auths         *prometheus.CounterVec // result, reason
 	certificates  *prometheus.CounterVec // result, reason
 	journalEvents *prometheus.CounterVec // result
+	sessions      *prometheus.CounterVec // request
+	sessionEnds   *prometheus.CounterVec // reason
+	bytes         *prometheus.CounterVec // direction
+	decisions     *prometheus.CounterVec // action, result
+	reloads       *prometheus.CounterVec // result
 }
 
 // newMetrics makes the metrics; liveSessions, if not nil, reports the SSH
@@ -48,11 +55,31 @@ func newMetrics(liveSessions func() float64) *metrics {
 	m.journalEvents = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "bastion_journal_events_total", Help: "Journal events the front door appended, by result (committed, failed).",
 	}, []string{"result"})
+	m.sessions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "bastion_ssh_sessions_started_total", Help: "Recorded SSH sessions started, by request (shell, exec, subsystem, direct-tcpip).",
+	}, []string{"request"})
+	m.sessionEnds = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "bastion_ssh_sessions_ended_total", Help: "Recorded SSH sessions ended, by the reason of their end leaf.",
+	}, []string{"reason"})
+	m.bytes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "bastion_ssh_recorded_bytes_total", Help: "Bytes recorded and forwarded by the front door, by direction (input: to the target; output: to the client).",
+	}, []string{"direction"})
+	m.decisions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "bastion_policy_decisions_total", Help: "Policy decisions the front door asked for, by action and result (allow, deny).",
+	}, []string{"action", "result"})
+	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "bastion_policy_reloads_total", Help: "Policy reloads, by result (loaded, refused).",
+	}, []string{"result"})
 	m.reg.MustRegister(m.connsOpen, m.connsTotal, m.connsRefused, m.auths, m.certificates, m.journalEvents,
+		m.sessions, m.sessionEnds, m.bytes, m.decisions, m.reloads,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.connsRefused.WithLabelValues(ConnRefusedTooMany)
 	m.auths.WithLabelValues("accepted", "")
 	m.certificates.WithLabelValues("issued", "")
+	m.bytes.WithLabelValues("input")
+	m.bytes.WithLabelValues("output")
+	m.reloads.WithLabelValues("loaded")
+	m.reloads.WithLabelValues("refused")
 	if liveSessions != nil {
 		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "bastion_ssh_sessions", Help: "SSH sessions running now.",
@@ -67,6 +94,32 @@ func (m *metrics) handler() http.Handler {
 }
 
 func (m *metrics) authAccepted() { m.auths.WithLabelValues("accepted", "").Inc() }
+
+func (m *metrics) sessionStarted(request string) {
+	m.sessions.WithLabelValues(boundedReason(request)).Inc()
+}
+
+func (m *metrics) sessionEnded(reason string) {
+	m.sessionEnds.WithLabelValues(boundedReason(reason)).Inc()
+}
+
+// recorded counts n bytes of kind recorded: input, or output (and stderr).
+func (m *metrics) recorded(kind uint8, n int) {
+	switch kind {
+	case kindInput:
+		m.bytes.WithLabelValues("input").Add(float64(n))
+	case kindOutput, uint8(recorder.KindStderr):
+		m.bytes.WithLabelValues("output").Add(float64(n))
+	}
+}
+
+func (m *metrics) decided(action string, allow bool) {
+	result := "deny"
+	if allow {
+		result = "allow"
+	}
+	m.decisions.WithLabelValues(boundedReason(action), result).Inc()
+}
 
 func (m *metrics) authRefused(reason string) {
 	m.auths.WithLabelValues("refused", boundedReason(reason)).Inc()

@@ -122,7 +122,7 @@ func scrape(t *testing.T, ts *testServer) string {
 // sessions, and names no identity, login or address.
 func TestMetrics(t *testing.T) {
 	fx := startFront(t) // issues one certificate
-	if out, code := fx.ssh(t, fx.key, "ops@box", "true"); code != 0 {
+	if out, code := fx.ssh(t, fx.key, "ops@box", "printf 12345"); code != 0 {
 		t.Fatalf("ssh: %d %s", code, out)
 	}
 	if out, code := fx.ssh(t, fx.key, "nobody@box", "true"); code == 0 {
@@ -135,6 +135,12 @@ func TestMetrics(t *testing.T) {
 		`bastion_ssh_authentications_total{reason="principal_not_in_certificate",result="refused"} 1`,
 		`bastion_ssh_connections_accepted_total 2`,
 		`bastion_ssh_sessions 0`,
+		`bastion_ssh_sessions_started_total{request="exec"} 1`,
+		`bastion_ssh_sessions_ended_total{reason="exited"} 1`,
+		`bastion_ssh_recorded_bytes_total{direction="output"} 5`,
+		`bastion_policy_decisions_total{action="connect",result="allow"} 1`,
+		`bastion_policy_decisions_total{action="exec",result="allow"} 1`,
+		`bastion_policy_reloads_total{result="refused"} 0`,
 		`# TYPE bastion_ssh_connections gauge`,
 	} {
 		if !strings.Contains(body, want) {

@@ -58,6 +58,7 @@ func (s *Server) ReloadPolicy(ctx context.Context, trigger string) error {
 		if len(msg) > 4096 {
 			msg = msg[:4096] + "…"
 		}
+		s.metrics.reloads.WithLabelValues("refused").Inc()
 		attrs := recorder.Attrs{"trigger": trigger, "error": msg, "in-force": s.Policy().Hash()}
 		if _, jerr := s.opts.Journal.AppendEvent(ctx, EventPolicyRefused, attrs); jerr != nil {
 			s.log.Error("journal a refused policy reload", "error", jerr)
@@ -73,6 +74,7 @@ func (s *Server) ReloadPolicy(ctx context.Context, trigger string) error {
 	}
 	s.policy.Store(p)
 	s.issuer.SetPolicy(p)
+	s.metrics.reloads.WithLabelValues("loaded").Inc()
 	s.log.Info("policy in force", "trigger", trigger, "hash", p.Hash(), "previous", old.Hash())
 	return nil
 }
