@@ -97,7 +97,7 @@ var contract = []string{
 	"checkpoint",
 	"verify",
 	"grants request", "grants approve", "grants deny", "grants revoke", "grants list", "grants show",
-	"policy check", "policy explain",
+	"policy check", "policy explain", "policy hash",
 	"certs list", "certs revoke",
 	"evidence",
 	"dev token",
