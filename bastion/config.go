@@ -220,9 +220,9 @@ func ParseConfig(path string, src []byte) (*Config, error) {
 	return cfg, nil
 }
 
-// policyOptions are what a policy is checked against: the providers and
+// PolicyOptions are what a policy is checked against: the providers and
 // targets this configuration has, and its certificates' maximum lifetime.
-func (c *Config) policyOptions() policy.Options {
+func (c *Config) PolicyOptions() policy.Options {
 	o := policy.Options{MaxTTL: c.Certificates.MaxTTL, Providers: []string{DevProviderName}}
 	for _, p := range c.Providers {
 		o.Providers = append(o.Providers, p.Name)
@@ -250,11 +250,11 @@ func (c *Config) loadPolicy(fc *fileConfig, src []byte) error {
 		if _, more := rest.Content(&hcl.BodySchema{}); diags.HasErrors() || more.HasErrors() {
 			return &ConfigError{append(diags, more...)}
 		}
-		c.Policy, c.PolicyWarnings, err = policy.Load(c.PolicyPath, c.policyOptions())
+		c.Policy, c.PolicyWarnings, err = policy.Load(c.PolicyPath, c.PolicyOptions())
 		return err
 	}
 	sum := sha256.Sum256(src)
-	c.Policy, c.PolicyWarnings, err = policy.Decode(fc.Rest, "sha256:"+hex.EncodeToString(sum[:]), c.policyOptions())
+	c.Policy, c.PolicyWarnings, err = policy.Decode(fc.Rest, "sha256:"+hex.EncodeToString(sum[:]), c.PolicyOptions())
 	return err
 }
 
@@ -266,7 +266,7 @@ func (c *Config) ReloadPolicy() (*policy.Policy, []policy.Diagnostic, error) {
 		return nil, nil, errors.New("the configuration was not read from a file")
 	}
 	if c.PolicyPath != "" {
-		return policy.Load(c.PolicyPath, c.policyOptions())
+		return policy.Load(c.PolicyPath, c.PolicyOptions())
 	}
 	fresh, err := LoadConfig(c.Path)
 	if err != nil {

@@ -160,9 +160,10 @@ var errShuttingDown = errors.New("the bastion is shutting down")
 // timeout, or when end is called. remove must follow.
 func (lc *lifecycle) add(ctx context.Context, info *authInfo) (context.Context, *liveSession, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
-	l := &liveSession{info: info, started: time.Now(), cancel: cancel, limits: lc.limits}
+	l := &liveSession{info: info, started: time.Now(), cancel: cancel}
 	lc.mu.Lock()
 	defer lc.mu.Unlock()
+	l.limits = lc.limits
 	if lc.closing {
 		cancel(errShuttingDown)
 		return nil, nil, errShuttingDown

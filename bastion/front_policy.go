@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 	"strconv"
-	"strings"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -75,24 +74,6 @@ func (f *front) mayReach(info *authInfo, login, target string) (policy.Decision,
 func (f *front) mayReachAny(info *authInfo, target string) bool {
 	for _, l := range info.cert.ValidPrincipals {
 		if _, ok := f.mayReach(info, l, target); ok {
-			return true
-		}
-	}
-	return false
-}
-
-// isSCP reports whether an exec command is scp's remote end (scp -t to
-// receive, -f to send): a file transfer, decided as one.
-func isSCP(command string) bool {
-	words := strings.Fields(command)
-	if len(words) < 2 || words[0] != "scp" {
-		return false
-	}
-	for _, w := range words[1:] {
-		if !strings.HasPrefix(w, "-") || w == "--" {
-			break
-		}
-		if strings.ContainsAny(w[1:], "tf") {
 			return true
 		}
 	}

@@ -383,7 +383,7 @@ func (s *frontSession) serve(ctx context.Context, reqs <-chan *ssh.Request) {
 			action := policy.ActionShell
 			if req.Type == "exec" {
 				action = policy.ActionExec
-				if isSCP(command) {
+				if policy.IsFileTransfer(command) {
 					action = policy.ActionFileTransfer
 				}
 			}

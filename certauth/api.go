@@ -9,8 +9,8 @@ import (
 )
 
 // The JSON shapes of the HTTPS API that "bastion serve" offers and
-// "bastion login" uses. They are documented in docs/api.md; fields are only
-// ever added.
+// "bastion login" uses. They are documented in docs/certificates.md and
+// docs/grants.md; fields are only ever added.
 
 // CertificateRequest is the body of POST /v1/certificates. The caller
 // authenticates with "Authorization: Bearer <OIDC token>".

@@ -38,6 +38,9 @@ var parsers = sync.Pool{New: func() any { return syntax.NewParser(syntax.Variant
 // whose argv is not literal is an error wrapping [ErrNotLiteral], as is an
 // empty command line.
 func ParseCommand(cmd string) ([][]string, error) {
+	if len(cmd) > maxCommandLen {
+		return nil, fmt.Errorf("%w: longer than %d bytes", ErrNotLiteral, maxCommandLen)
+	}
 	if cmds, ok := plainCommands(cmd); ok {
 		return cmds, nil
 	}
@@ -531,4 +534,23 @@ func (c *commandRules) allowed(cmds [][]string) ([]string, bool) {
 		}
 	}
 	return nil, true
+}
+
+// IsFileTransfer reports whether an exec command is scp's remote end
+// ("scp -t" to receive, "scp -f" to send): a file transfer, which the
+// front door decides as ActionFileTransfer, not as an exec command.
+func IsFileTransfer(command string) bool {
+	words := strings.Fields(command)
+	if len(words) < 2 || words[0] != "scp" {
+		return false
+	}
+	for _, w := range words[1:] {
+		if !strings.HasPrefix(w, "-") || w == "--" {
+			break
+		}
+		if strings.ContainsAny(w[1:], "tf") {
+			return true
+		}
+	}
+	return false
 }
