@@ -159,19 +159,29 @@ func runPlay(ctx context.Context, e *env, args []string) error {
 // journal is for the sessions it records, and reading it must keep working
 // while a server writes it.
 func recordAccess(ctx context.Context, e *env, path, action string, id uuid.UUID, extra ...string) {
-	attrs := recorder.Attrs{"action": action, "session": id.String(), "uid": strconv.Itoa(os.Getuid()), "pid": strconv.Itoa(os.Getpid())}
+	attrs := recorder.Attrs{"session": id.String()}
+	for i := 0; i+1 < len(extra); i += 2 {
+		attrs[extra[i]] = extra[i+1]
+	}
+	recordAccessAttrs(ctx, e, path, action, action, attrs)
+}
+
+// recordAccessAttrs is recordAccess for any read: attrs say what was read,
+// and what names the read in the note printed when it is not recorded.
+// It adds action and who read: the OS user and uid, the host, the pid.
+func recordAccessAttrs(ctx context.Context, e *env, path, action, what string, attrs recorder.Attrs) {
+	attrs["action"] = action
+	attrs["uid"] = strconv.Itoa(os.Getuid())
+	attrs["pid"] = strconv.Itoa(os.Getpid())
 	if u, err := user.Current(); err == nil {
 		attrs["user"] = u.Username
 	}
 	if h, err := os.Hostname(); err == nil {
 		attrs["host"] = h
 	}
-	for i := 0; i+1 < len(extra); i += 2 {
-		attrs[extra[i]] = extra[i+1]
-	}
 	if e.journal != nil {
 		if _, err := e.journal.AppendEvent(ctx, recorder.EventJournalAccessed, attrs); err != nil {
-			fmt.Fprintf(e.stderr, "bastion: note: this %s is not recorded in the journal: %v\n", action, err)
+			fmt.Fprintf(e.stderr, "bastion: note: this %s is not recorded in the journal: %v\n", what, err)
 		}
 		return
 	}
@@ -192,7 +202,7 @@ func recordAccess(ctx context.Context, e *env, path, action string, id uuid.UUID
 	if errors.Is(err, storage.ErrLocked) {
 		why = "another process writes the journal (" + why + ")"
 	}
-	fmt.Fprintf(e.stderr, "bastion: note: this %s is not recorded in the journal: %s\n", action, why)
+	fmt.Fprintf(e.stderr, "bastion: note: this %s is not recorded in the journal: %s\n", what, why)
 }
 
 // checkSessionExists gives a missing session its own message and hint.

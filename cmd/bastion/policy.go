@@ -370,17 +370,11 @@ func checkArgs(src policySource) string {
 	return src.path
 }
 
-// stringList is a repeatable string flag.
-type stringList []string
-
-func (s *stringList) String() string     { return strings.Join(*s, ",") }
-func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
-
 // explainFlags are the command line of "policy explain".
 type explainFlags struct {
 	config, policy                   string
 	identity, sponsor, target, login string
-	claims                           stringList
+	claims                           stringsFlag
 	command, forward, from, at       string
 	shell, sftp, pty, asJSON         bool
 	grantRole, grantCommand          string

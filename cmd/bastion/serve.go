@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"os/user"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -70,9 +71,10 @@ Examples:
     $ bastion dev token --sub agent-1 > token
     $ bastion login --server https://127.0.0.1:8443 --ca-fingerprint SHA256:… --token-file token`
 
+// stringsFlag is a flag that may be given several times.
 type stringsFlag []string
 
-func (s *stringsFlag) String() string     { return fmt.Sprint(*s) }
+func (s *stringsFlag) String() string     { return strings.Join(*s, ",") }
 func (s *stringsFlag) Set(v string) error { *s = append(*s, v); return nil }
 
 func runServe(ctx context.Context, e *env, args []string) error {

@@ -1,0 +1,579 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"html"
+	"image/png"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/santhosh-tekuri/jsonschema/v6"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/certauth/oidctest"
+	"github.com/bastionhq/bastion/policy"
+	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/evidence"
+	"github.com/bastionhq/bastion/storage"
+)
+
+// evidenceJournal is what buildEvidenceJournal made: the home, and what
+// the report must show.
+type evidenceJournal struct {
+	home             string
+	from, to         time.Time
+	agent, human     string // identities
+	sponsor          string
+	grant, denied    string // grant IDs
+	grantSession     string // the agent's session under the grant
+	standingSession  string // the human's interactive session
+	revokedSerial    uint64
+	agentSerial      uint64
+	refusedCommand   string
+	reconstructedCmd string
+}
+
+// buildEvidenceJournal writes a journal the way a running bastion does:
+// certificates through the real issuer (tokens of a real OpenID provider
+// on loopback, verified by discovery and JWKS), grants through the real
+// grants store under a real policy, and sessions and front-door events
+// with the attributes the front door writes.
+func buildEvidenceJournal(t *testing.T) *evidenceJournal {
+	t.Helper()
+	ctx := context.Background()
+	ej := &evidenceJournal{home: t.TempDir(), sponsor: "alice", refusedCommand: "rm -rf /var/lib/postgresql",
+		reconstructedCmd: `psql -c "select 1" <script>alert(1)</script>`}
+	var out, errb bytes.Buffer
+	if code := run(ctx, []string{"--home", ej.home, "ca", "init"}, &env{stdout: &out, stderr: &errb, getenv: func(string) string { return "" }}); code != 0 {
+		t.Fatalf("ca init: %d %s", code, errb.String())
+	}
+	key, err := certauth.LoadJournalKey(ej.home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(ej.home, "journal.db")
+	st, err := storage.OpenSQLite(ctx, path, storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed, err := certauth.NewSignedState(ej.home, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := recorder.Open(ctx, st, recorder.Options{Key: key, Signed: signed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ej.from = time.Now().Add(-time.Minute).UTC().Truncate(time.Second)
+	event := func(name string, a recorder.Attrs) int64 {
+		t.Helper()
+		idx, err := j.AppendEvent(ctx, name, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return idx
+	}
+
+	m := oidctest.StartMock(t, nil)
+	v, err := certauth.NewVerifier([]certauth.ProviderConfig{{Name: "corp", Issuer: m.Issuer(), Audiences: []string{"bastion"}, SponsorClaim: "on_behalf_of"}}, certauth.VerifierOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol, _, err := policy.Build(
+		[]policy.IdentityMatcher{
+			{Name: "agents", Match: policy.Match{Providers: []string{"corp"}, Subjects: []string{"agent-*"}}},
+			{Name: "people", Match: policy.Match{Providers: []string{"corp"}, Subjects: []string{"alice", "bob"}}},
+		},
+		[]policy.Role{
+			{Name: "ops", Identities: []string{"people"}, Targets: []string{"web-*"}, Logins: []string{"deploy"}, MaxTTL: 10 * time.Minute, PTY: true, Shell: true},
+			{Name: "db-grant", Identities: []string{"agents"}, Targets: []string{"db-*"}, Logins: []string{"postgres"}, MaxTTL: 10 * time.Minute,
+				Access: policy.AccessGrant, Approval: &policy.Approval{Approvers: []string{"people"}, Approvals: 1, MaxDuration: time.Hour}},
+		}, policy.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth, err := certauth.LoadAuthorities(ej.home, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := st.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	grants, err := certauth.OpenGrants(ctx, snap, certauth.GrantsOptions{Journal: j, Policy: func() certauth.GrantPolicy { return pol }})
+	snap.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := certauth.NewRegistry()
+	issuer, err := certauth.NewIssuer(ctx, certauth.IssuerOptions{CA: auth.User, Verifier: v, Policy: pol, Journal: j, Registry: reg,
+		Grants: grants.Active})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	event(evidence.EventServeStarted, recorder.Attrs{"pid": "4242", "api": "127.0.0.1:8443", "admin": "/run/bastion/admin.sock"})
+	event(evidence.EventPolicyLoaded, recorder.Attrs{"trigger": "start", "hash": pol.Hash(), "roles": "2", "warnings": "0"})
+
+	token := func(sub string, extra map[string]any) string {
+		c := jwt.MapClaims{"iss": m.Issuer(), "sub": sub, "aud": "bastion", "iat": time.Now().Add(-time.Minute).Unix(), "exp": time.Now().Add(9 * time.Minute).Unix()}
+		for k, v := range extra {
+			c[k] = v
+		}
+		tok, err := m.Keypair.SignJWT(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	issue := func(tok string, logins ...string) *certauth.Issued {
+		t.Helper()
+		pub, _, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sk, _ := ssh.NewPublicKey(pub)
+		is, err := issuer.Issue(ctx, certauth.IssueRequest{Token: tok, PublicKey: string(ssh.MarshalAuthorizedKey(sk)), Logins: logins,
+			ClientAddress: netip.MustParseAddr("192.0.2.10")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return is
+	}
+	ident := func(sub string) *policy.Identity {
+		return &policy.Identity{Provider: "corp", Issuer: m.Issuer(), Subject: sub}
+	}
+	agentTok := token("agent-7", map[string]any{"on_behalf_of": ej.sponsor})
+	ej.agent, ej.human = "agent-7@corp", "alice@corp"
+
+	// The human: a standing certificate, an interactive session with a
+	// masked card number, then the certificate revoked.
+	alice := issue(token("alice", map[string]any{"email": "alice@example.com"}), "deploy")
+	ej.revokedSerial = alice.Record.Serial
+	s, err := j.StartSession(ctx, recorder.SessionInfo{Attrs: recorder.Attrs{
+		"kind": "ssh", "request": "shell", "identity": ej.human, "serial": strconv.FormatUint(alice.Record.Serial, 10), "login": "deploy",
+		"target": "web-1", "client": "192.0.2.10:50022", "term": "xterm", "policy.rule": "ops", "policy.hash": pol.Hash(),
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ej.standingSession = s.ID().String()
+	ptyAttrs, _ := recorder.EncodeAttrs(recorder.Attrs{"term": "xterm", "cols": "80", "rows": "24"})
+	maskAttrs, _ := recorder.EncodeAttrs(recorder.Attrs{"detector": "pan", "count": "2", "offset": "10"})
+	exitAttrs, _ := recorder.EncodeAttrs(recorder.Attrs{"status": "0"})
+	for _, f := range []struct {
+		k recorder.Kind
+		p string
+	}{{recorder.KindPTY, string(ptyAttrs)}, {recorder.KindOutput, "$ "}, {recorder.KindInput, "psql -c \"select 1\" <script>alert(1)</script>\r"},
+		{recorder.KindOutput, "card 4111********1111\r\n"}, {recorder.KindMask, string(maskAttrs)}, {recorder.KindInput, "exit\r"}, {recorder.KindExit, string(exitAttrs)}} {
+		if _, err := s.Append(f.k, 0, []byte(f.p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.End(ctx, recorder.Attrs{"reason": "exited", "exit-status": "0"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.Revoke(ctx, j, certauth.RevokeRequest{Serials: []uint64{alice.Record.Serial}, Reason: "laptop lost", By: "secops"}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+
+	// The agent: a grant requested, approved, used, and ended; a second
+	// one denied; an exec refused; a token refused.
+	g, err := grants.Request(ctx, certauth.GrantAsk{Identity: mustVerify(t, v, agentTok), Target: "db-1", Login: "postgres", Duration: 3 * time.Second,
+		Reason: "apply migration 42", Ticket: "CHG-1234"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ej.grant = g.ID
+	if _, err := grants.Approve(ctx, certauth.GrantDecision{ID: g.ID, By: ident("alice"), Comment: "ok, <b>watch</b> the locks"}); err != nil {
+		t.Fatal(err)
+	}
+	agent := issue(agentTok, "postgres")
+	ej.agentSerial = agent.Record.Serial
+	if agent.Record.Grant != g.ID || agent.Record.Sponsor != ej.sponsor {
+		t.Fatalf("agent certificate: grant %q sponsor %q", agent.Record.Grant, agent.Record.Sponsor)
+	}
+	active, _ := grants.Get(g.ID)
+	info := recorder.Attrs{"kind": "ssh", "request": "exec", "identity": ej.agent, "serial": strconv.FormatUint(agent.Record.Serial, 10),
+		"login": "postgres", "target": "db-1", "client": "198.51.100.7:41000", "command": "psql -f migrate-42.sql",
+		"policy.rule": "db-grant", "policy.hash": pol.Hash(), "policy.grant": g.ID, "policy.grant.end": active.End.UTC().Format(time.RFC3339)}
+	s, err = j.StartSession(ctx, recorder.SessionInfo{Attrs: info})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ej.grantSession = s.ID().String()
+	s.Append(recorder.KindExec, 0, []byte("psql -f migrate-42.sql"))
+	s.Append(recorder.KindOutput, 0, []byte("ALTER TABLE\n"))
+	s.Append(recorder.KindExit, 0, exitAttrs)
+	if err := s.End(ctx, recorder.Attrs{"reason": "exited", "exit-status": "0"}); err != nil {
+		t.Fatal(err)
+	}
+	event(evidence.EventRequestRefused, recorder.Attrs{"reason": "policy_denied", "request": "exec", "action": "exec", "user": "postgres@db-1",
+		"target": "db-1", "login": "postgres", "identity": ej.agent, "serial": strconv.FormatUint(agent.Record.Serial, 10), "key-id": agent.Cert.KeyId,
+		"client": "198.51.100.7:41002", "policy.rule": "db-grant", "detail": "command not allowed", "policy.hash": pol.Hash(), "command": ej.refusedCommand})
+	event(evidence.EventAuthRefused, recorder.Attrs{"reason": "untrusted_ca", "user": "root@db-1", "client": "203.0.113.9:6000", "key.sha256": "SHA256:x"})
+	if _, err := issuer.Issue(ctx, certauth.IssueRequest{Token: "not.a.token", PublicKey: "x"}); err == nil {
+		t.Fatal("a bad token was accepted")
+	}
+	d, err := grants.Request(ctx, certauth.GrantAsk{Identity: mustVerify(t, v, agentTok), Target: "db-2", Login: "postgres", Duration: time.Minute, Reason: "look around"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ej.denied = d.ID
+	if _, err := grants.Deny(ctx, certauth.GrantDecision{ID: d.ID, By: ident("bob"), Comment: "no ticket"}); err != nil {
+		t.Fatal(err)
+	}
+	// The grant ends by itself: the store's timer journals grant.ended.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if g, _ := grants.Get(ej.grant); g.State == certauth.GrantEnded {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the grant did not end")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	grants.Close()
+	event(evidence.EventServeStopped, recorder.Attrs{"reason": "requested", "ssh.sessions-ended": "0"})
+	event(evidence.EventServeStarted, recorder.Attrs{"pid": "4243"})
+	// Started again with no stop: the bastion died.
+	event(evidence.EventServeStarted, recorder.Attrs{"pid": "4244"})
+	ej.to = time.Now().Add(time.Minute).UTC().Truncate(time.Second)
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	return ej
+}
+
+func mustVerify(t *testing.T, v *certauth.Verifier, tok string) *policy.Identity {
+	t.Helper()
+	id, err := v.Verify(context.Background(), tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// runEvidence runs "bastion evidence" on ej's home and returns the
+// report it wrote.
+func runEvidenceCmd(t *testing.T, ej *evidenceJournal, out string, extra ...string) (*evidence.Report, []byte) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	args := append([]string{"--home", ej.home, "evidence", "--from", ej.from.Format(time.RFC3339), "--to", ej.to.Format(time.RFC3339), "--out", out}, extra...)
+	if code := run(context.Background(), args, &env{stdout: &stdout, stderr: &stderr, getenv: func(string) string { return "" }}); code != 0 {
+		t.Fatalf("bastion evidence: exit %d\n%s%s", code, stdout.String(), stderr.String())
+	}
+	data, err := os.ReadFile(filepath.Join(out, "evidence.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r evidence.Report
+	if err := json.Unmarshal(data, &r); err != nil {
+		t.Fatal(err)
+	}
+	return &r, data
+}
+
+func TestEvidence(t *testing.T) {
+	ej := buildEvidenceJournal(t)
+	out := filepath.Join(t.TempDir(), "report")
+	r, data := runEvidenceCmd(t, ej, out, "--now", ej.to.Format(time.RFC3339))
+
+	t.Run("schema", func(t *testing.T) {
+		c := jsonschema.NewCompiler()
+		sch, err := c.Compile("../../docs/evidence.schema.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sch.Validate(inst); err != nil {
+			t.Fatalf("evidence.json does not match docs/evidence.schema.json: %v", err)
+		}
+		// The schema is strict: a report missing a section, or with a
+		// field it does not document, does not match.
+		m := inst.(map[string]any)
+		m["extra"] = true
+		if sch.Validate(m) == nil {
+			t.Error("the schema accepts an undocumented field")
+		}
+		delete(m, "extra")
+		delete(m, "summary")
+		if sch.Validate(m) == nil {
+			t.Error("the schema accepts a report without a summary")
+		}
+	})
+
+	t.Run("cover", func(t *testing.T) {
+		if !r.Verification.Intact || r.Checkpoint.Size == 0 || r.Checkpoint.Note == "" || !r.Journal.KeyFromHome {
+			t.Errorf("cover: intact %v, checkpoint %+v, key %+v", r.Verification.Intact, r.Checkpoint, r.Journal)
+		}
+		note, err := os.ReadFile(filepath.Join(out, "checkpoint.txt"))
+		if err != nil || string(note) != r.Checkpoint.Note {
+			t.Errorf("checkpoint.txt: %q, %v", note, err)
+		}
+		// The printed command verifies, as printed.
+		args := strings.Fields(r.VerifyCommand)
+		if args[0] != "bastion" || args[1] != "verify" {
+			t.Fatalf("verify command %q", r.VerifyCommand)
+		}
+		var stdout, stderr bytes.Buffer
+		if code := run(context.Background(), args[1:], &env{stdout: &stdout, stderr: &stderr, getenv: func(string) string { return "" }}); code != 0 {
+			t.Errorf("%s: exit %d\n%s%s", r.VerifyCommand, code, stdout.String(), stderr.String())
+		}
+	})
+
+	t.Run("identities", func(t *testing.T) {
+		ids := map[string]evidence.Identity{}
+		for _, id := range r.Identities {
+			ids[id.Identity] = id
+		}
+		agent, human := ids[ej.agent], ids[ej.human]
+		if agent.Kind != "agent" || len(agent.Sponsors) != 1 || agent.Sponsors[0] != ej.sponsor || agent.Provider != "corp" {
+			t.Errorf("agent: %+v", agent)
+		}
+		if human.Kind != "human" || len(human.Certificates) != 1 || human.Certificates[0].Revoked == nil || human.Certificates[0].Revoked.Reason != "laptop lost" {
+			t.Errorf("human: %+v", human)
+		}
+		if len(agent.Certificates) != 1 || agent.Certificates[0].Serial != ej.agentSerial || agent.Certificates[0].Grant != ej.grant {
+			t.Errorf("agent certificates: %+v", agent.Certificates)
+		}
+		if r.Summary.Agents != 1 || r.Summary.Identities != 2 {
+			t.Errorf("summary: %+v", r.Summary)
+		}
+	})
+
+	t.Run("grants", func(t *testing.T) {
+		byID := map[string]evidence.Grant{}
+		for _, g := range r.Grants {
+			byID[g.ID] = g
+		}
+		g := byID[ej.grant]
+		if g.State != "ended" || g.Closed == nil || g.Closed.Event != "grant.ended" || g.Ticket != "CHG-1234" ||
+			len(g.Approvals) != 1 || g.Approvals[0].By != "alice@corp" || len(g.Sessions) != 1 || g.Sessions[0] != ej.grantSession {
+			t.Errorf("grant: %+v", g)
+		}
+		if d := byID[ej.denied]; d.State != "denied" || d.Closed == nil || d.Closed.By != "bob@corp" || d.Closed.Comment != "no ticket" {
+			t.Errorf("denied grant: %+v", d)
+		}
+		if len(r.StandingAccess) != 1 || r.StandingAccess[0].ID != ej.standingSession || r.StandingAccess[0].Rule != "ops" {
+			t.Errorf("standing access: %+v", r.StandingAccess)
+		}
+	})
+
+	t.Run("sessions", func(t *testing.T) {
+		for _, s := range r.Sessions {
+			switch s.ID {
+			case ej.grantSession:
+				if len(s.Commands) != 1 || s.Commands[0].Text != "psql -f migrate-42.sql" || s.Commands[0].Reconstructed || s.ExitStatus != "0" || !s.Verified {
+					t.Errorf("grant session: %+v", s)
+				}
+			case ej.standingSession:
+				if len(s.Commands) != 2 || s.Commands[0].Text != ej.reconstructedCmd || !s.Commands[0].Reconstructed || s.MaskedTotal != 2 || s.Masked["pan"] != 2 {
+					t.Errorf("interactive session: %+v", s)
+				}
+			default:
+				t.Errorf("unexpected session %+v", s)
+			}
+		}
+		var refusedExec, failedAuth bool
+		for _, f := range r.Refusals {
+			refusedExec = refusedExec || f.Event == "ssh.request_refused" && strings.Contains(f.What, ej.refusedCommand)
+			failedAuth = failedAuth || f.FailedAuth
+		}
+		if !refusedExec || !failedAuth || r.Summary.FailedAuth != 2 {
+			t.Errorf("refusals: %+v (failed authentications %d)", r.Refusals, r.Summary.FailedAuth)
+		}
+	})
+
+	t.Run("exceptions", func(t *testing.T) {
+		kinds := map[string]int{}
+		for _, f := range r.Summary.Exceptions {
+			kinds[f.Kind]++
+		}
+		if kinds[evidence.FindingPastGrant] != 0 || kinds[evidence.FindingCertPastGrant] != 0 {
+			t.Errorf("access past a grant's end: %+v", r.Summary.Exceptions)
+		}
+		if kinds[evidence.FindingStanding] != 1 || kinds[evidence.FindingUncleanStop] != 1 || kinds[evidence.FindingRefusal] != 3 {
+			t.Errorf("exceptions: %+v", r.Summary.Exceptions)
+		}
+	})
+
+	t.Run("custody", func(t *testing.T) {
+		c := r.Custody
+		if len(c.Accesses) != 1 || c.Accesses[0].Action != "evidence" || len(c.Gaps) != 1 || len(c.Policies) != 1 || len(c.Serve) != 4 {
+			t.Errorf("custody: %+v", c)
+		}
+	})
+
+	t.Run("html", func(t *testing.T) {
+		page, err := os.ReadFile(filepath.Join(out, "evidence.html"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		html := string(page)
+		if strings.Contains(html, "<script>alert(1)</script>") || !strings.Contains(html, "&lt;script&gt;alert(1)&lt;/script&gt;") {
+			t.Error("a typed command reaches the page unescaped")
+		}
+		for _, bad := range []string{"<script", "<link", "@import", " src=", "url("} {
+			if strings.Contains(html, bad) {
+				t.Errorf("the page is not self-contained: it holds %q", bad)
+			}
+		}
+		for _, s := range evidence.Sections {
+			if !strings.Contains(html, `<section id="`+s.ID+`">`) || !strings.Contains(html, s.Title) {
+				t.Errorf("no section %s (%s)", s.ID, s.Title)
+			}
+		}
+	})
+
+	t.Run("deterministic", func(t *testing.T) {
+		// One journal, one --now: the same bytes.
+		ctx := context.Background()
+		st, err := storage.OpenSQLite(ctx, filepath.Join(ej.home, "journal.db"), storage.Options{ReadOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		vkey, err := certauth.LoadVerifierKey(filepath.Join(ej.home, certauth.JournalPubKeyFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := recorder.ParseVerifierKey(vkey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var outs [2][]byte
+		for i := range outs {
+			rep, err := evidence.Build(ctx, st, evidence.Options{From: ej.from, To: ej.to, Verifier: v, Now: ej.to, Journal: evidence.JournalInfo{Key: vkey}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var b bytes.Buffer
+			if err := json.NewEncoder(&b).Encode(rep); err != nil {
+				t.Fatal(err)
+			}
+			if err := evidence.WriteHTML(&b, rep); err != nil {
+				t.Fatal(err)
+			}
+			outs[i] = b.Bytes()
+		}
+		if !bytes.Equal(outs[0], outs[1]) {
+			t.Error("two reports of one journal at one time differ")
+		}
+	})
+}
+
+// TestEvidenceChromium renders the report in a real headless Chromium:
+// a screenshot that is not blank, a PDF with a page per section (the
+// print style breaks pages between sections), and the rendered DOM with
+// every section's id and heading. In CI a missing Chromium fails.
+func TestEvidenceChromium(t *testing.T) {
+	browser := ""
+	for _, name := range []string{"chromium", "chromium-browser"} {
+		if p, err := exec.LookPath(name); err == nil {
+			browser = p
+			break
+		}
+	}
+	if browser == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("chromium is not installed (apt-get install chromium)")
+		}
+		t.Skip("chromium is not installed")
+	}
+	ej := buildEvidenceJournal(t)
+	out := filepath.Join(t.TempDir(), "report")
+	runEvidenceCmd(t, ej, out, "--now", ej.to.Format(time.RFC3339))
+	page := "file://" + filepath.Join(out, "evidence.html")
+	tmp := t.TempDir()
+	chromium := func(args ...string) []byte {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		args = append([]string{"--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--user-data-dir=" + filepath.Join(tmp, "profile")}, args...)
+		cmd := exec.CommandContext(ctx, browser, append(args, page)...)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("chromium %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+		}
+		return stdout.Bytes()
+	}
+
+	shot := filepath.Join(tmp, "evidence.png")
+	chromium("--screenshot="+shot, "--window-size=1280,4000", "--hide-scrollbars")
+	f, err := os.Open(shot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := png.Decode(f)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := img.Bounds(); b.Dx() != 1280 || b.Dy() != 4000 {
+		t.Errorf("screenshot is %v, want 1280x4000", b)
+	}
+	// Not blank: ink on a good part of the page, and the timeline's and
+	// the verdict's colours somewhere.
+	colors := map[[3]uint32]int{}
+	ink := 0
+	b := img.Bounds()
+	for y := b.Min.Y; y < b.Max.Y; y += 2 {
+		for x := b.Min.X; x < b.Max.X; x += 2 {
+			r, g, bl, _ := img.At(x, y).RGBA()
+			colors[[3]uint32{r >> 8, g >> 8, bl >> 8}]++
+			if r>>8 < 200 || g>>8 < 200 || bl>>8 < 200 {
+				ink++
+			}
+		}
+	}
+	if total := (b.Dx() / 2) * (b.Dy() / 2); ink < total/100 || len(colors) < 20 {
+		t.Errorf("the screenshot looks blank: %d of %d pixels inked, %d colours", ink, total, len(colors))
+	}
+	if colors[[3]uint32{0x1d, 0x6b, 0x32}] == 0 {
+		t.Error("the screenshot has no green verdict (the journal is intact)")
+	}
+	if colors[[3]uint32{0x2f, 0x6f, 0xb5}] == 0 {
+		t.Error("the screenshot has no grant bar in the timeline")
+	}
+
+	dom := string(chromium("--dump-dom"))
+	for _, s := range evidence.Sections {
+		if !strings.Contains(dom, `<section id="`+s.ID+`">`) || !strings.Contains(dom, "<h2>"+html.EscapeString(s.Title)+"</h2>") {
+			t.Errorf("the rendered page has no section %s with heading %q", s.ID, s.Title)
+		}
+	}
+	if !strings.Contains(dom, "<svg") || !strings.Contains(dom, `class="grant"`) {
+		t.Error("the rendered page has no timeline")
+	}
+
+	pdf := filepath.Join(tmp, "evidence.pdf")
+	chromium("--print-to-pdf="+pdf, "--no-pdf-header-footer")
+	data, err := os.ReadFile(pdf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pages := len(regexp.MustCompile(`/Type\s*/Page\b`).FindAll(data, -1))
+	if !bytes.HasPrefix(data, []byte("%PDF-")) || pages < len(evidence.Sections) {
+		t.Errorf("the printed report has %d pages, want at least one per section (%d)", pages, len(evidence.Sections))
+	}
+}

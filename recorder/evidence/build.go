@@ -1,0 +1,714 @@
+// Package evidence builds the examiner's report of a journal: for one
+// period, who held privileged access, who granted it and for how long,
+// what was done with it, what was refused, and the proof that the record
+// is whole, as JSON ([Report], schema in docs/evidence.schema.json) and as
+// one self-contained HTML page ([WriteHTML]).
+//
+// # Sources
+//
+// Everything comes from the journal, read through the same APIs as
+// verification and playback: [recorder.Verify] for the integrity
+// statement, events by name (cert.*, grant.*, ssh.*, serve.*, policy.*,
+// journal.accessed) through the event index, the sessions index for the
+// sessions of the period, and, for those sessions only, their frames,
+// proven against the signed log by [recorder.OpenSession] and summarized by
+// [playback.Describe]. The event names and attributes are those the
+// packages certauth, bastion and recorder write; docs/evidence.md lists
+// them.
+//
+// # Determinism
+//
+// A report depends only on the journal, the options and [Options.Now]:
+// every list is ordered by leaf index, every time is UTC, so that the same
+// journal gives the same bytes.
+package evidence
+
+import (
+	"cmp"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/playback"
+	"github.com/bastionhq/bastion/storage"
+)
+
+// Event names the report reads, as the packages certauth (cert.*,
+// grant.*) and bastion (ssh.*, serve.*, policy.*) write them. A test
+// checks that they match those packages' constants.
+const (
+	EventCertIssued      = "cert.issued"
+	EventCertRevoked     = "cert.revoked"
+	EventCertRefused     = "cert.refused"
+	EventGrantRequested  = "grant.requested"
+	EventGrantApproved   = "grant.approved"
+	EventGrantDenied     = "grant.denied"
+	EventGrantActivated  = "grant.activated"
+	EventGrantExpired    = "grant.expired"
+	EventGrantEnded      = "grant.ended"
+	EventGrantRevoked    = "grant.revoked"
+	EventGrantRefused    = "grant.refused"
+	EventAuthRefused     = "ssh.auth_refused"
+	EventRequestRefused  = "ssh.request_refused"
+	EventChannelRefused  = "ssh.channel_refused"
+	EventConnRefused     = "ssh.connection_refused"
+	EventServeStarted    = "serve.started"
+	EventServeStopped    = "serve.stopped"
+	EventPolicyLoaded    = "policy.loaded"
+	EventPolicyRefused   = "policy.refused"
+	EventJournalAccessed = recorder.EventJournalAccessed
+)
+
+// refusalEvents are the events of section 5's refused actions.
+var refusalEvents = []string{EventAuthRefused, EventConnRefused, EventRequestRefused, EventChannelRefused, EventCertRefused, EventGrantRefused}
+
+// grantEvents are the events of a grant's life, in no particular order.
+var grantEvents = []string{EventGrantRequested, EventGrantApproved, EventGrantDenied, EventGrantActivated, EventGrantExpired, EventGrantEnded, EventGrantRevoked}
+
+// PastGrantGrace is how long after its grant's end a session's end record
+// may be committed before the session counts as running past the grant:
+// the front door ends it when the grant ends, and the end record takes a
+// moment to commit.
+const PastGrantGrace = 5 * time.Second
+
+// Options configure [Build].
+type Options struct {
+	// From and To bound the period; To must not be before From.
+	From, To time.Time
+	// Targets limits grants, sessions and refusals to these targets (and
+	// the inventory to the identities that reached them); empty means all.
+	Targets []string
+	// Verifier is the journal's public key. Required.
+	Verifier note.Verifier
+	// Journal names the journal and the key (Origin is set from the key).
+	Journal JournalInfo
+	// Now is the report's time: what is still open is open at Now.
+	Now time.Time
+	// VerifyCommand is the command that checks the journal
+	// independently; VerifyOutput renders verification as "bastion
+	// verify" prints it. Both are the caller's, which owns the CLI.
+	VerifyCommand string
+	VerifyOutput  func(*recorder.Report) string
+}
+
+// Build verifies the journal in store and reads the report of the period
+// from it. A journal that does not verify still gets a report, which says
+// so first; an error means the report could not be made.
+func Build(ctx context.Context, store storage.Store, opts Options) (*Report, error) {
+	if opts.Verifier == nil {
+		return nil, errors.New("evidence: the journal's public key is required")
+	}
+	if opts.To.Before(opts.From) {
+		return nil, fmt.Errorf("evidence: the period ends (%s) before it starts (%s)", opts.To.UTC().Format(time.RFC3339), opts.From.UTC().Format(time.RFC3339))
+	}
+	vr, err := recorder.Verify(ctx, store, recorder.VerifyOptions{Verifier: opts.Verifier})
+	if err != nil {
+		return nil, err
+	}
+	snap, err := store.Snapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer snap.Close()
+	b := &builder{ctx: ctx, snap: snap, opts: opts, bound: vr.TreeSize,
+		from: opts.From.UnixNano(), to: opts.To.UnixNano(), now: opts.Now.UTC(),
+		certs: map[uint64]*certState{}, grants: map[string]*Grant{}, ids: map[string]*Identity{}}
+	b.targets = map[string]bool{}
+	for _, t := range opts.Targets {
+		b.targets[t] = true
+	}
+	r := &Report{
+		Format:      Format,
+		GeneratedAt: b.now,
+		Scope:       Scope{From: opts.From.UTC(), To: opts.To.UTC(), Targets: nonNil(slices.Sorted(slices.Values(opts.Targets)))},
+		Journal:     opts.Journal,
+		Verification: Verification{
+			Intact: vr.Intact(), TreeSize: vr.TreeSize, Root: vr.Root, Sessions: vr.Sessions, SessionsChecked: vr.SessionsRead,
+			Frames: vr.Frames, PayloadBytes: vr.PayloadBytes, Events: vr.Events, Checkpoints: vr.Checkpoints,
+			Covered: vr.Covered, Uncovered: vr.Uncovered, Problems: []Problem{},
+		},
+		VerifyCommand:  opts.VerifyCommand,
+		Identities:     []Identity{},
+		Grants:         []Grant{},
+		StandingAccess: []SessionRef{},
+		Sessions:       []Session{},
+		Refusals:       []Refusal{},
+		Custody:        Custody{Checkpoints: []CheckpointRef{}, Accesses: []Access{}, Serve: []ServeEvent{}, Policies: []PolicyEvent{}, Gaps: []Finding{}},
+		Controls:       Controls(),
+	}
+	r.Journal.Origin = opts.Verifier.Name()
+	r.Summary.Exceptions, r.Summary.OpenItems = []Finding{}, []Finding{}
+	for _, p := range vr.Problems {
+		r.Verification.Problems = append(r.Verification.Problems, Problem(p))
+	}
+	if opts.VerifyOutput != nil {
+		r.Verification.Output = opts.VerifyOutput(vr)
+	}
+	b.r = r
+	steps := []func() error{b.checkpoint, b.readCerts, b.readGrants, b.readSessions, b.readRefusals, b.readCustody}
+	for _, step := range steps {
+		if err := step(); err != nil {
+			return nil, err
+		}
+	}
+	b.inventory()
+	b.findings(vr)
+	return r, nil
+}
+
+type builder struct {
+	ctx      context.Context
+	snap     storage.Snapshot
+	opts     Options
+	r        *Report
+	bound    int64 // leaves at or past it were not verified: not read
+	from, to int64 // the period, in Unix nanoseconds
+	now      time.Time
+	targets  map[string]bool
+
+	certs  map[uint64]*certState
+	grants map[string]*Grant
+	// grantOrder is every grant by leaf, in scope or not; granted the
+	// IDs in scope.
+	grantOrder []*Grant
+	ids        map[string]*Identity
+}
+
+// certState is an issued certificate with the identity it names.
+type certState struct {
+	Certificate
+	identity, provider, issuer, subject, tokenSubject, email string
+	leaf                                                     int64
+}
+
+func (b *builder) inPeriod(ns int64) bool { return ns >= b.from && ns <= b.to }
+
+// overlaps reports whether [start, end] meets the period; end 0 is open.
+func (b *builder) overlaps(start, end int64) bool {
+	return start <= b.to && (end == 0 || end >= b.from)
+}
+
+func (b *builder) targetInScope(t string) bool { return len(b.targets) == 0 || b.targets[t] }
+
+// events calls fn for the verified event leaves named name, in index
+// order.
+func (b *builder) events(name string, fn func(idx int64, l *recorder.Leaf)) error {
+	err := recorder.Events(b.ctx, b.snap, name, 0, func(idx int64, l *recorder.Leaf) error {
+		if idx < b.bound {
+			fn(idx, l)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("evidence: read %s events: %w", name, err)
+	}
+	return nil
+}
+
+func wall(l *recorder.Leaf) time.Time { return time.Unix(0, l.WallNS).UTC() }
+
+func parseRFC3339(s string) (time.Time, bool) {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	return t.UTC(), err == nil
+}
+
+// checkpoint picks the checkpoint that covers the period and lists those
+// kept during it.
+func (b *builder) checkpoint() error {
+	kept, err := b.snap.Published(b.ctx)
+	if err != nil {
+		return fmt.Errorf("evidence: read checkpoints: %w", err)
+	}
+	var pick *storage.Checkpoint
+	for i := range kept {
+		c := &kept[i]
+		if c.TreeSize > b.bound {
+			break
+		}
+		if b.inPeriod(c.CreatedNS) {
+			b.r.Custody.Checkpoints = append(b.r.Custody.Checkpoints, CheckpointRef{Size: c.TreeSize, Created: time.Unix(0, c.CreatedNS).UTC()})
+		}
+		if pick == nil && c.CreatedNS >= b.to {
+			if _, err := recorder.OpenCheckpoint(c.Note, b.opts.Verifier); err == nil {
+				pick = c
+				b.r.Checkpoint.Why = "the first checkpoint kept at or after the end of the period: it covers every record of the period"
+			}
+		}
+	}
+	if pick == nil {
+		head, err := b.snap.Head(b.ctx)
+		if err != nil {
+			return fmt.Errorf("evidence: read the head checkpoint: %w", err)
+		}
+		if head == nil {
+			b.r.Checkpoint.Why = "the journal has no signed checkpoint"
+			return nil
+		}
+		pick = head
+		b.r.Checkpoint.Why = "the journal's head: no checkpoint was kept after the end of the period yet, and the head covers every record"
+	}
+	b.r.Checkpoint.Note = string(pick.Note)
+	b.r.Checkpoint.Size = pick.TreeSize
+	b.r.Checkpoint.Created = time.Unix(0, pick.CreatedNS).UTC()
+	if c, err := recorder.OpenCheckpoint(pick.Note, b.opts.Verifier); err == nil {
+		b.r.Checkpoint.Size = c.Size
+		b.r.Checkpoint.Root = base64.StdEncoding.EncodeToString(c.Root[:])
+	} else {
+		b.r.Checkpoint.Why += "; it does NOT verify with the key: " + err.Error()
+	}
+	b.r.Summary.CheckpointsInTime = len(b.r.Custody.Checkpoints)
+	return nil
+}
+
+// readCerts reads every issuance and revocation: a certificate issued
+// before the period may be valid during it.
+func (b *builder) readCerts() error {
+	err := b.events(EventCertIssued, func(idx int64, l *recorder.Leaf) {
+		a := l.Attrs
+		va, ok1 := parseRFC3339(a["valid_after"])
+		vb, ok2 := parseRFC3339(a["valid_before"])
+		serial, err := strconv.ParseUint(a["serial"], 10, 64)
+		if !ok1 || !ok2 || err != nil {
+			return // verification names no such leaf bad; the issuer never writes one
+		}
+		c := &certState{
+			Certificate: Certificate{
+				Serial: serial, IssuedAt: wall(l), Principals: splitList(a["principals"]), ValidAfter: va, ValidBefore: vb,
+				TTLSeconds: int64(vb.Sub(va) / time.Second), Grant: a["grant"], Rule: a["rule"], Ticket: a["ticket"],
+				Sponsor: a["sponsor"], Key: a["key.sha256"], Client: a["client.address"],
+			},
+			identity: a["identity"], provider: a["provider"], issuer: a["issuer"], subject: a["subject"],
+			tokenSubject: a["token.subject"], email: a["email"], leaf: idx,
+		}
+		b.certs[serial] = c
+	})
+	if err != nil {
+		return err
+	}
+	return b.events(EventCertRevoked, func(idx int64, l *recorder.Leaf) {
+		for _, s := range splitList(l.Attrs["serials"]) {
+			n, err := strconv.ParseUint(s, 10, 64)
+			if c := b.certs[n]; err == nil && c != nil && c.Revoked == nil {
+				c.Revoked = &Revocation{At: wall(l), By: l.Attrs["by"], Reason: l.Attrs["reason"], Leaf: idx}
+			}
+		}
+	})
+}
+
+// readGrants replays every grant event in leaf order.
+func (b *builder) readGrants() error {
+	type ev struct {
+		idx  int64
+		name string
+		l    *recorder.Leaf
+	}
+	var evs []ev
+	for _, name := range grantEvents {
+		if err := b.events(name, func(idx int64, l *recorder.Leaf) { evs = append(evs, ev{idx, name, l}) }); err != nil {
+			return err
+		}
+	}
+	slices.SortFunc(evs, func(x, y ev) int { return cmp.Compare(x.idx, y.idx) })
+	for _, e := range evs {
+		a := e.l.Attrs
+		at, ok := parseRFC3339(a["at"])
+		if !ok {
+			at = wall(e.l)
+		}
+		if e.name == EventGrantRequested {
+			g := &Grant{
+				ID: "G-" + strconv.FormatInt(e.idx, 10), State: "pending", Requester: a["identity"], Sponsor: a["sponsor"],
+				Reason: a["reason"], Ticket: a["ticket"], Role: a["role"], Target: a["target"], Login: a["login"], Command: a["command"],
+				Duration: a["duration"], Requested: at, Leaf: e.idx, Approvals: []Decision{}, Sessions: []string{}, Certificates: []uint64{},
+			}
+			g.Needed, _ = strconv.Atoi(a["approvals"])
+			b.grants[g.ID] = g
+			b.grantOrder = append(b.grantOrder, g)
+			continue
+		}
+		g := b.grants[a["grant"]]
+		if g == nil {
+			continue
+		}
+		d := Decision{Event: e.name, By: a["by"], Comment: a["comment"], At: at, Leaf: e.idx}
+		switch e.name {
+		case EventGrantApproved:
+			g.Approvals = append(g.Approvals, d)
+		case EventGrantActivated:
+			start, ok1 := parseRFC3339(a["start"])
+			end, ok2 := parseRFC3339(a["end"])
+			if ok1 && ok2 {
+				g.Start, g.End = &start, &end
+			}
+			g.State = "active"
+		case EventGrantDenied:
+			g.State, g.Closed = "denied", &d
+		case EventGrantExpired:
+			g.State, g.Closed = "expired", &d
+		case EventGrantEnded:
+			g.State, g.Closed = "ended", &d
+		case EventGrantRevoked:
+			g.State, g.Closed = "revoked", &d
+		}
+	}
+	for _, g := range b.grantOrder {
+		var closed int64
+		if g.Closed != nil {
+			closed = g.Closed.At.UnixNano()
+		}
+		if b.overlaps(g.Requested.UnixNano(), closed) && b.targetInScope(g.Target) {
+			b.r.Grants = append(b.r.Grants, *g)
+		}
+	}
+	return nil
+}
+
+// grantEnd is when grant g stopped allowing access: revoked, or its end.
+func grantEnd(g *Grant) (time.Time, bool) {
+	if g.Closed != nil && g.Closed.Event == EventGrantRevoked {
+		return g.Closed.At, true
+	}
+	if g.End != nil {
+		return *g.End, true
+	}
+	return time.Time{}, false
+}
+
+// readSessions reads the sessions active in the period, and their frames.
+func (b *builder) readSessions() error {
+	rows, err := b.snap.Sessions(b.ctx)
+	if err != nil {
+		return fmt.Errorf("evidence: read sessions: %w", err)
+	}
+	for _, row := range rows {
+		if row.StartLeaf >= b.bound || len(row.ID) != recorder.SessionIDSize {
+			continue
+		}
+		end := row.EndedNS
+		if row.EndLeaf >= b.bound {
+			end = 0
+		}
+		if !b.overlaps(row.StartedNS, end) {
+			continue
+		}
+		s, err := b.session(row)
+		if err != nil {
+			return err
+		}
+		if s == nil || !b.targetInScope(s.Target) {
+			continue
+		}
+		if s.Rule != "" && s.Grant == "" {
+			b.r.StandingAccess = append(b.r.StandingAccess, SessionRef{ID: s.ID, Identity: s.Identity, Target: s.Target, Login: s.Login, Rule: s.Rule, Leaf: s.StartLeaf})
+		}
+		if g := b.grants[s.Grant]; g != nil {
+			g.Sessions = append(g.Sessions, s.ID)
+		}
+		b.r.Sessions = append(b.r.Sessions, *s)
+		b.r.Summary.Commands += len(s.Commands)
+	}
+	// Grants in the report were copied before their sessions were known.
+	for i := range b.r.Grants {
+		b.r.Grants[i].Sessions = b.grants[b.r.Grants[i].ID].Sessions
+	}
+	return nil
+}
+
+// leaf reads and parses the leaf at idx.
+func (b *builder) leaf(idx int64) (*recorder.Leaf, error) {
+	var out *recorder.Leaf
+	err := b.snap.Leaves(b.ctx, idx, idx+1, func(sl storage.Leaf) error {
+		l, err := recorder.ParseLeaf(sl.Data)
+		out = l
+		return err
+	})
+	if err == nil && out == nil {
+		err = fmt.Errorf("no leaf %d", idx)
+	}
+	return out, err
+}
+
+// session reads one session: its start and end leaves, and its frames,
+// proven against the signed log. It returns nil for a session whose start
+// leaf is unreadable: verification reports it.
+func (b *builder) session(row storage.Session) (*Session, error) {
+	start, err := b.leaf(row.StartLeaf)
+	if err != nil || start.Type != recorder.LeafSessionStart {
+		return nil, nil
+	}
+	a := start.Attrs
+	id := uuid.UUID(start.Session).String()
+	s := &Session{
+		ID: id, Kind: a["kind"], Request: a["request"], Identity: a["identity"], Serial: a["serial"], Target: a["target"],
+		Login: a["login"], Client: a["client"], Route: a["route"], Rule: a["policy.rule"], Grant: a["policy.grant"],
+		Started: wall(start), StartLeaf: row.StartLeaf, EndLeaf: -1, Commands: []Command{}, Masked: map[string]int64{},
+	}
+	if s.Kind == "" {
+		s.Kind = "ssh"
+	}
+	if s.Kind == "record" {
+		// bastion record: a local command, run by an OS account.
+		s.Target, s.Login = a["host"], a["user"]
+		if s.Identity == "" {
+			s.Identity = "local:" + a["user"] + "@" + a["host"]
+		}
+		s.Request = "record"
+		if a["command"] != "" {
+			s.Request = "record " + a["command"]
+		}
+	}
+	if t, ok := parseRFC3339(a["policy.grant.end"]); ok {
+		s.GrantEnd = &t
+	}
+	if g := b.grants[s.Grant]; g != nil {
+		if t, ok := grantEnd(g); ok {
+			s.GrantEnd = &t
+		}
+	}
+	if row.EndLeaf >= 0 && row.EndLeaf < b.bound {
+		if end, err := b.leaf(row.EndLeaf); err == nil && end.Type == recorder.LeafSessionEnd {
+			t := wall(end)
+			s.Ended, s.EndLeaf = &t, row.EndLeaf
+			s.EndReason, s.EndDetail = end.Attrs["reason"], end.Attrs["detail"]
+			s.ExitStatus, s.ExitSignal = end.Attrs["exit-status"], end.Attrs["exit-signal"]
+		}
+	}
+	rec, err := recorder.OpenSession(b.ctx, b.snap, recorder.SessionID(start.Session), recorder.OpenOptions{Verifier: b.opts.Verifier})
+	if err != nil {
+		if errors.Is(err, recorder.ErrSessionBroken) {
+			s.Problem = err.Error()
+			return s, nil
+		}
+		return nil, fmt.Errorf("evidence: session %s: %w", id, err)
+	}
+	sum, err := playback.Describe(b.ctx, b.snap, rec, nil)
+	if sum != nil {
+		for _, c := range sum.Commands {
+			s.Commands = append(s.Commands, Command{At: s.Started.Add(c.Offset), Text: c.Text, Reconstructed: c.Reconstructed, Uncertain: c.Uncertain})
+		}
+		for k, v := range sum.Masked {
+			s.Masked[k] = v
+			s.MaskedTotal += v
+		}
+		s.Frames, s.InBytes, s.OutBytes = sum.Frames, sum.InBytes, sum.OutBytes
+		if s.ExitStatus == "" {
+			s.ExitStatus, s.ExitSignal = sum.Exit["status"], sum.Exit["signal"]
+		}
+	}
+	switch {
+	case errors.Is(err, recorder.ErrSessionBroken):
+		s.Problem = err.Error()
+	case err != nil:
+		return nil, fmt.Errorf("evidence: session %s: %w", id, err)
+	default:
+		s.Verified = true
+	}
+	return s, nil
+}
+
+// readRefusals reads the refused actions and failed authentications of
+// the period.
+func (b *builder) readRefusals() error {
+	for _, name := range refusalEvents {
+		err := b.events(name, func(idx int64, l *recorder.Leaf) {
+			if !b.inPeriod(l.WallNS) {
+				return
+			}
+			a := l.Attrs
+			r := Refusal{
+				Event: name, At: wall(l), Leaf: idx, Identity: a["identity"], User: a["user"], Target: a["target"],
+				Client: firstOf(a["client"], a["client.address"]), Reason: a["reason"], Detail: firstOf(a["detail"], a["error"]),
+			}
+			switch name {
+			case EventAuthRefused, EventCertRefused:
+				r.FailedAuth = true
+			case EventRequestRefused:
+				r.What = strings.TrimSpace(a["request"] + " " + a["command"])
+			case EventChannelRefused:
+				r.What = strings.TrimSpace(a["channel"] + " " + a["destination"])
+			case EventGrantRefused:
+				r.What = strings.TrimSpace(a["action"] + " " + a["grant"])
+			case EventConnRefused:
+				r.What = "connection"
+				if n := a["refused"]; n != "" {
+					r.What = n + " connections"
+				}
+			}
+			if r.Target == "" {
+				if _, t, ok := strings.Cut(r.User, "@"); ok {
+					r.Target = t
+				}
+			}
+			// A refusal that names no target (a login or a token
+			// refused before any target was chosen) is about the
+			// bastion itself: it is in every report.
+			if r.Target != "" && !b.targetInScope(r.Target) {
+				return
+			}
+			b.r.Refusals = append(b.r.Refusals, r)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	slices.SortFunc(b.r.Refusals, func(x, y Refusal) int { return cmp.Compare(x.Leaf, y.Leaf) })
+	for _, r := range b.r.Refusals {
+		if r.FailedAuth {
+			b.r.Summary.FailedAuth++
+		}
+	}
+	return nil
+}
+
+// inventory lists the identities that held access in the period.
+func (b *builder) inventory() {
+	get := func(name string) *Identity {
+		id := b.ids[name]
+		if id == nil {
+			id = &Identity{Identity: name, Sponsors: []string{}, TokenSubjects: []string{}, Certificates: []Certificate{}, Grants: []string{}}
+			b.ids[name] = id
+		}
+		return id
+	}
+	for _, g := range b.r.Grants {
+		id := get(g.Requester)
+		id.Grants = append(id.Grants, g.ID)
+		addUnique(&id.Sponsors, g.Sponsor)
+	}
+	for _, s := range b.r.Sessions {
+		get(s.Identity).Sessions++
+	}
+	serials := make([]uint64, 0, len(b.certs))
+	for s := range b.certs {
+		serials = append(serials, s)
+	}
+	slices.Sort(serials)
+	for _, serial := range serials {
+		c := b.certs[serial]
+		end := c.ValidBefore
+		if c.Revoked != nil && c.Revoked.At.Before(end) {
+			end = c.Revoked.At
+		}
+		if !b.overlaps(c.ValidAfter.UnixNano(), end.UnixNano()) {
+			continue
+		}
+		// With targets, a certificate counts for the identities that
+		// reached them (a certificate names logins, not targets).
+		if len(b.targets) > 0 && b.ids[c.identity] == nil {
+			continue
+		}
+		id := get(c.identity)
+		id.Provider, id.Issuer, id.Subject = c.provider, c.issuer, c.subject
+		if c.email != "" {
+			id.Email = c.email
+		}
+		addUnique(&id.Sponsors, c.Sponsor)
+		addUnique(&id.TokenSubjects, c.tokenSubject)
+		id.Certificates = append(id.Certificates, c.Certificate)
+		if g := b.grants[c.Grant]; g != nil {
+			g.Certificates = append(g.Certificates, c.Serial)
+		}
+	}
+	for i := range b.r.Grants {
+		b.r.Grants[i].Certificates = b.grants[b.r.Grants[i].ID].Certificates
+	}
+	for _, name := range slices.Sorted(maps.Keys(b.ids)) {
+		id := b.ids[name]
+		slices.Sort(id.Sponsors)
+		slices.Sort(id.TokenSubjects)
+		if id.Provider == "" {
+			// No certificate in the period: take what its grants or
+			// sessions say.
+			for _, g := range b.grantOrder {
+				if g.Requester == name {
+					if sub, prov, ok := cutLast(name, "@"); ok {
+						id.Subject, id.Provider = sub, prov
+					}
+					break
+				}
+			}
+		}
+		id.Kind = "human"
+		if len(id.Sponsors) > 0 {
+			id.Kind = "agent"
+		}
+		id.Authentication = authentication(id)
+		b.r.Identities = append(b.r.Identities, *id)
+		if id.Kind == "agent" {
+			b.r.Summary.Agents++
+		}
+		b.r.Summary.Certificates += len(id.Certificates)
+	}
+}
+
+func authentication(id *Identity) string {
+	switch {
+	case strings.HasPrefix(id.Identity, "local:"):
+		return "a local operating-system account on the bastion's host, recording with \"bastion record\"; no identity provider"
+	case id.Provider == "":
+		return "no certificate of this identity was valid in the period"
+	}
+	s := fmt.Sprintf("OpenID Connect token from provider %q (issuer %s, subject %q), exchanged for short-lived SSH certificates signed by the user CA", id.Provider, id.Issuer, id.Subject)
+	if len(id.TokenSubjects) > 0 {
+		s += fmt.Sprintf("; delegation: the token's subject %s is the party the identity acted for", strings.Join(quoteAll(id.TokenSubjects), ", "))
+	}
+	if len(id.Sponsors) > 0 {
+		s += "; acting on behalf of " + strings.Join(quoteAll(id.Sponsors), ", ")
+	}
+	return s
+}
+
+func splitList(s string) []string {
+	if s == "" {
+		return []string{}
+	}
+	return strings.Split(s, ",")
+}
+
+func firstOf(vals ...string) string {
+	for _, v := range vals {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+func addUnique(list *[]string, v string) {
+	if v != "" && !slices.Contains(*list, v) {
+		*list = append(*list, v)
+	}
+}
+
+func quoteAll(ss []string) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = strconv.Quote(s)
+	}
+	return out
+}
+
+func nonNil(ss []string) []string {
+	if ss == nil {
+		return []string{}
+	}
+	return ss
+}
+
+func cutLast(s, sep string) (string, string, bool) {
+	i := strings.LastIndex(s, sep)
+	if i < 0 {
+		return s, "", false
+	}
+	return s[:i], s[i+len(sep):], true
+}

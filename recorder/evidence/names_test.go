@@ -1,0 +1,64 @@
+package evidence_test
+
+import (
+	"testing"
+
+	"github.com/bastionhq/bastion/bastion"
+	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/recorder/evidence"
+)
+
+// TestEventNames checks that the report reads the events under the names
+// their writers use.
+func TestEventNames(t *testing.T) {
+	for _, tt := range []struct{ ours, theirs string }{
+		{evidence.EventCertIssued, certauth.EventCertIssued},
+		{evidence.EventCertRevoked, certauth.EventCertRevoked},
+		{evidence.EventCertRefused, certauth.EventCertRefused},
+		{evidence.EventGrantRequested, certauth.EventGrantRequested},
+		{evidence.EventGrantApproved, certauth.EventGrantApproved},
+		{evidence.EventGrantDenied, certauth.EventGrantDenied},
+		{evidence.EventGrantActivated, certauth.EventGrantActivated},
+		{evidence.EventGrantExpired, certauth.EventGrantExpired},
+		{evidence.EventGrantEnded, certauth.EventGrantEnded},
+		{evidence.EventGrantRevoked, certauth.EventGrantRevoked},
+		{evidence.EventGrantRefused, certauth.EventGrantRefused},
+		{evidence.EventAuthRefused, bastion.EventAuthRefused},
+		{evidence.EventRequestRefused, bastion.EventRequestRefused},
+		{evidence.EventChannelRefused, bastion.EventChannelRefused},
+		{evidence.EventConnRefused, bastion.EventConnRefused},
+		{evidence.EventServeStarted, bastion.EventServeStarted},
+		{evidence.EventServeStopped, bastion.EventServeStopped},
+		{evidence.EventPolicyLoaded, bastion.EventPolicyLoaded},
+		{evidence.EventPolicyRefused, bastion.EventPolicyRefused},
+	} {
+		if tt.ours != tt.theirs {
+			t.Errorf("evidence reads %q, its writer writes %q", tt.ours, tt.theirs)
+		}
+	}
+}
+
+// TestControls checks that the appendix names only sections the report
+// has, and answers every control the report is for.
+func TestControls(t *testing.T) {
+	ids := map[string]bool{}
+	for _, s := range evidence.Sections {
+		ids[s.ID] = true
+	}
+	want := map[string]bool{"AC-2": true, "AC-6(9)": true, "AU-2": true, "AU-3": true, "AU-6": true, "AU-9(3)": true, "AU-10": true,
+		"8.2.2": true, "10.2": true, "10.3": true, "II.C.7(b)": true}
+	for _, c := range evidence.Controls() {
+		delete(want, c.ID)
+		if c.Answer == "" || len(c.Sections) == 0 {
+			t.Errorf("control %s has no answer or section", c.ID)
+		}
+		for _, s := range c.Sections {
+			if !ids[s] {
+				t.Errorf("control %s names section %q, which the report does not have", c.ID, s)
+			}
+		}
+	}
+	if len(want) > 0 {
+		t.Errorf("controls not answered: %v", want)
+	}
+}
