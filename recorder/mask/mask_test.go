@@ -1,0 +1,204 @@
+package mask
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+func TestCompileErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		p    Profile
+		want error
+	}{
+		{"unknown detector", Profile{Detectors: []string{"cards"}}, ErrUnknownDetector},
+		{"bad name", Profile{Custom: []CustomRule{{Name: "Emp", Pattern: "EMP-[0-9]+"}}}, ErrBadRule},
+		{"built-in name", Profile{Custom: []CustomRule{{Name: "card", Pattern: "x[0-9]+"}}}, ErrBadRule},
+		{"duplicate", Profile{Custom: []CustomRule{{Name: "a", Pattern: "a1"}, {Name: "a", Pattern: "a2"}}}, ErrBadRule},
+		{"bad regexp", Profile{Custom: []CustomRule{{Name: "a", Pattern: "EMP-("}}}, ErrBadRule},
+		{"empty match", Profile{Custom: []CustomRule{{Name: "a", Pattern: "x*"}}}, ErrBadRule},
+		{"anchor", Profile{Custom: []CustomRule{{Name: "a", Pattern: "^EMP"}}}, ErrBadRule},
+		{"any first byte", Profile{Custom: []CustomRule{{Name: "a", Pattern: ".+@corp"}}}, ErrBadRule},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := Compile(tc.p); !errors.Is(err, tc.want) {
+				t.Fatalf("Compile: %v, want %v", err, tc.want)
+			}
+		})
+	}
+	for _, name := range []string{"pci", "pii", "secrets", "all"} {
+		p, ok := BuiltinProfile(name)
+		if !ok {
+			t.Fatalf("no built-in profile %q", name)
+		}
+		if _, err := Compile(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if m, _ := Compile(Profile{}); m.Enabled() {
+		t.Error("an empty profile is enabled")
+	}
+}
+
+func TestProfilesSelect(t *testing.T) {
+	in := []byte("4111 1111 1111 1111 and AKIAIOSFODNN7EXAMPLE and 123-45-6789\n")
+	for _, tc := range []struct {
+		profile string
+		want    string
+	}{
+		{"pci", "**** **** **** 1111 and AKIAIOSFODNN7EXAMPLE and 123-45-6789\n"},
+		{"secrets", "4111 1111 1111 1111 and AKIA**************** and 123-45-6789\n"},
+		{"pii", "4111 1111 1111 1111 and AKIAIOSFODNN7EXAMPLE and ***-**-6789\n"},
+		{"all", "**** **** **** 1111 and AKIA**************** and ***-**-6789\n"},
+	} {
+		p, _ := BuiltinProfile(tc.profile)
+		m, err := Compile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out, _ := maskAll(m, in); string(out) != tc.want {
+			t.Errorf("%s: got %q, want %q", tc.profile, out, tc.want)
+		}
+	}
+}
+
+func TestKeep(t *testing.T) {
+	in := []byte("4111-1111-1111-1111 ")
+	for _, tc := range []struct {
+		keep int
+		want string
+	}{
+		{0, "****-****-****-1111 "},
+		{-1, "****-****-****-**** "},
+		{2, "****-****-****-**11 "},
+		{9, "****-****-****-1111 "},
+	} {
+		m, _ := Compile(Profile{Detectors: []string{"pci"}, Keep: tc.keep})
+		if out, _ := maskAll(m, in); string(out) != tc.want {
+			t.Errorf("keep %d: got %q, want %q", tc.keep, out, tc.want)
+		}
+	}
+}
+
+func TestCustomRule(t *testing.T) {
+	m, err := Compile(Profile{Custom: []CustomRule{
+		{Name: "employee-id", Pattern: `EMP-\d{6}`, Keep: 2},
+		{Name: "project", Pattern: `(?i)project[ _]falcon`},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := []byte("EMP-123456 on Project Falcon; EMP-12 \x1b[1mEMP-654321\x1b[0m")
+	out, hits := maskAll(m, in)
+	want := "***-****56 on ******* ******; EMP-12 \x1b[1m***-****21\x1b[0m"
+	if string(out) != want {
+		t.Errorf("got  %q\nwant %q", out, want)
+	}
+	if len(hits) != 3 || hits[0] != (Hit{"employee-id", 0, 10}) || hits[1] != (Hit{"project", 14, 14}) {
+		t.Errorf("hits %v", hits)
+	}
+	// A match never reaches into an escape sequence.
+	m, _ = Compile(Profile{Custom: []CustomRule{{Name: "word", Pattern: `W[^ ]+`}}})
+	out, _ = maskAll(m, []byte("Wabc\x1b[31mdef"))
+	if string(out) != "****\x1b[31mdef" {
+		t.Errorf("got %q", out)
+	}
+}
+
+// A Write that ends inside an escape sequence or a possible value holds
+// it back; Flush releases it.
+func TestHoldAndFlush(t *testing.T) {
+	m := allMasker(t)
+	s := m.NewStream()
+	out, _ := s.Write([]byte("ok \x1b[38;5"))
+	if string(out) != "ok " {
+		t.Fatalf("got %q: a partial escape sequence was released", out)
+	}
+	out, _ = s.Write([]byte(";208mcard 4111 1111"))
+	if string(out) != "\x1b[38;5;208mcard " {
+		t.Fatalf("got %q", out)
+	}
+	out, hits := s.Write([]byte(" 1111 1111\n$ "))
+	if string(out) != "**** **** **** 1111\n$ " || len(hits) != 1 || hits[0] != (Hit{Card, 19, 19}) {
+		t.Fatalf("got %q %v", out, hits)
+	}
+	// An echoed keystroke that may start a value waits for the idle Flush.
+	out, _ = s.Write([]byte("4"))
+	if len(out) != 0 {
+		t.Fatalf("got %q", out)
+	}
+	if out, _ = s.Flush(); string(out) != "4" {
+		t.Fatalf("Flush: got %q", out)
+	}
+}
+
+// A long value stays open across Write and Flush, and its hit comes when it
+// ends.
+func TestLongValue(t *testing.T) {
+	m := allMasker(t)
+	s := m.NewStream()
+	var out []byte
+	o, hits := s.Write([]byte("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXkt"))
+	out = append(out, o...)
+	if len(hits) != 0 || s.Held() >= HoldBack {
+		t.Fatalf("hits %v, held %d", hits, s.Held())
+	}
+	o, _ = s.Flush()
+	out = append(out, o...)
+	o, _ = s.Write([]byte(strings.Repeat("QUFBQUFB", 500) + "\n"))
+	out = append(out, o...)
+	if s.Held() >= HoldBack {
+		t.Fatalf("held %d", s.Held())
+	}
+	o, hits = s.Write([]byte("-----END OPENSSH PRIVATE KEY-----\n"))
+	out = append(out, o...)
+	o, h := s.Close()
+	out = append(out, o...)
+	hits = append(hits, h...)
+	if len(hits) != 1 || hits[0].Detector != PEMPrivateKey || hits[0].Offset != 35 || hits[0].Length != 1+16+4000 {
+		t.Fatalf("hits %v", hits)
+	}
+	if bytes.Contains(out, []byte("QUFB")) || bytes.Contains(out, []byte("b3Bl")) {
+		t.Fatal("key material in the output")
+	}
+	// Close ends a value that is still open.
+	s = m.NewStream()
+	s.Write([]byte("GITHUB_TOKEN=ghp_C3J27XDCG2LmlZGEONYlgCtjfIZ4SOcMz9CP"))
+	if _, hits = s.Close(); len(hits) != 1 || hits[0] != (Hit{GitHubToken, 13, 40}) {
+		t.Fatalf("Close: hits %v", hits)
+	}
+}
+
+// A stray OSC opener passes through at most 4 KiB before masking resumes.
+func TestOSCCap(t *testing.T) {
+	m := allMasker(t)
+	in := append([]byte("\x1b]0;"), bytes.Repeat([]byte("x"), maxOSC)...)
+	in = append(in, " 4111111111111111 "...)
+	out, hits := maskAll(m, in)
+	if len(hits) != 1 || bytes.Contains(out, []byte("4111111111111111")) {
+		t.Fatalf("hits %v", hits)
+	}
+	out, hits = maskAll(m, []byte("\x1b]0;4111111111111111\x07 4111111111111111"))
+	if len(hits) != 1 || string(out) != "\x1b]0;4111111111111111\x07 ************1111" {
+		t.Fatalf("got %q %v", out, hits)
+	}
+}
+
+// Masking keeps UTF-8 valid: values are ASCII, and a password's non-ASCII
+// bytes are masked whole, the cap never cutting a character.
+func TestUTF8(t *testing.T) {
+	m := allMasker(t)
+	for _, in := range []string{
+		"password=pässwört ünd mehr",
+		"password=" + strings.Repeat("ü", maxPassword) + " next",
+		"Karte: 4111 1111 1111 1111 — gültig",
+	} {
+		out, _ := maskAll(m, []byte(in))
+		if !utf8.Valid(out) {
+			t.Errorf("%q: invalid UTF-8 %q", in, out)
+		}
+	}
+}
