@@ -84,7 +84,11 @@ api {
   rate_per_identity = -1
   rate_per_address  = -1
 }
-ssh { listen = "127.0.0.1:0" }
+ssh {
+  listen = "127.0.0.1:0"
+  # every benchmark client comes from 127.0.0.1
+  max_connections_per_address = 2000
+}
 identity_provider "corp" {
   issuer    = %q
   audiences = [%q]
@@ -94,7 +98,10 @@ role "agents" {
     providers = ["corp"]
     subjects  = ["agent-*"]
   }
-  logins = [%q]
+  targets = ["*"]
+  logins  = [%q]
+  pty     = true
+  shell   = true
   # port forwarding for the OpenSSH jump host the bastion is measured against
   permit = ["permit-pty", "permit-port-forwarding"]
 }
