@@ -125,6 +125,14 @@ type pendingFrame struct {
 // coalesceLimit is the largest frame that chunks are merged into.
 const coalesceLimit = 32 << 10
 
+// stream reports whether frames of kind k are bytes of a stream (input,
+// output, stderr), which consecutive appends may be merged into: the
+// other kinds hold one value each (a size, an attribute list), which
+// merging would corrupt.
+func (k Kind) stream() bool {
+	return k == KindInput || k == KindOutput || k == KindStderr
+}
+
 func (s *Session) append(kind Kind, channel uint32, p []byte) (uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -144,7 +152,7 @@ func (s *Session) append(kind Kind, channel uint32, p []byte) (uint64, error) {
 		s.mu.Lock()
 	}
 	s.pendingB += len(p)
-	if t := s.tail; t != nil && !t.taken && t.kind == kind && t.channel == channel && len(t.payload)+len(p) <= coalesceLimit {
+	if t := s.tail; t != nil && !t.taken && t.kind == kind && kind.stream() && t.channel == channel && len(t.payload)+len(p) <= coalesceLimit {
 		if cap(t.payload) < len(t.payload)+len(p) {
 			// A frame that coalesces once usually fills up: grow it
 			// to the limit at once rather than by doubling.
