@@ -131,6 +131,8 @@ type front struct {
 	pending sync.Map
 
 	metrics *metrics
+	// maskers are the masking profiles compiled so far.
+	maskers maskers
 	// conns bounds the connections per client address and journals
 	// the refusals.
 	conns *connLimiter

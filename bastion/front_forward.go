@@ -46,6 +46,11 @@ func (f *front) handleForward(conn *ssh.ServerConn, info *authInfo, nc ssh.NewCh
 	q := f.request(info, info.login, info.target.Name, policy.ActionForward)
 	q.Forward = dest
 	d, hash := f.decide(q)
+	if d.Allow && d.Limits.Masking != "" {
+		// A forward's bytes are a protocol masking would corrupt, and
+		// must not pass unmasked.
+		d.Allow, d.Reason = false, fmt.Sprintf("the role masks output (profile %q), and a forward's bytes cannot be masked", d.Limits.Masking)
+	}
 	if !d.Allow {
 		refuse(ReasonPolicyDenied, d.Reason+" (rule "+d.Rule+")", "policy denies a port forward to "+dest+": "+d.Reason)
 		return

@@ -33,6 +33,9 @@ type PipeConfig struct {
 	// RunPiped does not wait for the goroutine reading it (see RunLocal).
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
+	// Output, if not nil, filters the command's stdout (channel 0) and
+	// stderr (channel 1) before they are recorded and forwarded (masking).
+	Output func(r io.Reader, channel uint32) io.Reader
 }
 
 // RunPiped runs cfg.Argv with pipes for stdin, stdout and stderr and pumps
@@ -83,9 +86,13 @@ func RunPiped(ctx context.Context, cfg PipeConfig, rec Recorder) (Result, error)
 		return Result{}, fmt.Errorf("run command: start %s: %w", cfg.Argv[0], err)
 	}
 
+	var out, errOut io.Reader = stdout, stderr
+	if cfg.Output != nil {
+		out, errOut = cfg.Output(stdout, 0), cfg.Output(stderr, stderrChannel)
+	}
 	p := startPipes(ctx, rec, pipeEnds{
 		Stdin: cfg.Stdin, Input: stdin, EndInput: func() { stdin.Close() },
-		Stdout: stdout, Stderr: stderr, ToStdout: writerOr(cfg.Stdout), ToStderr: writerOr(cfg.Stderr),
+		Stdout: out, Stderr: errOut, ToStdout: writerOr(cfg.Stdout), ToStderr: writerOr(cfg.Stderr),
 	}, func() { _ = unix.Kill(-cmd.Process.Pid, unix.SIGKILL) })
 	go func() { <-p.outputDone; close(pumped) }()
 	stop := p.stop

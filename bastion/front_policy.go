@@ -93,6 +93,9 @@ func (s *frontSession) authorize(req *ssh.Request, action policy.Action, command
 	q.PTY = s.pty != nil
 	d, hash := s.f.decide(q)
 	if d.Allow {
+		d = s.setUpMasking(d, action)
+	}
+	if d.Allow {
 		s.decision, s.policyHash = d, hash
 		if s.life != nil {
 			s.life.apply(d)
@@ -158,4 +161,30 @@ func (s *frontSession) policyAttrs(attrs recorder.Attrs) {
 	if d.Limits.Masking != "" {
 		attrs["policy.masking"] = d.Limits.Masking
 	}
+}
+
+// setUpMasking prepares what the decision's role asks of the output: its
+// masking profile, and redacting what is typed at password prompts. It
+// fails closed: a profile that cannot be applied denies the request, and
+// so does a file transfer under a masking profile (the files would pass
+// unmasked, and masking would corrupt them).
+func (s *frontSession) setUpMasking(d policy.Decision, action policy.Action) policy.Decision {
+	if name := d.Limits.Masking; name != "" {
+		if action == policy.ActionFileTransfer {
+			d.Allow = false
+			d.Reason = fmt.Sprintf("the role masks output (profile %q), and files cannot be transferred masked", name)
+			return d
+		}
+		m, err := s.f.maskers.get(name)
+		if err != nil {
+			d.Allow = false
+			d.Reason = fmt.Sprintf("the role's masking cannot be applied: %v", err)
+			return d
+		}
+		s.masker = m
+	}
+	if d.Limits.RedactPasswordInput && s.pty != nil {
+		s.prompt = &promptWatch{}
+	}
+	return d
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/mask"
 )
 
 // frontEnv is the environment of a local target's command: nothing of the
@@ -297,6 +298,11 @@ type frontSession struct {
 	// policyHash the hash of the policy that made it.
 	decision   policy.Decision
 	policyHash string
+	// masker masks the target's output, when the decision names a
+	// masking profile; prompt watches for password prompts, when it
+	// asks for input at them to be redacted. Both are nil otherwise.
+	masker *mask.Masker
+	prompt *promptWatch
 
 	// mu guards pty against tell, which runs on another goroutine; the
 	// serve goroutine, which alone writes pty, reads it without mu.
@@ -625,10 +631,13 @@ func (s *frontSession) run(ctx context.Context, kind, command string, argv []str
 
 	var res Result
 	var runErr error
+	prec := s.redacting(rec)
 	if s.pty == nil {
-		res, runErr = RunPiped(ctx, PipeConfig{Argv: argv, Env: proc.env, Dir: proc.dir, Credential: proc.cred, Stdin: s.ch, Stdout: s.ch, Stderr: s.ch.Stderr()}, rec)
+		res, runErr = RunPiped(ctx, PipeConfig{Argv: argv, Env: proc.env, Dir: proc.dir, Credential: proc.cred, Stdin: s.ch, Stdout: s.ch, Stderr: s.ch.Stderr(),
+			Output: func(r io.Reader, channel uint32) io.Reader { return s.outputFilter(ctx, r, channel, prec) }}, prec)
 	} else {
-		res, runErr = RunLocal(ctx, cfg, rec)
+		cfg.Output = func(r io.Reader) io.Reader { return s.outputFilter(ctx, r, 0, prec) }
+		res, runErr = RunLocal(ctx, cfg, prec)
 	}
 	s.finish(ctx, sess, res, runErr)
 }

@@ -145,7 +145,10 @@ func (fx *frontFixture) sessions(t *testing.T) []recordedSession {
 			rs.end = leaf(r.EndLeaf)
 		}
 		if err := snap.Frames(ctx, r.Num, func(f *storage.Frame) error {
-			rs.frames = append(rs.frames, *f)
+			// The frame's slices are valid only during the call.
+			fr := *f
+			fr.Payload = bytes.Clone(f.Payload)
+			rs.frames = append(rs.frames, fr)
 			return nil
 		}); err != nil {
 			t.Fatal(err)

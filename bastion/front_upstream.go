@@ -444,9 +444,10 @@ func (s *frontSession) runUpstream(ctx context.Context, kind, command string, re
 		srec = &sftpRecorder{rec, newSFTPObserver()}
 		prec = *srec
 	}
+	prec = s.redacting(prec)
 	p := startPipes(ctx, prec, pipeEnds{
 		Stdin: s.ch, Input: uch, EndInput: func() { uch.CloseWrite() },
-		Stdout: uch, Stderr: uch.Stderr(), ToStdout: s.ch, ToStderr: s.ch.Stderr(),
+		Stdout: s.outputFilter(ctx, uch, 0, prec), Stderr: s.outputFilter(ctx, uch.Stderr(), stderrChannel, prec), ToStdout: s.ch, ToStderr: s.ch.Stderr(),
 	}, func() {
 		uch.Close()
 		client.Close()

@@ -96,6 +96,11 @@ type LocalConfig struct {
 	// negative value means no grace. When recording fails there is never a
 	// grace: an unrecorded command does not get to run on.
 	KillGrace time.Duration
+
+	// Output, if not nil, filters the terminal's output before it is
+	// recorded and forwarded (masking): it is given the terminal and
+	// returns what to read instead.
+	Output func(io.Reader) io.Reader
 }
 
 // Result is how a command ended.
@@ -221,6 +226,10 @@ func RunLocal(ctx context.Context, cfg LocalConfig, rec Recorder) (Result, error
 		recFailed: make(chan struct{}),
 		done:      make(chan struct{}),
 	}
+	s.out = io.Reader(master)
+	if cfg.Output != nil {
+		s.out = cfg.Output(master)
+	}
 	return s.run(ctx)
 }
 
@@ -297,6 +306,7 @@ type localSession struct {
 	rec    Recorder
 	cmd    *exec.Cmd
 	master *os.File        // the pty master, non-blocking; run closes it
+	out    io.Reader       // where output is read: master, or cfg.Output's filter of it
 	raw    syscall.RawConn // master's, for reads and ioctls that must not call Fd
 
 	// ctx bounds every Wait; run cancels it at teardown, and it ends early
@@ -559,8 +569,8 @@ func (s *localSession) readOutput(pool bufPool, chunks chan<- chunk) {
 		if s.draining.Load() {
 			_ = s.master.SetReadDeadline(time.Now().Add(drainIdle))
 		}
-		n, err := s.master.Read(buf)
-		if err == nil {
+		n, err := s.out.Read(buf)
+		if err == nil && s.cfg.Output == nil {
 			n += s.readReady(buf[n:])
 		}
 		if n > 0 {

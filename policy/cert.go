@@ -118,6 +118,9 @@ type Role struct {
 	IdleTimeout time.Duration
 	// Masking names the masking profile applied to output.
 	Masking string
+	// RedactPasswordInput records what is typed at a password prompt (as
+	// the output shows one) as a redaction marker, not as the characters.
+	RedactPasswordInput bool
 	// Commands restricts exec commands; nil allows every command.
 	Commands *Commands
 	// Approval says who approves grants of a grant-only role; required

@@ -327,6 +327,8 @@ func (c *compiledRole) limits(g *Grant) Limits {
 		FileTransfer: c.FileTransfer,
 		Forward:      slices.Clone(c.PortForwarding),
 		Masking:      c.Masking,
+
+		RedactPasswordInput: c.RedactPasswordInput,
 	}
 	if g != nil {
 		l.NotAfter = g.End

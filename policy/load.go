@@ -101,7 +101,7 @@ var (
 			{Name: "identities"}, {Name: "targets"}, {Name: "logins"}, {Name: "access"},
 			{Name: "max_ttl"}, {Name: "permit"}, {Name: "source_addresses"}, {Name: "sponsor"},
 			{Name: "pty"}, {Name: "shell"}, {Name: "file_transfer"}, {Name: "port_forwarding"},
-			{Name: "max_session"}, {Name: "idle_timeout"}, {Name: "masking"},
+			{Name: "max_session"}, {Name: "idle_timeout"}, {Name: "masking"}, {Name: "redact_password_input"},
 		},
 		Blocks: []hcl.BlockHeaderSchema{{Type: "match"}, {Type: "commands"}, {Type: "approval"}},
 	}
@@ -205,6 +205,7 @@ func (dec *decoder) role(b *hcl.Block) (Role, *blockPos) {
 	r.MaxSession = dec.duration(a["max_session"], "max_session", pos)
 	r.IdleTimeout = dec.duration(a["idle_timeout"], "idle_timeout", pos)
 	dec.str(a["masking"], "masking", pos, &r.Masking)
+	dec.boolean(a["redact_password_input"], "redact_password_input", pos, &r.RedactPasswordInput)
 
 	seen := map[string]bool{}
 	for _, nb := range content.Blocks {

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/bastionhq/bastion/recorder/mask"
 )
 
 // IdentityMatcher is a named identity matcher (an "identity" block), which
@@ -193,6 +195,11 @@ func compileRole(r *Role) (*compiledRole, problems) {
 	}
 	if r.IdleTimeout < 0 {
 		probs.add("idle_timeout", -1, "negative idle_timeout")
+	}
+	if r.Masking != "" {
+		if _, ok := mask.BuiltinProfile(r.Masking); !ok {
+			probs.add("masking", -1, "unknown masking profile %q (known: %s)", r.Masking, strings.Join(mask.BuiltinProfiles(), ", "))
+		}
 	}
 	for i, e := range r.Permit {
 		if !slices.Contains(KnownPermits, e) {

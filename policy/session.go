@@ -102,6 +102,9 @@ type Limits struct {
 	Forward []string
 	// Masking names the masking profile for the target's output.
 	Masking string
+	// RedactPasswordInput says what is typed at a password prompt is
+	// recorded as a redaction marker.
+	RedactPasswordInput bool
 }
 
 // GrantAsk is a just-in-time grant request, before any approval.

@@ -103,10 +103,11 @@ func percentile(d []time.Duration, p float64) time.Duration {
 // BenchmarkFrontEcho is the keystroke echo latency the bastion adds: one
 // byte at a time sent to cat under a terminal (ssh -tt, raw mode) and
 // timed until it comes back, BENCH_FRONT_KEYS times (default 500) on each
-// of three sessions held at once, taking turns key by key: through the
+// of four sessions held at once, taking turns key by key: through the
 // bastion to its local command target (box), through the bastion to the
-// sshd target (db), and straight to that sshd. It reports p50 and p99 of
-// each, and the bastion's less the direct one's at p50 and p99.
+// sshd target (db), the same with every masking detector on (dbm), and
+// straight to that sshd. It reports p50 and p99 of each, and the
+// bastion's less the direct one's at p50 and p99.
 func BenchmarkFrontEcho(b *testing.B) {
 	keys := 500
 	if n, err := strconv.Atoi(os.Getenv("BENCH_FRONT_KEYS")); err == nil && n > 0 {
@@ -114,12 +115,13 @@ func BenchmarkFrontEcho(b *testing.B) {
 	}
 	r := newFrontRig(b)
 	b.ResetTimer()
-	var box, db, direct []time.Duration
+	var box, db, dbm, direct []time.Duration
 	for range b.N {
 		ss := []*echoSession{
 			r.startEcho(b, "box", r.box()),
 			r.startEcho(b, "db", r.bastion()),
 			r.startEcho(b, "direct", r.direct()),
+			r.startEcho(b, "dbm", r.masked()),
 		}
 		for i := range keys {
 			c := byte('a' + i%26)
@@ -130,21 +132,21 @@ func BenchmarkFrontEcho(b *testing.B) {
 		for _, s := range ss {
 			s.end()
 		}
-		box, db, direct = append(box, ss[0].rtt...), append(db, ss[1].rtt...), append(direct, ss[2].rtt...)
+		box, db, direct, dbm = append(box, ss[0].rtt...), append(db, ss[1].rtt...), append(direct, ss[2].rtt...), append(dbm, ss[3].rtt...)
 	}
 	b.StopTimer()
 	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 	for _, m := range []struct {
 		name string
 		d    []time.Duration
-	}{{"box", box}, {"db", db}, {"direct", direct}} {
+	}{{"box", box}, {"db", db}, {"dbm", dbm}, {"direct", direct}} {
 		b.ReportMetric(ms(percentile(m.d, 50)), m.name+"-p50-ms")
 		b.ReportMetric(ms(percentile(m.d, 99)), m.name+"-p99-ms")
 	}
 	for _, m := range []struct {
 		name string
 		d    []time.Duration
-	}{{"box", box}, {"db", db}} {
+	}{{"box", box}, {"db", db}, {"dbm", dbm}} {
 		b.ReportMetric(ms(percentile(m.d, 50)-percentile(direct, 50)), "added-"+m.name+"-p50-ms")
 		b.ReportMetric(ms(percentile(m.d, 99)-percentile(direct, 99)), "added-"+m.name+"-p99-ms")
 	}

@@ -98,16 +98,33 @@ role "agents" {
     providers = ["corp"]
     subjects  = ["agent-*"]
   }
-  targets = ["*"]
-  logins  = [%q]
+  targets = ["box", "db"]
+  logins  = [%[4]q]
   pty     = true
   shell   = true
   # port forwarding for the OpenSSH jump host the bastion is measured against
   permit = ["permit-pty", "permit-port-forwarding"]
 }
+# The same sshd, its output masked with every built-in detector.
+role "agents-masked" {
+  match {
+    providers = ["corp"]
+    subjects  = ["agent-*"]
+  }
+  targets = ["dbm"]
+  logins  = [%[4]q]
+  pty     = true
+  shell   = true
+  masking = "all"
+  permit  = ["permit-pty", "permit-port-forwarding"]
+}
 target "db" {
-  ssh      = %q
-  host_key = %q
+  ssh      = %[5]q
+  host_key = %[6]q
+}
+target "dbm" {
+  ssh      = %[5]q
+  host_key = %[6]q
 }
 target "box" { command = ["/bin/sh"] }
 `, home, m.Issuer(), m.ClientID, r.login, target.Addr, strings.TrimSpace(string(targetPub)))), 0o600); err != nil {
@@ -179,6 +196,11 @@ func (r *frontRig) box() []string {
 // bastion and jump are the two ways to the same sshd.
 func (r *frontRig) bastion(extra ...string) []string {
 	return append(append([]string{"-p", r.bastionPort}, extra...), r.login+"@db@127.0.0.1")
+}
+
+// masked is bastion to the same sshd with every masking detector on.
+func (r *frontRig) masked(extra ...string) []string {
+	return append(append([]string{"-p", r.bastionPort}, extra...), r.login+"@dbm@127.0.0.1")
 }
 
 // jump goes through the OpenSSH jump host, as -J does (ssh -W through it;

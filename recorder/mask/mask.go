@@ -59,6 +59,16 @@ var groups = map[string][]string{
 // Detectors returns the names of the built-in detectors.
 func Detectors() []string { return slices.Clone(builtin) }
 
+// BuiltinProfiles returns the names of the built-in profiles, sorted.
+func BuiltinProfiles() []string {
+	names := make([]string, 0, len(groups))
+	for n := range groups {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
 // BuiltinProfile returns the built-in profile called name: "pci", "pii",
 // "secrets" or "all". A policy's masking profile names one of these.
 func BuiltinProfile(name string) (Profile, bool) {

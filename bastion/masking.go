@@ -1,0 +1,332 @@
+package bastion
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/mask"
+)
+
+// maskIdle is how long masked output may be held back waiting for the
+// rest of a value that could be a secret: after this long with no more
+// output, what is held is released (masked as far as it is complete).
+const maskIdle = 10 * time.Millisecond
+
+// maskers compiles each masking profile once.
+type maskers struct {
+	mu sync.Mutex
+	m  map[string]*mask.Masker // guarded by mu
+}
+
+// get returns the masker of a built-in profile name.
+func (ms *maskers) get(name string) (*mask.Masker, error) {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	if m, ok := ms.m[name]; ok {
+		return m, nil
+	}
+	p, ok := mask.BuiltinProfile(name)
+	if !ok {
+		return nil, fmt.Errorf("masking profile %q does not exist", name)
+	}
+	m, err := mask.Compile(p)
+	if err != nil {
+		return nil, err
+	}
+	if ms.m == nil {
+		ms.m = map[string]*mask.Masker{}
+	}
+	ms.m[name] = m
+	return m, nil
+}
+
+// maskingReader masks what src yields, on the target-to-client path,
+// before it is recorded: what a Read returns is what the journal holds and
+// the client sees. Each masking is a frame of kind mask on the same
+// channel, recorded before the masked bytes (detector, count, and the
+// stream offsets and lengths of the values, never the values).
+//
+// A value split across reads of src is still masked: the stream holds
+// back a bounded tail that could begin one, and releases it once it is
+// decided, or after maskIdle with no more output. Reads of src happen on
+// one goroutine, one at a time and only when the caller asks, so src's
+// errors (deadlines included) reach the caller unchanged.
+type maskingReader struct {
+	src     io.Reader
+	stream  *mask.Stream
+	rec     Recorder
+	channel uint32
+	prompt  *promptWatch // nil unless input at password prompts is redacted
+
+	done    <-chan struct{} // closed when the session is torn down
+	asked   chan int        // a read of up to n bytes is wanted
+	results chan readResult
+	reading bool   // a read of src is outstanding
+	pending []byte // masked bytes not yet returned
+	end     error  // src's terminal error, once the stream is flushed
+	buf     []byte
+}
+
+type readResult struct {
+	data []byte
+	err  error
+}
+
+// newMaskingReader starts a maskingReader; its goroutine ends at src's
+// first error (timeouts aside) or when done is closed.
+func newMaskingReader(done <-chan struct{}, src io.Reader, m *mask.Masker, rec Recorder, channel uint32, prompt *promptWatch) *maskingReader {
+	r := &maskingReader{
+		src: src, stream: m.NewStream(), rec: rec, channel: channel, prompt: prompt, done: done,
+		asked: make(chan int), results: make(chan readResult, 1), buf: make([]byte, 32<<10),
+	}
+	go r.loop(done)
+	return r
+}
+
+// loop reads src whenever Read asks, and stops after its first error, or
+// when done is closed (a caller that stopped reading).
+func (r *maskingReader) loop(done <-chan struct{}) {
+	for {
+		var n int
+		var ok bool
+		select {
+		case n, ok = <-r.asked:
+			if !ok {
+				return
+			}
+		case <-done:
+			return
+		}
+		k, err := r.src.Read(r.buf[:n])
+		r.results <- readResult{r.buf[:k], err}
+		if err != nil && !isTimeout(err) {
+			return
+		}
+	}
+}
+
+func isTimeout(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }
+
+// errSessionDone ends reads of a masked stream whose session was torn down.
+var errSessionDone = errors.New("the session ended")
+
+func (r *maskingReader) Read(p []byte) (int, error) {
+	for len(r.pending) == 0 {
+		if r.end != nil {
+			return 0, r.end
+		}
+		if !r.reading {
+			select {
+			case r.asked <- min(len(p), len(r.buf)):
+			case <-r.done:
+				r.end = errSessionDone
+				continue
+			}
+			r.reading = true
+		}
+		var res readResult
+		var idle <-chan time.Time
+		var timer *time.Timer
+		if r.stream.Held() > 0 {
+			timer = time.NewTimer(maskIdle)
+			idle = timer.C
+		}
+		stopTimer := func() {
+			if timer != nil {
+				timer.Stop()
+			}
+		}
+		select {
+		case res = <-r.results:
+			stopTimer()
+		case <-idle:
+			// No more output for a while: release what is held.
+			out, hits := r.stream.Flush()
+			if err := r.emit(out, hits); err != nil {
+				return 0, err
+			}
+			continue
+		case <-r.done:
+			// Torn down: what is held is neither recorded nor shown.
+			stopTimer()
+			r.end = errSessionDone
+			continue
+		}
+		r.reading = false
+		out, hits := r.stream.Write(res.data)
+		if res.err != nil && !isTimeout(res.err) {
+			o2, h2 := r.stream.Close()
+			out, hits = append(out, o2...), append(hits, h2...)
+		}
+		if err := r.emit(out, hits); err != nil {
+			return 0, err
+		}
+		if res.err != nil {
+			if isTimeout(res.err) && len(r.pending) == 0 {
+				return 0, res.err
+			}
+			if !isTimeout(res.err) {
+				close(r.asked)
+				r.end = res.err
+			}
+		}
+	}
+	n := copy(p, r.pending)
+	r.pending = r.pending[n:]
+	return n, nil
+}
+
+// emit records the mask frames of hits, then queues out to be returned.
+func (r *maskingReader) emit(out []byte, hits []mask.Hit) error {
+	if len(hits) > 0 {
+		if err := recordHits(r.rec, r.channel, hits); err != nil {
+			return recordingFailed(err)
+		}
+	}
+	if r.prompt != nil && len(out) > 0 {
+		r.prompt.output(out)
+	}
+	r.pending = append(r.pending, out...)
+	return nil
+}
+
+// recordHits records one mask frame per detector: how many values it
+// masked, and where (stream offset+length of each).
+func recordHits(rec Recorder, channel uint32, hits []mask.Hit) error {
+	byDetector := map[string][]string{}
+	for _, h := range hits {
+		byDetector[h.Detector] = append(byDetector[h.Detector], strconv.FormatInt(h.Offset, 10)+"+"+strconv.Itoa(h.Length))
+	}
+	names := make([]string, 0, len(byDetector))
+	for d := range byDetector {
+		names = append(names, d)
+	}
+	slices.Sort(names)
+	for _, d := range names {
+		at := byDetector[d]
+		payload, err := recorder.EncodeAttrs(recorder.Attrs{"detector": d, "count": strconv.Itoa(len(at)), "positions": strings.Join(at, ",")})
+		if err != nil {
+			return err
+		}
+		if _, err := rec.Append(uint8(recorder.KindMask), channel, payload); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// promptWatch notices password prompts in a terminal's output, so that
+// what is typed at one is recorded as a redaction marker, not as the
+// characters.
+type promptWatch struct {
+	mu     sync.Mutex
+	tail   []byte // the end of the output so far
+	active bool   // guarded by mu: the output ends in a password prompt
+}
+
+// passwordPrompt reports whether the output ends in a prompt for a secret.
+func passwordPrompt(tail []byte) bool {
+	s := strings.ToLower(strings.TrimRight(string(tail), " \t"))
+	if !strings.HasSuffix(s, ":") {
+		return false
+	}
+	if i := strings.LastIndexAny(s, "\r\n"); i >= 0 {
+		s = s[i+1:]
+	}
+	for _, w := range []string{"password", "passphrase", "passcode", "pin", "secret", "token"} {
+		if strings.Contains(s, w) {
+			return true
+		}
+	}
+	return false
+}
+
+func (w *promptWatch) output(b []byte) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.tail = append(w.tail, b...)
+	if len(w.tail) > 256 {
+		w.tail = slices.Clone(w.tail[len(w.tail)-256:])
+	}
+	w.active = passwordPrompt(w.tail)
+}
+
+// redact reports whether input now goes to a password prompt; the end of
+// a line (the secret's end) closes the prompt.
+func (w *promptWatch) redact(in []byte) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.active {
+		return false
+	}
+	if slices.ContainsFunc(in, func(c byte) bool { return c == '\r' || c == '\n' }) {
+		w.active = false
+		w.tail = w.tail[:0]
+	}
+	return true
+}
+
+// outputFilter is what the session's output from the target passes
+// through before it is recorded: the masking profile policy chose, and
+// the watch for password prompts. Without either, r itself.
+func (s *frontSession) outputFilter(ctx context.Context, r io.Reader, channel uint32, rec Recorder) io.Reader {
+	if s.masker != nil {
+		return newMaskingReader(ctx.Done(), r, s.masker, rec, channel, s.prompt)
+	}
+	if s.prompt != nil {
+		return &watchingReader{r, s.prompt}
+	}
+	return r
+}
+
+// redacting wraps rec so that input typed at a password prompt is
+// recorded as a redaction marker, where policy asks for it.
+func (s *frontSession) redacting(rec Recorder) Recorder {
+	if s.prompt == nil {
+		return rec
+	}
+	return redactingRecorder{rec, s.prompt}
+}
+
+// watchingReader passes output through unchanged, watching for password
+// prompts.
+type watchingReader struct {
+	src    io.Reader
+	prompt *promptWatch
+}
+
+func (w *watchingReader) Read(p []byte) (int, error) {
+	n, err := w.src.Read(p)
+	if n > 0 {
+		w.prompt.output(p[:n])
+	}
+	return n, err
+}
+
+// redactingRecorder records input typed at a password prompt as a mask
+// frame (detector "password-prompt", the length typed) instead of the
+// characters; the characters still reach the target once it is committed.
+type redactingRecorder struct {
+	Recorder
+	prompt *promptWatch
+}
+
+func (r redactingRecorder) Append(kind uint8, channel uint32, p []byte) (uint64, error) {
+	if kind != kindInput || !r.prompt.redact(p) {
+		return r.Recorder.Append(kind, channel, p)
+	}
+	payload, err := recorder.EncodeAttrs(recorder.Attrs{"detector": "password-prompt", "action": "input-redacted", "length": strconv.Itoa(len(p))})
+	if err != nil {
+		return 0, err
+	}
+	return r.Recorder.Append(uint8(recorder.KindMask), channel, payload)
+}
