@@ -107,21 +107,13 @@ func runEvidence(ctx context.Context, e *env, args []string) error {
 			return usageErrorf("--now: %v", err)
 		}
 	}
-	v, key, err := loadVerifier(e, *keyFile)
-	if err != nil {
-		return exitCode(2, err)
-	}
-	path, err := e.dbPath(*db)
-	if err != nil {
-		return exitCode(2, err)
-	}
 	dir, err := filepath.Abs(*out)
 	if err != nil {
 		return exitCode(2, err)
 	}
-	st, err := openReadOnly(ctx, path)
+	v, key, path, st, err := readJournal(ctx, e, *keyFile, *db)
 	if err != nil {
-		return exitCode(2, err)
+		return err
 	}
 	defer st.Close()
 

@@ -75,17 +75,9 @@ func runExport(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	v, _, err := loadVerifier(e, *keyFile)
+	v, _, path, st, err := readJournal(ctx, e, *keyFile, *db)
 	if err != nil {
-		return exitCode(2, err)
-	}
-	path, err := e.dbPath(*db)
-	if err != nil {
-		return exitCode(2, err)
-	}
-	st, err := openReadOnly(ctx, path)
-	if err != nil {
-		return exitCode(2, err)
+		return err
 	}
 	defer st.Close()
 	if err := checkSessionExists(ctx, st, id, path); err != nil {

@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"os"
 
+	"golang.org/x/mod/sumdb/note"
+
 	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/storage"
@@ -104,4 +106,21 @@ func journalError(err error) error {
 		return withHint(err, "a journal holds every keystroke, passwords typed at a prompt included: only its owner may read it")
 	}
 	return err
+}
+
+// readJournal is what play, export and evidence start with: the auditor's
+// key (--key, or the home's journal.pub), the journal's path (--db, or the
+// home's) and the journal opened read-only. Every error is exit 2: the
+// command could not run. The caller closes st.
+func readJournal(ctx context.Context, e *env, keyFile, db string) (v note.Verifier, key keyInfo, path string, st *storage.SQLite, err error) {
+	if v, key, err = loadVerifier(e, keyFile); err != nil {
+		return nil, key, "", nil, exitCode(2, err)
+	}
+	if path, err = e.dbPath(db); err != nil {
+		return nil, key, "", nil, exitCode(2, err)
+	}
+	if st, err = openReadOnly(ctx, path); err != nil {
+		return nil, key, "", nil, exitCode(2, err)
+	}
+	return v, key, path, st, nil
 }

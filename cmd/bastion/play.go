@@ -103,20 +103,12 @@ func runPlay(ctx context.Context, e *env, args []string) error {
 	if *from < 0 || *maxIdle < 0 {
 		return usageErrorf("--from and --max-idle cannot be negative")
 	}
-	v, _, err := loadVerifier(e, *keyFile)
+	v, _, path, st, err := readJournal(ctx, e, *keyFile, *db)
 	if err != nil {
-		return exitCode(2, err)
-	}
-	opts.Verifier = v
-	path, err := e.dbPath(*db)
-	if err != nil {
-		return exitCode(2, err)
-	}
-	st, err := openReadOnly(ctx, path)
-	if err != nil {
-		return exitCode(2, err)
+		return err
 	}
 	defer st.Close()
+	opts.Verifier = v
 	if err := checkSessionExists(ctx, st, id, path); err != nil {
 		return err
 	}
