@@ -55,18 +55,11 @@ func (f *front) handleForward(conn *ssh.ServerConn, info *authInfo, nc ssh.NewCh
 		refuse(ReasonPolicyDenied, d.Reason+" (rule "+d.Rule+")", "policy denies a port forward to "+dest+": "+d.Reason)
 		return
 	}
-	if !f.startSession() {
-		nc.Reject(ssh.ResourceShortage, "bastion: shutting down")
+	lctx, life, leave, ok := f.enterSession(ctx, info, nc)
+	if !ok {
 		return
 	}
-	defer f.sessions.Done()
-	lc := f.lifecycle()
-	lctx, life, err := lc.add(ctx, info)
-	if err != nil {
-		nc.Reject(ssh.ResourceShortage, "bastion: "+err.Error())
-		return
-	}
-	defer lc.remove(life)
+	defer leave()
 	life.apply(d)
 	if err := f.opts.Journal.Err(); err != nil {
 		nc.Reject(ssh.ResourceShortage, "bastion: the journal is failing, so nothing can be recorded")
@@ -89,6 +82,7 @@ func (f *front) handleForward(conn *ssh.ServerConn, info *authInfo, nc ssh.NewCh
 	if u.userKey != nil {
 		attrs["upstream.auth"] = "key"
 	} else {
+		var err error
 		if serial, err = randomSerial(); err != nil {
 			nc.Reject(ssh.ConnectionFailed, "bastion: "+err.Error())
 			return

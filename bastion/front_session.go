@@ -232,6 +232,27 @@ type windowChange struct {
 	Width, Height uint32
 }
 
+// enterSession counts a session handler in and registers its live
+// session, unless the front door is shutting down (then nc is rejected and
+// ok is false). leave must follow.
+func (f *front) enterSession(ctx context.Context, info *authInfo, nc ssh.NewChannel) (lctx context.Context, life *liveSession, leave func(), ok bool) {
+	if !f.startSession() {
+		nc.Reject(ssh.ResourceShortage, "bastion: shutting down")
+		return nil, nil, nil, false
+	}
+	lc := f.lifecycle()
+	lctx, life, err := lc.add(ctx, info)
+	if err != nil {
+		f.sessions.Done()
+		nc.Reject(ssh.ResourceShortage, "bastion: "+err.Error())
+		return nil, nil, nil, false
+	}
+	return lctx, life, func() {
+		lc.remove(life)
+		f.sessions.Done()
+	}, true
+}
+
 // startSession counts a session handler in, unless the front door is
 // shutting down.
 func (f *front) startSession() bool {
@@ -256,18 +277,11 @@ func (f *front) handleSession(_ *gl.Server, conn *ssh.ServerConn, nc ssh.NewChan
 		nc.Reject(ssh.Prohibited, "bastion: not authenticated")
 		return
 	}
-	if !f.startSession() {
-		nc.Reject(ssh.ResourceShortage, "bastion: shutting down")
+	lctx, life, leave, ok := f.enterSession(ctx, info, nc)
+	if !ok {
 		return
 	}
-	defer f.sessions.Done()
-	lc := f.lifecycle()
-	lctx, life, err := lc.add(ctx, info)
-	if err != nil {
-		nc.Reject(ssh.ResourceShortage, "bastion: "+err.Error())
-		return
-	}
-	defer lc.remove(life)
+	defer leave()
 	ch, reqs, err := nc.Accept()
 	if err != nil {
 		return
