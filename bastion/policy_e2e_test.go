@@ -66,21 +66,6 @@ role "agents-prod" {
 }
 `
 
-// e2eConfigBase is e2eConfig's API and provider, without its role.
-const e2eConfigBase = `
-api {
-  listen = "127.0.0.1:0"
-  rate_per_identity = -1
-  rate_per_address  = -1
-}
-identity_provider "corp" {
-  issuer    = "%ISSUER%"
-  audiences = ["%AUDIENCE%"]
-  delegation = true
-  algorithms = ["RS256"]
-}
-`
-
 // humanClaims are a human's own token's claims.
 func humanClaims(m *mockoidc.MockOIDC, sub string) jwt.MapClaims {
 	now := time.Now()

@@ -180,7 +180,8 @@ func newKey(t testing.TB, dir, name string) (string, string) {
 	return path, line
 }
 
-const e2eConfig = `
+// e2eConfigBase is the API and the provider of the tests' configurations.
+const e2eConfigBase = `
 api {
   listen = "127.0.0.1:0"
   rate_per_identity = -1
@@ -192,6 +193,9 @@ identity_provider "corp" {
   delegation = true
   algorithms = ["RS256"]
 }
+`
+
+const e2eConfig = e2eConfigBase + `
 role "agents" {
   match {
     providers = ["corp"]
