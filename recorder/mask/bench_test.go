@@ -61,6 +61,27 @@ func terminalOutput(size int) []byte {
 	return []byte(b.String()[:size])
 }
 
+// proseOutput is about size bytes of prose: the words of terminalOutput
+// in lines, with no digits and no escape sequences.
+func proseOutput(size int) []byte {
+	rng := rand.New(rand.NewPCG(5, 5))
+	words := strings.Fields(`the of and to in is it that for on with as was
+		at by be this are from or have an not but had his they which one
+		were all we when there can been has more if will so no would each
+		about how up out them then she many some these two her its see
+		could time into only other new like than first may now people
+		session journal commit output passed failed server request user`)
+	var b strings.Builder
+	for b.Len() < size {
+		for range 12 + rng.IntN(10) {
+			b.WriteString(words[rng.IntN(len(words))])
+			b.WriteByte(' ')
+		}
+		b.WriteString("\n")
+	}
+	return []byte(b.String()[:size])
+}
+
 // denseOutput is output full of candidates: numbers that look like cards,
 // SSNs and IBANs, key and token prefixes, assignments, URLs; about one in
 // four of them is a value that is masked.
@@ -101,6 +122,12 @@ func benchMask(b *testing.B, data []byte, chunk int) {
 // ordinary terminal output, in 32 KiB reads (the size bastion reads).
 func BenchmarkMaskTerminal(b *testing.B) {
 	benchMask(b, terminalOutput(4<<20), 32<<10)
+}
+
+// BenchmarkMaskProse is the throughput with every built-in detector on
+// prose, with no digits and no escape sequences.
+func BenchmarkMaskProse(b *testing.B) {
+	benchMask(b, proseOutput(4<<20), 32<<10)
 }
 
 // BenchmarkMaskDense is the throughput on output full of candidates.

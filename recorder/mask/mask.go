@@ -147,8 +147,8 @@ type Masker struct {
 	name   string
 	on     [numDetectors]bool
 	keep   int
-	trig   [256]uint16          // which detectors a byte may start
-	pair   [1 << 16 / 64]uint64 // bit a<<8|b: a followed by b may start a value (or an escape sequence)
+	trig   [256]uint16 // which detectors a byte may start
+	stop   [256]uint64 // stop classes (s…) a byte may come before (bits 0–15), or be the first (16–31), second (32–47) or third (48–63) byte of
 	custom []*customRule
 }
 
@@ -182,6 +182,27 @@ const (
 	tPassword
 	tURL
 	tCustom
+)
+
+// Stop classes: the scan stops at b[i] when, for one class, b[i-1] may
+// come before it, b[i] may be its first byte, b[i+1] its second and
+// b[i+2] its third. Every value, escape sequence and custom match starts
+// at a stop, or (a number) where scanning resumes after an escape
+// sequence, a value or a byte that try has decided.
+const (
+	sAny       uint64 = 1 << iota // an escape sequence, a custom rule: any bytes may follow
+	sDigits                       // three digits, not after a letter or digit
+	sIBAN                         // two digits after an upper-case letter
+	sAWSKeyID                     // AKI, ASI
+	sAWSSecret                    // sec
+	sGitHub                       // ghp, gho…
+	sGitHubPAT                    // git
+	sGitLab                       // glp
+	sSlack                        // xox
+	sJWT                          // eyJ
+	sPEM                          // ---
+	sPassword                     // pas
+	sURL                          // ://
 )
 
 type customRule struct {
@@ -230,49 +251,58 @@ func Compile(p Profile) (*Masker, error) {
 		seen[r.Name] = true
 		m.custom = append(m.custom, c)
 	}
-	m.trig[0x1b] |= tEsc
-	// Every built-in detector needs a particular second byte too: the
-	// pair table lets the scan skip, say, an 's' that does not start
-	// "secret" without a call.
-	set := func(bit uint16, on bool, first, second string) {
+	// Every built-in detector needs particular second and third bytes
+	// too, and a number a particular byte before it: the stop table lets
+	// the scan skip, say, an 's' that does not start "sec", a run of two
+	// digits or the digits inside a hex string, without a call.
+	var anyByte, notAlnum []byte
+	for i := range 256 {
+		anyByte = append(anyByte, byte(i))
+		if !alnum[i] {
+			notAlnum = append(notAlnum, byte(i))
+		}
+	}
+	all := string(anyByte)
+	set := func(trig uint16, stop uint64, on bool, prev, first, second, third string) {
 		if !on {
 			return
 		}
 		for i := range len(first) {
-			m.trig[first[i]] |= bit
-			for j := range len(second) {
-				m.setPair(first[i], second[j])
+			m.trig[first[i]] |= trig
+		}
+		for k, lane := range [...]string{prev, first, second, third} {
+			for i := range len(lane) {
+				m.stop[lane[i]] |= stop << (16 * k)
 			}
 		}
 	}
-	var anyByte [256]byte
-	for i := range anyByte {
-		anyByte[i] = byte(i)
-	}
 	const digits = "0123456789"
-	set(tEsc, true, "\x1b", string(anyByte[:]))
-	set(tDigit, m.on[dCard] || m.on[dSSN] || m.on[dIBAN], digits, digits)
-	set(tAWSKeyID, m.on[dAWSKeyID], "A", "KS")
-	set(tAWSSecret, m.on[dAWSSecret], "sS", "eE")
-	set(tGit, m.on[dGitHub] || m.on[dGitLab], "g", "hil")
-	set(tSlack, m.on[dSlack], "x", "o")
-	set(tJWT, m.on[dJWT], "e", "y")
-	set(tPEM, m.on[dPEM], "-", "-")
-	set(tPassword, m.on[dPassword], "pP", "aA")
-	set(tURL, m.on[dURL], ":", "/")
+	const upper = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	numbers := m.on[dCard] || m.on[dSSN] || m.on[dIBAN]
+	set(tEsc, sAny, true, all, "\x1b", all, all)
+	// A card number or an SSN starts with a run of at least three digits,
+	// not after a letter or digit; an IBAN's check digits (two) follow
+	// the letters of its country code.
+	set(tDigit, sDigits, numbers, string(notAlnum), digits, digits, digits)
+	set(tDigit, sIBAN, m.on[dIBAN], upper, digits, digits, all)
+	set(tAWSKeyID, sAWSKeyID, m.on[dAWSKeyID], all, "A", "KS", "I")
+	set(tAWSSecret, sAWSSecret, m.on[dAWSSecret], all, "sS", "eE", "cC")
+	set(tGit, sGitHub, m.on[dGitHub], all, "g", "h", "pousr")
+	set(tGit, sGitHubPAT, m.on[dGitHub], all, "g", "i", "t")
+	set(tGit, sGitLab, m.on[dGitLab], all, "g", "l", "p")
+	set(tSlack, sSlack, m.on[dSlack], all, "x", "o", "x")
+	set(tJWT, sJWT, m.on[dJWT], all, "e", "y", "J")
+	set(tPEM, sPEM, m.on[dPEM], all, "-", "-", "-")
+	set(tPassword, sPassword, m.on[dPassword], all, "pP", "aA", "sS")
+	set(tURL, sURL, m.on[dURL], all, ":", "/", "/")
 	for _, c := range m.custom {
 		for b, ok := range c.first {
 			if ok {
-				set(tCustom, true, string([]byte{byte(b)}), string(anyByte[:]))
+				set(tCustom, sAny, true, all, string([]byte{byte(b)}), all, all)
 			}
 		}
 	}
 	return m, nil
-}
-
-func (m *Masker) setPair(a, b byte) {
-	k := uint(a)<<8 | uint(b)
-	m.pair[k>>6] |= 1 << (k & 63)
 }
 
 // Name is the profile's name.

@@ -191,23 +191,9 @@ func (s *Stream) gitToken(b []byte, i int, final bool) int {
 	if isWord(s.prev(b, i)) || s.prev(b, i) == '-' {
 		return no
 	}
-	type kind struct {
-		on          bool
-		det, prefix string
-		min         int
-		first, rest *[256]bool
-	}
 	var undecided bool
-	for _, k := range [...]kind{
-		{s.m.on[dGitHub], GitHubToken, "github_pat_", 22, tokWord, tokWord},
-		{s.m.on[dGitLab], GitLabToken, "glpat-", 20, b64url, glClass},
-		{s.m.on[dGitHub], GitHubToken, "ghp_", 30, alnum, alnum},
-		{s.m.on[dGitHub], GitHubToken, "gho_", 30, alnum, alnum},
-		{s.m.on[dGitHub], GitHubToken, "ghu_", 30, alnum, alnum},
-		{s.m.on[dGitHub], GitHubToken, "ghs_", 30, alnum, alnum},
-		{s.m.on[dGitHub], GitHubToken, "ghr_", 30, alnum, alnum},
-	} {
-		if !k.on {
+	for _, k := range &gitKinds {
+		if !s.m.on[k.d] {
 			continue
 		}
 		switch hasPrefixAt(b, i, k.prefix, final) {
@@ -232,6 +218,24 @@ func (s *Stream) gitToken(b []byte, i int, final bool) int {
 		return more
 	}
 	return no
+}
+
+// gitKinds are the token prefixes gitToken tries, in order: the minimum
+// length after the prefix, and the classes of its first bytes and of the
+// rest.
+var gitKinds = [...]struct {
+	d           int
+	det, prefix string
+	min         int
+	first, rest *[256]bool
+}{
+	{dGitHub, GitHubToken, "github_pat_", 22, tokWord, tokWord},
+	{dGitLab, GitLabToken, "glpat-", 20, b64url, glClass},
+	{dGitHub, GitHubToken, "ghp_", 30, alnum, alnum},
+	{dGitHub, GitHubToken, "gho_", 30, alnum, alnum},
+	{dGitHub, GitHubToken, "ghu_", 30, alnum, alnum},
+	{dGitHub, GitHubToken, "ghs_", 30, alnum, alnum},
+	{dGitHub, GitHubToken, "ghr_", 30, alnum, alnum},
 }
 
 // slackToken finds Slack tokens: xoxa-, xoxb-, xoxp-, xoxr- or xoxs- and

@@ -1,6 +1,9 @@
 package mask
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"math/bits"
+)
 
 // A Stream masks one stream of output (a PTY, stdout or stderr). It is not
 // safe for concurrent use.
@@ -98,7 +101,8 @@ func (s *Stream) run(final bool) ([]byte, []Hit) {
 // recorded), and the byte there starts something undecided. With final
 // set, b ends the stream (for now) and everything is decided.
 func (s *Stream) scan(b []byte, i int, final bool) int {
-	pair := &s.m.pair
+	m := s.m
+	t := &m.stop
 	n := len(b)
 	for i < n {
 		if s.osc >= 0 {
@@ -117,56 +121,58 @@ func (s *Stream) scan(b []byte, i int, final bool) int {
 			i = j
 			continue
 		}
-		// Skip to a byte that may start something: a trigger byte followed
-		// by a byte its detectors need next (one lookup of the pair), but
-		// not a digit inside a run of digits. The last byte of b always
-		// goes to try, which knows how to wait for the next.
-		for i+9 <= n {
-			// Eight positions per branch: most blocks of text hold no pair.
-			w := b[i : i+9 : i+9]
-			if pairBit(pair, w[0], w[1])|pairBit(pair, w[1], w[2])|pairBit(pair, w[2], w[3])|
-				pairBit(pair, w[3], w[4])|pairBit(pair, w[4], w[5])|pairBit(pair, w[5], w[6])|
-				pairBit(pair, w[6], w[7])|pairBit(pair, w[7], w[8]) != 0 {
-				break
+		// Where scanning resumes (after an escape sequence, a value, or a
+		// byte try decided), a digit may start a number that the stop
+		// table cannot see: after "\x1b[0m", or a letter try decided.
+		if !isDigit(b[i]) {
+			if i == 0 && !m.stopAt(b, 0) {
+				i++
 			}
-			i += 8
-		}
-		for ; i < n-1; i++ {
-			k := uint(binary.BigEndian.Uint16(b[i:]))
-			if pair[k>>6]&(1<<(k&63)) == 0 {
-				continue
+			// Skip to the next stop, eight positions per branch: most
+			// blocks of text hold none. With e[k] the stop table's entry
+			// for b[i+k] (e[-1] for the byte before) and u[k] = e[k] &
+			// e[k+1]>>16, lane 0 of u[k-1] & u[k+1]>>32 is the classes
+			// that may start at b[i+k], and its other lanes come out 0:
+			// four fit in a word, a lane each.
+			found := false
+			for i > 0 && i+10 <= n {
+				w := b[i-1 : i+10 : i+10]
+				e0, e1, e2, e3, e4, e5 := t[w[0]], t[w[1]], t[w[2]], t[w[3]], t[w[4]], t[w[5]]
+				e6, e7, e8, e9, e10 := t[w[6]], t[w[7]], t[w[8]], t[w[9]], t[w[10]]
+				u0, u1, u2, u3, u4 := e0&(e1>>16), e1&(e2>>16), e2&(e3>>16), e3&(e4>>16), e4&(e5>>16)
+				u5, u6, u7, u8, u9 := e5&(e6>>16), e6&(e7>>16), e7&(e8>>16), e8&(e9>>16), e9&(e10>>16)
+				lo := u0&(u2>>32) | (u1&(u3>>32))<<16 | (u2&(u4>>32))<<32 | (u3&(u5>>32))<<48
+				hi := u4&(u6>>32) | (u5&(u7>>32))<<16 | (u6&(u8>>32))<<32 | (u7&(u9>>32))<<48
+				if lo != 0 {
+					i += bits.TrailingZeros64(lo) / 16
+					found = true
+					break
+				}
+				if hi != 0 {
+					i += 4 + bits.TrailingZeros64(hi)/16
+					found = true
+					break
+				}
+				i += 8
 			}
-			if isDigit(b[i]) && i > 0 && isDigit(b[i-1]) && s.offset(i) != s.escEnd {
-				continue
-			}
-			break
-		}
-		if i >= n {
-			break
-		}
-		switch c := b[i]; {
-		case c == 0x1b:
-			j := s.escape(b, i, final)
-			if j < 0 {
-				return i
-			}
-			i = j
-			continue
-		case isDigit(c):
-			// Most runs of digits are too short or too long to start a
-			// number; skip those whole (number would reject them).
-			j := i + 1
-			for j < n && j-i < 20 && isDigit(b[j]) {
-				j++
-			}
-			if g := j - i; j < n && g != 3 && g != 4 && g != 9 && (g < 13 || g > 19) {
-				if p := s.prev(b, i); p < 0 || !isUpper(byte(p)) {
-					i = j
-					continue
+			if !found {
+				for i < n && !m.stopAt(b, i) {
+					i++
+				}
+				if i >= n {
+					break
 				}
 			}
 		}
-		j := s.try(b, i, final)
+		var j int
+		switch c := b[i]; {
+		case c == 0x1b:
+			j = s.escape(b, i, final)
+		case isDigit(c):
+			j = s.digits(b, i, final)
+		default:
+			j = s.try(b, i, final)
+		}
 		if j < 0 {
 			return i
 		}
@@ -175,10 +181,102 @@ func (s *Stream) scan(b []byte, i int, final bool) int {
 	return n
 }
 
-// pairBit is 1 if a followed by b may start something.
-func pairBit(pair *[1 << 16 / 64]uint64, a, b byte) uint64 {
-	k := uint(a)<<8 | uint(b)
-	return pair[k>>6] >> (k & 63) & 1
+// stopAt reports whether b[k] may be a stop as far as b tells: near its
+// end, try decides the rest when more comes.
+func (m *Masker) stopAt(b []byte, k int) bool {
+	t := &m.stop
+	c := ^uint64(0)
+	if k > 0 {
+		c = t[b[k-1]]
+	}
+	c &= t[b[k]] >> 16
+	if k+1 < len(b) {
+		c &= t[b[k+1]] >> 32
+	}
+	if k+2 < len(b) {
+		c &= t[b[k+2]] >> 48
+	}
+	return c&(1<<16-1) != 0
+}
+
+// digits decides the run of digits at b[i]: it skips the runs that
+// cannot start a number (most of them, in terminal output: sizes, times,
+// dates, addresses) and leaves the rest to try. It returns where scanning
+// resumes, or more.
+func (s *Stream) digits(b []byte, i int, final bool) int {
+	m := s.m
+	n := len(b)
+	p := s.prev(b, i)
+	// The run, up to 20 digits: eight at once.
+	j := i + 1
+	if i+8 <= n {
+		x := binary.LittleEndian.Uint64(b[i:])
+		a := x ^ 0x3030303030303030 // digits become 0–9
+		if nd := ((a & 0x7f7f7f7f7f7f7f7f) + 0x7676767676767676 | a) & 0x8080808080808080; nd != 0 {
+			j = i + bits.TrailingZeros64(nd)/8
+		} else {
+			j = i + 8
+		}
+	}
+	for j < n && j-i < 20 && isDigit(b[j]) {
+		j++
+	}
+	if m.trig[b[i]]&tDigit == 0 {
+		// No number detector: a custom rule may start at a digit.
+		switch {
+		case p >= 0 && isDigit(byte(p)):
+			for j < n && isDigit(b[j]) {
+				j++
+			}
+			return j
+		case m.trig[b[i]] == 0:
+			return i + 1
+		}
+		if g := j - i; j < n && g != 3 && g != 4 && g != 9 && (g < 13 || g > 19) && (p < 0 || !isUpper(byte(p))) {
+			return j
+		}
+		return s.try(b, i, final)
+	}
+	if p >= 0 && alnum[p] {
+		if m.on[dIBAN] && isUpper(byte(p)) {
+			return s.try(b, i, final)
+		}
+		// Digits after a letter or digit (a hex string, "v2"): none of
+		// the run can start a number.
+		for j < n && isDigit(b[j]) {
+			j++
+		}
+		return j
+	}
+	if j >= n {
+		return s.try(b, i, final)
+	}
+	// The cheap rejections of number, which would skip the run.
+	c, d := b[j], b[i]
+	switch g := j - i; {
+	case g >= 13 && g <= 19:
+		if !m.on[dCard] || d < '2' || d > '6' {
+			return j
+		}
+	case g == 4:
+		// A separator and a group of at least 3 digits must follow
+		// (unlike in a date, 2026-11-27).
+		if !m.on[dCard] || d < '2' || d > '6' || c != ' ' && c != '-' ||
+			j+3 < n && (!isDigit(b[j+1]) || !isDigit(b[j+2]) || !isDigit(b[j+3])) {
+			return j
+		}
+	case g == 3:
+		if !m.on[dSSN] || c != '-' && (c != ' ' || !ssnLabel(b, i)) {
+			return j
+		}
+	case g == 9:
+		if !m.on[dSSN] || !ssnLabel(b, i) {
+			return j
+		}
+	default:
+		return j
+	}
+	return s.try(b, i, final)
 }
 
 // Detector results: a detector returns the index where scanning resumes
