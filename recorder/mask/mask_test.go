@@ -108,6 +108,23 @@ func TestCustomRule(t *testing.T) {
 	}
 }
 
+// TestCustomRuleStartingWithDigit: a custom rule that begins with a digit
+// is tried even beside the number detectors, which skip the digit runs
+// they reject; and a card is still a card.
+func TestCustomRuleStartingWithDigit(t *testing.T) {
+	m, err := Compile(Profile{Detectors: []string{"pci", "pii"}, Custom: []CustomRule{{Name: "account", Pattern: `77-\d{6}`}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, hits := maskAll(m, []byte("acct 77-123456 card 4111 1111 1111 1111\n"))
+	if want := "acct **-****** card **** **** **** 1111\n"; string(out) != want {
+		t.Errorf("got  %q\nwant %q", out, want)
+	}
+	if len(hits) != 2 || hits[0].Detector != "account" || hits[1].Detector != "card" {
+		t.Errorf("hits %v", hits)
+	}
+}
+
 // A Write that ends inside an escape sequence or a possible value holds
 // it back; Flush releases it.
 func TestHoldAndFlush(t *testing.T) {

@@ -206,6 +206,13 @@ func (m *Masker) stopAt(b []byte, k int) bool {
 func (s *Stream) digits(b []byte, i int, final bool) int {
 	m := s.m
 	n := len(b)
+	if t := m.trig[b[i]]; t&tDigit != 0 && t&tCustom != 0 {
+		// A custom rule that begins with a digit is tried first: the
+		// number detectors skip whole runs of digits they reject.
+		if r := s.customAt(b, i, final); r != no {
+			return r
+		}
+	}
 	p := s.prev(b, i)
 	// The run, up to 20 digits: eight at once.
 	j := i + 1
