@@ -175,7 +175,7 @@ func (s *frontSession) setUpMasking(d policy.Decision, action policy.Action) pol
 			d.Reason = fmt.Sprintf("the role masks output (profile %q), and files cannot be transferred masked", name)
 			return d
 		}
-		m, err := s.f.maskers.get(name)
+		m, err := s.f.maskers.get(s.f.currentPolicy(), name)
 		if err != nil {
 			d.Allow = false
 			d.Reason = fmt.Sprintf("the role's masking cannot be applied: %v", err)

@@ -2,6 +2,7 @@ package bastion
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/mask"
 )
@@ -21,22 +23,31 @@ import (
 // output, what is held is released (masked as far as it is complete).
 const maskIdle = 10 * time.Millisecond
 
-// maskers compiles each masking profile once.
+// maskers compiles each masking profile once (a profile changed by a
+// reload is compiled again).
 type maskers struct {
 	mu sync.Mutex
-	m  map[string]*mask.Masker // guarded by mu
+	m  map[string]*mask.Masker // guarded by mu; by the profile's content
 }
 
-// get returns the masker of a built-in profile name.
-func (ms *maskers) get(name string) (*mask.Masker, error) {
+// get returns the masker of the profile called name in pol: one of its
+// masking_profile blocks, or a built-in profile.
+func (ms *maskers) get(pol *policy.Policy, name string) (*mask.Masker, error) {
+	if pol == nil {
+		return nil, errors.New("no policy is in force")
+	}
+	p, ok := pol.MaskingProfile(name)
+	if !ok {
+		return nil, fmt.Errorf("masking profile %q does not exist in the policy in force", name)
+	}
+	key, err := json.Marshal(p)
+	if err != nil {
+		return nil, err
+	}
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
-	if m, ok := ms.m[name]; ok {
+	if m, ok := ms.m[string(key)]; ok {
 		return m, nil
-	}
-	p, ok := mask.BuiltinProfile(name)
-	if !ok {
-		return nil, fmt.Errorf("masking profile %q does not exist", name)
 	}
 	m, err := mask.Compile(p)
 	if err != nil {
@@ -45,7 +56,7 @@ func (ms *maskers) get(name string) (*mask.Masker, error) {
 	if ms.m == nil {
 		ms.m = map[string]*mask.Masker{}
 	}
-	ms.m[name] = m
+	ms.m[string(key)] = m
 	return m, nil
 }
 

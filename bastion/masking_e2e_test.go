@@ -22,6 +22,7 @@ var maskedValues = []string{
 	"378282246310005",
 	"AKIAIOSFODNN7EXAMPLE",
 	"hunter2-correct-horse",
+	"ACCT-12345678",
 }
 
 const maskedFile = `statement for account 7
@@ -31,6 +32,7 @@ amex 378282246310005
 aws_access_key_id = AKIAIOSFODNN7EXAMPLE
 db password=hunter2-correct-horse
 order 12345 shipped
+ledger ACCT-12345678 balanced
 `
 
 // TestMaskingEndToEnd is issue 7's must-show with the real OpenSSH client:
@@ -56,7 +58,9 @@ func TestMaskingEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	login := currentLogin(t)
-	config := strings.Replace(frontConfig, "file_transfer = true", "file_transfer = true\n  masking = \"all\"\n  redact_password_input = true", 1) +
+	// The policy's own profile: every built-in detector and a custom rule.
+	config := strings.Replace(frontConfig, "file_transfer = true", "file_transfer = true\n  masking = \"bank\"\n  redact_password_input = true", 1) +
+		"masking_profile \"bank\" {\n  detectors = [\"all\"]\n  custom \"account\" {\n    pattern = \"ACCT-[0-9]{8}\"\n  }\n}\n" +
 		"target \"db1\" {\n  ssh = \"" + sd.addr + "\"\n  host_key = \"" + strings.Join(strings.Fields(string(hostPub))[:2], " ") + "\"\n}\n"
 	fx := startFrontWith(t, login, config)
 	if err := os.WriteFile(caFile, []byte(strings.Join(fx.ts.auth.Target.AuthorizedKeys(), "\n")+"\n"), 0o644); err != nil {
@@ -121,7 +125,7 @@ func TestMaskingEndToEnd(t *testing.T) {
 			hits[a["detector"]]++
 		}
 	}
-	for _, d := range []string{"card", "aws-key-id", "password", "password-prompt"} {
+	for _, d := range []string{"card", "aws-key-id", "password", "account", "password-prompt"} {
 		if hits[d] == 0 {
 			t.Errorf("no mask frame for %s: %v", d, hits)
 		}

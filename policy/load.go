@@ -14,6 +14,8 @@ import (
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
 	"github.com/zclconf/go-cty/cty/convert"
+
+	"github.com/bastionhq/bastion/recorder/mask"
 )
 
 // Load reads a policy from an HCL file, or from every *.hcl file of a
@@ -89,8 +91,14 @@ var (
 	policySchema = &hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{
 		{Type: "identity", LabelNames: []string{"name"}},
 		{Type: "role", LabelNames: []string{"name"}},
+		{Type: "masking_profile", LabelNames: []string{"name"}},
 	}}
-	matchAttrs = []hcl.AttributeSchema{
+	maskingSchema = &hcl.BodySchema{
+		Attributes: []hcl.AttributeSchema{{Name: "detectors"}, {Name: "keep"}},
+		Blocks:     []hcl.BlockHeaderSchema{{Type: "custom", LabelNames: []string{"name"}}},
+	}
+	customSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "pattern", Required: true}, {Name: "keep"}}}
+	matchAttrs   = []hcl.AttributeSchema{
 		{Name: "providers"}, {Name: "subjects"}, {Name: "sponsors"}, {Name: "claims"},
 	}
 	identitySchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
@@ -124,6 +132,7 @@ func Decode(body hcl.Body, hash string, opts Options) (*Policy, []Diagnostic, er
 		identities []IdentityMatcher
 		roles      []Role
 		srcs       sources
+		profiles   = map[string]mask.Profile{}
 	)
 	// broken names blocks that failed to decode: they are left out of
 	// the policy, and naming them is not reported again.
@@ -144,13 +153,61 @@ func Decode(body hcl.Body, hash string, opts Options) (*Policy, []Diagnostic, er
 			}
 			roles = append(roles, r)
 			srcs.roles = append(srcs.roles, pos)
+		case "masking_profile":
+			mp := dec.maskingProfile(b)
+			if _, dup := profiles[mp.Name]; dup {
+				dec.d.errorf(&b.DefRange, "masking_profile %q is defined twice", mp.Name)
+			}
+			if _, builtin := mask.BuiltinProfile(mp.Name); builtin {
+				dec.d.errorf(&b.DefRange, "masking_profile %q has the name of a built-in profile (%s): choose another", mp.Name, strings.Join(mask.BuiltinProfiles(), ", "))
+			}
+			if len(dec.d.errors()) == errsBefore {
+				profiles[mp.Name] = mp
+			}
 		}
 	}
 	if dec.d.hasErrors() {
 		return nil, dec.d.warnings(), &Error{Diagnostics: dec.d.errors()}
 	}
+	srcs.profiles = profiles
 	p, warnings, err := build(identities, roles, opts, &srcs, hash)
 	return p, append(dec.d.warnings(), warnings...), err
+}
+
+// maskingProfile reads a masking_profile block: built-in profile or
+// detector names, the characters kept visible, and custom rules. It is
+// compiled here, so that a bad rule is reported where it is written.
+func (dec *decoder) maskingProfile(b *hcl.Block) mask.Profile {
+	pos := newPos(b)
+	mp := mask.Profile{Name: b.Labels[0]}
+	content, hd := b.Body.Content(maskingSchema)
+	dec.d.addHCL(hd, b.DefRange)
+	a := content.Attributes
+	mp.Detectors = dec.strings(a["detectors"], "detectors", pos)
+	if a["keep"] != nil {
+		dec.integer(a["keep"], "keep", pos, &mp.Keep)
+	}
+	for _, cb := range content.Blocks {
+		cpos := newPos(cb)
+		cc, chd := cb.Body.Content(customSchema)
+		dec.d.addHCL(chd, cb.DefRange)
+		r := mask.CustomRule{Name: cb.Labels[0]}
+		dec.str(cc.Attributes["pattern"], "pattern", cpos, &r.Pattern)
+		if cc.Attributes["keep"] != nil {
+			dec.integer(cc.Attributes["keep"], "keep", cpos, &r.Keep)
+		}
+		if _, err := mask.Compile(mask.Profile{Custom: []mask.CustomRule{r}}); err != nil {
+			dec.d.errorf(cpos.at("pattern", -1), "masking_profile %q: custom %q: %v", mp.Name, r.Name, err)
+			continue
+		}
+		mp.Custom = append(mp.Custom, r)
+	}
+	if len(mp.Detectors) == 0 && len(mp.Custom) == 0 {
+		dec.d.errorf(&b.DefRange, "masking_profile %q masks nothing: give it detectors or custom rules", mp.Name)
+	} else if _, err := mask.Compile(mp); err != nil {
+		dec.d.errorf(pos.at("detectors", -1), "masking_profile %q: %v", mp.Name, err)
+	}
+	return mp
 }
 
 // decoder turns blocks into values, noting where each part came from and

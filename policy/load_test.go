@@ -2,14 +2,19 @@ package policy
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
+
+	"github.com/bastionhq/bastion/recorder/mask"
 )
 
 var testOptions = Options{Providers: []string{"corp"}, Targets: []string{"web-1", "db-prod"}, MaxTTL: time.Hour}
@@ -403,5 +408,63 @@ func TestDecodeLeftoverBody(t *testing.T) {
 	p, _, err := Decode(rest, "sha256:x", testOptions)
 	if err != nil || len(p.Roles) != 1 || p.Hash() != "sha256:x" {
 		t.Fatalf("%v %+v", err, p)
+	}
+}
+
+// TestMaskingProfiles: a masking_profile block defines a profile roles may
+// name beside the built-in ones; its mistakes are reported where they are
+// written.
+func TestMaskingProfiles(t *testing.T) {
+	const role = `
+role "r" {
+  match { providers = ["corp"] }
+  targets = ["db"]
+  logins  = ["x"]
+  masking = %q
+}
+`
+	good := `
+masking_profile "bank" {
+  detectors = ["pci", "jwt"]
+  keep      = 2
+  custom "account" {
+    pattern = "ACCT-[0-9]{8}"
+    keep    = 4
+  }
+}
+` + fmt.Sprintf(role, "bank")
+	p, _, err := decodeString(good, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mp, ok := p.MaskingProfile("bank")
+	if !ok || !slices.Equal(mp.Detectors, []string{"pci", "jwt"}) || mp.Keep != 2 || len(mp.Custom) != 1 || mp.Custom[0] != (mask.CustomRule{Name: "account", Pattern: "ACCT-[0-9]{8}", Keep: 4}) {
+		t.Fatalf("profile %+v, %v", mp, ok)
+	}
+	if _, ok := p.MaskingProfile("pci"); !ok {
+		t.Fatal("the built-in profiles are not there")
+	}
+	d := p.Session(SessionRequest{Identity: &Identity{Provider: "corp", Subject: "a"}, Target: "db", Login: "x", Action: ActionExec, Command: "ls"})
+	if !d.Allow || d.Limits.Masking != "bank" {
+		t.Fatalf("decision %+v", d)
+	}
+	if np, err := p.WithRoles(DevRole([]string{"y"})); err != nil {
+		t.Fatal(err)
+	} else if _, ok := np.MaskingProfile("bank"); !ok {
+		t.Fatal("WithRoles lost the masking profiles")
+	}
+
+	for _, c := range []struct{ name, src, want string }{
+		{"unknown profile", fmt.Sprintf(role, "cards"), `^p\.hcl:6:\d+: error: role "r": masking profile "cards" is neither built in`},
+		{"unknown detector", "masking_profile \"m\" {\n  detectors = [\"cards\"]\n}\n", `^p\.hcl:2:\d+: error: masking_profile "m": .*unknown detector`},
+		{"bad pattern", "masking_profile \"m\" {\n  custom \"c\" {\n    pattern = \"(\"\n  }\n}\n", `^p\.hcl:3:\d+: error: masking_profile "m": custom "c": `},
+		{"empty", "masking_profile \"m\" {\n}\n", `^p\.hcl:1:1: error: masking_profile "m" masks nothing`},
+		{"built-in name", "masking_profile \"pci\" {\n  detectors = [\"card\"]\n}\n", `^p\.hcl:1:1: error: masking_profile "pci" has the name of a built-in profile`},
+		{"twice", "masking_profile \"m\" {\n  detectors = [\"card\"]\n}\nmasking_profile \"m\" {\n  detectors = [\"card\"]\n}\n", `^p\.hcl:4:1: error: masking_profile "m" is defined twice`},
+	} {
+		_, _, err := decodeString(c.src, Options{})
+		if err == nil || !regexp.MustCompile(c.want).MatchString(err.Error()) {
+			t.Errorf("%s: %v, want %s", c.name, err, c.want)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"path"
@@ -45,6 +46,9 @@ const devProvider = "dev"
 type Policy struct {
 	Identities []IdentityMatcher
 	Roles      []Role
+	// MaskingProfiles are the policy's own masking profiles, by name
+	// (besides the built-in ones).
+	MaskingProfiles map[string]mask.Profile
 
 	hash       string
 	opts       Options
@@ -120,8 +124,17 @@ func (p *Policy) Hash() string { return p.hash }
 // policy order), checked against the options p was built with; p is
 // unchanged, and the new policy keeps its Hash.
 func (p *Policy) WithRoles(roles ...Role) (*Policy, error) {
-	np, _, err := build(p.Identities, slices.Concat(p.Roles, roles), p.opts, nil, p.hash)
+	np, _, err := build(p.Identities, slices.Concat(p.Roles, roles), p.opts, &sources{profiles: p.MaskingProfiles}, p.hash)
 	return np, err
+}
+
+// MaskingProfile returns the masking profile called name: the policy's
+// own, or a built-in one.
+func (p *Policy) MaskingProfile(name string) (mask.Profile, bool) {
+	if mp, ok := p.MaskingProfiles[name]; ok {
+		return mp, true
+	}
+	return mask.BuiltinProfile(name)
 }
 
 // DevRole is the role "serve --dev" adds: any identity of the development
@@ -196,11 +209,7 @@ func compileRole(r *Role) (*compiledRole, problems) {
 	if r.IdleTimeout < 0 {
 		probs.add("idle_timeout", -1, "negative idle_timeout")
 	}
-	if r.Masking != "" {
-		if _, ok := mask.BuiltinProfile(r.Masking); !ok {
-			probs.add("masking", -1, "unknown masking profile %q (known: %s)", r.Masking, strings.Join(mask.BuiltinProfiles(), ", "))
-		}
-	}
+
 	for i, e := range r.Permit {
 		if !slices.Contains(KnownPermits, e) {
 			probs.add("permit", i, "unknown extension %q (known: %s)", e, strings.Join(KnownPermits, ", "))
@@ -363,6 +372,8 @@ func matchForward(pats []forwardPattern, dest string) (string, bool) {
 type sources struct {
 	identities []*blockPos
 	roles      []*blockPos
+	// profiles are the masking_profile blocks, already checked.
+	profiles map[string]mask.Profile
 }
 
 // build checks and compiles a policy, reporting through a diagnostics list
@@ -370,24 +381,28 @@ type sources struct {
 func build(identities []IdentityMatcher, roles []Role, opts Options, srcs *sources, hash string) (*Policy, []Diagnostic, error) {
 	var d diagnostics
 	idPos := func(i int) *blockPos {
-		if srcs == nil {
+		if srcs == nil || i >= len(srcs.identities) {
 			return nil
 		}
 		return srcs.identities[i]
 	}
 	rolePos := func(i int) *blockPos {
-		if srcs == nil {
+		if srcs == nil || i >= len(srcs.roles) {
 			return nil
 		}
 		return srcs.roles[i]
 	}
 	p := &Policy{
-		Identities: slices.Clone(identities),
-		Roles:      slices.Clone(roles),
-		hash:       hash,
-		opts:       opts,
-		identities: map[string]*Match{},
-		byName:     map[string]*compiledRole{},
+		Identities:      slices.Clone(identities),
+		Roles:           slices.Clone(roles),
+		MaskingProfiles: map[string]mask.Profile{},
+		hash:            hash,
+		opts:            opts,
+		identities:      map[string]*Match{},
+		byName:          map[string]*compiledRole{},
+	}
+	if srcs != nil {
+		maps.Copy(p.MaskingProfiles, srcs.profiles)
 	}
 	providerKnown := func(name string) bool {
 		return len(opts.Providers) == 0 || name == devProvider || slices.Contains(opts.Providers, name)
@@ -422,6 +437,11 @@ func build(identities []IdentityMatcher, roles []Role, opts Options, srcs *sourc
 		at := rolePos(i)
 		c, probs := compileRole(r)
 		c.pos = i
+		if r.Masking != "" {
+			if _, ok := p.MaskingProfile(r.Masking); !ok {
+				probs = append(probs, problem{field: "masking", item: -1, msg: fmt.Sprintf("masking profile %q is neither built in (%s) nor a masking_profile block", r.Masking, strings.Join(mask.BuiltinProfiles(), ", "))})
+			}
+		}
 		for _, pr := range probs {
 			d.errorf(at.at(pr.field, pr.item), "role %q: %s", r.Name, pr.msg)
 		}
