@@ -149,12 +149,42 @@ type pipes struct {
 	kill    func()
 	mu      sync.Mutex
 	first   error // guarded by mu: the cause of the first stop
+
+	// inMu orders what enters the input: each record and its send to
+	// inChunks happen under it, so chunks reach the target in the order
+	// of their records.
+	inMu     sync.Mutex
+	inChunks chan chunk // closed (under inMu, inClosed set) when input ends
+	inClosed bool
+	rec      Recorder
+}
+
+// errInputClosed is inject's answer once the input has ended.
+var errInputClosed = errors.New("the input has ended")
+
+// inject records a request (kind, payload) in its place among the input
+// and has deliver carry it out there: after the input recorded before it
+// has reached the target, before the input recorded after. Once the input
+// has ended it returns errInputClosed and the caller delivers it itself.
+func (p *pipes) inject(kind uint8, payload []byte, deliver func()) error {
+	p.inMu.Lock()
+	defer p.inMu.Unlock()
+	if p.inClosed {
+		return errInputClosed
+	}
+	seq, err := p.rec.Append(kind, 0, payload)
+	if err != nil {
+		p.stop(recordingFailed(err))
+		return recordingFailed(err)
+	}
+	p.inChunks <- chunk{seq: seq, ctrl: deliver}
+	return nil
 }
 
 // startPipes starts the pumps of ends. kill is called once, at the first
 // stop, to end the target (which makes its output end).
 func startPipes(ctx context.Context, rec Recorder, ends pipeEnds, kill func()) *pipes {
-	p := &pipes{outputDone: make(chan struct{}), stopped: make(chan struct{}), kill: kill}
+	p := &pipes{outputDone: make(chan struct{}), stopped: make(chan struct{}), kill: kill, rec: rec}
 	report := func(err error) {
 		if errors.Is(err, ErrRecordingFailed) {
 			p.stop(err)
@@ -198,6 +228,7 @@ func startPipes(ctx context.Context, rec Recorder, ends pipeEnds, kill func()) *
 	// once every chunk before it is delivered, ends the target's input.
 	inPool := newBufPool(inputBufs, inputBufSize)
 	inChunks := make(chan chunk, inputBufs)
+	p.inChunks = inChunks
 	go func() {
 		forward(ctx, rec, inChunks, inPool, ends.Input, p.stopped, func(err error) {
 			if errors.Is(err, ErrRecordingFailed) {
@@ -207,7 +238,12 @@ func startPipes(ctx context.Context, rec Recorder, ends pipeEnds, kill func()) *
 		ends.EndInput()
 	}()
 	go func() {
-		defer close(inChunks)
+		defer func() {
+			p.inMu.Lock()
+			p.inClosed = true
+			close(inChunks)
+			p.inMu.Unlock()
+		}()
 		if ends.Stdin == nil {
 			return
 		}
@@ -220,12 +256,16 @@ func startPipes(ctx context.Context, rec Recorder, ends pipeEnds, kill func()) *
 			}
 			n, rerr := ends.Stdin.Read(buf)
 			if n > 0 {
+				p.inMu.Lock()
 				seq, err := rec.Append(kindInput, 0, buf[:n])
+				if err == nil {
+					inChunks <- chunk{seq: seq, data: buf[:n]}
+				}
+				p.inMu.Unlock()
 				if err != nil {
 					p.stop(recordingFailed(err))
 					return
 				}
-				inChunks <- chunk{seq: seq, data: buf[:n]}
 			} else {
 				inPool.put(buf)
 			}

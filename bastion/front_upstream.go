@@ -543,17 +543,24 @@ func (s *frontSession) mirrorRequests(ctx context.Context, reqs <-chan *ssh.Requ
 				req.Reply(false, nil)
 				continue
 			}
-			seq, err := rec.Append(kindResize, 0, Size{Cols: int(w.Cols), Rows: int(w.Rows)}.clamp().payload())
-			if err == nil {
-				err = rec.Wait(ctx, seq)
+			// In its place among the input: the target sees the new
+			// size after the keystrokes recorded before it.
+			payload := Size{Cols: int(w.Cols), Rows: int(w.Rows)}.clamp().payload()
+			send := func() { uch.SendRequest("window-change", false, req.Payload) }
+			err := p.inject(kindResize, payload, send)
+			if errors.Is(err, errInputClosed) {
+				// No more input to order it with: recorded, then sent.
+				var seq uint64
+				if seq, err = rec.Append(kindResize, 0, payload); err == nil {
+					if err = rec.Wait(ctx, seq); err == nil {
+						send()
+					}
+				}
+				if err != nil {
+					p.stop(recordingFailed(err))
+				}
 			}
-			if err != nil {
-				p.stop(recordingFailed(err))
-				req.Reply(false, nil)
-				continue
-			}
-			uch.SendRequest("window-change", false, req.Payload)
-			req.Reply(true, nil)
+			req.Reply(err == nil, nil)
 		case "signal":
 			var sig struct{ Signal string }
 			if ssh.Unmarshal(req.Payload, &sig) != nil {

@@ -355,9 +355,10 @@ func TestFrontUpstreamPTY(t *testing.T) {
 	if err := sess.WindowChange(40, 120); err != nil {
 		t.Fatal(err)
 	}
-	// The bastion forwards requests and data on separate paths, so a
-	// command typed right after the resize may reach the target before
-	// it: ask again until the new size shows.
+	// x/crypto hands the bastion a channel's requests and its data on
+	// separate paths, so a command typed right after the resize may be
+	// recorded (and so reach the target) before it: ask again until the
+	// new size shows.
 	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(buf.String(), "40x120") {
 		if time.Now().After(deadline) {

@@ -297,8 +297,8 @@ func pollable(ptmx *os.File) (*os.File, syscall.RawConn, error) {
 //   - startCommand's goroutine reaps the command and closes exited;
 //   - readOutput and a forward of its chunks pump the command's output;
 //   - readStdin (not owned, see RunLocal), recordInput and a forward of its
-//     chunks pump the input;
-//   - resizes applies cfg.Resize.
+//     chunks pump the input, and cfg.Resize's sizes in their place among
+//     it.
 //
 // run owns all but readStdin and waits for them before it returns.
 type localSession struct {
@@ -366,10 +366,6 @@ func (s *localSession) run(ctx context.Context) (Result, error) {
 			}
 		})
 	})
-	if s.cfg.Resize != nil {
-		own.Go(s.resizes)
-	}
-
 	select {
 	case <-s.exited:
 	case <-s.stopped:
@@ -669,10 +665,27 @@ func readStdin(r io.Reader, pool bufPool, raw chan<- stdinRead, done <-chan stru
 func (s *localSession) recordInput(pool bufPool, raw <-chan stdinRead, chunks chan<- chunk) {
 	defer close(chunks)
 	lineStart := true
+	resize := s.cfg.Resize
 	for {
 		var in stdinRead
 		select {
 		case in = <-raw:
+		case sz, ok := <-resize:
+			if !ok {
+				resize = nil
+				continue
+			}
+			// A resize goes in its place among the input: the command
+			// sees it after the keystrokes recorded before it, and
+			// before those recorded after.
+			size := sz.clamp()
+			seq, err := s.rec.Append(kindResize, 0, size.payload())
+			if err != nil {
+				s.fail(recordingFailed(err))
+				return
+			}
+			chunks <- chunk{seq: seq, ctrl: func() { _ = s.setSize(size) }}
+			continue
 		case <-s.exited:
 			return
 		case <-s.stopped:
@@ -680,7 +693,12 @@ func (s *localSession) recordInput(pool bufPool, raw <-chan stdinRead, chunks ch
 		}
 		if in.err != nil {
 			s.endInput(in.err, lineStart, pool, chunks)
-			return
+			if resize == nil {
+				return
+			}
+			// Input has ended; resizes may still come.
+			raw = nil
+			continue
 		}
 		seq, err := s.rec.Append(kindInput, 0, in.data)
 		if err != nil {
@@ -730,40 +748,6 @@ func (s *localSession) endInput(readErr error, lineStart bool, pool bufPool, chu
 		return
 	}
 	chunks <- chunk{seq: seq, data: eof}
-}
-
-// resizes records each size from cfg.Resize and then applies it to the
-// terminal, until the command exits or the session stops.
-func (s *localSession) resizes() {
-	for {
-		var size Size
-		select {
-		case sz, ok := <-s.cfg.Resize:
-			if !ok {
-				return
-			}
-			size = sz.clamp()
-		case <-s.exited:
-			return
-		case <-s.stopped:
-			return
-		}
-		seq, err := s.rec.Append(kindResize, 0, size.payload())
-		if err != nil {
-			s.fail(recordingFailed(err))
-			return
-		}
-		if err := s.rec.Wait(s.ctx, seq); err != nil {
-			if s.ctx.Err() == nil {
-				s.fail(recordingFailed(err))
-			}
-			return
-		}
-		if err := s.setSize(size); err != nil {
-			// The terminal is gone (closed at teardown); nothing to resize.
-			return
-		}
-	}
 }
 
 func (s *localSession) setSize(size Size) error {

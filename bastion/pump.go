@@ -77,6 +77,9 @@ func (p bufPool) put(b []byte) { p <- b[:cap(b)] }
 type chunk struct {
 	seq  uint64
 	data []byte
+	// ctrl, if set, is a request recorded at seq (a terminal resize) to
+	// carry out, in its place among the data, instead of writing data.
+	ctrl func()
 }
 
 // forward delivers each chunk to dst once rec has committed its frame, and
@@ -108,6 +111,12 @@ func forward(ctx context.Context, rec Recorder, chunks <-chan chunk, pool bufPoo
 					report(recordingFailed(err))
 				}
 			}
+		}
+		if c.ctrl != nil {
+			if delivering {
+				c.ctrl()
+			}
+			continue
 		}
 		if delivering {
 			if _, err := dst.Write(c.data); err != nil {
