@@ -98,6 +98,35 @@ func (s *Server) adminHandler() http.Handler {
 		}
 		writeAdminJSON(w, http.StatusOK, live)
 	})
+	mux.HandleFunc("POST /v1/grants/revoke", func(w http.ResponseWriter, r *http.Request) {
+		var req AdminGrantRevokeRequest
+		dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			adminError(w, http.StatusBadRequest, fmt.Errorf("bad grant revocation: %v", err))
+			return
+		}
+		by := "admin socket"
+		if cred, ok := r.Context().Value(credKey{}).(*unix.Ucred); ok {
+			by = fmt.Sprintf("uid %d, pid %d", cred.Uid, cred.Pid)
+		}
+		if req.By != "" {
+			by += ", says " + printable(req.By)
+		}
+		g, err := s.grants.Revoke(r.Context(), certauth.GrantDecision{ID: req.ID, Comment: req.Comment, Operator: by})
+		var ge *certauth.GrantError
+		switch {
+		case errors.Is(err, certauth.ErrGrantNotFound):
+			adminError(w, http.StatusNotFound, err)
+		case errors.As(err, &ge) && !errors.Is(err, certauth.ErrGrantJournal):
+			adminError(w, http.StatusConflict, err)
+		case err != nil:
+			adminError(w, http.StatusServiceUnavailable, err)
+		default:
+			s.log.Info("grant revoked by an operator", "grant", g.ID, "by", by)
+			writeAdminJSON(w, http.StatusOK, g)
+		}
+	})
 	mux.HandleFunc("POST /v1/sessions/kill", func(w http.ResponseWriter, r *http.Request) {
 		var req AdminKillRequest
 		dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
@@ -250,6 +279,25 @@ type AdminKillRequest struct {
 	// By is who asks, as the client says; the server records the peer's
 	// uid and pid beside it.
 	By string `json:"by,omitempty"`
+}
+
+// AdminGrantRevokeRequest is a revocation of a grant by an operator of
+// the bastion, through its admin socket.
+type AdminGrantRevokeRequest struct {
+	ID      string `json:"id"`
+	Comment string `json:"comment,omitempty"`
+	// By is who the caller says they are; the journal records the
+	// socket peer's uid and pid beside it.
+	By string `json:"by,omitempty"`
+}
+
+// AdminRevokeGrant revokes a grant through the admin socket of the server
+// running for home, as an operator: any grant, pending or active, without
+// an OIDC token. It returns ErrNoServer when none answers.
+func AdminRevokeGrant(ctx context.Context, home string, req AdminGrantRevokeRequest) (certauth.Grant, error) {
+	var out certauth.Grant
+	err := adminCall(ctx, home, http.MethodPost, "/v1/grants/revoke", req, &out)
+	return out, err
 }
 
 // AdminKill asks the server running for home to end a live session. It

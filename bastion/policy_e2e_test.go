@@ -214,6 +214,29 @@ func TestPolicyGrantEndToEnd(t *testing.T) {
 			t.Fatalf("after its end: %+v, %v", got, err)
 		}
 	}
+	// 7. An operator of the bastion revokes a grant through the admin
+	// socket, with no token: the live session under it ends at once.
+	g2, err := ts.client.RequestGrant(ctx, agent(), certauth.GrantRequest{Target: "db1", Login: login, Duration: "10m", Reason: "second look"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ts.client.DecideGrant(ctx, mint(t, m, humanClaims(m, "carol")), g2.ID, "approve", ""); err != nil {
+		t.Fatal(err)
+	}
+	key = certify("granted-again")
+	live = fx.sshStart(t, key, login+"@db1", "echo started; sleep 60")
+	fx.waitLive(t, 1, live)
+	revoked, err := AdminRevokeGrant(ctx, ts.home, AdminGrantRevokeRequest{ID: g2.ID, Comment: "incident 77", By: "alice-oncall"})
+	if err != nil || revoked.State != certauth.GrantRevoked || !strings.HasPrefix(revoked.ClosedBy, "operator (uid ") {
+		t.Fatalf("operator revocation: %+v, %v", revoked, err)
+	}
+	if code := live.wait(t); code != 255 || !strings.Contains(live.stderr.String(), "the grant "+g2.ID+" that allowed this session was revoked") {
+		t.Fatalf("live session: exit %d, stderr %q", code, live.stderr.String())
+	}
+	evs := ts.events(t, "grant.revoked")
+	if e := evs[len(evs)-1]; e["by.kind"] != "operator" || !strings.Contains(e["by"], "says alice-oncall") || e["comment"] != "incident 77" {
+		t.Fatalf("revocation journaled as %v", e)
+	}
 	for _, ev := range []string{"grant.requested", "grant.approved", "grant.activated", "grant.ended", "grant.refused"} {
 		if len(ts.events(t, ev)) == 0 {
 			t.Errorf("no %s event", ev)

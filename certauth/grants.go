@@ -170,6 +170,10 @@ type GrantDecision struct {
 	By            *policy.Identity
 	Comment       string
 	ClientAddress netip.Addr
+	// Operator, for a revocation only, names an operator of the bastion
+	// itself (the admin socket's peer: "uid 0, pid 4242") in place of an
+	// identity: an operator may revoke any grant.
+	Operator string
 }
 
 // Request journals a new pending grant request, if policy has a
@@ -291,7 +295,11 @@ func (s *Grants) ended(es []endedGrant) {
 // decide checks and journals one decision; see the order of the checks in
 // grantsCheck.
 func (s *Grants) decide(ctx context.Context, action string, d GrantDecision) (Grant, []endedGrant, error) {
-	if d.By == nil {
+	operator := d.Operator != ""
+	if operator && action != "revoke" {
+		return Grant{}, nil, grantErrorf(ErrGrantInvalid, "an operator may only revoke grants; approvals and denials take an identity")
+	}
+	if d.By == nil && !operator {
 		return Grant{}, nil, grantErrorf(ErrGrantInvalid, "a decision needs an identity")
 	}
 	if err := checkGrantText("comment", d.Comment, MaxGrantComment); err != nil {
@@ -311,11 +319,16 @@ func (s *Grants) decide(ctx context.Context, action string, d GrantDecision) (Gr
 	if cur == nil {
 		return Grant{}, nil, grantErrorf(ErrGrantNotFound, "no grant %s is known to you", printableID(d.ID))
 	}
-	by := d.By.String()
-	own := by == g.Identity
-	may, why := false, ""
-	if pol != nil && !own {
-		may, why = pol.MayApprove(g.Role, g.Identity, d.By)
+	var by string
+	own, may, why := false, false, ""
+	if operator {
+		by, may = "operator ("+d.Operator+")", true
+	} else {
+		by = d.By.String()
+		own = by == g.Identity
+		if pol != nil && !own {
+			may, why = pol.MayApprove(g.Role, g.Identity, d.By)
+		}
 	}
 	if !own && !may && !g.actedBy(by) {
 		// Invisible to the caller: the same answer as for no grant.
@@ -347,7 +360,12 @@ func (s *Grants) decide(ctx context.Context, action string, d GrantDecision) (Gr
 		}
 	}
 
-	a := recorder.Attrs{"at": timeAttr(now), "by": by, "by.issuer": d.By.Issuer}
+	a := recorder.Attrs{"at": timeAttr(now), "by": by}
+	if operator {
+		a["by.kind"] = "operator"
+	} else {
+		a["by.issuer"] = d.By.Issuer
+	}
 	if d.Comment != "" {
 		a["comment"] = d.Comment
 	}

@@ -423,6 +423,33 @@ func TestGrantRevoke(t *testing.T) {
 	f.wantRefused("approve", g3.ID, grantBob, ErrGrantState)
 }
 
+// TestGrantOperatorRevoke: an operator of the bastion (the admin
+// socket's peer) may revoke any grant, with no identity, and nothing else;
+// the journal says who, and that it was an operator; a reopened store
+// agrees.
+func TestGrantOperatorRevoke(t *testing.T) {
+	f := newGrantsFixture(t, grantTestPolicy(t, 1, "bob"), nil)
+	ctx := context.Background()
+	g := f.request(grantAgent, "db-1", 30*time.Minute)
+	if _, err := f.g.Approve(ctx, GrantDecision{ID: g.ID, Operator: "uid 0, pid 1"}); !errors.Is(err, ErrGrantInvalid) {
+		t.Fatalf("an operator's approval: %v", err)
+	}
+	f.mustDecide("approve", g.ID, grantBob)
+	r, err := f.g.Revoke(ctx, GrantDecision{ID: g.ID, Comment: "incident 77", Operator: "uid 0, pid 1"})
+	if err != nil || r.State != GrantRevoked || r.ClosedBy != "operator (uid 0, pid 1)" || r.Comment != "incident 77" {
+		t.Fatalf("operator revocation: %+v, %v", r, err)
+	}
+	f.wantEnd(g.ID, GrantRevokedWhy)
+	evs := f.events(EventGrantRevoked)
+	if len(evs) != 1 || evs[0]["by.kind"] != "operator" || evs[0]["by"] != "operator (uid 0, pid 1)" {
+		t.Fatalf("journaled %v", evs)
+	}
+	f.reopen()
+	if got, _ := f.g.Get(g.ID); got.State != GrantRevoked || got.ClosedBy != "operator (uid 0, pid 1)" {
+		t.Fatalf("after reopening: %+v", got)
+	}
+}
+
 // TestGrantTimer: the store's own goroutine journals an end once it is
 // due, and calls OnEnd.
 func TestGrantTimer(t *testing.T) {

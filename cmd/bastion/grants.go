@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/bastionhq/bastion/bastion"
 	"github.com/bastionhq/bastion/certauth"
 )
 
@@ -110,21 +111,28 @@ Examples:
 const grantsRevokeUsage = `Usage:
     bastion grants revoke ID --server URL [--token-file FILE | --token-env VAR]
                              [--comment TEXT] [--json]
+    bastion grants revoke ID --operator [--home DIR] [--comment TEXT] [--json]
 
 Ends the active grant ID before its time, or withdraws a pending request:
 its requester may, and so may anyone who may approve it. Live sessions
 under an active grant end at once, with a message saying so.
+
+With --operator, an operator of the bastion host revokes any grant through
+the admin socket of the "bastion serve" running for the home, with no
+token: the journal records the caller's uid and pid as who revoked it.
 
 ` + grantsAuthText + `
 
 Flags:
 ` + grantsAPIFlags + `
     --comment TEXT            why (journaled)
+    --operator                revoke as an operator, through the admin socket
     --json                    print the grant after the revocation as JSON
 
 Examples:
     $ bastion grants revoke G-1234 --server https://bastion.example
-    $ bastion grants revoke G-1234 --server https://bastion.example --comment "work done early"`
+    $ bastion grants revoke G-1234 --server https://bastion.example --comment "work done early"
+    $ sudo bastion --home /var/lib/bastion grants revoke G-1234 --operator --comment "incident 77"`
 
 const grantsListUsage = `Usage:
     bastion grants list --server URL [--token-file FILE | --token-env VAR]
@@ -290,9 +298,12 @@ func grantsDecide(action string) func(context.Context, *env, []string) error {
 		var a apiFlags
 		a.register(fs)
 		var comment string
-		var asJSON bool
+		var asJSON, asOperator bool
 		fs.StringVar(&comment, "comment", "", "comment")
 		fs.BoolVar(&asJSON, "json", false, "JSON output")
+		if action == "revoke" {
+			fs.BoolVar(&asOperator, "operator", false, "revoke as an operator, through the admin socket")
+		}
 		pos, err := grantsParse(fs, args)
 		if err != nil {
 			return err
@@ -302,6 +313,9 @@ func grantsDecide(action string) func(context.Context, *env, []string) error {
 			return usageErrorf("grants %s takes one grant ID, like G-1234", action)
 		case action == "deny" && strings.TrimSpace(comment) == "":
 			return usageErrorf("grants deny needs --comment: tell the requester why")
+		}
+		if asOperator {
+			return grantsRevokeAsOperator(ctx, e, pos[0], comment, asJSON)
 		}
 		s, err := grantsConnect(ctx, e, &a, "grants "+action)
 		if err != nil {
@@ -314,6 +328,24 @@ func grantsDecide(action string) func(context.Context, *env, []string) error {
 		done := map[string]string{"approve": "approved", "deny": "denied", "revoke": "revoked"}[action]
 		return s.print(g, asJSON, done)
 	}
+}
+
+// grantsRevokeAsOperator revokes a grant through the admin socket of the
+// server running for the home: no token, the caller's uid and pid
+// journaled as who revoked it.
+func grantsRevokeAsOperator(ctx context.Context, e *env, id, comment string, asJSON bool) error {
+	home, err := e.home()
+	if err != nil {
+		return err
+	}
+	g, err := bastion.AdminRevokeGrant(ctx, home, bastion.AdminGrantRevokeRequest{ID: id, Comment: comment, By: operator(e)})
+	switch {
+	case errors.Is(err, bastion.ErrNoServer):
+		return withHint(err, `--operator talks to the "bastion serve" running for this home (--home); without one, revoke through the API as an approver`)
+	case err != nil:
+		return err
+	}
+	return (&grantsSession{e: e}).print(&g, asJSON, "revoked")
 }
 
 func runGrantsList(ctx context.Context, e *env, args []string) error {
