@@ -50,9 +50,14 @@ func Start(dir string, config ...string) (*SSHD, error) {
 	if err := os.MkdirAll("/run/sshd", 0o755); err != nil && os.Getuid() == 0 {
 		return nil, err
 	}
+	// A directory used before (the demo's, run again) keeps its host key.
 	hostKey := filepath.Join(dir, "host_ed25519")
-	if out, err := exec.Command(keygen, "-q", "-t", "ed25519", "-N", "", "-f", hostKey).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("ssh-keygen: %v: %s", err, out)
+	if _, err := os.Stat(hostKey); errors.Is(err, os.ErrNotExist) {
+		if out, err := exec.Command(keygen, "-q", "-t", "ed25519", "-N", "", "-f", hostKey).CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("ssh-keygen: %v: %s", err, out)
+		}
+	} else if err != nil {
+		return nil, err
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

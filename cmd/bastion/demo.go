@@ -213,7 +213,14 @@ func runDemo(ctx context.Context, e *env, args []string) (err error) {
 		return nil
 	}
 	step("try it yourself")
-	for _, cmd := range []string{"demo --keep", "serve --dev", "dev token --sub agent-2", "record -- bash", "sessions list", "certs list", "verify"} {
+	cmds := []string{"demo --keep", "serve --dev", "dev token --sub agent-2", "record -- bash", "sessions list", "certs list", "verify"}
+	if last, err := lastSession(ctx, st); err == nil {
+		cmds = append(cmds, "sessions show "+last, "export --format asciicast "+last)
+	}
+	day := time.Now().UTC().Truncate(24 * time.Hour)
+	cmds = append(cmds, fmt.Sprintf("evidence --from %s --to %s --out %s",
+		day.Format(time.RFC3339), day.Add(24*time.Hour).Format(time.RFC3339), filepath.Join(home, "evidence")))
+	for _, cmd := range cmds {
 		fmt.Fprintf(out, "  %s --home %s %s\n", self, home, cmd)
 	}
 	return nil

@@ -50,4 +50,8 @@ func TestDemo(t *testing.T) {
 			t.Errorf("demo output lacks %q:\n%s", w, out)
 		}
 	}
+	// Again in the same home: it keeps the keys it made and runs through.
+	if code, out, errOut := cli(context.Background(), home, "demo"); code != 0 || !strings.Contains(out, "using the existing journal signing key") {
+		t.Fatalf("demo again exited %d:\n%s\n%s", code, out, errOut)
+	}
 }
