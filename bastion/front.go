@@ -232,28 +232,19 @@ func (f *front) Addr() net.Addr { return f.ln.Addr() }
 // serve accepts connections until shutdown, and renews the host
 // certificate while it does.
 func (f *front) serve(ctx context.Context) error {
-	go func() {
-		t := time.NewTicker(time.Hour)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				f.hostCertMu.Lock()
-				due := f.now().After(f.hostCertEnd.Add(-hostCertTTL / 2))
-				f.hostCertMu.Unlock()
-				if due {
-					if err := f.renewHostCert(); err != nil {
-						f.log.Error("renew the SSH host certificate", "error", err)
-					}
-				}
+	go every(ctx, time.Hour, func() {
+		f.hostCertMu.Lock()
+		due := f.now().After(f.hostCertEnd.Add(-hostCertTTL / 2))
+		f.hostCertMu.Unlock()
+		if due {
+			if err := f.renewHostCert(); err != nil {
+				f.log.Error("renew the SSH host certificate", "error", err)
 			}
 		}
-	}()
+	})
 	// Tracked with the journal writes: shutdown waits for it (ctx is
 	// done by then) before the journal closes.
-	f.conns.writes.Go(func() { f.conns.flushEvery(ctx, connRefusedInterval) })
+	f.conns.writes.Go(func() { every(ctx, connRefusedInterval, f.conns.flush) })
 	err := f.srv.Serve(f.ln)
 	if errors.Is(err, gl.ErrServerClosed) {
 		return nil
@@ -703,11 +694,32 @@ func (f *front) refusedWith(user string, remote net.Addr, key ssh.PublicKey, r *
 	}
 	f.metrics.authRefused(r.reason)
 	f.log.Info("ssh authentication refused", "reason", r.reason, "detail", r.detail, "user", user, "client", attrs["client"], "serial", attrs["serial"])
+	f.journal(EventAuthRefused, attrs, "a refused ssh authentication")
+}
+
+// journal appends one of the front door's events, waiting at most five
+// seconds, and logs a failure (what names the event for the log).
+func (f *front) journal(name string, attrs recorder.Attrs, what string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := f.opts.Journal.AppendEvent(ctx, EventAuthRefused, attrs); err != nil {
-		f.log.Error("journal a refused ssh authentication", "error", err)
+	_, err := f.opts.Journal.AppendEvent(ctx, name, attrs)
+	if err != nil {
+		f.log.Error("journal "+what, "error", err)
 	}
+	return err
+}
+
+// addTo adds to attrs who the connection is: the identity, the
+// certificate's serial and key ID, the client, and the route.
+func (info *authInfo) addTo(attrs recorder.Attrs) recorder.Attrs {
+	attrs["identity"] = info.identity
+	attrs["serial"] = strconv.FormatUint(info.serial, 10)
+	attrs["key-id"] = info.cert.KeyId
+	attrs["client"] = info.client
+	if info.route != "" {
+		attrs["route"] = info.route
+	}
+	return attrs
 }
 
 // refuseChannel refuses every channel type but sessions and ssh -J's
@@ -883,20 +895,6 @@ func (l *connLimiter) flush() {
 	}
 }
 
-// flushEvery flushes every interval until ctx is done.
-func (l *connLimiter) flushEvery(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			l.flush()
-		}
-	}
-}
-
 // limitedConn gives its address's slot back when closed.
 type limitedConn struct {
 	net.Conn
@@ -920,11 +918,8 @@ func (c *limitedConn) Close() error {
 // journalConnRefused journals an ssh.connection_refused event.
 func (f *front) journalConnRefused(attrs recorder.Attrs) {
 	f.log.Warn("ssh connections refused: too many from one address", "client", attrs["client"], "refused", attrs["refused"], "limit", attrs["limit"])
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if _, err := f.opts.Journal.AppendEvent(ctx, EventConnRefused, attrs); err != nil {
+	if err := f.journal(EventConnRefused, attrs, "refused ssh connections"); err != nil {
 		f.metrics.journalEvents.WithLabelValues("failed").Inc()
-		f.log.Error("journal refused ssh connections", "error", err)
 		return
 	}
 	f.metrics.journalEvents.WithLabelValues("committed").Inc()

@@ -66,16 +66,12 @@ func (f *front) handleForward(conn *ssh.ServerConn, info *authInfo, nc ssh.NewCh
 		return
 	}
 
-	attrs := recorder.Attrs{
-		"kind": "ssh", "request": "direct-tcpip", "identity": info.identity,
-		"serial": strconv.FormatUint(info.serial, 10), "key-id": info.cert.KeyId, "login": info.login,
-		"target": info.target.Name, "client": info.client, "target-kind": "ssh",
+	attrs := info.addTo(recorder.Attrs{
+		"kind": "ssh", "request": "direct-tcpip", "login": info.login,
+		"target": info.target.Name, "target-kind": "ssh",
 		"upstream.address": info.target.SSH, "upstream.user": info.login,
 		"forward.destination": dest, "forward.origin": origin,
-	}
-	if info.route != "" {
-		attrs["route"] = info.route
-	}
+	})
 	(&frontSession{decision: d, policyHash: hash}).policyAttrs(attrs)
 	u := f.upstreams[info.target.Name]
 	var serial uint64

@@ -240,22 +240,9 @@ func (f *front) jumpConfig(ctx gl.Context, outerConn *ssh.ServerConn, outer *aut
 
 // jumped journals an authenticated inner connection of ssh -J.
 func (f *front) jumped(info *authInfo, outerUser, dest string) {
-	attrs := recorder.Attrs{
-		"route":       RouteJump,
-		"identity":    info.identity,
-		"serial":      strconv.FormatUint(info.serial, 10),
-		"key-id":      info.cert.KeyId,
-		"login":       info.login,
-		"target":      info.target.Name,
-		"destination": dest,
-		"client":      info.client,
-		"outer.user":  outerUser,
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if _, err := f.opts.Journal.AppendEvent(ctx, EventJump, attrs); err != nil {
-		f.log.Error("journal an ssh -J connection", "error", err)
-	}
+	attrs := info.addTo(recorder.Attrs{"login": info.login, "target": info.target.Name, "destination": dest, "outer.user": outerUser})
+	attrs["route"] = RouteJump
+	f.journal(EventJump, attrs, "an ssh -J connection")
 }
 
 // EventRequestRefused is a request of an authenticated connection the
@@ -267,20 +254,10 @@ const EventRequestRefused = "ssh.request_refused"
 func (f *front) requestRefused(info *authInfo, user string, reqType, reason string) {
 	attrs := recorder.Attrs{"reason": reason, "request": reqType, "user": user}
 	if info != nil {
-		attrs["identity"] = info.identity
-		attrs["serial"] = strconv.FormatUint(info.serial, 10)
-		attrs["key-id"] = info.cert.KeyId
-		attrs["client"] = info.client
-		if info.route != "" {
-			attrs["route"] = info.route
-		}
+		info.addTo(attrs)
 	}
 	f.log.Info("ssh request refused", "reason", reason, "request", reqType, "user", user, "client", attrs["client"])
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if _, err := f.opts.Journal.AppendEvent(ctx, EventRequestRefused, attrs); err != nil {
-		f.log.Error("journal a refused ssh request", "error", err)
-	}
+	f.journal(EventRequestRefused, attrs, "a refused ssh request")
 }
 
 // channelRefused journals (and logs) a refused channel of an
@@ -299,20 +276,10 @@ func (f *front) channelRefused(conn *ssh.ServerConn, info *authInfo, channelType
 		attrs["detail"] = detail
 	}
 	if info != nil {
-		attrs["identity"] = info.identity
-		attrs["serial"] = strconv.FormatUint(info.serial, 10)
-		attrs["key-id"] = info.cert.KeyId
-		attrs["client"] = info.client
-		if info.route != "" {
-			attrs["route"] = info.route
-		}
+		info.addTo(attrs)
 	}
 	f.log.Info("ssh channel refused", "reason", reason, "channel", channelType, "destination", dest, "user", attrs["user"], "client", attrs["client"])
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if _, err := f.opts.Journal.AppendEvent(ctx, EventChannelRefused, attrs); err != nil {
-		f.log.Error("journal a refused ssh channel", "error", err)
-	}
+	f.journal(EventChannelRefused, attrs, "a refused ssh channel")
 }
 
 // jumpHostCerts are the host certificates presented under ssh -J, one per

@@ -1,10 +1,8 @@
 package bastion
 
 import (
-	"context"
 	"fmt"
 	"net/netip"
-	"strconv"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -103,27 +101,19 @@ func (s *frontSession) authorize(req *ssh.Request, action policy.Action, command
 		return true
 	}
 	req.Reply(true, nil)
-	attrs := recorder.Attrs{
+	attrs := info.addTo(recorder.Attrs{
 		"reason": ReasonPolicyDenied, "request": req.Type, "action": string(action),
 		"user": info.login + "@" + info.target.Name, "target": info.target.Name, "login": info.login,
-		"identity": info.identity, "serial": strconv.FormatUint(info.serial, 10), "key-id": info.cert.KeyId,
-		"client": info.client, "policy.rule": d.Rule, "detail": d.Reason,
-	}
+		"policy.rule": d.Rule, "detail": d.Reason,
+	})
 	if hash != "" {
 		attrs["policy.hash"] = hash
 	}
 	if command != "" {
 		attrs["command"] = command
 	}
-	if info.route != "" {
-		attrs["route"] = info.route
-	}
 	s.f.log.Info("ssh request denied by policy", "identity", info.identity, "target", info.target.Name, "login", info.login, "action", action, "rule", d.Rule, "client", info.client)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if _, err := s.f.opts.Journal.AppendEvent(ctx, EventRequestRefused, attrs); err != nil {
-		s.f.log.Error("journal a refused ssh request", "error", err)
-	}
+	s.f.journal(EventRequestRefused, attrs, "a refused ssh request")
 	s.say("%s", deniedMessage(action, command, d))
 	s.exit(Result{ExitCode: 1})
 	return false

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"time"
 
 	gl "github.com/gliderlabs/ssh"
 	"golang.org/x/crypto/ssh"
@@ -173,20 +172,12 @@ const (
 func (s *frontSession) refuseExec(req *ssh.Request, command, reason string, why error) {
 	req.Reply(true, nil)
 	info := s.info
-	attrs := recorder.Attrs{
+	attrs := info.addTo(recorder.Attrs{
 		"reason": reason, "request": "exec", "user": info.login + "@" + info.target.Name,
 		"target": info.target.Name, "command": command, "exec-mode": execMode(info.target), "detail": why.Error(),
-		"identity": info.identity, "serial": strconv.FormatUint(info.serial, 10), "key-id": info.cert.KeyId, "client": info.client,
-	}
-	if info.route != "" {
-		attrs["route"] = info.route
-	}
+	})
 	s.f.log.Info("ssh request refused", "reason", reason, "request", "exec", "identity", info.identity, "target", info.target.Name, "client", info.client)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if _, err := s.f.opts.Journal.AppendEvent(ctx, EventRequestRefused, attrs); err != nil {
-		s.f.log.Error("journal a refused ssh request", "error", err)
-	}
+	s.f.journal(EventRequestRefused, attrs, "a refused ssh request")
 	if reason == ReasonExecNotSplit {
 		s.say("target %q passes the command on as arguments, without a shell, and it cannot be split: %v", info.target.Name, why)
 	} else {
@@ -364,6 +355,17 @@ func (s *frontSession) tell(e *sessionEnd) {
 	}
 }
 
+// start accepts req (shell, exec, subsystem) and marks the session
+// started, unless the bastion has already ended it, when req is refused.
+func (s *frontSession) start(req *ssh.Request) bool {
+	s.mu.Lock()
+	s.started = !s.told
+	started := s.started
+	s.mu.Unlock()
+	req.Reply(started, nil)
+	return started
+}
+
 func (s *frontSession) serve(ctx context.Context, reqs <-chan *ssh.Request) {
 	for req := range reqs {
 		switch req.Type {
@@ -427,14 +429,9 @@ func (s *frontSession) serve(ctx context.Context, reqs <-chan *ssh.Request) {
 					}
 				}
 			}
-			s.mu.Lock()
-			s.started = !s.told
-			s.mu.Unlock()
-			if !s.started {
-				req.Reply(false, nil)
+			if !s.start(req) {
 				return
 			}
-			req.Reply(true, nil)
 			if s.info.target.SSH != "" {
 				s.runUpstream(ctx, req.Type, command, reqs)
 			} else {
@@ -464,14 +461,9 @@ func (s *frontSession) serve(ctx context.Context, reqs <-chan *ssh.Request) {
 				s.exit(Result{ExitCode: 1})
 				return
 			}
-			s.mu.Lock()
-			s.started = !s.told
-			s.mu.Unlock()
-			if !s.started {
-				req.Reply(false, nil)
+			if !s.start(req) {
 				return
 			}
-			req.Reply(true, nil)
 			if s.info.target.SSH != "" {
 				s.runUpstream(ctx, req.Type, sub.Name, reqs)
 			} else {
@@ -505,19 +497,7 @@ func (s *frontSession) serve(ctx context.Context, reqs <-chan *ssh.Request) {
 // kind of target has.
 func (s *frontSession) sessionAttrs(kind, command string) recorder.Attrs {
 	info := s.info
-	attrs := recorder.Attrs{
-		"kind":     "ssh",
-		"request":  kind,
-		"identity": info.identity,
-		"serial":   strconv.FormatUint(info.serial, 10),
-		"key-id":   info.cert.KeyId,
-		"login":    info.login,
-		"target":   info.target.Name,
-		"client":   info.client,
-	}
-	if info.route != "" {
-		attrs["route"] = info.route
-	}
+	attrs := info.addTo(recorder.Attrs{"kind": "ssh", "request": kind, "login": info.login, "target": info.target.Name})
 	switch kind {
 	case "exec":
 		attrs["command"] = command

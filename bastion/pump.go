@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"time"
 
 	"github.com/bastionhq/bastion/recorder"
 )
@@ -125,6 +126,20 @@ func forward(ctx context.Context, rec Recorder, chunks <-chan chunk, pool bufPoo
 			}
 		}
 		pool.put(c.data)
+	}
+}
+
+// every calls fn every interval until ctx is done.
+func every(ctx context.Context, interval time.Duration, fn func()) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			fn()
+		}
 	}
 }
 

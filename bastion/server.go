@@ -456,19 +456,12 @@ func (s *Server) Run(ctx context.Context) error {
 	wg.Go(func() { s.watchPolicy(ctx) })
 	// Expired certificates leave the registry (and the KRL) once a minute.
 	wg.Go(func() {
-		t := time.NewTicker(time.Minute)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				s.registry.Prune(s.now())
-				if err := s.writeKRL(); err != nil {
-					s.log.Error("rewrite the KRL", "error", err)
-				}
+		every(ctx, time.Minute, func() {
+			s.registry.Prune(s.now())
+			if err := s.writeKRL(); err != nil {
+				s.log.Error("rewrite the KRL", "error", err)
 			}
-		}
+		})
 	})
 	<-ctx.Done()
 	stopped := recorder.Attrs{"reason": "requested"}

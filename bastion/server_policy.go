@@ -149,21 +149,14 @@ func (s *Server) watchPolicy(ctx context.Context) {
 	if s.policySource() == "" {
 		return
 	}
-	t := time.NewTicker(policyWatchInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			s.reloadMu.Lock()
-			changed := s.stampPolicy() != s.policyStamp
-			s.reloadMu.Unlock()
-			if changed {
-				s.ReloadPolicy(ctx, ReloadChanged)
-			}
+	every(ctx, policyWatchInterval, func() {
+		s.reloadMu.Lock()
+		changed := s.stampPolicy() != s.policyStamp
+		s.reloadMu.Unlock()
+		if changed {
+			s.ReloadPolicy(ctx, ReloadChanged)
 		}
-	}
+	})
 }
 
 // activeGrants are an identity's grants in force now, for decisions.
