@@ -3,11 +3,9 @@ package bastion
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -46,16 +44,7 @@ func (fx *frontFixture) jumpWith(t *testing.T, hosts, jumpUser, dest, command st
 	if command != "" {
 		args = append(args, command)
 	}
-	cmd := exec.Command(needTool(t, "ssh"), args...)
-	cmd.Stdin = bytes.NewReader(stdin)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	var ee *exec.ExitError
-	if err != nil && !errors.As(err, &ee) {
-		t.Fatalf("ssh: %v", err)
-	}
-	return out.Bytes(), errb.Bytes(), cmd.ProcessState.ExitCode()
+	return execSSH(t, stdin, nil, args...)
 }
 
 // TestFrontJumpExec: ssh -J to a local command target runs the command

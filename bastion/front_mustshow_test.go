@@ -80,20 +80,31 @@ func agentEnv(sock string) []string {
 	return append(env, "SSH_AUTH_SOCK="+sock)
 }
 
+// certSigner is the fixture's key with its certificate, for x/crypto
+// clients.
+func (fx *frontFixture) certSigner(t *testing.T) ssh.Signer {
+	t.Helper()
+	keyPEM, err := os.ReadFile(fx.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ssh.ParsePrivateKey(keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := ssh.NewCertSigner(readCert(t, fx.key+"-cert.pub"), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return signer
+}
+
 // runSSH runs the OpenSSH client with args and env, and returns stdout,
 // stderr and its exit code.
 func runSSH(t *testing.T, env []string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	cmd := exec.Command(needTool(t, "ssh"), args...)
-	cmd.Env = env
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	var ee *exec.ExitError
-	if err != nil && !errors.As(err, &ee) {
-		t.Fatalf("ssh: %v", err)
-	}
-	return out.String(), errb.String(), cmd.ProcessState.ExitCode()
+	out, errb, code := execSSH(t, nil, env, args...)
+	return string(out), string(errb), code
 }
 
 // frontArgs are the client options of fx.sshIO, for user.
@@ -214,19 +225,7 @@ func (s *unprovedSigner) Sign(r io.Reader, data []byte) (*ssh.Signature, error) 
 // real signature logs in, so the wrapper is not what fails.
 func TestFrontMustShowUnprovedKey(t *testing.T) {
 	fx := startFront(t)
-	cert := readCert(t, fx.key+"-cert.pub")
-	keyPEM, err := os.ReadFile(fx.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := ssh.ParsePrivateKey(keyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certSigner, err := ssh.NewCertSigner(cert, key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	certSigner := fx.certSigner(t)
 	_, otherPriv, _ := ed25519.GenerateKey(rand.Reader)
 	other, err := ssh.NewSignerFromKey(otherPriv)
 	if err != nil {

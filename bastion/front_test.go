@@ -349,19 +349,20 @@ func TestFrontUntrustedHost(t *testing.T) {
 // sshIO is ssh with stdin, and stdout and stderr apart.
 func (fx *frontFixture) sshIO(t *testing.T, user, command string, stdin []byte, opts ...string) (stdout, stderr []byte, code int) {
 	t.Helper()
-	args := []string{
-		"-F", "none", "-i", fx.key, "-p", fx.port,
-		"-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
-		"-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile=" + fx.knownHosts,
-		"-o", "GlobalKnownHostsFile=none", "-o", "ConnectTimeout=10",
-	}
-	args = append(args, opts...)
-	args = append(args, user+"@127.0.0.1")
+	args := fx.frontArgs(user, opts...)
 	if command != "" {
 		args = append(args, command)
 	}
+	return execSSH(t, stdin, nil, args...)
+}
+
+// execSSH runs the OpenSSH client with args, stdin and env (nil: this
+// process's), and returns its stdout, its stderr and its exit code.
+func execSSH(t *testing.T, stdin []byte, env []string, args ...string) (stdout, stderr []byte, code int) {
+	t.Helper()
 	cmd := exec.Command(needTool(t, "ssh"), args...)
 	cmd.Stdin = bytes.NewReader(stdin)
+	cmd.Env = env
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

@@ -151,16 +151,7 @@ func (ux *upstreamFixture) directIO(t *testing.T, command string, stdin []byte, 
 	}
 	args = append(args, opts...)
 	args = append(args, ux.login+"@127.0.0.1", command)
-	cmd := exec.Command(needTool(t, "ssh"), args...)
-	cmd.Stdin = bytes.NewReader(stdin)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	var ee *exec.ExitError
-	if err != nil && !errors.As(err, &ee) {
-		t.Fatalf("ssh: %v", err)
-	}
-	return out.Bytes(), errb.Bytes(), cmd.ProcessState.ExitCode()
+	return execSSH(t, stdin, nil, args...)
 }
 
 // session finds the recorded session whose command is command.
@@ -303,19 +294,7 @@ func TestFrontUpstreamPTY(t *testing.T) {
 	}
 
 	// A client with a window of its own, which then resizes it.
-	cert := readCert(t, ux.key+"-cert.pub")
-	keyPEM, err := os.ReadFile(ux.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := ssh.ParsePrivateKey(keyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := ssh.NewCertSigner(cert, key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	signer := ux.certSigner(t)
 	client, err := ssh.Dial("tcp", "127.0.0.1:"+ux.port, &ssh.ClientConfig{
 		User: ux.login + "@db1", Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)},
 		HostKeyCallback: (&ssh.CertChecker{IsHostAuthority: func(k ssh.PublicKey, _ string) bool {
