@@ -720,3 +720,18 @@ func (v *verifier) chain(s *sessionLeaves, num int64, progress func(int)) error 
 
 // String renders a hash in base64, as checkpoints do.
 func (h Hash) String() string { return tlog.Hash(h).String() }
+
+// ByteCount formats n bytes in binary units, as the reports print sizes:
+// "512 B", "1.5 KiB", "2.0 GiB".
+func ByteCount(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

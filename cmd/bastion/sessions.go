@@ -297,7 +297,7 @@ func runSessionsList(ctx context.Context, e *env, args []string) error {
 			where = s.Login + "@" + s.Target
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.Started.Format("2006-01-02 15:04:05"), s.State, dur,
-			s.Frames, byteCount(s.InBytes), byteCount(s.OutBytes), dash(oneLine(s.Identity)), dash(oneLine(where)), oneLine(s.Summary))
+			s.Frames, recorder.ByteCount(s.InBytes), recorder.ByteCount(s.OutBytes), dash(oneLine(s.Identity)), dash(oneLine(where)), oneLine(s.Summary))
 	}
 	return tw.Flush()
 }

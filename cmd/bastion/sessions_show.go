@@ -259,7 +259,7 @@ func printShow(w io.Writer, o *showOut) {
 		}
 		fmt.Fprintln(w)
 	}
-	fmt.Fprintf(w, "  bytes:      %s in, %s out, in %d frames over %s\n", byteCount(o.InBytes), byteCount(o.OutBytes), o.Frames, o.Duration)
+	fmt.Fprintf(w, "  bytes:      %s in, %s out, in %d frames over %s\n", recorder.ByteCount(o.InBytes), recorder.ByteCount(o.OutBytes), o.Frames, o.Duration)
 	if len(o.Masked) > 0 {
 		var parts []string
 		for _, d := range slices.Sorted(maps.Keys(o.Masked)) {

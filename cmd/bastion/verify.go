@@ -130,7 +130,7 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 	if stderr, ok := e.stderr.(*os.File); ok && isTerminal(stderr) && !*asJSON {
 		opts.Progress = func(done, total int64) {
 			if total > 0 {
-				fmt.Fprintf(stderr, "\rverifying: %3d%% (%s of %s)\x1b[K", done*100/total, byteCount(done), byteCount(total))
+				fmt.Fprintf(stderr, "\rverifying: %3d%% (%s of %s)\x1b[K", done*100/total, recorder.ByteCount(done), recorder.ByteCount(total))
 			}
 		}
 		defer fmt.Fprint(stderr, "\r\x1b[K")
@@ -213,7 +213,7 @@ func printReport(w io.Writer, path string, key keyInfo, r *recorder.Report) {
 		fmt.Fprintf(w, "                the key in the bastion's home: an auditor passes the key they were given, with --key\n")
 	}
 	fmt.Fprintf(w, "  leaves:       %d (%d sessions, %d events)\n", r.TreeSize, r.Sessions, r.Events)
-	fmt.Fprintf(w, "  frames:       %d checked in %d sessions, %s of payload\n", r.Frames, r.SessionsRead, byteCount(r.PayloadBytes))
+	fmt.Fprintf(w, "  frames:       %d checked in %d sessions, %s of payload\n", r.Frames, r.SessionsRead, recorder.ByteCount(r.PayloadBytes))
 	fmt.Fprintf(w, "  checkpoints:  %d valid; the latest covers %d of %d leaves\n", r.Checkpoints, r.Covered, r.TreeSize)
 	if r.Root != "" {
 		fmt.Fprintf(w, "  root:         %s\n", r.Root)
@@ -252,20 +252,6 @@ func printReport(w io.Writer, path string, key keyInfo, r *recorder.Report) {
 			fmt.Fprintf(w, "  - %s\n", p)
 		}
 	}
-}
-
-// byteCount formats n bytes in binary units.
-func byteCount(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 // verifyBundle checks a session bundle with the auditor's key.
@@ -322,7 +308,7 @@ func verifyBundle(e *env, file, keyFile string, asJSON bool) error {
 	fmt.Fprintf(e.stdout, "  key:         %s (%s)\n", key.Key, key.File)
 	fmt.Fprintf(e.stdout, "  checkpoint:  tree size %d, root %s, signature valid\n", rep.TreeSize, rep.Root)
 	fmt.Fprintf(e.stdout, "  leaves:      %d, each proven included in the checkpoint\n", rep.Leaves)
-	fmt.Fprintf(e.stdout, "  frames:      %d, %s of payload, chain intact\n", rep.Frames, byteCount(rep.PayloadBytes))
+	fmt.Fprintf(e.stdout, "  frames:      %d, %s of payload, chain intact\n", rep.Frames, recorder.ByteCount(rep.PayloadBytes))
 	if rep.Ended {
 		fmt.Fprintf(e.stdout, "  ended:       %s\n", rep.EndReason)
 	} else {

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/bastionhq/bastion/recorder"
 )
 
 //go:embed report.html.tmpl
@@ -30,7 +32,7 @@ var tmpl = template.Must(template.New("report").Funcs(template.FuncMap{
 	},
 	"ttl":            func(sec int64) string { return (time.Duration(sec) * time.Second).String() },
 	"masked":         maskedText,
-	"bytes":          byteCount,
+	"bytes":          recorder.ByteCount,
 	"lastCheckpoint": func(c []CheckpointRef) CheckpointRef { return c[len(c)-1] },
 }).Parse(reportTemplate))
 
@@ -78,20 +80,6 @@ func maskedText(s Session) string {
 		parts = append(parts, fmt.Sprintf("%s %d", k, s.Masked[k]))
 	}
 	return fmt.Sprintf("%d (%s)", s.MaskedTotal, strings.Join(parts, ", "))
-}
-
-// byteCount formats n bytes in binary units.
-func byteCount(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 // Timeline is the picture of section 6: a row per identity, its
