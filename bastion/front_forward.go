@@ -86,8 +86,7 @@ func (f *front) handleForward(conn *ssh.ServerConn, info *authInfo, nc ssh.NewCh
 		attrs["upstream.auth"] = "certificate"
 		attrs["upstream.serial"] = strconv.FormatUint(serial, 10)
 	}
-	sess, err := f.opts.Journal.StartSession(lctx, recorder.SessionInfo{Attrs: attrs,
-		Summary: fmt.Sprintf("%s %s@%s: forward to %s", info.identity, info.login, info.target.Name, dest)})
+	sess, err := f.opts.Journal.StartSession(lctx, recorder.SessionInfo{Attrs: attrs})
 	if err != nil {
 		f.log.Error("start recording a port forward", "error", err, "identity", info.identity)
 		nc.Reject(ssh.ResourceShortage, "bastion: the forward cannot be recorded, so it is not opened")

@@ -516,20 +516,13 @@ func (s *frontSession) sessionAttrs(kind, command string) recorder.Attrs {
 // of it cannot be recorded, the client is told, and ok is false.
 func (s *frontSession) begin(ctx context.Context, kind, command string, attrs recorder.Attrs) (sess *recorder.Session, rec journalRecorder, ok bool) {
 	info := s.info
-	summary := info.identity + " " + info.login + "@" + info.target.Name
-	switch kind {
-	case "exec":
-		summary += ": " + command
-	case "subsystem":
-		summary += ": subsystem " + command
-	}
 	if err := s.f.opts.Journal.Err(); err != nil {
 		s.f.log.Error("ssh session refused: the journal is failing", "error", err, "identity", info.identity)
 		s.say("the journal is failing, so the session cannot be recorded: new sessions are refused until it works")
 		s.exit(Result{ExitCode: 255})
 		return nil, journalRecorder{}, false
 	}
-	sess, err := s.f.opts.Journal.StartSession(ctx, recorder.SessionInfo{Attrs: attrs, Summary: summary})
+	sess, err := s.f.opts.Journal.StartSession(ctx, recorder.SessionInfo{Attrs: attrs})
 	if err != nil {
 		s.f.log.Error("start recording an ssh session", "error", err, "identity", info.identity)
 		s.say("the session cannot be recorded, so it does not run")

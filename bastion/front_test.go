@@ -116,35 +116,17 @@ func (fx *frontFixture) sessions(t *testing.T) []recordedSession {
 		t.Fatal(err)
 	}
 	defer snap.Close()
-	rows, err := snap.Sessions(ctx)
+	log, err := recorder.ReadLog(ctx, snap, recorder.ReadLogOptions{Verifier: fx.ts.key.Verifier})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []recordedSession
-	for _, r := range rows {
-		var rs recordedSession
-		if id, err := uuid.FromBytes(r.ID); err == nil {
-			rs.id = id.String()
+	for _, ls := range log.Sessions {
+		rs := recordedSession{id: uuid.UUID(ls.ID).String(), attrs: ls.Start.Attrs}
+		if ls.End != nil {
+			rs.end = ls.End.Attrs
 		}
-		leaf := func(i int64) recorder.Attrs {
-			var a recorder.Attrs
-			if err := snap.Leaves(ctx, i, i+1, func(l storage.Leaf) error {
-				pl, err := recorder.ParseLeaf(l.Data)
-				if err != nil {
-					return err
-				}
-				a = pl.Attrs
-				return nil
-			}); err != nil {
-				t.Fatal(err)
-			}
-			return a
-		}
-		rs.attrs = leaf(r.StartLeaf)
-		if r.EndLeaf >= 0 {
-			rs.end = leaf(r.EndLeaf)
-		}
-		if err := snap.Frames(ctx, r.Num, func(f *storage.Frame) error {
+		if err := snap.Frames(ctx, ls.Num, func(f *storage.Frame) error {
 			// The frame's slices are valid only during the call.
 			fr := *f
 			fr.Payload = bytes.Clone(f.Payload)

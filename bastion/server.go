@@ -160,19 +160,21 @@ func NewServer(ctx context.Context, opts ServerOptions) (_ *Server, err error) {
 	s.policy.Store(pol)
 	s.policyStamp = s.stampPolicy()
 
-	snap, err := opts.Store.Snapshot(ctx)
+	// The certificates, revocations and grants in force come from the
+	// journal's signed leaves, never from an index beside them: an edit of
+	// the file must not bring a revoked certificate back.
+	log, err := opts.Journal.ReadLog(ctx, func(name string) bool { return certauth.RegistryEvents(name) || certauth.GrantEvents(name) })
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("journal: %w", err)
 	}
-	s.registry, err = certauth.LoadRegistry(ctx, snap, s.now(), false)
+	s.registry, err = certauth.LoadRegistry(log, s.now(), false)
 	if err == nil {
-		s.grants, err = certauth.OpenGrants(ctx, snap, certauth.GrantsOptions{
+		s.grants, err = certauth.OpenGrants(ctx, log, certauth.GrantsOptions{
 			Journal: opts.Journal, Policy: func() certauth.GrantPolicy { return s.Policy() },
 			PendingTTL: cfg.Grants.PendingTTL, WebhookURL: cfg.Grants.WebhookURL, OnEnd: s.grantEnded,
 			Logger: s.log.Named("grants"), Now: s.now,
 		})
 	}
-	snap.Close()
 	if err != nil {
 		return nil, fmt.Errorf("journal %w", err)
 	}

@@ -144,11 +144,12 @@ func (ts *testServer) events(t testing.TB, name string) []recorder.Attrs {
 	}
 	defer snap.Close()
 	var out []recorder.Attrs
-	if err := recorder.Events(ctx, snap, name, 0, func(_ int64, l *recorder.Leaf) error {
-		out = append(out, l.Attrs)
-		return nil
-	}); err != nil {
+	evs, err := recorder.Events(ctx, snap, ts.key.Verifier, name)
+	if err != nil {
 		t.Fatal(err)
+	}
+	for _, e := range evs {
+		out = append(out, e.Leaf.Attrs)
 	}
 	return out
 }
@@ -404,20 +405,19 @@ func TestIdentityBlock(t *testing.T) {
 	}
 
 	ts.stop(t)
-	snap, err := ts.store.Snapshot(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer snap.Close()
-	reg, err := certauth.LoadRegistry(ctx, snap, time.Now(), false)
-	if err != nil {
-		t.Fatal(err)
-	}
 	j, err := recorder.Open(ctx, ts.store, recorder.Options{Key: ts.key})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer j.Close()
+	log, err := j.ReadLog(ctx, certauth.RegistryEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := certauth.LoadRegistry(log, time.Now(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
 	verifier, err := certauth.NewVerifier([]certauth.ProviderConfig{{Name: "corp", Issuer: m.Issuer(), Audiences: []string{m.ClientID}, Delegation: true}}, certauth.VerifierOptions{})
 	if err != nil {
 		t.Fatal(err)

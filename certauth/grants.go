@@ -17,7 +17,6 @@ import (
 
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder"
-	"github.com/bastionhq/bastion/storage"
 )
 
 // GrantsOptions configure [OpenGrants].
@@ -98,11 +97,11 @@ type Grants struct {
 	suppressed atomic.Int64
 }
 
-// OpenGrants rebuilds the grants from the grant events of snap (the
-// journal's store, read before the journal takes new events) and starts
-// the timer goroutine, which first journals the expiries and ends that
-// fell due while the bastion was down.
-func OpenGrants(ctx context.Context, snap storage.Snapshot, opts GrantsOptions) (*Grants, error) {
+// OpenGrants rebuilds the grants from the grant events of log (the
+// journal's log, read with [GrantEvents] selected before the journal takes
+// new events) and starts the timer goroutine, which first journals the
+// expiries and ends that fell due while the bastion was down.
+func OpenGrants(ctx context.Context, log *recorder.Log, opts GrantsOptions) (*Grants, error) {
 	if opts.Journal == nil || opts.Policy == nil {
 		return nil, errors.New("certauth: grants need a journal and a policy")
 	}
@@ -123,7 +122,7 @@ func OpenGrants(ctx context.Context, snap storage.Snapshot, opts GrantsOptions) 
 	if s.now == nil {
 		s.now = time.Now
 	}
-	if err := s.load(ctx, snap); err != nil {
+	if err := s.load(log); err != nil {
 		return nil, err
 	}
 	if opts.WebhookURL != "" {

@@ -1,8 +1,6 @@
 package certauth
 
 import (
-	"cmp"
-	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -12,7 +10,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/bastionhq/bastion/recorder"
-	"github.com/bastionhq/bastion/storage"
 )
 
 // The grant events' attributes. Every event has "at" (RFC 3339 with
@@ -34,29 +31,20 @@ import (
 //	grant.refused    action, reason, error, [grant], identity fields if
 //	                 known, [client.address], [refusals_not_journaled]
 
-// load replays the grant events of snap in leaf order.
-func (s *Grants) load(ctx context.Context, snap storage.Snapshot) error {
-	type event struct {
-		idx   int64
-		name  string
-		attrs recorder.Attrs
-	}
-	var evs []event
-	for _, name := range grantEvents {
-		err := recorder.Events(ctx, snap, name, 0, func(idx int64, l *recorder.Leaf) error {
-			evs = append(evs, event{idx, name, l.Attrs})
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("read %s events: %w", name, err)
-		}
-	}
-	slices.SortFunc(evs, func(a, b event) int { return cmp.Compare(a.idx, b.idx) })
+// GrantEvents selects the events [OpenGrants] replays, for
+// recorder.ReadLogOptions.
+func GrantEvents(name string) bool { return slices.Contains(grantEvents, name) }
+
+// load replays the grant events of log in leaf order.
+func (s *Grants) load(log *recorder.Log) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, e := range evs {
-		if _, err := s.apply(e.name, e.idx, e.attrs); err != nil {
-			return fmt.Errorf("journal leaf %d (%s): %w", e.idx, e.name, err)
+	for _, e := range log.Events {
+		if !GrantEvents(e.Leaf.Event) {
+			continue
+		}
+		if _, err := s.apply(e.Leaf.Event, e.Index, e.Leaf.Attrs); err != nil {
+			return fmt.Errorf("journal leaf %d (%s): %w", e.Index, e.Leaf.Event, err)
 		}
 	}
 	return nil

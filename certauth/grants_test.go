@@ -102,14 +102,13 @@ func (f *grantsFixture) openJournal() {
 func (f *grantsFixture) open() {
 	f.t.Helper()
 	ctx := context.Background()
-	snap, err := f.st.Snapshot(ctx)
+	log, err := f.j.ReadLog(ctx, GrantEvents)
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	defer snap.Close()
 	opts := f.opts
 	opts.Journal = f.j
-	if f.g, err = OpenGrants(ctx, snap, opts); err != nil {
+	if f.g, err = OpenGrants(ctx, log, opts); err != nil {
 		f.t.Fatal(err)
 	}
 }
@@ -224,18 +223,16 @@ func (f *grantsFixture) events(names ...string) []recorder.Attrs {
 		a   recorder.Attrs
 	}
 	var evs []ev
-	for _, name := range names {
-		err := recorder.Events(ctx, snap, name, 0, func(idx int64, l *recorder.Leaf) error {
-			a := recorder.Attrs{"event": name}
-			for k, v := range l.Attrs {
-				a[k] = v
-			}
-			evs = append(evs, ev{idx, a})
-			return nil
-		})
-		if err != nil {
-			f.t.Fatal(err)
+	found, err := recorder.Events(ctx, snap, f.key.Verifier, names...)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	for _, e := range found {
+		a := recorder.Attrs{"event": e.Leaf.Event}
+		for k, v := range e.Leaf.Attrs {
+			a[k] = v
 		}
+		evs = append(evs, ev{e.Index, a})
 	}
 	slices.SortFunc(evs, func(a, b ev) int { return int(a.idx - b.idx) })
 	out := make([]recorder.Attrs, len(evs))

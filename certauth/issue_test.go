@@ -76,15 +76,15 @@ func TestRefusalJournalBudget(t *testing.T) {
 	}
 	defer snap.Close()
 	var journaled, left int
-	err = recorder.Events(ctx, snap, EventCertRefused, 0, func(_ int64, l *recorder.Leaf) error {
-		journaled++
-		if n := l.Attrs["refusals_not_journaled"]; n != "" {
-			left, _ = strconv.Atoi(n)
-		}
-		return nil
-	})
+	evs, err := recorder.Events(ctx, snap, key.Verifier, EventCertRefused)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, e := range evs {
+		journaled++
+		if n := e.Leaf.Attrs["refusals_not_journaled"]; n != "" {
+			left, _ = strconv.Atoi(n)
+		}
 	}
 	if journaled != 11 || left != flood-10 {
 		t.Fatalf("%d refusals journaled, %d said left out, of %d", journaled, left, flood+1)

@@ -15,7 +15,6 @@ import (
 
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder"
-	"github.com/bastionhq/bastion/storage"
 )
 
 // CertRecord is what the journal says of one issued certificate.
@@ -77,12 +76,18 @@ type identityRevocation struct {
 	At, Until time.Time
 }
 
-// LoadRegistry reads the certificates and revocations of a journal. Unless
-// all is set, certificates that expired before now are left out.
-func LoadRegistry(ctx context.Context, snap storage.Snapshot, now time.Time, all bool) (*Registry, error) {
+// RegistryEvents selects the events [LoadRegistry] reads, for
+// recorder.ReadLogOptions.
+func RegistryEvents(name string) bool { return name == EventCertIssued || name == EventCertRevoked }
+
+// LoadRegistry reads the certificates and revocations of a journal's log,
+// read with [RegistryEvents] selected: the signed leaves, never an index of
+// them. Unless all is set, certificates that expired before now are left
+// out.
+func LoadRegistry(log *recorder.Log, now time.Time, all bool) (*Registry, error) {
 	r := NewRegistry()
 	r.keepAll = all
-	err := recorder.Events(ctx, snap, EventCertIssued, 0, func(idx int64, l *recorder.Leaf) error {
+	err := eachEvent(log, EventCertIssued, func(idx int64, l *recorder.Leaf) error {
 		rec, err := recordFromAttrs(l.Attrs)
 		if err != nil {
 			return fmt.Errorf("leaf %d (%s): %w", idx, EventCertIssued, err)
@@ -99,7 +104,7 @@ func LoadRegistry(ctx context.Context, snap storage.Snapshot, now time.Time, all
 	if err != nil {
 		return nil, fmt.Errorf("read issued certificates: %w", err)
 	}
-	err = recorder.Events(ctx, snap, EventCertRevoked, 0, func(idx int64, l *recorder.Leaf) error {
+	err = eachEvent(log, EventCertRevoked, func(idx int64, l *recorder.Leaf) error {
 		at := time.Unix(0, l.WallNS).UTC()
 		serials, err := parseSerials(l.Attrs["serials"])
 		if err != nil {
@@ -124,6 +129,18 @@ func LoadRegistry(ctx context.Context, snap storage.Snapshot, now time.Time, all
 		return nil, fmt.Errorf("read revocations: %w", err)
 	}
 	return r, nil
+}
+
+// eachEvent calls fn for the events of log named name, in index order.
+func eachEvent(log *recorder.Log, name string, fn func(idx int64, l *recorder.Leaf) error) error {
+	for _, e := range log.Events {
+		if e.Leaf.Event == name {
+			if err := fn(e.Index, e.Leaf); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func recordFromAttrs(a recorder.Attrs) (*CertRecord, error) {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 
 	"github.com/google/uuid"
 	"github.com/transparency-dev/formats/proof"
@@ -141,6 +142,9 @@ func VerifyBundle(data []byte, v note.Verifier) (*BundleReport, error) {
 	if err := dec.Decode(&b); err != nil {
 		return nil, bad("not a bundle: %v", err)
 	}
+	if b.Leaves == nil || b.Frames == nil {
+		return nil, bad("leaves and frames must be arrays (an empty one is [], never null)")
+	}
 	if canon, err := b.Marshal(); err != nil || !bytes.Equal(canon, data) {
 		return nil, bad("not in the canonical encoding (changed, or not written by bastion export)")
 	}
@@ -229,6 +233,7 @@ func VerifyBundle(data []byte, v note.Verifier) (*BundleReport, error) {
 	}
 	chain := NewChainer(ChainSeed(id))
 	k := 0
+	var lastMono, in, out int64
 	for i, s := range b.Frames {
 		seq := uint64(i) + 1
 		where := fmt.Sprintf("frame %d", seq)
@@ -249,6 +254,19 @@ func VerifyBundle(data []byte, v note.Verifier) (*BundleReport, error) {
 		if k >= len(segs) {
 			return nil, bad("%s: no segment leaf commits it", where)
 		}
+		if err := CheckPayload(f.Kind, f.Payload); err != nil {
+			return nil, bad("%s: %v", where, err)
+		}
+		if f.MonoNS < lastMono {
+			return nil, bad("%s: mono_ns %d is before the previous frame's %d (or negative)", where, f.MonoNS, lastMono)
+		}
+		lastMono = f.MonoNS
+		switch f.Kind {
+		case KindInput:
+			in += int64(len(f.Payload))
+		case KindOutput, KindStderr:
+			out += int64(len(f.Payload))
+		}
 		h := chain.Add(&f)
 		rep.Frames++
 		rep.PayloadBytes += int64(len(f.Payload))
@@ -263,6 +281,14 @@ func VerifyBundle(data []byte, v note.Verifier) (*BundleReport, error) {
 		return nil, bad("frames %d..%d are committed by the leaves but missing", rep.Frames+1, segs[len(segs)-1].Last)
 	}
 	if end != nil {
+		for _, c := range []struct {
+			attr string
+			n    int64
+		}{{AttrInBytes, in}, {AttrOutBytes, out}} {
+			if got, ok := end.Attrs[c.attr]; ok && got != strconv.FormatInt(c.n, 10) {
+				return nil, bad("the end leaf's %s is %q, but the frames hold %d", c.attr, got, c.n)
+			}
+		}
 		rep.Ended, rep.EndReason = true, end.Attrs["reason"]
 	}
 	return rep, nil

@@ -3,6 +3,7 @@ package recorder
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strconv"
@@ -76,35 +77,40 @@ func OpenCheckpoint(msg []byte, v note.Verifier) (Checkpoint, error) {
 	if n, _ := note.Open(msg, note.VerifierList(v)); n == nil || n.Text != string(c.Body()) {
 		return c, fmt.Errorf("%w: body is not in canonical form", ErrCheckpoint)
 	}
-	if err := checkOwnSignature(msg, v.Name()); err != nil {
+	if err := checkOwnSignature(msg, v); err != nil {
 		return c, err
 	}
 	return c, nil
 }
 
 // checkOwnSignature requires exactly one signature line by the log's key,
-// in canonical base64. The signed-note library verifies the first line by
-// a key and skips later ones, and accepts base64 with stray low bits: both
+// identified as signed notes identify keys, by name and key hash, in
+// canonical base64. The signed-note library verifies the first line by a
+// key and skips later ones, and accepts base64 with stray low bits: both
 // would give one checkpoint several spellings, one with a line nobody
-// checked. Lines by other keys (witness cosignatures) are left alone.
-func checkOwnSignature(msg []byte, name string) error {
+// checked. Lines by other keys (witness cosignatures, a key of the same
+// name but another hash) are left alone.
+func checkOwnSignature(msg []byte, v note.Verifier) error {
 	lines, wellFormed := signatureLines(msg)
 	if len(lines) == 0 || !wellFormed {
 		return fmt.Errorf("%w: malformed signature block", ErrCheckpoint)
 	}
 	own := 0
 	for _, l := range lines {
-		if l.name != name {
+		if l.name != v.Name() {
 			continue
 		}
+		raw, err := base64.StdEncoding.DecodeString(l.sig)
+		if err != nil || len(raw) < 4 || binary.BigEndian.Uint32(raw) != v.KeyHash() {
+			continue // another key's line, or one no key can have written
+		}
 		own++
-		raw, err := base64.StdEncoding.Strict().DecodeString(l.sig)
-		if err != nil || base64.StdEncoding.EncodeToString(raw) != l.sig {
+		if canon, err := base64.StdEncoding.Strict().DecodeString(l.sig); err != nil || base64.StdEncoding.EncodeToString(canon) != l.sig {
 			return fmt.Errorf("%w: signature is not canonical base64", ErrCheckpoint)
 		}
 	}
 	if own != 1 {
-		return fmt.Errorf("%w: %d signature lines by %s, want exactly one", ErrCheckpoint, own, name)
+		return fmt.Errorf("%w: %d signature lines by the key %s+%08x, want exactly one", ErrCheckpoint, own, v.Name(), v.KeyHash())
 	}
 	return nil
 }

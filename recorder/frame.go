@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"unicode/utf8"
 )
 
 // Kind is the type of a [Frame]. The byte values are part of the journal
@@ -169,6 +170,33 @@ func ResizePayload(cols, rows uint32) []byte {
 }
 
 // ParseResize decodes a [KindResize] payload.
+// CheckPayload applies the rules of section 4.2 to a frame of kind k: the
+// kind is one of the table's; a resize is exactly 8 bytes; an exit, a
+// subsystem, a mask, a PTY or an env frame holds one attribute list and
+// nothing after it (section 5); a marker is UTF-8 text. Other payloads are
+// bytes as they came. Verification applies it to every frame, and Append
+// refuses a frame that would not pass.
+func CheckPayload(k Kind, p []byte) error {
+	switch k {
+	case KindInput, KindOutput, KindStderr, KindExec, KindSignal:
+		return nil
+	case KindResize:
+		_, _, err := ParseResize(p)
+		return err
+	case KindExit, KindSubsystem, KindMask, KindPTY, KindEnv:
+		if _, err := ParseAttrsPayload(p); err != nil {
+			return fmt.Errorf("%s payload: %w", k, err)
+		}
+		return nil
+	case KindMarker:
+		if !utf8.Valid(p) {
+			return fmt.Errorf("%w: marker payload is not UTF-8 text", ErrMalformed)
+		}
+		return nil
+	}
+	return fmt.Errorf("%w: frame kind %d is not one of the format's (1 to 12)", ErrMalformed, uint8(k))
+}
+
 func ParseResize(p []byte) (cols, rows uint32, err error) {
 	if len(p) != 8 {
 		return 0, 0, fmt.Errorf("%w: resize payload is %d bytes, want 8", ErrMalformed, len(p))

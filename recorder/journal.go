@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/mod/sumdb/tlog"
 
@@ -207,10 +208,16 @@ func Open(ctx context.Context, store storage.Store, opts Options) (*Journal, err
 	if j.hashCount != tlog.StoredHashCount(j.treeSize) {
 		return nil, fmt.Errorf("recorder: journal has %d tree hashes for %d leaves: %w", j.hashCount, j.treeSize, ErrJournalDamaged)
 	}
-	if err := j.checkHead(ctx, st); err != nil {
+	j.head = st.Head
+	if st.Head == nil && st.TreeSize > 0 {
+		return nil, fmt.Errorf("recorder: journal has %d leaves and no signed checkpoint: %w", st.TreeSize, ErrJournalDamaged)
+	}
+	remembered, err := j.loadSigned()
+	if err != nil {
 		return nil, err
 	}
-	if err := j.checkSigned(); err != nil {
+	open, err := j.rebuild(ctx, st, remembered)
+	if err != nil {
 		return nil, err
 	}
 	if p := st.Published; p != nil {
@@ -222,117 +229,165 @@ func Open(ctx context.Context, store storage.Store, opts Options) (*Journal, err
 		j.published = p.TreeSize
 		j.publishedAt = time.Unix(0, p.CreatedNS)
 	}
+	if j.signed != nil && remembered == nil && j.head != nil {
+		if err := j.signed.Save(j.head.Note); err != nil {
+			return nil, fmt.Errorf("recorder: remember the checkpoint: %w", err)
+		}
+	}
 	go j.run()
-	if err := j.closeAbandoned(ctx, st.Open); err != nil {
+	if err := j.closeAbandoned(ctx, open); err != nil {
 		j.Close()
 		return nil, err
 	}
 	return j, nil
 }
 
-// checkHead makes sure the journal we are about to extend is the one the
-// key last signed: same size, same root. Extending a damaged or rolled-back
-// journal would make a valid-looking signature over it.
-func (j *Journal) checkHead(ctx context.Context, st *storage.State) error {
-	j.head = st.Head
-	if st.Head == nil {
-		if st.TreeSize == 0 {
-			return nil
-		}
-		return fmt.Errorf("recorder: journal has %d leaves and no signed checkpoint: %w", st.TreeSize, ErrJournalDamaged)
-	}
-	c, err := OpenCheckpoint(st.Head.Note, j.key.Verifier)
-	if err != nil {
-		return fmt.Errorf("recorder: latest checkpoint: %v: %w", err, ErrJournalDamaged)
-	}
-	if c.Size != st.TreeSize || c.Size != st.Head.TreeSize {
-		return fmt.Errorf("recorder: latest checkpoint covers %d leaves, journal has %d: %w", c.Size, st.TreeSize, ErrJournalDamaged)
-	}
-	root, err := tlog.TreeHash(c.Size, j.hashReader())
-	if err != nil {
-		return fmt.Errorf("recorder: compute tree root: %w", err)
-	}
-	if Hash(root) != c.Root {
-		return fmt.Errorf("recorder: tree root differs from the latest checkpoint: %w", ErrJournalDamaged)
-	}
-	return nil
+// abandoned is a session a previous writer left open, as the journal's
+// signed leaves and chained frames prove it: where it ends, and what it
+// recorded.
+type abandoned struct {
+	num     int64
+	id      SessionID
+	last    uint64
+	head    Hash
+	in, out int64
 }
 
-// checkSigned refuses a journal that does not extend the latest checkpoint
-// remembered outside it, and remembers the current head on first use.
-func (j *Journal) checkSigned() error {
-	if j.signed == nil {
+// rebuild reads back, from the signed leaves and the chained frames alone,
+// the state this writer extends: the tree (every leaf hashed again, the
+// root compared with the head checkpoint's, and the stored hashes it will
+// extend from compared with the recomputed ones) and the sessions left
+// open. Nothing the index tables say is taken without a check: a journal
+// that does not match is refused, and nothing is signed.
+func (j *Journal) rebuild(ctx context.Context, st *storage.State, remembered *Checkpoint) ([]abandoned, error) {
+	if st.TreeSize == 0 {
+		if remembered != nil && remembered.Size > 0 {
+			return nil, fmt.Errorf("recorder: the journal is empty, but the key kept a checkpoint of %d leaves for the journal at this path: it was deleted or replaced: %w", remembered.Size, ErrJournalDamaged)
+		}
+		return nil, nil
+	}
+	snap, err := j.st.Snapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer snap.Close()
+	opts := ReadLogOptions{Verifier: j.key.Verifier}
+	if remembered != nil {
+		if remembered.Size > st.TreeSize {
+			return nil, fmt.Errorf("recorder: the key last kept a checkpoint of %d leaves, the journal has %d: it was truncated or an older copy was put back: %w", remembered.Size, st.TreeSize, ErrJournalDamaged)
+		}
+		opts.RootAt = remembered.Size
+	}
+	log, err := ReadLog(ctx, snap, opts)
+	if err != nil {
+		return nil, fmt.Errorf("recorder: %v: %w", err, ErrJournalDamaged)
+	}
+	if n := len(log.IndexProblems); n > 0 {
+		p := log.IndexProblems[0]
+		return nil, fmt.Errorf("recorder: the journal's index does not match its signed leaves (%d finding(s); first, %s: %s): %w", n, p.Where, p.What, ErrJournalDamaged)
+	}
+	if log.Size() != st.TreeSize {
+		return nil, fmt.Errorf("recorder: latest checkpoint covers %d leaves, journal has %d: %w", log.Size(), st.TreeSize, ErrJournalDamaged)
+	}
+	if remembered != nil && remembered.Size > 0 && log.RootAt != remembered.Root {
+		return nil, fmt.Errorf("recorder: the journal's first %d leaves are not those of the checkpoint the key last kept: it was rewritten or replaced: %w", remembered.Size, ErrJournalDamaged)
+	}
+	// The next leaves are hashed with the stored frontier: it must be the
+	// recomputed one.
+	idx := make([]int64, 0, len(log.frontier))
+	for i := range log.frontier {
+		idx = append(idx, i)
+	}
+	stored, err := j.st.Hashes(ctx, idx)
+	if err != nil {
+		return nil, fmt.Errorf("recorder: read the tree's stored hashes: %v: %w", err, ErrJournalDamaged)
+	}
+	for k, i := range idx {
+		if h := log.frontier[i]; !bytes.Equal(stored[k], h[:]) {
+			return nil, fmt.Errorf("recorder: stored tree hash %d is not the hash of the leaves under it: %w", i, ErrJournalDamaged)
+		}
+		j.hashes[i] = log.frontier[i]
+	}
+	var open []abandoned
+	for _, s := range log.Sessions {
+		if s.End != nil {
+			continue
+		}
+		a, err := checkOpen(ctx, snap, s)
+		if err != nil {
+			return nil, fmt.Errorf("recorder: session %s, left open by a previous writer: %v: %w", uuid.UUID(s.ID), err, ErrJournalDamaged)
+		}
+		open = append(open, a)
+	}
+	return open, nil
+}
+
+// checkOpen reads the frames of a session the log leaves open: they must
+// be exactly those its segments commit, chained to the head of the last
+// one. It counts the bytes its end leaf will carry.
+func checkOpen(ctx context.Context, snap storage.Snapshot, s *LogSession) (abandoned, error) {
+	a := abandoned{num: s.Num, id: s.ID, last: s.Frames, head: s.Head}
+	if last, err := snap.LastSeq(ctx, s.Num); err != nil {
+		return a, err
+	} else if uint64(last) != s.Frames {
+		return a, fmt.Errorf("the journal holds frames up to %d, its segments commit %d", last, s.Frames)
+	}
+	chain := NewChainer(ChainSeed(s.ID))
+	var expect uint64 = 1
+	err := snap.Frames(ctx, s.Num, func(f *storage.Frame) error {
+		if uint64(f.Seq) != expect {
+			return fmt.Errorf("frame %d is missing", expect)
+		}
+		expect++
+		chain.Add(&Frame{Session: s.ID, Seq: uint64(f.Seq), Kind: Kind(f.Kind), Channel: f.Channel, MonoNS: f.MonoNS, WallNS: f.WallNS, Payload: f.Payload})
+		a.count(Kind(f.Kind), len(f.Payload))
 		return nil
+	})
+	if err != nil {
+		return a, err
+	}
+	if chain.Head() != s.Head {
+		return a, fmt.Errorf("its frames do not chain to the head its last segment (leaf %d) commits", s.LastSegment)
+	}
+	return a, nil
+}
+
+func (a *abandoned) count(k Kind, n int) {
+	switch k {
+	case KindInput:
+		a.in += int64(n)
+	case KindOutput, KindStderr:
+		a.out += int64(n)
+	}
+}
+
+// loadSigned reads the latest checkpoint the key kept for this journal,
+// remembered outside it; nil when there is none.
+func (j *Journal) loadSigned() (*Checkpoint, error) {
+	if j.signed == nil {
+		return nil, nil
 	}
 	note, err := j.signed.Load()
 	if err != nil {
-		return fmt.Errorf("recorder: read the remembered checkpoint: %w", err)
+		return nil, fmt.Errorf("recorder: read the remembered checkpoint: %w", err)
 	}
 	if note == nil {
-		if j.head == nil {
-			return nil
-		}
-		return j.signed.Save(j.head.Note)
+		return nil, nil
 	}
 	c, err := OpenCheckpoint(note, j.key.Verifier)
 	if err != nil {
-		return fmt.Errorf("recorder: the remembered checkpoint: %w", err)
+		return nil, fmt.Errorf("recorder: the remembered checkpoint: %w", err)
 	}
-	if c.Size > j.treeSize && j.treeSize == 0 {
-		return fmt.Errorf("recorder: the journal is empty, but the key kept a checkpoint of %d leaves for the journal at this path: it was deleted or replaced: %w", c.Size, ErrJournalDamaged)
-	}
-	if c.Size > j.treeSize {
-		return fmt.Errorf("recorder: the key last kept a checkpoint of %d leaves, the journal has %d: it was truncated or an older copy was put back: %w", c.Size, j.treeSize, ErrJournalDamaged)
-	}
-	if c.Size == 0 {
-		return nil
-	}
-	root, err := tlog.TreeHash(c.Size, j.hashReader())
-	if err != nil {
-		return fmt.Errorf("recorder: compute tree root: %w", err)
-	}
-	if Hash(root) != c.Root {
-		return fmt.Errorf("recorder: the journal's first %d leaves are not those of the checkpoint the key last kept: it was rewritten or replaced: %w", c.Size, ErrJournalDamaged)
-	}
-	return nil
+	return &c, nil
 }
 
 // closeAbandoned ends sessions that a writer left open, at the chain head
-// of their last committed segment.
-func (j *Journal) closeAbandoned(ctx context.Context, open []storage.Session) error {
-	for _, se := range open {
-		if len(se.ID) != SessionIDSize {
-			return fmt.Errorf("recorder: session %d has a malformed id: %w", se.Num, ErrJournalDamaged)
-		}
-		// The key signs what it ends: only a session the log started.
-		if err := j.checkStarted(ctx, se); err != nil {
-			return err
-		}
-		s := &Session{j: j, num: se.Num}
-		copy(s.id[:], se.ID)
-		head := ChainSeed(s.id)
-		var last uint64
-		snap, err := j.st.Snapshot(ctx)
-		if err != nil {
-			return err
-		}
-		err = snap.SessionLeaves(ctx, se.Num, func(l storage.Leaf) error {
-			if l.Type != uint8(LeafSegment) {
-				return nil
-			}
-			pl, err := ParseLeaf(l.Data)
-			if err != nil {
-				return fmt.Errorf("leaf %d: %w", l.Index, err)
-			}
-			last, head = pl.Last, pl.Head
-			return nil
-		})
-		snap.Close()
-		if err != nil {
-			return fmt.Errorf("recorder: recover session %d: %w", se.Num, err)
-		}
-		s.chain = NewChainer(head)
-		s.nextSeq = last
+// of their last committed segment, with the bytes their frames hold.
+func (j *Journal) closeAbandoned(ctx context.Context, open []abandoned) error {
+	for _, a := range open {
+		s := &Session{j: j, id: a.id, num: a.num, in: a.in, out: a.out}
+		s.chain = NewChainer(a.head)
+		s.nextSeq = a.last
 		s.progress = make(chan struct{})
 		s.failed = make(chan struct{})
 		j.mu.Lock()
@@ -342,33 +397,32 @@ func (j *Journal) closeAbandoned(ctx context.Context, open []storage.Session) er
 			"reason": "abandoned",
 			"detail": "the recorder stopped without ending the session; closed when the journal was next opened",
 		}); err != nil {
-			return fmt.Errorf("recorder: close abandoned session %x: %w", s.id, err)
+			return fmt.Errorf("recorder: close abandoned session %s: %w", s.ID(), err)
 		}
-		j.log.Warn("closed a session left open by a previous writer", "session", s.ID(), "frames", last)
+		j.log.Warn("closed a session left open by a previous writer", "session", s.ID(), "frames", a.last)
 	}
 	return nil
 }
 
-// checkStarted makes sure se's start leaf is in the log and starts it.
-func (j *Journal) checkStarted(ctx context.Context, se storage.Session) error {
+// ReadLog reads the journal's log as [ReadLog] does, with the journal's own
+// key, keeping the events events selects: what a server rebuilds its
+// registries from. An index that does not match the leaves is an error
+// here too: nothing is read from a journal the writer would refuse.
+func (j *Journal) ReadLog(ctx context.Context, events func(name string) bool) (*Log, error) {
 	snap, err := j.st.Snapshot(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer snap.Close()
-	found := false
-	err = snap.Leaves(ctx, se.StartLeaf, se.StartLeaf+1, func(l storage.Leaf) error {
-		pl, err := ParseLeaf(l.Data)
-		found = err == nil && pl.Type == LeafSessionStart && bytes.Equal(pl.Session[:], se.ID)
-		return nil
-	})
+	log, err := ReadLog(ctx, snap, ReadLogOptions{Verifier: j.key.Verifier, Events: events})
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("recorder: %v: %w", err, ErrJournalDamaged)
 	}
-	if !found {
-		return fmt.Errorf("recorder: open session %d has no start leaf at %d: %w", se.Num, se.StartLeaf, ErrJournalDamaged)
+	if len(log.IndexProblems) > 0 {
+		p := log.IndexProblems[0]
+		return nil, fmt.Errorf("recorder: the journal's index does not match its signed leaves (%s: %s): %w", p.Where, p.What, ErrJournalDamaged)
 	}
-	return nil
+	return log, nil
 }
 
 // Err is the error that stopped the journal, or nil.
@@ -461,22 +515,6 @@ func (j *Journal) AppendIndexedEvent(ctx context.Context, name string, attrs Att
 	}
 	l := &Leaf{Type: LeafEvent, Event: name, Attrs: a}
 	return j.submit(ctx, op{kind: opEvent, leaf: l, indexAttr: indexAttr})
-}
-
-// Events calls fn with each event leaf named name whose index is at least
-// from, in index order, parsed. It reads from snap, so a reader process can
-// use it beside a writer.
-func Events(ctx context.Context, snap storage.Snapshot, name string, from int64, fn func(index int64, l *Leaf) error) error {
-	return snap.Events(ctx, name, from, func(sl storage.Leaf) error {
-		l, err := ParseLeaf(sl.Data)
-		if err != nil {
-			return fmt.Errorf("leaf %d: %w", sl.Index, err)
-		}
-		if l.Type != LeafEvent || l.Event != name {
-			return fmt.Errorf("leaf %d: %w: indexed as event %s but holds %s %q", sl.Index, storage.ErrCorrupt, name, l.Type, l.Event)
-		}
-		return fn(sl.Index, l)
-	})
 }
 
 // Close stops accepting appends, commits what is queued, keeps a final

@@ -60,7 +60,7 @@ func ParseJournalKey(skey string) (*JournalKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	verifier, err := note.NewVerifier(vkey)
+	verifier, err := ParseVerifierKey(vkey)
 	if err != nil {
 		return nil, err
 	}
@@ -70,11 +70,45 @@ func ParseJournalKey(skey string) (*JournalKey, error) {
 	return &JournalKey{Signer: signer, Verifier: verifier, VerifierKey: vkey}, nil
 }
 
-// ParseVerifierKey parses an encoded verifier key (the journal's public key).
-func ParseVerifierKey(vkey string) (note.Verifier, error) {
-	v, err := note.NewVerifier(strings.TrimSpace(vkey))
-	if err != nil {
-		return nil, fmt.Errorf("recorder: journal public key: %w", err)
+// VerifierKey is a journal's public key as [ParseVerifierKey] read it: a
+// signed-note verifier, and its one canonical text.
+type VerifierKey struct {
+	note.Verifier
+	Text string // <name>+<key hash, 8 lowercase hex>+<base64(0x01 ‖ Ed25519 key)>
+}
+
+// ParseVerifierKey parses the journal's public key, a signed-note verifier
+// key, strictly (docs/journal-format.md, section 8): the name is a valid
+// origin; the name, the key hash and the key data are split at the first
+// two '+' (base64 may hold more); the key hash is 8 lowercase hex digits
+// and matches the key; the key data is canonical padded base64 of 0x01 and
+// a 32-byte Ed25519 public key. Whitespace around the key is ignored.
+func ParseVerifierKey(vkey string) (*VerifierKey, error) {
+	vkey = strings.TrimSpace(vkey)
+	bad := func(format string, args ...any) (*VerifierKey, error) {
+		return nil, fmt.Errorf("recorder: journal public key: "+format, args...)
 	}
-	return v, nil
+	name, rest, ok1 := strings.Cut(vkey, "+")
+	hash, data, ok2 := strings.Cut(rest, "+")
+	if !ok1 || !ok2 {
+		return bad("want NAME+HASH+KEY, as in journal.pub")
+	}
+	if err := checkOrigin(name); err != nil {
+		return bad("name %q is not a log origin", name)
+	}
+	if len(hash) != 8 || strings.Trim(hash, "0123456789abcdef") != "" {
+		return bad("key hash %q is not 8 lowercase hex digits", hash)
+	}
+	raw, err := base64.StdEncoding.Strict().DecodeString(data)
+	if err != nil || base64.StdEncoding.EncodeToString(raw) != data {
+		return bad("key data is not canonical base64")
+	}
+	if len(raw) != 1+ed25519.PublicKeySize || raw[0] != 1 {
+		return bad("not an Ed25519 key (algorithm 1, 32 bytes)")
+	}
+	v, err := note.NewVerifier(vkey)
+	if err != nil {
+		return bad("%v", err)
+	}
+	return &VerifierKey{Verifier: v, Text: vkey}, nil
 }

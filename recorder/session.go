@@ -3,6 +3,7 @@ package recorder
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -21,19 +22,22 @@ import (
 // full. Once the journal fails, Append and Wait return the error, and the
 // session's owner must stop the session.
 type Session struct {
-	j       *Journal
-	id      SessionID
-	num     int64
-	summary string
-	start   time.Time // from Options.Now; time.Now's carries the monotonic reading
+	j     *Journal
+	id    SessionID
+	num   int64
+	start time.Time // from Options.Now; time.Now's carries the monotonic reading
 
-	// chain is owned by the writer goroutine (seal, sealEnd).
-	chain *Chainer
+	// chain, in and out are owned by the writer goroutine (seal,
+	// sealEnd): the chain head, and the payload bytes of input frames and
+	// of output and stderr frames sealed so far.
+	chain   *Chainer
+	in, out int64
 
 	// mu guards the fields below. It is taken before Journal.mu, never
 	// while holding it.
 	mu        sync.Mutex
 	nextSeq   uint64        // guarded by mu; last assigned seq
+	lastMono  int64         // guarded by mu; mono_ns of the last frame
 	tail      *pendingFrame // guarded by mu; the last frame appended
 	done      uint64        // guarded by mu; last committed seq
 	pendingFr int           // guarded by mu; frames queued, not committed
@@ -49,8 +53,6 @@ type SessionInfo struct {
 	// Attrs are hashed into the session-start leaf: who, what, where
 	// ("command", "identity", "target", "login", "client", "term"…).
 	Attrs Attrs
-	// Summary is a one-line description for listings; it is not hashed.
-	Summary string
 }
 
 // StartSession commits a session-start leaf and returns the session. It
@@ -61,7 +63,7 @@ func (j *Journal) StartSession(ctx context.Context, info SessionInfo) (*Session,
 	if err != nil {
 		return nil, fmt.Errorf("recorder: session id: %w", err)
 	}
-	s := &Session{j: j, id: SessionID(u), summary: info.Summary, start: j.now(), progress: make(chan struct{}), failed: make(chan struct{})}
+	s := &Session{j: j, id: SessionID(u), start: j.now(), progress: make(chan struct{}), failed: make(chan struct{})}
 	s.chain = NewChainer(ChainSeed(s.id))
 	l := &Leaf{Type: LeafSessionStart, Session: s.id, Attrs: info.Attrs}
 	if _, err := l.Encode(); err != nil {
@@ -96,9 +98,16 @@ func (j *Journal) forget(s *Session) {
 func (s *Session) ID() uuid.UUID { return uuid.UUID(s.id) }
 
 // Append queues a frame and returns its sequence number. It copies p; a
-// payload longer than MaxPayload becomes several frames and the last one's
-// sequence number is returned.
+// stream payload (input, output, stderr) longer than MaxPayload becomes
+// several frames and the last one's sequence number is returned. A payload
+// that breaks the rules of its kind ([CheckPayload]) is refused: the
+// journal never holds a frame that verification rejects.
 func (s *Session) Append(kind Kind, channel uint32, p []byte) (uint64, error) {
+	if !kind.stream() || len(p) <= MaxPayload {
+		if err := CheckPayload(kind, p); err != nil {
+			return 0, fmt.Errorf("recorder: %w", err)
+		}
+	}
 	for len(p) > MaxPayload {
 		if _, err := s.append(kind, channel, p[:MaxPayload]); err != nil {
 			return 0, err
@@ -162,12 +171,16 @@ func (s *Session) append(kind Kind, channel uint32, p []byte) (uint64, error) {
 		return t.seq, nil
 	}
 	s.nextSeq++
+	// mono_ns never decreases within a session (playback seeks on it),
+	// whatever the clock does.
+	now := s.j.now()
+	s.lastMono = max(s.lastMono, int64(now.Sub(s.start)))
 	f := &pendingFrame{
 		seq:     s.nextSeq,
 		kind:    kind,
 		channel: channel,
-		monoNS:  int64(s.j.now().Sub(s.start)),
-		wallNS:  s.j.now().UnixNano(),
+		monoNS:  s.lastMono,
+		wallNS:  now.UnixNano(),
 		payload: append(make([]byte, 0, len(p)), p...), // never nil: an empty payload is an empty blob
 	}
 	s.pendingFr++
@@ -187,6 +200,12 @@ func (s *Session) seal(f *pendingFrame) storage.Frame {
 	f.taken = true
 	s.mu.Unlock()
 	// The chain is the writer's alone: only seal and sealEnd touch it.
+	switch f.kind {
+	case KindInput:
+		s.in += int64(len(f.payload))
+	case KindOutput, KindStderr:
+		s.out += int64(len(f.payload))
+	}
 	head := s.chain.Add(&Frame{Session: s.id, Seq: f.seq, Kind: f.kind, Channel: f.channel, MonoNS: f.monoNS, WallNS: f.wallNS, Payload: f.payload})
 	return storage.Frame{
 		Session: s.num, Seq: int64(f.seq), Kind: uint8(f.kind), Channel: f.channel,
@@ -194,14 +213,24 @@ func (s *Session) seal(f *pendingFrame) storage.Frame {
 	}
 }
 
-// sealEnd completes an end leaf with the chain's final state; the writer
-// calls it after sealing every frame queued before the end.
+// sealEnd completes an end leaf with the chain's final state and the
+// session's byte counts; the writer calls it after sealing every frame
+// queued before the end.
 func (s *Session) sealEnd(l *Leaf) {
 	s.mu.Lock()
 	l.Last = s.nextSeq
 	s.mu.Unlock()
 	l.Head = s.chain.Head()
+	l.Attrs[AttrInBytes] = strconv.FormatInt(s.in, 10)
+	l.Attrs[AttrOutBytes] = strconv.FormatInt(s.out, 10)
 }
+
+// The session-end attributes the writer sets: the payload bytes of the
+// session's input frames, and of its output and stderr frames.
+const (
+	AttrInBytes  = "in-bytes"
+	AttrOutBytes = "out-bytes"
+)
 
 // Wait blocks until frame seq and all before it are committed. It returns
 // the journal's error if they never will be, or ctx's.
@@ -241,8 +270,20 @@ func (s *Session) End(ctx context.Context, attrs Attrs) error {
 		return s.err
 	}
 	s.ended = true
-	// Last and Head are filled in by the writer (sealEnd).
-	l := &Leaf{Type: LeafSessionEnd, Session: s.id, Attrs: attrs}
+	// Last, Head and the byte counts are filled in by the writer
+	// (sealEnd); the counts are given their longest values here, so that
+	// the leaf is known to encode.
+	a := make(Attrs, len(attrs)+2)
+	for k, v := range attrs {
+		if k == AttrInBytes || k == AttrOutBytes {
+			s.ended = false
+			s.mu.Unlock()
+			return fmt.Errorf("recorder: session end: attribute %q is set by the journal", k)
+		}
+		a[k] = v
+	}
+	a[AttrInBytes], a[AttrOutBytes] = "9223372036854775807", "9223372036854775807"
+	l := &Leaf{Type: LeafSessionEnd, Session: s.id, Attrs: a}
 	if _, err := l.Encode(); err != nil {
 		s.ended = false
 		s.mu.Unlock()

@@ -15,7 +15,7 @@ import (
 func TestValueFramesNotMerged(t *testing.T) {
 	ctx := context.Background()
 	j, st := openJournal(t, filepath.Join(t.TempDir(), "j.db"), testKey(t))
-	s, err := j.StartSession(ctx, SessionInfo{Attrs: Attrs{"command": "sh"}, Summary: "sh"})
+	s, err := j.StartSession(ctx, SessionInfo{Attrs: Attrs{"command": "sh"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/google/uuid"
 	"golang.org/x/mod/sumdb/note"
@@ -24,12 +25,9 @@ var ErrSessionBroken = errors.New("the session's record does not verify")
 // read and checked segment by segment ([SessionRecord.Frames]). It is what
 // playback, export and bundles read instead of trusting the tables.
 //
-// It checks only this session's leaves and frames, against the journal's
-// latest signed checkpoint: "bastion verify" is what checks the whole log.
-// A leaf of the session whose stored session number was changed is not
-// found by [OpenSession]; if it was a segment, the next one does not follow
-// on, or the end does not match, and that is reported, but the last
-// segment of a session still being recorded could so be hidden.
+// It checks this session's leaves and frames against the journal's latest
+// signed checkpoint, and that the index found them all (section 10.2 of
+// docs/journal-format.md): "bastion verify" is what checks the whole log.
 type SessionRecord struct {
 	ID  SessionID
 	Num int64 // the storage session number
@@ -85,6 +83,9 @@ func OpenSession(ctx context.Context, snap storage.Snapshot, id SessionID, opts 
 		return nil, fmt.Errorf("recorder: session %s: %w", uuid.UUID(id), err)
 	}
 	r := &SessionRecord{ID: id, Num: row.Num, v: opts.Verifier, force: opts.Force, hashes: map[int64]tlog.Hash{}}
+	if row.Corrupt != "" {
+		return r, r.fail("its sessions row %d is damaged: %s", row.Num, row.Corrupt)
+	}
 	head, err := snap.Head(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("recorder: read head checkpoint: %w", err)
@@ -118,7 +119,86 @@ func OpenSession(ctx context.Context, snap storage.Snapshot, id SessionID, opts 
 	if !started {
 		return r, r.fail("no leaf of the log starts it")
 	}
+	if r.Start.Index != row.StartLeaf {
+		if err := r.fail("its sessions row says it starts at leaf %d, the log starts it at leaf %d: the index was changed", row.StartLeaf, r.Start.Index); err != nil {
+			return r, err
+		}
+	}
+	if err := r.complete(ctx, snap, leaves); err != nil {
+		return r, err
+	}
 	return r, nil
+}
+
+// complete makes sure the index hid no leaf of the session. An ended
+// session's segments are consecutive and end where its end leaf says, so
+// none is missing before the end; the journal holds no frame after the
+// last segment found (a hidden segment leaves its frames behind); and while
+// it has no end, no leaf after the last one found is the session's.
+func (r *SessionRecord) complete(ctx context.Context, snap storage.Snapshot, found []storage.Leaf) error {
+	last, err := snap.LastSeq(ctx, r.Num)
+	if err != nil {
+		return r.fail("read its frames: %v", err)
+	}
+	if uint64(last) > r.Frames() {
+		if err := r.fail("the journal holds frames up to %d, but the segment leaves found through the index commit %d: a segment leaf of the session is hidden from the index, or frames were added", last, r.Frames()); err != nil {
+			return err
+		}
+	}
+	if r.End != nil {
+		return nil
+	}
+	from := r.Start.Index + 1
+	if n := len(found); n > 0 {
+		from = max(from, found[n-1].Index+1)
+	}
+	return r.scanFrom(ctx, snap, from, r.Checkpoint.Size, nil)
+}
+
+// scanFrom reads the leaves from..to-1 by their encodings, not by the
+// index: a leaf of the session the index does not file under it is a
+// problem; add, when set, is given the session's leaves.
+func (r *SessionRecord) scanFrom(ctx context.Context, snap storage.Snapshot, from, to int64, add func(storage.Leaf)) error {
+	var failure error
+	stop := errors.New("stop")
+	err := snap.Leaves(ctx, from, to, func(l storage.Leaf) error {
+		mine := leafOfSession(l.Data, r.ID)
+		indexed := l.Session == r.Num && l.Corrupt == ""
+		switch {
+		case mine && indexed && add != nil:
+			l.Data = bytes.Clone(l.Data)
+			add(l)
+		case mine && !indexed:
+			failure = r.fail("leaf %d is of this session, but the index does not file it under it (leaves.session was changed)", l.Index)
+		case !mine && indexed:
+			failure = r.fail("leaf %d is filed under this session, but is not one of its leaves", l.Index)
+		}
+		if failure != nil {
+			return stop
+		}
+		return nil
+	})
+	if failure != nil {
+		return failure
+	}
+	if err != nil {
+		return r.fail("read the leaves after leaf %d: %v", from-1, err)
+	}
+	return nil
+}
+
+// leafOfSession reports whether data encodes a start, segment or end leaf
+// of session id, without decoding the rest of it.
+func leafOfSession(data []byte, id SessionID) bool {
+	const at = len(leafMagic) + 9
+	if len(data) < at+SessionIDSize || string(data[:len(leafMagic)]) != leafMagic {
+		return false
+	}
+	switch LeafType(data[len(leafMagic)]) {
+	case LeafSessionStart, LeafSegment, LeafSessionEnd:
+		return string(data[at:at+SessionIDSize]) == string(id[:])
+	}
+	return false
 }
 
 // fail records a problem, and returns it as an error unless forced.
@@ -142,6 +222,11 @@ func (r *SessionRecord) add(ctx context.Context, snap storage.Snapshot, sl stora
 		// Indexed under this session but not about it: a tampered
 		// index, not a leaf of the session.
 		return r.fail("%s is indexed under this session but is a %s leaf of another", where, l.Type)
+	}
+	if sl.Corrupt != "" || sl.Type != uint8(l.Type) || sl.Event != "" {
+		if err := r.fail("%s: its index columns do not match it (type %d, event %q%s): the index was changed", where, sl.Type, sl.Event, strings.TrimSuffix("; "+sl.Corrupt, "; ")); err != nil {
+			return err
+		}
 	}
 	proof, err := r.prove(ctx, snap, sl.Index, sl.Data)
 	if err != nil {
@@ -265,18 +350,12 @@ func (r *SessionRecord) Refresh(ctx context.Context, snap storage.Snapshot) (boo
 			return false, r.fail("the checkpoint of size %d does not extend the one of size %d: %v", c.Size, old.Size, err)
 		}
 	}
-	// The proofs of new leaves need the new tree's hashes.
+	// The proofs of new leaves need the new tree's hashes. The new leaves
+	// are found by their encodings, and must be filed under the session.
 	clear(r.hashes)
 	var leaves []storage.Leaf
-	err = snap.Leaves(ctx, r.scanned, c.Size, func(l storage.Leaf) error {
-		if l.Session == r.Num {
-			l.Data = bytes.Clone(l.Data)
-			leaves = append(leaves, l)
-		}
-		return nil
-	})
-	if err != nil {
-		return false, fmt.Errorf("recorder: read leaves: %w", err)
+	if err := r.scanFrom(ctx, snap, r.scanned, c.Size, func(l storage.Leaf) { leaves = append(leaves, l) }); err != nil {
+		return false, err
 	}
 	r.scanned = c.Size
 	started := true

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
 
@@ -45,6 +46,11 @@ type Problem struct {
 	Where string `json:"where"`
 	// What says what is wrong with it.
 	What string `json:"what"`
+
+	// index is set for a problem of an index column or table, which
+	// proves no record bad: among the problems of one leaf, it comes
+	// after those that do.
+	index bool
 }
 
 func (p Problem) String() string { return p.Where + ": " + p.What }
@@ -113,33 +119,29 @@ func (r *Report) Intact() bool { return len(r.Problems) == 0 && r.Uncovered == 0
 // write the file cannot turn "tampered" into "could not run".
 var ErrVerify = errors.New("cannot verify")
 
-type sessionLeaves struct {
-	id        SessionID
-	startLeaf int64
-	segments  []Leaf
-	segLeaf   []int64
-	end       *Leaf
-	endLeaf   int64
-	bad       bool // a leaf-level problem already reported
-}
-
 // Verify recomputes a journal from its stored records and checks it against
 // its signed checkpoints, using only the auditor's key. It reads one
 // consistent snapshot, so it may run while a writer appends.
 func Verify(ctx context.Context, store storage.Store, opts VerifyOptions) (*Report, error) {
-	if opts.Verifier == nil {
-		return nil, fmt.Errorf("%w: the journal's public key is required", ErrVerify)
-	}
 	snap, err := store.Snapshot(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrVerify, err)
 	}
 	defer snap.Close()
+	return VerifySnapshot(ctx, snap, opts)
+}
+
+// VerifySnapshot is [Verify] on a snapshot the caller holds, so that what
+// it reads next is what was verified.
+func VerifySnapshot(ctx context.Context, snap storage.Snapshot, opts VerifyOptions) (*Report, error) {
+	if opts.Verifier == nil {
+		return nil, fmt.Errorf("%w: the journal's public key is required", ErrVerify)
+	}
 	v := &verifier{ctx: ctx, snap: snap, opts: opts, r: &Report{Unterminated: []SessionSummary{}, Abandoned: []SessionSummary{}, Problems: []Problem{}}}
 	if err := v.run(); err != nil {
 		return nil, err
 	}
-	sort.SliceStable(v.r.Problems, func(a, b int) bool { return v.r.Problems[a].Leaf < v.r.Problems[b].Leaf })
+	sortProblems(v.r.Problems)
 	return v.r, nil
 }
 
@@ -149,26 +151,53 @@ type verifier struct {
 	opts VerifyOptions
 	r    *Report
 	tree memTree // the tree recomputed from the leaves
-	// recordHash is each leaf's recomputed hash, to localize damage.
+	// recordHash is each leaf's recomputed hash, to localize damage;
+	// wall each leaf's wall_ns, which checkpoint rows are stamped with.
 	recordHash []tlog.Hash
-	sessions   map[SessionID]*sessionLeaves
-	order      []*sessionLeaves
-	latest     *Checkpoint // the latest valid checkpoint, nil when none
-	changed    []int64     // leaves whose stored hash differs; nil until needed
-	foreignKey string      // a key other than the auditor's that signed a checkpoint
+	wall       []int64
+	rules      logRules
+	rows       map[SessionID]storage.Session // the sessions table, by ID
+	latest     *Checkpoint                   // the latest valid checkpoint, nil when none
+	changed    []int64                       // leaves whose stored hash differs; nil until needed
+	foreignKey string                        // a key other than the auditor's that signed a checkpoint
 }
 
 func (v *verifier) problem(leaf int64, where, format string, args ...any) {
 	v.r.Problems = append(v.r.Problems, Problem{Leaf: leaf, Where: where, What: fmt.Sprintf(format, args...)})
 }
 
+// indexProblem is problem for an index column or table.
+func (v *verifier) indexProblem(leaf int64, where, format string, args ...any) {
+	v.r.Problems = append(v.r.Problems, Problem{Leaf: leaf, Where: where, What: fmt.Sprintf(format, args...), index: true})
+}
+
+// sortProblems orders problems by the leaf they concern; among those of
+// one leaf, problems of records before those of the index, and otherwise
+// in the order they were found.
+func sortProblems(ps []Problem) {
+	sort.SliceStable(ps, func(a, b int) bool {
+		if ps[a].Leaf != ps[b].Leaf {
+			return ps[a].Leaf < ps[b].Leaf
+		}
+		return !ps[a].index && ps[b].index
+	})
+}
+
 func (v *verifier) run() error {
+	v.r.Origin = v.opts.Verifier.Name()
+	if problems, err := v.snap.CheckFile(v.ctx); err != nil {
+		v.problem(-1, "journal file", "unreadable: %v", err)
+	} else {
+		for _, p := range problems {
+			v.problem(-1, "journal file", "%s", p)
+		}
+	}
 	meta, err := v.snap.Meta(v.ctx)
 	if err != nil {
 		v.problem(-1, "journal metadata", "unreadable: %v", err)
 		meta = map[string]string{}
 	}
-	v.r.Origin = v.opts.Verifier.Name()
+	v.sessionRows()
 	if err := v.leaves(); err != nil {
 		return err
 	}
@@ -189,17 +218,54 @@ func (v *verifier) run() error {
 	}
 	if o := meta[MetaOrigin]; o != v.r.Origin {
 		v.problem(-1, "journal metadata", "names log %q, but the key given is for log %q: either the key is not this journal's, or the metadata was changed", o, v.r.Origin)
+	} else if k := meta[MetaKey]; !sameVerifierKey(k, v.opts.Verifier) {
+		v.problem(-1, "journal metadata", "its verifier_key is %q, not the key given: either the key is not this journal's, or the metadata was changed", k)
 	}
 	if err := v.kept(); err != nil {
 		return err
 	}
+	v.treeHashes()
 	return v.frames()
 }
 
-// leaves recomputes the tree from the leaves table and collects each
-// session's segments.
+// sameVerifierKey reports whether vkey is the encoded form of v: the same
+// text when v was parsed by [ParseVerifierKey], else the same name and
+// key hash.
+func sameVerifierKey(vkey string, v note.Verifier) bool {
+	if k, ok := v.(*VerifierKey); ok {
+		return vkey == k.Text
+	}
+	w, err := ParseVerifierKey(vkey)
+	return err == nil && w.Name() == v.Name() && w.KeyHash() == v.KeyHash()
+}
+
+// sessionRows reads the sessions table, the map from session IDs to the
+// numbers their rows are filed under. Rows that map nothing are problems.
+func (v *verifier) sessionRows() {
+	v.rows = map[SessionID]storage.Session{}
+	rows, err := v.snap.Sessions(v.ctx)
+	if err != nil {
+		v.problem(v.r.TreeSize, "sessions table", "unreadable: %v", err)
+		return
+	}
+	for _, r := range rows {
+		if r.Corrupt != "" || len(r.ID) != SessionIDSize {
+			v.indexProblem(1<<62, fmt.Sprintf("sessions row %d", r.Num), "%s", sessionRowFault(r))
+			continue
+		}
+		id := SessionID(r.ID)
+		if _, dup := v.rows[id]; dup {
+			v.indexProblem(1<<62, fmt.Sprintf("sessions row %d", r.Num), "a second row for session %s", uuid.UUID(id))
+			continue
+		}
+		v.rows[id] = r
+	}
+}
+
+// leaves recomputes the tree from the leaves table, checks each leaf's
+// index columns, and collects each session's segments.
 func (v *verifier) leaves() error {
-	v.sessions = map[SessionID]*sessionLeaves{}
+	v.rules = logRules{sessions: map[SessionID]*LogSession{}, keepSegments: true}
 	var next int64
 	err := v.snap.Leaves(v.ctx, 0, 1<<62, func(sl storage.Leaf) error {
 		if sl.Index != next {
@@ -214,6 +280,7 @@ func (v *verifier) leaves() error {
 			return err
 		}
 		v.recordHash = append(v.recordHash, tlog.RecordHash(sl.Data))
+		v.wall = append(v.wall, leafWall(sl.Data))
 		v.leaf(next, sl)
 		next++
 		return nil
@@ -229,95 +296,78 @@ func (v *verifier) leaves() error {
 		}
 		v.r.Root = root.String()
 	}
-	for _, s := range v.order {
-		sum := SessionSummary{ID: uuid.UUID(s.id).String(), StartLeaf: s.startLeaf, EndLeaf: -1}
-		if n := len(s.segments); n > 0 {
-			sum.Frames = s.segments[n-1].Last
+	// Rows with the wrong place found before the tree size was known.
+	for i := range v.r.Problems {
+		if v.r.Problems[i].Leaf == 1<<62 {
+			v.r.Problems[i].Leaf = next
 		}
-		if s.end == nil {
+	}
+	for _, s := range v.rules.order {
+		sum := SessionSummary{ID: uuid.UUID(s.ID).String(), StartLeaf: s.StartIndex, EndLeaf: -1, Frames: s.Frames}
+		where := leafWhere(s.StartIndex, s.Start)
+		switch r, ok := v.rows[s.ID]; {
+		case !ok:
+			v.indexProblem(s.StartIndex, where, "no row of the sessions table maps this session to a number (deleted)")
+		case r.StartLeaf != s.StartIndex:
+			v.indexProblem(s.StartIndex, where, "its sessions row %d says it starts at leaf %d", r.Num, r.StartLeaf)
+		}
+		if s.End == nil {
 			v.r.Unterminated = append(v.r.Unterminated, sum)
 			continue
 		}
-		sum.EndLeaf, sum.Reason = s.endLeaf, s.end.Attrs["reason"]
+		sum.EndLeaf, sum.Reason = s.EndIndex, s.End.Attrs["reason"]
 		if sum.Reason == "abandoned" {
 			v.r.Abandoned = append(v.r.Abandoned, sum)
 		}
 	}
-	v.r.Sessions = len(v.order)
+	for id, r := range v.rows {
+		if v.rules.sessions[id] == nil {
+			v.indexProblem(v.r.TreeSize, "session "+uuid.UUID(id).String(), "listed in the sessions table (row %d) but no leaf starts it (inserted)", r.Num)
+		}
+	}
+	v.r.Sessions = len(v.rules.order)
 	return nil
 }
 
 var errStopLeaves = errors.New("stop")
 
+// leafWall reads a leaf encoding's wall_ns, or 0 when it is too short to
+// have one (ParseLeaf reports that).
+func leafWall(data []byte) int64 {
+	if len(data) < len(leafMagic)+9 {
+		return 0
+	}
+	return int64(binary.BigEndian.Uint64(data[len(leafMagic)+1:]))
+}
+
 func (v *verifier) leaf(idx int64, sl storage.Leaf) {
-	where := fmt.Sprintf("leaf %d", idx)
 	l, err := ParseLeaf(sl.Data)
 	if err != nil {
-		v.problem(idx, where, "%v", err)
+		v.problem(idx, fmt.Sprintf("leaf %d", idx), "%v", err)
 		return
 	}
-	where = fmt.Sprintf("leaf %d (%s", idx, l.Type)
-	if l.Type != LeafEvent {
-		where += " of session " + uuid.UUID(l.Session).String()
-	}
-	where += ")"
-	s := v.sessions[l.Session]
-	switch l.Type {
-	case LeafEvent:
+	where := leafWhere(idx, l)
+	if l.Type == LeafEvent {
 		v.r.Events++
-		return
-	case LeafSessionStart:
-		if s != nil {
-			v.problem(idx, where, "session already started at leaf %d (duplicate)", s.startLeaf)
-			s.bad = true
-			return
+	}
+	s, problem := v.rules.add(idx, l)
+	if problem != "" {
+		v.problem(idx, where, "%s", problem)
+	}
+	if s != nil && s.StartIndex == idx && problem == "" {
+		s.Num = -1
+		if r, ok := v.rows[s.ID]; ok {
+			s.Num = r.Num
 		}
-		s = &sessionLeaves{id: l.Session, startLeaf: idx, endLeaf: -1}
-		v.sessions[l.Session] = s
-		v.order = append(v.order, s)
-		return
 	}
-	if s == nil {
-		v.problem(idx, where, "no session-start leaf precedes it")
-		return
-	}
-	if s.bad {
-		// Its later leaves are not checked against a broken history,
-		// but its end is still its end: it is not unterminated.
-		if l.Type == LeafSessionEnd && s.end == nil {
-			s.end, s.endLeaf = l, idx
-		}
-		return
-	}
-	if s.end != nil {
-		v.problem(idx, where, "after the session's end at leaf %d", s.endLeaf)
-		s.bad = true
-		return
-	}
-	var last uint64
-	if n := len(s.segments); n > 0 {
-		last = s.segments[n-1].Last
-	}
-	switch l.Type {
-	case LeafSegment:
-		if l.First != last+1 {
-			v.problem(idx, where, "commits frames %d..%d but the previous segment ended at frame %d", l.First, l.Last, last)
-			s.bad = true
-			return
-		}
-		s.segments = append(s.segments, *l)
-		s.segLeaf = append(s.segLeaf, idx)
-	case LeafSessionEnd:
-		if l.Last != last {
-			v.problem(idx, where, "ends at frame %d but the segments commit frames up to %d", l.Last, last)
-			s.bad = true
-		}
-		s.end, s.endLeaf = l, idx
+	if fault := indexFault(sl, l, s); fault != "" {
+		v.indexProblem(idx, where, "%s", fault)
 	}
 }
 
-// checkpoints checks every stored checkpoint's signature and root. It
-// returns how many carry a signature line by the auditor's key, valid or not.
+// checkpoints checks every stored checkpoint's signature, root and time.
+// It returns how many carry a signature line by the auditor's key, valid
+// or not.
 func (v *verifier) checkpoints() (int, error) {
 	published, err := v.snap.Published(v.ctx)
 	if err != nil {
@@ -335,8 +385,14 @@ func (v *verifier) checkpoints() (int, error) {
 	for _, c := range published {
 		all = append(all, stored{c, fmt.Sprintf("checkpoint at tree size %d", c.TreeSize)})
 	}
-	if head != nil {
+	switch {
+	case head != nil:
 		all = append(all, stored{*head, fmt.Sprintf("head checkpoint at tree size %d", head.TreeSize)})
+		if head.TreeSize != v.r.TreeSize {
+			v.problem(v.r.TreeSize, fmt.Sprintf("head checkpoint at tree size %d", head.TreeSize), "the head must cover every leaf, and the journal has %d", v.r.TreeSize)
+		}
+	case err == nil && v.r.TreeSize > 0:
+		v.problem(v.r.TreeSize, "head checkpoint", "missing: every commit stores one that covers all %d leaves", v.r.TreeSize)
 	}
 	sort.SliceStable(all, func(a, b int) bool { return all[a].TreeSize < all[b].TreeSize })
 	var latestNote []byte
@@ -366,6 +422,7 @@ func (v *verifier) checkpoints() (int, error) {
 			continue
 		}
 		if c.Size == 0 {
+			v.problem(v.r.TreeSize, sc.where, "a checkpoint of the empty tree: the writer never signs one")
 			continue
 		}
 		root, err := v.tree.root(c.Size)
@@ -380,6 +437,11 @@ func (v *verifier) checkpoints() (int, error) {
 			}
 			continue
 		}
+		// The row's time is the wall time of the last leaf it covers:
+		// they are written in the same commit.
+		if w := v.wall[c.Size-1]; sc.CreatedNS != w {
+			v.problem(v.r.TreeSize, sc.where, "created_ns is %d, but the last leaf it covers (%d) was committed at %d", sc.CreatedNS, c.Size-1, w)
+		}
 		v.r.Checkpoints++
 		validBelow = c.Size
 		if v.latest == nil || c.Size >= v.latest.Size {
@@ -391,17 +453,21 @@ func (v *verifier) checkpoints() (int, error) {
 		v.r.Covered = v.latest.Size
 		v.r.Latest = string(latestNote)
 	}
-	v.r.Uncovered = v.r.TreeSize - v.r.Covered
-	if v.r.Uncovered > 0 {
-		if v.latest == nil {
-			v.problem(0, "journal", "no valid signed checkpoint: none of its %d leaves is covered by a signature", v.r.TreeSize)
-		} else {
-			// Not proven bad, only unprotected: listed after any record
-			// that is.
-			v.problem(v.r.TreeSize, fmt.Sprintf("leaves %d..%d", v.r.Covered, v.r.TreeSize-1), "not covered by any valid signed checkpoint (the latest valid one covers %d leaves)", v.r.Covered)
-		}
-	}
 	return signedByKey, nil
+}
+
+// uncovered reports the leaves no valid checkpoint (or the kept one)
+// covers. Not proven bad, only unprotected: listed after any record that is.
+func (v *verifier) uncovered() {
+	v.r.Uncovered = v.r.TreeSize - v.r.Covered
+	if v.r.Uncovered == 0 {
+		return
+	}
+	if v.r.Covered == 0 {
+		v.problem(v.r.TreeSize, "journal", "no valid signed checkpoint: none of its %d leaves is covered by a signature", v.r.TreeSize)
+		return
+	}
+	v.problem(v.r.TreeSize, fmt.Sprintf("leaves %d..%d", v.r.Covered, v.r.TreeSize-1), "not covered by any valid signed checkpoint (the latest valid one covers %d leaves)", v.r.Covered)
 }
 
 // keyID names the auditor's key as signature lines do.
@@ -460,7 +526,10 @@ func (v *verifier) changedLeaves() []int64 {
 }
 
 // kept checks the auditor's kept checkpoint and proves consistency from it.
+// A kept checkpoint that matches the recomputed tree covers its leaves,
+// as a stored one does. It then reports what nothing covers.
 func (v *verifier) kept() error {
+	defer v.uncovered()
 	if v.opts.Kept == nil {
 		return nil
 	}
@@ -494,9 +563,16 @@ func (v *verifier) kept() error {
 		v.problem(first, where, "%s", what)
 		return nil
 	}
-	if latest == nil || latest.Size < k.Size {
-		// Nothing signed to prove to; the recomputed prefix matched.
+	if latest == nil || latest.Size <= k.Size {
+		// Nothing larger is signed to prove to: the recomputed root at
+		// its size is its root, and it covers those leaves.
 		res.Consistent, res.ProvedTo = true, k.Size
+		if k.Size > v.r.Covered {
+			v.r.Covered = k.Size
+			if latest == nil || latest.Size < k.Size {
+				v.r.Latest = string(v.opts.Kept)
+			}
+		}
 		return nil
 	}
 	proof, err := tlog.ProveTree(latest.Size, k.Size, &v.tree)
@@ -511,27 +587,59 @@ func (v *verifier) kept() error {
 	return nil
 }
 
+// treeHashes compares the stored tree hashes with the recomputed tree:
+// a cache for proofs and for the writer, every row must be the hash it
+// claims to be, and none may be missing or added.
+func (v *verifier) treeHashes() {
+	want := int64(len(v.tree.hashes))
+	var bad, extra, missing, first int64 = 0, 0, 0, -1
+	var next int64
+	err := v.snap.TreeHashes(v.ctx, func(idx int64, h []byte) error {
+		for ; next < idx && next < want; next++ {
+			missing++
+			if first < 0 {
+				first = next
+			}
+		}
+		switch {
+		case idx >= want || idx < next:
+			extra++
+		case !bytes.Equal(h, v.tree.hashes[idx][:]):
+			bad++
+			if first < 0 {
+				first = idx
+			}
+		}
+		next = max(next, idx+1)
+		return nil
+	})
+	if err != nil {
+		v.problem(v.r.TreeSize, "tree_hashes table", "unreadable: %v", err)
+		return
+	}
+	for ; next < want; next++ {
+		missing++
+		if first < 0 {
+			first = next
+		}
+	}
+	if bad+missing+extra == 0 {
+		return
+	}
+	where := "tree_hashes table"
+	if first >= 0 {
+		level, n := tlog.SplitStoredHashIndex(first)
+		where = fmt.Sprintf("stored tree hash %d (level %d, leaves %d..%d)", first, level, n<<level, (n+1)<<level-1)
+	}
+	v.indexProblem(v.r.TreeSize, where, "the stored hashes do not match the tree recomputed from the leaves: %d differ, %d missing, %d extra (a cache for proofs, rewritten or damaged)", bad, missing, extra)
+}
+
 // frames recomputes each session's chain and checks it against the heads
 // its segment and end leaves committed to.
 func (v *verifier) frames() error {
-	list, err := v.snap.Sessions(v.ctx)
-	if err != nil {
-		v.problem(v.r.TreeSize, "sessions table", "unreadable: %v", err)
-	}
-	byID := map[SessionID]storage.Session{}
 	known := map[int64]bool{}
-	for _, s := range list {
-		var id SessionID
-		if len(s.ID) != SessionIDSize {
-			v.problem(v.r.TreeSize, fmt.Sprintf("sessions row %d", s.Num), "malformed session id")
-			continue
-		}
-		copy(id[:], s.ID)
-		byID[id] = s
-		known[s.Num] = true
-		if v.sessions[id] == nil && (v.opts.Session == nil || *v.opts.Session == id) {
-			v.problem(v.r.TreeSize, "session "+uuid.UUID(id).String(), "listed in the sessions table but no leaf starts it (inserted)")
-		}
+	for _, r := range v.rows {
+		known[r.Num] = true
 	}
 	if v.opts.Session == nil {
 		nums, err := v.snap.FrameSessions(v.ctx)
@@ -555,23 +663,20 @@ func (v *verifier) frames() error {
 			v.opts.Progress(done, total)
 		}
 	}
-	for _, s := range v.order {
-		if v.opts.Session != nil && *v.opts.Session != s.id {
+	for _, s := range v.rules.order {
+		if v.opts.Session != nil && *v.opts.Session != s.ID {
 			continue
 		}
-		row, ok := byID[s.id]
+		row, ok := v.rows[s.ID]
 		if !ok {
-			if len(s.segments) > 0 {
-				v.problem(s.startLeaf, "session "+uuid.UUID(s.id).String(), "its frames are missing: the session was deleted from the sessions table")
-			}
-			continue
+			continue // reported with its start leaf
 		}
 		v.r.SessionsRead++
 		if err := v.chain(s, row.Num, progress); err != nil {
 			return err
 		}
 	}
-	if v.opts.Session != nil && v.sessions[*v.opts.Session] == nil {
+	if v.opts.Session != nil && v.rules.sessions[*v.opts.Session] == nil {
 		v.problem(v.r.TreeSize, "session "+uuid.UUID(*v.opts.Session).String(), "no leaf of the journal starts it: it was never recorded here, or it was deleted")
 	}
 	if v.opts.Progress != nil {
@@ -590,10 +695,11 @@ type chainJob struct {
 }
 
 // chain recomputes one session's chain and checks it against its segment
-// and end leaves. Reading rows (SQLite, copying) and hashing run on two
-// goroutines, so verification goes at about the speed of SHA-256 alone.
-func (v *verifier) chain(s *sessionLeaves, num int64, progress func(int)) error {
-	sid := uuid.UUID(s.id).String()
+// and end leaves, and each frame against the rules of its kind. Reading
+// rows (SQLite, copying) and hashing run on two goroutines, so
+// verification goes at about the speed of SHA-256 alone.
+func (v *verifier) chain(s *LogSession, num int64, progress func(int)) error {
+	sid := uuid.UUID(s.ID).String()
 	if s.bad {
 		return nil
 	}
@@ -601,7 +707,9 @@ func (v *verifier) chain(s *sessionLeaves, num int64, progress func(int)) error 
 	var pool sync.Pool
 	var stopped atomic.Bool // the hasher found a bad segment: stop reading
 	var hashFail *Problem   // written by the hasher, read after it is done
-	head := ChainSeed(s.id)
+	var hintFail *Problem   // a stored chain value that is not c_i, in a segment that verified
+	var in, out int64       // payload bytes of input, and of output and stderr
+	head := ChainSeed(s.ID)
 	hashed := make(chan struct{})
 	go func() {
 		defer close(hashed)
@@ -616,16 +724,27 @@ func (v *verifier) chain(s *sessionLeaves, num int64, progress func(int)) error 
 				}
 				v.r.Frames++
 				v.r.PayloadBytes += int64(len(j.f.Payload))
+				switch j.f.Kind {
+				case KindInput:
+					in += int64(len(j.f.Payload))
+				case KindOutput, KindStderr:
+					out += int64(len(j.f.Payload))
+				}
 				progress(len(j.f.Payload))
 				if j.segEnd {
 					sg := s.segments[j.seg]
-					if h != sg.Head {
+					where := fmt.Sprintf("leaf %d (segment of session %s)", s.segLeaf[j.seg], sid)
+					switch {
+					case h != sg.Head:
 						what := fmt.Sprintf("the chain over frames %d..%d does not match the head committed by this segment leaf", sg.First, sg.Last)
 						if hint != nil {
 							what += fmt.Sprintf("; frame %d is the first whose content differs from its stored chain value (a hint from the file: modified, inserted, reordered or re-timed)", *hint)
 						}
-						hashFail = &Problem{Leaf: s.segLeaf[j.seg], Where: fmt.Sprintf("leaf %d (segment of session %s)", s.segLeaf[j.seg], sid), What: what}
+						hashFail = &Problem{Leaf: s.segLeaf[j.seg], Where: where, What: what}
 						stopped.Store(true)
+					case hint != nil && hintFail == nil:
+						hintFail = &Problem{Leaf: s.segLeaf[j.seg], Where: fmt.Sprintf("session %s frame %d", sid, *hint),
+							What: "its stored chain value is not the recomputed c_i, though the frames verify: the chain column was changed", index: true}
 					}
 					hint = nil
 				}
@@ -636,6 +755,7 @@ func (v *verifier) chain(s *sessionLeaves, num int64, progress func(int)) error 
 	}()
 
 	var expect uint64 = 1
+	var lastMono int64
 	seg := 0
 	var readFail *Problem // the first problem the reader found
 	stop := errors.New("stop")
@@ -669,11 +789,16 @@ func (v *verifier) chain(s *sessionLeaves, num int64, progress func(int)) error 
 		if len(sf.Payload) > MaxPayload {
 			return fail(segLeaf(), where, "payload of %d bytes exceeds %d", len(sf.Payload), MaxPayload)
 		}
-		if Kind(sf.Kind) == KindResize {
-			if _, _, err := ParseResize(sf.Payload); err != nil {
-				return fail(segLeaf(), where, "%v", err)
-			}
+		if err := CheckPayload(Kind(sf.Kind), sf.Payload); err != nil {
+			return fail(segLeaf(), where, "%v", err)
 		}
+		switch {
+		case sf.MonoNS < 0:
+			return fail(segLeaf(), where, "mono_ns %d is negative", sf.MonoNS)
+		case sf.MonoNS < lastMono:
+			return fail(segLeaf(), where, "mono_ns %d is before the previous frame's %d: a session's time never goes back", sf.MonoNS, lastMono)
+		}
+		lastMono = sf.MonoNS
 		buf, _ := pool.Get().(*[]byte)
 		if buf == nil {
 			buf = new([]byte)
@@ -681,7 +806,7 @@ func (v *verifier) chain(s *sessionLeaves, num int64, progress func(int)) error 
 		*buf = append(append((*buf)[:0], sf.Payload...), sf.Chain...)
 		n := len(sf.Payload)
 		j := chainJob{
-			f:     Frame{Session: s.id, Seq: seq, Kind: Kind(sf.Kind), Channel: sf.Channel, MonoNS: sf.MonoNS, WallNS: sf.WallNS, Payload: (*buf)[:n:n]},
+			f:     Frame{Session: s.ID, Seq: seq, Kind: Kind(sf.Kind), Channel: sf.Channel, MonoNS: sf.MonoNS, WallNS: sf.WallNS, Payload: (*buf)[:n:n]},
 			chain: (*buf)[n:], buf: buf, seg: seg, segEnd: seq == s.segments[seg].Last,
 		}
 		if j.segEnd {
@@ -693,12 +818,12 @@ func (v *verifier) chain(s *sessionLeaves, num int64, progress func(int)) error 
 	})
 	close(jobs)
 	<-hashed
-	if hashFail != nil {
+	switch {
+	case hashFail != nil:
 		// The hasher only saw frames before any the reader rejected.
 		v.r.Problems = append(v.r.Problems, *hashFail)
 		return nil
-	}
-	if readFail != nil {
+	case readFail != nil:
 		v.r.Problems = append(v.r.Problems, *readFail)
 		return nil
 	}
@@ -712,8 +837,22 @@ func (v *verifier) chain(s *sessionLeaves, num int64, progress func(int)) error 
 		v.problem(s.segLeaf[seg], fmt.Sprintf("session %s frames %d..%d", sid, expect, sg.Last), "missing: committed by leaf %d but not in the journal (deleted)", s.segLeaf[seg])
 		return nil
 	}
-	if s.end != nil && s.end.Head != head {
-		v.problem(s.endLeaf, fmt.Sprintf("leaf %d (session-end of session %s)", s.endLeaf, sid), "its chain head does not match the session's frames")
+	if hintFail != nil {
+		v.r.Problems = append(v.r.Problems, *hintFail)
+	}
+	if s.End != nil {
+		where := fmt.Sprintf("leaf %d (session-end of session %s)", s.EndIndex, sid)
+		if s.End.Head != head {
+			v.problem(s.EndIndex, where, "its chain head does not match the session's frames")
+		}
+		for _, c := range []struct {
+			attr string
+			n    int64
+		}{{AttrInBytes, in}, {AttrOutBytes, out}} {
+			if got, ok := s.End.Attrs[c.attr]; ok && got != strconv.FormatInt(c.n, 10) {
+				v.problem(s.EndIndex, where, "its %s is %q, but the session's frames hold %d", c.attr, got, c.n)
+			}
+		}
 	}
 	return nil
 }

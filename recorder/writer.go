@@ -98,7 +98,6 @@ type segment struct {
 	first, last uint64
 	head        Hash
 	frames      int64
-	in, out     int64
 	bytes       int // all payload bytes, for the pipeline bound
 }
 
@@ -146,21 +145,13 @@ func (j *Journal) build(ops []op, publish bool) (*built, error) {
 			copy(sg.head[:], f.Chain)
 			sg.frames++
 			sg.bytes += len(f.Payload)
-			switch Kind(f.Kind) {
-			case KindInput:
-				sg.in += int64(len(f.Payload))
-			case KindOutput, KindStderr:
-				sg.out += int64(len(f.Payload))
-			}
 			b.Frames = append(b.Frames, f)
 		case opStart:
 			o.leaf.WallNS = wall
 			leaves = append(leaves, o.leaf)
 			leafSession = append(leafSession, o.sess.num)
 			leafOps = append(leafOps, o)
-			b.NewSessions = append(b.NewSessions, storage.Session{
-				Num: o.sess.num, ID: o.sess.id[:], StartLeaf: -1, StartedNS: wall, Summary: o.sess.summary,
-			})
+			b.NewSessions = append(b.NewSessions, storage.Session{Num: o.sess.num, ID: o.sess.id[:], StartLeaf: -1})
 		case opEnd:
 			flush(o.sess)
 			o.sess.sealEnd(o.leaf)
@@ -209,12 +200,7 @@ func (j *Journal) build(ops []op, publish bool) (*built, error) {
 					b.NewSessions[k].StartLeaf = idx
 				}
 			}
-		case LeafSessionEnd:
-			b.Sessions = append(b.Sessions, storage.SessionDelta{Num: leafSession[i], EndLeaf: idx, EndedNS: wall})
 		}
-	}
-	for _, sg := range segs {
-		b.Sessions = append(b.Sessions, storage.SessionDelta{Num: sg.s.num, Frames: sg.frames, InBytes: sg.in, OutBytes: sg.out, EndLeaf: -1})
 	}
 	newSize := size + int64(len(leaves))
 

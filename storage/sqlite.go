@@ -56,7 +56,7 @@ type SQLite struct {
 	nextKnown          bool
 
 	// Prepared on rw; used only by Commit, which has one caller at a time.
-	insFrame, insFrames, insLeaf, insHash, insSession, updSession, endSession, insPublished, putHead *sql.Stmt
+	insFrame, insFrames, insLeaf, insHash, insSession, insPublished, putHead *sql.Stmt
 }
 
 var _ Store = (*SQLite)(nil)
@@ -104,6 +104,15 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*SQLite, error)
 		s.rw = rw
 		if err := s.migrate(ctx); err != nil {
 			s.Close()
+			return nil, fmt.Errorf("open journal %s: %w", path, err)
+		}
+		// A writer adds to the schema it expects, or to nothing: a
+		// trigger or a dropped index would change what it writes.
+		if problems, err := checkFile(ctx, s.rw); err != nil || len(problems) > 0 {
+			s.Close()
+			if err == nil {
+				err = fmt.Errorf("%w: its schema was changed: %s", ErrCorrupt, strings.Join(problems, "; "))
+			}
 			return nil, fmt.Errorf("open journal %s: %w", path, err)
 		}
 		if err := s.lockedFileOpened(); err != nil {
@@ -264,9 +273,7 @@ func (s *SQLite) prepare(ctx context.Context) error {
 			strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?, ?, ?), ", framesPerInsert), ", ")},
 		{&s.insLeaf, `INSERT INTO leaves (idx, type, session, event, data) VALUES (?, ?, ?, ?, ?)`},
 		{&s.insHash, `INSERT INTO tree_hashes (idx, hash) VALUES (?, ?)`},
-		{&s.insSession, `INSERT INTO sessions (num, id, start_leaf, started_ns, summary) VALUES (?, ?, ?, ?, ?)`},
-		{&s.updSession, `UPDATE sessions SET frames = frames + ?, in_bytes = in_bytes + ?, out_bytes = out_bytes + ? WHERE num = ?`},
-		{&s.endSession, `UPDATE sessions SET end_leaf = ?, ended_ns = ? WHERE num = ?`},
+		{&s.insSession, `INSERT INTO sessions (num, id, start_leaf) VALUES (?, ?, ?)`},
 		{&s.insPublished, `INSERT INTO checkpoints (tree_size, created_ns, note) VALUES (?, ?, ?)`},
 		{&s.putHead, `INSERT INTO head (one, tree_size, created_ns, note) VALUES (1, ?, ?, ?)
 			ON CONFLICT (one) DO UPDATE SET tree_size = excluded.tree_size, created_ns = excluded.created_ns, note = excluded.note`},
@@ -323,7 +330,11 @@ func (s *SQLite) State(ctx context.Context) (*State, error) {
 	if err := conn.QueryRowContext(ctx, "SELECT coalesce(max(idx) + 1, 0) FROM tree_hashes").Scan(&st.HashCount); err != nil {
 		return nil, err
 	}
-	if err := conn.QueryRowContext(ctx, "SELECT coalesce(max(num) + 1, 1) FROM sessions").Scan(&st.NextSession); err != nil {
+	// Each max is one index lookup.
+	err = conn.QueryRowContext(ctx, `SELECT max(coalesce((SELECT max(num) FROM sessions), 0),
+		coalesce((SELECT max(session) FROM frames), 0),
+		coalesce((SELECT max(session) FROM leaves WHERE session IS NOT NULL), 0)) + 1`).Scan(&st.NextSession)
+	if err != nil {
 		return nil, err
 	}
 	if st.Head, err = readHead(ctx, conn); err != nil {
@@ -335,9 +346,6 @@ func (s *SQLite) State(ctx context.Context) (*State, error) {
 	case err == nil:
 		st.Published = &c
 	case !errors.Is(err, sql.ErrNoRows):
-		return nil, err
-	}
-	if st.Open, err = readSessions(ctx, conn, "WHERE end_leaf IS NULL"); err != nil {
 		return nil, err
 	}
 	return st, nil
@@ -375,7 +383,7 @@ func (s *SQLite) Commit(ctx context.Context, b *Batch) (err error) {
 		return fmt.Errorf("%w: first tree hash index %d, journal has %d", ErrConflict, b.HashStart, s.nextHash)
 	}
 	for _, se := range b.NewSessions {
-		if _, err := tx.Stmt(s.insSession).ExecContext(ctx, se.Num, se.ID, se.StartLeaf, se.StartedNS, se.Summary); err != nil {
+		if _, err := tx.Stmt(s.insSession).ExecContext(ctx, se.Num, se.ID, se.StartLeaf); err != nil {
 			return fmt.Errorf("insert session: %w", err)
 		}
 	}
@@ -400,18 +408,6 @@ func (s *SQLite) Commit(ctx context.Context, b *Batch) (err error) {
 	for i, h := range b.Hashes {
 		if _, err := tx.Stmt(s.insHash).ExecContext(ctx, b.HashStart+int64(i), h); err != nil {
 			return fmt.Errorf("insert tree hash: %w", err)
-		}
-	}
-	for _, d := range b.Sessions {
-		if d.Frames != 0 || d.InBytes != 0 || d.OutBytes != 0 {
-			if _, err := tx.Stmt(s.updSession).ExecContext(ctx, d.Frames, d.InBytes, d.OutBytes, d.Num); err != nil {
-				return fmt.Errorf("update session: %w", err)
-			}
-		}
-		if d.EndLeaf >= 0 {
-			if _, err := tx.Stmt(s.endSession).ExecContext(ctx, d.EndLeaf, d.EndedNS, d.Num); err != nil {
-				return fmt.Errorf("end session: %w", err)
-			}
 		}
 	}
 	for _, c := range b.Published {
@@ -482,7 +478,7 @@ func (s *SQLite) Hashes(ctx context.Context, indexes []int64) ([][]byte, error) 
 // database is closed.
 func (s *SQLite) Close() error {
 	var errs []error
-	for _, st := range []*sql.Stmt{s.insFrame, s.insFrames, s.insLeaf, s.insHash, s.insSession, s.updSession, s.endSession, s.insPublished, s.putHead} {
+	for _, st := range []*sql.Stmt{s.insFrame, s.insFrames, s.insLeaf, s.insHash, s.insSession, s.insPublished, s.putHead} {
 		if st != nil {
 			st.Close()
 		}
@@ -516,13 +512,17 @@ func (s *SQLite) Snapshot(ctx context.Context) (Snapshot, error) {
 		return nil, err
 	}
 	// A deferred transaction takes its snapshot at the first read.
-	var n int
-	if err := conn.QueryRowContext(ctx, "SELECT count(*) FROM meta").Scan(&n); err != nil {
+	var version, n int
+	err = conn.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version)
+	if err == nil {
+		err = conn.QueryRowContext(ctx, "SELECT count(*) FROM meta").Scan(&n)
+	}
+	if err != nil {
 		conn.ExecContext(context.Background(), "ROLLBACK")
 		conn.Close()
 		return nil, notJournal(err)
 	}
-	return &sqliteSnapshot{conn: conn}, nil
+	return &sqliteSnapshot{conn: conn, version: version}, nil
 }
 
 type queryerCtx interface {
@@ -531,7 +531,8 @@ type queryerCtx interface {
 }
 
 type sqliteSnapshot struct {
-	conn *sql.Conn
+	conn    *sql.Conn
+	version int // the schema version: schema 1 has no leaves.event
 }
 
 func (s *sqliteSnapshot) Close() error {
@@ -553,26 +554,12 @@ func (s *sqliteSnapshot) SessionLeaves(ctx context.Context, session int64, fn fu
 	return s.leaves(ctx, fn, "WHERE session = ? ORDER BY idx", session)
 }
 
-func (s *sqliteSnapshot) Events(ctx context.Context, name string, from int64, fn func(Leaf) error) error {
-	var version int
-	if err := s.conn.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
-		return err
-	}
-	if version < 2 {
-		return nil // a schema-1 journal, read without migrating: it has no events
-	}
-	return s.leaves(ctx, fn, "WHERE event = ? AND idx >= ? ORDER BY idx", name, from)
-}
-
 func (s *sqliteSnapshot) leaves(ctx context.Context, fn func(Leaf) error, where string, args ...any) error {
-	// Only Events selects the event column: a schema-1 journal opened
-	// read-only (never migrated) has none.
-	withEvent := strings.HasPrefix(where, "WHERE event")
-	cols := "idx, type, coalesce(session, -1), data"
-	if withEvent {
-		cols += ", event"
+	event := "event"
+	if s.version < 2 {
+		event = "NULL" // a schema-1 journal, read without migrating
 	}
-	rows, err := s.conn.QueryContext(ctx, "SELECT "+cols+" FROM leaves "+where, args...)
+	rows, err := s.conn.QueryContext(ctx, "SELECT idx, type, session, "+event+", data FROM leaves "+where, args...)
 	if err != nil {
 		return err
 	}
@@ -580,23 +567,43 @@ func (s *sqliteSnapshot) leaves(ctx context.Context, fn func(Leaf) error, where 
 	for rows.Next() {
 		var l Leaf
 		var typ, session intColumn
-		dst := []any{&l.Index, &typ, &session, &l.Data}
-		if withEvent {
-			dst = append(dst, &l.Event)
-		}
-		if err := rows.Scan(dst...); err != nil {
+		var ev textColumn
+		if err := rows.Scan(&l.Index, &typ, &session, &ev, &l.Data); err != nil {
 			return err
 		}
-		// Type and Session are derived from Data for querying and trusted
-		// by no one: a value no leaf can have reads as none, not as an
-		// error that would stop a verifier before it looks at Data.
-		if typ.ok && typ.v >= 0 && typ.v <= math.MaxUint8 {
+		// The index columns are read as they are, for readers to
+		// cross-check against Data: a value the recorder never writes
+		// is reported, not an error that would stop a verifier before
+		// it looks at Data.
+		var bad []string
+		switch {
+		case !typ.ok:
+			bad = append(bad, "type holds "+typ.typ+", not an integer")
+		case typ.v < 0 || typ.v > math.MaxUint8:
+			bad = append(bad, fmt.Sprintf("type %d is out of range 0..255", typ.v))
+		default:
 			l.Type = uint8(typ.v)
 		}
 		l.Session = -1
-		if session.ok && session.v >= 0 {
+		switch {
+		case session.typ == "NULL":
+		case !session.ok:
+			bad = append(bad, "session holds "+session.typ+", not an integer")
+		case session.v < 0:
+			bad = append(bad, fmt.Sprintf("session %d is negative", session.v))
+		default:
 			l.Session = session.v
 		}
+		switch {
+		case ev.typ == "NULL":
+		case !ev.ok:
+			bad = append(bad, "event holds "+ev.typ+", not text")
+		case ev.v == "":
+			bad = append(bad, "event holds an empty string, not NULL")
+		default:
+			l.Event = ev.v
+		}
+		l.Corrupt = strings.Join(bad, "; ")
 		if err := fn(l); err != nil {
 			return err
 		}
@@ -617,6 +624,43 @@ func (s *sqliteSnapshot) SessionByID(ctx context.Context, id []byte) (*Session, 
 		return nil, ErrNotFound
 	}
 	return &list[0], nil
+}
+
+func (s *sqliteSnapshot) LastSeq(ctx context.Context, session int64) (int64, error) {
+	var n intColumn
+	if err := s.conn.QueryRowContext(ctx, "SELECT max(seq) FROM frames WHERE session = ?", session).Scan(&n); err != nil {
+		return 0, err
+	}
+	if !n.ok {
+		if n.typ == "NULL" {
+			return 0, nil
+		}
+		return 0, fmt.Errorf("%w: a frame of session %d has a seq that holds %s", ErrCorrupt, session, n.typ)
+	}
+	return n.v, nil
+}
+
+func (s *sqliteSnapshot) TreeHashes(ctx context.Context, fn func(int64, []byte) error) error {
+	rows, err := s.conn.QueryContext(ctx, "SELECT idx, hash FROM tree_hashes ORDER BY idx")
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var idx int64
+		var h sql.RawBytes
+		if err := rows.Scan(&idx, &h); err != nil {
+			return err
+		}
+		if err := fn(idx, h); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+func (s *sqliteSnapshot) CheckFile(ctx context.Context) ([]string, error) {
+	return checkFile(ctx, s.conn)
 }
 
 func (s *sqliteSnapshot) FrameSessions(ctx context.Context) ([]int64, error) {
@@ -757,6 +801,26 @@ func checkFrame(session, row int64, seq, kind, channel, mono, wall intColumn) er
 	return nil
 }
 
+// textColumn reads a TEXT column of a row nobody vouches for.
+type textColumn struct {
+	v   string
+	ok  bool   // the column held text, v
+	typ string // what it held otherwise
+}
+
+func (c *textColumn) Scan(src any) error {
+	var i intColumn
+	i.Scan(src)
+	*c = textColumn{typ: i.typ}
+	switch src := src.(type) {
+	case string:
+		c.v, c.ok = src, true
+	case int64:
+		c.typ = "INTEGER"
+	}
+	return nil
+}
+
 // intColumn reads an INTEGER column of a row nobody vouches for. STRICT
 // tables check types only on writing: a file edited byte by byte can hold
 // any type in any column, and reading it must not fail for that.
@@ -850,8 +914,7 @@ func readHead(ctx context.Context, q queryerCtx) (*Checkpoint, error) {
 }
 
 func readSessions(ctx context.Context, q queryerCtx, where string, args ...any) ([]Session, error) {
-	rows, err := q.QueryContext(ctx, `SELECT num, id, start_leaf, started_ns, coalesce(end_leaf, -1), coalesce(ended_ns, 0),
-		summary, frames, in_bytes, out_bytes FROM sessions `+where+` ORDER BY num`, args...)
+	rows, err := q.QueryContext(ctx, `SELECT num, id, start_leaf FROM sessions `+where+` ORDER BY num`, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -859,9 +922,21 @@ func readSessions(ctx context.Context, q queryerCtx, where string, args ...any) 
 	var out []Session
 	for rows.Next() {
 		var s Session
-		if err := rows.Scan(&s.Num, &s.ID, &s.StartLeaf, &s.StartedNS, &s.EndLeaf, &s.EndedNS,
-			&s.Summary, &s.Frames, &s.InBytes, &s.OutBytes); err != nil {
+		var start intColumn
+		var id any
+		if err := rows.Scan(&s.Num, &id, &start); err != nil {
 			return nil, err
+		}
+		switch id := id.(type) {
+		case []byte:
+			s.ID = id
+		default:
+			s.Corrupt = fmt.Sprintf("id holds %T, not a blob", id)
+		}
+		s.StartLeaf = start.v
+		if !start.ok {
+			s.StartLeaf = -1
+			s.Corrupt = "start_leaf holds " + start.typ + ", not an integer"
 		}
 		out = append(out, s)
 	}

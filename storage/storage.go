@@ -46,25 +46,19 @@ var (
 	ErrCorrupt = errors.New("journal row is corrupt")
 )
 
-// Session is a row of the sessions index. Num is local to one journal; ID is
-// the 16-byte session identifier that the journal format hashes.
+// Session is a row of the sessions table: the local number a session's
+// frames and leaves are filed under, for the 16-byte session identifier the
+// journal format hashes. Everything else about a session (when, who, how it
+// ended, how much it recorded) is read from its signed leaves, never stored
+// beside them.
 type Session struct {
 	Num       int64
 	ID        []byte
 	StartLeaf int64
-	StartedNS int64
-	// EndLeaf and EndedNS are -1 and 0 while the session has no end leaf.
-	EndLeaf int64
-	EndedNS int64
-	// Summary is a one-line description for listings (command or identity).
-	Summary  string
-	Frames   int64
-	InBytes  int64
-	OutBytes int64
+	// Corrupt, when not "", says the row holds a value no row can (a start
+	// leaf that is not an integer): the file was damaged or edited.
+	Corrupt string
 }
-
-// Ended reports whether the session has an end leaf.
-func (s *Session) Ended() bool { return s.EndLeaf >= 0 }
 
 // Frame is one recorded frame as stored. Chain is the recorder's chain value
 // after this frame: a hint for locating damage, never trusted by verification.
@@ -79,15 +73,21 @@ type Frame struct {
 	Chain   []byte
 }
 
-// Leaf is one entry of the global log. Type, Session and Event are derived
-// from Data by the recorder for querying; Session is -1 when the leaf names
-// no session, Event is "" when the leaf is not an event.
+// Leaf is one entry of the global log. Type, Session and Event are index
+// columns the recorder derives from Data for queries; readers cross-check
+// them against Data. Session is -1 when the column is NULL (the leaf names
+// no session), Event is "" when it is NULL (the leaf is not an event).
 type Leaf struct {
 	Index   int64
 	Type    uint8
 	Session int64
 	Event   string
 	Data    []byte
+	// Corrupt, when not "", says an index column holds a value the
+	// recorder never writes there (a type outside 0..255, a negative or
+	// non-integer session, an event that is not text or is empty); Type,
+	// Session and Event are then not what is stored.
+	Corrupt string
 }
 
 // Checkpoint is a signed checkpoint note over the first TreeSize leaves.
@@ -95,16 +95,6 @@ type Checkpoint struct {
 	TreeSize  int64
 	CreatedNS int64
 	Note      []byte
-}
-
-// SessionDelta adds counters to a session and, when EndLeaf >= 0, ends it.
-type SessionDelta struct {
-	Num      int64
-	Frames   int64
-	InBytes  int64
-	OutBytes int64
-	EndLeaf  int64
-	EndedNS  int64
 }
 
 // Batch is everything one group commit writes, atomically.
@@ -116,7 +106,6 @@ type Batch struct {
 	// tree's stored hashes in index order, contiguous with those stored.
 	HashStart int64
 	Hashes    [][]byte
-	Sessions  []SessionDelta
 	// Head, when set, replaces the latest signed checkpoint.
 	Head *Checkpoint
 	// Published checkpoints are kept forever.
@@ -135,15 +124,19 @@ func (b *Batch) size() int {
 	return n + 40*len(b.Hashes) + 512
 }
 
-// State is what a writer needs to resume appending.
+// State is what a writer needs to resume appending. It comes from the
+// tables as stored: the recorder checks it against the signed leaves
+// before it extends anything.
 type State struct {
-	Meta        map[string]string
-	TreeSize    int64
-	HashCount   int64
+	Meta      map[string]string
+	TreeSize  int64
+	HashCount int64
+	// NextSession is above every session number the tables use (sessions,
+	// frames and leaves alike), so that a new session never collides with
+	// rows an edit left behind.
 	NextSession int64
 	Head        *Checkpoint // nil when none
 	Published   *Checkpoint // the largest published checkpoint, nil when none
-	Open        []Session   // sessions without an end leaf
 }
 
 // Store is a journal's persistence. A Store opened for writing holds the
@@ -172,15 +165,15 @@ type Snapshot interface {
 	Leaves(ctx context.Context, from, to int64, fn func(Leaf) error) error
 	// SessionLeaves calls fn for the leaves that name session, in index order.
 	SessionLeaves(ctx context.Context, session int64, fn func(Leaf) error) error
-	// Events calls fn for the event leaves named name with index >= from,
-	// in index order.
-	Events(ctx context.Context, name string, from int64, fn func(Leaf) error) error
-	// Sessions lists the sessions index in Num order.
+	// Sessions lists the sessions table in Num order.
 	Sessions(ctx context.Context) ([]Session, error)
 	// SessionByID returns the session with the given 16-byte ID.
 	SessionByID(ctx context.Context, id []byte) (*Session, error)
 	// FrameSessions lists the distinct session numbers frames refer to.
 	FrameSessions(ctx context.Context) ([]int64, error)
+	// LastSeq is the largest Seq among the frames of session, 0 when it
+	// has none: one index lookup.
+	LastSeq(ctx context.Context, session int64) (int64, error)
 	// Frames calls fn for the frames of one session in Seq order. The
 	// Frame's slices are valid only during the call.
 	Frames(ctx context.Context, session int64, fn func(*Frame) error) error
@@ -196,11 +189,19 @@ type Snapshot interface {
 	FrameAt(ctx context.Context, session, monoNS int64) (int64, error)
 	// Hashes reads stored tree hashes by index.
 	Hashes(ctx context.Context, indexes []int64) ([][]byte, error)
+	// TreeHashes calls fn for every stored tree hash row, in index order.
+	// The hash is valid only during the call.
+	TreeHashes(ctx context.Context, fn func(index int64, hash []byte) error) error
 	// Published lists published checkpoints in TreeSize order.
 	Published(ctx context.Context) ([]Checkpoint, error)
 	// Head is the latest signed checkpoint, nil when none.
 	Head(ctx context.Context) (*Checkpoint, error)
 	// PayloadBytes is the sum of frame payload lengths (for progress).
 	PayloadBytes(ctx context.Context) (int64, error)
+	// CheckFile lists what makes the file other than a journal of a
+	// schema this package knows: its application ID, its schema version,
+	// and tables, columns, indexes, triggers or views that differ from
+	// the schema's. Nil when there is nothing.
+	CheckFile(ctx context.Context) ([]string, error)
 	Close() error
 }

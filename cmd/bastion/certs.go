@@ -34,7 +34,7 @@ func init() {
 }
 
 const certsListUsage = `Usage:
-    bastion certs list [--all] [--json] [--db FILE]
+    bastion certs list [--all] [--json] [--db FILE] [--key FILE]
 
 Lists the certificates the journal records as issued: by default those still
 valid, with --all every one ever issued. Each shows its serial (the index of
@@ -42,10 +42,18 @@ its issuance leaf in the journal), identity, logins, validity and whether it
 is revoked. It reads the journal without locking it, so it works beside a
 running server.
 
+The issuances and revocations come from the journal's signed records: every
+leaf of the log is read and hashed, and must give the root of its latest
+checkpoint, signed by the journal's key, or nothing is listed (exit 1). If
+the index beside the records was changed, that is said first, on stderr,
+and it exits 1.
+
 Flags:
     --all        include expired certificates
     --json       print a JSON array of certificate records
     --db FILE    the journal (default: journal.db in the home directory)
+    --key FILE   the journal's public key (default: journal.pub in the home
+                 directory)
 
 Examples:
     $ bastion certs list
@@ -87,28 +95,31 @@ func runCertsList(ctx context.Context, e *env, args []string) error {
 	all := fs.Bool("all", false, "include expired certificates")
 	asJSON := fs.Bool("json", false, "print JSON")
 	db := fs.String("db", "", "journal `FILE`")
+	keyFile := fs.String("key", "", "public key `FILE`")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usageErrorf("certs list takes no arguments")
 	}
-	snap, st, _, err := openSnapshot(ctx, e, *db)
+	log, err := readLog(ctx, e, *keyFile, *db, certauth.RegistryEvents)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	defer snap.Close()
+	defer log.Close()
 	now := time.Now()
-	reg, err := certauth.LoadRegistry(ctx, snap, now, *all)
+	reg, err := certauth.LoadRegistry(log.Log, now, *all)
 	if err != nil {
-		return withHint(fmt.Errorf("journal %w", err), `run "bastion verify" to check the journal`)
+		return exitCode(1, withHint(fmt.Errorf("journal %w", err), `run "bastion verify" to check the journal`))
 	}
 	certs := reg.Certificates()
 	if *asJSON {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(certs)
+		if err := enc.Encode(certs); err != nil {
+			return err
+		}
+		return log.indexErr()
 	}
 	if len(certs) == 0 {
 		if *all {
@@ -116,7 +127,7 @@ func runCertsList(ctx context.Context, e *env, args []string) error {
 		} else {
 			fmt.Fprintln(e.stdout, "no valid certificates (--all lists expired ones too)")
 		}
-		return nil
+		return log.indexErr()
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SERIAL\tIDENTITY\tLOGINS\tVALID UNTIL\tSTATE\tKEY")
@@ -131,7 +142,10 @@ func runCertsList(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", c.Serial, c.Identity, strings.Join(c.Principals, ","),
 			c.ValidBefore.UTC().Format(time.RFC3339), state, c.KeyFingerprint)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return log.indexErr()
 }
 
 func runCertsRevoke(ctx context.Context, e *env, args []string) error {
@@ -214,18 +228,17 @@ func revokeOffline(ctx context.Context, e *env, home, dbFlag, krlFlag string, re
 	if err != nil {
 		return nil, err
 	}
-	j, st, closeJournal, err := openJournalAt(ctx, home, path)
+	j, _, closeJournal, err := openJournalAt(ctx, home, path)
 	if err != nil {
 		return nil, err
 	}
 	now := time.Now()
 	res, err := func() (*certauth.RevokeResult, error) {
-		snap, err := st.Snapshot(ctx)
+		log, err := j.ReadLog(ctx, certauth.RegistryEvents)
 		if err != nil {
 			return nil, err
 		}
-		reg, err := certauth.LoadRegistry(ctx, snap, now, false)
-		snap.Close()
+		reg, err := certauth.LoadRegistry(log, now, false)
 		if err != nil {
 			return nil, fmt.Errorf("journal %w", err)
 		}

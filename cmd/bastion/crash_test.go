@@ -307,7 +307,7 @@ func (c *crashRig) openSession(t *testing.T) string {
 	t.Helper()
 	db := crashOpen(t, c.db)
 	defer db.Close()
-	rows, err := db.Query(`SELECT id FROM sessions WHERE end_leaf IS NULL`)
+	rows, err := db.Query(`SELECT id FROM sessions WHERE num NOT IN (SELECT session FROM leaves WHERE type = 3 AND session IS NOT NULL)`)
 	if err != nil {
 		t.Fatal(err)
 	}

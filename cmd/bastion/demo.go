@@ -153,7 +153,7 @@ func runDemo(ctx context.Context, e *env, args []string) (err error) {
 		if err := d.ssh(ctx, out, sshPath, paced, ""); err != nil {
 			return err
 		}
-		interactive, err := lastSession(ctx, st)
+		interactive, err := lastSession(ctx, j)
 		if err != nil {
 			return err
 		}
@@ -195,7 +195,7 @@ func runDemo(ctx context.Context, e *env, args []string) (err error) {
 	if err := runCheckpoint(ctx, e, nil); err != nil {
 		return err
 	}
-	if err := demoSummary(ctx, out, st, d, sshd != nil); err != nil {
+	if err := demoSummary(ctx, out, j, d, sshd != nil); err != nil {
 		return err
 	}
 
@@ -214,7 +214,7 @@ func runDemo(ctx context.Context, e *env, args []string) (err error) {
 	}
 	step("try it yourself")
 	cmds := []string{"demo --keep", "serve --dev", "dev token --sub agent-2", "record -- bash", "sessions list", "certs list", "verify"}
-	if last, err := lastSession(ctx, st); err == nil {
+	if last, err := lastSession(ctx, j); err == nil {
 		cmds = append(cmds, "sessions show "+last, "export --format asciicast "+last)
 	}
 	day := time.Now().UTC().Truncate(24 * time.Hour)
@@ -243,8 +243,7 @@ var demoCommands = []string{
 // without an ssh client.
 func demoLocal(ctx context.Context, out io.Writer, home string, j *recorder.Journal, ident string) error {
 	s, err := j.StartSession(ctx, recorder.SessionInfo{
-		Attrs:   recorder.Attrs{"kind": "record", "command": "sh", "identity": ident},
-		Summary: "sh (" + ident + ")",
+		Attrs: recorder.Attrs{"kind": "record", "command": "sh", "identity": ident},
 	})
 	if err != nil {
 		return err
@@ -499,44 +498,35 @@ func demoAgentKey(path string) (string, error) {
 }
 
 // lastSession is the ID of the journal's latest session.
-func lastSession(ctx context.Context, st storage.Store) (string, error) {
-	snap, err := st.Snapshot(ctx)
+func lastSession(ctx context.Context, j *recorder.Journal) (string, error) {
+	log, err := j.ReadLog(ctx, nil)
 	if err != nil {
 		return "", err
 	}
-	defer snap.Close()
-	ss, err := snap.Sessions(ctx)
-	if err != nil {
-		return "", err
-	}
-	if len(ss) == 0 {
+	if len(log.Sessions) == 0 {
 		return "", errors.New("no session was recorded")
 	}
-	id, err := uuid.FromBytes(ss[len(ss)-1].ID)
-	if err != nil {
-		return "", err
-	}
-	return id.String(), nil
+	return uuid.UUID(log.Sessions[len(log.Sessions)-1].ID).String(), nil
 }
 
-// demoSummary says what the demo showed, from the journal.
-func demoSummary(ctx context.Context, out io.Writer, st storage.Store, d *demoServer, withSSHD bool) error {
-	snap, err := st.Snapshot(ctx)
+// demoSummary says what the demo showed, from the journal's signed records.
+func demoSummary(ctx context.Context, out io.Writer, j *recorder.Journal, d *demoServer, withSSHD bool) error {
+	log, err := j.ReadLog(ctx, nil)
 	if err != nil {
 		return err
 	}
-	defer snap.Close()
-	ss, err := snap.Sessions(ctx)
-	if err != nil {
-		return err
-	}
-	var in, outBytes, frames int64
-	for _, s := range ss {
-		in, outBytes, frames = in+s.InBytes, outBytes+s.OutBytes, frames+s.Frames
-	}
-	size, err := snap.TreeSize(ctx)
-	if err != nil {
-		return err
+	var in, outBytes int64
+	var frames uint64
+	for _, s := range log.Sessions {
+		frames += s.Frames
+		if s.End != nil {
+			if n := countAttr(s.End.Attrs, recorder.AttrInBytes); n != nil {
+				in += *n
+			}
+			if n := countAttr(s.End.Attrs, recorder.AttrOutBytes); n != nil {
+				outBytes += *n
+			}
+		}
 	}
 	fmt.Fprintf(out, "\n==> summary\n")
 	fmt.Fprintf(out, "  identity:   %s, acting for alice, with a ten-minute certificate\n", d.identity)
@@ -545,7 +535,7 @@ func demoSummary(ctx context.Context, out io.Writer, st storage.Store, d *demoSe
 		targets += ` and "demo-ssh" (a real sshd)`
 	}
 	fmt.Fprintf(out, "  targets:    %s, reached with stock ssh through the front door\n", targets)
-	fmt.Fprintf(out, "  recorded:   %d sessions, %d frames, %d bytes in and %d bytes out, each committed before it was forwarded\n", len(ss), frames, in, outBytes)
-	fmt.Fprintf(out, "  journal:    %d leaves, every one under a signed checkpoint; verified intact with the public key alone\n", size)
+	fmt.Fprintf(out, "  recorded:   %d sessions, %d frames, %d bytes in and %d bytes out, each committed before it was forwarded\n", len(log.Sessions), frames, in, outBytes)
+	fmt.Fprintf(out, "  journal:    %d leaves, every one under a signed checkpoint; verified intact with the public key alone\n", log.Size())
 	return nil
 }

@@ -109,12 +109,11 @@ func buildEvidenceJournal(t *testing.T) *evidenceJournal {
 	if err != nil {
 		t.Fatal(err)
 	}
-	snap, err := st.Snapshot(ctx)
+	log, err := j.ReadLog(ctx, certauth.GrantEvents)
 	if err != nil {
 		t.Fatal(err)
 	}
-	grants, err := certauth.OpenGrants(ctx, snap, certauth.GrantsOptions{Journal: j, Policy: func() certauth.GrantPolicy { return pol }})
-	snap.Close()
+	grants, err := certauth.OpenGrants(ctx, log, certauth.GrantsOptions{Journal: j, Policy: func() certauth.GrantPolicy { return pol }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -124,3 +124,59 @@ func readJournal(ctx context.Context, e *env, keyFile, db string) (v note.Verifi
 	}
 	return v, key, path, st, nil
 }
+
+// verifiedLog is a journal opened read-only and its log, read and checked
+// with the auditor's key as the commands that list read it
+// (docs/journal-format.md, section 10.3).
+type verifiedLog struct {
+	*recorder.Log
+	snap storage.Snapshot
+	st   *storage.SQLite
+	path string
+}
+
+func (l *verifiedLog) Close() {
+	l.snap.Close()
+	l.st.Close()
+}
+
+// readLog opens the journal and reads its log: exit 2 when it cannot be
+// read at all, exit 1 when the log does not verify. Index columns that do
+// not match the leaves are printed on stderr at once, before anything the
+// command shows from the leaves; the command ends with l.indexErr.
+func readLog(ctx context.Context, e *env, keyFile, db string, events func(string) bool) (*verifiedLog, error) {
+	v, _, err := loadVerifier(e, keyFile)
+	if err != nil {
+		return nil, exitCode(2, err)
+	}
+	snap, st, path, err := openSnapshot(ctx, e, db)
+	if err != nil {
+		return nil, exitCode(2, err)
+	}
+	log, err := recorder.ReadLog(ctx, snap, recorder.ReadLogOptions{Verifier: v, Events: events})
+	if err != nil {
+		snap.Close()
+		st.Close()
+		if errors.Is(err, recorder.ErrLogDamaged) {
+			return nil, exitCode(1, withHint(fmt.Errorf("journal %s does not verify: %w", path, err),
+				`nothing is shown from a log that does not verify; run "bastion verify --db `+path+`" for every finding`))
+		}
+		return nil, exitCode(2, fmt.Errorf("journal %s: %w", path, err))
+	}
+	l := &verifiedLog{Log: log, snap: snap, st: st, path: path}
+	for _, p := range log.IndexProblems {
+		fmt.Fprintf(e.stderr, "bastion: warning: the journal's index does not match its signed records: %s: %s\n", oneLine(p.Where), oneLine(p.What))
+	}
+	return l, nil
+}
+
+// indexErr is the exit status of a command that showed what the leaves
+// say of a journal whose index was changed: the leaves verified, but the
+// journal does not.
+func (l *verifiedLog) indexErr() error {
+	if len(l.IndexProblems) == 0 {
+		return nil
+	}
+	return exitCode(1, withHint(fmt.Errorf("journal %s does not verify: %d index finding(s), shown above; what is shown comes from the signed records", l.path, len(l.IndexProblems)),
+		`run "bastion verify --db `+l.path+`" for every finding`))
+}

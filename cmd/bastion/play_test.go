@@ -115,10 +115,17 @@ func TestPlayJournaled(t *testing.T) {
 	}
 	defer snap.Close()
 	var got []recorder.Attrs
-	recorder.Events(context.Background(), snap, recorder.EventJournalAccessed, 0, func(_ int64, l *recorder.Leaf) error {
-		got = append(got, l.Attrs)
-		return nil
-	})
+	v, _, err := loadVerifier(&env{getenv: func(string) string { return "" }, homeFlag: home}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, err := recorder.Events(context.Background(), snap, v, recorder.EventJournalAccessed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range evs {
+		got = append(got, e.Leaf.Attrs)
+	}
 	if len(got) != 1 || got[0]["action"] != "play" || got[0]["session"] != shell || got[0]["uid"] != strconv.Itoa(os.Getuid()) {
 		t.Errorf("access events: %v", got)
 	}

@@ -122,7 +122,7 @@ func record(ctx context.Context, e *env, args []string) (err error) {
 		}
 	}
 
-	s, err := j.StartSession(ctx, recorder.SessionInfo{Attrs: attrs, Summary: shellJoin(argv)})
+	s, err := j.StartSession(ctx, recorder.SessionInfo{Attrs: attrs})
 	if err != nil {
 		return fmt.Errorf("start recording: %w", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -13,7 +14,6 @@ import (
 
 	"github.com/bastionhq/bastion/bastion"
 	"github.com/bastionhq/bastion/recorder"
-	"github.com/bastionhq/bastion/storage"
 )
 
 func init() {
@@ -32,7 +32,7 @@ func init() {
 }
 
 const sessionsListUsage = `Usage:
-    bastion sessions list [--db FILE] [--identity ID] [--target NAME]
+    bastion sessions list [--db FILE] [--key FILE] [--identity ID] [--target NAME]
                           [--login USER] [--since T] [--until T]
                           [--state live|ended|abandoned] [--json]
 
@@ -41,7 +41,9 @@ duration, frames, bytes in and out, who (identity, or the local user), the
 target or host, and the command. A session is "live" until its end record
 is committed (it is being recorded, or its recorder stopped and no writer
 has opened the journal since), "abandoned" when a later writer ended it
-after its recorder stopped, and "ended" otherwise.
+after its recorder stopped, and "ended" otherwise. Bytes are those its end
+record counts: "-" while it is live (and for sessions recorded before
+bastion counted them); "bastion sessions show" counts them from the frames.
 
 The filters combine: --identity, --target and --login match the session's
 start record exactly (a local "bastion record" matches --identity on its OS
@@ -49,11 +51,17 @@ user and --target on its host); --since and --until (RFC 3339 times or
 dates, e.g. 2026-11-27 or 2026-11-27T10:00:00Z) keep the sessions active at
 some time in between.
 
-This is the journal's index, for finding sessions; "bastion verify" is what
-proves the records behind it.
+Everything listed comes from the journal's signed records: every leaf of
+the log is read and hashed, and must give the root of the journal's latest
+checkpoint, signed by its key, or nothing is listed (exit 1). If the index
+columns beside the records were changed, that is said first, on stderr,
+the list still shows what the records say, and it exits 1. The frames are
+not read: "bastion sessions show" and "bastion verify" check those.
 
 Flags:
     --db FILE          the journal (default: journal.db in the home directory)
+    --key FILE         the journal's public key (default: journal.pub in the
+                       home directory)
     --identity ID      only sessions of this identity
     --target NAME      only sessions to this target
     --login USER       only sessions as this login
@@ -62,7 +70,9 @@ Flags:
     --state S          only live, ended or abandoned sessions
     --json             one JSON array: id, started, ended (absent while live),
                        state, end_reason, identity, target, login, client,
-                       kind, frames, in_bytes, out_bytes, summary
+                       kind, frames, in_bytes and out_bytes (absent when the
+                       end record does not count them), summary (the command,
+                       subsystem or forward)
 
 Examples:
     $ bastion sessions list
@@ -139,12 +149,54 @@ type sessionJSON struct {
 	Login     string     `json:"login,omitempty"`
 	Client    string     `json:"client,omitempty"`
 	Kind      string     `json:"kind,omitempty"`
-	Frames    int64      `json:"frames"`
-	InBytes   int64      `json:"in_bytes"`
-	OutBytes  int64      `json:"out_bytes"`
+	Frames    uint64     `json:"frames"`
+	InBytes   *int64     `json:"in_bytes,omitempty"`
+	OutBytes  *int64     `json:"out_bytes,omitempty"`
 	Summary   string     `json:"summary"`
+}
 
-	start recorder.Attrs // the start leaf's attributes
+// describeSession is what the signed start and end leaves (nil while it is
+// live) and its last segment say of a session.
+func describeSession(id recorder.SessionID, start, end *recorder.Leaf, frames uint64) sessionJSON {
+	a := start.Attrs
+	s := sessionJSON{
+		ID: uuid.UUID(id).String(), Started: time.Unix(0, start.WallNS).UTC(), State: "live", Frames: frames,
+		Identity: a["identity"], Target: a["target"], Login: a["login"], Client: a["client"], Kind: a["kind"],
+	}
+	if s.Kind == "record" {
+		s.Identity, s.Target = a["user"], a["host"]
+		if s.Identity == "" {
+			s.Identity = a["identity"]
+		}
+	}
+	switch {
+	case a["command"] != "":
+		s.Summary = a["command"]
+	case a["subsystem"] != "":
+		s.Summary = "subsystem " + a["subsystem"]
+	case a["forward.destination"] != "":
+		s.Summary = "forward to " + a["forward.destination"]
+	case a["request"] == "shell":
+		s.Summary = "(shell)"
+	}
+	if end != nil {
+		t := time.Unix(0, end.WallNS).UTC()
+		s.Ended, s.State, s.EndReason = &t, "ended", end.Attrs["reason"]
+		if s.EndReason == "abandoned" {
+			s.State = "abandoned"
+		}
+		s.InBytes, s.OutBytes = countAttr(end.Attrs, recorder.AttrInBytes), countAttr(end.Attrs, recorder.AttrOutBytes)
+	}
+	return s
+}
+
+// countAttr reads a byte count of an end leaf; nil when it has none.
+func countAttr(a recorder.Attrs, key string) *int64 {
+	n, err := strconv.ParseInt(a[key], 10, 64)
+	if err != nil || n < 0 {
+		return nil
+	}
+	return &n
 }
 
 // sessionFilter selects sessions by the flags list and search share.
@@ -205,59 +257,23 @@ func (f *sessionFilter) match(s *sessionJSON) bool {
 	return true
 }
 
-// listSessions reads the sessions index and each session's start and end
-// leaves (for who, where and how it ended), and keeps those f matches.
-// The leaves are read as stored: "bastion verify" and "sessions show" are
-// what prove them.
-func listSessions(ctx context.Context, snap storage.Snapshot, f *sessionFilter) ([]sessionJSON, error) {
-	rows, err := snap.Sessions(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("read sessions: %w", err)
-	}
-	leafAttrs := func(idx int64) recorder.Attrs {
-		var a recorder.Attrs
-		snap.Leaves(ctx, idx, idx+1, func(l storage.Leaf) error {
-			if pl, err := recorder.ParseLeaf(l.Data); err == nil {
-				a = pl.Attrs
-			}
-			return nil
-		})
-		return a
-	}
-	list := make([]sessionJSON, 0, len(rows))
-	for _, r := range rows {
-		s := sessionJSON{
-			Started: time.Unix(0, r.StartedNS).UTC(), State: "live",
-			Frames: r.Frames, InBytes: r.InBytes, OutBytes: r.OutBytes, Summary: r.Summary,
-		}
-		if id, err := uuid.FromBytes(r.ID); err == nil {
-			s.ID = id.String()
-		} else {
-			s.ID = fmt.Sprintf("%x", r.ID)
-		}
-		s.start = leafAttrs(r.StartLeaf)
-		s.Identity, s.Target, s.Login, s.Client, s.Kind = s.start["identity"], s.start["target"], s.start["login"], s.start["client"], s.start["kind"]
-		if s.Kind == "record" {
-			s.Identity, s.Target = s.start["user"], s.start["host"]
-		}
-		if r.Ended() {
-			t := time.Unix(0, r.EndedNS).UTC()
-			s.Ended, s.State = &t, "ended"
-			s.EndReason = leafAttrs(r.EndLeaf)["reason"]
-			if s.EndReason == "abandoned" {
-				s.State = "abandoned"
-			}
-		}
+// listSessions lists the sessions of a verified log that f matches, in
+// the order the log starts them.
+func listSessions(log *recorder.Log, f *sessionFilter) []sessionJSON {
+	list := []sessionJSON{}
+	for _, ls := range log.Sessions {
+		s := describeSession(ls.ID, ls.Start, ls.End, ls.Frames)
 		if f.match(&s) {
 			list = append(list, s)
 		}
 	}
-	return list, nil
+	return list
 }
 
 func runSessionsList(ctx context.Context, e *env, args []string) error {
 	fs := e.flags()
 	db := fs.String("db", "", "journal `FILE`")
+	keyFile := fs.String("key", "", "public key `FILE`")
 	asJSON := fs.Bool("json", false, "JSON output")
 	var f sessionFilter
 	f.register(fs)
@@ -270,20 +286,19 @@ func runSessionsList(ctx context.Context, e *env, args []string) error {
 	if err := f.check(); err != nil {
 		return err
 	}
-	snap, st, _, err := openSnapshot(ctx, e, *db)
+	log, err := readLog(ctx, e, *keyFile, *db, nil)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	defer snap.Close()
-	list, err := listSessions(ctx, snap, &f)
-	if err != nil {
-		return err
-	}
+	defer log.Close()
+	list := listSessions(log.Log, &f)
 	if *asJSON {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(list)
+		if err := enc.Encode(list); err != nil {
+			return err
+		}
+		return log.indexErr()
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tSTARTED (UTC)\tSTATE\tDURATION\tFRAMES\tIN\tOUT\tWHO\tWHERE\tCOMMAND")
@@ -297,9 +312,20 @@ func runSessionsList(ctx context.Context, e *env, args []string) error {
 			where = s.Login + "@" + s.Target
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.Started.Format("2006-01-02 15:04:05"), s.State, dur,
-			s.Frames, recorder.ByteCount(s.InBytes), recorder.ByteCount(s.OutBytes), dash(oneLine(s.Identity)), dash(oneLine(where)), oneLine(s.Summary))
+			s.Frames, byteCount(s.InBytes), byteCount(s.OutBytes), dash(oneLine(s.Identity)), dash(oneLine(where)), oneLine(s.Summary))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return log.indexErr()
+}
+
+// byteCount prints a count the records may not hold as "-".
+func byteCount(n *int64) string {
+	if n == nil {
+		return "-"
+	}
+	return recorder.ByteCount(*n)
 }
 
 func dash(s string) string {

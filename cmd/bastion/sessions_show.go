@@ -136,23 +136,24 @@ func runSessionsShow(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	list, err := listSessions(ctx, snap, &sessionFilter{})
-	if err != nil {
-		return err
+	var end *recorder.Leaf
+	if rec.End != nil {
+		end = rec.End.Leaf
 	}
-	var row sessionJSON
-	for _, s := range list {
-		if s.ID == id.String() {
-			row = s
-		}
-	}
-	out := showJSON(row, rec, sum)
+	out := showJSON(describeSession(rec.ID, rec.Start.Leaf, end, rec.Frames()), rec, sum)
 	if *asJSON {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(out)
+		if err := enc.Encode(out); err != nil {
+			return err
+		}
+	} else {
+		printShow(e.stdout, out)
 	}
-	printShow(e.stdout, out)
+	if len(rec.Problems) > 0 {
+		return exitCode(1, withHint(fmt.Errorf("session %s does not verify: %d problem(s), shown above", id, len(rec.Problems)),
+			`run "bastion verify --db `+path+`" for every finding`))
+	}
 	return nil
 }
 
@@ -237,6 +238,13 @@ func orEmpty(s []string) []string {
 }
 
 func printShow(w io.Writer, o *showOut) {
+	if len(o.Problems) > 0 {
+		// Said first: nothing below is proven.
+		fmt.Fprintf(w, "SESSION %s DOES NOT VERIFY; shown as stored (--force), nothing below is proven:\n", o.ID)
+		for _, p := range o.Problems {
+			fmt.Fprintf(w, "  - %s\n", oneLine(p))
+		}
+	}
 	fmt.Fprintf(w, "session %s\n", o.ID)
 	fmt.Fprintf(w, "  state:      %s\n", o.State)
 	fmt.Fprintf(w, "  started:    %s\n", o.Started.Format(time.RFC3339Nano))
@@ -371,16 +379,13 @@ func runSessionsSearch(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return exitCode(2, err)
 	}
-	snap, st, _, err := openSnapshot(ctx, e, *db)
-	if err != nil {
-		return exitCode(2, err)
-	}
-	defer st.Close()
-	defer snap.Close()
-	list, err := listSessions(ctx, snap, &f)
+	log, err := readLog(ctx, e, *keyFile, *db, nil)
 	if err != nil {
 		return err
 	}
+	defer log.Close()
+	snap := log.snap
+	list := listSessions(log.Log, &f)
 	hits := []hitJSON{}
 	broken := 0
 	for _, s := range list {
@@ -436,7 +441,7 @@ func runSessionsSearch(ctx context.Context, e *env, args []string) error {
 	if broken > 0 {
 		return withHint(fmt.Errorf("%d session(s) do not verify and were not searched", broken), `run "bastion verify" for the findings`)
 	}
-	return nil
+	return log.indexErr()
 }
 
 // around cuts s to at most maxContext bytes around the match loc.

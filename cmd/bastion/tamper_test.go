@@ -225,12 +225,13 @@ func TestVerifyTamperMatrix(t *testing.T) {
 				tamperExec(t, db, `DELETE FROM frames WHERE session = ?`, s2.num)
 				tamperExec(t, db, `DELETE FROM sessions WHERE num = ?`, s2.num)
 			},
-			code: 1, where: "session " + s2.id, leaf: s2.startLeaf, what: "its frames are missing",
+			code: 1, where: fmt.Sprintf("leaf %d (session-start of session %s)", s2.startLeaf, s2.id), leaf: s2.startLeaf,
+			what: "no row of the sessions table maps this session to a number (deleted)",
 		},
 		{
 			name: "session inserted",
 			tamper: func(t *testing.T, db *sql.Tx) {
-				tamperExec(t, db, `INSERT INTO sessions (num, id, start_leaf, started_ns, summary) VALUES (99, ?, 0, 0, 'sh')`, fakeID[:])
+				tamperExec(t, db, `INSERT INTO sessions (num, id, start_leaf) VALUES (99, ?, 0)`, fakeID[:])
 				tamperExec(t, db, `INSERT INTO frames (session, seq, kind, channel, mono_ns, wall_ns, payload, chain)
 					SELECT 99, seq, kind, channel, mono_ns, wall_ns, payload, chain FROM frames WHERE session = ?`, s2.num)
 			},
@@ -297,7 +298,12 @@ func TestVerifyTamperMatrix(t *testing.T) {
 				}
 				tamperFlipSignature(t, db, `head`, `one = ?`, 1)
 			},
-			code: 1, where: "journal", leaf: 0, what: "no valid signed checkpoint",
+			code: 1, where: fmt.Sprintf("checkpoint at tree size %d", fx.published[0]), leaf: fx.treeSize, what: "invalid checkpoint",
+			check: func(t *testing.T, r *tamperReport) {
+				if last := r.Problems[len(r.Problems)-1]; last.Where != "journal" || !strings.Contains(last.What, "no valid signed checkpoint") {
+					t.Errorf("last problem %+v, want the journal as a whole: no valid signed checkpoint", last)
+				}
+			},
 		},
 		{
 			name: "all checkpoints deleted",
@@ -305,8 +311,7 @@ func TestVerifyTamperMatrix(t *testing.T) {
 				tamperExec(t, db, `DELETE FROM checkpoints`)
 				tamperExec(t, db, `DELETE FROM head`)
 			},
-			code: 1, where: "journal", leaf: 0,
-			what: fmt.Sprintf("no valid signed checkpoint: none of its %d leaves is covered by a signature", fx.treeSize),
+			code: 1, where: "head checkpoint", leaf: fx.treeSize, what: "missing: every commit stores one",
 			check: func(t *testing.T, r *tamperReport) {
 				if r.Covered != 0 || r.Uncovered != fx.treeSize || r.Checkpoints != 0 {
 					t.Errorf("covered %d, uncovered %d, valid checkpoints %d; want 0, %d, 0", r.Covered, r.Uncovered, r.Checkpoints, fx.treeSize)

@@ -6,13 +6,16 @@
 //
 // # Sources
 //
-// Everything comes from the journal, read through the same APIs as
-// verification and playback: [recorder.Verify] for the integrity
-// statement, events by name (cert.*, grant.*, ssh.*, serve.*, policy.*,
-// journal.accessed) through the event index, the sessions index for the
-// sessions of the period, and, for those sessions only, their frames,
-// proven against the signed log by [recorder.OpenSession] and summarized by
-// [playback.Describe]. The event names and attributes are those the
+// Everything comes from the journal's signed records, read in one snapshot
+// through the same APIs as verification and playback:
+// [recorder.VerifySnapshot] for the integrity statement; [recorder.ReadLog]
+// up to the latest checkpoint verification found valid, for the events
+// (cert.*, grant.*, ssh.*, serve.*, policy.*, journal.accessed) and the
+// sessions of the period, selected by the times and attributes inside
+// their leaves; and, for those sessions only, their frames, proven against
+// the signed log by [recorder.OpenSession] and summarized by
+// [playback.Describe]. No index column and no listing table decides what
+// the report shows. The event names and attributes are those the
 // packages certauth, bastion and recorder write; docs/evidence.md lists
 // them.
 //
@@ -111,16 +114,28 @@ func Build(ctx context.Context, store storage.Store, opts Options) (*Report, err
 	if opts.To.Before(opts.From) {
 		return nil, fmt.Errorf("evidence: the period ends (%s) before it starts (%s)", opts.To.UTC().Format(time.RFC3339), opts.From.UTC().Format(time.RFC3339))
 	}
-	vr, err := recorder.Verify(ctx, store, recorder.VerifyOptions{Verifier: opts.Verifier})
-	if err != nil {
-		return nil, err
-	}
 	snap, err := store.Snapshot(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer snap.Close()
-	b := &builder{ctx: ctx, snap: snap, opts: opts, bound: vr.TreeSize,
+	vr, err := recorder.VerifySnapshot(ctx, snap, recorder.VerifyOptions{Verifier: opts.Verifier})
+	if err != nil {
+		return nil, err
+	}
+	// The records the report shows are those the latest valid checkpoint
+	// covers; with none, it shows nothing but the verification.
+	log := &recorder.Log{}
+	var logErr error
+	if vr.Latest != "" {
+		log, logErr = recorder.ReadLog(ctx, snap, recorder.ReadLogOptions{
+			Verifier: opts.Verifier, Checkpoint: []byte(vr.Latest), Events: func(string) bool { return true }, Walls: true,
+		})
+		if logErr != nil {
+			log = &recorder.Log{}
+		}
+	}
+	b := &builder{ctx: ctx, snap: snap, log: log, opts: opts, bound: log.Size(),
 		from: opts.From.UnixNano(), to: opts.To.UnixNano(), now: opts.Now.UTC(),
 		certs: map[uint64]*certState{}, grants: map[string]*Grant{}, ids: map[string]*Identity{}}
 	b.targets = map[string]bool{}
@@ -149,7 +164,11 @@ func Build(ctx context.Context, store storage.Store, opts Options) (*Report, err
 	r.Journal.Origin = opts.Verifier.Name()
 	r.Summary.Exceptions, r.Summary.OpenItems = []Finding{}, []Finding{}
 	for _, p := range vr.Problems {
-		r.Verification.Problems = append(r.Verification.Problems, Problem(p))
+		r.Verification.Problems = append(r.Verification.Problems, Problem{Leaf: p.Leaf, Where: p.Where, What: p.What})
+	}
+	if logErr != nil && len(r.Verification.Problems) == 0 {
+		r.Verification.Intact = false
+		r.Verification.Problems = append(r.Verification.Problems, Problem{Leaf: -1, Where: "log", What: logErr.Error()})
 	}
 	if opts.VerifyOutput != nil {
 		r.Verification.Output = opts.VerifyOutput(vr)
@@ -169,9 +188,10 @@ func Build(ctx context.Context, store storage.Store, opts Options) (*Report, err
 type builder struct {
 	ctx      context.Context
 	snap     storage.Snapshot
+	log      *recorder.Log // the verified leaves the report reads
 	opts     Options
 	r        *Report
-	bound    int64 // leaves at or past it were not verified: not read
+	bound    int64 // leaves at or past it are not in log: not read
 	from, to int64 // the period, in Unix nanoseconds
 	now      time.Time
 	targets  map[string]bool
@@ -203,14 +223,10 @@ func (b *builder) targetInScope(t string) bool { return len(b.targets) == 0 || b
 // events calls fn for the verified event leaves named name, in index
 // order.
 func (b *builder) events(name string, fn func(idx int64, l *recorder.Leaf)) error {
-	err := recorder.Events(b.ctx, b.snap, name, 0, func(idx int64, l *recorder.Leaf) error {
-		if idx < b.bound {
-			fn(idx, l)
+	for _, e := range b.log.Events {
+		if e.Leaf.Event == name {
+			fn(e.Index, e.Leaf)
 		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("evidence: read %s events: %w", name, err)
 	}
 	return nil
 }
@@ -230,36 +246,38 @@ func (b *builder) checkpoint() error {
 		return fmt.Errorf("evidence: read checkpoints: %w", err)
 	}
 	var pick *storage.Checkpoint
+	var pickAt int64
 	for i := range kept {
 		c := &kept[i]
-		if c.TreeSize > b.bound {
+		if c.TreeSize > b.bound || c.TreeSize < 1 {
 			break
 		}
-		if b.inPeriod(c.CreatedNS) {
-			b.r.Custody.Checkpoints = append(b.r.Custody.Checkpoints, CheckpointRef{Size: c.TreeSize, Created: time.Unix(0, c.CreatedNS).UTC()})
+		// A checkpoint is as old as the last leaf it covers, which is
+		// signed; the row's own time is not.
+		if oc, err := recorder.OpenCheckpoint(c.Note, b.opts.Verifier); err != nil || oc.Size != c.TreeSize {
+			continue
 		}
-		if pick == nil && c.CreatedNS >= b.to {
-			if _, err := recorder.OpenCheckpoint(c.Note, b.opts.Verifier); err == nil {
-				pick = c
-				b.r.Checkpoint.Why = "the first checkpoint kept at or after the end of the period: it covers every record of the period"
-			}
+		at := b.log.WallNS(c.TreeSize - 1)
+		if b.inPeriod(at) {
+			b.r.Custody.Checkpoints = append(b.r.Custody.Checkpoints, CheckpointRef{Size: c.TreeSize, Created: time.Unix(0, at).UTC()})
+		}
+		if pick == nil && at >= b.to {
+			pick, pickAt = c, at
+			b.r.Checkpoint.Why = "the first checkpoint kept at or after the end of the period: it covers every record of the period"
 		}
 	}
 	if pick == nil {
-		head, err := b.snap.Head(b.ctx)
-		if err != nil {
-			return fmt.Errorf("evidence: read the head checkpoint: %w", err)
-		}
-		if head == nil {
-			b.r.Checkpoint.Why = "the journal has no signed checkpoint"
+		if b.log.Size() == 0 {
+			b.r.Checkpoint.Why = "the journal has no valid signed checkpoint"
 			return nil
 		}
-		pick = head
-		b.r.Checkpoint.Why = "the journal's head: no checkpoint was kept after the end of the period yet, and the head covers every record"
+		pick = &storage.Checkpoint{TreeSize: b.log.Size(), Note: b.log.Note}
+		pickAt = b.log.WallNS(b.log.Size() - 1)
+		b.r.Checkpoint.Why = "the latest valid checkpoint: none was kept after the end of the period yet, and it covers every record the report reads"
 	}
 	b.r.Checkpoint.Note = string(pick.Note)
 	b.r.Checkpoint.Size = pick.TreeSize
-	b.r.Checkpoint.Created = time.Unix(0, pick.CreatedNS).UTC()
+	b.r.Checkpoint.Created = time.Unix(0, pickAt).UTC()
 	if c, err := recorder.OpenCheckpoint(pick.Note, b.opts.Verifier); err == nil {
 		b.r.Checkpoint.Size = c.Size
 		b.r.Checkpoint.Root = base64.StdEncoding.EncodeToString(c.Root[:])
@@ -384,28 +402,22 @@ func grantEnd(g *Grant) (time.Time, bool) {
 	return time.Time{}, false
 }
 
-// readSessions reads the sessions active in the period, and their frames.
+// readSessions reads the sessions active in the period, by the times of
+// their signed start and end leaves, and their frames.
 func (b *builder) readSessions() error {
-	rows, err := b.snap.Sessions(b.ctx)
-	if err != nil {
-		return fmt.Errorf("evidence: read sessions: %w", err)
-	}
-	for _, row := range rows {
-		if row.StartLeaf >= b.bound || len(row.ID) != recorder.SessionIDSize {
+	for _, ls := range b.log.Sessions {
+		var end int64
+		if ls.End != nil {
+			end = ls.End.WallNS
+		}
+		if !b.overlaps(ls.Start.WallNS, end) {
 			continue
 		}
-		end := row.EndedNS
-		if row.EndLeaf >= b.bound {
-			end = 0
-		}
-		if !b.overlaps(row.StartedNS, end) {
-			continue
-		}
-		s, err := b.session(row)
+		s, err := b.session(ls)
 		if err != nil {
 			return err
 		}
-		if s == nil || !b.targetInScope(s.Target) {
+		if !b.targetInScope(s.Target) {
 			continue
 		}
 		if s.Rule != "" && s.Grant == "" {
@@ -424,34 +436,16 @@ func (b *builder) readSessions() error {
 	return nil
 }
 
-// leaf reads and parses the leaf at idx.
-func (b *builder) leaf(idx int64) (*recorder.Leaf, error) {
-	var out *recorder.Leaf
-	err := b.snap.Leaves(b.ctx, idx, idx+1, func(sl storage.Leaf) error {
-		l, err := recorder.ParseLeaf(sl.Data)
-		out = l
-		return err
-	})
-	if err == nil && out == nil {
-		err = fmt.Errorf("no leaf %d", idx)
-	}
-	return out, err
-}
-
 // session reads one session: its start and end leaves, and its frames,
-// proven against the signed log. It returns nil for a session whose start
-// leaf is unreadable: verification reports it.
-func (b *builder) session(row storage.Session) (*Session, error) {
-	start, err := b.leaf(row.StartLeaf)
-	if err != nil || start.Type != recorder.LeafSessionStart {
-		return nil, nil
-	}
+// proven against the signed log.
+func (b *builder) session(ls *recorder.LogSession) (*Session, error) {
+	start := ls.Start
 	a := start.Attrs
 	id := uuid.UUID(start.Session).String()
 	s := &Session{
 		ID: id, Kind: a["kind"], Request: a["request"], Identity: a["identity"], Serial: a["serial"], Target: a["target"],
 		Login: a["login"], Client: a["client"], Route: a["route"], Rule: a["policy.rule"], Grant: a["policy.grant"],
-		Started: wall(start), StartLeaf: row.StartLeaf, EndLeaf: -1, Commands: []Command{}, Masked: map[string]int64{},
+		Started: wall(start), StartLeaf: ls.StartIndex, EndLeaf: -1, Commands: []Command{}, Masked: map[string]int64{},
 	}
 	if s.Kind == "" {
 		s.Kind = "ssh"
@@ -475,13 +469,11 @@ func (b *builder) session(row storage.Session) (*Session, error) {
 			s.GrantEnd = &t
 		}
 	}
-	if row.EndLeaf >= 0 && row.EndLeaf < b.bound {
-		if end, err := b.leaf(row.EndLeaf); err == nil && end.Type == recorder.LeafSessionEnd {
-			t := wall(end)
-			s.Ended, s.EndLeaf = &t, row.EndLeaf
-			s.EndReason, s.EndDetail = end.Attrs["reason"], end.Attrs["detail"]
-			s.ExitStatus, s.ExitSignal = end.Attrs["exit-status"], end.Attrs["exit-signal"]
-		}
+	if end := ls.End; end != nil {
+		t := wall(end)
+		s.Ended, s.EndLeaf = &t, ls.EndIndex
+		s.EndReason, s.EndDetail = end.Attrs["reason"], end.Attrs["detail"]
+		s.ExitStatus, s.ExitSignal = end.Attrs["exit-status"], end.Attrs["exit-signal"]
 	}
 	rec, err := recorder.OpenSession(b.ctx, b.snap, recorder.SessionID(start.Session), recorder.OpenOptions{Verifier: b.opts.Verifier})
 	if err != nil {

@@ -109,7 +109,7 @@ func writeFixture(t testing.TB, path string) {
 	ms := time.Millisecond
 	// An interactive shell: typing echoed, a UTF-8 character split
 	// between two reads, a resize, a masked card number, a long idle.
-	record(0, recorder.SessionInfo{Summary: "bash", Attrs: recorder.Attrs{
+	record(0, recorder.SessionInfo{Attrs: recorder.Attrs{
 		"kind": "record", "command": "bash", "user": "alice", "host": "build-1", "term": "xterm-256color", "cwd": "/home/alice",
 	}}, []step{
 		{0, recorder.KindResize, string(recorder.ResizePayload(80, 24))},
@@ -137,7 +137,7 @@ func writeFixture(t testing.TB, path string) {
 	}
 	// An SSH exec session: output, stderr with a byte that is not UTF-8,
 	// exit status 1.
-	record(12*time.Second, recorder.SessionInfo{Summary: "uname -a", Attrs: recorder.Attrs{
+	record(12*time.Second, recorder.SessionInfo{Attrs: recorder.Attrs{
 		"kind": "ssh", "request": "exec", "identity": "agent@ci", "serial": "7", "login": "deploy", "target": "db1",
 		"client": "192.0.2.7:50022", "route": "jump",
 	}}, []step{

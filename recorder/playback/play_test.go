@@ -40,7 +40,7 @@ func bigRecording(t testing.TB, path string, size int) (recorder.SessionID, int)
 		t.Fatal(err)
 	}
 	defer j.Close()
-	s, err := j.StartSession(ctx, recorder.SessionInfo{Summary: "big"})
+	s, err := j.StartSession(ctx, recorder.SessionInfo{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +187,7 @@ func TestPlayFollow(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer j.Close()
-	s, err := j.StartSession(ctx, recorder.SessionInfo{Summary: "live"})
+	s, err := j.StartSession(ctx, recorder.SessionInfo{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,7 +244,7 @@ func BenchmarkFollowLatency(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer j.Close()
-	s, err := j.StartSession(ctx, recorder.SessionInfo{Summary: "live"})
+	s, err := j.StartSession(ctx, recorder.SessionInfo{})
 	if err != nil {
 		b.Fatal(err)
 	}
