@@ -101,7 +101,7 @@ func checkOwnSignature(msg []byte, v note.Verifier) error {
 			continue
 		}
 		raw, err := base64.StdEncoding.DecodeString(l.sig)
-		if err != nil || len(raw) < 4 || binary.BigEndian.Uint32(raw) != v.KeyHash() {
+		if err != nil || len(raw) < 5 || binary.BigEndian.Uint32(raw) != v.KeyHash() {
 			continue // another key's line, or one no key can have written
 		}
 		own++

@@ -18,23 +18,24 @@ var ErrNoCheckpoint = errors.New("recorder: the journal has no checkpoint yet")
 // covers every leaf, and its root is the root of the leaves as stored
 // ([ReadLog]). A checkpoint handed out for safekeeping must not be one an
 // attacker chose. It reads the leaves, not the frames: "bastion verify"
-// checks those.
-func LatestCheckpoint(ctx context.Context, store storage.Store, v note.Verifier) ([]byte, Checkpoint, error) {
+// checks those. The log it read comes with it: Log.Note is the checkpoint,
+// and Log.IndexProblems says whether the index beside the leaves matches.
+func LatestCheckpoint(ctx context.Context, store storage.Store, v note.Verifier) (*Log, error) {
 	snap, err := store.Snapshot(ctx)
 	if err != nil {
-		return nil, Checkpoint{}, err
+		return nil, err
 	}
 	defer snap.Close()
 	head, err := snap.Head(ctx)
 	if err != nil {
-		return nil, Checkpoint{}, fmt.Errorf("recorder: read head checkpoint: %w", err)
+		return nil, fmt.Errorf("recorder: read head checkpoint: %w", err)
 	}
 	if n, err := snap.TreeSize(ctx); err == nil && head == nil && n == 0 {
-		return nil, Checkpoint{}, ErrNoCheckpoint
+		return nil, ErrNoCheckpoint
 	}
 	log, err := ReadLog(ctx, snap, ReadLogOptions{Verifier: v})
 	if err != nil {
-		return nil, Checkpoint{}, fmt.Errorf("recorder: %w", err)
+		return nil, fmt.Errorf("recorder: %w", err)
 	}
-	return log.Note, log.Checkpoint, nil
+	return log, nil
 }

@@ -148,6 +148,7 @@ func ReadLog(ctx context.Context, snap storage.Snapshot, opts ReadLogOptions) (*
 		return nil, fmt.Errorf("recorder: read the log: %w", err)
 	}
 	note := opts.Checkpoint
+	var headNS int64 = -1 // the head row's created_ns, checked once the leaves are read
 	if note == nil {
 		head, err := snap.Head(ctx)
 		if err != nil {
@@ -170,6 +171,7 @@ func ReadLog(ctx context.Context, snap storage.Snapshot, opts ReadLogOptions) (*
 		if c.Size < count {
 			return nil, broken(count, fmt.Sprintf("leaves %d..%d", c.Size, count-1), "not covered by the head checkpoint (size %d)", c.Size)
 		}
+		headNS = head.CreatedNS
 	}
 	c, err := OpenCheckpoint(note, opts.Verifier)
 	if err != nil {
@@ -219,6 +221,11 @@ func ReadLog(ctx context.Context, snap storage.Snapshot, opts ReadLogOptions) (*
 		}
 		if opts.Walls {
 			log.walls = append(log.walls, l.WallNS)
+		}
+		if next+1 == c.Size && headNS >= 0 && headNS != l.WallNS {
+			// The next commit replaces the head row: its time must be
+			// checked now, or a writer would erase the change.
+			log.indexProblem(count, "head checkpoint", "created_ns is %d, but the last leaf it covers (%d) was committed at %d", headNS, next, l.WallNS)
 		}
 		where := leafWhere(next, l)
 		s, problem := rules.add(next, l)

@@ -201,7 +201,7 @@ func (v *verifier) run() error {
 	if err := v.leaves(); err != nil {
 		return err
 	}
-	signedByKey, err := v.checkpoints()
+	rows, signedByKey, err := v.checkpoints()
 	if err != nil {
 		return err
 	}
@@ -209,9 +209,13 @@ func (v *verifier) run() error {
 	// names the log, and a journal that does not verify under it fails,
 	// whether the key is wrong or the journal was replaced. When no
 	// checkpoint carries the key's signature, say which key signed them.
-	if signedByKey == 0 && v.foreignKey != "" {
+	if rows > 0 && signedByKey == 0 {
+		by := "no key at all (no well-formed signature line)"
+		if v.foreignKey != "" {
+			by = v.foreignKey
+		}
 		v.problem(-1, "journal", "no checkpoint is signed by the key given (%s, key hash %08x); they are signed by %s: either the key is not this journal's, or its checkpoints were replaced",
-			v.r.Origin, v.opts.Verifier.KeyHash(), v.foreignKey)
+			v.r.Origin, v.opts.Verifier.KeyHash(), by)
 	}
 	if f := meta[MetaFormat]; f != FormatVersion {
 		v.problem(-1, "journal metadata", "format is %q, want %q (the records are checked as %s)", f, FormatVersion, FormatVersion)
@@ -272,7 +276,7 @@ func (v *verifier) leaves() error {
 			if sl.Index > next {
 				v.problem(next, fmt.Sprintf("leaf %d", next), "missing: the log jumps from leaf %d to leaf %d (deleted)", next-1, sl.Index)
 			} else {
-				v.problem(sl.Index, fmt.Sprintf("leaf %d", sl.Index), "stored out of order")
+				v.problem(next, fmt.Sprintf("leaf %d", next), "a row with index %d stands where leaf %d belongs", sl.Index, next)
 			}
 			return errStopLeaves
 		}
@@ -366,9 +370,9 @@ func (v *verifier) leaf(idx int64, sl storage.Leaf) {
 }
 
 // checkpoints checks every stored checkpoint's signature, root and time.
-// It returns how many carry a signature line by the auditor's key, valid
-// or not.
-func (v *verifier) checkpoints() (int, error) {
+// It returns how many rows it checked, and how many carry a signature line
+// by the auditor's key, valid or not.
+func (v *verifier) checkpoints() (int, int, error) {
 	published, err := v.snap.Published(v.ctx)
 	if err != nil {
 		v.problem(v.r.TreeSize, "checkpoints", "unreadable: %v", err)
@@ -427,7 +431,7 @@ func (v *verifier) checkpoints() (int, error) {
 		}
 		root, err := v.tree.root(c.Size)
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		if root != c.Root {
 			if first := v.firstChangedLeaf(validBelow, c.Size); first < c.Size {
@@ -440,7 +444,7 @@ func (v *verifier) checkpoints() (int, error) {
 		// The row's time is the wall time of the last leaf it covers:
 		// they are written in the same commit.
 		if w := v.wall[c.Size-1]; sc.CreatedNS != w {
-			v.problem(v.r.TreeSize, sc.where, "created_ns is %d, but the last leaf it covers (%d) was committed at %d", sc.CreatedNS, c.Size-1, w)
+			v.indexProblem(v.r.TreeSize, sc.where, "created_ns is %d, but the last leaf it covers (%d) was committed at %d", sc.CreatedNS, c.Size-1, w)
 		}
 		v.r.Checkpoints++
 		validBelow = c.Size
@@ -453,7 +457,7 @@ func (v *verifier) checkpoints() (int, error) {
 		v.r.Covered = v.latest.Size
 		v.r.Latest = string(latestNote)
 	}
-	return signedByKey, nil
+	return len(all), signedByKey, nil
 }
 
 // uncovered reports the leaves no valid checkpoint (or the kept one)
@@ -481,7 +485,7 @@ func noteSigners(msg []byte) map[string]bool {
 	out := map[string]bool{}
 	lines, _ := signatureLines(msg)
 	for _, l := range lines {
-		if raw, err := base64.StdEncoding.DecodeString(l.sig); err == nil && len(raw) >= 4 {
+		if raw, err := base64.StdEncoding.DecodeString(l.sig); err == nil && len(raw) >= 5 {
 			out[fmt.Sprintf("%s %08x", l.name, binary.BigEndian.Uint32(raw))] = true
 		}
 	}

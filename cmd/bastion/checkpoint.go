@@ -28,8 +28,10 @@ which catches truncation and the restore of an older copy.
 
 Before printing it, checkpoint checks it as an auditor would: its signature
 verifies with the journal's public key, and it commits to exactly the
-leaves the journal holds. It never hands out a checkpoint that does not
-match the journal.
+leaves the journal holds, every one read and hashed. It never hands out a
+checkpoint that does not match the journal (exit 1). If the index beside
+the leaves was changed, the checkpoint is still printed (it is the key's,
+and proves the leaves), but that is said on stderr and it exits 1.
 
 Flags:
     --db FILE    the journal (default: journal.db in the home directory)
@@ -63,14 +65,19 @@ func runCheckpoint(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer st.Close()
-	note, _, err := recorder.LatestCheckpoint(ctx, st, v)
+	log, err := recorder.LatestCheckpoint(ctx, st, v)
 	if errors.Is(err, recorder.ErrNoCheckpoint) {
 		return withHint(fmt.Errorf("the journal at %s has no checkpoint yet", path), "a checkpoint is signed as soon as a session is recorded")
 	}
 	if err != nil {
-		return withHint(fmt.Errorf("journal %s: %w", path, err),
-			"a checkpoint that does not match the journal is never handed out; run \"bastion verify\" to find out why")
+		return exitCode(1, withHint(fmt.Errorf("journal %s: %w", path, err),
+			"a checkpoint that does not match the journal is never handed out; run \"bastion verify\" to find out why"))
 	}
-	_, err = e.stdout.Write(note)
-	return err
+	for _, p := range log.IndexProblems {
+		fmt.Fprintf(e.stderr, "bastion: warning: the journal's index does not match its signed records: %s: %s\n", oneLine(p.Where), oneLine(p.What))
+	}
+	if _, err := e.stdout.Write(log.Note); err != nil {
+		return err
+	}
+	return (&verifiedLog{Log: log, path: path}).indexErr()
 }

@@ -477,6 +477,10 @@ func (b *builder) session(ls *recorder.LogSession) (*Session, error) {
 	}
 	rec, err := recorder.OpenSession(b.ctx, b.snap, recorder.SessionID(start.Session), recorder.OpenOptions{Verifier: b.opts.Verifier})
 	if err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			s.Problem = "its frames cannot be read: the sessions table has no row for it"
+			return s, nil
+		}
 		if errors.Is(err, recorder.ErrSessionBroken) {
 			s.Problem = err.Error()
 			return s, nil
