@@ -132,6 +132,7 @@ type (
 		RootBase64 string `json:"root_base64"`
 	}
 	checkpointVec struct {
+		Comment string `json:"comment,omitempty"`
 		Size    int64  `json:"size"`
 		RootHex string `json:"root_hex"`
 		Note    string `json:"note"`
@@ -187,9 +188,26 @@ func vectorSessions(tb testing.TB) []vectorSession {
 	}}
 }
 
+// vectorBytes is what a session-end leaf counts: the payload bytes of the
+// input frames, and of the output and stderr frames, in decimal.
+func vectorBytes(s vectorSession) (in, out string) {
+	var i, o int
+	for _, f := range s.frames {
+		switch f.Kind {
+		case recorder.KindInput:
+			i += len(f.Payload)
+		case recorder.KindOutput, recorder.KindStderr:
+			o += len(f.Payload)
+		}
+	}
+	return strconv.Itoa(i), strconv.Itoa(o)
+}
+
 // vectorLeaves lays the sessions out in the log as the writer would:
 // starts, segments committed in batches, ends, and an audit event.
 func vectorLeaves(s []vectorSession, heads [][]recorder.Hash) []*recorder.Leaf {
+	aIn, aOut := vectorBytes(s[0])
+	bIn, bOut := vectorBytes(s[1])
 	a, b := s[0].id, s[1].id
 	seg := func(wall int64, i int, first, last uint64) *recorder.Leaf {
 		return &recorder.Leaf{Type: recorder.LeafSegment, WallNS: wall, Session: s[i].id, First: first, Last: last, Head: heads[i][last]}
@@ -225,12 +243,16 @@ func vectorLeaves(s []vectorSession, heads [][]recorder.Hash) []*recorder.Leaf {
 		seg(t(4100), 0, 5, 8),
 		{Type: recorder.LeafSessionEnd, WallNS: t(4100), Session: a, Last: 8, Head: heads[0][8], Attrs: recorder.Attrs{
 			"exit-status": "0",
+			"in-bytes":    aIn,
+			"out-bytes":   aOut,
 			"reason":      "exited",
 		}},
 		seg(t(62100), 1, 3, 6),
 		{Type: recorder.LeafSessionEnd, WallNS: t(62100), Session: b, Last: 6, Head: heads[1][6], Attrs: recorder.Attrs{
-			"detail": "grant g-42 expired",
-			"reason": "killed",
+			"detail":    "grant g-42 expired",
+			"in-bytes":  bIn,
+			"out-bytes": bOut,
+			"reason":    "killed",
 		}},
 	}
 }
@@ -301,7 +323,40 @@ func buildJournalVectors(tb testing.TB) *vectorFile {
 		}
 		vf.Checkpoints = append(vf.Checkpoints, checkpointVec{Size: n, RootHex: hex.EncodeToString(roots[n-1][:]), Note: string(msg)})
 	}
+	// The last checkpoint again, cosigned: by a witness, and by another
+	// key that has the log's name (a different key hash). Both lines are
+	// other keys': the note is valid with exactly the log's own line.
+	last := vf.Checkpoints[len(vf.Checkpoints)-1]
+	cosigned := []byte(last.Note)
+	for _, skey := range []string{vectorsWitnessKey, vectorsImpostorKey} {
+		cosigned = cosign(tb, cosigned, skey)
+	}
+	vf.Checkpoints = append(vf.Checkpoints, checkpointVec{
+		Comment: "the same checkpoint with two more signature lines: a witness's, and one by another key of the same name " +
+			"(key hash 80517c98): signed notes identify a key by name and key hash, so both are other keys' and are ignored",
+		Size: last.Size, RootHex: last.RootHex, Note: string(cosigned),
+	})
 	return vf
+}
+
+// vectorsWitnessKey is a TEST KEY of a witness, for the cosigned
+// checkpoint vector.
+const vectorsWitnessKey = "PRIVATE+KEY+witness.example/w1+f7aefaa0+AeH/1xZ+saxwC0mzEsPZKqE4VozXJ2RyhEeF/X8fwXFK"
+
+// cosign appends a signature line by skey to a signed note.
+func cosign(tb testing.TB, msg []byte, skey string) []byte {
+	tb.Helper()
+	s, err := note.NewSigner(skey)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	text := msg[:bytes.LastIndex(msg, []byte("\n\n"))+1]
+	signed, err := note.Sign(&note.Note{Text: string(text)}, s)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	line := signed[bytes.LastIndex(signed, []byte("\n\n"))+2:]
+	return append(bytes.Clone(msg), line...)
 }
 
 var attrsComments = []string{
@@ -718,8 +773,9 @@ func checkCheckpointVectors(t *testing.T, vf *vectorFile) {
 			hex.EncodeToString(c.Root[:]) != cv.RootHex || cv.RootHex != vf.Tree[c.Size-1].RootHex {
 			t.Errorf("checkpoint at size %d: signs size %d root %x, not the tree's", cv.Size, c.Size, c.Root)
 		}
-		// Signatures are deterministic: re-signing gives the same bytes.
-		if re, err := recorder.SignCheckpoint(c, key.Signer); err != nil || string(re) != cv.Note {
+		// Signatures are deterministic: re-signing gives the same bytes
+		// (the log's own line comes first).
+		if re, err := recorder.SignCheckpoint(c, key.Signer); err != nil || !strings.HasPrefix(cv.Note, string(re)) {
 			t.Errorf("checkpoint at size %d: re-signs to %q (%v)", cv.Size, re, err)
 		}
 	}
@@ -859,6 +915,19 @@ func malformedCases(tb testing.TB) []malformedCase {
 	add("checkpoint", "size changed after signing", "verify signatures", bytes.Replace(good, []byte("\n9\n"), []byte("\n8\n"), 1))
 	add("checkpoint", "no signature", "verify signatures", []byte(body(vectorsOrigin, "9", root64)+"\n"))
 	add("checkpoint", "CRLF line endings", "verify signatures", bytes.ReplaceAll(good, []byte("\n"), []byte("\r\n")))
+	ownLine := good[bytes.LastIndex(good, []byte("\n\n"))+2:]
+	add("checkpoint", "the key's signature line twice", "2 signature lines by the key", append(bytes.Clone(good), ownLine...))
+	// 68 bytes of key hash and signature: the last base64 digit before
+	// the padding carries 2 unused bits.
+	nonCanonSig := bytes.Clone(good)
+	nonCanonSig[len(nonCanonSig)-3]++
+	add("checkpoint", "the key's signature in non-canonical base64 (unused bits set)", "not canonical base64", nonCanonSig)
+	many := bytes.Clone(good)
+	witness := cosign(tb, good, vectorsWitnessKey)
+	for range 100 {
+		many = append(many, witness[len(good):]...)
+	}
+	add("checkpoint", "101 signature lines (at most 100)", "verify signatures", many)
 
 	for i := range cases {
 		cases[i].InputHex = hex.EncodeToString(cases[i].input)
@@ -933,5 +1002,83 @@ func TestMalformedVectors(t *testing.T) {
 				t.Errorf("rejected for another reason than the case is about: %v (want %q)", err, cases[i].want)
 			}
 		})
+	}
+}
+
+// payloadsPath holds frame payloads that pass or break the payload rules
+// of section 4.2.
+const payloadsPath = "../testdata/vectors/payloads.json"
+
+type payloadCase struct {
+	Name       string `json:"name"`
+	Kind       uint8  `json:"kind"`
+	PayloadHex string `json:"payload_hex"`
+	Valid      bool   `json:"valid"`
+}
+
+type payloadsFile struct {
+	Comment string        `json:"comment"`
+	Spec    string        `json:"spec"`
+	Cases   []payloadCase `json:"cases"`
+}
+
+func payloadCases(tb testing.TB) []payloadCase {
+	tb.Helper()
+	attrs := func(a recorder.Attrs) []byte {
+		b, err := recorder.EncodeAttrs(a)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return b
+	}
+	var out []payloadCase
+	add := func(name string, k recorder.Kind, p []byte, valid bool) {
+		out = append(out, payloadCase{Name: name, Kind: uint8(k), PayloadHex: hex.EncodeToString(p), Valid: valid})
+	}
+	add("input: any bytes, invalid UTF-8 included", recorder.KindInput, []byte{0xff, 0x00, 0x1b, '['}, true)
+	add("output: empty", recorder.KindOutput, []byte{}, true)
+	add("stderr: any bytes", recorder.KindStderr, []byte("\xfe\xff"), true)
+	add("resize: 8 bytes", recorder.KindResize, recorder.ResizePayload(80, 24), true)
+	add("resize: zero columns and rows", recorder.KindResize, recorder.ResizePayload(0, 0), true)
+	add("resize: 7 bytes", recorder.KindResize, recorder.ResizePayload(80, 24)[:7], false)
+	add("resize: 9 bytes", recorder.KindResize, append(recorder.ResizePayload(80, 24), 0), false)
+	add("exec: any bytes", recorder.KindExec, []byte("psql -c 'select 1'\x00"), true)
+	add("exit: status", recorder.KindExit, attrs(recorder.Attrs{"status": "0"}), true)
+	add("exit: an empty list (keys are not checked)", recorder.KindExit, attrs(nil), true)
+	add("exit: key Status (uppercase is not in the key alphabet)", recorder.KindExit, rawAttrs("Status", "0"), false)
+	add("exit: a byte after the list", recorder.KindExit, append(attrs(recorder.Attrs{"status": "0"}), 0), false)
+	add("exit: not an attribute list", recorder.KindExit, []byte("0"), false)
+	add("signal: any bytes", recorder.KindSignal, []byte("KILL"), true)
+	add("subsystem: attributes", recorder.KindSubsystem, attrs(recorder.Attrs{"name": "sftp", "op": "open", "path": "/etc/passwd"}), true)
+	add("subsystem: keys out of order", recorder.KindSubsystem, rawAttrs("path", "/", "name", "sftp"), false)
+	add("mask: attributes", recorder.KindMask, attrs(recorder.Attrs{"count": "1", "detector": "card", "positions": "10+16"}), true)
+	add("mask: empty payload (no count)", recorder.KindMask, []byte{}, false)
+	add("marker: UTF-8 text", recorder.KindMarker, []byte("stdin closed: sent EOF to the command — ok"), true)
+	add("marker: invalid UTF-8", recorder.KindMarker, []byte("bad \xff byte"), false)
+	add("pty: attributes", recorder.KindPTY, attrs(recorder.Attrs{"cols": "80", "rows": "24", "term": "xterm"}), true)
+	add("env: duplicate key", recorder.KindEnv, rawAttrs("lang", "C", "lang", "C"), false)
+	add("kind 0 (reserved)", recorder.Kind(0), []byte("x"), false)
+	add("kind 13 (reserved)", recorder.Kind(13), []byte("x"), false)
+	add("kind 255 (reserved)", recorder.Kind(255), []byte{}, false)
+	return out
+}
+
+func TestPayloadVectors(t *testing.T) {
+	checkGolden(t, payloadsPath, marshalVectors(t, &payloadsFile{
+		Comment: "Frame payloads against the payload rules of docs/journal-format.md, section 4.2: each with its frame kind, " +
+			"and whether a frame of that kind with that payload verifies. See README.md in this directory.",
+		Spec:  "docs/journal-format.md",
+		Cases: payloadCases(t),
+	}))
+	if *update {
+		return
+	}
+	var pf payloadsFile
+	readJSON(t, payloadsPath, &pf)
+	for _, c := range pf.Cases {
+		err := recorder.CheckPayload(recorder.Kind(c.Kind), unhex(t, c.Name, c.PayloadHex))
+		if (err == nil) != c.Valid {
+			t.Errorf("%s: valid %v, but CheckPayload says %v", c.Name, c.Valid, err)
+		}
 	}
 }
