@@ -406,6 +406,7 @@ func (r *SessionRecord) ReadFrames(ctx context.Context, snap storage.Snapshot, f
 	expect := seg.First
 	var held []Frame
 	heldBytes := 0
+	var lastMono int64 // frames read never go back in time, nor below 0
 	stop := errors.New("stop")
 	var failure error
 	problem := func(format string, args ...any) error {
@@ -424,6 +425,17 @@ func (r *SessionRecord) ReadFrames(ctx context.Context, snap storage.Snapshot, f
 			expect = seq
 		}
 		expect++
+		if err := CheckPayload(Kind(sf.Kind), sf.Payload); err != nil {
+			if err := problem("frame %d: %v", seq, err); err != nil {
+				return err
+			}
+		}
+		if sf.MonoNS < lastMono {
+			if err := problem("frame %d: mono_ns %d is before the previous frame's %d (or negative)", seq, sf.MonoNS, lastMono); err != nil {
+				return err
+			}
+		}
+		lastMono = sf.MonoNS
 		f := Frame{Session: r.ID, Seq: seq, Kind: Kind(sf.Kind), Channel: sf.Channel, MonoNS: sf.MonoNS, WallNS: sf.WallNS, Payload: sf.Payload}
 		h := chain.Add(&f)
 		if r.force {

@@ -401,7 +401,7 @@ func TestIntegrityScenarios(t *testing.T) {
 		db := fx.copy(t, func(t *testing.T, tx *sql.Tx) {
 			tamperExec(t, tx, `UPDATE leaves SET event = NULL WHERE event = ?`, recorder.EventJournalAccessed)
 		})
-		wantVerifyFails(t, fx, db, fx.accessed[0], "its event column holds \"\", but the event is journal.accessed")
+		wantVerifyFails(t, fx, db, fx.accessed[0], "its event column is NULL, but the event is journal.accessed")
 		wantListFromRecords(t, fx, db, pristineList)
 		rep := wantEvidenceRed(t, fx, db)
 		if !slices.ContainsFunc(rep.Custody.Accesses, func(a struct {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/google/uuid"
 	"golang.org/x/mod/sumdb/note"
@@ -120,7 +121,7 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 		// The file is there but is not a journal this bastion can read:
 		// a finding about the file, not a failure to run.
 		r := &recorder.Report{Origin: opts.Verifier.Name(), Unterminated: []recorder.SessionSummary{}, Abandoned: []recorder.SessionSummary{},
-			Problems: []recorder.Problem{{Leaf: -1, Where: "journal file", What: err.Error()}}}
+			Problems: []recorder.Problem{{Leaf: -1, Where: "journal file", What: strings.TrimPrefix(err.Error(), "open journal "+path+": ")}}}
 		return printVerify(e, path, key, *asJSON, r)
 	}
 	if err != nil {
