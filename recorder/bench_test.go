@@ -226,3 +226,127 @@ func BenchmarkConcurrentEvents(b *testing.B) {
 	b.ReportMetric(float64(all[len(all)/2].Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(all[len(all)*99/100].Microseconds())/1000, "p99-ms")
 }
+
+// benchLog builds, at path, a journal of sessions sessions laid out as the
+// writer lays them out (a start, eight one-frame segments and an end each,
+// and an audit event: eleven leaves a session), through the storage layer
+// in one commit per session: a log of many leaves without waiting for as
+// many real commits.
+func benchLog(b *testing.B, path string, key *JournalKey, sessions int) int64 {
+	b.Helper()
+	ctx := context.Background()
+	st, err := storage.OpenSQLite(ctx, path, storage.Options{Synchronous: storage.SyncNormal})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.Init(ctx, map[string]string{MetaFormat: FormatVersion, MetaOrigin: key.Signer.Name(), MetaKey: key.VerifierKey}); err != nil {
+		b.Fatal(err)
+	}
+	var tree memTree
+	wall := time.Now().UnixNano()
+	payload := make([]byte, 64)
+	var size int64
+	for n := 1; n <= sessions; n++ {
+		batch := &storage.Batch{HashStart: int64(len(tree.hashes))}
+		id := SessionID{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n), 0x70}
+		leaf := func(l *Leaf, num int64) {
+			wall++
+			l.WallNS = wall
+			data, err := l.Encode()
+			if err != nil {
+				b.Fatal(err)
+			}
+			tree.add(data)
+			batch.Leaves = append(batch.Leaves, storage.Leaf{Index: size, Type: uint8(l.Type), Session: num, Event: l.Event, Data: data})
+			size++
+		}
+		batch.NewSessions = []storage.Session{{Num: int64(n), ID: id[:], StartLeaf: size}}
+		leaf(&Leaf{Type: LeafSessionStart, Session: id, Attrs: Attrs{"kind": "record", "command": "bench"}}, int64(n))
+		c := NewChainer(ChainSeed(id))
+		for seq := uint64(1); seq <= 8; seq++ {
+			f := Frame{Session: id, Seq: seq, Kind: KindOutput, MonoNS: int64(seq), WallNS: wall, Payload: payload}
+			h := c.Add(&f)
+			batch.Frames = append(batch.Frames, storage.Frame{Session: int64(n), Seq: int64(seq), Kind: uint8(KindOutput), MonoNS: f.MonoNS, WallNS: f.WallNS, Payload: payload, Chain: h[:]})
+			leaf(&Leaf{Type: LeafSegment, Session: id, First: seq, Last: seq, Head: h}, int64(n))
+		}
+		leaf(&Leaf{Type: LeafSessionEnd, Session: id, Last: 8, Head: c.Head(), Attrs: Attrs{"reason": "exited", AttrInBytes: "0", AttrOutBytes: "512"}}, int64(n))
+		leaf(&Leaf{Type: LeafEvent, Event: "cert.issued", Attrs: Attrs{"identity": "agent@corp", "serial": fmt.Sprint(size)}}, -1)
+		for _, h := range tree.hashes[batch.HashStart:] {
+			batch.Hashes = append(batch.Hashes, h[:])
+		}
+		root, err := tree.root(size)
+		if err != nil {
+			b.Fatal(err)
+		}
+		note, err := SignCheckpoint(Checkpoint{Origin: key.Signer.Name(), Size: size, Root: root}, key.Signer)
+		if err != nil {
+			b.Fatal(err)
+		}
+		batch.Head = &storage.Checkpoint{TreeSize: size, CreatedNS: wall, Note: note}
+		if n == sessions {
+			batch.Published = []storage.Checkpoint{*batch.Head}
+		}
+		if err := st.Commit(ctx, batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return size
+}
+
+// benchLogSessions makes a log of about 110 000 leaves.
+const benchLogSessions = 10_000
+
+// BenchmarkOpenJournal is what a writer pays to open a journal of 110 000
+// leaves: every leaf read and hashed to the signed root, the index
+// cross-checked, before it signs anything ("bastion play" and "export"
+// open one to record their read).
+func BenchmarkOpenJournal(b *testing.B) {
+	ctx := context.Background()
+	key := testKey(b)
+	path := filepath.Join(b.TempDir(), "j.db")
+	leaves := benchLog(b, path, key, benchLogSessions)
+	st, err := storage.OpenSQLite(ctx, path, storage.Options{Synchronous: storage.SyncNormal})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		j, err := Open(ctx, st, Options{Key: key})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := j.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(leaves)*float64(b.N)/b.Elapsed().Seconds(), "leaves/s")
+}
+
+// BenchmarkReadLog is what "sessions list" and "certs list" pay on the
+// same log: the leaves read and proven, no frame.
+func BenchmarkReadLog(b *testing.B) {
+	ctx := context.Background()
+	key := testKey(b)
+	path := filepath.Join(b.TempDir(), "j.db")
+	leaves := benchLog(b, path, key, benchLogSessions)
+	st, err := storage.OpenSQLite(ctx, path, storage.Options{ReadOnly: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		snap, err := st.Snapshot(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		log, err := ReadLog(ctx, snap, ReadLogOptions{Verifier: key.Verifier})
+		snap.Close()
+		if err != nil || len(log.Sessions) != benchLogSessions || len(log.IndexProblems) != 0 {
+			b.Fatal(err, log)
+		}
+	}
+	b.ReportMetric(float64(leaves)*float64(b.N)/b.Elapsed().Seconds(), "leaves/s")
+}

@@ -227,10 +227,9 @@ func ReadLog(ctx context.Context, snap storage.Snapshot, opts ReadLogOptions) (*
 			// checked now, or a writer would erase the change.
 			log.indexProblem(count, "head checkpoint", "created_ns is %d, but the last leaf it covers (%d) was committed at %d", headNS, next, l.WallNS)
 		}
-		where := leafWhere(next, l)
 		s, problem := rules.add(next, l)
 		if problem != "" {
-			failure = broken(next, where, "%s", problem)
+			failure = broken(next, leafWhere(next, l), "%s", problem)
 			return stop
 		}
 		if s != nil && s.StartIndex == next {
@@ -241,7 +240,7 @@ func ReadLog(ctx context.Context, snap storage.Snapshot, opts ReadLogOptions) (*
 			log.Sessions = append(log.Sessions, s)
 		}
 		if fault := indexFault(sl, l, s); fault != "" {
-			log.indexProblem(next, where, "%s", fault)
+			log.indexProblem(next, leafWhere(next, l), "%s", fault)
 		}
 		if l.Type == LeafEvent && opts.Events != nil && opts.Events(l.Event) {
 			log.Events = append(log.Events, LogEvent{Index: next, Leaf: l})

@@ -15,15 +15,23 @@ type memTree struct {
 	size   int64
 }
 
-// add appends the next leaf's encoding.
-func (t *memTree) add(data []byte) error {
-	hs, err := tlog.StoredHashes(t.size, data, t)
-	if err != nil {
-		return err
+// add appends the next leaf's encoding and returns its leaf hash. It
+// stores what tlog.StoredHashes would: the leaf hash, then the hash of
+// each complete subtree the leaf completes, its left half being the
+// stored hash of the level below.
+func (t *memTree) add(data []byte) tlog.Hash {
+	leaf := tlog.RecordHash(data)
+	h := leaf
+	t.hashes = append(t.hashes, h)
+	n := t.size
+	for level := 0; n&1 == 1; level++ {
+		left := t.hashes[tlog.StoredHashIndex(level, n-1)]
+		h = tlog.NodeHash(left, h)
+		t.hashes = append(t.hashes, h)
+		n >>= 1
 	}
-	t.hashes = append(t.hashes, hs...)
 	t.size++
-	return nil
+	return leaf
 }
 
 // root is the tree hash of the first n leaves.

@@ -280,10 +280,7 @@ func (v *verifier) leaves() error {
 			}
 			return errStopLeaves
 		}
-		if err := v.tree.add(sl.Data); err != nil {
-			return err
-		}
-		v.recordHash = append(v.recordHash, tlog.RecordHash(sl.Data))
+		v.recordHash = append(v.recordHash, v.tree.add(sl.Data))
 		v.wall = append(v.wall, leafWall(sl.Data))
 		v.leaf(next, sl)
 		next++
@@ -350,13 +347,12 @@ func (v *verifier) leaf(idx int64, sl storage.Leaf) {
 		v.problem(idx, fmt.Sprintf("leaf %d", idx), "%v", err)
 		return
 	}
-	where := leafWhere(idx, l)
 	if l.Type == LeafEvent {
 		v.r.Events++
 	}
 	s, problem := v.rules.add(idx, l)
 	if problem != "" {
-		v.problem(idx, where, "%s", problem)
+		v.problem(idx, leafWhere(idx, l), "%s", problem)
 	}
 	if s != nil && s.StartIndex == idx && problem == "" {
 		s.Num = -1
@@ -365,7 +361,7 @@ func (v *verifier) leaf(idx int64, sl storage.Leaf) {
 		}
 	}
 	if fault := indexFault(sl, l, s); fault != "" {
-		v.indexProblem(idx, where, "%s", fault)
+		v.indexProblem(idx, leafWhere(idx, l), "%s", fault)
 	}
 }
 

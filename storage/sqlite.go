@@ -533,11 +533,34 @@ type queryerCtx interface {
 type sqliteSnapshot struct {
 	conn    *sql.Conn
 	version int // the schema version: schema 1 has no leaves.event
+	// stmts are the statements prepared on conn, by their text: a
+	// verifier runs the same queries once per session.
+	stmts map[string]*sql.Stmt
 }
 
 func (s *sqliteSnapshot) Close() error {
+	var errs []error
+	for _, st := range s.stmts {
+		errs = append(errs, st.Close())
+	}
 	_, err := s.conn.ExecContext(context.Background(), "ROLLBACK")
-	return errors.Join(err, s.conn.Close())
+	return errors.Join(append(errs, err, s.conn.Close())...)
+}
+
+// query runs a query through a statement prepared once per snapshot.
+func (s *sqliteSnapshot) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	st := s.stmts[query]
+	if st == nil {
+		var err error
+		if st, err = s.conn.PrepareContext(ctx, query); err != nil {
+			return nil, err
+		}
+		if s.stmts == nil {
+			s.stmts = map[string]*sql.Stmt{}
+		}
+		s.stmts[query] = st
+	}
+	return st.QueryContext(ctx, args...)
 }
 
 func (s *sqliteSnapshot) Meta(ctx context.Context) (map[string]string, error) {
@@ -559,18 +582,20 @@ func (s *sqliteSnapshot) leaves(ctx context.Context, fn func(Leaf) error, where 
 	if s.version < 2 {
 		event = "NULL" // a schema-1 journal, read without migrating
 	}
-	rows, err := s.conn.QueryContext(ctx, "SELECT idx, type, session, "+event+", data FROM leaves "+where, args...)
+	rows, err := s.query(ctx, "SELECT idx, type, session, "+event+", data FROM leaves "+where, args...)
 	if err != nil {
 		return err
 	}
 	defer rows.Close()
+	var data sql.RawBytes
 	for rows.Next() {
 		var l Leaf
 		var typ, session intColumn
 		var ev textColumn
-		if err := rows.Scan(&l.Index, &typ, &session, &ev, &l.Data); err != nil {
+		if err := rows.Scan(&l.Index, &typ, &session, &ev, &data); err != nil {
 			return err
 		}
+		l.Data = data
 		// The index columns are read as they are, for readers to
 		// cross-check against Data: a value the recorder never writes
 		// is reported, not an error that would stop a verifier before
@@ -722,7 +747,7 @@ func (s *sqliteSnapshot) FrameAt(ctx context.Context, session, monoNS int64) (in
 }
 
 func (s *sqliteSnapshot) frames(ctx context.Context, session int64, fn func(*Frame) error, where string, args []any) error {
-	rows, err := s.conn.QueryContext(ctx, "SELECT id, seq, kind, channel, mono_ns, wall_ns, payload, chain FROM frames WHERE session = ?"+where+" ORDER BY seq", append([]any{session}, args...)...)
+	rows, err := s.query(ctx, "SELECT id, seq, kind, channel, mono_ns, wall_ns, payload, chain FROM frames WHERE session = ?"+where+" ORDER BY seq", append([]any{session}, args...)...)
 	if err != nil {
 		return err
 	}
