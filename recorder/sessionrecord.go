@@ -79,6 +79,13 @@ func OpenSession(ctx context.Context, snap storage.Snapshot, id SessionID, opts 
 		return nil, errors.New("recorder: the journal's public key is required")
 	}
 	row, err := snap.SessionByID(ctx, id[:])
+	if errors.Is(err, storage.ErrNotFound) {
+		// No row: either no such session, or its row was deleted. Only
+		// the leaves can tell.
+		if start, ok := findStart(ctx, snap, id); ok {
+			return nil, fmt.Errorf("session %s: %w: the sessions table has no row for it, but leaf %d starts it: the index was changed", uuid.UUID(id), ErrSessionBroken, start)
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("recorder: session %s: %w", uuid.UUID(id), err)
 	}
@@ -128,6 +135,22 @@ func OpenSession(ctx context.Context, snap storage.Snapshot, id SessionID, opts 
 		return r, err
 	}
 	return r, nil
+}
+
+// findStart looks for the start leaf of session id by the leaves'
+// encodings, all of them: what a reader does when the index has no row
+// for the session.
+func findStart(ctx context.Context, snap storage.Snapshot, id SessionID) (int64, bool) {
+	found := int64(-1)
+	stop := errors.New("stop")
+	snap.Leaves(ctx, 0, 1<<62, func(l storage.Leaf) error {
+		if leafOfSession(l.Data, id) && LeafType(l.Data[len(leafMagic)]) == LeafSessionStart {
+			found = l.Index
+			return stop
+		}
+		return nil
+	})
+	return found, found >= 0
 }
 
 // complete makes sure the index hid no leaf of the session. An ended

@@ -80,7 +80,7 @@ func runExport(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer st.Close()
-	if err := checkSessionExists(ctx, st, id, path); err != nil {
+	if err := checkSessionExists(ctx, st, v, id, path); err != nil {
 		return err
 	}
 	recordAccess(ctx, e, path, "export", id, "format", *format)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/playback"
@@ -109,7 +110,7 @@ func runPlay(ctx context.Context, e *env, args []string) error {
 	}
 	defer st.Close()
 	opts.Verifier = v
-	if err := checkSessionExists(ctx, st, id, path); err != nil {
+	if err := checkSessionExists(ctx, st, v, id, path); err != nil {
 		return err
 	}
 	recordAccess(ctx, e, path, "play", id)
@@ -197,14 +198,19 @@ func recordAccessAttrs(ctx context.Context, e *env, path, action, what string, a
 	fmt.Fprintf(e.stderr, "bastion: note: this %s is not recorded in the journal: %s\n", what, why)
 }
 
-// checkSessionExists gives a missing session its own message and hint.
-func checkSessionExists(ctx context.Context, st storage.Store, id uuid.UUID, path string) error {
+// checkSessionExists gives a missing session its own message and hint. A
+// session whose row is missing but whose start leaf is in the log was
+// not recorded elsewhere: its index was changed, and that does not verify.
+func checkSessionExists(ctx context.Context, st storage.Store, v note.Verifier, id uuid.UUID, path string) error {
 	snap, err := st.Snapshot(ctx)
 	if err != nil {
 		return exitCode(2, journalError(err))
 	}
 	defer snap.Close()
 	if _, err := snap.SessionByID(ctx, id[:]); errors.Is(err, storage.ErrNotFound) {
+		if _, err := recorder.OpenSession(ctx, snap, recorder.SessionID(id), recorder.OpenOptions{Verifier: v}); errors.Is(err, recorder.ErrSessionBroken) {
+			return exitCode(1, withHint(err, `run "bastion verify --db `+path+`" for every finding`))
+		}
 		return exitCode(2, withHint(fmt.Errorf("no session %s in %s", id, path), `run "bastion sessions list" to see the sessions`))
 	} else if err != nil {
 		return exitCode(2, err)
