@@ -11,7 +11,9 @@
 # the median of each binary's times, the median of the per-round ratios
 # (new / old), and MB/s of payload.
 #
-# Environment: BENCH_ROUNDS (default 7), BENCH_MIB (default 512), TMPDIR.
+# Environment: BENCH_ROUNDS (default 7), BENCH_MIB (default 512), TMPDIR;
+# BENCH_JOURNAL and BENCH_KEY verify that journal with that public key
+# instead (it must be of a schema both binaries read).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -34,21 +36,27 @@ CGO_ENABLED=1 go build -o "$tmp/new" ./cmd/bastion
 
 export BASTION_HOME=$tmp/home
 "$tmp/old" ca init >/dev/null
-DB=$tmp/journal.db
-echo "== recording $MIB MiB with $REV"
-"$tmp/old" record -q --db "$DB" -- head -c "${MIB}M" /dev/zero >/dev/null
+KEY=$BASTION_HOME/journal.pub
+if [[ -n ${BENCH_JOURNAL:-} ]]; then
+	DB=$BENCH_JOURNAL KEY=${BENCH_KEY:?BENCH_KEY must name the public key of BENCH_JOURNAL}
+	echo "== verifying $DB"
+else
+	DB=$tmp/journal.db
+	echo "== recording $MIB MiB with $REV"
+	"$tmp/old" record -q --db "$DB" -- head -c "${MIB}M" /dev/zero >/dev/null
+fi
 
 # run BIN prints the seconds one verify of the journal takes, and checks
 # that it says intact.
 run() {
 	local start end
 	start=$(date +%s%N)
-	"$1" verify --db "$DB" --json >"$tmp/out.json"
+	"$1" verify --db "$DB" --key "$KEY" --json >"$tmp/out.json"
 	end=$(date +%s%N)
 	grep -q '"intact": true' "$tmp/out.json" || { echo "bench: $1 does not find the journal intact" >&2; exit 1; }
 	echo "$(( (end - start) / 1000 ))"
 }
-payload=$("$tmp/new" verify --db "$DB" --json | awk -F': ' '/"payload_bytes"/ { gsub(",", "", $2); print $2; exit }')
+payload=$("$tmp/new" verify --db "$DB" --key "$KEY" --json | awk -F': ' '/"payload_bytes"/ { gsub(",", "", $2); print $2; exit }')
 
 old_t=() new_t=() ratios=()
 for ((r = 1; r <= ROUNDS; r++)); do
@@ -64,7 +72,8 @@ done
 
 median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 mo=$(median "${old_t[@]}") mn=$(median "${new_t[@]}") mr=$(median "${ratios[@]}")
-echo "== verify of $((payload >> 20)) MiB of payload, $ROUNDS rounds"
+leaves=$("$tmp/new" verify --db "$DB" --key "$KEY" --json | awk -F': ' '/"tree_size"/ { gsub(",", "", $2); print $2; exit }')
+echo "== verify of $((payload >> 20)) MiB of payload in $leaves leaves, $ROUNDS rounds"
 awk -v mo="$mo" -v mn="$mn" -v mr="$mr" -v p="$payload" -v rev="$REV" 'BEGIN {
 	printf "median %-12s %.3f s  %7.0f MB/s\n", rev, mo / 1e6, p / (mo / 1e6) / 1e6
 	printf "median working tree %.3f s  %7.0f MB/s\n", mn / 1e6, p / (mn / 1e6) / 1e6
