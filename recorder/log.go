@@ -286,17 +286,6 @@ func (l *Log) indexProblem(leaf int64, where, format string, args ...any) {
 	l.IndexProblems = append(l.IndexProblems, Problem{Leaf: leaf, Where: where, What: fmt.Sprintf(format, args...)})
 }
 
-// Filter keeps the events of l whose names keep accepts.
-func (l *Log) Filter(keep func(name string) bool) []LogEvent {
-	var out []LogEvent
-	for _, e := range l.Events {
-		if keep(e.Leaf.Event) {
-			out = append(out, e)
-		}
-	}
-	return out
-}
-
 // sessionRowFault says what is wrong with a sessions row that is not a
 // mapping at all.
 func sessionRowFault(r storage.Session) string {

@@ -139,6 +139,16 @@ type (
 	}
 )
 
+// mustAttrs encodes an attribute list.
+func mustAttrs(tb testing.TB, a recorder.Attrs) []byte {
+	tb.Helper()
+	b, err := recorder.EncodeAttrs(a)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
+}
+
 // vectorSession is the input the journal vectors are built from.
 type vectorSession struct {
 	comment string
@@ -148,13 +158,7 @@ type vectorSession struct {
 
 func vectorSessions(tb testing.TB) []vectorSession {
 	tb.Helper()
-	attrs := func(a recorder.Attrs) []byte {
-		b, err := recorder.EncodeAttrs(a)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		return b
-	}
+	attrs := func(a recorder.Attrs) []byte { return mustAttrs(tb, a) }
 	a := recorder.SessionID{0x01, 0x9b, 0x77, 0x1c, 0x4e, 0x28, 0x70, 0x00, 0x80, 0x00, 0, 0, 0, 0, 0, 0x0a}
 	b := recorder.SessionID{0x01, 0x9b, 0x77, 0x1c, 0x52, 0x10, 0x70, 0x00, 0x80, 0x00, 0, 0, 0, 0, 0, 0x0b}
 	aStart, bStart := vectorsEpoch+1000*ms, vectorsEpoch+2000*ms
@@ -1024,13 +1028,7 @@ type payloadsFile struct {
 
 func payloadCases(tb testing.TB) []payloadCase {
 	tb.Helper()
-	attrs := func(a recorder.Attrs) []byte {
-		b, err := recorder.EncodeAttrs(a)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		return b
-	}
+	attrs := func(a recorder.Attrs) []byte { return mustAttrs(tb, a) }
 	var out []payloadCase
 	add := func(name string, k recorder.Kind, p []byte, valid bool) {
 		out = append(out, payloadCase{Name: name, Kind: uint8(k), PayloadHex: hex.EncodeToString(p), Valid: valid})

@@ -121,12 +121,19 @@ func integritySessionIDs(t *testing.T, path string) []string {
 	return out
 }
 
-// load reads what the cases need from the pristine journal, from its
-// leaf encodings.
-func (fx *integrityFixture) load(t *testing.T) {
+// journalLayout is where a journal's records are, read from its leaf
+// encodings (and the sessions table, for the numbers).
+type journalLayout struct {
+	treeSize int64
+	sessions []*integritySession // in start order
+	events   map[string][]int64  // event leaves by name
+}
+
+func readLayout(t *testing.T, path string) *journalLayout {
 	t.Helper()
-	db := tamperOpen(t, fx.pristine)
+	db := tamperOpen(t, path)
 	defer db.Close()
+	jl := &journalLayout{events: map[string][]int64{}}
 	byID := map[recorder.SessionID]*integritySession{}
 	rows, err := db.Query(`SELECT num, id FROM sessions ORDER BY num`)
 	if err != nil {
@@ -153,22 +160,20 @@ func (fx *integrityFixture) load(t *testing.T) {
 		if err := lv.Scan(&idx, &data); err != nil {
 			t.Fatal(err)
 		}
-		fx.treeSize = idx + 1
+		jl.treeSize = idx + 1
 		l, err := recorder.ParseLeaf(data)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if l.Type == recorder.LeafEvent {
-			if l.Event == recorder.EventJournalAccessed {
-				fx.accessed = append(fx.accessed, idx)
-			}
+			jl.events[l.Event] = append(jl.events[l.Event], idx)
 			continue
 		}
 		s := byID[l.Session]
 		switch l.Type {
 		case recorder.LeafSessionStart:
 			s.startLeaf = idx
-			fx.sessions = append(fx.sessions, s)
+			jl.sessions = append(jl.sessions, s)
 		case recorder.LeafSegment:
 			s.segments = append(s.segments, idx)
 			for q := l.First; q <= l.Last; q++ {
@@ -178,6 +183,14 @@ func (fx *integrityFixture) load(t *testing.T) {
 			s.endLeaf = idx
 		}
 	}
+	return jl
+}
+
+// load reads what the cases need from the pristine journal.
+func (fx *integrityFixture) load(t *testing.T) {
+	t.Helper()
+	jl := readLayout(t, fx.pristine)
+	fx.treeSize, fx.sessions, fx.accessed = jl.treeSize, jl.sessions, jl.events[recorder.EventJournalAccessed]
 	if len(fx.sessions) != 5 || len(fx.accessed) != 1 {
 		t.Fatalf("fixture: %d sessions and %d reads, want 5 and 1", len(fx.sessions), len(fx.accessed))
 	}
