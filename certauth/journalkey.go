@@ -101,7 +101,7 @@ func LoadVerifierKey(path string) (string, error) {
 	if len(b) > 4096 {
 		return "", fmt.Errorf("%s: too large for a public key", path)
 	}
-	return strings.TrimSpace(string(b)), nil
+	return strings.Trim(string(b), " \t\r\n"), nil
 }
 
 // writeNew creates path exclusively with mode perm, writes data and syncs it.

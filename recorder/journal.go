@@ -221,11 +221,6 @@ func Open(ctx context.Context, store storage.Store, opts Options) (*Journal, err
 		return nil, err
 	}
 	if p := st.Published; p != nil {
-		// Trust the row only as far as its signature and size go: a
-		// forged size would stop checkpoints from ever being kept again.
-		if c, err := OpenCheckpoint(p.Note, j.key.Verifier); err != nil || c.Size != p.TreeSize || c.Size > st.TreeSize {
-			return nil, fmt.Errorf("recorder: the largest kept checkpoint (size %d) is not valid for this journal: %w", p.TreeSize, ErrJournalDamaged)
-		}
 		j.published = p.TreeSize
 		j.publishedAt = time.Unix(0, p.CreatedNS)
 	}
@@ -264,6 +259,11 @@ func (j *Journal) rebuild(ctx context.Context, st *storage.State, remembered *Ch
 		if remembered != nil && remembered.Size > 0 {
 			return nil, fmt.Errorf("recorder: the journal is empty, but the key kept a checkpoint of %d leaves for the journal at this path: it was deleted or replaced: %w", remembered.Size, ErrJournalDamaged)
 		}
+		// A log without leaves has nothing else either: its first
+		// commit would sign beside rows no leaf accounts for.
+		if st.Head != nil || st.Published != nil || st.NextSession != 1 {
+			return nil, fmt.Errorf("recorder: the journal has no leaves, but checkpoints, sessions or frames: %w", ErrJournalDamaged)
+		}
 		return nil, nil
 	}
 	snap, err := j.st.Snapshot(ctx)
@@ -276,7 +276,19 @@ func (j *Journal) rebuild(ctx context.Context, st *storage.State, remembered *Ch
 		if remembered.Size > st.TreeSize {
 			return nil, fmt.Errorf("recorder: the key last kept a checkpoint of %d leaves, the journal has %d: it was truncated or an older copy was put back: %w", remembered.Size, st.TreeSize, ErrJournalDamaged)
 		}
-		opts.RootAt = remembered.Size
+		opts.RootsAt = append(opts.RootsAt, remembered.Size)
+	}
+	// The largest kept checkpoint decides when the next is kept: trusted
+	// as far as its signature and the leaves' root go, so that a row
+	// copied from another journal or forged in size is refused.
+	var published *Checkpoint
+	if p := st.Published; p != nil {
+		c, err := OpenCheckpoint(p.Note, j.key.Verifier)
+		if err != nil || c.Size != p.TreeSize || c.Size > st.TreeSize || c.Size < 1 {
+			return nil, fmt.Errorf("recorder: the largest kept checkpoint (size %d) is not valid for this journal: %w", p.TreeSize, ErrJournalDamaged)
+		}
+		published = &c
+		opts.RootsAt = append(opts.RootsAt, c.Size)
 	}
 	log, err := ReadLog(ctx, snap, opts)
 	if err != nil {
@@ -289,8 +301,11 @@ func (j *Journal) rebuild(ctx context.Context, st *storage.State, remembered *Ch
 	if log.Size() != st.TreeSize {
 		return nil, fmt.Errorf("recorder: latest checkpoint covers %d leaves, journal has %d: %w", log.Size(), st.TreeSize, ErrJournalDamaged)
 	}
-	if remembered != nil && remembered.Size > 0 && log.RootAt != remembered.Root {
+	if remembered != nil && remembered.Size > 0 && log.Roots[remembered.Size] != remembered.Root {
 		return nil, fmt.Errorf("recorder: the journal's first %d leaves are not those of the checkpoint the key last kept: it was rewritten or replaced: %w", remembered.Size, ErrJournalDamaged)
+	}
+	if published != nil && log.Roots[published.Size] != published.Root {
+		return nil, fmt.Errorf("recorder: the largest kept checkpoint (size %d) is not a checkpoint of this journal's leaves: %w", published.Size, ErrJournalDamaged)
 	}
 	// The next leaves are hashed with the stored frontier: it must be the
 	// recomputed one.

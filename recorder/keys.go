@@ -84,7 +84,7 @@ type VerifierKey struct {
 // and matches the key; the key data is canonical padded base64 of 0x01 and
 // a 32-byte Ed25519 public key. Whitespace around the key is ignored.
 func ParseVerifierKey(vkey string) (*VerifierKey, error) {
-	vkey = strings.TrimSpace(vkey)
+	vkey = strings.Trim(vkey, " \t\r\n")
 	bad := func(format string, args ...any) (*VerifierKey, error) {
 		return nil, fmt.Errorf("recorder: journal public key: "+format, args...)
 	}

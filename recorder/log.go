@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 
 	"github.com/google/uuid"
@@ -52,8 +53,9 @@ type Log struct {
 	// log verified, what only helps to find it was changed. Readers
 	// present the leaves, and say so first.
 	IndexProblems []Problem
-	// RootAt is the root of the first ReadLogOptions.RootAt leaves.
-	RootAt Hash
+	// Roots holds the root of the tree of the first n leaves, for each n
+	// of ReadLogOptions.RootsAt within the log.
+	Roots map[int64]Hash
 
 	byID  map[SessionID]*LogSession
 	walls []int64 // each leaf's wall_ns, when ReadLogOptions.Walls
@@ -118,9 +120,9 @@ type ReadLogOptions struct {
 	Checkpoint []byte
 	// Events selects the event leaves kept in Log.Events; nil keeps none.
 	Events func(name string) bool
-	// RootAt, when positive, asks for the root of the tree of the first
-	// RootAt leaves (Log.RootAt): a remembered checkpoint's size.
-	RootAt int64
+	// RootsAt asks for the roots of the trees of the first n leaves, for
+	// each n (Log.Roots): the sizes of checkpoints to compare with.
+	RootsAt []int64
 	// Walls keeps every leaf's wall_ns, for Log.WallNS.
 	Walls bool
 }
@@ -139,20 +141,22 @@ func ReadLog(ctx context.Context, snap storage.Snapshot, opts ReadLogOptions) (*
 	if opts.Verifier == nil {
 		return nil, errors.New("recorder: the journal's public key is required")
 	}
-	log := &Log{byID: map[SessionID]*LogSession{}}
+	log := &Log{byID: map[SessionID]*LogSession{}, Roots: map[int64]Hash{}}
 	broken := func(leaf int64, where, format string, args ...any) error {
 		return &LogError{Problem{Leaf: leaf, Where: where, What: fmt.Sprintf(format, args...)}}
 	}
+	// What the file holds decides a verdict, never "could not run": a
+	// row that cannot be read is a finding like any other.
 	count, err := snap.TreeSize(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("recorder: read the log: %w", err)
+		return nil, broken(0, "leaves table", "unreadable: %v", err)
 	}
 	note := opts.Checkpoint
 	var headNS int64 = -1 // the head row's created_ns, checked once the leaves are read
 	if note == nil {
 		head, err := snap.Head(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("recorder: read the head checkpoint: %w", err)
+			return nil, broken(count, "head checkpoint", "unreadable: %v", err)
 		}
 		if head == nil {
 			if count > 0 {
@@ -205,14 +209,19 @@ func ReadLog(ctx context.Context, snap storage.Snapshot, opts ReadLogOptions) (*
 	var failure error
 	var next int64
 	stop := errors.New("stop")
-	err = snap.Leaves(ctx, 0, c.Size, func(sl storage.Leaf) error {
+	var stray []int64 // rows at negative indexes: no leaf of the log
+	err = snap.Leaves(ctx, math.MinInt64, c.Size, func(sl storage.Leaf) error {
+		if sl.Index < 0 {
+			stray = append(stray, sl.Index)
+			return nil
+		}
 		if sl.Index != next {
 			failure = broken(next, fmt.Sprintf("leaf %d", next), "missing: the log jumps from leaf %d to leaf %d (deleted)", next-1, sl.Index)
 			return stop
 		}
 		tree.add(sl.Data)
-		if next+1 == opts.RootAt {
-			log.RootAt = tree.root()
+		if slices.Contains(opts.RootsAt, next+1) {
+			log.Roots[next+1] = tree.root()
 		}
 		l, err := ParseLeaf(sl.Data)
 		if err != nil {
@@ -273,10 +282,15 @@ func ReadLog(ctx context.Context, snap storage.Snapshot, opts ReadLogOptions) (*
 			log.indexProblem(s.StartIndex, leafWhere(s.StartIndex, s.Start), "its sessions row %d says it starts at leaf %d", r.Num, r.StartLeaf)
 		}
 	}
+	// Against an older checkpoint (the evidence report's), later
+	// sessions have rows; against the head, every row has its session.
 	for id, r := range byID {
-		if log.byID[id] == nil && r.StartLeaf < c.Size {
+		if log.byID[id] == nil && (opts.Checkpoint == nil || r.StartLeaf < c.Size) {
 			log.indexProblem(count, fmt.Sprintf("sessions row %d", r.Num), "maps session %s, which no leaf starts (inserted)", uuid.UUID(id))
 		}
+	}
+	for _, idx := range stray {
+		log.indexProblem(count, fmt.Sprintf("leaves row %d", idx), "a row at a negative index: no leaf of the log (inserted)")
 	}
 	slices.SortStableFunc(log.IndexProblems, func(a, b Problem) int { return cmp.Compare(a.Leaf, b.Leaf) })
 	return log, nil

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -105,16 +106,33 @@ func OpenSession(ctx context.Context, snap storage.Snapshot, id SessionID, opts 
 		return r, r.fail("the latest checkpoint: %v", err)
 	}
 	r.Checkpoint, r.Note = c, head.Note
-	var leaves []storage.Leaf
-	err = snap.SessionLeaves(ctx, row.Num, func(l storage.Leaf) error {
-		if l.Index < c.Size {
-			l.Data = bytes.Clone(l.Data)
-			leaves = append(leaves, l)
+	// The head covers every leaf (it is written with them): an older
+	// checkpoint put in its place would hide the leaves after it.
+	if n, err := snap.TreeSize(ctx); err != nil {
+		return r, r.fail("read the log's size: %v", err)
+	} else if n != c.Size || head.TreeSize != c.Size {
+		if err := r.fail("the head checkpoint covers %d leaves (its row says %d), the journal has %d: it is not the latest", c.Size, head.TreeSize, n); err != nil {
+			return r, err
 		}
+	}
+	var leaves []storage.Leaf
+	var beyond int64 = -1
+	err = snap.SessionLeaves(ctx, row.Num, func(l storage.Leaf) error {
+		if l.Index >= c.Size {
+			beyond = l.Index
+			return nil
+		}
+		l.Data = bytes.Clone(l.Data)
+		leaves = append(leaves, l)
 		return nil
 	})
 	if err != nil {
 		return r, r.fail("read its leaves: %v", err)
+	}
+	if beyond >= 0 {
+		if err := r.fail("leaf %d is filed under the session, beyond the %d leaves the head checkpoint covers", beyond, c.Size); err != nil {
+			return r, err
+		}
 	}
 	r.scanned = c.Size
 	started := false
@@ -227,7 +245,9 @@ func leafOfSession(data []byte, id SessionID) bool {
 // fail records a problem, and returns it as an error unless forced.
 func (r *SessionRecord) fail(format string, args ...any) error {
 	msg := fmt.Sprintf(format, args...)
-	r.Problems = append(r.Problems, msg)
+	if !slices.Contains(r.Problems, msg) {
+		r.Problems = append(r.Problems, msg)
+	}
 	if r.force {
 		return nil
 	}
@@ -448,6 +468,10 @@ func (r *SessionRecord) ReadFrames(ctx context.Context, snap storage.Snapshot, f
 			expect = seq
 		}
 		expect++
+		if len(sf.Payload) > MaxPayload {
+			// Never copied: a row can hold far more than a frame may.
+			return problem("frame %d: a payload of %d bytes, more than %d", seq, len(sf.Payload), MaxPayload)
+		}
 		if err := CheckPayload(Kind(sf.Kind), sf.Payload); err != nil {
 			if err := problem("frame %d: %v", seq, err); err != nil {
 				return err

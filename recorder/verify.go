@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"strconv"
 	"sync"
@@ -271,7 +272,13 @@ func (v *verifier) sessionRows() {
 func (v *verifier) leaves() error {
 	v.rules = logRules{sessions: map[SessionID]*LogSession{}, keepSegments: true}
 	var next int64
-	err := v.snap.Leaves(v.ctx, 0, 1<<62, func(sl storage.Leaf) error {
+	err := v.snap.Leaves(v.ctx, math.MinInt64, math.MaxInt64, func(sl storage.Leaf) error {
+		if sl.Index < 0 {
+			// Not a leaf of the log, which starts at 0: listed, and
+			// left out.
+			v.indexProblem(1<<62, fmt.Sprintf("leaves row %d", sl.Index), "a row at a negative index: no leaf of the log (inserted)")
+			return nil
+		}
 		if sl.Index != next {
 			if sl.Index > next {
 				v.problem(next, fmt.Sprintf("leaf %d", next), "missing: the log jumps from leaf %d to leaf %d (deleted)", next-1, sl.Index)
@@ -297,7 +304,7 @@ func (v *verifier) leaves() error {
 		}
 		v.r.Root = root.String()
 	}
-	// Rows with the wrong place found before the tree size was known.
+	// Rows found before the tree size was known, located at it.
 	for i := range v.r.Problems {
 		if v.r.Problems[i].Leaf == 1<<62 {
 			v.r.Problems[i].Leaf = next

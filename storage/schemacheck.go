@@ -12,9 +12,9 @@ import (
 
 // schemaObject is one object of a journal's schema, in the form two
 // schemas are compared in: a table by its columns (name, declared type,
-// NOT NULL, primary key position, default) and STRICT flag, which do not
-// depend on how the CREATE statement was spelled or altered; an index,
-// trigger or view by its SQL, whitespace collapsed.
+// NOT NULL, primary key position, default) and STRICT flag, and by its
+// CREATE statement; an index, trigger or view by its SQL; statements with
+// their white space collapsed.
 type schemaObject struct {
 	typ, name, table, def string
 }
@@ -26,8 +26,9 @@ func (o schemaObject) String() string {
 	return o.typ + " " + o.name + " on " + o.table
 }
 
-// describeSchema reads the schema of the database q reads. Statistics
-// tables (sqlite_stat*, made by ANALYZE) are left out: they change no row.
+// describeSchema reads the schema of the database q reads. The statistics
+// tables ANALYZE makes (sqlite_stat1 and sqlite_stat4) are left out: they
+// change no row; nothing else is, whatever its name.
 func describeSchema(ctx context.Context, q queryerCtx) (map[string]schemaObject, error) {
 	rows, err := q.QueryContext(ctx, "SELECT type, name, tbl_name, coalesce(sql, '') FROM sqlite_schema")
 	if err != nil {
@@ -40,7 +41,7 @@ func describeSchema(ctx context.Context, q queryerCtx) (map[string]schemaObject,
 			rows.Close()
 			return nil, err
 		}
-		if strings.HasPrefix(o.name, "sqlite_stat") {
+		if o.typ == "table" && (o.name == "sqlite_stat1" || o.name == "sqlite_stat4") {
 			continue
 		}
 		o.def = strings.Join(strings.Fields(o.def), " ")
@@ -53,9 +54,13 @@ func describeSchema(ctx context.Context, q queryerCtx) (map[string]schemaObject,
 	out := make(map[string]schemaObject, len(objs))
 	for _, o := range objs {
 		if o.typ == "table" {
-			if o.def, err = describeTable(ctx, q, o.name); err != nil {
+			// The columns, and the statement (for constraints, collations
+			// and table options the columns do not show).
+			cols, err := describeTable(ctx, q, o.name)
+			if err != nil {
 				return nil, err
 			}
+			o.def = cols + "; " + o.def
 		}
 		out[o.typ+" "+o.name] = o
 	}

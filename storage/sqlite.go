@@ -570,6 +570,9 @@ func (s *sqliteSnapshot) Meta(ctx context.Context) (map[string]string, error) {
 func (s *sqliteSnapshot) TreeSize(ctx context.Context) (int64, error) { return treeSize(ctx, s.conn) }
 
 func (s *sqliteSnapshot) Leaves(ctx context.Context, from, to int64, fn func(Leaf) error) error {
+	if to == math.MaxInt64 {
+		return s.leaves(ctx, fn, "WHERE idx >= ? ORDER BY idx", from)
+	}
 	return s.leaves(ctx, fn, "WHERE idx >= ? AND idx < ? ORDER BY idx", from, to)
 }
 
@@ -887,12 +890,31 @@ func (s *sqliteSnapshot) Published(ctx context.Context) ([]Checkpoint, error) {
 	var out []Checkpoint
 	for rows.Next() {
 		var c Checkpoint
-		if err := rows.Scan(&c.TreeSize, &c.CreatedNS, &c.Note); err != nil {
+		var size, created intColumn
+		if err := rows.Scan(&size, &created, &c.Note); err != nil {
+			return nil, err
+		}
+		if err := checkpointRow("checkpoints", &c, size, created); err != nil {
 			return nil, err
 		}
 		out = append(out, c)
 	}
 	return out, rows.Err()
+}
+
+// checkpointRow fills a checkpoint row's integers, or says that they are
+// not integers.
+func checkpointRow(table string, c *Checkpoint, size, created intColumn) error {
+	for _, col := range []struct {
+		name string
+		c    intColumn
+	}{{"tree_size", size}, {"created_ns", created}} {
+		if !col.c.ok {
+			return fmt.Errorf("%w: a row of %s has a %s that holds %s, not an integer", ErrCorrupt, table, col.name, col.c.typ)
+		}
+	}
+	c.TreeSize, c.CreatedNS = size.v, created.v
+	return nil
 }
 
 func (s *sqliteSnapshot) Head(ctx context.Context) (*Checkpoint, error) { return readHead(ctx, s.conn) }
@@ -920,19 +942,38 @@ func readMeta(ctx context.Context, q queryerCtx) (map[string]string, error) {
 	return m, rows.Err()
 }
 
+// MaxTreeSize bounds the leaf indexes a journal can hold: the largest tree
+// a checkpoint may commit to (docs/journal-format.md, 8.2).
+const MaxTreeSize = 1 << 62
+
+// treeSize is the largest leaf index plus one: the number of leaves when
+// they run from 0 without a gap. An index at or past MaxTreeSize gives
+// MaxTreeSize+1, more than any checkpoint commits to.
 func treeSize(ctx context.Context, q queryerCtx) (int64, error) {
-	var n int64
-	err := q.QueryRowContext(ctx, "SELECT coalesce(max(idx) + 1, 0) FROM leaves").Scan(&n)
-	return n, err
+	var last intColumn
+	if err := q.QueryRowContext(ctx, "SELECT max(idx) FROM leaves").Scan(&last); err != nil {
+		return 0, err
+	}
+	switch {
+	case !last.ok || last.v < 0:
+		return 0, nil
+	case last.v >= MaxTreeSize:
+		return MaxTreeSize + 1, nil
+	}
+	return last.v + 1, nil
 }
 
 func readHead(ctx context.Context, q queryerCtx) (*Checkpoint, error) {
 	var c Checkpoint
-	err := q.QueryRowContext(ctx, "SELECT tree_size, created_ns, note FROM head WHERE one = 1").Scan(&c.TreeSize, &c.CreatedNS, &c.Note)
+	var size, created intColumn
+	err := q.QueryRowContext(ctx, "SELECT tree_size, created_ns, note FROM head WHERE one = 1").Scan(&size, &created, &c.Note)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
 	if err != nil {
+		return nil, err
+	}
+	if err := checkpointRow("head", &c, size, created); err != nil {
 		return nil, err
 	}
 	return &c, nil
@@ -957,6 +998,9 @@ func readSessions(ctx context.Context, q queryerCtx, where string, args ...any) 
 			s.ID = id
 		default:
 			s.Corrupt = fmt.Sprintf("id holds %T, not a blob", id)
+		}
+		if s.Num < 0 {
+			s.Corrupt = fmt.Sprintf("num %d is negative", s.Num)
 		}
 		s.StartLeaf = start.v
 		if !start.ok {

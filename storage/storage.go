@@ -161,8 +161,9 @@ type Store interface {
 type Snapshot interface {
 	Meta(ctx context.Context) (map[string]string, error)
 	TreeSize(ctx context.Context) (int64, error)
-	// Leaves calls fn for leaves with from <= index < to, in index order.
-	// The Leaf's Data is valid only during the call.
+	// Leaves calls fn for leaves with from <= index < to, in index order;
+	// to = math.MaxInt64 sets no upper bound. The Leaf's Data is valid
+	// only during the call.
 	Leaves(ctx context.Context, from, to int64, fn func(Leaf) error) error
 	// SessionLeaves calls fn for the leaves that name session, in index
 	// order. The Leaf's Data is valid only during the call.

@@ -372,6 +372,18 @@ func (b *conformanceBuild) journalCases(base *conformanceBase) {
 	j("head: created_ns changed", false, exec1(`UPDATE head SET created_ns = created_ns + 1`))
 	j("head: signature changed", false, func(t *testing.T, tx *sql.Tx) { tamperFlipSignature(t, tx, "head", "one = ?", 1) })
 	j("head: deleted", false, exec1(`DELETE FROM head`))
+	j("head: replaced by an older kept checkpoint", false, exec1(`UPDATE head SET (tree_size, created_ns, note) =
+		(SELECT tree_size, created_ns, note FROM checkpoints WHERE tree_size = (SELECT min(tree_size) FROM checkpoints))`))
+	j("sessions: a negative num", false, func(t *testing.T, tx *sql.Tx) {
+		tamperExec(t, tx, `UPDATE sessions SET num = -5 WHERE num = ?`, shell.num)
+		tamperExec(t, tx, `UPDATE leaves SET session = NULL WHERE session = ?`, shell.num)
+		tamperExec(t, tx, `UPDATE frames SET session = -5 WHERE session = ?`, shell.num)
+	})
+	j("sessions: a row whose start leaf is beyond the log", false, exec1(`INSERT INTO sessions (num, id, start_leaf) VALUES (50, randomblob(16), 100000)`))
+	for _, idx := range []string{"-1", "4611686018427387904", "9223372036854775807"} {
+		j("leaves: a leaf copied to index "+idx, false, exec1(`INSERT INTO leaves (idx, type, session, data, event)
+			SELECT `+idx+`, type, session, data, event FROM leaves WHERE idx = ?`, segLeaf))
+	}
 
 	// The records.
 	j("a frame deleted", false, exec1(`DELETE FROM frames WHERE session = ? AND seq = 3`, shell.num))
@@ -553,6 +565,15 @@ func (b *conformanceBuild) fileCases(base *conformanceBase) {
 	b.addJournal("file: an index dropped", b.tampered(base, pragma(`DROP INDEX leaves_by_session`)), false)
 	b.addJournal("file: a view added", b.tampered(base, pragma(`CREATE VIEW v AS SELECT idx FROM leaves`)), false)
 	b.addJournal("file: statistics added (allowed)", b.tampered(base, pragma(`ANALYZE`)), true)
+	b.addJournal("file: a trigger named like a statistics table", b.tampered(base, func(t *testing.T, tx *sql.Tx) {
+		tamperExec(t, tx, `PRAGMA writable_schema = ON`)
+		tamperExec(t, tx, `INSERT INTO sqlite_schema VALUES ('trigger', 'sqlite_stat9', 'frames', 0,
+			'CREATE TRIGGER sqlite_stat9 AFTER INSERT ON frames BEGIN UPDATE frames SET payload = CAST(''x'' AS BLOB) WHERE id = new.id; END')`)
+	}), false)
+	b.addJournal("file: a CHECK constraint removed", b.tampered(base, func(t *testing.T, tx *sql.Tx) {
+		tamperExec(t, tx, `PRAGMA writable_schema = ON`)
+		tamperExec(t, tx, `UPDATE sqlite_schema SET sql = replace(sql, ' CHECK (one = 1)', '') WHERE name = 'head'`)
+	}), false)
 }
 
 // legacyCases are schema 2 journals, written before the sessions table

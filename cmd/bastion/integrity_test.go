@@ -698,3 +698,150 @@ func tamperStrings(t *testing.T, db *sql.DB, query string, args ...any) []string
 	}
 	return out
 }
+
+// TestIntegrityAttacks are edits a review of the readers found; each once
+// made a reader show an edited value as verified, made verify say intact,
+// or had the writer sign over it.
+func TestIntegrityAttacks(t *testing.T) {
+	fx := newIntegrityFixture(t)
+	s2, live := fx.sessions[1], fx.live
+	writerRefuses := func(t *testing.T, db string) {
+		t.Helper()
+		size, head := integrityHead(t, db)
+		r := fx.run("record", "-q", "--db", db, "--", "true")
+		if r.code == 0 {
+			t.Errorf("a writer opened the journal and recorded")
+		}
+		if n, h := integrityHead(t, db); n != size || h != head {
+			t.Errorf("the writer signed: %d leaves (was %d)", n, size)
+		}
+	}
+	t.Run("an older checkpoint put in the head's place, later frames deleted", func(t *testing.T) {
+		var size int64
+		db := fx.copy(t, func(t *testing.T, tx *sql.Tx) {
+			// The largest kept checkpoint before the live session's
+			// last segment.
+			if err := tx.QueryRow(`SELECT max(tree_size) FROM checkpoints WHERE tree_size <= ?`, live.segments[len(live.segments)-1]).Scan(&size); err != nil {
+				t.Fatal(err)
+			}
+			tamperExec(t, tx, `UPDATE head SET (tree_size, created_ns, note) = (SELECT tree_size, created_ns, note FROM checkpoints WHERE tree_size = ?)`, size)
+			tamperExec(t, tx, `DELETE FROM frames WHERE session = ? AND seq > 1`, live.num)
+		})
+		for _, args := range [][]string{
+			{"sessions", "show", "--db", db, live.id},
+			{"play", "--db", db, "--speed", "max", live.id},
+			{"export", "--db", db, "--format", "bundle", live.id},
+			{"sessions", "list", "--db", db},
+		} {
+			if r := fx.run(args...); r.code != 1 {
+				t.Errorf("%s: exit %d, want 1\n%s%s", args[:2], r.code, r.stdout, r.stderr)
+			}
+		}
+		wantVerifyFails(t, fx, db, live.segments[1], "")
+	})
+	t.Run("a trigger named like SQLite's statistics", func(t *testing.T) {
+		db := fx.copy(t, func(t *testing.T, tx *sql.Tx) {
+			tamperExec(t, tx, `PRAGMA writable_schema = ON`)
+			tamperExec(t, tx, `INSERT INTO sqlite_schema VALUES ('trigger', 'sqlite_stat9', 'frames', 0,
+				'CREATE TRIGGER sqlite_stat9 AFTER INSERT ON frames BEGIN UPDATE frames SET payload = CAST(''x'' AS BLOB) WHERE id = new.id; END')`)
+		})
+		wantVerifyFails(t, fx, db, -1, "trigger sqlite_stat9")
+		writerRefuses(t, db)
+	})
+	t.Run("a negative session number", func(t *testing.T) {
+		db := fx.copy(t, func(t *testing.T, tx *sql.Tx) {
+			tamperExec(t, tx, `UPDATE sessions SET num = -5 WHERE num = ?`, s2.num)
+			tamperExec(t, tx, `UPDATE leaves SET session = NULL WHERE session = ?`, s2.num)
+			tamperExec(t, tx, `UPDATE frames SET session = -5 WHERE session = ?`, s2.num)
+		})
+		wantVerifyFails(t, fx, db, s2.startLeaf, "")
+		writerRefuses(t, db)
+	})
+	for _, c := range []struct {
+		name string
+		idx  string
+	}{{"a leaf copied to index -1", "-1"}, {"a leaf copied to index 2^62", "4611686018427387904"}, {"a leaf copied to the largest index", "9223372036854775807"}} {
+		t.Run(c.name, func(t *testing.T) {
+			db := fx.copy(t, func(t *testing.T, tx *sql.Tx) {
+				tamperExec(t, tx, `INSERT INTO leaves (idx, type, session, data, event) SELECT `+c.idx+`, type, session, data, event FROM leaves WHERE idx = ?`, s2.segments[0])
+			})
+			wantVerifyFails(t, fx, db, fx.treeSize, "")
+			if r, _ := fx.list(t, db); r.code != 1 {
+				t.Errorf("sessions list: exit %d, want 1: %s", r.code, r.stderr)
+			}
+			writerRefuses(t, db)
+		})
+	}
+	t.Run("a sessions row beyond the log", func(t *testing.T) {
+		db := fx.copy(t, func(t *testing.T, tx *sql.Tx) {
+			tamperExec(t, tx, `INSERT INTO sessions (num, id, start_leaf) VALUES (50, randomblob(16), 100000)`)
+		})
+		wantVerifyFails(t, fx, db, fx.treeSize, "no leaf starts it")
+		if r, _ := fx.list(t, db); r.code != 1 || !strings.Contains(r.stderr, "which no leaf starts") {
+			t.Errorf("sessions list: exit %d, stderr %q", r.code, r.stderr)
+		}
+		writerRefuses(t, db)
+	})
+	t.Run("play from an offset the index's times were changed for", func(t *testing.T) {
+		// Frame 2 of session 2 claims a late time: the binary search
+		// lands after it, and the frames in between would be skipped.
+		db := fx.copy(t, func(t *testing.T, tx *sql.Tx) {
+			tamperExec(t, tx, `UPDATE frames SET mono_ns = 9000000000 WHERE session = ? AND seq = 2`, s2.num)
+		})
+		if r := fx.run("play", "--db", db, "--speed", "max", "--from", "1ms", s2.id); r.code != 1 {
+			t.Errorf("play --from: exit %d, want 1\n%s%s", r.code, r.stdout, r.stderr)
+		}
+	})
+	t.Run("a checkpoint row's time that is not a number", func(t *testing.T) {
+		db := fx.copy(t, func(t *testing.T, tx *sql.Tx) {
+			tamperExec(t, tx, `PRAGMA writable_schema = ON`)
+			tamperExec(t, tx, `UPDATE sqlite_schema SET sql = replace(sql, 'created_ns INTEGER NOT NULL', 'created_ns ANY NOT NULL') WHERE name = 'head'`)
+		})
+		// The schema change is a problem already; the value is next.
+		d := tamperOpen(t, db)
+		if _, err := d.Exec(`UPDATE head SET created_ns = 'abc'`); err != nil {
+			t.Fatal(err)
+		}
+		d.Close()
+		if r, _ := fx.list(t, db); r.code != 1 {
+			t.Errorf("sessions list: exit %d, want 1: %s", r.code, r.stderr)
+		}
+		wantVerifyFails(t, fx, db, -1, "")
+	})
+	t.Run("the largest kept checkpoint taken from another journal of the same key", func(t *testing.T) {
+		other := filepath.Join(t.TempDir(), "other.db")
+		for _, script := range []string{"echo a", "echo b", "echo c", "echo d"} {
+			if r := fx.run("record", "-q", "--db", other, "--", "sh", "-c", script); r.code != 0 {
+				t.Fatalf("record: %s", r.stderr)
+			}
+		}
+		var size int64
+		var created int64
+		var note []byte
+		o := tamperOpen(t, other)
+		if err := o.QueryRow(`SELECT tree_size, created_ns, note FROM checkpoints WHERE tree_size < ? ORDER BY tree_size DESC LIMIT 1`, fx.treeSize).Scan(&size, &created, &note); err != nil {
+			t.Fatal(err)
+		}
+		o.Close()
+		db := fx.copy(t, func(t *testing.T, tx *sql.Tx) {
+			tamperExec(t, tx, `DELETE FROM checkpoints WHERE tree_size >= ?`, size)
+			tamperExec(t, tx, `INSERT INTO checkpoints (tree_size, created_ns, note) VALUES (?, ?, ?)`, size, created, note)
+		})
+		if code, rep := fx.verifyJSON(t, db); code != 1 || !strings.Contains(rep.Problems[0].What, "differs from the signed root") {
+			t.Errorf("verify: exit %d, %+v", code, rep.Problems)
+		}
+		writerRefuses(t, db)
+	})
+	t.Run("an empty log beside other rows", func(t *testing.T) {
+		db := fx.copy(t, func(t *testing.T, tx *sql.Tx) {
+			tamperExec(t, tx, `DELETE FROM leaves`)
+			tamperExec(t, tx, `DELETE FROM tree_hashes`)
+			tamperExec(t, tx, `DELETE FROM head`)
+			tamperExec(t, tx, `DELETE FROM checkpoints`)
+		})
+		r := fx.run("record", "-q", "--db", db, "--", "true")
+		if r.code == 0 {
+			t.Errorf("a writer opened an empty log with sessions and frames beside it")
+		}
+	})
+}

@@ -249,8 +249,11 @@ func (b *builder) checkpoint() error {
 	var pickAt int64
 	for i := range kept {
 		c := &kept[i]
-		if c.TreeSize > b.bound || c.TreeSize < 1 {
+		if c.TreeSize > b.bound {
 			break
+		}
+		if c.TreeSize < 1 {
+			continue
 		}
 		// A checkpoint is as old as the last leaf it covers, which is
 		// signed; the row's own time is not.

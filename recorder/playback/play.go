@@ -132,7 +132,7 @@ func Play(ctx context.Context, store storage.Store, id recorder.SessionID, w io.
 	// Following, what was recorded so far is written at once: the screen
 	// catches up with the session, then shows it live.
 	p := &player{ctx: ctx, w: w, opts: opts, speed: opts.Speed, live: opts.Follow, res: &Result{Record: rec}}
-	p.checkSize(firstSize(ctx, snap, rec.Num))
+	p.checkSize(firstSize(ctx, snap, rec))
 	next, err := p.seek(ctx, snap, rec, opts.From)
 	for err == nil {
 		err = rec.ReadFrames(ctx, snap, next, p.frame)
@@ -193,8 +193,13 @@ type player struct {
 	deadline time.Time     // when the previous frame was due
 	pos      time.Duration // the offset reached
 	lastSeq  uint64
-	cols     uint32
-	rows     uint32
+	// seeking is set from a seek to an offset until the frames around it
+	// have verified: seekSeq, the frame the index found at or before the
+	// offset (0: none), must be at or before it, and the next frame after.
+	seeking bool
+	seekSeq uint64
+	cols    uint32
+	rows    uint32
 }
 
 // seek positions playback at offset at and returns the sequence number to
@@ -217,12 +222,44 @@ func (p *player) seek(ctx context.Context, snap storage.Snapshot, rec *recorder.
 	if _, err := io.WriteString(p.w, ClearScreen); err != nil {
 		return 0, err
 	}
-	// The frame at or before the offset is partly before it: start after.
-	return uint64(seq) + 1, nil
+	// The index's times are not trusted: reading starts at the frame it
+	// found, which is checked to be at or before the offset once its
+	// segment verifies, and the frame after it to be past the offset
+	// (frame times never go back), before anything is played. That frame
+	// is partly before the offset: playing starts after it.
+	p.seeking, p.seekSeq = true, uint64(seq)
+	return max(uint64(seq), 1), nil
+}
+
+// errSeekIndex says the index's times do not match the verified frames.
+var errSeekIndex = errors.New("the frames' times in the index do not match the verified frames: the index was changed; run \"bastion verify\"")
+
+// checkSeek applies the checks of a seek to a verified frame, and reports
+// whether the frame is the one before the offset, not to be played.
+func (p *player) checkSeek(f *recorder.Frame) (skip bool, err error) {
+	if !p.seeking {
+		return false, nil
+	}
+	at := int64(p.pos)
+	if p.seekSeq > 0 && f.Seq == p.seekSeq {
+		if f.MonoNS > at {
+			return false, fmt.Errorf("recorder: %w: %w", recorder.ErrSessionBroken, errSeekIndex)
+		}
+		return true, nil
+	}
+	if f.MonoNS <= at {
+		return false, fmt.Errorf("recorder: %w: %w", recorder.ErrSessionBroken, errSeekIndex)
+	}
+	p.seeking = false
+	return false, nil
 }
 
 // frame plays one verified frame.
 func (p *player) frame(f *recorder.Frame) error {
+	if skip, err := p.checkSeek(f); skip || err != nil {
+		p.lastSeq = f.Seq
+		return err
+	}
 	p.lastSeq = f.Seq
 	if err := p.wait(f.MonoNS); err != nil {
 		return err
@@ -401,12 +438,14 @@ func showInput(b []byte) []byte {
 }
 
 // firstSize is the terminal size the session starts with: its first PTY
-// request or resize frame, among its first frames. It reads them without
-// verifying them: they only decide a warning.
-func firstSize(ctx context.Context, snap storage.Snapshot, num int64) (cols, rows uint32) {
+// request or resize frame, among its first frames, as verified.
+func firstSize(ctx context.Context, snap storage.Snapshot, rec *recorder.SessionRecord) (cols, rows uint32) {
 	done := errors.New("done")
-	snap.FrameRange(ctx, num, 1, 17, func(f *storage.Frame) error {
-		switch recorder.Kind(f.Kind) {
+	rec.ReadFrames(ctx, snap, 1, func(f *recorder.Frame) error {
+		if f.Seq > 16 {
+			return done
+		}
+		switch f.Kind {
 		case recorder.KindResize:
 			cols, rows, _ = recorder.ParseResize(f.Payload)
 			return done
