@@ -323,6 +323,7 @@ func indexFault(sl storage.Leaf, l *Leaf, s *LogSession) string {
 		switch {
 		case sl.Session != -1:
 			return fmt.Sprintf("its session column holds %d, but an event names no session (NULL)", sl.Session)
+		case sl.NoEventColumn:
 		case sl.Event == "":
 			return fmt.Sprintf("its event column is NULL, but the event is %s", l.Event)
 		case sl.Event != l.Event:

@@ -250,7 +250,7 @@ func (v *verifier) sessionRows() {
 	v.rows = map[SessionID]storage.Session{}
 	rows, err := v.snap.Sessions(v.ctx)
 	if err != nil {
-		v.problem(v.r.TreeSize, "sessions table", "unreadable: %v", err)
+		v.indexProblem(1<<62, "sessions table", "unreadable: %v", err)
 		return
 	}
 	for _, r := range rows {

@@ -11,10 +11,12 @@ import (
 )
 
 // schemaObject is one object of a journal's schema, in the form two
-// schemas are compared in: a table by its columns (name, declared type,
-// NOT NULL, primary key position, default) and STRICT flag, and by its
-// CREATE statement; an index, trigger or view by its SQL; statements with
-// their white space collapsed.
+// schemas are compared in (docs/journal-format.md, 9.1): a table by its
+// columns (name, declared type, NOT NULL, primary key position, default)
+// and STRICT flag, which do not depend on how its CREATE statement was
+// spelled or altered; an index by its SQL, white space collapsed (an index
+// SQLite makes for a UNIQUE constraint has none: it is compared by name).
+// Any trigger or view is one no schema has.
 type schemaObject struct {
 	typ, name, table, def string
 }
@@ -54,13 +56,9 @@ func describeSchema(ctx context.Context, q queryerCtx) (map[string]schemaObject,
 	out := make(map[string]schemaObject, len(objs))
 	for _, o := range objs {
 		if o.typ == "table" {
-			// The columns, and the statement (for constraints, collations
-			// and table options the columns do not show).
-			cols, err := describeTable(ctx, q, o.name)
-			if err != nil {
+			if o.def, err = describeTable(ctx, q, o.name); err != nil {
 				return nil, err
 			}
-			o.def = cols + "; " + o.def
 		}
 		out[o.typ+" "+o.name] = o
 	}

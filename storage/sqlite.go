@@ -598,7 +598,7 @@ func (s *sqliteSnapshot) leaves(ctx context.Context, fn func(Leaf) error, where 
 		if err := rows.Scan(&l.Index, &typ, &session, &ev, &data); err != nil {
 			return err
 		}
-		l.Data = data
+		l.Data, l.NoEventColumn = data, s.version < 2
 		// The index columns are read as they are, for readers to
 		// cross-check against Data: a value the recorder never writes
 		// is reported, not an error that would stop a verifier before

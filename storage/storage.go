@@ -83,6 +83,9 @@ type Leaf struct {
 	Session int64
 	Event   string
 	Data    []byte
+	// NoEventColumn is set for a schema 1 journal, which has no
+	// leaves.event: Event is then "" whatever the leaf is.
+	NoEventColumn bool
 	// Corrupt, when not "", says an index column holds a value the
 	// recorder never writes there (a type outside 0..255, a negative or
 	// non-integer session, an event that is not text or is empty); Type,
