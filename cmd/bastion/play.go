@@ -38,8 +38,9 @@ Before it writes anything, play proves the session's leaves included in the
 journal's latest signed checkpoint, with the journal's public key; then it
 checks each batch of frames against the chain head the log committed for
 it before showing it. A session that does not verify is refused (exit 1),
-saying why, unless --force is given. "bastion verify" checks the journal
-as a whole.
+saying why; --force plays it as stored, says what does not verify first
+(and again at the end), and still exits 1. "bastion verify" checks the
+journal as a whole.
 
 --from seeks through the journal's index to the frame at OFFSET, without
 reading what comes before it; the screen is cleared and the session plays
@@ -140,8 +141,12 @@ func runPlay(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	for _, p := range res.Problems {
-		fmt.Fprintf(e.stderr, "bastion: warning: does not verify: %s\n", p)
+	if n := len(res.Problems); n > 0 {
+		for _, p := range res.Problems {
+			fmt.Fprintf(e.stderr, "bastion: warning: does not verify: %s\n", p)
+		}
+		return exitCode(1, withHint(fmt.Errorf("session %s does not verify: played as stored (--force), %d problem(s)", id, n),
+			"run \"bastion verify --session "+id.String()+"\" for the whole journal's findings"))
 	}
 	return nil
 }

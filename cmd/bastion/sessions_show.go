@@ -47,14 +47,17 @@ labelled "reconstructed" (and "uncertain" where keys the rebuild does not
 follow, such as arrows, history or tab completion, were used: the output
 shows what really ran).
 
-The session is verified as "bastion play" verifies it; one that does not
-verify is refused (exit 1) unless --force is given.
+The session is verified as "bastion play" verifies it: its leaves proven in
+the head checkpoint, which must cover the whole journal, its frames chained
+to the heads they commit, and no leaf of it hidden from the index. One that
+does not verify is refused (exit 1); with --force it is shown as stored,
+its problems first, and show still exits 1.
 
 Flags:
     --db FILE    the journal (default: journal.db in the home directory)
     --key FILE   the journal's public key (default: journal.pub in the home
                  directory)
-    --force      show a session that does not verify, with its problems
+    --force      show a session that does not verify, its problems first
     --json       one JSON object: id, state, started, ended, start (all the
                  start attributes), end (the end attributes), identity,
                  target, login, route, client, rule, grant, commands (text,

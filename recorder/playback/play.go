@@ -129,6 +129,10 @@ func Play(ctx context.Context, store storage.Store, id recorder.SessionID, w io.
 	if err != nil {
 		return nil, err
 	}
+	// Played as stored (Force): what does not verify is said first.
+	for _, p := range rec.Problems {
+		opts.Warn("does not verify: " + p)
+	}
 	// Following, what was recorded so far is written at once: the screen
 	// catches up with the session, then shows it live.
 	p := &player{ctx: ctx, w: w, opts: opts, speed: opts.Speed, live: opts.Follow, res: &Result{Record: rec}}
