@@ -124,7 +124,15 @@ var ErrVerify = errors.New("cannot verify")
 // its signed checkpoints, using only the auditor's key. It reads one
 // consistent snapshot, so it may run while a writer appends.
 func Verify(ctx context.Context, store storage.Store, opts VerifyOptions) (*Report, error) {
+	if opts.Verifier == nil {
+		return nil, fmt.Errorf("%w: the journal's public key is required", ErrVerify)
+	}
 	snap, err := store.Snapshot(ctx)
+	if errors.Is(err, storage.ErrNotJournal) {
+		// The file's content, not a failure to run.
+		return &Report{Origin: opts.Verifier.Name(), Unterminated: []SessionSummary{}, Abandoned: []SessionSummary{},
+			Problems: []Problem{{Leaf: -1, Where: "journal file", What: err.Error()}}}, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrVerify, err)
 	}

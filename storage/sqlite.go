@@ -511,12 +511,10 @@ func (s *SQLite) Snapshot(ctx context.Context) (Snapshot, error) {
 		conn.Close()
 		return nil, err
 	}
-	// A deferred transaction takes its snapshot at the first read.
-	var version, n int
+	// A deferred transaction takes its snapshot at the first read: the
+	// header's, which no damaged table or index can make fail.
+	var version int
 	err = conn.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version)
-	if err == nil {
-		err = conn.QueryRowContext(ctx, "SELECT count(*) FROM meta").Scan(&n)
-	}
 	if err != nil {
 		conn.ExecContext(context.Background(), "ROLLBACK")
 		conn.Close()

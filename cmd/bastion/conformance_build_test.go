@@ -125,6 +125,35 @@ func (b *conformanceBuild) addJournal(name, src string, intact bool, extra ...st
 	b.want[name] = intact
 }
 
+// addDamaged records a journal case: the base journal with the root page
+// of table overwritten, as a failing disk or a careless edit leaves it.
+func (b *conformanceBuild) addDamaged(name, src, table string) {
+	b.t.Helper()
+	b.addJournal(name, src, false)
+	path := filepath.Join(b.dir, b.cases[len(b.cases)-1].Journal)
+	db := tamperOpen(b.t, path)
+	var root, pageSize int64
+	if err := db.QueryRow(`SELECT rootpage FROM sqlite_schema WHERE name = ?`, table).Scan(&root); err != nil {
+		b.t.Fatal(err)
+	}
+	if err := db.QueryRow(`PRAGMA page_size`).Scan(&pageSize); err != nil {
+		b.t.Fatal(err)
+	}
+	db.Close()
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	// The page header's cell count and first cell: the page cannot be
+	// read as a b-tree page any more.
+	if _, err := f.WriteAt(bytes.Repeat([]byte{0xff}, 8), (root-1)*pageSize+3); err != nil {
+		b.t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		b.t.Fatal(err)
+	}
+}
+
 func (b *conformanceBuild) addBundle(name string, data []byte, intact bool, key string) {
 	b.t.Helper()
 	file := "bundles/" + conformanceFileName(name) + ".bundle"
@@ -565,6 +594,9 @@ func (b *conformanceBuild) fileCases(base *conformanceBase) {
 	b.addJournal("file: an index dropped", b.tampered(base, pragma(`DROP INDEX leaves_by_session`)), false)
 	b.addJournal("file: a view added", b.tampered(base, pragma(`CREATE VIEW v AS SELECT idx FROM leaves`)), false)
 	b.addJournal("file: statistics added (allowed)", b.tampered(base, pragma(`ANALYZE`)), true)
+	for _, table := range []string{"leaves", "frames", "sessions", "checkpoints", "tree_hashes", "meta"} {
+		b.addDamaged("file: the root page of "+table+" damaged", base.path, table)
+	}
 	b.addJournal("file: a trigger named like a statistics table", b.tampered(base, func(t *testing.T, tx *sql.Tx) {
 		tamperExec(t, tx, `PRAGMA writable_schema = ON`)
 		tamperExec(t, tx, `INSERT INTO sqlite_schema VALUES ('trigger', 'sqlite_stat9', 'frames', 0,
