@@ -408,6 +408,24 @@ func TestIntegrityScenarios(t *testing.T) {
 			t.Errorf("sessions list on a log that does not verify: exit %d, %d sessions listed, stderr %q", r.code, len(list), r.stderr)
 		}
 		wantEvidenceRed(t, fx, db)
+
+		// A schema 2 journal still has the columns: no reader uses them.
+		legacy := tamperCopyJournal(t, filepath.Join("..", "..", "testdata", "play", "journal.db"), filepath.Join(t.TempDir(), "legacy.db"))
+		tamperApply(t, legacy, func(t *testing.T, tx *sql.Tx) {
+			tamperExec(t, tx, `UPDATE sessions SET started_ns = 978307200000000000, ended_ns = 978307201000000000 WHERE num = 1`)
+		})
+		key := filepath.Join("..", "..", "testdata", "play", "journal.pub")
+		out := filepath.Join(t.TempDir(), "evidence")
+		if r := fx.run("evidence", "--db", legacy, "--key", key, "--from", "2026-11-27T08:00:00Z", "--to", "2026-11-27T10:00:00Z", "--out", out); r.code != 0 {
+			t.Fatalf("evidence of the schema 2 journal: exit %d: %s", r.code, r.stderr)
+		}
+		var rep evidenceReport
+		if b, err := os.ReadFile(filepath.Join(out, "evidence.json")); err != nil || json.Unmarshal(b, &rep) != nil || len(rep.Sessions) != 2 || !rep.Verification.Intact {
+			t.Errorf("evidence of the schema 2 journal with edited listing columns: %+v, %v", rep, err)
+		}
+		if r := fx.run("sessions", "list", "--db", legacy, "--key", key, "--json"); r.code != 0 || !strings.Contains(r.stdout, `"started": "2026-11-27T09:00:00Z"`) {
+			t.Errorf("sessions list of the schema 2 journal: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
 	})
 
 	t.Run("a read removed from custody", func(t *testing.T) {
