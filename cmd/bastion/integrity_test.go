@@ -426,6 +426,11 @@ func TestIntegrityScenarios(t *testing.T) {
 		if r := fx.run("sessions", "list", "--db", legacy, "--key", key, "--json"); r.code != 0 || !strings.Contains(r.stdout, `"started": "2026-11-27T09:00:00Z"`) {
 			t.Errorf("sessions list of the schema 2 journal: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 		}
+		// evidence could not record its read (the home's key is not the
+		// journal's): it did not open the journal to write, nor migrate it.
+		if v := tamperInts(t, tamperOpen(t, legacy), `PRAGMA user_version`); len(v) != 1 || v[0] != 2 {
+			t.Errorf("the schema 2 journal of another key was migrated to %v", v)
+		}
 	})
 
 	t.Run("a read removed from custody", func(t *testing.T) {

@@ -41,6 +41,9 @@ func openJournalAt(ctx context.Context, home, path string) (j *recorder.Journal,
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	if err := checkJournalKey(ctx, path, key); err != nil {
+		return nil, nil, nil, err
+	}
 	st, err = storage.OpenSQLite(ctx, path, storage.Options{})
 	if err != nil {
 		return nil, nil, nil, journalError(err)
@@ -64,6 +67,34 @@ func openJournalAt(ctx context.Context, home, path string) (j *recorder.Journal,
 	return j, st, func() error {
 		return errors.Join(j.Close(), st.Close())
 	}, nil
+}
+
+// checkJournalKey refuses, before anything opens it for writing (which
+// would migrate an older schema), a journal whose metadata names another
+// signing key. A journal that does not exist yet, or whose metadata cannot
+// be read, is left to the writer's own checks.
+func checkJournalKey(ctx context.Context, path string, key *recorder.JournalKey) error {
+	if _, err := os.Stat(path); err != nil {
+		return nil
+	}
+	st, err := storage.OpenSQLite(ctx, path, storage.Options{ReadOnly: true})
+	if err != nil {
+		return nil
+	}
+	defer st.Close()
+	snap, err := st.Snapshot(ctx)
+	if err != nil {
+		return nil
+	}
+	defer snap.Close()
+	meta, err := snap.Meta(ctx)
+	if err != nil {
+		return nil
+	}
+	if k := meta[recorder.MetaKey]; k != "" && k != key.VerifierKey {
+		return fmt.Errorf("journal %s was created with key %q, not with this home's signing key (%q): it is another log's, and is not written", path, k, key.VerifierKey)
+	}
+	return nil
 }
 
 // openSnapshot opens the journal read-only and takes a consistent snapshot.
