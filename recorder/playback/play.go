@@ -13,7 +13,9 @@
 // storage index ([storage.Snapshot.FrameAt], a binary search over the
 // frames' sequence numbers) and start reading at the segment that holds it:
 // nothing before that segment is read or hashed, so seeking costs the same
-// at any point of any recording. A terminal's state at an offset depends on
+// at any point of any recording. The index's times are not trusted: once
+// its segment verifies, the frame found must be at or before the offset
+// and the next one after it, or the session does not verify. A terminal's state at an offset depends on
 // everything written before it; playback does not rebuild it. It clears the
 // screen and plays the frames from the offset: a full-screen program shows
 // correctly from its next redraw, a shell from its next line.
