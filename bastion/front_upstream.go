@@ -513,7 +513,7 @@ func (s *frontSession) runUpstream(ctx context.Context, kind, command string, re
 // up: the cause is journaled and logged, the client reads msg.
 func (s *frontSession) upstreamFailed(ctx context.Context, sess *recorder.Session, endAttrs recorder.Attrs, msg string, err error) {
 	s.f.log.Error("ssh target", "target", s.info.target.Name, "session", sess.ID().String(), "error", err)
-	if _, aerr := sess.Append(recorder.KindMarker, 0, []byte(msg+": "+err.Error())); aerr != nil {
+	if _, aerr := sess.Append(recorder.KindMarker, 0, []byte(strings.ToValidUTF8(msg+": "+err.Error(), "\uFFFD"))); aerr != nil {
 		s.failed(sess, aerr)
 		return
 	}

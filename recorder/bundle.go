@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
 
 	"github.com/google/uuid"
 	"github.com/transparency-dev/formats/proof"
@@ -233,7 +232,7 @@ func VerifyBundle(data []byte, v note.Verifier) (*BundleReport, error) {
 	}
 	chain := NewChainer(ChainSeed(id))
 	k := 0
-	var lastMono, in, out int64
+	var rules frameRules
 	for i, s := range b.Frames {
 		seq := uint64(i) + 1
 		where := fmt.Sprintf("frame %d", seq)
@@ -254,18 +253,8 @@ func VerifyBundle(data []byte, v note.Verifier) (*BundleReport, error) {
 		if k >= len(segs) {
 			return nil, bad("%s: no segment leaf commits it", where)
 		}
-		if err := CheckPayload(f.Kind, f.Payload); err != nil {
+		if err := rules.next(f.Kind, f.MonoNS, f.Payload); err != nil {
 			return nil, bad("%s: %v", where, err)
-		}
-		if f.MonoNS < lastMono {
-			return nil, bad("%s: mono_ns %d is before the previous frame's %d (or negative)", where, f.MonoNS, lastMono)
-		}
-		lastMono = f.MonoNS
-		switch f.Kind {
-		case KindInput:
-			in += int64(len(f.Payload))
-		case KindOutput, KindStderr:
-			out += int64(len(f.Payload))
 		}
 		h := chain.Add(&f)
 		rep.Frames++
@@ -281,13 +270,8 @@ func VerifyBundle(data []byte, v note.Verifier) (*BundleReport, error) {
 		return nil, bad("frames %d..%d are committed by the leaves but missing", rep.Frames+1, segs[len(segs)-1].Last)
 	}
 	if end != nil {
-		for _, c := range []struct {
-			attr string
-			n    int64
-		}{{AttrInBytes, in}, {AttrOutBytes, out}} {
-			if got, ok := end.Attrs[c.attr]; ok && got != strconv.FormatInt(c.n, 10) {
-				return nil, bad("the end leaf's %s is %q, but the frames hold %d", c.attr, got, c.n)
-			}
+		if what := rules.counts.check(end.Attrs); what != "" {
+			return nil, bad("the end leaf: %s", what)
 		}
 		rep.Ended, rep.EndReason = true, end.Attrs["reason"]
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"strconv"
 	"unicode/utf8"
 )
 
@@ -202,4 +203,70 @@ func ParseResize(p []byte) (cols, rows uint32, err error) {
 		return 0, 0, fmt.Errorf("%w: resize payload is %d bytes, want 8", ErrMalformed, len(p))
 	}
 	return binary.BigEndian.Uint32(p), binary.BigEndian.Uint32(p[4:]), nil
+}
+
+// frameRules applies, to a session's frames in seq order, the rules every
+// frame follows (docs/journal-format.md, 4.1 and 4.2): a payload of at most
+// MaxPayload bytes that passes [CheckPayload], and a mono_ns neither
+// negative nor before the previous frame's. It counts the bytes the
+// session's end leaf states. Verification, session reads and bundles all
+// apply it.
+type frameRules struct {
+	lastMono int64
+	counts   byteCounts
+}
+
+// next checks the next frame and counts it. The state moves on whatever
+// it finds, so that a read that goes on after a problem (Force) checks the
+// frames after it against their own predecessors.
+func (r *frameRules) next(k Kind, mono int64, payload []byte) error {
+	last := r.lastMono
+	r.lastMono = mono
+	r.counts.add(k, len(payload))
+	if len(payload) > MaxPayload {
+		return fmt.Errorf("%w: payload of %d bytes exceeds %d", ErrMalformed, len(payload), MaxPayload)
+	}
+	if err := CheckPayload(k, payload); err != nil {
+		return err
+	}
+	switch {
+	case mono < 0:
+		return fmt.Errorf("%w: mono_ns %d is negative", ErrMalformed, mono)
+	case mono < last:
+		return fmt.Errorf("%w: mono_ns %d is before the previous frame's %d: a session's time never goes back", ErrMalformed, mono, last)
+	}
+	return nil
+}
+
+// byteCounts are what a session-end leaf states of its session: the
+// payload bytes of its input frames, and of its output and stderr frames.
+type byteCounts struct{ in, out int64 }
+
+func (c *byteCounts) add(k Kind, n int) {
+	switch k {
+	case KindInput:
+		c.in += int64(n)
+	case KindOutput, KindStderr:
+		c.out += int64(n)
+	}
+}
+
+// setOn writes the counts into an end leaf's attributes.
+func (c byteCounts) setOn(a Attrs) {
+	a[AttrInBytes] = strconv.FormatInt(c.in, 10)
+	a[AttrOutBytes] = strconv.FormatInt(c.out, 10)
+}
+
+// check compares an end leaf's counts, when it states them, with c, and
+// says how they differ ("" when they do not).
+func (c byteCounts) check(end Attrs) string {
+	for _, v := range []struct {
+		attr string
+		n    int64
+	}{{AttrInBytes, c.in}, {AttrOutBytes, c.out}} {
+		if got, ok := end[v.attr]; ok && got != strconv.FormatInt(v.n, 10) {
+			return fmt.Sprintf("its %s is %q, but the session's frames hold %d", v.attr, got, v.n)
+		}
+	}
+	return ""
 }

@@ -241,11 +241,11 @@ func Open(ctx context.Context, store storage.Store, opts Options) (*Journal, err
 // signed leaves and chained frames prove it: where it ends, and what it
 // recorded.
 type abandoned struct {
-	num     int64
-	id      SessionID
-	last    uint64
-	head    Hash
-	in, out int64
+	num    int64
+	id     SessionID
+	last   uint64
+	head   Hash
+	counts byteCounts
 }
 
 // rebuild reads back, from the signed leaves and the chained frames alone,
@@ -355,7 +355,7 @@ func checkOpen(ctx context.Context, snap storage.Snapshot, s *LogSession) (aband
 		}
 		expect++
 		chain.Add(&Frame{Session: s.ID, Seq: uint64(f.Seq), Kind: Kind(f.Kind), Channel: f.Channel, MonoNS: f.MonoNS, WallNS: f.WallNS, Payload: f.Payload})
-		a.count(Kind(f.Kind), len(f.Payload))
+		a.counts.add(Kind(f.Kind), len(f.Payload))
 		return nil
 	})
 	if err != nil {
@@ -365,15 +365,6 @@ func checkOpen(ctx context.Context, snap storage.Snapshot, s *LogSession) (aband
 		return a, fmt.Errorf("its frames do not chain to the head its last segment (leaf %d) commits", s.LastSegment)
 	}
 	return a, nil
-}
-
-func (a *abandoned) count(k Kind, n int) {
-	switch k {
-	case KindInput:
-		a.in += int64(n)
-	case KindOutput, KindStderr:
-		a.out += int64(n)
-	}
 }
 
 // loadSigned reads the latest checkpoint the key kept for this journal,
@@ -400,7 +391,7 @@ func (j *Journal) loadSigned() (*Checkpoint, error) {
 // of their last committed segment, with the bytes their frames hold.
 func (j *Journal) closeAbandoned(ctx context.Context, open []abandoned) error {
 	for _, a := range open {
-		s := &Session{j: j, id: a.id, num: a.num, in: a.in, out: a.out}
+		s := &Session{j: j, id: a.id, num: a.num, counts: a.counts}
 		s.chain = NewChainer(a.head)
 		s.nextSeq = a.last
 		s.progress = make(chan struct{})

@@ -76,9 +76,6 @@ func (l *Log) WallNS(idx int64) int64 {
 // Size is the number of leaves the log holds.
 func (l *Log) Size() int64 { return l.Checkpoint.Size }
 
-// Session returns the session id, or nil when the log does not start it.
-func (l *Log) Session(id SessionID) *LogSession { return l.byID[id] }
-
 // LogSession is one session as its leaves say.
 type LogSession struct {
 	ID SessionID
@@ -91,12 +88,10 @@ type LogSession struct {
 	// recorded and the chain head after them (0 and c_0 without one).
 	Frames      uint64
 	Head        Hash
-	Segments    int
 	LastSegment int64 // index of the last segment leaf, -1 when none
 	// End is nil while the session is unterminated.
-	End       *Leaf
-	EndIndex  int64
-	LastIndex int64 // index of the session's last leaf
+	End      *Leaf
+	EndIndex int64
 
 	// Kept only for verification (logRules.keepSegments).
 	segments []Leaf
@@ -151,11 +146,10 @@ func ReadLog(ctx context.Context, snap storage.Snapshot, opts ReadLogOptions) (*
 	if err != nil {
 		return nil, broken(0, "leaves table", "unreadable: %v", err)
 	}
-	note := opts.Checkpoint
-	var headNS int64 = -1 // the head row's created_ns, checked once the leaves are read
+	note, which := opts.Checkpoint, "checkpoint"
+	var head *storage.Checkpoint // the head row, when the log is read against it
 	if note == nil {
-		head, err := snap.Head(ctx)
-		if err != nil {
+		if head, err = snap.Head(ctx); err != nil {
 			return nil, broken(count, "head checkpoint", "unreadable: %v", err)
 		}
 		if head == nil {
@@ -164,22 +158,19 @@ func ReadLog(ctx context.Context, snap storage.Snapshot, opts ReadLogOptions) (*
 			}
 			return log, nil
 		}
-		note = head.Note
-		c, err := OpenCheckpoint(note, opts.Verifier)
-		if err != nil {
-			return nil, broken(count, "head checkpoint", "%v", err)
-		}
+		note, which = head.Note, "head checkpoint"
+	}
+	c, err := OpenCheckpoint(note, opts.Verifier)
+	if err != nil {
+		return nil, broken(count, which, "%v", err)
+	}
+	if head != nil {
 		if c.Size != head.TreeSize {
 			return nil, broken(count, "head checkpoint", "stored as tree size %d, but the signed note says %d", head.TreeSize, c.Size)
 		}
 		if c.Size < count {
 			return nil, broken(count, fmt.Sprintf("leaves %d..%d", c.Size, count-1), "not covered by the head checkpoint (size %d)", c.Size)
 		}
-		headNS = head.CreatedNS
-	}
-	c, err := OpenCheckpoint(note, opts.Verifier)
-	if err != nil {
-		return nil, broken(count, "checkpoint", "%v", err)
 	}
 	if c.Size > count {
 		return nil, broken(count, fmt.Sprintf("checkpoint at tree size %d", c.Size), "commits to %d leaves but the journal has %d: leaves %d..%d are missing (truncated)", c.Size, count, count, c.Size-1)
@@ -190,19 +181,8 @@ func ReadLog(ctx context.Context, snap storage.Snapshot, opts ReadLogOptions) (*
 	if err != nil {
 		return nil, broken(count, "sessions table", "unreadable: %v", err)
 	}
-	byID := map[SessionID]storage.Session{}
-	for _, r := range rows {
-		if r.Corrupt != "" || len(r.ID) != SessionIDSize {
-			log.indexProblem(count, fmt.Sprintf("sessions row %d", r.Num), "%s", sessionRowFault(r))
-			continue
-		}
-		id := SessionID(r.ID)
-		if _, dup := byID[id]; dup {
-			log.indexProblem(count, fmt.Sprintf("sessions row %d", r.Num), "a second row for session %s", uuid.UUID(id))
-			continue
-		}
-		byID[id] = r
-	}
+	byID, faults := mapSessionRows(rows)
+	log.addIndexProblems(count, faults)
 
 	rules := logRules{sessions: log.byID}
 	tree := newTreeRange()
@@ -231,10 +211,10 @@ func ReadLog(ctx context.Context, snap storage.Snapshot, opts ReadLogOptions) (*
 		if opts.Walls {
 			log.walls = append(log.walls, l.WallNS)
 		}
-		if next+1 == c.Size && headNS >= 0 && headNS != l.WallNS {
+		if next+1 == c.Size && head != nil && head.CreatedNS != l.WallNS {
 			// The next commit replaces the head row: its time must be
 			// checked now, or a writer would erase the change.
-			log.indexProblem(count, "head checkpoint", "created_ns is %d, but the last leaf it covers (%d) was committed at %d", headNS, next, l.WallNS)
+			log.indexProblem(count, "head checkpoint", "created_ns is %d, but the last leaf it covers (%d) was committed at %d", head.CreatedNS, next, l.WallNS)
 		}
 		s, problem := rules.add(next, l)
 		if problem != "" {
@@ -242,10 +222,7 @@ func ReadLog(ctx context.Context, snap storage.Snapshot, opts ReadLogOptions) (*
 			return stop
 		}
 		if s != nil && s.StartIndex == next {
-			s.Num = -1
-			if r, ok := byID[s.ID]; ok {
-				s.Num = r.Num
-			}
+			s.Num = rowNum(byID, s.ID)
 			log.Sessions = append(log.Sessions, s)
 		}
 		if fault := indexFault(sl, l, s); fault != "" {
@@ -271,42 +248,98 @@ func ReadLog(ctx context.Context, snap storage.Snapshot, opts ReadLogOptions) (*
 	}
 	log.frontier = tree.frontier()
 
-	// Every session the log starts has one row, at its start leaf; every
-	// row is of a session the log starts.
-	for _, s := range log.Sessions {
-		r, ok := byID[s.ID]
-		switch {
-		case !ok:
-			log.indexProblem(s.StartIndex, leafWhere(s.StartIndex, s.Start), "no row of the sessions table maps this session to a number (deleted)")
-		case r.StartLeaf != s.StartIndex:
-			log.indexProblem(s.StartIndex, leafWhere(s.StartIndex, s.Start), "its sessions row %d says it starts at leaf %d", r.Num, r.StartLeaf)
-		}
-	}
 	// Against an older checkpoint (the evidence report's), later
 	// sessions have rows; against the head, every row has its session.
-	for id, r := range byID {
-		if log.byID[id] == nil && (opts.Checkpoint == nil || r.StartLeaf < c.Size) {
-			log.indexProblem(count, fmt.Sprintf("sessions row %d", r.Num), "maps session %s, which no leaf starts (inserted)", uuid.UUID(id))
-		}
+	within := int64(math.MaxInt64)
+	if opts.Checkpoint != nil {
+		within = c.Size
 	}
+	rowProblems, rowFaults := checkSessionRows(log.Sessions, log.byID, byID, within)
+	log.IndexProblems = append(log.IndexProblems, rowProblems...)
+	log.addIndexProblems(count, rowFaults)
 	for _, idx := range stray {
-		log.indexProblem(count, fmt.Sprintf("leaves row %d", idx), "a row at a negative index: no leaf of the log (inserted)")
+		log.addIndexProblems(count, []Problem{strayLeafRow(idx)})
 	}
 	slices.SortStableFunc(log.IndexProblems, func(a, b Problem) int { return cmp.Compare(a.Leaf, b.Leaf) })
 	return log, nil
 }
 
 func (l *Log) indexProblem(leaf int64, where, format string, args ...any) {
-	l.IndexProblems = append(l.IndexProblems, Problem{Leaf: leaf, Where: where, What: fmt.Sprintf(format, args...)})
+	l.IndexProblems = append(l.IndexProblems, Problem{Leaf: leaf, Where: where, What: fmt.Sprintf(format, args...), index: true})
 }
 
-// sessionRowFault says what is wrong with a sessions row that is not a
-// mapping at all.
-func sessionRowFault(r storage.Session) string {
-	if r.Corrupt != "" {
-		return r.Corrupt
+// addIndexProblems adds problems that prove no record bad, at the tree size.
+func (l *Log) addIndexProblems(size int64, ps []Problem) {
+	for _, p := range ps {
+		p.Leaf = size
+		l.IndexProblems = append(l.IndexProblems, p)
 	}
-	return fmt.Sprintf("its id has %d bytes, not %d", len(r.ID), SessionIDSize)
+}
+
+// mapSessionRows maps the rows of the sessions table by the session ID
+// they hold. A row that maps nothing (a damaged row, an ID of the wrong
+// size, a second row for one ID: the first in num order stands) is a
+// problem, returned without its location: the tree size.
+func mapSessionRows(rows []storage.Session) (map[SessionID]storage.Session, []Problem) {
+	byID := map[SessionID]storage.Session{}
+	var faults []Problem
+	fault := func(r storage.Session, format string, args ...any) {
+		faults = append(faults, Problem{Where: fmt.Sprintf("sessions row %d", r.Num), What: fmt.Sprintf(format, args...), index: true})
+	}
+	for _, r := range rows {
+		if r.Corrupt != "" {
+			fault(r, "%s", r.Corrupt)
+			continue
+		}
+		if len(r.ID) != SessionIDSize {
+			fault(r, "its id has %d bytes, not %d", len(r.ID), SessionIDSize)
+			continue
+		}
+		id := SessionID(r.ID)
+		if _, dup := byID[id]; dup {
+			fault(r, "a second row for session %s", uuid.UUID(id))
+			continue
+		}
+		byID[id] = r
+	}
+	return byID, faults
+}
+
+// checkSessionRows cross-checks the sessions table with the sessions the
+// log starts: each has a row, at its start leaf (a problem at the start
+// leaf), and each row whose start leaf is below within is of a session the
+// log starts (a problem returned without its location: the tree size).
+func checkSessionRows(sessions []*LogSession, started map[SessionID]*LogSession, rows map[SessionID]storage.Session, within int64) (atStart, faults []Problem) {
+	for _, s := range sessions {
+		where := leafWhere(s.StartIndex, s.Start)
+		switch r, ok := rows[s.ID]; {
+		case !ok:
+			atStart = append(atStart, Problem{Leaf: s.StartIndex, Where: where, What: "no row of the sessions table maps this session to a number (deleted)", index: true})
+		case r.StartLeaf != s.StartIndex:
+			atStart = append(atStart, Problem{Leaf: s.StartIndex, Where: where, What: fmt.Sprintf("its sessions row %d says it starts at leaf %d", r.Num, r.StartLeaf), index: true})
+		}
+	}
+	for id, r := range rows {
+		if started[id] == nil && r.StartLeaf < within {
+			faults = append(faults, Problem{Where: "session " + uuid.UUID(id).String(), What: fmt.Sprintf("listed in the sessions table (row %d) but no leaf starts it (inserted)", r.Num), index: true})
+		}
+	}
+	return atStart, faults
+}
+
+// strayLeafRow is the problem of a leaves row at a negative index,
+// returned without its location: the tree size.
+func strayLeafRow(idx int64) Problem {
+	return Problem{Where: fmt.Sprintf("leaves row %d", idx), What: "a row at a negative index: no leaf of the log (inserted)", index: true}
+}
+
+// rowNum is the number the sessions table files session id under, -1
+// when it has no row.
+func rowNum(rows map[SessionID]storage.Session, id SessionID) int64 {
+	if r, ok := rows[id]; ok {
+		return r.Num
+	}
+	return -1
 }
 
 // indexFault compares a leaf row's index columns with the leaf they index.
@@ -376,7 +409,7 @@ func (r *logRules) add(idx int64, l *Leaf) (*LogSession, string) {
 			s.bad = true
 			return s, fmt.Sprintf("session already started at leaf %d (duplicate)", s.StartIndex)
 		}
-		s = &LogSession{ID: l.Session, Num: -1, Start: l, StartIndex: idx, Head: ChainSeed(l.Session), LastSegment: -1, EndIndex: -1, LastIndex: idx}
+		s = &LogSession{ID: l.Session, Num: -1, Start: l, StartIndex: idx, Head: ChainSeed(l.Session), LastSegment: -1, EndIndex: -1}
 		r.sessions[l.Session] = s
 		r.order = append(r.order, s)
 		return s, ""
@@ -384,7 +417,6 @@ func (r *logRules) add(idx int64, l *Leaf) (*LogSession, string) {
 	if s == nil {
 		return nil, "no session-start leaf precedes it"
 	}
-	s.LastIndex = idx
 	if s.bad {
 		if l.Type == LeafSessionEnd && s.End == nil {
 			s.End, s.EndIndex = l, idx
@@ -401,7 +433,7 @@ func (r *logRules) add(idx int64, l *Leaf) (*LogSession, string) {
 			s.bad = true
 			return s, fmt.Sprintf("commits frames %d..%d but the previous segment ended at frame %d", l.First, l.Last, s.Frames)
 		}
-		s.Frames, s.Head, s.Segments, s.LastSegment = l.Last, l.Head, s.Segments+1, idx
+		s.Frames, s.Head, s.LastSegment = l.Last, l.Head, idx
 		if r.keepSegments {
 			s.segments = append(s.segments, *l)
 			s.segLeaf = append(s.segLeaf, idx)
@@ -453,16 +485,9 @@ func (t *treeRange) root() Hash {
 // in tlog's layout, where the writer keeps them.
 func (t *treeRange) frontier() map[int64]tlog.Hash {
 	out := map[int64]tlog.Hash{}
-	size := int64(t.r.End())
-	hashes := t.r.Hashes()
-	var start int64
-	k := 0
-	for level := 62; level >= 0; level-- {
-		if size&(1<<level) != 0 {
-			out[tlog.StoredHashIndex(level, start>>level)] = tlog.Hash(hashes[k])
-			start += 1 << level
-			k++
-		}
+	hashes := t.r.Hashes() // left to right: the largest subtree first
+	for k, idx := range frontierIndexes(int64(t.r.End())) {
+		out[idx] = tlog.Hash(hashes[k])
 	}
 	return out
 }

@@ -3,7 +3,6 @@ package recorder
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"sync"
 	"time"
 
@@ -27,11 +26,10 @@ type Session struct {
 	num   int64
 	start time.Time // from Options.Now; time.Now's carries the monotonic reading
 
-	// chain, in and out are owned by the writer goroutine (seal,
-	// sealEnd): the chain head, and the payload bytes of input frames and
-	// of output and stderr frames sealed so far.
-	chain   *Chainer
-	in, out int64
+	// chain and counts are owned by the writer goroutine (seal,
+	// sealEnd): the chain head, and the bytes of the frames sealed so far.
+	chain  *Chainer
+	counts byteCounts
 
 	// mu guards the fields below. It is taken before Journal.mu, never
 	// while holding it.
@@ -200,12 +198,7 @@ func (s *Session) seal(f *pendingFrame) storage.Frame {
 	f.taken = true
 	s.mu.Unlock()
 	// The chain is the writer's alone: only seal and sealEnd touch it.
-	switch f.kind {
-	case KindInput:
-		s.in += int64(len(f.payload))
-	case KindOutput, KindStderr:
-		s.out += int64(len(f.payload))
-	}
+	s.counts.add(f.kind, len(f.payload))
 	head := s.chain.Add(&Frame{Session: s.id, Seq: f.seq, Kind: f.kind, Channel: f.channel, MonoNS: f.monoNS, WallNS: f.wallNS, Payload: f.payload})
 	return storage.Frame{
 		Session: s.num, Seq: int64(f.seq), Kind: uint8(f.kind), Channel: f.channel,
@@ -221,8 +214,7 @@ func (s *Session) sealEnd(l *Leaf) {
 	l.Last = s.nextSeq
 	s.mu.Unlock()
 	l.Head = s.chain.Head()
-	l.Attrs[AttrInBytes] = strconv.FormatInt(s.in, 10)
-	l.Attrs[AttrOutBytes] = strconv.FormatInt(s.out, 10)
+	s.counts.setOn(l.Attrs)
 }
 
 // The session-end attributes the writer sets: the payload bytes of the

@@ -449,7 +449,7 @@ func (r *SessionRecord) ReadFrames(ctx context.Context, snap storage.Snapshot, f
 	expect := seg.First
 	var held []Frame
 	heldBytes := 0
-	var lastMono int64 // frames read never go back in time, nor below 0
+	var rules frameRules
 	stop := errors.New("stop")
 	var failure error
 	problem := func(format string, args ...any) error {
@@ -468,21 +468,13 @@ func (r *SessionRecord) ReadFrames(ctx context.Context, snap storage.Snapshot, f
 			expect = seq
 		}
 		expect++
-		if len(sf.Payload) > MaxPayload {
-			// Never copied: a row can hold far more than a frame may.
-			return problem("frame %d: a payload of %d bytes, more than %d", seq, len(sf.Payload), MaxPayload)
-		}
-		if err := CheckPayload(Kind(sf.Kind), sf.Payload); err != nil {
+		// Checked before the payload is copied: a row can hold far more
+		// than a frame may.
+		if err := rules.next(Kind(sf.Kind), sf.MonoNS, sf.Payload); err != nil {
 			if err := problem("frame %d: %v", seq, err); err != nil {
 				return err
 			}
 		}
-		if sf.MonoNS < lastMono {
-			if err := problem("frame %d: mono_ns %d is before the previous frame's %d (or negative)", seq, sf.MonoNS, lastMono); err != nil {
-				return err
-			}
-		}
-		lastMono = sf.MonoNS
 		f := Frame{Session: r.ID, Seq: seq, Kind: Kind(sf.Kind), Channel: sf.Channel, MonoNS: sf.MonoNS, WallNS: sf.WallNS, Payload: sf.Payload}
 		h := chain.Add(&f)
 		if r.force {

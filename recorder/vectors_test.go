@@ -20,6 +20,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/recordertest"
 )
 
 // The test vectors in testdata/vectors let an auditor check an independent
@@ -333,7 +334,7 @@ func buildJournalVectors(tb testing.TB) *vectorFile {
 	last := vf.Checkpoints[len(vf.Checkpoints)-1]
 	cosigned := []byte(last.Note)
 	for _, skey := range []string{vectorsWitnessKey, vectorsImpostorKey} {
-		cosigned = cosign(tb, cosigned, skey)
+		cosigned = recordertest.Cosign(tb, cosigned, skey)
 	}
 	vf.Checkpoints = append(vf.Checkpoints, checkpointVec{
 		Comment: "the same checkpoint with two more signature lines: a witness's, and one by another key of the same name " +
@@ -346,22 +347,6 @@ func buildJournalVectors(tb testing.TB) *vectorFile {
 // vectorsWitnessKey is a TEST KEY of a witness, for the cosigned
 // checkpoint vector.
 const vectorsWitnessKey = "PRIVATE+KEY+witness.example/w1+f7aefaa0+AeH/1xZ+saxwC0mzEsPZKqE4VozXJ2RyhEeF/X8fwXFK"
-
-// cosign appends a signature line by skey to a signed note.
-func cosign(tb testing.TB, msg []byte, skey string) []byte {
-	tb.Helper()
-	s, err := note.NewSigner(skey)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	text := msg[:bytes.LastIndex(msg, []byte("\n\n"))+1]
-	signed, err := note.Sign(&note.Note{Text: string(text)}, s)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	line := signed[bytes.LastIndex(signed, []byte("\n\n"))+2:]
-	return append(bytes.Clone(msg), line...)
-}
 
 var attrsComments = []string{
 	"no attributes: just the count",
@@ -927,7 +912,7 @@ func malformedCases(tb testing.TB) []malformedCase {
 	nonCanonSig[len(nonCanonSig)-3]++
 	add("checkpoint", "the key's signature in non-canonical base64 (unused bits set)", "not canonical base64", nonCanonSig)
 	many := bytes.Clone(good)
-	witness := cosign(tb, good, vectorsWitnessKey)
+	witness := recordertest.Cosign(tb, good, vectorsWitnessKey)
 	for range 100 {
 		many = append(many, witness[len(good):]...)
 	}

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"math"
 	"sort"
-	"strconv"
 	"sync"
 	"sync/atomic"
 
@@ -166,9 +165,12 @@ type verifier struct {
 	wall       []int64
 	rules      logRules
 	rows       map[SessionID]storage.Session // the sessions table, by ID
-	latest     *Checkpoint                   // the latest valid checkpoint, nil when none
-	changed    []int64                       // leaves whose stored hash differs; nil until needed
-	foreignKey string                        // a key other than the auditor's that signed a checkpoint
+	// late are problems found before the tree size, where they are
+	// located, was known.
+	late       []Problem
+	latest     *Checkpoint // the latest valid checkpoint, nil when none
+	changed    []int64     // leaves whose stored hash differs; nil until needed
+	foreignKey string      // a key other than the auditor's that signed a checkpoint
 }
 
 func (v *verifier) problem(leaf int64, where, format string, args ...any) {
@@ -255,24 +257,13 @@ func sameVerifierKey(vkey string, v note.Verifier) bool {
 // sessionRows reads the sessions table, the map from session IDs to the
 // numbers their rows are filed under. Rows that map nothing are problems.
 func (v *verifier) sessionRows() {
-	v.rows = map[SessionID]storage.Session{}
 	rows, err := v.snap.Sessions(v.ctx)
 	if err != nil {
-		v.indexProblem(1<<62, "sessions table", "unreadable: %v", err)
-		return
+		v.late = append(v.late, Problem{Where: "sessions table", What: fmt.Sprintf("unreadable: %v", err), index: true})
 	}
-	for _, r := range rows {
-		if r.Corrupt != "" || len(r.ID) != SessionIDSize {
-			v.indexProblem(1<<62, fmt.Sprintf("sessions row %d", r.Num), "%s", sessionRowFault(r))
-			continue
-		}
-		id := SessionID(r.ID)
-		if _, dup := v.rows[id]; dup {
-			v.indexProblem(1<<62, fmt.Sprintf("sessions row %d", r.Num), "a second row for session %s", uuid.UUID(id))
-			continue
-		}
-		v.rows[id] = r
-	}
+	var faults []Problem
+	v.rows, faults = mapSessionRows(rows)
+	v.late = append(v.late, faults...)
 }
 
 // leaves recomputes the tree from the leaves table, checks each leaf's
@@ -284,7 +275,7 @@ func (v *verifier) leaves() error {
 		if sl.Index < 0 {
 			// Not a leaf of the log, which starts at 0: listed, and
 			// left out.
-			v.indexProblem(1<<62, fmt.Sprintf("leaves row %d", sl.Index), "a row at a negative index: no leaf of the log (inserted)")
+			v.late = append(v.late, strayLeafRow(sl.Index))
 			return nil
 		}
 		if sl.Index != next {
@@ -312,21 +303,14 @@ func (v *verifier) leaves() error {
 		}
 		v.r.Root = root.String()
 	}
-	// Rows found before the tree size was known, located at it.
-	for i := range v.r.Problems {
-		if v.r.Problems[i].Leaf == 1<<62 {
-			v.r.Problems[i].Leaf = next
-		}
+	atStart, faults := checkSessionRows(v.rules.order, v.rules.sessions, v.rows, math.MaxInt64)
+	v.r.Problems = append(v.r.Problems, atStart...)
+	for _, p := range append(v.late, faults...) {
+		p.Leaf = next
+		v.r.Problems = append(v.r.Problems, p)
 	}
 	for _, s := range v.rules.order {
 		sum := SessionSummary{ID: uuid.UUID(s.ID).String(), StartLeaf: s.StartIndex, EndLeaf: -1, Frames: s.Frames}
-		where := leafWhere(s.StartIndex, s.Start)
-		switch r, ok := v.rows[s.ID]; {
-		case !ok:
-			v.indexProblem(s.StartIndex, where, "no row of the sessions table maps this session to a number (deleted)")
-		case r.StartLeaf != s.StartIndex:
-			v.indexProblem(s.StartIndex, where, "its sessions row %d says it starts at leaf %d", r.Num, r.StartLeaf)
-		}
 		if s.End == nil {
 			v.r.Unterminated = append(v.r.Unterminated, sum)
 			continue
@@ -334,11 +318,6 @@ func (v *verifier) leaves() error {
 		sum.EndLeaf, sum.Reason = s.EndIndex, s.End.Attrs["reason"]
 		if sum.Reason == "abandoned" {
 			v.r.Abandoned = append(v.r.Abandoned, sum)
-		}
-	}
-	for id, r := range v.rows {
-		if v.rules.sessions[id] == nil {
-			v.indexProblem(v.r.TreeSize, "session "+uuid.UUID(id).String(), "listed in the sessions table (row %d) but no leaf starts it (inserted)", r.Num)
 		}
 	}
 	v.r.Sessions = len(v.rules.order)
@@ -370,10 +349,7 @@ func (v *verifier) leaf(idx int64, sl storage.Leaf) {
 		v.problem(idx, leafWhere(idx, l), "%s", problem)
 	}
 	if s != nil && s.StartIndex == idx && problem == "" {
-		s.Num = -1
-		if r, ok := v.rows[s.ID]; ok {
-			s.Num = r.Num
-		}
+		s.Num = rowNum(v.rows, s.ID)
 	}
 	if fault := indexFault(sl, l, s); fault != "" {
 		v.indexProblem(idx, leafWhere(idx, l), "%s", fault)
@@ -723,7 +699,6 @@ func (v *verifier) chain(s *LogSession, num int64, progress func(int)) error {
 	var stopped atomic.Bool // the hasher found a bad segment: stop reading
 	var hashFail *Problem   // written by the hasher, read after it is done
 	var hintFail *Problem   // a stored chain value that is not c_i, in a segment that verified
-	var in, out int64       // payload bytes of input, and of output and stderr
 	head := ChainSeed(s.ID)
 	hashed := make(chan struct{})
 	go func() {
@@ -739,12 +714,6 @@ func (v *verifier) chain(s *LogSession, num int64, progress func(int)) error {
 				}
 				v.r.Frames++
 				v.r.PayloadBytes += int64(len(j.f.Payload))
-				switch j.f.Kind {
-				case KindInput:
-					in += int64(len(j.f.Payload))
-				case KindOutput, KindStderr:
-					out += int64(len(j.f.Payload))
-				}
 				progress(len(j.f.Payload))
 				if j.segEnd {
 					sg := s.segments[j.seg]
@@ -770,7 +739,7 @@ func (v *verifier) chain(s *LogSession, num int64, progress func(int)) error {
 	}()
 
 	var expect uint64 = 1
-	var lastMono int64
+	var rules frameRules // the reader's: it counts the frames it hands on
 	seg := 0
 	var readFail *Problem // the first problem the reader found
 	stop := errors.New("stop")
@@ -801,19 +770,9 @@ func (v *verifier) chain(s *LogSession, num int64, progress func(int)) error {
 		if seg >= len(s.segments) {
 			return fail(v.r.TreeSize, where, "no segment leaf commits it (inserted after the last commit)")
 		}
-		if len(sf.Payload) > MaxPayload {
-			return fail(segLeaf(), where, "payload of %d bytes exceeds %d", len(sf.Payload), MaxPayload)
-		}
-		if err := CheckPayload(Kind(sf.Kind), sf.Payload); err != nil {
+		if err := rules.next(Kind(sf.Kind), sf.MonoNS, sf.Payload); err != nil {
 			return fail(segLeaf(), where, "%v", err)
 		}
-		switch {
-		case sf.MonoNS < 0:
-			return fail(segLeaf(), where, "mono_ns %d is negative", sf.MonoNS)
-		case sf.MonoNS < lastMono:
-			return fail(segLeaf(), where, "mono_ns %d is before the previous frame's %d: a session's time never goes back", sf.MonoNS, lastMono)
-		}
-		lastMono = sf.MonoNS
 		buf, _ := pool.Get().(*[]byte)
 		if buf == nil {
 			buf = new([]byte)
@@ -860,13 +819,8 @@ func (v *verifier) chain(s *LogSession, num int64, progress func(int)) error {
 		if s.End.Head != head {
 			v.problem(s.EndIndex, where, "its chain head does not match the session's frames")
 		}
-		for _, c := range []struct {
-			attr string
-			n    int64
-		}{{AttrInBytes, in}, {AttrOutBytes, out}} {
-			if got, ok := s.End.Attrs[c.attr]; ok && got != strconv.FormatInt(c.n, 10) {
-				v.problem(s.EndIndex, where, "its %s is %q, but the session's frames hold %d", c.attr, got, c.n)
-			}
+		if what := rules.counts.check(s.End.Attrs); what != "" {
+			v.problem(s.EndIndex, where, "%s", what)
 		}
 	}
 	return nil

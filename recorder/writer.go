@@ -3,6 +3,7 @@ package recorder
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -312,17 +313,25 @@ func (j *Journal) hashReader() tlog.HashReader {
 // pruneHashes keeps only the frontier of the tree: the roots of the complete
 // subtrees that the next leaves and roots are computed from.
 func (j *Journal) pruneHashes() {
-	keep := map[int64]bool{}
-	var start int64
-	for level := 62; level >= 0; level-- {
-		if j.treeSize&(1<<level) != 0 {
-			keep[tlog.StoredHashIndex(level, start>>level)] = true
-			start += 1 << level
-		}
-	}
+	keep := frontierIndexes(j.treeSize)
 	for k := range j.hashes {
-		if !keep[k] {
+		if !slices.Contains(keep, k) {
 			delete(j.hashes, k)
 		}
 	}
+}
+
+// frontierIndexes are the stored-hash indexes (tlog's layout) of the roots
+// of the complete subtrees of a tree of size leaves, the largest first:
+// all a tree needs to be extended.
+func frontierIndexes(size int64) []int64 {
+	var out []int64
+	var start int64
+	for level := 62; level >= 0; level-- {
+		if size&(1<<level) != 0 {
+			out = append(out, tlog.StoredHashIndex(level, start>>level))
+			start += 1 << level
+		}
+	}
+	return out
 }

@@ -30,6 +30,11 @@ type Options struct {
 	ReadOnly bool
 	// Synchronous is SyncFull or SyncNormal; "" means SyncFull.
 	Synchronous string
+	// RequireMeta, for a writer, names metadata an existing journal must
+	// hold: one whose meta has another value for any of these keys is
+	// refused with ErrOtherLog before anything is written to it (not even
+	// a schema migration).
+	RequireMeta map[string]string
 }
 
 // pageSize is the page size of new journals.
@@ -102,6 +107,10 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*SQLite, error)
 		rw.SetMaxIdleConns(1)
 		rw.SetConnMaxLifetime(0)
 		s.rw = rw
+		if err := s.checkMeta(ctx, opts.RequireMeta); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("open journal %s: %w", path, err)
+		}
 		if err := s.migrate(ctx); err != nil {
 			s.Close()
 			return nil, fmt.Errorf("open journal %s: %w", path, err)
@@ -174,6 +183,30 @@ func dsn(path string, readOnly bool, sync string) string {
 		q.Set("_txlock", "immediate")
 	}
 	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
+}
+
+// checkMeta refuses a journal whose meta holds another value for a key of
+// want. A file that is no journal yet, or whose meta cannot be read, is
+// left to the migration and the writer's own checks.
+func (s *SQLite) checkMeta(ctx context.Context, want map[string]string) error {
+	if len(want) == 0 {
+		return nil
+	}
+	var version, appID int
+	if s.rw.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version) != nil ||
+		s.rw.QueryRowContext(ctx, "PRAGMA application_id").Scan(&appID) != nil || version < 1 || appID != applicationID {
+		return nil
+	}
+	meta, err := readMeta(ctx, s.rw)
+	if err != nil {
+		return nil
+	}
+	for k, v := range want {
+		if got, ok := meta[k]; ok && got != v {
+			return fmt.Errorf("%w: its %s is %q, not %q", ErrOtherLog, k, got, v)
+		}
+	}
+	return nil
 }
 
 func (s *SQLite) migrate(ctx context.Context) (err error) {

@@ -471,3 +471,27 @@ func TestSQLiteIdleCheckpoint(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// A writer that requires metadata refuses a journal that holds another
+// value, before it writes anything to it.
+func TestRequireMeta(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "j.db")
+	s, err := storage.OpenSQLite(ctx, path, storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Init(ctx, map[string]string{"verifier_key": "a"}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	_, err = storage.OpenSQLite(ctx, path, storage.Options{RequireMeta: map[string]string{"verifier_key": "b"}})
+	if !errors.Is(err, storage.ErrOtherLog) {
+		t.Fatalf("another key: %v, want ErrOtherLog", err)
+	}
+	s, err = storage.OpenSQLite(ctx, path, storage.Options{RequireMeta: map[string]string{"verifier_key": "a"}})
+	if err != nil {
+		t.Fatalf("the same key: %v", err)
+	}
+	s.Close()
+}

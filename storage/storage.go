@@ -29,6 +29,9 @@ var (
 	ErrNotJournal = errors.New("not a bastion journal")
 	// ErrSchemaTooNew means the journal was written by a newer bastion.
 	ErrSchemaTooNew = errors.New("journal schema is newer than this bastion")
+	// ErrOtherLog means a journal's metadata names another log than the
+	// writer asked for (Options.RequireMeta).
+	ErrOtherLog = errors.New("journal is another log's")
 	// ErrNotFound means a requested row does not exist.
 	ErrNotFound = errors.New("not found")
 	// ErrConflict means a batch does not extend the stored state (for

@@ -73,11 +73,9 @@ func runCheckpoint(ctx context.Context, e *env, args []string) error {
 		return exitCode(1, withHint(fmt.Errorf("journal %s: %w", path, err),
 			"a checkpoint that does not match the journal is never handed out; run \"bastion verify\" to find out why"))
 	}
-	for _, p := range log.IndexProblems {
-		fmt.Fprintf(e.stderr, "bastion: warning: the journal's index does not match its signed records: %s: %s\n", oneLine(p.Where), oneLine(p.What))
-	}
+	warnIndex(e, log)
 	if _, err := e.stdout.Write(log.Note); err != nil {
 		return err
 	}
-	return (&verifiedLog{Log: log, path: path}).indexErr()
+	return indexErr(path, log)
 }

@@ -24,6 +24,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/recordertest"
 	"github.com/bastionhq/bastion/storage"
 )
 
@@ -446,7 +447,7 @@ func (b *conformanceBuild) journalCases(base *conformanceBase) {
 		if err := tx.QueryRow(`SELECT note FROM head`).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
-		n = cosign(t, cosign(t, n, conformanceWitness), conformanceOther)
+		n = recordertest.Cosign(t, recordertest.Cosign(t, n, conformanceWitness), conformanceOther)
 		tamperExec(t, tx, `UPDATE head SET note = ?`, n)
 	})
 	truncate := func(t *testing.T, tx *sql.Tx) {
@@ -522,56 +523,26 @@ func resignHead(t *testing.T, tx *sql.Tx, size int64) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stored []tlog.Hash
-	reader := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
-		out := make([]tlog.Hash, len(idx))
-		for i, x := range idx {
-			out[i] = stored[x]
-		}
-		return out, nil
-	})
-	var n, wall int64
+	var tree memTree
+	var wall int64
 	for rows.Next() {
 		var data []byte
 		if err := rows.Scan(&data); err != nil {
 			t.Fatal(err)
 		}
-		hs, err := tlog.StoredHashes(n, data, reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		stored = append(stored, hs...)
+		tree.add(t, data)
 		l, err := recorder.ParseLeaf(data)
 		if err != nil {
 			t.Fatal(err)
 		}
-		wall, n = l.WallNS, n+1
+		wall = l.WallNS
 	}
 	rows.Close()
-	root, err := tlog.TreeHash(size, reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	note, err := recorder.SignCheckpoint(recorder.Checkpoint{Origin: k.Signer.Name(), Size: size, Root: recorder.Hash(root)}, k.Signer)
+	note, err := recorder.SignCheckpoint(recorder.Checkpoint{Origin: k.Signer.Name(), Size: size, Root: tree.root(t, size)}, k.Signer)
 	if err != nil {
 		t.Fatal(err)
 	}
 	tamperExec(t, tx, `UPDATE head SET tree_size = ?, created_ns = ?, note = ?`, size, wall, note)
-}
-
-// cosign appends a signature line by skey to a signed note.
-func cosign(t *testing.T, msg []byte, skey string) []byte {
-	t.Helper()
-	s, err := note.NewSigner(skey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	text := msg[:bytes.LastIndex(msg, []byte("\n\n"))+1]
-	signed, err := note.Sign(&note.Note{Text: string(text)}, s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return append(bytes.Clone(msg), signed[bytes.LastIndex(signed, []byte("\n\n"))+2:]...)
 }
 
 func (b *conformanceBuild) fileCases(base *conformanceBase) {
@@ -641,16 +612,7 @@ func (b *conformanceBuild) legacyCases() {
 func (b *conformanceBuild) bundleCases(base *conformanceBase) {
 	t := b.t
 	ctx := context.Background()
-	st, err := storage.OpenSQLite(ctx, base.path, storage.Options{ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	snap, err := st.Snapshot(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer snap.Close()
+	snap := readSnapshot(t, base.path)
 	export := func(s *integritySession) *recorder.Bundle {
 		id, _ := uuid.Parse(s.id)
 		bun, err := recorder.ExportBundle(ctx, snap, recorder.SessionID(id), b.key.Verifier)
@@ -675,7 +637,7 @@ func (b *conformanceBuild) bundleCases(base *conformanceBase) {
 	b.addBundle("bundle: checked with another key of the same name", good, false, "other.pub")
 
 	cosigned := *shell
-	cosigned.Checkpoint = string(cosign(t, cosign(t, []byte(shell.Checkpoint), conformanceWitness), conformanceOther))
+	cosigned.Checkpoint = string(recordertest.Cosign(t, recordertest.Cosign(t, []byte(shell.Checkpoint), conformanceWitness), conformanceOther))
 	cosigned.Leaves = slices.Clone(shell.Leaves)
 	for i := range cosigned.Leaves {
 		cosigned.Leaves[i].Proof = strings.Replace(cosigned.Leaves[i].Proof, shell.Checkpoint, cosigned.Checkpoint, 1)
@@ -739,16 +701,7 @@ func (b *conformanceBuild) bundleCases(base *conformanceBase) {
 func handBundle(t *testing.T, path string, v note.Verifier) []byte {
 	t.Helper()
 	ctx := context.Background()
-	st, err := storage.OpenSQLite(ctx, path, storage.Options{ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	snap, err := st.Snapshot(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer snap.Close()
+	snap := readSnapshot(t, path)
 	rows, err := snap.Sessions(ctx)
 	if err != nil || len(rows) != 1 {
 		t.Fatalf("sessions %v, %v", rows, err)
@@ -779,4 +732,22 @@ func handBundle(t *testing.T, path string, v note.Verifier) []byte {
 		t.Fatal(err)
 	}
 	return data
+}
+
+// readSnapshot opens the journal at path read-only, for the rest of the
+// test, and takes a snapshot of it.
+func readSnapshot(t *testing.T, path string) storage.Snapshot {
+	t.Helper()
+	ctx := context.Background()
+	st, err := storage.OpenSQLite(ctx, path, storage.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	snap, err := st.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { snap.Close() })
+	return snap
 }

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/storage"
@@ -49,14 +48,7 @@ func (b *conformanceBuild) signedJournal(name string, sessions []conformanceSess
 		t.Fatal(err)
 	}
 	batch := &storage.Batch{}
-	var stored []tlog.Hash
-	reader := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
-		out := make([]tlog.Hash, len(idx))
-		for i, x := range idx {
-			out[i] = stored[x]
-		}
-		return out, nil
-	})
+	var tree memTree
 	leaf := func(l *recorder.Leaf, num int64) {
 		l.WallNS = wall
 		wall += int64(time.Millisecond)
@@ -65,11 +57,7 @@ func (b *conformanceBuild) signedJournal(name string, sessions []conformanceSess
 			t.Fatalf("%s: %v", name, err)
 		}
 		idx := int64(len(batch.Leaves))
-		hs, err := tlog.StoredHashes(idx, data, reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		stored = append(stored, hs...)
+		tree.add(t, data)
 		batch.Leaves = append(batch.Leaves, storage.Leaf{Index: idx, Type: uint8(l.Type), Session: num, Event: l.Event, Data: data})
 	}
 	for i, s := range sessions {
@@ -111,15 +99,11 @@ func (b *conformanceBuild) signedJournal(name string, sessions []conformanceSess
 		}
 	}
 	size := int64(len(batch.Leaves))
-	root, err := tlog.TreeHash(size, reader)
+	n, err := recorder.SignCheckpoint(recorder.Checkpoint{Origin: b.key.Signer.Name(), Size: size, Root: tree.root(t, size)}, b.key.Signer)
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := recorder.SignCheckpoint(recorder.Checkpoint{Origin: b.key.Signer.Name(), Size: size, Root: recorder.Hash(root)}, b.key.Signer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, h := range stored {
+	for _, h := range tree.hashes {
 		batch.Hashes = append(batch.Hashes, bytes.Clone(h[:]))
 	}
 	batch.Head = &storage.Checkpoint{TreeSize: size, CreatedNS: wall - int64(time.Millisecond), Note: n}

@@ -800,7 +800,7 @@ func TestIntegrityAttacks(t *testing.T) {
 			tamperExec(t, tx, `INSERT INTO sessions (num, id, start_leaf) VALUES (50, randomblob(16), 100000)`)
 		})
 		wantVerifyFails(t, fx, db, fx.treeSize, "no leaf starts it")
-		if r, _ := fx.list(t, db); r.code != 1 || !strings.Contains(r.stderr, "which no leaf starts") {
+		if r, _ := fx.list(t, db); r.code != 1 || !strings.Contains(r.stderr, "no leaf starts it") {
 			t.Errorf("sessions list: exit %d, stderr %q", r.code, r.stderr)
 		}
 		writerRefuses(t, db)

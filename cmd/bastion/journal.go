@@ -41,10 +41,9 @@ func openJournalAt(ctx context.Context, home, path string) (j *recorder.Journal,
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	if err := checkJournalKey(ctx, path, key); err != nil {
-		return nil, nil, nil, err
-	}
-	st, err = storage.OpenSQLite(ctx, path, storage.Options{})
+	// A journal of another key is refused before it is opened to write:
+	// a read that play, export or evidence records never migrates it.
+	st, err = storage.OpenSQLite(ctx, path, storage.Options{RequireMeta: map[string]string{recorder.MetaKey: key.VerifierKey}})
 	if err != nil {
 		return nil, nil, nil, journalError(err)
 	}
@@ -67,34 +66,6 @@ func openJournalAt(ctx context.Context, home, path string) (j *recorder.Journal,
 	return j, st, func() error {
 		return errors.Join(j.Close(), st.Close())
 	}, nil
-}
-
-// checkJournalKey refuses, before anything opens it for writing (which
-// would migrate an older schema), a journal whose metadata names another
-// signing key. A journal that does not exist yet, or whose metadata cannot
-// be read, is left to the writer's own checks.
-func checkJournalKey(ctx context.Context, path string, key *recorder.JournalKey) error {
-	if _, err := os.Stat(path); err != nil {
-		return nil
-	}
-	st, err := storage.OpenSQLite(ctx, path, storage.Options{ReadOnly: true})
-	if err != nil {
-		return nil
-	}
-	defer st.Close()
-	snap, err := st.Snapshot(ctx)
-	if err != nil {
-		return nil
-	}
-	defer snap.Close()
-	meta, err := snap.Meta(ctx)
-	if err != nil {
-		return nil
-	}
-	if k := meta[recorder.MetaKey]; k != "" && k != key.VerifierKey {
-		return fmt.Errorf("journal %s was created with key %q, not with this home's signing key (%q): it is another log's, and is not written", path, k, key.VerifierKey)
-	}
-	return nil
 }
 
 // openSnapshot opens the journal read-only and takes a consistent snapshot.
@@ -133,6 +104,8 @@ func journalError(err error) error {
 		return withHint(err, "only one process writes a journal at a time; readers such as verify and sessions list work meanwhile")
 	case errors.Is(err, storage.ErrNotJournal):
 		return withHint(err, "--db must name a journal that bastion created")
+	case errors.Is(err, storage.ErrOtherLog):
+		return withHint(err, "a journal is written only with the key that created it: pass --home DIR of that bastion")
 	case errors.Is(err, storage.ErrPermissions):
 		return withHint(err, "a journal holds every keystroke, passwords typed at a prompt included: only its owner may read it")
 	}
@@ -194,20 +167,27 @@ func readLog(ctx context.Context, e *env, keyFile, db string, events func(string
 		}
 		return nil, exitCode(2, fmt.Errorf("journal %s: %w", path, err))
 	}
-	l := &verifiedLog{Log: log, snap: snap, st: st, path: path}
+	warnIndex(e, log)
+	return &verifiedLog{Log: log, snap: snap, st: st, path: path}, nil
+}
+
+// warnIndex says, on stderr, what of the journal's index does not match
+// its signed records: before anything is shown from them.
+func warnIndex(e *env, log *recorder.Log) {
 	for _, p := range log.IndexProblems {
 		fmt.Fprintf(e.stderr, "bastion: warning: the journal's index does not match its signed records: %s: %s\n", oneLine(p.Where), oneLine(p.What))
 	}
-	return l, nil
 }
 
 // indexErr is the exit status of a command that showed what the leaves
 // say of a journal whose index was changed: the leaves verified, but the
 // journal does not.
-func (l *verifiedLog) indexErr() error {
-	if len(l.IndexProblems) == 0 {
+func (l *verifiedLog) indexErr() error { return indexErr(l.path, l.Log) }
+
+func indexErr(path string, log *recorder.Log) error {
+	if len(log.IndexProblems) == 0 {
 		return nil
 	}
-	return exitCode(1, withHint(fmt.Errorf("journal %s does not verify: %d index finding(s), shown above; what is shown comes from the signed records", l.path, len(l.IndexProblems)),
-		`run "bastion verify --db `+l.path+`" for every finding`))
+	return exitCode(1, withHint(fmt.Errorf("journal %s does not verify: %d index finding(s), shown above; what is shown comes from the signed records", path, len(log.IndexProblems)),
+		`run "bastion verify --db `+path+`" for every finding`))
 }

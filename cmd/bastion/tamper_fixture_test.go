@@ -513,25 +513,49 @@ func tamperRehash(t *testing.T, tx *sql.Tx) {
 	if err := rows.Close(); err != nil {
 		t.Fatal(err)
 	}
-	var hashes []tlog.Hash
-	r := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
-		out := make([]tlog.Hash, len(idx))
-		for i, x := range idx {
-			out[i] = hashes[x]
-		}
-		return out, nil
-	})
-	for i, d := range leaves {
-		hs, err := tlog.StoredHashes(int64(i), d, r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		hashes = append(hashes, hs...)
+	var tree memTree
+	for _, d := range leaves {
+		tree.add(t, d)
 	}
 	tamperExec(t, tx, `DELETE FROM tree_hashes`)
-	for i, h := range hashes {
+	for i, h := range tree.hashes {
 		tamperExec(t, tx, `INSERT INTO tree_hashes (idx, hash) VALUES (?, ?)`, i, h[:])
 	}
+}
+
+// memTree is a tree's stored hashes, in tlog's layout, kept in memory: for
+// fixtures that build or rebuild a tree leaf by leaf.
+type memTree struct {
+	hashes []tlog.Hash
+	leaves int64
+}
+
+func (m *memTree) ReadHashes(idx []int64) ([]tlog.Hash, error) {
+	out := make([]tlog.Hash, len(idx))
+	for i, x := range idx {
+		out[i] = m.hashes[x]
+	}
+	return out, nil
+}
+
+// add appends the next leaf's stored hashes.
+func (m *memTree) add(t *testing.T, data []byte) {
+	t.Helper()
+	hs, err := tlog.StoredHashes(m.leaves, data, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.hashes, m.leaves = append(m.hashes, hs...), m.leaves+1
+}
+
+// root is the root of the tree of the first size leaves.
+func (m *memTree) root(t *testing.T, size int64) recorder.Hash {
+	t.Helper()
+	h, err := tlog.TreeHash(size, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return recorder.Hash(h)
 }
 
 // tamperFlipSignature changes one base64 character in the middle of the
