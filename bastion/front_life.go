@@ -15,6 +15,7 @@ import (
 	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/mask"
 )
 
 // Defaults of [FrontLimits].
@@ -331,8 +332,9 @@ func (lc *lifecycle) endWhere(match func(*liveSession) bool, e *sessionEnd) []Li
 }
 
 // kill ends the live session whose journal ID is id, or starts with it
-// (a prefix must name one session only).
-func (lc *lifecycle) kill(id, reason, by string) (LiveSession, error) {
+// (a prefix must name one session only). The reason is kept, and told
+// to the client, masked with m.
+func (lc *lifecycle) kill(id, reason, by string, m *mask.Masker) (LiveSession, error) {
 	id = strings.ToLower(strings.TrimSpace(id))
 	if id == "" {
 		return LiveSession{}, ErrNoLiveSession
@@ -360,8 +362,9 @@ func (lc *lifecycle) kill(id, reason, by string) (LiveSession, error) {
 		attrs["killed-by"] = by
 	}
 	if reason = printable(reason); reason != "" {
-		msg += ": " + reason
 		attrs["kill-reason"] = reason
+		m.Fields(attrs, "kill-reason")
+		msg += ": " + attrs["kill-reason"]
 	}
 	hit[0].end(&sessionEnd{reason: EndKilled, message: msg, attrs: attrs})
 	return hit[0].describe(), nil

@@ -159,16 +159,16 @@ func TestFrontSessionKill(t *testing.T) {
 	if _, err := AdminKill(context.Background(), fx.ts.home, AdminKillRequest{ID: "ffffffff"}); !errors.Is(err, ErrNoLiveSession) {
 		t.Fatalf("kill of an unknown ID: %v", err)
 	}
-	got, err := AdminKill(context.Background(), fx.ts.home, AdminKillRequest{ID: live[0].ID[:13], Reason: "runaway\njob", By: "tester"})
+	got, err := AdminKill(context.Background(), fx.ts.home, AdminKillRequest{ID: live[0].ID[:13], Reason: "runaway\njob, card 4111111111111111", By: "tester"})
 	if err != nil || got.ID != live[0].ID {
 		t.Fatalf("kill: %+v %v", got, err)
 	}
-	if code := c.wait(t); code != 255 || !strings.Contains(c.stderr.String(), "bastion: the session was ended by an operator: runaway job\n") {
+	if code := c.wait(t); code != 255 || !strings.Contains(c.stderr.String(), "bastion: the session was ended by an operator: runaway job, card ************1111\n") {
 		t.Fatalf("exit %d, stderr %q", code, c.stderr.String())
 	}
 	fx.waitLive(t, 0)
 	rs := fx.recorded(t, live[0].ID)
-	if rs.end["reason"] != EndKilled || rs.end["kill-reason"] != "runaway job" || !strings.Contains(rs.end["killed-by"], "says tester") || !strings.HasPrefix(rs.end["killed-by"], "uid ") {
+	if rs.end["reason"] != EndKilled || rs.end["kill-reason"] != "runaway job, card ************1111" || rs.end["masked"] != "kill-reason:card:1" || !strings.Contains(rs.end["killed-by"], "says tester") || !strings.HasPrefix(rs.end["killed-by"], "uid ") {
 		t.Fatalf("end leaf: %v", rs.end)
 	}
 	// Killing it again: it is no longer live.
@@ -370,13 +370,13 @@ func TestLifecycle(t *testing.T) {
 	if len(lc.list()) != 3 {
 		t.Fatalf("list: %v", lc.list())
 	}
-	if _, err := lc.kill("0190aaaa", "", ""); err == nil || errors.Is(err, ErrNoLiveSession) {
+	if _, err := lc.kill("0190aaaa", "", "", nil); err == nil || errors.Is(err, ErrNoLiveSession) {
 		t.Fatalf("ambiguous prefix: %v", err)
 	}
-	if _, err := lc.kill("", "", ""); !errors.Is(err, ErrNoLiveSession) {
+	if _, err := lc.kill("", "", "", nil); !errors.Is(err, ErrNoLiveSession) {
 		t.Fatalf("empty ID: %v", err)
 	}
-	if _, err := lc.kill("0190BBBB", "\x1b[31mred", "op"); err != nil {
+	if _, err := lc.kill("0190BBBB", "\x1b[31mred", "op", nil); err != nil {
 		t.Fatal(err)
 	}
 	if e := endCause(ctx3); e == nil || e.reason != EndKilled || e.message != "the session was ended by an operator: [31mred" {

@@ -112,6 +112,9 @@ func (s *frontSession) authorize(req *ssh.Request, action policy.Action, command
 	if command != "" {
 		attrs["command"] = command
 	}
+	// Refused, the request belongs to no session: the policy's
+	// text_masking applies.
+	s.f.textMasker().Fields(attrs, "command", "detail")
 	s.f.log.Info("ssh request denied by policy", "identity", info.identity, "target", info.target.Name, "login", info.login, "action", action, "rule", d.Rule, "client", info.client)
 	s.f.journal(EventRequestRefused, attrs, "a refused ssh request")
 	s.say("%s", deniedMessage(action, command, d))

@@ -176,6 +176,7 @@ func (s *frontSession) refuseExec(req *ssh.Request, command, reason string, why 
 		"reason": reason, "request": "exec", "user": info.login + "@" + info.target.Name,
 		"target": info.target.Name, "command": command, "exec-mode": execMode(info.target), "detail": why.Error(),
 	})
+	s.textMasker().Fields(attrs, "command", "detail")
 	s.f.log.Info("ssh request refused", "reason", reason, "request", "exec", "identity", info.identity, "target", info.target.Name, "client", info.client)
 	s.f.journal(EventRequestRefused, attrs, "a refused ssh request")
 	if reason == ReasonExecNotSplit {
@@ -522,6 +523,9 @@ func (s *frontSession) begin(ctx context.Context, kind, command string, attrs re
 		s.exit(Result{ExitCode: 255})
 		return nil, journalRecorder{}, false
 	}
+	// What the client sent is kept masked: the command, the subsystem's
+	// name, the command's arguments.
+	s.textMasker().Fields(attrs, "command", "subsystem")
 	sess, err := s.f.opts.Journal.StartSession(ctx, recorder.SessionInfo{Attrs: attrs})
 	if err != nil {
 		s.f.log.Error("start recording an ssh session", "error", err, "identity", info.identity)
@@ -534,8 +538,15 @@ func (s *frontSession) begin(ctx context.Context, kind, command string, attrs re
 	if s.life != nil {
 		s.life.setID(sess.ID().String())
 	}
+	tm := s.textMasker()
 	if kind == "exec" {
-		if _, err := rec.Append(uint8(recorder.KindExec), 0, []byte(command)); err != nil {
+		// The command as sent, masked: a mask frame first says what.
+		masked, hits := tm.Text(command)
+		err := recordTextMasks(rec, "exec", "positions", positions(hits))
+		if err == nil {
+			_, err = rec.Append(uint8(recorder.KindExec), 0, []byte(masked))
+		}
+		if err != nil {
 			s.failed(sess, err)
 			return nil, journalRecorder{}, false
 		}
@@ -552,10 +563,20 @@ func (s *frontSession) begin(ctx context.Context, kind, command string, attrs re
 	}
 	if len(s.env) > 0 {
 		env := recorder.Attrs{}
+		found := map[string][]string{}
 		for _, e := range s.env {
-			env[strings.ToLower(e.Name)] = e.Value
+			name := strings.ToLower(e.Name)
+			v, hits := tm.Text(e.Value)
+			env[name] = v
+			for _, h := range hits {
+				found[h.Detector] = append(found[h.Detector], name)
+			}
 		}
-		pa, err := recorder.EncodeAttrs(env)
+		err := recordTextMasks(rec, "env", "keys", found)
+		var pa []byte
+		if err == nil {
+			pa, err = recorder.EncodeAttrs(env)
+		}
 		if err == nil {
 			_, err = rec.Append(uint8(recorder.KindEnv), 0, pa)
 		}
@@ -580,7 +601,11 @@ func (s *frontSession) run(ctx context.Context, kind, command string, argv []str
 	proc := info.target.process(term)
 	attrs := s.sessionAttrs(kind, command)
 	attrs["target-kind"] = "command"
-	attrs["argv"] = fmt.Sprintf("%q", argv)
+	margv, hits := maskArgv(s.textMasker(), argv)
+	attrs["argv"] = fmt.Sprintf("%q", margv)
+	if len(hits) > 0 {
+		attrs[mask.MaskedKey] = mask.JoinSummaries(attrs[mask.MaskedKey], strings.Join(mask.Summary("argv", hits), ","))
+	}
 	if kind == "exec" {
 		attrs["exec-mode"] = execMode(info.target)
 	}
@@ -619,12 +644,14 @@ func (s *frontSession) run(ctx context.Context, kind, command string, argv []str
 	var res Result
 	var runErr error
 	prec := s.redacting(rec)
+	stdin, irec := s.inputFilter(ctx, s.ch, prec)
 	if s.pty == nil {
-		res, runErr = RunPiped(ctx, PipeConfig{Argv: argv, Env: proc.env, Dir: proc.dir, Credential: proc.cred, Stdin: s.ch, Stdout: s.ch, Stderr: s.ch.Stderr(),
-			Output: func(r io.Reader, channel uint32) io.Reader { return s.outputFilter(ctx, r, channel, prec) }}, prec)
+		res, runErr = RunPiped(ctx, PipeConfig{Argv: argv, Env: proc.env, Dir: proc.dir, Credential: proc.cred, Stdin: stdin, Stdout: s.ch, Stderr: s.ch.Stderr(),
+			Output: func(r io.Reader, channel uint32) io.Reader { return s.outputFilter(ctx, r, channel, prec) }}, irec)
 	} else {
+		cfg.Stdin = stdin
 		cfg.Output = func(r io.Reader) io.Reader { return s.outputFilter(ctx, r, 0, prec) }
-		res, runErr = RunLocal(ctx, cfg, prec)
+		res, runErr = RunLocal(ctx, cfg, irec)
 	}
 	s.finish(ctx, sess, res, runErr)
 }

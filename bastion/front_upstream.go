@@ -445,8 +445,9 @@ func (s *frontSession) runUpstream(ctx context.Context, kind, command string, re
 		prec = *srec
 	}
 	prec = s.redacting(prec)
-	p := startPipes(ctx, prec, pipeEnds{
-		Stdin: s.ch, Input: uch, EndInput: func() { uch.CloseWrite() },
+	stdin, irec := s.inputFilter(ctx, s.ch, prec)
+	p := startPipes(ctx, irec, pipeEnds{
+		Stdin: stdin, Input: uch, EndInput: func() { uch.CloseWrite() },
 		Stdout: s.outputFilter(ctx, uch, 0, prec), Stderr: s.outputFilter(ctx, uch.Stderr(), stderrChannel, prec), ToStdout: s.ch, ToStderr: s.ch.Stderr(),
 	}, func() {
 		uch.Close()

@@ -1,11 +1,13 @@
 package bastion
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"slices"
 	"strconv"
@@ -40,6 +42,30 @@ func (ms *maskers) get(pol *policy.Policy, name string) (*mask.Masker, error) {
 	if !ok {
 		return nil, fmt.Errorf("masking profile %q does not exist in the policy in force", name)
 	}
+	return ms.compile(p)
+}
+
+// text returns the masker for text that belongs to no session, or to a
+// session whose role names no profile: the policy's text_masking (every
+// built-in detector unless the policy says otherwise); nil when the
+// policy turns it off. It fails closed: a profile that cannot be
+// compiled (the policy's load checked it, so this is a bug) masks with
+// every built-in detector.
+func (ms *maskers) text(pol *policy.Policy) *mask.Masker {
+	p, ok := pol.TextMaskingProfile()
+	if !ok {
+		return nil
+	}
+	m, err := ms.compile(p)
+	if err != nil {
+		all, _ := mask.BuiltinProfile(policy.DefaultTextMasking)
+		m, _ = ms.compile(all)
+	}
+	return m
+}
+
+// compile returns p compiled, once per content.
+func (ms *maskers) compile(p mask.Profile) (*mask.Masker, error) {
 	key, err := json.Marshal(p)
 	if err != nil {
 		return nil, err
@@ -60,6 +86,66 @@ func (ms *maskers) get(pol *policy.Policy, name string) (*mask.Masker, error) {
 	return m, nil
 }
 
+// textMasker masks the text of requests that belong to no session yet
+// (a refused command).
+func (f *front) textMasker() *mask.Masker { return f.maskers.text(f.currentPolicy()) }
+
+// textMasker masks the text a session's leaves and frames keep (its
+// command, subsystem, environment): the role's masking profile, or, if
+// the role names none, the policy's text_masking.
+func (s *frontSession) textMasker() *mask.Masker {
+	if s.masker != nil {
+		return s.masker
+	}
+	return s.f.textMasker()
+}
+
+// maskArgv masks a command's argument vector as the command line it
+// joins to, so that a value split over arguments ("4111 1111 1111 1111")
+// is found as it is in the command; each argument keeps its length.
+func maskArgv(m *mask.Masker, argv []string) ([]string, []mask.Hit) {
+	joined, hits := m.Text(strings.Join(argv, " "))
+	if len(hits) == 0 {
+		return argv, nil
+	}
+	out := make([]string, len(argv))
+	at := 0
+	for i, a := range argv {
+		out[i] = joined[at : at+len(a)]
+		at += len(a) + 1
+	}
+	return out, hits
+}
+
+// recordTextMasks records, before a frame of text a session keeps (the
+// exec command, the environment), a mask frame per detector saying what
+// was masked in it: stream names the frame ("exec", "env"), and found
+// holds, by detector, one entry per value masked, under field: offsets
+// in the payload ("positions", offset+length) or the variables' names
+// ("keys").
+func recordTextMasks(rec Recorder, stream, field string, found map[string][]string) error {
+	for _, d := range slices.Sorted(maps.Keys(found)) {
+		a := recorder.Attrs{"detector": d, "count": strconv.Itoa(len(found[d])), "stream": stream, field: strings.Join(found[d], ",")}
+		payload, err := recorder.EncodeAttrs(a)
+		if err != nil {
+			return err
+		}
+		if _, err := rec.Append(uint8(recorder.KindMask), 0, payload); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// positions lists hits by detector as offset+length entries.
+func positions(hits []mask.Hit) map[string][]string {
+	found := map[string][]string{}
+	for _, h := range hits {
+		found[h.Detector] = append(found[h.Detector], strconv.FormatInt(h.Offset, 10)+"+"+strconv.Itoa(h.Length))
+	}
+	return found
+}
+
 // maskingReader masks what src yields, on the target-to-client path,
 // before it is recorded: what a Read returns is what the journal holds and
 // the client sees. Each masking is a frame of kind mask on the same
@@ -71,12 +157,24 @@ func (ms *maskers) get(pol *policy.Policy, name string) (*mask.Masker, error) {
 // decided, or after maskIdle with no more output. Reads of src happen on
 // one goroutine, one at a time and only when the caller asks, so src's
 // errors (deadlines included) reach the caller unchanged.
+//
+// On the client-to-target path (input), Read returns the bytes as sent,
+// not masked: the target receives exactly what the client sent. Each
+// Read hands released, which the recorder side of inputMasking keeps,
+// the bytes it returns with their masked copy, for the journal.
 type maskingReader struct {
 	src     io.Reader
 	stream  *mask.Stream
 	rec     Recorder
 	channel uint32
 	prompt  *promptWatch // nil unless input at password prompts is redacted
+
+	// Input only: released is given each Read's bytes as sent and as
+	// masked; raw holds the bytes sent that the stream still holds
+	// back, pendingRaw those released but not yet returned.
+	released   func(sent, masked []byte)
+	raw        []byte
+	pendingRaw []byte
 
 	done    <-chan struct{} // closed when the session is torn down
 	asked   chan int        // a read of up to n bytes is wanted
@@ -173,6 +271,9 @@ func (r *maskingReader) Read(p []byte) (int, error) {
 			continue
 		}
 		r.reading = false
+		if r.released != nil {
+			r.raw = append(r.raw, res.data...)
+		}
 		out, hits := r.stream.Write(res.data)
 		if res.err != nil && !isTimeout(res.err) {
 			o2, h2 := r.stream.Close()
@@ -191,15 +292,25 @@ func (r *maskingReader) Read(p []byte) (int, error) {
 			}
 		}
 	}
-	n := copy(p, r.pending)
-	r.pending = r.pending[n:]
+	if r.released == nil {
+		n := copy(p, r.pending)
+		r.pending = r.pending[n:]
+		return n, nil
+	}
+	n := copy(p, r.pendingRaw)
+	r.released(p[:n], r.pending[:n])
+	r.pending, r.pendingRaw = r.pending[n:], r.pendingRaw[n:]
 	return n, nil
 }
 
 // emit records the mask frames of hits, then queues out to be returned.
 func (r *maskingReader) emit(out []byte, hits []mask.Hit) error {
 	if len(hits) > 0 {
-		if err := recordHits(r.rec, r.channel, hits); err != nil {
+		stream := ""
+		if r.released != nil {
+			stream = "input"
+		}
+		if err := recordHits(r.rec, r.channel, stream, hits); err != nil {
 			return recordingFailed(err)
 		}
 	}
@@ -207,24 +318,27 @@ func (r *maskingReader) emit(out []byte, hits []mask.Hit) error {
 		r.prompt.output(out)
 	}
 	r.pending = append(r.pending, out...)
+	if r.released != nil {
+		// Masking keeps length: out stands for the next len(out) bytes
+		// sent.
+		r.pendingRaw = append(r.pendingRaw, r.raw[:len(out)]...)
+		r.raw = append(r.raw[:0], r.raw[len(out):]...)
+	}
 	return nil
 }
 
 // recordHits records one mask frame per detector: how many values it
-// masked, and where (stream offset+length of each).
-func recordHits(rec Recorder, channel uint32, hits []mask.Hit) error {
-	byDetector := map[string][]string{}
-	for _, h := range hits {
-		byDetector[h.Detector] = append(byDetector[h.Detector], strconv.FormatInt(h.Offset, 10)+"+"+strconv.Itoa(h.Length))
-	}
-	names := make([]string, 0, len(byDetector))
-	for d := range byDetector {
-		names = append(names, d)
-	}
-	slices.Sort(names)
-	for _, d := range names {
-		at := byDetector[d]
-		payload, err := recorder.EncodeAttrs(recorder.Attrs{"detector": d, "count": strconv.Itoa(len(at)), "positions": strings.Join(at, ",")})
+// masked, and where (stream offset+length of each). stream is "input"
+// for what the client sent, "" for the target's output on channel.
+func recordHits(rec Recorder, channel uint32, stream string, hits []mask.Hit) error {
+	found := positions(hits)
+	for _, d := range slices.Sorted(maps.Keys(found)) {
+		at := found[d]
+		a := recorder.Attrs{"detector": d, "count": strconv.Itoa(len(at)), "positions": strings.Join(at, ",")}
+		if stream != "" {
+			a["stream"] = stream
+		}
+		payload, err := recorder.EncodeAttrs(a)
 		if err != nil {
 			return err
 		}
@@ -297,6 +411,79 @@ func (s *frontSession) outputFilter(ctx context.Context, r io.Reader, channel ui
 		return &watchingReader{r, s.prompt}
 	}
 	return r
+}
+
+// inputFilter is what the client's input passes through before it is
+// recorded and forwarded, and the recorder the session's pumps then
+// append to. Under a masking profile, values the client sends whole (a
+// line an agent writes, a paste) are masked in the input frames, each
+// masking a mask frame (stream "input") recorded before them, while the
+// target receives the bytes as sent; bytes that may begin a value wait,
+// as output does, for the rest of it or for maskIdle. Without a profile,
+// src and rec themselves.
+func (s *frontSession) inputFilter(ctx context.Context, src io.Reader, rec Recorder) (io.Reader, Recorder) {
+	if s.masker == nil {
+		return src, rec
+	}
+	im := &inputMasking{Recorder: rec, masker: s.masker}
+	r := newMaskingReader(ctx.Done(), src, s.masker, rec, 0, nil)
+	r.released = im.released
+	return r, im
+}
+
+// inputMasking is the recorder side of input masking: each input frame
+// the pumps append is recorded as the masked copy the reader made of the
+// same bytes.
+type inputMasking struct {
+	Recorder
+	masker *mask.Masker
+
+	mu    sync.Mutex
+	queue []sentChunk // guarded by mu: chunks read and not yet appended, in order
+}
+
+type sentChunk struct{ sent, masked []byte }
+
+func (im *inputMasking) released(sent, masked []byte) {
+	if len(sent) == 0 {
+		return
+	}
+	im.mu.Lock()
+	im.queue = append(im.queue, sentChunk{slices.Clone(sent), slices.Clone(masked)})
+	im.mu.Unlock()
+}
+
+func (im *inputMasking) Append(kind uint8, channel uint32, p []byte) (uint64, error) {
+	if kind != kindInput {
+		return im.Recorder.Append(kind, channel, p)
+	}
+	im.mu.Lock()
+	var c sentChunk
+	if len(im.queue) > 0 && bytes.Equal(im.queue[0].sent, p) {
+		c, im.queue = im.queue[0], im.queue[1:]
+	}
+	im.mu.Unlock()
+	if c.sent == nil {
+		// Input that did not come through the reader (the end-of-file
+		// character bastion sends for a closed stdin): masked whole,
+		// so that nothing passes unmasked.
+		// Its mask frames have no positions: the offset in the input
+		// is not known here.
+		masked, hits := im.masker.Text(string(p))
+		for _, sum := range mask.Summary("input", hits) {
+			_, d, _ := strings.Cut(sum, ":")
+			d, n, _ := strings.Cut(d, ":")
+			payload, err := recorder.EncodeAttrs(recorder.Attrs{"detector": d, "count": n, "stream": "input"})
+			if err == nil {
+				_, err = im.Recorder.Append(uint8(recorder.KindMask), channel, payload)
+			}
+			if err != nil {
+				return 0, err
+			}
+		}
+		c.masked = []byte(masked)
+	}
+	return im.Recorder.Append(kind, channel, c.masked)
 }
 
 // redacting wraps rec so that input typed at a password prompt is

@@ -1,11 +1,16 @@
 package bastion
 
 import (
+	"context"
 	"io"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/mask"
 )
 
@@ -74,5 +79,138 @@ func TestPasswordPrompt(t *testing.T) {
 		if got := passwordPrompt([]byte(in)); got != want {
 			t.Errorf("%q: %v, want %v", in, got, want)
 		}
+	}
+}
+
+// frameLog keeps the frames appended to it, payloads copied.
+type frameLog struct {
+	Recorder
+	mu     sync.Mutex
+	frames []loggedFrame
+}
+
+type loggedFrame struct {
+	kind    uint8
+	payload string
+}
+
+func (l *frameLog) Append(kind uint8, _ uint32, p []byte) (uint64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.frames = append(l.frames, loggedFrame{kind, string(p)})
+	return uint64(len(l.frames)), nil
+}
+
+// TestInputMasking: what the client sends reaches the target as sent,
+// while the input frames hold it masked, each masking a mask frame
+// (stream "input") before the input it describes; a value split over two
+// writes close together is masked; bytes that could begin a value go
+// through after the idle flush; input that does not come through the
+// reader (bastion's end-of-file character) is masked whole.
+func TestInputMasking(t *testing.T) {
+	m, err := mask.Compile(mask.Profile{Detectors: []string{"all"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &frontSession{masker: m}
+	pr, pw := io.Pipe()
+	log := &frameLog{}
+	src, rec := s.inputFilter(context.Background(), pr, log)
+	sent := []string{"echo 4111 1111 ", "1111 1111 password=hunter2\r", "ls\r", "pa"}
+	go func() {
+		io.WriteString(pw, sent[0])
+		time.Sleep(2 * time.Millisecond)
+		for _, w := range sent[1:] {
+			io.WriteString(pw, w)
+		}
+		time.Sleep(30 * time.Millisecond) // past the idle flush: "pa" goes
+		pw.Close()
+	}()
+	// The pump: read, record, forward.
+	var forwarded strings.Builder
+	buf := make([]byte, 16)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if _, err := rec.Append(kindInput, 0, buf[:n]); err != nil {
+				t.Fatal(err)
+			}
+			forwarded.Write(buf[:n])
+		}
+		if err != nil {
+			break
+		}
+	}
+	if got, want := forwarded.String(), strings.Join(sent, ""); got != want {
+		t.Fatalf("forwarded %q, want the bytes as sent %q", got, want)
+	}
+	var input strings.Builder
+	var masks []recorder.Attrs
+	var frameOf []int          // the index of the frame holding each input byte
+	announced := map[int]int{} // value start → index of its mask frame
+	for i, f := range log.frames {
+		switch f.kind {
+		case kindInput:
+			input.WriteString(f.payload)
+			for range f.payload {
+				frameOf = append(frameOf, i)
+			}
+		case uint8(recorder.KindMask):
+			a, err := recorder.ParseAttrsPayload([]byte(f.payload))
+			if err != nil {
+				t.Fatal(err)
+			}
+			masks = append(masks, a)
+			for _, p := range strings.Split(a["positions"], ",") {
+				off, _, _ := strings.Cut(p, "+")
+				n, _ := strconv.Atoi(off)
+				announced[n] = i
+			}
+		}
+	}
+	for at, i := range announced {
+		if at >= len(frameOf) || frameOf[at] < i {
+			t.Fatalf("the value at %d is recorded before the mask frame that describes it (%v)", at, log.frames)
+		}
+	}
+	if got, want := input.String(), "echo **** **** **** 1111 password=*******\rls\rpa"; got != want {
+		t.Fatalf("recorded input %q, want %q", got, want)
+	}
+	if len(masks) != 2 || masks[0]["detector"] != "card" || masks[0]["stream"] != "input" || masks[0]["positions"] != "5+19" ||
+		masks[1]["detector"] != "password" || masks[1]["positions"] != "34+7" {
+		t.Fatalf("mask frames %v", masks)
+	}
+
+	// Input that did not come through the reader is masked whole.
+	log.frames = nil
+	if _, err := rec.Append(kindInput, 0, []byte("4111111111111111\x04")); err != nil {
+		t.Fatal(err)
+	}
+	if len(log.frames) != 2 || log.frames[1].payload != "************1111\x04" || !strings.Contains(log.frames[0].payload, "input") {
+		t.Fatalf("frames %q", log.frames)
+	}
+
+	// Without a masking profile, input passes as it is.
+	plain := &frontSession{}
+	if r, rr := plain.inputFilter(context.Background(), pr, log); r != io.Reader(pr) || rr != Recorder(log) {
+		t.Fatal("input filtered without a profile")
+	}
+}
+
+// TestMaskArgv: a value split over arguments is found as in the command
+// line; each argument keeps its length.
+func TestMaskArgv(t *testing.T) {
+	m, err := mask.Compile(mask.Profile{Detectors: []string{"all"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	argv := []string{"/usr/bin/pay", "4111", "1111", "1111", "1111", "--password", "hunter2"}
+	got, hits := maskArgv(m, argv)
+	want := []string{"/usr/bin/pay", "****", "****", "****", "1111", "--password", "*******"}
+	if !slices.Equal(got, want) || len(hits) != 2 {
+		t.Fatalf("maskArgv = %q (%v), want %q", got, hits, want)
+	}
+	if got, hits := maskArgv(m, []string{"ls", "-l"}); !slices.Equal(got, []string{"ls", "-l"}) || hits != nil {
+		t.Fatalf("%q %v", got, hits)
 	}
 }

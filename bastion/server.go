@@ -21,6 +21,7 @@ import (
 	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/mask"
 	"github.com/bastionhq/bastion/storage"
 )
 
@@ -49,6 +50,7 @@ type ServerOptions struct {
 // certificates, and the admin socket the CLI revokes through.
 type Server struct {
 	opts     ServerOptions
+	maskers  maskers // the text masker's profile, compiled
 	log      hclog.Logger
 	now      func() time.Time
 	registry *certauth.Registry
@@ -172,7 +174,7 @@ func NewServer(ctx context.Context, opts ServerOptions) (_ *Server, err error) {
 		s.grants, err = certauth.OpenGrants(ctx, log, certauth.GrantsOptions{
 			Journal: opts.Journal, Policy: func() certauth.GrantPolicy { return s.Policy() },
 			PendingTTL: cfg.Grants.PendingTTL, WebhookURL: cfg.Grants.WebhookURL, OnEnd: s.grantEnded,
-			Logger: s.log.Named("grants"), Now: s.now,
+			Logger: s.log.Named("grants"), Now: s.now, TextMasker: s.textMasker,
 		})
 	}
 	if err != nil {
@@ -189,7 +191,7 @@ func NewServer(ctx context.Context, opts ServerOptions) (_ *Server, err error) {
 	s.issuer, err = certauth.NewIssuer(ctx, certauth.IssuerOptions{
 		CA: opts.Authorities.User, OtherCAs: []*certauth.Authority{opts.Authorities.Host, opts.Authorities.Target}, Verifier: verifier, Policy: pol, Journal: opts.Journal, Registry: s.registry,
 		MinRSABits: cfg.Certificates.MinRSABits, MaxTTL: cfg.Certificates.MaxTTL, Backdate: cfg.Certificates.Backdate,
-		Grants: s.activeGrants, Now: s.now, Logger: s.log.Named("ca"),
+		Grants: s.activeGrants, Now: s.now, Logger: s.log.Named("ca"), TextMasker: s.textMasker,
 	})
 	if err != nil {
 		return nil, err
@@ -324,11 +326,13 @@ func (s *Server) writeKRL() error {
 
 // Revoke revokes certificates, journals it and rewrites the KRL.
 func (s *Server) Revoke(ctx context.Context, req certauth.RevokeRequest) (*certauth.RevokeResult, error) {
+	req.TextMasker = s.textMasker()
 	res, err := s.registry.Revoke(ctx, s.opts.Journal, req, s.now())
 	if err != nil {
 		return nil, err
 	}
-	s.log.Info("certificates revoked", "serials", fmt.Sprint(res.Serials), "identity", res.Identity, "by", req.By, "reason", req.Reason)
+	reason, _ := req.TextMasker.Text(req.Reason)
+	s.log.Info("certificates revoked", "serials", fmt.Sprint(res.Serials), "identity", res.Identity, "by", req.By, "reason", reason)
 	if s.front != nil {
 		for _, l := range s.life.revoked(res) {
 			s.log.Info("ssh session ended: its certificate was revoked", "session", l.ID, "serial", l.Serial, "identity", l.Identity)
@@ -339,6 +343,10 @@ func (s *Server) Revoke(ctx context.Context, req certauth.RevokeRequest) (*certa
 	}
 	return res, nil
 }
+
+// textMasker masks the free text operators and identities supply
+// (reasons, comments) with the policy's text_masking profile.
+func (s *Server) textMasker() *mask.Masker { return s.maskers.text(s.Policy()) }
 
 // LiveSessions lists the SSH front door's sessions that are running.
 func (s *Server) LiveSessions() []LiveSession {
@@ -356,7 +364,10 @@ func (s *Server) KillSession(id, reason, by string) (LiveSession, error) {
 	if s.front == nil {
 		return LiveSession{}, ErrNoLiveSession
 	}
-	l, err := s.life.kill(id, reason, by)
+	// The reason is kept, shown to the client and logged masked.
+	m := s.textMasker()
+	l, err := s.life.kill(id, reason, by, m)
+	reason, _ = m.Text(reason)
 	if err == nil {
 		s.log.Info("ssh session killed", "session", l.ID, "identity", l.Identity, "by", by, "reason", reason)
 	}

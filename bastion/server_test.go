@@ -387,9 +387,13 @@ func TestIdentityBlock(t *testing.T) {
 	m := startOP(t)
 	ts := startServer(t, m, strings.ReplaceAll(e2eConfig, "%LOGIN%", "ops"))
 	_, pub := newKey(t, t.TempDir(), "id")
-	res, _, err := AdminRevoke(ctx, ts.home, certauth.RevokeRequest{Identity: "agent-7@corp", BlockFor: time.Hour, Reason: "compromised"})
+	res, _, err := AdminRevoke(ctx, ts.home, certauth.RevokeRequest{Identity: "agent-7@corp", BlockFor: time.Hour, Reason: "compromised: printed password=hunter2"})
 	if err != nil || res.BlockedUntil.IsZero() {
 		t.Fatalf("block: %+v %v", res, err)
+	}
+	// The reason is kept masked, and the leaf says so.
+	if r := ts.events(t, certauth.EventCertRevoked); len(r) != 1 || r[0]["reason"] != "compromised: printed password=*******" || r[0]["masked"] != "reason:password:1" {
+		t.Fatalf("revoked event: %v", r)
 	}
 	time.Sleep(1100 * time.Millisecond) // a token issued after the revocation
 	_, err = ts.client.Certificate(ctx, mint(t, m, agentClaims(m, "agent-7")), certauth.CertificateRequest{PublicKey: pub})
@@ -402,6 +406,15 @@ func TestIdentityBlock(t *testing.T) {
 	}
 	if _, _, err := AdminRevoke(ctx, ts.home, certauth.RevokeRequest{Serials: []uint64{1}, BlockFor: time.Hour}); err == nil {
 		t.Fatal("a block without an identity was accepted")
+	}
+	// A ticket that holds a card number is refused (it would go into the
+	// certificate's key ID), and the refusal keeps it masked.
+	_, err = ts.client.Certificate(ctx, mint(t, m, agentClaims(m, "agent-8")), certauth.CertificateRequest{PublicKey: pub, Ticket: "4111111111111111"})
+	if !errors.As(err, &apiErr) || apiErr.Reason != certauth.ReasonRequestMalformed || !strings.Contains(apiErr.Message, "masking hides") || strings.Contains(apiErr.Message, "4111111111111111") {
+		t.Fatalf("a card number as the ticket: %v", err)
+	}
+	if r := ts.events(t, certauth.EventCertRefused); len(r) == 0 || r[len(r)-1]["ticket"] != "************1111" || r[len(r)-1]["masked"] != "ticket:card:1" {
+		t.Fatalf("refused event: %v", r)
 	}
 
 	ts.stop(t)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/mask"
 )
 
 // GrantsOptions configure [OpenGrants].
@@ -40,8 +41,14 @@ type GrantsOptions struct {
 	// sessions under it. It is called without any lock held, from the
 	// store's timer goroutine or from the caller of Revoke; it should not
 	// block for long.
-	OnEnd  func(g Grant, why string)
-	Logger hclog.Logger
+	OnEnd func(g Grant, why string)
+	// TextMasker returns the masker for the free text of requests and
+	// decisions (a reason, a ticket, a comment, an error that quotes
+	// them): it is masked before it is journaled, logged, answered or
+	// posted. Without a TextMasker, every built-in detector masks; a nil
+	// masker returned masks nothing.
+	TextMasker func() *mask.Masker
+	Logger     hclog.Logger
 	// Now is the clock. If nil, time.Now is used.
 	Now func() time.Time
 }
@@ -79,6 +86,7 @@ type Grants struct {
 	log        hclog.Logger
 	now        func() time.Time
 	hook       *webhook // nil without a URL
+	textMasker func() *mask.Masker
 
 	// tx serializes transitions: it is held from the check of a grant's
 	// state to the application of the committed event, so that the
@@ -111,7 +119,7 @@ func OpenGrants(ctx context.Context, log *recorder.Log, opts GrantsOptions) (*Gr
 	s := &Grants{
 		journal: opts.Journal, policy: opts.Policy, pendingTTL: opts.PendingTTL, onEnd: opts.OnEnd,
 		log: opts.Logger, now: opts.Now, m: map[string]*Grant{}, wake: make(chan struct{}, 1), done: make(chan struct{}),
-		refusals: rate.NewLimiter(refusalRate, refusalBurst),
+		refusals: rate.NewLimiter(refusalRate, refusalBurst), textMasker: opts.TextMasker,
 	}
 	if s.pendingTTL == 0 {
 		s.pendingTTL = DefaultPendingTTL
@@ -192,6 +200,10 @@ func (s *Grants) request(ctx context.Context, ask GrantAsk) (Grant, error) {
 	if err := checkGrantAsk(&ask); err != nil {
 		return Grant{}, err
 	}
+	if _, hits := s.masker().Text(ask.Command); len(hits) > 0 {
+		// Kept masked, the command could never match the one run.
+		return Grant{}, grantErrorf(ErrGrantInvalid, "the command holds a value that masking hides (%s): a grant cannot name it, as the journal never keeps it; ask for a command without it", strings.Join(mask.Summary("command", hits), ", "))
+	}
 	now := s.now()
 	pol := s.policy()
 	if pol == nil {
@@ -223,6 +235,7 @@ func (s *Grants) request(ctx context.Context, ask GrantAsk) (Grant, error) {
 		a["ticket"] = ask.Ticket
 	}
 	a["role"] = rule.Role
+	s.masker().Fields(a, "reason", "ticket")
 	a["approvals"] = strconv.Itoa(rule.Approvals)
 	a["approvers"] = strings.Join(rule.Approvers, ",")
 	a["pending_until"] = timeAttr(now.Add(s.pendingTTL))
@@ -367,6 +380,7 @@ func (s *Grants) decide(ctx context.Context, action string, d GrantDecision) (Gr
 	}
 	if d.Comment != "" {
 		a["comment"] = d.Comment
+		s.masker().Fields(a, "comment")
 	}
 	if h := hashOf(pol); h != "" {
 		a["policy.hash"] = h
@@ -383,7 +397,7 @@ func (s *Grants) decide(ctx context.Context, action string, d GrantDecision) (Gr
 			return Grant{}, nil, err
 		}
 		s.log.Info("grant approved", "grant", g.ID, "by", by, "approvals", len(g.Approvals), "needed", g.ApprovalsNeeded)
-		s.notify(EventGrantApproved, g, by, d.Comment)
+		s.notify(EventGrantApproved, g, by, a["comment"])
 		if len(g.Approvals) >= g.ApprovalsNeeded {
 			// The approval is committed; if the activation cannot be,
 			// the timer goroutine tries again.
@@ -398,7 +412,7 @@ func (s *Grants) decide(ctx context.Context, action string, d GrantDecision) (Gr
 			return Grant{}, nil, err
 		}
 		s.log.Info("grant denied", "grant", g.ID, "by", by)
-		s.notify(EventGrantDenied, g, by, d.Comment)
+		s.notify(EventGrantDenied, g, by, a["comment"])
 	case "revoke":
 		wasActive := g.State == GrantActive
 		var err error
@@ -406,7 +420,7 @@ func (s *Grants) decide(ctx context.Context, action string, d GrantDecision) (Gr
 			return Grant{}, nil, err
 		}
 		s.log.Info("grant revoked", "grant", g.ID, "by", by, "was_active", wasActive)
-		s.notify(EventGrantRevoked, g, by, d.Comment)
+		s.notify(EventGrantRevoked, g, by, a["comment"])
 		if wasActive {
 			ended = append(ended, endedGrant{g, GrantRevokedWhy})
 		}
@@ -506,6 +520,7 @@ func (s *Grants) refused(ctx context.Context, action, id string, who *policy.Ide
 }
 
 func (s *Grants) journalRefusal(ctx context.Context, a recorder.Attrs, err error) error {
+	s.masker().Fields(a, "error")
 	if !s.refusals.Allow() {
 		s.suppressed.Add(1)
 		s.log.Warn("grant action refused", "action", a["action"], "reason", a["reason"], "error", a["error"], "identity", a["identity"])
@@ -642,3 +657,27 @@ func printableID(id string) string {
 		return r
 	}, truncate(id, 64))
 }
+
+// masker is the masker of free text: the configured one, or every
+// built-in detector.
+func (s *Grants) masker() *mask.Masker { return textMasker(s.textMasker) }
+
+// textMasker is what f returns, or, without an f, a masker of every
+// built-in detector.
+func textMasker(f func() *mask.Masker) *mask.Masker {
+	if f != nil {
+		return f()
+	}
+	return allDetectors()
+}
+
+// allDetectors is a masker of every built-in detector, for text when no
+// masker is configured.
+var allDetectors = sync.OnceValue(func() *mask.Masker {
+	p, _ := mask.BuiltinProfile("all")
+	m, err := mask.Compile(p)
+	if err != nil {
+		panic("certauth: the built-in masking profile does not compile: " + err.Error())
+	}
+	return m
+})

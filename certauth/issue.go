@@ -24,6 +24,7 @@ import (
 
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/mask"
 )
 
 // Journal event names certauth writes.
@@ -92,8 +93,12 @@ type IssuerOptions struct {
 	// issued under a grant expires no later than it. If nil, there are
 	// none.
 	Grants func(identity string, now time.Time) []policy.Grant
-	Now    func() time.Time
-	Logger hclog.Logger
+	// TextMasker returns the masker for text a request supplies (its
+	// ticket) and errors that quote it, before they are journaled or
+	// logged; as [GrantsOptions] TextMasker.
+	TextMasker func() *mask.Masker
+	Now        func() time.Time
+	Logger     hclog.Logger
 }
 
 // Issuer exchanges verified OIDC tokens for OpenSSH user certificates.
@@ -112,6 +117,7 @@ type Issuer struct {
 	backdate time.Duration
 	now      func() time.Time
 	log      hclog.Logger
+	text     func() *mask.Masker
 
 	policyMu sync.RWMutex // guards policy
 
@@ -137,7 +143,7 @@ func NewIssuer(ctx context.Context, opts IssuerOptions) (*Issuer, error) {
 	}
 	is := &Issuer{
 		ca: opts.CA, verifier: opts.Verifier, policy: opts.Policy, journal: opts.Journal, reg: opts.Registry, grants: opts.Grants,
-		minRSA: opts.MinRSABits, maxTTL: opts.MaxTTL, backdate: opts.Backdate, now: opts.Now, log: opts.Logger,
+		minRSA: opts.MinRSABits, maxTTL: opts.MaxTTL, backdate: opts.Backdate, now: opts.Now, log: opts.Logger, text: opts.TextMasker,
 		refusals: rate.NewLimiter(refusalRate, refusalBurst),
 	}
 	for _, a := range append([]*Authority{opts.CA}, opts.OtherCAs...) {
@@ -272,13 +278,16 @@ func (is *Issuer) journalRefusal(ctx context.Context, r *Refusal, attrs recorder
 	if r.Reason == ReasonJournalUnavailable {
 		return r
 	}
+	// An error may quote what the client sent (a malformed ticket).
+	m := textMasker(is.text)
+	msg, _ := m.Text(r.Msg)
 	if r.quiet || !is.refusals.Allow() {
 		// Past the journal's budget for refusals: logged and counted;
 		// the next refusal journaled says how many were left out.
 		if !r.quiet {
 			is.suppressed.Add(1)
 		}
-		is.log.Warn("certificate refused", "reason", r.Reason, "error", r.Msg, "client", attrs["client.address"], "identity", attrs["identity"])
+		is.log.Warn("certificate refused", "reason", r.Reason, "error", msg, "client", attrs["client.address"], "identity", attrs["identity"])
 		return r
 	}
 	if n := is.suppressed.Swap(0); n > 0 {
@@ -286,12 +295,13 @@ func (is *Issuer) journalRefusal(ctx context.Context, r *Refusal, attrs recorder
 	}
 	attrs["reason"] = r.Reason
 	attrs["error"] = truncate(r.Msg, 1024)
+	m.Fields(attrs, "ticket", "error")
 	if _, jerr := is.journal.AppendEvent(ctx, EventCertRefused, attrs); jerr != nil {
 		is.log.Error("journal a refusal", "reason", r.Reason, "error", jerr)
 		return &Refusal{Status: http.StatusServiceUnavailable, Reason: ReasonJournalUnavailable,
 			Msg: "the journal cannot record this request, so nothing is issued", Err: errors.Join(r, jerr)}
 	}
-	is.log.Info("certificate refused", "reason", r.Reason, "error", r.Msg, "client", attrs["client.address"], "identity", attrs["identity"])
+	is.log.Info("certificate refused", "reason", r.Reason, "error", msg, "client", attrs["client.address"], "identity", attrs["identity"])
 	return r
 }
 
@@ -316,6 +326,12 @@ func (is *Issuer) issue(ctx context.Context, req IssueRequest, refused recorder.
 	}
 	if req.Ticket != "" {
 		refused["ticket"] = req.Ticket
+		if _, hits := textMasker(is.text).Text(req.Ticket); len(hits) > 0 {
+			// The ticket goes into the certificate's key ID, which
+			// targets log: it must hold nothing masking would hide.
+			return nil, &Refusal{Status: http.StatusBadRequest, Reason: ReasonRequestMalformed,
+				Msg: fmt.Sprintf("the ticket holds a value that masking hides (%s): a ticket names a change, such as OPS-42", strings.Join(mask.Summary("ticket", hits), ", "))}
+		}
 	}
 	key, err := ParsePublicKey(req.PublicKey, is.minRSA)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/mask"
 )
 
 // CertRecord is what the journal says of one issued certificate.
@@ -313,6 +314,10 @@ type RevokeRequest struct {
 	Reason   string
 	// By names who revoked (an operator's user name).
 	By string
+	// TextMasker masks Reason before it is journaled (the leaf says what
+	// it masked); nil masks with every built-in detector. It is not part
+	// of the admin API's JSON: the server sets its own.
+	TextMasker *mask.Masker `json:"-"`
 }
 
 // RevokeResult says what a revocation did.
@@ -381,6 +386,11 @@ func (r *Registry) Revoke(ctx context.Context, j EventJournal, req RevokeRequest
 	}
 	if req.Reason != "" {
 		attrs["reason"] = truncate(req.Reason, 1024)
+		m := req.TextMasker
+		if m == nil {
+			m = allDetectors()
+		}
+		m.Fields(attrs, "reason")
 	}
 	if req.By != "" {
 		attrs["by"] = truncate(req.By, 256)

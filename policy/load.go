@@ -88,11 +88,14 @@ func policyFiles(path string) ([]string, error) {
 
 // The shape of the language.
 var (
-	policySchema = &hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{
-		{Type: "identity", LabelNames: []string{"name"}},
-		{Type: "role", LabelNames: []string{"name"}},
-		{Type: "masking_profile", LabelNames: []string{"name"}},
-	}}
+	policySchema = &hcl.BodySchema{
+		Attributes: []hcl.AttributeSchema{{Name: "text_masking"}},
+		Blocks: []hcl.BlockHeaderSchema{
+			{Type: "identity", LabelNames: []string{"name"}},
+			{Type: "role", LabelNames: []string{"name"}},
+			{Type: "masking_profile", LabelNames: []string{"name"}},
+		},
+	}
 	maskingSchema = &hcl.BodySchema{
 		Attributes: []hcl.AttributeSchema{{Name: "detectors"}, {Name: "keep"}},
 		Blocks:     []hcl.BlockHeaderSchema{{Type: "custom", LabelNames: []string{"name"}}},
@@ -120,7 +123,8 @@ var (
 	}}
 )
 
-// Decode reads the identity and role blocks of body (a policy file, or
+// Decode reads the identity, role and masking_profile blocks, and the
+// text_masking attribute, of body (a policy file, or
 // the part of the serve config that is left after its own blocks) and
 // checks them against opts. Any other block or attribute is an error.
 // hash becomes the policy's Hash. Returns as Load does.
@@ -163,6 +167,16 @@ func Decode(body hcl.Body, hash string, opts Options) (*Policy, []Diagnostic, er
 			}
 			if len(dec.d.errors()) == errsBefore {
 				profiles[mp.Name] = mp
+			}
+		}
+	}
+	srcs.textMasking = DefaultTextMasking
+	if a := content.Attributes["text_masking"]; a != nil {
+		pos := &blockPos{def: a.NameRange, attrs: map[string]hcl.Range{}}
+		dec.str(a, "text_masking", pos, &srcs.textMasking)
+		if _, ok := profiles[srcs.textMasking]; !ok && !dec.d.hasErrors() && srcs.textMasking != NoTextMasking {
+			if _, builtin := mask.BuiltinProfile(srcs.textMasking); !builtin {
+				dec.d.errorf(pos.at("text_masking", -1), "text_masking %q is neither %q, a built-in profile (%s) nor a masking_profile block", srcs.textMasking, NoTextMasking, strings.Join(mask.BuiltinProfiles(), ", "))
 			}
 		}
 	}

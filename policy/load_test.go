@@ -468,3 +468,37 @@ masking_profile "bank" {
 		}
 	}
 }
+
+// TestTextMasking: text_masking names the profile for text that belongs
+// to no session (every built-in detector by default), "none" turns it
+// off, and a name that is no profile is an error where it is written.
+func TestTextMasking(t *testing.T) {
+	const roles = `
+masking_profile "bank" {
+  detectors = ["pci"]
+}
+`
+	for src, want := range map[string]string{
+		roles:                                  "all",
+		roles + `text_masking = "none"` + "\n": "",
+		roles + `text_masking = "pci"` + "\n":  "pci",
+		roles + `text_masking = "bank"` + "\n": "bank",
+	} {
+		p, _, err := decodeString(src, Options{})
+		if err != nil {
+			t.Fatalf("%q: %v", src, err)
+		}
+		prof, ok := p.TextMaskingProfile()
+		if ok != (want != "") || prof.Name != want {
+			t.Errorf("%q: profile %q (%v), want %q", src, prof.Name, ok, want)
+		}
+	}
+	_, _, err := decodeString(roles+`text_masking = "cards"`+"\n", Options{})
+	if err == nil || !strings.Contains(err.Error(), `text_masking "cards" is neither`) || !strings.Contains(err.Error(), ":5:") {
+		t.Fatalf("an unknown profile: %v", err)
+	}
+	var none *Policy
+	if prof, ok := none.TextMaskingProfile(); !ok || prof.Name != "all" {
+		t.Fatalf("no policy: %q %v", prof.Name, ok)
+	}
+}

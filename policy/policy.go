@@ -49,6 +49,11 @@ type Policy struct {
 	// MaskingProfiles are the policy's own masking profiles, by name
 	// (besides the built-in ones).
 	MaskingProfiles map[string]mask.Profile
+	// TextMasking names the masking profile for text that belongs to no
+	// session, or to a session whose role names none (a refused command,
+	// a grant's reason, a revocation's reason): a built-in profile, a
+	// masking_profile, or NoTextMasking. Empty means DefaultTextMasking.
+	TextMasking string
 
 	hash       string
 	opts       Options
@@ -124,7 +129,7 @@ func (p *Policy) Hash() string { return p.hash }
 // policy order), checked against the options p was built with; p is
 // unchanged, and the new policy keeps its Hash.
 func (p *Policy) WithRoles(roles ...Role) (*Policy, error) {
-	np, _, err := build(p.Identities, slices.Concat(p.Roles, roles), p.opts, &sources{profiles: p.MaskingProfiles}, p.hash)
+	np, _, err := build(p.Identities, slices.Concat(p.Roles, roles), p.opts, &sources{profiles: p.MaskingProfiles, textMasking: p.TextMasking}, p.hash)
 	return np, err
 }
 
@@ -133,6 +138,24 @@ func (p *Policy) WithRoles(roles ...Role) (*Policy, error) {
 func (p *Policy) MaskingProfile(name string) (mask.Profile, bool) {
 	if mp, ok := p.MaskingProfiles[name]; ok {
 		return mp, true
+	}
+	return mask.BuiltinProfile(name)
+}
+
+// TextMaskingProfile returns the profile that masks text belonging to no
+// session or to a role without one (see [Policy.TextMasking]); ok is
+// false when the policy turns that masking off. A nil policy gives the
+// default.
+func (p *Policy) TextMaskingProfile() (prof mask.Profile, ok bool) {
+	name := DefaultTextMasking
+	if p != nil && p.TextMasking != "" {
+		name = p.TextMasking
+	}
+	if name == NoTextMasking {
+		return mask.Profile{}, false
+	}
+	if p != nil {
+		return p.MaskingProfile(name)
 	}
 	return mask.BuiltinProfile(name)
 }
@@ -374,7 +397,18 @@ type sources struct {
 	roles      []*blockPos
 	// profiles are the masking_profile blocks, already checked.
 	profiles map[string]mask.Profile
+	// textMasking is the text_masking attribute, already checked.
+	textMasking string
 }
+
+// The text_masking values with a meaning of their own.
+const (
+	// DefaultTextMasking is the profile for text when the policy names
+	// none: every built-in detector.
+	DefaultTextMasking = "all"
+	// NoTextMasking turns masking of text off.
+	NoTextMasking = "none"
+)
 
 // build checks and compiles a policy, reporting through a diagnostics list
 // positioned by srcs (if any).
@@ -403,6 +437,7 @@ func build(identities []IdentityMatcher, roles []Role, opts Options, srcs *sourc
 	}
 	if srcs != nil {
 		maps.Copy(p.MaskingProfiles, srcs.profiles)
+		p.TextMasking = srcs.textMasking
 	}
 	providerKnown := func(name string) bool {
 		return len(opts.Providers) == 0 || name == devProvider || slices.Contains(opts.Providers, name)

@@ -202,7 +202,7 @@ type serveProcess struct {
 // startServeProcess starts serve with cfg and reads its addresses from
 // what it prints; withSSH waits for the SSH front door's too. It is
 // stopped with SIGTERM when the benchmark ends.
-func startServeProcess(b *testing.B, cfg string, withSSH bool) *serveProcess {
+func startServeProcess(b testing.TB, cfg string, withSSH bool) *serveProcess {
 	b.Helper()
 	exe, err := os.Executable()
 	if err != nil {

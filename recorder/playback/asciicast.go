@@ -172,7 +172,13 @@ func (a *caster) frame(f *recorder.Frame) error {
 		a.event(t, "m", string(f.Payload))
 	case recorder.KindMask:
 		if at, err := recorder.ParseAttrsPayload(f.Payload); err == nil {
-			a.event(t, "m", fmt.Sprintf("masked: %s x%s", at["detector"], at["count"]))
+			m := fmt.Sprintf("masked: %s x%s", at["detector"], at["count"])
+			if at["action"] == "input-redacted" {
+				m = fmt.Sprintf("masked: %s, %s bytes of input", at["detector"], at["length"])
+			} else if st := at["stream"]; st != "" {
+				m += " (" + st + ")"
+			}
+			a.event(t, "m", m)
 		}
 	case recorder.KindSubsystem:
 		if at, err := recorder.ParseAttrsPayload(f.Payload); err == nil {
