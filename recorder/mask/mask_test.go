@@ -249,6 +249,8 @@ func TestEscapesInsideValues(t *testing.T) {
 			[]Hit{{Password, 12, 10}}},
 		{"ghp_C3J27XDCG2Lml\x1b7ZGEONYlgCtjfIZ4SOcMz9CP\n", "ghp_*************\x1b7***********************\n",
 			[]Hit{{GitHubToken, 0, 42}}},
+		// SS3 takes the character after it: an arrow key is not text.
+		{"\x1bOA4111111111111111\x1bOB\r", "\x1bOA************1111\x1bOB\r", []Hit{{Card, 3, 16}}},
 		// A string's edges are edges of values.
 		{"\x1b]0;4111 1111 1111 1111\x07", "\x1b]0;**** **** **** 1111\x07", []Hit{{Card, 4, 19}}},
 		{"4111 1111\x1b]0;x\x07 1111 1111", "4111 1111\x1b]0;x\x07 1111 1111", nil},

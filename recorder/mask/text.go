@@ -317,6 +317,19 @@ func escapeAt(b []byte, i int, final bool) (end, kind int) {
 			return j + 1, escSeq
 		}
 		return j, escSeq
+	case c == 'N' || c == 'O':
+		// SS2 and SS3 take the character after them: "ESC O A" is an
+		// arrow key in application mode.
+		switch {
+		case i+2 >= n:
+			if final {
+				return n, escSeq
+			}
+			return i, escMore
+		case b[i+2] >= 0x20 && b[i+2] <= 0x7e:
+			return i + 3, escSeq
+		}
+		return i + 2, escSeq
 	case c >= 0x30 && c <= 0x7e:
 		return i + 2, escSeq
 	}
