@@ -99,9 +99,10 @@
 // number, between "password=" and the password, inside a token, is found
 // as the terminal shows it. The sequences pass through untouched: only the
 // value's own characters are masked, by the same rules as without them,
-// and masking never cuts into a sequence or emits part of one. A value may
-// also start right after a sequence even where a letter comes before it
-// ("ID\x1b[1m4111…"), as before.
+// and masking never cuts into a sequence or emits part of one. Nor is a
+// sequence a boundary: "ID\x1b[1m4111…" reads as "ID4111…", one word, as
+// the terminal shows it, and is not a card number, while "ID:\x1b[1m4111…"
+// holds one.
 //
 // The bodies of OSC, DCS, SOS, PM and APC strings (window titles, OSC 8
 // hyperlinks, clipboard and notification strings) are text as well: a card

@@ -148,7 +148,6 @@ func (s *Stream) scanText(b []byte, i int, final bool) int {
 	m := s.m
 	t := &m.stop
 	n := len(b)
-	gap := -1 // the next index after an escape sequence (or n), once i reaches it
 	for i < n {
 		if s.cont.kind != contNone {
 			j, more := s.contStep(b, i, final)
@@ -158,12 +157,9 @@ func (s *Stream) scanText(b []byte, i int, final bool) int {
 			i = j
 			continue
 		}
-		if gap <= i {
-			gap = s.nextGap(i, n)
-		}
 		// Where scanning resumes (after an escape sequence, a value, or a
 		// byte try decided), a digit may start a number that the stop
-		// table cannot see: after "\x1b[0m", or a letter try decided.
+		// table cannot see: after a letter try decided.
 		if !isDigit(b[i]) {
 			if i == 0 && !m.stopAt(b, 0) {
 				i++
@@ -173,10 +169,9 @@ func (s *Stream) scanText(b []byte, i int, final bool) int {
 			// for b[i+k] (e[-1] for the byte before) and u[k] = e[k] &
 			// e[k+1]>>16, lane 0 of u[k-1] & u[k+1]>>32 is the classes
 			// that may start at b[i+k], and its other lanes come out 0:
-			// four fit in a word, a lane each. The skip stops where an
-			// escape sequence was taken out too, as scanning resumes there.
+			// four fit in a word, a lane each.
 			found := false
-			for i > 0 && i+10 <= n && i < gap {
+			for i > 0 && i+10 <= n {
 				w := b[i-1 : i+10 : i+10]
 				e0, e1, e2, e3, e4, e5 := t[w[0]], t[w[1]], t[w[2]], t[w[3]], t[w[4]], t[w[5]]
 				e6, e7, e8, e9, e10 := t[w[6]], t[w[7]], t[w[8]], t[w[9]], t[w[10]]
@@ -197,14 +192,12 @@ func (s *Stream) scanText(b []byte, i int, final bool) int {
 				i += 8
 			}
 			if !found {
-				for i < gap && i < n && !m.stopAt(b, i) {
+				for i < n && !m.stopAt(b, i) {
 					i++
 				}
-			}
-			if i >= gap {
-				// No stop before the escape sequence: resume after it.
-				i = gap
-				continue
+				if i >= n {
+					break
+				}
 			}
 		}
 		var j int
@@ -370,12 +363,10 @@ func (s *Stream) try(b []byte, i int, final bool) int {
 }
 
 // prev returns the byte before b[j] as a boundary check sees it: -1 at the
-// start of the stream and right after an escape sequence (so that
-// "\x1b[31m4111…" starts a number), else the byte.
+// start of the stream, else the byte. Escape sequences are not in the
+// text, so they are no boundaries: "\x1b[1m4111…" starts a number where
+// the sequence comes after a space, not after a letter.
 func (s *Stream) prev(b []byte, j int) int {
-	if s.gapBefore(j) {
-		return -1
-	}
 	return before(b, j, 1)
 }
 

@@ -198,24 +198,6 @@ func (s *Stream) rawAt(j int) int64 {
 	return g.r + int64(j-g.t)
 }
 
-// gapBefore reports whether an escape sequence was taken out of the text
-// right before text[j] (or an ESC stands there for no byte).
-func (s *Stream) gapBefore(j int) bool {
-	return j > 0 && len(s.segs) > 1 && s.segs[s.segAt(j)].t == j
-}
-
-// nextGap returns the first index after i before which an escape sequence
-// was taken out of the text, or n if there is none before n.
-func (s *Stream) nextGap(i, n int) int {
-	if len(s.segs) <= 1 {
-		return n
-	}
-	if k := s.segAt(i); k+1 < len(s.segs) && s.segs[k+1].t < n {
-		return s.segs[k+1].t
-	}
-	return n
-}
-
 // apply makes the edit e on out, which holds the stream's bytes from
 // offset base on: it masks a copy of the edit's text, and copies it back
 // segment by segment.
