@@ -64,7 +64,9 @@
 // escape sequences come. The escape sequences held are at most 2048
 // bytes: when the escape sequences among the last HoldBack bytes of text
 // add up to more, the text before the one that tips them over is decided
-// there and then, as at a Flush, and counting starts again. Ordinary
+// there and then, as at a Flush (a long value being masked stays open),
+// and counting starts again. That point depends on the bytes alone, not
+// on how they are split, so the property below holds. Ordinary
 // colored output comes nowhere near that (a 24-bit color change before
 // every character is 19 bytes a character); a flood of sequences inside a
 // value may split it there. Without escape sequences a Stream holds fewer
@@ -94,15 +96,17 @@
 //
 // The detectors read the output's text: its bytes with escape sequences
 // taken out. So a value interrupted by CSI sequences (color changes such
-// as "\x1b[31m" and "\x1b[0m", "\x1b[K" and the like) or short ones
-// ("\x1b(B", "\x1b7"), anywhere inside it, between two digits of a card
+// as "\x1b[31m" and "\x1b[0m", "\x1b[K", arrow keys "\x1b[A") or short
+// ones ("\x1b(B", "\x1b7", and SS3 with its character, "\x1bOA"),
+// anywhere inside it, between two digits of a card
 // number, between "password=" and the password, inside a token, is found
 // as the terminal shows it. The sequences pass through untouched: only the
 // value's own characters are masked, by the same rules as without them,
 // and masking never cuts into a sequence or emits part of one. Nor is a
 // sequence a boundary: "ID\x1b[1m4111…" reads as "ID4111…", one word, as
 // the terminal shows it, and is not a card number, while "ID:\x1b[1m4111…"
-// holds one.
+// holds one. An ESC that starts no sequence is read as text that no value
+// holds.
 //
 // The bodies of OSC, DCS, SOS, PM and APC strings (window titles, OSC 8
 // hyperlinks, clipboard and notification strings) are text as well: a card
