@@ -103,6 +103,50 @@ func denseOutput(size int) []byte {
 	return []byte(b.String()[:size])
 }
 
+// coloredOutput is about size bytes of output with a color change every
+// few bytes, inside numbers, words and values: grep --color matches, a
+// colored diff, ls --color with colored sizes and dates, a table whose
+// digits change color, and text colored character by character. About one
+// line in sixteen holds a card number or a password with color changes
+// inside it, which is masked.
+func coloredOutput(size int) []byte {
+	rng := rand.New(rand.NewPCG(3, 11))
+	words := strings.Fields(`session journal commit output passed failed
+		server request user config deploy token value listen timeout`)
+	rainbow := []string{"\x1b[31m", "\x1b[33m", "\x1b[32m", "\x1b[36m", "\x1b[34m", "\x1b[35m"}
+	var b strings.Builder
+	for b.Len() < size {
+		switch rng.IntN(16) {
+		case 0:
+			fmt.Fprintf(&b, "card 4111 \x1b[1m1111\x1b[22m 1111 %s1111\x1b[0m\r\n", rainbow[rng.IntN(6)])
+		case 1:
+			fmt.Fprintf(&b, "\x1b[35mconfig.yaml\x1b[m\x1b[36m:\x1b[m\x1b[32m%d\x1b[m\x1b[36m:\x1b[m  password: \x1b[01;31m\x1b[Khun%dter\x1b[m\x1b[K\n",
+				rng.IntN(500), rng.IntN(100))
+		case 2, 3, 4:
+			fmt.Fprintf(&b, "\x1b[35msrc/%s.go\x1b[m\x1b[36m:\x1b[m\x1b[32m%d\x1b[m\x1b[36m:\x1b[m\tif \x1b[01;31m\x1b[K%s\x1b[m\x1b[K.%s() != nil {\n",
+				words[rng.IntN(len(words))], rng.IntN(2000), words[rng.IntN(len(words))], words[rng.IntN(len(words))])
+		case 5, 6, 7:
+			fmt.Fprintf(&b, "\x1b[32m+\t%s := %d\x1b[m\n\x1b[31m-\t%s := %d\x1b[m\n",
+				words[rng.IntN(len(words))], rng.IntN(1<<20), words[rng.IntN(len(words))], rng.IntN(1<<20))
+		case 8, 9, 10:
+			fmt.Fprintf(&b, "-rw-r--r--  1 alice staff \x1b[32m%d\x1b[0m \x1b[34mNov %2d %02d:%02d\x1b[0m \x1b[01;34m%s\x1b[0m\r\n",
+				rng.IntN(1<<20), 1+rng.IntN(28), rng.IntN(24), rng.IntN(60), words[rng.IntN(len(words))])
+		case 11, 12:
+			for range 6 {
+				fmt.Fprintf(&b, "\x1b[1m%d\x1b[0m%d ", rng.IntN(100), rng.IntN(1000))
+			}
+			b.WriteString("\r\n")
+		default:
+			for _, c := range words[rng.IntN(len(words))] + " " + words[rng.IntN(len(words))] {
+				b.WriteString(rainbow[rng.IntN(6)])
+				b.WriteRune(c)
+			}
+			b.WriteString("\x1b[0m\n")
+		}
+	}
+	return []byte(b.String()[:size])
+}
+
 func benchMask(b *testing.B, data []byte, chunk int) {
 	m := allMasker(b)
 	s := m.NewStream()
@@ -122,6 +166,12 @@ func benchMask(b *testing.B, data []byte, chunk int) {
 // ordinary terminal output, in 32 KiB reads (the size bastion reads).
 func BenchmarkMaskTerminal(b *testing.B) {
 	benchMask(b, terminalOutput(4<<20), 32<<10)
+}
+
+// BenchmarkMaskColored is the throughput with every built-in detector on
+// output full of color changes, some of them inside values.
+func BenchmarkMaskColored(b *testing.B) {
+	benchMask(b, coloredOutput(4<<20), 32<<10)
 }
 
 // BenchmarkMaskProse is the throughput with every built-in detector on

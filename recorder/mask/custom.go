@@ -5,8 +5,9 @@ import "unicode/utf8"
 // customAt tries the custom rules whose matches can start with b[i], in
 // the profile's order, and masks the first match.
 //
-// A rule sees a window of at most HoldBack bytes from b[i], cut short at
-// the next ESC (so a match never reaches into an escape sequence) and,
+// A rule sees a window of at most HoldBack bytes of text from b[i], cut
+// short at the next ESC in the text (the edge of an OSC string, so that a
+// match never reaches across one) and,
 // where HoldBack cuts it, at the start of a UTF-8 sequence that would not
 // fit (so a match never ends inside a character).
 func (s *Stream) customAt(b []byte, i int, final bool) int {

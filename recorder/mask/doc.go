@@ -55,13 +55,27 @@
 // # Hold-back
 //
 // A value may arrive split across reads. A Stream therefore keeps back the
-// bytes from where an undecided value starts, fewer than [HoldBack] (80),
-// and decides them when more output arrives, or at Flush or Close. Every
-// detector decides within that many bytes of where it starts. Fed the same
-// bytes, a Stream gives the same output and hits however they are split,
-// as long as Flush is not called in between: Flush decides at once, as if
-// the stream ended, so a value split by an idle pause of more than the
-// idle delay may be missed.
+// bytes from where an undecided value starts, and decides them when more
+// output arrives, or at Flush or Close. Every detector decides within
+// [HoldBack] (80) bytes of text of where it starts, so what a Stream holds
+// is fewer than HoldBack bytes of text, the escape sequences among them,
+// and an escape sequence that has not ended yet (CSI sequences are cut at
+// 64 bytes): fewer than [MaxHeld] (2192) bytes in all, however many
+// escape sequences come. The escape sequences held are at most 2048
+// bytes: when the escape sequences among the last HoldBack bytes of text
+// add up to more, the text before the one that tips them over is decided
+// there and then, as at a Flush (a long value being masked stays open),
+// and counting starts again. That point depends on the bytes alone, not
+// on how they are split, so the property below holds. Ordinary
+// colored output comes nowhere near that (a 24-bit color change before
+// every character is 19 bytes a character); a flood of sequences inside a
+// value may split it there. Without escape sequences a Stream holds fewer
+// than HoldBack bytes, as before.
+//
+// Fed the same bytes, a Stream gives the same output and hits however they
+// are split, as long as Flush is not called in between: Flush decides at
+// once, as if the stream ended, so a value split by an idle pause of more
+// than the idle delay may be missed.
 //
 // # Long values
 //
@@ -71,36 +85,66 @@
 // minimum length, a JWT's header) and from then on every byte that can
 // continue the value is masked as it streams, without being held back,
 // until one cannot (or, for a PEM block, until its "-----END " line). So a
-// Stream holds back at most HoldBack bytes even inside a 16 KiB key. Caps
-// bound how much a value may mask: 255 bytes for a token, 1 KiB for a
-// password, 16 KiB for a JWT, 64 KiB for a PEM block; the bytes after a
-// cap are not masked. Such a value stays open across Flush (a key printed
-// slowly is still masked), and its hit is reported when it ends.
+// Stream holds back no more even inside a 16 KiB key. Caps bound how much
+// a value may mask, in bytes of text (escape sequences inside do not
+// count): 255 bytes for a token, 1 KiB for a password, 16 KiB for a JWT,
+// 64 KiB for a PEM block; the bytes after a cap are not masked. Such a
+// value stays open across Flush (a key printed slowly is still masked),
+// and its hit is reported when it ends.
 //
 // # Terminal escape sequences
 //
-// CSI and other escape sequences, and OSC, DCS, SOS, PM and APC strings
-// (up to 4 KiB), pass through untouched and are never part of a matched
-// value: masking never cuts into one or emits part of one. A value that
-// starts right after a sequence ("\x1b[31m4111…") is found. A value
-// interrupted by a sequence (a card number with a color change between
-// its digits) is not found, except for the long values above, whose
-// masking skips sequences inside them. Strings inside OSC sequences
-// (window titles, hyperlinks) are not searched. C1 controls as single
-// bytes (0x9b) are not recognised: in UTF-8 they are parts of characters.
+// The detectors read the output's text: its bytes with escape sequences
+// taken out. So a value interrupted by CSI sequences (color changes such
+// as "\x1b[31m" and "\x1b[0m", "\x1b[K", arrow keys "\x1b[A") or short
+// ones ("\x1b(B", "\x1b7", and SS3 with its character, "\x1bOA"),
+// anywhere inside it, between two digits of a card
+// number, between "password=" and the password, inside a token, is found
+// as the terminal shows it. The sequences pass through untouched: only the
+// value's own characters are masked, by the same rules as without them,
+// and masking never cuts into a sequence or emits part of one. Nor is a
+// sequence a boundary: "ID\x1b[1m4111…" reads as "ID4111…", one word, as
+// the terminal shows it, and is not a card number, while "ID:\x1b[1m4111…"
+// holds one. An ESC that starts no sequence is read as text that no value
+// holds.
+//
+// The bodies of OSC, DCS, SOS, PM and APC strings (window titles, OSC 8
+// hyperlinks, clipboard and notification strings) are text as well: a card
+// number in a title or a password in a hyperlink's URL is masked in
+// place, the string's opener and terminator untouched. The edges of a
+// string are edges of values: no value reaches from inside a string to
+// outside it or across it, and the text before an edge is decided as if
+// the stream ended there. A string is taken to end after 4 KiB of body
+// (so that a stray "ESC ]" cannot swallow what follows); the rest of a
+// longer string is read as ordinary text, and a value across that point is
+// read as two.
+//
+// What is not found: a value drawn out of order by cursor movements (a
+// program that positions the cursor and writes the digits of a number in
+// another order, or overwrites some of them), since the text is the order
+// of the bytes, not the screen; a value across the edge of a string, or
+// across the point where more than 2048 bytes of escape sequences among
+// 80 bytes of text made the stream decide early (see Hold-back); and
+// sequences introduced by C1 controls as single bytes (0x9b for CSI, 0x9d
+// for OSC), which are not recognised: in UTF-8 they are parts of
+// characters, and they are read as text.
 //
 // # Custom rules
 //
-// A [CustomRule] is a regular expression tried, at each byte that can
-// begin one of its matches, against a window of at most HoldBack bytes;
-// see its documentation for the limits that follow. Custom rules run the
-// regexp engine, so a rule whose first byte is common (a digit) costs
-// throughput.
+// A [CustomRule] is a regular expression tried, at each byte of text that
+// can begin one of its matches, against a window of at most HoldBack bytes
+// of text (escape sequences inside are taken out, and the window ends at
+// the edge of an OSC string); see its documentation for the limits that
+// follow. Custom rules run the regexp engine, so a rule whose first byte
+// is common (a digit) costs throughput.
 //
 // # Hits
 //
 // Each masked value is reported as a [Hit]: the detector, the offset of
-// the value in the stream and its length, never the value. A caller
-// records them in the journal as masking frames (kind 9), after the
-// output frame that holds the masked bytes.
+// the value in the stream and its length, never the value. The offset is
+// the stream offset of the value's first byte; the length is the span of
+// the stream from its first byte to its last, so it includes the escape
+// sequences inside the value, and none before or after it. A caller
+// records them in the journal as masking frames (kind 9), as offset+length
+// pairs, after the output frame that holds the masked bytes.
 package mask

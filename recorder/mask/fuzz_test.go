@@ -9,11 +9,11 @@ import (
 // FuzzMask feeds arbitrary output, split at arbitrary points, to a stream
 // with every built-in detector and a custom rule. It checks that masking
 // never panics, preserves length, gives the same output and hits however
-// the input is split, never holds back HoldBack bytes or more, and never
-// lets out a value it detected: every value the one-shot masker finds in
-// the input is absent from the output, unless the input also holds it
-// where nothing was detected. With Flush calls between the pieces, the
-// output keeps the input's length.
+// the input is split, never holds back HoldBack bytes or more (MaxHeld
+// with escape sequences), and never lets out a value it detected: every
+// value the one-shot masker finds in the input is absent from the output,
+// unless the input also holds it where nothing was detected. With Flush
+// calls between the pieces, the output keeps the input's length.
 func FuzzMask(f *testing.F) {
 	for _, fx := range loadCorpus(f) {
 		f.Add(fx.input, uint16(len(fx.input)/2), uint16(len(fx.input)/3), false)

@@ -11,11 +11,14 @@ import (
 	"unicode/utf8"
 )
 
-// HoldBack bounds how many bytes a [Stream] keeps back after a Write: fewer
-// than HoldBack bytes, all of them after the start of a value that the bytes
-// still to come may complete. Every bounded detector decides within this
-// many bytes of where its value (or the keyword before it) starts; longer
+// HoldBack bounds how much text a [Stream] keeps back after a Write: fewer
+// than HoldBack bytes of text (output with its escape sequences taken
+// out), all of them after the start of a value that the bytes still to
+// come may complete. Every bounded detector decides within this many bytes
+// of text of where its value (or the keyword before it) starts; longer
 // values are masked as they stream, see "Long values" in the package doc.
+// With the escape sequences among the text, a Stream holds fewer than
+// [MaxHeld] bytes.
 const HoldBack = 80
 
 // lookBehind is how many bytes before the scanning position a detector may
@@ -101,14 +104,16 @@ type Profile struct {
 // A CustomRule is a detector given by a regular expression (RE2 syntax, as
 // package regexp takes it).
 //
-// The expression is tried at each byte that can begin a match, against a
-// window of at most [HoldBack] bytes that ends before the next escape
-// sequence; the leftmost-first match there is masked. The window's edges
-// count as the start and end of the text for \b, so a rule should say
-// where its value starts (a literal such as `EMP-\d{6}`) rather than rely
-// on \b at its end. ^, $, \A and \z are refused: a stream has no lines or
-// ends to anchor to. An expression that can match the empty string, or
-// whose first byte can be almost anything (`.+`), is refused too.
+// The expression is tried at each byte of text that can begin a match,
+// against a window of at most [HoldBack] bytes of text (escape sequences
+// are taken out of it) that ends at the edge of an OSC string; the
+// leftmost-first match there is masked, and escape sequences inside it
+// pass through. The window's edges count as the start and end of the text
+// for \b, so a rule should say where its value starts (a literal such as
+// `EMP-\d{6}`) rather than rely on \b at its end. ^, $, \A and \z are
+// refused: a stream has no lines or ends to anchor to. An expression that
+// can match the empty string, or whose first byte can be almost anything
+// (`.+`), is refused too.
 type CustomRule struct {
 	// Name names the detector in hits: 1 to 32 of a–z, 0–9 and '-',
 	// starting with a letter, and not a built-in name.
@@ -125,13 +130,15 @@ type CustomRule struct {
 type Hit struct {
 	// Detector is the name of the detector (or custom rule) that found it.
 	Detector string
-	// Offset is where the value starts in the stream, counting every byte
-	// given to Write since the stream began. Masking preserves length, so
-	// it is also the offset in the masked output.
+	// Offset is where the value's first byte is in the stream, counting
+	// every byte given to Write since the stream began. Masking preserves
+	// length, so it is also the offset in the masked output.
 	Offset int64
-	// Length is the value's length in bytes. For a token or key that
-	// starts with a well-known prefix ("ghp_", "AKIA") the prefix counts,
-	// though it stays visible.
+	// Length is how many bytes of the stream the value spans, from its
+	// first byte to its last: escape sequences inside it count, those
+	// before and after it do not. For a token or key that starts with a
+	// well-known prefix ("ghp_", "AKIA") the prefix counts, though it
+	// stays visible.
 	Length int
 }
 
@@ -171,8 +178,7 @@ const (
 
 // Trigger bits: what a byte may begin.
 const (
-	tEsc uint16 = 1 << iota
-	tDigit
+	tDigit uint16 = 1 << iota
 	tAWSKeyID
 	tAWSSecret
 	tGit
@@ -190,7 +196,7 @@ const (
 // at a stop, or (a number) where scanning resumes after an escape
 // sequence, a value or a byte that try has decided.
 const (
-	sAny       uint64 = 1 << iota // an escape sequence, a custom rule: any bytes may follow
+	sAny       uint64 = 1 << iota // a custom rule: any bytes may follow
 	sDigits                       // three digits, not after a letter or digit
 	sIBAN                         // two digits after an upper-case letter
 	sAWSKeyID                     // AKI, ASI
@@ -279,7 +285,6 @@ func Compile(p Profile) (*Masker, error) {
 	const digits = "0123456789"
 	const upper = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 	numbers := m.on[dCard] || m.on[dSSN] || m.on[dIBAN]
-	set(tEsc, sAny, true, all, "\x1b", all, all)
 	// A card number or an SSN starts with a run of at least three digits,
 	// not after a letter or digit; an IBAN's check digits (two) follow
 	// the letters of its country code.

@@ -3,6 +3,7 @@ package mask
 import (
 	"bytes"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -100,10 +101,15 @@ func TestCustomRule(t *testing.T) {
 	if len(hits) != 3 || hits[0] != (Hit{"employee-id", 0, 10}) || hits[1] != (Hit{"project", 14, 14}) {
 		t.Errorf("hits %v", hits)
 	}
-	// A match never reaches into an escape sequence.
+	// A match reads through an escape sequence, which passes untouched,
+	// and stops at the edge of an OSC string.
 	m, _ = Compile(Profile{Custom: []CustomRule{{Name: "word", Pattern: `W[^ ]+`}}})
-	out, _ = maskAll(m, []byte("Wabc\x1b[31mdef"))
-	if string(out) != "****\x1b[31mdef" {
+	out, hits = maskAll(m, []byte("Wabc\x1b[31mdef ok"))
+	if string(out) != "****\x1b[31m*** ok" || len(hits) != 1 || hits[0] != (Hit{"word", 0, 12}) {
+		t.Errorf("got %q %v", out, hits)
+	}
+	out, _ = maskAll(m, []byte("Wabc\x1b]0;def\x07"))
+	if string(out) != "****\x1b]0;def\x07" {
 		t.Errorf("got %q", out)
 	}
 }
@@ -189,7 +195,8 @@ func TestLongValue(t *testing.T) {
 	}
 }
 
-// A stray OSC opener passes through at most 4 KiB before masking resumes.
+// The body of an OSC string is searched; past 4 KiB the string is taken
+// to have ended, and what follows is read as ordinary text.
 func TestOSCCap(t *testing.T) {
 	m := allMasker(t)
 	in := append([]byte("\x1b]0;"), bytes.Repeat([]byte("x"), maxOSC)...)
@@ -199,8 +206,14 @@ func TestOSCCap(t *testing.T) {
 		t.Fatalf("hits %v", hits)
 	}
 	out, hits = maskAll(m, []byte("\x1b]0;4111111111111111\x07 4111111111111111"))
-	if len(hits) != 1 || string(out) != "\x1b]0;4111111111111111\x07 ************1111" {
+	if len(hits) != 2 || string(out) != "\x1b]0;************1111\x07 ************1111" {
 		t.Fatalf("got %q %v", out, hits)
+	}
+	// The cap ends the string: a value across it is two halves.
+	in = append([]byte("\x1b]0;"), bytes.Repeat([]byte("x"), maxOSC-8)...)
+	in = append(in, " 4111111111111111 "...)
+	if out, hits = maskAll(m, in); len(hits) != 0 || !bytes.Equal(out, in) {
+		t.Fatalf("got %v", hits)
 	}
 }
 
@@ -217,5 +230,79 @@ func TestUTF8(t *testing.T) {
 		if !utf8.Valid(out) {
 			t.Errorf("%q: invalid UTF-8 %q", in, out)
 		}
+	}
+}
+
+// Escape sequences inside a value pass through untouched; the value's own
+// characters are masked, and its hit spans it in the stream.
+func TestEscapesInsideValues(t *testing.T) {
+	m := allMasker(t)
+	for _, tc := range []struct {
+		in, want string
+		hits     []Hit
+	}{
+		{"4111 \x1b[31m1111 1\x1b[0m111 1111\n", "**** \x1b[31m**** *\x1b[0m*** 1111\n",
+			[]Hit{{Card, 0, 28}}},
+		{"x 41\x1b[1;32m11111111111111\x1b[0m y", "x **\x1b[1;32m**********1111\x1b[0m y",
+			[]Hit{{Card, 2, 23}}},
+		{"password=\x1b[Khun\x1b(Bter2 ok", "password=\x1b[K***\x1b(B**** ok",
+			[]Hit{{Password, 12, 10}}},
+		{"ghp_C3J27XDCG2Lml\x1b7ZGEONYlgCtjfIZ4SOcMz9CP\n", "ghp_*************\x1b7***********************\n",
+			[]Hit{{GitHubToken, 0, 42}}},
+		// SS3 takes the character after it: an arrow key is not text.
+		{"\x1bOA4111111111111111\x1bOB\r", "\x1bOA************1111\x1bOB\r", []Hit{{Card, 3, 16}}},
+		// A string's edges are edges of values.
+		{"\x1b]0;4111 1111 1111 1111\x07", "\x1b]0;**** **** **** 1111\x07", []Hit{{Card, 4, 19}}},
+		{"4111 1111\x1b]0;x\x07 1111 1111", "4111 1111\x1b]0;x\x07 1111 1111", nil},
+		{"\x1b]0;4111 1111\x1b\\ 1111 1111", "\x1b]0;4111 1111\x1b\\ 1111 1111", nil},
+	} {
+		out, hits := maskAll(m, []byte(tc.in))
+		if string(out) != tc.want || !slices.Equal(hits, tc.hits) {
+			t.Errorf("%q:\n got %q %v\nwant %q %v", tc.in, out, hits, tc.want, tc.hits)
+		}
+	}
+}
+
+// However many escape sequences come inside a value, a Stream holds fewer
+// than MaxHeld bytes, and it decides the same however the bytes are split.
+func TestEscapeFlood(t *testing.T) {
+	m := allMasker(t)
+	for _, in := range [][]byte{
+		[]byte("4111" + strings.Repeat("\x1b[m", 3000) + "1111 1111 1111\n"),
+		[]byte("password=" + strings.Repeat("\x1b[38;2;1;2;3m", 400) + "hunter2 ok\n"),
+		[]byte("AKIA" + strings.Repeat("\x1b[1m\x1b(B", 1000) + "IOSFODNN7EXAMPLE\n"),
+		[]byte(strings.Repeat("4\x1b[31m", 2000) + "\n"),
+	} {
+		wantOut, wantHits := maskAll(m, in)
+		for _, size := range []int{1, 7, 100, 4096} {
+			s := m.NewStream()
+			var out []byte
+			var hits []Hit
+			for p := in; len(p) > 0; {
+				n := min(size, len(p))
+				o, h := s.Write(p[:n])
+				out, hits = append(out, o...), append(hits, h...)
+				if s.Held() >= MaxHeld {
+					t.Fatalf("holds %d bytes", s.Held())
+				}
+				p = p[n:]
+			}
+			o, h := s.Close()
+			out, hits = append(out, o...), append(hits, h...)
+			if !bytes.Equal(out, wantOut) || !slices.Equal(hits, wantHits) {
+				t.Fatalf("%.40q in writes of %d: got %v, want %v", in, size, hits, wantHits)
+			}
+		}
+	}
+	// Up to the bound, a value with a 24-bit color change before every
+	// character is found.
+	var b strings.Builder
+	for _, c := range "4111 1111 1111 1111" {
+		b.WriteString("\x1b[38;2;255;128;0m")
+		b.WriteRune(c)
+	}
+	b.WriteString("\x1b[0m\n")
+	if _, hits := maskSplit(t, m, []byte(b.String()), 100, 200); len(hits) != 1 {
+		t.Fatalf("hits %v", hits)
 	}
 }

@@ -11,38 +11,59 @@ import (
 // Fed the same bytes, a Stream gives the same output and the same hits
 // however the bytes are split between calls to Write, as long as Flush is
 // not called in between (Flush decides early, as if the stream ended).
+//
+// The detectors read the stream's text: its bytes with escape sequences
+// taken out, and with an ESC standing for each edge of an OSC (or DCS…)
+// string, whose body is text too (see text.go).
 type Stream struct {
 	m *Masker
 
-	// buf holds context (ctx bytes already released, kept so that
-	// detectors can look behind) followed by the held bytes and the input
-	// of the current call.
-	buf []byte
-	ctx int
-	off int64 // stream offset of buf[ctx]
+	// raw holds the bytes not yet released; raw[0] is at stream offset
+	// rawOff. The bytes from stream offset parsed on are an escape
+	// sequence that has not ended yet.
+	raw    []byte
+	rawOff int64
+	parsed int64
 
-	cont   cont  // a long value being masked as it streams, if any
-	osc    int   // bytes of an OSC (or DCS…) string passed through so far; -1 outside one
-	escEnd int64 // stream offset just after the last escape sequence passed through, -1 if none
+	// text holds context (tctx bytes already decided, kept so that
+	// detectors can look behind) followed by the undecided text. segs
+	// maps it to stream offsets; dps are the text indexes before which
+	// everything is decided as at the end of the stream (see decide).
+	text     []byte
+	tctx     int
+	textBase int64 // how many text bytes came before text[0]
+	segs     []seg
+	cur      int // a recent index into segs
+	dps      []int
 
-	out   []byte
-	edits []edit
-	hits  []Hit
+	osc  int       // bytes of an OSC (or DCS…) string read so far; -1 outside one
+	win  []escMark // escape sequences among the last HoldBack bytes of text
+	winH int       // win[:winH] have left the window
+	winN int       // their bytes, in win[winH:]
+
+	cont cont // a long value being masked as it streams, if any
+
+	out     []byte
+	edits   []edit
+	hits    []Hit
+	scratch []byte
 }
 
 // NewStream starts masking a stream.
 func (m *Masker) NewStream() *Stream {
-	return &Stream{m: m, osc: -1, escEnd: -1}
+	return &Stream{m: m, osc: -1}
 }
 
 // Write masks p and returns the bytes that are now safe to release, and the
-// values masked among them. It keeps back fewer than [HoldBack] bytes that
-// may begin a value the next Write completes.
+// values masked among them. It keeps back bytes that may begin a value the
+// next Write completes: fewer than [HoldBack] bytes of text, the escape
+// sequences among them and an unfinished escape sequence, fewer than
+// [MaxHeld] bytes in all.
 //
 // The returned slices are valid until the next call on s; Write does not
 // retain p.
 func (s *Stream) Write(p []byte) (out []byte, hits []Hit) {
-	s.buf = append(s.buf, p...)
+	s.raw = append(s.raw, p...)
 	return s.run(false)
 }
 
@@ -67,28 +88,38 @@ func (s *Stream) Close() (out []byte, hits []Hit) {
 			hits = s.hits
 		}
 	}
-	s.buf, s.ctx, s.off, s.cont, s.osc, s.escEnd = s.buf[:0], 0, 0, cont{}, -1, -1
+	s.raw, s.rawOff, s.parsed = s.raw[:0], 0, 0
+	s.text, s.tctx, s.textBase, s.segs, s.cur, s.dps = s.text[:0], 0, 0, s.segs[:0], 0, s.dps[:0]
+	s.osc, s.cont = -1, cont{}
+	s.resetWindow()
 	return out, hits
 }
 
 // Held is how many bytes s holds back.
-func (s *Stream) Held() int { return len(s.buf) - s.ctx }
+func (s *Stream) Held() int { return len(s.raw) }
 
 func (s *Stream) run(final bool) ([]byte, []Hit) {
 	s.edits = s.edits[:0]
 	s.hits = s.hits[:0]
-	b := s.buf
-	safe := s.scan(b, s.ctx, final)
-	out := append(s.out[:0], b[s.ctx:safe]...)
+	s.project(final)
+	ts := s.scan(s.tctx, final)
+
+	// Release the raw bytes up to the first undecided byte of text (the
+	// escape sequences before it included), or all that is parsed.
+	rs := s.parsed
+	if ts < len(s.text) {
+		rs = s.rawAt(ts)
+	}
+	base := s.rawOff
+	out := append(s.out[:0], s.raw[:rs-base]...)
 	for _, e := range s.edits {
-		e.apply(out[e.lo-s.ctx : e.hi-s.ctx])
+		s.apply(out, base, e)
 	}
 	s.out = out
-	s.off += int64(safe - s.ctx)
-	keep := max(safe-lookBehind, 0)
-	n := copy(s.buf, b[keep:])
-	s.buf = s.buf[:n]
-	s.ctx = safe - keep
+	n := copy(s.raw, s.raw[rs-base:])
+	s.raw = s.raw[:n]
+	s.rawOff = rs
+	s.trim(ts)
 	var hits []Hit
 	if len(s.hits) > 0 {
 		hits = s.hits
@@ -96,23 +127,28 @@ func (s *Stream) run(final bool) ([]byte, []Hit) {
 	return out, hits
 }
 
-// scan decides b[i:], given b[:i] as context, and returns how far it got:
-// every byte before the returned index is decided (edits and hits
-// recorded), and the byte there starts something undecided. With final
-// set, b ends the stream (for now) and everything is decided.
-func (s *Stream) scan(b []byte, i int, final bool) int {
+// scan decides s.text[i:], and returns how far it got: every byte before
+// the returned index is decided (edits and hits recorded), and the byte
+// there starts something undecided. The text before each decision point
+// is decided as if the stream ended there. With final set, the text ends
+// the stream (for now) and everything is decided.
+func (s *Stream) scan(i int, final bool) int {
+	for _, q := range s.dps {
+		i = s.scanText(s.text[:q], i, true)
+	}
+	s.dps = s.dps[:0]
+	return s.scanText(s.text, i, final)
+}
+
+// scanText decides b[i:], given b[:i] as context, and returns how far it
+// got: every byte before the returned index is decided, and the byte there
+// starts something undecided. With final set, b ends the stream (for now)
+// and everything is decided.
+func (s *Stream) scanText(b []byte, i int, final bool) int {
 	m := s.m
 	t := &m.stop
 	n := len(b)
 	for i < n {
-		if s.osc >= 0 {
-			j, more := s.oscStep(b, i, final)
-			if more {
-				return j
-			}
-			i = j
-			continue
-		}
 		if s.cont.kind != contNone {
 			j, more := s.contStep(b, i, final)
 			if more {
@@ -123,7 +159,7 @@ func (s *Stream) scan(b []byte, i int, final bool) int {
 		}
 		// Where scanning resumes (after an escape sequence, a value, or a
 		// byte try decided), a digit may start a number that the stop
-		// table cannot see: after "\x1b[0m", or a letter try decided.
+		// table cannot see: after a letter try decided.
 		if !isDigit(b[i]) {
 			if i == 0 && !m.stopAt(b, 0) {
 				i++
@@ -165,12 +201,9 @@ func (s *Stream) scan(b []byte, i int, final bool) int {
 			}
 		}
 		var j int
-		switch c := b[i]; {
-		case c == 0x1b:
-			j = s.escape(b, i, final)
-		case isDigit(c):
+		if isDigit(b[i]) {
 			j = s.digits(b, i, final)
-		default:
+		} else {
 			j = s.try(b, i, final)
 		}
 		if j < 0 {
@@ -301,8 +334,6 @@ func (s *Stream) try(b []byte, i int, final bool) int {
 	t := m.trig[b[i]]
 	r := no
 	switch {
-	case t&tEsc != 0:
-		return s.escape(b, i, final)
 	case t&tDigit != 0:
 		r = s.number(b, i, final)
 	case t&tAWSKeyID != 0:
@@ -331,128 +362,12 @@ func (s *Stream) try(b []byte, i int, final bool) int {
 	return r
 }
 
-// escape passes an escape sequence through untouched.
-func (s *Stream) escape(b []byte, i int, final bool) int {
-	end, kind := escapeAt(b, i, final)
-	switch kind {
-	case escMore:
-		return more
-	case escString:
-		s.osc = 0
-	case escSeq:
-		s.escEnd = s.offset(end)
-	}
-	return end
-}
-
-// offset is the stream offset of b[j].
-func (s *Stream) offset(j int) int64 { return s.off + int64(j-s.ctx) }
-
 // prev returns the byte before b[j] as a boundary check sees it: -1 at the
-// start of the stream and right after an escape sequence (so that
-// "\x1b[31m4111…" starts a number), else the byte.
+// start of the stream, else the byte. Escape sequences are not in the
+// text, so they are no boundaries: "\x1b[1m4111…" starts a number where
+// the sequence comes after a space, not after a letter.
 func (s *Stream) prev(b []byte, j int) int {
-	if s.offset(j) == s.escEnd {
-		return -1
-	}
 	return before(b, j, 1)
-}
-
-// Escape sequences, as escapeAt classifies them.
-const (
-	escMore   = iota // b ends inside the sequence
-	escSeq           // a complete CSI or short sequence: skip to end
-	escString        // OSC, DCS, SOS, PM or APC: a string follows, until ST or BEL
-	escPlain         // ESC that starts no sequence: an ordinary byte
-)
-
-const (
-	maxCSI = 64   // longer CSI sequences are cut short and the rest read as text
-	maxOSC = 4096 // longer strings are ended, so a stray "ESC ]" cannot hide what follows for long
-)
-
-// escapeAt classifies the escape sequence at b[i] (an ESC) and returns where
-// it ends.
-func escapeAt(b []byte, i int, final bool) (end, kind int) {
-	n := len(b)
-	if i+1 >= n {
-		if final {
-			return i + 1, escPlain
-		}
-		return i, escMore
-	}
-	switch c := b[i+1]; {
-	case c == '[':
-		j := i + 2
-		for j < n && j-i < maxCSI && b[j] >= 0x30 && b[j] <= 0x3f {
-			j++
-		}
-		for j < n && j-i < maxCSI && b[j] >= 0x20 && b[j] <= 0x2f {
-			j++
-		}
-		switch {
-		case j-i >= maxCSI:
-			return j, escSeq
-		case j >= n:
-			if final {
-				return n, escSeq
-			}
-			return i, escMore
-		case b[j] >= 0x40 && b[j] <= 0x7e:
-			return j + 1, escSeq
-		}
-		return j, escSeq // malformed: it ends before the odd byte
-	case c == ']' || c == 'P' || c == 'X' || c == '^' || c == '_':
-		return i + 2, escString
-	case c >= 0x20 && c <= 0x2f:
-		j := i + 1
-		for j < n && j-i < 8 && b[j] >= 0x20 && b[j] <= 0x2f {
-			j++
-		}
-		switch {
-		case j >= n:
-			if final {
-				return n, escSeq
-			}
-			return i, escMore
-		case b[j] >= 0x30 && b[j] <= 0x7e:
-			return j + 1, escSeq
-		}
-		return j, escSeq
-	case c >= 0x30 && c <= 0x7e:
-		return i + 2, escSeq
-	}
-	return i + 1, escPlain
-}
-
-// oscStep passes the body of an OSC (or DCS…) string through, up to and
-// including its terminator: BEL, ST (ESC \), CAN or SUB. Another ESC ends
-// it too, and is then read as the start of a sequence.
-func (s *Stream) oscStep(b []byte, i int, final bool) (int, bool) {
-	n := len(b)
-	for i < n {
-		if s.osc >= maxOSC {
-			s.osc = -1
-			return i, false
-		}
-		switch b[i] {
-		case 0x07, 0x18, 0x1a:
-			s.osc = -1
-			return i + 1, false
-		case 0x1b:
-			if i+1 >= n && !final {
-				return i, true
-			}
-			s.osc = -1
-			if i+1 < n && b[i+1] == '\\' {
-				return i + 2, false
-			}
-			return i, false
-		}
-		s.osc++
-		i++
-	}
-	return n, false
 }
 
 // An edit replaces b[lo:hi] in the output.
@@ -479,9 +394,11 @@ func (s *Stream) edit(lo, hi int, mode uint8, keep int) {
 	}
 }
 
-// hit records a hit for b[lo:hi].
+// hit records a hit for the text b[lo:hi]: it spans the stream from the
+// first byte of the value to its last, escape sequences inside included.
 func (s *Stream) hit(det string, lo, hi int) {
-	s.hits = append(s.hits, Hit{Detector: det, Offset: s.offset(lo), Length: hi - lo})
+	r := s.rawAt(lo)
+	s.hits = append(s.hits, Hit{Detector: det, Offset: r, Length: int(s.rawAt(hi-1) + 1 - r)})
 }
 
 func (e edit) apply(p []byte) {
@@ -513,15 +430,16 @@ func (e edit) apply(p []byte) {
 
 // A cont is a value that is masked as it streams: from the byte where its
 // detector decided, every following byte of its class is masked until one
-// is not, a terminator, or a cap. Escape sequences inside pass through.
+// is not, a terminator, or a cap. Escape sequences inside it are not text,
+// so they pass through and do not count; the edge of an OSC string ends it.
 type cont struct {
 	kind    uint8
 	det     string
 	cls     *[256]bool
 	mode    uint8
-	start   int64 // stream offset of the value
-	n       int   // bytes of the value so far, escape sequences inside it included
-	end     int   // n after the value's last masked byte: escape sequences and (in a PEM body) line ends after it do not count
+	start   int64 // stream offset of the value; -1 until its first byte is read
+	end     int64 // stream offset after the value's last masked byte (in a PEM body, line ends after it do not count); -1 for none
+	n       int   // bytes of text of the value so far
 	max     int   // the cap on n
 	quote   byte  // for a quoted value, the closing quote
 	escaped bool  // a quoted value's last byte was a backslash
@@ -536,13 +454,15 @@ const (
 // open starts masking a long value that began at b[start] (with the hit
 // reported from there) and is masked from b[from] on.
 func (s *Stream) open(kind uint8, det string, start, from int, cls *[256]bool, mode uint8, limit int) {
-	s.cont = cont{kind: kind, det: det, cls: cls, mode: mode,
-		start: s.offset(start), n: from - start, end: from - start, max: limit}
+	s.cont = cont{kind: kind, det: det, cls: cls, mode: mode, start: -1, end: -1, n: from - start, max: limit}
+	if from > start {
+		s.cont.start, s.cont.end = s.rawAt(start), s.rawAt(from-1)+1
+	}
 }
 
 func (s *Stream) closeCont() {
-	if s.cont.end > 0 { // a PEM block may be empty
-		s.hits = append(s.hits, Hit{Detector: s.cont.det, Offset: s.cont.start, Length: s.cont.end})
+	if c := &s.cont; c.end > c.start && c.start >= 0 { // a PEM block may be empty
+		s.hits = append(s.hits, Hit{Detector: c.det, Offset: c.start, Length: int(c.end - c.start)})
 	}
 	s.cont = cont{}
 }
@@ -553,23 +473,13 @@ func (s *Stream) contStep(b []byte, i int, final bool) (int, bool) {
 	c := &s.cont
 	n := len(b)
 	seg := i
-	for i < n {
+	last := -1 // the index of the last byte read that counts for the hit
+	if c.start < 0 && i < n {
+		c.start = s.rawAt(i)
+	}
+	ended := false
+	for ; i < n; i++ {
 		x := b[i]
-		if x == 0x1b {
-			s.edit(seg, i, c.mode, 0)
-			end, kind := escapeAt(b, i, final)
-			switch kind {
-			case escMore:
-				return i, true
-			case escSeq:
-				c.n += end - i
-				s.escEnd = s.offset(end)
-				i, seg = end, end
-				continue
-			}
-			s.closeCont()
-			return i, false
-		}
 		if c.quote != 0 {
 			switch {
 			case c.escaped:
@@ -577,35 +487,39 @@ func (s *Stream) contStep(b []byte, i int, final bool) (int, bool) {
 			case x == '\\':
 				c.escaped = true
 			case x == c.quote:
-				s.edit(seg, i, c.mode, 0)
-				s.closeCont()
-				return i, false
+				ended = true
 			}
 		} else if c.kind == contPEM && x == '-' {
 			switch hasPrefixAt(b, i, "-----END ", final) {
 			case more:
-				s.edit(seg, i, c.mode, 0)
+				s.contEnd(seg, i, last)
 				return i, true
 			case 1:
-				s.edit(seg, i, c.mode, 0)
-				s.closeCont()
-				return i, false
+				ended = true
 			}
 		}
 		// The cap never cuts a UTF-8 sequence.
-		if !c.cls[x] || c.n >= c.max && (x < 0x80 || x >= 0xc0) {
-			s.edit(seg, i, c.mode, 0)
+		if ended || !c.cls[x] || c.n >= c.max && (x < 0x80 || x >= 0xc0) {
+			s.contEnd(seg, i, last)
 			s.closeCont()
 			return i, false
 		}
 		c.n++
 		if c.mode != modeBody || !keptInBody(x) {
-			c.end = c.n
+			last = i
 		}
-		i++
 	}
-	s.edit(seg, n, c.mode, 0)
+	s.contEnd(seg, n, last)
 	return n, false
+}
+
+// contEnd masks b[seg:i] of the open value, whose last byte that counts
+// for the hit is b[last] (none if last is negative).
+func (s *Stream) contEnd(seg, i, last int) {
+	s.edit(seg, i, s.cont.mode, 0)
+	if last >= 0 {
+		s.cont.end = s.rawAt(last) + 1
+	}
 }
 
 // hasPrefixAt reports whether b[i:] starts with lit: 1 if it does, no if
