@@ -25,6 +25,13 @@ import (
 // output, what is held is released (masked as far as it is complete).
 const maskIdle = 10 * time.Millisecond
 
+// maskInputIdle is the same for what the client sends. It is shorter:
+// what input holds back is held again on its way back as the target's
+// echo, so a key that could begin a value waits both delays, 15 ms at
+// most; and what input's hold-back is for, the pieces of one write (a
+// paste, an agent's line) or keys a program types, come closer together.
+const maskInputIdle = 5 * time.Millisecond
+
 // maskers compiles each masking profile once (a profile changed by a
 // reload is compiled again).
 type maskers struct {
@@ -169,12 +176,15 @@ type maskingReader struct {
 	channel uint32
 	prompt  *promptWatch // nil unless input at password prompts is redacted
 
+	idle time.Duration // how long held bytes wait for more: maskIdle, or maskInputIdle
+
 	// Input only: released is given each Read's bytes as sent and as
 	// masked; raw holds the bytes sent that the stream still holds
 	// back, pendingRaw those released but not yet returned.
 	released   func(sent, masked []byte)
 	raw        []byte
 	pendingRaw []byte
+	lastInput  time.Time // when the last bytes were read
 
 	done    <-chan struct{} // closed when the session is torn down
 	asked   chan int        // a read of up to n bytes is wanted
@@ -194,7 +204,7 @@ type readResult struct {
 // first error (timeouts aside) or when done is closed.
 func newMaskingReader(done <-chan struct{}, src io.Reader, m *mask.Masker, rec Recorder, channel uint32, prompt *promptWatch) *maskingReader {
 	r := &maskingReader{
-		src: src, stream: m.NewStream(), rec: rec, channel: channel, prompt: prompt, done: done,
+		src: src, stream: m.NewStream(), rec: rec, channel: channel, prompt: prompt, done: done, idle: maskIdle,
 		asked: make(chan int), results: make(chan readResult, 1), buf: make([]byte, 32<<10),
 	}
 	go r.loop(done)
@@ -246,7 +256,7 @@ func (r *maskingReader) Read(p []byte) (int, error) {
 		var idle <-chan time.Time
 		var timer *time.Timer
 		if r.stream.Held() > 0 {
-			timer = time.NewTimer(maskIdle)
+			timer = time.NewTimer(r.idle)
 			idle = timer.C
 		}
 		stopTimer := func() {
@@ -271,14 +281,31 @@ func (r *maskingReader) Read(p []byte) (int, error) {
 			continue
 		}
 		r.reading = false
+		var alone bool // a key typed on its own, after a pause
 		if r.released != nil {
 			r.raw = append(r.raw, res.data...)
+			now := time.Now()
+			alone = len(res.data) == 1 && now.Sub(r.lastInput) > r.idle
+			if len(res.data) > 0 {
+				r.lastInput = now
+			}
 		}
 		out, hits := r.stream.Write(res.data)
-		if res.err != nil && !isTimeout(res.err) {
-			o2, h2 := r.stream.Close()
-			out, hits = append(out, o2...), append(hits, h2...)
+		var o2 []byte
+		var h2 []mask.Hit
+		switch {
+		case res.err != nil && !isTimeout(res.err):
+			out, hits = slices.Clone(out), slices.Clone(hits) // the stream reuses them
+			o2, h2 = r.stream.Close()
+		case alone && r.stream.Held() > 0:
+			// Held, it would wait for more keys that a person types
+			// far apart, and its echo would wait again on the way
+			// back: decided at once. Keys a program types close
+			// together are held as output is, from the second on.
+			out, hits = slices.Clone(out), slices.Clone(hits)
+			o2, h2 = r.stream.Flush()
 		}
+		out, hits = append(out, o2...), append(hits, h2...)
 		if err := r.emit(out, hits); err != nil {
 			return 0, err
 		}
@@ -419,7 +446,7 @@ func (s *frontSession) outputFilter(ctx context.Context, r io.Reader, channel ui
 // line an agent writes, a paste) are masked in the input frames, each
 // masking a mask frame (stream "input") recorded before them, while the
 // target receives the bytes as sent; bytes that may begin a value wait,
-// as output does, for the rest of it or for maskIdle. Without a profile,
+// as output does, for the rest of it, or for maskInputIdle. Without a profile,
 // src and rec themselves.
 func (s *frontSession) inputFilter(ctx context.Context, src io.Reader, rec Recorder) (io.Reader, Recorder) {
 	if s.masker == nil {
@@ -427,7 +454,7 @@ func (s *frontSession) inputFilter(ctx context.Context, src io.Reader, rec Recor
 	}
 	im := &inputMasking{Recorder: rec, masker: s.masker}
 	r := newMaskingReader(ctx.Done(), src, s.masker, rec, 0, nil)
-	r.released = im.released
+	r.released, r.idle = im.released, maskInputIdle
 	return r, im
 }
 

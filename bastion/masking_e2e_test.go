@@ -23,6 +23,8 @@ var maskedValues = []string{
 	"AKIAIOSFODNN7EXAMPLE",
 	"hunter2-correct-horse",
 	"ACCT-12345678",
+	// Interrupted by color changes, and in a window title.
+	"4000", "0566", "5566", "title-pw-hunter3",
 }
 
 const maskedFile = `statement for account 7
@@ -33,10 +35,14 @@ aws_access_key_id = AKIAIOSFODNN7EXAMPLE
 db password=hunter2-correct-horse
 order 12345 shipped
 ledger ACCT-12345678 balanced
-`
+` +
+	// Interrupted by color changes, and in a window title.
+	"debit 4000\x1b[31m0566\x1b[0m5566\x1b[1m5556\x1b[0m\n" +
+	"\x1b]0;db password=title-pw-hunter3\x07title set\n"
 
 // TestMaskingEndToEnd is issue 7's must-show with the real OpenSSH client:
-// cat of a file of card numbers (and a key, and a password) on a target
+// cat of a file of card numbers (and a key, and a password; one card
+// interrupted by color changes, a password in a window title) on a target
 // shows them masked, both through a command target and through a real
 // sshd target; the journal's database files hold none of the raw values,
 // searched byte-wise; each masking is a mask frame; what is typed at a

@@ -116,15 +116,21 @@ func TestInputMasking(t *testing.T) {
 	pr, pw := io.Pipe()
 	log := &frameLog{}
 	src, rec := s.inputFilter(context.Background(), pr, log)
+	// A longer idle delay than serve's, so that a loaded machine's
+	// scheduling cannot make the pause between the first two writes
+	// look idle.
+	src.(*maskingReader).idle = 200 * time.Millisecond
 	sent := []string{"echo 4111 1111 ", "1111 1111 password=hunter2\r", "ls\r", "pa"}
+	written := make(chan string, 1)
 	go func() {
 		io.WriteString(pw, sent[0])
 		time.Sleep(2 * time.Millisecond)
 		for _, w := range sent[1:] {
 			io.WriteString(pw, w)
 		}
-		time.Sleep(30 * time.Millisecond) // past the idle flush: "pa" goes
-		pw.Close()
+		// "pa" could begin a password: it goes after the idle delay,
+		// with no more input.
+		written <- ""
 	}()
 	// The pump: read, record, forward.
 	var forwarded strings.Builder
@@ -136,6 +142,11 @@ func TestInputMasking(t *testing.T) {
 				t.Fatal(err)
 			}
 			forwarded.Write(buf[:n])
+		}
+		if written != nil && strings.HasSuffix(forwarded.String(), "pa") {
+			<-written
+			written = nil
+			pw.Close()
 		}
 		if err != nil {
 			break
@@ -212,5 +223,61 @@ func TestMaskArgv(t *testing.T) {
 	}
 	if got, hits := maskArgv(m, []string{"ls", "-l"}); !slices.Equal(got, []string{"ls", "-l"}) || hits != nil {
 		t.Fatalf("%q %v", got, hits)
+	}
+}
+
+// TestInputMaskingKeys: a key typed on its own after a pause is decided at
+// once, not held (a person's typing is not delayed twice); keys a program
+// types close together are held as output is, so a value typed that way
+// from the second key on is masked.
+func TestInputMaskingKeys(t *testing.T) {
+	m, err := mask.Compile(mask.Profile{Detectors: []string{"all"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &frontSession{masker: m}
+	pr, pw := io.Pipe()
+	log := &frameLog{}
+	src, rec := s.inputFilter(context.Background(), pr, log)
+	// An idle delay no test waits out: what is released comes from the
+	// keys alone.
+	src.(*maskingReader).idle = time.Hour
+	go func() {
+		// "p" could begin a password, but it is a key on its own: were
+		// it held, the first Read would wait an hour.
+		io.WriteString(pw, "p")
+	}()
+	buf := make([]byte, 64)
+	n, err := src.Read(buf)
+	if err != nil || string(buf[:n]) != "p" {
+		t.Fatalf("first key: %q %v", buf[:n], err)
+	}
+	rec.Append(kindInput, 0, buf[:n])
+	go func() {
+		for _, c := range []byte(" 4111111111111111\r") {
+			pw.Write([]byte{c})
+		}
+		pw.Close()
+	}()
+	var sent strings.Builder
+	sent.WriteString("p")
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			rec.Append(kindInput, 0, buf[:n])
+			sent.Write(buf[:n])
+		}
+		if err != nil {
+			break
+		}
+	}
+	var input strings.Builder
+	for _, f := range log.frames {
+		if f.kind == kindInput {
+			input.WriteString(f.payload)
+		}
+	}
+	if sent.String() != "p 4111111111111111\r" || input.String() != "p ************1111\r" {
+		t.Fatalf("sent %q, recorded %q", sent.String(), input.String())
 	}
 }
