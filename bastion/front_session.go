@@ -542,7 +542,7 @@ func (s *frontSession) begin(ctx context.Context, kind, command string, attrs re
 	if kind == "exec" {
 		// The command as sent, masked: a mask frame first says what.
 		masked, hits := tm.Text(command)
-		err := recordTextMasks(rec, "exec", "positions", positions(hits))
+		err := recordMasks(rec, 0, "exec", "positions", positions(hits))
 		if err == nil {
 			_, err = rec.Append(uint8(recorder.KindExec), 0, []byte(masked))
 		}
@@ -572,7 +572,7 @@ func (s *frontSession) begin(ctx context.Context, kind, command string, attrs re
 				found[h.Detector] = append(found[h.Detector], name)
 			}
 		}
-		err := recordTextMasks(rec, "env", "keys", found)
+		err := recordMasks(rec, 0, "env", "keys", found)
 		var pa []byte
 		if err == nil {
 			pa, err = recorder.EncodeAttrs(env)

@@ -32,6 +32,13 @@ const maskIdle = 10 * time.Millisecond
 // paste, an agent's line) or keys a program types, come closer together.
 const maskInputIdle = 5 * time.Millisecond
 
+// maskKeyGap tells a key typed on its own from keys a program types: a
+// one-byte write more than this long after the previous input is a key
+// on its own, decided at once rather than held (see maskingReader). A
+// program that writes a string key by key writes its keys microseconds
+// apart, and they arrive so; a person's come tens of milliseconds apart.
+const maskKeyGap = time.Millisecond
+
 // maskers compiles each masking profile once (a profile changed by a
 // reload is compiled again).
 type maskers struct {
@@ -124,20 +131,23 @@ func maskArgv(m *mask.Masker, argv []string) ([]string, []mask.Hit) {
 	return out, hits
 }
 
-// recordTextMasks records, before a frame of text a session keeps (the
-// exec command, the environment), a mask frame per detector saying what
-// was masked in it: stream names the frame ("exec", "env"), and found
-// holds, by detector, one entry per value masked, under field: offsets
-// in the payload ("positions", offset+length) or the variables' names
-// ("keys").
-func recordTextMasks(rec Recorder, stream, field string, found map[string][]string) error {
+// recordMasks records one mask frame per detector on channel, before the
+// frame holding the bytes it describes: stream says what they are ("" for
+// the target's output on channel, "input", "exec" for the exec command,
+// "env" for the environment), and found holds, by detector, one entry per
+// value masked, under field: offset+length in the stream or payload
+// ("positions"), or the variables' names ("keys").
+func recordMasks(rec Recorder, channel uint32, stream, field string, found map[string][]string) error {
 	for _, d := range slices.Sorted(maps.Keys(found)) {
-		a := recorder.Attrs{"detector": d, "count": strconv.Itoa(len(found[d])), "stream": stream, field: strings.Join(found[d], ",")}
+		a := recorder.Attrs{"detector": d, "count": strconv.Itoa(len(found[d])), field: strings.Join(found[d], ",")}
+		if stream != "" {
+			a["stream"] = stream
+		}
 		payload, err := recorder.EncodeAttrs(a)
 		if err != nil {
 			return err
 		}
-		if _, err := rec.Append(uint8(recorder.KindMask), 0, payload); err != nil {
+		if _, err := rec.Append(uint8(recorder.KindMask), channel, payload); err != nil {
 			return err
 		}
 	}
@@ -176,7 +186,8 @@ type maskingReader struct {
 	channel uint32
 	prompt  *promptWatch // nil unless input at password prompts is redacted
 
-	idle time.Duration // how long held bytes wait for more: maskIdle, or maskInputIdle
+	idle   time.Duration // how long held bytes wait for more: maskIdle, or maskInputIdle
+	keyGap time.Duration // input: maskKeyGap
 
 	// Input only: released is given each Read's bytes as sent and as
 	// masked; raw holds the bytes sent that the stream still holds
@@ -285,7 +296,7 @@ func (r *maskingReader) Read(p []byte) (int, error) {
 		if r.released != nil {
 			r.raw = append(r.raw, res.data...)
 			now := time.Now()
-			alone = len(res.data) == 1 && now.Sub(r.lastInput) > r.idle
+			alone = len(res.data) == 1 && now.Sub(r.lastInput) > r.keyGap
 			if len(res.data) > 0 {
 				r.lastInput = now
 			}
@@ -301,7 +312,8 @@ func (r *maskingReader) Read(p []byte) (int, error) {
 			// Held, it would wait for more keys that a person types
 			// far apart, and its echo would wait again on the way
 			// back: decided at once. Keys a program types close
-			// together are held as output is, from the second on.
+			// together (maskKeyGap) are held as output is, from the
+			// second on.
 			out, hits = slices.Clone(out), slices.Clone(hits)
 			o2, h2 = r.stream.Flush()
 		}
@@ -337,7 +349,7 @@ func (r *maskingReader) emit(out []byte, hits []mask.Hit) error {
 		if r.released != nil {
 			stream = "input"
 		}
-		if err := recordHits(r.rec, r.channel, stream, hits); err != nil {
+		if err := recordMasks(r.rec, r.channel, stream, "positions", positions(hits)); err != nil {
 			return recordingFailed(err)
 		}
 	}
@@ -350,28 +362,6 @@ func (r *maskingReader) emit(out []byte, hits []mask.Hit) error {
 		// sent.
 		r.pendingRaw = append(r.pendingRaw, r.raw[:len(out)]...)
 		r.raw = append(r.raw[:0], r.raw[len(out):]...)
-	}
-	return nil
-}
-
-// recordHits records one mask frame per detector: how many values it
-// masked, and where (stream offset+length of each). stream is "input"
-// for what the client sent, "" for the target's output on channel.
-func recordHits(rec Recorder, channel uint32, stream string, hits []mask.Hit) error {
-	found := positions(hits)
-	for _, d := range slices.Sorted(maps.Keys(found)) {
-		at := found[d]
-		a := recorder.Attrs{"detector": d, "count": strconv.Itoa(len(at)), "positions": strings.Join(at, ",")}
-		if stream != "" {
-			a["stream"] = stream
-		}
-		payload, err := recorder.EncodeAttrs(a)
-		if err != nil {
-			return err
-		}
-		if _, err := rec.Append(uint8(recorder.KindMask), channel, payload); err != nil {
-			return err
-		}
 	}
 	return nil
 }
@@ -454,7 +444,7 @@ func (s *frontSession) inputFilter(ctx context.Context, src io.Reader, rec Recor
 	}
 	im := &inputMasking{Recorder: rec, masker: s.masker}
 	r := newMaskingReader(ctx.Done(), src, s.masker, rec, 0, nil)
-	r.released, r.idle = im.released, maskInputIdle
+	r.released, r.idle, r.keyGap = im.released, maskInputIdle, maskKeyGap
 	return r, im
 }
 

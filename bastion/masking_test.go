@@ -101,13 +101,11 @@ func (l *frameLog) Append(kind uint8, _ uint32, p []byte) (uint64, error) {
 	return uint64(len(l.frames)), nil
 }
 
-// TestInputMasking: what the client sends reaches the target as sent,
-// while the input frames hold it masked, each masking a mask frame
-// (stream "input") before the input it describes; a value split over two
-// writes close together is masked; bytes that could begin a value go
-// through after the idle flush; input that does not come through the
-// reader (bastion's end-of-file character) is masked whole.
-func TestInputMasking(t *testing.T) {
+// maskedInput is a session's input path under every built-in detector,
+// with the idle delay given: the client writes to pw, the pump reads src
+// and appends to rec, and log keeps what is recorded.
+func maskedInput(t *testing.T, idle time.Duration) (*io.PipeReader, *io.PipeWriter, *maskingReader, Recorder, *frameLog) {
+	t.Helper()
 	m, err := mask.Compile(mask.Profile{Detectors: []string{"all"}})
 	if err != nil {
 		t.Fatal(err)
@@ -116,10 +114,22 @@ func TestInputMasking(t *testing.T) {
 	pr, pw := io.Pipe()
 	log := &frameLog{}
 	src, rec := s.inputFilter(context.Background(), pr, log)
+	r := src.(*maskingReader)
+	r.idle, r.keyGap = idle, idle
+	return pr, pw, r, rec, log
+}
+
+// TestInputMasking: what the client sends reaches the target as sent,
+// while the input frames hold it masked, each masking a mask frame
+// (stream "input") before the input it describes; a value split over two
+// writes close together is masked; bytes that could begin a value go
+// through after the idle flush; input that does not come through the
+// reader (bastion's end-of-file character) is masked whole.
+func TestInputMasking(t *testing.T) {
 	// A longer idle delay than serve's, so that a loaded machine's
 	// scheduling cannot make the pause between the first two writes
 	// look idle.
-	src.(*maskingReader).idle = 200 * time.Millisecond
+	pr, pw, src, rec, log := maskedInput(t, 200*time.Millisecond)
 	sent := []string{"echo 4111 1111 ", "1111 1111 password=hunter2\r", "ls\r", "pa"}
 	written := make(chan string, 1)
 	go func() {
@@ -231,17 +241,9 @@ func TestMaskArgv(t *testing.T) {
 // types close together are held as output is, so a value typed that way
 // from the second key on is masked.
 func TestInputMaskingKeys(t *testing.T) {
-	m, err := mask.Compile(mask.Profile{Detectors: []string{"all"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &frontSession{masker: m}
-	pr, pw := io.Pipe()
-	log := &frameLog{}
-	src, rec := s.inputFilter(context.Background(), pr, log)
 	// An idle delay no test waits out: what is released comes from the
 	// keys alone.
-	src.(*maskingReader).idle = time.Hour
+	_, pw, src, rec, log := maskedInput(t, time.Hour)
 	go func() {
 		// "p" could begin a password, but it is a key on its own: were
 		// it held, the first Read would wait an hour.

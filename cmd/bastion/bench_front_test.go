@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/oauth2-proxy/mockoidc"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/bastionhq/bastion/bastion/sshdtest"
@@ -49,21 +50,9 @@ func newFrontRig(b *testing.B) *frontRig {
 	}
 	m := oidctest.StartMock(b, nil)
 	dir := b.TempDir()
-	home := filepath.Join(dir, "home")
-	if code, _, stderr := runArgs("--home", home, "ca", "init"); code != 0 {
-		b.Fatalf("ca init: %s", stderr)
-	}
-	auth, err := certauth.LoadAuthorities(home, time.Now())
-	if err != nil {
-		b.Fatal(err)
-	}
 	// The target trusts the target CA (the bastion) and the user CA (the
 	// client going direct or through the OpenSSH jump host).
-	trust := filepath.Join(dir, "trusted_ca")
-	lines := slices.Concat(auth.Target.AuthorizedKeys(), auth.User.AuthorizedKeys())
-	if err := os.WriteFile(trust, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
-		b.Fatal(err)
-	}
+	home, trust := rigHome(b, dir, true)
 	target := sshdtest.Start(b, "TrustedUserCAKeys "+trust)
 	jump := sshdtest.Start(b, "TrustedUserCAKeys "+trust, "AllowTcpForwarding yes")
 	r.targetPort, r.jumpPort = target.Port, jump.Port
@@ -131,42 +120,81 @@ target "box" { command = ["/bin/sh"] }
 		b.Fatal(err)
 	}
 	sp := startServeProcess(b, cfg, true)
-	api, fp, sshAddr, cmd := sp.api, sp.fingerprint, sp.ssh, sp.cmd
-	r.bastionPort = sshAddr[strings.LastIndexByte(sshAddr, ':')+1:]
-	r.home, r.bastionAddr, r.server = home, sshAddr, cmd
+	r.bastionPort = sp.ssh[strings.LastIndexByte(sp.ssh, ':')+1:]
+	r.home, r.bastionAddr, r.server = home, sp.ssh, sp.cmd
 
 	// The client's key and certificate, through the real exchange.
-	_, priv, _ := ed25519.GenerateKey(nil)
-	block, _ := ssh.MarshalPrivateKey(priv, "")
-	r.key = filepath.Join(dir, "id_ed25519")
-	if err := os.WriteFile(r.key, pem.EncodeToMemory(block), 0o600); err != nil {
-		b.Fatal(err)
-	}
-	pub, _ := ssh.NewPublicKey(priv.Public())
-	now := time.Now()
-	token, err := m.Keypair.SignJWT(jwt.MapClaims{"iss": m.Issuer(), "sub": "agent-1", "aud": m.ClientID, "iat": now.Unix(), "exp": now.Add(time.Hour).Unix()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	c, err := certauth.NewClient(api, certauth.ClientOptions{Fingerprint: fp})
-	if err != nil {
-		b.Fatal(err)
-	}
-	resp, err := c.Certificate(context.Background(), token, certauth.CertificateRequest{PublicKey: string(ssh.MarshalAuthorizedKey(pub)), TTL: "1h"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := os.WriteFile(r.key+"-cert.pub", []byte(resp.Certificate+"\n"), 0o644); err != nil {
-		b.Fatal(err)
-	}
-	r.known = filepath.Join(dir, "known_hosts")
-	known := append(resp.KnownHosts,
+	r.key, r.known = agentKey(b, m, sp, dir, "agent-1",
 		"[127.0.0.1]:"+target.Port+" "+strings.TrimSpace(string(targetPub)),
 		"[127.0.0.1]:"+jump.Port+" "+strings.TrimSpace(string(jumpPub)))
-	if err := os.WriteFile(r.known, []byte(strings.Join(known, "\n")+"\n"), 0o644); err != nil {
-		b.Fatal(err)
-	}
 	return r
+}
+
+// rigHome makes a bastion home in dir with its CAs ("bastion ca init"),
+// and the file of CA keys an sshd target trusts: the target CA (the
+// bastion's upstream certificates) and, with userCA, the user CA (clients
+// that go to the target directly).
+func rigHome(tb testing.TB, dir string, userCA bool) (home, trust string) {
+	tb.Helper()
+	home = filepath.Join(dir, "home")
+	if code, _, stderr := runArgs("--home", home, "ca", "init"); code != 0 {
+		tb.Fatalf("ca init: %s", stderr)
+	}
+	auth, err := certauth.LoadAuthorities(home, time.Now())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	lines := auth.Target.AuthorizedKeys()
+	if userCA {
+		lines = slices.Concat(lines, auth.User.AuthorizedKeys())
+	}
+	trust = filepath.Join(dir, "trusted_ca")
+	if err := os.WriteFile(trust, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	return home, trust
+}
+
+// mockToken is an ID token of the mock provider for sub, valid for an
+// hour.
+func mockToken(tb testing.TB, m *mockoidc.MockOIDC, sub string) string {
+	tb.Helper()
+	now := time.Now()
+	token, err := m.Keypair.SignJWT(jwt.MapClaims{"iss": m.Issuer(), "sub": sub, "aud": m.ClientID, "iat": now.Unix(), "exp": now.Add(time.Hour).Unix()})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return token
+}
+
+// agentKey makes an Ed25519 key in dir and its certificate for sub,
+// through the real exchange with the serve at sp, and a known_hosts file
+// of the bastion's host CA and the extra lines. It returns both paths.
+func agentKey(tb testing.TB, m *mockoidc.MockOIDC, sp *serveProcess, dir, sub string, extra ...string) (key, known string) {
+	tb.Helper()
+	_, priv, _ := ed25519.GenerateKey(nil)
+	block, _ := ssh.MarshalPrivateKey(priv, "")
+	key = filepath.Join(dir, "id_ed25519")
+	if err := os.WriteFile(key, pem.EncodeToMemory(block), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	pub, _ := ssh.NewPublicKey(priv.Public())
+	c, err := certauth.NewClient(sp.api, certauth.ClientOptions{Fingerprint: sp.fingerprint})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	resp, err := c.Certificate(context.Background(), mockToken(tb, m, sub), certauth.CertificateRequest{PublicKey: string(ssh.MarshalAuthorizedKey(pub)), TTL: "1h"})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.WriteFile(key+"-cert.pub", []byte(resp.Certificate+"\n"), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	known = filepath.Join(dir, "known_hosts")
+	if err := os.WriteFile(known, []byte(strings.Join(append(resp.KnownHosts, extra...), "\n")+"\n"), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	return key, known
 }
 
 // run runs ssh with the rig's options and returns how long it took.

@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"os"
 	"os/exec"
@@ -19,11 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
-	"golang.org/x/crypto/ssh"
-
 	"github.com/bastionhq/bastion/bastion/sshdtest"
-	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/certauth/oidctest"
 )
 
@@ -53,18 +47,7 @@ func TestMaskingWhatTheAgentSends(t *testing.T) {
 	}
 	m := oidctest.StartMock(t, nil)
 	dir := t.TempDir()
-	home := filepath.Join(dir, "home")
-	if code, _, stderr := runArgs("--home", home, "ca", "init"); code != 0 {
-		t.Fatalf("ca init: %s", stderr)
-	}
-	auth, err := certauth.LoadAuthorities(home, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	trust := filepath.Join(dir, "trusted_ca")
-	if err := os.WriteFile(trust, []byte(strings.Join(auth.Target.AuthorizedKeys(), "\n")+"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	home, trust := rigHome(t, dir, false)
 	target := sshdtest.Start(t, "TrustedUserCAKeys "+trust)
 	targetPub, err := os.ReadFile(target.HostKey + ".pub")
 	if err != nil {
@@ -115,36 +98,7 @@ target "box" { command = ["/bin/sh"] }
 	port := sp.ssh[strings.LastIndexByte(sp.ssh, ':')+1:]
 
 	// The agent's key and certificate, through the real exchange.
-	_, priv, _ := ed25519.GenerateKey(nil)
-	block, _ := ssh.MarshalPrivateKey(priv, "")
-	key := filepath.Join(dir, "id_ed25519")
-	if err := os.WriteFile(key, pem.EncodeToMemory(block), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	pub, _ := ssh.NewPublicKey(priv.Public())
-	token := func(sub string) string {
-		now := time.Now()
-		tok, err := m.Keypair.SignJWT(jwt.MapClaims{"iss": m.Issuer(), "sub": sub, "aud": m.ClientID, "iat": now.Unix(), "exp": now.Add(time.Hour).Unix()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tok
-	}
-	c, err := certauth.NewClient(sp.api, certauth.ClientOptions{Fingerprint: sp.fingerprint})
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := c.Certificate(ctx, token("agent-1"), certauth.CertificateRequest{PublicKey: string(ssh.MarshalAuthorizedKey(pub)), TTL: "1h"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(key+"-cert.pub", []byte(resp.Certificate+"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	known := filepath.Join(dir, "known_hosts")
-	if err := os.WriteFile(known, []byte(strings.Join(resp.KnownHosts, "\n")+"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	key, known := agentKey(t, m, sp, dir, "agent-1")
 	sshRun := func(stdin string, args ...string) (string, string, error) {
 		base := []string{"-F", "none", "-i", key, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
 			"-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile=" + known, "-o", "LogLevel=ERROR", "-p", port}
@@ -184,7 +138,7 @@ target "box" { command = ["/bin/sh"] }
 	}
 	// In a grant's reason.
 	tokFile := filepath.Join(dir, "agent.token")
-	if err := os.WriteFile(tokFile, []byte(token("agent-1")), 0o600); err != nil {
+	if err := os.WriteFile(tokFile, []byte(mockToken(t, m, "agent-1")), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	code, out, errOut := cli(ctx, home, "grants", "request", "--server", sp.api, "--ca-fingerprint", sp.fingerprint, "--token-file", tokFile,
