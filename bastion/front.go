@@ -693,13 +693,18 @@ func (f *front) refusedWith(user string, remote net.Addr, key ssh.PublicKey, r *
 		attrs["key.sha256"] = ssh.FingerprintSHA256(key)
 	}
 	f.metrics.authRefused(r.reason)
-	f.log.Info("ssh authentication refused", "reason", r.reason, "detail", r.detail, "user", user, "client", attrs["client"], "serial", attrs["serial"])
+	f.textMasker().Fields(attrs, clientText...)
+	f.log.Info("ssh authentication refused", "reason", r.reason, "detail", attrs["detail"], "user", attrs["user"], "client", attrs["client"], "serial", attrs["serial"])
 	f.journal(EventAuthRefused, attrs, "a refused ssh authentication")
 }
 
 // journal appends one of the front door's events, waiting at most five
 // seconds, and logs a failure (what names the event for the log).
+//
+// What the client chose (a user name, a destination, a command, details
+// that quote them) is masked first, with the policy's text_masking.
 func (f *front) journal(name string, attrs recorder.Attrs, what string) error {
+	f.textMasker().Fields(attrs, clientText...)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_, err := f.opts.Journal.AppendEvent(ctx, name, attrs)
@@ -708,6 +713,10 @@ func (f *front) journal(name string, attrs recorder.Attrs, what string) error {
 	}
 	return err
 }
+
+// clientText are the attributes of the front door's events that hold text
+// the client chose, masked before they are journaled or logged.
+var clientText = []string{"user", "outer.user", "destination", "command", "detail", "term"}
 
 // addTo adds to attrs who the connection is: the identity, the
 // certificate's serial and key ID, the client, and the route.

@@ -256,7 +256,8 @@ func (f *front) requestRefused(info *authInfo, user string, reqType, reason stri
 	if info != nil {
 		info.addTo(attrs)
 	}
-	f.log.Info("ssh request refused", "reason", reason, "request", reqType, "user", user, "client", attrs["client"])
+	f.textMasker().Fields(attrs, clientText...)
+	f.log.Info("ssh request refused", "reason", reason, "request", reqType, "user", attrs["user"], "client", attrs["client"])
 	f.journal(EventRequestRefused, attrs, "a refused ssh request")
 }
 
@@ -278,7 +279,8 @@ func (f *front) channelRefused(conn *ssh.ServerConn, info *authInfo, channelType
 	if info != nil {
 		info.addTo(attrs)
 	}
-	f.log.Info("ssh channel refused", "reason", reason, "channel", channelType, "destination", dest, "user", attrs["user"], "client", attrs["client"])
+	f.textMasker().Fields(attrs, clientText...)
+	f.log.Info("ssh channel refused", "reason", reason, "channel", channelType, "destination", attrs["destination"], "user", attrs["user"], "client", attrs["client"])
 	f.journal(EventChannelRefused, attrs, "a refused ssh channel")
 }
 

@@ -361,10 +361,12 @@ func (lc *lifecycle) kill(id, reason, by string, m *mask.Masker) (LiveSession, e
 	if by != "" {
 		attrs["killed-by"] = by
 	}
-	if reason = printable(reason); reason != "" {
+	if reason, masked := killReason(m, reason); reason != "" {
 		attrs["kill-reason"] = reason
-		m.Fields(attrs, "kill-reason")
-		msg += ": " + attrs["kill-reason"]
+		if masked != "" {
+			attrs[mask.MaskedKey] = masked
+		}
+		msg += ": " + reason
 	}
 	hit[0].end(&sessionEnd{reason: EndKilled, message: msg, attrs: attrs})
 	return hit[0].describe(), nil
@@ -397,6 +399,22 @@ func (lc *lifecycle) count() int {
 
 // printable keeps one line of text a client's terminal can show safely.
 func printable(s string) string {
+	return capRunes(oneLine(s), 200)
+}
+
+// killReason is an operator's reason for a kill as it is kept, told to
+// the client and logged: on one line, its values masked with m (before
+// it is cut to 200 characters, so that a value across the cut is masked
+// too), and the "masked" attribute that says what was.
+func killReason(m *mask.Masker, reason string) (string, string) {
+	a := map[string]string{"kill-reason": oneLine(reason)}
+	masked := m.Fields(a, "kill-reason")
+	return capRunes(a["kill-reason"], 200), masked
+}
+
+// oneLine drops control characters from s, line breaks and tabs
+// becoming spaces, and trims it.
+func oneLine(s string) string {
 	var b strings.Builder
 	for _, r := range strings.TrimSpace(s) {
 		switch {
@@ -407,9 +425,13 @@ func printable(s string) string {
 			b.WriteRune(r)
 		}
 	}
-	out := []rune(b.String())
-	if len(out) > 200 {
-		out = out[:200]
+	return b.String()
+}
+
+// capRunes cuts s to at most n runes.
+func capRunes(s string, n int) string {
+	if out := []rune(s); len(out) > n {
+		return string(out[:n])
 	}
-	return string(out)
+	return s
 }

@@ -309,6 +309,10 @@ type frontSession struct {
 	// asks for input at them to be redacted. Both are nil otherwise.
 	masker *mask.Masker
 	prompt *promptWatch
+	// hiddenCommand, if set, is what masking found in the words of an
+	// exec command that it did not find in the command as written: the
+	// command is then kept hidden whole.
+	hiddenCommand []mask.Hit
 
 	// mu guards pty against tell, which runs on another goroutine; the
 	// serve goroutine, which alone writes pty, reads it without mu.
@@ -525,7 +529,11 @@ func (s *frontSession) begin(ctx context.Context, kind, command string, attrs re
 	}
 	// What the client sent is kept masked: the command, the subsystem's
 	// name, the command's arguments.
-	s.textMasker().Fields(attrs, "command", "subsystem")
+	s.textMasker().Fields(attrs, "command", "subsystem", "term")
+	if s.hiddenCommand != nil {
+		attrs["command"] = strings.Repeat("*", len(command))
+		attrs[mask.MaskedKey] = mask.JoinSummaries(attrs[mask.MaskedKey], strings.Join(mask.Summary("command", s.hiddenCommand), ","))
+	}
 	sess, err := s.f.opts.Journal.StartSession(ctx, recorder.SessionInfo{Attrs: attrs})
 	if err != nil {
 		s.f.log.Error("start recording an ssh session", "error", err, "identity", info.identity)
@@ -542,6 +550,9 @@ func (s *frontSession) begin(ctx context.Context, kind, command string, attrs re
 	if kind == "exec" {
 		// The command as sent, masked: a mask frame first says what.
 		masked, hits := tm.Text(command)
+		if s.hiddenCommand != nil {
+			masked, hits = strings.Repeat("*", len(command)), hideAll(s.hiddenCommand, len(command))
+		}
 		err := recordMasks(rec, 0, "exec", "positions", positions(hits))
 		if err == nil {
 			_, err = rec.Append(uint8(recorder.KindExec), 0, []byte(masked))
@@ -601,10 +612,19 @@ func (s *frontSession) run(ctx context.Context, kind, command string, argv []str
 	proc := info.target.process(term)
 	attrs := s.sessionAttrs(kind, command)
 	attrs["target-kind"] = "command"
-	margv, hits := maskArgv(s.textMasker(), argv)
+	own := len(info.target.Command)
+	if kind != "exec" {
+		own = len(argv)
+	}
+	margv, hits, hidden := maskArgv(s.textMasker(), argv, own, command)
 	attrs["argv"] = fmt.Sprintf("%q", margv)
 	if len(hits) > 0 {
 		attrs[mask.MaskedKey] = mask.JoinSummaries(attrs[mask.MaskedKey], strings.Join(mask.Summary("argv", hits), ","))
+	}
+	if hidden {
+		// A value the command's quoting hid from the masker is in it:
+		// the command is kept hidden whole (fail closed).
+		s.hiddenCommand = hits
 	}
 	if kind == "exec" {
 		attrs["exec-mode"] = execMode(info.target)

@@ -114,21 +114,57 @@ func (s *frontSession) textMasker() *mask.Masker {
 	return s.f.textMasker()
 }
 
-// maskArgv masks a command's argument vector as the command line it
-// joins to, so that a value split over arguments ("4111 1111 1111 1111")
-// is found as it is in the command; each argument keeps its length.
-func maskArgv(m *mask.Masker, argv []string) ([]string, []mask.Hit) {
-	joined, hits := m.Text(strings.Join(argv, " "))
-	if len(hits) == 0 {
-		return argv, nil
+// maskArgv masks the argument vector argv that a command target runs
+// for the exec request command (the target's own argv, then what
+// execArgv made of the command), consistently with how the command itself
+// is kept:
+//
+//   - through a shell (… -c COMMAND), the last argument is the command,
+//     masked as the command is;
+//   - split into words, when the command holds a value, every word that
+//     came from it is hidden whole: the command's quoting can move a
+//     value's edges (--password='my secret pw' is one word), so only the
+//     command, masked as written, shows them;
+//   - split into words, when the command holds none, each word is masked
+//     on its own, for a value the quoting hid from the command line
+//     (4111”1111…); then hidden is true, and the command must be hidden
+//     whole, as it would otherwise keep that value.
+//
+// It returns the masked argv, what was masked in it, and hidden.
+func maskArgv(m *mask.Masker, argv []string, own int, command string) (masked []string, hits []mask.Hit, hidden bool) {
+	if m == nil || own > len(argv) {
+		return argv, nil, false
 	}
-	out := make([]string, len(argv))
-	at := 0
-	for i, a := range argv {
-		out[i] = joined[at : at+len(a)]
-		at += len(a) + 1
+	masked = slices.Clone(argv)
+	cmd, cmdHits := m.Text(command)
+	words := masked[own:]
+	if len(words) == 2 && words[0] == "-c" && words[1] == command {
+		words[1] = cmd
+		return masked, cmdHits, false
 	}
-	return out, hits
+	if len(cmdHits) > 0 {
+		for i, w := range words {
+			words[i] = strings.Repeat("*", len(w))
+		}
+		return masked, cmdHits, false
+	}
+	for i, w := range words {
+		mw, h := m.Text(w)
+		words[i] = mw
+		hits = append(hits, h...)
+	}
+	return masked, hits, len(hits) > 0
+}
+
+// hideAll is what a command hidden whole because of hits reports: one
+// value per hit, each spanning the whole command (where in it is not
+// known).
+func hideAll(hits []mask.Hit, n int) []mask.Hit {
+	out := make([]mask.Hit, len(hits))
+	for i, h := range hits {
+		out[i] = mask.Hit{Detector: h.Detector, Offset: 0, Length: n}
+	}
+	return out
 }
 
 // recordMasks records one mask frame per detector on channel, before the
@@ -279,6 +315,16 @@ func (r *maskingReader) Read(p []byte) (int, error) {
 		case res = <-r.results:
 			stopTimer()
 		case <-idle:
+			// A read that completed meanwhile wins over the timer: a
+			// goroutine that was not scheduled for a while must not
+			// decide a value whose rest has already arrived.
+			select {
+			case res = <-r.results:
+			default:
+			}
+			if res.data != nil || res.err != nil {
+				break
+			}
 			// No more output for a while: release what is held.
 			out, hits := r.stream.Flush()
 			if err := r.emit(out, hits); err != nil {
@@ -465,6 +511,8 @@ func (im *inputMasking) released(sent, masked []byte) {
 	if len(sent) == 0 {
 		return
 	}
+	// The queue holds the chunks read ahead of their append: no more than
+	// the pumps' buffers in flight.
 	im.mu.Lock()
 	im.queue = append(im.queue, sentChunk{slices.Clone(sent), slices.Clone(masked)})
 	im.mu.Unlock()
@@ -476,7 +524,13 @@ func (im *inputMasking) Append(kind uint8, channel uint32, p []byte) (uint64, er
 	}
 	im.mu.Lock()
 	var c sentChunk
-	if len(im.queue) > 0 && bytes.Equal(im.queue[0].sent, p) {
+	if len(im.queue) > 0 {
+		if !bytes.Equal(im.queue[0].sent, p) {
+			im.mu.Unlock()
+			// The pumps append what they read, in order: anything else
+			// is a bug, and nothing unmasked may be recorded for it.
+			return 0, errors.New("input masking: the input appended is not the input read")
+		}
 		c, im.queue = im.queue[0], im.queue[1:]
 	}
 	im.mu.Unlock()

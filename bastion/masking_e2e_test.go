@@ -67,6 +67,7 @@ func TestMaskingEndToEnd(t *testing.T) {
 	// The policy's own profile: every built-in detector and a custom rule.
 	config := strings.Replace(frontConfig, "file_transfer = true", "file_transfer = true\n  masking = \"bank\"\n  redact_password_input = true", 1) +
 		"masking_profile \"bank\" {\n  detectors = [\"all\"]\n  custom \"account\" {\n    pattern = \"ACCT-[0-9]{8}\"\n  }\n}\n" +
+		"target \"words\" {\n  command = [\"/bin/echo\"]\n  exec = \"args\"\n}\n" +
 		"target \"db1\" {\n  ssh = \"" + sd.addr + "\"\n  host_key = \"" + strings.Join(strings.Fields(string(hostPub))[:2], " ") + "\"\n}\n"
 	fx := startFrontWith(t, login, config)
 	if err := os.WriteFile(caFile, []byte(strings.Join(fx.ts.auth.Target.AuthorizedKeys(), "\n")+"\n"), 0o644); err != nil {
@@ -92,6 +93,17 @@ func TestMaskingEndToEnd(t *testing.T) {
 		}
 	}
 
+	// A card the command's quoting hides from the masker, to a target
+	// that splits the command into words: the target gets the card (its
+	// echo of it is masked as a card), the journal neither the card nor
+	// the command as written.
+	const quoted = "4111''111111111111"
+	out, errOut, code := fx.sshIO(t, login+"@words", quoted, nil)
+	if code != 0 || string(out) != "************1111\n" {
+		t.Fatalf("words: exit %d, %q %q", code, out, errOut)
+	}
+	masked := append(maskedValues, quoted)
+
 	// A password prompt: what is typed is not recorded.
 	const typed = "s3cr3t-typed-at-prompt"
 	prompt := `stty -echo; printf 'Password: '; read -r p; stty echo; echo; echo "got ${#p} chars"`
@@ -100,21 +112,21 @@ func TestMaskingEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out, errOut syncBuffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
+	var pout, perr syncBuffer
+	cmd.Stdout, cmd.Stderr = &pout, &perr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	// Typed once the prompt shows, as a person would.
-	for deadline := time.Now().Add(endBound); !strings.Contains(out.String(), "Password: "); time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(endBound); !strings.Contains(pout.String(), "Password: "); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			cmd.Process.Kill()
-			t.Fatalf("no prompt: %q %q", out.String(), errOut.String())
+			t.Fatalf("no prompt: %q %q", pout.String(), perr.String())
 		}
 	}
 	io.WriteString(stdin, typed+"\r")
-	if err := cmd.Wait(); err != nil || !strings.Contains(out.String(), "got 22 chars") {
-		t.Fatalf("prompt: %v, %q %q", err, out.String(), errOut.String())
+	if err := cmd.Wait(); err != nil || !strings.Contains(pout.String(), "got 22 chars") {
+		t.Fatalf("prompt: %v, %q %q", err, pout.String(), perr.String())
 	}
 
 	// The journal: mask frames, and none of the values.
@@ -146,7 +158,7 @@ func TestMaskingEndToEnd(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, v := range append(maskedValues, typed) {
+		for _, v := range append(masked, typed) {
 			if bytes.Contains(b, []byte(v)) {
 				t.Errorf("%s holds %q", filepath.Base(f), v)
 			}

@@ -218,21 +218,37 @@ func TestInputMasking(t *testing.T) {
 	}
 }
 
-// TestMaskArgv: a value split over arguments is found as in the command
-// line; each argument keeps its length.
+// TestMaskArgv: a command target's argv is masked as its command is kept.
+// Through a shell, the command argument is the masked command. Split into
+// words, a command that holds a value hides every word that came from it
+// (the quoting can move a value's edges); one whose quoting hid a value
+// from the masker has each word masked, and says the command must be
+// hidden whole.
 func TestMaskArgv(t *testing.T) {
 	m, err := mask.Compile(mask.Profile{Detectors: []string{"all"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	argv := []string{"/usr/bin/pay", "4111", "1111", "1111", "1111", "--password", "hunter2"}
-	got, hits := maskArgv(m, argv)
-	want := []string{"/usr/bin/pay", "****", "****", "****", "1111", "--password", "*******"}
-	if !slices.Equal(got, want) || len(hits) != 2 {
-		t.Fatalf("maskArgv = %q (%v), want %q", got, hits, want)
-	}
-	if got, hits := maskArgv(m, []string{"ls", "-l"}); !slices.Equal(got, []string{"ls", "-l"}) || hits != nil {
-		t.Fatalf("%q %v", got, hits)
+	for _, c := range []struct {
+		argv    []string
+		command string
+		want    []string
+		hits    int
+		hidden  bool
+	}{
+		{[]string{"/bin/sh", "-c", "pay 4111 1111 1111 1111"}, "pay 4111 1111 1111 1111",
+			[]string{"/bin/sh", "-c", "pay **** **** **** 1111"}, 1, false},
+		{[]string{"mysql", "--password=my secret pw"}, "--password='my secret pw'",
+			[]string{"mysql", "***********************"}, 1, false},
+		{[]string{"psql", "-c", "4111111111111111"}, "-c 4111''111111111111",
+			[]string{"psql", "-c", "************1111"}, 1, true},
+		{[]string{"psql", "-c", "select 1"}, "-c 'select 1'",
+			[]string{"psql", "-c", "select 1"}, 0, false},
+	} {
+		got, hits, hidden := maskArgv(m, c.argv, 1, c.command)
+		if !slices.Equal(got, c.want) || len(hits) != c.hits || hidden != c.hidden {
+			t.Errorf("maskArgv(%q, %q) = %q, %d hits, hidden %v; want %q, %d, %v", c.argv, c.command, got, len(hits), hidden, c.want, c.hits, c.hidden)
+		}
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -326,12 +327,12 @@ func (s *Server) writeKRL() error {
 
 // Revoke revokes certificates, journals it and rewrites the KRL.
 func (s *Server) Revoke(ctx context.Context, req certauth.RevokeRequest) (*certauth.RevokeResult, error) {
-	req.TextMasker = s.textMasker()
+	req.TextMasker = s.textMasker
 	res, err := s.registry.Revoke(ctx, s.opts.Journal, req, s.now())
 	if err != nil {
 		return nil, err
 	}
-	reason, _ := req.TextMasker.Text(req.Reason)
+	reason, _ := s.textMasker().Text(strings.Join(strings.Fields(req.Reason), " "))
 	s.log.Info("certificates revoked", "serials", fmt.Sprint(res.Serials), "identity", res.Identity, "by", req.By, "reason", reason)
 	if s.front != nil {
 		for _, l := range s.life.revoked(res) {
@@ -367,7 +368,7 @@ func (s *Server) KillSession(id, reason, by string) (LiveSession, error) {
 	// The reason is kept, shown to the client and logged masked.
 	m := s.textMasker()
 	l, err := s.life.kill(id, reason, by, m)
-	reason, _ = m.Text(reason)
+	reason, _ = killReason(m, reason)
 	if err == nil {
 		s.log.Info("ssh session killed", "session", l.ID, "identity", l.Identity, "by", by, "reason", reason)
 	}

@@ -506,9 +506,9 @@ func (s *Grants) refused(ctx context.Context, action, id string, who *policy.Ide
 	if !errors.As(err, &ge) || errors.Is(err, ErrGrantJournal) {
 		return err
 	}
-	a := recorder.Attrs{"action": action, "reason": grantReason(err), "error": truncate(ge.Msg, 1024), "at": timeAttr(s.now())}
+	a := recorder.Attrs{"action": action, "reason": grantReason(err), "error": ge.Msg, "at": timeAttr(s.now())}
 	if id != "" {
-		a["grant"] = truncate(id, 64)
+		a["grant"] = id // masked, then cut, by journalRefusal
 	}
 	if who != nil {
 		identityAttrs(a, who)
@@ -519,8 +519,15 @@ func (s *Grants) refused(ctx context.Context, action, id string, who *policy.Ide
 	return s.journalRefusal(ctx, a, err)
 }
 
+// journalRefusal journals a refused grant action. What the caller sent
+// (a grant ID from the URL) and the error, which may quote it, are masked
+// first, and the error is cut to 1 KiB after that.
 func (s *Grants) journalRefusal(ctx context.Context, a recorder.Attrs, err error) error {
-	s.masker().Fields(a, "error")
+	s.masker().Fields(a, "error", "grant")
+	a["error"] = truncate(a["error"], 1024)
+	if id, ok := a["grant"]; ok {
+		a["grant"] = truncate(id, 64)
+	}
 	if !s.refusals.Allow() {
 		s.suppressed.Add(1)
 		s.log.Warn("grant action refused", "action", a["action"], "reason", a["reason"], "error", a["error"], "identity", a["identity"])

@@ -85,7 +85,7 @@ func (a *API) grantCaller(w http.ResponseWriter, r *http.Request, action, id str
 	}
 	attrs := recorder.Attrs{"action": action}
 	if id != "" {
-		attrs["grant"] = truncate(id, 64)
+		attrs["grant"] = id // masked, then cut, by journalRefusal
 	}
 	if addr.IsValid() {
 		attrs["client.address"] = addr.String()
@@ -141,7 +141,7 @@ func (a *API) grantLimited(w http.ResponseWriter, r *http.Request, attrs recorde
 // and answers it (or 503 if the journal failed).
 func (a *API) grantRefusal(w http.ResponseWriter, r *http.Request, attrs recorder.Attrs, rf *Refusal) {
 	attrs["reason"] = rf.Reason
-	attrs["error"] = truncate(rf.Msg, 1024)
+	attrs["error"] = rf.Msg // masked, then cut, by journalRefusal
 	attrs["at"] = timeAttr(a.now())
 	if err := a.grants.journalRefusal(r.Context(), attrs, rf); errors.Is(err, ErrGrantJournal) {
 		writeError(w, http.StatusServiceUnavailable, ReasonJournalUnavailable, err.Error())
@@ -271,7 +271,7 @@ func (a *API) decideGrant(w http.ResponseWriter, r *http.Request, action string)
 func grantCallerAttrs(action, id string, who *policy.Identity, addr netip.Addr) recorder.Attrs {
 	a := recorder.Attrs{"action": action}
 	if id != "" {
-		a["grant"] = truncate(id, 64)
+		a["grant"] = id // masked, then cut, by journalRefusal
 	}
 	identityAttrs(a, who)
 	if addr.IsValid() {

@@ -294,8 +294,9 @@ func (is *Issuer) journalRefusal(ctx context.Context, r *Refusal, attrs recorder
 		attrs["refusals_not_journaled"] = strconv.FormatInt(n, 10)
 	}
 	attrs["reason"] = r.Reason
-	attrs["error"] = truncate(r.Msg, 1024)
+	attrs["error"] = r.Msg
 	m.Fields(attrs, "ticket", "error")
+	attrs["error"] = truncate(attrs["error"], 1024) // after masking: a value across the cut is masked too
 	if _, jerr := is.journal.AppendEvent(ctx, EventCertRefused, attrs); jerr != nil {
 		is.log.Error("journal a refusal", "reason", r.Reason, "error", jerr)
 		return &Refusal{Status: http.StatusServiceUnavailable, Reason: ReasonJournalUnavailable,

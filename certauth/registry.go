@@ -314,10 +314,12 @@ type RevokeRequest struct {
 	Reason   string
 	// By names who revoked (an operator's user name).
 	By string
-	// TextMasker masks Reason before it is journaled (the leaf says what
-	// it masked); nil masks with every built-in detector. It is not part
-	// of the admin API's JSON: the server sets its own.
-	TextMasker *mask.Masker `json:"-"`
+	// TextMasker returns the masker of Reason, applied before it is
+	// journaled (the leaf says what it masked), as [GrantsOptions]
+	// TextMasker: without one, every built-in detector masks; a nil
+	// masker returned masks nothing. It is not part of the admin API's
+	// JSON: the server sets its own.
+	TextMasker func() *mask.Masker `json:"-"`
 }
 
 // RevokeResult says what a revocation did.
@@ -385,12 +387,14 @@ func (r *Registry) Revoke(ctx context.Context, j EventJournal, req RevokeRequest
 		attrs["blocked_until"] = until.UTC().Format(time.RFC3339Nano)
 	}
 	if req.Reason != "" {
-		attrs["reason"] = truncate(req.Reason, 1024)
-		m := req.TextMasker
-		if m == nil {
-			m = allDetectors()
-		}
-		m.Fields(attrs, "reason")
+		// Masked before it is cut, so that a value across the cut is
+		// masked too.
+		// On one line: blanks of any kind (a tab, a line break) become
+		// single spaces, which also lets the masker see a value split
+		// by them.
+		attrs["reason"] = strings.Join(strings.Fields(req.Reason), " ")
+		textMasker(req.TextMasker).Fields(attrs, "reason")
+		attrs["reason"] = truncate(attrs["reason"], 1024)
 	}
 	if req.By != "" {
 		attrs["by"] = truncate(req.By, 256)

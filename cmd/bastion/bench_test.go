@@ -201,14 +201,18 @@ type serveProcess struct {
 
 // startServeProcess starts serve with cfg and reads its addresses from
 // what it prints; withSSH waits for the SSH front door's too. It is
-// stopped with SIGTERM when the benchmark ends.
-func startServeProcess(b testing.TB, cfg string, withSSH bool) *serveProcess {
+// stopped with SIGTERM when the benchmark ends. Its log goes to stderr,
+// warnings and errors only, or, given log, all of it to log.
+func startServeProcess(b testing.TB, cfg string, withSSH bool, log ...io.Writer) *serveProcess {
 	b.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		b.Fatal(err)
 	}
 	cmd := &exec.Cmd{Path: exe, Args: []string{"bastion", "serve", "--config", cfg, "--log-level", "warn"}, Stderr: os.Stderr}
+	if len(log) > 0 {
+		cmd.Args[len(cmd.Args)-1], cmd.Stderr = "info", log[0]
+	}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		b.Fatal(err)

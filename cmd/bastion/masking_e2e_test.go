@@ -37,7 +37,9 @@ const (
 // SHA-256 taken on the target); the journal's files, searched byte-wise,
 // hold neither value, and neither do sessions show, search, play
 // --show-input, export (asciicast with input, and bundle) and the
-// evidence report; the journal verifies.
+// evidence report, nor serve's log, where an operator's kill and
+// revocation reasons (the card split by tabs) are masked too; the journal
+// verifies.
 func TestMaskingWhatTheAgentSends(t *testing.T) {
 	sshBin := sshdtest.Need(t, "ssh")
 	ctx := context.Background()
@@ -94,7 +96,8 @@ target "box" { command = ["/bin/sh"] }
 `, home, m.Issuer(), m.ClientID, login, target.Addr, strings.TrimSpace(string(targetPub)))), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	sp := startServeProcess(t, cfg, true)
+	var serveLog lockedBuffer
+	sp := startServeProcess(t, cfg, true, &serveLog)
 	port := sp.ssh[strings.LastIndexByte(sp.ssh, ':')+1:]
 
 	// The agent's key and certificate, through the real exchange.
@@ -150,6 +153,47 @@ target "box" { command = ["/bin/sh"] }
 		t.Errorf("the grant's reason comes back unmasked: %s", out)
 	}
 
+	// An operator's reasons, with the card's groups split by tabs: a
+	// kill of a live session and a revocation, through the admin socket.
+	tabbed := strings.Join([]string{sentCard[:4], sentCard[4:8], sentCard[8:12], sentCard[12:]}, "\t")
+	live := exec.Command(sshBin, "-F", "none", "-i", key, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+		"-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile="+known, "-o", "LogLevel=ERROR", "-p", port,
+		login+"@box@127.0.0.1", "echo started; exec sleep 60")
+	liveOut, err := live.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var liveErr strings.Builder
+	live.Stderr = &liveErr
+	if err := live.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := liveOut.Read(make([]byte, 8)); err != nil {
+		t.Fatal(err)
+	}
+	_, out, _ = cli(ctx, home, "sessions", "list", "--json")
+	var all []struct {
+		ID    string `json:"id"`
+		State string `json:"state"`
+	}
+	json.Unmarshal([]byte(out), &all)
+	var liveID string
+	for _, s := range all {
+		if s.State == "live" {
+			liveID = s.ID
+		}
+	}
+	if code, out, errOut := cli(ctx, home, "sessions", "kill", "--reason", "refund card "+tabbed, liveID); code != 0 {
+		t.Fatalf("sessions kill %q: %d %s %s", liveID, code, out, errOut)
+	}
+	live.Wait()
+	if msg := liveErr.String(); !strings.Contains(msg, "ended by an operator: refund card **** **** **** 1111") {
+		t.Errorf("the killed client read %q", msg)
+	}
+	if code, out, errOut := cli(ctx, home, "certs", "revoke", "--identity", "agent-1@corp", "--reason", "leaked "+tabbed+" password="+sentPassword); code != 0 {
+		t.Fatalf("certs revoke: %d %s %s", code, out, errOut)
+	}
+
 	// Every view, while serve runs.
 	var views []string
 	code, out, errOut = cli(ctx, home, "sessions", "list", "--json")
@@ -159,8 +203,8 @@ target "box" { command = ["/bin/sh"] }
 	var list []struct {
 		ID string `json:"id"`
 	}
-	if err := json.Unmarshal([]byte(out), &list); err != nil || len(list) != 4 {
-		t.Fatalf("sessions list: %v: %d sessions, want 4: %s", err, len(list), out)
+	if err := json.Unmarshal([]byte(out), &list); err != nil || len(list) != 5 {
+		t.Fatalf("sessions list: %v: %d sessions, want 5: %s", err, len(list), out)
 	}
 	views = append(views, out)
 	bundles := filepath.Join(dir, "bundles")
@@ -234,6 +278,7 @@ target "box" { command = ["/bin/sh"] }
 
 	// The journal's files, once serve has stopped, and with it running.
 	check := func(when string) {
+		t.Helper()
 		files, _ := filepath.Glob(filepath.Join(home, "journal.db*"))
 		if !slices.ContainsFunc(files, func(f string) bool { return strings.HasSuffix(f, "journal.db") }) {
 			t.Fatalf("%s: no journal: %v", when, files)
@@ -243,7 +288,7 @@ target "box" { command = ["/bin/sh"] }
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, s := range []string{sentCard, sentPassword} {
+			for _, s := range []string{sentCard, sentPassword, tabbed} {
 				if strings.Contains(string(b), s) {
 					t.Errorf("%s: %s holds %q", when, filepath.Base(f), s)
 				}
@@ -254,6 +299,18 @@ target "box" { command = ["/bin/sh"] }
 	sp.cmd.Process.Signal(syscall.SIGTERM)
 	sp.cmd.Wait()
 	check("after serve stopped")
+	// serve's log, at info, says what happened, never the values.
+	logged := serveLog.String()
+	for _, s := range []string{"ssh session killed", "certificates revoked", "ssh request denied by policy"} {
+		if !strings.Contains(logged, s) {
+			t.Errorf("serve's log does not say %q", s)
+		}
+	}
+	for _, s := range []string{sentCard, sentPassword, sentCard[:4] + "\t", sentCard[:4] + " " + sentCard[4:8]} {
+		if strings.Contains(logged, s) {
+			t.Errorf("serve's log holds %q", s)
+		}
+	}
 	if code, out, errOut := cli(ctx, home, "verify"); code != 0 {
 		t.Fatalf("verify: exit %d: %s %s", code, out, errOut)
 	}
