@@ -1,6 +1,7 @@
 package bastion
 
 import (
+	"container/list"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -8,7 +9,6 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/binary"
-	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -21,7 +21,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	gl "github.com/gliderlabs/ssh"
@@ -126,9 +125,8 @@ type front struct {
 	// kill or shutdown.
 	lives *lifecycle
 
-	// pending are the connections that offered a key and have not proved
-	// one, by session ID.
-	pending sync.Map
+	// authBudget bounds the ssh.auth_refused events strangers cost.
+	authBudget *refusalBudget
 
 	metrics *metrics
 	// maskers are the masking profiles compiled so far.
@@ -196,7 +194,7 @@ func newFront(opts frontOptions) (*front, error) {
 	f.srv = &gl.Server{
 		PublicKeyHandler:     f.precheck,
 		ServerConfigCallback: f.serverConfig,
-		ConnCallback:         f.preAuthDeadline,
+		ConnCallback:         f.preAuthStart,
 		ConnectionFailedCallback: func(c net.Conn, err error) {
 			f.log.Debug("ssh connection failed", "client", c.RemoteAddr().String(), "error", err)
 		},
@@ -222,6 +220,11 @@ func newFront(opts frontOptions) (*front, error) {
 		return nil, fmt.Errorf("SSH listener: %w", err)
 	}
 	f.conns = newConnLimiter(ln, opts.Config.MaxConnsPerAddress, f.journalConnRefused, f.metrics, f.now)
+	f.conns.maxUnauth = opts.Config.MaxUnauthenticated
+	if f.conns.maxUnauth <= 0 {
+		f.conns.maxUnauth = DefaultMaxUnauthenticated
+	}
+	f.authBudget = newRefusalBudget(maxAuthRefusedEvents, authRefusedPerAddress)
 	f.ln = f.conns
 	return f, nil
 }
@@ -244,7 +247,12 @@ func (f *front) serve(ctx context.Context) error {
 	})
 	// Tracked with the journal writes: shutdown waits for it (ctx is
 	// done by then) before the journal closes.
-	f.conns.writes.Go(func() { every(ctx, connRefusedInterval, f.conns.flush) })
+	f.conns.writes.Go(func() {
+		every(ctx, connRefusedInterval, func() {
+			f.conns.flush()
+			f.flushAuthRefusals()
+		})
+	})
 	err := f.srv.Serve(f.ln)
 	if errors.Is(err, gl.ErrServerClosed) {
 		return nil
@@ -266,6 +274,7 @@ func (f *front) shutdown(ctx context.Context) error {
 	f.closeMu.Unlock()
 	f.sessions.Wait()
 	f.conns.flush()
+	f.flushAuthRefusals()
 	f.conns.writes.Wait()
 	return nil
 }
@@ -345,22 +354,6 @@ func loadHostKey(path string, generate func() (crypto.PrivateKey, error)) (ssh.S
 	return signer, nil
 }
 
-// preAuthKey is the gliderlabs context key of a connection's pre-auth
-// timer.
-type preAuthKey struct{}
-
-// preAuthDeadline closes a connection that has not authenticated within
-// the pre-auth timeout. (gliderlabs resets the connection's deadlines on
-// every read, so a deadline cannot do it.)
-func (f *front) preAuthDeadline(ctx gl.Context, c net.Conn) net.Conn {
-	t := time.AfterFunc(f.opts.Config.PreAuthTimeout, func() {
-		f.log.Debug("ssh pre-auth timeout", "client", c.RemoteAddr().String())
-		c.Close()
-	})
-	ctx.SetValue(preAuthKey{}, t)
-	return c
-}
-
 // serverConfig is x/crypto's configuration for one connection: modern
 // algorithms only, public keys only, the real authorization decision on
 // the key the client proved it holds.
@@ -372,12 +365,12 @@ func (f *front) serverConfig(ctx gl.Context) *ssh.ServerConfig {
 		MaxAuthTries:            f.opts.Config.MaxAuthTries,
 		ServerVersion:           "SSH-2.0-bastion",
 		VerifiedPublicKeyCallback: func(conn ssh.ConnMetadata, key ssh.PublicKey, _ *ssh.Permissions, _ string) (*ssh.Permissions, error) {
-			perms, err := f.authorize(conn, key)
+			pa := preAuthOf(ctx)
+			pa.prove()
+			perms, err := f.authorize(conn, key, pa)
 			if err == nil {
 				f.metrics.authAccepted()
-				if t, ok := ctx.Value(preAuthKey{}).(*time.Timer); ok {
-					t.Stop()
-				}
+				pa.accepted()
 			}
 			return perms, err
 		},
@@ -399,13 +392,19 @@ func (r *refusal) Error() string {
 // precheck is gliderlabs' public key handler, called for keys merely
 // offered: it only tells the client whether a key is worth proving (a
 // certificate from a trusted user CA). It authorizes nothing; authorize
-// does, once the client has proved it holds the key.
+// does, once the client has proved it holds the key. Each distinct key is
+// one of the connection's max_auth_tries; past them, the connection is
+// closed. Refusals are the connection's pre-auth accounting's to journal.
 func (f *front) precheck(ctx gl.Context, key gl.PublicKey) bool {
-	if r := f.offerRefusal(key); r != nil {
-		f.refused(ctx.User(), ctx.RemoteAddr(), key, r)
+	pa := preAuthOf(ctx)
+	if !pa.offer(ctx.User(), key, f.opts.Config.MaxAuthTries) {
 		return false
 	}
-	f.offered(ctx, key)
+	if r := f.offerRefusal(key); r != nil {
+		pa.refuse(key, r, false)
+		return false
+	}
+	pa.worthProving(key)
 	return true
 }
 
@@ -422,35 +421,6 @@ func (f *front) offerRefusal(key ssh.PublicKey) *refusal {
 	return nil
 }
 
-// offered notes that the connection of ctx offered key, and journals a
-// key_not_proved refusal if the connection ends without ever proving a
-// key it offered: a client that stops after the query, or whose signature
-// does not verify (x/crypto then closes the connection without a word to
-// the bastion).
-func (f *front) offered(ctx gl.Context, key ssh.PublicKey) {
-	p, loaded := f.pending.LoadOrStore(ctx.SessionID(), &pendingAuth{user: ctx.User(), remote: ctx.RemoteAddr(), key: key})
-	if loaded {
-		return
-	}
-	pa := p.(*pendingAuth)
-	go func() {
-		<-ctx.Done()
-		f.pending.Delete(ctx.SessionID())
-		if !pa.proved.Load() {
-			f.refused(pa.user, pa.remote, pa.key, &refusal{reason: ReasonKeyNotProved, detail: "the connection ended before the client proved it holds the key it offered"})
-		}
-	}()
-}
-
-// proved notes that the connection conn proved a key (whether it was then
-// accepted or refused, which is journaled on its own).
-func (f *front) proved(conn ssh.ConnMetadata) {
-	// gliderlabs names the connection by its session ID in hex.
-	if p, ok := f.pending.Load(hex.EncodeToString(conn.SessionID())); ok {
-		p.(*pendingAuth).proved.Store(true)
-	}
-}
-
 // refuseForward refuses a remote port forwarding request (ssh -R), and
 // journals it.
 func (f *front) refuseForward(ctx gl.Context, _ *gl.Server, req *ssh.Request) (bool, []byte) {
@@ -460,14 +430,6 @@ func (f *front) refuseForward(ctx gl.Context, _ *gl.Server, req *ssh.Request) (b
 	}
 	f.requestRefused(info, ctx.User(), req.Type, "remote_forwarding_refused")
 	return false, nil
-}
-
-// pendingAuth is a connection that offered a key and has not yet proved one.
-type pendingAuth struct {
-	user   string
-	remote net.Addr
-	key    ssh.PublicKey
-	proved atomic.Bool
 }
 
 // authInfo is who an authenticated connection is and where it goes; it
@@ -504,11 +466,12 @@ type authInfoKey struct{}
 // it holds: a user certificate from the user CA, valid now, not revoked,
 // with no critical option but a source-address that matches, for a
 // configured target, naming the requested login as a principal.
-func (f *front) authorize(conn ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
-	f.proved(conn)
+//
+// A refusal goes to the connection's pre-auth accounting, pa.
+func (f *front) authorize(conn ssh.ConnMetadata, key ssh.PublicKey, pa *preAuth) (*ssh.Permissions, error) {
 	info, r := f.check(conn, key)
 	if r != nil {
-		f.refused(conn.User(), conn.RemoteAddr(), key, r)
+		pa.refuse(key, r, true)
 		return nil, r
 	}
 	return &ssh.Permissions{
@@ -664,12 +627,8 @@ func addrString(a net.Addr) string {
 	return a.String()
 }
 
-// refused journals a refused authentication (and logs it).
-func (f *front) refused(user string, remote net.Addr, key ssh.PublicKey, r *refusal) {
-	f.refusedWith(user, remote, key, r, nil)
-}
-
-// refusedWith is refused with extra attributes for the journal event.
+// refusedWith journals a refused authentication (and logs it), with extra
+// attributes for the journal event.
 func (f *front) refusedWith(user string, remote net.Addr, key ssh.PublicKey, r *refusal, extra recorder.Attrs) {
 	attrs := recorder.Attrs{
 		"reason": r.reason,
@@ -753,6 +712,10 @@ const EventConnRefused = "ssh.connection_refused"
 // address already has max_connections_per_address open.
 const ConnRefusedTooMany = "too_many_connections"
 
+// ConnEvicted is the metric's reason for a connection closed before it
+// authenticated to make room under max_unauthenticated.
+const ConnEvicted = "evicted_unauthenticated"
+
 const (
 	// connRefusedInterval is how often refused connections are summarized in
 	// the journal.
@@ -788,20 +751,15 @@ type connLimiter struct {
 	metrics *metrics
 	now     func() time.Time
 
-	mu   sync.Mutex
-	open map[netip.Prefix]int
-	// pending are the refusals not journaled yet, by address; journaled
-	// are the addresses journaled in this interval; events is how many
-	// events this interval has had.
-	pending   map[netip.Prefix]*pendingRefusals
-	journaled map[netip.Prefix]bool
-	events    int
-	writes    sync.WaitGroup
-}
+	// maxUnauth bounds the connections not yet authenticated; unauth
+	// holds them, oldest first.
+	maxUnauth int
 
-type pendingRefusals struct {
-	count int
-	since time.Time
+	mu     sync.Mutex
+	open   map[netip.Prefix]int
+	unauth list.List // of *limitedConn, guarded by mu
+	budget *refusalBudget
+	writes sync.WaitGroup
 }
 
 func newConnLimiter(ln net.Listener, max int, journal func(recorder.Attrs), m *metrics, now func() time.Time) *connLimiter {
@@ -809,7 +767,7 @@ func newConnLimiter(ln net.Listener, max int, journal func(recorder.Attrs), m *m
 		max = DefaultMaxConnsPerAddress
 	}
 	return &connLimiter{Listener: ln, max: max, journal: journal, metrics: m, now: now,
-		open: map[netip.Prefix]int{}, pending: map[netip.Prefix]*pendingRefusals{}, journaled: map[netip.Prefix]bool{}}
+		open: map[netip.Prefix]int{}, budget: newRefusalBudget(maxConnRefusedEvents, 1)}
 }
 
 // Accept returns the next connection whose address is under the limit.
@@ -822,85 +780,70 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 		key := connKeyOf(c.RemoteAddr())
 		l.mu.Lock()
 		if l.open[key] >= l.max {
-			l.refuse(key)
 			l.mu.Unlock()
 			c.Close()
+			l.refuse(key)
 			continue
 		}
 		l.open[key]++
+		lc := &limitedConn{Conn: c, l: l, key: key}
+		var evict *limitedConn
+		if l.maxUnauth > 0 && l.unauth.Len() >= l.maxUnauth {
+			// Full of connections that have not authenticated: the
+			// oldest goes, so that a flood of silent connections, from
+			// however many addresses, cannot keep a client out.
+			evict = l.unauth.Remove(l.unauth.Front()).(*limitedConn)
+			evict.elem = nil
+		}
+		lc.elem = l.unauth.PushBack(lc)
 		l.mu.Unlock()
 		l.metrics.connsTotal.Inc()
 		l.metrics.connsOpen.Inc()
-		return &limitedConn{Conn: c, l: l, key: key}, nil
+		if evict != nil {
+			l.metrics.connsRefused.WithLabelValues(ConnEvicted).Inc()
+			evict.Close()
+		}
+		return lc, nil
 	}
+}
+
+// authenticated takes c off the connections that have not authenticated.
+func (c *limitedConn) authenticated() {
+	c.l.mu.Lock()
+	if c.elem != nil {
+		c.l.unauth.Remove(c.elem)
+		c.elem = nil
+	}
+	c.l.mu.Unlock()
 }
 
 // refuse counts a refused connection; the first one of an address in an
-// interval is journaled at once (while the interval has room). l.mu is
-// held.
+// interval is journaled at once, within the budget.
 func (l *connLimiter) refuse(key netip.Prefix) {
 	l.metrics.connsRefused.WithLabelValues(ConnRefusedTooMany).Inc()
-	p := l.pending[key]
-	if p == nil {
-		p = &pendingRefusals{since: l.now()}
-		l.pending[key] = p
-	}
-	p.count++
-	if l.journaled[key] || l.events >= maxConnRefusedEvents {
+	if !l.budget.take(key, nil) {
 		return
 	}
-	l.journaled[key] = true
-	l.events++
-	attrs := l.attrs(key, p)
-	delete(l.pending, key)
+	attrs := recorder.Attrs{
+		"reason": ConnRefusedTooMany, "client": prefixString(key), "refused": "1",
+		"since": l.now().UTC().Format(time.RFC3339), "limit": strconv.Itoa(l.max),
+	}
 	l.writes.Go(func() { l.journal(attrs) })
-}
-
-func (l *connLimiter) attrs(key netip.Prefix, p *pendingRefusals) recorder.Attrs {
-	client := key.String()
-	if key.Bits() == 32 {
-		client = key.Addr().String()
-	}
-	return recorder.Attrs{
-		"reason":  ConnRefusedTooMany,
-		"client":  client,
-		"refused": strconv.Itoa(p.count),
-		"since":   p.since.UTC().Format(time.RFC3339),
-		"limit":   strconv.Itoa(l.max),
-	}
 }
 
 // flush journals the refusals counted and not yet journaled (at most
 // maxConnRefusedEvents events, the rest summed in one), and starts a new
 // interval.
 func (l *connLimiter) flush() {
-	l.mu.Lock()
-	var events []recorder.Attrs
-	var others, otherAddrs int
-	var othersSince time.Time
-	for key, p := range l.pending {
-		if len(events) < maxConnRefusedEvents {
-			events = append(events, l.attrs(key, p))
-			continue
+	for _, s := range l.budget.flush() {
+		attrs := recorder.Attrs{
+			"reason": ConnRefusedTooMany, "client": s.client, "refused": strconv.Itoa(s.count),
+			"since": s.since.UTC().Format(time.RFC3339), "limit": strconv.Itoa(l.max),
 		}
-		others += p.count
-		otherAddrs++
-		if othersSince.IsZero() || p.since.Before(othersSince) {
-			othersSince = p.since
+		if s.others > 0 {
+			attrs["addresses"] = strconv.Itoa(s.others)
 		}
-	}
-	if others > 0 {
-		events = append(events, recorder.Attrs{
-			"reason": ConnRefusedTooMany, "client": "(others)", "addresses": strconv.Itoa(otherAddrs),
-			"refused": strconv.Itoa(others), "since": othersSince.UTC().Format(time.RFC3339), "limit": strconv.Itoa(l.max),
-		})
-	}
-	clear(l.pending)
-	clear(l.journaled)
-	l.events = 0
-	l.mu.Unlock()
-	for _, a := range events {
-		l.journal(a)
+		l.journal(attrs)
 	}
 }
 
@@ -909,6 +852,7 @@ type limitedConn struct {
 	net.Conn
 	l    *connLimiter
 	key  netip.Prefix
+	elem *list.Element // in l.unauth until it authenticates; guarded by l.mu
 	once sync.Once
 }
 
@@ -917,6 +861,10 @@ func (c *limitedConn) Close() error {
 		c.l.mu.Lock()
 		if c.l.open[c.key]--; c.l.open[c.key] <= 0 {
 			delete(c.l.open, c.key)
+		}
+		if c.elem != nil {
+			c.l.unauth.Remove(c.elem)
+			c.elem = nil
 		}
 		c.l.mu.Unlock()
 		c.l.metrics.connsOpen.Dec()

@@ -39,6 +39,10 @@ type SSHConfig struct {
 	// MaxConnsPerAddress bounds the concurrent connections from one
 	// client address (one /64 for IPv6); more are closed at accept.
 	MaxConnsPerAddress int
+	// MaxUnauthenticated bounds the connections, from all addresses,
+	// that have not authenticated yet; past it, the oldest of them is
+	// closed to make room for the new one.
+	MaxUnauthenticated int
 }
 
 // TargetConfig is something an SSH user reaches by name: a command the
@@ -114,6 +118,8 @@ const (
 	DefaultDialTimeout    = 10 * time.Second
 	// DefaultMaxConnsPerAddress is the default max_connections_per_address.
 	DefaultMaxConnsPerAddress = 32
+	// DefaultMaxUnauthenticated is the default max_unauthenticated.
+	DefaultMaxUnauthenticated = 1000
 )
 
 type sshBlock struct {
@@ -125,6 +131,7 @@ type sshBlock struct {
 	MaxDuration        *string   `hcl:"max_duration,optional"`
 	FIPS               *bool     `hcl:"fips,optional"`
 	MaxConnsPerAddress *int      `hcl:"max_connections_per_address,optional"`
+	MaxUnauthenticated *int      `hcl:"max_unauthenticated,optional"`
 	DefRange           hcl.Range `hcl:",def_range"`
 }
 
@@ -156,7 +163,7 @@ var hostName = regexp.MustCompile(`^[A-Za-z0-9.:_-]{1,253}$`)
 // relative to dir, the config file's directory.
 func (v *validator) front(fc *fileConfig, cfg *Config, dir string) {
 	if b := fc.SSH; b != nil {
-		c := &SSHConfig{Listen: DefaultSSHListen, MaxAuthTries: DefaultMaxAuthTries, MaxConnsPerAddress: DefaultMaxConnsPerAddress}
+		c := &SSHConfig{Listen: DefaultSSHListen, MaxAuthTries: DefaultMaxAuthTries, MaxConnsPerAddress: DefaultMaxConnsPerAddress, MaxUnauthenticated: DefaultMaxUnauthenticated}
 		if b.Listen != nil {
 			c.Listen = *b.Listen
 		}
@@ -180,6 +187,12 @@ func (v *validator) front(fc *fileConfig, cfg *Config, dir string) {
 				v.attrf(b.DefRange, "max_connections_per_address", "max_connections_per_address = %d is not between 1 and 10000", *b.MaxConnsPerAddress)
 			}
 			c.MaxConnsPerAddress = *b.MaxConnsPerAddress
+		}
+		if b.MaxUnauthenticated != nil {
+			if *b.MaxUnauthenticated < 1 || *b.MaxUnauthenticated > 100000 {
+				v.attrf(b.DefRange, "max_unauthenticated", "max_unauthenticated = %d is not between 1 and 100000", *b.MaxUnauthenticated)
+			}
+			c.MaxUnauthenticated = *b.MaxUnauthenticated
 		}
 		if b.FIPS != nil {
 			c.FIPS = *b.FIPS

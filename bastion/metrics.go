@@ -47,7 +47,7 @@ func newMetrics(liveSessions func() float64) *metrics {
 		Name: "bastion_ssh_connections_accepted_total", Help: "SSH connections accepted.",
 	})
 	m.connsRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "bastion_ssh_connections_refused_total", Help: "SSH connections closed at accept, by reason.",
+		Name: "bastion_ssh_connections_refused_total", Help: "SSH connections closed by the bastion before they authenticated, by reason: at accept (too_many_connections), or to make room under max_unauthenticated (evicted_unauthenticated).",
 	}, []string{"reason"})
 	m.auths = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "bastion_ssh_authentications_total", Help: "SSH authentications decided, by result (accepted, refused) and the reason of a refusal.",
@@ -77,6 +77,7 @@ func newMetrics(liveSessions func() float64) *metrics {
 		m.sessions, m.sessionEnds, m.bytes, m.decisions, m.reloads,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.connsRefused.WithLabelValues(ConnRefusedTooMany)
+	m.connsRefused.WithLabelValues(ConnEvicted)
 	m.auths.WithLabelValues("accepted", "")
 	m.certificates.WithLabelValues("issued", "")
 	m.bytesIn = m.bytes.WithLabelValues("input")

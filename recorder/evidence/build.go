@@ -526,11 +526,17 @@ func (b *builder) readRefusals() error {
 			a := l.Attrs
 			r := Refusal{
 				Event: name, At: wall(l), Leaf: idx, Identity: a["identity"], User: a["user"], Target: a["target"],
-				Client: firstOf(a["client"], a["client.address"]), Reason: a["reason"], Detail: firstOf(a["detail"], a["error"]),
+				Client: firstOf(a["client"], a["client.address"]), Reason: a["reason"], Detail: firstOf(a["detail"], a["error"]), Count: 1,
+			}
+			if n, err := strconv.Atoi(a["refused"]); err == nil && n > 1 {
+				r.Count = n
 			}
 			switch name {
 			case EventAuthRefused, EventCertRefused:
 				r.FailedAuth = true
+				if a["reason"] == "summary" {
+					r.What = a["refused"] + " connections: " + a["reasons"]
+				}
 			case EventRequestRefused:
 				r.What = strings.TrimSpace(a["request"] + " " + a["command"])
 			case EventChannelRefused:
@@ -563,7 +569,7 @@ func (b *builder) readRefusals() error {
 	slices.SortFunc(b.r.Refusals, func(x, y Refusal) int { return cmp.Compare(x.Leaf, y.Leaf) })
 	for _, r := range b.r.Refusals {
 		if r.FailedAuth {
-			b.r.Summary.FailedAuth++
+			b.r.Summary.FailedAuth += r.Count
 		}
 	}
 	return nil

@@ -305,6 +305,10 @@ type Refusal struct {
 	// FailedAuth marks a failed authentication (a refused SSH login or
 	// a refused token).
 	FailedAuth bool `json:"failed_authentication"`
+	// Count is how many refusals the event stands for: 1, or, for a
+	// summary of the refusals past the journal's budget (attribute
+	// "refused"), how many it counts.
+	Count int `json:"count"`
 }
 
 // Custody is the journal's own history in and around the period.

@@ -1,0 +1,375 @@
+package bastion
+
+import (
+	"maps"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	gl "github.com/gliderlabs/ssh"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/bastionhq/bastion/recorder"
+)
+
+// Reasons of ssh.auth_refused events that the pre-auth accounting adds.
+const (
+	// ReasonTooManyKeys: the connection offered more distinct keys than
+	// max_auth_tries, and the bastion closed it.
+	ReasonTooManyKeys = "max_auth_tries"
+	// ReasonSummary is a summary event: the refused connections of one
+	// address (or of the others) past the journal's budget, counted.
+	ReasonSummary = "summary"
+)
+
+// How a connection that did not authenticate ended, as its event says.
+const (
+	endClosed   = "closed"           // the client went away
+	endLimit    = "max_auth_tries"   // the bastion closed it at the limit
+	endTimeout  = "pre_auth_timeout" // it did not authenticate in time
+	endLoggedIn = "authenticated"    // it authenticated after refusals of keys it proved
+)
+
+// The budget of ssh.auth_refused events for strangers (connections that
+// did not prove a key the user CA certified): per interval
+// (connRefusedInterval), at most maxAuthRefusedEvents events journaled
+// whole, at most authRefusedPerAddress of them for one address; the
+// refusals past it are counted by address into as many summary events
+// more, and one for the other addresses.
+const (
+	maxAuthRefusedEvents  = 32
+	authRefusedPerAddress = 8
+)
+
+// preAuth is what one connection did before it authenticated: the keys
+// it offered and why each was refused. A connection costs the journal one
+// event at most: when it ends without authenticating, or when it
+// authenticates after keys it proved were refused (a revoked
+// certificate, then a good one). Keys merely offered and refused before
+// a certificate that logs in (OpenSSH offers the plain key first) are
+// part of that login, and cost nothing. Within the journal's budget for
+// refusals (authBudget); past it, the connection is counted in a summary.
+type preAuth struct {
+	conn  net.Conn
+	timer *time.Timer
+	f     *front
+
+	mu       sync.Mutex
+	user     string
+	remote   net.Addr
+	keys     map[string]bool // the distinct keys offered, by marshaled key
+	reasons  map[string]int  // refusals by reason
+	worst    *refusal        // the refusal the event names
+	worstKey ssh.PublicKey
+	rank     int  // worst's rank: proved > not proved > untrusted > plain
+	offered  bool // a key worth proving was offered and not yet proved
+	proved   bool // a key was proved, refused or not
+	refused  bool // a key the client proved was refused
+	ended    string
+	done     bool // the event was journaled (or was not owed)
+}
+
+// preAuthKey is the gliderlabs context key of a connection's preAuth.
+type preAuthKey struct{}
+
+// preAuthStart is gliderlabs' connection callback: it starts the
+// connection's pre-auth accounting and its timer, which closes a
+// connection that has not authenticated within the pre-auth timeout.
+// (gliderlabs resets the connection's deadlines on every read, so a
+// deadline cannot do it.) The accounting is journaled when the
+// connection ends.
+func (f *front) preAuthStart(ctx gl.Context, c net.Conn) net.Conn {
+	pa := &preAuth{conn: c, f: f, remote: c.RemoteAddr(), keys: map[string]bool{}, reasons: map[string]int{}}
+	pa.timer = time.AfterFunc(f.opts.Config.PreAuthTimeout, func() {
+		f.log.Debug("ssh pre-auth timeout", "client", c.RemoteAddr().String())
+		pa.mu.Lock()
+		if pa.ended == "" {
+			pa.ended = endTimeout
+		}
+		pa.mu.Unlock()
+		c.Close()
+	})
+	ctx.SetValue(preAuthKey{}, pa)
+	go func() {
+		<-ctx.Done()
+		pa.timer.Stop()
+		pa.finish()
+	}()
+	return c
+}
+
+func preAuthOf(ctx gl.Context) *preAuth {
+	pa, _ := ctx.Value(preAuthKey{}).(*preAuth)
+	return pa
+}
+
+// offer counts a key the client offered (queried or signed with). It
+// returns false, having closed the connection, for the key past
+// max_auth_tries: each distinct key is one try, whatever x/crypto counts.
+func (pa *preAuth) offer(user string, key ssh.PublicKey, max int) bool {
+	pa.mu.Lock()
+	defer pa.mu.Unlock()
+	pa.user = user
+	k := string(key.Marshal())
+	if pa.keys[k] {
+		return true
+	}
+	if len(pa.keys) >= max {
+		pa.reasons[ReasonTooManyKeys]++
+		if pa.ended == "" {
+			pa.ended = endLimit
+		}
+		pa.conn.Close()
+		return false
+	}
+	pa.keys[k] = true
+	return true
+}
+
+// refusal ranks: which refusal names the event.
+const (
+	rankPlain = iota + 1
+	rankUntrusted
+	rankNotProved
+	rankProved
+)
+
+// refuse records why a key was refused; proved says whether the client
+// had proved it holds the key. The first refusal of a key the client
+// proved (a certificate of the user CA: a certified identity, not a
+// stranger) is journaled at once, outside the budget, as the
+// connection's one event; later ones are counted in it no more.
+func (pa *preAuth) refuse(key ssh.PublicKey, r *refusal, proved bool) {
+	pa.mu.Lock()
+	if proved && !pa.done {
+		pa.reasons[r.reason]++
+		pa.worst, pa.worstKey, pa.rank, pa.refused, pa.done = r, key, rankProved, true, true
+		attrs := recorder.Attrs{"keys": strconv.Itoa(len(pa.keys)), "reasons": countList(pa.reasons)}
+		user, remote := pa.user, pa.remote
+		pa.mu.Unlock()
+		pa.f.refusedWith(user, remote, key, r, attrs)
+		return
+	}
+	defer pa.mu.Unlock()
+	pa.reasons[r.reason]++
+	rank := rankPlain
+	switch {
+	case proved:
+		rank = rankProved
+		pa.refused = true
+	case r.reason == ReasonUntrustedCA:
+		rank = rankUntrusted
+	}
+	if rank >= pa.rank {
+		pa.worst, pa.worstKey, pa.rank = r, key, rank
+	}
+}
+
+// worthProving notes a key offered that the client may now prove.
+func (pa *preAuth) worthProving(key ssh.PublicKey) {
+	pa.mu.Lock()
+	defer pa.mu.Unlock()
+	pa.offered = true
+	if pa.rank < rankNotProved {
+		pa.worstKey = key
+	}
+}
+
+// prove notes that the client proved a key.
+func (pa *preAuth) prove() {
+	pa.mu.Lock()
+	pa.proved = true
+	pa.mu.Unlock()
+}
+
+// accepted ends the accounting of a connection that authenticated: what
+// came before costs an event only if keys it proved were refused.
+func (pa *preAuth) accepted() {
+	pa.timer.Stop()
+	if lc, ok := pa.conn.(*limitedConn); ok {
+		lc.authenticated()
+	}
+	pa.mu.Lock()
+	pa.ended = endLoggedIn
+	pa.mu.Unlock()
+	pa.finish()
+}
+
+// finish journals the connection's event, once, if one is owed.
+func (pa *preAuth) finish() {
+	pa.mu.Lock()
+	if pa.done {
+		pa.mu.Unlock()
+		return
+	}
+	pa.done = true
+	if pa.ended == "" {
+		pa.ended = endClosed
+	}
+	if pa.offered && !pa.proved && pa.rank < rankNotProved {
+		// A key worth proving was offered and the client went away (or
+		// its signature did not verify: x/crypto closes the connection
+		// without a word to the bastion).
+		pa.reasons[ReasonKeyNotProved]++
+		pa.worst, pa.rank = &refusal{reason: ReasonKeyNotProved, detail: "the connection ended before the client proved it holds the key it offered"}, rankNotProved
+	}
+	owed := pa.worst != nil && (pa.ended != endLoggedIn || pa.refused)
+	if pa.reasons[ReasonTooManyKeys] > 0 && pa.ended != endLoggedIn {
+		pa.worst = &refusal{reason: ReasonTooManyKeys, detail: "more distinct keys offered than max_auth_tries (" + strconv.Itoa(pa.f.opts.Config.MaxAuthTries) + "): the connection was closed"}
+		owed = true
+	}
+	var attrs recorder.Attrs
+	if owed {
+		attrs = recorder.Attrs{"keys": strconv.Itoa(len(pa.keys)), "reasons": countList(pa.reasons), "ended": pa.ended}
+	}
+	user, remote, key, r := pa.user, pa.remote, pa.worstKey, pa.worst
+	pa.mu.Unlock()
+	if !owed {
+		return
+	}
+	if !pa.f.authBudget.take(connKeyOf(remote), countOf(attrs["reasons"])) {
+		pa.f.metrics.authRefused(r.reason)
+		return
+	}
+	pa.f.refusedWith(user, remote, key, r, attrs)
+}
+
+// countList renders counts by name as "name:n,…", sorted by name.
+func countList(m map[string]int) string {
+	parts := make([]string, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, k+":"+strconv.Itoa(m[k]))
+	}
+	return strings.Join(parts, ",")
+}
+
+// countOf parses a countList back.
+func countOf(s string) map[string]int {
+	m := map[string]int{}
+	for part := range strings.SplitSeq(s, ",") {
+		if k, n, ok := strings.Cut(part, ":"); ok {
+			c, _ := strconv.Atoi(n)
+			m[k] += c
+		}
+	}
+	return m
+}
+
+// refusalBudget bounds what one kind of refusal from strangers costs the
+// journal. In each interval the first perAddr refusals of an address are
+// journaled whole while the interval has had fewer than max such events;
+// the rest are counted by address and journaled at the end of the
+// interval as summaries (at most max, the other addresses summed in one
+// more). So an interval costs at most 2·max+1 events, however many
+// addresses send.
+type refusalBudget struct {
+	max, perAddr int
+
+	mu        sync.Mutex
+	pending   map[netip.Prefix]*pendingRefusals
+	journaled map[netip.Prefix]int
+	events    int
+}
+
+type pendingRefusals struct {
+	count   int
+	reasons map[string]int
+	since   time.Time
+}
+
+func newRefusalBudget(max, perAddr int) *refusalBudget {
+	return &refusalBudget{max: max, perAddr: perAddr, pending: map[netip.Prefix]*pendingRefusals{}, journaled: map[netip.Prefix]int{}}
+}
+
+// take reports whether a refusal from key may be journaled whole now;
+// if not, it is counted (with its reasons, if any) for a summary.
+func (b *refusalBudget) take(key netip.Prefix, reasons map[string]int) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.journaled[key] < b.perAddr && b.events < b.max {
+		b.journaled[key]++
+		b.events++
+		return true
+	}
+	p := b.pending[key]
+	if p == nil {
+		p = &pendingRefusals{since: time.Now(), reasons: map[string]int{}}
+		b.pending[key] = p
+	}
+	p.count++
+	for r, n := range reasons {
+		p.reasons[r] += n
+	}
+	return false
+}
+
+// A refusalSummary is the refusals of one address (or, with others > 0,
+// of that many other addresses) counted in an interval.
+type refusalSummary struct {
+	client  string
+	others  int
+	count   int
+	reasons map[string]int
+	since   time.Time
+}
+
+// flush returns the summaries of the interval that ends, and starts the
+// next.
+func (b *refusalBudget) flush() []refusalSummary {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []refusalSummary
+	var rest refusalSummary
+	rest.reasons = map[string]int{}
+	for key, p := range b.pending {
+		if len(out) < b.max {
+			out = append(out, refusalSummary{client: prefixString(key), count: p.count, reasons: p.reasons, since: p.since})
+			continue
+		}
+		rest.others++
+		rest.count += p.count
+		for r, n := range p.reasons {
+			rest.reasons[r] += n
+		}
+		if rest.since.IsZero() || p.since.Before(rest.since) {
+			rest.since = p.since
+		}
+	}
+	if rest.others > 0 {
+		rest.client = "(others)"
+		out = append(out, rest)
+	}
+	clear(b.pending)
+	clear(b.journaled)
+	b.events = 0
+	return out
+}
+
+// prefixString is an address as events name it: the IPv4 address, or
+// the IPv6 /64.
+func prefixString(key netip.Prefix) string {
+	if key.Bits() == 32 {
+		return key.Addr().String()
+	}
+	return key.String()
+}
+
+// flushAuthRefusals journals the summaries of the auth refusals past the
+// budget in the interval that ends.
+func (f *front) flushAuthRefusals() {
+	for _, s := range f.authBudget.flush() {
+		attrs := recorder.Attrs{
+			"reason": ReasonSummary, "client": s.client, "refused": strconv.Itoa(s.count),
+			"since": s.since.UTC().Format(time.RFC3339), "reasons": countList(s.reasons),
+		}
+		if s.others > 0 {
+			attrs["addresses"] = strconv.Itoa(s.others)
+		}
+		f.log.Warn("ssh authentications refused past the journal's budget", "client", s.client, "refused", s.count)
+		f.journal(EventAuthRefused, attrs, "refused ssh authentications")
+	}
+}
