@@ -34,6 +34,9 @@ type metrics struct {
 	bytesIn, bytesOut prometheus.Counter
 	decisions         *prometheus.CounterVec // action, result
 	reloads           *prometheus.CounterVec // result
+	// transportRefusals are the API requests net/http refused before
+	// any handler ran (see transportWatch).
+	transportRefusals *prometheus.CounterVec // protocol, reason
 }
 
 // newMetrics makes the metrics; liveSessions, if not nil, reports the SSH
@@ -73,8 +76,12 @@ func newMetrics(liveSessions func() float64) *metrics {
 	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "bastion_policy_reloads_total", Help: "Policy reloads, by result (loaded, refused).",
 	}, []string{"result"})
+	m.transportRefusals = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "bastion_api_transport_refusals_total",
+		Help: "API requests refused by the HTTP transport before bastion's handler ran (not journaled), by protocol (http/1.1, h2) and reason (headers_too_large: headers over the 1 MiB limit; connection_error: an HTTP/2 connection ended by a protocol error, as a single header field over the limit is).",
+	}, []string{"protocol", "reason"})
 	m.reg.MustRegister(m.connsOpen, m.connsTotal, m.connsRefused, m.auths, m.certificates, m.journalEvents,
-		m.sessions, m.sessionEnds, m.bytes, m.decisions, m.reloads,
+		m.sessions, m.sessionEnds, m.bytes, m.decisions, m.reloads, m.transportRefusals,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.connsRefused.WithLabelValues(ConnRefusedTooMany)
 	m.connsRefused.WithLabelValues(ConnEvicted)
@@ -84,6 +91,9 @@ func newMetrics(liveSessions func() float64) *metrics {
 	m.bytesOut = m.bytes.WithLabelValues("output")
 	m.reloads.WithLabelValues("loaded")
 	m.reloads.WithLabelValues("refused")
+	m.transportRefusals.WithLabelValues("http/1.1", TransportHeadersTooLarge)
+	m.transportRefusals.WithLabelValues("h2", TransportHeadersTooLarge)
+	m.transportRefusals.WithLabelValues("h2", TransportH2ConnectionError)
 	if liveSessions != nil {
 		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "bastion_ssh_sessions", Help: "SSH sessions running now.",

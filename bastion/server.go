@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log"
 	"net"
 	"net/http"
 	"os"
@@ -432,15 +433,19 @@ func (s *Server) Run(ctx context.Context) error {
 	parent := ctx
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	httpLog := s.log.Named("http")
+	watch := &transportWatch{metrics: s.metrics, log: httpLog}
 	api := &http.Server{
-		Handler:           s.metrics.withMetrics(s.api),
+		Handler:           watch.handler(s.metrics.withMetrics(s.api)),
 		TLSConfig:         certauth.ServerTLSConfig(s.tls),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          s.log.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+		MaxHeaderBytes:    apiMaxHeaderBytes,
+		ConnContext:       watch.connContext,
+		ConnState:         watch.connState,
+		ErrorLog:          log.New(watch.errorLog(httpLog.StandardWriter(&hclog.StandardLoggerOptions{InferLevels: true})), "", 0),
 	}
 	admin := &http.Server{
 		Handler:           s.adminHandler(),
@@ -459,7 +464,7 @@ func (s *Server) Run(ctx context.Context) error {
 			}
 		})
 	}
-	serve("API", func() error { return api.ServeTLS(s.apiLn, "", "") })
+	serve("API", func() error { return api.ServeTLS(apiListener{s.apiLn}, "", "") })
 	serve("admin socket", func() error { return admin.Serve(s.adminLn) })
 	if s.devRun != nil {
 		serve("development issuer", func() error { return s.devRun(ctx) })
