@@ -264,7 +264,7 @@ func runGrantsRequest(ctx context.Context, e *env, args []string) error {
 		return s.print(g, asJSON, "requested")
 	}
 	fmt.Fprintf(e.stderr, "bastion: requested grant %s; waiting for %d approval(s) until %s\n",
-		loginPrintable(g.ID), g.ApprovalsNeeded, g.PendingUntil.UTC().Format(time.RFC3339))
+		termText(g.ID), g.ApprovalsNeeded, g.PendingUntil.UTC().Format(time.RFC3339))
 	if g, err = s.wait(ctx, g); err != nil {
 		return err
 	}
@@ -396,8 +396,8 @@ func runGrantsList(ctx context.Context, e *env, args []string) error {
 		case !g.ClosedAt.IsZero():
 			until = g.ClosedAt.UTC().Format(time.RFC3339)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", loginPrintable(g.ID), g.State, loginPrintable(g.Identity),
-			loginPrintable(g.Login+"@"+g.Target), time.Duration(g.Duration), until, loginPrintable(grantsShort(g.Reason, 50)))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", termText(g.ID), g.State, termText(g.Identity),
+			termText(g.Login+"@"+g.Target), time.Duration(g.Duration), until, termText(grantsShort(g.Reason, 50)))
 	}
 	return tw.Flush()
 }
@@ -433,7 +433,7 @@ func (s *grantsSession) print(g *certauth.Grant, asJSON bool, verb string) error
 		return grantsJSON(s.e.stdout, g)
 	}
 	w := s.e.stdout
-	p := loginPrintable
+	p := termText
 	head := "grant " + p(g.ID)
 	if verb != "" {
 		head += " " + verb

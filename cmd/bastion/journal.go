@@ -175,7 +175,7 @@ func readLog(ctx context.Context, e *env, keyFile, db string, events func(string
 // its signed records: before anything is shown from them.
 func warnIndex(e *env, log *recorder.Log) {
 	for _, p := range log.IndexProblems {
-		fmt.Fprintf(e.stderr, "bastion: warning: the journal's index does not match its signed records: %s: %s\n", oneLine(p.Where), oneLine(p.What))
+		fmt.Fprintf(e.stderr, "bastion: warning: the journal's index does not match its signed records: %s: %s\n", termText(p.Where), termText(p.What))
 	}
 }
 

@@ -347,9 +347,9 @@ func deviceToken(ctx context.Context, e *env, api *certauth.Client, issuer strin
 		HTTPClient: &http.Client{Timeout: certauth.DefaultTimeout},
 		Prompt: func(p certauth.DevicePrompt) {
 			fmt.Fprintf(stderr, "bastion: to log in with %s, open %s and enter the code %s\n",
-				loginPrintable(iss.Name), loginPrintable(p.VerificationURI), loginPrintable(p.UserCode))
+				termText(iss.Name), termText(p.VerificationURI), termText(p.UserCode))
 			if p.VerificationURIComplete != "" {
-				fmt.Fprintf(stderr, "bastion: or open %s\n", loginPrintable(p.VerificationURIComplete))
+				fmt.Fprintf(stderr, "bastion: or open %s\n", termText(p.VerificationURIComplete))
 			}
 			if !p.Expiry.IsZero() {
 				fmt.Fprintf(stderr, "bastion: waiting for your approval (the code expires in %s)\n", time.Until(p.Expiry).Round(time.Second))
@@ -667,14 +667,14 @@ func (l *loginClient) jsonOf(r *loginResult) loginJSON {
 
 func (l *loginClient) printSummary(r *loginResult) {
 	w, resp := l.e.stdout, r.resp
-	fmt.Fprintf(w, "certificate for %s", loginPrintable(resp.Identity))
+	fmt.Fprintf(w, "certificate for %s", termText(resp.Identity))
 	if resp.Rule != "" {
-		fmt.Fprintf(w, ", granted by rule %s", loginPrintable(resp.Rule))
+		fmt.Fprintf(w, ", granted by rule %s", termText(resp.Rule))
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "  principals:   %s\n", loginPrintable(strings.Join(resp.Principals, ", ")))
+	fmt.Fprintf(w, "  principals:   %s\n", termText(strings.Join(resp.Principals, ", ")))
 	fmt.Fprintf(w, "  serial:       %d\n", resp.Serial)
-	fmt.Fprintf(w, "  key id:       %s\n", loginPrintable(resp.KeyID))
+	fmt.Fprintf(w, "  key id:       %s\n", termText(resp.KeyID))
 	fmt.Fprintf(w, "  valid until:  %s (%s from now)\n", resp.ValidBefore.UTC().Format(time.RFC3339), time.Until(resp.ValidBefore).Round(time.Second))
 	created := ""
 	if l.keyCreated {
@@ -835,15 +835,4 @@ func loginSleep(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
-}
-
-// loginPrintable drops control characters from text that came from a
-// server, so that it cannot drive the user's terminal.
-func loginPrintable(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < ' ' || r == 0x7f || (r >= 0x80 && r < 0xa0) {
-			return -1
-		}
-		return r
-	}, s)
 }

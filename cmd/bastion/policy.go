@@ -314,7 +314,7 @@ func runPolicyCheck(ctx context.Context, e *env, args []string) error {
 		return nil
 	}
 	for _, d := range slices.Concat(l.errors, l.warnings) {
-		fmt.Fprintln(e.stdout, loginPrintable(d.String()))
+		fmt.Fprintln(e.stdout, termText(d.String()))
 	}
 	if len(l.errors) > 0 {
 		return withHint(fmt.Errorf("%s: %s: %s cannot be loaded", src.name(), count(len(l.errors), "error"), src.what()),
@@ -666,7 +666,7 @@ func (x *explanation) what() string {
 }
 
 func (x *explanation) print(w io.Writer) {
-	p := loginPrintable
+	p := termText
 	q, d := &x.req, &x.decision
 	verdict := "DENY"
 	if d.Allow {
