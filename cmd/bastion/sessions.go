@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/bastionhq/bastion/bastion"
+	"github.com/bastionhq/bastion/internal/termtext"
 	"github.com/bastionhq/bastion/recorder"
 )
 
@@ -132,8 +133,8 @@ func runSessionsKill(ctx context.Context, e *env, args []string) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(l)
 	}
-	fmt.Fprintf(e.stdout, "killed session %s: %s as %s@%s from %s, started %s\n", l.ID, termText(l.Identity), termText(l.Login), termText(l.Target),
-		l.Client, l.Started.UTC().Format(time.RFC3339))
+	fmt.Fprintf(e.stdout, "killed session %s: %s as %s@%s from %s, started %s\n", termtext.Line(l.ID), termtext.Line(l.Identity), termtext.Line(l.Login), termtext.Line(l.Target),
+		termtext.Line(l.Client), l.Started.UTC().Format(time.RFC3339))
 	return nil
 }
 
@@ -310,8 +311,8 @@ func runSessionsList(ctx context.Context, e *env, args []string) error {
 		if s.Login != "" {
 			where = s.Login + "@" + s.Target
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.Started.Format("2006-01-02 15:04:05"), s.State, dur,
-			s.Frames, byteCount(s.InBytes), byteCount(s.OutBytes), dash(termText(s.Identity)), dash(termText(where)), termText(s.Summary))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", termtext.Line(s.ID), s.Started.Format("2006-01-02 15:04:05"), termtext.Line(s.State), dur,
+			s.Frames, byteCount(s.InBytes), byteCount(s.OutBytes), dash(termtext.Line(s.Identity)), dash(termtext.Line(where)), termtext.Line(s.Summary))
 	}
 	if err := tw.Flush(); err != nil {
 		return err

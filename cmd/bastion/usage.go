@@ -30,6 +30,8 @@ import (
 	"io"
 	"slices"
 	"strings"
+
+	"github.com/bastionhq/bastion/internal/termtext"
 )
 
 const (
@@ -109,10 +111,10 @@ func report(w io.Writer, err error) int {
 		code = ee.code
 	}
 	if ee == nil || ee.err != nil {
-		fmt.Fprintf(w, "bastion: error: %v\n", err)
+		fmt.Fprintf(w, "bastion: error: %s\n", termtext.Lines(err.Error()))
 	}
 	for _, h := range hints(err) {
-		fmt.Fprintf(w, "bastion: hint: %s\n", h)
+		fmt.Fprintf(w, "bastion: hint: %s\n", termtext.Lines(h))
 	}
 	return code
 }

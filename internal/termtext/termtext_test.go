@@ -1,4 +1,4 @@
-package main
+package termtext
 
 import (
 	"strings"
@@ -6,7 +6,7 @@ import (
 	"unicode/utf8"
 )
 
-func TestTermText(t *testing.T) {
+func TestLine(t *testing.T) {
 	tests := []struct {
 		name, in, want string
 	}{
@@ -28,46 +28,49 @@ func TestTermText(t *testing.T) {
 		{"bidi marks", "\u200e\u200f\u061c", `\u200e\u200f\u061c`},
 		{"line separator", "a\u2028b\u2029c", `a\u2028b\u2029c`},
 		{"invalid UTF-8", "a\xffb\xc3", `a\xffb\xc3`},
-		{"tabwriter escape byte", "a\xffb", `a\xffb`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := termText(tt.in)
+			got := Line(tt.in)
 			if got != tt.want {
-				t.Errorf("termText(%q) = %q, want %q", tt.in, got, tt.want)
+				t.Errorf("Line(%q) = %q, want %q", tt.in, got, tt.want)
 			}
-			if got != termText(got) {
-				t.Errorf("termText(%q) is not stable: %q", got, termText(got))
+			if again := Line(got); again != got {
+				t.Errorf("Line(%q) = %q: not stable", got, again)
 			}
 		})
 	}
 }
 
-func TestTermLines(t *testing.T) {
-	got := termLines("first\x1b[2J\nsecond\r\n")
-	if want := "first\\x1b[2J\nsecond\\r\n"; got != want {
-		t.Errorf("termLines = %q, want %q", got, want)
+func TestLines(t *testing.T) {
+	got := Lines("first\x1b[2J\n\tsecond\r\n\u202e")
+	if want := "first\\x1b[2J\n\tsecond\\r\n\\u202e"; got != want {
+		t.Errorf("Lines = %q, want %q", got, want)
 	}
 }
 
-// FuzzTermText checks that nothing termText returns can drive a terminal
-// or break a line.
-func FuzzTermText(f *testing.F) {
+// FuzzLine checks that nothing Line returns can drive a terminal or break
+// a line, and that it leaves safe text alone.
+func FuzzLine(f *testing.F) {
 	for _, s := range []string{"", "a\x1b[2J", "\u009b", "\u202e", "\xff\xfe", "日本"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		out := termText(s)
+		out := Line(s)
 		if !utf8.ValidString(out) {
-			t.Fatalf("termText(%q) = %q is not UTF-8", s, out)
+			t.Fatalf("Line(%q) = %q is not UTF-8", s, out)
 		}
 		for _, r := range out {
-			if termUnsafe(r, utf8.RuneLen(r)) {
-				t.Fatalf("termText(%q) = %q holds %U", s, out, r)
+			if Unsafe(r, utf8.RuneLen(r)) {
+				t.Fatalf("Line(%q) = %q holds %U", s, out, r)
 			}
 		}
-		if !strings.ContainsFunc(s, func(r rune) bool { return termUnsafe(r, utf8.RuneLen(r)) }) && utf8.ValidString(s) && out != s {
-			t.Fatalf("termText(%q) = %q changed safe text", s, out)
+		safe := utf8.ValidString(s) && !strings.ContainsFunc(s, func(r rune) bool { return Unsafe(r, utf8.RuneLen(r)) })
+		if safe && out != s {
+			t.Fatalf("Line(%q) = %q changed safe text", s, out)
+		}
+		if lines := Lines(s); strings.Count(lines, "\n") != strings.Count(s, "\n") {
+			t.Fatalf("Lines(%q) = %q changed the line count", s, lines)
 		}
 	})
 }
