@@ -748,9 +748,9 @@ func (l *loginClient) renew(ctx context.Context, cur *loginResult) error {
 				return l.stopped(cur)
 			}
 			wait := b.next()
-			fmt.Fprintf(l.e.stderr, "bastion: error: renewal failed: %s\n", termtext.Lines(err.Error()))
+			fmt.Fprintf(l.e.stderr, "bastion: error: renewal failed: %s\n", messageText(err.Error()))
 			for _, h := range hints(err) {
-				fmt.Fprintf(l.e.stderr, "bastion: hint: %s\n", termtext.Lines(h))
+				fmt.Fprintf(l.e.stderr, "bastion: hint: %s\n", messageText(h))
 			}
 			if left := time.Until(cur.resp.ValidBefore); left > 0 {
 				l.logf("the certificate %s expires in %s; retrying in %s", l.certPath, loginRound(left), loginRound(wait))

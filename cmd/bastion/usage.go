@@ -111,12 +111,20 @@ func report(w io.Writer, err error) int {
 		code = ee.code
 	}
 	if ee == nil || ee.err != nil {
-		fmt.Fprintf(w, "bastion: error: %s\n", termtext.Lines(err.Error()))
+		fmt.Fprintf(w, "bastion: error: %s\n", messageText(err.Error()))
 	}
 	for _, h := range hints(err) {
-		fmt.Fprintf(w, "bastion: hint: %s\n", termtext.Lines(h))
+		fmt.Fprintf(w, "bastion: hint: %s\n", messageText(h))
 	}
 	return code
+}
+
+// messageText is an error or a hint as printed: what it quotes from outside
+// escaped (see [termtext.Lines]), and the lines after its first, if it has
+// any on purpose (a list of problems), indented, so that no line of it
+// passes for a message of its own.
+func messageText(s string) string {
+	return strings.ReplaceAll(termtext.Lines(s), "\n", "\n    ")
 }
 
 // hints returns the hints of every [hintError] in err's chain, the
