@@ -7,7 +7,9 @@ package main
 // Every error is printed to stderr as one "bastion: error: MSG" line,
 // followed by zero or more "bastion: hint: HINT" lines. Messages are
 // lowercase with no trailing period, like the errors they come from.
-// Attach hints with [withHint].
+// Attach hints with [withHint]. Control characters in a message are
+// escaped; an error that lists problems on several lines has them
+// indented under its first ([messageText]).
 //
 // # Exit status
 //
