@@ -246,6 +246,14 @@ func TestTerminalSafety(t *testing.T) {
 		if strings.ContainsAny(out, "\x1b\x07\r\u009b\u202e") || strings.Count(out, "\n") != 3 {
 			t.Errorf("evidence: raw controls or more lines than its summary:\n%s", out)
 		}
+		page, err := os.ReadFile(filepath.Join(dir, "evidence.html"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.ContainsAny(string(page), "\x1b\x07\r\u009b\u202e") || !strings.Contains(string(page), `x\x1b[2J\x1b]0;title\x07\rback`) ||
+			!strings.Contains(string(page), `\u009b2J\u202eevil`) {
+			t.Errorf("evidence.html: raw controls, or the hostile text not shown escaped")
+		}
 	})
 }
 
