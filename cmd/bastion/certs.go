@@ -16,6 +16,7 @@ import (
 
 	"github.com/bastionhq/bastion/bastion"
 	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/internal/termtext"
 )
 
 func init() {
@@ -139,8 +140,8 @@ func runCertsList(ctx context.Context, e *env, args []string) error {
 		case !c.ValidBefore.After(now):
 			state = "expired"
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", c.Serial, c.Identity, strings.Join(c.Principals, ","),
-			c.ValidBefore.UTC().Format(time.RFC3339), state, c.KeyFingerprint)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", c.Serial, termtext.Line(c.Identity), termtext.Line(strings.Join(c.Principals, ",")),
+			c.ValidBefore.UTC().Format(time.RFC3339), state, termtext.Line(c.KeyFingerprint))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -200,7 +201,7 @@ func runCertsRevoke(ctx context.Context, e *env, args []string) error {
 		}
 	} else {
 		if len(res.Serials) == 0 {
-			fmt.Fprintf(e.stdout, "revoked identity %s (it held no valid certificate: check the spelling against \"certs list --all\"); journal leaf %d, through %s\n", res.Identity, res.Leaf, via)
+			fmt.Fprintf(e.stdout, "revoked identity %s (it held no valid certificate: check the spelling against \"certs list --all\"); journal leaf %d, through %s\n", termtext.Line(res.Identity), res.Leaf, via)
 		} else {
 			ss := make([]string, len(res.Serials))
 			for i, s := range res.Serials {
@@ -210,10 +211,10 @@ func runCertsRevoke(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	if !res.BlockedUntil.IsZero() {
-		fmt.Fprintf(e.stdout, "every token of %s is refused until %s\n", res.Identity, res.BlockedUntil.UTC().Format(time.RFC3339))
+		fmt.Fprintf(e.stdout, "every token of %s is refused until %s\n", termtext.Line(res.Identity), res.BlockedUntil.UTC().Format(time.RFC3339))
 	}
 	if warning != "" {
-		return errors.New(warning)
+		return errors.New(termtext.Line(warning))
 	}
 	return nil
 }

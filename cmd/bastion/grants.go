@@ -12,6 +12,7 @@ import (
 
 	"github.com/bastionhq/bastion/bastion"
 	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/internal/termtext"
 )
 
 func init() {
@@ -264,7 +265,7 @@ func runGrantsRequest(ctx context.Context, e *env, args []string) error {
 		return s.print(g, asJSON, "requested")
 	}
 	fmt.Fprintf(e.stderr, "bastion: requested grant %s; waiting for %d approval(s) until %s\n",
-		loginPrintable(g.ID), g.ApprovalsNeeded, g.PendingUntil.UTC().Format(time.RFC3339))
+		termtext.Line(g.ID), g.ApprovalsNeeded, g.PendingUntil.UTC().Format(time.RFC3339))
 	if g, err = s.wait(ctx, g); err != nil {
 		return err
 	}
@@ -396,8 +397,8 @@ func runGrantsList(ctx context.Context, e *env, args []string) error {
 		case !g.ClosedAt.IsZero():
 			until = g.ClosedAt.UTC().Format(time.RFC3339)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", loginPrintable(g.ID), g.State, loginPrintable(g.Identity),
-			loginPrintable(g.Login+"@"+g.Target), time.Duration(g.Duration), until, loginPrintable(grantsShort(g.Reason, 50)))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", termtext.Line(g.ID), termtext.Line(string(g.State)), termtext.Line(g.Identity),
+			termtext.Line(g.Login+"@"+g.Target), time.Duration(g.Duration), until, termtext.Line(grantsShort(g.Reason, 50)))
 	}
 	return tw.Flush()
 }
@@ -433,12 +434,12 @@ func (s *grantsSession) print(g *certauth.Grant, asJSON bool, verb string) error
 		return grantsJSON(s.e.stdout, g)
 	}
 	w := s.e.stdout
-	p := loginPrintable
+	p := termtext.Line
 	head := "grant " + p(g.ID)
 	if verb != "" {
 		head += " " + verb
 	}
-	fmt.Fprintf(w, "%s: %s\n", head, g.State)
+	fmt.Fprintf(w, "%s: %s\n", head, p(string(g.State)))
 	fmt.Fprintf(w, "  identity:   %s\n", p(g.Identity))
 	fmt.Fprintf(w, "  access:     %s@%s", p(g.Login), p(g.Target))
 	if g.Command != "" {
@@ -477,7 +478,7 @@ func (s *grantsSession) print(g *certauth.Grant, asJSON bool, verb string) error
 		if !g.Start.IsZero() {
 			fmt.Fprintf(w, "  was active: %s until %s\n", g.Start.UTC().Format(time.RFC3339), g.End.UTC().Format(time.RFC3339))
 		}
-		fmt.Fprintf(w, "  %-11s %s", string(g.State)+":", g.ClosedAt.UTC().Format(time.RFC3339))
+		fmt.Fprintf(w, "  %-11s %s", p(string(g.State))+":", g.ClosedAt.UTC().Format(time.RFC3339))
 		if g.ClosedBy != "" {
 			fmt.Fprintf(w, " by %s", p(g.ClosedBy))
 		}

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/internal/termtext"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/storage"
 )
@@ -175,7 +176,7 @@ func readLog(ctx context.Context, e *env, keyFile, db string, events func(string
 // its signed records: before anything is shown from them.
 func warnIndex(e *env, log *recorder.Log) {
 	for _, p := range log.IndexProblems {
-		fmt.Fprintf(e.stderr, "bastion: warning: the journal's index does not match its signed records: %s: %s\n", oneLine(p.Where), oneLine(p.What))
+		fmt.Fprintf(e.stderr, "bastion: warning: the journal's index does not match its signed records: %s: %s\n", termtext.Line(p.Where), termtext.Line(p.What))
 	}
 }
 

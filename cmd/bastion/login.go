@@ -22,6 +22,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/internal/termtext"
 )
 
 func init() {
@@ -347,9 +348,9 @@ func deviceToken(ctx context.Context, e *env, api *certauth.Client, issuer strin
 		HTTPClient: &http.Client{Timeout: certauth.DefaultTimeout},
 		Prompt: func(p certauth.DevicePrompt) {
 			fmt.Fprintf(stderr, "bastion: to log in with %s, open %s and enter the code %s\n",
-				loginPrintable(iss.Name), loginPrintable(p.VerificationURI), loginPrintable(p.UserCode))
+				termtext.Line(iss.Name), termtext.Line(p.VerificationURI), termtext.Line(p.UserCode))
 			if p.VerificationURIComplete != "" {
-				fmt.Fprintf(stderr, "bastion: or open %s\n", loginPrintable(p.VerificationURIComplete))
+				fmt.Fprintf(stderr, "bastion: or open %s\n", termtext.Line(p.VerificationURIComplete))
 			}
 			if !p.Expiry.IsZero() {
 				fmt.Fprintf(stderr, "bastion: waiting for your approval (the code expires in %s)\n", time.Until(p.Expiry).Round(time.Second))
@@ -667,14 +668,14 @@ func (l *loginClient) jsonOf(r *loginResult) loginJSON {
 
 func (l *loginClient) printSummary(r *loginResult) {
 	w, resp := l.e.stdout, r.resp
-	fmt.Fprintf(w, "certificate for %s", loginPrintable(resp.Identity))
+	fmt.Fprintf(w, "certificate for %s", termtext.Line(resp.Identity))
 	if resp.Rule != "" {
-		fmt.Fprintf(w, ", granted by rule %s", loginPrintable(resp.Rule))
+		fmt.Fprintf(w, ", granted by rule %s", termtext.Line(resp.Rule))
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "  principals:   %s\n", loginPrintable(strings.Join(resp.Principals, ", ")))
+	fmt.Fprintf(w, "  principals:   %s\n", termtext.Line(strings.Join(resp.Principals, ", ")))
 	fmt.Fprintf(w, "  serial:       %d\n", resp.Serial)
-	fmt.Fprintf(w, "  key id:       %s\n", loginPrintable(resp.KeyID))
+	fmt.Fprintf(w, "  key id:       %s\n", termtext.Line(resp.KeyID))
 	fmt.Fprintf(w, "  valid until:  %s (%s from now)\n", resp.ValidBefore.UTC().Format(time.RFC3339), time.Until(resp.ValidBefore).Round(time.Second))
 	created := ""
 	if l.keyCreated {
@@ -747,9 +748,9 @@ func (l *loginClient) renew(ctx context.Context, cur *loginResult) error {
 				return l.stopped(cur)
 			}
 			wait := b.next()
-			fmt.Fprintf(l.e.stderr, "bastion: error: renewal failed: %v\n", err)
+			fmt.Fprintf(l.e.stderr, "bastion: error: renewal failed: %s\n", messageText(err.Error()))
 			for _, h := range hints(err) {
-				fmt.Fprintf(l.e.stderr, "bastion: hint: %s\n", h)
+				fmt.Fprintf(l.e.stderr, "bastion: hint: %s\n", messageText(h))
 			}
 			if left := time.Until(cur.resp.ValidBefore); left > 0 {
 				l.logf("the certificate %s expires in %s; retrying in %s", l.certPath, loginRound(left), loginRound(wait))
@@ -835,15 +836,4 @@ func loginSleep(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
-}
-
-// loginPrintable drops control characters from text that came from a
-// server, so that it cannot drive the user's terminal.
-func loginPrintable(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < ' ' || r == 0x7f || (r >= 0x80 && r < 0xa0) {
-			return -1
-		}
-		return r
-	}, s)
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/bastionhq/bastion/internal/termtext"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/playback"
 	"github.com/bastionhq/bastion/storage"
@@ -118,7 +119,7 @@ func runPlay(ctx context.Context, e *env, args []string) error {
 
 	stdout, _ := e.stdout.(*os.File)
 	stdin, _ := e.stdin.(*os.File)
-	opts.Warn = func(msg string) { fmt.Fprintf(e.stderr, "bastion: warning: %s\r\n", msg) }
+	opts.Warn = func(msg string) { fmt.Fprintf(e.stderr, "bastion: warning: %s\r\n", termtext.Line(msg)) }
 	if isTerminal(stdout) {
 		opts.Size = func() (int, int, bool) {
 			c, r, err := termSize(stdout)
@@ -143,7 +144,7 @@ func runPlay(ctx context.Context, e *env, args []string) error {
 	}
 	if n := len(res.Problems); n > 0 {
 		for _, p := range res.Problems {
-			fmt.Fprintf(e.stderr, "bastion: warning: does not verify: %s\n", p)
+			fmt.Fprintf(e.stderr, "bastion: warning: does not verify: %s\n", termtext.Line(p))
 		}
 		return exitCode(1, withHint(fmt.Errorf("session %s does not verify: played as stored (--force), %d problem(s)", id, n),
 			"run \"bastion verify --session "+id.String()+"\" for the whole journal's findings"))
@@ -179,7 +180,7 @@ func recordAccessAttrs(ctx context.Context, e *env, path, action, what string, a
 	}
 	if e.journal != nil {
 		if _, err := e.journal.AppendEvent(ctx, recorder.EventJournalAccessed, attrs); err != nil {
-			fmt.Fprintf(e.stderr, "bastion: note: this %s is not recorded in the journal: %v\n", what, err)
+			fmt.Fprintf(e.stderr, "bastion: note: this %s is not recorded in the journal: %s\n", what, termtext.Line(err.Error()))
 		}
 		return
 	}
@@ -200,7 +201,7 @@ func recordAccessAttrs(ctx context.Context, e *env, path, action, what string, a
 	if errors.Is(err, storage.ErrLocked) {
 		why = "another process writes the journal (" + why + ")"
 	}
-	fmt.Fprintf(e.stderr, "bastion: note: this %s is not recorded in the journal: %s\n", what, why)
+	fmt.Fprintf(e.stderr, "bastion: note: this %s is not recorded in the journal: %s\n", what, termtext.Line(why))
 }
 
 // checkSessionExists gives a missing session its own message and hint. A

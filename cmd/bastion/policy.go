@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 
 	"github.com/bastionhq/bastion/bastion"
+	"github.com/bastionhq/bastion/internal/termtext"
 	"github.com/bastionhq/bastion/policy"
 )
 
@@ -314,7 +315,7 @@ func runPolicyCheck(ctx context.Context, e *env, args []string) error {
 		return nil
 	}
 	for _, d := range slices.Concat(l.errors, l.warnings) {
-		fmt.Fprintln(e.stdout, loginPrintable(d.String()))
+		fmt.Fprintln(e.stdout, termtext.Line(d.String()))
 	}
 	if len(l.errors) > 0 {
 		return withHint(fmt.Errorf("%s: %s: %s cannot be loaded", src.name(), count(len(l.errors), "error"), src.what()),
@@ -666,7 +667,7 @@ func (x *explanation) what() string {
 }
 
 func (x *explanation) print(w io.Writer) {
-	p := loginPrintable
+	p := termtext.Line
 	q, d := &x.req, &x.decision
 	verdict := "DENY"
 	if d.Allow {

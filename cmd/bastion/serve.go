@@ -16,6 +16,7 @@ import (
 
 	"github.com/bastionhq/bastion/bastion"
 	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/internal/termtext"
 )
 
 func init() {
@@ -206,7 +207,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 				return
 			case <-hup:
 				if err := srv.ReloadPolicy(ctx, bastion.ReloadSignal); err != nil {
-					fmt.Fprintf(e.stderr, "bastion serve: policy reload refused, the old policy stays:\n%v\n", err)
+					fmt.Fprintf(e.stderr, "bastion serve: policy reload refused, the old policy stays:\n%s\n", termtext.Lines(err.Error()))
 				}
 			}
 		}

@@ -6,13 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/bastionhq/bastion/bastion"
+	"github.com/bastionhq/bastion/internal/termtext"
 	"github.com/bastionhq/bastion/recorder"
 )
 
@@ -133,8 +133,8 @@ func runSessionsKill(ctx context.Context, e *env, args []string) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(l)
 	}
-	fmt.Fprintf(e.stdout, "killed session %s: %s as %s@%s from %s, started %s\n", l.ID, oneLine(l.Identity), oneLine(l.Login), oneLine(l.Target),
-		l.Client, l.Started.UTC().Format(time.RFC3339))
+	fmt.Fprintf(e.stdout, "killed session %s: %s as %s@%s from %s, started %s\n", termtext.Line(l.ID), termtext.Line(l.Identity), termtext.Line(l.Login), termtext.Line(l.Target),
+		termtext.Line(l.Client), l.Started.UTC().Format(time.RFC3339))
 	return nil
 }
 
@@ -311,8 +311,8 @@ func runSessionsList(ctx context.Context, e *env, args []string) error {
 		if s.Login != "" {
 			where = s.Login + "@" + s.Target
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.Started.Format("2006-01-02 15:04:05"), s.State, dur,
-			s.Frames, byteCount(s.InBytes), byteCount(s.OutBytes), dash(oneLine(s.Identity)), dash(oneLine(where)), oneLine(s.Summary))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", termtext.Line(s.ID), s.Started.Format("2006-01-02 15:04:05"), termtext.Line(s.State), dur,
+			s.Frames, byteCount(s.InBytes), byteCount(s.OutBytes), dash(termtext.Line(s.Identity)), dash(termtext.Line(where)), termtext.Line(s.Summary))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -333,26 +333,4 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
-}
-
-// oneLine shows s on one line of a table: line breaks and tabs as escapes,
-// other control characters as '?', so that a recorded command cannot
-// break the listing or send the terminal escape sequences.
-func oneLine(s string) string {
-	var b strings.Builder
-	for _, r := range s {
-		switch {
-		case r == '\n':
-			b.WriteString(`\n`)
-		case r == '\r':
-			b.WriteString(`\r`)
-		case r == '\t':
-			b.WriteString(`\t`)
-		case r < ' ' || r == 0x7f || r >= 0x80 && r < 0xa0:
-			b.WriteByte('?')
-		default:
-			b.WriteRune(r)
-		}
-	}
-	return b.String()
 }

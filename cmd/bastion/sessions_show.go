@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bastionhq/bastion/internal/termtext"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/playback"
 	"github.com/bastionhq/bastion/storage"
@@ -243,30 +244,30 @@ func orEmpty(s []string) []string {
 func printShow(w io.Writer, o *showOut) {
 	if len(o.Problems) > 0 {
 		// Said first: nothing below is proven.
-		fmt.Fprintf(w, "SESSION %s DOES NOT VERIFY; shown as stored (--force), nothing below is proven:\n", o.ID)
+		fmt.Fprintf(w, "SESSION %s DOES NOT VERIFY; shown as stored (--force), nothing below is proven:\n", termtext.Line(o.ID))
 		for _, p := range o.Problems {
-			fmt.Fprintf(w, "  - %s\n", oneLine(p))
+			fmt.Fprintf(w, "  - %s\n", termtext.Line(p))
 		}
 	}
-	fmt.Fprintf(w, "session %s\n", o.ID)
-	fmt.Fprintf(w, "  state:      %s\n", o.State)
+	fmt.Fprintf(w, "session %s\n", termtext.Line(o.ID))
+	fmt.Fprintf(w, "  state:      %s\n", termtext.Line(o.State))
 	fmt.Fprintf(w, "  started:    %s\n", o.Started.Format(time.RFC3339Nano))
 	if o.Ended != nil {
-		fmt.Fprintf(w, "  ended:      %s (%s", o.Ended.Format(time.RFC3339Nano), oneLine(o.End["reason"]))
+		fmt.Fprintf(w, "  ended:      %s (%s", o.Ended.Format(time.RFC3339Nano), termtext.Line(o.End["reason"]))
 		if d := o.End["detail"]; d != "" {
-			fmt.Fprintf(w, ": %s", oneLine(d))
+			fmt.Fprintf(w, ": %s", termtext.Line(d))
 		}
 		fmt.Fprintln(w, ")")
 	}
 	for _, kv := range [][2]string{{"identity", o.Identity}, {"target", o.Target}, {"login", o.Login}, {"route", o.Route}, {"client", o.Client}, {"rule", o.Rule}, {"grant", o.Grant}} {
 		if kv[1] != "" {
-			fmt.Fprintf(w, "  %-11s %s\n", kv[0]+":", oneLine(kv[1]))
+			fmt.Fprintf(w, "  %-11s %s\n", kv[0]+":", termtext.Line(kv[1]))
 		}
 	}
 	if o.Exit != nil {
-		fmt.Fprintf(w, "  exit:       status %s", oneLine(o.Exit["status"]))
+		fmt.Fprintf(w, "  exit:       status %s", termtext.Line(o.Exit["status"]))
 		if s := o.Exit["signal"]; s != "" {
-			fmt.Fprintf(w, ", signal %s", oneLine(s))
+			fmt.Fprintf(w, ", signal %s", termtext.Line(s))
 		}
 		fmt.Fprintln(w)
 	}
@@ -274,12 +275,12 @@ func printShow(w io.Writer, o *showOut) {
 	if len(o.Masked) > 0 {
 		var parts []string
 		for _, d := range slices.Sorted(maps.Keys(o.Masked)) {
-			parts = append(parts, fmt.Sprintf("%s %d", oneLine(d), o.Masked[d]))
+			parts = append(parts, fmt.Sprintf("%s %d", termtext.Line(d), o.Masked[d]))
 		}
 		fmt.Fprintf(w, "  masked:     %s\n", strings.Join(parts, ", "))
 	}
 	if len(o.Signals) > 0 {
-		fmt.Fprintf(w, "  signals:    %s\n", oneLine(strings.Join(o.Signals, ", ")))
+		fmt.Fprintf(w, "  signals:    %s\n", termtext.Line(strings.Join(o.Signals, ", ")))
 	}
 	fmt.Fprintf(w, "  verified:   leaves proven in the checkpoint of size %d", o.CheckpointSize)
 	if len(o.Problems) == 0 {
@@ -287,7 +288,7 @@ func printShow(w io.Writer, o *showOut) {
 	} else {
 		fmt.Fprintf(w, "; DOES NOT VERIFY:\n")
 		for _, p := range o.Problems {
-			fmt.Fprintf(w, "    - %s\n", oneLine(p))
+			fmt.Fprintf(w, "    - %s\n", termtext.Line(p))
 		}
 	}
 	fmt.Fprintln(w, "commands:")
@@ -299,14 +300,14 @@ func printShow(w io.Writer, o *showOut) {
 		if c.Uncertain {
 			label += ", uncertain"
 		}
-		fmt.Fprintf(w, "  %10s  %-26s  %s\n", offset(c.OffsetNS), "("+label+")", oneLine(c.Text))
+		fmt.Fprintf(w, "  %10s  %-26s  %s\n", offset(c.OffsetNS), "("+termtext.Line(label)+")", termtext.Line(c.Text))
 	}
 	if len(o.Files) > 0 {
 		fmt.Fprintln(w, "file transfers:")
 		for _, f := range o.Files {
 			var parts []string
 			for _, k := range slices.Sorted(maps.Keys(f)) {
-				parts = append(parts, k+"="+oneLine(f[k]))
+				parts = append(parts, termtext.Line(k)+"="+termtext.Line(f[k]))
 			}
 			fmt.Fprintf(w, "  %s\n", strings.Join(parts, " "))
 		}
@@ -314,12 +315,12 @@ func printShow(w io.Writer, o *showOut) {
 	if len(o.Markers) > 0 {
 		fmt.Fprintln(w, "notes by bastion:")
 		for _, m := range o.Markers {
-			fmt.Fprintf(w, "  %s\n", oneLine(m))
+			fmt.Fprintf(w, "  %s\n", termtext.Line(m))
 		}
 	}
 	fmt.Fprintln(w, "start attributes:")
 	for _, k := range slices.Sorted(maps.Keys(o.Start)) {
-		fmt.Fprintf(w, "  %s=%s\n", k, oneLine(o.Start[k]))
+		fmt.Fprintf(w, "  %s=%s\n", termtext.Line(k), termtext.Line(o.Start[k]))
 	}
 }
 
@@ -407,7 +408,7 @@ func runSessionsSearch(ctx context.Context, e *env, args []string) error {
 				if recon {
 					label += " (reconstructed)"
 				}
-				fmt.Fprintf(e.stdout, "%s  %s  %s  %s\n", h.Session, h.Offset, label, oneLine(h.Text))
+				fmt.Fprintf(e.stdout, "%s  %s  %s  %s\n", termtext.Line(h.Session), h.Offset, label, termtext.Line(h.Text))
 			}
 			hits = append(hits, h)
 		}
@@ -422,7 +423,7 @@ func runSessionsSearch(ctx context.Context, e *env, args []string) error {
 		}
 		if errors.Is(err, recorder.ErrSessionBroken) {
 			broken++
-			fmt.Fprintf(e.stderr, "bastion: warning: skipped session %s: %v\n", s.ID, err)
+			fmt.Fprintf(e.stderr, "bastion: warning: skipped session %s: %s\n", termtext.Line(s.ID), termtext.Line(err.Error()))
 			continue
 		}
 		if err != nil {

@@ -7,7 +7,9 @@ package main
 // Every error is printed to stderr as one "bastion: error: MSG" line,
 // followed by zero or more "bastion: hint: HINT" lines. Messages are
 // lowercase with no trailing period, like the errors they come from.
-// Attach hints with [withHint].
+// Attach hints with [withHint]. Control characters in a message are
+// escaped; an error that lists problems on several lines has them
+// indented under its first ([messageText]).
 //
 // # Exit status
 //
@@ -30,6 +32,8 @@ import (
 	"io"
 	"slices"
 	"strings"
+
+	"github.com/bastionhq/bastion/internal/termtext"
 )
 
 const (
@@ -109,12 +113,20 @@ func report(w io.Writer, err error) int {
 		code = ee.code
 	}
 	if ee == nil || ee.err != nil {
-		fmt.Fprintf(w, "bastion: error: %v\n", err)
+		fmt.Fprintf(w, "bastion: error: %s\n", messageText(err.Error()))
 	}
 	for _, h := range hints(err) {
-		fmt.Fprintf(w, "bastion: hint: %s\n", h)
+		fmt.Fprintf(w, "bastion: hint: %s\n", messageText(h))
 	}
 	return code
+}
+
+// messageText is an error or a hint as printed: what it quotes from outside
+// escaped (see [termtext.Lines]), and the lines after its first, if it has
+// any on purpose (a list of problems), indented, so that no line of it
+// passes for a message of its own.
+func messageText(s string) string {
+	return strings.ReplaceAll(termtext.Lines(s), "\n", "\n    ")
 }
 
 // hints returns the hints of every [hintError] in err's chain, the

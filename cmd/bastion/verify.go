@@ -14,6 +14,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/internal/termtext"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/storage"
 )
@@ -208,7 +209,7 @@ func printVerify(e *env, path string, key keyInfo, asJSON bool, r *recorder.Repo
 
 func printReport(w io.Writer, path string, key keyInfo, r *recorder.Report) {
 	fmt.Fprintf(w, "journal %s\n", path)
-	fmt.Fprintf(w, "  log:          %s\n", r.Origin)
+	fmt.Fprintf(w, "  log:          %s\n", termtext.Line(r.Origin))
 	fmt.Fprintf(w, "  key:          %s (%s)\n", key.Key, key.File)
 	if key.Default {
 		fmt.Fprintf(w, "                the key in the bastion's home: an auditor passes the key they were given, with --key\n")
@@ -229,13 +230,13 @@ func printReport(w io.Writer, path string, key keyInfo, r *recorder.Report) {
 	if len(r.Unterminated) > 0 {
 		fmt.Fprintf(w, "  unterminated: %d session(s) without an end record (the recorder crashed, was killed, or is still running; not tampering by itself):\n", len(r.Unterminated))
 		for _, s := range r.Unterminated {
-			fmt.Fprintf(w, "    %s  started at leaf %d, %d frames committed\n", s.ID, s.StartLeaf, s.Frames)
+			fmt.Fprintf(w, "    %s  started at leaf %d, %d frames committed\n", termtext.Line(s.ID), s.StartLeaf, s.Frames)
 		}
 	}
 	if len(r.Abandoned) > 0 {
 		fmt.Fprintf(w, "  abandoned:    %d session(s) closed after their recorder stopped:\n", len(r.Abandoned))
 		for _, s := range r.Abandoned {
-			fmt.Fprintf(w, "    %s  started at leaf %d, closed at leaf %d after %d frames\n", s.ID, s.StartLeaf, s.EndLeaf, s.Frames)
+			fmt.Fprintf(w, "    %s  started at leaf %d, closed at leaf %d after %d frames\n", termtext.Line(s.ID), s.StartLeaf, s.EndLeaf, s.Frames)
 		}
 	}
 	if r.Kept == nil {
@@ -246,11 +247,11 @@ func printReport(w io.Writer, path string, key keyInfo, r *recorder.Report) {
 		return
 	}
 	fmt.Fprintf(w, "result: FAILED, %d problem(s)\n", len(r.Problems))
-	fmt.Fprintf(w, "first bad record: %s\n", r.Problems[0])
+	fmt.Fprintf(w, "first bad record: %s\n", termtext.Line(r.Problems[0].String()))
 	if len(r.Problems) > 1 {
 		fmt.Fprintln(w, "all problems:")
 		for _, p := range r.Problems {
-			fmt.Fprintf(w, "  - %s\n", p)
+			fmt.Fprintf(w, "  - %s\n", termtext.Line(p.String()))
 		}
 	}
 }
@@ -300,18 +301,18 @@ func verifyBundle(e *env, file, keyFile string, asJSON bool) error {
 		return nil
 	}
 	if err != nil {
-		fmt.Fprintf(e.stdout, "bundle %s\nresult: FAILED: %v\n", file, err)
+		fmt.Fprintf(e.stdout, "bundle %s\nresult: FAILED: %s\n", file, termtext.Line(err.Error()))
 		return exitCode(1, nil)
 	}
 	fmt.Fprintf(e.stdout, "bundle %s\n", file)
-	fmt.Fprintf(e.stdout, "  session:     %s\n", rep.Session)
-	fmt.Fprintf(e.stdout, "  log:         %s\n", rep.Origin)
+	fmt.Fprintf(e.stdout, "  session:     %s\n", termtext.Line(rep.Session))
+	fmt.Fprintf(e.stdout, "  log:         %s\n", termtext.Line(rep.Origin))
 	fmt.Fprintf(e.stdout, "  key:         %s (%s)\n", key.Key, key.File)
 	fmt.Fprintf(e.stdout, "  checkpoint:  tree size %d, root %s, signature valid\n", rep.TreeSize, rep.Root)
 	fmt.Fprintf(e.stdout, "  leaves:      %d, each proven included in the checkpoint\n", rep.Leaves)
 	fmt.Fprintf(e.stdout, "  frames:      %d, %s of payload, chain intact\n", rep.Frames, recorder.ByteCount(rep.PayloadBytes))
 	if rep.Ended {
-		fmt.Fprintf(e.stdout, "  ended:       %s\n", rep.EndReason)
+		fmt.Fprintf(e.stdout, "  ended:       %s\n", termtext.Line(rep.EndReason))
 	} else {
 		fmt.Fprintf(e.stdout, "  ended:       no: the session was still being recorded (or its recorder stopped) when the bundle was made; it proves the frames so far\n")
 	}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bastionhq/bastion/internal/termtext"
 	"github.com/bastionhq/bastion/recorder"
 )
 
@@ -40,12 +41,21 @@ var tmpl = template.Must(template.New("report").Funcs(template.FuncMap{
 // inline SVG timeline, no script and nothing fetched, laid out for the
 // screen and for print (each section on a new page). Everything the
 // journal says is escaped: identities, commands and comments come from
-// the people and agents the report is about.
+// the people and agents the report is about. Control characters,
+// bidirectional overrides and bytes that are not UTF-8 in it are shown as
+// visible escapes ([termtext.Lines]): an override in a command would
+// otherwise reorder how it reads in the browser, and an escape sequence
+// would act on the terminal of whoever prints the file.
 func WriteHTML(w io.Writer, r *Report) error {
-	return tmpl.Execute(w, struct {
+	var page strings.Builder
+	if err := tmpl.Execute(&page, struct {
 		*Report
 		Timeline *Timeline
-	}{r, NewTimeline(r)})
+	}{r, NewTimeline(r)}); err != nil {
+		return err
+	}
+	_, err := io.WriteString(w, termtext.Lines(page.String()))
+	return err
 }
 
 func fmtTime(t time.Time) string {
