@@ -10,7 +10,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/bastionhq/bastion/certauth"
-	"github.com/bastionhq/bastion/internal/termtext"
+	"github.com/bastionhq/bastion/recorder/termtext"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/storage"
 )

@@ -17,7 +17,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 
 	"github.com/bastionhq/bastion/bastion"
-	"github.com/bastionhq/bastion/internal/termtext"
+	"github.com/bastionhq/bastion/recorder/termtext"
 	"github.com/bastionhq/bastion/policy"
 )
 

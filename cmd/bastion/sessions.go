@@ -12,7 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/bastionhq/bastion/bastion"
-	"github.com/bastionhq/bastion/internal/termtext"
+	"github.com/bastionhq/bastion/recorder/termtext"
 	"github.com/bastionhq/bastion/recorder"
 )
 

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/bastionhq/bastion/internal/termtext"
+	"github.com/bastionhq/bastion/recorder/termtext"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/playback"
 	"github.com/bastionhq/bastion/storage"

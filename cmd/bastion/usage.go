@@ -33,7 +33,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/bastionhq/bastion/internal/termtext"
+	"github.com/bastionhq/bastion/recorder/termtext"
 )
 
 const (

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/bastionhq/bastion/internal/termtext"
+	"github.com/bastionhq/bastion/recorder/termtext"
 	"github.com/bastionhq/bastion/recorder"
 )
 
