@@ -10,8 +10,8 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/bastionhq/bastion/certauth"
-	"github.com/bastionhq/bastion/recorder/termtext"
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/termtext"
 	"github.com/bastionhq/bastion/storage"
 )
 

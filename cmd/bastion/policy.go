@@ -17,8 +17,8 @@ import (
 	"github.com/hashicorp/hcl/v2"
 
 	"github.com/bastionhq/bastion/bastion"
-	"github.com/bastionhq/bastion/recorder/termtext"
 	"github.com/bastionhq/bastion/policy"
+	"github.com/bastionhq/bastion/recorder/termtext"
 )
 
 func init() {

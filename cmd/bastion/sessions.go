@@ -12,8 +12,8 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/bastionhq/bastion/bastion"
-	"github.com/bastionhq/bastion/recorder/termtext"
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/termtext"
 )
 
 func init() {

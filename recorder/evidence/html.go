@@ -11,8 +11,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/bastionhq/bastion/recorder/termtext"
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/termtext"
 )
 
 //go:embed report.html.tmpl
