@@ -31,6 +31,10 @@ type Config struct {
 	Home string
 	// Journal is the journal file; relative paths are inside Home.
 	Journal string
+	// JournalRecovery is how long serve tries to bring a failed journal
+	// back (closing it and opening it again, with backoff) before it
+	// exits non-zero for a supervisor to restart it.
+	JournalRecovery time.Duration
 
 	API          APIConfig
 	Certificates CertificatesConfig
@@ -106,15 +110,18 @@ const DefaultKRLFile = "revoked.krl"
 
 // hcl shapes of the file.
 type fileConfig struct {
-	Home         *string         `hcl:"home,optional"`
-	Journal      *string         `hcl:"journal,optional"`
-	API          *apiBlock       `hcl:"api,block"`
-	Certificates *certBlock      `hcl:"certificates,block"`
-	Providers    []providerBlock `hcl:"identity_provider,block"`
-	Policy       *string         `hcl:"policy,optional"`
-	Grants       *grantsBlock    `hcl:"grants,block"`
-	SSH          *sshBlock       `hcl:"ssh,block"`
-	Targets      []targetBlock   `hcl:"target,block"`
+	Home    *string `hcl:"home,optional"`
+	Journal *string `hcl:"journal,optional"`
+	// JournalRecovery is how long serve tries to open a failed journal
+	// again before it exits.
+	JournalRecovery *string         `hcl:"journal_recovery,optional"`
+	API             *apiBlock       `hcl:"api,block"`
+	Certificates    *certBlock      `hcl:"certificates,block"`
+	Providers       []providerBlock `hcl:"identity_provider,block"`
+	Policy          *string         `hcl:"policy,optional"`
+	Grants          *grantsBlock    `hcl:"grants,block"`
+	SSH             *sshBlock       `hcl:"ssh,block"`
+	Targets         []targetBlock   `hcl:"target,block"`
 	// Rest holds the identity and role blocks of a policy written in
 	// this file; the policy package decodes it, strictly.
 	Rest hcl.Body `hcl:",remain"`
@@ -360,6 +367,7 @@ func (v *validator) config(fc *fileConfig, dir string) *Config {
 	if fc.Journal != nil {
 		cfg.Journal = *fc.Journal
 	}
+	cfg.JournalRecovery = v.duration(v.topAttrRange("journal_recovery"), "journal_recovery", fc.JournalRecovery, DefaultJournalRecovery)
 	cfg.API.Listen = DefaultAPIListen
 	if a := fc.API; a != nil {
 		if a.Listen != nil {

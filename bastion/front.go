@@ -79,7 +79,7 @@ type frontOptions struct {
 	Home        string
 	Authorities *certauth.Authorities
 	Registry    *certauth.Registry
-	Journal     *recorder.Journal
+	Journal     *liveJournal
 	Logger      hclog.Logger
 	Now         func() time.Time
 	// Lifecycle tracks the live sessions and their limits; nil gets one

@@ -54,9 +54,16 @@ func startFront(t *testing.T) *frontFixture {
 // %LOGIN% becomes login.
 func startFrontWith(t *testing.T, login, config string) *frontFixture {
 	t.Helper()
+	return startFrontEdit(t, login, config, nil)
+}
+
+// startFrontEdit is startFrontWith with edit applied to the server's
+// options before it is built.
+func startFrontEdit(t *testing.T, login, config string, edit func(o *ServerOptions)) *frontFixture {
+	t.Helper()
 	needTool(t, "ssh")
 	m := startOP(t)
-	ts := startServer(t, m, strings.ReplaceAll(config, "%LOGIN%", login))
+	ts := startServerWith(t, m, strings.ReplaceAll(config, "%LOGIN%", login), certauth.AlgorithmEd25519, edit)
 	dir := t.TempDir()
 	key, pub := newKey(t, dir, "id_ed25519")
 	resp, err := ts.client.Certificate(context.Background(), mint(t, m, agentClaims(m, "agent-1")), certauth.CertificateRequest{PublicKey: pub, Logins: []string{login}})

@@ -46,13 +46,21 @@ type ServerOptions struct {
 	FrontLimits FrontLimits
 	Logger      hclog.Logger
 	Now         func() time.Time
+	// CloseJournal, if set, closes Journal and its store; the server then
+	// owns the journal (see Server.CloseJournal).
+	CloseJournal func() error
+	// ReopenJournal, if set, opens the journal again after a fault: serve
+	// then recovers from a failed journal without a restart, or exits
+	// when it cannot within the configuration's journal_recovery.
+	ReopenJournal JournalOpener
 }
 
 // Server is "bastion serve": the HTTPS API that exchanges OIDC tokens for
 // certificates, and the admin socket the CLI revokes through.
 type Server struct {
 	opts     ServerOptions
-	maskers  maskers // the text masker's profile, compiled
+	journal  *liveJournal // the journal in force
+	maskers  maskers      // the text masker's profile, compiled
 	log      hclog.Logger
 	now      func() time.Time
 	registry *certauth.Registry
@@ -90,7 +98,7 @@ type Server struct {
 // certificate registry from the journal, writes the KRL and opens the
 // listeners. Run serves them.
 func NewServer(ctx context.Context, opts ServerOptions) (_ *Server, err error) {
-	s := &Server{opts: opts, log: opts.Logger, now: opts.Now}
+	s := &Server{opts: opts, log: opts.Logger, now: opts.Now, journal: &liveJournal{j: opts.Journal, close: opts.CloseJournal}}
 	if s.log == nil {
 		s.log = hclog.NewNullLogger()
 	}
@@ -174,7 +182,7 @@ func NewServer(ctx context.Context, opts ServerOptions) (_ *Server, err error) {
 	s.registry, err = certauth.LoadRegistry(log, s.now(), false)
 	if err == nil {
 		s.grants, err = certauth.OpenGrants(ctx, log, certauth.GrantsOptions{
-			Journal: opts.Journal, Policy: func() certauth.GrantPolicy { return s.Policy() },
+			Journal: s.journal, Policy: func() certauth.GrantPolicy { return s.Policy() },
 			PendingTTL: cfg.Grants.PendingTTL, WebhookURL: cfg.Grants.WebhookURL, OnEnd: s.grantEnded,
 			Logger: s.log.Named("grants"), Now: s.now, TextMasker: s.textMasker,
 		})
@@ -191,7 +199,7 @@ func NewServer(ctx context.Context, opts ServerOptions) (_ *Server, err error) {
 	}
 
 	s.issuer, err = certauth.NewIssuer(ctx, certauth.IssuerOptions{
-		CA: opts.Authorities.User, OtherCAs: []*certauth.Authority{opts.Authorities.Host, opts.Authorities.Target}, Verifier: verifier, Policy: pol, Journal: opts.Journal, Registry: s.registry,
+		CA: opts.Authorities.User, OtherCAs: []*certauth.Authority{opts.Authorities.Host, opts.Authorities.Target}, Verifier: verifier, Policy: pol, Journal: s.journal, Registry: s.registry,
 		MinRSABits: cfg.Certificates.MinRSABits, MaxTTL: cfg.Certificates.MaxTTL, Backdate: cfg.Certificates.Backdate,
 		Grants: s.activeGrants, Now: s.now, Logger: s.log.Named("ca"), TextMasker: s.textMasker,
 	})
@@ -233,7 +241,7 @@ func NewServer(ctx context.Context, opts ServerOptions) (_ *Server, err error) {
 	if cfg.SSH != nil {
 		s.front, err = newFront(frontOptions{
 			Config: cfg.SSH, Targets: cfg.Targets, Home: opts.Home, Authorities: opts.Authorities,
-			Registry: s.registry, Journal: opts.Journal, Logger: s.log.Named("ssh"), Now: s.now, Lifecycle: s.life, Metrics: s.metrics,
+			Registry: s.registry, Journal: s.journal, Logger: s.log.Named("ssh"), Now: s.now, Lifecycle: s.life, Metrics: s.metrics,
 			Policy: s.Policy, Grants: s.activeGrants,
 		})
 		if err != nil {
@@ -329,7 +337,7 @@ func (s *Server) writeKRL() error {
 // Revoke revokes certificates, journals it and rewrites the KRL.
 func (s *Server) Revoke(ctx context.Context, req certauth.RevokeRequest) (*certauth.RevokeResult, error) {
 	req.TextMasker = s.textMasker
-	res, err := s.registry.Revoke(ctx, s.opts.Journal, req, s.now())
+	res, err := s.registry.Revoke(ctx, s.journal, req, s.now())
 	if err != nil {
 		return nil, err
 	}
@@ -417,7 +425,7 @@ func (s *Server) startedAttrs() recorder.Attrs {
 // and the stop are journal events (serve.started, serve.stopped); if the
 // start cannot be journaled, Run serves nothing.
 func (s *Server) Run(ctx context.Context) error {
-	if _, err := s.opts.Journal.AppendEvent(ctx, EventServeStarted, s.startedAttrs()); err != nil {
+	if _, err := s.journal.AppendEvent(ctx, EventServeStarted, s.startedAttrs()); err != nil {
 		s.closeListeners()
 		if s.devRun != nil {
 			// Serving with a done context closes its listener.
@@ -472,6 +480,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if s.front != nil {
 		serve("SSH", func() error { return s.front.serve(ctx) })
 	}
+	serve("journal", func() error { return s.watchJournal(ctx) })
 	wg.Go(func() { s.watchPolicy(ctx) })
 	// Expired certificates leave the registry (and the KRL) once a minute.
 	wg.Go(func() {
@@ -517,7 +526,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	jctx, jcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer jcancel()
-	if _, jerr := s.opts.Journal.AppendEvent(jctx, EventServeStopped, stopped); jerr != nil {
+	if _, jerr := s.journal.AppendEvent(jctx, EventServeStopped, stopped); jerr != nil {
 		err = errors.Join(err, fmt.Errorf("journal the stop of serving: %w", jerr))
 	}
 	return err

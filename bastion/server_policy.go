@@ -60,7 +60,7 @@ func (s *Server) ReloadPolicy(ctx context.Context, trigger string) error {
 		}
 		s.metrics.reloads.WithLabelValues("refused").Inc()
 		attrs := recorder.Attrs{"trigger": trigger, "error": msg, "in-force": s.Policy().Hash()}
-		if _, jerr := s.opts.Journal.AppendEvent(ctx, EventPolicyRefused, attrs); jerr != nil {
+		if _, jerr := s.journal.AppendEvent(ctx, EventPolicyRefused, attrs); jerr != nil {
 			s.log.Error("journal a refused policy reload", "error", jerr)
 		}
 		return err
@@ -98,7 +98,7 @@ func (s *Server) journalPolicy(ctx context.Context, p *policy.Policy, warns []po
 		}
 		attrs["warning-text"] = b.String()
 	}
-	_, err := s.opts.Journal.AppendEvent(ctx, EventPolicyLoaded, attrs)
+	_, err := s.journal.AppendEvent(ctx, EventPolicyLoaded, attrs)
 	return err
 }
 

@@ -79,6 +79,13 @@ func startServer(t testing.TB, m *mockoidc.MockOIDC, config string) *testServer 
 // startServerAlg is startServer with certificate authorities of alg.
 func startServerAlg(t testing.TB, m *mockoidc.MockOIDC, config string, alg certauth.Algorithm) *testServer {
 	t.Helper()
+	return startServerWith(t, m, config, alg, nil)
+}
+
+// startServerWith is startServerAlg with edit applied to the server's
+// options before it is built.
+func startServerWith(t testing.TB, m *mockoidc.MockOIDC, config string, alg certauth.Algorithm, edit func(o *ServerOptions)) *testServer {
+	t.Helper()
 	ctx := context.Background()
 	home := t.TempDir()
 	key, err := certauth.CreateJournalKey(home, "test.example/bastion")
@@ -102,7 +109,11 @@ func startServerAlg(t testing.TB, m *mockoidc.MockOIDC, config string, alg certa
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := NewServer(ctx, ServerOptions{Config: cfg, Home: home, Journal: j, Store: st, Authorities: auth})
+	opts := ServerOptions{Config: cfg, Home: home, Journal: j, Store: st, Authorities: auth}
+	if edit != nil {
+		edit(&opts)
+	}
+	srv, err := NewServer(ctx, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +140,9 @@ func (ts *testServer) stop(t testing.TB) {
 	if err := <-ts.done; err != nil {
 		t.Errorf("server: %v", err)
 	}
-	if err := ts.journal.Close(); err != nil {
+	// The journal in force: the one opened here, or the one a recovery
+	// opened in its place.
+	if err := ts.CloseJournal(); err != nil {
 		t.Errorf("journal: %v", err)
 	}
 }

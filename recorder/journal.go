@@ -110,6 +110,8 @@ type Journal struct {
 	hashes      map[int64]tlog.Hash // new and frontier stored hashes
 
 	signed SignedState // nil: none; Save is called by the committer
+
+	abandoned int // sessions Open ended for a previous writer; set before Open returns
 }
 
 type opKind uint8
@@ -406,9 +408,14 @@ func (j *Journal) closeAbandoned(ctx context.Context, open []abandoned) error {
 			return fmt.Errorf("recorder: close abandoned session %s: %w", s.ID(), err)
 		}
 		j.log.Warn("closed a session left open by a previous writer", "session", s.ID(), "frames", a.last)
+		j.abandoned++
 	}
 	return nil
 }
+
+// Abandoned is how many sessions a previous writer left open that Open
+// ended (reason "abandoned").
+func (j *Journal) Abandoned() int { return j.abandoned }
 
 // ReadLog reads the journal's log as [ReadLog] does, with the journal's own
 // key, keeping the events events selects: what a server rebuilds its

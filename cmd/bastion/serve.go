@@ -16,6 +16,7 @@ import (
 
 	"github.com/bastionhq/bastion/bastion"
 	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/termtext"
 )
 
@@ -149,6 +150,8 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	// Until the server owns the journal (it may open it again after a
+	// fault), this closes it.
 	defer func() {
 		if cerr := closeJournal(); cerr != nil {
 			err = errors.Join(err, fmt.Errorf("close journal: %w", cerr))
@@ -170,11 +173,16 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	}
 	srv, err := bastion.NewServer(ctx, bastion.ServerOptions{
 		Config: cfg, Home: home, Journal: j, Store: st, Authorities: auth,
-		Dev: devIssuer, DevLogins: devLogins, Logger: log,
+		Dev: devIssuer, DevLogins: devLogins, Logger: log, CloseJournal: closeJournal,
+		ReopenJournal: func(ctx context.Context) (*recorder.Journal, func() error, error) {
+			j, _, closeJ, err := openJournalAt(ctx, home, journalPath)
+			return j, closeJ, err
+		},
 	})
 	if err != nil {
 		return err
 	}
+	closeJournal = srv.CloseJournal
 	api := srv.APIURL()
 	fmt.Fprintf(e.stdout, "bastion serve: HTTPS API at %s\n", api)
 	if a := srv.SSHAddr(); a != "" {
