@@ -260,19 +260,45 @@ func (f *front) serve(ctx context.Context) error {
 	return err
 }
 
-// shutdown stops accepting, lets sessions end until ctx is done, then
-// closes every connection and waits for the session handlers to record
-// their end.
+// shutdown stops accepting and waits for the session handlers to record
+// their end (the lifecycle has ended their sessions), then closes every
+// connection, held by its client or not. If ctx is done first, the
+// connections are closed then, which hangs the sessions' commands up.
 func (f *front) shutdown(ctx context.Context) error {
-	if err := f.srv.Shutdown(ctx); err != nil {
-		// Sessions still running past the deadline: closing their
-		// connections hangs their commands up.
-		f.srv.Close()
-	}
+	// No session handler starts from here on, so the wait below ends.
 	f.closeMu.Lock()
 	f.closing = true
 	f.closeMu.Unlock()
-	f.sessions.Wait()
+	// Stop accepting; connections stay open while their sessions record
+	// their end and tell their clients why.
+	gctx, cancel := context.WithCancel(ctx)
+	graceful := make(chan struct{})
+	go func() {
+		f.srv.Shutdown(gctx)
+		close(graceful)
+	}()
+	ended := make(chan struct{})
+	go func() {
+		f.sessions.Wait()
+		close(ended)
+	}()
+	select {
+	case <-ended:
+		// Every session's end leaf is committed: a connection a client
+		// still holds has nothing left to record, so it is closed rather
+		// than waited for.
+	case <-graceful:
+	case <-ctx.Done():
+		// Sessions still running past the deadline: closing their
+		// connections hangs their commands up.
+	}
+	f.srv.Close()
+	cancel()
+	<-graceful
+	// The connections' handlers return (each writes what its pre-auth
+	// accounting owes) within what is left of the bound.
+	f.srv.Shutdown(ctx)
+	<-ended
 	f.conns.flush()
 	f.flushAuthRefusals()
 	f.conns.writes.Wait()

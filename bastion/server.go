@@ -377,7 +377,9 @@ func (s *Server) KillSession(id, reason, by string) (LiveSession, error) {
 }
 
 // shutdownTimeout bounds a graceful shutdown: requests in flight finish,
-// live sessions record their end.
+// live sessions record their end. Shutdown returns as soon as they have,
+// not after a fixed wait: a client that holds its connection open once
+// its session's end is committed is disconnected.
 const shutdownTimeout = 10 * time.Second
 
 // startedAttrs are the attributes of the serve.started event.
@@ -413,7 +415,8 @@ func (s *Server) startedAttrs() recorder.Attrs {
 
 // Run serves until ctx is done, then shuts down gracefully: new sessions
 // are refused, live ones are ended and record their end, requests in
-// flight finish (all within shutdownTimeout) before it returns. The start
+// flight finish (all within shutdownTimeout, and no longer than they
+// take) before it returns. The start
 // and the stop are journal events (serve.started, serve.stopped); if the
 // start cannot be journaled, Run serves nothing.
 func (s *Server) Run(ctx context.Context) error {
@@ -499,9 +502,20 @@ func (s *Server) Run(ctx context.Context) error {
 		stopped["ssh.sessions-ended"] = strconv.Itoa(n)
 		s.log.Info("shutting down", "ssh sessions ended", n)
 	}
-	err := errors.Join(api.Shutdown(sctx), admin.Shutdown(sctx))
+	// The listeners drain side by side: an API client's HTTP/2
+	// connection takes a second to go away gracefully, which the SSH
+	// sessions need not wait for. Each returns as soon as it is done, at
+	// the latest at the bound.
+	var drain sync.WaitGroup
+	var apiErr, adminErr, frontErr error
+	drain.Go(func() { apiErr = api.Shutdown(sctx) })
+	drain.Go(func() { adminErr = admin.Shutdown(sctx) })
 	if s.front != nil {
-		err = errors.Join(err, s.front.shutdown(sctx))
+		drain.Go(func() { frontErr = s.front.shutdown(sctx) })
+	}
+	drain.Wait()
+	err := errors.Join(apiErr, adminErr, frontErr)
+	if s.front != nil {
 		if n := s.life.count(); n > 0 {
 			stopped["ssh.sessions-left"] = strconv.Itoa(n)
 		}
