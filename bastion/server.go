@@ -46,6 +46,9 @@ type ServerOptions struct {
 	FrontLimits FrontLimits
 	Logger      hclog.Logger
 	Now         func() time.Time
+	// ConfigOverrides, if set, applies the command line's overrides
+	// (serve --listen) to the configuration as Reload reads it again.
+	ConfigOverrides func(*Config)
 }
 
 // Server is "bastion serve": the HTTPS API that exchanges OIDC tokens for
@@ -70,15 +73,20 @@ type Server struct {
 	devRun  func(context.Context) error
 
 	// configSHA256 is the hex SHA-256 of the configuration file's bytes
-	// when the server was built, or configErr why it could not be read.
+	// in force (read when the server was built, or by the last reload
+	// put in force; guarded by reloadMu after Run starts), or configErr
+	// why it could not be read.
 	configSHA256, configErr string
+	// inForce is the configuration in force (guarded by reloadMu): the
+	// one the server was built from, or the last reload put in force.
+	inForce *Config
 
 	krlMu sync.Mutex // serializes KRL writes
 
 	// grants are the just-in-time grants.
 	grants *certauth.Grants
 
-	// policy is the policy in force; ReloadPolicy swaps it.
+	// policy is the policy in force; Reload swaps it.
 	policy atomic.Pointer[policy.Policy]
 	// reloadMu serializes reloads; policyStamp (guarded by it) is what
 	// the policy's files looked like when last read.
@@ -90,7 +98,7 @@ type Server struct {
 // certificate registry from the journal, writes the KRL and opens the
 // listeners. Run serves them.
 func NewServer(ctx context.Context, opts ServerOptions) (_ *Server, err error) {
-	s := &Server{opts: opts, log: opts.Logger, now: opts.Now}
+	s := &Server{opts: opts, log: opts.Logger, now: opts.Now, inForce: opts.Config}
 	if s.log == nil {
 		s.log = hclog.NewNullLogger()
 	}
@@ -401,8 +409,9 @@ func (s *Server) startedAttrs() recorder.Attrs {
 	}
 	if s.front != nil {
 		a["ssh"] = s.front.Addr().String()
-		a["ssh.idle-timeout"] = s.life.limits.IdleTimeout.String()
-		a["ssh.max-duration"] = s.life.limits.MaxDuration.String()
+		limits := s.life.currentLimits()
+		a["ssh.idle-timeout"] = limits.IdleTimeout.String()
+		a["ssh.max-duration"] = limits.MaxDuration.String()
 		a["ssh.fips"] = strconv.FormatBool(s.opts.Config.SSH.FIPS)
 		a["ssh.max-connections-per-address"] = strconv.Itoa(s.opts.Config.SSH.MaxConnsPerAddress)
 	}
