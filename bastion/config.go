@@ -3,7 +3,6 @@ package bastion
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -263,23 +262,6 @@ func (c *Config) loadPolicy(fc *fileConfig, src []byte) error {
 	sum := sha256.Sum256(src)
 	c.Policy, c.PolicyWarnings, err = policy.Decode(fc.Rest, "sha256:"+hex.EncodeToString(sum[:]), c.PolicyOptions())
 	return err
-}
-
-// ReloadPolicy reads the policy again, as LoadConfig would now: from the
-// policy file or directory, or from this configuration's file. Only the
-// policy is taken; the rest of the file takes a restart.
-func (c *Config) ReloadPolicy() (*policy.Policy, []policy.Diagnostic, error) {
-	if c.Path == "" {
-		return nil, nil, errors.New("the configuration was not read from a file")
-	}
-	if c.PolicyPath != "" {
-		return policy.Load(c.PolicyPath, c.PolicyOptions())
-	}
-	fresh, err := LoadConfig(c.Path)
-	if err != nil {
-		return nil, nil, err
-	}
-	return fresh.Policy, fresh.PolicyWarnings, nil
 }
 
 type validator struct {

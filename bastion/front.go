@@ -21,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	gl "github.com/gliderlabs/ssh"
@@ -97,11 +98,12 @@ type frontOptions struct {
 // front is the SSH front door: host identity, certificate authentication,
 // routing by user name and local command sessions.
 type front struct {
-	opts      frontOptions
-	log       hclog.Logger
-	now       func() time.Time
-	targets   map[string]TargetConfig
-	upstreams map[string]*upstream // SSH targets by name
+	opts frontOptions
+	log  hclog.Logger
+	now  func() time.Time
+	// targets are the targets in force; a reload swaps the whole set,
+	// and a connection keeps the set it resolved its target in.
+	targets   atomic.Pointer[targetSet]
 	hostKey   ssh.Signer
 	hostNames []string
 	ln        net.Listener
@@ -139,7 +141,7 @@ type front struct {
 // newFront loads (or creates) the host key, certifies it and opens the
 // listener. serve runs it.
 func newFront(opts frontOptions) (*front, error) {
-	f := &front{opts: opts, log: opts.Logger, now: opts.Now, targets: map[string]TargetConfig{}, upstreams: map[string]*upstream{}, lives: opts.Lifecycle, metrics: opts.Metrics}
+	f := &front{opts: opts, log: opts.Logger, now: opts.Now, lives: opts.Lifecycle, metrics: opts.Metrics}
 	if f.log == nil {
 		f.log = hclog.NewNullLogger()
 	}
@@ -149,21 +151,11 @@ func newFront(opts frontOptions) (*front, error) {
 	if f.metrics == nil {
 		f.metrics = newMetrics(nil)
 	}
-	for _, t := range opts.Targets {
-		f.targets[t.Name] = t
-		if len(t.Command) > 0 && t.User == "" && os.Geteuid() == 0 {
-			f.log.Warn("a command target runs as root, the bastion's own user: set its user", "target", t.Name)
-		}
-		if t.SSH != "" {
-			u, err := newUpstream(t, opts.Now)
-			if err != nil {
-				return nil, fmt.Errorf("ssh: %w", err)
-			}
-			u.fips = opts.Config.FIPS
-			f.upstreams[t.Name] = u
-		}
+	set, err := f.newTargetSet(opts.Targets)
+	if err != nil {
+		return nil, err
 	}
-	var err error
+	f.targets.Store(set)
 	if opts.Config.FIPS {
 		f.hostKey, err = loadHostKey(filepath.Join(opts.Home, HostKeyFileECDSA), newECDSAKey)
 		if err == nil {
@@ -260,19 +252,45 @@ func (f *front) serve(ctx context.Context) error {
 	return err
 }
 
-// shutdown stops accepting, lets sessions end until ctx is done, then
-// closes every connection and waits for the session handlers to record
-// their end.
+// shutdown stops accepting and waits for the session handlers to record
+// their end (the lifecycle has ended their sessions), then closes every
+// connection, held by its client or not. If ctx is done first, the
+// connections are closed then, which hangs the sessions' commands up.
 func (f *front) shutdown(ctx context.Context) error {
-	if err := f.srv.Shutdown(ctx); err != nil {
-		// Sessions still running past the deadline: closing their
-		// connections hangs their commands up.
-		f.srv.Close()
-	}
+	// No session handler starts from here on, so the wait below ends.
 	f.closeMu.Lock()
 	f.closing = true
 	f.closeMu.Unlock()
-	f.sessions.Wait()
+	// Stop accepting; connections stay open while their sessions record
+	// their end and tell their clients why.
+	gctx, cancel := context.WithCancel(ctx)
+	graceful := make(chan struct{})
+	go func() {
+		f.srv.Shutdown(gctx)
+		close(graceful)
+	}()
+	ended := make(chan struct{})
+	go func() {
+		f.sessions.Wait()
+		close(ended)
+	}()
+	select {
+	case <-ended:
+		// Every session's end leaf is committed: a connection a client
+		// still holds has nothing left to record, so it is closed rather
+		// than waited for.
+	case <-graceful:
+	case <-ctx.Done():
+		// Sessions still running past the deadline: closing their
+		// connections hangs their commands up.
+	}
+	f.srv.Close()
+	cancel()
+	<-graceful
+	// The connections' handlers return (each writes what its pre-auth
+	// accounting owes) within what is left of the bound.
+	f.srv.Shutdown(ctx)
+	<-ended
 	f.conns.flush()
 	f.flushAuthRefusals()
 	f.conns.writes.Wait()
@@ -440,7 +458,10 @@ type authInfo struct {
 	// target is where the connection's sessions run; its Name is "" for
 	// the outer connection of ssh -J (user name LOGIN alone), which may
 	// open direct-tcpip channels to targets and nothing else.
-	target   TargetConfig
+	target TargetConfig
+	// targets are the targets in force when the connection authenticated:
+	// its sessions keep them (and their upstreams) across a reload.
+	targets  *targetSet
 	identity string
 	// who is the identity as policy sees it: the provider, subject and
 	// token claims the certificate was issued on.
@@ -485,13 +506,13 @@ func (f *front) authorize(conn ssh.ConnMetadata, key ssh.PublicKey, pa *preAuth)
 // check is checkAs for the user name of a connection to the bastion:
 // LOGIN@TARGET, or LOGIN alone for the outer connection of ssh -J.
 func (f *front) check(conn ssh.ConnMetadata, key ssh.PublicKey) (*authInfo, *refusal) {
-	return f.checkAs(conn, key, f.resolveUser)
+	return f.checkAs(conn, key, f.targets.Load(), f.resolveUser)
 }
 
 // resolveUser reads a user name: LOGIN@TARGET for a configured target,
 // or LOGIN alone (no '@'), which routes nowhere but lets the connection
 // jump (ssh -J) to targets.
-func (f *front) resolveUser(user string) (login string, t TargetConfig, route string, r *refusal) {
+func (f *front) resolveUser(set *targetSet, user string) (login string, t TargetConfig, route string, r *refusal) {
 	if !strings.Contains(user, "@") {
 		return user, TargetConfig{}, "", nil
 	}
@@ -499,7 +520,7 @@ func (f *front) resolveUser(user string) (login string, t TargetConfig, route st
 	if !ok {
 		return "", TargetConfig{}, "", &refusal{reason: ReasonNoTarget, detail: "the user name is not LOGIN@TARGET"}
 	}
-	t, ok = f.targets[target]
+	t, ok = set.byName[target]
 	if !ok {
 		return "", TargetConfig{}, "", &refusal{reason: ReasonUnknownTarget, detail: target}
 	}
@@ -508,8 +529,8 @@ func (f *front) resolveUser(user string) (login string, t TargetConfig, route st
 
 // checkAs checks a certificate: every check but the user name's, which
 // resolve turns into the login (a principal the certificate must name),
-// the target and the route.
-func (f *front) checkAs(conn ssh.ConnMetadata, key ssh.PublicKey, resolve func(user string) (login string, t TargetConfig, route string, r *refusal)) (*authInfo, *refusal) {
+// the target (in set, the targets in force) and the route.
+func (f *front) checkAs(conn ssh.ConnMetadata, key ssh.PublicKey, set *targetSet, resolve func(set *targetSet, user string) (login string, t TargetConfig, route string, r *refusal)) (*authInfo, *refusal) {
 	now := f.now()
 	cert, ok := key.(*ssh.Certificate)
 	if !ok {
@@ -540,7 +561,7 @@ func (f *front) checkAs(conn ssh.ConnMetadata, key ssh.PublicKey, resolve func(u
 			return nil, &refusal{reason: ReasonSourceAddress, detail: err.Error()}
 		}
 	}
-	login, t, route, r := resolve(conn.User())
+	login, t, route, r := resolve(set, conn.User())
 	if r != nil {
 		return nil, r
 	}
@@ -572,7 +593,7 @@ func (f *front) checkAs(conn ssh.ConnMetadata, key ssh.PublicKey, resolve func(u
 		return nil, &refusal{reason: ReasonCertificateFailed, detail: err.Error()}
 	}
 	info := &authInfo{
-		cert: cert, login: login, target: t, serial: cert.Serial, who: rec.PolicyIdentity(),
+		cert: cert, login: login, target: t, targets: set, serial: cert.Serial, who: rec.PolicyIdentity(),
 		identity: rec.Identity, client: addrString(conn.RemoteAddr()), route: route,
 	}
 	// A target the identity may not reach is refused like one that does

@@ -73,7 +73,7 @@ func (f *front) handleForward(conn *ssh.ServerConn, info *authInfo, nc ssh.NewCh
 		"forward.destination": dest, "forward.origin": origin,
 	})
 	(&frontSession{decision: d, policyHash: hash}).policyAttrs(attrs)
-	u := f.upstreams[info.target.Name]
+	u := info.targets.upstreams[info.target.Name]
 	var serial uint64
 	if u.userKey != nil {
 		attrs["upstream.auth"] = "key"

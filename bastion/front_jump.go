@@ -103,7 +103,8 @@ func (f *front) handleJump(_ *gl.Server, conn *ssh.ServerConn, nc ssh.NewChannel
 		return
 	}
 	dest := net.JoinHostPort(req.Host, strconv.FormatUint(uint64(req.Port), 10))
-	t, ok := f.targets[req.Host]
+	set := f.targets.Load()
+	t, ok := set.byName[req.Host]
 	if !ok {
 		f.channelRefused(conn, outer, nc.ChannelType(), dest, ReasonNotTargetName, req.Host)
 		nc.Reject(ssh.Prohibited, jumpRefused)
@@ -133,7 +134,7 @@ func (f *front) handleJump(_ *gl.Server, conn *ssh.ServerConn, nc ssh.NewChannel
 		f.log.Debug("ssh -J inner connection pre-auth timeout", "client", outer.client, "target", t.Name)
 		ch.Close()
 	})
-	cfg := f.jumpConfig(ctx, conn, outer, t, dest, host)
+	cfg := f.jumpConfig(ctx, conn, outer, set, t, dest, host)
 	inner, chans, greqs, err := ssh.NewServerConn(c, cfg)
 	preAuth.Stop()
 	if err != nil {
@@ -201,7 +202,7 @@ func (c innerContext) Value(key any) any           { return c.inner.Value(key) }
 // certificate, and the front door's certificate checks with the inner
 // user name as the login, the outer client's address for source-address,
 // and the outer connection's certificate (same serial) required.
-func (f *front) jumpConfig(ctx gl.Context, outerConn *ssh.ServerConn, outer *authInfo, t TargetConfig, dest string, host ssh.Signer) *ssh.ServerConfig {
+func (f *front) jumpConfig(ctx gl.Context, outerConn *ssh.ServerConn, outer *authInfo, set *targetSet, t TargetConfig, dest string, host ssh.Signer) *ssh.ServerConfig {
 	cfg := f.serverConfig(ctx)
 	cfg.ServerVersion = "SSH-2.0-bastion-jump"
 	extra := func() recorder.Attrs {
@@ -217,7 +218,7 @@ func (f *front) jumpConfig(ctx gl.Context, outerConn *ssh.ServerConn, outer *aut
 		return &ssh.Permissions{}, nil
 	}
 	cfg.VerifiedPublicKeyCallback = func(conn ssh.ConnMetadata, key ssh.PublicKey, _ *ssh.Permissions, _ string) (*ssh.Permissions, error) {
-		info, r := f.checkAs(conn, key, func(user string) (string, TargetConfig, string, *refusal) {
+		info, r := f.checkAs(conn, key, set, func(_ *targetSet, user string) (string, TargetConfig, string, *refusal) {
 			return user, t, RouteJump, nil
 		})
 		if r == nil && info.serial != outer.serial {

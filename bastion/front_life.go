@@ -136,10 +136,10 @@ func (l *liveSession) describe() LiveSession {
 // them: their certificate's expiry, its revocation, idleness, a maximum
 // duration, an operator, the bastion's shutdown.
 type lifecycle struct {
-	limits FrontLimits
-	now    func() time.Time
+	now func() time.Time
 
 	mu      sync.Mutex
+	limits  FrontLimits               // guarded by mu: for sessions that start from now on
 	live    map[*liveSession]struct{} // guarded by mu
 	closing bool                      // guarded by mu: no new session may start
 }
@@ -152,6 +152,21 @@ func newLifecycle(limits FrontLimits, now func() time.Time) *lifecycle {
 }
 
 func (f *front) lifecycle() *lifecycle { return f.lives }
+
+// currentLimits are the limits new sessions get.
+func (lc *lifecycle) currentLimits() FrontLimits {
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
+	return lc.limits
+}
+
+// setLimits puts limits in force for the sessions that start from now
+// on; live sessions keep theirs.
+func (lc *lifecycle) setLimits(limits FrontLimits) {
+	lc.mu.Lock()
+	lc.limits = limits.withDefaults()
+	lc.mu.Unlock()
+}
 
 // errShuttingDown refuses a session while the bastion stops.
 var errShuttingDown = errors.New("the bastion is shutting down")

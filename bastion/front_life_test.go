@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/oauth2-proxy/mockoidc"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/bastionhq/bastion/certauth"
@@ -418,5 +419,41 @@ func TestFrontLimitsConfig(t *testing.T) {
 	}
 	if _, err := ParseConfig("b.hcl", []byte("ssh {\n  idle_timeout = \"never\"\n}\n")); err == nil || !strings.Contains(err.Error(), "b.hcl:2:3: idle_timeout") {
 		t.Fatalf("bad idle_timeout: %v", err)
+	}
+}
+
+// TestFrontShutdownPrompt: a client that holds its connection open (a
+// session running, and a second connection with no session at all) does
+// not hold the shutdown up to its bound: serve returns once every live
+// session's end leaf is committed.
+func TestFrontShutdownPrompt(t *testing.T) {
+	fx, _ := startLifeFront(t)
+	held := fx.sshStart(t, fx.key, "ops@box", "echo started; exec sleep 300")
+	fx.waitLive(t, 1, held)
+	idle := fx.sshStart(t, fx.key, "ops@box", "", "-N")
+	// The -N connection has authenticated once two are accepted.
+	for deadline := time.Now().Add(endBound); testutil.ToFloat64(fx.ts.metrics.auths.WithLabelValues("accepted", "")) < 2; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the -N connection did not authenticate")
+		}
+	}
+	live := fx.ts.LiveSessions()
+	start := time.Now()
+	fx.ts.stop(t)
+	took := time.Since(start)
+	if took >= shutdownTimeout/2 {
+		t.Fatalf("shutdown took %v with a client holding its connection (bound %v)", took, shutdownTimeout)
+	}
+	t.Logf("shutdown took %v", took)
+	if rs := fx.recorded(t, live[0].ID); rs.end["reason"] != EndShutdown {
+		t.Fatalf("end leaf: %v", rs.end)
+	}
+	if code := held.wait(t); code != 255 {
+		t.Fatalf("held session: exit %d", code)
+	}
+	idle.wait(t)
+	rep, err := recorder.Verify(context.Background(), fx.ts.store, recorder.VerifyOptions{Verifier: fx.ts.key.Verifier})
+	if err != nil || !rep.Intact() {
+		t.Fatalf("verify: %+v %v", rep, err)
 	}
 }

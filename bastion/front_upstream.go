@@ -305,7 +305,7 @@ func (s *frontSession) runUpstream(ctx context.Context, kind, command string, re
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	info := s.info
-	u := s.f.upstreams[info.target.Name]
+	u := s.info.targets.upstreams[info.target.Name]
 	attrs := s.sessionAttrs(kind, command)
 	attrs["target-kind"] = "ssh"
 	attrs["upstream.address"] = info.target.SSH

@@ -74,7 +74,7 @@ func newMetrics(liveSessions func() float64) *metrics {
 		Name: "bastion_policy_decisions_total", Help: "Policy decisions the front door asked for, by action and result (allow, deny).",
 	}, []string{"action", "result"})
 	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "bastion_policy_reloads_total", Help: "Policy reloads, by result (loaded, refused).",
+		Name: "bastion_policy_reloads_total", Help: "Reloads of the configuration and policy, by result (loaded; refused, for mistakes or for changes that take a restart).",
 	}, []string{"result"})
 	m.transportRefusals = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "bastion_api_transport_refusals_total",

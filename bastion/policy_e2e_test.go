@@ -322,7 +322,7 @@ target "other" {
 	if refused["trigger"] != ReloadChanged || !strings.Contains(refused["error"], pfile+":6:") || refused["in-force"] != second {
 		t.Fatalf("refused: %v", refused)
 	}
-	if err := fx.ts.ReloadPolicy(ctx, ReloadSignal); err == nil || fx.ts.Policy().Hash() != second {
+	if err := fx.ts.Reload(ctx, ReloadSignal); err == nil || fx.ts.Policy().Hash() != second {
 		t.Fatalf("a reload of the bad file: %v, policy %s", err, fx.ts.Policy().Hash())
 	}
 	if out, code := fx.ssh(t, fx.key, "ops@other", "echo still-ok"); code != 0 || !strings.Contains(out, "still-ok") {
@@ -331,7 +331,7 @@ target "other" {
 
 	// Mended, and reloaded on request (as SIGHUP does).
 	write(`"box", "other"`)
-	if err := fx.ts.ReloadPolicy(ctx, ReloadSignal); err != nil {
+	if err := fx.ts.Reload(ctx, ReloadSignal); err != nil {
 		t.Fatal(err)
 	}
 	loaded = fx.ts.events(t, EventPolicyLoaded)

@@ -53,6 +53,9 @@ type ServerOptions struct {
 	// then recovers from a failed journal without a restart, or exits
 	// when it cannot within the configuration's journal_recovery.
 	ReopenJournal JournalOpener
+	// ConfigOverrides, if set, applies the command line's overrides
+	// (serve --listen) to the configuration as Reload reads it again.
+	ConfigOverrides func(*Config)
 }
 
 // Server is "bastion serve": the HTTPS API that exchanges OIDC tokens for
@@ -78,15 +81,20 @@ type Server struct {
 	devRun  func(context.Context) error
 
 	// configSHA256 is the hex SHA-256 of the configuration file's bytes
-	// when the server was built, or configErr why it could not be read.
+	// in force (read when the server was built, or by the last reload
+	// put in force; guarded by reloadMu after Run starts), or configErr
+	// why it could not be read.
 	configSHA256, configErr string
+	// inForce is the configuration in force (guarded by reloadMu): the
+	// one the server was built from, or the last reload put in force.
+	inForce *Config
 
 	krlMu sync.Mutex // serializes KRL writes
 
 	// grants are the just-in-time grants.
 	grants *certauth.Grants
 
-	// policy is the policy in force; ReloadPolicy swaps it.
+	// policy is the policy in force; Reload swaps it.
 	policy atomic.Pointer[policy.Policy]
 	// reloadMu serializes reloads; policyStamp (guarded by it) is what
 	// the policy's files looked like when last read.
@@ -98,7 +106,7 @@ type Server struct {
 // certificate registry from the journal, writes the KRL and opens the
 // listeners. Run serves them.
 func NewServer(ctx context.Context, opts ServerOptions) (_ *Server, err error) {
-	s := &Server{opts: opts, log: opts.Logger, now: opts.Now, journal: &liveJournal{j: opts.Journal, close: opts.CloseJournal}}
+	s := &Server{opts: opts, log: opts.Logger, now: opts.Now, inForce: opts.Config, journal: &liveJournal{j: opts.Journal, close: opts.CloseJournal}}
 	if s.log == nil {
 		s.log = hclog.NewNullLogger()
 	}
@@ -385,7 +393,9 @@ func (s *Server) KillSession(id, reason, by string) (LiveSession, error) {
 }
 
 // shutdownTimeout bounds a graceful shutdown: requests in flight finish,
-// live sessions record their end.
+// live sessions record their end. Shutdown returns as soon as they have,
+// not after a fixed wait: a client that holds its connection open once
+// its session's end is committed is disconnected.
 const shutdownTimeout = 10 * time.Second
 
 // startedAttrs are the attributes of the serve.started event.
@@ -407,8 +417,9 @@ func (s *Server) startedAttrs() recorder.Attrs {
 	}
 	if s.front != nil {
 		a["ssh"] = s.front.Addr().String()
-		a["ssh.idle-timeout"] = s.life.limits.IdleTimeout.String()
-		a["ssh.max-duration"] = s.life.limits.MaxDuration.String()
+		limits := s.life.currentLimits()
+		a["ssh.idle-timeout"] = limits.IdleTimeout.String()
+		a["ssh.max-duration"] = limits.MaxDuration.String()
 		a["ssh.fips"] = strconv.FormatBool(s.opts.Config.SSH.FIPS)
 		a["ssh.max-connections-per-address"] = strconv.Itoa(s.opts.Config.SSH.MaxConnsPerAddress)
 	}
@@ -421,7 +432,8 @@ func (s *Server) startedAttrs() recorder.Attrs {
 
 // Run serves until ctx is done, then shuts down gracefully: new sessions
 // are refused, live ones are ended and record their end, requests in
-// flight finish (all within shutdownTimeout) before it returns. The start
+// flight finish (all within shutdownTimeout, and no longer than they
+// take) before it returns. The start
 // and the stop are journal events (serve.started, serve.stopped); if the
 // start cannot be journaled, Run serves nothing.
 func (s *Server) Run(ctx context.Context) error {
@@ -508,9 +520,20 @@ func (s *Server) Run(ctx context.Context) error {
 		stopped["ssh.sessions-ended"] = strconv.Itoa(n)
 		s.log.Info("shutting down", "ssh sessions ended", n)
 	}
-	err := errors.Join(api.Shutdown(sctx), admin.Shutdown(sctx))
+	// The listeners drain side by side: an API client's HTTP/2
+	// connection takes a second to go away gracefully, which the SSH
+	// sessions need not wait for. Each returns as soon as it is done, at
+	// the latest at the bound.
+	var drain sync.WaitGroup
+	var apiErr, adminErr, frontErr error
+	drain.Go(func() { apiErr = api.Shutdown(sctx) })
+	drain.Go(func() { adminErr = admin.Shutdown(sctx) })
 	if s.front != nil {
-		err = errors.Join(err, s.front.shutdown(sctx))
+		drain.Go(func() { frontErr = s.front.shutdown(sctx) })
+	}
+	drain.Wait()
+	err := errors.Join(apiErr, adminErr, frontErr)
+	if s.front != nil {
 		if n := s.life.count(); n > 0 {
 			stopped["ssh.sessions-left"] = strconv.Itoa(n)
 		}

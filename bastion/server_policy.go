@@ -18,7 +18,8 @@ import (
 )
 
 // Journal events of policy loads: every policy put in force, with its
-// hash, and every reload refused, with its errors (the old policy stays).
+// hash, and every reload refused for mistakes, with its errors (the old
+// policy, and the whole configuration in force, stay).
 const (
 	EventPolicyLoaded  = "policy.loaded"
 	EventPolicyRefused = "policy.refused"
@@ -37,47 +38,6 @@ const policyWatchInterval = time.Second
 
 // Policy is the policy in force.
 func (s *Server) Policy() *policy.Policy { return s.policy.Load() }
-
-// ReloadPolicy reads the policy again (from its file or directory, or the
-// configuration file's role blocks) and puts it in force: new
-// certificates and new sessions are decided by it; running sessions keep
-// the decision that let them start, and grants keep their end. A file
-// with mistakes is refused with them and the old policy stays. Either way
-// the journal records it, before the new policy takes effect.
-func (s *Server) ReloadPolicy(ctx context.Context, trigger string) error {
-	s.reloadMu.Lock()
-	defer s.reloadMu.Unlock()
-	s.policyStamp = s.stampPolicy()
-	p, warns, err := s.opts.Config.ReloadPolicy()
-	if err == nil {
-		p, err = s.withDevRole(p)
-	}
-	if err != nil {
-		s.log.Error("policy reload refused: the old policy stays in force", "trigger", trigger, "error", err)
-		msg := err.Error()
-		if len(msg) > 4096 {
-			msg = msg[:4096] + "…"
-		}
-		s.metrics.reloads.WithLabelValues("refused").Inc()
-		attrs := recorder.Attrs{"trigger": trigger, "error": msg, "in-force": s.Policy().Hash()}
-		if _, jerr := s.journal.AppendEvent(ctx, EventPolicyRefused, attrs); jerr != nil {
-			s.log.Error("journal a refused policy reload", "error", jerr)
-		}
-		return err
-	}
-	for _, w := range warns {
-		s.log.Warn("policy: " + w.String())
-	}
-	old := s.Policy()
-	if err := s.journalPolicy(ctx, p, warns, trigger, old); err != nil {
-		return fmt.Errorf("the new policy was not put in force: %w", err)
-	}
-	s.policy.Store(p)
-	s.issuer.SetPolicy(p)
-	s.metrics.reloads.WithLabelValues("loaded").Inc()
-	s.log.Info("policy in force", "trigger", trigger, "hash", p.Hash(), "previous", old.Hash())
-	return nil
-}
 
 // journalPolicy records p going into force.
 func (s *Server) journalPolicy(ctx context.Context, p *policy.Policy, warns []policy.Diagnostic, trigger string, old *policy.Policy) error {
@@ -120,7 +80,8 @@ func (s *Server) withDevRole(p *policy.Policy) (*policy.Policy, error) {
 }
 
 // stampPolicy sums the names, sizes and modification times of the files
-// the policy is read from: when it changes, the policy is read again.
+// the configuration and the policy are read from: when it changes, they
+// are read again.
 func (s *Server) stampPolicy() string {
 	src := s.policySource()
 	if src == "" {
@@ -130,6 +91,9 @@ func (s *Server) stampPolicy() string {
 	if fi, err := os.Stat(src); err == nil && fi.IsDir() {
 		files, _ = filepath.Glob(filepath.Join(src, "*.hcl"))
 		slices.Sort(files)
+	}
+	if c := s.opts.Config.Path; c != "" && c != src {
+		files = append(files, c)
 	}
 	h := sha256.New()
 	for _, f := range files {
@@ -143,8 +107,8 @@ func (s *Server) stampPolicy() string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// watchPolicy reloads the policy whenever its files change, until ctx is
-// done.
+// watchPolicy reloads the configuration and the policy whenever their
+// files change, until ctx is done.
 func (s *Server) watchPolicy(ctx context.Context) {
 	if s.policySource() == "" {
 		return
@@ -154,7 +118,7 @@ func (s *Server) watchPolicy(ctx context.Context) {
 		changed := s.stampPolicy() != s.policyStamp
 		s.reloadMu.Unlock()
 		if changed {
-			s.ReloadPolicy(ctx, ReloadChanged)
+			s.Reload(ctx, ReloadChanged)
 		}
 	})
 }

@@ -97,7 +97,11 @@ func startServerWith(t testing.TB, m *mockoidc.MockOIDC, config string, alg cert
 		t.Fatal(err)
 	}
 	config = strings.NewReplacer("%ISSUER%", m.Issuer(), "%AUDIENCE%", m.ClientID, "%HOME%", home).Replace(config)
-	cfg, err := ParseConfig(filepath.Join(home, "bastion.hcl"), []byte(config))
+	// Written, as serve reads it: a reload reads it again.
+	if err := os.WriteFile(filepath.Join(home, "bastion.hcl"), []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := LoadConfig(filepath.Join(home, "bastion.hcl"))
 	if err != nil {
 		t.Fatal(err)
 	}

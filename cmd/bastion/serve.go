@@ -46,9 +46,12 @@ revocation ("bastion certs revoke" talks to the running server).
 
 The configuration file (HCL) names the home directory, the journal, the
 listeners, the identity providers, the targets and the policy (its role
-blocks, or policy = "FILE or DIRECTORY"); see docs/policy.md. The policy is
-read again on SIGHUP and whenever its files change: a file with mistakes is
-refused with them, journaled, and the policy in force stays.
+blocks, or policy = "FILE or DIRECTORY"); see docs/policy.md. Both are
+read again on SIGHUP and whenever their files change: the policy, the
+targets and the session limits apply to new sessions; a file with mistakes,
+or a change that takes a restart (listeners, home, journal, keys, identity
+providers; see docs/front-door.md), is refused, journaled, and what is in
+force stays.
 Errors in it are reported as FILE:LINE:COL. Without tls_cert and tls_key
 the API serves a self-signed certificate kept in the home directory, and
 serve prints its fingerprint for "bastion login --ca-fingerprint".
@@ -174,6 +177,11 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	srv, err := bastion.NewServer(ctx, bastion.ServerOptions{
 		Config: cfg, Home: home, Journal: j, Store: st, Authorities: auth,
 		Dev: devIssuer, DevLogins: devLogins, Logger: log, CloseJournal: closeJournal,
+		ConfigOverrides: func(c *bastion.Config) {
+			if *listen != "" {
+				c.API.Listen = *listen
+			}
+		},
 		ReopenJournal: func(ctx context.Context) (*recorder.Journal, func() error, error) {
 			j, _, closeJ, err := openJournalAt(ctx, home, journalPath)
 			return j, closeJ, err
@@ -203,8 +211,9 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.stdout, "  a token:   bastion dev token --sub agent-1 > FILE\n")
 	}
 	fmt.Fprintf(e.stdout, "  policy:    %s (kill -HUP %d, or edit it, to reload)\n", srv.Policy().Hash(), os.Getpid())
-	// SIGHUP reads the policy again; a bad one is refused, journaled, and
-	// the old one stays.
+	// SIGHUP reads the configuration and the policy again; a file with
+	// mistakes, or changes that take a restart, are refused, journaled,
+	// and what is in force stays.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -214,8 +223,8 @@ func runServe(ctx context.Context, e *env, args []string) error {
 			case <-ctx.Done():
 				return
 			case <-hup:
-				if err := srv.ReloadPolicy(ctx, bastion.ReloadSignal); err != nil {
-					fmt.Fprintf(e.stderr, "bastion serve: policy reload refused, the old policy stays:\n%s\n", termtext.Lines(err.Error()))
+				if err := srv.Reload(ctx, bastion.ReloadSignal); err != nil {
+					fmt.Fprintf(e.stderr, "bastion serve: reload refused, the configuration and policy in force stay:\n%s\n", termtext.Lines(err.Error()))
 				}
 			}
 		}
