@@ -388,6 +388,9 @@ func (s *Server) startedAttrs() recorder.Attrs {
 		"admin": s.adminLn.Addr().String(),
 	}
 	if p := s.opts.Config.Path; p != "" {
+		if abs, err := filepath.Abs(p); err == nil {
+			p = abs
+		}
 		a["config"] = p
 		if s.configSHA256 != "" {
 			a["config.sha256"] = s.configSHA256
@@ -399,8 +402,8 @@ func (s *Server) startedAttrs() recorder.Attrs {
 	}
 	if s.front != nil {
 		a["ssh"] = s.front.Addr().String()
-		a["ssh.idle-timeout"] = s.life.limits.IdleTimeout.String()
-		a["ssh.max-duration"] = s.life.limits.MaxDuration.String()
+		a["ssh.idle-timeout"] = limitText(s.life.limits.IdleTimeout)
+		a["ssh.max-duration"] = limitText(s.life.limits.MaxDuration)
 		a["ssh.fips"] = strconv.FormatBool(s.opts.Config.SSH.FIPS)
 		a["ssh.max-connections-per-address"] = strconv.Itoa(s.opts.Config.SSH.MaxConnsPerAddress)
 	}
@@ -409,6 +412,15 @@ func (s *Server) startedAttrs() recorder.Attrs {
 	}
 	a["policy.hash"] = s.Policy().Hash()
 	return a
+}
+
+// limitText is a session limit as the configuration writes it: a
+// duration, or "off" for none (a negative limit).
+func limitText(d time.Duration) string {
+	if d < 0 {
+		return "off"
+	}
+	return d.String()
 }
 
 // Run serves until ctx is done, then shuts down gracefully: new sessions
