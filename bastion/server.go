@@ -44,8 +44,13 @@ type ServerOptions struct {
 	// FrontLimits bound the SSH front door's sessions; zero fields mean
 	// the defaults (DefaultIdleTimeout, DefaultMaxDuration).
 	FrontLimits FrontLimits
-	Logger      hclog.Logger
-	Now         func() time.Time
+	// Commits, if not nil, is the observer the journal was opened with
+	// (its OnCommit as recorder.Options.OnCommit): the server measures
+	// commit latency through it. If nil, the latency histogram stays
+	// empty; the alarms still see an append that waits too long.
+	Commits *CommitObserver
+	Logger  hclog.Logger
+	Now     func() time.Time
 }
 
 // Server is "bastion serve": the HTTPS API that exchanges OIDC tokens for
@@ -66,6 +71,8 @@ type Server struct {
 	front   *front     // the SSH front door; nil without an ssh block
 	life    *lifecycle // the front door's live sessions and their limits
 	metrics *metrics   // served at GET /metrics on the API listener
+	health  *journalHealth
+	alerts  *certauth.Alerts // nil without a webhook for alerts
 	devURL  string
 	devRun  func(context.Context) error
 
@@ -105,6 +112,9 @@ func NewServer(ctx context.Context, opts ServerOptions) (_ *Server, err error) {
 	s.life = newLifecycle(limits, s.now)
 	s.metrics = newMetrics(func() float64 { return float64(s.life.count()) })
 	s.hashConfig()
+	if err := s.watchJournal(); err != nil {
+		return nil, err
+	}
 	defer func() {
 		if err != nil {
 			s.closeListeners()
@@ -260,7 +270,39 @@ func (s *Server) hashConfig() {
 	s.configSHA256 = hex.EncodeToString(sum[:])
 }
 
+// watchJournal sets up the journal's health: its metrics, /readyz and the
+// alarms, posted to the alerts' webhook (else the grants').
+func (s *Server) watchJournal() error {
+	cfg := s.opts.Config
+	url := cfg.Alerts.WebhookURL
+	if url == "" {
+		url = cfg.Grants.WebhookURL
+	}
+	if url != "" {
+		a, err := certauth.NewAlerts(url, s.log.Named("alerts"))
+		if err != nil {
+			return err
+		}
+		s.alerts = a
+	}
+	journal := func() journalProbe { return s.opts.Journal }
+	s.health = newJournalHealth(journal, cfg.Alerts.SlowCommit, s.metrics, s.alerts, s.log.Named("journal"))
+	s.metrics.watchJournal(func() float64 {
+		if journal().Err() != nil {
+			return 0
+		}
+		return 1
+	}, func() float64 { return pendingAge(journal()).Seconds() })
+	if s.opts.Commits != nil {
+		s.opts.Commits.attach(s.health.observe)
+	}
+	return nil
+}
+
 func (s *Server) closeListeners() {
+	if s.alerts != nil {
+		s.alerts.Close()
+	}
 	if s.grants != nil {
 		s.grants.Close()
 	}
@@ -448,7 +490,7 @@ func (s *Server) Run(ctx context.Context) error {
 	httpLog := s.log.Named("http")
 	watch := &transportWatch{metrics: s.metrics, log: httpLog}
 	api := &http.Server{
-		Handler:           watch.handler(s.metrics.withMetrics(s.api)),
+		Handler:           watch.handler(s.health.withHealth(s.metrics.withMetrics(s.api))),
 		TLSConfig:         certauth.ServerTLSConfig(s.tls),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
@@ -485,6 +527,7 @@ func (s *Server) Run(ctx context.Context) error {
 		serve("SSH", func() error { return s.front.serve(ctx) })
 	}
 	wg.Go(func() { s.watchPolicy(ctx) })
+	wg.Go(func() { s.health.run(ctx) })
 	// Expired certificates leave the registry (and the KRL) once a minute.
 	wg.Go(func() {
 		every(ctx, time.Minute, func() {
@@ -520,6 +563,10 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	wg.Wait()
 	s.grants.Close()
+	if s.alerts != nil {
+		// The last alarms are posted, or given up, before serve returns.
+		s.alerts.Close()
+	}
 	close(errs)
 	for e := range errs {
 		err = errors.Join(err, e)
