@@ -48,6 +48,8 @@ type Config struct {
 	PolicyWarnings []policy.Diagnostic
 	// Grants configures just-in-time grants.
 	Grants GrantsConfig
+	// Alerts configures the journal's alarms.
+	Alerts AlertsConfig
 	// SSH is the SSH front door's listener; nil means none.
 	SSH *SSHConfig
 	// Targets are what SSH users reach, by name.
@@ -93,6 +95,17 @@ type GrantsConfig struct {
 	WebhookURL string
 }
 
+// AlertsConfig configures the alarms raised when the journal is slow or
+// fails: an ERROR log line and a metric always, and a POST to WebhookURL.
+type AlertsConfig struct {
+	// WebhookURL receives each alarm raised and cleared as JSON; "" means
+	// the grants' webhook_url (and none without one).
+	WebhookURL string
+	// SlowCommit is how long an append may wait for its commit before the
+	// slow-commit alarm is raised; zero means DefaultSlowCommit.
+	SlowCommit time.Duration
+}
+
 // ProviderConfig is an identity provider, with what clients need for the
 // device flow.
 type ProviderConfig struct {
@@ -119,6 +132,7 @@ type fileConfig struct {
 	Providers       []providerBlock `hcl:"identity_provider,block"`
 	Policy          *string         `hcl:"policy,optional"`
 	Grants          *grantsBlock    `hcl:"grants,block"`
+	Alerts          *alertsBlock    `hcl:"alerts,block"`
 	SSH             *sshBlock       `hcl:"ssh,block"`
 	Targets         []targetBlock   `hcl:"target,block"`
 	// Rest holds the identity and role blocks of a policy written in
@@ -129,6 +143,12 @@ type fileConfig struct {
 type grantsBlock struct {
 	PendingTTL *string   `hcl:"pending_ttl,optional"`
 	WebhookURL *string   `hcl:"webhook_url,optional"`
+	DefRange   hcl.Range `hcl:",def_range"`
+}
+
+type alertsBlock struct {
+	WebhookURL *string   `hcl:"webhook_url,optional"`
+	SlowCommit *string   `hcl:"slow_commit,optional"`
 	DefRange   hcl.Range `hcl:",def_range"`
 }
 
@@ -461,6 +481,16 @@ func (v *validator) config(fc *fileConfig, dir string) *Config {
 				v.attrf(g.DefRange, "webhook_url", "webhook_url = %q is not an https URL (http only to a loopback address)", *g.WebhookURL)
 			}
 			cfg.Grants.WebhookURL = *g.WebhookURL
+		}
+	}
+	if a := fc.Alerts; a != nil {
+		cfg.Alerts.SlowCommit = v.duration(a.DefRange, "slow_commit", a.SlowCommit, 0)
+		if a.WebhookURL != nil {
+			u, err := url.Parse(*a.WebhookURL)
+			if err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && isLoopbackHost(u.Hostname()))) {
+				v.attrf(a.DefRange, "webhook_url", "webhook_url = %q is not an https URL (http only to a loopback address)", *a.WebhookURL)
+			}
+			cfg.Alerts.WebhookURL = *a.WebhookURL
 		}
 	}
 	return cfg

@@ -103,3 +103,20 @@ func TestConfigErrorsHavePositions(t *testing.T) {
 		}
 	}
 }
+
+// TestAlertsConfig: the alerts block sets the slow-commit threshold and
+// its webhook; both are checked.
+func TestAlertsConfig(t *testing.T) {
+	cfg, err := ParseConfig("b.hcl", []byte("alerts {\n  slow_commit = \"2s\"\n  webhook_url = \"https://hooks.example/x\"\n}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Alerts.SlowCommit != 2*time.Second || cfg.Alerts.WebhookURL != "https://hooks.example/x" {
+		t.Fatalf("alerts: %+v", cfg.Alerts)
+	}
+	for _, bad := range []string{`slow_commit = "0s"`, `slow_commit = "soon"`, `webhook_url = "http://hooks.example/x"`} {
+		if _, err := ParseConfig("b.hcl", []byte("alerts {\n  "+bad+"\n}\n")); err == nil || !strings.Contains(err.Error(), "b.hcl:") {
+			t.Errorf("%s: %v", bad, err)
+		}
+	}
+}

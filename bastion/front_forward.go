@@ -167,7 +167,7 @@ func (f *front) handleForward(conn *ssh.ServerConn, info *authInfo, nc ssh.NewCh
 	switch err := p.err(); {
 	case errors.Is(err, ErrRecordingFailed):
 		f.log.Error("port forward ended: recording failed", "session", sess.ID().String(), "error", err)
-		finish("recording-failed", err)
+		finish(EndRecordingFailed, err)
 	case err != nil:
 		finish("", err)
 	default:

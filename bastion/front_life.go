@@ -34,6 +34,9 @@ const (
 	EndMaxDuration = "max-duration"
 	EndGrant       = "grant-ended"
 	EndShutdown    = "shutdown"
+	// EndRecordingFailed ends a session whose recording failed: its end
+	// cannot be journaled, only counted in the metrics.
+	EndRecordingFailed = "recording-failed"
 )
 
 // Journal events of the bastion's own start and stop: examiners ask that

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder"
 )
 
@@ -338,6 +340,11 @@ func TestFrontJournalFailing(t *testing.T) {
 	if code := c.wait(t); code != 255 || !strings.Contains(c.stderr.String(), "could not be recorded") {
 		t.Fatalf("live: exit %d, stderr %q", code, c.stderr.String())
 	}
+	// The session's end cannot be journaled, but it is counted.
+	if body := scrape(t, fx.ts); !strings.Contains(body, `bastion_ssh_sessions_started_total{request="exec"} 1`) ||
+		!strings.Contains(body, `bastion_ssh_sessions_ended_total{reason="recording-failed"} 1`) {
+		t.Errorf("metrics:\n%s", body)
+	}
 	out, code := fx.ssh(t, fx.key, "ops@box", "echo in")
 	if code != 255 || strings.Contains(out, "in\n") || !strings.Contains(out, "the journal is failing") {
 		t.Fatalf("new session: exit %d, output %q", code, out)
@@ -455,5 +462,35 @@ func TestFrontShutdownPrompt(t *testing.T) {
 	rep, err := recorder.Verify(context.Background(), fx.ts.store, recorder.VerifyOptions{Verifier: fx.ts.key.Verifier})
 	if err != nil || !rep.Intact() {
 		t.Fatalf("verify: %+v %v", rep, err)
+	}
+}
+
+// TestServeStartedAttrs: serve.started records the configuration's
+// absolute path, however serve was given it, and a limit that is off as
+// "off", as the configuration writes it.
+func TestServeStartedAttrs(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	listen := func() net.Listener {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		return ln
+	}
+	pol, err := policy.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{
+		opts:  ServerOptions{Config: &Config{Path: "bastion.hcl", SSH: &SSHConfig{}}},
+		apiLn: listen(), adminLn: listen(), front: &front{ln: listen()},
+		life: newLifecycle(FrontLimits{IdleTimeout: -1, MaxDuration: 90 * time.Minute}, nil),
+	}
+	s.policy.Store(pol)
+	a := s.startedAttrs()
+	if a["config"] != filepath.Join(dir, "bastion.hcl") || a["ssh.idle-timeout"] != "off" || a["ssh.max-duration"] != "1h30m0s" {
+		t.Fatalf("serve.started: %v", a)
 	}
 }

@@ -703,6 +703,8 @@ func (s *frontSession) finish(ctx context.Context, sess *recorder.Session, res R
 // failed ends a session whose recording failed: the client is told why.
 func (s *frontSession) failed(sess *recorder.Session, err error) {
 	s.f.log.Error("ssh session ended: recording failed", "session", sess.ID().String(), "error", err)
+	// No end leaf can be written, but the end is counted, as every other.
+	s.f.metrics.sessionEnded(EndRecordingFailed)
 	s.say("the session was ended because it could not be recorded")
 	s.exit(Result{ExitCode: 255})
 }

@@ -63,7 +63,7 @@ func startFrontEdit(t *testing.T, login, config string, edit func(o *ServerOptio
 	t.Helper()
 	needTool(t, "ssh")
 	m := startOP(t)
-	ts := startServerWith(t, m, strings.ReplaceAll(config, "%LOGIN%", login), certauth.AlgorithmEd25519, edit)
+	ts := startServerWith(t, m, strings.ReplaceAll(config, "%LOGIN%", login), certauth.AlgorithmEd25519, serverTweaks{edit: edit})
 	dir := t.TempDir()
 	key, pub := newKey(t, dir, "id_ed25519")
 	resp, err := ts.client.Certificate(context.Background(), mint(t, m, agentClaims(m, "agent-1")), certauth.CertificateRequest{PublicKey: pub, Logins: []string{login}})

@@ -140,12 +140,12 @@ func TestJournalRecoversFromLock(t *testing.T) {
 func TestJournalRecoveryGivesUp(t *testing.T) {
 	m := startOP(t)
 	var st *storage.SQLite
-	ts := startServerWith(t, m, strings.Replace(e2eConfig, "%LOGIN%", "ops", 1)+"journal_recovery = \"1s\"\n", certauth.AlgorithmEd25519, func(o *ServerOptions) {
+	ts := startServerWith(t, m, strings.Replace(e2eConfig, "%LOGIN%", "ops", 1)+"journal_recovery = \"1s\"\n", certauth.AlgorithmEd25519, serverTweaks{edit: func(o *ServerOptions) {
 		st = o.Store.(*storage.SQLite)
 		o.ReopenJournal = func(ctx context.Context) (*recorder.Journal, func() error, error) {
 			return nil, nil, errors.New("the disk is gone")
 		}
-	})
+	}})
 	// The store closed underneath: the next write fails the journal.
 	st.Close()
 	ts.journal.AppendEvent(context.Background(), "test.event", recorder.Attrs{"a": "b"})

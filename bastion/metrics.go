@@ -37,6 +37,11 @@ type metrics struct {
 	// transportRefusals are the API requests net/http refused before
 	// any handler ran (see transportWatch).
 	transportRefusals *prometheus.CounterVec // protocol, reason
+	// commitSeconds is the time from an append to its durable commit,
+	// per batch (its oldest append).
+	commitSeconds prometheus.Histogram
+	alarms        *prometheus.CounterVec // alarm: raised
+	alarmsRaised  *prometheus.GaugeVec   // alarm: 1 while raised
 }
 
 // newMetrics makes the metrics; liveSessions, if not nil, reports the SSH
@@ -80,8 +85,20 @@ func newMetrics(liveSessions func() float64) *metrics {
 		Name: "bastion_api_transport_refusals_total",
 		Help: "API requests refused by the HTTP transport before bastion's handler ran (not journaled), by protocol (http/1.1, h2) and reason (headers_too_large: headers over the 1 MiB limit; connection_error: an HTTP/2 connection ended by a protocol error, as a single header field over the limit is).",
 	}, []string{"protocol", "reason"})
+	m.commitSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "bastion_journal_commit_seconds",
+		Help:    "Time from an append to the journal to its durable commit, per committed batch (measured from the batch's oldest append).",
+		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+	})
+	m.alarms = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "bastion_journal_alarms_total", Help: "Journal alarms raised, by alarm (journal.slow_commit, journal.write_failed): one per change of state, not per commit.",
+	}, []string{"alarm"})
+	m.alarmsRaised = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "bastion_journal_alarm", Help: "1 while the journal alarm is raised, 0 once it clears, by alarm (journal.slow_commit, journal.write_failed).",
+	}, []string{"alarm"})
 	m.reg.MustRegister(m.connsOpen, m.connsTotal, m.connsRefused, m.auths, m.certificates, m.journalEvents,
 		m.sessions, m.sessionEnds, m.bytes, m.decisions, m.reloads, m.transportRefusals,
+		m.commitSeconds, m.alarms, m.alarmsRaised,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.connsRefused.WithLabelValues(ConnRefusedTooMany)
 	m.connsRefused.WithLabelValues(ConnEvicted)
@@ -94,12 +111,39 @@ func newMetrics(liveSessions func() float64) *metrics {
 	m.transportRefusals.WithLabelValues("http/1.1", TransportHeadersTooLarge)
 	m.transportRefusals.WithLabelValues("h2", TransportHeadersTooLarge)
 	m.transportRefusals.WithLabelValues("h2", TransportH2ConnectionError)
+	for _, a := range []string{AlarmSlowCommit, AlarmWriteFailed} {
+		m.alarms.WithLabelValues(a)
+		m.alarmsRaised.WithLabelValues(a)
+	}
 	if liveSessions != nil {
 		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "bastion_ssh_sessions", Help: "SSH sessions running now.",
 		}, liveSessions))
 	}
 	return m
+}
+
+// watchJournal adds the journal's gauges: up, 1 while the journal can be
+// written; pendingSeconds, how long its oldest uncommitted append has
+// waited.
+func (m *metrics) watchJournal(up, pendingSeconds func() float64) {
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "bastion_journal_up", Help: "1 while the journal can be written, 0 once a write failed (sessions are then ended and refused).",
+		}, up),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "bastion_journal_oldest_pending_seconds", Help: "How long the oldest append not yet committed to the journal has waited; 0 when none waits.",
+		}, pendingSeconds))
+}
+
+// alarm notes that alarm was raised or cleared.
+func (m *metrics) alarm(alarm string, raised bool) {
+	if raised {
+		m.alarms.WithLabelValues(alarm).Inc()
+		m.alarmsRaised.WithLabelValues(alarm).Set(1)
+		return
+	}
+	m.alarmsRaised.WithLabelValues(alarm).Set(0)
 }
 
 // handler serves the metrics in the Prometheus text format.

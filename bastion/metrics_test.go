@@ -122,6 +122,7 @@ func scrape(t *testing.T, ts *testServer) string {
 // sessions, and names no identity, login or address.
 func TestMetrics(t *testing.T) {
 	fx := startFront(t) // issues one certificate
+	commits := metricValue(scrape(t, fx.ts), "bastion_journal_commit_seconds_count")
 	if out, code := fx.ssh(t, fx.key, "ops@box", "printf 12345"); code != 0 {
 		t.Fatalf("ssh: %d %s", code, out)
 	}
@@ -142,10 +143,17 @@ func TestMetrics(t *testing.T) {
 		`bastion_policy_decisions_total{action="exec",result="allow"} 1`,
 		`bastion_policy_reloads_total{result="refused"} 0`,
 		`# TYPE bastion_ssh_connections gauge`,
+		`bastion_journal_up 1`,
+		`bastion_journal_alarms_total{alarm="journal.slow_commit"} 0`,
+		`# TYPE bastion_journal_commit_seconds histogram`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("no %q in:\n%s", want, body)
 		}
+	}
+	// The session's start, frames and end were committed, and measured.
+	if n := metricValue(body, "bastion_journal_commit_seconds_count"); commits < 1 || n <= commits {
+		t.Errorf("commits measured: %v before the session, %v after", commits, n)
 	}
 	for _, secret := range []string{"agent-1", "ops", "nobody", "127.0.0.1"} {
 		for _, line := range strings.Split(body, "\n") {

@@ -44,8 +44,13 @@ type ServerOptions struct {
 	// FrontLimits bound the SSH front door's sessions; zero fields mean
 	// the defaults (DefaultIdleTimeout, DefaultMaxDuration).
 	FrontLimits FrontLimits
-	Logger      hclog.Logger
-	Now         func() time.Time
+	// Commits, if not nil, is the observer the journal was opened with
+	// (its OnCommit as recorder.Options.OnCommit): the server measures
+	// commit latency through it. If nil, the latency histogram stays
+	// empty; the alarms still see an append that waits too long.
+	Commits *CommitObserver
+	Logger  hclog.Logger
+	Now     func() time.Time
 	// CloseJournal, if set, closes Journal and its store; the server then
 	// owns the journal (see Server.CloseJournal).
 	CloseJournal func() error
@@ -77,6 +82,8 @@ type Server struct {
 	front   *front     // the SSH front door; nil without an ssh block
 	life    *lifecycle // the front door's live sessions and their limits
 	metrics *metrics   // served at GET /metrics on the API listener
+	health  *journalHealth
+	alerts  *certauth.Alerts // nil without a webhook for alerts
 	devURL  string
 	devRun  func(context.Context) error
 
@@ -121,6 +128,9 @@ func NewServer(ctx context.Context, opts ServerOptions) (_ *Server, err error) {
 	s.life = newLifecycle(limits, s.now)
 	s.metrics = newMetrics(func() float64 { return float64(s.life.count()) })
 	s.hashConfig()
+	if err := s.journalHealth(); err != nil {
+		return nil, err
+	}
 	defer func() {
 		if err != nil {
 			s.closeListeners()
@@ -276,7 +286,40 @@ func (s *Server) hashConfig() {
 	s.configSHA256 = hex.EncodeToString(sum[:])
 }
 
+// journalHealth sets up the journal's health: its metrics, /readyz and
+// the alarms, posted to the alerts' webhook (else the grants'). They read
+// the journal in force, the one a recovery opened included.
+func (s *Server) journalHealth() error {
+	cfg := s.opts.Config
+	url := cfg.Alerts.WebhookURL
+	if url == "" {
+		url = cfg.Grants.WebhookURL
+	}
+	if url != "" {
+		a, err := certauth.NewAlerts(url, s.log.Named("alerts"))
+		if err != nil {
+			return err
+		}
+		s.alerts = a
+	}
+	journal := func() journalProbe { return s.journal.current() }
+	s.health = newJournalHealth(journal, cfg.Alerts.SlowCommit, s.metrics, s.alerts, s.log.Named("journal"))
+	s.metrics.watchJournal(func() float64 {
+		if journal().Err() != nil {
+			return 0
+		}
+		return 1
+	}, func() float64 { return pendingAge(journal()).Seconds() })
+	if s.opts.Commits != nil {
+		s.opts.Commits.attach(s.health.observe)
+	}
+	return nil
+}
+
 func (s *Server) closeListeners() {
+	if s.alerts != nil {
+		s.alerts.Close()
+	}
 	if s.grants != nil {
 		s.grants.Close()
 	}
@@ -406,6 +449,9 @@ func (s *Server) startedAttrs() recorder.Attrs {
 		"admin": s.adminLn.Addr().String(),
 	}
 	if p := s.opts.Config.Path; p != "" {
+		if abs, err := filepath.Abs(p); err == nil {
+			p = abs
+		}
 		a["config"] = p
 		if s.configSHA256 != "" {
 			a["config.sha256"] = s.configSHA256
@@ -418,8 +464,8 @@ func (s *Server) startedAttrs() recorder.Attrs {
 	if s.front != nil {
 		a["ssh"] = s.front.Addr().String()
 		limits := s.life.currentLimits()
-		a["ssh.idle-timeout"] = limits.IdleTimeout.String()
-		a["ssh.max-duration"] = limits.MaxDuration.String()
+		a["ssh.idle-timeout"] = limitText(limits.IdleTimeout)
+		a["ssh.max-duration"] = limitText(limits.MaxDuration)
 		a["ssh.fips"] = strconv.FormatBool(s.opts.Config.SSH.FIPS)
 		a["ssh.max-connections-per-address"] = strconv.Itoa(s.opts.Config.SSH.MaxConnsPerAddress)
 	}
@@ -428,6 +474,15 @@ func (s *Server) startedAttrs() recorder.Attrs {
 	}
 	a["policy.hash"] = s.Policy().Hash()
 	return a
+}
+
+// limitText is a session limit as the configuration writes it: a
+// duration, or "off" for none (a negative limit).
+func limitText(d time.Duration) string {
+	if d < 0 {
+		return "off"
+	}
+	return d.String()
 }
 
 // Run serves until ctx is done, then shuts down gracefully: new sessions
@@ -456,7 +511,7 @@ func (s *Server) Run(ctx context.Context) error {
 	httpLog := s.log.Named("http")
 	watch := &transportWatch{metrics: s.metrics, log: httpLog}
 	api := &http.Server{
-		Handler:           watch.handler(s.metrics.withMetrics(s.api)),
+		Handler:           watch.handler(s.health.withHealth(s.metrics.withMetrics(s.api))),
 		TLSConfig:         certauth.ServerTLSConfig(s.tls),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
@@ -494,6 +549,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	serve("journal", func() error { return s.watchJournal(ctx) })
 	wg.Go(func() { s.watchPolicy(ctx) })
+	wg.Go(func() { s.health.run(ctx) })
 	// Expired certificates leave the registry (and the KRL) once a minute.
 	wg.Go(func() {
 		every(ctx, time.Minute, func() {
@@ -540,6 +596,10 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	wg.Wait()
 	s.grants.Close()
+	if s.alerts != nil {
+		// The last alarms are posted, or given up, before serve returns.
+		s.alerts.Close()
+	}
 	close(errs)
 	for e := range errs {
 		err = errors.Join(err, e)

@@ -203,6 +203,7 @@ func restartFields(old, fresh *Config) []string {
 	diff("policy", old.PolicyPath, fresh.PolicyPath)
 	diff("grants.pending_ttl", old.Grants.PendingTTL, fresh.Grants.PendingTTL)
 	diff("grants.webhook_url", old.Grants.WebhookURL, fresh.Grants.WebhookURL)
+	diff("alerts", old.Alerts, fresh.Alerts)
 	switch {
 	case (old.SSH == nil) != (fresh.SSH == nil):
 		fields = append(fields, "ssh")

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/hashicorp/go-hclog"
 	"github.com/oauth2-proxy/mockoidc"
 	"golang.org/x/crypto/ssh"
 
@@ -79,12 +80,22 @@ func startServer(t testing.TB, m *mockoidc.MockOIDC, config string) *testServer 
 // startServerAlg is startServer with certificate authorities of alg.
 func startServerAlg(t testing.TB, m *mockoidc.MockOIDC, config string, alg certauth.Algorithm) *testServer {
 	t.Helper()
-	return startServerWith(t, m, config, alg, nil)
+	return startServerWith(t, m, config, alg, serverTweaks{})
 }
 
-// startServerWith is startServerAlg with edit applied to the server's
-// options before it is built.
-func startServerWith(t testing.TB, m *mockoidc.MockOIDC, config string, alg certauth.Algorithm, edit func(o *ServerOptions)) *testServer {
+// serverTweaks change how startServerWith builds the server.
+type serverTweaks struct {
+	// wrap, if set, wraps the journal's store (to slow or fail commits).
+	wrap func(storage.Store) storage.Store
+	// logger, if set, is the journal's and the server's logger.
+	logger hclog.Logger
+	// edit, if set, changes the server's options before it is built.
+	edit func(o *ServerOptions)
+}
+
+// startServerWith is startServerAlg with tweaks. The journal reports its
+// commits to the server, as serve's does.
+func startServerWith(t testing.TB, m *mockoidc.MockOIDC, config string, alg certauth.Algorithm, tw serverTweaks) *testServer {
 	t.Helper()
 	ctx := context.Background()
 	home := t.TempDir()
@@ -109,13 +120,18 @@ func startServerWith(t testing.TB, m *mockoidc.MockOIDC, config string, alg cert
 	if err != nil {
 		t.Fatal(err)
 	}
-	j, err := recorder.Open(ctx, st, recorder.Options{Key: key})
+	commits := NewCommitObserver()
+	var store storage.Store = st
+	if tw.wrap != nil {
+		store = tw.wrap(st)
+	}
+	j, err := recorder.Open(ctx, store, recorder.Options{Key: key, Logger: tw.logger, OnCommit: commits.OnCommit})
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := ServerOptions{Config: cfg, Home: home, Journal: j, Store: st, Authorities: auth}
-	if edit != nil {
-		edit(&opts)
+	opts := ServerOptions{Config: cfg, Home: home, Journal: j, Store: st, Authorities: auth, Commits: commits, Logger: tw.logger}
+	if tw.edit != nil {
+		tw.edit(&opts)
 	}
 	srv, err := NewServer(ctx, opts)
 	if err != nil {

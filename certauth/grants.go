@@ -134,7 +134,7 @@ func OpenGrants(ctx context.Context, log *recorder.Log, opts GrantsOptions) (*Gr
 		return nil, err
 	}
 	if opts.WebhookURL != "" {
-		h, err := newWebhook(opts.WebhookURL, s.log.Named("webhook"))
+		h, err := newWebhook(opts.WebhookURL, "bastion-grants-webhook", s.log.Named("webhook"))
 		if err != nil {
 			return nil, err
 		}

@@ -40,16 +40,18 @@ type WebhookMessage struct {
 }
 
 // webhook posts messages from a bounded queue, one at a time, in order,
-// from one goroutine that close stops.
+// from one goroutine that close stops. Grants post [WebhookMessage]s,
+// alarms [AlertMessage]s (see [Alerts]).
 type webhook struct {
 	url     string
+	agent   string // the User-Agent header
 	client  *http.Client
 	log     hclog.Logger
 	backoff time.Duration // first wait between attempts; doubles
 
 	mu     sync.Mutex // guards closed against send on a closed queue
 	closed bool
-	queue  chan *WebhookMessage
+	queue  chan *webhookPost
 	ctx    context.Context
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -76,21 +78,28 @@ func checkWebhookURL(s string) (*url.URL, error) {
 	return u, nil
 }
 
-func newWebhook(rawURL string, log hclog.Logger) (*webhook, error) {
+// webhookPost is one message in the queue: its JSON body, and what the
+// log says of it (the event, and the grant's ID if any).
+type webhookPost struct {
+	event, grant string
+	body         any
+}
+
+func newWebhook(rawURL, agent string, log hclog.Logger) (*webhook, error) {
 	u, err := checkWebhookURL(rawURL)
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &webhook{
-		url: u.String(), log: log, backoff: time.Second,
+		url: u.String(), agent: agent, log: log, backoff: time.Second,
 		client: &http.Client{
 			Timeout: webhookTimeout,
 			// A redirect could take the message somewhere the operator
 			// did not configure.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
-		queue: make(chan *WebhookMessage, webhookQueue), ctx: ctx, cancel: cancel, done: make(chan struct{}),
+		queue: make(chan *webhookPost, webhookQueue), ctx: ctx, cancel: cancel, done: make(chan struct{}),
 	}
 	go h.run()
 	return h, nil
@@ -100,6 +109,12 @@ func newWebhook(rawURL string, log hclog.Logger) (*webhook, error) {
 // message is dropped, logged and counted.
 func (h *webhook) send(event string, g Grant, by, comment string) {
 	m := &WebhookMessage{Text: webhookText(event, &g, by, comment), Event: event, Grant: g, By: by, Comment: comment}
+	h.post(&webhookPost{event: event, grant: g.ID, body: m})
+}
+
+// post queues m; it never blocks: with the queue full, the message is
+// dropped, logged and counted.
+func (h *webhook) post(m *webhookPost) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
@@ -110,7 +125,7 @@ func (h *webhook) send(event string, g Grant, by, comment string) {
 	case h.queue <- m:
 	default:
 		h.dropped.Add(1)
-		h.log.Warn("webhook queue full: message dropped", "event", event, "grant", g.ID)
+		h.log.Warn("webhook queue full: message dropped", "event", m.event, "grant", m.grant)
 	}
 }
 
@@ -123,8 +138,8 @@ func (h *webhook) run() {
 
 // deliver posts m, retrying with backoff on a transport error, a 5xx or a
 // 429; a 4xx other than 429 is not retried.
-func (h *webhook) deliver(m *WebhookMessage) {
-	body, err := json.Marshal(m)
+func (h *webhook) deliver(m *webhookPost) {
+	body, err := json.Marshal(m.body)
 	if err != nil {
 		h.failed.Add(1)
 		h.log.Error("webhook message", "error", err)
@@ -134,7 +149,7 @@ func (h *webhook) deliver(m *WebhookMessage) {
 	var last string
 	for attempt := 1; attempt <= webhookAttempts; attempt++ {
 		retry := false
-		last, retry = h.post(body)
+		last, retry = h.attempt(body)
 		if last == "" {
 			h.delivered.Add(1)
 			return
@@ -152,18 +167,18 @@ func (h *webhook) deliver(m *WebhookMessage) {
 		wait *= 2
 	}
 	h.failed.Add(1)
-	h.log.Error("webhook delivery failed", "event", m.Event, "grant", m.Grant.ID, "error", last)
+	h.log.Error("webhook delivery failed", "event", m.event, "grant", m.grant, "error", last)
 }
 
-// post sends body once; it returns "" on success, else what went wrong
-// and whether to retry.
-func (h *webhook) post(body []byte) (string, bool) {
+// attempt sends body once; it returns "" on success, else what went
+// wrong and whether to retry.
+func (h *webhook) attempt(body []byte) (string, bool) {
 	req, err := http.NewRequestWithContext(h.ctx, http.MethodPost, h.url, bytes.NewReader(body))
 	if err != nil {
 		return err.Error(), false
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", "bastion-grants-webhook")
+	req.Header.Set("User-Agent", h.agent)
 	resp, err := h.client.Do(req)
 	if err != nil {
 		return err.Error(), h.ctx.Err() == nil

@@ -64,6 +64,12 @@ type Options struct {
 	// extended: extending it would have the key sign a second history. If
 	// nil, only the journal's own checkpoints are checked.
 	Signed SignedState
+	// OnCommit, if not nil, is called after each batch is durably
+	// committed, before the appends in it are answered, with the time
+	// from the batch's oldest append to its commit (wall-clock
+	// monotonic time, not Now) and the number of appends in it. It runs
+	// on the writer's committer goroutine: it must return at once.
+	OnCommit func(d time.Duration, appends int)
 }
 
 // SignedState stores the latest kept checkpoint note of one journal
@@ -99,6 +105,13 @@ type Journal struct {
 	sessions map[*Session]struct{} // guarded by mu; live sessions, failed together
 	err      error                 // guarded by mu; sticky: once set, nothing more is written
 	closed   bool                  // guarded by mu
+	// queuedAt (guarded by mu) is when the oldest op in queue was
+	// enqueued, zero when queue is empty; inflight (guarded by mu) holds
+	// the same for each batch the writer took and has not yet committed
+	// or failed, oldest first. See OldestPending.
+	queuedAt time.Time
+	inflight []time.Time
+	onCommit func(d time.Duration, appends int)
 
 	// Owned by the writer goroutine (and Open before it starts).
 	treeSize    int64
@@ -161,6 +174,7 @@ func Open(ctx context.Context, store storage.Store, opts Options) (*Journal, err
 		sessions: map[*Session]struct{}{},
 		hashes:   map[int64]tlog.Hash{},
 		signed:   opts.Signed,
+		onCommit: opts.OnCommit,
 	}
 	if j.log == nil {
 		j.log = hclog.NewNullLogger()
@@ -445,6 +459,19 @@ func (j *Journal) Err() error {
 	return j.err
 }
 
+// OldestPending is when the oldest append that is neither committed nor
+// failed yet was made (wall-clock time), or the zero time when there is
+// none: how long the journal has kept a session or an event waiting. An
+// idle journal has none.
+func (j *Journal) OldestPending() time.Time {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if len(j.inflight) > 0 {
+		return j.inflight[0]
+	}
+	return j.queuedAt
+}
+
 // enqueue hands ops to the writer. It fails once the journal has failed or
 // closed, so nothing is accepted that cannot be committed.
 func (j *Journal) enqueue(ops ...op) error {
@@ -457,6 +484,9 @@ func (j *Journal) enqueue(ops ...op) error {
 	if j.closed {
 		j.mu.Unlock()
 		return ErrClosed
+	}
+	if len(j.queue) == 0 {
+		j.queuedAt = time.Now()
 	}
 	j.queue = append(j.queue, ops...)
 	j.mu.Unlock()

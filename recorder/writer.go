@@ -43,7 +43,12 @@ func (j *Journal) run() {
 		j.mu.Lock()
 		ops := j.queue
 		j.queue = nil
+		since := j.queuedAt
+		j.queuedAt = time.Time{}
 		failed := j.err != nil
+		if !failed && len(ops) > 0 {
+			j.inflight = append(j.inflight, since)
+		}
 		j.mu.Unlock()
 		if failed {
 			// Fail whatever arrived between the failure and now.
@@ -57,9 +62,15 @@ func (j *Journal) run() {
 		if len(ops) > 0 || publish {
 			p, err := j.build(ops, publish)
 			if err != nil {
+				if len(ops) > 0 {
+					j.landed()
+				}
 				j.fail(err)
 				j.finish(ops, err)
 			} else {
+				if len(ops) > 0 {
+					p.since = since
+				}
 				commits <- p
 			}
 		}
@@ -85,6 +96,15 @@ func (j *Journal) fail(err error) {
 	}
 }
 
+// landed notes that the oldest batch in flight is committed or failed.
+func (j *Journal) landed() {
+	j.mu.Lock()
+	if len(j.inflight) > 0 {
+		j.inflight = j.inflight[1:]
+	}
+	j.mu.Unlock()
+}
+
 // finish reports a commit's result to the ops that wait for one.
 func (j *Journal) finish(ops []op, err error) {
 	for i := range ops {
@@ -108,6 +128,9 @@ type built struct {
 	ops     []op
 	segs    []*segment
 	leafOps []*op
+	// since is when the batch's oldest op was enqueued; zero for a
+	// batch of no ops (a checkpoint to publish).
+	since time.Time
 }
 
 // build turns ops into one batch and advances the writer's view of the tree
@@ -242,6 +265,9 @@ func (j *Journal) build(ops []op, publish bool) (*built, error) {
 // store commits a built batch, then tells the sessions and callers waiting
 // for it. Runs on the committer goroutine.
 func (j *Journal) store(p *built) {
+	if !p.since.IsZero() {
+		defer j.landed()
+	}
 	if err := j.Err(); err != nil {
 		// An earlier batch failed; this one was built on top of it.
 		j.finish(p.ops, err)
@@ -263,6 +289,9 @@ func (j *Journal) store(p *built) {
 			j.finish(p.ops, err)
 			return
 		}
+	}
+	if j.onCommit != nil && !p.since.IsZero() {
+		j.onCommit(time.Since(p.since), len(p.ops))
 	}
 	for i, l := range p.batch.Leaves {
 		if o := p.leafOps[i]; o != nil && o.leafIndex != nil {

@@ -34,6 +34,13 @@ func openJournal(ctx context.Context, e *env, dbFlag string) (j *recorder.Journa
 // openJournalAt opens the journal at path for writing with the signing key
 // of home, and returns its store too.
 func openJournalAt(ctx context.Context, home, path string) (j *recorder.Journal, st *storage.SQLite, close func() error, err error) {
+	return openJournalWith(ctx, home, path, recorder.Options{})
+}
+
+// openJournalWith is openJournalAt with the writer's logger and commit
+// observer taken from opts (its key, hostname and signed state are set
+// here).
+func openJournalWith(ctx context.Context, home, path string, opts recorder.Options) (j *recorder.Journal, st *storage.SQLite, close func() error, err error) {
 	key, err := certauth.LoadJournalKey(home)
 	if errors.Is(err, certauth.ErrNoJournalKey) {
 		return nil, nil, nil, withHint(fmt.Errorf("%w: a journal is never written unsigned", err),
@@ -54,7 +61,8 @@ func openJournalAt(ctx context.Context, home, path string) (j *recorder.Journal,
 		return nil, nil, nil, err
 	}
 	host, _ := os.Hostname()
-	j, err = recorder.Open(ctx, st, recorder.Options{Key: key, Hostname: host, Signed: signed})
+	opts.Key, opts.Hostname, opts.Signed = key, host, signed
+	j, err = recorder.Open(ctx, st, opts)
 	if err != nil {
 		st.Close()
 		if errors.Is(err, recorder.ErrJournalDamaged) {

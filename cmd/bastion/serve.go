@@ -39,6 +39,9 @@ Runs the bastion's HTTPS API until interrupted:
                             public key in, a short-lived certificate out
     GET  /v1/ca             the CA public keys and the known_hosts and
                             sshd_config lines to trust them
+    GET  /metrics           Prometheus metrics
+    GET  /healthz           200 while the process serves
+    GET  /readyz            200 while the journal commits on time, else 503
 
 Every issuance and every refusal is a journal event. Revoked certificates
 are kept in an OpenSSH KRL file for targets' RevokedKeys, rewritten on every
@@ -149,7 +152,11 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	j, st, closeJournal, err := openJournalAt(ctx, home, journalPath)
+	// The journal's writer logs through serve's logger ("journal write
+	// failed", sessions a previous writer left open), and reports each
+	// commit's latency to the server's metrics and alarms.
+	commits := bastion.NewCommitObserver()
+	j, st, closeJournal, err := openJournalWith(ctx, home, journalPath, recorder.Options{Logger: log.Named("journal"), OnCommit: commits.OnCommit})
 	if err != nil {
 		return err
 	}
@@ -176,14 +183,14 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	}
 	srv, err := bastion.NewServer(ctx, bastion.ServerOptions{
 		Config: cfg, Home: home, Journal: j, Store: st, Authorities: auth,
-		Dev: devIssuer, DevLogins: devLogins, Logger: log, CloseJournal: closeJournal,
+		Dev: devIssuer, DevLogins: devLogins, Commits: commits, Logger: log, CloseJournal: closeJournal,
 		ConfigOverrides: func(c *bastion.Config) {
 			if *listen != "" {
 				c.API.Listen = *listen
 			}
 		},
 		ReopenJournal: func(ctx context.Context) (*recorder.Journal, func() error, error) {
-			j, _, closeJ, err := openJournalAt(ctx, home, journalPath)
+			j, _, closeJ, err := openJournalWith(ctx, home, journalPath, recorder.Options{Logger: log.Named("journal"), OnCommit: commits.OnCommit})
 			return j, closeJ, err
 		},
 	})
