@@ -122,6 +122,16 @@ func TestJournalRecoversFromLock(t *testing.T) {
 	if out, code := fx.ssh(t, fx.key, "ops@box", "echo after"); code != 0 || !strings.Contains(out, "after") {
 		t.Fatalf("after the recovery: %d %q", code, out)
 	}
+	// Ready again, and the alarm of the failed write cleared.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		code, body := getHealth(t, fx.ts, "/readyz")
+		if code == 200 && body["journal"] == "ok" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz after the recovery: %d %v", code, body)
+		}
+	}
 	fx.ts.stop(t)
 	st, err := storage.OpenSQLite(context.Background(), filepath.Join(fx.ts.home, "journal.db"), storage.Options{ReadOnly: true})
 	if err != nil {
@@ -146,7 +156,16 @@ func TestJournalRecoveryGivesUp(t *testing.T) {
 			return nil, nil, errors.New("the disk is gone")
 		}
 	}})
-	// The store closed underneath: the next write fails the journal.
+	// Serving (serve.started is journaled before the API answers), then
+	// the store closed underneath: the next write fails the journal.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if code, _ := getHealth(t, ts, "/healthz"); code == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the server did not start")
+		}
+	}
 	st.Close()
 	ts.journal.AppendEvent(context.Background(), "test.event", recorder.Attrs{"a": "b"})
 	select {
