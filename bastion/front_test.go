@@ -54,16 +54,15 @@ func startFront(t *testing.T) *frontFixture {
 // %LOGIN% becomes login.
 func startFrontWith(t *testing.T, login, config string) *frontFixture {
 	t.Helper()
-	return startFrontEdit(t, login, config, nil)
+	return startFrontTweaked(t, login, config, serverTweaks{})
 }
 
-// startFrontEdit is startFrontWith with edit applied to the server's
-// options before it is built.
-func startFrontEdit(t *testing.T, login, config string, edit func(o *ServerOptions)) *frontFixture {
+// startFrontTweaked is startFrontWith with the server built with tw.
+func startFrontTweaked(t *testing.T, login, config string, tw serverTweaks) *frontFixture {
 	t.Helper()
 	needTool(t, "ssh")
 	m := startOP(t)
-	ts := startServerWith(t, m, strings.ReplaceAll(config, "%LOGIN%", login), certauth.AlgorithmEd25519, serverTweaks{edit: edit})
+	ts := startServerWith(t, m, strings.ReplaceAll(config, "%LOGIN%", login), certauth.AlgorithmEd25519, tw)
 	dir := t.TempDir()
 	key, pub := newKey(t, dir, "id_ed25519")
 	resp, err := ts.client.Certificate(context.Background(), mint(t, m, agentClaims(m, "agent-1")), certauth.CertificateRequest{PublicKey: pub, Logins: []string{login}})

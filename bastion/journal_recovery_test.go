@@ -4,25 +4,34 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/storage"
+	"github.com/google/uuid"
+	"golang.org/x/sys/unix"
 )
 
 // recoveringFront is a front door whose server may open its journal
 // again after a fault (as serve does), and how to read that journal from
 // outside.
-func recoveringFront(t *testing.T) (*frontFixture, func(name string) []recorder.Attrs) {
+func recoveringFront(t *testing.T, journalDir string) (*frontFixture, func(name string) []recorder.Attrs) {
 	t.Helper()
 	var key *recorder.JournalKey
 	var path string
-	fx := startFrontEdit(t, "ops", frontConfig, func(o *ServerOptions) {
+	fx := startFrontTweaked(t, "ops", frontConfig, serverTweaks{journalDir: journalDir, edit: func(o *ServerOptions) {
 		path = filepath.Join(o.Home, "journal.db")
+		if journalDir != "" {
+			path = filepath.Join(journalDir, "journal.db")
+		}
 		var err error
 		if key, err = certauth.LoadJournalKey(o.Home); err != nil {
 			t.Fatal(err)
@@ -42,7 +51,7 @@ func recoveringFront(t *testing.T) (*frontFixture, func(name string) []recorder.
 			}
 			return j, func() error { return errors.Join(j.Close(), st.Close()) }, nil
 		}
-	})
+	}})
 	events := func(name string) []recorder.Attrs {
 		ctx := context.Background()
 		st, err := storage.OpenSQLite(ctx, path, storage.Options{ReadOnly: true})
@@ -68,6 +77,38 @@ func recoveringFront(t *testing.T) (*frontFixture, func(name string) []recorder.
 	return fx, events
 }
 
+// receivedIsRecorded checks that the session id, which a fault ended,
+// has an end leaf in the journal at path, and that what its client
+// received is no more than the output recorded for it.
+func receivedIsRecorded(t *testing.T, st *storage.SQLite, key *recorder.JournalKey, id string, received int) {
+	t.Helper()
+	ctx := context.Background()
+	snap, err := st.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snap.Close()
+	log, err := recorder.ReadLog(ctx, snap, recorder.ReadLogOptions{Verifier: key.Verifier})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range log.Sessions {
+		if uuid.UUID(s.ID).String() != id {
+			continue
+		}
+		if s.End == nil {
+			t.Fatalf("session %s has no end leaf", id)
+		}
+		out, _ := strconv.Atoi(s.End.Attrs["out-bytes"])
+		if received > out {
+			t.Fatalf("the client received %d bytes, the journal holds %d of output (end %v)", received, out, s.End.Attrs)
+		}
+		t.Logf("session %s: %d bytes received, %d recorded; ended %v", id, received, out, s.End.Attrs["reason"])
+		return
+	}
+	t.Fatalf("session %s is not in the journal", id)
+}
+
 // TestJournalRecoversFromLock: another process holds the journal's
 // database locked for 14 s, past the 10 s busy timeout, while a session
 // records. The journal fails, the session ends, and serve, without a
@@ -78,12 +119,12 @@ func TestJournalRecoversFromLock(t *testing.T) {
 	if testing.Short() {
 		t.Skip("holds a lock for 14 s")
 	}
-	fx, events := recoveringFront(t)
+	fx, events := recoveringFront(t, "")
 	if out, code := fx.ssh(t, fx.key, "ops@box", "echo before"); code != 0 || !strings.Contains(out, "before") {
 		t.Fatalf("before the fault: %d %q", code, out)
 	}
 	live := fx.sshStart(t, fx.key, "ops@box", "echo started; while sleep 0.2; do echo tick; done")
-	fx.waitLive(t, 1, live)
+	liveID := fx.waitLive(t, 1, live)[0].ID
 
 	db, err := sql.Open("sqlite3", "file:"+filepath.Join(fx.ts.home, "journal.db")+"?_busy_timeout=0")
 	if err != nil {
@@ -142,6 +183,7 @@ func TestJournalRecoversFromLock(t *testing.T) {
 	if err != nil || !rep.Intact() {
 		t.Fatalf("verify: %+v %v", rep, err)
 	}
+	receivedIsRecorded(t, st, fx.ts.key, liveID, len(live.stdout.String()))
 }
 
 // TestJournalRecoveryGivesUp: a journal that cannot be opened again within
@@ -177,4 +219,137 @@ func TestJournalRecoveryGivesUp(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("Run did not end")
 	}
+}
+
+// needRootToMount skips a test that mounts a filesystem, except under
+// CI=true, where the tests run as root and it must run.
+func needRootToMount(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("the tests run as root in CI")
+		}
+		t.Skip("mounting a filesystem needs root")
+	}
+}
+
+// recoversFrom runs a session that writes steadily through a front door
+// whose journal is in dir, on a filesystem of its own, injects a fault
+// there, and checks: the session ends; once heal has run, serve brings
+// the journal back without a restart (a journal.recovered event whose
+// cause names the fault); a new session works; everything the client
+// received is in the journal; the journal verifies.
+func recoversFrom(t *testing.T, dir, cause string, inject, heal func()) {
+	t.Helper()
+	fx, events := recoveringFront(t, dir)
+	if out, code := fx.ssh(t, fx.key, "ops@box", "echo before"); code != 0 || !strings.Contains(out, "before") {
+		t.Fatalf("before the fault: %d %q", code, out)
+	}
+	live := fx.sshStart(t, fx.key, "ops@box", "echo started; while :; do head -c 65536 /dev/zero | tr '\\0' x; sleep 0.05; done")
+	liveID := fx.waitLive(t, 1, live)[0].ID
+	inject()
+	if code := live.wait(t); code != 255 {
+		t.Fatalf("the session under the fault exited %d: %q", code, live.stderr.String())
+	}
+	for deadline := time.Now().Add(10 * time.Second); fx.ts.journal.Err() == nil; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the journal did not fail")
+		}
+	}
+	heal()
+	var rec []recorder.Attrs
+	for deadline := time.Now().Add(30 * time.Second); len(rec) == 0 && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		rec = events(EventJournalRecovered)
+	}
+	if len(rec) != 1 || !strings.Contains(rec[0]["cause"], cause) || rec[0]["sessions-ended"] != "1" {
+		t.Fatalf("journal.recovered events: %v", rec)
+	}
+	if out, code := fx.ssh(t, fx.key, "ops@box", "echo after"); code != 0 || !strings.Contains(out, "after") {
+		t.Fatalf("after the recovery: %d %q", code, out)
+	}
+	fx.ts.stop(t)
+	st, err := storage.OpenSQLite(context.Background(), filepath.Join(dir, "journal.db"), storage.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	rep, err := recorder.Verify(context.Background(), st, recorder.VerifyOptions{Verifier: fx.ts.key.Verifier})
+	if err != nil || !rep.Intact() {
+		t.Fatalf("verify: %+v %v", rep, err)
+	}
+	receivedIsRecorded(t, st, fx.ts.key, liveID, len(live.stdout.String()))
+}
+
+// TestJournalRecoversFromFullDisk: the journal's filesystem (a 16 MiB
+// tmpfs) fills up while a session records: ENOSPC. Space is freed, and
+// serve recovers without a restart.
+func TestJournalRecoversFromFullDisk(t *testing.T) {
+	needRootToMount(t)
+	home := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=16m,mode=0700", "tmpfs", home).CombinedOutput(); err != nil {
+		t.Fatalf("mount: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", home).Run() })
+	filler := filepath.Join(home, "filler")
+	recoversFrom(t, home, "full", func() {
+		exec.Command("dd", "if=/dev/zero", "of="+filler, "bs=64k").Run()
+	}, func() {
+		if err := os.Remove(filler); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// TestJournalRecoversFromIOError: the journal's filesystem (ext4 on a
+// loop device) is shut down under it while a session records, so every
+// read and write fails with EIO; it is then unmounted and mounted again,
+// and serve recovers without a restart.
+func TestJournalRecoversFromIOError(t *testing.T) {
+	needRootToMount(t)
+	needTool(t, "mkfs.ext4")
+	img := filepath.Join(t.TempDir(), "journal.img")
+	if err := os.WriteFile(img, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(img, 64<<20); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mkfs.ext4", "-q", img).CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.ext4: %v: %s", err, out)
+	}
+	home := t.TempDir()
+	mount := func() {
+		if out, err := exec.Command("mount", "-o", "loop", img, home).CombinedOutput(); err != nil {
+			t.Fatalf("mount: %v: %s", err, out)
+		}
+		os.Chmod(home, 0o700)
+	}
+	mount()
+	t.Cleanup(func() { exec.Command("umount", "-l", home).Run() })
+	recoversFrom(t, home, "I/O", func() {
+		// EXT4_IOC_SHUTDOWN, without flushing the log: from now on the
+		// filesystem answers EIO, as a failed disk does.
+		f, err := os.Open(home)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		flags := uint32(2) // EXT4_GOING_FLAGS_NOLOGFLUSH
+		if _, _, e := unix.Syscall(unix.SYS_IOCTL, f.Fd(), 0x8004587d, uintptr(unsafe.Pointer(&flags))); e != 0 {
+			t.Fatalf("shut the filesystem down: %v", e)
+		}
+	}, func() {
+		// Unmounted once serve has let go of its files (the recovery
+		// closes the failed journal first), then mounted again.
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			out, err := exec.Command("umount", home).CombinedOutput()
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("umount: %v: %s", err, out)
+			}
+		}
+		mount()
+	})
 }

@@ -91,6 +91,9 @@ type serverTweaks struct {
 	logger hclog.Logger
 	// edit, if set, changes the server's options before it is built.
 	edit func(o *ServerOptions)
+	// journalDir, if set, is the journal's directory, else the home (a
+	// new temporary directory).
+	journalDir string
 }
 
 // startServerWith is startServerAlg with tweaks. The journal reports its
@@ -99,6 +102,10 @@ func startServerWith(t testing.TB, m *mockoidc.MockOIDC, config string, alg cert
 	t.Helper()
 	ctx := context.Background()
 	home := t.TempDir()
+	journalDir := home
+	if tw.journalDir != "" {
+		journalDir = tw.journalDir
+	}
 	key, err := certauth.CreateJournalKey(home, "test.example/bastion")
 	if err != nil {
 		t.Fatal(err)
@@ -116,7 +123,7 @@ func startServerWith(t testing.TB, m *mockoidc.MockOIDC, config string, alg cert
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := storage.OpenSQLite(ctx, filepath.Join(home, "journal.db"), storage.Options{})
+	st, err := storage.OpenSQLite(ctx, filepath.Join(journalDir, "journal.db"), storage.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
