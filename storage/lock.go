@@ -167,6 +167,13 @@ func lockHolder(path string) string {
 	return desc
 }
 
+// WriterHolder describes the process that holds the writer lock of the
+// journal at path ("pid N (COMMAND) since TIME"), from the description it
+// left beside the journal, or is "" when no live process does: none holds
+// it, or the one that did was killed. It never takes the lock, so a
+// writer starting meanwhile is never disturbed.
+func WriterHolder(path string) string { return lockHolder(path + ".lock") }
+
 func commandName() string {
 	args := os.Args
 	if len(args) == 0 {

@@ -498,7 +498,7 @@ func TestIntegrityScenarios(t *testing.T) {
 		wantVerifyFails(t, fx, db, last, "its session column is NULL")
 		// The listing reads the leaves: the session has its 4 frames.
 		r, list := fx.list(t, db)
-		if r.code != 1 || len(list) != 5 || list[4].ID != live.id || list[4].Frames != 4 || list[4].State != "live" {
+		if r.code != 1 || len(list) != 5 || list[4].ID != live.id || list[4].Frames != 4 || list[4].State != StateUnterminated {
 			t.Errorf("sessions list: exit %d, %+v", r.code, list)
 		}
 		if r := fx.run("sessions", "show", "--db", db, live.id); r.code != 1 || !strings.Contains(r.stderr, "hidden from the index") {

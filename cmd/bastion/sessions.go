@@ -14,6 +14,7 @@ import (
 	"github.com/bastionhq/bastion/bastion"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/termtext"
+	"github.com/bastionhq/bastion/storage"
 )
 
 func init() {
@@ -34,14 +35,16 @@ func init() {
 const sessionsListUsage = `Usage:
     bastion sessions list [--db FILE] [--key FILE] [--identity ID] [--target NAME]
                           [--login USER] [--since T] [--until T]
-                          [--state live|ended|abandoned] [--json]
+                          [--state live|unterminated|ended|abandoned] [--json]
 
 Lists the journal's sessions, oldest first: ID, start time (UTC), state,
 duration, frames, bytes in and out, who (identity, or the local user), the
-target or host, and the command. A session is "live" until its end record
-is committed (it is being recorded, or its recorder stopped and no writer
-has opened the journal since), "abandoned" when a later writer ended it
-after its recorder stopped, and "ended" otherwise. Bytes are those its end
+target or host, and the command. A session is "live" while it is being
+recorded: it has no end record and a running process holds the journal's
+writer lock; "unterminated" when it has no end record and no running
+process holds the lock (its recorder was killed, or the machine stopped,
+and no writer has opened the journal since); "abandoned" when a later
+writer ended it after its recorder stopped; and "ended" otherwise. Bytes are those its end
 record counts: "-" while it is live (and for sessions recorded before
 bastion counted them); "bastion sessions show" counts them from the frames.
 
@@ -212,14 +215,14 @@ func (f *sessionFilter) register(fs *flagSet) {
 	fs.StringVar(&f.login, "login", "", "login `USER`")
 	fs.StringVar(&f.since, "since", "", "start `TIME`")
 	fs.StringVar(&f.until, "until", "", "end `TIME`")
-	fs.StringVar(&f.state, "state", "", "live, ended or abandoned")
+	fs.StringVar(&f.state, "state", "", "live, unterminated, ended or abandoned")
 }
 
 func (f *sessionFilter) check() error {
 	switch f.state {
-	case "", "live", "ended", "abandoned":
+	case "", "live", StateUnterminated, "ended", "abandoned":
 	default:
-		return usageErrorf("--state %q: want live, ended or abandoned", f.state)
+		return usageErrorf("--state %q: want live, unterminated, ended or abandoned", f.state)
 	}
 	var err error
 	if f.since != "" {
@@ -257,12 +260,26 @@ func (f *sessionFilter) match(s *sessionJSON) bool {
 	return true
 }
 
+// StateUnterminated is the state of a session without an end record
+// whose recorder is gone: no live process holds the journal's writer
+// lock (it was killed, or the machine stopped), and no writer has opened
+// the journal since to end it as abandoned.
+const StateUnterminated = "unterminated"
+
+// writerGone says whether no live process holds the writer lock of the
+// journal at path: its unterminated sessions are then not being recorded.
+func writerGone(path string) bool { return storage.WriterHolder(path) == "" }
+
 // listSessions lists the sessions of a verified log that f matches, in
-// the order the log starts them.
-func listSessions(log *recorder.Log, f *sessionFilter) []sessionJSON {
+// the order the log starts them. gone says the journal's writer is gone,
+// so a session without an end is unterminated, not live.
+func listSessions(log *recorder.Log, f *sessionFilter, gone bool) []sessionJSON {
 	list := []sessionJSON{}
 	for _, ls := range log.Sessions {
 		s := describeSession(ls.ID, ls.Start, ls.End, ls.Frames)
+		if gone && s.State == "live" {
+			s.State = StateUnterminated
+		}
 		if f.match(&s) {
 			list = append(list, s)
 		}
@@ -291,7 +308,7 @@ func runSessionsList(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer log.Close()
-	list := listSessions(log.Log, &f)
+	list := listSessions(log.Log, &f, writerGone(log.path))
 	if *asJSON {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")

@@ -144,7 +144,11 @@ func runSessionsShow(ctx context.Context, e *env, args []string) error {
 	if rec.End != nil {
 		end = rec.End.Leaf
 	}
-	out := showJSON(describeSession(rec.ID, rec.Start.Leaf, end, rec.Frames()), rec, sum)
+	desc := describeSession(rec.ID, rec.Start.Leaf, end, rec.Frames())
+	if desc.State == "live" && writerGone(path) {
+		desc.State = StateUnterminated
+	}
+	out := showJSON(desc, rec, sum)
 	if *asJSON {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
@@ -389,7 +393,7 @@ func runSessionsSearch(ctx context.Context, e *env, args []string) error {
 	}
 	defer log.Close()
 	snap := log.snap
-	list := listSessions(log.Log, &f)
+	list := listSessions(log.Log, &f, writerGone(log.path))
 	hits := []hitJSON{}
 	broken := 0
 	for _, s := range list {
