@@ -461,8 +461,22 @@ func (s *Server) startedAttrs() recorder.Attrs {
 	} else {
 		a["config"] = "(none)"
 	}
+	// Where the state lives, as absolute paths.
+	if h := s.opts.Home; h != "" {
+		if abs, err := filepath.Abs(h); err == nil {
+			h = abs
+		}
+		a["home"] = h
+		if j := s.opts.Config.Journal; j != "" {
+			if !filepath.IsAbs(j) {
+				j = filepath.Join(h, j)
+			}
+			a["journal"] = j
+		}
+	}
 	if s.front != nil {
 		a["ssh"] = s.front.Addr().String()
+		a["ssh.max-unauthenticated"] = strconv.Itoa(s.opts.Config.SSH.MaxUnauthenticated)
 		limits := s.life.currentLimits()
 		a["ssh.idle-timeout"] = limitText(limits.IdleTimeout)
 		a["ssh.max-duration"] = limitText(limits.MaxDuration)
