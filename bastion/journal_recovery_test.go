@@ -77,12 +77,22 @@ func recoveringFront(t *testing.T, journalDir string) (*frontFixture, func(name 
 	return fx, events
 }
 
-// receivedIsRecorded checks that the session id, which a fault ended,
-// has an end leaf in the journal at path, and that what its client
-// received is no more than the output recorded for it.
-func receivedIsRecorded(t *testing.T, st *storage.SQLite, key *recorder.JournalKey, id string, received int) {
+// verifiedAfter checks, once serve has stopped, that the journal at path
+// verifies, that the session id, which a fault ended, has an end leaf,
+// and that what its client received is no more than the output recorded
+// for it.
+func verifiedAfter(t *testing.T, path string, key *recorder.JournalKey, id string, received int) {
 	t.Helper()
 	ctx := context.Background()
+	st, err := storage.OpenSQLite(ctx, path, storage.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	rep, err := recorder.Verify(ctx, st, recorder.VerifyOptions{Verifier: key.Verifier})
+	if err != nil || !rep.Intact() {
+		t.Fatalf("verify: %+v %v", rep, err)
+	}
 	snap, err := st.Snapshot(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -174,16 +184,7 @@ func TestJournalRecoversFromLock(t *testing.T) {
 		}
 	}
 	fx.ts.stop(t)
-	st, err := storage.OpenSQLite(context.Background(), filepath.Join(fx.ts.home, "journal.db"), storage.Options{ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	rep, err := recorder.Verify(context.Background(), st, recorder.VerifyOptions{Verifier: fx.ts.key.Verifier})
-	if err != nil || !rep.Intact() {
-		t.Fatalf("verify: %+v %v", rep, err)
-	}
-	receivedIsRecorded(t, st, fx.ts.key, liveID, len(live.stdout.String()))
+	verifiedAfter(t, filepath.Join(fx.ts.home, "journal.db"), fx.ts.key, liveID, len(live.stdout.String()))
 }
 
 // TestJournalRecoveryGivesUp: a journal that cannot be opened again within
@@ -268,16 +269,7 @@ func recoversFrom(t *testing.T, dir, cause string, inject, heal func()) {
 		t.Fatalf("after the recovery: %d %q", code, out)
 	}
 	fx.ts.stop(t)
-	st, err := storage.OpenSQLite(context.Background(), filepath.Join(dir, "journal.db"), storage.Options{ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	rep, err := recorder.Verify(context.Background(), st, recorder.VerifyOptions{Verifier: fx.ts.key.Verifier})
-	if err != nil || !rep.Intact() {
-		t.Fatalf("verify: %+v %v", rep, err)
-	}
-	receivedIsRecorded(t, st, fx.ts.key, liveID, len(live.stdout.String()))
+	verifiedAfter(t, filepath.Join(dir, "journal.db"), fx.ts.key, liveID, len(live.stdout.String()))
 }
 
 // TestJournalRecoversFromFullDisk: the journal's filesystem (a 16 MiB
