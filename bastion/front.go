@@ -800,16 +800,30 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 		}
 		key := connKeyOf(c.RemoteAddr())
 		l.mu.Lock()
+		var evict *limitedConn
 		if l.open[key] >= l.max {
-			l.mu.Unlock()
-			c.Close()
-			l.refuse(key)
-			continue
+			// The address is at its cap: its oldest connection that has
+			// not authenticated makes room, so that silent connections
+			// from one address (a NAT's) cannot keep its other clients
+			// out. With none, the new one is refused.
+			for e := l.unauth.Front(); e != nil; e = e.Next() {
+				if old := e.Value.(*limitedConn); old.key == key {
+					evict = old
+					break
+				}
+			}
+			if evict == nil {
+				l.mu.Unlock()
+				c.Close()
+				l.refuse(key)
+				continue
+			}
+			l.unauth.Remove(evict.elem)
+			evict.elem = nil
 		}
 		l.open[key]++
 		lc := &limitedConn{Conn: c, l: l, key: key}
-		var evict *limitedConn
-		if l.maxUnauth > 0 && l.unauth.Len() >= l.maxUnauth {
+		if evict == nil && l.maxUnauth > 0 && l.unauth.Len() >= l.maxUnauth {
 			// Full of connections that have not authenticated: the
 			// oldest goes, so that a flood of silent connections, from
 			// however many addresses, cannot keep a client out.

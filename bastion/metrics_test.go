@@ -9,6 +9,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"golang.org/x/crypto/ssh"
 )
 
 // limitConfig is frontConfig with at most 2 connections per address.
@@ -24,11 +27,14 @@ func closedAtOnce(t *testing.T, c net.Conn) bool {
 }
 
 // TestFrontConnLimit: connections beyond the limit from one address are
-// closed at accept; the refusals are journaled, not one event each; a
-// closed connection frees its slot.
+// closed at accept while the address's connections have authenticated;
+// the refusals are journaled, not one event each; a closed connection
+// frees its slot.
 func TestFrontConnLimit(t *testing.T) {
-	ts := startServer(t, startOP(t), strings.ReplaceAll(limitConfig, "%LOGIN%", "ops"))
-	var held []net.Conn
+	fx := startFrontWith(t, "ops", limitConfig)
+	ts := fx.ts
+	signer := fx.certSigner(t)
+	var held []*ssh.Client
 	dial := func() net.Conn {
 		c, err := net.Dial("tcp", ts.SSHAddr())
 		if err != nil {
@@ -38,12 +44,11 @@ func TestFrontConnLimit(t *testing.T) {
 		return c
 	}
 	for range 2 {
-		c := dial()
-		c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		buf := make([]byte, 64)
-		if n, err := c.Read(buf); err != nil || !strings.HasPrefix(string(buf[:n]), "SSH-2.0-") {
-			t.Fatalf("connection under the limit: %q %v", buf[:n], err)
+		c, err := fx.dialFrom("", "ops@box", signer)
+		if err != nil {
+			t.Fatalf("connection under the limit: %v", err)
 		}
+		t.Cleanup(func() { c.Close() })
 		held = append(held, c)
 	}
 	const refused = 10
@@ -162,4 +167,54 @@ func TestMetrics(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestFrontConnLimitEvictsSilent: an address at its limit with connections
+// that have not authenticated (silent ones, behind a NAT) does not lock
+// its other clients out: the oldest of them is closed to make room for a
+// new connection, which logs in.
+func TestFrontConnLimitEvictsSilent(t *testing.T) {
+	fx := startFrontWith(t, "ops", limitConfig)
+	var silent []net.Conn
+	for range 2 {
+		c, err := net.Dial("tcp", fx.ts.SSHAddr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		silent = append(silent, c)
+	}
+	c, err := fx.dialFrom("", "ops@box", fx.certSigner(t))
+	if err != nil {
+		t.Fatalf("a login from an address full of silent connections: %v", err)
+	}
+	defer c.Close()
+	if !closedAtOnce(t, readBanner(t, silent[0])) {
+		t.Fatal("the oldest silent connection was not closed")
+	}
+	if n := testutil.ToFloat64(fx.ts.front.metrics.connsRefused.WithLabelValues(ConnEvicted)); n != 1 {
+		t.Fatalf("%v evicted, want 1", n)
+	}
+}
+
+// readBanner reads the server's version line from c, and returns c.
+func readBanner(t *testing.T, c net.Conn) net.Conn {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 0, 64)
+	one := make([]byte, 1)
+	for len(buf) < 255 {
+		n, err := c.Read(one)
+		if err != nil || n == 0 {
+			break
+		}
+		buf = append(buf, one[0])
+		if one[0] == '\n' {
+			break
+		}
+	}
+	if !strings.HasPrefix(string(buf), "SSH-2.0-") {
+		t.Fatalf("no version line: %q", buf)
+	}
+	return c
 }
