@@ -23,6 +23,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	gl "github.com/gliderlabs/ssh"
 	"github.com/hashicorp/go-hclog"
@@ -435,8 +436,27 @@ func (f *front) offerRefusal(key ssh.PublicKey) *refusal {
 		return &refusal{reason: ReasonNotCertificate, detail: "only certificates from the user CA are accepted"}
 	case !f.opts.Authorities.User.Trusts(cert.SignatureKey, f.now()):
 		return &refusal{reason: ReasonUntrustedCA}
+	case !signedBy(cert):
+		// The CA's public key is public: a certificate that names it
+		// without its signature is a stranger's, and is refused here,
+		// within the stranger's budget.
+		return &refusal{reason: ReasonUntrustedCA, detail: "the certificate's signature is not its CA's"}
 	}
 	return nil
+}
+
+// signedBy reports whether cert's signature is its signature key's over
+// the certificate (the bytes RFC PROTOCOL.certkeys signs: everything but
+// the signature itself).
+func signedBy(cert *ssh.Certificate) bool {
+	if cert.Signature == nil || cert.SignatureKey == nil {
+		return false
+	}
+	c := *cert
+	c.Signature = nil
+	b := c.Marshal()
+	// Marshal ends with the (now empty) signature's 4-byte length.
+	return len(b) >= 4 && cert.SignatureKey.Verify(b[:len(b)-4], cert.Signature) == nil
 }
 
 // refuseForward refuses a remote port forwarding request (ssh -R), and
@@ -674,6 +694,7 @@ func (f *front) refusedWith(user string, remote net.Addr, key ssh.PublicKey, r *
 	}
 	f.metrics.authRefused(r.reason)
 	f.textMasker().Fields(attrs, clientText...)
+	capClientText(attrs)
 	f.log.Info("ssh authentication refused", "reason", r.reason, "detail", attrs["detail"], "user", attrs["user"], "client", attrs["client"], "serial", attrs["serial"])
 	f.journal(EventAuthRefused, attrs, "a refused ssh authentication")
 }
@@ -685,6 +706,7 @@ func (f *front) refusedWith(user string, remote net.Addr, key ssh.PublicKey, r *
 // that quote them) is masked first, with the policy's text_masking.
 func (f *front) journal(name string, attrs recorder.Attrs, what string) error {
 	f.textMasker().Fields(attrs, clientText...)
+	capClientText(attrs)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_, err := f.opts.Journal.AppendEvent(ctx, name, attrs)
@@ -697,6 +719,29 @@ func (f *front) journal(name string, attrs recorder.Attrs, what string) error {
 // clientText are the attributes of the front door's events that hold text
 // the client chose, masked before they are journaled or logged.
 var clientText = []string{"user", "outer.user", "destination", "command", "detail", "term"}
+
+// maxClientText bounds what the journal keeps of a piece of text a
+// stranger chose (a user name, a certificate's key ID): a budgeted leaf
+// must cost a bounded number of bytes too.
+const maxClientText = 256
+
+// capClientText cuts the client-chosen attributes of a (and key-id) to
+// maxClientText bytes, at a character boundary, saying how long they were.
+func capClientText(a recorder.Attrs) {
+	for _, k := range append(clientText, "key-id") {
+		v, ok := a[k]
+		// A value cut once (its note added) is within the bound and
+		// the note's few bytes: it is not cut again.
+		if !ok || len(v) <= maxClientText+32 {
+			continue
+		}
+		cut := maxClientText
+		for cut > 0 && !utf8.RuneStart(v[cut]) {
+			cut--
+		}
+		a[k] = v[:cut] + "… (" + strconv.Itoa(len(v)) + " bytes)"
+	}
+}
 
 // addTo adds to attrs who the connection is: the identity, the
 // certificate's serial and key ID, the client, and the route.

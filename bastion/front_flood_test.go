@@ -266,3 +266,63 @@ func TestFrontSilentFlood(t *testing.T) {
 		t.Fatalf("%v connections counted as evicted, want at least 500", n)
 	}
 }
+
+// TestFrontForgedCertificate: a certificate that names the user CA's
+// public key (which is public) without its signature is a stranger's:
+// refused when offered, within the stranger's budget, never journaled as
+// a proved certificate.
+func TestFrontForgedCertificate(t *testing.T) {
+	fx := startFront(t)
+	caLine := fx.ts.auth.User.AuthorizedKeys()[0]
+	caKey, _, _, _, err := ssh.ParseAuthorizedKey([]byte(caLine))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	own, _ := ssh.NewSignerFromKey(priv)
+	_, otherPriv, _ := ed25519.GenerateKey(rand.Reader)
+	other, _ := ssh.NewSignerFromKey(otherPriv)
+	cert := &ssh.Certificate{Key: own.PublicKey(), Serial: 42, CertType: ssh.UserCert, KeyId: "forged",
+		ValidPrincipals: []string{"ops"}, ValidBefore: ssh.CertTimeInfinity}
+	if err := cert.SignCert(rand.Reader, other); err != nil {
+		t.Fatal(err)
+	}
+	cert.SignatureKey = caKey // names the CA; the signature is another key's
+	signer, err := ssh.NewCertSigner(cert, own)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := len(fx.ts.events(t, EventAuthRefused))
+	for range 20 {
+		if c, err := fx.dialFrom("", "ops@box", signer); err == nil {
+			c.Close()
+			t.Fatal("logged in with a forged certificate")
+		}
+	}
+	evs := fx.settled(t, EventAuthRefused, before)
+	if len(evs) != authRefusedPerAddress {
+		t.Fatalf("%d events, want the per-address budget %d", len(evs), authRefusedPerAddress)
+	}
+	for _, e := range evs {
+		if e["reason"] != ReasonUntrustedCA || !strings.Contains(e["detail"], "signature") {
+			t.Fatalf("event %v", e)
+		}
+	}
+}
+
+// TestFrontLongUserName: what a stranger chooses costs a bounded number
+// of bytes: a 200,000-byte user name is kept cut to a few hundred.
+func TestFrontLongUserName(t *testing.T) {
+	fx := startFront(t)
+	before := len(fx.ts.events(t, EventAuthRefused))
+	name := strings.Repeat("a", 200000) + "@box"
+	if c, err := fx.dialFrom("", name, plainSigners(t, 1)...); err == nil {
+		c.Close()
+		t.Fatal("logged in with a plain key")
+	}
+	evs := fx.settled(t, EventAuthRefused, before)
+	if len(evs) != 1 || len(evs[0]["user"]) > maxClientText+32 || !strings.HasSuffix(evs[0]["user"], "(200004 bytes)") {
+		u := evs[0]["user"]
+		t.Fatalf("events %d, user %d bytes, ending %q", len(evs), len(u), u[max(0, len(u)-40):])
+	}
+}

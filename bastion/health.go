@@ -70,6 +70,10 @@ type journalHealth struct {
 
 	slowest atomic.Int64  // the longest commit (ns) since the last check
 	kick    chan struct{} // capacity 1: a slow commit was seen
+	// failure is a journal failure the recovery saw, which the next
+	// check raises even if the journal has recovered by then: a fault
+	// that lasts less than a check still ended sessions.
+	failure atomic.Pointer[error]
 
 	// Owned by the goroutine that runs check.
 	state     string    // journalOK, journalSlow or journalFailed
@@ -123,6 +127,16 @@ func (h *journalHealth) now() (state string, waited time.Duration) {
 	return journalOK, 0
 }
 
+// failed notes a journal failure (the recovery calls it as it starts) and
+// has it raised at once.
+func (h *journalHealth) failed(err error) {
+	h.failure.Store(&err)
+	select {
+	case h.kick <- struct{}{}:
+	default:
+	}
+}
+
 // run checks the journal until ctx is done: often enough to see an
 // append wait past the threshold, and at once when a commit took longer.
 func (h *journalHealth) run(ctx context.Context) {
@@ -145,6 +159,10 @@ func (h *journalHealth) run(ctx context.Context) {
 // that a disk that stalls now and then raises one alarm, not one a commit.
 func (h *journalHealth) check() {
 	state, waited := h.now()
+	latched := h.failure.Swap(nil)
+	if latched != nil && h.state != journalFailed {
+		state = journalFailed
+	}
 	if slowest := time.Duration(h.slowest.Swap(0)); state == journalOK && slowest >= h.threshold {
 		state, waited = journalSlow, slowest
 	}
@@ -155,6 +173,9 @@ func (h *journalHealth) check() {
 			h.metrics.alarm(AlarmSlowCommit, false)
 		}
 		err := h.journal().Err()
+		if err == nil && latched != nil {
+			err = *latched
+		}
 		h.log.Error("ALARM: the journal cannot be written: audit logging has stopped, sessions are ended and refused", "error", err)
 		h.raise(AlarmWriteFailed, fmt.Sprintf("bastion: ALARM: the journal cannot be written (%v): audit logging has stopped; live sessions were ended and new ones are refused", err),
 			map[string]string{"error": err.Error()})

@@ -68,14 +68,17 @@ func (l *liveJournal) swap(j *recorder.Journal, close func() error) {
 // Close closes the journal in force (and its store, if the server was
 // given how).
 func (l *liveJournal) Close() error {
+	// Closed outside mu: closing a journal on a failing disk can take a
+	// while, and readers (the probes, a session's start) must get the
+	// failed journal's error meanwhile, not wait.
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.close == nil {
-		return l.j.Close()
-	}
-	err := l.close()
+	j, closeJ := l.j, l.close
 	l.close = nil
-	return err
+	l.mu.Unlock()
+	if closeJ == nil {
+		return j.Close()
+	}
+	return closeJ()
 }
 
 // CloseJournal closes the journal the server records to (the one it was
@@ -117,6 +120,9 @@ func (s *Server) recoverJournal(ctx context.Context, cause error) error {
 		limit = DefaultJournalRecovery
 	}
 	s.log.Error("the journal failed: new sessions and logins are refused while it is opened again", "error", cause, "give-up-after", limit)
+	if s.health != nil {
+		s.health.failed(cause)
+	}
 	if err := s.journal.Close(); err != nil && !errors.Is(err, cause) {
 		s.log.Debug("close the failed journal", "error", err)
 	}

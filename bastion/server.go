@@ -544,7 +544,7 @@ func (s *Server) Run(ctx context.Context) error {
 		},
 	}
 	var wg sync.WaitGroup
-	errs := make(chan error, 4)
+	errs := make(chan error, 8) // room for every server below to fail
 	serve := func(name string, f func() error) {
 		wg.Go(func() {
 			if err := f(); err != nil && !errors.Is(err, http.ErrServerClosed) {
