@@ -17,6 +17,7 @@ import (
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/storage"
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -185,6 +186,29 @@ func TestJournalRecoversFromLock(t *testing.T) {
 	}
 	fx.ts.stop(t)
 	verifiedAfter(t, filepath.Join(fx.ts.home, "journal.db"), fx.ts.key, liveID, len(live.stdout.String()))
+}
+
+// TestJournalRecoveryAlarm: a journal failure that serve recovers from
+// at once (its store closed underneath, then opened again) still raises
+// the write-failed alarm, once, and clears it.
+func TestJournalRecoveryAlarm(t *testing.T) {
+	fx, events := recoveringFront(t, "")
+	fx.ts.opts.Store.(*storage.SQLite).Close()
+	fx.ts.journal.AppendEvent(context.Background(), "test.event", recorder.Attrs{"a": "b"})
+	for deadline := time.Now().Add(20 * time.Second); len(events(EventJournalRecovered)) == 0; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the journal did not recover")
+		}
+	}
+	raised := func() float64 { return testutil.ToFloat64(fx.ts.metrics.alarms.WithLabelValues(AlarmWriteFailed)) }
+	up := func() float64 {
+		return testutil.ToFloat64(fx.ts.metrics.alarmsRaised.WithLabelValues(AlarmWriteFailed))
+	}
+	for deadline := time.Now().Add(10 * time.Second); raised() != 1 || up() != 0; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("write-failed alarms raised %v, raised now %v: want 1 raised, then cleared", raised(), up())
+		}
+	}
 }
 
 // TestJournalRecoveryGivesUp: a journal that cannot be opened again within
