@@ -130,6 +130,9 @@ type front struct {
 
 	// authBudget bounds the ssh.auth_refused events strangers cost.
 	authBudget *refusalBudget
+	// preAuths are the connections whose pre-auth accounting is not
+	// written yet.
+	preAuths sync.WaitGroup
 
 	metrics *metrics
 	// maskers are the masking profiles compiled so far.
@@ -292,6 +295,11 @@ func (f *front) shutdown(ctx context.Context) error {
 	// accounting owes) within what is left of the bound.
 	f.srv.Shutdown(ctx)
 	<-ended
+	// gliderlabs tracks a connection only once it has authenticated:
+	// those that have not are closed here, and their accounting written
+	// while the journal is open.
+	f.conns.closeUnauthenticated()
+	waitOrDone(ctx, &f.preAuths)
 	f.conns.flush()
 	f.flushAuthRefusals()
 	f.conns.writes.Wait()
@@ -884,6 +892,33 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 			evict.Close()
 		}
 		return lc, nil
+	}
+}
+
+// closeUnauthenticated closes every connection that has not
+// authenticated.
+func (l *connLimiter) closeUnauthenticated() {
+	l.mu.Lock()
+	var open []*limitedConn
+	for e := l.unauth.Front(); e != nil; e = e.Next() {
+		open = append(open, e.Value.(*limitedConn))
+	}
+	l.mu.Unlock()
+	for _, c := range open {
+		c.Close()
+	}
+}
+
+// waitOrDone waits for wg, or until ctx is done.
+func waitOrDone(ctx context.Context, wg *sync.WaitGroup) {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
 	}
 }
 

@@ -94,11 +94,11 @@ func (f *front) preAuthStart(ctx gl.Context, c net.Conn) net.Conn {
 		c.Close()
 	})
 	ctx.SetValue(preAuthKey{}, pa)
-	go func() {
+	f.preAuths.Go(func() {
 		<-ctx.Done()
 		pa.timer.Stop()
 		pa.finish()
-	}()
+	})
 	return c
 }
 
