@@ -958,6 +958,9 @@ func (l *connLimiter) flush() {
 		if s.others > 0 {
 			attrs["addresses"] = strconv.Itoa(s.others)
 		}
+		if s.untracked > 0 {
+			attrs["untracked"] = strconv.Itoa(s.untracked)
+		}
 		l.journal(attrs)
 	}
 }

@@ -273,6 +273,10 @@ type refusalBudget struct {
 	pending   map[netip.Prefix]*pendingRefusals
 	journaled map[netip.Prefix]int
 	events    int
+	// overflow counts, without their addresses, the refusals of
+	// addresses past what pending keeps (4·max): an attacker with many
+	// addresses (an IPv6 /48 holds 65,536 /64s) cannot grow the map.
+	overflow pendingRefusals
 }
 
 type pendingRefusals struct {
@@ -296,6 +300,12 @@ func (b *refusalBudget) take(key netip.Prefix, reasons map[string]int) bool {
 		return true
 	}
 	p := b.pending[key]
+	if p == nil && len(b.pending) >= 4*b.max {
+		if b.overflow.reasons == nil {
+			b.overflow = pendingRefusals{since: time.Now(), reasons: map[string]int{}}
+		}
+		p = &b.overflow
+	}
 	if p == nil {
 		p = &pendingRefusals{since: time.Now(), reasons: map[string]int{}}
 		b.pending[key] = p
@@ -315,6 +325,9 @@ type refusalSummary struct {
 	count   int
 	reasons map[string]int
 	since   time.Time
+	// untracked is how many of count came from addresses past those
+	// the budget keeps apart (they are not among the others counted).
+	untracked int
 }
 
 // flush returns the summaries of the interval that ends, and starts the
@@ -339,13 +352,23 @@ func (b *refusalBudget) flush() []refusalSummary {
 			rest.since = p.since
 		}
 	}
-	if rest.others > 0 {
+	if o := b.overflow; o.count > 0 {
+		rest.untracked = o.count
+		rest.count += o.count
+		for r, n := range o.reasons {
+			rest.reasons[r] += n
+		}
+		if rest.since.IsZero() || o.since.Before(rest.since) {
+			rest.since = o.since
+		}
+	}
+	if rest.count > 0 {
 		rest.client = "(others)"
 		out = append(out, rest)
 	}
 	clear(b.pending)
 	clear(b.journaled)
-	b.events = 0
+	b.events, b.overflow = 0, pendingRefusals{}
 	return out
 }
 
@@ -368,6 +391,9 @@ func (f *front) flushAuthRefusals() {
 		}
 		if s.others > 0 {
 			attrs["addresses"] = strconv.Itoa(s.others)
+		}
+		if s.untracked > 0 {
+			attrs["untracked"] = strconv.Itoa(s.untracked)
 		}
 		f.log.Warn("ssh authentications refused past the journal's budget", "client", s.client, "refused", s.count)
 		f.journal(EventAuthRefused, attrs, "refused ssh authentications")
