@@ -734,20 +734,21 @@ var clientText = []string{"user", "outer.user", "destination", "command", "detai
 const maxClientText = 256
 
 // capClientText cuts the client-chosen attributes of a (and key-id) to
-// maxClientText bytes, at a character boundary, saying how long they were.
+// maxClientText bytes at most, at a character boundary, noting how long
+// they were; a value within the bound, one cut before included, is left
+// as it is.
 func capClientText(a recorder.Attrs) {
 	for _, k := range append(clientText, "key-id") {
 		v, ok := a[k]
-		// A value cut once (its note added) is within the bound and
-		// the note's few bytes: it is not cut again.
-		if !ok || len(v) <= maxClientText+32 {
+		if !ok || len(v) <= maxClientText {
 			continue
 		}
-		cut := maxClientText
+		note := "… (" + strconv.Itoa(len(v)) + " bytes)"
+		cut := maxClientText - len(note)
 		for cut > 0 && !utf8.RuneStart(v[cut]) {
 			cut--
 		}
-		a[k] = v[:cut] + "… (" + strconv.Itoa(len(v)) + " bytes)"
+		a[k] = v[:cut] + note
 	}
 }
 

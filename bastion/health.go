@@ -2,7 +2,6 @@ package bastion
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"sync/atomic"
@@ -266,9 +265,8 @@ func (h *journalHealth) withHealth(next http.Handler) http.Handler {
 	return mux
 }
 
+// writeHealth answers a probe: JSON, never cached.
 func writeHealth(w http.ResponseWriter, code int, body any) {
-	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(body)
+	writeAdminJSON(w, code, body)
 }

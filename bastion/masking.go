@@ -72,8 +72,7 @@ func (ms *maskers) text(pol *policy.Policy) *mask.Masker {
 	}
 	m, err := ms.compile(p)
 	if err != nil {
-		all, _ := mask.BuiltinProfile(policy.DefaultTextMasking)
-		m, _ = ms.compile(all)
+		return mask.All()
 	}
 	return m
 }
@@ -541,10 +540,12 @@ func (im *inputMasking) Append(kind uint8, channel uint32, p []byte) (uint64, er
 		// Its mask frames have no positions: the offset in the input
 		// is not known here.
 		masked, hits := im.masker.Text(string(p))
-		for _, sum := range mask.Summary("input", hits) {
-			_, d, _ := strings.Cut(sum, ":")
-			d, n, _ := strings.Cut(d, ":")
-			payload, err := recorder.EncodeAttrs(recorder.Attrs{"detector": d, "count": n, "stream": "input"})
+		counts := map[string]int{}
+		for _, h := range hits {
+			counts[h.Detector]++
+		}
+		for _, d := range slices.Sorted(maps.Keys(counts)) {
+			payload, err := recorder.EncodeAttrs(recorder.Attrs{"detector": d, "count": strconv.Itoa(counts[d]), "stream": "input"})
 			if err == nil {
 				_, err = im.Recorder.Append(uint8(recorder.KindMask), channel, payload)
 			}

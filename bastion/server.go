@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -392,7 +391,7 @@ func (s *Server) Revoke(ctx context.Context, req certauth.RevokeRequest) (*certa
 	if err != nil {
 		return nil, err
 	}
-	reason, _ := s.textMasker().Text(strings.Join(strings.Fields(req.Reason), " "))
+	reason, _ := certauth.RevocationReason(s.textMasker, req.Reason)
 	s.log.Info("certificates revoked", "serials", fmt.Sprint(res.Serials), "identity", res.Identity, "by", req.By, "reason", reason)
 	if s.front != nil {
 		for _, l := range s.life.revoked(res) {

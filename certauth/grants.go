@@ -667,24 +667,13 @@ func printableID(id string) string {
 
 // masker is the masker of free text: the configured one, or every
 // built-in detector.
-func (s *Grants) masker() *mask.Masker { return textMasker(s.textMasker) }
+func (s *Grants) masker() *mask.Masker { return pickMasker(s.textMasker) }
 
-// textMasker is what f returns, or, without an f, a masker of every
+// pickMasker is what f returns, or, without an f, a masker of every
 // built-in detector.
-func textMasker(f func() *mask.Masker) *mask.Masker {
+func pickMasker(f func() *mask.Masker) *mask.Masker {
 	if f != nil {
 		return f()
 	}
-	return allDetectors()
+	return mask.All()
 }
-
-// allDetectors is a masker of every built-in detector, for text when no
-// masker is configured.
-var allDetectors = sync.OnceValue(func() *mask.Masker {
-	p, _ := mask.BuiltinProfile("all")
-	m, err := mask.Compile(p)
-	if err != nil {
-		panic("certauth: the built-in masking profile does not compile: " + err.Error())
-	}
-	return m
-})

@@ -279,7 +279,7 @@ func (is *Issuer) journalRefusal(ctx context.Context, r *Refusal, attrs recorder
 		return r
 	}
 	// An error may quote what the client sent (a malformed ticket).
-	m := textMasker(is.text)
+	m := pickMasker(is.text)
 	msg, _ := m.Text(r.Msg)
 	if r.quiet || !is.refusals.Allow() {
 		// Past the journal's budget for refusals: logged and counted;
@@ -327,7 +327,7 @@ func (is *Issuer) issue(ctx context.Context, req IssueRequest, refused recorder.
 	}
 	if req.Ticket != "" {
 		refused["ticket"] = req.Ticket
-		if _, hits := textMasker(is.text).Text(req.Ticket); len(hits) > 0 {
+		if _, hits := pickMasker(is.text).Text(req.Ticket); len(hits) > 0 {
 			// The ticket goes into the certificate's key ID, which
 			// targets log: it must hold nothing masking would hide.
 			return nil, &Refusal{Status: http.StatusBadRequest, Reason: ReasonRequestMalformed,

@@ -322,6 +322,18 @@ type RevokeRequest struct {
 	TextMasker func() *mask.Masker `json:"-"`
 }
 
+// RevocationReason is a revocation's reason as the journal keeps it and
+// the log shows it, and what was masked in it (the "masked" attribute;
+// "" for nothing): on one line, blanks of any kind (a tab, a line break)
+// becoming single spaces, which also lets the masker see a value they
+// split; masked with textMasker's masker (as [GrantsOptions] TextMasker);
+// then cut to 1 KiB, so that a value across the cut is masked too.
+func RevocationReason(textMasker func() *mask.Masker, reason string) (kept, masked string) {
+	a := map[string]string{"reason": strings.Join(strings.Fields(reason), " ")}
+	masked = pickMasker(textMasker).Fields(a, "reason")
+	return truncate(a["reason"], 1024), masked
+}
+
 // RevokeResult says what a revocation did.
 type RevokeResult struct {
 	// Serials are the certificates newly revoked.
@@ -387,14 +399,10 @@ func (r *Registry) Revoke(ctx context.Context, j EventJournal, req RevokeRequest
 		attrs["blocked_until"] = until.UTC().Format(time.RFC3339Nano)
 	}
 	if req.Reason != "" {
-		// Masked before it is cut, so that a value across the cut is
-		// masked too.
-		// On one line: blanks of any kind (a tab, a line break) become
-		// single spaces, which also lets the masker see a value split
-		// by them.
-		attrs["reason"] = strings.Join(strings.Fields(req.Reason), " ")
-		textMasker(req.TextMasker).Fields(attrs, "reason")
-		attrs["reason"] = truncate(attrs["reason"], 1024)
+		attrs["reason"], attrs[mask.MaskedKey] = RevocationReason(req.TextMasker, req.Reason)
+		if attrs[mask.MaskedKey] == "" {
+			delete(attrs, mask.MaskedKey)
+		}
 	}
 	if req.By != "" {
 		attrs["by"] = truncate(req.By, 256)

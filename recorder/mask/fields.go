@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // Text masks s as a whole piece of text (a command line, a reason typed
@@ -80,6 +81,17 @@ func Summary(what string, hits []Hit) []string {
 	slices.Sort(parts)
 	return parts
 }
+
+// All is a Masker of every built-in detector (the "all" profile),
+// compiled once: what masks text when nothing says otherwise.
+var All = sync.OnceValue(func() *Masker {
+	p, _ := BuiltinProfile("all")
+	m, err := Compile(p)
+	if err != nil {
+		panic("mask: the built-in profile does not compile: " + err.Error())
+	}
+	return m
+})
 
 // JoinSummaries merges "masked" attribute values (as Fields returns them)
 // into one, sorted; empty ones are skipped.
