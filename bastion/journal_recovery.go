@@ -119,6 +119,17 @@ func (s *Server) recoverJournal(ctx context.Context, cause error) error {
 	if limit <= 0 {
 		limit = DefaultJournalRecovery
 	}
+	// A journal that fails again within journal_recovery of its last
+	// recovery is the same fault, not a new one: its window is not
+	// renewed, so a journal that keeps failing (a disk still full, the
+	// reopened journal failing at its next write) still ends serve.
+	if !s.recoveredAt.IsZero() && first.Sub(s.recoveredAt) < limit {
+		first = s.faultSince
+	}
+	s.faultSince = first
+	if since := s.now().Sub(first); since >= limit {
+		return fmt.Errorf("the journal keeps failing (%v): it failed again after each recovery for %v, more than journal_recovery (%v)", cause, since.Round(time.Millisecond), limit)
+	}
 	s.log.Error("the journal failed: new sessions and logins are refused while it is opened again", "error", cause, "give-up-after", limit)
 	if s.health != nil {
 		s.health.failed(cause)
@@ -138,6 +149,7 @@ func (s *Server) recoverJournal(ctx context.Context, cause error) error {
 			}
 			if _, err = j.AppendEvent(ctx, EventJournalRecovered, attrs); err == nil {
 				s.journal.swap(j, closeJ)
+				s.recoveredAt = s.now()
 				s.log.Info("the journal recovered: sessions and logins are accepted again", "duration", attrs["duration"], "sessions-ended", attrs["sessions-ended"], "attempts", attempt)
 				return nil
 			}

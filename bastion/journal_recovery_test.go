@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 	"unsafe"
@@ -207,6 +208,78 @@ func TestJournalRecoveryAlarm(t *testing.T) {
 	for deadline := time.Now().Add(10 * time.Second); raised() != 1 || up() != 0; time.Sleep(100 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("write-failed alarms raised %v, raised now %v: want 1 raised, then cleared", raised(), up())
+		}
+	}
+}
+
+// TestJournalRecoveryFlapping: a journal that fails again each time it is
+// opened again (the fault is still there) ends Run once journal_recovery
+// has passed since the fault began, rather than recovering forever.
+func TestJournalRecoveryFlapping(t *testing.T) {
+	m := startOP(t)
+	var path string
+	var key *recorder.JournalKey
+	var opened []*storage.SQLite
+	var mu sync.Mutex
+	ts := startServerWith(t, m, strings.Replace(e2eConfig, "%LOGIN%", "ops", 1)+"journal_recovery = \"2s\"\n", certauth.AlgorithmEd25519, serverTweaks{edit: func(o *ServerOptions) {
+		path = filepath.Join(o.Home, "journal.db")
+		key, _ = certauth.LoadJournalKey(o.Home)
+		st := o.Store.(*storage.SQLite)
+		j := o.Journal
+		o.CloseJournal = func() error { return errors.Join(j.Close(), st.Close()) }
+		o.ReopenJournal = func(ctx context.Context) (*recorder.Journal, func() error, error) {
+			st, err := storage.OpenSQLite(ctx, path, storage.Options{})
+			if err != nil {
+				return nil, nil, err
+			}
+			j, err := recorder.Open(ctx, st, recorder.Options{Key: key})
+			if err != nil {
+				st.Close()
+				return nil, nil, err
+			}
+			mu.Lock()
+			opened = append(opened, st)
+			mu.Unlock()
+			return j, func() error { return errors.Join(j.Close(), st.Close()) }, nil
+		}
+	}})
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if code, _ := getHealth(t, ts, "/healthz"); code == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the server did not start")
+		}
+	}
+	// The fault stays: each journal opened fails at its next write.
+	ts.opts.Store.(*storage.SQLite).Close()
+	ts.journal.AppendEvent(context.Background(), "test.event", recorder.Attrs{"a": "b"})
+	giveUp := time.After(30 * time.Second)
+	for {
+		select {
+		case err := <-ts.done:
+			if err == nil || !strings.Contains(err.Error(), "keeps failing") {
+				t.Fatalf("Run returned %v", err)
+			}
+			ts.cancel = nil
+			mu.Lock()
+			n := len(opened)
+			mu.Unlock()
+			if n < 2 {
+				t.Fatalf("the journal was opened again %d times, want it to have recovered and failed again", n)
+			}
+			return
+		case <-time.After(100 * time.Millisecond):
+			mu.Lock()
+			for _, st := range opened {
+				st.Close()
+			}
+			mu.Unlock()
+			// To the journal in force (the server's, not the one the
+			// test opened).
+			ts.Server.journal.AppendEvent(context.Background(), "test.event", recorder.Attrs{"a": "b"})
+		case <-giveUp:
+			t.Fatal("Run did not end: the journal recovers and fails forever")
 		}
 	}
 }

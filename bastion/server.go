@@ -65,16 +65,19 @@ type ServerOptions struct {
 // Server is "bastion serve": the HTTPS API that exchanges OIDC tokens for
 // certificates, and the admin socket the CLI revokes through.
 type Server struct {
-	opts     ServerOptions
-	journal  *liveJournal // the journal in force
-	maskers  maskers      // the text masker's profile, compiled
-	log      hclog.Logger
-	now      func() time.Time
-	registry *certauth.Registry
-	issuer   *certauth.Issuer
-	api      *certauth.API
-	tls      *certauth.APICertificate
-	krlPath  string
+	opts    ServerOptions
+	journal *liveJournal // the journal in force
+	// faultSince is when the journal's current streak of faults began,
+	// recoveredAt when it last recovered; owned by watchJournal.
+	faultSince, recoveredAt time.Time
+	maskers                 maskers // the text masker's profile, compiled
+	log                     hclog.Logger
+	now                     func() time.Time
+	registry                *certauth.Registry
+	issuer                  *certauth.Issuer
+	api                     *certauth.API
+	tls                     *certauth.APICertificate
+	krlPath                 string
 
 	apiLn   net.Listener
 	adminLn net.Listener
