@@ -206,12 +206,14 @@ func TestSlowCommitAlarm(t *testing.T) {
 	var logs lockedBuffer
 	logger := hclog.New(&hclog.LoggerOptions{Name: "bastion", Output: &logs, Level: hclog.Info})
 	slow := &slowStore{}
-	config := e2eConfigBase + "grants {\n  webhook_url = \"" + sink.URL + "/hook\"\n}\nalerts {\n  slow_commit = \"200ms\"\n}\n"
+	config := e2eConfigBase + "grants {\n  webhook_url = \"" + sink.URL + "/hook\"\n}\nalerts {\n  slow_commit = \"500ms\"\n}\n"
 	ts := startServerWith(t, startOP(t), config, certauth.AlgorithmEd25519, serverTweaks{logger: logger,
 		wrap: func(st storage.Store) storage.Store { slow.Store = st; return slow }})
 	ctx := context.Background()
 
-	slow.delay.Store(int64(700 * time.Millisecond))
+	// A threshold well above what a commit takes on a loaded machine
+	// running the whole suite with -race, and slow commits well above it.
+	slow.delay.Store(int64(1200 * time.Millisecond))
 	done := make(chan error, 1)
 	go func() {
 		var err error
@@ -224,7 +226,7 @@ func TestSlowCommitAlarm(t *testing.T) {
 	}()
 	waitFor(t, "/readyz to say the journal is slow", func() bool {
 		code, body := getHealth(t, ts, "/readyz")
-		return code == 503 && body["journal"] == "slow" && body["oldest_pending_seconds"].(float64) >= 0.2
+		return code == 503 && body["journal"] == "slow" && body["oldest_pending_seconds"].(float64) >= 0.5
 	})
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -232,7 +234,7 @@ func TestSlowCommitAlarm(t *testing.T) {
 	metrics := scrape(t, ts)
 	if metricValue(metrics, `bastion_journal_alarms_total{alarm="journal.slow_commit"}`) != 1 ||
 		metricValue(metrics, `bastion_journal_alarm{alarm="journal.slow_commit"}`) != 1 ||
-		metricValue(metrics, `bastion_journal_commit_seconds_bucket{le="0.5"}`) >= metricValue(metrics, "bastion_journal_commit_seconds_count") {
+		metricValue(metrics, `bastion_journal_commit_seconds_bucket{le="1"}`) >= metricValue(metrics, "bastion_journal_commit_seconds_count") {
 		t.Errorf("metrics while slow:\n%s", metrics)
 	}
 
@@ -245,7 +247,7 @@ func TestSlowCommitAlarm(t *testing.T) {
 	waitFor(t, "the alarm to clear", func() bool { return len(sink.alerts()) >= 2 })
 	time.Sleep(300 * time.Millisecond)
 	alerts := sink.alerts()
-	if len(alerts) != 2 || alerts[0].Event != AlarmSlowCommit || alerts[0].State != certauth.AlertRaised || alerts[0].Attrs["threshold"] != "200ms" ||
+	if len(alerts) != 2 || alerts[0].Event != AlarmSlowCommit || alerts[0].State != certauth.AlertRaised || alerts[0].Attrs["threshold"] != "500ms" ||
 		alerts[1].Event != AlarmSlowCommit || alerts[1].State != certauth.AlertCleared || !strings.Contains(alerts[0].Text, "ALARM") {
 		t.Errorf("alerts: %+v", alerts)
 	}

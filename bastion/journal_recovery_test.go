@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unsafe"
@@ -212,34 +212,44 @@ func TestJournalRecoveryAlarm(t *testing.T) {
 	}
 }
 
+// stillFailing is a store whose writes fail after its first: a journal
+// opened again on it records its recovery, then fails at the next write,
+// as one on a disk that is still full does.
+type stillFailing struct {
+	storage.Store
+	commits atomic.Int32
+}
+
+func (s *stillFailing) Commit(ctx context.Context, b *storage.Batch) error {
+	if s.commits.Add(1) > 1 {
+		return errors.New("the disk is still failing")
+	}
+	return s.Store.Commit(ctx, b)
+}
+
 // TestJournalRecoveryFlapping: a journal that fails again each time it is
 // opened again (the fault is still there) ends Run once journal_recovery
 // has passed since the fault began, rather than recovering forever.
 func TestJournalRecoveryFlapping(t *testing.T) {
 	m := startOP(t)
-	var path string
-	var key *recorder.JournalKey
-	var opened []*storage.SQLite
-	var mu sync.Mutex
+	var reopened atomic.Int32
 	ts := startServerWith(t, m, strings.Replace(e2eConfig, "%LOGIN%", "ops", 1)+"journal_recovery = \"2s\"\n", certauth.AlgorithmEd25519, serverTweaks{edit: func(o *ServerOptions) {
-		path = filepath.Join(o.Home, "journal.db")
-		key, _ = certauth.LoadJournalKey(o.Home)
-		st := o.Store.(*storage.SQLite)
-		j := o.Journal
-		o.CloseJournal = func() error { return errors.Join(j.Close(), st.Close()) }
+		path := filepath.Join(o.Home, "journal.db")
+		key, err := certauth.LoadJournalKey(o.Home)
+		if err != nil {
+			t.Fatal(err)
+		}
 		o.ReopenJournal = func(ctx context.Context) (*recorder.Journal, func() error, error) {
 			st, err := storage.OpenSQLite(ctx, path, storage.Options{})
 			if err != nil {
 				return nil, nil, err
 			}
-			j, err := recorder.Open(ctx, st, recorder.Options{Key: key})
+			j, err := recorder.Open(ctx, &stillFailing{Store: st}, recorder.Options{Key: key})
 			if err != nil {
 				st.Close()
 				return nil, nil, err
 			}
-			mu.Lock()
-			opened = append(opened, st)
-			mu.Unlock()
+			reopened.Add(1)
 			return j, func() error { return errors.Join(j.Close(), st.Close()) }, nil
 		}
 	}})
@@ -251,33 +261,24 @@ func TestJournalRecoveryFlapping(t *testing.T) {
 			t.Fatal("the server did not start")
 		}
 	}
-	// The fault stays: each journal opened fails at its next write.
+	// The first failure: the store closed underneath.
 	ts.opts.Store.(*storage.SQLite).Close()
-	ts.journal.AppendEvent(context.Background(), "test.event", recorder.Attrs{"a": "b"})
 	giveUp := time.After(30 * time.Second)
 	for {
+		// Writes to the journal in force (the server's, not the one the
+		// test opened), which fail each reopened one again.
+		ts.Server.journal.AppendEvent(context.Background(), "test.event", recorder.Attrs{"a": "b"})
 		select {
 		case err := <-ts.done:
 			if err == nil || !strings.Contains(err.Error(), "keeps failing") {
 				t.Fatalf("Run returned %v", err)
 			}
 			ts.cancel = nil
-			mu.Lock()
-			n := len(opened)
-			mu.Unlock()
-			if n < 2 {
+			if n := reopened.Load(); n < 2 {
 				t.Fatalf("the journal was opened again %d times, want it to have recovered and failed again", n)
 			}
 			return
 		case <-time.After(100 * time.Millisecond):
-			mu.Lock()
-			for _, st := range opened {
-				st.Close()
-			}
-			mu.Unlock()
-			// To the journal in force (the server's, not the one the
-			// test opened).
-			ts.Server.journal.AppendEvent(context.Background(), "test.event", recorder.Attrs{"a": "b"})
 		case <-giveUp:
 			t.Fatal("Run did not end: the journal recovers and fails forever")
 		}
