@@ -10,6 +10,9 @@ import (
 // mistakes because they can never take effect.
 func check(p *Policy, opts Options, idPos, rolePos func(int) *blockPos, d *diagnostics) {
 	used := map[string]bool{}
+	for _, n := range slices.Concat(p.Operators, p.Auditors) {
+		used[n] = true
+	}
 	for _, r := range p.Roles {
 		for _, n := range r.Identities {
 			used[n] = true

@@ -89,7 +89,7 @@ func policyFiles(path string) ([]string, error) {
 // The shape of the language.
 var (
 	policySchema = &hcl.BodySchema{
-		Attributes: []hcl.AttributeSchema{{Name: "text_masking"}},
+		Attributes: []hcl.AttributeSchema{{Name: "text_masking"}, {Name: "operators"}, {Name: "auditors"}},
 		Blocks: []hcl.BlockHeaderSchema{
 			{Type: "identity", LabelNames: []string{"name"}},
 			{Type: "role", LabelNames: []string{"name"}},
@@ -124,7 +124,7 @@ var (
 )
 
 // Decode reads the identity, role and masking_profile blocks, and the
-// text_masking attribute, of body (a policy file, or
+// text_masking, operators and auditors attributes, of body (a policy file, or
 // the part of the serve config that is left after its own blocks) and
 // checks them against opts. Any other block or attribute is an error.
 // hash becomes the policy's Hash. Returns as Load does.
@@ -178,6 +178,17 @@ func Decode(body hcl.Body, hash string, opts Options) (*Policy, []Diagnostic, er
 			if _, builtin := mask.BuiltinProfile(srcs.textMasking); !builtin {
 				dec.d.errorf(pos.at("text_masking", -1), "text_masking %q is neither %q, a built-in profile (%s) nor a masking_profile block", srcs.textMasking, NoTextMasking, strings.Join(mask.BuiltinProfiles(), ", "))
 			}
+		}
+	}
+	for _, staff := range []struct {
+		name string
+		out  *[]string
+		pos  **blockPos
+	}{{"operators", &srcs.operators, &srcs.operatorsPos}, {"auditors", &srcs.auditors, &srcs.auditorsPos}} {
+		if a := content.Attributes[staff.name]; a != nil {
+			pos := &blockPos{def: a.NameRange, attrs: map[string]hcl.Range{}, items: map[string][]hcl.Range{}}
+			*staff.out = append([]string{}, dec.strings(a, staff.name, pos)...)
+			*staff.pos = pos
 		}
 	}
 	if dec.d.hasErrors() {

@@ -178,6 +178,21 @@ role "r" {
   identities = ["ops"]
   logins = [var.login]
 }`, `6:13: error: Variables not allowed`},
+		{"unknown operator", okIdentity + `operators = ["ops", "nobody"]
+role "r" {
+  identities = ["ops"]
+  logins = ["a"]
+}`, `4:21: error: operators names identity "nobody", which is not defined`},
+		{"unknown auditor", okIdentity + `auditors = ["auditor"]
+role "r" {
+  identities = ["ops"]
+  logins = ["a"]
+}`, `4:13: error: auditors names identity "auditor", which is not defined`},
+		{"operators not a list", okIdentity + `operators = "ops"
+role "r" {
+  identities = ["ops"]
+  logins = ["a"]
+}`, `4:13: error: operators: want list of string`},
 		{"two commands blocks", okIdentity + `role "r" {
   identities = ["ops"]
   logins = ["a"]

@@ -54,13 +54,21 @@ type Policy struct {
 	// a grant's reason, a revocation's reason): a built-in profile, a
 	// masking_profile, or NoTextMasking. Empty means DefaultTextMasking.
 	TextMasking string
+	// Operators and Auditors name the identity blocks (of Identities)
+	// whose identities are the bastion's operators (who end sessions and
+	// revoke through the admin socket) and its auditors (who read the
+	// journal): the top-level "operators" and "auditors" attributes. Nil
+	// when the policy does not set them.
+	Operators, Auditors []string
 
 	hash       string
 	opts       Options
 	identities map[string]*Match
-	roles      []*compiledRole // in the order of Roles
-	byName     map[string]*compiledRole
-	index      roleIndex
+	// operators and auditors are the matchers Operators and Auditors name.
+	operators, auditors []IdentityMatcher
+	roles               []*compiledRole // in the order of Roles
+	byName              map[string]*compiledRole
+	index               roleIndex
 }
 
 // A compiledRole is a Role with its patterns compiled and its names
@@ -129,7 +137,8 @@ func (p *Policy) Hash() string { return p.hash }
 // policy order), checked against the options p was built with; p is
 // unchanged, and the new policy keeps its Hash.
 func (p *Policy) WithRoles(roles ...Role) (*Policy, error) {
-	np, _, err := build(p.Identities, slices.Concat(p.Roles, roles), p.opts, &sources{profiles: p.MaskingProfiles, textMasking: p.TextMasking}, p.hash)
+	np, _, err := build(p.Identities, slices.Concat(p.Roles, roles), p.opts,
+		&sources{profiles: p.MaskingProfiles, textMasking: p.TextMasking, operators: p.Operators, auditors: p.Auditors}, p.hash)
 	return np, err
 }
 
@@ -399,6 +408,10 @@ type sources struct {
 	profiles map[string]mask.Profile
 	// textMasking is the text_masking attribute, already checked.
 	textMasking string
+	// operators and auditors are the attributes of those names (nil when
+	// not set), and where they are written (nil when built from values).
+	operators, auditors       []string
+	operatorsPos, auditorsPos *blockPos
 }
 
 // The text_masking values with a meaning of their own.
@@ -438,6 +451,7 @@ func build(identities []IdentityMatcher, roles []Role, opts Options, srcs *sourc
 	if srcs != nil {
 		maps.Copy(p.MaskingProfiles, srcs.profiles)
 		p.TextMasking = srcs.textMasking
+		p.Operators, p.Auditors = slices.Clone(srcs.operators), slices.Clone(srcs.auditors)
 	}
 	providerKnown := func(name string) bool {
 		return len(opts.Providers) == 0 || name == devProvider || slices.Contains(opts.Providers, name)
@@ -517,6 +531,10 @@ func build(identities []IdentityMatcher, roles []Role, opts Options, srcs *sourc
 		if opts.MaxTTL > 0 && r.MaxTTL > opts.MaxTTL {
 			d.errorf(at.at("max_ttl", -1), "role %q: max_ttl %v is above the certificates' max_ttl %v", r.Name, r.MaxTTL, opts.MaxTTL)
 		}
+	}
+	if srcs != nil {
+		p.operators = resolveStaff(p, "operators", p.Operators, srcs.operatorsPos, &d)
+		p.auditors = resolveStaff(p, "auditors", p.Auditors, srcs.auditorsPos, &d)
 	}
 	if d.hasErrors() {
 		return nil, d.warnings(), &Error{Diagnostics: d.errors()}

@@ -1,0 +1,86 @@
+package policy
+
+import (
+	"slices"
+	"testing"
+)
+
+func TestStaff(t *testing.T) {
+	src := `identity "ops" {
+  providers = ["corp"]
+  subjects  = ["alice", "bob"]
+}
+identity "audit" {
+  providers = ["corp"]
+  claims    = { groups = ["audit"] }
+}
+operators = ["ops"]
+auditors  = ["audit", "ops"]
+role "r" {
+  identities = ["ops"]
+  logins = ["a"]
+}
+`
+	p, warnings, err := decodeString(src, testOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range warnings {
+		if w.Severity == SeverityWarning && slices.Contains([]string{`identity "audit" is not used by any role or approval`}, w.Message) {
+			t.Errorf("an identity named only by auditors is said to be unused: %v", w)
+		}
+	}
+	alice := &Identity{Provider: "corp", Subject: "alice"}
+	carol := &Identity{Provider: "corp", Subject: "carol", Claims: map[string]any{"groups": []any{"audit"}}}
+	other := &Identity{Provider: "other", Subject: "alice"}
+	for _, c := range []struct {
+		id                *Identity
+		operator, auditor bool
+	}{
+		{alice, true, true},
+		{carol, false, true},
+		{other, false, false},
+		{nil, false, false},
+	} {
+		if got := p.Operator(c.id); got != c.operator {
+			t.Errorf("Operator(%v) = %v, want %v", c.id, got, c.operator)
+		}
+		if got := p.Auditor(c.id); got != c.auditor {
+			t.Errorf("Auditor(%v) = %v, want %v", c.id, got, c.auditor)
+		}
+	}
+	if !slices.Equal(p.Operators, []string{"ops"}) || !slices.Equal(p.Auditors, []string{"audit", "ops"}) {
+		t.Errorf("Operators %v, Auditors %v", p.Operators, p.Auditors)
+	}
+	ops := p.OperatorMatchers()
+	if len(ops) != 1 || ops[0].Name != "ops" || !slices.Equal(ops[0].Match.Subjects, []string{"alice", "bob"}) {
+		t.Errorf("OperatorMatchers() = %+v", ops)
+	}
+	ops[0].Match.Subjects[0] = "mallory"
+	if p.Operator(&Identity{Provider: "corp", Subject: "mallory"}) {
+		t.Error("changing what OperatorMatchers returned changed the policy")
+	}
+	if aud := p.AuditorMatchers(); len(aud) != 2 || aud[0].Name != "audit" || aud[1].Name != "ops" {
+		t.Errorf("AuditorMatchers() = %+v", aud)
+	}
+	// A role added later (serve --dev) keeps them.
+	q, err := p.WithRoles(DevRole([]string{"x"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !q.Operator(alice) || !q.Auditor(carol) {
+		t.Error("WithRoles dropped the operators or auditors")
+	}
+
+	// Without the attributes, nobody is either, and the matchers are nil.
+	none, _, err := decodeString(okIdentity+`role "r" {
+  identities = ["ops"]
+  logins = ["a"]
+}`, testOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if none.Operator(alice) || none.Auditor(alice) || none.OperatorMatchers() != nil || none.AuditorMatchers() != nil || none.Operators != nil {
+		t.Error("a policy without operators or auditors has some")
+	}
+}
