@@ -30,17 +30,25 @@ func (e *LockedError) Error() string {
 
 func (e *LockedError) Unwrap() error { return ErrLocked }
 
-// PermissionsError says a journal file lets users other than its owner in.
-// A journal holds every keystroke of every session, passwords typed with
-// echo off included, so a writer refuses to add to one that others can read.
+// PermissionsError says a journal file lets users other than its owner in,
+// beyond what the writer allows (see [Options] ReaderGroup). A journal
+// holds every keystroke of every session, passwords typed with echo off
+// included, so a writer refuses to add to one that others can read.
 type PermissionsError struct {
 	Path string      // the file: the journal, or its -wal or -shm file
 	Mode fs.FileMode // its permission bits
+	// GID is the file's group. Allowed is the group whose members may
+	// read the journal (Options.ReaderGroup), or -1 when none may.
+	GID, Allowed int
 }
 
 func (e *PermissionsError) Error() string {
-	return fmt.Sprintf("journal file %s has mode %#o: users other than its owner can read what it records; run chmod 600 %s",
-		e.Path, uint32(e.Mode.Perm()), e.Path)
+	if e.Allowed < 0 {
+		return fmt.Sprintf("journal file %s has mode %#o: users other than its owner can read what it records; run chmod 600 %s",
+			e.Path, uint32(e.Mode.Perm()), e.Path)
+	}
+	return fmt.Sprintf("journal file %s has mode %#o and group %d: only the owner and the readers' group %d may read what it records (at most mode 0640, the -shm file 0660, of that group); run chmod 600 %s and the writer gives it to the group",
+		e.Path, uint32(e.Mode.Perm()), e.GID, e.Allowed, e.Path)
 }
 
 func (e *PermissionsError) Unwrap() error { return ErrPermissions }
@@ -49,11 +57,76 @@ func (e *PermissionsError) Unwrap() error { return ErrPermissions }
 // gives the -wal and -shm files the mode of the database file.
 const journalMode = 0o600
 
-// checkPrivate refuses a journal file whose mode grants its group or others
-// any access.
-func checkPrivate(path string, fi fs.FileInfo) error {
-	if fi.Mode().Perm()&0o077 != 0 {
-		return &PermissionsError{Path: path, Mode: fi.Mode().Perm()}
+// The modes of the journal's files when a group may read it: the database,
+// its WAL and the holder's description are readable by the group; the
+// shared-memory index is writable too, as SQLite's readers record there
+// which part of the WAL they read.
+const (
+	groupMode    = 0o640
+	groupShmMode = 0o660
+)
+
+// checkMode refuses a journal file whose mode grants others any access, or
+// its group more than allowed: nothing, unless group is the readers' group
+// (not nil) and the file is that group's, then at most the group bits of
+// most.
+func checkMode(path string, fi fs.FileInfo, group *int, most fs.FileMode) error {
+	perm := fi.Mode().Perm()
+	gid := -1
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		gid = int(st.Gid)
+	}
+	allowed := -1
+	if group != nil {
+		allowed = *group
+	}
+	switch {
+	case perm&0o007 != 0,
+		perm&0o070 != 0 && (group == nil || gid != *group || perm&0o070&^(most&0o070) != 0):
+		return &PermissionsError{Path: path, Mode: perm, GID: gid, Allowed: allowed}
+	}
+	return nil
+}
+
+// shareFile gives the open file f to the readers' group with mode, unless
+// it is so already.
+func shareFile(f *os.File, gid int, mode fs.FileMode) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); !ok || int(st.Gid) != gid {
+		if err := f.Chown(-1, gid); err != nil {
+			return fmt.Errorf("give journal file %s to group %d: %w", f.Name(), gid, err)
+		}
+	}
+	if fi.Mode().Perm() != mode {
+		if err := f.Chmod(mode); err != nil {
+			return fmt.Errorf("give journal file %s to group %d: %w", f.Name(), gid, err)
+		}
+	}
+	return nil
+}
+
+// shareSuffixed gives the journal's -wal and -shm files, where they exist,
+// to the readers' group.
+func shareSuffixed(journal string, gid int) error {
+	for _, s := range []struct {
+		suffix string
+		mode   fs.FileMode
+	}{{"-wal", groupMode}, {"-shm", groupShmMode}} {
+		f, err := os.OpenFile(journal+s.suffix, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("give journal file %s to group %d: %w", journal+s.suffix, gid, err)
+		}
+		err = shareFile(f, gid, s.mode)
+		f.Close()
+		if err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -73,10 +146,11 @@ type writerLock struct {
 }
 
 // lockWriter creates the journal's database file if needed (mode 0600, for
-// SQLite to fill), refuses an existing one that others may read, and takes
-// the writer lock on it. The returned lock counts as a user of the file (see
-// openFiles) until release.
-func lockWriter(journal string) (*writerLock, error) {
+// SQLite to fill), refuses an existing one that others may read beyond
+// what group allows (see [Options] ReaderGroup), and takes the writer lock
+// on it; with a group, it gives the files to that group. The returned lock
+// counts as a user of the file (see openFiles) until release.
+func lockWriter(journal string, group *int) (*writerLock, error) {
 	f, err := os.OpenFile(journal, os.O_RDWR|os.O_CREATE, journalMode)
 	if err != nil {
 		return nil, fmt.Errorf("open journal %s: %w", journal, err)
@@ -102,20 +176,38 @@ func lockWriter(journal string) (*writerLock, error) {
 	}
 	// Checked under the lock, so that a writer that is refused for the
 	// mode never reports a lock held by another as its reason.
-	if err := checkPrivate(journal, fi); err != nil {
+	if err := checkMode(journal, fi, group, groupMode); err != nil {
 		closeFile(id, false, unlocked(f))
 		return nil, err
 	}
-	for _, suffix := range []string{"-wal", "-shm"} {
-		if sfi, err := os.Stat(journal + suffix); err == nil {
-			if err := checkPrivate(journal+suffix, sfi); err != nil {
+	for _, s := range []struct {
+		suffix string
+		most   fs.FileMode
+	}{{"-wal", groupMode}, {"-shm", groupShmMode}} {
+		if sfi, err := os.Stat(journal + s.suffix); err == nil {
+			if err := checkMode(journal+s.suffix, sfi, group, s.most); err != nil {
 				closeFile(id, false, unlocked(f))
 				return nil, err
 			}
 		}
 	}
+	if group != nil {
+		err := shareFile(f, *group, groupMode)
+		if err == nil {
+			err = shareSuffixed(journal, *group)
+		}
+		if err != nil {
+			closeFile(id, false, unlocked(f))
+			return nil, err
+		}
+	}
 	useFile(id)
-	return &writerLock{db: f, id: id, info: writeHolder(journal + ".lock")}, nil
+	info := writeHolder(journal + ".lock")
+	if info != nil && group != nil {
+		// Readers of the group learn from it that a writer runs.
+		_ = shareFile(info, *group, groupMode)
+	}
+	return &writerLock{db: f, id: id, info: info}, nil
 }
 
 // unlocked drops f's flock and returns f.

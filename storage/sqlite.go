@@ -35,6 +35,15 @@ type Options struct {
 	// refused with ErrOtherLog before anything is written to it (not even
 	// a schema migration).
 	RequireMeta map[string]string
+	// ReaderGroup, for a writer, is the group (its gid) whose members may
+	// read the journal besides its owner: the writer gives the journal's
+	// files to that group, the database, its WAL and the holder's
+	// description ("<journal>.lock") mode 0640, the shared-memory file
+	// (-shm) 0660, as SQLite's readers write to it; and it accepts files
+	// of that group with at most those modes. Nil: only the owner may (the
+	// files are 0600), and a writer refuses a journal file that grants its
+	// group or others any access. A reader ignores it.
+	ReaderGroup *int
 }
 
 // pageSize is the page size of new journals.
@@ -70,7 +79,7 @@ var _ Store = (*SQLite)(nil)
 //
 // A writer creates the file with mode 0600, refuses with a
 // *PermissionsError an existing journal whose group or others have any
-// access to it, and takes the journal's writer lock, failing with a
+// access to it (but see [Options] ReaderGroup), and takes the journal's writer lock, failing with a
 // *LockedError while another writer holds it, whatever name (symbolic or
 // hard link) that writer opened it by. A reader checks no permissions: an
 // auditor may verify a copy.
@@ -93,7 +102,7 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*SQLite, error)
 			s.file, s.used = id, true
 		}
 	} else {
-		lock, err := lockWriter(path)
+		lock, err := lockWriter(path, opts.ReaderGroup)
 		if err != nil {
 			return nil, err
 		}
@@ -131,6 +140,15 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*SQLite, error)
 		if err := s.prepare(ctx); err != nil {
 			s.Close()
 			return nil, fmt.Errorf("open journal %s: %w", path, err)
+		}
+		if g := opts.ReaderGroup; g != nil {
+			// The WAL and the shared-memory file exist now, made by
+			// SQLite with the database's mode: the group's readers
+			// must write to the latter.
+			if err := shareSuffixed(path, *g); err != nil {
+				s.Close()
+				return nil, fmt.Errorf("open journal %s: %w", path, err)
+			}
 		}
 	}
 	ro, err := sql.Open("sqlite3", dsn(path, true, sync))
