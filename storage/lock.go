@@ -109,23 +109,35 @@ func shareFile(f *os.File, gid int, mode fs.FileMode) error {
 }
 
 // shareSuffixed gives the journal's -wal and -shm files, where they exist,
-// to the readers' group.
+// to the readers' group. It works on their names and never opens them:
+// closing a descriptor of a file drops every POSIX lock this process
+// holds on it (see openFiles), and SQLite's lock on the -shm file is what
+// keeps another process from taking it for a fresh one and truncating it
+// under this one's mapping. The journal's directory is not writable by
+// others, so the names are not swapped meanwhile.
 func shareSuffixed(journal string, gid int) error {
 	for _, s := range []struct {
 		suffix string
 		mode   fs.FileMode
 	}{{"-wal", groupMode}, {"-shm", groupShmMode}} {
-		f, err := os.OpenFile(journal+s.suffix, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+		name := journal + s.suffix
+		fi, err := os.Lstat(name)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
-		if err != nil {
-			return fmt.Errorf("give journal file %s to group %d: %w", journal+s.suffix, gid, err)
+		if err == nil && !fi.Mode().IsRegular() {
+			err = errors.New("not a regular file")
 		}
-		err = shareFile(f, gid, s.mode)
-		f.Close()
+		if err == nil {
+			if st, ok := fi.Sys().(*syscall.Stat_t); !ok || int(st.Gid) != gid {
+				err = os.Lchown(name, -1, gid)
+			}
+		}
+		if err == nil && fi.Mode().Perm() != s.mode {
+			err = os.Chmod(name, s.mode)
+		}
 		if err != nil {
-			return err
+			return fmt.Errorf("give journal file %s to group %d: %w", name, gid, err)
 		}
 	}
 	return nil
