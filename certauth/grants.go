@@ -181,6 +181,10 @@ type GrantDecision struct {
 	// itself (the admin socket's peer: "uid 0, pid 4242") in place of an
 	// identity: an operator may revoke any grant.
 	Operator string
+	// OperatorAttrs, with Operator, are journaled with the revocation
+	// besides its own attributes (which they never replace): who the
+	// operator is, as the server knows them.
+	OperatorAttrs recorder.Attrs
 }
 
 // Request journals a new pending grant request, if policy has a
@@ -375,6 +379,11 @@ func (s *Grants) decide(ctx context.Context, action string, d GrantDecision) (Gr
 	a := recorder.Attrs{"at": timeAttr(now), "by": by}
 	if operator {
 		a["by.kind"] = "operator"
+		for k, v := range d.OperatorAttrs {
+			if _, own := a[k]; !own {
+				a[k] = v
+			}
+		}
 	} else {
 		a["by.issuer"] = d.By.Issuer
 	}

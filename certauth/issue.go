@@ -33,6 +33,11 @@ const (
 	EventCertIssued  = "cert.issued"
 	EventCertRefused = "cert.refused"
 	EventCertRevoked = "cert.revoked"
+	// EventCARotated records that a certificate authority was given a
+	// new key ("bastion ca rotate"): the role, both keys' fingerprints,
+	// the new key's algorithm, the grace period, and who rotated it. See
+	// docs/journal-format.md, section 6.2.
+	EventCARotated = "ca.rotated"
 )
 
 // Limits on what a certificate may be.

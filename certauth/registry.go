@@ -314,6 +314,10 @@ type RevokeRequest struct {
 	Reason   string
 	// By names who revoked (an operator's user name).
 	By string
+	// Attrs, if any, are journaled with the revocation besides its own
+	// attributes (which they never replace): the server names the
+	// operator who asked with them. Not part of the admin API's JSON.
+	Attrs recorder.Attrs `json:"-"`
 	// TextMasker returns the masker of Reason, applied before it is
 	// journaled (the leaf says what it masked), as [GrantsOptions]
 	// TextMasker: without one, every built-in detector masks; a nil
@@ -406,6 +410,11 @@ func (r *Registry) Revoke(ctx context.Context, j EventJournal, req RevokeRequest
 	}
 	if req.By != "" {
 		attrs["by"] = truncate(req.By, 256)
+	}
+	for k, v := range req.Attrs {
+		if _, own := attrs[k]; !own {
+			attrs[k] = v
+		}
 	}
 	// Not cancelled with the caller: once queued, the event is committed
 	// whatever the caller does, and the revocation must then take effect
