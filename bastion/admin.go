@@ -16,9 +16,8 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/recorder"
 )
 
 // AdminSocket is the name of the serving process's admin socket in the home
@@ -61,26 +60,90 @@ func listenAdmin(home string) (net.Listener, error) {
 
 type connKey struct{}
 
+// EventAdminRefused records an operator action the admin socket refused:
+// a token that does not verify, or an identity that is not one of the
+// policy's operators. Its attributes: action (kill, revoke, grant.revoke,
+// ca.rotated), error, what the action named (session, serials, identity,
+// grant, role), by, and the operator* attributes of the caller (see
+// docs/journal-format.md, section 6.2).
+const EventAdminRefused = "admin.refused"
+
+// ErrNotOperator refuses an operator action by an identity that is not one
+// of the policy's operators.
+var ErrNotOperator = errors.New("not an operator")
+
+// adminRevokeRequest is a revocation through the admin socket.
+type adminRevokeRequest struct {
+	certauth.RevokeRequest
+	// Token is the operator's OIDC token, if they give one.
+	Token string `json:"token,omitempty"`
+}
+
+// operator names the caller of an operator action (action, naming what in
+// subject) and checks it: a token that does not verify, or, when the
+// policy names operators, an identity (from a token or operator_accounts)
+// that is not one, is refused (403) and journaled as admin.refused. A
+// caller known only by its OS account may act: its leaf says so
+// (operator.verified = none).
+func (s *Server) operator(r *http.Request, action string, subject recorder.Attrs, token, says string) (*caller, error) {
+	p, _ := r.Context().Value(peerKey{}).(*peer)
+	c, err := s.identify(r.Context(), p, token, says)
+	var refused *caller
+	switch {
+	case err != nil:
+		refused = &caller{peer: p, user: p.account(), says: capText(oneLine(says), maxSays), verified: VerifiedNone}
+	case len(s.Policy().Operators) > 0 && c.id != nil && !s.Policy().Operator(c.id):
+		refused = c
+		err = fmt.Errorf("%w: %s is not one of the operators the policy names (%s)", ErrNotOperator, c.identity, strings.Join(s.Policy().Operators, ", "))
+	default:
+		return c, nil
+	}
+	attrs := refused.operatorAttrs()
+	if refused == c {
+		attrs["by"] = c.by()
+	} else {
+		// The token did not verify: nobody is named.
+		delete(attrs, "operator.verified")
+		attrs["by"] = refused.by()
+	}
+	for k, v := range subject {
+		attrs[k] = v
+	}
+	capAttrs(attrs, maxClientText, "session", "identity", "grant")
+	attrs["action"] = action
+	attrs["error"] = capText(err.Error(), 1024)
+	if _, jerr := s.journal.AppendEvent(r.Context(), EventAdminRefused, attrs); jerr != nil {
+		s.log.Error("journal a refused operator action", "error", jerr)
+	}
+	s.log.Warn("admin socket: refused an operator action", "action", action, "by", attrs["by"], "error", err)
+	return nil, err
+}
+
 func (s *Server) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/revoke", func(w http.ResponseWriter, r *http.Request) {
-		var req certauth.RevokeRequest
-		dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
-			adminError(w, http.StatusBadRequest, fmt.Errorf("bad revocation request: %v", err))
+		var req adminRevokeRequest
+		if err := decodeRequest(w, r, &req); err != nil {
+			requestError(w, "bad revocation request", err)
 			return
 		}
-		// Who revoked is what the kernel says of the peer; what the
-		// client says of itself is kept beside it.
-		if cred, ok := r.Context().Value(credKey{}).(*unix.Ucred); ok {
-			by := fmt.Sprintf("uid %d, pid %d", cred.Uid, cred.Pid)
-			if req.By != "" {
-				by += " (says " + req.By + ")"
-			}
-			req.By = by
+		subject := recorder.Attrs{}
+		if len(req.Serials) > 0 {
+			subject["serials"] = fmt.Sprint(req.Serials)
 		}
-		res, err := s.Revoke(r.Context(), req)
+		if req.Identity != "" {
+			subject["identity"] = req.Identity
+		}
+		// Who revoked is what the kernel says of the peer, and the
+		// person a token or the configuration names; what the client
+		// says of itself is kept beside it.
+		c, err := s.operator(r, "revoke", subject, req.Token, req.By)
+		if err != nil {
+			adminError(w, http.StatusForbidden, err)
+			return
+		}
+		req.By, req.Attrs = c.by(), c.operatorAttrs()
+		res, err := s.Revoke(r.Context(), req.RevokeRequest)
 		if err != nil && res == nil {
 			adminError(w, http.StatusConflict, err)
 			return
@@ -100,20 +163,17 @@ func (s *Server) adminHandler() http.Handler {
 	})
 	mux.HandleFunc("POST /v1/grants/revoke", func(w http.ResponseWriter, r *http.Request) {
 		var req AdminGrantRevokeRequest
-		dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
-			adminError(w, http.StatusBadRequest, fmt.Errorf("bad grant revocation: %v", err))
+		if err := decodeRequest(w, r, &req); err != nil {
+			requestError(w, "bad grant revocation", err)
 			return
 		}
-		by := "admin socket"
-		if cred, ok := r.Context().Value(credKey{}).(*unix.Ucred); ok {
-			by = fmt.Sprintf("uid %d, pid %d", cred.Uid, cred.Pid)
+		c, err := s.operator(r, "grant.revoke", recorder.Attrs{"grant": req.ID}, req.Token, req.By)
+		if err != nil {
+			adminError(w, http.StatusForbidden, err)
+			return
 		}
-		if req.By != "" {
-			by += ", says " + printable(req.By)
-		}
-		g, err := s.grants.Revoke(r.Context(), certauth.GrantDecision{ID: req.ID, Comment: req.Comment, Operator: by})
+		by := c.by()
+		g, err := s.grants.Revoke(r.Context(), certauth.GrantDecision{ID: req.ID, Comment: req.Comment, Operator: by, OperatorAttrs: c.operatorAttrs()})
 		var ge *certauth.GrantError
 		switch {
 		case errors.Is(err, certauth.ErrGrantNotFound):
@@ -129,20 +189,16 @@ func (s *Server) adminHandler() http.Handler {
 	})
 	mux.HandleFunc("POST /v1/sessions/kill", func(w http.ResponseWriter, r *http.Request) {
 		var req AdminKillRequest
-		dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
-			adminError(w, http.StatusBadRequest, fmt.Errorf("bad kill request: %v", err))
+		if err := decodeRequest(w, r, &req); err != nil {
+			requestError(w, "bad kill request", err)
 			return
 		}
-		by := req.By
-		if cred, ok := r.Context().Value(credKey{}).(*unix.Ucred); ok {
-			by = fmt.Sprintf("uid %d, pid %d", cred.Uid, cred.Pid)
-			if req.By != "" {
-				by += " (says " + printable(req.By) + ")"
-			}
+		c, err := s.operator(r, "kill", recorder.Attrs{"session": req.ID}, req.Token, req.By)
+		if err != nil {
+			adminError(w, http.StatusForbidden, err)
+			return
 		}
-		l, err := s.KillSession(req.ID, req.Reason, by)
+		l, err := s.KillSession(req.ID, req.Reason, c.by(), c.operatorAttrs())
 		switch {
 		case errors.Is(err, ErrNoLiveSession):
 			adminError(w, http.StatusNotFound, fmt.Errorf("%w: %q", err, req.ID))
@@ -152,45 +208,44 @@ func (s *Server) adminHandler() http.Handler {
 			writeAdminJSON(w, http.StatusOK, l)
 		}
 	})
+	mux.HandleFunc("POST /v1/ca/rotated", func(w http.ResponseWriter, r *http.Request) {
+		var req AdminCARotatedRequest
+		if err := decodeRequest(w, r, &req); err != nil {
+			requestError(w, "bad CA rotation record", err)
+			return
+		}
+		c, err := s.operator(r, "ca.rotated", recorder.Attrs{"role": printable(req.Role)}, req.Token, req.By)
+		if err != nil {
+			adminError(w, http.StatusForbidden, err)
+			return
+		}
+		leaf, err := s.recordCARotated(r.Context(), req, c)
+		var ae *accessError
+		switch {
+		case errors.As(err, &ae):
+			adminError(w, ae.status, ae)
+		case err != nil:
+			adminError(w, http.StatusServiceUnavailable, err)
+		default:
+			writeAdminJSON(w, http.StatusOK, AdminCARotatedResponse{Leaf: leaf})
+		}
+	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, _ := r.Context().Value(connKey{}).(*net.UnixConn)
-		cred, err := checkPeer(c)
+		p, err := peerOf(c)
+		if err == nil && !p.self() {
+			err = fmt.Errorf("uid %d may not administer a server run by uid %d", p.uid, os.Getuid())
+		}
 		if err != nil {
 			s.log.Warn("admin socket: refused a peer", "error", err)
 			adminError(w, http.StatusForbidden, err)
 			return
 		}
-		mux.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), credKey{}, cred)))
+		mux.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), peerKey{}, p)))
 	})
 }
 
-type credKey struct{}
-
-// checkPeer admits only the server's own user and root, and returns the
-// peer's credentials.
-func checkPeer(c *net.UnixConn) (*unix.Ucred, error) {
-	if c == nil {
-		return nil, errors.New("not a unix socket connection")
-	}
-	raw, err := c.SyscallConn()
-	if err != nil {
-		return nil, err
-	}
-	var cred *unix.Ucred
-	var credErr error
-	if err := raw.Control(func(fd uintptr) {
-		cred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	}); err != nil {
-		return nil, err
-	}
-	if credErr != nil {
-		return nil, fmt.Errorf("peer credentials: %w", credErr)
-	}
-	if cred.Uid != 0 && int(cred.Uid) != os.Getuid() {
-		return nil, fmt.Errorf("uid %d may not administer a server run by uid %d", cred.Uid, os.Getuid())
-	}
-	return cred, nil
-}
+type peerKey struct{}
 
 type adminRevokeResponse struct {
 	Result  *certauth.RevokeResult `json:"result"`
@@ -225,7 +280,10 @@ func ServerRunning(home string) bool {
 // ErrNoServer when none answers, so that the caller can revoke in the
 // journal directly. A non-empty warning means the revocation was journaled
 // but something after it (the KRL) failed.
-func AdminRevoke(ctx context.Context, home string, req certauth.RevokeRequest) (res *certauth.RevokeResult, warning string, err error) {
+//
+// token, if not empty, is the operator's OIDC token: the server verifies
+// it and names them in the journal, or refuses the revocation.
+func AdminRevoke(ctx context.Context, home string, req certauth.RevokeRequest, token string) (res *certauth.RevokeResult, warning string, err error) {
 	path := filepath.Join(home, AdminSocket)
 	client := &http.Client{
 		Timeout: 30 * time.Second,
@@ -234,7 +292,7 @@ func AdminRevoke(ctx context.Context, home string, req certauth.RevokeRequest) (
 			return d.DialContext(ctx, "unix", path)
 		}},
 	}
-	body, err := json.Marshal(req)
+	body, err := json.Marshal(adminRevokeRequest{RevokeRequest: req, Token: token})
 	if err != nil {
 		return nil, "", err
 	}
@@ -279,6 +337,9 @@ type AdminKillRequest struct {
 	// By is who asks, as the client says; the server records the peer's
 	// uid and pid beside it.
 	By string `json:"by,omitempty"`
+	// Token, if not empty, is the operator's OIDC token: the server
+	// verifies it and names them (see AdminCARotatedRequest).
+	Token string `json:"token,omitempty"`
 }
 
 // AdminGrantRevokeRequest is a revocation of a grant by an operator of
@@ -289,6 +350,8 @@ type AdminGrantRevokeRequest struct {
 	// By is who the caller says they are; the journal records the
 	// socket peer's uid and pid beside it.
 	By string `json:"by,omitempty"`
+	// Token is the operator's OIDC token, if they give one.
+	Token string `json:"token,omitempty"`
 }
 
 // AdminRevokeGrant revokes a grant through the admin socket of the server

@@ -4,11 +4,15 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"os"
+	"os/user"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -54,6 +58,24 @@ type Config struct {
 	SSH *SSHConfig
 	// Targets are what SSH users reach, by name.
 	Targets []TargetConfig
+	// Access configures who may ask serve, through its access socket, to
+	// journal their reads of the journal.
+	Access AccessConfig
+	// OperatorAccounts maps an OS account name to the identity
+	// (SUBJECT@PROVIDER) of the person who uses it: an operator action
+	// through the admin socket, or a read through the access socket, by
+	// a process of that account without a token names that person
+	// (verified "account"). Nil: none.
+	OperatorAccounts map[string]string
+}
+
+// AccessConfig is the access block: the group whose members may ask serve
+// to journal their reads, and read the journal.
+type AccessConfig struct {
+	// Group is the group's name as written ("" for none: only serve's
+	// own user and root may use the access socket), and GID its gid.
+	Group string
+	GID   int
 }
 
 // APIConfig is the HTTPS API's listener.
@@ -135,9 +157,17 @@ type fileConfig struct {
 	Alerts          *alertsBlock    `hcl:"alerts,block"`
 	SSH             *sshBlock       `hcl:"ssh,block"`
 	Targets         []targetBlock   `hcl:"target,block"`
+	Access          *accessBlock    `hcl:"access,block"`
+	// OperatorAccounts maps OS accounts to identities.
+	OperatorAccounts map[string]string `hcl:"operator_accounts,optional"`
 	// Rest holds the identity and role blocks of a policy written in
 	// this file; the policy package decodes it, strictly.
 	Rest hcl.Body `hcl:",remain"`
+}
+
+type accessBlock struct {
+	Group    *string   `hcl:"group,optional"`
+	DefRange hcl.Range `hcl:",def_range"`
 }
 
 type grantsBlock struct {
@@ -483,6 +513,31 @@ func (v *validator) config(fc *fileConfig, dir string) *Config {
 			cfg.Grants.WebhookURL = *g.WebhookURL
 		}
 	}
+	if a := fc.Access; a != nil && a.Group != nil {
+		g, err := lookupGroup(*a.Group)
+		if err != nil {
+			v.attrf(a.DefRange, "group", "access group = %q: %v", *a.Group, err)
+		}
+		cfg.Access = AccessConfig{Group: *a.Group, GID: g}
+	}
+	if len(fc.OperatorAccounts) > 0 {
+		known := map[string]bool{DevProviderName: true}
+		for _, p := range cfg.Providers {
+			known[p.Name] = true
+		}
+		r := v.topAttrRange("operator_accounts")
+		for _, account := range slices.Sorted(maps.Keys(fc.OperatorAccounts)) {
+			id := fc.OperatorAccounts[account]
+			i := strings.LastIndexByte(id, '@')
+			switch {
+			case account == "" || strings.ContainsAny(account, " \t\r\n:"):
+				v.errf(r, "operator_accounts: %q is not an OS account name", account)
+			case i <= 0 || !known[id[i+1:]]:
+				v.errf(r, "operator_accounts: %q = %q is not SUBJECT@PROVIDER of a configured identity_provider", account, id)
+			}
+		}
+		cfg.OperatorAccounts = maps.Clone(fc.OperatorAccounts)
+	}
 	if a := fc.Alerts; a != nil {
 		cfg.Alerts.SlowCommit = v.duration(a.DefRange, "slow_commit", a.SlowCommit, 0)
 		if a.WebhookURL != nil {
@@ -494,6 +549,24 @@ func (v *validator) config(fc *fileConfig, dir string) *Config {
 		}
 	}
 	return cfg
+}
+
+// lookupGroup is the gid of the group named (or numbered) name.
+func lookupGroup(name string) (int, error) {
+	g, err := user.LookupGroup(name)
+	if err != nil {
+		if _, nerr := strconv.Atoi(name); nerr == nil {
+			g, err = user.LookupGroupId(name)
+		}
+	}
+	if err != nil {
+		return 0, fmt.Errorf("no such group on this host")
+	}
+	gid, err := strconv.Atoi(g.Gid)
+	if err != nil {
+		return 0, fmt.Errorf("group %s has gid %q", name, g.Gid)
+	}
+	return gid, nil
 }
 
 func abs(dir, p string) string {

@@ -738,13 +738,19 @@ const maxClientText = 256
 // they were; a value within the bound, one cut before included, is left
 // as it is.
 func capClientText(a recorder.Attrs) {
-	for _, k := range append(clientText, "key-id") {
+	capAttrs(a, maxClientText, append(clientText, "key-id")...)
+}
+
+// capAttrs cuts the attributes keys of a to n bytes at most, as
+// capClientText does.
+func capAttrs(a recorder.Attrs, n int, keys ...string) {
+	for _, k := range keys {
 		v, ok := a[k]
-		if !ok || len(v) <= maxClientText {
+		if !ok || len(v) <= n {
 			continue
 		}
 		note := "… (" + strconv.Itoa(len(v)) + " bytes)"
-		cut := maxClientText - len(note)
+		cut := n - len(note)
 		for cut > 0 && !utf8.RuneStart(v[cut]) {
 			cut--
 		}

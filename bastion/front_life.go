@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -351,8 +352,9 @@ func (lc *lifecycle) endWhere(match func(*liveSession) bool, e *sessionEnd) []Li
 
 // kill ends the live session whose journal ID is id, or starts with it
 // (a prefix must name one session only). The reason is kept, and told
-// to the client, masked with m.
-func (lc *lifecycle) kill(id, reason, by string, m *mask.Masker) (LiveSession, error) {
+// to the client, masked with m; the end leaf names the operator with
+// operator's attributes.
+func (lc *lifecycle) kill(id, reason, by string, operator recorder.Attrs, m *mask.Masker) (LiveSession, error) {
 	id = strings.ToLower(strings.TrimSpace(id))
 	if id == "" {
 		return LiveSession{}, ErrNoLiveSession
@@ -375,7 +377,10 @@ func (lc *lifecycle) kill(id, reason, by string, m *mask.Masker) (LiveSession, e
 		return LiveSession{}, fmt.Errorf("%d live sessions have IDs starting with %q: give more of the ID", len(hit), id)
 	}
 	msg := "the session was ended by an operator"
-	attrs := recorder.Attrs{}
+	attrs := maps.Clone(operator)
+	if attrs == nil {
+		attrs = recorder.Attrs{}
+	}
 	if by != "" {
 		attrs["killed-by"] = by
 	}

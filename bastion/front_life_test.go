@@ -189,7 +189,7 @@ func TestFrontSessionRevoked(t *testing.T) {
 	revoked := fx.sshStart(t, fx.key, "ops@box", "echo started; exec sleep 300")
 	kept := fx.sshStart(t, other, "ops@box", "echo started; exec sleep 300")
 	live := fx.waitLive(t, 2, revoked, kept)
-	if _, _, err := AdminRevoke(context.Background(), fx.ts.home, certauth.RevokeRequest{Serials: []uint64{fx.serial}, Reason: "test", By: "tester"}); err != nil {
+	if _, _, err := AdminRevoke(context.Background(), fx.ts.home, certauth.RevokeRequest{Serials: []uint64{fx.serial}, Reason: "test", By: "tester"}, ""); err != nil {
 		t.Fatal(err)
 	}
 	if code := revoked.wait(t); code != 255 || !strings.Contains(revoked.stderr.String(), "your certificate was revoked") {
@@ -378,13 +378,13 @@ func TestLifecycle(t *testing.T) {
 	if len(lc.list()) != 3 {
 		t.Fatalf("list: %v", lc.list())
 	}
-	if _, err := lc.kill("0190aaaa", "", "", nil); err == nil || errors.Is(err, ErrNoLiveSession) {
+	if _, err := lc.kill("0190aaaa", "", "", nil, nil); err == nil || errors.Is(err, ErrNoLiveSession) {
 		t.Fatalf("ambiguous prefix: %v", err)
 	}
-	if _, err := lc.kill("", "", "", nil); !errors.Is(err, ErrNoLiveSession) {
+	if _, err := lc.kill("", "", "", nil, nil); !errors.Is(err, ErrNoLiveSession) {
 		t.Fatalf("empty ID: %v", err)
 	}
-	if _, err := lc.kill("0190BBBB", "\x1b[31mred", "op", nil); err != nil {
+	if _, err := lc.kill("0190BBBB", "\x1b[31mred", "op", nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	if e := endCause(ctx3); e == nil || e.reason != EndKilled || e.message != "the session was ended by an operator: [31mred" {

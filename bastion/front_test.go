@@ -267,7 +267,7 @@ func TestFrontRefusals(t *testing.T) {
 	} {
 		t.Run(strings.ReplaceAll(tc.name, " ", "_"), func(t *testing.T) {
 			if tc.revoke {
-				if _, _, err := AdminRevoke(context.Background(), fx.ts.home, certauth.RevokeRequest{Serials: []uint64{fx.serial}, Reason: "test", By: "tester"}); err != nil {
+				if _, _, err := AdminRevoke(context.Background(), fx.ts.home, certauth.RevokeRequest{Serials: []uint64{fx.serial}, Reason: "test", By: "tester"}, ""); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -81,13 +81,23 @@ type Server struct {
 
 	apiLn   net.Listener
 	adminLn net.Listener
-	front   *front     // the SSH front door; nil without an ssh block
-	life    *lifecycle // the front door's live sessions and their limits
-	metrics *metrics   // served at GET /metrics on the API listener
-	health  *journalHealth
-	alerts  *certauth.Alerts // nil without a webhook for alerts
-	devURL  string
-	devRun  func(context.Context) error
+	// accessLn is the access socket, accessPath its name beside the
+	// journal ("<journal>.sock").
+	accessLn   net.Listener
+	accessPath string
+	// verifier verifies the OIDC tokens of the API's clients, and those
+	// operators and readers give through the sockets.
+	verifier *certauth.Verifier
+	// operatorAccounts is the configuration's operator_accounts in force
+	// (set by NewServer and Reload).
+	operatorAccounts atomic.Pointer[map[string]string]
+	front            *front     // the SSH front door; nil without an ssh block
+	life             *lifecycle // the front door's live sessions and their limits
+	metrics          *metrics   // served at GET /metrics on the API listener
+	health           *journalHealth
+	alerts           *certauth.Alerts // nil without a webhook for alerts
+	devURL           string
+	devRun           func(context.Context) error
 
 	// configSHA256 is the hex SHA-256 of the configuration file's bytes
 	// in force (read when the server was built, or by the last reload
@@ -173,6 +183,9 @@ func NewServer(ctx context.Context, opts ServerOptions) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	s.verifier = verifier
+	accounts := cfg.OperatorAccounts
+	s.operatorAccounts.Store(&accounts)
 	pol := cfg.Policy
 	if pol == nil {
 		// A configuration built in code, not read from a file.
@@ -258,6 +271,13 @@ func NewServer(ctx context.Context, opts ServerOptions) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if s.accessPath = s.journalPath(); s.accessPath != "" {
+		s.accessPath += AccessSocketSuffix
+		if s.accessLn, err = listenAccess(s.accessPath, cfg.Access); err != nil {
+			return nil, err
+		}
+		s.warnUnreachable(cfg.Access)
+	}
 	if cfg.SSH != nil {
 		s.front, err = newFront(frontOptions{
 			Config: cfg.SSH, Targets: cfg.Targets, Home: opts.Home, Authorities: opts.Authorities,
@@ -325,7 +345,7 @@ func (s *Server) closeListeners() {
 	if s.grants != nil {
 		s.grants.Close()
 	}
-	for _, ln := range []net.Listener{s.apiLn, s.adminLn} {
+	for _, ln := range []net.Listener{s.apiLn, s.adminLn, s.accessLn} {
 		if ln != nil {
 			ln.Close()
 		}
@@ -421,15 +441,16 @@ func (s *Server) LiveSessions() []LiveSession {
 
 // KillSession ends the live session whose journal ID is id (or the one
 // whose ID starts with id): the client is told, with reason if not empty,
-// and the end leaf says it was killed, by whom. It returns
+// and the end leaf says it was killed, by whom (killed-by), with the
+// operator's attributes, if any (operator, operator.verified…). It returns
 // ErrNoLiveSession if no live session has that ID.
-func (s *Server) KillSession(id, reason, by string) (LiveSession, error) {
+func (s *Server) KillSession(id, reason, by string, operator recorder.Attrs) (LiveSession, error) {
 	if s.front == nil {
 		return LiveSession{}, ErrNoLiveSession
 	}
 	// The reason is kept, shown to the client and logged masked.
 	m := s.textMasker()
-	l, err := s.life.kill(id, reason, by, m)
+	l, err := s.life.kill(id, reason, by, operator, m)
 	reason, _ = killReason(m, reason)
 	if err == nil {
 		s.log.Info("ssh session killed", "session", l.ID, "identity", l.Identity, "by", by, "reason", reason)
@@ -469,12 +490,18 @@ func (s *Server) startedAttrs() recorder.Attrs {
 			h = abs
 		}
 		a["home"] = h
-		if j := s.opts.Config.Journal; j != "" {
-			if !filepath.IsAbs(j) {
-				j = filepath.Join(h, j)
-			}
-			a["journal"] = j
+	}
+	if j := s.journalPath(); j != "" {
+		a["journal"] = j
+	}
+	if s.accessLn != nil {
+		a["access"] = s.accessPath
+		if g := s.opts.Config.Access.Group; g != "" {
+			a["access.group"] = g
 		}
+	}
+	if m := s.opts.Config.OperatorAccounts; len(m) > 0 {
+		a["operator_accounts"] = accountsText(m)
 	}
 	if s.front != nil {
 		a["ssh"] = s.front.Addr().String()
@@ -538,12 +565,22 @@ func (s *Server) Run(ctx context.Context) error {
 		ConnState:         watch.connState,
 		ErrorLog:          log.New(watch.errorLog(httpLog.StandardWriter(&hclog.StandardLoggerOptions{InferLevels: true})), "", 0),
 	}
+	connContext := func(ctx context.Context, c net.Conn) context.Context {
+		return context.WithValue(ctx, connKey{}, c)
+	}
 	admin := &http.Server{
 		Handler:           s.adminHandler(),
 		ReadHeaderTimeout: 10 * time.Second,
-		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			return context.WithValue(ctx, connKey{}, c)
-		},
+		ConnContext:       connContext,
+	}
+	access := &http.Server{
+		Handler:           s.accessHandler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       time.Minute,
+		MaxHeaderBytes:    apiMaxHeaderBytes,
+		ConnContext:       connContext,
 	}
 	var wg sync.WaitGroup
 	errs := make(chan error, 8) // room for every server below to fail
@@ -557,6 +594,9 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	serve("API", func() error { return api.ServeTLS(apiListener{s.apiLn}, "", "") })
 	serve("admin socket", func() error { return admin.Serve(s.adminLn) })
+	if s.accessLn != nil {
+		serve("access socket", func() error { return access.Serve(s.accessLn) })
+	}
 	if s.devRun != nil {
 		serve("development issuer", func() error { return s.devRun(ctx) })
 	}
@@ -597,14 +637,17 @@ func (s *Server) Run(ctx context.Context) error {
 	// sessions need not wait for. Each returns as soon as it is done, at
 	// the latest at the bound.
 	var drain sync.WaitGroup
-	var apiErr, adminErr, frontErr error
+	var apiErr, adminErr, accessErr, frontErr error
 	drain.Go(func() { apiErr = api.Shutdown(sctx) })
 	drain.Go(func() { adminErr = admin.Shutdown(sctx) })
+	if s.accessLn != nil {
+		drain.Go(func() { accessErr = access.Shutdown(sctx) })
+	}
 	if s.front != nil {
 		drain.Go(func() { frontErr = s.front.shutdown(sctx) })
 	}
 	drain.Wait()
-	err := errors.Join(apiErr, adminErr, frontErr)
+	err := errors.Join(apiErr, adminErr, accessErr, frontErr)
 	if s.front != nil {
 		if n := s.life.count(); n > 0 {
 			stopped["ssh.sessions-left"] = strconv.Itoa(n)

@@ -42,7 +42,8 @@ func (e *RestartError) Error() string {
 //   - the policy, the targets (added, removed, changed) and the session
 //     limits (idle_timeout, max_duration) apply to new sessions and new
 //     certificates; live sessions keep the target, limits and decision
-//     they started with;
+//     they started with; operator_accounts applies to the next request
+//     on the admin and access sockets;
 //   - a change to anything else (listeners, home, journal, keys and
 //     certificates, identity providers, grants, the other ssh settings)
 //     takes a restart, so the reload is refused, naming those fields;
@@ -95,6 +96,9 @@ func (s *Server) Reload(ctx context.Context, trigger string) error {
 			attrs[k] = strings.Join(v, ",")
 		}
 	}
+	if m := fresh.OperatorAccounts; len(m) > 0 {
+		attrs["operator_accounts"] = accountsText(m)
+	}
 	if s.front != nil {
 		attrs["ssh.idle-timeout"] = limitString(limits.IdleTimeout)
 		attrs["ssh.max-duration"] = limitString(limits.MaxDuration)
@@ -114,6 +118,8 @@ func (s *Server) Reload(ctx context.Context, trigger string) error {
 		s.front.targets.Store(set)
 	}
 	s.life.setLimits(limits)
+	accounts := fresh.OperatorAccounts
+	s.operatorAccounts.Store(&accounts)
 	s.inForce, s.configSHA256 = fresh, sum
 	s.metrics.reloads.WithLabelValues("loaded").Inc()
 	s.log.Info("configuration in force", "trigger", trigger, "sha256", sum, "policy", p.Hash(), "previous policy", old.Hash(),
@@ -204,6 +210,7 @@ func restartFields(old, fresh *Config) []string {
 	diff("grants.pending_ttl", old.Grants.PendingTTL, fresh.Grants.PendingTTL)
 	diff("grants.webhook_url", old.Grants.WebhookURL, fresh.Grants.WebhookURL)
 	diff("alerts", old.Alerts, fresh.Alerts)
+	diff("access.group", old.Access, fresh.Access)
 	switch {
 	case (old.SSH == nil) != (fresh.SSH == nil):
 		fields = append(fields, "ssh")

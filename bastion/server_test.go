@@ -338,7 +338,7 @@ func TestCertificateEndToEnd(t *testing.T) {
 	}
 
 	// Revoke through the admin socket, as "bastion certs revoke" does.
-	res, warning, err := AdminRevoke(ctx, ts.home, certauth.RevokeRequest{Serials: []uint64{resp.Serial}, Reason: "test", By: "tester"})
+	res, warning, err := AdminRevoke(ctx, ts.home, certauth.RevokeRequest{Serials: []uint64{resp.Serial}, Reason: "test", By: "tester"}, "")
 	if err != nil || warning != "" || len(res.Serials) != 1 || res.Serials[0] != resp.Serial {
 		t.Fatalf("revoke: %+v %q %v", res, warning, err)
 	}
@@ -381,7 +381,7 @@ func TestCertificateEndToEnd(t *testing.T) {
 		t.Fatalf("serial %d after %d: not increasing", resp2.Serial, resp.Serial)
 	}
 	time.Sleep(1100 * time.Millisecond) // iat has one-second resolution
-	res, _, err = AdminRevoke(ctx, ts.home, certauth.RevokeRequest{Identity: "agent-1@corp", Reason: "compromised", By: "tester"})
+	res, _, err = AdminRevoke(ctx, ts.home, certauth.RevokeRequest{Identity: "agent-1@corp", Reason: "compromised", By: "tester"}, "")
 	if err != nil || len(res.Serials) != 1 || res.Serials[0] != resp2.Serial {
 		t.Fatalf("revoke identity: %+v %v", res, err)
 	}
@@ -427,7 +427,7 @@ func TestIdentityBlock(t *testing.T) {
 	m := startOP(t)
 	ts := startServer(t, m, strings.ReplaceAll(e2eConfig, "%LOGIN%", "ops"))
 	_, pub := newKey(t, t.TempDir(), "id")
-	res, _, err := AdminRevoke(ctx, ts.home, certauth.RevokeRequest{Identity: "agent-7@corp", BlockFor: time.Hour, Reason: "compromised: printed password=hunter2"})
+	res, _, err := AdminRevoke(ctx, ts.home, certauth.RevokeRequest{Identity: "agent-7@corp", BlockFor: time.Hour, Reason: "compromised: printed password=hunter2"}, "")
 	if err != nil || res.BlockedUntil.IsZero() {
 		t.Fatalf("block: %+v %v", res, err)
 	}
@@ -444,7 +444,7 @@ func TestIdentityBlock(t *testing.T) {
 	if _, err := ts.client.Certificate(ctx, mint(t, m, agentClaims(m, "agent-8")), certauth.CertificateRequest{PublicKey: pub}); err != nil {
 		t.Fatalf("another identity: %v", err)
 	}
-	if _, _, err := AdminRevoke(ctx, ts.home, certauth.RevokeRequest{Serials: []uint64{1}, BlockFor: time.Hour}); err == nil {
+	if _, _, err := AdminRevoke(ctx, ts.home, certauth.RevokeRequest{Serials: []uint64{1}, BlockFor: time.Hour}, ""); err == nil {
 		t.Fatal("a block without an identity was accepted")
 	}
 	// A ticket that holds a card number is refused (it would go into the

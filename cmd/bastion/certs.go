@@ -184,7 +184,7 @@ func runCertsRevoke(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	res, warning, err := bastion.AdminRevoke(ctx, home, req)
+	res, warning, err := bastion.AdminRevoke(ctx, home, req, "")
 	via := "the running server"
 	if errors.Is(err, bastion.ErrNoServer) {
 		via = "the journal"

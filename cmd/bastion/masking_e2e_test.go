@@ -284,6 +284,9 @@ target "box" { command = ["/bin/sh"] }
 			t.Fatalf("%s: no journal: %v", when, files)
 		}
 		for _, f := range files {
+			if fi, err := os.Lstat(f); err == nil && !fi.Mode().IsRegular() {
+				continue // the access socket, journal.db.sock
+			}
 			b, err := os.ReadFile(f)
 			if err != nil {
 				t.Fatal(err)
