@@ -278,6 +278,7 @@ func runCAShow(ctx context.Context, e *env, args []string) error {
 
 const caRotateUsage = `Usage:
     bastion ca rotate --role user|host|target [--grace DURATION] [--algorithm ALG]
+                      [--token-file FILE] [--db FILE]
 
 Gives one certificate authority a new key. Certificates are signed with the
 new key from now on. The old key is retired: its private key is deleted,
@@ -291,12 +292,25 @@ Rotate when a CA key may have leaked (with a short grace period: the old
 key is trusted until it ends) or on a schedule. A running "bastion serve"
 keeps the key it loaded until it restarts.
 
+Every rotation is journaled as a ca.rotated event: the role, both keys'
+fingerprints, the algorithm, the grace period, and who rotated it. With a
+server running for this home, through its admin socket, which checks the
+rotation against the CA files and names the caller as it does for
+"bastion certs revoke" (the kernel's uid, account and pid, and the person
+of --token-file or operator_accounts); otherwise rotate writes the journal
+itself, opening it before it rotates: a rotation that cannot be journaled
+is not made.
+
 Flags:
     --role ROLE          the CA to rotate: user, host or target
     --grace DURATION     how long the old key stays trusted: at least 1s, at
                          most 2160h (90 days) (default 24h)
     --algorithm ALG      the new key's type: ed25519 or ecdsa-p256
                          (default: the type of the current key)
+    --token-file FILE    an OIDC token naming you, for the server to verify
+                         (default: $BASTION_TOKEN_FILE)
+    --db FILE            the journal, when no server runs (default:
+                         journal.db in the home directory)
 
 Examples:
     $ bastion ca rotate --role target
@@ -308,6 +322,8 @@ func runCARotate(ctx context.Context, e *env, args []string) error {
 	roleName := fs.String("role", "", "the CA to rotate: user, host or target")
 	grace := fs.Duration("grace", 24*time.Hour, "how long the old key stays trusted")
 	algName := fs.String("algorithm", "", "the new key's type")
+	fs.StringVar(&e.tokenFile, "token-file", "", "token `FILE`")
+	db := fs.String("db", "", "journal `FILE`")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -341,9 +357,55 @@ func runCARotate(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	old := before.Get(role).Signer.PublicKey()
-	a, err := certauth.RotateAuthority(home, role, alg, *grace, now)
+	token, err := e.readerToken()
 	if err != nil {
 		return err
+	}
+	// The rotation is journaled by the running server, or else here: the
+	// journal is opened first, so that a rotation it cannot take is not
+	// made.
+	server := bastion.ServerRunning(home)
+	var j *recorder.Journal
+	closeJournal := func() error { return nil }
+	if !server {
+		noServerToken(e, token)
+		path, err := e.dbPath(*db)
+		if err != nil {
+			return err
+		}
+		if j, _, closeJournal, err = openJournalAt(ctx, home, path); err != nil {
+			return withHint(fmt.Errorf("the rotation cannot be journaled, so the %s CA was not rotated: %w", role, err),
+				"a rotation is journaled by the running \"bastion serve\", or by rotate itself when none runs")
+		}
+	}
+	a, err := certauth.RotateAuthority(home, role, alg, *grace, now)
+	if err != nil {
+		return errors.Join(err, closeJournal())
+	}
+	rec := bastion.AdminCARotatedRequest{
+		Role: string(role), OldFingerprint: ssh.FingerprintSHA256(old), NewFingerprint: ssh.FingerprintSHA256(a.Signer.PublicKey()),
+		Algorithm: string(a.Algorithm()), Grace: grace.String(), By: operator(e), Token: token,
+	}
+	var leaf int64
+	if server {
+		leaf, err = bastion.AdminCARotated(ctx, home, rec)
+	} else {
+		attrs := bastion.CARotatedAttrs(rec)
+		for k, v := range selfOperatorAttrs() {
+			attrs[k] = v
+		}
+		attrs["via"], attrs["uid"], attrs["pid"], attrs["by"] = bastion.ViaCLI, attrs["operator.uid"], attrs["operator.pid"], operator(e)
+		if u := attrs["operator.user"]; u != "" {
+			attrs["user"] = u
+		}
+		if h, herr := os.Hostname(); herr == nil {
+			attrs["host"] = h
+		}
+		leaf, err = j.AppendEvent(ctx, certauth.EventCARotated, attrs)
+		err = errors.Join(err, closeJournal())
+	}
+	if err != nil {
+		return fmt.Errorf("the %s CA was rotated, but the rotation was not journaled: %w", role, err)
 	}
 	as, err := certauth.LoadAuthorities(home, now)
 	if err != nil {
@@ -361,6 +423,7 @@ func runCARotate(ctx context.Context, e *env, args []string) error {
 	if len(a.Trusted) > 2 {
 		fmt.Fprintf(w, "  (and %d keys retired earlier, still in their grace period)\n", len(a.Trusted)-2)
 	}
+	fmt.Fprintf(w, "  journaled: ca.rotated, leaf %d\n", leaf)
 	writeTrust(w, as, role)
 	fmt.Fprintf(w, "\nrestart any running \"bastion serve\" so that it signs with the new key\n")
 	if bastion.ServerRunning(home) {

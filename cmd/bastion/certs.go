@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"os/user"
 	"path/filepath"
 	"strconv"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/bastionhq/bastion/bastion"
 	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/termtext"
 )
 
@@ -61,8 +63,9 @@ Examples:
     $ bastion certs list --all --json | jq '.[] | select(.identity == "agent-1@dev")'`
 
 const certsRevokeUsage = `Usage:
-    bastion certs revoke --serial N[,N...] [--reason TEXT]
+    bastion certs revoke --serial N[,N...] [--reason TEXT] [--token-file FILE]
     bastion certs revoke --identity SUBJECT@PROVIDER [--block-for DURATION] [--reason TEXT]
+                         [--token-file FILE]
 
 Revokes certificates: the bastion refuses them from then on, the revocation
 is a journal event naming who revoked and why, and the OpenSSH KRL file
@@ -76,7 +79,14 @@ identity is refused for that long, new ones too (a compromised workflow
 gets nothing until the block ends or its provider stops vouching for it).
 
 With a server running for this home, the revocation goes through it (its
-admin socket); otherwise revoke writes the journal itself.
+admin socket); otherwise revoke writes the journal itself. The journal
+names who revoked: the server records the uid, account and pid the kernel
+reports for the caller, and the person: the identity of the OIDC token
+given with --token-file (or $BASTION_TOKEN_FILE), which the server
+verifies, else the identity the configuration's operator_accounts maps the
+account to, else nobody ("operator.verified" none). When the policy names
+operators, a person who is not one is refused ("not an operator"), and the
+refusal is journaled.
 
 Flags:
     --serial LIST      serials to revoke (comma-separated)
@@ -86,6 +96,8 @@ Flags:
     --db FILE          the journal, when no server runs (default: journal.db in the home)
     --krl FILE         the KRL, when no server runs (default: revoked.krl in the home)
     --json             print the result as JSON
+    --token-file FILE  an OIDC token naming you, for the server to verify
+                       (default: $BASTION_TOKEN_FILE)
 
 Examples:
     $ bastion certs revoke --serial 1042 --reason "key left on a CI runner"
@@ -158,6 +170,7 @@ func runCertsRevoke(ctx context.Context, e *env, args []string) error {
 	db := fs.String("db", "", "journal `FILE`")
 	krl := fs.String("krl", "", "KRL `FILE`")
 	asJSON := fs.Bool("json", false, "print JSON")
+	fs.StringVar(&e.tokenFile, "token-file", "", "token `FILE`")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -184,10 +197,16 @@ func runCertsRevoke(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	res, warning, err := bastion.AdminRevoke(ctx, home, req, "")
+	token, err := e.readerToken()
+	if err != nil {
+		return err
+	}
+	res, warning, err := bastion.AdminRevoke(ctx, home, req, token)
 	via := "the running server"
 	if errors.Is(err, bastion.ErrNoServer) {
 		via = "the journal"
+		noServerToken(e, token)
+		req.Attrs = selfOperatorAttrs()
 		res, err = revokeOffline(ctx, e, home, *db, *krl, req)
 	}
 	if err != nil {
@@ -264,6 +283,25 @@ func revokeOffline(ctx context.Context, e *env, home, dbFlag, krlFlag string, re
 		err = cerr
 	}
 	return res, err
+}
+
+// noServerToken warns that a token given for an operator action is not
+// used: only a running server verifies tokens.
+func noServerToken(e *env, token string) {
+	if token != "" {
+		fmt.Fprintln(e.stderr, "bastion: warning: no server runs to verify your token: the journal records your OS account only")
+	}
+}
+
+// selfOperatorAttrs are the operator attributes of an operator action
+// this process journals itself: its own uid, account and pid, and no
+// person (operator.verified none).
+func selfOperatorAttrs() recorder.Attrs {
+	a := recorder.Attrs{"operator.verified": bastion.VerifiedNone, "operator.uid": strconv.Itoa(os.Getuid()), "operator.pid": strconv.Itoa(os.Getpid())}
+	if u, err := user.Current(); err == nil {
+		a["operator.user"] = u.Username
+	}
+	return a
 }
 
 // operator names who runs the command, for the journal.

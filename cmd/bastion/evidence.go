@@ -25,9 +25,9 @@ func init() {
 	})
 }
 
-const evidenceUsage = `Usage:
+var evidenceUsage = `Usage:
     bastion evidence --from T --to T --out DIR [--key FILE] [--target NAME]...
-                     [--db FILE]
+                     [--db FILE] [--unrecorded] [--token-file FILE]
 
 Writes the examiner's report of the period from --from to --to into DIR:
 
@@ -47,9 +47,9 @@ which says so first, and evidence exits 1. Times are RFC 3339 or dates
 (2026-11-27 is its midnight, UTC). --target keeps only the grants,
 sessions and refusals of those targets. See docs/evidence.md.
 
-Every report is recorded in the journal as a journal.accessed event (action
-evidence, the period), when evidence can write the journal (see "bastion
-help play"), before the report is read: the report lists itself.
+` + readsParagraph("report") + `
+The journal.accessed event (action evidence, the period) comes before the
+report is read: the report lists itself.
 
 Exit status: 0 the report is written and the journal is intact; 1 the
 report is written and the journal does not verify; 2 no report.
@@ -62,6 +62,7 @@ Flags:
                     home directory; the report says which key it used)
     --target NAME   only this target; repeat for several
     --db FILE       the journal (default: journal.db in the home directory)
+` + readFlagsUsage(20) + `
 
 Examples:
     $ bastion evidence --from 2026-10-01 --to 2026-11-01 --out q4-evidence
@@ -81,6 +82,7 @@ func runEvidence(ctx context.Context, e *env, args []string) error {
 	nowFlag := fs.String("now", "", "")
 	var targets stringsFlag
 	fs.Var(&targets, "target", "only target `NAME`")
+	unrecorded := e.registerReadFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -121,7 +123,9 @@ func runEvidence(ctx context.Context, e *env, args []string) error {
 	if len(targets) > 0 {
 		attrs["targets"] = strings.Join(targets, ",")
 	}
-	recordAccessAttrs(ctx, e, path, "evidence", "report", attrs)
+	if err := recordRead(ctx, e, path, "evidence", attrs, *unrecorded); err != nil {
+		return err
+	}
 
 	cpFile := filepath.Join(dir, "checkpoint.txt")
 	rep, err := evidence.Build(ctx, st, evidence.Options{

@@ -328,13 +328,20 @@ func TestEvidence(t *testing.T) {
 		if err != nil || string(note) != r.Checkpoint.Note {
 			t.Errorf("checkpoint.txt: %q, %v", note, err)
 		}
-		// The printed command verifies, as printed.
+		// The printed command verifies, as printed, run by the
+		// journal's owner (its home's key records the read).
 		args := strings.Fields(r.VerifyCommand)
 		if args[0] != "bastion" || args[1] != "verify" {
 			t.Fatalf("verify command %q", r.VerifyCommand)
 		}
 		var stdout, stderr bytes.Buffer
-		if code := run(context.Background(), args[1:], &env{stdout: &stdout, stderr: &stderr, getenv: func(string) string { return "" }}); code != 0 {
+		getenv := func(k string) string {
+			if k == "BASTION_HOME" {
+				return ej.home
+			}
+			return ""
+		}
+		if code := run(context.Background(), args[1:], &env{stdout: &stdout, stderr: &stderr, getenv: getenv}); code != 0 {
 			t.Errorf("%s: exit %d\n%s%s", r.VerifyCommand, code, stdout.String(), stderr.String())
 		}
 	})

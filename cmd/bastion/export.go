@@ -22,9 +22,9 @@ func init() {
 	})
 }
 
-const exportUsage = `Usage:
+var exportUsage = `Usage:
     bastion export [--db FILE] [--key FILE] --format asciicast|bundle
-                   [--input] [--out FILE] ID
+                   [--input] [--out FILE] [--unrecorded] [--token-file FILE] ID
 
 Writes session ID, verified first as "bastion play" does (a session that
 does not verify is not exported, exit 1):
@@ -38,8 +38,7 @@ does not verify is not exported, exit 1):
              "bastion verify --bundle FILE --key KEY" checks with no
              journal at all. Format: docs/journal-format.md, section 12.
 
-Every export is recorded in the journal as a journal.accessed event (action
-export), when export can write the journal (see "bastion help play").
+` + readsParagraph("export") + `
 
 Flags:
     --db FILE        the journal (default: journal.db in the home directory)
@@ -48,6 +47,7 @@ Flags:
     --format F       asciicast or bundle
     --input          asciicast: add the input as "i" events
     --out FILE       write to FILE (made 0600, replaced whole) instead of stdout
+` + readFlagsUsage(21) + `
 
 Examples:
     $ bastion export --format asciicast 0190b3c4-1f2e-7a6b-8c9d-0e1f2a3b4c5d > s.cast; asciinema play s.cast
@@ -61,6 +61,7 @@ func runExport(ctx context.Context, e *env, args []string) error {
 	format := fs.String("format", "", "`asciicast` or bundle")
 	input := fs.Bool("input", false, "asciicast: include input")
 	out := fs.String("out", "", "output `FILE`")
+	unrecorded := e.registerReadFlags(fs)
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -83,7 +84,9 @@ func runExport(ctx context.Context, e *env, args []string) error {
 	if err := checkSessionExists(ctx, st, v, id, path); err != nil {
 		return err
 	}
-	recordAccess(ctx, e, path, "export", id, "format", *format)
+	if err := recordRead(ctx, e, path, "export", recorder.Attrs{"session": id.String(), "format": *format}, *unrecorded); err != nil {
+		return err
+	}
 	snap, err := st.Snapshot(ctx)
 	if err != nil {
 		return journalError(err)

@@ -112,7 +112,8 @@ Examples:
 const grantsRevokeUsage = `Usage:
     bastion grants revoke ID --server URL [--token-file FILE | --token-env VAR]
                              [--comment TEXT] [--json]
-    bastion grants revoke ID --operator [--home DIR] [--comment TEXT] [--json]
+    bastion grants revoke ID --operator [--home DIR] [--token-file FILE]
+                             [--comment TEXT] [--json]
 
 Ends the active grant ID before its time, or withdraws a pending request:
 its requester may, and so may anyone who may approve it. Live sessions
@@ -120,7 +121,12 @@ under an active grant end at once, with a message saying so.
 
 With --operator, an operator of the bastion host revokes any grant through
 the admin socket of the "bastion serve" running for the home, with no
-token: the journal records the caller's uid and pid as who revoked it.
+token needed: the journal records who revoked it, the uid, account and pid
+the kernel reports for the caller, and the person: the identity of the OIDC
+token given with --token-file (or $BASTION_TOKEN_FILE), which the server
+verifies, else the identity the configuration's operator_accounts maps the
+account to, else nobody ("operator.verified" none). When the policy names
+operators, a person who is not one is refused ("not an operator").
 
 ` + grantsAuthText + `
 
@@ -316,7 +322,7 @@ func grantsDecide(action string) func(context.Context, *env, []string) error {
 			return usageErrorf("grants deny needs --comment: tell the requester why")
 		}
 		if asOperator {
-			return grantsRevokeAsOperator(ctx, e, pos[0], comment, asJSON)
+			return grantsRevokeAsOperator(ctx, e, pos[0], comment, asJSON, &a)
 		}
 		s, err := grantsConnect(ctx, e, &a, "grants "+action)
 		if err != nil {
@@ -332,14 +338,26 @@ func grantsDecide(action string) func(context.Context, *env, []string) error {
 }
 
 // grantsRevokeAsOperator revokes a grant through the admin socket of the
-// server running for the home: no token, the caller's uid and pid
-// journaled as who revoked it.
-func grantsRevokeAsOperator(ctx context.Context, e *env, id, comment string, asJSON bool) error {
+// server running for the home: the caller's uid, account and pid
+// journaled as who revoked it, and the person its token (if any) or its
+// account names.
+func grantsRevokeAsOperator(ctx context.Context, e *env, id, comment string, asJSON bool, a *apiFlags) error {
 	home, err := e.home()
 	if err != nil {
 		return err
 	}
-	g, err := bastion.AdminRevokeGrant(ctx, home, bastion.AdminGrantRevokeRequest{ID: id, Comment: comment, By: operator(e)})
+	if a.tokenFile != "" && a.tokenEnv != "" {
+		return usageErrorf("give --token-file or --token-env, not both")
+	}
+	e.tokenFile = a.tokenFile
+	token, err := e.readerToken()
+	if a.tokenEnv != "" {
+		token, err = loginCleanToken(e.getenv(a.tokenEnv), "$"+a.tokenEnv)
+	}
+	if err != nil {
+		return err
+	}
+	g, err := bastion.AdminRevokeGrant(ctx, home, bastion.AdminGrantRevokeRequest{ID: id, Comment: comment, By: operator(e), Token: token})
 	switch {
 	case errors.Is(err, bastion.ErrNoServer):
 		return withHint(err, `--operator talks to the "bastion serve" running for this home (--home); without one, revoke through the API as an approver`)

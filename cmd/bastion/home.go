@@ -32,6 +32,10 @@ type env struct {
 	// journal, when set, is the journal this process already writes
 	// (the demo's): reads of it are recorded through it.
 	journal *recorder.Journal
+
+	// tokenFile is the value of --token-file of the commands that record
+	// reads or name an operator (see [env.readerToken]), "" if not given.
+	tokenFile string
 }
 
 // home returns the absolute path of the state directory: --home DIR if

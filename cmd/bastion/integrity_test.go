@@ -220,8 +220,10 @@ type integrityRun struct {
 	stdout, stderr string
 }
 
+// run runs bastion with the fixture's home; reads of the journal are
+// not recorded (see unrecorded).
 func (fx *integrityFixture) run(args ...string) integrityRun {
-	code, stdout, stderr := runArgs(append([]string{"--home", fx.home}, args...)...)
+	code, stdout, stderr := runArgs(unrecorded(append([]string{"--home", fx.home}, args...))...)
 	return integrityRun{code, stdout, stderr}
 }
 
@@ -426,8 +428,12 @@ func TestIntegrityScenarios(t *testing.T) {
 		if r := fx.run("sessions", "list", "--db", legacy, "--key", key, "--json"); r.code != 0 || !strings.Contains(r.stdout, `"started": "2026-11-27T09:00:00Z"`) {
 			t.Errorf("sessions list of the schema 2 journal: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 		}
-		// evidence could not record its read (the home's key is not the
-		// journal's): it did not open the journal to write, nor migrate it.
+		// A recorded evidence cannot record its read (the home's key is
+		// not the journal's): it is refused, and it did not open the
+		// journal to write, nor migrate it.
+		if code, _, stderr := runArgs("--home", fx.home, "evidence", "--db", legacy, "--key", key, "--from", "2026-11-27T08:00:00Z", "--to", "2026-11-27T10:00:00Z", "--out", filepath.Join(t.TempDir(), "e2")); code != 1 || !strings.Contains(stderr, "cannot be recorded") {
+			t.Errorf("a recorded evidence of another key's journal: exit %d, %s", code, stderr)
+		}
 		if v := tamperInts(t, tamperOpen(t, legacy), `PRAGMA user_version`); len(v) != 1 || v[0] != 2 {
 			t.Errorf("the schema 2 journal of another key was migrated to %v", v)
 		}
@@ -505,12 +511,13 @@ func TestIntegrityScenarios(t *testing.T) {
 			t.Errorf("sessions show: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 		}
 		// A writer (export records its read) refuses the journal: it
-		// neither closes the session nor signs anything; and the bundle
-		// is not made.
+		// neither closes the session nor signs anything; the export is
+		// refused, as its read cannot be recorded, and the bundle is not
+		// made.
 		bundle := filepath.Join(t.TempDir(), "live.bundle")
-		r = fx.run("export", "--db", db, "--format", "bundle", "--out", bundle, live.id)
-		if r.code == 0 || !strings.Contains(r.stderr, "not recorded in the journal") || !strings.Contains(r.stderr, "index does not match") {
-			t.Errorf("export: exit %d, stderr %q", r.code, r.stderr)
+		code, _, stderr := runArgs("--home", fx.home, "export", "--db", db, "--format", "bundle", "--out", bundle, live.id)
+		if code != 1 || !strings.Contains(stderr, "this export cannot be recorded in the journal, so it is refused") || !strings.Contains(stderr, "index does not match") {
+			t.Errorf("export: exit %d, stderr %q", code, stderr)
 		}
 		if _, err := os.Stat(bundle); err == nil {
 			t.Error("a bundle of the session was written")

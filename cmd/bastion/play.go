@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/user"
 	"strconv"
 	"strings"
 	"time"
@@ -28,9 +27,10 @@ func init() {
 	})
 }
 
-const playUsage = `Usage:
+var playUsage = `Usage:
     bastion play [--db FILE] [--key FILE] [--speed X|max] [--max-idle D]
-                 [--from OFFSET] [--show-input] [--follow] [--force] ID
+                 [--from OFFSET] [--show-input] [--follow] [--force]
+                 [--unrecorded] [--token-file FILE] ID
 
 Replays session ID in this terminal as it happened: its output with the
 recorded pauses, and with --show-input what was typed, in reverse video.
@@ -53,10 +53,7 @@ If stdout is a terminal: space pauses and resumes, left and right arrows
 seek 5 seconds back and forward, + and - double and halve the speed, q
 quits. play warns if the session's terminal was larger than this one.
 
-Every play is recorded in the journal as a journal.accessed event (action
-play, the session, the OS user and uid), when play can write the journal.
-When another process holds it (a running "bastion serve"), play says that
-the access is not recorded and plays all the same.
+` + readsParagraph("play") + `
 
 Flags:
     --db FILE         the journal (default: journal.db in the home directory)
@@ -69,6 +66,7 @@ Flags:
     --show-input      show the input too
     --follow          keep playing a session that is still being recorded
     --force           play a session that does not verify
+` + readFlagsUsage(22) + `
 
 Examples:
     $ bastion play 0190b3c4-1f2e-7a6b-8c9d-0e1f2a3b4c5d
@@ -86,6 +84,7 @@ func runPlay(ctx context.Context, e *env, args []string) error {
 	showInput := fs.Bool("show-input", false, "show input")
 	follow := fs.Bool("follow", false, "follow a live session")
 	force := fs.Bool("force", false, "play a session that does not verify")
+	unrecorded := e.registerReadFlags(fs)
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -115,7 +114,9 @@ func runPlay(ctx context.Context, e *env, args []string) error {
 	if err := checkSessionExists(ctx, st, v, id, path); err != nil {
 		return err
 	}
-	recordAccess(ctx, e, path, "play", id)
+	if err := recordRead(ctx, e, path, "play", recorder.Attrs{"session": id.String()}, *unrecorded); err != nil {
+		return err
+	}
 
 	stdout, _ := e.stdout.(*os.File)
 	stdin, _ := e.stdin.(*os.File)
@@ -150,58 +151,6 @@ func runPlay(ctx context.Context, e *env, args []string) error {
 			"run \"bastion verify --session "+id.String()+"\" for the whole journal's findings"))
 	}
 	return nil
-}
-
-// recordAccess journals that this process read session id, as a
-// journal.accessed event, when it can write the journal; otherwise it
-// says why the access is not recorded. It never fails the command: the
-// journal is for the sessions it records, and reading it must keep working
-// while a server writes it.
-func recordAccess(ctx context.Context, e *env, path, action string, id uuid.UUID, extra ...string) {
-	attrs := recorder.Attrs{"session": id.String()}
-	for i := 0; i+1 < len(extra); i += 2 {
-		attrs[extra[i]] = extra[i+1]
-	}
-	recordAccessAttrs(ctx, e, path, action, action, attrs)
-}
-
-// recordAccessAttrs is recordAccess for any read: attrs say what was read,
-// and what names the read in the note printed when it is not recorded.
-// It adds action and who read: the OS user and uid, the host, the pid.
-func recordAccessAttrs(ctx context.Context, e *env, path, action, what string, attrs recorder.Attrs) {
-	attrs["action"] = action
-	attrs["uid"] = strconv.Itoa(os.Getuid())
-	attrs["pid"] = strconv.Itoa(os.Getpid())
-	if u, err := user.Current(); err == nil {
-		attrs["user"] = u.Username
-	}
-	if h, err := os.Hostname(); err == nil {
-		attrs["host"] = h
-	}
-	if e.journal != nil {
-		if _, err := e.journal.AppendEvent(ctx, recorder.EventJournalAccessed, attrs); err != nil {
-			fmt.Fprintf(e.stderr, "bastion: note: this %s is not recorded in the journal: %s\n", what, termtext.Line(err.Error()))
-		}
-		return
-	}
-	home, err := e.home()
-	if err == nil {
-		var j *recorder.Journal
-		var closeJournal func() error
-		j, _, closeJournal, err = openJournalAt(ctx, home, path)
-		if err == nil {
-			_, err = j.AppendEvent(ctx, recorder.EventJournalAccessed, attrs)
-			err = errors.Join(err, closeJournal())
-		}
-	}
-	if err == nil {
-		return
-	}
-	why := err.Error()
-	if errors.Is(err, storage.ErrLocked) {
-		why = "another process writes the journal (" + why + ")"
-	}
-	fmt.Fprintf(e.stderr, "bastion: note: this %s is not recorded in the journal: %s\n", what, termtext.Line(why))
 }
 
 // checkSessionExists gives a missing session its own message and hint. A

@@ -71,7 +71,15 @@ func playHome(t *testing.T, signing bool) (home, db, pub string, shell, execID s
 
 func TestPlayCommand(t *testing.T) {
 	home, _, _, shell, _ := playHome(t, false)
+	// No signing key in this home, and no server: the access cannot be
+	// journaled, so the play is refused, before it shows anything.
 	code, stdout, stderr := runArgs("--home", home, "play", "--speed", "max", shell)
+	if code != 1 || stdout != "" || !strings.Contains(stderr, "bastion: error: this play cannot be recorded in the journal, so it is refused") ||
+		!strings.Contains(stderr, "hint: --unrecorded") {
+		t.Fatalf("play that cannot be recorded: exit %d, %q %q", code, stdout, stderr)
+	}
+	// --unrecorded plays all the same, and says so.
+	code, stdout, stderr = runArgs("--home", home, "play", "--speed", "max", "--unrecorded", shell)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
@@ -82,8 +90,7 @@ func TestPlayCommand(t *testing.T) {
 	if stdout != string(want) {
 		t.Errorf("play output:\n got %q\nwant %q", stdout, want)
 	}
-	// No signing key in this home: the access cannot be journaled.
-	if !strings.Contains(stderr, "bastion: note: this play is not recorded in the journal") {
+	if !strings.Contains(stderr, "bastion: warning: this play is not recorded in the journal (--unrecorded)") {
 		t.Errorf("stderr %q", stderr)
 	}
 	code, _, stderr = runArgs("--home", home, "play", uuid.NewString())
@@ -101,7 +108,7 @@ func TestPlayCommand(t *testing.T) {
 func TestPlayJournaled(t *testing.T) {
 	home, db, _, shell, _ := playHome(t, true)
 	code, _, stderr := runArgs("--home", home, "play", "--speed", "max", shell)
-	if code != 0 || strings.Contains(stderr, "note:") {
+	if code != 0 || strings.Contains(stderr, "warning:") {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
 	st, err := storage.OpenSQLite(context.Background(), db, storage.Options{ReadOnly: true})
@@ -126,7 +133,8 @@ func TestPlayJournaled(t *testing.T) {
 	for _, e := range evs {
 		got = append(got, e.Leaf.Attrs)
 	}
-	if len(got) != 1 || got[0]["action"] != "play" || got[0]["session"] != shell || got[0]["uid"] != strconv.Itoa(os.Getuid()) {
+	if len(got) != 1 || got[0]["action"] != "play" || got[0]["session"] != shell || got[0]["uid"] != strconv.Itoa(os.Getuid()) ||
+		got[0]["via"] != "reader" || got[0]["identity.verified"] != "none" || got[0]["pid"] != strconv.Itoa(os.Getpid()) {
 		t.Errorf("access events: %v", got)
 	}
 	if code, stdout, _ := runArgs("--home", home, "verify"); code != 0 {
@@ -135,7 +143,7 @@ func TestPlayJournaled(t *testing.T) {
 }
 
 func TestExportAsciicastCommand(t *testing.T) {
-	home, _, _, shell, _ := playHome(t, false)
+	home, _, _, shell, _ := playHome(t, true)
 	code, stdout, stderr := runArgs("--home", home, "export", "--format", "asciicast", "--input", shell)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
@@ -150,7 +158,7 @@ func TestExportAsciicastCommand(t *testing.T) {
 }
 
 func TestBundle(t *testing.T) {
-	home, _, pub, shell, _ := playHome(t, false)
+	home, _, pub, shell, _ := playHome(t, true)
 	bundle := filepath.Join(t.TempDir(), "s.bundle")
 	if code, _, stderr := runArgs("--home", home, "export", "--format", "bundle", "--out", bundle, shell); code != 0 {
 		t.Fatalf("export: exit %d: %s", code, stderr)
@@ -224,7 +232,7 @@ func mustRead(t *testing.T, path string) string {
 }
 
 func TestSessionsListShowSearch(t *testing.T) {
-	home, _, _, shell, execID := playHome(t, false)
+	home, _, _, shell, execID := playHome(t, true)
 	code, stdout, stderr := runArgs("--home", home, "sessions", "list", "--identity", "agent@ci", "--json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)

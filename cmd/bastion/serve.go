@@ -47,6 +47,16 @@ Every issuance and every refusal is a journal event. Revoked certificates
 are kept in an OpenSSH KRL file for targets' RevokedKeys, rewritten on every
 revocation ("bastion certs revoke" talks to the running server).
 
+Beside the journal, serve listens on its access socket (the journal's path
+and ".sock"), through which play, export, evidence, sessions show, sessions
+search and verify have their reads journaled, naming the reader as the
+kernel reports it, and the person an OIDC token proves. Only root and
+serve's user may use it, and, with access { group = "G" } in the
+configuration, the members of G, who may then read the journal's files
+too. operator_accounts = { "alice" = "alice@corp" } names the person
+behind an OS account for operator actions and reads; the policy's
+operators and auditors say who is which. See docs/operations.md.
+
 The configuration file (HCL) names the home directory, the journal, the
 listeners, the identity providers, the targets and the policy (its role
 blocks, or policy = "FILE or DIRECTORY"); see docs/policy.md. Both are
@@ -156,7 +166,12 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	// failed", sessions a previous writer left open), and reports each
 	// commit's latency to the server's metrics and alarms.
 	commits := bastion.NewCommitObserver()
-	j, st, closeJournal, err := openJournalWith(ctx, home, journalPath, recorder.Options{Logger: log.Named("journal"), OnCommit: commits.OnCommit})
+	// With an access group, its members read the journal's files.
+	var readers *int
+	if cfg.Access.Group != "" {
+		readers = &cfg.Access.GID
+	}
+	j, st, closeJournal, err := openJournalWith(ctx, home, journalPath, recorder.Options{Logger: log.Named("journal"), OnCommit: commits.OnCommit}, readers)
 	if err != nil {
 		return err
 	}
@@ -190,7 +205,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 			}
 		},
 		ReopenJournal: func(ctx context.Context) (*recorder.Journal, func() error, error) {
-			j, _, closeJ, err := openJournalWith(ctx, home, journalPath, recorder.Options{Logger: log.Named("journal"), OnCommit: commits.OnCommit})
+			j, _, closeJ, err := openJournalWith(ctx, home, journalPath, recorder.Options{Logger: log.Named("journal"), OnCommit: commits.OnCommit}, readers)
 			return j, closeJ, err
 		},
 	})
@@ -204,6 +219,13 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.stdout, "bastion serve: SSH front door at %s\n", a)
 	}
 	fmt.Fprintf(e.stdout, "  journal:   %s\n", journalPath)
+	if sock := srv.AccessSocket(); sock != "" {
+		who := "serve's user and root"
+		if g := cfg.Access.Group; g != "" {
+			who += ", and group " + g
+		}
+		fmt.Fprintf(e.stdout, "  reads:     %s (records the reads of %s)\n", sock, who)
+	}
 	fmt.Fprintf(e.stdout, "  KRL:       %s (for targets' RevokedKeys)\n", srv.KRLPath())
 	tls := srv.TLS()
 	if tls.SelfSigned {

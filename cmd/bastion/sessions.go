@@ -83,13 +83,18 @@ Examples:
     $ bastion sessions list --state live --json | jq -r '.[].id'`
 
 const sessionsKillUsage = `Usage:
-    bastion sessions kill [--reason TEXT] [--json] ID
+    bastion sessions kill [--reason TEXT] [--token-file FILE] [--json] ID
 
 Ends a live SSH session through the running server (its admin socket): the
 client reads on its standard error that an operator ended the session, and
 the reason if one is given; the target's command is stopped; the session's
-end record says "killed", by whom (the uid and pid the kernel reports) and
-why.
+end record says "killed", by whom and why. Who is the uid, account and pid
+the kernel reports for the caller, and the person: the identity of the
+OIDC token given with --token-file (or $BASTION_TOKEN_FILE), which the
+server verifies, else the identity the configuration's operator_accounts
+maps the account to, else nobody ("operator.verified" none). When the
+policy names operators, a person who is not one is refused ("not an
+operator"), and the refusal is journaled.
 
 ID is the session's ID as "sessions list" shows it, or enough of its
 beginning to name one live session. A live session is listed as "live".
@@ -99,6 +104,9 @@ of this server's), or if no server is running for this home.
 
 Flags:
     --reason TEXT   why, told to the client and recorded
+    --token-file FILE
+                    an OIDC token naming you, for the server to verify
+                    (default: $BASTION_TOKEN_FILE)
     --json          print the session ended as JSON: id, identity, serial,
                     login, target, client, started
 
@@ -111,6 +119,7 @@ func runSessionsKill(ctx context.Context, e *env, args []string) error {
 	fs := e.flags()
 	reason := fs.String("reason", "", "why (`TEXT`)")
 	asJSON := fs.Bool("json", false, "print JSON")
+	fs.StringVar(&e.tokenFile, "token-file", "", "token `FILE`")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -122,7 +131,11 @@ func runSessionsKill(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	l, err := bastion.AdminKill(ctx, home, bastion.AdminKillRequest{ID: id, Reason: *reason, By: operator(e)})
+	token, err := e.readerToken()
+	if err != nil {
+		return err
+	}
+	l, err := bastion.AdminKill(ctx, home, bastion.AdminKillRequest{ID: id, Reason: *reason, By: operator(e), Token: token})
 	switch {
 	case errors.Is(err, bastion.ErrNoServer):
 		return withHint(fmt.Errorf("%w: no session is live", err), `a session runs only while "bastion serve" does`)
@@ -216,6 +229,23 @@ func (f *sessionFilter) register(fs *flagSet) {
 	fs.StringVar(&f.since, "since", "", "start `TIME`")
 	fs.StringVar(&f.until, "until", "", "end `TIME`")
 	fs.StringVar(&f.state, "state", "", "live, unterminated, ended or abandoned")
+}
+
+// accessAttrs are the filters as a journal.accessed leaf names them.
+func (f *sessionFilter) accessAttrs() recorder.Attrs {
+	a := recorder.Attrs{}
+	for k, v := range map[string]string{"identities": f.identity, "targets": f.target, "period.from": f.since, "period.to": f.until} {
+		if v != "" {
+			a[k] = v
+		}
+	}
+	if !f.sinceT.IsZero() {
+		a["period.from"] = f.sinceT.UTC().Format(time.RFC3339)
+	}
+	if !f.untilT.IsZero() {
+		a["period.to"] = f.untilT.UTC().Format(time.RFC3339)
+	}
+	return a
 }
 
 func (f *sessionFilter) check() error {

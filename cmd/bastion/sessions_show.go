@@ -33,8 +33,9 @@ func init() {
 	})
 }
 
-const sessionsShowUsage = `Usage:
-    bastion sessions show [--db FILE] [--key FILE] [--force] [--json] ID
+var sessionsShowUsage = `Usage:
+    bastion sessions show [--db FILE] [--key FILE] [--force] [--json]
+                          [--unrecorded] [--token-file FILE] ID
 
 Shows what the journal proves about session ID: who (identity, certificate
 serial, client), where (target, login, route), the authorizing rule or
@@ -54,6 +55,8 @@ to the heads they commit, and no leaf of it hidden from the index. One that
 does not verify is refused (exit 1); with --force it is shown as stored,
 its problems first, and show still exits 1.
 
+` + readsParagraph("sessions show") + `
+
 Flags:
     --db FILE    the journal (default: journal.db in the home directory)
     --key FILE   the journal's public key (default: journal.pub in the home
@@ -65,14 +68,16 @@ Flags:
                  offset_ns, source "exec" or "reconstructed", uncertain),
                  exit, signals, masked, files, markers, frames, in_bytes,
                  out_bytes, checkpoint_size, problems
+` + readFlagsUsage(17) + `
 
 Examples:
     $ bastion sessions show 0190b3c4-1f2e-7a6b-8c9d-0e1f2a3b4c5d
     $ bastion sessions show --json 0190b3c4-1f2e-7a6b-8c9d-0e1f2a3b4c5d | jq -r '.commands[].text'`
 
-const sessionsSearchUsage = `Usage:
+var sessionsSearchUsage = `Usage:
     bastion sessions search [--db FILE] [--key FILE] [--regex] [--in commands|output|all]
-                            [list filters] [--json] PATTERN
+                            [list filters] [--json] [--unrecorded]
+                            [--token-file FILE] PATTERN
 
 Searches the sessions' commands (exec commands, and command lines rebuilt
 from keystrokes) and output (lines, escape sequences removed) for PATTERN,
@@ -85,6 +90,10 @@ It reads every session the filters of "bastion sessions list" keep
 as "bastion play" verifies it; a session that does not verify is reported
 on stderr and skipped, and search exits 1.
 
+` + readsParagraph("search") + `
+The journal.accessed event names the filters (identities, targets,
+period.from, period.to), never the pattern, which may be a secret.
+
 Flags:
     --db FILE      the journal (default: journal.db in the home directory)
     --key FILE     the journal's public key (default: journal.pub in the
@@ -93,6 +102,7 @@ Flags:
     --in WHERE     commands, output, or all (default all)
     --json         one JSON array: session, offset_ns, offset, in
                    ("command" or "output"), reconstructed, text
+` + readFlagsUsage(19) + `
 
 Examples:
     $ bastion sessions search 'DROP TABLE'
@@ -105,6 +115,7 @@ func runSessionsShow(ctx context.Context, e *env, args []string) error {
 	keyFile := fs.String("key", "", "public key `FILE`")
 	force := fs.Bool("force", false, "show a session that does not verify")
 	asJSON := fs.Bool("json", false, "JSON output")
+	unrecorded := e.registerReadFlags(fs)
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -129,6 +140,9 @@ func runSessionsShow(ctx context.Context, e *env, args []string) error {
 	rec, err := recorder.OpenSession(ctx, snap, recorder.SessionID(id), recorder.OpenOptions{Verifier: v, Force: *force})
 	if errors.Is(err, storage.ErrNotFound) {
 		return exitCode(2, withHint(fmt.Errorf("no session %s in %s", id, path), `run "bastion sessions list" to see the sessions`))
+	}
+	if rerr := recordRead(ctx, e, path, "show", recorder.Attrs{"session": id.String()}, *unrecorded); rerr != nil {
+		return rerr
 	}
 	var sum *playback.Summary
 	if err == nil {
@@ -353,6 +367,7 @@ func runSessionsSearch(ctx context.Context, e *env, args []string) error {
 	isRegex := fs.Bool("regex", false, "PATTERN is a regular expression")
 	in := fs.String("in", "all", "commands, output or all")
 	asJSON := fs.Bool("json", false, "JSON output")
+	unrecorded := e.registerReadFlags(fs)
 	var f sessionFilter
 	f.register(fs)
 	pos, err := parseInterspersed(fs, args)
@@ -392,6 +407,9 @@ func runSessionsSearch(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer log.Close()
+	if err := recordRead(ctx, e, log.path, "search", f.accessAttrs(), *unrecorded); err != nil {
+		return err
+	}
 	snap := log.snap
 	list := listSessions(log.Log, &f, writerGone(log.path))
 	hits := []hitJSON{}

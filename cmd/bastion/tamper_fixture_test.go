@@ -292,7 +292,7 @@ type tamperVerification struct {
 // the fixture's public key, and checks that both agree.
 func (fx *tamperFixture) verify(t *testing.T, db string, args ...string) tamperVerification {
 	t.Helper()
-	base := append([]string{"--home", fx.home, "verify", "--db", db}, args...)
+	base := append([]string{"--home", fx.home, "verify", "--unrecorded", "--db", db}, args...)
 	var v tamperVerification
 	var stdout string
 	v.code, stdout, v.stderr = runArgs(append(base, "--json")...)

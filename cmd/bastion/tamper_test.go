@@ -484,7 +484,7 @@ func TestVerifyTamperMatrix(t *testing.T) {
 	for _, c := range cases2 {
 		t.Run("wrong input/"+c.name, func(t *testing.T) {
 			for _, extra := range [][]string{{"--json"}, nil} {
-				args := append([]string{"--home", fx.home, "verify"}, c.args...)
+				args := append([]string{"--home", fx.home, "verify", "--unrecorded"}, c.args...)
 				code, stdout, stderr := runArgs(append(args, extra...)...)
 				if code != c.code {
 					t.Fatalf("verify %q exited %d, want %d\nstdout: %s\nstderr: %s", extra, code, c.code, stdout, stderr)

@@ -161,6 +161,15 @@ Every command takes --home DIR, the directory that holds the keys and the
 default journal (journal.db). Without it, bastion uses $BASTION_HOME, and
 without that, ~/.bastion.
 
+Every read of the journal (play, export, evidence, sessions show, sessions
+search, verify) is recorded in it first, by the running "bastion serve"
+through its access socket (the journal's path and ".sock"), or by the
+reader itself when no process holds the journal; a read that cannot be
+recorded is refused unless --unrecorded is given. $BASTION_TOKEN_FILE (or
+--token-file) names an OIDC token that names you in the reads and the
+operator actions (sessions kill, certs revoke, grants revoke --operator, ca
+rotate) serve records.
+
 Run "bastion help <command>" for a command's flags and examples.
 `
 

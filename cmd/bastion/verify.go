@@ -28,8 +28,9 @@ func init() {
 	})
 }
 
-const verifyUsage = `Usage:
+var verifyUsage = `Usage:
     bastion verify [--db FILE] [--key FILE] [--session ID] [--checkpoint FILE] [--json]
+                   [--unrecorded] [--token-file FILE]
     bastion verify --bundle FILE --key FILE [--json]
 
 Recomputes the journal from its records and checks it against its signed
@@ -51,11 +52,21 @@ inclusion proof against the bundle's checkpoint, and the checkpoint's
 signature with the key given with --key, which is required: the key is
 the auditor's, never one the bundle names.
 
+` + readsParagraph("verify") + `
+
+A verify of a journal no writer may extend as it is (it does not verify,
+or it is another key's) cannot be recorded either: it goes ahead with a
+warning, as what is wrong is what verify reports. An auditor who verifies
+a copy of the journal away from the bastion passes --unrecorded: the copy
+has no writer to record the read. A bundle is not the journal: verifying
+one is not recorded.
+
 Exit status: 0 the journal is intact; 1 it does not verify under the key:
 tampered, incomplete, or not this key's journal (everything wrong inside the
 file is a finding, so nobody who can write the file can turn "tampered"
 into "could not run"); 2 the check could not run: no journal at the path,
-no readable key, an unreadable kept checkpoint.
+no readable key, an unreadable kept checkpoint. A verify that could not be
+recorded exits 1 too, saying so, without a report.
 
 Flags:
     --db FILE           the journal (default: journal.db in the home directory)
@@ -67,11 +78,12 @@ Flags:
     --checkpoint FILE   a checkpoint kept earlier that the journal must extend
     --bundle FILE       verify a session bundle instead of a journal
     --json              print the report as JSON (see docs/journal-format.md)
+` + readFlagsUsage(24) + `
 
 Examples:
     $ bastion verify
     $ bastion checkpoint > kept.txt; ...; bastion verify --checkpoint kept.txt
-    $ bastion verify --db copy.db --key journal.pub --json
+    $ bastion verify --db copy.db --key journal.pub --json --unrecorded
     $ bastion verify --bundle session.bundle --key journal.pub`
 
 func runVerify(ctx context.Context, e *env, args []string) error {
@@ -82,6 +94,7 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 	kept := fs.String("checkpoint", "", "kept checkpoint `FILE`")
 	asJSON := fs.Bool("json", false, "JSON output")
 	bundle := fs.String("bundle", "", "session bundle `FILE`")
+	unrecorded := e.registerReadFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -129,6 +142,13 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 		return exitCode(2, err)
 	}
 	defer st.Close()
+	attrs := recorder.Attrs{}
+	if opts.Session != nil {
+		attrs["session"] = uuid.UUID(*opts.Session).String()
+	}
+	if err := recordRead(ctx, e, path, "verify", attrs, *unrecorded); err != nil {
+		return err
+	}
 	if stderr, ok := e.stderr.(*os.File); ok && isTerminal(stderr) && !*asJSON {
 		opts.Progress = func(done, total int64) {
 			if total > 0 {
