@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -149,7 +150,7 @@ func (fx *frontFixture) recorded(t *testing.T, id string) recordedSession {
 // TestFrontSessionKill: "sessions kill" (the admin call) ends a live
 // session; the client reads why; the end leaf says killed, by whom, why.
 func TestFrontSessionKill(t *testing.T) {
-	fx, _ := startLifeFront(t)
+	fx, m := startLifeFront(t)
 	c := fx.sshStart(t, fx.key, "ops@box", "echo started; exec sleep 300")
 	live := fx.waitLive(t, 1, c)
 	if l := live[0]; l.Identity != "agent-1@corp" || l.Serial != fx.serial || l.Login != "ops" || l.Target != "box" || !strings.HasPrefix(l.Client, "127.0.0.1:") {
@@ -162,7 +163,8 @@ func TestFrontSessionKill(t *testing.T) {
 	if _, err := AdminKill(context.Background(), fx.ts.home, AdminKillRequest{ID: "ffffffff"}); !errors.Is(err, ErrNoLiveSession) {
 		t.Fatalf("kill of an unknown ID: %v", err)
 	}
-	got, err := AdminKill(context.Background(), fx.ts.home, AdminKillRequest{ID: live[0].ID[:13], Reason: "runaway\njob, card 4111111111111111", By: "tester"})
+	// The operator names themselves with a token.
+	got, err := AdminKill(context.Background(), fx.ts.home, AdminKillRequest{ID: live[0].ID[:13], Reason: "runaway\njob, card 4111111111111111", By: "tester", Token: mint(t, m, humanClaims(m, "oncall"))})
 	if err != nil || got.ID != live[0].ID {
 		t.Fatalf("kill: %+v %v", got, err)
 	}
@@ -171,7 +173,10 @@ func TestFrontSessionKill(t *testing.T) {
 	}
 	fx.waitLive(t, 0)
 	rs := fx.recorded(t, live[0].ID)
-	if rs.end["reason"] != EndKilled || rs.end["kill-reason"] != "runaway job, card ************1111" || rs.end["masked"] != "kill-reason:card:1" || !strings.Contains(rs.end["killed-by"], "says tester") || !strings.HasPrefix(rs.end["killed-by"], "uid ") {
+	if rs.end["reason"] != EndKilled || rs.end["kill-reason"] != "runaway job, card ************1111" || rs.end["masked"] != "kill-reason:card:1" ||
+		!strings.HasPrefix(rs.end["killed-by"], "oncall@corp (token; uid "+strconv.Itoa(os.Getuid())+" ") || rs.end["operator"] != "oncall@corp" ||
+		rs.end["operator.verified"] != VerifiedToken || rs.end["operator.issuer"] != m.Issuer() || rs.end["operator.uid"] != strconv.Itoa(os.Getuid()) ||
+		rs.end["operator.pid"] != strconv.Itoa(os.Getpid()) || rs.end["operator.user"] == "" {
 		t.Fatalf("end leaf: %v", rs.end)
 	}
 	// Killing it again: it is no longer live.
