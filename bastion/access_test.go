@@ -443,3 +443,35 @@ func TestReloadAccessConfig(t *testing.T) {
 		t.Errorf("the access socket after a refused reload: %v %v", fi.Mode(), err)
 	}
 }
+
+// A socket a stopped server left is replaced; one that answers, or a
+// file that is no socket, is refused and left as it is.
+func TestListenAccessStale(t *testing.T) {
+	path := t.TempDir() + "/journal.db.sock"
+	stale, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale.(*net.UnixListener).SetUnlinkOnClose(false)
+	stale.Close() // as a killed server leaves it
+	ln, err := listenAccess(path, AccessConfig{})
+	if err != nil {
+		t.Fatalf("over a stale socket: %v", err)
+	}
+	if _, err := listenAccess(path, AccessConfig{}); err == nil || !strings.Contains(err.Error(), "answers: another bastion server serves this journal") {
+		t.Errorf("over a live socket: %v", err)
+	}
+	ln.Close()
+	if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the socket is left after its listener closed: %v", err)
+	}
+	if err := os.WriteFile(path, []byte("keep me"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := listenAccess(path, AccessConfig{}); err == nil || !strings.Contains(err.Error(), "not a socket") {
+		t.Errorf("over a regular file: %v", err)
+	}
+	if b, err := os.ReadFile(path); err != nil || string(b) != "keep me" {
+		t.Errorf("the file in the way was changed: %q %v", b, err)
+	}
+}
