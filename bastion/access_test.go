@@ -201,6 +201,26 @@ func TestAccessSocketBadRequests(t *testing.T) {
 	if evs := ts.events(t, recorder.EventEvidenceGenerated); len(evs) != 0 {
 		t.Errorf("bad requests journaled reports: %v", evs)
 	}
+	// The admin socket's requests are read the same way.
+	admin := ts.home + "/" + AdminSocket
+	for _, c := range []struct {
+		path, body string
+		status     int
+		want       string
+	}{
+		{"/v1/revoke", `{"identity":"a@corp","uid":0}`, 400, `bad revocation request: json: unknown field "uid"`},
+		{"/v1/revoke", `{"identity":"a@corp","attrs":{"operator":"x"}}`, 400, `bad revocation request: json: unknown field "attrs"`},
+		{"/v1/sessions/kill", `{"id":"` + strings.Repeat("0", 1<<20) + `"}`, 413, "bad kill request: the body is larger than 1048576 bytes"},
+		{"/v1/grants/revoke", ``, 400, "bad grant revocation: the body is empty"},
+		{"/v1/ca/rotated", `{"role":"user"} {}`, 400, "bad CA rotation record:"},
+		{"/v1/ca/rotated", `{"role":"root","grace":"1h"}`, 400, `unknown CA role "root"`},
+	} {
+		status, msg := socketDo(t, admin, "POST", c.path, strings.NewReader(c.body))
+		if status != c.status || !strings.Contains(msg, c.want) {
+			t.Errorf("admin %s %.40q: %d %q, want %d and %q", c.path, c.body, status, msg, c.status, c.want)
+		}
+	}
+
 	// Long values are kept on one line and cut.
 	res, err := RecordAccess(context.Background(), sock, AccessRequest{Action: "search", Attrs: map[string]string{"targets": strings.Repeat("t,", 2000), "period.from": "2026\n\x1b[31m-01-01"}})
 	if err != nil {
