@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/json"
 	"html"
 	"image/png"
@@ -13,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -518,7 +520,7 @@ func TestEvidenceChromium(t *testing.T) {
 	}
 
 	shot := filepath.Join(tmp, "evidence.png")
-	chromium("--screenshot="+shot, "--window-size=1280,4000", "--hide-scrollbars")
+	chromium("--screenshot="+shot, "--window-size=1280,10000", "--hide-scrollbars")
 	f, err := os.Open(shot)
 	if err != nil {
 		t.Fatal(err)
@@ -528,8 +530,8 @@ func TestEvidenceChromium(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b := img.Bounds(); b.Dx() != 1280 || b.Dy() != 4000 {
-		t.Errorf("screenshot is %v, want 1280x4000", b)
+	if b := img.Bounds(); b.Dx() != 1280 || b.Dy() != 10000 {
+		t.Errorf("screenshot is %v, want 1280x10000", b)
 	}
 	// Not blank: ink on a good part of the page, and the timeline's and
 	// the verdict's colours somewhere.
@@ -549,7 +551,16 @@ func TestEvidenceChromium(t *testing.T) {
 		t.Errorf("the screenshot looks blank: %d of %d pixels inked, %d colours", ink, total, len(colors))
 	}
 	if colors[[3]uint32{0x1d, 0x6b, 0x32}] == 0 {
-		t.Error("the screenshot has no green verdict (the journal is intact)")
+		t.Error("the screenshot has no green mark (frames verified)")
+	}
+	// The cover: amber, since no kept checkpoint anchors the report, and
+	// the red banner of identities from a non-HTTPS provider (the test's
+	// OpenID provider is on plain HTTP).
+	if colors[[3]uint32{0xc9, 0x8a, 0x00}] == 0 {
+		t.Error("the screenshot has no amber verdict (the report rests on the journal's own head)")
+	}
+	if colors[[3]uint32{0xa3, 0x14, 0x1b}] < 2000 {
+		t.Errorf("the screenshot has no red development-identity banner (%d red pixels)", colors[[3]uint32{0xa3, 0x14, 0x1b}])
 	}
 	if colors[[3]uint32{0x2f, 0x6f, 0xb5}] == 0 {
 		t.Error("the screenshot has no grant bar in the timeline")
@@ -564,6 +575,12 @@ func TestEvidenceChromium(t *testing.T) {
 	if !strings.Contains(dom, "<svg") || !strings.Contains(dom, `class="grant"`) {
 		t.Error("the rendered page has no timeline")
 	}
+	for _, want := range []string{`<div class="banner" data-kind="dev-provider">`, `<div class="verdict amber">`, "Sessions by identity and target",
+		"Operator actions", "Retention", "Sign-off", "segregation-of-duties"} {
+		if !strings.Contains(dom, want) {
+			t.Errorf("the rendered page has no %q", want)
+		}
+	}
 
 	pdf := filepath.Join(tmp, "evidence.pdf")
 	chromium("--print-to-pdf="+pdf, "--no-pdf-header-footer")
@@ -575,4 +592,176 @@ func TestEvidenceChromium(t *testing.T) {
 	if !bytes.HasPrefix(data, []byte("%PDF-")) || pages < len(evidence.Sections) {
 		t.Errorf("the printed report has %d pages, want at least one per section (%d)", pages, len(evidence.Sections))
 	}
+}
+
+// TestEvidenceScopeAndReview covers the report's second edition on the
+// fixture journal: a --target or --identity that names nothing is an
+// error with the nearest name; an existing output directory is refused
+// without --force; a period ending after the report is flagged; a kept
+// checkpoint turns the anchor green (and a forged one red, exit 1); a
+// sample is reproducible from its seed, holds every exception, and each
+// detailed session's bundle verifies offline with the journal's key.
+func TestEvidenceScopeAndReview(t *testing.T) {
+	ej := buildEvidenceJournal(t)
+	ctx := context.Background()
+	runCmd := func(args ...string) (int, string, string) {
+		var stdout, stderr bytes.Buffer
+		code := run(ctx, append([]string{"--home", ej.home}, args...), &env{stdout: &stdout, stderr: &stderr, getenv: func(string) string { return "" }})
+		return code, stdout.String(), stderr.String()
+	}
+	period := []string{"evidence", "--from", ej.from.Format(time.RFC3339), "--to", ej.to.Format(time.RFC3339), "--now", ej.to.Format(time.RFC3339)}
+
+	t.Run("unknown target", func(t *testing.T) {
+		code, _, stderr := runCmd(append(period, "--out", filepath.Join(t.TempDir(), "r"), "--target", "db-l")...)
+		if code != 1 || !strings.Contains(stderr, `no target "db-l" in the journal; did you mean "db-1"?`) {
+			t.Errorf("exit %d, stderr %q", code, stderr)
+		}
+		code, _, stderr = runCmd(append(period, "--out", filepath.Join(t.TempDir(), "r"), "--identity", "agent-8@corp")...)
+		if code != 1 || !strings.Contains(stderr, `did you mean "agent-7@corp"?`) {
+			t.Errorf("exit %d, stderr %q", code, stderr)
+		}
+		code, _, stderr = runCmd(append(period, "--out", filepath.Join(t.TempDir(), "r"), "--target", "nothing-like-it")...)
+		if code != 1 || strings.Contains(stderr, "did you mean") {
+			t.Errorf("exit %d, stderr %q", code, stderr)
+		}
+	})
+
+	t.Run("identity filter", func(t *testing.T) {
+		r, _ := runEvidenceCmd(t, ej, filepath.Join(t.TempDir(), "r"), "--now", ej.to.Format(time.RFC3339), "--identity", ej.human)
+		if len(r.Identities) != 1 || r.Identities[0].Identity != ej.human || len(r.Grants) != 0 || len(r.Sessions) != 1 {
+			t.Errorf("--identity %s: identities %d, grants %d, sessions %d", ej.human, len(r.Identities), len(r.Grants), len(r.Sessions))
+		}
+	})
+
+	t.Run("out directory", func(t *testing.T) {
+		out := filepath.Join(t.TempDir(), "r")
+		runEvidenceCmd(t, ej, out, "--now", ej.to.Format(time.RFC3339))
+		code, _, stderr := runCmd(append(period, "--out", out)...)
+		if code != 2 || !strings.Contains(stderr, "exists and is not empty") || !strings.Contains(stderr, "--force") {
+			t.Errorf("an existing report: exit %d, stderr %q", code, stderr)
+		}
+		if code, _, stderr := runCmd(append(period, "--out", out, "--force")...); code != 0 {
+			t.Errorf("--force: exit %d, stderr %q", code, stderr)
+		}
+	})
+
+	t.Run("future end", func(t *testing.T) {
+		r, _ := runEvidenceCmd(t, ej, filepath.Join(t.TempDir(), "r"), "--now", ej.to.Add(-30*time.Second).Format(time.RFC3339))
+		if !hasFinding(r.Summary.Exceptions, evidence.FindingFuturePeriod) {
+			t.Errorf("no %s exception: %+v", evidence.FindingFuturePeriod, r.Summary.Exceptions)
+		}
+	})
+
+	t.Run("anchor", func(t *testing.T) {
+		r, _ := runEvidenceCmd(t, ej, filepath.Join(t.TempDir(), "r"), "--now", ej.to.Format(time.RFC3339))
+		if r.Anchor.Level != evidence.AnchorAmber || r.Anchor.Basis != "own-head" {
+			t.Errorf("without a kept checkpoint: %+v", r.Anchor)
+		}
+		// An earlier checkpoint, as an auditor would have kept it.
+		kept := filepath.Join(t.TempDir(), "kept.txt")
+		code, stdout, stderr := runCmd("checkpoint")
+		if code != 0 {
+			t.Fatalf("checkpoint: %d %s", code, stderr)
+		}
+		if err := os.WriteFile(kept, []byte(stdout), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		r, _ = runEvidenceCmd(t, ej, filepath.Join(t.TempDir(), "r"), "--now", ej.to.Format(time.RFC3339), "--checkpoint", kept)
+		if r.Anchor.Level != evidence.AnchorGreen || r.Anchor.Basis != "kept-checkpoint" || r.Anchor.CheckpointSize == 0 {
+			t.Errorf("with a kept checkpoint: %+v", r.Anchor)
+		}
+		// A checkpoint of another history, signed by the same key: the
+		// journal was rewritten since. The report is red, exit 1.
+		forged := forgeCheckpoint(t, ej.home, stdout)
+		if err := os.WriteFile(kept, forged, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out := filepath.Join(t.TempDir(), "r")
+		code, _, stderr = runCmd(append(period, "--out", out, "--checkpoint", kept)...)
+		data, _ := os.ReadFile(filepath.Join(out, "evidence.json"))
+		var red evidence.Report
+		if code != 1 || json.Unmarshal(data, &red) != nil || red.Anchor.Level != evidence.AnchorRed {
+			t.Errorf("a forked kept checkpoint: exit %d, anchor %+v, %s", code, red.Anchor, stderr)
+		}
+	})
+
+	t.Run("sample", func(t *testing.T) {
+		var picks [2][]string
+		for i := range picks {
+			out := filepath.Join(t.TempDir(), "r")
+			r, _ := runEvidenceCmd(t, ej, out, "--now", ej.to.Format(time.RFC3339), "--sample", "1", "--seed", "42")
+			if r.Sample == nil || len(r.Sample.Sessions) != 1 {
+				t.Fatalf("sample: %+v", r.Sample)
+			}
+			picks[i] = r.Sample.Sessions
+			// The grant's session: its grant was approved by the
+			// agent's sponsor, an exception.
+			if !slices.Contains(r.Sample.Exceptions, ej.grantSession) {
+				t.Errorf("the sample's exceptions %v lack the self-approved grant's session %s", r.Sample.Exceptions, ej.grantSession)
+			}
+			detailed := 0
+			for _, s := range r.Sessions {
+				if !s.Detailed {
+					continue
+				}
+				detailed++
+				if s.Bundle == "" {
+					t.Errorf("detailed session %s has no bundle", s.ID)
+					continue
+				}
+				code, stdout, stderr := runCmd("verify", "--bundle", filepath.Join(out, s.Bundle), "--key", filepath.Join(ej.home, certauth.JournalPubKeyFile))
+				if code != 0 {
+					t.Errorf("bundle %s does not verify: %d %s %s", s.Bundle, code, stdout, stderr)
+				}
+			}
+			if detailed == 0 {
+				t.Error("no session is detailed")
+			}
+		}
+		if !slices.Equal(picks[0], picks[1]) {
+			t.Errorf("one seed, two samples: %v %v", picks[0], picks[1])
+		}
+		// Anyone can recompute the pick: the smallest SHA-256 of
+		// "SEED:ID".
+		all := []string{ej.standingSession, ej.grantSession}
+		slices.SortFunc(all, func(a, b string) int {
+			x, y := sha256.Sum256([]byte("42:"+a)), sha256.Sum256([]byte("42:"+b))
+			return bytes.Compare(x[:], y[:])
+		})
+		if picks[0][0] != all[0] {
+			t.Errorf("sampled %v, the smallest SHA-256(\"42:ID\") is %s", picks[0], all[0])
+		}
+	})
+}
+
+func hasFinding(fs []evidence.Finding, kind string) bool {
+	for _, f := range fs {
+		if f.Kind == kind {
+			return true
+		}
+	}
+	return false
+}
+
+// forgeCheckpoint signs, with the journal's own key, a checkpoint of the
+// size of kept but another root: what a journal rewritten with its key
+// since the auditor kept kept would now have.
+func forgeCheckpoint(t *testing.T, home, kept string) []byte {
+	t.Helper()
+	key, err := certauth.LoadJournalKey(home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitN(kept, "\n", 4)
+	size, err := strconv.ParseInt(lines[1], 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := recorder.Checkpoint{Origin: lines[0], Size: size}
+	c.Root[0] = 1
+	signed, err := recorder.SignCheckpoint(c, key.Signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return signed
 }
