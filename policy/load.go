@@ -119,7 +119,7 @@ var (
 	matchSchema    = &hcl.BodySchema{Attributes: matchAttrs}
 	commandsSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "allow"}, {Name: "deny"}}}
 	approvalSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
-		{Name: "approvers", Required: true}, {Name: "approvals"}, {Name: "max_duration"},
+		{Name: "approvers", Required: true}, {Name: "approvals"}, {Name: "max_duration"}, {Name: "exclude_sponsor"},
 	}}
 )
 
@@ -317,6 +317,7 @@ func (dec *decoder) role(b *hcl.Block) (Role, *blockPos) {
 			if ap.MaxDuration == 0 {
 				ap.MaxDuration = DefaultGrantDuration
 			}
+			dec.boolean(c.Attributes["exclude_sponsor"], "approval.exclude_sponsor", pos, &ap.ExcludeSponsor)
 			r.Approval = ap
 		}
 	}
