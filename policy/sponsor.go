@@ -69,12 +69,13 @@ func SponsorConflict(requester, approver *Identity) string {
 
 // SponsorOf is the sponsor recorded for id: the one its token names, else
 // the sponsor attribute of the first role, in policy order, that matches
-// id and names one; empty for an identity acting for itself.
+// id and names one; empty for an identity acting for itself. A nil
+// policy gives the token's.
 func (p *Policy) SponsorOf(id *Identity) string {
 	if id == nil {
 		return ""
 	}
-	if id.Sponsor != "" {
+	if id.Sponsor != "" || p == nil {
 		return id.Sponsor
 	}
 	for _, i := range p.index.byProvider[id.Provider] {
@@ -92,6 +93,9 @@ func (p *Policy) SponsorOf(id *Identity) string {
 // approver's is found with [Policy.SponsorOf]. Whether approver is an
 // approver at all is [Policy.MayApprove]'s question.
 func (p *Policy) ApprovalConflict(roleName string, requester, approver *Identity) string {
+	if p == nil {
+		return ""
+	}
 	c, ok := p.byName[roleName]
 	if !ok || c.Approval == nil || !c.Approval.ExcludeSponsor || requester == nil || approver == nil {
 		return ""
