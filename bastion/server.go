@@ -183,7 +183,7 @@ func NewServer(ctx context.Context, opts ServerOptions) (_ *Server, err error) {
 	if pol, err = s.withDevRole(pol); err != nil {
 		return nil, err
 	}
-	if _, err := policyRecord(pol); err != nil {
+	if _, err := PolicyRecord(pol); err != nil {
 		return nil, err
 	}
 	if len(pol.Roles) == 0 {
@@ -526,7 +526,7 @@ func (s *Server) Run(ctx context.Context) error {
 		return fmt.Errorf("journal the start of serving: %w", err)
 	}
 	// NewServer checked that the policy's record fits in the journal.
-	if rec, err := policyRecord(s.Policy()); err != nil {
+	if rec, err := PolicyRecord(s.Policy()); err != nil {
 		s.log.Error("journal the policy in force", "error", err)
 	} else if err := s.journalPolicy(ctx, s.Policy(), rec, s.opts.Config.PolicyWarnings, ReloadStart, nil); err != nil {
 		s.log.Error("journal the policy in force", "error", err)

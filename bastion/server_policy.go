@@ -62,14 +62,14 @@ var policyTextMasker = sync.OnceValue(func() *mask.Masker {
 	return m
 })
 
-// policyRecord is what policy.loaded keeps of p for review: "text", the
+// PolicyRecord is what policy.loaded keeps of p for review: "text", the
 // policy as loaded, and "roles.json", its roles as [policy.RoleView]s,
 // both masked for secrets (said in "masked"). A text longer than an
 // attribute holds is cut there, and "text.truncated" gives its length in
 // bytes; the roles, which say what the policy allows, are always kept
 // whole, so a policy whose roles do not fit cannot be journaled, and is
 // refused.
-func policyRecord(p *policy.Policy) (recorder.Attrs, error) {
+func PolicyRecord(p *policy.Policy) (recorder.Attrs, error) {
 	m := policyTextMasker()
 	roles, hits := p.RolesJSON(m)
 	if len(roles) > maxPolicyAttr {
@@ -92,7 +92,7 @@ func policyRecord(p *policy.Policy) (recorder.Attrs, error) {
 	return a, nil
 }
 
-// journalPolicy records p going into force, with rec, its policyRecord.
+// journalPolicy records p going into force, with rec, its PolicyRecord.
 func (s *Server) journalPolicy(ctx context.Context, p *policy.Policy, rec recorder.Attrs, warns []policy.Diagnostic, trigger string, old *policy.Policy) error {
 	attrs := recorder.Attrs{"trigger": trigger, "hash": p.Hash(), "roles": strconv.Itoa(len(p.Roles)), "warnings": strconv.Itoa(len(warns))}
 	maps.Copy(attrs, rec)

@@ -198,7 +198,7 @@ func TestPolicyRecordBounds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec, err := policyRecord(p)
+	rec, err := PolicyRecord(p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,7 +220,7 @@ func TestPolicyRecordBounds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := policyRecord(big); err == nil || !strings.Contains(err.Error(), "cannot be put in force") {
+	if _, err := PolicyRecord(big); err == nil || !strings.Contains(err.Error(), "cannot be put in force") {
 		t.Errorf("roles too large: %v", err)
 	}
 }

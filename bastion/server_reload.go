@@ -66,7 +66,7 @@ func (s *Server) Reload(ctx context.Context, trigger string) error {
 	if err != nil {
 		return s.refusePolicy(ctx, trigger, err)
 	}
-	rec, err := policyRecord(p)
+	rec, err := PolicyRecord(p)
 	if err != nil {
 		return s.refusePolicy(ctx, trigger, err)
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/bastionhq/bastion/bastion"
 	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/certauth/oidctest"
 	"github.com/bastionhq/bastion/policy"
@@ -127,7 +128,16 @@ func buildEvidenceJournal(t *testing.T) *evidenceJournal {
 	}
 
 	event(evidence.EventServeStarted, recorder.Attrs{"pid": "4242", "api": "127.0.0.1:8443", "admin": "/run/bastion/admin.sock"})
-	event(evidence.EventPolicyLoaded, recorder.Attrs{"trigger": "start", "hash": pol.Hash(), "roles": "2", "warnings": "0"})
+	loaded := func(p *policy.Policy, trigger string) {
+		t.Helper()
+		a, err := bastion.PolicyRecord(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a["trigger"], a["hash"], a["roles"], a["warnings"] = trigger, p.Hash(), strconv.Itoa(len(p.Roles)), "0"
+		event(evidence.EventPolicyLoaded, a)
+	}
+	loaded(pol, "start")
 
 	token := func(sub string, extra map[string]any) string {
 		c := jwt.MapClaims{"iss": m.Issuer(), "sub": sub, "aud": "bastion", "iat": time.Now().Add(-time.Minute).Unix(), "exp": time.Now().Add(9 * time.Minute).Unix()}
@@ -249,6 +259,21 @@ func buildEvidenceJournal(t *testing.T) *evidenceJournal {
 		time.Sleep(50 * time.Millisecond)
 	}
 	grants.Close()
+	// A reload that widens the standing role.
+	pol2, _, err := policy.Build(
+		[]policy.IdentityMatcher{
+			{Name: "agents", Match: policy.Match{Providers: []string{"corp"}, Subjects: []string{"agent-*"}}},
+			{Name: "people", Match: policy.Match{Providers: []string{"corp"}, Subjects: []string{"alice", "bob"}}},
+		},
+		[]policy.Role{
+			{Name: "ops", Identities: []string{"people"}, Targets: []string{"web-*", "api-*"}, Logins: []string{"deploy"}, MaxTTL: 10 * time.Minute, PTY: true, Shell: true},
+			{Name: "db-grant", Identities: []string{"agents"}, Targets: []string{"db-*"}, Logins: []string{"postgres"}, MaxTTL: 10 * time.Minute,
+				Access: policy.AccessGrant, Approval: &policy.Approval{Approvers: []string{"people"}, Approvals: 1, MaxDuration: time.Hour}},
+		}, policy.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	loaded(pol2, "signal")
 	event(evidence.EventServeStopped, recorder.Attrs{"reason": "requested", "ssh.sessions-ended": "0"})
 	event(evidence.EventServeStarted, recorder.Attrs{"pid": "4243"})
 	// Started again with no stop: the bastion died.
@@ -404,6 +429,43 @@ func TestEvidence(t *testing.T) {
 		}
 	})
 
+	t.Run("least privilege", func(t *testing.T) {
+		lp := r.LeastPrivilege
+		if len(lp.Policies) != 2 || !lp.Policies[0].Recorded || len(lp.Policies[0].Roles) != 2 || !strings.Contains(lp.Policies[0].Text, `role "db-grant"`) {
+			t.Fatalf("policies in force: %+v", lp.Policies)
+		}
+		if ch := strings.Join(lp.Policies[1].Changes, "\n"); !strings.Contains(ch, `role "ops": targets web-* → web-*, api-*`) || !strings.Contains(lp.Policies[1].Diff, `+  targets    = ["web-*", "api-*"]`) {
+			t.Errorf("the reload's changes: %s\n%s", ch, lp.Policies[1].Diff)
+		}
+		var reach []string
+		for _, rc := range lp.Reach {
+			reach = append(reach, rc.Role+": "+rc.Access+"; "+strings.Join(rc.UsedBy, ","))
+		}
+		if !slices.Contains(reach, "db-grant: grant only: 1 approval(s) from people (provider corp, subject alice|bob), at most 1h0m0s; agent-7@corp") {
+			t.Errorf("reach: %q", reach)
+		}
+		for _, g := range r.Grants {
+			if g.ID == ej.grant && g.Scope != "login postgres on target db-1 for 3s; exec commands: every exec command; exec commands only: no PTY, shell, file transfer or forwards (role db-grant)" {
+				t.Errorf("the grant's scope: %q", g.Scope)
+			}
+		}
+	})
+
+	t.Run("segregation of duties", func(t *testing.T) {
+		n := 0
+		for _, f := range r.Summary.Exceptions {
+			if f.Kind == evidence.FindingSegregation {
+				n++
+				if !strings.Contains(f.What, "grant "+ej.grant+": approved by alice@corp") {
+					t.Errorf("the finding: %s", f.What)
+				}
+			}
+		}
+		if n != 1 {
+			t.Errorf("%d segregation-of-duties findings, want 1 (alice approved her agent's grant)", n)
+		}
+	})
+
 	t.Run("exceptions", func(t *testing.T) {
 		kinds := map[string]int{}
 		for _, f := range r.Summary.Exceptions {
@@ -419,7 +481,7 @@ func TestEvidence(t *testing.T) {
 
 	t.Run("custody", func(t *testing.T) {
 		c := r.Custody
-		if len(c.Accesses) != 1 || c.Accesses[0].Action != "evidence" || len(c.Gaps) != 1 || len(c.Policies) != 1 || len(c.Serve) != 4 {
+		if len(c.Accesses) != 1 || c.Accesses[0].Action != "evidence" || len(c.Gaps) != 1 || len(c.Policies) != 2 || len(c.Serve) != 4 {
 			t.Errorf("custody: %+v", c)
 		}
 	})

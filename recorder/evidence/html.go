@@ -39,10 +39,10 @@ var tmpl = template.Must(template.New("report").Funcs(template.FuncMap{
 	"lastCheckpoint": func(c []CheckpointRef) CheckpointRef { return c[len(c)-1] },
 	"short":          short,
 	"certRows":       certRows,
-	"reachOf": func(all []Reach, hash string) []Reach {
+	"reachOf": func(all []Reach, leaf int64) []Reach {
 		var out []Reach
 		for _, r := range all {
-			if r.Policy == hash {
+			if r.PolicyLeaf == leaf {
 				out = append(out, r)
 			}
 		}

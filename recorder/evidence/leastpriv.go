@@ -46,15 +46,17 @@ type PolicyInForce struct {
 // Role is one role of a policy, as the policy.loaded leaf's roles.json
 // attribute holds it (docs/journal-format.md, section 6.2).
 type Role struct {
-	Name            string    `json:"name"`
-	Access          string    `json:"access"`
-	Identities      []Matcher `json:"identities"`
-	Targets         []string  `json:"targets"`
-	Logins          []string  `json:"logins"`
-	PTY             bool      `json:"pty"`
-	Shell           bool      `json:"shell"`
-	FileTransfer    bool      `json:"file_transfer"`
-	PortForwarding  []string  `json:"port_forwarding"`
+	Name           string    `json:"name"`
+	Access         string    `json:"access"`
+	Identities     []Matcher `json:"identities"`
+	Targets        []string  `json:"targets"`
+	Logins         []string  `json:"logins"`
+	PTY            bool      `json:"pty"`
+	Shell          bool      `json:"shell"`
+	FileTransfer   bool      `json:"file_transfer"`
+	PortForwarding []string  `json:"port_forwarding"`
+	// Permit are the certificate's permit-* extensions.
+	Permit          []string  `json:"permit"`
 	Commands        *Commands `json:"commands"`
 	MaxTTL          string    `json:"max_ttl"`
 	MaxSession      string    `json:"max_session,omitempty"`
@@ -90,14 +92,18 @@ type Approval struct {
 
 // Reach is what one role of a policy in force let its identities do.
 type Reach struct {
-	Policy   string `json:"policy"` // its hash
-	Role     string `json:"role"`
-	Who      string `json:"who"`
-	Access   string `json:"access"`
-	Targets  string `json:"targets"`
-	Logins   string `json:"logins"`
-	Commands string `json:"commands"`
-	Allows   string `json:"allows"`
+	Policy string `json:"policy"` // its hash
+	// PolicyLeaf is the policy.loaded leaf of the policy.
+	PolicyLeaf int64  `json:"policy_leaf"`
+	Role       string `json:"role"`
+	Who        string `json:"who"`
+	Access     string `json:"access"`
+	Targets    string `json:"targets"`
+	Logins     string `json:"logins"`
+	Commands   string `json:"commands"`
+	Allows     string `json:"allows"`
+	// Masking is the role's masking profile, if any.
+	Masking string `json:"masking,omitempty"`
 	// UsedBy are the identities whose sessions or certificates in the
 	// period name the role.
 	UsedBy []string `json:"used_by"`
@@ -160,9 +166,9 @@ func (b *builder) readPolicies() error {
 	for _, p := range lp.Policies {
 		for _, r := range p.Roles {
 			lp.Reach = append(lp.Reach, Reach{
-				Policy: p.Hash, Role: r.Name, Who: describeMatchers(r.Identities), Access: describeAccess(r),
+				Policy: p.Hash, PolicyLeaf: p.Leaf, Role: r.Name, Who: describeMatchers(r.Identities), Access: describeAccess(r),
 				Targets: orNone(r.Targets, "no front-door target: certificates only"), Logins: strings.Join(r.Logins, ", "),
-				Commands: describeCommands(r.Commands), Allows: describeAllows(r), UsedBy: nonNil(sortedKeys(used[r.Name])),
+				Commands: describeCommands(r.Commands), Allows: describeAllows(r), Masking: r.Masking, UsedBy: nonNil(sortedKeys(used[r.Name])),
 			})
 		}
 	}
@@ -190,7 +196,7 @@ const maskedAttr = "masked"
 // changes says what changed from policy a to policy b: roles added,
 // removed and changed, field by field, and the unified diff of the texts.
 func changes(a, b *PolicyInForce) ([]string, string) {
-	if a.Hash == b.Hash {
+	if a.Hash != "" && a.Hash == b.Hash {
 		return []string{"none: the same policy (same hash) was loaded again"}, ""
 	}
 	var out []string
@@ -245,10 +251,11 @@ var roleFields = []struct {
 	{"logins", func(r Role) string { return orNone(r.Logins, "none") }},
 	{"commands", func(r Role) string { return describeCommands(r.Commands) }},
 	{"allows", describeAllows},
+	{"permit", func(r Role) string { return orNone(r.Permit, "none") }},
 	{"max_ttl", func(r Role) string { return r.MaxTTL }},
+	{"masking", func(r Role) string { return orDefault(r.Masking) }},
 	{"max_session", func(r Role) string { return orDefault(r.MaxSession) }},
 	{"idle_timeout", func(r Role) string { return orDefault(r.IdleTimeout) }},
-	{"masking", func(r Role) string { return orDefault(r.Masking) }},
 	{"source_addresses", func(r Role) string { return orNone(r.SourceAddresses, "anywhere") }},
 }
 
@@ -330,12 +337,9 @@ func describeAllows(r Role) string {
 	if len(r.PortForwarding) > 0 {
 		a = append(a, "port forwards to "+strings.Join(r.PortForwarding, ", "))
 	}
-	s := "exec"
+	s := "exec commands only: no PTY, shell, file transfer or forwards"
 	if len(a) > 0 {
-		s += ", " + strings.Join(a, ", ")
-	}
-	if r.Masking != "" {
-		s += "; masking " + r.Masking
+		s = "exec, " + strings.Join(a, ", ")
 	}
 	return s
 }
@@ -344,6 +348,9 @@ func describeAllows(r Role) string {
 // force when it was requested.
 func (b *builder) scopeOf(g *Grant) string {
 	s := fmt.Sprintf("login %s on target %s", g.Login, g.Target)
+	if g.Duration != "" {
+		s += " for " + g.Duration
+	}
 	var role *Role
 	if p := b.policies[g.PolicyHash]; p != nil {
 		for i := range p.Roles {
@@ -354,20 +361,20 @@ func (b *builder) scopeOf(g *Grant) string {
 	}
 	switch {
 	case g.Command != "":
-		s += ", only the exec command " + strconv.Quote(g.Command)
+		s += "; only the exec command " + strconv.Quote(g.Command)
 	case role != nil:
-		s += ", " + describeCommands(role.Commands)
+		s += "; exec commands: " + describeCommands(role.Commands)
 	default:
-		s += ", the commands role " + strconv.Quote(g.Role) + " allows (the journal does not record that policy's roles)"
+		s += "; the commands role " + strconv.Quote(g.Role) + " allows (the journal does not record that policy's roles)"
 	}
 	if role != nil {
 		s += "; " + describeAllows(*role)
 		if role.MaxSession != "" {
-			s += "; sessions end after " + role.MaxSession
+			s += "; each session ends after " + role.MaxSession
 		}
-	}
-	if g.Duration != "" {
-		s += "; for " + g.Duration
+		if role.Masking != "" {
+			s += "; masking " + role.Masking
+		}
 	}
 	return s + " (role " + g.Role + ")"
 }

@@ -290,19 +290,17 @@ func (b *builder) sodFindings() {
 			if k, ok := known[d.By]; ok && appr.sponsor == "" && appr.email == "" {
 				appr = k
 			}
-			var why string
-			switch {
-			case req.sponsor != "" && policy.SponsorMatches(req.sponsor, appr.identity()):
-				why = fmt.Sprintf("%s approved a grant of %s, an agent acting for %s: the approver is the requester's sponsor", appr.id, req.id, strconv.Quote(req.sponsor))
-			case appr.sponsor != "" && policy.SponsorMatches(appr.sponsor, req.identity()):
-				why = fmt.Sprintf("%s, an agent acting for %s, approved that person's own grant", appr.id, req.id)
-			case req.sponsor != "" && appr.sponsor != "" && sameSponsor(req.sponsor, appr.sponsor, known):
-				why = fmt.Sprintf("%s and %s are agents of the same sponsor (%s): one person is behind both the request and the approval", req.id, appr.id, strconv.Quote(req.sponsor))
-			default:
+			// The rule approval { exclude_sponsor } enforces, and two
+			// sponsor strings that name one known person.
+			why := policy.SponsorConflict(req.identity(), appr.identity())
+			if why == "" && req.sponsor != "" && appr.sponsor != "" && sameSponsor(req.sponsor, appr.sponsor, known) {
+				why = fmt.Sprintf("%s and %s act for sponsors %s and %s, which name one known identity", appr.id, req.id, strconv.Quote(appr.sponsor), strconv.Quote(req.sponsor))
+			}
+			if why == "" {
 				continue
 			}
 			b.r.Summary.Exceptions = append(b.r.Summary.Exceptions, Finding{Kind: FindingSegregation, Leaf: d.Leaf,
-				What: fmt.Sprintf("grant %s: %s (approval at leaf %d)", g.ID, why, d.Leaf)})
+				What: fmt.Sprintf("grant %s: approved by %s, but %s (approval at leaf %d)", g.ID, appr.id, why, d.Leaf)})
 		}
 	}
 	// Sponsors that match no identity the journal knows.
