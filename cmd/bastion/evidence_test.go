@@ -201,6 +201,10 @@ func buildEvidenceJournal(t *testing.T) *evidenceJournal {
 		t.Fatal(err)
 	}
 
+	// The revoked certificate, offered again: the refusal names alice.
+	event(evidence.EventAuthRefused, recorder.Attrs{"reason": "revoked", "user": "deploy@web-1", "client": "192.0.2.10:50023",
+		"serial": strconv.FormatUint(alice.Record.Serial, 10), "key.sha256": ssh.FingerprintSHA256(alice.Cert.Key), "key-id": alice.Cert.KeyId})
+
 	// The agent: a grant requested, approved, used, and ended; a second
 	// one denied; an exec refused; a token refused.
 	g, err := grants.Request(ctx, certauth.GrantAsk{Identity: mustVerify(t, v, agentTok), Target: "db-1", Login: "postgres", Duration: 3 * time.Second,
@@ -424,7 +428,7 @@ func TestEvidence(t *testing.T) {
 			refusedExec = refusedExec || f.Event == "ssh.request_refused" && strings.Contains(f.What, ej.refusedCommand)
 			failedAuth = failedAuth || f.FailedAuth
 		}
-		if !refusedExec || !failedAuth || r.Summary.FailedAuth != 2 {
+		if !refusedExec || !failedAuth || r.Summary.FailedAuth != 3 {
 			t.Errorf("refusals: %+v (failed authentications %d)", r.Refusals, r.Summary.FailedAuth)
 		}
 	})
@@ -451,6 +455,24 @@ func TestEvidence(t *testing.T) {
 		}
 	})
 
+	t.Run("refused login names the identity", func(t *testing.T) {
+		found := false
+		for _, f := range r.Refusals {
+			if f.Event == evidence.EventAuthRefused && f.Reason == "revoked" {
+				found = true
+				if f.Identity != ej.human || f.User != "deploy@web-1" {
+					t.Errorf("the refused login with alice's revoked certificate: identity %q, user %q", f.Identity, f.User)
+				}
+			}
+			if f.Reason == "untrusted_ca" && f.Identity != "" {
+				t.Errorf("a certificate of another CA names %q", f.Identity)
+			}
+		}
+		if !found {
+			t.Error("no refused login with the revoked certificate")
+		}
+	})
+
 	t.Run("segregation of duties", func(t *testing.T) {
 		n := 0
 		for _, f := range r.Summary.Exceptions {
@@ -474,7 +496,7 @@ func TestEvidence(t *testing.T) {
 		if kinds[evidence.FindingPastGrant] != 0 || kinds[evidence.FindingCertPastGrant] != 0 {
 			t.Errorf("access past a grant's end: %+v", r.Summary.Exceptions)
 		}
-		if kinds[evidence.FindingStanding] != 1 || kinds[evidence.FindingUncleanStop] != 1 || kinds[evidence.FindingRefusal] != 3 {
+		if kinds[evidence.FindingStanding] != 1 || kinds[evidence.FindingUncleanStop] != 1 || kinds[evidence.FindingRefusal] != 4 {
 			t.Errorf("exceptions: %+v", r.Summary.Exceptions)
 		}
 	})

@@ -578,6 +578,24 @@ func (b *builder) session(ls *recorder.LogSession) (*Session, error) {
 	return s, nil
 }
 
+// certIdentity is the identity of the certificate a refused login
+// offered, when it was one the user CA issued: its serial names a
+// cert.issued leaf whose key is the key offered. A certificate of another
+// CA (reason untrusted_ca, not_a_user_certificate) names nobody.
+func (b *builder) certIdentity(a recorder.Attrs) string {
+	if a["reason"] == "untrusted_ca" || a["reason"] == "not_a_user_certificate" || a["serial"] == "" {
+		return ""
+	}
+	serial, err := strconv.ParseUint(a["serial"], 10, 64)
+	if err != nil {
+		return ""
+	}
+	if c := b.certs[serial]; c != nil && c.Key != "" && c.Key == a["key.sha256"] {
+		return c.identity
+	}
+	return ""
+}
+
 // readRefusals reads the refused actions and failed authentications of
 // the period.
 func (b *builder) readRefusals() error {
@@ -616,6 +634,12 @@ func (b *builder) readRefusals() error {
 				if _, t, ok := strings.Cut(r.User, "@"); ok {
 					r.Target = t
 				}
+			}
+			// A refused login with a certificate of the user CA names
+			// its identity: the certificate's serial is the leaf of its
+			// issuance, and its key must be the one issued.
+			if r.Identity == "" && name == EventAuthRefused {
+				r.Identity = b.certIdentity(a)
 			}
 			// A refusal that names no target (a login or a token
 			// refused before any target was chosen) is about the
