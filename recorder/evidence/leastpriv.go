@@ -128,11 +128,13 @@ func (b *builder) readPolicies() error {
 		if i+1 < len(loads) {
 			next = loads[i+1].l.WallNS
 		}
+		bad := p.Changes // what could not be read of the leaf
 		if prev != nil {
 			p.Changes, p.Diff = changes(prev, &p)
 		} else {
 			p.Changes = []string{"the first policy the journal records"}
 		}
+		p.Changes = append(bad, p.Changes...)
 		q := p
 		prev = &q
 		// In force from its load to the next one.
