@@ -7,6 +7,7 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"errors"
+	"maps"
 	"net/netip"
 	"path/filepath"
 	"strconv"
@@ -19,6 +20,7 @@ import (
 	"github.com/oauth2-proxy/mockoidc"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/bastionhq/bastion/bastion"
 	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/certauth/oidctest"
 	"github.com/bastionhq/bastion/policy"
@@ -395,4 +397,16 @@ func grantIn(id string, state certauth.GrantState) func(*certauth.Grants) bool {
 		gr, ok := g.Get(id)
 		return ok && gr.State == state
 	}
+}
+
+// withPolicyRecord adds to a policy.loaded event's attrs what serve
+// records of the policy (bastion.PolicyRecord): its text and roles.
+func withPolicyRecord(t testing.TB, p *policy.Policy, attrs recorder.Attrs) recorder.Attrs {
+	t.Helper()
+	rec, err := bastion.PolicyRecord(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	maps.Copy(attrs, rec)
+	return attrs
 }

@@ -66,7 +66,7 @@ func buildGoldenJournal(t *testing.T) *evidenceJournal {
 	step := func(d time.Duration) { b.clock.Advance(d) }
 	pol := b.policy()
 	b.event(evidence.EventServeStarted, recorder.Attrs{"pid": "4242", "api": "127.0.0.1:8443", "admin": "/run/bastion/admin.sock"})
-	b.event(evidence.EventPolicyLoaded, recorder.Attrs{"trigger": "start", "hash": pol.Hash(), "roles": "2", "warnings": "0"})
+	b.event(evidence.EventPolicyLoaded, withPolicyRecord(t, pol, recorder.Attrs{"trigger": "start", "hash": pol.Hash(), "roles": "2", "warnings": "0"}))
 	step(5 * time.Minute)
 
 	// The human: a standing certificate, an interactive session with a

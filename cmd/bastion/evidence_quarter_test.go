@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -214,8 +212,8 @@ func (g *quarterGen) schedule(spec quarterSpec) {
 		}
 		old := g.b.policy()
 		g.b.reload(p)
-		g.b.event(evidence.EventPolicyLoaded, recorder.Attrs{"trigger": "signal", "hash": p.Hash(), "previous": old.Hash(),
-			"roles": strconv.Itoa(len(roles)), "warnings": "0", "source": "/etc/bastion/policy.hcl"})
+		g.b.event(evidence.EventPolicyLoaded, withPolicyRecord(g.t, p, recorder.Attrs{"trigger": "signal", "hash": p.Hash(), "previous": old.Hash(),
+			"roles": strconv.Itoa(len(roles)), "warnings": "0", "source": "/etc/bastion/policy.hcl"}))
 	})
 	g.at(day(33).Add(8*time.Hour+40*time.Minute), func() {
 		c := g.cert("erin", time.Hour, "deploy")
@@ -288,8 +286,8 @@ func (g *quarterGen) serveStart(trigger string) {
 	g.b.event(evidence.EventServeStarted, recorder.Attrs{"pid": strconv.Itoa(g.pid), "api": "10.0.0.5:8443", "admin": "/run/bastion/admin.sock",
 		"config": "/etc/bastion/bastion.hcl", "home": "/var/lib/bastion", "ssh": "10.0.0.5:22"})
 	p := g.b.policy()
-	g.b.event(evidence.EventPolicyLoaded, recorder.Attrs{"trigger": trigger, "hash": p.Hash(), "roles": strconv.Itoa(len(p.Roles)), "warnings": "0",
-		"source": "/etc/bastion/policy.hcl"})
+	g.b.event(evidence.EventPolicyLoaded, withPolicyRecord(g.t, p, recorder.Attrs{"trigger": trigger, "hash": p.Hash(), "roles": strconv.Itoa(len(p.Roles)), "warnings": "0",
+		"source": "/etc/bastion/policy.hcl"}))
 }
 
 // scheduleBlock schedules k sessions of one identity on day d: a person
@@ -612,13 +610,3 @@ func (g *quarterGen) scheduleKill(at time.Time) int {
 	return 1
 }
 
-// journalBytes is the size of the journal's files.
-func journalBytes(home string) int64 {
-	var n int64
-	for _, suffix := range []string{"", "-wal"} {
-		if fi, err := os.Stat(filepath.Join(home, "journal.db"+suffix)); err == nil {
-			n += fi.Size()
-		}
-	}
-	return n
-}

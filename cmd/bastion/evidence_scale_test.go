@@ -59,7 +59,7 @@ func TestEvidenceQuarter(t *testing.T) {
 	q := buildQuarterJournal(t, quarterSpec{Sessions: quarterSessions(), Seed: 2026})
 	t.Logf("generated %d sessions (%.1f frames, %.0f B of payload each), %d refused commands, %d certificates, %d grants in %v; journal %s",
 		q.sessions, float64(q.frames)/float64(q.sessions), float64(q.payload)/float64(q.sessions), q.refusedCommands, q.certificates, q.grants,
-		q.took.Round(time.Millisecond), byteSize(journalBytes(q.home)))
+		q.took.Round(time.Millisecond), byteSize(journalBytes(filepath.Join(q.home, "journal.db"))))
 	if n := q.sessions / 100; q.refusedCommands < n-1 || q.refusedCommands > n {
 		t.Errorf("%d refused commands for %d sessions, want one in a hundred", q.refusedCommands, q.sessions)
 	}
@@ -163,7 +163,7 @@ func TestEvidenceQuarter(t *testing.T) {
 //	go test -run '^$' -bench EvidenceQuarter -benchtime 1x -count 3 ./cmd/bastion
 func BenchmarkEvidenceQuarter(b *testing.B) {
 	q := buildQuarterJournal(b, quarterSpec{Sessions: 10000, Seed: 2026})
-	journal := journalBytes(q.home)
+	journal := journalBytes(filepath.Join(q.home, "journal.db"))
 	dir := b.TempDir()
 	var out string
 	for i := 0; b.Loop(); i++ {

@@ -659,7 +659,7 @@ func TestEvidenceChromium(t *testing.T) {
 	if !strings.Contains(dom, "<svg") || !strings.Contains(dom, `class="grant"`) {
 		t.Error("the rendered page has no timeline")
 	}
-	for _, want := range []string{`<div class="banner" data-kind="dev-provider">`, `<div class="verdict amber">`, "Sessions by identity and target",
+	for _, want := range []string{`<div class="banner" data-kind="dev-provider">`, `<div class="verdict amber">`, "Sessions by identity",
 		"Operator actions", "Retention", "Sign-off", "segregation-of-duties"} {
 		if !strings.Contains(dom, want) {
 			t.Errorf("the rendered page has no %q", want)

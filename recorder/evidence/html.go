@@ -49,6 +49,7 @@ var tmpl = template.Must(template.New("report").Funcs(template.FuncMap{
 		return out
 	},
 	"sessionGroups":  sessionGroups,
+	"standingGroups": standingGroups,
 	"detailReason":   detailReason,
 	"maxRefusalRows": func() int { return maxRefusalRows },
 	"firstRefusals": func(rs []Refusal) []Refusal {
@@ -97,26 +98,30 @@ func certRows(id Identity) CertRows {
 	return cr
 }
 
-// SessionGroup counts the sessions of one identity on one login@target.
+// SessionGroup counts the sessions of one identity, and says where they
+// went.
 type SessionGroup struct {
-	Identity, Where          string
+	Identity                 string
+	Where                    []string // login@target (sessions), by name
 	Count, Detailed, Broken  int
 	First, Last              time.Time
 	Commands, Frames, Masked int64
 }
 
 func sessionGroups(ss []Session) []SessionGroup {
-	idx := map[[2]string]int{}
+	idx := map[string]int{}
+	where := map[string]map[string]int{}
 	var out []SessionGroup
 	for _, s := range ss {
-		k := [2]string{s.Identity, s.Login + "@" + s.Target}
-		i, ok := idx[k]
+		i, ok := idx[s.Identity]
 		if !ok {
 			i = len(out)
-			idx[k] = i
-			out = append(out, SessionGroup{Identity: k[0], Where: k[1], First: s.Started, Last: s.Started})
+			idx[s.Identity] = i
+			where[s.Identity] = map[string]int{}
+			out = append(out, SessionGroup{Identity: s.Identity, First: s.Started, Last: s.Started})
 		}
 		g := &out[i]
+		where[s.Identity][s.Login+"@"+s.Target]++
 		g.Count++
 		if s.Detailed {
 			g.Detailed++
@@ -134,8 +139,52 @@ func sessionGroups(ss []Session) []SessionGroup {
 		g.Frames += s.Frames
 		g.Masked += s.MaskedTotal
 	}
-	slices.SortFunc(out, func(a, b SessionGroup) int {
-		return cmp.Or(strings.Compare(a.Identity, b.Identity), strings.Compare(a.Where, b.Where))
+	for i := range out {
+		out[i].Where = countedNames(where[out[i].Identity])
+	}
+	slices.SortFunc(out, func(a, b SessionGroup) int { return strings.Compare(a.Identity, b.Identity) })
+	return out
+}
+
+// countedNames lists names with their counts, "deploy@web-1 (3)", by name.
+func countedNames(m map[string]int) []string {
+	var out []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		out = append(out, fmt.Sprintf("%s (%d)", k, m[k]))
+	}
+	return out
+}
+
+// StandingGroup counts the standing-access sessions of one identity
+// under one rule, and says where they went.
+type StandingGroup struct {
+	Identity, Rule string
+	Where          []string
+	Count          int
+	Leaf           int64 // the first one's start leaf
+}
+
+func standingGroups(refs []SessionRef) []StandingGroup {
+	idx := map[[2]string]int{}
+	where := map[[2]string]map[string]int{}
+	var out []StandingGroup
+	for _, r := range refs {
+		k := [2]string{r.Identity, r.Rule}
+		i, ok := idx[k]
+		if !ok {
+			i = len(out)
+			idx[k] = i
+			where[k] = map[string]int{}
+			out = append(out, StandingGroup{Identity: k[0], Rule: k[1], Leaf: r.Leaf})
+		}
+		out[i].Count++
+		where[k][r.Login+"@"+r.Target]++
+	}
+	for i := range out {
+		out[i].Where = countedNames(where[[2]string{out[i].Identity, out[i].Rule}])
+	}
+	slices.SortFunc(out, func(a, b StandingGroup) int {
+		return cmp.Or(strings.Compare(a.Identity, b.Identity), strings.Compare(a.Rule, b.Rule))
 	})
 	return out
 }

@@ -215,7 +215,12 @@ func (b *builder) devIssuers() map[string]string {
 // serves its tokens' keys over plain HTTP.
 func (b *builder) devFindings() {
 	dev := b.devIssuers()
-	var names []string
+	type group struct {
+		why   string
+		names []string
+	}
+	byIssuer := map[string]*group{}
+	var issuers, all []string
 	for _, id := range b.r.Identities {
 		why := ""
 		switch u, err := url.Parse(id.Issuer); {
@@ -228,14 +233,25 @@ func (b *builder) devFindings() {
 		default:
 			continue
 		}
-		names = append(names, id.Identity)
-		b.r.Summary.Exceptions = append(b.r.Summary.Exceptions, Finding{Kind: FindingDevProvider, Leaf: -1,
-			What: fmt.Sprintf("%s was vouched for by %s (issuer %s): anyone who can reach it can be anyone; such identities prove nothing about a person", id.Identity, why, id.Issuer)})
+		g := byIssuer[id.Issuer]
+		if g == nil {
+			g = &group{why: why}
+			byIssuer[id.Issuer] = g
+			issuers = append(issuers, id.Issuer)
+		}
+		g.names = append(g.names, id.Identity)
+		all = append(all, id.Identity)
 	}
-	if len(names) > 0 {
+	for _, iss := range issuers {
+		g := byIssuer[iss]
+		b.r.Summary.Exceptions = append(b.r.Summary.Exceptions, Finding{Kind: FindingDevProvider, Leaf: -1,
+			What: fmt.Sprintf("%d identit%s (%s) were vouched for by %s (issuer %s): it vouches for whoever asks, so they prove nothing about a person",
+				len(g.names), plural(len(g.names), "y", "ies"), strings.Join(g.names, ", "), g.why, iss)})
+	}
+	if len(all) > 0 {
 		b.r.Banners = append(b.r.Banners, Banner{Kind: FindingDevProvider,
-			What: fmt.Sprintf("DEVELOPMENT IDENTITIES: %d identit%s in this report (%s) came from a development or non-HTTPS identity provider, which vouches for whoever asks. Nothing in it identifies a person.",
-				len(names), plural(len(names), "y", "ies"), strings.Join(names, ", "))})
+			What: fmt.Sprintf("DEVELOPMENT IDENTITIES: %d identit%s in this report came from a development or non-HTTPS identity provider, which vouches for whoever asks (section 2 names them). Nothing in it identifies a person.",
+				len(all), plural(len(all), "y", "ies"))})
 	}
 }
 
