@@ -609,4 +609,3 @@ func (g *quarterGen) scheduleKill(at time.Time) int {
 	g.q.injected = append(g.q.injected, "a session killed by an operator named by no identity (uid 0)")
 	return 1
 }
-
