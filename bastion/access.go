@@ -53,7 +53,7 @@ const maxRequestBody = 1 << 20
 var (
 	accessAttrs = map[string]int{
 		"session": 64, "format": 64, "period.from": 64, "period.to": 64,
-		"targets": 1024, "identities": 1024,
+		"targets": 1024, "identities": 1024, "sample": 32, "seed": 64,
 	}
 	evidenceAttrs = map[string]int{
 		"period.from": 64, "period.to": 64, "targets": 1024, "identities": 1024,
@@ -67,8 +67,8 @@ type AccessRequest struct {
 	// Action is what the reader does, one of AccessActions.
 	Action string `json:"action"`
 	// Attrs say what is read: session, format, period.from, period.to,
-	// targets, identities. Any other key is refused; each value is kept
-	// on one line and cut to a bound.
+	// targets, identities, sample, seed. Any other key is refused; each
+	// value is kept on one line and cut to a bound.
 	Attrs map[string]string `json:"attrs,omitempty"`
 	// Token, if not empty, is the reader's OIDC token: serve verifies it
 	// with its identity providers and records the identity, or refuses

@@ -1,8 +1,6 @@
 package bastion
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"maps"
 	"net"
@@ -309,8 +307,7 @@ func (c *Config) loadPolicy(fc *fileConfig, src []byte) error {
 		c.Policy, c.PolicyWarnings, err = policy.Load(c.PolicyPath, c.PolicyOptions())
 		return err
 	}
-	sum := sha256.Sum256(src)
-	c.Policy, c.PolicyWarnings, err = policy.Decode(fc.Rest, "sha256:"+hex.EncodeToString(sum[:]), c.PolicyOptions())
+	c.Policy, c.PolicyWarnings, err = policy.DecodeConfig(c.Path, src, fc.Rest, c.PolicyOptions())
 	return err
 }
 

@@ -196,6 +196,9 @@ func NewServer(ctx context.Context, opts ServerOptions) (_ *Server, err error) {
 	if pol, err = s.withDevRole(pol); err != nil {
 		return nil, err
 	}
+	if _, err := PolicyRecord(pol); err != nil {
+		return nil, err
+	}
 	if len(pol.Roles) == 0 {
 		s.log.Warn("no roles are configured: every certificate request and every session will be refused")
 	}
@@ -513,7 +516,11 @@ func (s *Server) startedAttrs() recorder.Attrs {
 		a["ssh.max-connections-per-address"] = strconv.Itoa(s.opts.Config.SSH.MaxConnsPerAddress)
 	}
 	if s.devURL != "" {
+		// Identities of the development provider are not vouched for by
+		// any institution: a reader of the journal must be able to tell.
 		a["dev-issuer"] = s.devURL
+		a["dev.provider"] = DevProviderName
+		a["dev.issuer"] = s.devURL
 	}
 	a["policy.hash"] = s.Policy().Hash()
 	return a
@@ -545,7 +552,10 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		return fmt.Errorf("journal the start of serving: %w", err)
 	}
-	if err := s.journalPolicy(ctx, s.Policy(), s.opts.Config.PolicyWarnings, ReloadStart, nil); err != nil {
+	// NewServer checked that the policy's record fits in the journal.
+	if rec, err := PolicyRecord(s.Policy()); err != nil {
+		s.log.Error("journal the policy in force", "error", err)
+	} else if err := s.journalPolicy(ctx, s.Policy(), rec, s.opts.Config.PolicyWarnings, ReloadStart, nil); err != nil {
 		s.log.Error("journal the policy in force", "error", err)
 	}
 	parent := ctx

@@ -5,16 +5,20 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/mask"
 )
 
 // Journal events of policy loads: every policy put in force, with its
@@ -39,9 +43,59 @@ const policyWatchInterval = time.Second
 // Policy is the policy in force.
 func (s *Server) Policy() *policy.Policy { return s.policy.Load() }
 
-// journalPolicy records p going into force.
-func (s *Server) journalPolicy(ctx context.Context, p *policy.Policy, warns []policy.Diagnostic, trigger string, old *policy.Policy) error {
+// maxPolicyAttr is the longest value a leaf's attribute holds (the
+// journal format, section 5).
+const maxPolicyAttr = 1 << 20
+
+// policyTextMasker masks the policy's text and roles before the journal
+// keeps them: with the built-in "secrets" detectors, whatever the
+// policy's text_masking says. A policy holds no cardholder data, while
+// its subjects and claims are often long numbers that the card detector
+// would hide from its reviewers; a token or password in a comment or a
+// command pattern is what may slip in.
+var policyTextMasker = sync.OnceValue(func() *mask.Masker {
+	prof, _ := mask.BuiltinProfile("secrets")
+	m, err := mask.Compile(prof)
+	if err != nil {
+		panic("bastion: the built-in secrets profile does not compile: " + err.Error())
+	}
+	return m
+})
+
+// PolicyRecord is what policy.loaded keeps of p for review: "text", the
+// policy as loaded, and "roles.json", its roles as [policy.RoleView]s,
+// both masked for secrets (said in "masked"). A text longer than an
+// attribute holds is cut there, and "text.truncated" gives its length in
+// bytes; the roles, which say what the policy allows, are always kept
+// whole, so a policy whose roles do not fit cannot be journaled, and is
+// refused.
+func PolicyRecord(p *policy.Policy) (recorder.Attrs, error) {
+	m := policyTextMasker()
+	roles, hits := p.RolesJSON(m)
+	if len(roles) > maxPolicyAttr {
+		return nil, fmt.Errorf("the policy's %d roles take %d bytes as JSON, more than the %d the journal keeps of a policy in force, so it cannot be put in force: use fewer roles, or name identities once and refer to them", len(p.Roles), len(roles), maxPolicyAttr)
+	}
+	text, textHits := m.Text(p.Text())
+	a := recorder.Attrs{"roles.json": string(roles)}
+	if len(text) > maxPolicyAttr {
+		a["text.truncated"] = strconv.Itoa(len(text))
+		cut := maxPolicyAttr
+		for cut > 0 && !utf8.RuneStart(text[cut]) {
+			cut--
+		}
+		text = text[:cut]
+	}
+	a["text"] = text
+	if sum := mask.JoinSummaries(strings.Join(mask.Summary("roles.json", hits), ","), strings.Join(mask.Summary("text", textHits), ",")); sum != "" {
+		a[mask.MaskedKey] = sum
+	}
+	return a, nil
+}
+
+// journalPolicy records p going into force, with rec, its PolicyRecord.
+func (s *Server) journalPolicy(ctx context.Context, p *policy.Policy, rec recorder.Attrs, warns []policy.Diagnostic, trigger string, old *policy.Policy) error {
 	attrs := recorder.Attrs{"trigger": trigger, "hash": p.Hash(), "roles": strconv.Itoa(len(p.Roles)), "warnings": strconv.Itoa(len(warns))}
+	maps.Copy(attrs, rec)
 	if src := s.policySource(); src != "" {
 		attrs["source"] = src
 	}

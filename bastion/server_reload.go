@@ -67,6 +67,10 @@ func (s *Server) Reload(ctx context.Context, trigger string) error {
 	if err != nil {
 		return s.refusePolicy(ctx, trigger, err)
 	}
+	rec, err := PolicyRecord(p)
+	if err != nil {
+		return s.refusePolicy(ctx, trigger, err)
+	}
 	if fields := restartFields(s.inForce, fresh); len(fields) > 0 {
 		return s.refuseConfig(ctx, trigger, sum, fields, &RestartError{Fields: fields})
 	}
@@ -108,7 +112,7 @@ func (s *Server) Reload(ctx context.Context, trigger string) error {
 		return fmt.Errorf("the new configuration was not put in force: %w", err)
 	}
 	old := s.Policy()
-	if err := s.journalPolicy(ctx, p, fresh.PolicyWarnings, trigger, old); err != nil {
+	if err := s.journalPolicy(ctx, p, rec, fresh.PolicyWarnings, trigger, old); err != nil {
 		// config.reloaded, committed, names the policy in force.
 		s.log.Error("journal the policy in force", "error", err)
 	}

@@ -239,6 +239,9 @@ func (s *Grants) request(ctx context.Context, ask GrantAsk) (Grant, error) {
 		a["ticket"] = ask.Ticket
 	}
 	a["role"] = rule.Role
+	if rule.Sponsor != "" {
+		a["sponsor"] = rule.Sponsor
+	}
 	s.masker().Fields(a, "reason", "ticket")
 	a["approvals"] = strconv.Itoa(rule.Approvals)
 	a["approvers"] = strings.Join(rule.Approvers, ",")
@@ -367,6 +370,12 @@ func (s *Grants) decide(ctx context.Context, action string, d GrantDecision) (Gr
 		if action == "approve" && g.approvedBy(by) {
 			return Grant{}, nil, grantErrorf(ErrAlreadyApproved, "you have approved grant %s already: each approver counts once, and it needs %d more", g.ID, g.ApprovalsNeeded-len(g.Approvals))
 		}
+		// Only approvals: a denial takes access away.
+		if action == "approve" {
+			if why := pol.ApprovalConflict(g.Role, g.requester(), d.By); why != "" {
+				return Grant{}, nil, grantErrorf(ErrSponsorConflict, "you may not approve grant %s: %s; an approver independent of its sponsor must", g.ID, why)
+			}
+		}
 	case "revoke":
 		if !own && !may {
 			return Grant{}, nil, grantErrorf(ErrNotApprover, "you may not revoke grant %s: only its requester and its approvers may; %s", g.ID, why)
@@ -386,6 +395,7 @@ func (s *Grants) decide(ctx context.Context, action string, d GrantDecision) (Gr
 		}
 	} else {
 		a["by.issuer"] = d.By.Issuer
+		deciderAttrs(a, d.By, pol)
 	}
 	if d.Comment != "" {
 		a["comment"] = d.Comment
@@ -436,6 +446,21 @@ func (s *Grants) decide(ctx context.Context, action string, d GrantDecision) (Gr
 	}
 	s.poke()
 	return g, ended, nil
+}
+
+// deciderAttrs records who decided beyond "by": what a reader needs to
+// check segregation of duties from the journal alone, the decider's
+// sponsor as the policy in force finds it.
+func deciderAttrs(a recorder.Attrs, by *policy.Identity, pol GrantPolicy) {
+	sponsor := by.Sponsor
+	if pol != nil {
+		sponsor = pol.SponsorOf(by)
+	}
+	for k, v := range map[string]string{"by.provider": by.Provider, "by.subject": by.Subject, "by.email": by.Email, "by.sponsor": sponsor} {
+		if v != "" {
+			a[k] = v
+		}
+	}
 }
 
 // pending refuses a decision on a grant that is no longer pending (or

@@ -21,6 +21,7 @@ const (
 	ReasonGrantNotFound    = "grant_not_found"
 	ReasonOwnGrant         = "own_grant"
 	ReasonNotApprover      = "not_approver"
+	ReasonSponsorConflict  = "sponsor_conflict"
 	ReasonGrantState       = "grant_state"
 	ReasonAlreadyApproved  = "already_approved"
 	ReasonGrantsNotEnabled = "grants_not_enabled"
@@ -47,6 +48,8 @@ func grantStatus(err error) (int, string) {
 		return http.StatusForbidden, ReasonOwnGrant
 	case errors.Is(err, ErrNotApprover):
 		return http.StatusForbidden, ReasonNotApprover
+	case errors.Is(err, ErrSponsorConflict):
+		return http.StatusForbidden, ReasonSponsorConflict
 	case errors.Is(err, ErrGrantState):
 		return http.StatusConflict, ReasonGrantState
 	case errors.Is(err, ErrAlreadyApproved):

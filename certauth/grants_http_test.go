@@ -27,6 +27,13 @@ type grantsAPI struct {
 
 func newGrantsAPI(t *testing.T, pol *policy.Policy) *grantsAPI {
 	t.Helper()
+	return newGrantsAPIWith(t, pol, nil)
+}
+
+// newGrantsAPIWith is newGrantsAPI with the provider's configuration
+// edited first.
+func newGrantsAPIWith(t *testing.T, pol *policy.Policy, edit func(*ProviderConfig)) *grantsAPI {
+	t.Helper()
 	f := newGrantsFixture(t, pol, nil)
 	a := &grantsAPI{grantsFixture: f, oidc: startMockOIDC(t, nil)}
 	ctx := context.Background()
@@ -34,7 +41,11 @@ func newGrantsAPI(t *testing.T, pol *policy.Policy) *grantsAPI {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := newTestVerifier(t, f.clock, ProviderConfig{Name: "corp", Issuer: a.oidc.Issuer(), Audiences: []string{"bastion"}})
+	pc := ProviderConfig{Name: "corp", Issuer: a.oidc.Issuer(), Audiences: []string{"bastion"}}
+	if edit != nil {
+		edit(&pc)
+	}
+	v := newTestVerifier(t, f.clock, pc)
 	a.issuer, err = NewIssuer(ctx, IssuerOptions{
 		CA: auth.User, Verifier: v, Policy: pol, Journal: f.j, Registry: NewRegistry(), Now: f.clock.Now,
 		Grants: func(id string, now time.Time) []policy.Grant { return f.g.Active(id, now) },

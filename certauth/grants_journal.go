@@ -16,18 +16,29 @@ import (
 // nanoseconds, UTC) and, but for grant.requested, "grant" (the ID):
 //
 //	grant.requested  grant.index (its own leaf index: the ID is "G-" and
-//	                 it), identity, provider, issuer, subject, [sponsor],
-//	                 [email], target, login, [command], duration.asked,
-//	                 duration (capped), reason, [ticket], role, approvals
-//	                 (how many are needed), approvers, pending_until,
-//	                 [policy.hash], [client.address]
-//	grant.approved   by, by.issuer, [comment], approvals (the count with
-//	                 this one), [policy.hash], [client.address]
-//	grant.denied     by, by.issuer, [comment], [policy.hash], [client.address]
+//	                 it), identity, provider, issuer, subject, [sponsor]
+//	                 (the token's, else the role's), [email], target,
+//	                 login, [command], duration.asked, duration (capped),
+//	                 reason, [ticket], role, approvals (how many are
+//	                 needed), approvers, pending_until, [policy.hash],
+//	                 [client.address]
+//	grant.approved   by, by.issuer, [by.provider], [by.subject],
+//	                 [by.email], [by.sponsor], [comment], approvals (the
+//	                 count with this one), [policy.hash], [client.address]
+//	grant.denied     by, by.issuer, [by.provider], [by.subject],
+//	                 [by.email], [by.sponsor], [comment], [policy.hash],
+//	                 [client.address]
 //	grant.activated  start, end
 //	grant.expired    pending_until
 //	grant.ended      end
-//	grant.revoked    by, by.issuer, [comment], [policy.hash], [client.address]
+//	grant.revoked    by, by.issuer (or by.kind), [by.provider],
+//	                 [by.subject], [by.email], [by.sponsor], [comment],
+//	                 [policy.hash], [client.address]
+//
+// The by.* details of the decider (by.sponsor as policy.SponsorOf says)
+// let a reader check segregation of duties from the journal alone;
+// leaves written before they were recorded lack them, and replay needs
+// none of them.
 //	grant.refused    action, reason, error, [grant], identity fields if
 //	                 known, [client.address], [refusals_not_journaled]
 
@@ -123,7 +134,7 @@ func (s *Grants) applyRequest(idx int64, at time.Time, a recorder.Attrs) (*Grant
 	}
 	g := &Grant{
 		ID: "G-" + a["grant.index"], State: GrantPending,
-		Identity: a["identity"], Provider: a["provider"], Issuer: a["issuer"], Subject: a["subject"], Sponsor: a["sponsor"],
+		Identity: a["identity"], Provider: a["provider"], Issuer: a["issuer"], Subject: a["subject"], Sponsor: a["sponsor"], Email: a["email"],
 		Target: a["target"], Login: a["login"], Command: a["command"], Reason: a["reason"], Ticket: a["ticket"], Role: a["role"],
 		AskedDuration: GrantDuration(asked), Duration: GrantDuration(dur), ApprovalsNeeded: needed, Approvers: splitList(a["approvers"]),
 		Approvals: []GrantApproval{}, RequestedAt: at, PendingUntil: pending, PolicyHash: a["policy.hash"], ClientAddress: a["client.address"],

@@ -77,6 +77,11 @@ var (
 	ErrOwnGrant = errors.New("a grant cannot be decided by its requester")
 	// ErrNotApprover: policy does not let the caller decide this grant.
 	ErrNotApprover = errors.New("not an approver of this grant")
+	// ErrSponsorConflict: the role's approval excludes the requester's
+	// sponsor, and the caller is on the requester's side (its sponsor,
+	// another identity of the same sponsor, or one acting for the
+	// requester).
+	ErrSponsorConflict = errors.New("the approver is not independent of the requester's sponsor")
 	// ErrGrantState: the grant is not in a state that allows the action
 	// (already decided, expired, ended, revoked).
 	ErrGrantState = errors.New("the grant is not in a state that allows this")
@@ -111,11 +116,15 @@ func grantErrorf(sentinel error, format string, a ...any) *GrantError {
 }
 
 // GrantPolicy is what grants ask of policy (a *policy.Policy): which
-// grant-only role a request falls under, and whether an identity may
-// approve a grant of a role requested by someone (never by themselves).
+// grant-only role a request falls under, whether an identity may
+// approve a grant of a role requested by someone (never by themselves),
+// whether the role's approval excludes that approver as being on the
+// requester's side ("" when not), and an identity's sponsor.
 type GrantPolicy interface {
 	GrantRequest(policy.GrantAsk) policy.GrantRule
 	MayApprove(role, requester string, approver *policy.Identity) (bool, string)
+	ApprovalConflict(role string, requester, approver *policy.Identity) string
+	SponsorOf(*policy.Identity) string
 }
 
 // policyHash is what a policy may offer to name itself in the journal.
@@ -143,6 +152,7 @@ type Grant struct {
 	Issuer   string     `json:"issuer"`
 	Subject  string     `json:"subject"`
 	Sponsor  string     `json:"sponsor,omitempty"`
+	Email    string     `json:"email,omitempty"`
 	Target   string     `json:"target"`
 	Login    string     `json:"login"`
 	Command  string     `json:"command,omitempty"`
@@ -176,6 +186,12 @@ type GrantApproval struct {
 	By      string    `json:"by"`
 	Comment string    `json:"comment,omitempty"`
 	At      time.Time `json:"at"`
+}
+
+// requester is the identity that asked for g, as its request recorded
+// it (without the token's claims).
+func (g *Grant) requester() *policy.Identity {
+	return &policy.Identity{Provider: g.Provider, Issuer: g.Issuer, Subject: g.Subject, Email: g.Email, Sponsor: g.Sponsor}
 }
 
 // Policy is the grant as decisions take it.

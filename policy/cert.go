@@ -146,6 +146,11 @@ type Approval struct {
 	// MaxDuration caps a grant's duration; zero means
 	// DefaultGrantDuration.
 	MaxDuration time.Duration
+	// ExcludeSponsor refuses an approval that would not be independent
+	// of the requester: by the requester's sponsor, by another identity
+	// acting for the same sponsor, or by an identity acting for the
+	// requester (see [SponsorConflict]).
+	ExcludeSponsor bool
 }
 
 // DefaultGrantDuration is a grant's longest duration when the role says

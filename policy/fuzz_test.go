@@ -1,13 +1,17 @@
 package policy
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
+
+	"github.com/bastionhq/bastion/recorder/mask"
 )
 
 // FuzzLoad feeds the policy parser arbitrary files: it never panics, and
@@ -29,6 +33,9 @@ func FuzzLoad(f *testing.F) {
 }`)
 	f.Add(`role "r" { match { providers = ["corp"] claims = { "act.sub" = ["a*"] } } logins = ["x"] access = "grant" approval { approvers = ["r"] approvals = 2 } }`)
 	f.Add(`identity "x" { providers = ["corp"] claims = { groups = [] } }`)
+	f.Add("text_masking = \"bank\"\nmasking_profile \"bank\" {\n  detectors = [\"pci\"]\n  keep = 2\n  custom \"acct\" {\n    pattern = \"ACCT-[0-9]{8}\"\n  }\n}\n" +
+		`role "r" { match { providers = ["corp"] sponsors = ["t-*"] } logins = ["x"] targets = ["web-*"] sponsor = "team" masking = "bank" access = "grant" approval { approvers = ["i"] exclude_sponsor = true } }` + "\n" +
+		`identity "i" { providers = ["corp"] subjects = ["$${x}"] }`)
 	f.Fuzz(func(t *testing.T, src string) {
 		file, hd := hclsyntax.ParseConfig([]byte(src), "f.hcl", hcl.InitialPos)
 		if hd.HasErrors() {
@@ -61,6 +68,18 @@ func FuzzLoad(f *testing.F) {
 			}
 		}
 		p.Certificate(CertRequest{Identity: id})
+		// Written out in the policy language, it reads back as the same
+		// roles; as JSON, they are JSON.
+		back, _, err := decodeString(p.Text(), Options{})
+		if err != nil {
+			t.Fatalf("the policy written out does not read back: %v\n%s", err, p.Text())
+		}
+		if !reflect.DeepEqual(back.RoleViews(), p.RoleViews()) || !reflect.DeepEqual(back.MaskingProfiles, p.MaskingProfiles) || back.TextMasking != p.TextMasking {
+			t.Fatalf("the policy written out reads back otherwise:\n%s", p.Text())
+		}
+		if b, _ := p.RolesJSON(mask.All()); !json.Valid(b) {
+			t.Fatalf("roles.json is not JSON: %s", b)
+		}
 	})
 }
 

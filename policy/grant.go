@@ -62,8 +62,16 @@ func (p *Policy) GrantRequest(a GrantAsk) GrantRule {
 				continue
 			}
 		}
+		sponsor := id.Sponsor
+		if sponsor == "" {
+			sponsor = c.Sponsor
+		}
+		if sponsor == "" {
+			sponsor = p.SponsorOf(id)
+		}
 		return GrantRule{
 			Allow:     true,
+			Sponsor:   sponsor,
 			Role:      c.Name,
 			Reason:    fmt.Sprintf("role %s grants %s access to %s as %s with %d approval(s) from %s", c.Name, id, a.Target, a.Login, c.Approval.approvals(), strings.Join(c.Approval.Approvers, ", ")),
 			Duration:  min(a.Duration, c.Approval.maxDuration()),

@@ -13,6 +13,15 @@
 // roles that apply, a deny pattern of any one wins; otherwise the first
 // role in policy order that allows decides.
 //
+// # Review
+//
+// What a policy allows must be reviewable from the journal alone:
+// [Policy.Text] is the policy as it was loaded, and [Policy.RoleViews]
+// ([Policy.RolesJSON] as JSON) its roles with every default explicit and
+// every named identity expanded. A sponsor is a free string;
+// [SponsorMatches] and [SponsorConflict] say how it is compared with an
+// identity, for an approval's exclude_sponsor and for reviewers.
+//
 // The package knows nothing of SSH, HTTP or SQLite: certauth asks it what a
 // certificate may carry; the front door asks it what a session may do.
 package policy

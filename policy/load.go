@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -25,7 +26,8 @@ import (
 //
 // The policy's Hash is SHA-256 over its files in order, each as its base
 // name and its bytes, both length-prefixed (8 bytes, big-endian), so that
-// the journal can name exactly the policy in force.
+// the journal can name exactly the policy in force; its [Policy.Text] is
+// the files' text, each after a line "# file: NAME".
 func Load(path string, opts Options) (*Policy, []Diagnostic, error) {
 	files, err := policyFiles(path)
 	if err != nil {
@@ -34,6 +36,7 @@ func Load(path string, opts Options) (*Policy, []Diagnostic, error) {
 	h := sha256.New()
 	var bodies []hcl.Body
 	var d diagnostics
+	var text strings.Builder
 	for _, f := range files {
 		src, err := os.ReadFile(f)
 		if err != nil {
@@ -41,6 +44,7 @@ func Load(path string, opts Options) (*Policy, []Diagnostic, error) {
 		}
 		writeLenPrefixed(h, []byte(filepath.Base(f)))
 		writeLenPrefixed(h, src)
+		writeFileText(&text, filepath.Base(f), src)
 		file, hd := hclsyntax.ParseConfig(src, f, hcl.InitialPos)
 		d.addHCL(hd, hcl.Range{Filename: f, Start: hcl.InitialPos, End: hcl.InitialPos})
 		if file != nil {
@@ -50,8 +54,66 @@ func Load(path string, opts Options) (*Policy, []Diagnostic, error) {
 	if d.hasErrors() {
 		return nil, d.warnings(), &Error{Diagnostics: d.errors()}
 	}
-	p, warnings, err := Decode(hcl.MergeBodies(bodies), "sha256:"+hex.EncodeToString(h.Sum(nil)), opts)
+	p, warnings, err := decode(hcl.MergeBodies(bodies), "sha256:"+hex.EncodeToString(h.Sum(nil)), opts, func(*hcl.BodyContent) string { return text.String() })
 	return p, append(d.warnings(), warnings...), err
+}
+
+// writeFileText adds a file's text to a policy's Text: a line naming it,
+// then its text, ending with a line break.
+func writeFileText(b *strings.Builder, name string, src []byte) {
+	if b.Len() > 0 {
+		b.WriteString("\n")
+	}
+	b.WriteString("# file: " + name + "\n")
+	b.Write(src)
+	if len(src) > 0 && src[len(src)-1] != '\n' {
+		b.WriteString("\n")
+	}
+}
+
+// DecodeConfig reads the policy held in a configuration file: body is
+// what is left of the file's body once the configuration's own blocks
+// and attributes are taken (see [Decode]), src the file's bytes and path
+// its name. The policy's Hash is the SHA-256 of src; its [Policy.Text] is
+// a line "# file: NAME" followed by the policy's blocks and attributes
+// as src writes them, and nothing else of the file.
+func DecodeConfig(path string, src []byte, body hcl.Body, opts Options) (*Policy, []Diagnostic, error) {
+	sum := sha256.Sum256(src)
+	return decode(body, "sha256:"+hex.EncodeToString(sum[:]), opts, func(content *hcl.BodyContent) string {
+		return configText(filepath.Base(path), src, content)
+	})
+}
+
+// configText is the text of the policy's parts of a configuration file:
+// every block and attribute of content, whole, in file order. A part
+// whose place in src is unknown (a body not in the native syntax) makes
+// it give up: the policy is then written from its values.
+func configText(name string, src []byte, content *hcl.BodyContent) string {
+	var parts []hcl.Range
+	for _, a := range content.Attributes {
+		parts = append(parts, a.Range)
+	}
+	for _, b := range content.Blocks {
+		sb, ok := b.Body.(*hclsyntax.Body)
+		if !ok {
+			return ""
+		}
+		parts = append(parts, hcl.RangeBetween(b.TypeRange, sb.SrcRange))
+	}
+	slices.SortFunc(parts, func(a, b hcl.Range) int { return a.Start.Byte - b.Start.Byte })
+	var text strings.Builder
+	text.WriteString("# file: " + name + "\n")
+	for i, r := range parts {
+		if r.Start.Byte < 0 || r.End.Byte > len(src) || r.Start.Byte > r.End.Byte {
+			return ""
+		}
+		if i > 0 {
+			text.WriteString("\n")
+		}
+		text.Write(src[r.Start.Byte:r.End.Byte])
+		text.WriteString("\n")
+	}
+	return text.String()
 }
 
 func writeLenPrefixed(h interface{ Write([]byte) (int, error) }, b []byte) {
@@ -119,7 +181,7 @@ var (
 	matchSchema    = &hcl.BodySchema{Attributes: matchAttrs}
 	commandsSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "allow"}, {Name: "deny"}}}
 	approvalSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
-		{Name: "approvers", Required: true}, {Name: "approvals"}, {Name: "max_duration"},
+		{Name: "approvers", Required: true}, {Name: "approvals"}, {Name: "max_duration"}, {Name: "exclude_sponsor"},
 	}}
 )
 
@@ -129,6 +191,12 @@ var (
 // checks them against opts. Any other block or attribute is an error.
 // hash becomes the policy's Hash. Returns as Load does.
 func Decode(body hcl.Body, hash string, opts Options) (*Policy, []Diagnostic, error) {
+	return decode(body, hash, opts, nil)
+}
+
+// decode is Decode, with text, if not nil, giving the policy's Text from
+// what was read of body.
+func decode(body hcl.Body, hash string, opts Options, text func(*hcl.BodyContent) string) (*Policy, []Diagnostic, error) {
 	dec := decoder{}
 	content, hd := body.Content(policySchema)
 	dec.d.addHCL(hd, body.MissingItemRange())
@@ -195,6 +263,9 @@ func Decode(body hcl.Body, hash string, opts Options) (*Policy, []Diagnostic, er
 		return nil, dec.d.warnings(), &Error{Diagnostics: dec.d.errors()}
 	}
 	srcs.profiles = profiles
+	if text != nil {
+		srcs.text = text(content)
+	}
 	p, warnings, err := build(identities, roles, opts, &srcs, hash)
 	return p, append(dec.d.warnings(), warnings...), err
 }
@@ -328,6 +399,7 @@ func (dec *decoder) role(b *hcl.Block) (Role, *blockPos) {
 			if ap.MaxDuration == 0 {
 				ap.MaxDuration = DefaultGrantDuration
 			}
+			dec.boolean(c.Attributes["exclude_sponsor"], "approval.exclude_sponsor", pos, &ap.ExcludeSponsor)
 			r.Approval = ap
 		}
 	}

@@ -138,6 +138,29 @@ role "r" {
     approvers = ["ops", "nobody"]
   }
 }`, `9:25: error: role "r": approver "nobody" is not a defined identity`},
+		{"exclude_sponsor not a bool", okIdentity + `role "r" {
+  identities = ["ops"]
+  logins = ["a"]
+  access = "grant"
+  approval {
+    approvers = ["ops"]
+    exclude_sponsor = "sometimes"
+  }
+}`, `10:23: error: exclude_sponsor: want bool`},
+		{"exclude_sponsor a list", okIdentity + `role "r" {
+  identities = ["ops"]
+  logins = ["a"]
+  access = "grant"
+  approval {
+    approvers = ["ops"]
+    exclude_sponsor = [true]
+  }
+}`, `10:23: error: exclude_sponsor: want bool`},
+		{"exclude_sponsor outside approval", okIdentity + `role "r" {
+  identities = ["ops"]
+  logins = ["a"]
+  exclude_sponsor = true
+}`, `7:3: error: Unsupported argument`},
 		{"unknown permit", okIdentity + `role "r" {
   identities = ["ops"]
   logins = ["a"]

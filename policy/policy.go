@@ -61,7 +61,10 @@ type Policy struct {
 	// when the policy does not set them.
 	Operators, Auditors []string
 
-	hash       string
+	hash string
+	// source is the policy's text as it was loaded (see Text); empty
+	// for a policy built from values.
+	source     string
 	opts       Options
 	identities map[string]*Match
 	// operators and auditors are the matchers Operators and Auditors name.
@@ -133,12 +136,45 @@ func Build(identities []IdentityMatcher, roles []Role, opts Options) (*Policy, [
 // from values.
 func (p *Policy) Hash() string { return p.hash }
 
+// Text is the policy as it was put together, for the journal to keep
+// beside its Hash, so that what was in force can be read later:
+//
+//   - from [Load], each file's text in name order, each preceded by a
+//     line "# file: NAME" (its base name);
+//   - from [DecodeConfig], a line "# file: NAME" and the policy's blocks
+//     and attributes as written in that configuration file, each in full,
+//     in file order (the rest of the file is left out: it may hold
+//     secrets, such as a webhook URL);
+//   - from values ([New], [Build], [Decode]), the policy written in the
+//     policy language;
+//   - roles added by [Policy.WithRoles] follow, written in the policy
+//     language after a comment line that says they were read from no
+//     file.
+//
+// The text is not masked: a policy should hold no secret, but a comment
+// might, and the journal masks the text before it keeps it.
+func (p *Policy) Text() string {
+	if p.source != "" {
+		return p.source
+	}
+	return renderHCL(p.Identities, p.Roles, p.MaskingProfiles, p.TextMasking)
+}
+
 // WithRoles returns a policy with roles appended to p's (after them in
 // policy order), checked against the options p was built with; p is
-// unchanged, and the new policy keeps its Hash.
+// unchanged, and the new policy keeps its Hash. Its [Policy.Text] is p's
+// followed by the roles in the policy language.
 func (p *Policy) WithRoles(roles ...Role) (*Policy, error) {
+	text := p.Text()
+	if text != "" && !strings.HasSuffix(text, "\n") {
+		text += "\n"
+	}
+	if text != "" {
+		text += "\n"
+	}
+	text += "# Not read from any file: roles added when this policy was put in force.\n" + renderHCL(nil, roles, nil, "")
 	np, _, err := build(p.Identities, slices.Concat(p.Roles, roles), p.opts,
-		&sources{profiles: p.MaskingProfiles, textMasking: p.TextMasking, operators: p.Operators, auditors: p.Auditors}, p.hash)
+		&sources{profiles: p.MaskingProfiles, textMasking: p.TextMasking, text: text, operators: p.Operators, auditors: p.Auditors}, p.hash)
 	return np, err
 }
 
@@ -408,6 +444,8 @@ type sources struct {
 	profiles map[string]mask.Profile
 	// textMasking is the text_masking attribute, already checked.
 	textMasking string
+	// text is the policy's source text (see Policy.Text); empty: none.
+	text string
 	// operators and auditors are the attributes of those names (nil when
 	// not set), and where they are written (nil when built from values).
 	operators, auditors       []string
@@ -451,6 +489,7 @@ func build(identities []IdentityMatcher, roles []Role, opts Options, srcs *sourc
 	if srcs != nil {
 		maps.Copy(p.MaskingProfiles, srcs.profiles)
 		p.TextMasking = srcs.textMasking
+		p.source = srcs.text
 		p.Operators, p.Auditors = slices.Clone(srcs.operators), slices.Clone(srcs.auditors)
 	}
 	providerKnown := func(name string) bool {

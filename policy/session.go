@@ -129,4 +129,8 @@ type GrantRule struct {
 	Approvals int
 	// Approvers names the identity matchers whose members may approve.
 	Approvers []string
+	// Sponsor is the requester's sponsor as the grant records it: the
+	// one its token names, else the sponsor attribute of the role, else
+	// [Policy.SponsorOf]'s; empty for an identity acting for itself.
+	Sponsor string
 }

@@ -7,13 +7,20 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
+	"golang.org/x/mod/sumdb/note"
+
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/evidence"
+	"github.com/bastionhq/bastion/recorder/termtext"
+	"github.com/bastionhq/bastion/storage"
 )
 
 func init() {
@@ -26,8 +33,9 @@ func init() {
 }
 
 var evidenceUsage = `Usage:
-    bastion evidence --from T --to T --out DIR [--key FILE] [--target NAME]...
-                     [--db FILE] [--unrecorded] [--token-file FILE]
+    bastion evidence --from T --to T --out DIR [--key FILE] [--checkpoint FILE]
+                     [--target NAME]... [--identity ID]... [--sample N [--seed S]]
+                     [--force] [--db FILE] [--unrecorded] [--token-file FILE]
 
 Writes the examiner's report of the period from --from to --to into DIR:
 
@@ -40,32 +48,63 @@ Writes the examiner's report of the period from --from to --to into DIR:
   evidence.json   the same, as JSON (schema: docs/evidence.schema.json)
   checkpoint.txt  the signed checkpoint that covers the period, for the
                   verification command the report prints
+  evidence.sig    a note signed with the journal's key over the SHA-256 of
+                  evidence.html and evidence.json, which are also recorded
+                  in the journal (an evidence.generated record)
+  bundles/        a verifiable bundle of each session reviewed in detail
 
 It first verifies the whole journal as "bastion verify" does, with the
 journal's public key; a journal that does not verify still gets its report,
 which says so first, and evidence exits 1. Times are RFC 3339 or dates
 (2026-11-27 is its midnight, UTC). --target keeps only the grants,
-sessions and refusals of those targets. See docs/evidence.md.
+sessions and refusals of those targets, --identity those of those
+identities; a target or identity the journal never names is an error
+(exit 1), with the nearest name it does. See docs/evidence.md.
+
+What the verdict rests on is on the cover: amber when only the journal's
+own head vouches for it (whoever controls the bastion's host could roll it
+back or rewrite it), green with --checkpoint FILE, a checkpoint you kept
+outside that host ("bastion checkpoint" prints one), that the journal is
+proven to extend; red when the journal does not verify.
+
+--sample N picks N sessions of the period for detailed review, the same N
+for the same --seed: those with the smallest SHA-256 of "SEED:ID". Every
+session an exception names is detailed too; the others are counted per
+identity and target. Without --sample every session is detailed.
 
 ` + readsParagraph("report") + `
 The journal.accessed event (action evidence, the period) comes before the
 report is read: the report lists itself.
 
 Exit status: 0 the report is written and the journal is intact; 1 the
-report is written and the journal does not verify; 2 no report.
+report is written and the journal does not verify, or no report: a
+--target or --identity names nothing in the journal; 2 no report (a
+bad flag, no journal or key, an existing --out directory without
+--force).
 
 Flags:
     --from T        the start of the period (required)
     --to T          the end of the period (required)
-    --out DIR       the directory to write to (made if missing)
+    --out DIR       the directory to write to (made if missing; an existing
+                    one that is not empty is refused without --force)
+    --force         write into an existing --out directory, replacing the
+                    report's files there
     --key FILE      the journal's public key (default: journal.pub in the
                     home directory; the report says which key it used)
+    --checkpoint FILE
+                    a checkpoint kept outside the bastion's host, which the
+                    journal must extend: the report's anchor
     --target NAME   only this target; repeat for several
+    --identity ID   only this identity (SUBJECT@PROVIDER); repeat for several
+    --sample N      review N sampled sessions in detail (and every exception)
+    --seed S        the sample's seed, an integer (default 0)
     --db FILE       the journal (default: journal.db in the home directory)
 ` + readFlagsUsage(20) + `
 
 Examples:
     $ bastion evidence --from 2026-10-01 --to 2026-11-01 --out q4-evidence
+    $ bastion evidence --from 2026-07-01 --to 2026-10-01 --sample 25 --seed 20261001 \
+          --checkpoint /media/auditor/checkpoint-2026-10-01.txt --out q3-evidence
     $ bastion evidence --from 2026-11-27T09:00:00Z --to 2026-11-27T17:00:00Z \
           --key /media/auditor/journal.pub --target db-prod --out db-prod-1127
     $ jq '.summary.exceptions' q4-evidence/evidence.json`
@@ -80,8 +119,13 @@ func runEvidence(ctx context.Context, e *env, args []string) error {
 	// --now fixes the report's time, for reproducible reports in tests;
 	// it is not in the usage.
 	nowFlag := fs.String("now", "", "")
-	var targets stringsFlag
+	kept := fs.String("checkpoint", "", "kept checkpoint `FILE`")
+	force := fs.Bool("force", false, "write into an existing --out directory")
+	sample := fs.Int("sample", 0, "sessions `N` to review in detail")
+	seed := fs.Int64("seed", 0, "the sample's seed `S`")
+	var targets, identities stringsFlag
 	fs.Var(&targets, "target", "only target `NAME`")
+	fs.Var(&identities, "identity", "only identity `ID`")
 	unrecorded := e.registerReadFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -91,6 +135,8 @@ func runEvidence(ctx context.Context, e *env, args []string) error {
 		return usageErrorf("evidence takes no arguments")
 	case *fromFlag == "" || *toFlag == "" || *out == "":
 		return usageErrorf("evidence needs --from, --to and --out")
+	case *sample < 0:
+		return usageErrorf("--sample %d: give a positive number of sessions", *sample)
 	}
 	from, err := parseTime(*fromFlag)
 	if err != nil {
@@ -113,6 +159,15 @@ func runEvidence(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return exitCode(2, err)
 	}
+	if err := checkOutDir(dir, *force); err != nil {
+		return err
+	}
+	var keptNote []byte
+	if *kept != "" {
+		if keptNote, err = os.ReadFile(*kept); err != nil {
+			return exitCode(2, fmt.Errorf("kept checkpoint: %w", err))
+		}
+	}
 	v, key, path, st, err := readJournal(ctx, e, *keyFile, *db)
 	if err != nil {
 		return err
@@ -123,13 +178,20 @@ func runEvidence(ctx context.Context, e *env, args []string) error {
 	if len(targets) > 0 {
 		attrs["targets"] = strings.Join(targets, ",")
 	}
+	if len(identities) > 0 {
+		attrs["identities"] = strings.Join(identities, ",")
+	}
+	if *sample > 0 {
+		attrs["sample"], attrs["seed"] = strconv.Itoa(*sample), strconv.FormatInt(*seed, 10)
+	}
 	if err := recordRead(ctx, e, path, "evidence", attrs, *unrecorded); err != nil {
 		return err
 	}
 
 	cpFile := filepath.Join(dir, "checkpoint.txt")
 	rep, err := evidence.Build(ctx, st, evidence.Options{
-		From: from, To: to, Targets: targets, Verifier: v, Now: now,
+		From: from, To: to, Targets: targets, Identities: identities, Verifier: v, Now: now,
+		Kept: keptNote, KeptFile: absOr(*kept), Sample: *sample, Seed: *seed, JournalBytes: journalBytes(path),
 		Journal:       evidence.JournalInfo{Path: path, Key: key.Key, KeyFile: key.File, KeyFromHome: key.Default},
 		VerifyCommand: shellJoin([]string{"bastion", "verify", "--db", path, "--key", key.File, "--checkpoint", cpFile}),
 		VerifyOutput: func(r *recorder.Report) string {
@@ -138,6 +200,11 @@ func runEvidence(ctx context.Context, e *env, args []string) error {
 			return b.String()
 		},
 	})
+	var scopeErr *evidence.ScopeError
+	if errors.As(err, &scopeErr) {
+		hint := fmt.Sprintf(`the journal names %d %s(s); "bastion sessions list" shows them`, scopeErr.Known, scopeErr.Kind)
+		return exitCode(1, withHint(err, hint))
+	}
 	if errors.Is(err, recorder.ErrVerify) {
 		return exitCode(2, err)
 	}
@@ -145,6 +212,9 @@ func runEvidence(ctx context.Context, e *env, args []string) error {
 		return exitCode(2, fmt.Errorf("evidence from %s: %w", path, err))
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return exitCode(2, fmt.Errorf("evidence: %w", err))
+	}
+	if err := writeBundles(ctx, st, v, dir, rep); err != nil {
 		return exitCode(2, fmt.Errorf("evidence: %w", err))
 	}
 	writes := []struct {
@@ -165,6 +235,10 @@ func runEvidence(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	fmt.Fprintf(e.stdout, "evidence for %s to %s written to %s\n", from.UTC().Format(time.RFC3339), to.UTC().Format(time.RFC3339), dir)
+	fmt.Fprintf(e.stdout, "  anchor: %s (%s)\n", rep.Anchor.Level, rep.Anchor.Basis)
+	for _, b := range rep.Banners {
+		fmt.Fprintf(e.stdout, "  WARNING: %s\n", termtext.Line(b.What))
+	}
 	fmt.Fprintf(e.stdout, "  %d identities, %d grants, %d sessions, %d refusals, %d exception(s), %d open item(s)\n",
 		rep.Summary.Identities, rep.Summary.Grants, rep.Summary.Sessions, rep.Summary.Refusals, len(rep.Summary.Exceptions), len(rep.Summary.OpenItems))
 	if !rep.Verification.Intact {
@@ -173,4 +247,92 @@ func runEvidence(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "journal: intact, checkpoint of size %d covers the period\n", rep.Checkpoint.Size)
 	return nil
+}
+
+// checkOutDir refuses an existing --out directory that holds anything,
+// unless force: a report must not be overwritten by mistake. With force,
+// the bundles of the report it replaces are removed, so that the
+// directory holds one report's files only.
+func checkOutDir(dir string, force bool) error {
+	entries, err := os.ReadDir(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return exitCode(2, fmt.Errorf("--out %s: %w", dir, err))
+	case len(entries) == 0:
+		return nil
+	case !force:
+		return exitCode(2, withHint(fmt.Errorf("--out %s exists and is not empty", dir),
+			"give a new directory, or --force to replace the report in it"))
+	}
+	old, _ := filepath.Glob(filepath.Join(dir, "bundles", "*.bundle"))
+	for _, f := range old {
+		if err := os.Remove(f); err != nil {
+			return exitCode(2, fmt.Errorf("--out %s: %w", dir, err))
+		}
+	}
+	return nil
+}
+
+// writeBundles writes a verifiable bundle of each session the report
+// details into DIR/bundles, and names it in the report. A session whose
+// frames do not verify gets none: the report says why.
+func writeBundles(ctx context.Context, st *storage.SQLite, v note.Verifier, dir string, rep *evidence.Report) error {
+	snap, err := st.Snapshot(ctx)
+	if err != nil {
+		return err
+	}
+	defer snap.Close()
+	for i := range rep.Sessions {
+		s := &rep.Sessions[i]
+		if !s.Detailed || !s.Verified {
+			continue
+		}
+		id, err := uuid.Parse(s.ID)
+		if err != nil {
+			return err
+		}
+		b, err := recorder.ExportBundle(ctx, snap, recorder.SessionID(id), v)
+		if errors.Is(err, recorder.ErrSessionBroken) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("bundle of session %s: %w", s.ID, err)
+		}
+		data, err := b.Marshal()
+		if err != nil {
+			return err
+		}
+		if err := os.MkdirAll(filepath.Join(dir, "bundles"), 0o700); err != nil {
+			return err
+		}
+		name := filepath.Join("bundles", s.ID+".bundle")
+		if err := writeFileAtomic(filepath.Join(dir, name), func(w io.Writer) error { _, err := w.Write(data); return err }); err != nil {
+			return err
+		}
+		s.Bundle = name
+	}
+	return nil
+}
+
+// journalBytes is the size of the journal's files.
+func journalBytes(path string) int64 {
+	var n int64
+	for _, suffix := range []string{"", "-wal"} {
+		if fi, err := os.Stat(path + suffix); err == nil {
+			n += fi.Size()
+		}
+	}
+	return n
+}
+
+func absOr(p string) string {
+	if p == "" {
+		return ""
+	}
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
 }

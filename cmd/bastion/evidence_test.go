@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/json"
 	"html"
 	"image/png"
@@ -13,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -22,6 +24,7 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/bastionhq/bastion/bastion"
 	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/certauth/oidctest"
 	"github.com/bastionhq/bastion/policy"
@@ -125,7 +128,16 @@ func buildEvidenceJournal(t *testing.T) *evidenceJournal {
 	}
 
 	event(evidence.EventServeStarted, recorder.Attrs{"pid": "4242", "api": "127.0.0.1:8443", "admin": "/run/bastion/admin.sock"})
-	event(evidence.EventPolicyLoaded, recorder.Attrs{"trigger": "start", "hash": pol.Hash(), "roles": "2", "warnings": "0"})
+	loaded := func(p *policy.Policy, trigger string) {
+		t.Helper()
+		a, err := bastion.PolicyRecord(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a["trigger"], a["hash"], a["roles"], a["warnings"] = trigger, p.Hash(), strconv.Itoa(len(p.Roles)), "0"
+		event(evidence.EventPolicyLoaded, a)
+	}
+	loaded(pol, "start")
 
 	token := func(sub string, extra map[string]any) string {
 		c := jwt.MapClaims{"iss": m.Issuer(), "sub": sub, "aud": "bastion", "iat": time.Now().Add(-time.Minute).Unix(), "exp": time.Now().Add(9 * time.Minute).Unix()}
@@ -189,6 +201,10 @@ func buildEvidenceJournal(t *testing.T) *evidenceJournal {
 		t.Fatal(err)
 	}
 
+	// The revoked certificate, offered again: the refusal names alice.
+	event(evidence.EventAuthRefused, recorder.Attrs{"reason": "revoked", "user": "deploy@web-1", "client": "192.0.2.10:50023",
+		"serial": strconv.FormatUint(alice.Record.Serial, 10), "key.sha256": ssh.FingerprintSHA256(alice.Cert.Key), "key-id": alice.Cert.KeyId})
+
 	// The agent: a grant requested, approved, used, and ended; a second
 	// one denied; an exec refused; a token refused.
 	g, err := grants.Request(ctx, certauth.GrantAsk{Identity: mustVerify(t, v, agentTok), Target: "db-1", Login: "postgres", Duration: 3 * time.Second,
@@ -247,6 +263,21 @@ func buildEvidenceJournal(t *testing.T) *evidenceJournal {
 		time.Sleep(50 * time.Millisecond)
 	}
 	grants.Close()
+	// A reload that widens the standing role.
+	pol2, _, err := policy.Build(
+		[]policy.IdentityMatcher{
+			{Name: "agents", Match: policy.Match{Providers: []string{"corp"}, Subjects: []string{"agent-*"}}},
+			{Name: "people", Match: policy.Match{Providers: []string{"corp"}, Subjects: []string{"alice", "bob"}}},
+		},
+		[]policy.Role{
+			{Name: "ops", Identities: []string{"people"}, Targets: []string{"web-*", "api-*"}, Logins: []string{"deploy"}, MaxTTL: 10 * time.Minute, PTY: true, Shell: true},
+			{Name: "db-grant", Identities: []string{"agents"}, Targets: []string{"db-*"}, Logins: []string{"postgres"}, MaxTTL: 10 * time.Minute,
+				Access: policy.AccessGrant, Approval: &policy.Approval{Approvers: []string{"people"}, Approvals: 1, MaxDuration: time.Hour}},
+		}, policy.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	loaded(pol2, "signal")
 	event(evidence.EventServeStopped, recorder.Attrs{"reason": "requested", "ssh.sessions-ended": "0"})
 	event(evidence.EventServeStarted, recorder.Attrs{"pid": "4243"})
 	// Started again with no stop: the bastion died.
@@ -404,8 +435,63 @@ func TestEvidence(t *testing.T) {
 			refusedExec = refusedExec || f.Event == "ssh.request_refused" && strings.Contains(f.What, ej.refusedCommand)
 			failedAuth = failedAuth || f.FailedAuth
 		}
-		if !refusedExec || !failedAuth || r.Summary.FailedAuth != 2 {
+		if !refusedExec || !failedAuth || r.Summary.FailedAuth != 3 {
 			t.Errorf("refusals: %+v (failed authentications %d)", r.Refusals, r.Summary.FailedAuth)
+		}
+	})
+
+	t.Run("least privilege", func(t *testing.T) {
+		lp := r.LeastPrivilege
+		if len(lp.Policies) != 2 || !lp.Policies[0].Recorded || len(lp.Policies[0].Roles) != 2 || !strings.Contains(lp.Policies[0].Text, `role "db-grant"`) {
+			t.Fatalf("policies in force: %+v", lp.Policies)
+		}
+		if ch := strings.Join(lp.Policies[1].Changes, "\n"); !strings.Contains(ch, `role "ops": targets web-* → web-*, api-*`) || !strings.Contains(lp.Policies[1].Diff, `+  targets    = ["web-*", "api-*"]`) {
+			t.Errorf("the reload's changes: %s\n%s", ch, lp.Policies[1].Diff)
+		}
+		var reach []string
+		for _, rc := range lp.Reach {
+			reach = append(reach, rc.Role+": "+rc.Access+"; "+strings.Join(rc.UsedBy, ","))
+		}
+		if !slices.Contains(reach, "db-grant: grant only: 1 approval(s) from people (provider corp, subject alice|bob), at most 1h0m0s; agent-7@corp") {
+			t.Errorf("reach: %q", reach)
+		}
+		for _, g := range r.Grants {
+			if g.ID == ej.grant && g.Scope != "login postgres on target db-1 for 3s; exec commands: every exec command; exec commands only: no PTY, shell, file transfer or forwards (role db-grant)" {
+				t.Errorf("the grant's scope: %q", g.Scope)
+			}
+		}
+	})
+
+	t.Run("refused login names the identity", func(t *testing.T) {
+		found := false
+		for _, f := range r.Refusals {
+			if f.Event == evidence.EventAuthRefused && f.Reason == "revoked" {
+				found = true
+				if f.Identity != ej.human || f.User != "deploy@web-1" {
+					t.Errorf("the refused login with alice's revoked certificate: identity %q, user %q", f.Identity, f.User)
+				}
+			}
+			if f.Reason == "untrusted_ca" && f.Identity != "" {
+				t.Errorf("a certificate of another CA names %q", f.Identity)
+			}
+		}
+		if !found {
+			t.Error("no refused login with the revoked certificate")
+		}
+	})
+
+	t.Run("segregation of duties", func(t *testing.T) {
+		n := 0
+		for _, f := range r.Summary.Exceptions {
+			if f.Kind == evidence.FindingSegregation {
+				n++
+				if !strings.Contains(f.What, "grant "+ej.grant+": approved by alice@corp") {
+					t.Errorf("the finding: %s", f.What)
+				}
+			}
+		}
+		if n != 1 {
+			t.Errorf("%d segregation-of-duties findings, want 1 (alice approved her agent's grant)", n)
 		}
 	})
 
@@ -417,14 +503,14 @@ func TestEvidence(t *testing.T) {
 		if kinds[evidence.FindingPastGrant] != 0 || kinds[evidence.FindingCertPastGrant] != 0 {
 			t.Errorf("access past a grant's end: %+v", r.Summary.Exceptions)
 		}
-		if kinds[evidence.FindingStanding] != 1 || kinds[evidence.FindingUncleanStop] != 1 || kinds[evidence.FindingRefusal] != 3 {
+		if kinds[evidence.FindingStanding] != 1 || kinds[evidence.FindingUncleanStop] != 1 || kinds[evidence.FindingRefusal] != 4 {
 			t.Errorf("exceptions: %+v", r.Summary.Exceptions)
 		}
 	})
 
 	t.Run("custody", func(t *testing.T) {
 		c := r.Custody
-		if len(c.Accesses) != 1 || c.Accesses[0].Action != "evidence" || len(c.Gaps) != 1 || len(c.Policies) != 1 || len(c.Serve) != 4 {
+		if len(c.Accesses) != 1 || c.Accesses[0].Action != "evidence" || len(c.Gaps) != 1 || len(c.Policies) != 2 || len(c.Serve) != 4 {
 			t.Errorf("custody: %+v", c)
 		}
 	})
@@ -525,7 +611,7 @@ func TestEvidenceChromium(t *testing.T) {
 	}
 
 	shot := filepath.Join(tmp, "evidence.png")
-	chromium("--screenshot="+shot, "--window-size=1280,4000", "--hide-scrollbars")
+	chromium("--screenshot="+shot, "--window-size=1280,10000", "--hide-scrollbars")
 	f, err := os.Open(shot)
 	if err != nil {
 		t.Fatal(err)
@@ -535,8 +621,8 @@ func TestEvidenceChromium(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b := img.Bounds(); b.Dx() != 1280 || b.Dy() != 4000 {
-		t.Errorf("screenshot is %v, want 1280x4000", b)
+	if b := img.Bounds(); b.Dx() != 1280 || b.Dy() != 10000 {
+		t.Errorf("screenshot is %v, want 1280x10000", b)
 	}
 	// Not blank: ink on a good part of the page, and the timeline's and
 	// the verdict's colours somewhere.
@@ -556,7 +642,16 @@ func TestEvidenceChromium(t *testing.T) {
 		t.Errorf("the screenshot looks blank: %d of %d pixels inked, %d colours", ink, total, len(colors))
 	}
 	if colors[[3]uint32{0x1d, 0x6b, 0x32}] == 0 {
-		t.Error("the screenshot has no green verdict (the journal is intact)")
+		t.Error("the screenshot has no green mark (frames verified)")
+	}
+	// The cover: amber, since no kept checkpoint anchors the report, and
+	// the red banner of identities from a non-HTTPS provider (the test's
+	// OpenID provider is on plain HTTP).
+	if colors[[3]uint32{0xc9, 0x8a, 0x00}] == 0 {
+		t.Error("the screenshot has no amber verdict (the report rests on the journal's own head)")
+	}
+	if colors[[3]uint32{0xa3, 0x14, 0x1b}] < 2000 {
+		t.Errorf("the screenshot has no red development-identity banner (%d red pixels)", colors[[3]uint32{0xa3, 0x14, 0x1b}])
 	}
 	if colors[[3]uint32{0x2f, 0x6f, 0xb5}] == 0 {
 		t.Error("the screenshot has no grant bar in the timeline")
@@ -571,6 +666,12 @@ func TestEvidenceChromium(t *testing.T) {
 	if !strings.Contains(dom, "<svg") || !strings.Contains(dom, `class="grant"`) {
 		t.Error("the rendered page has no timeline")
 	}
+	for _, want := range []string{`<div class="banner" data-kind="dev-provider">`, `<div class="verdict amber">`, "Sessions by identity",
+		"Operator actions", "Retention", "Sign-off", "segregation-of-duties"} {
+		if !strings.Contains(dom, want) {
+			t.Errorf("the rendered page has no %q", want)
+		}
+	}
 
 	pdf := filepath.Join(tmp, "evidence.pdf")
 	chromium("--print-to-pdf="+pdf, "--no-pdf-header-footer")
@@ -582,4 +683,176 @@ func TestEvidenceChromium(t *testing.T) {
 	if !bytes.HasPrefix(data, []byte("%PDF-")) || pages < len(evidence.Sections) {
 		t.Errorf("the printed report has %d pages, want at least one per section (%d)", pages, len(evidence.Sections))
 	}
+}
+
+// TestEvidenceScopeAndReview covers the report's second edition on the
+// fixture journal: a --target or --identity that names nothing is an
+// error with the nearest name; an existing output directory is refused
+// without --force; a period ending after the report is flagged; a kept
+// checkpoint turns the anchor green (and a forged one red, exit 1); a
+// sample is reproducible from its seed, holds every exception, and each
+// detailed session's bundle verifies offline with the journal's key.
+func TestEvidenceScopeAndReview(t *testing.T) {
+	ej := buildEvidenceJournal(t)
+	ctx := context.Background()
+	runCmd := func(args ...string) (int, string, string) {
+		var stdout, stderr bytes.Buffer
+		code := run(ctx, append([]string{"--home", ej.home}, args...), &env{stdout: &stdout, stderr: &stderr, getenv: func(string) string { return "" }})
+		return code, stdout.String(), stderr.String()
+	}
+	period := []string{"evidence", "--from", ej.from.Format(time.RFC3339), "--to", ej.to.Format(time.RFC3339), "--now", ej.to.Format(time.RFC3339)}
+
+	t.Run("unknown target", func(t *testing.T) {
+		code, _, stderr := runCmd(append(period, "--out", filepath.Join(t.TempDir(), "r"), "--target", "db-l")...)
+		if code != 1 || !strings.Contains(stderr, `no target "db-l" in the journal; did you mean "db-1"?`) {
+			t.Errorf("exit %d, stderr %q", code, stderr)
+		}
+		code, _, stderr = runCmd(append(period, "--out", filepath.Join(t.TempDir(), "r"), "--identity", "agent-8@corp")...)
+		if code != 1 || !strings.Contains(stderr, `did you mean "agent-7@corp"?`) {
+			t.Errorf("exit %d, stderr %q", code, stderr)
+		}
+		code, _, stderr = runCmd(append(period, "--out", filepath.Join(t.TempDir(), "r"), "--target", "nothing-like-it")...)
+		if code != 1 || strings.Contains(stderr, "did you mean") {
+			t.Errorf("exit %d, stderr %q", code, stderr)
+		}
+	})
+
+	t.Run("identity filter", func(t *testing.T) {
+		r, _ := runEvidenceCmd(t, ej, filepath.Join(t.TempDir(), "r"), "--now", ej.to.Format(time.RFC3339), "--identity", ej.human)
+		if len(r.Identities) != 1 || r.Identities[0].Identity != ej.human || len(r.Grants) != 0 || len(r.Sessions) != 1 {
+			t.Errorf("--identity %s: identities %d, grants %d, sessions %d", ej.human, len(r.Identities), len(r.Grants), len(r.Sessions))
+		}
+	})
+
+	t.Run("out directory", func(t *testing.T) {
+		out := filepath.Join(t.TempDir(), "r")
+		runEvidenceCmd(t, ej, out, "--now", ej.to.Format(time.RFC3339))
+		code, _, stderr := runCmd(append(period, "--out", out)...)
+		if code != 2 || !strings.Contains(stderr, "exists and is not empty") || !strings.Contains(stderr, "--force") {
+			t.Errorf("an existing report: exit %d, stderr %q", code, stderr)
+		}
+		if code, _, stderr := runCmd(append(period, "--out", out, "--force")...); code != 0 {
+			t.Errorf("--force: exit %d, stderr %q", code, stderr)
+		}
+	})
+
+	t.Run("future end", func(t *testing.T) {
+		r, _ := runEvidenceCmd(t, ej, filepath.Join(t.TempDir(), "r"), "--now", ej.to.Add(-30*time.Second).Format(time.RFC3339))
+		if !hasFinding(r.Summary.Exceptions, evidence.FindingFuturePeriod) {
+			t.Errorf("no %s exception: %+v", evidence.FindingFuturePeriod, r.Summary.Exceptions)
+		}
+	})
+
+	t.Run("anchor", func(t *testing.T) {
+		r, _ := runEvidenceCmd(t, ej, filepath.Join(t.TempDir(), "r"), "--now", ej.to.Format(time.RFC3339))
+		if r.Anchor.Level != evidence.AnchorAmber || r.Anchor.Basis != "own-head" {
+			t.Errorf("without a kept checkpoint: %+v", r.Anchor)
+		}
+		// An earlier checkpoint, as an auditor would have kept it.
+		kept := filepath.Join(t.TempDir(), "kept.txt")
+		code, stdout, stderr := runCmd("checkpoint")
+		if code != 0 {
+			t.Fatalf("checkpoint: %d %s", code, stderr)
+		}
+		if err := os.WriteFile(kept, []byte(stdout), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		r, _ = runEvidenceCmd(t, ej, filepath.Join(t.TempDir(), "r"), "--now", ej.to.Format(time.RFC3339), "--checkpoint", kept)
+		if r.Anchor.Level != evidence.AnchorGreen || r.Anchor.Basis != "kept-checkpoint" || r.Anchor.CheckpointSize == 0 {
+			t.Errorf("with a kept checkpoint: %+v", r.Anchor)
+		}
+		// A checkpoint of another history, signed by the same key: the
+		// journal was rewritten since. The report is red, exit 1.
+		forged := forgeCheckpoint(t, ej.home, stdout)
+		if err := os.WriteFile(kept, forged, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out := filepath.Join(t.TempDir(), "r")
+		code, _, stderr = runCmd(append(period, "--out", out, "--checkpoint", kept)...)
+		data, _ := os.ReadFile(filepath.Join(out, "evidence.json"))
+		var red evidence.Report
+		if code != 1 || json.Unmarshal(data, &red) != nil || red.Anchor.Level != evidence.AnchorRed {
+			t.Errorf("a forked kept checkpoint: exit %d, anchor %+v, %s", code, red.Anchor, stderr)
+		}
+	})
+
+	t.Run("sample", func(t *testing.T) {
+		var picks [2][]string
+		for i := range picks {
+			out := filepath.Join(t.TempDir(), "r")
+			r, _ := runEvidenceCmd(t, ej, out, "--now", ej.to.Format(time.RFC3339), "--sample", "1", "--seed", "42")
+			if r.Sample == nil || len(r.Sample.Sessions) != 1 {
+				t.Fatalf("sample: %+v", r.Sample)
+			}
+			picks[i] = r.Sample.Sessions
+			// The grant's session: its grant was approved by the
+			// agent's sponsor, an exception.
+			if !slices.Contains(r.Sample.Exceptions, ej.grantSession) {
+				t.Errorf("the sample's exceptions %v lack the self-approved grant's session %s", r.Sample.Exceptions, ej.grantSession)
+			}
+			detailed := 0
+			for _, s := range r.Sessions {
+				if !s.Detailed {
+					continue
+				}
+				detailed++
+				if s.Bundle == "" {
+					t.Errorf("detailed session %s has no bundle", s.ID)
+					continue
+				}
+				code, stdout, stderr := runCmd("verify", "--bundle", filepath.Join(out, s.Bundle), "--key", filepath.Join(ej.home, certauth.JournalPubKeyFile))
+				if code != 0 {
+					t.Errorf("bundle %s does not verify: %d %s %s", s.Bundle, code, stdout, stderr)
+				}
+			}
+			if detailed == 0 {
+				t.Error("no session is detailed")
+			}
+		}
+		if !slices.Equal(picks[0], picks[1]) {
+			t.Errorf("one seed, two samples: %v %v", picks[0], picks[1])
+		}
+		// Anyone can recompute the pick: the smallest SHA-256 of
+		// "SEED:ID".
+		all := []string{ej.standingSession, ej.grantSession}
+		slices.SortFunc(all, func(a, b string) int {
+			x, y := sha256.Sum256([]byte("42:"+a)), sha256.Sum256([]byte("42:"+b))
+			return bytes.Compare(x[:], y[:])
+		})
+		if picks[0][0] != all[0] {
+			t.Errorf("sampled %v, the smallest SHA-256(\"42:ID\") is %s", picks[0], all[0])
+		}
+	})
+}
+
+func hasFinding(fs []evidence.Finding, kind string) bool {
+	for _, f := range fs {
+		if f.Kind == kind {
+			return true
+		}
+	}
+	return false
+}
+
+// forgeCheckpoint signs, with the journal's own key, a checkpoint of the
+// size of kept but another root: what a journal rewritten with its key
+// since the auditor kept kept would now have.
+func forgeCheckpoint(t *testing.T, home, kept string) []byte {
+	t.Helper()
+	key, err := certauth.LoadJournalKey(home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitN(kept, "\n", 4)
+	size, err := strconv.ParseInt(lines[1], 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := recorder.Checkpoint{Origin: lines[0], Size: size}
+	c.Root[0] = 1
+	signed, err := recorder.SignCheckpoint(c, key.Signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return signed
 }

@@ -545,6 +545,8 @@ func grantsExplain(err error) error {
 		return withHint(err, "another approver the policy names must decide it")
 	case certauth.ReasonNotApprover:
 		return withHint(err, "the policy in force names who may approve grants of this role")
+	case certauth.ReasonSponsorConflict:
+		return withHint(err, "the role's approval excludes the requester's sponsor and those acting for the same person: another approver the policy names must approve")
 	case certauth.ReasonGrantNotFound:
 		return withHint(err, `check the ID with "bastion grants list": you see your own grants and those you may approve`)
 	case certauth.ReasonGrantState:

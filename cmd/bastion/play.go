@@ -40,8 +40,9 @@ journal's latest signed checkpoint, with the journal's public key; then it
 checks each batch of frames against the chain head the log committed for
 it before showing it. A session that does not verify is refused (exit 1),
 saying why; --force plays it as stored, says what does not verify first
-(and again at the end), and still exits 1. "bastion verify" checks the
-journal as a whole.
+(and again at the end), and still exits 1. A session ID the journal does
+not hold exits 1 too (a failed look-up; 2 is for a malformed command
+line). "bastion verify" checks the journal as a whole.
 
 --from seeks through the journal's index to the frame at OFFSET, without
 reading what comes before it; the screen is cleared and the session plays
@@ -166,7 +167,7 @@ func checkSessionExists(ctx context.Context, st storage.Store, v note.Verifier, 
 		if _, err := recorder.OpenSession(ctx, snap, recorder.SessionID(id), recorder.OpenOptions{Verifier: v}); errors.Is(err, recorder.ErrSessionBroken) {
 			return exitCode(1, withHint(err, `run "bastion verify --db `+path+`" for every finding`))
 		}
-		return exitCode(2, withHint(fmt.Errorf("no session %s in %s", id, path), `run "bastion sessions list" to see the sessions`))
+		return exitCode(1, withHint(fmt.Errorf("no session %s in %s", id, path), `run "bastion sessions list" to see the sessions`))
 	} else if err != nil {
 		return exitCode(2, err)
 	}

@@ -94,7 +94,7 @@ func TestPlayCommand(t *testing.T) {
 		t.Errorf("stderr %q", stderr)
 	}
 	code, _, stderr = runArgs("--home", home, "play", uuid.NewString())
-	if code != 2 || !strings.Contains(stderr, "no session") {
+	if code != 1 || !strings.Contains(stderr, "no session") {
 		t.Errorf("unknown session: exit %d, %q", code, stderr)
 	}
 	code, _, stderr = runArgs("--home", home, "play", "--speed", "fast", shell)

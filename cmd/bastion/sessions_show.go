@@ -53,7 +53,8 @@ The session is verified as "bastion play" verifies it: its leaves proven in
 the head checkpoint, which must cover the whole journal, its frames chained
 to the heads they commit, and no leaf of it hidden from the index. One that
 does not verify is refused (exit 1); with --force it is shown as stored,
-its problems first, and show still exits 1.
+its problems first, and show still exits 1. A session ID the journal does
+not hold exits 1 too.
 
 ` + readsParagraph("sessions show") + `
 
@@ -139,7 +140,7 @@ func runSessionsShow(ctx context.Context, e *env, args []string) error {
 	defer snap.Close()
 	rec, err := recorder.OpenSession(ctx, snap, recorder.SessionID(id), recorder.OpenOptions{Verifier: v, Force: *force})
 	if errors.Is(err, storage.ErrNotFound) {
-		return exitCode(2, withHint(fmt.Errorf("no session %s in %s", id, path), `run "bastion sessions list" to see the sessions`))
+		return exitCode(1, withHint(fmt.Errorf("no session %s in %s", id, path), `run "bastion sessions list" to see the sessions`))
 	}
 	if rerr := recordRead(ctx, e, path, "show", recorder.Attrs{"session": id.String()}, *unrecorded); rerr != nil {
 		return rerr

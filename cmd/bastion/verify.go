@@ -15,6 +15,7 @@ import (
 
 	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/evidence"
 	"github.com/bastionhq/bastion/recorder/termtext"
 	"github.com/bastionhq/bastion/storage"
 )
@@ -32,6 +33,7 @@ var verifyUsage = `Usage:
     bastion verify [--db FILE] [--key FILE] [--session ID] [--checkpoint FILE] [--json]
                    [--unrecorded] [--token-file FILE]
     bastion verify --bundle FILE --key FILE [--json]
+    bastion verify --report DIR [--key FILE] [--db FILE]
 
 Recomputes the journal from its records and checks it against its signed
 checkpoints, trusting nothing in the file: every session's hash chain,
@@ -52,14 +54,21 @@ inclusion proof against the bundle's checkpoint, and the checkpoint's
 signature with the key given with --key, which is required: the key is
 the auditor's, never one the bundle names.
 
+With --report, it checks an examiner's report ("bastion evidence"): the
+signature of DIR/evidence.sig with the journal's key, that evidence.html
+and evidence.json still have the SHA-256 it signs, and, when the journal
+is at hand, that its evidence.generated record names the same digests
+(the journal is read and its log verified as "bastion sessions list"
+reads it).
+
 ` + readsParagraph("verify") + `
 
 A verify of a journal no writer may extend as it is (it does not verify,
 or it is another key's) cannot be recorded either: it goes ahead with a
 warning, as what is wrong is what verify reports. An auditor who verifies
 a copy of the journal away from the bastion passes --unrecorded: the copy
-has no writer to record the read. A bundle is not the journal: verifying
-one is not recorded.
+has no writer to record the read. Verifying a bundle or a report is not a
+read of the journal, and is not recorded.
 
 Exit status: 0 the journal is intact; 1 it does not verify under the key:
 tampered, incomplete, or not this key's journal (everything wrong inside the
@@ -77,6 +86,7 @@ Flags:
                         checkpoints are always checked whole)
     --checkpoint FILE   a checkpoint kept earlier that the journal must extend
     --bundle FILE       verify a session bundle instead of a journal
+    --report DIR        verify an examiner's report's signature and files
     --json              print the report as JSON (see docs/journal-format.md)
 ` + readFlagsUsage(24) + `
 
@@ -94,9 +104,16 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 	kept := fs.String("checkpoint", "", "kept checkpoint `FILE`")
 	asJSON := fs.Bool("json", false, "JSON output")
 	bundle := fs.String("bundle", "", "session bundle `FILE`")
+	report := fs.String("report", "", "report `DIR`")
 	unrecorded := e.registerReadFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *report != "" {
+		if *bundle != "" || *session != "" || *kept != "" || *asJSON {
+			return usageErrorf("--report takes only --key and --db")
+		}
+		return verifyReport(ctx, e, *report, *keyFile, *db)
 	}
 	if fs.NArg() > 0 {
 		return usageErrorf("verify takes no arguments; name a session with --session ID")
@@ -335,6 +352,77 @@ func verifyBundle(e *env, file, keyFile string, asJSON bool) error {
 		fmt.Fprintf(e.stdout, "  ended:       %s\n", termtext.Line(rep.EndReason))
 	} else {
 		fmt.Fprintf(e.stdout, "  ended:       no: the session was still being recorded (or its recorder stopped) when the bundle was made; it proves the frames so far\n")
+	}
+	fmt.Fprintln(e.stdout, "result: intact")
+	return nil
+}
+
+// verifyReport checks a report directory's signed note, its files'
+// digests, and, when the journal is at hand, its evidence.generated leaf.
+func verifyReport(ctx context.Context, e *env, dir, keyFile, db string) error {
+	v, key, err := loadVerifier(e, keyFile)
+	if err != nil {
+		return exitCode(2, err)
+	}
+	msg, err := os.ReadFile(filepath.Join(dir, evidence.SignatureFile))
+	if err != nil {
+		return exitCode(2, withHint(fmt.Errorf("report %s: %w", dir, err), "a report made with --unrecorded has no signature"))
+	}
+	fmt.Fprintf(e.stdout, "report %s\n  key:        %s (%s)\n", dir, key.Key, key.File)
+	sig, err := evidence.OpenSignature(msg, v)
+	if err != nil {
+		fmt.Fprintf(e.stdout, "result: FAILED: %s\n", termtext.Line(err.Error()))
+		return exitCode(1, nil)
+	}
+	fmt.Fprintf(e.stdout, "  signature:  valid, journal %s, leaf %d\n", termtext.Line(sig.Origin), sig.Leaf)
+	sums, err := evidence.DigestFiles(dir)
+	if err != nil {
+		return exitCode(2, fmt.Errorf("report %s: %w", dir, err))
+	}
+	bad := 0
+	for _, f := range evidence.ReportFiles {
+		if sums[f] == sig.SHA256[f] {
+			fmt.Fprintf(e.stdout, "  %-14s sha256 %s, as signed\n", f+":", sums[f])
+			continue
+		}
+		bad++
+		fmt.Fprintf(e.stdout, "  %-14s sha256 %s, NOT the signed %s: changed since it was made\n", f+":", sums[f], sig.SHA256[f])
+	}
+	path, err := e.dbPath(db)
+	if err == nil {
+		if _, statErr := os.Stat(path); statErr != nil {
+			err = statErr
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(e.stdout, "  journal:    not at hand; its evidence.generated record was not checked (pass --db FILE)")
+	} else {
+		l, err := readLog(ctx, e, keyFile, db, func(name string) bool { return name == evidence.EventEvidenceGenerated })
+		if err != nil {
+			return err
+		}
+		defer l.Close()
+		var leaf *recorder.Leaf
+		for _, ev := range l.Events {
+			if ev.Index == sig.Leaf {
+				leaf = ev.Leaf
+			}
+		}
+		switch {
+		case leaf == nil:
+			bad++
+			fmt.Fprintf(e.stdout, "  journal:    %s has no evidence.generated record at leaf %d\n", path, sig.Leaf)
+		case leaf.Attrs["sha256.html"] != sig.SHA256["evidence.html"] || leaf.Attrs["sha256.json"] != sig.SHA256["evidence.json"]:
+			bad++
+			fmt.Fprintf(e.stdout, "  journal:    leaf %d of %s records other digests\n", sig.Leaf, path)
+		default:
+			fmt.Fprintf(e.stdout, "  journal:    leaf %d of %s records the same digests (period %s to %s)\n", sig.Leaf, path,
+				termtext.Line(leaf.Attrs["period.from"]), termtext.Line(leaf.Attrs["period.to"]))
+		}
+	}
+	if bad > 0 {
+		fmt.Fprintf(e.stdout, "result: FAILED, %d problem(s)\n", bad)
+		return exitCode(1, nil)
 	}
 	fmt.Fprintln(e.stdout, "result: intact")
 	return nil

@@ -102,6 +102,40 @@ type Options struct {
 	// verify" prints it. Both are the caller's, which owns the CLI.
 	VerifyCommand string
 	VerifyOutput  func(*recorder.Report) string
+	// Identities limits the report to these identities (SUBJECT@PROVIDER,
+	// or local:USER@HOST); empty means all.
+	Identities []string
+	// Kept is a checkpoint the examiner kept outside the bastion's host,
+	// read from KeptFile: the journal must extend it, and the report's
+	// verdict then rests on it rather than on the journal's own head.
+	Kept     []byte
+	KeptFile string
+	// Sample, when positive, picks that many sessions for detailed
+	// review, reproducibly from Seed, plus every session an exception
+	// names; the others are counted, not detailed.
+	Sample int
+	Seed   int64
+	// JournalBytes is the size of the journal's files, for the
+	// retention statement.
+	JournalBytes int64
+}
+
+// ScopeError is a --target or --identity that names nothing the journal
+// holds: most likely a typing mistake, which would otherwise give a
+// clean report of nothing.
+type ScopeError struct {
+	Kind       string // "target" or "identity"
+	Name       string
+	Suggestion string // the closest known name, or ""
+	Known      int    // how many names of that kind the journal holds
+}
+
+func (e *ScopeError) Error() string {
+	s := fmt.Sprintf("no %s %q in the journal", e.Kind, e.Name)
+	if e.Suggestion != "" {
+		s += fmt.Sprintf("; did you mean %q?", e.Suggestion)
+	}
+	return s
 }
 
 // Build verifies the journal in store and reads the report of the period
@@ -119,7 +153,7 @@ func Build(ctx context.Context, store storage.Store, opts Options) (*Report, err
 		return nil, err
 	}
 	defer snap.Close()
-	vr, err := recorder.VerifySnapshot(ctx, snap, recorder.VerifyOptions{Verifier: opts.Verifier})
+	vr, err := recorder.VerifySnapshot(ctx, snap, recorder.VerifyOptions{Verifier: opts.Verifier, Kept: opts.Kept})
 	if err != nil {
 		return nil, err
 	}
@@ -137,16 +171,27 @@ func Build(ctx context.Context, store storage.Store, opts Options) (*Report, err
 	}
 	b := &builder{ctx: ctx, snap: snap, log: log, opts: opts, bound: log.Size(),
 		from: opts.From.UnixNano(), to: opts.To.UnixNano(), now: opts.Now.UTC(),
-		certs: map[uint64]*certState{}, grants: map[string]*Grant{}, ids: map[string]*Identity{}}
+		certs: map[uint64]*certState{}, grants: map[string]*Grant{}, ids: map[string]*Identity{}, policies: map[string]*PolicyInForce{}, grantEmail: map[string]string{}, exceptional: map[string]bool{}}
 	b.targets = map[string]bool{}
 	for _, t := range opts.Targets {
 		b.targets[t] = true
 	}
+	b.identities = map[string]bool{}
+	for _, id := range opts.Identities {
+		b.identities[id] = true
+	}
+	if err := b.checkScope(); err != nil {
+		return nil, err
+	}
 	r := &Report{
 		Format:      Format,
 		GeneratedAt: b.now,
-		Scope:       Scope{From: opts.From.UTC(), To: opts.To.UTC(), Targets: nonNil(slices.Sorted(slices.Values(opts.Targets)))},
-		Journal:     opts.Journal,
+		Scope: Scope{From: opts.From.UTC(), To: opts.To.UTC(), Targets: nonNil(slices.Sorted(slices.Values(opts.Targets))),
+			Identities: nonNil(slices.Sorted(slices.Values(opts.Identities)))},
+		Banners:         []Banner{},
+		OperatorActions: []OperatorAction{},
+		LeastPrivilege:  LeastPrivilege{Policies: []PolicyInForce{}, Reach: []Reach{}},
+		Journal:         opts.Journal,
 		Verification: Verification{
 			Intact: vr.Intact(), TreeSize: vr.TreeSize, Root: vr.Root, Sessions: vr.Sessions, SessionsChecked: vr.SessionsRead,
 			Frames: vr.Frames, PayloadBytes: vr.PayloadBytes, Events: vr.Events, Checkpoints: vr.Checkpoints,
@@ -174,14 +219,20 @@ func Build(ctx context.Context, store storage.Store, opts Options) (*Report, err
 		r.Verification.Output = opts.VerifyOutput(vr)
 	}
 	b.r = r
-	steps := []func() error{b.checkpoint, b.readCerts, b.readGrants, b.readSessions, b.readRefusals, b.readCustody}
+	steps := []func() error{b.checkpoint, b.readCerts, b.readGrants, b.readSessions, b.readRefusals, b.readCustody, b.readPolicies, b.readOperators}
 	for _, step := range steps {
 		if err := step(); err != nil {
 			return nil, err
 		}
 	}
+	for i := range r.Grants {
+		r.Grants[i].Scope = b.scopeOf(&r.Grants[i])
+	}
+	b.retention()
 	b.inventory()
 	b.findings(vr)
+	b.anchor(vr)
+	b.sample()
 	return r, nil
 }
 
@@ -195,12 +246,20 @@ type builder struct {
 	from, to int64 // the period, in Unix nanoseconds
 	now      time.Time
 	targets  map[string]bool
+	// identities limits the report to these identities; empty: all.
+	identities map[string]bool
+	// policies are every policy.loaded leaf, by hash.
+	policies map[string]*PolicyInForce
 
 	certs  map[uint64]*certState
 	grants map[string]*Grant
 	// grantOrder is every grant by leaf, in scope or not; granted the
 	// IDs in scope.
 	grantOrder []*Grant
+	// exceptional are the sessions an exception names.
+	exceptional map[string]bool
+	// grantEmail is each grant's requester's e-mail address, if known.
+	grantEmail map[string]string
 	ids        map[string]*Identity
 }
 
@@ -219,6 +278,8 @@ func (b *builder) overlaps(start, end int64) bool {
 }
 
 func (b *builder) targetInScope(t string) bool { return len(b.targets) == 0 || b.targets[t] }
+
+func (b *builder) identityInScope(id string) bool { return len(b.identities) == 0 || b.identities[id] }
 
 // events calls fn for the verified event leaves named name, in index
 // order.
@@ -351,7 +412,9 @@ func (b *builder) readGrants() error {
 				ID: "G-" + strconv.FormatInt(e.idx, 10), State: "pending", Requester: a["identity"], Sponsor: a["sponsor"],
 				Reason: a["reason"], Ticket: a["ticket"], Role: a["role"], Target: a["target"], Login: a["login"], Command: a["command"],
 				Duration: a["duration"], Requested: at, Leaf: e.idx, Approvals: []Decision{}, Sessions: []string{}, Certificates: []uint64{},
+				PolicyHash: a["policy.hash"],
 			}
+			b.grantEmail[g.ID] = a["email"]
 			g.Needed, _ = strconv.Atoi(a["approvals"])
 			b.grants[g.ID] = g
 			b.grantOrder = append(b.grantOrder, g)
@@ -361,7 +424,7 @@ func (b *builder) readGrants() error {
 		if g == nil {
 			continue
 		}
-		d := Decision{Event: e.name, By: a["by"], Comment: a["comment"], At: at, Leaf: e.idx}
+		d := Decision{Event: e.name, By: a["by"], BySponsor: a["by.sponsor"], ByEmail: a["by.email"], Comment: a["comment"], At: at, Leaf: e.idx}
 		switch e.name {
 		case EventGrantApproved:
 			g.Approvals = append(g.Approvals, d)
@@ -387,7 +450,7 @@ func (b *builder) readGrants() error {
 		if g.Closed != nil {
 			closed = g.Closed.At.UnixNano()
 		}
-		if b.overlaps(g.Requested.UnixNano(), closed) && b.targetInScope(g.Target) {
+		if b.overlaps(g.Requested.UnixNano(), closed) && b.targetInScope(g.Target) && b.identityInScope(g.Requester) {
 			b.r.Grants = append(b.r.Grants, *g)
 		}
 	}
@@ -420,7 +483,7 @@ func (b *builder) readSessions() error {
 		if err != nil {
 			return err
 		}
-		if !b.targetInScope(s.Target) {
+		if !b.targetInScope(s.Target) || !b.identityInScope(s.Identity) {
 			continue
 		}
 		if s.Rule != "" && s.Grant == "" {
@@ -515,6 +578,24 @@ func (b *builder) session(ls *recorder.LogSession) (*Session, error) {
 	return s, nil
 }
 
+// certIdentity is the identity of the certificate a refused login
+// offered, when it was one the user CA issued: its serial names a
+// cert.issued leaf whose key is the key offered. A certificate of another
+// CA (reason untrusted_ca, not_a_user_certificate) names nobody.
+func (b *builder) certIdentity(a recorder.Attrs) string {
+	if a["reason"] == "untrusted_ca" || a["reason"] == "not_a_user_certificate" || a["serial"] == "" {
+		return ""
+	}
+	serial, err := strconv.ParseUint(a["serial"], 10, 64)
+	if err != nil {
+		return ""
+	}
+	if c := b.certs[serial]; c != nil && c.Key != "" && c.Key == a["key.sha256"] {
+		return c.identity
+	}
+	return ""
+}
+
 // readRefusals reads the refused actions and failed authentications of
 // the period.
 func (b *builder) readRefusals() error {
@@ -554,10 +635,20 @@ func (b *builder) readRefusals() error {
 					r.Target = t
 				}
 			}
+			// A refused login with a certificate of the user CA names
+			// its identity: the certificate's serial is the leaf of its
+			// issuance, and its key must be the one issued.
+			if r.Identity == "" && name == EventAuthRefused {
+				r.Identity = b.certIdentity(a)
+			}
 			// A refusal that names no target (a login or a token
 			// refused before any target was chosen) is about the
 			// bastion itself: it is in every report.
 			if r.Target != "" && !b.targetInScope(r.Target) {
+				return
+			}
+			// With identities, only the refusals that name one of them.
+			if len(b.identities) > 0 && !b.identities[r.Identity] {
 				return
 			}
 			b.r.Refusals = append(b.r.Refusals, r)
@@ -609,7 +700,7 @@ func (b *builder) inventory() {
 		}
 		// With targets, a certificate counts for the identities that
 		// reached them (a certificate names logins, not targets).
-		if len(b.targets) > 0 && b.ids[c.identity] == nil {
+		if (len(b.targets) > 0 && b.ids[c.identity] == nil) || !b.identityInScope(c.identity) {
 			continue
 		}
 		id := get(c.identity)

@@ -19,7 +19,11 @@ func (b *builder) readCustody() error {
 			return
 		}
 		a := l.Attrs
-		acc := Access{At: wall(l), Leaf: idx, Action: a["action"], Session: a["session"], Format: a["format"], User: a["user"], UID: a["uid"], Host: a["host"]}
+		acc := Access{At: wall(l), Leaf: idx, Action: a["action"], Session: a["session"], Format: a["format"], User: a["user"], UID: a["uid"], Host: a["host"],
+			Via: a["via"], Identity: a["identity"], Verified: a["identity.verified"], Role: a["reader.role"], PID: a["pid"]}
+		if acc.Via == "" {
+			acc.Via = "reader" // before serve recorded reads, every read was the reader's own
+		}
 		if f, t := a["period.from"], a["period.to"]; f != "" || t != "" {
 			acc.Detail = "period " + f + " to " + t
 			if ts := a["targets"]; ts != "" {

@@ -47,27 +47,60 @@ func (b *builder) findings(vr *recorder.Report) {
 	for _, k := range keys {
 		ex(FindingRefusal, first[k], "%d × %s (reason %q), the first at leaf %d: see Session activity, refused actions", counts[k], k.event, k.reason, first[k])
 	}
-	inPeriod := map[string]bool{}
+	if r.Scope.To.After(b.now) {
+		ex(FindingFuturePeriod, -1, "the period ends at %s, after the report was made (%s): records may still be added to it, so this report cannot be complete; make it again after the period ends", r.Scope.To.Format(time.RFC3339), b.now.Format(time.RFC3339))
+	}
 	for _, s := range r.Sessions {
-		inPeriod[s.ID] = true
+		// exc names session s as an exception: it is reviewed in
+		// detail whatever the sample.
+		exc := func(kind string, leaf int64, format string, a ...any) {
+			b.exceptional[s.ID] = true
+			ex(kind, leaf, format, a...)
+		}
 		switch {
 		case s.Problem != "":
-			ex(FindingBrokenSession, s.StartLeaf, "session %s does not verify: %s", s.ID, s.Problem)
+			exc(FindingBrokenSession, s.StartLeaf, "session %s does not verify: %s", s.ID, s.Problem)
 		}
 		switch {
 		case s.EndLeaf < 0:
-			ex(FindingUnterminated, s.StartLeaf, "session %s (%s to %s) has no end record: it is still being recorded, or its recorder stopped", s.ID, s.Identity, s.Target)
+			exc(FindingUnterminated, s.StartLeaf, "session %s (%s to %s) has no end record: it is still being recorded, or its recorder stopped", s.ID, s.Identity, s.Target)
 		case s.EndReason == "abandoned":
-			ex(FindingAbandoned, s.EndLeaf, "session %s (%s to %s) was abandoned: its recorder stopped, and the next writer ended it at its last committed frame", s.ID, s.Identity, s.Target)
+			exc(FindingAbandoned, s.EndLeaf, "session %s (%s to %s) was abandoned: its recorder stopped, and the next writer ended it at its last committed frame", s.ID, s.Identity, s.Target)
 		}
 		if s.Grant != "" && s.GrantEnd != nil {
 			limit := s.GrantEnd.Add(PastGrantGrace)
 			switch {
 			case s.Ended != nil && s.Ended.After(limit):
-				ex(FindingPastGrant, s.EndLeaf, "session %s under grant %s ended at %s, after the grant's end at %s", s.ID, s.Grant, s.Ended.Format(time.RFC3339), s.GrantEnd.Format(time.RFC3339))
+				exc(FindingPastGrant, s.EndLeaf, "session %s under grant %s ended at %s, after the grant's end at %s", s.ID, s.Grant, s.Ended.Format(time.RFC3339), s.GrantEnd.Format(time.RFC3339))
 			case s.Ended == nil && b.now.After(limit):
-				ex(FindingPastGrant, s.StartLeaf, "session %s under grant %s has no end record, and the grant ended at %s", s.ID, s.Grant, s.GrantEnd.Format(time.RFC3339))
+				exc(FindingPastGrant, s.StartLeaf, "session %s under grant %s has no end record, and the grant ended at %s", s.ID, s.Grant, s.GrantEnd.Format(time.RFC3339))
 			}
+		}
+	}
+	b.devFindings()
+	n := len(sum.Exceptions)
+	b.sodFindings()
+	// The sessions of a grant approved against segregation of duties
+	// are reviewed in detail.
+	for _, f := range sum.Exceptions[n:] {
+		if f.Kind != FindingSegregation {
+			continue
+		}
+		for _, g := range r.Grants {
+			if strings.HasPrefix(f.What, "grant "+g.ID+":") {
+				for _, id := range g.Sessions {
+					b.exceptional[id] = true
+				}
+			}
+		}
+	}
+	for _, a := range r.OperatorActions {
+		if a.Verified == "none" {
+			who := a.By
+			if who == "" {
+				who = "an OS account (uid " + a.UID + ")"
+			}
+			ex(FindingUnverifiedOp, a.Leaf, "%s (%s) was done by %s: no person is named (no token, and the account maps to no identity); anyone with that account, or with root through sudo, could have done it", a.Action, a.Detail, who)
 		}
 	}
 	for _, id := range r.Identities {

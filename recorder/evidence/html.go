@@ -1,11 +1,13 @@
 package evidence
 
 import (
+	"cmp"
 	_ "embed"
 	"fmt"
 	"html/template"
 	"io"
 	"maps"
+	"math/bits"
 	"slices"
 	"strconv"
 	"strings"
@@ -35,7 +37,172 @@ var tmpl = template.Must(template.New("report").Funcs(template.FuncMap{
 	"masked":         maskedText,
 	"bytes":          recorder.ByteCount,
 	"lastCheckpoint": func(c []CheckpointRef) CheckpointRef { return c[len(c)-1] },
+	"short":          short,
+	"certRows":       certRows,
+	"reachOf": func(all []Reach, leaf int64) []Reach {
+		var out []Reach
+		for _, r := range all {
+			if r.PolicyLeaf == leaf {
+				out = append(out, r)
+			}
+		}
+		return out
+	},
+	"sessionGroups":  sessionGroups,
+	"standingGroups": standingGroups,
+	"detailReason":   detailReason,
+	"maxRefusalRows": func() int { return maxRefusalRows },
+	"firstRefusals": func(rs []Refusal) []Refusal {
+		return rs[:min(len(rs), maxRefusalRows)]
+	},
 }).Parse(reportTemplate))
+
+// maxRefusalRows is how many refusals the HTML lists one by one; the
+// JSON holds every one.
+const maxRefusalRows = 200
+
+// maxCertRows is how many certificates of one identity the HTML lists
+// when the report samples sessions: beyond it, only the notable ones
+// (revoked, under a grant, or used by a session reviewed in detail).
+const maxCertRows = 12
+
+// CertRows are the certificates of one identity the HTML lists, and a
+// sentence for those it does not.
+type CertRows struct {
+	Shown  []Certificate
+	Hidden string
+}
+
+func certRows(id Identity) CertRows {
+	if len(id.Certificates) <= maxCertRows {
+		return CertRows{Shown: id.Certificates}
+	}
+	var cr CertRows
+	var n int
+	var minTTL, maxTTL int64
+	for _, c := range id.Certificates {
+		if c.Revoked != nil || c.Grant != "" {
+			cr.Shown = append(cr.Shown, c)
+			continue
+		}
+		if n == 0 || c.TTLSeconds < minTTL {
+			minTTL = c.TTLSeconds
+		}
+		maxTTL = max(maxTTL, c.TTLSeconds)
+		n++
+	}
+	if n > 0 {
+		cr.Hidden = fmt.Sprintf("and %d standing certificate(s), neither revoked nor under a grant, with lifetimes from %s to %s; evidence.json lists every one.",
+			n, time.Duration(minTTL)*time.Second, time.Duration(maxTTL)*time.Second)
+	}
+	return cr
+}
+
+// SessionGroup counts the sessions of one identity, and says where they
+// went.
+type SessionGroup struct {
+	Identity                 string
+	Where                    []string // login@target (sessions), by name
+	Count, Detailed, Broken  int
+	First, Last              time.Time
+	Commands, Frames, Masked int64
+}
+
+func sessionGroups(ss []Session) []SessionGroup {
+	idx := map[string]int{}
+	where := map[string]map[string]int{}
+	var out []SessionGroup
+	for _, s := range ss {
+		i, ok := idx[s.Identity]
+		if !ok {
+			i = len(out)
+			idx[s.Identity] = i
+			where[s.Identity] = map[string]int{}
+			out = append(out, SessionGroup{Identity: s.Identity, First: s.Started, Last: s.Started})
+		}
+		g := &out[i]
+		where[s.Identity][s.Login+"@"+s.Target]++
+		g.Count++
+		if s.Detailed {
+			g.Detailed++
+		}
+		if !s.Verified {
+			g.Broken++
+		}
+		if s.Started.Before(g.First) {
+			g.First = s.Started
+		}
+		if s.Started.After(g.Last) {
+			g.Last = s.Started
+		}
+		g.Commands += int64(len(s.Commands))
+		g.Frames += s.Frames
+		g.Masked += s.MaskedTotal
+	}
+	for i := range out {
+		out[i].Where = countedNames(where[out[i].Identity])
+	}
+	slices.SortFunc(out, func(a, b SessionGroup) int { return strings.Compare(a.Identity, b.Identity) })
+	return out
+}
+
+// countedNames lists names with their counts, "deploy@web-1 (3)", by name.
+func countedNames(m map[string]int) []string {
+	var out []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		out = append(out, fmt.Sprintf("%s (%d)", k, m[k]))
+	}
+	return out
+}
+
+// StandingGroup counts the standing-access sessions of one identity
+// under one rule, and says where they went.
+type StandingGroup struct {
+	Identity, Rule string
+	Where          []string
+	Count          int
+	Leaf           int64 // the first one's start leaf
+}
+
+func standingGroups(refs []SessionRef) []StandingGroup {
+	idx := map[[2]string]int{}
+	where := map[[2]string]map[string]int{}
+	var out []StandingGroup
+	for _, r := range refs {
+		k := [2]string{r.Identity, r.Rule}
+		i, ok := idx[k]
+		if !ok {
+			i = len(out)
+			idx[k] = i
+			where[k] = map[string]int{}
+			out = append(out, StandingGroup{Identity: k[0], Rule: k[1], Leaf: r.Leaf})
+		}
+		out[i].Count++
+		where[k][r.Login+"@"+r.Target]++
+	}
+	for i := range out {
+		out[i].Where = countedNames(where[[2]string{out[i].Identity, out[i].Rule}])
+	}
+	slices.SortFunc(out, func(a, b StandingGroup) int {
+		return cmp.Or(strings.Compare(a.Identity, b.Identity), strings.Compare(a.Rule, b.Rule))
+	})
+	return out
+}
+
+// detailReason says why a session is reviewed in detail.
+func detailReason(r *Report, id string) string {
+	if r.Sample == nil {
+		return "every session of the period is detailed (no --sample)"
+	}
+	var why []string
+	if slices.Contains(r.Sample.Sessions, id) {
+		why = append(why, fmt.Sprintf("sampled (seed %d)", r.Sample.Seed))
+	}
+	if slices.Contains(r.Sample.Exceptions, id) {
+		why = append(why, "named by an exception")
+	}
+	return strings.Join(why, "; ")
+}
 
 // WriteHTML renders r as one self-contained HTML page: inline CSS and an
 // inline SVG timeline, no script and nothing fetched, laid out for the
@@ -92,14 +259,18 @@ func maskedText(s Session) string {
 	return fmt.Sprintf("%d (%s)", s.MaskedTotal, strings.Join(parts, ", "))
 }
 
-// Timeline is the picture of section 6: a row per identity, its
-// certificates' validity and its grants' windows as bars, its sessions
-// and refusals as marks, over the period.
+// Timeline is the picture of section 7: a row per identity, when its
+// certificates were valid and its grants' windows as bars, its sessions
+// and refusals as marks, over the period, at any scale from an hour to a
+// quarter: ticks fall on round times, and marks closer than the picture
+// can show apart are drawn as one, taller the more it holds.
 type Timeline struct {
 	Width, Height int
 	Left, Chart   int // the label column's width, the chart's
-	Ticks         []Tick
-	Rows          []TimelineRow
+	// Scale says what one tick is ("one tick = 1 hour").
+	Scale string
+	Ticks []Tick
+	Rows  []TimelineRow
 }
 
 // Tick is a time label on the axis.
@@ -117,8 +288,8 @@ type TimelineRow struct {
 	Shapes []Shape
 }
 
-// Shape is a bar or a mark: Class says which (cert, grant, grant-closed,
-// session, session-open, refusal), Title what it is.
+// Shape is a bar or a mark: Class says which (cert, grant, session,
+// session-open, refusal), Title what it is.
 type Shape struct {
 	X, W  float64
 	Y, H  int
@@ -131,7 +302,21 @@ const (
 	timelineChart = 860
 	timelineRow   = 34
 	timelineTop   = 30
+	// timelineBin is the width, in pixels, within which marks are
+	// drawn as one.
+	timelineBin = 4.0
 )
+
+// tickSteps are the round intervals ticks may fall on.
+var tickSteps = []struct {
+	d    time.Duration
+	name string
+}{
+	{time.Second, "1 second"}, {5 * time.Second, "5 seconds"}, {15 * time.Second, "15 seconds"}, {time.Minute, "1 minute"},
+	{5 * time.Minute, "5 minutes"}, {15 * time.Minute, "15 minutes"}, {time.Hour, "1 hour"}, {3 * time.Hour, "3 hours"},
+	{6 * time.Hour, "6 hours"}, {24 * time.Hour, "1 day"}, {7 * 24 * time.Hour, "1 week"}, {14 * 24 * time.Hour, "2 weeks"},
+	{28 * 24 * time.Hour, "4 weeks"}, {91 * 24 * time.Hour, "13 weeks"}, {365 * 24 * time.Hour, "1 year"},
+}
 
 // NewTimeline lays out the timeline of r.
 func NewTimeline(r *Report) *Timeline {
@@ -150,27 +335,68 @@ func NewTimeline(r *Report) *Timeline {
 		x0, x1 := x(a), x(b)
 		return Shape{X: x0, W: max(x1-x0, 2), Y: y, H: h, Class: class, Title: title}
 	}
-	for i := 0; i <= 4; i++ {
-		at := from.Add(span * time.Duration(i) / 4)
-		anchor := "middle"
-		switch i {
-		case 0:
-			anchor = "start"
-		case 4:
-			anchor = "end"
+	// At most 8 ticks, on round times (UTC), labelled as finely as the
+	// step needs.
+	step := tickSteps[len(tickSteps)-1]
+	for _, s := range tickSteps {
+		if span/s.d <= 8 {
+			step = s
+			break
 		}
-		t.Ticks = append(t.Ticks, Tick{X: x(at), Label: at.UTC().Format("01-02 15:04:05Z"), Anchor: anchor})
+	}
+	t.Scale = "one tick = " + step.name
+	layout := "2006-01-02"
+	switch {
+	case step.d < time.Minute:
+		layout = "15:04:05"
+	case step.d < 24*time.Hour:
+		layout = "01-02 15:04"
+	}
+	for at := from.UTC().Truncate(step.d); !at.After(to); at = at.Add(step.d) {
+		if at.Before(from) {
+			continue
+		}
+		t.Ticks = append(t.Ticks, Tick{X: x(at), Label: at.Format(layout), Anchor: "middle"})
+	}
+	if len(t.Ticks) > 0 {
+		if t.Ticks[0].X < timelineLeft+30 {
+			t.Ticks[0].Anchor = "start"
+		}
+		if last := &t.Ticks[len(t.Ticks)-1]; last.X > timelineLeft+timelineChart-30 {
+			last.Anchor = "end"
+		}
 	}
 	for i, id := range r.Identities {
 		y := timelineTop + i*timelineRow
 		row := TimelineRow{Y: y, Label: id.Identity, Kind: id.Kind}
+		// Certificates: the union of their validity, one bar per run.
+		type span struct {
+			a, b time.Time
+			n    int
+		}
+		var certs []span
 		for _, c := range id.Certificates {
 			end := c.ValidBefore
 			if c.Revoked != nil && c.Revoked.At.Before(end) {
 				end = c.Revoked.At
 			}
-			row.Shapes = append(row.Shapes, bar(c.ValidAfter, end, y+4, 6, "cert",
-				fmt.Sprintf("certificate %d: %s, %s to %s", c.Serial, strings.Join(c.Principals, ","), fmtTime(c.ValidAfter), fmtTime(end))))
+			certs = append(certs, span{c.ValidAfter, end, 1})
+		}
+		slices.SortFunc(certs, func(p, q span) int { return p.a.Compare(q.a) })
+		var runs []span
+		for _, c := range certs {
+			if n := len(runs); n > 0 && x(c.a) <= x(runs[n-1].b)+timelineBin {
+				if c.b.After(runs[n-1].b) {
+					runs[n-1].b = c.b
+				}
+				runs[n-1].n++
+				continue
+			}
+			runs = append(runs, c)
+		}
+		for _, c := range runs {
+			row.Shapes = append(row.Shapes, bar(c.a, c.b, y+4, 6, "cert",
+				fmt.Sprintf("%d certificate(s) valid from %s to %s", c.n, fmtTime(c.a), fmtTime(c.b))))
 		}
 		for _, g := range r.Grants {
 			if g.Requester != id.Identity || g.Start == nil {
@@ -183,22 +409,65 @@ func NewTimeline(r *Report) *Timeline {
 			row.Shapes = append(row.Shapes, bar(*g.Start, end, y+12, 10, "grant",
 				fmt.Sprintf("grant %s: %s as %s, %s to %s (%s)", g.ID, g.Target, g.Login, fmtTime(*g.Start), fmtTime(end), g.State)))
 		}
+		// Sessions: grouped by bin of their start; a group's mark spans
+		// its first start to its last end, and is as tall as the log of
+		// its count allows.
+		type group struct {
+			a, b  time.Time
+			n     int
+			open  bool
+			first string
+		}
+		var groups []group
+		var sess []Session
 		for _, s := range r.Sessions {
-			if s.Identity != id.Identity {
+			if s.Identity == id.Identity {
+				sess = append(sess, s)
+			}
+		}
+		slices.SortFunc(sess, func(p, q Session) int { return p.Started.Compare(q.Started) })
+		for _, s := range sess {
+			end, open := to, true
+			if s.Ended != nil {
+				end, open = *s.Ended, false
+			}
+			if n := len(groups); n > 0 && x(s.Started) <= x(groups[n-1].b)+timelineBin {
+				g := &groups[n-1]
+				if end.After(g.b) {
+					g.b = end
+				}
+				g.n++
+				g.open = g.open || open
 				continue
 			}
-			end, class := to, "session-open"
-			if s.Ended != nil {
-				end, class = *s.Ended, "session"
-			}
-			row.Shapes = append(row.Shapes, bar(s.Started, end, y+11, 12, class,
-				fmt.Sprintf("session %s: %s@%s, %s to %s", s.ID, s.Login, s.Target, fmtTime(s.Started), fmtTimePtr(s.Ended))))
+			groups = append(groups, group{s.Started, end, 1, open, s.ID})
 		}
-		for _, f := range r.Refusals {
-			if f.Identity == id.Identity {
-				row.Shapes = append(row.Shapes, Shape{X: x(f.At) - 3, W: 6, Y: y + 24, H: 6, Class: "refusal",
-					Title: fmt.Sprintf("%s at %s: %s", f.Event, fmtTime(f.At), f.Reason)})
+		for _, g := range groups {
+			class := "session"
+			if g.open {
+				class = "session-open"
 			}
+			title := fmt.Sprintf("session %s, %s to %s", g.first, fmtTime(g.a), fmtTime(g.b))
+			h := 12
+			if g.n > 1 {
+				title = fmt.Sprintf("%d sessions, %s to %s", g.n, fmtTime(g.a), fmtTime(g.b))
+				h = min(22, 12+3*bits.Len(uint(g.n)))
+			}
+			s := bar(g.a, g.b, y+11, h, class, title)
+			s.Y = y + 23 - h
+			row.Shapes = append(row.Shapes, s)
+		}
+		var lastX float64 = -1
+		for _, f := range r.Refusals {
+			if f.Identity != id.Identity {
+				continue
+			}
+			if fx := x(f.At); lastX >= 0 && fx <= lastX+timelineBin {
+				continue // drawn with the one before
+			}
+			lastX = x(f.At)
+			row.Shapes = append(row.Shapes, Shape{X: lastX - 3, W: 6, Y: y + 24, H: 6, Class: "refusal",
+				Title: fmt.Sprintf("%s at %s: %s", f.Event, fmtTime(f.At), f.Reason)})
 		}
 		t.Rows = append(t.Rows, row)
 	}

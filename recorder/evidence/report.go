@@ -4,7 +4,7 @@ import "time"
 
 // Format names the report's JSON form; docs/evidence.schema.json is its
 // schema.
-const Format = "bastion-evidence-v1"
+const Format = "bastion-evidence-v2"
 
 // Report is the examiner's report: what the journal says of one period,
 // with the proof that the journal is whole. Its JSON form is
@@ -21,6 +21,10 @@ type Report struct {
 	Journal      JournalInfo  `json:"journal"`
 	Checkpoint   Checkpoint   `json:"checkpoint"`
 	Verification Verification `json:"verification"`
+	// Anchor says what the verdict rests on; Banners are the warnings
+	// the cover shows first.
+	Anchor  Anchor   `json:"anchor"`
+	Banners []Banner `json:"banners"`
 	// VerifyCommand checks the journal independently of this report,
 	// against the checkpoint written beside it (checkpoint.txt).
 	VerifyCommand string `json:"verify_command"`
@@ -32,9 +36,18 @@ type Report struct {
 	// Section 4.
 	Grants         []Grant      `json:"grants"`
 	StandingAccess []SessionRef `json:"standing_access"`
+	// LeastPrivilege is the policy in force during the period: its
+	// roles, text and changes, and who could reach what.
+	LeastPrivilege LeastPrivilege `json:"least_privilege"`
 	// Section 5.
 	Sessions []Session `json:"sessions"`
 	Refusals []Refusal `json:"refusals"`
+	// Sample is the reproducible sample of sessions picked for detailed
+	// review (--sample), nil when every session is detailed.
+	Sample *Sample `json:"sample"`
+	// OperatorActions are the actions operators took through the admin
+	// socket: kills, revocations, CA rotations.
+	OperatorActions []OperatorAction `json:"operator_actions"`
 	// Section 7.
 	Custody Custody `json:"custody"`
 	// Section 8.
@@ -47,6 +60,69 @@ type Scope struct {
 	To   time.Time `json:"to"`
 	// Targets limits the report to these targets; empty means all.
 	Targets []string `json:"targets"`
+	// Identities limits it to these identities; empty means all.
+	Identities []string `json:"identities"`
+}
+
+// Anchor says what the report's verdict rests on.
+type Anchor struct {
+	// Level is "green" when the journal is intact and proven consistent
+	// with a checkpoint kept outside the bastion's host, "amber" when it
+	// is intact but checked only against its own head (whoever controls
+	// the host could have rolled it back or rewritten it whole, with
+	// its key), "red" when it does not verify.
+	Level string `json:"level"`
+	// Basis is "kept-checkpoint", "own-head" or "none".
+	Basis string `json:"basis"`
+	What  string `json:"what"`
+	// CheckpointSize is the size of the kept checkpoint, when given.
+	CheckpointSize int64 `json:"checkpoint_size,omitempty"`
+	// CheckpointFile is where it was read.
+	CheckpointFile string `json:"checkpoint_file,omitempty"`
+}
+
+// Anchor levels.
+const (
+	AnchorGreen = "green"
+	AnchorAmber = "amber"
+	AnchorRed   = "red"
+)
+
+// Banner is a warning the cover shows before anything else.
+type Banner struct {
+	Kind string `json:"kind"`
+	What string `json:"what"`
+}
+
+// Sample is the sessions picked for detailed review: the Size sessions
+// of the period with the smallest SHA-256 of "SEED:ID" (decimal seed,
+// lower-case session ID), which anyone can recompute, and every session
+// an exception names.
+type Sample struct {
+	Size       int      `json:"size"`
+	Seed       int64    `json:"seed"`
+	Method     string   `json:"method"`
+	Sessions   []string `json:"sessions"`
+	Exceptions []string `json:"exceptions"`
+}
+
+// OperatorAction is an action an operator took: a session killed, a
+// certificate or grant revoked, a CA rotated.
+type OperatorAction struct {
+	Event  string    `json:"event"`
+	Action string    `json:"action"`
+	At     time.Time `json:"at"`
+	Leaf   int64     `json:"leaf"`
+	// Operator is the person, SUBJECT@PROVIDER, when one is named;
+	// Verified how: "token" (an OpenID Connect token serve verified),
+	// "account" (the OS account, mapped to the identity by serve's
+	// configuration) or "none" (only an OS account is known).
+	Operator string `json:"operator"`
+	Verified string `json:"verified"`
+	UID      string `json:"uid,omitempty"`
+	User     string `json:"user,omitempty"`
+	By       string `json:"by,omitempty"`
+	Detail   string `json:"detail,omitempty"`
 }
 
 // JournalInfo names the journal and the key it was checked with.
@@ -140,6 +216,12 @@ const (
 	FindingStanding        = "standing-access"
 	FindingUncleanStop     = "unclean-stop"
 	FindingPolicyRefused   = "policy-refused"
+	FindingSegregation     = "segregation-of-duties"
+	FindingUnknownSponsor  = "unknown-sponsor"
+	FindingDevProvider     = "dev-provider"
+	FindingFuturePeriod    = "future-period"
+	FindingUnverifiedOp    = "unverified-operator"
+	FindingAnchor          = "anchor"
 	FindingPendingGrant    = "pending-grant"
 	FindingActiveGrant     = "active-grant"
 	FindingLiveSession     = "live-session"
@@ -218,15 +300,24 @@ type Grant struct {
 	Closed       *Decision `json:"closed,omitempty"`
 	Sessions     []string  `json:"sessions"`
 	Certificates []uint64  `json:"certificates"`
+	// Scope says concretely what the grant allowed, from the role of
+	// the policy in force when it was requested.
+	Scope string `json:"scope"`
+	// PolicyHash is the policy in force at the request.
+	PolicyHash string `json:"policy_hash,omitempty"`
 }
 
 // Decision is a transition of a grant: an approval, or how it closed.
 type Decision struct {
-	Event   string    `json:"event"`
-	By      string    `json:"by,omitempty"`
-	Comment string    `json:"comment,omitempty"`
-	At      time.Time `json:"at"`
-	Leaf    int64     `json:"leaf"`
+	Event string `json:"event"`
+	By    string `json:"by,omitempty"`
+	// BySponsor and ByEmail are the deciding identity's sponsor and
+	// e-mail address, as its token said.
+	BySponsor string    `json:"by_sponsor,omitempty"`
+	ByEmail   string    `json:"by_email,omitempty"`
+	Comment   string    `json:"comment,omitempty"`
+	At        time.Time `json:"at"`
+	Leaf      int64     `json:"leaf"`
 }
 
 // SessionRef names a session of section 5.
@@ -276,6 +367,12 @@ type Session struct {
 	// Problem why not.
 	Verified bool   `json:"verified"`
 	Problem  string `json:"problem,omitempty"`
+	// Detailed says the session is reviewed in detail: every session
+	// without --sample, else those sampled and those an exception names.
+	Detailed bool `json:"detailed"`
+	// Bundle is the session's verifiable bundle beside the report
+	// (bundles/ID.bundle), written for each detailed session.
+	Bundle string `json:"bundle,omitempty"`
 }
 
 // Command is a command of a session: exactly as sent for an exec
@@ -327,6 +424,18 @@ type Custody struct {
 	Policies []PolicyEvent `json:"policies"`
 	// Gaps are unclean stops: a start without a stop before it.
 	Gaps []Finding `json:"gaps"`
+	// Retention is what the journal holds: its oldest record and size.
+	Retention Retention `json:"retention"`
+}
+
+// Retention states what the journal keeps.
+type Retention struct {
+	// OldestRecord is the signed time of leaf 0; Leaves how many the
+	// journal holds; JournalBytes the size of its files.
+	OldestRecord time.Time `json:"oldest_record"`
+	Leaves       int64     `json:"leaves"`
+	JournalBytes int64     `json:"journal_bytes"`
+	Policy       string    `json:"policy"`
 }
 
 // CheckpointRef is one kept checkpoint.
@@ -337,15 +446,26 @@ type CheckpointRef struct {
 
 // Access is one journal.accessed event.
 type Access struct {
-	At      time.Time `json:"at"`
-	Leaf    int64     `json:"leaf"`
-	Action  string    `json:"action"`
-	Session string    `json:"session,omitempty"`
-	Format  string    `json:"format,omitempty"`
-	User    string    `json:"user,omitempty"`
-	UID     string    `json:"uid,omitempty"`
-	Host    string    `json:"host,omitempty"`
-	Detail  string    `json:"detail,omitempty"`
+	At     time.Time `json:"at"`
+	Leaf   int64     `json:"leaf"`
+	Action string    `json:"action"`
+	// Via is "serve" when the running bastion recorded the read for
+	// the reader (its user and uid are what the kernel said of the
+	// reader's process), "reader" when the reader wrote it itself.
+	Via string `json:"via,omitempty"`
+	// Identity is the reader's OpenID Connect identity, when one was
+	// given; Verified "token", "account" or "none", as for operators;
+	// Role "auditor" and/or "operator" when the policy names it so.
+	Identity string `json:"identity,omitempty"`
+	Verified string `json:"verified,omitempty"`
+	Role     string `json:"role,omitempty"`
+	PID      string `json:"pid,omitempty"`
+	Session  string `json:"session,omitempty"`
+	Format   string `json:"format,omitempty"`
+	User     string `json:"user,omitempty"`
+	UID      string `json:"uid,omitempty"`
+	Host     string `json:"host,omitempty"`
+	Detail   string `json:"detail,omitempty"`
 }
 
 // ServeEvent is a serve.started or serve.stopped event.

@@ -1,0 +1,425 @@
+package evidence
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pmezard/go-difflib/difflib"
+
+	"github.com/bastionhq/bastion/recorder"
+)
+
+// LeastPrivilege is the policy in force during the period, as its
+// policy.loaded leaves recorded it: every role, who could reach what as
+// which login under which commands, and what each reload changed.
+type LeastPrivilege struct {
+	// Policies are the policies in force in the period: the last one
+	// loaded before it, then every one loaded during it.
+	Policies []PolicyInForce `json:"policies"`
+	// Reach is, for the policies in force, each role's reach: who it
+	// applies to, which targets as which logins, under which commands.
+	Reach []Reach `json:"reach"`
+}
+
+// PolicyInForce is one policy.loaded leaf.
+type PolicyInForce struct {
+	Leaf int64     `json:"leaf"`
+	At   time.Time `json:"at"`
+	Hash string    `json:"hash"`
+	// Recorded says whether the leaf holds the policy itself (text and
+	// roles); leaves written before bastion recorded them hold only its
+	// hash.
+	Recorded bool   `json:"recorded"`
+	Roles    []Role `json:"roles"`
+	Text     string `json:"text,omitempty"`
+	Masked   string `json:"masked,omitempty"`
+	// Changes lists, role by role, what changed from the policy before
+	// it; Diff is the unified diff of the two texts.
+	Changes []string `json:"changes"`
+	Diff    string   `json:"diff,omitempty"`
+}
+
+// Role is one role of a policy, as the policy.loaded leaf's roles.json
+// attribute holds it (docs/journal-format.md, section 6.2).
+type Role struct {
+	Name           string    `json:"name"`
+	Access         string    `json:"access"`
+	Identities     []Matcher `json:"identities"`
+	Targets        []string  `json:"targets"`
+	Logins         []string  `json:"logins"`
+	PTY            bool      `json:"pty"`
+	Shell          bool      `json:"shell"`
+	FileTransfer   bool      `json:"file_transfer"`
+	PortForwarding []string  `json:"port_forwarding"`
+	// Permit are the certificate's permit-* extensions.
+	Permit          []string  `json:"permit"`
+	Commands        *Commands `json:"commands"`
+	MaxTTL          string    `json:"max_ttl"`
+	MaxSession      string    `json:"max_session,omitempty"`
+	IdleTimeout     string    `json:"idle_timeout,omitempty"`
+	Masking         string    `json:"masking,omitempty"`
+	SourceAddresses []string  `json:"source_addresses"`
+	Approval        *Approval `json:"approval"`
+}
+
+// Matcher is an identity matcher of a role.
+type Matcher struct {
+	Name      string              `json:"name,omitempty"`
+	Providers []string            `json:"providers"`
+	Subjects  []string            `json:"subjects,omitempty"`
+	Sponsors  []string            `json:"sponsors,omitempty"`
+	Claims    map[string][]string `json:"claims,omitempty"`
+}
+
+// Commands are a role's exec command rules.
+type Commands struct {
+	Allow []string `json:"allow"`
+	Deny  []string `json:"deny"`
+}
+
+// Approval is a grant-only role's approval rule.
+type Approval struct {
+	Approvers          []string  `json:"approvers"`
+	ApproverIdentities []Matcher `json:"approver_identities"`
+	Approvals          int       `json:"approvals"`
+	MaxDuration        string    `json:"max_duration"`
+	ExcludeSponsor     bool      `json:"exclude_sponsor"`
+}
+
+// Reach is what one role of a policy in force let its identities do.
+type Reach struct {
+	Policy string `json:"policy"` // its hash
+	// PolicyLeaf is the policy.loaded leaf of the policy.
+	PolicyLeaf int64  `json:"policy_leaf"`
+	Role       string `json:"role"`
+	Who        string `json:"who"`
+	Access     string `json:"access"`
+	Targets    string `json:"targets"`
+	Logins     string `json:"logins"`
+	Commands   string `json:"commands"`
+	Allows     string `json:"allows"`
+	// Masking is the role's masking profile, if any.
+	Masking string `json:"masking,omitempty"`
+	// UsedBy are the identities whose sessions or certificates in the
+	// period name the role.
+	UsedBy []string `json:"used_by"`
+}
+
+// readPolicies reads the policies in force during the period.
+func (b *builder) readPolicies() error {
+	type load struct {
+		idx int64
+		l   *recorder.Leaf
+	}
+	var loads []load
+	if err := b.events(EventPolicyLoaded, func(idx int64, l *recorder.Leaf) { loads = append(loads, load{idx, l}) }); err != nil {
+		return err
+	}
+	lp := &b.r.LeastPrivilege
+	var prev *PolicyInForce
+	for i, ld := range loads {
+		p := policyOf(ld.idx, ld.l)
+		b.policies[p.Hash] = &p
+		next := int64(0)
+		if i+1 < len(loads) {
+			next = loads[i+1].l.WallNS
+		}
+		bad := p.Changes // what could not be read of the leaf
+		if prev != nil {
+			p.Changes, p.Diff = changes(prev, &p)
+		} else {
+			p.Changes = []string{"the first policy the journal records"}
+		}
+		p.Changes = append(bad, p.Changes...)
+		q := p
+		prev = &q
+		// In force from its load to the next one.
+		if ld.l.WallNS > b.to || next != 0 && next < b.from {
+			continue
+		}
+		lp.Policies = append(lp.Policies, p)
+	}
+	used := map[string]map[string]bool{}
+	for _, s := range b.r.Sessions {
+		if s.Rule == "" {
+			continue
+		}
+		for _, r := range strings.Split(s.Rule, ",") {
+			if used[r] == nil {
+				used[r] = map[string]bool{}
+			}
+			used[r][s.Identity] = true
+		}
+	}
+	for _, c := range b.certs {
+		for _, r := range splitList(c.Rule) {
+			if used[r] == nil {
+				used[r] = map[string]bool{}
+			}
+			if b.overlaps(c.ValidAfter.UnixNano(), c.ValidBefore.UnixNano()) {
+				used[r][c.identity] = true
+			}
+		}
+	}
+	for _, p := range lp.Policies {
+		for _, r := range p.Roles {
+			lp.Reach = append(lp.Reach, Reach{
+				Policy: p.Hash, PolicyLeaf: p.Leaf, Role: r.Name, Who: describeMatchers(r.Identities), Access: describeAccess(r),
+				Targets: orNone(r.Targets, "no front-door target: certificates only"), Logins: strings.Join(r.Logins, ", "),
+				Commands: describeCommands(r.Commands), Allows: describeAllows(r), Masking: r.Masking, UsedBy: nonNil(sortedKeys(used[r.Name])),
+			})
+		}
+	}
+	return nil
+}
+
+func policyOf(idx int64, l *recorder.Leaf) PolicyInForce {
+	a := l.Attrs
+	p := PolicyInForce{Leaf: idx, At: wall(l), Hash: a["hash"], Roles: []Role{}, Text: a["text"], Masked: a[maskedAttr], Changes: []string{}}
+	if rj := a["roles.json"]; rj != "" {
+		var roles []Role
+		if err := json.Unmarshal([]byte(rj), &roles); err == nil {
+			p.Roles, p.Recorded = roles, true
+		} else {
+			p.Changes = append(p.Changes, "its roles.json attribute does not parse: "+err.Error())
+		}
+	}
+	return p
+}
+
+// maskedAttr is the attribute that says what masking hid in a leaf's
+// text (docs/journal-format.md, section 6.2).
+const maskedAttr = "masked"
+
+// changes says what changed from policy a to policy b: roles added,
+// removed and changed, field by field, and the unified diff of the texts.
+func changes(a, b *PolicyInForce) ([]string, string) {
+	if a.Hash != "" && a.Hash == b.Hash {
+		return []string{"none: the same policy (same hash) was loaded again"}, ""
+	}
+	var out []string
+	if !a.Recorded || !b.Recorded {
+		out = append(out, "the policy changed (hash "+short(a.Hash)+" to "+short(b.Hash)+"); the journal does not hold both policies' roles")
+	} else {
+		old := map[string]Role{}
+		for _, r := range a.Roles {
+			old[r.Name] = r
+		}
+		seen := map[string]bool{}
+		for _, r := range b.Roles {
+			seen[r.Name] = true
+			o, ok := old[r.Name]
+			if !ok {
+				out = append(out, fmt.Sprintf("role %q added: %s", r.Name, describeRole(r)))
+				continue
+			}
+			for _, f := range roleFields {
+				if x, y := f.get(o), f.get(r); x != y {
+					out = append(out, fmt.Sprintf("role %q: %s %s → %s", r.Name, f.name, x, y))
+				}
+			}
+		}
+		for _, r := range a.Roles {
+			if !seen[r.Name] {
+				out = append(out, fmt.Sprintf("role %q removed", r.Name))
+			}
+		}
+		if len(out) == 0 {
+			out = append(out, "no role changed (the text changed: see the diff)")
+		}
+	}
+	var diff string
+	if a.Text != "" && b.Text != "" {
+		diff, _ = difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
+			A: difflib.SplitLines(a.Text), B: difflib.SplitLines(b.Text),
+			FromFile: "policy " + short(a.Hash) + " (leaf " + fmt.Sprint(a.Leaf) + ")", ToFile: "policy " + short(b.Hash) + " (leaf " + fmt.Sprint(b.Leaf) + ")",
+			Context: 2,
+		})
+	}
+	return out, diff
+}
+
+var roleFields = []struct {
+	name string
+	get  func(Role) string
+}{
+	{"identities", func(r Role) string { return describeMatchers(r.Identities) }},
+	{"access", describeAccess},
+	{"targets", func(r Role) string { return orNone(r.Targets, "none") }},
+	{"logins", func(r Role) string { return orNone(r.Logins, "none") }},
+	{"commands", func(r Role) string { return describeCommands(r.Commands) }},
+	{"allows", describeAllows},
+	{"permit", func(r Role) string { return orNone(r.Permit, "none") }},
+	{"max_ttl", func(r Role) string { return r.MaxTTL }},
+	{"masking", func(r Role) string { return orDefault(r.Masking) }},
+	{"max_session", func(r Role) string { return orDefault(r.MaxSession) }},
+	{"idle_timeout", func(r Role) string { return orDefault(r.IdleTimeout) }},
+	{"source_addresses", func(r Role) string { return orNone(r.SourceAddresses, "anywhere") }},
+}
+
+func describeRole(r Role) string {
+	return fmt.Sprintf("%s; %s; targets %s as %s; commands: %s; %s", describeMatchers(r.Identities), describeAccess(r),
+		orNone(r.Targets, "none"), strings.Join(r.Logins, ", "), describeCommands(r.Commands), describeAllows(r))
+}
+
+func describeMatchers(ms []Matcher) string {
+	if len(ms) == 0 {
+		return "nobody"
+	}
+	var parts []string
+	for _, m := range ms {
+		var c []string
+		c = append(c, "provider "+strings.Join(m.Providers, "|"))
+		if len(m.Subjects) > 0 {
+			c = append(c, "subject "+strings.Join(m.Subjects, "|"))
+		}
+		if len(m.Sponsors) > 0 {
+			c = append(c, "sponsor "+strings.Join(m.Sponsors, "|"))
+		}
+		for _, k := range sortedKeys(setOf(mapKeys(m.Claims))) {
+			c = append(c, "claim "+k+" "+strings.Join(m.Claims[k], "|"))
+		}
+		s := strings.Join(c, ", ")
+		if m.Name != "" {
+			s = m.Name + " (" + s + ")"
+		}
+		parts = append(parts, s)
+	}
+	return strings.Join(parts, "; or ")
+}
+
+func describeAccess(r Role) string {
+	if r.Access != "grant" {
+		return "standing: whenever the identity matches"
+	}
+	if r.Approval == nil {
+		return "grant only"
+	}
+	a := r.Approval
+	s := fmt.Sprintf("grant only: %d approval(s) from %s, at most %s", a.Approvals, describeApprovers(a), a.MaxDuration)
+	if a.ExcludeSponsor {
+		s += "; a requester's sponsor may not approve"
+	}
+	return s
+}
+
+func describeApprovers(a *Approval) string {
+	if len(a.ApproverIdentities) > 0 {
+		return describeMatchers(a.ApproverIdentities)
+	}
+	return strings.Join(a.Approvers, ", ")
+}
+
+func describeCommands(c *Commands) string {
+	if c == nil {
+		return "every exec command"
+	}
+	s := "allow " + orNone(c.Allow, "every command not denied")
+	if len(c.Deny) > 0 {
+		s += "; deny " + strings.Join(c.Deny, ", ")
+	}
+	return s
+}
+
+func describeAllows(r Role) string {
+	var a []string
+	if r.PTY {
+		a = append(a, "PTY")
+	}
+	if r.Shell {
+		a = append(a, "interactive shell")
+	}
+	if r.FileTransfer {
+		a = append(a, "file transfer")
+	}
+	if len(r.PortForwarding) > 0 {
+		a = append(a, "port forwards to "+strings.Join(r.PortForwarding, ", "))
+	}
+	s := "exec commands only: no PTY, shell, file transfer or forwards"
+	if len(a) > 0 {
+		s = "exec, " + strings.Join(a, ", ")
+	}
+	return s
+}
+
+// scopeOf renders what grant g allowed, from its role in the policy in
+// force when it was requested.
+func (b *builder) scopeOf(g *Grant) string {
+	s := fmt.Sprintf("login %s on target %s", g.Login, g.Target)
+	if g.Duration != "" {
+		s += " for " + g.Duration
+	}
+	var role *Role
+	if p := b.policies[g.PolicyHash]; p != nil {
+		for i := range p.Roles {
+			if p.Roles[i].Name == g.Role {
+				role = &p.Roles[i]
+			}
+		}
+	}
+	switch {
+	case g.Command != "":
+		s += "; only the exec command " + strconv.Quote(g.Command)
+	case role != nil:
+		s += "; exec commands: " + describeCommands(role.Commands)
+	default:
+		s += "; the commands role " + strconv.Quote(g.Role) + " allows (the journal does not record that policy's roles)"
+	}
+	if role != nil {
+		s += "; " + describeAllows(*role)
+		if role.MaxSession != "" {
+			s += "; each session ends after " + role.MaxSession
+		}
+		if role.Masking != "" {
+			s += "; masking " + role.Masking
+		}
+	}
+	return s + " (role " + g.Role + ")"
+}
+
+func orNone(ss []string, none string) string {
+	if len(ss) == 0 {
+		return none
+	}
+	return strings.Join(ss, ", ")
+}
+
+func orDefault(s string) string {
+	if s == "" {
+		return "default"
+	}
+	return s
+}
+
+func short(h string) string {
+	if len(h) > 12 {
+		return h[:12]
+	}
+	return h
+}
+
+func setOf(ks []string) map[string]bool {
+	m := map[string]bool{}
+	for _, k := range ks {
+		m[k] = true
+	}
+	return m
+}
+
+func mapKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := mapKeys(m)
+	slices.Sort(out)
+	return out
+}
