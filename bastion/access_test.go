@@ -100,12 +100,18 @@ func TestAccessSocketRecordsReads(t *testing.T) {
 	if fi, err := os.Stat(sock); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("access socket without a group: %v, mode %v, want 0600", err, fi.Mode())
 	}
-	started := ts.events(t, EventServeStarted)
-	for deadline := time.Now().Add(10 * time.Second); len(started) == 0 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		started = ts.events(t, EventServeStarted) // Run journals it as it starts
+	// Run journals both as it starts.
+	started, loaded := ts.events(t, EventServeStarted), ts.events(t, EventPolicyLoaded)
+	for deadline := time.Now().Add(10 * time.Second); (len(started) == 0 || len(loaded) == 0) && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		started, loaded = ts.events(t, EventServeStarted), ts.events(t, EventPolicyLoaded)
 	}
 	if len(started) != 1 {
 		t.Fatalf("serve.started: %v", started)
+	}
+	if len(loaded) == 0 || loaded[0]["operators.json"] != `[{"name":"ops","providers":["corp"],"subjects":["alice"],"sponsors":[],"claims":{}}]` ||
+		loaded[0]["auditors.json"] != `[{"name":"audit","providers":["corp"],"subjects":["carol"],"sponsors":[],"claims":{}}]` ||
+		!strings.Contains(loaded[0]["text"], `operators = ["ops"]`) {
+		t.Errorf("policy.loaded: %v", loaded)
 	}
 	if started[0]["access"] != sock || started[0]["access.group"] != "" || started[0]["operator_accounts"] != "nobody-maps-this=alice@corp" {
 		t.Errorf("serve.started: %v", started[0])

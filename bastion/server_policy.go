@@ -63,8 +63,10 @@ var policyTextMasker = sync.OnceValue(func() *mask.Masker {
 })
 
 // PolicyRecord is what policy.loaded keeps of p for review: "text", the
-// policy as loaded, and "roles.json", its roles as [policy.RoleView]s,
-// both masked for secrets (said in "masked"). A text longer than an
+// policy as loaded, "roles.json", its roles as [policy.RoleView]s, and,
+// when the policy names them, "operators.json" and "auditors.json", the
+// identity matchers of its operators and auditors as
+// [policy.MatcherView]s, all masked for secrets (said in "masked"). A text longer than an
 // attribute holds is cut there, and "text.truncated" gives its length in
 // bytes; the roles, which say what the policy allows, are always kept
 // whole, so a policy whose roles do not fit cannot be journaled, and is
@@ -86,7 +88,18 @@ func PolicyRecord(p *policy.Policy) (recorder.Attrs, error) {
 		text = text[:cut]
 	}
 	a["text"] = text
-	if sum := mask.JoinSummaries(strings.Join(mask.Summary("roles.json", hits), ","), strings.Join(mask.Summary("text", textHits), ",")); sum != "" {
+	sums := []string{strings.Join(mask.Summary("roles.json", hits), ","), strings.Join(mask.Summary("text", textHits), ",")}
+	// Who operates and who audits the bastion, when the policy says.
+	ops, auds, opsHits, audHits := p.StaffJSON(m)
+	if ops != nil {
+		a["operators.json"] = string(ops)
+		sums = append(sums, strings.Join(mask.Summary("operators.json", opsHits), ","))
+	}
+	if auds != nil {
+		a["auditors.json"] = string(auds)
+		sums = append(sums, strings.Join(mask.Summary("auditors.json", audHits), ","))
+	}
+	if sum := mask.JoinSummaries(sums...); sum != "" {
 		a[mask.MaskedKey] = sum
 	}
 	return a, nil

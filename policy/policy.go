@@ -157,7 +157,11 @@ func (p *Policy) Text() string {
 	if p.source != "" {
 		return p.source
 	}
-	return renderHCL(p.Identities, p.Roles, p.MaskingProfiles, p.TextMasking)
+	text := renderHCL(p.Identities, p.Roles, p.MaskingProfiles, p.TextMasking)
+	if staff := renderStaff(p.Operators, p.Auditors); staff != "" {
+		text += "\n" + staff
+	}
+	return text
 }
 
 // WithRoles returns a policy with roles appended to p's (after them in

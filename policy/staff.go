@@ -1,6 +1,15 @@
 package policy
 
-import "slices"
+import (
+	"bytes"
+	"encoding/json"
+	"slices"
+	"strings"
+
+	"github.com/bastionhq/bastion/recorder/mask"
+	"github.com/hashicorp/hcl/v2/hclwrite"
+	"github.com/zclconf/go-cty/cty"
+)
 
 // The staff of the bastion, defined once in policy by identity matchers:
 // its operators and its auditors. The admin socket and the access socket
@@ -81,4 +90,83 @@ func cloneClaims(c map[string][]string) map[string][]string {
 		out[k] = slices.Clone(v)
 	}
 	return out
+}
+
+// StaffJSON is the identity matchers the policy's "operators" and
+// "auditors" attributes name, each as a JSON array of [MatcherView]s
+// (the journal's policy.loaded "operators.json" and "auditors.json"),
+// nil for an attribute the policy does not set. With a masker, every
+// string in them is masked first, as [Policy.RolesJSON] does, and the
+// values hidden are returned.
+func (p *Policy) StaffJSON(m *mask.Masker) (operators, auditors []byte, operatorHits, auditorHits []mask.Hit) {
+	operators, operatorHits = staffJSON(p.Operators, p.operators, m)
+	auditors, auditorHits = staffJSON(p.Auditors, p.auditors, m)
+	return operators, auditors, operatorHits, auditorHits
+}
+
+func staffJSON(names []string, ms []IdentityMatcher, m *mask.Masker) ([]byte, []mask.Hit) {
+	if names == nil {
+		return nil, nil
+	}
+	views := make([]MatcherView, 0, len(ms))
+	var hits []mask.Hit
+	for i := range ms {
+		v := matcherView(ms[i].Name, &ms[i].Match)
+		if m != nil {
+			eachMatcherString(&v, func(s *string) {
+				masked, h := m.Text(*s)
+				*s = masked
+				hits = append(hits, h...)
+			})
+		}
+		views = append(views, v)
+	}
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(views); err != nil {
+		panic("policy: encode matchers: " + err.Error())
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), hits
+}
+
+func eachMatcherString(v *MatcherView, f func(*string)) {
+	f(&v.Name)
+	for _, list := range [][]string{v.Providers, v.Subjects, v.Sponsors} {
+		for i := range list {
+			f(&list[i])
+		}
+	}
+	for _, pats := range v.Claims {
+		for i := range pats {
+			f(&pats[i])
+		}
+	}
+}
+
+// renderStaff writes the operators and auditors attributes in the policy
+// language, "" when the policy sets neither.
+func renderStaff(operators, auditors []string) string {
+	if operators == nil && auditors == nil {
+		return ""
+	}
+	f := hclwrite.NewEmptyFile()
+	for _, a := range []struct {
+		name  string
+		names []string
+	}{{"operators", operators}, {"auditors", auditors}} {
+		if a.names == nil {
+			continue
+		}
+		vals := make([]cty.Value, len(a.names))
+		for i, n := range a.names {
+			vals[i] = cty.StringVal(n)
+		}
+		if len(vals) == 0 {
+			f.Body().SetAttributeValue(a.name, cty.ListValEmpty(cty.String))
+		} else {
+			f.Body().SetAttributeValue(a.name, cty.ListVal(vals))
+		}
+	}
+	return strings.TrimSpace(string(f.Bytes())) + "\n"
 }

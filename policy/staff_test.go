@@ -3,6 +3,8 @@ package policy
 import (
 	"slices"
 	"testing"
+
+	"github.com/bastionhq/bastion/recorder/mask"
 )
 
 func TestStaff(t *testing.T) {
@@ -63,6 +65,24 @@ role "r" {
 	if aud := p.AuditorMatchers(); len(aud) != 2 || aud[0].Name != "audit" || aud[1].Name != "ops" {
 		t.Errorf("AuditorMatchers() = %+v", aud)
 	}
+	// For the journal: the matchers as JSON, masked.
+	m, err := mask.Compile(mask.Profile{Custom: []mask.CustomRule{{Name: "bob", Pattern: "bob"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opsJSON, audJSON, opsHits, audHits := p.StaffJSON(m)
+	if want := `[{"name":"ops","providers":["corp"],"subjects":["alice","***"],"sponsors":[],"claims":{}}]`; string(opsJSON) != want || len(opsHits) != 1 {
+		t.Errorf("operators.json = %s (%d hits), want %s", opsJSON, len(opsHits), want)
+	}
+	if want := `[{"name":"audit","providers":["corp"],"subjects":[],"sponsors":[],"claims":{"groups":["audit"]}},{"name":"ops","providers":["corp"],"subjects":["alice","***"],"sponsors":[],"claims":{}}]`; string(audJSON) != want || len(audHits) != 1 {
+		t.Errorf("auditors.json = %s (%d hits), want %s", audJSON, len(audHits), want)
+	}
+	// A policy written from values says them too, and reads back.
+	again, _, err := decodeString(p.Text(), testOptions)
+	if err != nil || !slices.Equal(again.Operators, p.Operators) || !slices.Equal(again.Auditors, p.Auditors) {
+		t.Fatalf("the policy's text reads back as %+v (%v):\n%s", again, err, p.Text())
+	}
+
 	// A role added later (serve --dev) keeps them.
 	q, err := p.WithRoles(DevRole([]string{"x"}))
 	if err != nil {
@@ -82,5 +102,8 @@ role "r" {
 	}
 	if none.Operator(alice) || none.Auditor(alice) || none.OperatorMatchers() != nil || none.AuditorMatchers() != nil || none.Operators != nil {
 		t.Error("a policy without operators or auditors has some")
+	}
+	if o, a, _, _ := none.StaffJSON(nil); o != nil || a != nil {
+		t.Errorf("StaffJSON of a policy without operators or auditors: %s %s", o, a)
 	}
 }
