@@ -6,9 +6,10 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/bastionhq/bastion/recorder/mask"
 	"github.com/hashicorp/hcl/v2/hclwrite"
 	"github.com/zclconf/go-cty/cty"
+
+	"github.com/bastionhq/bastion/recorder/mask"
 )
 
 // The staff of the bastion, defined once in policy by identity matchers:
