@@ -234,8 +234,33 @@ func runEvidence(ctx context.Context, e *env, args []string) error {
 			return exitCode(2, fmt.Errorf("evidence: write %s: %w", f.name, err))
 		}
 	}
+	// The report is recorded: its digests in an evidence.generated
+	// leaf, and the note the journal's writer signs over them beside it.
+	gen := recorder.Attrs{"out": dir}
+	for _, k := range []string{"period.from", "period.to", "targets", "identities", "sample", "seed"} {
+		if v, ok := attrs[k]; ok {
+			gen[k] = v
+		}
+	}
+	for k, name := range map[string]string{"sha256.html": evidence.HTMLFile, "sha256.json": evidence.JSONFile} {
+		if gen[k], err = evidence.DigestFile(dir, name); err != nil {
+			return exitCode(2, fmt.Errorf("evidence: %w", err))
+		}
+	}
+	sig, leaf, err := recordEvidenceGenerated(ctx, e, path, gen, *unrecorded)
+	if err != nil {
+		return err
+	}
+	if sig != nil {
+		if err := writeFileAtomic(filepath.Join(dir, evidence.SignatureFile), func(w io.Writer) error { _, err := w.Write(sig); return err }); err != nil {
+			return exitCode(2, fmt.Errorf("evidence: write %s: %w", evidence.SignatureFile, err))
+		}
+	}
 	fmt.Fprintf(e.stdout, "evidence for %s to %s written to %s\n", from.UTC().Format(time.RFC3339), to.UTC().Format(time.RFC3339), dir)
 	fmt.Fprintf(e.stdout, "  anchor: %s (%s)\n", rep.Anchor.Level, rep.Anchor.Basis)
+	if sig != nil {
+		fmt.Fprintf(e.stdout, "  recorded at leaf %d; %s is the journal key's note over the report's digests\n", leaf, evidence.SignatureFile)
+	}
 	for _, b := range rep.Banners {
 		fmt.Fprintf(e.stdout, "  WARNING: %s\n", termtext.Line(b.What))
 	}
@@ -265,6 +290,11 @@ func checkOutDir(dir string, force bool) error {
 	case !force:
 		return exitCode(2, withHint(fmt.Errorf("--out %s exists and is not empty", dir),
 			"give a new directory, or --force to replace the report in it"))
+	}
+	// A stale signature would not match the new files: an unrecorded
+	// report has none.
+	if err := os.Remove(filepath.Join(dir, evidence.SignatureFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return exitCode(2, fmt.Errorf("--out %s: %w", dir, err))
 	}
 	old, _ := filepath.Glob(filepath.Join(dir, "bundles", "*.bundle"))
 	for _, f := range old {

@@ -369,24 +369,24 @@ func verifyReport(ctx context.Context, e *env, dir, keyFile, db string) error {
 		return exitCode(2, withHint(fmt.Errorf("report %s: %w", dir, err), "a report made with --unrecorded has no signature"))
 	}
 	fmt.Fprintf(e.stdout, "report %s\n  key:        %s (%s)\n", dir, key.Key, key.File)
-	sig, err := evidence.OpenSignature(msg, v)
+	sig, err := recorder.OpenEvidenceNote(msg, v)
 	if err != nil {
 		fmt.Fprintf(e.stdout, "result: FAILED: %s\n", termtext.Line(err.Error()))
 		return exitCode(1, nil)
 	}
 	fmt.Fprintf(e.stdout, "  signature:  valid, journal %s, leaf %d\n", termtext.Line(sig.Origin), sig.Leaf)
-	sums, err := evidence.DigestFiles(dir)
-	if err != nil {
-		return exitCode(2, fmt.Errorf("report %s: %w", dir, err))
-	}
 	bad := 0
-	for _, f := range evidence.ReportFiles {
-		if sums[f] == sig.SHA256[f] {
-			fmt.Fprintf(e.stdout, "  %-14s sha256 %s, as signed\n", f+":", sums[f])
+	for _, f := range []struct{ name, signed string }{{evidence.HTMLFile, sig.SHA256HTML}, {evidence.JSONFile, sig.SHA256JSON}} {
+		sum, err := evidence.DigestFile(dir, f.name)
+		if err != nil {
+			return exitCode(2, fmt.Errorf("report %s: %w", dir, err))
+		}
+		if sum == f.signed {
+			fmt.Fprintf(e.stdout, "  %-14s sha256 %s, as signed\n", f.name+":", sum)
 			continue
 		}
 		bad++
-		fmt.Fprintf(e.stdout, "  %-14s sha256 %s, NOT the signed %s: changed since it was made\n", f+":", sums[f], sig.SHA256[f])
+		fmt.Fprintf(e.stdout, "  %-14s sha256 %s, NOT the signed %s: changed since it was made\n", f.name+":", sum, f.signed)
 	}
 	path, err := e.dbPath(db)
 	if err == nil {
@@ -397,7 +397,7 @@ func verifyReport(ctx context.Context, e *env, dir, keyFile, db string) error {
 	if err != nil {
 		fmt.Fprintln(e.stdout, "  journal:    not at hand; its evidence.generated record was not checked (pass --db FILE)")
 	} else {
-		l, err := readLog(ctx, e, keyFile, db, func(name string) bool { return name == evidence.EventEvidenceGenerated })
+		l, err := readLog(ctx, e, keyFile, db, func(name string) bool { return name == recorder.EventEvidenceGenerated })
 		if err != nil {
 			return err
 		}
@@ -412,7 +412,7 @@ func verifyReport(ctx context.Context, e *env, dir, keyFile, db string) error {
 		case leaf == nil:
 			bad++
 			fmt.Fprintf(e.stdout, "  journal:    %s has no evidence.generated record at leaf %d\n", path, sig.Leaf)
-		case leaf.Attrs["sha256.html"] != sig.SHA256["evidence.html"] || leaf.Attrs["sha256.json"] != sig.SHA256["evidence.json"]:
+		case leaf.Attrs["sha256.html"] != sig.SHA256HTML || leaf.Attrs["sha256.json"] != sig.SHA256JSON:
 			bad++
 			fmt.Fprintf(e.stdout, "  journal:    leaf %d of %s records other digests\n", sig.Leaf, path)
 		default:

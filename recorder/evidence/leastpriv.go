@@ -37,10 +37,31 @@ type PolicyInForce struct {
 	Roles    []Role `json:"roles"`
 	Text     string `json:"text,omitempty"`
 	Masked   string `json:"masked,omitempty"`
+	// Reloaded are the later loads of this same policy (same hash) in
+	// the period, before another was loaded: a restart, or a reload
+	// that changed nothing.
+	Reloaded []PolicyLoad `json:"reloaded"`
 	// Changes lists, role by role, what changed from the policy before
 	// it; Diff is the unified diff of the two texts.
 	Changes []string `json:"changes"`
 	Diff    string   `json:"diff,omitempty"`
+
+	rolesJSON string // as recorded
+}
+
+// samePolicy reports whether two loads put one policy in force: the same
+// hash, or, without hashes, the same recorded text and roles.
+func samePolicy(a, b *PolicyInForce) bool {
+	if a.Hash != "" || b.Hash != "" {
+		return a.Hash == b.Hash
+	}
+	return a.Recorded && b.Recorded && a.Text == b.Text && a.rolesJSON == b.rolesJSON
+}
+
+// PolicyLoad is one more load of a policy already in force.
+type PolicyLoad struct {
+	Leaf int64     `json:"leaf"`
+	At   time.Time `json:"at"`
 }
 
 // Role is one role of a policy, as the policy.loaded leaf's roles.json
@@ -141,6 +162,12 @@ func (b *builder) readPolicies() error {
 		if ld.l.WallNS > b.to || next != 0 && next < b.from {
 			continue
 		}
+		// The same policy loaded again (serve restarted): one more
+		// load of the policy already listed.
+		if n := len(lp.Policies); n > 0 && samePolicy(&lp.Policies[n-1], &p) {
+			lp.Policies[n-1].Reloaded = append(lp.Policies[n-1].Reloaded, PolicyLoad{Leaf: p.Leaf, At: p.At})
+			continue
+		}
 		lp.Policies = append(lp.Policies, p)
 	}
 	used := map[string]map[string]bool{}
@@ -179,7 +206,8 @@ func (b *builder) readPolicies() error {
 
 func policyOf(idx int64, l *recorder.Leaf) PolicyInForce {
 	a := l.Attrs
-	p := PolicyInForce{Leaf: idx, At: wall(l), Hash: a["hash"], Roles: []Role{}, Text: a["text"], Masked: a[maskedAttr], Changes: []string{}}
+	p := PolicyInForce{Leaf: idx, At: wall(l), Hash: a["hash"], Roles: []Role{}, Text: a["text"], Masked: a[maskedAttr], Changes: []string{}, Reloaded: []PolicyLoad{}}
+	p.rolesJSON = a["roles.json"]
 	if rj := a["roles.json"]; rj != "" {
 		var roles []Role
 		if err := json.Unmarshal([]byte(rj), &roles); err == nil {
@@ -198,8 +226,8 @@ const maskedAttr = "masked"
 // changes says what changed from policy a to policy b: roles added,
 // removed and changed, field by field, and the unified diff of the texts.
 func changes(a, b *PolicyInForce) ([]string, string) {
-	if a.Hash != "" && a.Hash == b.Hash {
-		return []string{"none: the same policy (same hash) was loaded again"}, ""
+	if samePolicy(a, b) {
+		return []string{"none: the same policy was loaded again"}, ""
 	}
 	var out []string
 	if !a.Recorded || !b.Recorded {

@@ -31,6 +31,7 @@ func TestEventNames(t *testing.T) {
 		{evidence.EventServeStopped, bastion.EventServeStopped},
 		{evidence.EventPolicyLoaded, bastion.EventPolicyLoaded},
 		{evidence.EventPolicyRefused, bastion.EventPolicyRefused},
+		{evidence.EventCARotated, certauth.EventCARotated},
 	} {
 		if tt.ours != tt.theirs {
 			t.Errorf("evidence reads %q, its writer writes %q", tt.ours, tt.theirs)
@@ -46,7 +47,7 @@ func TestControls(t *testing.T) {
 		ids[s.ID] = true
 	}
 	want := map[string]bool{"AC-2": true, "AC-6(9)": true, "AU-2": true, "AU-3": true, "AU-6": true, "AU-9(3)": true, "AU-10": true,
-		"8.2.2": true, "10.2": true, "10.3": true, "II.C.7(b)": true}
+		"8.2.2": true, "10.2": true, "10.3": true, "II.C.7(b)": true, "AC-5": true, "AC-6": true, "8.2.1": true, "10.2.1.3": true, "10.5.1": true}
 	for _, c := range evidence.Controls() {
 		delete(want, c.ID)
 		if c.Answer == "" || len(c.Sections) == 0 {

@@ -17,7 +17,7 @@ import (
 // Event names of operator actions the report reads besides revocations.
 const (
 	EventCARotated         = "ca.rotated"
-	EventEvidenceGenerated = "evidence.generated"
+	EventEvidenceGenerated = recorder.EventEvidenceGenerated
 )
 
 // checkScope refuses a --target or --identity the journal never names.
