@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -514,6 +515,7 @@ func (s *Server) startedAttrs() recorder.Attrs {
 		a["ssh.max-duration"] = limitText(limits.MaxDuration)
 		a["ssh.fips"] = strconv.FormatBool(s.opts.Config.SSH.FIPS)
 		a["ssh.max-connections-per-address"] = strconv.Itoa(s.opts.Config.SSH.MaxConnsPerAddress)
+		a["targets"] = strings.Join(targetNames(s.opts.Config.Targets), ",")
 	}
 	if s.devURL != "" {
 		// Identities of the development provider are not vouched for by

@@ -32,6 +32,7 @@ func TestEventNames(t *testing.T) {
 		{evidence.EventPolicyLoaded, bastion.EventPolicyLoaded},
 		{evidence.EventPolicyRefused, bastion.EventPolicyRefused},
 		{evidence.EventCARotated, certauth.EventCARotated},
+		{evidence.EventConfigReloaded, bastion.EventConfigReloaded},
 	} {
 		if tt.ours != tt.theirs {
 			t.Errorf("evidence reads %q, its writer writes %q", tt.ours, tt.theirs)

@@ -18,6 +18,7 @@ import (
 const (
 	EventCARotated         = "ca.rotated"
 	EventEvidenceGenerated = recorder.EventEvidenceGenerated
+	EventConfigReloaded    = "config.reloaded"
 )
 
 // checkScope refuses a --target or --identity the journal never names.
@@ -50,7 +51,7 @@ func (b *builder) checkScope() error {
 		switch e.Leaf.Event {
 		case EventGrantRequested, EventRequestRefused, EventChannelRefused, EventGrantRefused:
 			add(targets, a["target"])
-		case EventServeStarted:
+		case EventServeStarted, EventConfigReloaded:
 			for _, t := range splitList(a["targets"]) {
 				add(targets, t)
 			}
