@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -236,6 +237,21 @@ func TestPolicyGrantEndToEnd(t *testing.T) {
 	evs := ts.events(t, "grant.revoked")
 	if e := evs[len(evs)-1]; e["by.kind"] != "operator" || !strings.Contains(e["by"], "says alice-oncall") || e["comment"] != "incident 77" {
 		t.Fatalf("revocation journaled as %v", e)
+	}
+	// Its certificate is revoked with it, in the KRL: a host that trusts
+	// the user CA directly refuses it too.
+	var grantCert *certauth.CertRecord
+	for _, c := range ts.registry.Certificates() {
+		if c.Grant == g2.ID {
+			grantCert = &c
+		}
+	}
+	if grantCert == nil || !grantCert.Revoked {
+		t.Fatalf("the revoked grant's certificate: %+v", grantCert)
+	}
+	revs := ts.events(t, "cert.revoked")
+	if e := revs[len(revs)-1]; e["cause"] != "grant.revoked" || e["grant"] != g2.ID || e["serials"] != strconv.FormatUint(grantCert.Serial, 10) {
+		t.Fatalf("the certificate's revocation journaled as %v", e)
 	}
 	for _, ev := range []string{"grant.requested", "grant.approved", "grant.activated", "grant.ended", "grant.refused"} {
 		if len(ts.events(t, ev)) == 0 {

@@ -208,4 +208,32 @@ func (s *Server) grantEnded(g certauth.Grant, why string) {
 	for _, l := range s.life.grantEnded(g.ID, e) {
 		s.log.Info("ssh session ended: its grant "+why, "session", l.ID, "grant", g.ID, "identity", l.Identity)
 	}
+	if why == certauth.GrantRevokedWhy {
+		s.revokeGrantCertificates(g)
+	}
+}
+
+// revokeGrantCertificates revokes the certificates issued under grant g,
+// which was revoked: each expires no later than the grant's end, but a
+// host that trusts the user CA directly would take one until then. The
+// revocation is the bastion's own (cause grant.revoked), in the KRL.
+func (s *Server) revokeGrantCertificates(g certauth.Grant) {
+	now := s.now()
+	var serials []uint64
+	for _, c := range s.registry.Certificates() {
+		if c.Grant == g.ID && !c.Revoked && c.ValidBefore.After(now) {
+			serials = append(serials, c.Serial)
+		}
+	}
+	if len(serials) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := s.Revoke(ctx, certauth.RevokeRequest{Serials: serials, Reason: "its grant " + g.ID + " was revoked",
+		By: "bastion (grant " + g.ID + " revoked)", Attrs: recorder.Attrs{"cause": "grant.revoked", "grant": g.ID}})
+	if err != nil {
+		s.log.Error("revoke the certificates of a revoked grant: they stay valid until they expire, at the grant's end at the latest",
+			"grant", g.ID, "serials", fmt.Sprint(serials), "error", err)
+	}
 }

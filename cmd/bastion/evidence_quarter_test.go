@@ -533,6 +533,19 @@ func (g *quarterGen) scheduleGrant(k int, at time.Time) int {
 			if _, err := g.b.grants.Revoke(g.b.ctx, certauth.GrantDecision{ID: id, By: by, Comment: "done early; closing"}); err != nil {
 				g.t.Fatal(err)
 			}
+			// As serve does: the grant's certificates are revoked with it.
+			var serials []uint64
+			for _, c := range g.b.reg.Certificates() {
+				if c.Grant == id && !c.Revoked {
+					serials = append(serials, c.Serial)
+				}
+			}
+			if len(serials) > 0 {
+				if _, err := g.b.reg.Revoke(g.b.ctx, g.b.j, certauth.RevokeRequest{Serials: serials, Reason: "its grant " + id + " was revoked",
+					By: "bastion (grant " + id + " revoked)", Attrs: recorder.Attrs{"cause": "grant.revoked", "grant": id}}, g.b.clock.Now()); err != nil {
+					g.t.Fatal(err)
+				}
+			}
 		})
 		return sessions
 	}

@@ -147,6 +147,9 @@ func (b *builder) readOperators() error {
 	}
 	err := b.events(EventCertRevoked, func(idx int64, l *recorder.Leaf) {
 		a := l.Attrs
+		if a["cause"] != "" {
+			return // the bastion's own: a revoked grant's certificates
+		}
 		what := "serials " + a["serials"]
 		if id := a["identity"]; id != "" {
 			what = "identity " + id
