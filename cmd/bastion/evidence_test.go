@@ -856,3 +856,37 @@ func forgeCheckpoint(t *testing.T, home, kept string) []byte {
 	}
 	return signed
 }
+
+// TestVerifyCopyAway: an auditor verifies a copy of the journal away from
+// the bastion, with only its public key and no home of their own: the
+// verify cannot be recorded (no journal key), shows nothing the journal
+// holds, and so goes ahead with a note; a play of the same copy is
+// refused without --unrecorded.
+func TestVerifyCopyAway(t *testing.T) {
+	ej := buildEvidenceJournal(t)
+	away := t.TempDir()
+	for _, f := range []string{"journal.db", certauth.JournalPubKeyFile} {
+		data, err := os.ReadFile(filepath.Join(ej.home, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(away, f), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	emptyHome := t.TempDir()
+	runIn := func(args ...string) (int, string, string) {
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), append([]string{"--home", emptyHome}, args...), &env{stdout: &stdout, stderr: &stderr, getenv: func(string) string { return "" }})
+		return code, stdout.String(), stderr.String()
+	}
+	db, key := filepath.Join(away, "journal.db"), filepath.Join(away, certauth.JournalPubKeyFile)
+	code, stdout, stderr := runIn("verify", "--db", db, "--key", key)
+	if code != 0 || !strings.Contains(stdout, "result: intact") || !strings.Contains(stderr, "this verify is not recorded in the journal") {
+		t.Errorf("verify of a copy: exit %d\n%s%s", code, stdout, stderr)
+	}
+	code, _, stderr = runIn("play", "--db", db, "--key", key, "--speed", "max", ej.standingSession)
+	if code != 1 || !strings.Contains(stderr, "--unrecorded") {
+		t.Errorf("play of a copy: exit %d, %s", code, stderr)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/user"
 	"strconv"
@@ -110,9 +111,12 @@ var readNames = map[string]string{
 // with a hint naming --unrecorded; with unrecorded, nothing is journaled
 // and a warning says so.
 //
-// A verify is the exception: a journal that no writer may extend as it is
-// (damaged, or not the home key's) cannot record its reads, and verify is
-// what names what is wrong with it, so it proceeds with a warning.
+// A verify is the exception where no writer holds the journal: one that
+// no writer may extend as it is (damaged, or not the home key's) cannot
+// record its reads, and verify is what names what is wrong with it; and
+// an auditor verifies a copy away from the bastion with only its public
+// key, no journal key to record with, or on read-only media. Verify shows
+// nothing of what the journal holds, so it proceeds with a warning.
 func recordRead(ctx context.Context, e *env, path, action string, attrs recorder.Attrs, unrecorded bool) error {
 	what := readNames[action]
 	if unrecorded {
@@ -125,6 +129,9 @@ func recordRead(ctx context.Context, e *env, path, action string, attrs recorder
 		return nil
 	case action == "verify" && unextendable(err):
 		fmt.Fprintf(e.stderr, "bastion: warning: this verify is not recorded in the journal: no writer may extend it as it is (%s)\n", termtext.Line(err.Error()))
+		return nil
+	case action == "verify" && (errors.Is(err, certauth.ErrNoJournalKey) || errors.Is(err, fs.ErrPermission)):
+		fmt.Fprintf(e.stderr, "bastion: note: this verify is not recorded in the journal: no writer holds it, and it cannot be written here (%s)\n", termtext.Line(err.Error()))
 		return nil
 	}
 	return exitCode(1, withHint(fmt.Errorf("this %s cannot be recorded in the journal, so it is refused: %w", what, err),

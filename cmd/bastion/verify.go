@@ -63,12 +63,13 @@ reads it).
 
 ` + readsParagraph("verify") + `
 
-A verify of a journal no writer may extend as it is (it does not verify,
-or it is another key's) cannot be recorded either: it goes ahead with a
-warning, as what is wrong is what verify reports. An auditor who verifies
-a copy of the journal away from the bastion passes --unrecorded: the copy
-has no writer to record the read. Verifying a bundle or a report is not a
-read of the journal, and is not recorded.
+Where no writer holds the journal, a verify that cannot record itself
+goes ahead with a note, as verify shows nothing the journal holds: a
+journal no writer may extend as it is (it does not verify, or it is
+another key's: what is wrong is what verify reports), or a copy an
+auditor verifies away from the bastion with only its public key (no
+journal key to record with, or read-only media). Verifying a bundle or a
+report is not a read of the journal, and is not recorded.
 
 Exit status: 0 the journal is intact; 1 it does not verify under the key:
 tampered, incomplete, or not this key's journal (everything wrong inside the
