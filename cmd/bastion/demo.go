@@ -217,9 +217,11 @@ func runDemo(ctx context.Context, e *env, args []string) (err error) {
 	if last, err := lastSession(ctx, j); err == nil {
 		cmds = append(cmds, "sessions show "+last, "export --format asciicast "+last)
 	}
-	day := time.Now().UTC().Truncate(24 * time.Hour)
+	// The period ends now: a report of a period still running would say
+	// it cannot be complete.
+	now := time.Now().UTC().Add(time.Second).Truncate(time.Second)
 	cmds = append(cmds, fmt.Sprintf("evidence --from %s --to %s --out %s",
-		day.Format(time.RFC3339), day.Add(24*time.Hour).Format(time.RFC3339), filepath.Join(home, "evidence")))
+		now.Truncate(24*time.Hour).Format(time.RFC3339), now.Format(time.RFC3339), filepath.Join(home, "evidence")))
 	for _, cmd := range cmds {
 		fmt.Fprintf(out, "  %s --home %s %s\n", self, home, cmd)
 	}

@@ -776,6 +776,36 @@ func TestEvidenceScopeAndReview(t *testing.T) {
 		}
 	})
 
+	t.Run("signed report", func(t *testing.T) {
+		out := filepath.Join(t.TempDir(), "r")
+		runEvidenceCmd(t, ej, out, "--now", ej.to.Format(time.RFC3339))
+		key := filepath.Join(ej.home, certauth.JournalPubKeyFile)
+		code, stdout, stderr := runCmd("verify", "--report", out, "--key", key)
+		if code != 0 || !strings.Contains(stdout, "records the same digests") || !strings.Contains(stdout, "result: intact") {
+			t.Fatalf("verify --report: exit %d\n%s%s", code, stdout, stderr)
+		}
+		// One byte changed in the HTML: the signature no longer covers it.
+		html := filepath.Join(out, "evidence.html")
+		data, err := os.ReadFile(html)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(html, bytes.Replace(data, []byte("amber"), []byte("green"), 1), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if code, stdout, _ := runCmd("verify", "--report", out, "--key", key); code != 1 || !strings.Contains(stdout, "evidence.html: sha256") || !strings.Contains(stdout, "changed since it was made") {
+			t.Errorf("a changed report: exit %d\n%s", code, stdout)
+		}
+		// Another journal's key does not verify the note.
+		other := t.TempDir()
+		if code, _, stderr := runCmd("--home", other, "ca", "init"); code != 0 {
+			t.Fatal(stderr)
+		}
+		if code, stdout, _ := runCmd("verify", "--report", out, "--key", filepath.Join(other, certauth.JournalPubKeyFile), "--db", filepath.Join(ej.home, "journal.db")); code != 1 || !strings.Contains(stdout, "FAILED") {
+			t.Errorf("another key: exit %d\n%s", code, stdout)
+		}
+	})
+
 	t.Run("sample", func(t *testing.T) {
 		var picks [2][]string
 		for i := range picks {
