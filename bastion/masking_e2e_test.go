@@ -23,8 +23,10 @@ var maskedValues = []string{
 	"AKIAIOSFODNN7EXAMPLE",
 	"hunter2-correct-horse",
 	"ACCT-12345678",
-	// Interrupted by color changes, and in a window title.
-	"4000", "0566", "5566", "title-pw-hunter3",
+	// Interrupted by color changes, and in a window title. The card's
+	// groups are searched for with what surrounds them: four digits alone
+	// turn up by chance among a journal's times, sizes and indexes.
+	"debit 4000", "\x1b[31m0566", "\x1b[0m5566", "title-pw-hunter3",
 }
 
 const maskedFile = `statement for account 7
