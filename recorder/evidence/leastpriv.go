@@ -10,6 +10,7 @@ import (
 
 	"github.com/pmezard/go-difflib/difflib"
 
+	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder"
 )
 
@@ -65,51 +66,18 @@ type PolicyLoad struct {
 }
 
 // Role is one role of a policy, as the policy.loaded leaf's roles.json
-// attribute holds it (docs/journal-format.md, section 6.2).
-type Role struct {
-	Name           string    `json:"name"`
-	Access         string    `json:"access"`
-	Identities     []Matcher `json:"identities"`
-	Targets        []string  `json:"targets"`
-	Logins         []string  `json:"logins"`
-	PTY            bool      `json:"pty"`
-	Shell          bool      `json:"shell"`
-	FileTransfer   bool      `json:"file_transfer"`
-	PortForwarding []string  `json:"port_forwarding"`
-	// Permit are the certificate's permit-* extensions.
-	Permit          []string  `json:"permit"`
-	Commands        *Commands `json:"commands"`
-	MaxTTL          string    `json:"max_ttl"`
-	MaxSession      string    `json:"max_session,omitempty"`
-	IdleTimeout     string    `json:"idle_timeout,omitempty"`
-	Masking         string    `json:"masking,omitempty"`
-	SourceAddresses []string  `json:"source_addresses"`
-	Approval        *Approval `json:"approval"`
-}
+// attribute holds it (docs/journal-format.md, section 6.2): the shape
+// serve writes, read back.
+type Role = policy.RoleView
 
 // Matcher is an identity matcher of a role.
-type Matcher struct {
-	Name      string              `json:"name,omitempty"`
-	Providers []string            `json:"providers"`
-	Subjects  []string            `json:"subjects,omitempty"`
-	Sponsors  []string            `json:"sponsors,omitempty"`
-	Claims    map[string][]string `json:"claims,omitempty"`
-}
+type Matcher = policy.MatcherView
 
 // Commands are a role's exec command rules.
-type Commands struct {
-	Allow []string `json:"allow"`
-	Deny  []string `json:"deny"`
-}
+type Commands = policy.CommandsView
 
 // Approval is a grant-only role's approval rule.
-type Approval struct {
-	Approvers          []string  `json:"approvers"`
-	ApproverIdentities []Matcher `json:"approver_identities"`
-	Approvals          int       `json:"approvals"`
-	MaxDuration        string    `json:"max_duration"`
-	ExcludeSponsor     bool      `json:"exclude_sponsor"`
-}
+type Approval = policy.ApprovalView
 
 // Reach is what one role of a policy in force let its identities do.
 type Reach struct {
