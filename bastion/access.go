@@ -1,7 +1,6 @@
 package bastion
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -430,7 +429,7 @@ func (s *Server) recordEvidence(r *http.Request, w http.ResponseWriter, p *peer,
 // read. It returns ErrNoAccessSocket when none answers there.
 func RecordAccess(ctx context.Context, sock string, req AccessRequest) (*AccessResponse, error) {
 	var out AccessResponse
-	if err := socketCall(ctx, sock, http.MethodPost, "/v1/access", req, &out); err != nil {
+	if err := socketCall(ctx, sock, "access socket", ErrNoAccessSocket, http.MethodPost, "/v1/access", req, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil
@@ -441,54 +440,10 @@ func RecordAccess(ctx context.Context, sock string, req AccessRequest) (*AccessR
 // when none answers there.
 func RecordEvidence(ctx context.Context, sock string, req EvidenceRequest) (*EvidenceResponse, error) {
 	var out EvidenceResponse
-	if err := socketCall(ctx, sock, http.MethodPost, "/v1/evidence", req, &out); err != nil {
+	if err := socketCall(ctx, sock, "access socket", ErrNoAccessSocket, http.MethodPost, "/v1/evidence", req, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil
-}
-
-// socketCall sends in as JSON to the access socket sock and decodes the
-// answer into out.
-func socketCall(ctx context.Context, sock, method, path string, in, out any) error {
-	client := &http.Client{
-		Timeout: 30 * time.Second,
-		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", sock)
-		}},
-	}
-	b, err := json.Marshal(in)
-	if err != nil {
-		return err
-	}
-	hr, err := http.NewRequestWithContext(ctx, method, "http://bastion"+path, bytes.NewReader(b))
-	if err != nil {
-		return err
-	}
-	hr.Header.Set("Content-Type", "application/json")
-	resp, err := client.Do(hr)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
-			return ErrNoAccessSocket
-		}
-		return fmt.Errorf("access socket %s: %w", sock, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxRequestBody))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		var e adminErrorResponse
-		if json.Unmarshal(data, &e) != nil || e.Error == "" {
-			return fmt.Errorf("the server answered %s", resp.Status)
-		}
-		return errors.New(e.Error)
-	}
-	if err := json.Unmarshal(data, out); err != nil {
-		return fmt.Errorf("the server's answer is not what %s %s returns: %s", method, path, bytes.TrimSpace(data))
-	}
-	return nil
 }
 
 // accountsText is operator_accounts as serve.started and config.reloaded

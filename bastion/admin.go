@@ -284,45 +284,12 @@ func ServerRunning(home string) bool {
 // token, if not empty, is the operator's OIDC token: the server verifies
 // it and names them in the journal, or refuses the revocation.
 func AdminRevoke(ctx context.Context, home string, req certauth.RevokeRequest, token string) (res *certauth.RevokeResult, warning string, err error) {
-	path := filepath.Join(home, AdminSocket)
-	client := &http.Client{
-		Timeout: 30 * time.Second,
-		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", path)
-		}},
-	}
-	body, err := json.Marshal(adminRevokeRequest{RevokeRequest: req, Token: token})
-	if err != nil {
-		return nil, "", err
-	}
-	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://bastion/v1/revoke", bytes.NewReader(body))
-	if err != nil {
-		return nil, "", err
-	}
-	hr.Header.Set("Content-Type", "application/json")
-	resp, err := client.Do(hr)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
-			return nil, "", ErrNoServer
-		}
-		return nil, "", fmt.Errorf("admin socket %s: %w", path, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return nil, "", err
-	}
-	if resp.StatusCode != http.StatusOK {
-		var e adminErrorResponse
-		if json.Unmarshal(data, &e) == nil && e.Error != "" {
-			return nil, "", errors.New(e.Error)
-		}
-		return nil, "", fmt.Errorf("server answered %s", resp.Status)
-	}
 	var out adminRevokeResponse
-	if err := json.Unmarshal(data, &out); err != nil || out.Result == nil {
-		return nil, "", fmt.Errorf("server's answer is not a revocation result: %s", bytes.TrimSpace(data))
+	if err := adminCall(ctx, home, http.MethodPost, "/v1/revoke", adminRevokeRequest{RevokeRequest: req, Token: token}, &out); err != nil {
+		return nil, "", err
+	}
+	if out.Result == nil {
+		return nil, "", errors.New("the server's answer is not a revocation result")
 	}
 	return out.Result, out.Warning, nil
 }
@@ -383,7 +350,26 @@ func AdminLiveSessions(ctx context.Context, home string) ([]LiveSession, error) 
 // adminCall sends in (if not nil) as JSON to the admin socket of home's
 // server and decodes its answer into out.
 func adminCall(ctx context.Context, home, method, path string, in, out any) error {
-	sock := filepath.Join(home, AdminSocket)
+	err := socketCall(ctx, filepath.Join(home, AdminSocket), "admin socket", ErrNoServer, method, path, in, out)
+	var se *socketError
+	if errors.As(err, &se) && se.status == http.StatusNotFound && strings.HasPrefix(se.msg, ErrNoLiveSession.Error()) {
+		return fmt.Errorf("%w%s", ErrNoLiveSession, strings.TrimPrefix(se.msg, ErrNoLiveSession.Error()))
+	}
+	return err
+}
+
+// socketError is the error a server answered on one of its sockets.
+type socketError struct {
+	status int
+	msg    string
+}
+
+func (e *socketError) Error() string { return e.msg }
+
+// socketCall sends in (if not nil) as JSON to the server's socket sock
+// (what names it in messages), and decodes its answer into out. none is
+// the error when nothing answers there.
+func socketCall(ctx context.Context, sock, what string, none error, method, path string, in, out any) error {
 	client := &http.Client{
 		Timeout: 30 * time.Second,
 		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
@@ -409,27 +395,24 @@ func adminCall(ctx context.Context, home, method, path string, in, out any) erro
 	resp, err := client.Do(hr)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
-			return ErrNoServer
+			return none
 		}
-		return fmt.Errorf("admin socket %s: %w", sock, err)
+		return fmt.Errorf("%s %s: %w", what, sock, err)
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxRequestBody))
 	if err != nil {
 		return err
 	}
 	if resp.StatusCode != http.StatusOK {
 		var e adminErrorResponse
 		if json.Unmarshal(data, &e) != nil || e.Error == "" {
-			return fmt.Errorf("server answered %s", resp.Status)
+			return fmt.Errorf("the server answered %s", resp.Status)
 		}
-		if resp.StatusCode == http.StatusNotFound && strings.HasPrefix(e.Error, ErrNoLiveSession.Error()) {
-			return fmt.Errorf("%w%s", ErrNoLiveSession, strings.TrimPrefix(e.Error, ErrNoLiveSession.Error()))
-		}
-		return errors.New(e.Error)
+		return &socketError{status: resp.StatusCode, msg: e.Error}
 	}
 	if err := json.Unmarshal(data, out); err != nil {
-		return fmt.Errorf("server's answer is not what %s %s returns: %s", method, path, bytes.TrimSpace(data))
+		return fmt.Errorf("the server's answer is not what %s %s returns: %s", method, path, bytes.TrimSpace(data))
 	}
 	return nil
 }
