@@ -76,7 +76,7 @@ func buildGoldenJournal(t *testing.T) *evidenceJournal {
 	step(20 * time.Second)
 	exit0 := attrFrame(t, recorder.KindExit, recorder.Attrs{"status": "0"}, 200*time.Millisecond)
 	s := b.session(alice, "192.0.2.10:50022", recorder.Attrs{"request": "shell", "login": "deploy", "target": "web-1", "term": "xterm",
-		"policy.rule": "ops", "policy.hash": pol.Hash()}, []simFrame{
+		"policy.rule": "role:ops", "policy.hash": pol.Hash()}, []simFrame{
 		attrFrame(t, recorder.KindPTY, recorder.Attrs{"term": "xterm", "cols": "80", "rows": "24"}, 0),
 		{recorder.KindOutput, []byte("$ "), 300 * time.Millisecond},
 		{recorder.KindInput, []byte("psql -c \"select 1\" <script>alert(1)</script>\r"), 4 * time.Second},
@@ -116,7 +116,7 @@ func buildGoldenJournal(t *testing.T) *evidenceJournal {
 	active, _ := b.grants.Get(g.ID)
 	step(5 * time.Second)
 	s = b.session(agent, "198.51.100.7:41000", recorder.Attrs{"request": "exec", "login": "postgres", "target": "db-1", "command": "psql -f migrate-42.sql",
-		"policy.rule": "db-grant", "policy.hash": pol.Hash(), "policy.grant": g.ID, "policy.grant.end": active.End.UTC().Format(time.RFC3339)}, []simFrame{
+		"policy.rule": "role:db-grant", "policy.hash": pol.Hash(), "policy.grant": g.ID, "policy.grant.end": active.End.UTC().Format(time.RFC3339)}, []simFrame{
 		{recorder.KindExec, []byte("psql -f migrate-42.sql"), 0},
 		{recorder.KindOutput, []byte("ALTER TABLE\n"), 1500 * time.Millisecond},
 		exit0,
@@ -125,7 +125,7 @@ func buildGoldenJournal(t *testing.T) *evidenceJournal {
 	step(30 * time.Second)
 	b.event(evidence.EventRequestRefused, recorder.Attrs{"reason": "policy_denied", "request": "exec", "action": "exec", "user": "postgres@db-1",
 		"target": "db-1", "login": "postgres", "identity": ej.agent, "serial": strconv.FormatUint(agent.Record.Serial, 10), "key-id": agent.Cert.KeyId,
-		"client": "198.51.100.7:41002", "policy.rule": "db-grant", "detail": "command not allowed", "policy.hash": pol.Hash(), "command": ej.refusedCommand})
+		"client": "198.51.100.7:41002", "policy.rule": "role:db-grant", "detail": "command not allowed", "policy.hash": pol.Hash(), "command": ej.refusedCommand})
 	step(time.Minute)
 	b.event(evidence.EventAuthRefused, recorder.Attrs{"reason": "untrusted_ca", "user": "root@db-1", "client": "203.0.113.9:6000", "key.sha256": "SHA256:x"})
 	step(time.Minute)

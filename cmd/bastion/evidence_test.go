@@ -176,7 +176,7 @@ func buildEvidenceJournal(t *testing.T) *evidenceJournal {
 	ej.revokedSerial = alice.Record.Serial
 	s, err := j.StartSession(ctx, recorder.SessionInfo{Attrs: recorder.Attrs{
 		"kind": "ssh", "request": "shell", "identity": ej.human, "serial": strconv.FormatUint(alice.Record.Serial, 10), "login": "deploy",
-		"target": "web-1", "client": "192.0.2.10:50022", "term": "xterm", "policy.rule": "ops", "policy.hash": pol.Hash(),
+		"target": "web-1", "client": "192.0.2.10:50022", "term": "xterm", "policy.rule": "role:ops", "policy.hash": pol.Hash(),
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -224,7 +224,7 @@ func buildEvidenceJournal(t *testing.T) *evidenceJournal {
 	active, _ := grants.Get(g.ID)
 	info := recorder.Attrs{"kind": "ssh", "request": "exec", "identity": ej.agent, "serial": strconv.FormatUint(agent.Record.Serial, 10),
 		"login": "postgres", "target": "db-1", "client": "198.51.100.7:41000", "command": "psql -f migrate-42.sql",
-		"policy.rule": "db-grant", "policy.hash": pol.Hash(), "policy.grant": g.ID, "policy.grant.end": active.End.UTC().Format(time.RFC3339)}
+		"policy.rule": "role:db-grant", "policy.hash": pol.Hash(), "policy.grant": g.ID, "policy.grant.end": active.End.UTC().Format(time.RFC3339)}
 	s, err = j.StartSession(ctx, recorder.SessionInfo{Attrs: info})
 	if err != nil {
 		t.Fatal(err)
@@ -238,7 +238,7 @@ func buildEvidenceJournal(t *testing.T) *evidenceJournal {
 	}
 	event(evidence.EventRequestRefused, recorder.Attrs{"reason": "policy_denied", "request": "exec", "action": "exec", "user": "postgres@db-1",
 		"target": "db-1", "login": "postgres", "identity": ej.agent, "serial": strconv.FormatUint(agent.Record.Serial, 10), "key-id": agent.Cert.KeyId,
-		"client": "198.51.100.7:41002", "policy.rule": "db-grant", "detail": "command not allowed", "policy.hash": pol.Hash(), "command": ej.refusedCommand})
+		"client": "198.51.100.7:41002", "policy.rule": "role:db-grant", "detail": "command not allowed", "policy.hash": pol.Hash(), "command": ej.refusedCommand})
 	event(evidence.EventAuthRefused, recorder.Attrs{"reason": "untrusted_ca", "user": "root@db-1", "client": "203.0.113.9:6000", "key.sha256": "SHA256:x"})
 	if _, err := issuer.Issue(ctx, certauth.IssueRequest{Token: "not.a.token", PublicKey: "x"}); err == nil {
 		t.Fatal("a bad token was accepted")
@@ -410,7 +410,7 @@ func TestEvidence(t *testing.T) {
 		if d := byID[ej.denied]; d.State != "denied" || d.Closed == nil || d.Closed.By != "bob@corp" || d.Closed.Comment != "no ticket" {
 			t.Errorf("denied grant: %+v", d)
 		}
-		if len(r.StandingAccess) != 1 || r.StandingAccess[0].ID != ej.standingSession || r.StandingAccess[0].Rule != "ops" {
+		if len(r.StandingAccess) != 1 || r.StandingAccess[0].ID != ej.standingSession || r.StandingAccess[0].Rule != "role:ops" {
 			t.Errorf("standing access: %+v", r.StandingAccess)
 		}
 	})
@@ -456,7 +456,7 @@ func TestEvidence(t *testing.T) {
 			t.Errorf("reach: %q", reach)
 		}
 		for _, g := range r.Grants {
-			if g.ID == ej.grant && g.Scope != "login postgres on target db-1 for 3s; exec commands: every exec command; exec commands only: no PTY, shell, file transfer or forwards (role db-grant)" {
+			if g.ID == ej.grant && g.Scope != "login postgres on target db-1 for 3s; any exec command (the role has no command rules); exec only: no PTY, shell, file transfer or forwards (role db-grant)" {
 				t.Errorf("the grant's scope: %q", g.Scope)
 			}
 		}

@@ -139,25 +139,20 @@ func (b *builder) readPolicies() error {
 		lp.Policies = append(lp.Policies, p)
 	}
 	used := map[string]map[string]bool{}
-	for _, s := range b.r.Sessions {
-		if s.Rule == "" {
-			continue
-		}
-		for _, r := range strings.Split(s.Rule, ",") {
+	use := func(rule, identity string) {
+		for _, r := range ruleRoles(rule) {
 			if used[r] == nil {
 				used[r] = map[string]bool{}
 			}
-			used[r][s.Identity] = true
+			used[r][identity] = true
 		}
 	}
+	for _, s := range b.r.Sessions {
+		use(s.Rule, s.Identity)
+	}
 	for _, c := range b.certs {
-		for _, r := range splitList(c.Rule) {
-			if used[r] == nil {
-				used[r] = map[string]bool{}
-			}
-			if b.overlaps(c.ValidAfter.UnixNano(), c.ValidBefore.UnixNano()) {
-				used[r][c.identity] = true
-			}
+		if b.overlaps(c.ValidAfter.UnixNano(), c.ValidBefore.UnixNano()) {
+			use(c.Rule, c.identity)
 		}
 	}
 	for _, p := range lp.Policies {
@@ -170,6 +165,20 @@ func (b *builder) readPolicies() error {
 		}
 	}
 	return nil
+}
+
+// ruleRoles are the roles a decision's rule names: "role:NAME", or
+// several joined by commas (a certificate's), possibly followed by what
+// within the role decided ("role:ops deny:rm *").
+func ruleRoles(rule string) []string {
+	var out []string
+	for _, part := range strings.Split(rule, ",") {
+		name, ok := strings.CutPrefix(strings.TrimSpace(part), "role:")
+		if name, _, _ = strings.Cut(name, " "); ok && name != "" {
+			out = append(out, name)
+		}
+	}
+	return out
 }
 
 func policyOf(idx int64, l *recorder.Leaf) PolicyInForce {
@@ -335,7 +344,7 @@ func describeAllows(r Role) string {
 	if len(r.PortForwarding) > 0 {
 		a = append(a, "port forwards to "+strings.Join(r.PortForwarding, ", "))
 	}
-	s := "exec commands only: no PTY, shell, file transfer or forwards"
+	s := "exec only: no PTY, shell, file transfer or forwards"
 	if len(a) > 0 {
 		s = "exec, " + strings.Join(a, ", ")
 	}
@@ -360,6 +369,8 @@ func (b *builder) scopeOf(g *Grant) string {
 	switch {
 	case g.Command != "":
 		s += "; only the exec command " + strconv.Quote(g.Command)
+	case role != nil && role.Commands == nil:
+		s += "; any exec command (the role has no command rules)"
 	case role != nil:
 		s += "; exec commands: " + describeCommands(role.Commands)
 	default:

@@ -75,3 +75,18 @@ func TestTimelineScales(t *testing.T) {
 		}
 	}
 }
+
+func TestRuleRoles(t *testing.T) {
+	for rule, want := range map[string]string{
+		"role:ops":               "ops",
+		"role:ops,role:db-grant": "ops db-grant",
+		"role:ops deny:rm *":     "ops",
+		"":                       "",
+		"ops":                    "", // not a role's rule
+		"role:":                  "",
+	} {
+		if got := strings.Join(ruleRoles(rule), " "); got != want {
+			t.Errorf("ruleRoles(%q) = %q, want %q", rule, got, want)
+		}
+	}
+}
