@@ -214,6 +214,11 @@ func runEvidence(ctx context.Context, e *env, args []string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return exitCode(2, fmt.Errorf("evidence: %w", err))
 	}
+	if *force {
+		if err := clearOldReport(dir); err != nil {
+			return err
+		}
+	}
 	if err := writeBundles(ctx, st, v, dir, rep); err != nil {
 		return exitCode(2, fmt.Errorf("evidence: %w", err))
 	}
@@ -275,9 +280,7 @@ func runEvidence(ctx context.Context, e *env, args []string) error {
 }
 
 // checkOutDir refuses an existing --out directory that holds anything,
-// unless force: a report must not be overwritten by mistake. With force,
-// the bundles of the report it replaces are removed, so that the
-// directory holds one report's files only.
+// unless force: a report must not be overwritten by mistake.
 func checkOutDir(dir string, force bool) error {
 	entries, err := os.ReadDir(dir)
 	switch {
@@ -291,14 +294,18 @@ func checkOutDir(dir string, force bool) error {
 		return exitCode(2, withHint(fmt.Errorf("--out %s exists and is not empty", dir),
 			"give a new directory, or --force to replace the report in it"))
 	}
-	// A stale signature would not match the new files: an unrecorded
-	// report has none.
-	if err := os.Remove(filepath.Join(dir, evidence.SignatureFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return exitCode(2, fmt.Errorf("--out %s: %w", dir, err))
-	}
+	return nil
+}
+
+// clearOldReport removes, from a directory --force lets the report be
+// written into, the files of the report it replaces that the new one may
+// not write: its signature (an unrecorded report has none) and bundles
+// (the new one may detail other sessions). It runs once the new report is
+// built, so that a report that cannot be made leaves the old one whole.
+func clearOldReport(dir string) error {
 	old, _ := filepath.Glob(filepath.Join(dir, "bundles", "*.bundle"))
-	for _, f := range old {
-		if err := os.Remove(f); err != nil {
+	for _, f := range append(old, filepath.Join(dir, evidence.SignatureFile)) {
+		if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return exitCode(2, fmt.Errorf("--out %s: %w", dir, err))
 		}
 	}

@@ -159,15 +159,21 @@ target "prod-db" {
 		t.Fatalf("a command the policy denies ran: %v %q", err, errOut)
 	}
 
-	// The auditor keeps a checkpoint now, before everything that follows.
-	code, note, errOut := cli(ctx, home, "checkpoint")
-	if code != 0 || note == "" {
-		t.Fatalf("checkpoint: exit %d: %s", code, errOut)
+	// The auditor keeps a checkpoint now, before everything that follows:
+	// it anchors the records before it, not the whole period.
+	keepCheckpoint := func(name string) string {
+		t.Helper()
+		code, note, errOut := cli(ctx, home, "checkpoint")
+		if code != 0 || note == "" {
+			t.Fatalf("checkpoint: exit %d: %s", code, errOut)
+		}
+		kept := filepath.Join(dir, name)
+		if err := os.WriteFile(kept, []byte(note), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return kept
 	}
-	kept := filepath.Join(dir, "kept-checkpoint.txt")
-	if err := os.WriteFile(kept, []byte(note), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	keptEarly := keepCheckpoint("kept-early.txt")
 
 	grants := func(tokenFile string, args ...string) map[string]any {
 		t.Helper()
@@ -299,6 +305,10 @@ target "prod-db" {
 	if d := time.Until(to); d > 0 {
 		time.Sleep(d) // the period must not end in the future
 	}
+	// Once the period is over, the auditor keeps a checkpoint that covers
+	// all of it (serve keeps one every second).
+	time.Sleep(1500 * time.Millisecond)
+	kept := keepCheckpoint("kept-after.txt")
 	period := []string{"evidence", "--from", from.Format(time.RFC3339), "--to", to.Format(time.RFC3339)}
 
 	schema, err := jsonschema.NewCompiler().Compile("../../docs/evidence.schema.json")
@@ -437,7 +447,13 @@ target "prod-db" {
 			return
 		}
 		if level := jsonString(g, "anchor", "level"); level != "green" || jsonString(g, "anchor", "basis") != "kept-checkpoint" {
-			t.Errorf("with the checkpoint kept earlier the anchor is %v, want green on kept-checkpoint", jsonAt(g, "anchor"))
+			t.Errorf("with the checkpoint kept after the period the anchor is %v, want green on kept-checkpoint", jsonAt(g, "anchor"))
+		}
+		// One kept during the period anchors only what came before it.
+		if e := report(filepath.Join(dir, "report-early"), "--checkpoint", keptEarly); e != nil {
+			if level := jsonString(e, "anchor", "level"); level != "amber" || jsonString(e, "anchor", "basis") != "kept-checkpoint" {
+				t.Errorf("with a checkpoint kept during the period the anchor is %v, want amber on kept-checkpoint", jsonAt(e, "anchor"))
+			}
 		}
 	})
 	t.Run("target-typo", func(t *testing.T) {

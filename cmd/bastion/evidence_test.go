@@ -748,7 +748,9 @@ func TestEvidenceScopeAndReview(t *testing.T) {
 		if r.Anchor.Level != evidence.AnchorAmber || r.Anchor.Basis != "own-head" {
 			t.Errorf("without a kept checkpoint: %+v", r.Anchor)
 		}
-		// An earlier checkpoint, as an auditor would have kept it.
+		// A checkpoint an auditor kept after the period ended.
+		end := time.Now().UTC().Truncate(time.Second)
+		time.Sleep(time.Until(end.Add(1100 * time.Millisecond)))
 		kept := filepath.Join(t.TempDir(), "kept.txt")
 		code, stdout, stderr := runCmd("checkpoint")
 		if code != 0 {
@@ -757,9 +759,22 @@ func TestEvidenceScopeAndReview(t *testing.T) {
 		if err := os.WriteFile(kept, []byte(stdout), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		r, _ = runEvidenceCmd(t, ej, filepath.Join(t.TempDir(), "r"), "--now", ej.to.Format(time.RFC3339), "--checkpoint", kept)
+		code, _, stderr = runCmd("evidence", "--from", ej.from.Format(time.RFC3339), "--to", end.Format(time.RFC3339), "--now", end.Format(time.RFC3339),
+			"--out", filepath.Join(t.TempDir(), "g"), "--checkpoint", kept)
+		if code != 0 {
+			t.Fatalf("evidence --checkpoint: exit %d %s", code, stderr)
+		}
+		// The report's own read is after the period: what the kept
+		// checkpoint must cover is the period.
+		r, _ = runEvidenceCmd(t, ej, filepath.Join(t.TempDir(), "r"), "--to", end.Format(time.RFC3339), "--now", end.Format(time.RFC3339), "--checkpoint", kept)
 		if r.Anchor.Level != evidence.AnchorGreen || r.Anchor.Basis != "kept-checkpoint" || r.Anchor.CheckpointSize == 0 {
 			t.Errorf("with a kept checkpoint: %+v", r.Anchor)
+		}
+		// The same checkpoint, for a period that goes on after it: it
+		// anchors only the records before it.
+		r, _ = runEvidenceCmd(t, ej, filepath.Join(t.TempDir(), "r"), "--now", ej.to.Format(time.RFC3339), "--checkpoint", kept)
+		if r.Anchor.Level != evidence.AnchorAmber || r.Anchor.Basis != "kept-checkpoint" || !hasFinding(r.Summary.Exceptions, evidence.FindingAnchor) {
+			t.Errorf("a kept checkpoint that covers part of the period: %+v", r.Anchor)
 		}
 		// A checkpoint of another history, signed by the same key: the
 		// journal was rewritten since. The report is red, exit 1.

@@ -59,7 +59,10 @@ signature of DIR/evidence.sig with the journal's key, that evidence.html
 and evidence.json still have the SHA-256 it signs, and, when the journal
 is at hand, that its evidence.generated record names the same digests
 (the journal is read and its log verified as "bastion sessions list"
-reads it).
+reads it), and who registered them. It proves that the files are those
+registered then, by that reader; not that their content is true: the
+journal's writer signs the digests a reader registers. "bastion verify"
+of the journal and a new report of the same period check the content.
 
 ` + readsParagraph("verify") + `
 
@@ -417,14 +420,30 @@ func verifyReport(ctx context.Context, e *env, dir, keyFile, db string) error {
 			bad++
 			fmt.Fprintf(e.stdout, "  journal:    leaf %d of %s records other digests\n", sig.Leaf, path)
 		default:
+			a := leaf.Attrs
 			fmt.Fprintf(e.stdout, "  journal:    leaf %d of %s records the same digests (period %s to %s)\n", sig.Leaf, path,
-				termtext.Line(leaf.Attrs["period.from"]), termtext.Line(leaf.Attrs["period.to"]))
+				termtext.Line(a["period.from"]), termtext.Line(a["period.to"]))
+			who := fmt.Sprintf("uid %s (%s), recorded by %s", a["uid"], a["user"], firstNonEmpty(a["via"], "reader"))
+			if id := a["identity"]; id != "" {
+				who = fmt.Sprintf("%s (%s), %s", id, firstNonEmpty(a["identity.verified"], "none"), who)
+			}
+			fmt.Fprintf(e.stdout, "  made by:    %s\n", termtext.Line(who))
 		}
 	}
 	if bad > 0 {
 		fmt.Fprintf(e.stdout, "result: FAILED, %d problem(s)\n", bad)
 		return exitCode(1, nil)
 	}
-	fmt.Fprintln(e.stdout, "result: intact")
+	fmt.Fprintln(e.stdout, "result: intact: these are the files registered in the journal at that leaf, by whom it says; their content is checked")
+	fmt.Fprintln(e.stdout, "        by \"bastion verify\" of the journal and a new report of the same period, not by this signature")
 	return nil
+}
+
+func firstNonEmpty(vals ...string) string {
+	for _, v := range vals {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
 }

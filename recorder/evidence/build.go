@@ -145,6 +145,13 @@ func Build(ctx context.Context, store storage.Store, opts Options) (*Report, err
 	if opts.Verifier == nil {
 		return nil, errors.New("evidence: the journal's public key is required")
 	}
+	for _, t := range []time.Time{opts.From, opts.To} {
+		// Times are compared in Unix nanoseconds, as the journal keeps
+		// them: beyond those years they do not fit.
+		if !time.Unix(0, t.UnixNano()).Equal(t) {
+			return nil, fmt.Errorf("evidence: %s is outside the years the journal's times can hold (1678 to 2262)", t.UTC().Format(time.RFC3339))
+		}
+	}
 	if opts.To.Before(opts.From) {
 		return nil, fmt.Errorf("evidence: the period ends (%s) before it starts (%s)", opts.To.UTC().Format(time.RFC3339), opts.From.UTC().Format(time.RFC3339))
 	}
@@ -230,8 +237,8 @@ func Build(ctx context.Context, store storage.Store, opts Options) (*Report, err
 	}
 	b.retention()
 	b.inventory()
-	b.findings(vr)
 	b.anchor(vr)
+	b.findings(vr)
 	b.sample()
 	return r, nil
 }

@@ -20,7 +20,7 @@ func (b *builder) readCustody() error {
 		}
 		a := l.Attrs
 		acc := Access{At: wall(l), Leaf: idx, Action: a["action"], Session: a["session"], Format: a["format"], User: a["user"], UID: a["uid"], Host: a["host"],
-			Via: a["via"], Identity: a["identity"], Verified: a["identity.verified"], Role: a["reader.role"], PID: a["pid"]}
+			Via: a["via"], Identity: a["identity"], Verified: a["identity.verified"], Issuer: a["identity.issuer"], Role: a["reader.role"], PID: a["pid"]}
 		if acc.Via == "" {
 			acc.Via = "reader" // before serve recorded reads, every read was the reader's own
 		}

@@ -315,7 +315,9 @@ var tickSteps = []struct {
 	{time.Second, "1 second"}, {5 * time.Second, "5 seconds"}, {15 * time.Second, "15 seconds"}, {time.Minute, "1 minute"},
 	{5 * time.Minute, "5 minutes"}, {15 * time.Minute, "15 minutes"}, {time.Hour, "1 hour"}, {3 * time.Hour, "3 hours"},
 	{6 * time.Hour, "6 hours"}, {24 * time.Hour, "1 day"}, {7 * 24 * time.Hour, "1 week"}, {14 * 24 * time.Hour, "2 weeks"},
-	{28 * 24 * time.Hour, "4 weeks"}, {91 * 24 * time.Hour, "13 weeks"}, {365 * 24 * time.Hour, "1 year"},
+	{28 * 24 * time.Hour, "4 weeks"}, {91 * 24 * time.Hour, "13 weeks"}, {182 * 24 * time.Hour, "26 weeks"},
+	{365 * 24 * time.Hour, "1 year"}, {5 * 365 * 24 * time.Hour, "5 years"}, {25 * 365 * 24 * time.Hour, "25 years"},
+	{100 * 365 * 24 * time.Hour, "100 years"},
 }
 
 // NewTimeline lays out the timeline of r.

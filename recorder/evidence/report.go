@@ -119,10 +119,12 @@ type OperatorAction struct {
 	// configuration) or "none" (only an OS account is known).
 	Operator string `json:"operator"`
 	Verified string `json:"verified"`
-	UID      string `json:"uid,omitempty"`
-	User     string `json:"user,omitempty"`
-	By       string `json:"by,omitempty"`
-	Detail   string `json:"detail,omitempty"`
+	// Issuer is the issuer of the operator's token, for "token".
+	Issuer string `json:"issuer,omitempty"`
+	UID    string `json:"uid,omitempty"`
+	User   string `json:"user,omitempty"`
+	By     string `json:"by,omitempty"`
+	Detail string `json:"detail,omitempty"`
 }
 
 // JournalInfo names the journal and the key it was checked with.
@@ -458,14 +460,16 @@ type Access struct {
 	// Role "auditor" and/or "operator" when the policy names it so.
 	Identity string `json:"identity,omitempty"`
 	Verified string `json:"verified,omitempty"`
-	Role     string `json:"role,omitempty"`
-	PID      string `json:"pid,omitempty"`
-	Session  string `json:"session,omitempty"`
-	Format   string `json:"format,omitempty"`
-	User     string `json:"user,omitempty"`
-	UID      string `json:"uid,omitempty"`
-	Host     string `json:"host,omitempty"`
-	Detail   string `json:"detail,omitempty"`
+	// Issuer is the issuer of the reader's token, for "token".
+	Issuer  string `json:"issuer,omitempty"`
+	Role    string `json:"role,omitempty"`
+	PID     string `json:"pid,omitempty"`
+	Session string `json:"session,omitempty"`
+	Format  string `json:"format,omitempty"`
+	User    string `json:"user,omitempty"`
+	UID     string `json:"uid,omitempty"`
+	Host    string `json:"host,omitempty"`
+	Detail  string `json:"detail,omitempty"`
 }
 
 // ServeEvent is a serve.started or serve.stopped event.

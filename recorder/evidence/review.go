@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"crypto/sha256"
 	"fmt"
+	"maps"
 	"net/url"
 	"slices"
 	"strconv"
@@ -121,7 +122,11 @@ func (b *builder) retention() {
 		r.OldestRecord = time.Unix(0, b.log.WallNS(0)).UTC()
 	}
 	r.Policy = "bastion deletes no record: the journal is append-only, and every record since its first is kept in it until the operator archives the journal file, which the operator's retention policy governs (PCI DSS 10.5.1: at least twelve months, the latest three immediately available)."
-	if !r.OldestRecord.IsZero() {
+	switch {
+	case r.OldestRecord.IsZero():
+	case r.OldestRecord.After(b.opts.To):
+		r.Policy += fmt.Sprintf(" This journal's oldest record, %s, is after the end of the period: it holds no record of the period, which, if any, are in another (older) journal.", r.OldestRecord.Format(time.RFC3339))
+	default:
 		r.Policy += fmt.Sprintf(" This journal holds records from %s, %d days before the end of the period.", r.OldestRecord.Format(time.RFC3339), int(b.opts.To.Sub(r.OldestRecord).Hours()/24))
 		if r.OldestRecord.After(b.opts.From) {
 			r.Policy += " Its first record is after the start of the period: records before it, if any, are in another (older) journal."
@@ -143,7 +148,7 @@ func (b *builder) readOperators() error {
 			verified = "none"
 		}
 		*acts = append(*acts, OperatorAction{Event: event, Action: action, At: wall(l), Leaf: idx, Operator: a[prefix],
-			Verified: verified, UID: a[prefix+".uid"], User: a[prefix+".user"], By: by, Detail: detail})
+			Verified: verified, Issuer: a[prefix+".issuer"], UID: a[prefix+".uid"], User: a[prefix+".user"], By: by, Detail: detail})
 	}
 	err := b.events(EventCertRevoked, func(idx int64, l *recorder.Leaf) {
 		a := l.Attrs
@@ -225,26 +230,42 @@ func (b *builder) devFindings() {
 	}
 	byIssuer := map[string]*group{}
 	var issuers, all []string
-	for _, id := range b.r.Identities {
+	add := func(issuer, who string) {
 		why := ""
-		switch u, err := url.Parse(id.Issuer); {
-		case id.Issuer == "":
-			continue
-		case dev[id.Issuer] != "" || dev[strings.TrimSuffix(id.Issuer, "/")] != "":
+		switch u, err := url.Parse(issuer); {
+		case issuer == "":
+			return
+		case dev[issuer] != "" || dev[strings.TrimSuffix(issuer, "/")] != "":
 			why = "the development OpenID provider of \"bastion serve --dev\""
 		case err == nil && u.Scheme != "https":
 			why = "an issuer that is not served over HTTPS"
 		default:
-			continue
+			return
 		}
-		g := byIssuer[id.Issuer]
+		g := byIssuer[issuer]
 		if g == nil {
 			g = &group{why: why}
-			byIssuer[id.Issuer] = g
-			issuers = append(issuers, id.Issuer)
+			byIssuer[issuer] = g
+			issuers = append(issuers, issuer)
 		}
-		g.names = append(g.names, id.Identity)
-		all = append(all, id.Identity)
+		if !slices.Contains(g.names, who) {
+			g.names = append(g.names, who)
+			all = append(all, who)
+		}
+	}
+	for _, id := range b.r.Identities {
+		add(id.Issuer, id.Identity)
+	}
+	// Operators and readers named by a token of such a provider.
+	for _, a := range b.r.OperatorActions {
+		if a.Verified == "token" {
+			add(a.Issuer, a.Operator+" (operator)")
+		}
+	}
+	for _, a := range b.r.Custody.Accesses {
+		if a.Verified == "token" {
+			add(a.Issuer, a.Identity+" (reader)")
+		}
 	}
 	for _, iss := range issuers {
 		g := byIssuer[iss]
@@ -290,7 +311,9 @@ func personOf(id, email, sponsor string) person {
 // knows: nobody could be held to account for such an agent.
 func (b *builder) sodFindings() {
 	known := map[string]person{}
-	for _, c := range b.certs {
+	// In serial order: an identity's latest certificate says who it is.
+	for _, serial := range slices.Sorted(maps.Keys(b.certs)) {
+		c := b.certs[serial]
 		known[c.identity] = person{id: c.identity, subject: c.subject, provider: c.provider, email: c.email, sponsor: c.Sponsor}
 	}
 	for _, g := range b.grantOrder {
@@ -378,16 +401,36 @@ func (b *builder) anchor(vr *recorder.Report) {
 			a.Basis = "kept-checkpoint"
 			a.What = fmt.Sprintf("The journal is NOT consistent with the checkpoint you kept (tree size %d): it was rolled back, truncated or rewritten since that checkpoint was signed.", vr.Kept.Size)
 		}
-	case vr.Kept != nil && vr.Kept.Consistent:
+	case vr.Kept != nil && vr.Kept.Consistent && vr.Kept.Size > 0 && vr.Kept.Size >= b.periodLeaves():
 		a.Level, a.Basis = AnchorGreen, "kept-checkpoint"
-		a.What = fmt.Sprintf("The journal verifies and is proven consistent with the checkpoint you kept (tree size %d): it holds, unchanged, every record that checkpoint covers, and extends it. What was recorded up to that checkpoint cannot have been rewritten or removed since, even by whoever controls the bastion's host and its key.", vr.Kept.Size)
+		a.What = fmt.Sprintf("The journal verifies and is proven consistent with the checkpoint you kept (tree size %d), which covers every record of the period: the journal holds, unchanged, every record that checkpoint covers, and extends it. What was recorded up to that checkpoint cannot have been rewritten or removed since, even by whoever controls the bastion's host and its key.", vr.Kept.Size)
+	case vr.Kept != nil && vr.Kept.Consistent:
+		a.Level, a.Basis = AnchorAmber, "kept-checkpoint"
+		a.What = fmt.Sprintf("The journal verifies and is consistent with the checkpoint you kept (tree size %d), but that checkpoint does not cover the whole period: the period's records run to leaf %d, so a checkpoint of size %d at least covers them. The records it does not cover rest only on the journal's own head, which whoever controls the bastion's host could have rewritten and signed again. Keep a checkpoint after the period ends (\"bastion checkpoint\"), and make the report with it.", vr.Kept.Size, b.periodLeaves()-1, b.periodLeaves())
 	default:
 		a.Level, a.Basis = AnchorAmber, "own-head"
-		a.What = "The journal verifies against its own latest checkpoint only. That proves no record was changed after it was signed, but whoever controls the bastion's host holds the signing key: they could have rolled the journal back to an older copy, or rewritten it whole and signed it again. Run the report with --checkpoint FILE, a checkpoint kept outside the bastion's host (\"bastion checkpoint\" prints one), to rest it on an anchor they do not control."
+		a.What = "The journal verifies against its own latest checkpoint only. That proves no record was changed after it was signed, but whoever controls the bastion's host holds the signing key: they could have rolled the journal back to an older copy, or rewritten it whole and signed it again. Run the report with --checkpoint FILE, a checkpoint kept outside the bastion's host (\"bastion checkpoint\"), to rest it on an anchor they do not control."
+	}
+	if a.Level == AnchorAmber {
+		b.r.Summary.Exceptions = append(b.r.Summary.Exceptions, Finding{Kind: FindingAnchor, Leaf: -1,
+			What: "the report's verdict rests on no checkpoint kept outside the bastion's host that covers the period (amber): " + a.What})
 	}
 	if vr.Kept != nil {
 		a.CheckpointSize, a.CheckpointFile = vr.Kept.Size, b.opts.KeptFile
 	}
+}
+
+// periodLeaves is how many leaves a checkpoint must cover to cover every
+// record of the period: one past the last leaf signed at or before its
+// end.
+func (b *builder) periodLeaves() int64 {
+	var n int64
+	for i := int64(0); i < b.log.Size(); i++ {
+		if b.log.WallNS(i) <= b.to {
+			n = i + 1
+		}
+	}
+	return n
 }
 
 // sample picks the sessions for detailed review: with Sample, the Sample

@@ -90,3 +90,13 @@ func TestRuleRoles(t *testing.T) {
 		}
 	}
 }
+
+// TestTimelineLongSpan: a period of centuries still gets a handful of
+// ticks.
+func TestTimelineLongSpan(t *testing.T) {
+	from := time.Date(1700, 1, 1, 0, 0, 0, 0, time.UTC)
+	r := &Report{Scope: Scope{From: from, To: time.Date(2250, 1, 1, 0, 0, 0, 0, time.UTC)}, Identities: []Identity{{Identity: "x@corp"}}}
+	if tl := NewTimeline(r); len(tl.Ticks) == 0 || len(tl.Ticks) > 9 || tl.Scale != "one tick = 100 years" {
+		t.Errorf("%d ticks, %s", len(tl.Ticks), tl.Scale)
+	}
+}
