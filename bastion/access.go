@@ -60,6 +60,10 @@ var (
 	}
 )
 
+// readerText are the attributes of a read or a report that hold what the
+// reader says, masked before they are journaled.
+var readerText = []string{"session", "format", "targets", "identities", "out", "says.user"}
+
 // AccessRequest asks serve to journal a read of its journal, before the
 // reader shows anything of it: POST /v1/access on the access socket.
 type AccessRequest struct {
@@ -375,6 +379,8 @@ func (s *Server) recordAccess(r *http.Request, w http.ResponseWriter, p *peer, h
 	for k, v := range c.whoAttrs(pol, host) {
 		attrs[k] = v
 	}
+	// What the reader says is free text: masked as every text kept.
+	s.textMasker().Fields(attrs, readerText...)
 	attrs["action"] = req.Action
 	idx, err := s.journal.AppendEvent(r.Context(), recorder.EventJournalAccessed, attrs)
 	if err != nil {
@@ -413,6 +419,7 @@ func (s *Server) recordEvidence(r *http.Request, w http.ResponseWriter, p *peer,
 	for k, v := range c.whoAttrs(pol, host) {
 		attrs[k] = v
 	}
+	s.textMasker().Fields(attrs, readerText...)
 	idx, err := s.journal.AppendEvent(r.Context(), recorder.EventEvidenceGenerated, attrs)
 	if err != nil {
 		return nil, err

@@ -219,6 +219,10 @@ func (s *Server) adminHandler() http.Handler {
 			adminError(w, http.StatusForbidden, err)
 			return
 		}
+		if req.Check {
+			writeAdminJSON(w, http.StatusOK, AdminCARotatedResponse{Leaf: -1})
+			return
+		}
 		leaf, err := s.recordCARotated(r.Context(), req, c)
 		var ae *accessError
 		switch {

@@ -33,6 +33,11 @@ type AdminCARotatedRequest struct {
 	// operator's OIDC token, which the server verifies to name them.
 	By    string `json:"by,omitempty"`
 	Token string `json:"token,omitempty"`
+	// Check asks only whether the caller may rotate (its token verifies
+	// and, when the policy names operators, names one): nothing is
+	// journaled. "ca rotate" checks first, so that a refused operator
+	// never replaces a CA key, then rotates, then has it journaled.
+	Check bool `json:"check,omitempty"`
 }
 
 // AdminCARotatedResponse says where the rotation is journaled.

@@ -143,3 +143,30 @@ func TestSQLiteReaderGroup(t *testing.T) {
 		t.Errorf("a private journal opened with a readers' group: mode %#o group %d", mode, g)
 	}
 }
+
+// TestSQLiteReaderGroupDirectory: a journal shared with a readers' group
+// lives in a directory only its owner may write; in one others may write,
+// a file could be swapped for a symbolic link before the writer gives it
+// to the group, so the writer refuses it.
+func TestSQLiteReaderGroupDirectory(t *testing.T) {
+	g := readers(t)
+	dir := filepath.Join(t.TempDir(), "journal")
+	if err := os.Mkdir(dir, 0o770); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o770); err != nil { // whatever the umask
+		t.Fatal(err)
+	}
+	_, err := storage.OpenSQLite(context.Background(), filepath.Join(dir, "journal.db"), storage.Options{ReaderGroup: &g})
+	if err == nil || !strings.Contains(err.Error(), "only its owner may write it") {
+		t.Fatalf("a group-writable directory: %v", err)
+	}
+	if err := os.Chmod(dir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	st, err := storage.OpenSQLite(context.Background(), filepath.Join(dir, "journal.db"), storage.Options{ReaderGroup: &g})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+}

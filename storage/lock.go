@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -163,6 +164,11 @@ type writerLock struct {
 // on it; with a group, it gives the files to that group. The returned lock
 // counts as a user of the file (see openFiles) until release.
 func lockWriter(journal string, group *int) (*writerLock, error) {
+	if group != nil {
+		if err := checkJournalDir(journal); err != nil {
+			return nil, err
+		}
+	}
 	f, err := os.OpenFile(journal, os.O_RDWR|os.O_CREATE, journalMode)
 	if err != nil {
 		return nil, fmt.Errorf("open journal %s: %w", journal, err)
@@ -379,4 +385,25 @@ func closeFile(id fileID, used bool, f *os.File) error {
 		errs = append(errs, p.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// checkJournalDir refuses, for a journal shared with a readers' group, a
+// directory that anyone but its owner may write, or that is owned by
+// another user than the writer and root: the writer gives the journal's
+// files (and serve its socket) to the group by name, and whoever could
+// put a symbolic link in their place would have it give them anything.
+func checkJournalDir(journal string) error {
+	dir := filepath.Dir(journal)
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("journal directory %s: %w", dir, err)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	switch {
+	case fi.Mode().Perm()&0o022 != 0:
+		return fmt.Errorf("journal directory %s has mode %#o: with a readers' group, only its owner may write it (chmod go-w %s)", dir, uint32(fi.Mode().Perm()), dir)
+	case ok && st.Uid != 0 && int(st.Uid) != os.Getuid():
+		return fmt.Errorf("journal directory %s is owned by uid %d: with a readers' group, it must be the writer's (uid %d) or root's", dir, st.Uid, os.Getuid())
+	}
+	return nil
 }

@@ -378,6 +378,13 @@ func runCARotate(ctx context.Context, e *env, args []string) error {
 				"a rotation is journaled by the running \"bastion serve\", or by rotate itself when none runs")
 		}
 	}
+	if server {
+		// The server says first whether this operator may rotate: a
+		// refused one replaces no key.
+		if _, err := bastion.AdminCARotated(ctx, home, bastion.AdminCARotatedRequest{Role: string(role), By: operator(e), Token: token, Check: true}); err != nil {
+			return fmt.Errorf("the %s CA was not rotated: %w", role, err)
+		}
+	}
 	a, err := certauth.RotateAuthority(home, role, alg, *grace, now)
 	if err != nil {
 		return errors.Join(err, closeJournal())

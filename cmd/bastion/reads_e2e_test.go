@@ -370,6 +370,18 @@ func TestRecordedReads(t *testing.T) {
 		t.Errorf("admin.refused = %v", ref)
 	}
 
+	// A CA rotation by someone who is not an operator: refused before
+	// any key is replaced.
+	authBefore, err := certauth.LoadAuthorities(r.home, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := runArgs("--home", r.home, "ca", "rotate", "--role", "target", "--grace", "1h", "--token-file", dave); code != 1 || !strings.Contains(stderr, "not an operator") {
+		t.Errorf("ca rotate by dave: exit %d: %s", code, stderr)
+	}
+	if after, err := certauth.LoadAuthorities(r.home, time.Now()); err != nil || !bytes.Equal(after.Target.Signer.PublicKey().Marshal(), authBefore.Target.Signer.PublicKey().Marshal()) {
+		t.Errorf("a refused rotation replaced the target CA's key (%v)", err)
+	}
 	// A CA rotation, through serve.
 	if code, out, stderr := runArgs("--home", r.home, "ca", "rotate", "--role", "target", "--grace", "1h", "--token-file", alice); code != 0 || !strings.Contains(out, "journaled: ca.rotated, leaf ") {
 		t.Fatalf("ca rotate: exit %d: %s%s", code, out, stderr)

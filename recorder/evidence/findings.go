@@ -95,6 +95,10 @@ func (b *builder) findings(vr *recorder.Report) {
 		}
 	}
 	for _, a := range r.OperatorActions {
+		if a.Verified == "account" && a.UID == "0" {
+			ex(FindingUnverifiedOp, a.Leaf, "%s (%s) was done as root, which operator_accounts maps to %s: everyone who may use sudo acts as root, so the mapping names no one person", a.Action, a.Detail, a.Operator)
+			continue
+		}
 		if a.Verified == "none" {
 			who := a.By
 			if who == "" {
