@@ -72,7 +72,7 @@ const (
 	EventJournalAccessed = recorder.EventJournalAccessed
 )
 
-// refusalEvents are the events of section 5's refused actions.
+// refusalEvents are the events of section 6's refused actions.
 var refusalEvents = []string{EventAuthRefused, EventConnRefused, EventRequestRefused, EventChannelRefused, EventCertRefused, EventGrantRefused}
 
 // grantEvents are the events of a grant's life, in no particular order.

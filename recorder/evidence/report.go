@@ -36,21 +36,22 @@ type Report struct {
 	// Section 4.
 	Grants         []Grant      `json:"grants"`
 	StandingAccess []SessionRef `json:"standing_access"`
-	// LeastPrivilege is the policy in force during the period: its
-	// roles, text and changes, and who could reach what.
+	// Section 5: the policy in force during the period, its roles, text
+	// and changes, and who could reach what.
 	LeastPrivilege LeastPrivilege `json:"least_privilege"`
-	// Section 5.
+	// Section 6.
 	Sessions []Session `json:"sessions"`
 	Refusals []Refusal `json:"refusals"`
 	// Sample is the reproducible sample of sessions picked for detailed
 	// review (--sample), nil when every session is detailed.
 	Sample *Sample `json:"sample"`
-	// OperatorActions are the actions operators took through the admin
-	// socket: kills, revocations, CA rotations.
+	// OperatorActions (section 8) are the actions operators took through
+	// the admin socket: kills, revocations, CA rotations.
 	OperatorActions []OperatorAction `json:"operator_actions"`
-	// Section 7.
+	// Section 8 (section 7, the timeline, and 9, the review, are the
+	// HTML's only).
 	Custody Custody `json:"custody"`
-	// Section 8.
+	// Section 10.
 	Controls []Control `json:"controls"`
 }
 
@@ -322,7 +323,7 @@ type Decision struct {
 	Leaf      int64     `json:"leaf"`
 }
 
-// SessionRef names a session of section 5.
+// SessionRef names a session of section 6.
 type SessionRef struct {
 	ID       string `json:"id"`
 	Identity string `json:"identity"`

@@ -396,7 +396,7 @@ func (b *builder) anchor(vr *recorder.Report) {
 	switch {
 	case !b.r.Verification.Intact:
 		a.Level, a.Basis = AnchorRed, "none"
-		a.What = "The journal does not verify: nothing in this report can be relied on before the problems in section 7 are explained."
+		a.What = "The journal does not verify: nothing in this report can be relied on before the problems in section 8 are explained."
 		if vr.Kept != nil && !vr.Kept.Consistent {
 			a.Basis = "kept-checkpoint"
 			a.What = fmt.Sprintf("The journal is NOT consistent with the checkpoint you kept (tree size %d): it was rolled back, truncated or rewritten since that checkpoint was signed.", vr.Kept.Size)
