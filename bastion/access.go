@@ -15,8 +15,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/recorder"
@@ -310,6 +313,13 @@ func (s *Server) accessHandler() http.Handler {
 			adminError(w, http.StatusForbidden, err)
 			return
 		}
+		// The group's members cost a bounded amount: each may have
+		// readRate records a second made for it (root and serve's own
+		// user are not counted).
+		if !p.self() && !s.readLimits.allow(p.uid) {
+			adminError(w, http.StatusTooManyRequests, fmt.Errorf("uid %d asked for more than %v records a second (bursts of %d): wait, and read again", p.uid, readRate, readBurst))
+			return
+		}
 		var out any
 		switch {
 		case r.URL.Path == "/v1/access" && r.Method == http.MethodPost:
@@ -461,4 +471,35 @@ func accountsText(m map[string]string) string {
 		pairs = append(pairs, k+"="+m[k])
 	}
 	return strings.Join(pairs, ",")
+}
+
+// How many reads and reports a second, and in one burst, serve records
+// for one member of the access group.
+const (
+	readRate  = rate.Limit(20)
+	readBurst = 200
+)
+
+// uidLimits rate-limits the access socket's callers, by uid. The uids it
+// keeps are bounded: past maxLimitedUIDs it forgets them all, which only
+// ever lets a caller in sooner.
+type uidLimits struct {
+	mu sync.Mutex
+	by map[int]*rate.Limiter
+}
+
+const maxLimitedUIDs = 4096
+
+func (l *uidLimits) allow(uid int) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.by == nil || len(l.by) >= maxLimitedUIDs {
+		l.by = map[int]*rate.Limiter{}
+	}
+	lim := l.by[uid]
+	if lim == nil {
+		lim = rate.NewLimiter(readRate, readBurst)
+		l.by[uid] = lim
+	}
+	return lim.Allow()
 }

@@ -501,3 +501,27 @@ func TestListenAccessStale(t *testing.T) {
 		t.Errorf("the file in the way was changed: %q %v", b, err)
 	}
 }
+
+// TestReadLimits: a member of the access group has at most readBurst
+// records made at once, then readRate a second; another uid is counted
+// apart; the uids kept are bounded.
+func TestReadLimits(t *testing.T) {
+	var l uidLimits
+	for i := range readBurst {
+		if !l.allow(1000) {
+			t.Fatalf("record %d of a burst refused", i+1)
+		}
+	}
+	if l.allow(1000) {
+		t.Error("a record past the burst was allowed")
+	}
+	if !l.allow(1001) {
+		t.Error("another uid was refused")
+	}
+	for uid := range maxLimitedUIDs + 10 {
+		l.allow(2000 + uid)
+	}
+	if len(l.by) > maxLimitedUIDs {
+		t.Errorf("%d uids kept, at most %d", len(l.by), maxLimitedUIDs)
+	}
+}

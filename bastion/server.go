@@ -71,7 +71,8 @@ type Server struct {
 	// faultSince is when the journal's current streak of faults began,
 	// recoveredAt when it last recovered; owned by watchJournal.
 	faultSince, recoveredAt time.Time
-	maskers                 maskers // the text masker's profile, compiled
+	maskers                 maskers   // the text masker's profile, compiled
+	readLimits              uidLimits // the access socket's callers, by uid
 	log                     hclog.Logger
 	now                     func() time.Time
 	registry                *certauth.Registry
