@@ -42,9 +42,10 @@ Writes the examiner's report of the period from --from to --to into DIR:
   evidence.html   one self-contained page (no script, nothing fetched),
                   for the screen and for print: the integrity statement,
                   a summary with its exceptions, the privileged identities,
-                  grants and approvals, session activity with commands,
-                  refusals, a timeline, the journal's custody, and which
-                  section answers which control
+                  grants and approvals, the policy in force, session
+                  activity with commands, refusals, a timeline, the
+                  journal's custody and who read it, a reviewer's sign-off
+                  form, and which section answers which control
   evidence.json   the same, as JSON (schema: docs/evidence.schema.json)
   checkpoint.txt  the signed checkpoint that covers the period, for the
                   verification command the report prints
@@ -64,21 +65,23 @@ identities; a target or identity the journal never names is an error
 What the verdict rests on is on the cover: amber when only the journal's
 own head vouches for it (whoever controls the bastion's host could roll it
 back or rewrite it), green with --checkpoint FILE, a checkpoint you kept
-outside that host ("bastion checkpoint" prints one), that the journal is
-proven to extend; red when the journal does not verify.
+outside that host after the period ended ("bastion checkpoint" prints
+one), that the journal is proven to extend (amber still with one that
+covers only part of the period); red when the journal does not verify.
 
 --sample N picks N sessions of the period for detailed review, the same N
 for the same --seed: those with the smallest SHA-256 of "SEED:ID". Every
 session an exception names is detailed too; the others are counted per
-identity and target. Without --sample every session is detailed.
+identity. Without --sample every session is detailed.
 
 ` + readsParagraph("report") + `
 The journal.accessed event (action evidence, the period) comes before the
 report is read: the report lists itself.
 
 Exit status: 0 the report is written and the journal is intact; 1 the
-report is written and the journal does not verify, or no report: a
---target or --identity names nothing in the journal; 2 no report (a
+report is written and the journal does not verify, or it is written but
+could not be recorded (no evidence.sig), or no report: a --target or
+--identity names nothing in the journal; 2 no report (a
 bad flag, no journal or key, an existing --out directory without
 --force).
 
