@@ -265,19 +265,26 @@ func (j *Journal) build(ops []op, publish bool) (*built, error) {
 // store commits a built batch, then tells the sessions and callers waiting
 // for it. Runs on the committer goroutine.
 func (j *Journal) store(p *built) {
-	if !p.since.IsZero() {
-		defer j.landed()
+	// The batch lands (OldestPending forgets it) before its appends are
+	// answered: an append that returned is never still pending.
+	land := func() {
+		if !p.since.IsZero() {
+			j.landed()
+		}
 	}
 	if err := j.Err(); err != nil {
 		// An earlier batch failed; this one was built on top of it.
+		land()
 		j.finish(p.ops, err)
 		return
 	}
 	if p.batch == nil {
+		land()
 		j.finish(p.ops, nil)
 		return
 	}
 	if err := j.st.Commit(context.Background(), p.batch); err != nil {
+		land()
 		j.fail(err)
 		j.finish(p.ops, err)
 		return
@@ -285,6 +292,7 @@ func (j *Journal) store(p *built) {
 	if n := len(p.batch.Published); n > 0 && j.signed != nil {
 		if err := j.signed.Save(p.batch.Published[n-1].Note); err != nil {
 			err = fmt.Errorf("remember the kept checkpoint: %w", err)
+			land()
 			j.fail(err)
 			j.finish(p.ops, err)
 			return
@@ -293,6 +301,7 @@ func (j *Journal) store(p *built) {
 	if j.onCommit != nil && !p.since.IsZero() {
 		j.onCommit(time.Since(p.since), len(p.ops))
 	}
+	land()
 	for i, l := range p.batch.Leaves {
 		if o := p.leafOps[i]; o != nil && o.leafIndex != nil {
 			*o.leafIndex = l.Index
