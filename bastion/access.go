@@ -157,6 +157,11 @@ func (s *Server) AccessSocket() string {
 // writer lock makes a second server on one journal impossible, so
 // something else is wrong.
 func listenAccess(path string, ac AccessConfig) (net.Listener, error) {
+	// A socket's path is held in a sockaddr_un: 108 bytes on Linux, with
+	// its terminating NUL.
+	if len(path) > 107 {
+		return nil, fmt.Errorf("access socket %s: the path is %d bytes, and a unix socket's path may be 107 at most: give the journal a shorter path", path, len(path))
+	}
 	if fi, err := os.Lstat(path); err == nil {
 		if fi.Mode().Type() != fs.ModeSocket {
 			return nil, fmt.Errorf("access socket %s: a file that is not a socket is in its place: move it away", path)

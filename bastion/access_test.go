@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -523,5 +524,14 @@ func TestReadLimits(t *testing.T) {
 	}
 	if len(l.by) > maxLimitedUIDs {
 		t.Errorf("%d uids kept, at most %d", len(l.by), maxLimitedUIDs)
+	}
+}
+
+// TestAccessSocketPathTooLong: a journal whose socket path would not fit
+// a sockaddr_un gets an error that says so, not "invalid argument".
+func TestAccessSocketPathTooLong(t *testing.T) {
+	path := filepath.Join(t.TempDir(), strings.Repeat("j", 120)+".db"+AccessSocketSuffix)
+	if _, err := listenAccess(path, AccessConfig{}); err == nil || !strings.Contains(err.Error(), "107 at most") {
+		t.Fatalf("listenAccess of a %d-byte path: %v", len(path), err)
 	}
 }
