@@ -7,6 +7,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
+
+	"github.com/agext/levenshtein"
 
 	"github.com/bastionhq/bastion/recorder"
 )
@@ -117,5 +120,41 @@ func (f *flagSet) Parse(args []string) error {
 	if err == nil || errors.Is(err, flag.ErrHelp) {
 		return err
 	}
+	// An unknown flag is named as it was typed ("--jsn", not "-jsn"),
+	// with the nearest flag the command has.
+	if name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: -"); ok {
+		typed := "-" + name
+		for _, a := range args {
+			if a == "--" {
+				break
+			}
+			if n, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "="); n == name && strings.HasPrefix(a, "-") {
+				typed, _, _ = strings.Cut(a, "=")
+				break
+			}
+		}
+		var known []string
+		f.VisitAll(func(fl *flag.Flag) { known = append(known, fl.Name) })
+		msg := fmt.Sprintf("unknown flag %s", typed)
+		if s := nearest(name, known); s != "" {
+			msg += fmt.Sprintf("; did you mean --%s?", s)
+		}
+		return &usageError{errors.New(msg)}
+	}
 	return &usageError{err}
+}
+
+// nearest is the name in known nearest to name, if it is near enough to
+// be a typing mistake (one edit, or a third of its length).
+func nearest(name string, known []string) string {
+	best, bestD := "", -1
+	for _, k := range known {
+		if d := levenshtein.Distance(name, k, nil); bestD < 0 || d < bestD {
+			best, bestD = k, d
+		}
+	}
+	if bestD < 0 || bestD > max(1, len(name)/3) {
+		return ""
+	}
+	return best
 }

@@ -119,7 +119,7 @@ func main() {
 // run runs the command line args (without the program name) and returns the
 // exit status. It is main without the process: tests call it directly.
 func run(ctx context.Context, args []string, e *env) int {
-	global := flag.NewFlagSet("bastion", flag.ContinueOnError)
+	global := &flagSet{flag.NewFlagSet("bastion", flag.ContinueOnError)}
 	global.SetOutput(io.Discard)
 	global.Usage = func() {}
 	global.StringVar(&e.homeFlag, "home", e.homeFlag, "")
@@ -128,7 +128,7 @@ func run(ctx context.Context, args []string, e *env) int {
 			printText(e.stdout, overview())
 			return 0
 		}
-		return report(e.stderr, withHint(&usageError{err}, `run "bastion help" for usage`))
+		return report(e.stderr, withHint(err, `run "bastion help" for usage`))
 	}
 	args = global.Args()
 	if len(args) == 0 {
@@ -181,7 +181,11 @@ func lookup(args []string) (*command, []string, error) {
 		case sub != "" && slices.Contains(contract, full):
 			return nil, nil, notAvailable(full)
 		case sub != "" && len(members) > 0:
-			return nil, nil, withHint(&usageError{fmt.Errorf("unknown command %q", full)},
+			msg := fmt.Sprintf("unknown command %q", full)
+			if s := nearest(full, commandNames()); s != "" {
+				msg += fmt.Sprintf("; did you mean %q?", s)
+			}
+			return nil, nil, withHint(&usageError{errors.New(msg)},
 				fmt.Sprintf("run \"bastion help %s\" to list its subcommands", name))
 		case sub != "":
 			return nil, nil, unknownCommand(full)
@@ -263,6 +267,22 @@ func notAvailable(name string) error {
 }
 
 func unknownCommand(name string) error {
-	return withHint(&usageError{fmt.Errorf("unknown command %q", name)},
-		`run "bastion help" to list commands`)
+	msg := fmt.Sprintf("unknown command %q", name)
+	if s := nearest(name, commandNames()); s != "" {
+		msg += fmt.Sprintf("; did you mean %q?", s)
+	}
+	return withHint(&usageError{errors.New(msg)}, `run "bastion help" to list commands`)
+}
+
+// commandNames are the commands this build has, and their groups.
+func commandNames() []string {
+	var names []string
+	for name := range commands {
+		names = append(names, name)
+		if g, _, ok := strings.Cut(name, " "); ok && !slices.Contains(names, g) {
+			names = append(names, g)
+		}
+	}
+	slices.Sort(names)
+	return names
 }

@@ -488,7 +488,7 @@ func TestPolicyBadCommandLines(t *testing.T) {
 		{"check of a missing file", []string{"policy", "check", filepath.Join(t.TempDir(), "none.hcl")}, 1, `read policy: .*no such file`},
 		{"check of a directory without policy", []string{"policy", "check", t.TempDir()}, 1, `no \.hcl files in`},
 		{"check of a missing config", []string{"policy", "check", "--config", filepath.Join(t.TempDir(), "none.hcl")}, 1, `configuration .*none\.hcl: `},
-		{"unknown flag", []string{"policy", "explain", "--nope"}, 2, `flag provided but not defined: -nope\nbastion: hint: run "bastion help policy explain" for usage`},
+		{"unknown flag", []string{"policy", "explain", "--nope"}, 2, `unknown flag --nope\nbastion: hint: run "bastion help policy explain" for usage`},
 		{"explain without a policy", []string{"policy", "explain", "--identity", "a@corp", "--target", "t", "--login", "l"}, 2, `needs the policy: --policy FILE\|DIR, or --config FILE`},
 		{"explain with both", append([]string{"policy", "explain", "--config", pol}, ask...), 2, `--policy or --config, not both`},
 		{"explain without an identity", []string{"policy", "explain", "--policy", pol, "--target", "t", "--login", "l"}, 2, `needs --identity SUBJECT@PROVIDER`},

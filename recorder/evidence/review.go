@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agext/levenshtein"
+
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder"
 )
@@ -72,46 +74,21 @@ func (b *builder) checkScope() error {
 	return nil
 }
 
-// closest is the known name nearest to name by edit distance, if it is
-// near enough to be a typing mistake: at most a third of its length.
+// closest is the known name nearest to name by edit distance (in any
+// case), if it is near enough to be a typing mistake: one edit,
+// or a third of its length.
 func closest(name string, known []string) string {
 	best, bestD := "", -1
 	for _, k := range known {
-		d := editDistance(strings.ToLower(name), strings.ToLower(k))
+		d := levenshtein.Distance(strings.ToLower(name), strings.ToLower(k), nil)
 		if bestD < 0 || d < bestD {
 			best, bestD = k, d
 		}
 	}
-	if bestD < 0 || bestD > max(2, len(name)/3) {
+	if bestD < 0 || bestD > max(1, len(name)/3) {
 		return ""
 	}
 	return best
-}
-
-// editDistance is the Damerau–Levenshtein distance (with adjacent
-// transpositions) between a and b, by bytes.
-func editDistance(a, b string) int {
-	prev2 := make([]int, len(b)+1)
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
-				cur[j] = min(cur[j], prev2[j-2]+1)
-			}
-		}
-		prev2, prev, cur = prev, cur, prev2
-	}
-	return prev[len(b)]
 }
 
 // retention states what the journal holds.

@@ -22,9 +22,6 @@ func TestClosest(t *testing.T) {
 			t.Errorf("closest(%q) = %q, want %q", c.name, got, c.want)
 		}
 	}
-	if d := editDistance("prod-bd", "prod-db"); d != 1 {
-		t.Errorf("a transposition costs %d, want 1", d)
-	}
 }
 
 // TestTimelineScales lays out the timeline from an hour to a quarter:
