@@ -111,7 +111,7 @@ func openReadOnly(ctx context.Context, path string) (*storage.SQLite, error) {
 func journalError(err error) error {
 	switch {
 	case errors.Is(err, storage.ErrLocked):
-		return withHint(err, "only one process writes a journal at a time; readers such as verify and sessions list work meanwhile")
+		return withHint(err, "only one process writes a journal at a time: wait until that one ends (stop it, if it is a \"bastion serve\" you may stop), or write another journal with --db FILE; readers such as verify and sessions list work meanwhile")
 	case errors.Is(err, storage.ErrNotJournal):
 		return withHint(err, "--db must name a journal that bastion created")
 	case errors.Is(err, storage.ErrOtherLog):
