@@ -935,3 +935,20 @@ func TestVerifyCopyAway(t *testing.T) {
 		t.Errorf("play of a copy: exit %d, %s", code, stderr)
 	}
 }
+
+// TestVerifyBundleNeedsKey: a bundle is never checked with a key found by
+// default, and the error says where the journal's key is.
+func TestVerifyBundleNeedsKey(t *testing.T) {
+	home := t.TempDir()
+	var stdout, stderr bytes.Buffer
+	e := &env{stdout: &stdout, stderr: &stderr, getenv: func(string) string { return "" }}
+	if code := run(context.Background(), []string{"--home", home, "ca", "init"}, e); code != 0 {
+		t.Fatal(stderr.String())
+	}
+	stderr.Reset()
+	code := run(context.Background(), []string{"--home", home, "verify", "--bundle", filepath.Join(home, "s.bundle")}, e)
+	if code != 2 || !strings.Contains(stderr.String(), "--bundle needs --key FILE") ||
+		!strings.Contains(stderr.String(), filepath.Join(home, certauth.JournalPubKeyFile)+" is this home's") {
+		t.Errorf("exit %d: %s", code, stderr.String())
+	}
+}

@@ -300,8 +300,14 @@ func printReport(w io.Writer, path string, key keyInfo, r *recorder.Report) {
 // verifyBundle checks a session bundle with the auditor's key.
 func verifyBundle(e *env, file, keyFile string, asJSON bool) error {
 	if keyFile == "" {
-		return exitCode(2, withHint(usageErrorf("--bundle needs --key FILE"),
-			"pass the journal's public key you were given: a bundle is never checked with a key it names or one found on this machine by default"))
+		hints := []string{"pass the journal's public key you were given: a bundle is never checked with a key it names or one found on this machine by default"}
+		where := "the key is journal.pub in the home of the bastion that recorded the session (\"bastion ca show\" there prints it)"
+		if home, err := e.home(); err == nil {
+			if pub := filepath.Join(home, certauth.JournalPubKeyFile); fileExists(pub) {
+				where += "; on this machine, " + pub + " is this home's"
+			}
+		}
+		return exitCode(2, withHint(usageErrorf("--bundle needs --key FILE"), append(hints, where)...))
 	}
 	v, key, err := loadVerifier(e, keyFile)
 	if err != nil {
@@ -446,4 +452,9 @@ func firstNonEmpty(vals ...string) string {
 		}
 	}
 	return ""
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
