@@ -952,3 +952,39 @@ func TestVerifyBundleNeedsKey(t *testing.T) {
 		t.Errorf("exit %d: %s", code, stderr.String())
 	}
 }
+
+// TestSessionPrefixes: show, play and export take a unique prefix of a
+// session ID, as sessions kill does; a prefix that names none or several
+// is a failed look-up (exit 1); what is no ID at all is a usage error.
+func TestSessionPrefixes(t *testing.T) {
+	ej := buildEvidenceJournal(t)
+	runIn := func(args ...string) (int, string, string) {
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), append([]string{"--home", ej.home}, args...), &env{stdout: &stdout, stderr: &stderr, getenv: func(string) string { return "" }})
+		return code, stdout.String(), stderr.String()
+	}
+	// The two sessions' IDs (UUID v7) share their first characters: the
+	// shortest unique prefix is found by comparing them.
+	a, b := ej.standingSession, ej.grantSession
+	n := 0
+	for n < len(a) && a[n] == b[n] {
+		n++
+	}
+	unique := a[:max(n+1, 4)]
+	for _, args := range [][]string{{"sessions", "show", unique}, {"play", "--speed", "max", unique}, {"export", "--format", "asciicast", unique}} {
+		if code, stdout, stderr := runIn(args...); code != 0 || (args[0] == "sessions" && !strings.Contains(stdout, a)) {
+			t.Errorf("%s: exit %d\n%s%s", strings.Join(args, " "), code, stdout, stderr)
+		}
+	}
+	if n >= 4 {
+		if code, _, stderr := runIn("sessions", "show", a[:n]); code != 1 || !strings.Contains(stderr, "2 sessions in") || !strings.Contains(stderr, "give more of the ID") {
+			t.Errorf("an ambiguous prefix: exit %d: %s", code, stderr)
+		}
+	}
+	if code, _, stderr := runIn("sessions", "show", "ffffffff"); code != 1 || !strings.Contains(stderr, `has an ID starting with "ffffffff"`) {
+		t.Errorf("a prefix of nothing: exit %d: %s", code, stderr)
+	}
+	if code, _, stderr := runIn("play", "not-an-id"); code != 2 || !strings.Contains(stderr, "is not a session ID") {
+		t.Errorf("no ID at all: exit %d: %s", code, stderr)
+	}
+}

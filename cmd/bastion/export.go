@@ -26,8 +26,8 @@ var exportUsage = `Usage:
     bastion export [--db FILE] [--key FILE] --format asciicast|bundle
                    [--input] [--out FILE] [--unrecorded] [--token-file FILE] ID
 
-Writes session ID, verified first as "bastion play" does (a session that
-does not verify is not exported, exit 1):
+Writes session ID (or a unique prefix of it), verified first as "bastion
+play" does (a session that does not verify is not exported, exit 1):
 
   asciicast  asciicast v2, for asciinema and asciinema-player: output ("o"),
              input ("i", with --input), resizes ("r") and bastion's markers
@@ -72,7 +72,7 @@ func runExport(ctx context.Context, e *env, args []string) error {
 	if *format != "asciicast" && *format != "bundle" {
 		return usageErrorf("--format must be asciicast or bundle")
 	}
-	id, err := parseSessionID(pos[0])
+	arg, err := parseSessionArg(pos[0])
 	if err != nil {
 		return err
 	}
@@ -81,6 +81,10 @@ func runExport(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer st.Close()
+	id, err := resolveSession(ctx, st, arg, path)
+	if err != nil {
+		return err
+	}
 	if err := checkSessionExists(ctx, st, v, id, path); err != nil {
 		return err
 	}

@@ -32,8 +32,9 @@ var playUsage = `Usage:
                  [--from OFFSET] [--show-input] [--follow] [--force]
                  [--unrecorded] [--token-file FILE] ID
 
-Replays session ID in this terminal as it happened: its output with the
-recorded pauses, and with --show-input what was typed, in reverse video.
+Replays session ID (or a unique prefix of it, 4 characters at least) in
+this terminal as it happened: its output with the recorded pauses, and
+with --show-input what was typed, in reverse video.
 
 Before it writes anything, play proves the session's leaves included in the
 journal's latest signed checkpoint, with the journal's public key; then it
@@ -93,7 +94,7 @@ func runPlay(ctx context.Context, e *env, args []string) error {
 	if len(pos) != 1 {
 		return usageErrorf("play needs one session ID")
 	}
-	id, err := parseSessionID(pos[0])
+	arg, err := parseSessionArg(pos[0])
 	if err != nil {
 		return err
 	}
@@ -112,6 +113,10 @@ func runPlay(ctx context.Context, e *env, args []string) error {
 	}
 	defer st.Close()
 	opts.Verifier = v
+	id, err := resolveSession(ctx, st, arg, path)
+	if err != nil {
+		return err
+	}
 	if err := checkSessionExists(ctx, st, v, id, path); err != nil {
 		return err
 	}
@@ -180,6 +185,64 @@ func parseSessionID(s string) (uuid.UUID, error) {
 		return id, withHint(usageErrorf("%q is not a session ID", s), `session IDs look like 0190b3c4-1f2e-7a6b-8c9d-0e1f2a3b4c5d; "bastion sessions list" shows them`)
 	}
 	return id, nil
+}
+
+// A sessionArg is a session named on the command line: a whole ID, or a
+// unique prefix of one (at least 4 characters), as "sessions kill" takes.
+type sessionArg struct {
+	id     uuid.UUID
+	prefix string // lower case; "" for a whole ID
+}
+
+func parseSessionArg(s string) (sessionArg, error) {
+	if id, err := uuid.Parse(s); err == nil {
+		return sessionArg{id: id}, nil
+	}
+	p := strings.ToLower(s)
+	if len(p) >= 4 && len(p) < 36 && strings.Trim(p, "0123456789abcdef-") == "" {
+		return sessionArg{prefix: p}, nil
+	}
+	_, err := parseSessionID(s)
+	return sessionArg{}, err
+}
+
+// resolveSession resolves arg in the journal st holds.
+func resolveSession(ctx context.Context, st storage.Store, arg sessionArg, path string) (uuid.UUID, error) {
+	if arg.prefix == "" {
+		return arg.id, nil
+	}
+	snap, err := st.Snapshot(ctx)
+	if err != nil {
+		return uuid.UUID{}, exitCode(2, journalError(err))
+	}
+	defer snap.Close()
+	return arg.resolve(ctx, snap, path)
+}
+
+// resolve finds the session a prefix names among the journal's sessions:
+// a prefix that names none, or several, is a failed look-up (exit 1). The
+// session found is read and verified as any other.
+func (a sessionArg) resolve(ctx context.Context, snap storage.Snapshot, path string) (uuid.UUID, error) {
+	if a.prefix == "" {
+		return a.id, nil
+	}
+	rows, err := snap.Sessions(ctx)
+	if err != nil {
+		return uuid.UUID{}, exitCode(2, journalError(err))
+	}
+	var hits []uuid.UUID
+	for _, r := range rows {
+		if id, err := uuid.FromBytes(r.ID); err == nil && strings.HasPrefix(id.String(), a.prefix) {
+			hits = append(hits, id)
+		}
+	}
+	switch len(hits) {
+	case 1:
+		return hits[0], nil
+	case 0:
+		return uuid.UUID{}, exitCode(1, withHint(fmt.Errorf("no session in %s has an ID starting with %q", path, a.prefix), `run "bastion sessions list" to see the sessions`))
+	}
+	return uuid.UUID{}, exitCode(1, withHint(fmt.Errorf("%d sessions in %s have IDs starting with %q", len(hits), path, a.prefix), "give more of the ID"))
 }
 
 // parseInterspersed parses flags before and after positional arguments,

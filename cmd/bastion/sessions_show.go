@@ -37,7 +37,8 @@ var sessionsShowUsage = `Usage:
     bastion sessions show [--db FILE] [--key FILE] [--force] [--json]
                           [--unrecorded] [--token-file FILE] ID
 
-Shows what the journal proves about session ID: who (identity, certificate
+Shows what the journal proves about session ID (or a unique prefix of it,
+4 characters at least): who (identity, certificate
 serial, client), where (target, login, route), the authorizing rule or
 grant when the start record names one, the commands, how it ended (exit
 status, signal), bytes in and out, masking counts by detector, file
@@ -124,7 +125,7 @@ func runSessionsShow(ctx context.Context, e *env, args []string) error {
 	if len(pos) != 1 {
 		return usageErrorf("sessions show needs one session ID")
 	}
-	id, err := parseSessionID(pos[0])
+	arg, err := parseSessionArg(pos[0])
 	if err != nil {
 		return err
 	}
@@ -138,6 +139,10 @@ func runSessionsShow(ctx context.Context, e *env, args []string) error {
 	}
 	defer st.Close()
 	defer snap.Close()
+	id, err := arg.resolve(ctx, snap, path)
+	if err != nil {
+		return err
+	}
 	rec, err := recorder.OpenSession(ctx, snap, recorder.SessionID(id), recorder.OpenOptions{Verifier: v, Force: *force})
 	if errors.Is(err, storage.ErrNotFound) {
 		return exitCode(1, withHint(fmt.Errorf("no session %s in %s", id, path), `run "bastion sessions list" to see the sessions`))
