@@ -38,11 +38,11 @@ var sessionsShowUsage = `Usage:
                           [--unrecorded] [--token-file FILE] ID
 
 Shows what the journal proves about session ID (or a unique prefix of it,
-4 characters at least): who (identity, certificate
-serial, client), where (target, login, route), the authorizing rule or
-grant when the start record names one, the commands, how it ended (exit
-status, signal), bytes in and out, masking counts by detector, file
-transfers, and bastion's own notes. Every start attribute is listed.
+4 characters at least): who (identity, certificate serial, client), where
+(target, login, route), the authorizing rule or grant when the start
+record names one, the commands, how it ended (exit status, signal), bytes
+in and out, masking counts by detector, file transfers, and bastion's own
+notes. Every start attribute is listed.
 
 Commands: an exec request's command exactly as the client sent it; in an
 interactive session, the command lines rebuilt from the keystrokes,
