@@ -239,7 +239,11 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.stdout, "  DEVELOPMENT ISSUER (never in production): %s\n", u)
 		fmt.Fprintf(e.stdout, "  a token:   bastion dev token --sub agent-1 > FILE\n")
 	}
-	fmt.Fprintf(e.stdout, "  policy:    %s (kill -HUP %d, or edit it, to reload)\n", srv.Policy().Hash(), os.Getpid())
+	if *configPath != "" {
+		fmt.Fprintf(e.stdout, "  policy:    %s (kill -HUP %d, or edit it, to reload)\n", srv.Policy().Hash(), os.Getpid())
+	} else {
+		fmt.Fprintf(e.stdout, "  policy:    the development role only, built in (give --config FILE for a policy of your own)\n")
+	}
 	// SIGHUP reads the configuration and the policy again; a file with
 	// mistakes, or changes that take a restart, are refused, journaled,
 	// and what is in force stays.
