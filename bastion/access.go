@@ -22,6 +22,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder"
 )
 
@@ -373,6 +374,21 @@ func (s *Server) identifyReader(r *http.Request, p *peer, token, says string) (*
 	return c, nil
 }
 
+// nameReader names the caller of the access socket in attrs, the leaf
+// about to record its read or report: who it is (whoAttrs, with the
+// policy in force, which it returns), and what it says of itself masked
+// as every text kept.
+func (s *Server) nameReader(r *http.Request, p *peer, host string, attrs recorder.Attrs, token, says string) (*caller, *policy.Policy, error) {
+	c, err := s.identifyReader(r, p, token, says)
+	if err != nil {
+		return nil, nil, err
+	}
+	pol := s.Policy()
+	maps.Copy(attrs, c.whoAttrs(pol, host))
+	s.textMasker().Fields(attrs, readerText...)
+	return c, pol, nil
+}
+
 // recordAccess journals a read: journal.accessed.
 func (s *Server) recordAccess(r *http.Request, w http.ResponseWriter, p *peer, host string) (*AccessResponse, error) {
 	var req AccessRequest
@@ -386,16 +402,10 @@ func (s *Server) recordAccess(r *http.Request, w http.ResponseWriter, p *peer, h
 	if err != nil {
 		return nil, err
 	}
-	c, err := s.identifyReader(r, p, req.Token, req.User)
+	c, pol, err := s.nameReader(r, p, host, attrs, req.Token, req.User)
 	if err != nil {
 		return nil, err
 	}
-	pol := s.Policy()
-	for k, v := range c.whoAttrs(pol, host) {
-		attrs[k] = v
-	}
-	// What the reader says is free text: masked as every text kept.
-	s.textMasker().Fields(attrs, readerText...)
 	attrs["action"] = req.Action
 	idx, err := s.journal.AppendEvent(r.Context(), recorder.EventJournalAccessed, attrs)
 	if err != nil {
@@ -421,20 +431,15 @@ func (s *Server) recordEvidence(r *http.Request, w http.ResponseWriter, p *peer,
 			return nil, badRequest("bad request: %s must be the file's SHA-256 in lowercase hex (64 digits)", k)
 		}
 	}
-	c, err := s.identifyReader(r, p, req.Token, req.User)
+	c, pol, err := s.nameReader(r, p, host, attrs, req.Token, req.User)
 	if err != nil {
 		return nil, err
 	}
-	// The key first: a leaf without its note helps nobody.
+	// The key before the leaf: a leaf without its note helps nobody.
 	key, err := certauth.LoadJournalKey(s.opts.Home)
 	if err != nil {
 		return nil, err
 	}
-	pol := s.Policy()
-	for k, v := range c.whoAttrs(pol, host) {
-		attrs[k] = v
-	}
-	s.textMasker().Fields(attrs, readerText...)
 	idx, err := s.journal.AppendEvent(r.Context(), recorder.EventEvidenceGenerated, attrs)
 	if err != nil {
 		return nil, err
