@@ -229,12 +229,12 @@ func runEvidence(ctx context.Context, e *env, args []string) error {
 		name  string
 		write func(io.Writer) error
 	}{
-		{"evidence.json", func(w io.Writer) error {
+		{evidence.JSONFile, func(w io.Writer) error {
 			enc := json.NewEncoder(w)
 			enc.SetIndent("", "  ")
 			return enc.Encode(rep)
 		}},
-		{"evidence.html", func(w io.Writer) error { return evidence.WriteHTML(w, rep) }},
+		{evidence.HTMLFile, func(w io.Writer) error { return evidence.WriteHTML(w, rep) }},
 		{"checkpoint.txt", func(w io.Writer) error { _, err := io.WriteString(w, rep.Checkpoint.Note); return err }},
 	}
 	for _, f := range writes {
@@ -260,7 +260,7 @@ func runEvidence(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if sig != nil {
-		if err := writeFileAtomic(filepath.Join(dir, evidence.SignatureFile), func(w io.Writer) error { _, err := w.Write(sig); return err }); err != nil {
+		if err := writeBytesAtomic(filepath.Join(dir, evidence.SignatureFile), sig); err != nil {
 			return exitCode(2, fmt.Errorf("evidence: write %s: %w", evidence.SignatureFile, err))
 		}
 	}
@@ -348,7 +348,7 @@ func writeBundles(ctx context.Context, st *storage.SQLite, v note.Verifier, dir 
 			return err
 		}
 		name := filepath.Join("bundles", s.ID+".bundle")
-		if err := writeFileAtomic(filepath.Join(dir, name), func(w io.Writer) error { _, err := w.Write(data); return err }); err != nil {
+		if err := writeBytesAtomic(filepath.Join(dir, name), data); err != nil {
 			return err
 		}
 		s.Bundle = name

@@ -128,6 +128,11 @@ func runExport(ctx context.Context, e *env, args []string) error {
 	return err
 }
 
+// writeBytesAtomic is writeFileAtomic of data.
+func writeBytesAtomic(path string, data []byte) error {
+	return writeFileAtomic(path, func(w io.Writer) error { _, err := w.Write(data); return err })
+}
+
 // writeFileAtomic writes path through a temporary file in its directory,
 // synced and renamed into place: a reader never sees half a file.
 func writeFileAtomic(path string, write func(io.Writer) error) (err error) {

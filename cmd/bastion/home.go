@@ -9,9 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/agext/levenshtein"
-
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/evidence"
 )
 
 // journalFile is the name of the default journal inside the home directory.
@@ -136,25 +135,10 @@ func (f *flagSet) Parse(args []string) error {
 		var known []string
 		f.VisitAll(func(fl *flag.Flag) { known = append(known, fl.Name) })
 		msg := fmt.Sprintf("unknown flag %s", typed)
-		if s := nearest(name, known); s != "" {
+		if s := evidence.Suggest(name, known); s != "" {
 			msg += fmt.Sprintf("; did you mean --%s?", s)
 		}
 		return &usageError{errors.New(msg)}
 	}
 	return &usageError{err}
-}
-
-// nearest is the name in known nearest to name, if it is near enough to
-// be a typing mistake (one edit, or a third of its length).
-func nearest(name string, known []string) string {
-	best, bestD := "", -1
-	for _, k := range known {
-		if d := levenshtein.Distance(name, k, nil); bestD < 0 || d < bestD {
-			best, bestD = k, d
-		}
-	}
-	if bestD < 0 || bestD > max(1, len(name)/3) {
-		return ""
-	}
-	return best
 }

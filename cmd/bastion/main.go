@@ -37,6 +37,8 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+
+	"github.com/bastionhq/bastion/recorder/evidence"
 )
 
 // A command is one entry of the command table.
@@ -181,11 +183,7 @@ func lookup(args []string) (*command, []string, error) {
 		case sub != "" && slices.Contains(contract, full):
 			return nil, nil, notAvailable(full)
 		case sub != "" && len(members) > 0:
-			msg := fmt.Sprintf("unknown command %q", full)
-			if s := nearest(full, commandNames()); s != "" {
-				msg += fmt.Sprintf("; did you mean %q?", s)
-			}
-			return nil, nil, withHint(&usageError{errors.New(msg)},
+			return nil, nil, withHint(unknownCommandError(full),
 				fmt.Sprintf("run \"bastion help %s\" to list its subcommands", name))
 		case sub != "":
 			return nil, nil, unknownCommand(full)
@@ -267,11 +265,16 @@ func notAvailable(name string) error {
 }
 
 func unknownCommand(name string) error {
+	return withHint(unknownCommandError(name), `run "bastion help" to list commands`)
+}
+
+// unknownCommandError names an unknown command, with the nearest one.
+func unknownCommandError(name string) error {
 	msg := fmt.Sprintf("unknown command %q", name)
-	if s := nearest(name, commandNames()); s != "" {
+	if s := evidence.Suggest(name, commandNames()); s != "" {
 		msg += fmt.Sprintf("; did you mean %q?", s)
 	}
-	return withHint(&usageError{errors.New(msg)}, `run "bastion help" to list commands`)
+	return &usageError{errors.New(msg)}
 }
 
 // commandNames are the commands this build has, and their groups.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -429,9 +430,9 @@ func verifyReport(ctx context.Context, e *env, dir, keyFile, db string) error {
 			a := leaf.Attrs
 			fmt.Fprintf(e.stdout, "  journal:    leaf %d of %s records the same digests (period %s to %s)\n", sig.Leaf, path,
 				termtext.Line(a["period.from"]), termtext.Line(a["period.to"]))
-			who := fmt.Sprintf("uid %s (%s), recorded by %s", a["uid"], a["user"], firstNonEmpty(a["via"], "reader"))
+			who := fmt.Sprintf("uid %s (%s), recorded by %s", a["uid"], a["user"], cmp.Or(a["via"], "reader"))
 			if id := a["identity"]; id != "" {
-				who = fmt.Sprintf("%s (%s), %s", id, firstNonEmpty(a["identity.verified"], "none"), who)
+				who = fmt.Sprintf("%s (%s), %s", id, cmp.Or(a["identity.verified"], "none"), who)
 			}
 			fmt.Fprintf(e.stdout, "  made by:    %s\n", termtext.Line(who))
 		}
@@ -443,15 +444,6 @@ func verifyReport(ctx context.Context, e *env, dir, keyFile, db string) error {
 	fmt.Fprintln(e.stdout, "result: intact: these are the files registered in the journal at that leaf, by whom it says; their content is checked")
 	fmt.Fprintln(e.stdout, "        by \"bastion verify\" of the journal and a new report of the same period, not by this signature")
 	return nil
-}
-
-func firstNonEmpty(vals ...string) string {
-	for _, v := range vals {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
 }
 
 func fileExists(path string) bool {

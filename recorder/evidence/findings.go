@@ -78,22 +78,7 @@ func (b *builder) findings(vr *recorder.Report) {
 		}
 	}
 	b.devFindings()
-	n := len(sum.Exceptions)
 	b.sodFindings()
-	// The sessions of a grant approved against segregation of duties
-	// are reviewed in detail.
-	for _, f := range sum.Exceptions[n:] {
-		if f.Kind != FindingSegregation {
-			continue
-		}
-		for _, g := range r.Grants {
-			if strings.HasPrefix(f.What, "grant "+g.ID+":") {
-				for _, id := range g.Sessions {
-					b.exceptional[id] = true
-				}
-			}
-		}
-	}
 	for _, a := range r.OperatorActions {
 		if a.Verified == "account" && a.UID == "0" {
 			ex(FindingUnverifiedOp, a.Leaf, "%s (%s) was done as root, which operator_accounts maps to %s: everyone who may use sudo acts as root, so the mapping names no one person", a.Action, a.Detail, a.Operator)

@@ -1,8 +1,10 @@
 package evidence
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -260,9 +262,9 @@ var roleFields = []struct {
 	{"allows", describeAllows},
 	{"permit", func(r Role) string { return orNone(r.Permit, "none") }},
 	{"max_ttl", func(r Role) string { return r.MaxTTL }},
-	{"masking", func(r Role) string { return orDefault(r.Masking) }},
-	{"max_session", func(r Role) string { return orDefault(r.MaxSession) }},
-	{"idle_timeout", func(r Role) string { return orDefault(r.IdleTimeout) }},
+	{"masking", func(r Role) string { return cmp.Or(r.Masking, "default") }},
+	{"max_session", func(r Role) string { return cmp.Or(r.MaxSession, "default") }},
+	{"idle_timeout", func(r Role) string { return cmp.Or(r.IdleTimeout, "default") }},
 	{"source_addresses", func(r Role) string { return orNone(r.SourceAddresses, "anywhere") }},
 }
 
@@ -285,7 +287,7 @@ func describeMatchers(ms []Matcher) string {
 		if len(m.Sponsors) > 0 {
 			c = append(c, "sponsor "+strings.Join(m.Sponsors, "|"))
 		}
-		for _, k := range sortedKeys(setOf(mapKeys(m.Claims))) {
+		for _, k := range slices.Sorted(maps.Keys(m.Claims)) {
 			c = append(c, "claim "+k+" "+strings.Join(m.Claims[k], "|"))
 		}
 		s := strings.Join(c, ", ")
@@ -395,13 +397,6 @@ func orNone(ss []string, none string) string {
 	return strings.Join(ss, ", ")
 }
 
-func orDefault(s string) string {
-	if s == "" {
-		return "default"
-	}
-	return s
-}
-
 func short(h string) string {
 	if len(h) > 12 {
 		return h[:12]
@@ -409,24 +404,4 @@ func short(h string) string {
 	return h
 }
 
-func setOf(ks []string) map[string]bool {
-	m := map[string]bool{}
-	for _, k := range ks {
-		m[k] = true
-	}
-	return m
-}
-
-func mapKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	return out
-}
-
-func sortedKeys(m map[string]bool) []string {
-	out := mapKeys(m)
-	slices.Sort(out)
-	return out
-}
+func sortedKeys(m map[string]bool) []string { return slices.Sorted(maps.Keys(m)) }

@@ -67,17 +67,17 @@ func (b *builder) checkScope() error {
 	}{{"target", b.targets, targets}, {"identity", b.identities, ids}} {
 		for _, name := range sortedKeys(c.asked) {
 			if !c.known[name] {
-				return &ScopeError{Kind: c.kind, Name: name, Suggestion: closest(name, sortedKeys(c.known)), Known: len(c.known)}
+				return &ScopeError{Kind: c.kind, Name: name, Suggestion: Suggest(name, sortedKeys(c.known)), Known: len(c.known)}
 			}
 		}
 	}
 	return nil
 }
 
-// closest is the known name nearest to name by edit distance (in any
+// Suggest is the known name nearest to name by edit distance (in any
 // case), if it is near enough to be a typing mistake: one edit,
 // or a third of its length.
-func closest(name string, known []string) string {
+func Suggest(name string, known []string) string {
 	best, bestD := "", -1
 	for _, k := range known {
 		d := levenshtein.Distance(strings.ToLower(name), strings.ToLower(k), nil)
@@ -115,7 +115,8 @@ func (b *builder) retention() {
 // kills, revocations of certificates and of grants, CA rotations.
 func (b *builder) readOperators() error {
 	acts := &b.r.OperatorActions
-	op := func(event, action string, idx int64, l *recorder.Leaf, prefix, by, detail string) {
+	op := func(event, action string, idx int64, l *recorder.Leaf, by, detail string) {
+		const prefix = "operator"
 		if !b.inPeriod(l.WallNS) {
 			return
 		}
@@ -139,7 +140,7 @@ func (b *builder) readOperators() error {
 		if r := a["reason"]; r != "" {
 			what += ": " + r
 		}
-		op(EventCertRevoked, "revoke-certificate", idx, l, "operator", a["by"], what)
+		op(EventCertRevoked, "revoke-certificate", idx, l, a["by"], what)
 	})
 	if err != nil {
 		return err
@@ -152,14 +153,14 @@ func (b *builder) readOperators() error {
 		if a["by.issuer"] != "" && a["operator.verified"] == "" {
 			return
 		}
-		op(EventGrantRevoked, "revoke-grant", idx, l, "operator", a["by"], strings.TrimSpace("grant "+a["grant"]+" "+a["comment"]))
+		op(EventGrantRevoked, "revoke-grant", idx, l, a["by"], strings.TrimSpace("grant "+a["grant"]+" "+a["comment"]))
 	})
 	if err != nil {
 		return err
 	}
 	err = b.events(EventCARotated, func(idx int64, l *recorder.Leaf) {
 		a := l.Attrs
-		op(EventCARotated, "ca-rotate", idx, l, "operator", a["by"], fmt.Sprintf("%s CA: %s → %s (old key trusted %s more)", a["role"], a["old.fingerprint"], a["new.fingerprint"], firstOf(a["grace"], "no")))
+		op(EventCARotated, "ca-rotate", idx, l, a["by"], fmt.Sprintf("%s CA: %s → %s (old key trusted %s more)", a["role"], a["old.fingerprint"], a["new.fingerprint"], firstOf(a["grace"], "no")))
 	})
 	if err != nil {
 		return err
@@ -174,7 +175,7 @@ func (b *builder) readOperators() error {
 		if r := a["kill-reason"]; r != "" {
 			detail += ": " + r
 		}
-		op("session.end", "kill", ls.EndIndex, ls.End, "operator", a["killed-by"], detail)
+		op("session.end", "kill", ls.EndIndex, ls.End, a["killed-by"], detail)
 	}
 	slices.SortFunc(*acts, func(x, y OperatorAction) int { return cmp.Compare(x.Leaf, y.Leaf) })
 	return nil
@@ -184,15 +185,12 @@ func (b *builder) readOperators() error {
 // serve.started leaf names.
 func (b *builder) devIssuers() map[string]string {
 	dev := map[string]string{}
-	for _, e := range b.log.Events {
-		if e.Leaf.Event != EventServeStarted {
-			continue
-		}
-		a := e.Leaf.Attrs
+	b.events(EventServeStarted, func(_ int64, l *recorder.Leaf) {
+		a := l.Attrs
 		if iss := firstOf(a["dev.issuer"], a["dev-issuer"]); iss != "" {
 			dev[iss] = firstOf(a["dev.provider"], "dev")
 		}
-	}
+	})
 	return dev
 }
 
@@ -319,6 +317,10 @@ func (b *builder) sodFindings() {
 			if why == "" {
 				continue
 			}
+			// The grant's sessions are reviewed in detail.
+			for _, id := range g.Sessions {
+				b.exceptional[id] = true
+			}
 			b.r.Summary.Exceptions = append(b.r.Summary.Exceptions, Finding{Kind: FindingSegregation, Leaf: d.Leaf,
 				What: fmt.Sprintf("grant %s: approved by %s, but %s (approval at leaf %d)", g.ID, appr.id, why, d.Leaf)})
 		}
@@ -370,6 +372,7 @@ func derefDecision(d *Decision) []Decision {
 // anchor states what the verdict rests on.
 func (b *builder) anchor(vr *recorder.Report) {
 	a := &b.r.Anchor
+	need := b.periodLeaves()
 	switch {
 	case !b.r.Verification.Intact:
 		a.Level, a.Basis = AnchorRed, "none"
@@ -378,12 +381,12 @@ func (b *builder) anchor(vr *recorder.Report) {
 			a.Basis = "kept-checkpoint"
 			a.What = fmt.Sprintf("The journal is NOT consistent with the checkpoint you kept (tree size %d): it was rolled back, truncated or rewritten since that checkpoint was signed.", vr.Kept.Size)
 		}
-	case vr.Kept != nil && vr.Kept.Consistent && vr.Kept.Size > 0 && vr.Kept.Size >= b.periodLeaves():
+	case vr.Kept != nil && vr.Kept.Consistent && vr.Kept.Size > 0 && vr.Kept.Size >= need:
 		a.Level, a.Basis = AnchorGreen, "kept-checkpoint"
 		a.What = fmt.Sprintf("The journal verifies and is proven consistent with the checkpoint you kept (tree size %d), which covers every record of the period: the journal holds, unchanged, every record that checkpoint covers, and extends it. What was recorded up to that checkpoint cannot have been rewritten or removed since, even by whoever controls the bastion's host and its key.", vr.Kept.Size)
 	case vr.Kept != nil && vr.Kept.Consistent:
 		a.Level, a.Basis = AnchorAmber, "kept-checkpoint"
-		a.What = fmt.Sprintf("The journal verifies and is consistent with the checkpoint you kept (tree size %d), but that checkpoint does not cover the whole period: the period's records run to leaf %d, so a checkpoint of size %d at least covers them. The records it does not cover rest only on the journal's own head, which whoever controls the bastion's host could have rewritten and signed again. Keep a checkpoint after the period ends (\"bastion checkpoint\"), and make the report with it.", vr.Kept.Size, b.periodLeaves()-1, b.periodLeaves())
+		a.What = fmt.Sprintf("The journal verifies and is consistent with the checkpoint you kept (tree size %d), but that checkpoint does not cover the whole period: the period's records run to leaf %d, so a checkpoint of size %d at least covers them. The records it does not cover rest only on the journal's own head, which whoever controls the bastion's host could have rewritten and signed again. Keep a checkpoint after the period ends (\"bastion checkpoint\"), and make the report with it.", vr.Kept.Size, need-1, need)
 	default:
 		a.Level, a.Basis = AnchorAmber, "own-head"
 		a.What = "The journal verifies against its own latest checkpoint only. That proves no record was changed after it was signed, but whoever controls the bastion's host holds the signing key: they could have rolled the journal back to an older copy, or rewritten it whole and signed it again. Run the report with --checkpoint FILE, a checkpoint kept outside the bastion's host (\"bastion checkpoint\"), to rest it on an anchor they do not control."

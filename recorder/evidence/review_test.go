@@ -18,8 +18,8 @@ func TestClosest(t *testing.T) {
 		{"nothing-like-it", ""},
 		{"x", ""},
 	} {
-		if got := closest(c.name, known); got != c.want {
-			t.Errorf("closest(%q) = %q, want %q", c.name, got, c.want)
+		if got := Suggest(c.name, known); got != c.want {
+			t.Errorf("Suggest(%q) = %q, want %q", c.name, got, c.want)
 		}
 	}
 }
