@@ -88,13 +88,14 @@ type adminRevokeRequest struct {
 func (s *Server) operator(r *http.Request, action string, subject recorder.Attrs, token, says string) (*caller, error) {
 	p, _ := r.Context().Value(peerKey{}).(*peer)
 	c, err := s.identify(r.Context(), p, token, says)
+	pol := s.Policy() // one policy for the check and its message
 	var refused *caller
 	switch {
 	case err != nil:
 		refused = &caller{peer: p, user: p.account(), says: capText(oneLine(says), maxSays), verified: VerifiedNone}
-	case len(s.Policy().Operators) > 0 && c.id != nil && !s.Policy().Operator(c.id):
+	case len(pol.Operators) > 0 && c.id != nil && !pol.Operator(c.id):
 		refused = c
-		err = fmt.Errorf("%w: %s is not one of the operators the policy names (%s)", ErrNotOperator, c.identity, strings.Join(s.Policy().Operators, ", "))
+		err = fmt.Errorf("%w: %s is not one of the operators the policy names (%s)", ErrNotOperator, c.identity, strings.Join(pol.Operators, ", "))
 	default:
 		return c, nil
 	}

@@ -328,6 +328,15 @@ func (v *validator) attrf(block hcl.Range, name, format string, args ...any) {
 	v.errf(v.attrRange(block, name), format, args...)
 }
 
+// webhookURL checks the webhook_url attribute of block: https, or http to
+// a loopback address only.
+func (v *validator) webhookURL(block hcl.Range, raw string) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && isLoopbackHost(u.Hostname()))) {
+		v.attrf(block, "webhook_url", "webhook_url = %q is not an https URL (http only to a loopback address)", raw)
+	}
+}
+
 func (v *validator) attrRange(block hcl.Range, name string) hcl.Range {
 	if v.body == nil {
 		return block
@@ -503,10 +512,7 @@ func (v *validator) config(fc *fileConfig, dir string) *Config {
 	if g := fc.Grants; g != nil {
 		cfg.Grants.PendingTTL = v.duration(g.DefRange, "pending_ttl", g.PendingTTL, 0)
 		if g.WebhookURL != nil {
-			u, err := url.Parse(*g.WebhookURL)
-			if err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && isLoopbackHost(u.Hostname()))) {
-				v.attrf(g.DefRange, "webhook_url", "webhook_url = %q is not an https URL (http only to a loopback address)", *g.WebhookURL)
-			}
+			v.webhookURL(g.DefRange, *g.WebhookURL)
 			cfg.Grants.WebhookURL = *g.WebhookURL
 		}
 	}
@@ -538,10 +544,7 @@ func (v *validator) config(fc *fileConfig, dir string) *Config {
 	if a := fc.Alerts; a != nil {
 		cfg.Alerts.SlowCommit = v.duration(a.DefRange, "slow_commit", a.SlowCommit, 0)
 		if a.WebhookURL != nil {
-			u, err := url.Parse(*a.WebhookURL)
-			if err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && isLoopbackHost(u.Hostname()))) {
-				v.attrf(a.DefRange, "webhook_url", "webhook_url = %q is not an https URL (http only to a loopback address)", *a.WebhookURL)
-			}
+			v.webhookURL(a.DefRange, *a.WebhookURL)
 			cfg.Alerts.WebhookURL = *a.WebhookURL
 		}
 	}

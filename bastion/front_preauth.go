@@ -223,15 +223,17 @@ func (pa *preAuth) finish() {
 		owed = true
 	}
 	var attrs recorder.Attrs
+	var reasons map[string]int
 	if owed {
-		attrs = recorder.Attrs{"keys": strconv.Itoa(len(pa.keys)), "reasons": countList(pa.reasons), "ended": pa.ended}
+		reasons = maps.Clone(pa.reasons)
+		attrs = recorder.Attrs{"keys": strconv.Itoa(len(pa.keys)), "reasons": countList(reasons), "ended": pa.ended}
 	}
 	user, remote, key, r := pa.user, pa.remote, pa.worstKey, pa.worst
 	pa.mu.Unlock()
 	if !owed {
 		return
 	}
-	if !pa.f.authBudget.take(connKeyOf(remote), countOf(attrs["reasons"])) {
+	if !pa.f.authBudget.take(connKeyOf(remote), reasons) {
 		pa.f.metrics.authRefused(r.reason)
 		return
 	}
@@ -245,18 +247,6 @@ func countList(m map[string]int) string {
 		parts = append(parts, k+":"+strconv.Itoa(m[k]))
 	}
 	return strings.Join(parts, ",")
-}
-
-// countOf parses a countList back.
-func countOf(s string) map[string]int {
-	m := map[string]int{}
-	for part := range strings.SplitSeq(s, ",") {
-		if k, n, ok := strings.Cut(part, ":"); ok {
-			c, _ := strconv.Atoi(n)
-			m[k] += c
-		}
-	}
-	return m
 }
 
 // refusalBudget bounds what one kind of refusal from strangers costs the

@@ -1,7 +1,6 @@
 package bastion
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -31,24 +30,6 @@ type slowStore struct {
 func (s *slowStore) Commit(ctx context.Context, b *storage.Batch) error {
 	time.Sleep(time.Duration(s.delay.Load()))
 	return s.Store.Commit(ctx, b)
-}
-
-// lockedBuffer is a log output read while the server writes it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // alertSink is a webhook that keeps the alerts posted to it.
@@ -137,7 +118,7 @@ func errorLines(log, s string) int {
 // on the webhook, with the journal's own log line through serve's logger.
 func TestHealthJournalFails(t *testing.T) {
 	sink := startAlertSink(t)
-	var logs lockedBuffer
+	var logs syncBuffer
 	logger := hclog.New(&hclog.LoggerOptions{Name: "bastion", Output: &logs, Level: hclog.Info})
 	ts := startServerWith(t, startOP(t), e2eConfigBase+"alerts {\n  webhook_url = \""+sink.URL+"/hook\"\n}\n", certauth.AlgorithmEd25519, serverTweaks{logger: logger})
 
@@ -203,7 +184,7 @@ func TestHealthJournalFails(t *testing.T) {
 // again for as long as the threshold, one alert says it cleared.
 func TestSlowCommitAlarm(t *testing.T) {
 	sink := startAlertSink(t)
-	var logs lockedBuffer
+	var logs syncBuffer
 	logger := hclog.New(&hclog.LoggerOptions{Name: "bastion", Output: &logs, Level: hclog.Info})
 	slow := &slowStore{}
 	config := e2eConfigBase + "grants {\n  webhook_url = \"" + sink.URL + "/hook\"\n}\nalerts {\n  slow_commit = \"500ms\"\n}\n"

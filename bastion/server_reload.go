@@ -10,7 +10,6 @@ import (
 	"reflect"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/bastionhq/bastion/recorder"
 )
@@ -104,8 +103,8 @@ func (s *Server) Reload(ctx context.Context, trigger string) error {
 		attrs["operator_accounts"] = accountsText(m)
 	}
 	if s.front != nil {
-		attrs["ssh.idle-timeout"] = limitString(limits.IdleTimeout)
-		attrs["ssh.max-duration"] = limitString(limits.MaxDuration)
+		attrs["ssh.idle-timeout"] = limitText(limits.IdleTimeout)
+		attrs["ssh.max-duration"] = limitText(limits.MaxDuration)
 	}
 	if _, err := s.journal.AppendEvent(ctx, EventConfigReloaded, attrs); err != nil {
 		s.log.Error("journal a configuration reload: nothing of it was put in force", "trigger", trigger, "error", err)
@@ -240,13 +239,4 @@ func targetNames(targets []TargetConfig) []string {
 	}
 	slices.Sort(names)
 	return names
-}
-
-// limitString writes a session limit as the configuration does: a
-// duration, or "off" for none.
-func limitString(d time.Duration) string {
-	if d < 0 {
-		return "off"
-	}
-	return d.String()
 }
