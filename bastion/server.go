@@ -73,13 +73,16 @@ type Server struct {
 	faultSince, recoveredAt time.Time
 	maskers                 maskers   // the text masker's profile, compiled
 	readLimits              uidLimits // the access socket's callers, by uid
-	log                     hclog.Logger
-	now                     func() time.Time
-	registry                *certauth.Registry
-	issuer                  *certauth.Issuer
-	api                     *certauth.API
-	tls                     *certauth.APICertificate
-	krlPath                 string
+	// startPolicyRecord is PolicyRecord of the policy NewServer put in
+	// force, for Run's policy.loaded.
+	startPolicyRecord recorder.Attrs
+	log               hclog.Logger
+	now               func() time.Time
+	registry          *certauth.Registry
+	issuer            *certauth.Issuer
+	api               *certauth.API
+	tls               *certauth.APICertificate
+	krlPath           string
 
 	apiLn   net.Listener
 	adminLn net.Listener
@@ -198,7 +201,10 @@ func NewServer(ctx context.Context, opts ServerOptions) (_ *Server, err error) {
 	if pol, err = s.withDevRole(pol); err != nil {
 		return nil, err
 	}
-	if _, err := PolicyRecord(pol); err != nil {
+	// What the start's policy.loaded will keep of the policy: checked
+	// here, so that a policy the journal cannot hold is refused before
+	// anything is served.
+	if s.startPolicyRecord, err = PolicyRecord(pol); err != nil {
 		return nil, err
 	}
 	if len(pol.Roles) == 0 {
@@ -555,10 +561,7 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		return fmt.Errorf("journal the start of serving: %w", err)
 	}
-	// NewServer checked that the policy's record fits in the journal.
-	if rec, err := PolicyRecord(s.Policy()); err != nil {
-		s.log.Error("journal the policy in force", "error", err)
-	} else if err := s.journalPolicy(ctx, s.Policy(), rec, s.opts.Config.PolicyWarnings, ReloadStart, nil); err != nil {
+	if err := s.journalPolicy(ctx, s.Policy(), s.startPolicyRecord, s.opts.Config.PolicyWarnings, ReloadStart, nil); err != nil {
 		s.log.Error("journal the policy in force", "error", err)
 	}
 	parent := ctx
