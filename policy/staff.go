@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/hashicorp/hcl/v2/hclwrite"
-	"github.com/zclconf/go-cty/cty"
 
 	"github.com/bastionhq/bastion/recorder/mask"
 )
@@ -113,22 +112,38 @@ func staffJSON(names []string, ms []IdentityMatcher, m *mask.Masker) ([]byte, []
 	var hits []mask.Hit
 	for i := range ms {
 		v := matcherView(ms[i].Name, &ms[i].Match)
-		if m != nil {
-			eachMatcherString(&v, func(s *string) {
-				masked, h := m.Text(*s)
-				*s = masked
-				hits = append(hits, h...)
-			})
-		}
+		hits = append(hits, maskStrings(m, func(f func(*string)) { eachMatcherString(&v, f) })...)
 		views = append(views, v)
 	}
+	return compactJSON(views), hits
+}
+
+// maskStrings masks, with m (nil: nothing), every string each hands its
+// function, and returns the values hidden.
+func maskStrings(m *mask.Masker, each func(func(*string))) []mask.Hit {
+	if m == nil {
+		return nil
+	}
+	var hits []mask.Hit
+	each(func(s *string) {
+		masked, h := m.Text(*s)
+		*s = masked
+		hits = append(hits, h...)
+	})
+	return hits
+}
+
+// compactJSON is v as JSON without insignificant white space or HTML
+// escaping. Only the policy's views go through it: strings, bools,
+// numbers, slices and maps of strings, which always encode.
+func compactJSON(v any) []byte {
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
-	if err := enc.Encode(views); err != nil {
-		panic("policy: encode matchers: " + err.Error())
+	if err := enc.Encode(v); err != nil {
+		panic("policy: encode for the journal: " + err.Error())
 	}
-	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), hits
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
 }
 
 func eachMatcherString(v *MatcherView, f func(*string)) {
@@ -159,15 +174,7 @@ func renderStaff(operators, auditors []string) string {
 		if a.names == nil {
 			continue
 		}
-		vals := make([]cty.Value, len(a.names))
-		for i, n := range a.names {
-			vals[i] = cty.StringVal(n)
-		}
-		if len(vals) == 0 {
-			f.Body().SetAttributeValue(a.name, cty.ListValEmpty(cty.String))
-		} else {
-			f.Body().SetAttributeValue(a.name, cty.ListVal(vals))
-		}
+		f.Body().SetAttributeValue(a.name, stringList(a.names))
 	}
 	return strings.TrimSpace(string(f.Bytes())) + "\n"
 }

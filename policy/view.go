@@ -1,8 +1,6 @@
 package policy
 
 import (
-	"bytes"
-	"encoding/json"
 	"time"
 
 	"github.com/bastionhq/bastion/recorder/mask"
@@ -141,24 +139,10 @@ func (p *Policy) RoleViews() []RoleView {
 func (p *Policy) RolesJSON(m *mask.Masker) ([]byte, []mask.Hit) {
 	views := p.RoleViews()
 	var hits []mask.Hit
-	if m != nil {
-		for i := range views {
-			views[i].eachString(func(s *string) {
-				masked, h := m.Text(*s)
-				*s = masked
-				hits = append(hits, h...)
-			})
-		}
+	for i := range views {
+		hits = append(hits, maskStrings(m, views[i].eachString)...)
 	}
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(views); err != nil {
-		// Strings, bools, numbers, slices and maps of strings always
-		// encode.
-		panic("policy: encode roles: " + err.Error())
-	}
-	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), hits
+	return compactJSON(views), hits
 }
 
 // eachString calls f with every string value of v.
@@ -170,14 +154,7 @@ func (v *RoleView) eachString(f func(*string)) {
 	}
 	matchers := func(ms []MatcherView) {
 		for i := range ms {
-			m := &ms[i]
-			f(&m.Name)
-			all(m.Providers)
-			all(m.Subjects)
-			all(m.Sponsors)
-			for _, pats := range m.Claims {
-				all(pats)
-			}
+			eachMatcherString(&ms[i], f)
 		}
 	}
 	for _, s := range []*string{&v.Name, &v.Access, &v.MaxTTL, &v.MaxSession, &v.IdleTimeout, &v.Masking} {
@@ -213,10 +190,8 @@ func (p *Policy) maxTTL(d time.Duration) time.Duration {
 
 // matcherView is the identity block called name.
 func (p *Policy) matcherView(name string) MatcherView {
-	for i := range p.Identities {
-		if im := &p.Identities[i]; im.Name == name {
-			return matcherView(name, &im.Match)
-		}
+	if m := p.identities[name]; m != nil {
+		return matcherView(name, m)
 	}
 	// A built policy names only identities it defines.
 	return matcherView(name, &Match{})
