@@ -388,11 +388,7 @@ func (s *Grants) decide(ctx context.Context, action string, d GrantDecision) (Gr
 	a := recorder.Attrs{"at": timeAttr(now), "by": by}
 	if operator {
 		a["by.kind"] = "operator"
-		for k, v := range d.OperatorAttrs {
-			if _, own := a[k]; !own {
-				a[k] = v
-			}
-		}
+		addMissing(a, d.OperatorAttrs)
 	} else {
 		a["by.issuer"] = d.By.Issuer
 		deciderAttrs(a, d.By, pol)

@@ -411,11 +411,7 @@ func (r *Registry) Revoke(ctx context.Context, j EventJournal, req RevokeRequest
 	if req.By != "" {
 		attrs["by"] = truncate(req.By, 256)
 	}
-	for k, v := range req.Attrs {
-		if _, own := attrs[k]; !own {
-			attrs[k] = v
-		}
-	}
+	addMissing(attrs, req.Attrs)
 	// Not cancelled with the caller: once queued, the event is committed
 	// whatever the caller does, and the revocation must then take effect
 	// here too, or the journal and the registry would disagree.
@@ -467,4 +463,14 @@ func (r *Registry) WriteKRL(path string, caKeys []ssh.PublicKey, now time.Time) 
 		return fmt.Errorf("write KRL %s: %w", path, err)
 	}
 	return nil
+}
+
+// addMissing adds to a leaf's attributes the caller's extra ones, never
+// replacing one of the leaf's own.
+func addMissing(a, extra recorder.Attrs) {
+	for k, v := range extra {
+		if _, own := a[k]; !own {
+			a[k] = v
+		}
+	}
 }
