@@ -109,6 +109,14 @@ func shareFile(f *os.File, gid int, mode fs.FileMode) error {
 	return nil
 }
 
+// suffixModes are SQLite's files beside the journal, with the mode they
+// have when the journal is shared with a readers' group (and the most a
+// writer accepts).
+var suffixModes = []struct {
+	suffix string
+	mode   fs.FileMode
+}{{"-wal", groupMode}, {"-shm", groupShmMode}}
+
 // shareSuffixed gives the journal's -wal and -shm files, where they exist,
 // to the readers' group. It works on their names and never opens them:
 // closing a descriptor of a file drops every POSIX lock this process
@@ -117,10 +125,7 @@ func shareFile(f *os.File, gid int, mode fs.FileMode) error {
 // under this one's mapping. The journal's directory is not writable by
 // others, so the names are not swapped meanwhile.
 func shareSuffixed(journal string, gid int) error {
-	for _, s := range []struct {
-		suffix string
-		mode   fs.FileMode
-	}{{"-wal", groupMode}, {"-shm", groupShmMode}} {
+	for _, s := range suffixModes {
 		name := journal + s.suffix
 		fi, err := os.Lstat(name)
 		if errors.Is(err, fs.ErrNotExist) {
@@ -198,12 +203,9 @@ func lockWriter(journal string, group *int) (*writerLock, error) {
 		closeFile(id, false, unlocked(f))
 		return nil, err
 	}
-	for _, s := range []struct {
-		suffix string
-		most   fs.FileMode
-	}{{"-wal", groupMode}, {"-shm", groupShmMode}} {
+	for _, s := range suffixModes {
 		if sfi, err := os.Stat(journal + s.suffix); err == nil {
-			if err := checkMode(journal+s.suffix, sfi, group, s.most); err != nil {
+			if err := checkMode(journal+s.suffix, sfi, group, s.mode); err != nil {
 				closeFile(id, false, unlocked(f))
 				return nil, err
 			}
