@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -398,16 +399,9 @@ func runCARotate(ctx context.Context, e *env, args []string) error {
 		leaf, err = bastion.AdminCARotated(ctx, home, rec)
 	} else {
 		attrs := bastion.CARotatedAttrs(rec)
-		for k, v := range selfOperatorAttrs() {
-			attrs[k] = v
-		}
-		attrs["via"], attrs["uid"], attrs["pid"], attrs["by"] = bastion.ViaCLI, attrs["operator.uid"], attrs["operator.pid"], operator(e)
-		if u := attrs["operator.user"]; u != "" {
-			attrs["user"] = u
-		}
-		if h, herr := os.Hostname(); herr == nil {
-			attrs["host"] = h
-		}
+		maps.Copy(attrs, selfOperatorAttrs())
+		maps.Copy(attrs, selfAttrs(bastion.ViaCLI))
+		attrs["by"] = operator(e)
 		leaf, err = j.AppendEvent(ctx, certauth.EventCARotated, attrs)
 		err = errors.Join(err, closeJournal())
 	}

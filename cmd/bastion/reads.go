@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"os/user"
 	"strconv"
@@ -206,15 +207,22 @@ func recordOnce(ctx context.Context, e *env, path, event, action string, attrs r
 	if action != "" {
 		a["action"] = action
 	}
-	a["via"], a["identity.verified"] = bastion.ViaReader, bastion.VerifiedNone
-	a["uid"], a["pid"] = strconv.Itoa(os.Getuid()), strconv.Itoa(os.Getpid())
-	if says != "" {
-		a["user"] = says
+	maps.Copy(a, selfAttrs(bastion.ViaReader))
+	a["identity.verified"] = bastion.VerifiedNone
+	return appendSelf(ctx, e, path, event, a)
+}
+
+// selfAttrs name this process as a leaf it writes itself names who acted:
+// via, and its uid, pid, account and host.
+func selfAttrs(via string) recorder.Attrs {
+	a := recorder.Attrs{"via": via, "uid": strconv.Itoa(os.Getuid()), "pid": strconv.Itoa(os.Getpid())}
+	if u, err := user.Current(); err == nil {
+		a["user"] = u.Username
 	}
 	if h, err := os.Hostname(); err == nil {
 		a["host"] = h
 	}
-	return appendSelf(ctx, e, path, event, a)
+	return a
 }
 
 // appendSelf appends event to the journal at path, opened for writing
