@@ -12,6 +12,12 @@ GO ?= go
 TOOLS := $(CURDIR)/.tools
 STATICCHECK_VERSION := v0.8.2
 STATICCHECK := $(TOOLS)/staticcheck-$(STATICCHECK_VERSION)
+# litewitness and witnessctl: a C2SP tlog-witness nobody here wrote, that
+# the tests push the journal's checkpoints to.
+TORCHWOOD_VERSION := v0.6.1
+WITNESS_TOOLS := $(TOOLS)/torchwood-$(TORCHWOOD_VERSION)
+export LITEWITNESS := $(WITNESS_TOOLS)/litewitness
+export WITNESSCTL := $(WITNESS_TOOLS)/witnessctl
 
 # The release version stamped into the binary: the nearest tag, if any.
 # Without one, "bastion version" falls back to the Go build information.
@@ -20,13 +26,20 @@ LDFLAGS := $(if $(VERSION),-X main.version=$(VERSION))
 
 FUZZTIME ?= 10s
 
-.PHONY: build test fmt-check vet staticcheck bench demo fuzz clean
+.PHONY: build test fmt-check vet staticcheck witness-tools bench demo fuzz clean
 
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/bastion ./cmd/bastion
 
-test: fmt-check vet staticcheck
+test: fmt-check vet staticcheck witness-tools
 	$(GO) test -race -count=1 -timeout 15m ./...
+
+witness-tools: $(LITEWITNESS) $(WITNESSCTL)
+
+$(LITEWITNESS) $(WITNESSCTL) &:
+	@mkdir -p $(WITNESS_TOOLS).tmp
+	GOBIN=$(WITNESS_TOOLS).tmp $(GO) install filippo.io/torchwood/cmd/litewitness@$(TORCHWOOD_VERSION) filippo.io/torchwood/cmd/witnessctl@$(TORCHWOOD_VERSION)
+	@rm -rf $(WITNESS_TOOLS) && mv $(WITNESS_TOOLS).tmp $(WITNESS_TOOLS)
 
 fmt-check:
 	@files=$$(find . -name '*.go' -not -path './.git/*' -not -path './.tools/*' -not -path '*/testdata/*' -print0 | xargs -0 -r gofmt -l); \
@@ -55,7 +68,7 @@ $(STATICCHECK):
 BENCHTIME ?= 3s
 BENCHCOUNT ?= 3
 
-bench:
+bench: witness-tools
 	@out=$$(mktemp -t bastion-gobench.XXXXXX); trap 'rm -f "$$out"' EXIT; \
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) ./... | tee "$$out"; \
 	./.ci/bench.sh "$$out"

@@ -65,6 +65,8 @@ type Config struct {
 	// a process of that account without a token names that person
 	// (verified "account"). Nil: none.
 	OperatorAccounts map[string]string
+	// Witnesses are the witnesses serve pushes its kept checkpoints to.
+	Witnesses WitnessesConfig
 }
 
 // AccessConfig is the access block: the group whose members may ask serve
@@ -156,6 +158,8 @@ type fileConfig struct {
 	SSH             *sshBlock       `hcl:"ssh,block"`
 	Targets         []targetBlock   `hcl:"target,block"`
 	Access          *accessBlock    `hcl:"access,block"`
+	Witness         []witnessBlock  `hcl:"witness,block"`
+	Witnesses       *witnessesBlock `hcl:"witnesses,block"`
 	// OperatorAccounts maps OS accounts to identities.
 	OperatorAccounts map[string]string `hcl:"operator_accounts,optional"`
 	// Rest holds the identity and role blocks of a policy written in
@@ -439,6 +443,7 @@ func (v *validator) config(fc *fileConfig, dir string) *Config {
 		}
 	}
 	v.front(fc, cfg, dir)
+	v.witnesses(fc, cfg)
 	cfg.Certificates = CertificatesConfig{MaxTTL: certauth.DefaultMaxTTL, MinRSABits: certauth.DefaultMinRSABits, Backdate: certauth.DefaultBackdate, KRLFile: DefaultKRLFile, KnownHostsPattern: "*"}
 	if c := fc.Certificates; c != nil {
 		cfg.Certificates.MaxTTL = v.duration(c.DefRange, "max_ttl", c.MaxTTL, certauth.DefaultMaxTTL)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -29,6 +30,13 @@ const (
 // ServerOptions.Commits. Until a server attaches, reports are dropped.
 type CommitObserver struct {
 	sink atomic.Pointer[func(time.Duration, int)]
+
+	// The kept checkpoints go to the witnesses (recorder.Options.OnPublish):
+	// the latest seen before a server attaches is handed to it then.
+	pubMu   sync.Mutex
+	pubSink func(size int64, note []byte) // guarded by pubMu
+	pubSize int64                         // guarded by pubMu
+	pubNote []byte                        // guarded by pubMu
 }
 
 // NewCommitObserver returns an observer with no server attached.
@@ -43,6 +51,27 @@ func (o *CommitObserver) OnCommit(d time.Duration, appends int) {
 }
 
 func (o *CommitObserver) attach(f func(time.Duration, int)) { o.sink.Store(&f) }
+
+// OnPublish reports a checkpoint the journal kept. It never blocks.
+func (o *CommitObserver) OnPublish(size int64, note []byte) {
+	o.pubMu.Lock()
+	defer o.pubMu.Unlock()
+	if size > o.pubSize {
+		o.pubSize, o.pubNote = size, note
+	}
+	if o.pubSink != nil {
+		o.pubSink(size, note)
+	}
+}
+
+func (o *CommitObserver) attachPublish(f func(size int64, note []byte)) {
+	o.pubMu.Lock()
+	defer o.pubMu.Unlock()
+	o.pubSink = f
+	if o.pubNote != nil {
+		f(o.pubSize, o.pubNote)
+	}
+}
 
 // journalProbe is what the health checks read of the journal.
 type journalProbe interface {
@@ -66,6 +95,9 @@ type journalHealth struct {
 	log       hclog.Logger
 	metrics   *metrics
 	alerts    *certauth.Alerts // nil: no webhook
+	// witnesses, when configured, are reported by /readyz; set before
+	// the API serves.
+	witnesses *witnessing
 
 	slowest atomic.Int64  // the longest commit (ns) since the last check
 	kick    chan struct{} // capacity 1: a slow commit was seen
@@ -239,6 +271,16 @@ type readiness struct {
 	OldestPendingSeconds float64 `json:"oldest_pending_seconds"`
 	// SlowCommitSeconds is the threshold.
 	SlowCommitSeconds float64 `json:"slow_commit_seconds"`
+	// Witnesses, when configured: each one's state, how many cosign
+	// (neither refused nor stale), and the threshold. They never make
+	// serve not ready: sessions go on while a witness is down, and the
+	// witness alarms say so.
+	Witnesses          []witnessReadiness `json:"witnesses,omitempty"`
+	WitnessesCosigning *int               `json:"witnesses_cosigning,omitempty"`
+	WitnessThreshold   int                `json:"witness_threshold,omitempty"`
+	// WitnessQuorum is "ok", or "lost" while fewer witnesses than the
+	// threshold cosign.
+	WitnessQuorum string `json:"witness_quorum,omitempty"`
 }
 
 // withHealth serves GET /healthz and GET /readyz beside next, without
@@ -254,6 +296,13 @@ func (h *journalHealth) withHealth(next http.Handler) http.Handler {
 		rd := readiness{Status: "ready", Journal: state, SlowCommitSeconds: h.threshold.Seconds()}
 		if state != journalFailed {
 			rd.OldestPendingSeconds = pendingAge(h.journal()).Seconds()
+		}
+		if w := h.witnesses; w != nil {
+			list, n := w.readiness()
+			rd.Witnesses, rd.WitnessesCosigning, rd.WitnessThreshold, rd.WitnessQuorum = list, &n, w.cfg.Threshold, "ok"
+			if n < w.cfg.Threshold {
+				rd.WitnessQuorum = "lost"
+			}
 		}
 		code := http.StatusOK
 		if state != journalOK {

@@ -100,6 +100,7 @@ type Server struct {
 	life             *lifecycle // the front door's live sessions and their limits
 	metrics          *metrics   // served at GET /metrics on the API listener
 	health           *journalHealth
+	witnessing       *witnessing      // nil without witness blocks
 	alerts           *certauth.Alerts // nil without a webhook for alerts
 	devURL           string
 	devRun           func(context.Context) error
@@ -159,6 +160,16 @@ func NewServer(ctx context.Context, opts ServerOptions) (_ *Server, err error) {
 			}
 		}
 	}()
+
+	if len(cfg.Witnesses.List) > 0 {
+		if s.witnessing, err = newWitnessing(cfg.Witnesses, s.journal, s.metrics, s.alerts, s.log.Named("witness")); err != nil {
+			return nil, err
+		}
+		s.health.witnesses = s.witnessing
+		if opts.Commits != nil {
+			opts.Commits.attachPublish(s.witnessing.client.Publish)
+		}
+	}
 
 	providers := make([]certauth.ProviderConfig, 0, len(cfg.Providers)+1)
 	issuers := make([]certauth.IssuerInfo, 0, len(cfg.Providers)+1)
@@ -531,6 +542,15 @@ func (s *Server) startedAttrs() recorder.Attrs {
 		a["dev.provider"] = DevProviderName
 		a["dev.issuer"] = s.devURL
 	}
+	if w := s.opts.Config.Witnesses; len(w.List) > 0 {
+		// Who anchors the journal: each witness's name, key and URL, as
+		// an auditor needs them to verify its cosignatures.
+		for _, x := range w.List {
+			a["witness."+x.Name] = x.Key.VKey + " " + x.URL
+		}
+		a["witness.threshold"] = strconv.Itoa(w.Threshold)
+		a["witness.stale-after"] = w.StaleAfter.String()
+	}
 	a["policy.hash"] = s.Policy().Hash()
 	return a
 }
@@ -622,6 +642,15 @@ func (s *Server) Run(ctx context.Context) error {
 	serve("journal", func() error { return s.watchJournal(ctx) })
 	wg.Go(func() { s.watchPolicy(ctx) })
 	wg.Go(func() { s.health.run(ctx) })
+	// The witnesses are pushed to until the last checkpoint, kept after
+	// serve.stopped, is cosigned (or the flush gives up): their context
+	// outlives ctx.
+	wctx, wcancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer wcancel()
+	var witnessesDone sync.WaitGroup
+	if s.witnessing != nil {
+		witnessesDone.Go(func() { s.witnessing.client.Run(wctx) })
+	}
 	// Expired certificates leave the registry (and the KRL) once a minute.
 	wg.Go(func() {
 		every(ctx, time.Minute, func() {
@@ -687,5 +716,27 @@ func (s *Server) Run(ctx context.Context) error {
 	if _, jerr := s.journal.AppendEvent(jctx, EventServeStopped, stopped); jerr != nil {
 		err = errors.Join(err, fmt.Errorf("journal the stop of serving: %w", jerr))
 	}
+	if s.witnessing != nil {
+		s.flushWitnesses(context.WithoutCancel(ctx))
+	}
+	wcancel()
+	witnessesDone.Wait()
 	return err
+}
+
+// flushWitnesses keeps a checkpoint of the whole journal, serve.stopped
+// included, and waits a bounded time for the witnesses to cosign it, so
+// that a journal at rest is witnessed to its last leaf.
+func (s *Server) flushWitnesses(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, witnessFlushTimeout)
+	defer cancel()
+	if err := s.journal.current().Publish(ctx); err != nil {
+		s.log.Error("keep the last checkpoint for the witnesses", "error", err)
+		return
+	}
+	if err := s.witnessing.client.Flush(ctx); err != nil {
+		s.log.Error("the journal's last leaves are not witnessed", "error", err, "waited", witnessFlushTimeout)
+		return
+	}
+	s.log.Info("the witnesses cosigned the journal's last checkpoint")
 }

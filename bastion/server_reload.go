@@ -214,6 +214,7 @@ func restartFields(old, fresh *Config) []string {
 	diff("grants.webhook_url", old.Grants.WebhookURL, fresh.Grants.WebhookURL)
 	diff("alerts", old.Alerts, fresh.Alerts)
 	diff("access.group", old.Access, fresh.Access)
+	diff("witness", old.Witnesses.summary(), fresh.Witnesses.summary())
 	switch {
 	case (old.SSH == nil) != (fresh.SSH == nil):
 		fields = append(fields, "ssh")

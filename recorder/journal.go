@@ -70,6 +70,13 @@ type Options struct {
 	// monotonic time, not Now) and the number of appends in it. It runs
 	// on the writer's committer goroutine: it must return at once.
 	OnCommit func(d time.Duration, appends int)
+	// OnPublish, if not nil, is called with each checkpoint the writer
+	// keeps (a published row), once it is durably committed, and by Open
+	// with the largest one the journal already holds: serve pushes them
+	// to witnesses. It runs on the writer's committer goroutine (or
+	// Open's): it must return at once. note is never written again: it
+	// may be kept.
+	OnPublish func(size int64, note []byte)
 }
 
 // SignedState stores the latest kept checkpoint note of one journal
@@ -109,9 +116,10 @@ type Journal struct {
 	// enqueued, zero when queue is empty; inflight (guarded by mu) holds
 	// the same for each batch the writer took and has not yet committed
 	// or failed, oldest first. See OldestPending.
-	queuedAt time.Time
-	inflight []time.Time
-	onCommit func(d time.Duration, appends int)
+	queuedAt  time.Time
+	inflight  []time.Time
+	onCommit  func(d time.Duration, appends int)
+	onPublish func(size int64, note []byte)
 
 	// Owned by the writer goroutine (and Open before it starts).
 	treeSize    int64
@@ -134,6 +142,8 @@ const (
 	opStart
 	opEnd
 	opEvent
+	opPublish // keep a checkpoint of the whole log now
+	opRenote  // replace a published checkpoint's note (cosignatures added)
 )
 
 type op struct {
@@ -149,6 +159,8 @@ type op struct {
 	// indexAttr, when set on an opEvent, is the attribute the writer sets
 	// to the leaf's own index before encoding it.
 	indexAttr string
+	// renote is an opRenote's checkpoint: its size and the new note.
+	renote *storage.Checkpoint
 }
 
 // Open starts a journal writer on store, creating the journal if it is
@@ -160,21 +172,22 @@ func Open(ctx context.Context, store storage.Store, opts Options) (*Journal, err
 		return nil, errors.New("recorder: a journal signing key is required")
 	}
 	j := &Journal{
-		st:       store,
-		key:      opts.Key,
-		origin:   opts.Key.Signer.Name(),
-		log:      opts.Logger,
-		now:      opts.Now,
-		interval: opts.PublishInterval,
-		maxFr:    opts.MaxPendingFrames,
-		maxBytes: opts.MaxPendingBytes,
-		wake:     make(chan struct{}, 1),
-		stop:     make(chan struct{}),
-		done:     make(chan struct{}),
-		sessions: map[*Session]struct{}{},
-		hashes:   map[int64]tlog.Hash{},
-		signed:   opts.Signed,
-		onCommit: opts.OnCommit,
+		st:        store,
+		key:       opts.Key,
+		origin:    opts.Key.Signer.Name(),
+		log:       opts.Logger,
+		now:       opts.Now,
+		interval:  opts.PublishInterval,
+		maxFr:     opts.MaxPendingFrames,
+		maxBytes:  opts.MaxPendingBytes,
+		wake:      make(chan struct{}, 1),
+		stop:      make(chan struct{}),
+		done:      make(chan struct{}),
+		sessions:  map[*Session]struct{}{},
+		hashes:    map[int64]tlog.Hash{},
+		signed:    opts.Signed,
+		onCommit:  opts.OnCommit,
+		onPublish: opts.OnPublish,
 	}
 	if j.log == nil {
 		j.log = hclog.NewNullLogger()
@@ -246,6 +259,9 @@ func Open(ctx context.Context, store storage.Store, opts Options) (*Journal, err
 		}
 	}
 	go j.run()
+	if p := st.Published; p != nil && j.onPublish != nil {
+		j.onPublish(p.TreeSize, p.Note)
+	}
 	if err := j.closeAbandoned(ctx, open); err != nil {
 		j.Close()
 		return nil, err

@@ -59,6 +59,9 @@ func (j *Journal) run() {
 			continue
 		}
 		publish := stopping || (j.head != nil && j.head.TreeSize > j.published && j.now().Sub(j.publishedAt) >= j.interval)
+		for i := range ops {
+			publish = publish || ops[i].kind == opPublish
+		}
 		if len(ops) > 0 || publish {
 			p, err := j.build(ops, publish)
 			if err != nil {
@@ -189,6 +192,8 @@ func (j *Journal) build(ops []op, publish bool) (*built, error) {
 			leaves = append(leaves, o.leaf)
 			leafSession = append(leafSession, -1)
 			leafOps = append(leafOps, o)
+		case opRenote:
+			b.Renotes = append(b.Renotes, *o.renote)
 		}
 	}
 	for _, sg := range segs {
@@ -248,7 +253,7 @@ func (j *Journal) build(ops []op, publish bool) (*built, error) {
 	if publish && head != nil && head.TreeSize > j.published {
 		b.Published = append(b.Published, *head)
 	}
-	if len(b.Frames) == 0 && len(b.Leaves) == 0 && len(b.Published) == 0 && b.Head == nil {
+	if len(b.Frames) == 0 && len(b.Leaves) == 0 && len(b.Published) == 0 && b.Head == nil && len(b.Renotes) == 0 {
 		// Nothing to write, but its waiters are answered by the
 		// committer, after every batch before it.
 		return &built{ops: ops}, nil
@@ -297,6 +302,10 @@ func (j *Journal) store(p *built) {
 			j.finish(p.ops, err)
 			return
 		}
+	}
+	if n := len(p.batch.Published); n > 0 && j.onPublish != nil {
+		c := p.batch.Published[n-1]
+		j.onPublish(c.TreeSize, c.Note)
 	}
 	if j.onCommit != nil && !p.since.IsZero() {
 		j.onCommit(time.Since(p.since), len(p.ops))

@@ -70,7 +70,7 @@ type SQLite struct {
 	nextKnown          bool
 
 	// Prepared on rw; used only by Commit, which has one caller at a time.
-	insFrame, insFrames, insLeaf, insHash, insSession, insPublished, putHead *sql.Stmt
+	insFrame, insFrames, insLeaf, insHash, insSession, insPublished, putHead, renote *sql.Stmt
 }
 
 var _ Store = (*SQLite)(nil)
@@ -326,6 +326,7 @@ func (s *SQLite) prepare(ctx context.Context) error {
 		{&s.insHash, `INSERT INTO tree_hashes (idx, hash) VALUES (?, ?)`},
 		{&s.insSession, `INSERT INTO sessions (num, id, start_leaf) VALUES (?, ?, ?)`},
 		{&s.insPublished, `INSERT INTO checkpoints (tree_size, created_ns, note) VALUES (?, ?, ?)`},
+		{&s.renote, `UPDATE checkpoints SET note = ?1 WHERE tree_size = ?2 AND instr(?1, note) = 1`},
 		{&s.putHead, `INSERT INTO head (one, tree_size, created_ns, note) VALUES (1, ?, ?, ?)
 			ON CONFLICT (one) DO UPDATE SET tree_size = excluded.tree_size, created_ns = excluded.created_ns, note = excluded.note`},
 	}
@@ -466,6 +467,11 @@ func (s *SQLite) Commit(ctx context.Context, b *Batch) (err error) {
 			return fmt.Errorf("insert checkpoint: %w", err)
 		}
 	}
+	for _, c := range b.Renotes {
+		if _, err := tx.Stmt(s.renote).ExecContext(ctx, c.Note, c.TreeSize); err != nil {
+			return fmt.Errorf("add cosignatures to checkpoint %d: %w", c.TreeSize, err)
+		}
+	}
 	if b.Head != nil {
 		if _, err := tx.Stmt(s.putHead).ExecContext(ctx, b.Head.TreeSize, b.Head.CreatedNS, b.Head.Note); err != nil {
 			return fmt.Errorf("store head checkpoint: %w", err)
@@ -529,7 +535,7 @@ func (s *SQLite) Hashes(ctx context.Context, indexes []int64) ([][]byte, error) 
 // database is closed.
 func (s *SQLite) Close() error {
 	var errs []error
-	for _, st := range []*sql.Stmt{s.insFrame, s.insFrames, s.insLeaf, s.insHash, s.insSession, s.insPublished, s.putHead} {
+	for _, st := range []*sql.Stmt{s.insFrame, s.insFrames, s.insLeaf, s.insHash, s.insSession, s.insPublished, s.putHead, s.renote} {
 		if st != nil {
 			st.Close()
 		}

@@ -116,6 +116,12 @@ type Batch struct {
 	Head *Checkpoint
 	// Published checkpoints are kept forever.
 	Published []Checkpoint
+	// Renotes replace the note of published checkpoints already stored
+	// (their TreeSize; CreatedNS is ignored) by a note that begins with
+	// the stored one: the same checkpoint with witnesses' cosignature
+	// lines added. A row of another size, or whose note the new one does
+	// not begin with, is left as it is.
+	Renotes []Checkpoint
 }
 
 // size estimates the bytes b writes.
@@ -126,6 +132,9 @@ func (b *Batch) size() int {
 	}
 	for i := range b.Leaves {
 		n += len(b.Leaves[i].Data) + 16
+	}
+	for i := range b.Renotes {
+		n += len(b.Renotes[i].Note)
 	}
 	return n + 40*len(b.Hashes) + 512
 }

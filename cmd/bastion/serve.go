@@ -171,7 +171,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if cfg.Access.Group != "" {
 		readers = &cfg.Access.GID
 	}
-	j, st, closeJournal, err := openJournalWith(ctx, home, journalPath, recorder.Options{Logger: log.Named("journal"), OnCommit: commits.OnCommit}, readers)
+	j, st, closeJournal, err := openJournalWith(ctx, home, journalPath, recorder.Options{Logger: log.Named("journal"), OnCommit: commits.OnCommit, OnPublish: commits.OnPublish}, readers)
 	if err != nil {
 		return err
 	}
@@ -205,7 +205,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 			}
 		},
 		ReopenJournal: func(ctx context.Context) (*recorder.Journal, func() error, error) {
-			j, _, closeJ, err := openJournalWith(ctx, home, journalPath, recorder.Options{Logger: log.Named("journal"), OnCommit: commits.OnCommit}, readers)
+			j, _, closeJ, err := openJournalWith(ctx, home, journalPath, recorder.Options{Logger: log.Named("journal"), OnCommit: commits.OnCommit, OnPublish: commits.OnPublish}, readers)
 			return j, closeJ, err
 		},
 	})

@@ -315,6 +315,28 @@ func testHeadAndPublished(t *testing.T, b Backend) {
 	if err != nil || st.Published == nil || st.Published.TreeSize != 2 {
 		t.Fatalf("state published %+v, %v", st, err)
 	}
+
+	// A published row's note is replaced (witnesses' cosignatures added)
+	// only by one that begins with it; a size no row has is skipped, and
+	// the head is left alone.
+	renote := &storage.Batch{Renotes: []storage.Checkpoint{{TreeSize: 2, Note: []byte("head 2 cosigned")}, {TreeSize: 3, Note: []byte("nothing")}}}
+	if err := s.Commit(ctx, &storage.Batch{Renotes: []storage.Checkpoint{{TreeSize: 2, Note: []byte("head 3 forged")}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Commit(ctx, renote); err != nil {
+		t.Fatal(err)
+	}
+	snap2 := snapshot(t, s)
+	pub, err = snap2.Published(ctx)
+	if err != nil || len(pub) != 1 || pub[0].TreeSize != 2 || string(pub[0].Note) != "head 2 cosigned" {
+		t.Fatalf("published after renote %+v, %v", pub, err)
+	}
+	if head, err := snap2.Head(ctx); err != nil || string(head.Note) != "head 4" {
+		t.Fatalf("head after renote %+v, %v", head, err)
+	}
+	if pub, err := snap.Published(ctx); err != nil || string(pub[0].Note) != "head 2" {
+		t.Fatalf("an older snapshot sees the renote: %+v, %v", pub, err)
+	}
 }
 
 func testOneWriter(t *testing.T, b Backend) {
