@@ -332,6 +332,7 @@ if [[ -n $GO_RESULTS ]]; then
 			target["Session1000RolesUnindexedTarget ns/op"] = "<= 10000"
 			target["MaskTerminal MB/s"] = ">= 300"
 			target["FrontEcho dbm-max-ms"] = "<= 15"
+			target["FrontWitnessed witnessed/none"] = ">= 0.97"
 			target["FrontEcho added-dbm-p50-ms"] = "<= 1"
 			target["EvidenceQuarter s/report"] = "<= 30"
 			target["EvidenceQuarter pdf-pages"] = "<= 39"

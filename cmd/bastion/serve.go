@@ -42,6 +42,7 @@ Runs the bastion's HTTPS API until interrupted:
     GET  /metrics           Prometheus metrics
     GET  /healthz           200 while the process serves
     GET  /readyz            200 while the journal commits on time, else 503
+                            (and each witness's state, when configured)
 
 Every issuance and every refusal is a journal event. Revoked certificates
 are kept in an OpenSSH KRL file for targets' RevokedKeys, rewritten on every
@@ -56,6 +57,12 @@ configuration, the members of G, who may then read the journal's files
 too. operator_accounts = { "alice" = "alice@corp" } names the person
 behind an OS account for operator actions and reads; the policy's
 operators and auditors say who is which. See docs/operations.md.
+
+With witness "NAME" { url = "…" key = "…" } blocks (and witnesses {
+threshold = N stale_after = "10m" }), serve pushes the journal's kept
+checkpoints to those witnesses (C2SP tlog-witness) and keeps their
+cosignatures beside the checkpoints; a witness that refuses (a rollback or
+a fork of the journal) or goes stale raises an alarm. See docs/witnesses.md.
 
 The configuration file (HCL) names the home directory, the journal, the
 listeners, the identity providers, the targets and the policy (its role
@@ -227,6 +234,13 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.stdout, "  reads:     %s (records the reads of %s)\n", sock, who)
 	}
 	fmt.Fprintf(e.stdout, "  KRL:       %s (for targets' RevokedKeys)\n", srv.KRLPath())
+	if w := cfg.Witnesses; len(w.List) > 0 {
+		names := make([]string, 0, len(w.List))
+		for _, x := range w.List {
+			names = append(names, x.Name+" ("+x.URL+")")
+		}
+		fmt.Fprintf(e.stdout, "  witnesses: %s; threshold %d, stale after %s\n", strings.Join(names, ", "), w.Threshold, w.StaleAfter)
+	}
 	tls := srv.TLS()
 	if tls.SelfSigned {
 		fmt.Fprintf(e.stdout, "  TLS:       self-signed, fingerprint %s\n", tls.Fingerprint)
