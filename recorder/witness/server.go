@@ -171,7 +171,10 @@ type RequestError struct {
 	Status int
 	// Known is the size of the latest cosigned checkpoint, for a 409.
 	Known int64
-	Msg   string
+	// Signed is set when the checkpoint verified with the log's key:
+	// the refusal was logged with the log's origin.
+	Signed bool
+	Msg    string
 }
 
 func (e *RequestError) Error() string {
@@ -203,7 +206,7 @@ func (w *Witness) serveAddCheckpoint(rw http.ResponseWriter, r *http.Request) {
 		rw.WriteHeader(http.StatusConflict)
 		fmt.Fprintf(rw, "%d\n", re.Known)
 	case errors.As(err, &re):
-		if re.Status == http.StatusBadRequest || re.Status == http.StatusNotFound || re.Status == http.StatusForbidden {
+		if !re.Signed {
 			w.quiet.note(r, re.Status, re.Msg)
 		}
 		http.Error(rw, re.Msg, re.Status)
@@ -236,7 +239,8 @@ func (w *Witness) AddCheckpoint(ctx context.Context, body []byte) ([]byte, error
 	}
 	size, root, err := parseCheckpointText(text)
 	if err != nil {
-		return nil, refuse(http.StatusBadRequest, "checkpoint: %v", err)
+		w.log.Info("refused a checkpoint", "origin", string(origin), "status", http.StatusBadRequest, "reason", err.Error())
+		return nil, &RequestError{Status: http.StatusBadRequest, Signed: true, Msg: "checkpoint: " + err.Error()}
 	}
 
 	w.mu.Lock()
@@ -271,6 +275,7 @@ func (w *Witness) AddCheckpoint(ctx context.Context, body []byte) ([]byte, error
 		} else {
 			w.log.Info("refused a checkpoint", "origin", string(origin), "old", req.Old, "size", size, "status", rerr.Status, "reason", rerr.Msg)
 		}
+		rerr.Signed = true
 		return nil, rerr
 	}
 	if prev != nil && prev.Size == size && bytes.Equal(checkpointText(prev.Received), text) {
@@ -490,6 +495,6 @@ func (q *quietLog) note(r *http.Request, status int, msg string) {
 		q.left++
 		return
 	}
-	q.log.Info("refused a request", "remote", r.RemoteAddr, "status", status, "reason", msg, "unlogged_since_last", q.left)
+	q.log.Info("refused a request", "remote", r.RemoteAddr, "status", status, "reason", msg, "suppressed", q.left)
 	q.last, q.left = now, 0
 }
