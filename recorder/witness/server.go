@@ -472,7 +472,7 @@ func (w *Witness) serveIndex(rw http.ResponseWriter, r *http.Request) {
 			fmt.Fprintf(&b, "log %s\n", k.VKey)
 		}
 	}
-	b.WriteString("\nPOST /add-checkpoint                  submit a checkpoint with a consistency proof\n")
+	b.WriteString("\nPOST /add-checkpoint                     submit a checkpoint with a consistency proof\n")
 	b.WriteString("GET  /<sha256 hex of origin>/checkpoint  the latest checkpoint cosigned for a log\n")
 	rw.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	io.WriteString(rw, b.String())
