@@ -330,6 +330,11 @@ func (k *Key) Verify(text []byte, l SigLine) (Cosignature, error) {
 	if ts == 0 || ts >= 1<<63 {
 		return Cosignature{}, fmt.Errorf("%w: timestamp %d is out of range", ErrCosignature, ts)
 	}
+	// An ML-DSA-44 cosignature signs the values, not the text: only
+	// their one canonical spelling may carry it.
+	if _, _, err := parseCheckpointText(text); err != nil {
+		return Cosignature{}, fmt.Errorf("%w: the checkpoint is not in canonical form: %v", ErrCosignature, err)
+	}
 	if !k.v.Verify(text, l.Sig[4:]) {
 		return Cosignature{}, fmt.Errorf("%w: the signature by %s does not verify", ErrCosignature, k.Name)
 	}
