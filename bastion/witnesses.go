@@ -160,9 +160,9 @@ func (w witnessLog) AddCosignatures(ctx context.Context, note []byte) error {
 
 func newWitnessing(cfg WitnessesConfig, j *liveJournal, m *metrics, alerts *certauth.Alerts, log hclog.Logger) (*witnessing, error) {
 	w := &witnessing{cfg: cfg, journal: j, log: log, metrics: m, alerts: alerts}
-	list := make([]witness.Witness, 0, len(cfg.List))
+	list := make([]witness.Endpoint, 0, len(cfg.List))
 	for _, x := range cfg.List {
-		list = append(list, witness.Witness{Name: x.Name, URL: x.URL, Key: x.Key})
+		list = append(list, witness.Endpoint{Name: x.Name, URL: x.URL, Key: x.Key})
 	}
 	c, err := witness.NewClient(witness.ClientOptions{
 		Witnesses: list, StaleAfter: cfg.StaleAfter, Log: witnessLog{j}, Logger: log, OnChange: w.changed,

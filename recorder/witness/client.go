@@ -27,8 +27,8 @@ type Log interface {
 	AddCosignatures(ctx context.Context, note []byte) error
 }
 
-// Witness is one witness the client pushes to.
-type Witness struct {
+// Endpoint is one witness the client pushes to.
+type Endpoint struct {
 	// Name is the configuration's name for it (its block label).
 	Name string
 	// URL is its submission prefix: add-checkpoint is URL + "/add-checkpoint".
@@ -80,7 +80,7 @@ type Status struct {
 
 // ClientOptions configure [NewClient].
 type ClientOptions struct {
-	Witnesses []Witness
+	Witnesses []Endpoint
 	// StaleAfter is how long a checkpoint may wait for a witness's
 	// cosignature before the witness is stale.
 	StaleAfter time.Duration
@@ -134,7 +134,7 @@ type kept struct {
 const keptMemory = 64
 
 type witnessState struct {
-	w    Witness
+	w    Endpoint
 	kick chan struct{}
 	st   Status // guarded by Client.mu
 	// ours (guarded by Client.mu) is the largest of this process's kept

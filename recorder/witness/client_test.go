@@ -117,7 +117,7 @@ func TestClientLitewitness(t *testing.T) {
 	var changes []string
 	var mu sync.Mutex
 	c, err := witness.NewClient(witness.ClientOptions{
-		Witnesses:  []witness.Witness{{Name: "lw", URL: lw.URL, Key: wk}},
+		Witnesses:  []witness.Endpoint{{Name: "lw", URL: lw.URL, Key: wk}},
 		StaleAfter: time.Second, Log: j, MinBackoff: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
 		OnChange: func(before, now witness.Status) {
 			mu.Lock()
