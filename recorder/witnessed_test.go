@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -418,5 +419,135 @@ func TestCheckCosignatures(t *testing.T) {
 	c = CheckCosignatures(forgeLine(t, w2.cosign(t, w1.cosign(t, msg)), w1.key, 30), ws)
 	if c.Met() || len(c.Invalid) != 1 || !strings.Contains(c.Problem(), "(forged or damaged)") {
 		t.Fatalf("forged: %+v", c)
+	}
+}
+
+// exportFirst exports the journal's first session, with witness keys w.
+func exportFirst(t *testing.T, path string, key *JournalKey, w Witnesses) []byte {
+	t.Helper()
+	ctx := context.Background()
+	st := openStore(t, path, true)
+	defer st.Close()
+	snap, err := st.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snap.Close()
+	rows, err := snap.Sessions(ctx)
+	if err != nil || len(rows) == 0 {
+		t.Fatal(err)
+	}
+	b, err := ExportBundleWitnessed(ctx, snap, SessionID(rows[0].ID), key.Verifier, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := b.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+func bundleCheckpoint(t *testing.T, data []byte) string {
+	t.Helper()
+	var b Bundle
+	if err := json.Unmarshal(data, &b); err != nil {
+		t.Fatal(err)
+	}
+	return b.Checkpoint
+}
+
+func TestBundleCosignedCheckpoint(t *testing.T) {
+	path, key, _ := witnessedJournal(t)
+	w1 := newTestWitness(t, "w1.example/witness", witness.AlgEd25519)
+	w2 := newTestWitness(t, "w2.example/witness", witness.AlgMLDSA44)
+	both := Witnesses{Keys: []*witness.Key{w1.key, w2.key}}
+	db := rawDB(t, path)
+	sizes, notes := publishedRows(t, db)
+	st := openStore(t, path, true)
+	snap, err := st.Snapshot(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, err := snap.Head(context.Background())
+	snap.Close()
+	st.Close()
+	if err != nil || head == nil {
+		t.Fatal(err)
+	}
+
+	// Nothing cosigned: the head, as before witnesses.
+	data := exportFirst(t, path, key, Witnesses{})
+	if got := bundleCheckpoint(t, data); got != string(head.Note) {
+		t.Fatalf("no cosignature: the bundle's checkpoint is\n%s, want the head\n%s", got, head.Note)
+	}
+	if _, err := VerifyBundleWitnessed(data, key.Verifier, both); !errors.Is(err, ErrBundle) || !strings.Contains(err.Error(), "by 0 of the 2 witnesses required") {
+		t.Fatalf("uncosigned bundle with --witness: %v", err)
+	}
+	if _, err := VerifyBundle(data, key.Verifier); err != nil {
+		t.Fatalf("uncosigned bundle without --witness: %v", err)
+	}
+
+	// Of the published checkpoints that cover the session, the one with
+	// the most cosigning keys wins; ties: the smallest.
+	var b Bundle
+	if err := json.Unmarshal(data, &b); err != nil {
+		t.Fatal(err)
+	}
+	need := b.Leaves[len(b.Leaves)-1].Index + 1
+	var covering []int64
+	for _, n := range sizes {
+		if n >= need {
+			covering = append(covering, n)
+		} else {
+			// One that does not cover it is never chosen.
+			setNote(t, db, n, w2.cosign(t, w1.cosign(t, notes[n])))
+		}
+	}
+	if len(covering) < 3 || len(covering) == len(sizes) {
+		t.Fatalf("published checkpoints %v, the session needs %d: want 3 that cover it, and one that does not", sizes, need)
+	}
+	first, second, last := covering[0], covering[1], covering[len(covering)-1]
+	setNote(t, db, first, w1.cosign(t, notes[first]))
+	setNote(t, db, second, w1.cosign(t, notes[second]))
+	setNote(t, db, last, w2.cosign(t, w1.cosign(t, notes[last])))
+	for _, w := range []Witnesses{{}, both} {
+		data = exportFirst(t, path, key, w)
+		if got := bundleCheckpoint(t, data); !strings.HasPrefix(got, string(notes[last])) {
+			t.Fatalf("keys %d: the bundle's checkpoint is\n%s, want the one of size %d", len(w.Keys), got, last)
+		}
+		rep, err := VerifyBundleWitnessed(data, key.Verifier, both)
+		if err != nil || rep.TreeSize != last || rep.Witnesses == nil || len(rep.Witnesses.Valid) != 2 || !rep.Witnesses.Met() {
+			t.Fatalf("keys %d: verify with both witnesses: %+v, %v", len(w.Keys), rep, err)
+		}
+	}
+	setNote(t, db, last, notes[last])
+	data = exportFirst(t, path, key, Witnesses{})
+	if got := bundleCheckpoint(t, data); !strings.HasPrefix(got, string(notes[first])) {
+		t.Fatalf("a tie: the bundle's checkpoint is\n%s, want the smallest, of size %d", got, first)
+	}
+	rep, err := VerifyBundleWitnessed(data, key.Verifier, both)
+	if !errors.Is(err, ErrBundle) || rep == nil || rep.Witnesses == nil || len(rep.Witnesses.Valid) != 1 ||
+		!strings.Contains(err.Error(), "witnesses: the checkpoint carries valid cosignatures by 1 of the 2 witnesses required (missing: w2.example/witness)") {
+		t.Fatalf("threshold 2 unmet: %+v, %v", rep, err)
+	}
+	if rep, err := VerifyBundleWitnessed(data, key.Verifier, Witnesses{Keys: both.Keys, Threshold: 1}); err != nil || !rep.Witnesses.Met() {
+		t.Fatalf("threshold 1: %+v, %v", rep, err)
+	}
+
+	// A forged line by a given key: passed over at export with the key,
+	// and a failure when a bundle carries it.
+	setNote(t, db, first, forgeLine(t, w1.cosign(t, notes[first]), w1.key, 20))
+	data = exportFirst(t, path, key, both)
+	if got := bundleCheckpoint(t, data); !strings.HasPrefix(got, string(notes[second])) {
+		t.Fatalf("a forged line: the bundle's checkpoint is\n%s, want the one of size %d", got, second)
+	}
+	data = exportFirst(t, path, key, Witnesses{})
+	if _, err := VerifyBundleWitnessed(data, key.Verifier, Witnesses{Keys: both.Keys, Threshold: 1}); !errors.Is(err, ErrBundle) || !strings.Contains(err.Error(), "(forged or damaged)") {
+		t.Fatalf("a bundle with a forged line: %v", err)
+	}
+	// A bundle's own check is untouched by its cosignatures.
+	if _, err := VerifyBundle(data, key.Verifier); err != nil {
+		t.Fatal(err)
 	}
 }
