@@ -41,6 +41,11 @@ type VerifyOptions struct {
 	// knows: a server answers for it): it pushes its checkpoints to the
 	// witnesses, so leaves not witnessed yet are reported, not a problem.
 	Live bool
+	// UnwitnessedFacts reports the leaves no witnessed checkpoint covers
+	// in [Report.Witnessed] only, never as problems, live or not: for
+	// the evidence report, whose anchor turns amber on them instead.
+	// Forged cosignature lines are problems all the same.
+	UnwitnessedFacts bool
 }
 
 // Problem is one finding that makes a journal fail verification.

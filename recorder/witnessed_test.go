@@ -243,6 +243,11 @@ func TestVerifyWitnessed(t *testing.T) {
 	if !r.Intact() || r.Witnessed.Size != prev || !r.Witnessed.Live || r.Witnessed.Unwitnessed != r.TreeSize-prev {
 		t.Fatalf("threshold unmet, live: %+v\n%s", r.Witnessed, problemsText(r))
 	}
+	// The evidence report's mode: the same facts, its anchor judges them.
+	r = verifyWitnessed(t, path, key, VerifyOptions{Witnesses: both, UnwitnessedFacts: true})
+	if !r.Intact() || r.Witnessed.Size != prev || r.Witnessed.Live || r.Witnessed.Unwitnessed != r.TreeSize-prev {
+		t.Fatalf("threshold unmet, as facts: %+v\n%s", r.Witnessed, problemsText(r))
+	}
 	r = verifyWitnessed(t, path, key, VerifyOptions{Witnesses: Witnesses{Keys: both.Keys, Threshold: 1}})
 	if !r.Intact() || r.Witnessed.Size != last || r.Witnessed.Threshold != 1 {
 		t.Fatalf("threshold 1: %+v\n%s", r.Witnessed, problemsText(r))

@@ -166,7 +166,8 @@ func Build(ctx context.Context, store storage.Store, opts Options) (*Report, err
 		return nil, err
 	}
 	defer snap.Close()
-	vr, err := recorder.VerifySnapshot(ctx, snap, recorder.VerifyOptions{Verifier: opts.Verifier, Kept: opts.Kept, Witnesses: opts.Witnesses, Live: opts.Live})
+	vr, err := recorder.VerifySnapshot(ctx, snap, recorder.VerifyOptions{Verifier: opts.Verifier, Kept: opts.Kept, Witnesses: opts.Witnesses, Live: opts.Live,
+		UnwitnessedFacts: true})
 	if err != nil {
 		return nil, err
 	}
@@ -320,7 +321,10 @@ func (b *builder) checkpoint() error {
 		return fmt.Errorf("evidence: read checkpoints: %w", err)
 	}
 	var pick, witnessed *storage.Checkpoint
-	var pickAt, witnessedAt int64
+	var pickAt, witnessedAt, need int64
+	if len(b.opts.Witnesses.Keys) > 0 {
+		need = b.periodLeaves()
+	}
 	for i := range kept {
 		c := &kept[i]
 		if c.TreeSize > b.bound {
@@ -342,13 +346,13 @@ func (b *builder) checkpoint() error {
 			pick, pickAt = c, at
 			b.r.Checkpoint.Why = "the first checkpoint kept at or after the end of the period: it covers every record of the period"
 		}
-		if len(b.opts.Witnesses.Keys) > 0 && witnessed == nil && at >= b.to && recorder.CheckCosignatures(c.Note, b.opts.Witnesses).Met() {
+		if len(b.opts.Witnesses.Keys) > 0 && witnessed == nil && c.TreeSize >= need && recorder.CheckCosignatures(c.Note, b.opts.Witnesses).Met() {
 			witnessed, witnessedAt = c, at
 		}
 	}
 	if witnessed != nil {
 		pick, pickAt = witnessed, witnessedAt
-		b.r.Checkpoint.Why = "the first checkpoint kept at or after the end of the period that the witnesses cosigned: it covers every record of the period, and carries their cosignatures"
+		b.r.Checkpoint.Why = "the first checkpoint kept that the witnesses cosigned and that covers every record of the period: it carries their cosignatures"
 	}
 	if pick == nil {
 		if b.log.Size() == 0 {

@@ -405,7 +405,11 @@ func (b *builder) anchor(vr *recorder.Report) {
 		}
 	case wr != nil:
 		a.Level, a.Basis = AnchorAmber, "witnesses"
-		a.What = witnessShortfall(wr, need) + " The records after it rest only on the journal's own head, which whoever controls the bastion's host could have rewritten and signed again. Witnesses cosign the checkpoints serve pushes to them: see whether they refused or went stale (witness.* records, section 8), or make the report again once they have cosigned a checkpoint after the period's end."
+		rest := " The records after it rest only on the journal's own head, which"
+		if wr.Size == 0 {
+			rest = " They rest only on the journal's own head, which"
+		}
+		a.What = witnessShortfall(wr, need) + rest + " whoever controls the bastion's host could have rewritten and signed again. Witnesses cosign the checkpoints serve pushes to them: see whether they refused or went stale (the journal's witness.refused and witness.stale records), or make the report again once they have cosigned a checkpoint after the period's end."
 		if vr.Kept != nil && vr.Kept.Consistent {
 			a.What += fmt.Sprintf(" The checkpoint you kept (tree size %d) is consistent with the journal but does not cover the whole period either.", vr.Kept.Size)
 		}
