@@ -33,6 +33,19 @@ type VerifyOptions struct {
 	Kept []byte
 	// Progress, if set, is called with payload bytes checked and the total.
 	Progress func(done, total int64)
+	// Witnesses, when it has keys, are the witnesses the auditor
+	// trusts: verification checks their cosignatures on the published
+	// checkpoints and finds the witnessed size ([Report.Witnessed]).
+	Witnesses Witnesses
+	// Live says that a running writer holds the journal (the caller
+	// knows: a server answers for it): it pushes its checkpoints to the
+	// witnesses, so leaves not witnessed yet are reported, not a problem.
+	Live bool
+	// UnwitnessedFacts reports the leaves no witnessed checkpoint covers
+	// in [Report.Witnessed] only, never as problems, live or not: for
+	// the evidence report, whose anchor turns amber on them instead.
+	// Forged cosignature lines are problems all the same.
+	UnwitnessedFacts bool
 }
 
 // Problem is one finding that makes a journal fail verification.
@@ -87,6 +100,8 @@ type Report struct {
 
 	// Kept is the result of checking the auditor's kept checkpoint.
 	Kept *KeptResult `json:"kept,omitempty"`
+	// Witnessed is what the witnesses given cosigned, when any are.
+	Witnessed *WitnessReport `json:"witnessed,omitempty"`
 
 	// Unterminated sessions have no end leaf: the recorder crashed or is
 	// still running. Not tampering by itself.
@@ -126,6 +141,9 @@ func Verify(ctx context.Context, store storage.Store, opts VerifyOptions) (*Repo
 	if opts.Verifier == nil {
 		return nil, fmt.Errorf("%w: the journal's public key is required", ErrVerify)
 	}
+	if err := opts.Witnesses.Check(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrVerify, err)
+	}
 	snap, err := store.Snapshot(ctx)
 	if errors.Is(err, storage.ErrNotJournal) {
 		// The file's content, not a failure to run.
@@ -144,6 +162,9 @@ func Verify(ctx context.Context, store storage.Store, opts VerifyOptions) (*Repo
 func VerifySnapshot(ctx context.Context, snap storage.Snapshot, opts VerifyOptions) (*Report, error) {
 	if opts.Verifier == nil {
 		return nil, fmt.Errorf("%w: the journal's public key is required", ErrVerify)
+	}
+	if err := opts.Witnesses.Check(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrVerify, err)
 	}
 	v := &verifier{ctx: ctx, snap: snap, opts: opts, r: &Report{Unterminated: []SessionSummary{}, Abandoned: []SessionSummary{}, Problems: []Problem{}}}
 	if err := v.run(); err != nil {
@@ -171,6 +192,13 @@ type verifier struct {
 	latest     *Checkpoint // the latest valid checkpoint, nil when none
 	changed    []int64     // leaves whose stored hash differs; nil until needed
 	foreignKey string      // a key other than the auditor's that signed a checkpoint
+	// published are the valid published checkpoints, in increasing
+	// size, whose cosignatures the witness step checks.
+	published []publishedCheckpoint
+	// readsFrom is the first of the trailing leaves that are all reads
+	// a reader recorded itself (isReaderRead), -1 while reading leaves
+	// when the last one is not; the tree size when there are none.
+	readsFrom int64
 }
 
 func (v *verifier) problem(leaf int64, where, format string, args ...any) {
@@ -239,6 +267,7 @@ func (v *verifier) run() error {
 	if err := v.kept(); err != nil {
 		return err
 	}
+	v.witnessed()
 	v.treeHashes()
 	return v.frames()
 }
@@ -270,6 +299,7 @@ func (v *verifier) sessionRows() {
 // index columns, and collects each session's segments.
 func (v *verifier) leaves() error {
 	v.rules = logRules{sessions: map[SessionID]*LogSession{}, keepSegments: true}
+	v.readsFrom = -1
 	var next int64
 	err := v.snap.Leaves(v.ctx, math.MinInt64, math.MaxInt64, func(sl storage.Leaf) error {
 		if sl.Index < 0 {
@@ -296,6 +326,9 @@ func (v *verifier) leaves() error {
 		v.problem(next, fmt.Sprintf("leaf %d", next), "unreadable: %v", err)
 	}
 	v.r.TreeSize = next
+	if v.readsFrom < 0 {
+		v.readsFrom = next
+	}
 	if next > 0 {
 		root, err := v.tree.root(next)
 		if err != nil {
@@ -338,8 +371,15 @@ func leafWall(data []byte) int64 {
 func (v *verifier) leaf(idx int64, sl storage.Leaf) {
 	l, err := ParseLeaf(sl.Data)
 	if err != nil {
+		v.readsFrom = -1
 		v.problem(idx, fmt.Sprintf("leaf %d", idx), "%v", err)
 		return
+	}
+	switch {
+	case !isReaderRead(l):
+		v.readsFrom = -1
+	case v.readsFrom < 0:
+		v.readsFrom = idx
 	}
 	if l.Type == LeafEvent {
 		v.r.Events++
@@ -370,15 +410,16 @@ func (v *verifier) checkpoints() (int, int, error) {
 	}
 	type stored struct {
 		storage.Checkpoint
-		where string
+		where     string
+		published bool
 	}
 	var all []stored
 	for _, c := range published {
-		all = append(all, stored{c, fmt.Sprintf("checkpoint at tree size %d", c.TreeSize)})
+		all = append(all, stored{c, fmt.Sprintf("checkpoint at tree size %d", c.TreeSize), true})
 	}
 	switch {
 	case head != nil:
-		all = append(all, stored{*head, fmt.Sprintf("head checkpoint at tree size %d", head.TreeSize)})
+		all = append(all, stored{*head, fmt.Sprintf("head checkpoint at tree size %d", head.TreeSize), false})
 		if head.TreeSize != v.r.TreeSize {
 			v.problem(v.r.TreeSize, fmt.Sprintf("head checkpoint at tree size %d", head.TreeSize), "the head must cover every leaf, and the journal has %d", v.r.TreeSize)
 		}
@@ -435,6 +476,9 @@ func (v *verifier) checkpoints() (int, int, error) {
 		}
 		v.r.Checkpoints++
 		validBelow = c.Size
+		if sc.published {
+			v.published = append(v.published, publishedCheckpoint{size: c.Size, note: sc.Note})
+		}
 		if v.latest == nil || c.Size >= v.latest.Size {
 			cc := c
 			v.latest, latestNote = &cc, sc.Note
@@ -533,7 +577,7 @@ func (v *verifier) kept() error {
 	v.r.Kept = res
 	where := fmt.Sprintf("kept checkpoint at tree size %d", k.Size)
 	if k.Size > v.r.TreeSize {
-		v.problem(v.r.TreeSize, where, "the journal has only %d leaves: it was truncated or rolled back to an older copy", v.r.TreeSize)
+		v.problem(v.r.TreeSize, where, "the journal has only %d leaves: it was rolled back to an older copy (or truncated): leaves %d..%d that the kept checkpoint commits to are gone", v.r.TreeSize, v.r.TreeSize, k.Size-1)
 		return nil
 	}
 	if k.Size == 0 {
@@ -546,9 +590,9 @@ func (v *verifier) kept() error {
 	}
 	if root != k.Root {
 		first := v.firstChangedLeaf(0, k.Size)
-		what := fmt.Sprintf("the journal no longer contains the log it committed to (rolled back or rewritten): leaf %d is the first whose content differs from its stored hash", first)
+		what := fmt.Sprintf("the journal is not an extension of the kept checkpoint: it was rewritten, or rolled back and written again (a fork): leaf %d is the first whose content differs from its stored hash", first)
 		if first >= k.Size {
-			what = fmt.Sprintf("the journal no longer contains the log it committed to (rolled back or rewritten) in leaves 0..%d", k.Size-1)
+			what = fmt.Sprintf("the journal is not an extension of the kept checkpoint: it was rewritten, or rolled back and written again (a fork), in leaves 0..%d", k.Size-1)
 			first = 0
 		}
 		v.problem(first, where, "%s", what)

@@ -34,6 +34,7 @@ func init() {
 
 var evidenceUsage = `Usage:
     bastion evidence --from T --to T --out DIR [--key FILE] [--checkpoint FILE]
+                     [--witness VKEY]... [--witness-threshold N]
                      [--target NAME]... [--identity ID]... [--sample N [--seed S]]
                      [--force] [--db FILE] [--unrecorded] [--token-file FILE]
 
@@ -68,6 +69,11 @@ back or rewrite it), green with --checkpoint FILE, a checkpoint you kept
 outside that host after the period ended ("bastion checkpoint" prints
 one), that the journal is proven to extend (amber still with one that
 covers only part of the period); red when the journal does not verify.
+With --witness, the cosignature keys of witnesses you trust (and
+--witness-threshold N, default all of them), it rests on the witnesses:
+green when a checkpoint N of them cosigned covers the period (the cover
+names them, the checkpoint and when they cosigned it), amber when none
+does. With both, the cover says which rests on which.
 
 --sample N picks N sessions of the period for detailed review, the same N
 for the same --seed: those with the smallest SHA-256 of "SEED:ID". Every
@@ -97,6 +103,10 @@ Flags:
     --checkpoint FILE
                     a checkpoint kept outside the bastion's host, which the
                     journal must extend: the report's anchor
+    --witness VKEY  a witness's cosignature verifier key, or a file that
+                    holds one; repeat for several: the report's anchor
+    --witness-threshold N
+                    how many of the witnesses must cosign (default: all)
     --target NAME   only this target; repeat for several
     --identity ID   only this identity (SUBJECT@PROVIDER); repeat for several
     --sample N      review N sampled sessions in detail (and every exception)
@@ -129,8 +139,13 @@ func runEvidence(ctx context.Context, e *env, args []string) error {
 	var targets, identities stringsFlag
 	fs.Var(&targets, "target", "only target `NAME`")
 	fs.Var(&identities, "identity", "only identity `ID`")
+	wf := registerWitnessFlags(fs)
 	unrecorded := e.registerReadFlags(fs)
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ws, err := wf.witnesses()
+	if err != nil {
 		return err
 	}
 	switch {
@@ -176,6 +191,8 @@ func runEvidence(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer st.Close()
+	// Asked before the read is recorded: see runVerify.
+	live := e.journal != nil || storage.WriterHolder(path) != ""
 
 	attrs := recorder.Attrs{"period.from": from.UTC().Format(time.RFC3339), "period.to": to.UTC().Format(time.RFC3339), "format": "html+json"}
 	if len(targets) > 0 {
@@ -192,11 +209,19 @@ func runEvidence(ctx context.Context, e *env, args []string) error {
 	}
 
 	cpFile := filepath.Join(dir, "checkpoint.txt")
+	verifyArgs := []string{"bastion", "verify", "--db", path, "--key", key.File, "--checkpoint", cpFile}
+	for _, w := range wf.keys {
+		verifyArgs = append(verifyArgs, "--witness", w)
+	}
+	if wf.threshold.set {
+		verifyArgs = append(verifyArgs, "--witness-threshold", strconv.Itoa(wf.threshold.n))
+	}
 	rep, err := evidence.Build(ctx, st, evidence.Options{
 		From: from, To: to, Targets: targets, Identities: identities, Verifier: v, Now: now,
 		Kept: keptNote, KeptFile: absOr(*kept), Sample: *sample, Seed: *seed, JournalBytes: journalBytes(path),
+		Witnesses: ws, Live: live,
 		Journal:       evidence.JournalInfo{Path: path, Key: key.Key, KeyFile: key.File, KeyFromHome: key.Default},
-		VerifyCommand: shellJoin([]string{"bastion", "verify", "--db", path, "--key", key.File, "--checkpoint", cpFile}),
+		VerifyCommand: shellJoin(verifyArgs),
 		VerifyOutput: func(r *recorder.Report) string {
 			var b bytes.Buffer
 			printReport(&b, path, key, r)
@@ -222,7 +247,7 @@ func runEvidence(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 	}
-	if err := writeBundles(ctx, st, v, dir, rep); err != nil {
+	if err := writeBundles(ctx, st, v, ws, dir, rep); err != nil {
 		return exitCode(2, fmt.Errorf("evidence: %w", err))
 	}
 	writes := []struct {
@@ -318,7 +343,7 @@ func clearOldReport(dir string) error {
 // writeBundles writes a verifiable bundle of each session the report
 // details into DIR/bundles, and names it in the report. A session whose
 // frames do not verify gets none: the report says why.
-func writeBundles(ctx context.Context, st *storage.SQLite, v note.Verifier, dir string, rep *evidence.Report) error {
+func writeBundles(ctx context.Context, st *storage.SQLite, v note.Verifier, ws recorder.Witnesses, dir string, rep *evidence.Report) error {
 	snap, err := st.Snapshot(ctx)
 	if err != nil {
 		return err
@@ -333,7 +358,7 @@ func writeBundles(ctx context.Context, st *storage.SQLite, v note.Verifier, dir 
 		if err != nil {
 			return err
 		}
-		b, err := recorder.ExportBundle(ctx, snap, recorder.SessionID(id), v)
+		b, err := recorder.ExportBundleWitnessed(ctx, snap, recorder.SessionID(id), v, ws)
 		if errors.Is(err, recorder.ErrSessionBroken) {
 			continue
 		}

@@ -7,9 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 	"golang.org/x/mod/sumdb/note"
@@ -18,6 +21,7 @@ import (
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/evidence"
 	"github.com/bastionhq/bastion/recorder/termtext"
+	"github.com/bastionhq/bastion/recorder/witness"
 	"github.com/bastionhq/bastion/storage"
 )
 
@@ -32,8 +36,9 @@ func init() {
 
 var verifyUsage = `Usage:
     bastion verify [--db FILE] [--key FILE] [--session ID] [--checkpoint FILE] [--json]
+                   [--witness VKEY]... [--witness-threshold N]
                    [--unrecorded] [--token-file FILE]
-    bastion verify --bundle FILE --key FILE [--json]
+    bastion verify --bundle FILE --key FILE [--witness VKEY]... [--witness-threshold N] [--json]
     bastion verify --report DIR [--key FILE] [--db FILE]
 
 Recomputes the journal from its records and checks it against its signed
@@ -49,11 +54,27 @@ With --checkpoint, a checkpoint you kept earlier (from "bastion checkpoint"),
 it also proves with a consistency proof that the journal still extends it:
 this catches a truncated journal and an older copy put back in its place.
 
+With --witness, the cosignature key of a witness you trust (repeat for
+several), it also checks the witnesses' cosignatures on the journal's
+published checkpoints: it prints what each witness cosigned and the
+witnessed size, the largest checkpoint at least N of them cosigned
+(--witness-threshold N; default: all of them), and the leaves after it.
+A cosignature line by one of those keys that does not verify is a
+problem, and so are leaves no checkpoint with N cosignatures covers,
+unless a running server holds the journal (it pushes its checkpoints to
+the witnesses about once a second: then they are only reported), or
+they are reads recorded by their readers since the server stopped.
+Cosignatures come with a journal restored from a backup: to catch a
+rollback, pass the witness's latest checkpoint ("bastion witness
+latest") with --checkpoint. See docs/journal-format.md, section 10.
+
 With --bundle, it checks a session bundle ("bastion export --format bundle")
 with no journal: each frame's hash and the session's chain, each leaf's
 inclusion proof against the bundle's checkpoint, and the checkpoint's
 signature with the key given with --key, which is required: the key is
-the auditor's, never one the bundle names.
+the auditor's, never one the bundle names. With --witness, it also checks
+the cosignatures the bundle's checkpoint carries, and fails when fewer
+than --witness-threshold of those witnesses cosigned it.
 
 With --report, it checks an examiner's report ("bastion evidence"): the
 signature of DIR/evidence.sig with the journal's key, that evidence.html
@@ -90,6 +111,11 @@ Flags:
     --session ID        check only this session's frames (the log and its
                         checkpoints are always checked whole)
     --checkpoint FILE   a checkpoint kept earlier that the journal must extend
+    --witness VKEY      a witness's cosignature verifier key, or a file that
+                        holds one; repeat for several
+    --witness-threshold N
+                        how many of the witnesses must cosign a checkpoint
+                        (default: all of them)
     --bundle FILE       verify a session bundle instead of a journal
     --report DIR        verify an examiner's report's signature and files
     --json              print the report as JSON (see docs/journal-format.md)
@@ -99,7 +125,10 @@ Examples:
     $ bastion verify
     $ bastion checkpoint > kept.txt; ...; bastion verify --checkpoint kept.txt
     $ bastion verify --db copy.db --key journal.pub --json --unrecorded
-    $ bastion verify --bundle session.bundle --key journal.pub`
+    $ bastion verify --bundle session.bundle --key journal.pub
+    $ bastion witness latest --home /srv/witness --origin bastion.example/journal > kept.txt
+    $ bastion verify --key journal.pub --checkpoint kept.txt \
+          --witness w1.pub --witness w2.pub --witness-threshold 2`
 
 func runVerify(ctx context.Context, e *env, args []string) error {
 	fs := e.flags()
@@ -110,12 +139,13 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 	asJSON := fs.Bool("json", false, "JSON output")
 	bundle := fs.String("bundle", "", "session bundle `FILE`")
 	report := fs.String("report", "", "report `DIR`")
+	wf := registerWitnessFlags(fs)
 	unrecorded := e.registerReadFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *report != "" {
-		if *bundle != "" || *session != "" || *kept != "" || *asJSON {
+		if *bundle != "" || *session != "" || *kept != "" || *asJSON || wf.given() {
 			return usageErrorf("--report takes only --key and --db")
 		}
 		return verifyReport(ctx, e, *report, *keyFile, *db)
@@ -123,13 +153,17 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 	if fs.NArg() > 0 {
 		return usageErrorf("verify takes no arguments; name a session with --session ID")
 	}
+	ws, err := wf.witnesses()
+	if err != nil {
+		return err
+	}
 	if *bundle != "" {
 		if *db != "" || *session != "" || *kept != "" {
 			return usageErrorf("--bundle takes no --db, --session or --checkpoint: a bundle is checked on its own")
 		}
-		return verifyBundle(e, *bundle, *keyFile, *asJSON)
+		return verifyBundle(e, *bundle, *keyFile, *asJSON, ws)
 	}
-	opts := recorder.VerifyOptions{}
+	opts := recorder.VerifyOptions{Witnesses: ws}
 	v, key, err := loadVerifier(e, *keyFile)
 	if err != nil {
 		return exitCode(2, err)
@@ -164,6 +198,10 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 		return exitCode(2, err)
 	}
 	defer st.Close()
+	// A running writer pushes its checkpoints to the witnesses: what is
+	// not cosigned yet is lag. Asked before the read is recorded, which
+	// a reader of a journal no writer holds does as a writer itself.
+	opts.Live = e.journal != nil || storage.WriterHolder(path) != ""
 	attrs := recorder.Attrs{}
 	if opts.Session != nil {
 		attrs["session"] = uuid.UUID(*opts.Session).String()
@@ -281,7 +319,12 @@ func printReport(w io.Writer, path string, key keyInfo, r *recorder.Report) {
 			fmt.Fprintf(w, "    %s  started at leaf %d, closed at leaf %d after %d frames\n", termtext.Line(s.ID), s.StartLeaf, s.EndLeaf, s.Frames)
 		}
 	}
-	if r.Kept == nil {
+	printWitnessed(w, r)
+	switch {
+	case r.Kept == nil && r.Witnessed != nil:
+		fmt.Fprintln(w, "  not checked:  rollback to an older copy, which keeps the cosignatures it had; pass --checkpoint FILE, the latest")
+		fmt.Fprintln(w, "                checkpoint a witness cosigned (\"bastion witness latest\") or one kept earlier")
+	case r.Kept == nil:
 		fmt.Fprintln(w, "  not checked:  truncation and rollback to an older copy; pass --checkpoint FILE, a checkpoint kept earlier")
 	}
 	if r.Intact() {
@@ -298,8 +341,145 @@ func printReport(w io.Writer, path string, key keyInfo, r *recorder.Report) {
 	}
 }
 
-// verifyBundle checks a session bundle with the auditor's key.
-func verifyBundle(e *env, file, keyFile string, asJSON bool) error {
+// printWitnessed prints what the witnesses given cosigned, if any were.
+func printWitnessed(w io.Writer, r *recorder.Report) {
+	wr := r.Witnessed
+	if wr == nil {
+		return
+	}
+	fmt.Fprintf(w, "  witnesses:    %d given, %d must cosign a checkpoint\n", len(wr.Witnesses), wr.Threshold)
+	for _, s := range wr.Witnesses {
+		what := "cosigned no published checkpoint"
+		if s.Cosigned > 0 {
+			what = fmt.Sprintf("cosigned %d published checkpoint(s), the largest of size %d at %s", s.Cosigned, s.Largest, s.LargestAt.Format(time.RFC3339))
+		}
+		if s.Invalid > 0 {
+			what += fmt.Sprintf("; %d line(s) by its key do NOT verify", s.Invalid)
+		}
+		fmt.Fprintf(w, "    %s (%s): %s\n", termtext.Line(s.Name), s.Algorithm, what)
+	}
+	if wr.Size == 0 {
+		fmt.Fprintf(w, "  witnessed:    nothing: no published checkpoint carries %d valid cosignatures\n", wr.Threshold)
+	} else {
+		fmt.Fprintf(w, "  witnessed:    size %d, cosigned by %s\n", wr.Size, cosigners(wr.Cosignatures))
+	}
+	if wr.Unwitnessed == 0 {
+		return
+	}
+	why := "see the problems below"
+	switch {
+	case wr.Live:
+		why = "a server holds the journal and pushes its checkpoints to the witnesses about once a second: lag, not a problem"
+	case wr.Size > 0 && wr.Size >= wr.ReadsFrom:
+		why = "reads recorded by their readers since the server stopped, which no server pushes: not a problem"
+	}
+	fmt.Fprintf(w, "  unwitnessed:  leaves %d..%d (%d); %s\n", wr.Size, r.TreeSize-1, wr.Unwitnessed, why)
+}
+
+// cosigners lists cosignatures as "NAME at TIME, ...".
+func cosigners(cs []recorder.CosignatureInfo) string {
+	var out []string
+	for _, c := range cs {
+		out = append(out, termtext.Line(c.Witness)+" at "+c.Time.Format(time.RFC3339))
+	}
+	if len(out) == 0 {
+		return "none of the witnesses given"
+	}
+	return strings.Join(out, ", ")
+}
+
+// witnessFlags are --witness and --witness-threshold, of verify and
+// evidence.
+type witnessFlags struct {
+	keys      stringsFlag
+	threshold optionalInt
+}
+
+// optionalInt is an integer flag that knows whether it was given.
+type optionalInt struct {
+	n   int
+	set bool
+}
+
+func (o *optionalInt) String() string {
+	if o == nil || !o.set {
+		return ""
+	}
+	return strconv.Itoa(o.n)
+}
+
+func (o *optionalInt) Set(v string) error {
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return fmt.Errorf("%q is not a number", v)
+	}
+	o.n, o.set = n, true
+	return nil
+}
+
+func registerWitnessFlags(fs *flagSet) *witnessFlags {
+	w := &witnessFlags{}
+	fs.Var(&w.keys, "witness", "witness cosignature key `VKEY`, or a file holding one")
+	fs.Var(&w.threshold, "witness-threshold", "witnesses `N` that must cosign")
+	return w
+}
+
+func (w *witnessFlags) given() bool { return len(w.keys) > 0 || w.threshold.set }
+
+// witnesses parses the keys and checks the threshold: a mistake is a
+// usage error (exit 2), as the check could not run.
+func (w *witnessFlags) witnesses() (recorder.Witnesses, error) {
+	var ws recorder.Witnesses
+	for _, arg := range w.keys {
+		k, err := loadWitnessKey(arg)
+		if err != nil {
+			return ws, exitCode(2, withHint(err, "a witness's key is one line, NAME+HASH+KEY, of type Ed25519 or ML-DSA-44 cosignature (\"bastion witness serve\" prints its own, and keeps it in witness.pub)"))
+		}
+		ws.Keys = append(ws.Keys, k)
+	}
+	if w.threshold.set {
+		if n := len(ws.Keys); w.threshold.n < 1 || w.threshold.n > n {
+			if n == 0 {
+				return ws, usageErrorf("--witness-threshold needs --witness keys")
+			}
+			return ws, usageErrorf("--witness-threshold %d: give a number from 1 to %d, the witnesses given", w.threshold.n, n)
+		}
+		ws.Threshold = w.threshold.n
+	}
+	if err := ws.Check(); err != nil {
+		return ws, usageErrorf("--witness: %v", err)
+	}
+	return ws, nil
+}
+
+// loadWitnessKey reads a --witness value: a witness's verifier key, or
+// the name of a file holding one (and white space around it).
+func loadWitnessKey(arg string) (*witness.Key, error) {
+	k, keyErr := witness.ParseKey(arg)
+	if keyErr == nil {
+		return k, nil
+	}
+	f, err := os.Open(arg)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("--witness %q is neither a witness key (%v) nor a file", arg, keyErr)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("--witness: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, 64<<10))
+	if err != nil {
+		return nil, fmt.Errorf("--witness %s: %w", arg, err)
+	}
+	if k, err = witness.ParseKey(string(data)); err != nil {
+		return nil, fmt.Errorf("--witness %s: %w", arg, err)
+	}
+	return k, nil
+}
+
+// verifyBundle checks a session bundle with the auditor's key, and the
+// cosignatures of its checkpoint with the witnesses' keys, if given.
+func verifyBundle(e *env, file, keyFile string, asJSON bool, ws recorder.Witnesses) error {
 	if keyFile == "" {
 		hints := []string{"pass the journal's public key you were given: a bundle is never checked with a key it names or one found on this machine by default"}
 		where := "the key is journal.pub in the home of the bastion that recorded the session (\"bastion ca show\" there prints it)"
@@ -325,7 +505,7 @@ func verifyBundle(e *env, file, keyFile string, asJSON bool) error {
 	}
 	var rep *recorder.BundleReport
 	if err == nil {
-		rep, err = recorder.VerifyBundle(data, v)
+		rep, err = recorder.VerifyBundleWitnessed(data, v, ws)
 	}
 	if asJSON {
 		out := struct {
@@ -348,7 +528,7 @@ func verifyBundle(e *env, file, keyFile string, asJSON bool) error {
 		}
 		return nil
 	}
-	if err != nil {
+	if rep == nil {
 		fmt.Fprintf(e.stdout, "bundle %s\nresult: FAILED: %s\n", file, termtext.Line(err.Error()))
 		return exitCode(1, nil)
 	}
@@ -363,6 +543,16 @@ func verifyBundle(e *env, file, keyFile string, asJSON bool) error {
 		fmt.Fprintf(e.stdout, "  ended:       %s\n", termtext.Line(rep.EndReason))
 	} else {
 		fmt.Fprintf(e.stdout, "  ended:       no: the session was still being recorded (or its recorder stopped) when the bundle was made; it proves the frames so far\n")
+	}
+	if c := rep.Witnesses; c != nil {
+		fmt.Fprintf(e.stdout, "  witnesses:   %d of the %d required cosigned the checkpoint: %s\n", len(c.Valid), c.Threshold, cosigners(c.Valid))
+		if len(c.Missing) > 0 {
+			fmt.Fprintf(e.stdout, "               no valid cosignature by %s\n", termtext.Line(strings.Join(c.Missing, ", ")))
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(e.stdout, "result: FAILED: %s\n", termtext.Line(err.Error()))
+		return exitCode(1, nil)
 	}
 	fmt.Fprintln(e.stdout, "result: intact")
 	return nil

@@ -110,6 +110,12 @@ type Options struct {
 	// verdict then rests on it rather than on the journal's own head.
 	Kept     []byte
 	KeptFile string
+	// Witnesses are the witnesses the examiner trusts: the report's
+	// verdict rests on their cosignatures when the checkpoints they
+	// cosigned cover the period. Live says a running server held the
+	// journal (it pushes its checkpoints to them).
+	Witnesses recorder.Witnesses
+	Live      bool
 	// Sample, when positive, picks that many sessions for detailed
 	// review, reproducibly from Seed, plus every session an exception
 	// names; the others are counted, not detailed.
@@ -160,7 +166,8 @@ func Build(ctx context.Context, store storage.Store, opts Options) (*Report, err
 		return nil, err
 	}
 	defer snap.Close()
-	vr, err := recorder.VerifySnapshot(ctx, snap, recorder.VerifyOptions{Verifier: opts.Verifier, Kept: opts.Kept})
+	vr, err := recorder.VerifySnapshot(ctx, snap, recorder.VerifyOptions{Verifier: opts.Verifier, Kept: opts.Kept, Witnesses: opts.Witnesses, Live: opts.Live,
+		UnwitnessedFacts: true})
 	if err != nil {
 		return nil, err
 	}
@@ -313,8 +320,11 @@ func (b *builder) checkpoint() error {
 	if err != nil {
 		return fmt.Errorf("evidence: read checkpoints: %w", err)
 	}
-	var pick *storage.Checkpoint
-	var pickAt int64
+	var pick, witnessed *storage.Checkpoint
+	var pickAt, witnessedAt, need int64
+	if len(b.opts.Witnesses.Keys) > 0 {
+		need = b.periodLeaves()
+	}
 	for i := range kept {
 		c := &kept[i]
 		if c.TreeSize > b.bound {
@@ -336,6 +346,13 @@ func (b *builder) checkpoint() error {
 			pick, pickAt = c, at
 			b.r.Checkpoint.Why = "the first checkpoint kept at or after the end of the period: it covers every record of the period"
 		}
+		if len(b.opts.Witnesses.Keys) > 0 && witnessed == nil && c.TreeSize >= need && recorder.CheckCosignatures(c.Note, b.opts.Witnesses).Met() {
+			witnessed, witnessedAt = c, at
+		}
+	}
+	if witnessed != nil {
+		pick, pickAt = witnessed, witnessedAt
+		b.r.Checkpoint.Why = "the first checkpoint kept that the witnesses cosigned and that covers every record of the period: it carries their cosignatures"
 	}
 	if pick == nil {
 		if b.log.Size() == 0 {

@@ -1,6 +1,10 @@
 package evidence
 
-import "time"
+import (
+	"time"
+
+	"github.com/bastionhq/bastion/recorder"
+)
 
 // Format names the report's JSON form; docs/evidence.schema.json is its
 // schema.
@@ -73,13 +77,36 @@ type Anchor struct {
 	// the host could have rolled it back or rewritten it whole, with
 	// its key), "red" when it does not verify.
 	Level string `json:"level"`
-	// Basis is "kept-checkpoint", "own-head" or "none".
+	// Basis is "witnesses" (the checkpoints the witnesses given
+	// cosigned), "kept-checkpoint", "own-head" or "none". With both
+	// witnesses and a kept checkpoint, What says which rests on which.
 	Basis string `json:"basis"`
 	What  string `json:"what"`
 	// CheckpointSize is the size of the kept checkpoint, when given.
 	CheckpointSize int64 `json:"checkpoint_size,omitempty"`
 	// CheckpointFile is where it was read.
 	CheckpointFile string `json:"checkpoint_file,omitempty"`
+	// Witnesses is what the witnesses given with --witness cosigned,
+	// nil without.
+	Witnesses *WitnessAnchor `json:"witnesses,omitempty"`
+}
+
+// WitnessAnchor is what the witnesses the examiner gave cosigned, as
+// verification found it.
+type WitnessAnchor struct {
+	// Threshold is how many of them must cosign a checkpoint.
+	Threshold int                       `json:"threshold"`
+	Witnesses []recorder.WitnessSummary `json:"witnesses"`
+	// WitnessedSize is the largest published checkpoint that Threshold
+	// of them cosigned (0: none); Cosignatures are theirs on it.
+	WitnessedSize int64                      `json:"witnessed_size"`
+	Cosignatures  []recorder.CosignatureInfo `json:"cosignatures"`
+	// Needed is the size a checkpoint must reach to cover every record
+	// of the period; CoversPeriod whether WitnessedSize does.
+	Needed       int64 `json:"needed"`
+	CoversPeriod bool  `json:"covers_period"`
+	// Live is true when a running server held the journal.
+	Live bool `json:"live"`
 }
 
 // Anchor levels.

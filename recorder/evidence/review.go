@@ -373,6 +373,12 @@ func derefDecision(d *Decision) []Decision {
 func (b *builder) anchor(vr *recorder.Report) {
 	a := &b.r.Anchor
 	need := b.periodLeaves()
+	keptCovers := vr.Kept != nil && vr.Kept.Consistent && vr.Kept.Size > 0 && vr.Kept.Size >= need
+	wr := vr.Witnessed
+	if wr != nil {
+		a.Witnesses = &WitnessAnchor{Threshold: wr.Threshold, Witnesses: wr.Witnesses, WitnessedSize: wr.Size, Cosignatures: wr.Cosignatures,
+			Needed: need, CoversPeriod: wr.Size > 0 && wr.Size >= need, Live: wr.Live}
+	}
 	switch {
 	case !b.r.Verification.Intact:
 		a.Level, a.Basis = AnchorRed, "none"
@@ -381,9 +387,32 @@ func (b *builder) anchor(vr *recorder.Report) {
 			a.Basis = "kept-checkpoint"
 			a.What = fmt.Sprintf("The journal is NOT consistent with the checkpoint you kept (tree size %d): it was rolled back, truncated or rewritten since that checkpoint was signed.", vr.Kept.Size)
 		}
-	case vr.Kept != nil && vr.Kept.Consistent && vr.Kept.Size > 0 && vr.Kept.Size >= need:
+	case a.Witnesses != nil && a.Witnesses.CoversPeriod:
+		a.Level, a.Basis = AnchorGreen, "witnesses"
+		a.What = fmt.Sprintf("The journal verifies, and its checkpoint of tree size %d, which covers every record of the period, is cosigned by %s: %d of the %d witnesses you gave, %d required. A witness cosigns a checkpoint only when it extends every checkpoint of this journal the witness cosigned before, so what was recorded up to it cannot have been rewritten or removed since without the witnesses refusing, even by whoever controls the bastion's host and its key.",
+			wr.Size, cosignedBy(wr.Cosignatures), len(wr.Cosignatures), len(wr.Witnesses), wr.Threshold)
+		switch {
+		case keptCovers:
+			a.What += fmt.Sprintf(" The checkpoint you kept (tree size %d) covers the period too, and the journal is proven consistent with it: the verdict rests on both.", vr.Kept.Size)
+		case vr.Kept != nil && vr.Kept.Consistent:
+			a.What += fmt.Sprintf(" The checkpoint you kept (tree size %d) is consistent with the journal but does not cover the whole period: the verdict rests on the witnesses.", vr.Kept.Size)
+		}
+	case keptCovers:
 		a.Level, a.Basis = AnchorGreen, "kept-checkpoint"
 		a.What = fmt.Sprintf("The journal verifies and is proven consistent with the checkpoint you kept (tree size %d), which covers every record of the period: the journal holds, unchanged, every record that checkpoint covers, and extends it. What was recorded up to that checkpoint cannot have been rewritten or removed since, even by whoever controls the bastion's host and its key.", vr.Kept.Size)
+		if wr != nil {
+			a.What += " " + witnessShortfall(wr, need) + " The verdict rests on the checkpoint you kept."
+		}
+	case wr != nil:
+		a.Level, a.Basis = AnchorAmber, "witnesses"
+		rest := " The records after it rest only on the journal's own head, which"
+		if wr.Size == 0 {
+			rest = " They rest only on the journal's own head, which"
+		}
+		a.What = witnessShortfall(wr, need) + rest + " whoever controls the bastion's host could have rewritten and signed again. Witnesses cosign the checkpoints serve pushes to them: see whether they refused or went stale (the journal's witness.refused and witness.stale records), or make the report again once they have cosigned a checkpoint after the period's end."
+		if vr.Kept != nil && vr.Kept.Consistent {
+			a.What += fmt.Sprintf(" The checkpoint you kept (tree size %d) is consistent with the journal but does not cover the whole period either.", vr.Kept.Size)
+		}
 	case vr.Kept != nil && vr.Kept.Consistent:
 		a.Level, a.Basis = AnchorAmber, "kept-checkpoint"
 		a.What = fmt.Sprintf("The journal verifies and is consistent with the checkpoint you kept (tree size %d), but that checkpoint does not cover the whole period: the period's records run to leaf %d, so a checkpoint of size %d at least covers them. The records it does not cover rest only on the journal's own head, which whoever controls the bastion's host could have rewritten and signed again. Keep a checkpoint after the period ends (\"bastion checkpoint\"), and make the report with it.", vr.Kept.Size, need-1, need)
@@ -392,12 +421,34 @@ func (b *builder) anchor(vr *recorder.Report) {
 		a.What = "The journal verifies against its own latest checkpoint only. That proves no record was changed after it was signed, but whoever controls the bastion's host holds the signing key: they could have rolled the journal back to an older copy, or rewritten it whole and signed it again. Run the report with --checkpoint FILE, a checkpoint kept outside the bastion's host (\"bastion checkpoint\"), to rest it on an anchor they do not control."
 	}
 	if a.Level == AnchorAmber {
-		b.r.Summary.Exceptions = append(b.r.Summary.Exceptions, Finding{Kind: FindingAnchor, Leaf: -1,
-			What: "the report's verdict rests on no checkpoint kept outside the bastion's host that covers the period (amber): " + a.What})
+		what := "the report's verdict rests on no checkpoint kept outside the bastion's host that covers the period (amber): "
+		if wr != nil {
+			what = "the report's verdict rests on no checkpoint that covers the period and that the witnesses cosigned or you kept (amber): "
+		}
+		b.r.Summary.Exceptions = append(b.r.Summary.Exceptions, Finding{Kind: FindingAnchor, Leaf: -1, What: what + a.What})
 	}
 	if vr.Kept != nil {
 		a.CheckpointSize, a.CheckpointFile = vr.Kept.Size, b.opts.KeptFile
 	}
+}
+
+// witnessShortfall says that no checkpoint the witnesses cosigned covers
+// the period.
+func witnessShortfall(wr *recorder.WitnessReport, need int64) string {
+	if wr.Size == 0 {
+		return fmt.Sprintf("No published checkpoint carries valid cosignatures by %d of the %d witnesses you gave, so none covers the period, whose records run to leaf %d.", wr.Threshold, len(wr.Witnesses), need-1)
+	}
+	return fmt.Sprintf("The largest checkpoint %d of the %d witnesses you gave cosigned (tree size %d, by %s) does not cover the whole period: its records run to leaf %d, so a checkpoint of size %d at least covers them.",
+		wr.Threshold, len(wr.Witnesses), wr.Size, cosignedBy(wr.Cosignatures), need-1, need)
+}
+
+// cosignedBy lists cosignatures as "NAME (at TIME), ...".
+func cosignedBy(cs []recorder.CosignatureInfo) string {
+	out := make([]string, len(cs))
+	for i, c := range cs {
+		out[i] = fmt.Sprintf("%s (at %s)", c.Witness, c.Time.UTC().Format(time.RFC3339))
+	}
+	return strings.Join(out, ", ")
 }
 
 // periodLeaves is how many leaves a checkpoint must cover to cover every
