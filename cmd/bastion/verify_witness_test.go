@@ -105,9 +105,9 @@ func cosignRows(t *testing.T, path string, sign func(size int64) []*cliWitness) 
 	return sizes
 }
 
-// witnessHome makes a home with a journal of one session and a few
+// cosignedHome makes a home with a journal of one session and a few
 // events over two writers, so that it has several published checkpoints.
-func witnessHome(t *testing.T) (home, db, pub string) {
+func cosignedHome(t *testing.T) (home, db, pub string) {
 	t.Helper()
 	ctx := context.Background()
 	home = t.TempDir()
@@ -163,7 +163,7 @@ type witnessVerifyJSON struct {
 }
 
 func TestVerifyWitnessFlags(t *testing.T) {
-	home, db, pub := witnessHome(t)
+	home, db, pub := cosignedHome(t)
 	w1 := newCLIWitness(t, "w1.example/witness", witness.AlgEd25519)
 	w2 := newCLIWitness(t, "w2.example/witness", witness.AlgMLDSA44)
 	sizes := cosignRows(t, db, func(n int64) []*cliWitness { return []*cliWitness{w1, w2} })
@@ -318,7 +318,7 @@ func forgeFirst(t *testing.T, db string, n int64, w1, w2 *cliWitness) {
 }
 
 func TestVerifyBundleWitnesses(t *testing.T) {
-	home, db, pub := witnessHome(t)
+	home, db, pub := cosignedHome(t)
 	w1 := newCLIWitness(t, "w1.example/witness", witness.AlgEd25519)
 	w2 := newCLIWitness(t, "w2.example/witness", witness.AlgMLDSA44)
 	w3 := newCLIWitness(t, "w3.example/witness", witness.AlgEd25519)
