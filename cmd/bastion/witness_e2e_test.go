@@ -335,6 +335,34 @@ witnesses {
 	if largest != all[len(all)-1].TreeSize {
 		t.Fatalf("serve stopped with checkpoint %d cosigned by both, the last is %d", largest, all[len(all)-1].TreeSize)
 	}
+	// The auditor verifies the journal at rest against both witnesses'
+	// keys: witnessed to its last kept checkpoint, by both.
+	code, out, errOut := cli(ctx, home, "verify", "--json", "--witness", lw.VKey, "--witness", bw.vkey, "--witness-threshold", "2")
+	if code != 0 {
+		t.Fatalf("verify --witness at rest: exit %d:\n%s%s", code, out, errOut)
+	}
+	var verdict map[string]any
+	if err := json.Unmarshal([]byte(out), &verdict); err != nil {
+		t.Fatal(err)
+	}
+	if ws, _ := jsonAt(verdict, "witnessed", "witnessed_size").(float64); int64(ws) != largest {
+		t.Fatalf("verify says witnessed size %v, the journal's last cosigned checkpoint is %d: %s", ws, largest, out)
+	}
+	// A session's bundle carries the cosignatures of its checkpoint.
+	code, out, errOut = cli(ctx, home, "sessions", "list", "--json")
+	var listed []sessionJSON
+	if code != 0 || json.Unmarshal([]byte(out), &listed) != nil || len(listed) == 0 {
+		t.Fatalf("sessions list: exit %d: %s%s", code, out, errOut)
+	}
+	bundle := filepath.Join(dir, "session.bundle")
+	code, out, errOut = cli(ctx, home, "export", "--format", "bundle", "--out", bundle, listed[0].ID)
+	if code != 0 {
+		t.Fatalf("export bundle: exit %d: %s%s", code, out, errOut)
+	}
+	code, out, errOut = cli(ctx, home, "verify", "--bundle", bundle, "--key", filepath.Join(home, "journal.pub"), "--witness", lw.VKey, "--witness", bw.vkey)
+	if code != 0 {
+		t.Fatalf("verify --bundle --witness: exit %d: %s%s", code, out, errOut)
+	}
 	backup := filepath.Join(dir, "backup")
 	copyTree(t, home, backup)
 	backedUp := largest
@@ -372,7 +400,7 @@ witnesses {
 		t.Fatalf("litewitness moved to %d after the rollback", lw.Latest(origin))
 	}
 	kept := filepath.Join(dir, "kept.txt")
-	code, out, errOut := cli(ctx, home, "witness", "latest", "--home", bw.home, "--origin", origin)
+	code, out, errOut = cli(ctx, home, "witness", "latest", "--home", bw.home, "--origin", origin)
 	if code != 0 {
 		t.Fatalf("witness latest: exit %d: %s", code, errOut)
 	}
