@@ -115,7 +115,10 @@ func ExportBundleWitnessed(ctx context.Context, snap storage.Snapshot, id Sessio
 
 // cosignedCheckpoint picks, among the published checkpoints of sizes need
 // to upTo that open with v, the one with cosignatures by the most distinct
-// witness keys (ties: the smallest size), or nil when none has any.
+// witness keys (ties: the smallest size), or nil when none has any. Only
+// a row whose lines, unverified, could beat the best so far is opened and
+// checked: most rows carry no cosignature, and a journal has one row a
+// second of activity.
 func cosignedCheckpoint(ctx context.Context, snap storage.Snapshot, v note.Verifier, w Witnesses, need, upTo int64) (*Checkpoint, []byte) {
 	rows, err := snap.Published(ctx)
 	if err != nil {
@@ -124,31 +127,33 @@ func cosignedCheckpoint(ctx context.Context, snap storage.Snapshot, v note.Verif
 	var best *Checkpoint
 	var bestNote []byte
 	bestScore := 0
-	for _, row := range rows {
+	for _, row := range rows { // in increasing size: a later row wins only with more keys
 		if row.TreeSize < need || row.TreeSize > upTo {
+			continue
+		}
+		// The most this row can score: its distinct lines by other keys.
+		_, lines, _ := witness.NoteSignatures(row.Note)
+		keys := map[string]bool{}
+		for _, l := range lines {
+			if (l.Name != v.Name() || l.Hash != v.KeyHash()) && len(l.Sig) >= 4+8 {
+				keys[fmt.Sprintf("%s %08x", l.Name, l.Hash)] = true
+			}
+		}
+		if len(keys) <= bestScore {
 			continue
 		}
 		c, err := OpenCheckpoint(row.Note, v)
 		if err != nil || c.Size != row.TreeSize {
 			continue
 		}
-		score := 0
+		score := len(keys)
 		if len(w.Keys) > 0 {
-			cc := CheckCosignatures(row.Note, w)
-			if len(cc.Invalid) == 0 {
+			score = 0
+			if cc := CheckCosignatures(row.Note, w); len(cc.Invalid) == 0 {
 				score = len(cc.Valid)
 			}
-		} else {
-			_, lines, _ := witness.NoteSignatures(row.Note)
-			keys := map[string]bool{}
-			for _, l := range lines {
-				if (l.Name != v.Name() || l.Hash != v.KeyHash()) && len(l.Sig) >= 4+8 {
-					keys[fmt.Sprintf("%s %08x", l.Name, l.Hash)] = true
-				}
-			}
-			score = len(keys)
 		}
-		if score > bestScore || (score == bestScore && score > 0 && c.Size < best.Size) {
+		if score > bestScore {
 			best, bestNote, bestScore = &c, row.Note, score
 		}
 	}

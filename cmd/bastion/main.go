@@ -102,6 +102,7 @@ var contract = []string{
 	"policy check", "policy explain", "policy hash",
 	"certs list", "certs revoke",
 	"evidence",
+	"witness serve", "witness latest", "witness key",
 	"dev token",
 	"version",
 	"help",

@@ -239,14 +239,17 @@ func (c *Client) Status() []Status {
 }
 
 // Flush waits until every witness has cosigned the latest kept checkpoint,
-// or ctx ends; it then says which have not.
+// or refused it, or ctx ends; it then says which have not cosigned it.
 func (c *Client) Flush(ctx context.Context) error {
 	for {
 		c.mu.Lock()
 		var behind []string
+		waiting := false
 		for _, ws := range c.ws {
 			if ws.ours < c.latest {
 				behind = append(behind, fmt.Sprintf("%s (%s)", ws.w.Name, ws.st.State))
+				// A refusal stands: waiting will not change it.
+				waiting = waiting || ws.st.State != StateRefused
 			}
 		}
 		ch := c.changed
@@ -255,10 +258,14 @@ func (c *Client) Flush(ctx context.Context) error {
 		if len(behind) == 0 {
 			return nil
 		}
+		err := fmt.Errorf("checkpoint %d is not cosigned by %s", latest, strings.Join(behind, ", "))
+		if !waiting {
+			return err
+		}
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return fmt.Errorf("checkpoint %d is not cosigned by %s", latest, strings.Join(behind, ", "))
+			return err
 		}
 	}
 }
