@@ -91,10 +91,10 @@ func newMetrics(liveSessions func() float64) *metrics {
 		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 	})
 	m.alarms = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "bastion_journal_alarms_total", Help: "Journal alarms raised, by alarm (journal.slow_commit, journal.write_failed): one per change of state, not per commit.",
+		Name: "bastion_journal_alarms_total", Help: "Alarms raised, by alarm (journal.slow_commit, journal.write_failed; with witnesses, witness.refused, witness.stale and witness.quorum): one per change of state, not per commit or push.",
 	}, []string{"alarm"})
 	m.alarmsRaised = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "bastion_journal_alarm", Help: "1 while the journal alarm is raised, 0 once it clears, by alarm (journal.slow_commit, journal.write_failed).",
+		Name: "bastion_journal_alarm", Help: "1 while the alarm is raised, 0 once it clears, by alarm (journal.slow_commit, journal.write_failed; with witnesses, witness.refused and witness.stale while at least one witness is in that state, and witness.quorum).",
 	}, []string{"alarm"})
 	m.reg.MustRegister(m.connsOpen, m.connsTotal, m.connsRefused, m.auths, m.certificates, m.journalEvents,
 		m.sessions, m.sessionEnds, m.bytes, m.decisions, m.reloads, m.transportRefusals,

@@ -700,10 +700,6 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	wg.Wait()
 	s.grants.Close()
-	if s.alerts != nil {
-		// The last alarms are posted, or given up, before serve returns.
-		s.alerts.Close()
-	}
 	close(errs)
 	for e := range errs {
 		err = errors.Join(err, e)
@@ -721,6 +717,11 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	wcancel()
 	witnessesDone.Wait()
+	if s.alerts != nil {
+		// The last alarms, the witnesses' during the flush included, are
+		// posted, or given up, before serve returns.
+		s.alerts.Close()
+	}
 	return err
 }
 
@@ -730,6 +731,7 @@ func (s *Server) Run(ctx context.Context) error {
 func (s *Server) flushWitnesses(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, witnessFlushTimeout)
 	defer cancel()
+	s.witnessing.stopping.Store(true)
 	if err := s.journal.current().Publish(ctx); err != nil {
 		s.log.Error("keep the last checkpoint for the witnesses", "error", err)
 		return

@@ -6,7 +6,9 @@ import (
 	"net/url"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/hcl/v2"
@@ -143,8 +145,14 @@ type witnessing struct {
 	metrics *metrics
 	alerts  *certauth.Alerts
 
-	mu     sync.Mutex
-	quorum bool // guarded by mu: the quorum alarm is raised
+	// mu serializes the alarms' updates (each witness's goroutine makes
+	// them); quorum, refused and stale are the alarms raised.
+	mu                     sync.Mutex
+	quorum, refused, stale bool
+	// stopping is set as serve flushes its last checkpoint: a change of
+	// state then is logged and alerted, not journaled, since a leaf after
+	// the last checkpoint could never be witnessed.
+	stopping atomic.Bool
 }
 
 // witnessLog is the journal in force, as the client needs it.
@@ -203,10 +211,12 @@ func (w *witnessing) changed(before, now witness.Status) {
 	} else {
 		w.log.Info("witness cosigns again", "witness", now.Name, "was", before.State)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, err := w.journal.AppendEvent(ctx, event, attrs); err != nil {
-		w.log.Error("journal a witness's change of state", "witness", now.Name, "event", event, "error", err)
+	if !w.stopping.Load() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := w.journal.AppendEvent(ctx, event, attrs); err != nil {
+			w.log.Error("journal a witness's change of state", "witness", now.Name, "event", event, "error", err)
+		}
 	}
 	alertAttrs := map[string]string{}
 	for k, v := range attrs {
@@ -224,6 +234,8 @@ func (w *witnessing) changed(before, now witness.Status) {
 // alarmGauges sets the alarms' gauges from every witness's state, and
 // raises or clears the quorum alarm.
 func (w *witnessing) alarmGauges() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	refused, stale, ok := 0, 0, 0
 	for _, s := range w.client.Status() {
 		switch s.State {
@@ -235,26 +247,18 @@ func (w *witnessing) alarmGauges() {
 			ok++
 		}
 	}
-	set := func(alarm string, on bool) {
-		v := 0.0
-		if on {
-			v = 1
+	// Each alarm counts once as it is raised, and its gauge follows.
+	set := func(alarm string, raised *bool, on bool) {
+		if on != *raised {
+			w.metrics.alarm(alarm, on)
 		}
-		w.metrics.alarmsRaised.WithLabelValues(alarm).Set(v)
+		*raised = on
 	}
-	if refused > 0 {
-		w.metrics.alarms.WithLabelValues(AlarmWitnessRefused).Inc()
-	}
-	if stale > 0 {
-		w.metrics.alarms.WithLabelValues(AlarmWitnessStale).Inc()
-	}
-	set(AlarmWitnessRefused, refused > 0)
-	set(AlarmWitnessStale, stale > 0)
+	set(AlarmWitnessRefused, &w.refused, refused > 0)
+	set(AlarmWitnessStale, &w.stale, stale > 0)
 	lost := ok < w.cfg.Threshold
-	w.mu.Lock()
 	was := w.quorum
 	w.quorum = lost
-	w.mu.Unlock()
 	switch {
 	case lost && !was:
 		w.metrics.alarm(AlarmWitnessQuorum, true)
@@ -275,13 +279,17 @@ func (w *witnessing) post(event, state, text string, attrs map[string]string) {
 	}
 }
 
-// limitAttr bounds a detail kept in a leaf.
+// limitAttr bounds a detail kept in a leaf, cut on a character boundary.
 func limitAttr(s string) string {
 	const max = 512
-	if len(s) > max {
-		return s[:max] + "…"
+	if len(s) <= max {
+		return s
 	}
-	return s
+	cut := max
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 // witnessReadiness is a witness in GET /readyz.

@@ -370,18 +370,36 @@ func TestEvidenceWitnesses(t *testing.T) {
 	db := filepath.Join(ej.home, "journal.db")
 	w1 := newCLIWitness(t, "w1.example/witness", witness.AlgEd25519)
 	w2 := newCLIWitness(t, "w2.example/witness", witness.AlgMLDSA44)
-	sizes := cosignRows(t, db, func(n int64) []*cliWitness { return []*cliWitness{w1, w2} })
 	// The period ends after the journal was written, so the last
-	// published checkpoint covers it; the reports' own reads come after.
-	end := time.Now().UTC().Truncate(time.Second)
-	time.Sleep(time.Until(end.Add(1100 * time.Millisecond)))
+	// published checkpoint covers it, and before the witnesses cosign:
+	// their cosignatures show they held it once the period was over.
+	// The reports' own reads come after.
+	second := func() time.Time {
+		now := time.Now().UTC().Truncate(time.Second)
+		time.Sleep(time.Until(now.Add(1100 * time.Millisecond)))
+		return now
+	}
+	end := second()
+	second()
+	sizes := cosignRows(t, db, func(n int64) []*cliWitness { return []*cliWitness{w1, w2} })
+	second()
+	staleEnd := second() // a whole second after the cosignatures' second
+	second()
 	period := []string{"--to", end.Format(time.RFC3339), "--now", end.Format(time.RFC3339)}
 	ws := []string{"--witness", w1.file, "--witness", w2.file}
+
+	// A period that ends after the cosignatures: they cover its records,
+	// but a copy restored from before its end would carry them too.
+	r, _ := runEvidenceCmd(t, ej, filepath.Join(t.TempDir(), "stale"), append([]string{"--to", staleEnd.Format(time.RFC3339), "--now", staleEnd.Format(time.RFC3339)}, ws...)...)
+	if a := r.Anchor; a.Level != evidence.AnchorAmber || a.Basis != "witnesses" || a.Witnesses == nil || !a.Witnesses.CoversPeriod ||
+		a.Witnesses.CosignedAfterPeriod != 0 || !hasFinding(r.Summary.Exceptions, evidence.FindingAnchor) || !strings.Contains(a.What, "a copy of the journal restored from that time") {
+		t.Fatalf("cosigned before the period's end: %+v", a)
+	}
 
 	out := filepath.Join(t.TempDir(), "green")
 	r, data := runEvidenceCmd(t, ej, out, append(period, ws...)...)
 	a := r.Anchor
-	if a.Level != evidence.AnchorGreen || a.Basis != "witnesses" || a.Witnesses == nil || !a.Witnesses.CoversPeriod ||
+	if a.Level != evidence.AnchorGreen || a.Basis != "witnesses" || a.Witnesses == nil || !a.Witnesses.CoversPeriod || a.Witnesses.CosignedAfterPeriod != 2 ||
 		a.Witnesses.WitnessedSize != sizes[len(sizes)-1] || len(a.Witnesses.Cosignatures) != 2 || hasFinding(r.Summary.Exceptions, evidence.FindingAnchor) ||
 		!strings.Contains(a.What, "is cosigned by w1.example/witness (at ") {
 		t.Fatalf("all cosigned: %+v", a)

@@ -105,6 +105,11 @@ type WitnessAnchor struct {
 	// of the period; CoversPeriod whether WitnessedSize does.
 	Needed       int64 `json:"needed"`
 	CoversPeriod bool  `json:"covers_period"`
+	// CosignedAfterPeriod counts the cosignatures on the witnessed
+	// checkpoint timestamped at or after the period's end: only those
+	// show the witnesses held it once the period was over, which a copy
+	// restored from before then cannot.
+	CosignedAfterPeriod int `json:"cosigned_after_period"`
 	// Live is true when a running server held the journal.
 	Live bool `json:"live"`
 }

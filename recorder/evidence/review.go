@@ -375,10 +375,17 @@ func (b *builder) anchor(vr *recorder.Report) {
 	need := b.periodLeaves()
 	keptCovers := vr.Kept != nil && vr.Kept.Consistent && vr.Kept.Size > 0 && vr.Kept.Size >= need
 	wr := vr.Witnessed
+	end := time.Unix(0, b.to).Truncate(time.Second) // cosignatures carry whole seconds
 	if wr != nil {
 		a.Witnesses = &WitnessAnchor{Threshold: wr.Threshold, Witnesses: wr.Witnesses, WitnessedSize: wr.Size, Cosignatures: wr.Cosignatures,
 			Needed: need, CoversPeriod: wr.Size > 0 && wr.Size >= need, Live: wr.Live}
+		for _, c := range wr.Cosignatures {
+			if !c.Time.Before(end) {
+				a.Witnesses.CosignedAfterPeriod++
+			}
+		}
 	}
+	witnessesCover := a.Witnesses != nil && a.Witnesses.CoversPeriod && a.Witnesses.CosignedAfterPeriod >= wr.Threshold
 	switch {
 	case !b.r.Verification.Intact:
 		a.Level, a.Basis = AnchorRed, "none"
@@ -387,7 +394,7 @@ func (b *builder) anchor(vr *recorder.Report) {
 			a.Basis = "kept-checkpoint"
 			a.What = fmt.Sprintf("The journal is NOT consistent with the checkpoint you kept (tree size %d): it was rolled back, truncated or rewritten since that checkpoint was signed.", vr.Kept.Size)
 		}
-	case a.Witnesses != nil && a.Witnesses.CoversPeriod:
+	case witnessesCover:
 		a.Level, a.Basis = AnchorGreen, "witnesses"
 		a.What = fmt.Sprintf("The journal verifies, and its checkpoint of tree size %d, which covers every record of the period, is cosigned by %s: %d of the %d witnesses you gave, %d required. A witness cosigns a checkpoint only when it extends every checkpoint of this journal the witness cosigned before, so what was recorded up to it cannot have been rewritten or removed since without the witnesses refusing, even by whoever controls the bastion's host and its key.",
 			wr.Size, cosignedBy(wr.Cosignatures), len(wr.Cosignatures), len(wr.Witnesses), wr.Threshold)
@@ -400,8 +407,19 @@ func (b *builder) anchor(vr *recorder.Report) {
 	case keptCovers:
 		a.Level, a.Basis = AnchorGreen, "kept-checkpoint"
 		a.What = fmt.Sprintf("The journal verifies and is proven consistent with the checkpoint you kept (tree size %d), which covers every record of the period: the journal holds, unchanged, every record that checkpoint covers, and extends it. What was recorded up to that checkpoint cannot have been rewritten or removed since, even by whoever controls the bastion's host and its key.", vr.Kept.Size)
-		if wr != nil {
+		if wr != nil && !a.Witnesses.CoversPeriod {
 			a.What += " " + witnessShortfall(wr, need) + " The verdict rests on the checkpoint you kept."
+		} else if wr != nil {
+			a.What += fmt.Sprintf(" The witnesses' checkpoint (tree size %d) covers the period too, but %d of its cosignatures are from after the period's end, %d required: the verdict rests on the checkpoint you kept.", wr.Size, a.Witnesses.CosignedAfterPeriod, wr.Threshold)
+		}
+	case wr != nil && a.Witnesses.CoversPeriod:
+		// Cosigned, but only before the period ended: a copy restored
+		// from then carries the same cosignatures.
+		a.Level, a.Basis = AnchorAmber, "witnesses"
+		a.What = fmt.Sprintf("The journal verifies, and its checkpoint of tree size %d, which covers every record of the period, is cosigned by %s, but %d of them at or after the period's end (%s), and %d are required. Cosignatures from before the period ended cannot show that nothing was cut off its end: a copy of the journal restored from that time would carry the same ones. Ask a witness what it holds now (\"bastion witness latest\", or its monitoring URL) and make the report with that file as --checkpoint, or make it again once the witnesses have cosigned a checkpoint after the period's end.",
+			wr.Size, cosignedBy(wr.Cosignatures), a.Witnesses.CosignedAfterPeriod, end.UTC().Format(time.RFC3339), wr.Threshold)
+		if vr.Kept != nil && vr.Kept.Consistent {
+			a.What += fmt.Sprintf(" The checkpoint you kept (tree size %d) is consistent with the journal but does not cover the whole period either.", vr.Kept.Size)
 		}
 	case wr != nil:
 		a.Level, a.Basis = AnchorAmber, "witnesses"

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/mod/sumdb/tlog"
@@ -124,8 +126,31 @@ type Client struct {
 }
 
 type kept struct {
-	note []byte
-	at   time.Time
+	// push is the checkpoint as pushed: its text and the log's own
+	// signature lines, never other witnesses' cosignatures (a witness
+	// bounds what it reads). note is the checkpoint with every
+	// cosignature gathered so far, as stored. Both are replaced, never
+	// written in place: a reader holding one under Client.mu keeps it.
+	push, note []byte
+	at         time.Time
+}
+
+// logLines is note without the signature lines of keys not named as its
+// origin (its first line): the checkpoint as the log signed it, whatever
+// cosignatures a stored row has gathered.
+func logLines(note []byte) []byte {
+	text, lines, ok := NoteSignatures(note)
+	if !ok || len(text) == 0 {
+		return note
+	}
+	origin, _, _ := strings.Cut(string(text), "\n")
+	out := append(append([]byte{}, text...), '\n')
+	for _, l := range lines {
+		if l.Name == origin {
+			out = append(out, l.String()...)
+		}
+	}
+	return out
 }
 
 // keptMemory is how many recent kept checkpoints the client holds for
@@ -136,6 +161,9 @@ const keptMemory = 64
 type witnessState struct {
 	w    Endpoint
 	kick chan struct{}
+	// hurry (capacity 1) cuts a pending backoff short: Flush wants the
+	// last checkpoint pushed now.
+	hurry chan struct{}
 	st   Status // guarded by Client.mu
 	// ours (guarded by Client.mu) is the largest of this process's kept
 	// checkpoints the witness cosigned; st.Cosigned may be larger (a
@@ -162,7 +190,11 @@ func NewClient(opts ClientOptions) (*Client, error) {
 	}
 	c := &Client{opts: opts, http: opts.HTTPClient, log: opts.Logger, now: opts.Now, notes: map[int64]*kept{}, changed: make(chan struct{})}
 	if c.http == nil {
-		c.http = &http.Client{Timeout: opts.Timeout}
+		c.http = &http.Client{Timeout: opts.Timeout, CheckRedirect: func(*http.Request, []*http.Request) error {
+			// A witness is reached at the URL configured: a redirect
+			// could lead to plain http or to another host.
+			return http.ErrUseLastResponse
+		}}
 	}
 	if c.log == nil {
 		c.log = hclog.NewNullLogger()
@@ -180,7 +212,7 @@ func NewClient(opts ClientOptions) (*Client, error) {
 		} else {
 			seen[id] = true
 		}
-		c.ws = append(c.ws, &witnessState{w: w, kick: make(chan struct{}, 1), st: Status{
+		c.ws = append(c.ws, &witnessState{w: w, kick: make(chan struct{}, 1), hurry: make(chan struct{}, 1), st: Status{
 			Name: w.Name, URL: w.URL, Key: w.Key.VKey, State: StatePending, Cosigned: -1,
 		}})
 	}
@@ -197,7 +229,7 @@ func (c *Client) Publish(size int64, note []byte) {
 	}
 	now := c.now()
 	c.latest = size
-	c.notes[size] = &kept{note: note, at: now}
+	c.notes[size] = &kept{push: logLines(note), note: note, at: now}
 	if len(c.notes) > keptMemory {
 		sizes := slices.Sorted(mapKeys(c.notes))
 		for _, s := range sizes[:len(sizes)-keptMemory] {
@@ -241,6 +273,12 @@ func (c *Client) Status() []Status {
 // Flush waits until every witness has cosigned the latest kept checkpoint,
 // or refused it, or ctx ends; it then says which have not cosigned it.
 func (c *Client) Flush(ctx context.Context) error {
+	for _, ws := range c.ws {
+		select {
+		case ws.hurry <- struct{}{}:
+		default:
+		}
+	}
 	for {
 		c.mu.Lock()
 		var behind []string
@@ -297,12 +335,18 @@ func (c *Client) run(ctx context.Context, ws *witnessState) {
 			}
 		case <-retry:
 			retry = nil
+		case <-ws.hurry:
+			retry = nil
 		case <-check.C:
 			c.checkStale(ws)
 			continue
 		}
 		c.mu.Lock()
 		size, k := c.latest, c.notes[c.latest]
+		var push []byte
+		if k != nil {
+			push = k.push
+		}
 		ours, theirs, state := ws.ours, ws.st.Cosigned, ws.st.State
 		c.mu.Unlock()
 		if k == nil || size <= ours || (state == StateRefused && size <= theirs) {
@@ -310,7 +354,7 @@ func (c *Client) run(ctx context.Context, ws *witnessState) {
 			// larger tree, which no checkpoint this size can pass.
 			continue
 		}
-		err := c.push(ctx, ws, size, k.note)
+		err := c.push(ctx, ws, size, push)
 		if ctx.Err() != nil {
 			return
 		}
@@ -429,6 +473,8 @@ func (c *Client) add(ctx context.Context, ws *witnessState, old, size int64, not
 		return known, &refusal{fmt.Sprintf("the witness does not know this log (%s): register its origin and key (journal.pub) with it", brief(answer))}
 	case http.StatusBadRequest:
 		return known, &refusal{fmt.Sprintf("the witness calls the request malformed (%s)", brief(answer))}
+	case http.StatusRequestEntityTooLarge:
+		return known, &refusal{fmt.Sprintf("the witness refuses a request of %d bytes as too large (%s)", len(body), brief(answer))}
 	default:
 		return known, fmt.Errorf("add-checkpoint: %s (%s)", resp.Status, brief(answer))
 	}
@@ -441,7 +487,7 @@ func brief(b []byte) string {
 		s = s[:200] + "…"
 	}
 	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
+		if unicode.IsControl(r) || r == utf8.RuneError {
 			return ' '
 		}
 		return r
@@ -481,7 +527,7 @@ func (c *Client) cosigned(ctx context.Context, ws *witnessState, size int64, not
 	var merged []byte
 	if k != nil {
 		if _, have, _ := NoteSignatures(k.note); !slices.ContainsFunc(have, ws.w.Key.Owns) {
-			k.note = append(slices.Clip(k.note), got.Line.String()...)
+			k.note = append(slices.Clone(k.note), got.Line.String()...)
 		}
 		merged = k.note
 	}
