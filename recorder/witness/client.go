@@ -164,7 +164,7 @@ type witnessState struct {
 	// hurry (capacity 1) cuts a pending backoff short: Flush wants the
 	// last checkpoint pushed now.
 	hurry chan struct{}
-	st   Status // guarded by Client.mu
+	st    Status // guarded by Client.mu
 	// ours (guarded by Client.mu) is the largest of this process's kept
 	// checkpoints the witness cosigned; st.Cosigned may be larger (a
 	// witness that saw a tree this journal no longer has).
