@@ -162,20 +162,7 @@ func cosignedCheckpoint(ctx context.Context, snap storage.Snapshot, v note.Verif
 
 // proveAll proves leaves again, against c.
 func proveAll(ctx context.Context, snap storage.Snapshot, c Checkpoint, leaves []ProvenLeaf) ([]ProvenLeaf, error) {
-	reader := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
-		got, err := snap.Hashes(ctx, idx)
-		if err != nil {
-			return nil, err
-		}
-		out := make([]tlog.Hash, len(got))
-		for i := range got {
-			if len(got[i]) != HashSize {
-				return nil, fmt.Errorf("stored tree hash %d has %d bytes", idx[i], len(got[i]))
-			}
-			out[i] = tlog.Hash(got[i])
-		}
-		return out, nil
-	})
+	reader := storedHashes(ctx, snap)
 	out := make([]ProvenLeaf, len(leaves))
 	for i, l := range leaves {
 		p, err := tlog.ProveRecord(c.Size, l.Index, reader)

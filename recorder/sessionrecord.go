@@ -371,21 +371,7 @@ func (r *SessionRecord) Refresh(ctx context.Context, snap storage.Snapshot) (boo
 	old := r.Checkpoint
 	r.Checkpoint, r.Note = c, head.Note
 	if old.Size > 0 {
-		reader := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
-			got, err := snap.Hashes(ctx, idx)
-			if err != nil {
-				return nil, err
-			}
-			out := make([]tlog.Hash, len(got))
-			for i := range got {
-				if len(got[i]) != HashSize {
-					return nil, fmt.Errorf("stored tree hash %d has %d bytes", idx[i], len(got[i]))
-				}
-				out[i] = tlog.Hash(got[i])
-			}
-			return out, nil
-		})
-		proof, err := tlog.ProveTree(c.Size, old.Size, reader)
+		proof, err := tlog.ProveTree(c.Size, old.Size, storedHashes(ctx, snap))
 		if err == nil {
 			err = tlog.CheckTree(proof, c.Size, tlog.Hash(c.Root), old.Size, tlog.Hash(old.Root))
 		}

@@ -48,19 +48,24 @@ func (j *Journal) ConsistencyProof(ctx context.Context, old, size int64) (tlog.T
 		return nil, err
 	}
 	defer snap.Close()
-	r := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
-		raw, err := snap.Hashes(ctx, idx)
+	return tlog.ProveTree(size, old, storedHashes(ctx, snap))
+}
+
+// storedHashes reads a snapshot's stored tree hashes, unchecked: a proof
+// built from them is trusted only once checked against a signed root.
+func storedHashes(ctx context.Context, snap storage.Snapshot) tlog.HashReader {
+	return tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
+		got, err := snap.Hashes(ctx, idx)
 		if err != nil {
 			return nil, err
 		}
-		out := make([]tlog.Hash, len(raw))
-		for i, h := range raw {
-			if len(h) != len(out[i]) {
-				return nil, fmt.Errorf("stored tree hash %d is %d bytes", idx[i], len(h))
+		out := make([]tlog.Hash, len(got))
+		for i := range got {
+			if len(got[i]) != HashSize {
+				return nil, fmt.Errorf("stored tree hash %d has %d bytes", idx[i], len(got[i]))
 			}
-			copy(out[i][:], h)
+			out[i] = tlog.Hash(got[i])
 		}
 		return out, nil
 	})
-	return tlog.ProveTree(size, old, r)
 }

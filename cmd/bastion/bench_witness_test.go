@@ -25,12 +25,16 @@ type witnessRig struct {
 	port       string
 }
 
-func newWitnessRig(b *testing.B, m *mockoidc.MockOIDC, dir, login, extra string) *witnessRig {
+// newWitnessRig starts serve in dir with the home made there by rigHome
+// (made now when home is "").
+func newWitnessRig(b *testing.B, m *mockoidc.MockOIDC, dir, home, login, extra string) *witnessRig {
 	b.Helper()
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		b.Fatal(err)
+	if home == "" {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			b.Fatal(err)
+		}
+		home, _ = rigHome(b, dir, false)
 	}
-	home, _ := rigHome(b, dir, false)
 	cfg := filepath.Join(dir, "bastion.hcl")
 	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`
 home = %q
@@ -78,7 +82,7 @@ func BenchmarkFrontWitnessed(b *testing.B) {
 	}
 	m := oidctest.StartMock(b, nil)
 	dir := b.TempDir()
-	plain := newWitnessRig(b, m, filepath.Join(dir, "plain"), login, "")
+	plain := newWitnessRig(b, m, filepath.Join(dir, "plain"), "", login, "")
 	// The witnessed bastion's home comes first: the witnesses need its key.
 	whome := filepath.Join(dir, "witnessed")
 	if err := os.MkdirAll(whome, 0o700); err != nil {
@@ -92,7 +96,7 @@ func BenchmarkFrontWitnessed(b *testing.B) {
 	lw := witnesstest.Start(b, "lw.bench/w1", strings.TrimSpace(string(logKey)))
 	origin, _, _ := strings.Cut(string(logKey), "+")
 	bw := startBastionWitness(b, filepath.Join(dir, "witness-home"), "bw.bench/w2", filepath.Join(home, "journal.pub"))
-	witnessed := newWitnessRig(b, m, whome, login, fmt.Sprintf(`
+	witnessed := newWitnessRig(b, m, whome, home, login, fmt.Sprintf(`
 witness "lw" {
   url = %q
   key = %q

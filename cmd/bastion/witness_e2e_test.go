@@ -99,8 +99,8 @@ func witnessState(m map[string]any, name string) string {
 	return ""
 }
 
-// published reads the journal's published checkpoints (serve may hold it).
-func published(t *testing.T, journal string) []storage.Checkpoint {
+// snapshotOf opens a read view of the journal (serve may hold it) for fn.
+func snapshotOf(t *testing.T, journal string, fn func(context.Context, storage.Snapshot) error) {
 	t.Helper()
 	ctx := context.Background()
 	st, err := storage.OpenSQLite(ctx, journal, storage.Options{ReadOnly: true})
@@ -113,42 +113,37 @@ func published(t *testing.T, journal string) []storage.Checkpoint {
 		t.Fatal(err)
 	}
 	defer snap.Close()
-	pub, err := snap.Published(ctx)
-	if err != nil {
+	if err := fn(ctx, snap); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// published reads the journal's published checkpoints.
+func published(t *testing.T, journal string) (pub []storage.Checkpoint) {
+	t.Helper()
+	snapshotOf(t, journal, func(ctx context.Context, snap storage.Snapshot) (err error) {
+		pub, err = snap.Published(ctx)
+		return err
+	})
 	return pub
 }
 
 // events lists the journal's events named name, oldest first.
-func events(t *testing.T, journal, name string) []recorder.Attrs {
+func events(t *testing.T, journal, name string) (out []recorder.Attrs) {
 	t.Helper()
-	ctx := context.Background()
-	st, err := storage.OpenSQLite(ctx, journal, storage.Options{ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	snap, err := st.Snapshot(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer snap.Close()
-	var out []recorder.Attrs
-	err = snap.Leaves(ctx, 0, 1<<62, func(l storage.Leaf) error {
-		if l.Event != name {
+	snapshotOf(t, journal, func(ctx context.Context, snap storage.Snapshot) error {
+		return snap.Leaves(ctx, 0, 1<<62, func(l storage.Leaf) error {
+			if l.Event != name {
+				return nil
+			}
+			leaf, err := recorder.ParseLeaf(l.Data)
+			if err != nil {
+				return err
+			}
+			out = append(out, leaf.Attrs)
 			return nil
-		}
-		leaf, err := recorder.ParseLeaf(l.Data)
-		if err != nil {
-			return err
-		}
-		out = append(out, leaf.Attrs)
-		return nil
+		})
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	return out
 }
 

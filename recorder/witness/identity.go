@@ -11,7 +11,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	fnote "github.com/transparency-dev/formats/note"
@@ -227,23 +226,15 @@ type LogKey struct {
 // ignored.
 func ParseLogKey(vkey string) (*LogKey, error) {
 	vkey = strings.TrimSpace(vkey)
-	name, rest, ok1 := strings.Cut(vkey, "+")
-	hash16, key64, ok2 := strings.Cut(rest, "+")
-	if !ok1 || !ok2 || !validName(name) {
-		return nil, fmt.Errorf("log key %q is not NAME+HASH+KEY", vkey)
+	name, _, raw, err := splitVKey("log key", vkey)
+	if err != nil {
+		return nil, err
 	}
 	if len(name) > maxNameBytes {
 		return nil, fmt.Errorf("log key %q: the name is longer than %d bytes", vkey, maxNameBytes)
 	}
-	if _, err := strconv.ParseUint(hash16, 16, 32); err != nil || len(hash16) != 8 || strings.ToLower(hash16) != hash16 {
-		return nil, fmt.Errorf("log key %q: the key hash is not 8 lowercase hex digits", vkey)
-	}
-	raw, err := base64.StdEncoding.Strict().DecodeString(key64)
-	if err != nil || base64.StdEncoding.EncodeToString(raw) != key64 {
-		return nil, fmt.Errorf("log key %q: the key is not canonical base64", vkey)
-	}
 	switch {
-	case len(raw) > 0 && (raw[0] == 0x04 || raw[0] == 0x06):
+	case raw[0] == 0x04 || raw[0] == 0x06:
 		return nil, fmt.Errorf("log key %q is a witness's cosignature key, not a log's signing key (type 0x01)", vkey)
 	case len(raw) != 1+ed25519.PublicKeySize || raw[0] != 0x01:
 		return nil, fmt.Errorf("log key %q is not an Ed25519 signed-note key (type 0x01, 32 bytes)", vkey)

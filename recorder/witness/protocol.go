@@ -260,20 +260,11 @@ type Key struct {
 // cosignature key, type 0x04 or 0x06.
 func ParseKey(vkey string) (*Key, error) {
 	vkey = strings.TrimSpace(vkey)
-	name, rest, ok1 := strings.Cut(vkey, "+")
-	hash16, key64, ok2 := strings.Cut(rest, "+")
-	if !ok1 || !ok2 || !validName(name) || len(hash16) != 8 {
-		return nil, fmt.Errorf("witness key %q is not NAME+HASH+KEY", vkey)
+	name, h, raw, err := splitVKey("witness key", vkey)
+	if err != nil {
+		return nil, err
 	}
-	h, err := strconv.ParseUint(hash16, 16, 32)
-	if err != nil || strings.ToLower(hash16) != hash16 {
-		return nil, fmt.Errorf("witness key %q: the key hash is not 8 lowercase hex digits", vkey)
-	}
-	raw, err := base64.StdEncoding.Strict().DecodeString(key64)
-	if err != nil || len(raw) == 0 || base64.StdEncoding.EncodeToString(raw) != key64 {
-		return nil, fmt.Errorf("witness key %q: the key is not canonical base64", vkey)
-	}
-	k := &Key{VKey: vkey, Name: name, Hash: uint32(h)}
+	k := &Key{VKey: vkey, Name: name, Hash: h}
 	switch raw[0] {
 	case 0x04:
 		k.Alg = AlgEd25519
@@ -294,6 +285,27 @@ func ParseKey(vkey string) (*Key, error) {
 		return nil, fmt.Errorf("witness key %q: the key hash does not match", vkey)
 	}
 	return k, nil
+}
+
+// splitVKey splits a signed-note verifier key, NAME+HASH+KEY, strictly: a
+// valid name, 8 lowercase hex digits of key hash, and canonical standard
+// base64 of at least one byte (the key's type, then the key). what names
+// the key in errors. The hash is not checked against the key here.
+func splitVKey(what, vkey string) (name string, hash uint32, typedKey []byte, err error) {
+	name, rest, ok1 := strings.Cut(vkey, "+")
+	hash16, key64, ok2 := strings.Cut(rest, "+")
+	if !ok1 || !ok2 || !validName(name) || len(hash16) != 8 {
+		return "", 0, nil, fmt.Errorf("%s %q is not NAME+HASH+KEY", what, vkey)
+	}
+	h, err := strconv.ParseUint(hash16, 16, 32)
+	if err != nil || strings.ToLower(hash16) != hash16 {
+		return "", 0, nil, fmt.Errorf("%s %q: the key hash is not 8 lowercase hex digits", what, vkey)
+	}
+	raw, err := base64.StdEncoding.Strict().DecodeString(key64)
+	if err != nil || len(raw) == 0 || base64.StdEncoding.EncodeToString(raw) != key64 {
+		return "", 0, nil, fmt.Errorf("%s %q: the key is not canonical base64", what, vkey)
+	}
+	return name, uint32(h), raw, nil
 }
 
 // String is the verifier key.

@@ -22,6 +22,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/bastionhq/bastion/bastion/sshdtest"
 )
 
 // Litewitness is a running (or stopped) litewitness.
@@ -82,18 +84,6 @@ func isExec(p string) bool {
 	return err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0
 }
 
-func needTool(t testing.TB, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is required in CI: %v", name, err)
-		}
-		t.Skipf("%s not installed: %v", name, err)
-	}
-	return p
-}
-
 // Start starts a litewitness named name in a directory of the test, that
 // knows the logs of the given verifier keys (signed-note vkeys; the origin
 // is each key's name), and stops it when the test ends.
@@ -101,7 +91,7 @@ func Start(t testing.TB, name string, logKeys ...string) *Litewitness {
 	t.Helper()
 	lw := need(t, "litewitness", "LITEWITNESS")
 	ctl := need(t, "witnessctl", "WITNESSCTL")
-	agentBin, addBin, keygen := needTool(t, "ssh-agent"), needTool(t, "ssh-add"), needTool(t, "ssh-keygen")
+	agentBin, addBin, keygen := sshdtest.Need(t, "ssh-agent"), sshdtest.Need(t, "ssh-add"), sshdtest.Need(t, "ssh-keygen")
 	dir, err := os.MkdirTemp("", "litewitness") // short: a socket path is at most 107 bytes
 	if err != nil {
 		t.Fatal(err)
