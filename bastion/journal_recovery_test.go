@@ -42,7 +42,8 @@ func recoveringFront(t *testing.T, journalDir string) (*frontFixture, func(name 
 		j := o.Journal
 		o.CloseJournal = func() error { return errors.Join(j.Close(), st.Close()) }
 		o.ReopenJournal = func(ctx context.Context) (*recorder.Journal, func() error, error) {
-			st, err := storage.OpenSQLite(ctx, path, storage.Options{})
+			// As serve does: the journal that failed, never a new one.
+			st, err := storage.OpenSQLite(ctx, path, storage.Options{MustExist: true})
 			if err != nil {
 				return nil, nil, err
 			}
@@ -439,6 +440,17 @@ func TestJournalRecoversFromIOError(t *testing.T) {
 			if time.Now().After(deadline) {
 				t.Fatalf("umount: %v: %s", err, out)
 			}
+		}
+		// Serve tries to open the journal again meanwhile (at 0.25 s,
+		// 0.75 s, 1.75 s… after it closed the failed one), and finds
+		// the empty directory under the mount point: it must create
+		// nothing there. A journal created there would be recorded to
+		// in place of the real one, or, if the mount came back while
+		// it was open, SQLite would delete the real journal's WAL (by
+		// name) when closing it: committed, forwarded frames lost.
+		time.Sleep(time.Second)
+		if ents, err := os.ReadDir(home); err != nil || len(ents) != 0 {
+			t.Errorf("serve wrote under the mount point while the journal's filesystem was not mounted: %v %v", ents, err)
 		}
 		mount()
 	})

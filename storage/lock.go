@@ -163,18 +163,22 @@ type writerLock struct {
 	info *os.File // "<journal>.lock", nil if it could not be written
 }
 
-// lockWriter creates the journal's database file if needed (mode 0600, for
-// SQLite to fill), refuses an existing one that others may read beyond
+// lockWriter creates the journal's database file if needed and create is
+// set (mode 0600, for SQLite to fill), refuses an existing one that others may read beyond
 // what group allows (see [Options] ReaderGroup), and takes the writer lock
 // on it; with a group, it gives the files to that group. The returned lock
 // counts as a user of the file (see openFiles) until release.
-func lockWriter(journal string, group *int) (*writerLock, error) {
+func lockWriter(journal string, group *int, create bool) (*writerLock, error) {
 	if group != nil {
 		if err := checkJournalDir(journal); err != nil {
 			return nil, err
 		}
 	}
-	f, err := os.OpenFile(journal, os.O_RDWR|os.O_CREATE, journalMode)
+	flags := os.O_RDWR
+	if create {
+		flags |= os.O_CREATE
+	}
+	f, err := os.OpenFile(journal, flags, journalMode)
 	if err != nil {
 		return nil, fmt.Errorf("open journal %s: %w", journal, err)
 	}

@@ -30,6 +30,16 @@ type Options struct {
 	ReadOnly bool
 	// Synchronous is SyncFull or SyncNormal; "" means SyncFull.
 	Synchronous string
+	// MustExist, for a writer, refuses to create the journal: the file
+	// must be there (an error wrapping fs.ErrNotExist otherwise). A
+	// journal opened again after a fault must be the one that failed: a
+	// new file at its path is at best an empty directory where a
+	// filesystem is not mounted back yet, and SQLite handles a
+	// database's -wal and -shm files by name, so a connection to a file
+	// under a mount point would checkpoint into that file, then delete,
+	// the journal's own WAL (committed frames) once the filesystem is
+	// mounted over it.
+	MustExist bool
 	// RequireMeta, for a writer, names metadata an existing journal must
 	// hold: one whose meta has another value for any of these keys is
 	// refused with ErrOtherLog before anything is written to it (not even
@@ -102,7 +112,7 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*SQLite, error)
 			s.file, s.used = id, true
 		}
 	} else {
-		lock, err := lockWriter(path, opts.ReaderGroup)
+		lock, err := lockWriter(path, opts.ReaderGroup, !opts.MustExist)
 		if err != nil {
 			return nil, err
 		}

@@ -495,3 +495,28 @@ func TestRequireMeta(t *testing.T) {
 	}
 	s.Close()
 }
+
+// TestMustExist: a writer told the journal must exist (serve, opening it
+// again after a fault) creates nothing where there is none (a mount point
+// whose filesystem is not mounted back yet), and opens one that is there.
+func TestMustExist(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "journal.db")
+	if _, err := storage.OpenSQLite(ctx, path, storage.Options{MustExist: true}); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("open a missing journal: %v", err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Fatalf("files created: %v", ents)
+	}
+	st, err := storage.OpenSQLite(ctx, path, storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	st, err = storage.OpenSQLite(ctx, path, storage.Options{MustExist: true})
+	if err != nil {
+		t.Fatalf("open an existing journal: %v", err)
+	}
+	st.Close()
+}

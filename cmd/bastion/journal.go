@@ -34,14 +34,14 @@ func openJournal(ctx context.Context, e *env, dbFlag string) (j *recorder.Journa
 // openJournalAt opens the journal at path for writing with the signing key
 // of home, and returns its store too.
 func openJournalAt(ctx context.Context, home, path string) (j *recorder.Journal, st *storage.SQLite, close func() error, err error) {
-	return openJournalWith(ctx, home, path, recorder.Options{}, nil)
+	return openJournalWith(ctx, home, path, recorder.Options{}, storage.Options{})
 }
 
 // openJournalWith is openJournalAt with the writer's logger and commit
 // observer taken from opts (its key, hostname and signed state are set
-// here), and the group of the journal's readers (storage.Options
-// ReaderGroup; nil for none).
-func openJournalWith(ctx context.Context, home, path string, opts recorder.Options, readers *int) (j *recorder.Journal, st *storage.SQLite, close func() error, err error) {
+// here), and the store's ReaderGroup (the group of the journal's readers;
+// nil for none) and MustExist taken from so.
+func openJournalWith(ctx context.Context, home, path string, opts recorder.Options, so storage.Options) (j *recorder.Journal, st *storage.SQLite, close func() error, err error) {
 	key, err := certauth.LoadJournalKey(home)
 	if errors.Is(err, certauth.ErrNoJournalKey) {
 		return nil, nil, nil, withHint(fmt.Errorf("%w: a journal is never written unsigned", err),
@@ -52,7 +52,7 @@ func openJournalWith(ctx context.Context, home, path string, opts recorder.Optio
 	}
 	// A journal of another key is refused before it is opened to write:
 	// a read that play, export or evidence records never migrates it.
-	st, err = storage.OpenSQLite(ctx, path, storage.Options{RequireMeta: map[string]string{recorder.MetaKey: key.VerifierKey}, ReaderGroup: readers})
+	st, err = storage.OpenSQLite(ctx, path, storage.Options{RequireMeta: map[string]string{recorder.MetaKey: key.VerifierKey}, ReaderGroup: so.ReaderGroup, MustExist: so.MustExist})
 	if err != nil {
 		return nil, nil, nil, journalError(err)
 	}

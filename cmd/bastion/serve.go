@@ -18,6 +18,7 @@ import (
 	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/termtext"
+	"github.com/bastionhq/bastion/storage"
 )
 
 func init() {
@@ -178,7 +179,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if cfg.Access.Group != "" {
 		readers = &cfg.Access.GID
 	}
-	j, st, closeJournal, err := openJournalWith(ctx, home, journalPath, recorder.Options{Logger: log.Named("journal"), OnCommit: commits.OnCommit, OnPublish: commits.OnPublish}, readers)
+	j, st, closeJournal, err := openJournalWith(ctx, home, journalPath, recorder.Options{Logger: log.Named("journal"), OnCommit: commits.OnCommit, OnPublish: commits.OnPublish}, storage.Options{ReaderGroup: readers})
 	if err != nil {
 		return err
 	}
@@ -212,7 +213,10 @@ func runServe(ctx context.Context, e *env, args []string) error {
 			}
 		},
 		ReopenJournal: func(ctx context.Context) (*recorder.Journal, func() error, error) {
-			j, _, closeJ, err := openJournalWith(ctx, home, journalPath, recorder.Options{Logger: log.Named("journal"), OnCommit: commits.OnCommit, OnPublish: commits.OnPublish}, readers)
+			// The journal that failed, never a new one (see
+			// storage.Options MustExist): its filesystem may not be
+			// mounted back yet.
+			j, _, closeJ, err := openJournalWith(ctx, home, journalPath, recorder.Options{Logger: log.Named("journal"), OnCommit: commits.OnCommit, OnPublish: commits.OnPublish}, storage.Options{ReaderGroup: readers, MustExist: true})
 			return j, closeJ, err
 		},
 	})
