@@ -203,21 +203,30 @@ func (a *apiFlags) resolve(e *env, cmd string) error {
 			fmt.Fprintf(e.stderr, "bastion: warning: not using the client profile: %s\n", messageText(err.Error()))
 		case p == nil && a.server == "":
 			return a.noServer(cmd, "there is no client profile at "+path+" yet")
-		case p != nil && (a.server == "" || sameServer(a.server, p.Server)):
-			a.profile = p
-			if a.server == "" {
-				a.server = p.Server
-			}
-			if a.fingerprint == "" {
-				a.fingerprint = p.CAFingerprint
-			}
-			if a.tokenFile == "" && a.tokenEnv == "" && a.issuer == "" {
-				a.tokenFile, a.tokenEnv, a.issuer = p.TokenFile, p.TokenEnv, p.Issuer
-			}
+		case p != nil:
+			a.apply(p)
 		}
 	}
 	a.server = serverURL(a.server)
 	return nil
+}
+
+// apply completes the flags from profile p if --server was not given or
+// names p's server; see [apiFlags.resolve].
+func (a *apiFlags) apply(p *clientProfile) {
+	if a.server != "" && !sameServer(a.server, p.Server) {
+		return
+	}
+	a.profile = p
+	if a.server == "" {
+		a.server = p.Server
+	}
+	if a.fingerprint == "" {
+		a.fingerprint = p.CAFingerprint
+	}
+	if a.tokenFile == "" && a.tokenEnv == "" && a.issuer == "" {
+		a.tokenFile, a.tokenEnv, a.issuer = p.TokenFile, p.TokenEnv, p.Issuer
+	}
 }
 
 // noServer is the usage error of command cmd run without --server and
