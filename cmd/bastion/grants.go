@@ -174,9 +174,9 @@ and when it started and ends, or how it ended. A grant that is not yours
 and that you may not approve is shown as unknown.
 
 ID is the whole ID ("G-1042"; "g-1042" and "1042" too) or its start, if
-no other grant you see has an ID starting so ("G-10" for G-1042 when
-there is no G-10, G-100, ...). A whole ID always means that grant. A
-start that several IDs share fails (exit 1) and lists them.
+no other grant you see has an ID starting so ("G-104" for G-1042 when
+you see no G-104, G-1040, G-1041, ...). A whole ID always means that
+grant. A start that several IDs share fails (exit 1) and lists them.
 
 ` + grantsAuthText + `
 
@@ -230,16 +230,21 @@ func grantsConnect(ctx context.Context, e *env, a *apiFlags, cmd string) (*grant
 // them. A whole ID wins over longer IDs it starts. An arg that starts
 // several IDs is a failed look-up (exit 1) that lists them; one that
 // starts none is passed on as it is, and the server answers
-// grant_not_found (exit 1).
+// grant_not_found (exit 1). If the list cannot be had, arg is passed on
+// too.
 func (s *grantsSession) grantID(ctx context.Context, arg string) (string, error) {
 	want := grantsNormalID(arg)
 	gs, err := s.api.Grants(ctx, s.token, "")
 	if err != nil {
-		return "", grantsExplain(err)
+		// The action itself, with the ID as given, then fails the same
+		// way, and the server journals its refusal as that action's.
+		return want, nil
 	}
-	ids := make([]string, len(gs))
-	for i, g := range gs {
-		ids[i] = g.ID
+	var ids []string
+	for _, g := range gs {
+		if !slices.Contains(ids, g.ID) {
+			ids = append(ids, g.ID)
+		}
 	}
 	id, candidates := grantsMatchID(ids, want)
 	if len(candidates) > 1 {
