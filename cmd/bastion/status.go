@@ -30,8 +30,8 @@ func init() {
 }
 
 const statusUsage = `Usage:
-    bastion status [--json] [--key PATH] [--server URL] [--ca-fingerprint SHA256:...]
-                   [--profile FILE]
+    bastion status [--json] [--key PATH] [--profile FILE]
+                   [--server URL] [--ca-fingerprint SHA256:...]
 
 Shows what "bastion login" left you with, and whether the bastion
 answers:
