@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -26,21 +27,27 @@ func init() {
 
 // grantsAPIFlags is the part of every grants usage text that describes
 // the flags shared with "bastion login".
-const grantsAPIFlags = `    --server URL              the bastion's API, https://HOST[:PORT] (required)
+const grantsAPIFlags = `    --server URL              the bastion's API, https://HOST[:PORT]
+                              (default: the client profile's)
     --token-file FILE         read your token from FILE
     --token-env VAR           read your token from the environment variable VAR
     --issuer NAME             the identity provider for the device flow
-    --ca-fingerprint SHA256:X pin the API's TLS certificate`
+    --ca-fingerprint SHA256:X pin the API's TLS certificate
+    --profile FILE            the client profile (default: $BASTION_PROFILE,
+                              else ~/.config/bastion/profile.json)`
 
 const grantsAuthText = `You are who your OpenID Connect token says, exactly as for "bastion
 login": --token-file, --token-env, or else the device flow; --server and
---ca-fingerprint as there.`
+--ca-fingerprint as there. Once "bastion login" has run, none of these
+is needed: the server, its pin and where your token comes from are taken
+from the client profile login wrote. A flag given wins over the profile
+(a token flag replaces the profile's token source; a --server other than
+the profile's ignores the profile).`
 
 const grantsRequestUsage = `Usage:
-    bastion grants request --server URL [--token-file FILE | --token-env VAR]
-                           --target TARGET --login LOGIN --duration DURATION
+    bastion grants request --target TARGET --login LOGIN --duration DURATION
                            --reason TEXT [--ticket REF] [--command CMD]
-                           [--wait] [--json]
+                           [--wait] [--json] [connection flags]
 
 Asks for just-in-time access to TARGET as LOGIN for DURATION, under a
 grant-only role of the bastion's policy. The request is pending until the
@@ -69,16 +76,16 @@ Flags:
     --json                    print the grant as JSON (see "grants show")
 
 Examples:
-    $ bastion grants request --server https://bastion.example --target db-prod --login postgres --duration 30m --reason "rotate the replication password" --ticket CHG-1234
-    $ bastion grants request --server https://bastion.example --token-file /var/run/secrets/tokens/bastion --target web-1 --login deploy --duration 15m --reason "hotfix rollout" --command "systemctl restart app" --wait`
+    $ bastion grants request --target db-prod --login postgres --duration 30m --reason "rotate the replication password" --ticket CHG-1234
+    $ bastion grants request --token-file /var/run/secrets/tokens/bastion --target web-1 --login deploy --duration 15m --reason "hotfix rollout" --command "systemctl restart app" --wait`
 
 const grantsApproveUsage = `Usage:
-    bastion grants approve ID --server URL [--token-file FILE | --token-env VAR]
-                              [--comment TEXT] [--json]
+    bastion grants approve ID [--comment TEXT] [--json] [connection flags]
 
-Approves the pending grant request ID. The policy in force decides who may
-approve a grant of its role; nobody approves their own request, and each
-approver counts once. The approval that completes the count the role asks
+Approves the pending grant request ID (or a unique start of it, as
+"grants show" takes). The policy in force decides who may approve a
+grant of its role; nobody approves their own request, and each approver
+counts once. The approval that completes the count the role asks
 for makes the grant active from that moment.
 
 ` + grantsAuthText + `
@@ -89,15 +96,14 @@ Flags:
     --json                    print the grant after the approval as JSON
 
 Examples:
-    $ bastion grants list --server https://bastion.example --state pending
-    $ bastion grants approve G-1234 --server https://bastion.example --comment "matches CHG-1234"`
+    $ bastion grants list --state pending
+    $ bastion grants approve G-1234 --comment "matches CHG-1234"`
 
 const grantsDenyUsage = `Usage:
-    bastion grants deny ID --server URL [--token-file FILE | --token-env VAR]
-                           --comment TEXT [--json]
+    bastion grants deny ID --comment TEXT [--json] [connection flags]
 
-Denies the pending grant request ID. Anyone who may approve it may deny
-it; the comment tells the requester why.
+Denies the pending grant request ID (or a unique start of it). Anyone
+who may approve it may deny it; the comment tells the requester why.
 
 ` + grantsAuthText + `
 
@@ -107,16 +113,16 @@ Flags:
     --json                    print the grant after the denial as JSON
 
 Examples:
-    $ bastion grants deny G-1234 --server https://bastion.example --comment "use the read-only replica"`
+    $ bastion grants deny G-1234 --comment "use the read-only replica"`
 
 const grantsRevokeUsage = `Usage:
-    bastion grants revoke ID --server URL [--token-file FILE | --token-env VAR]
-                             [--comment TEXT] [--json]
+    bastion grants revoke ID [--comment TEXT] [--json] [connection flags]
     bastion grants revoke ID --operator [--home DIR] [--token-file FILE]
                              [--comment TEXT] [--json]
 
-Ends the active grant ID before its time, or withdraws a pending request:
-its requester may, and so may anyone who may approve it. Live sessions
+Ends the active grant ID (or a unique start of it; the whole ID with
+--operator) before its time, or withdraws a pending request: its
+requester may, and so may anyone who may approve it. Live sessions
 under an active grant end at once, with a message saying so.
 
 With --operator, an operator of the bastion host revokes any grant through
@@ -137,13 +143,12 @@ Flags:
     --json                    print the grant after the revocation as JSON
 
 Examples:
-    $ bastion grants revoke G-1234 --server https://bastion.example
-    $ bastion grants revoke G-1234 --server https://bastion.example --comment "work done early"
+    $ bastion grants revoke G-1234
+    $ bastion grants revoke G-1234 --comment "work done early"
     $ sudo bastion --home /var/lib/bastion grants revoke G-1234 --operator --comment "incident 77"`
 
 const grantsListUsage = `Usage:
-    bastion grants list --server URL [--token-file FILE | --token-env VAR]
-                        [--state STATE] [--json]
+    bastion grants list [--state STATE] [--json] [connection flags]
 
 Lists your own grants and those you may approve, oldest first: ID, state,
 requester, LOGIN@TARGET, duration, and when the grant or the request
@@ -158,15 +163,20 @@ Flags:
                               "grants show --json" prints it
 
 Examples:
-    $ bastion grants list --server https://bastion.example
-    $ bastion grants list --server https://bastion.example --state pending --json`
+    $ bastion grants list
+    $ bastion grants list --state pending --json`
 
 const grantsShowUsage = `Usage:
-    bastion grants show ID --server URL [--token-file FILE | --token-env VAR] [--json]
+    bastion grants show ID [--json] [connection flags]
 
 Shows grant ID: who asked for what and why, its role, who approved it,
 and when it started and ends, or how it ended. A grant that is not yours
 and that you may not approve is shown as unknown.
+
+ID is the whole ID ("G-1042"; "g-1042" and "1042" too) or its start, if
+no other grant you see has an ID starting so ("G-104" for G-1042 when
+you see no G-104, G-1040, G-1041, ...). A whole ID always means that
+grant. A start that several IDs share fails (exit 1) and lists them.
 
 ` + grantsAuthText + `
 
@@ -183,8 +193,9 @@ comment, policy_hash and client_address; times in RFC 3339. Fields are
 only ever added.
 
 Examples:
-    $ bastion grants show G-1234 --server https://bastion.example
-    $ bastion grants show G-1234 --server https://bastion.example --json`
+    $ bastion grants show G-1234
+    $ bastion grants show 1234 --json
+    $ bastion grants show G-1234 --server https://bastion.example:8443 --ca-fingerprint SHA256:3q2+7wXbOJu1fXmGnXh1cXk2sBvQbPeY7ddQvP0hZ7s --token-file agent.token`
 
 // grantsSession is what every grants command needs: the API client and
 // the caller's token.
@@ -195,7 +206,7 @@ type grantsSession struct {
 }
 
 func grantsConnect(ctx context.Context, e *env, a *apiFlags, cmd string) (*grantsSession, error) {
-	if err := a.check(cmd); err != nil {
+	if err := a.resolve(e, cmd); err != nil {
 		return nil, err
 	}
 	api, err := a.client()
@@ -211,6 +222,75 @@ func grantsConnect(ctx context.Context, e *env, a *apiFlags, cmd string) (*grant
 		return nil, err
 	}
 	return &grantsSession{e: e, api: api, token: tok}, nil
+}
+
+// grantID returns the ID of the grant arg names among those the caller
+// sees (their own, and those they may approve): arg is a whole ID, in any
+// case, with or without its "G-", or the start of the ID of only one of
+// them. A whole ID wins over longer IDs it starts. An arg that starts
+// several IDs is a failed look-up (exit 1) that lists them; one that
+// starts none is passed on as it is, and the server answers
+// grant_not_found (exit 1). If the list cannot be had, arg is passed on
+// too.
+func (s *grantsSession) grantID(ctx context.Context, arg string) (string, error) {
+	want := grantsNormalID(arg)
+	gs, err := s.api.Grants(ctx, s.token, "")
+	if err != nil {
+		// The action itself, with the ID as given, then fails the same
+		// way, and the server journals its refusal as that action's.
+		return want, nil
+	}
+	var ids []string
+	for _, g := range gs {
+		if !slices.Contains(ids, g.ID) {
+			ids = append(ids, g.ID)
+		}
+	}
+	id, candidates := grantsMatchID(ids, want)
+	if len(candidates) > 1 {
+		const most = 10
+		list := strings.Join(candidates[:min(len(candidates), most)], ", ")
+		if len(candidates) > most {
+			list += ", …"
+		}
+		return "", exitCode(exitFailure, withHint(fmt.Errorf("%d of the grants you see have IDs starting with %q: %s", len(candidates), arg, termtext.Line(list)),
+			"give more of the ID"))
+	}
+	if id == "" {
+		return want, nil
+	}
+	return id, nil
+}
+
+// grantsNormalID writes a grant ID as the bastion does: "G-1042" for
+// "g-1042" or "1042". Anything else is returned as it is.
+func grantsNormalID(arg string) string {
+	t := strings.TrimSpace(arg)
+	switch {
+	case t != "" && strings.Trim(t, "0123456789") == "":
+		return "G-" + t
+	case len(t) >= 2 && strings.EqualFold(t[:2], "G-"):
+		return "G-" + t[2:]
+	}
+	return t
+}
+
+// grantsMatchID returns the one of ids that is want, or else that starts
+// with want; with none or several, it returns "" and those that start
+// with want.
+func grantsMatchID(ids []string, want string) (id string, candidates []string) {
+	if slices.Contains(ids, want) {
+		return want, nil
+	}
+	for _, id := range ids {
+		if strings.HasPrefix(id, want) {
+			candidates = append(candidates, id)
+		}
+	}
+	if len(candidates) == 1 {
+		return candidates[0], nil
+	}
+	return "", candidates
 }
 
 // grantsParse parses flags that may come before or after the one
@@ -322,13 +402,17 @@ func grantsDecide(action string) func(context.Context, *env, []string) error {
 			return usageErrorf("grants deny needs --comment: tell the requester why")
 		}
 		if asOperator {
-			return grantsRevokeAsOperator(ctx, e, pos[0], comment, asJSON, &a)
+			return grantsRevokeAsOperator(ctx, e, grantsNormalID(pos[0]), comment, asJSON, &a)
 		}
 		s, err := grantsConnect(ctx, e, &a, "grants "+action)
 		if err != nil {
 			return err
 		}
-		g, err := s.api.DecideGrant(ctx, s.token, pos[0], action, comment)
+		id, err := s.grantID(ctx, pos[0])
+		if err != nil {
+			return err
+		}
+		g, err := s.api.DecideGrant(ctx, s.token, id, action, comment)
 		if err != nil {
 			return grantsExplain(err)
 		}
@@ -438,7 +522,11 @@ func runGrantsShow(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	g, err := s.api.Grant(ctx, s.token, pos[0])
+	id, err := s.grantID(ctx, pos[0])
+	if err != nil {
+		return err
+	}
+	g, err := s.api.Grant(ctx, s.token, id)
 	if err != nil {
 		return grantsExplain(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -224,6 +225,30 @@ func TestGrantsCLIUsage(t *testing.T) {
 		code, _, errOut := runArgs(c.args...)
 		if code != exitUsage || !strings.Contains(errOut, c.want) || !strings.Contains(errOut, "bastion: hint: run \"bastion help grants ") {
 			t.Errorf("%q: %d %s", c.args, code, errOut)
+		}
+	}
+}
+
+func TestGrantsMatchID(t *testing.T) {
+	ids := []string{"G-7", "G-12", "G-123", "G-130", "G-21"}
+	for _, tt := range []struct {
+		arg, want  string
+		candidates []string
+	}{
+		{"G-12", "G-12", nil},  // whole: wins over G-123
+		{"g-7", "G-7", nil},    // any case
+		{"21", "G-21", nil},    // the number alone
+		{"G-2", "G-21", nil},   // a unique start
+		{"G-13", "G-130", nil}, // a unique start
+		{"g-13", "G-130", nil}, // in any case
+		{"G-1", "", []string{"G-12", "G-123", "G-130"}},
+		{"G-", "", ids},
+		{"G-9", "", nil}, // unknown: the server answers
+		{"grant", "", nil},
+	} {
+		got, c := grantsMatchID(ids, grantsNormalID(tt.arg))
+		if got != tt.want || !slices.Equal(c, tt.candidates) {
+			t.Errorf("%q: %q %v, want %q %v", tt.arg, got, c, tt.want, tt.candidates)
 		}
 	}
 }

@@ -38,18 +38,20 @@ const loginUsage = `Usage:
     bastion login --server URL [--token-file FILE | --token-env VAR | --issuer NAME]
                   [--key PATH] [--ca-fingerprint SHA256:...] [--known-hosts FILE]
                   [--login NAME]... [--ttl DURATION] [--ticket REF] [--json]
-                  [--renew [--renew-before DURATION]]
+                  [--renew [--renew-before DURATION]] [--profile FILE]
+    bastion login [flags]      (after the first login: the profile's server)
 
 Gets a short-lived OpenSSH certificate from the bastion's API at URL and
 sets up ssh to use it:
 
-    KEY            the private key: --key PATH, else ~/.ssh/bastion_ed25519.
-                   If there is none, login makes an Ed25519 key (mode 0600,
-                   KEY.pub 0644). An existing key is used as it is, but not
-                   if others may read it.
+    KEY            the private key: --key PATH, else the profile's, else
+                   ~/.ssh/bastion_ed25519. If there is none, login makes
+                   an Ed25519 key (mode 0600, KEY.pub 0644). An existing
+                   key is used as it is, but not if others may read it.
     KEY-cert.pub   the certificate, replaced atomically; "ssh -i KEY" uses it
     known_hosts    gains the bastion's @cert-authority lines, each only once
-                   (--known-hosts FILE, else ~/.ssh/known_hosts)
+                   (--known-hosts FILE, else the profile's, else
+                   ~/.ssh/known_hosts)
 
 The bastion wants an OpenID Connect token that says who you are. Agents
 pass theirs with --token-file (a Kubernetes projected service account
@@ -66,6 +68,20 @@ self-signed one "bastion serve" makes, is trusted by its fingerprint:
 pass the one "bastion serve" printed with --ca-fingerprint. Any other
 certificate is then refused before anything is sent.
 
+After a successful login, login remembers in the client profile the
+server, its pin, where the token comes from (the token file's path, the
+variable's name, or the device flow and its --issuer; never the token),
+and the key and known_hosts files. A later "bastion login", "login
+--renew", "bastion grants …" and "bastion status" need none of those
+flags. A flag given wins over the profile: a token flag replaces the
+profile's token source, and a --server other than the profile's ignores
+the profile (and the next successful login remembers the new one). The
+profile is --profile FILE, else $BASTION_PROFILE, else
+$XDG_CONFIG_HOME/bastion/profile.json, else
+~/.config/bastion/profile.json; it is written atomically, mode 0600, its
+directory 0700 if login makes it. A profile others may write, or that
+another user owns, is refused.
+
 With --renew, login stays in the foreground and gets a new certificate
 once two thirds of the current one's lifetime have passed (or, with
 --renew-before, that long before it expires), showing the token afresh
@@ -75,7 +91,8 @@ backoff. The first certificate must be obtained for --renew to start;
 after that, SIGINT or SIGTERM ends login with status 0.
 
 Flags:
-    --server URL              the bastion's API, https://HOST[:PORT] (required)
+    --server URL              the bastion's API, https://HOST[:PORT]
+                              (required the first time; then the profile's)
     --token-file FILE         read the token from FILE
     --token-env VAR           read the token from the environment variable VAR
     --issuer NAME             the identity provider for the device flow
@@ -94,18 +111,24 @@ Flags:
     --renew                   keep the certificate fresh until stopped
     --renew-before DURATION   with --renew, renew when this much of the
                               lifetime is left (default: a third)
+    --profile FILE            the client profile to read and write
+                              (default: $BASTION_PROFILE, else
+                              ~/.config/bastion/profile.json)
 
 The JSON object has: certificate_file, key_file, key_created, serial,
 key_id, identity, principals, valid_after, valid_before (RFC 3339), rule,
-known_hosts_file, known_hosts_added and ssh_command (the command to
+known_hosts_file, known_hosts_added, ssh_command (the command to
 connect, with TARGET standing for the host to reach; "" if the bastion
-runs no SSH listener).
+runs no SSH listener) and profile_file (the client profile written; ""
+if it could not be).
 
 Examples:
     $ bastion login --server https://bastion.example
+    $ bastion login
     $ bastion login --server 10.0.0.5:8443 --ca-fingerprint SHA256:3q2+7wXbOJu1fXmGnXh1cXk2sBvQbPeY7ddQvP0hZ7s
     $ bastion login --server https://bastion.example --token-env BASTION_ID_TOKEN --login deploy --ttl 5m --ticket CHG-1234
-    $ bastion login --server https://bastion.example --token-file /var/run/secrets/tokens/bastion --renew --json`
+    $ bastion login --server https://bastion.example --token-file /var/run/secrets/tokens/bastion --renew --json
+    $ bastion login --renew`
 
 // loginDefaultKey is the key login uses without --key, in ~/.ssh.
 const loginDefaultKey = "bastion_ed25519"
@@ -125,10 +148,20 @@ type loginOptions struct {
 }
 
 // apiFlags are the flags of every command that calls the bastion's API as
-// the user ("login", "grants …"): where the API is, how its TLS
-// certificate is pinned, and where the user's token comes from.
+// the user ("login", "grants …", "status"): where the API is, how its TLS
+// certificate is pinned, and where the user's token comes from; and the
+// client profile that supplies those not given (see [apiFlags.resolve]).
 type apiFlags struct {
 	server, tokenFile, tokenEnv, issuer, fingerprint string
+
+	// profileFlag is the value of --profile, "" if not given.
+	profileFlag string
+	// profilePath is where the client profile is, "" if it cannot be
+	// found ($HOME not set); set by resolve.
+	profilePath string
+	// profile is the client profile the flags were completed from, nil
+	// if none applied; set by resolve.
+	profile *clientProfile
 }
 
 // register adds the flags to fs.
@@ -138,23 +171,99 @@ func (a *apiFlags) register(fs *flagSet) {
 	fs.StringVar(&a.tokenEnv, "token-env", "", "token environment `VAR`")
 	fs.StringVar(&a.issuer, "issuer", "", "device flow issuer `NAME`")
 	fs.StringVar(&a.fingerprint, "ca-fingerprint", "", "TLS certificate `SHA256:...`")
+	fs.StringVar(&a.profileFlag, "profile", "", "client profile `FILE`")
 }
 
-// check refuses conflicting flags, as usage errors of command cmd, and
-// makes a server without a scheme https.
-func (a *apiFlags) check(cmd string) error {
+// resolve checks the flags, as usage errors of command cmd, and completes
+// them from the client profile. The profile applies when --server is not
+// given or names the profile's server; then each connection flag not
+// given comes from it, the token source as a whole (one token flag given
+// replaces the profile's token source). Without --server and without a
+// profile, it is a usage error that says to log in first. A server
+// without a scheme becomes https.
+func (a *apiFlags) resolve(e *env, cmd string) error {
 	switch {
-	case a.server == "":
-		return usageErrorf("%s needs --server URL, the bastion's API", cmd)
 	case a.tokenFile != "" && a.tokenEnv != "":
 		return usageErrorf("give --token-file or --token-env, not both")
 	case a.issuer != "" && (a.tokenFile != "" || a.tokenEnv != ""):
 		return usageErrorf("--issuer chooses the provider for the device flow; it has no use with --token-file or --token-env")
 	}
-	if !strings.Contains(a.server, "://") {
-		a.server = "https://" + a.server
+	path, err := e.profilePath(a.profileFlag)
+	if err != nil {
+		if a.server == "" {
+			return a.noServer(cmd, err.Error())
+		}
+	} else {
+		a.profilePath = path
+		p, err := loadProfile(path)
+		switch {
+		case err != nil && a.server == "":
+			return err
+		case err != nil:
+			fmt.Fprintf(e.stderr, "bastion: warning: not using the client profile: %s\n", messageText(err.Error()))
+		case p == nil && a.server == "":
+			return a.noServer(cmd, "there is no client profile at "+path+" yet")
+		case p != nil:
+			a.apply(p)
+		}
 	}
+	a.server = serverURL(a.server)
 	return nil
+}
+
+// apply completes the flags from profile p if --server was not given or
+// names p's server; see [apiFlags.resolve].
+func (a *apiFlags) apply(p *clientProfile) {
+	if a.server != "" && !sameServer(a.server, p.Server) {
+		return
+	}
+	a.profile = p
+	if a.server == "" {
+		a.server = p.Server
+	}
+	if a.fingerprint == "" {
+		a.fingerprint = p.CAFingerprint
+	}
+	if a.tokenFile == "" && a.tokenEnv == "" && a.issuer == "" {
+		a.tokenFile, a.tokenEnv, a.issuer = p.TokenFile, p.TokenEnv, p.Issuer
+	}
+}
+
+// noServer is the usage error of command cmd run without --server and
+// without a profile to name one; why says why there is none.
+func (a *apiFlags) noServer(cmd, why string) error {
+	first := "log in once with the server's address; later commands remember it: "
+	if cmd == "login" {
+		first = "the first login names the server; later ones remember it: "
+	}
+	return withHint(usageErrorf("%s needs --server URL, the bastion's API: %s", cmd, why),
+		first+"bastion login --server URL [--ca-fingerprint SHA256:...] [--token-file FILE | --token-env VAR]",
+		fmt.Sprintf("run \"bastion help %s\" for usage", cmd))
+}
+
+// remember writes the client profile after a successful login: the
+// server, the pin and the token source as given or taken from the
+// profile, and the key and known_hosts files used. It says on stderr if
+// it cannot, and returns the profile's path, "" if not written.
+func (a *apiFlags) remember(e *env, key, knownHosts string) string {
+	if a.profilePath == "" {
+		fmt.Fprintln(e.stderr, "bastion: warning: the server is not remembered: no place for the client profile ($HOME is not set; --profile FILE names one)")
+		return ""
+	}
+	p := &clientProfile{Server: a.server, CAFingerprint: a.fingerprint, TokenEnv: a.tokenEnv, Issuer: a.issuer, Key: key, KnownHosts: knownHosts}
+	if a.tokenFile != "" {
+		abs, err := filepath.Abs(a.tokenFile)
+		if err != nil {
+			fmt.Fprintf(e.stderr, "bastion: warning: the server is not remembered: %s\n", messageText(err.Error()))
+			return ""
+		}
+		p.TokenFile = abs
+	}
+	if err := saveProfile(a.profilePath, p); err != nil {
+		fmt.Fprintf(e.stderr, "bastion: warning: the server is not remembered: %s\n", messageText(err.Error()))
+		return ""
+	}
+	return a.profilePath
 }
 
 // client returns the API client the flags describe.
@@ -213,6 +322,7 @@ func runLogin(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	l.profileFile = o.apiFlags.remember(e, l.keyPath, l.knownHosts)
 	switch {
 	case o.asJSON && o.renew:
 		// One object per line, as each renewal adds one.
@@ -257,7 +367,7 @@ func parseLogin(e *env, args []string) (*loginOptions, error) {
 	case o.renewBefore > 0 && !o.renew:
 		return nil, usageErrorf("--renew-before only applies with --renew")
 	}
-	if err := o.apiFlags.check("login"); err != nil {
+	if err := o.apiFlags.resolve(e, "login"); err != nil {
 		return nil, err
 	}
 	return o, nil
@@ -279,6 +389,7 @@ type loginClient struct {
 	// the ssh command must name it.
 	customKnownHosts bool
 	serverHost       string // for the ssh command, when the SSH address names none
+	profileFile      string // the client profile written, "" if none
 }
 
 func newLoginClient(ctx context.Context, e *env, o *loginOptions) (*loginClient, error) {
@@ -297,6 +408,14 @@ func newLoginClient(ctx context.Context, e *env, o *loginOptions) (*loginClient,
 		return filepath.Join(home, ".ssh"), nil
 	}
 	l.keyPath, l.knownHosts = o.key, o.knownHosts
+	if p := o.apiFlags.profile; p != nil {
+		if l.keyPath == "" {
+			l.keyPath = p.Key
+		}
+		if l.knownHosts == "" {
+			l.knownHosts = p.KnownHosts
+		}
+	}
 	if l.keyPath == "" || l.knownHosts == "" {
 		dir, err := sshDir()
 		if err != nil {
@@ -642,6 +761,7 @@ type loginJSON struct {
 	KnownHostsFile  string    `json:"known_hosts_file"`
 	KnownHostsAdded int       `json:"known_hosts_added"`
 	SSHCommand      string    `json:"ssh_command"`
+	ProfileFile     string    `json:"profile_file"`
 }
 
 func (l *loginClient) jsonOf(r *loginResult) loginJSON {
@@ -663,6 +783,7 @@ func (l *loginClient) jsonOf(r *loginResult) loginJSON {
 		KnownHostsFile:  l.knownHosts,
 		KnownHostsAdded: r.hostsAdded,
 		SSHCommand:      l.sshCommand(r.resp),
+		ProfileFile:     l.profileFile,
 	}
 }
 
@@ -690,6 +811,9 @@ func (l *loginClient) printSummary(r *loginResult) {
 		fmt.Fprintf(w, "  known hosts:  %s (1 line added)\n", l.knownHosts)
 	default:
 		fmt.Fprintf(w, "  known hosts:  %s (%d lines added)\n", l.knownHosts, r.hostsAdded)
+	}
+	if l.profileFile != "" {
+		fmt.Fprintf(w, "  profile:      %s (grants, status and login use it)\n", l.profileFile)
 	}
 	if cmd := l.sshCommand(resp); cmd != "" {
 		fmt.Fprintf(w, "\nconnect with, TARGET being the host to reach:\n  %s\n", cmd)

@@ -392,6 +392,7 @@ func TestLoginJSON(t *testing.T) {
 		"known_hosts_file":  hosts,
 		"known_hosts_added": 1.0,
 		"ssh_command":       "ssh -i " + key + " -o UserKnownHostsFile=" + hosts + " deploy@TARGET@127.0.0.1",
+		"profile_file":      filepath.Join(home, ".config", "bastion", "profile.json"),
 	}
 	for k, v := range want {
 		if !jsonEqual(got[k], v) {

@@ -91,7 +91,7 @@ var contract = []string{
 	"demo",
 	"ca init", "ca show", "ca rotate",
 	"serve",
-	"login",
+	"login", "status",
 	"record",
 	"sessions list", "sessions show", "sessions search", "sessions kill",
 	"play",
