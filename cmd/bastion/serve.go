@@ -32,7 +32,7 @@ func init() {
 
 const serveUsage = `Usage:
     bastion serve --config FILE [--listen ADDR] [--log-format text|json] [--log-level LEVEL]
-    bastion serve --dev [--config FILE] [--dev-login LOGIN]...
+    bastion serve --dev [--config FILE] [--dev-login LOGIN]... [--ssh-listen ADDR]
 
 Runs the bastion's HTTPS API until interrupted:
 
@@ -81,13 +81,25 @@ serve prints its fingerprint for "bastion login --ca-fingerprint".
 loopback port, trusted as provider "dev"; "bastion dev token --sub NAME"
 mints its tokens. Without a configuration, or with one that has no roles,
 any dev identity may have a certificate for the --dev-login logins (default:
-the current user).
+the current user). Without a configuration, serve also opens an SSH front
+door on 127.0.0.1:2222 (--ssh-listen ADDR for another; 127.0.0.1:0 picks a
+free port) with one target, "shell", running your login shell ($SHELL, else
+/bin/sh) as serve's own user, and prints the ssh line to reach it once
+"bastion login" has written the certificate.
+
+The @cert-authority line "bastion login" adds to known_hosts trusts the
+host CA for the bastion's own names only (its ssh host_names and listen
+address, as [NAME]:PORT, and its target names for ssh -J), unless
+known_hosts_pattern in the certificates block says otherwise; serve prints
+it. See docs/certificates.md.
 
 Flags:
     --config FILE        the configuration file
     --dev                also run the development issuer (never in production)
     --dev-login LOGIN    a login the dev role grants (repeatable)
     --listen ADDR        the API's HOST:PORT, overriding the configuration
+    --ssh-listen ADDR    the SSH front door's HOST:PORT, overriding the
+                         configuration (default with --dev alone: 127.0.0.1:2222)
     --log-format FORMAT  text (default) or json, on stderr
     --log-level LEVEL    trace, debug, info (default), warn or error
 
@@ -95,7 +107,8 @@ Examples:
     $ bastion serve --config /etc/bastion/bastion.hcl
     $ bastion serve --dev
     $ bastion dev token --sub agent-1 > token
-    $ bastion login --server https://127.0.0.1:8443 --ca-fingerprint SHA256:… --token-file token`
+    $ bastion login --server https://127.0.0.1:8443 --ca-fingerprint SHA256:… --token-file token
+    $ ssh -i ~/.ssh/bastion_ed25519 -p 2222 $USER@shell@127.0.0.1`
 
 // stringsFlag is a flag that may be given several times.
 type stringsFlag []string
