@@ -18,6 +18,8 @@ import (
 	"github.com/hashicorp/hcl/v2/gohcl"
 	"github.com/hashicorp/hcl/v2/hclparse"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/hashicorp/hcl/v2/hclwrite"
+	"github.com/zclconf/go-cty/cty"
 
 	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/policy"
@@ -103,8 +105,10 @@ type CertificatesConfig struct {
 	// for targets' RevokedKeys; relative paths are inside Home.
 	KRLFile string
 	// KnownHostsPattern is the host pattern of the @cert-authority lines
-	// handed to clients: the names the host CA may vouch for. "*" (the
-	// default) trusts it for every host the client contacts.
+	// handed to clients (the names the host CA may vouch for) as
+	// configured; "" means the default, the bastion's own names (see
+	// [Config.KnownHostsPattern]). "*" trusts the host CA for every host
+	// the client contacts.
 	KnownHostsPattern string
 }
 
@@ -444,7 +448,7 @@ func (v *validator) config(fc *fileConfig, dir string) *Config {
 	}
 	v.front(fc, cfg, dir)
 	v.witnesses(fc, cfg)
-	cfg.Certificates = CertificatesConfig{MaxTTL: certauth.DefaultMaxTTL, MinRSABits: certauth.DefaultMinRSABits, Backdate: certauth.DefaultBackdate, KRLFile: DefaultKRLFile, KnownHostsPattern: "*"}
+	cfg.Certificates = CertificatesConfig{MaxTTL: certauth.DefaultMaxTTL, MinRSABits: certauth.DefaultMinRSABits, Backdate: certauth.DefaultBackdate, KRLFile: DefaultKRLFile}
 	if c := fc.Certificates; c != nil {
 		cfg.Certificates.MaxTTL = v.duration(c.DefRange, "max_ttl", c.MaxTTL, certauth.DefaultMaxTTL)
 		if cfg.Certificates.MaxTTL > certauth.MaxMaxTTL {
@@ -556,6 +560,50 @@ func (v *validator) config(fc *fileConfig, dir string) *Config {
 	return cfg
 }
 
+// KnownHostsPattern is the host pattern of the @cert-authority lines
+// clients put in known_hosts: known_hosts_pattern as configured, else the
+// names the bastion presents host certificates for, as ssh looks them up
+// in known_hosts:
+//
+//   - the front door's names ([SSHConfig.HostCertNames]: host_names, the
+//     listen address, and localhost beside a loopback one), as
+//     "[NAME]:PORT" unless the port is 22 ("ssh -p PORT LOGIN@TARGET@NAME");
+//   - the targets' names, for ssh -J, which reaches "TARGET" on port 22.
+//
+// sshAddr is the front door's actual address (its port may have been
+// chosen when it started listening); "" means the configured one. Without
+// a front door, the default is "": the host CA vouches for no host, and
+// clients are handed no line.
+func (c *Config) KnownHostsPattern(sshAddr string) string {
+	if c.Certificates.KnownHostsPattern != "" {
+		return c.Certificates.KnownHostsPattern
+	}
+	if c.SSH == nil {
+		return ""
+	}
+	if sshAddr == "" {
+		sshAddr = c.SSH.Listen
+	}
+	_, port, _ := net.SplitHostPort(sshAddr)
+	var names []string
+	add := func(n string) {
+		if !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	for _, n := range c.SSH.HostCertNames() {
+		if port == "" || port == "22" {
+			add(n)
+		} else {
+			add("[" + n + "]:" + port)
+		}
+	}
+	for _, t := range c.Targets {
+		add(t.Name)
+	}
+	return strings.Join(names, ",")
+}
+
 // lookupGroup is the gid of the group named (or numbered) name.
 func lookupGroup(name string) (int, error) {
 	g, err := user.LookupGroup(name)
@@ -579,6 +627,29 @@ func abs(dir, p string) string {
 		return p
 	}
 	return filepath.Join(dir, p)
+}
+
+// DevTargetName is the local shell target of the built-in development
+// configuration.
+const DevTargetName = "shell"
+
+// DevConfig is the configuration "serve --dev" runs without a file: the
+// API on its default address, and an SSH front door on sshListen (""
+// means DefaultSSHListen) with one target, DevTargetName, that runs shell
+// (the user's login shell; "" means /bin/sh) as the bastion's own user.
+func DevConfig(sshListen, shell string) (*Config, error) {
+	if sshListen == "" {
+		sshListen = DefaultSSHListen
+	}
+	if shell == "" {
+		shell = "/bin/sh"
+	}
+	f := hclwrite.NewEmptyFile()
+	ssh := f.Body().AppendNewBlock("ssh", nil).Body()
+	ssh.SetAttributeValue("listen", cty.StringVal(sshListen))
+	t := f.Body().AppendNewBlock("target", []string{DevTargetName}).Body()
+	t.SetAttributeValue("command", cty.ListVal([]cty.Value{cty.StringVal(shell)}))
+	return ParseConfig("", f.Bytes())
 }
 
 // DevProviderName is the embedded development issuer's provider name.

@@ -120,3 +120,58 @@ func TestAlertsConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestKnownHostsPattern: by default the host CA is trusted for the names
+// the bastion presents host certificates for, as ssh looks them up, never
+// for every host; a configured pattern, "*" included, is used as it is.
+func TestKnownHostsPattern(t *testing.T) {
+	const targets = `
+target "db1" {
+  ssh      = "10.0.0.5:22"
+  host_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+}
+target "shell" {
+  command = ["/bin/sh"]
+}
+`
+	for _, tt := range []struct {
+		name, config, sshAddr, want string
+	}{
+		{"no front door", ``, "", ""},
+		{"loopback, port chosen at start", "ssh {\n  listen = \"127.0.0.1:0\"\n}\n" + targets, "127.0.0.1:40022",
+			"[127.0.0.1]:40022,[localhost]:40022,db1,shell"},
+		{"loopback, configured port", "ssh {}\n" + targets, "", "[127.0.0.1]:2222,[localhost]:2222,db1,shell"},
+		{"host names on port 22", "ssh {\n  listen = \"0.0.0.0:22\"\n  host_names = [\"bastion.bank.example\", \"10.1.2.3\"]\n}\n" + targets, "",
+			"bastion.bank.example,10.1.2.3,db1,shell"},
+		{"host names and an address", "ssh {\n  listen = \"10.1.2.3:2222\"\n  host_names = [\"bastion.bank.example\"]\n}\n", "",
+			"[bastion.bank.example]:2222,[10.1.2.3]:2222"},
+		{"configured", "ssh {}\ncertificates {\n  known_hosts_pattern = \"*.bank.example\"\n}\n" + targets, "", "*.bank.example"},
+		{"configured star", "ssh {}\ncertificates {\n  known_hosts_pattern = \"*\"\n}\n", "", "*"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := ParseConfig("b.hcl", []byte(tt.config))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.KnownHostsPattern(tt.sshAddr); got != tt.want {
+				t.Errorf("pattern %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestDevConfig: the configuration of "serve --dev" without a file has a
+// front door on loopback and the local shell target.
+func TestDevConfig(t *testing.T) {
+	cfg, err := DevConfig("", `/bin/we"ird $${x} sh`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Path != "" || cfg.SSH == nil || cfg.SSH.Listen != DefaultSSHListen || len(cfg.Targets) != 1 ||
+		cfg.Targets[0].Name != DevTargetName || strings.Join(cfg.Targets[0].Command, " ") != `/bin/we"ird $${x} sh` || cfg.Targets[0].Exec != ExecShell {
+		t.Fatalf("dev config: %+v %+v", cfg, cfg.Targets)
+	}
+	if cfg, err = DevConfig("127.0.0.1:0", ""); err != nil || cfg.SSH.Listen != "127.0.0.1:0" || cfg.Targets[0].Command[0] != "/bin/sh" {
+		t.Fatalf("dev config on another port: %v %+v", err, cfg)
+	}
+}

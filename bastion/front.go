@@ -178,12 +178,7 @@ func newFront(opts frontOptions) (*front, error) {
 	if err != nil {
 		return nil, err
 	}
-	f.hostNames = slices.Clone(opts.Config.HostNames)
-	if host, _, err := net.SplitHostPort(opts.Config.Listen); err == nil && host != "" {
-		if ip := net.ParseIP(host); ip == nil || !ip.IsUnspecified() {
-			f.hostNames = append(f.hostNames, host)
-		}
-	}
+	f.hostNames = opts.Config.HostCertNames()
 	if len(f.hostNames) == 0 {
 		return nil, errors.New("ssh: no host name for the host certificate: set host_names in the ssh block")
 	}

@@ -45,6 +45,29 @@ type SSHConfig struct {
 	MaxUnauthenticated int
 }
 
+// HostCertNames are the names the front door's host certificate is valid
+// for: host_names, then the listen address's host unless it is every
+// address (0.0.0.0, ::), and "localhost" beside a loopback address, so
+// that ssh may reach a loopback front door by either name.
+func (c *SSHConfig) HostCertNames() []string {
+	names := slices.Clone(c.HostNames)
+	add := func(n string) {
+		if !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	if host, _, err := net.SplitHostPort(c.Listen); err == nil && host != "" {
+		ip := net.ParseIP(host)
+		if ip == nil || !ip.IsUnspecified() {
+			add(host)
+		}
+		if ip != nil && ip.IsLoopback() {
+			add("localhost")
+		}
+	}
+	return names
+}
+
 // TargetConfig is something an SSH user reaches by name: a command the
 // bastion runs itself, or an upstream SSH server. Exactly one of Command
 // and SSH is set.

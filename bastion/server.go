@@ -271,11 +271,10 @@ func NewServer(ctx context.Context, opts ServerOptions) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	// The keys are loaded once (a rotation takes a restart), so the
-	// answer is too.
-	ca := s.caResponse(issuers)
+	// The keys are loaded once (a rotation takes a restart); the
+	// known_hosts lines follow the targets in force.
 	s.api = certauth.NewAPI(certauth.APIOptions{
-		Issuer: s.issuer, CA: func() *certauth.CAResponse { return ca },
+		Issuer: s.issuer, CA: func() *certauth.CAResponse { return s.caResponse(issuers) },
 		KRL: func() ([]byte, error) {
 			s.krlMu.Lock()
 			defer s.krlMu.Unlock()
@@ -385,6 +384,16 @@ func (s *Server) SSHAddr() string {
 	return s.front.Addr().String()
 }
 
+// KnownHostsPattern is the host pattern of the @cert-authority lines the
+// API hands to clients, for the configuration in force (see
+// [Config.KnownHostsPattern]).
+func (s *Server) KnownHostsPattern() string {
+	s.reloadMu.Lock()
+	cfg := s.inForce
+	s.reloadMu.Unlock()
+	return cfg.KnownHostsPattern(s.SSHAddr())
+}
+
 // APIURL is the API's base URL.
 func (s *Server) APIURL() string { return "https://" + s.apiLn.Addr().String() }
 
@@ -407,7 +416,8 @@ func (s *Server) caResponse(issuers []certauth.IssuerInfo) *certauth.CAResponse 
 		UserCA:            a.User.AuthorizedKeys(),
 		HostCA:            a.Host.AuthorizedKeys(),
 		TargetCA:          target,
-		KnownHosts:        a.KnownHostsLines(s.opts.Config.Certificates.KnownHostsPattern),
+		KnownHosts:        a.KnownHostsLines(s.KnownHostsPattern()),
+		SSHAddress:        s.SSHAddr(),
 		TrustedUserCAKeys: target,
 		SSHDConfig:        []string{"TrustedUserCAKeys /etc/ssh/bastion_target_ca.pub"},
 		Issuers:           issuers,

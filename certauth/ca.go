@@ -119,12 +119,14 @@ func (a *Authorities) Get(r Role) *Authority {
 }
 
 // KnownHostsLines returns one "@cert-authority PATTERN KEY" line for each
-// trusted host CA key, for clients' known_hosts. An empty pattern is "*".
+// trusted host CA key, for clients' known_hosts: PATTERN names the hosts
+// the host CA may vouch for. An empty pattern trusts it for no host, and
+// gives no lines (an empty list, never nil: the API's JSON says []).
 func (a *Authorities) KnownHostsLines(pattern string) []string {
+	lines := []string{}
 	if pattern == "" {
-		pattern = "*"
+		return lines
 	}
-	var lines []string
 	for _, k := range a.Host.AuthorizedKeys() {
 		lines = append(lines, "@cert-authority "+pattern+" "+k)
 	}

@@ -100,7 +100,10 @@ func TestCreateAuthorities(t *testing.T) {
 			if as.Get("nobody") != nil {
 				t.Error("Get of an unknown role is not nil")
 			}
-			lines := as.KnownHostsLines("")
+			if lines := as.KnownHostsLines(""); lines == nil || len(lines) != 0 {
+				t.Errorf("known_hosts lines for no host: %q", lines)
+			}
+			lines := as.KnownHostsLines("*")
 			if len(lines) != 1 || lines[0] != "@cert-authority * "+as.Host.AuthorizedKeys()[0] {
 				t.Errorf("known_hosts lines %q", lines)
 			}

@@ -111,6 +111,13 @@ type Report struct {
 
 	// Problems, first bad record first. Empty when the journal is intact.
 	Problems []Problem `json:"problems"`
+
+	// SignedBy names the key ("NAME KEYHASH") that signed the journal's
+	// checkpoints when there are some and not one is signed by the key
+	// given: most likely the auditor holds another journal's key. It is
+	// the first problem's finding, said apart for a reader that wants to
+	// say it in one line; "" otherwise. Not part of the JSON.
+	SignedBy string `json:"-"`
 }
 
 // KeptResult describes the check against a kept checkpoint.
@@ -252,6 +259,7 @@ func (v *verifier) run() error {
 		by := "no key at all (no well-formed signature line)"
 		if v.foreignKey != "" {
 			by = v.foreignKey
+			v.r.SignedBy = v.foreignKey
 		}
 		v.problem(-1, "journal", "no checkpoint is signed by the key given (%s, key hash %08x); they are signed by %s: either the key is not this journal's, or its checkpoints were replaced",
 			v.r.Origin, v.opts.Verifier.KeyHash(), by)

@@ -38,7 +38,9 @@ func init() {
 const demoUsage = `Usage:
     bastion demo [--keep]
 
-Shows bastion at work, on this machine alone:
+Shows bastion at work, on this machine alone, in its own home: --home DIR
+or $BASTION_HOME when given, else a fresh temporary directory (never
+~/.bastion), kept afterwards for a look:
 
   1. creates the keys if the home directory has none;
   2. where sshd is installed, starts a private sshd on loopback that
@@ -98,14 +100,18 @@ func runDemo(ctx context.Context, e *env, args []string) (err error) {
 	if fs.NArg() > 0 {
 		return usageErrorf("demo takes no arguments")
 	}
-	home, err := e.makeHome()
+	home, fresh, err := demoHome(e)
 	if err != nil {
 		return err
 	}
 	out := e.stdout
 	step := func(format string, a ...any) { fmt.Fprintf(out, "\n==> "+format+"\n", a...) }
 
-	step("keys in %s", home)
+	if fresh {
+		step("keys in %s (a fresh home, kept afterwards; --home DIR or $BASTION_HOME names another)", home)
+	} else {
+		step("keys in %s", home)
+	}
 	if err := demoKeys(out, home); err != nil {
 		return err
 	}
@@ -261,6 +267,28 @@ func demoLocal(ctx context.Context, out io.Writer, home string, j *recorder.Jour
 	}
 	fmt.Fprintf(out, "\nsession %s ended with exit status %d\n", s.ID(), res.ExitCode)
 	return nil
+}
+
+// demoHome is the demo's home: --home or $BASTION_HOME when given, else a
+// fresh temporary directory (fresh is then true), never ~/.bastion, which
+// the demo would otherwise fill with keys and a journal that a later "ca
+// init" or "serve" would trip over. The commands the demo runs in-process
+// use it too.
+func demoHome(e *env) (home string, fresh bool, err error) {
+	if e.homeFlag != "" || e.getenv("BASTION_HOME") != "" {
+		home, err = e.makeHome()
+		return home, false, err
+	}
+	tmp := e.getenv("TMPDIR")
+	if tmp == "" {
+		tmp = os.TempDir()
+	}
+	home, err = os.MkdirTemp(tmp, "bastion-demo-")
+	if err != nil {
+		return "", false, fmt.Errorf("create a home for the demo: %w", err)
+	}
+	e.homeFlag = home
+	return home, true, nil
 }
 
 // demoKeys creates whatever keys the home lacks, as ca init would.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -53,5 +54,41 @@ func TestDemo(t *testing.T) {
 	// Again in the same home: it keeps the keys it made and runs through.
 	if code, out, errOut := cli(context.Background(), home, "demo"); code != 0 || !strings.Contains(out, "using the existing journal signing key") {
 		t.Fatalf("demo again exited %d:\n%s\n%s", code, out, errOut)
+	}
+}
+
+// TestDemoFreshHome: without --home or $BASTION_HOME, the demo makes a
+// fresh temporary home and never touches ~/.bastion, so that "bastion ca
+// init" still works after it.
+func TestDemoFreshHome(t *testing.T) {
+	user, tmp := t.TempDir(), t.TempDir()
+	var out, errOut lockedBuffer
+	e := &env{stdin: strings.NewReader(""), stdout: &out, stderr: &errOut, getenv: func(k string) string {
+		switch k {
+		case "HOME":
+			return user
+		case "TMPDIR":
+			return tmp
+		}
+		return ""
+	}}
+	if code := run(context.Background(), []string{"demo"}, e); code != 0 {
+		t.Fatalf("demo exited %d:\n%s\n%s", code, out.String(), errOut.String())
+	}
+	homes, _ := filepath.Glob(filepath.Join(tmp, "bastion-demo-*"))
+	if len(homes) != 1 {
+		t.Fatalf("homes made in $TMPDIR: %q", homes)
+	}
+	if !strings.Contains(out.String(), "==> keys in "+homes[0]+" (a fresh home") || !strings.Contains(out.String(), "--home "+homes[0]+" sessions list") {
+		t.Errorf("demo output does not name its home %s:\n%s", homes[0], out.String())
+	}
+	if _, err := os.Stat(filepath.Join(homes[0], "journal.db")); err != nil {
+		t.Errorf("the demo's journal: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(user, ".bastion")); !os.IsNotExist(err) {
+		t.Errorf("~/.bastion after the demo: %v", err)
+	}
+	if code, _, errOut := cli(context.Background(), filepath.Join(user, ".bastion"), "ca", "init"); code != 0 {
+		t.Errorf("ca init after the demo: %s", errOut)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"os/user"
@@ -32,7 +33,7 @@ func init() {
 
 const serveUsage = `Usage:
     bastion serve --config FILE [--listen ADDR] [--log-format text|json] [--log-level LEVEL]
-    bastion serve --dev [--config FILE] [--dev-login LOGIN]...
+    bastion serve --dev [--config FILE] [--dev-login LOGIN]... [--ssh-listen ADDR]
 
 Runs the bastion's HTTPS API until interrupted:
 
@@ -81,13 +82,25 @@ serve prints its fingerprint for "bastion login --ca-fingerprint".
 loopback port, trusted as provider "dev"; "bastion dev token --sub NAME"
 mints its tokens. Without a configuration, or with one that has no roles,
 any dev identity may have a certificate for the --dev-login logins (default:
-the current user).
+the current user). Without a configuration, serve also opens an SSH front
+door on 127.0.0.1:2222 (--ssh-listen ADDR for another; 127.0.0.1:0 picks a
+free port) with one target, "shell", running your login shell ($SHELL, else
+/bin/sh) as serve's own user, and prints the ssh line to reach it once
+"bastion login" has written the certificate.
+
+The @cert-authority line "bastion login" adds to known_hosts trusts the
+host CA for the bastion's own names only (its ssh host_names and listen
+address, as [NAME]:PORT, and its target names for ssh -J), unless
+known_hosts_pattern in the certificates block says otherwise; serve prints
+it. See docs/certificates.md.
 
 Flags:
     --config FILE        the configuration file
     --dev                also run the development issuer (never in production)
     --dev-login LOGIN    a login the dev role grants (repeatable)
     --listen ADDR        the API's HOST:PORT, overriding the configuration
+    --ssh-listen ADDR    the SSH front door's HOST:PORT, overriding the
+                         configuration (default with --dev alone: 127.0.0.1:2222)
     --log-format FORMAT  text (default) or json, on stderr
     --log-level LEVEL    trace, debug, info (default), warn or error
 
@@ -95,7 +108,8 @@ Examples:
     $ bastion serve --config /etc/bastion/bastion.hcl
     $ bastion serve --dev
     $ bastion dev token --sub agent-1 > token
-    $ bastion login --server https://127.0.0.1:8443 --ca-fingerprint SHA256:… --token-file token`
+    $ bastion login --server https://127.0.0.1:8443 --ca-fingerprint SHA256:… --token-file token
+    $ ssh -i ~/.ssh/bastion_ed25519 -p 2222 $USER@shell@127.0.0.1`
 
 // stringsFlag is a flag that may be given several times.
 type stringsFlag []string
@@ -110,6 +124,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	var devLogins stringsFlag
 	flags.Var(&devLogins, "dev-login", "dev role `LOGIN`")
 	listen := flags.String("listen", "", "API `ADDR`")
+	sshListen := flags.String("ssh-listen", "", "SSH front door `ADDR`")
 	logFormat := flags.String("log-format", "text", "log `FORMAT`")
 	logLevel := flags.String("log-level", "info", "log `LEVEL`")
 	if err := flags.Parse(args); err != nil {
@@ -131,6 +146,11 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if len(devLogins) > 0 && !*dev {
 		return usageErrorf("--dev-login needs --dev")
 	}
+	if *sshListen != "" {
+		if _, _, err := net.SplitHostPort(*sshListen); err != nil {
+			return usageErrorf("--ssh-listen %q is not HOST:PORT, such as 127.0.0.1:2222", *sshListen)
+		}
+	}
 
 	cfg := &bastion.Config{}
 	if *configPath != "" {
@@ -143,12 +163,24 @@ func runServe(ctx context.Context, e *env, args []string) error {
 			}
 			return fmt.Errorf("configuration: %w", err)
 		}
+		if *sshListen != "" && cfg.SSH == nil {
+			return usageErrorf("--ssh-listen: %s has no ssh block, so there is no front door to listen for", *configPath)
+		}
 	} else {
-		cfg, _ = bastion.ParseConfig("(built-in dev configuration)", nil)
+		var err error
+		if cfg, err = bastion.DevConfig(*sshListen, loginShell(e)); err != nil {
+			return fmt.Errorf("the built-in development configuration: %w", err)
+		}
 	}
-	if *listen != "" {
-		cfg.API.Listen = *listen
+	overrides := func(c *bastion.Config) {
+		if *listen != "" {
+			c.API.Listen = *listen
+		}
+		if *sshListen != "" && c.SSH != nil {
+			c.SSH.Listen = *sshListen
+		}
 	}
+	overrides(cfg)
 	home := cfg.Home
 	if home == "" {
 		h, err := e.home()
@@ -207,11 +239,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	srv, err := bastion.NewServer(ctx, bastion.ServerOptions{
 		Config: cfg, Home: home, Journal: j, Store: st, Authorities: auth,
 		Dev: devIssuer, DevLogins: devLogins, Commits: commits, Logger: log, CloseJournal: closeJournal,
-		ConfigOverrides: func(c *bastion.Config) {
-			if *listen != "" {
-				c.API.Listen = *listen
-			}
-		},
+		ConfigOverrides: overrides,
 		ReopenJournal: func(ctx context.Context) (*recorder.Journal, func() error, error) {
 			// The journal that failed, never a new one (see
 			// storage.Options MustExist): its filesystem may not be
@@ -221,6 +249,13 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		},
 	})
 	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			flag := "--listen"
+			if strings.HasPrefix(err.Error(), "SSH listener") {
+				flag = "--ssh-listen"
+			}
+			return withHint(err, "another program listens there: stop it, or give "+flag+" 127.0.0.1:PORT (127.0.0.1:0 picks a free port)")
+		}
 		return err
 	}
 	closeJournal = srv.CloseJournal
@@ -261,6 +296,17 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.stdout, "  policy:    %s (kill -HUP %d, or edit it, to reload)\n", srv.Policy().Hash(), os.Getpid())
 	} else {
 		fmt.Fprintf(e.stdout, "  policy:    the development role only, built in (give --config FILE for a policy of your own)\n")
+		fmt.Fprintf(e.stdout, "  target:    %s, runs %s here as %s (the dev role's logins: %s)\n", bastion.DevTargetName, cfg.Targets[0].Command[0], currentUser(), strings.Join(devLogins, ", "))
+	}
+	if a := srv.SSHAddr(); a != "" {
+		if p := srv.KnownHostsPattern(); p != "" {
+			fmt.Fprintf(e.stdout, "  host CA:   trusted for %s (the @cert-authority line login adds to known_hosts)\n", p)
+		}
+		target, login := "TARGET", "LOGIN"
+		if *configPath == "" {
+			target, login = bastion.DevTargetName, devLogins[0]
+		}
+		fmt.Fprintf(e.stdout, "  ssh:       %s\n", sshLine(a, cfg, login, target))
 	}
 	// SIGHUP reads the configuration and the policy again; a file with
 	// mistakes, or changes that take a restart, are refused, journaled,
@@ -285,4 +331,43 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintln(e.stdout, "bastion serve: stopped")
 	}
 	return err
+}
+
+// loginShell is the shell the development target runs: $SHELL when it is
+// an executable file named by an absolute path, else /bin/sh.
+func loginShell(e *env) string {
+	sh := e.getenv("SHELL")
+	if filepath.IsAbs(sh) {
+		if st, err := os.Stat(sh); err == nil && st.Mode().IsRegular() && st.Mode().Perm()&0o111 != 0 {
+			return sh
+		}
+	}
+	return "/bin/sh"
+}
+
+// currentUser is the name of the user serve runs as, or "this user".
+func currentUser() string {
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return "this user"
+}
+
+// sshLine is the ssh command that reaches target as login through the
+// front door listening on addr, with the key and certificate "bastion
+// login" writes by default. A front door on every address is named by
+// its first host name.
+func sshLine(addr string, cfg *bastion.Config, login, target string) string {
+	host, port, _ := net.SplitHostPort(addr)
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "HOST"
+		if cfg.SSH != nil && len(cfg.SSH.HostNames) > 0 {
+			host = cfg.SSH.HostNames[0]
+		}
+	}
+	line := "ssh -i ~/.ssh/bastion_ed25519"
+	if port != "22" {
+		line += " -p " + port
+	}
+	return line + " " + login + "@" + target + "@" + host
 }

@@ -52,7 +52,7 @@ func TestServeLoginRevoke(t *testing.T) {
 			}
 			return ""
 		}}
-		done <- run(sctx, []string{"serve", "--dev", "--dev-login", "deploy", "--listen", "127.0.0.1:0"}, e)
+		done <- run(sctx, []string{"serve", "--dev", "--dev-login", "deploy", "--listen", "127.0.0.1:0", "--ssh-listen", "127.0.0.1:0"}, e)
 	}()
 	var api, fp string
 	deadline := time.Now().Add(20 * time.Second)

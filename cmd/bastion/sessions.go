@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -38,8 +39,10 @@ const sessionsListUsage = `Usage:
                           [--state live|unterminated|ended|abandoned] [--json]
 
 Lists the journal's sessions, oldest first: ID, start time (UTC), state,
-duration, frames, bytes in and out, who (identity, or the local user), the
-target or host, and the command. A session is "live" while it is being
+duration, frames, bytes in and out, who (identity, or the local user),
+where (LOGIN@TARGET, or the host) and the command, one line each: a
+command's first line, cut at 60 characters, with "…" when anything was left
+out (--json and "sessions show" give it whole). A session is "live" while it is being
 recorded: it has no end record and a running process holds the journal's
 writer lock; "unterminated" when it has no end record and no running
 process holds the lock (its recorder was killed, or the machine stopped,
@@ -359,12 +362,31 @@ func runSessionsList(ctx context.Context, e *env, args []string) error {
 			where = s.Login + "@" + s.Target
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", termtext.Line(s.ID), s.Started.Format("2006-01-02 15:04:05"), termtext.Line(s.State), dur,
-			s.Frames, byteCount(s.InBytes), byteCount(s.OutBytes), dash(termtext.Line(s.Identity)), dash(termtext.Line(where)), termtext.Line(s.Summary))
+			s.Frames, byteCount(s.InBytes), byteCount(s.OutBytes), dash(termtext.Line(s.Identity)), dash(termtext.Line(where)), termtext.Line(shortCommand(s.Summary, commandWidth)))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	return log.indexErr()
+}
+
+// commandWidth is how many characters of a session's command the list
+// shows; --json and "sessions show" give it whole.
+const commandWidth = 60
+
+// shortCommand is the command s on one line of at most width characters:
+// its first line, cut short, with an ellipsis when anything was left out
+// (a script's later lines, or the end of a long line).
+func shortCommand(s string, width int) string {
+	line, _, more := strings.Cut(strings.TrimSpace(s), "\n")
+	r := []rune(strings.TrimRight(line, " \t\r"))
+	if len(r) > width {
+		r, more = r[:width-1], true
+	}
+	if !more {
+		return string(r)
+	}
+	return strings.TrimRight(string(r), " \t") + "…"
 }
 
 // byteCount prints a count the records may not hold as "-".

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -492,6 +493,17 @@ func TestVerifyTamperMatrix(t *testing.T) {
 				if c.code == 2 {
 					if stdout != "" || !strings.Contains(stderr, c.want) {
 						t.Errorf("verify %q could not run but printed %q, stderr %q; want stderr to contain %q", extra, stdout, stderr, c.want)
+					}
+					continue
+				}
+				if extra == nil && strings.Contains(c.want, "signed by the key given") {
+					// A key that signed none of the checkpoints is one
+					// finding, said in one line, naming both keys.
+					keyName, _, _ := strings.Cut(strings.TrimPrefix(c.want, "no checkpoint is signed by the key given ("), ",")
+					re := regexp.MustCompile(`(?m)^result: FAILED: the key given \(` + regexp.QuoteMeta(keyName) + ` [0-9a-f]{8}, from \S+journal\.pub\) is not this journal's: its checkpoints are signed by ` +
+						regexp.QuoteMeta(tamperOrigin) + ` [0-9a-f]{8}, or were replaced; pass the journal's own public key with --key \(--json lists all \d+ problems\)\n$`)
+					if !re.MatchString(stdout) || strings.Contains(stdout, "no verifiable signatures") {
+						t.Errorf("verify with another key does not say so in one last line:\n%s", stdout)
 					}
 					continue
 				}

@@ -331,6 +331,13 @@ func printReport(w io.Writer, path string, key keyInfo, r *recorder.Report) {
 		fmt.Fprintln(w, "result: intact")
 		return
 	}
+	if r.SignedBy != "" {
+		// Every checkpoint fails under the key, and the leaves they
+		// covered are uncovered: one finding, said once.
+		fmt.Fprintf(w, "result: FAILED: the key given (%s, from %s) is not this journal's: its checkpoints are signed by %s, or were replaced; pass the journal's own public key with --key (--json lists all %d problems)\n",
+			termtext.Line(keyName(key.Key)), key.File, termtext.Line(r.SignedBy), len(r.Problems))
+		return
+	}
 	fmt.Fprintf(w, "result: FAILED, %d problem(s)\n", len(r.Problems))
 	fmt.Fprintf(w, "first bad record: %s\n", termtext.Line(r.Problems[0].String()))
 	if len(r.Problems) > 1 {
@@ -339,6 +346,14 @@ func printReport(w io.Writer, path string, key keyInfo, r *recorder.Report) {
 			fmt.Fprintf(w, "  - %s\n", termtext.Line(p.String()))
 		}
 	}
+}
+
+// keyName is "NAME KEYHASH" of a verifier key NAME+KEYHASH+KEY, the way
+// the journal names the key that signed its checkpoints.
+func keyName(vkey string) string {
+	name, rest, _ := strings.Cut(vkey, "+")
+	hash, _, _ := strings.Cut(rest, "+")
+	return name + " " + hash
 }
 
 // printWitnessed prints what the witnesses given cosigned, if any were.

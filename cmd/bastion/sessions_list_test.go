@@ -1,0 +1,70 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+func TestShortCommand(t *testing.T) {
+	for _, tt := range []struct{ name, in, want string }{
+		{"short", "uname -s", "uname -s"},
+		{"empty", "", ""},
+		{"a script", "echo one\necho two\n", "echo one…"},
+		{"leading blank lines", "\n\n  ls -l\n", "ls -l"},
+		{"CRLF", "echo one\r\necho two", "echo one…"},
+		{"long line", strings.Repeat("x", 70), strings.Repeat("x", 19) + "…"},
+		{"exactly the width", strings.Repeat("y", 20), strings.Repeat("y", 20)},
+		{"cut at a space", strings.Repeat("z", 18) + "  tail and more", strings.Repeat("z", 18) + "…"},
+		{"runes, not bytes", strings.Repeat("é", 25), strings.Repeat("é", 19) + "…"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := shortCommand(tt.in, 20); got != tt.want {
+				t.Errorf("shortCommand(%q) = %q, want %q", tt.in, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestSessionsListOneLine: each session is one line of the list, its
+// command's first line cut short with an ellipsis, whatever the command
+// holds; --json keeps the whole command.
+func TestSessionsListOneLine(t *testing.T) {
+	ctx := context.Background()
+	home := t.TempDir()
+	if code, _, errOut := cli(ctx, home, "ca", "init"); code != 0 {
+		t.Fatalf("ca init: %s", errOut)
+	}
+	script := "echo one\necho two " + strings.Repeat("and more ", 20)
+	long := "echo " + strings.Repeat("word ", 30)
+	for _, argv := range [][]string{{"sh", "-c", script}, {"sh", "-c", long}, {"true"}} {
+		if code, _, errOut := cli(ctx, home, append([]string{"record", "--"}, argv...)...); code != 0 {
+			t.Fatalf("record %q: %s", argv, errOut)
+		}
+	}
+	code, out, errOut := cli(ctx, home, "sessions", "list")
+	if code != 0 {
+		t.Fatalf("sessions list: %d %s", code, errOut)
+	}
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	if len(lines) != 4 || !strings.HasPrefix(lines[0], "ID ") || !strings.HasSuffix(lines[0], " COMMAND") {
+		t.Fatalf("sessions list is not a header and a line a session:\n%s", out)
+	}
+	col := strings.Index(lines[0], "COMMAND")
+	for i, want := range []string{"sh -c 'echo one…", strings.TrimSpace(shellJoin([]string{"sh", "-c", long})[:commandWidth-1]) + "…", "true"} {
+		cmd := lines[i+1][col:]
+		if cmd != want || strings.Contains(lines[i+1], `\n`) {
+			t.Errorf("session %d: command %q, want %q:\n%s", i, cmd, want, out)
+		}
+		if n := utf8.RuneCountInString(cmd); n > commandWidth {
+			t.Errorf("session %d: command of %d characters", i, n)
+		}
+	}
+	code, out, _ = cli(ctx, home, "sessions", "list", "--json")
+	var list []sessionJSON
+	if code != 0 || json.Unmarshal([]byte(out), &list) != nil || len(list) != 3 || list[0].Summary != shellJoin([]string{"sh", "-c", script}) {
+		t.Fatalf("sessions list --json: %d\n%s", code, out)
+	}
+}
