@@ -26,10 +26,18 @@ LDFLAGS := $(if $(VERSION),-X main.version=$(VERSION))
 
 FUZZTIME ?= 10s
 
-.PHONY: build test fmt-check vet staticcheck witness-tools bench demo fuzz clean
+.PHONY: build install test fmt-check vet staticcheck witness-tools bench demo fuzz clean
+
+# make install copies the binary to $(PREFIX)/bin: /usr/local/bin, or
+# "make install PREFIX=~/.local" for ~/.local/bin.
+PREFIX ?= /usr/local
 
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/bastion ./cmd/bastion
+
+install: build
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 bin/bastion $(DESTDIR)$(PREFIX)/bin/bastion
 
 test: fmt-check vet staticcheck witness-tools
 	$(GO) test -race -count=1 -timeout 15m ./...

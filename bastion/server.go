@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log"
 	"net"
+	neturl "net/url"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -181,9 +182,17 @@ func NewServer(ctx context.Context, opts ServerOptions) (_ *Server, err error) {
 		return nil, errors.New("the development issuer cannot run beside real identity providers: anyone who can read the home could mint tokens for their roles; drop --dev, or use a configuration without identity_provider blocks")
 	}
 	if opts.Dev != nil {
-		url, run, err := opts.Dev.Listen("127.0.0.1:0")
+		// The address the home's issuer last had, when it is free again:
+		// tokens minted before a restart stay good (their issuer is this
+		// URL). Else any free loopback port.
+		url, run, err := "", func(context.Context) error { return nil }, errors.New("no previous address")
+		if prev, perr := neturl.Parse(opts.Dev.Issuer()); perr == nil && prev.Scheme == "http" && isLoopbackHost(prev.Hostname()) && prev.Port() != "" {
+			url, run, err = opts.Dev.Listen(net.JoinHostPort("127.0.0.1", prev.Port()))
+		}
 		if err != nil {
-			return nil, err
+			if url, run, err = opts.Dev.Listen("127.0.0.1:0"); err != nil {
+				return nil, err
+			}
 		}
 		if err := opts.Dev.Publish(url); err != nil {
 			return nil, err

@@ -9,6 +9,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -66,7 +67,7 @@ func readmeCommands(t *testing.T) []string {
 	return out
 }
 
-// scriptCommands are the script's "do" lines, without "do".
+// scriptCommands are the script's "do" and "! do" lines, without them.
 func scriptCommands(t *testing.T) []string {
 	t.Helper()
 	b, err := os.ReadFile(readmeScript)
@@ -78,7 +79,8 @@ func scriptCommands(t *testing.T) []string {
 		if strings.HasPrefix(l, "-- ") {
 			break // the archive's files
 		}
-		if cmd, ok := strings.CutPrefix(strings.TrimSpace(l), "do "); ok {
+		l = strings.TrimPrefix(strings.TrimSpace(l), "! ") // a command that must fail
+		if cmd, ok := strings.CutPrefix(l, "do "); ok {
 			out = append(out, strings.Join(strings.Fields(cmd), " "))
 		}
 	}
@@ -91,8 +93,8 @@ var placeholder = regexp.MustCompile(`…|^<[^>]+>$`)
 
 // sameCommand reports whether a README line and a script line are the same
 // command: word for word, except that a README placeholder matches a
-// script word that holds a variable ($NAME), and single quotes in the
-// README are the script's.
+// script word that holds a variable ($NAME), and a README path ~/P is the
+// script's $HOME/P.
 func sameCommand(readme, script string) bool {
 	rw, sw := strings.Fields(readme), strings.Fields(script)
 	if len(rw) != len(sw) {
@@ -101,12 +103,8 @@ func sameCommand(readme, script string) bool {
 	for i := range rw {
 		switch {
 		case rw[i] == sw[i]:
+		case strings.HasPrefix(rw[i], "~/") && sw[i] == "$HOME/"+rw[i][2:]:
 		case placeholder.MatchString(rw[i]) && strings.Contains(sw[i], "$"):
-			// The fixed text around the value must agree too.
-			pre, _, _ := strings.Cut(rw[i], "…")
-			if !strings.HasPrefix(strings.TrimLeft(sw[i], "'\""), strings.TrimLeft(pre, "'\"")) && !strings.HasPrefix(rw[i], "<") {
-				return false
-			}
 		default:
 			return false
 		}
@@ -177,7 +175,13 @@ func TestReadmeUsage(t *testing.T) {
 			if err := os.Symlink(self, filepath.Join(bin, "bastion")); err != nil {
 				return err
 			}
-			wrapper := fmt.Sprintf("#!/bin/sh\nexec %s -o UserKnownHostsFile=\"$HOME/.ssh/known_hosts\" -o GlobalKnownHostsFile=/dev/null -o BatchMode=yes -o IdentitiesOnly=yes -F none \"$@\"\n", sshBin)
+			// A configuration file, so that options a caller gives (the
+			// demo's own known_hosts) still win.
+			config := filepath.Join(home, ".ssh", "config")
+			if err := os.WriteFile(config, []byte(fmt.Sprintf("Host *\n  UserKnownHostsFile %s\n  GlobalKnownHostsFile /dev/null\n  BatchMode yes\n  IdentitiesOnly yes\n", filepath.Join(home, ".ssh", "known_hosts"))), 0o600); err != nil {
+				return err
+			}
+			wrapper := fmt.Sprintf("#!/bin/sh\nexec %s -F %s \"$@\"\n", sshBin, config)
 			if err := os.WriteFile(filepath.Join(bin, "ssh"), []byte(wrapper), 0o755); err != nil {
 				return err
 			}
@@ -186,18 +190,30 @@ func TestReadmeUsage(t *testing.T) {
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"do":      cmdDo,
-			"banner":  cmdBanner,
-			"capture": cmdCapture,
-			"exits":   cmdExits,
+			"do":          cmdDo,
+			"banner":      cmdBanner,
+			"capture":     cmdCapture,
+			"exits":       cmdExits,
+			"stopserve":   cmdStop,
+			"livesession": cmdLiveSession,
 		},
 	})
 }
 
 // background is a process a "do … &" line started.
 type background struct {
-	cmd *exec.Cmd
-	out string // the file its stdout and stderr go to
+	cmd  *exec.Cmd
+	out  string        // the file its stdout and stderr go to
+	done chan struct{} // closed once it has ended
+}
+
+func (b background) running() bool {
+	select {
+	case <-b.done:
+		return false
+	default:
+		return true
+	}
 }
 
 // cmdDo runs a README command: "./bin/bastion …" is this build, "ssh" the
@@ -238,17 +254,17 @@ func cmdDo(ts *testscript.TestScript, neg bool, args []string) {
 }
 
 func startBackground(ts *testscript.TestScript, args []string) {
-	path, err := exec.LookPath(args[0])
-	if err != nil {
-		// PATH as the script sees it.
-		for _, dir := range filepath.SplitList(ts.Getenv("PATH")) {
-			if p := filepath.Join(dir, args[0]); isExecutable(p) {
-				path, err = p, nil
-				break
-			}
+	// PATH as the script sees it: its bastion and its ssh first.
+	path := ""
+	for _, dir := range filepath.SplitList(ts.Getenv("PATH")) {
+		if p := filepath.Join(dir, args[0]); isExecutable(p) {
+			path = p
+			break
 		}
 	}
-	ts.Check(err)
+	if path == "" {
+		ts.Fatalf("%s: not found on the script's PATH", args[0])
+	}
 	out := ts.MkAbs(fmt.Sprintf("background-%d.log", time.Now().UnixNano()))
 	f, err := os.Create(out)
 	ts.Check(err)
@@ -259,23 +275,69 @@ func startBackground(ts *testscript.TestScript, args []string) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	ts.Check(cmd.Start())
 	f.Close()
+	bg := background{cmd: cmd, out: out, done: make(chan struct{})}
+	go func() { cmd.Wait(); close(bg.done) }()
 	backgrounds := ts.Value(backgroundsKey{})
 	list, _ := backgrounds.(*[]background)
 	if list == nil {
 		ts.Fatalf("no background list")
 	}
-	*list = append(*list, background{cmd: cmd, out: out})
-	ts.Defer(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			cmd.Process.Kill()
-			<-done
+	*list = append(*list, bg)
+	ts.Defer(func() { stopProcess(bg) })
+}
+
+// stopProcess ends a background process: SIGTERM, and SIGKILL after 30 s.
+func stopProcess(bg background) {
+	if !bg.running() {
+		return
+	}
+	bg.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-bg.done:
+	case <-time.After(30 * time.Second):
+		bg.cmd.Process.Kill()
+		<-bg.done
+	}
+}
+
+// cmdStop stops the latest background "bastion serve" (the README says
+// kill %1) and waits for it to end.
+func cmdStop(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 0 {
+		ts.Fatalf("usage: stopserve")
+	}
+	list, _ := ts.Value(backgroundsKey{}).(*[]background)
+	for i := len(*list) - 1; i >= 0; i-- {
+		bg := (*list)[i]
+		if filepath.Base(bg.cmd.Path) == "bastion" && slices.Contains(bg.cmd.Args, "serve") && bg.running() {
+			stopProcess(bg)
+			return
 		}
-	})
+	}
+	ts.Fatalf("stopserve: no bastion serve is running")
+}
+
+// cmdLiveSession waits up to 15 s for a live session and sets VAR to its ID.
+func cmdLiveSession(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: livesession VAR")
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		ts.Check(ts.Exec("bastion", "sessions", "list", "--state", "live", "--json"))
+		var live []struct {
+			ID string `json:"id"`
+		}
+		ts.Check(json.Unmarshal([]byte(ts.ReadFile("stdout")), &live))
+		if len(live) > 0 {
+			ts.Setenv(args[0], live[0].ID)
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("livesession: no live session")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 type backgroundsKey struct{}
@@ -324,7 +386,7 @@ func cmdBanner(ts *testscript.TestScript, neg bool, args []string) {
 			}
 		}
 		f.Close()
-		if bg.cmd.ProcessState != nil || time.Now().After(deadline) {
+		if !bg.running() || time.Now().After(deadline) {
 			b, _ := os.ReadFile(bg.out)
 			ts.Fatalf("banner: no line matches %q:\n%s", args[1], b)
 		}

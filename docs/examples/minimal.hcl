@@ -37,3 +37,27 @@ role "shell" {
   pty        = true
   shell      = true
 }
+
+# A second shell that stands for production: nobody reaches it without a
+# just-in-time grant, which someone else must approve (never the one who
+# asks), for at most an hour.
+target "prod-shell" {
+  command = ["/bin/sh"]
+}
+
+identity "approvers" {
+  providers = ["dev"]
+  subjects  = ["alice"]
+}
+
+role "prod" {
+  identities = ["developers"]
+  targets    = ["prod-shell"]
+  logins     = ["dev"]
+  access     = "grant"
+  approval {
+    approvers    = ["approvers"]
+    approvals    = 1
+    max_duration = "1h"
+  }
+}
