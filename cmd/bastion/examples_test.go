@@ -55,7 +55,7 @@ func TestExampleMinimal(t *testing.T) {
 	api := sp.find(t, `(?m)^bastion serve: HTTPS API at (https://\S+)$`)[1]
 	port := sp.find(t, `(?m)^bastion serve: SSH front door at 127\.0\.0\.1:(\d+)$`)[1]
 	fp := sp.find(t, `(?m)^  TLS:       self-signed, fingerprint (SHA256:\S+)$`)[1]
-	pattern := "[127.0.0.1]:" + port + ",[localhost]:" + port + ",shell"
+	pattern := "[127.0.0.1]:" + port + ",[localhost]:" + port + ",shell,prod-shell"
 	sp.find(t, `(?m)^  host CA:   trusted for `+regexp.QuoteMeta(pattern)+` `)
 	generic := sp.find(t, `(?m)^  ssh:       (ssh -i ~/\.ssh/bastion_ed25519 -p `+port+` LOGIN@TARGET@127\.0\.0\.1)$`)[1]
 	line := strings.Replace(generic, "LOGIN@TARGET@", "dev@shell@", 1)

@@ -364,6 +364,8 @@ witnesses {
 
 	// More sessions, then serve stops again: the witnesses hold more.
 	sp, _ = startDevServe(t, cfg, &serveLog)
+	// A new SSH port: a certificate, and known_hosts lines, for it.
+	key, _ = devCert(t, sp, dir, "agent", tok)
 	for i := range 2 {
 		session(sp, fmt.Sprintf("after-backup-%d", i))
 	}
@@ -381,6 +383,8 @@ witnesses {
 	}
 	copyTree(t, backup, home)
 	sp, _ = startDevServe(t, cfg, &serveLog)
+	// A new SSH port: a certificate, and known_hosts lines, for it.
+	key, _ = devCert(t, sp, dir, "agent", tok)
 	waitFor(t, 15*time.Second, "both witnesses to refuse the rolled-back journal", func() bool {
 		return sink.count("witness.refused", "raised", "lw") >= 1 && sink.count("witness.refused", "raised", "bw") >= 1
 	})
