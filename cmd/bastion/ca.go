@@ -255,7 +255,7 @@ func runCAShow(ctx context.Context, e *env, args []string) error {
 		out.UserCA = as.User.AuthorizedKeys()
 		out.HostCA = as.Host.AuthorizedKeys()
 		out.TargetCA = as.Target.AuthorizedKeys()
-		out.KnownHosts = as.KnownHostsLines("*")
+		out.KnownHosts = as.KnownHostsLines(hostsPlaceholder)
 		out.TrustedUserCAKeys = as.Target.AuthorizedKeys()
 		out.SSHDConfig = []string{"TrustedUserCAKeys " + targetCAFile}
 		enc := json.NewEncoder(e.stdout)
@@ -455,6 +455,12 @@ func writeAuthority(w io.Writer, a *certauth.Authority) {
 	}
 }
 
+// hostsPlaceholder stands, in the known_hosts lines ca init, show and
+// rotate print, for the bastion's own names, which only serve's
+// configuration knows: a line pasted as it is matches no host, where "*"
+// would let the host CA vouch for every host.
+const hostsPlaceholder = "BASTION-HOSTS"
+
 // writeTrust prints, for each role, what to paste where so that OpenSSH
 // trusts the CA's keys: all of them, retired ones included.
 func writeTrust(w io.Writer, as *certauth.Authorities, roles ...certauth.Role) {
@@ -462,8 +468,11 @@ func writeTrust(w io.Writer, as *certauth.Authorities, roles ...certauth.Role) {
 	for _, r := range roles {
 		switch r {
 		case certauth.RoleHost:
-			fmt.Fprintf(w, "\nclients trust the bastion's host certificate (host CA) with, in\n")
-			fmt.Fprintf(w, "~/.ssh/known_hosts or /etc/ssh/ssh_known_hosts:\n%s\n", indent(as.KnownHostsLines("*")))
+			fmt.Fprintf(w, "\nclients trust the bastion's host certificate (host CA), for the bastion's own\n")
+			fmt.Fprintf(w, "names only, with, in ~/.ssh/known_hosts or /etc/ssh/ssh_known_hosts:\n%s\n", indent(as.KnownHostsLines(hostsPlaceholder)))
+			fmt.Fprintf(w, "(%s: the names clients reach the bastion by, such as\n", hostsPlaceholder)
+			fmt.Fprintf(w, "[bastion.example]:2222, as serve's known_hosts_pattern; \"bastion login\" writes\n")
+			fmt.Fprintf(w, "the line with them itself. \"*\" would let the host CA vouch for every host.)\n")
 		case certauth.RoleTarget:
 			fmt.Fprintf(w, "\ntargets trust the certificates the bastion logs in with (target CA). Put in\n")
 			fmt.Fprintf(w, "%s:\n%s\n", targetCAFile, indent(as.Target.AuthorizedKeys()))

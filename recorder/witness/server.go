@@ -26,6 +26,11 @@ const (
 	// DefaultMaxConcurrent is how many requests a witness handles at
 	// once by default; more are answered 503 at once.
 	DefaultMaxConcurrent = 64
+	// DefaultMaxPerAddress is how many of them one client address may
+	// hold, so that one stranger sending slow bodies cannot take every
+	// slot from the logs. Behind a proxy every request comes from the
+	// proxy's address: the proxy must then bound its clients itself.
+	DefaultMaxPerAddress = 16
 	readHeaderTimeout    = 5 * time.Second
 	readTimeout          = 10 * time.Second
 	writeTimeout         = 10 * time.Second
@@ -47,9 +52,10 @@ type Config struct {
 	// Logger receives a line per cosigned or refused checkpoint. If nil,
 	// nothing is logged.
 	Logger *slog.Logger
-	// MaxConcurrent caps requests handled at once. Zero means
-	// DefaultMaxConcurrent.
-	MaxConcurrent int
+	// MaxConcurrent caps requests handled at once, MaxPerAddress those of
+	// one client address. Zero means DefaultMaxConcurrent and
+	// DefaultMaxPerAddress.
+	MaxConcurrent, MaxPerAddress int
 }
 
 // Witness cosigns checkpoints of the logs it knows, per C2SP
@@ -68,6 +74,12 @@ type Witness struct {
 	log    *slog.Logger
 	mux    *http.ServeMux
 	slots  chan struct{} // one token per request being handled
+
+	// perAddr counts the requests being handled by client address
+	// (guarded by addrMu), at most maxPerAddr each.
+	addrMu     sync.Mutex
+	perAddr    map[string]int
+	maxPerAddr int
 
 	// mu makes each check against the latest cosigned checkpoint and
 	// the write of the next one atomic (the protocol's rollback race);
@@ -111,6 +123,10 @@ func New(cfg Config) (*Witness, error) {
 		n = DefaultMaxConcurrent
 	}
 	w.slots = make(chan struct{}, n)
+	w.perAddr, w.maxPerAddr = map[string]int{}, cfg.MaxPerAddress
+	if w.maxPerAddr <= 0 {
+		w.maxPerAddr = DefaultMaxPerAddress
+	}
 	w.quiet.log = w.log
 	w.mux.HandleFunc("POST /add-checkpoint", w.serveAddCheckpoint)
 	w.mux.HandleFunc("GET /{origin}/checkpoint", w.serveCheckpoint)
@@ -119,8 +135,28 @@ func New(cfg Config) (*Witness, error) {
 }
 
 // ServeHTTP handles a request, or answers 503 when MaxConcurrent are
-// being handled already.
+// being handled already, or MaxPerAddress of its client address.
 func (w *Witness) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	addr, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		addr = r.RemoteAddr
+	}
+	w.addrMu.Lock()
+	if w.perAddr[addr] >= w.maxPerAddr {
+		w.addrMu.Unlock()
+		rw.Header().Set("Retry-After", "1")
+		http.Error(rw, "witness busy: too many requests at once from this address", http.StatusServiceUnavailable)
+		return
+	}
+	w.perAddr[addr]++
+	w.addrMu.Unlock()
+	defer func() {
+		w.addrMu.Lock()
+		if w.perAddr[addr]--; w.perAddr[addr] == 0 {
+			delete(w.perAddr, addr)
+		}
+		w.addrMu.Unlock()
+	}()
 	select {
 	case w.slots <- struct{}{}:
 		defer func() { <-w.slots }()

@@ -138,6 +138,13 @@ type testWitness struct {
 
 func startWitness(t *testing.T, dir, alg string, maxConcurrent int, logs ...*testLog) *testWitness {
 	t.Helper()
+	return startWitnessLimits(t, dir, alg, witness.Config{MaxConcurrent: maxConcurrent}, logs...)
+}
+
+// startWitnessLimits is startWitness with limits' MaxConcurrent and
+// MaxPerAddress.
+func startWitnessLimits(t *testing.T, dir, alg string, limits witness.Config, logs ...*testLog) *testWitness {
+	t.Helper()
 	ctx := context.Background()
 	id, err := witness.LoadIdentity(dir)
 	if err != nil {
@@ -153,7 +160,7 @@ func startWitness(t *testing.T, dir, alg string, maxConcurrent int, logs ...*tes
 	for _, l := range logs {
 		keys = append(keys, l.key(t))
 	}
-	w, err := witness.New(witness.Config{Identity: id, Logs: keys, State: st, MaxConcurrent: maxConcurrent})
+	w, err := witness.New(witness.Config{Identity: id, Logs: keys, State: st, MaxConcurrent: limits.MaxConcurrent, MaxPerAddress: limits.MaxPerAddress})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -469,8 +476,14 @@ func TestAddCheckpointRace(t *testing.T) {
 // TestBusy holds the only request slot with a request whose body never
 // comes: the next request is answered 503 at once.
 func TestBusy(t *testing.T) {
+	t.Run("all", func(t *testing.T) { testBusy(t, witness.Config{MaxConcurrent: 1}) })
+	// One address may hold only so many of the slots.
+	t.Run("one address", func(t *testing.T) { testBusy(t, witness.Config{MaxPerAddress: 1}) })
+}
+
+func testBusy(t *testing.T, limits witness.Config) {
 	log := newTestLog(t, "bastion.test/journal")
-	w := startWitness(t, t.TempDir(), witness.AlgEd25519, 1, log)
+	w := startWitnessLimits(t, t.TempDir(), witness.AlgEd25519, limits, log)
 	conn, err := net.Dial("tcp", strings.TrimPrefix(w.url, "http://"))
 	if err != nil {
 		t.Fatal(err)
