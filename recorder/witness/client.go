@@ -54,7 +54,9 @@ const (
 	// know the log or its key, or the request was bad.
 	StateRefused = "refused"
 	// StateStale: a checkpoint has waited for its cosignature for longer
-	// than the stale bound (it is down, or too slow).
+	// than the stale bound, or, on an idle journal whose latest checkpoint
+	// is pushed again, the witness has not answered for as long (it is
+	// down, or too slow).
 	StateStale = "stale"
 )
 
@@ -169,6 +171,9 @@ type witnessState struct {
 	// checkpoints the witness cosigned; st.Cosigned may be larger (a
 	// witness that saw a tree this journal no longer has).
 	ours int64
+	// answered (guarded by Client.mu) is when, on this process's clock,
+	// the witness last answered with a valid cosignature.
+	answered time.Time
 }
 
 // NewClient checks the witnesses' configuration.
@@ -339,7 +344,9 @@ func (c *Client) run(ctx context.Context, ws *witnessState) {
 			retry = nil
 		case <-check.C:
 			c.checkStale(ws)
-			continue
+			if retry != nil || !c.heartbeatDue(ws) {
+				continue
+			}
 		}
 		c.mu.Lock()
 		size, k := c.latest, c.notes[c.latest]
@@ -349,7 +356,8 @@ func (c *Client) run(ctx context.Context, ws *witnessState) {
 		}
 		ours, theirs, state := ws.ours, ws.st.Cosigned, ws.st.State
 		c.mu.Unlock()
-		if k == nil || size <= ours || (state == StateRefused && size <= theirs) {
+		heartbeat := size == ours && c.heartbeatDue(ws)
+		if k == nil || (size <= ours && !heartbeat) || (state == StateRefused && size <= theirs) {
 			// Cosigned already; or refused by a witness that holds a
 			// larger tree, which no checkpoint this size can pass.
 			continue
@@ -523,6 +531,7 @@ func (c *Client) cosigned(ctx context.Context, ws *witnessState, size int64, not
 	c.mu.Lock()
 	ws.st.Cosigned, ws.ours = size, max(ws.ours, size)
 	ws.st.CosignedAt = got.Time
+	ws.answered = c.now()
 	k := c.notes[size]
 	var merged []byte
 	if k != nil {
@@ -593,12 +602,28 @@ func (c *Client) keptAfter(size int64) time.Time {
 	return at
 }
 
+// heartbeatDue reports whether a witness that has cosigned the latest
+// kept checkpoint has not answered for half the stale bound: an idle
+// journal keeps no new checkpoint, so the latest is pushed again, and a
+// witness that went away is noticed all the same.
+func (c *Client) heartbeatDue(ws *witnessState) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return ws.st.State != StateRefused && c.latest > 0 && ws.ours == c.latest &&
+		!ws.answered.IsZero() && c.now().Sub(ws.answered) >= c.opts.StaleAfter/2
+}
+
 // checkStale makes a witness stale when a checkpoint has waited for it
-// past the bound.
+// past the bound, or when it has not answered for as long (an idle
+// journal's heartbeat pushes fail).
 func (c *Client) checkStale(ws *witnessState) {
 	c.mu.Lock()
 	before := ws.st
 	since := ws.st.WaitingSince
+	what := fmt.Sprintf("checkpoint %d has waited", ws.st.Latest)
+	if since.IsZero() && !ws.answered.IsZero() {
+		since, what = ws.answered, "it has not answered the latest checkpoint pushed again for"
+	}
 	if since.IsZero() || ws.st.State == StateStale || ws.st.State == StateRefused || c.now().Sub(since) < c.opts.StaleAfter {
 		c.mu.Unlock()
 		return
@@ -608,8 +633,8 @@ func (c *Client) checkStale(ws *witnessState) {
 	if why == "" {
 		why = "no answer yet"
 	}
-	ws.st.Detail = fmt.Sprintf("checkpoint %d has waited %s for its cosignature (stale_after %s); last error: %s",
-		ws.st.Latest, c.now().Sub(since).Round(time.Second), c.opts.StaleAfter, why)
+	ws.st.Detail = fmt.Sprintf("%s %s for its cosignature (stale_after %s); last error: %s",
+		what, c.now().Sub(since).Round(time.Second), c.opts.StaleAfter, why)
 	now := ws.st
 	c.notifyLocked()
 	c.mu.Unlock()

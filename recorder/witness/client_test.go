@@ -3,6 +3,7 @@ package witness_test
 import (
 	"context"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -182,10 +183,22 @@ func TestClientLitewitness(t *testing.T) {
 	if ok := (s.Pushes - s.Failures) - (before.Pushes - before.Failures); ok != 1 {
 		t.Fatalf("%d successful pushes to catch up, want 1", ok)
 	}
+
+	// Idle: no checkpoint is kept, but the latest is pushed again every
+	// half stale_after, so a witness that goes away is noticed all the
+	// same, and one that comes back is seen back.
+	latest := c.Status()[0].Latest
+	lw.Stop()
+	waitFor(t, 5*time.Second, "the stale state while idle", func() bool { return c.Status()[0].State == witness.StateStale })
+	lw.Start()
+	waitFor(t, 10*time.Second, "the witness back while idle", func() bool { return c.Status()[0].State == witness.StateOK })
+	if s := c.Status()[0]; s.Latest != latest {
+		t.Fatalf("a checkpoint was kept while idle: %+v", s)
+	}
 	mu.Lock()
 	defer mu.Unlock()
-	if len(changes) != 2 || changes[0] != "failing>stale" || changes[1] != "stale>ok" {
-		t.Fatalf("state changes told: %v", changes)
+	if want := []string{"failing>stale", "stale>ok", "failing>stale", "stale>ok"}; !slices.Equal(changes, want) {
+		t.Fatalf("state changes told: %v, want %v", changes, want)
 	}
 }
 
