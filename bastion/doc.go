@@ -1,9 +1,20 @@
-// Package bastion is the SSH front door: it authenticates users by
-// certificate, routes each session to its target, and pumps the session's
-// bytes through the recorder, so that every byte reaches the other side only
-// after the journal has committed it (record, then forward) and a session
-// whose recording fails is ended rather than left unrecorded (fail closed).
-// Today it holds the session pump for a command run in a local
-// pseudo-terminal, [RunLocal], which `bastion record` uses and which local PTY
-// targets will use; the SSH server that puts it behind OpenSSH comes later.
+// Package bastion is the server: "bastion serve" assembled from its parts.
+//
+//   - The SSH front door authenticates users by certificate only, routes
+//     each session to its target (LOGIN@TARGET or ssh -J), asks policy,
+//     and pumps the session's bytes through the recorder, so that every
+//     byte reaches the other side only after the journal has committed it
+//     (record, then forward); a session whose recording fails is ended
+//     rather than left unrecorded (fail closed). Local command targets run
+//     in a pseudo-terminal or on pipes ([RunLocal] is also what "bastion
+//     record" uses); upstream targets are reached over SSH with the
+//     bastion's own short-lived certificates.
+//   - The configuration (HCL), hot reload of it and of the policy, the
+//     HTTPS API's assembly (certificates, grants, /metrics, /healthz,
+//     /readyz), the admin and access sockets, the journal's recovery from
+//     faults and its alarms, and the witnesses the journal's checkpoints
+//     are pushed to.
+//
+// docs/front-door.md, docs/operations.md and docs/witnesses.md describe
+// what it does from the outside.
 package bastion
