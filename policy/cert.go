@@ -161,6 +161,15 @@ func (r *Role) grantOnly() bool { return r.Access == AccessGrant }
 
 func (a *Approval) approvals() int { return max(a.Approvals, 1) }
 
+// MaxGrantDuration is the longest grant of r: its approval's max_duration,
+// or DefaultGrantDuration when it sets none.
+func (r *Role) MaxGrantDuration() time.Duration {
+	if r.Approval == nil {
+		return DefaultGrantDuration
+	}
+	return r.Approval.maxDuration()
+}
+
 func (a *Approval) maxDuration() time.Duration {
 	if a.MaxDuration <= 0 {
 		return DefaultGrantDuration

@@ -629,10 +629,7 @@ func (x *explanation) simulateGrant(role string, d time.Duration, command string
 			"drop --grant, or name a role with access = \"grant\""))
 	}
 	if d == 0 {
-		d = policy.DefaultGrantDuration
-		if r.Approval != nil && r.Approval.MaxDuration > 0 {
-			d = r.Approval.MaxDuration
-		}
+		d = r.MaxGrantDuration()
 	}
 	q := &x.req
 	x.simulated = &policy.Grant{
