@@ -270,47 +270,16 @@ func (j *Journal) build(ops []op, publish bool) (*built, error) {
 // store commits a built batch, then tells the sessions and callers waiting
 // for it. Runs on the committer goroutine.
 func (j *Journal) store(p *built) {
+	err := j.commit(p)
 	// The batch lands (OldestPending forgets it) before its appends are
 	// answered: an append that returned is never still pending.
-	land := func() {
-		if !p.since.IsZero() {
-			j.landed()
-		}
+	if !p.since.IsZero() {
+		j.landed()
 	}
-	if err := j.Err(); err != nil {
-		// An earlier batch failed; this one was built on top of it.
-		land()
+	if err != nil || p.batch == nil {
 		j.finish(p.ops, err)
 		return
 	}
-	if p.batch == nil {
-		land()
-		j.finish(p.ops, nil)
-		return
-	}
-	if err := j.st.Commit(context.Background(), p.batch); err != nil {
-		land()
-		j.fail(err)
-		j.finish(p.ops, err)
-		return
-	}
-	if n := len(p.batch.Published); n > 0 && j.signed != nil {
-		if err := j.signed.Save(p.batch.Published[n-1].Note); err != nil {
-			err = fmt.Errorf("remember the kept checkpoint: %w", err)
-			land()
-			j.fail(err)
-			j.finish(p.ops, err)
-			return
-		}
-	}
-	if n := len(p.batch.Published); n > 0 && j.onPublish != nil {
-		c := p.batch.Published[n-1]
-		j.onPublish(c.TreeSize, c.Note)
-	}
-	if j.onCommit != nil && !p.since.IsZero() {
-		j.onCommit(time.Since(p.since), len(p.ops))
-	}
-	land()
 	for i, l := range p.batch.Leaves {
 		if o := p.leafOps[i]; o != nil && o.leafIndex != nil {
 			*o.leafIndex = l.Index
@@ -320,6 +289,37 @@ func (j *Journal) store(p *built) {
 		sg.s.committed(sg.last, int(sg.frames), sg.bytes)
 	}
 	j.finish(p.ops, nil)
+}
+
+// commit writes p's batch durably, remembers the checkpoint it keeps, and
+// tells the observers. A batch built on top of one that failed is not
+// written; a failure of this one fails the journal.
+func (j *Journal) commit(p *built) error {
+	if err := j.Err(); err != nil {
+		return err
+	}
+	if p.batch == nil {
+		return nil
+	}
+	err := j.st.Commit(context.Background(), p.batch)
+	n := len(p.batch.Published)
+	if err == nil && n > 0 && j.signed != nil {
+		if serr := j.signed.Save(p.batch.Published[n-1].Note); serr != nil {
+			err = fmt.Errorf("remember the kept checkpoint: %w", serr)
+		}
+	}
+	if err != nil {
+		j.fail(err)
+		return err
+	}
+	if n > 0 && j.onPublish != nil {
+		c := p.batch.Published[n-1]
+		j.onPublish(c.TreeSize, c.Note)
+	}
+	if j.onCommit != nil && !p.since.IsZero() {
+		j.onCommit(time.Since(p.since), len(p.ops))
+	}
+	return nil
 }
 
 // hashReader reads stored hashes from the writer's cache, then the store.
