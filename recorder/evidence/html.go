@@ -109,19 +109,14 @@ type SessionGroup struct {
 }
 
 func sessionGroups(ss []Session) []SessionGroup {
-	idx := map[string]int{}
-	where := map[string]map[string]int{}
+	var t tally[string]
 	var out []SessionGroup
 	for _, s := range ss {
-		i, ok := idx[s.Identity]
-		if !ok {
-			i = len(out)
-			idx[s.Identity] = i
-			where[s.Identity] = map[string]int{}
+		i, isNew := t.slot(s.Identity, s.Login+"@"+s.Target)
+		if isNew {
 			out = append(out, SessionGroup{Identity: s.Identity, First: s.Started, Last: s.Started})
 		}
 		g := &out[i]
-		where[s.Identity][s.Login+"@"+s.Target]++
 		g.Count++
 		if s.Detailed {
 			g.Detailed++
@@ -140,10 +135,33 @@ func sessionGroups(ss []Session) []SessionGroup {
 		g.Masked += s.MaskedTotal
 	}
 	for i := range out {
-		out[i].Where = countedNames(where[out[i].Identity])
+		out[i].Where = countedNames(t.where[i])
 	}
 	slices.SortFunc(out, func(a, b SessionGroup) int { return strings.Compare(a.Identity, b.Identity) })
 	return out
+}
+
+// tally numbers groups by key in the order they first appear, and counts
+// where (login@target) each group's sessions went.
+type tally[K comparable] struct {
+	idx   map[K]int
+	where []map[string]int
+}
+
+// slot is the group of key k, new when k was not seen before, with one
+// more session to where.
+func (t *tally[K]) slot(k K, where string) (i int, isNew bool) {
+	if t.idx == nil {
+		t.idx = map[K]int{}
+	}
+	i, ok := t.idx[k]
+	if !ok {
+		i = len(t.where)
+		t.idx[k] = i
+		t.where = append(t.where, map[string]int{})
+	}
+	t.where[i][where]++
+	return i, !ok
 }
 
 // countedNames lists names with their counts, "deploy@web-1 (3)", by name.
@@ -165,23 +183,17 @@ type StandingGroup struct {
 }
 
 func standingGroups(refs []SessionRef) []StandingGroup {
-	idx := map[[2]string]int{}
-	where := map[[2]string]map[string]int{}
+	var t tally[[2]string]
 	var out []StandingGroup
 	for _, r := range refs {
-		k := [2]string{r.Identity, r.Rule}
-		i, ok := idx[k]
-		if !ok {
-			i = len(out)
-			idx[k] = i
-			where[k] = map[string]int{}
-			out = append(out, StandingGroup{Identity: k[0], Rule: k[1], Leaf: r.Leaf})
+		i, isNew := t.slot([2]string{r.Identity, r.Rule}, r.Login+"@"+r.Target)
+		if isNew {
+			out = append(out, StandingGroup{Identity: r.Identity, Rule: r.Rule, Leaf: r.Leaf})
 		}
 		out[i].Count++
-		where[k][r.Login+"@"+r.Target]++
 	}
 	for i := range out {
-		out[i].Where = countedNames(where[[2]string{out[i].Identity, out[i].Rule}])
+		out[i].Where = countedNames(t.where[i])
 	}
 	slices.SortFunc(out, func(a, b StandingGroup) int {
 		return cmp.Or(strings.Compare(a.Identity, b.Identity), strings.Compare(a.Rule, b.Rule))
