@@ -59,9 +59,6 @@ func (j *Journal) run() {
 			continue
 		}
 		publish := stopping || (j.head != nil && j.head.TreeSize > j.published && j.now().Sub(j.publishedAt) >= j.interval)
-		for i := range ops {
-			publish = publish || ops[i].kind == opPublish
-		}
 		if len(ops) > 0 || publish {
 			p, err := j.build(ops, publish)
 			if err != nil {
@@ -192,6 +189,8 @@ func (j *Journal) build(ops []op, publish bool) (*built, error) {
 			leaves = append(leaves, o.leaf)
 			leafSession = append(leafSession, -1)
 			leafOps = append(leafOps, o)
+		case opPublish:
+			publish = true
 		case opRenote:
 			b.Renotes = append(b.Renotes, *o.renote)
 		}
