@@ -14,7 +14,6 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
-	"github.com/bastionhq/bastion/recorder/witness"
 	"github.com/bastionhq/bastion/storage"
 )
 
@@ -132,13 +131,8 @@ func cosignedCheckpoint(ctx context.Context, snap storage.Snapshot, v note.Verif
 			continue
 		}
 		// The most this row can score: its distinct lines by other keys.
-		_, lines, _ := witness.NoteSignatures(row.Note)
-		keys := map[string]bool{}
-		for _, l := range lines {
-			if (l.Name != v.Name() || l.Hash != v.KeyHash()) && len(l.Sig) >= 4+8 {
-				keys[fmt.Sprintf("%s %08x", l.Name, l.Hash)] = true
-			}
-		}
+		keys := noteSigners(row.Note)
+		delete(keys, signerID(v))
 		if len(keys) <= bestScore {
 			continue
 		}

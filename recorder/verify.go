@@ -514,9 +514,10 @@ func (v *verifier) uncovered() {
 }
 
 // keyID names the auditor's key as signature lines do.
-func (v *verifier) keyID() string {
-	return fmt.Sprintf("%s %08x", v.opts.Verifier.Name(), v.opts.Verifier.KeyHash())
-}
+func (v *verifier) keyID() string { return signerID(v.opts.Verifier) }
+
+// signerID names a key as noteSigners does: "name hash".
+func signerID(v note.Verifier) string { return fmt.Sprintf("%s %08x", v.Name(), v.KeyHash()) }
 
 // noteSigners lists the keys ("name hash") a note's signature lines claim,
 // without verifying them.
