@@ -4,7 +4,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
+
+	"github.com/bastionhq/bastion/storage"
 )
 
 // maxKeyFile bounds what is read of a key file.
@@ -45,37 +46,8 @@ func readKeyFile(f *os.File) ([]byte, error) {
 	return b, nil
 }
 
-// WriteFileAtomic replaces path with data: it writes a temporary file in
-// the same directory, syncs it, sets perm, renames it over path and syncs
-// the directory. A crash leaves either the old file or the new one, never
-// a mix, so sshd never reads half a KRL.
+// WriteFileAtomic replaces path with data, atomically and durably
+// ([storage.WriteFileAtomic]), so sshd never reads half a KRL.
 func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // fails harmlessly once renamed
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(perm); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	return syncDir(dir)
+	return storage.WriteFileAtomic(path, data, perm)
 }

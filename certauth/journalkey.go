@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/storage"
 )
 
 // File names of the journal key pair inside the home directory.
@@ -131,11 +132,4 @@ func writeNew(path, data string, perm os.FileMode) error {
 }
 
 // syncDir makes the names in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
+func syncDir(dir string) error { return storage.SyncDir(dir) }

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/bastionhq/bastion/storage"
 	fnote "github.com/transparency-dev/formats/note"
 	"golang.org/x/mod/sumdb/note"
 )
@@ -102,10 +103,10 @@ func CreateIdentity(dir, name, alg string) (*Identity, error) {
 			return nil, fmt.Errorf("%s already exists: a witness key is never replaced", p)
 		}
 	}
-	if err := writeFileAtomic(keyPath, []byte(skey+"\n"), 0o600); err != nil {
+	if err := storage.WriteFileAtomic(keyPath, []byte(skey+"\n"), 0o600); err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(pubPath, []byte(vkey+"\n"), 0o644); err != nil {
+	if err := storage.WriteFileAtomic(pubPath, []byte(vkey+"\n"), 0o644); err != nil {
 		return nil, err
 	}
 	return id, nil
@@ -176,39 +177,6 @@ func newIdentity(skey, vkey string) (*Identity, error) {
 		return nil, fmt.Errorf("%s and %s are not one key pair", KeyFile, PubFile)
 	}
 	return &Identity{Signer: s, Key: k}, nil
-}
-
-// writeFileAtomic writes data to a new file beside path, syncs it and
-// renames it to path, so that path is either absent or complete.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
 }
 
 // LogKey is the verifier key of a log the witness cosigns for: a
