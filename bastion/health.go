@@ -254,8 +254,14 @@ func (h *journalHealth) clear(event, text string, attrs map[string]string) {
 }
 
 func (h *journalHealth) post(event, state, text string, attrs map[string]string) {
-	if h.alerts != nil {
-		h.alerts.Post(certauth.AlertMessage{Text: text, Event: event, State: state, Time: time.Now().UTC(), Attrs: attrs})
+	postAlert(h.alerts, event, state, text, attrs)
+}
+
+// postAlert posts an alarm raised or cleared to the alerts' webhook, if
+// there is one (alerts nil: none).
+func postAlert(alerts *certauth.Alerts, event, state, text string, attrs map[string]string) {
+	if alerts != nil {
+		alerts.Post(certauth.AlertMessage{Text: text, Event: event, State: state, Time: time.Now().UTC(), Attrs: attrs})
 	}
 }
 

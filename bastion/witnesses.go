@@ -218,16 +218,11 @@ func (w *witnessing) changed(before, now witness.Status) {
 			w.log.Error("journal a witness's change of state", "witness", now.Name, "event", event, "error", err)
 		}
 	}
-	alertAttrs := map[string]string{}
-	for k, v := range attrs {
-		alertAttrs[k] = v
+	state := certauth.AlertCleared
+	if level == hclog.Error {
+		state = certauth.AlertRaised
 	}
-	switch now.State {
-	case witness.StateRefused, witness.StateStale:
-		w.post(event, certauth.AlertRaised, text, alertAttrs)
-	default:
-		w.post(event, certauth.AlertCleared, text, alertAttrs)
-	}
+	postAlert(w.alerts, event, state, text, attrs)
 	w.alarmGauges()
 }
 
@@ -264,20 +259,15 @@ func (w *witnessing) alarmGauges() {
 		w.metrics.alarm(AlarmWitnessQuorum, true)
 		text := fmt.Sprintf("bastion: ALARM: %d of %d witnesses cosign, below the threshold of %d: new leaves are not anchored outside this host", ok, len(w.cfg.List), w.cfg.Threshold)
 		w.log.Error("ALARM: witness quorum lost", "cosigning", ok, "threshold", w.cfg.Threshold)
-		w.post(AlarmWitnessQuorum, certauth.AlertRaised, text, map[string]string{"cosigning": strconv.Itoa(ok), "threshold": strconv.Itoa(w.cfg.Threshold)})
+		postAlert(w.alerts, AlarmWitnessQuorum, certauth.AlertRaised, text, map[string]string{"cosigning": strconv.Itoa(ok), "threshold": strconv.Itoa(w.cfg.Threshold)})
 	case !lost && was:
 		w.metrics.alarm(AlarmWitnessQuorum, false)
 		text := fmt.Sprintf("bastion: %d of %d witnesses cosign again (threshold %d)", ok, len(w.cfg.List), w.cfg.Threshold)
 		w.log.Info("witness quorum back", "cosigning", ok, "threshold", w.cfg.Threshold)
-		w.post(AlarmWitnessQuorum, certauth.AlertCleared, text, map[string]string{"cosigning": strconv.Itoa(ok), "threshold": strconv.Itoa(w.cfg.Threshold)})
+		postAlert(w.alerts, AlarmWitnessQuorum, certauth.AlertCleared, text, map[string]string{"cosigning": strconv.Itoa(ok), "threshold": strconv.Itoa(w.cfg.Threshold)})
 	}
 }
 
-func (w *witnessing) post(event, state, text string, attrs map[string]string) {
-	if w.alerts != nil {
-		w.alerts.Post(certauth.AlertMessage{Text: text, Event: event, State: state, Time: time.Now().UTC(), Attrs: attrs})
-	}
-}
 
 // limitAttr bounds a detail kept in a leaf, cut on a character boundary.
 func limitAttr(s string) string {
