@@ -268,7 +268,6 @@ func (w *witnessing) alarmGauges() {
 	}
 }
 
-
 // limitAttr bounds a detail kept in a leaf, cut on a character boundary.
 func limitAttr(s string) string {
 	const max = 512
