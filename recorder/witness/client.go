@@ -362,7 +362,7 @@ func (c *Client) run(ctx context.Context, ws *witnessState) {
 			// larger tree, which no checkpoint this size can pass.
 			continue
 		}
-		err := c.push(ctx, ws, size, push)
+		err := c.push(ctx, ws, size, theirs, push)
 		if ctx.Err() != nil {
 			return
 		}
@@ -391,11 +391,10 @@ type refusal struct{ msg string }
 
 func (r *refusal) Error() string { return r.msg }
 
-// push sends the checkpoint of size to one witness, with a proof from the
-// size it last cosigned (learned from a 409 answer when not known), and
+// push sends the checkpoint of size to one witness, with a proof from old,
+// the size it last cosigned (learned from a 409 answer when not known), and
 // stores its cosignature.
-func (c *Client) push(ctx context.Context, ws *witnessState, size int64, note []byte) error {
-	old := ws.cosigned(c)
+func (c *Client) push(ctx context.Context, ws *witnessState, size, old int64, note []byte) error {
 	if old < 0 || old > size {
 		old = 0 // unknown: the witness's 409 answer will say
 	}
@@ -417,12 +416,6 @@ func (c *Client) push(ctx context.Context, ws *witnessState, size int64, note []
 	}
 	c.record(ws, size, err)
 	return err
-}
-
-func (ws *witnessState) cosigned(c *Client) int64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return ws.st.Cosigned
 }
 
 func (c *Client) setCosigned(ws *witnessState, n int64) {
