@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/bastionhq/bastion/policy"
+	"github.com/bastionhq/bastion/policy/mask"
 	"github.com/bastionhq/bastion/recorder"
-	"github.com/bastionhq/bastion/recorder/mask"
 )
 
 // maskIdle is how long masked output may be held back waiting for the

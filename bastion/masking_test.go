@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bastionhq/bastion/policy/mask"
 	"github.com/bastionhq/bastion/recorder"
-	"github.com/bastionhq/bastion/recorder/mask"
 )
 
 // frameKinds keeps the frames appended to it.

@@ -17,8 +17,8 @@ import (
 
 	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/policy"
+	"github.com/bastionhq/bastion/policy/mask"
 	"github.com/bastionhq/bastion/recorder"
-	"github.com/bastionhq/bastion/recorder/mask"
 )
 
 // Journal events of policy loads: every policy put in force, with its

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bastionhq/bastion/recorder/mask"
+	"github.com/bastionhq/bastion/policy/mask"
 )
 
 // TestGrantTextMasked: the free text of a request and of decisions (the

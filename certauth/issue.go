@@ -23,8 +23,8 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/bastionhq/bastion/policy"
+	"github.com/bastionhq/bastion/policy/mask"
 	"github.com/bastionhq/bastion/recorder"
-	"github.com/bastionhq/bastion/recorder/mask"
 )
 
 // Journal event names certauth writes.

@@ -14,8 +14,8 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/bastionhq/bastion/policy"
+	"github.com/bastionhq/bastion/policy/mask"
 	"github.com/bastionhq/bastion/recorder"
-	"github.com/bastionhq/bastion/recorder/mask"
 )
 
 // CertRecord is what the journal says of one issued certificate.

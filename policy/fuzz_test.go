@@ -11,7 +11,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 
-	"github.com/bastionhq/bastion/recorder/mask"
+	"github.com/bastionhq/bastion/policy/mask"
 )
 
 // FuzzLoad feeds the policy parser arbitrary files: it never panics, and

@@ -14,7 +14,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 
-	"github.com/bastionhq/bastion/recorder/mask"
+	"github.com/bastionhq/bastion/policy/mask"
 )
 
 var testOptions = Options{Providers: []string{"corp"}, Targets: []string{"web-1", "db-prod"}, MaxTTL: time.Hour}

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/bastionhq/bastion/recorder/mask"
+	"github.com/bastionhq/bastion/policy/mask"
 )
 
 // IdentityMatcher is a named identity matcher (an "identity" block), which

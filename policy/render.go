@@ -4,7 +4,7 @@ import (
 	"github.com/hashicorp/hcl/v2/hclwrite"
 	"github.com/zclconf/go-cty/cty"
 
-	"github.com/bastionhq/bastion/recorder/mask"
+	"github.com/bastionhq/bastion/policy/mask"
 )
 
 // renderHCL writes a policy built from values in the policy language,

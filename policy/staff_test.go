@@ -4,7 +4,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/bastionhq/bastion/recorder/mask"
+	"github.com/bastionhq/bastion/policy/mask"
 )
 
 func TestStaff(t *testing.T) {

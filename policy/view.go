@@ -3,7 +3,7 @@ package policy
 import (
 	"time"
 
-	"github.com/bastionhq/bastion/recorder/mask"
+	"github.com/bastionhq/bastion/policy/mask"
 )
 
 // RoleView is a role as a reviewer reads it: what it grants, to whom,

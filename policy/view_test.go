@@ -12,7 +12,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 
-	"github.com/bastionhq/bastion/recorder/mask"
+	"github.com/bastionhq/bastion/policy/mask"
 )
 
 // TestRolesJSON: every role in policy order, with the shape the journal
