@@ -20,6 +20,7 @@ import (
 
 	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/events"
 )
 
 // staffConfig names operators and auditors in policy, maps the OS account
@@ -281,7 +282,7 @@ func TestAdminSocketNamesOperators(t *testing.T) {
 	if _, _, err := AdminRevoke(ctx, ts.home, certauth.RevokeRequest{Identity: "agent-1@corp", Reason: "leak", By: "root"}, token("alice")); err != nil {
 		t.Fatal(err)
 	}
-	r := ts.events(t, certauth.EventCertRevoked)
+	r := ts.events(t, events.CertRevoked)
 	if e := r[0]; e["operator"] != "alice@corp" || e["operator.verified"] != VerifiedToken || e["operator.issuer"] == "" || e["operator.uid"] != strconv.Itoa(os.Getuid()) ||
 		e["operator.user"] != me || e["operator.pid"] != pid || e["by"] != fmt.Sprintf("alice@corp (token; uid %d %s, pid %s)", os.Getuid(), me, pid) {
 		t.Errorf("cert.revoked by token: %v", e)
@@ -290,7 +291,7 @@ func TestAdminSocketNamesOperators(t *testing.T) {
 	if _, _, err := AdminRevoke(ctx, ts.home, certauth.RevokeRequest{Identity: "agent-2@corp"}, ""); err != nil {
 		t.Fatal(err)
 	}
-	r = ts.events(t, certauth.EventCertRevoked)
+	r = ts.events(t, events.CertRevoked)
 	if e := r[1]; e["operator"] != "" || e["operator.verified"] != VerifiedNone || e["operator.user"] != me {
 		t.Errorf("cert.revoked by an account: %v", e)
 	}
@@ -302,7 +303,7 @@ func TestAdminSocketNamesOperators(t *testing.T) {
 			t.Errorf("revoke with %.10s…: %v, want %q", c.token, err, c.want)
 		}
 	}
-	if r := ts.events(t, certauth.EventCertRevoked); len(r) != 2 {
+	if r := ts.events(t, events.CertRevoked); len(r) != 2 {
 		t.Errorf("a refused revocation was journaled: %v", r)
 	}
 	refused := ts.events(t, EventAdminRefused)
@@ -328,7 +329,7 @@ func TestAdminSocketOperatorAccounts(t *testing.T) {
 	if _, err := AdminRevokeGrant(ctx, ts.home, AdminGrantRevokeRequest{ID: g.ID, Comment: "not now", By: "root"}); err != nil {
 		t.Fatal(err)
 	}
-	evs := ts.events(t, certauth.EventGrantRevoked)
+	evs := ts.events(t, events.GrantRevoked)
 	if e := evs[len(evs)-1]; e["by.kind"] != "operator" || e["operator"] != "alice@corp" || e["operator.verified"] != VerifiedAccount || e["operator.user"] != me ||
 		!strings.HasPrefix(e["by"], "operator (alice@corp (account; uid ") {
 		t.Errorf("grant.revoked = %v", e)
@@ -364,7 +365,7 @@ func TestAdminSocketOperatorAccounts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rot := ts.events(t, certauth.EventCARotated)
+	rot := ts.events(t, events.CARotated)
 	if len(rot) != 1 {
 		t.Fatalf("ca.rotated: %v", rot)
 	}

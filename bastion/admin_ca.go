@@ -13,6 +13,7 @@ import (
 
 	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/events"
 )
 
 // AdminCARotatedRequest tells the server that "bastion ca rotate" gave a
@@ -93,7 +94,7 @@ func (s *Server) recordCARotated(ctx context.Context, req AdminCARotatedRequest,
 		attrs["host"] = host
 	}
 	attrs["by"] = c.by()
-	idx, err := s.journal.AppendEvent(ctx, certauth.EventCARotated, attrs)
+	idx, err := s.journal.AppendEvent(ctx, events.CARotated, attrs)
 	if err != nil {
 		return 0, err
 	}

@@ -24,6 +24,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/recorder/events"
 )
 
 const matrixConfig = `
@@ -111,25 +112,25 @@ func TestBadTokenMatrix(t *testing.T) {
 	cases := []struct {
 		name, token, reason string
 	}{
-		{"expired", mint(t, m, claims(func(c jwt.MapClaims) { c["exp"] = now.Add(-10 * time.Minute).Unix() })), certauth.ReasonTokenExpired},
-		{"not yet valid", mint(t, m, claims(func(c jwt.MapClaims) { c["nbf"] = now.Add(10 * time.Minute).Unix() })), certauth.ReasonTokenNotYetValid},
-		{"issued in the future", mint(t, m, claims(func(c jwt.MapClaims) { c["iat"] = now.Add(10 * time.Minute).Unix() })), certauth.ReasonTokenIssuedInFuture},
-		{"issuer not configured", mint(t, m, claims(func(c jwt.MapClaims) { c["iss"] = "https://idp.elsewhere.example" })), certauth.ReasonIssuerUnknown},
-		{"wrong issuer's key", signWith(other, kid, claims(nil)), certauth.ReasonBadSignature},
-		{"wrong audience", mint(t, m, claims(func(c jwt.MapClaims) { c["aud"] = "someone-else" })), certauth.ReasonWrongAudience},
-		{"bad signature", parts[0] + "." + parts[1] + "." + string(sig), certauth.ReasonBadSignature},
-		{"payload altered", parts[0] + "." + b64json(t, claims(func(c jwt.MapClaims) { c["sub"] = "agent-root" })) + "." + parts[2], certauth.ReasonBadSignature},
-		{"alg none", b64json(t, map[string]any{"alg": "none", "typ": "JWT"}) + "." + parts[1] + ".", certauth.ReasonAlgNotAllowed},
-		{"HS256 with the RSA public key (PEM)", hs256(pubPEM), certauth.ReasonAlgNotAllowed},
-		{"HS256 with the RSA public key (DER)", hs256(pubDER), certauth.ReasonAlgNotAllowed},
-		{"unknown kid", signWith(other, "no-such-key", claims(nil)), certauth.ReasonUnknownKey},
-		{"missing subject", mint(t, m, claims(func(c jwt.MapClaims) { delete(c, "sub"); delete(c, "act") })), certauth.ReasonMissingClaim},
-		{"over the size limit", mint(t, m, claims(func(c jwt.MapClaims) { c["pad"] = strings.Repeat("x", 20<<10) })), certauth.ReasonTokenTooLarge},
-		{"malformed JSON header", b64([]byte(`{"alg":"RS256",`)) + "." + parts[1] + "." + parts[2], certauth.ReasonTokenMalformed},
-		{"malformed JSON payload", parts[0] + "." + b64([]byte(`{"sub":`)) + "." + parts[2], certauth.ReasonTokenMalformed},
-		{"not base64", parts[0] + ".!!!." + parts[2], certauth.ReasonTokenMalformed},
-		{"not a JWT", "hello", certauth.ReasonTokenMalformed},
-		{"older than the maximum age", mint(t, m, claims(func(c jwt.MapClaims) { c["iat"] = now.Add(-2 * time.Hour).Unix() })), certauth.ReasonTokenTooOld},
+		{"expired", mint(t, m, claims(func(c jwt.MapClaims) { c["exp"] = now.Add(-10 * time.Minute).Unix() })), events.ReasonTokenExpired},
+		{"not yet valid", mint(t, m, claims(func(c jwt.MapClaims) { c["nbf"] = now.Add(10 * time.Minute).Unix() })), events.ReasonTokenNotYetValid},
+		{"issued in the future", mint(t, m, claims(func(c jwt.MapClaims) { c["iat"] = now.Add(10 * time.Minute).Unix() })), events.ReasonTokenIssuedInFuture},
+		{"issuer not configured", mint(t, m, claims(func(c jwt.MapClaims) { c["iss"] = "https://idp.elsewhere.example" })), events.ReasonIssuerUnknown},
+		{"wrong issuer's key", signWith(other, kid, claims(nil)), events.ReasonBadSignature},
+		{"wrong audience", mint(t, m, claims(func(c jwt.MapClaims) { c["aud"] = "someone-else" })), events.ReasonWrongAudience},
+		{"bad signature", parts[0] + "." + parts[1] + "." + string(sig), events.ReasonBadSignature},
+		{"payload altered", parts[0] + "." + b64json(t, claims(func(c jwt.MapClaims) { c["sub"] = "agent-root" })) + "." + parts[2], events.ReasonBadSignature},
+		{"alg none", b64json(t, map[string]any{"alg": "none", "typ": "JWT"}) + "." + parts[1] + ".", events.ReasonAlgNotAllowed},
+		{"HS256 with the RSA public key (PEM)", hs256(pubPEM), events.ReasonAlgNotAllowed},
+		{"HS256 with the RSA public key (DER)", hs256(pubDER), events.ReasonAlgNotAllowed},
+		{"unknown kid", signWith(other, "no-such-key", claims(nil)), events.ReasonUnknownKey},
+		{"missing subject", mint(t, m, claims(func(c jwt.MapClaims) { delete(c, "sub"); delete(c, "act") })), events.ReasonMissingClaim},
+		{"over the size limit", mint(t, m, claims(func(c jwt.MapClaims) { c["pad"] = strings.Repeat("x", 20<<10) })), events.ReasonTokenTooLarge},
+		{"malformed JSON header", b64([]byte(`{"alg":"RS256",`)) + "." + parts[1] + "." + parts[2], events.ReasonTokenMalformed},
+		{"malformed JSON payload", parts[0] + "." + b64([]byte(`{"sub":`)) + "." + parts[2], events.ReasonTokenMalformed},
+		{"not base64", parts[0] + ".!!!." + parts[2], events.ReasonTokenMalformed},
+		{"not a JWT", "hello", events.ReasonTokenMalformed},
+		{"older than the maximum age", mint(t, m, claims(func(c jwt.MapClaims) { c["iat"] = now.Add(-2 * time.Hour).Unix() })), events.ReasonTokenTooOld},
 	}
 	for _, c := range cases {
 		_, err := ts.client.Certificate(ctx, c.token, certauth.CertificateRequest{PublicKey: pub})
@@ -149,7 +150,7 @@ func TestBadTokenMatrix(t *testing.T) {
 	if _, err := ts.client.Certificate(ctx, valid, certauth.CertificateRequest{PublicKey: pub}); err != nil {
 		t.Fatalf("valid token: %v", err)
 	}
-	refused := ts.events(t, certauth.EventCertRefused)
+	refused := ts.events(t, events.CertRefused)
 	if len(refused) != len(cases) {
 		t.Fatalf("%d refusal events for %d refusals", len(refused), len(cases))
 	}
@@ -196,18 +197,18 @@ func TestBadKeyMatrix(t *testing.T) {
 	cases := []struct {
 		name, key, reason string
 	}{
-		{"empty", "", certauth.ReasonKeyMalformed},
-		{"garbage", "not a key", certauth.ReasonKeyMalformed},
-		{"bad base64", "ssh-ed25519 AAAA!!!!", certauth.ReasonKeyMalformed},
-		{"truncated", fields[0] + " " + fields[1][:40], certauth.ReasonKeyMalformed},
-		{"type mismatch", "ssh-rsa " + fields[1], certauth.ReasonKeyMalformed},
-		{"two keys", good + "\n" + good, certauth.ReasonKeyMalformed},
-		{"with options", `command="/bin/sh" ` + good, certauth.ReasonKeyMalformed},
-		{"RSA 1024", rsaLine(1024), certauth.ReasonKeyTooWeak},
-		{"DSA", dsaLine, certauth.ReasonKeyTypeRefused},
-		{"certificate as key", resp.Certificate, certauth.ReasonKeyIsCertificate},
-		{"the user CA's own key", ts.auth.User.AuthorizedKeys()[0], certauth.ReasonKeyIsCA},
-		{"the host CA's key", ts.auth.Host.AuthorizedKeys()[0], certauth.ReasonKeyIsCA},
+		{"empty", "", events.ReasonKeyMalformed},
+		{"garbage", "not a key", events.ReasonKeyMalformed},
+		{"bad base64", "ssh-ed25519 AAAA!!!!", events.ReasonKeyMalformed},
+		{"truncated", fields[0] + " " + fields[1][:40], events.ReasonKeyMalformed},
+		{"type mismatch", "ssh-rsa " + fields[1], events.ReasonKeyMalformed},
+		{"two keys", good + "\n" + good, events.ReasonKeyMalformed},
+		{"with options", `command="/bin/sh" ` + good, events.ReasonKeyMalformed},
+		{"RSA 1024", rsaLine(1024), events.ReasonKeyTooWeak},
+		{"DSA", dsaLine, events.ReasonKeyTypeRefused},
+		{"certificate as key", resp.Certificate, events.ReasonKeyIsCertificate},
+		{"the user CA's own key", ts.auth.User.AuthorizedKeys()[0], events.ReasonKeyIsCA},
+		{"the host CA's key", ts.auth.Host.AuthorizedKeys()[0], events.ReasonKeyIsCA},
 	}
 	for _, c := range cases {
 		status, e := ts.post(t, "Bearer "+token, `{"public_key":`+jsonString(c.key)+`}`)
@@ -218,7 +219,7 @@ func TestBadKeyMatrix(t *testing.T) {
 	if _, err := ts.client.Certificate(ctx, token, certauth.CertificateRequest{PublicKey: rsaLine(2048)}); err != nil {
 		t.Errorf("RSA 2048: %v", err)
 	}
-	refused := ts.events(t, certauth.EventCertRefused)
+	refused := ts.events(t, events.CertRefused)
 	if len(refused) != len(cases) {
 		t.Fatalf("%d refusal events for %d refusals", len(refused), len(cases))
 	}
@@ -244,14 +245,14 @@ func TestAPIRequests(t *testing.T) {
 		status           int
 		reason           string
 	}{
-		{"no token", "", string(body), 401, certauth.ReasonTokenMissing},
-		{"basic auth", "Basic dXNlcjpwYXNz", string(body), 401, certauth.ReasonTokenMissing},
-		{"not JSON", "Bearer " + token, "public_key=x", 400, certauth.ReasonRequestMalformed},
-		{"unknown field", "Bearer " + token, `{"public_key":"x","principals":["root"]}`, 400, certauth.ReasonRequestMalformed},
-		{"two values", "Bearer " + token, string(body) + string(body), 400, certauth.ReasonRequestMalformed},
-		{"bad ttl", "Bearer " + token, `{"public_key":` + jsonString(pub) + `,"ttl":"forever"}`, 400, certauth.ReasonRequestMalformed},
-		{"login not granted", "Bearer " + token, `{"public_key":` + jsonString(pub) + `,"logins":["root"]}`, 403, certauth.ReasonDenied},
-		{"bad ticket", "Bearer " + token, `{"public_key":` + jsonString(pub) + `,"ticket":"a b"}`, 400, certauth.ReasonRequestMalformed},
+		{"no token", "", string(body), 401, events.ReasonTokenMissing},
+		{"basic auth", "Basic dXNlcjpwYXNz", string(body), 401, events.ReasonTokenMissing},
+		{"not JSON", "Bearer " + token, "public_key=x", 400, events.ReasonRequestMalformed},
+		{"unknown field", "Bearer " + token, `{"public_key":"x","principals":["root"]}`, 400, events.ReasonRequestMalformed},
+		{"two values", "Bearer " + token, string(body) + string(body), 400, events.ReasonRequestMalformed},
+		{"bad ttl", "Bearer " + token, `{"public_key":` + jsonString(pub) + `,"ttl":"forever"}`, 400, events.ReasonRequestMalformed},
+		{"login not granted", "Bearer " + token, `{"public_key":` + jsonString(pub) + `,"logins":["root"]}`, 403, events.ReasonDenied},
+		{"bad ticket", "Bearer " + token, `{"public_key":` + jsonString(pub) + `,"ticket":"a b"}`, 400, events.ReasonRequestMalformed},
 	} {
 		status, e := post(c.auth, c.body)
 		if status != c.status || e.Reason != c.reason || e.Error == "" {
@@ -259,7 +260,7 @@ func TestAPIRequests(t *testing.T) {
 		}
 	}
 	other := mint(t, m, agentClaims(m, "intruder"))
-	if status, e := post("Bearer "+other, string(body)); status != 403 || e.Reason != certauth.ReasonDenied || !strings.Contains(e.Error, "no role") {
+	if status, e := post("Bearer "+other, string(body)); status != 403 || e.Reason != events.ReasonDenied || !strings.Contains(e.Error, "no role") {
 		t.Errorf("identity no role matches: %d %+v", status, e)
 	}
 	resp, err := hc.Get(ts.APIURL() + "/v1/ca")
@@ -284,7 +285,7 @@ func TestAPIRequests(t *testing.T) {
 	var limited int
 	for range 20 {
 		if status, e := post("Bearer "+token, string(body)); status == http.StatusTooManyRequests {
-			if e.Reason != certauth.ReasonRateLimited {
+			if e.Reason != events.ReasonRateLimited {
 				t.Errorf("429 with reason %q", e.Reason)
 			}
 			limited++
@@ -294,8 +295,8 @@ func TestAPIRequests(t *testing.T) {
 		t.Fatal("the address limit never tripped")
 	}
 	n := 0
-	for _, r := range ts.events(t, certauth.EventCertRefused) {
-		if r["reason"] == certauth.ReasonRateLimited {
+	for _, r := range ts.events(t, events.CertRefused) {
+		if r["reason"] == events.ReasonRateLimited {
 			n++
 		}
 	}

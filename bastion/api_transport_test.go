@@ -16,6 +16,7 @@ import (
 	"golang.org/x/net/http2/hpack"
 
 	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/recorder/events"
 )
 
 // The transport's limit must leave room for every token bastion can
@@ -74,20 +75,20 @@ func TestOversizedTokenBothProtocols(t *testing.T) {
 			if err := json.Unmarshal(data, &e); err != nil {
 				t.Fatalf("%s: %s, body not JSON: %q", name, resp.Status, data)
 			}
-			if resp.StatusCode != http.StatusUnauthorized || e.Reason != certauth.ReasonTokenTooLarge || !strings.Contains(e.Error, "more than the 16384 allowed") {
-				t.Errorf("%s: %s %+v, want 401 %s", name, resp.Status, e, certauth.ReasonTokenTooLarge)
+			if resp.StatusCode != http.StatusUnauthorized || e.Reason != events.ReasonTokenTooLarge || !strings.Contains(e.Error, "more than the 16384 allowed") {
+				t.Errorf("%s: %s %+v, want 401 %s", name, resp.Status, e, events.ReasonTokenTooLarge)
 			}
 		}
 	}
-	for _, ev := range []string{certauth.EventCertRefused, certauth.EventGrantRefused} {
+	for _, ev := range []string{events.CertRefused, events.GrantRefused} {
 		n := 0
 		for _, a := range ts.events(t, ev) {
-			if a["reason"] == certauth.ReasonTokenTooLarge {
+			if a["reason"] == events.ReasonTokenTooLarge {
 				n++
 			}
 		}
 		if n != 2 {
-			t.Errorf("%d %s events with reason %s, want 2 (one per protocol)", n, ev, certauth.ReasonTokenTooLarge)
+			t.Errorf("%d %s events with reason %s, want 2 (one per protocol)", n, ev, events.ReasonTokenTooLarge)
 		}
 	}
 	metrics := scrape(t, ts)
@@ -111,7 +112,7 @@ func TestOversizedTokenBothProtocols(t *testing.T) {
 func TestHeadersPastTransportLimit(t *testing.T) {
 	m := startOP(t)
 	ts := startServer(t, m, matrixConfig)
-	refusedBefore := len(ts.events(t, certauth.EventCertRefused))
+	refusedBefore := len(ts.events(t, events.CertRefused))
 	huge := "Bearer " + strings.Repeat("a", 2<<20)
 
 	// HTTP/1.1: net/http answers 431 once it has read the limit (and may
@@ -140,7 +141,7 @@ func TestHeadersPastTransportLimit(t *testing.T) {
 		t.Errorf("HTTP/2 with 1.2 MiB of fields: response %v, GOAWAY %v; want 431", fr, code)
 	}
 
-	if n := len(ts.events(t, certauth.EventCertRefused)); n != refusedBefore {
+	if n := len(ts.events(t, events.CertRefused)); n != refusedBefore {
 		t.Errorf("%d cert.refused events journaled for requests the transport refused, want none", n-refusedBefore)
 	}
 	// net/http closes an HTTP/1.1 connection it answered 431 half a second

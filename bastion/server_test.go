@@ -28,6 +28,7 @@ import (
 	"github.com/bastionhq/bastion/certauth/oidctest"
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/events"
 	"github.com/bastionhq/bastion/storage"
 )
 
@@ -391,7 +392,7 @@ func TestCertificateEndToEnd(t *testing.T) {
 	}
 	_, err = ts.client.Certificate(ctx, token, certauth.CertificateRequest{PublicKey: pub2})
 	var apiErr *certauth.APIError
-	if !errors.As(err, &apiErr) || apiErr.Reason != certauth.ReasonIdentityRevoked || apiErr.Status != http.StatusForbidden {
+	if !errors.As(err, &apiErr) || apiErr.Reason != events.ReasonIdentityRevoked || apiErr.Status != http.StatusForbidden {
 		t.Fatalf("old token after identity revocation: %v", err)
 	}
 	time.Sleep(1100 * time.Millisecond)
@@ -400,16 +401,16 @@ func TestCertificateEndToEnd(t *testing.T) {
 	}
 
 	// Everything is in the journal, and the journal verifies.
-	issued := ts.events(t, certauth.EventCertIssued)
+	issued := ts.events(t, events.CertIssued)
 	if len(issued) != 3 || issued[0]["serial"] != fmt.Sprint(resp.Serial) || issued[0]["identity"] != "agent-1@corp" ||
 		issued[0]["principals"] != login || issued[0]["sponsor"] != "alice" || issued[0]["ticket"] != "OPS-42" ||
 		issued[0]["key.sha256"] == "" || issued[0]["claims.sha256"] == "" || issued[0]["rule"] != "role:agents" {
 		t.Fatalf("issued events: %v", issued)
 	}
-	if r := ts.events(t, certauth.EventCertRevoked); len(r) != 2 || !strings.Contains(r[0]["by"], "(says tester)") || !strings.HasPrefix(r[0]["by"], "uid ") || r[1]["identity"] != "agent-1@corp" {
+	if r := ts.events(t, events.CertRevoked); len(r) != 2 || !strings.Contains(r[0]["by"], "(says tester)") || !strings.HasPrefix(r[0]["by"], "uid ") || r[1]["identity"] != "agent-1@corp" {
 		t.Fatalf("revoked events: %v", r)
 	}
-	if r := ts.events(t, certauth.EventCertRefused); len(r) != 1 || r[0]["reason"] != certauth.ReasonIdentityRevoked {
+	if r := ts.events(t, events.CertRefused); len(r) != 1 || r[0]["reason"] != events.ReasonIdentityRevoked {
 		t.Fatalf("refused events: %v", r)
 	}
 	ts.stop(t)
@@ -432,13 +433,13 @@ func TestIdentityBlock(t *testing.T) {
 		t.Fatalf("block: %+v %v", res, err)
 	}
 	// The reason is kept masked, and the leaf says so.
-	if r := ts.events(t, certauth.EventCertRevoked); len(r) != 1 || r[0]["reason"] != "compromised: printed password=*******" || r[0]["masked"] != "reason:password:1" {
+	if r := ts.events(t, events.CertRevoked); len(r) != 1 || r[0]["reason"] != "compromised: printed password=*******" || r[0]["masked"] != "reason:password:1" {
 		t.Fatalf("revoked event: %v", r)
 	}
 	time.Sleep(1100 * time.Millisecond) // a token issued after the revocation
 	_, err = ts.client.Certificate(ctx, mint(t, m, agentClaims(m, "agent-7")), certauth.CertificateRequest{PublicKey: pub})
 	var apiErr *certauth.APIError
-	if !errors.As(err, &apiErr) || apiErr.Reason != certauth.ReasonIdentityRevoked || !strings.Contains(apiErr.Message, "blocked until") {
+	if !errors.As(err, &apiErr) || apiErr.Reason != events.ReasonIdentityRevoked || !strings.Contains(apiErr.Message, "blocked until") {
 		t.Fatalf("new token of a blocked identity: %v", err)
 	}
 	if _, err := ts.client.Certificate(ctx, mint(t, m, agentClaims(m, "agent-8")), certauth.CertificateRequest{PublicKey: pub}); err != nil {
@@ -450,10 +451,10 @@ func TestIdentityBlock(t *testing.T) {
 	// A ticket that holds a card number is refused (it would go into the
 	// certificate's key ID), and the refusal keeps it masked.
 	_, err = ts.client.Certificate(ctx, mint(t, m, agentClaims(m, "agent-8")), certauth.CertificateRequest{PublicKey: pub, Ticket: "4111111111111111"})
-	if !errors.As(err, &apiErr) || apiErr.Reason != certauth.ReasonRequestMalformed || !strings.Contains(apiErr.Message, "masking hides") || strings.Contains(apiErr.Message, "4111111111111111") {
+	if !errors.As(err, &apiErr) || apiErr.Reason != events.ReasonRequestMalformed || !strings.Contains(apiErr.Message, "masking hides") || strings.Contains(apiErr.Message, "4111111111111111") {
 		t.Fatalf("a card number as the ticket: %v", err)
 	}
-	if r := ts.events(t, certauth.EventCertRefused); len(r) == 0 || r[len(r)-1]["ticket"] != "************1111" || r[len(r)-1]["masked"] != "ticket:card:1" {
+	if r := ts.events(t, events.CertRefused); len(r) == 0 || r[len(r)-1]["ticket"] != "************1111" || r[len(r)-1]["masked"] != "ticket:card:1" {
 		t.Fatalf("refused event: %v", r)
 	}
 
@@ -481,7 +482,7 @@ func TestIdentityBlock(t *testing.T) {
 	}
 	_, err = is.Issue(ctx, certauth.IssueRequest{Token: mint(t, m, agentClaims(m, "agent-7")), PublicKey: pub})
 	var rf *certauth.Refusal
-	if !errors.As(err, &rf) || rf.Reason != certauth.ReasonIdentityRevoked {
+	if !errors.As(err, &rf) || rf.Reason != events.ReasonIdentityRevoked {
 		t.Fatalf("after a restart: %v", err)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/policy/mask"
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/events"
 )
 
 // GrantsOptions configure [OpenGrants].
@@ -254,12 +255,12 @@ func (s *Grants) request(ctx context.Context, ask GrantAsk) (Grant, error) {
 	}
 	s.tx.Lock()
 	defer s.tx.Unlock()
-	g, err := s.commit(ctx, EventGrantRequested, "", a)
+	g, err := s.commit(ctx, events.GrantRequested, "", a)
 	if err != nil {
 		return Grant{}, err
 	}
 	s.log.Info("grant requested", "grant", g.ID, "identity", g.Identity, "target", g.Target, "login", g.Login, "role", g.Role, "duration", time.Duration(g.Duration))
-	s.notify(EventGrantRequested, g, "", "")
+	s.notify(events.GrantRequested, g, "", "")
 	s.poke()
 	return g, nil
 }
@@ -408,11 +409,11 @@ func (s *Grants) decide(ctx context.Context, action string, d GrantDecision) (Gr
 	case "approve":
 		a["approvals"] = strconv.Itoa(len(g.Approvals) + 1)
 		var err error
-		if g, err = s.commit(ctx, EventGrantApproved, g.ID, a); err != nil {
+		if g, err = s.commit(ctx, events.GrantApproved, g.ID, a); err != nil {
 			return Grant{}, nil, err
 		}
 		s.log.Info("grant approved", "grant", g.ID, "by", by, "approvals", len(g.Approvals), "needed", g.ApprovalsNeeded)
-		s.notify(EventGrantApproved, g, by, a["comment"])
+		s.notify(events.GrantApproved, g, by, a["comment"])
 		if len(g.Approvals) >= g.ApprovalsNeeded {
 			// The approval is committed; if the activation cannot be,
 			// the timer goroutine tries again.
@@ -423,19 +424,19 @@ func (s *Grants) decide(ctx context.Context, action string, d GrantDecision) (Gr
 		}
 	case "deny":
 		var err error
-		if g, err = s.commit(ctx, EventGrantDenied, g.ID, a); err != nil {
+		if g, err = s.commit(ctx, events.GrantDenied, g.ID, a); err != nil {
 			return Grant{}, nil, err
 		}
 		s.log.Info("grant denied", "grant", g.ID, "by", by)
-		s.notify(EventGrantDenied, g, by, a["comment"])
+		s.notify(events.GrantDenied, g, by, a["comment"])
 	case "revoke":
 		wasActive := g.State == GrantActive
 		var err error
-		if g, err = s.commit(ctx, EventGrantRevoked, g.ID, a); err != nil {
+		if g, err = s.commit(ctx, events.GrantRevoked, g.ID, a); err != nil {
 			return Grant{}, nil, err
 		}
 		s.log.Info("grant revoked", "grant", g.ID, "by", by, "was_active", wasActive)
-		s.notify(EventGrantRevoked, g, by, a["comment"])
+		s.notify(events.GrantRevoked, g, by, a["comment"])
 		if wasActive {
 			ended = append(ended, endedGrant{g, GrantRevokedWhy})
 		}
@@ -491,12 +492,12 @@ func (g *Grant) live(now time.Time) error {
 func (s *Grants) activate(ctx context.Context, g Grant, now time.Time) (Grant, error) {
 	start := g.Approvals[len(g.Approvals)-1].At
 	end := start.Add(time.Duration(g.Duration))
-	g, err := s.commit(ctx, EventGrantActivated, g.ID, recorder.Attrs{"at": timeAttr(now), "start": timeAttr(start), "end": timeAttr(end)})
+	g, err := s.commit(ctx, events.GrantActivated, g.ID, recorder.Attrs{"at": timeAttr(now), "start": timeAttr(start), "end": timeAttr(end)})
 	if err != nil {
 		return Grant{}, err
 	}
 	s.log.Info("grant active", "grant", g.ID, "identity", g.Identity, "target", g.Target, "login", g.Login, "end", g.End.UTC().Format(time.RFC3339))
-	s.notify(EventGrantActivated, g, "", "")
+	s.notify(events.GrantActivated, g, "", "")
 	return g, nil
 }
 
@@ -507,7 +508,7 @@ func (s *Grants) activate(ctx context.Context, g Grant, now time.Time) (Grant, e
 func (s *Grants) commit(ctx context.Context, name, id string, a recorder.Attrs) (Grant, error) {
 	var idx int64
 	var err error
-	if name == EventGrantRequested {
+	if name == events.GrantRequested {
 		idx, err = s.journal.AppendIndexedEvent(context.WithoutCancel(ctx), name, a, "grant.index")
 		a["grant.index"] = strconv.FormatInt(idx, 10)
 	} else {
@@ -566,7 +567,7 @@ func (s *Grants) journalRefusal(ctx context.Context, a recorder.Attrs, err error
 	if n := s.suppressed.Swap(0); n > 0 {
 		a["refusals_not_journaled"] = strconv.FormatInt(n, 10)
 	}
-	if _, jerr := s.journal.AppendEvent(ctx, EventGrantRefused, a); jerr != nil {
+	if _, jerr := s.journal.AppendEvent(ctx, events.GrantRefused, a); jerr != nil {
 		s.log.Error("journal a grant refusal", "reason", a["reason"], "error", jerr)
 		return &GrantError{Err: ErrGrantJournal, Cause: errors.Join(err, jerr),
 			Msg: "the journal cannot record this grant action, so nothing was done"}

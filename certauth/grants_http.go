@@ -12,19 +12,7 @@ import (
 
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder"
-)
-
-// Refusal codes of grant actions, besides the token and rate-limit ones
-// certificate requests share and ReasonDenied (policy has no grant-only
-// role for the request).
-const (
-	ReasonGrantNotFound    = "grant_not_found"
-	ReasonOwnGrant         = "own_grant"
-	ReasonNotApprover      = "not_approver"
-	ReasonSponsorConflict  = "sponsor_conflict"
-	ReasonGrantState       = "grant_state"
-	ReasonAlreadyApproved  = "already_approved"
-	ReasonGrantsNotEnabled = "grants_not_enabled"
+	"github.com/bastionhq/bastion/recorder/events"
 )
 
 // grantReason is the API's code for a grant action's error.
@@ -37,23 +25,23 @@ func grantReason(err error) string {
 func grantStatus(err error) (int, string) {
 	switch {
 	case errors.Is(err, ErrGrantJournal):
-		return http.StatusServiceUnavailable, ReasonJournalUnavailable
+		return http.StatusServiceUnavailable, events.ReasonJournalUnavailable
 	case errors.Is(err, ErrGrantInvalid):
-		return http.StatusBadRequest, ReasonRequestMalformed
+		return http.StatusBadRequest, events.ReasonRequestMalformed
 	case errors.Is(err, ErrGrantNotFound):
-		return http.StatusNotFound, ReasonGrantNotFound
+		return http.StatusNotFound, events.ReasonGrantNotFound
 	case errors.Is(err, ErrGrantNotAllowed):
-		return http.StatusForbidden, ReasonDenied
+		return http.StatusForbidden, events.ReasonDenied
 	case errors.Is(err, ErrOwnGrant):
-		return http.StatusForbidden, ReasonOwnGrant
+		return http.StatusForbidden, events.ReasonOwnGrant
 	case errors.Is(err, ErrNotApprover):
-		return http.StatusForbidden, ReasonNotApprover
+		return http.StatusForbidden, events.ReasonNotApprover
 	case errors.Is(err, ErrSponsorConflict):
-		return http.StatusForbidden, ReasonSponsorConflict
+		return http.StatusForbidden, events.ReasonSponsorConflict
 	case errors.Is(err, ErrGrantState):
-		return http.StatusConflict, ReasonGrantState
+		return http.StatusConflict, events.ReasonGrantState
 	case errors.Is(err, ErrAlreadyApproved):
-		return http.StatusConflict, ReasonAlreadyApproved
+		return http.StatusConflict, events.ReasonAlreadyApproved
 	}
 	return http.StatusInternalServerError, "internal"
 }
@@ -83,7 +71,7 @@ func (a *API) grantRoutes() {
 func (a *API) grantCaller(w http.ResponseWriter, r *http.Request, action, id string) (*policy.Identity, netip.Addr) {
 	addr := clientAddr(r)
 	if a.grants == nil {
-		writeError(w, http.StatusNotFound, ReasonGrantsNotEnabled, "this bastion keeps no just-in-time grants")
+		writeError(w, http.StatusNotFound, events.ReasonGrantsNotEnabled, "this bastion keeps no just-in-time grants")
 		return nil, addr
 	}
 	attrs := recorder.Attrs{"action": action}
@@ -101,7 +89,7 @@ func (a *API) grantCaller(w http.ResponseWriter, r *http.Request, action, id str
 	token, err := bearer(r)
 	if err != nil {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="bastion"`)
-		a.grantRefusal(w, r, attrs, &Refusal{Status: http.StatusUnauthorized, Reason: ReasonTokenMissing, Msg: err.Error()})
+		a.grantRefusal(w, r, attrs, &Refusal{Status: http.StatusUnauthorized, Reason: events.ReasonTokenMissing, Msg: err.Error()})
 		return nil, addr
 	}
 	who, err := a.issuer.verifyToken(r.Context(), token, attrs)
@@ -117,7 +105,7 @@ func (a *API) grantCaller(w http.ResponseWriter, r *http.Request, action, id str
 	delete(attrs, "token.sha256")
 	identityAttrs(attrs, who)
 	if why := a.issuer.reg.identityRefused(who.String(), who.IssuedAt, now); why != "" {
-		a.grantRefusal(w, r, attrs, &Refusal{Status: http.StatusForbidden, Reason: ReasonIdentityRevoked, Msg: why})
+		a.grantRefusal(w, r, attrs, &Refusal{Status: http.StatusForbidden, Reason: events.ReasonIdentityRevoked, Msg: why})
 		return nil, addr
 	}
 	if !a.byIdent.allow(who.String(), now) {
@@ -130,7 +118,7 @@ func (a *API) grantCaller(w http.ResponseWriter, r *http.Request, action, id str
 // grantLimited answers a rate-limited grant action; only the first
 // refusal of a limiter key in a minute is journaled.
 func (a *API) grantLimited(w http.ResponseWriter, r *http.Request, attrs recorder.Attrs, who string, journal bool) {
-	rf := &Refusal{Status: http.StatusTooManyRequests, Reason: ReasonRateLimited, Msg: "too many requests from " + who + ": retry later"}
+	rf := &Refusal{Status: http.StatusTooManyRequests, Reason: events.ReasonRateLimited, Msg: "too many requests from " + who + ": retry later"}
 	w.Header().Set("Retry-After", "1")
 	if !journal {
 		a.log.Warn("grant action rate-limited", "who", who)
@@ -147,7 +135,7 @@ func (a *API) grantRefusal(w http.ResponseWriter, r *http.Request, attrs recorde
 	attrs["error"] = rf.Msg // masked, then cut, by journalRefusal
 	attrs["at"] = timeAttr(a.now())
 	if err := a.grants.journalRefusal(r.Context(), attrs, rf); errors.Is(err, ErrGrantJournal) {
-		writeError(w, http.StatusServiceUnavailable, ReasonJournalUnavailable, err.Error())
+		writeError(w, http.StatusServiceUnavailable, events.ReasonJournalUnavailable, err.Error())
 		return
 	}
 	msg := rf.Msg
@@ -175,13 +163,13 @@ func (a *API) postGrant(w http.ResponseWriter, r *http.Request) {
 	}
 	var body GrantRequest
 	if err := decodeBody(r, &body, `{"target": "db-1", "login": "deploy", "duration": "30m", "reason": "…"}`); err != nil {
-		a.grantRefusal(w, r, grantCallerAttrs("request", "", who, addr), &Refusal{Status: http.StatusBadRequest, Reason: ReasonRequestMalformed, Msg: err.Error()})
+		a.grantRefusal(w, r, grantCallerAttrs("request", "", who, addr), &Refusal{Status: http.StatusBadRequest, Reason: events.ReasonRequestMalformed, Msg: err.Error()})
 		return
 	}
 	d, err := time.ParseDuration(body.Duration)
 	if err != nil || d <= 0 {
 		msg := fmt.Sprintf("duration %q is not a positive duration such as \"30m\"", truncate(body.Duration, 40))
-		a.grantRefusal(w, r, grantCallerAttrs("request", "", who, addr), &Refusal{Status: http.StatusBadRequest, Reason: ReasonRequestMalformed, Msg: msg})
+		a.grantRefusal(w, r, grantCallerAttrs("request", "", who, addr), &Refusal{Status: http.StatusBadRequest, Reason: events.ReasonRequestMalformed, Msg: msg})
 		return
 	}
 	g, err := a.grants.Request(r.Context(), GrantAsk{
@@ -205,7 +193,7 @@ func (a *API) listGrants(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	for k := range q {
 		if k != "state" {
-			a.grantRefusal(w, r, grantCallerAttrs("list", "", who, addr), &Refusal{Status: http.StatusBadRequest, Reason: ReasonRequestMalformed,
+			a.grantRefusal(w, r, grantCallerAttrs("list", "", who, addr), &Refusal{Status: http.StatusBadRequest, Reason: events.ReasonRequestMalformed,
 				Msg: fmt.Sprintf("unknown query parameter %q: GET /v1/grants takes state", truncate(k, 40))})
 			return
 		}
@@ -213,7 +201,7 @@ func (a *API) listGrants(w http.ResponseWriter, r *http.Request) {
 	if st := q.Get("state"); st != "" {
 		f.State = GrantState(st)
 		if !validGrantState(f.State) {
-			a.grantRefusal(w, r, grantCallerAttrs("list", "", who, addr), &Refusal{Status: http.StatusBadRequest, Reason: ReasonRequestMalformed,
+			a.grantRefusal(w, r, grantCallerAttrs("list", "", who, addr), &Refusal{Status: http.StatusBadRequest, Reason: events.ReasonRequestMalformed,
 				Msg: fmt.Sprintf("unknown state %q: use pending, active, denied, expired, ended or revoked", truncate(st, 40))})
 			return
 		}
@@ -249,7 +237,7 @@ func (a *API) decideGrant(w http.ResponseWriter, r *http.Request, action string)
 	var body GrantDecisionRequest
 	if r.ContentLength != 0 {
 		if err := decodeBody(r, &body, `{"comment": "…"}`); err != nil {
-			a.grantRefusal(w, r, grantCallerAttrs(action, id, who, addr), &Refusal{Status: http.StatusBadRequest, Reason: ReasonRequestMalformed, Msg: err.Error()})
+			a.grantRefusal(w, r, grantCallerAttrs(action, id, who, addr), &Refusal{Status: http.StatusBadRequest, Reason: events.ReasonRequestMalformed, Msg: err.Error()})
 			return
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/oauth2-proxy/mockoidc"
 
 	"github.com/bastionhq/bastion/policy"
+	"github.com/bastionhq/bastion/recorder/events"
 )
 
 // grantsAPI is the real API handler with grants, over TLS on 127.0.0.1,
@@ -136,17 +137,17 @@ func TestGrantsAPI(t *testing.T) {
 	ask := GrantRequest{Target: "db-prod", Login: "postgres", Duration: "30m", Reason: "rotate the password", Ticket: "CHG-7"}
 
 	// Refused before the store.
-	a.wantError("POST", "/v1/grants", "", ask, http.StatusUnauthorized, ReasonTokenMissing)
-	a.wantError("POST", "/v1/grants", "not.a.token", ask, http.StatusUnauthorized, ReasonTokenMalformed)
+	a.wantError("POST", "/v1/grants", "", ask, http.StatusUnauthorized, events.ReasonTokenMissing)
+	a.wantError("POST", "/v1/grants", "not.a.token", ask, http.StatusUnauthorized, events.ReasonTokenMalformed)
 	expired := mockSign(t, a.oidc, oidcTestClaims(a.oidc.Issuer(), a.clock.Now().Add(-time.Hour), map[string]any{"sub": "agent-1"}))
-	a.wantError("POST", "/v1/grants", expired, ask, http.StatusUnauthorized, ReasonTokenExpired)
-	a.wantError("POST", "/v1/grants", agent, []byte(`{"target": "db-prod", "bogus": 1}`), http.StatusBadRequest, ReasonRequestMalformed)
-	a.wantError("POST", "/v1/grants", agent, GrantRequest{Target: "db-prod", Login: "postgres", Duration: "soon", Reason: "x"}, http.StatusBadRequest, ReasonRequestMalformed)
-	a.wantError("POST", "/v1/grants", agent, GrantRequest{Target: "db-prod", Login: "postgres", Duration: "30m"}, http.StatusBadRequest, ReasonRequestMalformed)
-	a.wantError("POST", "/v1/grants", agent, GrantRequest{Target: "db-prod", Login: "postgres", Duration: "30m", Reason: strings.Repeat("x", 1001)}, http.StatusBadRequest, ReasonRequestMalformed)
+	a.wantError("POST", "/v1/grants", expired, ask, http.StatusUnauthorized, events.ReasonTokenExpired)
+	a.wantError("POST", "/v1/grants", agent, []byte(`{"target": "db-prod", "bogus": 1}`), http.StatusBadRequest, events.ReasonRequestMalformed)
+	a.wantError("POST", "/v1/grants", agent, GrantRequest{Target: "db-prod", Login: "postgres", Duration: "soon", Reason: "x"}, http.StatusBadRequest, events.ReasonRequestMalformed)
+	a.wantError("POST", "/v1/grants", agent, GrantRequest{Target: "db-prod", Login: "postgres", Duration: "30m"}, http.StatusBadRequest, events.ReasonRequestMalformed)
+	a.wantError("POST", "/v1/grants", agent, GrantRequest{Target: "db-prod", Login: "postgres", Duration: "30m", Reason: strings.Repeat("x", 1001)}, http.StatusBadRequest, events.ReasonRequestMalformed)
 	// Refused by policy.
-	a.wantError("POST", "/v1/grants", agent, GrantRequest{Target: "web-1", Login: "postgres", Duration: "30m", Reason: "x"}, http.StatusForbidden, ReasonDenied)
-	a.wantError("POST", "/v1/grants", bob, ask, http.StatusForbidden, ReasonDenied)
+	a.wantError("POST", "/v1/grants", agent, GrantRequest{Target: "web-1", Login: "postgres", Duration: "30m", Reason: "x"}, http.StatusForbidden, events.ReasonDenied)
+	a.wantError("POST", "/v1/grants", bob, ask, http.StatusForbidden, events.ReasonDenied)
 	a.wantError("PUT", "/v1/grants", agent, nil, http.StatusMethodNotAllowed, "method_not_allowed")
 
 	var g Grant
@@ -156,15 +157,15 @@ func TestGrantsAPI(t *testing.T) {
 	path := "/v1/grants/" + g.ID
 
 	// Invisible and unknown grants get the same answer.
-	unknown := a.wantError("GET", "/v1/grants/G-99999", bob, nil, http.StatusNotFound, ReasonGrantNotFound)
-	invisible := a.wantError("GET", path, mallory, nil, http.StatusNotFound, ReasonGrantNotFound)
+	unknown := a.wantError("GET", "/v1/grants/G-99999", bob, nil, http.StatusNotFound, events.ReasonGrantNotFound)
+	invisible := a.wantError("GET", path, mallory, nil, http.StatusNotFound, events.ReasonGrantNotFound)
 	if strings.Replace(unknown.Error, "G-99999", g.ID, 1) != invisible.Error {
 		t.Fatalf("unknown %q and invisible %q differ", unknown.Error, invisible.Error)
 	}
-	a.wantError("POST", path+"/approve", mallory, nil, http.StatusNotFound, ReasonGrantNotFound)
-	a.wantError("POST", path+"/approve", agent, nil, http.StatusForbidden, ReasonOwnGrant)
-	a.wantError("POST", path+"/deny", agent, GrantDecisionRequest{Comment: "x"}, http.StatusForbidden, ReasonOwnGrant)
-	a.wantError("POST", path+"/approve", bob, []byte(`{"comment": 7}`), http.StatusBadRequest, ReasonRequestMalformed)
+	a.wantError("POST", path+"/approve", mallory, nil, http.StatusNotFound, events.ReasonGrantNotFound)
+	a.wantError("POST", path+"/approve", agent, nil, http.StatusForbidden, events.ReasonOwnGrant)
+	a.wantError("POST", path+"/deny", agent, GrantDecisionRequest{Comment: "x"}, http.StatusForbidden, events.ReasonOwnGrant)
+	a.wantError("POST", path+"/approve", bob, []byte(`{"comment": 7}`), http.StatusBadRequest, events.ReasonRequestMalformed)
 
 	var got Grant
 	if code := a.call("GET", path, bob, nil, &got); code != http.StatusOK || got.ID != g.ID {
@@ -176,25 +177,25 @@ func TestGrantsAPI(t *testing.T) {
 			t.Fatalf("list pending: %d %+v, want %d", code, list, want)
 		}
 	}
-	a.wantError("GET", "/v1/grants?state=bogus", agent, nil, http.StatusBadRequest, ReasonRequestMalformed)
+	a.wantError("GET", "/v1/grants?state=bogus", agent, nil, http.StatusBadRequest, events.ReasonRequestMalformed)
 
 	g = a.decide(g.ID, "approve", bob)
 	if g.State != GrantActive || g.Approvals[0].By != "bob@corp" || g.Approvals[0].Comment != "ok" {
 		t.Fatalf("approved: %+v", g)
 	}
-	a.wantError("POST", path+"/approve", carol, nil, http.StatusConflict, ReasonGrantState)
-	a.wantError("POST", path+"/deny", carol, nil, http.StatusConflict, ReasonGrantState)
+	a.wantError("POST", path+"/approve", carol, nil, http.StatusConflict, events.ReasonGrantState)
+	a.wantError("POST", path+"/deny", carol, nil, http.StatusConflict, events.ReasonGrantState)
 	if code := a.call("GET", "/v1/grants?state=active", agent, nil, &list); code != http.StatusOK || len(list.Grants) != 1 {
 		t.Fatalf("list active: %d %+v", code, list)
 	}
 
-	a.wantError("POST", path+"/revoke", mallory, nil, http.StatusNotFound, ReasonGrantNotFound)
+	a.wantError("POST", path+"/revoke", mallory, nil, http.StatusNotFound, events.ReasonGrantNotFound)
 	g = a.decide(g.ID, "revoke", agent)
 	if g.State != GrantRevoked {
 		t.Fatalf("revoked: %+v", g)
 	}
 	a.wantEnd(g.ID, GrantRevokedWhy)
-	a.wantError("POST", path+"/revoke", bob, nil, http.StatusConflict, ReasonGrantState)
+	a.wantError("POST", path+"/revoke", bob, nil, http.StatusConflict, events.ReasonGrantState)
 
 	// Another policy: bob, who may no longer approve, is refused on a
 	// grant he decided.
@@ -204,12 +205,12 @@ func TestGrantsAPI(t *testing.T) {
 	a.pol.Store(grantTestPolicy(t, 1, "carol"))
 	g3 := Grant{}
 	a.call("POST", "/v1/grants", agent, ask, &g3)
-	a.wantError("POST", "/v1/grants/"+g3.ID+"/approve", bob, nil, http.StatusNotFound, ReasonGrantNotFound)
-	a.wantError("POST", "/v1/grants/"+g2.ID+"/revoke", bob, nil, http.StatusForbidden, ReasonNotApprover)
+	a.wantError("POST", "/v1/grants/"+g3.ID+"/approve", bob, nil, http.StatusNotFound, events.ReasonGrantNotFound)
+	a.wantError("POST", "/v1/grants/"+g2.ID+"/revoke", bob, nil, http.StatusForbidden, events.ReasonNotApprover)
 
 	// Every refusal of a grant action is in the journal.
 	var reasons []string
-	for _, e := range a.events(EventGrantRefused) {
+	for _, e := range a.events(events.GrantRefused) {
 		reasons = append(reasons, e["action"]+":"+e["reason"])
 	}
 	want := "request:token_missing request:token_malformed request:token_expired request:request_malformed request:request_malformed " +
@@ -224,9 +225,9 @@ func TestGrantsAPI(t *testing.T) {
 	if err := a.j.Close(); err != nil {
 		t.Fatal(err)
 	}
-	a.wantError("POST", "/v1/grants", agent, ask, http.StatusServiceUnavailable, ReasonJournalUnavailable)
-	a.wantError("POST", "/v1/grants/"+g3.ID+"/approve", carol, nil, http.StatusServiceUnavailable, ReasonJournalUnavailable)
-	a.wantError("POST", "/v1/grants", "", ask, http.StatusServiceUnavailable, ReasonJournalUnavailable)
+	a.wantError("POST", "/v1/grants", agent, ask, http.StatusServiceUnavailable, events.ReasonJournalUnavailable)
+	a.wantError("POST", "/v1/grants/"+g3.ID+"/approve", carol, nil, http.StatusServiceUnavailable, events.ReasonJournalUnavailable)
+	a.wantError("POST", "/v1/grants", "", ask, http.StatusServiceUnavailable, events.ReasonJournalUnavailable)
 	if g, _ := a.g.Get(g3.ID); g.State != GrantPending || len(g.Approvals) != 0 {
 		t.Fatalf("after a failed approval: %+v", g)
 	}
@@ -243,7 +244,7 @@ func TestGrantsAPINotEnabled(t *testing.T) {
 	defer resp.Body.Close()
 	var er ErrorResponse
 	json.NewDecoder(resp.Body).Decode(&er)
-	if resp.StatusCode != http.StatusNotFound || er.Reason != ReasonGrantsNotEnabled {
+	if resp.StatusCode != http.StatusNotFound || er.Reason != events.ReasonGrantsNotEnabled {
 		t.Fatalf("%d %+v", resp.StatusCode, er)
 	}
 }
@@ -256,7 +257,7 @@ func TestCertificateUnderGrant(t *testing.T) {
 	key := authorizedKey(newSigner(t).PublicKey())
 	certReq := CertificateRequest{PublicKey: key, Logins: []string{"postgres"}, TTL: "20m"}
 
-	a.wantError("POST", "/v1/certificates", agent, certReq, http.StatusForbidden, ReasonDenied)
+	a.wantError("POST", "/v1/certificates", agent, certReq, http.StatusForbidden, events.ReasonDenied)
 
 	var g Grant
 	if code := a.call("POST", "/v1/grants", agent, GrantRequest{Target: "db-1", Login: "postgres", Duration: "3m", Reason: "x"}, &g); code != http.StatusCreated {
@@ -277,5 +278,5 @@ func TestCertificateUnderGrant(t *testing.T) {
 
 	// Once the grant has ended, no certificate is issued under it.
 	a.clock.Advance(3 * time.Minute)
-	a.wantError("POST", "/v1/certificates", a.token("agent-1"), certReq, http.StatusForbidden, ReasonDenied)
+	a.wantError("POST", "/v1/certificates", a.token("agent-1"), certReq, http.StatusForbidden, events.ReasonDenied)
 }

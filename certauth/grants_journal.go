@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/events"
 )
 
 // The grant events' attributes. Every event has "at" (RFC 3339 with
@@ -70,7 +71,7 @@ func (s *Grants) apply(name string, idx int64, a recorder.Attrs) (*Grant, error)
 	if err != nil {
 		return nil, err
 	}
-	if name == EventGrantRequested {
+	if name == events.GrantRequested {
 		return s.applyRequest(idx, at, a)
 	}
 	g := s.m[a["grant"]]
@@ -79,11 +80,11 @@ func (s *Grants) apply(name string, idx int64, a recorder.Attrs) (*Grant, error)
 	}
 	want := GrantPending
 	switch name {
-	case EventGrantActivated, EventGrantEnded:
-		if name == EventGrantEnded {
+	case events.GrantActivated, events.GrantEnded:
+		if name == events.GrantEnded {
 			want = GrantActive
 		}
-	case EventGrantRevoked:
+	case events.GrantRevoked:
 		if g.State == GrantActive {
 			want = GrantActive
 		}
@@ -92,12 +93,12 @@ func (s *Grants) apply(name string, idx int64, a recorder.Attrs) (*Grant, error)
 		return nil, fmt.Errorf("%s of grant %s, which is %s", name, g.ID, g.State)
 	}
 	switch name {
-	case EventGrantApproved:
+	case events.GrantApproved:
 		if a["by"] == "" || a["by"] == g.Identity || g.approvedBy(a["by"]) {
 			return nil, fmt.Errorf("approval of grant %s by %q: not a new approver", g.ID, a["by"])
 		}
 		g.Approvals = append(g.Approvals, GrantApproval{By: a["by"], Comment: a["comment"], At: at})
-	case EventGrantActivated:
+	case events.GrantActivated:
 		if len(g.Approvals) < g.ApprovalsNeeded {
 			return nil, fmt.Errorf("grant %s activated with %d of %d approvals", g.ID, len(g.Approvals), g.ApprovalsNeeded)
 		}
@@ -107,13 +108,13 @@ func (s *Grants) apply(name string, idx int64, a recorder.Attrs) (*Grant, error)
 			return nil, err
 		}
 		g.State, g.Start, g.End = GrantActive, start, end
-	case EventGrantDenied:
+	case events.GrantDenied:
 		g.State, g.ClosedAt, g.ClosedBy, g.Comment = GrantDenied, at, a["by"], a["comment"]
-	case EventGrantExpired:
+	case events.GrantExpired:
 		g.State, g.ClosedAt = GrantExpired, at
-	case EventGrantEnded:
+	case events.GrantEnded:
 		g.State, g.ClosedAt = GrantEnded, at
-	case EventGrantRevoked:
+	case events.GrantRevoked:
 		g.State, g.ClosedAt, g.ClosedBy, g.Comment = GrantRevoked, at, a["by"], a["comment"]
 	default:
 		return nil, fmt.Errorf("unknown grant event %s", name)

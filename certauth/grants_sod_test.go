@@ -10,6 +10,7 @@ import (
 
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/events"
 )
 
 // sodPolicy lets every identity of corp ask for postgres on db-* and
@@ -69,7 +70,7 @@ func TestGrantExcludeSponsor(t *testing.T) {
 			if msg := err.Error(); !strings.Contains(msg, "excludes the requester's sponsor") || !strings.Contains(msg, c.approver.String()) {
 				t.Errorf("%s: %v", c.name, err)
 			}
-			if status, reason := grantStatus(err); status != http.StatusForbidden || reason != ReasonSponsorConflict {
+			if status, reason := grantStatus(err); status != http.StatusForbidden || reason != events.ReasonSponsorConflict {
 				t.Errorf("%s: HTTP %d %s", c.name, status, reason)
 			}
 			// A denial takes access away: the sponsor may still deny.
@@ -78,7 +79,7 @@ func TestGrantExcludeSponsor(t *testing.T) {
 			}
 		}
 		var refusals []string
-		for _, r := range f.events(EventGrantRefused) {
+		for _, r := range f.events(events.GrantRefused) {
 			refusals = append(refusals, r["action"]+":"+r["reason"]+":"+r["identity"])
 		}
 		want := "approve:sponsor_conflict:alice@corp approve:sponsor_conflict:alice@corp " +
@@ -102,7 +103,7 @@ func TestGrantExcludeSponsor(t *testing.T) {
 				t.Errorf("%s: %+v", c.name, g)
 			}
 		}
-		approved := f.events(EventGrantApproved)
+		approved := f.events(events.GrantApproved)
 		if len(approved) != len(cases) {
 			t.Fatalf("%d approvals", len(approved))
 		}
@@ -120,7 +121,7 @@ func TestGrantExcludeSponsor(t *testing.T) {
 		if approved[2]["by.sponsor"] != "alice@bank.example" || approved[2]["by.subject"] != "agent-1" {
 			t.Errorf("grant.approved by the agent: %v", approved[2])
 		}
-		if req := f.events(EventGrantRequested)[0]; req["sponsor"] != "alice@bank.example" {
+		if req := f.events(events.GrantRequested)[0]; req["sponsor"] != "alice@bank.example" {
 			t.Errorf("grant.requested: %v", req)
 		}
 		if g, _ := f.g.Get(f.g.List(GrantFilter{})[2].ID); g.Email != "Alice@bank.example" {
@@ -167,7 +168,7 @@ func TestGrantOldLeaves(t *testing.T) {
 		"sponsor": "alice", "target": "db-1", "login": "postgres", "duration.asked": "30m0s", "duration": "30m0s", "reason": "x",
 		"role": "db-grant", "approvals": "1", "approvers": "people", "pending_until": timeAttr(now.Add(time.Hour)),
 	}
-	idx, err := f.j.AppendIndexedEvent(ctx, EventGrantRequested, req, "grant.index")
+	idx, err := f.j.AppendIndexedEvent(ctx, events.GrantRequested, req, "grant.index")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,8 +178,8 @@ func TestGrantOldLeaves(t *testing.T) {
 		name string
 		a    recorder.Attrs
 	}{
-		{EventGrantApproved, recorder.Attrs{"at": timeAttr(now), "grant": id, "by": "alice@corp", "by.issuer": "https://idp.example", "approvals": "1"}},
-		{EventGrantActivated, recorder.Attrs{"at": timeAttr(now), "grant": id, "start": timeAttr(now), "end": timeAttr(now.Add(30 * time.Minute))}},
+		{events.GrantApproved, recorder.Attrs{"at": timeAttr(now), "grant": id, "by": "alice@corp", "by.issuer": "https://idp.example", "approvals": "1"}},
+		{events.GrantActivated, recorder.Attrs{"at": timeAttr(now), "grant": id, "start": timeAttr(now), "end": timeAttr(now.Add(30 * time.Minute))}},
 	} {
 		if _, err := f.j.AppendEvent(ctx, e.name, e.a); err != nil {
 			t.Fatal(err)
@@ -206,14 +207,14 @@ func TestGrantsAPISponsorConflict(t *testing.T) {
 	if got := a.call("POST", "/v1/grants", agent, GrantRequest{Target: "db-1", Login: "postgres", Duration: "30m", Reason: "x"}, &g); got != http.StatusCreated || g.Sponsor != "alice@example.com" {
 		t.Fatalf("request: HTTP %d %+v", got, g)
 	}
-	er := a.wantError("POST", "/v1/grants/"+g.ID+"/approve", alice, nil, http.StatusForbidden, ReasonSponsorConflict)
+	er := a.wantError("POST", "/v1/grants/"+g.ID+"/approve", alice, nil, http.StatusForbidden, events.ReasonSponsorConflict)
 	if !strings.Contains(er.Error, "alice@corp is the sponsor of agent-1@corp") {
 		t.Errorf("error: %q", er.Error)
 	}
 	if g = a.decide(g.ID, "approve", carol); g.State != GrantActive {
 		t.Fatalf("approved by carol: %+v", g)
 	}
-	approved := a.events(EventGrantApproved)
+	approved := a.events(events.GrantApproved)
 	if len(approved) != 1 || approved[0]["by.email"] != "carol@example.com" || approved[0]["by.subject"] != "carol" || approved[0]["by.provider"] != "corp" {
 		t.Errorf("grant.approved: %v", approved)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/events"
 	"github.com/bastionhq/bastion/storage"
 )
 
@@ -322,7 +323,7 @@ func TestGrantLifecycle(t *testing.T) {
 	if evs[2]["start"] != timeAttr(approvedAt) || evs[2]["end"] != timeAttr(approvedAt.Add(time.Hour)) {
 		t.Errorf("grant.activated: %v", evs[2])
 	}
-	refused := f.events(EventGrantRefused)
+	refused := f.events(events.GrantRefused)
 	var reasons []string
 	for _, r := range refused {
 		reasons = append(reasons, r["action"]+":"+r["reason"])
@@ -437,7 +438,7 @@ func TestGrantOperatorRevoke(t *testing.T) {
 		t.Fatalf("operator revocation: %+v, %v", r, err)
 	}
 	f.wantEnd(g.ID, GrantRevokedWhy)
-	evs := f.events(EventGrantRevoked)
+	evs := f.events(events.GrantRevoked)
 	if len(evs) != 1 || evs[0]["by.kind"] != "operator" || evs[0]["by"] != "operator (uid 0, pid 1)" {
 		t.Fatalf("journaled %v", evs)
 	}
@@ -585,7 +586,7 @@ func TestGrantRequestRefused(t *testing.T) {
 	if gs := f.g.List(GrantFilter{}); len(gs) != 0 {
 		t.Fatalf("refused requests made grants: %+v", gs)
 	}
-	if n := len(f.events(EventGrantRefused)); n != 9 {
+	if n := len(f.events(events.GrantRefused)); n != 9 {
 		t.Fatalf("%d refusals journaled, want 9", n)
 	}
 }

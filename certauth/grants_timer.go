@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/events"
 )
 
 // poke wakes the timer goroutine to look at the deadlines again.
@@ -72,13 +73,13 @@ func (s *Grants) settle(ctx context.Context) (time.Time, error) {
 	for _, g := range s.m {
 		switch {
 		case g.State == GrantPending && len(g.Approvals) >= g.ApprovalsNeeded:
-			todo = append(todo, due{g.clone(), EventGrantActivated})
+			todo = append(todo, due{g.clone(), events.GrantActivated})
 		case g.State == GrantPending && !now.Before(g.PendingUntil):
-			todo = append(todo, due{g.clone(), EventGrantExpired})
+			todo = append(todo, due{g.clone(), events.GrantExpired})
 		case g.State == GrantPending:
 			soonest(g.PendingUntil)
 		case g.State == GrantActive && !now.Before(g.End):
-			todo = append(todo, due{g.clone(), EventGrantEnded})
+			todo = append(todo, due{g.clone(), events.GrantEnded})
 		case g.State == GrantActive:
 			soonest(g.End)
 		}
@@ -91,22 +92,22 @@ func (s *Grants) settle(ctx context.Context) (time.Time, error) {
 		var g Grant
 		var err error
 		switch d.event {
-		case EventGrantActivated:
+		case events.GrantActivated:
 			g, err = s.activate(ctx, d.g, now)
 			if err == nil {
 				soonest(g.End)
 			}
-		case EventGrantExpired:
-			g, err = s.commit(ctx, EventGrantExpired, d.g.ID, recorder.Attrs{"at": timeAttr(now), "pending_until": timeAttr(d.g.PendingUntil)})
+		case events.GrantExpired:
+			g, err = s.commit(ctx, events.GrantExpired, d.g.ID, recorder.Attrs{"at": timeAttr(now), "pending_until": timeAttr(d.g.PendingUntil)})
 			if err == nil {
 				s.log.Info("grant request expired", "grant", g.ID, "identity", g.Identity)
-				s.notify(EventGrantExpired, g, "", "")
+				s.notify(events.GrantExpired, g, "", "")
 			}
-		case EventGrantEnded:
-			g, err = s.commit(ctx, EventGrantEnded, d.g.ID, recorder.Attrs{"at": timeAttr(now), "end": timeAttr(d.g.End)})
+		case events.GrantEnded:
+			g, err = s.commit(ctx, events.GrantEnded, d.g.ID, recorder.Attrs{"at": timeAttr(now), "end": timeAttr(d.g.End)})
 			if err == nil {
 				s.log.Info("grant ended", "grant", g.ID, "identity", g.Identity)
-				s.notify(EventGrantEnded, g, "", "")
+				s.notify(events.GrantEnded, g, "", "")
 				ended = append(ended, endedGrant{g, GrantEndedWhy})
 			}
 		}

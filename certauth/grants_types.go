@@ -7,24 +7,11 @@ import (
 	"time"
 
 	"github.com/bastionhq/bastion/policy"
-)
-
-// Journal event names of just-in-time grants. Every transition of a grant
-// is one of them, committed before it takes effect; grant.refused records
-// an action on grants that was turned down.
-const (
-	EventGrantRequested = "grant.requested"
-	EventGrantApproved  = "grant.approved"
-	EventGrantDenied    = "grant.denied"
-	EventGrantActivated = "grant.activated"
-	EventGrantExpired   = "grant.expired"
-	EventGrantEnded     = "grant.ended"
-	EventGrantRevoked   = "grant.revoked"
-	EventGrantRefused   = "grant.refused"
+	"github.com/bastionhq/bastion/recorder/events"
 )
 
 // grantEvents are the events a [Grants] store is rebuilt from.
-var grantEvents = []string{EventGrantRequested, EventGrantApproved, EventGrantDenied, EventGrantActivated, EventGrantExpired, EventGrantEnded, EventGrantRevoked}
+var grantEvents = []string{events.GrantRequested, events.GrantApproved, events.GrantDenied, events.GrantActivated, events.GrantExpired, events.GrantEnded, events.GrantRevoked}
 
 // GrantState is where a grant is in its life: pending until approved,
 // denied or expired; active until it ends or is revoked.

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/bastionhq/bastion/recorder/events"
 	"github.com/hashicorp/go-hclog"
 )
 
@@ -222,20 +223,20 @@ func webhookText(event string, g *Grant, by, comment string) string {
 		access += fmt.Sprintf(" (command %q)", truncate(g.Command, 200))
 	}
 	switch event {
-	case EventGrantRequested:
+	case events.GrantRequested:
 		return fmt.Sprintf("%s requests %s for %s: %q%s — %s needs %d approval(s) before %s",
 			g.Identity, access, time.Duration(g.Duration), truncate(g.Reason, 300), ticketSuffix(g.Ticket), g.ID, g.ApprovalsNeeded, g.PendingUntil.UTC().Format(time.RFC3339))
-	case EventGrantApproved:
+	case events.GrantApproved:
 		fmt.Fprintf(&b, "%s approved %s (%s for %s, %d of %d)", by, g.ID, access, g.Identity, len(g.Approvals), g.ApprovalsNeeded)
-	case EventGrantDenied:
+	case events.GrantDenied:
 		fmt.Fprintf(&b, "%s denied %s (%s for %s)", by, g.ID, access, g.Identity)
-	case EventGrantActivated:
+	case events.GrantActivated:
 		fmt.Fprintf(&b, "%s is active: %s may reach %s until %s", g.ID, g.Identity, access, g.End.UTC().Format(time.RFC3339))
-	case EventGrantExpired:
+	case events.GrantExpired:
 		fmt.Fprintf(&b, "%s expired without a decision (%s for %s)", g.ID, access, g.Identity)
-	case EventGrantEnded:
+	case events.GrantEnded:
 		fmt.Fprintf(&b, "%s ended: %s no longer reaches %s", g.ID, g.Identity, access)
-	case EventGrantRevoked:
+	case events.GrantRevoked:
 		fmt.Fprintf(&b, "%s revoked %s (%s for %s)", by, g.ID, access, g.Identity)
 	default:
 		fmt.Fprintf(&b, "%s: %s", event, g.ID)

@@ -3,6 +3,7 @@ package certauth
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/bastionhq/bastion/recorder/events"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -149,7 +150,7 @@ func TestGrantWebhookNeverBlocks(t *testing.T) {
 	f.mustDecide("revoke", g.ID, grantAgent)
 	f.wantEnd(g.ID, GrantRevokedWhy)
 	for range webhookQueue + 10 {
-		f.g.hook.send(EventGrantRequested, g, "", "")
+		f.g.hook.send(events.GrantRequested, g, "", "")
 	}
 	if _, _, dropped := f.g.WebhookStats(); dropped == 0 {
 		t.Fatal("a full queue dropped nothing")

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/bastionhq/bastion/recorder/events"
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/time/rate"
@@ -141,13 +142,13 @@ func (a *API) certificates(w http.ResponseWriter, r *http.Request) {
 	if tokenErr != nil || bodyErr != nil {
 		// Refused before any token check: journal it like any refusal.
 		msg := errors.Join(tokenErr, bodyErr).Error()
-		reason := ReasonRequestMalformed
+		reason := events.ReasonRequestMalformed
 		status := http.StatusBadRequest
 		if tokenErr != nil {
-			reason, status = ReasonTokenMissing, http.StatusUnauthorized
+			reason, status = events.ReasonTokenMissing, http.StatusUnauthorized
 		}
 		if err := a.issuer.refuse(r.Context(), &Refusal{Status: status, Reason: reason, Msg: msg}, addr); isJournalFailure(err) {
-			writeError(w, http.StatusServiceUnavailable, ReasonJournalUnavailable, err.Error())
+			writeError(w, http.StatusServiceUnavailable, events.ReasonJournalUnavailable, err.Error())
 			return
 		}
 		if status == http.StatusUnauthorized {
@@ -171,7 +172,7 @@ func (a *API) certificates(w http.ResponseWriter, r *http.Request) {
 		if rf.Status == http.StatusUnauthorized {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="bastion", error="invalid_token"`)
 		}
-		if rf.Reason == ReasonRateLimited {
+		if rf.Reason == events.ReasonRateLimited {
 			w.Header().Set("Retry-After", "1")
 		}
 		msg := rf.Msg
@@ -205,20 +206,20 @@ func (a *API) certificates(w http.ResponseWriter, r *http.Request) {
 func (a *API) limited(w http.ResponseWriter, r *http.Request, addr netip.Addr, who string) {
 	msg := "too many certificate requests from " + who + ": retry later"
 	if a.byAddr.firstRefusal(who, a.now()) {
-		if err := a.issuer.refuse(r.Context(), &Refusal{Status: http.StatusTooManyRequests, Reason: ReasonRateLimited, Msg: msg}, addr); isJournalFailure(err) {
-			writeError(w, http.StatusServiceUnavailable, ReasonJournalUnavailable, err.Error())
+		if err := a.issuer.refuse(r.Context(), &Refusal{Status: http.StatusTooManyRequests, Reason: events.ReasonRateLimited, Msg: msg}, addr); isJournalFailure(err) {
+			writeError(w, http.StatusServiceUnavailable, events.ReasonJournalUnavailable, err.Error())
 			return
 		}
 	} else {
 		a.log.Warn("certificate request rate-limited", "who", who)
 	}
 	w.Header().Set("Retry-After", "1")
-	writeError(w, http.StatusTooManyRequests, ReasonRateLimited, msg)
+	writeError(w, http.StatusTooManyRequests, events.ReasonRateLimited, msg)
 }
 
 func isJournalFailure(err error) bool {
 	var rf *Refusal
-	return errors.As(err, &rf) && rf.Reason == ReasonJournalUnavailable
+	return errors.As(err, &rf) && rf.Reason == events.ReasonJournalUnavailable
 }
 
 func nonNil(s []string) []string {

@@ -25,19 +25,7 @@ import (
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/policy/mask"
 	"github.com/bastionhq/bastion/recorder"
-)
-
-// Journal event names certauth writes.
-const (
-	EventCAStarted   = "ca.started"
-	EventCertIssued  = "cert.issued"
-	EventCertRefused = "cert.refused"
-	EventCertRevoked = "cert.revoked"
-	// EventCARotated records that a certificate authority was given a
-	// new key ("bastion ca rotate"): the role, both keys' fingerprints,
-	// the new key's algorithm, the grace period, and who rotated it. See
-	// docs/journal-format.md, section 6.2.
-	EventCARotated = "ca.rotated"
+	"github.com/bastionhq/bastion/recorder/events"
 )
 
 // Limits on what a certificate may be.
@@ -178,7 +166,7 @@ func NewIssuer(ctx context.Context, opts IssuerOptions) (*Issuer, error) {
 	for _, k := range opts.CA.Trusted {
 		trusted = append(trusted, ssh.FingerprintSHA256(k.Key))
 	}
-	if _, err := is.journal.AppendEvent(ctx, EventCAStarted, recorder.Attrs{
+	if _, err := is.journal.AppendEvent(ctx, events.CAStarted, recorder.Attrs{
 		"ca.role":    string(opts.CA.Role),
 		"ca.sha256":  ssh.FingerprintSHA256(opts.CA.Signer.PublicKey()),
 		"ca.trusted": strings.Join(trusted, ","),
@@ -213,16 +201,6 @@ type Issued struct {
 	Identity *policy.Identity
 	Decision policy.CertDecision
 }
-
-// Refusal codes that are not token or key reasons.
-const (
-	ReasonDenied             = "denied"
-	ReasonRequestMalformed   = "request_malformed"
-	ReasonIdentityRevoked    = "identity_revoked"
-	ReasonRateLimited        = "rate_limited"
-	ReasonJournalUnavailable = "journal_unavailable"
-	ReasonTokenMissing       = "token_missing"
-)
 
 // A Refusal is a request the issuer turned down, and why. Status is the
 // HTTP status that fits it.
@@ -280,7 +258,7 @@ func (is *Issuer) refuse(ctx context.Context, r *Refusal, addr netip.Addr) error
 }
 
 func (is *Issuer) journalRefusal(ctx context.Context, r *Refusal, attrs recorder.Attrs) error {
-	if r.Reason == ReasonJournalUnavailable {
+	if r.Reason == events.ReasonJournalUnavailable {
 		return r
 	}
 	// An error may quote what the client sent (a malformed ticket).
@@ -302,9 +280,9 @@ func (is *Issuer) journalRefusal(ctx context.Context, r *Refusal, attrs recorder
 	attrs["error"] = r.Msg
 	m.Fields(attrs, "ticket", "error")
 	attrs["error"] = truncate(attrs["error"], 1024) // after masking: a value across the cut is masked too
-	if _, jerr := is.journal.AppendEvent(ctx, EventCertRefused, attrs); jerr != nil {
+	if _, jerr := is.journal.AppendEvent(ctx, events.CertRefused, attrs); jerr != nil {
 		is.log.Error("journal a refusal", "reason", r.Reason, "error", jerr)
-		return &Refusal{Status: http.StatusServiceUnavailable, Reason: ReasonJournalUnavailable,
+		return &Refusal{Status: http.StatusServiceUnavailable, Reason: events.ReasonJournalUnavailable,
 			Msg: "the journal cannot record this request, so nothing is issued", Err: errors.Join(r, jerr)}
 	}
 	is.log.Info("certificate refused", "reason", r.Reason, "error", msg, "client", attrs["client.address"], "identity", attrs["identity"])
@@ -314,7 +292,7 @@ func (is *Issuer) journalRefusal(ctx context.Context, r *Refusal, attrs recorder
 func (is *Issuer) issue(ctx context.Context, req IssueRequest, refused recorder.Attrs, limit func(string) (bool, bool)) (*Issued, error) {
 	now := is.now()
 	if req.Token == "" {
-		return nil, &Refusal{Status: http.StatusUnauthorized, Reason: ReasonTokenMissing, Msg: "no bearer token: send the OIDC token as \"Authorization: Bearer TOKEN\""}
+		return nil, &Refusal{Status: http.StatusUnauthorized, Reason: events.ReasonTokenMissing, Msg: "no bearer token: send the OIDC token as \"Authorization: Bearer TOKEN\""}
 	}
 	id, err := is.verifyToken(ctx, req.Token, refused)
 	if err != nil {
@@ -323,19 +301,19 @@ func (is *Issuer) issue(ctx context.Context, req IssueRequest, refused recorder.
 	identityAttrs(refused, id)
 	if limit != nil {
 		if ok, journal := limit(id.String()); !ok {
-			return nil, &Refusal{Status: http.StatusTooManyRequests, Reason: ReasonRateLimited,
+			return nil, &Refusal{Status: http.StatusTooManyRequests, Reason: events.ReasonRateLimited,
 				Msg: "too many certificate requests for " + id.String() + ": retry later", quiet: !journal}
 		}
 	}
 	if err := checkTicket(req.Ticket); err != nil {
-		return nil, &Refusal{Status: http.StatusBadRequest, Reason: ReasonRequestMalformed, Msg: err.Error()}
+		return nil, &Refusal{Status: http.StatusBadRequest, Reason: events.ReasonRequestMalformed, Msg: err.Error()}
 	}
 	if req.Ticket != "" {
 		refused["ticket"] = req.Ticket
 		if _, hits := pickMasker(is.text).Text(req.Ticket); len(hits) > 0 {
 			// The ticket goes into the certificate's key ID, which
 			// targets log: it must hold nothing masking would hide.
-			return nil, &Refusal{Status: http.StatusBadRequest, Reason: ReasonRequestMalformed,
+			return nil, &Refusal{Status: http.StatusBadRequest, Reason: events.ReasonRequestMalformed,
 				Msg: fmt.Sprintf("the ticket holds a value that masking hides (%s): a ticket names a change, such as OPS-42", strings.Join(mask.Summary("ticket", hits), ", "))}
 		}
 	}
@@ -348,13 +326,13 @@ func (is *Issuer) issue(ctx context.Context, req IssueRequest, refused recorder.
 	refused["key.type"] = key.Type()
 	refused["key.sha256"] = ssh.FingerprintSHA256(key)
 	if is.isCAKey(key) {
-		return nil, &Refusal{Status: http.StatusBadRequest, Reason: ReasonKeyIsCA, Msg: "the key is a CA key of this bastion: certify a key of your own"}
+		return nil, &Refusal{Status: http.StatusBadRequest, Reason: events.ReasonKeyIsCA, Msg: "the key is a CA key of this bastion: certify a key of your own"}
 	}
 	if req.TTL != 0 && req.TTL < MinTTL {
-		return nil, &Refusal{Status: http.StatusBadRequest, Reason: ReasonRequestMalformed, Msg: fmt.Sprintf("a certificate lives at least %v: ask for a longer ttl, or none for the default", MinTTL)}
+		return nil, &Refusal{Status: http.StatusBadRequest, Reason: events.ReasonRequestMalformed, Msg: fmt.Sprintf("a certificate lives at least %v: ask for a longer ttl, or none for the default", MinTTL)}
 	}
 	if err := checkLogins(req.Logins); err != nil {
-		return nil, &Refusal{Status: http.StatusBadRequest, Reason: ReasonRequestMalformed, Msg: err.Error()}
+		return nil, &Refusal{Status: http.StatusBadRequest, Reason: events.ReasonRequestMalformed, Msg: err.Error()}
 	}
 
 	// Hold off revocations from the revocation check until the issuance
@@ -362,7 +340,7 @@ func (is *Issuer) issue(ctx context.Context, req IssueRequest, refused recorder.
 	unlock := is.reg.issuing()
 	defer unlock()
 	if why := is.reg.identityRefused(id.String(), id.IssuedAt, now); why != "" {
-		return nil, &Refusal{Status: http.StatusForbidden, Reason: ReasonIdentityRevoked, Msg: why}
+		return nil, &Refusal{Status: http.StatusForbidden, Reason: events.ReasonIdentityRevoked, Msg: why}
 	}
 
 	is.policyMu.RLock()
@@ -377,10 +355,10 @@ func (is *Issuer) issue(ctx context.Context, req IssueRequest, refused recorder.
 		refused["rule"] = d.Rule
 	}
 	if !d.Allow {
-		return nil, &Refusal{Status: http.StatusForbidden, Reason: ReasonDenied, Msg: "policy refuses a certificate: " + d.Reason}
+		return nil, &Refusal{Status: http.StatusForbidden, Reason: events.ReasonDenied, Msg: "policy refuses a certificate: " + d.Reason}
 	}
 	if len(d.Principals) == 0 {
-		return nil, &Refusal{Status: http.StatusForbidden, Reason: ReasonDenied, Msg: "policy grants no login"}
+		return nil, &Refusal{Status: http.StatusForbidden, Reason: events.ReasonDenied, Msg: "policy grants no login"}
 	}
 	ttl := min(d.TTL, is.maxTTL)
 	validBefore := now.Add(ttl).Truncate(time.Second)
@@ -389,7 +367,7 @@ func (is *Issuer) issue(ctx context.Context, req IssueRequest, refused recorder.
 	}
 	validAfter := now.Add(-is.backdate).Truncate(time.Second)
 	if !validBefore.After(now) {
-		return nil, &Refusal{Status: http.StatusForbidden, Reason: ReasonDenied, Msg: "the grant this certificate would be issued under has ended"}
+		return nil, &Refusal{Status: http.StatusForbidden, Reason: events.ReasonDenied, Msg: "the grant this certificate would be issued under has ended"}
 	}
 
 	attrs := recorder.Attrs{}
@@ -415,10 +393,10 @@ func (is *Issuer) issue(ctx context.Context, req IssueRequest, refused recorder.
 	attrs["ca.sha256"] = ssh.FingerprintSHA256(is.ca.Signer.PublicKey())
 	// Not cancelled with the caller: a queued issuance is committed anyway,
 	// and must then be registered (and so revocable by identity).
-	idx, err := is.journal.AppendIndexedEvent(context.WithoutCancel(ctx), EventCertIssued, attrs, "serial")
+	idx, err := is.journal.AppendIndexedEvent(context.WithoutCancel(ctx), events.CertIssued, attrs, "serial")
 	if err != nil {
 		is.log.Error("journal an issuance", "identity", id.String(), "error", err)
-		return nil, &Refusal{Status: http.StatusServiceUnavailable, Reason: ReasonJournalUnavailable,
+		return nil, &Refusal{Status: http.StatusServiceUnavailable, Reason: events.ReasonJournalUnavailable,
 			Msg: "the journal cannot record the issuance, so nothing is issued", Err: err}
 	}
 	serial := uint64(idx)
@@ -467,7 +445,7 @@ func (is *Issuer) verifyToken(ctx context.Context, token string, refused recorde
 			if te.Provider != "" {
 				refused["provider"] = te.Provider
 			}
-			if te.Reason == ReasonProviderUnavailable || te.Reason == ReasonProviderMisconfigured {
+			if te.Reason == events.ReasonProviderUnavailable || te.Reason == events.ReasonProviderMisconfigured {
 				// The server's problem, not the token's; its details
 				// (internal URLs, errors) are for the operators.
 				return nil, &Refusal{Status: http.StatusServiceUnavailable, Reason: te.Reason, Msg: te.Error(), Err: err,
@@ -475,7 +453,7 @@ func (is *Issuer) verifyToken(ctx context.Context, token string, refused recorde
 			}
 			return nil, &Refusal{Status: http.StatusUnauthorized, Reason: te.Reason, Msg: te.Error(), Err: err}
 		}
-		return nil, &Refusal{Status: http.StatusUnauthorized, Reason: ReasonTokenMalformed, Msg: err.Error(), Err: err}
+		return nil, &Refusal{Status: http.StatusUnauthorized, Reason: events.ReasonTokenMalformed, Msg: err.Error(), Err: err}
 	}
 	return id, nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/events"
 	"github.com/bastionhq/bastion/storage"
 )
 
@@ -59,7 +60,7 @@ func TestRefusalJournalBudget(t *testing.T) {
 	for range flood {
 		_, err := is.Issue(ctx, IssueRequest{Token: "garbage", ClientAddress: netip.MustParseAddr("192.0.2.1")})
 		var rf *Refusal
-		if !errors.As(err, &rf) || rf.Reason != ReasonTokenMalformed {
+		if !errors.As(err, &rf) || rf.Reason != events.ReasonTokenMalformed {
 			t.Fatalf("garbage token: %v", err)
 		}
 	}
@@ -76,7 +77,7 @@ func TestRefusalJournalBudget(t *testing.T) {
 	}
 	defer snap.Close()
 	var journaled, left int
-	evs, err := recorder.Events(ctx, snap, key.Verifier, EventCertRefused)
+	evs, err := recorder.Events(ctx, snap, key.Verifier, events.CertRefused)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/bastionhq/bastion/recorder/events"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -17,16 +18,9 @@ const DefaultMinRSABits = 2048
 // RSA key OpenSSH makes (16384 bits) is under 3 KiB in authorized_keys form.
 const maxPublicKeyText = 8 << 10
 
-// Refusal codes for public keys, as ErrorResponse.Reason and in the journal.
-const (
-	ReasonKeyMalformed     = "key_malformed"
-	ReasonKeyIsCertificate = "key_is_certificate"
-	ReasonKeyTypeRefused   = "key_type_refused"
-	ReasonKeyTooWeak       = "key_too_weak"
-	ReasonKeyIsCA          = "key_is_ca"
-)
-
-// A KeyError says why a public key was refused.
+// A KeyError says why a public key was refused: Reason is one of the key
+// codes of package events ([events.ReasonKeyMalformed] and those after it),
+// as ErrorResponse.Reason and in the journal.
 type KeyError struct {
 	Reason string
 	Msg    string
@@ -62,50 +56,50 @@ func ParsePublicKey(text string, minRSABits int) (ssh.PublicKey, error) {
 		minRSABits = DefaultMinRSABits
 	}
 	if len(text) > maxPublicKeyText {
-		return nil, keyErrorf(ReasonKeyMalformed, "public key is %d bytes, more than the %d a key can take", len(text), maxPublicKeyText)
+		return nil, keyErrorf(events.ReasonKeyMalformed, "public key is %d bytes, more than the %d a key can take", len(text), maxPublicKeyText)
 	}
 	text = strings.TrimSpace(text)
 	if text == "" {
-		return nil, keyErrorf(ReasonKeyMalformed, "no public key given: send one in authorized_keys form, for example the content of ~/.ssh/id_ed25519.pub")
+		return nil, keyErrorf(events.ReasonKeyMalformed, "no public key given: send one in authorized_keys form, for example the content of ~/.ssh/id_ed25519.pub")
 	}
 	if strings.ContainsAny(text, "\r\n") {
-		return nil, keyErrorf(ReasonKeyMalformed, "public key must be one line in authorized_keys form")
+		return nil, keyErrorf(events.ReasonKeyMalformed, "public key must be one line in authorized_keys form")
 	}
 	if f := strings.Fields(text); len(f) > 0 && f[0] == keyAlgoDSA {
 		// Refused by name: x/crypto no longer parses DSA at all.
-		return nil, keyErrorf(ReasonKeyTypeRefused, "DSA keys are refused (OpenSSH removed them): use ed25519")
+		return nil, keyErrorf(events.ReasonKeyTypeRefused, "DSA keys are refused (OpenSSH removed them): use ed25519")
 	}
 	key, _, options, rest, err := ssh.ParseAuthorizedKey([]byte(text))
 	if err != nil {
-		return nil, keyErrorf(ReasonKeyMalformed, "public key is not in authorized_keys form (TYPE BASE64 [COMMENT]): %v", err)
+		return nil, keyErrorf(events.ReasonKeyMalformed, "public key is not in authorized_keys form (TYPE BASE64 [COMMENT]): %v", err)
 	}
 	if len(options) > 0 {
-		return nil, keyErrorf(ReasonKeyMalformed, "public key carries authorized_keys options (%s): send the key alone", strings.Join(options, ","))
+		return nil, keyErrorf(events.ReasonKeyMalformed, "public key carries authorized_keys options (%s): send the key alone", strings.Join(options, ","))
 	}
 	if len(bytes.TrimSpace(rest)) > 0 {
-		return nil, keyErrorf(ReasonKeyMalformed, "more than one public key given")
+		return nil, keyErrorf(events.ReasonKeyMalformed, "more than one public key given")
 	}
 	if _, ok := key.(*ssh.Certificate); ok {
-		return nil, keyErrorf(ReasonKeyIsCertificate, "a certificate was given in place of a public key: send the key itself (the .pub file, not -cert.pub)")
+		return nil, keyErrorf(events.ReasonKeyIsCertificate, "a certificate was given in place of a public key: send the key itself (the .pub file, not -cert.pub)")
 	}
 	typ := key.Type()
 	if !acceptedKeyTypes[typ] {
-		return nil, keyErrorf(ReasonKeyTypeRefused, "key type %s is not accepted: use ed25519, ECDSA or RSA of at least %d bits", typ, minRSABits)
+		return nil, keyErrorf(events.ReasonKeyTypeRefused, "key type %s is not accepted: use ed25519, ECDSA or RSA of at least %d bits", typ, minRSABits)
 	}
 	if typ == ssh.KeyAlgoRSA {
 		ck, ok := key.(ssh.CryptoPublicKey)
 		if !ok {
-			return nil, keyErrorf(ReasonKeyMalformed, "RSA key cannot be read")
+			return nil, keyErrorf(events.ReasonKeyMalformed, "RSA key cannot be read")
 		}
 		rk, ok := ck.CryptoPublicKey().(*rsa.PublicKey)
 		if !ok {
-			return nil, keyErrorf(ReasonKeyMalformed, "RSA key cannot be read")
+			return nil, keyErrorf(events.ReasonKeyMalformed, "RSA key cannot be read")
 		}
 		if bits := rk.N.BitLen(); bits < minRSABits {
-			return nil, keyErrorf(ReasonKeyTooWeak, "RSA key has %d bits, fewer than the %d required: use ed25519, or RSA of at least %d bits", bits, minRSABits, minRSABits)
+			return nil, keyErrorf(events.ReasonKeyTooWeak, "RSA key has %d bits, fewer than the %d required: use ed25519, or RSA of at least %d bits", bits, minRSABits, minRSABits)
 		}
 		if rk.E < 3 || rk.E%2 == 0 {
-			return nil, keyErrorf(ReasonKeyTooWeak, "RSA key has an unusable public exponent %d", rk.E)
+			return nil, keyErrorf(events.ReasonKeyTooWeak, "RSA key has an unusable public exponent %d", rk.E)
 		}
 	}
 	return key, nil

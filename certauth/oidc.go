@@ -16,26 +16,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/bastionhq/bastion/policy"
-)
-
-// Reasons a token is refused: the stable codes of [TokenError.Reason], sent
-// to clients as ErrorResponse.Reason.
-const (
-	ReasonTokenMalformed        = "token_malformed"        // not a compact JWS with JSON header and payload, or a claim of the wrong type
-	ReasonTokenTooLarge         = "token_too_large"        // longer than VerifierOptions.MaxTokenSize
-	ReasonIssuerUnknown         = "issuer_unknown"         // "iss" names no configured provider
-	ReasonAlgNotAllowed         = "alg_not_allowed"        // "none", HMAC, or any algorithm not in the provider's allow-list
-	ReasonUnknownKey            = "unknown_key"            // "kid" not in the provider's key set, even after a refetch
-	ReasonBadSignature          = "bad_signature"          // the signature does not verify with the provider's keys
-	ReasonWrongIssuer           = "wrong_issuer"           // the token's actor ("act.iss") belongs to another issuer
-	ReasonWrongAudience         = "wrong_audience"         // "aud" names none of the provider's audiences
-	ReasonTokenExpired          = "token_expired"          // "exp" has passed
-	ReasonTokenNotYetValid      = "token_not_yet_valid"    // "nbf" is in the future
-	ReasonTokenIssuedInFuture   = "token_issued_in_future" // "iat" is in the future
-	ReasonTokenTooOld           = "token_too_old"          // "iat" is older than ProviderConfig.MaxTokenAge
-	ReasonMissingClaim          = "missing_claim"          // no "iss", "sub", "iat" or "exp"
-	ReasonProviderUnavailable   = "provider_unavailable"   // discovery or the key set cannot be fetched: the server's problem, not the token's
-	ReasonProviderMisconfigured = "provider_misconfigured" // the provider's discovery document names another issuer than configured
+	"github.com/bastionhq/bastion/recorder/events"
 )
 
 // Defaults of [ProviderConfig] and [VerifierOptions].
@@ -112,7 +93,8 @@ type VerifierOptions struct {
 }
 
 // A TokenError is why a token was refused. Error is a sentence for the user
-// that never contains the token; Reason is one of the Reason* codes.
+// that never contains the token; Reason is one of the token codes of
+// package events ([events.ReasonTokenMalformed] and those after it).
 type TokenError struct {
 	Reason string
 	// Provider is the configured name of the provider the token claimed
@@ -347,7 +329,7 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*policy.Identity, er
 
 func (v *Verifier) verify(ctx context.Context, raw string) (*policy.Identity, *TokenError) {
 	if len(raw) > v.maxSize {
-		return nil, oidcRefuse(ReasonTokenTooLarge, "", "token is %d bytes, more than the %d allowed: ask the identity provider for a token with fewer claims", len(raw), v.maxSize)
+		return nil, oidcRefuse(events.ReasonTokenTooLarge, "", "token is %d bytes, more than the %d allowed: ask the identity provider for a token with fewer claims", len(raw), v.maxSize)
 	}
 	jws, terr := parseOIDCJWS(raw)
 	if terr != nil {
@@ -359,10 +341,10 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*policy.Identity, *T
 	}
 	p := v.byIssuer[iss]
 	if p == nil {
-		return nil, oidcRefuse(ReasonIssuerUnknown, "", "token's issuer %s is not a configured identity provider (configured: %s)", oidcQuote(iss), v.issuerList())
+		return nil, oidcRefuse(events.ReasonIssuerUnknown, "", "token's issuer %s is not a configured identity provider (configured: %s)", oidcQuote(iss), v.issuerList())
 	}
 	if !slices.Contains(p.cfg.Algorithms, jws.alg) {
-		return nil, oidcRefuse(ReasonAlgNotAllowed, p.cfg.Name, "token is signed with algorithm %s, which identity provider %q is not allowed to use (allowed: %s)", oidcQuote(jws.alg), p.cfg.Name, strings.Join(p.cfg.Algorithms, ", "))
+		return nil, oidcRefuse(events.ReasonAlgNotAllowed, p.cfg.Name, "token is signed with algorithm %s, which identity provider %q is not allowed to use (allowed: %s)", oidcQuote(jws.alg), p.cfg.Name, strings.Join(p.cfg.Algorithms, ", "))
 	}
 	idv, terr := p.verifier(ctx)
 	if terr != nil {
@@ -378,7 +360,7 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*policy.Identity, *T
 	// make sure they are the bytes whose signature go-oidc verified.
 	same := oidcSamePayload{want: bytes.Trim(jws.payload, " \t\r\n")}
 	if err := tok.Claims(&same); err != nil || !same.same {
-		return nil, oidcRefuse(ReasonTokenMalformed, p.cfg.Name, "token's payload does not match the payload whose signature was verified")
+		return nil, oidcRefuse(events.ReasonTokenMalformed, p.cfg.Name, "token's payload does not match the payload whose signature was verified")
 	}
 	return p.identity(jws.claims, v.now(), v.skew)
 }
@@ -410,7 +392,7 @@ func (p *oidcProvider) refusal(err error, out *oidcSigOutcome, jws *oidcJWS, now
 	case !out.checked:
 		// go-jose's parser refused what ours accepted (a "crit" header it
 		// does not support, for example).
-		return &TokenError{Reason: ReasonTokenMalformed, Provider: name, Err: &oidcCause{
+		return &TokenError{Reason: events.ReasonTokenMalformed, Provider: name, Err: &oidcCause{
 			msg: "token is not a JWS the bastion can verify: " + oidcClip(err.Error()), cause: err}}
 	case out.err != nil:
 		// go-oidc's RemoteKeySet wraps the error of a failed fetch
@@ -424,13 +406,13 @@ func (p *oidcProvider) refusal(err error, out *oidcSigOutcome, jws *oidcJWS, now
 			} else {
 				msg += out.err.Error()
 			}
-			return &TokenError{Reason: ReasonProviderUnavailable, Provider: name, Err: &oidcCause{msg: oidcClip(msg), cause: out.err}}
+			return &TokenError{Reason: events.ReasonProviderUnavailable, Provider: name, Err: &oidcCause{msg: oidcClip(msg), cause: out.err}}
 		}
 		if jws.kid != "" && !p.keys.lists(jws.kid) {
-			return oidcRefuse(ReasonUnknownKey, name, "token is signed with key %s, which identity provider %q does not publish (its key set was fetched at %s): get a new token",
+			return oidcRefuse(events.ReasonUnknownKey, name, "token is signed with key %s, which identity provider %q does not publish (its key set was fetched at %s): get a new token",
 				oidcQuote(jws.kid), name, p.keys.fetchedAt().UTC().Format(time.RFC3339))
 		}
-		return oidcRefuse(ReasonBadSignature, name, "token's signature does not verify with the keys of identity provider %q", name)
+		return oidcRefuse(events.ReasonBadSignature, name, "token's signature does not verify with the keys of identity provider %q", name)
 	default:
 		// The signature verified, and go-oidc refused the claims: its
 		// decoding of registered claims of the wrong type, or its issuer
@@ -440,7 +422,7 @@ func (p *oidcProvider) refusal(err error, out *oidcSigOutcome, jws *oidcJWS, now
 		if _, terr := p.identity(jws.claims, now, skew); terr != nil {
 			return terr
 		}
-		return &TokenError{Reason: ReasonTokenMalformed, Provider: name, Err: &oidcCause{
+		return &TokenError{Reason: events.ReasonTokenMalformed, Provider: name, Err: &oidcCause{
 			msg: "token's claims are malformed: " + oidcClip(err.Error()), cause: err}}
 	}
 }
@@ -483,13 +465,13 @@ func (p *oidcProvider) identity(claims map[string]any, now time.Time, skew time.
 	ts := func(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 	switch {
 	case now.After(exp.Add(skew)):
-		return nil, oidcRefuse(ReasonTokenExpired, name, "token expired at %s (now %s): get a new token from %q", ts(exp), ts(now), name)
+		return nil, oidcRefuse(events.ReasonTokenExpired, name, "token expired at %s (now %s): get a new token from %q", ts(exp), ts(now), name)
 	case !nbf.IsZero() && nbf.After(now.Add(skew)):
-		return nil, oidcRefuse(ReasonTokenNotYetValid, name, "token is not valid before %s (now %s, allowing %v of clock skew): check the clocks of this bastion and of %q", ts(nbf), ts(now), skew, name)
+		return nil, oidcRefuse(events.ReasonTokenNotYetValid, name, "token is not valid before %s (now %s, allowing %v of clock skew): check the clocks of this bastion and of %q", ts(nbf), ts(now), skew, name)
 	case iat.After(now.Add(skew)):
-		return nil, oidcRefuse(ReasonTokenIssuedInFuture, name, "token was issued at %s, in the future (now %s, allowing %v of clock skew): check the clocks of this bastion and of %q", ts(iat), ts(now), skew, name)
+		return nil, oidcRefuse(events.ReasonTokenIssuedInFuture, name, "token was issued at %s, in the future (now %s, allowing %v of clock skew): check the clocks of this bastion and of %q", ts(iat), ts(now), skew, name)
 	case now.Sub(iat) > p.cfg.MaxTokenAge+skew:
-		return nil, oidcRefuse(ReasonTokenTooOld, name, "token was issued at %s, more than %v ago (now %s): get a fresh token from %q", ts(iat), p.cfg.MaxTokenAge, ts(now), name)
+		return nil, oidcRefuse(events.ReasonTokenTooOld, name, "token was issued at %s, more than %v ago (now %s): get a fresh token from %q", ts(iat), p.cfg.MaxTokenAge, ts(now), name)
 	}
 
 	id := &policy.Identity{
@@ -518,10 +500,10 @@ func (p *oidcProvider) identity(claims map[string]any, now time.Time, skew time.
 		m, _ := act.(map[string]any)
 		actor, _ := m["sub"].(string)
 		if actor == "" {
-			return nil, oidcRefuse(ReasonMissingClaim, name, "token's \"act\" claim has no actor \"sub\" (RFC 8693): it does not say who acts on behalf of %s", oidcQuote(sub))
+			return nil, oidcRefuse(events.ReasonMissingClaim, name, "token's \"act\" claim has no actor \"sub\" (RFC 8693): it does not say who acts on behalf of %s", oidcQuote(sub))
 		}
 		if aiss, ok := m["iss"]; ok && aiss != p.cfg.Issuer {
-			return nil, oidcRefuse(ReasonWrongIssuer, name, "token's actor belongs to another issuer (act.iss %v): only actors of %q are accepted", aiss, name)
+			return nil, oidcRefuse(events.ReasonWrongIssuer, name, "token's actor belongs to another issuer (act.iss %v): only actors of %q are accepted", aiss, name)
 		}
 		id.Subject, id.Sponsor = actor, sub
 		return id, nil
@@ -539,40 +521,40 @@ func (p *oidcProvider) checkAudience(v any) *TokenError {
 	var aud []string
 	switch v := v.(type) {
 	case nil:
-		return oidcRefuse(ReasonWrongAudience, name, "token has no audience (\"aud\"); it must name one of %s", oidcQuoteList(p.cfg.Audiences))
+		return oidcRefuse(events.ReasonWrongAudience, name, "token has no audience (\"aud\"); it must name one of %s", oidcQuoteList(p.cfg.Audiences))
 	case string:
 		aud = []string{v}
 	case []any:
 		for _, e := range v {
 			s, ok := e.(string)
 			if !ok {
-				return oidcRefuse(ReasonTokenMalformed, name, "token's \"aud\" claim lists a %s, not only strings", oidcJSONType(e))
+				return oidcRefuse(events.ReasonTokenMalformed, name, "token's \"aud\" claim lists a %s, not only strings", oidcJSONType(e))
 			}
 			aud = append(aud, s)
 		}
 	default:
-		return oidcRefuse(ReasonTokenMalformed, name, "token's \"aud\" claim is a %s, not a string or a list of strings", oidcJSONType(v))
+		return oidcRefuse(events.ReasonTokenMalformed, name, "token's \"aud\" claim is a %s, not a string or a list of strings", oidcJSONType(v))
 	}
 	for _, a := range aud {
 		if slices.Contains(p.cfg.Audiences, a) {
 			return nil
 		}
 	}
-	return oidcRefuse(ReasonWrongAudience, name, "token's audience %s does not include any of %s: get a token from %q meant for this bastion", oidcQuoteList(aud), oidcQuoteList(p.cfg.Audiences), name)
+	return oidcRefuse(events.ReasonWrongAudience, name, "token's audience %s does not include any of %s: get a token from %q meant for this bastion", oidcQuoteList(aud), oidcQuoteList(p.cfg.Audiences), name)
 }
 
 // oidcRequiredString returns claim name, a non-empty string.
 func oidcRequiredString(claims map[string]any, name, provider string) (string, *TokenError) {
 	switch v := claims[name].(type) {
 	case nil:
-		return "", oidcRefuse(ReasonMissingClaim, provider, "token has no %q claim", name)
+		return "", oidcRefuse(events.ReasonMissingClaim, provider, "token has no %q claim", name)
 	case string:
 		if v == "" {
-			return "", oidcRefuse(ReasonMissingClaim, provider, "token's %q claim is empty", name)
+			return "", oidcRefuse(events.ReasonMissingClaim, provider, "token's %q claim is empty", name)
 		}
 		return v, nil
 	default:
-		return "", oidcRefuse(ReasonTokenMalformed, provider, "token's %q claim is a %s, not a string", name, oidcJSONType(v))
+		return "", oidcRefuse(events.ReasonTokenMalformed, provider, "token's %q claim is a %s, not a string", name, oidcJSONType(v))
 	}
 }
 
@@ -586,17 +568,17 @@ func oidcTimeClaim(claims map[string]any, name, provider string, required bool) 
 	switch v := claims[name].(type) {
 	case nil:
 		if required {
-			return time.Time{}, oidcRefuse(ReasonMissingClaim, provider, "token has no %q claim", name)
+			return time.Time{}, oidcRefuse(events.ReasonMissingClaim, provider, "token has no %q claim", name)
 		}
 		return time.Time{}, nil
 	case float64:
 		if !(v >= 0 && v <= oidcMaxNumericDate) { // also false for NaN
-			return time.Time{}, oidcRefuse(ReasonTokenMalformed, provider, "token's %q claim %v is not a time between 1970 and 9999", name, v)
+			return time.Time{}, oidcRefuse(events.ReasonTokenMalformed, provider, "token's %q claim %v is not a time between 1970 and 9999", name, v)
 		}
 		sec := int64(v)
 		return time.Unix(sec, int64((v-float64(sec))*1e9)).UTC(), nil
 	default:
-		return time.Time{}, oidcRefuse(ReasonTokenMalformed, provider, "token's %q claim is a %s, not a number of seconds", name, oidcJSONType(v))
+		return time.Time{}, oidcRefuse(events.ReasonTokenMalformed, provider, "token's %q claim is a %s, not a number of seconds", name, oidcJSONType(v))
 	}
 }
 

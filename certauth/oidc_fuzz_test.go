@@ -8,15 +8,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bastionhq/bastion/recorder/events"
 	"github.com/golang-jwt/jwt/v5"
 )
 
 // oidcReasons are every Reason a TokenError may carry.
 var oidcReasons = []string{
-	ReasonTokenMalformed, ReasonTokenTooLarge, ReasonIssuerUnknown, ReasonAlgNotAllowed,
-	ReasonUnknownKey, ReasonBadSignature, ReasonWrongIssuer, ReasonWrongAudience,
-	ReasonTokenExpired, ReasonTokenNotYetValid, ReasonTokenIssuedInFuture, ReasonTokenTooOld,
-	ReasonMissingClaim, ReasonProviderUnavailable,
+	events.ReasonTokenMalformed, events.ReasonTokenTooLarge, events.ReasonIssuerUnknown, events.ReasonAlgNotAllowed,
+	events.ReasonUnknownKey, events.ReasonBadSignature, events.ReasonWrongIssuer, events.ReasonWrongAudience,
+	events.ReasonTokenExpired, events.ReasonTokenNotYetValid, events.ReasonTokenIssuedInFuture, events.ReasonTokenTooOld,
+	events.ReasonMissingClaim, events.ReasonProviderUnavailable,
 }
 
 // FuzzVerify feeds Verify arbitrary strings, seeded with valid tokens and
@@ -86,7 +87,7 @@ func FuzzVerify(f *testing.F) {
 		if !slices.Contains(oidcReasons, te.Reason) {
 			t.Fatalf("unknown reason %q", te.Reason)
 		}
-		if te.Reason == ReasonProviderUnavailable {
+		if te.Reason == events.ReasonProviderUnavailable {
 			t.Fatalf("provider unavailable: %v", err)
 		}
 		if msg := te.Error(); msg == "" || len(s) >= 24 && strings.Contains(msg, s) {

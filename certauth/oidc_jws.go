@@ -3,6 +3,7 @@ package certauth
 import (
 	"encoding/base64"
 	"encoding/json"
+	"github.com/bastionhq/bastion/recorder/events"
 	"strings"
 )
 
@@ -28,18 +29,18 @@ func parseOIDCJWS(raw string) (*oidcJWS, *TokenError) {
 	h, rest, ok1 := strings.Cut(raw, ".")
 	p, sig, ok2 := strings.Cut(rest, ".")
 	if !ok1 || !ok2 || strings.Contains(sig, ".") {
-		return nil, oidcRefuse(ReasonTokenMalformed, "", "token is not a JWT: it must be three base64url parts separated by dots")
+		return nil, oidcRefuse(events.ReasonTokenMalformed, "", "token is not a JWT: it must be three base64url parts separated by dots")
 	}
 	header, err := oidcB64.DecodeString(h)
 	if err != nil || len(header) == 0 {
-		return nil, oidcRefuse(ReasonTokenMalformed, "", "token's header is not base64url (unpadded)")
+		return nil, oidcRefuse(events.ReasonTokenMalformed, "", "token's header is not base64url (unpadded)")
 	}
 	payload, err := oidcB64.DecodeString(p)
 	if err != nil || len(payload) == 0 {
-		return nil, oidcRefuse(ReasonTokenMalformed, "", "token's payload is not base64url (unpadded)")
+		return nil, oidcRefuse(events.ReasonTokenMalformed, "", "token's payload is not base64url (unpadded)")
 	}
 	if _, err := oidcB64.DecodeString(sig); err != nil {
-		return nil, oidcRefuse(ReasonTokenMalformed, "", "token's signature is not base64url (unpadded)")
+		return nil, oidcRefuse(events.ReasonTokenMalformed, "", "token's signature is not base64url (unpadded)")
 	}
 
 	// Decode into maps, not structs: encoding/json matches struct fields
@@ -47,24 +48,24 @@ func parseOIDCJWS(raw string) (*oidcJWS, *TokenError) {
 	// which member is "alg".
 	var hdr map[string]any
 	if err := json.Unmarshal(header, &hdr); err != nil || hdr == nil {
-		return nil, oidcRefuse(ReasonTokenMalformed, "", "token's header is not a JSON object")
+		return nil, oidcRefuse(events.ReasonTokenMalformed, "", "token's header is not a JSON object")
 	}
 	alg, ok := hdr["alg"].(string)
 	if !ok || alg == "" {
-		return nil, oidcRefuse(ReasonTokenMalformed, "", "token's header has no \"alg\" naming its signing algorithm")
+		return nil, oidcRefuse(events.ReasonTokenMalformed, "", "token's header has no \"alg\" naming its signing algorithm")
 	}
 	kid, ok := hdr["kid"].(string)
 	if _, present := hdr["kid"]; present && !ok {
-		return nil, oidcRefuse(ReasonTokenMalformed, "", "token's header has a \"kid\" that is not a string")
+		return nil, oidcRefuse(events.ReasonTokenMalformed, "", "token's header has a \"kid\" that is not a string")
 	}
 	if _, ok := hdr["crit"]; ok {
 		// RFC 7515 extensions (such as RFC 7797's unencoded payload)
 		// change what the signature covers; no OpenID provider uses them.
-		return nil, oidcRefuse(ReasonTokenMalformed, "", "token's header lists critical extensions (\"crit\"), which the bastion does not support")
+		return nil, oidcRefuse(events.ReasonTokenMalformed, "", "token's header lists critical extensions (\"crit\"), which the bastion does not support")
 	}
 	var claims map[string]any
 	if err := json.Unmarshal(payload, &claims); err != nil || claims == nil {
-		return nil, oidcRefuse(ReasonTokenMalformed, "", "token's payload is not a JSON object")
+		return nil, oidcRefuse(events.ReasonTokenMalformed, "", "token's payload is not a JSON object")
 	}
 	return &oidcJWS{alg: alg, kid: kid, payload: payload, claims: claims}, nil
 }
@@ -73,10 +74,10 @@ func parseOIDCJWS(raw string) (*oidcJWS, *TokenError) {
 func (j *oidcJWS) issuer() (string, *TokenError) {
 	switch v := j.claims["iss"].(type) {
 	case nil:
-		return "", oidcRefuse(ReasonMissingClaim, "", "token has no \"iss\" claim naming its issuer")
+		return "", oidcRefuse(events.ReasonMissingClaim, "", "token has no \"iss\" claim naming its issuer")
 	case string:
 		return v, nil
 	default:
-		return "", oidcRefuse(ReasonTokenMalformed, "", "token's \"iss\" claim is a %s, not a string", oidcJSONType(v))
+		return "", oidcRefuse(events.ReasonTokenMalformed, "", "token's \"iss\" claim is a %s, not a string", oidcJSONType(v))
 	}
 }

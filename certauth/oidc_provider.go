@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/bastionhq/bastion/recorder/events"
 	"github.com/coreos/go-oidc/v3/oidc"
 	"github.com/hashicorp/go-hclog"
 )
@@ -144,7 +145,7 @@ func (p *oidcProvider) verifier(ctx context.Context) (*oidc.IDTokenVerifier, *To
 		}
 		return nil, d.err
 	case <-ctx.Done():
-		return nil, oidcRefuse(ReasonProviderUnavailable, p.cfg.Name, "gave up waiting for the discovery document of identity provider %q: %w", p.cfg.Name, ctx.Err())
+		return nil, oidcRefuse(events.ReasonProviderUnavailable, p.cfg.Name, "gave up waiting for the discovery document of identity provider %q: %w", p.cfg.Name, ctx.Err())
 	}
 }
 
@@ -181,13 +182,13 @@ func (p *oidcProvider) discoverOnce(ctx context.Context) (*oidc.IDTokenVerifier,
 	if err != nil {
 		var mismatch *oidc.IssuerMismatchError
 		if errors.As(err, &mismatch) {
-			return nil, &TokenError{Reason: ReasonProviderMisconfigured, Provider: name, Err: &oidcCause{
+			return nil, &TokenError{Reason: events.ReasonProviderMisconfigured, Provider: name, Err: &oidcCause{
 				msg: fmt.Sprintf("identity provider %q calls itself %s in its discovery document, not %q as configured: the bastion's configuration or the provider is wrong",
 					name, oidcQuote(mismatch.Discovered), p.cfg.Issuer),
 				cause: err,
 			}}
 		}
-		return nil, &TokenError{Reason: ReasonProviderUnavailable, Provider: name, Err: &oidcCause{
+		return nil, &TokenError{Reason: events.ReasonProviderUnavailable, Provider: name, Err: &oidcCause{
 			msg:   oidcClip(fmt.Sprintf("cannot fetch the discovery document of identity provider %q: %v", name, err)),
 			cause: err,
 		}}
@@ -196,11 +197,11 @@ func (p *oidcProvider) discoverOnce(ctx context.Context) (*oidc.IDTokenVerifier,
 		JWKSURL string `json:"jwks_uri"`
 	}
 	if err := prov.Claims(&meta); err != nil || meta.JWKSURL == "" {
-		return nil, oidcRefuse(ReasonProviderUnavailable, name, "the discovery document of identity provider %q has no jwks_uri", name)
+		return nil, oidcRefuse(events.ReasonProviderUnavailable, name, "the discovery document of identity provider %q has no jwks_uri", name)
 	}
 	u, err := url.Parse(meta.JWKSURL)
 	if err != nil || !(u.Scheme == "https" || u.Scheme == "http" && oidcLoopbackHost(u.Hostname())) || u.Host == "" {
-		return nil, oidcRefuse(ReasonProviderUnavailable, name, "the discovery document of identity provider %q has a jwks_uri %s that is not an https URL", name, oidcQuote(meta.JWKSURL))
+		return nil, oidcRefuse(events.ReasonProviderUnavailable, name, "the discovery document of identity provider %q has a jwks_uri %s that is not an https URL", name, oidcQuote(meta.JWKSURL))
 	}
 	p.keys.watch(u)
 

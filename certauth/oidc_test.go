@@ -33,6 +33,7 @@ import (
 
 	"github.com/bastionhq/bastion/certauth/oidctest"
 	"github.com/bastionhq/bastion/policy"
+	"github.com/bastionhq/bastion/recorder/events"
 )
 
 // oidcTestNow is the test clock's start: tokens are minted around it.
@@ -468,9 +469,9 @@ func TestVerifyDelegationMalformed(t *testing.T) {
 		act    any
 		reason string
 	}{
-		"act without sub":         {map[string]any{"iss": m.Issuer()}, ReasonMissingClaim},
-		"act not an object":       {"agent-1", ReasonMissingClaim},
-		"actor of another issuer": {map[string]any{"sub": "agent-1", "iss": "https://elsewhere.example"}, ReasonWrongIssuer},
+		"act without sub":         {map[string]any{"iss": m.Issuer()}, events.ReasonMissingClaim},
+		"act not an object":       {"agent-1", events.ReasonMissingClaim},
+		"actor of another issuer": {map[string]any{"sub": "agent-1", "iss": "https://elsewhere.example"}, events.ReasonWrongIssuer},
 	} {
 		_, err := v.Verify(context.Background(), mockSign(t, m, oidcTestClaims(m.Issuer(), oidcTestNow, map[string]any{"act": c.act})))
 		var te *TokenError
@@ -580,108 +581,108 @@ func TestVerifyBadTokens(t *testing.T) {
 	}{
 		// Time.
 		{"expired", sign(map[string]any{"exp": oidcTestNow.Add(-5 * time.Minute).Unix(), "iat": oidcTestNow.Add(-15 * time.Minute).Unix()}),
-			ReasonTokenExpired, "token expired at 2026-11-27T07:00:00Z (now 2026-11-27T07:05:00Z)"},
+			events.ReasonTokenExpired, "token expired at 2026-11-27T07:00:00Z (now 2026-11-27T07:05:00Z)"},
 		{"expired beyond the skew", sign(map[string]any{"exp": oidcTestNow.Add(-61 * time.Second).Unix()}),
-			ReasonTokenExpired, "token expired at 2026-11-27T07:03:59Z"},
+			events.ReasonTokenExpired, "token expired at 2026-11-27T07:03:59Z"},
 		{"not yet valid", sign(map[string]any{"nbf": oidcTestNow.Add(10 * time.Minute).Unix()}),
-			ReasonTokenNotYetValid, "token is not valid before 2026-11-27T07:15:00Z (now 2026-11-27T07:05:00Z, allowing 1m0s of clock skew)"},
+			events.ReasonTokenNotYetValid, "token is not valid before 2026-11-27T07:15:00Z (now 2026-11-27T07:05:00Z, allowing 1m0s of clock skew)"},
 		{"issued in the future", sign(map[string]any{"iat": oidcTestNow.Add(10 * time.Minute).Unix(), "exp": oidcTestNow.Add(20 * time.Minute).Unix()}),
-			ReasonTokenIssuedInFuture, "token was issued at 2026-11-27T07:15:00Z, in the future"},
+			events.ReasonTokenIssuedInFuture, "token was issued at 2026-11-27T07:15:00Z, in the future"},
 		{"older than the max age", sign(map[string]any{"iat": oidcTestNow.Add(-2 * time.Hour).Unix(), "exp": oidcTestNow.Add(time.Hour).Unix()}),
-			ReasonTokenTooOld, "token was issued at 2026-11-27T05:05:00Z, more than 1h0m0s ago"},
+			events.ReasonTokenTooOld, "token was issued at 2026-11-27T05:05:00Z, more than 1h0m0s ago"},
 
 		// Audience.
 		{"wrong audience", sign(map[string]any{"aud": []string{"x"}}),
-			ReasonWrongAudience, `token's audience ["x"] does not include any of ["bastion"]`},
+			events.ReasonWrongAudience, `token's audience ["x"] does not include any of ["bastion"]`},
 		{"no audience", sign(map[string]any{"aud": nil}),
-			ReasonWrongAudience, `token has no audience ("aud"); it must name one of ["bastion"]`},
+			events.ReasonWrongAudience, `token has no audience ("aud"); it must name one of ["bastion"]`},
 		{"audience not strings", sign(map[string]any{"aud": []any{"bastion", 1}}),
-			ReasonTokenMalformed, `"aud" claim lists a number`},
+			events.ReasonTokenMalformed, `"aud" claim lists a number`},
 
 		// Signature and keys.
 		{"payload altered", validParts[0] + "." + b64.EncodeToString([]byte(mustJSON(t, claims(map[string]any{"sub": "root"})))) + "." + validParts[2],
-			ReasonBadSignature, `token's signature does not verify with the keys of identity provider "corp"`},
+			events.ReasonBadSignature, `token's signature does not verify with the keys of identity provider "corp"`},
 		{"signature altered", validParts[0] + "." + validParts[1] + "." + string(tamperedSig),
-			ReasonBadSignature, "does not verify"},
+			events.ReasonBadSignature, "does not verify"},
 		{"signature empty", validParts[0] + "." + validParts[1] + ".",
-			ReasonBadSignature, "does not verify"},
+			events.ReasonBadSignature, "does not verify"},
 		{"another provider's key under our kid", rs256Raw(t, oidcTestRSAKey(), header, payload),
-			ReasonBadSignature, "does not verify"},
+			events.ReasonBadSignature, "does not verify"},
 		{"another provider's key without kid", rs256Raw(t, oidcTestRSAKey(), `{"alg":"RS256","typ":"JWT"}`, payload),
-			ReasonBadSignature, "does not verify"},
+			events.ReasonBadSignature, "does not verify"},
 		{"another provider's key and kid", mockSign(t, other, claims(nil)),
-			ReasonUnknownKey, fmt.Sprintf(`token is signed with key %q, which identity provider "corp" does not publish`, mockKid(t, other))},
+			events.ReasonUnknownKey, fmt.Sprintf(`token is signed with key %q, which identity provider "corp" does not publish`, mockKid(t, other))},
 		{"unknown kid", rs256Raw(t, oidcTestRSAKey(), `{"alg":"RS256","kid":"retired-2025"}`, payload),
-			ReasonUnknownKey, `key "retired-2025", which identity provider "corp" does not publish (its key set was fetched at 2026-11-27T07:05:00Z)`},
+			events.ReasonUnknownKey, `key "retired-2025", which identity provider "corp" does not publish (its key set was fetched at 2026-11-27T07:05:00Z)`},
 
 		// Algorithms.
 		{"alg none", rawToken(`{"alg":"none","typ":"JWT"}`, payload, nil),
-			ReasonAlgNotAllowed, `token is signed with algorithm "none", which identity provider "corp" is not allowed to use (allowed: RS256)`},
+			events.ReasonAlgNotAllowed, `token is signed with algorithm "none", which identity provider "corp" is not allowed to use (allowed: RS256)`},
 		{"alg None with signature", rawToken(`{"alg":"None"}`, payload, []byte("x")),
-			ReasonAlgNotAllowed, `algorithm "None"`},
+			events.ReasonAlgNotAllowed, `algorithm "None"`},
 		{"HS256 keyed with the PKIX PEM public key", hs256Raw(hsHeader, payload, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pkix})),
-			ReasonAlgNotAllowed, `algorithm "HS256"`},
+			events.ReasonAlgNotAllowed, `algorithm "HS256"`},
 		{"HS256 keyed with the PKCS #1 PEM public key", hs256Raw(hsHeader, payload, pem.EncodeToMemory(&pem.Block{Type: "RSA PUBLIC KEY", Bytes: pkcs1})),
-			ReasonAlgNotAllowed, `algorithm "HS256"`},
+			events.ReasonAlgNotAllowed, `algorithm "HS256"`},
 		{"HS256 keyed with the PKIX DER public key", hs256Raw(hsHeader, payload, pkix),
-			ReasonAlgNotAllowed, `algorithm "HS256"`},
+			events.ReasonAlgNotAllowed, `algorithm "HS256"`},
 		{"HS256 keyed with the PKCS #1 DER public key", hs256Raw(hsHeader, payload, pkcs1),
-			ReasonAlgNotAllowed, `algorithm "HS256"`},
+			events.ReasonAlgNotAllowed, `algorithm "HS256"`},
 		{"PS256 not in the allow-list", joseSign(t, corp.Keypair.PrivateKey, jose.PS256, kid, claims(nil)),
-			ReasonAlgNotAllowed, `algorithm "PS256"`},
+			events.ReasonAlgNotAllowed, `algorithm "PS256"`},
 		{"ES256 not in the allow-list", joseSign(t, newECKey(t), jose.ES256, kid, claims(nil)),
-			ReasonAlgNotAllowed, `algorithm "ES256"`},
+			events.ReasonAlgNotAllowed, `algorithm "ES256"`},
 
 		// Issuer.
 		{"issuer not configured", mockSign(t, corp, oidcTestClaims("https://evil.example.com", oidcTestNow, nil)),
-			ReasonIssuerUnknown, fmt.Sprintf(`token's issuer "https://evil.example.com" is not a configured identity provider (configured: %s, %s)`, iss, other.Issuer())},
+			events.ReasonIssuerUnknown, fmt.Sprintf(`token's issuer "https://evil.example.com" is not a configured identity provider (configured: %s, %s)`, iss, other.Issuer())},
 		{"issuer with a trailing slash", mockSign(t, corp, oidcTestClaims(iss+"/", oidcTestNow, nil)),
-			ReasonIssuerUnknown, "is not a configured identity provider"},
+			events.ReasonIssuerUnknown, "is not a configured identity provider"},
 		{"no issuer", sign(map[string]any{"iss": nil}),
-			ReasonMissingClaim, `token has no "iss" claim`},
+			events.ReasonMissingClaim, `token has no "iss" claim`},
 		{"issuer not a string", sign(map[string]any{"iss": 7}),
-			ReasonTokenMalformed, `token's "iss" claim is a number, not a string`},
+			events.ReasonTokenMalformed, `token's "iss" claim is a number, not a string`},
 		{"issuer claimed twice, case-folded", rs256Raw(t, corp.Keypair.PrivateKey, header, strings.TrimSuffix(payload, "}")+`,"ISS":"https://evil.example.com"}`),
-			ReasonTokenMalformed, "token's claims are malformed"},
+			events.ReasonTokenMalformed, "token's claims are malformed"},
 
 		// Required claims.
-		{"no subject", sign(map[string]any{"sub": nil}), ReasonMissingClaim, `token has no "sub" claim`},
-		{"empty subject", sign(map[string]any{"sub": ""}), ReasonMissingClaim, `token's "sub" claim is empty`},
-		{"subject not a string", sign(map[string]any{"sub": 42}), ReasonTokenMalformed, `token's "sub" claim is a number, not a string`},
-		{"no iat", sign(map[string]any{"iat": nil}), ReasonMissingClaim, `token has no "iat" claim`},
-		{"no exp", sign(map[string]any{"exp": nil}), ReasonMissingClaim, `token has no "exp" claim`},
-		{"exp a string", sign(map[string]any{"exp": "tomorrow"}), ReasonTokenMalformed, `"exp" claim`},
-		{"exp out of range", sign(map[string]any{"exp": 1e300}), ReasonTokenMalformed, `token's "exp" claim 1e+300 is not a time between 1970 and 9999`},
-		{"nbf negative", sign(map[string]any{"nbf": -1}), ReasonTokenMalformed, `token's "nbf" claim -1 is not a time`},
+		{"no subject", sign(map[string]any{"sub": nil}), events.ReasonMissingClaim, `token has no "sub" claim`},
+		{"empty subject", sign(map[string]any{"sub": ""}), events.ReasonMissingClaim, `token's "sub" claim is empty`},
+		{"subject not a string", sign(map[string]any{"sub": 42}), events.ReasonTokenMalformed, `token's "sub" claim is a number, not a string`},
+		{"no iat", sign(map[string]any{"iat": nil}), events.ReasonMissingClaim, `token has no "iat" claim`},
+		{"no exp", sign(map[string]any{"exp": nil}), events.ReasonMissingClaim, `token has no "exp" claim`},
+		{"exp a string", sign(map[string]any{"exp": "tomorrow"}), events.ReasonTokenMalformed, `"exp" claim`},
+		{"exp out of range", sign(map[string]any{"exp": 1e300}), events.ReasonTokenMalformed, `token's "exp" claim 1e+300 is not a time between 1970 and 9999`},
+		{"nbf negative", sign(map[string]any{"nbf": -1}), events.ReasonTokenMalformed, `token's "nbf" claim -1 is not a time`},
 
 		// Size.
 		{"over the size limit", sign(map[string]any{"pad": strings.Repeat("a", 20000)}),
-			ReasonTokenTooLarge, "bytes, more than the 16384 allowed"},
+			events.ReasonTokenTooLarge, "bytes, more than the 16384 allowed"},
 
 		// Structure.
-		{"empty", "", ReasonTokenMalformed, "token is not a JWT: it must be three base64url parts separated by dots"},
-		{"one part", "abc", ReasonTokenMalformed, "three base64url parts"},
-		{"two parts", validParts[0] + "." + validParts[1], ReasonTokenMalformed, "three base64url parts"},
-		{"four parts", valid + ".x", ReasonTokenMalformed, "three base64url parts"},
-		{"header not base64", "!!!." + validParts[1] + "." + validParts[2], ReasonTokenMalformed, "token's header is not base64url"},
-		{"header padded", b64.EncodeToString([]byte(header+" ")) + "=." + validParts[1] + "." + validParts[2], ReasonTokenMalformed, "token's header is not base64url"},
-		{"header standard base64", strings.NewReplacer("-", "+", "_", "/").Replace(validParts[0]) + "+/." + validParts[1] + "." + validParts[2], ReasonTokenMalformed, "token's header is not base64url"},
-		{"header empty", "." + validParts[1] + "." + validParts[2], ReasonTokenMalformed, "token's header is not base64url"},
-		{"payload not base64", validParts[0] + ".%%." + validParts[2], ReasonTokenMalformed, "token's payload is not base64url"},
-		{"payload with non-canonical trailing bits", validParts[0] + "." + b64.EncodeToString([]byte("{}"))[:2] + "f." + validParts[2], ReasonTokenMalformed, "token's payload is not base64url"},
-		{"signature not base64", validParts[0] + "." + validParts[1] + ".*", ReasonTokenMalformed, "token's signature is not base64url"},
-		{"header JSON broken", rawToken(`{"alg":"RS256"`, payload, []byte("s")), ReasonTokenMalformed, "token's header is not a JSON object"},
-		{"header JSON array", rawToken(`["RS256"]`, payload, []byte("s")), ReasonTokenMalformed, "token's header is not a JSON object"},
-		{"header JSON null", rawToken(`null`, payload, []byte("s")), ReasonTokenMalformed, "token's header is not a JSON object"},
-		{"header without alg", rawToken(`{"typ":"JWT"}`, payload, []byte("s")), ReasonTokenMalformed, `token's header has no "alg"`},
-		{"header alg a number", rawToken(`{"alg":256}`, payload, []byte("s")), ReasonTokenMalformed, `token's header has no "alg"`},
-		{"header kid a number", rawToken(`{"alg":"RS256","kid":1}`, payload, []byte("s")), ReasonTokenMalformed, `"kid" that is not a string`},
+		{"empty", "", events.ReasonTokenMalformed, "token is not a JWT: it must be three base64url parts separated by dots"},
+		{"one part", "abc", events.ReasonTokenMalformed, "three base64url parts"},
+		{"two parts", validParts[0] + "." + validParts[1], events.ReasonTokenMalformed, "three base64url parts"},
+		{"four parts", valid + ".x", events.ReasonTokenMalformed, "three base64url parts"},
+		{"header not base64", "!!!." + validParts[1] + "." + validParts[2], events.ReasonTokenMalformed, "token's header is not base64url"},
+		{"header padded", b64.EncodeToString([]byte(header+" ")) + "=." + validParts[1] + "." + validParts[2], events.ReasonTokenMalformed, "token's header is not base64url"},
+		{"header standard base64", strings.NewReplacer("-", "+", "_", "/").Replace(validParts[0]) + "+/." + validParts[1] + "." + validParts[2], events.ReasonTokenMalformed, "token's header is not base64url"},
+		{"header empty", "." + validParts[1] + "." + validParts[2], events.ReasonTokenMalformed, "token's header is not base64url"},
+		{"payload not base64", validParts[0] + ".%%." + validParts[2], events.ReasonTokenMalformed, "token's payload is not base64url"},
+		{"payload with non-canonical trailing bits", validParts[0] + "." + b64.EncodeToString([]byte("{}"))[:2] + "f." + validParts[2], events.ReasonTokenMalformed, "token's payload is not base64url"},
+		{"signature not base64", validParts[0] + "." + validParts[1] + ".*", events.ReasonTokenMalformed, "token's signature is not base64url"},
+		{"header JSON broken", rawToken(`{"alg":"RS256"`, payload, []byte("s")), events.ReasonTokenMalformed, "token's header is not a JSON object"},
+		{"header JSON array", rawToken(`["RS256"]`, payload, []byte("s")), events.ReasonTokenMalformed, "token's header is not a JSON object"},
+		{"header JSON null", rawToken(`null`, payload, []byte("s")), events.ReasonTokenMalformed, "token's header is not a JSON object"},
+		{"header without alg", rawToken(`{"typ":"JWT"}`, payload, []byte("s")), events.ReasonTokenMalformed, `token's header has no "alg"`},
+		{"header alg a number", rawToken(`{"alg":256}`, payload, []byte("s")), events.ReasonTokenMalformed, `token's header has no "alg"`},
+		{"header kid a number", rawToken(`{"alg":"RS256","kid":1}`, payload, []byte("s")), events.ReasonTokenMalformed, `"kid" that is not a string`},
 		{"header crit", rs256Raw(t, corp.Keypair.PrivateKey, `{"alg":"RS256","kid":"`+kid+`","crit":["b64"],"b64":false}`, payload),
-			ReasonTokenMalformed, `critical extensions ("crit")`},
-		{"payload JSON broken", rawToken(header, `{"iss":`, []byte("s")), ReasonTokenMalformed, "token's payload is not a JSON object"},
-		{"payload JSON trailing data", rawToken(header, payload+"x", []byte("s")), ReasonTokenMalformed, "token's payload is not a JSON object"},
-		{"payload JSON string", rawToken(header, `"hello"`, []byte("s")), ReasonTokenMalformed, "token's payload is not a JSON object"},
-		{"payload JSON null", rawToken(header, `null`, []byte("s")), ReasonTokenMalformed, "token's payload is not a JSON object"},
+			events.ReasonTokenMalformed, `critical extensions ("crit")`},
+		{"payload JSON broken", rawToken(header, `{"iss":`, []byte("s")), events.ReasonTokenMalformed, "token's payload is not a JSON object"},
+		{"payload JSON trailing data", rawToken(header, payload+"x", []byte("s")), events.ReasonTokenMalformed, "token's payload is not a JSON object"},
+		{"payload JSON string", rawToken(header, `"hello"`, []byte("s")), events.ReasonTokenMalformed, "token's payload is not a JSON object"},
+		{"payload JSON null", rawToken(header, `null`, []byte("s")), events.ReasonTokenMalformed, "token's payload is not a JSON object"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -716,7 +717,7 @@ func TestVerifyDiscoveryNamesAnotherIssuer(t *testing.T) {
 	v := newTestVerifier(t, newOIDCTestClock(), ProviderConfig{Name: "corp", Issuer: idp.Issuer(), Audiences: []string{"bastion"}})
 	tok := joseSign(t, key, jose.ES256, "k1", oidcTestClaims(idp.Issuer(), oidcTestNow, nil))
 	_, err := v.Verify(context.Background(), tok)
-	wantTokenError(t, err, ReasonProviderMisconfigured, `identity provider "corp" calls itself "https://login.example.com/tenant-b" in its discovery document, not "`+idp.Issuer()+`" as configured`, tok)
+	wantTokenError(t, err, events.ReasonProviderMisconfigured, `identity provider "corp" calls itself "https://login.example.com/tenant-b" in its discovery document, not "`+idp.Issuer()+`" as configured`, tok)
 }
 
 func TestVerifyTwoProviders(t *testing.T) {
@@ -743,11 +744,11 @@ func TestVerifyTwoProviders(t *testing.T) {
 	// Each provider's audience is its own.
 	tok := mockSign(t, partner, oidcTestClaims(partner.Issuer(), oidcTestNow, map[string]any{"aud": "bastion"}))
 	_, err := v.Verify(context.Background(), tok)
-	wantTokenError(t, err, ReasonWrongAudience, `does not include any of ["bastion-partner"]`, tok)
+	wantTokenError(t, err, events.ReasonWrongAudience, `does not include any of ["bastion-partner"]`, tok)
 	// A token naming corp but signed by partner is refused.
 	tok = mockSign(t, partner, oidcTestClaims(corp.Issuer(), oidcTestNow, nil))
 	_, err = v.Verify(context.Background(), tok)
-	wantTokenError(t, err, ReasonUnknownKey, `which identity provider "corp" does not publish`, tok)
+	wantTokenError(t, err, events.ReasonUnknownKey, `which identity provider "corp" does not publish`, tok)
 }
 
 // TestVerifyKeyRotation: the provider starts signing with a new key under a
@@ -778,7 +779,7 @@ func TestVerifyKeyRotation(t *testing.T) {
 	// Within oidcKeySetInterval of the last fetch, the key set is not
 	// fetched again: the new key is not known yet.
 	tok := mint(k2, "2026-11")
-	wantTokenError(t, verify(tok), ReasonUnknownKey, `key "2026-11"`, tok)
+	wantTokenError(t, verify(tok), events.ReasonUnknownKey, `key "2026-11"`, tok)
 	if n := idp.keyFetches.Load(); n != 1 {
 		t.Fatalf("%d key set fetches, want still 1", n)
 	}
@@ -801,13 +802,13 @@ func TestVerifyKeyRotation(t *testing.T) {
 		}
 		return nil
 	})
-	wantTokenError(t, verify(tok), ReasonUnknownKey, `key "2026-10", which identity provider "corp" does not publish`, tok)
+	wantTokenError(t, verify(tok), events.ReasonUnknownKey, `key "2026-10", which identity provider "corp" does not publish`, tok)
 
 	// Many tokens naming made-up keys cost the provider one fetch per
 	// interval, not one each.
 	for i := range 50 {
 		tok := mint(k2, fmt.Sprintf("made-up-%d", i))
-		wantTokenError(t, verify(tok), ReasonUnknownKey, "does not publish", tok)
+		wantTokenError(t, verify(tok), events.ReasonUnknownKey, "does not publish", tok)
 	}
 	if n := idp.keyFetches.Load(); n != 2 {
 		t.Fatalf("%d key set fetches after 50 unknown keys, want 2", n)
@@ -843,10 +844,10 @@ func TestVerifyKeySetRedirect(t *testing.T) {
 	}
 	tok := joseSign(t, newECKey(t), jose.ES256, "k1", claims)
 	_, err := v.Verify(context.Background(), tok)
-	wantTokenError(t, err, ReasonBadSignature, "does not verify", tok)
+	wantTokenError(t, err, events.ReasonBadSignature, "does not verify", tok)
 	tok = joseSign(t, key, jose.ES256, "k2", claims)
 	_, err = v.Verify(context.Background(), tok)
-	wantTokenError(t, err, ReasonUnknownKey, `key "k2"`, tok)
+	wantTokenError(t, err, events.ReasonUnknownKey, `key "k2"`, tok)
 	if n := idp.keyFetches.Load(); n != 1 {
 		t.Errorf("%d key set fetches, want 1", n)
 	}
@@ -875,7 +876,7 @@ func TestVerifyAlgorithms(t *testing.T) {
 	}
 	// An EdDSA signature presented under the EC key's kid.
 	tok := joseSign(t, ed, jose.EdDSA, "ec", claims)
-	wantTokenError(t, func() error { _, err := v.Verify(context.Background(), tok); return err }(), ReasonBadSignature, "does not verify", tok)
+	wantTokenError(t, func() error { _, err := v.Verify(context.Background(), tok); return err }(), events.ReasonBadSignature, "does not verify", tok)
 }
 
 func TestVerifyProviderUnavailable(t *testing.T) {
@@ -889,13 +890,13 @@ func TestVerifyProviderUnavailable(t *testing.T) {
 		tok := joseSign(t, key, jose.ES256, "k", oidcTestClaims(idp.Issuer(), clock.Now(), nil))
 
 		_, err := v.Verify(context.Background(), tok)
-		wantTokenError(t, err, ReasonProviderUnavailable, `cannot fetch the discovery document of identity provider "corp": 503 Service Unavailable`, tok)
+		wantTokenError(t, err, events.ReasonProviderUnavailable, `cannot fetch the discovery document of identity provider "corp": 503 Service Unavailable`, tok)
 		// During the backoff, the provider is not asked again.
 		_, err = v.Verify(context.Background(), tok)
-		wantTokenError(t, err, ReasonProviderUnavailable, "(next attempt after 2026-11-27T07:05:01Z)", tok)
+		wantTokenError(t, err, events.ReasonProviderUnavailable, "(next attempt after 2026-11-27T07:05:01Z)", tok)
 		idp.set(func(idp *oidcTestIdP) { idp.down = false })
 		_, err = v.Verify(context.Background(), tok)
-		wantTokenError(t, err, ReasonProviderUnavailable, "next attempt after", tok)
+		wantTokenError(t, err, events.ReasonProviderUnavailable, "next attempt after", tok)
 		if n := idp.discoveries.Load(); n != 1 {
 			t.Fatalf("%d discovery requests during the backoff, want 1", n)
 		}
@@ -920,7 +921,7 @@ func TestVerifyProviderUnavailable(t *testing.T) {
 		v := newTestVerifier(t, clock, ProviderConfig{Name: "corp", Issuer: idp.Issuer(), Audiences: []string{"bastion"}})
 		tok := joseSign(t, key, jose.ES256, "k", oidcTestClaims(idp.Issuer(), clock.Now(), nil))
 		_, err := v.Verify(context.Background(), tok)
-		wantTokenError(t, err, ReasonProviderUnavailable, `cannot fetch the signing keys of identity provider "corp": Get "`+idp.Issuer()+`/keys": key set request answered 503 Service Unavailable`, tok)
+		wantTokenError(t, err, events.ReasonProviderUnavailable, `cannot fetch the signing keys of identity provider "corp": Get "`+idp.Issuer()+`/keys": key set request answered 503 Service Unavailable`, tok)
 
 		idp.set(func(idp *oidcTestIdP) { idp.jwksDown = false })
 		clock.Advance(oidcKeySetInterval)
@@ -939,7 +940,7 @@ func TestVerifyProviderUnavailable(t *testing.T) {
 		v := newTestVerifier(t, clock, ProviderConfig{Name: "corp", Issuer: iss, Audiences: []string{"bastion"}})
 		tok := joseSign(t, key, jose.ES256, "k", oidcTestClaims(iss, clock.Now(), nil))
 		_, err = v.Verify(context.Background(), tok)
-		wantTokenError(t, err, ReasonProviderUnavailable, "connection refused", tok)
+		wantTokenError(t, err, events.ReasonProviderUnavailable, "connection refused", tok)
 	})
 
 	t.Run("caller gives up", func(t *testing.T) {
@@ -952,7 +953,7 @@ func TestVerifyProviderUnavailable(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 		defer cancel()
 		_, err := v.Verify(ctx, tok)
-		wantTokenError(t, err, ReasonProviderUnavailable, `gave up waiting for the discovery document of identity provider "corp": context deadline exceeded`, tok)
+		wantTokenError(t, err, events.ReasonProviderUnavailable, `gave up waiting for the discovery document of identity provider "corp": context deadline exceeded`, tok)
 	})
 }
 
@@ -1040,11 +1041,11 @@ func TestVerifyConcurrentFirstUse(t *testing.T) {
 
 func TestTokenErrorUnwrap(t *testing.T) {
 	cause := errors.New("cause")
-	te := &TokenError{Reason: ReasonProviderUnavailable, Provider: "corp", Err: fmt.Errorf("identity provider down: %w", cause)}
+	te := &TokenError{Reason: events.ReasonProviderUnavailable, Provider: "corp", Err: fmt.Errorf("identity provider down: %w", cause)}
 	if !errors.Is(te, cause) || te.Error() != "identity provider down: cause" {
 		t.Errorf("Error() %q, Is(cause) %v", te.Error(), errors.Is(te, cause))
 	}
-	if (&TokenError{Reason: ReasonBadSignature}).Error() != "token refused: bad_signature" {
+	if (&TokenError{Reason: events.ReasonBadSignature}).Error() != "token refused: bad_signature" {
 		t.Error("a TokenError without Err has no sentence")
 	}
 }

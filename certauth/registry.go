@@ -16,6 +16,7 @@ import (
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/policy/mask"
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/events"
 )
 
 // CertRecord is what the journal says of one issued certificate.
@@ -79,7 +80,7 @@ type identityRevocation struct {
 
 // RegistryEvents selects the events [LoadRegistry] reads, for
 // recorder.ReadLogOptions.
-func RegistryEvents(name string) bool { return name == EventCertIssued || name == EventCertRevoked }
+func RegistryEvents(name string) bool { return name == events.CertIssued || name == events.CertRevoked }
 
 // LoadRegistry reads the certificates and revocations of a journal's log,
 // read with [RegistryEvents] selected: the signed leaves, never an index of
@@ -88,13 +89,13 @@ func RegistryEvents(name string) bool { return name == EventCertIssued || name =
 func LoadRegistry(log *recorder.Log, now time.Time, all bool) (*Registry, error) {
 	r := NewRegistry()
 	r.keepAll = all
-	err := eachEvent(log, EventCertIssued, func(idx int64, l *recorder.Leaf) error {
+	err := eachEvent(log, events.CertIssued, func(idx int64, l *recorder.Leaf) error {
 		rec, err := recordFromAttrs(l.Attrs)
 		if err != nil {
-			return fmt.Errorf("leaf %d (%s): %w", idx, EventCertIssued, err)
+			return fmt.Errorf("leaf %d (%s): %w", idx, events.CertIssued, err)
 		}
 		if rec.Serial != uint64(idx) {
-			return fmt.Errorf("leaf %d (%s): serial %d is not the leaf's index", idx, EventCertIssued, rec.Serial)
+			return fmt.Errorf("leaf %d (%s): serial %d is not the leaf's index", idx, events.CertIssued, rec.Serial)
 		}
 		rec.IssuedAt = time.Unix(0, l.WallNS).UTC()
 		if all || rec.ValidBefore.After(now) {
@@ -105,11 +106,11 @@ func LoadRegistry(log *recorder.Log, now time.Time, all bool) (*Registry, error)
 	if err != nil {
 		return nil, fmt.Errorf("read issued certificates: %w", err)
 	}
-	err = eachEvent(log, EventCertRevoked, func(idx int64, l *recorder.Leaf) error {
+	err = eachEvent(log, events.CertRevoked, func(idx int64, l *recorder.Leaf) error {
 		at := time.Unix(0, l.WallNS).UTC()
 		serials, err := parseSerials(l.Attrs["serials"])
 		if err != nil {
-			return fmt.Errorf("leaf %d (%s): %w", idx, EventCertRevoked, err)
+			return fmt.Errorf("leaf %d (%s): %w", idx, events.CertRevoked, err)
 		}
 		r.markRevoked(serials, at, l.Attrs["reason"])
 		if id := l.Attrs["identity"]; id != "" {
@@ -118,7 +119,7 @@ func LoadRegistry(log *recorder.Log, now time.Time, all bool) (*Registry, error)
 			if u := l.Attrs["blocked_until"]; u != "" {
 				until, err := time.Parse(time.RFC3339Nano, u)
 				if err != nil {
-					return fmt.Errorf("leaf %d (%s): bad blocked_until %q", idx, EventCertRevoked, u)
+					return fmt.Errorf("leaf %d (%s): bad blocked_until %q", idx, events.CertRevoked, u)
 				}
 				rev.Until = maxTime(rev.Until, until)
 			}
@@ -415,7 +416,7 @@ func (r *Registry) Revoke(ctx context.Context, j EventJournal, req RevokeRequest
 	// Not cancelled with the caller: once queued, the event is committed
 	// whatever the caller does, and the revocation must then take effect
 	// here too, or the journal and the registry would disagree.
-	idx, err := j.AppendEvent(context.WithoutCancel(ctx), EventCertRevoked, attrs)
+	idx, err := j.AppendEvent(context.WithoutCancel(ctx), events.CertRevoked, attrs)
 	if err != nil {
 		return nil, fmt.Errorf("journal the revocation (nothing was revoked): %w", err)
 	}

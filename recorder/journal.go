@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/bastionhq/bastion/recorder/events"
 	"github.com/bastionhq/bastion/storage"
 )
 
@@ -432,7 +433,7 @@ func (j *Journal) closeAbandoned(ctx context.Context, open []abandoned) error {
 		j.sessions[s] = struct{}{}
 		j.mu.Unlock()
 		if err := s.End(ctx, Attrs{
-			"reason": "abandoned",
+			"reason": events.EndAbandoned,
 			"detail": "the recorder stopped without ending the session; closed when the journal was next opened",
 		}); err != nil {
 			return fmt.Errorf("recorder: close abandoned session %s: %w", s.ID(), err)

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/bastionhq/bastion/recorder/events"
 	"github.com/bastionhq/bastion/storage"
 	"github.com/google/uuid"
 )
@@ -75,7 +76,7 @@ func (j *Journal) StartSession(ctx context.Context, info SessionInfo) (*Session,
 	// A start the caller gave up on still commits: end it, so that it is
 	// not left for the next writer to call abandoned.
 	endLate := func() {
-		s.End(context.Background(), Attrs{"reason": "stopped", "detail": "the session was canceled while it started"})
+		s.End(context.Background(), Attrs{"reason": events.EndStopped, "detail": "the session was canceled while it started"})
 	}
 	if _, err := j.submitThen(ctx, op{kind: opStart, sess: s, leaf: l}, endLate); err != nil {
 		if ctx.Err() == nil {

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/bastionhq/bastion/recorder/events"
 	"github.com/bastionhq/bastion/storage"
 )
 
@@ -357,7 +358,7 @@ func (v *verifier) leaves() error {
 			continue
 		}
 		sum.EndLeaf, sum.Reason = s.EndIndex, s.End.Attrs["reason"]
-		if sum.Reason == "abandoned" {
+		if sum.Reason == events.EndAbandoned {
 			v.r.Abandoned = append(v.r.Abandoned, sum)
 		}
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/bastionhq/bastion/bastion"
 	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/events"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -402,7 +403,7 @@ func runCARotate(ctx context.Context, e *env, args []string) error {
 		maps.Copy(attrs, selfOperatorAttrs())
 		maps.Copy(attrs, selfAttrs(bastion.ViaCLI))
 		attrs["by"] = operator(e)
-		leaf, err = j.AppendEvent(ctx, certauth.EventCARotated, attrs)
+		leaf, err = j.AppendEvent(ctx, events.CARotated, attrs)
 		err = errors.Join(err, closeJournal())
 	}
 	if err != nil {

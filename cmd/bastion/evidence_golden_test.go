@@ -19,6 +19,7 @@ import (
 	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/events"
 	"github.com/bastionhq/bastion/recorder/evidence"
 )
 
@@ -65,8 +66,8 @@ func buildGoldenJournal(t *testing.T) *evidenceJournal {
 	ej.from = goldenStart.Add(-time.Minute)
 	step := func(d time.Duration) { b.clock.Advance(d) }
 	pol := b.policy()
-	b.event(evidence.EventServeStarted, recorder.Attrs{"pid": "4242", "api": "127.0.0.1:8443", "admin": "/run/bastion/admin.sock"})
-	b.event(evidence.EventPolicyLoaded, withPolicyRecord(t, pol, recorder.Attrs{"trigger": "start", "hash": pol.Hash(), "roles": "2", "warnings": "0"}))
+	b.event(events.ServeStarted, recorder.Attrs{"pid": "4242", "api": "127.0.0.1:8443", "admin": "/run/bastion/admin.sock"})
+	b.event(events.PolicyLoaded, withPolicyRecord(t, pol, recorder.Attrs{"trigger": "start", "hash": pol.Hash(), "roles": "2", "warnings": "0"}))
 	step(5 * time.Minute)
 
 	// The human: a standing certificate, an interactive session with a
@@ -123,11 +124,11 @@ func buildGoldenJournal(t *testing.T) *evidenceJournal {
 	}, recorder.Attrs{"reason": "exited", "exit-status": "0"})
 	ej.grantSession = s.ID().String()
 	step(30 * time.Second)
-	b.event(evidence.EventRequestRefused, recorder.Attrs{"reason": "policy_denied", "request": "exec", "action": "exec", "user": "postgres@db-1",
+	b.event(events.RequestRefused, recorder.Attrs{"reason": "policy_denied", "request": "exec", "action": "exec", "user": "postgres@db-1",
 		"target": "db-1", "login": "postgres", "identity": ej.agent, "serial": strconv.FormatUint(agent.Record.Serial, 10), "key-id": agent.Cert.KeyId,
 		"client": "198.51.100.7:41002", "policy.rule": "role:db-grant", "detail": "command not allowed", "policy.hash": pol.Hash(), "command": ej.refusedCommand})
 	step(time.Minute)
-	b.event(evidence.EventAuthRefused, recorder.Attrs{"reason": "untrusted_ca", "user": "root@db-1", "client": "203.0.113.9:6000", "key.sha256": "SHA256:x"})
+	b.event(events.AuthRefused, recorder.Attrs{"reason": "untrusted_ca", "user": "root@db-1", "client": "203.0.113.9:6000", "key.sha256": "SHA256:x"})
 	step(time.Minute)
 	if _, err := b.issuer.Issue(b.ctx, certauth.IssueRequest{Token: "not.a.token", PublicKey: "x"}); err == nil {
 		t.Fatal("a bad token was accepted")
@@ -148,12 +149,12 @@ func buildGoldenJournal(t *testing.T) *evidenceJournal {
 	b.settleGrants(grantIn(ej.grant, certauth.GrantEnded))
 	b.closeGrants()
 	step(20 * time.Minute)
-	b.event(evidence.EventServeStopped, recorder.Attrs{"reason": "requested", "ssh.sessions-ended": "0"})
+	b.event(events.ServeStopped, recorder.Attrs{"reason": "requested", "ssh.sessions-ended": "0"})
 	step(time.Minute)
-	b.event(evidence.EventServeStarted, recorder.Attrs{"pid": "4243"})
+	b.event(events.ServeStarted, recorder.Attrs{"pid": "4243"})
 	step(3 * time.Hour)
 	// Started again with no stop: the bastion died.
-	b.event(evidence.EventServeStarted, recorder.Attrs{"pid": "4244"})
+	b.event(events.ServeStarted, recorder.Attrs{"pid": "4244"})
 	step(time.Minute)
 	ej.to = b.clock.Now().Add(time.Minute)
 	b.close()

@@ -15,7 +15,7 @@ import (
 	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder"
-	"github.com/bastionhq/bastion/recorder/evidence"
+	"github.com/bastionhq/bastion/recorder/events"
 	"github.com/bastionhq/bastion/storage"
 )
 
@@ -168,7 +168,7 @@ func buildQuarterJournal(t testing.TB, spec quarterSpec) *quarterJournal {
 		e.run()
 	}
 	g.b.clock.Set(quarterTo.Add(-30 * time.Minute))
-	g.b.event(evidence.EventServeStopped, recorder.Attrs{"reason": "requested", "ssh.sessions-ended": "0"})
+	g.b.event(events.ServeStopped, recorder.Attrs{"reason": "requested", "ssh.sessions-ended": "0"})
 	g.b.close()
 	g.q.took = time.Since(start)
 	if g.q.sessions != spec.Sessions {
@@ -201,7 +201,7 @@ func (g *quarterGen) schedule(spec quarterSpec) {
 	special += g.scheduleKill(day(58).Add(11*time.Hour + 5*time.Minute))
 	g.q.injected = append(g.q.injected, "a policy reload refused (a typo in the file)")
 	g.at(day(23).Add(16*time.Hour), func() {
-		g.b.event(evidence.EventPolicyRefused, recorder.Attrs{"trigger": "signal", "in-force": g.b.policy().Hash(),
+		g.b.event(events.PolicyRefused, recorder.Attrs{"trigger": "signal", "in-force": g.b.policy().Hash(),
 			"error": "policy.hcl:31:5: role \"ops\": unknown attribute \"max_tll\"; did you mean \"max_ttl\"?"})
 	})
 	g.at(day(23).Add(16*time.Hour+20*time.Minute), func() {
@@ -212,7 +212,7 @@ func (g *quarterGen) schedule(spec quarterSpec) {
 		}
 		old := g.b.policy()
 		g.b.reload(p)
-		g.b.event(evidence.EventPolicyLoaded, withPolicyRecord(g.t, p, recorder.Attrs{"trigger": "signal", "hash": p.Hash(), "previous": old.Hash(),
+		g.b.event(events.PolicyLoaded, withPolicyRecord(g.t, p, recorder.Attrs{"trigger": "signal", "hash": p.Hash(), "previous": old.Hash(),
 			"roles": strconv.Itoa(len(roles)), "warnings": "0", "source": "/etc/bastion/policy.hcl"}))
 	})
 	g.at(day(33).Add(8*time.Hour+40*time.Minute), func() {
@@ -225,7 +225,7 @@ func (g *quarterGen) schedule(spec quarterSpec) {
 	// Strangers: a scanner's keys, and expired tokens.
 	for k := range 5 {
 		g.at(day(10+k*15).Add(3*time.Hour+time.Duration(k)*time.Minute), func() {
-			g.b.event(evidence.EventAuthRefused, recorder.Attrs{"reason": "untrusted_ca", "user": "root@db-1",
+			g.b.event(events.AuthRefused, recorder.Attrs{"reason": "untrusted_ca", "user": "root@db-1",
 				"client": fmt.Sprintf("203.0.113.%d:%d", 20+k, 40000+k), "key.sha256": fmt.Sprintf("SHA256:scanner-key-%d", k)})
 		})
 	}
@@ -244,7 +244,7 @@ func (g *quarterGen) schedule(spec quarterSpec) {
 			g.at(day(d).Add(3*time.Hour), func() {
 				// The journal stays open (reopening it costs a read of
 				// every leaf); the issuer starts again.
-				g.b.event(evidence.EventServeStopped, recorder.Attrs{"reason": "requested", "ssh.sessions-ended": "0"})
+				g.b.event(events.ServeStopped, recorder.Attrs{"reason": "requested", "ssh.sessions-ended": "0"})
 				g.b.clock.Advance(time.Minute)
 				g.b.startIssuer()
 				g.serveStart("start")
@@ -283,10 +283,10 @@ func (g *quarterGen) schedule(spec quarterSpec) {
 // serveStart journals a start of serve and the policy it loaded.
 func (g *quarterGen) serveStart(trigger string) {
 	g.pid += 1 + g.rng.IntN(50)
-	g.b.event(evidence.EventServeStarted, recorder.Attrs{"pid": strconv.Itoa(g.pid), "api": "10.0.0.5:8443", "admin": "/run/bastion/admin.sock",
+	g.b.event(events.ServeStarted, recorder.Attrs{"pid": strconv.Itoa(g.pid), "api": "10.0.0.5:8443", "admin": "/run/bastion/admin.sock",
 		"config": "/etc/bastion/bastion.hcl", "home": "/var/lib/bastion", "ssh": "10.0.0.5:22"})
 	p := g.b.policy()
-	g.b.event(evidence.EventPolicyLoaded, withPolicyRecord(g.t, p, recorder.Attrs{"trigger": trigger, "hash": p.Hash(), "roles": strconv.Itoa(len(p.Roles)), "warnings": "0",
+	g.b.event(events.PolicyLoaded, withPolicyRecord(g.t, p, recorder.Attrs{"trigger": trigger, "hash": p.Hash(), "roles": strconv.Itoa(len(p.Roles)), "warnings": "0",
 		"source": "/etc/bastion/policy.hcl"}))
 }
 
@@ -445,7 +445,7 @@ func (g *quarterGen) agentSession(who string, seed uint64) {
 		a := recorder.Attrs{"reason": "policy_denied", "request": "exec", "action": string(policy.ActionExec), "user": "ci@" + target, "target": target,
 			"login": "ci", "policy.rule": d.Rule, "detail": d.Reason, "policy.hash": g.b.policy().Hash(), "command": cmd,
 			"identity": c.Record.Identity, "serial": strconv.FormatUint(c.Record.Serial, 10), "key-id": c.Cert.KeyId, "client": client}
-		g.b.event(evidence.EventRequestRefused, a)
+		g.b.event(events.RequestRefused, a)
 		g.q.refusedCommands++
 		g.b.clock.Advance(time.Duration(5+rng.IntN(30)) * time.Second)
 	}

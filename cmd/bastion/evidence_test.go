@@ -29,6 +29,7 @@ import (
 	"github.com/bastionhq/bastion/certauth/oidctest"
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/events"
 	"github.com/bastionhq/bastion/recorder/evidence"
 	"github.com/bastionhq/bastion/storage"
 )
@@ -127,7 +128,7 @@ func buildEvidenceJournal(t *testing.T) *evidenceJournal {
 		t.Fatal(err)
 	}
 
-	event(evidence.EventServeStarted, recorder.Attrs{"pid": "4242", "api": "127.0.0.1:8443", "admin": "/run/bastion/admin.sock"})
+	event(events.ServeStarted, recorder.Attrs{"pid": "4242", "api": "127.0.0.1:8443", "admin": "/run/bastion/admin.sock"})
 	loaded := func(p *policy.Policy, trigger string) {
 		t.Helper()
 		a, err := bastion.PolicyRecord(p)
@@ -135,7 +136,7 @@ func buildEvidenceJournal(t *testing.T) *evidenceJournal {
 			t.Fatal(err)
 		}
 		a["trigger"], a["hash"], a["roles"], a["warnings"] = trigger, p.Hash(), strconv.Itoa(len(p.Roles)), "0"
-		event(evidence.EventPolicyLoaded, a)
+		event(events.PolicyLoaded, a)
 	}
 	loaded(pol, "start")
 
@@ -202,7 +203,7 @@ func buildEvidenceJournal(t *testing.T) *evidenceJournal {
 	}
 
 	// The revoked certificate, offered again: the refusal names alice.
-	event(evidence.EventAuthRefused, recorder.Attrs{"reason": "revoked", "user": "deploy@web-1", "client": "192.0.2.10:50023",
+	event(events.AuthRefused, recorder.Attrs{"reason": "revoked", "user": "deploy@web-1", "client": "192.0.2.10:50023",
 		"serial": strconv.FormatUint(alice.Record.Serial, 10), "key.sha256": ssh.FingerprintSHA256(alice.Cert.Key), "key-id": alice.Cert.KeyId})
 
 	// The agent: a grant requested, approved, used, and ended; a second
@@ -236,10 +237,10 @@ func buildEvidenceJournal(t *testing.T) *evidenceJournal {
 	if err := s.End(ctx, recorder.Attrs{"reason": "exited", "exit-status": "0"}); err != nil {
 		t.Fatal(err)
 	}
-	event(evidence.EventRequestRefused, recorder.Attrs{"reason": "policy_denied", "request": "exec", "action": "exec", "user": "postgres@db-1",
+	event(events.RequestRefused, recorder.Attrs{"reason": "policy_denied", "request": "exec", "action": "exec", "user": "postgres@db-1",
 		"target": "db-1", "login": "postgres", "identity": ej.agent, "serial": strconv.FormatUint(agent.Record.Serial, 10), "key-id": agent.Cert.KeyId,
 		"client": "198.51.100.7:41002", "policy.rule": "role:db-grant", "detail": "command not allowed", "policy.hash": pol.Hash(), "command": ej.refusedCommand})
-	event(evidence.EventAuthRefused, recorder.Attrs{"reason": "untrusted_ca", "user": "root@db-1", "client": "203.0.113.9:6000", "key.sha256": "SHA256:x"})
+	event(events.AuthRefused, recorder.Attrs{"reason": "untrusted_ca", "user": "root@db-1", "client": "203.0.113.9:6000", "key.sha256": "SHA256:x"})
 	if _, err := issuer.Issue(ctx, certauth.IssueRequest{Token: "not.a.token", PublicKey: "x"}); err == nil {
 		t.Fatal("a bad token was accepted")
 	}
@@ -278,10 +279,10 @@ func buildEvidenceJournal(t *testing.T) *evidenceJournal {
 		t.Fatal(err)
 	}
 	loaded(pol2, "signal")
-	event(evidence.EventServeStopped, recorder.Attrs{"reason": "requested", "ssh.sessions-ended": "0"})
-	event(evidence.EventServeStarted, recorder.Attrs{"pid": "4243"})
+	event(events.ServeStopped, recorder.Attrs{"reason": "requested", "ssh.sessions-ended": "0"})
+	event(events.ServeStarted, recorder.Attrs{"pid": "4243"})
 	// Started again with no stop: the bastion died.
-	event(evidence.EventServeStarted, recorder.Attrs{"pid": "4244"})
+	event(events.ServeStarted, recorder.Attrs{"pid": "4244"})
 	ej.to = time.Now().Add(time.Minute).UTC().Truncate(time.Second)
 	if err := j.Close(); err != nil {
 		t.Fatal(err)
@@ -465,7 +466,7 @@ func TestEvidence(t *testing.T) {
 	t.Run("refused login names the identity", func(t *testing.T) {
 		found := false
 		for _, f := range r.Refusals {
-			if f.Event == evidence.EventAuthRefused && f.Reason == "revoked" {
+			if f.Event == events.AuthRefused && f.Reason == "revoked" {
 				found = true
 				if f.Identity != ej.human || f.User != "deploy@web-1" {
 					t.Errorf("the refused login with alice's revoked certificate: identity %q, user %q", f.Identity, f.User)

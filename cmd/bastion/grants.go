@@ -13,6 +13,7 @@ import (
 
 	"github.com/bastionhq/bastion/bastion"
 	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/recorder/events"
 	"github.com/bastionhq/bastion/recorder/termtext"
 )
 
@@ -627,23 +628,23 @@ func grantsExplain(err error) error {
 		return loginExplain(err)
 	}
 	switch ae.Reason {
-	case certauth.ReasonDenied:
+	case events.ReasonDenied:
 		return withHint(err, "no grant-only role of the policy covers this target and login for you; ask the bastion's operators which roles you may request")
-	case certauth.ReasonOwnGrant:
+	case events.ReasonOwnGrant:
 		return withHint(err, "another approver the policy names must decide it")
-	case certauth.ReasonNotApprover:
+	case events.ReasonNotApprover:
 		return withHint(err, "the policy in force names who may approve grants of this role")
-	case certauth.ReasonSponsorConflict:
+	case events.ReasonSponsorConflict:
 		return withHint(err, "the role's approval excludes the requester's sponsor and those acting for the same person: another approver the policy names must approve")
-	case certauth.ReasonGrantNotFound:
+	case events.ReasonGrantNotFound:
 		return withHint(err, `check the ID with "bastion grants list": you see your own grants and those you may approve`)
-	case certauth.ReasonGrantState:
+	case events.ReasonGrantState:
 		return withHint(err, `see where it stands with "bastion grants show ID"`)
-	case certauth.ReasonAlreadyApproved:
+	case events.ReasonAlreadyApproved:
 		return withHint(err, "it waits for another approver")
-	case certauth.ReasonGrantsNotEnabled:
+	case events.ReasonGrantsNotEnabled:
 		return withHint(err, "this bastion does not offer just-in-time grants; ask its operators")
-	case certauth.ReasonRequestMalformed:
+	case events.ReasonRequestMalformed:
 		return withHint(err, `run "bastion help grants request" for what a request needs`)
 	}
 	return loginExplain(err)

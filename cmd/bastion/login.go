@@ -22,6 +22,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/recorder/events"
 	"github.com/bastionhq/bastion/recorder/termtext"
 )
 
@@ -676,17 +677,17 @@ func loginExplain(err error) error {
 		return err
 	}
 	switch {
-	case ae.Reason == "denied":
+	case ae.Reason == events.ReasonDenied:
 		return withHint(err, `no rule grants you what you asked for; ask for access with "bastion grants request"`)
-	case ae.Reason == "rate_limited":
+	case ae.Reason == events.ReasonRateLimited:
 		return withHint(err, "too many requests: wait a little and try again")
-	case ae.Reason == "identity_revoked":
+	case ae.Reason == events.ReasonIdentityRevoked:
 		return withHint(err, "your identity's certificates were revoked; ask the bastion's operators")
-	case ae.Reason == "token_expired" || ae.Reason == "token_too_old":
+	case ae.Reason == events.ReasonTokenExpired || ae.Reason == events.ReasonTokenTooOld:
 		return withHint(err, "get a fresh token and try again (--token-file is read again for every certificate)")
-	case ae.Reason == "wrong_audience":
+	case ae.Reason == events.ReasonWrongAudience:
 		return withHint(err, "the token must be issued for an audience the bastion accepts for its identity provider (for a CI job, the aud of its ID token)")
-	case ae.Reason == "issuer_unknown":
+	case ae.Reason == events.ReasonIssuerUnknown:
 		return withHint(err, "the bastion does not trust the identity provider that issued the token")
 	case strings.HasPrefix(ae.Reason, "token_") || ae.Status == http.StatusUnauthorized:
 		return withHint(err, "the bastion wants an unexpired OpenID Connect token from an identity provider it trusts, for its audience")

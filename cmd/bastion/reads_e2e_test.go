@@ -19,6 +19,7 @@ import (
 	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/certauth/oidctest"
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/events"
 	"github.com/bastionhq/bastion/storage"
 )
 
@@ -356,7 +357,7 @@ func TestRecordedReads(t *testing.T) {
 		if code, _, stderr := runArgs(args...); code != 0 {
 			t.Fatalf("certs revoke: exit %d: %s", code, stderr)
 		}
-		rev := r.events(t, certauth.EventCertRevoked)
+		rev := r.events(t, events.CertRevoked)
 		if e := rev[len(rev)-1]; e["operator"] != c.identity || e["operator.verified"] != c.verified || e["operator.uid"] != "0" || e["operator.user"] != "root" ||
 			!strings.HasPrefix(e["by"], c.identity+" ("+c.verified+"; uid 0 root, pid ") {
 			t.Errorf("cert.revoked by %s: %v", c.verified, e)
@@ -386,7 +387,7 @@ func TestRecordedReads(t *testing.T) {
 	if code, out, stderr := runArgs("--home", r.home, "ca", "rotate", "--role", "target", "--grace", "1h", "--token-file", alice); code != 0 || !strings.Contains(out, "journaled: ca.rotated, leaf ") {
 		t.Fatalf("ca rotate: exit %d: %s%s", code, out, stderr)
 	}
-	rot := r.events(t, certauth.EventCARotated)
+	rot := r.events(t, events.CARotated)
 	if len(rot) != 1 || rot[0]["role"] != "target" || rot[0]["via"] != "serve" || rot[0]["operator"] != "alice@corp" || rot[0]["operator.verified"] != "token" ||
 		rot[0]["grace"] != "1h0m0s" || !strings.HasPrefix(rot[0]["new.fingerprint"], "SHA256:") || rot[0]["old.fingerprint"] == rot[0]["new.fingerprint"] {
 		t.Errorf("ca.rotated through serve = %v", rot)
@@ -418,7 +419,7 @@ func TestRecordedReads(t *testing.T) {
 		t.Errorf("verify: exit %d\n%s%s", code, out, stderr)
 	}
 	pr := &readsRig{journal: private, pub: r.pub}
-	rot = pr.events(t, certauth.EventCARotated)
+	rot = pr.events(t, events.CARotated)
 	if len(rot) != 1 || rot[0]["role"] != "host" || rot[0]["via"] != "cli" || rot[0]["operator.verified"] != "none" || rot[0]["uid"] != "0" || rot[0]["operator.user"] != "root" {
 		t.Errorf("ca.rotated without serve = %v", rot)
 	}

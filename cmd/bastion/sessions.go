@@ -14,6 +14,7 @@ import (
 
 	"github.com/bastionhq/bastion/bastion"
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/events"
 	"github.com/bastionhq/bastion/recorder/termtext"
 	"github.com/bastionhq/bastion/storage"
 )
@@ -201,7 +202,7 @@ func describeSession(id recorder.SessionID, start, end *recorder.Leaf, frames ui
 	if end != nil {
 		t := time.Unix(0, end.WallNS).UTC()
 		s.Ended, s.State, s.EndReason = &t, "ended", end.Attrs["reason"]
-		if s.EndReason == "abandoned" {
+		if s.EndReason == events.EndAbandoned {
 			s.State = "abandoned"
 		}
 		s.InBytes, s.OutBytes = countAttr(end.Attrs, recorder.AttrInBytes), countAttr(end.Attrs, recorder.AttrOutBytes)

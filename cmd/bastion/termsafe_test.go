@@ -21,7 +21,7 @@ import (
 	"github.com/bastionhq/bastion/certauth/oidctest"
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder"
-	"github.com/bastionhq/bastion/recorder/evidence"
+	"github.com/bastionhq/bastion/recorder/events"
 	"github.com/bastionhq/bastion/storage"
 )
 
@@ -149,7 +149,7 @@ func buildHostileJournal(t *testing.T) *hostileJournal {
 	if err := s.End(ctx, recorder.Attrs{"reason": hostile, "detail": hostile, "exit-status": "0"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := j.AppendEvent(ctx, evidence.EventRequestRefused, recorder.Attrs{"reason": "policy_denied", "request": "exec", "action": "exec",
+	if _, err := j.AppendEvent(ctx, events.RequestRefused, recorder.Attrs{"reason": "policy_denied", "request": "exec", "action": "exec",
 		"target": hostile, "login": hostile, "identity": identity, "serial": "1", "key-id": is.Cert.KeyId, "client": hostile,
 		"policy.rule": hostile, "detail": hostile, "command": hostile}); err != nil {
 		t.Fatal(err)

@@ -128,8 +128,8 @@ func published(t *testing.T, journal string) (pub []storage.Checkpoint) {
 	return pub
 }
 
-// events lists the journal's events named name, oldest first.
-func events(t *testing.T, journal, name string) (out []recorder.Attrs) {
+// journalEvents lists the journal's events named name, oldest first.
+func journalEvents(t *testing.T, journal, name string) (out []recorder.Attrs) {
 	t.Helper()
 	snapshotOf(t, journal, func(ctx context.Context, snap storage.Snapshot) error {
 		return snap.Leaves(ctx, 0, 1<<62, func(l storage.Leaf) error {
@@ -319,7 +319,7 @@ witnesses {
 	waitFor(t, 15*time.Second, "the witness to catch up", func() bool {
 		return sink.count("witness.recovered", "cleared", "lw") == 1
 	})
-	if n := len(events(t, journal, "witness.stale")); n != 1 {
+	if n := len(journalEvents(t, journal, "witness.stale")); n != 1 {
 		t.Errorf("%d witness.stale leaves, want one per change of state", n)
 	}
 
@@ -425,7 +425,7 @@ witnesses {
 	}
 	waitFor(t, 15*time.Second, "both witnesses to refuse the fork", func() bool {
 		forks := 0
-		for _, a := range events(t, journal, "witness.refused") {
+		for _, a := range journalEvents(t, journal, "witness.refused") {
 			if strings.Contains(a["detail"], "fork") {
 				forks++
 			}

@@ -42,41 +42,16 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/events"
 	"github.com/bastionhq/bastion/recorder/playback"
 	"github.com/bastionhq/bastion/storage"
 )
 
-// Event names the report reads, as the packages certauth (cert.*,
-// grant.*) and bastion (ssh.*, serve.*, policy.*) write them. A test
-// checks that they match those packages' constants.
-const (
-	EventCertIssued      = "cert.issued"
-	EventCertRevoked     = "cert.revoked"
-	EventCertRefused     = "cert.refused"
-	EventGrantRequested  = "grant.requested"
-	EventGrantApproved   = "grant.approved"
-	EventGrantDenied     = "grant.denied"
-	EventGrantActivated  = "grant.activated"
-	EventGrantExpired    = "grant.expired"
-	EventGrantEnded      = "grant.ended"
-	EventGrantRevoked    = "grant.revoked"
-	EventGrantRefused    = "grant.refused"
-	EventAuthRefused     = "ssh.auth_refused"
-	EventRequestRefused  = "ssh.request_refused"
-	EventChannelRefused  = "ssh.channel_refused"
-	EventConnRefused     = "ssh.connection_refused"
-	EventServeStarted    = "serve.started"
-	EventServeStopped    = "serve.stopped"
-	EventPolicyLoaded    = "policy.loaded"
-	EventPolicyRefused   = "policy.refused"
-	EventJournalAccessed = recorder.EventJournalAccessed
-)
-
 // refusalEvents are the events of section 6's refused actions.
-var refusalEvents = []string{EventAuthRefused, EventConnRefused, EventRequestRefused, EventChannelRefused, EventCertRefused, EventGrantRefused}
+var refusalEvents = []string{events.AuthRefused, events.ConnRefused, events.RequestRefused, events.ChannelRefused, events.CertRefused, events.GrantRefused}
 
 // grantEvents are the events of a grant's life, in no particular order.
-var grantEvents = []string{EventGrantRequested, EventGrantApproved, EventGrantDenied, EventGrantActivated, EventGrantExpired, EventGrantEnded, EventGrantRevoked}
+var grantEvents = []string{events.GrantRequested, events.GrantApproved, events.GrantDenied, events.GrantActivated, events.GrantExpired, events.GrantEnded, events.GrantRevoked}
 
 // PastGrantGrace is how long after its grant's end a session's end record
 // may be committed before the session counts as running past the grant:
@@ -379,7 +354,7 @@ func (b *builder) checkpoint() error {
 // readCerts reads every issuance and revocation: a certificate issued
 // before the period may be valid during it.
 func (b *builder) readCerts() error {
-	err := b.events(EventCertIssued, func(idx int64, l *recorder.Leaf) {
+	err := b.events(events.CertIssued, func(idx int64, l *recorder.Leaf) {
 		a := l.Attrs
 		va, ok1 := parseRFC3339(a["valid_after"])
 		vb, ok2 := parseRFC3339(a["valid_before"])
@@ -401,7 +376,7 @@ func (b *builder) readCerts() error {
 	if err != nil {
 		return err
 	}
-	return b.events(EventCertRevoked, func(idx int64, l *recorder.Leaf) {
+	return b.events(events.CertRevoked, func(idx int64, l *recorder.Leaf) {
 		for _, s := range splitList(l.Attrs["serials"]) {
 			n, err := strconv.ParseUint(s, 10, 64)
 			if c := b.certs[n]; err == nil && c != nil && c.Revoked == nil {
@@ -431,7 +406,7 @@ func (b *builder) readGrants() error {
 		if !ok {
 			at = wall(e.l)
 		}
-		if e.name == EventGrantRequested {
+		if e.name == events.GrantRequested {
 			g := &Grant{
 				ID: "G-" + strconv.FormatInt(e.idx, 10), State: "pending", Requester: a["identity"], Sponsor: a["sponsor"],
 				Reason: a["reason"], Ticket: a["ticket"], Role: a["role"], Target: a["target"], Login: a["login"], Command: a["command"],
@@ -450,22 +425,22 @@ func (b *builder) readGrants() error {
 		}
 		d := Decision{Event: e.name, By: a["by"], BySponsor: a["by.sponsor"], ByEmail: a["by.email"], Comment: a["comment"], At: at, Leaf: e.idx}
 		switch e.name {
-		case EventGrantApproved:
+		case events.GrantApproved:
 			g.Approvals = append(g.Approvals, d)
-		case EventGrantActivated:
+		case events.GrantActivated:
 			start, ok1 := parseRFC3339(a["start"])
 			end, ok2 := parseRFC3339(a["end"])
 			if ok1 && ok2 {
 				g.Start, g.End = &start, &end
 			}
 			g.State = "active"
-		case EventGrantDenied:
+		case events.GrantDenied:
 			g.State, g.Closed = "denied", &d
-		case EventGrantExpired:
+		case events.GrantExpired:
 			g.State, g.Closed = "expired", &d
-		case EventGrantEnded:
+		case events.GrantEnded:
 			g.State, g.Closed = "ended", &d
-		case EventGrantRevoked:
+		case events.GrantRevoked:
 			g.State, g.Closed = "revoked", &d
 		}
 	}
@@ -483,7 +458,7 @@ func (b *builder) readGrants() error {
 
 // grantEnd is when grant g stopped allowing access: revoked, or its end.
 func grantEnd(g *Grant) (time.Time, bool) {
-	if g.Closed != nil && g.Closed.Event == EventGrantRevoked {
+	if g.Closed != nil && g.Closed.Event == events.GrantRevoked {
 		return g.Closed.At, true
 	}
 	if g.End != nil {
@@ -607,7 +582,7 @@ func (b *builder) session(ls *recorder.LogSession) (*Session, error) {
 // cert.issued leaf whose key is the key offered. A certificate of another
 // CA (reason untrusted_ca, not_a_user_certificate) names nobody.
 func (b *builder) certIdentity(a recorder.Attrs) string {
-	if a["reason"] == "untrusted_ca" || a["reason"] == "not_a_user_certificate" || a["serial"] == "" {
+	if a["reason"] == events.ReasonUntrustedCA || a["reason"] == events.ReasonNotUserCert || a["serial"] == "" {
 		return ""
 	}
 	serial, err := strconv.ParseUint(a["serial"], 10, 64)
@@ -637,18 +612,18 @@ func (b *builder) readRefusals() error {
 				r.Count = n
 			}
 			switch name {
-			case EventAuthRefused, EventCertRefused:
+			case events.AuthRefused, events.CertRefused:
 				r.FailedAuth = true
-				if a["reason"] == "summary" {
+				if a["reason"] == events.ReasonSummary {
 					r.What = a["refused"] + " connections: " + a["reasons"]
 				}
-			case EventRequestRefused:
+			case events.RequestRefused:
 				r.What = strings.TrimSpace(a["request"] + " " + a["command"])
-			case EventChannelRefused:
+			case events.ChannelRefused:
 				r.What = strings.TrimSpace(a["channel"] + " " + a["destination"])
-			case EventGrantRefused:
+			case events.GrantRefused:
 				r.What = strings.TrimSpace(a["action"] + " " + a["grant"])
-			case EventConnRefused:
+			case events.ConnRefused:
 				r.What = "connection"
 				if n := a["refused"]; n != "" {
 					r.What = n + " connections"
@@ -662,7 +637,7 @@ func (b *builder) readRefusals() error {
 			// A refused login with a certificate of the user CA names
 			// its identity: the certificate's serial is the leaf of its
 			// issuance, and its key must be the one issued.
-			if r.Identity == "" && name == EventAuthRefused {
+			if r.Identity == "" && name == events.AuthRefused {
 				r.Identity = b.certIdentity(a)
 			}
 			// A refusal that names no target (a login or a token

@@ -8,13 +8,14 @@ import (
 	"time"
 
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/events"
 )
 
 // readCustody reads the journal's accesses, the bastion's starts and
 // stops, and policy loads.
 func (b *builder) readCustody() error {
 	c := &b.r.Custody
-	err := b.events(EventJournalAccessed, func(idx int64, l *recorder.Leaf) {
+	err := b.events(events.JournalAccessed, func(idx int64, l *recorder.Leaf) {
 		if l.WallNS < b.from {
 			return
 		}
@@ -36,14 +37,14 @@ func (b *builder) readCustody() error {
 		return err
 	}
 	var serve []ServeEvent
-	for _, name := range []string{EventServeStarted, EventServeStopped} {
+	for _, name := range []string{events.ServeStarted, events.ServeStopped} {
 		err := b.events(name, func(idx int64, l *recorder.Leaf) {
 			a := l.Attrs
 			detail := a["reason"]
 			if d := a["detail"]; d != "" {
 				detail += ": " + d
 			}
-			if name == EventServeStarted {
+			if name == events.ServeStarted {
 				detail = strings.TrimSpace("pid " + a["pid"] + " " + a["config"])
 			}
 			serve = append(serve, ServeEvent{Event: name, At: wall(l), Leaf: idx, Detail: detail})
@@ -56,7 +57,7 @@ func (b *builder) readCustody() error {
 	before := -1
 	for i := range serve {
 		e := &serve[i]
-		if e.Event == EventServeStarted && i > 0 && serve[i-1].Event == EventServeStarted {
+		if e.Event == events.ServeStarted && i > 0 && serve[i-1].Event == events.ServeStarted {
 			e.Unclean = true
 		}
 		ns := e.At.UnixNano()
@@ -79,7 +80,7 @@ func (b *builder) readCustody() error {
 		c.Serve = append(c.Serve, serve[before])
 	}
 	var pol []PolicyEvent
-	for _, name := range []string{EventPolicyLoaded, EventPolicyRefused} {
+	for _, name := range []string{events.PolicyLoaded, events.PolicyRefused} {
 		err := b.events(name, func(idx int64, l *recorder.Leaf) {
 			a := l.Attrs
 			pol = append(pol, PolicyEvent{Event: name, At: wall(l), Leaf: idx, Trigger: a["trigger"], Hash: firstOf(a["hash"], a["in-force"]),
@@ -95,7 +96,7 @@ func (b *builder) readCustody() error {
 		ns := p.At.UnixNano()
 		switch {
 		case ns < b.from:
-			if p.Event == EventPolicyLoaded {
+			if p.Event == events.PolicyLoaded {
 				lastLoad = i
 			}
 		case ns <= b.to:

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/events"
 )
 
 // findings computes the summary's counts, exceptions and open items.
@@ -64,7 +65,7 @@ func (b *builder) findings(vr *recorder.Report) {
 		switch {
 		case s.EndLeaf < 0:
 			exc(FindingUnterminated, s.StartLeaf, "session %s (%s to %s) has no end record: it is still being recorded, or its recorder stopped", s.ID, s.Identity, s.Target)
-		case s.EndReason == "abandoned":
+		case s.EndReason == events.EndAbandoned:
 			exc(FindingAbandoned, s.EndLeaf, "session %s (%s to %s) was abandoned: its recorder stopped, and the next writer ended it at its last committed frame", s.ID, s.Identity, s.Target)
 		}
 		if s.Grant != "" && s.GrantEnd != nil {
@@ -113,7 +114,7 @@ func (b *builder) findings(vr *recorder.Report) {
 	}
 	r.Summary.Exceptions = append(r.Summary.Exceptions, r.Custody.Gaps...)
 	for _, p := range r.Custody.Policies {
-		if p.Event == EventPolicyRefused && b.inPeriod(p.At.UnixNano()) {
+		if p.Event == events.PolicyRefused && b.inPeriod(p.At.UnixNano()) {
 			ex(FindingPolicyRefused, p.Leaf, "a policy was refused at %s (%s): %s; the policy %s stayed in force", p.At.Format(time.RFC3339), p.Trigger, p.Error, p.Hash)
 		}
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/events"
 )
 
 // LeastPrivilege is the policy in force during the period, as its
@@ -107,7 +108,7 @@ func (b *builder) readPolicies() error {
 		l   *recorder.Leaf
 	}
 	var loads []load
-	if err := b.events(EventPolicyLoaded, func(idx int64, l *recorder.Leaf) { loads = append(loads, load{idx, l}) }); err != nil {
+	if err := b.events(events.PolicyLoaded, func(idx int64, l *recorder.Leaf) { loads = append(loads, load{idx, l}) }); err != nil {
 		return err
 	}
 	lp := &b.r.LeastPrivilege

@@ -15,13 +15,7 @@ import (
 
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder"
-)
-
-// Event names of operator actions the report reads besides revocations.
-const (
-	EventCARotated         = "ca.rotated"
-	EventEvidenceGenerated = recorder.EventEvidenceGenerated
-	EventConfigReloaded    = "config.reloaded"
+	"github.com/bastionhq/bastion/recorder/events"
 )
 
 // checkScope refuses a --target or --identity the journal never names.
@@ -52,9 +46,9 @@ func (b *builder) checkScope() error {
 		a := e.Leaf.Attrs
 		add(ids, a["identity"])
 		switch e.Leaf.Event {
-		case EventGrantRequested, EventRequestRefused, EventChannelRefused, EventGrantRefused:
+		case events.GrantRequested, events.RequestRefused, events.ChannelRefused, events.GrantRefused:
 			add(targets, a["target"])
-		case EventServeStarted, EventConfigReloaded:
+		case events.ServeStarted, events.ConfigReloaded:
 			for _, t := range splitList(a["targets"]) {
 				add(targets, t)
 			}
@@ -128,7 +122,7 @@ func (b *builder) readOperators() error {
 		*acts = append(*acts, OperatorAction{Event: event, Action: action, At: wall(l), Leaf: idx, Operator: a[prefix],
 			Verified: verified, Issuer: a[prefix+".issuer"], UID: a[prefix+".uid"], User: a[prefix+".user"], By: by, Detail: detail})
 	}
-	err := b.events(EventCertRevoked, func(idx int64, l *recorder.Leaf) {
+	err := b.events(events.CertRevoked, func(idx int64, l *recorder.Leaf) {
 		a := l.Attrs
 		if a["cause"] != "" {
 			return // the bastion's own: a revoked grant's certificates
@@ -140,12 +134,12 @@ func (b *builder) readOperators() error {
 		if r := a["reason"]; r != "" {
 			what += ": " + r
 		}
-		op(EventCertRevoked, "revoke-certificate", idx, l, a["by"], what)
+		op(events.CertRevoked, "revoke-certificate", idx, l, a["by"], what)
 	})
 	if err != nil {
 		return err
 	}
-	err = b.events(EventGrantRevoked, func(idx int64, l *recorder.Leaf) {
+	err = b.events(events.GrantRevoked, func(idx int64, l *recorder.Leaf) {
 		a := l.Attrs
 		// A grant revoked through the API by its requester or an
 		// approver names a verified identity (by.issuer); one revoked
@@ -153,20 +147,20 @@ func (b *builder) readOperators() error {
 		if a["by.issuer"] != "" && a["operator.verified"] == "" {
 			return
 		}
-		op(EventGrantRevoked, "revoke-grant", idx, l, a["by"], strings.TrimSpace("grant "+a["grant"]+" "+a["comment"]))
+		op(events.GrantRevoked, "revoke-grant", idx, l, a["by"], strings.TrimSpace("grant "+a["grant"]+" "+a["comment"]))
 	})
 	if err != nil {
 		return err
 	}
-	err = b.events(EventCARotated, func(idx int64, l *recorder.Leaf) {
+	err = b.events(events.CARotated, func(idx int64, l *recorder.Leaf) {
 		a := l.Attrs
-		op(EventCARotated, "ca-rotate", idx, l, a["by"], fmt.Sprintf("%s CA: %s → %s (old key trusted %s more)", a["role"], a["old.fingerprint"], a["new.fingerprint"], firstOf(a["grace"], "no")))
+		op(events.CARotated, "ca-rotate", idx, l, a["by"], fmt.Sprintf("%s CA: %s → %s (old key trusted %s more)", a["role"], a["old.fingerprint"], a["new.fingerprint"], firstOf(a["grace"], "no")))
 	})
 	if err != nil {
 		return err
 	}
 	for _, ls := range b.log.Sessions {
-		if ls.End == nil || ls.End.Attrs["reason"] != "killed" {
+		if ls.End == nil || ls.End.Attrs["reason"] != events.EndKilled {
 			continue
 		}
 		a := ls.End.Attrs
@@ -185,7 +179,7 @@ func (b *builder) readOperators() error {
 // serve.started leaf names.
 func (b *builder) devIssuers() map[string]string {
 	dev := map[string]string{}
-	b.events(EventServeStarted, func(_ int64, l *recorder.Leaf) {
+	b.events(events.ServeStarted, func(_ int64, l *recorder.Leaf) {
 		a := l.Attrs
 		if iss := firstOf(a["dev.issuer"], a["dev-issuer"]); iss != "" {
 			dev[iss] = firstOf(a["dev.provider"], "dev")
@@ -363,7 +357,7 @@ func sameSponsor(a, b string, known map[string]person) bool {
 }
 
 func derefDecision(d *Decision) []Decision {
-	if d == nil || d.Event != EventGrantDenied {
+	if d == nil || d.Event != events.GrantDenied {
 		return nil
 	}
 	return []Decision{*d}
