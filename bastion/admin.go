@@ -18,6 +18,7 @@ import (
 
 	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/events"
 )
 
 // AdminSocket is the name of the serving process's admin socket in the home
@@ -66,7 +67,7 @@ type connKey struct{}
 // ca.rotated), error, what the action named (session, serials, identity,
 // grant, role), by, and the operator* attributes of the caller (see
 // docs/journal-format.md, section 6.2).
-const EventAdminRefused = "admin.refused"
+const EventAdminRefused = events.AdminRefused
 
 // ErrNotOperator refuses an operator action by an identity that is not one
 // of the policy's operators.

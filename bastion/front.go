@@ -32,29 +32,30 @@ import (
 	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/events"
 )
 
 // EventAuthRefused is the journal event of a refused SSH authentication.
-const EventAuthRefused = "ssh.auth_refused"
+const EventAuthRefused = events.AuthRefused
 
 // Reasons an SSH authentication is refused, as journaled.
 const (
-	ReasonNotCertificate    = "not_a_certificate"
-	ReasonNotUserCert       = "not_a_user_certificate"
-	ReasonUntrustedCA       = "untrusted_ca"
-	ReasonRevoked           = "revoked"
-	ReasonCriticalOption    = "unsupported_critical_option"
-	ReasonNotYetValid       = "not_yet_valid"
-	ReasonExpired           = "expired"
-	ReasonSourceAddress     = "source_address"
-	ReasonNoTarget          = "no_target_in_user"
-	ReasonUnknownTarget     = "unknown_target"
-	ReasonPrincipal         = "principal_not_in_certificate"
-	ReasonCertificateFailed = "certificate_check_failed"
-	ReasonUnknownSerial     = "serial_not_issued"
-	ReasonKeyMismatch       = "certificate_not_as_issued"
-	ReasonKeyNotProved      = "key_not_proved"
-	ReasonNotFIPS           = "not_fips_approved"
+	ReasonNotCertificate    = events.ReasonNotCertificate
+	ReasonNotUserCert       = events.ReasonNotUserCert
+	ReasonUntrustedCA       = events.ReasonUntrustedCA
+	ReasonRevoked           = events.ReasonRevoked
+	ReasonCriticalOption    = events.ReasonCriticalOption
+	ReasonNotYetValid       = events.ReasonNotYetValid
+	ReasonExpired           = events.ReasonExpired
+	ReasonSourceAddress     = events.ReasonSourceAddress
+	ReasonNoTarget          = events.ReasonNoTarget
+	ReasonUnknownTarget     = events.ReasonUnknownTarget
+	ReasonPrincipal         = events.ReasonPrincipal
+	ReasonCertificateFailed = events.ReasonCertificateFailed
+	ReasonUnknownSerial     = events.ReasonUnknownSerial
+	ReasonKeyMismatch       = events.ReasonKeyMismatch
+	ReasonKeyNotProved      = events.ReasonKeyNotProved
+	ReasonNotFIPS           = events.ReasonNotFIPS
 )
 
 // HostKeyFile is the SSH front door's host key inside the home directory.
@@ -782,11 +783,11 @@ func refuseChannel(_ *gl.Server, _ *ssh.ServerConn, nc ssh.NewChannel, _ gl.Cont
 // accept. It is rate-bounded: the first refusal for an address is
 // journaled at once, the following ones are counted and summarized
 // (attribute refused) once per connRefusedInterval.
-const EventConnRefused = "ssh.connection_refused"
+const EventConnRefused = events.ConnRefused
 
 // ConnRefusedTooMany is the reason of a connection refused because its
 // address already has max_connections_per_address open.
-const ConnRefusedTooMany = "too_many_connections"
+const ConnRefusedTooMany = events.ReasonTooManyConnections
 
 // ConnEvicted is the metric's reason for a connection closed before it
 // authenticated to make room under max_unauthenticated.

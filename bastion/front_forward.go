@@ -13,12 +13,13 @@ import (
 
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/events"
 )
 
 // Reasons of refused port forwards, as journaled.
 const (
-	ReasonForwardCommandTarget = "forward_to_command_target"
-	ReasonForwardNotPermitted  = "forward_not_in_certificate"
+	ReasonForwardCommandTarget = events.ReasonForwardCommandTarget
+	ReasonForwardNotPermitted  = events.ReasonForwardNotPermitted
 )
 
 // handleForward serves a local port forward (ssh -L, or -W) on a

@@ -13,16 +13,17 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/events"
 )
 
 // Journal events of ssh -J.
 const (
 	// EventChannelRefused is a channel the bastion refused to open, with
 	// the reason.
-	EventChannelRefused = "ssh.channel_refused"
+	EventChannelRefused = events.ChannelRefused
 	// EventJump is an inner connection of ssh -J authenticated: who
 	// jumped to which target, from where.
-	EventJump = "ssh.jump"
+	EventJump = events.Jump
 )
 
 // Reasons of refusals particular to ssh -J, as journaled.
@@ -30,19 +31,19 @@ const (
 	// ReasonNotTargetName: a direct-tcpip channel to a host that is not a
 	// configured target name. Journaled for unknown and forbidden targets
 	// alike; the client reads the same answer for both.
-	ReasonNotTargetName = "not_a_target_name"
+	ReasonNotTargetName = events.ReasonNotTargetName
 	// ReasonBadChannelData: a direct-tcpip channel whose request does not
 	// parse.
-	ReasonBadChannelData = "malformed_channel_request"
+	ReasonBadChannelData = events.ReasonBadChannelData
 	// ReasonJumpOnly: a session channel on the outer connection of ssh -J,
 	// whose user name names no target.
 	ReasonJumpOnly = ReasonNoTarget
 	// ReasonJumpCertificate: the inner connection of ssh -J authenticated
 	// with another certificate than the outer one.
-	ReasonJumpCertificate = "jump_certificate_not_outer"
+	ReasonJumpCertificate = events.ReasonJumpCertificate
 	// ReasonPortForwarding: a direct-tcpip channel inside the inner
 	// connection of ssh -J (port forwarding is not allowed).
-	ReasonPortForwarding = "port_forwarding_not_allowed"
+	ReasonPortForwarding = events.ReasonPortForwarding
 )
 
 // jumpRefused is what a client reads for any direct-tcpip channel the
@@ -248,7 +249,7 @@ func (f *front) jumped(info *authInfo, outerUser, dest string) {
 
 // EventRequestRefused is a request of an authenticated connection the
 // bastion refused (agent or X11 forwarding, remote port forwarding).
-const EventRequestRefused = "ssh.request_refused"
+const EventRequestRefused = events.RequestRefused
 
 // requestRefused journals (and logs) a refused request of the connection
 // that info authenticated.

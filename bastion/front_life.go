@@ -17,6 +17,7 @@ import (
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/policy/mask"
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/events"
 )
 
 // Defaults of [FrontLimits].
@@ -28,23 +29,23 @@ const (
 // Reasons a live session is ended by the bastion, as its end leaf's
 // "reason" attribute says.
 const (
-	EndKilled      = "killed"
-	EndExpired     = "certificate-expired"
-	EndRevoked     = "revoked"
-	EndIdle        = "idle-timeout"
-	EndMaxDuration = "max-duration"
-	EndGrant       = "grant-ended"
-	EndShutdown    = "shutdown"
+	EndKilled      = events.EndKilled
+	EndExpired     = events.EndExpired
+	EndRevoked     = events.EndRevoked
+	EndIdle        = events.EndIdle
+	EndMaxDuration = events.EndMaxDuration
+	EndGrant       = events.EndGrant
+	EndShutdown    = events.EndShutdown
 	// EndRecordingFailed ends a session whose recording failed: its end
 	// cannot be journaled, only counted in the metrics.
-	EndRecordingFailed = "recording-failed"
+	EndRecordingFailed = events.EndRecordingFailed
 )
 
 // Journal events of the bastion's own start and stop: examiners ask that
 // the start and stop of logging be logged.
 const (
-	EventServeStarted = "serve.started"
-	EventServeStopped = "serve.stopped"
+	EventServeStarted = events.ServeStarted
+	EventServeStopped = events.ServeStopped
 )
 
 // ErrNoLiveSession is returned by [Server.KillSession] and [AdminKill] for

@@ -9,6 +9,7 @@ import (
 
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/events"
 )
 
 // Reasons of refusals decided by policy, as journaled.
@@ -16,15 +17,15 @@ const (
 	// ReasonNotPermitted refuses a login to a target no rule lets the
 	// identity reach. The client is told no more than for a target that
 	// does not exist.
-	ReasonNotPermitted = "target_not_permitted"
+	ReasonNotPermitted = events.ReasonNotPermitted
 	// ReasonPolicyDenied refuses a request (shell, exec, sftp, a forward)
 	// that policy denies.
-	ReasonPolicyDenied = "policy_denied"
+	ReasonPolicyDenied = events.ReasonPolicyDenied
 )
 
 // EventPolicyDecision is the journal event of a port forward's or other
 // non-session decision; sessions carry theirs in their start leaf.
-const EventPolicyDecision = "policy.decision"
+const EventPolicyDecision = events.PolicyDecision
 
 // currentPolicy is the policy in force: reloads swap it.
 func (f *front) currentPolicy() *policy.Policy {

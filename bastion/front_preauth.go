@@ -14,16 +14,17 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/events"
 )
 
 // Reasons of ssh.auth_refused events that the pre-auth accounting adds.
 const (
 	// ReasonTooManyKeys: the connection offered more distinct keys than
 	// max_auth_tries, and the bastion closed it.
-	ReasonTooManyKeys = "max_auth_tries"
+	ReasonTooManyKeys = events.ReasonTooManyKeys
 	// ReasonSummary is a summary event: the refused connections of one
 	// address (or of the others) past the journal's budget, counted.
-	ReasonSummary = "summary"
+	ReasonSummary = events.ReasonSummary
 )
 
 // How a connection that did not authenticate ended, as its event says.

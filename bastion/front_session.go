@@ -18,6 +18,7 @@ import (
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/policy/mask"
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/events"
 )
 
 // frontEnv is the environment of a local target's command: nothing of the
@@ -161,8 +162,8 @@ func splitWords(line string) ([]string, error) {
 // Reasons of ssh.request_refused events for exec requests to command
 // targets.
 const (
-	ReasonExecRefused  = "exec_refused"
-	ReasonExecNotSplit = "exec_not_split"
+	ReasonExecRefused  = events.ReasonExecRefused
+	ReasonExecNotSplit = events.ReasonExecNotSplit
 )
 
 // refuseExec refuses an exec request to a command target: the client
@@ -718,7 +719,7 @@ func (s *frontSession) end(ctx context.Context, sess *recorder.Session, res *Res
 
 // endWith is end with extra attributes for the end leaf.
 func (s *frontSession) endWith(ctx context.Context, sess *recorder.Session, res *Result, runErr error, extra recorder.Attrs) error {
-	end := recorder.Attrs{"reason": "exited"}
+	end := recorder.Attrs{"reason": events.EndExited}
 	for k, v := range extra {
 		end[k] = v
 	}
@@ -732,16 +733,16 @@ func (s *frontSession) endWith(ctx context.Context, sess *recorder.Session, res 
 			end[k] = v
 		}
 	case runErr != nil && ctx.Err() != nil:
-		end["reason"] = "stopped"
+		end["reason"] = events.EndStopped
 		end["detail"] = context.Cause(ctx).Error()
 	case runErr != nil:
-		end["reason"] = "error"
+		end["reason"] = events.EndError
 		end["detail"] = runErr.Error()
 	}
 	defer func() { s.f.metrics.sessionEnded(end["reason"]) }()
 	if res == nil {
 		if runErr == nil {
-			end["reason"] = "no-exit-status"
+			end["reason"] = events.EndNoExitStatus
 		}
 		return sess.End(context.WithoutCancel(ctx), end)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/events"
 )
 
 // EventJournalRecovered is the first event a journal reopened after a
@@ -16,7 +17,7 @@ import (
 // cause (the error that failed it), first-failure (when, RFC 3339),
 // duration (until it could write again), sessions-ended (the sessions
 // the fault cut off, ended by the reopening), attempts.
-const EventJournalRecovered = "journal.recovered"
+const EventJournalRecovered = events.JournalRecovered
 
 // DefaultJournalRecovery is how long serve tries to bring a failed
 // journal back before it exits (journal_recovery in the config).

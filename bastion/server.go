@@ -25,6 +25,7 @@ import (
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/policy/mask"
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/events"
 	"github.com/bastionhq/bastion/storage"
 )
 
@@ -680,9 +681,9 @@ func (s *Server) Run(ctx context.Context) error {
 		})
 	})
 	<-ctx.Done()
-	stopped := recorder.Attrs{"reason": "requested"}
+	stopped := recorder.Attrs{"reason": events.StopRequested}
 	if parent.Err() == nil {
-		stopped["reason"] = "error"
+		stopped["reason"] = events.StopError
 	}
 	if c := context.Cause(ctx); c != nil {
 		stopped["detail"] = c.Error()

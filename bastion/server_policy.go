@@ -19,14 +19,15 @@ import (
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/policy/mask"
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/events"
 )
 
 // Journal events of policy loads: every policy put in force, with its
 // hash, and every reload refused for mistakes, with its errors (the old
 // policy, and the whole configuration in force, stay).
 const (
-	EventPolicyLoaded  = "policy.loaded"
-	EventPolicyRefused = "policy.refused"
+	EventPolicyLoaded  = events.PolicyLoaded
+	EventPolicyRefused = events.PolicyRefused
 )
 
 // Reload triggers, as journaled.
@@ -231,7 +232,7 @@ func (s *Server) revokeGrantCertificates(g certauth.Grant) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_, err := s.Revoke(ctx, certauth.RevokeRequest{Serials: serials, Reason: "its grant " + g.ID + " was revoked",
-		By: "bastion (grant " + g.ID + " revoked)", Attrs: recorder.Attrs{"cause": "grant.revoked", "grant": g.ID}})
+		By: "bastion (grant " + g.ID + " revoked)", Attrs: recorder.Attrs{"cause": events.GrantRevoked, "grant": g.ID}})
 	if err != nil {
 		s.log.Error("revoke the certificates of a revoked grant: they stay valid until they expire, at the grant's end at the latest",
 			"grant", g.ID, "serials", fmt.Sprint(serials), "error", err)

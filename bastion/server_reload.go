@@ -12,14 +12,15 @@ import (
 	"strings"
 
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/events"
 )
 
 // Journal events of configuration reloads: a reload put in force (the
 // configuration file's hash, what changed), and one refused because it
 // changes what only a restart can (the fields, and the hash that stays).
 const (
-	EventConfigReloaded      = "config.reloaded"
-	EventConfigReloadRefused = "config.reload_refused"
+	EventConfigReloaded      = events.ConfigReloaded
+	EventConfigReloadRefused = events.ConfigReloadRefused
 )
 
 // A RestartError refuses a reload whose configuration changes fields

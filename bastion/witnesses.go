@@ -17,6 +17,7 @@ import (
 
 	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/events"
 	"github.com/bastionhq/bastion/recorder/witness"
 )
 
@@ -27,9 +28,9 @@ import (
 // cosigned (the largest size the witness is known to have cosigned; -1
 // when unknown). docs/witnesses.md.
 const (
-	EventWitnessRefused   = "witness.refused"
-	EventWitnessStale     = "witness.stale"
-	EventWitnessRecovered = "witness.recovered"
+	EventWitnessRefused   = events.WitnessRefused
+	EventWitnessStale     = events.WitnessStale
+	EventWitnessRecovered = events.WitnessRecovered
 )
 
 // Witness alarms: the "event" of an alert, and the "alarm" label of the
