@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bastionhq/bastion/storage"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/sys/unix"
 )
@@ -264,7 +265,7 @@ func CreateAuthorities(home string, alg Algorithm) (*Authorities, error) {
 		}
 		return nil, err
 	}
-	if err := syncDir(home); err != nil {
+	if err := storage.SyncDir(home); err != nil {
 		return nil, err
 	}
 	return LoadAuthorities(home, time.Now())
@@ -339,7 +340,7 @@ func loadAuthority(dir string, r Role, now time.Time) (*Authority, error) {
 // readPrivateKey reads a CA private key in OpenSSH format, refusing one
 // that anyone but its owner may access.
 func readPrivateKey(path string) (ssh.Signer, error) {
-	b, err := readPrivate(path)
+	b, err := storage.ReadPrivateFile(path)
 	if err != nil {
 		return nil, err
 	}
@@ -368,7 +369,7 @@ func readPublicKey(path string) (ssh.PublicKey, error) {
 		return nil, err
 	}
 	defer f.Close()
-	b, err := readKeyFile(f)
+	b, err := storage.ReadKeyFile(f)
 	if err != nil {
 		return nil, err
 	}
@@ -528,7 +529,7 @@ func pruneRetired(dir string, r Role, now time.Time) error {
 		removed = true
 	}
 	if removed {
-		return syncDir(dir)
+		return storage.SyncDir(dir)
 	}
 	return nil
 }

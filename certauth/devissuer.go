@@ -22,6 +22,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/bastionhq/bastion/storage"
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 )
@@ -193,7 +194,7 @@ func newDevIssuer(dir string, priv *ecdsa.PrivateKey, info devIssuerInfo) (*DevI
 // loadDevKey reads the signing key at p, refusing a file that group or
 // others may read.
 func loadDevKey(p string) (*ecdsa.PrivateKey, error) {
-	b, err := readPrivate(p)
+	b, err := storage.ReadPrivateFile(p)
 	if err != nil {
 		return nil, err
 	}
@@ -237,7 +238,7 @@ func createDevKey(p string) (*ecdsa.PrivateKey, error) {
 	} else if err != nil {
 		return nil, err
 	}
-	if err := syncDir(dir); err != nil {
+	if err := storage.SyncDir(dir); err != nil {
 		return nil, err
 	}
 	return priv, nil
@@ -316,7 +317,7 @@ func (d *DevIssuer) Publish(issuerURL string) error {
 	d.mu.Lock()
 	d.audience = DevAudience
 	d.mu.Unlock()
-	return syncDir(d.dir)
+	return storage.SyncDir(d.dir)
 }
 
 func checkDevIssuerURL(s string) error {

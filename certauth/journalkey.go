@@ -78,7 +78,7 @@ func CreateJournalKey(dir, origin string) (*recorder.JournalKey, error) {
 // LoadJournalKey reads the journal signing key from dir.
 func LoadJournalKey(dir string) (*recorder.JournalKey, error) {
 	p := filepath.Join(dir, JournalKeyFile)
-	b, err := readPrivate(p)
+	b, err := storage.ReadPrivateFile(p)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%w in %s", ErrNoJournalKey, dir)
 	}
@@ -128,8 +128,5 @@ func writeNew(path, data string, perm os.FileMode) error {
 		return err
 	}
 	// The new name must survive a crash too.
-	return syncDir(filepath.Dir(path))
+	return storage.SyncDir(filepath.Dir(path))
 }
-
-// syncDir makes the names in dir durable.
-func syncDir(dir string) error { return storage.SyncDir(dir) }

@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/bastionhq/bastion/storage"
 	"io/fs"
 	"math/big"
 	"net"
@@ -61,7 +62,7 @@ func LoadTLS(home, certFile, keyFile string, hosts []string, now time.Time) (*AP
 	}
 	dir := filepath.Join(home, TLSDir)
 	cp, kp := filepath.Join(dir, TLSCertFile), filepath.Join(dir, TLSKeyFile)
-	keyPEM, err := readPrivate(kp)
+	keyPEM, err := storage.ReadPrivateFile(kp)
 	if err == nil {
 		certPEM, err := os.ReadFile(cp)
 		if err != nil {
