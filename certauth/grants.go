@@ -24,7 +24,7 @@ import (
 // GrantsOptions configure [OpenGrants].
 type GrantsOptions struct {
 	// Journal records every transition (a *recorder.Journal). Required.
-	Journal EventJournal
+	Journal recorder.EventJournal
 	// Policy returns the policy in force (it may change on reload): each
 	// request and decision is made under the policy in force at that
 	// moment. Required.
@@ -80,7 +80,7 @@ type GrantsOptions struct {
 // bounded queue, with a few retries; delivery never delays or fails a
 // grant action. Failures are logged and counted ([Grants.WebhookStats]).
 type Grants struct {
-	journal    EventJournal
+	journal    recorder.EventJournal
 	policy     func() GrantPolicy
 	pendingTTL time.Duration
 	onEnd      func(Grant, string)
@@ -226,7 +226,7 @@ func (s *Grants) request(ctx context.Context, ask GrantAsk) (Grant, error) {
 		return Grant{}, grantErrorf(ErrGrantNotAllowed, "policy's rule for role %s gives no duration or no approvals; fix the policy", rule.Role)
 	}
 	a := recorder.Attrs{}
-	identityAttrs(a, ask.Identity)
+	ask.Identity.WriteAttrs(a)
 	a["at"] = timeAttr(now)
 	a["target"] = ask.Target
 	a["login"] = ask.Login
@@ -389,7 +389,7 @@ func (s *Grants) decide(ctx context.Context, action string, d GrantDecision) (Gr
 	a := recorder.Attrs{"at": timeAttr(now), "by": by}
 	if operator {
 		a["by.kind"] = "operator"
-		addMissing(a, d.OperatorAttrs)
+		a.AddMissing(d.OperatorAttrs)
 	} else {
 		a["by.issuer"] = d.By.Issuer
 		deciderAttrs(a, d.By, pol)
@@ -542,7 +542,7 @@ func (s *Grants) refused(ctx context.Context, action, id string, who *policy.Ide
 		a["grant"] = id // masked, then cut, by journalRefusal
 	}
 	if who != nil {
-		identityAttrs(a, who)
+		who.WriteAttrs(a)
 	}
 	if addr.IsValid() {
 		a["client.address"] = addr.String()

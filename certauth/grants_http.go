@@ -103,7 +103,7 @@ func (a *API) grantCaller(w http.ResponseWriter, r *http.Request, action, id str
 		return nil, addr
 	}
 	delete(attrs, "token.sha256")
-	identityAttrs(attrs, who)
+	who.WriteAttrs(attrs)
 	if why := a.issuer.reg.identityRefused(who.String(), who.IssuedAt, now); why != "" {
 		a.grantRefusal(w, r, attrs, &Refusal{Status: http.StatusForbidden, Reason: events.ReasonIdentityRevoked, Msg: why})
 		return nil, addr
@@ -264,7 +264,7 @@ func grantCallerAttrs(action, id string, who *policy.Identity, addr netip.Addr) 
 	if id != "" {
 		a["grant"] = id // masked, then cut, by journalRefusal
 	}
-	identityAttrs(a, who)
+	who.WriteAttrs(a)
 	if addr.IsValid() {
 		a["client.address"] = addr.String()
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/events"
 )
@@ -137,7 +138,7 @@ func (s *Grants) applyRequest(idx int64, at time.Time, a recorder.Attrs) (*Grant
 		ID: "G-" + a["grant.index"], State: GrantPending,
 		Identity: a["identity"], Provider: a["provider"], Issuer: a["issuer"], Subject: a["subject"], Sponsor: a["sponsor"], Email: a["email"],
 		Target: a["target"], Login: a["login"], Command: a["command"], Reason: a["reason"], Ticket: a["ticket"], Role: a["role"],
-		AskedDuration: GrantDuration(asked), Duration: GrantDuration(dur), ApprovalsNeeded: needed, Approvers: splitList(a["approvers"]),
+		AskedDuration: GrantDuration(asked), Duration: GrantDuration(dur), ApprovalsNeeded: needed, Approvers: recorder.SplitList(a["approvers"]),
 		Approvals: []GrantApproval{}, RequestedAt: at, PendingUntil: pending, PolicyHash: a["policy.hash"], ClientAddress: a["client.address"],
 	}
 	if g.Identity == "" || needed < 1 || dur <= 0 {
@@ -165,7 +166,7 @@ func checkGrantAsk(ask *GrantAsk) error {
 	case ask.Login == "":
 		return grantErrorf(ErrGrantInvalid, "a grant request needs a login")
 	}
-	if err := checkLogins([]string{ask.Login}); err != nil {
+	if err := policy.CheckLogins([]string{ask.Login}); err != nil {
 		return grantErrorf(ErrGrantInvalid, "%v", err)
 	}
 	if ask.Duration < MinGrantDuration {
@@ -180,7 +181,7 @@ func checkGrantAsk(ask *GrantAsk) error {
 	if err := checkGrantText("command", ask.Command, maxGrantCommand); err != nil {
 		return err
 	}
-	if err := checkTicket(ask.Ticket); err != nil {
+	if err := policy.CheckTicket(ask.Ticket); err != nil {
 		return grantErrorf(ErrGrantInvalid, "%v", err)
 	}
 	return nil

@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -40,8 +39,7 @@ const (
 	DefaultMaxTTL = time.Hour
 	MaxMaxTTL     = 24 * time.Hour
 	// MinTTL is the shortest lifetime a client may ask for.
-	MinTTL    = 30 * time.Second
-	maxTicket = 128
+	MinTTL = 30 * time.Second
 )
 
 // TokenVerifier turns a bearer token into an identity (a *Verifier).
@@ -55,13 +53,6 @@ type CertPolicy interface {
 	Certificate(policy.CertRequest) policy.CertDecision
 }
 
-// EventJournal is where issuances, refusals and revocations are recorded
-// (a *recorder.Journal).
-type EventJournal interface {
-	AppendEvent(ctx context.Context, name string, attrs recorder.Attrs) (int64, error)
-	AppendIndexedEvent(ctx context.Context, name string, attrs recorder.Attrs, indexAttr string) (int64, error)
-}
-
 // IssuerOptions configure [NewIssuer].
 type IssuerOptions struct {
 	// CA signs the certificates: the user CA.
@@ -71,7 +62,7 @@ type IssuerOptions struct {
 	OtherCAs []*Authority
 	Verifier TokenVerifier
 	Policy   CertPolicy
-	Journal  EventJournal
+	Journal  recorder.EventJournal
 	// Registry holds revocations; NewIssuer loads nothing into it.
 	Registry *Registry
 	// MinRSABits is the smallest RSA key certified (DefaultMinRSABits).
@@ -102,7 +93,7 @@ type Issuer struct {
 	caKeys   []ssh.PublicKey
 	verifier TokenVerifier
 	policy   CertPolicy
-	journal  EventJournal
+	journal  recorder.EventJournal
 	reg      *Registry
 	grants   func(string, time.Time) []policy.Grant
 	minRSA   int
@@ -298,14 +289,14 @@ func (is *Issuer) issue(ctx context.Context, req IssueRequest, refused recorder.
 	if err != nil {
 		return nil, err
 	}
-	identityAttrs(refused, id)
+	id.WriteAttrs(refused)
 	if limit != nil {
 		if ok, journal := limit(id.String()); !ok {
 			return nil, &Refusal{Status: http.StatusTooManyRequests, Reason: events.ReasonRateLimited,
 				Msg: "too many certificate requests for " + id.String() + ": retry later", quiet: !journal}
 		}
 	}
-	if err := checkTicket(req.Ticket); err != nil {
+	if err := policy.CheckTicket(req.Ticket); err != nil {
 		return nil, &Refusal{Status: http.StatusBadRequest, Reason: events.ReasonRequestMalformed, Msg: err.Error()}
 	}
 	if req.Ticket != "" {
@@ -331,7 +322,7 @@ func (is *Issuer) issue(ctx context.Context, req IssueRequest, refused recorder.
 	if req.TTL != 0 && req.TTL < MinTTL {
 		return nil, &Refusal{Status: http.StatusBadRequest, Reason: events.ReasonRequestMalformed, Msg: fmt.Sprintf("a certificate lives at least %v: ask for a longer ttl, or none for the default", MinTTL)}
 	}
-	if err := checkLogins(req.Logins); err != nil {
+	if err := policy.CheckLogins(req.Logins); err != nil {
 		return nil, &Refusal{Status: http.StatusBadRequest, Reason: events.ReasonRequestMalformed, Msg: err.Error()}
 	}
 
@@ -469,36 +460,6 @@ func (is *Issuer) isCAKey(key ssh.PublicKey) bool {
 	return false
 }
 
-func identityAttrs(a recorder.Attrs, id *policy.Identity) {
-	a["identity"] = id.String()
-	a["provider"] = id.Provider
-	a["issuer"] = id.Issuer
-	a["subject"] = id.Subject
-	if sub, _ := id.Claims["sub"].(string); sub != id.Subject {
-		a["token.subject"] = sub // a delegation token: its "sub" is the sponsor
-	}
-	if id.Sponsor != "" {
-		a["sponsor"] = id.Sponsor
-	}
-	if id.Email != "" {
-		a["email"] = id.Email
-	}
-	if len(id.Groups) > 0 {
-		a["groups"] = strings.Join(id.Groups, ",")
-	}
-	// The token's claims, so that the front door's policy decisions
-	// match on the same claims the certificate was issued on. A token is
-	// at most MaxTokenSize bytes, so its claims are too.
-	if len(id.Claims) > 0 {
-		if b, err := json.Marshal(id.Claims); err == nil {
-			a["token.claims"] = string(b)
-		}
-	}
-	if !id.IssuedAt.IsZero() {
-		a["token.issued_at"] = id.IssuedAt.UTC().Format(time.RFC3339)
-	}
-}
-
 // KeyID is a certificate's key ID, as sshd logs it: the identity, the
 // serial, and whom and what the holder works for, e.g.
 // "agent-1@ci serial=42 for=alice ticket=OPS-7". Values are reduced to
@@ -530,33 +491,6 @@ func keyIDValue(s string) string {
 		}
 		return '_'
 	}, s)
-}
-
-func checkTicket(t string) error {
-	if len(t) > maxTicket {
-		return fmt.Errorf("ticket is %d bytes, at most %d", len(t), maxTicket)
-	}
-	for _, r := range t {
-		if r <= ' ' || r > '~' {
-			return fmt.Errorf("ticket %q has a character other than printable ASCII without spaces", t)
-		}
-	}
-	return nil
-}
-
-func checkLogins(ls []string) error {
-	if len(ls) > 64 {
-		return errors.New("more than 64 logins asked for")
-	}
-	for _, l := range ls {
-		if l == "" || len(l) > 64 || strings.ContainsFunc(l, func(r rune) bool { return r <= ' ' || r > '~' || r == ',' || r == '@' }) {
-			return fmt.Errorf("invalid login %q", truncate(l, 70))
-		}
-	}
-	if sorted := slices.Sorted(slices.Values(ls)); len(slices.Compact(sorted)) != len(ls) {
-		return errors.New("a login is asked for twice")
-	}
-	return nil
 }
 
 // tokenDigest names a token in the journal without keeping it: the SHA-256

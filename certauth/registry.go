@@ -158,8 +158,8 @@ func recordFromAttrs(a recorder.Attrs) (*CertRecord, error) {
 	rec := &CertRecord{
 		Serial: serial, Identity: a["identity"], Provider: a["provider"], Issuer: a["issuer"], Subject: a["subject"],
 		Sponsor: a["sponsor"], Ticket: a["ticket"], Grant: a["grant"], KeyType: a["key.type"], KeyFingerprint: a["key.sha256"],
-		Principals: splitList(a["principals"]), ValidAfter: va, ValidBefore: vb, Extensions: splitList(a["extensions"]),
-		SourceAddresses: splitList(a["source_address"]), Rule: a["rule"], ClientAddress: a["client.address"],
+		Principals: recorder.SplitList(a["principals"]), ValidAfter: va, ValidBefore: vb, Extensions: recorder.SplitList(a["extensions"]),
+		SourceAddresses: recorder.SplitList(a["source_address"]), Rule: a["rule"], ClientAddress: a["client.address"],
 	}
 	rec.Email = a["email"]
 	if g := a["groups"]; g != "" {
@@ -183,16 +183,9 @@ func (r *CertRecord) PolicyIdentity() *policy.Identity {
 	}
 }
 
-func splitList(s string) []string {
-	if s == "" {
-		return []string{}
-	}
-	return strings.Split(s, ",")
-}
-
 func parseSerials(s string) ([]uint64, error) {
 	var out []uint64
-	for _, f := range splitList(s) {
+	for _, f := range recorder.SplitList(s) {
 		n, err := strconv.ParseUint(f, 10, 64)
 		if err != nil {
 			return nil, fmt.Errorf("bad serial %q", f)
@@ -353,7 +346,7 @@ type RevokeResult struct {
 // certificates the registry knows and that have not expired; revoking an
 // identity with no live certificate still records the identity's
 // revocation.
-func (r *Registry) Revoke(ctx context.Context, j EventJournal, req RevokeRequest, now time.Time) (*RevokeResult, error) {
+func (r *Registry) Revoke(ctx context.Context, j recorder.EventJournal, req RevokeRequest, now time.Time) (*RevokeResult, error) {
 	if (len(req.Serials) == 0) == (req.Identity == "") {
 		return nil, errors.New("revoke either serials or an identity")
 	}
@@ -412,7 +405,7 @@ func (r *Registry) Revoke(ctx context.Context, j EventJournal, req RevokeRequest
 	if req.By != "" {
 		attrs["by"] = truncate(req.By, 256)
 	}
-	addMissing(attrs, req.Attrs)
+	attrs.AddMissing(req.Attrs)
 	// Not cancelled with the caller: once queued, the event is committed
 	// whatever the caller does, and the revocation must then take effect
 	// here too, or the journal and the registry would disagree.
@@ -464,14 +457,4 @@ func (r *Registry) WriteKRL(path string, caKeys []ssh.PublicKey, now time.Time) 
 		return fmt.Errorf("write KRL %s: %w", path, err)
 	}
 	return nil
-}
-
-// addMissing adds to a leaf's attributes the caller's extra ones, never
-// replacing one of the leaf's own.
-func addMissing(a, extra recorder.Attrs) {
-	for k, v := range extra {
-		if _, own := a[k]; !own {
-			a[k] = v
-		}
-	}
 }

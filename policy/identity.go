@@ -27,6 +27,7 @@
 package policy
 
 import (
+	"encoding/json"
 	"strconv"
 	"strings"
 	"time"
@@ -146,4 +147,39 @@ func claimStrings(v any) []string {
 		return v
 	}
 	return nil
+}
+
+// WriteAttrs writes id into a as the journal records an identity that acts:
+// identity (its String), provider, issuer, subject, token.subject (a
+// delegation token's own "sub", when it is not Subject), sponsor, email,
+// groups (comma-separated), token.claims (the token's claims as JSON, so
+// that decisions made later match on the claims the action was taken on)
+// and token.issued_at (RFC 3339); sponsor, email, groups and the token's
+// claims and time only when it has them.
+func (id *Identity) WriteAttrs(a map[string]string) {
+	a["identity"] = id.String()
+	a["provider"] = id.Provider
+	a["issuer"] = id.Issuer
+	a["subject"] = id.Subject
+	if sub, _ := id.Claims["sub"].(string); sub != id.Subject {
+		a["token.subject"] = sub // a delegation token: its "sub" is the sponsor
+	}
+	if id.Sponsor != "" {
+		a["sponsor"] = id.Sponsor
+	}
+	if id.Email != "" {
+		a["email"] = id.Email
+	}
+	if len(id.Groups) > 0 {
+		a["groups"] = strings.Join(id.Groups, ",")
+	}
+	// A verified token is bounded in size, so its claims are too.
+	if len(id.Claims) > 0 {
+		if b, err := json.Marshal(id.Claims); err == nil {
+			a["token.claims"] = string(b)
+		}
+	}
+	if !id.IssuedAt.IsZero() {
+		a["token.issued_at"] = id.IssuedAt.UTC().Format(time.RFC3339)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"sort"
+	"strings"
 )
 
 // Attrs is a set of named values carried by leaves and by metadata frames
@@ -14,6 +15,26 @@ import (
 //
 //	count u16 ‖ { key_len u16 ‖ key ‖ value_len u32 ‖ value } sorted by key, no duplicates
 type Attrs map[string]string
+
+// AddMissing adds to a the attributes of extra it does not have, never
+// replacing one of its own.
+func (a Attrs) AddMissing(extra Attrs) {
+	for k, v := range extra {
+		if _, own := a[k]; !own {
+			a[k] = v
+		}
+	}
+}
+
+// SplitList splits the value of a list attribute (principals, serials,
+// approvers), which the journal writes comma-separated. "" is the empty
+// list, never nil.
+func SplitList(s string) []string {
+	if s == "" {
+		return []string{}
+	}
+	return strings.Split(s, ",")
+}
 
 const (
 	maxAttrs     = 1024

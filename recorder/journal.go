@@ -544,6 +544,14 @@ func (j *Journal) submitThen(ctx context.Context, o op, late func()) (int64, err
 	}
 }
 
+// EventJournal is the part of a [*Journal] that records audit events: what
+// the certificate authority and the grants take, so that the server can
+// hand them the journal it runs (and tests one that fails).
+type EventJournal interface {
+	AppendEvent(ctx context.Context, name string, attrs Attrs) (int64, error)
+	AppendIndexedEvent(ctx context.Context, name string, attrs Attrs, indexAttr string) (int64, error)
+}
+
 // AppendEvent commits an audit event leaf and returns its index.
 func (j *Journal) AppendEvent(ctx context.Context, name string, attrs Attrs) (int64, error) {
 	return j.AppendIndexedEvent(ctx, name, attrs, "")

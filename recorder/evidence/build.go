@@ -364,7 +364,7 @@ func (b *builder) readCerts() error {
 		}
 		c := &certState{
 			Certificate: Certificate{
-				Serial: serial, IssuedAt: wall(l), Principals: splitList(a["principals"]), ValidAfter: va, ValidBefore: vb,
+				Serial: serial, IssuedAt: wall(l), Principals: recorder.SplitList(a["principals"]), ValidAfter: va, ValidBefore: vb,
 				TTLSeconds: int64(vb.Sub(va) / time.Second), Grant: a["grant"], Rule: a["rule"], Ticket: a["ticket"],
 				Sponsor: a["sponsor"], Key: a["key.sha256"], Client: a["client.address"],
 			},
@@ -377,7 +377,7 @@ func (b *builder) readCerts() error {
 		return err
 	}
 	return b.events(events.CertRevoked, func(idx int64, l *recorder.Leaf) {
-		for _, s := range splitList(l.Attrs["serials"]) {
+		for _, s := range recorder.SplitList(l.Attrs["serials"]) {
 			n, err := strconv.ParseUint(s, 10, 64)
 			if c := b.certs[n]; err == nil && c != nil && c.Revoked == nil {
 				c.Revoked = &Revocation{At: wall(l), By: l.Attrs["by"], Reason: l.Attrs["reason"], Leaf: idx}
@@ -761,13 +761,6 @@ func authentication(id *Identity) string {
 		s += "; acting on behalf of " + strings.Join(quoteAll(id.Sponsors), ", ")
 	}
 	return s
-}
-
-func splitList(s string) []string {
-	if s == "" {
-		return []string{}
-	}
-	return strings.Split(s, ",")
 }
 
 func firstOf(vals ...string) string {

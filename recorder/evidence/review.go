@@ -49,7 +49,7 @@ func (b *builder) checkScope() error {
 		case events.GrantRequested, events.RequestRefused, events.ChannelRefused, events.GrantRefused:
 			add(targets, a["target"])
 		case events.ServeStarted, events.ConfigReloaded:
-			for _, t := range splitList(a["targets"]) {
+			for _, t := range recorder.SplitList(a["targets"]) {
 				add(targets, t)
 			}
 		}
