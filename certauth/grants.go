@@ -698,13 +698,4 @@ func printableID(id string) string {
 
 // masker is the masker of free text: the configured one, or every
 // built-in detector.
-func (s *Grants) masker() *mask.Masker { return pickMasker(s.textMasker) }
-
-// pickMasker is what f returns, or, without an f, a masker of every
-// built-in detector.
-func pickMasker(f func() *mask.Masker) *mask.Masker {
-	if f != nil {
-		return f()
-	}
-	return mask.All()
-}
+func (s *Grants) masker() *mask.Masker { return mask.Configured(s.textMasker) }

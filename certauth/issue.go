@@ -253,7 +253,7 @@ func (is *Issuer) journalRefusal(ctx context.Context, r *Refusal, attrs recorder
 		return r
 	}
 	// An error may quote what the client sent (a malformed ticket).
-	m := pickMasker(is.text)
+	m := mask.Configured(is.text)
 	msg, _ := m.Text(r.Msg)
 	if r.quiet || !is.refusals.Allow() {
 		// Past the journal's budget for refusals: logged and counted;
@@ -301,7 +301,7 @@ func (is *Issuer) issue(ctx context.Context, req IssueRequest, refused recorder.
 	}
 	if req.Ticket != "" {
 		refused["ticket"] = req.Ticket
-		if _, hits := pickMasker(is.text).Text(req.Ticket); len(hits) > 0 {
+		if _, hits := mask.Configured(is.text).Text(req.Ticket); len(hits) > 0 {
 			// The ticket goes into the certificate's key ID, which
 			// targets log: it must hold nothing masking would hide.
 			return nil, &Refusal{Status: http.StatusBadRequest, Reason: events.ReasonRequestMalformed,

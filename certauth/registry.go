@@ -328,7 +328,7 @@ type RevokeRequest struct {
 // then cut to 1 KiB, so that a value across the cut is masked too.
 func RevocationReason(textMasker func() *mask.Masker, reason string) (kept, masked string) {
 	a := map[string]string{"reason": strings.Join(strings.Fields(reason), " ")}
-	masked = pickMasker(textMasker).Fields(a, "reason")
+	masked = mask.Configured(textMasker).Fields(a, "reason")
 	return truncate(a["reason"], 1024), masked
 }
 

@@ -93,6 +93,16 @@ var All = sync.OnceValue(func() *Masker {
 	return m
 })
 
+// Configured is the masker f returns or, without an f, All: free text is
+// masked unless configuration says otherwise. A nil masker from f masks
+// nothing.
+func Configured(f func() *Masker) *Masker {
+	if f != nil {
+		return f()
+	}
+	return All()
+}
+
 // JoinSummaries merges "masked" attribute values (as Fields returns them)
 // into one, sorted; empty ones are skipped.
 func JoinSummaries(s ...string) string {
