@@ -16,7 +16,7 @@ import (
 // apiMaxHeaderBytes is the API transport's limit on a request's header
 // section (http.Server.MaxHeaderBytes, which also sets HTTP/2's
 // SETTINGS_MAX_HEADER_LIST_SIZE and HPACK's longest field). It is far above
-// certauth.DefaultMaxTokenSize (16 KiB) so that a token too long for
+// oidc.DefaultMaxTokenSize (16 KiB) so that a token too long for
 // bastion still reaches bastion's handler, which refuses it as
 // token_too_large and journals the refusal. Only a request past this limit
 // is refused by net/http before any handler runs (see

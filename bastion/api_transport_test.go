@@ -16,14 +16,15 @@ import (
 	"golang.org/x/net/http2/hpack"
 
 	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/certauth/oidc"
 	"github.com/bastionhq/bastion/recorder/events"
 )
 
 // The transport's limit must leave room for every token bastion can
 // refuse itself, and the headers around it.
 func TestHeaderLimitAboveTokenLimit(t *testing.T) {
-	if apiMaxHeaderBytes < 8*certauth.DefaultMaxTokenSize {
-		t.Errorf("header limit %d is not well above the token limit %d", apiMaxHeaderBytes, certauth.DefaultMaxTokenSize)
+	if apiMaxHeaderBytes < 8*oidc.DefaultMaxTokenSize {
+		t.Errorf("header limit %d is not well above the token limit %d", apiMaxHeaderBytes, oidc.DefaultMaxTokenSize)
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/zclconf/go-cty/cty"
 
 	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/certauth/oidc"
 	"github.com/bastionhq/bastion/policy"
 )
 
@@ -135,7 +136,7 @@ type AlertsConfig struct {
 // ProviderConfig is an identity provider, with what clients need for the
 // device flow.
 type ProviderConfig struct {
-	certauth.ProviderConfig
+	oidc.ProviderConfig
 	DeviceClientID string
 	DeviceScopes   []string
 }
@@ -488,7 +489,7 @@ func (v *validator) config(fc *fileConfig, dir string) *Config {
 			v.errf(pb.DefRange, "identity_provider %q: issuer %s is configured twice", pb.Name, pb.Issuer)
 		}
 		issuers[pb.Issuer] = true
-		p := ProviderConfig{ProviderConfig: certauth.ProviderConfig{
+		p := ProviderConfig{ProviderConfig: oidc.ProviderConfig{
 			Name: pb.Name, Issuer: pb.Issuer, Audiences: pb.Audiences, Algorithms: pb.Algorithms,
 			MaxTokenAge: v.duration(pb.DefRange, "max_token_age", pb.MaxTokenAge, 0),
 		}, DeviceScopes: pb.DeviceScopes}
@@ -507,7 +508,7 @@ func (v *validator) config(fc *fileConfig, dir string) *Config {
 		if pb.DeviceClientID != nil {
 			p.DeviceClientID = *pb.DeviceClientID
 		}
-		if _, err := certauth.NewVerifier([]certauth.ProviderConfig{p.ProviderConfig}, certauth.VerifierOptions{}); err != nil {
+		if _, err := oidc.NewVerifier([]oidc.ProviderConfig{p.ProviderConfig}, oidc.VerifierOptions{}); err != nil {
 			v.errf(pb.DefRange, "identity_provider %q: %v", pb.Name, err)
 		}
 		cfg.Providers = append(cfg.Providers, p)

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/certauth/oidc"
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/policy/mask"
 	"github.com/bastionhq/bastion/recorder"
@@ -39,7 +40,7 @@ type ServerOptions struct {
 	Authorities *certauth.Authorities
 	// Dev, when set, is the embedded development issuer, served on
 	// loopback and trusted as provider "dev". Never in production.
-	Dev *certauth.DevIssuer
+	Dev *oidc.DevIssuer
 	// DevLogins are the logins of the dev role added when the
 	// configuration has no roles (serve --dev).
 	DevLogins []string
@@ -94,7 +95,7 @@ type Server struct {
 	accessPath string
 	// verifier verifies the OIDC tokens of the API's clients, and those
 	// operators and readers give through the sockets.
-	verifier *certauth.Verifier
+	verifier *oidc.Verifier
 	// operatorAccounts is the configuration's operator_accounts in force
 	// (set by NewServer and Reload).
 	operatorAccounts atomic.Pointer[map[string]string]
@@ -173,7 +174,7 @@ func NewServer(ctx context.Context, opts ServerOptions) (_ *Server, err error) {
 		}
 	}
 
-	providers := make([]certauth.ProviderConfig, 0, len(cfg.Providers)+1)
+	providers := make([]oidc.ProviderConfig, 0, len(cfg.Providers)+1)
 	issuers := make([]certauth.IssuerInfo, 0, len(cfg.Providers)+1)
 	for _, p := range cfg.Providers {
 		providers = append(providers, p.ProviderConfig)
@@ -199,13 +200,13 @@ func NewServer(ctx context.Context, opts ServerOptions) (_ *Server, err error) {
 			return nil, err
 		}
 		s.devURL, s.devRun = url, run
-		providers = append(providers, certauth.ProviderConfig{Name: DevProviderName, Issuer: url, Audiences: []string{certauth.DevAudience}, Delegation: true})
-		issuers = append(issuers, certauth.IssuerInfo{Name: DevProviderName, Issuer: url, Audience: []string{certauth.DevAudience}})
+		providers = append(providers, oidc.ProviderConfig{Name: DevProviderName, Issuer: url, Audiences: []string{oidc.DevAudience}, Delegation: true})
+		issuers = append(issuers, certauth.IssuerInfo{Name: DevProviderName, Issuer: url, Audience: []string{oidc.DevAudience}})
 	}
 	if len(providers) == 0 {
 		return nil, errors.New("no identity provider is configured: add an identity_provider block (or use --dev to try bastion with the development issuer)")
 	}
-	verifier, err := certauth.NewVerifier(providers, certauth.VerifierOptions{Now: s.now, Logger: s.log.Named("oidc")})
+	verifier, err := oidc.NewVerifier(providers, oidc.VerifierOptions{Now: s.now, Logger: s.log.Named("oidc")})
 	if err != nil {
 		return nil, err
 	}

@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/certauth/oidc"
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder"
 )
@@ -155,7 +156,7 @@ api {
   listen = "127.0.0.1:0"
 }
 `, certauth.AlgorithmEd25519, serverTweaks{edit: func(o *ServerOptions) {
-		dev, err := certauth.OpenDevIssuer(o.Home)
+		dev, err := oidc.OpenDevIssuer(o.Home)
 		if err != nil {
 			t.Fatal(err)
 		}

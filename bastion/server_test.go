@@ -25,7 +25,8 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/bastionhq/bastion/certauth"
-	"github.com/bastionhq/bastion/certauth/oidctest"
+	"github.com/bastionhq/bastion/certauth/oidc"
+	"github.com/bastionhq/bastion/certauth/oidc/oidctest"
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/events"
@@ -472,7 +473,7 @@ func TestIdentityBlock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	verifier, err := certauth.NewVerifier([]certauth.ProviderConfig{{Name: "corp", Issuer: m.Issuer(), Audiences: []string{m.ClientID}, Delegation: true}}, certauth.VerifierOptions{})
+	verifier, err := oidc.NewVerifier([]oidc.ProviderConfig{{Name: "corp", Issuer: m.Issuer(), Audiences: []string{m.ClientID}, Delegation: true}}, oidc.VerifierOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -502,7 +503,7 @@ func TestDevRefusedBesideProviders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dev, err := certauth.OpenDevIssuer(home)
+	dev, err := oidc.OpenDevIssuer(home)
 	if err != nil {
 		t.Fatal(err)
 	}

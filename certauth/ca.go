@@ -19,9 +19,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/bastionhq/bastion/storage"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/sys/unix"
+
+	"github.com/bastionhq/bastion/storage"
 )
 
 // An Algorithm is the key type of a certificate authority.

@@ -10,12 +10,12 @@
 // which targets trust with sshd's TrustedUserCAKeys. [KRL] writes the
 // OpenSSH key revocation list that makes sshd refuse revoked certificates.
 //
-// It also exchanges tokens for certificates: [Verifier] checks OIDC tokens
+// It also exchanges tokens for certificates: [oidc.Verifier] checks OIDC tokens
 // (discovery and JWKS through go-oidc), [Issuer] asks policy and signs a
 // user certificate after journaling the issuance, [API] is the HTTPS
 // endpoint "bastion serve" offers and [Client] the one "bastion login"
 // uses, [Registry] keeps issued and revoked certificates from the journal,
-// and [DevIssuer] is the development-only OpenID provider.
+// and [oidc.DevIssuer] is the development-only OpenID provider.
 //
 // # Files
 //

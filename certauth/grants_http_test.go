@@ -13,6 +13,8 @@ import (
 
 	"github.com/oauth2-proxy/mockoidc"
 
+	"github.com/bastionhq/bastion/certauth/oidc"
+	"github.com/bastionhq/bastion/certauth/oidc/oidctest"
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder/events"
 )
@@ -33,20 +35,23 @@ func newGrantsAPI(t *testing.T, pol *policy.Policy) *grantsAPI {
 
 // newGrantsAPIWith is newGrantsAPI with the provider's configuration
 // edited first.
-func newGrantsAPIWith(t *testing.T, pol *policy.Policy, edit func(*ProviderConfig)) *grantsAPI {
+func newGrantsAPIWith(t *testing.T, pol *policy.Policy, edit func(*oidc.ProviderConfig)) *grantsAPI {
 	t.Helper()
 	f := newGrantsFixture(t, pol, nil)
-	a := &grantsAPI{grantsFixture: f, oidc: startMockOIDC(t, nil)}
+	a := &grantsAPI{grantsFixture: f, oidc: oidctest.StartMock(t, nil)}
 	ctx := context.Background()
 	auth, err := CreateAuthorities(f.dir, AlgorithmEd25519)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pc := ProviderConfig{Name: "corp", Issuer: a.oidc.Issuer(), Audiences: []string{"bastion"}}
+	pc := oidc.ProviderConfig{Name: "corp", Issuer: a.oidc.Issuer(), Audiences: []string{"bastion"}}
 	if edit != nil {
 		edit(&pc)
 	}
-	v := newTestVerifier(t, f.clock, pc)
+	v, err := oidc.NewVerifier([]oidc.ProviderConfig{pc}, oidc.VerifierOptions{Now: f.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
 	a.issuer, err = NewIssuer(ctx, IssuerOptions{
 		CA: auth.User, Verifier: v, Policy: pol, Journal: f.j, Registry: NewRegistry(), Now: f.clock.Now,
 		Grants: func(id string, now time.Time) []policy.Grant { return f.g.Active(id, now) },
@@ -66,7 +71,7 @@ func newGrantsAPIWith(t *testing.T, pol *policy.Policy, edit func(*ProviderConfi
 // token mints a token for sub of provider "corp".
 func (a *grantsAPI) token(sub string) string {
 	a.t.Helper()
-	return mockSign(a.t, a.oidc, oidcTestClaims(a.oidc.Issuer(), a.clock.Now(), map[string]any{"sub": sub}))
+	return oidctest.Sign(a.t, a.oidc, oidctest.Claims(a.oidc.Issuer(), a.clock.Now(), map[string]any{"sub": sub}))
 }
 
 // call sends one request with token (none if "") and body (none if nil),
@@ -139,7 +144,7 @@ func TestGrantsAPI(t *testing.T) {
 	// Refused before the store.
 	a.wantError("POST", "/v1/grants", "", ask, http.StatusUnauthorized, events.ReasonTokenMissing)
 	a.wantError("POST", "/v1/grants", "not.a.token", ask, http.StatusUnauthorized, events.ReasonTokenMalformed)
-	expired := mockSign(t, a.oidc, oidcTestClaims(a.oidc.Issuer(), a.clock.Now().Add(-time.Hour), map[string]any{"sub": "agent-1"}))
+	expired := oidctest.Sign(t, a.oidc, oidctest.Claims(a.oidc.Issuer(), a.clock.Now().Add(-time.Hour), map[string]any{"sub": "agent-1"}))
 	a.wantError("POST", "/v1/grants", expired, ask, http.StatusUnauthorized, events.ReasonTokenExpired)
 	a.wantError("POST", "/v1/grants", agent, []byte(`{"target": "db-prod", "bogus": 1}`), http.StatusBadRequest, events.ReasonRequestMalformed)
 	a.wantError("POST", "/v1/grants", agent, GrantRequest{Target: "db-prod", Login: "postgres", Duration: "soon", Reason: "x"}, http.StatusBadRequest, events.ReasonRequestMalformed)

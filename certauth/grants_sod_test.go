@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bastionhq/bastion/certauth/oidc"
+	"github.com/bastionhq/bastion/certauth/oidc/oidctest"
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/events"
@@ -196,9 +198,9 @@ func TestGrantOldLeaves(t *testing.T) {
 // refused with 403 sponsor_conflict, and an unrelated approver's goes
 // through; the sponsor comes from the provider's sponsor_claim.
 func TestGrantsAPISponsorConflict(t *testing.T) {
-	a := newGrantsAPIWith(t, sodPolicy(t, true), func(pc *ProviderConfig) { pc.SponsorClaim = "sponsor" })
+	a := newGrantsAPIWith(t, sodPolicy(t, true), func(pc *oidc.ProviderConfig) { pc.SponsorClaim = "sponsor" })
 	tok := func(claims map[string]any) string {
-		return mockSign(t, a.oidc, oidcTestClaims(a.oidc.Issuer(), a.clock.Now(), claims))
+		return oidctest.Sign(t, a.oidc, oidctest.Claims(a.oidc.Issuer(), a.clock.Now(), claims))
 	}
 	agent := tok(map[string]any{"sub": "agent-1", "email": nil, "sponsor": "alice@example.com"})
 	alice := tok(map[string]any{"sub": "alice"}) // email alice@example.com

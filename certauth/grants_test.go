@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bastionhq/bastion/certauth/oidc/oidctest"
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/events"
@@ -59,7 +60,7 @@ type grantsFixture struct {
 	key   *recorder.JournalKey
 	st    storage.Store
 	j     *recorder.Journal
-	clock *oidcTestClock
+	clock *oidctest.Clock
 	pol   atomic.Pointer[policy.Policy]
 	opts  GrantsOptions
 	g     *Grants
@@ -68,7 +69,7 @@ type grantsFixture struct {
 
 func newGrantsFixture(t *testing.T, pol *policy.Policy, edit func(*GrantsOptions)) *grantsFixture {
 	t.Helper()
-	f := &grantsFixture{t: t, dir: t.TempDir(), clock: newOIDCTestClock(), ends: make(chan endedGrant, 64)}
+	f := &grantsFixture{t: t, dir: t.TempDir(), clock: oidctest.NewClock(), ends: make(chan endedGrant, 64)}
 	f.pol.Store(pol)
 	var err error
 	if f.key, err = CreateJournalKey(f.dir, "test.example/grants"); err != nil {

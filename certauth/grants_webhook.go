@@ -13,8 +13,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/bastionhq/bastion/recorder/events"
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/bastionhq/bastion/recorder/events"
 )
 
 // Webhook delivery limits.

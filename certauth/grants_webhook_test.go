@@ -3,7 +3,6 @@ package certauth
 import (
 	"encoding/json"
 	"fmt"
-	"github.com/bastionhq/bastion/recorder/events"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/bastionhq/bastion/recorder/events"
 )
 
 // hookServer is a webhook receiver on 127.0.0.1 that answers with the
@@ -104,6 +105,22 @@ func wantHookStats(t *testing.T, g *Grants, delivered, failed int64) {
 		}
 		return nil
 	})
+}
+
+// eventually retries f for a few seconds until it returns nil.
+func eventually(t testing.TB, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func TestGrantWebhookRetries(t *testing.T) {

@@ -13,10 +13,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/bastionhq/bastion/recorder/events"
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/time/rate"
+
+	"github.com/bastionhq/bastion/recorder/events"
 )
 
 // maxRequestBody bounds a certificate request's JSON body.

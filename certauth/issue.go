@@ -21,6 +21,7 @@ import (
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/time/rate"
 
+	"github.com/bastionhq/bastion/certauth/oidc"
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/policy/mask"
 	"github.com/bastionhq/bastion/recorder"
@@ -42,7 +43,7 @@ const (
 	MinTTL = 30 * time.Second
 )
 
-// TokenVerifier turns a bearer token into an identity (a *Verifier).
+// TokenVerifier turns a bearer token into an identity (a *oidc.Verifier).
 type TokenVerifier interface {
 	Verify(ctx context.Context, raw string) (*policy.Identity, error)
 }
@@ -431,7 +432,7 @@ func (is *Issuer) verifyToken(ctx context.Context, token string, refused recorde
 	refused["token.sha256"] = tokenDigest(token)
 	id, err := is.verifier.Verify(ctx, token)
 	if err != nil {
-		var te *TokenError
+		var te *oidc.TokenError
 		if errors.As(err, &te) {
 			if te.Provider != "" {
 				refused["provider"] = te.Provider

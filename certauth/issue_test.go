@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/bastionhq/bastion/certauth/oidc"
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/events"
@@ -45,7 +46,7 @@ func TestRefusalJournalBudget(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := NewVerifier([]ProviderConfig{{Name: "corp", Issuer: "https://idp.example", Audiences: []string{"b"}}}, VerifierOptions{})
+	v, err := oidc.NewVerifier([]oidc.ProviderConfig{{Name: "corp", Issuer: "https://idp.example", Audiences: []string{"b"}}}, oidc.VerifierOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

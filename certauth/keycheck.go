@@ -6,8 +6,9 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/bastionhq/bastion/recorder/events"
 	"golang.org/x/crypto/ssh"
+
+	"github.com/bastionhq/bastion/recorder/events"
 )
 
 // DefaultMinRSABits is the smallest RSA key the bastion certifies unless

@@ -10,13 +10,14 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"github.com/bastionhq/bastion/storage"
 	"io/fs"
 	"math/big"
 	"net"
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/bastionhq/bastion/storage"
 )
 
 // Files of the API's self-signed TLS certificate, under the home directory.

@@ -28,7 +28,7 @@ import (
 
 	"github.com/bastionhq/bastion/bastion/sshdtest"
 	"github.com/bastionhq/bastion/certauth"
-	"github.com/bastionhq/bastion/certauth/oidctest"
+	"github.com/bastionhq/bastion/certauth/oidc/oidctest"
 )
 
 // frontRig is "bastion serve" in its own process with an upstream sshd

@@ -22,7 +22,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/bastionhq/bastion/certauth"
-	"github.com/bastionhq/bastion/certauth/oidctest"
+	"github.com/bastionhq/bastion/certauth/oidc/oidctest"
 )
 
 // issuanceRig is "bastion serve" in its own process, as deployed, trusting

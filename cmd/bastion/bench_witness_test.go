@@ -13,7 +13,7 @@ import (
 	"github.com/oauth2-proxy/mockoidc"
 
 	"github.com/bastionhq/bastion/bastion/sshdtest"
-	"github.com/bastionhq/bastion/certauth/oidctest"
+	"github.com/bastionhq/bastion/certauth/oidc/oidctest"
 	"github.com/bastionhq/bastion/recorder/witness/witnesstest"
 )
 

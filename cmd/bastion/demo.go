@@ -22,6 +22,7 @@ import (
 	"github.com/bastionhq/bastion/bastion"
 	"github.com/bastionhq/bastion/bastion/localsshd"
 	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/certauth/oidc"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/storage"
 )
@@ -323,7 +324,7 @@ func demoKeys(out io.Writer, home string) error {
 // and one local command target, and the agent's key and certificate.
 type demoServer struct {
 	srv      *bastion.Server
-	dev      *certauth.DevIssuer
+	dev      *oidc.DevIssuer
 	home     string
 	login    string
 	identity string
@@ -361,7 +362,7 @@ func startDemoServer(ctx context.Context, out io.Writer, home string, j *recorde
 	if err != nil {
 		return nil, err
 	}
-	dev, err := certauth.OpenDevIssuer(home)
+	dev, err := oidc.OpenDevIssuer(home)
 	if err != nil {
 		return nil, err
 	}

@@ -13,7 +13,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
-	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/certauth/oidc"
 )
 
 func init() {
@@ -77,7 +77,7 @@ func runDevToken(ctx context.Context, e *env, args []string) error {
 	fs := e.flags()
 	sub := fs.String("sub", "", "subject `NAME`")
 	sponsor := fs.String("sponsor", "", "sponsor `NAME`")
-	ttl := fs.Duration("ttl", certauth.DevDefaultTTL, "lifetime")
+	ttl := fs.Duration("ttl", oidc.DevDefaultTTL, "lifetime")
 	asJSON := fs.Bool("json", false, "JSON output")
 	var claimArgs, aud devFlagList
 	fs.Var(&claimArgs, "claim", "extra claim `NAME=VALUE`")
@@ -90,8 +90,8 @@ func runDevToken(ctx context.Context, e *env, args []string) error {
 		return usageErrorf("dev token takes no arguments")
 	case *sub == "":
 		return usageErrorf("dev token needs --sub NAME")
-	case *ttl <= 0 || *ttl > certauth.DevMaxTTL:
-		return usageErrorf("--ttl %v: want a duration above 0 and up to %v", *ttl, certauth.DevMaxTTL)
+	case *ttl <= 0 || *ttl > oidc.DevMaxTTL:
+		return usageErrorf("--ttl %v: want a duration above 0 and up to %v", *ttl, oidc.DevMaxTTL)
 	case slices.Contains(aud, ""):
 		return usageErrorf("--aud: empty audience")
 	}
@@ -112,24 +112,24 @@ func runDevToken(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	d, err := certauth.LoadDevIssuer(home)
-	if errors.Is(err, certauth.ErrNoDevIssuer) {
+	d, err := oidc.LoadDevIssuer(home)
+	if errors.Is(err, oidc.ErrNoDevIssuer) {
 		return withHint(err,
 			`start "bastion serve --dev" with this home first: dev token mints for the issuer URL it publishes in `+
-				filepath.Join(home, certauth.DevDir, certauth.DevIssuerFile))
+				filepath.Join(home, oidc.DevDir, oidc.DevIssuerFile))
 	}
 	if err != nil {
 		return err
 	}
 	token, err := d.Mint(*sub, aud, claims, *ttl)
-	if errors.Is(err, certauth.ErrReservedClaim) {
+	if errors.Is(err, oidc.ErrReservedClaim) {
 		return withHint(&usageError{err}, "set sub, aud and exp with --sub, --aud and --ttl")
 	}
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stderr, "bastion: warning: DEVELOPMENT ONLY: anyone who can read %s can mint such a token for any identity; never trust the development provider in production\n",
-		filepath.Join(home, certauth.DevDir))
+		filepath.Join(home, oidc.DevDir))
 	if !*asJSON {
 		fmt.Fprintln(e.stdout, token)
 		return nil

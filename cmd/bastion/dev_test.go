@@ -9,18 +9,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coreos/go-oidc/v3/oidc"
+	gooidc "github.com/coreos/go-oidc/v3/oidc"
 
-	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/certauth/oidc"
 )
 
 // serveDevIssuer does what "bastion serve --dev" does for dev token: it
 // serves the development issuer of home on loopback until the test ends
 // and publishes its URL. It returns a verifier for the issuer's tokens,
 // found through discovery like the server's.
-func serveDevIssuer(t *testing.T, home, audience string) (issuerURL string, v *oidc.IDTokenVerifier) {
+func serveDevIssuer(t *testing.T, home, audience string) (issuerURL string, v *gooidc.IDTokenVerifier) {
 	t.Helper()
-	d, err := certauth.OpenDevIssuer(home)
+	d, err := oidc.OpenDevIssuer(home)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,16 +42,16 @@ func serveDevIssuer(t *testing.T, home, audience string) (issuerURL string, v *o
 	}
 	dctx, dcancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer dcancel()
-	provider, err := oidc.NewProvider(dctx, issuerURL)
+	provider, err := gooidc.NewProvider(dctx, issuerURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return issuerURL, provider.Verifier(&oidc.Config{ClientID: audience, SupportedSigningAlgs: []string{oidc.ES256}})
+	return issuerURL, provider.Verifier(&gooidc.Config{ClientID: audience, SupportedSigningAlgs: []string{gooidc.ES256}})
 }
 
 func TestDevToken(t *testing.T) {
 	home := t.TempDir()
-	issuerURL, v := serveDevIssuer(t, home, certauth.DevAudience)
+	issuerURL, v := serveDevIssuer(t, home, oidc.DevAudience)
 
 	code, stdout, stderr := runArgs("--home", home, "dev", "token", "--sub", "deploy-bot",
 		"--sponsor", "alice",
@@ -129,8 +129,8 @@ func TestDevTokenJSON(t *testing.T) {
 	if out.Issuer != issuerURL {
 		t.Errorf("issuer %q, want %q", out.Issuer, issuerURL)
 	}
-	if d := out.ExpiresAt.Sub(before); d < certauth.DevDefaultTTL || d > certauth.DevDefaultTTL+time.Minute {
-		t.Errorf("expires_at %v is %v after the start, want about %v", out.ExpiresAt, d, certauth.DevDefaultTTL)
+	if d := out.ExpiresAt.Sub(before); d < oidc.DevDefaultTTL || d > oidc.DevDefaultTTL+time.Minute {
+		t.Errorf("expires_at %v is %v after the start, want about %v", out.ExpiresAt, d, oidc.DevDefaultTTL)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -145,7 +145,7 @@ func TestDevTokenJSON(t *testing.T) {
 
 func TestDevTokenErrors(t *testing.T) {
 	published := t.TempDir()
-	serveDevIssuer(t, published, certauth.DevAudience)
+	serveDevIssuer(t, published, oidc.DevAudience)
 	empty := filepath.Join(t.TempDir(), "home")
 
 	tests := []struct {

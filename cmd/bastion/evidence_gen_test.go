@@ -22,7 +22,8 @@ import (
 
 	"github.com/bastionhq/bastion/bastion"
 	"github.com/bastionhq/bastion/certauth"
-	"github.com/bastionhq/bastion/certauth/oidctest"
+	"github.com/bastionhq/bastion/certauth/oidc"
+	"github.com/bastionhq/bastion/certauth/oidc/oidctest"
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/storage"
@@ -73,7 +74,7 @@ type simBastion struct {
 	st         *storage.SQLite
 	j          *recorder.Journal
 	oidc       *mockoidc.MockOIDC
-	v          *certauth.Verifier
+	v          *oidc.Verifier
 	pol        atomic.Pointer[policy.Policy] // the grants store reads it on its timer goroutine
 	reg        *certauth.Registry
 	issuer     *certauth.Issuer
@@ -130,8 +131,8 @@ func newSimBastion(t testing.TB, opts simOptions) *simBastion {
 
 	var err error
 	b.oidc = oidctest.StartMock(t, opts.TokenKey)
-	b.v, err = certauth.NewVerifier([]certauth.ProviderConfig{{Name: "corp", Issuer: b.oidc.Issuer(), Audiences: []string{"bastion"}, SponsorClaim: "on_behalf_of"}},
-		certauth.VerifierOptions{Now: b.clock.Now})
+	b.v, err = oidc.NewVerifier([]oidc.ProviderConfig{{Name: "corp", Issuer: b.oidc.Issuer(), Audiences: []string{"bastion"}, SponsorClaim: "on_behalf_of"}},
+		oidc.VerifierOptions{Now: b.clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}

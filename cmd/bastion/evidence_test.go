@@ -26,7 +26,8 @@ import (
 
 	"github.com/bastionhq/bastion/bastion"
 	"github.com/bastionhq/bastion/certauth"
-	"github.com/bastionhq/bastion/certauth/oidctest"
+	"github.com/bastionhq/bastion/certauth/oidc"
+	"github.com/bastionhq/bastion/certauth/oidc/oidctest"
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/events"
@@ -92,7 +93,7 @@ func buildEvidenceJournal(t *testing.T) *evidenceJournal {
 	}
 
 	m := oidctest.StartMock(t, nil)
-	v, err := certauth.NewVerifier([]certauth.ProviderConfig{{Name: "corp", Issuer: m.Issuer(), Audiences: []string{"bastion"}, SponsorClaim: "on_behalf_of"}}, certauth.VerifierOptions{})
+	v, err := oidc.NewVerifier([]oidc.ProviderConfig{{Name: "corp", Issuer: m.Issuer(), Audiences: []string{"bastion"}, SponsorClaim: "on_behalf_of"}}, oidc.VerifierOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,7 +292,7 @@ func buildEvidenceJournal(t *testing.T) *evidenceJournal {
 	return ej
 }
 
-func mustVerify(t *testing.T, v *certauth.Verifier, tok string) *policy.Identity {
+func mustVerify(t *testing.T, v *oidc.Verifier, tok string) *policy.Identity {
 	t.Helper()
 	id, err := v.Verify(context.Background(), tok)
 	if err != nil {

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/bastionhq/bastion/certauth"
-	"github.com/bastionhq/bastion/certauth/oidctest"
+	"github.com/bastionhq/bastion/certauth/oidc/oidctest"
 	"github.com/bastionhq/bastion/recorder/witness/witnesstest"
 )
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/certauth/oidc"
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/storage"
@@ -30,7 +31,7 @@ func newGrantsBastion(t *testing.T) *grantsBastion {
 	t.Helper()
 	ctx := context.Background()
 	home := t.TempDir()
-	issuerURL, _ := serveDevIssuer(t, home, certauth.DevAudience)
+	issuerURL, _ := serveDevIssuer(t, home, oidc.DevAudience)
 	key, err := certauth.CreateJournalKey(home, "test.example/grants")
 	if err != nil {
 		t.Fatal(err)
@@ -70,7 +71,7 @@ func newGrantsBastion(t *testing.T) *grantsBastion {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { grants.Close() })
-	v, err := certauth.NewVerifier([]certauth.ProviderConfig{{Name: "dev", Issuer: issuerURL, Audiences: []string{certauth.DevAudience}}}, certauth.VerifierOptions{})
+	v, err := oidc.NewVerifier([]oidc.ProviderConfig{{Name: "dev", Issuer: issuerURL, Audiences: []string{oidc.DevAudience}}}, oidc.VerifierOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

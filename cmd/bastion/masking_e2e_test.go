@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/bastionhq/bastion/bastion/sshdtest"
-	"github.com/bastionhq/bastion/certauth/oidctest"
+	"github.com/bastionhq/bastion/certauth/oidc/oidctest"
 )
 
 // The values an agent sends: a card number (it passes Luhn) and a

@@ -17,6 +17,7 @@ import (
 
 	"github.com/bastionhq/bastion/bastion"
 	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/certauth/oidc"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/termtext"
 	"github.com/bastionhq/bastion/storage"
@@ -222,9 +223,9 @@ func runServe(ctx context.Context, e *env, args []string) error {
 			err = errors.Join(err, fmt.Errorf("close journal: %w", cerr))
 		}
 	}()
-	var devIssuer *certauth.DevIssuer
+	var devIssuer *oidc.DevIssuer
 	if *dev {
-		devIssuer, err = certauth.OpenDevIssuer(home)
+		devIssuer, err = oidc.OpenDevIssuer(home)
 		if err != nil {
 			return err
 		}

@@ -18,7 +18,8 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/bastionhq/bastion/certauth"
-	"github.com/bastionhq/bastion/certauth/oidctest"
+	"github.com/bastionhq/bastion/certauth/oidc"
+	"github.com/bastionhq/bastion/certauth/oidc/oidctest"
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/events"
@@ -91,7 +92,7 @@ func buildHostileJournal(t *testing.T) *hostileJournal {
 	// A certificate issued through the real issuer, for a token of a real
 	// OpenID provider whose subject is hostile.
 	m := oidctest.StartMock(t, nil)
-	v, err := certauth.NewVerifier([]certauth.ProviderConfig{{Name: "corp", Issuer: m.Issuer(), Audiences: []string{"bastion"}}}, certauth.VerifierOptions{})
+	v, err := oidc.NewVerifier([]oidc.ProviderConfig{{Name: "corp", Issuer: m.Issuer(), Audiences: []string{"bastion"}}}, oidc.VerifierOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package certauth
+package oidc
 
 import (
 	"context"
@@ -8,8 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bastionhq/bastion/recorder/events"
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/bastionhq/bastion/certauth/oidc/oidctest"
+	"github.com/bastionhq/bastion/recorder/events"
 )
 
 // oidcReasons are every Reason a TokenError may carry.
@@ -27,17 +29,19 @@ var oidcReasons = []string{
 // strict base64url and a deterministic signature (RS256), no other string
 // can carry a valid signature.
 func FuzzVerify(f *testing.F) {
-	m := startMockOIDC(f, nil)
-	clock := newOIDCTestClock()
+	m := oidctest.StartMock(f, nil)
+	clock := oidctest.NewClock()
 	v := newTestVerifier(f, clock, ProviderConfig{Name: "corp", Issuer: m.Issuer(), Audiences: []string{"bastion"}, SponsorClaim: "sponsor"})
 	iss := m.Issuer()
 	kid := mockKid(f, m)
-	sign := func(edits map[string]any) string { return mockSign(f, m, oidcTestClaims(iss, oidcTestNow, edits)) }
+	sign := func(edits map[string]any) string {
+		return oidctest.Sign(f, m, oidctest.Claims(iss, oidctest.Start, edits))
+	}
 
 	valid := []string{
 		sign(nil),
 		sign(map[string]any{"act": map[string]any{"sub": "bob"}, "groups": "ops", "aud": []string{"x", "bastion"}}),
-		sign(map[string]any{"sponsor": "team", "nbf": oidcTestNow.Unix(), "iat": float64(oidcTestNow.Unix()) - 0.25}),
+		sign(map[string]any{"sponsor": "team", "nbf": oidctest.Start.Unix(), "iat": float64(oidctest.Start.Unix()) - 0.25}),
 	}
 	for _, tok := range valid {
 		if _, err := v.Verify(context.Background(), tok); err != nil {
@@ -46,14 +50,14 @@ func FuzzVerify(f *testing.F) {
 		f.Add(tok)
 	}
 	header := mustJSON(f, map[string]any{"alg": "RS256", "typ": "JWT", "kid": kid})
-	payload := mustJSON(f, oidcTestClaims(iss, oidcTestNow, nil))
+	payload := mustJSON(f, oidctest.Claims(iss, oidctest.Start, nil))
 	parts := strings.Split(valid[0], ".")
 	for _, s := range []string{
-		sign(map[string]any{"exp": oidcTestNow.Add(-time.Hour).Unix()}),
+		sign(map[string]any{"exp": oidctest.Start.Add(-time.Hour).Unix()}),
 		sign(map[string]any{"sub": nil}),
 		sign(map[string]any{"aud": "x"}),
-		sign(map[string]any{"iat": oidcTestNow.Add(-3 * time.Hour).Unix()}),
-		mockSign(f, m, jwt.MapClaims{"iss": "https://evil.example.com"}),
+		sign(map[string]any{"iat": oidctest.Start.Add(-3 * time.Hour).Unix()}),
+		oidctest.Sign(f, m, jwt.MapClaims{"iss": "https://evil.example.com"}),
 		rawToken(`{"alg":"none"}`, payload, nil),
 		hs256Raw(`{"alg":"HS256","kid":"`+kid+`"}`, payload, []byte("secret")),
 		rs256Raw(f, oidcTestRSAKey(), header, payload),

@@ -1,4 +1,4 @@
-package certauth
+package oidc
 
 import (
 	"bytes"
@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/coreos/go-oidc/v3/oidc"
+	gooidc "github.com/coreos/go-oidc/v3/oidc"
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/bastionhq/bastion/policy"
@@ -31,10 +31,10 @@ const (
 // oidcDefaultAlgs is the allow-list of a provider that names none: every
 // public-key algorithm go-oidc verifies. HMAC and "none" are never allowed.
 var oidcDefaultAlgs = []string{
-	oidc.RS256, oidc.RS384, oidc.RS512,
-	oidc.PS256, oidc.PS384, oidc.PS512,
-	oidc.ES256, oidc.ES384, oidc.ES512,
-	oidc.EdDSA,
+	gooidc.RS256, gooidc.RS384, gooidc.RS512,
+	gooidc.PS256, gooidc.PS384, gooidc.PS512,
+	gooidc.ES256, gooidc.ES384, gooidc.ES512,
+	gooidc.EdDSA,
 }
 
 // ProviderConfig configures one identity provider.

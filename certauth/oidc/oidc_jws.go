@@ -1,10 +1,11 @@
-package certauth
+package oidc
 
 import (
 	"encoding/base64"
 	"encoding/json"
-	"github.com/bastionhq/bastion/recorder/events"
 	"strings"
+
+	"github.com/bastionhq/bastion/recorder/events"
 )
 
 // oidcJWS is a compact JWS taken apart before its signature is checked:

@@ -1,4 +1,4 @@
-package certauth
+package oidc
 
 import (
 	"context"
@@ -22,9 +22,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/bastionhq/bastion/storage"
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/bastionhq/bastion/storage"
 )
 
 // Names inside the home directory of the development issuer's files.

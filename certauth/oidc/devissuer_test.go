@@ -1,4 +1,4 @@
-package certauth
+package oidc
 
 import (
 	"context"
@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coreos/go-oidc/v3/oidc"
+	gooidc "github.com/coreos/go-oidc/v3/oidc"
 	jose "github.com/go-jose/go-jose/v4"
 )
 
@@ -50,15 +50,15 @@ func startDevIssuer(t *testing.T, home string) *DevIssuer {
 
 // devVerifier returns a go-oidc verifier for the issuer, found through
 // discovery, expecting audience clientID.
-func devVerifier(t *testing.T, issuerURL, clientID string) *oidc.IDTokenVerifier {
+func devVerifier(t *testing.T, issuerURL, clientID string) *gooidc.IDTokenVerifier {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	provider, err := oidc.NewProvider(ctx, issuerURL)
+	provider, err := gooidc.NewProvider(ctx, issuerURL)
 	if err != nil {
 		t.Fatalf("discovery: %v", err)
 	}
-	return provider.Verifier(&oidc.Config{ClientID: clientID, SupportedSigningAlgs: []string{oidc.ES256}})
+	return provider.Verifier(&gooidc.Config{ClientID: clientID, SupportedSigningAlgs: []string{gooidc.ES256}})
 }
 
 // devSameKey returns an issuer with the key of d and the issuer URL iss.
@@ -66,7 +66,7 @@ func devSameKey(d *DevIssuer, iss string) *DevIssuer {
 	return &DevIssuer{dir: d.dir, key: d.key, issuer: iss, audience: DevAudience}
 }
 
-func devVerify(v *oidc.IDTokenVerifier, token string) (*oidc.IDToken, error) {
+func devVerify(v *gooidc.IDTokenVerifier, token string) (*gooidc.IDToken, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return v.Verify(ctx, token)
@@ -204,7 +204,7 @@ func TestDevIssuerRefusedTokens(t *testing.T) {
 		})
 	}
 
-	var te *oidc.TokenExpiredError
+	var te *gooidc.TokenExpiredError
 	if _, err := devVerify(v, expired); !errors.As(err, &te) {
 		t.Errorf("expired token: %v, want a TokenExpiredError", err)
 	}

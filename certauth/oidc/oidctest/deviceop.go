@@ -1,7 +1,3 @@
-// Package oidctest runs a real OpenID provider on loopback for tests of
-// the device authorization flow: zitadel's example provider, with a public
-// client allowed the device grant and one user who can approve a code the
-// way a human does, through the provider's own pages.
 package oidctest
 
 import (

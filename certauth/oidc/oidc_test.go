@@ -1,4 +1,4 @@
-package certauth
+package oidc
 
 import (
 	"context"
@@ -31,39 +31,10 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/oauth2-proxy/mockoidc"
 
-	"github.com/bastionhq/bastion/certauth/oidctest"
+	"github.com/bastionhq/bastion/certauth/oidc/oidctest"
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder/events"
 )
-
-// oidcTestNow is the test clock's start: tokens are minted around it.
-var oidcTestNow = time.Date(2026, 11, 27, 7, 5, 0, 0, time.UTC)
-
-// oidcTestClock is a settable clock for VerifierOptions.Now.
-type oidcTestClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newOIDCTestClock() *oidcTestClock { return &oidcTestClock{t: oidcTestNow} }
-
-func (c *oidcTestClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *oidcTestClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-// startMockOIDC runs a mockoidc provider on 127.0.0.1 that signs with key
-// (nil: mockoidc's built-in key, the same in every instance).
-func startMockOIDC(t testing.TB, key *rsa.PrivateKey) *mockoidc.MockOIDC {
-	return oidctest.StartMock(t, key)
-}
 
 // oidcTestRSAKey is one extra RSA key, generated once: mockoidc instances
 // share a built-in key, and a second provider needs its own.
@@ -74,38 +45,6 @@ var oidcTestRSAKey = sync.OnceValue(func() *rsa.PrivateKey {
 	}
 	return k
 })
-
-// oidcTestClaims are the claims of a valid token from iss at now, changed
-// by edits: a nil value deletes the claim.
-func oidcTestClaims(iss string, now time.Time, edits map[string]any) jwt.MapClaims {
-	c := jwt.MapClaims{
-		"iss":    iss,
-		"sub":    "alice",
-		"aud":    "bastion",
-		"iat":    now.Add(-time.Minute).Unix(),
-		"exp":    now.Add(9 * time.Minute).Unix(),
-		"email":  "alice@example.com",
-		"groups": []string{"ops", "dev"},
-	}
-	for k, v := range edits {
-		if v == nil {
-			delete(c, k)
-		} else {
-			c[k] = v
-		}
-	}
-	return c
-}
-
-// mockSign mints a token with mockoidc's own signing path.
-func mockSign(t testing.TB, m *mockoidc.MockOIDC, claims jwt.MapClaims) string {
-	t.Helper()
-	tok, err := m.Keypair.SignJWT(claims)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
-}
 
 func mockKid(t testing.TB, m *mockoidc.MockOIDC) string {
 	t.Helper()
@@ -178,7 +117,7 @@ func mustJSON(t testing.TB, v any) string {
 }
 
 // newTestVerifier builds a verifier on clock, failing the test on error.
-func newTestVerifier(t testing.TB, clock *oidcTestClock, providers ...ProviderConfig) *Verifier {
+func newTestVerifier(t testing.TB, clock *oidctest.Clock, providers ...ProviderConfig) *Verifier {
 	t.Helper()
 	v, err := NewVerifier(providers, VerifierOptions{Now: clock.Now})
 	if err != nil {
@@ -405,15 +344,15 @@ func TestNewVerifierConfig(t *testing.T) {
 }
 
 func TestVerifyValidToken(t *testing.T) {
-	m := startMockOIDC(t, nil)
-	clock := newOIDCTestClock()
+	m := oidctest.StartMock(t, nil)
+	clock := oidctest.NewClock()
 	v := newTestVerifier(t, clock, ProviderConfig{Name: "corp", Issuer: m.Issuer(), Audiences: []string{"ssh", "bastion"}, Delegation: true})
 
-	tok := mockSign(t, m, oidcTestClaims(m.Issuer(), oidcTestNow, map[string]any{
+	tok := oidctest.Sign(t, m, oidctest.Claims(m.Issuer(), oidctest.Start, map[string]any{
 		"aud":        []string{"other-app", "bastion"},
 		"act":        map[string]any{"sub": "agent-7"},
 		"repository": "org/repo",
-		"nbf":        oidcTestNow.Add(-time.Minute).Unix(),
+		"nbf":        oidctest.Start.Add(-time.Minute).Unix(),
 	}))
 	id, err := v.Verify(context.Background(), tok)
 	if err != nil {
@@ -430,16 +369,16 @@ func TestVerifyValidToken(t *testing.T) {
 			"iss":        m.Issuer(),
 			"sub":        "alice",
 			"aud":        []any{"other-app", "bastion"},
-			"iat":        float64(oidcTestNow.Add(-time.Minute).Unix()),
-			"nbf":        float64(oidcTestNow.Add(-time.Minute).Unix()),
-			"exp":        float64(oidcTestNow.Add(9 * time.Minute).Unix()),
+			"iat":        float64(oidctest.Start.Add(-time.Minute).Unix()),
+			"nbf":        float64(oidctest.Start.Add(-time.Minute).Unix()),
+			"exp":        float64(oidctest.Start.Add(9 * time.Minute).Unix()),
 			"email":      "alice@example.com",
 			"groups":     []any{"ops", "dev"},
 			"act":        map[string]any{"sub": "agent-7"},
 			"repository": "org/repo",
 		},
-		IssuedAt: oidcTestNow.Add(-time.Minute),
-		Expiry:   oidcTestNow.Add(9 * time.Minute),
+		IssuedAt: oidctest.Start.Add(-time.Minute),
+		Expiry:   oidctest.Start.Add(9 * time.Minute),
 	}
 	if !reflect.DeepEqual(id, want) {
 		t.Errorf("identity\n got %#v\nwant %#v", id, want)
@@ -450,21 +389,21 @@ func TestVerifyValidToken(t *testing.T) {
 
 	// The edges of the clock skew (60s) are accepted.
 	for _, edit := range []map[string]any{
-		{"exp": oidcTestNow.Add(-50 * time.Second).Unix(), "iat": oidcTestNow.Add(-10 * time.Minute).Unix()},
-		{"nbf": oidcTestNow.Add(50 * time.Second).Unix()},
-		{"iat": oidcTestNow.Add(50 * time.Second).Unix()},
-		{"iat": oidcTestNow.Add(-time.Hour - 50*time.Second).Unix()},
-		{"iat": float64(oidcTestNow.Unix()) + 0.5},
+		{"exp": oidctest.Start.Add(-50 * time.Second).Unix(), "iat": oidctest.Start.Add(-10 * time.Minute).Unix()},
+		{"nbf": oidctest.Start.Add(50 * time.Second).Unix()},
+		{"iat": oidctest.Start.Add(50 * time.Second).Unix()},
+		{"iat": oidctest.Start.Add(-time.Hour - 50*time.Second).Unix()},
+		{"iat": float64(oidctest.Start.Unix()) + 0.5},
 	} {
-		if _, err := v.Verify(context.Background(), mockSign(t, m, oidcTestClaims(m.Issuer(), oidcTestNow, edit))); err != nil {
+		if _, err := v.Verify(context.Background(), oidctest.Sign(t, m, oidctest.Claims(m.Issuer(), oidctest.Start, edit))); err != nil {
 			t.Errorf("%v: %v", edit, err)
 		}
 	}
 }
 
 func TestVerifyDelegationMalformed(t *testing.T) {
-	m := startMockOIDC(t, nil)
-	v := newTestVerifier(t, newOIDCTestClock(), ProviderConfig{Name: "corp", Issuer: m.Issuer(), Audiences: []string{"bastion"}, Delegation: true})
+	m := oidctest.StartMock(t, nil)
+	v := newTestVerifier(t, oidctest.NewClock(), ProviderConfig{Name: "corp", Issuer: m.Issuer(), Audiences: []string{"bastion"}, Delegation: true})
 	for name, c := range map[string]struct {
 		act    any
 		reason string
@@ -473,7 +412,7 @@ func TestVerifyDelegationMalformed(t *testing.T) {
 		"act not an object":       {"agent-1", events.ReasonMissingClaim},
 		"actor of another issuer": {map[string]any{"sub": "agent-1", "iss": "https://elsewhere.example"}, events.ReasonWrongIssuer},
 	} {
-		_, err := v.Verify(context.Background(), mockSign(t, m, oidcTestClaims(m.Issuer(), oidcTestNow, map[string]any{"act": c.act})))
+		_, err := v.Verify(context.Background(), oidctest.Sign(t, m, oidctest.Claims(m.Issuer(), oidctest.Start, map[string]any{"act": c.act})))
 		var te *TokenError
 		if !errors.As(err, &te) || te.Reason != c.reason {
 			t.Errorf("%s: %v, want %s", name, err, c.reason)
@@ -482,8 +421,8 @@ func TestVerifyDelegationMalformed(t *testing.T) {
 }
 
 func TestVerifyClaimMapping(t *testing.T) {
-	m := startMockOIDC(t, nil)
-	clock := newOIDCTestClock()
+	m := oidctest.StartMock(t, nil)
+	clock := oidctest.NewClock()
 	plain := newTestVerifier(t, clock, ProviderConfig{Name: "corp", Issuer: m.Issuer(), Audiences: []string{"bastion"}})
 	agents := newTestVerifier(t, clock, ProviderConfig{
 		Name: "agents", Issuer: m.Issuer(), Audiences: []string{"bastion"},
@@ -521,7 +460,7 @@ func TestVerifyClaimMapping(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			id, err := tt.v.Verify(context.Background(), mockSign(t, m, oidcTestClaims(m.Issuer(), oidcTestNow, tt.edits)))
+			id, err := tt.v.Verify(context.Background(), oidctest.Sign(t, m, oidctest.Claims(m.Issuer(), oidctest.Start, tt.edits)))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -539,17 +478,17 @@ func TestVerifyClaimMapping(t *testing.T) {
 // TestVerifyBadTokens is the matrix of refused tokens: each must fail with
 // its reason and a sentence that says what is wrong.
 func TestVerifyBadTokens(t *testing.T) {
-	corp := startMockOIDC(t, nil)
-	other := startMockOIDC(t, oidcTestRSAKey())
-	clock := newOIDCTestClock()
+	corp := oidctest.StartMock(t, nil)
+	other := oidctest.StartMock(t, oidcTestRSAKey())
+	clock := oidctest.NewClock()
 	v := newTestVerifier(t, clock,
 		ProviderConfig{Name: "corp", Issuer: corp.Issuer(), Audiences: []string{"bastion"}, Algorithms: []string{"RS256"}},
 		ProviderConfig{Name: "other", Issuer: other.Issuer(), Audiences: []string{"bastion"}},
 	)
 	iss := corp.Issuer()
 	kid := mockKid(t, corp)
-	claims := func(edits map[string]any) jwt.MapClaims { return oidcTestClaims(iss, oidcTestNow, edits) }
-	sign := func(edits map[string]any) string { return mockSign(t, corp, claims(edits)) }
+	claims := func(edits map[string]any) jwt.MapClaims { return oidctest.Claims(iss, oidctest.Start, edits) }
+	sign := func(edits map[string]any) string { return oidctest.Sign(t, corp, claims(edits)) }
 	valid := sign(nil)
 	validParts := strings.Split(valid, ".")
 	header := mustJSON(t, map[string]any{"alg": "RS256", "typ": "JWT", "kid": kid})
@@ -580,15 +519,15 @@ func TestVerifyBadTokens(t *testing.T) {
 		msg    string
 	}{
 		// Time.
-		{"expired", sign(map[string]any{"exp": oidcTestNow.Add(-5 * time.Minute).Unix(), "iat": oidcTestNow.Add(-15 * time.Minute).Unix()}),
+		{"expired", sign(map[string]any{"exp": oidctest.Start.Add(-5 * time.Minute).Unix(), "iat": oidctest.Start.Add(-15 * time.Minute).Unix()}),
 			events.ReasonTokenExpired, "token expired at 2026-11-27T07:00:00Z (now 2026-11-27T07:05:00Z)"},
-		{"expired beyond the skew", sign(map[string]any{"exp": oidcTestNow.Add(-61 * time.Second).Unix()}),
+		{"expired beyond the skew", sign(map[string]any{"exp": oidctest.Start.Add(-61 * time.Second).Unix()}),
 			events.ReasonTokenExpired, "token expired at 2026-11-27T07:03:59Z"},
-		{"not yet valid", sign(map[string]any{"nbf": oidcTestNow.Add(10 * time.Minute).Unix()}),
+		{"not yet valid", sign(map[string]any{"nbf": oidctest.Start.Add(10 * time.Minute).Unix()}),
 			events.ReasonTokenNotYetValid, "token is not valid before 2026-11-27T07:15:00Z (now 2026-11-27T07:05:00Z, allowing 1m0s of clock skew)"},
-		{"issued in the future", sign(map[string]any{"iat": oidcTestNow.Add(10 * time.Minute).Unix(), "exp": oidcTestNow.Add(20 * time.Minute).Unix()}),
+		{"issued in the future", sign(map[string]any{"iat": oidctest.Start.Add(10 * time.Minute).Unix(), "exp": oidctest.Start.Add(20 * time.Minute).Unix()}),
 			events.ReasonTokenIssuedInFuture, "token was issued at 2026-11-27T07:15:00Z, in the future"},
-		{"older than the max age", sign(map[string]any{"iat": oidcTestNow.Add(-2 * time.Hour).Unix(), "exp": oidcTestNow.Add(time.Hour).Unix()}),
+		{"older than the max age", sign(map[string]any{"iat": oidctest.Start.Add(-2 * time.Hour).Unix(), "exp": oidctest.Start.Add(time.Hour).Unix()}),
 			events.ReasonTokenTooOld, "token was issued at 2026-11-27T05:05:00Z, more than 1h0m0s ago"},
 
 		// Audience.
@@ -610,7 +549,7 @@ func TestVerifyBadTokens(t *testing.T) {
 			events.ReasonBadSignature, "does not verify"},
 		{"another provider's key without kid", rs256Raw(t, oidcTestRSAKey(), `{"alg":"RS256","typ":"JWT"}`, payload),
 			events.ReasonBadSignature, "does not verify"},
-		{"another provider's key and kid", mockSign(t, other, claims(nil)),
+		{"another provider's key and kid", oidctest.Sign(t, other, claims(nil)),
 			events.ReasonUnknownKey, fmt.Sprintf(`token is signed with key %q, which identity provider "corp" does not publish`, mockKid(t, other))},
 		{"unknown kid", rs256Raw(t, oidcTestRSAKey(), `{"alg":"RS256","kid":"retired-2025"}`, payload),
 			events.ReasonUnknownKey, `key "retired-2025", which identity provider "corp" does not publish (its key set was fetched at 2026-11-27T07:05:00Z)`},
@@ -634,9 +573,9 @@ func TestVerifyBadTokens(t *testing.T) {
 			events.ReasonAlgNotAllowed, `algorithm "ES256"`},
 
 		// Issuer.
-		{"issuer not configured", mockSign(t, corp, oidcTestClaims("https://evil.example.com", oidcTestNow, nil)),
+		{"issuer not configured", oidctest.Sign(t, corp, oidctest.Claims("https://evil.example.com", oidctest.Start, nil)),
 			events.ReasonIssuerUnknown, fmt.Sprintf(`token's issuer "https://evil.example.com" is not a configured identity provider (configured: %s, %s)`, iss, other.Issuer())},
-		{"issuer with a trailing slash", mockSign(t, corp, oidcTestClaims(iss+"/", oidcTestNow, nil)),
+		{"issuer with a trailing slash", oidctest.Sign(t, corp, oidctest.Claims(iss+"/", oidctest.Start, nil)),
 			events.ReasonIssuerUnknown, "is not a configured identity provider"},
 		{"no issuer", sign(map[string]any{"iss": nil}),
 			events.ReasonMissingClaim, `token has no "iss" claim`},
@@ -714,16 +653,16 @@ func TestVerifyDiscoveryNamesAnotherIssuer(t *testing.T) {
 	key := newECKey(t)
 	idp := newOIDCTestIdP(t, publicJWK(key, "k1", jose.ES256))
 	idp.set(func(idp *oidcTestIdP) { idp.issuer = "https://login.example.com/tenant-b" })
-	v := newTestVerifier(t, newOIDCTestClock(), ProviderConfig{Name: "corp", Issuer: idp.Issuer(), Audiences: []string{"bastion"}})
-	tok := joseSign(t, key, jose.ES256, "k1", oidcTestClaims(idp.Issuer(), oidcTestNow, nil))
+	v := newTestVerifier(t, oidctest.NewClock(), ProviderConfig{Name: "corp", Issuer: idp.Issuer(), Audiences: []string{"bastion"}})
+	tok := joseSign(t, key, jose.ES256, "k1", oidctest.Claims(idp.Issuer(), oidctest.Start, nil))
 	_, err := v.Verify(context.Background(), tok)
 	wantTokenError(t, err, events.ReasonProviderMisconfigured, `identity provider "corp" calls itself "https://login.example.com/tenant-b" in its discovery document, not "`+idp.Issuer()+`" as configured`, tok)
 }
 
 func TestVerifyTwoProviders(t *testing.T) {
-	corp := startMockOIDC(t, nil)
-	partner := startMockOIDC(t, oidcTestRSAKey())
-	v := newTestVerifier(t, newOIDCTestClock(),
+	corp := oidctest.StartMock(t, nil)
+	partner := oidctest.StartMock(t, oidcTestRSAKey())
+	v := newTestVerifier(t, oidctest.NewClock(),
 		ProviderConfig{Name: "corp", Issuer: corp.Issuer(), Audiences: []string{"bastion"}},
 		ProviderConfig{Name: "partner", Issuer: partner.Issuer(), Audiences: []string{"bastion-partner"}},
 	)
@@ -732,7 +671,7 @@ func TestVerifyTwoProviders(t *testing.T) {
 		provider string
 		aud      string
 	}{{corp, "corp", "bastion"}, {partner, "partner", "bastion-partner"}} {
-		tok := mockSign(t, tt.m, oidcTestClaims(tt.m.Issuer(), oidcTestNow, map[string]any{"aud": tt.aud}))
+		tok := oidctest.Sign(t, tt.m, oidctest.Claims(tt.m.Issuer(), oidctest.Start, map[string]any{"aud": tt.aud}))
 		id, err := v.Verify(context.Background(), tok)
 		if err != nil {
 			t.Fatalf("%s: %v", tt.provider, err)
@@ -742,11 +681,11 @@ func TestVerifyTwoProviders(t *testing.T) {
 		}
 	}
 	// Each provider's audience is its own.
-	tok := mockSign(t, partner, oidcTestClaims(partner.Issuer(), oidcTestNow, map[string]any{"aud": "bastion"}))
+	tok := oidctest.Sign(t, partner, oidctest.Claims(partner.Issuer(), oidctest.Start, map[string]any{"aud": "bastion"}))
 	_, err := v.Verify(context.Background(), tok)
 	wantTokenError(t, err, events.ReasonWrongAudience, `does not include any of ["bastion-partner"]`, tok)
 	// A token naming corp but signed by partner is refused.
-	tok = mockSign(t, partner, oidcTestClaims(corp.Issuer(), oidcTestNow, nil))
+	tok = oidctest.Sign(t, partner, oidctest.Claims(corp.Issuer(), oidctest.Start, nil))
 	_, err = v.Verify(context.Background(), tok)
 	wantTokenError(t, err, events.ReasonUnknownKey, `which identity provider "corp" does not publish`, tok)
 }
@@ -757,10 +696,10 @@ func TestVerifyTwoProviders(t *testing.T) {
 func TestVerifyKeyRotation(t *testing.T) {
 	k1, k2 := newECKey(t), newECKey(t)
 	idp := newOIDCTestIdP(t, publicJWK(k1, "2026-10", jose.ES256))
-	clock := newOIDCTestClock()
+	clock := oidctest.NewClock()
 	v := newTestVerifier(t, clock, ProviderConfig{Name: "corp", Issuer: idp.Issuer(), Audiences: []string{"bastion"}})
 	mint := func(k *ecdsa.PrivateKey, kid string) string {
-		return joseSign(t, k, jose.ES256, kid, oidcTestClaims(idp.Issuer(), clock.Now(), nil))
+		return joseSign(t, k, jose.ES256, kid, oidctest.Claims(idp.Issuer(), clock.Now(), nil))
 	}
 	verify := func(tok string) error {
 		_, err := v.Verify(context.Background(), tok)
@@ -837,8 +776,8 @@ func TestVerifyKeySetRedirect(t *testing.T) {
 	key := newECKey(t)
 	idp := newOIDCTestIdP(t, publicJWK(key, "k1", jose.ES256))
 	idp.set(func(idp *oidcTestIdP) { idp.redirect = true })
-	v := newTestVerifier(t, newOIDCTestClock(), ProviderConfig{Name: "corp", Issuer: idp.Issuer(), Audiences: []string{"bastion"}})
-	claims := oidcTestClaims(idp.Issuer(), oidcTestNow, nil)
+	v := newTestVerifier(t, oidctest.NewClock(), ProviderConfig{Name: "corp", Issuer: idp.Issuer(), Audiences: []string{"bastion"}})
+	claims := oidctest.Claims(idp.Issuer(), oidctest.Start, nil)
 	if _, err := v.Verify(context.Background(), joseSign(t, key, jose.ES256, "k1", claims)); err != nil {
 		t.Fatal(err)
 	}
@@ -863,8 +802,8 @@ func TestVerifyAlgorithms(t *testing.T) {
 	}
 	rsaKey := oidcTestRSAKey()
 	idp := newOIDCTestIdP(t, publicJWK(ec, "ec", jose.ES256), publicJWK(ed, "ed", jose.EdDSA), publicJWK(rsaKey, "rsa", jose.RS256))
-	v := newTestVerifier(t, newOIDCTestClock(), ProviderConfig{Name: "corp", Issuer: idp.Issuer(), Audiences: []string{"bastion"}})
-	claims := oidcTestClaims(idp.Issuer(), oidcTestNow, nil)
+	v := newTestVerifier(t, oidctest.NewClock(), ProviderConfig{Name: "corp", Issuer: idp.Issuer(), Audiences: []string{"bastion"}})
+	claims := oidctest.Claims(idp.Issuer(), oidctest.Start, nil)
 	for _, tt := range []struct {
 		key crypto.Signer
 		alg jose.SignatureAlgorithm
@@ -881,13 +820,13 @@ func TestVerifyAlgorithms(t *testing.T) {
 
 func TestVerifyProviderUnavailable(t *testing.T) {
 	key := newECKey(t)
-	clock := newOIDCTestClock()
+	clock := oidctest.NewClock()
 
 	t.Run("discovery down, then back", func(t *testing.T) {
 		idp := newOIDCTestIdP(t, publicJWK(key, "k", jose.ES256))
 		idp.set(func(idp *oidcTestIdP) { idp.down = true })
 		v := newTestVerifier(t, clock, ProviderConfig{Name: "corp", Issuer: idp.Issuer(), Audiences: []string{"bastion"}})
-		tok := joseSign(t, key, jose.ES256, "k", oidcTestClaims(idp.Issuer(), clock.Now(), nil))
+		tok := joseSign(t, key, jose.ES256, "k", oidctest.Claims(idp.Issuer(), clock.Now(), nil))
 
 		_, err := v.Verify(context.Background(), tok)
 		wantTokenError(t, err, events.ReasonProviderUnavailable, `cannot fetch the discovery document of identity provider "corp": 503 Service Unavailable`, tok)
@@ -902,7 +841,7 @@ func TestVerifyProviderUnavailable(t *testing.T) {
 		}
 
 		clock.Advance(2 * time.Second)
-		tok = joseSign(t, key, jose.ES256, "k", oidcTestClaims(idp.Issuer(), clock.Now(), nil))
+		tok = joseSign(t, key, jose.ES256, "k", oidctest.Claims(idp.Issuer(), clock.Now(), nil))
 		if _, err := v.Verify(context.Background(), tok); err != nil {
 			t.Fatalf("after recovery: %v", err)
 		}
@@ -919,13 +858,13 @@ func TestVerifyProviderUnavailable(t *testing.T) {
 		idp := newOIDCTestIdP(t, publicJWK(key, "k", jose.ES256))
 		idp.set(func(idp *oidcTestIdP) { idp.jwksDown = true })
 		v := newTestVerifier(t, clock, ProviderConfig{Name: "corp", Issuer: idp.Issuer(), Audiences: []string{"bastion"}})
-		tok := joseSign(t, key, jose.ES256, "k", oidcTestClaims(idp.Issuer(), clock.Now(), nil))
+		tok := joseSign(t, key, jose.ES256, "k", oidctest.Claims(idp.Issuer(), clock.Now(), nil))
 		_, err := v.Verify(context.Background(), tok)
 		wantTokenError(t, err, events.ReasonProviderUnavailable, `cannot fetch the signing keys of identity provider "corp": Get "`+idp.Issuer()+`/keys": key set request answered 503 Service Unavailable`, tok)
 
 		idp.set(func(idp *oidcTestIdP) { idp.jwksDown = false })
 		clock.Advance(oidcKeySetInterval)
-		tok = joseSign(t, key, jose.ES256, "k", oidcTestClaims(idp.Issuer(), clock.Now(), nil))
+		tok = joseSign(t, key, jose.ES256, "k", oidctest.Claims(idp.Issuer(), clock.Now(), nil))
 		// See TestVerifyKeyRotation for why this may take a second try.
 		eventually(t, func() error { _, err := v.Verify(context.Background(), tok); return err })
 	})
@@ -938,7 +877,7 @@ func TestVerifyProviderUnavailable(t *testing.T) {
 		iss := "http://" + ln.Addr().String()
 		ln.Close()
 		v := newTestVerifier(t, clock, ProviderConfig{Name: "corp", Issuer: iss, Audiences: []string{"bastion"}})
-		tok := joseSign(t, key, jose.ES256, "k", oidcTestClaims(iss, clock.Now(), nil))
+		tok := joseSign(t, key, jose.ES256, "k", oidctest.Claims(iss, clock.Now(), nil))
 		_, err = v.Verify(context.Background(), tok)
 		wantTokenError(t, err, events.ReasonProviderUnavailable, "connection refused", tok)
 	})
@@ -949,7 +888,7 @@ func TestVerifyProviderUnavailable(t *testing.T) {
 		idp.set(func(idp *oidcTestIdP) { idp.slowUntil = release })
 		defer close(release)
 		v := newTestVerifier(t, clock, ProviderConfig{Name: "corp", Issuer: idp.Issuer(), Audiences: []string{"bastion"}})
-		tok := joseSign(t, key, jose.ES256, "k", oidcTestClaims(idp.Issuer(), clock.Now(), nil))
+		tok := joseSign(t, key, jose.ES256, "k", oidctest.Claims(idp.Issuer(), clock.Now(), nil))
 		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 		defer cancel()
 		_, err := v.Verify(ctx, tok)
@@ -964,13 +903,13 @@ func TestVerifySlowProviderDoesNotBlockOthers(t *testing.T) {
 	slow := newOIDCTestIdP(t, publicJWK(key, "k", jose.ES256))
 	release := make(chan struct{})
 	slow.set(func(idp *oidcTestIdP) { idp.slowUntil = release })
-	fast := startMockOIDC(t, nil)
-	v := newTestVerifier(t, newOIDCTestClock(),
+	fast := oidctest.StartMock(t, nil)
+	v := newTestVerifier(t, oidctest.NewClock(),
 		ProviderConfig{Name: "slow", Issuer: slow.Issuer(), Audiences: []string{"bastion"}},
 		ProviderConfig{Name: "fast", Issuer: fast.Issuer(), Audiences: []string{"bastion"}},
 	)
 
-	slowTok := joseSign(t, key, jose.ES256, "k", oidcTestClaims(slow.Issuer(), oidcTestNow, nil))
+	slowTok := joseSign(t, key, jose.ES256, "k", oidctest.Claims(slow.Issuer(), oidctest.Start, nil))
 	slowDone := make(chan error, 1)
 	go func() {
 		_, err := v.Verify(context.Background(), slowTok)
@@ -982,7 +921,7 @@ func TestVerifySlowProviderDoesNotBlockOthers(t *testing.T) {
 
 	start := time.Now()
 	for range 10 {
-		if _, err := v.Verify(context.Background(), mockSign(t, fast, oidcTestClaims(fast.Issuer(), oidcTestNow, nil))); err != nil {
+		if _, err := v.Verify(context.Background(), oidctest.Sign(t, fast, oidctest.Claims(fast.Issuer(), oidctest.Start, nil))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -1005,10 +944,10 @@ func TestVerifySlowProviderDoesNotBlockOthers(t *testing.T) {
 func TestVerifyConcurrentFirstUse(t *testing.T) {
 	key := newECKey(t)
 	idp := newOIDCTestIdP(t, publicJWK(key, "k", jose.ES256))
-	v := newTestVerifier(t, newOIDCTestClock(), ProviderConfig{Name: "corp", Issuer: idp.Issuer(), Audiences: []string{"bastion"}})
+	v := newTestVerifier(t, oidctest.NewClock(), ProviderConfig{Name: "corp", Issuer: idp.Issuer(), Audiences: []string{"bastion"}})
 	var toks []string
 	for i := range 8 {
-		toks = append(toks, joseSign(t, key, jose.ES256, "k", oidcTestClaims(idp.Issuer(), oidcTestNow, map[string]any{"sub": fmt.Sprintf("user%d", i)})))
+		toks = append(toks, joseSign(t, key, jose.ES256, "k", oidctest.Claims(idp.Issuer(), oidctest.Start, map[string]any{"sub": fmt.Sprintf("user%d", i)})))
 	}
 	bad := toks[0][:len(toks[0])-4] + "AAAA"
 
@@ -1060,8 +999,8 @@ func BenchmarkVerify(b *testing.B) {
 	}
 	rsaKey := oidcTestRSAKey()
 	idp := newOIDCTestIdP(b, publicJWK(ec, "ec", jose.ES256), publicJWK(ed, "ed", jose.EdDSA), publicJWK(rsaKey, "rsa", jose.RS256))
-	v := newTestVerifier(b, newOIDCTestClock(), ProviderConfig{Name: "corp", Issuer: idp.Issuer(), Audiences: []string{"bastion"}})
-	claims := oidcTestClaims(idp.Issuer(), oidcTestNow, map[string]any{"groups": []string{"ops", "dev", "sre", "db-admins"}, "act": map[string]any{"sub": "bob"}})
+	v := newTestVerifier(b, oidctest.NewClock(), ProviderConfig{Name: "corp", Issuer: idp.Issuer(), Audiences: []string{"bastion"}})
+	claims := oidctest.Claims(idp.Issuer(), oidctest.Start, map[string]any{"groups": []string{"ops", "dev", "sre", "db-admins"}, "act": map[string]any{"sub": "bob"}})
 	for _, tt := range []struct {
 		key crypto.Signer
 		alg jose.SignatureAlgorithm

@@ -1,4 +1,4 @@
-package certauth
+package oidc
 
 import (
 	"bytes"
@@ -13,9 +13,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/bastionhq/bastion/recorder/events"
-	"github.com/coreos/go-oidc/v3/oidc"
+	gooidc "github.com/coreos/go-oidc/v3/oidc"
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/bastionhq/bastion/recorder/events"
 )
 
 // Limits on talking to identity providers.
@@ -48,7 +49,7 @@ type oidcProvider struct {
 
 	// ready is the go-oidc verifier, set once discovery has succeeded and
 	// never changed after: the hot path reads it without a lock.
-	ready atomic.Pointer[oidc.IDTokenVerifier]
+	ready atomic.Pointer[gooidc.IDTokenVerifier]
 
 	mu sync.Mutex // guards attempt and failures
 	// attempt is the discovery in flight, or the last one, which failed.
@@ -121,7 +122,7 @@ var oidcDefaultTransport = func() http.RoundTripper {
 // attempt; during the backoff after a failure they get its error at once.
 // Discovery runs in its own goroutine, bounded by oidcHTTPTimeout, so that a
 // caller that gives up (ctx) does not fail the attempt for the others.
-func (p *oidcProvider) verifier(ctx context.Context) (*oidc.IDTokenVerifier, *TokenError) {
+func (p *oidcProvider) verifier(ctx context.Context) (*gooidc.IDTokenVerifier, *TokenError) {
 	if idv := p.ready.Load(); idv != nil {
 		return idv, nil
 	}
@@ -151,7 +152,7 @@ func (p *oidcProvider) verifier(ctx context.Context) (*oidc.IDTokenVerifier, *To
 
 func (p *oidcProvider) discover(d *oidcDiscovery) {
 	defer close(d.done)
-	ctx, cancel := context.WithTimeout(oidc.ClientContext(context.Background(), p.client), oidcHTTPTimeout)
+	ctx, cancel := context.WithTimeout(gooidc.ClientContext(context.Background(), p.client), oidcHTTPTimeout)
 	defer cancel()
 	idv, terr := p.discoverOnce(ctx)
 
@@ -176,11 +177,11 @@ func (p *oidcProvider) discover(d *oidcDiscovery) {
 	p.log.Warn("identity provider discovery failed", "issuer", p.cfg.Issuer, "failures", p.failures, "retry_in", wait, "error", terr.Error())
 }
 
-func (p *oidcProvider) discoverOnce(ctx context.Context) (*oidc.IDTokenVerifier, *TokenError) {
+func (p *oidcProvider) discoverOnce(ctx context.Context) (*gooidc.IDTokenVerifier, *TokenError) {
 	name := p.cfg.Name
-	prov, err := oidc.NewProvider(ctx, p.cfg.Issuer)
+	prov, err := gooidc.NewProvider(ctx, p.cfg.Issuer)
 	if err != nil {
-		var mismatch *oidc.IssuerMismatchError
+		var mismatch *gooidc.IssuerMismatchError
 		if errors.As(err, &mismatch) {
 			return nil, &TokenError{Reason: events.ReasonProviderMisconfigured, Provider: name, Err: &oidcCause{
 				msg: fmt.Sprintf("identity provider %q calls itself %s in its discovery document, not %q as configured: the bastion's configuration or the provider is wrong",
@@ -207,8 +208,8 @@ func (p *oidcProvider) discoverOnce(ctx context.Context) (*oidc.IDTokenVerifier,
 
 	// The key set's context only carries the HTTP client: go-oidc fetches
 	// keys in the background with it, long after discovery is done.
-	keySet := &oidcKeySet{remote: oidc.NewRemoteKeySet(oidc.ClientContext(context.Background(), p.client), meta.JWKSURL)}
-	return oidc.NewVerifier(p.cfg.Issuer, keySet, &oidc.Config{
+	keySet := &oidcKeySet{remote: gooidc.NewRemoteKeySet(gooidc.ClientContext(context.Background(), p.client), meta.JWKSURL)}
+	return gooidc.NewVerifier(p.cfg.Issuer, keySet, &gooidc.Config{
 		SupportedSigningAlgs: p.cfg.Algorithms,
 		// go-oidc takes one client ID; a provider may have several
 		// audiences, which Verify checks.
@@ -225,7 +226,7 @@ func (p *oidcProvider) discoverOnce(ctx context.Context) (*oidc.IDTokenVerifier,
 // signature check to Verify through the context (go-oidc flattens the
 // error into text).
 type oidcKeySet struct {
-	remote *oidc.RemoteKeySet
+	remote *gooidc.RemoteKeySet
 }
 
 type oidcSigOutcomeKey struct{}
