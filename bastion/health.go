@@ -10,7 +10,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/policy/webhook"
 )
 
 // DefaultSlowCommit is how long an append may wait for its commit before
@@ -94,7 +94,7 @@ type journalHealth struct {
 	threshold time.Duration
 	log       hclog.Logger
 	metrics   *metrics
-	alerts    *certauth.Alerts // nil: no webhook
+	alerts    *webhook.Alerts // nil: no webhook
 	// witnesses, when configured, are reported by /readyz; set before
 	// the API serves.
 	witnesses *witnessing
@@ -112,7 +112,7 @@ type journalHealth struct {
 	onTimeFor time.Time // in journalSlow: since when commits are on time again
 }
 
-func newJournalHealth(journal func() journalProbe, threshold time.Duration, m *metrics, alerts *certauth.Alerts, log hclog.Logger) *journalHealth {
+func newJournalHealth(journal func() journalProbe, threshold time.Duration, m *metrics, alerts *webhook.Alerts, log hclog.Logger) *journalHealth {
 	if threshold <= 0 {
 		threshold = DefaultSlowCommit
 	}
@@ -245,12 +245,12 @@ func (h *journalHealth) check() {
 
 func (h *journalHealth) raise(event, text string, attrs map[string]string) {
 	h.metrics.alarm(event, true)
-	h.post(event, certauth.AlertRaised, text, attrs)
+	h.post(event, webhook.AlertRaised, text, attrs)
 }
 
 func (h *journalHealth) clear(event, text string, attrs map[string]string) {
 	h.metrics.alarm(event, false)
-	h.post(event, certauth.AlertCleared, text, attrs)
+	h.post(event, webhook.AlertCleared, text, attrs)
 }
 
 func (h *journalHealth) post(event, state, text string, attrs map[string]string) {
@@ -259,9 +259,9 @@ func (h *journalHealth) post(event, state, text string, attrs map[string]string)
 
 // postAlert posts an alarm raised or cleared to the alerts' webhook, if
 // there is one (alerts nil: none).
-func postAlert(alerts *certauth.Alerts, event, state, text string, attrs map[string]string) {
+func postAlert(alerts *webhook.Alerts, event, state, text string, attrs map[string]string) {
 	if alerts != nil {
-		alerts.Post(certauth.AlertMessage{Text: text, Event: event, State: state, Time: time.Now().UTC(), Attrs: attrs})
+		alerts.Post(webhook.AlertMessage{Text: text, Event: event, State: state, Time: time.Now().UTC(), Attrs: attrs})
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/policy/webhook"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/storage"
 )
@@ -36,13 +37,13 @@ func (s *slowStore) Commit(ctx context.Context, b *storage.Batch) error {
 type alertSink struct {
 	*httptest.Server
 	mu  sync.Mutex
-	got []certauth.AlertMessage
+	got []webhook.AlertMessage
 }
 
 func startAlertSink(t *testing.T) *alertSink {
 	a := &alertSink{}
 	a.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var m certauth.AlertMessage
+		var m webhook.AlertMessage
 		if err := json.NewDecoder(r.Body).Decode(&m); err != nil {
 			t.Errorf("alert body: %v", err)
 		}
@@ -54,10 +55,10 @@ func startAlertSink(t *testing.T) *alertSink {
 	return a
 }
 
-func (a *alertSink) alerts() []certauth.AlertMessage {
+func (a *alertSink) alerts() []webhook.AlertMessage {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return append([]certauth.AlertMessage(nil), a.got...)
+	return append([]webhook.AlertMessage(nil), a.got...)
 }
 
 // waitFor polls cond for up to 10 s.
@@ -161,7 +162,7 @@ func TestHealthJournalFails(t *testing.T) {
 		t.Errorf("metrics after the failure:\n%s", metrics)
 	}
 	alerts := sink.alerts()
-	if len(alerts) != 1 || alerts[0].Event != AlarmWriteFailed || alerts[0].State != certauth.AlertRaised ||
+	if len(alerts) != 1 || alerts[0].Event != AlarmWriteFailed || alerts[0].State != webhook.AlertRaised ||
 		!strings.Contains(alerts[0].Text, "the journal cannot be written") {
 		t.Errorf("alerts: %+v", alerts)
 	}
@@ -228,8 +229,8 @@ func TestSlowCommitAlarm(t *testing.T) {
 	waitFor(t, "the alarm to clear", func() bool { return len(sink.alerts()) >= 2 })
 	time.Sleep(300 * time.Millisecond)
 	alerts := sink.alerts()
-	if len(alerts) != 2 || alerts[0].Event != AlarmSlowCommit || alerts[0].State != certauth.AlertRaised || alerts[0].Attrs["threshold"] != "500ms" ||
-		alerts[1].Event != AlarmSlowCommit || alerts[1].State != certauth.AlertCleared || !strings.Contains(alerts[0].Text, "ALARM") {
+	if len(alerts) != 2 || alerts[0].Event != AlarmSlowCommit || alerts[0].State != webhook.AlertRaised || alerts[0].Attrs["threshold"] != "500ms" ||
+		alerts[1].Event != AlarmSlowCommit || alerts[1].State != webhook.AlertCleared || !strings.Contains(alerts[0].Text, "ALARM") {
 		t.Errorf("alerts: %+v", alerts)
 	}
 	metrics = scrape(t, ts)

@@ -25,6 +25,7 @@ import (
 	"github.com/bastionhq/bastion/certauth/oidc"
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/policy/mask"
+	"github.com/bastionhq/bastion/policy/webhook"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/events"
 	"github.com/bastionhq/bastion/storage"
@@ -103,8 +104,8 @@ type Server struct {
 	life             *lifecycle // the front door's live sessions and their limits
 	metrics          *metrics   // served at GET /metrics on the API listener
 	health           *journalHealth
-	witnessing       *witnessing      // nil without witness blocks
-	alerts           *certauth.Alerts // nil without a webhook for alerts
+	witnessing       *witnessing     // nil without witness blocks
+	alerts           *webhook.Alerts // nil without a webhook for alerts
 	devURL           string
 	devRun           func(context.Context) error
 
@@ -350,7 +351,7 @@ func (s *Server) journalHealth() error {
 		url = cfg.Grants.WebhookURL
 	}
 	if url != "" {
-		a, err := certauth.NewAlerts(url, s.log.Named("alerts"))
+		a, err := webhook.NewAlerts(url, s.log.Named("alerts"))
 		if err != nil {
 			return err
 		}

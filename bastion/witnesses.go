@@ -15,7 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/mod/sumdb/tlog"
 
-	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/policy/webhook"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/events"
 	"github.com/bastionhq/bastion/recorder/witness"
@@ -144,7 +144,7 @@ type witnessing struct {
 	journal *liveJournal
 	log     hclog.Logger
 	metrics *metrics
-	alerts  *certauth.Alerts
+	alerts  *webhook.Alerts
 
 	// mu serializes the alarms' updates (each witness's goroutine makes
 	// them); quorum, refused and stale are the alarms raised.
@@ -167,7 +167,7 @@ func (w witnessLog) AddCosignatures(ctx context.Context, note []byte) error {
 	return w.l.current().AddCosignatures(ctx, note)
 }
 
-func newWitnessing(cfg WitnessesConfig, j *liveJournal, m *metrics, alerts *certauth.Alerts, log hclog.Logger) (*witnessing, error) {
+func newWitnessing(cfg WitnessesConfig, j *liveJournal, m *metrics, alerts *webhook.Alerts, log hclog.Logger) (*witnessing, error) {
 	w := &witnessing{cfg: cfg, journal: j, log: log, metrics: m, alerts: alerts}
 	list := make([]witness.Endpoint, 0, len(cfg.List))
 	for _, x := range cfg.List {
@@ -219,9 +219,9 @@ func (w *witnessing) changed(before, now witness.Status) {
 			w.log.Error("journal a witness's change of state", "witness", now.Name, "event", event, "error", err)
 		}
 	}
-	state := certauth.AlertCleared
+	state := webhook.AlertCleared
 	if level == hclog.Error {
-		state = certauth.AlertRaised
+		state = webhook.AlertRaised
 	}
 	postAlert(w.alerts, event, state, text, attrs)
 	w.alarmGauges()
@@ -260,12 +260,12 @@ func (w *witnessing) alarmGauges() {
 		w.metrics.alarm(AlarmWitnessQuorum, true)
 		text := fmt.Sprintf("bastion: ALARM: %d of %d witnesses cosign, below the threshold of %d: new leaves are not anchored outside this host", ok, len(w.cfg.List), w.cfg.Threshold)
 		w.log.Error("ALARM: witness quorum lost", "cosigning", ok, "threshold", w.cfg.Threshold)
-		postAlert(w.alerts, AlarmWitnessQuorum, certauth.AlertRaised, text, map[string]string{"cosigning": strconv.Itoa(ok), "threshold": strconv.Itoa(w.cfg.Threshold)})
+		postAlert(w.alerts, AlarmWitnessQuorum, webhook.AlertRaised, text, map[string]string{"cosigning": strconv.Itoa(ok), "threshold": strconv.Itoa(w.cfg.Threshold)})
 	case !lost && was:
 		w.metrics.alarm(AlarmWitnessQuorum, false)
 		text := fmt.Sprintf("bastion: %d of %d witnesses cosign again (threshold %d)", ok, len(w.cfg.List), w.cfg.Threshold)
 		w.log.Info("witness quorum back", "cosigning", ok, "threshold", w.cfg.Threshold)
-		postAlert(w.alerts, AlarmWitnessQuorum, certauth.AlertCleared, text, map[string]string{"cosigning": strconv.Itoa(ok), "threshold": strconv.Itoa(w.cfg.Threshold)})
+		postAlert(w.alerts, AlarmWitnessQuorum, webhook.AlertCleared, text, map[string]string{"cosigning": strconv.Itoa(ok), "threshold": strconv.Itoa(w.cfg.Threshold)})
 	}
 }
 

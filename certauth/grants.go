@@ -12,11 +12,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
+	hclog "github.com/hashicorp/go-hclog"
 	"golang.org/x/time/rate"
 
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/policy/mask"
+	"github.com/bastionhq/bastion/policy/webhook"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/events"
 )
@@ -86,7 +87,7 @@ type Grants struct {
 	onEnd      func(Grant, string)
 	log        hclog.Logger
 	now        func() time.Time
-	hook       *webhook // nil without a URL
+	hook       *webhook.Webhook // nil without a URL
 	textMasker func() *mask.Masker
 
 	// tx serializes transitions: it is held from the check of a grant's
@@ -135,7 +136,7 @@ func OpenGrants(ctx context.Context, log *recorder.Log, opts GrantsOptions) (*Gr
 		return nil, err
 	}
 	if opts.WebhookURL != "" {
-		h, err := newWebhook(opts.WebhookURL, "bastion-grants-webhook", s.log.Named("webhook"))
+		h, err := webhook.New(opts.WebhookURL, "bastion-grants-webhook", s.log.Named("webhook"))
 		if err != nil {
 			return nil, err
 		}
@@ -153,7 +154,7 @@ func (s *Grants) Close() error {
 	s.cancel()
 	<-s.done
 	if s.hook != nil {
-		s.hook.close()
+		s.hook.Close()
 	}
 	return nil
 }
@@ -648,12 +649,15 @@ func (s *Grants) WebhookStats() (delivered, failed, dropped int64) {
 	if s.hook == nil {
 		return 0, 0, 0
 	}
-	return s.hook.delivered.Load(), s.hook.failed.Load(), s.hook.dropped.Load()
+	return s.hook.Stats()
 }
 
+// notify queues event's message for the webhook, if there is one; it never
+// blocks.
 func (s *Grants) notify(event string, g Grant, by, comment string) {
 	if s.hook != nil {
-		s.hook.send(event, g, by, comment)
+		m := &WebhookMessage{Text: webhookText(event, &g, by, comment), Event: event, Grant: g, By: by, Comment: comment}
+		s.hook.Post(event, g.ID, m)
 	}
 }
 

@@ -1,4 +1,4 @@
-package certauth
+package webhook
 
 import (
 	"encoding/json"
@@ -36,7 +36,7 @@ func TestAlertsPost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.h.backoff = time.Millisecond
+	a.h.Backoff = time.Millisecond
 	a.Post(AlertMessage{Text: "the journal is slow", Event: "journal.slow_commit", State: AlertRaised, Time: time.Unix(0, 0).UTC(), Attrs: map[string]string{"threshold": "5s"}})
 	a.Close()
 	if d, f, x := a.Stats(); d != 1 || f != 0 || x != 0 {

@@ -1,9 +1,9 @@
-package certauth
+package webhook
 
 import (
 	"time"
 
-	"github.com/hashicorp/go-hclog"
+	hclog "github.com/hashicorp/go-hclog"
 )
 
 // AlertMessage is the JSON body of an operational alarm posted to a
@@ -28,20 +28,17 @@ const (
 	AlertCleared = "cleared"
 )
 
-// Alerts posts [AlertMessage]s to a webhook, with the grants webhook's
-// delivery: a bounded queue that never blocks the caller, one post at a
-// time in order, retries with backoff on transport errors, 429 and 5xx.
+// Alerts posts [AlertMessage]s to a [Webhook]: a bounded queue that never
+// blocks the caller, one post at a time in order, retries with backoff on
+// transport errors, 429 and 5xx.
 type Alerts struct {
-	h *webhook
+	h *Webhook
 }
 
 // NewAlerts starts posting to url: https, or http to a loopback address.
 // Close stops it.
 func NewAlerts(url string, log hclog.Logger) (*Alerts, error) {
-	if log == nil {
-		log = hclog.NewNullLogger()
-	}
-	h, err := newWebhook(url, "bastion-alerts-webhook", log)
+	h, err := New(url, "bastion-alerts-webhook", log)
 	if err != nil {
 		return nil, err
 	}
@@ -51,15 +48,15 @@ func NewAlerts(url string, log hclog.Logger) (*Alerts, error) {
 // Post queues m; it never blocks: with the queue full, m is dropped,
 // logged and counted.
 func (a *Alerts) Post(m AlertMessage) {
-	a.h.post(&webhookPost{event: m.Event, body: &m})
+	a.h.Post(m.Event, "", &m)
 }
 
 // Close gives the queued alerts a few seconds to be delivered, then
 // abandons the rest.
-func (a *Alerts) Close() { a.h.close() }
+func (a *Alerts) Close() { a.h.Close() }
 
 // Stats says how deliveries went: delivered, failed after retries, and
 // dropped (queue full, or posted after Close).
 func (a *Alerts) Stats() (delivered, failed, dropped int64) {
-	return a.h.delivered.Load(), a.h.failed.Load(), a.h.dropped.Load()
+	return a.h.Stats()
 }
