@@ -538,9 +538,9 @@ func (s *Grants) refused(ctx context.Context, action, id string, who *policy.Ide
 	if !errors.As(err, &ge) || errors.Is(err, ErrGrantJournal) {
 		return err
 	}
-	a := recorder.Attrs{"action": action, "reason": grantReason(err), "error": ge.Msg, "at": timeAttr(s.now())}
+	a := recorder.Attrs{"action": action, "reason": ReasonOf(err), "error": ge.Msg, "at": timeAttr(s.now())}
 	if id != "" {
-		a["grant"] = id // masked, then cut, by journalRefusal
+		a["grant"] = id // masked, then cut, by JournalRefusal
 	}
 	if who != nil {
 		who.WriteAttrs(a)
@@ -548,13 +548,18 @@ func (s *Grants) refused(ctx context.Context, action, id string, who *policy.Ide
 	if addr.IsValid() {
 		a["client.address"] = addr.String()
 	}
-	return s.journalRefusal(ctx, a, err)
+	return s.JournalRefusal(ctx, a, err)
 }
 
-// journalRefusal journals a refused grant action. What the caller sent
-// (a grant ID from the URL) and the error, which may quote it, are masked
-// first, and the error is cut to 1 KiB after that.
-func (s *Grants) journalRefusal(ctx context.Context, a recorder.Attrs, err error) error {
+// JournalRefusal journals a refused grant action, err, described by a
+// (action, reason, error, and the caller's identity and address where
+// known), within the budget of refusals journaled per second; it returns
+// err, or a [*GrantError] wrapping ErrGrantJournal if the journal failed.
+// The API calls it for the refusals it makes before the store sees the
+// action. What the caller sent (a grant ID from the URL) and the error,
+// which may quote it, are masked first, and the error is cut to 1 KiB
+// after that.
+func (s *Grants) JournalRefusal(ctx context.Context, a recorder.Attrs, err error) error {
 	s.masker().Fields(a, "error", "grant")
 	a["error"] = truncate(a["error"], 1024)
 	if id, ok := a["grant"]; ok {
@@ -586,6 +591,17 @@ func (s *Grants) Get(id string) (Grant, bool) {
 		return Grant{}, false
 	}
 	return g.clone(), true
+}
+
+// Show returns grant id for who, or, if there is no such grant or who may
+// not see it ([Grants.Visible]), journals the refusal and returns an error
+// wrapping ErrGrantNotFound: the same answer for both.
+func (s *Grants) Show(ctx context.Context, id string, who *policy.Identity, addr netip.Addr) (Grant, error) {
+	g, ok := s.Get(id)
+	if !ok || !s.Visible(&g, who) {
+		return Grant{}, s.refused(ctx, "show", id, who, addr, grantErrorf(ErrGrantNotFound, "no grant %s is known to you", printableID(id)))
+	}
+	return g, nil
 }
 
 // Visible reports whether who may see g: its requester, anyone who

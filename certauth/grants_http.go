@@ -15,35 +15,22 @@ import (
 	"github.com/bastionhq/bastion/recorder/events"
 )
 
-// grantReason is the API's code for a grant action's error.
-func grantReason(err error) string {
-	_, reason := grantStatus(err)
-	return reason
-}
-
 // grantStatus is the HTTP status and code for a grant action's error.
 func grantStatus(err error) (int, string) {
-	switch {
-	case errors.Is(err, ErrGrantJournal):
-		return http.StatusServiceUnavailable, events.ReasonJournalUnavailable
-	case errors.Is(err, ErrGrantInvalid):
-		return http.StatusBadRequest, events.ReasonRequestMalformed
-	case errors.Is(err, ErrGrantNotFound):
-		return http.StatusNotFound, events.ReasonGrantNotFound
-	case errors.Is(err, ErrGrantNotAllowed):
-		return http.StatusForbidden, events.ReasonDenied
-	case errors.Is(err, ErrOwnGrant):
-		return http.StatusForbidden, events.ReasonOwnGrant
-	case errors.Is(err, ErrNotApprover):
-		return http.StatusForbidden, events.ReasonNotApprover
-	case errors.Is(err, ErrSponsorConflict):
-		return http.StatusForbidden, events.ReasonSponsorConflict
-	case errors.Is(err, ErrGrantState):
-		return http.StatusConflict, events.ReasonGrantState
-	case errors.Is(err, ErrAlreadyApproved):
-		return http.StatusConflict, events.ReasonAlreadyApproved
+	reason := ReasonOf(err)
+	switch reason {
+	case events.ReasonJournalUnavailable:
+		return http.StatusServiceUnavailable, reason
+	case events.ReasonRequestMalformed:
+		return http.StatusBadRequest, reason
+	case events.ReasonGrantNotFound:
+		return http.StatusNotFound, reason
+	case events.ReasonDenied, events.ReasonOwnGrant, events.ReasonNotApprover, events.ReasonSponsorConflict:
+		return http.StatusForbidden, reason
+	case events.ReasonGrantState, events.ReasonAlreadyApproved:
+		return http.StatusConflict, reason
 	}
-	return http.StatusInternalServerError, "internal"
+	return http.StatusInternalServerError, reason
 }
 
 // grantRoutes adds the grant endpoints to a's mux.
@@ -76,7 +63,7 @@ func (a *API) grantCaller(w http.ResponseWriter, r *http.Request, action, id str
 	}
 	attrs := recorder.Attrs{"action": action}
 	if id != "" {
-		attrs["grant"] = id // masked, then cut, by journalRefusal
+		attrs["grant"] = id // masked, then cut, by JournalRefusal
 	}
 	if addr.IsValid() {
 		attrs["client.address"] = addr.String()
@@ -132,9 +119,9 @@ func (a *API) grantLimited(w http.ResponseWriter, r *http.Request, attrs recorde
 // and answers it (or 503 if the journal failed).
 func (a *API) grantRefusal(w http.ResponseWriter, r *http.Request, attrs recorder.Attrs, rf *Refusal) {
 	attrs["reason"] = rf.Reason
-	attrs["error"] = rf.Msg // masked, then cut, by journalRefusal
-	attrs["at"] = timeAttr(a.now())
-	if err := a.grants.journalRefusal(r.Context(), attrs, rf); errors.Is(err, ErrGrantJournal) {
+	attrs["error"] = rf.Msg // masked, then cut, by JournalRefusal
+	attrs["at"] = a.now().UTC().Format(time.RFC3339Nano)
+	if err := a.grants.JournalRefusal(r.Context(), attrs, rf); errors.Is(err, ErrGrantJournal) {
 		writeError(w, http.StatusServiceUnavailable, events.ReasonJournalUnavailable, err.Error())
 		return
 	}
@@ -219,9 +206,8 @@ func (a *API) getGrant(w http.ResponseWriter, r *http.Request) {
 	if who == nil {
 		return
 	}
-	g, ok := a.grants.Get(id)
-	if !ok || !a.grants.Visible(&g, who) {
-		err := a.grants.refused(r.Context(), "show", id, who, addr, grantErrorf(ErrGrantNotFound, "no grant %s is known to you", printableID(id)))
+	g, err := a.grants.Show(r.Context(), id, who, addr)
+	if err != nil {
 		a.writeGrantError(w, err)
 		return
 	}
@@ -262,7 +248,7 @@ func (a *API) decideGrant(w http.ResponseWriter, r *http.Request, action string)
 func grantCallerAttrs(action, id string, who *policy.Identity, addr netip.Addr) recorder.Attrs {
 	a := recorder.Attrs{"action": action}
 	if id != "" {
-		a["grant"] = id // masked, then cut, by journalRefusal
+		a["grant"] = id // masked, then cut, by JournalRefusal
 	}
 	who.WriteAttrs(a)
 	if addr.IsValid() {

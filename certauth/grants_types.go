@@ -98,6 +98,34 @@ func (e *GrantError) Unwrap() []error {
 	return []error{e.Err}
 }
 
+// ReasonOf is the code of a grant action's error, as the API answers it
+// and the journal's grant.refused events record it: one of the grant and
+// request codes of package events, or "internal" for an error that is not
+// a refusal.
+func ReasonOf(err error) string {
+	switch {
+	case errors.Is(err, ErrGrantJournal):
+		return events.ReasonJournalUnavailable
+	case errors.Is(err, ErrGrantInvalid):
+		return events.ReasonRequestMalformed
+	case errors.Is(err, ErrGrantNotFound):
+		return events.ReasonGrantNotFound
+	case errors.Is(err, ErrGrantNotAllowed):
+		return events.ReasonDenied
+	case errors.Is(err, ErrOwnGrant):
+		return events.ReasonOwnGrant
+	case errors.Is(err, ErrNotApprover):
+		return events.ReasonNotApprover
+	case errors.Is(err, ErrSponsorConflict):
+		return events.ReasonSponsorConflict
+	case errors.Is(err, ErrGrantState):
+		return events.ReasonGrantState
+	case errors.Is(err, ErrAlreadyApproved):
+		return events.ReasonAlreadyApproved
+	}
+	return "internal"
+}
+
 func grantErrorf(sentinel error, format string, a ...any) *GrantError {
 	return &GrantError{Err: sentinel, Msg: fmt.Sprintf(format, a...)}
 }
