@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/policy/grants"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/events"
 )
@@ -175,12 +176,12 @@ func (s *Server) adminHandler() http.Handler {
 			return
 		}
 		by := c.by()
-		g, err := s.grants.Revoke(r.Context(), certauth.GrantDecision{ID: req.ID, Comment: req.Comment, Operator: by, OperatorAttrs: c.operatorAttrs()})
-		var ge *certauth.GrantError
+		g, err := s.grants.Revoke(r.Context(), grants.GrantDecision{ID: req.ID, Comment: req.Comment, Operator: by, OperatorAttrs: c.operatorAttrs()})
+		var ge *grants.GrantError
 		switch {
-		case errors.Is(err, certauth.ErrGrantNotFound):
+		case errors.Is(err, grants.ErrGrantNotFound):
 			adminError(w, http.StatusNotFound, err)
-		case errors.As(err, &ge) && !errors.Is(err, certauth.ErrGrantJournal):
+		case errors.As(err, &ge) && !errors.Is(err, grants.ErrGrantJournal):
 			adminError(w, http.StatusConflict, err)
 		case err != nil:
 			adminError(w, http.StatusServiceUnavailable, err)
@@ -330,8 +331,8 @@ type AdminGrantRevokeRequest struct {
 // AdminRevokeGrant revokes a grant through the admin socket of the server
 // running for home, as an operator: any grant, pending or active, without
 // an OIDC token. It returns ErrNoServer when none answers.
-func AdminRevokeGrant(ctx context.Context, home string, req AdminGrantRevokeRequest) (certauth.Grant, error) {
-	var out certauth.Grant
+func AdminRevokeGrant(ctx context.Context, home string, req AdminGrantRevokeRequest) (grants.Grant, error) {
+	var out grants.Grant
 	err := adminCall(ctx, home, http.MethodPost, "/v1/grants/revoke", req, &out)
 	return out, err
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/oauth2-proxy/mockoidc"
 
 	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/policy/grants"
 )
 
 // policyE2EConfig gives agents standing access to "staging" only, and
@@ -150,7 +151,7 @@ func TestPolicyGrantEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if g.State != certauth.GrantPending || g.Role != "agents-prod" {
+	if g.State != grants.GrantPending || g.Role != "agents-prod" {
 		t.Fatalf("requested: %+v", g)
 	}
 	_, err = ts.client.DecideGrant(ctx, agent(), g.ID, "approve", "me myself")
@@ -165,7 +166,7 @@ func TestPolicyGrantEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if g.State != certauth.GrantActive {
+	if g.State != grants.GrantActive {
 		t.Fatalf("approved: %+v", g)
 	}
 	key = certify("granted")
@@ -208,7 +209,7 @@ func TestPolicyGrantEndToEnd(t *testing.T) {
 	// certificate ends on the second before, may have ended first).
 	for deadline := time.Now().Add(endBound); ; time.Sleep(50 * time.Millisecond) {
 		got, err := ts.client.Grant(ctx, agent(), g.ID)
-		if err == nil && got.State == certauth.GrantEnded {
+		if err == nil && got.State == grants.GrantEnded {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -228,7 +229,7 @@ func TestPolicyGrantEndToEnd(t *testing.T) {
 	live = fx.sshStart(t, key, login+"@db1", "echo started; sleep 60")
 	fx.waitLive(t, 1, live)
 	revoked, err := AdminRevokeGrant(ctx, ts.home, AdminGrantRevokeRequest{ID: g2.ID, Comment: "incident 77", By: "alice-oncall"})
-	if err != nil || revoked.State != certauth.GrantRevoked || !strings.HasPrefix(revoked.ClosedBy, "operator (uid ") {
+	if err != nil || revoked.State != grants.GrantRevoked || !strings.HasPrefix(revoked.ClosedBy, "operator (uid ") {
 		t.Fatalf("operator revocation: %+v, %v", revoked, err)
 	}
 	if code := live.wait(t); code != 255 || !strings.Contains(live.stderr.String(), "the grant "+g2.ID+" that allowed this session was revoked") {

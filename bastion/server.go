@@ -24,6 +24,7 @@ import (
 	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/certauth/oidc"
 	"github.com/bastionhq/bastion/policy"
+	"github.com/bastionhq/bastion/policy/grants"
 	"github.com/bastionhq/bastion/policy/mask"
 	"github.com/bastionhq/bastion/policy/webhook"
 	"github.com/bastionhq/bastion/recorder"
@@ -121,7 +122,7 @@ type Server struct {
 	krlMu sync.Mutex // serializes KRL writes
 
 	// grants are the just-in-time grants.
-	grants *certauth.Grants
+	grants *grants.Grants
 
 	// policy is the policy in force; Reload swaps it.
 	policy atomic.Pointer[policy.Policy]
@@ -242,14 +243,14 @@ func NewServer(ctx context.Context, opts ServerOptions) (_ *Server, err error) {
 	// The certificates, revocations and grants in force come from the
 	// journal's signed leaves, never from an index beside them: an edit of
 	// the file must not bring a revoked certificate back.
-	log, err := opts.Journal.ReadLog(ctx, func(name string) bool { return certauth.RegistryEvents(name) || certauth.GrantEvents(name) })
+	log, err := opts.Journal.ReadLog(ctx, func(name string) bool { return certauth.RegistryEvents(name) || grants.GrantEvents(name) })
 	if err != nil {
 		return nil, fmt.Errorf("journal: %w", err)
 	}
 	s.registry, err = certauth.LoadRegistry(log, s.now(), false)
 	if err == nil {
-		s.grants, err = certauth.OpenGrants(ctx, log, certauth.GrantsOptions{
-			Journal: s.journal, Policy: func() certauth.GrantPolicy { return s.Policy() },
+		s.grants, err = grants.OpenGrants(ctx, log, grants.GrantsOptions{
+			Journal: s.journal, Policy: func() grants.GrantPolicy { return s.Policy() },
 			PendingTTL: cfg.Grants.PendingTTL, WebhookURL: cfg.Grants.WebhookURL, OnEnd: s.grantEnded,
 			Logger: s.log.Named("grants"), Now: s.now, TextMasker: s.textMasker,
 		})

@@ -17,6 +17,7 @@ import (
 
 	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/policy"
+	"github.com/bastionhq/bastion/policy/grants"
 	"github.com/bastionhq/bastion/policy/mask"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/events"
@@ -201,15 +202,15 @@ func (s *Server) activeGrants(identity string, now time.Time) []policy.Grant {
 
 // grantEnded ends the live sessions under a grant that ended or was
 // revoked, telling each client why.
-func (s *Server) grantEnded(g certauth.Grant, why string) {
+func (s *Server) grantEnded(g grants.Grant, why string) {
 	e := grantEndedAt(g.ID, g.End)
-	if why == certauth.GrantRevokedWhy {
+	if why == grants.GrantRevokedWhy {
 		e = grantEnd(g.ID, "was revoked")
 	}
 	for _, l := range s.life.grantEnded(g.ID, e) {
 		s.log.Info("ssh session ended: its grant "+why, "session", l.ID, "grant", g.ID, "identity", l.Identity)
 	}
-	if why == certauth.GrantRevokedWhy {
+	if why == grants.GrantRevokedWhy {
 		s.revokeGrantCertificates(g)
 	}
 }
@@ -218,7 +219,7 @@ func (s *Server) grantEnded(g certauth.Grant, why string) {
 // which was revoked: each expires no later than the grant's end, but a
 // host that trusts the user CA directly would take one until then. The
 // revocation is the bastion's own (cause grant.revoked), in the KRL.
-func (s *Server) revokeGrantCertificates(g certauth.Grant) {
+func (s *Server) revokeGrantCertificates(g grants.Grant) {
 	now := s.now()
 	var serials []uint64
 	for _, c := range s.registry.Certificates() {

@@ -6,6 +6,8 @@ import (
 	"encoding/base64"
 	"strings"
 	"time"
+
+	"github.com/bastionhq/bastion/policy/grants"
 )
 
 // The JSON shapes of the HTTPS API that "bastion serve" offers and
@@ -84,7 +86,7 @@ type IssuerInfo struct {
 
 // GrantRequest is the body of POST /v1/grants: a request for just-in-time
 // access to Target as Login, for Duration. The answer (201) is the
-// [Grant], pending until approved.
+// [grants.Grant], pending until approved.
 type GrantRequest struct {
 	Target string `json:"target"`
 	Login  string `json:"login"`
@@ -98,7 +100,7 @@ type GrantRequest struct {
 }
 
 // GrantDecisionRequest is the (optional) body of POST
-// /v1/grants/{id}/approve, /deny and /revoke. The answer is the [Grant]
+// /v1/grants/{id}/approve, /deny and /revoke. The answer is the [grants.Grant]
 // after the decision.
 type GrantDecisionRequest struct {
 	Comment string `json:"comment,omitempty"`
@@ -107,7 +109,7 @@ type GrantDecisionRequest struct {
 // GrantList is the answer to GET /v1/grants[?state=STATE]: the caller's
 // own grants and those the caller may approve, oldest first.
 type GrantList struct {
-	Grants []Grant `json:"grants"`
+	Grants []grants.Grant `json:"grants"`
 }
 
 // ErrorResponse is the body of every non-2xx answer.

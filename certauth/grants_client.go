@@ -7,12 +7,14 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/bastionhq/bastion/policy/grants"
 )
 
 // RequestGrant asks for a just-in-time grant (POST /v1/grants), showing
 // token as the bearer. A refusal is an [*APIError].
-func (c *Client) RequestGrant(ctx context.Context, token string, req GrantRequest) (*Grant, error) {
-	var g Grant
+func (c *Client) RequestGrant(ctx context.Context, token string, req GrantRequest) (*grants.Grant, error) {
+	var g grants.Grant
 	if err := c.grantCall(ctx, http.MethodPost, "/v1/grants", token, &req, &g); err != nil {
 		return nil, err
 	}
@@ -20,8 +22,8 @@ func (c *Client) RequestGrant(ctx context.Context, token string, req GrantReques
 }
 
 // Grant returns grant id (GET /v1/grants/{id}).
-func (c *Client) Grant(ctx context.Context, token, id string) (*Grant, error) {
-	var g Grant
+func (c *Client) Grant(ctx context.Context, token, id string) (*grants.Grant, error) {
+	var g grants.Grant
 	if err := c.grantCall(ctx, http.MethodGet, "/v1/grants/"+url.PathEscape(id), token, nil, &g); err != nil {
 		return nil, err
 	}
@@ -30,7 +32,7 @@ func (c *Client) Grant(ctx context.Context, token, id string) (*Grant, error) {
 
 // Grants lists the caller's grants and those the caller may approve
 // (GET /v1/grants), in state if not "".
-func (c *Client) Grants(ctx context.Context, token string, state GrantState) ([]Grant, error) {
+func (c *Client) Grants(ctx context.Context, token string, state grants.GrantState) ([]grants.Grant, error) {
 	path := "/v1/grants"
 	if state != "" {
 		path += "?state=" + url.QueryEscape(string(state))
@@ -44,13 +46,13 @@ func (c *Client) Grants(ctx context.Context, token string, state GrantState) ([]
 
 // DecideGrant approves, denies or revokes grant id (POST
 // /v1/grants/{id}/ACTION) and returns the grant after.
-func (c *Client) DecideGrant(ctx context.Context, token, id, action, comment string) (*Grant, error) {
+func (c *Client) DecideGrant(ctx context.Context, token, id, action, comment string) (*grants.Grant, error) {
 	switch action {
 	case "approve", "deny", "revoke":
 	default:
 		return nil, fmt.Errorf("unknown grant action %q", action)
 	}
-	var g Grant
+	var g grants.Grant
 	if err := c.grantCall(ctx, http.MethodPost, "/v1/grants/"+url.PathEscape(id)+"/"+action, token, &GrantDecisionRequest{Comment: comment}, &g); err != nil {
 		return nil, err
 	}

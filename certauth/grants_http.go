@@ -11,13 +11,14 @@ import (
 	"time"
 
 	"github.com/bastionhq/bastion/policy"
+	"github.com/bastionhq/bastion/policy/grants"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/events"
 )
 
 // grantStatus is the HTTP status and code for a grant action's error.
 func grantStatus(err error) (int, string) {
-	reason := ReasonOf(err)
+	reason := grants.ReasonOf(err)
 	switch reason {
 	case events.ReasonJournalUnavailable:
 		return http.StatusServiceUnavailable, reason
@@ -121,7 +122,7 @@ func (a *API) grantRefusal(w http.ResponseWriter, r *http.Request, attrs recorde
 	attrs["reason"] = rf.Reason
 	attrs["error"] = rf.Msg // masked, then cut, by JournalRefusal
 	attrs["at"] = a.now().UTC().Format(time.RFC3339Nano)
-	if err := a.grants.JournalRefusal(r.Context(), attrs, rf); errors.Is(err, ErrGrantJournal) {
+	if err := a.grants.JournalRefusal(r.Context(), attrs, rf); errors.Is(err, grants.ErrGrantJournal) {
 		writeError(w, http.StatusServiceUnavailable, events.ReasonJournalUnavailable, err.Error())
 		return
 	}
@@ -159,7 +160,7 @@ func (a *API) postGrant(w http.ResponseWriter, r *http.Request) {
 		a.grantRefusal(w, r, grantCallerAttrs("request", "", who, addr), &Refusal{Status: http.StatusBadRequest, Reason: events.ReasonRequestMalformed, Msg: msg})
 		return
 	}
-	g, err := a.grants.Request(r.Context(), GrantAsk{
+	g, err := a.grants.Request(r.Context(), grants.GrantAsk{
 		Identity: who, Target: body.Target, Login: body.Login, Command: body.Command, Duration: d,
 		Reason: body.Reason, Ticket: body.Ticket, ClientAddress: addr,
 	})
@@ -176,7 +177,7 @@ func (a *API) listGrants(w http.ResponseWriter, r *http.Request) {
 	if who == nil {
 		return
 	}
-	f := GrantFilter{VisibleTo: who}
+	f := grants.GrantFilter{VisibleTo: who}
 	q := r.URL.Query()
 	for k := range q {
 		if k != "state" {
@@ -186,7 +187,7 @@ func (a *API) listGrants(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if st := q.Get("state"); st != "" {
-		f.State = GrantState(st)
+		f.State = grants.GrantState(st)
 		if !validGrantState(f.State) {
 			a.grantRefusal(w, r, grantCallerAttrs("list", "", who, addr), &Refusal{Status: http.StatusBadRequest, Reason: events.ReasonRequestMalformed,
 				Msg: fmt.Sprintf("unknown state %q: use pending, active, denied, expired, ended or revoked", truncate(st, 40))})
@@ -195,7 +196,7 @@ func (a *API) listGrants(w http.ResponseWriter, r *http.Request) {
 	}
 	gs := a.grants.List(f)
 	if gs == nil {
-		gs = []Grant{}
+		gs = []grants.Grant{}
 	}
 	writeJSON(w, http.StatusOK, &GrantList{Grants: gs})
 }
@@ -227,8 +228,8 @@ func (a *API) decideGrant(w http.ResponseWriter, r *http.Request, action string)
 			return
 		}
 	}
-	d := GrantDecision{ID: id, By: who, Comment: body.Comment, ClientAddress: addr}
-	var g Grant
+	d := grants.GrantDecision{ID: id, By: who, Comment: body.Comment, ClientAddress: addr}
+	var g grants.Grant
 	var err error
 	switch action {
 	case "approve":
@@ -257,8 +258,8 @@ func grantCallerAttrs(action, id string, who *policy.Identity, addr netip.Addr) 
 	return a
 }
 
-func validGrantState(s GrantState) bool {
-	for _, v := range GrantStates {
+func validGrantState(s grants.GrantState) bool {
+	for _, v := range grants.GrantStates {
 		if v == s {
 			return true
 		}

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/time/rate"
 
+	"github.com/bastionhq/bastion/policy/grants"
 	"github.com/bastionhq/bastion/recorder/events"
 )
 
@@ -33,7 +34,7 @@ type APIOptions struct {
 	KRL func() ([]byte, error)
 	// Grants, if set, serves the just-in-time grant endpoints
 	// (/v1/grants); without it they answer 404 grants_not_enabled.
-	Grants *Grants
+	Grants *grants.Grants
 	// RatePerIdentity and RatePerAddress are the sustained certificate
 	// and grant requests per second allowed to one identity and one
 	// client address (the two kinds share the limits); the bursts are
@@ -54,7 +55,7 @@ type API struct {
 	issuer  *Issuer
 	ca      func() *CAResponse
 	krl     func() ([]byte, error)
-	grants  *Grants
+	grants  *grants.Grants
 	log     hclog.Logger
 	now     func() time.Time
 	byAddr  *limiters

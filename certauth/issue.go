@@ -74,13 +74,13 @@ type IssuerOptions struct {
 	// at most MaxBackdate).
 	Backdate time.Duration
 	// Grants returns the identity's just-in-time grants in force at now
-	// (a *Grants' Active), which policy may issue under: a certificate
+	// (a *grants.Grants' Active), which policy may issue under: a certificate
 	// issued under a grant expires no later than it. If nil, there are
 	// none.
 	Grants func(identity string, now time.Time) []policy.Grant
 	// TextMasker returns the masker for text a request supplies (its
 	// ticket) and errors that quote it, before they are journaled or
-	// logged; as [GrantsOptions] TextMasker.
+	// logged; as [grants.GrantsOptions] TextMasker.
 	TextMasker func() *mask.Masker
 	Now        func() time.Time
 	Logger     hclog.Logger

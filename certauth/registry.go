@@ -313,7 +313,7 @@ type RevokeRequest struct {
 	// operator who asked with them. Not part of the admin API's JSON.
 	Attrs recorder.Attrs `json:"-"`
 	// TextMasker returns the masker of Reason, applied before it is
-	// journaled (the leaf says what it masked), as [GrantsOptions]
+	// journaled (the leaf says what it masked), as [grants.GrantsOptions]
 	// TextMasker: without one, every built-in detector masks; a nil
 	// masker returned masks nothing. It is not part of the admin API's
 	// JSON: the server sets its own.
@@ -324,7 +324,7 @@ type RevokeRequest struct {
 // the log shows it, and what was masked in it (the "masked" attribute;
 // "" for nothing): on one line, blanks of any kind (a tab, a line break)
 // becoming single spaces, which also lets the masker see a value they
-// split; masked with textMasker's masker (as [GrantsOptions] TextMasker);
+// split; masked with textMasker's masker (as [grants.GrantsOptions] TextMasker);
 // then cut to 1 KiB, so that a value across the cut is masked too.
 func RevocationReason(textMasker func() *mask.Masker, reason string) (kept, masked string) {
 	a := map[string]string{"reason": strings.Join(strings.Fields(reason), " ")}

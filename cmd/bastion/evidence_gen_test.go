@@ -25,6 +25,7 @@ import (
 	"github.com/bastionhq/bastion/certauth/oidc"
 	"github.com/bastionhq/bastion/certauth/oidc/oidctest"
 	"github.com/bastionhq/bastion/policy"
+	"github.com/bastionhq/bastion/policy/grants"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/storage"
 )
@@ -78,8 +79,8 @@ type simBastion struct {
 	pol        atomic.Pointer[policy.Policy] // the grants store reads it on its timer goroutine
 	reg        *certauth.Registry
 	issuer     *certauth.Issuer
-	grants     *certauth.Grants // nil while closed
-	grantsOpts certauth.GrantsOptions
+	grants     *grants.Grants // nil while closed
+	grantsOpts grants.GrantsOptions
 }
 
 // simOptions configure newSimBastion.
@@ -141,7 +142,7 @@ func newSimBastion(t testing.TB, opts simOptions) *simBastion {
 		t.Fatal(err)
 	}
 	b.pol.Store(pol)
-	b.grantsOpts = certauth.GrantsOptions{Journal: b.j, Policy: func() certauth.GrantPolicy { return b.pol.Load() }, Now: b.clock.Now, PendingTTL: opts.PendingTTL}
+	b.grantsOpts = grants.GrantsOptions{Journal: b.j, Policy: func() grants.GrantPolicy { return b.pol.Load() }, Now: b.clock.Now, PendingTTL: opts.PendingTTL}
 	b.openGrants()
 	b.reg = certauth.NewRegistry()
 	b.startIssuer()
@@ -174,11 +175,11 @@ func (b *simBastion) startIssuer() {
 // due while it was closed.
 func (b *simBastion) openGrants() {
 	b.t.Helper()
-	log, err := b.j.ReadLog(b.ctx, certauth.GrantEvents)
+	log, err := b.j.ReadLog(b.ctx, grants.GrantEvents)
 	if err != nil {
 		b.t.Fatal(err)
 	}
-	if b.grants, err = certauth.OpenGrants(b.ctx, log, b.grantsOpts); err != nil {
+	if b.grants, err = grants.OpenGrants(b.ctx, log, b.grantsOpts); err != nil {
 		b.t.Fatal(err)
 	}
 }
@@ -379,7 +380,7 @@ func (b *simBastion) session(cert *certauth.Issued, client string, attrs recorde
 // timer goroutine settles at once, and waits until done says it has.
 // (Its timer runs on the real clock; the test clock never reaches a
 // deadline while the store is open, so only this settles.)
-func (b *simBastion) settleGrants(done func(*certauth.Grants) bool) {
+func (b *simBastion) settleGrants(done func(*grants.Grants) bool) {
 	b.t.Helper()
 	b.closeGrants()
 	b.openGrants()
@@ -393,8 +394,8 @@ func (b *simBastion) settleGrants(done func(*certauth.Grants) bool) {
 }
 
 // grantIn reports a settle that left grant id in state.
-func grantIn(id string, state certauth.GrantState) func(*certauth.Grants) bool {
-	return func(g *certauth.Grants) bool {
+func grantIn(id string, state grants.GrantState) func(*grants.Grants) bool {
+	return func(g *grants.Grants) bool {
 		gr, ok := g.Get(id)
 		return ok && gr.State == state
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/policy"
+	"github.com/bastionhq/bastion/policy/grants"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/events"
 	"github.com/bastionhq/bastion/recorder/evidence"
@@ -96,14 +97,14 @@ func buildGoldenJournal(t *testing.T) *evidenceJournal {
 	// one denied; an exec refused; a token refused.
 	step(10 * time.Minute)
 	agentTok := b.token("agent-7", map[string]any{"on_behalf_of": ej.sponsor})
-	g, err := b.grants.Request(b.ctx, certauth.GrantAsk{Identity: b.identity(agentTok), Target: "db-1", Login: "postgres", Duration: 30 * time.Minute,
+	g, err := b.grants.Request(b.ctx, grants.GrantAsk{Identity: b.identity(agentTok), Target: "db-1", Login: "postgres", Duration: 30 * time.Minute,
 		Reason: "apply migration 42", Ticket: "CHG-1234"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ej.grant = g.ID
 	step(3 * time.Minute)
-	if _, err := b.grants.Approve(b.ctx, certauth.GrantDecision{ID: g.ID, By: &policy.Identity{Provider: "corp", Issuer: b.oidc.Issuer(), Subject: "alice"},
+	if _, err := b.grants.Approve(b.ctx, grants.GrantDecision{ID: g.ID, By: &policy.Identity{Provider: "corp", Issuer: b.oidc.Issuer(), Subject: "alice"},
 		Comment: "ok, <b>watch</b> the locks"}); err != nil {
 		t.Fatal(err)
 	}
@@ -134,19 +135,19 @@ func buildGoldenJournal(t *testing.T) *evidenceJournal {
 		t.Fatal("a bad token was accepted")
 	}
 	step(2 * time.Minute)
-	d, err := b.grants.Request(b.ctx, certauth.GrantAsk{Identity: b.identity(agentTok), Target: "db-2", Login: "postgres", Duration: time.Minute, Reason: "look around"})
+	d, err := b.grants.Request(b.ctx, grants.GrantAsk{Identity: b.identity(agentTok), Target: "db-2", Login: "postgres", Duration: time.Minute, Reason: "look around"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ej.denied = d.ID
 	step(4 * time.Minute)
-	if _, err := b.grants.Deny(b.ctx, certauth.GrantDecision{ID: d.ID, By: &policy.Identity{Provider: "corp", Issuer: b.oidc.Issuer(), Subject: "bob"},
+	if _, err := b.grants.Deny(b.ctx, grants.GrantDecision{ID: d.ID, By: &policy.Identity{Provider: "corp", Issuer: b.oidc.Issuer(), Subject: "bob"},
 		Comment: "no ticket"}); err != nil {
 		t.Fatal(err)
 	}
 	// The grant ends by itself, on time.
 	b.clock.Set(active.End)
-	b.settleGrants(grantIn(ej.grant, certauth.GrantEnded))
+	b.settleGrants(grantIn(ej.grant, grants.GrantEnded))
 	b.closeGrants()
 	step(20 * time.Minute)
 	b.event(events.ServeStopped, recorder.Attrs{"reason": "requested", "ssh.sessions-ended": "0"})

@@ -14,6 +14,7 @@ import (
 
 	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/policy"
+	"github.com/bastionhq/bastion/policy/grants"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/events"
 	"github.com/bastionhq/bastion/storage"
@@ -497,7 +498,7 @@ func (g *quarterGen) scheduleGrant(k int, at time.Time) int {
 	var id string
 	g.at(at, func() {
 		tok := g.b.token(agent, map[string]any{"on_behalf_of": sponsorOf(agent)})
-		gr, err := g.b.grants.Request(g.b.ctx, certauth.GrantAsk{Identity: g.b.identity(tok), Target: target, Login: "postgres", Duration: time.Hour,
+		gr, err := g.b.grants.Request(g.b.ctx, grants.GrantAsk{Identity: g.b.identity(tok), Target: target, Login: "postgres", Duration: time.Hour,
 			Reason: fmt.Sprintf("apply migration %d to the ledger", 100+k), Ticket: fmt.Sprintf("CHG-%d", 4100+k), ClientAddress: netip.MustParseAddr("10.30.0.40")})
 		if err != nil {
 			g.t.Fatal(err)
@@ -510,17 +511,17 @@ func (g *quarterGen) scheduleGrant(k int, at time.Time) int {
 	switch k % 20 {
 	case 3, 11, 17: // denied
 		g.at(decideAt, func() {
-			if _, err := g.b.grants.Deny(g.b.ctx, certauth.GrantDecision{ID: id, By: by, Comment: "no change ticket approved for this window"}); err != nil {
+			if _, err := g.b.grants.Deny(g.b.ctx, grants.GrantDecision{ID: id, By: by, Comment: "no change ticket approved for this window"}); err != nil {
 				g.t.Fatal(err)
 			}
 		})
 		return 0
 	case 7, 14: // expired: nobody answered within the pending TTL
-		g.at(at.Add(g.b.opts.PendingTTL), func() { g.b.settleGrants(grantIn(id, certauth.GrantExpired)) })
+		g.at(at.Add(g.b.opts.PendingTTL), func() { g.b.settleGrants(grantIn(id, grants.GrantExpired)) })
 		return 0
 	}
 	g.at(decideAt, func() {
-		if _, err := g.b.grants.Approve(g.b.ctx, certauth.GrantDecision{ID: id, By: by, Comment: "ok, during the maintenance window"}); err != nil {
+		if _, err := g.b.grants.Approve(g.b.ctx, grants.GrantDecision{ID: id, By: by, Comment: "ok, during the maintenance window"}); err != nil {
 			g.t.Fatal(err)
 		}
 	})
@@ -530,7 +531,7 @@ func (g *quarterGen) scheduleGrant(k int, at time.Time) int {
 		sessions = 1
 		g.at(decideAt.Add(2*time.Minute), func() { g.grantSession(agent, target, id, k, 0, false) })
 		g.at(decideAt.Add(20*time.Minute), func() {
-			if _, err := g.b.grants.Revoke(g.b.ctx, certauth.GrantDecision{ID: id, By: by, Comment: "done early; closing"}); err != nil {
+			if _, err := g.b.grants.Revoke(g.b.ctx, grants.GrantDecision{ID: id, By: by, Comment: "done early; closing"}); err != nil {
 				g.t.Fatal(err)
 			}
 			// As serve does: the grant's certificates are revoked with it.
@@ -566,7 +567,7 @@ func (g *quarterGen) scheduleGrant(k int, at time.Time) int {
 		})
 		g.q.injected = append(g.q.injected, "a session that outlived its grant by ten minutes")
 	}
-	g.at(endAt, func() { g.b.settleGrants(grantIn(id, certauth.GrantEnded)) })
+	g.at(endAt, func() { g.b.settleGrants(grantIn(id, grants.GrantEnded)) })
 	return sessions
 }
 

@@ -29,6 +29,7 @@ import (
 	"github.com/bastionhq/bastion/certauth/oidc"
 	"github.com/bastionhq/bastion/certauth/oidc/oidctest"
 	"github.com/bastionhq/bastion/policy"
+	"github.com/bastionhq/bastion/policy/grants"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/events"
 	"github.com/bastionhq/bastion/recorder/evidence"
@@ -114,17 +115,17 @@ func buildEvidenceJournal(t *testing.T) *evidenceJournal {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log, err := j.ReadLog(ctx, certauth.GrantEvents)
+	log, err := j.ReadLog(ctx, grants.GrantEvents)
 	if err != nil {
 		t.Fatal(err)
 	}
-	grants, err := certauth.OpenGrants(ctx, log, certauth.GrantsOptions{Journal: j, Policy: func() certauth.GrantPolicy { return pol }})
+	store, err := grants.OpenGrants(ctx, log, grants.GrantsOptions{Journal: j, Policy: func() grants.GrantPolicy { return pol }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	reg := certauth.NewRegistry()
 	issuer, err := certauth.NewIssuer(ctx, certauth.IssuerOptions{CA: auth.User, Verifier: v, Policy: pol, Journal: j, Registry: reg,
-		Grants: grants.Active})
+		Grants: store.Active})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,13 +210,13 @@ func buildEvidenceJournal(t *testing.T) *evidenceJournal {
 
 	// The agent: a grant requested, approved, used, and ended; a second
 	// one denied; an exec refused; a token refused.
-	g, err := grants.Request(ctx, certauth.GrantAsk{Identity: mustVerify(t, v, agentTok), Target: "db-1", Login: "postgres", Duration: 3 * time.Second,
+	g, err := store.Request(ctx, grants.GrantAsk{Identity: mustVerify(t, v, agentTok), Target: "db-1", Login: "postgres", Duration: 3 * time.Second,
 		Reason: "apply migration 42", Ticket: "CHG-1234"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ej.grant = g.ID
-	if _, err := grants.Approve(ctx, certauth.GrantDecision{ID: g.ID, By: ident("alice"), Comment: "ok, <b>watch</b> the locks"}); err != nil {
+	if _, err := store.Approve(ctx, grants.GrantDecision{ID: g.ID, By: ident("alice"), Comment: "ok, <b>watch</b> the locks"}); err != nil {
 		t.Fatal(err)
 	}
 	agent := issue(agentTok, "postgres")
@@ -223,7 +224,7 @@ func buildEvidenceJournal(t *testing.T) *evidenceJournal {
 	if agent.Record.Grant != g.ID || agent.Record.Sponsor != ej.sponsor {
 		t.Fatalf("agent certificate: grant %q sponsor %q", agent.Record.Grant, agent.Record.Sponsor)
 	}
-	active, _ := grants.Get(g.ID)
+	active, _ := store.Get(g.ID)
 	info := recorder.Attrs{"kind": "ssh", "request": "exec", "identity": ej.agent, "serial": strconv.FormatUint(agent.Record.Serial, 10),
 		"login": "postgres", "target": "db-1", "client": "198.51.100.7:41000", "command": "psql -f migrate-42.sql",
 		"policy.rule": "role:db-grant", "policy.hash": pol.Hash(), "policy.grant": g.ID, "policy.grant.end": active.End.UTC().Format(time.RFC3339)}
@@ -245,18 +246,18 @@ func buildEvidenceJournal(t *testing.T) *evidenceJournal {
 	if _, err := issuer.Issue(ctx, certauth.IssueRequest{Token: "not.a.token", PublicKey: "x"}); err == nil {
 		t.Fatal("a bad token was accepted")
 	}
-	d, err := grants.Request(ctx, certauth.GrantAsk{Identity: mustVerify(t, v, agentTok), Target: "db-2", Login: "postgres", Duration: time.Minute, Reason: "look around"})
+	d, err := store.Request(ctx, grants.GrantAsk{Identity: mustVerify(t, v, agentTok), Target: "db-2", Login: "postgres", Duration: time.Minute, Reason: "look around"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ej.denied = d.ID
-	if _, err := grants.Deny(ctx, certauth.GrantDecision{ID: d.ID, By: ident("bob"), Comment: "no ticket"}); err != nil {
+	if _, err := store.Deny(ctx, grants.GrantDecision{ID: d.ID, By: ident("bob"), Comment: "no ticket"}); err != nil {
 		t.Fatal(err)
 	}
 	// The grant ends by itself: the store's timer journals grant.ended.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if g, _ := grants.Get(ej.grant); g.State == certauth.GrantEnded {
+		if g, _ := store.Get(ej.grant); g.State == grants.GrantEnded {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -264,7 +265,7 @@ func buildEvidenceJournal(t *testing.T) *evidenceJournal {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	grants.Close()
+	store.Close()
 	// A reload that widens the standing role.
 	pol2, _, err := policy.Build(
 		[]policy.IdentityMatcher{

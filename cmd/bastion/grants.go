@@ -13,6 +13,7 @@ import (
 
 	"github.com/bastionhq/bastion/bastion"
 	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/policy/grants"
 	"github.com/bastionhq/bastion/recorder/events"
 	"github.com/bastionhq/bastion/recorder/termtext"
 )
@@ -359,15 +360,15 @@ func runGrantsRequest(ctx context.Context, e *env, args []string) error {
 	if err := s.print(g, asJSON, ""); err != nil {
 		return err
 	}
-	if g.State != certauth.GrantActive {
+	if g.State != grants.GrantActive {
 		return exitCode(exitFailure, nil)
 	}
 	return nil
 }
 
 // wait polls grant g until it is no longer pending.
-func (s *grantsSession) wait(ctx context.Context, g *certauth.Grant) (*certauth.Grant, error) {
-	for g.State == certauth.GrantPending {
+func (s *grantsSession) wait(ctx context.Context, g *grants.Grant) (*grants.Grant, error) {
+	for g.State == grants.GrantPending {
 		if !loginSleep(ctx, 2*time.Second) {
 			return nil, ctx.Err()
 		}
@@ -474,13 +475,13 @@ func runGrantsList(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	gs, err := s.api.Grants(ctx, s.token, certauth.GrantState(state))
+	gs, err := s.api.Grants(ctx, s.token, grants.GrantState(state))
 	if err != nil {
 		return grantsExplain(err)
 	}
 	if asJSON {
 		if gs == nil {
-			gs = []certauth.Grant{}
+			gs = []grants.Grant{}
 		}
 		return grantsJSON(e.stdout, certauth.GrantList{Grants: gs})
 	}
@@ -493,9 +494,9 @@ func runGrantsList(ctx context.Context, e *env, args []string) error {
 	for _, g := range gs {
 		until := ""
 		switch {
-		case g.State == certauth.GrantPending:
+		case g.State == grants.GrantPending:
 			until = g.PendingUntil.UTC().Format(time.RFC3339)
-		case g.State == certauth.GrantActive:
+		case g.State == grants.GrantActive:
 			until = g.End.UTC().Format(time.RFC3339)
 		case !g.ClosedAt.IsZero():
 			until = g.ClosedAt.UTC().Format(time.RFC3339)
@@ -536,7 +537,7 @@ func runGrantsShow(ctx context.Context, e *env, args []string) error {
 
 // print writes g as JSON, or as a summary headed "grant ID VERB" (or
 // "grant ID" when verb is "").
-func (s *grantsSession) print(g *certauth.Grant, asJSON bool, verb string) error {
+func (s *grantsSession) print(g *grants.Grant, asJSON bool, verb string) error {
 	if asJSON {
 		return grantsJSON(s.e.stdout, g)
 	}
@@ -577,9 +578,9 @@ func (s *grantsSession) print(g *certauth.Grant, asJSON bool, verb string) error
 		fmt.Fprintln(w)
 	}
 	switch g.State {
-	case certauth.GrantPending:
+	case grants.GrantPending:
 		fmt.Fprintf(w, "  expires:    %s unless decided\n", g.PendingUntil.UTC().Format(time.RFC3339))
-	case certauth.GrantActive:
+	case grants.GrantActive:
 		fmt.Fprintf(w, "  active:     %s until %s\n", g.Start.UTC().Format(time.RFC3339), g.End.UTC().Format(time.RFC3339))
 	default:
 		if !g.Start.IsZero() {
@@ -604,7 +605,7 @@ func grantsJSON(w io.Writer, v any) error {
 }
 
 func grantsKnownState(s string) bool {
-	for _, st := range certauth.GrantStates {
+	for _, st := range grants.GrantStates {
 		if string(st) == s {
 			return true
 		}

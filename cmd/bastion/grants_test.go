@@ -15,6 +15,7 @@ import (
 	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/certauth/oidc"
 	"github.com/bastionhq/bastion/policy"
+	"github.com/bastionhq/bastion/policy/grants"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/storage"
 )
@@ -24,7 +25,7 @@ import (
 // the development issuer of home, whose tokens "bastion dev token" mints.
 type grantsBastion struct {
 	home, url, pin string
-	store          *certauth.Grants
+	store          *grants.Grants
 }
 
 func newGrantsBastion(t *testing.T) *grantsBastion {
@@ -62,11 +63,11 @@ func newGrantsBastion(t *testing.T) *grantsBastion {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log, err := j.ReadLog(ctx, certauth.GrantEvents)
+	log, err := j.ReadLog(ctx, grants.GrantEvents)
 	if err != nil {
 		t.Fatal(err)
 	}
-	grants, err := certauth.OpenGrants(ctx, log, certauth.GrantsOptions{Journal: j, Policy: func() certauth.GrantPolicy { return pol }})
+	grants, err := grants.OpenGrants(ctx, log, grants.GrantsOptions{Journal: j, Policy: func() grants.GrantPolicy { return pol }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,11 +117,11 @@ func TestGrantsCLI(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("grants request: %d %s", code, errOut)
 	}
-	var g certauth.Grant
+	var g grants.Grant
 	if err := json.Unmarshal([]byte(out), &g); err != nil {
 		t.Fatalf("grants request --json: %v\n%s", err, out)
 	}
-	if g.State != certauth.GrantPending || g.Identity != "agent-1@dev" || time.Duration(g.Duration) != time.Hour || g.Ticket != "CHG-7" {
+	if g.State != grants.GrantPending || g.Identity != "agent-1@dev" || time.Duration(g.Duration) != time.Hour || g.Ticket != "CHG-7" {
 		t.Fatalf("requested: %+v", g)
 	}
 
@@ -187,7 +188,7 @@ func TestGrantsCLIWait(t *testing.T) {
 	var id string
 	deadline := time.Now().Add(20 * time.Second)
 	for id == "" {
-		if gs := b.store.List(certauth.GrantFilter{State: certauth.GrantPending}); len(gs) == 1 {
+		if gs := b.store.List(grants.GrantFilter{State: grants.GrantPending}); len(gs) == 1 {
 			id = gs[0].ID
 		}
 		if time.Now().After(deadline) {

@@ -11,7 +11,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/policy/grants"
 )
 
 // clientUser runs bastion as a user of the bastion: $HOME is home, and
@@ -198,7 +198,7 @@ func TestProfileFirstHour(t *testing.T) {
 		}
 		code, out, errOut := agent.run(ctx, "grants", "request", "--target", "db-1", "--login", "deploy", "--duration", "30m",
 			"--reason", "first hour", "--json")
-		var g certauth.Grant
+		var g grants.Grant
 		if code != 0 || json.Unmarshal([]byte(out), &g) != nil {
 			t.Fatalf("grants request: exit %d\n%s%s", code, out, errOut)
 		}

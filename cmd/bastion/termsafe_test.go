@@ -21,6 +21,7 @@ import (
 	"github.com/bastionhq/bastion/certauth/oidc"
 	"github.com/bastionhq/bastion/certauth/oidc/oidctest"
 	"github.com/bastionhq/bastion/policy"
+	"github.com/bastionhq/bastion/policy/grants"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/events"
 	"github.com/bastionhq/bastion/storage"
@@ -289,14 +290,14 @@ func (e errorString) Error() string { return string(e) }
 func TestTerminalSafetyGrants(t *testing.T) {
 	ctx := context.Background()
 	home := t.TempDir()
-	g := certauth.Grant{ID: "G-1" + hostile, State: certauth.GrantState("active" + hostile), Identity: hostile + "@dev", Target: hostile, Login: hostile,
+	g := grants.Grant{ID: "G-1" + hostile, State: grants.GrantState("active" + hostile), Identity: hostile + "@dev", Target: hostile, Login: hostile,
 		Role: hostile, Reason: hostile, Ticket: hostile, Command: hostile, Approvers: []string{hostile}, ClosedBy: hostile, Comment: hostile,
-		Approvals: []certauth.GrantApproval{{By: hostile, Comment: hostile, At: time.Now()}}, Duration: certauth.GrantDuration(time.Hour),
+		Approvals: []grants.GrantApproval{{By: hostile, Comment: hostile, At: time.Now()}}, Duration: grants.GrantDuration(time.Hour),
 		RequestedAt: time.Now(), Start: time.Now(), End: time.Now().Add(time.Hour)}
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		if r.URL.Path == "/v1/grants" {
-			json.NewEncoder(w).Encode(certauth.GrantList{Grants: []certauth.Grant{g, g}})
+			json.NewEncoder(w).Encode(certauth.GrantList{Grants: []grants.Grant{g, g}})
 			return
 		}
 		json.NewEncoder(w).Encode(g)

@@ -1,4 +1,4 @@
-package certauth
+package grants
 
 import (
 	"context"
@@ -719,3 +719,19 @@ func printableID(id string) string {
 // masker is the masker of free text: the configured one, or every
 // built-in detector.
 func (s *Grants) masker() *mask.Masker { return mask.Configured(s.textMasker) }
+
+// Refused grant actions journaled at most, per second and in a burst (the
+// certificate authority's budget for its refusals): enough for every
+// honest mistake, too few for a flood of garbage to crowd out recording.
+const (
+	refusalRate  = 50
+	refusalBurst = 500
+)
+
+// truncate cuts s to n bytes and marks the cut.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}

@@ -1,35 +1,17 @@
-package certauth
+package grants
 
 import (
 	"context"
-	"net/http"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/bastionhq/bastion/certauth/oidc"
-	"github.com/bastionhq/bastion/certauth/oidc/oidctest"
 	"github.com/bastionhq/bastion/policy"
+	"github.com/bastionhq/bastion/policy/grants/grantstest"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/events"
 )
-
-// sodPolicy lets every identity of corp ask for postgres on db-* and
-// approve the others' requests, with or without exclude_sponsor.
-func sodPolicy(t testing.TB, exclude bool) *policy.Policy {
-	t.Helper()
-	p, _, err := policy.Build(
-		[]policy.IdentityMatcher{{Name: "people", Match: policy.Match{Providers: []string{"corp"}}}},
-		[]policy.Role{{
-			Name: "db-grant", Identities: []string{"people"}, Targets: []string{"db-*"}, Logins: []string{"postgres"}, Access: policy.AccessGrant,
-			Approval: &policy.Approval{Approvers: []string{"people"}, ExcludeSponsor: exclude},
-		}}, policy.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
 
 // Identities of the segregation-of-duties tests: alice, two agents acting
 // for her (named by her email, in two cases), and carol, unrelated.
@@ -58,7 +40,7 @@ func TestGrantExcludeSponsor(t *testing.T) {
 		{"an unrelated approver of the sponsor's request", sodAlice, sodCarol, false},
 	}
 	t.Run("excluded", func(t *testing.T) {
-		f := newGrantsFixture(t, sodPolicy(t, true), nil)
+		f := newGrantsFixture(t, grantstest.SponsorPolicy(t, true), nil)
 		for _, c := range cases {
 			g := f.request(c.requester, "db-1", 30*time.Minute)
 			if !c.conflict {
@@ -72,8 +54,8 @@ func TestGrantExcludeSponsor(t *testing.T) {
 			if msg := err.Error(); !strings.Contains(msg, "excludes the requester's sponsor") || !strings.Contains(msg, c.approver.String()) {
 				t.Errorf("%s: %v", c.name, err)
 			}
-			if status, reason := grantStatus(err); status != http.StatusForbidden || reason != events.ReasonSponsorConflict {
-				t.Errorf("%s: HTTP %d %s", c.name, status, reason)
+			if reason := ReasonOf(err); reason != events.ReasonSponsorConflict {
+				t.Errorf("%s: reason %s", c.name, reason)
 			}
 			// A denial takes access away: the sponsor may still deny.
 			if g, err := f.decide("deny", g.ID, c.approver, "not now"); err != nil || g.State != GrantDenied {
@@ -98,7 +80,7 @@ func TestGrantExcludeSponsor(t *testing.T) {
 		}
 	})
 	t.Run("not excluded", func(t *testing.T) {
-		f := newGrantsFixture(t, sodPolicy(t, false), nil)
+		f := newGrantsFixture(t, grantstest.SponsorPolicy(t, false), nil)
 		for _, c := range cases {
 			g := f.request(c.requester, "db-1", 30*time.Minute)
 			if g = f.mustDecide("approve", g.ID, c.approver); g.State != GrantActive {
@@ -162,7 +144,7 @@ func TestGrantRoleSponsor(t *testing.T) {
 // TestGrantOldLeaves: a journal written before the by.* attributes (and
 // the requester's email) were recorded replays as before.
 func TestGrantOldLeaves(t *testing.T) {
-	f := newGrantsFixture(t, sodPolicy(t, true), nil)
+	f := newGrantsFixture(t, grantstest.SponsorPolicy(t, true), nil)
 	ctx := context.Background()
 	now := f.clock.Now()
 	req := recorder.Attrs{
@@ -191,33 +173,5 @@ func TestGrantOldLeaves(t *testing.T) {
 	g, ok := f.g.Get(id)
 	if !ok || g.State != GrantActive || len(g.Approvals) != 1 || g.Approvals[0].By != "alice@corp" || g.Email != "" {
 		t.Fatalf("replayed: %+v", g)
-	}
-}
-
-// TestGrantsAPISponsorConflict: through the API, the sponsor's approval is
-// refused with 403 sponsor_conflict, and an unrelated approver's goes
-// through; the sponsor comes from the provider's sponsor_claim.
-func TestGrantsAPISponsorConflict(t *testing.T) {
-	a := newGrantsAPIWith(t, sodPolicy(t, true), func(pc *oidc.ProviderConfig) { pc.SponsorClaim = "sponsor" })
-	tok := func(claims map[string]any) string {
-		return oidctest.Sign(t, a.oidc, oidctest.Claims(a.oidc.Issuer(), a.clock.Now(), claims))
-	}
-	agent := tok(map[string]any{"sub": "agent-1", "email": nil, "sponsor": "alice@example.com"})
-	alice := tok(map[string]any{"sub": "alice"}) // email alice@example.com
-	carol := tok(map[string]any{"sub": "carol", "email": "carol@example.com"})
-	var g Grant
-	if got := a.call("POST", "/v1/grants", agent, GrantRequest{Target: "db-1", Login: "postgres", Duration: "30m", Reason: "x"}, &g); got != http.StatusCreated || g.Sponsor != "alice@example.com" {
-		t.Fatalf("request: HTTP %d %+v", got, g)
-	}
-	er := a.wantError("POST", "/v1/grants/"+g.ID+"/approve", alice, nil, http.StatusForbidden, events.ReasonSponsorConflict)
-	if !strings.Contains(er.Error, "alice@corp is the sponsor of agent-1@corp") {
-		t.Errorf("error: %q", er.Error)
-	}
-	if g = a.decide(g.ID, "approve", carol); g.State != GrantActive {
-		t.Fatalf("approved by carol: %+v", g)
-	}
-	approved := a.events(events.GrantApproved)
-	if len(approved) != 1 || approved[0]["by.email"] != "carol@example.com" || approved[0]["by.subject"] != "carol" || approved[0]["by.provider"] != "corp" {
-		t.Errorf("grant.approved: %v", approved)
 	}
 }

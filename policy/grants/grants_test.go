@@ -1,4 +1,4 @@
-package certauth
+package grants
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 
 	"github.com/bastionhq/bastion/certauth/oidc/oidctest"
 	"github.com/bastionhq/bastion/policy"
+	"github.com/bastionhq/bastion/policy/grants/grantstest"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/events"
 	"github.com/bastionhq/bastion/storage"
@@ -26,31 +27,6 @@ var (
 	grantDave    = &policy.Identity{Provider: "corp", Issuer: "https://idp.example", Subject: "dave"}
 	grantMallory = &policy.Identity{Provider: "corp", Issuer: "https://idp.example", Subject: "mallory"}
 )
-
-// grantTestPolicy is a real policy with one grant-only role, "db-grant":
-// agents ("agent-*" of corp) may ask for postgres on db-* for at most an
-// hour, with approvals from approvers (subjects of corp), and a standing
-// role that lets them have certificates for "ci" anyway.
-func grantTestPolicy(t testing.TB, approvals int, approvers ...string) *policy.Policy {
-	t.Helper()
-	p, _, err := policy.Build(
-		[]policy.IdentityMatcher{
-			{Name: "agents", Match: policy.Match{Providers: []string{"corp"}, Subjects: []string{"agent-*"}}},
-			{Name: "approvers", Match: policy.Match{Providers: []string{"corp"}, Subjects: approvers}},
-		},
-		[]policy.Role{
-			{Name: "ci", Identities: []string{"agents"}, Targets: []string{"ci-*"}, Logins: []string{"ci"}, MaxTTL: 10 * time.Minute},
-			{
-				Name: "db-grant", Identities: []string{"agents"}, Targets: []string{"db-*"}, Logins: []string{"postgres"},
-				MaxTTL: 30 * time.Minute, Access: policy.AccessGrant,
-				Approval: &policy.Approval{Approvers: []string{"approvers"}, Approvals: approvals, MaxDuration: time.Hour},
-			},
-		}, policy.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
 
 // grantsFixture is a Grants store over a real SQLite journal in a temp
 // directory, with a settable clock and a policy the test may replace.
@@ -71,8 +47,11 @@ func newGrantsFixture(t *testing.T, pol *policy.Policy, edit func(*GrantsOptions
 	t.Helper()
 	f := &grantsFixture{t: t, dir: t.TempDir(), clock: oidctest.NewClock(), ends: make(chan endedGrant, 64)}
 	f.pol.Store(pol)
-	var err error
-	if f.key, err = CreateJournalKey(f.dir, "test.example/grants"); err != nil {
+	skey, _, err := recorder.GenerateJournalKey("test.example/grants")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.key, err = recorder.ParseJournalKey(skey); err != nil {
 		t.Fatal(err)
 	}
 	f.opts = GrantsOptions{
@@ -253,7 +232,7 @@ func eventNames(evs []recorder.Attrs) string {
 }
 
 func TestGrantLifecycle(t *testing.T) {
-	f := newGrantsFixture(t, grantTestPolicy(t, 1, "bob", "carol"), nil)
+	f := newGrantsFixture(t, grantstest.Policy(t, 1, "bob", "carol"), nil)
 	g := f.request(grantAgent, "db-prod", 2*time.Hour)
 	requested := f.clock.Now()
 	if g.State != GrantPending || !strings.HasPrefix(g.ID, "G-") || g.Identity != "agent-1@corp" || g.Role != "db-grant" ||
@@ -335,7 +314,7 @@ func TestGrantLifecycle(t *testing.T) {
 }
 
 func TestGrantTwoApprovals(t *testing.T) {
-	f := newGrantsFixture(t, grantTestPolicy(t, 2, "bob", "carol"), nil)
+	f := newGrantsFixture(t, grantstest.Policy(t, 2, "bob", "carol"), nil)
 	g := f.request(grantAgent, "db-1", 30*time.Minute)
 	g = f.mustDecide("approve", g.ID, grantBob)
 	if g.State != GrantPending || len(g.Approvals) != 1 {
@@ -353,7 +332,7 @@ func TestGrantTwoApprovals(t *testing.T) {
 }
 
 func TestGrantDeny(t *testing.T) {
-	f := newGrantsFixture(t, grantTestPolicy(t, 1, "bob", "carol"), nil)
+	f := newGrantsFixture(t, grantstest.Policy(t, 1, "bob", "carol"), nil)
 	g := f.request(grantAgent, "db-1", 30*time.Minute)
 	f.wantRefused("deny", g.ID, grantAgent, ErrOwnGrant)
 	f.wantRefused("deny", g.ID, grantMallory, ErrGrantNotFound)
@@ -370,7 +349,7 @@ func TestGrantDeny(t *testing.T) {
 }
 
 func TestGrantPendingExpiry(t *testing.T) {
-	f := newGrantsFixture(t, grantTestPolicy(t, 1, "bob"), func(o *GrantsOptions) { o.PendingTTL = 10 * time.Minute })
+	f := newGrantsFixture(t, grantstest.Policy(t, 1, "bob"), func(o *GrantsOptions) { o.PendingTTL = 10 * time.Minute })
 	g := f.request(grantAgent, "db-1", 30*time.Minute)
 	if !g.PendingUntil.Equal(f.clock.Now().Add(10 * time.Minute)) {
 		t.Fatalf("pending until %v", g.PendingUntil)
@@ -393,7 +372,7 @@ func TestGrantPendingExpiry(t *testing.T) {
 }
 
 func TestGrantRevoke(t *testing.T) {
-	f := newGrantsFixture(t, grantTestPolicy(t, 1, "bob", "carol"), nil)
+	f := newGrantsFixture(t, grantstest.Policy(t, 1, "bob", "carol"), nil)
 
 	// The requester ends their own grant.
 	g1 := f.request(grantAgent, "db-1", 30*time.Minute)
@@ -427,7 +406,7 @@ func TestGrantRevoke(t *testing.T) {
 // the journal says who, and that it was an operator; a reopened store
 // agrees.
 func TestGrantOperatorRevoke(t *testing.T) {
-	f := newGrantsFixture(t, grantTestPolicy(t, 1, "bob"), nil)
+	f := newGrantsFixture(t, grantstest.Policy(t, 1, "bob"), nil)
 	ctx := context.Background()
 	g := f.request(grantAgent, "db-1", 30*time.Minute)
 	if _, err := f.g.Approve(ctx, GrantDecision{ID: g.ID, Operator: "uid 0, pid 1"}); !errors.Is(err, ErrGrantInvalid) {
@@ -452,7 +431,7 @@ func TestGrantOperatorRevoke(t *testing.T) {
 // TestGrantTimer: the store's own goroutine journals an end once it is
 // due, and calls OnEnd.
 func TestGrantTimer(t *testing.T) {
-	f := newGrantsFixture(t, grantTestPolicy(t, 1, "bob"), nil)
+	f := newGrantsFixture(t, grantstest.Policy(t, 1, "bob"), nil)
 	g := f.request(grantAgent, "db-1", time.Minute)
 	f.mustDecide("approve", g.ID, grantBob)
 	f.clock.Advance(time.Minute)
@@ -466,7 +445,7 @@ func TestGrantTimer(t *testing.T) {
 // TestGrantRebuild: a store reopened from the journal file is the store
 // that wrote it, and journals what fell due while it was closed.
 func TestGrantRebuild(t *testing.T) {
-	f := newGrantsFixture(t, grantTestPolicy(t, 2, "bob", "carol", "dave"), nil)
+	f := newGrantsFixture(t, grantstest.Policy(t, 2, "bob", "carol", "dave"), nil)
 	pending := f.request(grantAgent, "db-1", 30*time.Minute)
 	f.mustDecide("approve", pending.ID, grantBob)
 	active := f.request(&policy.Identity{Provider: "corp", Issuer: "https://idp.example", Subject: "agent-2"}, "db-2", 20*time.Minute)
@@ -511,7 +490,7 @@ func TestGrantRebuild(t *testing.T) {
 // TestGrantJournalFailure: when the journal cannot record a transition,
 // it does not happen.
 func TestGrantJournalFailure(t *testing.T) {
-	f := newGrantsFixture(t, grantTestPolicy(t, 1, "bob"), nil)
+	f := newGrantsFixture(t, grantstest.Policy(t, 1, "bob"), nil)
 	g := f.request(grantAgent, "db-1", 30*time.Minute)
 	active := f.request(grantAgent, "db-2", 30*time.Minute)
 	f.mustDecide("approve", active.ID, grantBob)
@@ -539,11 +518,11 @@ func TestGrantJournalFailure(t *testing.T) {
 // TestGrantPolicyChange: an approval is checked under the policy in force
 // when it is given.
 func TestGrantPolicyChange(t *testing.T) {
-	f := newGrantsFixture(t, grantTestPolicy(t, 2, "bob", "carol"), nil)
+	f := newGrantsFixture(t, grantstest.Policy(t, 2, "bob", "carol"), nil)
 	g := f.request(grantAgent, "db-1", 30*time.Minute)
 	f.mustDecide("approve", g.ID, grantBob)
 
-	f.pol.Store(grantTestPolicy(t, 2, "dave"))
+	f.pol.Store(grantstest.Policy(t, 2, "dave"))
 	// bob approved under the old policy: he still sees the grant, but may
 	// no longer decide it; carol, never involved, no longer sees it.
 	f.wantRefused("revoke", g.ID, grantBob, ErrNotApprover)
@@ -561,7 +540,7 @@ func TestGrantPolicyChange(t *testing.T) {
 }
 
 func TestGrantRequestRefused(t *testing.T) {
-	f := newGrantsFixture(t, grantTestPolicy(t, 1, "bob"), nil)
+	f := newGrantsFixture(t, grantstest.Policy(t, 1, "bob"), nil)
 	ctx := context.Background()
 	for _, c := range []struct {
 		name string

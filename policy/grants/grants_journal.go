@@ -1,4 +1,4 @@
-package certauth
+package grants
 
 import (
 	"errors"

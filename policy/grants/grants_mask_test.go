@@ -1,4 +1,4 @@
-package certauth
+package grants
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bastionhq/bastion/policy/grants/grantstest"
 	"github.com/bastionhq/bastion/policy/mask"
 )
 
@@ -16,7 +17,7 @@ import (
 // masked; a command scope holding a value masking hides is refused.
 func TestGrantTextMasked(t *testing.T) {
 	h := newHookServer(t)
-	f := newGrantsFixture(t, grantTestPolicy(t, 1, "bob"), func(o *GrantsOptions) { o.WebhookURL = h.srv.URL + "/hook" })
+	f := newGrantsFixture(t, grantstest.Policy(t, 1, "bob"), func(o *GrantsOptions) { o.WebhookURL = h.srv.URL + "/hook" })
 	const card, pw = "4111111111111111", "hunter2"
 	ctx := context.Background()
 	g, err := f.g.Request(ctx, GrantAsk{Identity: grantAgent, Target: "db-1", Login: "postgres", Duration: 30 * time.Minute,
@@ -66,7 +67,7 @@ func TestGrantTextMasked(t *testing.T) {
 	}
 
 	// A masker that masks nothing keeps the text as it is.
-	f2 := newGrantsFixture(t, grantTestPolicy(t, 1, "bob"), func(o *GrantsOptions) { o.TextMasker = func() *mask.Masker { return nil } })
+	f2 := newGrantsFixture(t, grantstest.Policy(t, 1, "bob"), func(o *GrantsOptions) { o.TextMasker = func() *mask.Masker { return nil } })
 	g2 := f2.request(grantAgent, "db-2", 30*time.Minute)
 	if g2.Reason != "rotate the replication password" {
 		t.Fatalf("%q", g2.Reason)

@@ -1,4 +1,4 @@
-package certauth
+package grants
 
 import (
 	"encoding/json"
@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bastionhq/bastion/policy/grants/grantstest"
 	"github.com/bastionhq/bastion/policy/webhook"
 	"github.com/bastionhq/bastion/recorder/events"
 )
@@ -65,7 +66,7 @@ func (h *hookServer) wait(t *testing.T, n int) {
 
 func TestGrantWebhook(t *testing.T) {
 	h := newHookServer(t)
-	f := newGrantsFixture(t, grantTestPolicy(t, 1, "bob"), func(o *GrantsOptions) { o.WebhookURL = h.srv.URL + "/hook" })
+	f := newGrantsFixture(t, grantstest.Policy(t, 1, "bob"), func(o *GrantsOptions) { o.WebhookURL = h.srv.URL + "/hook" })
 	g := f.request(grantAgent, "db-1", 30*time.Minute)
 	f.mustDecide("approve", g.ID, grantBob)
 	f.mustDecide("revoke", g.ID, grantBob)
@@ -126,7 +127,7 @@ func eventually(t testing.TB, f func() error) {
 
 func TestGrantWebhookRetries(t *testing.T) {
 	h := newHookServer(t, http.StatusServiceUnavailable, http.StatusTooManyRequests)
-	f := newGrantsFixture(t, grantTestPolicy(t, 1, "bob"), func(o *GrantsOptions) { o.WebhookURL = h.srv.URL })
+	f := newGrantsFixture(t, grantstest.Policy(t, 1, "bob"), func(o *GrantsOptions) { o.WebhookURL = h.srv.URL })
 	f.g.hook.Backoff = time.Millisecond
 	f.request(grantAgent, "db-1", 30*time.Minute)
 	h.wait(t, 1)
@@ -157,7 +158,7 @@ func TestGrantWebhookNeverBlocks(t *testing.T) {
 		w.WriteHeader(http.StatusInternalServerError)
 	}))
 	t.Cleanup(srv.Close)
-	f := newGrantsFixture(t, grantTestPolicy(t, 1, "bob"), func(o *GrantsOptions) { o.WebhookURL = srv.URL })
+	f := newGrantsFixture(t, grantstest.Policy(t, 1, "bob"), func(o *GrantsOptions) { o.WebhookURL = srv.URL })
 	// Runs before the store closes (cleanups run last first), so that
 	// the queue drains at once.
 	t.Cleanup(func() { close(release) })
