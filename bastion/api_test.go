@@ -24,6 +24,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/certauth/apiclient"
 	"github.com/bastionhq/bastion/recorder/events"
 )
 
@@ -134,7 +135,7 @@ func TestBadTokenMatrix(t *testing.T) {
 	}
 	for _, c := range cases {
 		_, err := ts.client.Certificate(ctx, c.token, certauth.CertificateRequest{PublicKey: pub})
-		var apiErr *certauth.APIError
+		var apiErr *apiclient.APIError
 		if !errors.As(err, &apiErr) {
 			t.Errorf("%s: got %v, want an API error", c.name, err)
 			continue

@@ -16,6 +16,7 @@ import (
 	"github.com/oauth2-proxy/mockoidc"
 
 	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/certauth/apiclient"
 	"github.com/bastionhq/bastion/policy/grants"
 )
 
@@ -155,7 +156,7 @@ func TestPolicyGrantEndToEnd(t *testing.T) {
 		t.Fatalf("requested: %+v", g)
 	}
 	_, err = ts.client.DecideGrant(ctx, agent(), g.ID, "approve", "me myself")
-	var apiErr *certauth.APIError
+	var apiErr *apiclient.APIError
 	if !errors.As(err, &apiErr) || apiErr.Status != 403 || apiErr.Reason != "own_grant" {
 		t.Fatalf("own approval: %v", err)
 	}

@@ -25,6 +25,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/certauth/apiclient"
 	"github.com/bastionhq/bastion/certauth/oidc"
 	"github.com/bastionhq/bastion/certauth/oidc/oidctest"
 	"github.com/bastionhq/bastion/policy"
@@ -67,7 +68,7 @@ type testServer struct {
 	journal *recorder.Journal
 	store   *storage.SQLite
 	key     *recorder.JournalKey
-	client  *certauth.Client
+	client  *apiclient.Client
 	cancel  context.CancelFunc
 	done    chan error
 }
@@ -149,7 +150,7 @@ func startServerWith(t testing.TB, m *mockoidc.MockOIDC, config string, alg cert
 	rctx, cancel := context.WithCancel(ctx)
 	ts := &testServer{Server: srv, home: home, auth: auth, journal: j, store: st, key: key, cancel: cancel, done: make(chan error, 1)}
 	go func() { ts.done <- srv.Run(rctx) }()
-	ts.client, err = certauth.NewClient(srv.APIURL(), certauth.ClientOptions{Fingerprint: srv.TLS().Fingerprint})
+	ts.client, err = apiclient.NewClient(srv.APIURL(), apiclient.ClientOptions{Fingerprint: srv.TLS().Fingerprint})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -392,7 +393,7 @@ func TestCertificateEndToEnd(t *testing.T) {
 		t.Fatalf("ssh-keygen -Q for the identity's certificate: %v\n%s", err, out)
 	}
 	_, err = ts.client.Certificate(ctx, token, certauth.CertificateRequest{PublicKey: pub2})
-	var apiErr *certauth.APIError
+	var apiErr *apiclient.APIError
 	if !errors.As(err, &apiErr) || apiErr.Reason != events.ReasonIdentityRevoked || apiErr.Status != http.StatusForbidden {
 		t.Fatalf("old token after identity revocation: %v", err)
 	}
@@ -439,7 +440,7 @@ func TestIdentityBlock(t *testing.T) {
 	}
 	time.Sleep(1100 * time.Millisecond) // a token issued after the revocation
 	_, err = ts.client.Certificate(ctx, mint(t, m, agentClaims(m, "agent-7")), certauth.CertificateRequest{PublicKey: pub})
-	var apiErr *certauth.APIError
+	var apiErr *apiclient.APIError
 	if !errors.As(err, &apiErr) || apiErr.Reason != events.ReasonIdentityRevoked || !strings.Contains(apiErr.Message, "blocked until") {
 		t.Fatalf("new token of a blocked identity: %v", err)
 	}

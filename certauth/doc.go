@@ -13,7 +13,7 @@
 // It also exchanges tokens for certificates: [oidc.Verifier] checks OIDC tokens
 // (discovery and JWKS through go-oidc), [Issuer] asks policy and signs a
 // user certificate after journaling the issuance, [API] is the HTTPS
-// endpoint "bastion serve" offers and [Client] the one "bastion login"
+// endpoint "bastion serve" offers and [apiclient.Client] the one "bastion login"
 // uses, [Registry] keeps issued and revoked certificates from the journal,
 // and [oidc.DevIssuer] is the development-only OpenID provider.
 //

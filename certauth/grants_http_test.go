@@ -3,6 +3,8 @@ package certauth
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	"github.com/oauth2-proxy/mockoidc"
+	"golang.org/x/crypto/ssh"
 
 	"github.com/bastionhq/bastion/certauth/oidc"
 	"github.com/bastionhq/bastion/certauth/oidc/oidctest"
@@ -335,7 +338,15 @@ func TestGrantsAPINotEnabled(t *testing.T) {
 func TestCertificateUnderGrant(t *testing.T) {
 	a := newGrantsAPI(t, grantstest.Policy(t, 1, "bob"))
 	agent := a.token("agent-1")
-	key := authorizedKey(newSigner(t).PublicKey())
+	pub, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sshPub, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sshPub)))
 	certReq := CertificateRequest{PublicKey: key, Logins: []string{"postgres"}, TTL: "20m"}
 
 	a.wantError("POST", "/v1/certificates", agent, certReq, http.StatusForbidden, events.ReasonDenied)

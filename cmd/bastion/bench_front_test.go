@@ -28,6 +28,7 @@ import (
 
 	"github.com/bastionhq/bastion/bastion/sshdtest"
 	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/certauth/apiclient"
 	"github.com/bastionhq/bastion/certauth/oidc/oidctest"
 )
 
@@ -179,7 +180,7 @@ func agentKey(tb testing.TB, m *mockoidc.MockOIDC, sp *serveProcess, dir, sub st
 		tb.Fatal(err)
 	}
 	pub, _ := ssh.NewPublicKey(priv.Public())
-	c, err := certauth.NewClient(sp.api, certauth.ClientOptions{Fingerprint: sp.fingerprint})
+	c, err := apiclient.NewClient(sp.api, apiclient.ClientOptions{Fingerprint: sp.fingerprint})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/certauth/apiclient"
 	"github.com/bastionhq/bastion/certauth/oidc/oidctest"
 )
 
@@ -31,7 +32,7 @@ import (
 type issuanceRig struct {
 	token   string
 	pub     string
-	clients []*certauth.Client
+	clients []*apiclient.Client
 	server  *exec.Cmd
 }
 
@@ -99,7 +100,7 @@ role "agents" {
 	spk, _ := ssh.NewPublicKey(pk)
 	r.pub = strings.TrimSpace(string(ssh.MarshalAuthorizedKey(spk)))
 	for range clients {
-		c, err := certauth.NewClient(api, certauth.ClientOptions{Fingerprint: fp})
+		c, err := apiclient.NewClient(api, apiclient.ClientOptions{Fingerprint: fp})
 		if err != nil {
 			b.Fatal(err)
 		}

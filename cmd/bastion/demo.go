@@ -22,6 +22,7 @@ import (
 	"github.com/bastionhq/bastion/bastion"
 	"github.com/bastionhq/bastion/bastion/localsshd"
 	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/certauth/apiclient"
 	"github.com/bastionhq/bastion/certauth/oidc"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/storage"
@@ -421,7 +422,7 @@ func (d *demoServer) certificate(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	client, err := certauth.NewClient(d.srv.APIURL(), certauth.ClientOptions{Fingerprint: d.srv.TLS().Fingerprint})
+	client, err := apiclient.NewClient(d.srv.APIURL(), apiclient.ClientOptions{Fingerprint: d.srv.TLS().Fingerprint})
 	if err != nil {
 		return err
 	}

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/certauth/apiclient"
 )
 
 // startDevServe is startServeProcess for "bastion serve --dev --config
@@ -102,7 +103,7 @@ func devCert(t *testing.T, sp *serveProcess, dir, name, tokenFile string) (key s
 		t.Fatal(err)
 	}
 	pub, _ := ssh.NewPublicKey(priv.Public())
-	c, err := certauth.NewClient(sp.api, certauth.ClientOptions{Fingerprint: sp.fingerprint})
+	c, err := apiclient.NewClient(sp.api, apiclient.ClientOptions{Fingerprint: sp.fingerprint})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/bastionhq/bastion/bastion"
 	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/certauth/apiclient"
 	"github.com/bastionhq/bastion/policy/grants"
 	"github.com/bastionhq/bastion/recorder/events"
 	"github.com/bastionhq/bastion/recorder/termtext"
@@ -203,7 +204,7 @@ Examples:
 // the caller's token.
 type grantsSession struct {
 	e     *env
-	api   *certauth.Client
+	api   *apiclient.Client
 	token string
 }
 
@@ -624,7 +625,7 @@ func grantsShort(s string, n int) string {
 
 // grantsExplain adds what to do next to the refusals of grant actions.
 func grantsExplain(err error) error {
-	var ae *certauth.APIError
+	var ae *apiclient.APIError
 	if !errors.As(err, &ae) {
 		return loginExplain(err)
 	}

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/certauth/apiclient"
 	"github.com/bastionhq/bastion/recorder/events"
 	"github.com/bastionhq/bastion/recorder/termtext"
 )
@@ -268,8 +269,8 @@ func (a *apiFlags) remember(e *env, key, knownHosts string) string {
 }
 
 // client returns the API client the flags describe.
-func (a *apiFlags) client() (*certauth.Client, error) {
-	api, err := certauth.NewClient(a.server, certauth.ClientOptions{Fingerprint: a.fingerprint})
+func (a *apiFlags) client() (*apiclient.Client, error) {
+	api, err := apiclient.NewClient(a.server, apiclient.ClientOptions{Fingerprint: a.fingerprint})
 	if err != nil {
 		return nil, &usageError{err}
 	}
@@ -280,7 +281,7 @@ func (a *apiFlags) client() (*certauth.Client, error) {
 // (read again at every call: agents' tokens rotate), the environment
 // variable, or the device flow with the identity provider the bastion
 // offers for it.
-func (a *apiFlags) tokenSource(ctx context.Context, e *env, api *certauth.Client) (func(context.Context) (string, error), error) {
+func (a *apiFlags) tokenSource(ctx context.Context, e *env, api *apiclient.Client) (func(context.Context) (string, error), error) {
 	switch {
 	case a.tokenFile != "":
 		path := a.tokenFile
@@ -378,7 +379,7 @@ func parseLogin(e *env, args []string) (*loginOptions, error) {
 type loginClient struct {
 	e     *env
 	o     *loginOptions
-	api   *certauth.Client
+	api   *apiclient.Client
 	token func(ctx context.Context) (string, error) // called before every request
 
 	signer     ssh.Signer
@@ -453,7 +454,7 @@ func newLoginClient(ctx context.Context, e *env, o *loginOptions) (*loginClient,
 // deviceToken returns a token source that runs the device flow with the
 // identity provider the bastion offers for it (the one named issuer, if
 // not "").
-func deviceToken(ctx context.Context, e *env, api *certauth.Client, issuer string) (func(context.Context) (string, error), error) {
+func deviceToken(ctx context.Context, e *env, api *apiclient.Client, issuer string) (func(context.Context) (string, error), error) {
 	ca, err := api.CA(ctx)
 	if err != nil {
 		return nil, loginExplain(fmt.Errorf("ask the bastion for its identity providers: %w", err))
@@ -463,10 +464,10 @@ func deviceToken(ctx context.Context, e *env, api *certauth.Client, issuer strin
 		return nil, err
 	}
 	stderr := e.stderr
-	flow := &certauth.DeviceFlow{
+	flow := &apiclient.DeviceFlow{
 		Issuer:     iss,
-		HTTPClient: &http.Client{Timeout: certauth.DefaultTimeout},
-		Prompt: func(p certauth.DevicePrompt) {
+		HTTPClient: &http.Client{Timeout: apiclient.DefaultTimeout},
+		Prompt: func(p apiclient.DevicePrompt) {
 			fmt.Fprintf(stderr, "bastion: to log in with %s, open %s and enter the code %s\n",
 				termtext.Line(iss.Name), termtext.Line(p.VerificationURI), termtext.Line(p.UserCode))
 			if p.VerificationURIComplete != "" {
@@ -663,15 +664,15 @@ func (l *loginClient) obtain(ctx context.Context) (*loginResult, error) {
 
 // loginExplain adds what to do next to the errors a user can act on.
 func loginExplain(err error) error {
-	var pe *certauth.PinError
-	var ue *certauth.UntrustedServerError
-	var ae *certauth.APIError
+	var pe *apiclient.PinError
+	var ue *apiclient.UntrustedServerError
+	var ae *apiclient.APIError
 	switch {
 	case errors.As(err, &pe):
 		return withHint(err, `if the bastion's TLS certificate was replaced, get the new fingerprint from its operators ("bastion serve" prints it); if not, someone may be intercepting the connection`)
 	case errors.As(err, &ue):
 		return withHint(err, `if the bastion uses the self-signed certificate "bastion serve" makes, check that this is the fingerprint it printed and pass it with --ca-fingerprint`)
-	case errors.Is(err, certauth.ErrMalformedResponse):
+	case errors.Is(err, apiclient.ErrMalformedResponse):
 		return withHint(err, "the server at --server may not be a bastion, or one of an incompatible version")
 	case !errors.As(err, &ae):
 		return err

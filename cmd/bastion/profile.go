@@ -24,6 +24,7 @@ import (
 	"syscall"
 
 	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/certauth/apiclient"
 )
 
 // profileVersion is the "version" of the profiles this build writes and
@@ -149,7 +150,7 @@ func (p *clientProfile) check() error {
 		p.KnownHosts != "" && !filepath.IsAbs(p.KnownHosts):
 		return errors.New("its paths must be absolute")
 	}
-	if _, err := certauth.NewClient(p.Server, certauth.ClientOptions{Fingerprint: p.CAFingerprint}); err != nil {
+	if _, err := apiclient.NewClient(p.Server, apiclient.ClientOptions{Fingerprint: p.CAFingerprint}); err != nil {
 		return err
 	}
 	return nil

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/certauth/apiclient"
 	"github.com/bastionhq/bastion/recorder/termtext"
 )
 
@@ -321,7 +322,7 @@ func statusParseKeyID(keyID string) (identity, sponsor, ticket, grant string) {
 // statusAsk asks the bastion at server for its CA: the one request status
 // sends, with no token.
 func statusAsk(ctx context.Context, server, fingerprint string) (*certauth.CAResponse, error) {
-	api, err := certauth.NewClient(server, certauth.ClientOptions{Fingerprint: fingerprint})
+	api, err := apiclient.NewClient(server, apiclient.ClientOptions{Fingerprint: fingerprint})
 	if err != nil {
 		return nil, err
 	}

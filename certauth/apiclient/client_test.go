@@ -1,4 +1,4 @@
-package certauth
+package apiclient
 
 import (
 	"context"
@@ -22,6 +22,7 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/certauth/oidc/oidctest"
 )
 
@@ -35,7 +36,7 @@ type fakeAPI struct {
 	hostCA ssh.PublicKey
 
 	// override, if set, answers POST /v1/certificates instead.
-	override func(w http.ResponseWriter, r *http.Request, req CertificateRequest)
+	override func(w http.ResponseWriter, r *http.Request, req certauth.CertificateRequest)
 
 	requests atomic.Int64 // requests that reached a handler
 	mu       sync.Mutex
@@ -48,10 +49,10 @@ func newFakeAPI(t *testing.T) *fakeAPI {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/ca", func(w http.ResponseWriter, r *http.Request) {
 		f.requests.Add(1)
-		writeTestJSON(w, http.StatusOK, CAResponse{
+		writeTestJSON(w, http.StatusOK, certauth.CAResponse{
 			UserCA:     []string{strings.TrimSpace(string(ssh.MarshalAuthorizedKey(f.ca.PublicKey())))},
 			KnownHosts: f.knownHosts(),
-			Issuers:    []IssuerInfo{{Name: "corp", Issuer: "https://idp.example", Audience: []string{"bastion"}}},
+			Issuers:    []certauth.IssuerInfo{{Name: "corp", Issuer: "https://idp.example", Audience: []string{"bastion"}}},
 			SSHAddress: "bastion.example:2222",
 		})
 	})
@@ -60,9 +61,9 @@ func newFakeAPI(t *testing.T) *fakeAPI {
 		f.mu.Lock()
 		f.bearers = append(f.bearers, r.Header.Get("Authorization"))
 		f.mu.Unlock()
-		var req CertificateRequest
+		var req certauth.CertificateRequest
 		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-			writeTestJSON(w, http.StatusBadRequest, ErrorResponse{Error: err.Error(), Reason: "request_malformed"})
+			writeTestJSON(w, http.StatusBadRequest, certauth.ErrorResponse{Error: err.Error(), Reason: "request_malformed"})
 			return
 		}
 		if f.override != nil {
@@ -71,7 +72,7 @@ func newFakeAPI(t *testing.T) *fakeAPI {
 		}
 		resp, err := f.issue(req)
 		if err != nil {
-			writeTestJSON(w, http.StatusBadRequest, ErrorResponse{Error: err.Error(), Reason: "key_malformed"})
+			writeTestJSON(w, http.StatusBadRequest, certauth.ErrorResponse{Error: err.Error(), Reason: "key_malformed"})
 			return
 		}
 		writeTestJSON(w, http.StatusOK, resp)
@@ -86,7 +87,7 @@ func (f *fakeAPI) knownHosts() []string {
 }
 
 // issue certifies req.PublicKey for five minutes.
-func (f *fakeAPI) issue(req CertificateRequest) (*CertificateResponse, error) {
+func (f *fakeAPI) issue(req certauth.CertificateRequest) (*certauth.CertificateResponse, error) {
 	pub, _, _, _, err := ssh.ParseAuthorizedKey([]byte(req.PublicKey))
 	if err != nil {
 		return nil, err
@@ -105,7 +106,7 @@ func (f *fakeAPI) issue(req CertificateRequest) (*CertificateResponse, error) {
 	if err := cert.SignCert(rand.Reader, f.ca); err != nil {
 		return nil, err
 	}
-	return &CertificateResponse{
+	return &certauth.CertificateResponse{
 		Certificate: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(cert))),
 		Serial:      cert.Serial, KeyID: cert.KeyId, Identity: "alice@example.com",
 		Principals: logins, ValidAfter: now, ValidBefore: now.Add(5 * time.Minute),
@@ -116,7 +117,7 @@ func (f *fakeAPI) issue(req CertificateRequest) (*CertificateResponse, error) {
 
 func (f *fakeAPI) pinnedClient(t *testing.T) *Client {
 	t.Helper()
-	c, err := NewClient(f.srv.URL, ClientOptions{Fingerprint: TLSFingerprint(f.srv.Certificate())})
+	c, err := NewClient(f.srv.URL, ClientOptions{Fingerprint: certauth.TLSFingerprint(f.srv.Certificate())})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +161,7 @@ func TestClientPinnedCertificate(t *testing.T) {
 	}
 
 	user := newSigner(t)
-	resp, err := c.Certificate(ctx, "the-token", CertificateRequest{PublicKey: authorizedKey(user.PublicKey()), Logins: []string{"deploy"}, TTL: "5m"})
+	resp, err := c.Certificate(ctx, "the-token", certauth.CertificateRequest{PublicKey: authorizedKey(user.PublicKey()), Logins: []string{"deploy"}, TTL: "5m"})
 	if err != nil {
 		t.Fatalf("Certificate: %v", err)
 	}
@@ -196,7 +197,7 @@ func (fakeConnMeta) ClientSessionID() []byte { return nil }
 func TestClientPinMismatch(t *testing.T) {
 	f := newFakeAPI(t)
 	// A certificate generated for the occasion has another fingerprint.
-	pin := TLSFingerprint(selfSigned(t))
+	pin := certauth.TLSFingerprint(selfSigned(t))
 	c, err := NewClient(f.srv.URL, ClientOptions{Fingerprint: pin})
 	if err != nil {
 		t.Fatal(err)
@@ -206,7 +207,7 @@ func TestClientPinMismatch(t *testing.T) {
 	if !errors.As(err, &pe) {
 		t.Fatalf("CA with a wrong pin: err = %v, want a *PinError", err)
 	}
-	presented := TLSFingerprint(f.srv.Certificate())
+	presented := certauth.TLSFingerprint(f.srv.Certificate())
 	if pe.Expected != pin || pe.Presented != presented {
 		t.Errorf("PinError = %+v, want expected %s, presented %s", pe, pin, presented)
 	}
@@ -264,12 +265,12 @@ func TestClientUntrustedServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = c.Certificate(context.Background(), "tok", CertificateRequest{PublicKey: authorizedKey(newSigner(t).PublicKey())})
+	_, err = c.Certificate(context.Background(), "tok", certauth.CertificateRequest{PublicKey: authorizedKey(newSigner(t).PublicKey())})
 	var ue *UntrustedServerError
 	if !errors.As(err, &ue) {
 		t.Fatalf("err = %v, want an *UntrustedServerError", err)
 	}
-	if want := TLSFingerprint(f.srv.Certificate()); ue.Fingerprint != want || !strings.Contains(err.Error(), want) {
+	if want := certauth.TLSFingerprint(f.srv.Certificate()); ue.Fingerprint != want || !strings.Contains(err.Error(), want) {
 		t.Errorf("error %q: want the presented fingerprint %s", err, want)
 	}
 	var ua x509.UnknownAuthorityError
@@ -327,14 +328,14 @@ func TestClientAPIErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f.override = func(w http.ResponseWriter, r *http.Request, req CertificateRequest) {
+			f.override = func(w http.ResponseWriter, r *http.Request, req certauth.CertificateRequest) {
 				if tt.status == 302 {
 					w.Header().Set("Location", "https://elsewhere.example/steal")
 				}
 				w.WriteHeader(tt.status)
 				io.WriteString(w, tt.body)
 			}
-			_, err := c.Certificate(context.Background(), "tok", CertificateRequest{PublicKey: authorizedKey(newSigner(t).PublicKey())})
+			_, err := c.Certificate(context.Background(), "tok", certauth.CertificateRequest{PublicKey: authorizedKey(newSigner(t).PublicKey())})
 			var ae *APIError
 			if !errors.As(err, &ae) {
 				t.Fatalf("err = %v, want an *APIError", err)
@@ -356,17 +357,19 @@ func TestClientMalformedResponses(t *testing.T) {
 	other := newSigner(t)
 	tests := []struct {
 		name   string
-		mangle func(r *CertificateResponse) any
+		mangle func(r *certauth.CertificateResponse) any
 	}{
-		{"not JSON", func(r *CertificateResponse) any { return json.RawMessage(`{"certificate": 12`) }},
-		{"wrong type", func(r *CertificateResponse) any { return json.RawMessage(`{"certificate": "x", "serial": "42"}`) }},
-		{"no certificate", func(r *CertificateResponse) any { r.Certificate = ""; return r }},
-		{"plain key", func(r *CertificateResponse) any { r.Certificate = authorizedKey(user.PublicKey()); return r }},
-		{"another key", func(r *CertificateResponse) any {
-			o, _ := f.issue(CertificateRequest{PublicKey: authorizedKey(other.PublicKey())})
+		{"not JSON", func(r *certauth.CertificateResponse) any { return json.RawMessage(`{"certificate": 12`) }},
+		{"wrong type", func(r *certauth.CertificateResponse) any {
+			return json.RawMessage(`{"certificate": "x", "serial": "42"}`)
+		}},
+		{"no certificate", func(r *certauth.CertificateResponse) any { r.Certificate = ""; return r }},
+		{"plain key", func(r *certauth.CertificateResponse) any { r.Certificate = authorizedKey(user.PublicKey()); return r }},
+		{"another key", func(r *certauth.CertificateResponse) any {
+			o, _ := f.issue(certauth.CertificateRequest{PublicKey: authorizedKey(other.PublicKey())})
 			return o
 		}},
-		{"host certificate", func(r *CertificateResponse) any {
+		{"host certificate", func(r *certauth.CertificateResponse) any {
 			pub, _, _, _, _ := ssh.ParseAuthorizedKey([]byte(r.Certificate))
 			cert := pub.(*ssh.Certificate)
 			cert.CertType = ssh.HostCert
@@ -374,29 +377,29 @@ func TestClientMalformedResponses(t *testing.T) {
 			r.Certificate = authorizedKey(cert)
 			return r
 		}},
-		{"serial differs", func(r *CertificateResponse) any { r.Serial++; return r }},
-		{"principals differ", func(r *CertificateResponse) any { r.Principals = []string{"root"}; return r }},
-		{"valid_before differs", func(r *CertificateResponse) any { r.ValidBefore = r.ValidBefore.Add(time.Hour); return r }},
-		{"plain host key line", func(r *CertificateResponse) any {
+		{"serial differs", func(r *certauth.CertificateResponse) any { r.Serial++; return r }},
+		{"principals differ", func(r *certauth.CertificateResponse) any { r.Principals = []string{"root"}; return r }},
+		{"valid_before differs", func(r *certauth.CertificateResponse) any { r.ValidBefore = r.ValidBefore.Add(time.Hour); return r }},
+		{"plain host key line", func(r *certauth.CertificateResponse) any {
 			r.KnownHosts = []string{"* " + authorizedKey(other.PublicKey())}
 			return r
 		}},
-		{"smuggled line", func(r *CertificateResponse) any {
+		{"smuggled line", func(r *certauth.CertificateResponse) any {
 			r.KnownHosts = []string{r.KnownHosts[0] + "\n* " + authorizedKey(other.PublicKey())}
 			return r
 		}},
-		{"bad ssh address", func(r *CertificateResponse) any { r.SSHAddress = "bastion.example; rm -rf ~:22"; return r }},
+		{"bad ssh address", func(r *certauth.CertificateResponse) any { r.SSHAddress = "bastion.example; rm -rf ~:22"; return r }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f.override = func(w http.ResponseWriter, r *http.Request, req CertificateRequest) {
+			f.override = func(w http.ResponseWriter, r *http.Request, req certauth.CertificateRequest) {
 				resp, err := f.issue(req)
 				if err != nil {
 					t.Error(err)
 				}
 				writeTestJSON(w, http.StatusOK, tt.mangle(resp))
 			}
-			resp, err := c.Certificate(context.Background(), "tok", CertificateRequest{PublicKey: authorizedKey(user.PublicKey())})
+			resp, err := c.Certificate(context.Background(), "tok", certauth.CertificateRequest{PublicKey: authorizedKey(user.PublicKey())})
 			if !errors.Is(err, ErrMalformedResponse) {
 				t.Fatalf("Certificate = %+v, %v; want ErrMalformedResponse", resp, err)
 			}
@@ -408,7 +411,7 @@ func TestClientRefusesBadTokens(t *testing.T) {
 	f := newFakeAPI(t)
 	c := f.pinnedClient(t)
 	for _, tok := range []string{"", "two words", "line\nbreak", "tab\tbed", "é"} {
-		if _, err := c.Certificate(context.Background(), tok, CertificateRequest{PublicKey: authorizedKey(newSigner(t).PublicKey())}); err == nil {
+		if _, err := c.Certificate(context.Background(), tok, certauth.CertificateRequest{PublicKey: authorizedKey(newSigner(t).PublicKey())}); err == nil {
 			t.Errorf("token %q: no error", tok)
 		}
 	}
@@ -424,7 +427,7 @@ func TestClientDeviceFlow(t *testing.T) {
 	var prompts atomic.Int64
 	approved := make(chan error, 2)
 	flow := &DeviceFlow{
-		Issuer: IssuerInfo{Name: "test", Issuer: issuer, Audience: []string{"bastion-cli"},
+		Issuer: certauth.IssuerInfo{Name: "test", Issuer: issuer, Audience: []string{"bastion-cli"},
 			DeviceClientID: "bastion-cli", DeviceScopes: []string{"profile", "offline_access"}},
 		Prompt: func(p DevicePrompt) {
 			prompts.Add(1)
@@ -484,12 +487,12 @@ func TestClientDeviceFlowRefusals(t *testing.T) {
 	prompt := func(DevicePrompt) { t.Error("prompted") }
 	for _, tt := range []struct {
 		name string
-		iss  IssuerInfo
+		iss  certauth.IssuerInfo
 		want string
 	}{
-		{"no device client", IssuerInfo{Name: "a", Issuer: issuer}, "offers no device login"},
-		{"plain http elsewhere", IssuerInfo{Name: "a", Issuer: "http://idp.example", DeviceClientID: "x"}, "https only"},
-		{"unknown client", IssuerInfo{Name: "a", Issuer: issuer, DeviceClientID: "nobody"}, "start the device login"},
+		{"no device client", certauth.IssuerInfo{Name: "a", Issuer: issuer}, "offers no device login"},
+		{"plain http elsewhere", certauth.IssuerInfo{Name: "a", Issuer: "http://idp.example", DeviceClientID: "x"}, "https only"},
+		{"unknown client", certauth.IssuerInfo{Name: "a", Issuer: issuer, DeviceClientID: "nobody"}, "start the device login"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			flow := &DeviceFlow{Issuer: tt.iss, Prompt: prompt}

@@ -1,4 +1,4 @@
-package certauth
+package apiclient
 
 // The client side of the HTTPS API, what "bastion login" runs: [Client]
 // fetches the CA keys and gets certificates over a TLS connection it checks
@@ -26,6 +26,8 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/oauth2"
+
+	"github.com/bastionhq/bastion/certauth"
 )
 
 // DefaultTimeout bounds each API request when [ClientOptions.Timeout] is
@@ -48,7 +50,7 @@ var ErrMalformedResponse = errors.New("malformed response from the bastion")
 // elsewhere would bypass that. Proxies are honoured as
 // [http.ProxyFromEnvironment] says; TLS still runs end to end.
 type ClientOptions struct {
-	// Fingerprint pins the server's TLS certificate, in [TLSFingerprint]
+	// Fingerprint pins the server's TLS certificate, in [certauth.TLSFingerprint]
 	// form ("SHA256:…"), as "bastion serve" prints it. When set, the leaf
 	// certificate the server presents must have exactly this fingerprint
 	// and nothing else about it is checked (no chain, name or dates): that
@@ -113,7 +115,7 @@ func NewClient(serverURL string, opts ClientOptions) (*Client, error) {
 			if len(cs.PeerCertificates) == 0 {
 				return &PinError{Expected: pin, Presented: "no certificate"}
 			}
-			if got := TLSFingerprint(cs.PeerCertificates[0]); !SameFingerprint(pin, got) {
+			if got := certauth.TLSFingerprint(cs.PeerCertificates[0]); !certauth.SameFingerprint(pin, got) {
 				return &PinError{Expected: pin, Presented: got}
 			}
 			return nil
@@ -143,7 +145,7 @@ func NewClient(serverURL string, opts ClientOptions) (*Client, error) {
 	}, nil
 }
 
-// checkFingerprint reports whether s is a fingerprint in TLSFingerprint
+// checkFingerprint reports whether s is a fingerprint in certauth.TLSFingerprint
 // form: "SHA256:" and 43 characters of unpadded base64.
 func checkFingerprint(s string) error {
 	prefix, b64, ok := strings.Cut(s, ":")
@@ -188,11 +190,11 @@ func (e *UntrustedServerError) Unwrap() error { return e.Err }
 type APIError struct {
 	// Status is the HTTP status code.
 	Status int
-	// Reason is the stable code of [ErrorResponse.Reason], like "denied"
-	// or "token_expired"; "" if the body was not an ErrorResponse (a proxy
+	// Reason is the stable code of [certauth.ErrorResponse.Reason], like "denied"
+	// or "token_expired"; "" if the body was not an certauth.ErrorResponse (a proxy
 	// answered, say).
 	Reason string
-	// Message is the sentence for a human of [ErrorResponse.Error], or
+	// Message is the sentence for a human of [certauth.ErrorResponse.Error], or
 	// the start of whatever else the body held.
 	Message string
 }
@@ -210,8 +212,8 @@ func (e *APIError) Error() string {
 
 // CA returns the bastion's CA keys, known_hosts lines and identity
 // providers (GET /v1/ca).
-func (c *Client) CA(ctx context.Context) (*CAResponse, error) {
-	var r CAResponse
+func (c *Client) CA(ctx context.Context) (*certauth.CAResponse, error) {
+	var r certauth.CAResponse
 	if err := c.do(ctx, http.MethodGet, "/v1/ca", "", nil, &r); err != nil {
 		return nil, err
 	}
@@ -233,7 +235,7 @@ func (c *Client) CA(ctx context.Context) (*CAResponse, error) {
 // and validity sent along with it must be the certificate's own; its
 // known_hosts lines must be @cert-authority lines. Anything else is
 // [ErrMalformedResponse].
-func (c *Client) Certificate(ctx context.Context, token string, req CertificateRequest) (*CertificateResponse, error) {
+func (c *Client) Certificate(ctx context.Context, token string, req certauth.CertificateRequest) (*certauth.CertificateResponse, error) {
 	if token == "" || strings.ContainsFunc(token, func(r rune) bool { return r <= ' ' || r >= 0x7f }) {
 		return nil, errors.New("the token is empty or not a single word of printable ASCII")
 	}
@@ -241,7 +243,7 @@ func (c *Client) Certificate(ctx context.Context, token string, req CertificateR
 	if err != nil {
 		return nil, fmt.Errorf("public key to certify: %w", err)
 	}
-	var r CertificateResponse
+	var r certauth.CertificateResponse
 	if err := c.do(ctx, http.MethodPost, "/v1/certificates", token, req, &r); err != nil {
 		return nil, err
 	}
@@ -313,7 +315,7 @@ func (c *Client) transportError(err error) error {
 	case errors.As(err, &cve):
 		ute := &UntrustedServerError{Err: cve.Err, Fingerprint: "none"}
 		if len(cve.UnverifiedCertificates) > 0 {
-			ute.Fingerprint = TLSFingerprint(cve.UnverifiedCertificates[0])
+			ute.Fingerprint = certauth.TLSFingerprint(cve.UnverifiedCertificates[0])
 		}
 		err = ute
 	}
@@ -323,7 +325,7 @@ func (c *Client) transportError(err error) error {
 // apiError makes an [*APIError] of a non-2xx answer.
 func apiError(status int, body []byte) *APIError {
 	e := &APIError{Status: status}
-	var er ErrorResponse
+	var er certauth.ErrorResponse
 	if json.Unmarshal(body, &er) == nil && (er.Error != "" || er.Reason != "") {
 		e.Reason, e.Message = printable(er.Reason, 64), printable(er.Error, 500)
 		return e
@@ -349,7 +351,7 @@ func printable(s string, n int) string {
 }
 
 // checkCertificate checks r against itself and the key asked for.
-func checkCertificate(want ssh.PublicKey, r *CertificateResponse) error {
+func checkCertificate(want ssh.PublicKey, r *certauth.CertificateResponse) error {
 	pub, _, _, rest, err := ssh.ParseAuthorizedKey([]byte(r.Certificate))
 	if err != nil {
 		return fmt.Errorf("certificate: %v", err)
@@ -456,7 +458,7 @@ type DeviceFlow struct {
 	// Issuer is the provider as GET /v1/ca describes it; DeviceClientID
 	// must be set. Its URL must be https, or http on a loopback address
 	// (a provider on the developer's own machine).
-	Issuer IssuerInfo
+	Issuer certauth.IssuerInfo
 
 	// Prompt tells the human where to approve the login. It is called
 	// each time the provider hands out a new code, before waiting for the

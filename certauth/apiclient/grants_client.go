@@ -1,4 +1,4 @@
-package certauth
+package apiclient
 
 import (
 	"context"
@@ -8,12 +8,13 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/policy/grants"
 )
 
 // RequestGrant asks for a just-in-time grant (POST /v1/grants), showing
 // token as the bearer. A refusal is an [*APIError].
-func (c *Client) RequestGrant(ctx context.Context, token string, req GrantRequest) (*grants.Grant, error) {
+func (c *Client) RequestGrant(ctx context.Context, token string, req certauth.GrantRequest) (*grants.Grant, error) {
 	var g grants.Grant
 	if err := c.grantCall(ctx, http.MethodPost, "/v1/grants", token, &req, &g); err != nil {
 		return nil, err
@@ -37,7 +38,7 @@ func (c *Client) Grants(ctx context.Context, token string, state grants.GrantSta
 	if state != "" {
 		path += "?state=" + url.QueryEscape(string(state))
 	}
-	var l GrantList
+	var l certauth.GrantList
 	if err := c.grantCall(ctx, http.MethodGet, path, token, nil, &l); err != nil {
 		return nil, err
 	}
@@ -53,7 +54,7 @@ func (c *Client) DecideGrant(ctx context.Context, token, id, action, comment str
 		return nil, fmt.Errorf("unknown grant action %q", action)
 	}
 	var g grants.Grant
-	if err := c.grantCall(ctx, http.MethodPost, "/v1/grants/"+url.PathEscape(id)+"/"+action, token, &GrantDecisionRequest{Comment: comment}, &g); err != nil {
+	if err := c.grantCall(ctx, http.MethodPost, "/v1/grants/"+url.PathEscape(id)+"/"+action, token, &certauth.GrantDecisionRequest{Comment: comment}, &g); err != nil {
 		return nil, err
 	}
 	return &g, nil
