@@ -165,18 +165,18 @@ func NewVerifier(providers []ProviderConfig, opts VerifierOptions) (*Verifier, e
 	var errs []error
 	switch {
 	case v.maxSize < 0:
-		errs = append(errs, fmt.Errorf("certauth: maximum token size %d is negative", v.maxSize))
+		errs = append(errs, fmt.Errorf("oidc: maximum token size %d is negative", v.maxSize))
 	case v.maxSize == 0:
 		v.maxSize = DefaultMaxTokenSize
 	}
 	switch {
 	case v.skew < 0:
-		errs = append(errs, fmt.Errorf("certauth: clock skew %v is negative", v.skew))
+		errs = append(errs, fmt.Errorf("oidc: clock skew %v is negative", v.skew))
 	case v.skew == 0:
 		v.skew = DefaultClockSkew
 	}
 	if len(providers) == 0 {
-		errs = append(errs, errors.New("certauth: no identity provider is configured"))
+		errs = append(errs, errors.New("oidc: no identity provider is configured"))
 	}
 	names := make(map[string]bool)
 	for i, pc := range providers {
@@ -186,15 +186,15 @@ func NewVerifier(providers []ProviderConfig, opts VerifierOptions) (*Verifier, e
 			if pc.Name != "" {
 				label = fmt.Sprintf("%q", pc.Name)
 			}
-			errs = append(errs, fmt.Errorf("certauth: identity provider %s: %w", label, err))
+			errs = append(errs, fmt.Errorf("oidc: identity provider %s: %w", label, err))
 			continue
 		}
 		if names[cfg.Name] {
-			errs = append(errs, fmt.Errorf("certauth: identity provider name %q is used twice", cfg.Name))
+			errs = append(errs, fmt.Errorf("oidc: identity provider name %q is used twice", cfg.Name))
 			continue
 		}
 		if other, ok := v.byIssuer[cfg.Issuer]; ok {
-			errs = append(errs, fmt.Errorf("certauth: identity providers %q and %q have the same issuer %q: a token's issuer must name one provider", other.cfg.Name, cfg.Name, cfg.Issuer))
+			errs = append(errs, fmt.Errorf("oidc: identity providers %q and %q have the same issuer %q: a token's issuer must name one provider", other.cfg.Name, cfg.Name, cfg.Issuer))
 			continue
 		}
 		names[cfg.Name] = true

@@ -113,10 +113,10 @@ type Grants struct {
 // expiries and ends that fell due while the bastion was down.
 func OpenGrants(ctx context.Context, log *recorder.Log, opts GrantsOptions) (*Grants, error) {
 	if opts.Journal == nil || opts.Policy == nil {
-		return nil, errors.New("certauth: grants need a journal and a policy")
+		return nil, errors.New("grants: a store needs a journal and a policy")
 	}
 	if opts.PendingTTL < 0 {
-		return nil, fmt.Errorf("certauth: negative pending TTL %v", opts.PendingTTL)
+		return nil, fmt.Errorf("grants: negative pending TTL %v", opts.PendingTTL)
 	}
 	s := &Grants{
 		journal: opts.Journal, policy: opts.Policy, pendingTTL: opts.PendingTTL, onEnd: opts.OnEnd,
@@ -526,7 +526,7 @@ func (s *Grants) commit(ctx context.Context, name, id string, a recorder.Attrs) 
 	g, err := s.apply(name, idx, a)
 	if err != nil {
 		// The event was built here; failing to apply it is a bug.
-		return Grant{}, fmt.Errorf("certauth: apply %s (leaf %d): %w", name, idx, err)
+		return Grant{}, fmt.Errorf("grants: apply %s (leaf %d): %w", name, idx, err)
 	}
 	return g.clone(), nil
 }

@@ -55,16 +55,16 @@ type Webhook struct {
 func checkURL(s string) (*url.URL, error) {
 	u, err := url.Parse(s)
 	if err != nil || u.Host == "" {
-		return nil, fmt.Errorf("certauth: webhook URL %q is not an absolute URL", s)
+		return nil, fmt.Errorf("webhook URL %q is not an absolute URL", s)
 	}
 	switch {
 	case u.Scheme == "https":
 	case u.Scheme == "http" && isLoopback(u.Hostname()):
 	default:
-		return nil, fmt.Errorf("certauth: webhook URL %q: use https (http only to a loopback address)", s)
+		return nil, fmt.Errorf("webhook URL %q: use https (http only to a loopback address)", s)
 	}
 	if u.User != nil {
-		return nil, fmt.Errorf("certauth: webhook URL %q: credentials belong in the path, not user:password@", u.Redacted())
+		return nil, fmt.Errorf("webhook URL %q: credentials belong in the path, not user:password@", u.Redacted())
 	}
 	return u, nil
 }
