@@ -346,9 +346,9 @@ func AdminKill(ctx context.Context, home string, req AdminKillRequest) (LiveSess
 	return out, err
 }
 
-// AdminLiveSessions lists the live sessions of the server running for
+// adminLiveSessions lists the live sessions of the server running for
 // home. It returns ErrNoServer when none answers.
-func AdminLiveSessions(ctx context.Context, home string) ([]LiveSession, error) {
+func adminLiveSessions(ctx context.Context, home string) ([]LiveSession, error) {
 	var out []LiveSession
 	err := adminCall(ctx, home, http.MethodGet, "/v1/sessions", nil, &out)
 	return out, err

@@ -156,7 +156,7 @@ func TestFrontSessionKill(t *testing.T) {
 	if l := live[0]; l.Identity != "agent-1@corp" || l.Serial != fx.serial || l.Login != "ops" || l.Target != "box" || !strings.HasPrefix(l.Client, "127.0.0.1:") {
 		t.Fatalf("live session: %+v", l)
 	}
-	listed, err := AdminLiveSessions(context.Background(), fx.ts.home)
+	listed, err := adminLiveSessions(context.Background(), fx.ts.home)
 	if err != nil || len(listed) != 1 || listed[0].ID != live[0].ID {
 		t.Fatalf("admin list: %+v %v", listed, err)
 	}

@@ -419,9 +419,6 @@ func (s *Server) DevIssuerURL() string { return s.devURL }
 // KRLPath is where the KRL of revoked certificates is kept.
 func (s *Server) KRLPath() string { return s.krlPath }
 
-// Registry is the certificate registry the server keeps.
-func (s *Server) Registry() *certauth.Registry { return s.registry }
-
 func (s *Server) caResponse(issuers []certauth.IssuerInfo) *certauth.CAResponse {
 	a := s.opts.Authorities
 	target := a.Target.AuthorizedKeys()

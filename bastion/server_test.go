@@ -345,7 +345,7 @@ func TestCertificateEndToEnd(t *testing.T) {
 	if err != nil || warning != "" || len(res.Serials) != 1 || res.Serials[0] != resp.Serial {
 		t.Fatalf("revoke: %+v %q %v", res, warning, err)
 	}
-	if !ts.Registry().IsRevoked(resp.Serial) {
+	if !ts.registry.IsRevoked(resp.Serial) {
 		t.Fatal("registry does not know the revocation")
 	}
 	out, err = exec.Command(keygen, "-Q", "-f", ts.KRLPath(), certPath).CombinedOutput()

@@ -3,8 +3,6 @@ package recorder
 import (
 	"encoding/binary"
 	"fmt"
-
-	"golang.org/x/mod/sumdb/tlog"
 )
 
 // LeafType is the type of a [Leaf] of the global log. The byte values are
@@ -174,6 +172,3 @@ func ParseLeaf(b []byte) (*Leaf, error) {
 	}
 	return l, nil
 }
-
-// LeafHash is the RFC 6962 leaf hash of a leaf encoding.
-func LeafHash(data []byte) Hash { return Hash(tlog.RecordHash(data)) }

@@ -270,10 +270,10 @@ func devWriteTemp(dir, pattern string, data []byte, perm os.FileMode) (string, e
 	return name, nil
 }
 
-// KeyID is the key ID of the signing key: its RFC 7638 JWK thumbprint
+// keyID is the key ID of the signing key: its RFC 7638 JWK thumbprint
 // (SHA-256, unpadded base64url). It names the key in /jwks and in the
 // header of every token.
-func (d *DevIssuer) KeyID() string { return d.key.KeyID }
+func (d *DevIssuer) keyID() string { return d.key.KeyID }
 
 // Issuer returns the issuer URL, or "" if none has been set, published or
 // loaded from the home directory.

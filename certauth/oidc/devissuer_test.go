@@ -119,7 +119,7 @@ func TestDevIssuerVerifiesWithOIDC(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := jws.Signatures[0].Header
-	if h.KeyID != d.KeyID() || h.ExtraHeaders["typ"] != "JWT" || h.Algorithm != "ES256" {
+	if h.KeyID != d.keyID() || h.ExtraHeaders["typ"] != "JWT" || h.Algorithm != "ES256" {
 		t.Errorf("header kid %q typ %v alg %q", h.KeyID, h.ExtraHeaders["typ"], h.Algorithm)
 	}
 
@@ -256,8 +256,8 @@ func TestDevIssuerPublish(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cli.Issuer() != server.Issuer() || cli.KeyID() != server.KeyID() {
-		t.Fatalf("reopened: issuer %q kid %q, want %q %q", cli.Issuer(), cli.KeyID(), server.Issuer(), server.KeyID())
+	if cli.Issuer() != server.Issuer() || cli.keyID() != server.keyID() {
+		t.Fatalf("reopened: issuer %q kid %q, want %q %q", cli.Issuer(), cli.keyID(), server.Issuer(), server.keyID())
 	}
 	token, err := cli.Mint("bob", nil, nil, time.Hour)
 	if err != nil {
@@ -317,14 +317,14 @@ func TestDevIssuerKeyPersists(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d1.KeyID() == "" || d1.KeyID() != d2.KeyID() {
-		t.Errorf("kid %q then %q", d1.KeyID(), d2.KeyID())
+	if d1.keyID() == "" || d1.keyID() != d2.keyID() {
+		t.Errorf("kid %q then %q", d1.keyID(), d2.keyID())
 	}
 	d3, err := OpenDevIssuer(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d3.KeyID() == d1.KeyID() {
+	if d3.keyID() == d1.keyID() {
 		t.Error("two homes share a key")
 	}
 	if d1.Issuer() != "" {
@@ -342,7 +342,7 @@ func TestDevIssuerConcurrentFirstOpen(t *testing.T) {
 			d, err := OpenDevIssuer(home)
 			errs[i] = err
 			if err == nil {
-				kids[i] = d.KeyID()
+				kids[i] = d.keyID()
 			}
 		})
 	}
@@ -559,8 +559,8 @@ func TestDevIssuerDiscovery(t *testing.T) {
 	}
 	canonical := fmt.Sprintf(`{"crv":%q,"kty":%q,"x":%q,"y":%q}`, k["crv"], k["kty"], k["x"], k["y"])
 	sum := sha256.Sum256([]byte(canonical))
-	if kid := base64.RawURLEncoding.EncodeToString(sum[:]); k["kid"] != kid || d.KeyID() != kid {
-		t.Errorf("kid %q, KeyID %q, want the thumbprint %q", k["kid"], d.KeyID(), kid)
+	if kid := base64.RawURLEncoding.EncodeToString(sum[:]); k["kid"] != kid || d.keyID() != kid {
+		t.Errorf("kid %q, KeyID %q, want the thumbprint %q", k["kid"], d.keyID(), kid)
 	}
 	if k["kty"] != "EC" || k["crv"] != "P-256" || k["alg"] != "ES256" || k["use"] != "sig" {
 		t.Errorf("jwk = %v", k)

@@ -295,9 +295,9 @@ func oidcLoopbackHost(host string) bool {
 	return err == nil && a.IsLoopback()
 }
 
-// Providers returns the provider configurations with defaults filled in
+// configs returns the provider configurations with defaults filled in
 // (HTTPClient as given), in configuration order.
-func (v *Verifier) Providers() []ProviderConfig {
+func (v *Verifier) configs() []ProviderConfig {
 	out := make([]ProviderConfig, len(v.providers))
 	for i, p := range v.providers {
 		c := p.cfg

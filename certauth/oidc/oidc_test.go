@@ -275,8 +275,8 @@ func TestNewVerifierConfig(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if got := v.Providers(); len(got) != 1 || got[0].Name != c.Name {
-					t.Fatalf("Providers() = %+v", got)
+				if got := v.configs(); len(got) != 1 || got[0].Name != c.Name {
+					t.Fatalf("configs() = %+v", got)
 				}
 				return
 			}
@@ -291,7 +291,7 @@ func TestNewVerifierConfig(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got := v.Providers()[0]
+		got := v.configs()[0]
 		if got.MaxTokenAge != time.Hour || got.EmailClaim != "email" || got.GroupsClaim != "groups" || got.HTTPClient != nil {
 			t.Errorf("defaults not filled in: %+v", got)
 		}
@@ -299,8 +299,8 @@ func TestNewVerifierConfig(t *testing.T) {
 			t.Errorf("default algorithms %v", got.Algorithms)
 		}
 		got.Audiences[0] = "changed"
-		if v.Providers()[0].Audiences[0] != "bastion" {
-			t.Error("Providers() shares its slices with the verifier")
+		if v.configs()[0].Audiences[0] != "bastion" {
+			t.Error("configs() shares its slices with the verifier")
 		}
 		if v.maxSize != DefaultMaxTokenSize || v.skew != DefaultClockSkew {
 			t.Errorf("options defaults: size %d skew %v", v.maxSize, v.skew)

@@ -79,7 +79,7 @@ type GrantsOptions struct {
 // With a WebhookURL, each request and decision is posted as JSON, with a
 // Slack-compatible "text" and the fields "event" and "grant", from a
 // bounded queue, with a few retries; delivery never delays or fails a
-// grant action. Failures are logged and counted ([Grants.WebhookStats]).
+// grant action. Failures are logged and counted (webhookStats).
 type Grants struct {
 	journal    recorder.EventJournal
 	policy     func() GrantPolicy
@@ -659,9 +659,9 @@ func (s *Grants) Active(identity string, now time.Time) []policy.Grant {
 	return out
 }
 
-// WebhookStats says how the webhook's deliveries went: delivered, failed
+// webhookStats says how the webhook's deliveries went: delivered, failed
 // after every retry, and dropped because the queue was full.
-func (s *Grants) WebhookStats() (delivered, failed, dropped int64) {
+func (s *Grants) webhookStats() (delivered, failed, dropped int64) {
 	if s.hook == nil {
 		return 0, 0, 0
 	}

@@ -102,7 +102,7 @@ func TestGrantWebhook(t *testing.T) {
 func wantHookStats(t *testing.T, g *Grants, delivered, failed int64) {
 	t.Helper()
 	eventually(t, func() error {
-		if d, f, dropped := g.WebhookStats(); d != delivered || f != failed || dropped != 0 {
+		if d, f, dropped := g.webhookStats(); d != delivered || f != failed || dropped != 0 {
 			return fmt.Errorf("webhook: %d delivered, %d failed, %d dropped; want %d, %d, 0", d, f, dropped, delivered, failed)
 		}
 		return nil
@@ -171,7 +171,7 @@ func TestGrantWebhookNeverBlocks(t *testing.T) {
 	for range webhook.QueueSize + 10 {
 		f.g.notify(events.GrantRequested, g, "", "")
 	}
-	if _, _, dropped := f.g.WebhookStats(); dropped == 0 {
+	if _, _, dropped := f.g.webhookStats(); dropped == 0 {
 		t.Fatal("a full queue dropped nothing")
 	}
 }

@@ -55,8 +55,8 @@ func (a *Alerts) Post(m AlertMessage) {
 // abandons the rest.
 func (a *Alerts) Close() { a.h.Close() }
 
-// Stats says how deliveries went: delivered, failed after retries, and
+// stats says how deliveries went: delivered, failed after retries, and
 // dropped (queue full, or posted after Close).
-func (a *Alerts) Stats() (delivered, failed, dropped int64) {
+func (a *Alerts) stats() (delivered, failed, dropped int64) {
 	return a.h.Stats()
 }

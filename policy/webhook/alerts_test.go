@@ -39,7 +39,7 @@ func TestAlertsPost(t *testing.T) {
 	a.h.Backoff = time.Millisecond
 	a.Post(AlertMessage{Text: "the journal is slow", Event: "journal.slow_commit", State: AlertRaised, Time: time.Unix(0, 0).UTC(), Attrs: map[string]string{"threshold": "5s"}})
 	a.Close()
-	if d, f, x := a.Stats(); d != 1 || f != 0 || x != 0 {
+	if d, f, x := a.stats(); d != 1 || f != 0 || x != 0 {
 		t.Fatalf("stats: delivered %d, failed %d, dropped %d", d, f, x)
 	}
 	mu.Lock()
