@@ -15,6 +15,14 @@
 //     faults and its alarms, and the witnesses the journal's checkpoints
 //     are pushed to.
 //
+// Its parts live in packages of their own: the certificate authority and
+// its HTTPS API (certauth), token verification and the development OpenID
+// provider (certauth/oidc), policy and masking (policy, policy/mask),
+// just-in-time grants (policy/grants), the alarms' webhook
+// (policy/webhook), and the journal (recorder) over storage; the journal's
+// event and reason names are package events'. docs/architecture.md maps
+// them.
+//
 // docs/front-door.md, docs/operations.md and docs/witnesses.md describe
 // what it does from the outside.
 package bastion

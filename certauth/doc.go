@@ -10,12 +10,15 @@
 // which targets trust with sshd's TrustedUserCAKeys. [KRL] writes the
 // OpenSSH key revocation list that makes sshd refuse revoked certificates.
 //
-// It also exchanges tokens for certificates: [oidc.Verifier] checks OIDC tokens
-// (discovery and JWKS through go-oidc), [Issuer] asks policy and signs a
-// user certificate after journaling the issuance, [API] is the HTTPS
-// endpoint "bastion serve" offers and [apiclient.Client] the one "bastion login"
-// uses, [Registry] keeps issued and revoked certificates from the journal,
-// and [oidc.DevIssuer] is the development-only OpenID provider.
+// It also exchanges tokens for certificates: [Issuer] takes an identity a
+// [TokenVerifier] proved (package oidc's Verifier), asks policy, and signs a
+// user certificate after journaling the issuance; [API] is the HTTPS endpoint "bastion
+// serve" offers (the authorities, certificates, the KRL, and the routes of
+// just-in-time grants, whose store is package grants), with its request and
+// answer types, which its client (package apiclient) shares; [Registry]
+// keeps issued and revoked certificates from the journal; [ParsePublicKey]
+// refuses keys too weak or of the wrong kind; [LoadTLS] makes or loads the
+// API's TLS certificate.
 //
 // # Files
 //
@@ -29,7 +32,7 @@
 //	ca/ROLE_ca.retired-UNTIL-HASH.pub   a retired public key, trusted until UNTIL
 //	tls/api.crt, tls/api.key            the API's self-signed TLS certificate (key 0600)
 //	revoked.krl                         the KRL of revoked certificates, 0644
-//	dev/issuer.key, dev/issuer.json     the development issuer's key and URL
+//	dev/issuer.key, dev/issuer.json     the development issuer's key and URL (package oidc)
 //
 // ROLE is user, host or target. UNTIL is the end of the grace period in UTC
 // (20261128T120000Z); HASH is the first 8 hex digits of the SHA-256 of the

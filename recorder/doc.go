@@ -12,4 +12,10 @@
 // an auditor would, offline, with the public key alone. Witnesses'
 // cosignatures are kept beside the checkpoints they cosign
 // ([Journal.AddCosignatures]); package witness speaks their protocol.
+//
+// Beside it: package events names the journal's events and the reasons
+// they record; playback replays and exports a session; evidence builds the
+// examiner's report; termtext makes outside text safe for a terminal;
+// recordertest holds what tests of journals share. Masking, which decides
+// what a frame may hold before it is appended, is policy's (package mask).
 package recorder
