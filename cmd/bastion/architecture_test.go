@@ -1,0 +1,137 @@
+package main
+
+import (
+	"bufio"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+)
+
+const (
+	architectureFile = "../../docs/architecture.md"
+	modulePath       = "github.com/bastionhq/bastion"
+)
+
+// arriving are packages another branch of the same change creates, which
+// the map lists already; once they are in the module they are checked as
+// any other, and this list can be emptied.
+var arriving = []string{"bastion/pump", "bastion/local"}
+
+// architectureRow is a row of the map's package table: "| `PATH` | …".
+var architectureRow = regexp.MustCompile("^\\| `([a-z0-9/]+)` \\|")
+
+// architecturePackages returns the packages of the map's table, by path
+// inside the module, failing the test on a row that names one twice.
+func architecturePackages(t *testing.T) map[string]bool {
+	t.Helper()
+	f, err := os.Open(architectureFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	out := map[string]bool{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		m := architectureRow.FindStringSubmatch(sc.Text())
+		if m == nil {
+			continue
+		}
+		if out[m[1]] {
+			t.Errorf("%s names %s twice", architectureFile, m[1])
+		}
+		out[m[1]] = true
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if len(out) == 0 {
+		t.Fatalf("%s has no package table", architectureFile)
+	}
+	return out
+}
+
+// modulePackages returns the module's packages as "go list ./..." prints
+// them, by path inside the module, each with the module's packages it
+// imports (tests aside).
+func modulePackages(t *testing.T) map[string][]string {
+	t.Helper()
+	goBin := "go"
+	if root := os.Getenv("GOROOT"); root != "" {
+		goBin = filepath.Join(root, "bin", "go")
+	}
+	if _, err := exec.LookPath(goBin); err != nil {
+		t.Fatalf("go list needs the go command: %v", err)
+	}
+	cmd := exec.Command(goBin, "list", "-f", `{{.ImportPath}}{{range .Imports}} {{.}}{{end}}`, "./...")
+	cmd.Dir = "../.."
+	cmd.Stderr = os.Stderr
+	b, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list ./...: %v", err)
+	}
+	inModule := func(p string) (string, bool) {
+		if p == modulePath {
+			return ".", true
+		}
+		rel, ok := strings.CutPrefix(p, modulePath+"/")
+		return rel, ok
+	}
+	out := map[string][]string{}
+	for line := range strings.Lines(string(b)) {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		pkg, ok := inModule(f[0])
+		if !ok {
+			t.Fatalf("go list ./... printed %q, outside the module", f[0])
+		}
+		out[pkg] = []string{}
+		for _, imp := range f[1:] {
+			if rel, ok := inModule(imp); ok {
+				out[pkg] = append(out[pkg], rel)
+			}
+		}
+	}
+	if len(out) == 0 {
+		t.Fatal("go list ./... printed no package")
+	}
+	return out
+}
+
+// isTestHelper reports whether pkg is one of the packages that help
+// tests (recordertest, sshdtest…).
+func isTestHelper(pkg string) bool { return strings.HasSuffix(filepath.Base(pkg), "test") }
+
+// TestArchitectureMap checks docs/architecture.md against the module:
+// every package "go list ./..." prints has a row in the map, every row
+// names a package of the module, and no package but a test helper imports
+// a test helper.
+func TestArchitectureMap(t *testing.T) {
+	documented := architecturePackages(t)
+	listed := modulePackages(t)
+	for pkg := range listed {
+		if !documented[pkg] {
+			t.Errorf("%s is not in %s: add a row for it", pkg, architectureFile)
+		}
+	}
+	for pkg := range documented {
+		if _, ok := listed[pkg]; !ok && !slices.Contains(arriving, pkg) {
+			t.Errorf("%s names %s, which go list ./... does not print", architectureFile, pkg)
+		}
+	}
+	for pkg, imports := range listed {
+		if isTestHelper(pkg) {
+			continue
+		}
+		for _, imp := range imports {
+			if isTestHelper(imp) {
+				t.Errorf("%s imports %s, a package for tests", pkg, imp)
+			}
+		}
+	}
+}
