@@ -1,4 +1,4 @@
-package bastion
+package local
 
 import (
 	"os/exec"

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package bastion
+package local
 
 import "os/exec"
 
