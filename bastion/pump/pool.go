@@ -40,6 +40,7 @@ const (
 type Pool struct {
 	limit int64
 	used  atomic.Int64 // bytes of buffers held beyond the streams' reserves
+	inUse atomic.Int64 // bytes of all buffers held, reserves included
 
 	large sync.Pool // *[BufSize]byte
 	small sync.Pool // *[SmallBufSize]byte
@@ -59,6 +60,11 @@ func Shared() *Pool { return shared }
 // never more than the pool's limit.
 func (p *Pool) InFlight() int64 { return p.used.Load() }
 
+// InUse is the bytes of all the buffers streams hold now, their reserves
+// included: what reads waiting for data and bytes waiting for their commit
+// or their delivery cost.
+func (p *Pool) InUse() int64 { return p.inUse.Load() }
+
 // charge counts n bytes against the bound, if there is room for them.
 func (p *Pool) charge(n int) bool {
 	for {
@@ -77,6 +83,7 @@ func (p *Pool) credit(n int) { p.used.Add(-int64(n)) }
 // get returns a buffer of size bytes (BufSize or SmallBufSize). Its
 // content is whatever it held last.
 func (p *Pool) get(size int) []byte {
+	p.inUse.Add(int64(size))
 	if size == SmallBufSize {
 		if b, ok := p.small.Get().(*[SmallBufSize]byte); ok {
 			return b[:]
@@ -91,6 +98,7 @@ func (p *Pool) get(size int) []byte {
 
 // put takes back a buffer that get returned.
 func (p *Pool) put(b []byte) {
+	p.inUse.Add(-int64(cap(b)))
 	switch cap(b) {
 	case SmallBufSize:
 		p.small.Put((*[SmallBufSize]byte)(b[:SmallBufSize]))
