@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os/exec"
-	"runtime"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -60,29 +59,10 @@ func RunPiped(ctx context.Context, cfg PipeConfig, rec pump.Recorder) (Result, e
 	if err != nil {
 		return Result{}, err
 	}
-	// As startCommand does: the command gets SIGKILL if bastion dies, and
-	// the goroutine that started it keeps its thread until it is reaped
-	// (after its pipes are read to their end, as exec.Cmd requires).
-	pumped := make(chan (<-chan struct{}), 1)
-	waited := make(chan struct{})
-	started := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		setParentDeathSignal(cmd)
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		started <- nil
-		<-<-pumped
-		_ = cmd.Wait()
-		close(waited)
-	}()
-	if err := <-started; err != nil {
+	// The command gets SIGKILL if bastion dies (see start).
+	if err := start(cmd, cmd.Start); err != nil {
 		return Result{}, fmt.Errorf("run command: start %s: %w", cfg.Argv[0], err)
 	}
-
 	// The pipes are files the runtime polls: their streams hold no
 	// buffer while the command is quiet.
 	p := pump.StartPipes(ctx, rec, pump.Ends{
@@ -90,7 +70,13 @@ func RunPiped(ctx context.Context, cfg PipeConfig, rec pump.Recorder) (Result, e
 		Stdout: stdout, Stderr: stderr, ToStdout: cfg.Stdout, ToStderr: cfg.Stderr,
 		Filter: cfg.Filter,
 	}, func() { _ = unix.Kill(-cmd.Process.Pid, unix.SIGKILL) })
-	pumped <- p.OutputDone()
+	// Reaped once its pipes are read to their end, as exec.Cmd requires.
+	waited := make(chan struct{})
+	go func() {
+		<-p.OutputDone()
+		_ = wait(cmd)
+		close(waited)
+	}()
 	p.Until(p.OutputDone())
 	// The pipes are at their end: the command has exited, or closed
 	// them and runs on, as long as the session may.

@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -186,37 +185,26 @@ func RunPTY(ctx context.Context, cfg PTYConfig, rec pump.Recorder) (Result, erro
 }
 
 // startCommand starts cmd in a new pseudo-terminal of the given size and
-// returns the master. A goroutine it leaves behind reaps the command and
-// then closes exited.
-//
-// Fail closed if bastion itself dies: the command gets SIGKILL when the
-// thread that started it exits (a parent-death signal, where the system
-// has one), so a killed recorder never leaves it running unrecorded, even
-// if it ignores the terminal's hangup. The goroutine keeps that thread,
-// locked, until the command has exited, so the signal fires only when the
-// whole process is gone. (Its own children still get only the hangup.)
+// returns the master; the command gets SIGKILL if bastion dies (see start).
+// A goroutine it leaves behind reaps the command and then closes exited.
 func startCommand(cmd *exec.Cmd, size Size, exited chan<- struct{}) (*os.File, error) {
-	type started struct {
-		ptmx *os.File
-		err  error
+	var ptmx *os.File
+	err := start(cmd, func() error {
+		var err error
+		ptmx, err = pty.StartWithSize(cmd, &pty.Winsize{Cols: uint16(size.Cols), Rows: uint16(size.Rows)})
+		return err
+	})
+	if err != nil {
+		close(exited)
+		return nil, err
 	}
-	ch := make(chan started, 1)
 	go func() {
 		defer close(exited)
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		setParentDeathSignal(cmd)
-		ptmx, err := pty.StartWithSize(cmd, &pty.Winsize{Cols: uint16(size.Cols), Rows: uint16(size.Rows)})
-		ch <- started{ptmx, err}
-		if err != nil {
-			return
-		}
 		// The command's stdio is the pty's tty side, an *os.File, so Wait
 		// copies nothing; its error only repeats ProcessState.
-		_ = cmd.Wait()
+		_ = wait(cmd)
 	}()
-	st := <-ch
-	return st.ptmx, st.err
+	return ptmx, nil
 }
 
 // pollable returns the pty master as a non-blocking file that the runtime
