@@ -24,8 +24,9 @@
 //     source is readable (when the source can say so), takes a buffer,
 //     reads, appends the read to the recorder and queues it; and its
 //     forwarder, which waits for the frame's commit and writes the
-//     buffer to the destination. The journal's own writer goroutines
-//     commit the frame.
+//     buffer to the destination. The forwarder runs only while something
+//     is queued: an idle stream has its reader alone. The journal's own
+//     writer goroutines commit the frame.
 //   - One copy in this process: the recorder's Append copies the read
 //     into its pending frame. The read lands in a pool buffer, and that
 //     same buffer is what the forwarder writes; it then goes back to the

@@ -151,11 +151,17 @@ type Stream struct {
 	got atomic.Bool
 
 	// qmu guards the queue between the reader (and Inject) and the
-	// forwarder.
-	qmu     sync.Mutex
-	queue   []chunk       // guarded by qmu
-	qclosed bool          // guarded by qmu: Close was called; nothing more is queued
-	ready   chan struct{} // the queue has chunks, or is closed; buffered
+	// forwarder, which runs only while there is something to deliver:
+	// push starts it, and it returns once the queue is empty.
+	qmu        sync.Mutex
+	queue      []chunk // guarded by qmu
+	spare      []chunk // guarded by qmu: the forwarder's last batch, for reuse
+	forwarding bool    // guarded by qmu: a forwarder runs
+	qclosed    bool    // guarded by qmu: Close was called; nothing more is queued
+	finished   bool    // guarded by qmu: closed and everything delivered or dropped
+	// delivering is the forwarders', one at a time: false once the
+	// stream delivers nothing more.
+	delivering bool
 
 	// Buffers held: counted by the reader's take and the forwarder's
 	// give.
@@ -192,8 +198,8 @@ func (p *Pump) start(dst io.Writer, src io.Reader, kind recorder.Kind, channel u
 	}
 	s := &Stream{
 		p: p, src: src, dst: dst, kind: kind, channel: channel, opts: opts, onDone: onDone,
-		ready: make(chan struct{}, 1), returned: make(chan struct{}, 1),
-		closing: make(chan struct{}), done: make(chan struct{}),
+		returned: make(chan struct{}, 1), closing: make(chan struct{}), done: make(chan struct{}),
+		delivering: true,
 	}
 	if opts.EndOnStop {
 		s.stop = p.stopped
@@ -205,7 +211,6 @@ func (p *Pump) start(dst io.Writer, src io.Reader, kind recorder.Kind, channel u
 		s.running.Store(2)
 	}
 	go s.read()
-	go s.forward()
 	return s
 }
 
@@ -229,8 +234,12 @@ func (s *Stream) Close() {
 	close(s.closing)
 	s.qmu.Lock()
 	s.qclosed = true
+	idle := !s.forwarding
 	s.qmu.Unlock()
-	s.signal()
+	if idle {
+		// Nothing queued, and no forwarder to see the close.
+		s.finish()
+	}
 }
 
 // Inject records frames, in their place among the stream's data, and has
@@ -534,23 +543,23 @@ func (s *Stream) flushIdle() {
 	}
 }
 
+// push queues c for the forwarder, and starts one if none runs. s.mu is
+// held, so Close has not come yet.
 func (s *Stream) push(c chunk) {
 	s.qmu.Lock()
 	s.queue = append(s.queue, c)
+	start := !s.forwarding
+	s.forwarding = true
 	s.qmu.Unlock()
-	s.signal()
-}
-
-func (s *Stream) signal() {
-	select {
-	case s.ready <- struct{}{}:
-	default:
+	if start {
+		go s.forward()
 	}
 }
 
 // forward is the stream's forwarder: it takes the queue whole, delivers
 // each chunk once its frame is committed, and gives its buffer back, until
-// the stream is closed and the queue empty. After the pump stops, after a
+// the queue is empty; then it returns (an idle stream has no forwarder),
+// and finishes the stream if it is closed. After the pump stops, after a
 // failed write or commit, or once the pump's context ends, it delivers
 // nothing more but goes on taking chunks and giving their buffers back, so
 // that the reader never waits on a stream that delivers nothing.
@@ -558,34 +567,50 @@ func (s *Stream) signal() {
 // A dst that blocks forever blocks the forwarder: the caller unblocks it
 // (closes a file, a channel) when it tears the session down.
 func (s *Stream) forward() {
-	defer s.exit()
-	delivering := true
-	var batch []chunk
 	for {
 		s.qmu.Lock()
-		for len(s.queue) == 0 && !s.qclosed {
-			s.qmu.Unlock()
-			<-s.ready
-			s.qmu.Lock()
-		}
 		if len(s.queue) == 0 {
+			// Idle: neither the goroutine nor the queue's memory is kept.
+			s.forwarding = false
+			s.queue, s.spare = nil, nil
+			closed := s.qclosed
 			s.qmu.Unlock()
-			break
+			if closed {
+				s.finish()
+			}
+			return
 		}
-		batch, s.queue = s.queue, batch[:0]
+		batch := s.queue
+		s.queue, s.spare = s.spare[:0], nil
 		s.qmu.Unlock()
 		for i := range batch {
 			c := &batch[i]
-			if delivering {
-				delivering = s.deliver(c)
+			if s.delivering {
+				s.delivering = s.deliver(c)
 			}
 			s.give(c.data, c.ref)
 			*c = chunk{}
 		}
+		s.qmu.Lock()
+		s.spare = batch[:0]
+		s.qmu.Unlock()
+	}
+}
+
+// finish is called once the stream is closed and everything queued is
+// delivered or dropped.
+func (s *Stream) finish() {
+	s.qmu.Lock()
+	done := s.finished
+	s.finished = true
+	s.qmu.Unlock()
+	if done {
+		return
 	}
 	if s.opts.Delivered != nil {
 		s.opts.Delivered()
 	}
+	s.exit()
 }
 
 // deliver waits for c's frame to commit, then writes c's data or carries
