@@ -31,7 +31,7 @@ const maskInputIdle = 5 * time.Millisecond
 
 // maskKeyGap tells a key typed on its own from keys a program types: a
 // one-byte write more than this long after the previous input is a key
-// on its own, decided at once rather than held (see maskingReader). A
+// on its own, decided at once rather than held (see maskFilter). A
 // program that writes a string key by key writes its keys microseconds
 // apart, and they arrive so; a person's come tens of milliseconds apart.
 const maskKeyGap = time.Millisecond

@@ -37,7 +37,7 @@ func (s *failingStore) Commit(ctx context.Context, b *storage.Batch) error {
 
 // newSession starts a session in a new journal, a SQLite file in a
 // temporary directory, and returns it with the journal's store.
-func newSession(t *testing.T) (*recorder.Session, *failingStore) {
+func newSession(t testing.TB) (*recorder.Session, *failingStore) {
 	t.Helper()
 	ctx := context.Background()
 	skey, _, err := recorder.GenerateJournalKey("test.example/pump")
@@ -67,6 +67,11 @@ func newSession(t *testing.T) (*recorder.Session, *failingStore) {
 		t.Fatal(err)
 	}
 	return sess, fs
+}
+
+func benchSession(b *testing.B) *recorder.Session {
+	s, _ := newSession(b)
+	return s
 }
 
 // tracked is a journal session that notes, for the bytes of each kind
