@@ -17,8 +17,8 @@
 //
 // # The path of a byte
 //
-// stream.go holds all of it. A byte read by a stream without a filter
-// meets:
+// stream.go holds it (pool.go the buffers it takes, waiter.go its wait
+// for a readable source). A byte read by a stream without a filter meets:
 //
 //   - Two goroutines of the stream: its reader, which waits until the
 //     source is readable (when the source can say so), takes a buffer,
@@ -31,13 +31,13 @@
 //     into its pending frame. The read lands in a pool buffer, and that
 //     same buffer is what the forwarder writes; it then goes back to the
 //     pool. A filter adds what it needs (masking builds its output).
-//   - Three locks of the stream's: its order lock (held across the
-//     Append and the queueing, so that injected requests and data keep
-//     their order), the queue's lock (a few instructions, taken by the
-//     reader to queue and by the forwarder to take the queue whole), and
-//     none for the buffer accounting (atomics). The recorder takes its
-//     own: a [recorder.Session] takes its lock in Append and in each Wait,
-//     and the journal's queue lock in Append when the frame is new.
+//   - Two locks of the stream's, each taken once: its order lock (held
+//     across the Append and the queueing, so that injected requests and
+//     data keep their order) and the queue's lock (a few instructions:
+//     the reader queues, the forwarder takes the queue whole, one batch
+//     at a time). The buffer accounting is atomics. The recorder takes
+//     its own: a [recorder.Session] takes its lock in Append and in each
+//     Wait, and the journal's queue lock in Append when the frame is new.
 //
 // # Buffers
 //
