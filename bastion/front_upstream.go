@@ -539,13 +539,15 @@ func (s *frontSession) mirrorRequests(ctx context.Context, reqs <-chan *ssh.Requ
 			err := p.Inject(send, pump.Frame{Kind: recorder.KindResize, Payload: payload})
 			if errors.Is(err, pump.ErrClosed) {
 				// No more input to order it with: recorded, then sent.
+				// A wait cut short by the session's end is no recording
+				// failure.
 				var seq uint64
 				if seq, err = rec.Append(recorder.KindResize, 0, payload); err == nil {
 					if err = rec.Wait(ctx, seq); err == nil {
 						send()
 					}
 				}
-				if err != nil {
+				if err != nil && ctx.Err() == nil {
 					p.Stop(pump.RecordingFailed(err))
 				}
 			}
