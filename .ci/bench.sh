@@ -308,7 +308,7 @@ if [[ -n $GO_RESULTS ]]; then
 			name = $1; sub(/-[0-9]+$/, "", name); sub(/^Benchmark/, "", name)
 			for (i = 3; i < NF; i += 2) {
 				unit = $(i + 1)
-				if (unit == "MB/s" || unit == "frames/s" || unit == "journal-bytes/payload-byte" || unit == "certs/s" || unit == "events/s" || unit ~ /^p[0-9]+-ms$/ || unit ~ /cpu-µs\/op$/ || unit ~ /^(bastion|jump|direct)/ || unit == "MB/s-both-ways" || unit == "KiB/session" || unit == "sessions-held" || unit == "s/report" || unit == "pdf-pages" || unit == "generate-s" || unit == "journal-MB" || unit ~ /-(p50|p99|max)-ms$/ || unit == "ns/op" && name ~ /^Session1000Roles/) print name, unit, $i
+				if (unit == "MB/s" || unit == "frames/s" || unit == "journal-bytes/payload-byte" || unit == "certs/s" || unit == "events/s" || unit ~ /^p[0-9]+-ms$/ || unit ~ /cpu-µs\/op$/ || unit ~ /^(bastion|jump|direct)/ || unit == "MB/s-both-ways" || unit ~ /KiB\/session$/ || unit ~ /^rss-/ || unit == "sessions-held" || unit == "s/report" || unit == "pdf-pages" || unit == "generate-s" || unit == "journal-MB" || unit ~ /-(p50|p99|max)-ms$/ || unit == "ns/op" && name ~ /^Session1000Roles/) print name, unit, $i
 			}
 		}' "$GO_RESULTS" | sort -k1,1 -k2,2 -k3,3g | awk '
 		BEGIN {
@@ -324,7 +324,9 @@ if [[ -n $GO_RESULTS ]]; then
 			target["FrontBulk bastion/jump"] = ">= 0.5"
 			target["FrontBulk bastion-tt/direct-tt"] = ">= 0.5"
 			target["FrontTrue bastion/jump"] = "<= 1.0"
-			target["FrontIdle KiB/session"] = "<= 256"
+			target["FrontIdle pty-KiB/session"] = "<= 256"
+			target["FrontIdle exec-KiB/session"] = "<= 256"
+			target["FrontIdle rss-end/start"] = "<= 1.2"
 			target["FrontIdle sessions-held"] = ">= 1000"
 			target["Session1000Roles ns/op"] = "<= 10000"
 			target["Session1000RolesCommand ns/op"] = "<= 10000"

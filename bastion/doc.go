@@ -5,10 +5,11 @@
 //     and pumps the session's bytes through the recorder, so that every
 //     byte reaches the other side only after the journal has committed it
 //     (record, then forward); a session whose recording fails is ended
-//     rather than left unrecorded (fail closed). Local command targets run
-//     in a pseudo-terminal or on pipes ([RunLocal] is also what "bastion
-//     record" uses); upstream targets are reached over SSH with the
-//     bastion's own short-lived certificates.
+//     rather than left unrecorded (fail closed). Every byte path goes
+//     through package pump (bastion/pump); local command targets run in a
+//     pseudo-terminal or on pipes through package local (bastion/local),
+//     which is also what "bastion record" uses; upstream targets are
+//     reached over SSH with the bastion's own short-lived certificates.
 //   - The configuration (HCL), hot reload of it and of the policy, the
 //     HTTPS API's assembly (certificates, grants, /metrics, /healthz,
 //     /readyz), the admin and access sockets, the journal's recovery from

@@ -4,13 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"strconv"
-	"strings"
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/bastionhq/bastion/bastion/pump"
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/events"
@@ -157,16 +156,16 @@ func (f *front) handleForward(conn *ssh.ServerConn, info *authInfo, nc ssh.NewCh
 			cw.CloseWrite()
 		}
 	}
-	p := startPipes(lctx, rec, pipeEnds{
+	p := pump.StartPipes(lctx, rec, pump.Ends{
 		Stdin: ch, Input: tc, EndInput: closeWrite,
-		Stdout: tc, ToStdout: ch, Stderr: strings.NewReader(""), ToStderr: io.Discard,
+		Stdout: tc, ToStdout: ch,
 	}, func() { tc.Close(); ch.Close() })
-	stop := context.AfterFunc(lctx, func() { p.stop(context.Cause(lctx)) })
+	stop := context.AfterFunc(lctx, func() { p.Stop(context.Cause(lctx)) })
 	defer stop()
-	<-p.outputDone
+	<-p.OutputDone()
 	ch.CloseWrite()
-	switch err := p.err(); {
-	case errors.Is(err, ErrRecordingFailed):
+	switch err := p.Err(); {
+	case errors.Is(err, pump.ErrRecordingFailed):
 		f.log.Error("port forward ended: recording failed", "session", sess.ID().String(), "error", err)
 		finish(EndRecordingFailed, err)
 	case err != nil:

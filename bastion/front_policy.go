@@ -7,6 +7,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/bastionhq/bastion/bastion/local"
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/events"
@@ -119,7 +120,7 @@ func (s *frontSession) authorize(req *ssh.Request, action policy.Action, command
 	s.f.log.Info("ssh request denied by policy", "identity", info.identity, "target", info.target.Name, "login", info.login, "action", action, "rule", d.Rule, "client", info.client)
 	s.f.journal(EventRequestRefused, attrs, "a refused ssh request")
 	s.say("%s", deniedMessage(action, command, d))
-	s.exit(Result{ExitCode: 1})
+	s.exit(local.Result{ExitCode: 1})
 	return false
 }
 

@@ -15,6 +15,8 @@ import (
 	gl "github.com/gliderlabs/ssh"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/bastionhq/bastion/bastion/local"
+	"github.com/bastionhq/bastion/bastion/pump"
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/policy/mask"
 	"github.com/bastionhq/bastion/recorder"
@@ -185,7 +187,7 @@ func (s *frontSession) refuseExec(req *ssh.Request, command, reason string, why 
 	} else {
 		s.say("target %q %v", info.target.Name, why)
 	}
-	s.exit(Result{ExitCode: 1})
+	s.exit(local.Result{ExitCode: 1})
 }
 
 // localAttrs adds to a command target's session attributes whom and
@@ -464,7 +466,7 @@ func (s *frontSession) serve(ctx context.Context, reqs <-chan *ssh.Request) {
 				} else {
 					s.say("subsystem %q is not supported (only sftp)", sub.Name)
 				}
-				s.exit(Result{ExitCode: 1})
+				s.exit(local.Result{ExitCode: 1})
 				return
 			}
 			if !s.start(req) {
@@ -525,7 +527,7 @@ func (s *frontSession) begin(ctx context.Context, kind, command string, attrs re
 	if err := s.f.opts.Journal.Err(); err != nil {
 		s.f.log.Error("ssh session refused: the journal is failing", "error", err, "identity", info.identity)
 		s.say("the journal is failing, so the session cannot be recorded: new sessions are refused until it works")
-		s.exit(Result{ExitCode: 255})
+		s.exit(local.Result{ExitCode: 255})
 		return nil, journalRecorder{}, false
 	}
 	// What the client sent is kept masked: the command, the subsystem's
@@ -539,7 +541,7 @@ func (s *frontSession) begin(ctx context.Context, kind, command string, attrs re
 	if err != nil {
 		s.f.log.Error("start recording an ssh session", "error", err, "identity", info.identity)
 		s.say("the session cannot be recorded, so it does not run")
-		s.exit(Result{ExitCode: 255})
+		s.exit(local.Result{ExitCode: 255})
 		return nil, journalRecorder{}, false
 	}
 	rec = journalRecorder{sess, s.life, s.f.metrics}
@@ -556,7 +558,7 @@ func (s *frontSession) begin(ctx context.Context, kind, command string, attrs re
 		}
 		err := recordMasks(rec, 0, "exec", "positions", positions(hits))
 		if err == nil {
-			_, err = rec.Append(uint8(recorder.KindExec), 0, []byte(masked))
+			_, err = rec.Append(recorder.KindExec, 0, []byte(masked))
 		}
 		if err != nil {
 			s.failed(sess, err)
@@ -566,7 +568,7 @@ func (s *frontSession) begin(ctx context.Context, kind, command string, attrs re
 	if s.pty != nil {
 		pa, err := recorder.EncodeAttrs(recorder.Attrs{"term": s.pty.Term, "cols": strconv.Itoa(int(s.pty.Cols)), "rows": strconv.Itoa(int(s.pty.Rows))})
 		if err == nil {
-			_, err = rec.Append(uint8(recorder.KindPTY), 0, pa)
+			_, err = rec.Append(recorder.KindPTY, 0, pa)
 		}
 		if err != nil {
 			s.failed(sess, err)
@@ -590,7 +592,7 @@ func (s *frontSession) begin(ctx context.Context, kind, command string, attrs re
 			pa, err = recorder.EncodeAttrs(env)
 		}
 		if err == nil {
-			_, err = rec.Append(uint8(recorder.KindEnv), 0, pa)
+			_, err = rec.Append(recorder.KindEnv, 0, pa)
 		}
 		if err != nil {
 			s.failed(sess, err)
@@ -636,15 +638,9 @@ func (s *frontSession) run(ctx context.Context, kind, command string, argv []str
 		return
 	}
 
-	cfg := LocalConfig{Argv: argv, Env: proc.env, Dir: proc.dir, Credential: proc.cred, Stdin: s.ch, Stdout: s.ch}
-	resize := make(chan Size)
+	resize := make(chan local.Size)
 	done := make(chan struct{})
 	defer close(done)
-	if s.pty != nil {
-		cfg.StdinIsTerminal = true
-		cfg.Size = Size{Cols: int(s.pty.Cols), Rows: int(s.pty.Rows)}
-		cfg.Resize = resize
-	}
 	// Requests after the start: window changes reach the terminal; the
 	// rest is refused.
 	go func() {
@@ -653,7 +649,7 @@ func (s *frontSession) run(ctx context.Context, kind, command string, argv []str
 				var w windowChange
 				if ssh.Unmarshal(req.Payload, &w) == nil {
 					select {
-					case resize <- Size{Cols: int(w.Cols), Rows: int(w.Rows)}:
+					case resize <- local.Size{Cols: int(w.Cols), Rows: int(w.Rows)}:
 					case <-done:
 					}
 				}
@@ -662,17 +658,21 @@ func (s *frontSession) run(ctx context.Context, kind, command string, argv []str
 		}
 	}()
 
-	var res Result
+	var res local.Result
 	var runErr error
 	prec := s.redacting(rec)
-	stdin, irec := s.inputFilter(ctx, s.ch, prec)
 	if s.pty == nil {
-		res, runErr = RunPiped(ctx, PipeConfig{Argv: argv, Env: proc.env, Dir: proc.dir, Credential: proc.cred, Stdin: stdin, Stdout: s.ch, Stderr: s.ch.Stderr(),
-			Output: func(r io.Reader, channel uint32) io.Reader { return s.outputFilter(ctx, r, channel, prec) }}, irec)
+		res, runErr = local.RunPiped(ctx, local.PipeConfig{
+			Argv: argv, Env: proc.env, Dir: proc.dir, Credential: proc.cred,
+			Stdin: s.ch, Stdout: s.ch, Stderr: s.ch.Stderr(), Filter: s.filter,
+		}, prec)
 	} else {
-		cfg.Stdin = stdin
-		cfg.Output = func(r io.Reader) io.Reader { return s.outputFilter(ctx, r, 0, prec) }
-		res, runErr = RunLocal(ctx, cfg, irec)
+		res, runErr = local.RunPTY(ctx, local.PTYConfig{
+			Argv: argv, Env: proc.env, Dir: proc.dir, Credential: proc.cred,
+			Stdin: s.ch, StdinIsTerminal: true, Stdout: s.ch,
+			Size:   local.Size{Cols: int(s.pty.Cols), Rows: int(s.pty.Rows)},
+			Resize: resize, Filter: s.filter,
+		}, prec)
 	}
 	s.finish(ctx, sess, res, runErr)
 }
@@ -680,8 +680,8 @@ func (s *frontSession) run(ctx context.Context, kind, command string, argv []str
 // finish ends a local session whose command returned res and runErr:
 // its end is recorded before the client gets the exit status, and a
 // recording failure or an error is told on the client's stderr.
-func (s *frontSession) finish(ctx context.Context, sess *recorder.Session, res Result, runErr error) {
-	if errors.Is(runErr, ErrRecordingFailed) {
+func (s *frontSession) finish(ctx context.Context, sess *recorder.Session, res local.Result, runErr error) {
+	if errors.Is(runErr, pump.ErrRecordingFailed) {
 		s.failed(sess, runErr)
 		return
 	}
@@ -691,10 +691,10 @@ func (s *frontSession) finish(ctx context.Context, sess *recorder.Session, res R
 	if err := s.end(ctx, sess, &res, runErr); err != nil {
 		s.f.log.Error("end recording an ssh session", "error", err)
 		s.say("the end of the session could not be recorded")
-		s.exit(Result{ExitCode: 255})
+		s.exit(local.Result{ExitCode: 255})
 		return
 	}
-	if runErr != nil && res == (Result{}) {
+	if runErr != nil && res == (local.Result{}) {
 		s.say("the session failed: %v", runErr)
 		res.ExitCode = 255
 	}
@@ -707,18 +707,18 @@ func (s *frontSession) failed(sess *recorder.Session, err error) {
 	// No end leaf can be written, but the end is counted, as every other.
 	s.f.metrics.sessionEnded(EndRecordingFailed)
 	s.say("the session was ended because it could not be recorded")
-	s.exit(Result{ExitCode: 255})
+	s.exit(local.Result{ExitCode: 255})
 }
 
 // end records how the session ended: an exit frame, then the end leaf,
 // committed before the client hears the exit status. A nil res (the
 // target ended without an exit status) records no exit frame.
-func (s *frontSession) end(ctx context.Context, sess *recorder.Session, res *Result, runErr error) error {
+func (s *frontSession) end(ctx context.Context, sess *recorder.Session, res *local.Result, runErr error) error {
 	return s.endWith(ctx, sess, res, runErr, nil)
 }
 
 // endWith is end with extra attributes for the end leaf.
-func (s *frontSession) endWith(ctx context.Context, sess *recorder.Session, res *Result, runErr error, extra recorder.Attrs) error {
+func (s *frontSession) endWith(ctx context.Context, sess *recorder.Session, res *local.Result, runErr error, extra recorder.Attrs) error {
 	end := recorder.Attrs{"reason": events.EndExited}
 	for k, v := range extra {
 		end[k] = v
@@ -746,7 +746,7 @@ func (s *frontSession) endWith(ctx context.Context, sess *recorder.Session, res 
 		}
 		return sess.End(context.WithoutCancel(ctx), end)
 	}
-	if err := RecordExit(sess, *res, end); err != nil {
+	if err := local.RecordExit(sess, *res, end); err != nil {
 		return err
 	}
 	return sess.End(context.WithoutCancel(ctx), end)
@@ -755,10 +755,10 @@ func (s *frontSession) endWith(ctx context.Context, sess *recorder.Session, res 
 // exit sends the client the command's exit status (or the signal that
 // killed it) and closes the channel for writing. A session the bastion
 // ended exits 255, as ssh does for its own errors: the client was told why.
-func (s *frontSession) exit(res Result) {
+func (s *frontSession) exit(res local.Result) {
 	s.mu.Lock()
 	if s.told {
-		res = Result{ExitCode: 255}
+		res = local.Result{ExitCode: 255}
 	}
 	s.mu.Unlock()
 	if res.Signal != "" {
@@ -774,19 +774,20 @@ func (s *frontSession) exit(res Result) {
 	s.ch.CloseWrite()
 }
 
-// journalRecorder adapts a journal session to the pumps' Recorder. Every
-// chunk recorded is activity for the idle timeout of life (if not nil).
+// journalRecorder is a journal session as the pumps record to it: every
+// frame recorded is activity for the idle timeout of life (if not nil),
+// and counted in the metrics.
 type journalRecorder struct {
 	*recorder.Session
 	life *liveSession
 	m    *metrics
 }
 
-func (r journalRecorder) Append(kind uint8, channel uint32, p []byte) (uint64, error) {
+func (r journalRecorder) Append(kind recorder.Kind, channel uint32, p []byte) (uint64, error) {
 	if r.life != nil {
 		r.life.touch()
 	}
-	seq, err := r.Session.Append(recorder.Kind(kind), channel, p)
+	seq, err := r.Session.Append(kind, channel, p)
 	if err == nil && r.m != nil {
 		r.m.recorded(kind, len(p))
 	}

@@ -14,6 +14,8 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/bastionhq/bastion/bastion/local"
+	"github.com/bastionhq/bastion/bastion/pump"
 	"github.com/bastionhq/bastion/recorder"
 )
 
@@ -497,24 +499,24 @@ func (r *sftpReader) str() []byte {
 // the client's input and the server's output, once recorded, to an SFTP
 // observer, and records the file metadata it reports as subsystem frames.
 type sftpRecorder struct {
-	Recorder
+	pump.Recorder
 	obs *sftpObserver
 }
 
-func (r sftpRecorder) Append(kind uint8, channel uint32, p []byte) (uint64, error) {
+func (r sftpRecorder) Append(kind recorder.Kind, channel uint32, p []byte) (uint64, error) {
 	seq, err := r.Recorder.Append(kind, channel, p)
 	if err != nil || channel != 0 {
 		return seq, err
 	}
 	var meta [][]byte
 	switch kind {
-	case kindInput:
+	case recorder.KindInput:
 		meta = r.obs.fromClient(p)
-	case kindOutput:
+	case recorder.KindOutput:
 		meta = r.obs.fromServer(p)
 	}
 	for _, m := range meta {
-		if _, err := r.Recorder.Append(uint8(recorder.KindSubsystem), 0, m); err != nil {
+		if _, err := r.Recorder.Append(recorder.KindSubsystem, 0, m); err != nil {
 			return seq, err
 		}
 	}
@@ -524,7 +526,7 @@ func (r sftpRecorder) Append(kind uint8, channel uint32, p []byte) (uint64, erro
 // finish records the metadata of files still open.
 func (r sftpRecorder) finish() error {
 	for _, m := range r.obs.finish() {
-		if _, err := r.Recorder.Append(uint8(recorder.KindSubsystem), 0, m); err != nil {
+		if _, err := r.Recorder.Append(recorder.KindSubsystem, 0, m); err != nil {
 			return err
 		}
 	}
@@ -555,10 +557,10 @@ func (s *frontSession) runSubsystem(ctx context.Context, name, server string, re
 		}
 	}()
 	srec := sftpRecorder{rec, newSFTPObserver()}
-	res, runErr := RunPiped(ctx, PipeConfig{Argv: argv, Env: proc.env, Dir: proc.dir, Credential: proc.cred, Stdin: s.ch, Stdout: s.ch, Stderr: s.ch.Stderr()}, srec)
+	res, runErr := local.RunPiped(ctx, local.PipeConfig{Argv: argv, Env: proc.env, Dir: proc.dir, Credential: proc.cred, Stdin: s.ch, Stdout: s.ch, Stderr: s.ch.Stderr()}, srec)
 	if runErr == nil {
 		if err := srec.finish(); err != nil {
-			runErr = recordingFailed(err)
+			runErr = pump.RecordingFailed(err)
 		}
 	}
 	s.finish(ctx, sess, res, runErr)

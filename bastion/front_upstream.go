@@ -18,6 +18,8 @@ import (
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 
+	"github.com/bastionhq/bastion/bastion/local"
+	"github.com/bastionhq/bastion/bastion/pump"
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder"
 )
@@ -293,7 +295,7 @@ type exitSignal struct {
 // upstreamExit is how the target said its command ended; nil fields until
 // it says.
 type upstreamExit struct {
-	res     *Result
+	res     *local.Result
 	payload []byte // the exit-signal request as the target sent it
 }
 
@@ -318,7 +320,7 @@ func (s *frontSession) runUpstream(ctx context.Context, kind, command string, re
 		var err error
 		if serial, err = randomSerial(); err != nil {
 			s.say("the session failed: %v", err)
-			s.exit(Result{ExitCode: 255})
+			s.exit(local.Result{ExitCode: 255})
 			return
 		}
 		attrs["upstream.auth"] = "certificate"
@@ -346,7 +348,7 @@ func (s *frontSession) runUpstream(ctx context.Context, kind, command string, re
 		// The key ID names the session, which exists only now: a frame
 		// records it, before the certificate is used.
 		note := fmt.Sprintf("upstream certificate serial=%d key-id=%q principal=%s", serial, cert.KeyId, info.login)
-		seq, err := rec.Append(kindMarker, 0, []byte(note))
+		seq, err := rec.Append(recorder.KindMarker, 0, []byte(note))
 		if err == nil {
 			err = rec.Wait(ctx, seq)
 		}
@@ -422,12 +424,12 @@ func (s *frontSession) runUpstream(ctx context.Context, kind, command string, re
 			case "exit-status":
 				var st struct{ Status uint32 }
 				if ssh.Unmarshal(r.Payload, &st) == nil {
-					exit.res = &Result{ExitCode: int(st.Status)}
+					exit.res = &local.Result{ExitCode: int(st.Status)}
 				}
 			case "exit-signal":
 				var es exitSignal
 				if ssh.Unmarshal(r.Payload, &es) == nil {
-					exit.res = &Result{ExitCode: 255, Signal: es.Signal}
+					exit.res = &local.Result{ExitCode: 255, Signal: es.Signal}
 					exit.payload = r.Payload
 				}
 			}
@@ -438,17 +440,17 @@ func (s *frontSession) runUpstream(ctx context.Context, kind, command string, re
 	}()
 
 	// A subsystem's packets are observed for the files that pass.
-	var prec Recorder = rec
+	var prec pump.Recorder = rec
 	var srec *sftpRecorder
 	if kind == "subsystem" {
 		srec = &sftpRecorder{rec, newSFTPObserver()}
 		prec = *srec
 	}
 	prec = s.redacting(prec)
-	stdin, irec := s.inputFilter(ctx, s.ch, prec)
-	p := startPipes(ctx, irec, pipeEnds{
-		Stdin: stdin, Input: uch, EndInput: func() { uch.CloseWrite() },
-		Stdout: s.outputFilter(ctx, uch, 0, prec), Stderr: s.outputFilter(ctx, uch.Stderr(), stderrChannel, prec), ToStdout: s.ch, ToStderr: s.ch.Stderr(),
+	p := pump.StartPipes(ctx, prec, pump.Ends{
+		Stdin: s.ch, Input: uch, EndInput: func() { uch.CloseWrite() },
+		Stdout: uch, Stderr: uch.Stderr(), ToStdout: s.ch, ToStderr: s.ch.Stderr(),
+		Filter: s.filter,
 	}, func() {
 		uch.Close()
 		client.Close()
@@ -456,33 +458,19 @@ func (s *frontSession) runUpstream(ctx context.Context, kind, command string, re
 	done := make(chan struct{})
 	defer close(done)
 	go s.mirrorRequests(ctx, reqs, uch, rec, p, done)
-	go keepalive(ctx, client, upstreamKeepalive, p.stop)
+	go keepalive(ctx, client, upstreamKeepalive, p.Stop)
 
-	select {
-	case <-p.outputDone:
-	case <-rec.Done():
-		p.stop(recordingFailed(recorderErr(rec)))
-	case <-ctx.Done():
-		p.stop(canceled(ctx))
-	}
-	<-p.outputDone
+	p.Until(p.OutputDone())
 	// The output is at its end; the target's exit status comes with, or
 	// before, its close of the channel.
-	select {
-	case <-targetDone:
-	case <-rec.Done():
-		p.stop(recordingFailed(recorderErr(rec)))
-	case <-ctx.Done():
-		p.stop(canceled(ctx))
-	}
-	<-targetDone
-	runErr := p.err()
+	p.Until(targetDone)
+	runErr := p.Err()
 	if runErr == nil && srec != nil {
 		if err := srec.finish(); err != nil {
-			runErr = recordingFailed(err)
+			runErr = pump.RecordingFailed(err)
 		}
 	}
-	if errors.Is(runErr, ErrRecordingFailed) {
+	if errors.Is(runErr, pump.ErrRecordingFailed) {
 		s.failed(sess, runErr)
 		return
 	}
@@ -492,7 +480,7 @@ func (s *frontSession) runUpstream(ctx context.Context, kind, command string, re
 	if err := s.endWith(ctx, sess, exit.res, runErr, endAttrs); err != nil {
 		s.f.log.Error("end recording an ssh session", "error", err)
 		s.say("the end of the session could not be recorded")
-		s.exit(Result{ExitCode: 255})
+		s.exit(local.Result{ExitCode: 255})
 		return
 	}
 	switch {
@@ -503,7 +491,7 @@ func (s *frontSession) runUpstream(ctx context.Context, kind, command string, re
 		s.exit(*exit.res)
 	case runErr != nil:
 		s.say("the session failed: %v", runErr)
-		s.exit(Result{ExitCode: 255})
+		s.exit(local.Result{ExitCode: 255})
 	default:
 		// The target closed without an exit status: so does the bastion.
 		s.ch.CloseWrite()
@@ -523,13 +511,13 @@ func (s *frontSession) upstreamFailed(ctx context.Context, sess *recorder.Sessio
 		return
 	}
 	s.say("%s: %s", s.info.target.Name, msg)
-	s.exit(Result{ExitCode: 255})
+	s.exit(local.Result{ExitCode: 255})
 }
 
 // mirrorRequests passes the client's requests after the start on to the
 // target: window changes and signals, each recorded first. Everything else
 // is refused. If the client closes the channel, the session stops.
-func (s *frontSession) mirrorRequests(ctx context.Context, reqs <-chan *ssh.Request, uch ssh.Channel, rec Recorder, p *pipes, done <-chan struct{}) {
+func (s *frontSession) mirrorRequests(ctx context.Context, reqs <-chan *ssh.Request, uch ssh.Channel, rec pump.Recorder, p *pump.Pipes, done <-chan struct{}) {
 	for req := range reqs {
 		select {
 		case <-done:
@@ -546,19 +534,21 @@ func (s *frontSession) mirrorRequests(ctx context.Context, reqs <-chan *ssh.Requ
 			}
 			// In its place among the input: the target sees the new
 			// size after the keystrokes recorded before it.
-			payload := Size{Cols: int(w.Cols), Rows: int(w.Rows)}.clamp().payload()
+			payload := local.Size{Cols: int(w.Cols), Rows: int(w.Rows)}.Clamp().Payload()
 			send := func() { uch.SendRequest("window-change", false, req.Payload) }
-			err := p.inject(kindResize, payload, send)
-			if errors.Is(err, errInputClosed) {
+			err := p.Inject(send, pump.Frame{Kind: recorder.KindResize, Payload: payload})
+			if errors.Is(err, pump.ErrClosed) {
 				// No more input to order it with: recorded, then sent.
+				// A wait cut short by the session's end is no recording
+				// failure.
 				var seq uint64
-				if seq, err = rec.Append(kindResize, 0, payload); err == nil {
+				if seq, err = rec.Append(recorder.KindResize, 0, payload); err == nil {
 					if err = rec.Wait(ctx, seq); err == nil {
 						send()
 					}
 				}
-				if err != nil {
-					p.stop(recordingFailed(err))
+				if err != nil && ctx.Err() == nil {
+					p.Stop(pump.RecordingFailed(err))
 				}
 			}
 			req.Reply(err == nil, nil)
@@ -570,8 +560,8 @@ func (s *frontSession) mirrorRequests(ctx context.Context, reqs <-chan *ssh.Requ
 			}
 			// As for local commands: the signal is recorded first, but
 			// sent even if its record is slow to commit.
-			if seq, err := rec.Append(kindSignal, 0, []byte(sig.Signal)); err == nil {
-				wctx, cancel := context.WithTimeout(ctx, signalCommitWait)
+			if seq, err := rec.Append(recorder.KindSignal, 0, []byte(sig.Signal)); err == nil {
+				wctx, cancel := context.WithTimeout(ctx, local.SignalCommitWait)
 				rec.Wait(wctx, seq)
 				cancel()
 			}
@@ -584,7 +574,7 @@ func (s *frontSession) mirrorRequests(ctx context.Context, reqs <-chan *ssh.Requ
 	select {
 	case <-done:
 	default:
-		p.stop(errors.New("the client closed the session"))
+		p.Stop(errors.New("the client closed the session"))
 	}
 }
 

@@ -1,20 +1,17 @@
 package bastion
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/bastionhq/bastion/bastion/pump"
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/policy/mask"
 	"github.com/bastionhq/bastion/recorder"
@@ -34,7 +31,7 @@ const maskInputIdle = 5 * time.Millisecond
 
 // maskKeyGap tells a key typed on its own from keys a program types: a
 // one-byte write more than this long after the previous input is a key
-// on its own, decided at once rather than held (see maskingReader). A
+// on its own, decided at once rather than held (see maskFilter). A
 // program that writes a string key by key writes its keys microseconds
 // apart, and they arrive so; a person's come tens of milliseconds apart.
 const maskKeyGap = time.Millisecond
@@ -172,7 +169,7 @@ func hideAll(hits []mask.Hit, n int) []mask.Hit {
 // "env" for the environment), and found holds, by detector, one entry per
 // value masked, under field: offset+length in the stream or payload
 // ("positions"), or the variables' names ("keys").
-func recordMasks(rec Recorder, channel uint32, stream, field string, found map[string][]string) error {
+func recordMasks(rec pump.Recorder, channel uint32, stream, field string, found map[string][]string) error {
 	for _, d := range slices.Sorted(maps.Keys(found)) {
 		a := recorder.Attrs{"detector": d, "count": strconv.Itoa(len(found[d])), field: strings.Join(found[d], ",")}
 		if stream != "" {
@@ -182,7 +179,7 @@ func recordMasks(rec Recorder, channel uint32, stream, field string, found map[s
 		if err != nil {
 			return err
 		}
-		if _, err := rec.Append(uint8(recorder.KindMask), channel, payload); err != nil {
+		if _, err := rec.Append(recorder.KindMask, channel, payload); err != nil {
 			return err
 		}
 	}
@@ -198,217 +195,110 @@ func positions(hits []mask.Hit) map[string][]string {
 	return found
 }
 
-// maskingReader masks what src yields, on the target-to-client path,
-// before it is recorded: what a Read returns is what the journal holds and
-// the client sees. Each masking is a frame of kind mask on the same
-// channel, recorded before the masked bytes (detector, count, and the
-// stream offsets and lengths of the values, never the values).
+// maskFilter masks one stream of a session as a pump stage, before it is
+// recorded. On the target-to-client path (output), what it releases is
+// what the journal holds and the client sees. On the client-to-target path
+// (input), the journal holds the bytes masked while the target receives
+// them as sent. Each masking is a frame of kind mask on the stream's
+// channel, recorded before the bytes it describes (detector, count, and
+// the stream offsets and lengths of the values, never the values).
 //
-// A value split across reads of src is still masked: the stream holds
-// back a bounded tail that could begin one, and releases it once it is
-// decided, or after maskIdle with no more output. Reads of src happen on
-// one goroutine, one at a time and only when the caller asks, so src's
-// errors (deadlines included) reach the caller unchanged.
-//
-// On the client-to-target path (input), Read returns the bytes as sent,
-// not masked: the target receives exactly what the client sent. Each
-// Read hands released, which the recorder side of inputMasking keeps,
-// the bytes it returns with their masked copy, for the journal.
-type maskingReader struct {
-	src     io.Reader
+// A value split across reads is still masked: the stream holds back a
+// bounded tail that could begin one, and releases it once it is decided,
+// or, when the pump finds the stream quiet for idle, as far as it is
+// complete.
+type maskFilter struct {
 	stream  *mask.Stream
-	rec     Recorder
 	channel uint32
-	prompt  *promptWatch // nil unless input at password prompts is redacted
+	input   bool
+	prompt  *promptWatch // output only; nil unless input at password prompts is redacted
 
 	idle   time.Duration // how long held bytes wait for more: maskIdle, or maskInputIdle
 	keyGap time.Duration // input: maskKeyGap
 
-	// Input only: released is given each Read's bytes as sent and as
-	// masked; raw holds the bytes sent that the stream still holds
-	// back, pendingRaw those released but not yet returned.
-	released   func(sent, masked []byte)
-	raw        []byte
-	pendingRaw []byte
-	lastInput  time.Time // when the last bytes were read
-
-	done    <-chan struct{} // closed when the session is torn down
-	asked   chan int        // a read of up to n bytes is wanted
-	results chan readResult
-	reading bool   // a read of src is outstanding
-	pending []byte // masked bytes not yet returned
-	end     error  // src's terminal error, once the stream is flushed
-	buf     []byte
+	// Input only: raw holds the bytes sent that the stream still holds
+	// back, sent those released by the last call, and lastInput when
+	// the last bytes were read.
+	raw       []byte
+	sent      []byte
+	lastInput time.Time
 }
 
-type readResult struct {
-	data []byte
-	err  error
+var _ pump.Filter = (*maskFilter)(nil)
+
+func newOutputMasking(m *mask.Masker, channel uint32, prompt *promptWatch) *maskFilter {
+	return &maskFilter{stream: m.NewStream(), channel: channel, prompt: prompt, idle: maskIdle}
 }
 
-// newMaskingReader starts a maskingReader; its goroutine ends at src's
-// first error (timeouts aside) or when done is closed.
-func newMaskingReader(done <-chan struct{}, src io.Reader, m *mask.Masker, rec Recorder, channel uint32, prompt *promptWatch) *maskingReader {
-	r := &maskingReader{
-		src: src, stream: m.NewStream(), rec: rec, channel: channel, prompt: prompt, done: done, idle: maskIdle,
-		asked: make(chan int), results: make(chan readResult, 1), buf: make([]byte, 32<<10),
-	}
-	go r.loop(done)
-	return r
+func newInputMasking(m *mask.Masker) *maskFilter {
+	return &maskFilter{stream: m.NewStream(), input: true, idle: maskInputIdle, keyGap: maskKeyGap}
 }
 
-// loop reads src whenever Read asks, and stops after its first error, or
-// when done is closed (a caller that stopped reading).
-func (r *maskingReader) loop(done <-chan struct{}) {
-	for {
-		var n int
-		var ok bool
-		select {
-		case n, ok = <-r.asked:
-			if !ok {
-				return
-			}
-		case <-done:
-			return
-		}
-		k, err := r.src.Read(r.buf[:n])
-		r.results <- readResult{r.buf[:k], err}
-		if err != nil && !isTimeout(err) {
-			return
+func (f *maskFilter) Filter(rec pump.Recorder, p []byte) (pump.Out, error) {
+	var alone bool // a key typed on its own, after a pause
+	if f.input {
+		f.raw = append(f.raw, p...)
+		now := time.Now()
+		alone = len(p) == 1 && now.Sub(f.lastInput) > f.keyGap
+		if len(p) > 0 {
+			f.lastInput = now
 		}
 	}
-}
-
-func isTimeout(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }
-
-// errSessionDone ends reads of a masked stream whose session was torn down.
-var errSessionDone = errors.New("the session ended")
-
-func (r *maskingReader) Read(p []byte) (int, error) {
-	for len(r.pending) == 0 {
-		if r.end != nil {
-			return 0, r.end
-		}
-		if !r.reading {
-			select {
-			case r.asked <- min(len(p), len(r.buf)):
-			case <-r.done:
-				r.end = errSessionDone
-				continue
-			}
-			r.reading = true
-		}
-		var res readResult
-		var idle <-chan time.Time
-		var timer *time.Timer
-		if r.stream.Held() > 0 {
-			timer = time.NewTimer(r.idle)
-			idle = timer.C
-		}
-		stopTimer := func() {
-			if timer != nil {
-				timer.Stop()
-			}
-		}
-		select {
-		case res = <-r.results:
-			stopTimer()
-		case <-idle:
-			// A read that completed meanwhile wins over the timer: a
-			// goroutine that was not scheduled for a while must not
-			// decide a value whose rest has already arrived.
-			select {
-			case res = <-r.results:
-			default:
-			}
-			if res.data != nil || res.err != nil {
-				break
-			}
-			// No more output for a while: release what is held.
-			out, hits := r.stream.Flush()
-			if err := r.emit(out, hits); err != nil {
-				return 0, err
-			}
-			continue
-		case <-r.done:
-			// Torn down: what is held is neither recorded nor shown.
-			stopTimer()
-			r.end = errSessionDone
-			continue
-		}
-		r.reading = false
-		var alone bool // a key typed on its own, after a pause
-		if r.released != nil {
-			r.raw = append(r.raw, res.data...)
-			now := time.Now()
-			alone = len(res.data) == 1 && now.Sub(r.lastInput) > r.keyGap
-			if len(res.data) > 0 {
-				r.lastInput = now
-			}
-		}
-		out, hits := r.stream.Write(res.data)
-		var o2 []byte
-		var h2 []mask.Hit
-		switch {
-		case res.err != nil && !isTimeout(res.err):
-			out, hits = slices.Clone(out), slices.Clone(hits) // the stream reuses them
-			o2, h2 = r.stream.Close()
-		case alone && r.stream.Held() > 0:
-			// Held, it would wait for more keys that a person types
-			// far apart, and its echo would wait again on the way
-			// back: decided at once. Keys a program types close
-			// together (maskKeyGap) are held as output is, from the
-			// second on.
-			out, hits = slices.Clone(out), slices.Clone(hits)
-			o2, h2 = r.stream.Flush()
-		}
+	out, hits := f.stream.Write(p)
+	if alone && f.stream.Held() > 0 {
+		// Held, it would wait for more keys that a person types far
+		// apart, and its echo would wait again on the way back: decided
+		// at once. Keys a program types close together (maskKeyGap) are
+		// held as output is, from the second on.
+		out, hits = slices.Clone(out), slices.Clone(hits) // the stream reuses them
+		o2, h2 := f.stream.Flush()
 		out, hits = append(out, o2...), append(hits, h2...)
-		if err := r.emit(out, hits); err != nil {
-			return 0, err
-		}
-		if res.err != nil {
-			if isTimeout(res.err) && len(r.pending) == 0 {
-				return 0, res.err
-			}
-			if !isTimeout(res.err) {
-				close(r.asked)
-				r.end = res.err
-			}
-		}
 	}
-	if r.released == nil {
-		n := copy(p, r.pending)
-		r.pending = r.pending[n:]
-		return n, nil
-	}
-	n := copy(p, r.pendingRaw)
-	r.released(p[:n], r.pending[:n])
-	r.pending, r.pendingRaw = r.pending[n:], r.pendingRaw[n:]
-	return n, nil
+	return f.emit(rec, out, hits)
 }
 
-// emit records the mask frames of hits, then queues out to be returned.
-func (r *maskingReader) emit(out []byte, hits []mask.Hit) error {
+// Flush releases what is held after no more bytes came for idle.
+func (f *maskFilter) Flush(rec pump.Recorder) (pump.Out, error) {
+	out, hits := f.stream.Flush()
+	return f.emit(rec, out, hits)
+}
+
+// End releases everything held, masked as the stream ends.
+func (f *maskFilter) End(rec pump.Recorder) (pump.Out, error) {
+	out, hits := f.stream.Close()
+	return f.emit(rec, out, hits)
+}
+
+func (f *maskFilter) Idle() time.Duration {
+	if f.stream.Held() > 0 {
+		return f.idle
+	}
+	return 0
+}
+
+// emit records the mask frames of hits, and returns out to be recorded
+// and delivered; for input, to be recorded while the bytes sent are
+// delivered.
+func (f *maskFilter) emit(rec pump.Recorder, out []byte, hits []mask.Hit) (pump.Out, error) {
 	if len(hits) > 0 {
 		stream := ""
-		if r.released != nil {
+		if f.input {
 			stream = "input"
 		}
-		if err := recordMasks(r.rec, r.channel, stream, "positions", positions(hits)); err != nil {
-			return recordingFailed(err)
+		if err := recordMasks(rec, f.channel, stream, "positions", positions(hits)); err != nil {
+			return pump.Out{}, err
 		}
 	}
-	if r.prompt != nil && len(out) > 0 {
-		r.prompt.output(out)
+	if f.prompt != nil && len(out) > 0 {
+		f.prompt.output(out)
 	}
-	r.pending = append(r.pending, out...)
-	if r.released != nil {
-		// Masking keeps length: out stands for the next len(out) bytes
-		// sent.
-		r.pendingRaw = append(r.pendingRaw, r.raw[:len(out)]...)
-		r.raw = append(r.raw[:0], r.raw[len(out):]...)
+	if !f.input {
+		return pump.Out{Record: out, Deliver: out}, nil
 	}
-	return nil
+	// Masking keeps length: out stands for the next len(out) bytes sent.
+	f.sent = append(f.sent[:0], f.raw[:len(out)]...)
+	f.raw = append(f.raw[:0], f.raw[len(out):]...)
+	return pump.Out{Record: out, Deliver: f.sent}, nil
 }
 
 // promptWatch notices password prompts in a terminal's output, so that
@@ -462,141 +352,63 @@ func (w *promptWatch) redact(in []byte) bool {
 	return true
 }
 
-// outputFilter is what the session's output from the target passes
-// through before it is recorded: the masking profile policy chose, and
-// the watch for password prompts. Without either, r itself.
-func (s *frontSession) outputFilter(ctx context.Context, r io.Reader, channel uint32, rec Recorder) io.Reader {
-	if s.masker != nil {
-		return newMaskingReader(ctx.Done(), r, s.masker, rec, channel, s.prompt)
+// filter is the pump stage of the session's stream of kind on channel:
+// under a masking profile, the client's input is masked in the journal
+// (the target receives it as sent) and the target's output is masked
+// before it is recorded and shown; without one, the target's output is
+// watched for password prompts where policy redacts what is typed at
+// them. nil when the stream passes as it is.
+func (s *frontSession) filter(kind recorder.Kind, channel uint32) pump.Filter {
+	switch {
+	case kind == recorder.KindInput && s.masker != nil:
+		return newInputMasking(s.masker)
+	case kind == recorder.KindInput:
+		return nil
+	case s.masker != nil:
+		return newOutputMasking(s.masker, channel, s.prompt)
+	case s.prompt != nil:
+		return promptFilter{s.prompt}
 	}
-	if s.prompt != nil {
-		return &watchingReader{r, s.prompt}
-	}
-	return r
-}
-
-// inputFilter is what the client's input passes through before it is
-// recorded and forwarded, and the recorder the session's pumps then
-// append to. Under a masking profile, values the client sends whole (a
-// line an agent writes, a paste) are masked in the input frames, each
-// masking a mask frame (stream "input") recorded before them, while the
-// target receives the bytes as sent; bytes that may begin a value wait,
-// as output does, for the rest of it, or for maskInputIdle. Without a profile,
-// src and rec themselves.
-func (s *frontSession) inputFilter(ctx context.Context, src io.Reader, rec Recorder) (io.Reader, Recorder) {
-	if s.masker == nil {
-		return src, rec
-	}
-	im := &inputMasking{Recorder: rec, masker: s.masker}
-	r := newMaskingReader(ctx.Done(), src, s.masker, rec, 0, nil)
-	r.released, r.idle, r.keyGap = im.released, maskInputIdle, maskKeyGap
-	return r, im
-}
-
-// inputMasking is the recorder side of input masking: each input frame
-// the pumps append is recorded as the masked copy the reader made of the
-// same bytes.
-type inputMasking struct {
-	Recorder
-	masker *mask.Masker
-
-	mu    sync.Mutex
-	queue []sentChunk // guarded by mu: chunks read and not yet appended, in order
-}
-
-type sentChunk struct{ sent, masked []byte }
-
-func (im *inputMasking) released(sent, masked []byte) {
-	if len(sent) == 0 {
-		return
-	}
-	// The queue holds the chunks read ahead of their append: no more than
-	// the pumps' buffers in flight.
-	im.mu.Lock()
-	im.queue = append(im.queue, sentChunk{slices.Clone(sent), slices.Clone(masked)})
-	im.mu.Unlock()
-}
-
-func (im *inputMasking) Append(kind uint8, channel uint32, p []byte) (uint64, error) {
-	if kind != kindInput {
-		return im.Recorder.Append(kind, channel, p)
-	}
-	im.mu.Lock()
-	var c sentChunk
-	if len(im.queue) > 0 {
-		if !bytes.Equal(im.queue[0].sent, p) {
-			im.mu.Unlock()
-			// The pumps append what they read, in order: anything else
-			// is a bug, and nothing unmasked may be recorded for it.
-			return 0, errors.New("input masking: the input appended is not the input read")
-		}
-		c, im.queue = im.queue[0], im.queue[1:]
-	}
-	im.mu.Unlock()
-	if c.sent == nil {
-		// Input that did not come through the reader (the end-of-file
-		// character bastion sends for a closed stdin): masked whole,
-		// so that nothing passes unmasked.
-		// Its mask frames have no positions: the offset in the input
-		// is not known here.
-		masked, hits := im.masker.Text(string(p))
-		counts := map[string]int{}
-		for _, h := range hits {
-			counts[h.Detector]++
-		}
-		for _, d := range slices.Sorted(maps.Keys(counts)) {
-			payload, err := recorder.EncodeAttrs(recorder.Attrs{"detector": d, "count": strconv.Itoa(counts[d]), "stream": "input"})
-			if err == nil {
-				_, err = im.Recorder.Append(uint8(recorder.KindMask), channel, payload)
-			}
-			if err != nil {
-				return 0, err
-			}
-		}
-		c.masked = []byte(masked)
-	}
-	return im.Recorder.Append(kind, channel, c.masked)
+	return nil
 }
 
 // redacting wraps rec so that input typed at a password prompt is
 // recorded as a redaction marker, where policy asks for it.
-func (s *frontSession) redacting(rec Recorder) Recorder {
+func (s *frontSession) redacting(rec pump.Recorder) pump.Recorder {
 	if s.prompt == nil {
 		return rec
 	}
 	return redactingRecorder{rec, s.prompt}
 }
 
-// watchingReader passes output through unchanged, watching for password
+// promptFilter passes output through unchanged, watching for password
 // prompts.
-type watchingReader struct {
-	src    io.Reader
-	prompt *promptWatch
+type promptFilter struct{ prompt *promptWatch }
+
+func (w promptFilter) Filter(_ pump.Recorder, p []byte) (pump.Out, error) {
+	w.prompt.output(p)
+	return pump.Out{Record: p, Deliver: p}, nil
 }
 
-func (w *watchingReader) Read(p []byte) (int, error) {
-	n, err := w.src.Read(p)
-	if n > 0 {
-		w.prompt.output(p[:n])
-	}
-	return n, err
-}
+func (promptFilter) Flush(pump.Recorder) (pump.Out, error) { return pump.Out{}, nil }
+func (promptFilter) End(pump.Recorder) (pump.Out, error)   { return pump.Out{}, nil }
+func (promptFilter) Idle() time.Duration                   { return 0 }
 
 // redactingRecorder records input typed at a password prompt as a mask
 // frame (detector "password-prompt", the length typed) instead of the
 // characters; the characters still reach the target once it is committed.
 type redactingRecorder struct {
-	Recorder
+	pump.Recorder
 	prompt *promptWatch
 }
 
-func (r redactingRecorder) Append(kind uint8, channel uint32, p []byte) (uint64, error) {
-	if kind != kindInput || !r.prompt.redact(p) {
+func (r redactingRecorder) Append(kind recorder.Kind, channel uint32, p []byte) (uint64, error) {
+	if kind != recorder.KindInput || !r.prompt.redact(p) {
 		return r.Recorder.Append(kind, channel, p)
 	}
 	payload, err := recorder.EncodeAttrs(recorder.Attrs{"detector": "password-prompt", "action": "input-redacted", "length": strconv.Itoa(len(p))})
 	if err != nil {
 		return 0, err
 	}
-	return r.Recorder.Append(uint8(recorder.KindMask), channel, payload)
+	return r.Recorder.Append(recorder.KindMask, channel, payload)
 }

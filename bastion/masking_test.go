@@ -3,6 +3,7 @@ package bastion
 import (
 	"context"
 	"io"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -10,34 +11,136 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bastionhq/bastion/bastion/pump"
 	"github.com/bastionhq/bastion/policy/mask"
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/storage"
 )
 
-// frameKinds keeps the frames appended to it.
-type frameKinds struct {
-	Recorder
-	kinds []uint8
+// frameLog is a session of a real journal that also keeps the frames
+// appended to it, payloads copied, in the order of their appends.
+type frameLog struct {
+	*recorder.Session
+	mu     sync.Mutex
+	frames []loggedFrame
 }
 
-func (m *frameKinds) Append(kind uint8, _ uint32, _ []byte) (uint64, error) {
-	m.kinds = append(m.kinds, kind)
-	return uint64(len(m.kinds)), nil
+type loggedFrame struct {
+	kind    recorder.Kind
+	payload string
 }
 
-// TestMaskingReader: a card number written in two pieces, with a pause
-// between them shorter than the idle flush, is masked; what could begin a
-// value is released after the idle flush; a torn-down session ends reads
-// at once.
-func TestMaskingReader(t *testing.T) {
+func (l *frameLog) Append(kind recorder.Kind, channel uint32, p []byte) (uint64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	seq, err := l.Session.Append(kind, channel, p)
+	if err == nil {
+		l.frames = append(l.frames, loggedFrame{kind, string(p)})
+	}
+	return seq, err
+}
+
+func (l *frameLog) logged() []loggedFrame {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.frames)
+}
+
+// newFrameLog starts a session in a new journal (a SQLite file in a
+// temporary directory).
+func newFrameLog(t *testing.T) *frameLog {
+	t.Helper()
+	ctx := context.Background()
+	skey, _, err := recorder.GenerateJournalKey("test.example/masking")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := recorder.ParseJournalKey(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := storage.OpenSQLite(ctx, filepath.Join(t.TempDir(), "journal.db"), storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := recorder.Open(ctx, st, recorder.Options{Key: key})
+	if err != nil {
+		st.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		j.Close()
+		st.Close()
+	})
+	sess, err := j.StartSession(ctx, recorder.SessionInfo{Attrs: recorder.Attrs{"kind": "test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &frameLog{Session: sess}
+}
+
+// delivered is a stream's destination: it keeps what it is given and
+// tells waitFor.
+type delivered struct {
+	mu      sync.Mutex
+	b       []byte
+	changed chan struct{}
+}
+
+func newDelivered() *delivered { return &delivered{changed: make(chan struct{})} }
+
+func (d *delivered) Write(p []byte) (int, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.b = append(d.b, p...)
+	close(d.changed)
+	d.changed = make(chan struct{})
+	return len(p), nil
+}
+
+func (d *delivered) String() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return string(d.b)
+}
+
+// waitFor waits until what was delivered ends with suffix.
+func (d *delivered) waitFor(t *testing.T, suffix string) {
+	t.Helper()
+	deadline := time.After(20 * time.Second)
+	for {
+		d.mu.Lock()
+		got, changed := string(d.b), d.changed
+		d.mu.Unlock()
+		if strings.HasSuffix(got, suffix) {
+			return
+		}
+		select {
+		case <-changed:
+		case <-deadline:
+			t.Fatalf("delivered %q, never ending in %q", got, suffix)
+		}
+	}
+}
+
+// TestOutputMasking: a card number written in two pieces, with a pause
+// between them shorter than the idle flush, is masked in what is recorded
+// and shown; what could begin a value is released after the idle flush;
+// once the stream is closed, nothing more is recorded or shown.
+func TestOutputMasking(t *testing.T) {
 	m, err := mask.Compile(mask.Profile{Detectors: []string{"all"}})
 	if err != nil {
 		t.Fatal(err)
 	}
+	log := newFrameLog(t)
 	pr, pw := io.Pipe()
-	done := make(chan struct{})
-	rec := &frameKinds{}
-	r := newMaskingReader(done, pr, m, rec, 0, nil)
+	defer pw.Close()
+	f := newOutputMasking(m, 0, nil)
+	// Longer than serve's, so that a loaded machine's scheduling cannot
+	// make the pause between the two pieces look idle.
+	f.idle = 200 * time.Millisecond
+	out := newDelivered()
+	st := pump.New(context.Background(), log, pump.Options{}).Copy(out, pr, recorder.KindOutput, 0, pump.StreamOptions{Filter: f})
 	go func() {
 		io.WriteString(pw, "visa 4111 1111 ")
 		time.Sleep(2 * time.Millisecond)
@@ -45,26 +148,37 @@ func TestMaskingReader(t *testing.T) {
 		// A prompt that could begin a value: released after the idle flush.
 		io.WriteString(pw, "pa")
 	}()
-	var got strings.Builder
-	buf := make([]byte, 64)
-	for !strings.HasSuffix(got.String(), "pa") {
-		n, err := r.Read(buf)
-		if err != nil {
-			t.Fatalf("read: %v (so far %q)", err, got.String())
-		}
-		got.Write(buf[:n])
-	}
-	if s := got.String(); strings.Contains(s, "4111 1111 1111 1111") || !strings.Contains(s, "1111 ok\n") {
+	out.waitFor(t, "pa")
+	if s := out.String(); strings.Contains(s, "4111 1111 1111 1111") || !strings.Contains(s, "1111 ok\n") {
 		t.Fatalf("output %q", s)
 	}
-	if len(rec.kinds) == 0 {
+	var recorded strings.Builder
+	masks := 0
+	for _, fr := range log.logged() {
+		switch fr.kind {
+		case recorder.KindOutput:
+			recorded.WriteString(fr.payload)
+		case recorder.KindMask:
+			masks++
+		}
+	}
+	if recorded.String() != out.String() {
+		t.Fatalf("recorded %q, shown %q", recorded.String(), out.String())
+	}
+	if masks == 0 {
 		t.Fatal("no mask frame recorded")
 	}
-	close(done)
-	if _, err := r.Read(buf); err != errSessionDone {
-		t.Fatalf("read after the session ended: %v", err)
+	st.Close()
+	io.WriteString(pw, "after the end")
+	<-st.Done()
+	for _, fr := range log.logged() {
+		if strings.Contains(fr.payload, "after") {
+			t.Fatalf("recorded %q after the stream was closed", fr.payload)
+		}
 	}
-	pw.Close()
+	if strings.Contains(out.String(), "after") {
+		t.Fatalf("shown %q after the stream was closed", out.String())
+	}
 }
 
 func TestPasswordPrompt(t *testing.T) {
@@ -82,101 +196,65 @@ func TestPasswordPrompt(t *testing.T) {
 	}
 }
 
-// frameLog keeps the frames appended to it, payloads copied.
-type frameLog struct {
-	Recorder
-	mu     sync.Mutex
-	frames []loggedFrame
-}
-
-type loggedFrame struct {
-	kind    uint8
-	payload string
-}
-
-func (l *frameLog) Append(kind uint8, _ uint32, p []byte) (uint64, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.frames = append(l.frames, loggedFrame{kind, string(p)})
-	return uint64(len(l.frames)), nil
-}
-
-// maskedInput is a session's input path under every built-in detector,
-// with the idle delay given: the client writes to pw, the pump reads src
-// and appends to rec, and log keeps what is recorded.
-func maskedInput(t *testing.T, idle time.Duration) (*io.PipeReader, *io.PipeWriter, *maskingReader, Recorder, *frameLog) {
+// maskedInput is a session's input stream under every built-in detector,
+// with the idle delay given, through the pump: the client writes to pw,
+// the target receives what out keeps, and log keeps what is recorded.
+func maskedInput(t *testing.T, idle time.Duration) (*io.PipeWriter, *pump.Stream, *delivered, *frameLog) {
 	t.Helper()
 	m, err := mask.Compile(mask.Profile{Detectors: []string{"all"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := &frontSession{masker: m}
+	f := s.filter(recorder.KindInput, 0).(*maskFilter)
+	f.idle, f.keyGap = idle, idle
 	pr, pw := io.Pipe()
-	log := &frameLog{}
-	src, rec := s.inputFilter(context.Background(), pr, log)
-	r := src.(*maskingReader)
-	r.idle, r.keyGap = idle, idle
-	return pr, pw, r, rec, log
+	t.Cleanup(func() { pw.Close() })
+	log := newFrameLog(t)
+	out := newDelivered()
+	st := pump.New(context.Background(), log, pump.Options{}).Copy(out, pr, recorder.KindInput, 0, pump.StreamOptions{Filter: f})
+	return pw, st, out, log
 }
 
 // TestInputMasking: what the client sends reaches the target as sent,
 // while the input frames hold it masked, each masking a mask frame
 // (stream "input") before the input it describes; a value split over two
 // writes close together is masked; bytes that could begin a value go
-// through after the idle flush; input that does not come through the
-// reader (bastion's end-of-file character) is masked whole.
+// through after the idle flush.
 func TestInputMasking(t *testing.T) {
 	// A longer idle delay than serve's, so that a loaded machine's
 	// scheduling cannot make the pause between the first two writes
 	// look idle.
-	pr, pw, src, rec, log := maskedInput(t, 200*time.Millisecond)
+	pw, st, out, log := maskedInput(t, 200*time.Millisecond)
 	sent := []string{"echo 4111 1111 ", "1111 1111 password=hunter2\r", "ls\r", "pa"}
-	written := make(chan string, 1)
 	go func() {
 		io.WriteString(pw, sent[0])
 		time.Sleep(2 * time.Millisecond)
 		for _, w := range sent[1:] {
 			io.WriteString(pw, w)
 		}
-		// "pa" could begin a password: it goes after the idle delay,
-		// with no more input.
-		written <- ""
 	}()
-	// The pump: read, record, forward.
-	var forwarded strings.Builder
-	buf := make([]byte, 16)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			if _, err := rec.Append(kindInput, 0, buf[:n]); err != nil {
-				t.Fatal(err)
-			}
-			forwarded.Write(buf[:n])
-		}
-		if written != nil && strings.HasSuffix(forwarded.String(), "pa") {
-			<-written
-			written = nil
-			pw.Close()
-		}
-		if err != nil {
-			break
-		}
-	}
-	if got, want := forwarded.String(), strings.Join(sent, ""); got != want {
+	// "pa" could begin a password: it goes after the idle delay, with
+	// no more input.
+	out.waitFor(t, "pa")
+	pw.Close()
+	<-st.Done()
+	if got, want := out.String(), strings.Join(sent, ""); got != want {
 		t.Fatalf("forwarded %q, want the bytes as sent %q", got, want)
 	}
+	frames := log.logged()
 	var input strings.Builder
 	var masks []recorder.Attrs
 	var frameOf []int          // the index of the frame holding each input byte
 	announced := map[int]int{} // value start → index of its mask frame
-	for i, f := range log.frames {
+	for i, f := range frames {
 		switch f.kind {
-		case kindInput:
+		case recorder.KindInput:
 			input.WriteString(f.payload)
 			for range f.payload {
 				frameOf = append(frameOf, i)
 			}
-		case uint8(recorder.KindMask):
+		case recorder.KindMask:
 			a, err := recorder.ParseAttrsPayload([]byte(f.payload))
 			if err != nil {
 				t.Fatal(err)
@@ -191,7 +269,7 @@ func TestInputMasking(t *testing.T) {
 	}
 	for at, i := range announced {
 		if at >= len(frameOf) || frameOf[at] < i {
-			t.Fatalf("the value at %d is recorded before the mask frame that describes it (%v)", at, log.frames)
+			t.Fatalf("the value at %d is recorded before the mask frame that describes it (%v)", at, frames)
 		}
 	}
 	if got, want := input.String(), "echo **** **** **** 1111 password=*******\rls\rpa"; got != want {
@@ -202,19 +280,10 @@ func TestInputMasking(t *testing.T) {
 		t.Fatalf("mask frames %v", masks)
 	}
 
-	// Input that did not come through the reader is masked whole.
-	log.frames = nil
-	if _, err := rec.Append(kindInput, 0, []byte("4111111111111111\x04")); err != nil {
-		t.Fatal(err)
-	}
-	if len(log.frames) != 2 || log.frames[1].payload != "************1111\x04" || !strings.Contains(log.frames[0].payload, "input") {
-		t.Fatalf("frames %q", log.frames)
-	}
-
 	// Without a masking profile, input passes as it is.
 	plain := &frontSession{}
-	if r, rr := plain.inputFilter(context.Background(), pr, log); r != io.Reader(pr) || rr != Recorder(log) {
-		t.Fatal("input filtered without a profile")
+	if f := plain.filter(recorder.KindInput, 0); f != nil {
+		t.Fatalf("input filtered without a profile: %T", f)
 	}
 }
 
@@ -259,43 +328,25 @@ func TestMaskArgv(t *testing.T) {
 func TestInputMaskingKeys(t *testing.T) {
 	// An idle delay no test waits out: what is released comes from the
 	// keys alone.
-	_, pw, src, rec, log := maskedInput(t, time.Hour)
-	go func() {
-		// "p" could begin a password, but it is a key on its own: were
-		// it held, the first Read would wait an hour.
-		io.WriteString(pw, "p")
-	}()
-	buf := make([]byte, 64)
-	n, err := src.Read(buf)
-	if err != nil || string(buf[:n]) != "p" {
-		t.Fatalf("first key: %q %v", buf[:n], err)
-	}
-	rec.Append(kindInput, 0, buf[:n])
+	pw, st, out, log := maskedInput(t, time.Hour)
+	// "p" could begin a password, but it is a key on its own: were it
+	// held, it would wait an hour.
+	io.WriteString(pw, "p")
+	out.waitFor(t, "p")
 	go func() {
 		for _, c := range []byte(" 4111111111111111\r") {
 			pw.Write([]byte{c})
 		}
 		pw.Close()
 	}()
-	var sent strings.Builder
-	sent.WriteString("p")
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			rec.Append(kindInput, 0, buf[:n])
-			sent.Write(buf[:n])
-		}
-		if err != nil {
-			break
-		}
-	}
+	<-st.Done()
 	var input strings.Builder
-	for _, f := range log.frames {
-		if f.kind == kindInput {
+	for _, f := range log.logged() {
+		if f.kind == recorder.KindInput {
 			input.WriteString(f.payload)
 		}
 	}
-	if sent.String() != "p 4111111111111111\r" || input.String() != "p ************1111\r" {
-		t.Fatalf("sent %q, recorded %q", sent.String(), input.String())
+	if out.String() != "p 4111111111111111\r" || input.String() != "p ************1111\r" {
+		t.Fatalf("sent %q, recorded %q", out.String(), input.String())
 	}
 }

@@ -162,11 +162,11 @@ func (m *metrics) sessionEnded(reason string) {
 }
 
 // recorded counts n bytes of kind recorded: input, or output (and stderr).
-func (m *metrics) recorded(kind uint8, n int) {
+func (m *metrics) recorded(kind recorder.Kind, n int) {
 	switch kind {
-	case kindInput:
+	case recorder.KindInput:
 		m.bytesIn.Add(float64(n))
-	case kindOutput, uint8(recorder.KindStderr):
+	case recorder.KindOutput, recorder.KindStderr:
 		m.bytesOut.Add(float64(n))
 	}
 }

@@ -762,3 +762,17 @@ func (s *Server) flushWitnesses(ctx context.Context) {
 	}
 	s.log.Info("the witnesses cosigned the journal's last checkpoint")
 }
+
+// every calls fn every interval until ctx is done.
+func every(ctx context.Context, interval time.Duration, fn func()) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			fn()
+		}
+	}
+}

@@ -130,7 +130,7 @@ func BenchmarkVerify(b *testing.B) {
 }
 
 // benchWindow appends b.N chunks of size bytes to one session the way the
-// output pump of "bastion record" does (package bastion, localpty.go): at
+// output pump of "bastion record" does (package bastion/pump): at
 // most window chunks are appended but not yet committed, which is the
 // pump's pool of read buffers, and each new append first waits for the
 // commit of the oldest. A bounded window keeps only window×size bytes in

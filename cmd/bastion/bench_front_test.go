@@ -14,7 +14,6 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -369,105 +368,4 @@ func BenchmarkFrontLoad(b *testing.B) {
 	if code, out, errOut := runArgs("--home", r.home, "verify", "--json"); code != 0 {
 		b.Fatalf("verify after the load: exit %d\n%s\n%s", code, out, errOut)
 	}
-}
-
-// BenchmarkFrontIdle holds many idle sessions through the bastion at once
-// (BENCH_FRONT_IDLE, default 1000; each an x/crypto client running "sleep"
-// on the local command target) and reports the bastion's resident memory
-// per session: its RSS with them held, less its RSS before, divided by
-// their number.
-func BenchmarkFrontIdle(b *testing.B) {
-	n := 1000
-	if v, err := strconv.Atoi(os.Getenv("BENCH_FRONT_IDLE")); err == nil && v > 0 {
-		n = v
-	}
-	r := newFrontRig(b)
-	signer := r.certSigner(b)
-	// The bastion's host certificate, checked against the host CA of the
-	// @cert-authority line (x/crypto's knownhosts does not apply "*" to
-	// a host with a port).
-	known, err := os.ReadFile(r.known)
-	if err != nil {
-		b.Fatal(err)
-	}
-	var hostCA ssh.PublicKey
-	for line := range strings.SplitSeq(string(known), "\n") {
-		if f := strings.Fields(line); len(f) >= 4 && f[0] == "@cert-authority" {
-			if hostCA, _, _, _, err = ssh.ParseAuthorizedKey([]byte(strings.Join(f[2:], " "))); err != nil {
-				b.Fatal(err)
-			}
-		}
-	}
-	checker := &ssh.CertChecker{IsHostAuthority: func(k ssh.PublicKey, _ string) bool { return bytes.Equal(k.Marshal(), hostCA.Marshal()) }}
-	cfg := &ssh.ClientConfig{User: r.login + "@box", Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)}, HostKeyCallback: checker.CheckHostKey, Timeout: 30 * time.Second}
-	var perSession float64
-	b.ResetTimer()
-	for range b.N {
-		runtime.GC()
-		before := rss(b, r.server.Process.Pid)
-		clients := make([]*ssh.Client, 0, n)
-		for i := range n {
-			c, err := ssh.Dial("tcp", r.bastionAddr, cfg)
-			if err != nil {
-				b.Fatalf("session %d: %v", i, err)
-			}
-			s, err := c.NewSession()
-			if err != nil {
-				b.Fatalf("session %d: %v", i, err)
-			}
-			if err := s.Start("sleep 600"); err != nil {
-				b.Fatalf("session %d: %v", i, err)
-			}
-			clients = append(clients, c)
-		}
-		time.Sleep(time.Second) // let the last sessions settle
-		perSession = float64(rss(b, r.server.Process.Pid)-before) / float64(n)
-		for _, c := range clients {
-			c.Close()
-		}
-	}
-	b.ReportMetric(float64(n), "sessions-held")
-	b.ReportMetric(perSession/1024, "KiB/session")
-	b.ReportMetric(0, "ns/op")
-}
-
-// certSigner is the rig's key with its certificate, for x/crypto clients.
-func (r *frontRig) certSigner(b *testing.B) ssh.Signer {
-	keyPEM, err := os.ReadFile(r.key)
-	if err != nil {
-		b.Fatal(err)
-	}
-	k, err := ssh.ParsePrivateKey(keyPEM)
-	if err != nil {
-		b.Fatal(err)
-	}
-	certLine, err := os.ReadFile(r.key + "-cert.pub")
-	if err != nil {
-		b.Fatal(err)
-	}
-	pub, _, _, _, err := ssh.ParseAuthorizedKey(certLine)
-	if err != nil {
-		b.Fatal(err)
-	}
-	s, err := ssh.NewCertSigner(pub.(*ssh.Certificate), k)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return s
-}
-
-// rss is a process's resident set size in bytes.
-func rss(b *testing.B, pid int) int64 {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		b.Fatal(err)
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return kb << 10
-		}
-	}
-	b.Fatal("no VmRSS")
-	return 0
 }

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/bastionhq/bastion/bastion"
+	"github.com/bastionhq/bastion/bastion/local"
 	"github.com/bastionhq/bastion/bastion/localsshd"
 	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/certauth/apiclient"
@@ -258,12 +259,12 @@ func demoLocal(ctx context.Context, out io.Writer, home string, j *recorder.Jour
 	if err != nil {
 		return err
 	}
-	res, runErr := bastion.RunLocal(ctx, bastion.LocalConfig{
+	res, runErr := local.RunPTY(ctx, local.PTYConfig{
 		Argv:   []string{"sh"},
 		Env:    []string{"PS1=$ ", "PATH=" + os.Getenv("PATH"), "HOME=" + home, "TERM=dumb"},
 		Stdin:  &pacedLines{lines: strings.SplitAfter(demoScript, "\n"), pause: 300 * time.Millisecond},
 		Stdout: out,
-	}, sessionRecorder{s})
+	}, s)
 	if err := endLocal(ctx, s, res, runErr); err != nil {
 		return err
 	}

@@ -16,7 +16,7 @@ import (
 
 // TestMain lets the test binary act as the bastion command inside scripts.
 func TestMain(m *testing.M) {
-	testscript.Main(m, map[string]func(){"bastion": main})
+	testscript.Main(m, map[string]func(){"bastion": main, "bastion-idle-clients": idleClientsMain})
 }
 
 // TestScript runs the end-to-end scripts in testdata/script. Besides the

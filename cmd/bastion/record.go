@@ -10,7 +10,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/bastionhq/bastion/bastion"
+	"github.com/bastionhq/bastion/bastion/local"
+	"github.com/bastionhq/bastion/bastion/pump"
 	"github.com/bastionhq/bastion/recorder"
 )
 
@@ -89,7 +90,7 @@ func record(ctx context.Context, e *env, args []string) (err error) {
 	stdin, _ := e.stdin.(*os.File)
 	stdout, _ := e.stdout.(*os.File)
 	tty := isTerminal(stdin)
-	cfg := bastion.LocalConfig{Argv: argv, Stdin: e.stdin, StdinIsTerminal: tty, Stdout: e.stdout}
+	cfg := local.PTYConfig{Argv: argv, Stdin: e.stdin, StdinIsTerminal: tty, Stdout: e.stdout}
 	attrs := recorder.Attrs{
 		"kind":    "record",
 		"command": shellJoin(argv),
@@ -118,7 +119,7 @@ func record(ctx context.Context, e *env, args []string) (err error) {
 		defer cancel()
 		cfg.Resize = watchResize(rctx, sizeSrc)
 		if cols, rows, err := termSize(sizeSrc); err == nil {
-			cfg.Size = bastion.Size{Cols: cols, Rows: rows}
+			cfg.Size = local.Size{Cols: cols, Rows: rows}
 		}
 	}
 
@@ -134,7 +135,7 @@ func record(ctx context.Context, e *env, args []string) (err error) {
 		}
 		defer restore()
 	}
-	res, runErr := bastion.RunLocal(ctx, cfg, sessionRecorder{s})
+	res, runErr := local.RunPTY(ctx, cfg, s)
 
 	if err := endLocal(ctx, s, res, runErr); err != nil {
 		return err
@@ -152,12 +153,12 @@ func record(ctx context.Context, e *env, args []string) (err error) {
 }
 
 // endLocal records how a local command's session ended, an exit frame and
-// then the end leaf, and returns runErr, RunLocal's error, or the error of
+// then the end leaf, and returns runErr, RunPTY's error, or the error of
 // recording the end.
-func endLocal(ctx context.Context, s *recorder.Session, res bastion.Result, runErr error) error {
+func endLocal(ctx context.Context, s *recorder.Session, res local.Result, runErr error) error {
 	end := recorder.Attrs{"reason": "exited"}
 	switch {
-	case errors.Is(runErr, bastion.ErrRecordingFailed):
+	case errors.Is(runErr, pump.ErrRecordingFailed):
 		// The journal failed: there is nothing more it can take.
 		return runErr
 	case runErr != nil && ctx.Err() != nil:
@@ -167,7 +168,7 @@ func endLocal(ctx context.Context, s *recorder.Session, res bastion.Result, runE
 		end["reason"] = "error"
 		end["detail"] = runErr.Error()
 	}
-	if err := bastion.RecordExit(s, res, end); err != nil {
+	if err := local.RecordExit(s, res, end); err != nil {
 		return err
 	}
 	// End commits after every frame, and waits for it.
@@ -175,13 +176,6 @@ func endLocal(ctx context.Context, s *recorder.Session, res bastion.Result, runE
 		return fmt.Errorf("end recording: %w", err)
 	}
 	return runErr
-}
-
-// sessionRecorder adapts a journal session to the pump's Recorder.
-type sessionRecorder struct{ *recorder.Session }
-
-func (r sessionRecorder) Append(kind uint8, channel uint32, p []byte) (uint64, error) {
-	return r.Session.Append(recorder.Kind(kind), channel, p)
 }
 
 // shellJoin quotes argv for reading, as a POSIX shell would take it back.

@@ -10,7 +10,7 @@ import (
 
 	"golang.org/x/term"
 
-	"github.com/bastionhq/bastion/bastion"
+	"github.com/bastionhq/bastion/bastion/local"
 )
 
 // The user's terminal, for commands that run a session in it (record).
@@ -64,18 +64,18 @@ func termSize(f *os.File) (cols, rows int, err error) {
 //
 // The goroutine behind the channel lives until ctx is done; it then stops
 // listening and closes the channel.
-func watchResize(ctx context.Context, f *os.File) <-chan bastion.Size {
+func watchResize(ctx context.Context, f *os.File) <-chan local.Size {
 	winch := make(chan os.Signal, 1)
 	signal.Notify(winch, syscall.SIGWINCH)
-	var last bastion.Size
+	var last local.Size
 	if cols, rows, err := termSize(f); err == nil {
-		last = bastion.Size{Cols: cols, Rows: rows}
+		last = local.Size{Cols: cols, Rows: rows}
 	}
-	sizes := make(chan bastion.Size)
+	sizes := make(chan local.Size)
 	go func() {
 		defer close(sizes)
 		defer signal.Stop(winch)
-		var send chan<- bastion.Size // sizes while last is unsent, else nil
+		var send chan<- local.Size // sizes while last is unsent, else nil
 		for {
 			select {
 			case <-ctx.Done():
@@ -85,7 +85,7 @@ func watchResize(ctx context.Context, f *os.File) <-chan bastion.Size {
 				if err != nil {
 					continue
 				}
-				if size := (bastion.Size{Cols: cols, Rows: rows}); size != last {
+				if size := (local.Size{Cols: cols, Rows: rows}); size != last {
 					last, send = size, sizes
 				}
 			case send <- last:

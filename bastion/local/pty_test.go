@@ -1,4 +1,4 @@
-package bastion
+package local
 
 import (
 	"bytes"
@@ -16,12 +16,15 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/bastionhq/bastion/bastion/pump"
+	"github.com/bastionhq/bastion/recorder"
 )
 
 // testFrame is a frame as memRecorder keeps it.
 type testFrame struct {
 	seq     uint64
-	kind    uint8
+	kind    recorder.Kind
 	channel uint32
 	data    []byte
 }
@@ -80,7 +83,7 @@ func newMemRecorder(t testing.TB, commitDelay time.Duration) *memRecorder {
 	return r
 }
 
-func (r *memRecorder) Append(kind uint8, channel uint32, p []byte) (uint64, error) {
+func (r *memRecorder) Append(kind recorder.Kind, channel uint32, p []byte) (uint64, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.err != nil {
@@ -92,7 +95,7 @@ func (r *memRecorder) Append(kind uint8, channel uint32, p []byte) (uint64, erro
 		return 0, r.err
 	}
 	r.frames = append(r.frames, testFrame{seq: seq, kind: kind, channel: channel, data: bytes.Clone(p)})
-	if r.echoToken != nil && kind == kindOutput {
+	if r.echoToken != nil && kind == recorder.KindOutput {
 		r.appendedOutput = append(r.appendedOutput, p...)
 		if bytes.Contains(r.appendedOutput, r.echoToken) && !bytes.Contains(r.committedInput, r.echoToken) {
 			r.echoedEarly = true
@@ -144,9 +147,9 @@ func (r *memRecorder) commitLoop() {
 			}
 			r.committed = f.seq
 			switch {
-			case f.kind == kindOutput:
+			case f.kind == recorder.KindOutput:
 				r.output = append(r.output, f.data...)
-			case f.kind == kindInput && r.echoToken != nil:
+			case f.kind == recorder.KindInput && r.echoToken != nil:
 				r.committedInput = append(r.committedInput, f.data...)
 			}
 		}
@@ -198,7 +201,7 @@ func (r *memRecorder) allFrames() []testFrame {
 }
 
 // payloads concatenates the payloads of the frames of kind.
-func (r *memRecorder) payloads(kind uint8) []byte {
+func (r *memRecorder) payloads(kind recorder.Kind) []byte {
 	var b []byte
 	for _, f := range r.allFrames() {
 		if f.kind == kind {
@@ -208,7 +211,7 @@ func (r *memRecorder) payloads(kind uint8) []byte {
 	return b
 }
 
-func (r *memRecorder) texts(kind uint8) []string {
+func (r *memRecorder) texts(kind recorder.Kind) []string {
 	var s []string
 	for _, f := range r.allFrames() {
 		if f.kind == kind {
@@ -227,7 +230,7 @@ type checkedStdout struct {
 
 	mu        sync.Mutex
 	got       []byte
-	afterDone bool // a Write came after RunLocal returned
+	afterDone bool // a Write came after RunPTY returned
 	done      bool
 }
 
@@ -255,13 +258,13 @@ func (w *checkedStdout) output() []byte {
 
 // runChecked runs cfg with a checked Stdout and a deadline that no case
 // should come near.
-func runChecked(t *testing.T, cfg LocalConfig, rec *memRecorder) (Result, []byte, error) {
+func runChecked(t *testing.T, cfg PTYConfig, rec *memRecorder) (Result, []byte, error) {
 	t.Helper()
 	out := &checkedStdout{t: t, rec: rec}
 	cfg.Stdout = out
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	res, err := RunLocal(ctx, cfg, rec)
+	res, err := RunPTY(ctx, cfg, rec)
 	out.mu.Lock()
 	out.done = true
 	out.mu.Unlock()
@@ -269,7 +272,7 @@ func runChecked(t *testing.T, cfg LocalConfig, rec *memRecorder) (Result, []byte
 		out.mu.Lock()
 		defer out.mu.Unlock()
 		if out.afterDone {
-			t.Error("Stdout was written after RunLocal returned")
+			t.Error("Stdout was written after RunPTY returned")
 		}
 	})
 	return res, out.output(), err
@@ -293,9 +296,9 @@ func TestRunLocalOutput(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rec := newMemRecorder(t, time.Millisecond)
-			res, got, err := runChecked(t, LocalConfig{Argv: tt.argv}, rec)
+			res, got, err := runChecked(t, PTYConfig{Argv: tt.argv}, rec)
 			if err != nil {
-				t.Fatalf("RunLocal: %v", err)
+				t.Fatalf("RunPTY: %v", err)
 			}
 			if res != (Result{}) {
 				t.Errorf("result = %+v, want exit 0", res)
@@ -303,11 +306,11 @@ func TestRunLocalOutput(t *testing.T) {
 			if string(got) != tt.want {
 				t.Errorf("stdout = %q, want %q", got, tt.want)
 			}
-			if rec := rec.payloads(kindOutput); string(rec) != tt.want {
+			if rec := rec.payloads(recorder.KindOutput); string(rec) != tt.want {
 				t.Errorf("recorded output = %q, want %q", rec, tt.want)
 			}
 			frames := rec.allFrames()
-			if len(frames) == 0 || frames[0].kind != kindResize || !bytes.Equal(frames[0].data, resizePayload(80, 24)) {
+			if len(frames) == 0 || frames[0].kind != recorder.KindResize || !bytes.Equal(frames[0].data, resizePayload(80, 24)) {
 				t.Errorf("first frame = %+v, want resize 80x24", frames[:min(1, len(frames))])
 			}
 		})
@@ -317,9 +320,9 @@ func TestRunLocalOutput(t *testing.T) {
 func TestRunLocalLargeOutput(t *testing.T) {
 	const size = 5_000_000
 	rec := newMemRecorder(t, time.Millisecond)
-	_, got, err := runChecked(t, LocalConfig{Argv: []string{"head", "-c", "5000000", "/dev/zero"}}, rec)
+	_, got, err := runChecked(t, PTYConfig{Argv: []string{"head", "-c", "5000000", "/dev/zero"}}, rec)
 	if err != nil {
-		t.Fatalf("RunLocal: %v", err)
+		t.Fatalf("RunPTY: %v", err)
 	}
 	if len(got) != size || bytes.IndexFunc(got, func(r rune) bool { return r != 0 }) >= 0 {
 		t.Errorf("got %d bytes, want %d zero bytes", len(got), size)
@@ -340,9 +343,9 @@ func TestRunLocalExitStatus(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rec := newMemRecorder(t, 0)
-			res, _, err := runChecked(t, LocalConfig{Argv: []string{"sh", "-c", tt.script}}, rec)
+			res, _, err := runChecked(t, PTYConfig{Argv: []string{"sh", "-c", tt.script}}, rec)
 			if err != nil {
-				t.Fatalf("RunLocal: %v", err)
+				t.Fatalf("RunPTY: %v", err)
 			}
 			if res != tt.want {
 				t.Errorf("result = %+v, want %+v", res, tt.want)
@@ -364,10 +367,10 @@ func TestRunLocalStdinPipe(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rec := newMemRecorder(t, time.Millisecond)
-			cfg := LocalConfig{Argv: []string{"cat"}, Stdin: strings.NewReader(tt.input)}
+			cfg := PTYConfig{Argv: []string{"cat"}, Stdin: strings.NewReader(tt.input)}
 			res, got, err := runChecked(t, cfg, rec)
 			if err != nil {
-				t.Fatalf("RunLocal: %v", err)
+				t.Fatalf("RunPTY: %v", err)
 			}
 			if res != (Result{}) {
 				t.Errorf("result = %+v, want exit 0", res)
@@ -377,11 +380,11 @@ func TestRunLocalStdinPipe(t *testing.T) {
 			if n := strings.Count(string(got), word); word != "" && n != 2 {
 				t.Errorf("stdout = %q, want %q echoed and copied", got, word)
 			}
-			if in := rec.payloads(kindInput); string(in) != tt.input+tt.wantEOF {
+			if in := rec.payloads(recorder.KindInput); string(in) != tt.input+tt.wantEOF {
 				t.Errorf("recorded input = %q, want %q", in, tt.input+tt.wantEOF)
 			}
 			want := []string{"stdin closed: sent EOF to the command"}
-			if m := rec.texts(kindMarker); !slices.Equal(m, want) {
+			if m := rec.texts(recorder.KindMarker); !slices.Equal(m, want) {
 				t.Errorf("markers = %q, want %q", m, want)
 			}
 		})
@@ -402,9 +405,9 @@ func TestRunLocalInputRecordedFirst(t *testing.T) {
 		}
 		pw.Close()
 	}()
-	_, got, err := runChecked(t, LocalConfig{Argv: []string{"cat"}, Stdin: pr}, rec)
+	_, got, err := runChecked(t, PTYConfig{Argv: []string{"cat"}, Stdin: pr}, rec)
 	if err != nil {
-		t.Fatalf("RunLocal: %v", err)
+		t.Fatalf("RunPTY: %v", err)
 	}
 	if n := bytes.Count(got, rec.echoToken); n != 10 {
 		t.Errorf("stdout has the input %d times, want 10 (echo and copy): %q", n, got)
@@ -416,15 +419,15 @@ func TestRunLocalInputRecordedFirst(t *testing.T) {
 	}
 }
 
-// Once RunLocal returns, every goroutine it started has ended but the stdin
+// Once RunPTY returns, every goroutine it started has ended but the stdin
 // reader, which ends by itself here because stdin reaches its end.
 func TestRunLocalGoroutinesEnd(t *testing.T) {
 	rec := newMemRecorder(t, 0)
 	before := runtime.NumGoroutine()
 	resize := make(chan Size)
-	cfg := LocalConfig{Argv: []string{"cat"}, Stdin: strings.NewReader("x\n"), Resize: resize}
+	cfg := PTYConfig{Argv: []string{"cat"}, Stdin: strings.NewReader("x\n"), Resize: resize}
 	if _, _, err := runChecked(t, cfg, rec); err != nil {
-		t.Fatalf("RunLocal: %v", err)
+		t.Fatalf("RunPTY: %v", err)
 	}
 	deadline := time.Now().Add(time.Second)
 	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
@@ -432,7 +435,7 @@ func TestRunLocalGoroutinesEnd(t *testing.T) {
 	}
 	if n := runtime.NumGoroutine(); n > before {
 		buf := make([]byte, 1<<16)
-		t.Errorf("%d goroutines before RunLocal, %d after:\n%s", before, n, buf[:runtime.Stack(buf, true)])
+		t.Errorf("%d goroutines before RunPTY, %d after:\n%s", before, n, buf[:runtime.Stack(buf, true)])
 	}
 }
 
@@ -442,9 +445,9 @@ func TestRunLocalBackgroundHoldsTerminal(t *testing.T) {
 	rec := newMemRecorder(t, 0)
 	start := time.Now()
 	script := `trap "" HUP; sleep 10 & echo $!`
-	_, got, err := runChecked(t, LocalConfig{Argv: []string{"sh", "-c", script}}, rec)
+	_, got, err := runChecked(t, PTYConfig{Argv: []string{"sh", "-c", script}}, rec)
 	if err != nil {
-		t.Fatalf("RunLocal: %v", err)
+		t.Fatalf("RunPTY: %v", err)
 	}
 	pid, convErr := strconv.Atoi(strings.TrimSpace(string(got)))
 	if convErr != nil {
@@ -452,41 +455,41 @@ func TestRunLocalBackgroundHoldsTerminal(t *testing.T) {
 	}
 	syscall.Kill(pid, syscall.SIGKILL)
 	if d := time.Since(start); d > 3*time.Second {
-		t.Errorf("RunLocal took %v", d)
+		t.Errorf("RunPTY took %v", d)
 	}
 }
 
-// A stdin that never delivers must not keep RunLocal from returning once
+// A stdin that never delivers must not keep RunPTY from returning once
 // the command has exited.
 func TestRunLocalStdinBlocked(t *testing.T) {
 	pr, pw := io.Pipe()
-	t.Cleanup(func() { pw.Close() }) // releases the reader RunLocal left behind
+	t.Cleanup(func() { pw.Close() }) // releases the reader RunPTY left behind
 	rec := newMemRecorder(t, 0)
 	start := time.Now()
-	_, got, err := runChecked(t, LocalConfig{Argv: []string{"echo", "done"}, Stdin: pr, StdinIsTerminal: true}, rec)
+	_, got, err := runChecked(t, PTYConfig{Argv: []string{"echo", "done"}, Stdin: pr, StdinIsTerminal: true}, rec)
 	if err != nil {
-		t.Fatalf("RunLocal: %v", err)
+		t.Fatalf("RunPTY: %v", err)
 	}
 	if string(got) != "done\r\n" {
 		t.Errorf("stdout = %q, want %q", got, "done\r\n")
 	}
 	if d := time.Since(start); d > 2*time.Second {
-		t.Errorf("RunLocal took %v", d)
+		t.Errorf("RunPTY took %v", d)
 	}
 }
 
 func TestRunLocalResize(t *testing.T) {
 	t.Run("initial size", func(t *testing.T) {
 		rec := newMemRecorder(t, time.Millisecond)
-		cfg := LocalConfig{Argv: []string{"stty", "size"}, Size: Size{Cols: 123, Rows: 45}}
+		cfg := PTYConfig{Argv: []string{"stty", "size"}, Size: Size{Cols: 123, Rows: 45}}
 		_, got, err := runChecked(t, cfg, rec)
 		if err != nil {
-			t.Fatalf("RunLocal: %v", err)
+			t.Fatalf("RunPTY: %v", err)
 		}
 		if string(got) != "45 123\r\n" {
 			t.Errorf("stty size = %q, want %q", got, "45 123\r\n")
 		}
-		if r := rec.payloads(kindResize); !bytes.Equal(r, resizePayload(123, 45)) {
+		if r := rec.payloads(recorder.KindResize); !bytes.Equal(r, resizePayload(123, 45)) {
 			t.Errorf("recorded resizes = %x, want one of 123x45", r)
 		}
 	})
@@ -495,23 +498,23 @@ func TestRunLocalResize(t *testing.T) {
 		resize := make(chan Size, 1)
 		resize <- Size{Cols: 100, Rows: 40}
 		script := `while [ "$(stty size)" != "40 100" ]; do sleep 0.01; done; echo resized`
-		cfg := LocalConfig{Argv: []string{"sh", "-c", script}, Resize: resize}
+		cfg := PTYConfig{Argv: []string{"sh", "-c", script}, Resize: resize}
 		_, got, err := runChecked(t, cfg, rec)
 		if err != nil {
-			t.Fatalf("RunLocal: %v", err)
+			t.Fatalf("RunPTY: %v", err)
 		}
 		if string(got) != "resized\r\n" {
 			t.Errorf("stdout = %q, want %q", got, "resized\r\n")
 		}
 		want := append(resizePayload(80, 24), resizePayload(100, 40)...)
-		if r := rec.payloads(kindResize); !bytes.Equal(r, want) {
+		if r := rec.payloads(recorder.KindResize); !bytes.Equal(r, want) {
 			t.Errorf("recorded resizes = %x, want %x", r, want)
 		}
 	})
 }
 
 // When the journal fails, the command is killed (it ignores SIGHUP, so only
-// SIGKILL ends it), RunLocal returns promptly, and nothing uncommitted
+// SIGKILL ends it), RunPTY returns promptly, and nothing uncommitted
 // reaches Stdout: the checked Stdout fails the test otherwise.
 func TestRunLocalRecorderFails(t *testing.T) {
 	tests := []struct {
@@ -527,14 +530,14 @@ func TestRunLocalRecorderFails(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			rec := newMemRecorder(t, time.Millisecond)
 			rec.failAppendAt, rec.failCommitAt = tt.failAppendAt, tt.failCommitAt
-			cfg := LocalConfig{Argv: []string{"sh", "-c", `trap "" HUP; exec yes`}, KillGrace: time.Minute}
+			cfg := PTYConfig{Argv: []string{"sh", "-c", `trap "" HUP; exec yes`}, KillGrace: time.Minute}
 			start := time.Now()
 			res, got, err := runChecked(t, cfg, rec)
-			if !errors.Is(err, ErrRecordingFailed) || !errors.Is(err, errJournalBroken) {
-				t.Fatalf("RunLocal error = %v, want a recording failure", err)
+			if !errors.Is(err, pump.ErrRecordingFailed) || !errors.Is(err, errJournalBroken) {
+				t.Fatalf("RunPTY error = %v, want a recording failure", err)
 			}
 			if d := time.Since(start); d > 3*time.Second {
-				t.Errorf("RunLocal took %v to fail", d)
+				t.Errorf("RunPTY took %v to fail", d)
 			}
 			want := Result{ExitCode: 137, Signal: "KILL"}
 			if tt.failAppendAt == 1 {
@@ -569,19 +572,19 @@ func TestRunLocalRecorderFailsIdle(t *testing.T) {
 			rec := newMemRecorder(t, time.Millisecond)
 			timer := time.AfterFunc(200*time.Millisecond, rec.fail)
 			defer timer.Stop()
-			cfg := LocalConfig{Argv: tt.argv, KillGrace: time.Minute}
+			cfg := PTYConfig{Argv: tt.argv, KillGrace: time.Minute}
 			start := time.Now()
 			res, _, err := runChecked(t, cfg, rec)
-			if !errors.Is(err, ErrRecordingFailed) || !errors.Is(err, errJournalBroken) {
-				t.Fatalf("RunLocal error = %v, want a recording failure", err)
+			if !errors.Is(err, pump.ErrRecordingFailed) || !errors.Is(err, errJournalBroken) {
+				t.Fatalf("RunPTY error = %v, want a recording failure", err)
 			}
 			if d := time.Since(start); d > time.Second {
-				t.Errorf("RunLocal took %v to stop an idle session whose journal failed", d)
+				t.Errorf("RunPTY took %v to stop an idle session whose journal failed", d)
 			}
 			if res != tt.want {
 				t.Errorf("result = %+v, want %+v", res, tt.want)
 			}
-			if s := rec.texts(kindSignal); len(s) != 0 {
+			if s := rec.texts(recorder.KindSignal); len(s) != 0 {
 				t.Errorf("recorded signals %q after the journal failed", s)
 			}
 		})
@@ -597,14 +600,14 @@ func TestRunLocalRecorderFailsDuringGrace(t *testing.T) {
 	defer cancelTimer.Stop()
 	failTimer := time.AfterFunc(300*time.Millisecond, rec.fail)
 	defer failTimer.Stop()
-	cfg := LocalConfig{Argv: []string{"sh", "-c", `trap "" HUP; exec sleep 5`}, KillGrace: time.Minute, Stdout: io.Discard}
+	cfg := PTYConfig{Argv: []string{"sh", "-c", `trap "" HUP; exec sleep 5`}, KillGrace: time.Minute, Stdout: io.Discard}
 	start := time.Now()
-	res, err := RunLocal(ctx, cfg, rec)
-	if !errors.Is(err, ErrRecordingFailed) || !errors.Is(err, errJournalBroken) {
-		t.Fatalf("RunLocal error = %v, want a recording failure", err)
+	res, err := RunPTY(ctx, cfg, rec)
+	if !errors.Is(err, pump.ErrRecordingFailed) || !errors.Is(err, errJournalBroken) {
+		t.Fatalf("RunPTY error = %v, want a recording failure", err)
 	}
 	if d := time.Since(start); d > time.Second {
-		t.Errorf("RunLocal took %v", d)
+		t.Errorf("RunPTY took %v", d)
 	}
 	if want := (Result{ExitCode: 137, Signal: "KILL"}); res != want {
 		t.Errorf("result = %+v, want %+v", res, want)
@@ -627,24 +630,24 @@ func TestRunLocalCancel(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			timer := time.AfterFunc(200*time.Millisecond, cancel)
 			defer timer.Stop()
-			cfg := LocalConfig{Argv: tt.argv, KillGrace: 300 * time.Millisecond, Stdout: io.Discard}
+			cfg := PTYConfig{Argv: tt.argv, KillGrace: 300 * time.Millisecond, Stdout: io.Discard}
 			start := time.Now()
-			res, err := RunLocal(ctx, cfg, rec)
+			res, err := RunPTY(ctx, cfg, rec)
 			if !errors.Is(err, context.Canceled) {
-				t.Fatalf("RunLocal error = %v, want context.Canceled", err)
+				t.Fatalf("RunPTY error = %v, want context.Canceled", err)
 			}
 			if d := time.Since(start); d > 3*time.Second {
-				t.Errorf("RunLocal took %v", d)
+				t.Errorf("RunPTY took %v", d)
 			}
 			if res != tt.want {
 				t.Errorf("result = %+v, want %+v", res, tt.want)
 			}
-			if s := rec.texts(kindSignal); !slices.Equal(s, tt.wantSignals) {
+			if s := rec.texts(recorder.KindSignal); !slices.Equal(s, tt.wantSignals) {
 				t.Errorf("recorded signals = %q, want %q", s, tt.wantSignals)
 			}
 			// Stdin is nil: the command saw end of input first.
 			wantMarkers := []string{"stdin closed: sent EOF to the command", "session stopped: context canceled"}
-			if m := rec.texts(kindMarker); !slices.Equal(m, wantMarkers) {
+			if m := rec.texts(recorder.KindMarker); !slices.Equal(m, wantMarkers) {
 				t.Errorf("markers = %q", m)
 			}
 		})
@@ -659,12 +662,12 @@ func (brokenWriter) Write(p []byte) (int, error) { return 0, errBrokenPipe }
 
 func TestRunLocalStdoutFails(t *testing.T) {
 	rec := newMemRecorder(t, 0)
-	cfg := LocalConfig{Argv: []string{"yes"}, Stdout: brokenWriter{}, KillGrace: time.Second}
+	cfg := PTYConfig{Argv: []string{"yes"}, Stdout: brokenWriter{}, KillGrace: time.Second}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	res, err := RunLocal(ctx, cfg, rec)
-	if !errors.Is(err, errBrokenPipe) || errors.Is(err, ErrRecordingFailed) {
-		t.Fatalf("RunLocal error = %v, want the write error", err)
+	res, err := RunPTY(ctx, cfg, rec)
+	if !errors.Is(err, errBrokenPipe) || errors.Is(err, pump.ErrRecordingFailed) {
+		t.Fatalf("RunPTY error = %v, want the write error", err)
 	}
 	if res.Signal != "HUP" {
 		t.Errorf("result = %+v, want killed by HUP", res)
@@ -682,8 +685,8 @@ func TestRunLocalBadCommand(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rec := newMemRecorder(t, 0)
-			if _, err := RunLocal(context.Background(), LocalConfig{Argv: tt.argv}, rec); err == nil {
-				t.Fatal("RunLocal succeeded")
+			if _, err := RunPTY(context.Background(), PTYConfig{Argv: tt.argv}, rec); err == nil {
+				t.Fatal("RunPTY succeeded")
 			}
 			if f := rec.allFrames(); len(f) != 0 {
 				t.Errorf("recorded %d frames for a command that cannot run", len(f))
@@ -696,7 +699,7 @@ func TestRunLocalBadCommand(t *testing.T) {
 // measures the pumps and the terminal, not a journal.
 type instantRecorder struct{ seq atomic.Uint64 }
 
-func (r *instantRecorder) Append(kind uint8, channel uint32, p []byte) (uint64, error) {
+func (r *instantRecorder) Append(kind recorder.Kind, channel uint32, p []byte) (uint64, error) {
 	return r.seq.Add(1), nil
 }
 
@@ -711,7 +714,7 @@ func BenchmarkRunLocalThroughput(b *testing.B) {
 	b.SetBytes(size)
 	for b.Loop() {
 		var n countingWriter
-		_, err := RunLocal(context.Background(), LocalConfig{
+		_, err := RunPTY(context.Background(), PTYConfig{
 			Argv:   []string{"head", "-c", "64M", "/dev/zero"},
 			Stdout: &n,
 		}, &instantRecorder{})
