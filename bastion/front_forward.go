@@ -95,7 +95,7 @@ func (f *front) handleForward(conn *ssh.ServerConn, info *authInfo, nc ssh.NewCh
 	life.setID(sess.ID().String())
 	rec := journalRecorder{sess, life, f.metrics}
 	f.metrics.sessionStarted("direct-tcpip")
-	end := recorder.Attrs{"reason": "closed"}
+	end := recorder.Attrs{"reason": events.EndClosed}
 	finish := func(reason string, err error) {
 		if reason != "" {
 			end["reason"] = reason

@@ -347,7 +347,7 @@ func (s *frontSession) sayLocked(text string) {
 
 // tell says why the bastion ends the session, once. A session that has not
 // started its command yet is closed here; a running one is stopped by its
-// context, and records its end with e's reason (see endWith).
+// context, and records its end with e's reason (see recordEnd).
 func (s *frontSession) tell(e *sessionEnd) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -374,131 +374,173 @@ func (s *frontSession) start(req *ssh.Request) bool {
 	return started
 }
 
+// serve handles the session's requests until one starts it (shell, exec,
+// subsystem) or ends it. Each request type has its own method; those that
+// start or end the session return true, after which the session is over
+// when serve returns.
 func (s *frontSession) serve(ctx context.Context, reqs <-chan *ssh.Request) {
 	for req := range reqs {
+		var over bool
 		switch req.Type {
 		case "pty-req":
-			if _, ok := s.perms.Extensions["permit-pty"]; !ok {
-				s.say("your certificate does not permit a terminal (permit-pty)")
-				req.Reply(false, nil)
-				continue
-			}
-			var p ptyRequest
-			if err := ssh.Unmarshal(req.Payload, &p); err != nil {
-				req.Reply(false, nil)
-				continue
-			}
-			s.mu.Lock()
-			s.pty = &p
-			s.mu.Unlock()
-			req.Reply(true, nil)
+			s.ptyReq(req)
 		case "window-change":
-			var w windowChange
-			if s.pty != nil && ssh.Unmarshal(req.Payload, &w) == nil {
-				s.mu.Lock()
-				s.pty.Cols, s.pty.Rows = w.Cols, w.Rows
-				s.mu.Unlock()
-			}
-			req.Reply(false, nil)
+			s.windowChange(req)
 		case "shell", "exec":
-			var command string
-			if req.Type == "exec" {
-				var e struct{ Command string }
-				if err := ssh.Unmarshal(req.Payload, &e); err != nil {
-					req.Reply(false, nil)
-					continue
-				}
-				command = e.Command
-			}
-			action := policy.ActionShell
-			if req.Type == "exec" {
-				action = policy.ActionExec
-				if policy.IsFileTransfer(command) {
-					action = policy.ActionFileTransfer
-				}
-			}
-			if !s.authorize(req, action, command) {
-				return
-			}
-			// A command target's argv: what exec = "…" makes of an
-			// exec request, which may be refused.
-			var argv []string
-			if s.info.target.SSH == "" {
-				argv = slices.Clone(s.info.target.Command)
-				if req.Type == "exec" {
-					var err error
-					if argv, err = execArgv(s.info.target, command); err != nil {
-						reason := ReasonExecNotSplit
-						if errors.Is(err, errExecRefused) {
-							reason = ReasonExecRefused
-						}
-						s.refuseExec(req, command, reason, err)
-						return
-					}
-				}
-			}
-			if !s.start(req) {
-				return
-			}
-			if s.info.target.SSH != "" {
-				s.runUpstream(ctx, req.Type, command, reqs)
-			} else {
-				s.run(ctx, req.Type, command, argv, reqs)
-			}
-			return
+			over = s.command(ctx, req, reqs)
 		case "subsystem":
-			var sub struct{ Name string }
-			ssh.Unmarshal(req.Payload, &sub)
-			var server string
-			if sub.Name == "sftp" && s.info.target.SSH == "" {
-				server = findSFTPServer()
-			}
-			if sub.Name == "sftp" && !s.authorize(req, policy.ActionFileTransfer, "") {
-				return
-			}
-			if sub.Name != "sftp" || s.info.target.SSH == "" && server == "" {
-				// Accepted only to say why, and end: OpenSSH exits at
-				// once on a refused subsystem, before it prints what came
-				// with it.
-				req.Reply(true, nil)
-				if sub.Name == "sftp" {
-					s.say("sftp is not available on target %q (no sftp-server)", s.info.target.Name)
-				} else {
-					s.say("subsystem %q is not supported (only sftp)", sub.Name)
-				}
-				s.exit(local.Result{ExitCode: 1})
-				return
-			}
-			if !s.start(req) {
-				return
-			}
-			if s.info.target.SSH != "" {
-				s.runUpstream(ctx, req.Type, sub.Name, reqs)
-			} else {
-				s.runSubsystem(ctx, sub.Name, server, reqs)
-			}
-			return
+			over = s.subsystem(ctx, req, reqs)
 		case "auth-agent-req@openssh.com":
-			s.f.requestRefused(s.info, s.info.login+"@"+s.info.target.Name, req.Type, "agent_forwarding_refused")
-			s.say("agent forwarding is refused")
-			req.Reply(false, nil)
+			s.refuseForwarding(req, "agent_forwarding_refused", "agent forwarding is refused")
 		case "x11-req":
-			s.f.requestRefused(s.info, s.info.login+"@"+s.info.target.Name, req.Type, "x11_forwarding_refused")
-			s.say("X11 forwarding is refused")
-			req.Reply(false, nil)
+			s.refuseForwarding(req, "x11_forwarding_refused", "X11 forwarding is refused")
 		case "env":
-			// Passed on to SSH targets, if the allow-list has it.
-			var e envVar
-			ok := s.info.target.SSH != "" && ssh.Unmarshal(req.Payload, &e) == nil && envAllowed(e.Name)
-			if ok {
-				s.env = append(s.env, e)
-			}
-			req.Reply(ok, nil)
+			s.envReq(req)
 		default:
 			// Everything else: not passed on.
 			req.Reply(false, nil)
 		}
+		if over {
+			return
+		}
 	}
+}
+
+// ptyReq takes a terminal request before the start, if the certificate
+// permits a terminal.
+func (s *frontSession) ptyReq(req *ssh.Request) {
+	if _, ok := s.perms.Extensions["permit-pty"]; !ok {
+		s.say("your certificate does not permit a terminal (permit-pty)")
+		req.Reply(false, nil)
+		return
+	}
+	var p ptyRequest
+	if err := ssh.Unmarshal(req.Payload, &p); err != nil {
+		req.Reply(false, nil)
+		return
+	}
+	s.mu.Lock()
+	s.pty = &p
+	s.mu.Unlock()
+	req.Reply(true, nil)
+}
+
+// windowChange folds a size change before the start into the terminal
+// request (after the start, the runner or mirrorRequests takes them).
+func (s *frontSession) windowChange(req *ssh.Request) {
+	var w windowChange
+	if s.pty != nil && ssh.Unmarshal(req.Payload, &w) == nil {
+		s.mu.Lock()
+		s.pty.Cols, s.pty.Rows = w.Cols, w.Rows
+		s.mu.Unlock()
+	}
+	req.Reply(false, nil)
+}
+
+// envReq keeps an environment variable to pass on to an SSH target, if
+// the allow-list has it; command targets take none.
+func (s *frontSession) envReq(req *ssh.Request) {
+	var e envVar
+	ok := s.info.target.SSH != "" && ssh.Unmarshal(req.Payload, &e) == nil && envAllowed(e.Name)
+	if ok {
+		s.env = append(s.env, e)
+	}
+	req.Reply(ok, nil)
+}
+
+// refuseForwarding refuses a forwarding request of the session (agent,
+// X11): journaled with reason, and said to the client.
+func (s *frontSession) refuseForwarding(req *ssh.Request, reason, message string) {
+	s.f.requestRefused(s.info, s.info.login+"@"+s.info.target.Name, req.Type, reason)
+	s.say("%s", message)
+	req.Reply(false, nil)
+}
+
+// command handles a shell or exec request: authorized by policy, the
+// command target's argv worked out (which may refuse it), then run on the
+// target, recorded. It returns true: the request starts or ends the
+// session, except a malformed exec request, which is refused.
+func (s *frontSession) command(ctx context.Context, req *ssh.Request, reqs <-chan *ssh.Request) bool {
+	var command string
+	action := policy.ActionShell
+	if req.Type == "exec" {
+		var e struct{ Command string }
+		if err := ssh.Unmarshal(req.Payload, &e); err != nil {
+			req.Reply(false, nil)
+			return false
+		}
+		command = e.Command
+		action = policy.ActionExec
+		if policy.IsFileTransfer(command) {
+			action = policy.ActionFileTransfer
+		}
+	}
+	if !s.authorize(req, action, command) {
+		return true
+	}
+	// A command target's argv: what exec = "…" makes of an exec request,
+	// which may be refused.
+	var argv []string
+	if s.info.target.SSH == "" {
+		argv = slices.Clone(s.info.target.Command)
+		if req.Type == "exec" {
+			var err error
+			if argv, err = execArgv(s.info.target, command); err != nil {
+				reason := ReasonExecNotSplit
+				if errors.Is(err, errExecRefused) {
+					reason = ReasonExecRefused
+				}
+				s.refuseExec(req, command, reason, err)
+				return true
+			}
+		}
+	}
+	if !s.start(req) {
+		return true
+	}
+	if s.info.target.SSH != "" {
+		s.runUpstream(ctx, req.Type, command, reqs)
+	} else {
+		s.run(ctx, req.Type, command, argv, reqs)
+	}
+	return true
+}
+
+// subsystem handles a subsystem request: only sftp, authorized as a file
+// transfer, run by the system's sftp-server for a command target or passed
+// on to an SSH target. It returns true: the request starts or ends the
+// session.
+func (s *frontSession) subsystem(ctx context.Context, req *ssh.Request, reqs <-chan *ssh.Request) bool {
+	var sub struct{ Name string }
+	ssh.Unmarshal(req.Payload, &sub)
+	var server string
+	if sub.Name == "sftp" && s.info.target.SSH == "" {
+		server = findSFTPServer()
+	}
+	if sub.Name == "sftp" && !s.authorize(req, policy.ActionFileTransfer, "") {
+		return true
+	}
+	if sub.Name != "sftp" || s.info.target.SSH == "" && server == "" {
+		// Accepted only to say why, and end: OpenSSH exits at once on a
+		// refused subsystem, before it prints what came with it.
+		req.Reply(true, nil)
+		if sub.Name == "sftp" {
+			s.say("sftp is not available on target %q (no sftp-server)", s.info.target.Name)
+		} else {
+			s.say("subsystem %q is not supported (only sftp)", sub.Name)
+		}
+		s.exit(local.Result{ExitCode: 1})
+		return true
+	}
+	if !s.start(req) {
+		return true
+	}
+	if s.info.target.SSH != "" {
+		s.runUpstream(ctx, req.Type, sub.Name, reqs)
+	} else {
+		s.runSubsystem(ctx, sub.Name, server, reqs)
+	}
+	return true
 }
 
 // sessionAttrs are the attributes of a session's start leaf that every
@@ -561,7 +603,7 @@ func (s *frontSession) begin(ctx context.Context, kind, command string, attrs re
 			_, err = rec.Append(recorder.KindExec, 0, []byte(masked))
 		}
 		if err != nil {
-			s.failed(sess, err)
+			s.unrecorded(sess, err)
 			return nil, journalRecorder{}, false
 		}
 	}
@@ -571,7 +613,7 @@ func (s *frontSession) begin(ctx context.Context, kind, command string, attrs re
 			_, err = rec.Append(recorder.KindPTY, 0, pa)
 		}
 		if err != nil {
-			s.failed(sess, err)
+			s.unrecorded(sess, err)
 			return nil, journalRecorder{}, false
 		}
 	}
@@ -595,7 +637,7 @@ func (s *frontSession) begin(ctx context.Context, kind, command string, attrs re
 			_, err = rec.Append(recorder.KindEnv, 0, pa)
 		}
 		if err != nil {
-			s.failed(sess, err)
+			s.unrecorded(sess, err)
 			return nil, journalRecorder{}, false
 		}
 	}
@@ -674,79 +716,116 @@ func (s *frontSession) run(ctx context.Context, kind, command string, argv []str
 			Resize: resize, Filter: s.filter,
 		}, prec)
 	}
-	s.finish(ctx, sess, res, runErr)
+	s.end(ctx, sess, outcome{res: &res, err: runErr})
 }
 
-// finish ends a local session whose command returned res and runErr:
-// its end is recorded before the client gets the exit status, and a
-// recording failure or an error is told on the client's stderr.
-func (s *frontSession) finish(ctx context.Context, sess *recorder.Session, res local.Result, runErr error) {
-	if errors.Is(runErr, pump.ErrRecordingFailed) {
-		s.failed(sess, runErr)
+// An outcome is how a recorded session's command ended, as end takes it.
+type outcome struct {
+	// res is the command's exit status, recorded as the exit frame and
+	// sent to the client; nil when there is none (a target that closed
+	// without one, or that was never reached).
+	res *local.Result
+	// signal, if set, is the target's exit-signal request as it sent it:
+	// passed on to the client as it is, in place of res.
+	signal []byte
+	// err is why the session stopped early or failed, or nil. One
+	// wrapping [pump.ErrRecordingFailed] ends the session unrecorded.
+	err error
+	// attrs are added to the end leaf.
+	attrs recorder.Attrs
+	// failure, if set, is what the client reads instead of the command's
+	// status: the target could not be reached or set up. It is recorded
+	// with err as a marker before the end.
+	failure string
+}
+
+// end is the one way a recorded session ends. It records how (a marker
+// for a failure, the exit frame, the end leaf, committed), then tells the
+// client (the exit status or signal, or why it failed) and closes the
+// channel for writing: a client never hears an exit the journal does not
+// hold. When recording fails, at any step or before, the client is told
+// the session could not be recorded, and it exits 255.
+func (s *frontSession) end(ctx context.Context, sess *recorder.Session, o outcome) {
+	if errors.Is(o.err, pump.ErrRecordingFailed) {
+		s.unrecorded(sess, o.err)
 		return
 	}
-	if runErr != nil && ctx.Err() == nil {
-		s.f.log.Error("ssh session", "error", runErr, "identity", s.info.identity, "target", s.info.target.Name)
+	if o.err != nil && ctx.Err() == nil {
+		s.f.log.Error("ssh session", "session", sess.ID().String(), "error", o.err, "identity", s.info.identity, "target", s.info.target.Name)
 	}
-	if err := s.end(ctx, sess, &res, runErr); err != nil {
-		s.f.log.Error("end recording an ssh session", "error", err)
+	if o.failure != "" {
+		note := strings.ToValidUTF8(o.failure+": "+o.err.Error(), "\uFFFD")
+		if _, err := sess.Append(recorder.KindMarker, 0, []byte(note)); err != nil {
+			s.unrecorded(sess, err)
+			return
+		}
+	}
+	if err := s.recordEnd(ctx, sess, o); err != nil {
+		s.f.log.Error("end recording an ssh session", "session", sess.ID().String(), "error", err)
 		s.say("the end of the session could not be recorded")
 		s.exit(local.Result{ExitCode: 255})
 		return
 	}
-	if runErr != nil && res == (local.Result{}) {
-		s.say("the session failed: %v", runErr)
-		res.ExitCode = 255
+	switch {
+	case o.failure != "":
+		s.say("%s: %s", s.info.target.Name, o.failure)
+		s.exit(local.Result{ExitCode: 255})
+	case o.signal != nil:
+		s.ch.SendRequest("exit-signal", false, o.signal)
+		s.ch.CloseWrite()
+	case o.res != nil && (o.err == nil || *o.res != local.Result{}):
+		s.exit(*o.res)
+	case o.err != nil:
+		s.say("the session failed: %v", o.err)
+		s.exit(local.Result{ExitCode: 255})
+	default:
+		// The target closed without an exit status: so does the bastion.
+		s.ch.CloseWrite()
 	}
-	s.exit(res)
 }
 
-// failed ends a session whose recording failed: the client is told why.
-func (s *frontSession) failed(sess *recorder.Session, err error) {
+// unrecorded ends a session whose recording failed: no end leaf can be
+// written, but the end is counted, as every other, and the client is told
+// why.
+func (s *frontSession) unrecorded(sess *recorder.Session, err error) {
 	s.f.log.Error("ssh session ended: recording failed", "session", sess.ID().String(), "error", err)
-	// No end leaf can be written, but the end is counted, as every other.
 	s.f.metrics.sessionEnded(EndRecordingFailed)
 	s.say("the session was ended because it could not be recorded")
 	s.exit(local.Result{ExitCode: 255})
 }
 
-// end records how the session ended: an exit frame, then the end leaf,
-// committed before the client hears the exit status. A nil res (the
-// target ended without an exit status) records no exit frame.
-func (s *frontSession) end(ctx context.Context, sess *recorder.Session, res *local.Result, runErr error) error {
-	return s.endWith(ctx, sess, res, runErr, nil)
-}
-
-// endWith is end with extra attributes for the end leaf.
-func (s *frontSession) endWith(ctx context.Context, sess *recorder.Session, res *local.Result, runErr error, extra recorder.Attrs) error {
+// recordEnd records how the session ended: an exit frame when o has a
+// status, then the end leaf with its reason: exited, or the bastion's
+// cause when it ended the session (expiry, revocation, idleness, the
+// maximum duration, an operator, shutdown), stopped, error, or
+// no-exit-status.
+func (s *frontSession) recordEnd(ctx context.Context, sess *recorder.Session, o outcome) error {
 	end := recorder.Attrs{"reason": events.EndExited}
-	for k, v := range extra {
+	for k, v := range o.attrs {
 		end[k] = v
 	}
 	switch e := endCause(ctx); {
-	case runErr != nil && e != nil:
-		// Ended by the bastion: expiry, revocation, idleness, the
-		// maximum duration, an operator, shutdown.
+	case o.err != nil && e != nil:
 		end["reason"] = e.reason
 		end["detail"] = e.message
 		for k, v := range e.attrs {
 			end[k] = v
 		}
-	case runErr != nil && ctx.Err() != nil:
+	case o.err != nil && ctx.Err() != nil:
 		end["reason"] = events.EndStopped
 		end["detail"] = context.Cause(ctx).Error()
-	case runErr != nil:
+	case o.err != nil:
 		end["reason"] = events.EndError
-		end["detail"] = runErr.Error()
+		end["detail"] = o.err.Error()
 	}
 	defer func() { s.f.metrics.sessionEnded(end["reason"]) }()
-	if res == nil {
-		if runErr == nil {
+	if o.res == nil {
+		if o.err == nil {
 			end["reason"] = events.EndNoExitStatus
 		}
 		return sess.End(context.WithoutCancel(ctx), end)
 	}
-	if err := local.RecordExit(sess, *res, end); err != nil {
+	if err := local.RecordExit(sess, *o.res, end); err != nil {
 		return err
 	}
 	return sess.End(context.WithoutCancel(ctx), end)

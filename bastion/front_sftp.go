@@ -563,5 +563,5 @@ func (s *frontSession) runSubsystem(ctx context.Context, name, server string, re
 			runErr = pump.RecordingFailed(err)
 		}
 	}
-	s.finish(ctx, sess, res, runErr)
+	s.end(ctx, sess, outcome{res: &res, err: runErr})
 }

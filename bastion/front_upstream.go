@@ -299,19 +299,19 @@ type upstreamExit struct {
 	payload []byte // the exit-signal request as the target sent it
 }
 
-// runUpstream runs a shell or exec request on an SSH target: it records
-// the session, connects as the client's login with the bastion's own
-// credential, mirrors the client's requests, pumps every byte record then
-// forward, and passes the target's exit status back.
+// runUpstream runs a shell, exec or subsystem request on an SSH target:
+// it records the session, connects as the client's login with the
+// bastion's own credential (dialUpstream), pumps every byte record then
+// forward (pumpUpstream), and ends the session with the target's exit
+// status.
 func (s *frontSession) runUpstream(ctx context.Context, kind, command string, reqs <-chan *ssh.Request) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	info := s.info
-	u := s.info.targets.upstreams[info.target.Name]
+	u := s.info.targets.upstreams[s.info.target.Name]
 	attrs := s.sessionAttrs(kind, command)
 	attrs["target-kind"] = "ssh"
-	attrs["upstream.address"] = info.target.SSH
-	attrs["upstream.user"] = info.login
+	attrs["upstream.address"] = s.info.target.SSH
+	attrs["upstream.user"] = s.info.login
 	var serial uint64
 	if u.userKey != nil {
 		attrs["upstream.auth"] = "key"
@@ -331,7 +331,42 @@ func (s *frontSession) runUpstream(ctx context.Context, kind, command string, re
 	if !ok {
 		return
 	}
-	endAttrs := recorder.Attrs{}
+	up, failed := s.dialUpstream(ctx, sess, rec, u, serial, kind, command)
+	if up == nil {
+		s.end(ctx, sess, failed)
+		return
+	}
+	defer up.close()
+	s.end(ctx, sess, s.pumpUpstream(ctx, rec, up, kind, reqs))
+}
+
+// upstreamSession is a session channel open on an SSH target, with its
+// command (shell, exec, subsystem) started.
+type upstreamSession struct {
+	client *ssh.Client
+	ch     ssh.Channel
+	reqs   <-chan *ssh.Request // the target's requests on ch
+	// attrs are what the end leaf says of the connection: the
+	// certificate's key ID, the target's host key.
+	attrs recorder.Attrs
+}
+
+func (u *upstreamSession) close() {
+	u.ch.Close()
+	u.client.Close()
+}
+
+// dialUpstream connects to the target as the client's login, with the
+// target's own key or a certificate minted for this session (recorded
+// before it is used), opens a session channel and replays the client's
+// requests before the start (env, pty-req) and the start itself. If any
+// step fails it returns nil and the outcome that ends the session.
+func (s *frontSession) dialUpstream(ctx context.Context, sess *recorder.Session, rec pump.Recorder, u *upstream, serial uint64, kind, command string) (*upstreamSession, outcome) {
+	info := s.info
+	attrs := recorder.Attrs{}
+	failed := func(msg string, err error) (*upstreamSession, outcome) {
+		return nil, outcome{err: err, attrs: attrs, failure: msg}
+	}
 	auth := u.userKey
 	if auth == nil {
 		var ext []string
@@ -340,11 +375,10 @@ func (s *frontSession) runUpstream(ctx context.Context, kind, command string, re
 		}
 		signer, cert, err := s.f.upstreamCert(sess.ID().String(), info.identity, info.login, serial, ext...)
 		if err != nil {
-			s.upstreamFailed(ctx, sess, endAttrs, "the session failed", err)
-			return
+			return failed("the session failed", err)
 		}
 		auth = signer
-		endAttrs["upstream.key-id"] = cert.KeyId
+		attrs["upstream.key-id"] = cert.KeyId
 		// The key ID names the session, which exists only now: a frame
 		// records it, before the certificate is used.
 		note := fmt.Sprintf("upstream certificate serial=%d key-id=%q principal=%s", serial, cert.KeyId, info.login)
@@ -353,8 +387,7 @@ func (s *frontSession) runUpstream(ctx context.Context, kind, command string, re
 			err = rec.Wait(ctx, seq)
 		}
 		if err != nil {
-			s.failed(sess, err)
-			return
+			return nil, outcome{err: pump.RecordingFailed(err)}
 		}
 	}
 
@@ -368,31 +401,29 @@ func (s *frontSession) runUpstream(ctx context.Context, kind, command string, re
 		case strings.Contains(err.Error(), "unable to authenticate"):
 			msg = "the target refused the bastion's credentials"
 		}
-		s.upstreamFailed(ctx, sess, endAttrs, msg, fmt.Errorf("connect to %s: %w", info.target.SSH, err))
-		return
+		return failed(msg, fmt.Errorf("connect to %s: %w", info.target.SSH, err))
 	}
-	defer client.Close()
-	endAttrs["upstream.host-key.sha256"] = ssh.FingerprintSHA256(hostKey)
+	attrs["upstream.host-key.sha256"] = ssh.FingerprintSHA256(hostKey)
 	uch, ureqs, err := client.OpenChannel("session", nil)
 	if err != nil {
-		s.upstreamFailed(ctx, sess, endAttrs, "the target refused a session", err)
-		return
+		client.Close()
+		return failed("the target refused a session", err)
 	}
-	defer uch.Close()
+	up := &upstreamSession{client: client, ch: uch, reqs: ureqs, attrs: attrs}
 
 	// The client's requests before the start, as it sent them (window
 	// changes before the start are folded into the PTY request).
 	for _, e := range s.env {
 		if _, err := uch.SendRequest("env", false, ssh.Marshal(e)); err != nil {
-			s.upstreamFailed(ctx, sess, endAttrs, "the connection to the target failed", err)
-			return
+			up.close()
+			return failed("the connection to the target failed", err)
 		}
 	}
 	if s.pty != nil {
 		ok, err := uch.SendRequest("pty-req", true, ssh.Marshal(s.pty))
 		if err != nil {
-			s.upstreamFailed(ctx, sess, endAttrs, "the connection to the target failed", err)
-			return
+			up.close()
+			return failed("the connection to the target failed", err)
 		}
 		if !ok {
 			s.say("the target refused a terminal")
@@ -409,17 +440,25 @@ func (s *frontSession) runUpstream(ctx context.Context, kind, command string, re
 		if err == nil {
 			err = fmt.Errorf("%s request refused", kind)
 		}
-		s.upstreamFailed(ctx, sess, endAttrs, "the target refused the "+kind+" request", err)
-		return
+		up.close()
+		return failed("the target refused the "+kind+" request", err)
 	}
+	return up, outcome{}
+}
 
-	// The target's requests: how its command ended. ureqs closes with
+// pumpUpstream pumps a started upstream session record then forward (a
+// subsystem's packets observed for the files that pass), mirrors the
+// client's requests to the target, keeps the connection alive, and
+// returns how it ended: the target's exit status or signal, or why it
+// stopped.
+func (s *frontSession) pumpUpstream(ctx context.Context, rec journalRecorder, up *upstreamSession, kind string, reqs <-chan *ssh.Request) outcome {
+	// The target's requests: how its command ended. up.reqs closes with
 	// the channel.
 	var exit upstreamExit
 	targetDone := make(chan struct{})
 	go func() {
 		defer close(targetDone)
-		for r := range ureqs {
+		for r := range up.reqs {
 			switch r.Type {
 			case "exit-status":
 				var st struct{ Status uint32 }
@@ -439,7 +478,6 @@ func (s *frontSession) runUpstream(ctx context.Context, kind, command string, re
 		}
 	}()
 
-	// A subsystem's packets are observed for the files that pass.
 	var prec pump.Recorder = rec
 	var srec *sftpRecorder
 	if kind == "subsystem" {
@@ -447,18 +485,16 @@ func (s *frontSession) runUpstream(ctx context.Context, kind, command string, re
 		prec = *srec
 	}
 	prec = s.redacting(prec)
+	uch := up.ch
 	p := pump.StartPipes(ctx, prec, pump.Ends{
 		Stdin: s.ch, Input: uch, EndInput: func() { uch.CloseWrite() },
 		Stdout: uch, Stderr: uch.Stderr(), ToStdout: s.ch, ToStderr: s.ch.Stderr(),
 		Filter: s.filter,
-	}, func() {
-		uch.Close()
-		client.Close()
-	})
+	}, up.close)
 	done := make(chan struct{})
 	defer close(done)
 	go s.mirrorRequests(ctx, reqs, uch, rec, p, done)
-	go keepalive(ctx, client, upstreamKeepalive, p.Stop)
+	go keepalive(ctx, up.client, upstreamKeepalive, p.Stop)
 
 	p.Until(p.OutputDone())
 	// The output is at its end; the target's exit status comes with, or
@@ -470,48 +506,7 @@ func (s *frontSession) runUpstream(ctx context.Context, kind, command string, re
 			runErr = pump.RecordingFailed(err)
 		}
 	}
-	if errors.Is(runErr, pump.ErrRecordingFailed) {
-		s.failed(sess, runErr)
-		return
-	}
-	if runErr != nil && ctx.Err() == nil {
-		s.f.log.Error("ssh session", "error", runErr, "identity", info.identity, "target", info.target.Name)
-	}
-	if err := s.endWith(ctx, sess, exit.res, runErr, endAttrs); err != nil {
-		s.f.log.Error("end recording an ssh session", "error", err)
-		s.say("the end of the session could not be recorded")
-		s.exit(local.Result{ExitCode: 255})
-		return
-	}
-	switch {
-	case exit.payload != nil:
-		s.ch.SendRequest("exit-signal", false, exit.payload)
-		s.ch.CloseWrite()
-	case exit.res != nil:
-		s.exit(*exit.res)
-	case runErr != nil:
-		s.say("the session failed: %v", runErr)
-		s.exit(local.Result{ExitCode: 255})
-	default:
-		// The target closed without an exit status: so does the bastion.
-		s.ch.CloseWrite()
-	}
-}
-
-// upstreamFailed ends a session whose target could not be reached or set
-// up: the cause is journaled and logged, the client reads msg.
-func (s *frontSession) upstreamFailed(ctx context.Context, sess *recorder.Session, endAttrs recorder.Attrs, msg string, err error) {
-	s.f.log.Error("ssh target", "target", s.info.target.Name, "session", sess.ID().String(), "error", err)
-	if _, aerr := sess.Append(recorder.KindMarker, 0, []byte(strings.ToValidUTF8(msg+": "+err.Error(), "\uFFFD"))); aerr != nil {
-		s.failed(sess, aerr)
-		return
-	}
-	if eerr := s.endWith(ctx, sess, nil, err, endAttrs); eerr != nil {
-		s.failed(sess, eerr)
-		return
-	}
-	s.say("%s: %s", s.info.target.Name, msg)
-	s.exit(local.Result{ExitCode: 255})
+	return outcome{res: exit.res, signal: exit.payload, err: runErr, attrs: up.attrs}
 }
 
 // mirrorRequests passes the client's requests after the start on to the

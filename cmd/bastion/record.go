@@ -13,6 +13,7 @@ import (
 	"github.com/bastionhq/bastion/bastion/local"
 	"github.com/bastionhq/bastion/bastion/pump"
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/events"
 )
 
 func init() {
@@ -131,7 +132,7 @@ func record(ctx context.Context, e *env, args []string) (err error) {
 		restore, err := makeRaw(int(stdin.Fd()))
 		if err != nil {
 			// The session started but never ran: say so in its end.
-			return errors.Join(err, s.End(context.WithoutCancel(ctx), recorder.Attrs{"reason": "error", "detail": err.Error()}))
+			return errors.Join(err, s.End(context.WithoutCancel(ctx), recorder.Attrs{"reason": events.EndError, "detail": err.Error()}))
 		}
 		defer restore()
 	}
@@ -156,16 +157,16 @@ func record(ctx context.Context, e *env, args []string) (err error) {
 // then the end leaf, and returns runErr, RunPTY's error, or the error of
 // recording the end.
 func endLocal(ctx context.Context, s *recorder.Session, res local.Result, runErr error) error {
-	end := recorder.Attrs{"reason": "exited"}
+	end := recorder.Attrs{"reason": events.EndExited}
 	switch {
 	case errors.Is(runErr, pump.ErrRecordingFailed):
 		// The journal failed: there is nothing more it can take.
 		return runErr
 	case runErr != nil && ctx.Err() != nil:
-		end["reason"] = "stopped"
+		end["reason"] = events.EndStopped
 		end["detail"] = context.Cause(ctx).Error()
 	case runErr != nil:
-		end["reason"] = "error"
+		end["reason"] = events.EndError
 		end["detail"] = runErr.Error()
 	}
 	if err := local.RecordExit(s, res, end); err != nil {
