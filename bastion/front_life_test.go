@@ -337,7 +337,7 @@ func TestFrontJournalFailing(t *testing.T) {
 	c := fx.sshStart(t, fx.key, "ops@box", "echo started; exec sleep 300")
 	fx.waitLive(t, 1, c)
 	// The store closes under the journal: its next commit fails.
-	fx.ts.store.Close()
+	fx.ts.closeStore()
 	fx.ts.journal.AppendEvent(context.Background(), "test.poke", recorder.Attrs{"a": "b"})
 	if fx.ts.journal.Err() == nil {
 		t.Fatal("the journal did not fail")

@@ -125,8 +125,12 @@ target "pg" {
 		}
 	}
 	fx.verify(t)
+	if err := fx.ts.closeStore(); err != nil {
+		t.Fatal(err)
+	}
 
-	// The journal is closed: its files hold everything it recorded.
+	// The journal and its store are closed: its files hold everything it
+	// recorded.
 	files, err := filepath.Glob(filepath.Join(fx.ts.home, "journal.db*"))
 	if err != nil || len(files) == 0 {
 		t.Fatalf("journal files: %v %v", files, err)

@@ -144,7 +144,7 @@ func TestHealthJournalFails(t *testing.T) {
 	})
 
 	// The store closes under the journal: its next commit fails.
-	ts.store.Close()
+	ts.closeStore()
 	ts.journal.AppendEvent(context.Background(), "test.poke", recorder.Attrs{"a": "b"})
 	if ts.journal.Err() == nil {
 		t.Fatal("the journal did not fail")

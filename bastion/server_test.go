@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -64,10 +65,12 @@ type testServer struct {
 	auth    *certauth.Authorities
 	journal *recorder.Journal
 	store   *storage.SQLite
-	key     *recorder.JournalKey
-	client  *certauth.Client
-	cancel  context.CancelFunc
-	done    chan error
+	// closeStore closes store, once; the test's cleanup calls it too.
+	closeStore func() error
+	key        *recorder.JournalKey
+	client     *certauth.Client
+	cancel     context.CancelFunc
+	done       chan error
 }
 
 // startServer runs a Server over a fresh home with config text (its
@@ -145,7 +148,7 @@ func startServerWith(t testing.TB, m *mockoidc.MockOIDC, config string, alg cert
 		t.Fatal(err)
 	}
 	rctx, cancel := context.WithCancel(ctx)
-	ts := &testServer{Server: srv, home: home, auth: auth, journal: j, store: st, key: key, cancel: cancel, done: make(chan error, 1)}
+	ts := &testServer{Server: srv, home: home, auth: auth, journal: j, store: st, closeStore: sync.OnceValue(st.Close), key: key, cancel: cancel, done: make(chan error, 1)}
 	go func() { ts.done <- srv.Run(rctx) }()
 	ts.client, err = certauth.NewClient(srv.APIURL(), certauth.ClientOptions{Fingerprint: srv.TLS().Fingerprint})
 	if err != nil {
@@ -153,7 +156,7 @@ func startServerWith(t testing.TB, m *mockoidc.MockOIDC, config string, alg cert
 	}
 	t.Cleanup(func() {
 		ts.stop(t)
-		st.Close()
+		ts.closeStore()
 	})
 	return ts
 }
@@ -162,6 +165,9 @@ func (ts *testServer) stop(t testing.TB) {
 	if ts.cancel == nil {
 		return
 	}
+	// The test's API connection would otherwise hold the server's
+	// shutdown for the second HTTP/2 gives a client to go away.
+	ts.client.CloseIdleConnections()
 	ts.cancel()
 	ts.cancel = nil
 	if err := <-ts.done; err != nil {
