@@ -181,6 +181,7 @@ func (rs recordedSession) stream(kind recorder.Kind) []byte {
 // is recorded, and sshd's log names the session by the certificate's key
 // ID.
 func TestFrontUpstreamExec(t *testing.T) {
+	t.Parallel()
 	ux := startUpstream(t)
 	user := ux.login + "@db1"
 	for _, tc := range []struct {
@@ -285,6 +286,7 @@ func TestFrontUpstreamExec(t *testing.T) {
 // direct connection gets, at the size the client asks for, resized when
 // the client's window changes.
 func TestFrontUpstreamPTY(t *testing.T) {
+	t.Parallel()
 	ux := startUpstream(t)
 	const command = "stty size; tty >/dev/null && echo on-a-tty"
 	out, _, code := ux.sshIO(t, ux.login+"@db1", command, nil, "-tt")
@@ -394,6 +396,7 @@ func readCert(t *testing.T, path string) *ssh.Certificate {
 // configured; a target whose key is not trusted, or that cannot be
 // reached, ends the session with a message, journaled.
 func TestFrontUpstreamHostKey(t *testing.T) {
+	t.Parallel()
 	ux := startUpstream(t)
 	for _, target := range []string{"kh", "ca"} {
 		command := "echo via-" + target
@@ -429,6 +432,7 @@ func TestFrontUpstreamHostKey(t *testing.T) {
 // TestFrontUpstreamConfigErrors: mistakes in SSH targets are reported at
 // their file:line:col.
 func TestFrontUpstreamConfigErrors(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	loose := filepath.Join(dir, "loose_key")
 	newKey(t, dir, "loose_key")
@@ -466,6 +470,7 @@ func TestFrontUpstreamConfigErrors(t *testing.T) {
 // each way are recorded as a forward session. A destination policy does
 // not allow is refused, with the rule, and journaled.
 func TestFrontUpstreamForward(t *testing.T) {
+	t.Parallel()
 	ux := startUpstream(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -84,6 +84,7 @@ func humanClaims(m *mockoidc.MockOIDC, sub string) jwt.MapClaims {
 // before they reach the target, on stderr and in the journal; the grant
 // ends, and the live session under it ends with a message saying so.
 func TestPolicyGrantEndToEnd(t *testing.T) {
+	t.Parallel()
 	needTool(t, "ssh")
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -267,6 +268,7 @@ func TestPolicyGrantEndToEnd(t *testing.T) {
 // the old policy stays in force; new sessions are decided by the policy in
 // force.
 func TestPolicyReload(t *testing.T) {
+	t.Parallel()
 	needTool(t, "ssh")
 	ctx := context.Background()
 	pdir := t.TempDir()

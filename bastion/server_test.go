@@ -17,6 +17,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -48,7 +49,11 @@ func mint(t testing.TB, m *mockoidc.MockOIDC, claims jwt.MapClaims) string {
 }
 
 func agentClaims(m *mockoidc.MockOIDC, sub string) jwt.MapClaims {
-	now := time.Now()
+	return agentClaimsAt(m, sub, time.Now())
+}
+
+// agentClaimsAt is agentClaims for a token issued at now.
+func agentClaimsAt(m *mockoidc.MockOIDC, sub string, now time.Time) jwt.MapClaims {
 	// An RFC 8693 delegation token: the agent (act.sub) acts on behalf
 	// of alice (sub).
 	return jwt.MapClaims{
@@ -58,6 +63,16 @@ func agentClaims(m *mockoidc.MockOIDC, sub string) jwt.MapClaims {
 		"repository": "bank/payments",
 	}
 }
+
+// shiftedClock is a server's clock (ServerOptions.Now) that a test sets
+// apart from the real time, to have something issued in the past: the
+// real time plus an offset. Timers still run in real time.
+type shiftedClock struct{ offset atomic.Int64 }
+
+func (c *shiftedClock) now() time.Time { return time.Now().Add(time.Duration(c.offset.Load())) }
+
+// set puts the clock d from the real time.
+func (c *shiftedClock) set(d time.Duration) { c.offset.Store(int64(d)) }
 
 type testServer struct {
 	*Server
@@ -97,6 +112,10 @@ type serverTweaks struct {
 	// journalDir, if set, is the journal's directory, else the home (a
 	// new temporary directory).
 	journalDir string
+	// storage are the options the journal's store is opened with.
+	storage storage.Options
+	// publishInterval, if set, is the journal's PublishInterval.
+	publishInterval time.Duration
 }
 
 // startServerWith is startServerAlg with tweaks. The journal reports its
@@ -126,7 +145,7 @@ func startServerWith(t testing.TB, m *mockoidc.MockOIDC, config string, alg cert
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := storage.OpenSQLite(ctx, filepath.Join(journalDir, "journal.db"), storage.Options{})
+	st, err := storage.OpenSQLite(ctx, filepath.Join(journalDir, "journal.db"), tw.storage)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +154,7 @@ func startServerWith(t testing.TB, m *mockoidc.MockOIDC, config string, alg cert
 	if tw.wrap != nil {
 		store = tw.wrap(st)
 	}
-	j, err := recorder.Open(ctx, store, recorder.Options{Key: key, Logger: tw.logger, OnCommit: commits.OnCommit})
+	j, err := recorder.Open(ctx, store, recorder.Options{Key: key, Logger: tw.logger, OnCommit: commits.OnCommit, PublishInterval: tw.publishInterval})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,6 +290,7 @@ func currentLogin(t *testing.T) string {
 // trusts the user CA, then revokes it and sees sshd refuse it through the
 // KRL.
 func TestCertificateEndToEnd(t *testing.T) {
+	t.Parallel()
 	keygen := needTool(t, "ssh-keygen")
 	needTool(t, "ssh")
 	ctx := context.Background()
@@ -429,6 +449,7 @@ func TestCertificateEndToEnd(t *testing.T) {
 // tokens too, until the block ends; other identities are unaffected; and
 // the block survives a restart, read back from the journal.
 func TestIdentityBlock(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	m := startOP(t)
 	ts := startServer(t, m, strings.ReplaceAll(e2eConfig, "%LOGIN%", "ops"))
@@ -502,6 +523,7 @@ func (allowAll) Certificate(policy.CertRequest) policy.CertDecision {
 // TestDevRefusedBesideProviders: the development issuer never runs beside
 // real providers, whose roles its tokens could match.
 func TestDevRefusedBesideProviders(t *testing.T) {
+	t.Parallel()
 	home := t.TempDir()
 	auth, err := certauth.CreateAuthorities(home, certauth.AlgorithmEd25519)
 	if err != nil {

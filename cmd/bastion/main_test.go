@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"slices"
 	"strconv"
@@ -15,7 +16,16 @@ import (
 )
 
 // TestMain lets the test binary act as the bastion command inside scripts.
+//
+// The tests run this binary as bastion hundreds of times. Built with
+// -race, a process that exits 0 first sleeps for GORACE's atexit_sleep_ms
+// (1 s by default) so that goroutines still running can report a race;
+// unless GORACE says otherwise, those processes sleep 10 ms. Races are
+// reported as they happen either way.
 func TestMain(m *testing.M) {
+	if _, set := os.LookupEnv("GORACE"); !set {
+		os.Setenv("GORACE", "atexit_sleep_ms=10")
+	}
 	testscript.Main(m, map[string]func(){"bastion": main})
 }
 
