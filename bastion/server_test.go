@@ -30,6 +30,7 @@ import (
 	"github.com/bastionhq/bastion/certauth/oidctest"
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/recordertest"
 	"github.com/bastionhq/bastion/storage"
 )
 
@@ -80,7 +81,8 @@ type testServer struct {
 	auth    *certauth.Authorities
 	journal *recorder.Journal
 	store   *storage.SQLite
-	// closeStore closes store, once; the test's cleanup calls it too.
+	// closeStore closes store (under the journal, if it still runs),
+	// once; the test's cleanup calls it too.
 	closeStore func() error
 	key        *recorder.JournalKey
 	client     *certauth.Client
@@ -145,19 +147,12 @@ func startServerWith(t testing.TB, m *mockoidc.MockOIDC, config string, alg cert
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := storage.OpenSQLite(ctx, filepath.Join(journalDir, "journal.db"), tw.storage)
-	if err != nil {
-		t.Fatal(err)
-	}
 	commits := NewCommitObserver()
-	var store storage.Store = st
-	if tw.wrap != nil {
-		store = tw.wrap(st)
-	}
-	j, err := recorder.Open(ctx, store, recorder.Options{Key: key, Logger: tw.logger, OnCommit: commits.OnCommit, PublishInterval: tw.publishInterval})
-	if err != nil {
-		t.Fatal(err)
-	}
+	jt := recordertest.NewJournalWith(t, recordertest.Options{
+		Path: filepath.Join(journalDir, "journal.db"), Storage: tw.storage, Wrap: tw.wrap,
+		Journal: recorder.Options{Key: key, Logger: tw.logger, OnCommit: commits.OnCommit, PublishInterval: tw.publishInterval},
+	})
+	j, st := jt.Journal, jt.Store
 	opts := ServerOptions{Config: cfg, Home: home, Journal: j, Store: st, Authorities: auth, Commits: commits, Logger: tw.logger}
 	if tw.edit != nil {
 		tw.edit(&opts)

@@ -15,7 +15,7 @@ import (
 	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder"
-	"github.com/bastionhq/bastion/storage"
+	"github.com/bastionhq/bastion/recorder/recordertest"
 )
 
 // grantsBastion is the bastion's real API handler, with grants, over TLS
@@ -39,16 +39,7 @@ func newGrantsBastion(t *testing.T) *grantsBastion {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := storage.OpenSQLite(ctx, filepath.Join(home, "journal.db"), storage.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	j, err := recorder.Open(ctx, st, recorder.Options{Key: key})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { j.Close() })
+	j := recordertest.NewJournalWith(t, recordertest.Options{Path: filepath.Join(home, "journal.db"), Journal: recorder.Options{Key: key}}).Journal
 	pol, _, err := policy.Build(
 		[]policy.IdentityMatcher{
 			{Name: "agents", Match: policy.Match{Providers: []string{"dev"}, Subjects: []string{"agent-*"}}},
