@@ -320,6 +320,7 @@ func runEvidenceCmd(t *testing.T, ej *evidenceJournal, out string, extra ...stri
 }
 
 func TestEvidence(t *testing.T) {
+	t.Parallel()
 	ej := buildEvidenceJournal(t)
 	out := filepath.Join(t.TempDir(), "report")
 	r, data := runEvidenceCmd(t, ej, out, "--now", ej.to.Format(time.RFC3339))
@@ -578,6 +579,7 @@ func TestEvidence(t *testing.T) {
 // print style breaks pages between sections), and the rendered DOM with
 // every section's id and heading. In CI a missing Chromium fails.
 func TestEvidenceChromium(t *testing.T) {
+	t.Parallel()
 	browser := ""
 	for _, name := range []string{"chromium", "chromium-browser"} {
 		if p, err := exec.LookPath(name); err == nil {
@@ -693,6 +695,7 @@ func TestEvidenceChromium(t *testing.T) {
 // sample is reproducible from its seed, holds every exception, and each
 // detailed session's bundle verifies offline with the journal's key.
 func TestEvidenceScopeAndReview(t *testing.T) {
+	t.Parallel()
 	ej := buildEvidenceJournal(t)
 	ctx := context.Background()
 	runCmd := func(args ...string) (int, string, string) {
@@ -908,6 +911,7 @@ func forgeCheckpoint(t *testing.T, home, kept string) []byte {
 // holds, and so goes ahead with a note; a play of the same copy is
 // refused without --unrecorded.
 func TestVerifyCopyAway(t *testing.T) {
+	t.Parallel()
 	ej := buildEvidenceJournal(t)
 	away := t.TempDir()
 	for _, f := range []string{"journal.db", certauth.JournalPubKeyFile} {
@@ -939,6 +943,7 @@ func TestVerifyCopyAway(t *testing.T) {
 // TestVerifyBundleNeedsKey: a bundle is never checked with a key found by
 // default, and the error says where the journal's key is.
 func TestVerifyBundleNeedsKey(t *testing.T) {
+	t.Parallel()
 	home := t.TempDir()
 	var stdout, stderr bytes.Buffer
 	e := &env{stdout: &stdout, stderr: &stderr, getenv: func(string) string { return "" }}
@@ -957,6 +962,7 @@ func TestVerifyBundleNeedsKey(t *testing.T) {
 // session ID, as sessions kill does; a prefix that names none or several
 // is a failed look-up (exit 1); what is no ID at all is a usage error.
 func TestSessionPrefixes(t *testing.T) {
+	t.Parallel()
 	ej := buildEvidenceJournal(t)
 	runIn := func(args ...string) (int, string, string) {
 		var stdout, stderr bytes.Buffer

@@ -97,6 +97,7 @@ func (b *grantsBastion) grants(ctx context.Context, token string, args ...string
 // TestGrantsCLI: request → the requester's own approval refused → approve
 // by another identity → list → show → revoke, through the CLI.
 func TestGrantsCLI(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	b := newGrantsBastion(t)
 	agent, bob, mallory := b.tokenFile(t, "agent-1"), b.tokenFile(t, "bob"), b.tokenFile(t, "mallory")
@@ -162,6 +163,7 @@ func TestGrantsCLI(t *testing.T) {
 // TestGrantsCLIWait: "grants request --wait" returns once another
 // identity has approved.
 func TestGrantsCLIWait(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	b := newGrantsBastion(t)
 	agent, carol := b.tokenFile(t, "agent-2"), b.tokenFile(t, "carol")
@@ -199,6 +201,7 @@ func TestGrantsCLIWait(t *testing.T) {
 }
 
 func TestGrantsCLIUsage(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		args []string
 		want string
@@ -221,6 +224,7 @@ func TestGrantsCLIUsage(t *testing.T) {
 }
 
 func TestGrantsMatchID(t *testing.T) {
+	t.Parallel()
 	ids := []string{"G-7", "G-12", "G-123", "G-130", "G-21"}
 	for _, tt := range []struct {
 		arg, want  string

@@ -187,6 +187,7 @@ func journalKey(t *testing.T, origin string) (*recorder.JournalKey, string) {
 // protocol to "bastion witness serve", and reads what it kept with
 // "bastion witness latest".
 func TestWitnessServe(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	home := filepath.Join(dir, "witness")
 	const origin = "bastion.test/journal"
@@ -361,6 +362,7 @@ func TestWitnessServe(t *testing.T) {
 }
 
 func TestWitnessCommandErrors(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	home := filepath.Join(dir, "w")
 	_, vkey := journalKey(t, "bastion.test/journal")

@@ -17,6 +17,7 @@ import (
 // does (its recorder stopped without ending it), in sessions list and
 // show, and --state selects each.
 func TestSessionsWriterGone(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	home := t.TempDir()
 	if code, _, errOut := cli(ctx, home, "ca", "init"); code != 0 {
