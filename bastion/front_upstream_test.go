@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -275,7 +276,7 @@ func TestFrontUpstreamExec(t *testing.T) {
 		if s.attrs["upstream.serial"] == "" || s.end["upstream.key-id"] != keyID {
 			t.Errorf("session %s: upstream serial %q, key ID %q, want %q", s.id, s.attrs["upstream.serial"], s.end["upstream.key-id"], keyID)
 		}
-		if !strings.Contains(ux.sshd.log.String(), fmt.Sprintf("ID %q", keyID)) {
+		if !ux.sshd.logged(regexp.MustCompile(regexp.QuoteMeta(fmt.Sprintf("ID %q", keyID)))) {
 			t.Errorf("sshd's log does not name %q:\n%s", keyID, ux.sshd.log)
 		}
 	}

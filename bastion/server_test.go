@@ -354,7 +354,7 @@ func TestCertificateEndToEnd(t *testing.T) {
 	if out, err := sshd.ssh(t, keyPath, "nobody", "true"); err == nil {
 		t.Fatalf("ssh as a login the certificate does not name succeeded:\n%s", out)
 	}
-	if !regexp.MustCompile(`not a listed principal|name is not a listed principal|Certificate invalid`).MatchString(sshd.log.String()) {
+	if !sshd.logged(regexp.MustCompile(`not a listed principal|name is not a listed principal|Certificate invalid`)) {
 		t.Errorf("sshd did not say why it refused the other login:\n%s", sshd.log)
 	}
 
@@ -384,7 +384,7 @@ func TestCertificateEndToEnd(t *testing.T) {
 	if onDisk, _ := os.ReadFile(ts.KRLPath()); kresp.StatusCode != http.StatusOK || !bytes.Equal(served, onDisk) || len(served) == 0 {
 		t.Fatalf("GET /v1/krl: %s, %d bytes, on disk %d", kresp.Status, len(served), len(onDisk))
 	}
-	if !strings.Contains(sshd.log.String(), "revoked") {
+	if !sshd.logged(regexp.MustCompile(`revoked`)) {
 		t.Errorf("sshd did not log the revocation:\n%s", sshd.log)
 	}
 
