@@ -58,7 +58,7 @@ func newIntegrityFixture(t *testing.T) *integrityFixture {
 	fx.from = time.Now().UTC().Add(-time.Hour).Format(time.RFC3339)
 	for i, script := range []string{
 		`echo one`,
-		`for i in 1 2 3; do echo "two $i"; sleep 0.1; done`,
+		`for i in 1 2 3; do echo "two $i"; sleep 0.25; done`,
 		`echo three; exit 3`,
 		`printf 'four\n'`,
 	} {

@@ -422,7 +422,7 @@ func jsonEqual(a, b any) bool {
 func TestLoginRenewRereadsTokenFile(t *testing.T) {
 	t.Parallel()
 	b := newLoginBastion(t)
-	b.ttl = 2 * time.Second
+	b.ttl = 6 * time.Second // renewed at 4 s: time for a failure, its message and a retry before it expires
 	home := t.TempDir()
 	tokenFile := filepath.Join(home, "token")
 	writeToken := func(tok string) {
