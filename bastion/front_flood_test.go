@@ -55,20 +55,23 @@ func (fx *frontFixture) dialFrom(from string, user string, signers ...ssh.Signer
 	return ssh.NewClient(sc, chans, reqs), nil
 }
 
-// settled waits until the events named stop growing, and returns them
-// from index before on.
+// settled waits until every connection made so far has ended its
+// pre-auth accounting, which journals (or counts) its refusal as the
+// connection ends, and returns the events named from index before on.
+// The caller makes no more connections meanwhile.
 func (fx *frontFixture) settled(t *testing.T, name string, before int) []recorder.Attrs {
 	t.Helper()
-	last := -1
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		evs := fx.ts.events(t, name)
-		if len(evs) == last {
-			return evs[before:]
-		}
-		last = len(evs)
+	done := make(chan struct{})
+	go func() {
+		fx.ts.front.preAuths.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(endBound):
+		t.Fatalf("the connections' pre-auth accounting has not ended after %v", endBound)
 	}
-	t.Fatalf("%s events kept growing", name)
-	return nil
+	return fx.ts.events(t, name)[before:]
 }
 
 // TestFrontFloodOneAddress: 40 connections from one address, each offering
@@ -328,9 +331,11 @@ func TestFrontLongUserName(t *testing.T) {
 		t.Fatal("logged in with a plain key")
 	}
 	evs := fx.settled(t, EventAuthRefused, before)
-	if len(evs) != 1 || len(evs[0]["user"]) > maxClientText+32 || !strings.HasSuffix(evs[0]["user"], "(200004 bytes)") {
-		u := evs[0]["user"]
-		t.Fatalf("events %d, user %d bytes, ending %q", len(evs), len(u), u[max(0, len(u)-40):])
+	if len(evs) != 1 {
+		t.Fatalf("%d events, want 1", len(evs))
+	}
+	if u := evs[0]["user"]; len(u) > maxClientText+32 || !strings.HasSuffix(u, "(200004 bytes)") {
+		t.Fatalf("user %d bytes, ending %q", len(u), u[max(0, len(u)-40):])
 	}
 }
 
