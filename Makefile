@@ -39,8 +39,27 @@ install: build
 	install -d $(DESTDIR)$(PREFIX)/bin
 	install -m 0755 bin/bastion $(DESTDIR)$(PREFIX)/bin/bastion
 
+# Tests whose point is size, not concurrency: -race makes them five to
+# ten times slower and finds nothing the other tests do not, so they run
+# without it, beside the others. "go test -race ./..." still runs them.
+SCALE_TESTS := ^(TestEvidenceQuarter|TestBundle)$$
+SCALE_PKGS := ./cmd/bastion
+
+# The packages whose tests take longest, first: go test runs two packages
+# at a time, starting them in the order given, and the others fit in
+# beside them.
+SLOW_PKGS := ./cmd/bastion ./bastion
+
+# The two go test runs side by side; each prints its own results, and the
+# target fails if either does. A race-built process that exits 0 sleeps
+# for GORACE's atexit_sleep_ms (1 s by default) so that goroutines still
+# running can report a race; every test binary does. GORACE from the
+# environment comes after, and wins.
 test: fmt-check vet staticcheck witness-tools
-	$(GO) test -race -count=1 -timeout 15m ./...
+	$(GO) test -count=1 -timeout 15m -run '$(SCALE_TESTS)' $(SCALE_PKGS) & scale=$$!; \
+	race=0; GORACE="atexit_sleep_ms=10 $${GORACE:-}" $(GO) test -race -count=1 -timeout 15m -skip '$(SCALE_TESTS)' $(SLOW_PKGS) ./... || race=$$?; \
+	wait $$scale || { echo "make test: the scale tests (without -race) failed"; exit 1; }; \
+	exit $$race
 
 witness-tools: $(LITEWITNESS) $(WITNESSCTL)
 

@@ -93,6 +93,7 @@ func socketDo(t *testing.T, sock, method, path string, body io.Reader) (int, str
 // kernel reports it, and the person a token proves, with their roles in
 // policy; a token that does not verify is refused and nothing journaled.
 func TestAccessSocketRecordsReads(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	ts, token := startStaffServer(t, false)
 	sock := ts.AccessSocket()
@@ -168,6 +169,7 @@ func TestAccessSocketRecordsReads(t *testing.T) {
 
 // Malformed requests get a clear error and journal nothing.
 func TestAccessSocketBadRequests(t *testing.T) {
+	t.Parallel()
 	ts, _ := startStaffServer(t, false)
 	sock := ts.AccessSocket()
 	hexa := strings.Repeat("a", 64)
@@ -243,6 +245,7 @@ func TestAccessSocketBadRequests(t *testing.T) {
 // A report recorded through the access socket gets an evidence.generated
 // leaf and a note the journal's key signs over its index and digests.
 func TestAccessSocketEvidence(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	ts, token := startStaffServer(t, false)
 	h, j := strings.Repeat("1f", 32), strings.Repeat("e2", 32)
@@ -274,6 +277,7 @@ func TestAccessSocketEvidence(t *testing.T) {
 // by the account operator_accounts maps, or only the account; when the
 // policy names operators, another identity is refused, journaled.
 func TestAdminSocketNamesOperators(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	ts, token := startStaffServer(t, false)
 	me, pid := currentLogin(t), strconv.Itoa(os.Getpid())
@@ -319,6 +323,7 @@ func TestAdminSocketNamesOperators(t *testing.T) {
 // name that person (verified by account): a grant's revocation, a kill's
 // refusal, a CA rotation, which serve checks against the CA files.
 func TestAdminSocketOperatorAccounts(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	ts, m := startStaffServerOP(t, true)
 	me := currentLogin(t)
@@ -379,6 +384,7 @@ func TestAdminSocketOperatorAccounts(t *testing.T) {
 // The access socket admits root, serve's user and the access group's
 // members, by the groups the kernel reports, else by account.
 func TestAccessAdmits(t *testing.T) {
+	t.Parallel()
 	me := os.Getuid()
 	other := 65534
 	if me == other {
@@ -414,6 +420,7 @@ func TestAccessAdmits(t *testing.T) {
 // The access block and operator_accounts are checked where they are
 // written.
 func TestAccessConfig(t *testing.T) {
+	t.Parallel()
 	provider := "identity_provider \"corp\" {\n  issuer = \"https://login.bank.example\"\n  audiences = [\"bastion\"]\n}\n"
 	cfg, err := ParseConfig("b.hcl", []byte(provider+"access {\n  group = \"root\"\n}\noperator_accounts = { \"alice\" = \"alice@corp\", \"ci\" = \"bot@dev\" }\n"))
 	if err != nil {
@@ -440,6 +447,7 @@ func TestAccessConfig(t *testing.T) {
 // A reload applies operator_accounts to the next request, and refuses a
 // new access group, which takes a restart.
 func TestReloadAccessConfig(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	ts, _ := startStaffServer(t, false)
 	path := ts.opts.Config.Path
@@ -475,6 +483,7 @@ func TestReloadAccessConfig(t *testing.T) {
 // A socket a stopped server left is replaced; one that answers, or a
 // file that is no socket, is refused and left as it is.
 func TestListenAccessStale(t *testing.T) {
+	t.Parallel()
 	path := t.TempDir() + "/journal.db.sock"
 	stale, err := net.Listen("unix", path)
 	if err != nil {
@@ -508,6 +517,7 @@ func TestListenAccessStale(t *testing.T) {
 // records made at once, then readRate a second; another uid is counted
 // apart; the uids kept are bounded.
 func TestReadLimits(t *testing.T) {
+	t.Parallel()
 	var l uidLimits
 	for i := range readBurst {
 		if !l.allow(1000) {
@@ -531,6 +541,7 @@ func TestReadLimits(t *testing.T) {
 // TestAccessSocketPathTooLong: a journal whose socket path would not fit
 // a sockaddr_un gets an error that says so, not "invalid argument".
 func TestAccessSocketPathTooLong(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), strings.Repeat("j", 120)+".db"+AccessSocketSuffix)
 	if _, err := listenAccess(path, AccessConfig{}); err == nil || !strings.Contains(err.Error(), "107 at most") {
 		t.Fatalf("listenAccess of a %d-byte path: %v", len(path), err)

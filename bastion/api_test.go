@@ -63,6 +63,7 @@ func b64json(t *testing.T, v any) string {
 // refused with 401 (or 403), a stable reason and a clear message, and each
 // refusal is a journal event with that reason.
 func TestBadTokenMatrix(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	m := startOP(t)
 	ts := startServer(t, m, matrixConfig)
@@ -169,6 +170,7 @@ func TestBadTokenMatrix(t *testing.T) {
 // TestBadKeyMatrix: malformed keys, short RSA, DSA and a certificate in
 // place of a key are refused with clear errors, and journaled.
 func TestBadKeyMatrix(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	m := startOP(t)
 	ts := startServer(t, m, matrixConfig)
@@ -234,6 +236,7 @@ func TestBadKeyMatrix(t *testing.T) {
 // TestAPIRequests covers the HTTP surface: methods, malformed bodies,
 // denial by policy, GET /v1/ca, and the rate limits.
 func TestAPIRequests(t *testing.T) {
+	t.Parallel()
 	m := startOP(t)
 	ts := startServer(t, m, strings.Replace(matrixConfig, "rate_per_address  = -1", "rate_per_address = 0.001\n  burst_per_address = 12", 1))
 	token := mint(t, m, agentClaims(m, "agent-1"))

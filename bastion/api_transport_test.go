@@ -23,6 +23,7 @@ import (
 // The transport's limit must leave room for every token bastion can
 // refuse itself, and the headers around it.
 func TestHeaderLimitAboveTokenLimit(t *testing.T) {
+	t.Parallel()
 	if apiMaxHeaderBytes < 8*oidc.DefaultMaxTokenSize {
 		t.Errorf("header limit %d is not well above the token limit %d", apiMaxHeaderBytes, oidc.DefaultMaxTokenSize)
 	}
@@ -44,6 +45,7 @@ func apiClient(t *testing.T, ts *testServer, h2 bool) *http.Client {
 // token_too_large in JSON and journals the refusal; the transport refuses
 // nothing.
 func TestOversizedTokenBothProtocols(t *testing.T) {
+	t.Parallel()
 	m := startOP(t)
 	ts := startServer(t, m, matrixConfig+"grants {}\n")
 	_, pub := newKey(t, t.TempDir(), "id")
@@ -111,6 +113,7 @@ func TestOversizedTokenBothProtocols(t *testing.T) {
 // COMPRESSION_ERROR for the connection when one field is over it). Nothing
 // is journaled; each is counted in bastion_api_transport_refusals_total.
 func TestHeadersPastTransportLimit(t *testing.T) {
+	t.Parallel()
 	m := startOP(t)
 	ts := startServer(t, m, matrixConfig)
 	refusedBefore := len(ts.events(t, events.CertRefused))

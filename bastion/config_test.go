@@ -11,6 +11,7 @@ import (
 )
 
 func TestParseConfig(t *testing.T) {
+	t.Parallel()
 	cfg, err := ParseConfig("/etc/bastion/bastion.hcl", []byte(`
 home    = "state"
 journal = "/var/lib/bastion/journal.db"
@@ -63,6 +64,7 @@ role "ci" {
 }
 
 func TestConfigErrorsHavePositions(t *testing.T) {
+	t.Parallel()
 	provider := "identity_provider \"corp\" {\n  issuer = \"https://login.bank.example\"\n  audiences = [\"bastion\"]\n}\n"
 	for _, c := range []struct {
 		name, src, want string
@@ -107,6 +109,7 @@ func TestConfigErrorsHavePositions(t *testing.T) {
 // TestAlertsConfig: the alerts block sets the slow-commit threshold and
 // its webhook; both are checked.
 func TestAlertsConfig(t *testing.T) {
+	t.Parallel()
 	cfg, err := ParseConfig("b.hcl", []byte("alerts {\n  slow_commit = \"2s\"\n  webhook_url = \"https://hooks.example/x\"\n}\n"))
 	if err != nil {
 		t.Fatal(err)
@@ -125,6 +128,7 @@ func TestAlertsConfig(t *testing.T) {
 // the bastion presents host certificates for, as ssh looks them up, never
 // for every host; a configured pattern, "*" included, is used as it is.
 func TestKnownHostsPattern(t *testing.T) {
+	t.Parallel()
 	const targets = `
 target "db1" {
   ssh      = "10.0.0.5:22"
@@ -163,6 +167,7 @@ target "shell" {
 // TestDevConfig: the configuration of "serve --dev" without a file has a
 // front door on loopback and the local shell target.
 func TestDevConfig(t *testing.T) {
+	t.Parallel()
 	cfg, err := DevConfig("", `/bin/we"ird $${x} sh`)
 	if err != nil {
 		t.Fatal(err)

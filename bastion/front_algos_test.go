@@ -87,6 +87,7 @@ func unknownToAudit(f auditFinding) bool {
 // door (beyond calling algorithms newer than itself unknown), and the
 // strict key exchange is offered.
 func TestSSHAudit(t *testing.T) {
+	t.Parallel()
 	needTool(t, "ssh-audit")
 	ts := startServer(t, startOP(t), strings.ReplaceAll(frontConfig, "%LOGIN%", "ops"))
 	code, algos, findings := sshAudit(t, ts.SSHAddr())
@@ -116,6 +117,7 @@ func TestSSHAudit(t *testing.T) {
 // warns that ECDSA keys depend on a good random number generator): those
 // are the only findings allowed.
 func TestSSHAuditFIPS(t *testing.T) {
+	t.Parallel()
 	needTool(t, "ssh-audit")
 	ts := startServer(t, startOP(t), strings.ReplaceAll(fipsConfig, "%LOGIN%", "ops"))
 	_, algos, findings := sshAudit(t, ts.SSHAddr())
@@ -164,6 +166,7 @@ func negotiate(t *testing.T, addr string, cfg ssh.Config) (ssh.NegotiatedAlgorit
 // algorithms in FIPS mode, and one offering only non-approved ones gets
 // nothing; in the default mode it gets the modern ones.
 func TestFrontFIPSNegotiation(t *testing.T) {
+	t.Parallel()
 	all := ssh.Config{KeyExchanges: ssh.SupportedAlgorithms().KeyExchanges, Ciphers: []string{ssh.CipherChaCha20Poly1305, ssh.CipherAES128CTR, ssh.CipherAES128GCM}}
 	fips := startServer(t, startOP(t), strings.ReplaceAll(fipsConfig, "%LOGIN%", "ops"))
 	got, err := negotiate(t, fips.SSHAddr(), all)
@@ -194,6 +197,7 @@ func TestFrontFIPSNegotiation(t *testing.T) {
 }
 
 func TestRestrictClientConfig(t *testing.T) {
+	t.Parallel()
 	cc := &ssh.ClientConfig{}
 	if err := RestrictClientConfig(cc, false); err != nil || cc.KeyExchanges != nil || cc.HostKeyAlgorithms != nil {
 		t.Fatalf("non-FIPS changed the config: %+v %v", cc, err)
@@ -215,6 +219,7 @@ func TestRestrictClientConfig(t *testing.T) {
 }
 
 func TestFrontFIPSConfig(t *testing.T) {
+	t.Parallel()
 	cfg, err := ParseConfig("b.hcl", []byte("ssh {\n  fips = true\n  max_connections_per_address = 5\n}\n"))
 	if err != nil {
 		t.Fatal(err)
@@ -236,6 +241,7 @@ func TestFrontFIPSConfig(t *testing.T) {
 // certificate an ed25519 CA signed) does not log in, and the host key
 // presented is the ECDSA one, certified by the host CA.
 func TestFrontFIPSRefusesEd25519(t *testing.T) {
+	t.Parallel()
 	fx := startFrontWith(t, "ops", fipsConfig)
 	if out, code := fx.ssh(t, fx.key, "ops@box", "true"); code != 255 || !strings.Contains(out, "Permission denied") {
 		t.Fatalf("ed25519 in FIPS mode: exit %d: %s", code, out)
@@ -263,6 +269,7 @@ func TestFrontFIPSRefusesEd25519(t *testing.T) {
 // algorithms as the outer one is: an ECDSA host certificate for the
 // target name, NIST-curve key exchange and AES-GCM.
 func TestFrontFIPSJump(t *testing.T) {
+	t.Parallel()
 	m := startOP(t)
 	ts := startServerAlg(t, m, strings.ReplaceAll(fipsConfig, "%LOGIN%", "ops"), certauth.AlgorithmECDSAP256)
 	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)

@@ -51,6 +51,7 @@ func (fx *frontFixture) jumpWith(t *testing.T, hosts, jumpUser, dest, command st
 // as the username form does, recorded the same way, and the inner
 // connection is journaled as a jump by the outer client's address.
 func TestFrontJumpExec(t *testing.T) {
+	t.Parallel()
 	fx := startFront(t)
 	out, errOut, code := fx.jumpIO(t, fx.key, "ops", "ops@box", "echo hi; exit 42", nil)
 	if code != 42 || string(out) != "hi\n" {
@@ -91,6 +92,7 @@ func TestFrontJumpExec(t *testing.T) {
 // TestFrontJumpPipes: stdin, stdout and stderr pass through ssh -J byte
 // for byte, and a terminal session gets its size.
 func TestFrontJumpPipes(t *testing.T) {
+	t.Parallel()
 	fx := startFront(t)
 	data := bytes.Repeat([]byte("0123456789abcdef"), 1<<14)
 	out, errOut, code := fx.jumpIO(t, fx.key, "ops", "ops@box", "cat; echo to-stderr >&2; exit 3", data)
@@ -107,6 +109,7 @@ func TestFrontJumpPipes(t *testing.T) {
 // TestFrontJumpUpstream: ssh -J to an SSH target gives what a direct
 // connection gives.
 func TestFrontJumpUpstream(t *testing.T) {
+	t.Parallel()
 	ux := startUpstream(t)
 	for _, tc := range []struct {
 		name, command string
@@ -139,6 +142,7 @@ func TestFrontJumpUpstream(t *testing.T) {
 // address, and journaled; an inner login the certificate does not name
 // is refused and journaled as a jump; none starts a session.
 func TestFrontJumpRefused(t *testing.T) {
+	t.Parallel()
 	fx := startFront(t)
 	for _, tc := range []struct{ name, dest, reason, destination string }{
 		{"unknown target", "ops@nowhere", ReasonNotTargetName, "nowhere:22"},
@@ -184,6 +188,7 @@ func TestFrontJumpRefused(t *testing.T) {
 // TestFrontJumpHostOnly: the outer connection of ssh -J (user name LOGIN
 // alone) runs no session of its own.
 func TestFrontJumpHostOnly(t *testing.T) {
+	t.Parallel()
 	fx := startFront(t)
 	out, code := fx.ssh(t, fx.key, "ops", "echo in")
 	if code != 255 || strings.Contains(out, "in\n") || !strings.Contains(out, "name a target") {
@@ -206,6 +211,7 @@ func TestFrontJumpHostOnly(t *testing.T) {
 // outer connection's certificate; another one the bastion issued, to the
 // same identity and login, is refused and journaled.
 func TestFrontJumpOtherCertificate(t *testing.T) {
+	t.Parallel()
 	needTool(t, "ssh")
 	m := startOP(t)
 	ts := startServer(t, m, strings.ReplaceAll(frontConfig, "%LOGIN%", "ops"))

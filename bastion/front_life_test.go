@@ -32,9 +32,15 @@ const endBound = 30 * time.Second
 // that a test can have more certificates issued.
 func startLifeFront(t *testing.T) (*frontFixture, *mockoidc.MockOIDC) {
 	t.Helper()
+	return startLifeFrontTweaked(t, serverTweaks{})
+}
+
+// startLifeFrontTweaked is startLifeFront with the server built with tw.
+func startLifeFrontTweaked(t *testing.T, tw serverTweaks) (*frontFixture, *mockoidc.MockOIDC) {
+	t.Helper()
 	needTool(t, "ssh")
 	m := startOP(t)
-	ts := startServer(t, m, strings.ReplaceAll(frontConfig, "%LOGIN%", "ops"))
+	ts := startServerWith(t, m, strings.ReplaceAll(frontConfig, "%LOGIN%", "ops"), certauth.AlgorithmEd25519, tw)
 	fx := &frontFixture{ts: ts, dir: t.TempDir()}
 	fx.key, fx.serial = fx.issue(t, m, "id_ed25519", "")
 	fx.knownHosts = filepath.Join(fx.dir, "known_hosts")
@@ -49,8 +55,14 @@ func startLifeFront(t *testing.T) (*frontFixture, *mockoidc.MockOIDC) {
 // the default), and returns the key's path and the serial.
 func (fx *frontFixture) issue(t *testing.T, m *mockoidc.MockOIDC, name, ttl string) (string, uint64) {
 	t.Helper()
+	return fx.issueAt(t, m, name, ttl, time.Now())
+}
+
+// issueAt is issue with a token issued at now, the server's time.
+func (fx *frontFixture) issueAt(t *testing.T, m *mockoidc.MockOIDC, name, ttl string, now time.Time) (string, uint64) {
+	t.Helper()
 	key, pub := newKey(t, fx.dir, name)
-	resp, err := fx.ts.client.Certificate(context.Background(), mint(t, m, agentClaims(m, "agent-1")),
+	resp, err := fx.ts.client.Certificate(context.Background(), mint(t, m, agentClaimsAt(m, "agent-1", now)),
 		certauth.CertificateRequest{PublicKey: pub, Logins: []string{"ops"}, TTL: ttl})
 	if err != nil {
 		t.Fatal(err)
@@ -150,6 +162,7 @@ func (fx *frontFixture) recorded(t *testing.T, id string) recordedSession {
 // TestFrontSessionKill: "sessions kill" (the admin call) ends a live
 // session; the client reads why; the end leaf says killed, by whom, why.
 func TestFrontSessionKill(t *testing.T) {
+	t.Parallel()
 	fx, m := startLifeFront(t)
 	c := fx.sshStart(t, fx.key, "ops@box", "echo started; exec sleep 300")
 	live := fx.waitLive(t, 1, c)
@@ -189,6 +202,7 @@ func TestFrontSessionKill(t *testing.T) {
 // TestFrontSessionRevoked: revoking a certificate ends the live sessions
 // opened with it, and only those.
 func TestFrontSessionRevoked(t *testing.T) {
+	t.Parallel()
 	fx, m := startLifeFront(t)
 	other, _ := fx.issue(t, m, "other", "")
 	revoked := fx.sshStart(t, fx.key, "ops@box", "echo started; exec sleep 300")
@@ -223,13 +237,20 @@ func TestFrontSessionRevoked(t *testing.T) {
 // opened with expires.
 func TestFrontSessionExpired(t *testing.T) {
 	t.Parallel()
-	fx, m := startLifeFront(t)
-	key, _ := fx.issue(t, m, "short", "30s")
+	clock := &shiftedClock{}
+	fx, m := startLifeFrontTweaked(t, serverTweaks{edit: func(o *ServerOptions) { o.Now = clock.now }})
+	// The shortest certificate there is (certauth.MinTTL), issued while
+	// the server's clock is behind: by the time it is used, it has a few
+	// seconds left.
+	const behind = certauth.MinTTL - 6*time.Second
+	clock.set(-behind)
+	key, _ := fx.issueAt(t, m, "short", certauth.MinTTL.String(), clock.now())
+	clock.set(0)
 	c := fx.sshStart(t, key, "ops@box", "echo started; exec sleep 300")
 	live := fx.waitLive(t, 1, c)
 	select {
 	case <-c.done:
-	case <-time.After(30*time.Second + endBound):
+	case <-time.After(certauth.MinTTL - behind + endBound):
 		t.Fatalf("still running after its certificate expired; stderr %q", c.stderr.String())
 	}
 	if code := c.cmd.ProcessState.ExitCode(); code != 255 || !strings.Contains(c.stderr.String(), "bastion: your certificate expired at ") {
@@ -278,6 +299,7 @@ func TestFrontSessionLimits(t *testing.T) {
 // TestFrontShutdown: stopping the server ends live sessions, each told why
 // and with its end leaf committed, and journals its start and stop.
 func TestFrontShutdown(t *testing.T) {
+	t.Parallel()
 	fx, _ := startLifeFront(t)
 	piped := fx.sshStart(t, fx.key, "ops@box", "echo started; exec sleep 300")
 	term := fx.sshStart(t, fx.key, "ops@box", "echo started; exec sleep 300", "-tt")
@@ -312,6 +334,7 @@ func TestFrontShutdown(t *testing.T) {
 // TestServeStartedConfigHash: serve.started names the configuration file
 // and the SHA-256 of its bytes.
 func TestServeStartedConfigHash(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "bastion.hcl")
 	if err := os.WriteFile(path, []byte("# a configuration\n"), 0o600); err != nil {
@@ -333,11 +356,12 @@ func TestServeStartedConfigHash(t *testing.T) {
 // TestFrontJournalFailing: once the journal fails, live sessions end and
 // new ones are refused, each with a message.
 func TestFrontJournalFailing(t *testing.T) {
+	t.Parallel()
 	fx, _ := startLifeFront(t)
 	c := fx.sshStart(t, fx.key, "ops@box", "echo started; exec sleep 300")
 	fx.waitLive(t, 1, c)
 	// The store closes under the journal: its next commit fails.
-	fx.ts.store.Close()
+	fx.ts.closeStore()
 	fx.ts.journal.AppendEvent(context.Background(), "test.poke", recorder.Attrs{"a": "b"})
 	if fx.ts.journal.Err() == nil {
 		t.Fatal("the journal did not fail")
@@ -367,6 +391,7 @@ var sshCertForTest = ssh.Certificate{ValidBefore: ssh.CertTimeInfinity}
 
 // TestLifecycle: the registry's own rules, without SSH.
 func TestLifecycle(t *testing.T) {
+	t.Parallel()
 	lc := newLifecycle(FrontLimits{IdleTimeout: -1, MaxDuration: -1}, nil)
 	info := func(serial uint64, identity string) *authInfo {
 		return &authInfo{cert: &sshCertForTest, serial: serial, identity: identity, login: "ops", target: TargetConfig{Name: "box"}}
@@ -415,6 +440,7 @@ func TestLifecycle(t *testing.T) {
 }
 
 func TestFrontLimitsConfig(t *testing.T) {
+	t.Parallel()
 	cfg, err := ParseConfig("b.hcl", []byte("ssh {\n  idle_timeout = \"5m\"\n  max_duration = \"off\"\n}\n"))
 	if err != nil {
 		t.Fatal(err)
@@ -439,6 +465,7 @@ func TestFrontLimitsConfig(t *testing.T) {
 // not hold the shutdown up to its bound: serve returns once every live
 // session's end leaf is committed.
 func TestFrontShutdownPrompt(t *testing.T) {
+	t.Parallel()
 	fx, _ := startLifeFront(t)
 	held := fx.sshStart(t, fx.key, "ops@box", "echo started; exec sleep 300")
 	fx.waitLive(t, 1, held)

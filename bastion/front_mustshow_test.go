@@ -129,6 +129,7 @@ const agentProbe = `echo "sock=[$SSH_AUTH_SOCK]"; ssh-add -l >/dev/null 2>&1; ec
 // with a certificate that permits agent forwarding, does see the agent,
 // so the probe can tell.
 func TestFrontMustShowAgentForwarding(t *testing.T) {
+	t.Parallel()
 	ux := startUpstream(t)
 	sock := startAgent(t)
 	env := agentEnv(sock)
@@ -224,6 +225,7 @@ func (s *unprovedSigner) Sign(r io.Reader, data []byte) (*ssh.Signature, error) 
 // authentication fails and no session starts. The same wrapper with the
 // real signature logs in, so the wrapper is not what fails.
 func TestFrontMustShowUnprovedKey(t *testing.T) {
+	t.Parallel()
 	fx := startFront(t)
 	certSigner := fx.certSigner(t)
 	_, otherPriv, _ := ed25519.GenerateKey(rand.Reader)
@@ -297,6 +299,7 @@ func TestFrontMustShowUnprovedKey(t *testing.T) {
 // session runs on. TestFrontUpstreamForward has forwards to an SSH target
 // that policy allows and denies.
 func TestFrontMustShowPortForwarding(t *testing.T) {
+	t.Parallel()
 	const forwardToCommand = "bastion: port forwarding reaches only SSH targets, and box is a command"
 	fx := startFront(t)
 	want := func(t *testing.T, before int, dest string) {

@@ -64,6 +64,7 @@ func feedSplit(r *mrand.Rand, feed func([]byte) [][]byte, p []byte) []recorder.A
 // out-of-order write is counted but not hashed; a failed OPEN reports
 // nothing.
 func TestSFTPObserver(t *testing.T) {
+	t.Parallel()
 	content := make([]byte, 100_000)
 	rand.Read(content)
 	sum := sha256.Sum256(content)
@@ -124,6 +125,7 @@ func TestSFTPObserver(t *testing.T) {
 // TestSFTPObserverGarbage: bytes that are not SFTP stop the observation
 // once, with a record saying so, and nothing after.
 func TestSFTPObserverGarbage(t *testing.T) {
+	t.Parallel()
 	o := newSFTPObserver()
 	out := o.fromClient([]byte("SSH-2.0-not sftp at all\r\n"))
 	if len(out) != 1 {
@@ -321,6 +323,7 @@ func testTransfers(t *testing.T, tx *transferFixture, user, target string) {
 
 // TestFrontSFTPLocal: scp, sftp and scp -O to a local command target.
 func TestFrontSFTPLocal(t *testing.T) {
+	t.Parallel()
 	needTool(t, "scp")
 	needTool(t, "sftp")
 	if findSFTPServer() == "" {
@@ -337,6 +340,7 @@ func TestFrontSFTPLocal(t *testing.T) {
 // TestFrontSFTPUpstream: the same to an sshd target, whose sftp subsystem
 // the bastion requests upstream.
 func TestFrontSFTPUpstream(t *testing.T) {
+	t.Parallel()
 	needTool(t, "scp")
 	needTool(t, "sftp")
 	dir := t.TempDir()

@@ -33,6 +33,7 @@ func needRoot(t *testing.T) {
 // configured directory, with the configured environment, whose values
 // are nowhere in the journal's files.
 func TestFrontTargetUser(t *testing.T) {
+	t.Parallel()
 	needRoot(t)
 	nobody, err := user.Lookup("nobody")
 	if err != nil {
@@ -125,8 +126,12 @@ target "pg" {
 		}
 	}
 	fx.verify(t)
+	if err := fx.ts.closeStore(); err != nil {
+		t.Fatal(err)
+	}
 
-	// The journal is closed: its files hold everything it recorded.
+	// The journal and its store are closed: its files hold everything it
+	// recorded.
 	files, err := filepath.Glob(filepath.Join(fx.ts.home, "journal.db*"))
 	if err != nil || len(files) == 0 {
 		t.Fatalf("journal files: %v %v", files, err)
@@ -166,6 +171,7 @@ func randomBytes(n int) []byte {
 // as arguments, split as a shell would, and refuses what only a shell
 // could mean.
 func TestFrontTargetExecArgs(t *testing.T) {
+	t.Parallel()
 	fx := startFrontWith(t, "ops", frontConfig+`
 target "words" {
   command = ["printf", "%s\n"]
@@ -197,6 +203,7 @@ target "words" {
 // TestFrontTargetExecRefuse: exec = "refuse" refuses exec requests with a
 // message, journaled; a shell session still runs.
 func TestFrontTargetExecRefuse(t *testing.T) {
+	t.Parallel()
 	fx := startFrontWith(t, "ops", frontConfig+`
 target "console" {
   command = ["/bin/sh"]
@@ -232,6 +239,7 @@ target "console" {
 
 // TestSplitWords: what exec = "args" makes of a command line.
 func TestSplitWords(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		in   string
 		want []string
@@ -268,6 +276,7 @@ func TestSplitWords(t *testing.T) {
 // TestFrontTargetConfigErrors: mistakes in a command target's user,
 // environment and exec mode are reported at their file:line:col.
 func TestFrontTargetConfigErrors(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	open := filepath.Join(dir, "open.env")
 	if err := os.WriteFile(open, []byte("A=1\n"), 0o644); err != nil {

@@ -169,6 +169,7 @@ func (fx *frontFixture) verify(t *testing.T) {
 // the @cert-authority line alone, its exit status passed back and every
 // byte of it in a journal that verifies.
 func TestFrontExec(t *testing.T) {
+	t.Parallel()
 	fx := startFront(t)
 	out, code := fx.ssh(t, fx.key, "ops@box", "echo hi; exit 42")
 	if code != 42 || !strings.Contains(out, "hi") {
@@ -211,6 +212,7 @@ func TestFrontExec(t *testing.T) {
 
 // TestFrontPTY: a terminal session gets the size the client asked for.
 func TestFrontPTY(t *testing.T) {
+	t.Parallel()
 	fx := startFront(t)
 	// Without a terminal of its own, ssh -tt asks for 0x0, which the
 	// bastion takes as 80x24.
@@ -235,6 +237,7 @@ func TestFrontPTY(t *testing.T) {
 // TestFrontRefusals: each refused authentication fails ssh, starts no
 // session, and is journaled with its reason.
 func TestFrontRefusals(t *testing.T) {
+	t.Parallel()
 	fx := startFront(t)
 	plain, _ := newKey(t, fx.dir, "plain")
 	expired := fx.selfSigned(t, "expired", func(c *ssh.Certificate) {
@@ -328,6 +331,7 @@ func (fx *frontFixture) selfSigned(t *testing.T, name string, edit func(*ssh.Cer
 // TestFrontUntrustedHost: a client that trusts another host CA refuses
 // the bastion.
 func TestFrontUntrustedHost(t *testing.T) {
+	t.Parallel()
 	fx := startFront(t)
 	other, _, _ := ed25519.GenerateKey(rand.Reader)
 	pub, _ := ssh.NewPublicKey(other)
@@ -369,6 +373,7 @@ func execSSH(t *testing.T, stdin []byte, env []string, args ...string) (stdout, 
 // TestFrontPipes: exec without a PTY passes bytes unchanged: stdin in,
 // stdout and stderr apart, each recorded.
 func TestFrontPipes(t *testing.T) {
+	t.Parallel()
 	fx := startFront(t)
 	data := make([]byte, 1<<20)
 	rand.Read(data)
@@ -403,6 +408,7 @@ func TestFrontPipes(t *testing.T) {
 // TestFrontRefusedRequests: subsystems but sftp, and port forwarding, are refused
 // with a message that says so.
 func TestFrontRefusedRequests(t *testing.T) {
+	t.Parallel()
 	fx := startFront(t)
 	_, errOut, code := fx.sshIO(t, "ops@box", "netconf", nil, "-s")
 	if code == 0 || !strings.Contains(string(errOut), `subsystem "netconf" is not supported`) {
@@ -417,6 +423,7 @@ func TestFrontRefusedRequests(t *testing.T) {
 // TestFrontConfigErrors: mistakes in the ssh block and targets are
 // reported at their file:line:col.
 func TestFrontConfigErrors(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ name, src, want string }{
 		{"bad listen", "ssh {\n  listen = \"nope\"\n}\n", `b.hcl:2:3: ssh listen = "nope" is not HOST:PORT`},
 		{"empty command", "ssh {}\ntarget \"box\" {\n  command = []\n}\n", `b.hcl:3:3: target "box": command is empty`},
@@ -445,6 +452,7 @@ func TestFrontConfigErrors(t *testing.T) {
 // TestFrontPreAuthTimeout: a connection that does not authenticate in time
 // is closed.
 func TestFrontPreAuthTimeout(t *testing.T) {
+	t.Parallel()
 	m := startOP(t)
 	cfg := strings.ReplaceAll(frontConfig, "%LOGIN%", "ops")
 	cfg = strings.Replace(cfg, `host_names = ["bastion.example"]`, `host_names = ["bastion.example"]

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -181,6 +182,7 @@ func (rs recordedSession) stream(kind recorder.Kind) []byte {
 // is recorded, and sshd's log names the session by the certificate's key
 // ID.
 func TestFrontUpstreamExec(t *testing.T) {
+	t.Parallel()
 	ux := startUpstream(t)
 	user := ux.login + "@db1"
 	for _, tc := range []struct {
@@ -274,7 +276,7 @@ func TestFrontUpstreamExec(t *testing.T) {
 		if s.attrs["upstream.serial"] == "" || s.end["upstream.key-id"] != keyID {
 			t.Errorf("session %s: upstream serial %q, key ID %q, want %q", s.id, s.attrs["upstream.serial"], s.end["upstream.key-id"], keyID)
 		}
-		if !strings.Contains(ux.sshd.log.String(), fmt.Sprintf("ID %q", keyID)) {
+		if !ux.sshd.logged(regexp.MustCompile(regexp.QuoteMeta(fmt.Sprintf("ID %q", keyID)))) {
 			t.Errorf("sshd's log does not name %q:\n%s", keyID, ux.sshd.log)
 		}
 	}
@@ -285,6 +287,7 @@ func TestFrontUpstreamExec(t *testing.T) {
 // direct connection gets, at the size the client asks for, resized when
 // the client's window changes.
 func TestFrontUpstreamPTY(t *testing.T) {
+	t.Parallel()
 	ux := startUpstream(t)
 	const command = "stty size; tty >/dev/null && echo on-a-tty"
 	out, _, code := ux.sshIO(t, ux.login+"@db1", command, nil, "-tt")
@@ -394,6 +397,7 @@ func readCert(t *testing.T, path string) *ssh.Certificate {
 // configured; a target whose key is not trusted, or that cannot be
 // reached, ends the session with a message, journaled.
 func TestFrontUpstreamHostKey(t *testing.T) {
+	t.Parallel()
 	ux := startUpstream(t)
 	for _, target := range []string{"kh", "ca"} {
 		command := "echo via-" + target
@@ -429,6 +433,7 @@ func TestFrontUpstreamHostKey(t *testing.T) {
 // TestFrontUpstreamConfigErrors: mistakes in SSH targets are reported at
 // their file:line:col.
 func TestFrontUpstreamConfigErrors(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	loose := filepath.Join(dir, "loose_key")
 	newKey(t, dir, "loose_key")
@@ -466,6 +471,7 @@ func TestFrontUpstreamConfigErrors(t *testing.T) {
 // each way are recorded as a forward session. A destination policy does
 // not allow is refused, with the rule, and journaled.
 func TestFrontUpstreamForward(t *testing.T) {
+	t.Parallel()
 	ux := startUpstream(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

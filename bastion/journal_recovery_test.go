@@ -27,9 +27,16 @@ import (
 // outside.
 func recoveringFront(t *testing.T, journalDir string) (*frontFixture, func(name string) []recorder.Attrs) {
 	t.Helper()
+	return recoveringFrontWith(t, journalDir, storage.Options{})
+}
+
+// recoveringFrontWith is recoveringFront with the journal's store opened,
+// and opened again, with opts.
+func recoveringFrontWith(t *testing.T, journalDir string, opts storage.Options) (*frontFixture, func(name string) []recorder.Attrs) {
+	t.Helper()
 	var key *recorder.JournalKey
 	var path string
-	fx := startFrontTweaked(t, "ops", frontConfig, serverTweaks{journalDir: journalDir, edit: func(o *ServerOptions) {
+	fx := startFrontTweaked(t, "ops", frontConfig, serverTweaks{journalDir: journalDir, storage: opts, edit: func(o *ServerOptions) {
 		path = filepath.Join(o.Home, "journal.db")
 		if journalDir != "" {
 			path = filepath.Join(journalDir, "journal.db")
@@ -43,7 +50,9 @@ func recoveringFront(t *testing.T, journalDir string) (*frontFixture, func(name 
 		o.CloseJournal = func() error { return errors.Join(j.Close(), st.Close()) }
 		o.ReopenJournal = func(ctx context.Context) (*recorder.Journal, func() error, error) {
 			// As serve does: the journal that failed, never a new one.
-			st, err := storage.OpenSQLite(ctx, path, storage.Options{MustExist: true})
+			reopen := opts
+			reopen.MustExist = true
+			st, err := storage.OpenSQLite(ctx, path, reopen)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -123,16 +132,18 @@ func verifiedAfter(t *testing.T, path string, key *recorder.JournalKey, id strin
 }
 
 // TestJournalRecoversFromLock: another process holds the journal's
-// database locked for 14 s, past the 10 s busy timeout, while a session
-// records. The journal fails, the session ends, and serve, without a
+// database locked for 1.5 s, past the store's busy timeout (1 s here,
+// storage.DefaultBusyTimeout in serve), while a session records. The journal fails, the session ends, and serve, without a
 // restart, closes the journal and opens it again once the lock is gone:
 // the session's end is recorded, a journal.recovered event says what
 // happened, and a new session works. The journal verifies.
 func TestJournalRecoversFromLock(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
-		t.Skip("holds a lock for 14 s")
+		t.Skip("holds a lock past the busy timeout")
 	}
-	fx, events := recoveringFront(t, "")
+	const busy = time.Second
+	fx, events := recoveringFrontWith(t, "", storage.Options{BusyTimeout: busy})
 	if out, code := fx.ssh(t, fx.key, "ops@box", "echo before"); code != 0 || !strings.Contains(out, "before") {
 		t.Fatalf("before the fault: %d %q", code, out)
 	}
@@ -157,7 +168,7 @@ func TestJournalRecoversFromLock(t *testing.T) {
 	if code := live.wait(t); code != 255 {
 		t.Fatalf("the session under the lock exited %d: %q", code, live.stderr.String())
 	}
-	time.Sleep(time.Until(locked.Add(14 * time.Second)))
+	time.Sleep(time.Until(locked.Add(busy * 3 / 2)))
 	if _, err := conn.ExecContext(context.Background(), "COMMIT"); err != nil {
 		t.Fatal(err)
 	}
@@ -194,6 +205,7 @@ func TestJournalRecoversFromLock(t *testing.T) {
 // at once (its store closed underneath, then opened again) still raises
 // the write-failed alarm, once, and clears it.
 func TestJournalRecoveryAlarm(t *testing.T) {
+	t.Parallel()
 	fx, events := recoveringFront(t, "")
 	fx.ts.opts.Store.(*storage.SQLite).Close()
 	fx.ts.journal.AppendEvent(context.Background(), "test.event", recorder.Attrs{"a": "b"})
@@ -232,6 +244,7 @@ func (s *stillFailing) Commit(ctx context.Context, b *storage.Batch) error {
 // opened again (the fault is still there) ends Run once journal_recovery
 // has passed since the fault began, rather than recovering forever.
 func TestJournalRecoveryFlapping(t *testing.T) {
+	t.Parallel()
 	m := startOP(t)
 	var reopened atomic.Int32
 	ts := startServerWith(t, m, strings.Replace(e2eConfig, "%LOGIN%", "ops", 1)+"journal_recovery = \"2s\"\n", certauth.AlgorithmEd25519, serverTweaks{edit: func(o *ServerOptions) {
@@ -290,6 +303,7 @@ func TestJournalRecoveryFlapping(t *testing.T) {
 // journal_recovery ends Run with an error (serve exits non-zero, for a
 // supervisor to restart it).
 func TestJournalRecoveryGivesUp(t *testing.T) {
+	t.Parallel()
 	m := startOP(t)
 	var st *storage.SQLite
 	ts := startServerWith(t, m, strings.Replace(e2eConfig, "%LOGIN%", "ops", 1)+"journal_recovery = \"1s\"\n", certauth.AlgorithmEd25519, serverTweaks{edit: func(o *ServerOptions) {
@@ -374,6 +388,12 @@ func recoversFrom(t *testing.T, dir, cause string, inject, heal func()) {
 // TestJournalRecoversFromFullDisk: the journal's filesystem (a 16 MiB
 // tmpfs) fills up while a session records: ENOSPC. Space is freed, and
 // serve recovers without a restart.
+//
+// This test and TestJournalRecoversFromIOError do not run in parallel with
+// the others: with other tests loading the disk, the I/O error test has
+// been seen to fail with output received that the recovered journal
+// lacks, at the tree before the tests ran in parallel too. Until that is
+// understood, they keep the conditions they were written under.
 func TestJournalRecoversFromFullDisk(t *testing.T) {
 	needRootToMount(t)
 	home := t.TempDir()

@@ -50,6 +50,7 @@ ledger ACCT-12345678 balanced
 // searched byte-wise; each masking is a mask frame; what is typed at a
 // password prompt is recorded as a redaction marker.
 func TestMaskingEndToEnd(t *testing.T) {
+	t.Parallel()
 	needTool(t, "ssh")
 	dir := t.TempDir()
 	file := filepath.Join(dir, "statement.txt")

@@ -3,7 +3,6 @@ package bastion
 import (
 	"context"
 	"io"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,7 +13,7 @@ import (
 	"github.com/bastionhq/bastion/bastion/pump"
 	"github.com/bastionhq/bastion/policy/mask"
 	"github.com/bastionhq/bastion/recorder"
-	"github.com/bastionhq/bastion/storage"
+	"github.com/bastionhq/bastion/recorder/recordertest"
 )
 
 // frameLog is a session of a real journal that also keeps the frames
@@ -50,29 +49,8 @@ func (l *frameLog) logged() []loggedFrame {
 // temporary directory).
 func newFrameLog(t *testing.T) *frameLog {
 	t.Helper()
-	ctx := context.Background()
-	skey, _, err := recorder.GenerateJournalKey("test.example/masking")
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := recorder.ParseJournalKey(skey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := storage.OpenSQLite(ctx, filepath.Join(t.TempDir(), "journal.db"), storage.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	j, err := recorder.Open(ctx, st, recorder.Options{Key: key})
-	if err != nil {
-		st.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		j.Close()
-		st.Close()
-	})
-	sess, err := j.StartSession(ctx, recorder.SessionInfo{Attrs: recorder.Attrs{"kind": "test"}})
+	j := recordertest.NewJournal(t)
+	sess, err := j.StartSession(context.Background(), recorder.SessionInfo{Attrs: recorder.Attrs{"kind": "test"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,6 +31,7 @@ func closedAtOnce(t *testing.T, c net.Conn) bool {
 // the refusals are journaled, not one event each; a closed connection
 // frees its slot.
 func TestFrontConnLimit(t *testing.T) {
+	t.Parallel()
 	fx := startFrontWith(t, "ops", limitConfig)
 	ts := fx.ts
 	signer := fx.certSigner(t)
@@ -95,6 +96,7 @@ func TestFrontConnLimit(t *testing.T) {
 }
 
 func TestConnKeyOf(t *testing.T) {
+	t.Parallel()
 	for addr, want := range map[string]string{
 		"192.0.2.7:22":                "192.0.2.7/32",
 		"[::ffff:192.0.2.7]:22":       "192.0.2.7/32",
@@ -126,6 +128,7 @@ func scrape(t *testing.T, ts *testServer) string {
 // TestMetrics: GET /metrics counts certificates, authentications and
 // sessions, and names no identity, login or address.
 func TestMetrics(t *testing.T) {
+	t.Parallel()
 	fx := startFront(t) // issues one certificate
 	commits := metricValue(scrape(t, fx.ts), "bastion_journal_commit_seconds_count")
 	if out, code := fx.ssh(t, fx.key, "ops@box", "printf 12345"); code != 0 {
@@ -174,6 +177,7 @@ func TestMetrics(t *testing.T) {
 // its other clients out: the oldest of them is closed to make room for a
 // new connection, which logs in.
 func TestFrontConnLimitEvictsSilent(t *testing.T) {
+	t.Parallel()
 	fx := startFrontWith(t, "ops", limitConfig)
 	var silent []net.Conn
 	for range 2 {

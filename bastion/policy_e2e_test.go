@@ -83,9 +83,10 @@ func humanClaims(m *mockoidc.MockOIDC, sub string) jwt.MapClaims {
 // and a real sshd target: an agent with no standing access to db1 is
 // refused; it asks for a grant; its own approval is refused; an approver
 // approves; the agent connects and works; denied commands are refused
-// before they reach the target, on stderr and in the journal; the grant
+// before they reach the target, on stderr and in the journal; a grant
 // ends, and the live session under it ends with a message saying so.
 func TestPolicyGrantEndToEnd(t *testing.T) {
+	t.Parallel()
 	needTool(t, "ssh")
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -148,7 +149,7 @@ func TestPolicyGrantEndToEnd(t *testing.T) {
 	}
 
 	// 2. The agent asks for a grant; it cannot approve it itself.
-	g, err := ts.client.RequestGrant(ctx, agent(), certauth.GrantRequest{Target: "db1", Login: login, Duration: "12s", Reason: "rotate the replication slot", Ticket: "OPS-42"})
+	g, err := ts.client.RequestGrant(ctx, agent(), certauth.GrantRequest{Target: "db1", Login: login, Duration: "10m", Reason: "rotate the replication slot", Ticket: "OPS-42"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +197,20 @@ func TestPolicyGrantEndToEnd(t *testing.T) {
 		t.Fatalf("the denied command reached the target: %v", err)
 	}
 
-	// 6. A live session under the grant ends when the grant does.
+	// 6. A live session under a grant ends when the grant does: a grant
+	// short enough to end while the test waits, the agent's only one for
+	// db1 once an operator has revoked the first.
+	if _, err := AdminRevokeGrant(ctx, ts.home, AdminGrantRevokeRequest{ID: g.ID, Comment: "done", By: "alice-oncall"}); err != nil {
+		t.Fatal(err)
+	}
+	g, err = ts.client.RequestGrant(ctx, agent(), certauth.GrantRequest{Target: "db1", Login: login, Duration: "6s", Reason: "a quick look"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g, err = ts.client.DecideGrant(ctx, mint(t, m, humanClaims(m, "bob")), g.ID, "approve", ""); err != nil || g.State != grants.GrantActive {
+		t.Fatalf("the short grant: %+v, %v", g, err)
+	}
+	key = certify("granted-briefly")
 	live := fx.sshStart(t, key, login+"@db1", "echo started; sleep 60")
 	lives := fx.waitLive(t, 1, live)
 	if code := live.wait(t); code != 255 || !strings.Contains(live.stderr.String(), "the grant "+g.ID+" that allowed this session ended") {
@@ -269,6 +283,7 @@ func TestPolicyGrantEndToEnd(t *testing.T) {
 // the old policy stays in force; new sessions are decided by the policy in
 // force.
 func TestPolicyReload(t *testing.T) {
+	t.Parallel()
 	needTool(t, "ssh")
 	ctx := context.Background()
 	pdir := t.TempDir()

@@ -49,6 +49,7 @@ func loadedAtStart(t *testing.T, ts *testServer) []recorder.Attrs {
 // text, masked for secrets, and its roles as JSON, at start and after a
 // reload, so that what was in force can be reviewed from the journal.
 func TestPolicyLoadedRecord(t *testing.T) {
+	t.Parallel()
 	const token = "ghp_0123456789abcdefghijABCDEFGHIJ012345"
 	pdir := t.TempDir()
 	write := func(name, src string) {
@@ -131,6 +132,7 @@ role "read" {
 // TestPolicyLoadedConfig: a policy written in the configuration file is
 // kept as its blocks, without the rest of the file.
 func TestPolicyLoadedConfig(t *testing.T) {
+	t.Parallel()
 	role := `role "agents" {
   match {
     providers = ["corp"]
@@ -151,6 +153,7 @@ grants {
 // provider and its issuer, and the policy in force is the built-in role,
 // written out.
 func TestServeDevRecord(t *testing.T) {
+	t.Parallel()
 	ts := startServerWith(t, startOP(t), `
 api {
   listen = "127.0.0.1:0"
@@ -183,6 +186,7 @@ api {
 // TestPolicyRecordBounds: a text longer than an attribute holds is cut
 // there and says so; roles that do not fit refuse the policy.
 func TestPolicyRecordBounds(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	src := "# " + strings.Repeat("é", maxPolicyAttr/2) + "\n" + `role "r" {
   match {

@@ -21,6 +21,7 @@ import (
 // refused, named and journaled, and changes nothing, not even what it
 // would have applied live.
 func TestReloadConfig(t *testing.T) {
+	t.Parallel()
 	fx := startFront(t)
 	ctx := context.Background()
 	path := filepath.Join(fx.ts.home, "bastion.hcl")

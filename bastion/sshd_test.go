@@ -3,7 +3,9 @@ package bastion
 import (
 	"fmt"
 	"os/exec"
+	"regexp"
 	"testing"
+	"time"
 
 	"github.com/bastionhq/bastion/bastion/sshdtest"
 )
@@ -53,3 +55,15 @@ func (s *sshd) ssh(t *testing.T, key, login string, command ...string) (string, 
 }
 
 func (s *sshd) String() string { return fmt.Sprintf("sshd on %s", s.addr) }
+
+// logged reports whether sshd's log says what re matches, waiting up to
+// 10 s for it: sshd's monitor may write a line after the client it is
+// about has already gone.
+func (s *sshd) logged(re *regexp.Regexp) bool {
+	for deadline := time.Now().Add(10 * time.Second); !re.MatchString(s.log.String()); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+	return true
+}

@@ -27,6 +27,7 @@ func witnessVKey(t *testing.T, name string) string {
 // TestWitnessConfig: witness blocks and the witnesses block, their
 // defaults, and every mistake with its position.
 func TestWitnessConfig(t *testing.T) {
+	t.Parallel()
 	k1, k2 := witnessVKey(t, "w1.example/a"), witnessVKey(t, "w2.example/b")
 	_, logKey, _ := note.GenerateKey(nil, "bastion.example/log")
 	block := func(name, url, key string) string {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/netip"
-	"path/filepath"
 	"strconv"
 	"testing"
 
@@ -14,7 +13,7 @@ import (
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/events"
-	"github.com/bastionhq/bastion/storage"
+	"github.com/bastionhq/bastion/recorder/recordertest"
 )
 
 type denyAll struct{}
@@ -28,29 +27,16 @@ func (denyAll) Certificate(policy.CertRequest) policy.CertDecision {
 // says how many were left out.
 func TestRefusalJournalBudget(t *testing.T) {
 	ctx := context.Background()
-	home := t.TempDir()
-	key, err := CreateJournalKey(home, "test.example/j")
+	auth, err := CreateAuthorities(t.TempDir(), AlgorithmEd25519)
 	if err != nil {
 		t.Fatal(err)
 	}
-	auth, err := CreateAuthorities(home, AlgorithmEd25519)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := storage.OpenSQLite(ctx, filepath.Join(home, "j.db"), storage.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	j, err := recorder.Open(ctx, st, recorder.Options{Key: key})
-	if err != nil {
-		t.Fatal(err)
-	}
+	j := recordertest.NewJournal(t)
 	v, err := oidc.NewVerifier([]oidc.ProviderConfig{{Name: "corp", Issuer: "https://idp.example", Audiences: []string{"b"}}}, oidc.VerifierOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	is, err := NewIssuer(ctx, IssuerOptions{CA: auth.User, Verifier: v, Policy: denyAll{}, Journal: j, Registry: NewRegistry()})
+	is, err := NewIssuer(ctx, IssuerOptions{CA: auth.User, Verifier: v, Policy: denyAll{}, Journal: j.Journal, Registry: NewRegistry()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,16 +55,16 @@ func TestRefusalJournalBudget(t *testing.T) {
 	if _, err := is.Issue(ctx, IssueRequest{Token: "garbage"}); err == nil {
 		t.Fatal("garbage accepted")
 	}
-	if err := j.Close(); err != nil {
+	if err := j.Journal.Close(); err != nil {
 		t.Fatal(err)
 	}
-	snap, err := st.Snapshot(ctx)
+	snap, err := j.Store.Snapshot(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer snap.Close()
 	var journaled, left int
-	evs, err := recorder.Events(ctx, snap, key.Verifier, events.CertRefused)
+	evs, err := recorder.Events(ctx, snap, j.Key.Verifier, events.CertRefused)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,9 @@ import (
 	"math"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
+	"time"
 
 	sqlite3 "github.com/mattn/go-sqlite3"
 )
@@ -54,7 +56,15 @@ type Options struct {
 	// files are 0600), and a writer refuses a journal file that grants its
 	// group or others any access. A reader ignores it.
 	ReaderGroup *int
+	// BusyTimeout is how long a statement waits for a lock that another
+	// connection to the file holds (another process, say) before it fails
+	// as locked. Zero means DefaultBusyTimeout.
+	BusyTimeout time.Duration
 }
+
+// DefaultBusyTimeout is how long a statement waits for a lock another
+// connection holds, unless [Options] BusyTimeout says otherwise.
+const DefaultBusyTimeout = 10 * time.Second
 
 // pageSize is the page size of new journals.
 const pageSize = 8192
@@ -102,6 +112,13 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*SQLite, error)
 	if sync != SyncFull && sync != SyncNormal {
 		return nil, fmt.Errorf("synchronous must be %q or %q, not %q", SyncFull, SyncNormal, opts.Synchronous)
 	}
+	busy := opts.BusyTimeout
+	if busy == 0 {
+		busy = DefaultBusyTimeout
+	}
+	if busy < time.Millisecond {
+		return nil, fmt.Errorf("busy timeout %v: want at least 1ms", opts.BusyTimeout)
+	}
 	if opts.ReadOnly {
 		fi, err := os.Stat(path)
 		if err != nil {
@@ -117,7 +134,7 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*SQLite, error)
 			return nil, err
 		}
 		s.lock = lock
-		rw, err := sql.Open("sqlite3", dsn(path, false, sync))
+		rw, err := sql.Open("sqlite3", dsn(path, false, sync, busy))
 		if err != nil {
 			s.Close()
 			return nil, err
@@ -161,14 +178,14 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*SQLite, error)
 			}
 		}
 	}
-	ro, err := sql.Open("sqlite3", dsn(path, true, sync))
+	ro, err := sql.Open("sqlite3", dsn(path, true, sync, busy))
 	if err != nil {
 		s.Close()
 		return nil, err
 	}
 	s.ro = ro
 	if !opts.ReadOnly {
-		ck, err := sql.Open("sqlite3", dsn(path, false, sync))
+		ck, err := sql.Open("sqlite3", dsn(path, false, sync, busy))
 		if err != nil {
 			s.Close()
 			return nil, err
@@ -199,9 +216,9 @@ func (s *SQLite) lockedFileOpened() error {
 	return nil
 }
 
-func dsn(path string, readOnly bool, sync string) string {
+func dsn(path string, readOnly bool, sync string, busy time.Duration) string {
 	q := url.Values{}
-	q.Set("_busy_timeout", "10000")
+	q.Set("_busy_timeout", strconv.FormatInt(busy.Milliseconds(), 10))
 	if readOnly {
 		q.Set("mode", "ro")
 		q.Set("_query_only", "true")

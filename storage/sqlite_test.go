@@ -520,3 +520,46 @@ func TestMustExist(t *testing.T) {
 	}
 	st.Close()
 }
+
+// TestBusyTimeout: a write that meets a lock another connection holds
+// fails as locked once the store's busy timeout has passed, and succeeds
+// once the lock is gone; a busy timeout under a millisecond is refused
+// before anything is created.
+func TestBusyTimeout(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "journal.db")
+	if _, err := storage.OpenSQLite(ctx, path, storage.Options{BusyTimeout: time.Microsecond}); err == nil || !strings.Contains(err.Error(), "busy timeout") {
+		t.Fatalf("a busy timeout of 1µs: %v", err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Fatalf("files created: %v", ents)
+	}
+	st, err := storage.OpenSQLite(ctx, path, storage.Options{BusyTimeout: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	db, err := sql.Open("sqlite3", "file:"+path+"?_busy_timeout=0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "BEGIN EXCLUSIVE"); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Init(ctx, map[string]string{"origin": "test"}); err == nil || !strings.Contains(err.Error(), "locked") {
+		t.Fatalf("a write under another connection's lock: %v", err)
+	}
+	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Init(ctx, map[string]string{"origin": "test"}); err != nil {
+		t.Fatalf("the write once the lock is gone: %v", err)
+	}
+}

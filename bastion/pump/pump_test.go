@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/recordertest"
 	"github.com/bastionhq/bastion/storage"
 )
 
@@ -39,30 +39,11 @@ func (s *failingStore) Commit(ctx context.Context, b *storage.Batch) error {
 // temporary directory, and returns it with the journal's store.
 func newSession(t testing.TB) (*recorder.Session, *failingStore) {
 	t.Helper()
-	ctx := context.Background()
-	skey, _, err := recorder.GenerateJournalKey("test.example/pump")
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := recorder.ParseJournalKey(skey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := storage.OpenSQLite(ctx, filepath.Join(t.TempDir(), "journal.db"), storage.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fs := &failingStore{Store: st}
-	j, err := recorder.Open(ctx, fs, recorder.Options{Key: key})
-	if err != nil {
-		st.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		j.Close()
-		st.Close()
+	fs := &failingStore{}
+	j := recordertest.NewJournalWith(t, recordertest.Options{
+		Wrap: func(st storage.Store) storage.Store { fs.Store = st; return fs },
 	})
-	sess, err := j.StartSession(ctx, recorder.SessionInfo{Attrs: recorder.Attrs{"kind": "test"}})
+	sess, err := j.StartSession(context.Background(), recorder.SessionInfo{Attrs: recorder.Attrs{"kind": "test"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -210,6 +210,13 @@ func (e *APIError) Error() string {
 	return fmt.Sprintf("the bastion answered HTTP %d: %s", e.Status, msg)
 }
 
+// CloseIdleConnections closes the connections the client keeps open
+// for its next requests. Requests in flight are not interrupted, and a
+// later request connects again. A server shutting down waits for open
+// connections to go away, so a long-lived client that is done calls this
+// rather than leaving the server to time them out.
+func (c *Client) CloseIdleConnections() { c.http.CloseIdleConnections() }
+
 // CA returns the bastion's CA keys, known_hosts lines and identity
 // providers (GET /v1/ca).
 func (c *Client) CA(ctx context.Context) (*certauth.CAResponse, error) {

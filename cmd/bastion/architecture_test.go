@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -15,29 +16,75 @@ const (
 	modulePath       = "github.com/bastionhq/bastion"
 )
 
-// architectureRow is a row of the map's package table: "| `PATH` | …".
-var architectureRow = regexp.MustCompile("^\\| `([a-z0-9/]+)` \\|")
+// architectureRow is a row of the map's package table:
+// "| `PATH` | holds | may import |".
+var architectureRow = regexp.MustCompile("^\\| `([a-z0-9/]+)` \\|[^|]*\\|([^|]*)\\|")
+
+// backticked is a package named in a row's "may import" column.
+var backticked = regexp.MustCompile("`([a-z0-9/]+)`")
+
+// allowed is what a row's "may import" column allows: "none", "any
+// non-test package", "everything below but `cmd`", or a list of packages.
+type allowed struct {
+	any    bool     // any package of the module
+	except []string // but those under these
+	only   []string // else these alone
+}
+
+func parseAllowed(col string) allowed {
+	col = strings.TrimSpace(col)
+	switch {
+	case col == "none":
+		return allowed{}
+	case strings.HasPrefix(col, "any "), strings.HasPrefix(col, "everything "):
+		a := allowed{any: true}
+		if _, but, ok := strings.Cut(col, " but "); ok {
+			for _, m := range backticked.FindAllStringSubmatch(but, -1) {
+				a.except = append(a.except, m[1])
+			}
+		}
+		return a
+	}
+	var a allowed
+	for _, m := range backticked.FindAllStringSubmatch(col, -1) {
+		a.only = append(a.only, m[1])
+	}
+	return a
+}
+
+func (a allowed) permits(pkg string) bool {
+	if !a.any {
+		return slices.Contains(a.only, pkg)
+	}
+	for _, e := range a.except {
+		if pkg == e || strings.HasPrefix(pkg, e+"/") {
+			return false
+		}
+	}
+	return true
+}
 
 // architecturePackages returns the packages of the map's table, by path
-// inside the module, failing the test on a row that names one twice.
-func architecturePackages(t *testing.T) map[string]bool {
+// inside the module, each with what it may import, failing the test on a
+// row that names one twice.
+func architecturePackages(t *testing.T) map[string]allowed {
 	t.Helper()
 	f, err := os.Open(architectureFile)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	out := map[string]bool{}
+	out := map[string]allowed{}
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		m := architectureRow.FindStringSubmatch(sc.Text())
 		if m == nil {
 			continue
 		}
-		if out[m[1]] {
+		if _, dup := out[m[1]]; dup {
 			t.Errorf("%s names %s twice", architectureFile, m[1])
 		}
-		out[m[1]] = true
+		out[m[1]] = parseAllowed(m[2])
 	}
 	if err := sc.Err(); err != nil {
 		t.Fatal(err)
@@ -103,14 +150,21 @@ func isTestHelper(pkg string) bool { return strings.HasSuffix(filepath.Base(pkg)
 
 // TestArchitectureMap checks docs/architecture.md against the module:
 // every package "go list ./..." prints has a row in the map, every row
-// names a package of the module, and no package but a test helper imports
-// a test helper.
+// names a package of the module, each package imports only what its row
+// allows, and no package but a test helper imports a test helper.
 func TestArchitectureMap(t *testing.T) {
 	documented := architecturePackages(t)
 	listed := modulePackages(t)
-	for pkg := range listed {
-		if !documented[pkg] {
+	for pkg, imports := range listed {
+		may, ok := documented[pkg]
+		if !ok {
 			t.Errorf("%s is not in %s: add a row for it", pkg, architectureFile)
+			continue
+		}
+		for _, imp := range imports {
+			if !may.permits(imp) {
+				t.Errorf("%s imports %s, which its row in %s does not allow", pkg, imp, architectureFile)
+			}
 		}
 	}
 	for pkg := range documented {

@@ -61,6 +61,7 @@ type conformanceFile struct {
 }
 
 func TestConformanceCorpus(t *testing.T) {
+	t.Parallel()
 	if *updateConformance {
 		buildConformance(t)
 	}

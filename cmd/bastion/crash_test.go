@@ -49,6 +49,7 @@ const crashScript = `i=0; while :; do i=$((i+1)); echo "line $i"; done`
 //     then forward): the pipe's bytes are a prefix of the session's output
 //     frames, concatenated in order.
 func TestRecordKilled(t *testing.T) {
+	t.Parallel()
 	c := newCrashRig(t)
 	var killed []string // session IDs, one per round so far
 	start := time.Now()
@@ -107,6 +108,7 @@ func TestRecordKilled(t *testing.T) {
 // ignores SIGHUP, as nohup'ed programs and daemons do: it too must not
 // outlive the recorder, or it runs on with nobody recording it.
 func TestRecordKilledCommandIgnoringHangup(t *testing.T) {
+	t.Parallel()
 	c := newCrashRig(t)
 	r := c.killMidStream(t, `trap "" HUP; `+crashScript, 64<<10)
 	if r.childAlive {

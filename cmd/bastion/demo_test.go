@@ -16,6 +16,7 @@ import (
 // real ssh client (or, without one, record them locally), and end with an
 // intact journal.
 func TestDemo(t *testing.T) {
+	t.Parallel()
 	home := t.TempDir()
 	code, out, errOut := cli(context.Background(), home, "demo")
 	if code != 0 {
@@ -61,6 +62,7 @@ func TestDemo(t *testing.T) {
 // fresh temporary home and never touches ~/.bastion, so that "bastion ca
 // init" still works after it.
 func TestDemoFreshHome(t *testing.T) {
+	t.Parallel()
 	user, tmp := t.TempDir(), t.TempDir()
 	var out, errOut lockedBuffer
 	e := &env{stdin: strings.NewReader(""), stdout: &out, stderr: &errOut, getenv: func(k string) string {

@@ -50,6 +50,7 @@ func serveDevIssuer(t *testing.T, home, audience string) (issuerURL string, v *g
 }
 
 func TestDevToken(t *testing.T) {
+	t.Parallel()
 	home := t.TempDir()
 	issuerURL, v := serveDevIssuer(t, home, oidc.DevAudience)
 
@@ -110,6 +111,7 @@ func TestDevToken(t *testing.T) {
 }
 
 func TestDevTokenJSON(t *testing.T) {
+	t.Parallel()
 	home := t.TempDir()
 	issuerURL, v := serveDevIssuer(t, home, "payments")
 
@@ -144,6 +146,7 @@ func TestDevTokenJSON(t *testing.T) {
 }
 
 func TestDevTokenErrors(t *testing.T) {
+	t.Parallel()
 	published := t.TempDir()
 	serveDevIssuer(t, published, oidc.DevAudience)
 	empty := filepath.Join(t.TempDir(), "home")

@@ -83,6 +83,7 @@ role "prod" {
 // is amber on its own head and green on a checkpoint the auditor kept
 // earlier; a typo'd --target exits 1 with a suggestion.
 func TestEvidenceExaminerScenario(t *testing.T) {
+	t.Parallel()
 	sshBin := sshdtest.Need(t, "ssh")
 	ctx := context.Background()
 	started := time.Now()

@@ -172,6 +172,7 @@ func buildGoldenJournal(t *testing.T) *evidenceJournal {
 //
 //	go test ./cmd/bastion -run Golden -update
 func TestEvidenceGolden(t *testing.T) {
+	t.Parallel()
 	ej := buildGoldenJournal(t)
 	out := filepath.Join(t.TempDir(), "report")
 	_, raw := runEvidenceCmd(t, ej, out, "--now", ej.to.Format(time.RFC3339))

@@ -55,6 +55,7 @@ func runQuarterEvidence(t testing.TB, q *quarterJournal, out string) []byte {
 // journal's public key alone. How long it takes is reported here, and
 // checked against its target by BenchmarkEvidenceQuarter (make bench).
 func TestEvidenceQuarter(t *testing.T) {
+	t.Parallel()
 	browser := findChromium(t)
 	q := buildQuarterJournal(t, quarterSpec{Sessions: quarterSessions(), Seed: 2026})
 	t.Logf("generated %d sessions (%.1f frames, %.0f B of payload each), %d refused commands, %d certificates, %d grants in %v; journal %s",

@@ -323,6 +323,7 @@ func runEvidenceCmd(t *testing.T, ej *evidenceJournal, out string, extra ...stri
 }
 
 func TestEvidence(t *testing.T) {
+	t.Parallel()
 	ej := buildEvidenceJournal(t)
 	out := filepath.Join(t.TempDir(), "report")
 	r, data := runEvidenceCmd(t, ej, out, "--now", ej.to.Format(time.RFC3339))
@@ -581,6 +582,7 @@ func TestEvidence(t *testing.T) {
 // print style breaks pages between sections), and the rendered DOM with
 // every section's id and heading. In CI a missing Chromium fails.
 func TestEvidenceChromium(t *testing.T) {
+	t.Parallel()
 	browser := ""
 	for _, name := range []string{"chromium", "chromium-browser"} {
 		if p, err := exec.LookPath(name); err == nil {
@@ -613,8 +615,11 @@ func TestEvidenceChromium(t *testing.T) {
 		return stdout.Bytes()
 	}
 
-	shot := filepath.Join(tmp, "evidence.png")
-	chromium("--screenshot="+shot, "--window-size=1280,10000", "--hide-scrollbars")
+	// One run renders the page three ways: a screenshot, the DOM (on
+	// stdout) and a printed PDF.
+	shot, pdf := filepath.Join(tmp, "evidence.png"), filepath.Join(tmp, "evidence.pdf")
+	dom := string(chromium("--screenshot="+shot, "--window-size=1280,10000", "--hide-scrollbars", "--dump-dom",
+		"--print-to-pdf="+pdf, "--no-pdf-header-footer"))
 	f, err := os.Open(shot)
 	if err != nil {
 		t.Fatal(err)
@@ -660,7 +665,6 @@ func TestEvidenceChromium(t *testing.T) {
 		t.Error("the screenshot has no grant bar in the timeline")
 	}
 
-	dom := string(chromium("--dump-dom"))
 	for _, s := range evidence.Sections {
 		if !strings.Contains(dom, `<section id="`+s.ID+`">`) || !strings.Contains(dom, "<h2>"+html.EscapeString(s.Title)+"</h2>") {
 			t.Errorf("the rendered page has no section %s with heading %q", s.ID, s.Title)
@@ -676,8 +680,6 @@ func TestEvidenceChromium(t *testing.T) {
 		}
 	}
 
-	pdf := filepath.Join(tmp, "evidence.pdf")
-	chromium("--print-to-pdf="+pdf, "--no-pdf-header-footer")
 	data, err := os.ReadFile(pdf)
 	if err != nil {
 		t.Fatal(err)
@@ -696,6 +698,7 @@ func TestEvidenceChromium(t *testing.T) {
 // sample is reproducible from its seed, holds every exception, and each
 // detailed session's bundle verifies offline with the journal's key.
 func TestEvidenceScopeAndReview(t *testing.T) {
+	t.Parallel()
 	ej := buildEvidenceJournal(t)
 	ctx := context.Background()
 	runCmd := func(args ...string) (int, string, string) {
@@ -911,6 +914,7 @@ func forgeCheckpoint(t *testing.T, home, kept string) []byte {
 // holds, and so goes ahead with a note; a play of the same copy is
 // refused without --unrecorded.
 func TestVerifyCopyAway(t *testing.T) {
+	t.Parallel()
 	ej := buildEvidenceJournal(t)
 	away := t.TempDir()
 	for _, f := range []string{"journal.db", certauth.JournalPubKeyFile} {
@@ -942,6 +946,7 @@ func TestVerifyCopyAway(t *testing.T) {
 // TestVerifyBundleNeedsKey: a bundle is never checked with a key found by
 // default, and the error says where the journal's key is.
 func TestVerifyBundleNeedsKey(t *testing.T) {
+	t.Parallel()
 	home := t.TempDir()
 	var stdout, stderr bytes.Buffer
 	e := &env{stdout: &stdout, stderr: &stderr, getenv: func(string) string { return "" }}
@@ -960,6 +965,7 @@ func TestVerifyBundleNeedsKey(t *testing.T) {
 // session ID, as sessions kill does; a prefix that names none or several
 // is a failed look-up (exit 1); what is no ID at all is a usage error.
 func TestSessionPrefixes(t *testing.T) {
+	t.Parallel()
 	ej := buildEvidenceJournal(t)
 	runIn := func(args ...string) (int, string, string) {
 		var stdout, stderr bytes.Buffer

@@ -26,6 +26,7 @@ const examplesDir = "../../docs/examples"
 // TestExamplesPolicyCheck: every example configuration, as shipped, passes
 // "bastion policy check".
 func TestExamplesPolicyCheck(t *testing.T) {
+	t.Parallel()
 	files, err := filepath.Glob(filepath.Join(examplesDir, "*.hcl"))
 	if err != nil || len(files) < 2 {
 		t.Fatalf("example configurations: %q %v", files, err)
@@ -44,6 +45,7 @@ func TestExamplesPolicyCheck(t *testing.T) {
 // on free loopback ports: serve --dev with it, a dev token, login, and the
 // ssh line serve prints reaches the shell target with the real client.
 func TestExampleMinimal(t *testing.T) {
+	t.Parallel()
 	sshPath := opensshClient(t)
 	home := t.TempDir()
 	user := filepath.Join(home, "user")
@@ -81,6 +83,7 @@ func TestExampleMinimal(t *testing.T) {
 // file as shipped. serve must start, hand out the host CA for its own
 // names only, and have its checkpoints cosigned by the witnesses.
 func TestExampleProduction(t *testing.T) {
+	t.Parallel()
 	home := t.TempDir()
 	if code, _, errOut := cli(context.Background(), home, "ca", "init", "--origin", "bastion.bank.example/journal"); code != 0 {
 		t.Fatalf("ca init: %s", errOut)

@@ -17,7 +17,7 @@ import (
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/policy/grants"
 	"github.com/bastionhq/bastion/recorder"
-	"github.com/bastionhq/bastion/storage"
+	"github.com/bastionhq/bastion/recorder/recordertest"
 )
 
 // grantsBastion is the bastion's real API handler, with grants, over TLS
@@ -41,16 +41,7 @@ func newGrantsBastion(t *testing.T) *grantsBastion {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := storage.OpenSQLite(ctx, filepath.Join(home, "journal.db"), storage.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	j, err := recorder.Open(ctx, st, recorder.Options{Key: key})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { j.Close() })
+	j := recordertest.NewJournalWith(t, recordertest.Options{Path: filepath.Join(home, "journal.db"), Journal: recorder.Options{Key: key}}).Journal
 	pol, _, err := policy.Build(
 		[]policy.IdentityMatcher{
 			{Name: "agents", Match: policy.Match{Providers: []string{"dev"}, Subjects: []string{"agent-*"}}},
@@ -108,6 +99,7 @@ func (b *grantsBastion) grants(ctx context.Context, token string, args ...string
 // TestGrantsCLI: request → the requester's own approval refused → approve
 // by another identity → list → show → revoke, through the CLI.
 func TestGrantsCLI(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	b := newGrantsBastion(t)
 	agent, bob, mallory := b.tokenFile(t, "agent-1"), b.tokenFile(t, "bob"), b.tokenFile(t, "mallory")
@@ -173,6 +165,7 @@ func TestGrantsCLI(t *testing.T) {
 // TestGrantsCLIWait: "grants request --wait" returns once another
 // identity has approved.
 func TestGrantsCLIWait(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	b := newGrantsBastion(t)
 	agent, carol := b.tokenFile(t, "agent-2"), b.tokenFile(t, "carol")
@@ -210,6 +203,7 @@ func TestGrantsCLIWait(t *testing.T) {
 }
 
 func TestGrantsCLIUsage(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		args []string
 		want string
@@ -232,6 +226,7 @@ func TestGrantsCLIUsage(t *testing.T) {
 }
 
 func TestGrantsMatchID(t *testing.T) {
+	t.Parallel()
 	ids := []string{"G-7", "G-12", "G-123", "G-130", "G-21"}
 	for _, tt := range []struct {
 		arg, want  string

@@ -7,6 +7,7 @@ import (
 )
 
 func TestHome(t *testing.T) {
+	t.Parallel()
 	cwd, err := os.Getwd()
 	if err != nil {
 		t.Fatal(err)
@@ -47,6 +48,7 @@ func TestHome(t *testing.T) {
 }
 
 func TestHomeFlagPrecedence(t *testing.T) {
+	t.Parallel()
 	// The command's --home overrides the global one, which overrides the
 	// environment.
 	e := &env{getenv: func(k string) string { return map[string]string{"BASTION_HOME": "/env"}[k] }}
@@ -68,6 +70,7 @@ func TestHomeFlagPrecedence(t *testing.T) {
 }
 
 func TestMakeHome(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "parent", "home")
 	e := &env{homeFlag: dir, getenv: func(string) string { return "" }}
 	got, err := e.makeHome()
@@ -100,6 +103,7 @@ func TestMakeHome(t *testing.T) {
 }
 
 func TestDBPath(t *testing.T) {
+	t.Parallel()
 	e := &env{getenv: func(k string) string { return map[string]string{"BASTION_HOME": "/h"}[k] }}
 	if got, err := e.dbPath(""); err != nil || got != "/h/journal.db" {
 		t.Errorf("dbPath(\"\") = %q, %v; want /h/journal.db", got, err)

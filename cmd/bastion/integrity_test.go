@@ -58,7 +58,7 @@ func newIntegrityFixture(t *testing.T) *integrityFixture {
 	fx.from = time.Now().UTC().Add(-time.Hour).Format(time.RFC3339)
 	for i, script := range []string{
 		`echo one`,
-		`for i in 1 2 3; do echo "two $i"; sleep 0.1; done`,
+		`for i in 1 2 3; do echo "two $i"; sleep 0.25; done`,
 		`echo three; exit 3`,
 		`printf 'four\n'`,
 	} {
@@ -373,6 +373,7 @@ func wantEvidenceRed(t *testing.T, fx *integrityFixture, db string) *evidenceRep
 // what the readers showed while verify said intact, and the key signed
 // over damage.
 func TestIntegrityScenarios(t *testing.T) {
+	t.Parallel()
 	fx := newIntegrityFixture(t)
 	pristineCode, pristineList := fx.list(t, fx.pristine)
 	if pristineCode.code != 0 || len(pristineList) != 5 {
@@ -553,6 +554,7 @@ func TestIntegrityScenarios(t *testing.T) {
 // pristine one, or they exit non-zero), and evidence is never green on a
 // journal verify rejects.
 func TestIndexColumnMatrix(t *testing.T) {
+	t.Parallel()
 	fx := newIntegrityFixture(t)
 	s2 := fx.sessions[1]
 	seg2 := s2.frameSegments[2] // the segment leaf that commits frame 2 of session 2
@@ -733,6 +735,7 @@ func tamperStrings(t *testing.T, db *sql.DB, query string, args ...any) []string
 // made a reader show an edited value as verified, made verify say intact,
 // or had the writer sign over it.
 func TestIntegrityAttacks(t *testing.T) {
+	t.Parallel()
 	fx := newIntegrityFixture(t)
 	s2, live := fx.sessions[1], fx.live
 	writerRefuses := func(t *testing.T, db string) {

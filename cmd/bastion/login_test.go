@@ -231,6 +231,7 @@ func fileMode(t *testing.T, path string) os.FileMode {
 }
 
 func TestLoginWritesKeyCertificateAndKnownHosts(t *testing.T) {
+	t.Parallel()
 	b := newLoginBastion(t)
 	home := t.TempDir()
 	key := filepath.Join(home, ".ssh", "bastion_ed25519")
@@ -323,6 +324,7 @@ func TestLoginWritesKeyCertificateAndKnownHosts(t *testing.T) {
 }
 
 func TestLoginAddKnownHosts(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	ca1 := "@cert-authority * ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFiIhYEhJdvcZY5qNQ8cD7xSixEM2rnDbw8wWu/r6RNA host-ca"
 	ca2 := "@cert-authority *.example ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
@@ -365,6 +367,7 @@ func TestLoginAddKnownHosts(t *testing.T) {
 }
 
 func TestLoginJSON(t *testing.T) {
+	t.Parallel()
 	b := newLoginBastion(t)
 	b.sshAddress = "[::]:22"
 	home := t.TempDir()
@@ -417,8 +420,9 @@ func jsonEqual(a, b any) bool {
 }
 
 func TestLoginRenewRereadsTokenFile(t *testing.T) {
+	t.Parallel()
 	b := newLoginBastion(t)
-	b.ttl = 2 * time.Second
+	b.ttl = 6 * time.Second // renewed at 4 s: time for a failure, its message and a retry before it expires
 	home := t.TempDir()
 	tokenFile := filepath.Join(home, "token")
 	writeToken := func(tok string) {
@@ -513,6 +517,7 @@ func TestLoginRenewRereadsTokenFile(t *testing.T) {
 }
 
 func TestLoginRenewAt(t *testing.T) {
+	t.Parallel()
 	got := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 	tests := []struct {
 		name   string
@@ -546,6 +551,7 @@ func TestLoginRenewAt(t *testing.T) {
 }
 
 func TestLoginUsageErrors(t *testing.T) {
+	t.Parallel()
 	home := t.TempDir()
 	for _, tt := range []struct {
 		name string
@@ -580,6 +586,7 @@ func TestLoginUsageErrors(t *testing.T) {
 }
 
 func TestLoginFailures(t *testing.T) {
+	t.Parallel()
 	b := newLoginBastion(t)
 	home := t.TempDir()
 	openKey := filepath.Join(home, "open_key")
@@ -635,6 +642,7 @@ func TestLoginFailures(t *testing.T) {
 }
 
 func TestLoginChooseIssuer(t *testing.T) {
+	t.Parallel()
 	corp := certauth.IssuerInfo{Name: "corp", Issuer: "https://idp.corp.example", DeviceClientID: "cli"}
 	ci := certauth.IssuerInfo{Name: "ci", Issuer: "https://token.ci.example"}
 	partner := certauth.IssuerInfo{Name: "partner", Issuer: "https://idp.partner.example", DeviceClientID: "bastion"}
@@ -669,6 +677,7 @@ func TestLoginChooseIssuer(t *testing.T) {
 }
 
 func TestLoginDeviceFlow(t *testing.T) {
+	t.Parallel()
 	b := newLoginBastion(t)
 	issuer, approve := oidctest.StartDeviceOP(t)
 	ctx := context.Background()

@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
+	"os"
 	"os/exec"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,7 +18,23 @@ import (
 )
 
 // TestMain lets the test binary act as the bastion command inside scripts.
+//
+// The tests run this binary as bastion hundreds of times. Built with
+// -race, a process that exits 0 first sleeps for GORACE's atexit_sleep_ms
+// (1 s by default) so that goroutines still running can report a race;
+// unless GORACE says otherwise, those processes sleep 10 ms. Races are
+// reported as they happen either way.
+//
+// Most tests wait on processes (serve, ssh, sshd, Chromium, litewitness)
+// more than on the CPU: unless -parallel says otherwise, eight run at a
+// time rather than one per CPU.
 func TestMain(m *testing.M) {
+	if _, set := os.LookupEnv("GORACE"); !set {
+		os.Setenv("GORACE", "atexit_sleep_ms=10")
+	}
+	if err := flag.Set("test.parallel", strconv.Itoa(max(8, runtime.GOMAXPROCS(0)))); err != nil {
+		panic(err)
+	}
 	testscript.Main(m, map[string]func(){"bastion": main, "bastion-idle-clients": idleClientsMain})
 }
 
@@ -26,6 +45,7 @@ func TestMain(m *testing.M) {
 //	[cmd:NAME]                  true if this build has command NAME; write
 //	                            a group command with a dash: [cmd:ca-init]
 func TestScript(t *testing.T) {
+	t.Parallel()
 	testscript.Run(t, testscript.Params{
 		Dir:                 "testdata/script",
 		RequireExplicitExec: true,
@@ -179,6 +199,7 @@ func TestDispatch(t *testing.T) {
 }
 
 func TestReportHintOrder(t *testing.T) {
+	t.Parallel()
 	var b bytes.Buffer
 	err := withHint(fmt.Errorf("open journal: %w", withHint(errors.New("no such file"), "inner")), "outer")
 	if code := report(&b, err); code != 1 {
@@ -191,6 +212,7 @@ func TestReportHintOrder(t *testing.T) {
 }
 
 func TestOverviewListsOnlyRegistered(t *testing.T) {
+	t.Parallel()
 	ov := overview()
 	for _, name := range contract {
 		line := "\n    " + name + " "
@@ -203,6 +225,7 @@ func TestOverviewListsOnlyRegistered(t *testing.T) {
 // TestCommandConventions holds every registered command to the conventions
 // the overview and the help text rely on.
 func TestCommandConventions(t *testing.T) {
+	t.Parallel()
 	for name, c := range commands {
 		t.Run(strings.ReplaceAll(name, " ", "_"), func(t *testing.T) {
 			if !slices.Contains(contract, name) {

@@ -41,6 +41,7 @@ const (
 // revocation reasons (the card split by tabs) are masked too; the journal
 // verifies.
 func TestMaskingWhatTheAgentSends(t *testing.T) {
+	t.Parallel()
 	sshBin := sshdtest.Need(t, "ssh")
 	ctx := context.Background()
 	login := "root"

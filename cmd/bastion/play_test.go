@@ -70,6 +70,7 @@ func playHome(t *testing.T, signing bool) (home, db, pub string, shell, execID s
 }
 
 func TestPlayCommand(t *testing.T) {
+	t.Parallel()
 	home, _, _, shell, _ := playHome(t, false)
 	// No signing key in this home, and no server: the access cannot be
 	// journaled, so the play is refused, before it shows anything.
@@ -106,6 +107,7 @@ func TestPlayCommand(t *testing.T) {
 // TestPlayJournaled: a play by a process that can write the journal is
 // a journal.accessed event, and the journal still verifies.
 func TestPlayJournaled(t *testing.T) {
+	t.Parallel()
 	home, db, _, shell, _ := playHome(t, true)
 	code, _, stderr := runArgs("--home", home, "play", "--speed", "max", shell)
 	if code != 0 || strings.Contains(stderr, "warning:") {
@@ -143,6 +145,7 @@ func TestPlayJournaled(t *testing.T) {
 }
 
 func TestExportAsciicastCommand(t *testing.T) {
+	t.Parallel()
 	home, _, _, shell, _ := playHome(t, true)
 	code, stdout, stderr := runArgs("--home", home, "export", "--format", "asciicast", "--input", shell)
 	if code != 0 {
@@ -158,6 +161,7 @@ func TestExportAsciicastCommand(t *testing.T) {
 }
 
 func TestBundle(t *testing.T) {
+	t.Parallel()
 	home, _, pub, shell, _ := playHome(t, true)
 	bundle := filepath.Join(t.TempDir(), "s.bundle")
 	if code, _, stderr := runArgs("--home", home, "export", "--format", "bundle", "--out", bundle, shell); code != 0 {
@@ -232,6 +236,7 @@ func mustRead(t *testing.T, path string) string {
 }
 
 func TestSessionsListShowSearch(t *testing.T) {
+	t.Parallel()
 	home, _, _, shell, execID := playHome(t, true)
 	code, stdout, stderr := runArgs("--home", home, "sessions", "list", "--identity", "agent@ci", "--json")
 	if code != 0 {

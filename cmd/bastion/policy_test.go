@@ -141,6 +141,7 @@ func TestPolicyCheck(t *testing.T) {
 }
 
 func TestPolicyCheckDirectory(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	dir := t.TempDir()
 	files := map[string]string{
@@ -176,6 +177,7 @@ func TestPolicyCheckDirectory(t *testing.T) {
 }
 
 func TestPolicyCheckJSON(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	type report struct {
 		Errors, Warnings []struct {
@@ -259,6 +261,7 @@ target "prod-db" {
 }
 
 func TestPolicyCheckConfig(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	pol := writePolicyFile(t, "policy.hcl", policyTestPolicy+
 		"role \"ci\" {\n  match { providers = [\"gha\"] }\n  targets = [\"web-*\"]\n  logins = [\"deploy\"]\n}\n")
@@ -309,6 +312,7 @@ func TestPolicyCheckConfig(t *testing.T) {
 }
 
 func TestPolicyExplain(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	pol := writePolicyFile(t, "policy.hcl", policyTestPolicy)
 	sre := []string{"--identity", "carol@corp", "--claim", "groups=dba", "--claim", "groups=sre"}
@@ -387,6 +391,7 @@ func TestPolicyExplain(t *testing.T) {
 }
 
 func TestPolicyExplainJSON(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	pol := writePolicyFile(t, "policy.hcl", policyTestPolicy)
 	code, out, errOut := cli(ctx, t.TempDir(), "policy", "explain", "--policy", pol, "--json",
@@ -453,6 +458,7 @@ func TestPolicyExplainJSON(t *testing.T) {
 }
 
 func TestPolicyExplainConfig(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	cfg := policyTestConfig(t, "", policyTestPolicy)
 	code, out, errOut := cli(ctx, t.TempDir(), "policy", "explain", "--config", cfg,
@@ -472,6 +478,7 @@ func TestPolicyExplainConfig(t *testing.T) {
 }
 
 func TestPolicyBadCommandLines(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	pol := writePolicyFile(t, "policy.hcl", policyTestPolicy)
 	broken := writePolicyFile(t, "broken.hcl", "role \"r\" {\n")
@@ -523,6 +530,7 @@ func TestPolicyBadCommandLines(t *testing.T) {
 }
 
 func TestPolicyHelp(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	for _, name := range []string{"check", "explain", "hash"} {
 		code, out, _ := cli(ctx, t.TempDir(), "help", "policy", name)

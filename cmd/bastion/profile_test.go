@@ -96,6 +96,7 @@ target "db-1" { command = ["/bin/sh"] }
 // $BASTION_PROFILE and $XDG_CONFIG_HOME place the profile; a profile
 // others may write is refused; status reports a server that is gone.
 func TestProfileFirstHour(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	dir := t.TempDir()
 	home, _ := rigHome(t, dir, false)

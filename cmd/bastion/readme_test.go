@@ -114,6 +114,7 @@ func sameCommand(readme, script string) bool {
 
 // TestReadmeMatches: the README's Usage commands are the script's.
 func TestReadmeMatches(t *testing.T) {
+	t.Parallel()
 	readme, script := readmeCommands(t), scriptCommands(t)
 	if len(readme) == 0 {
 		t.Fatal("the README's Usage section has no \"$ \" lines")
@@ -134,6 +135,7 @@ func TestReadmeMatches(t *testing.T) {
 
 // TestReadmeUsage runs the README's Usage section.
 func TestReadmeUsage(t *testing.T) {
+	t.Parallel()
 	sshBin := sshdtest.Need(t, "ssh")
 	login := "root"
 	if u, err := user.Current(); err == nil {

@@ -197,6 +197,7 @@ func (r *readsRig) events(t *testing.T, name string) []recorder.Attrs {
 // operators are named by token and by account; a CA rotation is
 // journaled; once serve stops, the reader records its own reads.
 func TestRecordedReads(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	m := oidctest.StartMock(t, nil)
 	r := newReadsRig(t, m.Issuer(), m.ClientID)

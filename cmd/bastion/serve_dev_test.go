@@ -35,6 +35,7 @@ func opensshClient(t *testing.T) string {
 // host CA login trusts is scoped to the bastion's names: a host known by
 // any other name is not vouched for.
 func TestServeDevFrontDoor(t *testing.T) {
+	t.Parallel()
 	sshPath := opensshClient(t)
 	home := t.TempDir()
 	user := filepath.Join(home, "user") // $HOME of cli()
@@ -171,6 +172,7 @@ func loginForSSH(t *testing.T, sshPath, home, api, fp, pattern, line string) fun
 // a malformed --ssh-listen, or one for a configuration without a front
 // door, is a command-line mistake.
 func TestServeSSHListenMistakes(t *testing.T) {
+	t.Parallel()
 	home := t.TempDir()
 	if code, _, errOut := cli(context.Background(), home, "ca", "init"); code != 0 {
 		t.Fatalf("ca init: %s", errOut)

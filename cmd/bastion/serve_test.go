@@ -35,6 +35,7 @@ func cli(ctx context.Context, home string, args ...string) (int, string, string)
 // ca init, serve --dev, dev token, login, certs list, certs revoke through
 // the running server, and verify after it stops.
 func TestServeLoginRevoke(t *testing.T) {
+	t.Parallel()
 	keygen := sshKeygen(t)
 	ctx := context.Background()
 	home := t.TempDir()

@@ -9,6 +9,7 @@ import (
 )
 
 func TestShortCommand(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct{ name, in, want string }{
 		{"short", "uname -s", "uname -s"},
 		{"empty", "", ""},
@@ -32,6 +33,7 @@ func TestShortCommand(t *testing.T) {
 // command's first line cut short with an ellipsis, whatever the command
 // holds; --json keeps the whole command.
 func TestSessionsListOneLine(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	home := t.TempDir()
 	if code, _, errOut := cli(ctx, home, "ca", "init"); code != 0 {

@@ -41,6 +41,7 @@ func statusCert(t *testing.T, dir, keyID string, principals []string, validBefor
 // server: who, logins, expiry; an expired or missing certificate and the
 // missing profile are reasons, exit 1.
 func TestStatusOffline(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	dir := t.TempDir()
 	u := clientUser{home: filepath.Join(dir, "home")}
@@ -101,6 +102,7 @@ func TestStatusOffline(t *testing.T) {
 }
 
 func TestStatusParseKeyID(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct {
 		keyID                            string
 		identity, sponsor, ticket, grant string

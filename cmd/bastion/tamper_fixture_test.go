@@ -68,8 +68,9 @@ type tamperSegment struct {
 
 // newTamperFixture records the journal through the CLI: three sessions of
 // real commands in a terminal. Sessions 2 and 3 print one line per commit
-// (the sleeps make each line its own commit), so that session 2 has several
-// segment leaves and session 3 has more leaves than session 2.
+// (the sleeps make each line its own commit, on a machine loaded by other
+// tests too), so that session 2 has several segment leaves and session 3
+// has more leaves than session 2.
 func newTamperFixture(t *testing.T) *tamperFixture {
 	t.Helper()
 	dir := t.TempDir()
@@ -94,7 +95,7 @@ func newTamperFixture(t *testing.T) *tamperFixture {
 		t.Fatal(err)
 	}
 	tamperCopyJournal(t, fx.pristine, fx.early)
-	record(`for i in 1 2 3 4 5 6; do echo "two $i"; sleep 0.1; done`)
+	record(`for i in 1 2 3 4 5 6; do echo "two $i"; sleep 0.25; done`)
 	code, kept, stderr := runArgs("--home", fx.home, "checkpoint", "--db", fx.pristine)
 	if code != 0 {
 		t.Fatalf("checkpoint: exit %d: %s", code, stderr)
@@ -102,7 +103,7 @@ func newTamperFixture(t *testing.T) *tamperFixture {
 	if err := os.WriteFile(fx.keptFile, []byte(kept), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	record(`for i in 1 2 3 4 5 6 7 8 9 10 11 12; do echo "three $i"; sleep 0.1; done`)
+	record(`for i in 1 2 3 4 5 6 7 8 9 10 11 12; do echo "three $i"; sleep 0.25; done`)
 
 	fx.earlySize = tamperTreeSize(t, fx.early)
 	fx.load(t)

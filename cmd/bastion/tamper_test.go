@@ -25,6 +25,7 @@ import (
 // journal must verify, and verify must refuse to run (exit 2) rather than
 // report on a journal it cannot read or a key that is not the journal's.
 func TestVerifyTamperMatrix(t *testing.T) {
+	t.Parallel()
 	fx := newTamperFixture(t)
 	s2, s3 := fx.sessions[1], fx.sessions[2]
 

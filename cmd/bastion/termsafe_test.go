@@ -167,6 +167,7 @@ func buildHostileJournal(t *testing.T) *hostileJournal {
 // TestTerminalSafety: every human-readable listing of a journal that holds
 // hostile text shows it escaped, one row per record; --json keeps it exact.
 func TestTerminalSafety(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	hj := buildHostileJournal(t)
 	run := func(args ...string) (string, string) {
@@ -265,6 +266,7 @@ func TestTerminalSafety(t *testing.T) {
 // TestTerminalSafetyErrors: an error that quotes text from outside is one
 // "bastion: error:" line with its controls escaped.
 func TestTerminalSafetyErrors(t *testing.T) {
+	t.Parallel()
 	var b strings.Builder
 	report(&b, withHint(&usageError{errorString("no session " + hostile)}, "try "+hostile))
 	out := b.String()
@@ -288,6 +290,7 @@ func (e errorString) Error() string { return string(e) }
 // answers; hostile identities, targets, reasons and comments stay on
 // their row.
 func TestTerminalSafetyGrants(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	home := t.TempDir()
 	g := grants.Grant{ID: "G-1" + hostile, State: grants.GrantState("active" + hostile), Identity: hostile + "@dev", Target: hostile, Login: hostile,
@@ -326,6 +329,7 @@ func TestTerminalSafetyGrants(t *testing.T) {
 // TestTerminalSafetyLogin: what login prints of the server's answer (the
 // identity, the key ID) stays on its line.
 func TestTerminalSafetyLogin(t *testing.T) {
+	t.Parallel()
 	b := newLoginBastion(t)
 	b.identity = func(string) (string, error) { return hostile + "@corp", nil }
 	home := t.TempDir()

@@ -163,6 +163,7 @@ type witnessVerifyJSON struct {
 }
 
 func TestVerifyWitnessFlags(t *testing.T) {
+	t.Parallel()
 	home, db, pub := cosignedHome(t)
 	w1 := newCLIWitness(t, "w1.example/witness", witness.AlgEd25519)
 	w2 := newCLIWitness(t, "w2.example/witness", witness.AlgMLDSA44)
@@ -318,6 +319,7 @@ func forgeFirst(t *testing.T, db string, n int64, w1, w2 *cliWitness) {
 }
 
 func TestVerifyBundleWitnesses(t *testing.T) {
+	t.Parallel()
 	home, db, pub := cosignedHome(t)
 	w1 := newCLIWitness(t, "w1.example/witness", witness.AlgEd25519)
 	w2 := newCLIWitness(t, "w2.example/witness", witness.AlgMLDSA44)
@@ -366,6 +368,7 @@ func TestVerifyBundleWitnesses(t *testing.T) {
 }
 
 func TestEvidenceWitnesses(t *testing.T) {
+	t.Parallel()
 	ej := buildEvidenceJournal(t)
 	db := filepath.Join(ej.home, "journal.db")
 	w1 := newCLIWitness(t, "w1.example/witness", witness.AlgEd25519)

@@ -176,6 +176,7 @@ func copyTree(t *testing.T, from, to string) {
 // sessions through the front door and two witnesses nobody shares code
 // with the client: litewitness and "bastion witness serve", threshold 2.
 func TestWitnessedServe(t *testing.T) {
+	t.Parallel()
 	sshBin := sshdtest.Need(t, "ssh")
 	ctx := context.Background()
 	login := "root"

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/recordertest"
 	"github.com/bastionhq/bastion/recorder/witness"
 	"github.com/bastionhq/bastion/storage"
 	"golang.org/x/mod/sumdb/tlog"
@@ -111,17 +112,9 @@ type witnessJournal struct {
 
 func newWitnessJournal(t *testing.T, path string, key *recorder.JournalKey) *witnessJournal {
 	t.Helper()
-	st, err := storage.OpenSQLite(context.Background(), path, storage.Options{Synchronous: storage.SyncNormal})
-	if err != nil {
-		t.Fatal(err)
-	}
-	j, err := recorder.Open(context.Background(), st, recorder.Options{Key: key, PublishInterval: time.Nanosecond})
-	if err != nil {
-		st.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { j.Close(); st.Close() })
-	return &witnessJournal{t: t, key: key, st: st, j: j}
+	j := recordertest.NewJournalWith(t, recordertest.Options{Path: path, Storage: storage.Options{Synchronous: storage.SyncNormal},
+		Journal: recorder.Options{Key: key, PublishInterval: time.Nanosecond}})
+	return &witnessJournal{t: t, key: key, st: j.Store, j: j.Journal}
 }
 
 // grow appends n events and returns the latest published checkpoint.
@@ -194,6 +187,7 @@ func journalKey(t *testing.T, origin string) (*recorder.JournalKey, string) {
 // protocol to "bastion witness serve", and reads what it kept with
 // "bastion witness latest".
 func TestWitnessServe(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	home := filepath.Join(dir, "witness")
 	const origin = "bastion.test/journal"
@@ -368,6 +362,7 @@ func TestWitnessServe(t *testing.T) {
 }
 
 func TestWitnessCommandErrors(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	home := filepath.Join(dir, "w")
 	_, vkey := journalKey(t, "bastion.test/journal")

@@ -9,7 +9,7 @@ import (
 
 	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/recorder"
-	"github.com/bastionhq/bastion/storage"
+	"github.com/bastionhq/bastion/recorder/recordertest"
 )
 
 // TestSessionsWriterGone: a session without an end record is "live" while
@@ -17,6 +17,7 @@ import (
 // does (its recorder stopped without ending it), in sessions list and
 // show, and --state selects each.
 func TestSessionsWriterGone(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	home := t.TempDir()
 	if code, _, errOut := cli(ctx, home, "ca", "init"); code != 0 {
@@ -26,14 +27,7 @@ func TestSessionsWriterGone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := storage.OpenSQLite(ctx, filepath.Join(home, "journal.db"), storage.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	j, err := recorder.Open(ctx, st, recorder.Options{Key: key})
-	if err != nil {
-		t.Fatal(err)
-	}
+	j := recordertest.NewJournalWith(t, recordertest.Options{Path: filepath.Join(home, "journal.db"), Journal: recorder.Options{Key: key}})
 	s, err := j.StartSession(ctx, recorder.SessionInfo{Attrs: recorder.Attrs{"kind": "record", "command": "sleep 60"}})
 	if err != nil {
 		t.Fatal(err)
@@ -65,8 +59,9 @@ func TestSessionsWriterGone(t *testing.T) {
 		t.Fatalf("while the writer runs: %q, want live", got)
 	}
 	// The recorder goes away without ending the session.
-	j.Close()
-	st.Close()
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
 	if got := state("once the writer is gone"); got != StateUnterminated {
 		t.Fatalf("once the writer is gone: %q, want %s", got, StateUnterminated)
 	}

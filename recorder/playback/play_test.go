@@ -16,6 +16,7 @@ import (
 	_ "github.com/mattn/go-sqlite3"
 
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/recordertest"
 	"github.com/bastionhq/bastion/storage"
 )
 
@@ -28,17 +29,10 @@ func bigRecording(t testing.TB, path string, size int) (recorder.SessionID, int)
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := storage.OpenSQLite(ctx, path, storage.Options{Synchronous: storage.SyncNormal})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
 	base := time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
 	clock := &fakeClock{t: base}
-	j, err := recorder.Open(ctx, st, recorder.Options{Key: key, Now: clock.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
+	j := recordertest.NewJournalWith(t, recordertest.Options{Path: path, Storage: storage.Options{Synchronous: storage.SyncNormal},
+		Journal: recorder.Options{Key: key, Now: clock.Now}})
 	defer j.Close()
 	s, err := j.StartSession(ctx, recorder.SessionInfo{})
 	if err != nil {
@@ -177,15 +171,7 @@ func TestPlayFollow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wst, err := storage.OpenSQLite(ctx, path, storage.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer wst.Close()
-	j, err := recorder.Open(ctx, wst, recorder.Options{Key: key})
-	if err != nil {
-		t.Fatal(err)
-	}
+	j := recordertest.NewJournalWith(t, recordertest.Options{Path: path, Journal: recorder.Options{Key: key}})
 	defer j.Close()
 	s, err := j.StartSession(ctx, recorder.SessionInfo{})
 	if err != nil {

@@ -1,5 +1,7 @@
 // Package recordertest holds what tests of journals share outside the
-// recorder package: the pieces of evidence the writer never makes itself.
+// recorder package: a journal to write to on a SQLite file of the test's
+// own ([NewJournal]), and the pieces of evidence the writer never makes
+// itself ([Cosign]).
 package recordertest
 
 import (

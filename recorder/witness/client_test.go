@@ -2,13 +2,13 @@ package witness_test
 
 import (
 	"context"
-	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/recordertest"
 	"github.com/bastionhq/bastion/recorder/witness"
 	"github.com/bastionhq/bastion/recorder/witness/witnesstest"
 	"github.com/bastionhq/bastion/storage"
@@ -26,17 +26,10 @@ func journal(t *testing.T, origin string, publish func(int64, []byte)) (*recorde
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
-	st, err := storage.OpenSQLite(ctx, filepath.Join(t.TempDir(), "journal.db"), storage.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	j, err := recorder.Open(ctx, st, recorder.Options{Key: key, PublishInterval: 20 * time.Millisecond, OnPublish: publish})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { j.Close(); st.Close() })
-	return j, key, st
+	j := recordertest.NewJournalWith(t, recordertest.Options{
+		Journal: recorder.Options{Key: key, PublishInterval: 20 * time.Millisecond, OnPublish: publish},
+	})
+	return j.Journal, key, j.Store
 }
 
 // relay hands kept checkpoints to a client created after the journal.

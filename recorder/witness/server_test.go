@@ -438,13 +438,17 @@ func testAddCheckpoint(t *testing.T, alg string) {
 // TestAddCheckpointRace pushes many checkpoints from the same old size at
 // once: exactly one may be cosigned, or the witness could be rolled back.
 func TestAddCheckpointRace(t *testing.T) {
+	const racers = 20
 	log := newTestLog(t, "bastion.test/journal")
-	w := startWitness(t, t.TempDir(), witness.AlgEd25519, 0, log)
+	// Room for every racer at once: they all come from one address, and
+	// the default per-address limit would answer some of them 503 when
+	// the machine is slow enough for them to overlap.
+	w := startWitnessLimits(t, t.TempDir(), witness.AlgEd25519, witness.Config{MaxPerAddress: racers}, log)
 	log.grow(2)
 	w.cosigned(t, w.post(t, log.request(0, 2)), log.checkpoint(2))
-	log.grow(20)
+	log.grow(racers)
 	var wg sync.WaitGroup
-	answers := make([]answer, 20)
+	answers := make([]answer, racers)
 	for i := range answers {
 		body := log.request(2, int64(3+i))
 		wg.Go(func() { answers[i] = w.post(t, body) })

@@ -1,0 +1,26 @@
+package bastion
+
+import (
+	"flag"
+	"os"
+	"runtime"
+	"strconv"
+	"testing"
+)
+
+// TestMain runs the tests with more of them in parallel than go test's
+// default of one per CPU, unless -parallel says otherwise: most of them
+// wait on OpenSSH clients, sshd, commands in a PTY and timers, not on the
+// CPU.
+func TestMain(m *testing.M) {
+	setParallel(8)
+	os.Exit(m.Run())
+}
+
+// setParallel makes n (at least GOMAXPROCS) the default of -test.parallel.
+// A -parallel flag on the command line is parsed after, and wins.
+func setParallel(n int) {
+	if err := flag.Set("test.parallel", strconv.Itoa(max(n, runtime.GOMAXPROCS(0)))); err != nil {
+		panic(err)
+	}
+}
