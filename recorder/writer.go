@@ -14,16 +14,31 @@ import (
 
 // run is the writer goroutine, owned by the Journal: started by Open,
 // stopped by Close. It builds each batch (seals and hashes frames, makes
-// leaves, extends the tree, signs the head) while the committer goroutine it
-// owns writes the previous one: hashing and SQLite overlap on two cores.
+// leaves, extends the tree, signs the head) and hands it to the committer
+// goroutine it owns, which writes it.
+//
+// It takes the queue only when the committer is idle: whatever all
+// sessions appended while a batch committed goes into the next batch
+// whole. Building on every wake instead would cut a stream into as many
+// small commits as there were wakes, each paying for its fsync, its
+// signature and the b-tree pages it rewrites in the WAL (a terminal's
+// output made about one commit per frame that way); and a frame keeps
+// growing (see Session.append) until the batch that takes it is built.
+// Only Close does not wait: the last batch is built at once and commits
+// after the one in flight.
 func (j *Journal) run() {
 	defer close(j.done)
 	commits := make(chan *built, 1)
+	ready := make(chan struct{}, 1) // the committer finished a batch
 	committed := make(chan struct{})
 	go func() {
 		defer close(committed)
 		for p := range commits {
 			j.store(p)
+			select {
+			case ready <- struct{}{}:
+			default: // only after Close: the writer has returned
+			}
 		}
 	}()
 	defer func() {
@@ -32,20 +47,31 @@ func (j *Journal) run() {
 	}()
 	tick := time.NewTicker(j.interval)
 	defer tick.Stop()
+	busy := false // a batch is with the committer
 	for {
-		stopping := false
+		stopping, freed := false, false
 		select {
 		case <-j.wake:
 		case <-tick.C:
+		case <-ready:
+			busy, freed = false, true
 		case <-j.stop:
 			stopping = true
 		}
 		j.mu.Lock()
+		failed := j.err != nil
+		if busy && !failed && !stopping || freed && len(j.queue) == 0 {
+			// The ops wait in the queue, and frames in it keep
+			// growing, until the committer is done. A committer
+			// done with nothing queued is no reason to publish:
+			// the ticker and the next append are.
+			j.mu.Unlock()
+			continue
+		}
 		ops := j.queue
 		j.queue = nil
 		since := j.queuedAt
 		j.queuedAt = time.Time{}
-		failed := j.err != nil
 		if !failed && len(ops) > 0 {
 			j.inflight = append(j.inflight, since)
 		}
@@ -71,7 +97,10 @@ func (j *Journal) run() {
 				if len(ops) > 0 {
 					p.since = since
 				}
+				// Not busy, or stopping: then it commits after the
+				// batch in flight.
 				commits <- p
+				busy = true
 			}
 		}
 		if stopping {
