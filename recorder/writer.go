@@ -299,6 +299,12 @@ func (j *Journal) build(ops []op, publish bool) (*built, error) {
 // for it. Runs on the committer goroutine.
 func (j *Journal) store(p *built) {
 	err := j.commit(p)
+	// SQLite copied the payloads as it bound them.
+	for i := range p.ops {
+		if f := p.ops[i].frame; f != nil {
+			f.recycle()
+		}
+	}
 	// The batch lands (OldestPending forgets it) before its appends are
 	// answered: an append that returned is never still pending.
 	if !p.since.IsZero() {
