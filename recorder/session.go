@@ -194,6 +194,7 @@ func (s *Session) append(kind Kind, channel uint32, p []byte) (uint64, error) {
 			t.payload = append((*t.pooled)[:0], t.payload...)
 		}
 		t.payload = append(t.payload, p...)
+		s.j.queuedBytes.Add(int64(len(p)))
 		return t.seq, nil
 	}
 	s.nextSeq++
@@ -220,6 +221,7 @@ func (s *Session) append(kind Kind, channel uint32, p []byte) (uint64, error) {
 		s.failLocked(err)
 		return 0, err
 	}
+	s.j.queuedBytes.Add(int64(len(p)))
 	s.tail = f
 	return f.seq, nil
 }
