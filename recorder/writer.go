@@ -21,7 +21,9 @@ import (
 func (j *Journal) run() {
 	defer close(j.done)
 	commits := make(chan *built, 1)
-	ready := make(chan struct{}, 1) // the committer finished a batch
+	// ready: the committer finished a batch; room for every batch that
+	// can be in flight, so that no signal is lost.
+	ready := make(chan struct{}, maxInflight)
 	committed := make(chan struct{})
 	go func() {
 		defer close(committed)
@@ -47,7 +49,8 @@ func (j *Journal) run() {
 		case <-j.wake:
 		case <-tick.C:
 		case <-ready:
-			w.busy, freed = false, true
+			w.inflight--
+			freed = w.inflight == 0
 		case <-w.poll.C:
 			polled = true
 		case <-j.stop:
@@ -89,10 +92,9 @@ func (j *Journal) run() {
 				if len(ops) > 0 {
 					p.since = since
 				}
-				// The committer is idle, or this is the last batch,
-				// which commits after the one in flight.
+				// At most one batch waits for the committer.
 				commits <- p
-				w.busy = true
+				w.inflight++
 			}
 		}
 		if stopping {
@@ -110,7 +112,9 @@ func (j *Journal) run() {
 // wakes, each paying for its fsync, its signature and the b-tree pages it
 // rewrites in the WAL (a terminal's output made about one commit per
 // frame that way); and a frame keeps growing (see Session.append) until
-// the batch that takes it is built.
+// the batch that takes it is built. The exception is a full batch
+// (batchTarget bytes, or batchOps ops, queued): it is built while the one
+// before it commits, so that hashing and SQLite overlap on two cores.
 //
 // And even then a stream commits about as often as a commit takes,
 // however fast it comes: at 100 MB/s and a commit a millisecond, 100 KB a
@@ -121,7 +125,7 @@ func (j *Journal) run() {
 // nothing more) would only wait. Interactive sessions never queue that
 // much between commits and never wait.
 type batching struct {
-	busy bool // a batch is with the committer
+	inflight int // batches built and not yet committed, at most maxInflight
 	// until is when lingering for a stream's next batch ends, zero when
 	// not lingering; seen is the queued bytes at the last poll.
 	until     time.Time
@@ -135,8 +139,10 @@ type batching struct {
 const (
 	bulkBatch   = 16 << 10
 	batchTarget = 512 << 10
+	batchOps    = 1024
 	batchLinger = 2 * time.Millisecond
 	lingerPoll  = 250 * time.Microsecond
+	maxInflight = 2
 )
 
 func newBatching() *batching {
@@ -150,8 +156,10 @@ func newBatching() *batching {
 // finished a batch, polled that the poll timer fired.
 func (w *batching) hold(ops int, bytes int64, freed, polled bool) bool {
 	switch {
-	case w.busy:
+	case w.inflight >= maxInflight:
 		return true
+	case w.inflight > 0:
+		return bytes < batchTarget && ops < batchOps
 	case freed && ops == 0:
 		// A committer done with nothing queued is no reason to
 		// publish: the ticker and the next append are.

@@ -6,7 +6,7 @@ import (
 )
 
 // TestBatchingHold: the writer takes the queue only when the committer is
-// idle; after a stream's batch it lingers while the stream keeps coming,
+// idle, or a full batch while one commits (never while one waits); after a stream's batch it lingers while the stream keeps coming,
 // until batchTarget bytes are queued or batchLinger has passed; it takes
 // at once what an interactive session queued, and what is queued when
 // appends pause.
@@ -17,11 +17,18 @@ func TestBatchingHold(t *testing.T) {
 		t.Fatal("an idle writer held a keystroke")
 	}
 	w.took(10)
-	w.busy = true
+	w.inflight = 1
 	if !w.hold(3, 100, false, false) {
 		t.Fatal("took the queue while a batch commits")
 	}
-	w.busy = false
+	if w.hold(batchOps, 100, false, false) || w.hold(3, batchTarget, false, false) {
+		t.Fatal("held a full batch while one commits")
+	}
+	w.inflight = 2
+	if !w.hold(batchOps, batchTarget, false, false) {
+		t.Fatal("took the queue while a batch waits for the committer")
+	}
+	w.inflight = 0
 	if !w.hold(0, 0, true, false) {
 		t.Fatal("a committer done with nothing queued made a batch")
 	}
