@@ -349,3 +349,51 @@ func TestFrontFIPSJump(t *testing.T) {
 		t.Fatalf("inner host key %v", host)
 	}
 }
+
+// TestFrontCipherOffer: the front door offers a subset of the modern
+// ciphers it always offered (nothing weaker), AES-GCM only where the CPU
+// runs it in hardware, and the real OpenSSH client, which lists
+// chacha20-poly1305 first, then negotiates AES-GCM both ways; elsewhere it
+// keeps ChaCha20-Poly1305, and OpenSSH picks it.
+func TestFrontCipherOffer(t *testing.T) {
+	always := []string{ssh.CipherAES128GCM, ssh.CipherAES256GCM, ssh.CipherChaCha20Poly1305}
+	for _, hw := range []bool{true, false} {
+		got := modernCiphersFor(hw)
+		for _, c := range got {
+			if !slices.Contains(always, c) {
+				t.Errorf("AES hardware %v: offers %s", hw, c)
+			}
+		}
+		if slices.Contains(got, ssh.CipherChaCha20Poly1305) == hw || !slices.Contains(got, ssh.CipherAES128GCM) {
+			t.Errorf("AES hardware %v: offers %v", hw, got)
+		}
+	}
+	if !slices.Equal(algorithms(false).Ciphers, modernCiphersFor(aesGCMHardware)) {
+		t.Fatalf("the front door offers %v", algorithms(false).Ciphers)
+	}
+
+	fx := startFrontWith(t, "ops", frontConfig)
+	out, code := fx.ssh(t, fx.key, "ops@box", "true", "-v")
+	if code != 0 {
+		t.Fatalf("ssh: exit %d\n%s", code, out)
+	}
+	want := ssh.CipherChaCha20Poly1305
+	if aesGCMHardware {
+		want = ssh.CipherAES128GCM
+	}
+	for _, dir := range []string{"server->client", "client->server"} {
+		if line := "kex: " + dir + " cipher: " + want + " "; !strings.Contains(out, line) {
+			t.Errorf("OpenSSH did not negotiate %s %s:\n%s", want, dir, out)
+		}
+	}
+
+	// x/crypto's client with OpenSSH's default order agrees.
+	openSSHOrder := ssh.Config{Ciphers: []string{ssh.CipherChaCha20Poly1305, ssh.CipherAES128CTR, ssh.CipherAES192CTR, ssh.CipherAES256CTR, ssh.CipherAES128GCM, ssh.CipherAES256GCM}}
+	got, err := negotiate(t, fx.ts.SSHAddr(), openSSHOrder)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Read.Cipher != want || got.Write.Cipher != want {
+		t.Errorf("negotiated %s / %s, want %s", got.Read.Cipher, got.Write.Cipher, want)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -105,8 +106,12 @@ type Journal struct {
 	maxBytes int
 
 	wake chan struct{} // capacity 1: the writer has work
-	stop chan struct{} // closed by Close
-	done chan struct{} // closed when the writer goroutine returns
+	// queuedBytes counts the frame payload bytes appended since the
+	// writer last took the queue (coalesced chunks too, which do not
+	// wake it): how much a batch built now would carry.
+	queuedBytes atomic.Int64
+	stop        chan struct{} // closed by Close
+	done        chan struct{} // closed when the writer goroutine returns
 
 	mu       sync.Mutex
 	queue    []op                  // guarded by mu; taken whole by the writer

@@ -127,11 +127,37 @@ type pendingFrame struct {
 	monoNS  int64
 	wallNS  int64
 	payload []byte
-	taken   bool // set by seal, under the session's mu
+	// pooled, when not nil, is the payloadPool buffer payload lies in;
+	// the writer returns it once the frame is committed.
+	pooled *[]byte
+	taken  bool // set by seal, under the session's mu
 }
 
 // coalesceLimit is the largest frame that chunks are merged into.
 const coalesceLimit = 32 << 10
+
+// payloadPool holds payload buffers of capacity coalesceLimit for the
+// frames of stream chunks of pooledMin bytes or more, and of frames that
+// grow: under bulk output a new buffer for every frame was half of what
+// the bastion allocated, and much of its garbage collector's work.
+var payloadPool = sync.Pool{New: func() any {
+	b := make([]byte, 0, coalesceLimit)
+	return &b
+}}
+
+const pooledMin = 1 << 10
+
+// recycle returns f's pooled buffer, if it has one, to payloadPool. The
+// writer calls it once f is committed (or will never be): nothing reads
+// the payload of a frame the writer has taken.
+func (f *pendingFrame) recycle() {
+	if f.pooled == nil {
+		return
+	}
+	*f.pooled = f.payload[:0]
+	payloadPool.Put(f.pooled)
+	f.pooled, f.payload = nil, nil
+}
 
 // stream reports whether frames of kind k are bytes of a stream (input,
 // output, stderr), which consecutive appends may be merged into: the
@@ -163,10 +189,13 @@ func (s *Session) append(kind Kind, channel uint32, p []byte) (uint64, error) {
 	if t := s.tail; t != nil && !t.taken && t.kind == kind && kind.stream() && t.channel == channel && len(t.payload)+len(p) <= coalesceLimit {
 		if cap(t.payload) < len(t.payload)+len(p) {
 			// A frame that coalesces once usually fills up: grow it
-			// to the limit at once rather than by doubling.
-			t.payload = append(make([]byte, 0, coalesceLimit), t.payload...)
+			// to the limit at once rather than by doubling. (A
+			// pooled one is at the limit already.)
+			t.pooled = payloadPool.Get().(*[]byte)
+			t.payload = append((*t.pooled)[:0], t.payload...)
 		}
 		t.payload = append(t.payload, p...)
+		s.j.queuedBytes.Add(int64(len(p)))
 		return t.seq, nil
 	}
 	s.nextSeq++
@@ -180,7 +209,12 @@ func (s *Session) append(kind Kind, channel uint32, p []byte) (uint64, error) {
 		channel: channel,
 		monoNS:  s.lastMono,
 		wallNS:  now.UnixNano(),
-		payload: append(make([]byte, 0, len(p)), p...), // never nil: an empty payload is an empty blob
+	}
+	if kind.stream() && len(p) >= pooledMin && len(p) <= coalesceLimit {
+		f.pooled = payloadPool.Get().(*[]byte)
+		f.payload = append((*f.pooled)[:0], p...)
+	} else {
+		f.payload = append(make([]byte, 0, len(p)), p...) // never nil: an empty payload is an empty blob
 	}
 	s.pendingFr++
 	// Enqueued under s.mu, so frames reach the writer in seq order.
@@ -188,6 +222,7 @@ func (s *Session) append(kind Kind, channel uint32, p []byte) (uint64, error) {
 		s.failLocked(err)
 		return 0, err
 	}
+	s.j.queuedBytes.Add(int64(len(p)))
 	s.tail = f
 	return f.seq, nil
 }

@@ -14,16 +14,25 @@ import (
 
 // run is the writer goroutine, owned by the Journal: started by Open,
 // stopped by Close. It builds each batch (seals and hashes frames, makes
-// leaves, extends the tree, signs the head) while the committer goroutine it
-// owns writes the previous one: hashing and SQLite overlap on two cores.
+// leaves, extends the tree, signs the head) and hands it to the committer
+// goroutine it owns, which writes it. When it takes the queue is the
+// batching's to say (see batching.hold); Close does not wait: the last
+// batch is built at once and commits after the one in flight.
 func (j *Journal) run() {
 	defer close(j.done)
 	commits := make(chan *built, 1)
+	// ready: the committer finished a batch; room for every batch that
+	// can be in flight, so that no signal is lost.
+	ready := make(chan struct{}, maxInflight)
 	committed := make(chan struct{})
 	go func() {
 		defer close(committed)
 		for p := range commits {
 			j.store(p)
+			select {
+			case ready <- struct{}{}:
+			default: // only after Close: the writer has returned
+			}
 		}
 	}()
 	defer func() {
@@ -32,20 +41,32 @@ func (j *Journal) run() {
 	}()
 	tick := time.NewTicker(j.interval)
 	defer tick.Stop()
+	w := newBatching()
+	defer w.poll.Stop()
 	for {
-		stopping := false
+		stopping, freed, polled := false, false, false
 		select {
 		case <-j.wake:
 		case <-tick.C:
+		case <-ready:
+			w.inflight--
+			freed = w.inflight == 0
+		case <-w.poll.C:
+			polled = true
 		case <-j.stop:
 			stopping = true
 		}
 		j.mu.Lock()
+		failed := j.err != nil
+		if !failed && !stopping && w.hold(len(j.queue), j.queuedBytes.Load(), freed, polled) {
+			j.mu.Unlock()
+			continue
+		}
+		w.took(j.queuedBytes.Swap(0))
 		ops := j.queue
 		j.queue = nil
 		since := j.queuedAt
 		j.queuedAt = time.Time{}
-		failed := j.err != nil
 		if !failed && len(ops) > 0 {
 			j.inflight = append(j.inflight, since)
 		}
@@ -71,13 +92,101 @@ func (j *Journal) run() {
 				if len(ops) > 0 {
 					p.since = since
 				}
+				// At most one batch waits for the committer.
 				commits <- p
+				w.inflight++
 			}
 		}
 		if stopping {
 			return
 		}
 	}
+}
+
+// batching decides when the writer takes the queue; owned by the writer
+// goroutine.
+//
+// Only when the committer is idle: whatever all sessions appended while a
+// batch committed goes into the next batch whole. Building on every wake
+// instead would cut a stream into as many small commits as there were
+// wakes, each paying for its fsync, its signature and the b-tree pages it
+// rewrites in the WAL (a terminal's output made about one commit per
+// frame that way); and a frame keeps growing (see Session.append) until
+// the batch that takes it is built. The exception is a full batch
+// (batchTarget bytes, or batchOps ops, queued): it is built while the one
+// before it commits, so that hashing and SQLite overlap on two cores.
+//
+// And even then a stream commits about as often as a commit takes,
+// however fast it comes: at 100 MB/s and a commit a millisecond, 100 KB a
+// commit. So after a batch of at least bulkBatch bytes, the writer waits
+// for batchTarget bytes before it builds the next one, but no longer than
+// batchLinger, and not once the appends pause for lingerPoll: a producer
+// that stopped (its pipeline of uncommitted chunks is full, or it has
+// nothing more) would only wait. Interactive sessions never queue that
+// much between commits and never wait.
+type batching struct {
+	inflight int // batches built and not yet committed, at most maxInflight
+	// until is when lingering for a stream's next batch ends, zero when
+	// not lingering; seen is the queued bytes at the last poll.
+	until     time.Time
+	seen      int64
+	lastBytes int64 // the frame bytes of the last batch taken
+	poll      *time.Timer
+}
+
+// How the writer batches a stream (see batching). batchLinger stays below
+// what a person notices.
+const (
+	bulkBatch   = 16 << 10
+	batchTarget = 512 << 10
+	batchOps    = 1024
+	batchLinger = 2 * time.Millisecond
+	lingerPoll  = 250 * time.Microsecond
+	maxInflight = 2
+)
+
+func newBatching() *batching {
+	w := &batching{poll: time.NewTimer(time.Hour)}
+	w.poll.Stop()
+	return w
+}
+
+// hold reports whether the writer leaves the queue (ops ops, of bytes
+// frame bytes) where it is for now; freed says the committer has just
+// finished a batch, polled that the poll timer fired.
+func (w *batching) hold(ops int, bytes int64, freed, polled bool) bool {
+	switch {
+	case w.inflight >= maxInflight:
+		return true
+	case w.inflight > 0:
+		return bytes < batchTarget && ops < batchOps
+	case freed && ops == 0:
+		// A committer done with nothing queued is no reason to
+		// publish: the ticker and the next append are.
+		return true
+	case freed && w.lastBytes >= bulkBatch && bytes < batchTarget:
+		w.until, w.seen = time.Now().Add(batchLinger), bytes
+		w.poll.Reset(lingerPoll)
+		return true
+	case w.until.IsZero() || bytes >= batchTarget:
+		return false
+	case !polled:
+		return true
+	case bytes > w.seen && time.Now().Before(w.until):
+		w.seen = bytes
+		w.poll.Reset(lingerPoll)
+		return true
+	}
+	return false
+}
+
+// took notes that the writer took the queue, with bytes frame bytes.
+func (w *batching) took(bytes int64) {
+	if !w.until.IsZero() {
+		w.until = time.Time{}
+		w.poll.Stop()
+	}
+	w.lastBytes = bytes
 }
 
 // fail makes err sticky and fails every live session.
@@ -270,6 +379,12 @@ func (j *Journal) build(ops []op, publish bool) (*built, error) {
 // for it. Runs on the committer goroutine.
 func (j *Journal) store(p *built) {
 	err := j.commit(p)
+	// SQLite copied the payloads as it bound them.
+	for i := range p.ops {
+		if f := p.ops[i].frame; f != nil {
+			f.recycle()
+		}
+	}
 	// The batch lands (OldestPending forgets it) before its appends are
 	// answered: an append that returned is never still pending.
 	if !p.since.IsZero() {

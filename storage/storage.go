@@ -162,7 +162,8 @@ type Store interface {
 	Init(ctx context.Context, meta map[string]string) error
 	// State reads what a writer needs to resume.
 	State(ctx context.Context) (*State, error)
-	// Commit writes b atomically and durably, or not at all.
+	// Commit writes b atomically and durably, or not at all. It keeps
+	// nothing of b once it returns: the caller reuses its buffers.
 	Commit(ctx context.Context, b *Batch) error
 	// Snapshot opens a consistent read view. It never blocks Commit.
 	Snapshot(ctx context.Context) (Snapshot, error)

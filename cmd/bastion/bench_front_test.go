@@ -9,7 +9,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"os/user"
@@ -39,7 +38,8 @@ type frontRig struct {
 	home, bastionAddr      string
 	bastionPort            string
 	jumpPort, targetPort   string
-	server                 *exec.Cmd
+	pid                    int   // of the process serve runs in
+	sshds                  []int // the target's and the jump host's sshd
 }
 
 func newFrontRig(b *testing.B) *frontRig {
@@ -56,6 +56,17 @@ func newFrontRig(b *testing.B) *frontRig {
 	target := sshdtest.Start(b, "TrustedUserCAKeys "+trust)
 	jump := sshdtest.Start(b, "TrustedUserCAKeys "+trust, "AllowTcpForwarding yes")
 	r.targetPort, r.jumpPort = target.Port, jump.Port
+	for _, s := range []*sshdtest.SSHD{target, jump} {
+		pid, err := os.ReadFile(filepath.Join(s.Dir, "sshd.pid"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		n, err := strconv.Atoi(strings.TrimSpace(string(pid)))
+		if err != nil {
+			b.Fatalf("sshd.pid: %v", err)
+		}
+		r.sshds = append(r.sshds, n)
+	}
 	targetPub, err := os.ReadFile(target.HostKey + ".pub")
 	if err != nil {
 		b.Fatal(err)
@@ -119,9 +130,16 @@ target "box" { command = ["/bin/sh"] }
 `, home, m.Issuer(), m.ClientID, r.login, target.Addr, strings.TrimSpace(string(targetPub)))), 0o600); err != nil {
 		b.Fatal(err)
 	}
-	sp := startServeProcess(b, cfg, true)
+	// BENCH_FRONT_INPROCESS=1 runs serve in the benchmark's own process,
+	// for the test binary's CPU, block and mutex profiles.
+	var sp *serveProcess
+	if os.Getenv("BENCH_FRONT_INPROCESS") == "1" {
+		sp = startServeInProcess(b, cfg, true)
+	} else {
+		sp = startServeProcess(b, cfg, true)
+	}
 	r.bastionPort = sp.ssh[strings.LastIndexByte(sp.ssh, ':')+1:]
-	r.home, r.bastionAddr, r.server = home, sp.ssh, sp.cmd
+	r.home, r.bastionAddr, r.pid = home, sp.ssh, sp.pid
 
 	// The client's key and certificate, through the real exchange.
 	r.key, r.known = agentKey(b, m, sp, dir, "agent-1",
@@ -197,17 +215,81 @@ func agentKey(tb testing.TB, m *mockoidc.MockOIDC, sp *serveProcess, dir, sub st
 	return key, known
 }
 
-// run runs ssh with the rig's options and returns how long it took.
+// run runs ssh with the rig's options and returns how long it took. Its
+// output goes to /dev/null itself, not through a pipe this process would
+// copy from.
 func (r *frontRig) run(b *testing.B, args ...string) time.Duration {
 	b.Helper()
+	wall, _ := r.runCPU(b, args...)
+	return wall
+}
+
+// runCPU is run, and also returns the CPU time (user and system) of the
+// ssh client and the ssh processes it started and waited for (the
+// ProxyCommand's).
+func (r *frontRig) runCPU(b *testing.B, args ...string) (wall, cpu time.Duration) {
+	b.Helper()
+	devNull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer devNull.Close()
 	cmd := exec.Command(r.ssh, append(r.base(), args...)...)
 	var stderr strings.Builder
-	cmd.Stdout, cmd.Stderr = io.Discard, &stderr
+	cmd.Stdout, cmd.Stderr = devNull, &stderr
 	t0 := time.Now()
 	if err := cmd.Run(); err != nil {
 		b.Fatalf("ssh %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
 	}
-	return time.Since(t0)
+	wall = time.Since(t0)
+	return wall, cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+}
+
+// serversCPU is the CPU time (user and system) that the rig's servers
+// have used so far: bastion serve's process, and the target's and the
+// jump host's sshd with every connection process they have reaped (it
+// waits, up to 10 s, until each has reaped all of them). A connection
+// process's own children (the command) are in its figure.
+func (r *frontRig) serversCPU(b *testing.B) time.Duration {
+	b.Helper()
+	total := procTicks(b, r.pid, 13, 14) // utime, stime
+	for _, pid := range r.sshds {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			kids, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+			if err != nil {
+				b.Fatal(err)
+			}
+			if len(strings.TrimSpace(string(kids))) == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				b.Fatalf("sshd %d still has connection processes %s", pid, kids)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		total += procTicks(b, pid, 15, 16) // cutime, cstime
+	}
+	return time.Duration(total) * 10 * time.Millisecond
+}
+
+// procTicks sums fields of /proc/PID/stat (numbered from 0 after the
+// command name's closing parenthesis: 13 is utime), in USER_HZ ticks.
+func procTicks(b *testing.B, pid int, fields ...int) int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	f := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+1:]))
+	var n int64
+	for _, i := range fields {
+		v, err := strconv.ParseInt(f[i-2], 10, 64)
+		if err != nil {
+			b.Fatalf("/proc/%d/stat: %v", pid, err)
+		}
+		n += v
+	}
+	return n
 }
 
 // base are the client options of every hop.
@@ -224,6 +306,14 @@ func (r *frontRig) box() []string {
 // bastion and jump are the two ways to the same sshd.
 func (r *frontRig) bastion(extra ...string) []string {
 	return append(append([]string{"-p", r.bastionPort}, extra...), r.login+"@db@127.0.0.1")
+}
+
+// bastionJump is ssh -J through the bastion to the same sshd: the inner
+// connection goes to the target name, which the bastion terminates with a
+// host certificate for that name. Spelled as a ProxyCommand, as jump is.
+func (r *frontRig) bastionJump(extra ...string) []string {
+	proxy := r.ssh + " " + strings.Join(r.base(), " ") + " -p " + r.bastionPort + " -W %h:%p " + r.login + "@127.0.0.1"
+	return append(append([]string{"-o", "ProxyCommand=" + proxy}, extra...), r.login+"@db")
 }
 
 // masked is bastion to the same sshd with every masking detector on.
@@ -256,58 +346,178 @@ func median(d []time.Duration) time.Duration {
 	return s[len(s)/2]
 }
 
+// machineBusy is the CPU time the whole machine has spent so far: the
+// "cpu" line of /proc/stat, every state but idle, iowait and steal (time
+// another virtual machine had), in USER_HZ ticks of 10 ms.
+func machineBusy(b *testing.B) time.Duration {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		b.Fatal(err)
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		b.Fatalf("/proc/stat: unexpected first line %q", line)
+	}
+	var ticks int64
+	for _, i := range []int{1, 2, 3, 6, 7} { // user nice system irq softirq
+		n, err := strconv.ParseInt(f[i], 10, 64)
+		if err != nil {
+			b.Fatalf("/proc/stat: %v", err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond
+}
+
+// bulkRoute is one way to run a command on the sshd target, and what each
+// run of it took: wall time, the whole machine's busy CPU time, and the CPU
+// time of the processes on the route (the ssh client, bastion serve, the
+// sshd servers and the command).
+type bulkRoute struct {
+	name              string
+	args              []string
+	wall, busy, procs []time.Duration
+}
+
+func (rt *bulkRoute) run(b *testing.B, r *frontRig) {
+	servers0 := r.serversCPU(b)
+	busy0 := machineBusy(b)
+	wall, client := r.runCPU(b, rt.args...)
+	busy := machineBusy(b) - busy0
+	rt.wall = append(rt.wall, wall)
+	rt.busy = append(rt.busy, busy)
+	rt.procs = append(rt.procs, client+r.serversCPU(b)-servers0)
+}
+
 // BenchmarkFrontBulk is bulk output from a real sshd target, read by the
-// real ssh client through the bastion (recorded, record-then-forward)
-// against through an OpenSSH -J jump host (unrecorded), alternating in
-// each iteration, and the same with a terminal (-tt) through the bastion
-// against -tt direct. BENCH_FRONT_MIB sets the size (default 256 MiB).
+// real ssh client, on each route to that same sshd in the same iteration:
+//
+//	bastion     LOGIN@db@bastion (recorded, record-then-forward)
+//	bastion-J   ssh -J through the bastion (recorded)
+//	jump        ssh -J through an OpenSSH jump host (unrecorded)
+//	direct      straight to the target
+//	bastion-tt  the bastion route with a terminal (-tt)
+//	jump-tt     the OpenSSH jump host with a terminal
+//
+// The first four run in one order in even iterations and the reverse in odd
+// ones, then the two -tt routes, alternating the same way. Each route
+// reports its MB/s, the CPU time the whole machine spent per MB meanwhile
+// (core-ms/MB, from /proc/stat: everything running, so other load on the
+// machine counts too), and the CPU time of the route's own processes per
+// MB (procs-core-ms/MB: the ssh clients, serve, both sshd and what they
+// ran, from their rusage; kernel threads working for them are not in it,
+// nor is anyone else's load); the ratios bastion/jump, bastion-J/jump and
+// bastion-tt/jump-tt are throughput ratios, medians of the iterations'.
+// BENCH_FRONT_MIB sets the size (default 256 MiB); BENCH_FRONT_INPROCESS=1
+// runs serve in the benchmark's process, for -cpuprofile, -blockprofile and
+// -mutexprofile; BENCH_FRONT_ROUTES (names, comma-separated) runs only
+// those routes, to profile one at a time, and then reports no ratio.
 func BenchmarkFrontBulk(b *testing.B) {
 	r := newFrontRig(b)
 	mib := benchMiB()
 	command := fmt.Sprintf("head -c %dM /dev/zero", mib)
-	var viaBastion, viaJump, ttBastion, ttDirect []time.Duration
+	route := func(name string, args []string) *bulkRoute {
+		return &bulkRoute{name: name, args: append(args, command)}
+	}
+	viaBastion := route("bastion", r.bastion())
+	viaBastionJ := route("bastion-J", r.bastionJump())
+	viaJump := route("jump", r.jump())
+	direct := route("direct", r.direct())
+	ttBastion := route("bastion-tt", r.bastion("-tt"))
+	ttJump := route("jump-tt", r.jump("-tt"))
+	bulk := []*bulkRoute{viaBastion, viaBastionJ, viaJump, direct}
+	tt := []*bulkRoute{ttBastion, ttJump}
+	only := os.Getenv("BENCH_FRONT_ROUTES")
+	if only != "" {
+		names := strings.Split(only, ",")
+		skip := func(rt *bulkRoute) bool { return !slices.Contains(names, rt.name) }
+		bulk, tt = slices.DeleteFunc(bulk, skip), slices.DeleteFunc(tt, skip)
+		if len(bulk)+len(tt) == 0 {
+			b.Fatalf("BENCH_FRONT_ROUTES=%s names no route", only)
+		}
+	}
 	b.ResetTimer()
 	for i := range b.N {
-		if i%2 == 0 {
-			viaBastion = append(viaBastion, r.run(b, append(r.bastion(), command)...))
-			viaJump = append(viaJump, r.run(b, append(r.jump(), command)...))
-		} else {
-			viaJump = append(viaJump, r.run(b, append(r.jump(), command)...))
-			viaBastion = append(viaBastion, r.run(b, append(r.bastion(), command)...))
+		for _, group := range [][]*bulkRoute{bulk, tt} {
+			order := slices.Clone(group)
+			if i%2 == 1 {
+				slices.Reverse(order)
+			}
+			for _, rt := range order {
+				rt.run(b, r)
+			}
 		}
-		ttBastion = append(ttBastion, r.run(b, append(r.bastion("-tt"), command)...))
-		ttDirect = append(ttDirect, r.run(b, append(r.direct("-tt"), command)...))
 	}
-	mbps := func(d time.Duration) float64 { return float64(mib) * (1 << 20) / d.Seconds() / 1e6 }
-	b.ReportMetric(mbps(median(viaBastion)), "bastion-MB/s")
-	b.ReportMetric(mbps(median(viaJump)), "jump-MB/s")
-	b.ReportMetric(median(viaJump).Seconds()/median(viaBastion).Seconds(), "bastion/jump")
-	b.ReportMetric(mbps(median(ttBastion)), "bastion-tt-MB/s")
-	b.ReportMetric(mbps(median(ttDirect)), "direct-tt-MB/s")
-	b.ReportMetric(median(ttDirect).Seconds()/median(ttBastion).Seconds(), "bastion-tt/direct-tt")
+	b.StopTimer()
+	size := float64(mib) * (1 << 20) / 1e6 // MB
+	perMB := func(ds []time.Duration) float64 {
+		per := make([]time.Duration, len(ds))
+		for k, d := range ds {
+			per[k] = time.Duration(float64(d) / size)
+		}
+		return float64(median(per)) / 1e6
+	}
+	for _, rt := range append(bulk, tt...) {
+		b.ReportMetric(size/median(rt.wall).Seconds(), rt.name+"-MB/s")
+		b.ReportMetric(perMB(rt.busy), rt.name+"-core-ms/MB")
+		b.ReportMetric(perMB(rt.procs), rt.name+"-procs-core-ms/MB")
+	}
+	if only != "" {
+		b.ReportMetric(0, "ns/op")
+		return
+	}
+	ratio := func(num, den *bulkRoute) float64 {
+		rs := make([]float64, len(num.wall))
+		for k := range rs {
+			rs[k] = den.wall[k].Seconds() / num.wall[k].Seconds()
+		}
+		slices.Sort(rs)
+		return rs[len(rs)/2]
+	}
+	b.ReportMetric(ratio(viaBastion, viaJump), "bastion/jump")
+	b.ReportMetric(ratio(viaBastionJ, viaJump), "bastion-J/jump")
+	b.ReportMetric(ratio(ttBastion, ttJump), "bastion-tt/jump-tt")
 	b.ReportMetric(0, "ns/op")
 }
 
 // BenchmarkFrontTrue is the latency of "ssh … true": connect, authenticate,
-// run nothing, through the bastion against through an OpenSSH -J jump
-// host, alternating.
+// run nothing, through the bastion (LOGIN@db@bastion and ssh -J through
+// it) against through an OpenSSH -J jump host, and straight to the target
+// for reference, in one order in even iterations and the reverse in odd
+// ones. The ratios are of times: medians of the iterations' ratios.
 func BenchmarkFrontTrue(b *testing.B) {
 	r := newFrontRig(b)
-	var viaBastion, viaJump []time.Duration
+	routes := []*bulkRoute{
+		{name: "bastion", args: append(r.bastion(), "true")},
+		{name: "bastion-J", args: append(r.bastionJump(), "true")},
+		{name: "jump", args: append(r.jump(), "true")},
+		{name: "direct", args: append(r.direct(), "true")},
+	}
 	b.ResetTimer()
 	for i := range b.N {
-		if i%2 == 0 {
-			viaBastion = append(viaBastion, r.run(b, append(r.bastion(), "true")...))
-			viaJump = append(viaJump, r.run(b, append(r.jump(), "true")...))
-		} else {
-			viaJump = append(viaJump, r.run(b, append(r.jump(), "true")...))
-			viaBastion = append(viaBastion, r.run(b, append(r.bastion(), "true")...))
+		order := slices.Clone(routes)
+		if i%2 == 1 {
+			slices.Reverse(order)
+		}
+		for _, rt := range order {
+			rt.wall = append(rt.wall, r.run(b, rt.args...))
 		}
 	}
 	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-	b.ReportMetric(ms(median(viaBastion)), "bastion-ms")
-	b.ReportMetric(ms(median(viaJump)), "jump-ms")
-	b.ReportMetric(median(viaBastion).Seconds()/median(viaJump).Seconds(), "bastion/jump")
+	for _, rt := range routes {
+		b.ReportMetric(ms(median(rt.wall)), rt.name+"-ms")
+	}
+	ratio := func(num, den *bulkRoute) float64 {
+		rs := make([]float64, len(num.wall))
+		for k := range rs {
+			rs[k] = num.wall[k].Seconds() / den.wall[k].Seconds()
+		}
+		slices.Sort(rs)
+		return rs[len(rs)/2]
+	}
+	b.ReportMetric(ratio(routes[0], routes[2]), "bastion/jump")
+	b.ReportMetric(ratio(routes[1], routes[2]), "bastion-J/jump")
 	b.ReportMetric(0, "ns/op")
 }
 

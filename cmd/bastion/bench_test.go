@@ -194,10 +194,12 @@ func BenchmarkIssuanceLatency(b *testing.B) {
 }
 
 // serveProcess is "bastion serve --config" running in its own process
-// (the test binary re-executed as bastion), as deployed.
+// (the test binary re-executed as bastion), as deployed, or, from
+// startServeInProcess, in the test's own process.
 type serveProcess struct {
 	api, fingerprint, ssh string
-	cmd                   *exec.Cmd
+	cmd                   *exec.Cmd // nil when serve runs in this process
+	pid                   int       // the process serve runs in
 }
 
 // startServeProcess starts serve with cfg and reads its addresses from
@@ -225,7 +227,41 @@ func startServeProcess(b testing.TB, cfg string, withSSH bool, log ...io.Writer)
 		cmd.Process.Signal(syscall.SIGTERM)
 		cmd.Wait()
 	})
-	sp := &serveProcess{cmd: cmd}
+	sp := &serveProcess{cmd: cmd, pid: cmd.Process.Pid}
+	sp.readAddresses(b, out, withSSH)
+	return sp
+}
+
+// startServeInProcess runs serve with cfg in this process, as run does for
+// the command line, so that the test binary's own -test.cpuprofile,
+// -test.blockprofile and -test.mutexprofile see it. It is stopped, as
+// SIGTERM stops a serve process, when the benchmark ends.
+func startServeInProcess(b testing.TB, cfg string, withSSH bool) *serveProcess {
+	b.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	e := &env{stdin: strings.NewReader(""), stdout: pw, stderr: os.Stderr, getenv: func(string) string { return "" }}
+	exited := make(chan int, 1)
+	go func() {
+		code := run(ctx, []string{"serve", "--config", cfg, "--log-level", "warn"}, e)
+		pw.Close()
+		exited <- code
+	}()
+	b.Cleanup(func() {
+		cancel()
+		if code := <-exited; code != 0 {
+			b.Errorf("serve exited %d", code)
+		}
+	})
+	sp := &serveProcess{pid: os.Getpid()}
+	sp.readAddresses(b, pr, withSSH)
+	return sp
+}
+
+// readAddresses reads serve's addresses from what it prints, then drains
+// the rest.
+func (sp *serveProcess) readAddresses(b testing.TB, out io.Reader, withSSH bool) {
+	b.Helper()
 	sc := bufio.NewScanner(out)
 	for (sp.api == "" || sp.fingerprint == "" || withSSH && sp.ssh == "") && sc.Scan() {
 		if m := regexp.MustCompile(`HTTPS API at (https://\S+)`).FindStringSubmatch(sc.Text()); m != nil {
@@ -242,5 +278,4 @@ func startServeProcess(b testing.TB, cfg string, withSSH bool, log ...io.Writer)
 		b.Fatal("serve did not start")
 	}
 	go io.Copy(io.Discard, out)
-	return sp
 }
