@@ -58,7 +58,12 @@ func (j *Journal) run() {
 		}
 		j.mu.Lock()
 		failed := j.err != nil
-		if !failed && !stopping && w.hold(len(j.queue), j.queuedBytes.Load(), freed, polled) {
+		// due: the interval since the last publication is past, and a
+		// head is not yet published. j.head and j.published are the
+		// writer's.
+		interval := j.now().Sub(j.publishedAt) >= j.interval
+		due := interval && j.head != nil && j.head.TreeSize > j.published
+		if !failed && !stopping && w.hold(len(j.queue), j.queuedBytes.Load(), freed, polled, due) {
 			j.mu.Unlock()
 			continue
 		}
@@ -79,7 +84,9 @@ func (j *Journal) run() {
 			}
 			continue
 		}
-		publish := stopping || (j.head != nil && j.head.TreeSize > j.published && j.now().Sub(j.publishedAt) >= j.interval)
+		// A batch that grows the tree when the interval is past keeps
+		// its own head (build keeps none that is not new).
+		publish := stopping || due || (interval && len(ops) > 0)
 		if len(ops) > 0 || publish {
 			p, err := j.build(ops, publish)
 			if err != nil {
@@ -153,17 +160,19 @@ func newBatching() *batching {
 
 // hold reports whether the writer leaves the queue (ops ops, of bytes
 // frame bytes) where it is for now; freed says the committer has just
-// finished a batch, polled that the poll timer fired.
-func (w *batching) hold(ops int, bytes int64, freed, polled bool) bool {
+// finished a batch, polled that the poll timer fired, due that a
+// checkpoint is due to be published.
+func (w *batching) hold(ops int, bytes int64, freed, polled, due bool) bool {
 	switch {
 	case w.inflight >= maxInflight:
 		return true
 	case w.inflight > 0:
 		return bytes < batchTarget && ops < batchOps
 	case freed && ops == 0:
-		// A committer done with nothing queued is no reason to
-		// publish: the ticker and the next append are.
-		return true
+		// A committer done with nothing queued builds a batch only to
+		// publish a checkpoint that is due: the head it just committed,
+		// as soon as the interval allows.
+		return !due
 	case freed && w.lastBytes >= bulkBatch && bytes < batchTarget:
 		w.until, w.seen = time.Now().Add(batchLinger), bytes
 		w.poll.Reset(lingerPoll)
