@@ -275,8 +275,9 @@ func (c *Client) Status() []Status {
 	return out
 }
 
-// Flush waits until every witness has cosigned the latest kept checkpoint,
-// or refused it, or ctx ends; it then says which have not cosigned it.
+// Flush waits until every witness has cosigned the latest kept checkpoint
+// and the cosignature is kept in the journal, or the witness refused it,
+// or ctx ends; it then says which have not cosigned it.
 func (c *Client) Flush(ctx context.Context) error {
 	for _, ws := range c.ws {
 		select {
@@ -522,9 +523,6 @@ func (c *Client) cosigned(ctx context.Context, ws *witnessState, size int64, not
 		return fmt.Errorf("add-checkpoint: the answer holds no cosignature by the configured key %s", ws.w.Key.VKey)
 	}
 	c.mu.Lock()
-	ws.st.Cosigned, ws.ours = size, max(ws.ours, size)
-	ws.st.CosignedAt = got.Time
-	ws.answered = c.now()
 	k := c.notes[size]
 	var merged []byte
 	if k != nil {
@@ -534,14 +532,20 @@ func (c *Client) cosigned(ctx context.Context, ws *witnessState, size int64, not
 		merged = k.note
 	}
 	c.mu.Unlock()
-	if merged == nil {
-		return nil // a checkpoint too old to be held: its cosignature is not kept
+	// The cosignature is kept in the journal before the witness counts as
+	// having cosigned: what Flush waits for is then in the journal too.
+	if merged != nil { // else a checkpoint too old to be held: its cosignature is not kept
+		if err := c.opts.Log.AddCosignatures(ctx, merged); err != nil {
+			// Cosigned all the same: the witness moved on. The journal's
+			// own failure raises its own alarm.
+			c.log.Warn("keep a witness's cosignature", "witness", ws.w.Name, "size", size, "error", err)
+		}
 	}
-	if err := c.opts.Log.AddCosignatures(ctx, merged); err != nil {
-		// Cosigned all the same: the witness moved on. The journal's own
-		// failure raises its own alarm.
-		c.log.Warn("keep a witness's cosignature", "witness", ws.w.Name, "size", size, "error", err)
-	}
+	c.mu.Lock()
+	ws.st.Cosigned, ws.ours = size, max(ws.ours, size)
+	ws.st.CosignedAt = got.Time
+	ws.answered = c.now()
+	c.mu.Unlock()
 	return nil
 }
 
