@@ -392,8 +392,13 @@ func recoversFrom(t *testing.T, dir, cause string, inject, heal func()) {
 // This test and TestJournalRecoversFromIOError do not run in parallel with
 // the others: with other tests loading the disk, the I/O error test has
 // been seen to fail with output received that the recovered journal
-// lacks, at the tree before the tests ran in parallel too. Until that is
-// understood, they keep the conditions they were written under.
+// lacks, at the tree before the tests ran in parallel too; alone, about
+// one run in six fails that way (one 32 KiB chunk the client has, and the
+// reopened journal lacks). With the filesystem shut down after flushing
+// its log (EXT4_GOING_FLAGS_LOGFLUSH) twelve runs in twelve passed, which
+// points at what survives ext4's unflushed log, not at delivery before a
+// commit, but that is not shown yet. Until it is understood, they keep the
+// conditions they were written under.
 func TestJournalRecoversFromFullDisk(t *testing.T) {
 	needRootToMount(t)
 	home := t.TempDir()
