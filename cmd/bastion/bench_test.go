@@ -205,14 +205,16 @@ type serveProcess struct {
 // startServeProcess starts serve with cfg and reads its addresses from
 // what it prints; withSSH waits for the SSH front door's too. It is
 // stopped with SIGTERM when the benchmark ends. Its log goes to stderr,
-// warnings and errors only, or, given log, all of it to log.
+// errors only (go test folds a benchmark's stderr into the output make
+// bench parses, where a warning would split a result line), or, given
+// log, all of it to log.
 func startServeProcess(b testing.TB, cfg string, withSSH bool, log ...io.Writer) *serveProcess {
 	b.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		b.Fatal(err)
 	}
-	cmd := &exec.Cmd{Path: exe, Args: []string{"bastion", "serve", "--config", cfg, "--log-level", "warn"}, Stderr: os.Stderr}
+	cmd := &exec.Cmd{Path: exe, Args: []string{"bastion", "serve", "--config", cfg, "--log-level", "error"}, Stderr: os.Stderr}
 	if len(log) > 0 {
 		cmd.Args[len(cmd.Args)-1], cmd.Stderr = "info", log[0]
 	}
@@ -243,7 +245,7 @@ func startServeInProcess(b testing.TB, cfg string, withSSH bool) *serveProcess {
 	e := &env{stdin: strings.NewReader(""), stdout: pw, stderr: os.Stderr, getenv: func(string) string { return "" }}
 	exited := make(chan int, 1)
 	go func() {
-		code := run(ctx, []string{"serve", "--config", cfg, "--log-level", "warn"}, e)
+		code := run(ctx, []string{"serve", "--config", cfg, "--log-level", "error"}, e)
 		pw.Close()
 		exited <- code
 	}()
