@@ -307,18 +307,13 @@ func (d *DevIssuer) Publish(issuerURL string) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := devWriteTemp(d.dir, ".issuer-json-*", append(b, '\n'), 0o644)
-	if err != nil {
-		return fmt.Errorf("publish development issuer: %w", err)
-	}
-	defer os.Remove(tmp)
-	if err := os.Rename(tmp, filepath.Join(d.dir, DevIssuerFile)); err != nil {
+	if err := storage.WriteFileAtomic(filepath.Join(d.dir, DevIssuerFile), append(b, '\n'), 0o644); err != nil {
 		return fmt.Errorf("publish development issuer: %w", err)
 	}
 	d.mu.Lock()
 	d.audience = DevAudience
 	d.mu.Unlock()
-	return storage.SyncDir(d.dir)
+	return nil
 }
 
 func checkDevIssuerURL(s string) error {
