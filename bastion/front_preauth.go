@@ -1,6 +1,7 @@
 package bastion
 
 import (
+	"context"
 	"maps"
 	"net"
 	"net/netip"
@@ -95,8 +96,13 @@ func (f *front) preAuthStart(ctx gl.Context, c net.Conn) net.Conn {
 		c.Close()
 	})
 	ctx.SetValue(preAuthKey{}, pa)
-	f.preAuths.Go(func() {
-		<-ctx.Done()
+	// No goroutine waits for the end: one per connection would stay
+	// parked for a session's whole life, and the runtime never frees a
+	// goroutine's descriptor once made, so the most connections ever held
+	// would set the process's memory for good.
+	f.preAuths.Add(1)
+	context.AfterFunc(ctx, func() {
+		defer f.preAuths.Done()
 		pa.timer.Stop()
 		pa.finish()
 	})

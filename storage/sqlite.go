@@ -338,8 +338,12 @@ func (s *SQLite) checkReadable(ctx context.Context) error {
 func (s *SQLite) prepare(ctx context.Context) error {
 	// The background checkpointer does this work off the writer's thread.
 	// The size limit truncates the WAL each time it restarts, so that one
-	// burst does not keep its size on disk for good.
-	if _, err := s.rw.ExecContext(ctx, fmt.Sprintf("PRAGMA wal_autocheckpoint = 0; PRAGMA cache_size = -65536; PRAGMA journal_size_limit = %d", walSizeLimit)); err != nil {
+	// burst does not keep its size on disk for good. The writer's page
+	// cache (8 MiB) holds what appending touches: the right edges of the
+	// tables and one page of the frames index per busy session, for about
+	// two thousand at once. A larger one bought no throughput and stayed
+	// resident once a wave of sessions had filled it.
+	if _, err := s.rw.ExecContext(ctx, fmt.Sprintf("PRAGMA wal_autocheckpoint = 0; PRAGMA cache_size = -8192; PRAGMA journal_size_limit = %d", walSizeLimit)); err != nil {
 		return err
 	}
 	stmts := []struct {
