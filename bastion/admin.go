@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/bastionhq/bastion/bastion/front"
 	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/policy/grants"
 	"github.com/bastionhq/bastion/recorder"
@@ -160,7 +161,7 @@ func (s *Server) adminHandler() http.Handler {
 	mux.HandleFunc("GET /v1/sessions", func(w http.ResponseWriter, r *http.Request) {
 		live := s.LiveSessions()
 		if live == nil {
-			live = []LiveSession{}
+			live = []front.LiveSession{}
 		}
 		writeAdminJSON(w, http.StatusOK, live)
 	})
@@ -340,16 +341,16 @@ func AdminRevokeGrant(ctx context.Context, home string, req AdminGrantRevokeRequ
 // AdminKill asks the server running for home to end a live session. It
 // returns ErrNoServer when none answers, and an error wrapping
 // ErrNoLiveSession when no live session has that ID.
-func AdminKill(ctx context.Context, home string, req AdminKillRequest) (LiveSession, error) {
-	var out LiveSession
+func AdminKill(ctx context.Context, home string, req AdminKillRequest) (front.LiveSession, error) {
+	var out front.LiveSession
 	err := adminCall(ctx, home, http.MethodPost, "/v1/sessions/kill", req, &out)
 	return out, err
 }
 
 // adminLiveSessions lists the live sessions of the server running for
 // home. It returns ErrNoServer when none answers.
-func adminLiveSessions(ctx context.Context, home string) ([]LiveSession, error) {
-	var out []LiveSession
+func adminLiveSessions(ctx context.Context, home string) ([]front.LiveSession, error) {
+	var out []front.LiveSession
 	err := adminCall(ctx, home, http.MethodGet, "/v1/sessions", nil, &out)
 	return out, err
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/hashicorp/hcl/v2/hclwrite"
 	"github.com/zclconf/go-cty/cty"
 
+	"github.com/bastionhq/bastion/bastion/front"
 	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/certauth/oidc"
 	"github.com/bastionhq/bastion/policy"
@@ -56,9 +57,9 @@ type Config struct {
 	// Alerts configures the journal's alarms.
 	Alerts AlertsConfig
 	// SSH is the SSH front door's listener; nil means none.
-	SSH *SSHConfig
+	SSH *front.Config
 	// Targets are what SSH users reach, by name.
-	Targets []TargetConfig
+	Targets []front.Target
 	// Access configures who may ask serve, through its access socket, to
 	// journal their reads of the journal.
 	Access AccessConfig
@@ -566,7 +567,7 @@ func (v *validator) config(fc *fileConfig, dir string) *Config {
 // names the bastion presents host certificates for, as ssh looks them up
 // in known_hosts:
 //
-//   - the front door's names ([SSHConfig.HostCertNames]: host_names, the
+//   - the front door's names ([front.Config.HostCertNames]: host_names, the
 //     listen address, and localhost beside a loopback one), as
 //     "[NAME]:PORT" unless the port is 22 ("ssh -p PORT LOGIN@TARGET@NAME");
 //   - the targets' names, for ssh -J, which reaches "TARGET" on port 22.
@@ -636,11 +637,11 @@ const DevTargetName = "shell"
 
 // DevConfig is the configuration "serve --dev" runs without a file: the
 // API on its default address, and an SSH front door on sshListen (""
-// means DefaultSSHListen) with one target, DevTargetName, that runs shell
+// means front.DefaultSSHListen) with one target, DevTargetName, that runs shell
 // (the user's login shell; "" means /bin/sh) as the bastion's own user.
 func DevConfig(sshListen, shell string) (*Config, error) {
 	if sshListen == "" {
-		sshListen = DefaultSSHListen
+		sshListen = front.DefaultSSHListen
 	}
 	if shell == "" {
 		shell = "/bin/sh"

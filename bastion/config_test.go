@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bastionhq/bastion/bastion/front"
 	"github.com/bastionhq/bastion/policy"
 )
 
@@ -172,8 +173,8 @@ func TestDevConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Path != "" || cfg.SSH == nil || cfg.SSH.Listen != DefaultSSHListen || len(cfg.Targets) != 1 ||
-		cfg.Targets[0].Name != DevTargetName || strings.Join(cfg.Targets[0].Command, " ") != `/bin/we"ird $${x} sh` || cfg.Targets[0].Exec != ExecShell {
+	if cfg.Path != "" || cfg.SSH == nil || cfg.SSH.Listen != front.DefaultSSHListen || len(cfg.Targets) != 1 ||
+		cfg.Targets[0].Name != DevTargetName || strings.Join(cfg.Targets[0].Command, " ") != `/bin/we"ird $${x} sh` || cfg.Targets[0].Exec != front.ExecShell {
 		t.Fatalf("dev config: %+v %+v", cfg, cfg.Targets)
 	}
 	if cfg, err = DevConfig("127.0.0.1:0", ""); err != nil || cfg.SSH.Listen != "127.0.0.1:0" || cfg.Targets[0].Command[0] != "/bin/sh" {

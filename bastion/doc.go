@@ -1,22 +1,18 @@
 // Package bastion is the server: "bastion serve" assembled from its parts.
 //
-//   - The SSH front door authenticates users by certificate only, routes
-//     each session to its target (LOGIN@TARGET or ssh -J), asks policy,
-//     and pumps the session's bytes through the recorder, so that every
-//     byte reaches the other side only after the journal has committed it
-//     (record, then forward); a session whose recording fails is ended
-//     rather than left unrecorded (fail closed). Every byte path goes
-//     through package pump (bastion/pump); local command targets run in a
-//     pseudo-terminal or on pipes through package local (bastion/local),
-//     which is also what "bastion record" uses; upstream targets are
-//     reached over SSH with the bastion's own short-lived certificates.
-//   - The configuration (HCL), hot reload of it and of the policy, the
-//     HTTPS API's assembly (certificates, grants, /metrics, /healthz,
-//     /readyz), the admin and access sockets, the journal's recovery from
-//     faults and its alarms, and the witnesses the journal's checkpoints
-//     are pushed to.
+// It reads the configuration (HCL) and reloads it and the policy; builds
+// the HTTPS API (certificates, grants, /metrics, /healthz, /readyz) and
+// the admin and access sockets; watches the journal's health, recovers
+// it from faults and raises its alarms; pushes its checkpoints to the
+// witnesses; and runs the SSH front door (package front, bastion/front),
+// which it hands the journal in force, the policy, the grants and its
+// metrics, and whose live sessions it lists, kills and ends on a
+// revocation or a grant's end. Serving ends with a graceful shutdown: the
+// live sessions record their end before the journal closes.
 //
-// Its parts live in packages of their own: the certificate authority and
+// Its parts live in packages of their own: the SSH front door
+// (bastion/front), which pumps every byte through package pump and runs
+// local command targets with package local, the certificate authority and
 // its HTTPS API (certauth), token verification and the development OpenID
 // provider (certauth/oidc), policy and masking (policy, policy/mask),
 // just-in-time grants (policy/grants), the alarms' webhook

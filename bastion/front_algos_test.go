@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/bastionhq/bastion/bastion/front"
 	"github.com/bastionhq/bastion/certauth"
 )
 
@@ -141,6 +142,14 @@ func TestSSHAuditFIPS(t *testing.T) {
 	}
 }
 
+// What the front door offers, in FIPS mode and in the default mode.
+var (
+	fipsKEX     = front.Algorithms(true).KeyExchanges
+	fipsCiphers = front.Algorithms(true).Ciphers
+	fipsMACs    = front.Algorithms(true).MACs
+	modernKEX   = front.Algorithms(false).KeyExchanges
+)
+
 // negotiate runs a key exchange with the front door at addr as a client
 // offering cfg's algorithms, and returns what was negotiated (the
 // authentication that follows fails).
@@ -196,28 +205,6 @@ func TestFrontFIPSNegotiation(t *testing.T) {
 	}
 }
 
-func TestRestrictClientConfig(t *testing.T) {
-	t.Parallel()
-	cc := &ssh.ClientConfig{}
-	if err := RestrictClientConfig(cc, false); err != nil || cc.KeyExchanges != nil || cc.HostKeyAlgorithms != nil {
-		t.Fatalf("non-FIPS changed the config: %+v %v", cc, err)
-	}
-	if err := RestrictClientConfig(cc, true); err != nil {
-		t.Fatal(err)
-	}
-	if !slices.Equal(cc.KeyExchanges, fipsKEX) || !slices.Equal(cc.Ciphers, fipsCiphers) || !slices.Equal(cc.HostKeyAlgorithms, fipsHostKeyAlgos) {
-		t.Fatalf("FIPS config: %+v", cc.Config)
-	}
-	cc = &ssh.ClientConfig{HostKeyAlgorithms: []string{ssh.CertAlgoED25519v01, ssh.KeyAlgoED25519, ssh.KeyAlgoECDSA256}}
-	if err := RestrictClientConfig(cc, true); err != nil || !slices.Equal(cc.HostKeyAlgorithms, []string{ssh.KeyAlgoECDSA256}) {
-		t.Fatalf("host key algorithms %v, %v", cc.HostKeyAlgorithms, err)
-	}
-	cc = &ssh.ClientConfig{HostKeyAlgorithms: []string{ssh.KeyAlgoED25519}}
-	if err := RestrictClientConfig(cc, true); err == nil {
-		t.Fatal("ed25519 only: no error")
-	}
-}
-
 func TestFrontFIPSConfig(t *testing.T) {
 	t.Parallel()
 	cfg, err := ParseConfig("b.hcl", []byte("ssh {\n  fips = true\n  max_connections_per_address = 5\n}\n"))
@@ -228,7 +215,7 @@ func TestFrontFIPSConfig(t *testing.T) {
 		t.Fatalf("%+v", cfg.SSH)
 	}
 	cfg, err = ParseConfig("b.hcl", []byte("ssh {}\n"))
-	if err != nil || cfg.SSH.FIPS || cfg.SSH.MaxConnsPerAddress != DefaultMaxConnsPerAddress {
+	if err != nil || cfg.SSH.FIPS || cfg.SSH.MaxConnsPerAddress != front.DefaultMaxConnsPerAddress {
 		t.Fatalf("defaults: %+v %v", cfg.SSH, err)
 	}
 	_, err = ParseConfig("b.hcl", []byte("ssh {\n  max_connections_per_address = 0\n}\n"))
@@ -350,37 +337,17 @@ func TestFrontFIPSJump(t *testing.T) {
 	}
 }
 
-// TestFrontCipherOffer: the front door offers a subset of the modern
-// ciphers it always offered (nothing weaker), AES-GCM only where the CPU
-// runs it in hardware, and the real OpenSSH client, which lists
-// chacha20-poly1305 first, then negotiates AES-GCM both ways; elsewhere it
-// keeps ChaCha20-Poly1305, and OpenSSH picks it.
+// TestFrontCipherOffer: the real OpenSSH client, which lists
+// chacha20-poly1305 first, negotiates the first cipher the front door
+// offers both ways (AES-GCM where the CPU runs it in hardware, else
+// ChaCha20-Poly1305; package front's TestCipherOffer checks the offer).
 func TestFrontCipherOffer(t *testing.T) {
-	always := []string{ssh.CipherAES128GCM, ssh.CipherAES256GCM, ssh.CipherChaCha20Poly1305}
-	for _, hw := range []bool{true, false} {
-		got := modernCiphersFor(hw)
-		for _, c := range got {
-			if !slices.Contains(always, c) {
-				t.Errorf("AES hardware %v: offers %s", hw, c)
-			}
-		}
-		if slices.Contains(got, ssh.CipherChaCha20Poly1305) == hw || !slices.Contains(got, ssh.CipherAES128GCM) {
-			t.Errorf("AES hardware %v: offers %v", hw, got)
-		}
-	}
-	if !slices.Equal(algorithms(false).Ciphers, modernCiphersFor(aesGCMHardware)) {
-		t.Fatalf("the front door offers %v", algorithms(false).Ciphers)
-	}
-
 	fx := startFrontWith(t, "ops", frontConfig)
 	out, code := fx.ssh(t, fx.key, "ops@box", "true", "-v")
 	if code != 0 {
 		t.Fatalf("ssh: exit %d\n%s", code, out)
 	}
-	want := ssh.CipherChaCha20Poly1305
-	if aesGCMHardware {
-		want = ssh.CipherAES128GCM
-	}
+	want := front.Algorithms(false).Ciphers[0]
 	for _, dir := range []string{"server->client", "client->server"} {
 		if line := "kex: " + dir + " cipher: " + want + " "; !strings.Contains(out, line) {
 			t.Errorf("OpenSSH did not negotiate %s %s:\n%s", want, dir, out)

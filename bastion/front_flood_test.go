@@ -1,11 +1,11 @@
 package bastion
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"fmt"
 	"net"
-	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,7 +16,18 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/bastionhq/bastion/bastion/front"
 	"github.com/bastionhq/bastion/recorder"
+)
+
+// The front door's budget of ssh.auth_refused events for strangers, per
+// interval (package front's maxAuthRefusedEvents and
+// authRefusedPerAddress), and the "ended" attribute of a connection it
+// closed at max_auth_tries.
+const (
+	maxAuthRefusedEvents  = 32
+	authRefusedPerAddress = 8
+	endLimit              = "max_auth_tries"
 )
 
 // plainSigners are n throwaway keys that are no certificates.
@@ -61,14 +72,10 @@ func (fx *frontFixture) dialFrom(from string, user string, signers ...ssh.Signer
 // The caller makes no more connections meanwhile.
 func (fx *frontFixture) settled(t *testing.T, name string, before int) []recorder.Attrs {
 	t.Helper()
-	done := make(chan struct{})
-	go func() {
-		fx.ts.front.preAuths.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(endBound):
+	ctx, cancel := context.WithTimeout(context.Background(), endBound)
+	defer cancel()
+	fx.ts.front.WaitPreAuth(ctx)
+	if ctx.Err() != nil {
 		t.Fatalf("the connections' pre-auth accounting has not ended after %v", endBound)
 	}
 	return fx.ts.events(t, name)[before:]
@@ -82,8 +89,8 @@ func TestFrontFloodOneAddress(t *testing.T) {
 	t.Parallel()
 	fx := startFrontWith(t, "ops", strings.Replace(frontConfig, `host_names = ["bastion.example"]`, "host_names = [\"bastion.example\"]\n  max_connections_per_address = 100", 1))
 	keys := plainSigners(t, 12)
-	authBefore := len(fx.ts.events(t, EventAuthRefused))
-	connBefore := len(fx.ts.events(t, EventConnRefused))
+	authBefore := len(fx.ts.events(t, front.EventAuthRefused))
+	connBefore := len(fx.ts.events(t, front.EventConnRefused))
 	var wg sync.WaitGroup
 	for range 40 {
 		wg.Go(func() {
@@ -94,27 +101,27 @@ func TestFrontFloodOneAddress(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	whole := fx.settled(t, EventAuthRefused, authBefore)
+	whole := fx.settled(t, front.EventAuthRefused, authBefore)
 	if len(whole) != authRefusedPerAddress {
 		t.Fatalf("%d events journaled whole, want the per-address budget %d", len(whole), authRefusedPerAddress)
 	}
 	for _, e := range whole {
-		if e["reason"] != ReasonTooManyKeys || e["keys"] != strconv.Itoa(DefaultMaxAuthTries) ||
+		if e["reason"] != front.ReasonTooManyKeys || e["keys"] != strconv.Itoa(front.DefaultMaxAuthTries) ||
 			e["reasons"] != "max_auth_tries:1,not_a_certificate:6" || e["ended"] != endLimit {
-			t.Fatalf("event %v: want max_auth_tries after exactly %d keys", e, DefaultMaxAuthTries)
+			t.Fatalf("event %v: want max_auth_tries after exactly %d keys", e, front.DefaultMaxAuthTries)
 		}
 	}
-	fx.ts.front.flushAuthRefusals()
-	evs := fx.ts.events(t, EventAuthRefused)[authBefore:]
+	fx.ts.front.FlushRefusals()
+	evs := fx.ts.events(t, front.EventAuthRefused)[authBefore:]
 	if len(evs) != authRefusedPerAddress+1 {
 		t.Fatalf("%d events after the summary, want %d", len(evs), authRefusedPerAddress+1)
 	}
 	sum := evs[len(evs)-1]
-	if sum["reason"] != ReasonSummary || sum["refused"] != strconv.Itoa(40-authRefusedPerAddress) ||
+	if sum["reason"] != front.ReasonSummary || sum["refused"] != strconv.Itoa(40-authRefusedPerAddress) ||
 		sum["reasons"] != fmt.Sprintf("max_auth_tries:%d,not_a_certificate:%d", 40-authRefusedPerAddress, 6*(40-authRefusedPerAddress)) || sum["client"] != "127.0.0.1" {
 		t.Fatalf("summary %v", sum)
 	}
-	if n := len(fx.ts.events(t, EventConnRefused)) - connBefore; n != 0 {
+	if n := len(fx.ts.events(t, front.EventConnRefused)) - connBefore; n != 0 {
 		t.Fatalf("%d connection refusals", n)
 	}
 	fx.verify(t)
@@ -132,7 +139,7 @@ func TestFrontFloodAddresses(t *testing.T) {
 	}
 	fx := startFront(t)
 	keys := plainSigners(t, 2)
-	before := len(fx.ts.events(t, EventAuthRefused))
+	before := len(fx.ts.events(t, front.EventAuthRefused))
 	const perAddress = 40
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -153,7 +160,7 @@ func TestFrontFloodAddresses(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	whole := fx.settled(t, EventAuthRefused, before)
+	whole := fx.settled(t, front.EventAuthRefused, before)
 	if len(whole) > maxAuthRefusedEvents {
 		t.Fatalf("%d events journaled whole in the interval, more than the budget of %d", len(whole), maxAuthRefusedEvents)
 	}
@@ -167,8 +174,8 @@ func TestFrontFloodAddresses(t *testing.T) {
 			t.Fatalf("%s: %d events whole, more than %d", a, n, authRefusedPerAddress)
 		}
 	}
-	fx.ts.front.flushAuthRefusals()
-	evs := fx.ts.events(t, EventAuthRefused)[before:]
+	fx.ts.front.FlushRefusals()
+	evs := fx.ts.events(t, front.EventAuthRefused)[before:]
 	if len(evs) > len(whole)+8 {
 		t.Fatalf("%d events with the summaries, want at most %d", len(evs), len(whole)+8)
 	}
@@ -207,7 +214,7 @@ func TestFrontSilentFlood(t *testing.T) {
 			conns = append(conns, c)
 		}
 	}
-	if len(conns) < DefaultMaxUnauthenticated+400 {
+	if len(conns) < front.DefaultMaxUnauthenticated+400 {
 		t.Fatalf("only %d of 1,500 silent connections were made", len(conns))
 	}
 	// The flood goes on while the logins run: 1,500 more silent
@@ -271,9 +278,9 @@ func TestFrontSilentFlood(t *testing.T) {
 		}
 	}
 	if closed < 400 {
-		t.Fatalf("%d of the 400 oldest silent connections were closed, want all (max_unauthenticated %d)", closed, DefaultMaxUnauthenticated)
+		t.Fatalf("%d of the 400 oldest silent connections were closed, want all (max_unauthenticated %d)", closed, front.DefaultMaxUnauthenticated)
 	}
-	if n := testutil.ToFloat64(fx.ts.front.metrics.connsRefused.WithLabelValues(ConnEvicted)); n < 500 {
+	if n := testutil.ToFloat64(fx.ts.metrics.connsRefused.WithLabelValues(front.ConnEvicted)); n < 500 {
 		t.Fatalf("%v connections counted as evicted, want at least 500", n)
 	}
 }
@@ -304,19 +311,19 @@ func TestFrontForgedCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	before := len(fx.ts.events(t, EventAuthRefused))
+	before := len(fx.ts.events(t, front.EventAuthRefused))
 	for range 20 {
 		if c, err := fx.dialFrom("", "ops@box", signer); err == nil {
 			c.Close()
 			t.Fatal("logged in with a forged certificate")
 		}
 	}
-	evs := fx.settled(t, EventAuthRefused, before)
+	evs := fx.settled(t, front.EventAuthRefused, before)
 	if len(evs) != authRefusedPerAddress {
 		t.Fatalf("%d events, want the per-address budget %d", len(evs), authRefusedPerAddress)
 	}
 	for _, e := range evs {
-		if e["reason"] != ReasonUntrustedCA || !strings.Contains(e["detail"], "signature") {
+		if e["reason"] != front.ReasonUntrustedCA || !strings.Contains(e["detail"], "signature") {
 			t.Fatalf("event %v", e)
 		}
 	}
@@ -327,44 +334,17 @@ func TestFrontForgedCertificate(t *testing.T) {
 func TestFrontLongUserName(t *testing.T) {
 	t.Parallel()
 	fx := startFront(t)
-	before := len(fx.ts.events(t, EventAuthRefused))
+	before := len(fx.ts.events(t, front.EventAuthRefused))
 	name := strings.Repeat("a", 200000) + "@box"
 	if c, err := fx.dialFrom("", name, plainSigners(t, 1)...); err == nil {
 		c.Close()
 		t.Fatal("logged in with a plain key")
 	}
-	evs := fx.settled(t, EventAuthRefused, before)
+	evs := fx.settled(t, front.EventAuthRefused, before)
 	if len(evs) != 1 {
 		t.Fatalf("%d events, want 1", len(evs))
 	}
 	if u := evs[0]["user"]; len(u) > maxClientText+32 || !strings.HasSuffix(u, "(200004 bytes)") {
 		t.Fatalf("user %d bytes, ending %q", len(u), u[max(0, len(u)-40):])
-	}
-}
-
-// TestRefusalBudgetBounded: however many addresses refuse, the budget
-// keeps at most 4·max of them apart; the rest are counted, untracked, in
-// the summary of the others, and every refusal is accounted for.
-func TestRefusalBudgetBounded(t *testing.T) {
-	t.Parallel()
-	b := newRefusalBudget(2, 1)
-	whole := 0
-	for i := range 1000 {
-		key := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), 32)
-		if b.take(key, map[string]int{"x": 1}) {
-			whole++
-		}
-	}
-	if whole != 2 || len(b.pending) > 8 {
-		t.Fatalf("%d whole, %d addresses kept", whole, len(b.pending))
-	}
-	counted, untracked := 0, 0
-	sums := b.flush()
-	for _, s := range sums {
-		counted += s.count
-		untracked += s.untracked
-	}
-	if len(sums) > 3 || counted != 998 || untracked != 998-8 {
-		t.Fatalf("%d summaries, %d counted, %d untracked", len(sums), counted, untracked)
 	}
 }

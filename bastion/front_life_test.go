@@ -16,8 +16,8 @@ import (
 
 	"github.com/oauth2-proxy/mockoidc"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"golang.org/x/crypto/ssh"
 
+	"github.com/bastionhq/bastion/bastion/front"
 	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder"
@@ -75,11 +75,8 @@ func (fx *frontFixture) issueAt(t *testing.T, m *mockoidc.MockOIDC, name, ttl st
 
 // setLimits changes the front door's limits for the sessions that start
 // from now on.
-func (fx *frontFixture) setLimits(l FrontLimits) {
-	lc := fx.ts.life
-	lc.mu.Lock()
-	lc.limits = l.withDefaults()
-	lc.mu.Unlock()
+func (fx *frontFixture) setLimits(l front.Limits) {
+	fx.ts.life.SetLimits(l)
 }
 
 // bgSSH is an ssh client running in the background.
@@ -128,7 +125,7 @@ func (b *bgSSH) wait(t *testing.T) int {
 
 // waitLive waits until n sessions are live and their commands have printed
 // "started", and returns them.
-func (fx *frontFixture) waitLive(t *testing.T, n int, clients ...*bgSSH) []LiveSession {
+func (fx *frontFixture) waitLive(t *testing.T, n int, clients ...*bgSSH) []front.LiveSession {
 	t.Helper()
 	deadline := time.Now().Add(endBound)
 	for {
@@ -186,7 +183,7 @@ func TestFrontSessionKill(t *testing.T) {
 	}
 	fx.waitLive(t, 0)
 	rs := fx.recorded(t, live[0].ID)
-	if rs.end["reason"] != EndKilled || rs.end["kill-reason"] != "runaway job, card ************1111" || rs.end["masked"] != "kill-reason:card:1" ||
+	if rs.end["reason"] != front.EndKilled || rs.end["kill-reason"] != "runaway job, card ************1111" || rs.end["masked"] != "kill-reason:card:1" ||
 		!strings.HasPrefix(rs.end["killed-by"], "oncall@corp (token; uid "+strconv.Itoa(os.Getuid())+" ") || rs.end["operator"] != "oncall@corp" ||
 		rs.end["operator.verified"] != VerifiedToken || rs.end["operator.issuer"] != m.Issuer() || rs.end["operator.uid"] != strconv.Itoa(os.Getuid()) ||
 		rs.end["operator.pid"] != strconv.Itoa(os.Getpid()) || rs.end["operator.user"] == "" {
@@ -219,7 +216,7 @@ func TestFrontSessionRevoked(t *testing.T) {
 		if l.Serial != fx.serial {
 			continue
 		}
-		if rs := fx.recorded(t, l.ID); rs.end["reason"] != EndRevoked || rs.end["revocation.leaf"] == "" {
+		if rs := fx.recorded(t, l.ID); rs.end["reason"] != front.EndRevoked || rs.end["revocation.leaf"] == "" {
 			t.Fatalf("end leaf: %v", rs.end)
 		}
 	}
@@ -257,7 +254,7 @@ func TestFrontSessionExpired(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q", code, c.stderr.String())
 	}
 	fx.waitLive(t, 0)
-	if rs := fx.recorded(t, live[0].ID); rs.end["reason"] != EndExpired || rs.end["certificate.valid-before"] == "" {
+	if rs := fx.recorded(t, live[0].ID); rs.end["reason"] != front.EndExpired || rs.end["certificate.valid-before"] == "" {
 		t.Fatalf("end leaf: %v", rs.end)
 	}
 	fx.verify(t)
@@ -270,7 +267,7 @@ func TestFrontSessionLimits(t *testing.T) {
 	t.Parallel()
 	fx, _ := startLifeFront(t)
 
-	fx.setLimits(FrontLimits{IdleTimeout: 2 * time.Second, MaxDuration: -1})
+	fx.setLimits(front.Limits{IdleTimeout: 2 * time.Second, MaxDuration: -1})
 	idle := fx.sshStart(t, fx.key, "ops@box", "echo started; exec sleep 300")
 	talks := fx.sshStart(t, fx.key, "ops@box", "echo started; for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do echo $i; sleep 0.25; done")
 	if code := idle.wait(t); code != 255 || !strings.Contains(idle.stderr.String(), "no input or output for 2s") {
@@ -280,7 +277,7 @@ func TestFrontSessionLimits(t *testing.T) {
 		t.Fatalf("talking: exit %d, stdout %q, stderr %q", code, talks.stdout.String(), talks.stderr.String())
 	}
 
-	fx.setLimits(FrontLimits{IdleTimeout: -1, MaxDuration: 2 * time.Second})
+	fx.setLimits(front.Limits{IdleTimeout: -1, MaxDuration: 2 * time.Second})
 	long := fx.sshStart(t, fx.key, "ops@box", "echo started; while :; do echo tick; sleep 0.2; done", "-tt")
 	if code := long.wait(t); code != 255 || !strings.Contains(long.stderr.String(), "maximum duration of 2s") {
 		t.Fatalf("max duration: exit %d, stderr %q", code, long.stderr.String())
@@ -290,7 +287,7 @@ func TestFrontSessionLimits(t *testing.T) {
 	for _, s := range fx.sessions(t) {
 		reasons[s.end["reason"]]++
 	}
-	if reasons[EndIdle] != 1 || reasons[EndMaxDuration] != 1 || reasons["exited"] != 1 {
+	if reasons[front.EndIdle] != 1 || reasons[front.EndMaxDuration] != 1 || reasons["exited"] != 1 {
 		t.Fatalf("end reasons: %v", reasons)
 	}
 	fx.verify(t)
@@ -312,14 +309,14 @@ func TestFrontShutdown(t *testing.T) {
 		}
 	}
 	for _, l := range live {
-		if rs := fx.recorded(t, l.ID); rs.end["reason"] != EndShutdown {
+		if rs := fx.recorded(t, l.ID); rs.end["reason"] != front.EndShutdown {
 			t.Fatalf("end leaf of %s: %v", l.ID, rs.end)
 		}
 	}
 	started := fx.ts.events(t, EventServeStarted)
 	stopped := fx.ts.events(t, EventServeStopped)
 	if len(started) != 1 || started[0]["ssh"] != fx.ts.SSHAddr() || started[0]["config"] != filepath.Join(fx.ts.home, "bastion.hcl") ||
-		started[0]["config.sha256"] == "" && started[0]["config.error"] == "" || started[0]["ssh.idle-timeout"] != DefaultIdleTimeout.String() {
+		started[0]["config.sha256"] == "" && started[0]["config.error"] == "" || started[0]["ssh.idle-timeout"] != front.DefaultIdleTimeout.String() {
 		t.Fatalf("serve.started: %v", started)
 	}
 	if len(stopped) != 1 || stopped[0]["reason"] != "requested" || stopped[0]["ssh.sessions-ended"] != "2" || stopped[0]["error"] != "" {
@@ -387,58 +384,6 @@ func TestFrontJournalFailing(t *testing.T) {
 	fx.ts.journal.Close()
 }
 
-var sshCertForTest = ssh.Certificate{ValidBefore: ssh.CertTimeInfinity}
-
-// TestLifecycle: the registry's own rules, without SSH.
-func TestLifecycle(t *testing.T) {
-	t.Parallel()
-	lc := newLifecycle(FrontLimits{IdleTimeout: -1, MaxDuration: -1}, nil)
-	info := func(serial uint64, identity string) *authInfo {
-		return &authInfo{cert: &sshCertForTest, serial: serial, identity: identity, login: "ops", target: TargetConfig{Name: "box"}}
-	}
-	ctx1, l1, err := lc.add(context.Background(), info(1, "a@x"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx2, l2, _ := lc.add(context.Background(), info(2, "b@x"))
-	ctx3, l3, _ := lc.add(context.Background(), info(3, "b@x"))
-	l1.setID("0190aaaa-0000-7000-8000-000000000001")
-	l2.setID("0190aaaa-0000-7000-8000-000000000002")
-	l3.setID("0190bbbb-0000-7000-8000-000000000003")
-	if len(lc.list()) != 3 {
-		t.Fatalf("list: %v", lc.list())
-	}
-	if _, err := lc.kill("0190aaaa", "", "", nil, nil); err == nil || errors.Is(err, ErrNoLiveSession) {
-		t.Fatalf("ambiguous prefix: %v", err)
-	}
-	if _, err := lc.kill("", "", "", nil, nil); !errors.Is(err, ErrNoLiveSession) {
-		t.Fatalf("empty ID: %v", err)
-	}
-	if _, err := lc.kill("0190BBBB", "\x1b[31mred", "op", nil, nil); err != nil {
-		t.Fatal(err)
-	}
-	if e := endCause(ctx3); e == nil || e.reason != EndKilled || e.message != "the session was ended by an operator: [31mred" {
-		t.Fatalf("killed: %+v", e)
-	}
-	ended := lc.revoked(&certauth.RevokeResult{Identity: "a@x"})
-	if len(ended) != 1 || endCause(ctx1) == nil || endCause(ctx1).reason != EndRevoked || endCause(ctx2) != nil {
-		t.Fatalf("revoked: %v", ended)
-	}
-	for _, l := range []*liveSession{l1, l3} {
-		lc.remove(l)
-	}
-	if n := lc.shutdown(); n != 1 || endCause(ctx2).reason != EndShutdown {
-		t.Fatalf("shutdown ended %d", n)
-	}
-	lc.remove(l2)
-	if _, _, err := lc.add(context.Background(), info(4, "c@x")); !errors.Is(err, errShuttingDown) {
-		t.Fatalf("add after shutdown: %v", err)
-	}
-	if lc.count() != 0 {
-		t.Fatalf("%d live", lc.count())
-	}
-}
-
 func TestFrontLimitsConfig(t *testing.T) {
 	t.Parallel()
 	cfg, err := ParseConfig("b.hcl", []byte("ssh {\n  idle_timeout = \"5m\"\n  max_duration = \"off\"\n}\n"))
@@ -452,7 +397,7 @@ func TestFrontLimitsConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := cfg.SSH.Limits; got.IdleTimeout != DefaultIdleTimeout || got.MaxDuration != DefaultMaxDuration {
+	if got := cfg.SSH.Limits; got.IdleTimeout != front.DefaultIdleTimeout || got.MaxDuration != front.DefaultMaxDuration {
 		t.Fatalf("default limits %+v", got)
 	}
 	if _, err := ParseConfig("b.hcl", []byte("ssh {\n  idle_timeout = \"never\"\n}\n")); err == nil || !strings.Contains(err.Error(), "b.hcl:2:3: idle_timeout") {
@@ -484,7 +429,7 @@ func TestFrontShutdownPrompt(t *testing.T) {
 		t.Fatalf("shutdown took %v with a client holding its connection (bound %v)", took, shutdownTimeout)
 	}
 	t.Logf("shutdown took %v", took)
-	if rs := fx.recorded(t, live[0].ID); rs.end["reason"] != EndShutdown {
+	if rs := fx.recorded(t, live[0].ID); rs.end["reason"] != front.EndShutdown {
 		t.Fatalf("end leaf: %v", rs.end)
 	}
 	if code := held.wait(t); code != 255 {
@@ -515,10 +460,20 @@ func TestServeStartedAttrs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	auth, err := certauth.CreateAuthorities(dir, certauth.AlgorithmEd25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	life := front.NewSessions(front.Limits{IdleTimeout: -1, MaxDuration: 90 * time.Minute}, nil)
+	fd, err := front.New(front.Options{Config: &front.Config{Listen: "127.0.0.1:0", HostNames: []string{"bastion.example"}}, Home: dir, Authorities: auth, Sessions: life, Now: time.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fd.Close() })
 	s := &Server{
-		opts:  ServerOptions{Config: &Config{Path: "bastion.hcl", SSH: &SSHConfig{}}},
-		apiLn: listen(), adminLn: listen(), front: &front{ln: listen()},
-		life: newLifecycle(FrontLimits{IdleTimeout: -1, MaxDuration: 90 * time.Minute}, nil),
+		opts:  ServerOptions{Config: &Config{Path: "bastion.hcl", SSH: &front.Config{}}},
+		apiLn: listen(), adminLn: listen(), front: fd,
+		life: life,
 	}
 	s.policy.Store(pol)
 	a := s.startedAttrs()

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/bastionhq/bastion/bastion/front"
 )
 
 // needRoot skips a test that runs commands as another user, unless in CI,
@@ -121,7 +123,7 @@ target "pg" {
 		if s.attrs["run-as"] != "nobody" || s.attrs["run-as.uid"] != nobody.Uid || s.attrs["env-names"] != "FILESECRET,SECRET" || s.attrs["dir"] != work {
 			t.Errorf("session attributes: %v", s.attrs)
 		}
-		if s.attrs["request"] == "exec" && s.attrs["exec-mode"] != ExecShell {
+		if s.attrs["request"] == "exec" && s.attrs["exec-mode"] != front.ExecShell {
 			t.Errorf("exec-mode = %q", s.attrs["exec-mode"])
 		}
 	}
@@ -190,11 +192,11 @@ target "words" {
 	if len(ss) != 1 {
 		t.Fatalf("%d sessions", len(ss))
 	}
-	if a := ss[0].attrs; a["exec-mode"] != ExecArgs || a["argv"] != `["printf" "%s\n" "a" "b c"]` || a["command"] != `a "b c"` || a["run-as"] != "bastion" {
+	if a := ss[0].attrs; a["exec-mode"] != front.ExecArgs || a["argv"] != `["printf" "%s\n" "a" "b c"]` || a["command"] != `a "b c"` || a["run-as"] != "bastion" {
 		t.Fatalf("attributes: %v", a)
 	}
-	evs := fx.ts.events(t, EventRequestRefused)
-	if len(evs) != 1 || evs[0]["reason"] != ReasonExecNotSplit || evs[0]["command"] != "a | tee /tmp/x" || evs[0]["exec-mode"] != ExecArgs || evs[0]["identity"] != "agent-1@corp" {
+	evs := fx.ts.events(t, front.EventRequestRefused)
+	if len(evs) != 1 || evs[0]["reason"] != front.ReasonExecNotSplit || evs[0]["command"] != "a | tee /tmp/x" || evs[0]["exec-mode"] != front.ExecArgs || evs[0]["identity"] != "agent-1@corp" {
 		t.Fatalf("refusals: %v", evs)
 	}
 	fx.verify(t)
@@ -230,47 +232,11 @@ target "console" {
 	if _, ok := ss[0].attrs["exec-mode"]; ok {
 		t.Errorf("a shell session has an exec-mode: %v", ss[0].attrs)
 	}
-	evs := fx.ts.events(t, EventRequestRefused)
-	if len(evs) != 1 || evs[0]["reason"] != ReasonExecRefused || evs[0]["command"] != "echo hi" || evs[0]["target"] != "console" || evs[0]["serial"] != fmt.Sprint(fx.serial) {
+	evs := fx.ts.events(t, front.EventRequestRefused)
+	if len(evs) != 1 || evs[0]["reason"] != front.ReasonExecRefused || evs[0]["command"] != "echo hi" || evs[0]["target"] != "console" || evs[0]["serial"] != fmt.Sprint(fx.serial) {
 		t.Fatalf("refusals: %v", evs)
 	}
 	fx.verify(t)
-}
-
-// TestSplitWords: what exec = "args" makes of a command line.
-func TestSplitWords(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		in   string
-		want []string
-	}{
-		{``, nil},
-		{`  a   b  `, []string{"a", "b"}},
-		{`a "b c"`, []string{"a", "b c"}},
-		{`'it''s' "" ''`, []string{"its", "", ""}},
-		{`"a \"q\" \$x \\ \n" 'x\y'`, []string{`a "q" $x \ \n`, `x\y`}},
-		{`a\ b c\"d`, []string{"a b", `c"d`}},
-		{"-c 'select 1;'\tservice=prod", []string{"-c", "select 1;", "service=prod"}},
-		{`a#b ~x~ x=~y`, nil}, // "~x~" starts a word with '~'
-		{`a#b x~ x=~y`, []string{"a#b", "x~", "x=~y"}},
-		{"a\\\nb", []string{"ab"}},
-	} {
-		got, err := splitWords(tc.in)
-		if tc.want == nil && tc.in != "" {
-			if err == nil {
-				t.Errorf("%q: %q, want an error", tc.in, got)
-			}
-			continue
-		}
-		if err != nil || !slices.Equal(got, tc.want) {
-			t.Errorf("%q: %q %v, want %q", tc.in, got, err, tc.want)
-		}
-	}
-	for _, in := range []string{`a | b`, `a; b`, `a && b`, `a > f`, `$(id)`, "`id`", `"$HOME"`, "\"`id`\"", `*.txt`, `a?`, `[ab]`, `#c`, `~/x`, `'open`, `"open`, `end\`, `(x)`} {
-		if got, err := splitWords(in); err == nil {
-			t.Errorf("%q: %q, want an error", in, got)
-		}
-	}
 }
 
 // TestFrontTargetConfigErrors: mistakes in a command target's user,
@@ -323,14 +289,11 @@ func TestFrontTargetConfigErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	tc := cfg.Targets[0]
-	if !slices.Equal(tc.Env, []string{"B=from-env", "A=x=y", "C="}) || tc.Exec != ExecArgs || tc.User != "" || tc.Credential != nil {
+	if !slices.Equal(tc.Env, []string{"B=from-env", "A=x=y", "C="}) || tc.Exec != front.ExecArgs || tc.User != "" || tc.Credential != nil {
 		t.Fatalf("target: %+v", tc)
 	}
 	if got := tc.EnvNames(); !slices.Equal(got, []string{"A", "B", "C"}) {
 		t.Fatalf("names %q", got)
-	}
-	if p := tc.process("xterm"); !slices.Contains(p.env, "TERM=xterm") || p.env[len(p.env)-1] != "C=" || p.dir != "" || p.cred != nil {
-		t.Fatalf("process: %+v", p)
 	}
 	if os.Geteuid() == 0 {
 		if nobody, err := user.Lookup("nobody"); err == nil {

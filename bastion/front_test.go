@@ -18,6 +18,7 @@ import (
 	"github.com/google/uuid"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/bastionhq/bastion/bastion/front"
 	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/storage"
@@ -258,15 +259,15 @@ func TestFrontRefusals(t *testing.T) {
 		name, key, user, reason string
 		revoke                  bool
 	}{
-		{"wrong principal", fx.key, "deploy@box", ReasonPrincipal, false},
-		{"unknown target", fx.key, "ops@nowhere", ReasonUnknownTarget, false},
-		{"no target", fx.key, "ops", ReasonNoTarget, false},
-		{"plain key", plain, "ops@box", ReasonNotCertificate, false},
-		{"expired", expired, "ops@box", ReasonExpired, false},
-		{"source address", pinned, "ops@box", ReasonSourceAddress, false},
-		{"unknown critical option", forced, "ops@box", ReasonCriticalOption, false},
-		{"not issued by the bastion", unissued, "ops@box", ReasonUnknownSerial, false},
-		{"revoked", fx.key, "ops@box", ReasonRevoked, true},
+		{"wrong principal", fx.key, "deploy@box", front.ReasonPrincipal, false},
+		{"unknown target", fx.key, "ops@nowhere", front.ReasonUnknownTarget, false},
+		{"no target", fx.key, "ops", front.ReasonNoTarget, false},
+		{"plain key", plain, "ops@box", front.ReasonNotCertificate, false},
+		{"expired", expired, "ops@box", front.ReasonExpired, false},
+		{"source address", pinned, "ops@box", front.ReasonSourceAddress, false},
+		{"unknown critical option", forced, "ops@box", front.ReasonCriticalOption, false},
+		{"not issued by the bastion", unissued, "ops@box", front.ReasonUnknownSerial, false},
+		{"revoked", fx.key, "ops@box", front.ReasonRevoked, true},
 	} {
 		t.Run(strings.ReplaceAll(tc.name, " ", "_"), func(t *testing.T) {
 			if tc.revoke {
@@ -274,7 +275,7 @@ func TestFrontRefusals(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			before := len(fx.ts.events(t, EventAuthRefused))
+			before := len(fx.ts.events(t, front.EventAuthRefused))
 			out, code := fx.ssh(t, tc.key, tc.user, "echo in")
 			if code != 255 || strings.Contains(out, "in\n") || !strings.Contains(out, "Permission denied") {
 				t.Fatalf("exit %d, output %q", code, out)
@@ -284,7 +285,7 @@ func TestFrontRefusals(t *testing.T) {
 			var evs []recorder.Attrs
 			var found bool
 			for deadline := time.Now().Add(10 * time.Second); !found && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-				evs = fx.ts.events(t, EventAuthRefused)[before:]
+				evs = fx.ts.events(t, front.EventAuthRefused)[before:]
 				for _, e := range evs {
 					if e["reason"] == tc.reason && e["user"] == tc.user && strings.HasPrefix(e["client"], "127.0.0.1:") && e["key.sha256"] != "" {
 						found = true
@@ -443,7 +444,7 @@ func TestFrontConfigErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.SSH == nil || cfg.SSH.Listen != DefaultSSHListen || cfg.SSH.MaxAuthTries != DefaultMaxAuthTries || cfg.SSH.PreAuthTimeout != DefaultPreAuthTimeout ||
+	if cfg.SSH == nil || cfg.SSH.Listen != front.DefaultSSHListen || cfg.SSH.MaxAuthTries != front.DefaultMaxAuthTries || cfg.SSH.PreAuthTimeout != front.DefaultPreAuthTimeout ||
 		len(cfg.Targets) != 1 || cfg.Targets[0].Name != "box" || cfg.Targets[0].Command[0] != "/bin/sh" {
 		t.Fatalf("config: %+v %+v", cfg.SSH, cfg.Targets)
 	}

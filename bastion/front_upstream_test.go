@@ -21,6 +21,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/bastionhq/bastion/bastion/front"
 	"github.com/bastionhq/bastion/recorder"
 )
 
@@ -461,7 +462,7 @@ func TestFrontUpstreamConfigErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tc := cfg.Targets[0]; tc.SSH != "h:22" || tc.HostCA == nil || tc.HostKey != nil || tc.DialTimeout != DefaultDialTimeout || tc.Command != nil {
+	if tc := cfg.Targets[0]; tc.SSH != "h:22" || tc.HostCA == nil || tc.HostKey != nil || tc.DialTimeout != front.DefaultDialTimeout || tc.Command != nil {
 		t.Fatalf("target: %+v", tc)
 	}
 }
@@ -510,13 +511,13 @@ func TestFrontUpstreamForward(t *testing.T) {
 		t.Fatalf("recorded %d bytes in and %d out, want %d each", len(in), len(o), len(payload))
 	}
 
-	before := len(ux.ts.events(t, EventChannelRefused))
+	before := len(ux.ts.events(t, front.EventChannelRefused))
 	_, errOut, code = ux.sshIO(t, ux.login+"@db1", "", nil, "-W", "192.0.2.1:22")
 	if code == 0 || !strings.Contains(string(errOut), "policy denies a port forward to 192.0.2.1:22") {
 		t.Fatalf("denied forward: exit %d, stderr %q", code, errOut)
 	}
-	evs := ux.ts.events(t, EventChannelRefused)[before:]
-	if len(evs) != 1 || evs[0]["reason"] != ReasonPolicyDenied || evs[0]["destination"] != "192.0.2.1:22" || !strings.Contains(evs[0]["detail"], "rule") {
+	evs := ux.ts.events(t, front.EventChannelRefused)[before:]
+	if len(evs) != 1 || evs[0]["reason"] != front.ReasonPolicyDenied || evs[0]["destination"] != "192.0.2.1:22" || !strings.Contains(evs[0]["detail"], "rule") {
 		t.Fatalf("journaled %v", evs)
 	}
 	ux.verify(t)

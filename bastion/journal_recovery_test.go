@@ -14,12 +14,13 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/bastionhq/bastion/certauth"
-	"github.com/bastionhq/bastion/recorder"
-	"github.com/bastionhq/bastion/storage"
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/sys/unix"
+
+	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/storage"
 )
 
 // recoveringFront is a front door whose server may open its journal

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/bastionhq/bastion/bastion/front"
 	"github.com/bastionhq/bastion/recorder"
 )
 
@@ -100,8 +101,8 @@ func newMetrics(liveSessions func() float64) *metrics {
 		m.sessions, m.sessionEnds, m.bytes, m.decisions, m.reloads, m.transportRefusals,
 		m.commitSeconds, m.alarms, m.alarmsRaised,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	m.connsRefused.WithLabelValues(ConnRefusedTooMany)
-	m.connsRefused.WithLabelValues(ConnEvicted)
+	m.connsRefused.WithLabelValues(front.ConnRefusedTooMany)
+	m.connsRefused.WithLabelValues(front.ConnEvicted)
 	m.auths.WithLabelValues("accepted", "")
 	m.certificates.WithLabelValues("issued", "")
 	m.bytesIn = m.bytes.WithLabelValues("input")
@@ -151,18 +152,38 @@ func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 }
 
-func (m *metrics) authAccepted() { m.auths.WithLabelValues("accepted", "").Inc() }
+// The front door counts through front.Metrics.
+var _ front.Metrics = (*metrics)(nil)
 
-func (m *metrics) sessionStarted(request string) {
+func (m *metrics) ConnOpened() {
+	m.connsTotal.Inc()
+	m.connsOpen.Inc()
+}
+
+func (m *metrics) ConnClosed() { m.connsOpen.Dec() }
+
+func (m *metrics) ConnRefused(reason string) { m.connsRefused.WithLabelValues(reason).Inc() }
+
+func (m *metrics) JournalEvent(committed bool) {
+	result := "failed"
+	if committed {
+		result = "committed"
+	}
+	m.journalEvents.WithLabelValues(result).Inc()
+}
+
+func (m *metrics) AuthAccepted() { m.auths.WithLabelValues("accepted", "").Inc() }
+
+func (m *metrics) SessionStarted(request string) {
 	m.sessions.WithLabelValues(boundedReason(request)).Inc()
 }
 
-func (m *metrics) sessionEnded(reason string) {
+func (m *metrics) SessionEnded(reason string) {
 	m.sessionEnds.WithLabelValues(boundedReason(reason)).Inc()
 }
 
-// recorded counts n bytes of kind recorded: input, or output (and stderr).
-func (m *metrics) recorded(kind recorder.Kind, n int) {
+// Recorded counts n bytes of kind recorded: input, or output (and stderr).
+func (m *metrics) Recorded(kind recorder.Kind, n int) {
 	switch kind {
 	case recorder.KindInput:
 		m.bytesIn.Add(float64(n))
@@ -171,7 +192,7 @@ func (m *metrics) recorded(kind recorder.Kind, n int) {
 	}
 }
 
-func (m *metrics) decided(action string, allow bool) {
+func (m *metrics) Decided(action string, allow bool) {
 	result := "deny"
 	if allow {
 		result = "allow"
@@ -179,7 +200,7 @@ func (m *metrics) decided(action string, allow bool) {
 	m.decisions.WithLabelValues(boundedReason(action), result).Inc()
 }
 
-func (m *metrics) authRefused(reason string) {
+func (m *metrics) AuthRefused(reason string) {
 	m.auths.WithLabelValues("refused", boundedReason(reason)).Inc()
 }
 

@@ -4,7 +4,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/netip"
 	"strconv"
 	"strings"
 	"testing"
@@ -12,6 +11,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/crypto/ssh"
+
+	"github.com/bastionhq/bastion/bastion/front"
 )
 
 // limitConfig is frontConfig with at most 2 connections per address.
@@ -78,13 +79,13 @@ func TestFrontConnLimit(t *testing.T) {
 		t.Errorf("metrics:\n%s", body)
 	}
 	ts.stop(t)
-	events := ts.events(t, EventConnRefused)
+	events := ts.events(t, front.EventConnRefused)
 	if len(events) == 0 || len(events) > 3 {
 		t.Fatalf("%d events: %v", len(events), events)
 	}
 	total := 0
 	for _, e := range events {
-		if e["client"] != "127.0.0.1" || e["reason"] != ConnRefusedTooMany || e["limit"] != "2" {
+		if e["client"] != "127.0.0.1" || e["reason"] != front.ConnRefusedTooMany || e["limit"] != "2" {
 			t.Errorf("event %v", e)
 		}
 		n, _ := strconv.Atoi(e["refused"])
@@ -92,20 +93,6 @@ func TestFrontConnLimit(t *testing.T) {
 	}
 	if events[0]["refused"] != "1" || total < refused {
 		t.Errorf("events %v: %d refused, want at least %d", events, total, refused)
-	}
-}
-
-func TestConnKeyOf(t *testing.T) {
-	t.Parallel()
-	for addr, want := range map[string]string{
-		"192.0.2.7:22":                "192.0.2.7/32",
-		"[::ffff:192.0.2.7]:22":       "192.0.2.7/32",
-		"[2001:db8:1:2:3:4:5:6]:2222": "2001:db8:1:2::/64",
-	} {
-		a, _ := net.ResolveTCPAddr("tcp", addr)
-		if got := connKeyOf(a); got != netip.MustParsePrefix(want) {
-			t.Errorf("%s: %v, want %s", addr, got, want)
-		}
 	}
 }
 
@@ -198,7 +185,7 @@ func TestFrontConnLimitEvictsSilent(t *testing.T) {
 	if !closedAtOnce(t, silent[0]) {
 		t.Fatal("the oldest silent connection was not closed")
 	}
-	if n := testutil.ToFloat64(fx.ts.front.metrics.connsRefused.WithLabelValues(ConnEvicted)); n != 1 {
+	if n := testutil.ToFloat64(fx.ts.metrics.connsRefused.WithLabelValues(front.ConnEvicted)); n != 1 {
 		t.Fatalf("%v evicted, want 1", n)
 	}
 }

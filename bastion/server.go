@@ -21,6 +21,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/bastionhq/bastion/bastion/front"
 	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/certauth/oidc"
 	"github.com/bastionhq/bastion/policy"
@@ -31,6 +32,17 @@ import (
 	"github.com/bastionhq/bastion/recorder/events"
 	"github.com/bastionhq/bastion/storage"
 )
+
+// Journal events of the bastion's own start and stop: examiners ask that
+// the start and stop of logging be logged.
+const (
+	EventServeStarted = events.ServeStarted
+	EventServeStopped = events.ServeStopped
+)
+
+// ErrNoLiveSession is returned by [Server.KillSession] and [AdminKill] for
+// an ID that names no live session.
+var ErrNoLiveSession = front.ErrNoLiveSession
 
 // ServerOptions are what a Server is built from. The caller opens the
 // journal and loads the keys; the Server owns neither.
@@ -47,8 +59,8 @@ type ServerOptions struct {
 	// configuration has no roles (serve --dev).
 	DevLogins []string
 	// FrontLimits bound the SSH front door's sessions; zero fields mean
-	// the defaults (DefaultIdleTimeout, DefaultMaxDuration).
-	FrontLimits FrontLimits
+	// the defaults (front.DefaultIdleTimeout, front.DefaultMaxDuration).
+	FrontLimits front.Limits
 	// Commits, if not nil, is the observer the journal was opened with
 	// (its OnCommit as recorder.Options.OnCommit): the server measures
 	// commit latency through it. If nil, the latency histogram stays
@@ -76,8 +88,8 @@ type Server struct {
 	// faultSince is when the journal's current streak of faults began,
 	// recoveredAt when it last recovered; owned by watchJournal.
 	faultSince, recoveredAt time.Time
-	maskers                 maskers   // the text masker's profile, compiled
-	readLimits              uidLimits // the access socket's callers, by uid
+	maskers                 textMaskers // the text masker's profile, compiled
+	readLimits              uidLimits   // the access socket's callers, by uid
 	// startPolicyRecord is PolicyRecord of the policy NewServer put in
 	// force, for Run's policy.loaded.
 	startPolicyRecord recorder.Attrs
@@ -101,9 +113,9 @@ type Server struct {
 	// operatorAccounts is the configuration's operator_accounts in force
 	// (set by NewServer and Reload).
 	operatorAccounts atomic.Pointer[map[string]string]
-	front            *front     // the SSH front door; nil without an ssh block
-	life             *lifecycle // the front door's live sessions and their limits
-	metrics          *metrics   // served at GET /metrics on the API listener
+	front            *front.Front    // the SSH front door; nil without an ssh block
+	life             *front.Sessions // the front door's live sessions and their limits
+	metrics          *metrics        // served at GET /metrics on the API listener
 	health           *journalHealth
 	witnessing       *witnessing     // nil without witness blocks
 	alerts           *webhook.Alerts // nil without a webhook for alerts
@@ -145,11 +157,11 @@ func NewServer(ctx context.Context, opts ServerOptions) (_ *Server, err error) {
 	}
 	cfg := opts.Config
 	limits := opts.FrontLimits
-	if limits == (FrontLimits{}) && cfg.SSH != nil {
+	if limits == (front.Limits{}) && cfg.SSH != nil {
 		limits = cfg.SSH.Limits
 	}
-	s.life = newLifecycle(limits, s.now)
-	s.metrics = newMetrics(func() float64 { return float64(s.life.count()) })
+	s.life = front.NewSessions(limits, s.now)
+	s.metrics = newMetrics(func() float64 { return float64(s.life.Count()) })
 	s.hashConfig()
 	if err := s.journalHealth(); err != nil {
 		return nil, err
@@ -313,9 +325,9 @@ func NewServer(ctx context.Context, opts ServerOptions) (_ *Server, err error) {
 		s.warnUnreachable(cfg.Access)
 	}
 	if cfg.SSH != nil {
-		s.front, err = newFront(frontOptions{
+		s.front, err = front.New(front.Options{
 			Config: cfg.SSH, Targets: cfg.Targets, Home: opts.Home, Authorities: opts.Authorities,
-			Registry: s.registry, Journal: s.journal, Logger: s.log.Named("ssh"), Now: s.now, Lifecycle: s.life, Metrics: s.metrics,
+			Registry: s.registry, Journal: s.journal, Logger: s.log.Named("ssh"), Now: s.now, Sessions: s.life, Metrics: s.metrics,
 			Policy: s.Policy, Grants: s.activeGrants,
 		})
 		if err != nil {
@@ -385,7 +397,7 @@ func (s *Server) closeListeners() {
 		}
 	}
 	if s.front != nil {
-		s.front.ln.Close()
+		s.front.Close()
 	}
 }
 
@@ -459,7 +471,7 @@ func (s *Server) Revoke(ctx context.Context, req certauth.RevokeRequest) (*certa
 	reason, _ := certauth.RevocationReason(s.textMasker, req.Reason)
 	s.log.Info("certificates revoked", "serials", fmt.Sprint(res.Serials), "identity", res.Identity, "by", req.By, "reason", reason)
 	if s.front != nil {
-		for _, l := range s.life.revoked(res) {
+		for _, l := range s.life.Revoked(res) {
 			s.log.Info("ssh session ended: its certificate was revoked", "session", l.ID, "serial", l.Serial, "identity", l.Identity)
 		}
 	}
@@ -474,11 +486,11 @@ func (s *Server) Revoke(ctx context.Context, req certauth.RevokeRequest) (*certa
 func (s *Server) textMasker() *mask.Masker { return s.maskers.text(s.Policy()) }
 
 // LiveSessions lists the SSH front door's sessions that are running.
-func (s *Server) LiveSessions() []LiveSession {
+func (s *Server) LiveSessions() []front.LiveSession {
 	if s.front == nil {
 		return nil
 	}
-	return s.life.list()
+	return s.life.List()
 }
 
 // KillSession ends the live session whose journal ID is id (or the one
@@ -486,13 +498,13 @@ func (s *Server) LiveSessions() []LiveSession {
 // and the end leaf says it was killed, by whom (killed-by), with the
 // operator's attributes, if any (operator, operator.verified…). It returns
 // ErrNoLiveSession if no live session has that ID.
-func (s *Server) KillSession(id, reason, by string, operator recorder.Attrs) (LiveSession, error) {
+func (s *Server) KillSession(id, reason, by string, operator recorder.Attrs) (front.LiveSession, error) {
 	if s.front == nil {
-		return LiveSession{}, ErrNoLiveSession
+		return front.LiveSession{}, ErrNoLiveSession
 	}
 	// The reason is kept, shown to the client and logged masked.
 	m := s.textMasker()
-	l, err := s.life.kill(id, reason, by, operator, m)
+	l, err := s.life.Kill(id, reason, by, operator, m)
 	reason, _ = killReason(m, reason)
 	if err == nil {
 		s.log.Info("ssh session killed", "session", l.ID, "identity", l.Identity, "by", by, "reason", reason)
@@ -548,7 +560,7 @@ func (s *Server) startedAttrs() recorder.Attrs {
 	if s.front != nil {
 		a["ssh"] = s.front.Addr().String()
 		a["ssh.max-unauthenticated"] = strconv.Itoa(s.opts.Config.SSH.MaxUnauthenticated)
-		limits := s.life.currentLimits()
+		limits := s.life.Limits()
 		a["ssh.idle-timeout"] = limitText(limits.IdleTimeout)
 		a["ssh.max-duration"] = limitText(limits.MaxDuration)
 		a["ssh.fips"] = strconv.FormatBool(s.opts.Config.SSH.FIPS)
@@ -657,7 +669,7 @@ func (s *Server) Run(ctx context.Context) error {
 		serve("development issuer", func() error { return s.devRun(ctx) })
 	}
 	if s.front != nil {
-		serve("SSH", func() error { return s.front.serve(ctx) })
+		serve("SSH", func() error { return s.front.Serve(ctx) })
 	}
 	serve("journal", func() error { return s.watchJournal(ctx) })
 	wg.Go(func() { s.watchPolicy(ctx) })
@@ -693,7 +705,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if s.front != nil {
 		// First, so that each session's end leaf is committed while the
 		// journal is sure to be open.
-		n := s.life.shutdown()
+		n := s.life.Shutdown()
 		stopped["ssh.sessions-ended"] = strconv.Itoa(n)
 		s.log.Info("shutting down", "ssh sessions ended", n)
 	}
@@ -709,12 +721,12 @@ func (s *Server) Run(ctx context.Context) error {
 		drain.Go(func() { accessErr = access.Shutdown(sctx) })
 	}
 	if s.front != nil {
-		drain.Go(func() { frontErr = s.front.shutdown(sctx) })
+		drain.Go(func() { frontErr = s.front.Shutdown(sctx) })
 	}
 	drain.Wait()
 	err := errors.Join(apiErr, adminErr, accessErr, frontErr)
 	if s.front != nil {
-		if n := s.life.count(); n > 0 {
+		if n := s.life.Count(); n > 0 {
 			stopped["ssh.sessions-left"] = strconv.Itoa(n)
 		}
 	}

@@ -203,11 +203,7 @@ func (s *Server) activeGrants(identity string, now time.Time) []policy.Grant {
 // grantEnded ends the live sessions under a grant that ended or was
 // revoked, telling each client why.
 func (s *Server) grantEnded(g grants.Grant, why string) {
-	e := grantEndedAt(g.ID, g.End)
-	if why == grants.GrantRevokedWhy {
-		e = grantEnd(g.ID, "was revoked")
-	}
-	for _, l := range s.life.grantEnded(g.ID, e) {
+	for _, l := range s.life.GrantEnded(g.ID, g.End, why == grants.GrantRevokedWhy) {
 		s.log.Info("ssh session ended: its grant "+why, "session", l.ID, "grant", g.ID, "identity", l.Identity)
 	}
 	if why == grants.GrantRevokedWhy {

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/bastionhq/bastion/bastion/front"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/events"
 )
@@ -74,17 +75,17 @@ func (s *Server) Reload(ctx context.Context, trigger string) error {
 	if fields := restartFields(s.inForce, fresh); len(fields) > 0 {
 		return s.refuseConfig(ctx, trigger, sum, fields, &RestartError{Fields: fields})
 	}
-	var set *targetSet
+	var set *front.TargetSet
 	if s.front != nil {
-		if set, err = s.front.newTargetSet(fresh.Targets); err != nil {
+		if set, err = s.front.LoadTargets(fresh.Targets); err != nil {
 			return s.refuseConfig(ctx, trigger, sum, []string{"target"}, err)
 		}
 	}
 	limits := s.opts.FrontLimits
-	if limits == (FrontLimits{}) && fresh.SSH != nil {
+	if limits == (front.Limits{}) && fresh.SSH != nil {
 		limits = fresh.SSH.Limits
 	}
-	limits = limits.withDefaults()
+	limits = limits.WithDefaults()
 
 	for _, w := range fresh.PolicyWarnings {
 		s.log.Warn("policy: " + w.String())
@@ -119,9 +120,9 @@ func (s *Server) Reload(ctx context.Context, trigger string) error {
 	s.policy.Store(p)
 	s.issuer.SetPolicy(p)
 	if set != nil {
-		s.front.targets.Store(set)
+		s.front.SetTargets(set)
 	}
-	s.life.setLimits(limits)
+	s.life.SetLimits(limits)
 	accounts := fresh.OperatorAccounts
 	s.operatorAccounts.Store(&accounts)
 	s.inForce, s.configSHA256 = fresh, sum
@@ -234,11 +235,40 @@ func restartFields(old, fresh *Config) []string {
 }
 
 // targetNames are the names of targets, sorted.
-func targetNames(targets []TargetConfig) []string {
+func targetNames(targets []front.Target) []string {
 	names := make([]string, 0, len(targets))
 	for _, t := range targets {
 		names = append(names, t.Name)
 	}
 	slices.Sort(names)
 	return names
+}
+
+// targetChanges names the targets added, removed and changed from old to
+// new, each list sorted.
+func targetChanges(old, new []front.Target) (added, removed, changed []string) {
+	before := map[string]front.Target{}
+	for _, t := range old {
+		before[t.Name] = t
+	}
+	after := map[string]bool{}
+	for _, t := range new {
+		after[t.Name] = true
+		o, ok := before[t.Name]
+		switch {
+		case !ok:
+			added = append(added, t.Name)
+		case !reflect.DeepEqual(o, t):
+			changed = append(changed, t.Name)
+		}
+	}
+	for name := range before {
+		if !after[name] {
+			removed = append(removed, name)
+		}
+	}
+	slices.Sort(added)
+	slices.Sort(removed)
+	slices.Sort(changed)
+	return added, removed, changed
 }

@@ -105,7 +105,7 @@ func TestReloadConfig(t *testing.T) {
 	if out, code := fx.ssh(t, fx.key, "ops@other", "sleep 10"); code != 255 || !strings.Contains(out, "no input or output for 1s") {
 		t.Fatalf("the idle timeout after the refused reload: exit %d, %q", code, out)
 	}
-	if l := fx.ts.life.currentLimits(); l.IdleTimeout.String() != "1s" {
+	if l := fx.ts.life.Limits(); l.IdleTimeout.String() != "1s" {
 		t.Fatalf("limits after the refused reload: %+v", l)
 	}
 	fx.verify(t)

@@ -8,8 +8,9 @@ import (
 )
 
 // TestDependencies: what "bastion record" records with, the pump and the
-// local runners, depends on no SSH library and not on the SSH front door,
-// so that recording a local command never needs them.
+// local runners, depends on no SSH library, not on the SSH front door
+// (bastion/front) and not on the server (bastion), so that recording a
+// local command never needs them.
 func TestDependencies(t *testing.T) {
 	goBin := "go"
 	if root := os.Getenv("GOROOT"); root != "" {
@@ -22,6 +23,7 @@ func TestDependencies(t *testing.T) {
 		"golang.org/x/crypto/ssh",
 		"github.com/gliderlabs/ssh",
 		"github.com/bastionhq/bastion/bastion",
+		"github.com/bastionhq/bastion/bastion/front",
 	}
 	for _, pkg := range []string{"github.com/bastionhq/bastion/bastion/pump", "github.com/bastionhq/bastion/bastion/local"} {
 		out, err := exec.Command(goBin, "list", "-deps", pkg).CombinedOutput()

@@ -64,7 +64,7 @@ func (c *testClock) Set(t time.Time) {
 // provider on loopback, verified by discovery and JWKS), the real grants
 // store and revocation registry under a real policy. Sessions and
 // front-door events are written with the attributes the front door
-// writes (bastion/front_session.go, front_policy.go).
+// writes (bastion/front/session.go, policy.go).
 type simBastion struct {
 	t          testing.TB
 	ctx        context.Context

@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 
 	"github.com/bastionhq/bastion/bastion"
+	"github.com/bastionhq/bastion/bastion/front"
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder/termtext"
 )
@@ -765,7 +766,7 @@ func (x *explanation) notes() []string {
 		if !known {
 			out = append(out, fmt.Sprintf("provider %q is not configured: no token of it is accepted", q.Identity.Provider))
 		}
-		if !slices.ContainsFunc(x.cfg.Targets, func(t bastion.TargetConfig) bool { return t.Name == q.Target }) {
+		if !slices.ContainsFunc(x.cfg.Targets, func(t front.Target) bool { return t.Name == q.Target }) {
 			out = append(out, fmt.Sprintf("target %q is not configured: the front door refuses it before policy is asked", q.Target))
 		}
 	}

@@ -1,4 +1,4 @@
-package bastion
+package front
 
 import (
 	"encoding/json"
@@ -98,7 +98,7 @@ func (ms *maskers) compile(p mask.Profile) (*mask.Masker, error) {
 
 // textMasker masks the text of requests that belong to no session yet
 // (a refused command).
-func (f *front) textMasker() *mask.Masker { return f.maskers.text(f.currentPolicy()) }
+func (f *Front) textMasker() *mask.Masker { return f.maskers.text(f.currentPolicy()) }
 
 // textMasker masks the text a session's leaves and frames keep (its
 // command, subsystem, environment): the role's masking profile, or, if

@@ -1,4 +1,4 @@
-package bastion
+package front
 
 import (
 	"fmt"
@@ -131,3 +131,7 @@ func RestrictClientConfig(cc *ssh.ClientConfig, fips bool) error {
 func fipsSignature(cert *ssh.Certificate) bool {
 	return cert.Signature != nil && slices.Contains(fipsSignatureFormats, cert.Signature.Format)
 }
+
+// Algorithms are the key exchanges, ciphers and MACs the front door
+// offers its clients: FIPS-approved ones only when fips is set.
+func Algorithms(fips bool) ssh.Config { return algorithms(fips).config() }

@@ -1,7 +1,6 @@
 package bastion
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"net"
@@ -17,132 +16,8 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 	"golang.org/x/crypto/ssh"
-)
 
-// SSHConfig is the SSH front door's listener and host identity.
-type SSHConfig struct {
-	// Listen is the address ssh clients connect to.
-	Listen string
-	// HostNames are the names the bastion's host certificate is valid
-	// for, beside the listen address's host.
-	HostNames []string
-	// MaxAuthTries bounds the authentication attempts of one connection.
-	MaxAuthTries int
-	// PreAuthTimeout is how long a connection may take to authenticate.
-	PreAuthTimeout time.Duration
-	// Limits end sessions that idle or run too long.
-	Limits FrontLimits
-	// FIPS offers only FIPS 140-3 approved algorithms, presents an
-	// ECDSA P-256 host key, and accepts only ECDSA and RSA client keys
-	// and certificates signed with them.
-	FIPS bool
-	// MaxConnsPerAddress bounds the concurrent connections from one
-	// client address (one /64 for IPv6); more are closed at accept.
-	MaxConnsPerAddress int
-	// MaxUnauthenticated bounds the connections, from all addresses,
-	// that have not authenticated yet; past it, the oldest of them is
-	// closed to make room for the new one.
-	MaxUnauthenticated int
-}
-
-// HostCertNames are the names the front door's host certificate is valid
-// for: host_names, then the listen address's host unless it is every
-// address (0.0.0.0, ::), and "localhost" beside a loopback address, so
-// that ssh may reach a loopback front door by either name.
-func (c *SSHConfig) HostCertNames() []string {
-	names := slices.Clone(c.HostNames)
-	add := func(n string) {
-		if !slices.Contains(names, n) {
-			names = append(names, n)
-		}
-	}
-	if host, _, err := net.SplitHostPort(c.Listen); err == nil && host != "" {
-		ip := net.ParseIP(host)
-		if ip == nil || !ip.IsUnspecified() {
-			add(host)
-		}
-		if ip != nil && ip.IsLoopback() {
-			add("localhost")
-		}
-	}
-	return names
-}
-
-// TargetConfig is something an SSH user reaches by name: a command the
-// bastion runs itself, or an upstream SSH server. Exactly one of Command
-// and SSH is set.
-type TargetConfig struct {
-	Name string
-	// Command is the command run for a shell; what an exec request runs
-	// is Exec's to say.
-	Command []string
-	// Exec says what an exec request to a command target runs: ExecShell
-	// (Command, "-c" and the client's command line), ExecArgs (Command
-	// and the client's command line split into words) or ExecRefuse
-	// (nothing: the target serves shell sessions only).
-	Exec string
-	// User is the user a command target's command runs as, looked up
-	// when the config is loaded; "" means the bastion's own user.
-	User string
-	// Credential is User's uid, gid and groups; nil when the command runs
-	// as the bastion's own user (User unset, or User is that user).
-	Credential *syscall.Credential
-	// UID is User's uid (valid when User is set).
-	UID uint32
-	// Home is User's home directory; "" when User is unset.
-	Home string
-	// Dir is the command's working directory as configured; "" means
-	// Home if it exists, else "/" (with User), or the bastion's own
-	// working directory (without).
-	Dir string
-	// Env is what env_file and env add to the command's environment,
-	// KEY=VALUE, each name once (env wins over env_file). The values are
-	// secrets: they are never journaled, logged or sent to the client.
-	Env []string
-	// SSH is the HOST:PORT of an upstream SSH server. Its host key must
-	// be one of HostKey, a key KnownHosts lists for the address, or a
-	// host certificate signed by HostCA (never trusted on first use).
-	SSH        string
-	HostKey    ssh.PublicKey // pinned host key; nil if none
-	KnownHosts string        // known_hosts file; "" if none
-	HostCA     ssh.PublicKey // host CA (@cert-authority); nil if none
-	// UserKey is a private key file the bastion authenticates to the
-	// target with; "" means a per-session certificate from the target
-	// CA.
-	UserKey string
-	// DialTimeout bounds the connection and the SSH handshake.
-	DialTimeout time.Duration
-}
-
-// What an exec request to a command target runs (TargetConfig.Exec).
-const (
-	ExecShell  = "shell"
-	ExecArgs   = "args"
-	ExecRefuse = "refuse"
-)
-
-// EnvNames are the names of t.Env, sorted: what the journal may hold of
-// a target's environment.
-func (t TargetConfig) EnvNames() []string {
-	names := make([]string, 0, len(t.Env))
-	for _, kv := range t.Env {
-		k, _, _ := strings.Cut(kv, "=")
-		names = append(names, k)
-	}
-	slices.Sort(names)
-	return names
-}
-
-// Defaults of the ssh block.
-const (
-	DefaultSSHListen      = "127.0.0.1:2222"
-	DefaultMaxAuthTries   = 6
-	DefaultPreAuthTimeout = 30 * time.Second
-	DefaultDialTimeout    = 10 * time.Second
-	// DefaultMaxConnsPerAddress is the default max_connections_per_address.
-	DefaultMaxConnsPerAddress = 32
-	// DefaultMaxUnauthenticated is the default max_unauthenticated.
-	DefaultMaxUnauthenticated = 1000
+	"github.com/bastionhq/bastion/bastion/front"
 )
 
 type sshBlock struct {
@@ -186,7 +61,7 @@ var hostName = regexp.MustCompile(`^[A-Za-z0-9.:_-]{1,253}$`)
 // relative to dir, the config file's directory.
 func (v *validator) front(fc *fileConfig, cfg *Config, dir string) {
 	if b := fc.SSH; b != nil {
-		c := &SSHConfig{Listen: DefaultSSHListen, MaxAuthTries: DefaultMaxAuthTries, MaxConnsPerAddress: DefaultMaxConnsPerAddress, MaxUnauthenticated: DefaultMaxUnauthenticated}
+		c := &front.Config{Listen: front.DefaultSSHListen, MaxAuthTries: front.DefaultMaxAuthTries, MaxConnsPerAddress: front.DefaultMaxConnsPerAddress, MaxUnauthenticated: front.DefaultMaxUnauthenticated}
 		if b.Listen != nil {
 			c.Listen = *b.Listen
 		}
@@ -220,9 +95,9 @@ func (v *validator) front(fc *fileConfig, cfg *Config, dir string) {
 		if b.FIPS != nil {
 			c.FIPS = *b.FIPS
 		}
-		c.PreAuthTimeout = v.duration(b.DefRange, "pre_auth_timeout", b.PreAuthTimeout, DefaultPreAuthTimeout)
-		c.Limits.IdleTimeout = v.limit(b.DefRange, "idle_timeout", b.IdleTimeout, DefaultIdleTimeout)
-		c.Limits.MaxDuration = v.limit(b.DefRange, "max_duration", b.MaxDuration, DefaultMaxDuration)
+		c.PreAuthTimeout = v.duration(b.DefRange, "pre_auth_timeout", b.PreAuthTimeout, front.DefaultPreAuthTimeout)
+		c.Limits.IdleTimeout = v.limit(b.DefRange, "idle_timeout", b.IdleTimeout, front.DefaultIdleTimeout)
+		c.Limits.MaxDuration = v.limit(b.DefRange, "max_duration", b.MaxDuration, front.DefaultMaxDuration)
 		cfg.SSH = c
 	}
 	seen := map[string]bool{}
@@ -272,11 +147,11 @@ var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 // commandTarget validates a local command target: what an exec request
 // runs, the user it runs as (looked up now), its directory and the
 // environment it gets (env_file read now).
-func (v *validator) commandTarget(tb targetBlock, dir string) TargetConfig {
-	t := TargetConfig{Name: tb.Name, Command: tb.Command, Exec: ExecShell}
+func (v *validator) commandTarget(tb targetBlock, dir string) front.Target {
+	t := front.Target{Name: tb.Name, Command: tb.Command, Exec: front.ExecShell}
 	if tb.Exec != nil {
 		switch *tb.Exec {
-		case ExecShell, ExecArgs, ExecRefuse:
+		case front.ExecShell, front.ExecArgs, front.ExecRefuse:
 			t.Exec = *tb.Exec
 		default:
 			v.attrf(tb.DefRange, "exec", "target %q: exec = %q is not \"shell\", \"args\" or \"refuse\"", tb.Name, *tb.Exec)
@@ -338,7 +213,7 @@ func (v *validator) commandTarget(tb targetBlock, dir string) TargetConfig {
 // refused: a command target runs unprivileged, or (user unset) as the
 // bastion's own user. Switching to another user needs the bastion to run
 // as root.
-func (v *validator) targetUser(tb targetBlock, t *TargetConfig) {
+func (v *validator) targetUser(tb targetBlock, t *front.Target) {
 	name := *tb.User
 	u, err := user.Lookup(name)
 	if err != nil && name != "" && strings.Trim(name, "0123456789") == "" {
@@ -421,8 +296,8 @@ func readEnvFile(path string) ([][2]string, error) {
 
 // sshTarget validates an upstream SSH target: its address, how its host
 // key is verified (at least one way), and the key it is reached with.
-func (v *validator) sshTarget(tb targetBlock, dir string) TargetConfig {
-	t := TargetConfig{Name: tb.Name, SSH: *tb.SSH}
+func (v *validator) sshTarget(tb targetBlock, dir string) front.Target {
+	t := front.Target{Name: tb.Name, SSH: *tb.SSH}
 	if host, port, err := net.SplitHostPort(t.SSH); err != nil || host == "" || port == "" {
 		v.attrf(tb.DefRange, "ssh", "target %q: ssh = %q is not HOST:PORT", tb.Name, t.SSH)
 	}
@@ -448,67 +323,22 @@ func (v *validator) sshTarget(tb targetBlock, dir string) TargetConfig {
 	t.HostCA = parseKey("host_ca", tb.HostCA)
 	if tb.KnownHosts != nil {
 		t.KnownHosts = abs(dir, *tb.KnownHosts)
-		if _, err := readKnownHosts(t.KnownHosts); err != nil {
+		if err := front.CheckKnownHosts(t.KnownHosts); err != nil {
 			v.attrf(tb.DefRange, "known_hosts", "target %q: known_hosts: %v", tb.Name, err)
 		}
 	}
 	if tb.UserKey != nil {
 		t.UserKey = abs(dir, *tb.UserKey)
-		if _, err := loadUserKey(t.UserKey); err != nil {
+		if err := front.CheckUserKey(t.UserKey); err != nil {
 			v.attrf(tb.DefRange, "user_key", "target %q: user_key: %v", tb.Name, err)
 		}
 	}
-	t.DialTimeout = v.duration(tb.DefRange, "dial_timeout", tb.DialTimeout, DefaultDialTimeout)
+	t.DialTimeout = v.duration(tb.DefRange, "dial_timeout", tb.DialTimeout, front.DefaultDialTimeout)
 	return t
 }
 
-// knownHostsFile is what a known_hosts file says beside its keys.
-type knownHostsFile struct {
-	// certAuthority is whether a line is marked @cert-authority: the
-	// target may then present a host certificate.
-	certAuthority bool
-}
-
-// readKnownHosts checks that path is a readable known_hosts file.
-func readKnownHosts(path string) (knownHostsFile, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return knownHostsFile{}, err
-	}
-	var kh knownHostsFile
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		if strings.HasPrefix(strings.TrimSpace(sc.Text()), "@cert-authority") {
-			kh.certAuthority = true
-		}
-	}
-	return kh, sc.Err()
-}
-
-// loadUserKey reads an unencrypted private key that only its owner may
-// read.
-func loadUserKey(path string) (ssh.Signer, error) {
-	st, err := os.Stat(path)
-	if err != nil {
-		return nil, err
-	}
-	if st.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("%s is readable by others (mode %v): chmod 600 it", path, st.Mode().Perm())
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	signer, err := ssh.ParsePrivateKey(b)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return signer, nil
-}
-
 // limit reads a session limit: a positive duration, or "off" for none
-// (a negative FrontLimits field).
+// (a negative front.Limits field).
 func (v *validator) limit(r hcl.Range, name string, s *string, def time.Duration) time.Duration {
 	if s != nil && *s == "off" {
 		return -1

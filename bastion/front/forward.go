@@ -1,4 +1,4 @@
-package bastion
+package front
 
 import (
 	"context"
@@ -28,7 +28,7 @@ const (
 // "forward": origin and destination in the start leaf, the bytes each way
 // as input and output frames), record then forward like every session.
 // Command targets have no network to forward into: refused.
-func (f *front) handleForward(conn *ssh.ServerConn, info *authInfo, nc ssh.NewChannel, req directTCPIP, ctx context.Context) {
+func (f *Front) handleForward(conn *ssh.ServerConn, info *authInfo, nc ssh.NewChannel, req directTCPIP, ctx context.Context) {
 	dest := net.JoinHostPort(req.Host, strconv.FormatUint(uint64(req.Port), 10))
 	origin := net.JoinHostPort(req.OriginHost, strconv.FormatUint(uint64(req.OriginPort), 10))
 	refuse := func(reason, detail, msg string) {
@@ -94,7 +94,7 @@ func (f *front) handleForward(conn *ssh.ServerConn, info *authInfo, nc ssh.NewCh
 	}
 	life.setID(sess.ID().String())
 	rec := journalRecorder{sess, life, f.metrics}
-	f.metrics.sessionStarted("direct-tcpip")
+	f.metrics.SessionStarted("direct-tcpip")
 	end := recorder.Attrs{"reason": events.EndClosed}
 	finish := func(reason string, err error) {
 		if reason != "" {
@@ -109,7 +109,7 @@ func (f *front) handleForward(conn *ssh.ServerConn, info *authInfo, nc ssh.NewCh
 				end[k] = v
 			}
 		}
-		f.metrics.sessionEnded(end["reason"])
+		f.metrics.SessionEnded(end["reason"])
 		if err := sess.End(context.WithoutCancel(lctx), end); err != nil {
 			f.log.Error("end recording a port forward", "error", err, "session", sess.ID().String())
 		}

@@ -1,4 +1,4 @@
-package bastion
+package front
 
 import (
 	"context"
@@ -58,7 +58,7 @@ const (
 type preAuth struct {
 	conn  net.Conn
 	timer *time.Timer
-	f     *front
+	f     *Front
 
 	mu       sync.Mutex
 	user     string
@@ -84,7 +84,7 @@ type preAuthKey struct{}
 // (gliderlabs resets the connection's deadlines on every read, so a
 // deadline cannot do it.) The accounting is journaled when the
 // connection ends.
-func (f *front) preAuthStart(ctx gl.Context, c net.Conn) net.Conn {
+func (f *Front) preAuthStart(ctx gl.Context, c net.Conn) net.Conn {
 	pa := &preAuth{conn: c, f: f, remote: c.RemoteAddr(), keys: map[string]bool{}, reasons: map[string]int{}}
 	pa.timer = time.AfterFunc(f.opts.Config.PreAuthTimeout, func() {
 		f.log.Debug("ssh pre-auth timeout", "client", c.RemoteAddr().String())
@@ -241,7 +241,7 @@ func (pa *preAuth) finish() {
 		return
 	}
 	if !pa.f.authBudget.take(connKeyOf(remote), reasons) {
-		pa.f.metrics.authRefused(r.reason)
+		pa.f.metrics.AuthRefused(r.reason)
 		return
 	}
 	pa.f.refusedWith(user, remote, key, r, attrs)
@@ -380,7 +380,7 @@ func prefixString(key netip.Prefix) string {
 
 // flushAuthRefusals journals the summaries of the auth refusals past the
 // budget in the interval that ends.
-func (f *front) flushAuthRefusals() {
+func (f *Front) flushAuthRefusals() {
 	for _, s := range f.authBudget.flush() {
 		attrs := recorder.Attrs{
 			"reason": ReasonSummary, "client": s.client, "refused": strconv.Itoa(s.count),
@@ -396,3 +396,16 @@ func (f *front) flushAuthRefusals() {
 		f.journal(EventAuthRefused, attrs, "refused ssh authentications")
 	}
 }
+
+// FlushRefusals journals now what Serve journals every interval: the
+// summaries of the connections and the authentications refused past the
+// journal's budget.
+func (f *Front) FlushRefusals() {
+	f.conns.flush()
+	f.flushAuthRefusals()
+}
+
+// WaitPreAuth waits until every connection accepted so far has written
+// its pre-auth accounting (each does as it authenticates or ends), or
+// until ctx is done.
+func (f *Front) WaitPreAuth(ctx context.Context) { waitOrDone(ctx, &f.preAuths) }

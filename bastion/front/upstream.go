@@ -1,4 +1,4 @@
-package bastion
+package front
 
 import (
 	"bytes"
@@ -57,7 +57,7 @@ var envLocale = regexp.MustCompile(`^LC_[A-Z]+$`)
 // upstream is how the front door reaches one SSH target: where, which host
 // keys it trusts, and the key it authenticates with.
 type upstream struct {
-	target TargetConfig
+	target Target
 	now    func() time.Time
 	// fips restricts the connection to FIPS 140-3 approved algorithms,
 	// as the front door's own.
@@ -74,7 +74,7 @@ type upstream struct {
 
 // newUpstream loads what t's host key verification and authentication
 // need from their files.
-func newUpstream(t TargetConfig, now func() time.Time) (*upstream, error) {
+func newUpstream(t Target, now func() time.Time) (*upstream, error) {
 	u := &upstream{target: t, now: now}
 	if t.HostKey == nil && t.KnownHosts == "" && t.HostCA == nil {
 		return nil, fmt.Errorf("target %q: nothing verifies its host key", t.Name)
@@ -239,7 +239,7 @@ func (u *upstream) dial(ctx context.Context, user string, auth ssh.Signer) (*ssh
 // upstreamCert certifies a fresh ed25519 key for login with the target CA,
 // valid about a minute, its key ID naming the session and the identity, so
 // that the target's own log points back to the journal.
-func (f *front) upstreamCert(sessionID, identity, login string, serial uint64, extensions ...string) (ssh.Signer, *ssh.Certificate, error) {
+func (f *Front) upstreamCert(sessionID, identity, login string, serial uint64, extensions ...string) (ssh.Signer, *ssh.Certificate, error) {
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		return nil, nil, err

@@ -1,4 +1,4 @@
-package bastion
+package front
 
 import (
 	"context"
@@ -20,7 +20,7 @@ import (
 	"github.com/bastionhq/bastion/recorder/events"
 )
 
-// Defaults of [FrontLimits].
+// Defaults of [Limits].
 const (
 	DefaultIdleTimeout = 30 * time.Minute
 	DefaultMaxDuration = 8 * time.Hour
@@ -41,19 +41,12 @@ const (
 	EndRecordingFailed = events.EndRecordingFailed
 )
 
-// Journal events of the bastion's own start and stop: examiners ask that
-// the start and stop of logging be logged.
-const (
-	EventServeStarted = events.ServeStarted
-	EventServeStopped = events.ServeStopped
-)
-
-// ErrNoLiveSession is returned by [Server.KillSession] and [AdminKill] for
-// an ID that names no live session.
+// ErrNoLiveSession is returned by [Sessions.Kill] for an ID that names
+// no live session.
 var ErrNoLiveSession = errors.New("no live session has that ID")
 
-// FrontLimits bound how long a front-door session may run.
-type FrontLimits struct {
+// Limits bound how long a front-door session may run.
+type Limits struct {
 	// IdleTimeout ends a session after this long without input or
 	// output. Zero means DefaultIdleTimeout; negative means never.
 	IdleTimeout time.Duration
@@ -62,7 +55,8 @@ type FrontLimits struct {
 	MaxDuration time.Duration
 }
 
-func (l FrontLimits) withDefaults() FrontLimits {
+// WithDefaults is l with the defaults in place of its zero fields.
+func (l Limits) WithDefaults() Limits {
 	if l.IdleTimeout == 0 {
 		l.IdleTimeout = DefaultIdleTimeout
 	}
@@ -115,7 +109,7 @@ type liveSession struct {
 	activity atomic.Int64
 
 	// limits are the front door's, which a policy decision may shorten.
-	limits FrontLimits
+	limits Limits
 
 	mu       sync.Mutex
 	id       string        // guarded by mu: the journal session's ID, "" before it starts
@@ -137,39 +131,42 @@ func (l *liveSession) describe() LiveSession {
 		Target: l.info.target.Name, Client: l.info.client, Started: l.started.UTC()}
 }
 
-// lifecycle is the registry of a front door's live sessions, and what ends
+// Sessions is the registry of a front door's live sessions, and what ends
 // them: their certificate's expiry, its revocation, idleness, a maximum
-// duration, an operator, the bastion's shutdown.
-type lifecycle struct {
+// duration, an operator, the bastion's shutdown. The server holds it
+// beside the front door, to list and end sessions.
+type Sessions struct {
 	now func() time.Time
 
 	mu      sync.Mutex
-	limits  FrontLimits               // guarded by mu: for sessions that start from now on
+	limits  Limits                    // guarded by mu: for sessions that start from now on
 	live    map[*liveSession]struct{} // guarded by mu
 	closing bool                      // guarded by mu: no new session may start
 }
 
-func newLifecycle(limits FrontLimits, now func() time.Time) *lifecycle {
+// NewSessions makes a registry whose sessions get limits (zero fields
+// mean the defaults); now, if nil, is time.Now.
+func NewSessions(limits Limits, now func() time.Time) *Sessions {
 	if now == nil {
 		now = time.Now
 	}
-	return &lifecycle{limits: limits.withDefaults(), now: now, live: map[*liveSession]struct{}{}}
+	return &Sessions{limits: limits.WithDefaults(), now: now, live: map[*liveSession]struct{}{}}
 }
 
-func (f *front) lifecycle() *lifecycle { return f.lives }
+func (f *Front) lifecycle() *Sessions { return f.lives }
 
-// currentLimits are the limits new sessions get.
-func (lc *lifecycle) currentLimits() FrontLimits {
+// Limits are the limits new sessions get.
+func (lc *Sessions) Limits() Limits {
 	lc.mu.Lock()
 	defer lc.mu.Unlock()
 	return lc.limits
 }
 
-// setLimits puts limits in force for the sessions that start from now
+// SetLimits puts limits in force for the sessions that start from now
 // on; live sessions keep theirs.
-func (lc *lifecycle) setLimits(limits FrontLimits) {
+func (lc *Sessions) SetLimits(limits Limits) {
 	lc.mu.Lock()
-	lc.limits = limits.withDefaults()
+	lc.limits = limits.WithDefaults()
 	lc.mu.Unlock()
 }
 
@@ -179,7 +176,7 @@ var errShuttingDown = errors.New("the bastion is shutting down")
 // add registers a session of info and returns its context, which ends
 // when the certificate expires, at the maximum duration or after the idle
 // timeout, or when end is called. remove must follow.
-func (lc *lifecycle) add(ctx context.Context, info *authInfo) (context.Context, *liveSession, error) {
+func (lc *Sessions) add(ctx context.Context, info *authInfo) (context.Context, *liveSession, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	l := &liveSession{info: info, started: time.Now(), cancel: cancel}
 	lc.mu.Lock()
@@ -288,8 +285,13 @@ func grantEnd(id, how string) *sessionEnd {
 		attrs:   recorder.Attrs{"grant": id}}
 }
 
-// grantEnded ends the live sessions running under grant id.
-func (lc *lifecycle) grantEnded(id string, e *sessionEnd) []LiveSession {
+// GrantEnded ends the live sessions running under grant id, which
+// reached its end, or was revoked, telling each client which.
+func (lc *Sessions) GrantEnded(id string, end time.Time, revoked bool) []LiveSession {
+	e := grantEndedAt(id, end)
+	if revoked {
+		e = grantEnd(id, "was revoked")
+	}
 	return lc.endWhere(func(l *liveSession) bool {
 		l.mu.Lock()
 		defer l.mu.Unlock()
@@ -298,7 +300,7 @@ func (lc *lifecycle) grantEnded(id string, e *sessionEnd) []LiveSession {
 }
 
 // remove forgets a session that has ended.
-func (lc *lifecycle) remove(l *liveSession) {
+func (lc *Sessions) remove(l *liveSession) {
 	lc.mu.Lock()
 	delete(lc.live, l)
 	lc.mu.Unlock()
@@ -318,8 +320,8 @@ func (l *liveSession) setID(id string) {
 	l.mu.Unlock()
 }
 
-// list describes the started live sessions, oldest first.
-func (lc *lifecycle) list() []LiveSession {
+// List describes the started live sessions, oldest first.
+func (lc *Sessions) List() []LiveSession {
 	lc.mu.Lock()
 	defer lc.mu.Unlock()
 	var out []LiveSession
@@ -334,7 +336,7 @@ func (lc *lifecycle) list() []LiveSession {
 
 // endWhere ends every live session for which match is true, with e, and
 // returns them.
-func (lc *lifecycle) endWhere(match func(*liveSession) bool, e *sessionEnd) []LiveSession {
+func (lc *Sessions) endWhere(match func(*liveSession) bool, e *sessionEnd) []LiveSession {
 	lc.mu.Lock()
 	var hit []*liveSession
 	for l := range lc.live {
@@ -351,11 +353,11 @@ func (lc *lifecycle) endWhere(match func(*liveSession) bool, e *sessionEnd) []Li
 	return out
 }
 
-// kill ends the live session whose journal ID is id, or starts with it
+// Kill ends the live session whose journal ID is id, or starts with it
 // (a prefix must name one session only). The reason is kept, and told
 // to the client, masked with m; the end leaf names the operator with
 // operator's attributes.
-func (lc *lifecycle) kill(id, reason, by string, operator recorder.Attrs, m *mask.Masker) (LiveSession, error) {
+func (lc *Sessions) Kill(id, reason, by string, operator recorder.Attrs, m *mask.Masker) (LiveSession, error) {
 	id = strings.ToLower(strings.TrimSpace(id))
 	if id == "" {
 		return LiveSession{}, ErrNoLiveSession
@@ -396,8 +398,8 @@ func (lc *lifecycle) kill(id, reason, by string, operator recorder.Attrs, m *mas
 	return hit[0].describe(), nil
 }
 
-// revoked ends the live sessions of certificates res revoked.
-func (lc *lifecycle) revoked(res *certauth.RevokeResult) []LiveSession {
+// Revoked ends the live sessions of certificates res revoked.
+func (lc *Sessions) Revoked(res *certauth.RevokeResult) []LiveSession {
 	e := &sessionEnd{reason: EndRevoked, message: "your certificate was revoked, so the session was ended",
 		attrs: recorder.Attrs{"revocation.leaf": fmt.Sprint(res.Leaf)}}
 	return lc.endWhere(func(l *liveSession) bool {
@@ -405,8 +407,9 @@ func (lc *lifecycle) revoked(res *certauth.RevokeResult) []LiveSession {
 	}, e)
 }
 
-// shutdown refuses new sessions and ends the live ones.
-func (lc *lifecycle) shutdown() int {
+// Shutdown refuses new sessions and ends the live ones, and returns
+// how many it ended.
+func (lc *Sessions) Shutdown() int {
 	lc.mu.Lock()
 	lc.closing = true
 	lc.mu.Unlock()
@@ -414,16 +417,11 @@ func (lc *lifecycle) shutdown() int {
 		&sessionEnd{reason: EndShutdown, message: "the bastion is shutting down, so the session was ended"}))
 }
 
-// count is the number of live sessions, started or not.
-func (lc *lifecycle) count() int {
+// Count is the number of live sessions, started or not.
+func (lc *Sessions) Count() int {
 	lc.mu.Lock()
 	defer lc.mu.Unlock()
 	return len(lc.live)
-}
-
-// printable keeps one line of text a client's terminal can show safely.
-func printable(s string) string {
-	return capRunes(oneLine(s), 200)
 }
 
 // killReason is an operator's reason for a kill as it is kept, told to

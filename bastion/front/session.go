@@ -1,4 +1,4 @@
-package bastion
+package front
 
 import (
 	"context"
@@ -40,7 +40,7 @@ type localProcess struct {
 // user's home (or "/" if it does not exist) unless t.Dir says otherwise;
 // then t.Env, which wins over all of them. Nothing of the client's
 // environment requests.
-func (t TargetConfig) process(term string) localProcess {
+func (t Target) process(term string) localProcess {
 	p := localProcess{env: slices.Clone(frontEnv), dir: t.Dir, cred: t.Credential}
 	if t.User != "" {
 		p.env = append(p.env, "HOME="+t.Home, "USER="+t.User, "LOGNAME="+t.User)
@@ -63,8 +63,8 @@ func (t TargetConfig) process(term string) localProcess {
 var errExecRefused = errors.New("runs interactive shell sessions only: exec requests are refused")
 
 // execArgv is what an exec request's command runs as on the command
-// target t (see TargetConfig.Exec), or why it does not run.
-func execArgv(t TargetConfig, command string) ([]string, error) {
+// target t (see Target.Exec), or why it does not run.
+func execArgv(t Target, command string) ([]string, error) {
 	switch t.Exec {
 	case ExecRefuse:
 		return nil, errExecRefused
@@ -80,7 +80,7 @@ func execArgv(t TargetConfig, command string) ([]string, error) {
 }
 
 // execMode is t.Exec, with its default.
-func execMode(t TargetConfig) string {
+func execMode(t Target) string {
 	if t.Exec == "" {
 		return ExecShell
 	}
@@ -230,7 +230,7 @@ type windowChange struct {
 // enterSession counts a session handler in and registers its live
 // session, unless the front door is shutting down (then nc is rejected and
 // ok is false). leave must follow.
-func (f *front) enterSession(ctx context.Context, info *authInfo, nc ssh.NewChannel) (lctx context.Context, life *liveSession, leave func(), ok bool) {
+func (f *Front) enterSession(ctx context.Context, info *authInfo, nc ssh.NewChannel) (lctx context.Context, life *liveSession, leave func(), ok bool) {
 	if !f.startSession() {
 		nc.Reject(ssh.ResourceShortage, "bastion: shutting down")
 		return nil, nil, nil, false
@@ -250,7 +250,7 @@ func (f *front) enterSession(ctx context.Context, info *authInfo, nc ssh.NewChan
 
 // startSession counts a session handler in, unless the front door is
 // shutting down.
-func (f *front) startSession() bool {
+func (f *Front) startSession() bool {
 	f.closeMu.Lock()
 	defer f.closeMu.Unlock()
 	if f.closing {
@@ -263,7 +263,7 @@ func (f *front) startSession() bool {
 // handleSession serves one "session" channel of an authenticated
 // connection: requests before shell or exec set it up (a PTY, its size);
 // shell or exec runs the target's command, recorded.
-func (f *front) handleSession(_ *gl.Server, conn *ssh.ServerConn, nc ssh.NewChannel, ctx gl.Context) {
+func (f *Front) handleSession(_ *gl.Server, conn *ssh.ServerConn, nc ssh.NewChannel, ctx gl.Context) {
 	var info *authInfo
 	if conn.Permissions != nil {
 		info, _ = conn.Permissions.ExtraData[authInfoKey{}].(*authInfo)
@@ -296,7 +296,7 @@ func (f *front) handleSession(_ *gl.Server, conn *ssh.ServerConn, nc ssh.NewChan
 
 // frontSession is one session channel.
 type frontSession struct {
-	f     *front
+	f     *Front
 	info  *authInfo
 	ch    ssh.Channel
 	perms *ssh.Permissions
@@ -587,7 +587,7 @@ func (s *frontSession) begin(ctx context.Context, kind, command string, attrs re
 		return nil, journalRecorder{}, false
 	}
 	rec = journalRecorder{sess, s.life, s.f.metrics}
-	s.f.metrics.sessionStarted(kind)
+	s.f.metrics.SessionStarted(kind)
 	if s.life != nil {
 		s.life.setID(sess.ID().String())
 	}
@@ -789,7 +789,7 @@ func (s *frontSession) end(ctx context.Context, sess *recorder.Session, o outcom
 // why.
 func (s *frontSession) unrecorded(sess *recorder.Session, err error) {
 	s.f.log.Error("ssh session ended: recording failed", "session", sess.ID().String(), "error", err)
-	s.f.metrics.sessionEnded(EndRecordingFailed)
+	s.f.metrics.SessionEnded(EndRecordingFailed)
 	s.say("the session was ended because it could not be recorded")
 	s.exit(local.Result{ExitCode: 255})
 }
@@ -818,7 +818,7 @@ func (s *frontSession) recordEnd(ctx context.Context, sess *recorder.Session, o 
 		end["reason"] = events.EndError
 		end["detail"] = o.err.Error()
 	}
-	defer func() { s.f.metrics.sessionEnded(end["reason"]) }()
+	defer func() { s.f.metrics.SessionEnded(end["reason"]) }()
 	if o.res == nil {
 		if o.err == nil {
 			end["reason"] = events.EndNoExitStatus
@@ -859,7 +859,7 @@ func (s *frontSession) exit(res local.Result) {
 type journalRecorder struct {
 	*recorder.Session
 	life *liveSession
-	m    *metrics
+	m    Metrics
 }
 
 func (r journalRecorder) Append(kind recorder.Kind, channel uint32, p []byte) (uint64, error) {
@@ -868,7 +868,7 @@ func (r journalRecorder) Append(kind recorder.Kind, channel uint32, p []byte) (u
 	}
 	seq, err := r.Session.Append(kind, channel, p)
 	if err == nil && r.m != nil {
-		r.m.recorded(kind, len(p))
+		r.m.Recorded(kind, len(p))
 	}
 	return seq, err
 }

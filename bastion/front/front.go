@@ -1,4 +1,4 @@
-package bastion
+package front
 
 import (
 	"container/list"
@@ -75,21 +75,23 @@ const (
 	sourceAddressOption = "source-address"
 )
 
-// frontOptions are what the front door is built from.
-type frontOptions struct {
-	Config      *SSHConfig
-	Targets     []TargetConfig
+// Options are what the front door is built from.
+type Options struct {
+	Config      *Config
+	Targets     []Target
 	Home        string
 	Authorities *certauth.Authorities
 	Registry    *certauth.Registry
-	Journal     *liveJournal
-	Logger      hclog.Logger
-	Now         func() time.Time
-	// Lifecycle tracks the live sessions and their limits; nil gets one
+	// Journal records the sessions and the front door's events.
+	Journal Journal
+	Logger  hclog.Logger
+	Now     func() time.Time
+	// Sessions tracks the live sessions and their limits; nil gets one
 	// with the default limits.
-	Lifecycle *lifecycle
-	// Metrics counts connections and authentications; nil gets its own.
-	Metrics *metrics
+	Sessions *Sessions
+	// Metrics counts connections, authentications, sessions and bytes;
+	// nil counts nothing.
+	Metrics Metrics
 	// Policy returns the policy in force (reloads swap it); nil denies
 	// every target.
 	Policy func() *policy.Policy
@@ -97,15 +99,58 @@ type frontOptions struct {
 	Grants func(identity string, now time.Time) []policy.Grant
 }
 
-// front is the SSH front door: host identity, certificate authentication,
+// Journal is what the front door records to: the journal in force, which
+// the server may swap for a reopened one after a fault.
+type Journal interface {
+	// Err is the journal's fault, if it has one: no session starts then.
+	Err() error
+	StartSession(ctx context.Context, info recorder.SessionInfo) (*recorder.Session, error)
+	AppendEvent(ctx context.Context, name string, attrs recorder.Attrs) (int64, error)
+}
+
+// Metrics counts what the front door does. Label values are only fixed
+// reasons and results, never identities, addresses, logins or serials.
+// The methods are called from many goroutines, some on the session
+// pumps' path (Recorded).
+type Metrics interface {
+	ConnOpened()
+	ConnClosed()
+	ConnRefused(reason string)
+	AuthAccepted()
+	AuthRefused(reason string)
+	// JournalEvent counts an event the front door appended, committed
+	// or failed.
+	JournalEvent(committed bool)
+	SessionStarted(request string)
+	SessionEnded(reason string)
+	Decided(action string, allow bool)
+	// Recorded counts n bytes of kind recorded and forwarded.
+	Recorded(kind recorder.Kind, n int)
+}
+
+// noMetrics counts nothing.
+type noMetrics struct{}
+
+func (noMetrics) ConnOpened()                 {}
+func (noMetrics) ConnClosed()                 {}
+func (noMetrics) ConnRefused(string)          {}
+func (noMetrics) AuthAccepted()               {}
+func (noMetrics) AuthRefused(string)          {}
+func (noMetrics) JournalEvent(bool)           {}
+func (noMetrics) SessionStarted(string)       {}
+func (noMetrics) SessionEnded(string)         {}
+func (noMetrics) Decided(string, bool)        {}
+func (noMetrics) Recorded(recorder.Kind, int) {}
+
+// Front is the SSH front door: host identity, certificate authentication,
 // routing by user name and local command sessions.
-type front struct {
-	opts frontOptions
+type Front struct {
+	opts Options
 	log  hclog.Logger
 	now  func() time.Time
 	// targets are the targets in force; a reload swaps the whole set,
 	// and a connection keeps the set it resolved its target in.
-	targets   atomic.Pointer[targetSet]
+	targets   atomic.Pointer[TargetSet]
 	hostKey   ssh.Signer
 	hostNames []string
 	ln        net.Listener
@@ -127,7 +172,7 @@ type front struct {
 
 	// lives are the live sessions, ended by their limits, revocation,
 	// kill or shutdown.
-	lives *lifecycle
+	lives *Sessions
 
 	// authBudget bounds the ssh.auth_refused events strangers cost.
 	authBudget *refusalBudget
@@ -135,7 +180,7 @@ type front struct {
 	// written yet.
 	preAuths sync.WaitGroup
 
-	metrics *metrics
+	metrics Metrics
 	// maskers are the masking profiles compiled so far.
 	maskers maskers
 	// conns bounds the connections per client address and journals
@@ -143,20 +188,21 @@ type front struct {
 	conns *connLimiter
 }
 
-// newFront loads (or creates) the host key, certifies it and opens the
-// listener. serve runs it.
-func newFront(opts frontOptions) (*front, error) {
-	f := &front{opts: opts, log: opts.Logger, now: opts.Now, lives: opts.Lifecycle, metrics: opts.Metrics}
+// New loads (or creates) the host key, certifies it and opens the
+// listener. Serve runs it; Close closes the listener of one that will not
+// be served.
+func New(opts Options) (*Front, error) {
+	f := &Front{opts: opts, log: opts.Logger, now: opts.Now, lives: opts.Sessions, metrics: opts.Metrics}
 	if f.log == nil {
 		f.log = hclog.NewNullLogger()
 	}
 	if f.lives == nil {
-		f.lives = newLifecycle(FrontLimits{}, f.now)
+		f.lives = NewSessions(Limits{}, f.now)
 	}
 	if f.metrics == nil {
-		f.metrics = newMetrics(nil)
+		f.metrics = noMetrics{}
 	}
-	set, err := f.newTargetSet(opts.Targets)
+	set, err := f.LoadTargets(opts.Targets)
 	if err != nil {
 		return nil, err
 	}
@@ -222,11 +268,14 @@ func newFront(opts frontOptions) (*front, error) {
 }
 
 // Addr is the address the front door listens on.
-func (f *front) Addr() net.Addr { return f.ln.Addr() }
+func (f *Front) Addr() net.Addr { return f.ln.Addr() }
 
-// serve accepts connections until shutdown, and renews the host
+// Close closes the listener: Serve returns, or will return at once.
+func (f *Front) Close() error { return f.ln.Close() }
+
+// Serve accepts connections until Shutdown, and renews the host
 // certificate while it does.
-func (f *front) serve(ctx context.Context) error {
+func (f *Front) Serve(ctx context.Context) error {
 	go every(ctx, time.Hour, func() {
 		f.hostCertMu.Lock()
 		due := f.now().After(f.hostCertEnd.Add(-hostCertTTL / 2))
@@ -252,11 +301,11 @@ func (f *front) serve(ctx context.Context) error {
 	return err
 }
 
-// shutdown stops accepting and waits for the session handlers to record
+// Shutdown stops accepting and waits for the session handlers to record
 // their end (the lifecycle has ended their sessions), then closes every
 // connection, held by its client or not. If ctx is done first, the
 // connections are closed then, which hangs the sessions' commands up.
-func (f *front) shutdown(ctx context.Context) error {
+func (f *Front) Shutdown(ctx context.Context) error {
 	// No session handler starts from here on, so the wait below ends.
 	f.closeMu.Lock()
 	f.closing = true
@@ -304,7 +353,7 @@ func (f *front) shutdown(ctx context.Context) error {
 
 // renewHostCert certifies the host key for the host names with the host
 // CA, for hostCertTTL, and presents it from the next connection on.
-func (f *front) renewHostCert() error {
+func (f *Front) renewHostCert() error {
 	now := f.now()
 	var serial [8]byte
 	if _, err := rand.Read(serial[:]); err != nil {
@@ -380,7 +429,7 @@ func loadHostKey(path string, generate func() (crypto.PrivateKey, error)) (ssh.S
 // serverConfig is x/crypto's configuration for one connection: modern
 // algorithms only, public keys only, the real authorization decision on
 // the key the client proved it holds.
-func (f *front) serverConfig(ctx gl.Context) *ssh.ServerConfig {
+func (f *Front) serverConfig(ctx gl.Context) *ssh.ServerConfig {
 	algos := algorithms(f.opts.Config.FIPS)
 	return &ssh.ServerConfig{
 		Config:                  algos.config(),
@@ -392,7 +441,7 @@ func (f *front) serverConfig(ctx gl.Context) *ssh.ServerConfig {
 			pa.prove()
 			perms, err := f.authorize(conn, key, pa)
 			if err == nil {
-				f.metrics.authAccepted()
+				f.metrics.AuthAccepted()
 				pa.accepted()
 			}
 			return perms, err
@@ -418,7 +467,7 @@ func (r *refusal) Error() string {
 // does, once the client has proved it holds the key. Each distinct key is
 // one of the connection's max_auth_tries; past them, the connection is
 // closed. Refusals are the connection's pre-auth accounting's to journal.
-func (f *front) precheck(ctx gl.Context, key gl.PublicKey) bool {
+func (f *Front) precheck(ctx gl.Context, key gl.PublicKey) bool {
 	pa := preAuthOf(ctx)
 	if !pa.offer(ctx.User(), key, f.opts.Config.MaxAuthTries) {
 		return false
@@ -433,7 +482,7 @@ func (f *front) precheck(ctx gl.Context, key gl.PublicKey) bool {
 
 // offerRefusal says why a key merely offered is not worth proving: it is
 // not a certificate from a trusted user CA key. Nil means it may be.
-func (f *front) offerRefusal(key ssh.PublicKey) *refusal {
+func (f *Front) offerRefusal(key ssh.PublicKey) *refusal {
 	cert, ok := key.(*ssh.Certificate)
 	switch {
 	case !ok:
@@ -465,7 +514,7 @@ func signedBy(cert *ssh.Certificate) bool {
 
 // refuseForward refuses a remote port forwarding request (ssh -R), and
 // journals it.
-func (f *front) refuseForward(ctx gl.Context, _ *gl.Server, req *ssh.Request) (bool, []byte) {
+func (f *Front) refuseForward(ctx gl.Context, _ *gl.Server, req *ssh.Request) (bool, []byte) {
 	var info *authInfo
 	if sc, ok := ctx.Value(gl.ContextKeyConn).(*ssh.ServerConn); ok && sc.Permissions != nil {
 		info, _ = sc.Permissions.ExtraData[authInfoKey{}].(*authInfo)
@@ -482,10 +531,10 @@ type authInfo struct {
 	// target is where the connection's sessions run; its Name is "" for
 	// the outer connection of ssh -J (user name LOGIN alone), which may
 	// open direct-tcpip channels to targets and nothing else.
-	target TargetConfig
+	target Target
 	// targets are the targets in force when the connection authenticated:
 	// its sessions keep them (and their upstreams) across a reload.
-	targets  *targetSet
+	targets  *TargetSet
 	identity string
 	// who is the identity as policy sees it: the provider, subject and
 	// token claims the certificate was issued on.
@@ -513,7 +562,7 @@ type authInfoKey struct{}
 // configured target, naming the requested login as a principal.
 //
 // A refusal goes to the connection's pre-auth accounting, pa.
-func (f *front) authorize(conn ssh.ConnMetadata, key ssh.PublicKey, pa *preAuth) (*ssh.Permissions, error) {
+func (f *Front) authorize(conn ssh.ConnMetadata, key ssh.PublicKey, pa *preAuth) (*ssh.Permissions, error) {
 	info, r := f.check(conn, key)
 	if r != nil {
 		pa.refuse(key, r, true)
@@ -529,24 +578,24 @@ func (f *front) authorize(conn ssh.ConnMetadata, key ssh.PublicKey, pa *preAuth)
 
 // check is checkAs for the user name of a connection to the bastion:
 // LOGIN@TARGET, or LOGIN alone for the outer connection of ssh -J.
-func (f *front) check(conn ssh.ConnMetadata, key ssh.PublicKey) (*authInfo, *refusal) {
+func (f *Front) check(conn ssh.ConnMetadata, key ssh.PublicKey) (*authInfo, *refusal) {
 	return f.checkAs(conn, key, f.targets.Load(), f.resolveUser)
 }
 
 // resolveUser reads a user name: LOGIN@TARGET for a configured target,
 // or LOGIN alone (no '@'), which routes nowhere but lets the connection
 // jump (ssh -J) to targets.
-func (f *front) resolveUser(set *targetSet, user string) (login string, t TargetConfig, route string, r *refusal) {
+func (f *Front) resolveUser(set *TargetSet, user string) (login string, t Target, route string, r *refusal) {
 	if !strings.Contains(user, "@") {
-		return user, TargetConfig{}, "", nil
+		return user, Target{}, "", nil
 	}
 	login, target, ok := splitUser(user)
 	if !ok {
-		return "", TargetConfig{}, "", &refusal{reason: ReasonNoTarget, detail: "the user name is not LOGIN@TARGET"}
+		return "", Target{}, "", &refusal{reason: ReasonNoTarget, detail: "the user name is not LOGIN@TARGET"}
 	}
 	t, ok = set.byName[target]
 	if !ok {
-		return "", TargetConfig{}, "", &refusal{reason: ReasonUnknownTarget, detail: target}
+		return "", Target{}, "", &refusal{reason: ReasonUnknownTarget, detail: target}
 	}
 	return login, t, RouteUser, nil
 }
@@ -554,7 +603,7 @@ func (f *front) resolveUser(set *targetSet, user string) (login string, t Target
 // checkAs checks a certificate: every check but the user name's, which
 // resolve turns into the login (a principal the certificate must name),
 // the target (in set, the targets in force) and the route.
-func (f *front) checkAs(conn ssh.ConnMetadata, key ssh.PublicKey, set *targetSet, resolve func(set *targetSet, user string) (login string, t TargetConfig, route string, r *refusal)) (*authInfo, *refusal) {
+func (f *Front) checkAs(conn ssh.ConnMetadata, key ssh.PublicKey, set *TargetSet, resolve func(set *TargetSet, user string) (login string, t Target, route string, r *refusal)) (*authInfo, *refusal) {
 	now := f.now()
 	cert, ok := key.(*ssh.Certificate)
 	if !ok {
@@ -674,7 +723,7 @@ func addrString(a net.Addr) string {
 
 // refusedWith journals a refused authentication (and logs it), with extra
 // attributes for the journal event.
-func (f *front) refusedWith(user string, remote net.Addr, key ssh.PublicKey, r *refusal, extra recorder.Attrs) {
+func (f *Front) refusedWith(user string, remote net.Addr, key ssh.PublicKey, r *refusal, extra recorder.Attrs) {
 	attrs := recorder.Attrs{
 		"reason": r.reason,
 		"user":   user,
@@ -696,7 +745,7 @@ func (f *front) refusedWith(user string, remote net.Addr, key ssh.PublicKey, r *
 	} else if key != nil {
 		attrs["key.sha256"] = ssh.FingerprintSHA256(key)
 	}
-	f.metrics.authRefused(r.reason)
+	f.metrics.AuthRefused(r.reason)
 	f.textMasker().Fields(attrs, clientText...)
 	capClientText(attrs)
 	f.log.Info("ssh authentication refused", "reason", r.reason, "detail", attrs["detail"], "user", attrs["user"], "client", attrs["client"], "serial", attrs["serial"])
@@ -708,7 +757,7 @@ func (f *front) refusedWith(user string, remote net.Addr, key ssh.PublicKey, r *
 //
 // What the client chose (a user name, a destination, a command, details
 // that quote them) is masked first, with the policy's text_masking.
-func (f *front) journal(name string, attrs recorder.Attrs, what string) error {
+func (f *Front) journal(name string, attrs recorder.Attrs, what string) error {
 	f.textMasker().Fields(attrs, clientText...)
 	capClientText(attrs)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -825,7 +874,7 @@ type connLimiter struct {
 	net.Listener
 	max     int
 	journal func(attrs recorder.Attrs)
-	metrics *metrics
+	metrics Metrics
 	now     func() time.Time
 
 	// maxUnauth bounds the connections not yet authenticated; unauth
@@ -839,7 +888,7 @@ type connLimiter struct {
 	writes sync.WaitGroup
 }
 
-func newConnLimiter(ln net.Listener, max int, journal func(recorder.Attrs), m *metrics, now func() time.Time) *connLimiter {
+func newConnLimiter(ln net.Listener, max int, journal func(recorder.Attrs), m Metrics, now func() time.Time) *connLimiter {
 	if max <= 0 {
 		max = DefaultMaxConnsPerAddress
 	}
@@ -888,10 +937,9 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 		}
 		lc.elem = l.unauth.PushBack(lc)
 		l.mu.Unlock()
-		l.metrics.connsTotal.Inc()
-		l.metrics.connsOpen.Inc()
+		l.metrics.ConnOpened()
 		if evict != nil {
-			l.metrics.connsRefused.WithLabelValues(ConnEvicted).Inc()
+			l.metrics.ConnRefused(ConnEvicted)
 			evict.Close()
 		}
 		return lc, nil
@@ -938,7 +986,7 @@ func (c *limitedConn) authenticated() {
 // refuse counts a refused connection; the first one of an address in an
 // interval is journaled at once, within the budget.
 func (l *connLimiter) refuse(key netip.Prefix) {
-	l.metrics.connsRefused.WithLabelValues(ConnRefusedTooMany).Inc()
+	l.metrics.ConnRefused(ConnRefusedTooMany)
 	if !l.budget.take(key, nil) {
 		return
 	}
@@ -988,17 +1036,31 @@ func (c *limitedConn) Close() error {
 			c.elem = nil
 		}
 		c.l.mu.Unlock()
-		c.l.metrics.connsOpen.Dec()
+		c.l.metrics.ConnClosed()
 	})
 	return c.Conn.Close()
 }
 
 // journalConnRefused journals an ssh.connection_refused event.
-func (f *front) journalConnRefused(attrs recorder.Attrs) {
+func (f *Front) journalConnRefused(attrs recorder.Attrs) {
 	f.log.Warn("ssh connections refused: too many from one address", "client", attrs["client"], "refused", attrs["refused"], "limit", attrs["limit"])
 	if err := f.journal(EventConnRefused, attrs, "refused ssh connections"); err != nil {
-		f.metrics.journalEvents.WithLabelValues("failed").Inc()
+		f.metrics.JournalEvent(false)
 		return
 	}
-	f.metrics.journalEvents.WithLabelValues("committed").Inc()
+	f.metrics.JournalEvent(true)
+}
+
+// every calls fn every interval until ctx is done.
+func every(ctx context.Context, interval time.Duration, fn func()) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			fn()
+		}
+	}
 }

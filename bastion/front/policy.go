@@ -1,4 +1,4 @@
-package bastion
+package front
 
 import (
 	"fmt"
@@ -29,7 +29,7 @@ const (
 const EventPolicyDecision = events.PolicyDecision
 
 // currentPolicy is the policy in force: reloads swap it.
-func (f *front) currentPolicy() *policy.Policy {
+func (f *Front) currentPolicy() *policy.Policy {
 	if f.opts.Policy == nil {
 		return nil
 	}
@@ -37,7 +37,7 @@ func (f *front) currentPolicy() *policy.Policy {
 }
 
 // request is the policy question of info's connection asking action.
-func (f *front) request(info *authInfo, login, target string, action policy.Action) policy.SessionRequest {
+func (f *Front) request(info *authInfo, login, target string, action policy.Action) policy.SessionRequest {
 	now := f.now()
 	req := policy.SessionRequest{Identity: info.who, Target: target, Login: login, Time: now, Action: action}
 	if ap, err := netip.ParseAddrPort(info.client); err == nil {
@@ -50,20 +50,20 @@ func (f *front) request(info *authInfo, login, target string, action policy.Acti
 }
 
 // decide asks the policy in force; with none, everything is denied.
-func (f *front) decide(req policy.SessionRequest) (policy.Decision, string) {
+func (f *Front) decide(req policy.SessionRequest) (policy.Decision, string) {
 	p := f.currentPolicy()
 	if p == nil || req.Identity == nil {
-		f.metrics.decided(string(req.Action), false)
+		f.metrics.Decided(string(req.Action), false)
 		return policy.Decision{Rule: "default", Reason: "no policy is in force"}, ""
 	}
 	d := p.Session(req)
-	f.metrics.decided(string(req.Action), d.Allow)
+	f.metrics.Decided(string(req.Action), d.Allow)
 	return d, p.Hash()
 }
 
 // mayReach is the authentication-time question: may the connection's
 // identity reach target as login at all?
-func (f *front) mayReach(info *authInfo, login, target string) (policy.Decision, bool) {
+func (f *Front) mayReach(info *authInfo, login, target string) (policy.Decision, bool) {
 	d, _ := f.decide(f.request(info, login, target, policy.ActionConnect))
 	return d, d.Allow
 }
@@ -71,7 +71,7 @@ func (f *front) mayReach(info *authInfo, login, target string) (policy.Decision,
 // mayReachAny reports whether the identity may reach target as any of
 // the certificate's principals (ssh -J's channel, before the inner login
 // is known).
-func (f *front) mayReachAny(info *authInfo, target string) bool {
+func (f *Front) mayReachAny(info *authInfo, target string) bool {
 	for _, l := range info.cert.ValidPrincipals {
 		if _, ok := f.mayReach(info, l, target); ok {
 			return true

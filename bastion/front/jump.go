@@ -1,4 +1,4 @@
-package bastion
+package front
 
 import (
 	"context"
@@ -70,7 +70,7 @@ func authInfoOf(conn *ssh.ServerConn) *authInfo {
 // handleSessionOrJump serves a session channel, unless the connection is
 // the outer connection of ssh -J (user name LOGIN alone), which routes
 // nowhere: its session is refused, and journaled as a refused login.
-func (f *front) handleSessionOrJump(srv *gl.Server, conn *ssh.ServerConn, nc ssh.NewChannel, ctx gl.Context) {
+func (f *Front) handleSessionOrJump(srv *gl.Server, conn *ssh.ServerConn, nc ssh.NewChannel, ctx gl.Context) {
 	if info := authInfoOf(conn); info != nil && info.target.Name == "" {
 		f.refusedWith(conn.User(), conn.RemoteAddr(), info.cert, &refusal{reason: ReasonJumpOnly, detail: "a session needs a target: the user name is not LOGIN@TARGET"}, recorder.Attrs{"identity": info.identity})
 		nc.Reject(ssh.Prohibited, "bastion: Permission denied: name a target, as LOGIN@TARGET@bastion or ssh -J bastion LOGIN@TARGET")
@@ -86,7 +86,7 @@ func (f *front) handleSessionOrJump(srv *gl.Server, conn *ssh.ServerConn, nc ssh
 // certificate as the outer connection, and whose sessions run on the
 // target exactly as in the username form. Every other direct-tcpip
 // channel is refused, and journaled.
-func (f *front) handleJump(_ *gl.Server, conn *ssh.ServerConn, nc ssh.NewChannel, ctx gl.Context) {
+func (f *Front) handleJump(_ *gl.Server, conn *ssh.ServerConn, nc ssh.NewChannel, ctx gl.Context) {
 	outer := authInfoOf(conn)
 	if outer == nil {
 		nc.Reject(ssh.Prohibited, "bastion: not authenticated")
@@ -203,7 +203,7 @@ func (c innerContext) Value(key any) any           { return c.inner.Value(key) }
 // certificate, and the front door's certificate checks with the inner
 // user name as the login, the outer client's address for source-address,
 // and the outer connection's certificate (same serial) required.
-func (f *front) jumpConfig(ctx gl.Context, outerConn *ssh.ServerConn, outer *authInfo, set *targetSet, t TargetConfig, dest string, host ssh.Signer) *ssh.ServerConfig {
+func (f *Front) jumpConfig(ctx gl.Context, outerConn *ssh.ServerConn, outer *authInfo, set *TargetSet, t Target, dest string, host ssh.Signer) *ssh.ServerConfig {
 	cfg := f.serverConfig(ctx)
 	cfg.ServerVersion = "SSH-2.0-bastion-jump"
 	extra := func() recorder.Attrs {
@@ -219,7 +219,7 @@ func (f *front) jumpConfig(ctx gl.Context, outerConn *ssh.ServerConn, outer *aut
 		return &ssh.Permissions{}, nil
 	}
 	cfg.VerifiedPublicKeyCallback = func(conn ssh.ConnMetadata, key ssh.PublicKey, _ *ssh.Permissions, _ string) (*ssh.Permissions, error) {
-		info, r := f.checkAs(conn, key, set, func(_ *targetSet, user string) (string, TargetConfig, string, *refusal) {
+		info, r := f.checkAs(conn, key, set, func(_ *TargetSet, user string) (string, Target, string, *refusal) {
 			return user, t, RouteJump, nil
 		})
 		if r == nil && info.serial != outer.serial {
@@ -241,7 +241,7 @@ func (f *front) jumpConfig(ctx gl.Context, outerConn *ssh.ServerConn, outer *aut
 }
 
 // jumped journals an authenticated inner connection of ssh -J.
-func (f *front) jumped(info *authInfo, outerUser, dest string) {
+func (f *Front) jumped(info *authInfo, outerUser, dest string) {
 	attrs := info.addTo(recorder.Attrs{"login": info.login, "target": info.target.Name, "destination": dest, "outer.user": outerUser})
 	attrs["route"] = RouteJump
 	f.journal(EventJump, attrs, "an ssh -J connection")
@@ -253,7 +253,7 @@ const EventRequestRefused = events.RequestRefused
 
 // requestRefused journals (and logs) a refused request of the connection
 // that info authenticated.
-func (f *front) requestRefused(info *authInfo, user string, reqType, reason string) {
+func (f *Front) requestRefused(info *authInfo, user string, reqType, reason string) {
 	attrs := recorder.Attrs{"reason": reason, "request": reqType, "user": user}
 	if info != nil {
 		info.addTo(attrs)
@@ -265,7 +265,7 @@ func (f *front) requestRefused(info *authInfo, user string, reqType, reason stri
 
 // channelRefused journals (and logs) a refused channel of an
 // authenticated connection.
-func (f *front) channelRefused(conn *ssh.ServerConn, info *authInfo, channelType, dest, reason, detail string) {
+func (f *Front) channelRefused(conn *ssh.ServerConn, info *authInfo, channelType, dest, reason, detail string) {
 	attrs := recorder.Attrs{
 		"reason":  reason,
 		"channel": channelType,
@@ -300,7 +300,7 @@ type jumpHostCert struct {
 
 // signer returns the host certificate signer for target name, minting
 // one when there is none or less than half of its validity is left.
-func (j *jumpHostCerts) signer(f *front, name string) (ssh.Signer, error) {
+func (j *jumpHostCerts) signer(f *Front, name string) (ssh.Signer, error) {
 	now := f.now()
 	j.mu.Lock()
 	defer j.mu.Unlock()
