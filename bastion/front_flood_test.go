@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"fmt"
+	"github.com/bastionhq/bastion/recorder/events"
 	"net"
 	"slices"
 	"strconv"
@@ -89,8 +90,8 @@ func TestFrontFloodOneAddress(t *testing.T) {
 	t.Parallel()
 	fx := startFrontWith(t, "ops", strings.Replace(frontConfig, `host_names = ["bastion.example"]`, "host_names = [\"bastion.example\"]\n  max_connections_per_address = 100", 1))
 	keys := plainSigners(t, 12)
-	authBefore := len(fx.ts.events(t, front.EventAuthRefused))
-	connBefore := len(fx.ts.events(t, front.EventConnRefused))
+	authBefore := len(fx.ts.events(t, events.AuthRefused))
+	connBefore := len(fx.ts.events(t, events.ConnRefused))
 	var wg sync.WaitGroup
 	for range 40 {
 		wg.Go(func() {
@@ -101,27 +102,27 @@ func TestFrontFloodOneAddress(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	whole := fx.settled(t, front.EventAuthRefused, authBefore)
+	whole := fx.settled(t, events.AuthRefused, authBefore)
 	if len(whole) != authRefusedPerAddress {
 		t.Fatalf("%d events journaled whole, want the per-address budget %d", len(whole), authRefusedPerAddress)
 	}
 	for _, e := range whole {
-		if e["reason"] != front.ReasonTooManyKeys || e["keys"] != strconv.Itoa(front.DefaultMaxAuthTries) ||
+		if e["reason"] != events.ReasonTooManyKeys || e["keys"] != strconv.Itoa(front.DefaultMaxAuthTries) ||
 			e["reasons"] != "max_auth_tries:1,not_a_certificate:6" || e["ended"] != endLimit {
 			t.Fatalf("event %v: want max_auth_tries after exactly %d keys", e, front.DefaultMaxAuthTries)
 		}
 	}
 	fx.ts.front.FlushRefusals()
-	evs := fx.ts.events(t, front.EventAuthRefused)[authBefore:]
+	evs := fx.ts.events(t, events.AuthRefused)[authBefore:]
 	if len(evs) != authRefusedPerAddress+1 {
 		t.Fatalf("%d events after the summary, want %d", len(evs), authRefusedPerAddress+1)
 	}
 	sum := evs[len(evs)-1]
-	if sum["reason"] != front.ReasonSummary || sum["refused"] != strconv.Itoa(40-authRefusedPerAddress) ||
+	if sum["reason"] != events.ReasonSummary || sum["refused"] != strconv.Itoa(40-authRefusedPerAddress) ||
 		sum["reasons"] != fmt.Sprintf("max_auth_tries:%d,not_a_certificate:%d", 40-authRefusedPerAddress, 6*(40-authRefusedPerAddress)) || sum["client"] != "127.0.0.1" {
 		t.Fatalf("summary %v", sum)
 	}
-	if n := len(fx.ts.events(t, front.EventConnRefused)) - connBefore; n != 0 {
+	if n := len(fx.ts.events(t, events.ConnRefused)) - connBefore; n != 0 {
 		t.Fatalf("%d connection refusals", n)
 	}
 	fx.verify(t)
@@ -139,7 +140,7 @@ func TestFrontFloodAddresses(t *testing.T) {
 	}
 	fx := startFront(t)
 	keys := plainSigners(t, 2)
-	before := len(fx.ts.events(t, front.EventAuthRefused))
+	before := len(fx.ts.events(t, events.AuthRefused))
 	const perAddress = 40
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -160,7 +161,7 @@ func TestFrontFloodAddresses(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	whole := fx.settled(t, front.EventAuthRefused, before)
+	whole := fx.settled(t, events.AuthRefused, before)
 	if len(whole) > maxAuthRefusedEvents {
 		t.Fatalf("%d events journaled whole in the interval, more than the budget of %d", len(whole), maxAuthRefusedEvents)
 	}
@@ -175,7 +176,7 @@ func TestFrontFloodAddresses(t *testing.T) {
 		}
 	}
 	fx.ts.front.FlushRefusals()
-	evs := fx.ts.events(t, front.EventAuthRefused)[before:]
+	evs := fx.ts.events(t, events.AuthRefused)[before:]
 	if len(evs) > len(whole)+8 {
 		t.Fatalf("%d events with the summaries, want at most %d", len(evs), len(whole)+8)
 	}
@@ -311,19 +312,19 @@ func TestFrontForgedCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	before := len(fx.ts.events(t, front.EventAuthRefused))
+	before := len(fx.ts.events(t, events.AuthRefused))
 	for range 20 {
 		if c, err := fx.dialFrom("", "ops@box", signer); err == nil {
 			c.Close()
 			t.Fatal("logged in with a forged certificate")
 		}
 	}
-	evs := fx.settled(t, front.EventAuthRefused, before)
+	evs := fx.settled(t, events.AuthRefused, before)
 	if len(evs) != authRefusedPerAddress {
 		t.Fatalf("%d events, want the per-address budget %d", len(evs), authRefusedPerAddress)
 	}
 	for _, e := range evs {
-		if e["reason"] != front.ReasonUntrustedCA || !strings.Contains(e["detail"], "signature") {
+		if e["reason"] != events.ReasonUntrustedCA || !strings.Contains(e["detail"], "signature") {
 			t.Fatalf("event %v", e)
 		}
 	}
@@ -334,13 +335,13 @@ func TestFrontForgedCertificate(t *testing.T) {
 func TestFrontLongUserName(t *testing.T) {
 	t.Parallel()
 	fx := startFront(t)
-	before := len(fx.ts.events(t, front.EventAuthRefused))
+	before := len(fx.ts.events(t, events.AuthRefused))
 	name := strings.Repeat("a", 200000) + "@box"
 	if c, err := fx.dialFrom("", name, plainSigners(t, 1)...); err == nil {
 		c.Close()
 		t.Fatal("logged in with a plain key")
 	}
-	evs := fx.settled(t, front.EventAuthRefused, before)
+	evs := fx.settled(t, events.AuthRefused, before)
 	if len(evs) != 1 {
 		t.Fatalf("%d events, want 1", len(evs))
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/bastionhq/bastion/recorder/events"
 	"net"
 	"os"
 	"path/filepath"
@@ -78,7 +79,7 @@ func TestFrontJumpExec(t *testing.T) {
 	if s.output() != "hi\n" || s.end["exit-status"] != "42" {
 		t.Errorf("recorded output %q, end %v", s.output(), s.end)
 	}
-	jumps := fx.ts.events(t, front.EventJump)
+	jumps := fx.ts.events(t, events.Jump)
 	if len(jumps) != 1 {
 		t.Fatalf("%d jump events: %v", len(jumps), jumps)
 	}
@@ -146,16 +147,16 @@ func TestFrontJumpRefused(t *testing.T) {
 	t.Parallel()
 	fx := startFront(t)
 	for _, tc := range []struct{ name, dest, reason, destination string }{
-		{"unknown target", "ops@nowhere", front.ReasonNotTargetName, "nowhere:22"},
-		{"address", "ops@127.0.0.1", front.ReasonNotTargetName, "127.0.0.1:22"},
+		{"unknown target", "ops@nowhere", events.ReasonNotTargetName, "nowhere:22"},
+		{"address", "ops@127.0.0.1", events.ReasonNotTargetName, "127.0.0.1:22"},
 	} {
 		t.Run(strings.ReplaceAll(tc.name, " ", "_"), func(t *testing.T) {
-			before := len(fx.ts.events(t, front.EventChannelRefused))
+			before := len(fx.ts.events(t, events.ChannelRefused))
 			out, errOut, code := fx.jumpIO(t, fx.key, "ops", tc.dest, "echo in", nil)
 			if code != 255 || len(out) != 0 || !strings.Contains(string(errOut), "administratively prohibited: bastion: port forwarding is not allowed") {
 				t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
 			}
-			evs := fx.ts.events(t, front.EventChannelRefused)[before:]
+			evs := fx.ts.events(t, events.ChannelRefused)[before:]
 			if len(evs) != 1 || evs[0]["reason"] != tc.reason || evs[0]["destination"] != tc.destination || evs[0]["channel"] != "direct-tcpip" ||
 				evs[0]["identity"] != "agent-1@corp" || evs[0]["serial"] != fmt.Sprint(fx.serial) || !strings.HasPrefix(evs[0]["client"], "127.0.0.1:") {
 				t.Fatalf("journaled %v", evs)
@@ -163,24 +164,24 @@ func TestFrontJumpRefused(t *testing.T) {
 		})
 	}
 	t.Run("inner_principal", func(t *testing.T) {
-		before := len(fx.ts.events(t, front.EventAuthRefused))
+		before := len(fx.ts.events(t, events.AuthRefused))
 		out, errOut, code := fx.jumpIO(t, fx.key, "ops", "deploy@box", "echo in", nil)
 		if code != 255 || len(out) != 0 || !strings.Contains(string(errOut), "Permission denied") {
 			t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
 		}
 		var found bool
-		for _, e := range fx.ts.events(t, front.EventAuthRefused)[before:] {
-			found = found || e["reason"] == front.ReasonPrincipal && e["route"] == front.RouteJump && e["user"] == "deploy" && e["target"] == "box" &&
+		for _, e := range fx.ts.events(t, events.AuthRefused)[before:] {
+			found = found || e["reason"] == events.ReasonPrincipal && e["route"] == front.RouteJump && e["user"] == "deploy" && e["target"] == "box" &&
 				e["outer.user"] == "ops" && strings.HasPrefix(e["client"], "127.0.0.1:")
 		}
 		if !found {
-			t.Fatalf("no jump refusal journaled: %v", fx.ts.events(t, front.EventAuthRefused)[before:])
+			t.Fatalf("no jump refusal journaled: %v", fx.ts.events(t, events.AuthRefused)[before:])
 		}
 	})
 	if ss := fx.sessions(t); len(ss) != 0 {
 		t.Fatalf("refused jumps started %d sessions", len(ss))
 	}
-	if n := len(fx.ts.events(t, front.EventJump)); n != 0 {
+	if n := len(fx.ts.events(t, events.Jump)); n != 0 {
 		t.Fatalf("%d jumps journaled", n)
 	}
 	fx.verify(t)
@@ -196,11 +197,11 @@ func TestFrontJumpHostOnly(t *testing.T) {
 		t.Fatalf("exit %d, output %q", code, out)
 	}
 	var found bool
-	for _, e := range fx.ts.events(t, front.EventAuthRefused) {
-		found = found || e["reason"] == front.ReasonNoTarget && e["identity"] == "agent-1@corp" && e["serial"] == fmt.Sprint(fx.serial)
+	for _, e := range fx.ts.events(t, events.AuthRefused) {
+		found = found || e["reason"] == events.ReasonNoTarget && e["identity"] == "agent-1@corp" && e["serial"] == fmt.Sprint(fx.serial)
 	}
 	if !found {
-		t.Fatalf("no %s refusal journaled: %v", front.ReasonNoTarget, fx.ts.events(t, front.EventAuthRefused))
+		t.Fatalf("no %s refusal journaled: %v", events.ReasonNoTarget, fx.ts.events(t, events.AuthRefused))
 	}
 	if ss := fx.sessions(t); len(ss) != 0 {
 		t.Fatalf("%d sessions", len(ss))
@@ -245,12 +246,12 @@ func TestFrontJumpOtherCertificate(t *testing.T) {
 		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 	var found bool
-	for _, e := range ts.events(t, front.EventAuthRefused) {
-		found = found || e["reason"] == front.ReasonJumpCertificate && e["route"] == front.RouteJump && e["serial"] == fmt.Sprint(innerSerial) &&
+	for _, e := range ts.events(t, events.AuthRefused) {
+		found = found || e["reason"] == events.ReasonJumpCertificate && e["route"] == front.RouteJump && e["serial"] == fmt.Sprint(innerSerial) &&
 			e["outer.serial"] == fmt.Sprint(outerSerial)
 	}
 	if !found {
-		t.Fatalf("no %s refusal journaled: %v", front.ReasonJumpCertificate, ts.events(t, front.EventAuthRefused))
+		t.Fatalf("no %s refusal journaled: %v", events.ReasonJumpCertificate, ts.events(t, events.AuthRefused))
 	}
 	// The same configuration with the outer key on both hops works.
 	hosts = fmt.Sprintf("Host *\n  IdentityFile %s\n  CertificateFile %[1]s-cert.pub\n", outerKey)

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"github.com/bastionhq/bastion/recorder/events"
 	"net"
 	"os"
 	"os/exec"
@@ -183,7 +184,7 @@ func TestFrontSessionKill(t *testing.T) {
 	}
 	fx.waitLive(t, 0)
 	rs := fx.recorded(t, live[0].ID)
-	if rs.end["reason"] != front.EndKilled || rs.end["kill-reason"] != "runaway job, card ************1111" || rs.end["masked"] != "kill-reason:card:1" ||
+	if rs.end["reason"] != events.EndKilled || rs.end["kill-reason"] != "runaway job, card ************1111" || rs.end["masked"] != "kill-reason:card:1" ||
 		!strings.HasPrefix(rs.end["killed-by"], "oncall@corp (token; uid "+strconv.Itoa(os.Getuid())+" ") || rs.end["operator"] != "oncall@corp" ||
 		rs.end["operator.verified"] != VerifiedToken || rs.end["operator.issuer"] != m.Issuer() || rs.end["operator.uid"] != strconv.Itoa(os.Getuid()) ||
 		rs.end["operator.pid"] != strconv.Itoa(os.Getpid()) || rs.end["operator.user"] == "" {
@@ -216,7 +217,7 @@ func TestFrontSessionRevoked(t *testing.T) {
 		if l.Serial != fx.serial {
 			continue
 		}
-		if rs := fx.recorded(t, l.ID); rs.end["reason"] != front.EndRevoked || rs.end["revocation.leaf"] == "" {
+		if rs := fx.recorded(t, l.ID); rs.end["reason"] != events.EndRevoked || rs.end["revocation.leaf"] == "" {
 			t.Fatalf("end leaf: %v", rs.end)
 		}
 	}
@@ -254,7 +255,7 @@ func TestFrontSessionExpired(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q", code, c.stderr.String())
 	}
 	fx.waitLive(t, 0)
-	if rs := fx.recorded(t, live[0].ID); rs.end["reason"] != front.EndExpired || rs.end["certificate.valid-before"] == "" {
+	if rs := fx.recorded(t, live[0].ID); rs.end["reason"] != events.EndExpired || rs.end["certificate.valid-before"] == "" {
 		t.Fatalf("end leaf: %v", rs.end)
 	}
 	fx.verify(t)
@@ -287,7 +288,7 @@ func TestFrontSessionLimits(t *testing.T) {
 	for _, s := range fx.sessions(t) {
 		reasons[s.end["reason"]]++
 	}
-	if reasons[front.EndIdle] != 1 || reasons[front.EndMaxDuration] != 1 || reasons["exited"] != 1 {
+	if reasons[events.EndIdle] != 1 || reasons[events.EndMaxDuration] != 1 || reasons["exited"] != 1 {
 		t.Fatalf("end reasons: %v", reasons)
 	}
 	fx.verify(t)
@@ -309,7 +310,7 @@ func TestFrontShutdown(t *testing.T) {
 		}
 	}
 	for _, l := range live {
-		if rs := fx.recorded(t, l.ID); rs.end["reason"] != front.EndShutdown {
+		if rs := fx.recorded(t, l.ID); rs.end["reason"] != events.EndShutdown {
 			t.Fatalf("end leaf of %s: %v", l.ID, rs.end)
 		}
 	}
@@ -429,7 +430,7 @@ func TestFrontShutdownPrompt(t *testing.T) {
 		t.Fatalf("shutdown took %v with a client holding its connection (bound %v)", took, shutdownTimeout)
 	}
 	t.Logf("shutdown took %v", took)
-	if rs := fx.recorded(t, live[0].ID); rs.end["reason"] != front.EndShutdown {
+	if rs := fx.recorded(t, live[0].ID); rs.end["reason"] != events.EndShutdown {
 		t.Fatalf("end leaf: %v", rs.end)
 	}
 	if code := held.wait(t); code != 255 {

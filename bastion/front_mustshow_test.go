@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"github.com/bastionhq/bastion/recorder/events"
 	"io"
 	"net"
 	"os"
@@ -184,7 +185,7 @@ func TestFrontMustShowAgentForwarding(t *testing.T) {
 			}
 			// The refusal is journaled.
 			var evs int
-			for _, e := range ux.ts.events(t, front.EventRequestRefused) {
+			for _, e := range ux.ts.events(t, events.RequestRefused) {
 				if e["reason"] == "agent_forwarding_refused" && e["request"] == "auth-agent-req@openssh.com" && e["identity"] != "" {
 					evs++
 				}
@@ -245,7 +246,7 @@ func TestFrontMustShowUnprovedKey(t *testing.T) {
 	}
 	for _, mode := range []string{"fail", "other-key"} {
 		t.Run(mode, func(t *testing.T) {
-			before := len(fx.ts.events(t, front.EventAuthRefused))
+			before := len(fx.ts.events(t, events.AuthRefused))
 			s := &unprovedSigner{Signer: certSigner, mode: mode, other: other}
 			c, err := dial(s)
 			if err == nil {
@@ -262,12 +263,12 @@ func TestFrontMustShowUnprovedKey(t *testing.T) {
 			// the server sees a moment after the client gave up.
 			var evs []recorder.Attrs
 			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-				evs = fx.ts.events(t, front.EventAuthRefused)[before:]
+				evs = fx.ts.events(t, events.AuthRefused)[before:]
 				if len(evs) > 0 || time.Now().After(deadline) {
 					break
 				}
 			}
-			if len(evs) != 1 || evs[0]["reason"] != front.ReasonKeyNotProved || evs[0]["user"] != "ops@box" || evs[0]["key.sha256"] == "" {
+			if len(evs) != 1 || evs[0]["reason"] != events.ReasonKeyNotProved || evs[0]["user"] != "ops@box" || evs[0]["key.sha256"] == "" {
 				t.Fatalf("client error: %v; refusals journaled: %d %v", err, len(evs), evs)
 			}
 		})
@@ -305,8 +306,8 @@ func TestFrontMustShowPortForwarding(t *testing.T) {
 	fx := startFront(t)
 	want := func(t *testing.T, before int, dest string) {
 		t.Helper()
-		evs := fx.ts.events(t, front.EventChannelRefused)[before:]
-		if len(evs) != 1 || evs[0]["reason"] != front.ReasonForwardCommandTarget || evs[0]["destination"] != dest || evs[0]["channel"] != "direct-tcpip" ||
+		evs := fx.ts.events(t, events.ChannelRefused)[before:]
+		if len(evs) != 1 || evs[0]["reason"] != events.ReasonForwardCommandTarget || evs[0]["destination"] != dest || evs[0]["channel"] != "direct-tcpip" ||
 			evs[0]["identity"] != "agent-1@corp" || evs[0]["serial"] != fmt.Sprint(fx.serial) || evs[0]["user"] != "ops@box" ||
 			evs[0]["route"] != front.RouteUser || !strings.HasPrefix(evs[0]["client"], "127.0.0.1:") {
 			t.Fatalf("journaled %v", evs)
@@ -314,7 +315,7 @@ func TestFrontMustShowPortForwarding(t *testing.T) {
 	}
 
 	t.Run("W", func(t *testing.T) {
-		before := len(fx.ts.events(t, front.EventChannelRefused))
+		before := len(fx.ts.events(t, events.ChannelRefused))
 		_, errOut, code := fx.sshIO(t, "ops@box", "", nil, "-W", "127.0.0.1:9")
 		if code == 0 || !strings.Contains(string(errOut), "administratively prohibited: "+forwardToCommand) {
 			t.Fatalf("exit %d, stderr %q", code, errOut)
@@ -323,7 +324,7 @@ func TestFrontMustShowPortForwarding(t *testing.T) {
 	})
 
 	t.Run("L", func(t *testing.T) {
-		before := len(fx.ts.events(t, front.EventChannelRefused))
+		before := len(fx.ts.events(t, events.ChannelRefused))
 		dir, err := os.MkdirTemp("", "fwd")
 		if err != nil {
 			t.Fatal(err)
@@ -372,12 +373,12 @@ func TestFrontMustShowPortForwarding(t *testing.T) {
 	})
 
 	t.Run("R", func(t *testing.T) {
-		before := len(fx.ts.events(t, front.EventRequestRefused))
+		before := len(fx.ts.events(t, events.RequestRefused))
 		out, errOut, code := fx.sshIO(t, "ops@box", "echo session-ran", nil, "-R", "127.0.0.1:40000:127.0.0.1:9")
 		if code != 0 || string(out) != "session-ran\n" || !strings.Contains(string(errOut), "remote port forwarding failed") {
 			t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
 		}
-		evs := fx.ts.events(t, front.EventRequestRefused)[before:]
+		evs := fx.ts.events(t, events.RequestRefused)[before:]
 		if len(evs) != 1 || evs[0]["reason"] != "remote_forwarding_refused" || evs[0]["request"] != "tcpip-forward" || evs[0]["identity"] == "" {
 			t.Fatalf("-R refusal journaled as %v", evs)
 		}

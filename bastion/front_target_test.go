@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"github.com/bastionhq/bastion/recorder/events"
 	"os"
 	"os/exec"
 	"os/user"
@@ -195,8 +196,8 @@ target "words" {
 	if a := ss[0].attrs; a["exec-mode"] != front.ExecArgs || a["argv"] != `["printf" "%s\n" "a" "b c"]` || a["command"] != `a "b c"` || a["run-as"] != "bastion" {
 		t.Fatalf("attributes: %v", a)
 	}
-	evs := fx.ts.events(t, front.EventRequestRefused)
-	if len(evs) != 1 || evs[0]["reason"] != front.ReasonExecNotSplit || evs[0]["command"] != "a | tee /tmp/x" || evs[0]["exec-mode"] != front.ExecArgs || evs[0]["identity"] != "agent-1@corp" {
+	evs := fx.ts.events(t, events.RequestRefused)
+	if len(evs) != 1 || evs[0]["reason"] != events.ReasonExecNotSplit || evs[0]["command"] != "a | tee /tmp/x" || evs[0]["exec-mode"] != front.ExecArgs || evs[0]["identity"] != "agent-1@corp" {
 		t.Fatalf("refusals: %v", evs)
 	}
 	fx.verify(t)
@@ -232,8 +233,8 @@ target "console" {
 	if _, ok := ss[0].attrs["exec-mode"]; ok {
 		t.Errorf("a shell session has an exec-mode: %v", ss[0].attrs)
 	}
-	evs := fx.ts.events(t, front.EventRequestRefused)
-	if len(evs) != 1 || evs[0]["reason"] != front.ReasonExecRefused || evs[0]["command"] != "echo hi" || evs[0]["target"] != "console" || evs[0]["serial"] != fmt.Sprint(fx.serial) {
+	evs := fx.ts.events(t, events.RequestRefused)
+	if len(evs) != 1 || evs[0]["reason"] != events.ReasonExecRefused || evs[0]["command"] != "echo hi" || evs[0]["target"] != "console" || evs[0]["serial"] != fmt.Sprint(fx.serial) {
 		t.Fatalf("refusals: %v", evs)
 	}
 	fx.verify(t)

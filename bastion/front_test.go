@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"github.com/bastionhq/bastion/recorder/events"
 	"net"
 	"os"
 	"os/exec"
@@ -259,15 +260,15 @@ func TestFrontRefusals(t *testing.T) {
 		name, key, user, reason string
 		revoke                  bool
 	}{
-		{"wrong principal", fx.key, "deploy@box", front.ReasonPrincipal, false},
-		{"unknown target", fx.key, "ops@nowhere", front.ReasonUnknownTarget, false},
-		{"no target", fx.key, "ops", front.ReasonNoTarget, false},
-		{"plain key", plain, "ops@box", front.ReasonNotCertificate, false},
-		{"expired", expired, "ops@box", front.ReasonExpired, false},
-		{"source address", pinned, "ops@box", front.ReasonSourceAddress, false},
-		{"unknown critical option", forced, "ops@box", front.ReasonCriticalOption, false},
-		{"not issued by the bastion", unissued, "ops@box", front.ReasonUnknownSerial, false},
-		{"revoked", fx.key, "ops@box", front.ReasonRevoked, true},
+		{"wrong principal", fx.key, "deploy@box", events.ReasonPrincipal, false},
+		{"unknown target", fx.key, "ops@nowhere", events.ReasonUnknownTarget, false},
+		{"no target", fx.key, "ops", events.ReasonNoTarget, false},
+		{"plain key", plain, "ops@box", events.ReasonNotCertificate, false},
+		{"expired", expired, "ops@box", events.ReasonExpired, false},
+		{"source address", pinned, "ops@box", events.ReasonSourceAddress, false},
+		{"unknown critical option", forced, "ops@box", events.ReasonCriticalOption, false},
+		{"not issued by the bastion", unissued, "ops@box", events.ReasonUnknownSerial, false},
+		{"revoked", fx.key, "ops@box", events.ReasonRevoked, true},
 	} {
 		t.Run(strings.ReplaceAll(tc.name, " ", "_"), func(t *testing.T) {
 			if tc.revoke {
@@ -275,7 +276,7 @@ func TestFrontRefusals(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			before := len(fx.ts.events(t, front.EventAuthRefused))
+			before := len(fx.ts.events(t, events.AuthRefused))
 			out, code := fx.ssh(t, tc.key, tc.user, "echo in")
 			if code != 255 || strings.Contains(out, "in\n") || !strings.Contains(out, "Permission denied") {
 				t.Fatalf("exit %d, output %q", code, out)
@@ -285,7 +286,7 @@ func TestFrontRefusals(t *testing.T) {
 			var evs []recorder.Attrs
 			var found bool
 			for deadline := time.Now().Add(10 * time.Second); !found && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-				evs = fx.ts.events(t, front.EventAuthRefused)[before:]
+				evs = fx.ts.events(t, events.AuthRefused)[before:]
 				for _, e := range evs {
 					if e["reason"] == tc.reason && e["user"] == tc.user && strings.HasPrefix(e["client"], "127.0.0.1:") && e["key.sha256"] != "" {
 						found = true

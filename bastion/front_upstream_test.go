@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/bastionhq/bastion/recorder/events"
 	"io"
 	"net"
 	"os"
@@ -511,13 +512,13 @@ func TestFrontUpstreamForward(t *testing.T) {
 		t.Fatalf("recorded %d bytes in and %d out, want %d each", len(in), len(o), len(payload))
 	}
 
-	before := len(ux.ts.events(t, front.EventChannelRefused))
+	before := len(ux.ts.events(t, events.ChannelRefused))
 	_, errOut, code = ux.sshIO(t, ux.login+"@db1", "", nil, "-W", "192.0.2.1:22")
 	if code == 0 || !strings.Contains(string(errOut), "policy denies a port forward to 192.0.2.1:22") {
 		t.Fatalf("denied forward: exit %d, stderr %q", code, errOut)
 	}
-	evs := ux.ts.events(t, front.EventChannelRefused)[before:]
-	if len(evs) != 1 || evs[0]["reason"] != front.ReasonPolicyDenied || evs[0]["destination"] != "192.0.2.1:22" || !strings.Contains(evs[0]["detail"], "rule") {
+	evs := ux.ts.events(t, events.ChannelRefused)[before:]
+	if len(evs) != 1 || evs[0]["reason"] != events.ReasonPolicyDenied || evs[0]["destination"] != "192.0.2.1:22" || !strings.Contains(evs[0]["detail"], "rule") {
 		t.Fatalf("journaled %v", evs)
 	}
 	ux.verify(t)

@@ -3,6 +3,7 @@ package bastion
 import (
 	"bytes"
 	"encoding/json"
+	"github.com/bastionhq/bastion/recorder/events"
 	"net/http"
 	"regexp"
 
@@ -101,7 +102,7 @@ func newMetrics(liveSessions func() float64) *metrics {
 		m.sessions, m.sessionEnds, m.bytes, m.decisions, m.reloads, m.transportRefusals,
 		m.commitSeconds, m.alarms, m.alarmsRaised,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	m.connsRefused.WithLabelValues(front.ConnRefusedTooMany)
+	m.connsRefused.WithLabelValues(events.ReasonTooManyConnections)
 	m.connsRefused.WithLabelValues(front.ConnEvicted)
 	m.auths.WithLabelValues("accepted", "")
 	m.certificates.WithLabelValues("issued", "")

@@ -1,6 +1,7 @@
 package bastion
 
 import (
+	"github.com/bastionhq/bastion/recorder/events"
 	"io"
 	"net"
 	"net/http"
@@ -79,20 +80,20 @@ func TestFrontConnLimit(t *testing.T) {
 		t.Errorf("metrics:\n%s", body)
 	}
 	ts.stop(t)
-	events := ts.events(t, front.EventConnRefused)
-	if len(events) == 0 || len(events) > 3 {
-		t.Fatalf("%d events: %v", len(events), events)
+	evs := ts.events(t, events.ConnRefused)
+	if len(evs) == 0 || len(evs) > 3 {
+		t.Fatalf("%d events: %v", len(evs), evs)
 	}
 	total := 0
-	for _, e := range events {
-		if e["client"] != "127.0.0.1" || e["reason"] != front.ConnRefusedTooMany || e["limit"] != "2" {
+	for _, e := range evs {
+		if e["client"] != "127.0.0.1" || e["reason"] != events.ReasonTooManyConnections || e["limit"] != "2" {
 			t.Errorf("event %v", e)
 		}
 		n, _ := strconv.Atoi(e["refused"])
 		total += n
 	}
-	if events[0]["refused"] != "1" || total < refused {
-		t.Errorf("events %v: %d refused, want at least %d", events, total, refused)
+	if evs[0]["refused"] != "1" || total < refused {
+		t.Errorf("events %v: %d refused, want at least %d", evs, total, refused)
 	}
 }
 

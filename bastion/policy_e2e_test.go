@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/bastionhq/bastion/recorder/events"
 	"net"
 	"os"
 	"path/filepath"
@@ -15,7 +16,6 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/oauth2-proxy/mockoidc"
 
-	"github.com/bastionhq/bastion/bastion/front"
 	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/certauth/apiclient"
 	"github.com/bastionhq/bastion/policy/grants"
@@ -140,8 +140,8 @@ func TestPolicyGrantEndToEnd(t *testing.T) {
 		t.Fatalf("db1 without a grant: exit %d %q; unknown target: exit %d %q", code, out, unknownCode, unknown)
 	}
 	var why []string
-	for _, r := range ts.events(t, front.EventAuthRefused) {
-		if r["user"] == login+"@db1" && r["reason"] == front.ReasonNotPermitted {
+	for _, r := range ts.events(t, events.AuthRefused) {
+		if r["user"] == login+"@db1" && r["reason"] == events.ReasonNotPermitted {
 			why = append(why, r["detail"])
 		}
 	}
@@ -184,13 +184,13 @@ func TestPolicyGrantEndToEnd(t *testing.T) {
 
 	// 5. Denied commands never reach the target.
 	for _, cmd := range []string{"rm -rf /", "psql service=prod -c 'DROP TABLE accounts'", "touch " + filepath.Join(dir, "denied-marker")} {
-		before := len(ts.events(t, front.EventRequestRefused))
+		before := len(ts.events(t, events.RequestRefused))
 		out, code := fx.ssh(t, key, login+"@db1", cmd)
 		if code != 1 || !strings.Contains(out, "bastion: policy denies the command") || !strings.Contains(out, "role:agents-prod") {
 			t.Fatalf("%q: exit %d, %q", cmd, code, out)
 		}
-		evs := ts.events(t, front.EventRequestRefused)[before:]
-		if len(evs) != 1 || evs[0]["reason"] != front.ReasonPolicyDenied || evs[0]["command"] != cmd || evs[0]["policy.hash"] == "" {
+		evs := ts.events(t, events.RequestRefused)[before:]
+		if len(evs) != 1 || evs[0]["reason"] != events.ReasonPolicyDenied || evs[0]["command"] != cmd || evs[0]["policy.hash"] == "" {
 			t.Fatalf("%q journaled as %v", cmd, evs)
 		}
 	}
@@ -218,7 +218,7 @@ func TestPolicyGrantEndToEnd(t *testing.T) {
 		t.Fatalf("live session: exit %d, stderr %q", code, live.stderr.String())
 	}
 	rs := fx.recorded(t, lives[0].ID)
-	if rs.attrs["policy.grant"] != g.ID || rs.attrs["policy.rule"] != "role:agents-prod" || rs.end["reason"] != front.EndGrant || rs.end["grant"] != g.ID {
+	if rs.attrs["policy.grant"] != g.ID || rs.attrs["policy.rule"] != "role:agents-prod" || rs.end["reason"] != events.EndGrant || rs.end["grant"] != g.ID {
 		t.Fatalf("recorded start %v, end %v", rs.attrs, rs.end)
 	}
 	// The store journals the end at the grant's end (the session, whose

@@ -16,10 +16,7 @@ import (
 )
 
 // Reasons of refused port forwards, as journaled.
-const (
-	ReasonForwardCommandTarget = events.ReasonForwardCommandTarget
-	ReasonForwardNotPermitted  = events.ReasonForwardNotPermitted
-)
+const ()
 
 // handleForward serves a local port forward (ssh -L, or -W) on a
 // connection routed to an SSH target: where policy allows the
@@ -36,11 +33,11 @@ func (f *Front) handleForward(conn *ssh.ServerConn, info *authInfo, nc ssh.NewCh
 		nc.Reject(ssh.Prohibited, "bastion: "+msg)
 	}
 	if info.target.SSH == "" {
-		refuse(ReasonForwardCommandTarget, info.target.Name, "port forwarding reaches only SSH targets, and "+info.target.Name+" is a command")
+		refuse(events.ReasonForwardCommandTarget, info.target.Name, "port forwarding reaches only SSH targets, and "+info.target.Name+" is a command")
 		return
 	}
 	if _, ok := info.cert.Extensions[policy.PermitPortForwarding]; !ok {
-		refuse(ReasonForwardNotPermitted, "", "your certificate does not permit port forwarding")
+		refuse(events.ReasonForwardNotPermitted, "", "your certificate does not permit port forwarding")
 		return
 	}
 	q := f.request(info, info.login, info.target.Name, policy.ActionForward)
@@ -52,7 +49,7 @@ func (f *Front) handleForward(conn *ssh.ServerConn, info *authInfo, nc ssh.NewCh
 		d.Allow, d.Reason = false, fmt.Sprintf("the role masks output (profile %q), and a forward's bytes cannot be masked", d.Limits.Masking)
 	}
 	if !d.Allow {
-		refuse(ReasonPolicyDenied, d.Reason+" (rule "+d.Rule+")", "policy denies a port forward to "+dest+": "+d.Reason)
+		refuse(events.ReasonPolicyDenied, d.Reason+" (rule "+d.Rule+")", "policy denies a port forward to "+dest+": "+d.Reason)
 		return
 	}
 	lctx, life, leave, ok := f.enterSession(ctx, info, nc)
@@ -167,7 +164,7 @@ func (f *Front) handleForward(conn *ssh.ServerConn, info *authInfo, nc ssh.NewCh
 	switch err := p.Err(); {
 	case errors.Is(err, pump.ErrRecordingFailed):
 		f.log.Error("port forward ended: recording failed", "session", sess.ID().String(), "error", err)
-		finish(EndRecordingFailed, err)
+		finish(events.EndRecordingFailed, err)
 	case err != nil:
 		finish("", err)
 	default:

@@ -35,28 +35,8 @@ import (
 	"github.com/bastionhq/bastion/recorder/events"
 )
 
-// EventAuthRefused is the journal event of a refused SSH authentication.
-const EventAuthRefused = events.AuthRefused
-
 // Reasons an SSH authentication is refused, as journaled.
-const (
-	ReasonNotCertificate    = events.ReasonNotCertificate
-	ReasonNotUserCert       = events.ReasonNotUserCert
-	ReasonUntrustedCA       = events.ReasonUntrustedCA
-	ReasonRevoked           = events.ReasonRevoked
-	ReasonCriticalOption    = events.ReasonCriticalOption
-	ReasonNotYetValid       = events.ReasonNotYetValid
-	ReasonExpired           = events.ReasonExpired
-	ReasonSourceAddress     = events.ReasonSourceAddress
-	ReasonNoTarget          = events.ReasonNoTarget
-	ReasonUnknownTarget     = events.ReasonUnknownTarget
-	ReasonPrincipal         = events.ReasonPrincipal
-	ReasonCertificateFailed = events.ReasonCertificateFailed
-	ReasonUnknownSerial     = events.ReasonUnknownSerial
-	ReasonKeyMismatch       = events.ReasonKeyMismatch
-	ReasonKeyNotProved      = events.ReasonKeyNotProved
-	ReasonNotFIPS           = events.ReasonNotFIPS
-)
+const ()
 
 // HostKeyFile is the SSH front door's host key inside the home directory.
 const HostKeyFile = "ssh_host_ed25519_key"
@@ -486,14 +466,14 @@ func (f *Front) offerRefusal(key ssh.PublicKey) *refusal {
 	cert, ok := key.(*ssh.Certificate)
 	switch {
 	case !ok:
-		return &refusal{reason: ReasonNotCertificate, detail: "only certificates from the user CA are accepted"}
+		return &refusal{reason: events.ReasonNotCertificate, detail: "only certificates from the user CA are accepted"}
 	case !f.opts.Authorities.User.Trusts(cert.SignatureKey, f.now()):
-		return &refusal{reason: ReasonUntrustedCA}
+		return &refusal{reason: events.ReasonUntrustedCA}
 	case !signedBy(cert):
 		// The CA's public key is public: a certificate that names it
 		// without its signature is a stranger's, and is refused here,
 		// within the stranger's budget.
-		return &refusal{reason: ReasonUntrustedCA, detail: "the certificate's signature is not its CA's"}
+		return &refusal{reason: events.ReasonUntrustedCA, detail: "the certificate's signature is not its CA's"}
 	}
 	return nil
 }
@@ -591,11 +571,11 @@ func (f *Front) resolveUser(set *TargetSet, user string) (login string, t Target
 	}
 	login, target, ok := splitUser(user)
 	if !ok {
-		return "", Target{}, "", &refusal{reason: ReasonNoTarget, detail: "the user name is not LOGIN@TARGET"}
+		return "", Target{}, "", &refusal{reason: events.ReasonNoTarget, detail: "the user name is not LOGIN@TARGET"}
 	}
 	t, ok = set.byName[target]
 	if !ok {
-		return "", Target{}, "", &refusal{reason: ReasonUnknownTarget, detail: target}
+		return "", Target{}, "", &refusal{reason: events.ReasonUnknownTarget, detail: target}
 	}
 	return login, t, RouteUser, nil
 }
@@ -607,31 +587,31 @@ func (f *Front) checkAs(conn ssh.ConnMetadata, key ssh.PublicKey, set *TargetSet
 	now := f.now()
 	cert, ok := key.(*ssh.Certificate)
 	if !ok {
-		return nil, &refusal{reason: ReasonNotCertificate}
+		return nil, &refusal{reason: events.ReasonNotCertificate}
 	}
 	if cert.CertType != ssh.UserCert {
-		return nil, &refusal{reason: ReasonNotUserCert}
+		return nil, &refusal{reason: events.ReasonNotUserCert}
 	}
 	if !f.opts.Authorities.User.Trusts(cert.SignatureKey, now) {
-		return nil, &refusal{reason: ReasonUntrustedCA}
+		return nil, &refusal{reason: events.ReasonUntrustedCA}
 	}
 	if f.opts.Config.FIPS && !fipsSignature(cert) {
-		return nil, &refusal{reason: ReasonNotFIPS, detail: "the certificate's signature is not FIPS-approved"}
+		return nil, &refusal{reason: events.ReasonNotFIPS, detail: "the certificate's signature is not FIPS-approved"}
 	}
 	for opt := range cert.CriticalOptions {
 		if opt != sourceAddressOption {
-			return nil, &refusal{reason: ReasonCriticalOption, detail: opt}
+			return nil, &refusal{reason: events.ReasonCriticalOption, detail: opt}
 		}
 	}
 	if int64(cert.ValidAfter) < 0 || now.Unix() < int64(cert.ValidAfter) {
-		return nil, &refusal{reason: ReasonNotYetValid, detail: "valid after " + time.Unix(int64(cert.ValidAfter), 0).UTC().Format(time.RFC3339)}
+		return nil, &refusal{reason: events.ReasonNotYetValid, detail: "valid after " + time.Unix(int64(cert.ValidAfter), 0).UTC().Format(time.RFC3339)}
 	}
 	if cert.ValidBefore != ssh.CertTimeInfinity && (int64(cert.ValidBefore) < 0 || now.Unix() >= int64(cert.ValidBefore)) {
-		return nil, &refusal{reason: ReasonExpired, detail: "expired " + time.Unix(int64(cert.ValidBefore), 0).UTC().Format(time.RFC3339)}
+		return nil, &refusal{reason: events.ReasonExpired, detail: "expired " + time.Unix(int64(cert.ValidBefore), 0).UTC().Format(time.RFC3339)}
 	}
 	if sa, ok := cert.CriticalOptions[sourceAddressOption]; ok {
 		if err := checkSourceAddress(conn.RemoteAddr(), sa); err != nil {
-			return nil, &refusal{reason: ReasonSourceAddress, detail: err.Error()}
+			return nil, &refusal{reason: events.ReasonSourceAddress, detail: err.Error()}
 		}
 	}
 	login, t, route, r := resolve(set, conn.User())
@@ -639,21 +619,21 @@ func (f *Front) checkAs(conn ssh.ConnMetadata, key ssh.PublicKey, set *TargetSet
 		return nil, r
 	}
 	if !slices.Contains(cert.ValidPrincipals, login) {
-		return nil, &refusal{reason: ReasonPrincipal, detail: login}
+		return nil, &refusal{reason: events.ReasonPrincipal, detail: login}
 	}
 	// The certificate must be one this bastion's journal records as
 	// issued, for this key: one signed with the CA key elsewhere (a
 	// stolen key, another bastion sharing the CA) is refused.
 	rec, ok := f.opts.Registry.Lookup(cert.Serial)
 	if !ok {
-		return nil, &refusal{reason: ReasonUnknownSerial, detail: fmt.Sprintf("serial %d", cert.Serial)}
+		return nil, &refusal{reason: events.ReasonUnknownSerial, detail: fmt.Sprintf("serial %d", cert.Serial)}
 	}
 	if rec.Revoked {
-		return nil, &refusal{reason: ReasonRevoked}
+		return nil, &refusal{reason: events.ReasonRevoked}
 	}
 	if rec.KeyFingerprint != ssh.FingerprintSHA256(cert.Key) || !slices.Equal(rec.Principals, cert.ValidPrincipals) ||
 		rec.ValidBefore.Unix() != int64(cert.ValidBefore) || rec.KeyID != cert.KeyId {
-		return nil, &refusal{reason: ReasonKeyMismatch, detail: fmt.Sprintf("serial %d", cert.Serial)}
+		return nil, &refusal{reason: events.ReasonKeyMismatch, detail: fmt.Sprintf("serial %d", cert.Serial)}
 	}
 	// Belt and braces: x/crypto's own certificate check, which also
 	// verifies the CA's signature on it.
@@ -663,7 +643,7 @@ func (f *Front) checkAs(conn ssh.ConnMetadata, key ssh.PublicKey, set *TargetSet
 		IsRevoked:                func(c *ssh.Certificate) bool { return f.opts.Registry.IsRevoked(c.Serial) },
 	}
 	if err := checker.CheckCert(login, cert); err != nil {
-		return nil, &refusal{reason: ReasonCertificateFailed, detail: err.Error()}
+		return nil, &refusal{reason: events.ReasonCertificateFailed, detail: err.Error()}
 	}
 	info := &authInfo{
 		cert: cert, login: login, target: t, targets: set, serial: cert.Serial, who: rec.PolicyIdentity(),
@@ -673,7 +653,7 @@ func (f *Front) checkAs(conn ssh.ConnMetadata, key ssh.PublicKey, set *TargetSet
 	// not exist; the journal says which.
 	if t.Name != "" {
 		if d, ok := f.mayReach(info, login, t.Name); !ok {
-			return nil, &refusal{reason: ReasonNotPermitted, detail: d.Reason + " (rule " + d.Rule + ")"}
+			return nil, &refusal{reason: events.ReasonNotPermitted, detail: d.Reason + " (rule " + d.Rule + ")"}
 		}
 	}
 	return info, nil
@@ -739,7 +719,7 @@ func (f *Front) refusedWith(user string, remote net.Addr, key ssh.PublicKey, r *
 		attrs["key.sha256"] = ssh.FingerprintSHA256(cert.Key)
 		attrs["serial"] = strconv.FormatUint(cert.Serial, 10)
 		attrs["ca.sha256"] = ssh.FingerprintSHA256(cert.SignatureKey)
-		if r.reason != ReasonUntrustedCA && r.reason != ReasonNotUserCert {
+		if r.reason != events.ReasonUntrustedCA && r.reason != events.ReasonNotUserCert {
 			attrs["key-id"] = cert.KeyId
 		}
 	} else if key != nil {
@@ -749,7 +729,7 @@ func (f *Front) refusedWith(user string, remote net.Addr, key ssh.PublicKey, r *
 	f.textMasker().Fields(attrs, clientText...)
 	capClientText(attrs)
 	f.log.Info("ssh authentication refused", "reason", r.reason, "detail", attrs["detail"], "user", attrs["user"], "client", attrs["client"], "serial", attrs["serial"])
-	f.journal(EventAuthRefused, attrs, "a refused ssh authentication")
+	f.journal(events.AuthRefused, attrs, "a refused ssh authentication")
 }
 
 // journal appends one of the front door's events, waiting at most five
@@ -827,16 +807,6 @@ func refuseChannel(_ *gl.Server, _ *ssh.ServerConn, nc ssh.NewChannel, _ gl.Cont
 		nc.Reject(ssh.UnknownChannelType, "bastion: channel type "+nc.ChannelType()+" is not supported")
 	}
 }
-
-// EventConnRefused is the journal event of SSH connections closed at
-// accept. It is rate-bounded: the first refusal for an address is
-// journaled at once, the following ones are counted and summarized
-// (attribute refused) once per connRefusedInterval.
-const EventConnRefused = events.ConnRefused
-
-// ConnRefusedTooMany is the reason of a connection refused because its
-// address already has max_connections_per_address open.
-const ConnRefusedTooMany = events.ReasonTooManyConnections
 
 // ConnEvicted is the metric's reason for a connection closed before it
 // authenticated to make room under max_unauthenticated.
@@ -986,12 +956,12 @@ func (c *limitedConn) authenticated() {
 // refuse counts a refused connection; the first one of an address in an
 // interval is journaled at once, within the budget.
 func (l *connLimiter) refuse(key netip.Prefix) {
-	l.metrics.ConnRefused(ConnRefusedTooMany)
+	l.metrics.ConnRefused(events.ReasonTooManyConnections)
 	if !l.budget.take(key, nil) {
 		return
 	}
 	attrs := recorder.Attrs{
-		"reason": ConnRefusedTooMany, "client": prefixString(key), "refused": "1",
+		"reason": events.ReasonTooManyConnections, "client": prefixString(key), "refused": "1",
 		"since": l.now().UTC().Format(time.RFC3339), "limit": strconv.Itoa(l.max),
 	}
 	l.writes.Go(func() { l.journal(attrs) })
@@ -1003,7 +973,7 @@ func (l *connLimiter) refuse(key netip.Prefix) {
 func (l *connLimiter) flush() {
 	for _, s := range l.budget.flush() {
 		attrs := recorder.Attrs{
-			"reason": ConnRefusedTooMany, "client": s.client, "refused": strconv.Itoa(s.count),
+			"reason": events.ReasonTooManyConnections, "client": s.client, "refused": strconv.Itoa(s.count),
 			"since": s.since.UTC().Format(time.RFC3339), "limit": strconv.Itoa(l.max),
 		}
 		if s.others > 0 {
@@ -1044,7 +1014,7 @@ func (c *limitedConn) Close() error {
 // journalConnRefused journals an ssh.connection_refused event.
 func (f *Front) journalConnRefused(attrs recorder.Attrs) {
 	f.log.Warn("ssh connections refused: too many from one address", "client", attrs["client"], "refused", attrs["refused"], "limit", attrs["limit"])
-	if err := f.journal(EventConnRefused, attrs, "refused ssh connections"); err != nil {
+	if err := f.journal(events.ConnRefused, attrs, "refused ssh connections"); err != nil {
 		f.metrics.JournalEvent(false)
 		return
 	}

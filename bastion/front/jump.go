@@ -17,33 +17,13 @@ import (
 )
 
 // Journal events of ssh -J.
-const (
-	// EventChannelRefused is a channel the bastion refused to open, with
-	// the reason.
-	EventChannelRefused = events.ChannelRefused
-	// EventJump is an inner connection of ssh -J authenticated: who
-	// jumped to which target, from where.
-	EventJump = events.Jump
-)
+const ()
 
 // Reasons of refusals particular to ssh -J, as journaled.
 const (
-	// ReasonNotTargetName: a direct-tcpip channel to a host that is not a
-	// configured target name. Journaled for unknown and forbidden targets
-	// alike; the client reads the same answer for both.
-	ReasonNotTargetName = events.ReasonNotTargetName
-	// ReasonBadChannelData: a direct-tcpip channel whose request does not
-	// parse.
-	ReasonBadChannelData = events.ReasonBadChannelData
 	// ReasonJumpOnly: a session channel on the outer connection of ssh -J,
 	// whose user name names no target.
-	ReasonJumpOnly = ReasonNoTarget
-	// ReasonJumpCertificate: the inner connection of ssh -J authenticated
-	// with another certificate than the outer one.
-	ReasonJumpCertificate = events.ReasonJumpCertificate
-	// ReasonPortForwarding: a direct-tcpip channel inside the inner
-	// connection of ssh -J (port forwarding is not allowed).
-	ReasonPortForwarding = events.ReasonPortForwarding
+	ReasonJumpOnly = events.ReasonNoTarget
 )
 
 // jumpRefused is what a client reads for any direct-tcpip channel the
@@ -94,7 +74,7 @@ func (f *Front) handleJump(_ *gl.Server, conn *ssh.ServerConn, nc ssh.NewChannel
 	}
 	var req directTCPIP
 	if err := ssh.Unmarshal(nc.ExtraData(), &req); err != nil {
-		f.channelRefused(conn, outer, nc.ChannelType(), "", ReasonBadChannelData, err.Error())
+		f.channelRefused(conn, outer, nc.ChannelType(), "", events.ReasonBadChannelData, err.Error())
 		nc.Reject(ssh.Prohibited, jumpRefused)
 		return
 	}
@@ -107,13 +87,13 @@ func (f *Front) handleJump(_ *gl.Server, conn *ssh.ServerConn, nc ssh.NewChannel
 	set := f.targets.Load()
 	t, ok := set.byName[req.Host]
 	if !ok {
-		f.channelRefused(conn, outer, nc.ChannelType(), dest, ReasonNotTargetName, req.Host)
+		f.channelRefused(conn, outer, nc.ChannelType(), dest, events.ReasonNotTargetName, req.Host)
 		nc.Reject(ssh.Prohibited, jumpRefused)
 		return
 	}
 	if !f.mayReachAny(outer, t.Name) {
 		// Refused like a name that is no target.
-		f.channelRefused(conn, outer, nc.ChannelType(), dest, ReasonNotPermitted, t.Name)
+		f.channelRefused(conn, outer, nc.ChannelType(), dest, events.ReasonNotPermitted, t.Name)
 		nc.Reject(ssh.Prohibited, jumpRefused)
 		return
 	}
@@ -158,7 +138,7 @@ func (f *Front) handleJump(_ *gl.Server, conn *ssh.ServerConn, nc ssh.NewChannel
 		if nc.ChannelType() == "direct-tcpip" {
 			var fwd directTCPIP
 			if err := ssh.Unmarshal(nc.ExtraData(), &fwd); err != nil {
-				f.channelRefused(inner, info, nc.ChannelType(), "", ReasonBadChannelData, err.Error())
+				f.channelRefused(inner, info, nc.ChannelType(), "", events.ReasonBadChannelData, err.Error())
 				nc.Reject(ssh.Prohibited, jumpRefused)
 				continue
 			}
@@ -223,7 +203,7 @@ func (f *Front) jumpConfig(ctx gl.Context, outerConn *ssh.ServerConn, outer *aut
 			return user, t, RouteJump, nil
 		})
 		if r == nil && info.serial != outer.serial {
-			r = &refusal{reason: ReasonJumpCertificate, detail: fmt.Sprintf("serial %d, the outer connection's is %d", info.serial, outer.serial)}
+			r = &refusal{reason: events.ReasonJumpCertificate, detail: fmt.Sprintf("serial %d, the outer connection's is %d", info.serial, outer.serial)}
 		}
 		if r != nil {
 			f.refusedWith(conn.User(), conn.RemoteAddr(), key, r, extra())
@@ -244,12 +224,8 @@ func (f *Front) jumpConfig(ctx gl.Context, outerConn *ssh.ServerConn, outer *aut
 func (f *Front) jumped(info *authInfo, outerUser, dest string) {
 	attrs := info.addTo(recorder.Attrs{"login": info.login, "target": info.target.Name, "destination": dest, "outer.user": outerUser})
 	attrs["route"] = RouteJump
-	f.journal(EventJump, attrs, "an ssh -J connection")
+	f.journal(events.Jump, attrs, "an ssh -J connection")
 }
-
-// EventRequestRefused is a request of an authenticated connection the
-// bastion refused (agent or X11 forwarding, remote port forwarding).
-const EventRequestRefused = events.RequestRefused
 
 // requestRefused journals (and logs) a refused request of the connection
 // that info authenticated.
@@ -260,7 +236,7 @@ func (f *Front) requestRefused(info *authInfo, user string, reqType, reason stri
 	}
 	f.textMasker().Fields(attrs, clientText...)
 	f.log.Info("ssh request refused", "reason", reason, "request", reqType, "user", attrs["user"], "client", attrs["client"])
-	f.journal(EventRequestRefused, attrs, "a refused ssh request")
+	f.journal(events.RequestRefused, attrs, "a refused ssh request")
 }
 
 // channelRefused journals (and logs) a refused channel of an
@@ -283,7 +259,7 @@ func (f *Front) channelRefused(conn *ssh.ServerConn, info *authInfo, channelType
 	}
 	f.textMasker().Fields(attrs, clientText...)
 	f.log.Info("ssh channel refused", "reason", reason, "channel", channelType, "destination", attrs["destination"], "user", attrs["user"], "client", attrs["client"])
-	f.journal(EventChannelRefused, attrs, "a refused ssh channel")
+	f.journal(events.ChannelRefused, attrs, "a refused ssh channel")
 }
 
 // jumpHostCerts are the host certificates presented under ssh -J, one per

@@ -28,18 +28,7 @@ const (
 
 // Reasons a live session is ended by the bastion, as its end leaf's
 // "reason" attribute says.
-const (
-	EndKilled      = events.EndKilled
-	EndExpired     = events.EndExpired
-	EndRevoked     = events.EndRevoked
-	EndIdle        = events.EndIdle
-	EndMaxDuration = events.EndMaxDuration
-	EndGrant       = events.EndGrant
-	EndShutdown    = events.EndShutdown
-	// EndRecordingFailed ends a session whose recording failed: its end
-	// cannot be journaled, only counted in the metrics.
-	EndRecordingFailed = events.EndRecordingFailed
-)
+const ()
 
 // ErrNoLiveSession is returned by [Sessions.Kill] for an ID that names
 // no live session.
@@ -201,7 +190,7 @@ func (lc *Sessions) add(ctx context.Context, info *authInfo) (context.Context, *
 				l.end(grantEndedAt(grant, grantEnd))
 				return
 			}
-			l.end(&sessionEnd{reason: EndExpired,
+			l.end(&sessionEnd{reason: events.EndExpired,
 				message: "your certificate expired at " + at.UTC().Format(time.RFC3339) + ", so the session was ended (get a new one and reconnect)",
 				attrs:   recorder.Attrs{"certificate.valid-before": at.UTC().Format(time.RFC3339)}})
 		}))
@@ -218,7 +207,7 @@ func (l *liveSession) maxDuration(d time.Duration) {
 		return
 	}
 	l.timers = append(l.timers, time.AfterFunc(d-time.Since(l.started), func() {
-		l.end(&sessionEnd{reason: EndMaxDuration,
+		l.end(&sessionEnd{reason: events.EndMaxDuration,
 			message: fmt.Sprintf("the session reached its maximum duration of %v, so it was ended", d)})
 	}))
 }
@@ -241,7 +230,7 @@ func (l *liveSession) idleTimeout(d time.Duration) {
 			l.mu.Unlock()
 			return
 		}
-		l.end(&sessionEnd{reason: EndIdle,
+		l.end(&sessionEnd{reason: events.EndIdle,
 			message: fmt.Sprintf("the session had no input or output for %v, so it was ended", d)})
 	})
 	l.timers = append(l.timers, idle)
@@ -280,7 +269,7 @@ func grantEndedAt(id string, end time.Time) *sessionEnd {
 // grantEnd is why a session under grant id is ended: the grant ended or
 // was revoked (how says which).
 func grantEnd(id, how string) *sessionEnd {
-	return &sessionEnd{reason: EndGrant,
+	return &sessionEnd{reason: events.EndGrant,
 		message: fmt.Sprintf("the grant %s that allowed this session %s, so the session was ended", id, how),
 		attrs:   recorder.Attrs{"grant": id}}
 }
@@ -394,13 +383,13 @@ func (lc *Sessions) Kill(id, reason, by string, operator recorder.Attrs, m *mask
 		}
 		msg += ": " + reason
 	}
-	hit[0].end(&sessionEnd{reason: EndKilled, message: msg, attrs: attrs})
+	hit[0].end(&sessionEnd{reason: events.EndKilled, message: msg, attrs: attrs})
 	return hit[0].describe(), nil
 }
 
 // Revoked ends the live sessions of certificates res revoked.
 func (lc *Sessions) Revoked(res *certauth.RevokeResult) []LiveSession {
-	e := &sessionEnd{reason: EndRevoked, message: "your certificate was revoked, so the session was ended",
+	e := &sessionEnd{reason: events.EndRevoked, message: "your certificate was revoked, so the session was ended",
 		attrs: recorder.Attrs{"revocation.leaf": fmt.Sprint(res.Leaf)}}
 	return lc.endWhere(func(l *liveSession) bool {
 		return slices.Contains(res.Serials, l.info.serial) || res.Identity != "" && l.info.identity == res.Identity
@@ -414,7 +403,7 @@ func (lc *Sessions) Shutdown() int {
 	lc.closing = true
 	lc.mu.Unlock()
 	return len(lc.endWhere(func(*liveSession) bool { return true },
-		&sessionEnd{reason: EndShutdown, message: "the bastion is shutting down, so the session was ended"}))
+		&sessionEnd{reason: events.EndShutdown, message: "the bastion is shutting down, so the session was ended"}))
 }
 
 // Count is the number of live sessions, started or not.

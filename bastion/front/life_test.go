@@ -3,6 +3,7 @@ package front
 import (
 	"context"
 	"errors"
+	"github.com/bastionhq/bastion/recorder/events"
 	"testing"
 
 	"golang.org/x/crypto/ssh"
@@ -40,17 +41,17 @@ func TestLifecycle(t *testing.T) {
 	if _, err := lc.Kill("0190BBBB", "\x1b[31mred", "op", nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	if e := endCause(ctx3); e == nil || e.reason != EndKilled || e.message != "the session was ended by an operator: [31mred" {
+	if e := endCause(ctx3); e == nil || e.reason != events.EndKilled || e.message != "the session was ended by an operator: [31mred" {
 		t.Fatalf("killed: %+v", e)
 	}
 	ended := lc.Revoked(&certauth.RevokeResult{Identity: "a@x"})
-	if len(ended) != 1 || endCause(ctx1) == nil || endCause(ctx1).reason != EndRevoked || endCause(ctx2) != nil {
+	if len(ended) != 1 || endCause(ctx1) == nil || endCause(ctx1).reason != events.EndRevoked || endCause(ctx2) != nil {
 		t.Fatalf("revoked: %v", ended)
 	}
 	for _, l := range []*liveSession{l1, l3} {
 		lc.remove(l)
 	}
-	if n := lc.Shutdown(); n != 1 || endCause(ctx2).reason != EndShutdown {
+	if n := lc.Shutdown(); n != 1 || endCause(ctx2).reason != events.EndShutdown {
 		t.Fatalf("shutdown ended %d", n)
 	}
 	lc.remove(l2)

@@ -14,19 +14,7 @@ import (
 )
 
 // Reasons of refusals decided by policy, as journaled.
-const (
-	// ReasonNotPermitted refuses a login to a target no rule lets the
-	// identity reach. The client is told no more than for a target that
-	// does not exist.
-	ReasonNotPermitted = events.ReasonNotPermitted
-	// ReasonPolicyDenied refuses a request (shell, exec, sftp, a forward)
-	// that policy denies.
-	ReasonPolicyDenied = events.ReasonPolicyDenied
-)
-
-// EventPolicyDecision is the journal event of a port forward's or other
-// non-session decision; sessions carry theirs in their start leaf.
-const EventPolicyDecision = events.PolicyDecision
+const ()
 
 // currentPolicy is the policy in force: reloads swap it.
 func (f *Front) currentPolicy() *policy.Policy {
@@ -104,7 +92,7 @@ func (s *frontSession) authorize(req *ssh.Request, action policy.Action, command
 	}
 	req.Reply(true, nil)
 	attrs := info.addTo(recorder.Attrs{
-		"reason": ReasonPolicyDenied, "request": req.Type, "action": string(action),
+		"reason": events.ReasonPolicyDenied, "request": req.Type, "action": string(action),
 		"user": info.login + "@" + info.target.Name, "target": info.target.Name, "login": info.login,
 		"policy.rule": d.Rule, "detail": d.Reason,
 	})
@@ -118,7 +106,7 @@ func (s *frontSession) authorize(req *ssh.Request, action policy.Action, command
 	// text_masking applies.
 	s.f.textMasker().Fields(attrs, "command", "detail")
 	s.f.log.Info("ssh request denied by policy", "identity", info.identity, "target", info.target.Name, "login", info.login, "action", action, "rule", d.Rule, "client", info.client)
-	s.f.journal(EventRequestRefused, attrs, "a refused ssh request")
+	s.f.journal(events.RequestRefused, attrs, "a refused ssh request")
 	s.say("%s", deniedMessage(action, command, d))
 	s.exit(local.Result{ExitCode: 1})
 	return false

@@ -19,14 +19,7 @@ import (
 )
 
 // Reasons of ssh.auth_refused events that the pre-auth accounting adds.
-const (
-	// ReasonTooManyKeys: the connection offered more distinct keys than
-	// max_auth_tries, and the bastion closed it.
-	ReasonTooManyKeys = events.ReasonTooManyKeys
-	// ReasonSummary is a summary event: the refused connections of one
-	// address (or of the others) past the journal's budget, counted.
-	ReasonSummary = events.ReasonSummary
-)
+const ()
 
 // How a connection that did not authenticate ended, as its event says.
 const (
@@ -126,7 +119,7 @@ func (pa *preAuth) offer(user string, key ssh.PublicKey, max int) bool {
 		return true
 	}
 	if len(pa.keys) >= max {
-		pa.reasons[ReasonTooManyKeys]++
+		pa.reasons[events.ReasonTooManyKeys]++
 		if pa.ended == "" {
 			pa.ended = endLimit
 		}
@@ -168,7 +161,7 @@ func (pa *preAuth) refuse(key ssh.PublicKey, r *refusal, proved bool) {
 	case proved:
 		rank = rankProved
 		pa.refused = true
-	case r.reason == ReasonUntrustedCA:
+	case r.reason == events.ReasonUntrustedCA:
 		rank = rankUntrusted
 	}
 	if rank >= pa.rank {
@@ -221,12 +214,12 @@ func (pa *preAuth) finish() {
 		// A key worth proving was offered and the client went away (or
 		// its signature did not verify: x/crypto closes the connection
 		// without a word to the bastion).
-		pa.reasons[ReasonKeyNotProved]++
-		pa.worst, pa.rank = &refusal{reason: ReasonKeyNotProved, detail: "the connection ended before the client proved it holds the key it offered"}, rankNotProved
+		pa.reasons[events.ReasonKeyNotProved]++
+		pa.worst, pa.rank = &refusal{reason: events.ReasonKeyNotProved, detail: "the connection ended before the client proved it holds the key it offered"}, rankNotProved
 	}
 	owed := pa.worst != nil && (pa.ended != endLoggedIn || pa.refused)
-	if pa.reasons[ReasonTooManyKeys] > 0 && pa.ended != endLoggedIn {
-		pa.worst = &refusal{reason: ReasonTooManyKeys, detail: "more distinct keys offered than max_auth_tries (" + strconv.Itoa(pa.f.opts.Config.MaxAuthTries) + "): the connection was closed"}
+	if pa.reasons[events.ReasonTooManyKeys] > 0 && pa.ended != endLoggedIn {
+		pa.worst = &refusal{reason: events.ReasonTooManyKeys, detail: "more distinct keys offered than max_auth_tries (" + strconv.Itoa(pa.f.opts.Config.MaxAuthTries) + "): the connection was closed"}
 		owed = true
 	}
 	var attrs recorder.Attrs
@@ -383,7 +376,7 @@ func prefixString(key netip.Prefix) string {
 func (f *Front) flushAuthRefusals() {
 	for _, s := range f.authBudget.flush() {
 		attrs := recorder.Attrs{
-			"reason": ReasonSummary, "client": s.client, "refused": strconv.Itoa(s.count),
+			"reason": events.ReasonSummary, "client": s.client, "refused": strconv.Itoa(s.count),
 			"since": s.since.UTC().Format(time.RFC3339), "reasons": countList(s.reasons),
 		}
 		if s.others > 0 {
@@ -393,7 +386,7 @@ func (f *Front) flushAuthRefusals() {
 			attrs["untracked"] = strconv.Itoa(s.untracked)
 		}
 		f.log.Warn("ssh authentications refused past the journal's budget", "client", s.client, "refused", s.count)
-		f.journal(EventAuthRefused, attrs, "refused ssh authentications")
+		f.journal(events.AuthRefused, attrs, "refused ssh authentications")
 	}
 }
 

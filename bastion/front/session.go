@@ -163,10 +163,7 @@ func splitWords(line string) ([]string, error) {
 
 // Reasons of ssh.request_refused events for exec requests to command
 // targets.
-const (
-	ReasonExecRefused  = events.ReasonExecRefused
-	ReasonExecNotSplit = events.ReasonExecNotSplit
-)
+const ()
 
 // refuseExec refuses an exec request to a command target: the client
 // reads why on its standard error and exits 1, and the refusal is an
@@ -181,8 +178,8 @@ func (s *frontSession) refuseExec(req *ssh.Request, command, reason string, why 
 	})
 	s.textMasker().Fields(attrs, "command", "detail")
 	s.f.log.Info("ssh request refused", "reason", reason, "request", "exec", "identity", info.identity, "target", info.target.Name, "client", info.client)
-	s.f.journal(EventRequestRefused, attrs, "a refused ssh request")
-	if reason == ReasonExecNotSplit {
+	s.f.journal(events.RequestRefused, attrs, "a refused ssh request")
+	if reason == events.ReasonExecNotSplit {
 		s.say("target %q passes the command on as arguments, without a shell, and it cannot be split: %v", info.target.Name, why)
 	} else {
 		s.say("target %q %v", info.target.Name, why)
@@ -486,9 +483,9 @@ func (s *frontSession) command(ctx context.Context, req *ssh.Request, reqs <-cha
 		if req.Type == "exec" {
 			var err error
 			if argv, err = execArgv(s.info.target, command); err != nil {
-				reason := ReasonExecNotSplit
+				reason := events.ReasonExecNotSplit
 				if errors.Is(err, errExecRefused) {
-					reason = ReasonExecRefused
+					reason = events.ReasonExecRefused
 				}
 				s.refuseExec(req, command, reason, err)
 				return true
@@ -789,7 +786,7 @@ func (s *frontSession) end(ctx context.Context, sess *recorder.Session, o outcom
 // why.
 func (s *frontSession) unrecorded(sess *recorder.Session, err error) {
 	s.f.log.Error("ssh session ended: recording failed", "session", sess.ID().String(), "error", err)
-	s.f.metrics.SessionEnded(EndRecordingFailed)
+	s.f.metrics.SessionEnded(events.EndRecordingFailed)
 	s.say("the session was ended because it could not be recorded")
 	s.exit(local.Result{ExitCode: 255})
 }
