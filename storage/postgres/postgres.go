@@ -36,8 +36,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -108,6 +110,18 @@ func Redact(dsn string) string {
 		return "the database"
 	}
 	return u.Redacted()
+}
+
+// Identity names the log called name in the database dsn names, the same
+// whatever user, password or options connect to it: "postgres://HOST:PORT/
+// DATABASE log NAME". What a writer remembers of a log outside the
+// database (its latest checkpoint, against rollback) is filed under it.
+func Identity(dsn, name string) (string, error) {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return "", fmt.Errorf("journal %s: %w", Redact(dsn), err)
+	}
+	return fmt.Sprintf("postgres://%s/%s log %s", net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))), cfg.Database, name), nil
 }
 
 // CheckLogName says what is wrong with a log name, or nil: 1 to 200
