@@ -24,6 +24,7 @@ import (
 	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/storage/postgres"
 )
 
 // AccessSocketSuffix names serve's access socket: the journal's path with
@@ -126,10 +127,13 @@ type EvidenceResponse struct {
 }
 
 // journalPath is the journal's absolute path as the configuration names
-// it, "" when it cannot be known (no home and a relative name).
+// it, "" when it cannot be known (no home and a relative name) or when the
+// journal is a log in a PostgreSQL database: such a journal has no access
+// socket beside it (reads across a database's logs are not recorded
+// through serve yet).
 func (s *Server) journalPath() string {
 	j := s.opts.Config.Journal
-	if j == "" {
+	if j == "" || postgres.IsLocation(j) {
 		return ""
 	}
 	if !filepath.IsAbs(j) {

@@ -31,6 +31,7 @@ import (
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/events"
 	"github.com/bastionhq/bastion/storage"
+	"github.com/bastionhq/bastion/storage/postgres"
 )
 
 // Journal events of the bastion's own start and stop: examiners ask that
@@ -547,6 +548,8 @@ func (s *Server) startedAttrs() recorder.Attrs {
 	}
 	if j := s.journalPath(); j != "" {
 		a["journal"] = j
+	} else if j := s.opts.Config.Journal; postgres.IsLocation(j) {
+		a["journal"] = postgres.Redact(j)
 	}
 	if s.accessLn != nil {
 		a["access"] = s.accessPath

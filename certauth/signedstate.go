@@ -39,6 +39,17 @@ func NewSignedState(home, dbPath string) (*SignedState, error) {
 	return &SignedState{path: filepath.Join(home, signedDir, hex.EncodeToString(sum[:16])+".checkpoint")}, nil
 }
 
+// NewSignedStateOf is NewSignedState for a journal that is not a file: a
+// log in a database, named by id (a name that does not depend on how the
+// database is reached, such as storage/postgres's Identity).
+func NewSignedStateOf(home, id string) (*SignedState, error) {
+	if id == "" {
+		return nil, errors.New("signed state: empty journal identity")
+	}
+	sum := sha256.Sum256([]byte("database " + id))
+	return &SignedState{path: filepath.Join(home, signedDir, hex.EncodeToString(sum[:16])+".checkpoint")}, nil
+}
+
 // Path is the file that holds the state.
 func (s *SignedState) Path() string { return s.path }
 

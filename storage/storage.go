@@ -9,8 +9,9 @@
 // # Backends
 //
 // [SQLite] is the embedded backend (WAL mode, STRICT tables, schema
-// migrations). A server database can be added later behind the same [Store]
-// interface; the contract tests in storagetest run against every backend.
+// migrations). Package storage/postgres keeps several logs in one
+// PostgreSQL database behind the same [Store] interface; the contract tests
+// in storagetest run against both.
 package storage
 
 import (

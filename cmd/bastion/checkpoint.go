@@ -60,7 +60,7 @@ func runCheckpoint(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	st, err := openReadOnly(ctx, path)
+	st, err := openReadOnly(ctx, path, v.Name())
 	if err != nil {
 		return err
 	}

@@ -343,7 +343,7 @@ func clearOldReport(dir string) error {
 // writeBundles writes a verifiable bundle of each session the report
 // details into DIR/bundles, and names it in the report. A session whose
 // frames do not verify gets none: the report says why.
-func writeBundles(ctx context.Context, st *storage.SQLite, v note.Verifier, ws recorder.Witnesses, dir string, rep *evidence.Report) error {
+func writeBundles(ctx context.Context, st storage.Store, v note.Verifier, ws recorder.Witnesses, dir string, rep *evidence.Report) error {
 	snap, err := st.Snapshot(ctx)
 	if err != nil {
 		return err

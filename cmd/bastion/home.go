@@ -78,9 +78,12 @@ func (e *env) makeHome() (string, error) {
 }
 
 // dbPath returns the journal a command should use: the value of its --db
-// flag if not empty, else journal.db in the home directory. It creates
-// nothing.
+// flag if not empty (made absolute, unless it is a database's URL), else
+// journal.db in the home directory. It creates nothing.
 func (e *env) dbPath(flagValue string) (string, error) {
+	if isDatabase(flagValue) {
+		return flagValue, nil
+	}
 	if flagValue != "" {
 		abs, err := filepath.Abs(flagValue)
 		if err != nil {

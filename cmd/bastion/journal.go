@@ -13,6 +13,7 @@ import (
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/termtext"
 	"github.com/bastionhq/bastion/storage"
+	"github.com/bastionhq/bastion/storage/postgres"
 )
 
 // openJournal opens the journal for writing with the home's signing key.
@@ -33,7 +34,7 @@ func openJournal(ctx context.Context, e *env, dbFlag string) (j *recorder.Journa
 
 // openJournalAt opens the journal at path for writing with the signing key
 // of home, and returns its store too.
-func openJournalAt(ctx context.Context, home, path string) (j *recorder.Journal, st *storage.SQLite, close func() error, err error) {
+func openJournalAt(ctx context.Context, home, path string) (j *recorder.Journal, st storage.Store, close func() error, err error) {
 	return openJournalWith(ctx, home, path, recorder.Options{}, storage.Options{})
 }
 
@@ -41,7 +42,7 @@ func openJournalAt(ctx context.Context, home, path string) (j *recorder.Journal,
 // observer taken from opts (its key, hostname and signed state are set
 // here), and the store's ReaderGroup (the group of the journal's readers;
 // nil for none) and MustExist taken from so.
-func openJournalWith(ctx context.Context, home, path string, opts recorder.Options, so storage.Options) (j *recorder.Journal, st *storage.SQLite, close func() error, err error) {
+func openJournalWith(ctx context.Context, home, path string, opts recorder.Options, so storage.Options) (j *recorder.Journal, st storage.Store, close func() error, err error) {
 	key, err := certauth.LoadJournalKey(home)
 	if errors.Is(err, certauth.ErrNoJournalKey) {
 		return nil, nil, nil, withHint(fmt.Errorf("%w: a journal is never written unsigned", err),
@@ -52,11 +53,19 @@ func openJournalWith(ctx context.Context, home, path string, opts recorder.Optio
 	}
 	// A journal of another key is refused before it is opened to write:
 	// a read that play, export or evidence records never migrates it.
-	st, err = storage.OpenSQLite(ctx, path, storage.Options{RequireMeta: map[string]string{recorder.MetaKey: key.VerifierKey}, ReaderGroup: so.ReaderGroup, MustExist: so.MustExist})
+	st, err = openStore(ctx, path, key.Signer.Name(), storage.Options{RequireMeta: map[string]string{recorder.MetaKey: key.VerifierKey}, ReaderGroup: so.ReaderGroup, MustExist: so.MustExist})
 	if err != nil {
 		return nil, nil, nil, journalError(err)
 	}
-	signed, err := certauth.NewSignedState(home, path)
+	var signed *certauth.SignedState
+	if isDatabase(path) {
+		var id string
+		if id, err = postgres.Identity(path, key.Signer.Name()); err == nil {
+			signed, err = certauth.NewSignedStateOf(home, id)
+		}
+	} else {
+		signed, err = certauth.NewSignedState(home, path)
+	}
 	if err != nil {
 		st.Close()
 		return nil, nil, nil, err
@@ -79,12 +88,13 @@ func openJournalWith(ctx context.Context, home, path string, opts recorder.Optio
 }
 
 // openSnapshot opens the journal read-only and takes a consistent snapshot.
-func openSnapshot(ctx context.Context, e *env, dbFlag string) (storage.Snapshot, *storage.SQLite, string, error) {
+// log names the log to read in a database: the auditor's key's name.
+func openSnapshot(ctx context.Context, e *env, dbFlag, log string) (storage.Snapshot, storage.Store, string, error) {
 	path, err := e.dbPath(dbFlag)
 	if err != nil {
 		return nil, nil, "", err
 	}
-	st, err := openReadOnly(ctx, path)
+	st, err := openReadOnly(ctx, path, log)
 	if err != nil {
 		return nil, nil, "", err
 	}
@@ -96,8 +106,14 @@ func openSnapshot(ctx context.Context, e *env, dbFlag string) (storage.Snapshot,
 	return snap, st, path, nil
 }
 
-func openReadOnly(ctx context.Context, path string) (*storage.SQLite, error) {
-	st, err := storage.OpenSQLite(ctx, path, storage.Options{ReadOnly: true})
+// openReadOnly opens the journal at path for reading. In a database, log
+// names the log: the name of the key it is verified with.
+func openReadOnly(ctx context.Context, path, log string) (storage.Store, error) {
+	st, err := openStore(ctx, path, log, storage.Options{ReadOnly: true})
+	if errors.Is(err, postgres.ErrNoLog) {
+		return nil, withHint(fmt.Errorf("no log %q in %s", log, journalName(path)),
+			"a log in a database is named by its key's origin: pass --key FILE with the public key of the bastion that wrote it")
+	}
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, withHint(fmt.Errorf("no journal at %s", path),
 			`record a session first ("bastion record -- CMD"), or name the journal with --db FILE`)
@@ -126,14 +142,14 @@ func journalError(err error) error {
 // key (--key, or the home's journal.pub), the journal's path (--db, or the
 // home's) and the journal opened read-only. Every error is exit 2: the
 // command could not run. The caller closes st.
-func readJournal(ctx context.Context, e *env, keyFile, db string) (v note.Verifier, key keyInfo, path string, st *storage.SQLite, err error) {
+func readJournal(ctx context.Context, e *env, keyFile, db string) (v note.Verifier, key keyInfo, path string, st storage.Store, err error) {
 	if v, key, err = loadVerifier(e, keyFile); err != nil {
 		return nil, key, "", nil, exitCode(2, err)
 	}
 	if path, err = e.dbPath(db); err != nil {
 		return nil, key, "", nil, exitCode(2, err)
 	}
-	if st, err = openReadOnly(ctx, path); err != nil {
+	if st, err = openReadOnly(ctx, path, v.Name()); err != nil {
 		return nil, key, "", nil, exitCode(2, err)
 	}
 	return v, key, path, st, nil
@@ -145,7 +161,7 @@ func readJournal(ctx context.Context, e *env, keyFile, db string) (v note.Verifi
 type verifiedLog struct {
 	*recorder.Log
 	snap storage.Snapshot
-	st   *storage.SQLite
+	st   storage.Store
 	path string
 }
 
@@ -163,7 +179,7 @@ func readLog(ctx context.Context, e *env, keyFile, db string, events func(string
 	if err != nil {
 		return nil, exitCode(2, err)
 	}
-	snap, st, path, err := openSnapshot(ctx, e, db)
+	snap, st, path, err := openSnapshot(ctx, e, db, v.Name())
 	if err != nil {
 		return nil, exitCode(2, err)
 	}

@@ -176,7 +176,9 @@ func recordOnce(ctx context.Context, e *env, path, event, action string, attrs r
 	if u, err := user.Current(); err == nil {
 		says = u.Username
 	}
-	if e.journal == nil {
+	// A journal in a database has no access socket beside it (reads are
+	// not recorded through serve for it yet): the reader records itself.
+	if e.journal == nil && !isDatabase(path) {
 		sock := path + bastion.AccessSocketSuffix
 		var res *recorded
 		switch event {

@@ -190,8 +190,10 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		}
 		home = h
 	}
+	// A journal in PostgreSQL is a URL; its log is named by the journal
+	// key's origin (see openStore).
 	journalPath := cfg.Journal
-	if !filepath.IsAbs(journalPath) {
+	if !isDatabase(journalPath) && !filepath.IsAbs(journalPath) {
 		journalPath = filepath.Join(home, journalPath)
 	}
 
@@ -265,7 +267,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if a := srv.SSHAddr(); a != "" {
 		fmt.Fprintf(e.stdout, "bastion serve: SSH front door at %s\n", a)
 	}
-	fmt.Fprintf(e.stdout, "  journal:   %s\n", journalPath)
+	fmt.Fprintf(e.stdout, "  journal:   %s\n", journalName(journalPath))
 	if sock := srv.AccessSocket(); sock != "" {
 		who := "serve's user and root"
 		if g := cfg.Access.Group; g != "" {

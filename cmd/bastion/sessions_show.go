@@ -133,7 +133,7 @@ func runSessionsShow(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return exitCode(2, err)
 	}
-	snap, st, path, err := openSnapshot(ctx, e, *db)
+	snap, st, path, err := openSnapshot(ctx, e, *db, v.Name())
 	if err != nil {
 		return exitCode(2, err)
 	}

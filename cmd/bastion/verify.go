@@ -186,7 +186,7 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return exitCode(2, err)
 	}
-	st, err := openReadOnly(ctx, path)
+	st, err := openReadOnly(ctx, path, opts.Verifier.Name())
 	if errors.Is(err, storage.ErrNotJournal) || errors.Is(err, storage.ErrSchemaTooNew) {
 		// The file is there but is not a journal this bastion can read:
 		// a finding about the file, not a failure to run.

@@ -20,6 +20,10 @@ type Backend struct {
 	NewLocation func(t *testing.T) string
 	// Open opens the journal at loc, for writing unless readOnly.
 	Open func(ctx context.Context, loc string, readOnly bool) (storage.Store, error)
+	// OtherLog, for a backend that keeps several logs in one place (a
+	// PostgreSQL database), returns a fresh location for another log
+	// beside the one at loc. Nil for a backend of one log per place.
+	OtherLog func(t *testing.T, loc string) string
 }
 
 // Run runs the contract suite.
@@ -39,6 +43,12 @@ func Run(t *testing.T, b Backend) {
 		{"ReadOnly", testReadOnly},
 		{"Reopen", testReopen},
 		{"FrameRangeAndAt", testFrameRangeAndAt},
+	}
+	if b.OtherLog != nil {
+		tests = append(tests, struct {
+			name string
+			fn   func(t *testing.T, b Backend)
+		}{"LogsIsolated", testLogsIsolated})
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, b) })
@@ -421,5 +431,78 @@ func testFrameRangeAndAt(t *testing.T, b Backend) {
 	}
 	if got, err := snap.FrameAt(ctx, 99, 5); err != nil || got != 0 {
 		t.Errorf("FrameAt of a session without frames = %d, %v", got, err)
+	}
+}
+
+// testLogsIsolated opens two logs in one place: their writers do not
+// contend, and neither sees the other's rows.
+func testLogsIsolated(t *testing.T, b Backend) {
+	ctx := context.Background()
+	locA := b.NewLocation(t)
+	locB := b.OtherLog(t, locA)
+	a := open(t, b, locA, false)
+	w := open(t, b, locB, false) // a writer of the other log is not refused
+	if err := a.Init(ctx, meta); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Init(ctx, map[string]string{"format": "test", "origin": "example/other"}); err != nil {
+		t.Fatal(err)
+	}
+	// Both logs start at leaf 0, session 1: the same keys, apart.
+	if err := a.Commit(ctx, batch(1, 0, 3)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Commit(ctx, batch(1, 0, 5)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Commit(ctx, batch(2, 2, 1)); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		s        storage.Store
+		loc      string
+		origin   string
+		size     int64
+		sessions int
+		payload  int64
+	}{{a, locA, "example/test", 2, 1, 9}, {w, locB, "example/other", 4, 2, 18}} {
+		for _, ro := range []bool{false, true} {
+			st := tc.s
+			if ro {
+				st = open(t, b, tc.loc, true)
+			}
+			snap := snapshot(t, st)
+			m, err := snap.Meta(ctx)
+			if err != nil || m["origin"] != tc.origin || len(m) != 2 {
+				t.Errorf("%s: meta %v, %v", tc.origin, m, err)
+			}
+			if n, err := snap.TreeSize(ctx); err != nil || n != tc.size {
+				t.Errorf("%s: tree size %d, %v; want %d", tc.origin, n, err, tc.size)
+			}
+			if list, err := snap.Sessions(ctx); err != nil || len(list) != tc.sessions {
+				t.Errorf("%s: sessions %+v, %v", tc.origin, list, err)
+			}
+			if n, err := snap.PayloadBytes(ctx); err != nil || n != tc.payload {
+				t.Errorf("%s: payload bytes %d, %v; want %d", tc.origin, n, err, tc.payload)
+			}
+			var hashes int64
+			if err := snap.TreeHashes(ctx, func(int64, []byte) error { hashes++; return nil }); err != nil || hashes != tc.size {
+				t.Errorf("%s: %d tree hashes, %v", tc.origin, hashes, err)
+			}
+			if head, err := snap.Head(ctx); err != nil || head == nil || head.TreeSize != tc.size {
+				t.Errorf("%s: head %+v, %v", tc.origin, head, err)
+			}
+		}
+	}
+	sa, err := a.State(ctx)
+	if err != nil || sa.TreeSize != 2 || sa.NextSession != 2 || sa.HashCount != 2 {
+		t.Fatalf("state of the first log %+v, %v", sa, err)
+	}
+	// Each log's indexes go on from its own rows.
+	if err := a.Commit(ctx, batch(2, 4, 1)); !errors.Is(err, storage.ErrConflict) {
+		t.Fatalf("leaf 4 in a log of 2 leaves: %v, want ErrConflict", err)
+	}
+	if err := a.Commit(ctx, batch(2, 2, 1)); err != nil {
+		t.Fatal(err)
 	}
 }
