@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/bastionhq/bastion/storage/postgres/pgtest"
 )
 
@@ -82,6 +84,21 @@ func TestPostgresJournal(t *testing.T) {
 			t.Fatalf("serve did not start:\n%s\n%s", serveOut.String(), serveErr.String())
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	// The banner comes before serve journals its start: stopping it
+	// before then would stop a start, not a serve.
+	db, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(ctx)
+	for started := 0; started == 0; time.Sleep(20 * time.Millisecond) {
+		if err := db.QueryRow(ctx, "SELECT count(*) FROM bastion.leaves WHERE event = 'serve.started'").Scan(&started); err != nil {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serve did not journal its start:\n%s\n%s", serveOut.String(), serveErr.String())
+		}
 	}
 	if pw, _ := srvPassword(dsn); strings.Contains(serveOut.String(), pw) {
 		t.Fatalf("serve shows the database's password:\n%s", serveOut.String())
