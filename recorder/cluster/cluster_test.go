@@ -1,0 +1,105 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/bastionhq/bastion/recorder"
+)
+
+func key(t *testing.T, origin string) *recorder.VerifierKey {
+	t.Helper()
+	_, vkey, err := recorder.GenerateJournalKey(origin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := recorder.ParseVerifierKey(vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func TestParse(t *testing.T) {
+	a, b := key(t, "a.example/journal"), key(t, "b.example/journal")
+	file := fmt.Sprintf("# members\n\n2 %s\n  1 %s  \n", b.Text, a.Text)
+	ms, err := Parse([]byte(file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := ms.All()
+	if len(all) != 2 || all[0].ID != 1 || all[0].Name() != "a.example/journal" || all[1].ID != 2 {
+		t.Fatalf("members %v", all)
+	}
+	if m, ok := ms.ByName("b.example/journal"); !ok || m.ID != 2 {
+		t.Fatalf("ByName: %v %v", m, ok)
+	}
+	if m, ok := ms.ByID(1); !ok || m.Key.Text != a.Text {
+		t.Fatalf("ByID: %v %v", m, ok)
+	}
+	if _, ok := ms.ByID(3); ok {
+		t.Fatal("ByID found member 3")
+	}
+	if self, err := ms.Self(b); err != nil || self.ID != 2 {
+		t.Fatalf("Self: %v %v", self, err)
+	}
+	if _, err := ms.Self(key(t, "c.example/journal")); !errors.Is(err, ErrNotMember) {
+		t.Fatalf("Self of a stranger: %v", err)
+	}
+	if _, err := ms.Self(key(t, "a.example/journal")); err == nil || !strings.Contains(err.Error(), "another key") {
+		t.Fatalf("Self of another key with a member's name: %v", err)
+	}
+	again, err := Parse(ms.Format())
+	if err != nil || len(again.All()) != 2 || again.All()[1].Key.Text != b.Text {
+		t.Fatalf("Format does not parse back: %v %v", again, err)
+	}
+}
+
+func TestParseRefuses(t *testing.T) {
+	a, b := key(t, "a.example/journal"), key(t, "b.example/journal")
+	for _, c := range []struct{ file, want string }{
+		{"", "no members"},
+		{"# only a comment\n", "no members"},
+		{a.Text + "\n", `line 1: want "ID VERIFIER-KEY"`},
+		{"0 " + a.Text, "line 1: member ID \"0\""},
+		{"65536 " + a.Text, "member ID \"65536\""},
+		{"01 " + a.Text, "member ID \"01\""},
+		{"-1 " + a.Text, "member ID \"-1\""},
+		{"1 " + a.Text + "\n\n1 " + b.Text, "line 3: member ID 1 is already a.example/journal's"},
+		{"1 " + a.Text + "\n2 " + a.Text, `line 2: log "a.example/journal" is already member 1's`},
+		{"1 not-a-key", "line 1: recorder: journal public key"},
+		{"1 " + a.Text[:len(a.Text)-4], "line 1: recorder: journal public key"},
+	} {
+		if _, err := Parse([]byte(c.file)); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("Parse(%q): %v, want %q", c.file, err, c.want)
+		}
+	}
+}
+
+func TestSerials(t *testing.T) {
+	for _, c := range []struct {
+		id  uint16
+		idx int64
+	}{{0, 0}, {0, 17}, {1, 0}, {2, 12345}, {65535, MaxIndex}} {
+		s, err := SerialOf(c.id, c.idx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id, idx := SplitSerial(s); id != c.id || idx != c.idx {
+			t.Errorf("SplitSerial(SerialOf(%d, %d)) = %d, %d", c.id, c.idx, id, idx)
+		}
+	}
+	if s, _ := SerialOf(0, 42); s != 42 {
+		t.Errorf("a standalone bastion's serial is not its leaf index: %d", s)
+	}
+	if s, _ := SerialOf(1, 0); s != 1<<48 {
+		t.Errorf("member 1's first serial: %d", s)
+	}
+	for _, idx := range []int64{-1, MaxIndex + 1} {
+		if _, err := SerialOf(1, idx); err == nil {
+			t.Errorf("SerialOf(1, %d) did not fail", idx)
+		}
+	}
+}
