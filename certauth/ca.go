@@ -599,3 +599,82 @@ func algorithmOf(k ssh.PublicKey) Algorithm {
 func sameKey(a, b ssh.PublicKey) bool {
 	return bytes.Equal(a.Marshal(), b.Marshal())
 }
+
+// JoinAuthorities gives home the certificate authorities of the bastion in
+// from, for a second instance of the same bastion (a cluster member): a
+// copy of every file in from's CADir (active and retired keys alike) and,
+// if from has one, of its API TLS identity, so that clients trust both
+// instances alike. from's authorities must load. home must have neither
+// yet; nothing is copied then.
+func JoinAuthorities(home, from string) (*Authorities, error) {
+	if _, err := LoadAuthorities(from, time.Now()); err != nil {
+		return nil, fmt.Errorf("join %s: %w", from, err)
+	}
+	for _, d := range []string{CADir, TLSDir} {
+		if _, err := os.Lstat(filepath.Join(home, d)); err == nil {
+			return nil, fmt.Errorf("%s: %w", filepath.Join(home, d), ErrKeyExists)
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+	}
+	copied := []string{}
+	defer func() {
+		for _, dir := range copied {
+			os.RemoveAll(dir)
+		}
+	}()
+	for _, d := range []string{CADir, TLSDir} {
+		src := filepath.Join(from, d)
+		ents, err := os.ReadDir(src)
+		if errors.Is(err, fs.ErrNotExist) && d == TLSDir {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("join %s: %w", from, err)
+		}
+		tmp, err := os.MkdirTemp(home, ".join-*")
+		if err != nil {
+			return nil, err
+		}
+		for _, ent := range ents {
+			if !ent.Type().IsRegular() {
+				continue
+			}
+			info, err := ent.Info()
+			if err != nil {
+				os.RemoveAll(tmp)
+				return nil, err
+			}
+			data, err := os.ReadFile(filepath.Join(src, ent.Name()))
+			if err == nil {
+				err = writeNew(filepath.Join(tmp, ent.Name()), string(data), info.Mode().Perm())
+			}
+			if err != nil {
+				os.RemoveAll(tmp)
+				return nil, fmt.Errorf("join %s: %w", from, err)
+			}
+		}
+		if err := os.Chmod(tmp, 0o700); err != nil {
+			os.RemoveAll(tmp)
+			return nil, err
+		}
+		dst := filepath.Join(home, d)
+		if err := os.Rename(tmp, dst); err != nil {
+			os.RemoveAll(tmp)
+			if errors.Is(err, fs.ErrExist) || errors.Is(err, unix.ENOTEMPTY) {
+				return nil, fmt.Errorf("%s: %w", dst, ErrKeyExists)
+			}
+			return nil, err
+		}
+		copied = append(copied, dst)
+	}
+	if err := storage.SyncDir(home); err != nil {
+		return nil, err
+	}
+	as, err := LoadAuthorities(home, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	copied = nil
+	return as, nil
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"maps"
@@ -52,7 +53,7 @@ const (
 )
 
 const caInitUsage = `Usage:
-    bastion ca init [--origin NAME] [--algorithm ed25519|ecdsa-p256]
+    bastion ca init [--origin NAME] [--algorithm ed25519|ecdsa-p256 | --join HOME]
 
 Creates the keys bastion needs in its home directory (--home DIR, else
 $BASTION_HOME, else ~/.bastion), which it creates with mode 0700:
@@ -75,22 +76,38 @@ Keys are never overwritten: if one exists, ca init changes nothing and fails.
 A journal can only be extended with the key that signed it, so keep
 journal.key safe and give journal.pub to whoever verifies the journal.
 
+With --join, the home is a second instance of the bastion in HOME (a
+member of a cluster on one database, docs/scale-out.md): it gets a journal
+key of its own, with its own origin, and a copy of HOME's certificate
+authorities and API TLS identity, so that clients and targets trust both
+instances alike. Copy the private keys only where they are kept as
+carefully as in HOME.
+
 Flags:
     --origin NAME        the journal's log origin, named in every checkpoint
                          (default: HOSTNAME/bastion/RANDOM)
     --algorithm ALG      the CAs' key type: ed25519 (default) or ecdsa-p256
+    --join HOME          copy the certificate authorities of the bastion in
+                         HOME rather than create new ones
 
 Examples:
     $ bastion ca init
     $ bastion --home /var/lib/bastion ca init --origin bank.example/bastion/prod
-    $ bastion ca init --algorithm ecdsa-p256`
+    $ bastion ca init --algorithm ecdsa-p256
+    $ bastion --home /var/lib/bastion-b ca init --origin bank.example/bastion/b --join /var/lib/bastion-a`
 
 func runCAInit(ctx context.Context, e *env, args []string) error {
 	fs := e.flags()
 	origin := fs.String("origin", "", "log origin `NAME`")
 	algName := fs.String("algorithm", string(certauth.AlgorithmEd25519), "CA key type `ALG`")
+	join := fs.String("join", "", "copy the authorities of the bastion in `HOME`")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	algGiven := false
+	fs.Visit(func(f *flag.Flag) { algGiven = algGiven || f.Name == "algorithm" })
+	if *join != "" && algGiven {
+		return usageErrorf("ca init: --join copies the authorities, whose algorithm is theirs: drop --algorithm")
 	}
 	if fs.NArg() > 0 {
 		return usageErrorf("ca init takes no arguments")
@@ -98,6 +115,13 @@ func runCAInit(ctx context.Context, e *env, args []string) error {
 	alg, err := certauth.ParseAlgorithm(*algName)
 	if err != nil {
 		return &usageError{err}
+	}
+	if *join != "" {
+		// Checked before anything is made, so that a wrong HOME leaves
+		// nothing behind.
+		if _, err := certauth.LoadAuthorities(*join, time.Now()); err != nil {
+			return fmt.Errorf("join %s: %w", *join, err)
+		}
 	}
 	home, err := e.makeHome()
 	if err != nil {
@@ -126,7 +150,12 @@ func runCAInit(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	as, err := certauth.CreateAuthorities(home, alg)
+	var as *certauth.Authorities
+	if *join != "" {
+		as, err = certauth.JoinAuthorities(home, *join)
+	} else {
+		as, err = certauth.CreateAuthorities(home, alg)
+	}
 	if err != nil {
 		if !kept {
 			// Leave the home as it was: take back the journal key just made.
@@ -140,9 +169,12 @@ func runCAInit(ctx context.Context, e *env, args []string) error {
 	}
 
 	w := e.stdout
-	if kept {
+	switch {
+	case *join != "":
+		fmt.Fprintf(w, "created the keys of a new instance of the bastion in %s, in %s\n\n", *join, home)
+	case kept:
 		fmt.Fprintf(w, "added the certificate authorities to the bastion in %s (its journal key is kept)\n\n", home)
-	} else {
+	default:
 		fmt.Fprintf(w, "created the keys of a new bastion in %s\n\n", home)
 	}
 	fmt.Fprintf(w, "journal signing key\n")
