@@ -30,6 +30,9 @@ const (
 	// the stall smallest (about 70 MiB and 90 ms at 250 MiB/s of output,
 	// against 280 MiB and 250 ms with a limit of 256 MiB).
 	walHardLimitPages = walSizeLimit / pageSize
+	// memoryIdle is how long the journal must go without a commit before
+	// the checkpointer gives back the memory SQLite caches (see release).
+	memoryIdle = 5 * time.Second
 )
 
 // checkpointer copies the WAL into the database file from its own
@@ -48,6 +51,7 @@ const (
 // frames can then keep the WAL from restarting.
 type checkpointer struct {
 	db     *sql.DB
+	rw     *sql.DB // the writer's connection, whose cache release empties
 	kick   chan struct{}
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -61,11 +65,15 @@ type checkpointer struct {
 	// everything (a reader holds old frames): it does not try again before
 	// a background round has looked. Guarded by mu.
 	writerWaits bool
+	// lastCommit is when the writer last committed; released says the
+	// caches were given back since. Guarded by mu.
+	lastCommit time.Time
+	released   bool
 }
 
-func startCheckpointer(db *sql.DB) *checkpointer {
+func startCheckpointer(db, rw *sql.DB) *checkpointer {
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &checkpointer{db: db, kick: make(chan struct{}, 1), cancel: cancel}
+	c := &checkpointer{db: db, rw: rw, kick: make(chan struct{}, 1), cancel: cancel, lastCommit: time.Now()}
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
@@ -79,8 +87,12 @@ func startCheckpointer(db *sql.DB) *checkpointer {
 			case <-idle.C:
 				c.mu.Lock()
 				pending := c.pending
+				quiet := !c.released && time.Since(c.lastCommit) >= memoryIdle
 				c.mu.Unlock()
 				if pending == 0 {
+					if quiet {
+						c.release(ctx)
+					}
 					continue
 				}
 			}
@@ -127,6 +139,25 @@ func (c *checkpointer) checkpoint(ctx context.Context, q queryerCtx, byWriter bo
 	}
 }
 
+// release gives back, once the journal has been quiet for memoryIdle, what
+// SQLite caches: the pages the writer's and the checkpointer's connections
+// hold (up to the writer's cache_size; a wave of sessions fills it), then
+// the C heap's free memory (releaseHeap). The next commit reads the few
+// pages it needs again, from the operating system's cache. A bastion whose
+// sessions all went quiet, or closed, thus returns to about the memory it
+// started with, rather than keeping its busiest hour's.
+func (c *checkpointer) release(ctx context.Context) {
+	for _, db := range []*sql.DB{c.rw, c.db} {
+		if _, err := db.ExecContext(ctx, "PRAGMA shrink_memory"); err != nil {
+			return
+		}
+	}
+	releaseHeap()
+	c.mu.Lock()
+	c.released = true
+	c.mu.Unlock()
+}
+
 // committed records that about bytes were written to the WAL and kicks a
 // background checkpoint when enough accumulated, unless the writer is due
 // to run one: a background round started now would only make it busy.
@@ -135,6 +166,7 @@ func (c *checkpointer) committed(bytes int) {
 	c.mu.Lock()
 	c.pending += pages
 	c.walPages += pages
+	c.lastCommit, c.released = time.Now(), false
 	kick := c.pending >= walCheckpointPages && !c.writerDueLocked()
 	c.mu.Unlock()
 	if kick {

@@ -191,7 +191,7 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*SQLite, error)
 			return nil, err
 		}
 		ck.SetMaxOpenConns(1)
-		s.ckpt = startCheckpointer(ck)
+		s.ckpt = startCheckpointer(ck, s.rw)
 	}
 	if opts.ReadOnly {
 		if err := s.checkReadable(ctx); err != nil {

@@ -46,8 +46,10 @@ import (
 //     held, the most over the waves after the first (which find the
 //     buffers and caches of the one before), so the steady cost;
 //   - rss-end/start: the process's resident set (VmRSS) after the last
-//     wave closed and debug.FreeOSMemory, over the same before the first
-//     wave: memory the sessions took and did not give back;
+//     wave closed, the journal was quiet long enough for serve to give
+//     back SQLite's caches (memoryQuiet), and debug.FreeOSMemory, over the
+//     same before the first wave: memory the sessions took and did not
+//     give back;
 //   - rss-end/first: the same over the RSS after the first wave closed:
 //     whether the later waves leave more behind;
 //   - sessions-held: how many sessions were held at once.
@@ -92,12 +94,14 @@ func BenchmarkFrontIdle(b *testing.B) {
 			b.Logf("wave %d: heap %.1f MiB before; %d sessions with a terminal +%.1f KiB each; %d exec sessions +%.1f KiB each; %.1f MiB after they closed",
 				w+1, float64(h)/(1<<20), n, ptyCost[len(ptyCost)-1], n, execCost[len(execCost)-1], float64(heap())/(1<<20))
 			if rssFirst == 0 {
+				time.Sleep(memoryQuiet)
 				debug.FreeOSMemory()
 				rssFirst = selfRSS(b)
 			}
 		}
 	}
 	b.StopTimer()
+	time.Sleep(memoryQuiet)
 	runtime.GC()
 	debug.FreeOSMemory()
 	rssEnd := selfRSS(b)
@@ -122,6 +126,11 @@ func BenchmarkFrontIdle(b *testing.B) {
 	b.ReportMetric(float64(n), "sessions-held")
 	b.ReportMetric(0, "ns/op")
 }
+
+// memoryQuiet is how long the benchmark lets the journal be quiet before
+// it reads the RSS: longer than the storage's idle time before it gives
+// back SQLite's caches (5 s) and its checkpointer's tick (1 s).
+const memoryQuiet = 7 * time.Second
 
 // idleRig is a front door in this process with a local command target,
 // and a key and certificate for it from the real exchange.
