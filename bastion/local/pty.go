@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -179,7 +178,6 @@ func RunPTY(ctx context.Context, cfg PTYConfig, rec pump.Recorder) (Result, erro
 		master: master,
 		raw:    raw,
 		exited: exited,
-		done:   make(chan struct{}),
 	}
 	return s.run(ctx)
 }
@@ -239,8 +237,9 @@ func pollable(ptmx *os.File) (*os.File, syscall.RawConn, error) {
 //   - startCommand's goroutine reaps the command and closes exited;
 //   - the output stream's reader and forwarder pump the command's output;
 //   - the input stream's reader (not owned, see RunPTY) and forwarder pump
-//     the input, and resizes injects cfg.Resize's sizes in their place
-//     among it.
+//     the input;
+//   - run's own goroutine injects cfg.Resize's sizes in their place among
+//     the input while it waits for the command.
 //
 // run owns all but the input's reader and waits for them before it
 // returns. Every stop goes through the pump: its first cause is the
@@ -258,7 +257,6 @@ type ptySession struct {
 	ctx context.Context
 
 	exited chan struct{} // closed once cmd.Wait has returned
-	done   chan struct{} // closed at teardown: resizes quits
 }
 
 func (s *ptySession) run(ctx context.Context) (Result, error) {
@@ -297,20 +295,36 @@ func (s *ptySession) run(ctx context.Context) (Result, error) {
 		EndOnStop:         true,
 		IgnoreWriteErrors: true,
 	})
-	var own sync.WaitGroup
-	if s.cfg.Resize != nil {
-		own.Go(func() { s.resizes(in) })
-	}
-
-	select {
-	case <-s.exited:
-	case <-s.p.Stopped():
-	case <-s.rec.Done():
-		// A command doing no terminal I/O would otherwise run on,
-		// unrecorded, until its next Append or Wait.
-		s.p.Stop(pump.RecordingFailed(pump.RecorderErr(s.rec)))
-	case <-ctx.Done():
-		s.p.Stop(pump.Canceled(ctx))
+	// This goroutine injects cfg.Resize's sizes among the input while it
+	// waits for the command (Inject does not block): one goroutine less
+	// per session than a loop of their own.
+	resize := s.cfg.Resize
+wait:
+	for {
+		select {
+		case sz, ok := <-resize:
+			if !ok {
+				resize = nil
+				continue
+			}
+			size := sz.Clamp()
+			frame := pump.Frame{Kind: recorder.KindResize, Payload: size.Payload()}
+			if err := in.Inject(func() { _ = s.setSize(size) }, frame); err != nil {
+				resize = nil
+			}
+		case <-s.exited:
+			break wait
+		case <-s.p.Stopped():
+			break wait
+		case <-s.rec.Done():
+			// A command doing no terminal I/O would otherwise run on,
+			// unrecorded, until its next Append or Wait.
+			s.p.Stop(pump.RecordingFailed(pump.RecorderErr(s.rec)))
+			break wait
+		case <-ctx.Done():
+			s.p.Stop(pump.Canceled(ctx))
+			break wait
+		}
 	}
 	in.Close()
 	s.terminate()
@@ -325,11 +339,9 @@ func (s *ptySession) run(ctx context.Context) (Result, error) {
 	// delivered, even though the command exited by itself.
 	cutShort := ctx.Err() != nil
 
-	close(s.done)
 	cancel()
 	s.master.Close() // interrupts the input forwarder's Write, if any
 	<-in.Done()
-	own.Wait()
 
 	res := exitResult(s.cmd.ProcessState)
 	err := s.p.Err()
@@ -424,31 +436,6 @@ func (s *ptySession) signal(sig unix.Signal, wait bool) {
 func (s *ptySession) mark(text string) {
 	if _, err := s.rec.Append(recorder.KindMarker, 0, []byte(text)); err != nil {
 		s.p.Stop(pump.RecordingFailed(err))
-	}
-}
-
-// resizes injects each size of cfg.Resize in its place among the input:
-// the command sees it after the keystrokes recorded before it, and before
-// those recorded after. It returns once the input takes nothing more.
-func (s *ptySession) resizes(in *pump.Stream) {
-	for {
-		select {
-		case sz, ok := <-s.cfg.Resize:
-			if !ok {
-				return
-			}
-			size := sz.Clamp()
-			frame := pump.Frame{Kind: recorder.KindResize, Payload: size.Payload()}
-			if err := in.Inject(func() { _ = s.setSize(size) }, frame); err != nil {
-				return
-			}
-		case <-s.exited:
-			return
-		case <-s.p.Stopped():
-			return
-		case <-s.done:
-			return
-		}
 	}
 }
 
