@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"github.com/bastionhq/bastion/recorder/events"
 	"io"
 	"net"
 	"os"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/bastionhq/bastion/bastion/front"
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/events"
 )
 
 // Refusals of issue 4's "Must show" list not covered elsewhere: agent

@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"github.com/bastionhq/bastion/recorder/events"
 	"os"
 	"os/exec"
 	"os/user"
@@ -17,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/bastionhq/bastion/bastion/front"
+	"github.com/bastionhq/bastion/recorder/events"
 )
 
 // needRoot skips a test that runs commands as another user, unless in CI,

@@ -9,7 +9,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/bastionhq/bastion/recorder/events"
 	"io"
 	"net"
 	"os"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/bastionhq/bastion/bastion/front"
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/events"
 )
 
 // upstreamFixture is a front door whose SSH targets are one real sshd that

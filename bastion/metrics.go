@@ -3,7 +3,6 @@ package bastion
 import (
 	"bytes"
 	"encoding/json"
-	"github.com/bastionhq/bastion/recorder/events"
 	"net/http"
 	"regexp"
 
@@ -13,6 +12,7 @@ import (
 
 	"github.com/bastionhq/bastion/bastion/front"
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/events"
 )
 
 // metrics are the bastion's Prometheus metrics, served at GET /metrics.

@@ -1,7 +1,6 @@
 package bastion
 
 import (
-	"github.com/bastionhq/bastion/recorder/events"
 	"io"
 	"net"
 	"net/http"
@@ -14,6 +13,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/bastionhq/bastion/bastion/front"
+	"github.com/bastionhq/bastion/recorder/events"
 )
 
 // limitConfig is frontConfig with at most 2 connections per address.

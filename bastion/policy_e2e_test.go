@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/bastionhq/bastion/recorder/events"
 	"net"
 	"os"
 	"path/filepath"
@@ -19,6 +18,7 @@ import (
 	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/certauth/apiclient"
 	"github.com/bastionhq/bastion/policy/grants"
+	"github.com/bastionhq/bastion/recorder/events"
 )
 
 // policyE2EConfig gives agents standing access to "staging" only, and

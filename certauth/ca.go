@@ -497,13 +497,13 @@ func RotateAuthority(home string, role Role, alg Algorithm, grace time.Duration,
 	if t := until.Truncate(time.Second); t.Before(until) {
 		until = t.Add(time.Second)
 	}
-	if err := WriteFileAtomic(filepath.Join(dir, retiredName(role, old, until)), []byte(authorizedLine(old, role, until)+"\n"), 0o644); err != nil {
+	if err := storage.WriteFileAtomic(filepath.Join(dir, retiredName(role, old, until)), []byte(authorizedLine(old, role, until)+"\n"), 0o644); err != nil {
 		return nil, fmt.Errorf("retire the %s CA key: %w", role, err)
 	}
-	if err := WriteFileAtomic(cur.KeyFile, priv, 0o600); err != nil {
+	if err := storage.WriteFileAtomic(cur.KeyFile, priv, 0o600); err != nil {
 		return nil, fmt.Errorf("write the new %s CA key: %w", role, err)
 	}
-	if err := WriteFileAtomic(cur.KeyFile+".pub", []byte(authorizedLine(pub, role, time.Time{})+"\n"), 0o644); err != nil {
+	if err := storage.WriteFileAtomic(cur.KeyFile+".pub", []byte(authorizedLine(pub, role, time.Time{})+"\n"), 0o644); err != nil {
 		return nil, fmt.Errorf("write the new %s CA public key: %w", role, err)
 	}
 	if err := pruneRetired(dir, role, now); err != nil {

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/bastionhq/bastion/storage"
 )
 
 var t0 = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
@@ -426,7 +428,7 @@ func TestRotateAuthorityInterrupted(t *testing.T) {
 	home, before = createAuthorities(t, "")
 	old := before.Host.Signer.PublicKey()
 	name := retiredName(RoleHost, old, t0.Add(time.Hour))
-	if err := WriteFileAtomic(filepath.Join(home, CADir, name), ssh.MarshalAuthorizedKey(old), 0o644); err != nil {
+	if err := storage.WriteFileAtomic(filepath.Join(home, CADir, name), ssh.MarshalAuthorizedKey(old), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	as, err = LoadAuthorities(home, t0)

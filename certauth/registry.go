@@ -17,6 +17,7 @@ import (
 	"github.com/bastionhq/bastion/policy/mask"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/events"
+	"github.com/bastionhq/bastion/storage"
 )
 
 // CertRecord is what the journal says of one issued certificate.
@@ -453,7 +454,7 @@ func (r *Registry) WriteKRL(path string, caKeys []ssh.PublicKey, now time.Time) 
 	if err != nil {
 		return err
 	}
-	if err := WriteFileAtomic(path, data, 0o644); err != nil {
+	if err := storage.WriteFileAtomic(path, data, 0o644); err != nil {
 		return fmt.Errorf("write KRL %s: %w", path, err)
 	}
 	return nil

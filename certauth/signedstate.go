@@ -8,6 +8,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/bastionhq/bastion/storage"
 )
 
 // signedDir is where, under the home directory, the writer remembers the
@@ -76,5 +78,5 @@ func (s *SignedState) Save(note []byte) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	return WriteFileAtomic(s.path, note, 0o600)
+	return storage.WriteFileAtomic(s.path, note, 0o600)
 }

@@ -3,12 +3,12 @@ package front
 import (
 	"context"
 	"errors"
-	"github.com/bastionhq/bastion/recorder/events"
 	"testing"
 
 	"golang.org/x/crypto/ssh"
 
 	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/recorder/events"
 )
 
 var sshCertForTest = ssh.Certificate{ValidBefore: ssh.CertTimeInfinity}

@@ -348,7 +348,7 @@ func startDemoSSHD(out io.Writer, home string) (*localsshd.SSHD, error) {
 		return nil, err
 	}
 	ca := filepath.Join(dir, "target_ca.pub")
-	if err := certauth.WriteFileAtomic(ca, []byte(strings.Join(auth.Target.AuthorizedKeys(), "\n")+"\n"), 0o644); err != nil {
+	if err := storage.WriteFileAtomic(ca, []byte(strings.Join(auth.Target.AuthorizedKeys(), "\n")+"\n"), 0o644); err != nil {
 		return nil, err
 	}
 	s, err := localsshd.Start(dir, "TrustedUserCAKeys "+ca)
@@ -436,11 +436,11 @@ func (d *demoServer) certificate(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := certauth.WriteFileAtomic(d.keyPath+"-cert.pub", []byte(resp.Certificate+"\n"), 0o644); err != nil {
+	if err := storage.WriteFileAtomic(d.keyPath+"-cert.pub", []byte(resp.Certificate+"\n"), 0o644); err != nil {
 		return err
 	}
 	d.known = filepath.Join(d.home, "demo-agent", "known_hosts")
-	if err := certauth.WriteFileAtomic(d.known, []byte(strings.Join(resp.KnownHosts, "\n")+"\n"), 0o644); err != nil {
+	if err := storage.WriteFileAtomic(d.known, []byte(strings.Join(resp.KnownHosts, "\n")+"\n"), 0o644); err != nil {
 		return err
 	}
 	d.identity = resp.Identity
@@ -516,7 +516,7 @@ func demoAgentKey(path string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := certauth.WriteFileAtomic(path, pem.EncodeToMemory(block), 0o600); err != nil {
+	if err := storage.WriteFileAtomic(path, pem.EncodeToMemory(block), 0o600); err != nil {
 		return "", err
 	}
 	sp, err := ssh.NewPublicKey(pk)
@@ -524,7 +524,7 @@ func demoAgentKey(path string) (string, error) {
 		return "", err
 	}
 	line := string(ssh.MarshalAuthorizedKey(sp))
-	if err := certauth.WriteFileAtomic(path+".pub", []byte(line), 0o644); err != nil {
+	if err := storage.WriteFileAtomic(path+".pub", []byte(line), 0o644); err != nil {
 		return "", err
 	}
 	return strings.TrimSpace(line), nil

@@ -25,6 +25,7 @@ import (
 	"github.com/bastionhq/bastion/certauth/apiclient"
 	"github.com/bastionhq/bastion/recorder/events"
 	"github.com/bastionhq/bastion/recorder/termtext"
+	"github.com/bastionhq/bastion/storage"
 )
 
 func init() {
@@ -620,7 +621,7 @@ func loginCreateKey(path string) (ssh.Signer, error) {
 		return nil, err
 	}
 	pub := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(s.PublicKey()))) + " " + comment + "\n"
-	if err := certauth.WriteFileAtomic(path+".pub", []byte(pub), 0o644); err != nil {
+	if err := storage.WriteFileAtomic(path+".pub", []byte(pub), 0o644); err != nil {
 		return nil, fmt.Errorf("write public key: %w", err)
 	}
 	return s, nil
@@ -653,7 +654,7 @@ func (l *loginClient) obtain(ctx context.Context) (*loginResult, error) {
 		return nil, loginExplain(err)
 	}
 	r := &loginResult{resp: resp, received: time.Now()}
-	if err := certauth.WriteFileAtomic(l.certPath, []byte(resp.Certificate+"\n"), 0o644); err != nil {
+	if err := storage.WriteFileAtomic(l.certPath, []byte(resp.Certificate+"\n"), 0o644); err != nil {
 		return nil, fmt.Errorf("write the certificate: %w", err)
 	}
 	if r.hostsAdded, err = addKnownHosts(l.knownHosts, resp.KnownHosts); err != nil {
@@ -744,7 +745,7 @@ func addKnownHosts(path string, lines []string) (int, error) {
 	if err := os.MkdirAll(filepath.Dir(target), 0o700); err != nil {
 		return 0, err
 	}
-	return len(add), certauth.WriteFileAtomic(target, data, perm)
+	return len(add), storage.WriteFileAtomic(target, data, perm)
 }
 
 // loginJSON is the --json output, one object per certificate. Fields are

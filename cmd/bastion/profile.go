@@ -23,8 +23,8 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/certauth/apiclient"
+	"github.com/bastionhq/bastion/storage"
 )
 
 // profileVersion is the "version" of the profiles this build writes and
@@ -167,7 +167,7 @@ func saveProfile(path string, p *clientProfile) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("client profile: %w", err)
 	}
-	if err := certauth.WriteFileAtomic(path, append(b, '\n'), 0o600); err != nil {
+	if err := storage.WriteFileAtomic(path, append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("client profile: %w", err)
 	}
 	return nil
