@@ -460,7 +460,7 @@ func TestPostgresRestart(t *testing.T) {
 func (r *opsRig) startHAProxy(t *testing.T) (port int, downAt func(server string) time.Time) {
 	t.Helper()
 	bin := sshdtest.Need(t, "haproxy")
-	example, err := os.ReadFile(filepath.Join("..", "..", "docs", "examples", "haproxy.cfg"))
+	example, err := os.ReadFile(filepath.Join(examplesDir, "haproxy.cfg"))
 	if err != nil {
 		t.Fatal(err)
 	}
