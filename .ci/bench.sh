@@ -308,7 +308,7 @@ if [[ -n $GO_RESULTS ]]; then
 			name = $1; sub(/-[0-9]+$/, "", name); sub(/^Benchmark/, "", name)
 			for (i = 3; i < NF; i += 2) {
 				unit = $(i + 1)
-				if (unit == "MB/s" || unit == "frames/s" || unit == "journal-bytes/payload-byte" || unit == "certs/s" || unit == "events/s" || unit ~ /^p[0-9]+-ms$/ || unit ~ /cpu-µs\/op$/ || unit ~ /^(bastion|jump|direct)/ || unit == "MB/s-both-ways" || unit ~ /KiB\/session$/ || unit ~ /^rss-/ || unit == "sessions-held" || unit == "s/report" || unit == "pdf-pages" || unit == "generate-s" || unit == "journal-MB" || unit ~ /-(p50|p99|max)-ms$/ || unit == "ns/op" && name ~ /^Session1000Roles/) print name, unit, $i
+				if (unit == "MB/s" || unit == "frames/s" || unit == "journal-bytes/payload-byte" || unit == "certs/s" || unit == "events/s" || unit ~ /^p[0-9]+-ms$/ || unit ~ /cpu-µs\/op$/ || unit ~ /^(bastion|jump|direct)/ || unit == "MB/s-both-ways" || unit ~ /KiB\/session$/ || unit ~ /^rss-/ || unit == "sessions-held" || unit == "s/report" || unit == "pdf-pages" || unit == "generate-s" || unit == "journal-MB" || unit == "pg/sqlite" || unit == "two/one" || unit ~ /^(sqlite|pg|one|two)-MB\/s$/ || unit ~ /-(p50|p99|max)-ms$/ || unit == "ns/op" && name ~ /^Session1000Roles/) print name, unit, $i
 			}
 		}' "$GO_RESULTS" | sort -k1,1 -k2,2 -k3,3g | awk '
 		BEGIN {

@@ -23,6 +23,15 @@ const EventJournalRecovered = events.JournalRecovered
 // journal back before it exits (journal_recovery in the config).
 const DefaultJournalRecovery = 60 * time.Second
 
+// How often serve checks that an idle journal still reaches its store
+// (see recorder.Journal.Probe), and how long it waits for an answer: a
+// PostgreSQL server that went away while nothing was written is noticed
+// within about a second.
+const (
+	journalProbeInterval = time.Second
+	journalProbeTimeout  = 3 * time.Second
+)
+
 // A JournalOpener opens the journal again after a fault: a new store on
 // the same file and lock, and a writer that rebuilds and checks the tail
 // it will extend. close closes both.
@@ -98,6 +107,7 @@ func (s *Server) watchJournal(ctx context.Context) error {
 	}
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
+	var probed time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -105,6 +115,19 @@ func (s *Server) watchJournal(ctx context.Context) error {
 		case <-t.C:
 		}
 		cause := s.journal.Err()
+		if cause == nil && time.Since(probed) >= journalProbeInterval {
+			// A journal behind a connection (PostgreSQL) can lose it
+			// while idle: the probe fails it then, so that /readyz
+			// and the alarms say so and the recovery starts before a
+			// session finds out.
+			probed = time.Now()
+			pctx, cancel := context.WithTimeout(ctx, journalProbeTimeout)
+			cause = s.journal.current().Probe(pctx)
+			cancel()
+			if ctx.Err() != nil {
+				return nil
+			}
+		}
 		if cause == nil {
 			continue
 		}

@@ -481,6 +481,26 @@ func (j *Journal) Err() error {
 	return j.err
 }
 
+// Probe checks, without writing, that the store still reaches where the
+// journal lives, for a store that can lose it while idle (a
+// [storage.Pinger], such as a PostgreSQL database): a journal that has
+// lost it fails now, as a failed commit fails it, so that it is reported
+// (and recovered) before the next session tries to record. It returns
+// the error that stopped the journal, or nil.
+func (j *Journal) Probe(ctx context.Context) error {
+	if err := j.Err(); err != nil {
+		return err
+	}
+	p, ok := j.st.(storage.Pinger)
+	if !ok {
+		return nil
+	}
+	if err := p.Ping(ctx); err != nil {
+		j.fail(fmt.Errorf("the journal's store does not answer: %w", err))
+	}
+	return j.Err()
+}
+
 // OldestPending is when the oldest append that is neither committed nor
 // failed yet was made (wall-clock time), or the zero time when there is
 // none: how long the journal has kept a session or an event waiting. An

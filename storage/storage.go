@@ -155,6 +155,15 @@ type State struct {
 	Published   *Checkpoint // the largest published checkpoint, nil when none
 }
 
+// Pinger is a [Store] whose journal lives behind a connection that can
+// be lost while nothing is written (a database server): Ping reports,
+// without writing, whether the writer's connection still works. A store
+// busy committing answers nil at once: its commit tells. A file needs no
+// such probe: its next write tells.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
 // Store is a journal's persistence. A Store opened for writing holds the
 // journal's writer lock until Close.
 type Store interface {

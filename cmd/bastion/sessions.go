@@ -17,6 +17,7 @@ import (
 	"github.com/bastionhq/bastion/recorder/events"
 	"github.com/bastionhq/bastion/recorder/termtext"
 	"github.com/bastionhq/bastion/storage"
+	"github.com/bastionhq/bastion/storage/postgres"
 )
 
 func init() {
@@ -301,8 +302,17 @@ func (f *sessionFilter) match(s *sessionJSON) bool {
 const StateUnterminated = "unterminated"
 
 // writerGone says whether no live process holds the writer lock of the
-// journal at path: its unterminated sessions are then not being recorded.
-func writerGone(path string) bool { return storage.WriterHolder(path) == "" }
+// journal at path, open as st: its unterminated sessions are then not
+// being recorded. In a database the lock is the log's advisory lock,
+// which the server drops with the writer's session (a killed writer's
+// at once); a database that cannot say counts as a writer still there.
+func writerGone(ctx context.Context, st storage.Store, path string) bool {
+	if pg, ok := st.(*postgres.Store); ok {
+		holder, err := pg.WriterHolder(ctx)
+		return err == nil && holder == ""
+	}
+	return storage.WriterHolder(path) == ""
+}
 
 // listSessions lists the sessions of a verified log that f matches, in
 // the order the log starts them. gone says the journal's writer is gone,
@@ -342,7 +352,7 @@ func runSessionsList(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer log.Close()
-	list := listSessions(log.Log, &f, writerGone(log.path))
+	list := listSessions(log.Log, &f, writerGone(ctx, log.st, log.path))
 	if *asJSON {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")

@@ -165,7 +165,7 @@ func runSessionsShow(ctx context.Context, e *env, args []string) error {
 		end = rec.End.Leaf
 	}
 	desc := describeSession(rec.ID, rec.Start.Leaf, end, rec.Frames())
-	if desc.State == "live" && writerGone(path) {
+	if desc.State == "live" && writerGone(ctx, st, path) {
 		desc.State = StateUnterminated
 	}
 	out := showJSON(desc, rec, sum)
@@ -417,7 +417,7 @@ func runSessionsSearch(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	snap := log.snap
-	list := listSessions(log.Log, &f, writerGone(log.path))
+	list := listSessions(log.Log, &f, writerGone(ctx, log.st, log.path))
 	hits := []hitJSON{}
 	broken := 0
 	for _, s := range list {

@@ -183,6 +183,9 @@ func (s *Store) openWriter(ctx context.Context, cfg *pgx.ConnConfig, opts Option
 	if err := checkDurable(ctx, w); err != nil {
 		return err
 	}
+	if err := keepAlive(ctx, w); err != nil {
+		return err
+	}
 	if err := migrate(ctx, w); err != nil {
 		return err
 	}
@@ -319,6 +322,40 @@ func checkDurable(ctx context.Context, c *pgx.Conn) error {
 	return nil
 }
 
+// The writer's session asks the server to probe its connection when idle
+// (TCP keepalives, where it comes over TCP): when the writer's machine or
+// the network between them dies, the server ends the session, and with it
+// the writer lock and any transaction still open, within
+// keepAliveIdle + keepAliveCount x keepAliveInterval (about 11 s), not
+// the operating system's default of two hours. Until then the log stays
+// locked and a writer that takes over is refused. The server's own
+// settings apply where they are shorter.
+const (
+	keepAliveIdle     = 5 // seconds
+	keepAliveInterval = 2 // seconds
+	keepAliveCount    = 3
+)
+
+func keepAlive(ctx context.Context, c *pgx.Conn) error {
+	for _, set := range []struct {
+		name  string
+		value int
+	}{{"tcp_keepalives_idle", keepAliveIdle}, {"tcp_keepalives_interval", keepAliveInterval}, {"tcp_keepalives_count", keepAliveCount}} {
+		var cur int
+		if err := c.QueryRow(ctx, "SELECT current_setting($1)::int", set.name).Scan(&cur); err != nil {
+			return fmt.Errorf("read setting %s: %w", set.name, err)
+		}
+		// 0: the operating system's default (or not a TCP connection,
+		// where the setting means nothing).
+		if cur == 0 || cur > set.value {
+			if _, err := c.Exec(ctx, "SELECT set_config($1, $2, false)", set.name, strconv.Itoa(set.value)); err != nil {
+				return fmt.Errorf("set %s: %w", set.name, err)
+			}
+		}
+	}
+	return nil
+}
+
 // ErrNotDurable means the database lets a commit return before it is
 // durable: a writer refuses it.
 var ErrNotDurable = errors.New("the database does not make commits durable")
@@ -444,6 +481,33 @@ func holderDescription(c *pgx.Conn) string {
 	}
 	return fmt.Sprintf("pid %d (%s) on %s since %s, database session %d",
 		os.Getpid(), name, host, time.Now().UTC().Format(time.RFC3339), c.PgConn().PID())
+}
+
+// WriterHolder describes the writer that holds the log's writer lock now
+// (as a refused writer is told), or returns "" when none does: a writer
+// killed, or cut off, loses the lock with its database session, so a
+// reader learns from it whether sessions without an end are still being
+// recorded. Any store on the log may ask, a reader's too.
+func (s *Store) WriterHolder(ctx context.Context) (string, error) {
+	if s.pool == nil {
+		return "", errors.New("the store is closed")
+	}
+	var held bool
+	var holder string
+	err := s.pool.QueryRow(ctx, `SELECT
+		EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
+			AND classid = $1::bigint::oid AND objid = $2::bigint::oid AND objsubid = 2),
+		coalesce((SELECT holder FROM bastion.logs WHERE id = $2), '')`, int64(lockClass), int64(s.logID)).Scan(&held, &holder)
+	if err != nil {
+		return "", fmt.Errorf("journal %s: who writes the log: %w", s.where, err)
+	}
+	if !held {
+		return "", nil
+	}
+	if holder == "" {
+		holder = "a writer"
+	}
+	return holder, nil
 }
 
 // Name is the log's name.
@@ -665,6 +729,25 @@ func (s *Store) Commit(ctx context.Context, b *storage.Batch) (err error) {
 	s.nextHash += int64(len(b.Hashes))
 	return nil
 }
+
+// Ping implements [storage.Pinger]: a round trip on the writer's
+// connection. A writer busy committing answers nil at once (the commit
+// tells); a reader, or a closed store, answers nil.
+func (s *Store) Ping(ctx context.Context) error {
+	if !s.mu.TryLock() {
+		return nil
+	}
+	defer s.mu.Unlock()
+	if s.w == nil {
+		return nil
+	}
+	if err := s.w.Ping(ctx); err != nil {
+		return fmt.Errorf("journal %s: %w", s.where, err)
+	}
+	return nil
+}
+
+var _ storage.Pinger = (*Store)(nil)
 
 // Hashes implements [storage.Store].
 func (s *Store) Hashes(ctx context.Context, indexes []int64) ([][]byte, error) {

@@ -104,8 +104,25 @@ func TestLockGoesWithSession(t *testing.T) {
 	if err != nil {
 		t.Fatalf("find the writer's session: %v", err)
 	}
+	reader, err := postgres.Open(ctx, dsn, "a", postgres.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	if holder, err := reader.WriterHolder(ctx); err != nil || !strings.Contains(holder, fmt.Sprintf("database session %d", pid)) {
+		t.Fatalf("the writer holder, while it writes: %q, %v", holder, err)
+	}
+	if err := old.Ping(ctx); err != nil {
+		t.Fatalf("ping the writer's connection: %v", err)
+	}
 	if _, err := admin.Exec(ctx, "SELECT pg_terminate_backend($1, 10000)", pid); err != nil {
 		t.Fatal(err)
+	}
+	if holder, err := reader.WriterHolder(ctx); err != nil || holder != "" {
+		t.Fatalf("the writer holder, once its session ended: %q, %v", holder, err)
+	}
+	if err := old.Ping(ctx); err == nil {
+		t.Fatal("a writer whose session ended answers a ping")
 	}
 	next := openWriter(t, dsn, "a")
 	if err := old.Commit(ctx, batch(2, 2)); err == nil {
