@@ -206,6 +206,12 @@ auditors = ["audit"]
 		t.Fatalf("evidence through the API: %d\n%s\n%s", code, out, errOut)
 	}
 	stop()
+	// The report's signature is the recording member's key's, and its
+	// record in that member's log names carol.
+	if code, out, errOut = cli(ctx, aud, "verify", "--report", report2, "--key", filepath.Join(homeA, certauth.JournalPubKeyFile), "--db", dsn); code != 0 ||
+		!strings.Contains(out, "made by:    carol@dev (token), recorded by serve's API") {
+		t.Fatalf("verify --report of the cluster's report: %d\n%s\n%s", code, out, errOut)
+	}
 
 	// The read is in member 1's log, verified, naming carol.
 	st, err := postgres.Open(ctx, dsn, "a.example/journal", postgres.Options{ReadOnly: true})
@@ -244,13 +250,28 @@ auditors = ["audit"]
 		t.Fatalf("no journal.accessed leaf %d in member 1's log", readLeaf)
 	}
 
-	// A frame changed in member 2's log: verify names member 2, and
-	// member 1 still verifies.
 	db, err := pgx.Connect(ctx, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close(ctx)
+	// A session two logs claim (member 2's copied into member 1's index)
+	// is refused, naming both.
+	if _, err := db.Exec(ctx, `INSERT INTO bastion.sessions (log_id, num, id, start_leaf)
+		SELECT (SELECT id FROM bastion.logs WHERE name = 'a.example/journal'), 1000, id, start_leaf FROM bastion.sessions
+		WHERE log_id = (SELECT id FROM bastion.logs WHERE name = 'b.example/journal')`); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errOut = cli(ctx, aud, "export", "--db", dsn, "--format", "asciicast", "--unrecorded", idB); code != 1 || strings.Contains(out, "beta") ||
+		!strings.Contains(errOut, "claimed by 2 logs: member 1 (a.example/journal), member 2 (b.example/journal)") {
+		t.Fatalf("export of a session two logs claim: %d\n%s\n%s", code, out, errOut)
+	}
+	if _, err := db.Exec(ctx, `DELETE FROM bastion.sessions WHERE num = 1000`); err != nil {
+		t.Fatal(err)
+	}
+
+	// A frame changed in member 2's log: verify names member 2, and
+	// member 1 still verifies.
 	tag, err := db.Exec(ctx, `UPDATE bastion.frames SET payload = 'gamma' || payload
 		WHERE (log_id, session, seq) = (SELECT log_id, session, seq FROM bastion.frames WHERE log_id = (SELECT id FROM bastion.logs WHERE name = 'b.example/journal') AND length(payload) > 0 ORDER BY session, seq LIMIT 1)`)
 	if err != nil || tag.RowsAffected() != 1 {

@@ -17,6 +17,7 @@ import (
 	"github.com/google/uuid"
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/bastionhq/bastion/bastion"
 	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/evidence"
@@ -622,7 +623,7 @@ func verifyReport(ctx context.Context, e *env, dir, keyFile, db string) error {
 		fmt.Fprintf(e.stdout, "  %-14s sha256 %s, NOT the signed %s: changed since it was made\n", f.name+":", sum, f.signed)
 	}
 	path, err := e.dbPath(db)
-	if err == nil {
+	if err == nil && !isDatabase(path) {
 		if _, statErr := os.Stat(path); statErr != nil {
 			err = statErr
 		}
@@ -653,6 +654,9 @@ func verifyReport(ctx context.Context, e *env, dir, keyFile, db string) error {
 			fmt.Fprintf(e.stdout, "  journal:    leaf %d of %s records the same digests (period %s to %s)\n", sig.Leaf, path,
 				termtext.Line(a["period.from"]), termtext.Line(a["period.to"]))
 			who := fmt.Sprintf("uid %s (%s), recorded by %s", a["uid"], a["user"], cmp.Or(a["via"], "reader"))
+			if a["via"] == bastion.ViaAPI {
+				who = "recorded by serve's API on " + a["host"] + ", for " + a["client.address"]
+			}
 			if id := a["identity"]; id != "" {
 				who = fmt.Sprintf("%s (%s), %s", id, cmp.Or(a["identity.verified"], "none"), who)
 			}
