@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/certauth/apiclient"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/storage/postgres"
 	"github.com/bastionhq/bastion/storage/postgres/pgtest"
@@ -92,6 +94,12 @@ func TestClusterReaders(t *testing.T) {
 	if code, out, _ = cli(ctx, aud, "sessions", "list", "--db", dsn); code != 0 || !regexp.MustCompile(`(?m)^MEMBER\s+ID\s`).MatchString(out) ||
 		!regexp.MustCompile(`(?m)^2\s+`+idB).MatchString(out) {
 		t.Fatalf("sessions list (text): %d\n%s", code, out)
+	}
+
+	// verify --session verifies the log that holds it.
+	if code, out, errOut = cli(ctx, aud, "verify", "--db", dsn, "--session", idB); code != 0 || !strings.Contains(out, "member 2, log b.example/journal") ||
+		strings.Contains(out, "member 1, log") {
+		t.Fatalf("verify --session: %d\n%s\n%s", code, out, errOut)
 	}
 
 	// Play, show and export find a session in either log; homeA records
@@ -199,6 +207,32 @@ auditors = ["audit"]
 	if code, out, errOut = cli(ctx, aud, "sessions", "show", "--db", dsn, "--server", "https://127.0.0.1:1", "--ca-fingerprint", fp, "--token-file", carol, idA); code != 1 ||
 		strings.Contains(out, "alpha") || !strings.Contains(errOut, "did not record it") {
 		t.Fatalf("sessions show with the API unreachable: %d\n%s\n%s", code, out, errOut)
+	}
+	// The endpoint refuses a request without a token, and attributes a
+	// reader may not set.
+	client, err := apiclient.NewClient(api, apiclient.ClientOptions{Fingerprint: fp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := os.ReadFile(carol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		token  string
+		req    certauth.ReadRequest
+		status int
+	}{
+		{"", certauth.ReadRequest{Action: "play"}, 401},
+		{strings.TrimSpace(string(tok)), certauth.ReadRequest{Action: "play", Attrs: map[string]string{"via": "reader"}}, 400},
+		{strings.TrimSpace(string(tok)), certauth.ReadRequest{Action: "steal"}, 400},
+		{strings.TrimSpace(string(tok)), certauth.ReadRequest{Event: "evidence.generated", Attrs: map[string]string{"sha256.html": "x"}}, 400},
+	} {
+		_, err := client.RecordRead(ctx, c.token, c.req)
+		var ae *apiclient.APIError
+		if !errors.As(err, &ae) || ae.Status != c.status {
+			t.Fatalf("POST /v1/reads %+v: %v, want %d", c.req, err, c.status)
+		}
 	}
 	report2 := filepath.Join(base, "report2")
 	if code, out, errOut = cli(ctx, aud, "evidence", "--db", dsn, "--from", day.Add(-time.Hour).Format(time.RFC3339), "--to", day.Add(time.Hour).Format(time.RFC3339),
