@@ -57,17 +57,17 @@ const maxRequestBody = 1 << 20
 var (
 	accessAttrs = map[string]int{
 		"session": 64, "format": 64, "period.from": 64, "period.to": 64,
-		"targets": 1024, "identities": 1024, "sample": 32, "seed": 64,
+		"targets": 1024, "identities": 1024, "sample": 32, "seed": 64, "logs": 4096,
 	}
 	evidenceAttrs = map[string]int{
 		"period.from": 64, "period.to": 64, "targets": 1024, "identities": 1024,
-		"sample": 32, "seed": 64, "sha256.html": 64, "sha256.json": 64, "out": 1024,
+		"sample": 32, "seed": 64, "sha256.html": 64, "sha256.json": 64, "out": 1024, "logs": 4096,
 	}
 )
 
 // readerText are the attributes of a read or a report that hold what the
 // reader says, masked before they are journaled.
-var readerText = []string{"session", "format", "targets", "identities", "out", "says.user"}
+var readerText = []string{"session", "format", "targets", "identities", "out", "says.user", "logs"}
 
 // AccessRequest asks serve to journal a read of its journal, before the
 // reader shows anything of it: POST /v1/access on the access socket.

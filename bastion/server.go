@@ -308,7 +308,7 @@ func NewServer(ctx context.Context, opts ServerOptions) (_ *Server, err error) {
 		},
 		RatePerIdentity: cfg.API.RatePerIdentity, BurstPerIdentity: cfg.API.BurstPerIdentity,
 		RatePerAddress: cfg.API.RatePerAddress, BurstPerAddress: cfg.API.BurstPerAddress,
-		Grants: s.grants, Logger: s.log.Named("api"), Now: s.now,
+		Grants: s.grants, Reads: s.recordReadAPI, Logger: s.log.Named("api"), Now: s.now,
 	})
 	s.apiLn, err = net.Listen("tcp", cfg.API.Listen)
 	if err != nil {

@@ -35,6 +35,10 @@ type APIOptions struct {
 	// Grants, if set, serves the just-in-time grant endpoints
 	// (/v1/grants); without it they answer 404 grants_not_enabled.
 	Grants *grants.Grants
+	// Reads, if set, serves POST /v1/reads: it journals a reader's read
+	// in the instance's log (see [ReadRequest]); without it the endpoint
+	// answers 404 reads_not_enabled.
+	Reads RecordReadFunc
 	// RatePerIdentity and RatePerAddress are the sustained certificate
 	// and grant requests per second allowed to one identity and one
 	// client address (the two kinds share the limits); the bursts are
@@ -50,12 +54,13 @@ type APIOptions struct {
 }
 
 // API is the HTTPS API's handler: POST /v1/certificates, GET /v1/ca,
-// GET /v1/krl, and the grant endpoints under /v1/grants.
+// GET /v1/krl, the grant endpoints under /v1/grants, and POST /v1/reads.
 type API struct {
 	issuer  *Issuer
 	ca      func() *CAResponse
 	krl     func() ([]byte, error)
 	grants  *grants.Grants
+	reads   RecordReadFunc
 	log     hclog.Logger
 	now     func() time.Time
 	byAddr  *limiters
@@ -65,7 +70,7 @@ type API struct {
 
 // NewAPI returns the API handler.
 func NewAPI(opts APIOptions) *API {
-	a := &API{issuer: opts.Issuer, ca: opts.CA, krl: opts.KRL, grants: opts.Grants, log: opts.Logger, now: opts.Now}
+	a := &API{issuer: opts.Issuer, ca: opts.CA, krl: opts.KRL, grants: opts.Grants, reads: opts.Reads, log: opts.Logger, now: opts.Now}
 	if a.log == nil {
 		a.log = hclog.NewNullLogger()
 	}
@@ -79,14 +84,15 @@ func NewAPI(opts APIOptions) *API {
 	a.mux.HandleFunc("GET /v1/ca", a.getCA)
 	a.mux.HandleFunc("GET /v1/krl", a.getKRL)
 	a.grantRoutes()
-	for path, allow := range map[string]string{"/v1/certificates": "POST", "/v1/ca": "GET, HEAD", "/v1/krl": "GET, HEAD"} {
+	a.mux.HandleFunc("POST /v1/reads", a.postRead)
+	for path, allow := range map[string]string{"/v1/certificates": "POST", "/v1/reads": "POST", "/v1/ca": "GET, HEAD", "/v1/krl": "GET, HEAD"} {
 		a.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Allow", allow)
 			writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed on "+path+": use "+allow)
 		})
 	}
 	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: the API has POST /v1/certificates, GET /v1/ca, GET /v1/krl and /v1/grants")
+		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: the API has POST /v1/certificates, GET /v1/ca, GET /v1/krl, /v1/grants and POST /v1/reads")
 	})
 	return a
 }

@@ -33,10 +33,12 @@ func init() {
 }
 
 var evidenceUsage = `Usage:
-    bastion evidence --from T --to T --out DIR [--key FILE] [--checkpoint FILE]
-                     [--witness VKEY]... [--witness-threshold N]
+    bastion evidence --from T --to T --out DIR [--key FILE | --cluster FILE]
+                     [--checkpoint FILE] [--witness VKEY]...
+                     [--witness-threshold N]
                      [--target NAME]... [--identity ID]... [--sample N [--seed S]]
                      [--force] [--db FILE] [--unrecorded] [--token-file FILE]
+                     [--server URL [--ca-fingerprint SHA256:X]]
 
 Writes the examiner's report of the period from --from to --to into DIR:
 
@@ -80,6 +82,19 @@ for the same --seed: those with the smallest SHA-256 of "SEED:ID". Every
 session an exception names is detailed too; the others are counted per
 identity. Without --sample every session is detailed.
 
+` + clusterParagraph + `
+
+A cluster's report is one report over every member's log: DIR/member-ID
+holds each member's full report (the files above, verified with that
+member's key only, against its own checkpoint), and DIR/evidence.html and
+DIR/evidence.json are the cluster's: an integrity statement that names
+every log, its key and the checkpoint it rests on, then one section per
+member (its verdict, anchor, checkpoint and counts). A log the cluster
+file does not name, or a member whose log is missing or does not verify,
+makes the report say so first, and evidence exit 1. A --checkpoint
+anchors the log of its origin; --target and --identity must be named by
+some member's log.
+
 ` + readsParagraph("report") + `
 The journal.accessed event (action evidence, the period) comes before the
 report is read: the report lists itself.
@@ -112,7 +127,7 @@ Flags:
     --sample N      review N sampled sessions in detail (and every exception)
     --seed S        the sample's seed, an integer (default 0)
     --db FILE       the journal (default: journal.db in the home directory)
-` + readFlagsUsage(20) + `
+` + readFlagsUsage(20) + "\n" + clusterFlagUsage(20) + `
 
 Examples:
     $ bastion evidence --from 2026-10-01 --to 2026-11-01 --out q4-evidence
@@ -141,6 +156,7 @@ func runEvidence(ctx context.Context, e *env, args []string) error {
 	fs.Var(&identities, "identity", "only identity `ID`")
 	wf := registerWitnessFlags(fs)
 	unrecorded := e.registerReadFlags(fs)
+	clusterFlag := registerClusterFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -186,14 +202,12 @@ func runEvidence(ctx context.Context, e *env, args []string) error {
 			return exitCode(2, fmt.Errorf("kept checkpoint: %w", err))
 		}
 	}
-	v, key, path, st, err := readJournal(ctx, e, *keyFile, *db)
+	job := &reportJob{from: from, to: to, now: now, targets: targets, identities: identities, kept: keptNote, keptFile: absOr(*kept),
+		sample: *sample, seed: *seed, ws: ws, wf: wf}
+	sc, err := e.scope(*db, *keyFile, *clusterFlag)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	// Asked before the read is recorded: see runVerify.
-	live := e.journal != nil || storage.WriterHolder(path) != ""
-
 	attrs := recorder.Attrs{"period.from": from.UTC().Format(time.RFC3339), "period.to": to.UTC().Format(time.RFC3339), "format": "html+json"}
 	if len(targets) > 0 {
 		attrs["targets"] = strings.Join(targets, ",")
@@ -204,30 +218,23 @@ func runEvidence(ctx context.Context, e *env, args []string) error {
 	if *sample > 0 {
 		attrs["sample"], attrs["seed"] = strconv.Itoa(*sample), strconv.FormatInt(*seed, 10)
 	}
+	if sc.clustered() {
+		return evidenceCluster(ctx, e, sc, job, dir, attrs, *force, *unrecorded)
+	}
+	v, key, path := sc.logs[0].v, sc.logs[0].key, sc.path
+	st, err := openReadOnly(ctx, path, v.Name())
+	if err != nil {
+		return exitCode(2, err)
+	}
+	defer st.Close()
+	// Asked before the read is recorded: see runVerify.
+	live := e.journal != nil || storage.WriterHolder(path) != ""
+
 	if err := recordRead(ctx, e, path, "evidence", attrs, *unrecorded); err != nil {
 		return err
 	}
 
-	cpFile := filepath.Join(dir, "checkpoint.txt")
-	verifyArgs := []string{"bastion", "verify", "--db", path, "--key", key.File, "--checkpoint", cpFile}
-	for _, w := range wf.keys {
-		verifyArgs = append(verifyArgs, "--witness", w)
-	}
-	if wf.threshold.set {
-		verifyArgs = append(verifyArgs, "--witness-threshold", strconv.Itoa(wf.threshold.n))
-	}
-	rep, err := evidence.Build(ctx, st, evidence.Options{
-		From: from, To: to, Targets: targets, Identities: identities, Verifier: v, Now: now,
-		Kept: keptNote, KeptFile: absOr(*kept), Sample: *sample, Seed: *seed, JournalBytes: journalBytes(path),
-		Witnesses: ws, Live: live,
-		Journal:       evidence.JournalInfo{Path: path, Key: key.Key, KeyFile: key.File, KeyFromHome: key.Default},
-		VerifyCommand: shellJoin(verifyArgs),
-		VerifyOutput: func(r *recorder.Report) string {
-			var b bytes.Buffer
-			printReport(&b, path, key, r)
-			return b.String()
-		},
-	})
+	rep, err := job.build(ctx, st, v, key, path, dir, live, []string{"--key", key.File}, false)
 	var scopeErr *evidence.ScopeError
 	if errors.As(err, &scopeErr) {
 		hint := fmt.Sprintf(`the journal names %d %s(s); "bastion sessions list" shows them`, scopeErr.Known, scopeErr.Kind)
@@ -247,25 +254,8 @@ func runEvidence(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 	}
-	if err := writeBundles(ctx, st, v, ws, dir, rep); err != nil {
-		return exitCode(2, fmt.Errorf("evidence: %w", err))
-	}
-	writes := []struct {
-		name  string
-		write func(io.Writer) error
-	}{
-		{evidence.JSONFile, func(w io.Writer) error {
-			enc := json.NewEncoder(w)
-			enc.SetIndent("", "  ")
-			return enc.Encode(rep)
-		}},
-		{evidence.HTMLFile, func(w io.Writer) error { return evidence.WriteHTML(w, rep) }},
-		{"checkpoint.txt", func(w io.Writer) error { _, err := io.WriteString(w, rep.Checkpoint.Note); return err }},
-	}
-	for _, f := range writes {
-		if err := writeFileAtomic(filepath.Join(dir, f.name), f.write); err != nil {
-			return exitCode(2, fmt.Errorf("evidence: write %s: %w", f.name, err))
-		}
+	if err := job.write(ctx, st, v, dir, rep); err != nil {
+		return err
 	}
 	// The report is recorded: its digests in an evidence.generated
 	// leaf, and the note the journal's writer signs over them beside it.
@@ -400,4 +390,71 @@ func absOr(p string) string {
 		return a
 	}
 	return p
+}
+
+// A reportJob is what the reports of one "bastion evidence" share: the
+// period, the filters, the anchor, the sample.
+type reportJob struct {
+	from, to, now       time.Time
+	targets, identities []string
+	kept                []byte
+	keptFile            string
+	sample              int
+	seed                int64
+	ws                  recorder.Witnesses
+	wf                  *witnessFlags
+}
+
+// build builds the report of the log v verifies in st, the journal at
+// path, to be written into dir; keyArgs name its key in the verification
+// command the report prints ("--key FILE", or "--cluster FILE").
+// scopeElsewhere is [evidence.Options] ScopeElsewhere.
+func (j *reportJob) build(ctx context.Context, st storage.Store, v note.Verifier, key keyInfo, path, dir string, live bool, keyArgs []string, scopeElsewhere bool) (*evidence.Report, error) {
+	cpFile := filepath.Join(dir, "checkpoint.txt")
+	verifyArgs := append([]string{"bastion", "verify", "--db", path}, keyArgs...)
+	verifyArgs = append(verifyArgs, "--checkpoint", cpFile)
+	for _, w := range j.wf.keys {
+		verifyArgs = append(verifyArgs, "--witness", w)
+	}
+	if j.wf.threshold.set {
+		verifyArgs = append(verifyArgs, "--witness-threshold", strconv.Itoa(j.wf.threshold.n))
+	}
+	return evidence.Build(ctx, st, evidence.Options{
+		From: j.from, To: j.to, Targets: j.targets, Identities: j.identities, Verifier: v, Now: j.now,
+		Kept: j.kept, KeptFile: j.keptFile, Sample: j.sample, Seed: j.seed, JournalBytes: journalBytes(path),
+		Witnesses: j.ws, Live: live, ScopeElsewhere: scopeElsewhere,
+		Journal:       evidence.JournalInfo{Path: journalName(path), Key: key.Key, KeyFile: key.File, KeyFromHome: key.Default},
+		VerifyCommand: shellJoin(verifyArgs),
+		VerifyOutput: func(r *recorder.Report) string {
+			var b bytes.Buffer
+			printReport(&b, journalName(path), key, r)
+			return b.String()
+		},
+	})
+}
+
+// write writes the files of rep, the report of the log v verifies in st,
+// into dir: JSON, HTML, checkpoint and bundles.
+func (j *reportJob) write(ctx context.Context, st storage.Store, v note.Verifier, dir string, rep *evidence.Report) error {
+	if err := writeBundles(ctx, st, v, j.ws, dir, rep); err != nil {
+		return exitCode(2, fmt.Errorf("evidence: %w", err))
+	}
+	writes := []struct {
+		name  string
+		write func(io.Writer) error
+	}{
+		{evidence.JSONFile, func(w io.Writer) error {
+			enc := json.NewEncoder(w)
+			enc.SetIndent("", "  ")
+			return enc.Encode(rep)
+		}},
+		{evidence.HTMLFile, func(w io.Writer) error { return evidence.WriteHTML(w, rep) }},
+		{"checkpoint.txt", func(w io.Writer) error { _, err := io.WriteString(w, rep.Checkpoint.Note); return err }},
+	}
+	for _, f := range writes {
+		if err := writeFileAtomic(filepath.Join(dir, f.name), f.write); err != nil {
+			return exitCode(2, fmt.Errorf("evidence: write %s: %w", f.name, err))
+		}
+	}
+	return nil
 }

@@ -23,8 +23,10 @@ func init() {
 }
 
 var exportUsage = `Usage:
-    bastion export [--db FILE] [--key FILE] --format asciicast|bundle
-                   [--input] [--out FILE] [--unrecorded] [--token-file FILE] ID
+    bastion export [--db FILE] [--key FILE | --cluster FILE]
+                   --format asciicast|bundle
+                   [--input] [--out FILE] [--unrecorded] [--token-file FILE]
+                   [--server URL [--ca-fingerprint SHA256:X]] ID
 
 Writes session ID (or a unique prefix of it), verified first as "bastion
 play" does (a session that does not verify is not exported, exit 1):
@@ -38,6 +40,8 @@ play" does (a session that does not verify is not exported, exit 1):
              "bastion verify --bundle FILE --key KEY" checks with no
              journal at all. Format: docs/journal-format.md, section 12.
 
+` + clusterParagraph + `
+
 ` + readsParagraph("export") + `
 
 Flags:
@@ -47,7 +51,7 @@ Flags:
     --format F       asciicast or bundle
     --input          asciicast: add the input as "i" events
     --out FILE       write to FILE (made 0600, replaced whole) instead of stdout
-` + readFlagsUsage(21) + `
+` + readFlagsUsage(21) + "\n" + clusterFlagUsage(21) + `
 
 Examples:
     $ bastion export --format asciicast 0190b3c4-1f2e-7a6b-8c9d-0e1f2a3b4c5d > s.cast; asciinema play s.cast
@@ -62,6 +66,7 @@ func runExport(ctx context.Context, e *env, args []string) error {
 	input := fs.Bool("input", false, "asciicast: include input")
 	out := fs.String("out", "", "output `FILE`")
 	unrecorded := e.registerReadFlags(fs)
+	clusterFlag := registerClusterFlag(fs)
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -76,19 +81,23 @@ func runExport(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	v, _, path, st, err := readJournal(ctx, e, *keyFile, *db)
+	sc, err := e.scope(*db, *keyFile, *clusterFlag)
+	if err != nil {
+		return err
+	}
+	ref, st, id, err := openSession(ctx, sc, arg)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	id, err := resolveSession(ctx, st, arg, path)
-	if err != nil {
-		return err
-	}
+	v, path := ref.v, sc.path
+	sc.sayWhere(e, ref, id)
 	if err := checkSessionExists(ctx, st, v, id, path); err != nil {
 		return err
 	}
-	if err := recordRead(ctx, e, path, "export", recorder.Attrs{"session": id.String(), "format": *format}, *unrecorded); err != nil {
+	attrs := sc.readAttrs(ref, id)
+	attrs["format"] = *format
+	if err := recordRead(ctx, e, path, "export", attrs, *unrecorded); err != nil {
 		return err
 	}
 	snap, err := st.Snapshot(ctx)

@@ -38,6 +38,12 @@ type env struct {
 	// tokenFile is the value of --token-file of the commands that record
 	// reads or name an operator (see [env.readerToken]), "" if not given.
 	tokenFile string
+
+	// readServer and readFingerprint are --server and --ca-fingerprint
+	// of the reading commands: the serve instance whose API records
+	// reads of a journal in a database (see [recordThroughAPI]), "" if
+	// not given.
+	readServer, readFingerprint string
 }
 
 // home returns the absolute path of the state directory: --home DIR if

@@ -87,25 +87,6 @@ func openJournalWith(ctx context.Context, home, path string, opts recorder.Optio
 	}, nil
 }
 
-// openSnapshot opens the journal read-only and takes a consistent snapshot.
-// log names the log to read in a database: the auditor's key's name.
-func openSnapshot(ctx context.Context, e *env, dbFlag, log string) (storage.Snapshot, storage.Store, string, error) {
-	path, err := e.dbPath(dbFlag)
-	if err != nil {
-		return nil, nil, "", err
-	}
-	st, err := openReadOnly(ctx, path, log)
-	if err != nil {
-		return nil, nil, "", err
-	}
-	snap, err := st.Snapshot(ctx)
-	if err != nil {
-		st.Close()
-		return nil, nil, "", journalError(err)
-	}
-	return snap, st, path, nil
-}
-
 // openReadOnly opens the journal at path for reading. In a database, log
 // names the log: the name of the key it is verified with.
 func openReadOnly(ctx context.Context, path, log string) (storage.Store, error) {
@@ -138,23 +119,6 @@ func journalError(err error) error {
 	return err
 }
 
-// readJournal is what play, export and evidence start with: the auditor's
-// key (--key, or the home's journal.pub), the journal's path (--db, or the
-// home's) and the journal opened read-only. Every error is exit 2: the
-// command could not run. The caller closes st.
-func readJournal(ctx context.Context, e *env, keyFile, db string) (v note.Verifier, key keyInfo, path string, st storage.Store, err error) {
-	if v, key, err = loadVerifier(e, keyFile); err != nil {
-		return nil, key, "", nil, exitCode(2, err)
-	}
-	if path, err = e.dbPath(db); err != nil {
-		return nil, key, "", nil, exitCode(2, err)
-	}
-	if st, err = openReadOnly(ctx, path, v.Name()); err != nil {
-		return nil, key, "", nil, exitCode(2, err)
-	}
-	return v, key, path, st, nil
-}
-
 // verifiedLog is a journal opened read-only and its log, read and checked
 // with the auditor's key as the commands that list read it
 // (docs/journal-format.md, section 10.3).
@@ -179,9 +143,23 @@ func readLog(ctx context.Context, e *env, keyFile, db string, events func(string
 	if err != nil {
 		return nil, exitCode(2, err)
 	}
-	snap, st, path, err := openSnapshot(ctx, e, db, v.Name())
+	path, err := e.dbPath(db)
 	if err != nil {
 		return nil, exitCode(2, err)
+	}
+	return readLogAt(ctx, e, path, v, events)
+}
+
+// readLogAt is readLog of the log v names in the journal at path.
+func readLogAt(ctx context.Context, e *env, path string, v note.Verifier, events func(string) bool) (*verifiedLog, error) {
+	st, err := openReadOnly(ctx, path, v.Name())
+	if err != nil {
+		return nil, exitCode(2, err)
+	}
+	snap, err := st.Snapshot(ctx)
+	if err != nil {
+		st.Close()
+		return nil, exitCode(2, journalError(err))
 	}
 	log, err := recorder.ReadLog(ctx, snap, recorder.ReadLogOptions{Verifier: v, Events: events})
 	if err != nil {

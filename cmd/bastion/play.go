@@ -28,9 +28,11 @@ func init() {
 }
 
 var playUsage = `Usage:
-    bastion play [--db FILE] [--key FILE] [--speed X|max] [--max-idle D]
-                 [--from OFFSET] [--show-input] [--follow] [--force]
-                 [--unrecorded] [--token-file FILE] ID
+    bastion play [--db FILE] [--key FILE | --cluster FILE] [--speed X|max]
+                 [--max-idle D] [--from OFFSET] [--show-input] [--follow]
+                 [--force]
+                 [--unrecorded] [--token-file FILE]
+                 [--server URL [--ca-fingerprint SHA256:X]] ID
 
 Replays session ID (or a unique prefix of it, 4 characters at least) in
 this terminal as it happened: its output with the recorded pauses, and
@@ -55,6 +57,8 @@ If stdout is a terminal: space pauses and resumes, left and right arrows
 seek 5 seconds back and forward, + and - double and halve the speed, q
 quits. play warns if the session's terminal was larger than this one.
 
+` + clusterParagraph + `
+
 ` + readsParagraph("play") + `
 
 Flags:
@@ -68,7 +72,7 @@ Flags:
     --show-input      show the input too
     --follow          keep playing a session that is still being recorded
     --force           play a session that does not verify
-` + readFlagsUsage(22) + `
+` + readFlagsUsage(22) + "\n" + clusterFlagUsage(22) + `
 
 Examples:
     $ bastion play 0190b3c4-1f2e-7a6b-8c9d-0e1f2a3b4c5d
@@ -87,6 +91,7 @@ func runPlay(ctx context.Context, e *env, args []string) error {
 	follow := fs.Bool("follow", false, "follow a live session")
 	force := fs.Bool("force", false, "play a session that does not verify")
 	unrecorded := e.registerReadFlags(fs)
+	clusterFlag := registerClusterFlag(fs)
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -107,20 +112,22 @@ func runPlay(ctx context.Context, e *env, args []string) error {
 	if *from < 0 || *maxIdle < 0 {
 		return usageErrorf("--from and --max-idle cannot be negative")
 	}
-	v, _, path, st, err := readJournal(ctx, e, *keyFile, *db)
+	sc, err := e.scope(*db, *keyFile, *clusterFlag)
+	if err != nil {
+		return err
+	}
+	ref, st, id, err := openSession(ctx, sc, arg)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	v, path := ref.v, sc.path
+	sc.sayWhere(e, ref, id)
 	opts.Verifier = v
-	id, err := resolveSession(ctx, st, arg, path)
-	if err != nil {
-		return err
-	}
 	if err := checkSessionExists(ctx, st, v, id, path); err != nil {
 		return err
 	}
-	if err := recordRead(ctx, e, path, "play", recorder.Attrs{"session": id.String()}, *unrecorded); err != nil {
+	if err := recordRead(ctx, e, path, "play", sc.readAttrs(ref, id), *unrecorded); err != nil {
 		return err
 	}
 

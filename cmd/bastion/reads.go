@@ -31,16 +31,22 @@ import (
 // describes the flags of recorded reads, their text starting at column
 // col as the command's other flags' does.
 func readFlagsUsage(col int) string {
-	more := "\n" + strings.Repeat(" ", col)
-	flag := func(name, desc string) string {
-		pad := col - 4 - len(name)
-		if pad < 2 {
-			return "    " + name + more + strings.ReplaceAll(desc, "\n", more)
-		}
-		return "    " + name + strings.Repeat(" ", pad) + strings.ReplaceAll(desc, "\n", more)
-	}
+	flag := func(name, desc string) string { return usageFlag(col, name, desc) }
 	return flag("--unrecorded", "read even when the read cannot be recorded in\nthe journal: warn, and journal nothing") + "\n" +
-		flag("--token-file FILE", "an OIDC token naming you, for the running\nserver to verify and record (default:\n$BASTION_TOKEN_FILE)")
+		flag("--token-file FILE", "an OIDC token naming you, for the running\nserver to verify and record (default:\n$BASTION_TOKEN_FILE)") + "\n" +
+		flag("--server URL", "a PostgreSQL journal: the serve instance\nwhose API records the read, https://HOST[:PORT]\n(default: the client profile's, if any)") + "\n" +
+		flag("--ca-fingerprint SHA256:X", "pin that API's TLS certificate")
+}
+
+// usageFlag is a flag's usage, its description (lines split by "\n")
+// starting at column col, or on the next line when the name is too long.
+func usageFlag(col int, name, desc string) string {
+	more := "\n" + strings.Repeat(" ", col)
+	pad := col - 4 - len(name)
+	if pad < 2 {
+		return "    " + name + more + strings.ReplaceAll(desc, "\n", more)
+	}
+	return "    " + name + strings.Repeat(" ", pad) + strings.ReplaceAll(desc, "\n", more)
 }
 
 // readsText is the part of the usage of every reading command that says
@@ -50,9 +56,14 @@ by the running "bastion serve" that holds the journal, through its access
 socket (the journal's path and ".sock"), which records who you are as the
 kernel reports it (uid, account, pid) and, with --token-file, the identity
 your token proves; or, when no process holds the journal, by this command
-itself, with the home's journal key. A %[1]s that cannot be recorded
-(another process holds the journal without an access socket, the server
-refuses, the journal cannot be written) is refused, exit 1; --unrecorded
+itself, with the home's journal key. A PostgreSQL journal has no access
+socket: with --server URL (or a client profile from "bastion login"), the
+serve instance there records the %[1]s in its own log, through its HTTPS
+API, as the identity your token proves, and only for the auditors and
+operators of its policy; without one, this command records it itself, as
+for a file. A %[1]s that cannot be recorded (another process holds the
+journal without an access socket, the server refuses or cannot be
+reached, the journal cannot be written) is refused, exit 1; --unrecorded
 goes ahead, says so on stderr, and journals nothing.`
 
 // readsParagraph is readsText for the read what, filled to 76 columns.
@@ -82,6 +93,8 @@ func fill(text string, width int) string {
 // where --unrecorded goes.
 func (e *env) registerReadFlags(fs *flagSet) *bool {
 	fs.StringVar(&e.tokenFile, "token-file", e.tokenFile, "token `FILE`")
+	fs.StringVar(&e.readServer, "server", e.readServer, "API `URL`")
+	fs.StringVar(&e.readFingerprint, "ca-fingerprint", e.readFingerprint, "TLS certificate `SHA256:...`")
 	return fs.Bool("unrecorded", false, "read without recording the read")
 }
 
@@ -176,8 +189,17 @@ func recordOnce(ctx context.Context, e *env, path, event, action string, attrs r
 	if u, err := user.Current(); err == nil {
 		says = u.Username
 	}
-	// A journal in a database has no access socket beside it (reads are
-	// not recorded through serve for it yet): the reader records itself.
+	// A journal in a database has no access socket beside it: a serve
+	// instance records the read through its API, when one is named.
+	if e.readServer != "" && !isDatabase(path) {
+		return nil, usageErrorf("--server records the reads of a PostgreSQL journal; a SQLite journal's reads are recorded through serve's access socket beside it")
+	}
+	if e.journal == nil && isDatabase(path) {
+		res, through, err := recordThroughAPI(ctx, e, event, action, attrs, says)
+		if through {
+			return res, err
+		}
+	}
 	if e.journal == nil && !isDatabase(path) {
 		sock := path + bastion.AccessSocketSuffix
 		var res *recorded
@@ -292,7 +314,12 @@ func unextendable(err error) bool {
 func readHint(err error, path, last string) []string {
 	var hints []string
 	var he *heldError
+	var ae *apiReadError
 	switch {
+	case errors.As(err, &ae):
+		hints = append(hints, apiReadHint(err))
+	case errors.As(err, &he) && isDatabase(path):
+		hints = append(hints, "a serve instance holds this log: pass --server URL (and --ca-fingerprint, --token-file) to have it record the read through its API")
 	case errors.As(err, &he):
 		hints = append(hints, "reads are recorded by the writer that holds the journal: wait until it is done, or read through a running \"bastion serve\"")
 	case errors.Is(err, certauth.ErrNoJournalKey):

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -35,9 +36,10 @@ func init() {
 	})
 }
 
-const sessionsListUsage = `Usage:
-    bastion sessions list [--db FILE] [--key FILE] [--identity ID] [--target NAME]
-                          [--login USER] [--since T] [--until T]
+var sessionsListUsage = `Usage:
+    bastion sessions list [--db FILE] [--key FILE | --cluster FILE]
+                          [--identity ID] [--target NAME] [--login USER]
+                          [--since T] [--until T]
                           [--state live|unterminated|ended|abandoned] [--json]
 
 Lists the journal's sessions, oldest first: ID, start time (UTC), state,
@@ -66,18 +68,25 @@ columns beside the records were changed, that is said first, on stderr,
 the list still shows what the records say, and it exits 1. The frames are
 not read: "bastion sessions show" and "bastion verify" check those.
 
+` + clusterParagraph + `
+
+A log of the cluster that is missing or does not verify, or a log in the
+database the cluster file does not name, is said on stderr and nothing of
+it is listed; the others are, and the list exits 1.
+
 Flags:
     --db FILE          the journal (default: journal.db in the home directory)
     --key FILE         the journal's public key (default: journal.pub in the
                        home directory)
+` + clusterFlagUsage(23) + `
     --identity ID      only sessions of this identity
     --target NAME      only sessions to this target
     --login USER       only sessions as this login
     --since T          only sessions that were active at or after T
     --until T          only sessions that started at or before T
     --state S          only live, ended or abandoned sessions
-    --json             one JSON array: id, started, ended (absent while live),
-                       state, end_reason, identity, target, login, client,
+    --json             one JSON array: id, member and log (of a cluster's
+                       journal), started, ended (absent while live), state, end_reason, identity, target, login, client,
                        kind, frames, in_bytes and out_bytes (absent when the
                        end record does not count them), summary (the command,
                        subsystem or forward)
@@ -160,7 +169,11 @@ func runSessionsKill(ctx context.Context, e *env, args []string) error {
 }
 
 type sessionJSON struct {
-	ID        string     `json:"id"`
+	ID string `json:"id"`
+	// Member and Log name the cluster member whose log holds the
+	// session: only when a cluster's logs are read.
+	Member    uint16     `json:"member,omitempty"`
+	Log       string     `json:"log,omitempty"`
 	Started   time.Time  `json:"started"`
 	Ended     *time.Time `json:"ended,omitempty"`
 	State     string     `json:"state"`
@@ -336,6 +349,7 @@ func runSessionsList(ctx context.Context, e *env, args []string) error {
 	db := fs.String("db", "", "journal `FILE`")
 	keyFile := fs.String("key", "", "public key `FILE`")
 	asJSON := fs.Bool("json", false, "JSON output")
+	clusterFlag := registerClusterFlag(fs)
 	var f sessionFilter
 	f.register(fs)
 	if err := fs.Parse(args); err != nil {
@@ -347,23 +361,33 @@ func runSessionsList(ctx context.Context, e *env, args []string) error {
 	if err := f.check(); err != nil {
 		return err
 	}
-	log, err := readLog(ctx, e, *keyFile, *db, nil)
+	sc, err := e.scope(*db, *keyFile, *clusterFlag)
 	if err != nil {
 		return err
 	}
-	defer log.Close()
-	list := listSessions(log.Log, &f, writerGone(ctx, log.st, log.path))
+	logs, failed, err := readScopeLogs(ctx, e, sc, nil)
+	if err != nil {
+		return err
+	}
+	defer closeScopeLogs(logs)
+	list := listScope(ctx, sc, logs, &f)
 	if *asJSON {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(list); err != nil {
 			return err
 		}
-		return log.indexErr()
+		return scopeErr(logs, failed)
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+	member := func(sessionJSON) string { return "" }
+	if sc.clustered() {
+		fmt.Fprint(tw, "MEMBER\t")
+		member = func(s sessionJSON) string { return strconv.Itoa(int(s.Member)) + "\t" }
+	}
 	fmt.Fprintln(tw, "ID\tSTARTED (UTC)\tSTATE\tDURATION\tFRAMES\tIN\tOUT\tWHO\tWHERE\tCOMMAND")
 	for _, s := range list {
+		fmt.Fprint(tw, member(s))
 		dur := "-"
 		if s.Ended != nil {
 			dur = s.Ended.Sub(s.Started).Round(time.Millisecond).String()
@@ -378,7 +402,25 @@ func runSessionsList(ctx context.Context, e *env, args []string) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	return log.indexErr()
+	return scopeErr(logs, failed)
+}
+
+// listScope lists the sessions f matches of every log read, in the order
+// they started; in a cluster each names its member and log.
+func listScope(ctx context.Context, sc *readScope, logs []scopeLog, f *sessionFilter) []sessionJSON {
+	list := []sessionJSON{}
+	for _, l := range logs {
+		for _, s := range listSessions(l.Log, f, writerGone(ctx, l.st, l.path)) {
+			if sc.clustered() {
+				s.Member, s.Log = l.ref.member, l.ref.name()
+			}
+			list = append(list, s)
+		}
+	}
+	if sc.clustered() {
+		slices.SortStableFunc(list, func(a, b sessionJSON) int { return a.Started.Compare(b.Started) })
+	}
+	return list
 }
 
 // commandWidth is how many characters of a session's command the list

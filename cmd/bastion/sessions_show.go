@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/mod/sumdb/note"
+
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/playback"
 	"github.com/bastionhq/bastion/recorder/termtext"
@@ -34,8 +36,9 @@ func init() {
 }
 
 var sessionsShowUsage = `Usage:
-    bastion sessions show [--db FILE] [--key FILE] [--force] [--json]
-                          [--unrecorded] [--token-file FILE] ID
+    bastion sessions show [--db FILE] [--key FILE | --cluster FILE] [--force]
+                          [--json] [--unrecorded] [--token-file FILE]
+                          [--server URL [--ca-fingerprint SHA256:X]] ID
 
 Shows what the journal proves about session ID (or a unique prefix of it,
 4 characters at least): who (identity, certificate serial, client), where
@@ -57,6 +60,8 @@ does not verify is refused (exit 1); with --force it is shown as stored,
 its problems first, and show still exits 1. A session ID the journal does
 not hold exits 1 too.
 
+` + clusterParagraph + `
+
 ` + readsParagraph("sessions show") + `
 
 Flags:
@@ -70,16 +75,17 @@ Flags:
                  offset_ns, source "exec" or "reconstructed", uncertain),
                  exit, signals, masked, files, markers, frames, in_bytes,
                  out_bytes, checkpoint_size, problems
-` + readFlagsUsage(17) + `
+` + readFlagsUsage(17) + "\n" + clusterFlagUsage(17) + `
 
 Examples:
     $ bastion sessions show 0190b3c4-1f2e-7a6b-8c9d-0e1f2a3b4c5d
     $ bastion sessions show --json 0190b3c4-1f2e-7a6b-8c9d-0e1f2a3b4c5d | jq -r '.commands[].text'`
 
 var sessionsSearchUsage = `Usage:
-    bastion sessions search [--db FILE] [--key FILE] [--regex] [--in commands|output|all]
-                            [list filters] [--json] [--unrecorded]
-                            [--token-file FILE] PATTERN
+    bastion sessions search [--db FILE] [--key FILE | --cluster FILE] [--regex]
+                            [--in commands|output|all] [list filters] [--json]
+                            [--unrecorded] [--token-file FILE]
+                            [--server URL [--ca-fingerprint SHA256:X]] PATTERN
 
 Searches the sessions' commands (exec commands, and command lines rebuilt
 from keystrokes) and output (lines, escape sequences removed) for PATTERN,
@@ -91,6 +97,8 @@ It reads every session the filters of "bastion sessions list" keep
 (--identity, --target, --login, --since, --until, --state), each verified
 as "bastion play" verifies it; a session that does not verify is reported
 on stderr and skipped, and search exits 1.
+
+` + clusterParagraph + `
 
 ` + readsParagraph("search") + `
 The journal.accessed event names the filters (identities, targets,
@@ -104,7 +112,7 @@ Flags:
     --in WHERE     commands, output, or all (default all)
     --json         one JSON array: session, offset_ns, offset, in
                    ("command" or "output"), reconstructed, text
-` + readFlagsUsage(19) + `
+` + readFlagsUsage(19) + "\n" + clusterFlagUsage(19) + `
 
 Examples:
     $ bastion sessions search 'DROP TABLE'
@@ -118,6 +126,7 @@ func runSessionsShow(ctx context.Context, e *env, args []string) error {
 	force := fs.Bool("force", false, "show a session that does not verify")
 	asJSON := fs.Bool("json", false, "JSON output")
 	unrecorded := e.registerReadFlags(fs)
+	clusterFlag := registerClusterFlag(fs)
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -129,25 +138,26 @@ func runSessionsShow(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	v, _, err := loadVerifier(e, *keyFile)
-	if err != nil {
-		return exitCode(2, err)
-	}
-	snap, st, path, err := openSnapshot(ctx, e, *db, v.Name())
-	if err != nil {
-		return exitCode(2, err)
-	}
-	defer st.Close()
-	defer snap.Close()
-	id, err := arg.resolve(ctx, snap, path)
+	sc, err := e.scope(*db, *keyFile, *clusterFlag)
 	if err != nil {
 		return err
 	}
+	ref, st, id, err := openSession(ctx, sc, arg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	v, path := ref.v, sc.path
+	snap, err := st.Snapshot(ctx)
+	if err != nil {
+		return exitCode(2, journalError(err))
+	}
+	defer snap.Close()
 	rec, err := recorder.OpenSession(ctx, snap, recorder.SessionID(id), recorder.OpenOptions{Verifier: v, Force: *force})
 	if errors.Is(err, storage.ErrNotFound) {
 		return exitCode(1, withHint(fmt.Errorf("no session %s in %s", id, path), `run "bastion sessions list" to see the sessions`))
 	}
-	if rerr := recordRead(ctx, e, path, "show", recorder.Attrs{"session": id.String()}, *unrecorded); rerr != nil {
+	if rerr := recordRead(ctx, e, path, "show", sc.readAttrs(ref, id), *unrecorded); rerr != nil {
 		return rerr
 	}
 	var sum *playback.Summary
@@ -169,6 +179,9 @@ func runSessionsShow(ctx context.Context, e *env, args []string) error {
 		desc.State = StateUnterminated
 	}
 	out := showJSON(desc, rec, sum)
+	if sc.clustered() {
+		out.Member, out.Log = ref.member, ref.name()
+	}
 	if *asJSON {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
@@ -193,7 +206,10 @@ type commandJSON struct {
 }
 
 type showOut struct {
-	ID             string              `json:"id"`
+	ID string `json:"id"`
+	// Member and Log are as in sessions list's JSON.
+	Member         uint16              `json:"member,omitempty"`
+	Log            string              `json:"log,omitempty"`
 	State          string              `json:"state"`
 	Started        time.Time           `json:"started"`
 	Ended          *time.Time          `json:"ended,omitempty"`
@@ -274,6 +290,9 @@ func printShow(w io.Writer, o *showOut) {
 		}
 	}
 	fmt.Fprintf(w, "session %s\n", termtext.Line(o.ID))
+	if o.Log != "" {
+		fmt.Fprintf(w, "  member:     %d, log %s (verified with that member's key only)\n", o.Member, termtext.Line(o.Log))
+	}
 	fmt.Fprintf(w, "  state:      %s\n", termtext.Line(o.State))
 	fmt.Fprintf(w, "  started:    %s\n", o.Started.Format(time.RFC3339Nano))
 	if o.Ended != nil {
@@ -355,7 +374,10 @@ func offset(ns int64) string {
 }
 
 type hitJSON struct {
-	Session       string `json:"session"`
+	Session string `json:"session"`
+	// Member and Log are as in sessions list's JSON.
+	Member        uint16 `json:"member,omitempty"`
+	Log           string `json:"log,omitempty"`
 	OffsetNS      int64  `json:"offset_ns"`
 	Offset        string `json:"offset"`
 	In            string `json:"in"`
@@ -374,6 +396,7 @@ func runSessionsSearch(ctx context.Context, e *env, args []string) error {
 	in := fs.String("in", "all", "commands, output or all")
 	asJSON := fs.Bool("json", false, "JSON output")
 	unrecorded := e.registerReadFlags(fs)
+	clusterFlag := registerClusterFlag(fs)
 	var f sessionFilter
 	f.register(fs)
 	pos, err := parseInterspersed(fs, args)
@@ -404,23 +427,33 @@ func runSessionsSearch(ctx context.Context, e *env, args []string) error {
 		}
 		find = re.FindStringIndex
 	}
-	v, _, err := loadVerifier(e, *keyFile)
-	if err != nil {
-		return exitCode(2, err)
-	}
-	log, err := readLog(ctx, e, *keyFile, *db, nil)
+	sc, err := e.scope(*db, *keyFile, *clusterFlag)
 	if err != nil {
 		return err
 	}
-	defer log.Close()
-	if err := recordRead(ctx, e, log.path, "search", f.accessAttrs(), *unrecorded); err != nil {
+	logs, failed, err := readScopeLogs(ctx, e, sc, nil)
+	if err != nil {
 		return err
 	}
-	snap := log.snap
-	list := listSessions(log.Log, &f, writerGone(ctx, log.st, log.path))
+	defer closeScopeLogs(logs)
+	attrs := f.accessAttrs()
+	if sc.clustered() {
+		attrs["logs"] = sc.logNames()
+	}
+	if err := recordRead(ctx, e, sc.path, "search", attrs, *unrecorded); err != nil {
+		return err
+	}
 	hits := []hitJSON{}
 	broken := 0
-	for _, s := range list {
+	for _, s := range listScope(ctx, sc, logs, &f) {
+		var snap storage.Snapshot
+		var v note.Verifier
+		for _, l := range logs {
+			if !sc.clustered() || l.ref.member == s.Member {
+				snap, v = l.snap, l.ref.v
+				break
+			}
+		}
 		id, err := parseSessionID(s.ID)
 		if err != nil {
 			continue
@@ -430,13 +463,17 @@ func runSessionsSearch(ctx context.Context, e *env, args []string) error {
 			if loc == nil {
 				return
 			}
-			h := hitJSON{Session: s.ID, OffsetNS: int64(at), Offset: offset(int64(at)), In: where, Reconstructed: recon, Text: around(text, loc)}
+			h := hitJSON{Session: s.ID, Member: s.Member, Log: s.Log, OffsetNS: int64(at), Offset: offset(int64(at)), In: where, Reconstructed: recon, Text: around(text, loc)}
 			if !*asJSON {
 				label := where
 				if recon {
 					label += " (reconstructed)"
 				}
-				fmt.Fprintf(e.stdout, "%s  %s  %s  %s\n", termtext.Line(h.Session), h.Offset, label, termtext.Line(h.Text))
+				member := ""
+				if sc.clustered() {
+					member = fmt.Sprintf("member %d  ", h.Member)
+				}
+				fmt.Fprintf(e.stdout, "%s%s  %s  %s  %s\n", member, termtext.Line(h.Session), h.Offset, label, termtext.Line(h.Text))
 			}
 			hits = append(hits, h)
 		}
@@ -473,7 +510,7 @@ func runSessionsSearch(ctx context.Context, e *env, args []string) error {
 	if broken > 0 {
 		return withHint(fmt.Errorf("%d session(s) do not verify and were not searched", broken), `run "bastion verify" for the findings`)
 	}
-	return log.indexErr()
+	return scopeErr(logs, failed)
 }
 
 // around cuts s to at most maxContext bytes around the match loc.

@@ -17,6 +17,7 @@ import (
 	"github.com/google/uuid"
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/bastionhq/bastion/bastion"
 	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/evidence"
@@ -35,9 +36,10 @@ func init() {
 }
 
 var verifyUsage = `Usage:
-    bastion verify [--db FILE] [--key FILE] [--session ID] [--checkpoint FILE] [--json]
-                   [--witness VKEY]... [--witness-threshold N]
-                   [--unrecorded] [--token-file FILE]
+    bastion verify [--db FILE] [--key FILE | --cluster FILE] [--session ID]
+                   [--checkpoint FILE] [--json] [--witness VKEY]...
+                   [--witness-threshold N] [--unrecorded] [--token-file FILE]
+                   [--server URL [--ca-fingerprint SHA256:X]]
     bastion verify --bundle FILE --key FILE [--witness VKEY]... [--witness-threshold N] [--json]
     bastion verify --report DIR [--key FILE] [--db FILE]
 
@@ -86,6 +88,14 @@ registered then, by that reader; not that their content is true: the
 journal's writer signs the digests a reader registers. "bastion verify"
 of the journal and a new report of the same period check the content.
 
+` + clusterParagraph + `
+
+A cluster's verify reports each member's log in turn, with its own key, and
+ends with one verdict: it exits 1 when any member's log does not verify or
+is missing, naming which, and when the database holds a log the cluster
+file does not name (none of its keys verifies it). A --checkpoint applies
+to the log of its origin; --session to the log that holds the session.
+
 ` + readsParagraph("verify") + `
 
 Where no writer holds the journal, a verify that cannot record itself
@@ -119,7 +129,7 @@ Flags:
     --bundle FILE       verify a session bundle instead of a journal
     --report DIR        verify an examiner's report's signature and files
     --json              print the report as JSON (see docs/journal-format.md)
-` + readFlagsUsage(24) + `
+` + readFlagsUsage(24) + "\n" + clusterFlagUsage(24) + `
 
 Examples:
     $ bastion verify
@@ -141,11 +151,12 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 	report := fs.String("report", "", "report `DIR`")
 	wf := registerWitnessFlags(fs)
 	unrecorded := e.registerReadFlags(fs)
+	clusterFlag := registerClusterFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *report != "" {
-		if *bundle != "" || *session != "" || *kept != "" || *asJSON || wf.given() {
+		if *bundle != "" || *session != "" || *kept != "" || *asJSON || wf.given() || *clusterFlag != "" {
 			return usageErrorf("--report takes only --key and --db")
 		}
 		return verifyReport(ctx, e, *report, *keyFile, *db)
@@ -158,17 +169,18 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if *bundle != "" {
-		if *db != "" || *session != "" || *kept != "" {
-			return usageErrorf("--bundle takes no --db, --session or --checkpoint: a bundle is checked on its own")
+		if *db != "" || *session != "" || *kept != "" || *clusterFlag != "" {
+			return usageErrorf("--bundle takes no --db, --session, --checkpoint or --cluster: a bundle is checked on its own")
 		}
 		return verifyBundle(e, *bundle, *keyFile, *asJSON, ws)
 	}
 	opts := recorder.VerifyOptions{Witnesses: ws}
-	v, key, err := loadVerifier(e, *keyFile)
+	sc, err := e.scope(*db, *keyFile, *clusterFlag)
 	if err != nil {
-		return exitCode(2, err)
+		return err
 	}
-	opts.Verifier = v
+	key := sc.logs[0].key
+	opts.Verifier = sc.logs[0].v
 	if *session != "" {
 		id, err := uuid.Parse(*session)
 		if err != nil {
@@ -182,10 +194,10 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 			return exitCode(2, fmt.Errorf("kept checkpoint: %w", err))
 		}
 	}
-	path, err := e.dbPath(*db)
-	if err != nil {
-		return exitCode(2, err)
+	if sc.clustered() {
+		return verifyCluster(ctx, e, sc, opts, *asJSON, *unrecorded)
 	}
+	path := sc.path
 	st, err := openReadOnly(ctx, path, opts.Verifier.Name())
 	if errors.Is(err, storage.ErrNotJournal) || errors.Is(err, storage.ErrSchemaTooNew) {
 		// The file is there but is not a journal this bastion can read:
@@ -262,6 +274,9 @@ type keyInfo struct {
 	File    string `json:"file"`
 	Key     string `json:"key"`
 	Default bool   `json:"from_home"`
+	// Cluster says File is a cluster file, which names every member's
+	// key, rather than one key's file.
+	Cluster bool `json:"cluster_file,omitempty"`
 }
 
 // printVerify prints the report and returns the exit status it implies.
@@ -291,7 +306,10 @@ func printReport(w io.Writer, path string, key keyInfo, r *recorder.Report) {
 	fmt.Fprintf(w, "journal %s\n", path)
 	fmt.Fprintf(w, "  log:          %s\n", termtext.Line(r.Origin))
 	fmt.Fprintf(w, "  key:          %s (%s)\n", key.Key, key.File)
-	if key.Default {
+	switch {
+	case key.Default && key.Cluster:
+		fmt.Fprintf(w, "                the cluster file in the bastion's home: an auditor passes the cluster file they were given, with --cluster\n")
+	case key.Default:
 		fmt.Fprintf(w, "                the key in the bastion's home: an auditor passes the key they were given, with --key\n")
 	}
 	fmt.Fprintf(w, "  leaves:       %d (%d sessions, %d events)\n", r.TreeSize, r.Sessions, r.Events)
@@ -605,7 +623,7 @@ func verifyReport(ctx context.Context, e *env, dir, keyFile, db string) error {
 		fmt.Fprintf(e.stdout, "  %-14s sha256 %s, NOT the signed %s: changed since it was made\n", f.name+":", sum, f.signed)
 	}
 	path, err := e.dbPath(db)
-	if err == nil {
+	if err == nil && !isDatabase(path) {
 		if _, statErr := os.Stat(path); statErr != nil {
 			err = statErr
 		}
@@ -636,6 +654,9 @@ func verifyReport(ctx context.Context, e *env, dir, keyFile, db string) error {
 			fmt.Fprintf(e.stdout, "  journal:    leaf %d of %s records the same digests (period %s to %s)\n", sig.Leaf, path,
 				termtext.Line(a["period.from"]), termtext.Line(a["period.to"]))
 			who := fmt.Sprintf("uid %s (%s), recorded by %s", a["uid"], a["user"], cmp.Or(a["via"], "reader"))
+			if a["via"] == bastion.ViaAPI {
+				who = "recorded by serve's API on " + a["host"] + ", for " + a["client.address"]
+			}
 			if id := a["identity"]; id != "" {
 				who = fmt.Sprintf("%s (%s), %s", id, cmp.Or(a["identity.verified"], "none"), who)
 			}

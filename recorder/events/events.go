@@ -174,6 +174,14 @@ const (
 	ReasonGrantsNotEnabled = "grants_not_enabled"
 )
 
+// Reasons the API refuses to journal a read (POST /v1/reads): the
+// caller is not one of the policy's auditors or operators, or the
+// instance records no reads through its API.
+const (
+	ReasonNotReader       = "not_a_reader"
+	ReasonReadsNotEnabled = "reads_not_enabled"
+)
+
 // Reasons an SSH authentication is refused, as ssh.auth_refused events
 // say.
 const (

@@ -99,6 +99,10 @@ type Options struct {
 	// JournalBytes is the size of the journal's files, for the
 	// retention statement.
 	JournalBytes int64
+	// ScopeElsewhere lets Targets and Identities name what this log
+	// never names, with no ScopeError: one member's part of a cluster's
+	// report, whose filters the caller checks against every member's log.
+	ScopeElsewhere bool
 }
 
 // ScopeError is a --target or --identity that names nothing the journal
@@ -169,7 +173,7 @@ func Build(ctx context.Context, store storage.Store, opts Options) (*Report, err
 	for _, id := range opts.Identities {
 		b.identities[id] = true
 	}
-	if err := b.checkScope(); err != nil {
+	if err := b.checkScope(); err != nil && !opts.ScopeElsewhere {
 		return nil, err
 	}
 	r := &Report{

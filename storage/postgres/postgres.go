@@ -174,6 +174,37 @@ func Open(ctx context.Context, dsn, name string, opts Options) (*Store, error) {
 	return s, nil
 }
 
+// Logs lists the names of the logs in the database dsn names, sorted: what
+// a reader of a whole cluster checks against its cluster file, so that no
+// log is left out unnoticed. A database without bastion's schema holds
+// none.
+func Logs(ctx context.Context, dsn string) ([]string, error) {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("list logs in %s: %w", Redact(dsn), err)
+	}
+	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
+		cfg.RuntimeParams["application_name"] = "bastion"
+	}
+	c, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("list logs in %s: %w", Redact(dsn), err)
+	}
+	defer c.Close(context.WithoutCancel(ctx))
+	if _, err := schemaVersion(ctx, c); err != nil {
+		return nil, fmt.Errorf("list logs in %s: %w", Redact(dsn), err)
+	}
+	rows, err := c.Query(ctx, "SELECT name FROM bastion.logs ORDER BY name")
+	if err != nil {
+		return nil, fmt.Errorf("list logs in %s: %w", Redact(dsn), err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("list logs in %s: %w", Redact(dsn), err)
+	}
+	return names, nil
+}
+
 func (s *Store) openWriter(ctx context.Context, cfg *pgx.ConnConfig, opts Options) error {
 	w, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
