@@ -52,9 +52,12 @@ func startAgent(t *testing.T) string {
 		cmd.Process.Kill()
 		cmd.Wait()
 	})
+	// The socket file appears when ssh-agent binds it, before it listens:
+	// it is ready once a connection is accepted.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if _, err := os.Stat(sock); err == nil {
+		if c, err := net.Dial("unix", sock); err == nil {
+			c.Close()
 			break
 		}
 		if time.Now().After(deadline) {
