@@ -53,6 +53,11 @@ type GrantsOptions struct {
 	Logger     hclog.Logger
 	// Now is the clock. If nil, time.Now is used.
 	Now func() time.Time
+	// IndexBase is the journal's recorder.Options IndexBase: a cluster
+	// member's ID << 48, zero for a standalone bastion. A grant's number
+	// is its request leaf's index plus IndexBase, so that the IDs of
+	// grants requested on different members never collide.
+	IndexBase uint64
 }
 
 // Grants is the store of just-in-time grants: their state, rebuilt from
@@ -89,6 +94,7 @@ type Grants struct {
 	now        func() time.Time
 	hook       *webhook.Webhook // nil without a URL
 	textMasker func() *mask.Masker
+	base       uint64 // GrantsOptions.IndexBase
 
 	// tx serializes transitions: it is held from the check of a grant's
 	// state to the application of the committed event, so that the
@@ -121,7 +127,7 @@ func OpenGrants(ctx context.Context, log *recorder.Log, opts GrantsOptions) (*Gr
 	s := &Grants{
 		journal: opts.Journal, policy: opts.Policy, pendingTTL: opts.PendingTTL, onEnd: opts.OnEnd,
 		log: opts.Logger, now: opts.Now, m: map[string]*Grant{}, wake: make(chan struct{}, 1), done: make(chan struct{}),
-		refusals: rate.NewLimiter(refusalRate, refusalBurst), textMasker: opts.TextMasker,
+		refusals: rate.NewLimiter(refusalRate, refusalBurst), textMasker: opts.TextMasker, base: opts.IndexBase,
 	}
 	if s.pendingTTL == 0 {
 		s.pendingTTL = DefaultPendingTTL
@@ -511,7 +517,7 @@ func (s *Grants) commit(ctx context.Context, name, id string, a recorder.Attrs) 
 	var err error
 	if name == events.GrantRequested {
 		idx, err = s.journal.AppendIndexedEvent(context.WithoutCancel(ctx), name, a, "grant.index")
-		a["grant.index"] = strconv.FormatInt(idx, 10)
+		a["grant.index"] = strconv.FormatUint(s.base+uint64(idx), 10)
 	} else {
 		a["grant"] = id
 		idx, err = s.journal.AppendEvent(context.WithoutCancel(ctx), name, a)
@@ -523,7 +529,7 @@ func (s *Grants) commit(ctx context.Context, name, id string, a recorder.Attrs) 
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	g, err := s.apply(name, idx, a)
+	g, err := s.apply(name, s.base+uint64(idx), a)
 	if err != nil {
 		// The event was built here; failing to apply it is a bug.
 		return Grant{}, fmt.Errorf("grants: apply %s (leaf %d): %w", name, idx, err)
@@ -686,18 +692,23 @@ func hashOf(p GrantPolicy) string {
 	return ""
 }
 
-// grantIDNumber is the leaf index an ID names, or -1.
-func grantIDNumber(id string) int64 {
-	n, err := strconv.ParseInt(strings.TrimPrefix(id, "G-"), 10, 64)
-	if err != nil || !strings.HasPrefix(id, "G-") || n < 0 {
-		return -1
-	}
-	return n
+// grantIDNumber is the number an ID names (its request leaf's index, plus
+// the member's ID << 48 in a cluster), and whether it names one.
+func grantIDNumber(id string) (uint64, bool) {
+	n, err := strconv.ParseUint(strings.TrimPrefix(id, "G-"), 10, 64)
+	return n, err == nil && strings.HasPrefix(id, "G-")
 }
 
+// compareGrantIDs orders IDs by their numbers, IDs that name none first.
 func compareGrantIDs(a, b string) int {
-	na, nb := grantIDNumber(a), grantIDNumber(b)
+	na, oka := grantIDNumber(a)
+	nb, okb := grantIDNumber(b)
 	switch {
+	case oka != okb:
+		if oka {
+			return 1
+		}
+		return -1
 	case na < nb:
 		return -1
 	case na > nb:
