@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/hashicorp/go-hclog"
+	"golang.org/x/time/rate"
 
 	"github.com/bastionhq/bastion/bastion/front"
 	"github.com/bastionhq/bastion/policy/grants"
@@ -110,6 +111,13 @@ const killWait = 5 * time.Second
 // notification woke the follower.
 const pollInterval = time.Second
 
+// Catch-up rounds (reads of the other logs made for a serial or a grant
+// not known) at most, per second and in a burst.
+const (
+	catchUpRate  = 10
+	catchUpBurst = 10
+)
+
 // stuckFor is how long an event of another member's log may wait for the
 // request of the grant it names (in a third member's log) before it is
 // passed over.
@@ -159,6 +167,8 @@ type clusterState struct {
 	closed bool // the stores are closed (closeStores)
 
 	wake chan struct{} // capacity 1: a notification, or a caller wants a round
+	// catchUps bounds the rounds made for serials and grants not known.
+	catchUps *rate.Limiter
 
 	mu     sync.Mutex
 	open   map[string]remoteSession // guarded by mu: by session ID
@@ -171,7 +181,7 @@ type clusterState struct {
 // applied). A log that cannot be read or does not verify is an alarm, not
 // an error: serve runs, and applies it once it verifies.
 func (s *Server) openCluster(ctx context.Context, c *Cluster) error {
-	cs := &clusterState{c: c, s: s, log: s.log.Named("cluster"), wake: make(chan struct{}, 1),
+	cs := &clusterState{c: c, s: s, log: s.log.Named("cluster"), wake: make(chan struct{}, 1), catchUps: rate.NewLimiter(catchUpRate, catchUpBurst),
 		open: map[string]remoteSession{}, kills: map[int64]killOutcome{}, killed: make(chan struct{})}
 	for _, m := range c.Members.All() {
 		if m.ID == c.Self.ID {
@@ -255,11 +265,28 @@ func (cs *clusterState) poke() {
 
 // catchUp reads the other members' logs now, for a serial the registry
 // does not know (Registry.SetOnMiss): a certificate issued through
-// another member a moment ago.
+// another member a moment ago. A stranger can present any serial before
+// its certificate's signature is checked, so catch-ups are rate-limited:
+// past the limit, the lookup answers from what the last round read.
 func (cs *clusterState) catchUp(serial uint64) {
+	if !cs.catchUps.Allow() {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	cs.followRound(ctx)
+}
+
+// catchUpGrant is catchUp for a grant ID the grants do not know
+// (GrantsOptions.CatchUp), when its number names another member.
+func (cs *clusterState) catchUpGrant(id string) {
+	n, err := strconv.ParseUint(strings.TrimPrefix(id, "G-"), 10, 64)
+	if err != nil || !strings.HasPrefix(id, "G-") {
+		return
+	}
+	if m, _ := cluster.SplitSerial(n); m != cs.c.Self.ID {
+		cs.catchUp(n)
+	}
 }
 
 // followRound reads every other member's log and applies what verified.

@@ -275,8 +275,8 @@ func NewServer(ctx context.Context, opts ServerOptions) (_ *Server, err error) {
 	s.registry, err = certauth.LoadRegistryOf(log, self, s.now(), false)
 	if err == nil {
 		s.grants, err = grants.OpenGrants(ctx, log, grants.GrantsOptions{
-			IndexBase: opts.Cluster.IndexBase(),
-			Journal:   s.journal, Policy: func() grants.GrantPolicy { return s.Policy() },
+			IndexBase: opts.Cluster.IndexBase(), CatchUp: s.catchUpGrant,
+			Journal: s.journal, Policy: func() grants.GrantPolicy { return s.Policy() },
 			PendingTTL: cfg.Grants.PendingTTL, WebhookURL: cfg.Grants.WebhookURL, OnEnd: s.grantEnded,
 			Logger: s.log.Named("grants"), Now: s.now, TextMasker: s.textMasker,
 		})
@@ -504,6 +504,14 @@ func (s *Server) Revoke(ctx context.Context, req certauth.RevokeRequest) (*certa
 		return res, fmt.Errorf("revoked (journal leaf %d), but the KRL was not rewritten: %w", res.Leaf, err)
 	}
 	return res, nil
+}
+
+// catchUpGrant reads the other members' logs for a grant not known here
+// (GrantsOptions.CatchUp); nothing for a standalone bastion.
+func (s *Server) catchUpGrant(id string) {
+	if s.cluster != nil {
+		s.cluster.catchUpGrant(id)
+	}
 }
 
 // textMasker masks the free text operators and identities supply

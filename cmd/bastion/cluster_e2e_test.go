@@ -177,10 +177,10 @@ func TestClusterTwoMembers(t *testing.T) {
 	if n, err := strconv.ParseUint(strings.TrimPrefix(grantID, "G-"), 10, 64); err != nil || n>>cluster.SerialShift != 1 {
 		t.Errorf("grant ID %q does not carry member 1's ID", grantID)
 	}
-	waitFor(t, 5*time.Second, "B to approve the grant requested through A", func() bool {
-		code, out, _ := grantsCLI(homeB, spB, bobB, "approve", grantID)
-		return code == 0 && strings.Contains(out, `"active"`)
-	})
+	// At once: B reads the other logs for a grant it does not know.
+	if code, out, errOut := grantsCLI(homeB, spB, bobB, "approve", grantID); code != 0 || !strings.Contains(out, `"active"`) {
+		t.Fatalf("grants approve through B of %s, requested through A: %d %s %s", grantID, code, out, errOut)
+	}
 	var keyGrant string
 	waitFor(t, 5*time.Second, "A to issue the agent a certificate under the grant approved through B", func() bool {
 		code, out, _ := grantsCLI(homeA, spA, agentA, "list")
@@ -215,6 +215,23 @@ func TestClusterTwoMembers(t *testing.T) {
 		t.Helper()
 		_, l := lastLeaf(log, recorder.LeafSessionStart)
 		return uuid.UUID(l.Session).String()
+	}
+
+	// The grant revoked through B ends the session under it on A; A's
+	// end leaf names B's log and leaf.
+	underGrant := viaA.start(t, keyGrant, "ready-g", box, "echo ready-g; sleep 60")
+	if code, out, errOut := grantsCLI(homeB, spB, bobB, "revoke", grantID); code != 0 {
+		t.Fatalf("grants revoke through B: %d %s %s", code, out, errOut)
+	}
+	underGrant.wait(t, 5*time.Second)
+	var revokedAt int64
+	if err := db.QueryRow(ctx, `SELECT l.idx FROM bastion.leaves l JOIN bastion.logs g ON g.id = l.log_id
+		WHERE g.name = $1 AND l.event = 'grant.revoked' ORDER BY l.idx DESC LIMIT 1`, logB).Scan(&revokedAt); err != nil {
+		t.Fatalf("B's grant.revoked leaf: %v", err)
+	}
+	if _, end := lastLeaf(logA, recorder.LeafSessionEnd); end.Attrs["reason"] != "grant-ended" || end.Attrs["grant"] != grantID ||
+		end.Attrs["grant.log"] != logB || end.Attrs["grant.leaf"] != strconv.FormatInt(revokedAt, 10) {
+		t.Errorf("A's end leaf of the session under the grant revoked through B: %v, want grant.log %s, grant.leaf %d", end.Attrs, logB, revokedAt)
 	}
 
 	// A revocation through A ends a live session on B within 2 s.

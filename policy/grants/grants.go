@@ -53,6 +53,11 @@ type GrantsOptions struct {
 	Logger     hclog.Logger
 	// Now is the clock. If nil, time.Now is used.
 	Now func() time.Time
+	// CatchUp, if set, is called, with no lock held, when a decision or
+	// a show names a grant the store does not know: a member of a cluster
+	// reads the other members' logs (the grant may have been requested
+	// through another member a moment ago) before the store looks again.
+	CatchUp func(id string)
 	// IndexBase is the journal's recorder.Options IndexBase: a cluster
 	// member's ID << 48, zero for a standalone bastion. A grant's number
 	// is its request leaf's index plus IndexBase, so that the IDs of
@@ -95,6 +100,7 @@ type Grants struct {
 	hook       *webhook.Webhook // nil without a URL
 	textMasker func() *mask.Masker
 	base       uint64 // GrantsOptions.IndexBase
+	catchUp    func(id string)
 
 	// tx serializes transitions: it is held from the check of a grant's
 	// state to the application of the committed event, so that the
@@ -128,6 +134,7 @@ func OpenGrants(ctx context.Context, log *recorder.Log, opts GrantsOptions) (*Gr
 		journal: opts.Journal, policy: opts.Policy, pendingTTL: opts.PendingTTL, onEnd: opts.OnEnd,
 		log: opts.Logger, now: opts.Now, m: map[string]*Grant{}, wake: make(chan struct{}, 1), done: make(chan struct{}),
 		refusals: rate.NewLimiter(refusalRate, refusalBurst), textMasker: opts.TextMasker, base: opts.IndexBase,
+		catchUp: opts.CatchUp,
 	}
 	if s.pendingTTL == 0 {
 		s.pendingTTL = DefaultPendingTTL
@@ -332,6 +339,7 @@ func (s *Grants) decide(ctx context.Context, action string, d GrantDecision) (Gr
 	if err := checkGrantText("comment", d.Comment, MaxGrantComment); err != nil {
 		return Grant{}, nil, err
 	}
+	s.known(d.ID)
 	s.tx.Lock()
 	defer s.tx.Unlock()
 	now := s.now()
@@ -588,6 +596,13 @@ func (s *Grants) JournalRefusal(ctx context.Context, a recorder.Attrs, err error
 	return err
 }
 
+// known calls CatchUp for an ID the store does not know.
+func (s *Grants) known(id string) {
+	if _, ok := s.Get(id); !ok && s.catchUp != nil {
+		s.catchUp(id)
+	}
+}
+
 // Get returns grant id.
 func (s *Grants) Get(id string) (Grant, bool) {
 	s.mu.Lock()
@@ -603,6 +618,7 @@ func (s *Grants) Get(id string) (Grant, bool) {
 // not see it ([Grants.Visible]), journals the refusal and returns an error
 // wrapping ErrGrantNotFound: the same answer for both.
 func (s *Grants) Show(ctx context.Context, id string, who *policy.Identity, addr netip.Addr) (Grant, error) {
+	s.known(id)
 	g, ok := s.Get(id)
 	if !ok || !s.Visible(&g, who) {
 		return Grant{}, s.refused(ctx, "show", id, who, addr, grantErrorf(ErrGrantNotFound, "no grant %s is known to you", printableID(id)))
