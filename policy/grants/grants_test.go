@@ -75,7 +75,7 @@ func (f *grantsFixture) openJournal() {
 	if f.st, err = storage.OpenSQLite(ctx, filepath.Join(f.dir, "journal.db"), storage.Options{}); err != nil {
 		f.t.Fatal(err)
 	}
-	if f.j, err = recorder.Open(ctx, f.st, recorder.Options{Key: f.key}); err != nil {
+	if f.j, err = recorder.Open(ctx, f.st, recorder.Options{Key: f.key, IndexBase: f.opts.IndexBase}); err != nil {
 		f.t.Fatal(err)
 	}
 }
