@@ -284,16 +284,16 @@ func NewServer(ctx context.Context, opts ServerOptions) (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("journal %w", err)
 	}
+	s.krlPath = cfg.Certificates.KRLFile
+	if !filepath.IsAbs(s.krlPath) {
+		s.krlPath = filepath.Join(opts.Home, s.krlPath)
+	}
 	if opts.Cluster != nil {
 		// The other members' certificates, revocations and grants, before
 		// the KRL is written and anything is served.
 		if err := s.openCluster(ctx, opts.Cluster); err != nil {
 			return nil, err
 		}
-	}
-	s.krlPath = cfg.Certificates.KRLFile
-	if !filepath.IsAbs(s.krlPath) {
-		s.krlPath = filepath.Join(opts.Home, s.krlPath)
 	}
 	if err := s.writeKRL(); err != nil {
 		return nil, err
