@@ -111,6 +111,10 @@ const killWait = 5 * time.Second
 // notification woke the follower.
 const pollInterval = time.Second
 
+// roundGap is the least time between two rounds of the follower's own
+// loop (catch-ups aside).
+const roundGap = 20 * time.Millisecond
+
 // Catch-up rounds (reads of the other logs made for a serial or a grant
 // not known) at most, per second and in a burst.
 const (
@@ -253,6 +257,12 @@ func (cs *clusterState) run(ctx context.Context) {
 		case <-cs.wake:
 		}
 		cs.followRound(ctx)
+		// A busy member notifies at every commit: rounds are at least
+		// roundGap apart, each reading all that came meanwhile.
+		select {
+		case <-ctx.Done():
+		case <-time.After(roundGap):
+		}
 	}
 }
 
