@@ -66,7 +66,8 @@ type Registry struct {
 	certs      map[uint64]*CertRecord        // guarded by mu
 	identities map[string]identityRevocation // guarded by mu
 	keepAll    bool                          // keep expired certificates too
-	own        uint16                        // guarded by mu: this member's ID (SetOnMiss)
+	early      map[uint64]earlyRevocation    // guarded by mu: see markRevoked
+	own        uint16                        // guarded by mu: this member's ID (0 standalone)
 	onMiss     func(serial uint64)           // guarded by mu: see SetOnMiss
 }
 
@@ -104,6 +105,9 @@ func LoadRegistryOf(log *recorder.Log, id uint16, now time.Time, all bool) (*Reg
 func loadRegistry(log *recorder.Log, member int, now time.Time, all bool) (*Registry, error) {
 	r := NewRegistry()
 	r.keepAll = all
+	if member >= 0 {
+		r.own = uint16(member)
+	}
 	err := eachEvent(log, events.CertIssued, func(idx int64, l *recorder.Leaf) error {
 		rec, err := recordFromAttrs(l.Attrs)
 		if err != nil {
@@ -112,6 +116,7 @@ func loadRegistry(log *recorder.Log, member int, now time.Time, all bool) (*Regi
 		id, at := cluster.SplitSerial(rec.Serial)
 		if member < 0 {
 			member = int(id)
+			r.own = id
 		}
 		if at != idx || int(id) != member {
 			return fmt.Errorf("leaf %d (%s): serial %d is not the leaf's index with member ID %d on top", idx, events.CertIssued, rec.Serial, member)
@@ -146,6 +151,13 @@ func (r *Registry) applyRevoked(idx int64, l *recorder.Leaf) (*RevokeResult, err
 	res := &RevokeResult{Serials: serials, Leaf: idx, At: at}
 	r.markRevoked(serials, at, l.Attrs["reason"])
 	if id := l.Attrs["identity"]; id != "" {
+		// Every certificate of the identity issued before, those the
+		// revoking member had not read yet included.
+		for _, rec := range r.certs {
+			if rec.Identity == id && !rec.Revoked && !rec.IssuedAt.After(at) {
+				rec.Revoked, rec.RevokedAt, rec.RevokeReason = true, at, l.Attrs["reason"]
+			}
+		}
 		rev := r.identities[id]
 		rev.At = maxTime(rev.At, at)
 		if u := l.Attrs["blocked_until"]; u != "" {
@@ -185,7 +197,7 @@ func (r *Registry) ApplyForeign(member uint16, origin string, idx int64, l *reco
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		if _, known := r.certs[rec.Serial]; !known && (r.keepAll || rec.ValidBefore.After(now)) {
-			r.certs[rec.Serial] = rec
+			r.register(rec)
 		}
 		return nil, nil
 	case events.CertRevoked:
@@ -276,12 +288,51 @@ func parseSerials(s string) ([]uint64, error) {
 	return out, nil
 }
 
+// markRevoked revokes serials. A serial the registry does not know yet
+// (a cluster member's certificate whose issuance is in a log not read that
+// far) is kept, and revoked when its issuance is registered.
 func (r *Registry) markRevoked(serials []uint64, at time.Time, reason string) {
 	for _, s := range serials {
-		if rec := r.certs[s]; rec != nil && !rec.Revoked {
+		rec := r.certs[s]
+		switch {
+		case rec == nil:
+			if id, _ := cluster.SplitSerial(s); id == r.own {
+				continue // this member's own, expired
+			}
+			if r.early == nil {
+				r.early = map[uint64]earlyRevocation{}
+			}
+			if _, ok := r.early[s]; !ok {
+				r.early[s] = earlyRevocation{at, reason}
+			}
+		case !rec.Revoked:
 			rec.Revoked, rec.RevokedAt, rec.RevokeReason = true, at, reason
 		}
 	}
+}
+
+// earlyFor is how long a revocation of a serial not registered yet is
+// kept: longer than any certificate lives.
+const earlyFor = 7 * 24 * time.Hour
+
+// earlyRevocation is a revocation of a serial not registered yet.
+type earlyRevocation struct {
+	at     time.Time
+	reason string
+}
+
+// register adds an issued certificate that another member's log records,
+// revoked if a revocation already read names it, or names its identity
+// after it was issued. r.mu must be held.
+func (r *Registry) register(rec *CertRecord) {
+	if e, ok := r.early[rec.Serial]; ok {
+		rec.Revoked, rec.RevokedAt, rec.RevokeReason = true, e.at, e.reason
+		delete(r.early, rec.Serial)
+	}
+	if rev, ok := r.identities[rec.Identity]; ok && !rec.Revoked && !rec.IssuedAt.After(rev.At) {
+		rec.Revoked, rec.RevokedAt, rec.RevokeReason = true, rev.At, "identity revoked"
+	}
+	r.certs[rec.Serial] = rec
 }
 
 func (r *Registry) issuing() func() {
@@ -381,6 +432,13 @@ func (r *Registry) Prune(now time.Time) {
 	for s, rec := range r.certs {
 		if !rec.ValidBefore.After(now) {
 			delete(r.certs, s)
+		}
+	}
+	// A revocation of another member's serial whose issuance never came
+	// names a certificate long expired by now.
+	for s, e := range r.early {
+		if now.Sub(e.at) > earlyFor {
+			delete(r.early, s)
 		}
 	}
 }

@@ -66,6 +66,34 @@ func TestRegistryApplyForeign(t *testing.T) {
 		t.Fatalf("KRL: %+v", k.Revoked)
 	}
 
+	// A revocation read before the issuance it names (the issuing
+	// member's log not read that far): the certificate is revoked when
+	// it comes. Likewise one of an identity revoked after it was issued.
+	late, _ := cluster.SerialOf(3, 2)
+	early := &recorder.Leaf{Type: recorder.LeafEvent, Event: events.CertRevoked, WallNS: now.UnixNano(),
+		Attrs: recorder.Attrs{"serials": strconv.FormatUint(late, 10)}}
+	if _, err := r.ApplyForeign(2, "b.example/journal", 13, early, now); err != nil {
+		t.Fatal(err)
+	}
+	byID := &recorder.Leaf{Type: recorder.LeafEvent, Event: events.CertRevoked, WallNS: now.Add(time.Second).UnixNano(),
+		Attrs: recorder.Attrs{"identity": "carol@dev"}}
+	if _, err := r.ApplyForeign(2, "b.example/journal", 14, byID, now); err != nil {
+		t.Fatal(err)
+	}
+	carols, _ := cluster.SerialOf(3, 3)
+	carol := issuedLeaf(carols, now)
+	carol.Attrs["identity"] = "carol@dev"
+	for _, l := range []*recorder.Leaf{issuedLeaf(late, now), carol} {
+		serial, _ := strconv.ParseUint(l.Attrs["serial"], 10, 64)
+		_, idx := cluster.SplitSerial(serial)
+		if _, err := r.ApplyForeign(3, "c.example/journal", idx, l, now); err != nil {
+			t.Fatal(err)
+		}
+		if !r.IsRevoked(serial) {
+			t.Errorf("serial %d, revoked before its issuance was read, is not revoked", serial)
+		}
+	}
+
 	log := &recorder.Log{Events: []recorder.LogEvent{{Index: 3, Leaf: issuedLeaf(mine&^cluster.MaxIndex|3, now)}}}
 	if _, err := LoadRegistryOf(log, 1, now, false); err != nil {
 		t.Fatalf("member 1's own log: %v", err)

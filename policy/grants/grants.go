@@ -108,6 +108,11 @@ type Grants struct {
 	tx sync.Mutex
 	mu sync.Mutex        // guards grants; never held across a journal write
 	m  map[string]*Grant // by ID, guarded by mu
+	// orphans are this log's events about grants requested in another
+	// cluster member's log, by grant ID, in leaf order: load found them
+	// before that log was read, ApplyForeign applies them after the
+	// request (guarded by mu).
+	orphans map[string][]recorder.LogEvent
 
 	wake   chan struct{} // pokes the timer goroutine
 	cancel context.CancelFunc
@@ -132,7 +137,7 @@ func OpenGrants(ctx context.Context, log *recorder.Log, opts GrantsOptions) (*Gr
 	}
 	s := &Grants{
 		journal: opts.Journal, policy: opts.Policy, pendingTTL: opts.PendingTTL, onEnd: opts.OnEnd,
-		log: opts.Logger, now: opts.Now, m: map[string]*Grant{}, wake: make(chan struct{}, 1), done: make(chan struct{}),
+		log: opts.Logger, now: opts.Now, m: map[string]*Grant{}, orphans: map[string][]recorder.LogEvent{}, wake: make(chan struct{}, 1), done: make(chan struct{}),
 		refusals: rate.NewLimiter(refusalRate, refusalBurst), textMasker: opts.TextMasker, base: opts.IndexBase,
 		catchUp: opts.CatchUp,
 	}

@@ -66,6 +66,15 @@ func (s *Grants) ApplyForeign(base uint64, idx int64, name string, a recorder.At
 		}
 		return out, nil
 	}
+	if name == events.GrantRequested {
+		// This log's own decisions on the grant, read before its request.
+		for _, e := range s.orphans[g.ID] {
+			if _, err := s.apply(e.Leaf.Event, s.base+uint64(e.Index), e.Leaf.Attrs); err != nil {
+				s.log.Warn("this member's grant event changes nothing", "event", e.Leaf.Event, "grant", g.ID, "leaf", e.Index, "why", err)
+			}
+		}
+		delete(s.orphans, g.ID)
+	}
 	out := Applied{Grant: g.clone(), Changed: true}
 	s.mu.Unlock()
 	if before == GrantActive && (g.State == GrantEnded || g.State == GrantRevoked) {

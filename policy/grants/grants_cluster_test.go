@@ -82,6 +82,17 @@ func TestGrantsAcrossMembers(t *testing.T) {
 		}
 	}
 
+	// b restarts: its own approval names a grant requested in a's log,
+	// applied once a's log is read.
+	b.reopen()
+	if _, ok := b.g.Get(g.ID); ok {
+		t.Fatalf("b knows %s before it reads a's log", g.ID)
+	}
+	feed(t, a, b, -1)
+	if got, ok := b.g.Get(g.ID); !ok || got.State != GrantActive || len(got.Approvals) != 1 {
+		t.Fatalf("b after a restart and a's log: %+v %v", got, ok)
+	}
+
 	b.mustDecide("revoke", g.ID, grantBob)
 	b.wantEnd(g.ID, GrantRevokedWhy)
 	_, applied = feed(t, b, a, fedB)

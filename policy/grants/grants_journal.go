@@ -58,6 +58,13 @@ func (s *Grants) load(log *recorder.Log) error {
 			continue
 		}
 		if _, err := s.apply(e.Leaf.Event, s.base+uint64(e.Index), e.Leaf.Attrs); err != nil {
+			if id := e.Leaf.Attrs["grant"]; s.base != 0 && e.Leaf.Event != events.GrantRequested && s.m[id] == nil {
+				// A decision of this cluster member's on a grant
+				// requested through another: applied once that
+				// member's log is read (ApplyForeign).
+				s.orphans[id] = append(s.orphans[id], recorder.LogEvent{Index: e.Index, Leaf: e.Leaf})
+				continue
+			}
 			return fmt.Errorf("journal leaf %d (%s): %w", e.Index, e.Leaf.Event, err)
 		}
 	}
