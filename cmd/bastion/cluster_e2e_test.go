@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -211,6 +212,19 @@ func TestClusterTwoMembers(t *testing.T) {
 		}
 		return idx, l
 	}
+	lastRefusal := func(log string) string {
+		t.Helper()
+		var data []byte
+		if err := db.QueryRow(ctx, `SELECT l.data FROM bastion.leaves l JOIN bastion.logs g ON g.id = l.log_id
+			WHERE g.name = $1 AND l.event = 'ssh.auth_refused' ORDER BY l.idx DESC LIMIT 1`, log).Scan(&data); err != nil {
+			t.Fatalf("last ssh.auth_refused of %s: %v", log, err)
+		}
+		l, err := recorder.ParseLeaf(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l.Attrs["reason"]
+	}
 	liveID := func(log string) string {
 		t.Helper()
 		_, l := lastLeaf(log, recorder.LeafSessionStart)
@@ -299,6 +313,28 @@ func TestClusterTwoMembers(t *testing.T) {
 		}
 	}
 
+	// B restarts: its own log's decisions on A's grant, and A's
+	// revocation of B's certificate, are in force again once it has read
+	// A's log; A's certificates work through it.
+	spB.cmd.Process.Signal(syscall.SIGTERM)
+	if err := spB.cmd.Wait(); err != nil {
+		t.Fatalf("B stopped: %v\n%s", err, logOfB.String())
+	}
+	spB, _ = startDevServe(t, config(homeB, dsn, ""), &logOfB)
+	viaB.port = port(spB.ssh)
+	devCert(t, spB, dirB, "alice4", devTokenFile(t, homeB, dirB, "alice")) // known_hosts for its new port
+	if _, errOut, err := viaB.run(keyB, "", box, "echo must-not-run"); err == nil || !strings.Contains(errOut, "Permission denied") {
+		t.Errorf("after B's restart, the certificate revoked through A works through B: %q", errOut)
+	} else if r := lastRefusal(logB); r != "revoked" {
+		t.Errorf("after B's restart, the certificate revoked through A is refused by B as %q, not revoked", r)
+	}
+	if out, errOut, err := viaB.run(keyA, "", box, "echo after-restart"); err != nil || !strings.Contains(out, "after-restart") {
+		t.Errorf("after B's restart, A's certificate through B: %v %q %q", err, out, errOut)
+	}
+	if code, out, errOut := grantsCLI(homeB, spB, bobB, "list"); code != 0 || !strings.Contains(out, grantID) || !strings.Contains(out, `"revoked"`) {
+		t.Errorf("after B's restart, B's grants: %d %s %s", code, out, errOut)
+	}
+
 	// A third member whose cluster file gives A a wrong key: it applies
 	// nothing of A's log, and says so.
 	homeC := filepath.Join(dir, "c")
@@ -321,8 +357,10 @@ func TestClusterTwoMembers(t *testing.T) {
 	os.MkdirAll(dirC, 0o700)
 	devCert(t, spC, dirC, "known", devTokenFile(t, homeC, dirC, "alice")) // for known_hosts
 	viaC := sshClient{bin: sshBin, port: port(spC.ssh), known: filepath.Join(dirC, "known_hosts")}
-	if _, errOut, err := viaC.run(keyA, "", box, "echo must-not-run"); err == nil {
+	if _, errOut, err := viaC.run(keyA, "", box, "echo must-not-run"); err == nil || !strings.Contains(errOut, "Permission denied") {
 		t.Errorf("C let a certificate of A's log, which it does not verify, through: %q", errOut)
+	} else if r := lastRefusal("c.example/journal"); r != "serial_not_issued" {
+		t.Errorf("C refused A's certificate as %q, not as a serial it does not know", r)
 	}
 	// B's log verifies: a certificate B issued works through C.
 	keyB3, _ := devCert(t, spB, dirB, "alice3", devTokenFile(t, homeB, dirB, "alice"))
