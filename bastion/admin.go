@@ -202,7 +202,7 @@ func (s *Server) adminHandler() http.Handler {
 			adminError(w, http.StatusForbidden, err)
 			return
 		}
-		l, err := s.KillSession(req.ID, req.Reason, c.by(), c.operatorAttrs())
+		l, err := s.KillSession(r.Context(), req.ID, req.Reason, c.by(), c.operatorAttrs())
 		switch {
 		case errors.Is(err, ErrNoLiveSession):
 			adminError(w, http.StatusNotFound, fmt.Errorf("%w: %q", err, req.ID))
@@ -341,8 +341,8 @@ func AdminRevokeGrant(ctx context.Context, home string, req AdminGrantRevokeRequ
 // AdminKill asks the server running for home to end a live session. It
 // returns ErrNoServer when none answers, and an error wrapping
 // ErrNoLiveSession when no live session has that ID.
-func AdminKill(ctx context.Context, home string, req AdminKillRequest) (front.LiveSession, error) {
-	var out front.LiveSession
+func AdminKill(ctx context.Context, home string, req AdminKillRequest) (LiveSessionResult, error) {
+	var out LiveSessionResult
 	err := adminCall(ctx, home, http.MethodPost, "/v1/sessions/kill", req, &out)
 	return out, err
 }

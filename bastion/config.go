@@ -36,6 +36,11 @@ type Config struct {
 	Home string
 	// Journal is the journal file; relative paths are inside Home.
 	Journal string
+	// Cluster is the cluster file (cluster.pub) that makes serve a
+	// member of a cluster of instances on one PostgreSQL journal;
+	// relative paths are inside Home. "" means Home's cluster.pub when
+	// that file exists (see LoadCluster).
+	Cluster string
 	// JournalRecovery is how long serve tries to bring a failed journal
 	// back (closing it and opening it again, with backoff) before it
 	// exits non-zero for a supervisor to restart it.
@@ -152,6 +157,7 @@ const DefaultKRLFile = "revoked.krl"
 type fileConfig struct {
 	Home    *string `hcl:"home,optional"`
 	Journal *string `hcl:"journal,optional"`
+	Cluster *string `hcl:"cluster,optional"`
 	// JournalRecovery is how long serve tries to open a failed journal
 	// again before it exits.
 	JournalRecovery *string         `hcl:"journal_recovery,optional"`
@@ -414,6 +420,11 @@ func (v *validator) config(fc *fileConfig, dir string) *Config {
 	}
 	if fc.Journal != nil {
 		cfg.Journal = *fc.Journal
+	}
+	if fc.Cluster != nil {
+		if cfg.Cluster = *fc.Cluster; cfg.Cluster == "" {
+			v.errf(v.topAttrRange("cluster"), "cluster = \"\" names no file: remove the line for the home's cluster.pub")
+		}
 	}
 	cfg.JournalRecovery = v.duration(v.topAttrRange("journal_recovery"), "journal_recovery", fc.JournalRecovery, DefaultJournalRecovery)
 	cfg.API.Listen = DefaultAPIListen

@@ -76,6 +76,10 @@ type ServerOptions struct {
 	// then recovers from a failed journal without a restart, or exits
 	// when it cannot within the configuration's journal_recovery.
 	ReopenJournal JournalOpener
+	// Cluster, if not nil, makes the server a member of a cluster (see
+	// LoadCluster): the journal must have been opened with
+	// recorder.Options IndexBase = Cluster.IndexBase().
+	Cluster *Cluster
 	// ConfigOverrides, if set, applies the command line's overrides
 	// (serve --listen) to the configuration as Reload reads it again.
 	ConfigOverrides func(*Config)
@@ -136,6 +140,10 @@ type Server struct {
 
 	// grants are the just-in-time grants.
 	grants *grants.Grants
+
+	// cluster follows the other members' logs; nil for a standalone
+	// bastion.
+	cluster *clusterState
 
 	// policy is the policy in force; Reload swaps it.
 	policy atomic.Pointer[policy.Policy]
@@ -260,9 +268,14 @@ func NewServer(ctx context.Context, opts ServerOptions) (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("journal: %w", err)
 	}
-	s.registry, err = certauth.LoadRegistry(log, s.now(), false)
+	var self uint16
+	if opts.Cluster != nil {
+		self = opts.Cluster.Self.ID
+	}
+	s.registry, err = certauth.LoadRegistryOf(log, self, s.now(), false)
 	if err == nil {
 		s.grants, err = grants.OpenGrants(ctx, log, grants.GrantsOptions{
+			IndexBase: opts.Cluster.IndexBase(), CatchUp: s.catchUpGrant,
 			Journal: s.journal, Policy: func() grants.GrantPolicy { return s.Policy() },
 			PendingTTL: cfg.Grants.PendingTTL, WebhookURL: cfg.Grants.WebhookURL, OnEnd: s.grantEnded,
 			Logger: s.log.Named("grants"), Now: s.now, TextMasker: s.textMasker,
@@ -275,12 +288,20 @@ func NewServer(ctx context.Context, opts ServerOptions) (_ *Server, err error) {
 	if !filepath.IsAbs(s.krlPath) {
 		s.krlPath = filepath.Join(opts.Home, s.krlPath)
 	}
+	if opts.Cluster != nil {
+		// The other members' certificates, revocations and grants, before
+		// the KRL is written and anything is served.
+		if err := s.openCluster(ctx, opts.Cluster); err != nil {
+			return nil, err
+		}
+	}
 	if err := s.writeKRL(); err != nil {
 		return nil, err
 	}
 
 	s.issuer, err = certauth.NewIssuer(ctx, certauth.IssuerOptions{
-		CA: opts.Authorities.User, OtherCAs: []*certauth.Authority{opts.Authorities.Host, opts.Authorities.Target}, Verifier: verifier, Policy: pol, Journal: s.journal, Registry: s.registry,
+		IndexBase: opts.Cluster.IndexBase(),
+		CA:        opts.Authorities.User, OtherCAs: []*certauth.Authority{opts.Authorities.Host, opts.Authorities.Target}, Verifier: verifier, Policy: pol, Journal: s.journal, Registry: s.registry,
 		MinRSABits: cfg.Certificates.MinRSABits, MaxTTL: cfg.Certificates.MaxTTL, Backdate: cfg.Certificates.Backdate,
 		Grants: s.activeGrants, Now: s.now, Logger: s.log.Named("ca"), TextMasker: s.textMasker,
 	})
@@ -392,6 +413,9 @@ func (s *Server) closeListeners() {
 	if s.grants != nil {
 		s.grants.Close()
 	}
+	if s.cluster != nil {
+		s.cluster.closeStores()
+	}
 	for _, ln := range []net.Listener{s.apiLn, s.adminLn, s.accessLn} {
 		if ln != nil {
 			ln.Close()
@@ -482,6 +506,14 @@ func (s *Server) Revoke(ctx context.Context, req certauth.RevokeRequest) (*certa
 	return res, nil
 }
 
+// catchUpGrant reads the other members' logs for a grant not known here
+// (GrantsOptions.CatchUp); nothing for a standalone bastion.
+func (s *Server) catchUpGrant(id string) {
+	if s.cluster != nil {
+		s.cluster.catchUpGrant(id)
+	}
+}
+
 // textMasker masks the free text operators and identities supply
 // (reasons, comments) with the policy's text_masking profile.
 func (s *Server) textMasker() *mask.Masker { return s.maskers.text(s.Policy()) }
@@ -499,18 +531,28 @@ func (s *Server) LiveSessions() []front.LiveSession {
 // and the end leaf says it was killed, by whom (killed-by), with the
 // operator's attributes, if any (operator, operator.verified…). It returns
 // ErrNoLiveSession if no live session has that ID.
-func (s *Server) KillSession(id, reason, by string, operator recorder.Attrs) (front.LiveSession, error) {
-	if s.front == nil {
-		return front.LiveSession{}, ErrNoLiveSession
-	}
+//
+// In a cluster, a session no live session of this member matches but
+// another member's log shows open is that member's: KillSession journals
+// a kill request (session.kill_requested) and waits, a few seconds, for
+// the holder's end leaf, which names the request; the result's Remote
+// says what happened.
+func (s *Server) KillSession(ctx context.Context, id, reason, by string, operator recorder.Attrs) (LiveSessionResult, error) {
+	err := ErrNoLiveSession
+	var l front.LiveSession
 	// The reason is kept, shown to the client and logged masked.
 	m := s.textMasker()
-	l, err := s.life.Kill(id, reason, by, operator, m)
+	if s.front != nil {
+		l, err = s.life.Kill(id, reason, by, operator, m)
+	}
+	if errors.Is(err, ErrNoLiveSession) && s.cluster != nil {
+		return s.cluster.killRemote(ctx, id, reason, by, operator)
+	}
 	reason, _ = killReason(m, reason)
 	if err == nil {
 		s.log.Info("ssh session killed", "session", l.ID, "identity", l.Identity, "by", by, "reason", reason)
 	}
-	return l, err
+	return LiveSessionResult{LiveSession: l}, err
 }
 
 // shutdownTimeout bounds a graceful shutdown: requests in flight finish,
@@ -587,6 +629,9 @@ func (s *Server) startedAttrs() recorder.Attrs {
 		a["witness.stale-after"] = w.StaleAfter.String()
 	}
 	a["policy.hash"] = s.Policy().Hash()
+	if c := s.opts.Cluster; c != nil {
+		c.startedAttrs(a)
+	}
 	return a
 }
 
@@ -675,6 +720,9 @@ func (s *Server) Run(ctx context.Context) error {
 		serve("SSH", func() error { return s.front.Serve(ctx) })
 	}
 	serve("journal", func() error { return s.watchJournal(ctx) })
+	if s.cluster != nil {
+		wg.Go(func() { s.cluster.run(ctx) })
+	}
 	wg.Go(func() { s.watchPolicy(ctx) })
 	wg.Go(func() { s.health.run(ctx) })
 	// The witnesses are pushed to until the last checkpoint, kept after

@@ -196,6 +196,7 @@ func restartFields(old, fresh *Config) []string {
 	}
 	diff("home", old.Home, fresh.Home)
 	diff("journal", old.Journal, fresh.Journal)
+	diff("cluster", old.Cluster, fresh.Cluster)
 	diff("journal_recovery", old.JournalRecovery, fresh.JournalRecovery)
 	diff("api.listen", old.API.Listen, fresh.API.Listen)
 	diff("api.tls_cert", old.API.TLSCert, fresh.API.TLSCert)

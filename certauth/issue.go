@@ -58,6 +58,10 @@ type CertPolicy interface {
 type IssuerOptions struct {
 	// CA signs the certificates: the user CA.
 	CA *Authority
+	// IndexBase is the journal's recorder.Options IndexBase (a cluster
+	// member's ID << 48, else zero): a certificate's serial is its
+	// issuance leaf's index plus IndexBase (cluster.SerialOf).
+	IndexBase uint64
 	// OtherCAs are the bastion's other authorities, whose keys are never
 	// certified either.
 	OtherCAs []*Authority
@@ -95,6 +99,7 @@ type Issuer struct {
 	verifier TokenVerifier
 	policy   CertPolicy
 	journal  recorder.EventJournal
+	base     uint64 // IssuerOptions.IndexBase
 	reg      *Registry
 	grants   func(string, time.Time) []policy.Grant
 	minRSA   int
@@ -129,7 +134,7 @@ func NewIssuer(ctx context.Context, opts IssuerOptions) (*Issuer, error) {
 	is := &Issuer{
 		ca: opts.CA, verifier: opts.Verifier, policy: opts.Policy, journal: opts.Journal, reg: opts.Registry, grants: opts.Grants,
 		minRSA: opts.MinRSABits, maxTTL: opts.MaxTTL, backdate: opts.Backdate, now: opts.Now, log: opts.Logger, text: opts.TextMasker,
-		refusals: rate.NewLimiter(refusalRate, refusalBurst),
+		refusals: rate.NewLimiter(refusalRate, refusalBurst), base: opts.IndexBase,
 	}
 	for _, a := range append([]*Authority{opts.CA}, opts.OtherCAs...) {
 		for _, k := range a.Trusted {
@@ -391,7 +396,7 @@ func (is *Issuer) issue(ctx context.Context, req IssueRequest, refused recorder.
 		return nil, &Refusal{Status: http.StatusServiceUnavailable, Reason: events.ReasonJournalUnavailable,
 			Msg: "the journal cannot record the issuance, so nothing is issued", Err: err}
 	}
-	serial := uint64(idx)
+	serial := is.base + uint64(idx)
 	rec := CertRecord{
 		Serial: serial, Identity: id.String(), Provider: id.Provider, Issuer: id.Issuer, Subject: id.Subject,
 		Sponsor: d.Sponsor, Ticket: req.Ticket, Grant: d.Grant, KeyType: key.Type(), KeyFingerprint: attrs["key.sha256"],

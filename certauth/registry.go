@@ -16,6 +16,7 @@ import (
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/policy/mask"
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/cluster"
 	"github.com/bastionhq/bastion/recorder/events"
 	"github.com/bastionhq/bastion/storage"
 )
@@ -66,6 +67,9 @@ type Registry struct {
 	certs      map[uint64]*CertRecord        // guarded by mu
 	identities map[string]identityRevocation // guarded by mu
 	keepAll    bool                          // keep expired certificates too
+	early      map[uint64]earlyRevocation    // guarded by mu: see markRevoked
+	own        uint16                        // guarded by mu: this member's ID (0 standalone)
+	onMiss     func(serial uint64)           // guarded by mu: see SetOnMiss
 }
 
 // NewRegistry returns an empty registry.
@@ -86,17 +90,37 @@ func RegistryEvents(name string) bool { return name == events.CertIssued || name
 // LoadRegistry reads the certificates and revocations of a journal's log,
 // read with [RegistryEvents] selected: the signed leaves, never an index of
 // them. Unless all is set, certificates that expired before now are left
-// out.
+// out. Every serial must be its issuance leaf's index with one cluster
+// member's ID on top (cluster.SerialOf), the same ID for the whole log: 0
+// for a standalone bastion's.
 func LoadRegistry(log *recorder.Log, now time.Time, all bool) (*Registry, error) {
+	return loadRegistry(log, -1, now, all)
+}
+
+// LoadRegistryOf is LoadRegistry for the log of cluster member id (0: a
+// standalone bastion), whose serials must all carry id.
+func LoadRegistryOf(log *recorder.Log, id uint16, now time.Time, all bool) (*Registry, error) {
+	return loadRegistry(log, int(id), now, all)
+}
+
+func loadRegistry(log *recorder.Log, member int, now time.Time, all bool) (*Registry, error) {
 	r := NewRegistry()
 	r.keepAll = all
+	if member >= 0 {
+		r.own = uint16(member)
+	}
 	err := eachEvent(log, events.CertIssued, func(idx int64, l *recorder.Leaf) error {
 		rec, err := recordFromAttrs(l.Attrs)
 		if err != nil {
 			return fmt.Errorf("leaf %d (%s): %w", idx, events.CertIssued, err)
 		}
-		if rec.Serial != uint64(idx) {
-			return fmt.Errorf("leaf %d (%s): serial %d is not the leaf's index", idx, events.CertIssued, rec.Serial)
+		id, at := cluster.SplitSerial(rec.Serial)
+		if member < 0 {
+			member = int(id)
+			r.own = id
+		}
+		if at != idx || int(id) != member {
+			return fmt.Errorf("leaf %d (%s): serial %d is not the leaf's index with member ID %d on top", idx, events.CertIssued, rec.Serial, member)
 		}
 		rec.IssuedAt = time.Unix(0, l.WallNS).UTC()
 		if all || rec.ValidBefore.After(now) {
@@ -108,30 +132,99 @@ func LoadRegistry(log *recorder.Log, now time.Time, all bool) (*Registry, error)
 		return nil, fmt.Errorf("read issued certificates: %w", err)
 	}
 	err = eachEvent(log, events.CertRevoked, func(idx int64, l *recorder.Leaf) error {
-		at := time.Unix(0, l.WallNS).UTC()
-		serials, err := parseSerials(l.Attrs["serials"])
-		if err != nil {
-			return fmt.Errorf("leaf %d (%s): %w", idx, events.CertRevoked, err)
-		}
-		r.markRevoked(serials, at, l.Attrs["reason"])
-		if id := l.Attrs["identity"]; id != "" {
-			rev := r.identities[id]
-			rev.At = maxTime(rev.At, at)
-			if u := l.Attrs["blocked_until"]; u != "" {
-				until, err := time.Parse(time.RFC3339Nano, u)
-				if err != nil {
-					return fmt.Errorf("leaf %d (%s): bad blocked_until %q", idx, events.CertRevoked, u)
-				}
-				rev.Until = maxTime(rev.Until, until)
-			}
-			r.identities[id] = rev
-		}
-		return nil
+		_, err := r.applyRevoked(idx, l)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read revocations: %w", err)
 	}
 	return r, nil
+}
+
+// applyRevoked applies the cert.revoked event l (leaf idx) and returns
+// what it revoked. r.mu must be held, or r not shared yet.
+func (r *Registry) applyRevoked(idx int64, l *recorder.Leaf) (*RevokeResult, error) {
+	at := time.Unix(0, l.WallNS).UTC()
+	serials, err := parseSerials(l.Attrs["serials"])
+	if err != nil {
+		return nil, fmt.Errorf("leaf %d (%s): %w", idx, events.CertRevoked, err)
+	}
+	res := &RevokeResult{Serials: serials, Leaf: idx, At: at}
+	r.markRevoked(serials, at, l.Attrs["reason"])
+	if id := l.Attrs["identity"]; id != "" {
+		// Every certificate of the identity issued before, those the
+		// revoking member had not read yet included.
+		for _, rec := range r.certs {
+			if rec.Identity == id && !rec.Revoked && !rec.IssuedAt.After(at) {
+				rec.Revoked, rec.RevokedAt, rec.RevokeReason = true, at, l.Attrs["reason"]
+			}
+		}
+		rev := r.identities[id]
+		rev.At = maxTime(rev.At, at)
+		if u := l.Attrs["blocked_until"]; u != "" {
+			until, err := time.Parse(time.RFC3339Nano, u)
+			if err != nil {
+				return nil, fmt.Errorf("leaf %d (%s): bad blocked_until %q", idx, events.CertRevoked, u)
+			}
+			rev.Until = maxTime(rev.Until, until)
+			res.BlockedUntil = until
+		}
+		r.identities[id] = rev
+		res.Identity = id
+	}
+	return res, nil
+}
+
+// ApplyForeign makes an event of another cluster member's log take
+// effect here: member's (ID member, log origin) leaf idx, read under a
+// checkpoint that verified with that member's key. A cert.issued leaf
+// registers the certificate, whose serial must be one member issues
+// (cluster.SerialOf(member, idx)): no member speaks for another's
+// serials. A cert.revoked leaf revokes what it names, the certificates
+// of every member included, and returns what it revoked (RevokeResult
+// Log is origin) for the caller to end the sessions and rewrite the KRL.
+// Other events are ignored (nil, nil).
+func (r *Registry) ApplyForeign(member uint16, origin string, idx int64, l *recorder.Leaf, now time.Time) (*RevokeResult, error) {
+	switch l.Event {
+	case events.CertIssued:
+		rec, err := recordFromAttrs(l.Attrs)
+		if err != nil {
+			return nil, fmt.Errorf("%s leaf %d (%s): %w", origin, idx, events.CertIssued, err)
+		}
+		if want, err := cluster.SerialOf(member, idx); err != nil || rec.Serial != want {
+			return nil, fmt.Errorf("%s leaf %d (%s): serial %d is not member %d's serial for the leaf", origin, idx, events.CertIssued, rec.Serial, member)
+		}
+		rec.IssuedAt = time.Unix(0, l.WallNS).UTC()
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if _, known := r.certs[rec.Serial]; !known && (r.keepAll || rec.ValidBefore.After(now)) {
+			r.register(rec)
+		}
+		return nil, nil
+	case events.CertRevoked:
+		r.gate.Lock()
+		defer r.gate.Unlock()
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		res, err := r.applyRevoked(idx, l)
+		if err != nil {
+			return nil, fmt.Errorf("%s %w", origin, err)
+		}
+		res.Log = origin
+		return res, nil
+	}
+	return nil, nil
+}
+
+// SetOnMiss sets fn, called by Lookup when it does not know a serial that
+// another cluster member issued (its ID is not own): the server reads
+// that member's log up to date before Lookup looks again, so that a
+// certificate issued through one member a moment ago works at once
+// through another.
+func (r *Registry) SetOnMiss(own uint16, fn func(serial uint64)) {
+	r.mu.Lock()
+	r.own, r.onMiss = own, fn
+	r.mu.Unlock()
 }
 
 // eachEvent calls fn for the events of log named name, in index order.
@@ -196,12 +289,51 @@ func parseSerials(s string) ([]uint64, error) {
 	return out, nil
 }
 
+// markRevoked revokes serials. A serial the registry does not know yet
+// (a cluster member's certificate whose issuance is in a log not read that
+// far) is kept, and revoked when its issuance is registered.
 func (r *Registry) markRevoked(serials []uint64, at time.Time, reason string) {
 	for _, s := range serials {
-		if rec := r.certs[s]; rec != nil && !rec.Revoked {
+		rec := r.certs[s]
+		switch {
+		case rec == nil:
+			if id, _ := cluster.SplitSerial(s); id == r.own {
+				continue // this member's own, expired
+			}
+			if r.early == nil {
+				r.early = map[uint64]earlyRevocation{}
+			}
+			if _, ok := r.early[s]; !ok {
+				r.early[s] = earlyRevocation{at, reason}
+			}
+		case !rec.Revoked:
 			rec.Revoked, rec.RevokedAt, rec.RevokeReason = true, at, reason
 		}
 	}
+}
+
+// earlyFor is how long a revocation of a serial not registered yet is
+// kept: longer than any certificate lives.
+const earlyFor = 7 * 24 * time.Hour
+
+// earlyRevocation is a revocation of a serial not registered yet.
+type earlyRevocation struct {
+	at     time.Time
+	reason string
+}
+
+// register adds an issued certificate that another member's log records,
+// revoked if a revocation already read names it, or names its identity
+// after it was issued. r.mu must be held.
+func (r *Registry) register(rec *CertRecord) {
+	if e, ok := r.early[rec.Serial]; ok {
+		rec.Revoked, rec.RevokedAt, rec.RevokeReason = true, e.at, e.reason
+		delete(r.early, rec.Serial)
+	}
+	if rev, ok := r.identities[rec.Identity]; ok && !rec.Revoked && !rec.IssuedAt.After(rev.At) {
+		rec.Revoked, rec.RevokedAt, rec.RevokeReason = true, rev.At, "identity revoked"
+	}
+	r.certs[rec.Serial] = rec
 }
 
 func (r *Registry) issuing() func() {
@@ -252,8 +384,16 @@ func (r *Registry) IsRevoked(serial uint64) bool {
 // registry knows it (it knows every certificate not yet expired).
 func (r *Registry) Lookup(serial uint64) (CertRecord, bool) {
 	r.mu.Lock()
+	rec, miss := r.certs[serial], r.onMiss
+	if rec == nil && miss != nil {
+		if id, _ := cluster.SplitSerial(serial); id != 0 && id != r.own {
+			r.mu.Unlock()
+			miss(serial)
+			r.mu.Lock()
+			rec = r.certs[serial]
+		}
+	}
 	defer r.mu.Unlock()
-	rec := r.certs[serial]
 	if rec == nil {
 		return CertRecord{}, false
 	}
@@ -293,6 +433,13 @@ func (r *Registry) Prune(now time.Time) {
 	for s, rec := range r.certs {
 		if !rec.ValidBefore.After(now) {
 			delete(r.certs, s)
+		}
+	}
+	// A revocation of another member's serial whose issuance never came
+	// names a certificate long expired by now.
+	for s, e := range r.early {
+		if now.Sub(e.at) > earlyFor {
+			delete(r.early, s)
 		}
 	}
 }
@@ -341,6 +488,9 @@ type RevokeResult struct {
 	Leaf         int64     `json:"leaf"`
 	At           time.Time `json:"revoked_at"`
 	BlockedUntil time.Time `json:"blocked_until,omitzero"`
+	// Log is the origin of the log whose leaf Leaf is, when it is another
+	// cluster member's (ApplyForeign); "" for this bastion's own.
+	Log string `json:"log,omitempty"`
 }
 
 // Revoke journals a revocation and applies it. Serials must name
@@ -427,7 +577,8 @@ func (r *Registry) Revoke(ctx context.Context, j recorder.EventJournal, req Revo
 
 // KRL builds an OpenSSH key revocation list of the revoked certificates
 // that have not expired, under each of the given CA keys (serials are
-// unique across keys: they are journal leaf indexes).
+// unique across keys: they are journal leaf indexes, with the issuing
+// cluster member's ID on top).
 func (r *Registry) KRL(caKeys []ssh.PublicKey, now time.Time) *KRL {
 	r.mu.Lock()
 	var serials []uint64

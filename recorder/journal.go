@@ -60,6 +60,12 @@ type Options struct {
 	MaxPendingBytes  int
 	// Hostname is recorded in a new journal's metadata.
 	Hostname string
+	// IndexBase is added to the leaf index in the attribute
+	// AppendIndexedEvent fills: a cluster member's ID << 48 (see
+	// recorder/cluster), so that serials and grant numbers are unique
+	// across the members' logs. Zero (a standalone bastion) leaves the
+	// leaf index.
+	IndexBase uint64
 	// Signed, if set, remembers outside the journal the latest checkpoint
 	// the writer kept, so that a journal rolled back behind it (a copy of
 	// an older file put back, checkpoints and all) is refused rather than
@@ -99,6 +105,7 @@ type Journal struct {
 	st       storage.Store
 	key      *JournalKey
 	origin   string
+	base     uint64 // Options.IndexBase
 	log      hclog.Logger
 	now      func() time.Time
 	interval time.Duration
@@ -181,6 +188,7 @@ func Open(ctx context.Context, store storage.Store, opts Options) (*Journal, err
 		st:        store,
 		key:       opts.Key,
 		origin:    opts.Key.Signer.Name(),
+		base:      opts.IndexBase,
 		log:       opts.Logger,
 		now:       opts.Now,
 		interval:  opts.PublishInterval,
@@ -583,7 +591,8 @@ func (j *Journal) AppendEvent(ctx context.Context, name string, attrs Attrs) (in
 }
 
 // AppendIndexedEvent commits an audit event leaf whose attribute indexAttr
-// (unless "") holds the leaf's own index in decimal, and returns the index.
+// (unless "") holds the leaf's own index in decimal (plus
+// Options.IndexBase), and returns the index.
 // An event can so carry a number that is unique, increasing, and names the
 // leaf that records it: a certificate's serial is the index of its issuance
 // leaf. attrs must not name indexAttr; it is copied, never modified.

@@ -323,7 +323,7 @@ func (j *Journal) build(ops []op, publish bool) (*built, error) {
 	for i, l := range leaves {
 		idx := size + int64(i)
 		if o := leafOps[i]; o != nil && o.indexAttr != "" {
-			l.Attrs[o.indexAttr] = strconv.FormatInt(idx, 10)
+			l.Attrs[o.indexAttr] = strconv.FormatUint(j.base+uint64(idx), 10)
 		}
 		data, err := l.Encode()
 		if err != nil {

@@ -277,10 +277,18 @@ func grantEnd(id, how string) *sessionEnd {
 // GrantEnded ends the live sessions running under grant id, which
 // reached its end, or was revoked, telling each client which.
 func (lc *Sessions) GrantEnded(id string, end time.Time, revoked bool) []LiveSession {
+	return lc.GrantEndedBy(id, end, revoked, nil)
+}
+
+// GrantEndedBy is GrantEnded for a grant whose end another cluster
+// member journaled: cause (the leaf that ended it and its log) goes into
+// each end leaf.
+func (lc *Sessions) GrantEndedBy(id string, end time.Time, revoked bool, cause recorder.Attrs) []LiveSession {
 	e := grantEndedAt(id, end)
 	if revoked {
 		e = grantEnd(id, "was revoked")
 	}
+	e.attrs.AddMissing(cause)
 	return lc.endWhere(func(l *liveSession) bool {
 		l.mu.Lock()
 		defer l.mu.Unlock()
@@ -391,6 +399,10 @@ func (lc *Sessions) Kill(id, reason, by string, operator recorder.Attrs, m *mask
 func (lc *Sessions) Revoked(res *certauth.RevokeResult) []LiveSession {
 	e := &sessionEnd{reason: events.EndRevoked, message: "your certificate was revoked, so the session was ended",
 		attrs: recorder.Attrs{"revocation.leaf": fmt.Sprint(res.Leaf)}}
+	if res.Log != "" {
+		// Another cluster member's revocation: its leaf is in that log.
+		e.attrs["revocation.log"] = res.Log
+	}
 	return lc.endWhere(func(l *liveSession) bool {
 		return slices.Contains(res.Serials, l.info.serial) || res.Identity != "" && l.info.identity == res.Identity
 	}, e)

@@ -214,7 +214,14 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if cfg.Access.Group != "" {
 		readers = &cfg.Access.GID
 	}
-	j, st, closeJournal, err := openJournalWith(ctx, home, journalPath, recorder.Options{Logger: log.Named("journal"), OnCommit: commits.OnCommit, OnPublish: commits.OnPublish}, storage.Options{ReaderGroup: readers})
+	// A member of a cluster (a cluster file beside a PostgreSQL journal)
+	// finds itself in it by its journal key, or does not start.
+	clusterOf, err := loadCluster(cfg, home)
+	if err != nil {
+		return err
+	}
+	base := clusterOf.IndexBase()
+	j, st, closeJournal, err := openJournalWith(ctx, home, journalPath, recorder.Options{Logger: log.Named("journal"), OnCommit: commits.OnCommit, OnPublish: commits.OnPublish, IndexBase: base}, storage.Options{ReaderGroup: readers})
 	if err != nil {
 		return err
 	}
@@ -242,12 +249,12 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	srv, err := bastion.NewServer(ctx, bastion.ServerOptions{
 		Config: cfg, Home: home, Journal: j, Store: st, Authorities: auth,
 		Dev: devIssuer, DevLogins: devLogins, Commits: commits, Logger: log, CloseJournal: closeJournal,
-		ConfigOverrides: overrides,
+		ConfigOverrides: overrides, Cluster: clusterOf,
 		ReopenJournal: func(ctx context.Context) (*recorder.Journal, func() error, error) {
 			// The journal that failed, never a new one (see
 			// storage.Options MustExist): its filesystem may not be
 			// mounted back yet.
-			j, _, closeJ, err := openJournalWith(ctx, home, journalPath, recorder.Options{Logger: log.Named("journal"), OnCommit: commits.OnCommit, OnPublish: commits.OnPublish}, storage.Options{ReaderGroup: readers, MustExist: true})
+			j, _, closeJ, err := openJournalWith(ctx, home, journalPath, recorder.Options{Logger: log.Named("journal"), OnCommit: commits.OnCommit, OnPublish: commits.OnPublish, IndexBase: base}, storage.Options{ReaderGroup: readers, MustExist: true})
 			return j, closeJ, err
 		},
 	})
@@ -268,6 +275,9 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.stdout, "bastion serve: SSH front door at %s\n", a)
 	}
 	fmt.Fprintf(e.stdout, "  journal:   %s\n", journalName(journalPath))
+	if c := clusterOf; c != nil {
+		fmt.Fprintf(e.stdout, "  cluster:   member %d of %d (%s), log %s\n", c.Self.ID, len(c.Members.All()), c.Path, c.Self.Name())
+	}
 	if sock := srv.AccessSocket(); sock != "" {
 		who := "serve's user and root"
 		if g := cfg.Access.Group; g != "" {
@@ -373,4 +383,24 @@ func sshLine(addr string, cfg *bastion.Config, login, target string) string {
 		line += " -p " + port
 	}
 	return line + " " + login + "@" + target + "@" + host
+}
+
+// loadCluster is bastion.LoadCluster with the home's journal key, and
+// hints.
+func loadCluster(cfg *bastion.Config, home string) (*bastion.Cluster, error) {
+	key, err := certauth.LoadJournalKey(home)
+	if err != nil {
+		// openJournalWith says what is wrong with it.
+		return nil, nil
+	}
+	own, err := recorder.ParseVerifierKey(key.VerifierKey)
+	if err != nil {
+		return nil, err
+	}
+	c, err := bastion.LoadCluster(cfg, home, own)
+	if err != nil {
+		return nil, withHint(fmt.Errorf("cluster: %w", err),
+			"every member's line in the cluster file is \"ID VERIFIER-KEY\", its key the member's journal.pub; this home's is "+key.VerifierKey)
+	}
+	return c, nil
 }

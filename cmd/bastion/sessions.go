@@ -113,8 +113,14 @@ operator"), and the refusal is journaled.
 ID is the session's ID as "sessions list" shows it, or enough of its
 beginning to name one live session. A live session is listed as "live".
 
-It exits 1 if no live session has that ID (it has ended, or it is not one
-of this server's), or if no server is running for this home.
+In a cluster (docs/scale-out.md), a session another member holds is
+ended by that member: this server journals a kill request, the holder
+ends the session with an end record that names the request, and the
+command waits a few seconds for that record and says so.
+
+It exits 1 if no live session has that ID (it has ended, or no member
+holds it), if the member that holds it did not end it in time, or if no
+server is running for this home.
 
 Flags:
     --reason TEXT   why, told to the client and recorded
@@ -122,7 +128,9 @@ Flags:
                     an OIDC token naming you, for the server to verify
                     (default: $BASTION_TOKEN_FILE)
     --json          print the session ended as JSON: id, identity, serial,
-                    login, target, client, started
+                    login, target, client, started, and remote (member,
+                    request_leaf, end_leaf, end_reason) when another
+                    member held it
 
 Examples:
     $ bastion sessions list --state live --json | jq -r '.[].id'
@@ -165,6 +173,10 @@ func runSessionsKill(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "killed session %s: %s as %s@%s from %s, started %s\n", termtext.Line(l.ID), termtext.Line(l.Identity), termtext.Line(l.Login), termtext.Line(l.Target),
 		termtext.Line(l.Client), l.Started.UTC().Format(time.RFC3339))
+	if r := l.Remote; r != nil {
+		fmt.Fprintf(e.stdout, "  held by member %s, which ended it (%s) at its leaf %d, at the request this member journaled at leaf %d\n",
+			termtext.Line(r.Member), termtext.Line(r.Reason), r.EndLeaf, r.RequestLeaf)
+	}
 	return nil
 }
 

@@ -53,6 +53,16 @@ type GrantsOptions struct {
 	Logger     hclog.Logger
 	// Now is the clock. If nil, time.Now is used.
 	Now func() time.Time
+	// CatchUp, if set, is called, with no lock held, when a decision or
+	// a show names a grant the store does not know: a member of a cluster
+	// reads the other members' logs (the grant may have been requested
+	// through another member a moment ago) before the store looks again.
+	CatchUp func(id string)
+	// IndexBase is the journal's recorder.Options IndexBase: a cluster
+	// member's ID << 48, zero for a standalone bastion. A grant's number
+	// is its request leaf's index plus IndexBase, so that the IDs of
+	// grants requested on different members never collide.
+	IndexBase uint64
 }
 
 // Grants is the store of just-in-time grants: their state, rebuilt from
@@ -89,6 +99,8 @@ type Grants struct {
 	now        func() time.Time
 	hook       *webhook.Webhook // nil without a URL
 	textMasker func() *mask.Masker
+	base       uint64 // GrantsOptions.IndexBase
+	catchUp    func(id string)
 
 	// tx serializes transitions: it is held from the check of a grant's
 	// state to the application of the committed event, so that the
@@ -96,6 +108,11 @@ type Grants struct {
 	tx sync.Mutex
 	mu sync.Mutex        // guards grants; never held across a journal write
 	m  map[string]*Grant // by ID, guarded by mu
+	// orphans are this log's events about grants requested in another
+	// cluster member's log, by grant ID, in leaf order: load found them
+	// before that log was read, ApplyForeign applies them after the
+	// request (guarded by mu).
+	orphans map[string][]recorder.LogEvent
 
 	wake   chan struct{} // pokes the timer goroutine
 	cancel context.CancelFunc
@@ -120,8 +137,9 @@ func OpenGrants(ctx context.Context, log *recorder.Log, opts GrantsOptions) (*Gr
 	}
 	s := &Grants{
 		journal: opts.Journal, policy: opts.Policy, pendingTTL: opts.PendingTTL, onEnd: opts.OnEnd,
-		log: opts.Logger, now: opts.Now, m: map[string]*Grant{}, wake: make(chan struct{}, 1), done: make(chan struct{}),
-		refusals: rate.NewLimiter(refusalRate, refusalBurst), textMasker: opts.TextMasker,
+		log: opts.Logger, now: opts.Now, m: map[string]*Grant{}, orphans: map[string][]recorder.LogEvent{}, wake: make(chan struct{}, 1), done: make(chan struct{}),
+		refusals: rate.NewLimiter(refusalRate, refusalBurst), textMasker: opts.TextMasker, base: opts.IndexBase,
+		catchUp: opts.CatchUp,
 	}
 	if s.pendingTTL == 0 {
 		s.pendingTTL = DefaultPendingTTL
@@ -326,6 +344,7 @@ func (s *Grants) decide(ctx context.Context, action string, d GrantDecision) (Gr
 	if err := checkGrantText("comment", d.Comment, MaxGrantComment); err != nil {
 		return Grant{}, nil, err
 	}
+	s.known(d.ID)
 	s.tx.Lock()
 	defer s.tx.Unlock()
 	now := s.now()
@@ -511,7 +530,7 @@ func (s *Grants) commit(ctx context.Context, name, id string, a recorder.Attrs) 
 	var err error
 	if name == events.GrantRequested {
 		idx, err = s.journal.AppendIndexedEvent(context.WithoutCancel(ctx), name, a, "grant.index")
-		a["grant.index"] = strconv.FormatInt(idx, 10)
+		a["grant.index"] = strconv.FormatUint(s.base+uint64(idx), 10)
 	} else {
 		a["grant"] = id
 		idx, err = s.journal.AppendEvent(context.WithoutCancel(ctx), name, a)
@@ -523,7 +542,7 @@ func (s *Grants) commit(ctx context.Context, name, id string, a recorder.Attrs) 
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	g, err := s.apply(name, idx, a)
+	g, err := s.apply(name, s.base+uint64(idx), a)
 	if err != nil {
 		// The event was built here; failing to apply it is a bug.
 		return Grant{}, fmt.Errorf("grants: apply %s (leaf %d): %w", name, idx, err)
@@ -582,6 +601,13 @@ func (s *Grants) JournalRefusal(ctx context.Context, a recorder.Attrs, err error
 	return err
 }
 
+// known calls CatchUp for an ID the store does not know.
+func (s *Grants) known(id string) {
+	if _, ok := s.Get(id); !ok && s.catchUp != nil {
+		s.catchUp(id)
+	}
+}
+
 // Get returns grant id.
 func (s *Grants) Get(id string) (Grant, bool) {
 	s.mu.Lock()
@@ -597,6 +623,7 @@ func (s *Grants) Get(id string) (Grant, bool) {
 // not see it ([Grants.Visible]), journals the refusal and returns an error
 // wrapping ErrGrantNotFound: the same answer for both.
 func (s *Grants) Show(ctx context.Context, id string, who *policy.Identity, addr netip.Addr) (Grant, error) {
+	s.known(id)
 	g, ok := s.Get(id)
 	if !ok || !s.Visible(&g, who) {
 		return Grant{}, s.refused(ctx, "show", id, who, addr, grantErrorf(ErrGrantNotFound, "no grant %s is known to you", printableID(id)))
@@ -686,18 +713,23 @@ func hashOf(p GrantPolicy) string {
 	return ""
 }
 
-// grantIDNumber is the leaf index an ID names, or -1.
-func grantIDNumber(id string) int64 {
-	n, err := strconv.ParseInt(strings.TrimPrefix(id, "G-"), 10, 64)
-	if err != nil || !strings.HasPrefix(id, "G-") || n < 0 {
-		return -1
-	}
-	return n
+// grantIDNumber is the number an ID names (its request leaf's index, plus
+// the member's ID << 48 in a cluster), and whether it names one.
+func grantIDNumber(id string) (uint64, bool) {
+	n, err := strconv.ParseUint(strings.TrimPrefix(id, "G-"), 10, 64)
+	return n, err == nil && strings.HasPrefix(id, "G-")
 }
 
+// compareGrantIDs orders IDs by their numbers, IDs that name none first.
 func compareGrantIDs(a, b string) int {
-	na, nb := grantIDNumber(a), grantIDNumber(b)
+	na, oka := grantIDNumber(a)
+	nb, okb := grantIDNumber(b)
 	switch {
+	case oka != okb:
+		if oka {
+			return 1
+		}
+		return -1
 	case na < nb:
 		return -1
 	case na > nb:

@@ -17,7 +17,8 @@ import (
 // The grant events' attributes. Every event has "at" (RFC 3339 with
 // nanoseconds, UTC) and, but for grant.requested, "grant" (the ID):
 //
-//	grant.requested  grant.index (its own leaf index: the ID is "G-" and
+//	grant.requested  grant.index (its own leaf index, plus the cluster
+//	                 member's ID << 48 on a member: the ID is "G-" and
 //	                 it), identity, provider, issuer, subject, [sponsor]
 //	                 (the token's, else the role's), [email], target,
 //	                 login, [command], duration.asked, duration (capped),
@@ -56,24 +57,32 @@ func (s *Grants) load(log *recorder.Log) error {
 		if !GrantEvents(e.Leaf.Event) {
 			continue
 		}
-		if _, err := s.apply(e.Leaf.Event, e.Index, e.Leaf.Attrs); err != nil {
+		if _, err := s.apply(e.Leaf.Event, s.base+uint64(e.Index), e.Leaf.Attrs); err != nil {
+			if id := e.Leaf.Attrs["grant"]; s.base != 0 && e.Leaf.Event != events.GrantRequested && s.m[id] == nil {
+				// A decision of this cluster member's on a grant
+				// requested through another: applied once that
+				// member's log is read (ApplyForeign).
+				s.orphans[id] = append(s.orphans[id], recorder.LogEvent{Index: e.Index, Leaf: e.Leaf})
+				continue
+			}
 			return fmt.Errorf("journal leaf %d (%s): %w", e.Index, e.Leaf.Event, err)
 		}
 	}
 	return nil
 }
 
-// apply makes event name (leaf idx) take effect and returns the grant it
-// changed. It is the only code that changes a grant, for a live transition
-// and for a replayed one alike, so that a store rebuilt from the journal is
-// the store that wrote it. s.mu must be held.
-func (s *Grants) apply(name string, idx int64, a recorder.Attrs) (*Grant, error) {
+// apply makes event name take effect and returns the grant it changed;
+// num is the number its leaf gives a grant (its index plus the log's
+// IndexBase). It is the only code that changes a grant, for a live
+// transition and for a replayed one alike, so that a store rebuilt from
+// the journal is the store that wrote it. s.mu must be held.
+func (s *Grants) apply(name string, num uint64, a recorder.Attrs) (*Grant, error) {
 	at, err := parseTimeAttr(a, "at")
 	if err != nil {
 		return nil, err
 	}
 	if name == events.GrantRequested {
-		return s.applyRequest(idx, at, a)
+		return s.applyRequest(num, at, a)
 	}
 	g := s.m[a["grant"]]
 	if g == nil {
@@ -123,9 +132,12 @@ func (s *Grants) apply(name string, idx int64, a recorder.Attrs) (*Grant, error)
 	return g, nil
 }
 
-func (s *Grants) applyRequest(idx int64, at time.Time, a recorder.Attrs) (*Grant, error) {
-	if a["grant.index"] != strconv.FormatInt(idx, 10) {
-		return nil, fmt.Errorf("grant.index %q is not the leaf's index", a["grant.index"])
+func (s *Grants) applyRequest(num uint64, at time.Time, a recorder.Attrs) (*Grant, error) {
+	if a["grant.index"] != strconv.FormatUint(num, 10) {
+		return nil, fmt.Errorf("grant.index %q is not the leaf's number %d", a["grant.index"], num)
+	}
+	if s.m["G-"+a["grant.index"]] != nil {
+		return nil, fmt.Errorf("grant G-%s was requested already", a["grant.index"])
 	}
 	asked, err1 := time.ParseDuration(a["duration.asked"])
 	dur, err2 := time.ParseDuration(a["duration"])

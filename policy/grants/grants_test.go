@@ -75,7 +75,7 @@ func (f *grantsFixture) openJournal() {
 	if f.st, err = storage.OpenSQLite(ctx, filepath.Join(f.dir, "journal.db"), storage.Options{}); err != nil {
 		f.t.Fatal(err)
 	}
-	if f.j, err = recorder.Open(ctx, f.st, recorder.Options{Key: f.key}); err != nil {
+	if f.j, err = recorder.Open(ctx, f.st, recorder.Options{Key: f.key, IndexBase: f.opts.IndexBase}); err != nil {
 		f.t.Fatal(err)
 	}
 }
@@ -240,7 +240,7 @@ func TestGrantLifecycle(t *testing.T) {
 		!slices.Equal(g.Approvers, []string{"approvers"}) || !g.RequestedAt.Equal(requested) || !g.PendingUntil.Equal(requested.Add(DefaultPendingTTL)) {
 		t.Fatalf("requested: %+v", g)
 	}
-	if n := grantIDNumber(g.ID); n < 0 {
+	if _, ok := grantIDNumber(g.ID); !ok {
 		t.Fatalf("ID %s names no leaf", g.ID)
 	}
 	if len(f.g.Active("agent-1@corp", f.clock.Now())) != 0 {

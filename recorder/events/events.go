@@ -102,6 +102,10 @@ const (
 	WitnessRefused   = "witness.refused"
 	WitnessStale     = "witness.stale"
 	WitnessRecovered = "witness.recovered"
+	// SessionKillRequested records a "sessions kill" of a session that
+	// another member of the cluster holds: the member that holds it ends
+	// it, and its end leaf names this leaf (kill.log, kill.leaf).
+	SessionKillRequested = "session.kill_requested"
 )
 
 // Events of reads of the journal.

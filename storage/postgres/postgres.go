@@ -738,6 +738,9 @@ func (s *Store) Commit(ctx context.Context, b *storage.Batch) (err error) {
 		add("store head checkpoint", `INSERT INTO bastion.head (log_id, tree_size, created_ns, note) VALUES ($1, $2, $3, $4)
 			ON CONFLICT (log_id) DO UPDATE SET tree_size = excluded.tree_size, created_ns = excluded.created_ns, note = excluded.note`,
 			s.logID, h.TreeSize, h.CreatedNS, h.Note)
+		// The other members of a cluster follow this log: the
+		// notification is delivered when (and only if) the commit is.
+		add("notify the log's followers", `SELECT pg_notify($1, $2)`, NotifyChannel, s.name)
 	}
 	if q.Len() > 0 {
 		br := tx.SendBatch(ctx, q)

@@ -1,0 +1,107 @@
+package certauth
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/cluster"
+	"github.com/bastionhq/bastion/recorder/events"
+)
+
+func issuedLeaf(serial uint64, now time.Time) *recorder.Leaf {
+	return &recorder.Leaf{Type: recorder.LeafEvent, Event: events.CertIssued, WallNS: now.UnixNano(), Attrs: recorder.Attrs{
+		"serial": strconv.FormatUint(serial, 10), "identity": "alice@dev", "provider": "dev", "subject": "alice",
+		"principals": "root", "valid_after": now.Add(-time.Minute).UTC().Format(time.RFC3339),
+		"valid_before": now.Add(time.Hour).UTC().Format(time.RFC3339),
+	}}
+}
+
+// TestRegistryApplyForeign: a member's issuance is registered only with a
+// serial of that member's ID and that leaf; its revocations revoke any
+// member's certificates, name its log, and go into the KRL; LoadRegistryOf
+// refuses a log whose serials carry another ID.
+func TestRegistryApplyForeign(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	r := NewRegistry()
+	mine, _ := cluster.SerialOf(1, 4)
+	r.add(&CertRecord{Serial: mine, Identity: "bob@dev", ValidBefore: now.Add(time.Hour)})
+	theirs, _ := cluster.SerialOf(2, 9)
+	if _, err := r.ApplyForeign(2, "b.example/journal", 9, issuedLeaf(theirs, now), now); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := r.Lookup(theirs); !ok {
+		t.Fatal("member 2's certificate is not registered")
+	}
+	// Member 2 claiming a serial of member 1's, or of another leaf.
+	for _, s := range []uint64{mine + 1, theirs + 1} {
+		if _, err := r.ApplyForeign(2, "b.example/journal", 9, issuedLeaf(s, now), now); err == nil || !strings.Contains(err.Error(), "not member 2's serial") {
+			t.Errorf("serial %d from member 2's leaf 9: %v", s, err)
+		}
+	}
+	rev := &recorder.Leaf{Type: recorder.LeafEvent, Event: events.CertRevoked, WallNS: now.UnixNano(),
+		Attrs: recorder.Attrs{"serials": strconv.FormatUint(mine, 10) + "," + strconv.FormatUint(theirs, 10), "reason": "test"}}
+	res, err := r.ApplyForeign(2, "b.example/journal", 12, rev, now)
+	if err != nil || res == nil || res.Log != "b.example/journal" || res.Leaf != 12 || !slices.Equal(res.Serials, []uint64{mine, theirs}) {
+		t.Fatalf("revocation: %+v %v", res, err)
+	}
+	if !r.IsRevoked(mine) || !r.IsRevoked(theirs) {
+		t.Fatal("the revocation through member 2 did not revoke both")
+	}
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	ca, err := ssh.NewPublicKey(priv.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := r.KRL([]ssh.PublicKey{ca}, now)
+	if len(k.Revoked) != 1 || !slices.Equal(k.Revoked[0].Serials, []uint64{mine, theirs}) {
+		t.Fatalf("KRL: %+v", k.Revoked)
+	}
+
+	// A revocation read before the issuance it names (the issuing
+	// member's log not read that far): the certificate is revoked when
+	// it comes. Likewise one of an identity revoked after it was issued.
+	late, _ := cluster.SerialOf(3, 2)
+	early := &recorder.Leaf{Type: recorder.LeafEvent, Event: events.CertRevoked, WallNS: now.UnixNano(),
+		Attrs: recorder.Attrs{"serials": strconv.FormatUint(late, 10)}}
+	if _, err := r.ApplyForeign(2, "b.example/journal", 13, early, now); err != nil {
+		t.Fatal(err)
+	}
+	byID := &recorder.Leaf{Type: recorder.LeafEvent, Event: events.CertRevoked, WallNS: now.Add(time.Second).UnixNano(),
+		Attrs: recorder.Attrs{"identity": "carol@dev"}}
+	if _, err := r.ApplyForeign(2, "b.example/journal", 14, byID, now); err != nil {
+		t.Fatal(err)
+	}
+	carols, _ := cluster.SerialOf(3, 3)
+	carol := issuedLeaf(carols, now)
+	carol.Attrs["identity"] = "carol@dev"
+	for _, l := range []*recorder.Leaf{issuedLeaf(late, now), carol} {
+		serial, _ := strconv.ParseUint(l.Attrs["serial"], 10, 64)
+		_, idx := cluster.SplitSerial(serial)
+		if _, err := r.ApplyForeign(3, "c.example/journal", idx, l, now); err != nil {
+			t.Fatal(err)
+		}
+		if !r.IsRevoked(serial) {
+			t.Errorf("serial %d, revoked before its issuance was read, is not revoked", serial)
+		}
+	}
+
+	log := &recorder.Log{Events: []recorder.LogEvent{{Index: 3, Leaf: issuedLeaf(mine&^cluster.MaxIndex|3, now)}}}
+	if _, err := LoadRegistryOf(log, 1, now, false); err != nil {
+		t.Fatalf("member 1's own log: %v", err)
+	}
+	if _, err := LoadRegistryOf(log, 2, now, false); err == nil {
+		t.Fatal("member 2 loaded a log of member 1's serials")
+	}
+	if _, err := LoadRegistry(log, now, false); err != nil {
+		t.Fatalf("LoadRegistry of a member's log: %v", err)
+	}
+}

@@ -1,0 +1,146 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/transparency-dev/merkle/compact"
+	"github.com/transparency-dev/merkle/rfc6962"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/storage"
+)
+
+// ErrNotVerified wraps every reason [Follower.Next] passes on no leaf: a
+// head checkpoint that does not open with the member's key, leaves that
+// do not hash to its root, a log shorter than what was already read.
+var ErrNotVerified = errors.New("the member's log does not verify")
+
+// Followed is a leaf of another member's log, read under a checkpoint
+// that verified with that member's key.
+type Followed struct {
+	Index int64
+	Leaf  *recorder.Leaf
+}
+
+// Follower reads another member's log as it grows, and passes on only
+// leaves that a checkpoint signed by that member's key (the cluster
+// file's, never the log's own metadata) commits to: each call of Next
+// opens the log's head checkpoint with the key, reads the leaves after
+// those already passed on, and checks that all the leaves read so far
+// hash to the checkpoint's root. A log that was rewritten, truncated or
+// signed by another key passes nothing on, and Next says why, until a
+// checkpoint again verifies over the leaves already read.
+//
+// A Follower is not safe for concurrent use.
+type Follower struct {
+	Member Member
+	store  storage.Store
+	tree   *compact.Range // the leaves passed on
+	size   int64          // how many
+}
+
+var rangeFactory = compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
+
+// NewFollower follows m's log in store (a read-only store on that log),
+// from its first leaf.
+func NewFollower(m Member, store storage.Store) *Follower {
+	return &Follower{Member: m, store: store, tree: rangeFactory.NewEmptyRange(0)}
+}
+
+// Size is the number of leaves passed on so far.
+func (f *Follower) Size() int64 { return f.size }
+
+// Next returns the leaves the log gained since the last call, in index
+// order (none when it did not grow), once the log's head checkpoint
+// verifies with the member's key over every leaf read. Errors that are
+// about the log's content wrap ErrNotVerified; others (the database
+// cannot be reached) do not. Either way nothing is passed on, and the
+// next call tries again from the same leaf.
+func (f *Follower) Next(ctx context.Context) ([]Followed, error) {
+	snap, err := f.store.Snapshot(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read %s's log: %w", f.Member.Name(), err)
+	}
+	defer snap.Close()
+	head, err := snap.Head(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read %s's head checkpoint: %w", f.Member.Name(), err)
+	}
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("member %d (%s): %w: %s", f.Member.ID, f.Member.Name(), ErrNotVerified, fmt.Sprintf(format, args...))
+	}
+	if head == nil {
+		if f.size > 0 {
+			return nil, bad("its head checkpoint is gone, after %d leaves were read", f.size)
+		}
+		return nil, nil
+	}
+	c, err := recorder.OpenCheckpoint(head.Note, f.Member.Key)
+	if err != nil {
+		return nil, bad("head checkpoint: %v", err)
+	}
+	switch {
+	case c.Size < f.size:
+		return nil, bad("its head checkpoint commits to %d leaves, but %d were read already (rolled back)", c.Size, f.size)
+	case c.Size == f.size:
+		if root := f.root(); root != c.Root {
+			return nil, bad("the %d leaves read do not hash to the root its head checkpoint signs (forked)", f.size)
+		}
+		return nil, nil
+	}
+	tree, err := rangeFactory.NewRange(f.tree.Begin(), f.tree.End(), slices.Clone(f.tree.Hashes()))
+	if err != nil {
+		return nil, err
+	}
+	var out []Followed
+	next := f.size
+	err = snap.Leaves(ctx, f.size, c.Size, func(sl storage.Leaf) error {
+		if sl.Index != next {
+			return bad("leaf %d is missing", next)
+		}
+		l, err := recorder.ParseLeaf(sl.Data)
+		if err != nil {
+			return bad("leaf %d: %v", next, err)
+		}
+		if err := tree.Append(rfc6962.DefaultHasher.HashLeaf(sl.Data), nil); err != nil {
+			return err
+		}
+		out = append(out, Followed{Index: next, Leaf: l})
+		next++
+		return nil
+	})
+	if err != nil {
+		if errors.Is(err, ErrNotVerified) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("read %s's leaves: %w", f.Member.Name(), err)
+	}
+	if next != c.Size {
+		return nil, bad("the log ends at leaf %d, its head checkpoint commits to %d", next, c.Size)
+	}
+	root, err := tree.GetRootHash(nil)
+	if err != nil {
+		return nil, err
+	}
+	if recorder.Hash(root) != c.Root {
+		return nil, bad("leaves %d..%d do not hash to the root its head checkpoint signs", f.size, c.Size-1)
+	}
+	f.tree, f.size = tree, c.Size
+	return out, nil
+}
+
+func (f *Follower) root() recorder.Hash {
+	if f.size == 0 {
+		h, _ := tlog.TreeHash(0, nil)
+		return recorder.Hash(h)
+	}
+	h, err := f.tree.GetRootHash(nil)
+	if err != nil {
+		return recorder.Hash{}
+	}
+	return recorder.Hash(h)
+}
