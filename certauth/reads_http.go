@@ -114,7 +114,8 @@ func (a *API) postRead(w http.ResponseWriter, r *http.Request) {
 		writeError(w, rf.Status, rf.Reason, rf.Msg)
 	case err != nil:
 		a.log.Error("a read could not be journaled", "identity", who.String(), "error", err)
-		writeError(w, http.StatusServiceUnavailable, events.ReasonJournalUnavailable, "the read could not be journaled: "+err.Error())
+		// The cause (paths, the database) is the operator's, in the log.
+		writeError(w, http.StatusServiceUnavailable, events.ReasonJournalUnavailable, "the read could not be journaled; the bastion's log says why")
 	default:
 		writeJSON(w, http.StatusOK, out)
 	}

@@ -15,9 +15,6 @@ import (
 	"github.com/bastionhq/bastion/recorder/events"
 )
 
-// Reasons of refused port forwards, as journaled.
-const ()
-
 // handleForward serves a local port forward (ssh -L, or -W) on a
 // connection routed to an SSH target: where policy allows the
 // destination, the bastion opens it from the target over a connection of

@@ -35,9 +35,6 @@ import (
 	"github.com/bastionhq/bastion/recorder/events"
 )
 
-// Reasons an SSH authentication is refused, as journaled.
-const ()
-
 // HostKeyFile is the SSH front door's host key inside the home directory.
 const HostKeyFile = "ssh_host_ed25519_key"
 

@@ -16,9 +16,6 @@ import (
 	"github.com/bastionhq/bastion/recorder/events"
 )
 
-// Journal events of ssh -J.
-const ()
-
 // Reasons of refusals particular to ssh -J, as journaled.
 const (
 	// ReasonJumpOnly: a session channel on the outer connection of ssh -J,

@@ -26,10 +26,6 @@ const (
 	DefaultMaxDuration = 8 * time.Hour
 )
 
-// Reasons a live session is ended by the bastion, as its end leaf's
-// "reason" attribute says.
-const ()
-
 // ErrNoLiveSession is returned by [Sessions.Kill] for an ID that names
 // no live session.
 var ErrNoLiveSession = errors.New("no live session has that ID")

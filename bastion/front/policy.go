@@ -13,9 +13,6 @@ import (
 	"github.com/bastionhq/bastion/recorder/events"
 )
 
-// Reasons of refusals decided by policy, as journaled.
-const ()
-
 // currentPolicy is the policy in force: reloads swap it.
 func (f *Front) currentPolicy() *policy.Policy {
 	if f.opts.Policy == nil {

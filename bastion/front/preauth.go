@@ -18,9 +18,6 @@ import (
 	"github.com/bastionhq/bastion/recorder/events"
 )
 
-// Reasons of ssh.auth_refused events that the pre-auth accounting adds.
-const ()
-
 // How a connection that did not authenticate ended, as its event says.
 const (
 	endClosed   = "closed"           // the client went away

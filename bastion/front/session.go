@@ -161,10 +161,6 @@ func splitWords(line string) ([]string, error) {
 	return words, nil
 }
 
-// Reasons of ssh.request_refused events for exec requests to command
-// targets.
-const ()
-
 // refuseExec refuses an exec request to a command target: the client
 // reads why on its standard error and exits 1, and the refusal is an
 // ssh.request_refused event with the command. The request was accepted

@@ -102,14 +102,36 @@ func IsLocation(loc string) bool {
 	return strings.HasPrefix(loc, "postgres://") || strings.HasPrefix(loc, "postgresql://")
 }
 
-// Redact returns dsn with its password, if any, hidden: what errors and
-// logs may show.
+// shownParams are the URL query parameters Redact keeps: none of them
+// holds or names a secret. Every other one (password, sslpassword, sslkey,
+// passfile, service files and whatever the driver learns next) is dropped.
+var shownParams = map[string]bool{
+	"sslmode":              true,
+	"connect_timeout":      true,
+	"application_name":     true,
+	"target_session_attrs": true,
+}
+
+// Redact returns what errors, logs and the journal may show of dsn: its
+// scheme, user, hosts, database and the query parameters that hold no
+// secret. The password, in the user part or as a parameter, never shows.
 func Redact(dsn string) string {
 	u, err := url.Parse(dsn)
 	if err != nil || u.Scheme == "" {
 		return "the database"
 	}
-	return u.Redacted()
+	if u.User != nil {
+		u.User = url.User(u.User.Username())
+	}
+	q := u.Query()
+	for k := range q {
+		if !shownParams[k] {
+			q.Del(k)
+		}
+	}
+	u.RawQuery = q.Encode()
+	u.Fragment, u.RawFragment = "", ""
+	return u.String()
 }
 
 // Identity names the log called name in the database dsn names, the same
@@ -527,6 +549,7 @@ func (s *Store) WriterHolder(ctx context.Context) (string, error) {
 	var holder string
 	err := s.pool.QueryRow(ctx, `SELECT
 		EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
+			AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
 			AND classid = $1::bigint::oid AND objid = $2::bigint::oid AND objsubid = 2),
 		coalesce((SELECT holder FROM bastion.logs WHERE id = $2), '')`, int64(lockClass), int64(s.logID)).Scan(&held, &holder)
 	if err != nil {

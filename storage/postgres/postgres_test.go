@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -73,7 +74,10 @@ func TestSecondWriterNamesHolder(t *testing.T) {
 	if !strings.Contains(le.Holder, fmt.Sprintf("pid %d ", os.Getpid())) || !strings.Contains(le.Holder, "database session") {
 		t.Errorf("holder %q does not name this process and its session", le.Holder)
 	}
-	if strings.Contains(err.Error(), "@") && !strings.Contains(err.Error(), "xxxxx") {
+	u, _ := url.Parse(dsn)
+	if pw, ok := u.User.Password(); !ok || pw == "" {
+		t.Fatalf("the test database's URL %q has no password to hide", dsn)
+	} else if strings.Contains(err.Error(), pw) {
 		t.Errorf("the error shows the database's password: %v", err)
 	}
 	if !strings.Contains(err.Error(), `log "a"`) {
@@ -310,5 +314,55 @@ func batch(num, idx int64) *storage.Batch {
 		HashStart: idx,
 		Hashes:    [][]byte{make([]byte, 32), make([]byte, 32)},
 		Head:      &storage.Checkpoint{TreeSize: idx + 2, CreatedNS: 1, Note: []byte("head")},
+	}
+}
+
+// TestWriterHolderIsTheDatabases: a reader asks whether its log's writer
+// lock is held in its own database. Two databases on one server number
+// their logs alike (the first is 1 in each): a writer of one must not make
+// the other's log look written.
+func TestWriterHolderIsTheDatabases(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := pgtest.Shared(t)
+	busy, idle := srv.NewDatabase(t), srv.NewDatabase(t)
+	w := openWriter(t, busy, "a")
+	defer w.Close()
+	quiet := openWriter(t, idle, "a")
+	if err := quiet.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := postgres.Open(ctx, idle, "a", postgres.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if holder, err := r.WriterHolder(ctx); err != nil || holder != "" {
+		t.Fatalf("the idle database's log: held by %q, %v; want no writer", holder, err)
+	}
+	rb, err := postgres.Open(ctx, busy, "a", postgres.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rb.Close()
+	if holder, err := rb.WriterHolder(ctx); err != nil || holder == "" {
+		t.Fatalf("the busy database's log: held by %q, %v; want its writer", holder, err)
+	}
+}
+
+// TestRedact: nothing secret in a database URL shows, whether the password
+// is in the user part or a parameter.
+func TestRedact(t *testing.T) {
+	for in, want := range map[string]string{
+		"postgres://bastion:s3cret@db.example:5432/journal?sslmode=verify-full":                 "postgres://bastion@db.example:5432/journal?sslmode=verify-full",
+		"postgres://bastion@db.example/journal?password=s3cret&sslmode=require":                 "postgres://bastion@db.example/journal?sslmode=require",
+		"postgresql://u@h/db?sslpassword=s3cret&sslkey=/k&passfile=/p&application_name=bastion": "postgresql://u@h/db?application_name=bastion",
+		"postgres://:s3cret@h1,h2/db#frag":                                                      "postgres://@h1,h2/db",
+		"not a url":                                                                             "the database",
+	} {
+		got := postgres.Redact(in)
+		if got != want || strings.Contains(got, "s3cret") {
+			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
+		}
 	}
 }
