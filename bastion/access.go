@@ -24,6 +24,7 @@ import (
 	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/termtext"
 	"github.com/bastionhq/bastion/storage/postgres"
 )
 
@@ -304,7 +305,7 @@ func readAttrs(in map[string]string, allowed map[string]int) (recorder.Attrs, er
 		if !ok {
 			return nil, badRequest("bad request: attribute %q is not one a reader may set (allowed: %s)", printable(k), strings.Join(slices.Sorted(maps.Keys(allowed)), ", "))
 		}
-		out[k] = capText(oneLine(in[k]), bound)
+		out[k] = capText(termtext.OneLine(in[k]), bound)
 	}
 	return out, nil
 }

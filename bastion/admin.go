@@ -21,6 +21,7 @@ import (
 	"github.com/bastionhq/bastion/policy/grants"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/events"
+	"github.com/bastionhq/bastion/recorder/termtext"
 )
 
 // AdminSocket is the name of the serving process's admin socket in the home
@@ -95,7 +96,7 @@ func (s *Server) operator(r *http.Request, action string, subject recorder.Attrs
 	var refused *caller
 	switch {
 	case err != nil:
-		refused = &caller{peer: p, user: p.account(), says: capText(oneLine(says), maxSays), verified: VerifiedNone}
+		refused = &caller{peer: p, user: p.account(), says: capText(termtext.OneLine(says), maxSays), verified: VerifiedNone}
 	case len(pol.Operators) > 0 && c.id != nil && !pol.Operator(c.id):
 		refused = c
 		err = fmt.Errorf("%w: %s is not one of the operators the policy names (%s)", ErrNotOperator, c.identity, strings.Join(pol.Operators, ", "))
@@ -113,7 +114,7 @@ func (s *Server) operator(r *http.Request, action string, subject recorder.Attrs
 	for k, v := range subject {
 		attrs[k] = v
 	}
-	capAttrs(attrs, maxClientText, "session", "identity", "grant")
+	attrs.Cap(maxClientText, "session", "identity", "grant")
 	attrs["action"] = action
 	attrs["error"] = capText(err.Error(), 1024)
 	if _, jerr := s.journal.AppendEvent(r.Context(), EventAdminRefused, attrs); jerr != nil {

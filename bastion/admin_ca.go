@@ -81,7 +81,7 @@ func (s *Server) recordCARotated(ctx context.Context, req AdminCARotatedRequest,
 	attrs := CARotatedAttrs(req)
 	attrs["role"], attrs["grace"] = string(role), grace.String()
 	attrs["algorithm"] = string(a.Algorithm())
-	capAttrs(attrs, 128, "old.fingerprint")
+	attrs.Cap(128, "old.fingerprint")
 	host, _ := os.Hostname()
 	for k, v := range c.operatorAttrs() {
 		attrs[k] = v

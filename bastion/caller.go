@@ -8,6 +8,7 @@ import (
 
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/termtext"
 )
 
 // How the person behind a request to serve's sockets is known: the values
@@ -46,7 +47,7 @@ const maxSays = 256
 // that does not verify is an error: nothing is done on its behalf), else
 // the one its account maps to, else only the account.
 func (s *Server) identify(ctx context.Context, p *peer, token, says string) (*caller, error) {
-	c := &caller{peer: p, user: p.account(), says: capText(oneLine(says), maxSays), verified: VerifiedNone}
+	c := &caller{peer: p, user: p.account(), says: capText(termtext.OneLine(says), maxSays), verified: VerifiedNone}
 	if token != "" {
 		id, err := s.verifier.Verify(ctx, strings.TrimSpace(token))
 		if err != nil {
@@ -187,6 +188,6 @@ const (
 // long it was, as capClientText does for the front door's events.
 func capText(s string, n int) string {
 	a := recorder.Attrs{"v": s}
-	capAttrs(a, n, "v")
+	a.Cap(n, "v")
 	return a["v"]
 }

@@ -556,7 +556,7 @@ func (cs *clusterState) killRemote(ctx context.Context, id, reason, by string, o
 		return LiveSessionResult{}, fmt.Errorf("%d live sessions of other members have IDs starting with %q: give more of the ID", len(hits), id)
 	}
 	m := cs.s.textMasker()
-	kept, masked := killReason(m, reason)
+	kept, masked := front.KillReason(m, reason)
 	a := recorder.Attrs{"session": hits[0], "member": rs.member.Name(), "member.id": strconv.Itoa(int(rs.member.ID))}
 	if kept != "" {
 		a["reason"] = kept

@@ -13,6 +13,7 @@ import (
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/events"
+	"github.com/bastionhq/bastion/recorder/termtext"
 )
 
 // ViaAPI is the via attribute of a journal.accessed or evidence.generated
@@ -57,7 +58,7 @@ func (s *Server) recordReadAPI(ctx context.Context, who *policy.Identity, addr n
 		return nil, refuseRead(http.StatusBadRequest, events.ReasonRequestMalformed, "%s", strings.TrimPrefix(err.Error(), "bad request: "))
 	}
 	pol := s.Policy()
-	c := &caller{says: capText(oneLine(req.User), maxSays), verified: VerifiedToken, identity: who.String(), issuer: who.Issuer, id: who}
+	c := &caller{says: capText(termtext.OneLine(req.User), maxSays), verified: VerifiedToken, identity: who.String(), issuer: who.Issuer, id: who}
 	roles := c.roles(pol)
 	if roles == "" {
 		return nil, refuseRead(http.StatusForbidden, events.ReasonNotReader,

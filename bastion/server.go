@@ -548,7 +548,7 @@ func (s *Server) KillSession(ctx context.Context, id, reason, by string, operato
 	if errors.Is(err, ErrNoLiveSession) && s.cluster != nil {
 		return s.cluster.killRemote(ctx, id, reason, by, operator)
 	}
-	reason, _ = killReason(m, reason)
+	reason, _ = front.KillReason(m, reason)
 	if err == nil {
 		s.log.Info("ssh session killed", "session", l.ID, "identity", l.Identity, "by", by, "reason", reason)
 	}

@@ -4,7 +4,9 @@ import (
 	"encoding/binary"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Attrs is a set of named values carried by leaves and by metadata frames
@@ -23,6 +25,25 @@ func (a Attrs) AddMissing(extra Attrs) {
 		if _, own := a[k]; !own {
 			a[k] = v
 		}
+	}
+}
+
+// Cap cuts the values of keys to n bytes at most, at a character
+// boundary, noting how long they were ("… (N bytes)"): a leaf must cost a
+// bounded number of bytes whatever its callers chose to send. A value
+// within the bound, one cut before included, is left as it is.
+func (a Attrs) Cap(n int, keys ...string) {
+	for _, k := range keys {
+		v, ok := a[k]
+		if !ok || len(v) <= n {
+			continue
+		}
+		note := "… (" + strconv.Itoa(len(v)) + " bytes)"
+		cut := n - len(note)
+		for cut > 0 && !utf8.RuneStart(v[cut]) {
+			cut--
+		}
+		a[k] = v[:cut] + note
 	}
 }
 

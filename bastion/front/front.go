@@ -23,7 +23,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	gl "github.com/gliderlabs/ssh"
 	"github.com/hashicorp/go-hclog"
@@ -760,24 +759,7 @@ const maxClientText = 256
 // they were; a value within the bound, one cut before included, is left
 // as it is.
 func capClientText(a recorder.Attrs) {
-	capAttrs(a, maxClientText, append(clientText, "key-id")...)
-}
-
-// capAttrs cuts the attributes keys of a to n bytes at most, as
-// capClientText does.
-func capAttrs(a recorder.Attrs, n int, keys ...string) {
-	for _, k := range keys {
-		v, ok := a[k]
-		if !ok || len(v) <= n {
-			continue
-		}
-		note := "… (" + strconv.Itoa(len(v)) + " bytes)"
-		cut := n - len(note)
-		for cut > 0 && !utf8.RuneStart(v[cut]) {
-			cut--
-		}
-		a[k] = v[:cut] + note
-	}
+	a.Cap(maxClientText, append(clientText, "key-id")...)
 }
 
 // addTo adds to attrs who the connection is: the identity, the

@@ -18,6 +18,7 @@ import (
 	"github.com/bastionhq/bastion/policy/mask"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/events"
+	"github.com/bastionhq/bastion/recorder/termtext"
 )
 
 // Defaults of [Limits].
@@ -380,7 +381,7 @@ func (lc *Sessions) Kill(id, reason, by string, operator recorder.Attrs, m *mask
 	if by != "" {
 		attrs["killed-by"] = by
 	}
-	if reason, masked := killReason(m, reason); reason != "" {
+	if reason, masked := KillReason(m, reason); reason != "" {
 		attrs["kill-reason"] = reason
 		if masked != "" {
 			attrs[mask.MaskedKey] = masked
@@ -421,36 +422,13 @@ func (lc *Sessions) Count() int {
 	return len(lc.live)
 }
 
-// killReason is an operator's reason for a kill as it is kept, told to
-// the client and logged: on one line, its values masked with m (before
+// KillReason is an operator's reason for a kill as it is kept, told to
+// the client and logged (by the member holding the session, and by the
+// one a kill request reached): on one line, its values masked with m (before
 // it is cut to 200 characters, so that a value across the cut is masked
 // too), and the "masked" attribute that says what was.
-func killReason(m *mask.Masker, reason string) (string, string) {
-	a := map[string]string{"kill-reason": oneLine(reason)}
+func KillReason(m *mask.Masker, reason string) (string, string) {
+	a := map[string]string{"kill-reason": termtext.OneLine(reason)}
 	masked := m.Fields(a, "kill-reason")
-	return capRunes(a["kill-reason"], 200), masked
-}
-
-// oneLine drops control characters from s, line breaks and tabs
-// becoming spaces, and trims it.
-func oneLine(s string) string {
-	var b strings.Builder
-	for _, r := range strings.TrimSpace(s) {
-		switch {
-		case r == '\n' || r == '\r' || r == '\t':
-			b.WriteByte(' ')
-		case r < ' ' || r == 0x7f || r >= 0x80 && r < 0xa0:
-		default:
-			b.WriteRune(r)
-		}
-	}
-	return b.String()
-}
-
-// capRunes cuts s to at most n runes.
-func capRunes(s string, n int) string {
-	if out := []rune(s); len(out) > n {
-		return string(out[:n])
-	}
-	return s
+	return termtext.CapRunes(a["kill-reason"], 200), masked
 }

@@ -74,3 +74,22 @@ func FuzzLine(f *testing.F) {
 		}
 	})
 }
+
+func TestOneLine(t *testing.T) {
+	for in, want := range map[string]string{
+		"  plain  ":               "plain",
+		"two\nlines\tand\rtabs":   "two lines and tabs",
+		"esc\x1b[2Jape\x7f\u009b": "esc[2Jape",
+		"héllo, 世界":               "héllo, 世界",
+	} {
+		if got := OneLine(in); got != want {
+			t.Errorf("OneLine(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if got := CapRunes("héllo", 2); got != "hé" {
+		t.Errorf("CapRunes: %q", got)
+	}
+	if got := CapRunes("hé", 5); got != "hé" {
+		t.Errorf("CapRunes of a short string: %q", got)
+	}
+}
