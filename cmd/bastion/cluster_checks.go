@@ -29,7 +29,7 @@ import (
 // its index: which sessions it starts (a session ID two logs of a cluster
 // claim is damage or forgery), and whether its serials and grant numbers
 // carry its member ID and their own leaf's index (docs/journal-format.md,
-// section 10, step 11). Each reads the log with recorder.ReadLog: every
+// section 10, step 10). Each reads the log with recorder.ReadLog: every
 // leaf proven against the log's signed head checkpoint, no frame.
 
 // logFacts are what the verified leaves of one log say.

@@ -10,7 +10,7 @@ import (
 )
 
 // TestClusterSerialProblems checks the serial rule of
-// docs/journal-format.md (section 10, step 11) on verified logs' events:
+// docs/journal-format.md (section 10, step 10) on verified logs' events:
 // a serial or grant number is ID << 48 | its leaf's index, with the
 // member's ID in a cluster and one ID throughout a log outside one.
 func TestClusterSerialProblems(t *testing.T) {
