@@ -354,6 +354,15 @@ auditors = ["audit"]
 		!strings.Contains(errOut, "claimed by 2 logs") {
 		t.Fatalf("verify --session of a session two logs claim: %d\n%s\n%s", code, out, errOut)
 	}
+	report3 := filepath.Join(base, "report3")
+	code, out, errOut = cli(ctx, aud, "evidence", "--db", dsn, "--cluster", three, "--unrecorded", "--from", day.Add(-time.Hour).Format(time.RFC3339),
+		"--to", day.Add(time.Hour).Format(time.RFC3339), "--out", report3)
+	var rep3 clusterReport
+	data, err = os.ReadFile(filepath.Join(report3, "evidence.json"))
+	if code != 1 || err != nil || json.Unmarshal(data, &rep3) != nil || rep3.Intact || len(rep3.Shared) != 1 || rep3.Shared[0].Session != idB ||
+		!strings.Contains(rep3.Integrity, "session "+idB+" is claimed by 2 logs") || !strings.Contains(errOut, "session "+idB+" is claimed by 2 logs") {
+		t.Fatalf("evidence of a cluster whose logs share a session: %d %v\n%s\n%s\n%s", code, err, out, errOut, data)
+	}
 	if _, err := db.Exec(ctx, `DELETE FROM bastion.logs WHERE name = 'c.example/journal'`); err != nil {
 		t.Fatal(err)
 	}
