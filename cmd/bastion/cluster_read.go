@@ -168,7 +168,8 @@ type scopeLog struct {
 // is missing, cannot be read or does not verify is named on stderr and
 // left out (nothing is shown from it), and failed is the exit 1 the
 // command ends with after showing the others'; a log in the database that
-// the cluster file does not name is reported the same way.
+// the cluster file does not name is reported the same way, and so are
+// logs whose verified leaves start a session another log starts too.
 func readScopeLogs(ctx context.Context, e *env, sc *readScope, events func(string) bool) (logs []scopeLog, failed error, err error) {
 	if !sc.clustered() {
 		l, err := readLogAt(ctx, e, sc.path, sc.logs[0].v, events)
@@ -187,6 +188,7 @@ func readScopeLogs(ctx context.Context, e *env, sc *readScope, events func(strin
 		}
 		logs = append(logs, scopeLog{ref, l})
 	}
+	logs, bad = dropSharedSessions(e, logs, bad)
 	unlisted, err := sc.unlisted(ctx)
 	if err != nil {
 		closeScopeLogs(logs)
@@ -222,12 +224,11 @@ func scopeErr(logs []scopeLog, failed error) error {
 
 // openSession opens, read-only, the log of the scope that holds the
 // session arg names: outside a cluster the one log (arg is resolved as
-// before, by the caller); in a cluster the member's log whose index claims
-// it, found by a whole ID or a unique prefix across every member's log. A
-// session no log claims is exit 1; one that several logs claim (IDs are
-// random: that is damage or forgery) is exit 1 too, and nothing is shown.
-// The session is then read and verified with that member's key only.
-func openSession(ctx context.Context, sc *readScope, arg sessionArg) (ref *logRef, st storage.Store, id uuid.UUID, err error) {
+// before, by the caller); in a cluster the member's log whose verified
+// start leaves start it, found by a whole ID or a unique prefix across
+// every member's log (locateSession). The session is then read and
+// verified with that member's key only.
+func openSession(ctx context.Context, e *env, sc *readScope, arg sessionArg) (ref *logRef, st storage.Store, id uuid.UUID, err error) {
 	if !sc.clustered() {
 		st, err := openReadOnly(ctx, sc.path, sc.logs[0].name())
 		if err != nil {
@@ -240,61 +241,15 @@ func openSession(ctx context.Context, sc *readScope, arg sessionArg) (ref *logRe
 		}
 		return sc.logs[0], st, id, nil
 	}
-	type hit struct {
-		ref *logRef
-		id  uuid.UUID
+	ref, id, err = locateSession(ctx, e, sc, arg)
+	if err != nil {
+		return nil, nil, id, err
 	}
-	var hits []hit
-	for _, l := range sc.logs {
-		st, err := openStore(ctx, sc.path, l.name(), storage.Options{ReadOnly: true})
-		if errors.Is(err, postgres.ErrNoLog) {
-			continue
-		}
-		if err != nil {
-			return nil, nil, id, exitCode(2, journalError(err))
-		}
-		snap, err := st.Snapshot(ctx)
-		if err != nil {
-			st.Close()
-			return nil, nil, id, exitCode(2, journalError(err))
-		}
-		rows, err := snap.Sessions(ctx)
-		snap.Close()
-		st.Close()
-		if err != nil {
-			return nil, nil, id, exitCode(2, fmt.Errorf("%s: %w", l.label(), err))
-		}
-		for _, r := range rows {
-			sid, err := uuid.FromBytes(r.ID)
-			if err != nil {
-				continue
-			}
-			if arg.prefix == "" && sid == arg.id || arg.prefix != "" && strings.HasPrefix(sid.String(), arg.prefix) {
-				hits = append(hits, hit{l, sid})
-			}
-		}
-	}
-	what := arg.prefix
-	if what == "" {
-		what = arg.id.String()
-	}
-	switch {
-	case len(hits) == 0:
-		return nil, nil, id, exitCode(1, withHint(fmt.Errorf("no member's log in %s holds a session %s", journalName(sc.path), what), `run "bastion sessions list" to see the sessions of every member`))
-	case len(hits) > 1 && hits[0].id != hits[1].id:
-		return nil, nil, id, exitCode(1, withHint(fmt.Errorf("%d sessions in the cluster's logs have IDs starting with %q", len(hits), arg.prefix), "give more of the ID"))
-	case len(hits) > 1:
-		refs := make([]*logRef, len(hits))
-		for i, h := range hits {
-			refs[i] = h.ref
-		}
-		return nil, nil, id, exitCode(1, ambiguousSession(hits[0].id, refs))
-	}
-	st, err = openReadOnly(ctx, sc.path, hits[0].ref.name())
+	st, err = openReadOnly(ctx, sc.path, ref.name())
 	if err != nil {
 		return nil, nil, id, exitCode(2, err)
 	}
-	return hits[0].ref, st, hits[0].id, nil
+	return ref, st, id, nil
 }
 
 // readAttrs are the attributes of the recorded read of session id in the

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -94,6 +95,28 @@ func TestClusterReaders(t *testing.T) {
 	if code, out, _ = cli(ctx, aud, "sessions", "list", "--db", dsn); code != 0 || !regexp.MustCompile(`(?m)^MEMBER\s+ID\s`).MatchString(out) ||
 		!regexp.MustCompile(`(?m)^2\s+`+idB).MatchString(out) {
 		t.Fatalf("sessions list (text): %d\n%s", code, out)
+	}
+
+	// A kept checkpoint of each member's log, in one run; two of one
+	// log are refused.
+	var kept []string
+	for _, h := range []string{homeA, homeB} {
+		code, cp, errOut := cli(ctx, aud, "checkpoint", "--db", dsn, "--key", filepath.Join(h, certauth.JournalPubKeyFile))
+		if code != 0 {
+			t.Fatalf("checkpoint: %d %s", code, errOut)
+		}
+		kept = append(kept, filepath.Join(base, filepath.Base(h)+".kept"))
+		if err := os.WriteFile(kept[len(kept)-1], []byte(cp), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if code, out, errOut = cli(ctx, aud, "verify", "--db", dsn, "--unrecorded", "--checkpoint", kept[0], "--checkpoint", kept[1]); code != 0 ||
+		strings.Count(out, "kept checkpoint: size ") != 2 || strings.Contains(out, "NOT consistent") {
+		t.Fatalf("verify with a kept checkpoint of each member: %d\n%s\n%s", code, out, errOut)
+	}
+	if code, _, errOut = cli(ctx, aud, "verify", "--db", dsn, "--unrecorded", "--checkpoint", kept[1], "--checkpoint", kept[1]); code != 2 ||
+		!strings.Contains(errOut, "are both of log b.example/journal") {
+		t.Fatalf("verify with two kept checkpoints of one log: %d\n%s", code, errOut)
 	}
 
 	// verify --session verifies the log that holds it.
@@ -190,6 +213,21 @@ auditors = ["audit"]
 		return f
 	}
 	carol, mallory := token("carol"), token("mallory")
+	// verify and evidence learn from each member's log's writer lock
+	// whether a writer holds it (so that witnesses' lag is not a
+	// problem): serve holds member 1's, nobody member 2's.
+	live := func(name string) bool {
+		t.Helper()
+		st, err := postgres.Open(ctx, dsn, name, postgres.Options{ReadOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		return memberLive(ctx, st)
+	}
+	if !live("a.example/journal") || live("b.example/journal") {
+		t.Fatalf("writer held: member 1 %v, member 2 %v; want true, false", live("a.example/journal"), live("b.example/journal"))
+	}
 	// Without --server, a reader of a log serve holds is refused.
 	if code, _, errOut = cli(ctx, homeA, "play", "--db", dsn, "--speed", "max", idB); code != 1 || !strings.Contains(errOut, "--server URL") {
 		t.Fatalf("play without --server while serve holds the log: %d\n%s", code, errOut)
@@ -240,6 +278,9 @@ auditors = ["audit"]
 		t.Fatalf("evidence through the API: %d\n%s\n%s", code, out, errOut)
 	}
 	stop()
+	if live("a.example/journal") {
+		t.Fatal("member 1's log is held by a writer after serve stopped")
+	}
 	// The report's signature is the recording member's key's, and its
 	// record in that member's log names carol.
 	if code, out, errOut = cli(ctx, aud, "verify", "--report", report2, "--key", filepath.Join(homeA, certauth.JournalPubKeyFile), "--db", dsn); code != 0 ||
@@ -289,19 +330,64 @@ auditors = ["audit"]
 		t.Fatal(err)
 	}
 	defer db.Close(ctx)
-	// A session two logs claim (member 2's copied into member 1's index)
-	// is refused, naming both.
-	if _, err := db.Exec(ctx, `INSERT INTO bastion.sessions (log_id, num, id, start_leaf)
-		SELECT (SELECT id FROM bastion.logs WHERE name = 'a.example/journal'), 1000, id, start_leaf FROM bastion.sessions
-		WHERE log_id = (SELECT id FROM bastion.logs WHERE name = 'b.example/journal')`); err != nil {
-		t.Fatal(err)
+	// A session two logs claim: member 3 (a forger with its own key)
+	// copies member 2's log into its own and signs it. Each log verifies
+	// with its own key; the cluster does not, and no reader shows the
+	// session or lists either log's sessions.
+	keyC := forgeLogCopy(ctx, t, db, "b.example/journal", "c.example/journal")
+	three := writeCluster(filepath.Join(base, "three.pub"), "1 "+pub(homeA), "2 "+pub(homeB), "3 "+keyC)
+	code, out, errOut = cli(ctx, aud, "verify", "--db", dsn, "--cluster", three, "--unrecorded")
+	if code != 1 || strings.Count(out, "result: intact") != 3 ||
+		!strings.Contains(out, "shared session: session "+idB+" is claimed by 2 logs: member 2 (b.example/journal), member 3 (c.example/journal)") ||
+		!strings.Contains(out, "cluster: FAILED: 1 session ID(s) claimed by more than one log") {
+		t.Fatalf("verify of a cluster whose logs share a session: %d\n%s\n%s", code, out, errOut)
 	}
-	if code, out, errOut = cli(ctx, aud, "export", "--db", dsn, "--format", "asciicast", "--unrecorded", idB); code != 1 || strings.Contains(out, "beta") ||
-		!strings.Contains(errOut, "claimed by 2 logs: member 1 (a.example/journal), member 2 (b.example/journal)") {
+	if code, out, errOut = cli(ctx, aud, "sessions", "list", "--db", dsn, "--cluster", three); code != 1 || strings.Contains(out, idB) ||
+		!strings.Contains(out, idA) || !strings.Contains(errOut, "session "+idB+" is claimed by 2 logs") {
+		t.Fatalf("sessions list of a cluster whose logs share a session: %d\n%s\n%s", code, out, errOut)
+	}
+	if code, out, errOut = cli(ctx, aud, "export", "--db", dsn, "--cluster", three, "--format", "asciicast", "--unrecorded", idB); code != 1 || strings.Contains(out, "beta") ||
+		!strings.Contains(errOut, "claimed by 2 logs: member 2 (b.example/journal), member 3 (c.example/journal)") {
 		t.Fatalf("export of a session two logs claim: %d\n%s\n%s", code, out, errOut)
 	}
-	if _, err := db.Exec(ctx, `DELETE FROM bastion.sessions WHERE num = 1000`); err != nil {
+	if code, out, errOut = cli(ctx, aud, "verify", "--db", dsn, "--cluster", three, "--unrecorded", "--session", idB); code != 1 ||
+		!strings.Contains(errOut, "claimed by 2 logs") {
+		t.Fatalf("verify --session of a session two logs claim: %d\n%s\n%s", code, out, errOut)
+	}
+	report3 := filepath.Join(base, "report3")
+	code, out, errOut = cli(ctx, aud, "evidence", "--db", dsn, "--cluster", three, "--unrecorded", "--from", day.Add(-time.Hour).Format(time.RFC3339),
+		"--to", day.Add(time.Hour).Format(time.RFC3339), "--out", report3)
+	var rep3 clusterReport
+	data, err = os.ReadFile(filepath.Join(report3, "evidence.json"))
+	if code != 1 || err != nil || json.Unmarshal(data, &rep3) != nil || rep3.Intact || len(rep3.Shared) != 1 || rep3.Shared[0].Session != idB ||
+		!strings.Contains(rep3.Integrity, "session "+idB+" is claimed by 2 logs") || !strings.Contains(errOut, "session "+idB+" is claimed by 2 logs") {
+		t.Fatalf("evidence of a cluster whose logs share a session: %d %v\n%s\n%s\n%s", code, err, out, errOut, data)
+	}
+	if _, err := db.Exec(ctx, `DELETE FROM bastion.logs WHERE name = 'c.example/journal'`); err != nil {
 		t.Fatal(err)
+	}
+
+	// The report's signature covers every member's files: one changed
+	// fails verify --report, naming it.
+	if code, out, errOut = cli(ctx, aud, "verify", "--report", report, "--key", filepath.Join(homeA, certauth.JournalPubKeyFile)); code != 0 ||
+		!strings.Contains(out, "member-2/evidence.json: sha256 ") || !strings.Contains(out, "member-1/checkpoint.txt: sha256 ") {
+		t.Fatalf("verify --report of the cluster's report: %d\n%s\n%s", code, out, errOut)
+	}
+	mj := filepath.Join(report, "member-2", "evidence.json")
+	data, err = os.ReadFile(mj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(mj, []byte(strings.Replace(string(data), `"intact": false`, `"intact": true`, 1)+" "), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(report, "member-1", "evidence.html")); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errOut = cli(ctx, aud, "verify", "--report", report, "--key", filepath.Join(homeA, certauth.JournalPubKeyFile)); code != 1 ||
+		!regexp.MustCompile(`member-2/evidence\.json: sha256 \w+, NOT the signed`).MatchString(out) || !strings.Contains(out, "member-1/evidence.html: missing") ||
+		!strings.Contains(out, "result: FAILED, 2 problem(s)") {
+		t.Fatalf("verify --report of a cluster's report with member files changed: %d\n%s\n%s", code, out, errOut)
 	}
 
 	// A frame changed in member 2's log: verify names member 2, and
@@ -375,4 +461,74 @@ func startClusterServe(ctx context.Context, t *testing.T, home, cfg, dsn string)
 		}
 	}
 	return api, fp, stop
+}
+
+// forgeLogCopy copies every row of log from into a new log to in the
+// database, and signs its checkpoints with a new key named to: what a
+// member that copies another's records into its own log leaves. It
+// returns the new key's verifier key.
+func forgeLogCopy(ctx context.Context, t *testing.T, db *pgx.Conn, from, to string) string {
+	t.Helper()
+	skey, vkey, err := recorder.GenerateJournalKey(to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := recorder.ParseJournalKey(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var src, dst int
+	if err := db.QueryRow(ctx, `SELECT id FROM bastion.logs WHERE name = $1`, from).Scan(&src); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.QueryRow(ctx, `INSERT INTO bastion.logs (name) VALUES ($1) RETURNING id`, to).Scan(&dst); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`INSERT INTO bastion.meta SELECT $2, key, value FROM bastion.meta WHERE log_id = $1`,
+		`INSERT INTO bastion.sessions SELECT $2, num, id, start_leaf FROM bastion.sessions WHERE log_id = $1`,
+		`INSERT INTO bastion.frames SELECT $2, session, seq, kind, channel, mono_ns, wall_ns, payload, chain FROM bastion.frames WHERE log_id = $1`,
+		`INSERT INTO bastion.leaves SELECT $2, idx, type, session, event, data FROM bastion.leaves WHERE log_id = $1`,
+		`INSERT INTO bastion.tree_hashes SELECT $2, idx, hash FROM bastion.tree_hashes WHERE log_id = $1`,
+		`INSERT INTO bastion.checkpoints SELECT $2, tree_size, created_ns, note FROM bastion.checkpoints WHERE log_id = $1`,
+		`INSERT INTO bastion.head SELECT $2, tree_size, created_ns, note FROM bastion.head WHERE log_id = $1`,
+	} {
+		if _, err := db.Exec(ctx, q, src, dst); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	if _, err := db.Exec(ctx, `UPDATE bastion.meta SET value = CASE key WHEN 'origin' THEN $2 ELSE $3 END WHERE log_id = $1 AND key IN ('origin', 'verifier_key')`, dst, to, vkey); err != nil {
+		t.Fatal(err)
+	}
+	for _, table := range []string{"checkpoints", "head"} {
+		rows, err := db.Query(ctx, `SELECT tree_size, note FROM bastion.`+table+` WHERE log_id = $1`, dst)
+		if err != nil {
+			t.Fatal(err)
+		}
+		notes := map[int64][]byte{}
+		for rows.Next() {
+			var size int64
+			var n []byte
+			if err := rows.Scan(&size, &n); err != nil {
+				t.Fatal(err)
+			}
+			notes[size] = n
+		}
+		rows.Close()
+		for size, n := range notes {
+			lines := strings.SplitN(string(n), "\n", 4)
+			root, err := base64.StdEncoding.DecodeString(lines[2])
+			if err != nil {
+				t.Fatal(err)
+			}
+			signed, err := recorder.SignCheckpoint(recorder.Checkpoint{Origin: to, Size: size, Root: recorder.Hash(root)}, k.Signer)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.Exec(ctx, `UPDATE bastion.`+table+` SET note = $3 WHERE log_id = $1 AND tree_size = $2`, dst, size, signed); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return vkey
 }

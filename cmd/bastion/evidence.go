@@ -228,7 +228,7 @@ func runEvidence(ctx context.Context, e *env, args []string) error {
 	}
 	defer st.Close()
 	// Asked before the read is recorded: see runVerify.
-	live := e.journal != nil || storage.WriterHolder(path) != ""
+	live := e.journal != nil || storage.WriterHolder(path) != "" || memberLive(ctx, st)
 
 	if err := recordRead(ctx, e, path, "evidence", attrs, *unrecorded); err != nil {
 		return err
@@ -439,22 +439,34 @@ func (j *reportJob) write(ctx context.Context, st storage.Store, v note.Verifier
 	if err := writeBundles(ctx, st, v, j.ws, dir, rep); err != nil {
 		return exitCode(2, fmt.Errorf("evidence: %w", err))
 	}
-	writes := []struct {
-		name  string
-		write func(io.Writer) error
-	}{
-		{evidence.JSONFile, func(w io.Writer) error {
-			enc := json.NewEncoder(w)
-			enc.SetIndent("", "  ")
-			return enc.Encode(rep)
-		}},
+	return writeReportFiles(dir, []reportFile{
+		{evidence.JSONFile, jsonFile(rep)},
 		{evidence.HTMLFile, func(w io.Writer) error { return evidence.WriteHTML(w, rep) }},
 		{"checkpoint.txt", func(w io.Writer) error { _, err := io.WriteString(w, rep.Checkpoint.Note); return err }},
-	}
-	for _, f := range writes {
+	})
+}
+
+// A reportFile is one file of a report and what writes it.
+type reportFile struct {
+	name  string
+	write func(io.Writer) error
+}
+
+// writeReportFiles writes the files into dir, each atomically.
+func writeReportFiles(dir string, files []reportFile) error {
+	for _, f := range files {
 		if err := writeFileAtomic(filepath.Join(dir, f.name), f.write); err != nil {
 			return exitCode(2, fmt.Errorf("evidence: write %s: %w", f.name, err))
 		}
 	}
 	return nil
+}
+
+// jsonFile writes v as indented JSON.
+func jsonFile(v any) func(io.Writer) error {
+	return func(w io.Writer) error {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"html/template"
@@ -40,8 +39,10 @@ type clusterReport struct {
 	Integrity string          `json:"integrity"`
 	Members   []memberSection `json:"members"`
 	// Unlisted are the database's logs the cluster file does not name.
-	Unlisted      []string `json:"unlisted_logs"`
-	VerifyCommand string   `json:"verify_command"`
+	Unlisted []string `json:"unlisted_logs"`
+	// Shared are the session IDs that several members' logs start.
+	Shared        []sharedSession `json:"shared_sessions"`
+	VerifyCommand string          `json:"verify_command"`
 }
 
 // memberSection is one member's part of a cluster's report.
@@ -58,7 +59,15 @@ type memberSection struct {
 	Checkpoint   *evidence.Checkpoint   `json:"checkpoint,omitempty"`
 	Verification *evidence.Verification `json:"verification,omitempty"`
 	Summary      *evidence.Summary      `json:"summary,omitempty"`
+	// SHA256 are the hex SHA-256 digests of the member's report's files
+	// (memberReportFiles), by name in Dir: the cluster's report, which
+	// evidence.sig signs, covers them so.
+	SHA256 map[string]string `json:"sha256,omitempty"`
 }
+
+// memberReportFiles are the files of a member's report that its section
+// of the cluster's report gives the digests of.
+var memberReportFiles = []string{evidence.JSONFile, evidence.HTMLFile, "checkpoint.txt"}
 
 // evidenceCluster writes the examiner's report of every member's log of
 // the cluster in sc: each member's full report in DIR/member-ID (as a
@@ -91,6 +100,7 @@ func evidenceCluster(ctx context.Context, e *env, sc *readScope, job *reportJob,
 	var scopeErr *evidence.ScopeError
 	scoped := 0
 	var statement []string
+	var facts []*logFacts
 	for _, l := range sc.logs {
 		sec := memberSection{Member: l.member, Log: l.name(), Key: l.key.Key}
 		st, err := openReadOnly(ctx, sc.path, l.name())
@@ -109,11 +119,12 @@ func evidenceCluster(ctx context.Context, e *env, sc *readScope, job *reportJob,
 			mj.kept, mj.keptFile = nil, ""
 		}
 		sub := filepath.Join(dir, fmt.Sprintf("member-%d", l.member))
-		rep, err := mj.build(ctx, st, l.v, l.key, sc.path, sub, false, []string{"--cluster", sc.clusterFile}, false)
+		live := memberLive(ctx, st)
+		rep, err := mj.build(ctx, st, l.v, l.key, sc.path, sub, live, []string{"--cluster", sc.clusterFile}, false)
 		var se *evidence.ScopeError
 		if errors.As(err, &se) {
 			scopeErr = se
-			rep, err = mj.build(ctx, st, l.v, l.key, sc.path, sub, false, []string{"--cluster", sc.clusterFile}, true)
+			rep, err = mj.build(ctx, st, l.v, l.key, sc.path, sub, live, []string{"--cluster", sc.clusterFile}, true)
 		} else if err == nil {
 			scoped++
 		}
@@ -126,7 +137,20 @@ func evidenceCluster(ctx context.Context, e *env, sc *readScope, job *reportJob,
 			err = mj.write(ctx, st, l.v, sub, rep)
 		}
 		st.Close()
+		if err == nil {
+			sec.SHA256 = map[string]string{}
+			for _, name := range memberReportFiles {
+				if sec.SHA256[name], err = evidence.DigestFile(sub, name); err != nil {
+					break
+				}
+			}
+		}
 		if err != nil {
+			return exitCode(2, fmt.Errorf("evidence of %s: %w", l.label(), err))
+		}
+		if f, err := readLogFacts(ctx, sc.path, l, true); err == nil {
+			facts = append(facts, f)
+		} else if !errors.Is(err, recorder.ErrLogDamaged) {
 			return exitCode(2, fmt.Errorf("evidence of %s: %w", l.label(), err))
 		}
 		sec.Dir = filepath.Base(sub)
@@ -147,28 +171,24 @@ func evidenceCluster(ctx context.Context, e *env, sc *readScope, job *reportJob,
 	for _, n := range unlisted {
 		statement = append(statement, fmt.Sprintf("log %s is in the database and not in the cluster file: no key given verifies it, and this report covers nothing of it", n))
 	}
+	out.Shared = sharedSessions(facts)
+	for _, d := range out.Shared {
+		out.Intact = false
+		statement = append(statement, sharedSessionError(d).Error()+": session IDs are random, so one claim is damage or forgery, and the cluster does NOT verify")
+		fmt.Fprintf(e.stderr, "bastion: error: %s\n", messageText(sharedSessionError(d).Error()))
+	}
 	out.Integrity = fmt.Sprintf("This report covers %d member log(s) of the cluster file %s in %s; each was verified with its own member's key only, and nothing one member signed vouches for another's log. ",
 		len(sc.logs), sc.clusterFile, journalName(sc.path)) + strings.Join(statement, "; ") + "."
-	writes := []struct {
-		name  string
-		write func(io.Writer) error
-	}{
-		{evidence.JSONFile, func(w io.Writer) error {
-			enc := json.NewEncoder(w)
-			enc.SetIndent("", "  ")
-			return enc.Encode(out)
-		}},
-		{evidence.HTMLFile, func(w io.Writer) error { return clusterHTML.Execute(w, out) }},
-	}
 	if force {
 		if err := os.Remove(filepath.Join(dir, evidence.SignatureFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return exitCode(2, fmt.Errorf("--out %s: %w", dir, err))
 		}
 	}
-	for _, f := range writes {
-		if err := writeFileAtomic(filepath.Join(dir, f.name), f.write); err != nil {
-			return exitCode(2, fmt.Errorf("evidence: write %s: %w", f.name, err))
-		}
+	if err := writeReportFiles(dir, []reportFile{
+		{evidence.JSONFile, jsonFile(out)},
+		{evidence.HTMLFile, func(w io.Writer) error { return clusterHTML.Execute(w, out) }},
+	}); err != nil {
+		return err
 	}
 	gen := recorder.Attrs{"out": dir}
 	for _, k := range []string{"period.from", "period.to", "targets", "identities", "sample", "seed", "logs"} {
@@ -207,6 +227,9 @@ func evidenceCluster(ctx context.Context, e *env, sc *readScope, job *reportJob,
 	for _, n := range out.Unlisted {
 		fmt.Fprintf(e.stdout, "  log %s: in the database and not in the cluster file: not covered\n", termtext.Line(n))
 	}
+	for _, d := range out.Shared {
+		fmt.Fprintf(e.stdout, "  %s\n", termtext.Line(sharedSessionError(d).Error()))
+	}
 	if !out.Intact {
 		fmt.Fprintln(e.stdout, "cluster: does NOT verify; the report says so first")
 		return exitCode(1, nil)
@@ -227,6 +250,7 @@ var clusterHTML = template.Must(template.New("cluster").Parse(`<!doctype html>
 <p>{{.Integrity}}</p>
 <p>Check it independently: <code>{{.VerifyCommand}}</code></p>
 {{range .Unlisted}}<p class="bad">Log {{.}} is in the database and not in the cluster file: not covered.</p>{{end}}
+{{range .Shared}}<p class="bad">Session {{.Session}} is started by more than one log ({{range $i, $l := .Logs}}{{if $i}}, {{end}}{{$l}}{{end}}): damage or forgery.</p>{{end}}
 <h2>Members</h2>
 {{range .Members}}<section>
 <h3>Member {{.Member}}: log {{.Log}}</h3>
@@ -243,6 +267,7 @@ var clusterHTML = template.Must(template.New("cluster").Parse(`<!doctype html>
 </table>
 <pre>{{.Checkpoint.Note}}</pre>
 <p>Full report: <a href="{{.Dir}}/evidence.html">{{.Dir}}/evidence.html</a> ({{.Dir}}/evidence.json)</p>
+{{$dir := .Dir}}<table>{{range $name, $sum := .SHA256}}<tr><th>{{$dir}}/{{$name}}</th><td>SHA-256 <code>{{$sum}}</code></td></tr>{{end}}</table>
 {{end}}</section>
 {{end}}
 </body></html>

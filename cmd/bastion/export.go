@@ -85,7 +85,7 @@ func runExport(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	ref, st, id, err := openSession(ctx, sc, arg)
+	ref, st, id, err := openSession(ctx, e, sc, arg)
 	if err != nil {
 		return err
 	}

@@ -142,7 +142,7 @@ func runSessionsShow(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	ref, st, id, err := openSession(ctx, sc, arg)
+	ref, st, id, err := openSession(ctx, e, sc, arg)
 	if err != nil {
 		return err
 	}

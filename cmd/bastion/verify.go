@@ -37,7 +37,7 @@ func init() {
 
 var verifyUsage = `Usage:
     bastion verify [--db FILE] [--key FILE | --cluster FILE] [--session ID]
-                   [--checkpoint FILE] [--json] [--witness VKEY]...
+                   [--checkpoint FILE]... [--json] [--witness VKEY]...
                    [--witness-threshold N] [--unrecorded] [--token-file FILE]
                    [--server URL [--ca-fingerprint SHA256:X]]
     bastion verify --bundle FILE --key FILE [--witness VKEY]... [--witness-threshold N] [--json]
@@ -87,14 +87,19 @@ reads it), and who registered them. It proves that the files are those
 registered then, by that reader; not that their content is true: the
 journal's writer signs the digests a reader registers. "bastion verify"
 of the journal and a new report of the same period check the content.
+For a cluster's report, it also checks each member's report files
+(member-ID/evidence.json, evidence.html, checkpoint.txt) against the
+digests the signed evidence.json gives: one changed or missing fails.
 
 ` + clusterParagraph + `
 
 A cluster's verify reports each member's log in turn, with its own key, and
 ends with one verdict: it exits 1 when any member's log does not verify or
-is missing, naming which, and when the database holds a log the cluster
-file does not name (none of its keys verifies it). A --checkpoint applies
-to the log of its origin; --session to the log that holds the session.
+is missing, naming which, when the database holds a log the cluster file
+does not name (none of its keys verifies it), and when two logs start one
+session (naming both). Give --checkpoint once per member's log: each
+applies to the log of its origin. --session verifies the log that holds
+the session.
 
 ` + readsParagraph("verify") + `
 
@@ -120,7 +125,8 @@ Flags:
                         given, never one read from the journal
     --session ID        check only this session's frames (the log and its
                         checkpoints are always checked whole)
-    --checkpoint FILE   a checkpoint kept earlier that the journal must extend
+    --checkpoint FILE   a checkpoint kept earlier that the journal must extend;
+                        with a cluster, repeat it, one per member's log
     --witness VKEY      a witness's cosignature verifier key, or a file that
                         holds one; repeat for several
     --witness-threshold N
@@ -145,7 +151,8 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 	db := fs.String("db", "", "journal `FILE`")
 	keyFile := fs.String("key", "", "public key `FILE`")
 	session := fs.String("session", "", "session `ID`")
-	kept := fs.String("checkpoint", "", "kept checkpoint `FILE`")
+	var kept stringsFlag
+	fs.Var(&kept, "checkpoint", "kept checkpoint `FILE`; in a cluster, one per member's log")
 	asJSON := fs.Bool("json", false, "JSON output")
 	bundle := fs.String("bundle", "", "session bundle `FILE`")
 	report := fs.String("report", "", "report `DIR`")
@@ -156,7 +163,7 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if *report != "" {
-		if *bundle != "" || *session != "" || *kept != "" || *asJSON || wf.given() || *clusterFlag != "" {
+		if *bundle != "" || *session != "" || len(kept) > 0 || *asJSON || wf.given() || *clusterFlag != "" {
 			return usageErrorf("--report takes only --key and --db")
 		}
 		return verifyReport(ctx, e, *report, *keyFile, *db)
@@ -169,7 +176,7 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if *bundle != "" {
-		if *db != "" || *session != "" || *kept != "" || *clusterFlag != "" {
+		if *db != "" || *session != "" || len(kept) > 0 || *clusterFlag != "" {
 			return usageErrorf("--bundle takes no --db, --session, --checkpoint or --cluster: a bundle is checked on its own")
 		}
 		return verifyBundle(e, *bundle, *keyFile, *asJSON, ws)
@@ -189,13 +196,21 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 		sid := recorder.SessionID(id)
 		opts.Session = &sid
 	}
-	if *kept != "" {
-		if opts.Kept, err = os.ReadFile(*kept); err != nil {
+	if sc.clustered() {
+		keptByLog, err := readKeptCheckpoints(sc, kept)
+		if err != nil {
+			return err
+		}
+		return verifyCluster(ctx, e, sc, opts, keptByLog, *asJSON, *unrecorded)
+	}
+	switch len(kept) {
+	case 0:
+	case 1:
+		if opts.Kept, err = os.ReadFile(kept[0]); err != nil {
 			return exitCode(2, fmt.Errorf("kept checkpoint: %w", err))
 		}
-	}
-	if sc.clustered() {
-		return verifyCluster(ctx, e, sc, opts, *asJSON, *unrecorded)
+	default:
+		return exitCode(2, usageErrorf("--checkpoint is given %d times: a journal of one log takes one kept checkpoint (several are for a cluster's logs, one per member)", len(kept)))
 	}
 	path := sc.path
 	st, err := openReadOnly(ctx, path, opts.Verifier.Name())
@@ -213,7 +228,7 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 	// A running writer pushes its checkpoints to the witnesses: what is
 	// not cosigned yet is lag. Asked before the read is recorded, which
 	// a reader of a journal no writer holds does as a writer itself.
-	opts.Live = e.journal != nil || storage.WriterHolder(path) != ""
+	opts.Live = e.journal != nil || storage.WriterHolder(path) != "" || memberLive(ctx, st)
 	attrs := recorder.Attrs{}
 	if opts.Session != nil {
 		attrs["session"] = uuid.UUID(*opts.Session).String()
@@ -235,6 +250,9 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 			return exitCode(2, err)
 		}
 		return exitCode(2, fmt.Errorf("verify %s: %w", path, err))
+	}
+	if _, err := addSerialProblems(ctx, path, sc.logs[0], false, r); err != nil {
+		return exitCode(2, err)
 	}
 	return printVerify(e, path, key, *asJSON, r)
 }
@@ -622,6 +640,11 @@ func verifyReport(ctx context.Context, e *env, dir, keyFile, db string) error {
 		bad++
 		fmt.Fprintf(e.stdout, "  %-14s sha256 %s, NOT the signed %s: changed since it was made\n", f.name+":", sum, f.signed)
 	}
+	n, err := checkMemberReports(e.stdout, dir)
+	if err != nil {
+		return exitCode(2, fmt.Errorf("report %s: %w", dir, err))
+	}
+	bad += n
 	path, err := e.dbPath(db)
 	if err == nil && !isDatabase(path) {
 		if _, statErr := os.Stat(path); statErr != nil {

@@ -38,44 +38,27 @@ type clusterVerify struct {
 	Unlisted []string `json:"unlisted_logs"`
 	// Failed names the members whose logs do not verify.
 	Failed []string `json:"failed"`
+	// Shared are the session IDs that several members' logs start.
+	Shared []sharedSession `json:"shared_sessions"`
 }
 
 // verifyCluster verifies every member's log of the cluster in scope, each
 // with its own key, after recording the read. The exit status is 1 when
-// any member's log does not verify, is missing, or when the database holds
-// a log the cluster file does not name. A kept checkpoint is applied to
-// the log of its origin; with a session, only the log that holds it is
-// verified.
-func verifyCluster(ctx context.Context, e *env, sc *readScope, opts recorder.VerifyOptions, asJSON, unrecorded bool) error {
-	keptOrigin := ""
-	if opts.Kept != nil {
-		keptOrigin, _, _ = strings.Cut(string(opts.Kept), "\n")
-		found := false
-		for _, l := range sc.logs {
-			found = found || l.name() == keptOrigin
-		}
-		if !found {
-			return exitCode(2, withHint(fmt.Errorf("the kept checkpoint's origin %q is none of the cluster's members", keptOrigin),
-				"a checkpoint is one log's: keep one of a member's log (\"bastion checkpoint --key MEMBER.pub\")"))
-		}
-	}
+// any member's log does not verify, is missing, when the database holds
+// a log the cluster file does not name, or when two logs start one
+// session. Each kept checkpoint (kept, by origin) is applied to the log
+// of its origin; with a session, only the log that holds it is verified.
+func verifyCluster(ctx context.Context, e *env, sc *readScope, opts recorder.VerifyOptions, kept map[string][]byte, asJSON, unrecorded bool) error {
 	logs := sc.logs
 	attrs := recorder.Attrs{"logs": sc.logNames()}
 	if opts.Session != nil {
 		id := uuid.UUID(*opts.Session)
 		attrs["session"] = id.String()
-		holders, err := sessionHolders(ctx, sc, id)
+		ref, _, err := locateSession(ctx, e, sc, sessionArg{id: id})
 		if err != nil {
 			return err
 		}
-		switch len(holders) {
-		case 0:
-			return exitCode(1, withHint(fmt.Errorf("no member's log in %s holds session %s", journalName(sc.path), id), `run "bastion sessions list" to see the sessions`))
-		case 1:
-		default:
-			return exitCode(1, ambiguousSession(id, holders))
-		}
-		logs = holders
+		logs = []*logRef{ref}
 	}
 	unlisted, err := sc.unlisted(ctx)
 	if err != nil {
@@ -85,13 +68,12 @@ func verifyCluster(ctx context.Context, e *env, sc *readScope, opts recorder.Ver
 		return err
 	}
 	out := clusterVerify{Journal: journalName(sc.path), Cluster: sc.clusterFile, Intact: len(unlisted) == 0, Unlisted: orEmpty(unlisted), Failed: []string{}}
+	var facts []*logFacts
 	for _, l := range logs {
 		mv := memberVerify{Member: l.member, Log: l.name(), Key: l.key}
 		o := opts
 		o.Verifier = l.v
-		if l.name() != keptOrigin {
-			o.Kept = nil
-		}
+		o.Kept = kept[l.name()]
 		st, err := openStore(ctx, sc.path, l.name(), storage.Options{ReadOnly: true})
 		switch {
 		case errors.Is(err, postgres.ErrNoLog):
@@ -104,10 +86,18 @@ func verifyCluster(ctx context.Context, e *env, sc *readScope, opts recorder.Ver
 		case err != nil:
 			return exitCode(2, err)
 		default:
+			o.Live = o.Live || memberLive(ctx, st)
 			mv.Report, err = recorder.Verify(ctx, st, o)
 			st.Close()
 			if err != nil {
 				return exitCode(2, fmt.Errorf("verify %s: %w", l.label(), err))
+			}
+			f, err := addSerialProblems(ctx, sc.path, l, true, mv.Report)
+			if err != nil {
+				return exitCode(2, err)
+			}
+			if f != nil {
+				facts = append(facts, f)
 			}
 		}
 		mv.Intact = mv.Report.Intact()
@@ -117,6 +107,8 @@ func verifyCluster(ctx context.Context, e *env, sc *readScope, opts recorder.Ver
 		}
 		out.Members = append(out.Members, mv)
 	}
+	out.Shared = sharedSessions(facts)
+	out.Intact = out.Intact && len(out.Shared) == 0
 	if asJSON {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
@@ -146,9 +138,14 @@ func printClusterVerify(w io.Writer, sc *readScope, out *clusterVerify) {
 	for _, n := range out.Unlisted {
 		fmt.Fprintf(w, "unlisted log: %s is in the database and not in the cluster file: no key given verifies it\n", termtext.Line(n))
 	}
+	for _, d := range out.Shared {
+		fmt.Fprintf(w, "shared session: %s: session IDs are random, so one log's claim is damage or forgery\n", termtext.Line(sharedSessionError(d).Error()))
+	}
 	switch {
 	case out.Intact:
 		fmt.Fprintf(w, "cluster: intact, %d member log(s)\n", len(out.Members))
+	case len(out.Failed) == 0 && len(out.Unlisted) == 0:
+		fmt.Fprintf(w, "cluster: FAILED: %d session ID(s) claimed by more than one log\n", len(out.Shared))
 	case len(out.Failed) > 0:
 		verb := "does"
 		if len(out.Failed) > 1 {
@@ -158,45 +155,4 @@ func printClusterVerify(w io.Writer, sc *readScope, out *clusterVerify) {
 	default:
 		fmt.Fprintf(w, "cluster: FAILED: the database holds %d log(s) the cluster file does not name\n", len(out.Unlisted))
 	}
-}
-
-// sessionHolders are the logs of the scope whose index claims session id.
-func sessionHolders(ctx context.Context, sc *readScope, id uuid.UUID) ([]*logRef, error) {
-	var holders []*logRef
-	for _, l := range sc.logs {
-		st, err := openStore(ctx, sc.path, l.name(), storage.Options{ReadOnly: true})
-		if errors.Is(err, postgres.ErrNoLog) {
-			continue
-		}
-		if err != nil {
-			return nil, exitCode(2, journalError(err))
-		}
-		snap, err := st.Snapshot(ctx)
-		if err != nil {
-			st.Close()
-			return nil, exitCode(2, journalError(err))
-		}
-		_, err = snap.SessionByID(ctx, id[:])
-		snap.Close()
-		st.Close()
-		switch {
-		case err == nil:
-			holders = append(holders, l)
-		case !errors.Is(err, storage.ErrNotFound):
-			return nil, exitCode(2, fmt.Errorf("%s: %w", l.label(), err))
-		}
-	}
-	return holders, nil
-}
-
-// ambiguousSession is the failure of a read whose session several logs
-// claim: session IDs are random, so that is damage or forgery, and
-// nothing is shown.
-func ambiguousSession(id uuid.UUID, holders []*logRef) error {
-	names := make([]string, len(holders))
-	for i, l := range holders {
-		names[i] = l.label()
-	}
-	return withHint(fmt.Errorf("session %s is claimed by %d logs: %s; nothing is shown of it", id, len(holders), strings.Join(names, ", ")),
-		`session IDs are random and unique across the cluster's logs: run "bastion verify" to find which log is damaged`)
 }
