@@ -109,11 +109,12 @@ func evidenceCluster(ctx context.Context, e *env, sc *readScope, job *reportJob,
 			mj.kept, mj.keptFile = nil, ""
 		}
 		sub := filepath.Join(dir, fmt.Sprintf("member-%d", l.member))
-		rep, err := mj.build(ctx, st, l.v, l.key, sc.path, sub, false, []string{"--cluster", sc.clusterFile}, false)
+		live := writerLive(ctx, e, st, sc.path) // see verifyCluster
+		rep, err := mj.build(ctx, st, l.v, l.key, sc.path, sub, live, []string{"--cluster", sc.clusterFile}, false)
 		var se *evidence.ScopeError
 		if errors.As(err, &se) {
 			scopeErr = se
-			rep, err = mj.build(ctx, st, l.v, l.key, sc.path, sub, false, []string{"--cluster", sc.clusterFile}, true)
+			rep, err = mj.build(ctx, st, l.v, l.key, sc.path, sub, live, []string{"--cluster", sc.clusterFile}, true)
 		} else if err == nil {
 			scoped++
 		}
