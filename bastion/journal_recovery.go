@@ -120,8 +120,12 @@ func (s *Server) watchJournal(ctx context.Context) error {
 			// while idle: the probe fails it then, so that /readyz
 			// and the alarms say so and the recovery starts before a
 			// session finds out.
+			// Not cut short when serve stops: a ping cancelled
+			// halfway fails the journal (and may close the writer's
+			// connection, as pgx does with a query it abandons) just
+			// as serve must write its last leaves and checkpoint.
 			probed = time.Now()
-			pctx, cancel := context.WithTimeout(ctx, journalProbeTimeout)
+			pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), journalProbeTimeout)
 			cause = s.journal.current().Probe(pctx)
 			cancel()
 			if ctx.Err() != nil {

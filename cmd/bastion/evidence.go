@@ -228,7 +228,7 @@ func runEvidence(ctx context.Context, e *env, args []string) error {
 	}
 	defer st.Close()
 	// Asked before the read is recorded: see runVerify.
-	live := e.journal != nil || storage.WriterHolder(path) != "" || memberLive(ctx, st)
+	live := writerLive(ctx, e, st, path)
 
 	if err := recordRead(ctx, e, path, "evidence", attrs, *unrecorded); err != nil {
 		return err

@@ -44,10 +44,16 @@ type opsRig struct {
 	login  string
 	ssh    string
 	dir    string
-	key    string
-	certs  []string // the key's certificates, one from each instance
+	client opsCred // the client's key and its one certificate
 	known  string
 	serves []*opsInstance
+}
+
+// opsCred is an ssh client's key, its certificate and the certificate's
+// serial.
+type opsCred struct {
+	key, cert string
+	serial    uint64
 }
 
 // opsInstance is one serve instance: its home, its configuration (fixed
@@ -148,39 +154,13 @@ func (r *opsRig) stop(t *testing.T, in *opsInstance) {
 	}
 }
 
-// loginClient makes the client's key and gets a certificate for it from
-// each running instance (an instance admits only certificates its own
-// journal records as issued), and writes a known_hosts file that trusts
-// the (shared) host CA for any name: the client reaches the instances
-// under the load balancer's address as well as their own.
-func (r *opsRig) loginClient(t *testing.T) {
+// loginClient makes the client's key and gets its certificate, for
+// agent-1, from the instance issuer, and writes a known_hosts file that
+// trusts the (shared) host CA for any name: the client reaches the
+// instances under the load balancer's address as well as their own.
+func (r *opsRig) loginClient(t *testing.T, issuer *opsInstance) {
 	t.Helper()
-	_, priv, _ := ed25519.GenerateKey(nil)
-	block, _ := ssh.MarshalPrivateKey(priv, "")
-	r.key = filepath.Join(r.dir, "id_ed25519")
-	if err := os.WriteFile(r.key, pem.EncodeToMemory(block), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	pub, _ := ssh.NewPublicKey(priv.Public())
-	r.certs = nil
-	for _, in := range r.serves {
-		if in.sp == nil {
-			continue
-		}
-		c, err := apiclient.NewClient(in.sp.api, apiclient.ClientOptions{Fingerprint: in.sp.fingerprint})
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp, err := c.Certificate(context.Background(), mockToken(t, r.mock, "agent-1"), certauth.CertificateRequest{PublicKey: string(ssh.MarshalAuthorizedKey(pub)), TTL: "1h"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		cert := filepath.Join(r.dir, "id_ed25519-"+in.name+"-cert.pub")
-		if err := os.WriteFile(cert, []byte(resp.Certificate+"\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		r.certs = append(r.certs, cert)
-	}
+	r.client = r.certify(t, issuer, "agent-1", "id_ed25519")
 	auth, err := certauth.LoadAuthorities(r.serves[0].home, time.Now())
 	if err != nil {
 		t.Fatal(err)
@@ -195,21 +175,58 @@ func (r *opsRig) loginClient(t *testing.T) {
 	}
 }
 
-// sshCmd is stock ssh to the box target through port.
+// certify makes a key in the rig's directory, named name, and gets it a
+// certificate for sub of the mock provider from the running instance
+// issuer, through the real exchange on its API.
+func (r *opsRig) certify(t *testing.T, issuer *opsInstance, sub, name string) opsCred {
+	t.Helper()
+	_, priv, _ := ed25519.GenerateKey(nil)
+	block, _ := ssh.MarshalPrivateKey(priv, "")
+	c := opsCred{key: filepath.Join(r.dir, name)}
+	c.cert = c.key + "-cert.pub"
+	if err := os.WriteFile(c.key, pem.EncodeToMemory(block), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := ssh.NewPublicKey(priv.Public())
+	api, err := apiclient.NewClient(issuer.sp.api, apiclient.ClientOptions{Fingerprint: issuer.sp.fingerprint})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := api.Certificate(context.Background(), mockToken(t, r.mock, sub), certauth.CertificateRequest{PublicKey: string(ssh.MarshalAuthorizedKey(pub)), TTL: "1h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(c.cert, []byte(resp.Certificate+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c.serial = resp.Serial
+	return c
+}
+
+// sshCmd is stock ssh to the box target through port, with the client's
+// certificate.
 func (r *opsRig) sshCmd(port int, command string) *exec.Cmd {
-	args := []string{"-F", "none", "-i", r.key, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+	return r.sshCmdAs(r.client, port, "box", command)
+}
+
+// sshCmdAs is stock ssh with the key and certificate of c to target
+// through port.
+func (r *opsRig) sshCmdAs(c opsCred, port int, target, command string) *exec.Cmd {
+	args := []string{"-F", "none", "-i", c.key, "-o", "CertificateFile=" + c.cert, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
 		"-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile=" + r.known, "-o", "LogLevel=ERROR",
 		"-o", "ConnectTimeout=5", "-p", strconv.Itoa(port)}
-	for _, c := range r.certs {
-		args = append(args, "-o", "CertificateFile="+c)
-	}
-	return exec.Command(r.ssh, append(args, r.login+"@box@127.0.0.1", command)...)
+	return exec.Command(r.ssh, append(args, r.login+"@"+target+"@127.0.0.1", command)...)
 }
 
 // run runs command through port and returns its output and exit code.
 func (r *opsRig) run(t *testing.T, port int, command string) (stdout, stderr string, code int) {
 	t.Helper()
-	cmd := r.sshCmd(port, command)
+	return r.runCmd(t, r.sshCmd(port, command))
+}
+
+// runCmd runs an ssh command and returns its output and exit code.
+func (r *opsRig) runCmd(t *testing.T, cmd *exec.Cmd) (stdout, stderr string, code int) {
+	t.Helper()
 	var out, errOut strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()
@@ -219,12 +236,13 @@ func (r *opsRig) run(t *testing.T, port int, command string) (stdout, stderr str
 	return out.String(), errOut.String(), cmd.ProcessState.ExitCode()
 }
 
-// opsLive is a session that writes steadily until it is ended, and what
-// its client received.
+// opsLive is a session left running, and what its client received.
 type opsLive struct {
+	tag    string
 	cmd    *exec.Cmd
 	mu     sync.Mutex
-	n      int // bytes received
+	n      int             // bytes received
+	head   strings.Builder // the first KiB received
 	stderr strings.Builder
 	done   chan struct{}
 }
@@ -232,6 +250,9 @@ type opsLive struct {
 func (l *opsLive) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	l.n += len(p)
+	if rest := 1024 - l.head.Len(); rest > 0 {
+		l.head.Write(p[:min(rest, len(p))])
+	}
 	l.mu.Unlock()
 	return len(p), nil
 }
@@ -242,12 +263,31 @@ func (l *opsLive) received() int {
 	return l.n
 }
 
+func (l *opsLive) printed(s string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Contains(l.head.String(), s)
+}
+
 // startLive starts a session through port that prints its tag, then 16
 // KiB every 20 ms, and returns once its client has received output.
 func (r *opsRig) startLive(t *testing.T, port int, tag string) *opsLive {
 	t.Helper()
-	l := &opsLive{done: make(chan struct{})}
-	l.cmd = r.sshCmd(port, "echo "+tag+"; while :; do head -c 16384 /dev/zero | tr '\\0' x; sleep 0.02; done")
+	return r.startLiveCmd(t, r.sshCmd(port, "echo "+tag+"; while :; do head -c 16384 /dev/zero | tr '\\0' x; sleep 0.02; done"), tag, 32<<10)
+}
+
+// startQuiet starts a session of c to target through port that prints
+// its tag and waits, and returns once its client has received the tag.
+func (r *opsRig) startQuiet(t *testing.T, c opsCred, port int, target, tag string) *opsLive {
+	t.Helper()
+	return r.startLiveCmd(t, r.sshCmdAs(c, port, target, "echo "+tag+"; sleep 60"), tag, 0)
+}
+
+// startLiveCmd starts the ssh command cmd, which prints tag first, and
+// returns once its client has received the tag and at least least bytes.
+func (r *opsRig) startLiveCmd(t *testing.T, cmd *exec.Cmd, tag string, least int) *opsLive {
+	t.Helper()
+	l := &opsLive{tag: tag, cmd: cmd, done: make(chan struct{})}
 	l.cmd.Stdout, l.cmd.Stderr = l, &l.stderr
 	if err := l.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -256,11 +296,8 @@ func (r *opsRig) startLive(t *testing.T, port int, tag string) *opsLive {
 		l.cmd.Wait()
 		close(l.done)
 	}()
-	t.Cleanup(func() {
-		l.cmd.Process.Kill()
-		<-l.done
-	})
-	for deadline := time.Now().Add(15 * time.Second); l.received() < 32<<10; time.Sleep(20 * time.Millisecond) {
+	t.Cleanup(l.close)
+	for deadline := time.Now().Add(15 * time.Second); !l.printed(tag) || l.received() < least; time.Sleep(20 * time.Millisecond) {
 		select {
 		case <-l.done:
 			t.Fatalf("session %s ended at once: %s", tag, l.stderr.String())
@@ -271,6 +308,12 @@ func (r *opsRig) startLive(t *testing.T, port int, tag string) *opsLive {
 		}
 	}
 	return l
+}
+
+// close ends the session's client, and waits for it.
+func (l *opsLive) close() {
+	l.cmd.Process.Kill()
+	<-l.done
 }
 
 // wait waits for the session's client to exit and returns its code.
@@ -383,7 +426,7 @@ func TestPostgresRestart(t *testing.T) {
 	r := newOpsRig(t, 1)
 	a := r.serves[0]
 	r.start(t, a)
-	r.loginClient(t)
+	r.loginClient(t, a)
 	if out, errOut, code := r.run(t, a.sshPort, "echo before"); code != 0 || out != "before\n" {
 		t.Fatalf("before: %d %q %s", code, out, errOut)
 	}
@@ -451,201 +494,4 @@ func TestPostgresRestart(t *testing.T) {
 	}
 	r.stop(t, a)
 	r.verified(t, a, lives)
-}
-
-// startHAProxy runs Debian's haproxy with docs/examples/haproxy.cfg, the
-// names and ports in it replaced with the instances' loopback ones, and
-// returns the port its SSH frontend listens on, and when haproxy said
-// each server went down (from its log: "Server bastions/a is DOWN").
-func (r *opsRig) startHAProxy(t *testing.T) (port int, downAt func(server string) time.Time) {
-	t.Helper()
-	bin := sshdtest.Need(t, "haproxy")
-	example, err := os.ReadFile(filepath.Join(examplesDir, "haproxy.cfg"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	port = freeLoopbackPort(t)
-	cfg := string(example)
-	replace := map[string]string{"bind :22": fmt.Sprintf("bind 127.0.0.1:%d", port)}
-	for _, in := range r.serves {
-		replace["bastion-"+in.name+".bank.example:22 port 8443"] = fmt.Sprintf("127.0.0.1:%d port %d", in.sshPort, in.apiPort)
-	}
-	for old, new := range replace {
-		if !strings.Contains(cfg, old) {
-			t.Fatalf("docs/examples/haproxy.cfg has no %q: the test and the example differ", old)
-		}
-		cfg = strings.ReplaceAll(cfg, old, new)
-	}
-	path := filepath.Join(r.dir, "haproxy.cfg")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "-f", path, "-db")
-	var mu sync.Mutex
-	down := map[string]time.Time{}
-	log := &lockedBuffer{onWrite: func(all string) {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, in := range r.serves {
-			if _, seen := down[in.name]; !seen && strings.Contains(all, "Server bastions/"+in.name+" is DOWN") {
-				down[in.name] = time.Now()
-			}
-		}
-	}}
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		cmd.Wait()
-		close(exited)
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		<-exited
-	})
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
-			c.Close()
-			break
-		}
-		select {
-		case <-exited:
-			t.Fatalf("haproxy exited:\n%s", log.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("haproxy does not listen:\n%s", log.String())
-		}
-	}
-	return port, func(server string) time.Time {
-		mu.Lock()
-		defer mu.Unlock()
-		return down[server]
-	}
-}
-
-// TestHAProxyTwoInstances: two serve instances on one PostgreSQL database
-// (two logs: home b is "ca init --join a"), behind a real HAProxy
-// configured as docs/examples/haproxy.cfg, reached with stock ssh.
-// Connections land on both. After "kill -9" of one with a session live
-// on it, new connections succeed through the other at once; the killed
-// instance's session shows as unterminated (its writer lock went with its
-// database session), and the instance, started again on the same log, is
-// not refused and closes it. Each log verifies with its own key.
-func TestHAProxyTwoInstances(t *testing.T) {
-	t.Parallel()
-	r := newOpsRig(t, 2)
-	a, b := r.serves[0], r.serves[1]
-	r.start(t, a)
-	r.start(t, b)
-	r.loginClient(t)
-	lb, downAt := r.startHAProxy(t)
-
-	// Both instances take connections through the load balancer.
-	const n = 6
-	for i := range n {
-		word := fmt.Sprintf("through-%d", i)
-		if out, errOut, code := r.run(t, lb, "echo "+word); code != 0 || out != word+"\n" {
-			t.Fatalf("ssh through haproxy: %d %q %s", code, out, errOut)
-		}
-	}
-	count := func(in *opsInstance) int {
-		c := 0
-		for _, s := range r.sessions(t, in) {
-			if strings.Contains(s.Summary, "through-") {
-				c++
-			}
-		}
-		return c
-	}
-	onA, onB := count(a), count(b)
-	if onA+onB != n || onA == 0 || onB == 0 {
-		t.Fatalf("sessions through haproxy: %d in a's log, %d in b's, want %d in all, on both", onA, onB, n)
-	}
-	t.Logf("%d connections through haproxy: %d on a, %d on b", n, onA, onB)
-
-	// kill -9 of a, with a session live on it.
-	live := r.startLive(t, a.sshPort, "live-a")
-	killed := time.Now()
-	if err := a.sp.cmd.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	a.sp.cmd.Wait()
-	if code := live.wait(t); code != 255 {
-		t.Fatalf("the session on the killed instance: exit %d", code)
-	}
-	// Its writer lock went with its database session, at once: its
-	// session is unterminated.
-	st, err := postgres.Open(context.Background(), r.dsn, "a.bastion.test/journal", postgres.Options{ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		holder, err := st.WriterHolder(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if holder == "" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("a's writer lock is still held after its kill: %s", holder)
-		}
-	}
-	t.Logf("a's writer lock free %v after the kill", time.Since(killed).Round(time.Millisecond))
-	// New connections through the load balancer: every one succeeds on b,
-	// those made before haproxy's checks mark a down too (redispatch).
-	// The bound is the checks' (fall x inter = 1 s), with a second of
-	// margin for a loaded machine; the figures are reported.
-	const bound = 2 * time.Second
-	var firstOK time.Duration
-	var outcomes []string
-	failed := 0
-	for i := 0; time.Since(killed) < bound || i < 4; i++ {
-		at := time.Since(killed)
-		word := fmt.Sprintf("after-kill-%d", i)
-		out, errOut, code := r.run(t, lb, "echo "+word)
-		ok := code == 0 && out == word+"\n"
-		outcomes = append(outcomes, fmt.Sprintf("%v:%v", at.Round(time.Millisecond), ok))
-		if ok && firstOK == 0 {
-			firstOK = time.Since(killed)
-		}
-		if !ok {
-			failed++
-			if at >= bound {
-				t.Fatalf("a connection %v after the kill failed: %d %q %s", at.Round(time.Millisecond), code, out, errOut)
-			}
-		}
-	}
-	if firstOK == 0 || firstOK > bound {
-		t.Fatalf("no connection succeeded within %v of the kill: %v", bound, outcomes)
-	}
-	marked := "not yet"
-	if at := downAt("a"); !at.IsZero() {
-		marked = at.Sub(killed).Round(time.Millisecond).String()
-	}
-	t.Logf("after kill -9 of a: first connection through haproxy done %v after the kill, %d of %d failed; haproxy marked a down after %s; attempts (started at: ok) %v",
-		firstOK.Round(time.Millisecond), failed, len(outcomes), marked, outcomes)
-	for _, s := range r.sessions(t, a) {
-		if strings.Contains(s.Summary, "live-a") && s.State != StateUnterminated {
-			t.Fatalf("the killed instance's session is %q, want %s", s.State, StateUnterminated)
-		}
-	}
-	// a comes back on its log at once (its lock is free) and closes it.
-	restarted := time.Now()
-	r.start(t, a)
-	t.Logf("a ready again %v after its restart began", time.Since(restarted).Round(time.Millisecond))
-	for _, s := range r.sessions(t, a) {
-		if strings.Contains(s.Summary, "live-a") && s.State != "abandoned" {
-			t.Fatalf("the killed instance's session, after its restart: %s", s.State)
-		}
-	}
-
-	r.stop(t, a)
-	r.stop(t, b)
-	r.verified(t, a, map[string]*opsLive{"live-a": live})
-	r.verified(t, b, nil)
 }

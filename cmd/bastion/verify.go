@@ -228,7 +228,7 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 	// A running writer pushes its checkpoints to the witnesses: what is
 	// not cosigned yet is lag. Asked before the read is recorded, which
 	// a reader of a journal no writer holds does as a writer itself.
-	opts.Live = e.journal != nil || storage.WriterHolder(path) != "" || memberLive(ctx, st)
+	opts.Live = writerLive(ctx, e, st, path)
 	attrs := recorder.Attrs{}
 	if opts.Session != nil {
 		attrs["session"] = uuid.UUID(*opts.Session).String()
@@ -255,6 +255,16 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 		return exitCode(2, err)
 	}
 	return printVerify(e, path, key, *asJSON, r)
+}
+
+// writerLive says whether a running writer holds the log open as st, the
+// journal at path (a SQLite file's lock, a database log's advisory lock),
+// or this process is that writer: it pushes its checkpoints to the
+// witnesses about once a second, so what they have not cosigned yet is
+// lag, not a problem. A database that cannot say counts as no writer:
+// the stricter reading, where an unwitnessed tail is a problem.
+func writerLive(ctx context.Context, e *env, st storage.Store, path string) bool {
+	return e.journal != nil || storage.WriterHolder(path) != "" || memberLive(ctx, st)
 }
 
 // loadVerifier reads the journal's public key from file, or from the home

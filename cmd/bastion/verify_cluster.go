@@ -86,6 +86,9 @@ func verifyCluster(ctx context.Context, e *env, sc *readScope, opts recorder.Ver
 		case err != nil:
 			return exitCode(2, err)
 		default:
+			// Each member's log has its own writer: a running instance's
+			// checkpoints not cosigned yet are lag, a stopped one's are
+			// not witnessed.
 			o.Live = o.Live || memberLive(ctx, st)
 			mv.Report, err = recorder.Verify(ctx, st, o)
 			st.Close()
