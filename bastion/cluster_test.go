@@ -4,10 +4,13 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/jackc/pgx/v5"
+	"golang.org/x/time/rate"
 
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/policy/grants"
@@ -15,6 +18,8 @@ import (
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/cluster"
 	"github.com/bastionhq/bastion/recorder/recordertest"
+	"github.com/bastionhq/bastion/storage/postgres"
+	"github.com/bastionhq/bastion/storage/postgres/pgtest"
 )
 
 // grantMember is a cluster member's journal and grants, for the tests of
@@ -165,5 +170,129 @@ func TestClusterGrantEventWaitsForItsRequest(t *testing.T) {
 	cs.applyAll()
 	if len(fb.deferred) != 1 || fb.deferred[0].Index != bSize+3 {
 		t.Fatalf("events waiting: %+v (want only leaf %d, naming a leaf member 3's log has not reached)", fb.deferred, bSize+3)
+	}
+}
+
+// memberKey is a new journal key of origin, and the member that key is
+// with id.
+func memberKey(t *testing.T, id uint16, origin string) (*recorder.JournalKey, cluster.Member) {
+	t.Helper()
+	skey, vkey, err := recorder.GenerateJournalKey(origin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jk, err := recorder.ParseJournalKey(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vk, err := recorder.ParseVerifierKey(vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return jk, cluster.Member{ID: id, Key: vk}
+}
+
+// TestClusterCatchUpBounded: on a real PostgreSQL database, a catch-up
+// (an SSH authentication that meets a serial it does not know) reads
+// nothing for a serial of this member's or of an ID the cluster file does
+// not list, and no catch-up is spent on them; while the database hangs
+// (a lock held on the schema), a catch-up for a member's serial returns
+// within its wait (2 s, measured) and raises no alarm; once the database
+// answers, one reads the member's log. A listed member whose log is not
+// in the database raises the follow alarm once the grace has passed.
+func TestClusterCatchUpBounded(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dsn := pgtest.Shared(t).NewDatabase(t)
+	selfKey, self := memberKey(t, 1, "a.example/journal")
+	bKey, b := memberKey(t, 2, "b.example/journal")
+	_, missing := memberKey(t, 3, "c.example/journal")
+	for _, m := range []struct {
+		key *recorder.JournalKey
+		m   cluster.Member
+	}{{selfKey, self}, {bKey, b}} {
+		st, err := postgres.Open(ctx, dsn, m.m.Name(), postgres.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		base, _ := cluster.SerialOf(m.m.ID, 0)
+		j, err := recorder.Open(ctx, st, recorder.Options{Key: m.key, IndexBase: base})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := j.AppendEvent(ctx, "test.event", recorder.Attrs{}); err != nil {
+			t.Fatal(err)
+		}
+		j.Close()
+		st.Close()
+	}
+	ms, err := cluster.Parse([]byte(self.String() + "\n" + b.String() + "\n" + missing.String() + "\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bst, err := postgres.Open(ctx, dsn, b.Name(), postgres.Options{ReadOnly: true, MaxReaders: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bst.Close() })
+	s := &Server{log: hclog.NewNullLogger(), metrics: newMetrics(func() float64 { return 0 })}
+	cs := &clusterState{c: &Cluster{Members: ms, Self: self, DSN: dsn}, s: s, log: hclog.NewNullLogger(),
+		round: make(chan struct{}, 1), started: time.Now(), catchUps: rate.NewLimiter(catchUpRate, catchUpBurst), kills: map[int64]killOutcome{}}
+	fb := &followedLog{f: newFollower(b, bst), store: bst}
+	fc := &followedLog{f: newFollower(missing, nil)}
+	cs.logs = []*followedLog{fb, fc}
+
+	for _, id := range []uint16{1, 9} {
+		serial, _ := cluster.SerialOf(id, 5)
+		cs.catchUp(serial)
+	}
+	if tokens := cs.catchUps.Tokens(); tokens < catchUpBurst-0.5 {
+		t.Errorf("catch-ups for this member's serial and an unlisted ID spent the limiter: %.1f tokens left", tokens)
+	}
+	if fb.readTo != 0 {
+		t.Fatalf("a catch-up for no listed member read member 2's log (%d leaves)", fb.readTo)
+	}
+
+	// The database hangs: a transaction holds the schema locked.
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "LOCK TABLE bastion.schema_version IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	serial, _ := cluster.SerialOf(2, 5)
+	start := time.Now()
+	cs.catchUp(serial)
+	took := time.Since(start)
+	t.Logf("a catch-up while the database hangs returned after %s (bound %s)", took.Round(time.Millisecond), catchUpWait)
+	if took > catchUpWait+time.Second {
+		t.Errorf("a catch-up waited %s, more than %s", took, catchUpWait)
+	}
+	if fb.failing != "" || fb.readTo != 0 {
+		t.Fatalf("a catch-up that ran out of time marked member 2's log failing (%q) or read it (%d)", fb.failing, fb.readTo)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cs.catchUp(serial)
+	if fb.failing != "" || fb.readTo == 0 {
+		t.Fatalf("after the database answers: failing %q, %d leaves read", fb.failing, fb.readTo)
+	}
+	if fc.failing != "" {
+		t.Fatalf("member 3's log, missing within the grace, is an alarm: %s", fc.failing)
+	}
+
+	// Past the grace, member 3's log still missing is an alarm.
+	cs.started = time.Now().Add(-missingGrace - time.Second)
+	fc.nextOpen = time.Time{}
+	cs.followRound(ctx, false)
+	if !strings.Contains(fc.failing, "has no log in the database") {
+		t.Fatalf("member 3's missing log after the grace: %q", fc.failing)
 	}
 }
