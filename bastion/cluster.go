@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -116,27 +117,49 @@ const pollInterval = time.Second
 const roundGap = 20 * time.Millisecond
 
 // Catch-up rounds (reads of the other logs made for a serial or a grant
-// not known) at most, per second and in a burst.
+// not known) at most, per second and in a burst; catchUpWait is how long
+// a caller (an SSH authentication) waits for one, the wait for a round
+// under way included.
 const (
 	catchUpRate  = 10
 	catchUpBurst = 10
+	catchUpWait  = 2 * time.Second
 )
 
-// stuckFor is how long an event of another member's log may wait for the
-// request of the grant it names (in a third member's log) before it is
-// passed over.
-const stuckFor = 30 * time.Second
+// roundTimeout bounds a round: its wait for the round under way and its
+// reads of the database. A round that runs out reads nothing more; the
+// next starts again where it stopped.
+const roundTimeout = 5 * time.Second
+
+// openRetry is how often a member's log not in the database yet is looked
+// for; missingGrace how long after this member started it may be missing
+// before the follow alarm is raised (a member that never started, or a
+// wrong key in the cluster file, which names another log).
+const (
+	openRetry    = 5 * time.Second
+	missingGrace = 5 * time.Minute
+)
+
+// killKeep is how long the outcome of a kill request of this member's is
+// kept for "sessions kill" to find (it waits killWait at most).
+const killKeep = 2 * killWait
 
 // followedLog is one other member's log as this member follows it.
 type followedLog struct {
 	f     *cluster.Follower
 	store storage.Store
 	base  uint64 // the member's IndexBase
+	// nextOpen is when the log, not in the database yet (store nil), is
+	// looked for again, or before if notified: a notification named it.
+	nextOpen time.Time
+	notified atomic.Bool
 	// queue holds the leaves verified and not yet applied; deferred the
-	// grant events set aside (see apply), deferredAt since when.
-	queue      []cluster.Followed
-	deferred   []cluster.Followed
-	deferredAt map[int64]time.Time
+	// grant events set aside (see apply).
+	queue    []cluster.Followed
+	deferred []cluster.Followed
+	// readTo is the size of the log read and verified; appliedTo that of
+	// the part applied (its leaves applied, or set aside).
+	readTo, appliedTo int64
 	// failing is the error of the last read ("" when it verified), for
 	// the alarm: raised on the first failure, cleared once it verifies.
 	failing string
@@ -156,6 +179,7 @@ type killOutcome struct {
 	member cluster.Member
 	index  int64
 	end    *recorder.Leaf
+	seen   time.Time // when it was applied here: kept killKeep
 }
 
 // clusterState follows the other members' logs and applies them here.
@@ -165,10 +189,14 @@ type clusterState struct {
 	log hclog.Logger
 
 	// round serializes the reads and applications of the logs (a
-	// Follower is not safe for concurrent use); it guards logs.
-	round  sync.Mutex
-	logs   []*followedLog
-	closed bool // the stores are closed (closeStores)
+	// Follower is not safe for concurrent use): a round holds its one
+	// token (lockRound), which guards logs and closed. A channel, so that
+	// a wait for it ends with the caller's deadline.
+	round   chan struct{}
+	logs    []*followedLog
+	byName  map[string]*followedLog // the same, by log name; not changed after openCluster
+	closed  bool                    // the stores are closed (closeStores)
+	started time.Time               // when this member started following
 
 	wake chan struct{} // capacity 1: a notification, or a caller wants a round
 	// catchUps bounds the rounds made for serials and grants not known.
@@ -186,6 +214,7 @@ type clusterState struct {
 // an error: serve runs, and applies it once it verifies.
 func (s *Server) openCluster(ctx context.Context, c *Cluster) error {
 	cs := &clusterState{c: c, s: s, log: s.log.Named("cluster"), wake: make(chan struct{}, 1), catchUps: rate.NewLimiter(catchUpRate, catchUpBurst),
+		round: make(chan struct{}, 1), started: time.Now(), byName: map[string]*followedLog{},
 		open: map[string]remoteSession{}, kills: map[int64]killOutcome{}, killed: make(chan struct{})}
 	for _, m := range c.Members.All() {
 		if m.ID == c.Self.ID {
@@ -207,22 +236,59 @@ func (s *Server) openCluster(ctx context.Context, c *Cluster) error {
 		base, _ := cluster.SerialOf(m.ID, 0)
 		// Without a store yet, the follower is replaced once the
 		// member's log exists (read).
-		fl := &followedLog{store: st, base: base, f: cluster.NewFollower(m, st)}
+		fl := &followedLog{store: st, base: base, f: newFollower(m, st)}
+		if st == nil {
+			fl.nextOpen = time.Now().Add(openRetry)
+		}
 		cs.logs = append(cs.logs, fl)
+		cs.byName[m.Name()] = fl
 	}
 	s.cluster = cs
 	s.registry.SetOnMiss(c.Self.ID, cs.catchUp)
-	cs.followRound(ctx)
+	cs.followRound(ctx, false)
 	for _, fl := range cs.logs {
 		cs.log.Info("following a member's log", "member", fl.f.Member.ID, "log", fl.f.Member.Name(), "leaves", fl.f.Size())
 	}
 	return nil
 }
 
-// closeStores closes the logs' stores: no round reads them after.
+// newFollower follows m's log, keeping the leaves applyLeaf applies.
+func newFollower(m cluster.Member, st storage.Store) *cluster.Follower {
+	f := cluster.NewFollower(m, st)
+	f.Keep = applied
+	return f
+}
+
+// applied selects the leaves of another member's log that applyLeaf
+// applies.
+func applied(l *recorder.Leaf) bool {
+	switch l.Type {
+	case recorder.LeafSessionStart, recorder.LeafSessionEnd:
+		return true
+	case recorder.LeafEvent:
+		return l.Event == events.CertIssued || l.Event == events.CertRevoked || l.Event == events.SessionKillRequested || grants.GrantEvents(l.Event)
+	}
+	return false
+}
+
+// lockRound takes the round, waiting no longer than ctx allows, and
+// reports whether it did.
+func (cs *clusterState) lockRound(ctx context.Context) bool {
+	select {
+	case cs.round <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (cs *clusterState) unlockRound() { <-cs.round }
+
+// closeStores closes the logs' stores: no round reads them after. It
+// waits for the round under way, which roundTimeout bounds.
 func (cs *clusterState) closeStores() {
-	cs.round.Lock()
-	defer cs.round.Unlock()
+	cs.round <- struct{}{}
+	defer cs.unlockRound()
 	cs.closed = true
 	for _, fl := range cs.logs {
 		if fl.store != nil {
@@ -238,7 +304,8 @@ func (cs *clusterState) run(ctx context.Context) {
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		postgres.Listen(ctx, cs.c.DSN, func(name string) {
-			if name != cs.c.Self.Name() {
+			if fl := cs.byName[name]; fl != nil {
+				fl.notified.Store(true)
 				cs.poke()
 			}
 		}, func(err error) {
@@ -256,7 +323,7 @@ func (cs *clusterState) run(ctx context.Context) {
 		case <-t.C:
 		case <-cs.wake:
 		}
-		cs.followRound(ctx)
+		cs.followRound(ctx, false)
 		// A busy member notifies at every commit: rounds are at least
 		// roundGap apart, each reading all that came meanwhile.
 		select {
@@ -275,42 +342,61 @@ func (cs *clusterState) poke() {
 
 // catchUp reads the other members' logs now, for a serial the registry
 // does not know (Registry.SetOnMiss): a certificate issued through
-// another member a moment ago. A stranger can present any serial before
-// its certificate's signature is checked, so catch-ups are rate-limited:
-// past the limit, the lookup answers from what the last round read.
+// another member a moment ago. Only a serial of another member listed in
+// the cluster file makes it read, at most catchUpRate times a second (the
+// front door checks the certificate's signature first, but whoever holds
+// a certificate chooses when to present it): past the limit, or after
+// catchUpWait, the lookup answers from what the last round read.
 func (cs *clusterState) catchUp(serial uint64) {
+	if m, _ := cluster.SplitSerial(serial); m == cs.c.Self.ID {
+		return
+	} else if _, ok := cs.c.Members.ByID(m); !ok {
+		return
+	}
 	if !cs.catchUps.Allow() {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), catchUpWait)
 	defer cancel()
-	cs.followRound(ctx)
+	cs.followRound(ctx, true)
 }
 
 // catchUpGrant is catchUp for a grant ID the grants do not know
 // (GrantsOptions.CatchUp), when its number names another member.
 func (cs *clusterState) catchUpGrant(id string) {
-	n, err := strconv.ParseUint(strings.TrimPrefix(id, "G-"), 10, 64)
-	if err != nil || !strings.HasPrefix(id, "G-") {
-		return
-	}
-	if m, _ := cluster.SplitSerial(n); m != cs.c.Self.ID {
+	if n, ok := grants.GrantNumber(id); ok {
 		cs.catchUp(n)
 	}
 }
 
-// followRound reads every other member's log and applies what verified.
-func (cs *clusterState) followRound(ctx context.Context) {
-	cs.round.Lock()
-	defer cs.round.Unlock()
+// followRound reads every other member's log and applies what verified,
+// within roundTimeout (and ctx). A catch-up's round that runs out of time
+// (its caller's) does not count as a failure to read a log: only the
+// follower's own rounds raise the alarm.
+func (cs *clusterState) followRound(parent context.Context, catchUp bool) {
+	ctx, cancel := context.WithTimeout(parent, roundTimeout)
+	defer cancel()
+	// quiet says a read that failed was cut short by the caller (a
+	// catch-up's wait, or the end of serve): no failure of the log's.
+	quiet := func() bool { return parent.Err() != nil || catchUp && ctx.Err() != nil }
+	if !cs.lockRound(ctx) {
+		return
+	}
+	defer cs.unlockRound()
 	if cs.closed {
 		return
 	}
 	for _, fl := range cs.logs {
-		cs.read(ctx, fl)
+		cs.read(ctx, fl, quiet)
 	}
-	// Apply until no log makes progress: an event that names a grant
-	// requested in another log waits for that log's request.
+	cs.applyAll()
+	cs.prune()
+}
+
+// applyAll applies what the logs' reads queued until no log makes
+// progress: an event that names a grant requested in another log waits
+// for that log's request.
+func (cs *clusterState) applyAll() {
 	for progress := true; progress; {
 		progress = false
 		for _, fl := range cs.logs {
@@ -321,32 +407,58 @@ func (cs *clusterState) followRound(ctx context.Context) {
 	}
 }
 
+// prune forgets what no caller waits for any longer: the outcomes of kill
+// requests older than killKeep, and this member's own events about grants
+// whose request can no longer come.
+func (cs *clusterState) prune() {
+	cs.mu.Lock()
+	for idx, k := range cs.kills {
+		if time.Since(k.seen) > killKeep {
+			delete(cs.kills, idx)
+		}
+	}
+	cs.mu.Unlock()
+	if cs.s.grants != nil {
+		cs.s.grants.PassOverOrphans(cs.requestGone)
+	}
+}
+
 // read appends the leaves fl's log gained, once they verify, to its
 // queue.
-func (cs *clusterState) read(ctx context.Context, fl *followedLog) {
+func (cs *clusterState) read(ctx context.Context, fl *followedLog, quiet func() bool) {
 	m := fl.f.Member
 	if fl.store == nil {
-		st, err := postgres.Open(ctx, cs.c.DSN, m.Name(), postgres.Options{ReadOnly: true, MaxReaders: 2})
-		if err != nil {
-			return // not started yet
+		// Looked for every openRetry, not at each round (each look is a
+		// connection to the database).
+		if !fl.notified.Swap(false) && time.Now().Before(fl.nextOpen) {
+			return
 		}
-		fl.store, fl.f = st, cluster.NewFollower(m, st)
+		fl.nextOpen = time.Now().Add(openRetry)
+		st, err := postgres.Open(ctx, cs.c.DSN, m.Name(), postgres.Options{ReadOnly: true, MaxReaders: 2})
+		switch {
+		case errors.Is(err, postgres.ErrNoLog):
+			if time.Since(cs.started) > missingGrace {
+				cs.failed(fl, fmt.Errorf("member %d (%s) has no log in the database %s after this member started: it never started, or the cluster file gives it a wrong key", m.ID, m.Name(), missingGrace),
+					"is not in the database")
+			}
+			return
+		case err != nil:
+			if !quiet() {
+				cs.failed(fl, err, "cannot be read")
+			}
+			return
+		}
+		fl.store, fl.f = st, newFollower(m, st)
 	}
 	got, err := fl.f.Next(ctx)
 	if err != nil {
-		if fl.failing != err.Error() {
-			what := "cannot be read"
-			if errors.Is(err, cluster.ErrNotVerified) {
-				what = "does not verify with its key in the cluster file"
-			}
-			cs.log.Error("a member's log "+what+": nothing more of it is applied here (its revocations, grants and kill requests included) until it does", "member", m.ID, "log", m.Name(), "error", err)
-			if fl.failing == "" {
-				cs.s.metrics.alarm(AlarmClusterFollow, true)
-				postAlert(cs.s.alerts, AlarmClusterFollow, webhook.AlertRaised, fmt.Sprintf("bastion: member %d's log (%s) %s: %v", m.ID, m.Name(), what, err),
-					map[string]string{"member": strconv.Itoa(int(m.ID)), "log": m.Name()})
-			}
-			fl.failing = err.Error()
+		what := "cannot be read"
+		if errors.Is(err, cluster.ErrNotVerified) {
+			what = "does not verify with its key in the cluster file"
+		} else if quiet() {
+			return
 		}
+		cs.failed(fl, err, what)
 		return
 	}
 	if fl.failing != "" {
@@ -359,6 +471,23 @@ func (cs *clusterState) read(ctx context.Context, fl *followedLog) {
 			map[string]string{"member": strconv.Itoa(int(m.ID)), "log": m.Name()})
 	}
 	fl.queue = append(fl.queue, got...)
+	fl.readTo = fl.f.Size()
+}
+
+// failed logs that fl's log cannot be followed (what says why, err in
+// full) and raises the alarm, once for each new error.
+func (cs *clusterState) failed(fl *followedLog, err error, what string) {
+	m := fl.f.Member
+	if fl.failing == err.Error() {
+		return
+	}
+	cs.log.Error("a member's log "+what+": nothing more of it is applied here (its revocations, grants and kill requests included) until it does", "member", m.ID, "log", m.Name(), "error", err)
+	if fl.failing == "" {
+		cs.s.metrics.alarm(AlarmClusterFollow, true)
+		postAlert(cs.s.alerts, AlarmClusterFollow, webhook.AlertRaised, fmt.Sprintf("bastion: member %d's log (%s) %s: %v", m.ID, m.Name(), what, err),
+			map[string]string{"member": strconv.Itoa(int(m.ID)), "log": m.Name()})
+	}
+	fl.failing = err.Error()
 }
 
 func (cs *clusterState) anyFailing() bool {
@@ -372,27 +501,35 @@ func (cs *clusterState) anyFailing() bool {
 
 // apply applies fl's queued leaves in order, and reports whether it
 // applied any. A grant event that names a grant whose request is in a
-// log not read that far (ErrUnknownGrant) is set aside, with the later
+// log not applied that far (ErrUnknownGrant) is set aside, with the later
 // events of the same grant, and tried again at each round; the log's
-// other leaves go on. One set aside longer than stuckFor is passed over.
+// other leaves go on. It is passed over (and logged) only once the
+// request can no longer come (requestGone): a grant's end or revocation
+// is never dropped while the log its number names may still request it.
 func (cs *clusterState) apply(fl *followedLog) bool {
 	progress := false
 	var still []cluster.Followed
 	waiting := map[string]bool{}
+	// unknown reports whether e must wait for its grant's request.
+	unknown := func(e cluster.Followed, err error) bool {
+		if !errors.Is(err, grants.ErrUnknownGrant) {
+			return false
+		}
+		why := "its ID is not a grant number"
+		if n, ok := grants.GrantNumber(e.Leaf.Attrs["grant"]); ok {
+			why = cs.requestGone(n)
+		}
+		if why == "" {
+			return true
+		}
+		cs.log.Error("a member's grant event names a grant no member's log requests: passed over", "member", fl.f.Member.ID, "leaf", e.Index, "event", e.Leaf.Event, "why", why)
+		return false
+	}
 	for _, e := range fl.deferred {
 		id := e.Leaf.Attrs["grant"]
-		if !waiting[id] {
-			err := cs.applyLeaf(fl, e.Index, e.Leaf)
-			if !errors.Is(err, grants.ErrUnknownGrant) {
-				progress = true
-				continue
-			}
-			if time.Since(fl.deferredAt[e.Index]) > stuckFor {
-				cs.log.Error("a member's grant event names a grant no member's log requests: passed over", "member", fl.f.Member.ID, "leaf", e.Index, "error", err)
-				delete(fl.deferredAt, e.Index)
-				progress = true
-				continue
-			}
+		if !waiting[id] && !unknown(e, cs.applyLeaf(fl, e.Index, e.Leaf)) {
+			progress = true
+			continue
 		}
 		waiting[id] = true
 		still = append(still, e)
@@ -402,32 +539,39 @@ func (cs *clusterState) apply(fl *followedLog) bool {
 		progress = true
 		id := e.Leaf.Attrs["grant"]
 		if e.Leaf.Type == recorder.LeafEvent && id != "" && waiting[id] && grants.GrantEvents(e.Leaf.Event) {
-			fl.setAside(e)
+			fl.deferred = append(fl.deferred, e)
 			continue
 		}
-		if err := cs.applyLeaf(fl, e.Index, e.Leaf); errors.Is(err, grants.ErrUnknownGrant) {
+		if unknown(e, cs.applyLeaf(fl, e.Index, e.Leaf)) {
 			waiting[id] = true
-			fl.setAside(e)
+			fl.deferred = append(fl.deferred, e)
 		}
 	}
 	fl.queue = nil
-	kept := map[int64]time.Time{}
-	for _, e := range fl.deferred {
-		kept[e.Index] = fl.deferredAt[e.Index]
-	}
-	fl.deferredAt = kept
+	// A request is never set aside: every request up to readTo is in.
+	fl.appliedTo = fl.readTo
 	return progress
 }
 
-// setAside sets e aside until the grant it names is known.
-func (fl *followedLog) setAside(e cluster.Followed) {
-	fl.deferred = append(fl.deferred, e)
-	if fl.deferredAt == nil {
-		fl.deferredAt = map[int64]time.Time{}
+// requestGone says why the request of grant number n can no longer come,
+// or "" while it may: n names its member and the leaf of the request
+// (cluster.SplitSerial). It can no longer come once that member's log is
+// applied here past that leaf, or when n names this member (whose own
+// log is all read at start) or no member of the cluster.
+func (cs *clusterState) requestGone(n uint64) string {
+	id, leaf := cluster.SplitSerial(n)
+	if id == cs.c.Self.ID {
+		return fmt.Sprintf("its number names this member's leaf %d, which is not its request", leaf)
 	}
-	if _, ok := fl.deferredAt[e.Index]; !ok {
-		fl.deferredAt[e.Index] = time.Now()
+	for _, fl := range cs.logs {
+		if fl.f.Member.ID == id {
+			if fl.appliedTo > leaf {
+				return fmt.Sprintf("member %d's log, applied here to leaf %d, requests no such grant at leaf %d", id, fl.appliedTo-1, leaf)
+			}
+			return ""
+		}
 	}
+	return fmt.Sprintf("its number names member %d, not in the cluster file", id)
 }
 
 // applyLeaf makes leaf idx of another member's log take effect here. Only
@@ -446,7 +590,7 @@ func (cs *clusterState) applyLeaf(fl *followedLog, idx int64, l *recorder.Leaf) 
 		delete(cs.open, uuid.UUID(l.Session).String())
 		if l.Attrs["kill.log"] == cs.c.Self.Name() {
 			if req, err := strconv.ParseInt(l.Attrs["kill.leaf"], 10, 64); err == nil {
-				cs.kills[req] = killOutcome{member: m, index: idx, end: l}
+				cs.kills[req] = killOutcome{member: m, index: idx, end: l, seen: time.Now()}
 				close(cs.killed)
 				cs.killed = make(chan struct{})
 			}
@@ -535,7 +679,7 @@ type RemoteKill struct {
 // that member's end leaf. It returns ErrNoLiveSession when no member's
 // log shows such a session open.
 func (cs *clusterState) killRemote(ctx context.Context, id, reason, by string, operator recorder.Attrs) (LiveSessionResult, error) {
-	cs.followRound(ctx)
+	cs.followRound(ctx, false)
 	id = strings.ToLower(strings.TrimSpace(id))
 	cs.mu.Lock()
 	var hits []string

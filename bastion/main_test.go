@@ -6,6 +6,8 @@ import (
 	"runtime"
 	"strconv"
 	"testing"
+
+	"github.com/bastionhq/bastion/storage/postgres/pgtest"
 )
 
 // TestMain runs the tests with more of them in parallel than go test's
@@ -14,7 +16,7 @@ import (
 // CPU.
 func TestMain(m *testing.M) {
 	setParallel(8)
-	os.Exit(m.Run())
+	os.Exit(pgtest.Main(m))
 }
 
 // setParallel makes n (at least GOMAXPROCS) the default of -test.parallel.

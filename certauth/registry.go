@@ -83,6 +83,12 @@ type identityRevocation struct {
 	At, Until time.Time
 }
 
+// covers reports whether a certificate of the identity issued at issued
+// is revoked: issued before the revocation, or during the block.
+func (rev identityRevocation) covers(issued time.Time) bool {
+	return !issued.After(rev.At) || issued.Before(rev.Until)
+}
+
 // RegistryEvents selects the events [LoadRegistry] reads, for
 // recorder.ReadLogOptions.
 func RegistryEvents(name string) bool { return name == events.CertIssued || name == events.CertRevoked }
@@ -152,13 +158,6 @@ func (r *Registry) applyRevoked(idx int64, l *recorder.Leaf) (*RevokeResult, err
 	res := &RevokeResult{Serials: serials, Leaf: idx, At: at}
 	r.markRevoked(serials, at, l.Attrs["reason"])
 	if id := l.Attrs["identity"]; id != "" {
-		// Every certificate of the identity issued before, those the
-		// revoking member had not read yet included.
-		for _, rec := range r.certs {
-			if rec.Identity == id && !rec.Revoked && !rec.IssuedAt.After(at) {
-				rec.Revoked, rec.RevokedAt, rec.RevokeReason = true, at, l.Attrs["reason"]
-			}
-		}
 		rev := r.identities[id]
 		rev.At = maxTime(rev.At, at)
 		if u := l.Attrs["blocked_until"]; u != "" {
@@ -171,6 +170,15 @@ func (r *Registry) applyRevoked(idx int64, l *recorder.Leaf) (*RevokeResult, err
 		}
 		r.identities[id] = rev
 		res.Identity = id
+		// Every certificate of the identity issued before, those the
+		// revoking member had not read yet included, and every one
+		// issued during a block: another member may have issued it
+		// before it read this leaf.
+		for _, rec := range r.certs {
+			if rec.Identity == id && !rec.Revoked && rev.covers(rec.IssuedAt) {
+				rec.Revoked, rec.RevokedAt, rec.RevokeReason = true, at, l.Attrs["reason"]
+			}
+		}
 	}
 	return res, nil
 }
@@ -324,13 +332,14 @@ type earlyRevocation struct {
 
 // register adds an issued certificate that another member's log records,
 // revoked if a revocation already read names it, or names its identity
-// after it was issued. r.mu must be held.
+// after it was issued or with a block it was issued during. r.mu must be
+// held.
 func (r *Registry) register(rec *CertRecord) {
 	if e, ok := r.early[rec.Serial]; ok {
 		rec.Revoked, rec.RevokedAt, rec.RevokeReason = true, e.at, e.reason
 		delete(r.early, rec.Serial)
 	}
-	if rev, ok := r.identities[rec.Identity]; ok && !rec.Revoked && !rec.IssuedAt.After(rev.At) {
+	if rev, ok := r.identities[rec.Identity]; ok && !rec.Revoked && rev.covers(rec.IssuedAt) {
 		rec.Revoked, rec.RevokedAt, rec.RevokeReason = true, rev.At, "identity revoked"
 	}
 	r.certs[rec.Serial] = rec

@@ -105,3 +105,51 @@ func TestRegistryApplyForeign(t *testing.T) {
 		t.Fatalf("LoadRegistry of a member's log: %v", err)
 	}
 }
+
+// TestRegistryBlockAcrossMembers: member 1 revokes an identity with a
+// block; member 2 issues it a certificate during the block, before it has
+// read member 1's leaf. Whichever of the two leaves a registry reads
+// first, the certificate is revoked; one issued after the block is not.
+func TestRegistryBlockAcrossMembers(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	block := &recorder.Leaf{Type: recorder.LeafEvent, Event: events.CertRevoked, WallNS: now.UnixNano(),
+		Attrs: recorder.Attrs{"identity": "alice@dev", "reason": "left", "blocked_until": now.Add(time.Hour).UTC().Format(time.RFC3339Nano)}}
+	during, _ := cluster.SerialOf(2, 7)
+	after, _ := cluster.SerialOf(2, 8)
+	duringLeaf := issuedLeaf(during, now.Add(time.Minute))
+	afterLeaf := issuedLeaf(after, now.Add(2*time.Hour))
+	for _, order := range []string{"revocation first", "issuance first"} {
+		t.Run(strings.ReplaceAll(order, " ", "_"), func(t *testing.T) {
+			// The registry of a third member, reading both logs.
+			r := NewRegistry()
+			r.SetOnMiss(3, nil)
+			revoke := func() {
+				res, err := r.ApplyForeign(1, "a.example/journal", 5, block, now)
+				if err != nil || res.Identity != "alice@dev" {
+					t.Fatalf("revocation: %+v %v", res, err)
+				}
+			}
+			issue := func(serial uint64, l *recorder.Leaf) {
+				_, idx := cluster.SplitSerial(serial)
+				if _, err := r.ApplyForeign(2, "b.example/journal", idx, l, now); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if order == "revocation first" {
+				revoke()
+				issue(during, duringLeaf)
+			} else {
+				issue(during, duringLeaf)
+				revoke()
+			}
+			issue(after, afterLeaf)
+			if !r.IsRevoked(during) {
+				t.Error("a certificate issued through member 2 during member 1's block is not revoked")
+			}
+			if r.IsRevoked(after) {
+				t.Error("a certificate issued after the block is revoked")
+			}
+		})
+	}
+}

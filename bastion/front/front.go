@@ -617,6 +617,15 @@ func (f *Front) checkAs(conn ssh.ConnMetadata, key ssh.PublicKey, set *TargetSet
 	if !slices.Contains(cert.ValidPrincipals, login) {
 		return nil, &refusal{reason: events.ReasonPrincipal, detail: login}
 	}
+	// x/crypto's own certificate check, which also verifies the CA's
+	// signature on it (offerRefusal did when the key was offered; this
+	// check stands on its own): before the registry is asked, so that a
+	// forged certificate costs nothing more (a serial the registry does
+	// not know may make it read the other cluster members' logs).
+	checker := &ssh.CertChecker{SupportedCriticalOptions: []string{sourceAddressOption}, Clock: f.now}
+	if err := checker.CheckCert(login, cert); err != nil {
+		return nil, &refusal{reason: events.ReasonCertificateFailed, detail: err.Error()}
+	}
 	// The certificate must be one this bastion's journal records as
 	// issued, for this key: one signed with the CA key elsewhere (a
 	// stolen key, another bastion sharing the CA) is refused.
@@ -630,16 +639,6 @@ func (f *Front) checkAs(conn ssh.ConnMetadata, key ssh.PublicKey, set *TargetSet
 	if rec.KeyFingerprint != ssh.FingerprintSHA256(cert.Key) || !slices.Equal(rec.Principals, cert.ValidPrincipals) ||
 		rec.ValidBefore.Unix() != int64(cert.ValidBefore) || rec.KeyID != cert.KeyId {
 		return nil, &refusal{reason: events.ReasonKeyMismatch, detail: fmt.Sprintf("serial %d", cert.Serial)}
-	}
-	// Belt and braces: x/crypto's own certificate check, which also
-	// verifies the CA's signature on it.
-	checker := &ssh.CertChecker{
-		SupportedCriticalOptions: []string{sourceAddressOption},
-		Clock:                    f.now,
-		IsRevoked:                func(c *ssh.Certificate) bool { return f.opts.Registry.IsRevoked(c.Serial) },
-	}
-	if err := checker.CheckCert(login, cert); err != nil {
-		return nil, &refusal{reason: events.ReasonCertificateFailed, detail: err.Error()}
 	}
 	info := &authInfo{
 		cert: cert, login: login, target: t, targets: set, serial: cert.Serial, who: rec.PolicyIdentity(),

@@ -713,17 +713,18 @@ func hashOf(p GrantPolicy) string {
 	return ""
 }
 
-// grantIDNumber is the number an ID names (its request leaf's index, plus
-// the member's ID << 48 in a cluster), and whether it names one.
-func grantIDNumber(id string) (uint64, bool) {
+// GrantNumber is the number grant ID id ("G-N") names (its request
+// leaf's index, plus the member's ID << 48 in a cluster: see
+// cluster.SplitSerial), and whether it names one.
+func GrantNumber(id string) (uint64, bool) {
 	n, err := strconv.ParseUint(strings.TrimPrefix(id, "G-"), 10, 64)
 	return n, err == nil && strings.HasPrefix(id, "G-")
 }
 
 // compareGrantIDs orders IDs by their numbers, IDs that name none first.
 func compareGrantIDs(a, b string) int {
-	na, oka := grantIDNumber(a)
-	nb, okb := grantIDNumber(b)
+	na, oka := GrantNumber(a)
+	nb, okb := GrantNumber(b)
 	switch {
 	case oka != okb:
 		if oka {

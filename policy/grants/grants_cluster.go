@@ -90,3 +90,23 @@ func (s *Grants) ApplyForeign(base uint64, idx int64, name string, a recorder.At
 	}
 	return out, nil
 }
+
+// PassOverOrphans forgets this log's own events about grants requested
+// in another member's log (read at load, kept until the request is read)
+// whose request can no longer come: gone(number) says why not, or "" while
+// it may still, for the grant's number. Each grant forgotten is logged.
+func (s *Grants) PassOverOrphans(gone func(number uint64) string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, evs := range s.orphans {
+		n, ok := GrantNumber(id)
+		why := "its ID is not a grant number"
+		if ok {
+			why = gone(n)
+		}
+		if why != "" {
+			s.log.Error("this member's events about a grant no member's log requests: passed over", "grant", printableID(id), "events", len(evs), "why", why)
+			delete(s.orphans, id)
+		}
+	}
+}

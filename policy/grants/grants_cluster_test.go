@@ -104,3 +104,30 @@ func TestGrantsAcrossMembers(t *testing.T) {
 		t.Fatalf("grants active on a after b's revocation: %+v", act)
 	}
 }
+
+// TestGrantsPassOverOrphans: a member's own decision on another member's
+// grant, read at its restart before that member's log, is kept while the
+// request may still come, and forgotten once the caller says it cannot.
+func TestGrantsPassOverOrphans(t *testing.T) {
+	t.Parallel()
+	pol := grantstest.Policy(t, 1, "bob")
+	member := func(id uint64) *grantsFixture {
+		return newGrantsFixture(t, pol, func(o *GrantsOptions) { o.IndexBase = id << 48 })
+	}
+	a, b := member(1), member(2)
+	g := a.request(grantAgent, "db-prod", time.Hour)
+	feed(t, a, b, -1)
+	b.mustDecide("approve", g.ID, grantBob)
+	b.reopen()
+	var asked []uint64
+	b.g.PassOverOrphans(func(n uint64) string { asked = append(asked, n); return "" })
+	if n, _ := GrantNumber(g.ID); len(asked) != 1 || asked[0] != n {
+		t.Fatalf("asked about %v, want %s's number", asked, g.ID)
+	}
+	b.g.PassOverOrphans(func(uint64) string { return "test: the request cannot come" })
+	feed(t, a, b, -1)
+	if got, ok := b.g.Get(g.ID); !ok || got.State != GrantPending || len(got.Approvals) != 0 {
+		t.Fatalf("b applied its own approval after it was passed over: %+v %v", got, ok)
+	}
+	b.g.PassOverOrphans(func(uint64) string { t.Fatal("asked again about a forgotten grant"); return "" })
+}

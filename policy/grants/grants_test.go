@@ -240,7 +240,7 @@ func TestGrantLifecycle(t *testing.T) {
 		!slices.Equal(g.Approvers, []string{"approvers"}) || !g.RequestedAt.Equal(requested) || !g.PendingUntil.Equal(requested.Add(DefaultPendingTTL)) {
 		t.Fatalf("requested: %+v", g)
 	}
-	if _, ok := grantIDNumber(g.ID); !ok {
+	if _, ok := GrantNumber(g.ID); !ok {
 		t.Fatalf("ID %s names no leaf", g.ID)
 	}
 	if len(f.g.Active("agent-1@corp", f.clock.Now())) != 0 {

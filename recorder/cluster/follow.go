@@ -38,9 +38,14 @@ type Followed struct {
 // A Follower is not safe for concurrent use.
 type Follower struct {
 	Member Member
-	store  storage.Store
-	tree   *compact.Range // the leaves passed on
-	size   int64          // how many
+	// Keep, if set, selects the leaves Next passes on: the others are
+	// read and verified, not kept (a follower reads the whole log again
+	// after each restart, and keeps in memory only what it applies).
+	Keep  func(*recorder.Leaf) bool
+	store storage.Store
+	tree  *compact.Range // the leaves passed on
+	size  int64          // how many
+	chunk int64          // how many leaves Next asks the store for at a time
 }
 
 var rangeFactory = compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
@@ -48,14 +53,14 @@ var rangeFactory = compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren
 // NewFollower follows m's log in store (a read-only store on that log),
 // from its first leaf.
 func NewFollower(m Member, store storage.Store) *Follower {
-	return &Follower{Member: m, store: store, tree: rangeFactory.NewEmptyRange(0)}
+	return &Follower{Member: m, store: store, tree: rangeFactory.NewEmptyRange(0), chunk: 4096}
 }
 
 // Size is the number of leaves passed on so far.
 func (f *Follower) Size() int64 { return f.size }
 
-// Next returns the leaves the log gained since the last call, in index
-// order (none when it did not grow), once the log's head checkpoint
+// Next returns the leaves the log gained since the last call (those Keep
+// selects), in index order (none when it did not grow), once the log's head checkpoint
 // verifies with the member's key over every leaf read. Errors that are
 // about the log's content wrap ErrNotVerified; others (the database
 // cannot be reached) do not. Either way nothing is passed on, and the
@@ -98,21 +103,25 @@ func (f *Follower) Next(ctx context.Context) ([]Followed, error) {
 	}
 	var out []Followed
 	next := f.size
-	err = snap.Leaves(ctx, f.size, c.Size, func(sl storage.Leaf) error {
-		if sl.Index != next {
-			return bad("leaf %d is missing", next)
-		}
-		l, err := recorder.ParseLeaf(sl.Data)
-		if err != nil {
-			return bad("leaf %d: %v", next, err)
-		}
-		if err := tree.Append(rfc6962.DefaultHasher.HashLeaf(sl.Data), nil); err != nil {
-			return err
-		}
-		out = append(out, Followed{Index: next, Leaf: l})
-		next++
-		return nil
-	})
+	for from := f.size; err == nil && from < c.Size && next == from; from += f.chunk {
+		err = snap.Leaves(ctx, from, min(from+f.chunk, c.Size), func(sl storage.Leaf) error {
+			if sl.Index != next {
+				return bad("leaf %d is missing", next)
+			}
+			l, err := recorder.ParseLeaf(sl.Data)
+			if err != nil {
+				return bad("leaf %d: %v", next, err)
+			}
+			if err := tree.Append(rfc6962.DefaultHasher.HashLeaf(sl.Data), nil); err != nil {
+				return err
+			}
+			if f.Keep == nil || f.Keep(l) {
+				out = append(out, Followed{Index: next, Leaf: l})
+			}
+			next++
+			return nil
+		})
+	}
 	if err != nil {
 		if errors.Is(err, ErrNotVerified) {
 			return nil, err

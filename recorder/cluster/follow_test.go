@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -143,5 +144,45 @@ func TestFollowerRefuses(t *testing.T) {
 	g.store = other.Store
 	if got, err := g.Next(ctx); !errors.Is(err, ErrNotVerified) || !strings.Contains(err.Error(), "rolled back") || got != nil {
 		t.Errorf("a rolled-back log: %v %v", got, err)
+	}
+}
+
+// TestFollowerKeeps: a follower with Keep passes on only the leaves it
+// selects, reading the log a chunk at a time, and still verifies every
+// leaf: Size counts them all.
+func TestFollowerKeeps(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	j, m := memberJournal(t, 1, "a.example/journal", 0)
+	var kept []int64
+	for i := range 7 {
+		name := "test.other"
+		if i%3 == 0 {
+			name = "test.kept"
+		}
+		idx, err := j.AppendEvent(ctx, name, recorder.Attrs{"n": strconv.Itoa(i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if name == "test.kept" {
+			kept = append(kept, idx)
+		}
+	}
+	f := NewFollower(m, j.Store)
+	f.Keep = func(l *recorder.Leaf) bool { return l.Event == "test.kept" }
+	f.chunk = 2
+	got, err := f.Next(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var idx []int64
+	for _, g := range got {
+		idx = append(idx, g.Index)
+	}
+	if !slices.Equal(idx, kept) {
+		t.Fatalf("passed on leaves %v, want %v", idx, kept)
+	}
+	if st, err := j.Store.State(ctx); err != nil || f.Size() != st.TreeSize || f.Size() < 7 {
+		t.Fatalf("Size %d, log %+v %v", f.Size(), st, err)
 	}
 }
