@@ -839,6 +839,11 @@ func (s *Store) Close() error {
 			// would mislead nobody (a refused writer reads it only
 			// while the lock is held), but an empty one is plainer.
 			_, _ = s.w.Exec(ctx, "UPDATE bastion.logs SET holder = '' WHERE id = $1", s.logID)
+			// Let go of the lock before the connection: the server ends
+			// a closed connection's session (and its locks) a moment
+			// after Close returns, and a writer opened at once (a
+			// restart, the next test) would be refused meanwhile.
+			_, _ = s.w.Exec(ctx, "SELECT pg_advisory_unlock($1, $2)", int32(lockClass), s.logID)
 		}
 		errs = append(errs, s.w.Close(ctx))
 		s.w = nil
