@@ -25,6 +25,7 @@ import (
 	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/certauth/oidc"
 	"github.com/bastionhq/bastion/policy"
+	"github.com/bastionhq/bastion/storage"
 )
 
 // Config is a validated "bastion serve" configuration.
@@ -140,11 +141,28 @@ type AlertsConfig struct {
 }
 
 // ProviderConfig is an identity provider, with what clients need for the
-// device flow.
+// device flow and what the web console needs for the authorization-code
+// flow with PKCE.
 type ProviderConfig struct {
 	oidc.ProviderConfig
 	DeviceClientID string
 	DeviceScopes   []string
+	// Web is the web client's settings; a zero ID means none.
+	Web WebClientConfig
+}
+
+// WebClientConfig is a web client registered with an identity provider,
+// which signs people in by the authorization-code flow with PKCE.
+type WebClientConfig struct {
+	ClientID string
+	// SecretFile is where the client secret was read from ("" for a public
+	// client); Secret is its content, read when the configuration was
+	// loaded. The secret is never written in the configuration itself.
+	SecretFile string
+	Secret     string
+	// RedirectURL is the redirect URL registered with the provider: https,
+	// or http on a loopback host.
+	RedirectURL string
 }
 
 // DefaultAPIListen is the API's address when the config names none.
@@ -218,18 +236,22 @@ type certBlock struct {
 }
 
 type providerBlock struct {
-	Name           string    `hcl:"name,label"`
-	Issuer         string    `hcl:"issuer"`
-	Audiences      []string  `hcl:"audiences"`
-	Algorithms     []string  `hcl:"algorithms,optional"`
-	MaxTokenAge    *string   `hcl:"max_token_age,optional"`
-	EmailClaim     *string   `hcl:"email_claim,optional"`
-	GroupsClaim    *string   `hcl:"groups_claim,optional"`
-	SponsorClaim   *string   `hcl:"sponsor_claim,optional"`
-	Delegation     *bool     `hcl:"delegation,optional"`
-	DeviceClientID *string   `hcl:"device_client_id,optional"`
-	DeviceScopes   []string  `hcl:"device_scopes,optional"`
-	DefRange       hcl.Range `hcl:",def_range"`
+	Name           string   `hcl:"name,label"`
+	Issuer         string   `hcl:"issuer"`
+	Audiences      []string `hcl:"audiences"`
+	Algorithms     []string `hcl:"algorithms,optional"`
+	MaxTokenAge    *string  `hcl:"max_token_age,optional"`
+	EmailClaim     *string  `hcl:"email_claim,optional"`
+	GroupsClaim    *string  `hcl:"groups_claim,optional"`
+	SponsorClaim   *string  `hcl:"sponsor_claim,optional"`
+	Delegation     *bool    `hcl:"delegation,optional"`
+	DeviceClientID *string  `hcl:"device_client_id,optional"`
+	DeviceScopes   []string `hcl:"device_scopes,optional"`
+	// The web client (the console's sign-in).
+	WebClientID         *string   `hcl:"web_client_id,optional"`
+	WebClientSecretFile *string   `hcl:"web_client_secret_file,optional"`
+	WebRedirectURL      *string   `hcl:"web_redirect_url,optional"`
+	DefRange            hcl.Range `hcl:",def_range"`
 }
 
 // ConfigError is a configuration mistake and where it is.
@@ -520,6 +542,7 @@ func (v *validator) config(fc *fileConfig, dir string) *Config {
 		if pb.DeviceClientID != nil {
 			p.DeviceClientID = *pb.DeviceClientID
 		}
+		p.Web = v.webClient(dir, pb)
 		if _, err := oidc.NewVerifier([]oidc.ProviderConfig{p.ProviderConfig}, oidc.VerifierOptions{}); err != nil {
 			v.errf(pb.DefRange, "identity_provider %q: %v", pb.Name, err)
 		}
@@ -642,6 +665,47 @@ func abs(dir, p string) string {
 	return filepath.Join(dir, p)
 }
 
+// webClient checks and returns an identity_provider block's web client
+// settings, reading the secret file.
+func (v *validator) webClient(dir string, pb providerBlock) WebClientConfig {
+	var w WebClientConfig
+	if pb.WebClientID == nil {
+		for _, a := range []struct {
+			name string
+			set  bool
+		}{{"web_client_secret_file", pb.WebClientSecretFile != nil}, {"web_redirect_url", pb.WebRedirectURL != nil}} {
+			if a.set {
+				v.attrf(pb.DefRange, a.name, "identity_provider %q: %s needs web_client_id", pb.Name, a.name)
+			}
+		}
+		return w
+	}
+	w.ClientID = *pb.WebClientID
+	if w.ClientID == "" || strings.ContainsAny(w.ClientID, " \t\r\n") {
+		v.attrf(pb.DefRange, "web_client_id", "identity_provider %q: web_client_id = %q is not a client ID (not empty, no spaces)", pb.Name, w.ClientID)
+	}
+	if pb.WebRedirectURL == nil {
+		v.attrf(pb.DefRange, "web_client_id", "identity_provider %q: web_client_id needs web_redirect_url, the redirect URL registered with the provider", pb.Name)
+	} else {
+		w.RedirectURL = *pb.WebRedirectURL
+		if err := oidc.CheckWebRedirectURL(w.RedirectURL); err != nil {
+			v.attrf(pb.DefRange, "web_redirect_url", "identity_provider %q: web_redirect_url: %v", pb.Name, err)
+		}
+	}
+	if pb.WebClientSecretFile != nil {
+		w.SecretFile = abs(dir, *pb.WebClientSecretFile)
+		b, err := storage.ReadPrivateFile(w.SecretFile)
+		w.Secret = strings.TrimSpace(string(b))
+		switch {
+		case err != nil:
+			v.attrf(pb.DefRange, "web_client_secret_file", "identity_provider %q: web_client_secret_file: %v", pb.Name, err)
+		case w.Secret == "" || strings.ContainsAny(w.Secret, "\r\n"):
+			v.attrf(pb.DefRange, "web_client_secret_file", "identity_provider %q: web_client_secret_file %s: want the client secret on one line", pb.Name, w.SecretFile)
+		}
+	}
+	return w
+}
+
 // DevTargetName is the local shell target of the built-in development
 // configuration.
 const DevTargetName = "shell"
@@ -667,6 +731,15 @@ func DevConfig(sshListen, shell string) (*Config, error) {
 
 // DevProviderName is the embedded development issuer's provider name.
 const DevProviderName = "dev"
+
+// DevWebClientID is the web client "serve --dev" registers with the
+// development issuer, a public client (no secret) whose redirect URL is
+// DevWebRedirectPath on the API listener.
+const DevWebClientID = "bastion-console"
+
+// DevWebRedirectPath is the path of the dev web client's redirect URL on
+// the API listener.
+const DevWebRedirectPath = "/ui/callback"
 
 // DevRole is the role "serve --dev" adds when the configuration has none:
 // any dev identity may reach every target as logins.

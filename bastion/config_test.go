@@ -2,6 +2,8 @@ package bastion
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -179,5 +181,66 @@ func TestDevConfig(t *testing.T) {
 	}
 	if cfg, err = DevConfig("127.0.0.1:0", ""); err != nil || cfg.SSH.Listen != "127.0.0.1:0" || cfg.Targets[0].Command[0] != "/bin/sh" {
 		t.Fatalf("dev config on another port: %v %+v", err, cfg)
+	}
+}
+
+// TestWebClientConfig: an identity provider's web client settings, the
+// secret read from a file only its owner may read, and their mistakes.
+func TestWebClientConfig(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "console.secret")
+	if err := os.WriteFile(secret, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	open := filepath.Join(dir, "open.secret")
+	if err := os.WriteFile(open, []byte("s3cret\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	empty := filepath.Join(dir, "empty.secret")
+	if err := os.WriteFile(empty, []byte("\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	block := func(attrs string) string {
+		return "identity_provider \"corp\" {\n  issuer = \"https://login.bank.example\"\n  audiences = [\"bastion\"]\n" + attrs + "}\n"
+	}
+	cfg, err := ParseConfig(filepath.Join(dir, "b.hcl"), []byte(block(`  web_client_id = "bastion-console"
+  web_client_secret_file = "console.secret"
+  web_redirect_url = "https://bastion.bank.example:8443/ui/callback"
+`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := WebClientConfig{ClientID: "bastion-console", SecretFile: secret, Secret: "s3cret", RedirectURL: "https://bastion.bank.example:8443/ui/callback"}
+	if cfg.Providers[0].Web != want {
+		t.Errorf("web client %+v, want %+v", cfg.Providers[0].Web, want)
+	}
+	cfg, err = ParseConfig("b.hcl", []byte(block("  web_client_id = \"ui\"\n  web_redirect_url = \"http://127.0.0.1:8443/ui/callback\"\n")))
+	if err != nil || cfg.Providers[0].Web != (WebClientConfig{ClientID: "ui", RedirectURL: "http://127.0.0.1:8443/ui/callback"}) {
+		t.Errorf("public client on loopback: %+v %v", cfg, err)
+	}
+	if cfg, err := ParseConfig("b.hcl", []byte(block(""))); err != nil || cfg.Providers[0].Web != (WebClientConfig{}) {
+		t.Errorf("no web client: %v", err)
+	}
+	for _, c := range []struct{ name, attrs, want string }{
+		{"no redirect", "  web_client_id = \"ui\"\n", `b\.hcl:4:3: identity_provider "corp": web_client_id needs web_redirect_url`},
+		{"redirect without client", "  web_redirect_url = \"https://a.example/cb\"\n", `b\.hcl:4:3: identity_provider "corp": web_redirect_url needs web_client_id`},
+		{"secret without client", "  web_client_secret_file = \"x\"\n", `web_client_secret_file needs web_client_id`},
+		{"empty client", "  web_client_id = \"\"\n  web_redirect_url = \"https://a.example/cb\"\n", `web_client_id = "" is not a client ID`},
+		{"http redirect", "  web_client_id = \"ui\"\n  web_redirect_url = \"http://bastion.bank.example/ui/callback\"\n", `b\.hcl:5:3: .*want https, or http on a loopback address`},
+		{"relative redirect", "  web_client_id = \"ui\"\n  web_redirect_url = \"/ui/callback\"\n", `web_redirect_url: redirect URL "/ui/callback": want an absolute URL`},
+		{"fragment", "  web_client_id = \"ui\"\n  web_redirect_url = \"https://a.example/cb#x\"\n", `without user information or fragment`},
+		{"secret readable by others", "  web_client_id = \"ui\"\n  web_redirect_url = \"https://a.example/cb\"\n  web_client_secret_file = \"" + open + "\"\n", `b\.hcl:6:3: .*readable by others .*chmod 600`},
+		{"empty secret", "  web_client_id = \"ui\"\n  web_redirect_url = \"https://a.example/cb\"\n  web_client_secret_file = \"" + empty + "\"\n", `want the client secret on one line`},
+		{"missing secret", "  web_client_id = \"ui\"\n  web_redirect_url = \"https://a.example/cb\"\n  web_client_secret_file = \"" + filepath.Join(dir, "none") + "\"\n", `no such file`},
+	} {
+		_, err := ParseConfig("b.hcl", []byte(block(c.attrs)))
+		var ce *ConfigError
+		if !errors.As(err, &ce) || !regexp.MustCompile(c.want).MatchString(err.Error()) {
+			t.Errorf("%s: %v, want %q", c.name, err, c.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("%s: the error shows the secret: %v", c.name, err)
+		}
 	}
 }

@@ -335,6 +335,13 @@ func NewServer(ctx context.Context, opts ServerOptions) (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("API listener: %w", err)
 	}
+	if opts.Dev != nil {
+		// The console's sign-in, by the authorization-code flow with
+		// PKCE, returns to the API listener.
+		if err := opts.Dev.RegisterWebClient(oidc.DevWebClient{ID: DevWebClientID, RedirectURL: s.APIURL() + DevWebRedirectPath}); err != nil {
+			return nil, err
+		}
+	}
 	s.adminLn, err = listenAdmin(opts.Home)
 	if err != nil {
 		return nil, err

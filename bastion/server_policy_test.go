@@ -3,6 +3,9 @@ package bastion
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -174,6 +177,31 @@ api {
 		t.Errorf("the dev policy's text:\n%s", leaf["text"])
 	}
 	wantPolicyRecord(t, leaf, ts.Policy(), leaf["text"])
+
+	// The console's web client is registered with the dev issuer, its
+	// redirect URL on the API listener, and only that one.
+	authorize := func(redirect string) *http.Response {
+		t.Helper()
+		q := url.Values{
+			"response_type": {"code"}, "client_id": {DevWebClientID}, "redirect_uri": {redirect},
+			"scope": {"openid"}, "state": {"s"}, "nonce": {"n"},
+			"code_challenge": {strings.Repeat("A", 43)}, "code_challenge_method": {"S256"},
+		}
+		c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		resp, err := c.Get(ts.DevIssuerURL() + "/authorize?" + q.Encode())
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	if resp := authorize(ts.APIURL() + "/ui/callback"); resp.StatusCode != 200 {
+		t.Errorf("the console's redirect URL %s/ui/callback: %d", ts.APIURL(), resp.StatusCode)
+	}
+	if resp := authorize(ts.APIURL() + "/ui/other"); resp.StatusCode != 400 || resp.Header.Get("Location") != "" {
+		t.Errorf("another redirect URL: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
 
 	// Without --dev, neither.
 	plain := startServer(t, startOP(t), e2eConfig)

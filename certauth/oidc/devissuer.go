@@ -96,13 +96,18 @@ type DevIssuer struct {
 	dir string
 	key jose.JSONWebKey // private key; KeyID is the RFC 7638 thumbprint
 
-	// now is the clock of Mint; nil means time.Now. Tests set it before
-	// any other use.
+	// now is the clock of Mint and of the authorization-code flow; nil
+	// means time.Now. Tests set it before any other use.
 	now func() time.Time
 
 	mu       sync.Mutex
 	issuer   string // guarded by mu; "" until SetIssuer, Publish or Listen
 	audience string // guarded by mu; default audience of Mint
+
+	// The authorization-code flow (devauthorize.go), guarded by mu.
+	clients map[string]DevWebClient    // registered web clients by ID
+	pending map[string]*devAuthRequest // requests waiting for the picker, by request ID
+	codes   map[string]*devCode        // issued codes
 }
 
 // devIssuerInfo is the content of dev/issuer.json.
@@ -408,6 +413,10 @@ type devDiscovery struct {
 	TokenEndpoint                    string   `json:"token_endpoint"`
 	JWKSURI                          string   `json:"jwks_uri"`
 	ResponseTypesSupported           []string `json:"response_types_supported"`
+	GrantTypesSupported              []string `json:"grant_types_supported"`
+	CodeChallengeMethodsSupported    []string `json:"code_challenge_methods_supported"`
+	TokenEndpointAuthMethods         []string `json:"token_endpoint_auth_methods_supported"`
+	ScopesSupported                  []string `json:"scopes_supported"`
 	SubjectTypesSupported            []string `json:"subject_types_supported"`
 	IDTokenSigningAlgValuesSupported []string `json:"id_token_signing_alg_values_supported"`
 	ClaimsSupported                  []string `json:"claims_supported"`
@@ -419,9 +428,17 @@ type devDiscovery struct {
 //	GET /.well-known/openid-configuration   discovery, for the issuer URL
 //	                                        set by SetIssuer, Publish or Listen
 //	GET /jwks                               the public key, with its KeyID
-//	/authorize, /token                      always an OAuth error: tokens
-//	                                        come from "bastion dev token"
+//	GET /authorize                          the authorization-code flow
+//	                                        with PKCE (S256) for a web
+//	                                        client registered with
+//	                                        RegisterWebClient: a page to
+//	                                        pick a dev identity
+//	POST /authorize                         the page's form; redirects
+//	                                        to the client with a code
+//	POST /token                             redeems a code for an ID
+//	                                        token and an access token
 //
+// Tokens for the command line and agents come from "bastion dev token".
 // Until an issuer URL is set, discovery answers 503.
 func (d *DevIssuer) Handler() http.Handler {
 	mux := http.NewServeMux()
@@ -437,21 +454,22 @@ func (d *DevIssuer) Handler() http.Handler {
 			AuthorizationEndpoint:            base + "/authorize",
 			TokenEndpoint:                    base + "/token",
 			JWKSURI:                          base + "/jwks",
-			ResponseTypesSupported:           []string{"id_token"},
+			ResponseTypesSupported:           []string{"code"},
+			GrantTypesSupported:              []string{"authorization_code"},
+			CodeChallengeMethodsSupported:    []string{"S256"},
+			TokenEndpointAuthMethods:         []string{"client_secret_basic", "client_secret_post", "none"},
+			ScopesSupported:                  []string{"openid"},
 			SubjectTypesSupported:            []string{"public"},
 			IDTokenSigningAlgValuesSupported: []string{string(devAlg)},
-			ClaimsSupported:                  []string{"iss", "sub", "aud", "iat", "nbf", "exp", "jti", "act"},
+			ClaimsSupported:                  []string{"iss", "sub", "aud", "iat", "nbf", "exp", "jti", "act", "nonce", "azp"},
 		})
 	})
 	mux.HandleFunc("GET /jwks", func(w http.ResponseWriter, r *http.Request) {
 		devJSON(w, http.StatusOK, jose.JSONWebKeySet{Keys: []jose.JSONWebKey{d.key.Public()}})
 	})
-	noFlow := func(w http.ResponseWriter, r *http.Request) {
-		devError(w, http.StatusBadRequest, "unsupported_grant_type",
-			`the development issuer has no login flow: mint a token with "bastion dev token"`)
-	}
-	mux.HandleFunc("/authorize", noFlow)
-	mux.HandleFunc("/token", noFlow)
+	mux.HandleFunc("GET /authorize", d.authorize)
+	mux.HandleFunc("POST /authorize", d.authorizeSubmit)
+	mux.HandleFunc("POST /token", d.token)
 	return mux
 }
 

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -538,7 +539,10 @@ func TestDevIssuerDiscovery(t *testing.T) {
 		"token_endpoint":                        d.Issuer() + "/token",
 		"id_token_signing_alg_values_supported": []any{"ES256"},
 		"subject_types_supported":               []any{"public"},
-		"response_types_supported":              []any{"id_token"},
+		"response_types_supported":              []any{"code"},
+		"grant_types_supported":                 []any{"authorization_code"},
+		"code_challenge_methods_supported":      []any{"S256"},
+		"authorization_endpoint":                d.Issuer() + "/authorize",
 	}
 	for k, v := range want {
 		if fmt.Sprint(disc[k]) != fmt.Sprint(v) {
@@ -569,9 +573,15 @@ func TestDevIssuerDiscovery(t *testing.T) {
 		t.Errorf("signing key is %T", d.key.Key)
 	}
 
+	resp, err := http.PostForm(d.Issuer()+"/token", url.Values{"grant_type": {"password"}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	var oauthErr map[string]string
-	if code := get("/token", &oauthErr); code != 400 || !strings.Contains(oauthErr["error_description"], "bastion dev token") {
-		t.Errorf("/token: %d %v", code, oauthErr)
+	json.NewDecoder(resp.Body).Decode(&oauthErr)
+	resp.Body.Close()
+	if resp.StatusCode != 400 || oauthErr["error"] != "unsupported_grant_type" {
+		t.Errorf("/token with grant_type=password: %d %v", resp.StatusCode, oauthErr)
 	}
 }
 

@@ -16,7 +16,9 @@
 // demo", "bastion serve --dev", "bastion dev token"): the whole product can
 // be tried on one machine through the same verification path, without an
 // identity provider. Anyone who can read the home directory can mint any
-// identity with it; a production configuration never trusts it.
+// identity with it; a production configuration never trusts it. It also
+// signs registered web clients in by the authorization-code flow with
+// PKCE, with a page to pick a dev identity.
 //
 // The package knows nothing of certificates, sessions or the journal; the
 // certificate authority (package certauth) takes a Verifier as its
