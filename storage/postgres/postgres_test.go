@@ -104,7 +104,8 @@ func TestLockGoesWithSession(t *testing.T) {
 	defer admin.Close(ctx)
 	var pid int32
 	err = admin.QueryRow(ctx, `SELECT l.pid FROM pg_locks l JOIN bastion.logs g ON l.objid::integer = g.id
-		WHERE l.locktype = 'advisory' AND l.classid = $1 AND g.name = 'a' AND l.granted`, int64(0x6273746a)).Scan(&pid)
+		WHERE l.locktype = 'advisory' AND l.classid = $1 AND g.name = 'a' AND l.granted
+		AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())`, int64(0x6273746a)).Scan(&pid)
 	if err != nil {
 		t.Fatalf("find the writer's session: %v", err)
 	}
