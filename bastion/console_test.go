@@ -378,6 +378,8 @@ func TestConsoleSignInLiveSessions(t *testing.T) {
 		{"cross-site (Origin)", form, map[string]string{"Origin": "https://evil.example"}},
 		{"cross-site (Sec-Fetch-Site)", form, map[string]string{"Sec-Fetch-Site": "cross-site"}},
 		{"same-site, other origin", form, map[string]string{"Sec-Fetch-Site": "same-site"}},
+		{"origin null, no Sec-Fetch-Site", form, map[string]string{"Origin": "null"}},
+		{"origin null, cross-site", form, map[string]string{"Origin": "null", "Sec-Fetch-Site": "cross-site"}},
 	} {
 		if code, page := post(c.vals, c.hdr); code != http.StatusForbidden || !strings.Contains(page, `id="problem"`) {
 			t.Errorf("sign-out, %s: %d, want 403\n%s", c.name, code, page)

@@ -248,7 +248,13 @@ func (c *Console) checkCSRF(r *http.Request, s *session) string {
 	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" {
 		return "a request from another site (Sec-Fetch-Site: " + site + ") cannot change anything here"
 	}
-	if origin := r.Header.Get("Origin"); origin != "" && origin != "https://"+r.Host {
+	// With Referrer-Policy: no-referrer a browser sends "Origin: null"
+	// even from the console's own pages: then Sec-Fetch-Site must say
+	// same-origin.
+	switch origin := r.Header.Get("Origin"); {
+	case origin == "null" && r.Header.Get("Sec-Fetch-Site") != "same-origin":
+		return "a request from an unknown origin cannot change anything here"
+	case origin != "" && origin != "null" && origin != "https://"+r.Host:
 		return "a request from another origin cannot change anything here"
 	}
 	r.Body = http.MaxBytesReader(nil, r.Body, 16<<10)
