@@ -651,3 +651,28 @@ operators = ["ops"]
 		t.Errorf("console.signed_in: %v", in)
 	}
 }
+
+// Sign-ins under way are bounded, per client address too: a stranger
+// who starts many and finishes none is refused beyond the bound, for a
+// while, and holds nothing else.
+func TestConsolePendingSignInsBounded(t *testing.T) {
+	t.Parallel()
+	fx := startConsole(t)
+	b := fx.browser(t)
+	noFollow := &http.Client{Transport: b.Transport, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for i := 0; i <= console.MaxPendingPerAddress; i++ {
+		resp, page := get(t, noFollow, fx.ts.APIURL()+"/ui/login")
+		want := http.StatusSeeOther
+		if i == console.MaxPendingPerAddress {
+			want = http.StatusServiceUnavailable
+		}
+		if resp.StatusCode != want {
+			t.Fatalf("sign-in %d from one address: %d, want %d\n%s", i+1, resp.StatusCode, want, page)
+		}
+	}
+	// They expire: then a sign-in may start again.
+	fx.advance(console.LoginTTL)
+	if resp, page := get(t, noFollow, fx.ts.APIURL()+"/ui/login"); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("after the pending sign-ins expired: %d\n%s", resp.StatusCode, page)
+	}
+}

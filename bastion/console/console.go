@@ -46,6 +46,9 @@ const (
 	// MaxPendingLogins bounds the sign-ins started and not completed;
 	// beyond it /ui/login refuses new ones until some expire.
 	MaxPendingLogins = 256
+	// MaxPendingPerAddress bounds the sign-ins under way from one client
+	// address, so that one stranger cannot take all of them.
+	MaxPendingPerAddress = 16
 	// LoginTTL is how long a started sign-in may take.
 	LoginTTL = 10 * time.Minute
 )
@@ -116,6 +119,7 @@ type session struct {
 // login is a sign-in started and not completed.
 type login struct {
 	verifier, nonce string
+	addr            string // the client address that started it
 	expires         time.Time
 }
 
@@ -324,7 +328,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		c.page(w, http.StatusBadGateway, "Sign-in unavailable", pageData{Problem: "The identity provider cannot be reached; try again later."})
 		return
 	}
-	state, l := random(), &login{verifier: oauth2.GenerateVerifier(), nonce: random()}
+	state, l := random(), &login{verifier: oauth2.GenerateVerifier(), nonce: random(), addr: clientAddr(r)}
 	now := c.o.Now()
 	l.expires = now.Add(LoginTTL)
 	c.mu.Lock()
@@ -333,7 +337,13 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 			delete(c.pending, k)
 		}
 	}
-	full := len(c.pending) >= MaxPendingLogins
+	full, mine := len(c.pending) >= MaxPendingLogins, 0
+	for _, p := range c.pending {
+		if p.addr == l.addr {
+			mine++
+		}
+	}
+	full = full || mine >= MaxPendingPerAddress
 	if !full {
 		c.pending[state] = l
 	}
