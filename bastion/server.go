@@ -21,6 +21,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/bastionhq/bastion/bastion/console"
 	"github.com/bastionhq/bastion/bastion/front"
 	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/certauth/oidc"
@@ -125,6 +126,7 @@ type Server struct {
 	witnessing       *witnessing     // nil without witness blocks
 	alerts           *webhook.Alerts // nil without a webhook for alerts
 	devURL           string
+	console          *console.Console // nil without a provider with a web client
 	devRun           func(context.Context) error
 
 	// configSHA256 is the hex SHA-256 of the configuration file's bytes
@@ -341,6 +343,9 @@ func NewServer(ctx context.Context, opts ServerOptions) (_ *Server, err error) {
 		if err := opts.Dev.RegisterWebClient(oidc.DevWebClient{ID: DevWebClientID, RedirectURL: s.APIURL() + DevWebRedirectPath}); err != nil {
 			return nil, err
 		}
+	}
+	if s.console, err = s.newConsole(); err != nil {
+		return nil, err
 	}
 	s.adminLn, err = listenAdmin(opts.Home)
 	if err != nil {
@@ -677,7 +682,7 @@ func (s *Server) Run(ctx context.Context) error {
 	httpLog := s.log.Named("http")
 	watch := &transportWatch{metrics: s.metrics, log: httpLog}
 	api := &http.Server{
-		Handler:           watch.handler(s.health.withHealth(s.metrics.withMetrics(s.api))),
+		Handler:           watch.handler(s.health.withHealth(s.metrics.withMetrics(s.withConsole(s.api)))),
 		TLSConfig:         certauth.ServerTLSConfig(s.tls),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,

@@ -31,7 +31,13 @@ func TestReloadConfig(t *testing.T) {
 	}
 	write := func(b string) string {
 		t.Helper()
-		if err := os.WriteFile(path, []byte(b), 0o600); err != nil {
+		// Whole, by a rename: the server's watch of the file must not
+		// read it half written (truncated, an empty configuration) and
+		// journal a refusal of that.
+		if err := os.WriteFile(path+".new", []byte(b), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(path+".new", path); err != nil {
 			t.Fatal(err)
 		}
 		sum := sha256.Sum256([]byte(b))

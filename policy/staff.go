@@ -45,6 +45,22 @@ func (p *Policy) Operator(id *Identity) bool { return p != nil && matchesAny(p.o
 // [Policy.Operator] does for the "auditors" attribute.
 func (p *Policy) Auditor(id *Identity) bool { return p != nil && matchesAny(p.auditors, id) }
 
+// Approver reports whether id may approve some role's grants: one of the
+// identity matchers a role's approval block names matches it.
+func (p *Policy) Approver(id *Identity) bool {
+	if p == nil || id == nil {
+		return false
+	}
+	for _, c := range p.byName {
+		for _, m := range c.approvers {
+			if m.matches(id) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // OperatorMatchers returns the identity matchers the "operators" attribute
 // names, in its order (a copy); nil when it is not set.
 func (p *Policy) OperatorMatchers() []IdentityMatcher { return cloneMatchers(p.operators) }

@@ -82,6 +82,12 @@ type LiveSession struct {
 	Target   string    `json:"target"`
 	Client   string    `json:"client"`
 	Started  time.Time `json:"started"`
+	// Bytes counts the bytes recorded so far (input and output).
+	Bytes int64 `json:"bytes"`
+	// Rule is what allowed the session ("role:NAME"…), Grant the grant it
+	// runs under, if any.
+	Rule  string `json:"rule,omitempty"`
+	Grant string `json:"grant,omitempty"`
 }
 
 // liveSession is one session channel from its accept to its end. Its
@@ -93,6 +99,8 @@ type liveSession struct {
 	// activity is the time.Since(started) of the last byte recorded, in
 	// nanoseconds; the idle timer reads it.
 	activity atomic.Int64
+	// bytes counts the bytes recorded.
+	bytes atomic.Int64
 
 	// limits are the front door's, which a policy decision may shorten.
 	limits Limits
@@ -100,6 +108,7 @@ type liveSession struct {
 	mu       sync.Mutex
 	id       string        // guarded by mu: the journal session's ID, "" before it starts
 	grant    string        // guarded by mu: the grant the session runs under, if any
+	rule     string        // guarded by mu: the policy rule that allowed it
 	grantEnd time.Time     // guarded by mu: when that grant ends
 	timers   []*time.Timer // guarded by mu
 	stopped  bool          // guarded by mu: the timers are stopped for good
@@ -114,7 +123,8 @@ func (l *liveSession) describe() LiveSession {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return LiveSession{ID: l.id, Identity: l.info.identity, Serial: l.info.serial, Login: l.info.login,
-		Target: l.info.target.Name, Client: l.info.client, Started: l.started.UTC()}
+		Target: l.info.target.Name, Client: l.info.client, Started: l.started.UTC(),
+		Bytes: l.bytes.Load(), Rule: l.rule, Grant: l.grant}
 }
 
 // Sessions is the registry of a front door's live sessions, and what ends
@@ -242,6 +252,7 @@ func (l *liveSession) apply(d policy.Decision) {
 	if l.stopped {
 		return
 	}
+	l.rule = d.Rule
 	lim := d.Limits
 	if lim.MaxSession > 0 && (l.limits.MaxDuration <= 0 || lim.MaxSession < l.limits.MaxDuration) {
 		l.maxDuration(lim.MaxSession)

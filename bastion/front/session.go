@@ -860,6 +860,9 @@ func (r journalRecorder) Append(kind recorder.Kind, channel uint32, p []byte) (u
 		r.life.touch()
 	}
 	seq, err := r.Session.Append(kind, channel, p)
+	if err == nil && r.life != nil {
+		r.life.bytes.Add(int64(len(p)))
+	}
 	if err == nil && r.m != nil {
 		r.m.Recorded(kind, len(p))
 	}

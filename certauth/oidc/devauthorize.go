@@ -297,11 +297,27 @@ func (d *DevIssuer) authorize(w http.ResponseWriter, r *http.Request) {
 
 func (d *DevIssuer) showPicker(w http.ResponseWriter, code int, id string, p *devAuthRequest, sub, problem string) {
 	devSecurityHeaders(w)
+	// A browser applies form-action to the redirects that follow the
+	// form's submission too: the client's redirect URL, on another
+	// origin, must be allowed, or the browser stops at the picker.
+	if origin := devOrigin(p.client.RedirectURL); origin != "" {
+		w.Header().Set("Content-Security-Policy", "default-src 'none'; form-action 'self' "+origin+"; frame-ancestors 'none'; base-uri 'none'")
+	}
 	w.WriteHeader(code)
 	devPages.Execute(w, devPickPage{
 		Problem: problem, Client: p.client.ID, Redirect: p.client.RedirectURL, Scope: p.scope, State: p.state,
 		Action: "authorize", Request: id, CSRF: p.csrf, Sub: sub,
 	})
+}
+
+// devOrigin is the origin (scheme://host[:port]) of a redirect URL, as a
+// CSP source, or "" if it cannot be one.
+func devOrigin(redirect string) string {
+	u, err := url.Parse(redirect)
+	if err != nil || u.Host == "" || strings.ContainsAny(u.Host, " \t;,'\"") {
+		return ""
+	}
+	return u.Scheme + "://" + u.Host
 }
 
 // authorizeSubmit answers the identity picker's POST /authorize.

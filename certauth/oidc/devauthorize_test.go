@@ -199,6 +199,15 @@ func getPicker(t *testing.T, c *http.Client, u string) pickerPage {
 		t.Fatalf("GET /authorize: %d %s", resp.StatusCode, body)
 	}
 	checkPageHeaders(t, resp)
+	// The form may lead to the client's redirect URL, on the callback
+	// server's origin: a browser checks form-action against it too.
+	if q, err := url.Parse(u); err == nil {
+		if ru, err := url.Parse(q.Query().Get("redirect_uri")); err == nil && ru.Host != "" {
+			if csp, want := resp.Header.Get("Content-Security-Policy"), "form-action 'self' "+ru.Scheme+"://"+ru.Host+";"; !strings.Contains(csp, want) {
+				t.Errorf("Content-Security-Policy %q lacks %q", csp, want)
+			}
+		}
+	}
 	p := parsePicker(t, string(body))
 	if p.scripts != 0 || p.inline != 0 {
 		t.Errorf("picker page has %d script elements and %d inline handlers or javascript: URLs", p.scripts, p.inline)

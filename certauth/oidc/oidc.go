@@ -3,6 +3,7 @@ package oidc
 import (
 	"bytes"
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"net/http"
@@ -319,7 +320,7 @@ func (v *Verifier) configs() []ProviderConfig {
 // "sub", "aud", "exp", "nbf", "iat" and the token's age, with the
 // configured clock skew.
 func (v *Verifier) Verify(ctx context.Context, raw string) (*policy.Identity, error) {
-	id, terr := v.verify(ctx, raw)
+	id, terr := v.verify(ctx, raw, nil)
 	if terr != nil {
 		v.log.Debug("token refused", "reason", terr.Reason, "provider", terr.Provider, "error", terr.Error())
 		return nil, terr
@@ -327,7 +328,36 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*policy.Identity, er
 	return id, nil
 }
 
-func (v *Verifier) verify(ctx context.Context, raw string) (*policy.Identity, *TokenError) {
+// VerifyIDToken checks raw as an ID token that the provider named
+// provider issued to the web client clientID by the authorization-code
+// flow, and returns the identity it vouches for, mapped as [Verifier.Verify]
+// maps a bearer token's: the same checks, except that the audience must
+// include clientID (not the provider's configured audiences), and the
+// "nonce" claim must equal nonce. Errors are *TokenError.
+func (v *Verifier) VerifyIDToken(ctx context.Context, provider, raw, clientID, nonce string) (*policy.Identity, error) {
+	if clientID == "" || nonce == "" {
+		return nil, oidcRefuse(events.ReasonTokenMalformed, provider, "an ID token is checked against a client ID and a nonce, and one is missing")
+	}
+	id, terr := v.verify(ctx, raw, []string{clientID})
+	switch {
+	case terr != nil:
+	case id.Provider != provider:
+		terr = oidcRefuse(events.ReasonWrongIssuer, id.Provider, "ID token is from identity provider %q, not %q, which the sign-in was started with", id.Provider, provider)
+	default:
+		if got, _ := id.Claims["nonce"].(string); subtle.ConstantTimeCompare([]byte(got), []byte(nonce)) != 1 {
+			terr = oidcRefuse(events.ReasonTokenMalformed, provider, "ID token's nonce is not the sign-in's: the sign-in was not started here, or was replayed")
+		}
+	}
+	if terr != nil {
+		v.log.Debug("ID token refused", "reason", terr.Reason, "provider", terr.Provider, "error", terr.Error())
+		return nil, terr
+	}
+	return id, nil
+}
+
+// verify checks raw; audiences, if not nil, replace the provider's
+// configured audiences.
+func (v *Verifier) verify(ctx context.Context, raw string, audiences []string) (*policy.Identity, *TokenError) {
 	if len(raw) > v.maxSize {
 		return nil, oidcRefuse(events.ReasonTokenTooLarge, "", "token is %d bytes, more than the %d allowed: ask the identity provider for a token with fewer claims", len(raw), v.maxSize)
 	}
@@ -362,7 +392,7 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*policy.Identity, *T
 	if err := tok.Claims(&same); err != nil || !same.same {
 		return nil, oidcRefuse(events.ReasonTokenMalformed, p.cfg.Name, "token's payload does not match the payload whose signature was verified")
 	}
-	return p.identity(jws.claims, v.now(), v.skew)
+	return p.identity(jws.claims, v.now(), v.skew, audiences)
 }
 
 func (v *Verifier) issuerList() string {
@@ -419,7 +449,7 @@ func (p *oidcProvider) refusal(err error, out *oidcSigOutcome, jws *oidcJWS, now
 		// check (moot, as "iss" chose the provider, unless the payload
 		// plays on encoding/json's case-insensitive field matching). Our
 		// own checks say more, if they see the problem.
-		if _, terr := p.identity(jws.claims, now, skew); terr != nil {
+		if _, terr := p.identity(jws.claims, now, skew, nil); terr != nil {
 			return terr
 		}
 		return &TokenError{Reason: events.ReasonTokenMalformed, Provider: name, Err: &oidcCause{
@@ -440,7 +470,10 @@ func oidcClip(s string) string {
 
 // identity checks the claims of a token whose signature verified and
 // builds the identity.
-func (p *oidcProvider) identity(claims map[string]any, now time.Time, skew time.Duration) (*policy.Identity, *TokenError) {
+func (p *oidcProvider) identity(claims map[string]any, now time.Time, skew time.Duration, audiences []string) (*policy.Identity, *TokenError) {
+	if audiences == nil {
+		audiences = p.cfg.Audiences
+	}
 	name := p.cfg.Name
 	sub, terr := oidcRequiredString(claims, "sub", name)
 	if terr != nil {
@@ -458,7 +491,7 @@ func (p *oidcProvider) identity(claims map[string]any, now time.Time, skew time.
 	if terr != nil {
 		return nil, terr
 	}
-	if terr := p.checkAudience(claims["aud"]); terr != nil {
+	if terr := p.checkAudience(claims["aud"], audiences); terr != nil {
 		return nil, terr
 	}
 
@@ -516,12 +549,12 @@ func (p *oidcProvider) identity(claims map[string]any, now time.Time, skew time.
 	return id, nil
 }
 
-func (p *oidcProvider) checkAudience(v any) *TokenError {
+func (p *oidcProvider) checkAudience(v any, audiences []string) *TokenError {
 	name := p.cfg.Name
 	var aud []string
 	switch v := v.(type) {
 	case nil:
-		return oidcRefuse(events.ReasonWrongAudience, name, "token has no audience (\"aud\"); it must name one of %s", oidcQuoteList(p.cfg.Audiences))
+		return oidcRefuse(events.ReasonWrongAudience, name, "token has no audience (\"aud\"); it must name one of %s", oidcQuoteList(audiences))
 	case string:
 		aud = []string{v}
 	case []any:
@@ -536,11 +569,11 @@ func (p *oidcProvider) checkAudience(v any) *TokenError {
 		return oidcRefuse(events.ReasonTokenMalformed, name, "token's \"aud\" claim is a %s, not a string or a list of strings", oidcJSONType(v))
 	}
 	for _, a := range aud {
-		if slices.Contains(p.cfg.Audiences, a) {
+		if slices.Contains(audiences, a) {
 			return nil
 		}
 	}
-	return oidcRefuse(events.ReasonWrongAudience, name, "token's audience %s does not include any of %s: get a token from %q meant for this bastion", oidcQuoteList(aud), oidcQuoteList(p.cfg.Audiences), name)
+	return oidcRefuse(events.ReasonWrongAudience, name, "token's audience %s does not include any of %s: get a token from %q meant for this bastion", oidcQuoteList(aud), oidcQuoteList(audiences), name)
 }
 
 // oidcRequiredString returns claim name, a non-empty string.

@@ -124,6 +124,19 @@ const (
 	EvidenceGenerated = "evidence.generated"
 )
 
+// Events of the web console.
+const (
+	// ConsoleSignedIn records a person's sign-in to the web console: the
+	// identity the provider's ID token proved, the console roles the
+	// policy gives it (operator, auditor, approver; "none" for a person
+	// the console refuses every page), the client's address and the
+	// console session's reference (never the session's cookie).
+	ConsoleSignedIn = "console.signed_in"
+	// ConsoleSignedOut records the end of a console session by its
+	// person's sign-out, with the identity and the session's reference.
+	ConsoleSignedOut = "console.signed_out"
+)
+
 // Reasons of refusals by the HTTPS API: the "reason" of its error answers
 // and of cert.refused and grant.refused events.
 const (

@@ -1,0 +1,490 @@
+// Package console is bastion's web console, served by "bastion serve" on
+// the API listener under /ui: a person signs in with the configured
+// OpenID provider by the authorization-code flow with PKCE, gets a
+// console session held in memory, and sees the pages the policy lets
+// operators, auditors and approvers see. Everyone else is refused every
+// page.
+//
+// What exists so far: the sign-in, the session and its guard, sign-out,
+// and the live sessions page (see docs/console.md).
+package console
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	gooidc "github.com/coreos/go-oidc/v3/oidc"
+	"github.com/hashicorp/go-hclog"
+	"golang.org/x/oauth2"
+
+	"github.com/bastionhq/bastion/bastion/front"
+	"github.com/bastionhq/bastion/policy"
+	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/events"
+)
+
+// Limits of the console's state: what signed-in people and strangers can
+// make it hold.
+const (
+	// DefaultMaxSessions bounds the console sessions held; beyond it a
+	// new sign-in drops the session idle the longest.
+	DefaultMaxSessions = 1024
+	// DefaultIdleTimeout ends a console session not used for this long.
+	DefaultIdleTimeout = 30 * time.Minute
+	// DefaultMaxAge ends a console session this long after its sign-in,
+	// however busy.
+	DefaultMaxAge = 12 * time.Hour
+	// MaxPendingLogins bounds the sign-ins started and not completed;
+	// beyond it /ui/login refuses new ones until some expire.
+	MaxPendingLogins = 256
+	// MaxPendingPerAddress bounds the sign-ins under way from one client
+	// address, so that one stranger cannot take all of them.
+	MaxPendingPerAddress = 16
+	// LoginTTL is how long a started sign-in may take.
+	LoginTTL = 10 * time.Minute
+)
+
+// Cookie names. The session cookie is confined to /ui; the sign-in's
+// cookie to /ui/callback.
+const (
+	SessionCookie = "bastion_console"
+	LoginCookie   = "bastion_console_login"
+)
+
+// Path is where the console is mounted.
+const Path = "/ui"
+
+// Options configure [New].
+type Options struct {
+	// Provider is the configured name of the identity provider people
+	// sign in with; Issuer its issuer URL.
+	Provider, Issuer string
+	// ClientID, ClientSecret ("" for a public client) and RedirectURL are
+	// the web client's registration with the provider. RedirectURL is
+	// the console's /ui/callback.
+	ClientID, ClientSecret, RedirectURL string
+	// HTTPClient talks to the provider (discovery, token endpoint); nil
+	// means a client with a timeout.
+	HTTPClient *http.Client
+	// VerifyIDToken checks an ID token for the web client and nonce and
+	// maps it to an identity as the API maps bearer tokens.
+	VerifyIDToken func(ctx context.Context, provider, raw, clientID, nonce string) (*policy.Identity, error)
+	// Policy returns the policy in force: it says who may use the
+	// console, at every request.
+	Policy func() *policy.Policy
+	// Live lists the live SSH sessions.
+	Live func() []front.LiveSession
+	// Journal appends an event; a sign-in it cannot journal is refused.
+	Journal func(ctx context.Context, name string, attrs recorder.Attrs) error
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// MaxSessions, IdleTimeout and MaxAge bound the sessions; zero
+	// means the defaults.
+	MaxSessions         int
+	IdleTimeout, MaxAge time.Duration
+	Logger              hclog.Logger
+}
+
+// Console is the web console's handler.
+type Console struct {
+	o Options
+
+	provMu sync.Mutex
+	oauth  *oauth2.Config // discovered at the first sign-in
+
+	mu       sync.Mutex
+	sessions map[string]*session // by the cookie's value
+	pending  map[string]*login   // by state
+}
+
+// session is a console session.
+type session struct {
+	id       *policy.Identity
+	who      string // id.String()
+	ref      string // a public reference, for the journal and logs
+	csrf     string
+	created  time.Time
+	lastSeen time.Time
+}
+
+// login is a sign-in started and not completed.
+type login struct {
+	verifier, nonce string
+	addr            string // the client address that started it
+	expires         time.Time
+}
+
+// New returns the console.
+func New(o Options) (*Console, error) {
+	switch {
+	case o.Provider == "" || o.Issuer == "" || o.ClientID == "" || o.RedirectURL == "":
+		return nil, errors.New("console: the provider, its issuer, the web client ID and the redirect URL are required")
+	case o.VerifyIDToken == nil || o.Policy == nil || o.Live == nil || o.Journal == nil:
+		return nil, errors.New("console: VerifyIDToken, Policy, Live and Journal are required")
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.MaxSessions <= 0 {
+		o.MaxSessions = DefaultMaxSessions
+	}
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = DefaultIdleTimeout
+	}
+	if o.MaxAge <= 0 {
+		o.MaxAge = DefaultMaxAge
+	}
+	if o.HTTPClient == nil {
+		o.HTTPClient = &http.Client{Timeout: 30 * time.Second}
+	}
+	if o.Logger == nil {
+		o.Logger = hclog.NewNullLogger()
+	}
+	return &Console{o: o, sessions: map[string]*session{}, pending: map[string]*login{}}, nil
+}
+
+// random returns 32 random bytes in unpadded base64url.
+func random() string {
+	var b [32]byte
+	rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// securityHeaders are set on every response of the console.
+func securityHeaders(w http.ResponseWriter) {
+	h := w.Header()
+	h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Cache-Control", "no-store")
+}
+
+// ServeHTTP serves /ui and everything under it.
+func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	securityHeaders(w)
+	switch r.URL.Path {
+	case Path + "/login":
+		c.methods(w, r, c.login, http.MethodGet)
+		return
+	case Path + "/callback":
+		c.methods(w, r, c.callback, http.MethodGet)
+		return
+	case Path + "/console.css":
+		c.methods(w, r, serveCSS, http.MethodGet)
+		return
+	}
+	s := c.session(r)
+	if s == nil {
+		if r.Method == http.MethodGet && (r.URL.Path == Path || r.URL.Path == Path+"/") {
+			http.Redirect(w, r, Path+"/login", http.StatusSeeOther)
+			return
+		}
+		c.page(w, http.StatusForbidden, "Not signed in", pageData{Problem: "Sign in first.", SignIn: true})
+		return
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		// Every state-changing request: same origin, and the session's
+		// anti-forgery token.
+		if why := c.checkCSRF(r, s); why != "" {
+			c.page(w, http.StatusForbidden, "Refused", pageData{Problem: why, Who: s.who, CSRF: s.csrf})
+			return
+		}
+	}
+	if r.URL.Path == Path+"/logout" {
+		c.methods(w, r, func(w http.ResponseWriter, r *http.Request) { c.logout(w, r, s) }, http.MethodPost)
+		return
+	}
+	roles := Roles(c.o.Policy(), s.id)
+	if len(roles) == 0 {
+		c.page(w, http.StatusForbidden, "Not for you", pageData{
+			Problem: "The console is for the operators, auditors and approvers the policy names; you are none of them.",
+			Who:     s.who, CSRF: s.csrf,
+		})
+		return
+	}
+	switch r.URL.Path {
+	case Path, Path + "/":
+		c.methods(w, r, func(w http.ResponseWriter, r *http.Request) { c.live(w, s, roles) }, http.MethodGet)
+	default:
+		c.page(w, http.StatusNotFound, "Not found", pageData{Problem: "There is no such page.", Who: s.who, CSRF: s.csrf})
+	}
+}
+
+func (c *Console) methods(w http.ResponseWriter, r *http.Request, h http.HandlerFunc, allowed ...string) {
+	for _, m := range allowed {
+		if r.Method == m || m == http.MethodGet && r.Method == http.MethodHead {
+			h(w, r)
+			return
+		}
+	}
+	w.Header().Set("Allow", strings.Join(allowed, ", "))
+	c.page(w, http.StatusMethodNotAllowed, "Method not allowed", pageData{Problem: "This page does not take " + r.Method + "."})
+}
+
+// Roles returns the console roles the policy gives id: "operator",
+// "auditor", "approver", in that order; none means no page.
+func Roles(p *policy.Policy, id *policy.Identity) []string {
+	var out []string
+	if p.Operator(id) {
+		out = append(out, "operator")
+	}
+	if p.Auditor(id) {
+		out = append(out, "auditor")
+	}
+	if p.Approver(id) {
+		out = append(out, "approver")
+	}
+	return out
+}
+
+// checkCSRF returns why a state-changing request is refused, or "".
+func (c *Console) checkCSRF(r *http.Request, s *session) string {
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" {
+		return "a request from another site (Sec-Fetch-Site: " + site + ") cannot change anything here"
+	}
+	// With Referrer-Policy: no-referrer a browser sends "Origin: null"
+	// even from the console's own pages: then Sec-Fetch-Site must say
+	// same-origin.
+	switch origin := r.Header.Get("Origin"); {
+	case origin == "null" && r.Header.Get("Sec-Fetch-Site") != "same-origin":
+		return "a request from an unknown origin cannot change anything here"
+	case origin != "" && origin != "null" && origin != "https://"+r.Host:
+		return "a request from another origin cannot change anything here"
+	}
+	r.Body = http.MaxBytesReader(nil, r.Body, 16<<10)
+	token := r.Header.Get("X-CSRF-Token")
+	if token == "" {
+		if err := r.ParseForm(); err == nil {
+			token = r.PostForm.Get("csrf")
+		}
+	}
+	if token == "" || subtle.ConstantTimeCompare([]byte(token), []byte(s.csrf)) != 1 {
+		return "the anti-forgery token is missing or wrong: reload the page and try again"
+	}
+	return ""
+}
+
+// session returns the request's live console session, or nil; it notes
+// the use.
+func (c *Console) session(r *http.Request) *session {
+	ck, err := r.Cookie(SessionCookie)
+	if err != nil || ck.Value == "" {
+		return nil
+	}
+	now := c.o.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s, ok := c.sessions[ck.Value]
+	if !ok {
+		return nil
+	}
+	if c.expiredLocked(s, now) {
+		delete(c.sessions, ck.Value)
+		return nil
+	}
+	s.lastSeen = now
+	return s
+}
+
+func (c *Console) expiredLocked(s *session, now time.Time) bool {
+	return !now.Before(s.lastSeen.Add(c.o.IdleTimeout)) || !now.Before(s.created.Add(c.o.MaxAge))
+}
+
+// oauthConfig discovers the provider at first use.
+func (c *Console) oauthConfig(ctx context.Context) (*oauth2.Config, error) {
+	c.provMu.Lock()
+	defer c.provMu.Unlock()
+	if c.oauth != nil {
+		return c.oauth, nil
+	}
+	p, err := gooidc.NewProvider(gooidc.ClientContext(ctx, c.o.HTTPClient), c.o.Issuer)
+	if err != nil {
+		return nil, fmt.Errorf("discover identity provider %q: %w", c.o.Provider, err)
+	}
+	c.oauth = &oauth2.Config{
+		ClientID: c.o.ClientID, ClientSecret: c.o.ClientSecret, RedirectURL: c.o.RedirectURL,
+		Endpoint: p.Endpoint(), Scopes: []string{gooidc.ScopeOpenID, "profile", "email"},
+	}
+	return c.oauth, nil
+}
+
+// login starts a sign-in: the state, nonce and PKCE verifier stay here,
+// and the browser gets the state in a cookie that binds the callback to
+// it.
+func (c *Console) login(w http.ResponseWriter, r *http.Request) {
+	cfg, err := c.oauthConfig(r.Context())
+	if err != nil {
+		c.o.Logger.Error("console sign-in", "error", err)
+		c.page(w, http.StatusBadGateway, "Sign-in unavailable", pageData{Problem: "The identity provider cannot be reached; try again later."})
+		return
+	}
+	state, l := random(), &login{verifier: oauth2.GenerateVerifier(), nonce: random(), addr: clientAddr(r)}
+	now := c.o.Now()
+	l.expires = now.Add(LoginTTL)
+	c.mu.Lock()
+	for k, p := range c.pending {
+		if !now.Before(p.expires) {
+			delete(c.pending, k)
+		}
+	}
+	full, mine := len(c.pending) >= MaxPendingLogins, 0
+	for _, p := range c.pending {
+		if p.addr == l.addr {
+			mine++
+		}
+	}
+	full = full || mine >= MaxPendingPerAddress
+	if !full {
+		c.pending[state] = l
+	}
+	c.mu.Unlock()
+	if full {
+		c.page(w, http.StatusServiceUnavailable, "Sign-in unavailable", pageData{Problem: "Too many sign-ins are under way; try again in a few minutes."})
+		return
+	}
+	// SameSite=Lax: the provider sends the browser back to /ui/callback
+	// from its own site, a top-level navigation that a Strict cookie
+	// would not follow.
+	http.SetCookie(w, &http.Cookie{
+		Name: LoginCookie, Value: state, Path: Path + "/callback", Secure: true, HttpOnly: true,
+		SameSite: http.SameSiteLaxMode, MaxAge: int(LoginTTL / time.Second),
+	})
+	http.Redirect(w, r, cfg.AuthCodeURL(state, oauth2.S256ChallengeOption(l.verifier), gooidc.Nonce(l.nonce)), http.StatusSeeOther)
+}
+
+// callback completes a sign-in.
+func (c *Console) callback(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	state := q.Get("state")
+	ck, cerr := r.Cookie(LoginCookie)
+	http.SetCookie(w, &http.Cookie{Name: LoginCookie, Path: Path + "/callback", Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode, MaxAge: -1})
+	c.mu.Lock()
+	l, ok := c.pending[state]
+	if ok && cerr == nil && subtle.ConstantTimeCompare([]byte(ck.Value), []byte(state)) == 1 {
+		delete(c.pending, state)
+	} else {
+		ok = false
+	}
+	c.mu.Unlock()
+	now := c.o.Now()
+	switch {
+	case !ok || state == "":
+		c.page(w, http.StatusBadRequest, "Sign-in refused", pageData{Problem: "This sign-in was not started in this browser, or has expired, or was used already.", SignIn: true})
+		return
+	case !now.Before(l.expires):
+		c.page(w, http.StatusBadRequest, "Sign-in refused", pageData{Problem: "This sign-in took too long.", SignIn: true})
+		return
+	case q.Get("error") != "":
+		c.page(w, http.StatusForbidden, "Sign-in refused", pageData{Problem: "The identity provider refused the sign-in: " + q.Get("error") + ": " + q.Get("error_description"), SignIn: true})
+		return
+	}
+	cfg, err := c.oauthConfig(r.Context())
+	if err != nil {
+		c.page(w, http.StatusBadGateway, "Sign-in unavailable", pageData{Problem: "The identity provider cannot be reached; try again later."})
+		return
+	}
+	ctx := context.WithValue(r.Context(), oauth2.HTTPClient, c.o.HTTPClient)
+	tok, err := cfg.Exchange(ctx, q.Get("code"), oauth2.VerifierOption(l.verifier))
+	if err != nil {
+		c.o.Logger.Info("console sign-in: code exchange failed", "error", err)
+		c.page(w, http.StatusForbidden, "Sign-in refused", pageData{Problem: "The identity provider did not redeem the sign-in's code.", SignIn: true})
+		return
+	}
+	raw, _ := tok.Extra("id_token").(string)
+	if raw == "" {
+		c.page(w, http.StatusForbidden, "Sign-in refused", pageData{Problem: "The identity provider sent no ID token.", SignIn: true})
+		return
+	}
+	id, err := c.o.VerifyIDToken(r.Context(), c.o.Provider, raw, c.o.ClientID, l.nonce)
+	if err != nil {
+		c.page(w, http.StatusForbidden, "Sign-in refused", pageData{Problem: "The ID token was refused: " + err.Error(), SignIn: true})
+		return
+	}
+	s := &session{id: id, who: id.String(), ref: random()[:16], csrf: random(), created: now, lastSeen: now}
+	roles := Roles(c.o.Policy(), id)
+	rolesText := strings.Join(roles, ",")
+	if rolesText == "" {
+		rolesText = "none"
+	}
+	attrs := recorder.Attrs{
+		"identity": s.who, "provider": id.Provider, "subject": id.Subject,
+		"console.roles": rolesText, "console.session": s.ref, "client": clientAddr(r),
+	}
+	if err := c.o.Journal(r.Context(), events.ConsoleSignedIn, attrs); err != nil {
+		c.o.Logger.Error("console sign-in: journal", "error", err)
+		c.page(w, http.StatusServiceUnavailable, "Sign-in unavailable", pageData{Problem: "The sign-in could not be journaled, so it is refused; try again later."})
+		return
+	}
+	key := random()
+	c.mu.Lock()
+	for k, o := range c.sessions {
+		if c.expiredLocked(o, now) {
+			delete(c.sessions, k)
+		}
+	}
+	for len(c.sessions) >= c.o.MaxSessions {
+		var oldest string
+		for k, o := range c.sessions {
+			if oldest == "" || o.lastSeen.Before(c.sessions[oldest].lastSeen) {
+				oldest = k
+			}
+		}
+		delete(c.sessions, oldest)
+	}
+	c.sessions[key] = s
+	c.mu.Unlock()
+	c.o.Logger.Info("console sign-in", "identity", s.who, "roles", rolesText, "session", s.ref)
+	// SameSite=Strict: no other site's page can make the browser send
+	// it. This answer is the end of a navigation that came from the
+	// provider's site, so the browser would not send a Strict cookie on a
+	// redirect from here: the page moves on to /ui/ by itself instead, a
+	// navigation from this site.
+	http.SetCookie(w, &http.Cookie{
+		Name: SessionCookie, Value: key, Path: Path, Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode,
+	})
+	c.page(w, http.StatusOK, "Signed in", pageData{Who: s.who, CSRF: s.csrf, Continue: true})
+}
+
+// logout ends s.
+func (c *Console) logout(w http.ResponseWriter, r *http.Request, s *session) {
+	c.mu.Lock()
+	for k, o := range c.sessions {
+		if o == s {
+			delete(c.sessions, k)
+		}
+	}
+	c.mu.Unlock()
+	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Path: Path, Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode, MaxAge: -1})
+	if err := c.o.Journal(r.Context(), events.ConsoleSignedOut, recorder.Attrs{
+		"identity": s.who, "provider": s.id.Provider, "subject": s.id.Subject, "console.session": s.ref, "client": clientAddr(r),
+	}); err != nil {
+		// The session is ended all the same: ending one is always safe.
+		c.o.Logger.Error("console sign-out: journal", "error", err)
+	}
+	c.page(w, http.StatusOK, "Signed out", pageData{Problem: "You are signed out.", SignIn: true})
+}
+
+func clientAddr(r *http.Request) string {
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		return host
+	}
+	return r.RemoteAddr
+}
+
+// Sessions returns how many console sessions are held (expired ones
+// included until they are next looked at).
+func (c *Console) Sessions() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.sessions)
+}

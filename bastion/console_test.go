@@ -1,0 +1,678 @@
+package bastion
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/net/html"
+
+	"github.com/bastionhq/bastion/bastion/console"
+	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/certauth/oidc"
+	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/events"
+	"github.com/bastionhq/bastion/recorder/recordertest"
+)
+
+// consoleConfig names dev identities as operators, auditors and
+// approvers; every dev identity may log in to the target box.
+const consoleConfig = `
+api {
+  listen = "127.0.0.1:0"
+  rate_per_identity = -1
+  rate_per_address  = -1
+}
+ssh {
+  listen     = "127.0.0.1:0"
+  host_names = ["bastion.example"]
+}
+target "box" {
+  command = ["/bin/sh"]
+}
+identity "ops" {
+  providers = ["dev"]
+  subjects  = ["alice"]
+}
+identity "audit" {
+  providers = ["dev"]
+  subjects  = ["carol"]
+}
+identity "leads" {
+  providers = ["dev"]
+  subjects  = ["lena"]
+}
+identity "everyone" {
+  providers = ["dev"]
+}
+operators = ["ops"]
+auditors  = ["audit"]
+role "users" {
+  identities = ["everyone"]
+  targets    = ["*"]
+  logins     = ["%LOGIN%"]
+  shell      = true
+}
+role "db" {
+  identities = ["everyone"]
+  targets    = ["*"]
+  logins     = ["deploy"]
+  access     = "grant"
+  approval { approvers = ["leads"] }
+}
+`
+
+// consoleFixture is a server under --dev with an SSH front door, and its
+// clock, which a test may move forward.
+type consoleFixture struct {
+	ts  *testServer
+	dev *oidc.DevIssuer
+	mu  sync.Mutex
+	add time.Duration
+}
+
+func (fx *consoleFixture) now() time.Time {
+	fx.mu.Lock()
+	defer fx.mu.Unlock()
+	return time.Now().Add(fx.add)
+}
+
+func (fx *consoleFixture) advance(d time.Duration) {
+	fx.mu.Lock()
+	fx.add += d
+	fx.mu.Unlock()
+}
+
+func startConsole(t *testing.T) *consoleFixture {
+	t.Helper()
+	fx := &consoleFixture{}
+	fx.ts = startServerWith(t, startOP(t), strings.ReplaceAll(consoleConfig, "%LOGIN%", currentLogin(t)), certauth.AlgorithmEd25519, serverTweaks{edit: func(o *ServerOptions) {
+		dev, err := oidc.OpenDevIssuer(o.Home)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Dev, o.Now = dev, fx.now
+		fx.dev = dev
+	}})
+	return fx
+}
+
+// browser is an HTTP client with a cookie jar that trusts the API's pinned
+// certificate, as a person's browser would after accepting it.
+func (fx *consoleFixture) browser(t *testing.T) *http.Client {
+	t.Helper()
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pin := fx.ts.TLS().Fingerprint
+	tr := &http.Transport{TLSClientConfig: &tls.Config{
+		InsecureSkipVerify: true,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if !certauth.SameFingerprint(pin, certauth.TLSFingerprint(cs.PeerCertificates[0])) {
+				return errors.New("not the API's certificate")
+			}
+			return nil
+		},
+	}}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Jar: jar, Transport: tr, Timeout: 20 * time.Second}
+}
+
+func readPage(t *testing.T, resp *http.Response) string {
+	t.Helper()
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// formOf returns the first form of page: its action and its inputs' values.
+func formOf(t *testing.T, page string) (string, url.Values) {
+	t.Helper()
+	doc, err := html.Parse(strings.NewReader(page))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var action string
+	vals := url.Values{}
+	found := false
+	var walk func(n *html.Node, inForm bool)
+	walk = func(n *html.Node, inForm bool) {
+		if n.Type == html.ElementNode {
+			attr := func(k string) string {
+				for _, a := range n.Attr {
+					if a.Key == k {
+						return a.Val
+					}
+				}
+				return ""
+			}
+			switch {
+			case n.Data == "form" && !found:
+				found, inForm, action = true, true, attr("action")
+			case n.Data == "form":
+				return
+			case n.Data == "input" && inForm && attr("name") != "":
+				vals.Set(attr("name"), attr("value"))
+			}
+		}
+		for c := n.FirstChild; c != nil; c = c.NextSibling {
+			walk(c, inForm)
+		}
+	}
+	walk(doc, false)
+	if !found {
+		t.Fatalf("no form in page:\n%s", page)
+	}
+	return action, vals
+}
+
+// signIn signs in as sub through the dev provider's picker page, as a
+// browser does: /ui/ sends it to sign in, the provider shows its form,
+// the form goes back to the console's callback. It returns the callback's
+// page.
+func (fx *consoleFixture) signIn(t *testing.T, b *http.Client, sub string) (*http.Response, string) {
+	t.Helper()
+	resp, err := b.Get(fx.ts.APIURL() + "/ui/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	picker := readPage(t, resp)
+	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Request.URL.String(), fx.ts.DevIssuerURL()+"/authorize?") {
+		t.Fatalf("GET /ui/ signed out: %d at %s, want the dev provider's picker:\n%s", resp.StatusCode, resp.Request.URL, picker)
+	}
+	action, form := formOf(t, picker)
+	form.Set("sub", sub)
+	form.Set("action", "allow")
+	target, err := resp.Request.URL.Parse(action)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err = b.PostForm(target.String(), form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := readPage(t, resp)
+	if resp.Request.URL.Path != "/ui/callback" {
+		t.Fatalf("the picker's form led to %s, want the console's callback:\n%s", resp.Request.URL, page)
+	}
+	return resp, page
+}
+
+// get fetches a console page with b.
+func get(t *testing.T, b *http.Client, u string) (*http.Response, string) {
+	t.Helper()
+	resp, err := b.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, readPage(t, resp)
+}
+
+func wantSecurityHeaders(t *testing.T, resp *http.Response) {
+	t.Helper()
+	for k, v := range map[string]string{
+		"Content-Security-Policy": "default-src 'self'; script-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+		"X-Frame-Options":         "DENY",
+		"X-Content-Type-Options":  "nosniff",
+		"Referrer-Policy":         "no-referrer",
+		"Cache-Control":           "no-store",
+	} {
+		if got := resp.Header.Get(k); got != v {
+			t.Errorf("%s %s: %s = %q, want %q", resp.Request.Method, resp.Request.URL.Path, k, got, v)
+		}
+	}
+}
+
+// sessionCookie returns the console session cookie as the server set it.
+func sessionCookie(t *testing.T, resp *http.Response) *http.Cookie {
+	t.Helper()
+	for _, c := range resp.Cookies() {
+		if c.Name == console.SessionCookie {
+			return c
+		}
+	}
+	t.Fatalf("no %s cookie set by %s", console.SessionCookie, resp.Request.URL.Path)
+	return nil
+}
+
+// liveSSH starts a session through the front door as the dev identity
+// sub, running command, and returns when the server lists it; the
+// session ends when the test does.
+func (fx *consoleFixture) liveSSH(t *testing.T, sub, command string) {
+	t.Helper()
+	sshPath := needTool(t, "ssh")
+	dir := t.TempDir()
+	key, pub := newKey(t, dir, "id_ed25519")
+	tok, err := fx.dev.Mint(sub, []string{oidc.DevAudience}, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	login := currentLogin(t)
+	resp, err := fx.ts.client.Certificate(context.Background(), tok, certauth.CertificateRequest{PublicKey: pub, Logins: []string{login}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(key+"-cert.pub", []byte(resp.Certificate+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	kh := filepath.Join(dir, "known_hosts")
+	if err := os.WriteFile(kh, []byte(strings.Join(fx.ts.auth.KnownHostsLines("*"), "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(fx.ts.SSHAddr())
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, sshPath, "-F", "none", "-i", key, "-p", port,
+		"-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+		"-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile="+kh, "-o", "GlobalKnownHostsFile=none",
+		login+"@box@127.0.0.1", command)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		cmd.Wait()
+	})
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		for _, l := range fx.ts.LiveSessions() {
+			if strings.Contains(l.Identity, sub) && l.Bytes > 0 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no live session of %s with recorded bytes; ssh says:\n%s", sub, out.String())
+		}
+	}
+}
+
+// The whole sign-in through the dev provider's picker page, by the
+// authorization-code flow with PKCE; the live sessions page shows a
+// session started with the real ssh client; sign-out needs the session's
+// anti-forgery token and the same origin, and both are journaled.
+func TestConsoleSignInLiveSessions(t *testing.T) {
+	t.Parallel()
+	fx := startConsole(t)
+	fx.liveSSH(t, "bob", "echo started; sleep 60")
+
+	b := fx.browser(t)
+	resp, page := fx.signIn(t, b, "alice")
+	if resp.StatusCode != 200 || !strings.Contains(page, `http-equiv="refresh" content="0;url=/ui/"`) {
+		t.Fatalf("callback: %d\n%s", resp.StatusCode, page)
+	}
+	wantSecurityHeaders(t, resp)
+	ck := sessionCookie(t, resp)
+	if !ck.Secure || !ck.HttpOnly || ck.SameSite != http.SameSiteStrictMode || ck.Path != "/ui" || len(ck.Value) < 40 {
+		t.Errorf("session cookie %+v: want Secure, HttpOnly, SameSite=Strict, Path=/ui and a long random value", ck)
+	}
+
+	resp, page = get(t, b, fx.ts.APIURL()+"/ui/")
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET /ui/ signed in: %d\n%s", resp.StatusCode, page)
+	}
+	wantSecurityHeaders(t, resp)
+	var row string
+	for _, l := range fx.ts.LiveSessions() {
+		if strings.Contains(l.Identity, "bob") {
+			row = l.ID
+		}
+	}
+	for _, want := range []string{
+		`Signed in as <span class="identity">alice@dev</span> (operator)`,
+		`<td class="identity">bob@dev</td><td class="target">box</td><td class="login">` + currentLogin(t) + `</td>`,
+		`<td class="rule">role:users</td>`,
+		`<td class="session">` + row + `</td>`,
+		"(1 live)",
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("live page lacks %q:\n%s", want, page)
+		}
+	}
+	if strings.Contains(page, "<script") || strings.Contains(page, "style=") {
+		t.Errorf("the page has a script or an inline style:\n%s", page)
+	}
+
+	// Sign-out: a form posted without its token, or from another site,
+	// is refused; the session lives on.
+	action, form := formOf(t, page)
+	if action != "/ui/logout" || form.Get("csrf") == "" {
+		t.Fatalf("sign-out form: %s %v", action, form)
+	}
+	post := func(vals url.Values, hdr map[string]string) (int, string) {
+		req, _ := http.NewRequest(http.MethodPost, fx.ts.APIURL()+"/ui/logout", strings.NewReader(vals.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		resp, err := b.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantSecurityHeaders(t, resp)
+		return resp.StatusCode, readPage(t, resp)
+	}
+	for _, c := range []struct {
+		name string
+		vals url.Values
+		hdr  map[string]string
+	}{
+		{"no token", url.Values{}, nil},
+		{"wrong token", url.Values{"csrf": {strings.Repeat("x", len(form.Get("csrf")))}}, nil},
+		{"cross-site (Origin)", form, map[string]string{"Origin": "https://evil.example"}},
+		{"cross-site (Sec-Fetch-Site)", form, map[string]string{"Sec-Fetch-Site": "cross-site"}},
+		{"same-site, other origin", form, map[string]string{"Sec-Fetch-Site": "same-site"}},
+		{"origin null, no Sec-Fetch-Site", form, map[string]string{"Origin": "null"}},
+		{"origin null, cross-site", form, map[string]string{"Origin": "null", "Sec-Fetch-Site": "cross-site"}},
+	} {
+		if code, page := post(c.vals, c.hdr); code != http.StatusForbidden || !strings.Contains(page, `id="problem"`) {
+			t.Errorf("sign-out, %s: %d, want 403\n%s", c.name, code, page)
+		}
+	}
+	if resp, _ := get(t, b, fx.ts.APIURL()+"/ui/"); resp.StatusCode != 200 {
+		t.Fatalf("a refused sign-out ended the session: %d", resp.StatusCode)
+	}
+	origin := fx.ts.APIURL()
+	if code, page := post(form, map[string]string{"Origin": origin, "Sec-Fetch-Site": "same-origin"}); code != 200 || !strings.Contains(page, "You are signed out.") {
+		t.Fatalf("sign-out: %d\n%s", code, page)
+	}
+	// The cookie is gone, and so is the session: the old cookie, sent
+	// again, is refused.
+	resp, err := (&http.Client{Transport: b.Transport, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(withCookie(t, fx.ts.APIURL()+"/ui/", ck))
+	if err != nil {
+		t.Fatal(err)
+	}
+	readPage(t, resp)
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/ui/login" {
+		t.Errorf("GET /ui/ with the signed-out session's cookie: %d %s, want a redirect to sign in", resp.StatusCode, resp.Header.Get("Location"))
+	}
+
+	in, out := fx.ts.events(t, events.ConsoleSignedIn), fx.ts.events(t, events.ConsoleSignedOut)
+	if len(in) != 1 || in[0]["identity"] != "alice@dev" || in[0]["console.roles"] != "operator" || in[0]["provider"] != DevProviderName || in[0]["console.session"] == "" {
+		t.Errorf("console.signed_in: %v", in)
+	}
+	if len(out) != 1 || out[0]["identity"] != "alice@dev" || out[0]["console.session"] != in[0]["console.session"] {
+		t.Errorf("console.signed_out: %v", out)
+	}
+	for _, e := range append(in, out...) {
+		for _, v := range e {
+			if strings.Contains(v, ck.Value) {
+				t.Errorf("the journal holds the session's cookie: %v", e)
+			}
+		}
+	}
+}
+
+func withCookie(t *testing.T, u string, ck *http.Cookie) *http.Request {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.AddCookie(&http.Cookie{Name: ck.Name, Value: ck.Value})
+	return req
+}
+
+// Who may use the console is the policy's: operators, auditors and
+// approvers; anyone else is refused every page and sees none of the data.
+func TestConsoleGuard(t *testing.T) {
+	t.Parallel()
+	fx := startConsole(t)
+	fx.liveSSH(t, "bob", "sleep 60")
+	for _, c := range []struct{ sub, roles string }{
+		{"carol", "auditor"}, {"lena", "approver"}, {"mallory", ""},
+	} {
+		b := fx.browser(t)
+		if resp, page := fx.signIn(t, b, c.sub); resp.StatusCode != 200 {
+			t.Fatalf("%s: callback %d\n%s", c.sub, resp.StatusCode, page)
+		}
+		for _, path := range []string{"/ui", "/ui/", "/ui/sessions", "/ui/console.css?x", "/ui/anything"} {
+			resp, page := get(t, b, fx.ts.APIURL()+path)
+			wantSecurityHeaders(t, resp)
+			if path == "/ui/console.css?x" {
+				continue
+			}
+			switch {
+			case c.roles == "" && (resp.StatusCode != http.StatusForbidden || strings.Contains(page, "bob") || !strings.Contains(page, "you are none of them")):
+				t.Errorf("%s GET %s: %d, want 403 and nothing of the data\n%s", c.sub, path, resp.StatusCode, page)
+			case c.roles != "" && (path == "/ui" || path == "/ui/") && (resp.StatusCode != 200 || !strings.Contains(page, `<td class="identity">bob@dev</td>`) || !strings.Contains(page, "("+c.roles+")")):
+				t.Errorf("%s GET %s: %d, want the live sessions\n%s", c.sub, path, resp.StatusCode, page)
+			case c.roles != "" && path != "/ui" && path != "/ui/" && resp.StatusCode != http.StatusNotFound:
+				t.Errorf("%s GET %s: %d, want 404", c.sub, path, resp.StatusCode)
+			}
+		}
+		// A POST to a page is refused as well.
+		req, _ := http.NewRequest(http.MethodPost, fx.ts.APIURL()+"/ui/", strings.NewReader(""))
+		resp, err := b.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if page := readPage(t, resp); resp.StatusCode != http.StatusForbidden || strings.Contains(page, "bob") {
+			t.Errorf("%s POST /ui/: %d\n%s", c.sub, resp.StatusCode, page)
+		}
+	}
+	in := fx.ts.events(t, events.ConsoleSignedIn)
+	var got []string
+	for _, e := range in {
+		got = append(got, e["identity"]+"="+e["console.roles"])
+	}
+	if fmt.Sprint(got) != "[carol@dev=auditor lena@dev=approver mallory@dev=none]" {
+		t.Errorf("console.signed_in: %v", got)
+	}
+
+	// Without a session: /ui/ sends the browser to sign in; every other
+	// page is refused.
+	plain := &http.Client{Transport: fx.browser(t).Transport, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for _, path := range []string{"/ui/", "/ui/anything", "/ui/logout"} {
+		resp, err := plain.Get(fx.ts.APIURL() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		page := readPage(t, resp)
+		if path == "/ui/" && resp.StatusCode != http.StatusSeeOther || path != "/ui/" && resp.StatusCode != http.StatusForbidden || strings.Contains(page, "bob") {
+			t.Errorf("signed out GET %s: %d\n%s", path, resp.StatusCode, page)
+		}
+	}
+	// A callback this browser did not start is refused.
+	resp, err := plain.Get(fx.ts.APIURL() + "/ui/callback?code=x&state=y")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if page := readPage(t, resp); resp.StatusCode != http.StatusBadRequest || len(resp.Cookies()) != 1 {
+		t.Errorf("a callback not started here: %d %v\n%s", resp.StatusCode, resp.Cookies(), page)
+	}
+}
+
+// A console session ends after its idle timeout, and after its maximum
+// age however busy it is (the server's clock is moved, no sleeping).
+func TestConsoleSessionExpiry(t *testing.T) {
+	t.Parallel()
+	fx := startConsole(t)
+	noFollow := func(b *http.Client) *http.Client {
+		return &http.Client{Jar: b.Jar, Transport: b.Transport, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	}
+	// Both sign in now: the provider's ID tokens are checked against the
+	// server's clock, which is then moved.
+	idle, busy := fx.browser(t), fx.browser(t)
+	for _, b := range []*http.Client{idle, busy} {
+		if resp, page := fx.signIn(t, b, "alice"); resp.StatusCode != 200 {
+			t.Fatalf("sign-in: %d\n%s", resp.StatusCode, page)
+		}
+	}
+	status := func(b *http.Client) int {
+		resp, _ := get(t, noFollow(b), fx.ts.APIURL()+"/ui/")
+		return resp.StatusCode
+	}
+	step := console.DefaultIdleTimeout / 2
+	for k := 0; time.Duration(k)*step <= console.DefaultMaxAge; k++ {
+		elapsed := time.Duration(k) * step
+		want := 200
+		if elapsed >= console.DefaultMaxAge {
+			want = http.StatusSeeOther
+		}
+		if got := status(busy); got != want {
+			t.Fatalf("used every %v, %v after sign-in (maximum age %v): %d, want %d", step, elapsed, console.DefaultMaxAge, got, want)
+		}
+		switch k {
+		case 1:
+			if got := status(idle); got != 200 {
+				t.Fatalf("used again %v after sign-in: %d", elapsed, got)
+			}
+		case 3:
+			if got := status(idle); got != http.StatusSeeOther {
+				t.Fatalf("idle for %v: %d, want a redirect to sign in", console.DefaultIdleTimeout, got)
+			}
+		}
+		fx.advance(step)
+	}
+	if n := fx.ts.ConsoleSessions(); n != 0 {
+		t.Errorf("%d console sessions are held after both expired", n)
+	}
+}
+
+// Values chosen by clients render as text: HTML, a javascript: URL and
+// terminal escapes in an identity whose session is live.
+func TestConsoleInjectionRendersAsText(t *testing.T) {
+	t.Parallel()
+	fx := startConsole(t)
+	evil := "x<script>alert(1)</script><a href=\"javascript:alert(2)\">y</a>\x1b[2J\x1b]0;pwn\x07"
+	fx.liveSSH(t, evil, "sleep 60")
+	b := fx.browser(t)
+	fx.signIn(t, b, "alice")
+	resp, page := get(t, b, fx.ts.APIURL()+"/ui/")
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET /ui/: %d\n%s", resp.StatusCode, page)
+	}
+	for _, bad := range []string{"<script", "<a href", "\x1b", "\x07"} {
+		if strings.Contains(page, bad) {
+			t.Errorf("the live page holds %q raw:\n%s", bad, page)
+		}
+	}
+	want := `x&lt;script&gt;alert(1)&lt;/script&gt;&lt;a href=&#34;javascript:alert(2)&#34;&gt;y&lt;/a&gt;\x1b[2J\x1b]0;pwn\x07`
+	if !strings.Contains(page, want) {
+		t.Errorf("the live page does not show the identity as text %q:\n%s", want, page)
+	}
+}
+
+// With a configured identity provider, the console signs people in with
+// its web client (a confidential one here, its secret read from a file),
+// by a real OpenID provider's authorization-code flow with PKCE.
+func TestConsoleConfiguredProvider(t *testing.T) {
+	t.Parallel()
+	m := startOP(t)
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "console.secret")
+	if err := os.WriteFile(secret, []byte(m.ClientSecret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	config := func(redirect string) string {
+		return `
+api {
+  listen = "` + addr + `"
+  rate_per_identity = -1
+  rate_per_address  = -1
+}
+identity_provider "corp" {
+  issuer                 = "%ISSUER%"
+  audiences              = ["%AUDIENCE%"]
+  algorithms             = ["RS256"]
+  web_client_id          = "%AUDIENCE%"
+  web_client_secret_file = "` + secret + `"
+  web_redirect_url       = "` + redirect + `"
+}
+identity "ops" {
+  providers = ["corp"]
+  subjects  = ["1234567890"]
+}
+operators = ["ops"]
+`
+	}
+	// A redirect URL that is not the console's callback is refused at
+	// the start.
+	home := t.TempDir()
+	bad := strings.NewReplacer("%ISSUER%", m.Issuer(), "%AUDIENCE%", m.ClientID).Replace(config("https://" + addr + "/callback"))
+	if err := os.WriteFile(filepath.Join(home, "bastion.hcl"), []byte(bad), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := LoadConfig(filepath.Join(home, "bastion.hcl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth, err := certauth.CreateAuthorities(home, certauth.AlgorithmEd25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jkey, err := certauth.CreateJournalKey(home, "test.example/bastion")
+	if err != nil {
+		t.Fatal(err)
+	}
+	jt := recordertest.NewJournalWith(t, recordertest.Options{Path: filepath.Join(home, "journal.db"), Journal: recorder.Options{Key: jkey}})
+	if srv, err := NewServer(context.Background(), ServerOptions{Config: cfg, Home: home, Journal: jt.Journal, Store: jt.Store, Authorities: auth}); err == nil || !strings.Contains(err.Error(), "must be the console's callback") {
+		if srv != nil {
+			srv.closeListeners()
+		}
+		t.Fatalf("a web_redirect_url that is not /ui/callback: %v", err)
+	}
+
+	fx := &consoleFixture{}
+	fx.ts = startServerWith(t, m, config("https://"+addr+"/ui/callback"), certauth.AlgorithmEd25519, serverTweaks{})
+	b := fx.browser(t)
+	resp, page := get(t, b, fx.ts.APIURL()+"/ui/")
+	if resp.StatusCode != 200 || resp.Request.URL.Path != "/ui/callback" || !strings.Contains(page, `http-equiv="refresh"`) {
+		t.Fatalf("sign-in through %s: %d at %s\n%s", m.Issuer(), resp.StatusCode, resp.Request.URL, page)
+	}
+	resp, page = get(t, b, fx.ts.APIURL()+"/ui/")
+	if resp.StatusCode != 200 || !strings.Contains(page, `Signed in as <span class="identity">1234567890@corp</span> (operator)`) || !strings.Contains(page, "No live session.") {
+		t.Fatalf("GET /ui/: %d\n%s", resp.StatusCode, page)
+	}
+	if in := fx.ts.events(t, events.ConsoleSignedIn); len(in) != 1 || in[0]["identity"] != "1234567890@corp" || in[0]["console.roles"] != "operator" {
+		t.Errorf("console.signed_in: %v", in)
+	}
+}
+
+// Sign-ins under way are bounded, per client address too: a stranger
+// who starts many and finishes none is refused beyond the bound, for a
+// while, and holds nothing else.
+func TestConsolePendingSignInsBounded(t *testing.T) {
+	t.Parallel()
+	fx := startConsole(t)
+	b := fx.browser(t)
+	noFollow := &http.Client{Transport: b.Transport, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for i := 0; i <= console.MaxPendingPerAddress; i++ {
+		resp, page := get(t, noFollow, fx.ts.APIURL()+"/ui/login")
+		want := http.StatusSeeOther
+		if i == console.MaxPendingPerAddress {
+			want = http.StatusServiceUnavailable
+		}
+		if resp.StatusCode != want {
+			t.Fatalf("sign-in %d from one address: %d, want %d\n%s", i+1, resp.StatusCode, want, page)
+		}
+	}
+	// They expire: then a sign-in may start again.
+	fx.advance(console.LoginTTL)
+	if resp, page := get(t, noFollow, fx.ts.APIURL()+"/ui/login"); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("after the pending sign-ins expired: %d\n%s", resp.StatusCode, page)
+	}
+}

@@ -1,0 +1,74 @@
+package bastion
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/bastionhq/bastion/bastion/console"
+	"github.com/bastionhq/bastion/recorder"
+)
+
+// newConsole builds the web console for the identity provider that has a
+// web client: the development issuer's "bastion-console" under serve
+// --dev, else the first identity_provider block with web_client_id. It
+// returns nil when there is none: /ui then answers 404 like any unknown
+// path of the API.
+func (s *Server) newConsole() (*console.Console, error) {
+	o := console.Options{
+		VerifyIDToken: s.verifier.VerifyIDToken,
+		Policy:        s.Policy,
+		Live:          s.LiveSessions,
+		Journal: func(ctx context.Context, name string, attrs recorder.Attrs) error {
+			_, err := s.journal.AppendEvent(ctx, name, attrs)
+			return err
+		},
+		Now:    s.now,
+		Logger: s.log.Named("console"),
+	}
+	switch {
+	case s.opts.Dev != nil:
+		o.Provider, o.Issuer, o.ClientID, o.RedirectURL = DevProviderName, s.devURL, DevWebClientID, s.APIURL()+DevWebRedirectPath
+	default:
+		for _, p := range s.opts.Config.Providers {
+			if p.Web.ClientID != "" {
+				o.Provider, o.Issuer, o.ClientID, o.ClientSecret, o.RedirectURL = p.Name, p.Issuer, p.Web.ClientID, p.Web.Secret, p.Web.RedirectURL
+				o.HTTPClient = p.HTTPClient
+				break
+			}
+		}
+		if o.ClientID == "" {
+			return nil, nil
+		}
+		// The callback is the console's: a redirect URL elsewhere could
+		// never complete a sign-in.
+		if u, err := url.Parse(o.RedirectURL); err != nil || u.Path != DevWebRedirectPath {
+			return nil, fmt.Errorf("identity_provider %q: web_redirect_url %q must be the console's callback, https://API%s (the API listener's address or host name)", o.Provider, o.RedirectURL, DevWebRedirectPath)
+		}
+	}
+	return console.New(o)
+}
+
+// withConsole serves the console under /ui, and everything else with h.
+func (s *Server) withConsole(h http.Handler) http.Handler {
+	if s.console == nil {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == console.Path || strings.HasPrefix(r.URL.Path, console.Path+"/") {
+			s.console.ServeHTTP(w, r)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// ConsoleSessions returns how many console sessions the server holds.
+func (s *Server) ConsoleSessions() int {
+	if s.console == nil {
+		return 0
+	}
+	return s.console.Sessions()
+}
