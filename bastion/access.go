@@ -499,8 +499,9 @@ const (
 // keeps are bounded: past maxLimitedUIDs it forgets them all, which only
 // ever lets a caller in sooner.
 type uidLimits struct {
-	mu sync.Mutex
-	by map[int]*rate.Limiter
+	mu  sync.Mutex
+	by  map[int]*rate.Limiter
+	now func() time.Time // nil: time.Now
 }
 
 const maxLimitedUIDs = 4096
@@ -516,5 +517,9 @@ func (l *uidLimits) allow(uid int) bool {
 		lim = rate.NewLimiter(readRate, readBurst)
 		l.by[uid] = lim
 	}
-	return lim.Allow()
+	now := time.Now
+	if l.now != nil {
+		now = l.now
+	}
+	return lim.AllowN(now(), 1)
 }

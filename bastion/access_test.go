@@ -518,7 +518,10 @@ func TestListenAccessStale(t *testing.T) {
 // apart; the uids kept are bounded.
 func TestReadLimits(t *testing.T) {
 	t.Parallel()
-	var l uidLimits
+	// The clock stands still: a burst taken slowly (under -race, on a
+	// loaded machine) must not be refilled meanwhile.
+	at := time.Now()
+	l := uidLimits{now: func() time.Time { return at }}
 	for i := range readBurst {
 		if !l.allow(1000) {
 			t.Fatalf("record %d of a burst refused", i+1)
@@ -529,6 +532,15 @@ func TestReadLimits(t *testing.T) {
 	}
 	if !l.allow(1001) {
 		t.Error("another uid was refused")
+	}
+	at = at.Add(time.Second)
+	for i := range int(readRate) {
+		if !l.allow(1000) {
+			t.Fatalf("record %d of the second after the burst refused", i+1)
+		}
+	}
+	if l.allow(1000) {
+		t.Error("more than readRate records allowed in the second after the burst")
 	}
 	for uid := range maxLimitedUIDs + 10 {
 		l.allow(2000 + uid)
