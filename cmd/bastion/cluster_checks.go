@@ -217,20 +217,6 @@ func locateSession(ctx context.Context, e *env, sc *readScope, arg sessionArg) (
 	return hits[0].ref, hits[0].id, nil
 }
 
-// memberLive says whether a writer holds the log st reads now: a running
-// member pushes its checkpoints to the witnesses, so what they have not
-// cosigned yet is lag. In a database that is the log's advisory lock
-// (writerGone); a database that cannot say counts as no writer, so lag is
-// then reported as a problem rather than hidden.
-func memberLive(ctx context.Context, st storage.Store) bool {
-	pg, ok := st.(*postgres.Store)
-	if !ok {
-		return false
-	}
-	holder, err := pg.WriterHolder(ctx)
-	return err == nil && holder != ""
-}
-
 // readKeptCheckpoints reads the kept checkpoints given to a cluster's
 // verify (--checkpoint, repeated), by the log of their origin (their first
 // line): each must be of a member's log, at most one per log. Mistakes

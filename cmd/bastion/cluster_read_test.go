@@ -223,7 +223,7 @@ auditors = ["audit"]
 			t.Fatal(err)
 		}
 		defer st.Close()
-		return memberLive(ctx, st)
+		return writerHeld(ctx, st, "")
 	}
 	if !live("a.example/journal") || live("b.example/journal") {
 		t.Fatalf("writer held: member 1 %v, member 2 %v; want true, false", live("a.example/journal"), live("b.example/journal"))

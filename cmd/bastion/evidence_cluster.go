@@ -119,7 +119,7 @@ func evidenceCluster(ctx context.Context, e *env, sc *readScope, job *reportJob,
 			mj.kept, mj.keptFile = nil, ""
 		}
 		sub := filepath.Join(dir, fmt.Sprintf("member-%d", l.member))
-		live := memberLive(ctx, st)
+		live := writerHeld(ctx, st, "")
 		rep, err := mj.build(ctx, st, l.v, l.key, sc.path, sub, live, []string{"--cluster", sc.clusterFile}, false)
 		var se *evidence.ScopeError
 		if errors.As(err, &se) {

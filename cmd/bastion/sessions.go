@@ -326,17 +326,31 @@ func (f *sessionFilter) match(s *sessionJSON) bool {
 // the journal since to end it as abandoned.
 const StateUnterminated = "unterminated"
 
+// writerHolder describes the writer that holds the journal open as st
+// (at path, for a SQLite file) now, or "" when none does: a SQLite file's
+// lock, a database log's advisory lock. The one probe every reader asks.
+func writerHolder(ctx context.Context, st storage.Store, path string) (string, error) {
+	if pg, ok := st.(*postgres.Store); ok {
+		return pg.WriterHolder(ctx)
+	}
+	return storage.WriterHolder(path), nil
+}
+
 // writerGone says whether no live process holds the writer lock of the
 // journal at path, open as st: its unterminated sessions are then not
-// being recorded. In a database the lock is the log's advisory lock,
-// which the server drops with the writer's session (a killed writer's
-// at once); a database that cannot say counts as a writer still there.
+// live. A database that cannot say leaves them live.
 func writerGone(ctx context.Context, st storage.Store, path string) bool {
-	if pg, ok := st.(*postgres.Store); ok {
-		holder, err := pg.WriterHolder(ctx)
-		return err == nil && holder == ""
-	}
-	return storage.WriterHolder(path) == ""
+	holder, err := writerHolder(ctx, st, path)
+	return err == nil && holder == ""
+}
+
+// writerHeld says whether a writer holds the journal open as st now: a
+// running writer pushes its checkpoints to the witnesses, so what they
+// have not cosigned yet is lag. One that cannot say counts as no writer,
+// so lag is then reported as a problem rather than hidden.
+func writerHeld(ctx context.Context, st storage.Store, path string) bool {
+	holder, err := writerHolder(ctx, st, path)
+	return err == nil && holder != ""
 }
 
 // listSessions lists the sessions of a verified log that f matches, in

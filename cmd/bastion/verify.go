@@ -257,14 +257,10 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 	return printVerify(e, path, key, *asJSON, r)
 }
 
-// writerLive says whether a running writer holds the log open as st, the
-// journal at path (a SQLite file's lock, a database log's advisory lock),
-// or this process is that writer: it pushes its checkpoints to the
-// witnesses about once a second, so what they have not cosigned yet is
-// lag, not a problem. A database that cannot say counts as no writer:
-// the stricter reading, where an unwitnessed tail is a problem.
+// writerLive says whether a running writer holds the log open as st
+// (writerHeld), or this process is that writer.
 func writerLive(ctx context.Context, e *env, st storage.Store, path string) bool {
-	return e.journal != nil || storage.WriterHolder(path) != "" || memberLive(ctx, st)
+	return e.journal != nil || writerHeld(ctx, st, path)
 }
 
 // loadVerifier reads the journal's public key from file, or from the home

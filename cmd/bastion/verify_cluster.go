@@ -89,7 +89,7 @@ func verifyCluster(ctx context.Context, e *env, sc *readScope, opts recorder.Ver
 			// Each member's log has its own writer: a running instance's
 			// checkpoints not cosigned yet are lag, a stopped one's are
 			// not witnessed.
-			o.Live = o.Live || memberLive(ctx, st)
+			o.Live = o.Live || writerHeld(ctx, st, "")
 			mv.Report, err = recorder.Verify(ctx, st, o)
 			st.Close()
 			if err != nil {
