@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -102,6 +103,8 @@ type Console struct {
 	oauth  *oauth2.Config // discovered at the first sign-in
 
 	mu       sync.Mutex
+	mux *http.ServeMux // the pages behind the guard
+
 	sessions map[string]*session // by the cookie's value
 	pending  map[string]*login   // by state
 }
@@ -149,7 +152,9 @@ func New(o Options) (*Console, error) {
 	if o.Logger == nil {
 		o.Logger = hclog.NewNullLogger()
 	}
-	return &Console{o: o, sessions: map[string]*session{}, pending: map[string]*login{}}, nil
+	c := &Console{o: o, mux: http.NewServeMux(), sessions: map[string]*session{}, pending: map[string]*login{}}
+	c.routes()
+	return c, nil
 }
 
 // random returns 32 random bytes in unpadded base64url.
@@ -179,8 +184,9 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case Path + "/callback":
 		c.methods(w, r, c.callback, http.MethodGet)
 		return
-	case Path + "/console.css":
-		c.methods(w, r, serveCSS, http.MethodGet)
+	}
+	if strings.HasPrefix(r.URL.Path, Path+"/static/") {
+		c.methods(w, r, serveStatic, http.MethodGet)
 		return
 	}
 	s := c.session(r)
@@ -212,12 +218,70 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		})
 		return
 	}
-	switch r.URL.Path {
-	case Path, Path + "/":
-		c.methods(w, r, func(w http.ResponseWriter, r *http.Request) { c.live(w, s, roles) }, http.MethodGet)
-	default:
-		c.page(w, http.StatusNotFound, "Not found", pageData{Problem: "There is no such page.", Who: s.who, CSRF: s.csrf})
+	v := &viewer{session: s, roles: roles}
+	c.mux.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), viewerKey{}, v)))
+}
+
+// A viewer is the signed-in person a request of the console is for, and
+// the console roles the policy in force gives them.
+type viewer struct {
+	*session
+	roles []string
+}
+
+// has says whether v holds one of roles.
+func (v *viewer) has(roles ...string) bool {
+	for _, r := range roles {
+		if slices.Contains(v.roles, r) {
+			return true
+		}
 	}
+	return false
+}
+
+type viewerKey struct{}
+
+// Console roles, as [Roles] returns them.
+const (
+	RoleOperator = "operator"
+	RoleAuditor  = "auditor"
+	RoleApprover = "approver"
+)
+
+// handle serves pattern (a [http.ServeMux] pattern under /ui) to the
+// viewers who hold one of roles; anyone else signed in is refused (403)
+// with nothing of the page's data.
+func (c *Console) handle(pattern string, roles []string, h func(http.ResponseWriter, *http.Request, *viewer)) {
+	c.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		v, _ := r.Context().Value(viewerKey{}).(*viewer)
+		if v == nil {
+			c.page(w, http.StatusForbidden, "Not signed in", pageData{Problem: "Sign in first.", SignIn: true})
+			return
+		}
+		if !v.has(roles...) {
+			c.page(w, http.StatusForbidden, "Not for you", pageData{
+				Problem: "This page is for the " + strings.Join(roles, "s, the ") + "s the policy names; you are not one of them.",
+				Who:     v.who, Roles: strings.Join(v.roles, ", "), CSRF: v.csrf,
+			})
+			return
+		}
+		h(w, r, v)
+	})
+}
+
+// routes registers the console's pages, each with the roles that may
+// use it.
+func (c *Console) routes() {
+	everyone := []string{RoleOperator, RoleAuditor, RoleApprover}
+	c.handle("GET "+Path+"/{$}", everyone, c.live)
+	c.mux.HandleFunc(Path+"/", func(w http.ResponseWriter, r *http.Request) {
+		v, _ := r.Context().Value(viewerKey{}).(*viewer)
+		d := pageData{Problem: "There is no such page."}
+		if v != nil {
+			d.Who, d.Roles, d.CSRF = v.who, strings.Join(v.roles, ", "), v.csrf
+		}
+		c.page(w, http.StatusNotFound, "Not found", d)
+	})
 }
 
 func (c *Console) methods(w http.ResponseWriter, r *http.Request, h http.HandlerFunc, allowed ...string) {
@@ -236,13 +300,13 @@ func (c *Console) methods(w http.ResponseWriter, r *http.Request, h http.Handler
 func Roles(p *policy.Policy, id *policy.Identity) []string {
 	var out []string
 	if p.Operator(id) {
-		out = append(out, "operator")
+		out = append(out, RoleOperator)
 	}
 	if p.Auditor(id) {
-		out = append(out, "auditor")
+		out = append(out, RoleAuditor)
 	}
 	if p.Approver(id) {
-		out = append(out, "approver")
+		out = append(out, RoleApprover)
 	}
 	return out
 }

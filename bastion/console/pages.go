@@ -1,8 +1,12 @@
 package console
 
 import (
+	"embed"
 	"html/template"
+	"io/fs"
+	"mime"
 	"net/http"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,44 +18,102 @@ import (
 
 // The pages are rendered on the server by html/template, which escapes
 // every value for where it lands; values chosen by clients (identities,
-// targets, logins, addresses, rules) also pass through termtext.Line, so
-// that control characters show as visible escapes. The pages have no
-// script and no inline style.
-var pages = template.Must(template.New("page").Funcs(template.FuncMap{"text": termtext.Line}).Parse(`<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-{{- if .Continue}}<meta http-equiv="refresh" content="0;url=/ui/">{{end}}
-<title>bastion console: {{.Title}}</title>
-<link rel="stylesheet" href="/ui/console.css"></head>
-<body>
-<header><h1>bastion console</h1>
-{{- if .Who}}<p id="who">Signed in as <span class="identity">{{text .Who}}</span>{{if .Roles}} ({{.Roles}}){{end}}</p>
-<form method="post" action="/ui/logout"><input type="hidden" name="csrf" value="{{.CSRF}}"><button type="submit">Sign out</button></form>
-{{- end}}</header>
-<main>
-<h2 id="title">{{.Title}}</h2>
-{{- if .Problem}}<p id="problem">{{text .Problem}}</p>{{end}}
-{{- if .Continue}}<p><a href="/ui/">Continue to the console</a></p>{{end}}
-{{- if .SignIn}}<p><a href="/ui/login">Sign in</a></p>{{end}}
-{{- if .Live}}
-<table id="live">
-<thead><tr><th>Identity</th><th>Target</th><th>Login</th><th>Since</th><th>Bytes</th><th>Allowed by</th><th>Client</th><th>Session</th></tr></thead>
-<tbody>
-{{- range .Rows}}
-<tr><td class="identity">{{text .Identity}}</td><td class="target">{{text .Target}}</td><td class="login">{{text .Login}}</td><td class="since"><time datetime="{{.StartedISO}}">{{.StartedISO}}</time> ({{.Age}})</td><td class="bytes">{{.Bytes}}</td><td class="rule">{{text .Allowed}}</td><td class="client">{{text .Client}}</td><td class="session">{{text .ID}}</td></tr>
-{{- else}}
-<tr><td colspan="8" id="none">No live session.</td></tr>
-{{- end}}
-</tbody></table>
-<p id="as-of">As of {{.Now}}.</p>
-{{- end}}
-</main></body></html>
-`))
+// targets, logins, addresses, rules, commands, output) also pass through
+// termtext.Line, so that control characters show as visible escapes.
+// Each page is templates/layout.html around its own templates/NAME.html.
+// No page has an inline script or an inline style: scripts and styles
+// are files under /ui/static/, which the Content-Security-Policy allows
+// as 'self'.
+//
+//go:embed templates/*.html
+var templateFiles embed.FS
 
+//go:embed static
+var staticFiles embed.FS
+
+var funcs = template.FuncMap{"text": termtext.Line}
+
+// templates holds each page's template, by the name of its file without
+// ".html".
+var templates = func() map[string]*template.Template {
+	layout := template.Must(template.New("layout.html").Funcs(funcs).ParseFS(templateFiles, "templates/layout.html"))
+	names, err := fs.Glob(templateFiles, "templates/*.html")
+	if err != nil {
+		panic(err)
+	}
+	out := map[string]*template.Template{}
+	for _, n := range names {
+		name := strings.TrimSuffix(path.Base(n), ".html")
+		if name == "layout" {
+			continue
+		}
+		out[name] = template.Must(template.Must(layout.Clone()).ParseFS(templateFiles, n))
+	}
+	return out
+}()
+
+// pageData is what the layout shows around every page; Data is the
+// page's own.
 type pageData struct {
-	Title, Problem, Who, Roles, CSRF string
-	SignIn, Continue, Live           bool
-	Rows                             []liveRow
-	Now                              string
+	Title, Problem, Notice, Who, Roles, CSRF string
+	SignIn, Continue                         bool
+	// Nav is the menu of the pages the viewer may open.
+	Nav []navItem
+	// Scripts and Styles are the page's own files under /ui/static/.
+	Scripts, Styles []string
+	Data            any
+}
+
+type navItem struct {
+	Href, Label string
+	Current     bool
+}
+
+// navItems are the console's pages in its menu, each with the roles that
+// see it.
+var navItems = []struct {
+	href, label string
+	roles       []string
+}{
+	{Path + "/", "Live sessions", []string{RoleOperator, RoleAuditor, RoleApprover}},
+}
+
+// frame fills in what the layout shows of the viewer: who, their roles,
+// the anti-forgery token and the menu, with current marked.
+func (v *viewer) frame(d pageData, current string) pageData {
+	d.Who, d.Roles, d.CSRF = v.who, strings.Join(v.roles, ", "), v.csrf
+	for _, n := range navItems {
+		if v.has(n.roles...) {
+			d.Nav = append(d.Nav, navItem{Href: n.href, Label: n.label, Current: n.href == current})
+		}
+	}
+	return d
+}
+
+// page renders a page with no content of its own: a message.
+func (c *Console) page(w http.ResponseWriter, code int, title string, d pageData) {
+	c.render(w, code, "message", title, d)
+}
+
+// render renders the page name (templates/NAME.html) in the layout.
+func (c *Console) render(w http.ResponseWriter, code int, name, title string, d pageData) {
+	d.Title = title
+	t, ok := templates[name]
+	if !ok {
+		c.o.Logger.Error("console: no template", "name", name)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(code)
+	if err := t.ExecuteTemplate(w, "layout", d); err != nil {
+		c.o.Logger.Warn("console page", "page", name, "error", err)
+	}
+}
+
+type liveData struct {
+	Rows []liveRow
+	Now  string
 }
 
 type liveRow struct {
@@ -59,17 +121,8 @@ type liveRow struct {
 	Bytes                                                         int64
 }
 
-func (c *Console) page(w http.ResponseWriter, code int, title string, d pageData) {
-	d.Title = title
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.WriteHeader(code)
-	if err := pages.Execute(w, d); err != nil {
-		c.o.Logger.Warn("console page", "error", err)
-	}
-}
-
 // live shows the live sessions.
-func (c *Console) live(w http.ResponseWriter, s *session, roles []string) {
+func (c *Console) live(w http.ResponseWriter, r *http.Request, v *viewer) {
 	now := c.o.Now()
 	list := c.o.Live()
 	slices.SortFunc(list, func(a, b front.LiveSession) int { return a.Started.Compare(b.Started) })
@@ -84,20 +137,23 @@ func (c *Console) live(w http.ResponseWriter, s *session, roles []string) {
 			StartedISO: l.Started.UTC().Format(time.RFC3339), Age: now.Sub(l.Started).Truncate(time.Second).String(), Bytes: l.Bytes,
 		})
 	}
-	c.page(w, http.StatusOK, "Live sessions", pageData{
-		Who: s.who, Roles: strings.Join(roles, ", "), CSRF: s.csrf, Live: true, Rows: rows,
-		Now: now.UTC().Format(time.RFC3339) + " (" + strconv.Itoa(len(rows)) + " live)",
-	})
+	c.render(w, http.StatusOK, "live", "Live sessions", v.frame(pageData{Data: liveData{
+		Rows: rows, Now: now.UTC().Format(time.RFC3339) + " (" + strconv.Itoa(len(rows)) + " live)",
+	}}, Path+"/"))
 }
 
-const css = `body{font-family:sans-serif;margin:1em 2em;color:#222}
-header{display:flex;gap:1em;align-items:baseline;border-bottom:1px solid #ccc}
-header form{margin-left:auto}
-table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:.2em .5em;text-align:left}
-#problem{color:#a00}
-`
-
-func serveCSS(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("Content-Type", "text/css; charset=utf-8")
-	w.Write([]byte(css))
+// serveStatic serves the console's scripts and styles.
+func serveStatic(w http.ResponseWriter, r *http.Request) {
+	name := strings.TrimPrefix(r.URL.Path, Path+"/")
+	b, err := staticFiles.ReadFile(name)
+	if err != nil || strings.Contains(name, "..") {
+		http.NotFound(w, r)
+		return
+	}
+	ct := mime.TypeByExtension(path.Ext(name))
+	if ct == "" {
+		ct = "application/octet-stream"
+	}
+	w.Header().Set("Content-Type", ct)
+	w.Write(b)
 }
