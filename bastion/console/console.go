@@ -102,7 +102,7 @@ type Console struct {
 	provMu sync.Mutex
 	oauth  *oauth2.Config // discovered at the first sign-in
 
-	mu       sync.Mutex
+	mu  sync.Mutex
 	mux *http.ServeMux // the pages behind the guard
 
 	sessions map[string]*session // by the cookie's value
