@@ -10,6 +10,7 @@ import (
 
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/events"
+	"github.com/bastionhq/bastion/storage"
 )
 
 // EventJournalRecovered is the first event a journal reopened after a
@@ -67,6 +68,9 @@ func (l *liveJournal) AppendEvent(ctx context.Context, name string, attrs record
 func (l *liveJournal) AppendIndexedEvent(ctx context.Context, name string, attrs recorder.Attrs, indexAttr string) (int64, error) {
 	return l.current().AppendIndexedEvent(ctx, name, attrs, indexAttr)
 }
+
+// Store is the store of the journal in force, for readers.
+func (l *liveJournal) Store() storage.Store { return l.current().Store() }
 
 // swap puts j in force in place of the failed journal, which is closed.
 func (l *liveJournal) swap(j *recorder.Journal, close func() error) {

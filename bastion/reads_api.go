@@ -22,6 +22,11 @@ import (
 // OS account.
 const ViaAPI = "api"
 
+// ViaConsole is the via attribute of a journal.accessed or
+// evidence.generated leaf serve wrote for a reader of its web console:
+// the reader is the identity the console's sign-in proved.
+const ViaConsole = "console"
+
 // recordReadAPI journals a read asked through the HTTPS API (POST
 // /v1/reads) in this instance's log: the reads of a journal in a
 // database, which has no access socket beside it, and which every
@@ -29,6 +34,12 @@ const ViaAPI = "api"
 // policy's auditors and operators may read; anyone else is refused, and
 // nothing is journaled (the API's log says so).
 func (s *Server) recordReadAPI(ctx context.Context, who *policy.Identity, addr netip.Addr, req *certauth.ReadRequest) (*certauth.ReadResponse, error) {
+	return s.recordReadVia(ctx, ViaAPI, who, addr, req)
+}
+
+// recordReadVia is recordReadAPI for a read asked through via (ViaAPI,
+// ViaConsole): the leaf is the same, and its via says which.
+func (s *Server) recordReadVia(ctx context.Context, via string, who *policy.Identity, addr netip.Addr, req *certauth.ReadRequest) (*certauth.ReadResponse, error) {
 	event := req.Event
 	if event == "" {
 		event = recorder.EventJournalAccessed
@@ -65,7 +76,7 @@ func (s *Server) recordReadAPI(ctx context.Context, who *policy.Identity, addr n
 			"%s is not one of this bastion's auditors or operators (the policy's \"auditors\" and \"operators\"): only they may read its journal", who.String())
 	}
 	host, _ := os.Hostname()
-	attrs["via"] = ViaAPI
+	attrs["via"] = via
 	attrs["identity.verified"] = VerifiedToken
 	attrs["identity"] = c.identity
 	if c.issuer != "" {
@@ -102,9 +113,9 @@ func (s *Server) recordReadAPI(ctx context.Context, who *policy.Identity, addr n
 			return nil, fmt.Errorf("evidence.generated is leaf %d, but its note could not be signed: %w", idx, err)
 		}
 		out.Note = string(msg)
-		s.log.Info("examiner's report recorded", "by", c.identity, "via", ViaAPI, "leaf", idx)
+		s.log.Info("examiner's report recorded", "by", c.identity, "via", via, "leaf", idx)
 	} else {
-		s.log.Info("journal read recorded", "action", req.Action, "by", c.identity, "via", ViaAPI, "leaf", idx)
+		s.log.Info("journal read recorded", "action", req.Action, "by", c.identity, "via", via, "leaf", idx)
 	}
 	return out, nil
 }

@@ -4,10 +4,13 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 
 	"github.com/bastionhq/bastion/bastion/console"
+	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder"
 )
 
@@ -24,6 +27,11 @@ func (s *Server) newConsole() (*console.Console, error) {
 		Journal: func(ctx context.Context, name string, attrs recorder.Attrs) error {
 			_, err := s.journal.AppendEvent(ctx, name, attrs)
 			return err
+		},
+		Store:    s.journal.Store,
+		Verifier: s.journal.current().Verifier(),
+		RecordRead: func(ctx context.Context, who *policy.Identity, client netip.Addr, req certauth.ReadRequest) (*certauth.ReadResponse, error) {
+			return s.recordReadVia(ctx, ViaConsole, who, client, &req)
 		},
 		Now:    s.now,
 		Logger: s.log.Named("console"),

@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/hashicorp/go-hclog"
+	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/bastionhq/bastion/recorder/events"
@@ -481,6 +482,13 @@ func (j *Journal) ReadLog(ctx context.Context, events func(name string) bool) (*
 	}
 	return log, nil
 }
+
+// Store is the journal's store: readers take their own snapshots of it
+// while the writer appends.
+func (j *Journal) Store() storage.Store { return j.st }
+
+// Verifier checks the journal's checkpoints: the public half of its key.
+func (j *Journal) Verifier() note.Verifier { return j.key.Verifier }
 
 // Err is the error that stopped the journal, or nil.
 func (j *Journal) Err() error {

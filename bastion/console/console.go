@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -25,12 +26,15 @@ import (
 
 	gooidc "github.com/coreos/go-oidc/v3/oidc"
 	"github.com/hashicorp/go-hclog"
+	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/oauth2"
 
 	"github.com/bastionhq/bastion/bastion/front"
+	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/events"
+	"github.com/bastionhq/bastion/storage"
 )
 
 // Limits of the console's state: what signed-in people and strangers can
@@ -86,6 +90,18 @@ type Options struct {
 	Live func() []front.LiveSession
 	// Journal appends an event; a sign-in it cannot journal is refused.
 	Journal func(ctx context.Context, name string, attrs recorder.Attrs) error
+	// Store is the store of this instance's journal in force, for
+	// reading: each read takes a snapshot of its own and verifies what it
+	// shows with Verifier, the journal's public key, as the CLI's readers
+	// do.
+	Store    func() storage.Store
+	Verifier note.Verifier
+	// RecordRead journals a read of the journal (journal.accessed) or an
+	// examiner's report (evidence.generated) made through the console by
+	// who from the client address client, as the API's POST /v1/reads
+	// does with via "console"; nothing is shown when it fails. It refuses
+	// anyone who is not one of the policy's auditors or operators.
+	RecordRead func(ctx context.Context, who *policy.Identity, client netip.Addr, req certauth.ReadRequest) (*certauth.ReadResponse, error)
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// MaxSessions, IdleTimeout and MaxAge bound the sessions; zero
@@ -131,8 +147,9 @@ func New(o Options) (*Console, error) {
 	switch {
 	case o.Provider == "" || o.Issuer == "" || o.ClientID == "" || o.RedirectURL == "":
 		return nil, errors.New("console: the provider, its issuer, the web client ID and the redirect URL are required")
-	case o.VerifyIDToken == nil || o.Policy == nil || o.Live == nil || o.Journal == nil:
-		return nil, errors.New("console: VerifyIDToken, Policy, Live and Journal are required")
+	case o.VerifyIDToken == nil || o.Policy == nil || o.Live == nil || o.Journal == nil ||
+		o.Store == nil || o.Verifier == nil || o.RecordRead == nil:
+		return nil, errors.New("console: VerifyIDToken, Policy, Live, Journal, Store, Verifier and RecordRead are required")
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -536,6 +553,15 @@ func (c *Console) logout(w http.ResponseWriter, r *http.Request, s *session) {
 		c.o.Logger.Error("console sign-out: journal", "error", err)
 	}
 	c.page(w, http.StatusOK, "Signed out", pageData{Problem: "You are signed out.", SignIn: true})
+}
+
+// clientIP is the request's client address, or the zero Addr.
+func clientIP(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
 }
 
 func clientAddr(r *http.Request) string {
