@@ -2,13 +2,9 @@ package bastion
 
 import (
 	"context"
-	"crypto/tls"
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
-	"net/http/cookiejar"
 	"net/url"
 	"os"
 	"os/exec"
@@ -21,6 +17,7 @@ import (
 	"golang.org/x/net/html"
 
 	"github.com/bastionhq/bastion/bastion/console"
+	"github.com/bastionhq/bastion/bastion/console/consoletest"
 	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/certauth/oidc"
 	"github.com/bastionhq/bastion/recorder"
@@ -114,103 +111,37 @@ func startConsole(t *testing.T) *consoleFixture {
 // certificate, as a person's browser would after accepting it.
 func (fx *consoleFixture) browser(t *testing.T) *http.Client {
 	t.Helper()
-	jar, err := cookiejar.New(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pin := fx.ts.TLS().Fingerprint
-	tr := &http.Transport{TLSClientConfig: &tls.Config{
-		InsecureSkipVerify: true,
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			if !certauth.SameFingerprint(pin, certauth.TLSFingerprint(cs.PeerCertificates[0])) {
-				return errors.New("not the API's certificate")
-			}
-			return nil
-		},
-	}}
-	t.Cleanup(tr.CloseIdleConnections)
-	return &http.Client{Jar: jar, Transport: tr, Timeout: 20 * time.Second}
+	b := consoletest.Browser(fx.ts.TLS().Fingerprint)
+	t.Cleanup(b.CloseIdleConnections)
+	return b
 }
 
 func readPage(t *testing.T, resp *http.Response) string {
 	t.Helper()
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
+	page, err := consoletest.ReadPage(resp)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return string(b)
+	return page
 }
 
 // formOf returns the first form of page: its action and its inputs' values.
 func formOf(t *testing.T, page string) (string, url.Values) {
 	t.Helper()
-	doc, err := html.Parse(strings.NewReader(page))
+	action, vals, err := consoletest.FirstForm(page)
 	if err != nil {
 		t.Fatal(err)
-	}
-	var action string
-	vals := url.Values{}
-	found := false
-	var walk func(n *html.Node, inForm bool)
-	walk = func(n *html.Node, inForm bool) {
-		if n.Type == html.ElementNode {
-			attr := func(k string) string {
-				for _, a := range n.Attr {
-					if a.Key == k {
-						return a.Val
-					}
-				}
-				return ""
-			}
-			switch {
-			case n.Data == "form" && !found:
-				found, inForm, action = true, true, attr("action")
-			case n.Data == "form":
-				return
-			case n.Data == "input" && inForm && attr("name") != "":
-				vals.Set(attr("name"), attr("value"))
-			}
-		}
-		for c := n.FirstChild; c != nil; c = c.NextSibling {
-			walk(c, inForm)
-		}
-	}
-	walk(doc, false)
-	if !found {
-		t.Fatalf("no form in page:\n%s", page)
 	}
 	return action, vals
 }
 
 // signIn signs in as sub through the dev provider's picker page, as a
-// browser does: /ui/ sends it to sign in, the provider shows its form,
-// the form goes back to the console's callback. It returns the callback's
-// page.
+// browser does, and returns the callback's page.
 func (fx *consoleFixture) signIn(t *testing.T, b *http.Client, sub string) (*http.Response, string) {
 	t.Helper()
-	resp, err := b.Get(fx.ts.APIURL() + "/ui/")
+	resp, page, err := consoletest.SignIn(b, fx.ts.APIURL()+"/ui/", fx.ts.DevIssuerURL(), sub)
 	if err != nil {
 		t.Fatal(err)
-	}
-	picker := readPage(t, resp)
-	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Request.URL.String(), fx.ts.DevIssuerURL()+"/authorize?") {
-		t.Fatalf("GET /ui/ signed out: %d at %s, want the dev provider's picker:\n%s", resp.StatusCode, resp.Request.URL, picker)
-	}
-	action, form := formOf(t, picker)
-	form.Set("sub", sub)
-	form.Set("action", "allow")
-	target, err := resp.Request.URL.Parse(action)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err = b.PostForm(target.String(), form)
-	if err != nil {
-		t.Fatal(err)
-	}
-	page := readPage(t, resp)
-	if resp.Request.URL.Path != "/ui/callback" {
-		t.Fatalf("the picker's form led to %s, want the console's callback:\n%s", resp.Request.URL, page)
 	}
 	return resp, page
 }

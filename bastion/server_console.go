@@ -73,6 +73,24 @@ func (s *Server) withConsole(h http.Handler) http.Handler {
 	})
 }
 
+// ConsoleURL is the web console's address (https://API/ui/), or "" when
+// serve has none (no identity provider with a web client).
+func (s *Server) ConsoleURL() string {
+	if s.console == nil {
+		return ""
+	}
+	return s.APIURL() + console.Path + "/"
+}
+
+// ConsoleProvider is the name of the identity provider people sign in to
+// the console with, or "" when serve has no console.
+func (s *Server) ConsoleProvider() string {
+	if s.console == nil {
+		return ""
+	}
+	return s.console.Provider()
+}
+
 // ConsoleSessions returns how many console sessions the server holds.
 func (s *Server) ConsoleSessions() int {
 	if s.console == nil {

@@ -571,6 +571,10 @@ func clientAddr(r *http.Request) string {
 	return r.RemoteAddr
 }
 
+// Provider is the configured name of the identity provider people sign
+// in with.
+func (c *Console) Provider() string { return c.o.Provider }
+
 // Sessions returns how many console sessions are held (expired ones
 // included until they are next looked at).
 func (c *Console) Sessions() int {

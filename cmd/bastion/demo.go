@@ -49,8 +49,10 @@ or $BASTION_HOME when given, else a fresh temporary directory (never
   2. where sshd is installed, starts a private sshd on loopback that
      trusts only the bastion's target CA: an SSH target, "demo-ssh";
   3. starts "bastion serve" in-process: the certificate API with the
-     development OpenID provider, and the SSH front door with a local
-     command target, "demo" (a shell), and "demo-ssh";
+     development OpenID provider, the SSH front door with a local
+     command target, "demo" (a shell), and "demo-ssh", and the web
+     console (its address printed; the development identity "admin" is
+     the demo's operator and auditor);
   4. has an agent trade a delegation token for a ten-minute SSH
      certificate through the real HTTPS exchange (and shows a forged token
      refused);
@@ -64,12 +66,16 @@ or $BASTION_HOME when given, else a fresh temporary directory (never
      the public key, prints the latest signed checkpoint and a summary.
 
 It runs without a terminal too, and exits 0 when every step worked. With
---keep it leaves the bastion running, prints how to connect, and stops on
-Ctrl-C.
+--keep it leaves the bastion running, prints how to connect with ssh and
+with a browser (the web console), and stops on Ctrl-C.
 
 Examples:
     $ bastion demo
     $ bastion --home /tmp/try demo --keep`
+
+// demoStaff is the development identity the demo's policy names as its
+// operator and auditor: who may sign in to the web console.
+const demoStaff = "admin"
 
 // demoScript is what the scripted agent types.
 var demoScript = strings.Join(append(demoCommands[:len(demoCommands):len(demoCommands)], "exit 0"), "\n") + "\n"
@@ -217,6 +223,9 @@ func runDemo(ctx context.Context, e *env, args []string) (err error) {
 		step("the bastion keeps running; connect as the agent (its certificate lasts ten minutes):")
 		fmt.Fprintf(out, "  ssh %s\n", strings.Join(d.sshArgs(), " "))
 		fmt.Fprintf(out, "  %s --home %s sessions list\n", self, home)
+		if u := d.srv.ConsoleURL(); u != "" {
+			fmt.Fprintf(out, "  the web console: open %s in a browser (it has a self-signed certificate, fingerprint %s), pick %q on the development provider's page\n", u, d.srv.TLS().Fingerprint, demoStaff)
+		}
 		fmt.Fprintf(out, "press Ctrl-C to stop it\n")
 		<-ctx.Done()
 		return nil
@@ -379,6 +388,15 @@ ssh {
   host_names = ["localhost"]
 }
 target "demo" { command = ["/bin/sh"] }
+
+# The web console is for the operators and auditors the policy names:
+# in the demo, the development provider's "admin".
+identity "demo-staff" {
+  providers = ["dev"]
+  subjects  = ["` + demoStaff + `"]
+}
+operators = ["demo-staff"]
+auditors  = ["demo-staff"]
 `
 	if sshd != nil {
 		hostKey, err := sshd.HostPublicKey()
@@ -403,6 +421,9 @@ target "demo" { command = ["/bin/sh"] }
 	fmt.Fprintf(out, "certificate API at %s (TLS fingerprint %s)\n", d.srv.APIURL(), d.srv.TLS().Fingerprint)
 	fmt.Fprintf(out, "development OpenID provider at %s (never in production)\n", d.srv.DevIssuerURL())
 	fmt.Fprintf(out, "SSH front door at %s, target \"demo\" runs /bin/sh\n", d.srv.SSHAddr())
+	if u := d.srv.ConsoleURL(); u != "" {
+		fmt.Fprintf(out, "web console at %s (sign in with the development provider as %q, the demo's operator and auditor)\n", u, demoStaff)
+	}
 	if sshd != nil {
 		fmt.Fprintf(out, "target \"demo-ssh\" is the sshd at %s, its host key pinned\n", sshd.Addr)
 	}

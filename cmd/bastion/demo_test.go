@@ -5,9 +5,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/bastionhq/bastion/bastion/console/consoletest"
 	"github.com/bastionhq/bastion/bastion/localsshd"
 )
 
@@ -92,5 +95,86 @@ func TestDemoFreshHome(t *testing.T) {
 	}
 	if code, _, errOut := cli(context.Background(), filepath.Join(user, ".bastion"), "ca", "init"); code != 0 {
 		t.Errorf("ca init after the demo: %s", errOut)
+	}
+}
+
+// TestDemoConsole: "bastion demo --keep" (what make demo suggests next)
+// prints the web console's address, and signing in there through the
+// development provider as the demo's staff identity works: the live
+// sessions page, for an operator and auditor.
+func TestDemoConsole(t *testing.T) {
+	t.Parallel()
+	home := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	urlRe := regexp.MustCompile(`the web console: open (https://\S+/ui/) in a browser \(it has a self-signed certificate, fingerprint (\S+)\), pick "admin"`)
+	issuerRe := regexp.MustCompile(`development OpenID provider at (https?://\S+) `)
+	found := make(chan []string, 1)
+	var out, errOut lockedBuffer
+	out.onWrite = func(all string) {
+		if m := urlRe.FindStringSubmatch(all); m != nil {
+			if i := issuerRe.FindStringSubmatch(all); i != nil {
+				select {
+				case found <- []string{m[1], m[2], i[1]}:
+				default:
+				}
+			}
+		}
+	}
+	e := &env{stdin: strings.NewReader(""), stdout: &out, stderr: &errOut, getenv: func(k string) string {
+		switch k {
+		case "BASTION_HOME":
+			return home
+		case "HOME":
+			return filepath.Join(home, "user")
+		}
+		return ""
+	}}
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, []string{"demo", "--keep"}, e) }()
+	var m []string
+	select {
+	case m = <-found:
+	case code := <-done:
+		t.Fatalf("demo --keep exited %d before printing the console's address:\n%s\n%s", code, out.String(), errOut.String())
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("demo --keep printed no console address:\n%s", out.String())
+	}
+	if !strings.Contains(out.String(), "web console at "+m[0]) {
+		t.Errorf("the demo's run does not name the console at %s:\n%s", m[0], out.String())
+	}
+	b := consoletest.Browser(m[1])
+	defer b.CloseIdleConnections()
+	resp, page, err := consoletest.SignIn(b, m[0], m[2], "admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 {
+		t.Fatalf("sign-in as admin: %d\n%s", resp.StatusCode, page)
+	}
+	resp, err = b.Get(m[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ = consoletest.ReadPage(resp)
+	if resp.StatusCode != 200 || !strings.Contains(page, "Signed in as <span class=\"identity\">admin@dev</span> (operator, auditor)") || !strings.Contains(page, `id="live"`) {
+		t.Errorf("the console after signing in as admin: %d\n%s", resp.StatusCode, page)
+	}
+	// Anyone else the provider vouches for is refused.
+	other := consoletest.Browser(m[1])
+	defer other.CloseIdleConnections()
+	if _, _, err := consoletest.SignIn(other, m[0], m[2], "agent-1"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err = other.Get(m[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if page, _ := consoletest.ReadPage(resp); resp.StatusCode != 403 {
+		t.Errorf("agent-1 on the console: %d\n%s", resp.StatusCode, page)
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Errorf("demo --keep exited %d after Ctrl-C:\n%s", code, errOut.String())
 	}
 }

@@ -286,6 +286,9 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.stdout, "  reads:     %s (records the reads of %s)\n", sock, who)
 	}
 	fmt.Fprintf(e.stdout, "  KRL:       %s (for targets' RevokedKeys)\n", srv.KRLPath())
+	if u := srv.ConsoleURL(); u != "" {
+		fmt.Fprintf(e.stdout, "  console:   %s (sign in with %s; for the policy's operators, auditors and approvers)\n", u, srv.ConsoleProvider())
+	}
 	if w := cfg.Witnesses; len(w.List) > 0 {
 		names := make([]string, 0, len(w.List))
 		for _, x := range w.List {
