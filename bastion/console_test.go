@@ -95,8 +95,15 @@ func (fx *consoleFixture) advance(d time.Duration) {
 
 func startConsole(t *testing.T) *consoleFixture {
 	t.Helper()
+	return startConsoleConfig(t, consoleConfig)
+}
+
+// startConsoleConfig is startConsole with a configuration of the test's
+// own (%LOGIN% is the current user's login).
+func startConsoleConfig(t *testing.T, config string) *consoleFixture {
+	t.Helper()
 	fx := &consoleFixture{}
-	fx.ts = startServerWith(t, startOP(t), strings.ReplaceAll(consoleConfig, "%LOGIN%", currentLogin(t)), certauth.AlgorithmEd25519, serverTweaks{edit: func(o *ServerOptions) {
+	fx.ts = startServerWith(t, startOP(t), strings.ReplaceAll(config, "%LOGIN%", currentLogin(t)), certauth.AlgorithmEd25519, serverTweaks{edit: func(o *ServerOptions) {
 		dev, err := oidc.OpenDevIssuer(o.Home)
 		if err != nil {
 			t.Fatal(err)
@@ -644,5 +651,41 @@ func TestConsolePendingSignInsBounded(t *testing.T) {
 	fx.advance(console.LoginTTL)
 	if resp, page := get(t, noFollow, fx.ts.APIURL()+"/ui/login"); resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("after the pending sign-ins expired: %d\n%s", resp.StatusCode, page)
+	}
+}
+
+// One client address gets a burst of requests of /ui, then 429 with
+// Retry-After, signed in or not; the bucket refills with time (the
+// server's clock is moved, no sleeping).
+func TestConsoleRateLimit(t *testing.T) {
+	t.Parallel()
+	config := strings.Replace(consoleConfig, "rate_per_address  = -1", "rate_per_address  = 5", 1)
+	if config == consoleConfig {
+		t.Fatal("the configuration has no rate_per_address to change")
+	}
+	fx := startConsoleConfig(t, config)
+	b := fx.browser(t)
+	var ok, limited int
+	for range 3 * console.DefaultBurstPerAddress {
+		resp, page := get(t, b, fx.ts.APIURL()+"/ui/static/console.css")
+		switch resp.StatusCode {
+		case http.StatusOK:
+			ok++
+		case http.StatusTooManyRequests:
+			limited++
+			if resp.Header.Get("Retry-After") == "" || !strings.Contains(page, "Too many requests") {
+				t.Errorf("a refused request: %v\n%s", resp.Header, page)
+			}
+			wantSecurityHeaders(t, resp)
+		default:
+			t.Fatalf("GET /ui/static/console.css: %d", resp.StatusCode)
+		}
+	}
+	if ok < console.DefaultBurstPerAddress || limited == 0 {
+		t.Errorf("%d allowed, %d refused: want the burst (%d) allowed, then refusals", ok, limited, console.DefaultBurstPerAddress)
+	}
+	fx.advance(time.Minute)
+	if resp, _ := get(t, b, fx.ts.APIURL()+"/ui/login"); resp.StatusCode == http.StatusTooManyRequests {
+		t.Errorf("still refused a minute later")
 	}
 }

@@ -70,8 +70,8 @@ func (a *API) grantCaller(w http.ResponseWriter, r *http.Request, action, id str
 		attrs["client.address"] = addr.String()
 	}
 	now := a.now()
-	if !a.byAddr.allow(addrKey(addr), now) {
-		a.grantLimited(w, r, attrs, "address "+addrKey(addr), a.byAddr.firstRefusal(addrKey(addr), now))
+	if !a.byAddr.Allow(AddrKey(addr), now) {
+		a.grantLimited(w, r, attrs, "address "+AddrKey(addr), a.byAddr.FirstRefusal(AddrKey(addr), now))
 		return nil, addr
 	}
 	token, err := bearer(r)
@@ -96,8 +96,8 @@ func (a *API) grantCaller(w http.ResponseWriter, r *http.Request, action, id str
 		a.grantRefusal(w, r, attrs, &Refusal{Status: http.StatusForbidden, Reason: events.ReasonIdentityRevoked, Msg: why})
 		return nil, addr
 	}
-	if !a.byIdent.allow(who.String(), now) {
-		a.grantLimited(w, r, attrs, who.String(), a.byIdent.firstRefusal(who.String(), now))
+	if !a.byIdent.Allow(who.String(), now) {
+		a.grantLimited(w, r, attrs, who.String(), a.byIdent.FirstRefusal(who.String(), now))
 		return nil, addr
 	}
 	return who, addr

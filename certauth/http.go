@@ -63,8 +63,8 @@ type API struct {
 	reads   RecordReadFunc
 	log     hclog.Logger
 	now     func() time.Time
-	byAddr  *limiters
-	byIdent *limiters
+	byAddr  *Limiters
+	byIdent *Limiters
 	mux     *http.ServeMux
 }
 
@@ -77,8 +77,8 @@ func NewAPI(opts APIOptions) *API {
 	if a.now == nil {
 		a.now = time.Now
 	}
-	a.byAddr = newLimiters(opts.RatePerAddress, opts.BurstPerAddress, 5, 20)
-	a.byIdent = newLimiters(opts.RatePerIdentity, opts.BurstPerIdentity, 1, 10)
+	a.byAddr = NewLimiters(opts.RatePerAddress, opts.BurstPerAddress, 5, 20)
+	a.byIdent = NewLimiters(opts.RatePerIdentity, opts.BurstPerIdentity, 1, 10)
 	a.mux = http.NewServeMux()
 	a.mux.HandleFunc("POST /v1/certificates", a.certificates)
 	a.mux.HandleFunc("GET /v1/ca", a.getCA)
@@ -129,8 +129,8 @@ func (a *API) getKRL(w http.ResponseWriter, r *http.Request) {
 func (a *API) certificates(w http.ResponseWriter, r *http.Request) {
 	addr := clientAddr(r)
 	now := a.now()
-	if !a.byAddr.allow(addrKey(addr), now) {
-		a.limited(w, r, addr, "address "+addrKey(addr))
+	if !a.byAddr.Allow(AddrKey(addr), now) {
+		a.limited(w, r, addr, "address "+AddrKey(addr))
 		return
 	}
 	req := IssueRequest{ClientAddress: addr}
@@ -167,10 +167,10 @@ func (a *API) certificates(w http.ResponseWriter, r *http.Request) {
 	}
 	out, err := a.issuer.issueLimited(r.Context(), req, func(identity string) (bool, bool) {
 		now := a.now()
-		if a.byIdent.allow(identity, now) {
+		if a.byIdent.Allow(identity, now) {
 			return true, false
 		}
-		return false, a.byIdent.firstRefusal(identity, now)
+		return false, a.byIdent.FirstRefusal(identity, now)
 	})
 	if err != nil {
 		var rf *Refusal
@@ -213,7 +213,7 @@ func (a *API) certificates(w http.ResponseWriter, r *http.Request) {
 // the journal.
 func (a *API) limited(w http.ResponseWriter, r *http.Request, addr netip.Addr, who string) {
 	msg := "too many certificate requests from " + who + ": retry later"
-	if a.byAddr.firstRefusal(who, a.now()) {
+	if a.byAddr.FirstRefusal(who, a.now()) {
 		if err := a.issuer.refuse(r.Context(), &Refusal{Status: http.StatusTooManyRequests, Reason: events.ReasonRateLimited, Msg: msg}, addr); isJournalFailure(err) {
 			writeError(w, http.StatusServiceUnavailable, events.ReasonJournalUnavailable, err.Error())
 			return
@@ -277,9 +277,9 @@ func decodeRequest(r *http.Request) (*CertificateRequest, error) {
 	return &body, nil
 }
 
-// addrKey is the rate-limiting key of a client address: the address, or
+// AddrKey is the rate-limiting key of a client address: the address, or
 // for IPv6 its /64, which one client usually holds whole.
-func addrKey(a netip.Addr) string {
+func AddrKey(a netip.Addr) string {
 	if a.Is6() && !a.Is4In6() {
 		p, _ := a.Prefix(64)
 		return p.String()
@@ -314,8 +314,9 @@ func writeError(w http.ResponseWriter, status int, reason, msg string) {
 // than growing the map.
 const maxLimiters = 1 << 16
 
-// limiters is a token bucket per key, forgetting idle keys.
-type limiters struct {
+// Limiters is a token bucket per key (a client address, an identity),
+// forgetting idle keys; its memory is bounded by maxLimiters keys.
+type Limiters struct {
 	limit rate.Limit
 	burst int
 	off   bool
@@ -331,17 +332,20 @@ type limiterEntry struct {
 	seen time.Time
 }
 
-func newLimiters(perSec float64, burst int, defRate float64, defBurst int) *limiters {
+// NewLimiters allows perSec requests a second per key with bursts of
+// burst: defRate and defBurst when zero; a negative perSec allows all.
+func NewLimiters(perSec float64, burst int, defRate float64, defBurst int) *Limiters {
 	if perSec == 0 {
 		perSec = defRate
 	}
 	if burst <= 0 {
 		burst = defBurst
 	}
-	return &limiters{limit: rate.Limit(perSec), burst: burst, off: perSec < 0, m: map[string]*limiterEntry{}, refused: map[string]time.Time{}}
+	return &Limiters{limit: rate.Limit(perSec), burst: burst, off: perSec < 0, m: map[string]*limiterEntry{}, refused: map[string]time.Time{}}
 }
 
-func (ls *limiters) allow(key string, now time.Time) bool {
+// Allow takes a token of key's bucket at now, if it has one.
+func (ls *Limiters) Allow(key string, now time.Time) bool {
 	if ls.off {
 		return true
 	}
@@ -367,7 +371,7 @@ func (ls *limiters) allow(key string, now time.Time) bool {
 }
 
 // sweep forgets keys idle for longer than idle; ls.mu must be held.
-func (ls *limiters) sweep(now time.Time, idle time.Duration) {
+func (ls *Limiters) sweep(now time.Time, idle time.Duration) {
 	for k, e := range ls.m {
 		if now.Sub(e.seen) > idle {
 			delete(ls.m, k)
@@ -381,9 +385,9 @@ func (ls *limiters) sweep(now time.Time, idle time.Duration) {
 	ls.swept = now
 }
 
-// firstRefusal reports whether key has had no journaled refusal in the
+// FirstRefusal reports whether key has had no journaled refusal in the
 // last minute, and notes one now.
-func (ls *limiters) firstRefusal(key string, now time.Time) bool {
+func (ls *Limiters) FirstRefusal(key string, now time.Time) bool {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
 	if t, ok := ls.refused[key]; ok && now.Sub(t) < time.Minute {

@@ -87,7 +87,7 @@ func TestAddrKey(t *testing.T) {
 		"::ffff:192.0.2.7":     "::ffff:192.0.2.7",
 		"2001:db8:1:3:3:4:5:6": "2001:db8:1:3::/64",
 	} {
-		if got := addrKey(netip.MustParseAddr(in)); got != want {
+		if got := AddrKey(netip.MustParseAddr(in)); got != want {
 			t.Errorf("%s: %s, want %s", in, got, want)
 		}
 	}

@@ -67,9 +67,9 @@ func (a *API) postRead(w http.ResponseWriter, r *http.Request) {
 	}
 	addr := clientAddr(r)
 	now := a.now()
-	if !a.byAddr.allow(addrKey(addr), now) {
+	if !a.byAddr.Allow(AddrKey(addr), now) {
 		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusTooManyRequests, events.ReasonRateLimited, "too many requests from address "+addrKey(addr)+": retry later")
+		writeError(w, http.StatusTooManyRequests, events.ReasonRateLimited, "too many requests from address "+AddrKey(addr)+": retry later")
 		return
 	}
 	token, err := bearer(r)
@@ -96,7 +96,7 @@ func (a *API) postRead(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, events.ReasonIdentityRevoked, why)
 		return
 	}
-	if !a.byIdent.allow(who.String(), now) {
+	if !a.byIdent.Allow(who.String(), now) {
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusTooManyRequests, events.ReasonRateLimited, "too many requests from "+who.String()+": retry later")
 		return

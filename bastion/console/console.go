@@ -56,6 +56,11 @@ const (
 	MaxPendingPerAddress = 16
 	// LoginTTL is how long a started sign-in may take.
 	LoginTTL = 10 * time.Minute
+	// DefaultRatePerAddress and DefaultBurstPerAddress bound the requests
+	// from one client address: enough for pages, their files and their
+	// live updates; a stranger's flood is answered 429 at once.
+	DefaultRatePerAddress  = 10
+	DefaultBurstPerAddress = 60
 )
 
 // Cookie names. The session cookie is confined to /ui; the sign-in's
@@ -104,6 +109,11 @@ type Options struct {
 	RecordRead func(ctx context.Context, who *policy.Identity, client netip.Addr, req certauth.ReadRequest) (*certauth.ReadResponse, error)
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// RatePerAddress and BurstPerAddress bound the requests of /ui from
+	// one client address (an IPv6 /64): zero means DefaultRatePerAddress
+	// and DefaultBurstPerAddress, a negative rate no bound.
+	RatePerAddress  float64
+	BurstPerAddress int
 	// MaxSessions, IdleTimeout and MaxAge bound the sessions; zero
 	// means the defaults.
 	MaxSessions         int
@@ -118,8 +128,9 @@ type Console struct {
 	provMu sync.Mutex
 	oauth  *oauth2.Config // discovered at the first sign-in
 
-	mu  sync.Mutex
-	mux *http.ServeMux // the pages behind the guard
+	mu     sync.Mutex
+	mux    *http.ServeMux     // the pages behind the guard
+	byAddr *certauth.Limiters // requests by client address
 
 	sessions map[string]*session // by the cookie's value
 	pending  map[string]*login   // by state
@@ -169,7 +180,7 @@ func New(o Options) (*Console, error) {
 	if o.Logger == nil {
 		o.Logger = hclog.NewNullLogger()
 	}
-	c := &Console{o: o, mux: http.NewServeMux(), sessions: map[string]*session{}, pending: map[string]*login{}}
+	c := &Console{o: o, mux: http.NewServeMux(), byAddr: certauth.NewLimiters(o.RatePerAddress, o.BurstPerAddress, DefaultRatePerAddress, DefaultBurstPerAddress), sessions: map[string]*session{}, pending: map[string]*login{}}
 	c.routes()
 	return c, nil
 }
@@ -194,6 +205,11 @@ func securityHeaders(w http.ResponseWriter) {
 // ServeHTTP serves /ui and everything under it.
 func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	securityHeaders(w)
+	if !c.byAddr.Allow(certauth.AddrKey(clientIP(r)), c.o.Now()) {
+		w.Header().Set("Retry-After", "1")
+		c.page(w, http.StatusTooManyRequests, "Too many requests", pageData{Problem: "Too many requests from your address; wait a moment and try again."})
+		return
+	}
 	switch r.URL.Path {
 	case Path + "/login":
 		c.methods(w, r, c.login, http.MethodGet)
