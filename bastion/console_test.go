@@ -195,6 +195,46 @@ func sessionCookie(t *testing.T, resp *http.Response) *http.Cookie {
 // session ends when the test does.
 func (fx *consoleFixture) liveSSH(t *testing.T, sub, command string) {
 	t.Helper()
+	r := fx.ssh(t, sub, currentLogin(t), command)
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		for _, l := range fx.ts.LiveSessions() {
+			if strings.Contains(l.Identity, sub) && l.Bytes > 0 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no live session of %s with recorded bytes; ssh says:\n%s", sub, r.output())
+		}
+	}
+}
+
+// sshRun is a real ssh client's session through the front door.
+type sshRun struct {
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	out  strings.Builder
+	done chan struct{} // closed when the client has exited, with err
+	err  error
+}
+
+func (r *sshRun) Write(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.out.Write(p)
+}
+
+// output is what the client printed so far (stdout and stderr).
+func (r *sshRun) output() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.out.String()
+}
+
+// ssh starts the real ssh client as the dev identity sub, with a fresh
+// certificate for login, running command on target box; it is stopped
+// when the test ends.
+func (fx *consoleFixture) ssh(t *testing.T, sub, login, command string) *sshRun {
+	t.Helper()
 	sshPath := needTool(t, "ssh")
 	dir := t.TempDir()
 	key, pub := newKey(t, dir, "id_ed25519")
@@ -202,7 +242,6 @@ func (fx *consoleFixture) liveSSH(t *testing.T, sub, command string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	login := currentLogin(t)
 	resp, err := fx.ts.client.Certificate(context.Background(), tok, certauth.CertificateRequest{PublicKey: pub, Logins: []string{login}})
 	if err != nil {
 		t.Fatal(err)
@@ -216,29 +255,25 @@ func (fx *consoleFixture) liveSSH(t *testing.T, sub, command string) {
 	}
 	_, port, _ := net.SplitHostPort(fx.ts.SSHAddr())
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, sshPath, "-F", "none", "-i", key, "-p", port,
+	r := &sshRun{done: make(chan struct{})}
+	r.cmd = exec.CommandContext(ctx, sshPath, "-F", "none", "-i", key, "-p", port,
 		"-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
 		"-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile="+kh, "-o", "GlobalKnownHostsFile=none",
 		login+"@box@127.0.0.1", command)
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
+	r.cmd.Stdout, r.cmd.Stderr = r, r
+	if err := r.cmd.Start(); err != nil {
+		cancel()
 		t.Fatal(err)
 	}
+	go func() {
+		r.err = r.cmd.Wait()
+		close(r.done)
+	}()
 	t.Cleanup(func() {
 		cancel()
-		cmd.Wait()
+		<-r.done
 	})
-	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		for _, l := range fx.ts.LiveSessions() {
-			if strings.Contains(l.Identity, sub) && l.Bytes > 0 {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no live session of %s with recorded bytes; ssh says:\n%s", sub, out.String())
-		}
-	}
+	return r
 }
 
 // The whole sign-in through the dev provider's picker page, by the
