@@ -33,6 +33,7 @@ func (s *Server) newConsole() (*console.Console, error) {
 		RecordRead: func(ctx context.Context, who *policy.Identity, client netip.Addr, req certauth.ReadRequest) (*certauth.ReadResponse, error) {
 			return s.recordReadVia(ctx, ViaConsole, who, client, &req)
 		},
+		Kill:   s.consoleKill,
 		Now:    s.now,
 		Logger: s.log.Named("console"),
 	}
