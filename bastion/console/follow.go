@@ -197,6 +197,9 @@ func (c *Console) followStream(w http.ResponseWriter, r *http.Request, v *viewer
 	h.Set("Content-Type", "text/event-stream; charset=utf-8")
 	h.Set("X-Accel-Buffering", "no")
 	s := &eventStream{w: w, rc: http.NewResponseController(w)}
+	// The request is read: the API server's read timeout must not end
+	// the stream (each write has its own deadline).
+	s.rc.SetReadDeadline(time.Time{})
 	w.WriteHeader(http.StatusOK)
 	s.comment("following " + id)
 
