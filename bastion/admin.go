@@ -111,17 +111,24 @@ func (s *Server) operator(r *http.Request, action string, subject recorder.Attrs
 		delete(attrs, "operator.verified")
 		attrs["by"] = refused.by()
 	}
+	s.journalRefused(r.Context(), "admin socket", action, attrs, subject, err)
+	return nil, err
+}
+
+// journalRefused journals an operator action refused (admin.refused) by
+// where ("admin socket", "console"): attrs name the operator, subject
+// what the action named.
+func (s *Server) journalRefused(ctx context.Context, where, action string, attrs, subject recorder.Attrs, err error) {
 	for k, v := range subject {
 		attrs[k] = v
 	}
 	attrs.Cap(maxClientText, "session", "identity", "grant")
 	attrs["action"] = action
 	attrs["error"] = capText(err.Error(), 1024)
-	if _, jerr := s.journal.AppendEvent(r.Context(), EventAdminRefused, attrs); jerr != nil {
+	if _, jerr := s.journal.AppendEvent(ctx, EventAdminRefused, attrs); jerr != nil {
 		s.log.Error("journal a refused operator action", "error", jerr)
 	}
-	s.log.Warn("admin socket: refused an operator action", "action", action, "by", attrs["by"], "error", err)
-	return nil, err
+	s.log.Warn(where+": refused an operator action", "action", action, "by", attrs["by"], "error", err)
 }
 
 func (s *Server) adminHandler() http.Handler {

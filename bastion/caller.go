@@ -22,6 +22,9 @@ const (
 	VerifiedAccount = "account"
 	// VerifiedNone: only the caller's OS account is known.
 	VerifiedNone = "none"
+	// VerifiedConsole: the person signed in to the web console, whose ID
+	// token serve verified at the sign-in; no OS account is involved.
+	VerifiedConsole = "console"
 )
 
 // A caller is who asks through the admin or the access socket: the

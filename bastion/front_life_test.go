@@ -85,6 +85,7 @@ type bgSSH struct {
 	cmd            *exec.Cmd
 	stdout, stderr syncBuffer
 	done           chan struct{}
+	id             string // the live session's ID, when known
 }
 
 // sshStart starts ssh through the front door with key as user, running

@@ -693,6 +693,10 @@ func (s *Server) Run(ctx context.Context) error {
 		ConnState:         watch.connState,
 		ErrorLog:          log.New(watch.errorLog(httpLog.StandardWriter(&hclog.StandardLoggerOptions{InferLevels: true})), "", 0),
 	}
+	if s.console != nil {
+		// The console's output streams end with the server.
+		api.RegisterOnShutdown(s.console.Close)
+	}
 	connContext := func(ctx context.Context, c net.Conn) context.Context {
 		return context.WithValue(ctx, connKey{}, c)
 	}

@@ -6,7 +6,8 @@
 // page.
 //
 // What exists so far: the sign-in, the session and its guard, sign-out,
-// and the live sessions page (see docs/console.md).
+// the live sessions page, following a session's recorded output, and
+// killing a session (see docs/console.md).
 package console
 
 import (
@@ -107,6 +108,11 @@ type Options struct {
 	// does with via "console"; nothing is shown when it fails. It refuses
 	// anyone who is not one of the policy's auditors or operators.
 	RecordRead func(ctx context.Context, who *policy.Identity, client netip.Addr, req certauth.ReadRequest) (*certauth.ReadResponse, error)
+	// Kill ends a live session as "bastion sessions kill" does, naming
+	// the person; it refuses, and journals the refusal, when they are not
+	// one of the policy's operators. An unknown session is an error
+	// wrapping front.ErrNoLiveSession.
+	Kill func(ctx context.Context, k KillRequest) (front.LiveSession, error)
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// RatePerAddress and BurstPerAddress bound the requests of /ui from
@@ -134,6 +140,8 @@ type Console struct {
 
 	sessions map[string]*session // by the cookie's value
 	pending  map[string]*login   // by state
+
+	follow *follows // the output streams open
 }
 
 // session is a console session.
@@ -159,8 +167,8 @@ func New(o Options) (*Console, error) {
 	case o.Provider == "" || o.Issuer == "" || o.ClientID == "" || o.RedirectURL == "":
 		return nil, errors.New("console: the provider, its issuer, the web client ID and the redirect URL are required")
 	case o.VerifyIDToken == nil || o.Policy == nil || o.Live == nil || o.Journal == nil ||
-		o.Store == nil || o.Verifier == nil || o.RecordRead == nil:
-		return nil, errors.New("console: VerifyIDToken, Policy, Live, Journal, Store, Verifier and RecordRead are required")
+		o.Store == nil || o.Verifier == nil || o.RecordRead == nil || o.Kill == nil:
+		return nil, errors.New("console: VerifyIDToken, Policy, Live, Journal, Store, Verifier, RecordRead and Kill are required")
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -180,7 +188,8 @@ func New(o Options) (*Console, error) {
 	if o.Logger == nil {
 		o.Logger = hclog.NewNullLogger()
 	}
-	c := &Console{o: o, mux: http.NewServeMux(), byAddr: certauth.NewLimiters(o.RatePerAddress, o.BurstPerAddress, DefaultRatePerAddress, DefaultBurstPerAddress), sessions: map[string]*session{}, pending: map[string]*login{}}
+	c := &Console{o: o, mux: http.NewServeMux(), byAddr: certauth.NewLimiters(o.RatePerAddress, o.BurstPerAddress, DefaultRatePerAddress, DefaultBurstPerAddress),
+		sessions: map[string]*session{}, pending: map[string]*login{}, follow: newFollows()}
 	c.routes()
 	return c, nil
 }
@@ -307,6 +316,12 @@ func (c *Console) handle(pattern string, roles []string, h func(http.ResponseWri
 func (c *Console) routes() {
 	everyone := []string{RoleOperator, RoleAuditor, RoleApprover}
 	c.handle("GET "+Path+"/{$}", everyone, c.live)
+	c.handle("GET "+Path+"/live.json", everyone, c.liveJSON)
+	c.handle("GET "+Path+"/sessions/{id}/live", followers, c.followPage)
+	c.handle("GET "+Path+"/sessions/{id}/live/stream", followers, c.followStream)
+	// Everyone with a role reaches the kill, so that a refusal is
+	// journaled as the admin socket's are (Options.Kill refuses).
+	c.handle("POST "+Path+"/sessions/{id}/kill", everyone, c.kill)
 	c.mux.HandleFunc(Path+"/", func(w http.ResponseWriter, r *http.Request) {
 		v, _ := r.Context().Value(viewerKey{}).(*viewer)
 		d := pageData{Problem: "There is no such page."}

@@ -7,12 +7,8 @@ import (
 	"mime"
 	"net/http"
 	"path"
-	"slices"
-	"strconv"
 	"strings"
-	"time"
 
-	"github.com/bastionhq/bastion/bastion/front"
 	"github.com/bastionhq/bastion/recorder/termtext"
 )
 
@@ -109,37 +105,6 @@ func (c *Console) render(w http.ResponseWriter, code int, name, title string, d 
 	if err := t.ExecuteTemplate(w, "layout", d); err != nil {
 		c.o.Logger.Warn("console page", "page", name, "error", err)
 	}
-}
-
-type liveData struct {
-	Rows []liveRow
-	Now  string
-}
-
-type liveRow struct {
-	ID, Identity, Target, Login, Client, Allowed, StartedISO, Age string
-	Bytes                                                         int64
-}
-
-// live shows the live sessions.
-func (c *Console) live(w http.ResponseWriter, r *http.Request, v *viewer) {
-	now := c.o.Now()
-	list := c.o.Live()
-	slices.SortFunc(list, func(a, b front.LiveSession) int { return a.Started.Compare(b.Started) })
-	rows := make([]liveRow, 0, len(list))
-	for _, l := range list {
-		allowed := l.Rule
-		if l.Grant != "" {
-			allowed = strings.TrimSpace(allowed + " grant:" + l.Grant)
-		}
-		rows = append(rows, liveRow{
-			ID: l.ID, Identity: l.Identity, Target: l.Target, Login: l.Login, Client: l.Client, Allowed: allowed,
-			StartedISO: l.Started.UTC().Format(time.RFC3339), Age: now.Sub(l.Started).Truncate(time.Second).String(), Bytes: l.Bytes,
-		})
-	}
-	c.render(w, http.StatusOK, "live", "Live sessions", v.frame(pageData{Data: liveData{
-		Rows: rows, Now: now.UTC().Format(time.RFC3339) + " (" + strconv.Itoa(len(rows)) + " live)",
-	}}, Path+"/"))
 }
 
 // serveStatic serves the console's scripts and styles.

@@ -149,10 +149,12 @@ type OperatorAction struct {
 	// Operator is the person, SUBJECT@PROVIDER, when one is named;
 	// Verified how: "token" (an OpenID Connect token serve verified),
 	// "account" (the OS account, mapped to the identity by serve's
-	// configuration) or "none" (only an OS account is known).
+	// configuration), "console" (signed in to the web console, by an ID
+	// token serve verified) or "none" (only an OS account is known).
 	Operator string `json:"operator"`
 	Verified string `json:"verified"`
-	// Issuer is the issuer of the operator's token, for "token".
+	// Issuer is the issuer of the operator's token, for "token" and
+	// "console".
 	Issuer string `json:"issuer,omitempty"`
 	UID    string `json:"uid,omitempty"`
 	User   string `json:"user,omitempty"`

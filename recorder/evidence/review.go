@@ -105,8 +105,9 @@ func (b *builder) retention() {
 	}
 }
 
-// readOperators reads what operators did through the admin socket:
-// kills, revocations of certificates and of grants, CA rotations.
+// readOperators reads what operators did through the admin socket or
+// the web console: kills, revocations of certificates and of grants, CA
+// rotations.
 func (b *builder) readOperators() error {
 	acts := &b.r.OperatorActions
 	op := func(event, action string, idx int64, l *recorder.Leaf, by, detail string) {
