@@ -44,64 +44,124 @@ func artefactDir(t *testing.T) string {
 	return t.TempDir()
 }
 
+// A browser is headless chromium driven by chromedp, for one test: its
+// helpers fail the test with what the page said.
+type browser struct {
+	t   *testing.T
+	ctx context.Context
+}
+
+// newBrowser starts chromium for t (a fresh profile, the API's
+// self-signed certificate accepted as a person accepts it once), for at
+// most limit; it is stopped when the test ends, before whatever the test
+// started earlier (start the server first: its shutdown waits for the
+// browser's connections).
+func newBrowser(t *testing.T, limit time.Duration) *browser {
+	t.Helper()
+	path := chromiumPath(t)
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(path), chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.UserDataDir(filepath.Join(t.TempDir(), "profile")),
+		chromedp.Flag("ignore-certificate-errors", true),
+		chromedp.WindowSize(1280, 800),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(actx)
+	ctx, cancelTimeout := context.WithTimeout(ctx, limit)
+	t.Cleanup(func() {
+		cancelTimeout()
+		cancel()
+		cancelAlloc()
+	})
+	return &browser{t: t, ctx: ctx}
+}
+
+// body is the page's rendered text, for failure messages.
+func (b *browser) body() string {
+	s, _ := chromedp.Run(b.ctx, chromedp.Text(chromedp.CSS("body")))
+	return s
+}
+
+// run runs steps, failing the test with what the page says if one fails.
+func (b *browser) run(what string, steps ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	if err := chromedp.Do(b.ctx, steps...); err != nil {
+		loc, _ := chromedp.Run(b.ctx, chromedp.Location())
+		b.t.Fatalf("browser, %s: %v; at %s the page says:\n%s", what, err, loc, b.body())
+	}
+}
+
+// text is the rendered text of the first element sel matches.
+func (b *browser) text(sel string) string {
+	b.t.Helper()
+	s, err := chromedp.Run(b.ctx, chromedp.Text(chromedp.CSS(sel)))
+	if err != nil {
+		b.t.Fatalf("browser, text of %s: %v; the page says:\n%s", sel, err, b.body())
+	}
+	return s
+}
+
+// until waits, for at most 30 seconds, for a JavaScript condition to hold.
+func (b *browser) until(what, expr string) {
+	b.t.Helper()
+	wctx, wcancel := context.WithTimeout(b.ctx, 30*time.Second)
+	defer wcancel()
+	if _, err := chromedp.Run(wctx, chromedp.Poll[bool](expr)); err != nil {
+		b.t.Fatalf("browser, %s: %v; the page says:\n%s", what, err, b.body())
+	}
+}
+
+// shot keeps a screenshot of the whole page as name in the test's
+// artefacts.
+func (b *browser) shot(name string) {
+	b.t.Helper()
+	png1, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	if _, err := png.Decode(bytes.NewReader(png1)); err != nil {
+		b.t.Errorf("screenshot %s: %v", name, err)
+	}
+	path := filepath.Join(artefactDir(b.t), name)
+	if err := os.WriteFile(path, png1, 0o644); err != nil {
+		b.t.Fatal(err)
+	}
+	b.t.Logf("screenshot: %s", path)
+}
+
+// signIn signs in to the console at api as the dev identity sub, through
+// the development provider's picker page, and waits for the live page.
+func (b *browser) signIn(api, sub string) {
+	b.t.Helper()
+	b.run("sign in as "+sub, chromedp.Navigate(api+"/ui/"), chromedp.WaitVisible(chromedp.CSS("#sub")),
+		chromedp.SetValue(chromedp.CSS("#sub"), sub), chromedp.Click(chromedp.CSS(`button[value="allow"]`)))
+	wctx, cancel := context.WithTimeout(b.ctx, 15*time.Second)
+	defer cancel()
+	if err := chromedp.Do(wctx, chromedp.WaitVisible(chromedp.CSS("#who"))); err != nil {
+		loc, _ := chromedp.Run(b.ctx, chromedp.Location())
+		b.t.Fatalf("browser: not signed in as %s: %v; at %s:\n%s", sub, err, loc, b.body())
+	}
+}
+
 // In a real browser: sign in through the dev provider's picker page, and
 // the console's live sessions page, as the browser built it, shows a
 // session started with the real ssh client.
 func TestConsoleBrowser(t *testing.T) {
 	t.Parallel()
-	browser := chromiumPath(t)
 	fx := startConsole(t)
+	br := newBrowser(t, 45*time.Second) // after the server: stopped before it
 	fx.liveSSH(t, "bob", "echo started; sleep 60")
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(browser), chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.UserDataDir(filepath.Join(t.TempDir(), "profile")),
-		// The API's certificate is self-signed (pinned by the CLI; a
-		// person accepts it once).
-		chromedp.Flag("ignore-certificate-errors", true),
-		chromedp.WindowSize(1280, 800),
-	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
-	ctx, cancelTimeout := context.WithTimeout(ctx, 45*time.Second)
-	defer cancelTimeout()
-
-	run := func(what string, steps ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, steps...); err != nil {
-			t.Fatalf("browser, %s: %v", what, err)
-		}
-	}
-	text := func(sel string) string {
-		t.Helper()
-		s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
-		if err != nil {
-			t.Fatalf("browser, text of %s: %v", sel, err)
-		}
-		return s
-	}
-	run("open the console", chromedp.Navigate(fx.ts.APIURL()+"/ui/"), chromedp.WaitVisible(chromedp.CSS("#sub")))
-	picker := text("body")
-	run("pick alice", chromedp.SetValue(chromedp.CSS("#sub"), "alice"), chromedp.Click(chromedp.CSS(`button[value="allow"]`)))
-	wctx, wcancel := context.WithTimeout(ctx, 15*time.Second)
-	err := chromedp.Do(wctx, chromedp.WaitVisible(chromedp.CSS("#live")))
-	wcancel()
-	if err != nil {
-		loc, _ := chromedp.Run(ctx, chromedp.Location())
-		body, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("body")))
-		t.Fatalf("browser: no live sessions page after sign-in: %v; at %s:\n%s", err, loc, body)
-	}
-	location, err := chromedp.Run(ctx, chromedp.Location())
+	br.run("open the console", chromedp.Navigate(fx.ts.APIURL()+"/ui/"), chromedp.WaitVisible(chromedp.CSS("#sub")))
+	picker := br.text("body")
+	br.signIn(fx.ts.APIURL(), "alice")
+	br.run("the live page", chromedp.WaitVisible(chromedp.CSS("#live")))
+	location, err := chromedp.Run(br.ctx, chromedp.Location())
 	if err != nil {
 		t.Fatal(err)
 	}
-	who, live := text("#who"), text("#live")
-	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
-	if err != nil {
-		t.Fatal(err)
-	}
+	who, live := br.text("#who"), br.text("#live")
+	br.shot("console-live.png")
 	if !strings.Contains(picker, "Development sign-in") || !strings.Contains(picker, DevWebClientID) {
 		t.Errorf("the picker page as rendered: %q", picker)
 	}
@@ -116,18 +176,9 @@ func TestConsoleBrowser(t *testing.T) {
 			t.Errorf("#live as rendered lacks %q: %q", want, live)
 		}
 	}
-	if _, err := png.Decode(bytes.NewReader(shot)); err != nil {
-		t.Errorf("screenshot: %v", err)
-	}
-	path := filepath.Join(artefactDir(t), "console-live.png")
-	if err := os.WriteFile(path, shot, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("screenshot of the live sessions page: %s", path)
-
 	// Sign-out through the page's form ends the session.
-	run("sign out", chromedp.Click(chromedp.CSS("header form button")), chromedp.WaitVisible(chromedp.CSS("#problem")))
-	title := text("#problem")
+	br.run("sign out", chromedp.Click(chromedp.CSS("header form button")), chromedp.WaitVisible(chromedp.CSS("#problem")))
+	title := br.text("#problem")
 	if title != "You are signed out." {
 		t.Errorf("after sign-out: %q", title)
 	}

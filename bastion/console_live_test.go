@@ -2,10 +2,8 @@ package bastion
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
-	"image/png"
 	"net/http"
 	"net/url"
 	"os"
@@ -521,86 +519,40 @@ func TestConsoleFollowBounded(t *testing.T) {
 // live sessions page's form, and the page shows it gone.
 func TestConsoleBrowserFollowKill(t *testing.T) {
 	t.Parallel()
-	browser := chromiumPath(t)
 	fx := startConsole(t)
 	next := filepath.Join(t.TempDir(), "next")
 	followed := fx.liveSSH(t, "bob", "echo started; "+waitFile(next)+"; echo printed-after-the-page-opened; exec sleep 300")
 	doomed := fx.liveSSH(t, "dave", "echo started; exec sleep 300")
+	br := newBrowser(t, 90*time.Second) // after the server: stopped before it
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(browser), chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.UserDataDir(filepath.Join(t.TempDir(), "profile")),
-		chromedp.Flag("ignore-certificate-errors", true),
-		chromedp.WindowSize(1280, 800),
-	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
-	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
-	defer cancelTimeout()
-	run := func(what string, steps ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, steps...); err != nil {
-			body, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("body")))
-			t.Fatalf("browser, %s: %v; the page says:\n%s", what, err, body)
-		}
-	}
-	// until waits for a JavaScript condition to hold.
-	until := func(what, expr string) {
-		t.Helper()
-		wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
-		defer wcancel()
-		if _, err := chromedp.Run(wctx, chromedp.Poll[bool](expr)); err != nil {
-			body, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("body")))
-			t.Fatalf("browser, %s: %v; the page says:\n%s", what, err, body)
-		}
-	}
-	shot := func(name string) {
-		t.Helper()
-		b, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := png.Decode(bytes.NewReader(b)); err != nil {
-			t.Errorf("screenshot: %v", err)
-		}
-		path := filepath.Join(artefactDir(t), name)
-		if err := os.WriteFile(path, b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("screenshot: %s", path)
-	}
-
-	run("sign in as alice", chromedp.Navigate(fx.ts.APIURL()+"/ui/"), chromedp.WaitVisible(chromedp.CSS("#sub")),
-		chromedp.SetValue(chromedp.CSS("#sub"), "alice"), chromedp.Click(chromedp.CSS(`button[value="allow"]`)),
-		chromedp.WaitVisible(chromedp.CSS("#live")))
+	br.signIn(fx.ts.APIURL(), "alice")
+	br.run("the live page", chromedp.WaitVisible(chromedp.CSS("#live")))
 
 	// Follow: from the live page's link.
-	run("follow bob's session", chromedp.Click(chromedp.CSS(`a.follow[href="/ui/sessions/`+followed.id+`/live"]`)),
+	br.run("follow bob's session", chromedp.Click(chromedp.CSS(`a.follow[href="/ui/sessions/`+followed.id+`/live"]`)),
 		chromedp.WaitVisible(chromedp.CSS("#output")))
-	until("the output so far", `document.getElementById("output").textContent.includes("started\n")`)
+	br.until("the output so far", `document.getElementById("output").textContent.includes("started\n")`)
 	touch(t, next)
-	until("output printed after the page opened", `document.getElementById("output").textContent.includes("printed-after-the-page-opened\n")`)
-	status, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#status")))
+	br.until("output printed after the page opened", `document.getElementById("output").textContent.includes("printed-after-the-page-opened\n")`)
+	status, err := chromedp.Run(br.ctx, chromedp.Text(chromedp.CSS("#status")))
 	if err != nil || !strings.Contains(status, "Following") {
 		t.Errorf("#status: %q %v", status, err)
 	}
-	shot("console-follow.png")
+	br.shot("console-follow.png")
 
 	// Kill dave's session from the live page's form.
-	run("open the live page", chromedp.Navigate(fx.ts.APIURL()+"/ui/"), chromedp.WaitVisible(chromedp.CSS("#live")))
+	br.run("open the live page", chromedp.Navigate(fx.ts.APIURL()+"/ui/"), chromedp.WaitVisible(chromedp.CSS("#live")))
 	form := `form.kill[action="/ui/sessions/` + doomed.id + `/kill"]`
-	run("kill dave's session", chromedp.SendKeys(chromedp.CSS(form+` input[name="reason"]`), "stop now"),
+	br.run("kill dave's session", chromedp.SendKeys(chromedp.CSS(form+` input[name="reason"]`), "stop now"),
 		chromedp.Click(chromedp.CSS(form+" button")), chromedp.WaitVisible(chromedp.CSS("#notice")))
-	notice, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#notice")))
+	notice, err := chromedp.Run(br.ctx, chromedp.Text(chromedp.CSS("#notice")))
 	if err != nil || notice != "The session "+doomed.id+" of dave@dev was ended." {
 		t.Errorf("#notice: %q %v", notice, err)
 	}
 	// The page's script brings the table up to date: dave's row goes,
 	// bob's stays.
-	until("dave's session gone from the table", `!document.getElementById("live").textContent.includes("`+doomed.id+`") && document.getElementById("live").textContent.includes("`+followed.id+`")`)
-	shot("console-kill.png")
+	br.until("dave's session gone from the table", `!document.getElementById("live").textContent.includes("`+doomed.id+`") && document.getElementById("live").textContent.includes("`+followed.id+`")`)
+	br.shot("console-kill.png")
 	select {
 	case <-doomed.done:
 	case <-time.After(endBound):
