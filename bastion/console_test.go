@@ -257,6 +257,33 @@ func sessionCookie(t *testing.T, resp *http.Response) *http.Cookie {
 // session ends when the test does.
 func (fx *consoleFixture) liveSSH(t *testing.T, sub, command string) {
 	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := fx.sshCmd(t, ctx, sub, command)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		cmd.Wait()
+	})
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		for _, l := range fx.ts.LiveSessions() {
+			if strings.Contains(l.Identity, sub) && l.Bytes > 0 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no live session of %s with recorded bytes; ssh says:\n%s", sub, out.String())
+		}
+	}
+}
+
+// sshCmd is the real ssh client with a certificate for the dev identity
+// sub, to run command on the target box through the front door.
+func (fx *consoleFixture) sshCmd(t *testing.T, ctx context.Context, sub, command string) *exec.Cmd {
+	t.Helper()
 	sshPath := needTool(t, "ssh")
 	dir := t.TempDir()
 	key, pub := newKey(t, dir, "id_ed25519")
@@ -277,30 +304,10 @@ func (fx *consoleFixture) liveSSH(t *testing.T, sub, command string) {
 		t.Fatal(err)
 	}
 	_, port, _ := net.SplitHostPort(fx.ts.SSHAddr())
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, sshPath, "-F", "none", "-i", key, "-p", port,
+	return exec.CommandContext(ctx, sshPath, "-F", "none", "-i", key, "-p", port,
 		"-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
 		"-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile="+kh, "-o", "GlobalKnownHostsFile=none",
 		login+"@box@127.0.0.1", command)
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		cmd.Wait()
-	})
-	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		for _, l := range fx.ts.LiveSessions() {
-			if strings.Contains(l.Identity, sub) && l.Bytes > 0 {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no live session of %s with recorded bytes; ssh says:\n%s", sub, out.String())
-		}
-	}
 }
 
 // The whole sign-in through the dev provider's picker page, by the
@@ -442,7 +449,7 @@ func TestConsoleGuard(t *testing.T) {
 		if resp, page := fx.signIn(t, b, c.sub); resp.StatusCode != 200 {
 			t.Fatalf("%s: callback %d\n%s", c.sub, resp.StatusCode, page)
 		}
-		for _, path := range []string{"/ui", "/ui/", "/ui/sessions", "/ui/static/console.css?x", "/ui/anything"} {
+		for _, path := range []string{"/ui", "/ui/", "/ui/no-such-page", "/ui/static/console.css?x", "/ui/anything"} {
 			resp, page := get(t, b, fx.ts.APIURL()+path)
 			wantSecurityHeaders(t, resp)
 			if path == "/ui/static/console.css?x" {

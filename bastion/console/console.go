@@ -6,7 +6,8 @@
 // page.
 //
 // What exists so far: the sign-in, the session and its guard, sign-out,
-// and the live sessions page (see docs/console.md).
+// the live sessions page, and the recorded sessions' search, details,
+// replay and downloads (see docs/console.md).
 package console
 
 import (
@@ -291,6 +292,7 @@ func (c *Console) handle(pattern string, roles []string, h func(http.ResponseWri
 func (c *Console) routes() {
 	everyone := []string{RoleOperator, RoleAuditor, RoleApprover}
 	c.handle("GET "+Path+"/{$}", everyone, c.live)
+	c.sessionRoutes()
 	c.mux.HandleFunc(Path+"/", func(w http.ResponseWriter, r *http.Request) {
 		v, _ := r.Context().Value(viewerKey{}).(*viewer)
 		d := pageData{Problem: "There is no such page."}
