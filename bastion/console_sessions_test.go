@@ -5,13 +5,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"image/png"
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
 	"github.com/google/uuid"
 
 	"github.com/bastionhq/bastion/recorder"
@@ -405,4 +409,78 @@ func TestConsoleSessionsInjection(t *testing.T) {
 	if !strings.Contains(page, `out&lt;script&gt;alert(3)&lt;/script&gt;`) {
 		t.Errorf("the matched output line is not shown as text\n%s", page)
 	}
+}
+
+// In a real browser, a finished session's page replays it with
+// asciinema-player under the page's Content-Security-Policy: the player
+// fetches the asciicast from the console, and once played its terminal
+// shows the session's output. Without the player built ("make player")
+// the test is skipped, and with CI=true it fails.
+func TestConsoleReplayBrowser(t *testing.T) {
+	t.Parallel()
+	browser := chromiumPath(t)
+	fx := startConsole(t)
+	id := fx.finishedSSH(t, "bob", "echo replay-marker-42; echo and-after")
+	if !playerBuiltHere(t, fx.browser(t), fx.ts.APIURL()) {
+		if os.Getenv("CI") == "true" {
+			t.Fatal(`the console's player is not built in: run "make player" (node and npm) before the tests`)
+		}
+		t.Skip(`the console's player is not built in ("make player")`)
+	}
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(browser), chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.UserDataDir(filepath.Join(t.TempDir(), "profile")),
+		chromedp.Flag("ignore-certificate-errors", true),
+		chromedp.WindowSize(1280, 1000),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancelAlloc()
+	ctx, cancel := chromedp.NewContext(actx)
+	defer cancel()
+	ctx, cancelTimeout := context.WithTimeout(ctx, 60*time.Second)
+	defer cancelTimeout()
+	run := func(what string, steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, steps...); err != nil {
+			body, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("body")))
+			t.Fatalf("browser, %s: %v; the page says:\n%s", what, err, body)
+		}
+	}
+	run("sign in", chromedp.Navigate(fx.ts.APIURL()+"/ui/"), chromedp.WaitVisible(chromedp.CSS("#sub")),
+		chromedp.SetValue(chromedp.CSS("#sub"), "alice"), chromedp.Click(chromedp.CSS(`button[value="allow"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#live")))
+	run("open the session's page", chromedp.Navigate(fx.ts.APIURL()+"/ui/sessions/"+id),
+		chromedp.WaitVisible(chromedp.CSS("#player .ap-player")), chromedp.WaitVisible(chromedp.CSS("#player .ap-term")))
+	// Playing it: the start overlay's button, as a person clicks it.
+	run("play", chromedp.Click(chromedp.CSS("#player .ap-overlay-start")))
+	var term string
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#player .ap-term")))
+		if err != nil {
+			t.Fatalf("browser, the player's terminal: %v", err)
+		}
+		if term = s; strings.Contains(term, "replay-marker-42") && strings.Contains(term, "and-after") {
+			break
+		}
+		if time.Now().After(deadline) {
+			body, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("body")))
+			t.Fatalf("the player's terminal does not show the session's output: %q; the page says:\n%s", term, body)
+		}
+	}
+	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := png.Decode(bytes.NewReader(shot)); err != nil {
+		t.Errorf("screenshot: %v", err)
+	}
+	path := filepath.Join(artefactDir(t), "console-replay.png")
+	if err := os.WriteFile(path, shot, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot of the replay: %s", path)
+	// The player's fetch of the asciicast was journaled as a play.
+	wantAccessed(t, fx, "play", "alice@dev", "operator", map[string]string{"session": id})
+	wantAccessed(t, fx, "show", "alice@dev", "operator", map[string]string{"session": id})
 }
