@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"image/png"
 	"io"
 	"net/http"
@@ -483,4 +484,38 @@ func TestConsoleReplayBrowser(t *testing.T) {
 	// The player's fetch of the asciicast was journaled as a play.
 	wantAccessed(t, fx, "play", "alice@dev", "operator", map[string]string{"session": id})
 	wantAccessed(t, fx, "show", "alice@dev", "operator", map[string]string{"session": id})
+}
+
+// A read that cannot be journaled shows nothing: every sessions page and
+// download answers 503 with none of the data.
+func TestConsoleSessionsNotJournaled(t *testing.T) {
+	t.Parallel()
+	fx := startConsole(t)
+	id := fx.finishedSSH(t, "bob", "echo unjournaled-output-9")
+	b := fx.browser(t)
+	fx.signIn(t, b, "alice")
+	// The journal stops taking leaves; its store can still be read. The
+	// server cannot journal its own stop then: this test stops it, and
+	// expects that error.
+	if err := fx.ts.CloseJournal(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		fx.ts.client.CloseIdleConnections()
+		fx.ts.cancel()
+		fx.ts.cancel = nil
+		if err := <-fx.ts.done; !errors.Is(err, recorder.ErrClosed) {
+			t.Errorf("the server's stop with its journal closed: %v", err)
+		}
+	}()
+	for _, path := range []string{
+		"/ui/sessions", "/ui/sessions?text=unjournaled", "/ui/sessions/" + id,
+		"/ui/sessions/" + id + "/cast", "/ui/sessions/" + id + "/cast?download=1", "/ui/sessions/" + id + "/bundle",
+	} {
+		resp, page := get(t, b, fx.ts.APIURL()+path)
+		if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(page, "could not be journaled, so nothing of it is shown") ||
+			strings.Contains(page, id) || strings.Contains(page, "unjournaled-output") || strings.Contains(page, "bob@dev") || resp.Header.Get("Content-Disposition") != "" {
+			t.Errorf("GET %s with the journal closed: %d, want 503 and nothing of the data\n%s", path, resp.StatusCode, page)
+		}
+	}
 }
