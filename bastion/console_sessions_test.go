@@ -451,7 +451,34 @@ func TestConsoleReplayBrowser(t *testing.T) {
 	run("sign in", chromedp.Navigate(fx.ts.APIURL()+"/ui/"), chromedp.WaitVisible(chromedp.CSS("#sub")),
 		chromedp.SetValue(chromedp.CSS("#sub"), "alice"), chromedp.Click(chromedp.CSS(`button[value="allow"]`)),
 		chromedp.WaitVisible(chromedp.CSS("#live")))
-	run("open the session's page", chromedp.Navigate(fx.ts.APIURL()+"/ui/sessions/"+id),
+	// The search, through its form, as a person fills it in.
+	run("search", chromedp.Click(chromedp.CSS(`#nav a[href="/ui/sessions"]`)), chromedp.WaitVisible(chromedp.CSS("#search")),
+		chromedp.SetValue(chromedp.CSS(`#search input[name="text"]`), "replay-marker"),
+		chromedp.Click(chromedp.CSS(`#search button[type="submit"]`)), chromedp.WaitVisible(chromedp.CSS(".hits")))
+	results, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#sessions")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(results, id) || !strings.Contains(results, "output replay-marker-42") {
+		t.Errorf("the search's results as rendered: %q", results)
+	}
+	keep := func(name string) {
+		t.Helper()
+		shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := png.Decode(bytes.NewReader(shot)); err != nil {
+			t.Errorf("screenshot: %v", err)
+		}
+		path := filepath.Join(artefactDir(t), name)
+		if err := os.WriteFile(path, shot, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("screenshot: %s", path)
+	}
+	keep("console-sessions.png")
+	run("open the session's page", chromedp.Click(chromedp.CSS(`#sessions a[href="/ui/sessions/`+id+`"]`)),
 		chromedp.WaitVisible(chromedp.CSS("#player .ap-player")), chromedp.WaitVisible(chromedp.CSS("#player .ap-term")))
 	// Playing it: the start overlay's button, as a person clicks it.
 	run("play", chromedp.Click(chromedp.CSS("#player .ap-overlay-start")))
@@ -469,18 +496,7 @@ func TestConsoleReplayBrowser(t *testing.T) {
 			t.Fatalf("the player's terminal does not show the session's output: %q; the page says:\n%s", term, body)
 		}
 	}
-	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := png.Decode(bytes.NewReader(shot)); err != nil {
-		t.Errorf("screenshot: %v", err)
-	}
-	path := filepath.Join(artefactDir(t), "console-replay.png")
-	if err := os.WriteFile(path, shot, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("screenshot of the replay: %s", path)
+	keep("console-replay.png")
 	// The player's fetch of the asciicast was journaled as a play.
 	wantAccessed(t, fx, "play", "alice@dev", "operator", map[string]string{"session": id})
 	wantAccessed(t, fx, "show", "alice@dev", "operator", map[string]string{"session": id})

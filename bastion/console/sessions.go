@@ -67,9 +67,10 @@ type sessionsData struct {
 	Shown    bool     // the search ran: the results follow
 	Searched bool     // with a text: rows have matched lines
 	Rows     []sessionRow
-	// Matched is how many sessions matched; Capped says the page lists
-	// MaxListed of them; Stopped that a text search read MaxSearched
-	// sessions and stopped.
+	// Matched is how many sessions matched (a text search stops at
+	// MaxListed); Capped says the page lists MaxListed of them and more
+	// matched; Stopped that a text search read MaxSearched sessions and
+	// stopped.
 	Matched         int
 	Capped, Stopped bool
 	Max, MaxRead    int
@@ -199,11 +200,11 @@ func (c *Console) searchSessions(w http.ResponseWriter, r *http.Request, v *view
 		if len(row.Hits) == 0 {
 			continue
 		}
-		d.Matched++
 		if len(d.Rows) == MaxListed {
 			d.Capped = true
 			break
 		}
+		d.Matched++
 		d.Rows = append(d.Rows, row)
 	}
 	page(http.StatusOK, "")
