@@ -1,5 +1,8 @@
 # Build, test and try bastion. Needs only Go and a C compiler (for
-# mattn/go-sqlite3); tools are installed into .tools/ on first use.
+# mattn/go-sqlite3); tools are installed into .tools/ on first use. With
+# node and npm, the build also brings the console's session player
+# (asciinema-player, "make player"); without them the console works but
+# for replay in the browser.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -26,13 +29,32 @@ LDFLAGS := $(if $(VERSION),-X main.version=$(VERSION))
 
 FUZZTIME ?= 10s
 
-.PHONY: build install test fmt-check vet staticcheck witness-tools bench demo fuzz clean
+.PHONY: build install test fmt-check vet staticcheck witness-tools bench demo fuzz clean player
 
 # make install copies the binary to $(PREFIX)/bin: /usr/local/bin, or
 # "make install PREFIX=~/.local" for ~/.local/bin.
 PREFIX ?= /usr/local
 
-build:
+# The web console replays sessions with asciinema-player, pinned in
+# bastion/console/player/package-lock.json: npm ci installs it, and its
+# two files are copied into the directory the binary embeds (ignored by
+# git: never committed). Without node and npm this says so and does
+# nothing; the console then says replay needs this build.
+PLAYER_DIR := bastion/console/player
+PLAYER_FILES := asciinema-player.min.js asciinema-player.css
+
+player:
+	@if command -v node >/dev/null && command -v npm >/dev/null; then \
+		(cd $(PLAYER_DIR) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error); \
+		for f in $(PLAYER_FILES); do \
+			cp $(PLAYER_DIR)/node_modules/asciinema-player/dist/bundle/$$f $(PLAYER_DIR)/dist/$$f.tmp; \
+			mv $(PLAYER_DIR)/dist/$$f.tmp $(PLAYER_DIR)/dist/$$f; \
+		done; \
+	else \
+		echo "make player: node and npm are not installed: the console is built without its session player"; \
+	fi
+
+build: player
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/bastion ./cmd/bastion
 
 install: build
@@ -55,7 +77,7 @@ SLOW_PKGS := ./cmd/bastion ./bastion
 # for GORACE's atexit_sleep_ms (1 s by default) so that goroutines still
 # running can report a race; every test binary does. GORACE from the
 # environment comes after, and wins.
-test: fmt-check vet staticcheck witness-tools
+test: player fmt-check vet staticcheck witness-tools
 	$(GO) test -count=1 -timeout 15m -run '$(SCALE_TESTS)' $(SCALE_PKGS) & scale=$$!; \
 	race=0; GORACE="atexit_sleep_ms=10 $${GORACE:-}" $(GO) test -race -count=1 -timeout 15m -skip '$(SCALE_TESTS)' $(SLOW_PKGS) ./... || race=$$?; \
 	wait $$scale || { echo "make test: the scale tests (without -race) failed"; exit 1; }; \
@@ -99,7 +121,7 @@ BENCHTIME ?= 3s
 BENCHCOUNT ?= 3
 FRESH_BENCH := ^BenchmarkFrontIdle$$
 
-bench: witness-tools
+bench: player witness-tools
 	@out=$$(mktemp -t bastion-gobench.XXXXXX); trap 'rm -f "$$out"' EXIT; \
 	$(GO) test -run '^$$' -bench . -skip '$(FRESH_BENCH)' -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) ./... | tee "$$out"; \
 	for i in $$(seq $(BENCHCOUNT)); do \
@@ -128,5 +150,6 @@ fuzz:
 	done
 
 clean:
-	rm -rf bin .tools
+	rm -rf bin .tools $(PLAYER_DIR)/node_modules
+	rm -f $(addprefix $(PLAYER_DIR)/dist/,$(PLAYER_FILES))
 	rm -f coverage.out coverage.html *.coverprofile

@@ -391,7 +391,7 @@ func TestConsoleGuard(t *testing.T) {
 		if resp, page := fx.signIn(t, b, c.sub); resp.StatusCode != 200 {
 			t.Fatalf("%s: callback %d\n%s", c.sub, resp.StatusCode, page)
 		}
-		for _, path := range []string{"/ui", "/ui/", "/ui/sessions", "/ui/static/console.css?x", "/ui/anything"} {
+		for _, path := range []string{"/ui", "/ui/", "/ui/no-such-page", "/ui/static/console.css?x", "/ui/anything"} {
 			resp, page := get(t, b, fx.ts.APIURL()+path)
 			wantSecurityHeaders(t, resp)
 			if path == "/ui/static/console.css?x" {

@@ -6,8 +6,9 @@
 // page.
 //
 // What exists so far: the sign-in, the session and its guard, sign-out,
-// the live sessions page, following a session's recorded output, and
-// killing a session (see docs/console.md).
+// the live sessions page, following a session's recorded output,
+// killing a session, and the recorded sessions' search, details, replay
+// and downloads (see docs/console.md).
 package console
 
 import (
@@ -322,6 +323,7 @@ func (c *Console) routes() {
 	// Everyone with a role reaches the kill, so that a refusal is
 	// journaled as the admin socket's are (Options.Kill refuses).
 	c.handle("POST "+Path+"/sessions/{id}/kill", everyone, c.kill)
+	c.sessionRoutes()
 	c.mux.HandleFunc(Path+"/", func(w http.ResponseWriter, r *http.Request) {
 		v, _ := r.Context().Value(viewerKey{}).(*viewer)
 		d := pageData{Problem: "There is no such page."}

@@ -9,6 +9,7 @@ import (
 	"path"
 	"strings"
 
+	"github.com/bastionhq/bastion/recorder/sessions"
 	"github.com/bastionhq/bastion/recorder/termtext"
 )
 
@@ -27,7 +28,14 @@ var templateFiles embed.FS
 //go:embed static
 var staticFiles embed.FS
 
-var funcs = template.FuncMap{"text": termtext.Line}
+// playerFiles holds asciinema-player's script and style when "make
+// player" put them in player/dist (never committed), else only that
+// directory's placeholder. They are served as /ui/static/player/NAME.
+//
+//go:embed player/dist
+var playerFiles embed.FS
+
+var funcs = template.FuncMap{"text": termtext.Line, "offset": sessions.Offset}
 
 // templates holds each page's template, by the name of its file without
 // ".html".
@@ -72,6 +80,7 @@ var navItems = []struct {
 	roles       []string
 }{
 	{Path + "/", "Live sessions", []string{RoleOperator, RoleAuditor, RoleApprover}},
+	{Path + "/sessions", "Sessions", readers},
 }
 
 // frame fills in what the layout shows of the viewer: who, their roles,
@@ -110,7 +119,11 @@ func (c *Console) render(w http.ResponseWriter, code int, name, title string, d 
 // serveStatic serves the console's scripts and styles.
 func serveStatic(w http.ResponseWriter, r *http.Request) {
 	name := strings.TrimPrefix(r.URL.Path, Path+"/")
-	b, err := staticFiles.ReadFile(name)
+	files := staticFiles
+	if p, ok := strings.CutPrefix(name, "static/player/"); ok {
+		files, name = playerFiles, "player/dist/"+p
+	}
+	b, err := files.ReadFile(name)
 	if err != nil || strings.Contains(name, "..") {
 		http.NotFound(w, r)
 		return

@@ -188,15 +188,12 @@ func locateSession(ctx context.Context, e *env, sc *readScope, arg sessionArg) (
 			return nil, uuid.UUID{}, exitCode(2, fmt.Errorf("%s: %w", l.label(), journalError(err)))
 		}
 		for _, sid := range f.sessions {
-			if arg.prefix == "" && sid == arg.id || arg.prefix != "" && strings.HasPrefix(sid.String(), arg.prefix) {
+			if arg.Matches(sid) {
 				hits = append(hits, hit{l, sid})
 			}
 		}
 	}
-	what := arg.prefix
-	if what == "" {
-		what = arg.id.String()
-	}
+	what := arg.String()
 	switch {
 	case len(hits) == 0:
 		hint := `run "bastion sessions list" to see the sessions of every member`
@@ -205,7 +202,7 @@ func locateSession(ctx context.Context, e *env, sc *readScope, arg sessionArg) (
 		}
 		return nil, uuid.UUID{}, exitCode(1, withHint(fmt.Errorf("no member's log in %s holds a session %s", journalName(sc.path), what), hint))
 	case len(hits) > 1 && hits[0].id != hits[1].id:
-		return nil, uuid.UUID{}, exitCode(1, withHint(fmt.Errorf("%d sessions in the cluster's logs have IDs starting with %q", len(hits), arg.prefix), "give more of the ID"))
+		return nil, uuid.UUID{}, exitCode(1, withHint(fmt.Errorf("%d sessions in the cluster's logs have IDs starting with %q", len(hits), arg.Prefix), "give more of the ID"))
 	case len(hits) > 1:
 		s := sharedSession{Session: hits[0].id.String()}
 		for _, h := range hits {

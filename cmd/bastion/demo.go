@@ -26,6 +26,7 @@ import (
 	"github.com/bastionhq/bastion/certauth/apiclient"
 	"github.com/bastionhq/bastion/certauth/oidc"
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/sessions"
 	"github.com/bastionhq/bastion/storage"
 )
 
@@ -574,10 +575,10 @@ func demoSummary(ctx context.Context, out io.Writer, j *recorder.Journal, d *dem
 	for _, s := range log.Sessions {
 		frames += s.Frames
 		if s.End != nil {
-			if n := countAttr(s.End.Attrs, recorder.AttrInBytes); n != nil {
+			if n := sessions.CountAttr(s.End.Attrs, recorder.AttrInBytes); n != nil {
 				in += *n
 			}
-			if n := countAttr(s.End.Attrs, recorder.AttrOutBytes); n != nil {
+			if n := sessions.CountAttr(s.End.Attrs, recorder.AttrOutBytes); n != nil {
 				outBytes += *n
 			}
 		}

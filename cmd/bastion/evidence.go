@@ -19,6 +19,7 @@ import (
 
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/evidence"
+	"github.com/bastionhq/bastion/recorder/sessions"
 	"github.com/bastionhq/bastion/recorder/termtext"
 	"github.com/bastionhq/bastion/storage"
 )
@@ -172,11 +173,11 @@ func runEvidence(ctx context.Context, e *env, args []string) error {
 	case *sample < 0:
 		return usageErrorf("--sample %d: give a positive number of sessions", *sample)
 	}
-	from, err := parseTime(*fromFlag)
+	from, err := sessions.ParseTime(*fromFlag)
 	if err != nil {
 		return usageErrorf("--from: %v", err)
 	}
-	to, err := parseTime(*toFlag)
+	to, err := sessions.ParseTime(*toFlag)
 	if err != nil {
 		return usageErrorf("--to: %v", err)
 	}
@@ -185,7 +186,7 @@ func runEvidence(ctx context.Context, e *env, args []string) error {
 	}
 	now := time.Now()
 	if *nowFlag != "" {
-		if now, err = parseTime(*nowFlag); err != nil {
+		if now, err = sessions.ParseTime(*nowFlag); err != nil {
 			return usageErrorf("--now: %v", err)
 		}
 	}

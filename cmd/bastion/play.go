@@ -14,6 +14,7 @@ import (
 
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/playback"
+	"github.com/bastionhq/bastion/recorder/sessions"
 	"github.com/bastionhq/bastion/recorder/termtext"
 	"github.com/bastionhq/bastion/storage"
 )
@@ -196,60 +197,39 @@ func parseSessionID(s string) (uuid.UUID, error) {
 
 // A sessionArg is a session named on the command line: a whole ID, or a
 // unique prefix of one (at least 4 characters), as "sessions kill" takes.
-type sessionArg struct {
-	id     uuid.UUID
-	prefix string // lower case; "" for a whole ID
-}
+type sessionArg = sessions.Ref
 
 func parseSessionArg(s string) (sessionArg, error) {
-	if id, err := uuid.Parse(s); err == nil {
-		return sessionArg{id: id}, nil
-	}
-	p := strings.ToLower(s)
-	if len(p) >= 4 && len(p) < 36 && strings.Trim(p, "0123456789abcdef-") == "" {
-		return sessionArg{prefix: p}, nil
+	if a, err := sessions.ParseRef(s); err == nil {
+		return a, nil
 	}
 	_, err := parseSessionID(s)
 	return sessionArg{}, err
 }
 
-// resolveSession resolves arg in the journal st holds.
+// resolveSession resolves arg in the journal st holds: a prefix that
+// names none, or several, is a failed look-up (exit 1). The session
+// found is read and verified as any other.
 func resolveSession(ctx context.Context, st storage.Store, arg sessionArg, path string) (uuid.UUID, error) {
-	if arg.prefix == "" {
-		return arg.id, nil
+	if arg.Prefix == "" {
+		return arg.ID, nil
 	}
 	snap, err := st.Snapshot(ctx)
 	if err != nil {
 		return uuid.UUID{}, exitCode(2, journalError(err))
 	}
 	defer snap.Close()
-	return arg.resolve(ctx, snap, path)
-}
-
-// resolve finds the session a prefix names among the journal's sessions:
-// a prefix that names none, or several, is a failed look-up (exit 1). The
-// session found is read and verified as any other.
-func (a sessionArg) resolve(ctx context.Context, snap storage.Snapshot, path string) (uuid.UUID, error) {
-	if a.prefix == "" {
-		return a.id, nil
+	id, err := arg.Resolve(ctx, snap)
+	var many *sessions.AmbiguousError
+	switch {
+	case errors.Is(err, sessions.ErrNoSession):
+		return id, exitCode(1, withHint(fmt.Errorf("no session in %s has an ID starting with %q", path, arg.Prefix), `run "bastion sessions list" to see the sessions`))
+	case errors.As(err, &many):
+		return id, exitCode(1, withHint(fmt.Errorf("%d sessions in %s have IDs starting with %q", many.Sessions, path, arg.Prefix), "give more of the ID"))
+	case err != nil:
+		return id, exitCode(2, journalError(err))
 	}
-	rows, err := snap.Sessions(ctx)
-	if err != nil {
-		return uuid.UUID{}, exitCode(2, journalError(err))
-	}
-	var hits []uuid.UUID
-	for _, r := range rows {
-		if id, err := uuid.FromBytes(r.ID); err == nil && strings.HasPrefix(id.String(), a.prefix) {
-			hits = append(hits, id)
-		}
-	}
-	switch len(hits) {
-	case 1:
-		return hits[0], nil
-	case 0:
-		return uuid.UUID{}, exitCode(1, withHint(fmt.Errorf("no session in %s has an ID starting with %q", path, a.prefix), `run "bastion sessions list" to see the sessions`))
-	}
-	return uuid.UUID{}, exitCode(1, withHint(fmt.Errorf("%d sessions in %s have IDs starting with %q", len(hits), path, a.prefix), "give more of the ID"))
+	return id, nil
 }
 
 // parseInterspersed parses flags before and after positional arguments,

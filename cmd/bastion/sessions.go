@@ -7,15 +7,12 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/bastionhq/bastion/bastion"
 	"github.com/bastionhq/bastion/recorder"
-	"github.com/bastionhq/bastion/recorder/events"
+	"github.com/bastionhq/bastion/recorder/sessions"
 	"github.com/bastionhq/bastion/recorder/termtext"
 	"github.com/bastionhq/bastion/storage"
 	"github.com/bastionhq/bastion/storage/postgres"
@@ -180,76 +177,14 @@ func runSessionsKill(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
-type sessionJSON struct {
-	ID string `json:"id"`
-	// Member and Log name the cluster member whose log holds the
-	// session: only when a cluster's logs are read.
-	Member    uint16     `json:"member,omitempty"`
-	Log       string     `json:"log,omitempty"`
-	Started   time.Time  `json:"started"`
-	Ended     *time.Time `json:"ended,omitempty"`
-	State     string     `json:"state"`
-	EndReason string     `json:"end_reason,omitempty"`
-	Identity  string     `json:"identity,omitempty"`
-	Target    string     `json:"target,omitempty"`
-	Login     string     `json:"login,omitempty"`
-	Client    string     `json:"client,omitempty"`
-	Kind      string     `json:"kind,omitempty"`
-	Frames    uint64     `json:"frames"`
-	InBytes   *int64     `json:"in_bytes,omitempty"`
-	OutBytes  *int64     `json:"out_bytes,omitempty"`
-	Summary   string     `json:"summary"`
-}
+// sessionJSON is a line of "sessions list" (and its --json).
+type sessionJSON = sessions.Session
 
-// describeSession is what the signed start and end leaves (nil while it is
-// live) and its last segment say of a session.
-func describeSession(id recorder.SessionID, start, end *recorder.Leaf, frames uint64) sessionJSON {
-	a := start.Attrs
-	s := sessionJSON{
-		ID: uuid.UUID(id).String(), Started: time.Unix(0, start.WallNS).UTC(), State: "live", Frames: frames,
-		Identity: a["identity"], Target: a["target"], Login: a["login"], Client: a["client"], Kind: a["kind"],
-	}
-	if s.Kind == "record" {
-		s.Identity, s.Target = a["user"], a["host"]
-		if s.Identity == "" {
-			s.Identity = a["identity"]
-		}
-	}
-	switch {
-	case a["command"] != "":
-		s.Summary = a["command"]
-	case a["subsystem"] != "":
-		s.Summary = "subsystem " + a["subsystem"]
-	case a["forward.destination"] != "":
-		s.Summary = "forward to " + a["forward.destination"]
-	case a["request"] == "shell":
-		s.Summary = "(shell)"
-	}
-	if end != nil {
-		t := time.Unix(0, end.WallNS).UTC()
-		s.Ended, s.State, s.EndReason = &t, "ended", end.Attrs["reason"]
-		if s.EndReason == events.EndAbandoned {
-			s.State = "abandoned"
-		}
-		s.InBytes, s.OutBytes = countAttr(end.Attrs, recorder.AttrInBytes), countAttr(end.Attrs, recorder.AttrOutBytes)
-	}
-	return s
-}
-
-// countAttr reads a byte count of an end leaf; nil when it has none.
-func countAttr(a recorder.Attrs, key string) *int64 {
-	n, err := strconv.ParseInt(a[key], 10, 64)
-	if err != nil || n < 0 {
-		return nil
-	}
-	return &n
-}
-
-// sessionFilter selects sessions by the flags list and search share.
+// sessionFilter holds the filter flags list and search share.
 type sessionFilter struct {
 	identity, target, login, state string
 	since, until                   string
-	sinceT, untilT                 time.Time
+	sessions.Filter
 }
 
 func (f *sessionFilter) register(fs *flagSet) {
@@ -261,70 +196,29 @@ func (f *sessionFilter) register(fs *flagSet) {
 	fs.StringVar(&f.state, "state", "", "live, unterminated, ended or abandoned")
 }
 
-// accessAttrs are the filters as a journal.accessed leaf names them.
-func (f *sessionFilter) accessAttrs() recorder.Attrs {
-	a := recorder.Attrs{}
-	for k, v := range map[string]string{"identities": f.identity, "targets": f.target, "period.from": f.since, "period.to": f.until} {
-		if v != "" {
-			a[k] = v
-		}
-	}
-	if !f.sinceT.IsZero() {
-		a["period.from"] = f.sinceT.UTC().Format(time.RFC3339)
-	}
-	if !f.untilT.IsZero() {
-		a["period.to"] = f.untilT.UTC().Format(time.RFC3339)
-	}
-	return a
-}
-
+// check reads the flags into the filter.
 func (f *sessionFilter) check() error {
-	switch f.state {
-	case "", "live", StateUnterminated, "ended", "abandoned":
-	default:
-		return usageErrorf("--state %q: want live, unterminated, ended or abandoned", f.state)
+	f.Filter = sessions.Filter{Identity: f.identity, Target: f.target, Login: f.login, State: f.state}
+	if err := f.Filter.Check(); err != nil {
+		return usageErrorf("--%v", err)
 	}
 	var err error
 	if f.since != "" {
-		if f.sinceT, err = parseTime(f.since); err != nil {
+		if f.Since, err = sessions.ParseTime(f.since); err != nil {
 			return usageErrorf("--since: %v", err)
 		}
 	}
 	if f.until != "" {
-		if f.untilT, err = parseTime(f.until); err != nil {
+		if f.Until, err = sessions.ParseTime(f.until); err != nil {
 			return usageErrorf("--until: %v", err)
 		}
 	}
 	return nil
 }
 
-func parseTime(s string) (time.Time, error) {
-	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02 15:04:05", "2006-01-02"} {
-		if t, err := time.ParseInLocation(layout, s, time.UTC); err == nil {
-			return t, nil
-		}
-	}
-	return time.Time{}, fmt.Errorf("%q is not an RFC 3339 time or a date (2006-01-02)", s)
-}
-
-func (f *sessionFilter) match(s *sessionJSON) bool {
-	switch {
-	case f.identity != "" && s.Identity != f.identity,
-		f.target != "" && s.Target != f.target,
-		f.login != "" && s.Login != f.login,
-		f.state != "" && s.State != f.state,
-		!f.untilT.IsZero() && s.Started.After(f.untilT),
-		!f.sinceT.IsZero() && s.Ended != nil && s.Ended.Before(f.sinceT):
-		return false
-	}
-	return true
-}
-
 // StateUnterminated is the state of a session without an end record
-// whose recorder is gone: no live process holds the journal's writer
-// lock (it was killed, or the machine stopped), and no writer has opened
-// the journal since to end it as abandoned.
-const StateUnterminated = "unterminated"
+// whose recorder is gone (sessions.StateUnterminated).
+const StateUnterminated = sessions.StateUnterminated
 
 // writerHolder describes the writer that holds the journal open as st
 // (at path, for a SQLite file) now, or "" when none does: a SQLite file's
@@ -351,23 +245,6 @@ func writerGone(ctx context.Context, st storage.Store, path string) bool {
 func writerHeld(ctx context.Context, st storage.Store, path string) bool {
 	holder, err := writerHolder(ctx, st, path)
 	return err == nil && holder != ""
-}
-
-// listSessions lists the sessions of a verified log that f matches, in
-// the order the log starts them. gone says the journal's writer is gone,
-// so a session without an end is unterminated, not live.
-func listSessions(log *recorder.Log, f *sessionFilter, gone bool) []sessionJSON {
-	list := []sessionJSON{}
-	for _, ls := range log.Sessions {
-		s := describeSession(ls.ID, ls.Start, ls.End, ls.Frames)
-		if gone && s.State == "live" {
-			s.State = StateUnterminated
-		}
-		if f.match(&s) {
-			list = append(list, s)
-		}
-	}
-	return list
 }
 
 func runSessionsList(ctx context.Context, e *env, args []string) error {
@@ -423,7 +300,7 @@ func runSessionsList(ctx context.Context, e *env, args []string) error {
 			where = s.Login + "@" + s.Target
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", termtext.Line(s.ID), s.Started.Format("2006-01-02 15:04:05"), termtext.Line(s.State), dur,
-			s.Frames, byteCount(s.InBytes), byteCount(s.OutBytes), dash(termtext.Line(s.Identity)), dash(termtext.Line(where)), termtext.Line(shortCommand(s.Summary, commandWidth)))
+			s.Frames, byteCount(s.InBytes), byteCount(s.OutBytes), dash(termtext.Line(s.Identity)), dash(termtext.Line(where)), termtext.Line(sessions.ShortCommand(s.Summary, commandWidth)))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -436,7 +313,7 @@ func runSessionsList(ctx context.Context, e *env, args []string) error {
 func listScope(ctx context.Context, sc *readScope, logs []scopeLog, f *sessionFilter) []sessionJSON {
 	list := []sessionJSON{}
 	for _, l := range logs {
-		for _, s := range listSessions(l.Log, f, writerGone(ctx, l.st, l.path)) {
+		for _, s := range sessions.List(l.Log, &f.Filter, writerGone(ctx, l.st, l.path)) {
 			if sc.clustered() {
 				s.Member, s.Log = l.ref.member, l.ref.name()
 			}
@@ -451,22 +328,7 @@ func listScope(ctx context.Context, sc *readScope, logs []scopeLog, f *sessionFi
 
 // commandWidth is how many characters of a session's command the list
 // shows; --json and "sessions show" give it whole.
-const commandWidth = 60
-
-// shortCommand is the command s on one line of at most width characters:
-// its first line, cut short, with an ellipsis when anything was left out
-// (a script's later lines, or the end of a long line).
-func shortCommand(s string, width int) string {
-	line, _, more := strings.Cut(strings.TrimSpace(s), "\n")
-	r := []rune(strings.TrimRight(line, " \t\r"))
-	if len(r) > width {
-		r, more = r[:width-1], true
-	}
-	if !more {
-		return string(r)
-	}
-	return strings.TrimRight(string(r), " \t") + "…"
-}
+const commandWidth = sessions.CommandWidth
 
 // byteCount prints a count the records may not hold as "-".
 func byteCount(n *int64) string {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/playback"
+	"github.com/bastionhq/bastion/recorder/sessions"
 	"github.com/bastionhq/bastion/recorder/termtext"
 	"github.com/bastionhq/bastion/storage"
 )
@@ -174,11 +174,11 @@ func runSessionsShow(ctx context.Context, e *env, args []string) error {
 	if rec.End != nil {
 		end = rec.End.Leaf
 	}
-	desc := describeSession(rec.ID, rec.Start.Leaf, end, rec.Frames())
+	desc := sessions.Describe(rec.ID, rec.Start.Leaf, end, rec.Frames())
 	if desc.State == "live" && writerGone(ctx, st, path) {
 		desc.State = StateUnterminated
 	}
-	out := showJSON(desc, rec, sum)
+	out := sessions.NewDetails(desc, rec, sum)
 	if sc.clustered() {
 		out.Member, out.Log = ref.member, ref.name()
 	}
@@ -198,81 +198,8 @@ func runSessionsShow(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
-type commandJSON struct {
-	Text      string `json:"text"`
-	OffsetNS  int64  `json:"offset_ns"`
-	Source    string `json:"source"` // "exec" or "reconstructed"
-	Uncertain bool   `json:"uncertain,omitempty"`
-}
-
-type showOut struct {
-	ID string `json:"id"`
-	// Member and Log are as in sessions list's JSON.
-	Member         uint16              `json:"member,omitempty"`
-	Log            string              `json:"log,omitempty"`
-	State          string              `json:"state"`
-	Started        time.Time           `json:"started"`
-	Ended          *time.Time          `json:"ended,omitempty"`
-	Start          map[string]string   `json:"start"`
-	End            map[string]string   `json:"end,omitempty"`
-	Identity       string              `json:"identity,omitempty"`
-	Target         string              `json:"target,omitempty"`
-	Login          string              `json:"login,omitempty"`
-	Route          string              `json:"route,omitempty"`
-	Client         string              `json:"client,omitempty"`
-	Rule           string              `json:"rule,omitempty"`
-	Grant          string              `json:"grant,omitempty"`
-	Commands       []commandJSON       `json:"commands"`
-	Exit           map[string]string   `json:"exit,omitempty"`
-	Signals        []string            `json:"signals"`
-	Masked         map[string]int64    `json:"masked"`
-	Files          []map[string]string `json:"files"`
-	Markers        []string            `json:"markers"`
-	Frames         int64               `json:"frames"`
-	InBytes        int64               `json:"in_bytes"`
-	OutBytes       int64               `json:"out_bytes"`
-	Duration       string              `json:"duration"`
-	CheckpointSize int64               `json:"checkpoint_size"`
-	Problems       []string            `json:"problems"`
-}
-
-func showJSON(row sessionJSON, rec *recorder.SessionRecord, sum *playback.Summary) *showOut {
-	start := rec.Start.Leaf.Attrs
-	o := &showOut{
-		ID: row.ID, State: row.State, Started: time.Unix(0, rec.Start.Leaf.WallNS).UTC(), Ended: row.Ended,
-		Start: start, Identity: row.Identity, Target: row.Target, Login: row.Login,
-		Route: start["route"], Client: start["client"], Rule: firstOf(start, "rule", "policy.rule"), Grant: firstOf(start, "grant", "grant.id"),
-		Commands: []commandJSON{}, Exit: sum.Exit, Signals: orEmpty(sum.Signals), Masked: sum.Masked,
-		Files: []map[string]string{}, Markers: orEmpty(sum.Markers), Frames: sum.Frames, InBytes: sum.InBytes, OutBytes: sum.OutBytes,
-		Duration: sum.Duration.Round(time.Millisecond).String(), CheckpointSize: rec.Checkpoint.Size, Problems: orEmpty(rec.Problems),
-	}
-	if rec.End != nil {
-		o.End = rec.End.Leaf.Attrs
-		if t := time.Unix(0, rec.End.Leaf.WallNS).UTC(); o.Ended == nil {
-			o.Ended = &t
-		}
-	}
-	for _, c := range sum.Commands {
-		src := "exec"
-		if c.Reconstructed {
-			src = "reconstructed"
-		}
-		o.Commands = append(o.Commands, commandJSON{Text: c.Text, OffsetNS: int64(c.Offset), Source: src, Uncertain: c.Uncertain})
-	}
-	for _, f := range sum.Files {
-		o.Files = append(o.Files, f)
-	}
-	return o
-}
-
-func firstOf(a recorder.Attrs, keys ...string) string {
-	for _, k := range keys {
-		if v := a[k]; v != "" {
-			return v
-		}
-	}
-	return ""
-}
+// showOut is what "sessions show" shows (and its --json).
+type showOut = sessions.Details
 
 func orEmpty(s []string) []string {
 	if s == nil {
@@ -343,7 +270,7 @@ func printShow(w io.Writer, o *showOut) {
 		if c.Uncertain {
 			label += ", uncertain"
 		}
-		fmt.Fprintf(w, "  %10s  %-26s  %s\n", offset(c.OffsetNS), "("+termtext.Line(label)+")", termtext.Line(c.Text))
+		fmt.Fprintf(w, "  %10s  %-26s  %s\n", sessions.Offset(c.OffsetNS), "("+termtext.Line(label)+")", termtext.Line(c.Text))
 	}
 	if len(o.Files) > 0 {
 		fmt.Fprintln(w, "file transfers:")
@@ -367,26 +294,8 @@ func printShow(w io.Writer, o *showOut) {
 	}
 }
 
-// offset formats an offset into a session as m:ss.mmm.
-func offset(ns int64) string {
-	d := time.Duration(ns)
-	return fmt.Sprintf("%d:%02d.%03d", int(d.Minutes()), int(d.Seconds())%60, d.Milliseconds()%1000)
-}
-
-type hitJSON struct {
-	Session string `json:"session"`
-	// Member and Log are as in sessions list's JSON.
-	Member        uint16 `json:"member,omitempty"`
-	Log           string `json:"log,omitempty"`
-	OffsetNS      int64  `json:"offset_ns"`
-	Offset        string `json:"offset"`
-	In            string `json:"in"`
-	Reconstructed bool   `json:"reconstructed,omitempty"`
-	Text          string `json:"text"`
-}
-
-// maxContext bounds the line printed around a match.
-const maxContext = 160
+// hitJSON is a match of "sessions search" (and its --json).
+type hitJSON = sessions.Hit
 
 func runSessionsSearch(ctx context.Context, e *env, args []string) error {
 	fs := e.flags()
@@ -412,20 +321,9 @@ func runSessionsSearch(ctx context.Context, e *env, args []string) error {
 	if err := f.check(); err != nil {
 		return err
 	}
-	pattern := pos[0]
-	find := func(s string) []int {
-		i := strings.Index(s, pattern)
-		if i < 0 {
-			return nil
-		}
-		return []int{i, i + len(pattern)}
-	}
-	if *isRegex {
-		re, err := regexp.Compile(pattern)
-		if err != nil {
-			return usageErrorf("--regex: %v", err)
-		}
-		find = re.FindStringIndex
+	find, err := sessions.NewMatcher(pos[0], *isRegex)
+	if err != nil {
+		return usageErrorf("--regex: %v", err)
 	}
 	sc, err := e.scope(*db, *keyFile, *clusterFlag)
 	if err != nil {
@@ -436,7 +334,7 @@ func runSessionsSearch(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer closeScopeLogs(logs)
-	attrs := f.accessAttrs()
+	attrs := f.AccessAttrs()
 	if sc.clustered() {
 		attrs["logs"] = sc.logNames()
 	}
@@ -454,19 +352,10 @@ func runSessionsSearch(ctx context.Context, e *env, args []string) error {
 				break
 			}
 		}
-		id, err := parseSessionID(s.ID)
-		if err != nil {
-			continue
-		}
-		add := func(at time.Duration, where string, recon bool, text string) {
-			loc := find(text)
-			if loc == nil {
-				return
-			}
-			h := hitJSON{Session: s.ID, Member: s.Member, Log: s.Log, OffsetNS: int64(at), Offset: offset(int64(at)), In: where, Reconstructed: recon, Text: around(text, loc)}
+		err := sessions.Search(ctx, snap, v, s, find, *in, func(h hitJSON) {
 			if !*asJSON {
-				label := where
-				if recon {
+				label := h.In
+				if h.Reconstructed {
 					label += " (reconstructed)"
 				}
 				member := ""
@@ -476,16 +365,7 @@ func runSessionsSearch(ctx context.Context, e *env, args []string) error {
 				fmt.Fprintf(e.stdout, "%s%s  %s  %s  %s\n", member, termtext.Line(h.Session), h.Offset, label, termtext.Line(h.Text))
 			}
 			hits = append(hits, h)
-		}
-		rec, err := recorder.OpenSession(ctx, snap, recorder.SessionID(id), recorder.OpenOptions{Verifier: v})
-		var sum *playback.Summary
-		if err == nil {
-			var lines func(playback.Line)
-			if *in != "commands" {
-				lines = func(l playback.Line) { add(l.Offset, "output", false, l.Text) }
-			}
-			sum, err = playback.Describe(ctx, snap, rec, lines)
-		}
+		})
 		if errors.Is(err, recorder.ErrSessionBroken) {
 			broken++
 			fmt.Fprintf(e.stderr, "bastion: warning: skipped session %s: %s\n", termtext.Line(s.ID), termtext.Line(err.Error()))
@@ -493,11 +373,6 @@ func runSessionsSearch(ctx context.Context, e *env, args []string) error {
 		}
 		if err != nil {
 			return err
-		}
-		if *in != "output" {
-			for _, c := range sum.Commands {
-				add(c.Offset, "command", c.Reconstructed, c.Text)
-			}
 		}
 	}
 	if *asJSON {
@@ -512,28 +387,3 @@ func runSessionsSearch(ctx context.Context, e *env, args []string) error {
 	}
 	return scopeErr(logs, failed)
 }
-
-// around cuts s to at most maxContext bytes around the match loc.
-func around(s string, loc []int) string {
-	if len(s) <= maxContext {
-		return s
-	}
-	from := max(0, loc[0]-(maxContext-(loc[1]-loc[0]))/2)
-	to := min(len(s), from+maxContext)
-	for from > 0 && !utf8RuneStart(s[from]) {
-		from--
-	}
-	for to < len(s) && !utf8RuneStart(s[to]) {
-		to++
-	}
-	out := s[from:to]
-	if from > 0 {
-		out = "…" + out
-	}
-	if to < len(s) {
-		out += "…"
-	}
-	return out
-}
-
-func utf8RuneStart(b byte) bool { return b&0xc0 != 0x80 }

@@ -54,7 +54,7 @@ func verifyCluster(ctx context.Context, e *env, sc *readScope, opts recorder.Ver
 	if opts.Session != nil {
 		id := uuid.UUID(*opts.Session)
 		attrs["session"] = id.String()
-		ref, _, err := locateSession(ctx, e, sc, sessionArg{id: id})
+		ref, _, err := locateSession(ctx, e, sc, sessionArg{ID: id})
 		if err != nil {
 			return err
 		}
