@@ -6,12 +6,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"image/png"
 	"io"
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -422,7 +420,6 @@ func TestConsoleSessionsInjection(t *testing.T) {
 // the test is skipped, and with CI=true it fails.
 func TestConsoleReplayBrowser(t *testing.T) {
 	t.Parallel()
-	browser := chromiumPath(t)
 	fx := startConsole(t)
 	id := fx.finishedSSH(t, "bob", "echo replay-marker-42; echo and-after")
 	if !playerBuiltHere(t, fx.browser(t), fx.ts.APIURL()) {
@@ -432,62 +429,27 @@ func TestConsoleReplayBrowser(t *testing.T) {
 		t.Skip(`the console's player is not built in ("make player")`)
 	}
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(browser), chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.UserDataDir(filepath.Join(t.TempDir(), "profile")),
-		chromedp.Flag("ignore-certificate-errors", true),
-		chromedp.WindowSize(1280, 1000),
-	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
-	ctx, cancelTimeout := context.WithTimeout(ctx, 60*time.Second)
-	defer cancelTimeout()
-	run := func(what string, steps ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, steps...); err != nil {
-			body, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("body")))
-			t.Fatalf("browser, %s: %v; the page says:\n%s", what, err, body)
-		}
-	}
-	run("sign in", chromedp.Navigate(fx.ts.APIURL()+"/ui/"), chromedp.WaitVisible(chromedp.CSS("#sub")),
-		chromedp.SetValue(chromedp.CSS("#sub"), "alice"), chromedp.Click(chromedp.CSS(`button[value="allow"]`)),
-		chromedp.WaitVisible(chromedp.CSS("#live")))
+	br := newBrowser(t, 60*time.Second) // after the server: stopped before it
+	br.signIn(fx.ts.APIURL(), "alice")
 	// The search, through its form, as a person fills it in.
-	run("search", chromedp.Click(chromedp.CSS(`#nav a[href="/ui/sessions"]`)), chromedp.WaitVisible(chromedp.CSS("#search")),
+	br.run("search", chromedp.Click(chromedp.CSS(`#nav a[href="/ui/sessions"]`)), chromedp.WaitVisible(chromedp.CSS("#search")),
 		chromedp.SetValue(chromedp.CSS(`#search input[name="text"]`), "replay-marker"),
 		chromedp.Click(chromedp.CSS(`#search button[type="submit"]`)), chromedp.WaitVisible(chromedp.CSS(".hits")))
-	results, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#sessions")))
+	results, err := chromedp.Run(br.ctx, chromedp.Text(chromedp.CSS("#sessions")))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(results, id) || !strings.Contains(results, "output replay-marker-42") {
 		t.Errorf("the search's results as rendered: %q", results)
 	}
-	keep := func(name string) {
-		t.Helper()
-		shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := png.Decode(bytes.NewReader(shot)); err != nil {
-			t.Errorf("screenshot: %v", err)
-		}
-		path := filepath.Join(artefactDir(t), name)
-		if err := os.WriteFile(path, shot, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("screenshot: %s", path)
-	}
-	keep("console-sessions.png")
-	run("open the session's page", chromedp.Click(chromedp.CSS(`#sessions a[href="/ui/sessions/`+id+`"]`)),
+	br.shot("console-sessions.png")
+	br.run("open the session's page", chromedp.Click(chromedp.CSS(`#sessions a[href="/ui/sessions/`+id+`"]`)),
 		chromedp.WaitVisible(chromedp.CSS("#player .ap-player")), chromedp.WaitVisible(chromedp.CSS("#player .ap-term")))
 	// Playing it: the start overlay's button, as a person clicks it.
-	run("play", chromedp.Click(chromedp.CSS("#player .ap-overlay-start")))
+	br.run("play", chromedp.Click(chromedp.CSS("#player .ap-overlay-start")))
 	var term string
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#player .ap-term")))
+		s, err := chromedp.Run(br.ctx, chromedp.Text(chromedp.CSS("#player .ap-term")))
 		if err != nil {
 			t.Fatalf("browser, the player's terminal: %v", err)
 		}
@@ -495,11 +457,10 @@ func TestConsoleReplayBrowser(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			body, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("body")))
-			t.Fatalf("the player's terminal does not show the session's output: %q; the page says:\n%s", term, body)
+			t.Fatalf("the player's terminal does not show the session's output: %q; the page says:\n%s", term, br.body())
 		}
 	}
-	keep("console-replay.png")
+	br.shot("console-replay.png")
 	// The player's fetch of the asciicast was journaled as a play.
 	wantAccessed(t, fx, "play", "alice@dev", "operator", map[string]string{"session": id})
 	wantAccessed(t, fx, "show", "alice@dev", "operator", map[string]string{"session": id})
