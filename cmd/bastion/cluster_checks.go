@@ -9,7 +9,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -277,11 +276,11 @@ func dropSharedSessions(e *env, logs []scopeLog, bad []string) ([]scopeLog, []st
 
 // checkMemberReports checks, for a cluster's report (format
 // ClusterReportFormat), that each member's report files have the digests
-// its section of DIR/evidence.json gives, which evidence.sig covers: a
+// its section of evidence.json gives, which evidence.sig covers: a
 // file changed or missing, or a section without them, is a problem each,
 // printed to w and counted. A report of one journal has no member files.
-func checkMemberReports(w io.Writer, dir string) (bad int, err error) {
-	data, err := os.ReadFile(filepath.Join(dir, evidence.JSONFile))
+func checkMemberReports(w io.Writer, report fs.FS) (bad int, err error) {
+	data, err := fs.ReadFile(report, evidence.JSONFile)
 	if err != nil {
 		return 0, err
 	}
@@ -314,7 +313,7 @@ func checkMemberReports(w io.Writer, dir string) (bad int, err error) {
 				fmt.Fprintf(w, "  %s: no digest in the signed report: not covered by its signature\n", file)
 				continue
 			}
-			sum, err := evidence.DigestFile(filepath.Join(dir, want), name)
+			sum, err := evidence.Digest(report, want+"/"+name)
 			switch {
 			case errors.Is(err, fs.ErrNotExist):
 				bad++

@@ -14,7 +14,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/bastionhq/bastion/recorder"
@@ -331,47 +330,6 @@ func clearOldReport(dir string) error {
 	return nil
 }
 
-// writeBundles writes a verifiable bundle of each session the report
-// details into DIR/bundles, and names it in the report. A session whose
-// frames do not verify gets none: the report says why.
-func writeBundles(ctx context.Context, st storage.Store, v note.Verifier, ws recorder.Witnesses, dir string, rep *evidence.Report) error {
-	snap, err := st.Snapshot(ctx)
-	if err != nil {
-		return err
-	}
-	defer snap.Close()
-	for i := range rep.Sessions {
-		s := &rep.Sessions[i]
-		if !s.Detailed || !s.Verified {
-			continue
-		}
-		id, err := uuid.Parse(s.ID)
-		if err != nil {
-			return err
-		}
-		b, err := recorder.ExportBundleWitnessed(ctx, snap, recorder.SessionID(id), v, ws)
-		if errors.Is(err, recorder.ErrSessionBroken) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("bundle of session %s: %w", s.ID, err)
-		}
-		data, err := b.Marshal()
-		if err != nil {
-			return err
-		}
-		if err := os.MkdirAll(filepath.Join(dir, "bundles"), 0o700); err != nil {
-			return err
-		}
-		name := filepath.Join("bundles", s.ID+".bundle")
-		if err := writeBytesAtomic(filepath.Join(dir, name), data); err != nil {
-			return err
-		}
-		s.Bundle = name
-	}
-	return nil
-}
-
 // journalBytes is the size of the journal's files.
 func journalBytes(path string) int64 {
 	var n int64
@@ -428,23 +386,26 @@ func (j *reportJob) build(ctx context.Context, st storage.Store, v note.Verifier
 		VerifyCommand: shellJoin(verifyArgs),
 		VerifyOutput: func(r *recorder.Report) string {
 			var b bytes.Buffer
-			printReport(&b, journalName(path), key, r)
+			r.WriteText(&b, journalName(path), key)
 			return b.String()
 		},
 	})
 }
 
 // write writes the files of rep, the report of the log v verifies in st,
-// into dir: JSON, HTML, checkpoint and bundles.
+// into dir: bundles, JSON, HTML and checkpoint.
 func (j *reportJob) write(ctx context.Context, st storage.Store, v note.Verifier, dir string, rep *evidence.Report) error {
-	if err := writeBundles(ctx, st, v, j.ws, dir, rep); err != nil {
+	err := evidence.WriteFiles(ctx, st, v, j.ws, rep, func(name string, write func(io.Writer) error) error {
+		path := filepath.Join(dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return err
+		}
+		return writeFileAtomic(path, write)
+	})
+	if err != nil {
 		return exitCode(2, fmt.Errorf("evidence: %w", err))
 	}
-	return writeReportFiles(dir, []reportFile{
-		{evidence.JSONFile, jsonFile(rep)},
-		{evidence.HTMLFile, func(w io.Writer) error { return evidence.WriteHTML(w, rep) }},
-		{"checkpoint.txt", func(w io.Writer) error { _, err := io.WriteString(w, rep.Checkpoint.Note); return err }},
-	})
+	return nil
 }
 
 // A reportFile is one file of a report and what writes it.

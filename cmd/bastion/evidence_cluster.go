@@ -162,7 +162,7 @@ func evidenceCluster(ctx context.Context, e *env, sc *readScope, job *reportJob,
 			verdict = fmt.Sprintf("DOES NOT VERIFY (%d problem(s))", len(rep.Verification.Problems))
 		}
 		statement = append(statement, fmt.Sprintf("member %d, log %s, key %s: %s against its checkpoint of size %d, root %s (%s; anchor %s, %s)",
-			l.member, l.name(), keyName(l.key.Key), verdict, rep.Checkpoint.Size, rep.Checkpoint.Root, rep.Checkpoint.Why, rep.Anchor.Level, rep.Anchor.Basis))
+			l.member, l.name(), recorder.KeyName(l.key.Key), verdict, rep.Checkpoint.Size, rep.Checkpoint.Root, rep.Checkpoint.Why, rep.Anchor.Level, rep.Anchor.Basis))
 		out.Members = append(out.Members, sec)
 	}
 	if scopeErr != nil && scoped == 0 {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"archive/zip"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -12,7 +13,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/google/uuid"
 	"golang.org/x/mod/sumdb/note"
@@ -41,7 +41,7 @@ var verifyUsage = `Usage:
                    [--witness-threshold N] [--unrecorded] [--token-file FILE]
                    [--server URL [--ca-fingerprint SHA256:X]]
     bastion verify --bundle FILE --key FILE [--witness VKEY]... [--witness-threshold N] [--json]
-    bastion verify --report DIR [--key FILE] [--db FILE]
+    bastion verify --report DIR|ZIP [--key FILE] [--db FILE]
 
 Recomputes the journal from its records and checks it against its signed
 checkpoints, trusting nothing in the file: every session's hash chain,
@@ -78,8 +78,9 @@ the auditor's, never one the bundle names. With --witness, it also checks
 the cosignatures the bundle's checkpoint carries, and fails when fewer
 than --witness-threshold of those witnesses cosigned it.
 
-With --report, it checks an examiner's report ("bastion evidence"): the
-signature of DIR/evidence.sig with the journal's key, that evidence.html
+With --report, it checks an examiner's report ("bastion evidence", or
+the zip archive of the same files the web console's evidence page hands
+out): the signature of evidence.sig with the journal's key, that evidence.html
 and evidence.json still have the SHA-256 it signs, and, when the journal
 is at hand, that its evidence.generated record names the same digests
 (the journal is read and its log verified as "bastion sessions list"
@@ -133,7 +134,7 @@ Flags:
                         how many of the witnesses must cosign a checkpoint
                         (default: all of them)
     --bundle FILE       verify a session bundle instead of a journal
-    --report DIR        verify an examiner's report's signature and files
+    --report DIR|ZIP    verify an examiner's report's signature and files
     --json              print the report as JSON (see docs/journal-format.md)
 ` + readFlagsUsage(24) + "\n" + clusterFlagUsage(24) + `
 
@@ -291,17 +292,8 @@ func keyError(file string, err error) error {
 		"pass the journal's public key with --key FILE (journal.pub, made by \"bastion ca init\")")
 }
 
-// keyInfo says which public key verify used, so that a report never hides
-// it: anyone who can rewrite the journal may also have replaced the key in
-// the bastion's home.
-type keyInfo struct {
-	File    string `json:"file"`
-	Key     string `json:"key"`
-	Default bool   `json:"from_home"`
-	// Cluster says File is a cluster file, which names every member's
-	// key, rather than one key's file.
-	Cluster bool `json:"cluster_file,omitempty"`
-}
+// keyInfo says which public key verify used (recorder.KeyInfo).
+type keyInfo = recorder.KeyInfo
 
 // printVerify prints the report and returns the exit status it implies.
 func printVerify(e *env, path string, key keyInfo, asJSON bool, r *recorder.Report) error {
@@ -318,131 +310,12 @@ func printVerify(e *env, path string, key keyInfo, asJSON bool, r *recorder.Repo
 			return err
 		}
 	} else {
-		printReport(e.stdout, path, key, r)
+		r.WriteText(e.stdout, path, key)
 	}
 	if !r.Intact() {
 		return exitCode(1, nil)
 	}
 	return nil
-}
-
-func printReport(w io.Writer, path string, key keyInfo, r *recorder.Report) {
-	fmt.Fprintf(w, "journal %s\n", path)
-	fmt.Fprintf(w, "  log:          %s\n", termtext.Line(r.Origin))
-	fmt.Fprintf(w, "  key:          %s (%s)\n", key.Key, key.File)
-	switch {
-	case key.Default && key.Cluster:
-		fmt.Fprintf(w, "                the cluster file in the bastion's home: an auditor passes the cluster file they were given, with --cluster\n")
-	case key.Default:
-		fmt.Fprintf(w, "                the key in the bastion's home: an auditor passes the key they were given, with --key\n")
-	}
-	fmt.Fprintf(w, "  leaves:       %d (%d sessions, %d events)\n", r.TreeSize, r.Sessions, r.Events)
-	fmt.Fprintf(w, "  frames:       %d checked in %d sessions, %s of payload\n", r.Frames, r.SessionsRead, recorder.ByteCount(r.PayloadBytes))
-	fmt.Fprintf(w, "  checkpoints:  %d valid; the latest covers %d of %d leaves\n", r.Checkpoints, r.Covered, r.TreeSize)
-	if r.Root != "" {
-		fmt.Fprintf(w, "  root:         %s\n", r.Root)
-	}
-	if k := r.Kept; k != nil {
-		if k.Consistent {
-			fmt.Fprintf(w, "  kept checkpoint: size %d, consistent: proved to size %d with %d hashes\n", k.Size, k.ProvedTo, k.ProofHashes)
-		} else {
-			fmt.Fprintf(w, "  kept checkpoint: size %d, NOT consistent\n", k.Size)
-		}
-	}
-	if len(r.Unterminated) > 0 {
-		fmt.Fprintf(w, "  unterminated: %d session(s) without an end record (the recorder crashed, was killed, or is still running; not tampering by itself):\n", len(r.Unterminated))
-		for _, s := range r.Unterminated {
-			fmt.Fprintf(w, "    %s  started at leaf %d, %d frames committed\n", termtext.Line(s.ID), s.StartLeaf, s.Frames)
-		}
-	}
-	if len(r.Abandoned) > 0 {
-		fmt.Fprintf(w, "  abandoned:    %d session(s) closed after their recorder stopped:\n", len(r.Abandoned))
-		for _, s := range r.Abandoned {
-			fmt.Fprintf(w, "    %s  started at leaf %d, closed at leaf %d after %d frames\n", termtext.Line(s.ID), s.StartLeaf, s.EndLeaf, s.Frames)
-		}
-	}
-	printWitnessed(w, r)
-	switch {
-	case r.Kept == nil && r.Witnessed != nil:
-		fmt.Fprintln(w, "  not checked:  rollback to an older copy, which keeps the cosignatures it had; pass --checkpoint FILE, the latest")
-		fmt.Fprintln(w, "                checkpoint a witness cosigned (\"bastion witness latest\") or one kept earlier")
-	case r.Kept == nil:
-		fmt.Fprintln(w, "  not checked:  truncation and rollback to an older copy; pass --checkpoint FILE, a checkpoint kept earlier")
-	}
-	if r.Intact() {
-		fmt.Fprintln(w, "result: intact")
-		return
-	}
-	if r.SignedBy != "" {
-		// Every checkpoint fails under the key, and the leaves they
-		// covered are uncovered: one finding, said once.
-		fmt.Fprintf(w, "result: FAILED: the key given (%s, from %s) is not this journal's: its checkpoints are signed by %s, or were replaced; pass the journal's own public key with --key (--json lists all %d problems)\n",
-			termtext.Line(keyName(key.Key)), key.File, termtext.Line(r.SignedBy), len(r.Problems))
-		return
-	}
-	fmt.Fprintf(w, "result: FAILED, %d problem(s)\n", len(r.Problems))
-	fmt.Fprintf(w, "first bad record: %s\n", termtext.Line(r.Problems[0].String()))
-	if len(r.Problems) > 1 {
-		fmt.Fprintln(w, "all problems:")
-		for _, p := range r.Problems {
-			fmt.Fprintf(w, "  - %s\n", termtext.Line(p.String()))
-		}
-	}
-}
-
-// keyName is "NAME KEYHASH" of a verifier key NAME+KEYHASH+KEY, the way
-// the journal names the key that signed its checkpoints.
-func keyName(vkey string) string {
-	name, rest, _ := strings.Cut(vkey, "+")
-	hash, _, _ := strings.Cut(rest, "+")
-	return name + " " + hash
-}
-
-// printWitnessed prints what the witnesses given cosigned, if any were.
-func printWitnessed(w io.Writer, r *recorder.Report) {
-	wr := r.Witnessed
-	if wr == nil {
-		return
-	}
-	fmt.Fprintf(w, "  witnesses:    %d given, %d must cosign a checkpoint\n", len(wr.Witnesses), wr.Threshold)
-	for _, s := range wr.Witnesses {
-		what := "cosigned no published checkpoint"
-		if s.Cosigned > 0 {
-			what = fmt.Sprintf("cosigned %d published checkpoint(s), the largest of size %d at %s", s.Cosigned, s.Largest, s.LargestAt.Format(time.RFC3339))
-		}
-		if s.Invalid > 0 {
-			what += fmt.Sprintf("; %d line(s) by its key do NOT verify", s.Invalid)
-		}
-		fmt.Fprintf(w, "    %s (%s): %s\n", termtext.Line(s.Name), s.Algorithm, what)
-	}
-	if wr.Size == 0 {
-		fmt.Fprintf(w, "  witnessed:    nothing: no published checkpoint carries %d valid cosignatures\n", wr.Threshold)
-	} else {
-		fmt.Fprintf(w, "  witnessed:    size %d, cosigned by %s\n", wr.Size, cosigners(wr.Cosignatures))
-	}
-	if wr.Unwitnessed == 0 {
-		return
-	}
-	why := "see the problems below"
-	switch {
-	case wr.Live:
-		why = "a server holds the journal and pushes its checkpoints to the witnesses about once a second: lag, not a problem"
-	case wr.Size > 0 && wr.Size >= wr.ReadsFrom:
-		why = "reads recorded by their readers since the server stopped, which no server pushes: not a problem"
-	}
-	fmt.Fprintf(w, "  unwitnessed:  leaves %d..%d (%d); %s\n", wr.Size, r.TreeSize-1, wr.Unwitnessed, why)
-}
-
-// cosigners lists cosignatures as "NAME at TIME, ...".
-func cosigners(cs []recorder.CosignatureInfo) string {
-	var out []string
-	for _, c := range cs {
-		out = append(out, termtext.Line(c.Witness)+" at "+c.Time.Format(time.RFC3339))
-	}
-	if len(out) == 0 {
-		return "none of the witnesses given"
-	}
-	return strings.Join(out, ", ")
 }
 
 // witnessFlags are --witness and --witness-threshold, of verify and
@@ -602,7 +475,7 @@ func verifyBundle(e *env, file, keyFile string, asJSON bool, ws recorder.Witness
 		fmt.Fprintf(e.stdout, "  ended:       no: the session was still being recorded (or its recorder stopped) when the bundle was made; it proves the frames so far\n")
 	}
 	if c := rep.Witnesses; c != nil {
-		fmt.Fprintf(e.stdout, "  witnesses:   %d of the %d required cosigned the checkpoint: %s\n", len(c.Valid), c.Threshold, cosigners(c.Valid))
+		fmt.Fprintf(e.stdout, "  witnesses:   %d of the %d required cosigned the checkpoint: %s\n", len(c.Valid), c.Threshold, recorder.Cosigners(c.Valid))
 		if len(c.Missing) > 0 {
 			fmt.Fprintf(e.stdout, "               no valid cosignature by %s\n", termtext.Line(strings.Join(c.Missing, ", ")))
 		}
@@ -622,31 +495,36 @@ func verifyReport(ctx context.Context, e *env, dir, keyFile, db string) error {
 	if err != nil {
 		return exitCode(2, err)
 	}
-	msg, err := os.ReadFile(filepath.Join(dir, evidence.SignatureFile))
+	fsys, closeReport, err := openReport(dir)
 	if err != nil {
-		return exitCode(2, withHint(fmt.Errorf("report %s: %w", dir, err), "a report made with --unrecorded has no signature"))
+		return exitCode(2, fmt.Errorf("report %s: %w", dir, err))
 	}
-	fmt.Fprintf(e.stdout, "report %s\n  key:        %s (%s)\n", dir, key.Key, key.File)
-	sig, err := recorder.OpenEvidenceNote(msg, v)
-	if err != nil {
+	defer closeReport()
+	check, err := evidence.CheckSignature(fsys, v)
+	var sigErr *evidence.SignatureError
+	switch {
+	case errors.As(err, &sigErr):
+		fmt.Fprintf(e.stdout, "report %s\n  key:        %s (%s)\n", dir, key.Key, key.File)
 		fmt.Fprintf(e.stdout, "result: FAILED: %s\n", termtext.Line(err.Error()))
 		return exitCode(1, nil)
+	case errors.Is(err, fs.ErrNotExist):
+		return exitCode(2, withHint(fmt.Errorf("report %s: %w", dir, err), "a report made with --unrecorded has no signature"))
+	case err != nil:
+		return exitCode(2, fmt.Errorf("report %s: %w", dir, err))
 	}
+	sig := check.Note
+	fmt.Fprintf(e.stdout, "report %s\n  key:        %s (%s)\n", dir, key.Key, key.File)
 	fmt.Fprintf(e.stdout, "  signature:  valid, journal %s, leaf %d\n", termtext.Line(sig.Origin), sig.Leaf)
 	bad := 0
-	for _, f := range []struct{ name, signed string }{{evidence.HTMLFile, sig.SHA256HTML}, {evidence.JSONFile, sig.SHA256JSON}} {
-		sum, err := evidence.DigestFile(dir, f.name)
-		if err != nil {
-			return exitCode(2, fmt.Errorf("report %s: %w", dir, err))
-		}
-		if sum == f.signed {
-			fmt.Fprintf(e.stdout, "  %-14s sha256 %s, as signed\n", f.name+":", sum)
+	for _, f := range check.Files {
+		if f.Intact() {
+			fmt.Fprintf(e.stdout, "  %-14s sha256 %s, as signed\n", f.Name+":", f.SHA256)
 			continue
 		}
 		bad++
-		fmt.Fprintf(e.stdout, "  %-14s sha256 %s, NOT the signed %s: changed since it was made\n", f.name+":", sum, f.signed)
+		fmt.Fprintf(e.stdout, "  %-14s sha256 %s, NOT the signed %s: changed since it was made\n", f.Name+":", f.SHA256, f.Signed)
 	}
-	n, err := checkMemberReports(e.stdout, dir)
+	n, err := checkMemberReports(e.stdout, fsys)
 	if err != nil {
 		return exitCode(2, fmt.Errorf("report %s: %w", dir, err))
 	}
@@ -683,8 +561,11 @@ func verifyReport(ctx context.Context, e *env, dir, keyFile, db string) error {
 			fmt.Fprintf(e.stdout, "  journal:    leaf %d of %s records the same digests (period %s to %s)\n", sig.Leaf, path,
 				termtext.Line(a["period.from"]), termtext.Line(a["period.to"]))
 			who := fmt.Sprintf("uid %s (%s), recorded by %s", a["uid"], a["user"], cmp.Or(a["via"], "reader"))
-			if a["via"] == bastion.ViaAPI {
+			switch a["via"] {
+			case bastion.ViaAPI:
 				who = "recorded by serve's API on " + a["host"] + ", for " + a["client.address"]
+			case bastion.ViaConsole:
+				who = "recorded by serve's console on " + a["host"] + ", for " + a["client.address"]
 			}
 			if id := a["identity"]; id != "" {
 				who = fmt.Sprintf("%s (%s), %s", id, cmp.Or(a["identity.verified"], "none"), who)
@@ -699,6 +580,23 @@ func verifyReport(ctx context.Context, e *env, dir, keyFile, db string) error {
 	fmt.Fprintln(e.stdout, "result: intact: these are the files registered in the journal at that leaf, by whom it says; their content is checked")
 	fmt.Fprintln(e.stdout, "        by \"bastion verify\" of the journal and a new report of the same period, not by this signature")
 	return nil
+}
+
+// openReport opens a report's files: a directory "bastion evidence"
+// wrote, or a zip archive of the same files (the console's download).
+func openReport(path string) (fs.FS, func() error, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	if fi.IsDir() {
+		return os.DirFS(path), func() error { return nil }, nil
+	}
+	z, err := zip.OpenReader(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("neither a report's directory nor a zip archive of one: %w", err)
+	}
+	return z, z.Close, nil
 }
 
 func fileExists(path string) bool {

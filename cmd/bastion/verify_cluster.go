@@ -135,7 +135,7 @@ func printClusterVerify(w io.Writer, sc *readScope, out *clusterVerify) {
 			fmt.Fprintf(w, "journal %s\n  log:          %s\nresult: FAILED: no such log in the database\n", out.Journal, termtext.Line(m.Log))
 			continue
 		}
-		printReport(w, out.Journal, m.Key, m.Report)
+		m.Report.WriteText(w, out.Journal, m.Key)
 	}
 	fmt.Fprintln(w)
 	for _, n := range out.Unlisted {

@@ -1,11 +1,6 @@
 package evidence
 
-import (
-	"crypto/sha256"
-	"encoding/hex"
-	"os"
-	"path/filepath"
-)
+import "os"
 
 // SignatureFile is the signed note beside a report over its files'
 // digests ([recorder.EvidenceNote]): the journal's writer signs it when
@@ -20,10 +15,5 @@ const (
 
 // DigestFile is the lower-case hex SHA-256 of dir's file name.
 func DigestFile(dir, name string) (string, error) {
-	data, err := os.ReadFile(filepath.Join(dir, name))
-	if err != nil {
-		return "", err
-	}
-	sum := sha256.Sum256(data)
-	return hex.EncodeToString(sum[:]), nil
+	return Digest(os.DirFS(dir), name)
 }
