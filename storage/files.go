@@ -89,3 +89,15 @@ func SyncDir(dir string) error {
 	defer d.Close()
 	return d.Sync()
 }
+
+// SQLiteBytes is the size of the SQLite journal at path: its file and its
+// write-ahead log; 0 for what is not there (a PostgreSQL location).
+func SQLiteBytes(path string) int64 {
+	var n int64
+	for _, suffix := range []string{"", "-wal"} {
+		if fi, err := os.Stat(path + suffix); err == nil {
+			n += fi.Size()
+		}
+	}
+	return n
+}

@@ -330,17 +330,6 @@ func clearOldReport(dir string) error {
 	return nil
 }
 
-// journalBytes is the size of the journal's files.
-func journalBytes(path string) int64 {
-	var n int64
-	for _, suffix := range []string{"", "-wal"} {
-		if fi, err := os.Stat(path + suffix); err == nil {
-			n += fi.Size()
-		}
-	}
-	return n
-}
-
 func absOr(p string) string {
 	if p == "" {
 		return ""
@@ -380,10 +369,10 @@ func (j *reportJob) build(ctx context.Context, st storage.Store, v note.Verifier
 	}
 	return evidence.Build(ctx, st, evidence.Options{
 		From: j.from, To: j.to, Targets: j.targets, Identities: j.identities, Verifier: v, Now: j.now,
-		Kept: j.kept, KeptFile: j.keptFile, Sample: j.sample, Seed: j.seed, JournalBytes: journalBytes(path),
+		Kept: j.kept, KeptFile: j.keptFile, Sample: j.sample, Seed: j.seed, JournalBytes: storage.SQLiteBytes(path),
 		Witnesses: j.ws, Live: live, ScopeElsewhere: scopeElsewhere,
 		Journal:       evidence.JournalInfo{Path: journalName(path), Key: key.Key, KeyFile: key.File, KeyFromHome: key.Default},
-		VerifyCommand: shellJoin(verifyArgs),
+		VerifyCommand: termtext.ShellJoin(verifyArgs),
 		VerifyOutput: func(r *recorder.Report) string {
 			var b bytes.Buffer
 			r.WriteText(&b, journalName(path), key)

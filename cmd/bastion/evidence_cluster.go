@@ -92,7 +92,7 @@ func evidenceCluster(ctx context.Context, e *env, sc *readScope, job *reportJob,
 		Format: ClusterReportFormat, GeneratedAt: job.now.UTC(), Journal: journalName(sc.path), Cluster: sc.clusterFile,
 		Scope:    evidence.Scope{From: job.from.UTC(), To: job.to.UTC(), Targets: orEmpty(job.targets), Identities: orEmpty(job.identities)},
 		Unlisted: orEmpty(unlisted), Intact: len(unlisted) == 0,
-		VerifyCommand: shellJoin([]string{"bastion", "verify", "--db", journalName(sc.path), "--cluster", sc.clusterFile}),
+		VerifyCommand: termtext.ShellJoin([]string{"bastion", "verify", "--db", journalName(sc.path), "--cluster", sc.clusterFile}),
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return exitCode(2, fmt.Errorf("evidence: %w", err))

@@ -15,6 +15,9 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/bastionhq/bastion/recorder/termtext"
+	"github.com/bastionhq/bastion/storage"
 )
 
 // quarterSessions is the one-quarter report's size (the must-show:
@@ -60,14 +63,14 @@ func TestEvidenceQuarter(t *testing.T) {
 	q := buildQuarterJournal(t, quarterSpec{Sessions: quarterSessions(), Seed: 2026})
 	t.Logf("generated %d sessions (%.1f frames, %.0f B of payload each), %d refused commands, %d certificates, %d grants in %v; journal %s",
 		q.sessions, float64(q.frames)/float64(q.sessions), float64(q.payload)/float64(q.sessions), q.refusedCommands, q.certificates, q.grants,
-		q.took.Round(time.Millisecond), byteSize(journalBytes(filepath.Join(q.home, "journal.db"))))
+		q.took.Round(time.Millisecond), byteSize(storage.SQLiteBytes(filepath.Join(q.home, "journal.db"))))
 	if n := q.sessions / 100; q.refusedCommands < n-1 || q.refusedCommands > n {
 		t.Errorf("%d refused commands for %d sessions, want one in a hundred", q.refusedCommands, q.sessions)
 	}
 	out := filepath.Join(t.TempDir(), "report")
 	start := time.Now()
 	data := runQuarterEvidence(t, q, out)
-	t.Logf("bastion %s: %v", shellJoin(quarterEvidenceArgs("HOME", "OUT")), time.Since(start).Round(time.Millisecond))
+	t.Logf("bastion %s: %v", termtext.ShellJoin(quarterEvidenceArgs("HOME", "OUT")), time.Since(start).Round(time.Millisecond))
 
 	var r struct {
 		Summary struct {
@@ -129,7 +132,7 @@ func TestEvidenceQuarter(t *testing.T) {
 			var stdout, stderr bytes.Buffer
 			args := []string{"verify", "--bundle", filepath.Join(out, filepath.FromSlash(s.Bundle)), "--key", pub}
 			if code := run(context.Background(), args, &env{stdout: &stdout, stderr: &stderr, getenv: func(string) string { return "" }}); code != 0 {
-				t.Errorf("bastion %s: exit %d\n%s%s", shellJoin(args), code, stdout.String(), stderr.String())
+				t.Errorf("bastion %s: exit %d\n%s%s", termtext.ShellJoin(args), code, stdout.String(), stderr.String())
 			}
 		}
 		files, _ := filepath.Glob(filepath.Join(out, "bundles", "*.bundle"))
@@ -164,7 +167,7 @@ func TestEvidenceQuarter(t *testing.T) {
 //	go test -run '^$' -bench EvidenceQuarter -benchtime 1x -count 3 ./cmd/bastion
 func BenchmarkEvidenceQuarter(b *testing.B) {
 	q := buildQuarterJournal(b, quarterSpec{Sessions: 10000, Seed: 2026})
-	journal := journalBytes(filepath.Join(q.home, "journal.db"))
+	journal := storage.SQLiteBytes(filepath.Join(q.home, "journal.db"))
 	dir := b.TempDir()
 	var out string
 	for i := 0; b.Loop(); i++ {

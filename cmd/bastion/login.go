@@ -567,7 +567,7 @@ func loginKey(path string) (signer ssh.Signer, created bool, err error) {
 		return nil, false, fmt.Errorf("private key %s is not a regular file", path)
 	case fi.Mode().Perm()&0o077 != 0:
 		return nil, false, withHint(fmt.Errorf("private key %s is open to others (mode %04o): refusing to use it", path, fi.Mode().Perm()),
-			"chmod 600 "+shellJoin([]string{path}))
+			"chmod 600 "+termtext.ShellJoin([]string{path}))
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -849,7 +849,7 @@ func (l *loginClient) sshCommand(resp *certauth.CertificateResponse) string {
 	if port != "22" {
 		argv = append(argv, "-p", port)
 	}
-	return shellJoin(append(argv, login+"@TARGET@"+host))
+	return termtext.ShellJoin(append(argv, login+"@TARGET@"+host))
 }
 
 // renew keeps the certificate fresh until ctx is done; see loginUsage.

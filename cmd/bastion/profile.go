@@ -24,6 +24,7 @@ import (
 	"syscall"
 
 	"github.com/bastionhq/bastion/certauth/apiclient"
+	"github.com/bastionhq/bastion/recorder/termtext"
 	"github.com/bastionhq/bastion/storage"
 )
 
@@ -131,7 +132,7 @@ func profileFileSafe(path string, fi fs.FileInfo) error {
 	}
 	if fi.Mode().Perm()&0o022 != 0 {
 		return withHint(fmt.Errorf("client profile %s may be written by others (mode %04o): refusing to use it", path, fi.Mode().Perm()),
-			"chmod 600 "+shellJoin([]string{path})+", check what it names, or log in again to write it afresh")
+			"chmod 600 "+termtext.ShellJoin([]string{path})+", check what it names, or log in again to write it afresh")
 	}
 	return nil
 }

@@ -8,12 +8,12 @@ import (
 	"os"
 	"os/user"
 	"strconv"
-	"strings"
 
 	"github.com/bastionhq/bastion/bastion/local"
 	"github.com/bastionhq/bastion/bastion/pump"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/events"
+	"github.com/bastionhq/bastion/recorder/termtext"
 )
 
 func init() {
@@ -94,7 +94,7 @@ func record(ctx context.Context, e *env, args []string) (err error) {
 	cfg := local.PTYConfig{Argv: argv, Stdin: e.stdin, StdinIsTerminal: tty, Stdout: e.stdout}
 	attrs := recorder.Attrs{
 		"kind":    "record",
-		"command": shellJoin(argv),
+		"command": termtext.ShellJoin(argv),
 		"pid":     strconv.Itoa(os.Getpid()),
 	}
 	if u, err := user.Current(); err == nil {
@@ -177,22 +177,4 @@ func endLocal(ctx context.Context, s *recorder.Session, res local.Result, runErr
 		return fmt.Errorf("end recording: %w", err)
 	}
 	return runErr
-}
-
-// shellJoin quotes argv for reading, as a POSIX shell would take it back.
-func shellJoin(argv []string) string {
-	var b strings.Builder
-	for i, a := range argv {
-		if i > 0 {
-			b.WriteByte(' ')
-		}
-		if a != "" && strings.IndexFunc(a, func(r rune) bool {
-			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./=:,+@%", r))
-		}) < 0 {
-			b.WriteString(a)
-			continue
-		}
-		b.WriteString("'" + strings.ReplaceAll(a, "'", `'\''`) + "'")
-	}
-	return b.String()
 }

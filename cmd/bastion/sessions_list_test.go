@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/bastionhq/bastion/recorder/termtext"
 )
 
 // TestSessionsListOneLine: each session is one line of the list, its
@@ -34,7 +36,7 @@ func TestSessionsListOneLine(t *testing.T) {
 		t.Fatalf("sessions list is not a header and a line a session:\n%s", out)
 	}
 	col := strings.Index(lines[0], "COMMAND")
-	for i, want := range []string{"sh -c 'echo one…", strings.TrimSpace(shellJoin([]string{"sh", "-c", long})[:commandWidth-1]) + "…", "true"} {
+	for i, want := range []string{"sh -c 'echo one…", strings.TrimSpace(termtext.ShellJoin([]string{"sh", "-c", long})[:commandWidth-1]) + "…", "true"} {
 		cmd := lines[i+1][col:]
 		if cmd != want || strings.Contains(lines[i+1], `\n`) {
 			t.Errorf("session %d: command %q, want %q:\n%s", i, cmd, want, out)
@@ -45,7 +47,7 @@ func TestSessionsListOneLine(t *testing.T) {
 	}
 	code, out, _ = cli(ctx, home, "sessions", "list", "--json")
 	var list []sessionJSON
-	if code != 0 || json.Unmarshal([]byte(out), &list) != nil || len(list) != 3 || list[0].Summary != shellJoin([]string{"sh", "-c", script}) {
+	if code != 0 || json.Unmarshal([]byte(out), &list) != nil || len(list) != 3 || list[0].Summary != termtext.ShellJoin([]string{"sh", "-c", script}) {
 		t.Fatalf("sessions list --json: %d\n%s", code, out)
 	}
 }

@@ -205,6 +205,10 @@ type GrantDecision struct {
 	// besides its own attributes (which they never replace): who the
 	// operator is, as the server knows them.
 	OperatorAttrs recorder.Attrs
+	// Via, if set, are journaled with the decision besides its own
+	// attributes (which they never replace): where it was made, such as
+	// the web console's via and console.session.
+	Via recorder.Attrs
 }
 
 // Request journals a new pending grant request, if policy has a
@@ -424,6 +428,7 @@ func (s *Grants) decide(ctx context.Context, action string, d GrantDecision) (Gr
 	if d.ClientAddress.IsValid() {
 		a["client.address"] = d.ClientAddress.String()
 	}
+	a.AddMissing(d.Via)
 	var ended []endedGrant
 	switch action {
 	case "approve":
