@@ -39,6 +39,11 @@ func (s *Server) newConsole() (*console.Console, error) {
 		RatePerAddress: min(0, s.opts.Config.API.RatePerAddress),
 		Now:            s.now,
 		Logger:         s.log.Named("console"),
+		Grants:         s.grants,
+		Evidence:       s.consoleEvidence,
+	}
+	if s.witnessing != nil {
+		o.Witnesses = s.witnessing.consoleState
 	}
 	switch {
 	case s.opts.Dev != nil:

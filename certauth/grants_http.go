@@ -16,8 +16,9 @@ import (
 	"github.com/bastionhq/bastion/recorder/events"
 )
 
-// grantStatus is the HTTP status and code for a grant action's error.
-func grantStatus(err error) (int, string) {
+// GrantStatus is the HTTP status and code for a grant action's error,
+// as the API answers it (and the web console).
+func GrantStatus(err error) (int, string) {
 	reason := grants.ReasonOf(err)
 	switch reason {
 	case events.ReasonJournalUnavailable:
@@ -135,7 +136,7 @@ func (a *API) grantRefusal(w http.ResponseWriter, r *http.Request, attrs recorde
 
 // writeGrantError answers an error of the store (already journaled).
 func (a *API) writeGrantError(w http.ResponseWriter, err error) {
-	status, reason := grantStatus(err)
+	status, reason := GrantStatus(err)
 	msg := err.Error()
 	if status == http.StatusInternalServerError {
 		a.log.Error("grant action failed", "error", err)

@@ -7,8 +7,9 @@
 //
 // What exists so far: the sign-in, the session and its guard, sign-out,
 // the live sessions page, following a session's recorded output,
-// killing a session, and the recorded sessions' search, details, replay
-// and downloads (see docs/console.md).
+// killing a session, the recorded sessions' search, details, replay
+// and downloads, the grants inbox and the evidence page (see
+// docs/console.md).
 package console
 
 import (
@@ -34,8 +35,10 @@ import (
 	"github.com/bastionhq/bastion/bastion/front"
 	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/policy"
+	"github.com/bastionhq/bastion/policy/grants"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/events"
+	"github.com/bastionhq/bastion/recorder/evidence"
 	"github.com/bastionhq/bastion/storage"
 )
 
@@ -114,6 +117,19 @@ type Options struct {
 	// one of the policy's operators. An unknown session is an error
 	// wrapping front.ErrNoLiveSession.
 	Kill func(ctx context.Context, k KillRequest) (front.LiveSession, error)
+	// Grants is the store of just-in-time grants, through which the
+	// grants page decides as the API does; nil when the bastion keeps
+	// none (the page says so).
+	Grants *grants.Grants
+	// Witnesses returns the witnesses' state as the server tracks it;
+	// nil when none are configured.
+	Witnesses func() WitnessState
+	// Evidence returns what an examiner's report of this instance's
+	// journal is built with, as "bastion evidence" builds one on the
+	// bastion's host (the journal, its key, the verification command and
+	// its output, the witnesses); the evidence page sets the period and
+	// the filters.
+	Evidence func() (evidence.Options, error)
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// RatePerAddress and BurstPerAddress bound the requests of /ui from
@@ -142,7 +158,8 @@ type Console struct {
 	sessions map[string]*session // by the cookie's value
 	pending  map[string]*login   // by state
 
-	follow *follows // the output streams open
+	follow  *follows // the output streams open
+	reports reports  // the examiner's reports made through the console
 }
 
 // session is a console session.
@@ -153,6 +170,7 @@ type session struct {
 	csrf     string
 	created  time.Time
 	lastSeen time.Time
+	report   *madeReport // the last report made in it (guarded by Console.reports.mu)
 }
 
 // login is a sign-in started and not completed.
@@ -324,6 +342,8 @@ func (c *Console) routes() {
 	// journaled as the admin socket's are (Options.Kill refuses).
 	c.handle("POST "+Path+"/sessions/{id}/kill", everyone, c.kill)
 	c.sessionRoutes()
+	c.grantRoutes(everyone)
+	c.evidenceRoutes()
 	c.mux.HandleFunc(Path+"/", func(w http.ResponseWriter, r *http.Request) {
 		v, _ := r.Context().Value(viewerKey{}).(*viewer)
 		d := pageData{Problem: "There is no such page."}

@@ -81,6 +81,8 @@ var navItems = []struct {
 }{
 	{Path + "/", "Live sessions", []string{RoleOperator, RoleAuditor, RoleApprover}},
 	{Path + "/sessions", "Sessions", readers},
+	{Path + "/grants", "Grants", []string{RoleOperator, RoleAuditor, RoleApprover}},
+	{Path + "/evidence", "Evidence", []string{RoleAuditor, RoleOperator}},
 }
 
 // frame fills in what the layout shows of the viewer: who, their roles,

@@ -1,0 +1,224 @@
+package console
+
+import (
+	"encoding/json"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/policy/grants"
+	"github.com/bastionhq/bastion/recorder"
+)
+
+// The grants inbox: the requests the viewer may see, as the API's GET
+// /v1/grants shows them to the same identity (grants.GrantFilter
+// VisibleTo), with what each would allow; approvers approve or deny
+// through the same store and rules as the API's decisions.
+
+// Bounds of the inbox's list of grants already decided.
+const (
+	// RecentDecided is how far back the inbox lists decided grants.
+	RecentDecided = 24 * time.Hour
+	// MaxDecided is how many of them it lists at most, newest first.
+	MaxDecided = 50
+)
+
+func (c *Console) grantRoutes(everyone []string) {
+	c.handle("GET "+Path+"/grants", everyone, c.grantsPage)
+	c.handle("GET "+Path+"/grants.json", everyone, c.grantsJSON)
+	for _, action := range []string{"approve", "deny"} {
+		c.handle("POST "+Path+"/grants/{id}/"+action, []string{RoleApprover}, func(w http.ResponseWriter, r *http.Request, v *viewer) {
+			c.decideGrant(w, r, v, action)
+		})
+	}
+}
+
+// grantsData is the grants page's, and grants.json's, content.
+type grantsData struct {
+	// Enabled is false when the bastion keeps no grants.
+	Enabled bool `json:"enabled"`
+	// Approver says the viewer may decide (forms are shown).
+	Approver bool       `json:"approver"`
+	Pending  []grantRow `json:"pending"`
+	Decided  []grantRow `json:"decided"`
+	Now      string     `json:"now"`
+	// MaxComment bounds a decision's comment, in bytes.
+	MaxComment int `json:"max_comment"`
+}
+
+// grantRow is one grant as the inbox shows it. Every string a client
+// chose is shown as text (termtext.Line in the template, textContent in
+// the script).
+type grantRow struct {
+	ID        string `json:"id"`
+	State     string `json:"state"`
+	Identity  string `json:"identity"`
+	Sponsor   string `json:"sponsor,omitempty"`
+	Reason    string `json:"reason"`
+	Ticket    string `json:"ticket,omitempty"`
+	Requested string `json:"requested"`
+	// What it would allow.
+	Target   string `json:"target"`
+	Login    string `json:"login"`
+	Command  string `json:"command,omitempty"`
+	Duration string `json:"duration"`
+	Asked    string `json:"asked"`
+	Role     string `json:"role"`
+	// Rule is the role's approval rule: how many approvals from whom.
+	Rule string `json:"rule"`
+	// Approvals are those given so far, "BY at TIME: COMMENT".
+	Approvals    []string `json:"approvals"`
+	PendingUntil string   `json:"pending_until,omitempty"`
+	// Decided is when it was last decided (approved, denied, activated,
+	// expired, ended, revoked), with by whom and their comment.
+	Decided   string `json:"decided,omitempty"`
+	DecidedBy string `json:"decided_by,omitempty"`
+	Comment   string `json:"comment,omitempty"`
+	Window    string `json:"window,omitempty"`
+	// Own says the viewer asked for it: they may not decide it.
+	Own bool `json:"own"`
+	// Decide says the viewer is shown the forms to approve or deny it.
+	Decide bool `json:"decide"`
+}
+
+func fmtTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+// decidedAt is when g was last decided on.
+func decidedAt(g *grants.Grant) time.Time {
+	t := g.ClosedAt
+	if g.Start.After(t) {
+		t = g.Start
+	}
+	for _, a := range g.Approvals {
+		if a.At.After(t) {
+			t = a.At
+		}
+	}
+	return t
+}
+
+// grantsView is what the viewer sees of the grants now.
+func (c *Console) grantsView(v *viewer) grantsData {
+	now := c.o.Now()
+	d := grantsData{Enabled: c.o.Grants != nil, Approver: v.has(RoleApprover), Now: fmtTime(now), MaxComment: grants.MaxGrantComment,
+		Pending: []grantRow{}, Decided: []grantRow{}}
+	if c.o.Grants == nil {
+		return d
+	}
+	var decided []grants.Grant
+	for _, g := range c.o.Grants.List(grants.GrantFilter{VisibleTo: v.id}) {
+		if g.State == grants.GrantPending {
+			d.Pending = append(d.Pending, c.grantRow(v, &g))
+			continue
+		}
+		if now.Sub(decidedAt(&g)) <= RecentDecided {
+			decided = append(decided, g)
+		}
+	}
+	slices.SortStableFunc(decided, func(a, b grants.Grant) int { return decidedAt(&b).Compare(decidedAt(&a)) })
+	for i := range decided[:min(len(decided), MaxDecided)] {
+		d.Decided = append(d.Decided, c.grantRow(v, &decided[i]))
+	}
+	return d
+}
+
+func (c *Console) grantRow(v *viewer, g *grants.Grant) grantRow {
+	row := grantRow{
+		ID: g.ID, State: string(g.State), Identity: g.Identity, Sponsor: g.Sponsor, Reason: g.Reason, Ticket: g.Ticket,
+		Requested: fmtTime(g.RequestedAt), Target: g.Target, Login: g.Login, Command: g.Command,
+		Duration: time.Duration(g.Duration).String(), Asked: time.Duration(g.AskedDuration).String(), Role: g.Role,
+		Rule:      strconv.Itoa(g.ApprovalsNeeded) + " approval(s) from " + strings.Join(g.Approvers, ", "),
+		Approvals: []string{}, Own: g.Identity == v.who,
+	}
+	for _, a := range g.Approvals {
+		s := a.By + " at " + fmtTime(a.At)
+		if a.Comment != "" {
+			s += ": " + a.Comment
+		}
+		row.Approvals = append(row.Approvals, s)
+	}
+	if g.State == grants.GrantPending {
+		row.PendingUntil = fmtTime(g.PendingUntil)
+		row.Decide = v.has(RoleApprover) && !row.Own
+		return row
+	}
+	row.Decided, row.DecidedBy, row.Comment = fmtTime(decidedAt(g)), g.ClosedBy, g.Comment
+	if row.DecidedBy == "" && len(g.Approvals) > 0 {
+		last := g.Approvals[len(g.Approvals)-1]
+		row.DecidedBy, row.Comment = last.By, last.Comment
+	}
+	if !g.Start.IsZero() {
+		row.Window = fmtTime(g.Start) + " to " + fmtTime(g.End)
+	}
+	return row
+}
+
+// grantsPage shows the inbox.
+func (c *Console) grantsPage(w http.ResponseWriter, r *http.Request, v *viewer) {
+	c.renderGrants(w, http.StatusOK, v, "", "")
+}
+
+func (c *Console) renderGrants(w http.ResponseWriter, code int, v *viewer, problem, notice string) {
+	d := c.grantsView(v)
+	if !d.Enabled && problem == "" {
+		problem = "This bastion keeps no just-in-time grants."
+	}
+	c.render(w, code, "grants", "Grants", v.frame(pageData{
+		Problem: problem, Notice: notice, Data: d, Scripts: []string{Path + "/static/grants.js"},
+	}, Path+"/grants"))
+}
+
+// grantsJSON is the inbox's content for its script, which refreshes the
+// page with it.
+func (c *Console) grantsJSON(w http.ResponseWriter, r *http.Request, v *viewer) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(c.grantsView(v))
+}
+
+// decideGrant approves or denies a grant for v through the grants store,
+// as the API's POST /v1/grants/{id}/approve and deny do: the same rules
+// (never one's own, an approver the policy names, independent of the
+// requester's sponsor where the role says so), the same journal leaf,
+// naming v, with via "console" and the console session.
+func (c *Console) decideGrant(w http.ResponseWriter, r *http.Request, v *viewer, action string) {
+	if c.o.Grants == nil {
+		c.renderGrants(w, http.StatusNotFound, v, "This bastion keeps no just-in-time grants.", "")
+		return
+	}
+	id := r.PathValue("id")
+	d := grants.GrantDecision{
+		ID: id, By: v.id, Comment: r.PostFormValue("comment"), ClientAddress: clientIP(r),
+		Via: recorder.Attrs{"via": "console", "console.session": v.ref},
+	}
+	var g grants.Grant
+	var err error
+	if action == "approve" {
+		g, err = c.o.Grants.Approve(r.Context(), d)
+	} else {
+		g, err = c.o.Grants.Deny(r.Context(), d)
+	}
+	if err != nil {
+		code, reason := certauth.GrantStatus(err)
+		msg := err.Error()
+		if code == http.StatusInternalServerError {
+			c.o.Logger.Error("console grant decision", "grant", id, "action", action, "error", err)
+			msg = "internal error: the bastion's log says why"
+		}
+		c.renderGrants(w, code, v, "Refused ("+reason+"): "+msg, "")
+		return
+	}
+	c.o.Logger.Info("console grant decision", "grant", g.ID, "action", action, "by", v.who, "state", g.State, "session", v.ref)
+	notice := "You denied grant " + g.ID + "."
+	if action == "approve" {
+		notice = "You approved grant " + g.ID + ": it is " + string(g.State) + "."
+	}
+	c.renderGrants(w, http.StatusOK, v, "", notice)
+}
