@@ -333,8 +333,9 @@ func chromeText(t *testing.T, ctx context.Context, sel string) string {
 // page's script, without a reload.
 func TestConsoleBrowserGrants(t *testing.T) {
 	t.Parallel()
-	ctx := newChrome(t)
 	fx := startConsole(t)
+	// After the server: the browser is closed first, as the test ends.
+	ctx := newChrome(t)
 	g, err := fx.ts.client.RequestGrant(context.Background(), fx.devToken(t, "bob"), certauth.GrantRequest{Target: "box", Login: "deploy", Duration: "10m", Reason: "rotate the replication slot", Ticket: "OPS-42"})
 	if err != nil {
 		t.Fatal(err)

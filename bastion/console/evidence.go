@@ -78,7 +78,10 @@ func (c *Console) evidenceRoutes() {
 }
 
 type evidenceData struct {
-	Journal   journalState
+	// Journal is the journal's verification, nil on the answer to a
+	// report's form (each check is a journaled read: the page checks it
+	// when it is opened).
+	Journal   *journalState
 	Witnesses []witnessRow
 	Threshold int
 	Alarms    string
@@ -108,14 +111,16 @@ type witnessRow struct {
 func (c *Console) evidencePage(w http.ResponseWriter, r *http.Request, v *viewer) {
 	now := c.o.Now().UTC()
 	d := evidenceData{From: now.Format(time.DateOnly), To: now.AddDate(0, 0, 1).Format(time.DateOnly)}
-	c.renderEvidence(w, r, http.StatusOK, v, &d, "", "")
-}
-
-func (c *Console) renderEvidence(w http.ResponseWriter, r *http.Request, code int, v *viewer, d *evidenceData, problem, notice string) {
-	d.Journal = c.verifyJournal(r, v)
-	if !d.Journal.Checked && problem == "" {
+	st := c.verifyJournal(r, v)
+	d.Journal = &st
+	problem := ""
+	if !st.Checked {
 		problem = "The journal's check could not be journaled, so it is not shown; try again later."
 	}
+	c.renderEvidence(w, http.StatusOK, v, &d, problem, "")
+}
+
+func (c *Console) renderEvidence(w http.ResponseWriter, code int, v *viewer, d *evidenceData, problem, notice string) {
 	if c.o.Witnesses != nil {
 		ws := c.o.Witnesses()
 		d.Threshold, d.Alarms = ws.Threshold, strings.Join(ws.Alarms, ", ")
@@ -199,7 +204,7 @@ func (c *Console) makeReport(w http.ResponseWriter, r *http.Request, v *viewer) 
 		From: r.PostFormValue("from"), To: r.PostFormValue("to"),
 		Targets: r.PostFormValue("targets"), Identities: r.PostFormValue("identities"),
 	}
-	refuse := func(code int, why string) { c.renderEvidence(w, r, code, v, d, why, "") }
+	refuse := func(code int, why string) { c.renderEvidence(w, code, v, d, why, "") }
 	from, err := reportPeriod("from", d.From)
 	if err != nil {
 		refuse(http.StatusBadRequest, err.Error())
@@ -267,7 +272,7 @@ func (c *Console) makeReport(w http.ResponseWriter, r *http.Request, v *viewer) 
 	v.report = made
 	c.reports.mu.Unlock()
 	c.o.Logger.Info("console evidence", "by", v.who, "leaf", made.Leaf, "session", v.ref)
-	c.renderEvidence(w, r, http.StatusOK, v, d, "", "The report is made and recorded at leaf "+strconv.FormatInt(made.Leaf, 10)+": download it below.")
+	c.renderEvidence(w, http.StatusOK, v, d, "", "The report is made and recorded at leaf "+strconv.FormatInt(made.Leaf, 10)+": download it below.")
 }
 
 // reportOptions are what a report of this instance's journal is built

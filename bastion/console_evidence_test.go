@@ -1,0 +1,301 @@
+package bastion
+
+import (
+	"archive/zip"
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/browser"
+	"github.com/chromedp/chromedp"
+
+	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/events"
+	"github.com/bastionhq/bastion/recorder/evidence"
+)
+
+// leafAt returns the event leaf at index idx of the journal, and its name.
+func (fx *consoleFixture) leafAt(t *testing.T, idx int64, name string) *recorder.Leaf {
+	t.Helper()
+	ctx := context.Background()
+	snap, err := fx.ts.store.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snap.Close()
+	evs, err := recorder.Events(ctx, snap, fx.ts.key.Verifier, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range evs {
+		if e.Index == idx {
+			return e.Leaf
+		}
+	}
+	return nil
+}
+
+// checkReportZip checks a report downloaded from the console as "bastion
+// verify --report ZIP" checks it (evidence.CheckSignature over the zip's
+// files, then the journal's evidence.generated leaf at the signed index),
+// and returns the leaf's attributes.
+func (fx *consoleFixture) checkReportZip(t *testing.T, data []byte) recorder.Attrs {
+	t.Helper()
+	zr, err := zip.NewReader(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		t.Fatalf("the download is not a zip archive: %v", err)
+	}
+	var names []string
+	for _, f := range zr.File {
+		names = append(names, f.Name)
+	}
+	for _, want := range []string{evidence.HTMLFile, evidence.JSONFile, evidence.CheckpointFile, evidence.SignatureFile} {
+		if !slices.Contains(names, want) {
+			t.Errorf("the download lacks %s: %v", want, names)
+		}
+	}
+	check, err := evidence.CheckSignature(zr, fx.ts.key.Verifier)
+	if err != nil {
+		t.Fatalf("the download's signature: %v", err)
+	}
+	for _, f := range check.Files {
+		if !f.Intact() {
+			t.Errorf("%s: sha256 %s, signed %s", f.Name, f.SHA256, f.Signed)
+		}
+	}
+	leaf := fx.leafAt(t, check.Note.Leaf, recorder.EventEvidenceGenerated)
+	if leaf == nil {
+		t.Fatalf("no evidence.generated leaf at the signed index %d", check.Note.Leaf)
+	}
+	if leaf.Attrs["sha256.html"] != check.Note.SHA256HTML || leaf.Attrs["sha256.json"] != check.Note.SHA256JSON {
+		t.Errorf("leaf %d records %v, the note signs %+v", check.Note.Leaf, leaf.Attrs, check.Note)
+	}
+	return leaf.Attrs
+}
+
+var shaOf = regexp.MustCompile(`id="(sha-html|sha-json|leaf)">([0-9a-f]+)<`)
+
+// The evidence page: carol (an auditor) sees the journal verified now and
+// makes today's report; the read and the report are journaled, naming
+// her, before it is handed out, and the download verifies as "bastion
+// verify --report" checks a report. Approvers and strangers are refused.
+func TestConsoleEvidence(t *testing.T) {
+	t.Parallel()
+	fx := startConsole(t)
+	fx.liveSSH(t, "bob", "echo evidence; sleep 60")
+	carol := fx.browser(t)
+	fx.signIn(t, carol, "carol")
+	resp, page := get(t, carol, fx.ts.APIURL()+"/ui/evidence")
+	if resp.StatusCode != 200 {
+		t.Fatalf("carol GET /ui/evidence: %d\n%s", resp.StatusCode, page)
+	}
+	wantSecurityHeaders(t, resp)
+	assertInert(t, page)
+	today := fx.now().UTC().Format(time.DateOnly)
+	for _, want := range []string{
+		`<td id="verdict" class="ok">OK: every leaf is proven against the signed head checkpoint</td>`,
+		`<td id="origin">test.example/bastion</td>`,
+		`id="no-witnesses"`,
+		`<input type="text" name="from" value="` + today + `" required>`,
+		`<a href="/ui/evidence" aria-current="page">Evidence</a>`,
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the evidence page lacks %q:\n%s", want, page)
+		}
+	}
+	checks := fx.ts.events(t, events.JournalAccessed)
+	if len(checks) != 1 || checks[0]["action"] != "verify" || checks[0]["via"] != ViaConsole || checks[0]["identity"] != "carol@dev" {
+		t.Errorf("the page's check journaled as %v", checks)
+	}
+
+	// Nothing to download before a report is made.
+	if resp, _ := get(t, carol, fx.ts.APIURL()+"/ui/evidence/report.zip"); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("report.zip before any report: %d", resp.StatusCode)
+	}
+	// A period that ends before it starts, and a target the journal
+	// never names, are refused with the reason.
+	csrf := csrfOf(t, page)
+	tomorrow := fx.now().UTC().AddDate(0, 0, 1).Format(time.DateOnly)
+	for _, c := range []struct {
+		vals url.Values
+		want string
+	}{
+		{url.Values{"from": {tomorrow}, "to": {today}}, "the period ends before it starts"},
+		{url.Values{"from": {"yesterday"}, "to": {today}}, "is not a date (2006-01-02)"},
+		{url.Values{"from": {today}, "to": {tomorrow}, "targets": {"bx"}}, `no target &#34;bx&#34; in the journal; did you mean &#34;box&#34;?`},
+	} {
+		c.vals.Set("csrf", csrf)
+		if resp, page := fx.postConsole(t, carol, "/ui/evidence", c.vals, nil); resp.StatusCode != http.StatusBadRequest || !strings.Contains(page, c.want) {
+			t.Errorf("report %v: %d, want 400 and %q\n%s", c.vals, resp.StatusCode, c.want, page)
+		}
+	}
+	if gen := fx.ts.events(t, events.EvidenceGenerated); len(gen) != 0 {
+		t.Fatalf("a refused report was journaled: %v", gen)
+	}
+
+	resp, page = fx.postConsole(t, carol, "/ui/evidence", url.Values{"csrf": {csrf}, "from": {today}, "to": {tomorrow}, "targets": {"box"}}, nil)
+	if resp.StatusCode != 200 || !strings.Contains(page, "The report is made and recorded at leaf") {
+		t.Fatalf("carol makes today's report: %d\n%s", resp.StatusCode, page)
+	}
+	assertInert(t, page)
+	shown := map[string]string{}
+	for _, m := range shaOf.FindAllStringSubmatch(page, -1) {
+		shown[m[1]] = m[2]
+	}
+	gen := fx.ts.events(t, events.EvidenceGenerated)
+	if len(gen) != 1 {
+		t.Fatalf("evidence.generated: %v", gen)
+	}
+	g := gen[0]
+	from, _ := time.Parse(time.DateOnly, today)
+	to, _ := time.Parse(time.DateOnly, tomorrow)
+	if g["identity"] != "carol@dev" || g["via"] != ViaConsole || g["reader.role"] != "auditor" || g["client.address"] != "127.0.0.1" ||
+		g["period.from"] != from.Format(time.RFC3339) || g["period.to"] != to.Format(time.RFC3339) || g["targets"] != "box" ||
+		!recorder.IsSHA256Hex(g["sha256.html"]) || !recorder.IsSHA256Hex(g["sha256.json"]) ||
+		g["sha256.html"] != shown["sha-html"] || g["sha256.json"] != shown["sha-json"] {
+		t.Errorf("evidence.generated %v; the page shows %v", g, shown)
+	}
+	// The read before the report: the one that failed its filter, then
+	// this one; the page's check once, when it was opened.
+	var acts []string
+	for _, a := range fx.ts.events(t, events.JournalAccessed) {
+		if a["identity"] != "carol@dev" || a["via"] != ViaConsole {
+			t.Errorf("journal.accessed: %v", a)
+		}
+		acts = append(acts, a["action"]+":"+a["targets"]+":"+a["period.from"])
+	}
+	if want := []string{"verify::", "evidence:bx:" + g["period.from"], "evidence:box:" + g["period.from"]}; !slices.Equal(acts, want) {
+		t.Errorf("journal.accessed: %v, want %v", acts, want)
+	}
+
+	resp, err := carol.Get(fx.ts.APIURL() + "/ui/evidence/report.zip")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/zip" || !strings.HasPrefix(resp.Header.Get("Content-Disposition"), `attachment; filename="evidence-`) {
+		t.Fatalf("report.zip: %d %v", resp.StatusCode, resp.Header)
+	}
+	leaf := fx.checkReportZip(t, data)
+	if leaf["sha256.html"] != g["sha256.html"] || shown["leaf"] == "" {
+		t.Errorf("the download's leaf %v, the journal's %v", leaf, g)
+	}
+	zr, _ := zip.NewReader(bytes.NewReader(data), int64(len(data)))
+	html, err := zipText(zr, evidence.HTMLFile)
+	if err != nil || !strings.Contains(html, "bob@dev") || !strings.Contains(html, "bastion verify --db") {
+		t.Errorf("evidence.html of the download: %v\n%.2000s", err, html)
+	}
+
+	// Only auditors and operators: lena (an approver) and mallory are
+	// refused the page, the report and its download.
+	for _, sub := range []string{"lena", "mallory"} {
+		b := fx.browser(t)
+		fx.signIn(t, b, sub)
+		var token string
+		for _, path := range []string{"/ui/evidence", "/ui/evidence/report.zip"} {
+			resp, page := get(t, b, fx.ts.APIURL()+path)
+			if resp.StatusCode != http.StatusForbidden || strings.Contains(page, "verdict") {
+				t.Errorf("%s GET %s: %d\n%s", sub, path, resp.StatusCode, page)
+			}
+			token = csrfOf(t, page)
+		}
+		vals := url.Values{"csrf": {token}, "from": {today}, "to": {tomorrow}}
+		if resp, _ := fx.postConsole(t, b, "/ui/evidence", vals, nil); resp.StatusCode != http.StatusForbidden {
+			t.Errorf("%s POST /ui/evidence: %d", sub, resp.StatusCode)
+		}
+	}
+	if n := len(fx.ts.events(t, events.EvidenceGenerated)); n != 1 {
+		t.Errorf("%d evidence.generated leaves after the refusals, want 1", n)
+	}
+}
+
+// zipText is the text of the file name in zr.
+func zipText(zr *zip.Reader, name string) (string, error) {
+	f, err := zr.Open(name)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(f)
+	return string(b), err
+}
+
+// In a real browser: carol makes today's report and downloads it; the
+// file the browser saved verifies.
+func TestConsoleBrowserEvidence(t *testing.T) {
+	t.Parallel()
+	fx := startConsole(t)
+	// After the server: the browser is closed first, as the test ends.
+	ctx := newChrome(t)
+	chromeSignIn(t, ctx, fx, "carol")
+	dir := t.TempDir()
+	progress := chromedp.Events(ctx, browser.DownloadProgress)
+	if err := chromedp.Do(ctx, chromedp.Navigate(fx.ts.APIURL()+"/ui/evidence"), chromedp.WaitVisible(chromedp.CSS("#verdict"))); err != nil {
+		t.Fatalf("browser: the evidence page: %v", err)
+	}
+	verdict := chromeText(t, ctx, "#verdict")
+	if err := chromedp.Do(ctx,
+		chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+			events := true
+			_, err := chromedp.Call(ctx, browser.SetDownloadBehavior, browser.SetDownloadBehaviorParams{
+				Behavior: browser.SetDownloadBehaviorBehaviorAllowAndName, DownloadPath: dir, EventsEnabled: &events,
+			})
+			return err
+		}),
+		chromedp.Click(chromedp.CSS(`#report-form button[type="submit"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#download")),
+	); err != nil {
+		t.Fatalf("browser: make the report: %v", err)
+	}
+	made := chromeText(t, ctx, "#made")
+	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(artefactDir(t), "console-evidence.png")
+	if err := os.WriteFile(path, shot, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot of the evidence page: %s", path)
+	if !strings.HasPrefix(verdict, "OK") || !strings.Contains(made, "Recorded at leaf") {
+		t.Errorf("the evidence page as rendered: %q, %q", verdict, made)
+	}
+
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#download"))); err != nil {
+		t.Fatalf("browser: download: %v", err)
+	}
+	var saved string
+	for ev, err := range progress {
+		if err != nil {
+			t.Fatalf("browser: waiting for the download: %v", err)
+		}
+		if ev.State == browser.DownloadProgressStateCanceled {
+			t.Fatalf("browser: the download was canceled")
+		}
+		if ev.State == browser.DownloadProgressStateCompleted {
+			saved = filepath.Join(dir, ev.GUID)
+			break
+		}
+	}
+	data, err := os.ReadFile(saved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := fx.checkReportZip(t, data)
+	if leaf["identity"] != "carol@dev" || leaf["via"] != ViaConsole {
+		t.Errorf("the downloaded report's leaf: %v", leaf)
+	}
+}
