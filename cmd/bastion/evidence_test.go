@@ -1,6 +1,7 @@
 package main
 
 import (
+	"archive/zip"
 	"bytes"
 	"context"
 	"crypto/ed25519"
@@ -805,6 +806,11 @@ func TestEvidenceScopeAndReview(t *testing.T) {
 		if code != 0 || !strings.Contains(stdout, "records the same digests") || !strings.Contains(stdout, "result: intact") {
 			t.Fatalf("verify --report: exit %d\n%s%s", code, stdout, stderr)
 		}
+		// The same files in a zip archive, as the console hands them out.
+		zipped := zipDir(t, out)
+		if code, stdout, stderr := runCmd("verify", "--report", zipped, "--key", key, "--db", filepath.Join(ej.home, "journal.db")); code != 0 || !strings.Contains(stdout, "records the same digests") || !strings.Contains(stdout, "result: intact") {
+			t.Fatalf("verify --report of a zip: exit %d\n%s%s", code, stdout, stderr)
+		}
 		// One byte changed in the HTML: the signature no longer covers it.
 		html := filepath.Join(out, "evidence.html")
 		data, err := os.ReadFile(html)
@@ -996,4 +1002,24 @@ func TestSessionPrefixes(t *testing.T) {
 	if code, _, stderr := runIn("play", "not-an-id"); code != 2 || !strings.Contains(stderr, "is not a session ID") {
 		t.Errorf("no ID at all: exit %d: %s", code, stderr)
 	}
+}
+
+// zipDir writes the files of dir into a zip archive beside it, by their
+// names under dir, and returns its path.
+func zipDir(t *testing.T, dir string) string {
+	t.Helper()
+	path := dir + ".zip"
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zw := zip.NewWriter(f)
+	if err := zw.AddFS(os.DirFS(dir)); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
