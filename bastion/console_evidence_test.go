@@ -18,9 +18,12 @@ import (
 	"github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/chromedp"
 
+	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/events"
 	"github.com/bastionhq/bastion/recorder/evidence"
+	"github.com/bastionhq/bastion/recorder/witness"
+	"github.com/bastionhq/bastion/recorder/witness/witnesstest"
 )
 
 // leafAt returns the event leaf at index idx of the journal, and its name.
@@ -297,5 +300,64 @@ func TestConsoleBrowserEvidence(t *testing.T) {
 	leaf := fx.checkReportZip(t, data)
 	if leaf["identity"] != "carol@dev" || leaf["via"] != ViaConsole {
 		t.Errorf("the downloaded report's leaf: %v", leaf)
+	}
+}
+
+// With a witness (litewitness, on loopback): the evidence page shows its
+// state and what it cosigned, and the report rests on it.
+func TestConsoleEvidenceWitness(t *testing.T) {
+	t.Parallel()
+	var lw *witnesstest.Litewitness
+	fx := startConsole(t, func(o *ServerOptions) {
+		pub, err := os.ReadFile(filepath.Join(o.Home, certauth.JournalPubKeyFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		lw = witnesstest.Start(t, "lw.test/w1", strings.TrimSpace(string(pub)))
+		key, err := witness.ParseKey(lw.VKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Config.Witnesses = WitnessesConfig{List: []WitnessConfig{{Name: "lw", URL: lw.URL, Key: key}}, Threshold: 1, StaleAfter: DefaultWitnessStaleAfter}
+	})
+	carol := fx.browser(t)
+	fx.signIn(t, carol, "carol")
+	// The sign-in's leaf is cosigned once the witness has caught up.
+	var page string
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		var resp *http.Response
+		resp, page = get(t, carol, fx.ts.APIURL()+"/ui/evidence")
+		if resp.StatusCode != 200 {
+			t.Fatalf("GET /ui/evidence: %d\n%s", resp.StatusCode, page)
+		}
+		if strings.Contains(page, `<td class="witness">lw</td><td class="state">ok</td>`) && !strings.Contains(page, "<td>unknown</td>") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the witness is not shown cosigning:\n%s", page)
+		}
+	}
+	assertInert(t, page)
+	if !strings.Contains(page, `1 must cosign a checkpoint. Alarms raised: <span id="alarms">none</span>.`) {
+		t.Errorf("the witnesses' summary:\n%s", page)
+	}
+	today := fx.now().UTC()
+	resp, page := fx.postConsole(t, carol, "/ui/evidence", url.Values{"csrf": {csrfOf(t, page)},
+		"from": {today.Format(time.DateOnly)}, "to": {today.Add(-time.Second).Format(time.RFC3339)}}, nil)
+	if resp.StatusCode != 200 {
+		t.Fatalf("the report: %d\n%s", resp.StatusCode, page)
+	}
+	resp, data := get(t, carol, fx.ts.APIURL()+"/ui/evidence/report.zip")
+	if resp.StatusCode != 200 {
+		t.Fatalf("report.zip: %d", resp.StatusCode)
+	}
+	fx.checkReportZip(t, []byte(data))
+	zr, _ := zip.NewReader(strings.NewReader(data), int64(len(data)))
+	report, err := zipText(zr, evidence.JSONFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(report, `--witness `+lw.VKey) {
+		t.Errorf("the report's verification command does not name the witness:\n%.3000s", report)
 	}
 }

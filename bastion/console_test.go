@@ -93,7 +93,9 @@ func (fx *consoleFixture) advance(d time.Duration) {
 	fx.mu.Unlock()
 }
 
-func startConsole(t *testing.T) *consoleFixture {
+// startConsole starts the fixture's server; edits, if any, change its
+// options before it is built.
+func startConsole(t *testing.T, edits ...func(*ServerOptions)) *consoleFixture {
 	t.Helper()
 	return startConsoleConfig(t, consoleConfig)
 }
@@ -110,6 +112,9 @@ func startConsoleConfig(t *testing.T, config string) *consoleFixture {
 		}
 		o.Dev, o.Now = dev, fx.now
 		fx.dev = dev
+		for _, e := range edits {
+			e(o)
+		}
 	}})
 	return fx
 }

@@ -153,7 +153,7 @@ func startServerWith(t testing.TB, m *mockoidc.MockOIDC, config string, alg cert
 	commits := NewCommitObserver()
 	jt := recordertest.NewJournalWith(t, recordertest.Options{
 		Path: filepath.Join(journalDir, "journal.db"), Storage: tw.storage, Wrap: tw.wrap,
-		Journal: recorder.Options{Key: key, Logger: tw.logger, OnCommit: commits.OnCommit, PublishInterval: tw.publishInterval},
+		Journal: recorder.Options{Key: key, Logger: tw.logger, OnCommit: commits.OnCommit, OnPublish: commits.OnPublish, PublishInterval: tw.publishInterval},
 	})
 	j, st := jt.Journal, jt.Store
 	opts := ServerOptions{Config: cfg, Home: home, Journal: j, Store: st, Authorities: auth, Commits: commits, Logger: tw.logger}
