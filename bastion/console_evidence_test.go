@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/browser"
+	cdpbrowser "github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/chromedp"
 
 	"github.com/bastionhq/bastion/certauth"
@@ -241,54 +241,39 @@ func zipText(zr *zip.Reader, name string) (string, error) {
 func TestConsoleBrowserEvidence(t *testing.T) {
 	t.Parallel()
 	fx := startConsole(t)
-	// After the server: the browser is closed first, as the test ends.
-	ctx := newChrome(t)
-	chromeSignIn(t, ctx, fx, "carol")
+	br := newBrowser(t, 60*time.Second) // after the server: stopped before it
+	br.signIn(fx.ts.APIURL(), "carol")
 	dir := t.TempDir()
-	progress := chromedp.Events(ctx, browser.DownloadProgress)
-	if err := chromedp.Do(ctx, chromedp.Navigate(fx.ts.APIURL()+"/ui/evidence"), chromedp.WaitVisible(chromedp.CSS("#verdict"))); err != nil {
-		t.Fatalf("browser: the evidence page: %v", err)
-	}
-	verdict := chromeText(t, ctx, "#verdict")
-	if err := chromedp.Do(ctx,
+	progress := chromedp.Events(br.ctx, cdpbrowser.DownloadProgress)
+	br.run("the evidence page", chromedp.Navigate(fx.ts.APIURL()+"/ui/evidence"), chromedp.WaitVisible(chromedp.CSS("#verdict")))
+	verdict := br.text("#verdict")
+	br.run("make the report",
 		chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
 			events := true
-			_, err := chromedp.Call(ctx, browser.SetDownloadBehavior, browser.SetDownloadBehaviorParams{
-				Behavior: browser.SetDownloadBehaviorBehaviorAllowAndName, DownloadPath: dir, EventsEnabled: &events,
+			_, err := chromedp.Call(ctx, cdpbrowser.SetDownloadBehavior, cdpbrowser.SetDownloadBehaviorParams{
+				Behavior: cdpbrowser.SetDownloadBehaviorBehaviorAllowAndName, DownloadPath: dir, EventsEnabled: &events,
 			})
 			return err
 		}),
 		chromedp.Click(chromedp.CSS(`#report-form button[type="submit"]`)),
 		chromedp.WaitVisible(chromedp.CSS("#download")),
-	); err != nil {
-		t.Fatalf("browser: make the report: %v", err)
-	}
-	made := chromeText(t, ctx, "#made")
-	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(artefactDir(t), "console-evidence.png")
-	if err := os.WriteFile(path, shot, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("screenshot of the evidence page: %s", path)
+	)
+	made := br.text("#made")
+	br.shot("console-evidence.png")
 	if !strings.HasPrefix(verdict, "OK") || !strings.Contains(made, "Recorded at leaf") {
 		t.Errorf("the evidence page as rendered: %q, %q", verdict, made)
 	}
 
-	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#download"))); err != nil {
-		t.Fatalf("browser: download: %v", err)
-	}
+	br.run("download", chromedp.Click(chromedp.CSS("#download")))
 	var saved string
 	for ev, err := range progress {
 		if err != nil {
 			t.Fatalf("browser: waiting for the download: %v", err)
 		}
-		if ev.State == browser.DownloadProgressStateCanceled {
+		if ev.State == cdpbrowser.DownloadProgressStateCanceled {
 			t.Fatalf("browser: the download was canceled")
 		}
-		if ev.State == browser.DownloadProgressStateCompleted {
+		if ev.State == cdpbrowser.DownloadProgressStateCompleted {
 			saved = filepath.Join(dir, ev.GUID)
 			break
 		}

@@ -283,50 +283,6 @@ func TestConsoleGrants(t *testing.T) {
 	}
 }
 
-// newChrome starts Debian's chromium for a test (headless, without the
-// sandbox, trusting the API's self-signed certificate).
-func newChrome(t *testing.T) context.Context {
-	t.Helper()
-	browser := chromiumPath(t)
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(browser), chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.UserDataDir(filepath.Join(t.TempDir(), "profile")),
-		chromedp.Flag("ignore-certificate-errors", true),
-		chromedp.WindowSize(1280, 900),
-	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancel := chromedp.NewContext(actx)
-	ctx, cancelTimeout := context.WithTimeout(ctx, 60*time.Second)
-	t.Cleanup(func() {
-		cancelTimeout()
-		cancel()
-		cancelAlloc()
-	})
-	return ctx
-}
-
-// chromeSignIn signs sub in through the dev provider's picker page and
-// waits for the console's first page.
-func chromeSignIn(t *testing.T, ctx context.Context, fx *consoleFixture, sub string) {
-	t.Helper()
-	if err := chromedp.Do(ctx,
-		chromedp.Navigate(fx.ts.APIURL()+"/ui/"), chromedp.WaitVisible(chromedp.CSS("#sub")),
-		chromedp.SetValue(chromedp.CSS("#sub"), sub), chromedp.Click(chromedp.CSS(`button[value="allow"]`)),
-		chromedp.WaitVisible(chromedp.CSS("#live")),
-	); err != nil {
-		t.Fatalf("browser: sign in as %s: %v", sub, err)
-	}
-}
-
-func chromeText(t *testing.T, ctx context.Context, sel string) string {
-	t.Helper()
-	s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
-	if err != nil {
-		t.Fatalf("browser, text of %s: %v", sel, err)
-	}
-	return s
-}
-
 // In a real browser: lena approves a pending request by typing a comment
 // and clicking Approve; the request leaves the pending table for the
 // decided one. A request made while the page is open appears by the
@@ -334,18 +290,15 @@ func chromeText(t *testing.T, ctx context.Context, sel string) string {
 func TestConsoleBrowserGrants(t *testing.T) {
 	t.Parallel()
 	fx := startConsole(t)
-	// After the server: the browser is closed first, as the test ends.
-	ctx := newChrome(t)
+	br := newBrowser(t, 60*time.Second) // after the server: stopped before it
 	g, err := fx.ts.client.RequestGrant(context.Background(), fx.devToken(t, "bob"), certauth.GrantRequest{Target: "box", Login: "deploy", Duration: "10m", Reason: "rotate the replication slot", Ticket: "OPS-42"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	chromeSignIn(t, ctx, fx, "lena")
+	br.signIn(fx.ts.APIURL(), "lena")
 	row := `#pending tr[data-grant="` + g.ID + `"]`
-	if err := chromedp.Do(ctx, chromedp.Navigate(fx.ts.APIURL()+"/ui/grants"), chromedp.WaitVisible(chromedp.CSS(row))); err != nil {
-		t.Fatalf("browser: the inbox: %v", err)
-	}
-	if got := chromeText(t, ctx, row); !strings.Contains(got, "bob@dev") || !strings.Contains(got, "rotate the replication slot") || !strings.Contains(got, "OPS-42") || !strings.Contains(got, "login deploy") {
+	br.run("the inbox", chromedp.Navigate(fx.ts.APIURL()+"/ui/grants"), chromedp.WaitVisible(chromedp.CSS(row)))
+	if got := br.text(row); !strings.Contains(got, "bob@dev") || !strings.Contains(got, "rotate the replication slot") || !strings.Contains(got, "OPS-42") || !strings.Contains(got, "login deploy") {
 		t.Errorf("the pending row as rendered: %q", got)
 	}
 
@@ -354,30 +307,15 @@ func TestConsoleBrowserGrants(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wctx, wcancel := context.WithTimeout(ctx, 15*time.Second)
-	err = chromedp.Do(wctx, chromedp.WaitVisible(chromedp.CSS(`#pending tr[data-grant="`+g2.ID+`"]`)))
-	wcancel()
-	if err != nil {
-		t.Fatalf("browser: the request made while the page was open did not appear: %v", err)
-	}
+	br.until("the request made while the page was open appears", `document.querySelector('#pending tr[data-grant="`+g2.ID+`"]') !== null`)
 
-	if err := chromedp.Do(ctx,
+	br.run("approve "+g.ID,
 		chromedp.SendKeys(chromedp.CSS(row+` input[name="comment"]`), "ok for OPS-42"),
 		chromedp.Click(chromedp.CSS(row+` button.approve`)),
 		chromedp.WaitVisible(chromedp.CSS(`#decided tr[data-grant="`+g.ID+`"]`)),
-	); err != nil {
-		t.Fatalf("browser: approve %s: %v", g.ID, err)
-	}
-	notice, decided, pending := chromeText(t, ctx, "#notice"), chromeText(t, ctx, `#decided tr[data-grant="`+g.ID+`"]`), chromeText(t, ctx, "#pending")
-	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(artefactDir(t), "console-grants.png")
-	if err := os.WriteFile(path, shot, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("screenshot of the grants inbox: %s", path)
+	)
+	notice, decided, pending := br.text("#notice"), br.text(`#decided tr[data-grant="`+g.ID+`"]`), br.text("#pending")
+	br.shot("console-grants.png")
 	if !strings.Contains(notice, "You approved grant "+g.ID) {
 		t.Errorf("#notice: %q", notice)
 	}

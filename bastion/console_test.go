@@ -97,12 +97,12 @@ func (fx *consoleFixture) advance(d time.Duration) {
 // options before it is built.
 func startConsole(t *testing.T, edits ...func(*ServerOptions)) *consoleFixture {
 	t.Helper()
-	return startConsoleConfig(t, consoleConfig)
+	return startConsoleConfig(t, consoleConfig, edits...)
 }
 
 // startConsoleConfig is startConsole with a configuration of the test's
 // own (%LOGIN% is the current user's login).
-func startConsoleConfig(t *testing.T, config string) *consoleFixture {
+func startConsoleConfig(t *testing.T, config string, edits ...func(*ServerOptions)) *consoleFixture {
 	t.Helper()
 	fx := &consoleFixture{}
 	fx.ts = startServerWith(t, startOP(t), strings.ReplaceAll(config, "%LOGIN%", currentLogin(t)), certauth.AlgorithmEd25519, serverTweaks{edit: func(o *ServerOptions) {
