@@ -183,6 +183,16 @@ func wantSecurityHeaders(t *testing.T, resp *http.Response) {
 	}
 }
 
+// sessionCookieSet says whether resp sets a console session cookie.
+func sessionCookieSet(resp *http.Response) bool {
+	for _, c := range resp.Cookies() {
+		if c.Name == console.SessionCookie && c.Value != "" {
+			return true
+		}
+	}
+	return false
+}
+
 // sessionCookie returns the console session cookie as the server set it.
 func sessionCookie(t *testing.T, resp *http.Response) *http.Cookie {
 	t.Helper()
@@ -703,5 +713,37 @@ func TestConsoleRateLimit(t *testing.T) {
 	fx.advance(time.Minute)
 	if resp, _ := get(t, b, fx.ts.APIURL()+"/ui/login"); resp.StatusCode == http.StatusTooManyRequests {
 		t.Errorf("still refused a minute later")
+	}
+}
+
+// A person whose identity is revoked while signed in loses the console at
+// their next request: the console session ends, and a new sign-in with a
+// token issued before the revocation is refused too; a block refuses
+// every sign-in until it ends.
+func TestConsoleRevokedIdentity(t *testing.T) {
+	t.Parallel()
+	fx := startConsole(t)
+	b := fx.browser(t)
+	fx.signIn(t, b, "alice")
+	if resp, page := get(t, b, fx.ts.APIURL()+"/ui/"); resp.StatusCode != 200 {
+		t.Fatalf("GET /ui/ signed in: %d\n%s", resp.StatusCode, page)
+	}
+	if _, err := fx.ts.Revoke(context.Background(), certauth.RevokeRequest{Identity: "alice@dev", BlockFor: time.Hour, Reason: "left the team", By: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	resp, page := get(t, b, fx.ts.APIURL()+"/ui/")
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(page, "alice@dev is blocked until") || strings.Contains(page, `id="live"`) {
+		t.Errorf("GET /ui/ after the revocation: %d\n%s", resp.StatusCode, page)
+	}
+	if n := fx.ts.ConsoleSessions(); n != 0 {
+		t.Errorf("%d console sessions held after the revocation, want 0", n)
+	}
+	// The cookie is gone: the next visit starts a sign-in, and the
+	// provider's new token is blocked as well.
+	if resp, page := fx.signIn(t, b, "alice"); resp.StatusCode != http.StatusForbidden || !strings.Contains(page, "Sign-in refused") || sessionCookieSet(resp) {
+		t.Errorf("signing in again while blocked: %d\n%s", resp.StatusCode, page)
+	}
+	if n := fx.ts.ConsoleSessions(); n != 0 {
+		t.Errorf("%d console sessions held after a blocked sign-in, want 0", n)
 	}
 }

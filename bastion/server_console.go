@@ -33,7 +33,8 @@ func (s *Server) newConsole() (*console.Console, error) {
 		RecordRead: func(ctx context.Context, who *policy.Identity, client netip.Addr, req certauth.ReadRequest) (*certauth.ReadResponse, error) {
 			return s.recordReadVia(ctx, ViaConsole, who, client, &req)
 		},
-		Kill: s.consoleKill,
+		Kill:            s.consoleKill,
+		IdentityRefused: s.registry.IdentityRefused,
 		// No bound when the API has none for addresses (rate_per_address
 		// negative); else the console's own, which its pages need.
 		RatePerAddress: min(0, s.opts.Config.API.RatePerAddress),

@@ -358,6 +358,13 @@ func (r *Registry) add(rec *CertRecord) {
 
 // identityRefused says why a token of identity id issued at iat is
 // refused, or "" when it is not.
+// IdentityRefused says why the identity id, proved by a token issued at
+// iat, is refused at now: it is blocked, or was revoked after the token
+// was issued; "" when it is not.
+func (r *Registry) IdentityRefused(id string, iat, now time.Time) string {
+	return r.identityRefused(id, iat, now)
+}
+
 func (r *Registry) identityRefused(id string, iat, now time.Time) string {
 	r.mu.Lock()
 	rev, ok := r.identities[id]

@@ -130,6 +130,11 @@ type Options struct {
 	// its output, the witnesses); the evidence page sets the period and
 	// the filters.
 	Evidence func() (evidence.Options, error)
+	// IdentityRefused says why an identity proved by an ID token issued
+	// at iat is refused now (blocked, or revoked since), or "": the
+	// console asks at every request, and ends the console session of a
+	// person refused. Nil refuses nobody.
+	IdentityRefused func(identity string, iat, now time.Time) string
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// RatePerAddress and BurstPerAddress bound the requests of /ui from
@@ -270,6 +275,15 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == Path+"/logout" {
 		c.methods(w, r, func(w http.ResponseWriter, r *http.Request) { c.logout(w, r, s) }, http.MethodPost)
 		return
+	}
+	if c.o.IdentityRefused != nil {
+		if why := c.o.IdentityRefused(s.who, s.id.IssuedAt, c.o.Now()); why != "" {
+			c.end(s)
+			http.SetCookie(w, &http.Cookie{Name: SessionCookie, Path: Path, Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode, MaxAge: -1})
+			c.o.Logger.Warn("console session ended: identity refused", "identity", s.who, "session", s.ref, "why", why)
+			c.page(w, http.StatusForbidden, "Signed out", pageData{Problem: "Your identity is refused here (" + why + "); you are signed out.", SignIn: true})
+			return
+		}
 	}
 	roles := Roles(c.o.Policy(), s.id)
 	if len(roles) == 0 {
@@ -544,6 +558,12 @@ func (c *Console) callback(w http.ResponseWriter, r *http.Request) {
 		c.page(w, http.StatusForbidden, "Sign-in refused", pageData{Problem: "The ID token was refused: " + err.Error(), SignIn: true})
 		return
 	}
+	if c.o.IdentityRefused != nil {
+		if why := c.o.IdentityRefused(id.String(), id.IssuedAt, now); why != "" {
+			c.page(w, http.StatusForbidden, "Sign-in refused", pageData{Problem: "Your identity is refused here: " + why + ".", SignIn: true})
+			return
+		}
+	}
 	s := &session{id: id, who: id.String(), ref: random()[:16], csrf: random(), created: now, lastSeen: now}
 	roles := Roles(c.o.Policy(), id)
 	rolesText := strings.Join(roles, ",")
@@ -589,8 +609,8 @@ func (c *Console) callback(w http.ResponseWriter, r *http.Request) {
 	c.page(w, http.StatusOK, "Signed in", pageData{Who: s.who, CSRF: s.csrf, Continue: true})
 }
 
-// logout ends s.
-func (c *Console) logout(w http.ResponseWriter, r *http.Request, s *session) {
+// end forgets the console session s.
+func (c *Console) end(s *session) {
 	c.mu.Lock()
 	for k, o := range c.sessions {
 		if o == s {
@@ -598,6 +618,11 @@ func (c *Console) logout(w http.ResponseWriter, r *http.Request, s *session) {
 		}
 	}
 	c.mu.Unlock()
+}
+
+// logout ends s.
+func (c *Console) logout(w http.ResponseWriter, r *http.Request, s *session) {
+	c.end(s)
 	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Path: Path, Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode, MaxAge: -1})
 	if err := c.o.Journal(r.Context(), events.ConsoleSignedOut, recorder.Attrs{
 		"identity": s.who, "provider": s.id.Provider, "subject": s.id.Subject, "console.session": s.ref, "client": clientAddr(r),
