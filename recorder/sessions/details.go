@@ -60,7 +60,7 @@ func NewDetails(row Session, rec *recorder.SessionRecord, sum *playback.Summary)
 	o := &Details{
 		ID: row.ID, State: row.State, Started: time.Unix(0, rec.Start.Leaf.WallNS).UTC(), Ended: row.Ended,
 		Start: start, Identity: row.Identity, Target: row.Target, Login: row.Login,
-		Route: start["route"], Client: start["client"], Rule: firstOf(start, "rule", "policy.rule"), Grant: firstOf(start, "grant", "grant.id"),
+		Route: start["route"], Client: start["client"], Rule: firstOf(start, "rule", "policy.rule"), Grant: firstOf(start, "policy.grant", "grant", "grant.id"),
 		Commands: []DetailCommand{}, Exit: sum.Exit, Signals: append([]string{}, sum.Signals...), Masked: sum.Masked,
 		Files: []map[string]string{}, Markers: append([]string{}, sum.Markers...), Frames: sum.Frames, InBytes: sum.InBytes, OutBytes: sum.OutBytes,
 		Duration: sum.Duration.Round(time.Millisecond).String(), CheckpointSize: rec.Checkpoint.Size, Problems: append([]string{}, rec.Problems...),

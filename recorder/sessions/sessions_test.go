@@ -5,6 +5,9 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/playback"
 )
 
 func TestShortCommand(t *testing.T) {
@@ -125,5 +128,17 @@ func TestMatcherAround(t *testing.T) {
 	got := Around(long, needle(long))
 	if !strings.Contains(got, "needle") || !strings.HasPrefix(got, "…") || !strings.HasSuffix(got, "…") || !utf8.ValidString(got) || len(got) > MaxContext+2*len("…")+utf8.UTFMax {
 		t.Errorf("Around: %q", got)
+	}
+}
+
+// The rule and the grant come from the start leaf's attributes as the
+// front door writes them (policy.rule, policy.grant).
+func TestDetailsRuleAndGrant(t *testing.T) {
+	rec := &recorder.SessionRecord{Start: recorder.ProvenLeaf{Leaf: &recorder.Leaf{Attrs: recorder.Attrs{
+		"policy.rule": "role:db", "policy.grant": "G-1", "route": "user", "client": "127.0.0.1:1",
+	}}}}
+	d := NewDetails(Session{ID: "x", State: "ended"}, rec, &playback.Summary{})
+	if d.Rule != "role:db" || d.Grant != "G-1" || d.Route != "user" || d.Client != "127.0.0.1:1" {
+		t.Errorf("details: rule %q grant %q route %q client %q", d.Rule, d.Grant, d.Route, d.Client)
 	}
 }
