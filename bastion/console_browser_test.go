@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	cdpbrowser "github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/chromedp"
 )
 
@@ -127,6 +128,39 @@ func (b *browser) shot(name string) {
 		b.t.Fatal(err)
 	}
 	b.t.Logf("screenshot: %s", path)
+}
+
+// download clicks the link sel and returns the file the browser saved.
+func (b *browser) download(what, sel string) []byte {
+	b.t.Helper()
+	dir := b.t.TempDir()
+	progress := chromedp.Events(b.ctx, cdpbrowser.DownloadProgress)
+	b.run(what,
+		chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+			on := true
+			_, err := chromedp.Call(ctx, cdpbrowser.SetDownloadBehavior, cdpbrowser.SetDownloadBehaviorParams{
+				Behavior: cdpbrowser.SetDownloadBehaviorBehaviorAllowAndName, DownloadPath: dir, EventsEnabled: &on,
+			})
+			return err
+		}),
+		chromedp.Click(chromedp.CSS(sel)))
+	for ev, err := range progress {
+		if err != nil {
+			b.t.Fatalf("browser, %s: waiting for the download: %v", what, err)
+		}
+		switch ev.State {
+		case cdpbrowser.DownloadProgressStateCanceled:
+			b.t.Fatalf("browser, %s: the download was canceled", what)
+		case cdpbrowser.DownloadProgressStateCompleted:
+			data, err := os.ReadFile(filepath.Join(dir, ev.GUID))
+			if err != nil {
+				b.t.Fatal(err)
+			}
+			return data
+		}
+	}
+	b.t.Fatalf("browser, %s: no download", what)
+	return nil
 }
 
 // signIn signs in to the console at api as the dev identity sub, through

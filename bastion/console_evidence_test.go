@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	cdpbrowser "github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/chromedp"
 
 	"github.com/bastionhq/bastion/certauth"
@@ -243,18 +242,9 @@ func TestConsoleBrowserEvidence(t *testing.T) {
 	fx := startConsole(t)
 	br := newBrowser(t, 60*time.Second) // after the server: stopped before it
 	br.signIn(fx.ts.APIURL(), "carol")
-	dir := t.TempDir()
-	progress := chromedp.Events(br.ctx, cdpbrowser.DownloadProgress)
 	br.run("the evidence page", chromedp.Navigate(fx.ts.APIURL()+"/ui/evidence"), chromedp.WaitVisible(chromedp.CSS("#verdict")))
 	verdict := br.text("#verdict")
 	br.run("make the report",
-		chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
-			events := true
-			_, err := chromedp.Call(ctx, cdpbrowser.SetDownloadBehavior, cdpbrowser.SetDownloadBehaviorParams{
-				Behavior: cdpbrowser.SetDownloadBehaviorBehaviorAllowAndName, DownloadPath: dir, EventsEnabled: &events,
-			})
-			return err
-		}),
 		chromedp.Click(chromedp.CSS(`#report-form button[type="submit"]`)),
 		chromedp.WaitVisible(chromedp.CSS("#download")),
 	)
@@ -264,24 +254,7 @@ func TestConsoleBrowserEvidence(t *testing.T) {
 		t.Errorf("the evidence page as rendered: %q, %q", verdict, made)
 	}
 
-	br.run("download", chromedp.Click(chromedp.CSS("#download")))
-	var saved string
-	for ev, err := range progress {
-		if err != nil {
-			t.Fatalf("browser: waiting for the download: %v", err)
-		}
-		if ev.State == cdpbrowser.DownloadProgressStateCanceled {
-			t.Fatalf("browser: the download was canceled")
-		}
-		if ev.State == cdpbrowser.DownloadProgressStateCompleted {
-			saved = filepath.Join(dir, ev.GUID)
-			break
-		}
-	}
-	data, err := os.ReadFile(saved)
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := br.download("download", "#download")
 	leaf := fx.checkReportZip(t, data)
 	if leaf["identity"] != "carol@dev" || leaf["via"] != ViaConsole {
 		t.Errorf("the downloaded report's leaf: %v", leaf)

@@ -47,7 +47,8 @@ func csrfOf(t *testing.T, page string) string {
 }
 
 // postConsole posts a form to a console page as a browser on the
-// console's own page does, with extra headers hdr.
+// console's own page does (Origin and Sec-Fetch-Site: same-origin), with
+// extra headers hdr (an empty value leaves that header out).
 func (fx *consoleFixture) postConsole(t *testing.T, b *http.Client, path string, vals url.Values, hdr map[string]string) (*http.Response, string) {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, fx.ts.APIURL()+path, strings.NewReader(vals.Encode()))
@@ -58,7 +59,11 @@ func (fx *consoleFixture) postConsole(t *testing.T, b *http.Client, path string,
 	req.Header.Set("Origin", fx.ts.APIURL())
 	req.Header.Set("Sec-Fetch-Site", "same-origin")
 	for k, v := range hdr {
-		req.Header.Set(k, v)
+		if v == "" {
+			req.Header.Del(k) // a header a browser would not send
+		} else {
+			req.Header.Set(k, v)
+		}
 	}
 	resp, err := b.Do(req)
 	if err != nil {

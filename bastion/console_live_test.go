@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -294,32 +293,13 @@ func TestConsoleFollow(t *testing.T) {
 	}
 }
 
-var csrfAttr = regexp.MustCompile(`data-csrf="([^"]+)"`)
-
 // killAs posts the kill form of session id as b, with reason, and extra
 // headers; it returns the status and the page.
 func killAs(t *testing.T, fx *consoleFixture, b *http.Client, id, reason string, hdr map[string]string) (int, string) {
 	t.Helper()
 	_, page := get(t, b, fx.ts.APIURL()+"/ui/")
-	m := csrfAttr.FindStringSubmatch(page)
-	if m == nil {
-		t.Fatalf("no anti-forgery token on the page:\n%s", page)
-	}
-	form := url.Values{"csrf": {m[1]}, "reason": {reason}}
-	req, err := http.NewRequest(http.MethodPost, fx.ts.APIURL()+"/ui/sessions/"+id+"/kill", strings.NewReader(form.Encode()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	resp, err := b.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wantSecurityHeaders(t, resp)
-	return resp.StatusCode, readPage(t, resp)
+	resp, page := fx.postConsole(t, b, "/ui/sessions/"+id+"/kill", url.Values{"csrf": {csrfOf(t, page)}, "reason": {reason}}, hdr)
+	return resp.StatusCode, page
 }
 
 func isLive(fx *consoleFixture, id string) bool {
@@ -439,16 +419,7 @@ func TestConsoleKill(t *testing.T) {
 // each with its session's ID as session.id.
 func sessionEnds(t *testing.T, fx *consoleFixture) []recorder.Attrs {
 	t.Helper()
-	ctx := context.Background()
-	snap, err := fx.ts.store.Snapshot(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer snap.Close()
-	log, err := recorder.ReadLog(ctx, snap, recorder.ReadLogOptions{Verifier: fx.ts.key.Verifier})
-	if err != nil {
-		t.Fatal(err)
-	}
+	log := fx.ts.log(t)
 	var out []recorder.Attrs
 	for _, s := range log.Sessions {
 		if s.End != nil {

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	cdpbrowser "github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/chromedp"
 
 	"github.com/bastionhq/bastion/certauth"
@@ -164,44 +163,18 @@ func TestConsoleMustShow(t *testing.T) {
 	}
 
 	// 6. Download the evidence report.
-	downloads := t.TempDir()
-	progress := chromedp.Events(br.ctx, cdpbrowser.DownloadProgress)
 	br.run("step 6: the evidence page", chromedp.Click(chromedp.CSS(`#nav a[href="/ui/evidence"]`)), chromedp.WaitVisible(chromedp.CSS("#verdict")))
 	if verdict := br.text("#verdict"); !strings.HasPrefix(verdict, "OK") {
 		t.Errorf("step 6: #verdict: %q", verdict)
 	}
 	br.run("step 6: make the report",
-		chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
-			on := true
-			_, err := chromedp.Call(ctx, cdpbrowser.SetDownloadBehavior, cdpbrowser.SetDownloadBehaviorParams{
-				Behavior: cdpbrowser.SetDownloadBehaviorBehaviorAllowAndName, DownloadPath: downloads, EventsEnabled: &on,
-			})
-			return err
-		}),
 		chromedp.Click(chromedp.CSS(`#report-form button[type="submit"]`)),
 		chromedp.WaitVisible(chromedp.CSS("#download")))
 	if made := br.text("#made"); !strings.Contains(made, "Recorded at leaf") {
 		t.Errorf("step 6: #made: %q", made)
 	}
-	br.run("step 6: download", chromedp.Click(chromedp.CSS("#download")))
-	var saved string
-	for ev, err := range progress {
-		if err != nil {
-			t.Fatalf("step 6: waiting for the download: %v", err)
-		}
-		if ev.State == cdpbrowser.DownloadProgressStateCanceled {
-			t.Fatal("step 6: the download was canceled")
-		}
-		if ev.State == cdpbrowser.DownloadProgressStateCompleted {
-			saved = filepath.Join(downloads, ev.GUID)
-			break
-		}
-	}
+	data := br.download("step 6: download", "#download")
 	br.shot("console-step-6-evidence.png")
-	data, err := os.ReadFile(saved)
-	if err != nil {
-		t.Fatal(err)
-	}
 	leaf := fx.checkReportZip(t, data)
 	if leaf["identity"] != "lena@dev" || leaf["via"] != ViaConsole || leaf["reader.role"] != "operator" {
 		t.Errorf("step 6: the report's evidence.generated leaf: %v", leaf)

@@ -55,16 +55,7 @@ func (fx *consoleFixture) finishedSSH(t *testing.T, sub, command string) string 
 // sub, as the journal's verified log says.
 func (fx *consoleFixture) sessionsOf(t *testing.T, sub string) []string {
 	t.Helper()
-	ctx := context.Background()
-	snap, err := fx.ts.store.Snapshot(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer snap.Close()
-	log, err := recorder.ReadLog(ctx, snap, recorder.ReadLogOptions{Verifier: fx.ts.key.Verifier})
-	if err != nil {
-		t.Fatal(err)
-	}
+	log := fx.ts.log(t)
 	var out []string
 	for _, s := range log.Sessions {
 		if s.End != nil && s.Start.Attrs["identity"] == sub+"@dev" {

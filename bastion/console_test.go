@@ -320,17 +320,8 @@ func TestConsoleSignInLiveSessions(t *testing.T) {
 		t.Fatalf("sign-out form: %s %v", action, form)
 	}
 	post := func(vals url.Values, hdr map[string]string) (int, string) {
-		req, _ := http.NewRequest(http.MethodPost, fx.ts.APIURL()+"/ui/logout", strings.NewReader(vals.Encode()))
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		for k, v := range hdr {
-			req.Header.Set(k, v)
-		}
-		resp, err := b.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		wantSecurityHeaders(t, resp)
-		return resp.StatusCode, readPage(t, resp)
+		resp, page := fx.postConsole(t, b, "/ui/logout", vals, hdr)
+		return resp.StatusCode, page
 	}
 	for _, c := range []struct {
 		name string
@@ -339,10 +330,11 @@ func TestConsoleSignInLiveSessions(t *testing.T) {
 	}{
 		{"no token", url.Values{}, nil},
 		{"wrong token", url.Values{"csrf": {strings.Repeat("x", len(form.Get("csrf")))}}, nil},
+		{"no Origin, no Sec-Fetch-Site, no token", url.Values{}, map[string]string{"Origin": "", "Sec-Fetch-Site": ""}},
 		{"cross-site (Origin)", form, map[string]string{"Origin": "https://evil.example"}},
 		{"cross-site (Sec-Fetch-Site)", form, map[string]string{"Sec-Fetch-Site": "cross-site"}},
 		{"same-site, other origin", form, map[string]string{"Sec-Fetch-Site": "same-site"}},
-		{"origin null, no Sec-Fetch-Site", form, map[string]string{"Origin": "null"}},
+		{"origin null, no Sec-Fetch-Site", form, map[string]string{"Origin": "null", "Sec-Fetch-Site": ""}},
 		{"origin null, cross-site", form, map[string]string{"Origin": "null", "Sec-Fetch-Site": "cross-site"}},
 	} {
 		if code, page := post(c.vals, c.hdr); code != http.StatusForbidden || !strings.Contains(page, `id="problem"`) {

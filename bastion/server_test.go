@@ -198,6 +198,22 @@ func (ts *testServer) stop(t testing.TB) {
 }
 
 // events returns the journal's events of one name, in order.
+// log reads the journal's log, verified with its key, from a snapshot.
+func (ts *testServer) log(t testing.TB) *recorder.Log {
+	t.Helper()
+	ctx := context.Background()
+	snap, err := ts.store.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snap.Close()
+	log, err := recorder.ReadLog(ctx, snap, recorder.ReadLogOptions{Verifier: ts.key.Verifier})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return log
+}
+
 func (ts *testServer) events(t testing.TB, name string) []recorder.Attrs {
 	t.Helper()
 	ctx := context.Background()
