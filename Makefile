@@ -72,12 +72,18 @@ SCALE_PKGS := ./cmd/bastion
 # beside them.
 SLOW_PKGS := ./cmd/bastion ./bastion
 
+# What the browser tests keep for a person to look at afterwards (each
+# step's screenshot): test-artefacts/, which git ignores. Give
+# BASTION_TEST_ARTEFACTS to keep them elsewhere.
+BASTION_TEST_ARTEFACTS ?= $(CURDIR)/test-artefacts
+
 # The two go test runs side by side; each prints its own results, and the
 # target fails if either does. A race-built process that exits 0 sleeps
 # for GORACE's atexit_sleep_ms (1 s by default) so that goroutines still
 # running can report a race; every test binary does. GORACE from the
 # environment comes after, and wins.
 test: player fmt-check vet staticcheck witness-tools
+	export BASTION_TEST_ARTEFACTS='$(BASTION_TEST_ARTEFACTS)'; \
 	$(GO) test -count=1 -timeout 15m -run '$(SCALE_TESTS)' $(SCALE_PKGS) & scale=$$!; \
 	race=0; GORACE="atexit_sleep_ms=10 $${GORACE:-}" $(GO) test -race -count=1 -timeout 15m -skip '$(SCALE_TESTS)' $(SLOW_PKGS) ./... || race=$$?; \
 	wait $$scale || { echo "make test: the scale tests (without -race) failed"; exit 1; }; \

@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -737,5 +739,95 @@ func TestConsoleRevokedIdentity(t *testing.T) {
 	}
 	if n := fx.ts.ConsoleSessions(); n != 0 {
 		t.Errorf("%d console sessions held after a blocked sign-in, want 0", n)
+	}
+}
+
+// Every page and action behind the console's guard, as the console lists
+// them: someone the policy names in none of the console's roles is
+// refused each (403, with nothing of the data), and so is everyone whose
+// roles the route does not include; every action (POST) is refused from
+// another site, even with the right anti-forgery token, and changes
+// nothing. A route added later is walked too.
+func TestConsoleEveryRouteGuarded(t *testing.T) {
+	t.Parallel()
+	fx := startConsole(t)
+	live := fx.liveSSH(t, "bob", "echo started; exec sleep 300")
+	g, err := fx.ts.client.RequestGrant(context.Background(), fx.devToken(t, "bob"), certauth.GrantRequest{Target: "box", Login: "deploy", Duration: "10m", Reason: "look"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	routes := fx.ts.ConsoleRoutes()
+	if len(routes) < 10 {
+		t.Fatalf("the console lists %d routes: %v", len(routes), routes)
+	}
+	people := map[string][]string{"alice": {console.RoleOperator}, "carol": {console.RoleAuditor}, "lena": {console.RoleApprover}, "mallory": nil}
+	clients, tokens := map[string]*http.Client{}, map[string]string{}
+	for sub := range people {
+		b := fx.browser(t)
+		fx.signIn(t, b, sub)
+		_, page := get(t, b, fx.ts.APIURL()+"/ui/")
+		clients[sub] = b
+		if m := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindStringSubmatch(page); m != nil {
+			tokens[sub] = m[1]
+		}
+	}
+	refusals := 0
+	for _, rt := range routes {
+		method, path, _ := strings.Cut(rt.Pattern, " ")
+		path = strings.ReplaceAll(path, "{$}", "")
+		if strings.HasPrefix(path, "/ui/grants/") {
+			path = strings.ReplaceAll(path, "{id}", g.ID)
+		} else {
+			path = strings.ReplaceAll(path, "{id}", live.id)
+		}
+		if strings.Contains(path, "{") {
+			t.Fatalf("route %s: a wildcard this test does not fill", rt.Pattern)
+		}
+		for sub, roles := range people {
+			allowed := false
+			for _, r := range roles {
+				allowed = allowed || slices.Contains(rt.Roles, r)
+			}
+			if allowed {
+				continue
+			}
+			refusals++
+			var resp *http.Response
+			var page string
+			if method == http.MethodPost {
+				resp, page = fx.postConsole(t, clients[sub], path, url.Values{"csrf": {tokens[sub]}, "reason": {"x"}, "comment": {"x"}, "from": {"2026-01-01"}, "to": {"2026-01-02"}}, nil)
+			} else {
+				resp, page = get(t, clients[sub], fx.ts.APIURL()+path)
+			}
+			wantSecurityHeaders(t, resp)
+			if resp.StatusCode != http.StatusForbidden || strings.Contains(page, "bob@dev") || strings.Contains(page, "started") || strings.Contains(page, `id="live"`) {
+				t.Errorf("%s %s as %s (%v; the route is for %v): %d, want 403 and nothing of the data\n%s", method, path, sub, roles, rt.Roles, resp.StatusCode, page)
+			}
+		}
+		if method != http.MethodPost {
+			continue
+		}
+		// From another site, as someone the route is for: refused.
+		for sub, roles := range people {
+			if len(roles) == 0 || !slices.Contains(rt.Roles, roles[0]) {
+				continue
+			}
+			for _, hdr := range []map[string]string{{"Sec-Fetch-Site": "cross-site"}, {"Origin": "https://evil.example"}, {"Origin": "null", "Sec-Fetch-Site": ""}} {
+				resp, page := fx.postConsole(t, clients[sub], path, url.Values{"csrf": {tokens[sub]}, "reason": {"x"}, "comment": {"x"}}, hdr)
+				if resp.StatusCode != http.StatusForbidden || !strings.Contains(page, "cannot change anything here") {
+					t.Errorf("POST %s as %s from another site (%v): %d\n%s", path, sub, hdr, resp.StatusCode, page)
+				}
+			}
+		}
+	}
+	t.Logf("%d routes, %d refusals checked", len(routes), refusals)
+	if refusals < len(routes) {
+		t.Errorf("only %d refusals checked for %d routes", refusals, len(routes))
+	}
+	if !isLive(fx, live.id) {
+		t.Error("a refused request ended bob's session")
+	}
+	if got, err := fx.ts.client.Grant(context.Background(), fx.devToken(t, "bob"), g.ID); err != nil || got.State != "pending" {
+		t.Errorf("a refused request decided the grant: %v %v", got, err)
 	}
 }

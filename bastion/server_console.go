@@ -101,6 +101,15 @@ func (s *Server) ConsoleProvider() string {
 	return s.console.Provider()
 }
 
+// ConsoleRoutes lists the console's pages and actions behind its guard,
+// or nil when serve has no console.
+func (s *Server) ConsoleRoutes() []console.Route {
+	if s.console == nil {
+		return nil
+	}
+	return s.console.Routes()
+}
+
 // ConsoleSessions returns how many console sessions the server holds.
 func (s *Server) ConsoleSessions() int {
 	if s.console == nil {

@@ -156,9 +156,10 @@ type Console struct {
 	provMu sync.Mutex
 	oauth  *oauth2.Config // discovered at the first sign-in
 
-	mu     sync.Mutex
-	mux    *http.ServeMux     // the pages behind the guard
-	byAddr *certauth.Limiters // requests by client address
+	mu       sync.Mutex
+	mux      *http.ServeMux     // the pages behind the guard
+	patterns []Route            // what mux serves, in the order registered
+	byAddr   *certauth.Limiters // requests by client address
 
 	sessions map[string]*session // by the cookie's value
 	pending  map[string]*login   // by state
@@ -327,6 +328,7 @@ const (
 // viewers who hold one of roles; anyone else signed in is refused (403)
 // with nothing of the page's data.
 func (c *Console) handle(pattern string, roles []string, h func(http.ResponseWriter, *http.Request, *viewer)) {
+	c.patterns = append(c.patterns, Route{Pattern: pattern, Roles: slices.Clone(roles)})
 	c.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		v, _ := r.Context().Value(viewerKey{}).(*viewer)
 		if v == nil {
@@ -343,6 +345,18 @@ func (c *Console) handle(pattern string, roles []string, h func(http.ResponseWri
 		h(w, r, v)
 	})
 }
+
+// A Route is a page or an action of the console behind its guard: its
+// [http.ServeMux] pattern ("GET /ui/sessions/{id}") and the console roles
+// that may use it.
+type Route struct {
+	Pattern string
+	Roles   []string
+}
+
+// Routes lists every page and action behind the guard, with the roles
+// that may use it: what a test of the guard walks.
+func (c *Console) Routes() []Route { return slices.Clone(c.patterns) }
 
 // routes registers the console's pages, each with the roles that may
 // use it.
