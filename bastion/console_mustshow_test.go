@@ -130,6 +130,9 @@ func TestConsoleMustShow(t *testing.T) {
 		wantAccessed(t, fx, "play", "lena@dev", "operator", map[string]string{"session": id})
 	} else {
 		t.Log(`step 4: the player is not built in ("make player"): the page says so`)
+		if got := br.text("#no-player"); !strings.Contains(got, "needs the console's full build") {
+			t.Errorf("step 4: without the player, #no-player: %q", got)
+		}
 	}
 	br.shot("console-step-4-replay.png")
 
