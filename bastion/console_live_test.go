@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/bastionhq/bastion/bastion/console"
+	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/events"
 	"github.com/bastionhq/bastion/recorder/termtext"
@@ -534,5 +535,47 @@ func TestConsoleBrowserFollowKill(t *testing.T) {
 	}
 	if !isLive(fx, followed.id) {
 		t.Error("bob's session ended too")
+	}
+}
+
+// A person whose identity is blocked while they follow a session loses
+// the stream (it stops, saying why) and their console session, without
+// a further request of theirs: nothing the session prints afterwards
+// reaches them.
+func TestConsoleFollowEndsWhenRevoked(t *testing.T) {
+	t.Parallel()
+	fx := startConsole(t)
+	next := filepath.Join(t.TempDir(), "next")
+	ssh := fx.liveSSH(t, "bob", "echo before; "+waitFile(next)+"; echo secret-after-block; exec sleep 300")
+	alice := fx.browser(t)
+	fx.signIn(t, alice, "alice")
+	_, ch := openStream(t, fx, alice, ssh.id)
+	var text strings.Builder
+	readUntil(t, ch, &text, "output", "before\n")
+	if _, err := fx.ts.Revoke(context.Background(), certauth.RevokeRequest{Identity: "alice@dev", BlockFor: time.Hour, Reason: "left the team", By: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	var stop *sseEvent
+	for ev := range ch {
+		if ev.name == "output" {
+			text.WriteString(ev.data["text"])
+		}
+		if ev.name == "stop" {
+			stop = &ev
+		}
+	}
+	if stop == nil || !strings.Contains(stop.data["message"], "your console session ended") {
+		t.Errorf("the stream after the block: %v, want a stop event", stop)
+	}
+	if n := fx.ts.ConsoleSessions(); n != 0 {
+		t.Errorf("%d console sessions held after the block, want 0", n)
+	}
+	// The stream is over: what bob prints now goes nowhere near alice.
+	touch(t, next)
+	if strings.Contains(text.String(), "secret-after-block") {
+		t.Errorf("output after the block reached the stream:\n%s", text.String())
+	}
+	if !isLive(fx, ssh.id) {
+		t.Error("the followed session ended with the stream")
 	}
 }

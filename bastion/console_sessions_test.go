@@ -346,7 +346,8 @@ func TestConsoleSessionsRefused(t *testing.T) {
 	id := fx.finishedSSH(t, "bob", "echo secret-output-5")
 	n := len(fx.ts.events(t, recorder.EventJournalAccessed))
 	for _, c := range []struct{ sub, why string }{
-		{"lena", "you are not one of them"}, {"mallory", "you are none of them"},
+		// mallory's sign-in was refused: she holds no console session.
+		{"lena", "you are not one of them"}, {"mallory", "Sign in first."},
 	} {
 		b := fx.browser(t)
 		fx.signIn(t, b, c.sub)

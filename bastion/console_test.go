@@ -139,6 +139,12 @@ func readPage(t *testing.T, resp *http.Response) string {
 	return page
 }
 
+// noFollow is b without following redirects: what a test sees is the
+// console's own answer.
+func noFollow(b *http.Client) *http.Client {
+	return &http.Client{Jar: b.Jar, Transport: b.Transport, Timeout: b.Timeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
 // formOf returns the first form of page: its action and its inputs' values.
 func formOf(t *testing.T, page string) (string, url.Values) {
 	t.Helper()
@@ -397,18 +403,26 @@ func TestConsoleGuard(t *testing.T) {
 		{"carol", "auditor"}, {"lena", "approver"}, {"mallory", ""},
 	} {
 		b := fx.browser(t)
-		if resp, page := fx.signIn(t, b, c.sub); resp.StatusCode != 200 {
+		resp, page := fx.signIn(t, b, c.sub)
+		switch {
+		case c.roles == "" && (resp.StatusCode != http.StatusForbidden || sessionCookieSet(resp) || !strings.Contains(page, "mallory@dev is none of them")):
+			t.Fatalf("%s: callback %d, want 403 and no console session\n%s", c.sub, resp.StatusCode, page)
+		case c.roles != "" && resp.StatusCode != 200:
 			t.Fatalf("%s: callback %d\n%s", c.sub, resp.StatusCode, page)
 		}
 		for _, path := range []string{"/ui", "/ui/", "/ui/no-such-page", "/ui/static/console.css?x", "/ui/anything"} {
-			resp, page := get(t, b, fx.ts.APIURL()+path)
+			resp, page := get(t, noFollow(b), fx.ts.APIURL()+path)
+			if resp.StatusCode == http.StatusMovedPermanently || resp.StatusCode == http.StatusTemporaryRedirect { // /ui, to /ui/
+				resp, page = get(t, noFollow(b), fx.ts.APIURL()+resp.Header.Get("Location"))
+			}
 			wantSecurityHeaders(t, resp)
 			if path == "/ui/static/console.css?x" {
 				continue
 			}
 			switch {
-			case c.roles == "" && (resp.StatusCode != http.StatusForbidden || strings.Contains(page, "bob") || !strings.Contains(page, "you are none of them")):
-				t.Errorf("%s GET %s: %d, want 403 and nothing of the data\n%s", c.sub, path, resp.StatusCode, page)
+			case c.roles == "" && strings.HasPrefix(path, "/ui/") && path != "/ui/" && (resp.StatusCode != http.StatusForbidden || strings.Contains(page, "bob") || !strings.Contains(page, "Sign in first.")),
+				c.roles == "" && (path == "/ui" || path == "/ui/") && (resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/ui/login"):
+				t.Errorf("%s GET %s: %d, want to be sent to sign in, and nothing of the data\n%s", c.sub, path, resp.StatusCode, page)
 			case c.roles != "" && (path == "/ui" || path == "/ui/") && (resp.StatusCode != 200 || !strings.Contains(page, `<td class="identity">bob@dev</td>`) || !strings.Contains(page, "("+c.roles+")")):
 				t.Errorf("%s GET %s: %d, want the live sessions\n%s", c.sub, path, resp.StatusCode, page)
 			case c.roles != "" && path != "/ui" && path != "/ui/" && resp.StatusCode != http.StatusNotFound:
@@ -430,8 +444,15 @@ func TestConsoleGuard(t *testing.T) {
 	for _, e := range in {
 		got = append(got, e["identity"]+"="+e["console.roles"])
 	}
-	if fmt.Sprint(got) != "[carol@dev=auditor lena@dev=approver mallory@dev=none]" {
+	if fmt.Sprint(got) != "[carol@dev=auditor lena@dev=approver]" {
 		t.Errorf("console.signed_in: %v", got)
+	}
+	// mallory's sign-in is journaled as refused, and holds nothing.
+	if r := fx.ts.events(t, events.ConsoleRefused); len(r) != 1 || r[0]["identity"] != "mallory@dev" || r[0]["reason"] != events.ReasonNotConsoleRole || r[0]["client"] == "" {
+		t.Errorf("console.refused: %v", r)
+	}
+	if n := fx.ts.ConsoleSessions(); n != 2 {
+		t.Errorf("%d console sessions held, want carol's and lena's", n)
 	}
 
 	// Without a session: /ui/ sends the browser to sign in; every other
@@ -772,6 +793,7 @@ func TestConsoleEveryRouteGuarded(t *testing.T) {
 		}
 	}
 	refusals := 0
+	reads := len(fx.ts.events(t, recorder.EventJournalAccessed))
 	for _, rt := range routes {
 		method, path, _ := strings.Cut(rt.Pattern, " ")
 		path = strings.ReplaceAll(path, "{$}", "")
@@ -797,14 +819,44 @@ func TestConsoleEveryRouteGuarded(t *testing.T) {
 			if method == http.MethodPost {
 				resp, page = fx.postConsole(t, clients[sub], path, url.Values{"csrf": {tokens[sub]}, "reason": {"x"}, "comment": {"x"}, "from": {"2026-01-01"}, "to": {"2026-01-02"}}, nil)
 			} else {
-				resp, page = get(t, clients[sub], fx.ts.APIURL()+path)
+				resp, page = get(t, noFollow(clients[sub]), fx.ts.APIURL()+path)
 			}
 			wantSecurityHeaders(t, resp)
-			if resp.StatusCode != http.StatusForbidden || strings.Contains(page, "bob@dev") || strings.Contains(page, "started") || strings.Contains(page, `id="live"`) {
+			// Without a console session (mallory's sign-in was refused),
+			// the console's front page sends the browser to sign in.
+			signInAgain := roles == nil && path == "/ui/" && resp.StatusCode == http.StatusSeeOther && resp.Header.Get("Location") == "/ui/login"
+			if !signInAgain && resp.StatusCode != http.StatusForbidden || strings.Contains(page, "bob@dev") || strings.Contains(page, "started") || strings.Contains(page, `id="live"`) {
 				t.Errorf("%s %s as %s (%v; the route is for %v): %d, want 403 and nothing of the data\n%s", method, path, sub, roles, rt.Roles, resp.StatusCode, page)
 			}
 		}
 		if method != http.MethodPost {
+			// Asked for by another site's page, as someone the route is
+			// for (a sibling subdomain's <img>, or a link): refused, and
+			// nothing read or journaled; a navigation gets a link on.
+			for sub, roles := range people {
+				if len(roles) == 0 || !slices.Contains(rt.Roles, roles[0]) {
+					continue
+				}
+				for _, hdr := range []map[string]string{
+					{"Sec-Fetch-Site": "same-site", "Sec-Fetch-Mode": "no-cors", "Sec-Fetch-Dest": "image"},
+					{"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"},
+				} {
+					req, _ := http.NewRequest(method, fx.ts.APIURL()+path, nil)
+					for k, v := range hdr {
+						req.Header.Set(k, v)
+					}
+					resp, err := noFollow(clients[sub]).Do(req)
+					if err != nil {
+						t.Fatal(err)
+					}
+					page := readPage(t, resp)
+					next := `<a id="next" href="` + strings.ReplaceAll(path, "&", "&amp;") + `">`
+					if resp.StatusCode != http.StatusForbidden || !strings.Contains(page, "asked for by another site") || strings.Contains(page, "bob@dev") ||
+						(hdr["Sec-Fetch-Mode"] == "navigate") != strings.Contains(page, next) {
+						t.Errorf("GET %s as %s from another site (%v): %d\n%s", path, sub, hdr, resp.StatusCode, page)
+					}
+				}
+			}
 			continue
 		}
 		// From another site, as someone the route is for: refused.
@@ -821,6 +873,9 @@ func TestConsoleEveryRouteGuarded(t *testing.T) {
 		}
 	}
 	t.Logf("%d routes, %d refusals checked", len(routes), refusals)
+	if n := len(fx.ts.events(t, recorder.EventJournalAccessed)); n != reads {
+		t.Errorf("refused requests journaled %d reads", n-reads)
+	}
 	if refusals < len(routes) {
 		t.Errorf("only %d refusals checked for %d routes", refusals, len(routes))
 	}
@@ -829,5 +884,52 @@ func TestConsoleEveryRouteGuarded(t *testing.T) {
 	}
 	if got, err := fx.ts.client.Grant(context.Background(), fx.devToken(t, "bob"), g.ID); err != nil || got.State != "pending" {
 		t.Errorf("a refused request decided the grant: %v %v", got, err)
+	}
+}
+
+// The console's sessions are bounded without letting anyone end someone
+// else's: one person holds at most console.MaxSessionsPerIdentity (a new
+// sign-in of theirs ends their own idle the longest), and when the
+// console holds as many as it may, a new sign-in is refused (journaled)
+// and every session held goes on.
+func TestConsoleSessionBounds(t *testing.T) {
+	t.Parallel()
+	const limit = console.MaxSessionsPerIdentity + 2
+	fx := startConsoleConfig(t, consoleConfig, func(o *ServerOptions) { o.ConsoleMaxSessions = limit })
+	var alices []*http.Client
+	for range console.MaxSessionsPerIdentity + 1 {
+		b := fx.browser(t)
+		fx.signIn(t, b, "alice")
+		alices = append(alices, b)
+		fx.advance(time.Second) // each a second idler than the next
+	}
+	if resp, _ := get(t, noFollow(alices[0]), fx.ts.APIURL()+"/ui/"); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("alice's first console session, after %d more sign-ins of hers: %d, want it ended", console.MaxSessionsPerIdentity, resp.StatusCode)
+	}
+	for i, b := range alices[1:] {
+		if resp, page := get(t, b, fx.ts.APIURL()+"/ui/"); resp.StatusCode != 200 {
+			t.Errorf("alice's console session %d: %d\n%s", i+1, resp.StatusCode, page)
+		}
+	}
+	// alice holds 8, carol and lena one each: the console is full.
+	carol, lena := fx.browser(t), fx.browser(t)
+	fx.signIn(t, carol, "carol")
+	fx.signIn(t, lena, "lena")
+	if n := fx.ts.ConsoleSessions(); n != limit {
+		t.Fatalf("%d console sessions held, want %d", n, limit)
+	}
+	late := fx.browser(t)
+	resp, page := fx.signIn(t, late, "carol")
+	if resp.StatusCode != http.StatusServiceUnavailable || sessionCookieSet(resp) || !strings.Contains(page, "the most it may") {
+		t.Errorf("a sign-in with the console full: %d\n%s", resp.StatusCode, page)
+	}
+	for name, b := range map[string]*http.Client{"carol": carol, "lena": lena, "alice": alices[1]} {
+		if resp, _ := get(t, b, fx.ts.APIURL()+"/ui/"); resp.StatusCode != 200 {
+			t.Errorf("%s's console session after the refused sign-in: %d", name, resp.StatusCode)
+		}
+	}
+	r := fx.ts.events(t, events.ConsoleRefused)
+	if len(r) != 1 || r[0]["identity"] != "carol@dev" || r[0]["reason"] != events.ReasonConsoleFull {
+		t.Errorf("console.refused: %v", r)
 	}
 }

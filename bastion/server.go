@@ -81,6 +81,9 @@ type ServerOptions struct {
 	// LoadCluster): the journal must have been opened with
 	// recorder.Options IndexBase = Cluster.IndexBase().
 	Cluster *Cluster
+	// ConsoleMaxSessions bounds the web console's sessions; zero means
+	// console.DefaultMaxSessions.
+	ConsoleMaxSessions int
 	// ConfigOverrides, if set, applies the command line's overrides
 	// (serve --listen) to the configuration as Reload reads it again.
 	ConfigOverrides func(*Config)

@@ -34,6 +34,7 @@ func (s *Server) newConsole() (*console.Console, error) {
 			return s.recordReadVia(ctx, ViaConsole, who, client, &req)
 		},
 		Kill:            s.consoleKill,
+		MaxSessions:     s.opts.ConsoleMaxSessions,
 		IdentityRefused: s.registry.IdentityRefused,
 		// No bound when the API has none for addresses (rate_per_address
 		// negative); else the console's own, which its pages need.

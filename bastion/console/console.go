@@ -19,6 +19,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
@@ -46,8 +47,12 @@ import (
 // make it hold.
 const (
 	// DefaultMaxSessions bounds the console sessions held; beyond it a
-	// new sign-in drops the session idle the longest.
+	// new sign-in is refused.
 	DefaultMaxSessions = 1024
+	// MaxSessionsPerIdentity bounds the console sessions one person
+	// holds (browsers, tabs signed in apart); beyond it their new sign-in
+	// ends their own session idle the longest.
+	MaxSessionsPerIdentity = 8
 	// DefaultIdleTimeout ends a console session not used for this long.
 	DefaultIdleTimeout = 30 * time.Minute
 	// DefaultMaxAge ends a console session this long after its sign-in,
@@ -265,7 +270,22 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.page(w, http.StatusForbidden, "Not signed in", pageData{Problem: "Sign in first.", SignIn: true})
 		return
 	}
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+	if site := r.Header.Get("Sec-Fetch-Site"); r.Method == http.MethodGet || r.Method == http.MethodHead {
+		// A read is the signed-in person's own, journaled as theirs: a
+		// page of another site (even a sibling of the same registered
+		// domain, which a SameSite=Strict cookie does not tell apart) may
+		// not make their browser ask for one. Typed or bookmarked
+		// addresses say "none"; a link from elsewhere gets a page that
+		// links on, from this site.
+		if site != "" && site != "same-origin" && site != "none" {
+			d := pageData{Problem: "This page was asked for by another site (Sec-Fetch-Site: " + site + "); the console answers only its own pages."}
+			if r.Header.Get("Sec-Fetch-Mode") == "navigate" && strings.HasPrefix(r.URL.Path, Path+"/") {
+				d.Next = r.URL.RequestURI()
+			}
+			c.page(w, http.StatusForbidden, "Refused", d)
+			return
+		}
+	} else {
 		// Every state-changing request: same origin, and the session's
 		// anti-forgery token.
 		if why := c.checkCSRF(r, s); why != "" {
@@ -277,14 +297,12 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.methods(w, r, func(w http.ResponseWriter, r *http.Request) { c.logout(w, r, s) }, http.MethodPost)
 		return
 	}
-	if c.o.IdentityRefused != nil {
-		if why := c.o.IdentityRefused(s.who, s.id.IssuedAt, c.o.Now()); why != "" {
-			c.end(s)
-			http.SetCookie(w, &http.Cookie{Name: SessionCookie, Path: Path, Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode, MaxAge: -1})
-			c.o.Logger.Warn("console session ended: identity refused", "identity", s.who, "session", s.ref, "why", why)
-			c.page(w, http.StatusForbidden, "Signed out", pageData{Problem: "Your identity is refused here (" + why + "); you are signed out.", SignIn: true})
-			return
-		}
+	if why := c.refused(s, c.o.Now()); why != "" {
+		c.end(s)
+		http.SetCookie(w, &http.Cookie{Name: SessionCookie, Path: Path, Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode, MaxAge: -1})
+		c.o.Logger.Warn("console session ended: identity refused", "identity", s.who, "session", s.ref, "why", why)
+		c.page(w, http.StatusForbidden, "Signed out", pageData{Problem: "Your identity is refused here (" + why + "); you are signed out.", SignIn: true})
+		return
 	}
 	roles := Roles(c.o.Policy(), s.id)
 	if len(roles) == 0 {
@@ -572,45 +590,48 @@ func (c *Console) callback(w http.ResponseWriter, r *http.Request) {
 		c.page(w, http.StatusForbidden, "Sign-in refused", pageData{Problem: "The ID token was refused: " + err.Error(), SignIn: true})
 		return
 	}
-	if c.o.IdentityRefused != nil {
-		if why := c.o.IdentityRefused(id.String(), id.IssuedAt, now); why != "" {
-			c.page(w, http.StatusForbidden, "Sign-in refused", pageData{Problem: "Your identity is refused here: " + why + ".", SignIn: true})
-			return
-		}
-	}
 	s := &session{id: id, who: id.String(), ref: random()[:16], csrf: random(), created: now, lastSeen: now}
 	roles := Roles(c.o.Policy(), id)
 	rolesText := strings.Join(roles, ",")
-	if rolesText == "" {
-		rolesText = "none"
+	who := recorder.Attrs{"identity": s.who, "provider": id.Provider, "subject": id.Subject, "client": clientAddr(r)}
+	// refuse journals a refused sign-in (no console session is made,
+	// no cookie given) and answers it.
+	refuse := func(code int, reason, problem string) {
+		attrs := maps.Clone(who)
+		attrs["reason"] = reason
+		attrs["error"] = problem
+		if err := c.o.Journal(r.Context(), events.ConsoleRefused, attrs); err != nil {
+			c.o.Logger.Error("console sign-in: journal a refusal", "error", err)
+		}
+		c.o.Logger.Warn("console sign-in refused", "identity", s.who, "reason", reason)
+		c.page(w, code, "Sign-in refused", pageData{Problem: problem, SignIn: reason != events.ReasonNotConsoleRole})
 	}
-	attrs := recorder.Attrs{
-		"identity": s.who, "provider": id.Provider, "subject": id.Subject,
-		"console.roles": rolesText, "console.session": s.ref, "client": clientAddr(r),
+	if why := c.refused(s, now); why != "" {
+		refuse(http.StatusForbidden, events.ReasonIdentityRevoked, "Your identity is refused here: "+why+".")
+		return
 	}
+	if len(roles) == 0 {
+		// Nothing is held for a person the console has no page for: a
+		// sign-in costs them a leaf, never someone else's session.
+		refuse(http.StatusForbidden, events.ReasonNotConsoleRole, "The console is for the operators, auditors and approvers the policy names; "+s.who+" is none of them.")
+		return
+	}
+	// The session is held before its sign-in is journaled (so that the
+	// bounds hold however many sign-ins finish at once), and given to
+	// the browser only after.
+	key := random()
+	if !c.hold(key, s, now) {
+		refuse(http.StatusServiceUnavailable, events.ReasonConsoleFull, fmt.Sprintf("The console holds %d sessions, the most it may: try again when some have ended.", c.o.MaxSessions))
+		return
+	}
+	attrs := maps.Clone(who)
+	attrs["console.roles"], attrs["console.session"] = rolesText, s.ref
 	if err := c.o.Journal(r.Context(), events.ConsoleSignedIn, attrs); err != nil {
+		c.end(s)
 		c.o.Logger.Error("console sign-in: journal", "error", err)
 		c.page(w, http.StatusServiceUnavailable, "Sign-in unavailable", pageData{Problem: "The sign-in could not be journaled, so it is refused; try again later."})
 		return
 	}
-	key := random()
-	c.mu.Lock()
-	for k, o := range c.sessions {
-		if c.expiredLocked(o, now) {
-			delete(c.sessions, k)
-		}
-	}
-	for len(c.sessions) >= c.o.MaxSessions {
-		var oldest string
-		for k, o := range c.sessions {
-			if oldest == "" || o.lastSeen.Before(c.sessions[oldest].lastSeen) {
-				oldest = k
-			}
-		}
-		delete(c.sessions, oldest)
-	}
-	c.sessions[key] = s
-	c.mu.Unlock()
 	c.o.Logger.Info("console sign-in", "identity", s.who, "roles", rolesText, "session", s.ref)
 	// SameSite=Strict: no other site's page can make the browser send
 	// it. This answer is the end of a navigation that came from the
@@ -621,6 +642,44 @@ func (c *Console) callback(w http.ResponseWriter, r *http.Request) {
 		Name: SessionCookie, Value: key, Path: Path, Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode,
 	})
 	c.page(w, http.StatusOK, "Signed in", pageData{Who: s.who, CSRF: s.csrf, Continue: true})
+}
+
+// hold keeps s under key, within the bounds: a person holds at most
+// MaxSessionsPerIdentity console sessions (a new sign-in ends their own
+// idle the longest), and the console at most MaxSessions (beyond it a
+// new sign-in is refused: nobody's session is ended for someone else's).
+func (c *Console) hold(key string, s *session, now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var mine []string
+	for k, o := range c.sessions {
+		switch {
+		case c.expiredLocked(o, now):
+			delete(c.sessions, k)
+		case o.who == s.who:
+			mine = append(mine, k)
+		}
+	}
+	slices.SortFunc(mine, func(a, b string) int { return c.sessions[a].lastSeen.Compare(c.sessions[b].lastSeen) })
+	for len(mine) >= MaxSessionsPerIdentity {
+		delete(c.sessions, mine[0])
+		mine = mine[1:]
+	}
+	if len(c.sessions) >= c.o.MaxSessions {
+		return false
+	}
+	c.sessions[key] = s
+	return true
+}
+
+// refused says why the person of console session s is refused at now
+// (their identity blocked, or revoked since the sign-in's token was
+// issued), or "".
+func (c *Console) refused(s *session, now time.Time) string {
+	if c.o.IdentityRefused == nil {
+		return ""
+	}
+	return c.o.IdentityRefused(s.who, s.id.IssuedAt, now)
 }
 
 // end forgets the console session s.

@@ -29,8 +29,8 @@ import (
 
 // Bounds of following.
 const (
-	// MaxFollowsPerSession bounds the streams one console session may
-	// hold open at once.
+	// MaxFollowsPerSession bounds the streams one person (one identity,
+	// however many console sessions they hold) may have open at once.
 	MaxFollowsPerSession = 4
 	// MaxFollows bounds the streams open at once, for everyone.
 	MaxFollows = 64
@@ -54,13 +54,13 @@ type follows struct {
 	stop context.CancelFunc
 
 	mu    sync.Mutex
-	total int              // guarded by mu
-	per   map[*session]int // guarded by mu
+	total int            // guarded by mu
+	per   map[string]int // by identity; guarded by mu
 }
 
 func newFollows() *follows {
 	ctx, stop := context.WithCancel(context.Background())
-	return &follows{ctx: ctx, stop: stop, per: map[*session]int{}}
+	return &follows{ctx: ctx, stop: stop, per: map[string]int{}}
 }
 
 // acquire takes a stream for s, or says why there is none.
@@ -68,12 +68,12 @@ func (f *follows) acquire(s *session) string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	switch {
-	case f.per[s] >= MaxFollowsPerSession:
-		return fmt.Sprintf("you are following %d sessions already, the most one console session may: close one first", MaxFollowsPerSession)
+	case f.per[s.who] >= MaxFollowsPerSession:
+		return fmt.Sprintf("you are following %d sessions already, the most one person may: close one first", MaxFollowsPerSession)
 	case f.total >= MaxFollows:
 		return fmt.Sprintf("%d streams are open, the most the console serves at once: try again later", MaxFollows)
 	}
-	f.per[s]++
+	f.per[s.who]++
 	f.total++
 	return ""
 }
@@ -82,8 +82,8 @@ func (f *follows) release(s *session) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.total--
-	if f.per[s]--; f.per[s] <= 0 {
-		delete(f.per, s)
+	if f.per[s.who]--; f.per[s.who] <= 0 {
+		delete(f.per, s.who)
 	}
 }
 
@@ -92,9 +92,15 @@ func (f *follows) release(s *session) {
 func (c *Console) Close() { c.follow.stop() }
 
 // held reports whether s is still a live console session whose person
-// may follow sessions.
+// may follow sessions: not expired, not signed out, their identity not
+// revoked or blocked since (a refused one's console session ends here),
+// and still one of the followers the policy names.
 func (c *Console) held(s *session) bool {
 	now := c.o.Now()
+	if c.refused(s, now) != "" {
+		c.end(s)
+		return false
+	}
 	c.mu.Lock()
 	ok := false
 	for _, o := range c.sessions {

@@ -60,7 +60,9 @@ var templates = func() map[string]*template.Template {
 // page's own.
 type pageData struct {
 	Title, Problem, Notice, Who, Roles, CSRF string
-	SignIn, Continue                         bool
+	// Next, if set, is a page of the console the message links on to.
+	Next             string
+	SignIn, Continue bool
 	// Nav is the menu of the pages the viewer may open.
 	Nav []navItem
 	// Scripts and Styles are the page's own files under /ui/static/.

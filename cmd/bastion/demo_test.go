@@ -163,15 +163,8 @@ func TestDemoConsole(t *testing.T) {
 	// Anyone else the provider vouches for is refused.
 	other := consoletest.Browser(m[1])
 	defer other.CloseIdleConnections()
-	if _, _, err := consoletest.SignIn(other, m[0], m[2], "agent-1"); err != nil {
-		t.Fatal(err)
-	}
-	resp, err = other.Get(m[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	if page, _ := consoletest.ReadPage(resp); resp.StatusCode != 403 {
-		t.Errorf("agent-1 on the console: %d\n%s", resp.StatusCode, page)
+	if resp, page, err := consoletest.SignIn(other, m[0], m[2], "agent-1"); err != nil || resp.StatusCode != 403 || !strings.Contains(page, "agent-1@dev is none of them") {
+		t.Errorf("agent-1 signing in to the console: %v %v\n%s", err, resp, page)
 	}
 	cancel()
 	if code := <-done; code != 0 {

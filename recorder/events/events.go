@@ -128,13 +128,26 @@ const (
 const (
 	// ConsoleSignedIn records a person's sign-in to the web console: the
 	// identity the provider's ID token proved, the console roles the
-	// policy gives it (operator, auditor, approver; "none" for a person
-	// the console refuses every page), the client's address and the
-	// console session's reference (never the session's cookie).
+	// policy gives it (operator, auditor, approver), the client's address
+	// and the console session's reference (never the session's cookie).
 	ConsoleSignedIn = "console.signed_in"
 	// ConsoleSignedOut records the end of a console session by its
 	// person's sign-out, with the identity and the session's reference.
 	ConsoleSignedOut = "console.signed_out"
+	// ConsoleRefused records a sign-in the console refused after the
+	// provider proved the identity: no console session was made. Its
+	// reason is ReasonNotConsoleRole, ReasonIdentityRevoked or
+	// ReasonConsoleFull.
+	ConsoleRefused = "console.refused"
+)
+
+// Reasons of the console's refused sign-ins (console.refused).
+const (
+	// ReasonNotConsoleRole: the policy names the identity none of the
+	// console's roles (operator, auditor, approver).
+	ReasonNotConsoleRole = "not_a_console_role"
+	// ReasonConsoleFull: the console holds as many sessions as it may.
+	ReasonConsoleFull = "console_full"
 )
 
 // Reasons of refusals by the HTTPS API: the "reason" of its error answers
