@@ -187,7 +187,7 @@ type session struct {
 // login is a sign-in started and not completed.
 type login struct {
 	verifier, nonce string
-	addr            string // the client address that started it
+	addr            string // the client address that started it (an IPv6 /64)
 	expires         time.Time
 }
 
@@ -508,7 +508,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		c.page(w, http.StatusBadGateway, "Sign-in unavailable", pageData{Problem: "The identity provider cannot be reached; try again later."})
 		return
 	}
-	state, l := random(), &login{verifier: oauth2.GenerateVerifier(), nonce: random(), addr: clientAddr(r)}
+	state, l := random(), &login{verifier: oauth2.GenerateVerifier(), nonce: random(), addr: certauth.AddrKey(clientIP(r))}
 	now := c.o.Now()
 	l.expires = now.Add(LoginTTL)
 	c.mu.Lock()
