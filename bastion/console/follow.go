@@ -109,6 +109,11 @@ func (c *Console) held(s *session) bool {
 			break
 		}
 	}
+	if ok {
+		// Watching a session is using the console: an open stream keeps
+		// its console session from going idle (never past its MaxAge).
+		s.lastSeen = now
+	}
 	c.mu.Unlock()
 	if !ok {
 		return false
