@@ -17,6 +17,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/bastionhq/bastion/bastion/console"
 	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/events"
@@ -225,6 +226,97 @@ func TestConsoleEvidence(t *testing.T) {
 	if n := len(fx.ts.events(t, events.EvidenceGenerated)); n != 1 {
 		t.Errorf("%d evidence.generated leaves after the refusals, want 1", n)
 	}
+}
+
+// The reports held for their download take a bounded memory, all console
+// sessions together: a new one drops the oldest held, whose page and
+// download then say to make it again; a report larger than the bound is
+// refused before it is journaled.
+func TestConsoleEvidenceHeldBounded(t *testing.T) {
+	t.Parallel()
+	fx := startConsole(t)
+	today := fx.now().UTC().Format(time.DateOnly)
+	tomorrow := fx.now().UTC().AddDate(0, 0, 1).Format(time.DateOnly)
+	type person struct {
+		b    *http.Client
+		csrf string
+	}
+	signIn := func(sub string) person {
+		b := fx.browser(t)
+		fx.signIn(t, b, sub)
+		resp, page := get(t, b, fx.ts.APIURL()+"/ui/evidence")
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s GET /ui/evidence: %d\n%s", sub, resp.StatusCode, page)
+		}
+		return person{b, csrfOf(t, page)}
+	}
+	makeReport := func(p person) (int, string) {
+		t.Helper()
+		resp, page := fx.postConsole(t, p.b, "/ui/evidence", url.Values{"csrf": {p.csrf}, "from": {today}, "to": {tomorrow}}, nil)
+		return resp.StatusCode, page
+	}
+	download := func(p person) (int, []byte) {
+		t.Helper()
+		resp, err := p.b.Get(fx.ts.APIURL() + "/ui/evidence/report.zip")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		data, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, data
+	}
+	const dropped = "was dropped from memory to make room for newer reports: make it again to download it."
+	wantDropped := func(who string, p person) {
+		t.Helper()
+		if _, page := get(t, p.b, fx.ts.APIURL()+"/ui/evidence"); !strings.Contains(page, dropped) || strings.Contains(page, `id="download"`) {
+			t.Errorf("%s's evidence page does not say the report was dropped:\n%s", who, page)
+		}
+		if code, data := download(p); code != http.StatusGone || !strings.Contains(string(data), dropped) {
+			t.Errorf("%s's dropped report.zip: %d, want 410 saying it was dropped\n%s", who, code, data)
+		}
+	}
+	wantHeld := func(who string, p person) int {
+		t.Helper()
+		code, data := download(p)
+		if code != 200 {
+			t.Fatalf("%s's report.zip: %d\n%s", who, code, data)
+		}
+		fx.checkReportZip(t, data)
+		return len(data)
+	}
+
+	alice, carol := signIn("alice"), signIn("carol")
+	if code, page := makeReport(alice); code != 200 {
+		t.Fatalf("alice makes a report: %d\n%s", code, page)
+	}
+	size := wantHeld("alice", alice)
+	// Room for one report: the next journal's report is no smaller.
+	fx.ts.console.SetBounds(console.Bounds{HeldReports: 2*int64(size) - 1})
+	if code, page := makeReport(carol); code != 200 {
+		t.Fatalf("carol makes a report: %d\n%s", code, page)
+	}
+	wantHeld("carol", carol)
+	wantDropped("alice", alice)
+	// Made again, alice's is held and carol's dropped.
+	if code, page := makeReport(alice); code != 200 {
+		t.Fatalf("alice makes her report again: %d\n%s", code, page)
+	}
+	wantHeld("alice", alice)
+	wantDropped("carol", carol)
+
+	// A report larger than the bound is refused, and not journaled.
+	n := len(fx.ts.events(t, events.EvidenceGenerated))
+	fx.ts.console.SetBounds(console.Bounds{HeldReports: 100})
+	if code, page := makeReport(carol); code != http.StatusRequestEntityTooLarge || !strings.Contains(page, "the report is larger than the console hands out (100 B)") {
+		t.Errorf("a report past the bound: %d, want 413\n%s", code, page)
+	}
+	if m := len(fx.ts.events(t, events.EvidenceGenerated)); m != n {
+		t.Errorf("a refused report was journaled: %d evidence.generated leaves, then %d", n, m)
+	}
+	wantHeld("alice", alice)
 }
 
 // zipText is the text of the file name in zr.

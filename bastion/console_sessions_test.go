@@ -11,12 +11,15 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 	"github.com/google/uuid"
 
+	"github.com/bastionhq/bastion/bastion/console"
+	"github.com/bastionhq/bastion/bastion/console/consoletest"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/playback"
 )
@@ -489,5 +492,229 @@ func TestConsoleSessionsNotJournaled(t *testing.T) {
 			strings.Contains(page, id) || strings.Contains(page, "unjournaled-output") || strings.Contains(page, "bob@dev") || resp.Header.Get("Content-Disposition") != "" {
 			t.Errorf("GET %s with the journal closed: %d, want 503 and nothing of the data\n%s", path, resp.StatusCode, page)
 		}
+	}
+}
+
+// holdOne is a console.Bounds.Holding that holds the first search or
+// bundle of what it is for until release is closed; entered is closed
+// once it holds it.
+func holdOne(what string) (hook func(string, string), entered, release chan struct{}) {
+	entered, release = make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	return func(w, who string) {
+		if w != what {
+			return
+		}
+		first := false
+		once.Do(func() { first = true })
+		if first {
+			close(entered)
+			<-release
+		}
+	}, entered, release
+}
+
+// A text search is bounded: a costly regular expression is refused
+// before anything is read or journaled; a search stops at its bytes or
+// its time and says so, showing what it found; one person runs one
+// search at a time, and the console a few in all (429 beyond, nothing
+// journaled).
+func TestConsoleSearchBounded(t *testing.T) {
+	t.Parallel()
+	fx := startConsole(t)
+	bob := fx.finishedSSH(t, "bob", "echo needle-bob-7; echo second line")
+	alice, carol := fx.browser(t), fx.browser(t)
+	fx.signIn(t, alice, "alice")
+	fx.signIn(t, carol, "carol")
+	base := fx.ts.APIURL()
+	search := func(b *http.Client, q url.Values) (int, string) {
+		t.Helper()
+		resp, page := get(t, b, base+"/ui/sessions?"+q.Encode())
+		return resp.StatusCode, page
+	}
+	row := `<a href="/ui/sessions/` + bob + `">`
+	needle := url.Values{"text": {"needle-bob"}}
+	accessed := func() int { return len(fx.ts.events(t, recorder.EventJournalAccessed)) }
+
+	// A costly regular expression: refused, nothing read or journaled.
+	n := accessed()
+	for pattern, want := range map[string]string{
+		`.{0,1000}\x00`:                  "it repeats something 1000 times, and a search here repeats at most 100",
+		strings.Repeat("(ab|cd)", 300):   "instructions, and a search here takes at most 1000",
+		`((a|b){0,30}(c|d){0,30}){0,30}`: "instructions, and a search here takes at most 1000",
+	} {
+		code, page := search(alice, url.Values{"text": {pattern}, "regex": {"1"}})
+		if code != http.StatusBadRequest || !strings.Contains(page, `<p id="problem">the regular expression: `) || !strings.Contains(page, want) || strings.Contains(page, row) {
+			t.Errorf("regex %.40q: %d, want 400 saying %q\n%s", pattern, code, want, page)
+		}
+	}
+	if m := accessed(); m != n {
+		t.Errorf("costly regular expressions were journaled: %d leaves, then %d", n, m)
+	}
+
+	// The bytes a search scans: it stops early and says why.
+	fx.ts.console.SetBounds(console.Bounds{SearchBytes: 4})
+	code, page := search(alice, needle)
+	if code != 200 || !strings.Contains(page, `<p id="notice">The search stopped early: it read 4 B of output and commands, as much as a search may here.`) || strings.Contains(page, row) {
+		t.Errorf("a search past its bytes: %d, want 200 saying it stopped early\n%s", code, page)
+	}
+	wantAccessed(t, fx, "search", "alice@dev", "operator", nil)
+	// Its time.
+	fx.ts.console.SetBounds(console.Bounds{SearchTime: time.Nanosecond})
+	if code, page := search(alice, needle); code != 200 || !strings.Contains(page, `<p id="notice">The search stopped early: it ran for 1ns, as long as a search may here.`) || strings.Contains(page, row) {
+		t.Errorf("a search past its time: %d, want 200 saying it stopped early\n%s", code, page)
+	}
+	// Within the bounds, it finds the session and says nothing of them.
+	fx.ts.console.SetBounds(console.Bounds{})
+	if code, page := search(alice, needle); code != 200 || !strings.Contains(page, row) || strings.Contains(page, "stopped early") {
+		t.Errorf("a search within its bounds: %d\n%s", code, page)
+	}
+
+	// One search at a time per person, and one in all here.
+	hook, entered, release := holdOne("search")
+	fx.ts.console.SetBounds(console.Bounds{Searches: 1, Holding: hook})
+	held := make(chan string, 1)
+	go func() {
+		resp, err := alice.Get(base + "/ui/sessions?" + needle.Encode())
+		if err != nil {
+			held <- err.Error()
+			return
+		}
+		page, err := consoletest.ReadPage(resp)
+		if err != nil {
+			page = err.Error()
+		}
+		held <- page
+	}()
+	select {
+	case <-entered:
+	case page := <-held:
+		t.Fatalf("the held search ended: %s", page)
+	}
+	n = accessed()
+	if code, page := search(alice, needle); code != http.StatusTooManyRequests || !strings.Contains(page, "You have a search running already") || strings.Contains(page, row) {
+		t.Errorf("alice's second search: %d, want 429\n%s", code, page)
+	}
+	if code, page := search(carol, needle); code != http.StatusTooManyRequests || !strings.Contains(page, "Too many text searches are running (the console runs at most 1 at once)") || strings.Contains(page, row) {
+		t.Errorf("carol's search beside alice's: %d, want 429\n%s", code, page)
+	}
+	if m := accessed(); m != n {
+		t.Errorf("refused searches were journaled: %d leaves, then %d", n, m)
+	}
+	// A list without text reads no session: it is not held back.
+	if code, page := search(carol, nil); code != 200 || !strings.Contains(page, row) {
+		t.Errorf("carol's list beside alice's search: %d\n%s", code, page)
+	}
+	close(release)
+	if page := <-held; !strings.Contains(page, row) {
+		t.Errorf("the held search, released:\n%s", page)
+	}
+	if code, page := search(carol, needle); code != 200 || !strings.Contains(page, row) {
+		t.Errorf("carol's search once alice's ended: %d\n%s", code, page)
+	}
+}
+
+// A session's bundle is bounded: one larger than the console hands out is
+// refused whole (413, pointing to the CLI, nothing journaled), and a few
+// are built at once (429 beyond).
+func TestConsoleBundleBounded(t *testing.T) {
+	t.Parallel()
+	fx := startConsole(t)
+	bob := fx.finishedSSH(t, "bob", "echo bundled-9")
+	alice, carol := fx.browser(t), fx.browser(t)
+	fx.signIn(t, alice, "alice")
+	fx.signIn(t, carol, "carol")
+	u := fx.ts.APIURL() + "/ui/sessions/" + bob + "/bundle"
+	exports := func() int { return len(fx.accessed(t, "export")) }
+
+	// isBundle fails t unless page is bob's bundle, verified with the
+	// journal's key, and returns the bytes its frames take.
+	isBundle := func(what, page string) int64 {
+		t.Helper()
+		data, err := recorder.ReadBundle(strings.NewReader(page))
+		if err != nil {
+			t.Fatalf("%s: %v\n%.2000s", what, err, page)
+		}
+		if rep, err := recorder.VerifyBundle(data, fx.ts.key.Verifier); err != nil || rep.Session != bob {
+			t.Fatalf("%s: %v %+v", what, err, rep)
+		}
+		var b recorder.Bundle
+		if err := json.Unmarshal(data, &b); err != nil {
+			t.Fatal(err)
+		}
+		var frames int64
+		for _, f := range b.Frames {
+			frames += int64(len(f)) + 4
+		}
+		return frames
+	}
+	resp, whole := get(t, alice, u)
+	if resp.StatusCode != 200 {
+		t.Fatalf("the bundle: %d\n%s", resp.StatusCode, whole)
+	}
+	frames := isBundle("the bundle", whole)
+	if frames <= 100 || frames >= int64(len(whole))-100 {
+		t.Fatalf("the bundle's frames take %d bytes of %d: the bounds below do not test what they say", frames, len(whole))
+	}
+	// Refused when its frames alone pass the bound, and when the whole
+	// does (a bundle only grows as the journal does); given when it fits.
+	for _, c := range []struct {
+		max  int64
+		code int
+	}{{100, http.StatusRequestEntityTooLarge}, {(frames + int64(len(whole))) / 2, http.StatusRequestEntityTooLarge}, {2 * int64(len(whole)), 200}} {
+		fx.ts.console.SetBounds(console.Bounds{BundleBytes: c.max})
+		n := exports()
+		resp, page := get(t, alice, u)
+		if resp.StatusCode != c.code {
+			t.Errorf("bound %d: %d, want %d\n%.2000s", c.max, resp.StatusCode, c.code, page)
+			continue
+		}
+		if c.code == 200 {
+			isBundle("within the bound", page)
+			continue
+		}
+		want := `is larger than the console hands out (` + recorder.ByteCount(c.max) + `), so none of it is sent: on the bastion&#39;s host, &#34;bastion export --format bundle ` + bob + `&#34; writes it.`
+		if !strings.Contains(page, want) || resp.Header.Get("Content-Disposition") != "" || strings.Contains(page, `"frames"`) {
+			t.Errorf("bound %d: the refusal does not say %q\n%s", c.max, want, page)
+		}
+		if m := exports(); m != n {
+			t.Errorf("bound %d: a refused bundle was journaled", c.max)
+		}
+	}
+
+	// One built at a time here: beyond, 429.
+	hook, entered, release := holdOne("bundle")
+	fx.ts.console.SetBounds(console.Bounds{Bundles: 1, Holding: hook})
+	held := make(chan string, 1)
+	go func() {
+		resp, err := alice.Get(u)
+		if err != nil {
+			held <- err.Error()
+			return
+		}
+		page, err := consoletest.ReadPage(resp)
+		if err != nil {
+			page = err.Error()
+		}
+		held <- page
+	}()
+	select {
+	case <-entered:
+	case page := <-held:
+		t.Fatalf("the held bundle ended: %s", page)
+	}
+	n := exports()
+	if resp, page := get(t, carol, u); resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(page, "Too many bundles are being built (the console builds at most 1 at once)") {
+		t.Errorf("carol's bundle beside alice's: %d, want 429\n%s", resp.StatusCode, page)
+	}
+	if m := exports(); m != n {
+		t.Errorf("a refused bundle was journaled")
+	}
+	close(release)
+	isBundle("the held bundle, released", <-held)
+	if resp, page := get(t, carol, u); resp.StatusCode != 200 {
+		t.Errorf("carol's bundle once alice's ended: %d\n%s", resp.StatusCode, page)
+	} else {
+		isBundle("carol's bundle", page)
 	}
 }

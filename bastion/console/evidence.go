@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -57,6 +58,12 @@ type reports struct {
 	// mu guards each session's report; verifying is held while the
 	// journal is verified for the page.
 	mu, verifying sync.Mutex
+	// held are the reports held for their download, the oldest first,
+	// and heldBytes the bytes of their archives (guarded by mu).
+	held      []*madeReport
+	heldBytes int64
+	// costs are the bounds of the console's costly reads (sessions.go).
+	costs costs
 }
 
 // A madeReport is a report made, journaled and ready to download.
@@ -68,6 +75,9 @@ type madeReport struct {
 	From, To               string
 	Anchor, Verdict        string
 	Made                   string
+	// Dropped says the archive was dropped from memory to make room for
+	// newer reports (Bounds.HeldReports): it must be made again.
+	Dropped bool
 }
 
 func (c *Console) evidenceRoutes() {
@@ -136,7 +146,14 @@ func (c *Console) renderEvidence(w http.ResponseWriter, code int, v *viewer, d *
 	}
 	c.reports.mu.Lock()
 	d.Report = v.report
+	dropped := d.Report != nil && d.Report.Dropped
 	c.reports.mu.Unlock()
+	if dropped {
+		if problem == "" {
+			problem = droppedReport(d.Report)
+		}
+		d.Report = nil
+	}
 	c.render(w, code, "evidence", "Evidence", v.frame(pageData{Problem: problem, Notice: notice, Data: d}, Path+"/evidence"))
 }
 
@@ -262,15 +279,18 @@ func (c *Console) makeReport(w http.ResponseWriter, r *http.Request, v *viewer) 
 		refuse(http.StatusInternalServerError, "The report could not be made: "+err.Error())
 		return
 	}
-	made, err := c.packReport(r.Context(), v, r, opts, rep, attrs)
+	bounds := c.bounds()
+	made, err := c.packReport(r.Context(), v, r, opts, rep, attrs, min(MaxReportBytes, bounds.HeldReports))
+	if errors.Is(err, errReportTooLarge) {
+		refuse(http.StatusRequestEntityTooLarge, err.Error())
+		return
+	}
 	if err != nil {
 		c.o.Logger.Error("console evidence", "error", err, "by", v.who)
 		refuse(http.StatusServiceUnavailable, err.Error())
 		return
 	}
-	c.reports.mu.Lock()
-	v.report = made
-	c.reports.mu.Unlock()
+	c.holdReport(v, made, bounds.HeldReports)
 	c.o.Logger.Info("console evidence", "by", v.who, "leaf", made.Leaf, "session", v.ref)
 	c.renderEvidence(w, http.StatusOK, v, d, "", "The report is made and recorded at leaf "+strconv.FormatInt(made.Leaf, 10)+": download it below.")
 }
@@ -284,14 +304,60 @@ func (c *Console) reportOptions() (evidence.Options, error) {
 	return c.o.Evidence()
 }
 
-// limitedBuffer refuses to grow past MaxReportBytes.
-type limitedBuffer struct{ bytes.Buffer }
+// holdReport keeps made as v's report, for its download, in place of
+// the one v held: the reports held, all sessions together, take at most
+// budget bytes, and the oldest held are dropped to make room (a report
+// is never larger than the budget: packReport refuses it).
+func (c *Console) holdReport(v *viewer, made *madeReport, budget int64) {
+	c.reports.mu.Lock()
+	defer c.reports.mu.Unlock()
+	rs := &c.reports
+	drop := func(i int) {
+		old := rs.held[i]
+		rs.heldBytes -= int64(len(old.Zip))
+		old.Zip, old.Dropped = nil, true
+		rs.held = append(rs.held[:i], rs.held[i+1:]...)
+	}
+	if i := slices.Index(rs.held, v.report); v.report != nil && i >= 0 {
+		drop(i)
+	}
+	for len(rs.held) > 0 && rs.heldBytes+int64(len(made.Zip)) > budget {
+		c.o.Logger.Info("console evidence: a held report is dropped to make room", "made", rs.held[0].Made, "period.from", rs.held[0].From, "period.to", rs.held[0].To)
+		drop(0)
+	}
+	rs.held = append(rs.held, made)
+	rs.heldBytes += int64(len(made.Zip))
+	v.report = made
+}
 
-var errReportTooLarge = errors.New(`the report is larger than the console hands out (` + strconv.Itoa(MaxReportBytes>>20) + ` MiB): make it with "bastion evidence" on the bastion's host, or for a shorter period`)
+// droppedReport says that r was dropped, and what to do.
+func droppedReport(r *madeReport) string {
+	return "Your last report (of " + r.From + " to " + r.To + ", recorded at leaf " + strconv.FormatInt(r.Leaf, 10) +
+		") was dropped from memory to make room for newer reports: make it again to download it."
+}
+
+// limitedBuffer refuses to grow past max bytes.
+type limitedBuffer struct {
+	bytes.Buffer
+	max int
+}
+
+// errReportTooLarge is the error of a report larger than the console
+// hands out.
+var errReportTooLarge = errors.New("the report is too large")
+
+type reportTooLarge struct{ max int }
+
+func (e reportTooLarge) Error() string {
+	return "the report is larger than the console hands out (" + recorder.ByteCount(int64(e.max)) +
+		`): make it with "bastion evidence" on the bastion's host, or for a shorter period`
+}
+
+func (e reportTooLarge) Is(target error) bool { return target == errReportTooLarge }
 
 func (b *limitedBuffer) Write(p []byte) (int, error) {
-	if b.Len()+len(p) > MaxReportBytes {
-		return 0, errReportTooLarge
+	if b.Len()+len(p) > b.max {
+		return 0, reportTooLarge{b.max}
 	}
 	return b.Buffer.Write(p)
 }
@@ -300,8 +366,8 @@ func (b *limitedBuffer) Write(p []byte) (int, error) {
 // digests (evidence.generated) and adds the journal key's signed note
 // over them (evidence.sig): the files "bastion evidence" writes into its
 // directory, by the same names.
-func (c *Console) packReport(ctx context.Context, v *viewer, r *http.Request, opts evidence.Options, rep *evidence.Report, attrs map[string]string) (*madeReport, error) {
-	var buf limitedBuffer
+func (c *Console) packReport(ctx context.Context, v *viewer, r *http.Request, opts evidence.Options, rep *evidence.Report, attrs map[string]string, limit int64) (*madeReport, error) {
+	buf := limitedBuffer{max: int(limit)}
 	zw := zip.NewWriter(&buf)
 	modified := c.o.Now()
 	sums := map[string]string{}
@@ -344,8 +410,10 @@ func (c *Console) packReport(ctx context.Context, v *viewer, r *http.Request, op
 	if !rep.Verification.Intact {
 		verdict = "the journal does NOT verify (" + strconv.Itoa(len(rep.Verification.Problems)) + " problem(s)); the report says so first"
 	}
+	// The archive is held for its download: a copy, without the
+	// buffer's spare capacity, so that what is held is what is counted.
 	return &madeReport{
-		Name: name, Zip: buf.Bytes(), Leaf: res.Leaf, SHA256HTML: gen["sha256.html"], SHA256JSON: gen["sha256.json"],
+		Name: name, Zip: bytes.Clone(buf.Bytes()), Leaf: res.Leaf, SHA256HTML: gen["sha256.html"], SHA256JSON: gen["sha256.json"],
 		From: from, To: to, Anchor: rep.Anchor.Level + " (" + rep.Anchor.Basis + ")", Verdict: verdict, Made: fmtTime(c.o.Now()),
 	}, nil
 }
@@ -354,13 +422,22 @@ func (c *Console) packReport(ctx context.Context, v *viewer, r *http.Request, op
 func (c *Console) downloadReport(w http.ResponseWriter, r *http.Request, v *viewer) {
 	c.reports.mu.Lock()
 	made := v.report
+	var zip []byte
+	dropped := false
+	if made != nil {
+		zip, dropped = made.Zip, made.Dropped
+	}
 	c.reports.mu.Unlock()
 	if made == nil {
 		c.page(w, http.StatusNotFound, "No report", pageData{Problem: "No report was made in this console session: make one on the evidence page.", Who: v.who, CSRF: v.csrf})
 		return
 	}
+	if dropped {
+		c.page(w, http.StatusGone, "Report dropped", v.frame(pageData{Problem: droppedReport(made)}, Path+"/evidence"))
+		return
+	}
 	w.Header().Set("Content-Type", "application/zip")
 	w.Header().Set("Content-Disposition", `attachment; filename="`+made.Name+`"`)
-	w.Header().Set("Content-Length", strconv.Itoa(len(made.Zip)))
-	w.Write(made.Zip)
+	w.Header().Set("Content-Length", strconv.Itoa(len(zip)))
+	w.Write(zip)
 }

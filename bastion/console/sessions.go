@@ -2,6 +2,8 @@ package console
 
 import (
 	"bufio"
+	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -10,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -45,6 +48,144 @@ const (
 	// session; it says how many more there were.
 	MaxHitsShown = 20
 )
+
+// Bounds of what the reads of recorded sessions may cost the server: a
+// searcher or a downloader may be a stranger to the machine's CPU and
+// memory. [Bounds] sets others.
+const (
+	// DefaultSearchTime is how long one text search may run; it then
+	// stops and shows what it found.
+	DefaultSearchTime = 20 * time.Second
+	// DefaultSearchBytes is how many bytes of lines (output and
+	// commands) one text search may match; it then stops and shows what
+	// it found.
+	DefaultSearchBytes = 256 << 20
+	// DefaultSearches is how many text searches may run at once in all;
+	// one person runs one at a time.
+	DefaultSearches = 4
+	// DefaultBundleBytes bounds a session's bundle, built in memory
+	// before it is sent: a larger one is refused (413), and "bastion
+	// export --format bundle" on the bastion's host writes it.
+	DefaultBundleBytes = MaxReportBytes
+	// DefaultBundles is how many bundles may be built at once in all.
+	DefaultBundles = 2
+	// DefaultHeldReports bounds the examiner's reports held in memory for
+	// their download, all console sessions together: a new one drops the
+	// oldest held until it fits.
+	DefaultHeldReports = 256 << 20
+)
+
+// Bounds are what the console's costly reads may cost; a zero field is
+// its default.
+type Bounds struct {
+	SearchTime  time.Duration // DefaultSearchTime
+	SearchBytes int64         // DefaultSearchBytes
+	Searches    int           // DefaultSearches
+	BundleBytes int64         // DefaultBundleBytes
+	Bundles     int           // DefaultBundles
+	HeldReports int64         // DefaultHeldReports
+	// Holding, when set, is called by a text search or a bundle's build
+	// once it holds its place ("search" or "bundle", and who asked), before
+	// it reads anything: a test holds one open with it.
+	Holding func(what, who string)
+}
+
+func (b Bounds) withDefaults() Bounds {
+	if b.SearchTime <= 0 {
+		b.SearchTime = DefaultSearchTime
+	}
+	if b.SearchBytes <= 0 {
+		b.SearchBytes = DefaultSearchBytes
+	}
+	if b.Searches <= 0 {
+		b.Searches = DefaultSearches
+	}
+	if b.BundleBytes <= 0 {
+		b.BundleBytes = DefaultBundleBytes
+	}
+	if b.Bundles <= 0 {
+		b.Bundles = DefaultBundles
+	}
+	if b.HeldReports <= 0 {
+		b.HeldReports = DefaultHeldReports
+	}
+	return b
+}
+
+// costs are the bounds in force and what the costly reads hold now. Its
+// zero value holds the defaults.
+type costs struct {
+	mu        sync.Mutex
+	b         *Bounds
+	searching map[string]bool // the identities with a text search running
+	searches  int
+	bundles   int
+}
+
+// SetBounds sets what the console's costly reads may cost from now on
+// (the reads running keep theirs).
+func (c *Console) SetBounds(b Bounds) {
+	b = b.withDefaults()
+	k := &c.reports.costs
+	k.mu.Lock()
+	k.b = &b
+	k.mu.Unlock()
+}
+
+// bounds returns the bounds in force.
+func (c *Console) bounds() Bounds {
+	k := &c.reports.costs
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.b == nil {
+		return Bounds{}.withDefaults()
+	}
+	return *k.b
+}
+
+// startSearch takes a text search's place for who: it returns why not
+// (one at a time per person, Bounds.Searches in all), or "" and the
+// function that gives the place back.
+func (c *Console) startSearch(who string, b Bounds) (string, func()) {
+	k := &c.reports.costs
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	switch {
+	case k.searching[who]:
+		return "You have a search running already: wait for it to end (a search stops after " + b.SearchTime.String() + " at most), then search again.", nil
+	case k.searches >= b.Searches:
+		return "Too many text searches are running (the console runs at most " + strconv.Itoa(b.Searches) + " at once): try again in a moment.", nil
+	}
+	if k.searching == nil {
+		k.searching = map[string]bool{}
+	}
+	k.searching[who] = true
+	k.searches++
+	return "", func() {
+		k.mu.Lock()
+		delete(k.searching, who)
+		k.searches--
+		k.mu.Unlock()
+	}
+}
+
+// startBundle takes a bundle's build's place: it returns false when
+// Bounds.Bundles are being built, or true and the function that gives
+// the place back.
+func (c *Console) startBundle(b Bounds) (bool, func()) {
+	k := &c.reports.costs
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.bundles >= b.Bundles {
+		return false, nil
+	}
+	k.bundles++
+	return true, func() {
+		k.mu.Lock()
+		k.bundles--
+		k.mu.Unlock()
+	}
+}
 
 // sessionRoutes registers the sessions' pages.
 func (c *Console) sessionRoutes() {
@@ -129,12 +270,29 @@ func (c *Console) searchSessions(w http.ResponseWriter, r *http.Request, v *view
 	}
 	var find sessions.Matcher
 	action := "list"
+	bounds := c.bounds()
 	if d.Q.Text != "" {
+		if d.Q.Regex {
+			if err = sessions.CheckRegexpCost(d.Q.Text); err != nil {
+				page(http.StatusBadRequest, "the regular expression: "+err.Error())
+				return
+			}
+		}
 		if find, err = sessions.NewMatcher(d.Q.Text, d.Q.Regex); err != nil {
 			page(http.StatusBadRequest, "the regular expression: "+err.Error())
 			return
 		}
 		action = "search"
+		why, done := c.startSearch(v.who, bounds)
+		if why != "" {
+			w.Header().Set("Retry-After", "5")
+			page(http.StatusTooManyRequests, why)
+			return
+		}
+		defer done()
+		if bounds.Holding != nil {
+			bounds.Holding("search", v.who)
+		}
 	}
 
 	snap, err := c.o.Store().Snapshot(r.Context())
@@ -170,13 +328,22 @@ func (c *Console) searchSessions(w http.ResponseWriter, r *http.Request, v *view
 		page(http.StatusOK, "")
 		return
 	}
+	// The search's budget: its time, from now, and the bytes it matches.
+	ctx, cancel := context.WithTimeoutCause(r.Context(), bounds.SearchTime, errSearchTime)
+	defer cancel()
+	budget := sessions.Budget{MaxBytes: bounds.SearchBytes}
+	notice := ""
 	for i, s := range list {
 		if i == MaxSearched {
 			d.Stopped = true
 			break
 		}
+		if context.Cause(ctx) == errSearchTime {
+			notice = stoppedEarly(errSearchTime, bounds)
+			break
+		}
 		row := newSessionRow(s)
-		err := sessions.Search(r.Context(), snap, c.o.Verifier, s, find, d.Q.In, func(h sessions.Hit) {
+		err := budget.Search(ctx, snap, c.o.Verifier, s, find, d.Q.In, func(h sessions.Hit) {
 			if len(row.Hits) == MaxHitsShown {
 				row.MoreHits++
 				return
@@ -187,27 +354,47 @@ func (c *Console) searchSessions(w http.ResponseWriter, r *http.Request, v *view
 			}
 			row.Hits = append(row.Hits, hitRow{Offset: h.Offset, In: in, Text: h.Text})
 		})
-		if errors.Is(err, recorder.ErrSessionBroken) {
+		stop := errors.Is(err, sessions.ErrScanBudget) || errors.Is(err, errSearchTime)
+		if stop {
+			// What was found before it stopped verified: it is shown.
+			notice = stoppedEarly(err, bounds)
+		} else if errors.Is(err, recorder.ErrSessionBroken) {
 			d.Skipped = append(d.Skipped, s.ID+": "+err.Error())
 			continue
 		}
-		if err != nil {
+		if err != nil && !stop {
 			c.o.Logger.Error("console: search", "session", s.ID, "error", err)
 			d.Rows = nil
 			page(http.StatusInternalServerError, "The search failed: "+err.Error())
 			return
 		}
-		if len(row.Hits) == 0 {
-			continue
+		if len(row.Hits) > 0 {
+			if len(d.Rows) == MaxListed {
+				d.Capped = true
+				break
+			}
+			d.Matched++
+			d.Rows = append(d.Rows, row)
 		}
-		if len(d.Rows) == MaxListed {
-			d.Capped = true
+		if stop {
 			break
 		}
-		d.Matched++
-		d.Rows = append(d.Rows, row)
 	}
-	page(http.StatusOK, "")
+	c.render(w, http.StatusOK, "sessions", "Sessions", v.frame(pageData{Notice: notice, Data: d}, Path+"/sessions"))
+}
+
+// errSearchTime is the cause of a text search's end when its time is up.
+var errSearchTime = errors.New("the search ran for as long as one may")
+
+// stoppedEarly says why a text search stopped before it read all it
+// would have, what the page shows, and what to do.
+func stoppedEarly(why error, b Bounds) string {
+	reason := "it ran for " + b.SearchTime.String() + ", as long as a search may here"
+	if errors.Is(why, sessions.ErrScanBudget) {
+		reason = "it read " + recorder.ByteCount(b.SearchBytes) + " of output and commands, as much as a search may here"
+	}
+	return "The search stopped early: " + reason + ". The sessions it matched so far are shown; narrow the filters (identity, target, period) " +
+		`to search the others, or search on the bastion's host with "bastion sessions search".`
 }
 
 func newSessionRow(s sessions.Session) sessionRow {
@@ -433,13 +620,45 @@ func (c *Console) sessionBundle(w http.ResponseWriter, r *http.Request, v *viewe
 	}
 	defer snap.Close()
 	id := uuid.UUID(rec.ID).String()
-	if !c.recordRead(w, r, v, "export", map[string]string{"session": id, "format": "bundle"}) {
+	bounds := c.bounds()
+	ok, done := c.startBundle(bounds)
+	if !ok {
+		w.Header().Set("Retry-After", "5")
+		c.page(w, http.StatusTooManyRequests, "Too many downloads", v.frame(pageData{
+			Problem: "Too many bundles are being built (the console builds at most " + strconv.Itoa(bounds.Bundles) + " at once): try again in a moment.",
+		}, Path+"/sessions"))
 		return
 	}
-	b, err := recorder.ExportBundle(r.Context(), snap, rec.ID, c.o.Verifier)
+	defer done()
+	if bounds.Holding != nil {
+		bounds.Holding("bundle", v.who)
+	}
+	// The bundle is built in memory, bounded, before its read is
+	// journaled: one too large is refused whole, with nothing journaled
+	// (nothing of it was handed out), and the frames are measured first so
+	// that a large one is never held.
+	size, err := bundleFramesSize(r.Context(), snap, rec, bounds.BundleBytes)
 	var data []byte
 	if err == nil {
-		data, err = b.Marshal()
+		var b *recorder.Bundle
+		b, err = recorder.ExportBundle(r.Context(), snap, rec.ID, c.o.Verifier)
+		if err == nil {
+			data, err = b.Marshal()
+		}
+		if err == nil && int64(len(data)) > bounds.BundleBytes {
+			size, err = int64(len(data)), errBundleTooLarge
+		}
+	}
+	if errors.Is(err, errBundleTooLarge) {
+		c.o.Logger.Warn("console: bundle refused: too large", "session", id, "bytes", size, "by", v.who)
+		c.page(w, http.StatusRequestEntityTooLarge, "Bundle too large", v.frame(pageData{
+			Problem: "Session " + id + "'s bundle is larger than the console hands out (" + recorder.ByteCount(bounds.BundleBytes) +
+				`), so none of it is sent: on the bastion's host, "bastion export --format bundle ` + id + `" writes it.`,
+		}, Path+"/sessions"))
+		return
+	}
+	if err == nil && !c.recordRead(w, r, v, "export", map[string]string{"session": id, "format": "bundle"}) {
+		return
 	}
 	if err != nil {
 		c.o.Logger.Error("console: bundle", "session", id, "error", err)
@@ -450,7 +669,28 @@ func (c *Console) sessionBundle(w http.ResponseWriter, r *http.Request, v *viewe
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Disposition", `attachment; filename="session-`+id+`.bundle"`)
+	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
 	w.Write(data)
+}
+
+var errBundleTooLarge = errors.New("the bundle is too large")
+
+// bundleFramesSize reads rec's frames, verified, and adds up the bytes
+// they take in its bundle (each encoded in base64, quoted, on a line of
+// its own): a part of the bundle's size. Past limit it stops with
+// errBundleTooLarge.
+func bundleFramesSize(ctx context.Context, snap storage.Snapshot, rec *recorder.SessionRecord, limit int64) (int64, error) {
+	var n int64
+	var enc []byte
+	err := rec.ReadFrames(ctx, snap, 1, func(f *recorder.Frame) error {
+		enc = recorder.AppendFrame(enc[:0], f)
+		n += int64(base64.StdEncoding.EncodedLen(len(enc))) + 4
+		if n > limit {
+			return errBundleTooLarge
+		}
+		return nil
+	})
+	return n, err
 }
 
 // playerBuilt says whether the binary holds the player ("make player").
