@@ -162,6 +162,7 @@ type Console struct {
 	oauth  *oauth2.Config // discovered at the first sign-in
 
 	mu       sync.Mutex
+	costs    costs              // the bounds of the costly reads, and what they hold
 	mux      *http.ServeMux     // the pages behind the guard
 	patterns []Route            // what mux serves, in the order registered
 	byAddr   *certauth.Limiters // requests by client address
@@ -469,7 +470,7 @@ func (c *Console) session(r *http.Request) *session {
 		return nil
 	}
 	if c.expiredLocked(s, now) {
-		delete(c.sessions, ck.Value)
+		c.forgetLocked(ck.Value)
 		return nil
 	}
 	s.lastSeen = now
@@ -655,14 +656,14 @@ func (c *Console) hold(key string, s *session, now time.Time) bool {
 	for k, o := range c.sessions {
 		switch {
 		case c.expiredLocked(o, now):
-			delete(c.sessions, k)
+			c.forgetLocked(k)
 		case o.who == s.who:
 			mine = append(mine, k)
 		}
 	}
 	slices.SortFunc(mine, func(a, b string) int { return c.sessions[a].lastSeen.Compare(c.sessions[b].lastSeen) })
 	for len(mine) >= MaxSessionsPerIdentity {
-		delete(c.sessions, mine[0])
+		c.forgetLocked(mine[0])
 		mine = mine[1:]
 	}
 	if len(c.sessions) >= c.o.MaxSessions {
@@ -682,12 +683,29 @@ func (c *Console) refused(s *session, now time.Time) string {
 	return c.o.IdentityRefused(s.who, s.id.IssuedAt, now)
 }
 
+// forgetLocked forgets the console session held under key, and what it
+// holds (its report); c.mu must be held.
+func (c *Console) forgetLocked(key string) {
+	s := c.sessions[key]
+	delete(c.sessions, key)
+	if s == nil {
+		return
+	}
+	c.reports.mu.Lock()
+	if i := slices.Index(c.reports.held, s.report); s.report != nil && i >= 0 {
+		c.reports.heldBytes -= int64(len(s.report.Zip))
+		c.reports.held = slices.Delete(c.reports.held, i, i+1)
+	}
+	s.report = nil
+	c.reports.mu.Unlock()
+}
+
 // end forgets the console session s.
 func (c *Console) end(s *session) {
 	c.mu.Lock()
 	for k, o := range c.sessions {
 		if o == s {
-			delete(c.sessions, k)
+			c.forgetLocked(k)
 		}
 	}
 	c.mu.Unlock()

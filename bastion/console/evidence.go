@@ -62,8 +62,6 @@ type reports struct {
 	// and heldBytes the bytes of their archives (guarded by mu).
 	held      []*madeReport
 	heldBytes int64
-	// costs are the bounds of the console's costly reads (sessions.go).
-	costs costs
 }
 
 // A madeReport is a report made, journaled and ready to download.

@@ -126,7 +126,7 @@ type costs struct {
 // (the reads running keep theirs).
 func (c *Console) SetBounds(b Bounds) {
 	b = b.withDefaults()
-	k := &c.reports.costs
+	k := &c.costs
 	k.mu.Lock()
 	k.b = &b
 	k.mu.Unlock()
@@ -134,7 +134,7 @@ func (c *Console) SetBounds(b Bounds) {
 
 // bounds returns the bounds in force.
 func (c *Console) bounds() Bounds {
-	k := &c.reports.costs
+	k := &c.costs
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.b == nil {
@@ -147,7 +147,7 @@ func (c *Console) bounds() Bounds {
 // (one at a time per person, Bounds.Searches in all), or "" and the
 // function that gives the place back.
 func (c *Console) startSearch(who string, b Bounds) (string, func()) {
-	k := &c.reports.costs
+	k := &c.costs
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	switch {
@@ -173,7 +173,7 @@ func (c *Console) startSearch(who string, b Bounds) (string, func()) {
 // Bounds.Bundles are being built, or true and the function that gives
 // the place back.
 func (c *Console) startBundle(b Bounds) (bool, func()) {
-	k := &c.reports.costs
+	k := &c.costs
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.bundles >= b.Bundles {
