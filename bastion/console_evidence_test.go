@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chromedp/chromedp"
 
 	"github.com/bastionhq/bastion/bastion/console"
 	"github.com/bastionhq/bastion/certauth"
@@ -328,32 +327,6 @@ func zipText(zr *zip.Reader, name string) (string, error) {
 	defer f.Close()
 	b, err := io.ReadAll(f)
 	return string(b), err
-}
-
-// In a real browser: carol makes today's report and downloads it; the
-// file the browser saved verifies.
-func TestConsoleBrowserEvidence(t *testing.T) {
-	t.Parallel()
-	fx := startConsole(t)
-	br := newBrowser(t, 60*time.Second) // after the server: stopped before it
-	br.signIn(fx.ts.APIURL(), "carol")
-	br.run("the evidence page", chromedp.Navigate(fx.ts.APIURL()+"/ui/evidence"), chromedp.WaitVisible(chromedp.CSS("#verdict")))
-	verdict := br.text("#verdict")
-	br.run("make the report",
-		chromedp.Click(chromedp.CSS(`#report-form button[type="submit"]`)),
-		chromedp.WaitVisible(chromedp.CSS("#download")),
-	)
-	made := br.text("#made")
-	br.shot("console-evidence.png")
-	if !strings.HasPrefix(verdict, "OK") || !strings.Contains(made, "Recorded at leaf") {
-		t.Errorf("the evidence page as rendered: %q, %q", verdict, made)
-	}
-
-	data := br.download("download", "#download")
-	leaf := fx.checkReportZip(t, data)
-	if leaf["identity"] != "carol@dev" || leaf["via"] != ViaConsole {
-		t.Errorf("the downloaded report's leaf: %v", leaf)
-	}
 }
 
 // With a witness (litewitness, on loopback): the evidence page shows its

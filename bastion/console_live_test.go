@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chromedp/chromedp"
 	"github.com/google/uuid"
 
 	"github.com/bastionhq/bastion/bastion/console"
@@ -483,58 +482,6 @@ func TestConsoleFollowBounded(t *testing.T) {
 	}
 	if !isLive(fx, ssh.id) {
 		t.Error("the followed session ended with the streams")
-	}
-}
-
-// In a real browser: alice follows a live session and sees output printed
-// after the page opened arrive; then she kills another session from the
-// live sessions page's form, and the page shows it gone.
-func TestConsoleBrowserFollowKill(t *testing.T) {
-	t.Parallel()
-	fx := startConsole(t)
-	next := filepath.Join(t.TempDir(), "next")
-	followed := fx.liveSSH(t, "bob", "echo started; "+waitFile(next)+"; echo printed-after-the-page-opened; exec sleep 300")
-	doomed := fx.liveSSH(t, "dave", "echo started; exec sleep 300")
-	br := newBrowser(t, 90*time.Second) // after the server: stopped before it
-
-	br.signIn(fx.ts.APIURL(), "alice")
-	br.run("the live page", chromedp.WaitVisible(chromedp.CSS("#live")))
-
-	// Follow: from the live page's link.
-	br.run("follow bob's session", chromedp.Click(chromedp.CSS(`a.follow[href="/ui/sessions/`+followed.id+`/live"]`)),
-		chromedp.WaitVisible(chromedp.CSS("#output")))
-	br.until("the output so far", `document.getElementById("output").textContent.includes("started\n")`)
-	touch(t, next)
-	br.until("output printed after the page opened", `document.getElementById("output").textContent.includes("printed-after-the-page-opened\n")`)
-	status, err := chromedp.Run(br.ctx, chromedp.Text(chromedp.CSS("#status")))
-	if err != nil || !strings.Contains(status, "Following") {
-		t.Errorf("#status: %q %v", status, err)
-	}
-	br.shot("console-follow.png")
-
-	// Kill dave's session from the live page's form.
-	br.run("open the live page", chromedp.Navigate(fx.ts.APIURL()+"/ui/"), chromedp.WaitVisible(chromedp.CSS("#live")))
-	form := `form.kill[action="/ui/sessions/` + doomed.id + `/kill"]`
-	br.run("kill dave's session", chromedp.SendKeys(chromedp.CSS(form+` input[name="reason"]`), "stop now"),
-		chromedp.Click(chromedp.CSS(form+" button")), chromedp.WaitVisible(chromedp.CSS("#notice")))
-	notice, err := chromedp.Run(br.ctx, chromedp.Text(chromedp.CSS("#notice")))
-	if err != nil || notice != "The session "+doomed.id+" of dave@dev was ended." {
-		t.Errorf("#notice: %q %v", notice, err)
-	}
-	// The page's script brings the table up to date: dave's row goes,
-	// bob's stays.
-	br.until("dave's session gone from the table", `!document.getElementById("live").textContent.includes("`+doomed.id+`") && document.getElementById("live").textContent.includes("`+followed.id+`")`)
-	br.shot("console-kill.png")
-	select {
-	case <-doomed.done:
-	case <-time.After(endBound):
-		t.Fatal("dave's ssh still runs after the kill")
-	}
-	if !strings.Contains(doomed.stderr.String(), "the session was ended by an operator: stop now") {
-		t.Errorf("dave's ssh: %q", doomed.stderr.String())
-	}
-	if !isLive(fx, followed.id) {
-		t.Error("bob's session ended too")
 	}
 }
 

@@ -573,19 +573,7 @@ func TestConsoleSearchBounded(t *testing.T) {
 	// One search at a time per person, and one in all here.
 	hook, entered, release := holdOne("search")
 	fx.ts.console.SetBounds(console.Bounds{Searches: 1, Holding: hook})
-	held := make(chan string, 1)
-	go func() {
-		resp, err := alice.Get(base + "/ui/sessions?" + needle.Encode())
-		if err != nil {
-			held <- err.Error()
-			return
-		}
-		page, err := consoletest.ReadPage(resp)
-		if err != nil {
-			page = err.Error()
-		}
-		held <- page
-	}()
+	held := getLater(alice, base+"/ui/sessions?"+needle.Encode())
 	select {
 	case <-entered:
 	case page := <-held:
@@ -685,19 +673,7 @@ func TestConsoleBundleBounded(t *testing.T) {
 	// One built at a time here: beyond, 429.
 	hook, entered, release := holdOne("bundle")
 	fx.ts.console.SetBounds(console.Bounds{Bundles: 1, Holding: hook})
-	held := make(chan string, 1)
-	go func() {
-		resp, err := alice.Get(u)
-		if err != nil {
-			held <- err.Error()
-			return
-		}
-		page, err := consoletest.ReadPage(resp)
-		if err != nil {
-			page = err.Error()
-		}
-		held <- page
-	}()
+	held := getLater(alice, u)
 	select {
 	case <-entered:
 	case page := <-held:
@@ -717,4 +693,23 @@ func TestConsoleBundleBounded(t *testing.T) {
 	} else {
 		isBundle("carol's bundle", page)
 	}
+}
+
+// getLater gets u with b in the background; the channel gives the page,
+// or the error, when the answer has come.
+func getLater(b *http.Client, u string) <-chan string {
+	out := make(chan string, 1)
+	go func() {
+		resp, err := b.Get(u)
+		if err != nil {
+			out <- err.Error()
+			return
+		}
+		page, err := consoletest.ReadPage(resp)
+		if err != nil {
+			page = err.Error()
+		}
+		out <- page
+	}()
+	return out
 }
