@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/bastionhq/bastion/bastion/console"
 	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/recorder"
