@@ -34,6 +34,9 @@ play" does (a session that does not verify is not exported, exit 1):
   asciicast  asciicast v2, for asciinema and asciinema-player: output ("o"),
              input ("i", with --input), resizes ("r") and bastion's markers
              ("m": exit status, signals, masking, file transfers, the end).
+             A session without a terminal (an exec with no PTY) has its
+             output's bare line feeds written as CR LF, as the client's
+             terminal showed them; the bundle keeps the bytes recorded.
   bundle     the session's frames in exactly the encoding the chain hashes,
              its leaves, their inclusion proofs (C2SP tlog-proof) and the
              signed checkpoint they lead to, as one JSON document that

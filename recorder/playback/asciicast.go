@@ -53,14 +53,23 @@ type asciicastHeader struct {
 //   - "m": a marker for what bastion recorded about the session: exit
 //     status, signals, masking, file transfers, its own notes, its end
 //
+// A front-door session without a terminal (no PTY request: an exec such
+// as "ssh host cmd") wrote bare line feeds that no terminal turned into
+// CR LF; a player is a terminal, and would draw them as a staircase. Its
+// output events carry each line feed not already after a carriage return
+// as CR LF, as the client's terminal showed them; nothing else changes,
+// and a session with a terminal (or recorded by "bastion record", which
+// runs its command in one) is written as recorded.
+//
 // Event data is valid UTF-8 even where a read split a multi-byte
 // character: the incomplete bytes at the end of a frame are carried to the
 // next event of the same stream, and bytes that are not UTF-8 become
 // U+FFFD. The same session always gives the same bytes.
 func WriteAsciicast(ctx context.Context, snap storage.Snapshot, rec *recorder.SessionRecord, w io.Writer, opts AsciicastOptions) error {
 	bw := bufio.NewWriter(w)
-	a := &caster{w: bw, opts: opts, carry: map[streamKey][]byte{}}
+	a := &caster{w: bw, opts: opts, carry: map[streamKey][]byte{}, cr: map[streamKey]bool{}}
 	start := rec.Start.Leaf.Attrs
+	a.noTerminal = start["kind"] == "ssh"
 	a.hdr = asciicastHeader{
 		Version:   2,
 		Timestamp: rec.Start.Leaf.WallNS / 1e9,
@@ -124,7 +133,12 @@ type caster struct {
 	carry   map[streamKey][]byte
 	keys    []streamKey // carry's keys in first-seen order, for a stable flush
 	last    int64       // the latest event time
-	err     error
+	// noTerminal: a front-door session that has sent no PTY request (so
+	// far): its output's bare line feeds become CR LF. cr says whether a
+	// stream's last byte written was a carriage return.
+	noTerminal bool
+	cr         map[streamKey]bool
+	err        error
 }
 
 func (a *caster) frame(f *recorder.Frame) error {
@@ -142,6 +156,7 @@ func (a *caster) frame(f *recorder.Frame) error {
 			a.size(t, c, r)
 		}
 	case recorder.KindPTY:
+		a.noTerminal = false
 		if at, err := recorder.ParseAttrsPayload(f.Payload); err == nil {
 			c, _ := strconv.ParseUint(at["cols"], 10, 32)
 			r, _ := strconv.ParseUint(at["rows"], 10, 32)
@@ -212,9 +227,32 @@ func (a *caster) text(t int64, f *recorder.Frame, code string) {
 	b := append(prev, f.Payload...)
 	cut := incompleteTail(b)
 	a.carry[k] = append([]byte(nil), b[cut:]...)
-	if s := validUTF8(b[:cut]); s != "" {
+	s := validUTF8(b[:cut])
+	if code == "o" && a.noTerminal {
+		s = a.crlf(k, s)
+	}
+	if s != "" {
 		a.event(t, code, s)
 	}
+}
+
+// crlf writes each line feed of stream k's s that does not follow a
+// carriage return as CR LF, as a terminal's output processing would.
+func (a *caster) crlf(k streamKey, s string) string {
+	if s == "" {
+		return s
+	}
+	var b strings.Builder
+	prevCR := a.cr[k]
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\n' && !prevCR {
+			b.WriteByte('\r')
+		}
+		b.WriteByte(s[i])
+		prevCR = s[i] == '\r'
+	}
+	a.cr[k] = prevCR
+	return b.String()
 }
 
 // flushCarry ends every stream: bytes still carried are not UTF-8.

@@ -409,3 +409,25 @@ func TestIncompleteTail(t *testing.T) {
 		t.Errorf("seconds = %q", got)
 	}
 }
+
+// Without a terminal, a bare line feed is written as CR LF, a CR LF stays
+// as it is (also when a frame ends between the two), and each stream
+// keeps its own state.
+func TestCasterCRLF(t *testing.T) {
+	a := &caster{noTerminal: true, cr: map[streamKey]bool{}}
+	out, errs := streamKey{kind: recorder.KindOutput}, streamKey{kind: recorder.KindStderr}
+	for _, c := range []struct {
+		k        streamKey
+		in, want string
+	}{
+		{out, "a\nb\r\nc\r", "a\r\nb\r\nc\r"},
+		{errs, "\nx", "\r\nx"},
+		{out, "\nd\n", "\nd\r\n"},
+		{out, "", ""},
+		{out, "\n\n", "\r\n\r\n"},
+	} {
+		if got := a.crlf(c.k, c.in); got != c.want {
+			t.Errorf("crlf(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}
