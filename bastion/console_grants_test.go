@@ -17,6 +17,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/bastionhq/bastion/bastion/front"
 	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/certauth/oidc"
 	"github.com/bastionhq/bastion/policy/grants"
@@ -333,5 +334,91 @@ func TestConsoleBrowserGrants(t *testing.T) {
 	ap := grantEvents(t, fx, events.GrantApproved, g.ID)
 	if len(ap) != 1 || ap[0]["by"] != "lena@dev" || ap[0]["comment"] != "ok for OPS-42" || ap[0]["via"] != "console" {
 		t.Errorf("grant.approved: %v", ap)
+	}
+}
+
+// Revoking an active grant from the console ends it and the sessions
+// under it: an approver revokes one she may approve through the grants
+// store (the API's rules, via console); an operator revokes any, as
+// "bastion grants revoke --operator" does (the leaf names the person,
+// operator.verified console). An auditor has no form, and her POST is
+// refused.
+func TestConsoleGrantRevoke(t *testing.T) {
+	t.Parallel()
+	fx := startConsole(t)
+	ctx := context.Background()
+	active := func(reason string) string {
+		t.Helper()
+		g, err := fx.ts.client.RequestGrant(ctx, fx.devToken(t, "bob"), certauth.GrantRequest{Target: "box", Login: "deploy", Duration: "10m", Reason: reason})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g, err := fx.ts.client.DecideGrant(ctx, fx.devToken(t, "lena"), g.ID, "approve", "ok"); err != nil || g.State != "active" {
+			t.Fatalf("approve %s: %v %v", g.ID, g, err)
+		}
+		return g.ID
+	}
+	byLena := active("first look")
+	// A session under the first grant, to be ended with it (started before
+	// the second grant exists: a session takes the newest grant that fits).
+	under := fx.ssh(t, "bob", "deploy", "echo under-the-grant; exec sleep 300")
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if slices.ContainsFunc(fx.ts.LiveSessions(), func(l front.LiveSession) bool { return l.Grant == byLena }) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no live session under %s: %s%s", byLena, under.stdout.String(), under.stderr.String())
+		}
+	}
+	byAlice := active("second look")
+
+	carol := fx.browser(t)
+	fx.signIn(t, carol, "carol")
+	_, page := get(t, carol, fx.ts.APIURL()+"/ui/grants")
+	if strings.Contains(page, "/revoke") {
+		t.Errorf("carol (an auditor) is offered a revocation:\n%s", page)
+	}
+
+	lena := fx.browser(t)
+	fx.signIn(t, lena, "lena")
+	_, page = get(t, lena, fx.ts.APIURL()+"/ui/grants")
+	assertInert(t, page)
+	for _, id := range []string{byLena, byAlice} {
+		if !strings.Contains(page, `<form method="post" action="/ui/grants/`+id+`/revoke">`) {
+			t.Errorf("lena's inbox offers no revocation of %s:\n%s", id, page)
+		}
+	}
+	resp, page := fx.postConsole(t, lena, "/ui/grants/"+byLena+"/revoke", url.Values{"csrf": {csrfOf(t, page)}, "comment": {"done early"}}, nil)
+	if resp.StatusCode != 200 || !strings.Contains(page, "You revoked grant "+byLena+": it is revoked") {
+		t.Fatalf("lena revokes %s: %d\n%s", byLena, resp.StatusCode, page)
+	}
+	select {
+	case <-under.done:
+	case <-time.After(endBound):
+		t.Fatal("bob's session under the revoked grant still runs")
+	}
+	rv := grantEvents(t, fx, events.GrantRevoked, byLena)
+	if len(rv) != 1 || rv[0]["by"] != "lena@dev" || rv[0]["comment"] != "done early" || rv[0]["via"] != "console" || rv[0]["console.session"] == "" {
+		t.Errorf("grant.revoked by lena: %v", rv)
+	}
+
+	alice := fx.browser(t)
+	fx.signIn(t, alice, "alice")
+	_, page = get(t, alice, fx.ts.APIURL()+"/ui/grants")
+	if resp, page := fx.postConsole(t, carol, "/ui/grants/"+byAlice+"/revoke", url.Values{"csrf": {"x"}, "comment": {"no"}}, nil); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("carol revokes %s: %d\n%s", byAlice, resp.StatusCode, page)
+	}
+	resp, page = fx.postConsole(t, alice, "/ui/grants/"+byAlice+"/revoke", url.Values{"csrf": {csrfOf(t, page)}, "comment": {"incident over"}}, nil)
+	if resp.StatusCode != 200 || !strings.Contains(page, "You revoked grant "+byAlice) {
+		t.Fatalf("alice revokes %s: %d\n%s", byAlice, resp.StatusCode, page)
+	}
+	rv = grantEvents(t, fx, events.GrantRevoked, byAlice)
+	if len(rv) != 1 || rv[0]["operator"] != "alice@dev" || rv[0]["operator.verified"] != VerifiedConsole || rv[0]["comment"] != "incident over" || rv[0]["console.session"] == "" {
+		t.Errorf("grant.revoked by alice: %v", rv)
+	}
+	// Revoked already: a second revocation is refused and changes nothing.
+	_, page = get(t, alice, fx.ts.APIURL()+"/ui/grants")
+	if resp, page := fx.postConsole(t, alice, "/ui/grants/"+byAlice+"/revoke", url.Values{"csrf": {csrfOf(t, page)}}, nil); resp.StatusCode != http.StatusConflict {
+		t.Errorf("a second revocation: %d\n%s", resp.StatusCode, page)
 	}
 }

@@ -3,10 +3,13 @@ package bastion
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"strings"
 
 	"github.com/bastionhq/bastion/bastion/console"
 	"github.com/bastionhq/bastion/bastion/front"
+	"github.com/bastionhq/bastion/policy"
+	"github.com/bastionhq/bastion/policy/grants"
 	"github.com/bastionhq/bastion/recorder"
 )
 
@@ -17,7 +20,7 @@ import (
 // socket refuses one. The end leaf names them as the CLI's does, with
 // operator.verified = console in place of the socket peer's account.
 func (s *Server) consoleKill(ctx context.Context, k console.KillRequest) (front.LiveSession, error) {
-	attrs, by := consoleOperator(k)
+	attrs, by := consoleOperator(k.Who, k.Session, k.Client)
 	if pol := s.Policy(); !pol.Operator(k.Who) {
 		err := fmt.Errorf("%w: %s is not one of the operators the policy names (%s)", ErrNotOperator, k.Who.String(), strings.Join(pol.Operators, ", "))
 		attrs["by"] = by
@@ -35,20 +38,41 @@ func (s *Server) consoleKill(ctx context.Context, k console.KillRequest) (front.
 // request). There is no socket peer, so no operator.uid, operator.user
 // or operator.pid. by is the human-readable "by": "alice@corp (console;
 // console session REF, client ADDR)".
-func consoleOperator(k console.KillRequest) (recorder.Attrs, string) {
-	who := k.Who.String()
+func consoleOperator(id *policy.Identity, session string, addr netip.Addr) (recorder.Attrs, string) {
+	who := id.String()
 	a := recorder.Attrs{
 		"operator":          who,
 		"operator.verified": VerifiedConsole,
-		"console.session":   k.Session,
+		"console.session":   session,
 	}
-	if k.Who.Issuer != "" {
-		a["operator.issuer"] = k.Who.Issuer
+	if id.Issuer != "" {
+		a["operator.issuer"] = id.Issuer
 	}
 	client := "unknown"
-	if k.Client.IsValid() {
-		client = k.Client.String()
+	if addr.IsValid() {
+		client = addr.String()
 		a["operator.client"] = client
 	}
-	return a, fmt.Sprintf("%s (%s; console session %s, client %s)", who, VerifiedConsole, k.Session, client)
+	return a, fmt.Sprintf("%s (%s; console session %s, client %s)", who, VerifiedConsole, session, client)
+}
+
+// consoleRevokeGrant is an operator's grant revocation from the web
+// console: the admin socket's POST /v1/grants/revoke (the CLI's "bastion
+// grants revoke --operator") for a person signed in there, who must be
+// one of the policy's operators (else refused and journaled as
+// admin.refused). The grant.revoked leaf names them as the CLI's does,
+// with operator.verified = console.
+func (s *Server) consoleRevokeGrant(ctx context.Context, r console.GrantRevokeRequest) (grants.Grant, error) {
+	attrs, by := consoleOperator(r.Who, r.Session, r.Client)
+	if pol := s.Policy(); !pol.Operator(r.Who) {
+		err := fmt.Errorf("%w: %s is not one of the operators the policy names (%s)", ErrNotOperator, r.Who.String(), strings.Join(pol.Operators, ", "))
+		attrs["by"] = by
+		s.journalRefused(ctx, "console", "grant.revoke", attrs, recorder.Attrs{"grant": r.ID}, err)
+		return grants.Grant{}, &grants.GrantError{Err: grants.ErrNotApprover, Msg: err.Error()}
+	}
+	g, err := s.grants.Revoke(ctx, grants.GrantDecision{ID: r.ID, Comment: r.Comment, Operator: by, OperatorAttrs: attrs})
+	if err == nil {
+		s.log.Info("grant revoked by an operator", "grant", g.ID, "by", by)
+	}
+	return g, err
 }

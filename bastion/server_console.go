@@ -42,6 +42,7 @@ func (s *Server) newConsole() (*console.Console, error) {
 		Now:            s.now,
 		Logger:         s.log.Named("console"),
 		Grants:         s.grants,
+		RevokeGrant:    s.consoleRevokeGrant,
 		Evidence:       s.consoleEvidence,
 	}
 	if s.witnessing != nil {

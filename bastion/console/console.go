@@ -126,6 +126,11 @@ type Options struct {
 	// grants page decides as the API does; nil when the bastion keeps
 	// none (the page says so).
 	Grants *grants.Grants
+	// RevokeGrant revokes a grant for an operator signed in to the
+	// console, as "bastion grants revoke --operator" does through the
+	// admin socket (any grant; the leaf names the person, with
+	// operator.verified = console). Nil with Grants nil.
+	RevokeGrant func(ctx context.Context, r GrantRevokeRequest) (grants.Grant, error)
 	// Witnesses returns the witnesses' state as the server tracks it;
 	// nil when none are configured.
 	Witnesses func() WitnessState

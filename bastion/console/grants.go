@@ -3,12 +3,14 @@ package console
 import (
 	"encoding/json"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/policy/grants"
 	"github.com/bastionhq/bastion/recorder"
 )
@@ -34,6 +36,19 @@ func (c *Console) grantRoutes(everyone []string) {
 			c.decideGrant(w, r, v, action)
 		})
 	}
+	c.handle("POST "+Path+"/grants/{id}/revoke", []string{RoleOperator, RoleApprover}, c.revokeGrant)
+}
+
+// A GrantRevokeRequest is an operator's revocation of a grant through the
+// console: what [Options.RevokeGrant] is given.
+type GrantRevokeRequest struct {
+	// ID is the grant's; Comment is recorded with the revocation.
+	ID, Comment string
+	// Who is the signed-in person, Session the public reference of their
+	// console session, Client the address the request came from.
+	Who     *policy.Identity
+	Session string
+	Client  netip.Addr
 }
 
 // grantsData is the grants page's, and grants.json's, content.
@@ -41,10 +56,13 @@ type grantsData struct {
 	// Enabled is false when the bastion keeps no grants.
 	Enabled bool `json:"enabled"`
 	// Approver says the viewer may decide (forms are shown).
-	Approver bool       `json:"approver"`
-	Pending  []grantRow `json:"pending"`
-	Decided  []grantRow `json:"decided"`
-	Now      string     `json:"now"`
+	Approver bool `json:"approver"`
+	// Revoker says the viewer may revoke some grants: the decided
+	// table has a column for the form.
+	Revoker bool       `json:"revoker"`
+	Pending []grantRow `json:"pending"`
+	Decided []grantRow `json:"decided"`
+	Now     string     `json:"now"`
 	// MaxComment bounds a decision's comment, in bytes.
 	MaxComment int `json:"max_comment"`
 }
@@ -82,6 +100,10 @@ type grantRow struct {
 	Own bool `json:"own"`
 	// Decide says the viewer is shown the forms to approve or deny it.
 	Decide bool `json:"decide"`
+	// Revoke says the viewer is shown the form to end it before its time
+	// (an active grant: any for an operator; for an approver, one they
+	// may approve or asked for themselves).
+	Revoke bool `json:"revoke"`
 }
 
 func fmtTime(t time.Time) string {
@@ -108,7 +130,7 @@ func decidedAt(g *grants.Grant) time.Time {
 // grantsView is what the viewer sees of the grants now.
 func (c *Console) grantsView(v *viewer) grantsData {
 	now := c.o.Now()
-	d := grantsData{Enabled: c.o.Grants != nil, Approver: v.has(RoleApprover), Now: fmtTime(now), MaxComment: grants.MaxGrantComment,
+	d := grantsData{Enabled: c.o.Grants != nil, Approver: v.has(RoleApprover), Revoker: v.has(RoleApprover, RoleOperator), Now: fmtTime(now), MaxComment: grants.MaxGrantComment,
 		Pending: []grantRow{}, Decided: []grantRow{}}
 	if c.o.Grants == nil {
 		return d
@@ -158,7 +180,16 @@ func (c *Console) grantRow(v *viewer, g *grants.Grant) grantRow {
 	if !g.Start.IsZero() {
 		row.Window = fmtTime(g.Start) + " to " + fmtTime(g.End)
 	}
+	row.Revoke = g.State == grants.GrantActive && (v.has(RoleOperator) || row.Own || c.mayApprove(v, g))
 	return row
+}
+
+// mayApprove says whether the policy in force lets v approve g's role
+// for g's requester: who, besides the requester and operators, may
+// revoke it.
+func (c *Console) mayApprove(v *viewer, g *grants.Grant) bool {
+	may, _ := c.o.Policy().MayApprove(g.Role, g.Identity, v.id)
+	return may
 }
 
 // grantsPage shows the inbox.
@@ -221,4 +252,41 @@ func (c *Console) decideGrant(w http.ResponseWriter, r *http.Request, v *viewer,
 		notice = "You approved grant " + g.ID + ": it is " + string(g.State) + "."
 	}
 	c.renderGrants(w, http.StatusOK, v, "", notice)
+}
+
+// revokeGrant ends an active grant before its time for v, with a comment.
+// An operator revokes any grant, as "bastion grants revoke --operator"
+// does through the admin socket (the same leaf, naming them with
+// operator.verified = console); an approver revokes as the API's POST
+// /v1/grants/{id}/revoke lets them (a grant they may approve, or their
+// own), through the grants store, with via "console". Live sessions under
+// the grant end at once, as with the CLI.
+func (c *Console) revokeGrant(w http.ResponseWriter, r *http.Request, v *viewer) {
+	if c.o.Grants == nil {
+		c.renderGrants(w, http.StatusNotFound, v, "This bastion keeps no just-in-time grants.", "")
+		return
+	}
+	id, comment := r.PathValue("id"), r.PostFormValue("comment")
+	var g grants.Grant
+	var err error
+	if v.has(RoleOperator) {
+		g, err = c.o.RevokeGrant(r.Context(), GrantRevokeRequest{ID: id, Comment: comment, Who: v.id, Session: v.ref, Client: clientIP(r)})
+	} else {
+		g, err = c.o.Grants.Revoke(r.Context(), grants.GrantDecision{
+			ID: id, By: v.id, Comment: comment, ClientAddress: clientIP(r),
+			Via: recorder.Attrs{"via": "console", "console.session": v.ref},
+		})
+	}
+	if err != nil {
+		code, reason := certauth.GrantStatus(err)
+		msg := err.Error()
+		if code == http.StatusInternalServerError {
+			c.o.Logger.Error("console grant revocation", "grant", id, "error", err)
+			msg = "internal error: the bastion's log says why"
+		}
+		c.renderGrants(w, code, v, "Refused ("+reason+"): "+msg, "")
+		return
+	}
+	c.o.Logger.Info("console grant revocation", "grant", g.ID, "by", v.who, "session", v.ref)
+	c.renderGrants(w, http.StatusOK, v, "", "You revoked grant "+g.ID+": it is "+string(g.State)+"; sessions under it were ended.")
 }

@@ -63,6 +63,19 @@
     d.setAttribute("formaction", "/ui/grants/" + encodeURIComponent(g.id) + "/deny");
     return add(f, t, c, " ", a, " ", d);
   }
+  function revokeForm(g, max) {
+    var f = el("form");
+    f.method = "post";
+    f.action = "/ui/grants/" + encodeURIComponent(g.id) + "/revoke";
+    var t = el("input");
+    t.type = "hidden"; t.name = "csrf"; t.value = csrf;
+    var c = el("input");
+    c.type = "text"; c.name = "comment"; c.maxLength = max; c.placeholder = "comment";
+    c.setAttribute("aria-label", "comment on revoking " + g.id);
+    var b = el("button", "revoke", "Revoke");
+    b.type = "submit";
+    return add(f, t, c, " ", b);
+  }
   function none(span, text) {
     var td = el("td", "none", text);
     td.colSpan = span;
@@ -83,12 +96,22 @@
     }
     return tr;
   }
-  function decidedRow(g) {
+  function decidedRow(g, d) {
     var tr = el("tr");
     tr.setAttribute("data-grant", g.id);
-    return add(tr, el("td", "grant", g.id), el("td", "state", g.state), requester(g), el("td", "reason", g.reason),
+    add(tr, el("td", "grant", g.id), el("td", "state", g.state), requester(g), el("td", "reason", g.reason),
       el("td", "ticket", g.ticket || ""), allows(g, false), add(el("td", "decided"), time(g.decided)),
       el("td", "by", g.decided_by || ""), el("td", "comment", g.comment || ""), el("td", "approvals", approvals(g)));
+    if (d.revoker) {
+      var td = el("td", "end");
+      if (g.revoke) td.appendChild(revokeForm(g, d.max_comment));
+      tr.appendChild(td);
+    }
+    return tr;
+  }
+  function decidedRows(d) {
+    var cols = d.revoker ? 11 : 10;
+    return d.decided.length ? d.decided.map(function (g) { return decidedRow(g, d); }) : [none(cols, "None.")];
   }
   function replace(tbody, rows) {
     while (tbody.firstChild) tbody.removeChild(tbody.firstChild);
@@ -101,18 +124,17 @@
         var d = JSON.parse(text);
         var now = document.getElementById("now");
         if (now) now.textContent = d.now;
-        if (pending.contains(document.activeElement)) {
-          // A comment is being typed: the pending requests wait, and
-          // are rebuilt at the first refresh after.
+        if (pending.contains(document.activeElement) || decided.contains(document.activeElement)) {
+          // A comment is being typed: the tables wait, and are rebuilt
+          // at the first refresh after.
           last = "";
-          replace(decided, d.decided.length ? d.decided.map(decidedRow) : [none(10, "None.")]);
           return;
         }
         var key = JSON.stringify([d.pending, d.decided]);
         if (key === last) return;
         last = key;
         replace(pending, d.pending.length ? d.pending.map(function (g) { return pendingRow(g, d); }) : [none(8, "No pending request.")]);
-        replace(decided, d.decided.length ? d.decided.map(decidedRow) : [none(10, "None.")]);
+        replace(decided, decidedRows(d));
       })
       .catch(function () { /* signed out or offline: the page stays as it is */ });
   }
