@@ -416,9 +416,28 @@ func TestConsoleGrantRevoke(t *testing.T) {
 	if len(rv) != 1 || rv[0]["operator"] != "alice@dev" || rv[0]["operator.verified"] != VerifiedConsole || rv[0]["comment"] != "incident over" || rv[0]["console.session"] == "" {
 		t.Errorf("grant.revoked by alice: %v", rv)
 	}
-	// Revoked already: a second revocation is refused and changes nothing.
+	// Revoked already: a second revocation is refused and changes nothing;
+	// a pending request is not revoked here (it is denied).
+	pending, err := fx.ts.client.RequestGrant(ctx, fx.devToken(t, "bob"), certauth.GrantRequest{Target: "box", Login: "deploy", Duration: "10m", Reason: "third look"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	_, page = get(t, alice, fx.ts.APIURL()+"/ui/grants")
-	if resp, page := fx.postConsole(t, alice, "/ui/grants/"+byAlice+"/revoke", url.Values{"csrf": {csrfOf(t, page)}}, nil); resp.StatusCode != http.StatusConflict {
-		t.Errorf("a second revocation: %d\n%s", resp.StatusCode, page)
+	for _, id := range []string{byAlice, pending.ID} {
+		if resp, page := fx.postConsole(t, alice, "/ui/grants/"+id+"/revoke", url.Values{"csrf": {csrfOf(t, page)}}, nil); resp.StatusCode != http.StatusConflict || !strings.Contains(page, "grant_state") {
+			t.Errorf("revoking %s: %d, want 409\n%s", id, resp.StatusCode, page)
+		}
+	}
+	if g, err := fx.ts.client.Grant(ctx, fx.devToken(t, "bob"), pending.ID); err != nil || g.State != "pending" {
+		t.Errorf("the pending request after a refused revocation: %v %v", g, err)
+	}
+	// An operator's revocation the store refuses is journaled naming her.
+	_, page = get(t, alice, fx.ts.APIURL()+"/ui/grants")
+	if resp, _ := fx.postConsole(t, alice, "/ui/grants/G-404/revoke", url.Values{"csrf": {csrfOf(t, page)}}, nil); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("revoking an unknown grant: %d", resp.StatusCode)
+	}
+	ref := grantEvents(t, fx, events.GrantRefused, "G-404")
+	if len(ref) != 1 || ref[0]["operator"] != "alice@dev" || ref[0]["operator.verified"] != VerifiedConsole || ref[0]["client.address"] == "" {
+		t.Errorf("grant.refused of alice's revocation: %v", ref)
 	}
 }

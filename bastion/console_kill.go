@@ -70,7 +70,7 @@ func (s *Server) consoleRevokeGrant(ctx context.Context, r console.GrantRevokeRe
 		s.journalRefused(ctx, "console", "grant.revoke", attrs, recorder.Attrs{"grant": r.ID}, err)
 		return grants.Grant{}, &grants.GrantError{Err: grants.ErrNotApprover, Msg: err.Error()}
 	}
-	g, err := s.grants.Revoke(ctx, grants.GrantDecision{ID: r.ID, Comment: r.Comment, Operator: by, OperatorAttrs: attrs})
+	g, err := s.grants.Revoke(ctx, grants.GrantDecision{ID: r.ID, Comment: r.Comment, Operator: by, OperatorAttrs: attrs, ClientAddress: r.Client})
 	if err == nil {
 		s.log.Info("grant revoked by an operator", "grant", g.ID, "by", by)
 	}

@@ -24,6 +24,7 @@ import (
 	"net/http"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -32,6 +33,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/oauth2"
+	"golang.org/x/time/rate"
 
 	"github.com/bastionhq/bastion/bastion/front"
 	"github.com/bastionhq/bastion/certauth"
@@ -168,6 +170,7 @@ type Console struct {
 
 	mu       sync.Mutex
 	costs    costs              // the bounds of the costly reads, and what they hold
+	refusals refusalBudget      // how many refused sign-ins are journaled
 	mux      *http.ServeMux     // the pages behind the guard
 	patterns []Route            // what mux serves, in the order registered
 	byAddr   *certauth.Limiters // requests by client address
@@ -205,6 +208,8 @@ func New(o Options) (*Console, error) {
 	case o.VerifyIDToken == nil || o.Policy == nil || o.Live == nil || o.Journal == nil ||
 		o.Store == nil || o.Verifier == nil || o.RecordRead == nil || o.Kill == nil:
 		return nil, errors.New("console: VerifyIDToken, Policy, Live, Journal, Store, Verifier, RecordRead and Kill are required")
+	case o.Grants != nil && o.RevokeGrant == nil:
+		return nil, errors.New("console: RevokeGrant is required with Grants")
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -318,6 +323,7 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		})
 		return
 	}
+	c.touch(s)
 	v := &viewer{session: s, roles: roles}
 	c.mux.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), viewerKey{}, v)))
 }
@@ -460,8 +466,7 @@ func (c *Console) checkCSRF(r *http.Request, s *session) string {
 	return ""
 }
 
-// session returns the request's live console session, or nil; it notes
-// the use.
+// session returns the request's live console session, or nil.
 func (c *Console) session(r *http.Request) *session {
 	ck, err := r.Cookie(SessionCookie)
 	if err != nil || ck.Value == "" {
@@ -478,8 +483,17 @@ func (c *Console) session(r *http.Request) *session {
 		c.forgetLocked(ck.Value)
 		return nil
 	}
-	s.lastSeen = now
 	return s
+}
+
+// touch notes a use of s that passed the guard: only such a request keeps
+// a console session from going idle (a refused one, such as another
+// site's, does not).
+func (c *Console) touch(s *session) {
+	now := c.o.Now()
+	c.mu.Lock()
+	s.lastSeen = now
+	c.mu.Unlock()
 }
 
 func (c *Console) expiredLocked(s *session, now time.Time) bool {
@@ -606,8 +620,16 @@ func (c *Console) callback(w http.ResponseWriter, r *http.Request) {
 		attrs := maps.Clone(who)
 		attrs["reason"] = reason
 		attrs["error"] = problem
-		if err := c.o.Journal(r.Context(), events.ConsoleRefused, attrs); err != nil {
-			c.o.Logger.Error("console sign-in: journal a refusal", "error", err)
+		if n, ok := c.refusals.take(); !ok {
+			// Over the budget: logged, and counted in the next leaf.
+			c.o.Logger.Warn("console sign-in refused (not journaled: over the budget)", "identity", s.who, "reason", reason)
+		} else {
+			if n > 0 {
+				attrs["refusals_not_journaled"] = strconv.FormatInt(n, 10)
+			}
+			if err := c.o.Journal(r.Context(), events.ConsoleRefused, attrs); err != nil {
+				c.o.Logger.Error("console sign-in: journal a refusal", "error", err)
+			}
 		}
 		c.o.Logger.Warn("console sign-in refused", "identity", s.who, "reason", reason)
 		c.page(w, code, "Sign-in refused", pageData{Problem: problem, SignIn: reason != events.ReasonNotConsoleRole})
@@ -648,6 +670,38 @@ func (c *Console) callback(w http.ResponseWriter, r *http.Request) {
 		Name: SessionCookie, Value: key, Path: Path, Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode,
 	})
 	c.page(w, http.StatusOK, "Signed in", pageData{Who: s.who, CSRF: s.csrf, Continue: true})
+}
+
+// RefusalsPerSecond and RefusalBurst bound the refused sign-ins
+// journaled (console.refused): beyond them a refusal is logged, and the
+// next leaf counts those not journaled.
+const (
+	RefusalsPerSecond = 1
+	RefusalBurst      = 30
+)
+
+// refusalBudget is the budget of refused sign-ins journaled.
+type refusalBudget struct {
+	mu      sync.Mutex
+	lim     *rate.Limiter
+	dropped int64 // refusals not journaled since the last one that was
+}
+
+// take says whether a refusal may be journaled now and, if so, how many
+// were not since the last that was.
+func (b *refusalBudget) take() (int64, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.lim == nil {
+		b.lim = rate.NewLimiter(RefusalsPerSecond, RefusalBurst)
+	}
+	if !b.lim.Allow() {
+		b.dropped++
+		return 0, false
+	}
+	n := b.dropped
+	b.dropped = 0
+	return n, true
 }
 
 // hold keeps s under key, within the bounds: a person holds at most

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -29,6 +30,11 @@ import (
 
 // Bounds of what a report made through the console costs.
 const (
+	// reportTailBytes is room kept in a report's archive for what is
+	// written after its leaf: the signature's note (a signed note of a
+	// few hundred bytes) with its headers, and the central directory's
+	// end (each file's entry, 46 bytes and its name, is counted apart).
+	reportTailBytes = 4 << 10
 	// MaxReportBytes bounds a report's zip archive, held in memory until
 	// it is downloaded (the last one of each console session): a larger
 	// one is refused, and "bastion evidence" on the bastion's host makes
@@ -288,7 +294,14 @@ func (c *Console) makeReport(w http.ResponseWriter, r *http.Request, v *viewer) 
 		refuse(http.StatusServiceUnavailable, err.Error())
 		return
 	}
-	c.holdReport(v, made, bounds.HeldReports)
+	if !c.holdReport(v, made, bounds.HeldReports) {
+		// The console session ended while the report was made (signed
+		// out, refused, pushed out): it is journaled, but nobody is left
+		// to download it.
+		c.o.Logger.Info("console evidence: made after its console session ended; not held", "by", v.who, "leaf", made.Leaf, "session", v.ref)
+		c.page(w, http.StatusGone, "Signed out", pageData{Problem: "Your console session ended while the report was made (recorded at leaf " + strconv.FormatInt(made.Leaf, 10) + "); sign in and make it again to download it.", SignIn: true})
+		return
+	}
 	c.o.Logger.Info("console evidence", "by", v.who, "leaf", made.Leaf, "session", v.ref)
 	c.renderEvidence(w, http.StatusOK, v, d, "", "The report is made and recorded at leaf "+strconv.FormatInt(made.Leaf, 10)+": download it below.")
 }
@@ -305,8 +318,16 @@ func (c *Console) reportOptions() (evidence.Options, error) {
 // holdReport keeps made as v's report, for its download, in place of
 // the one v held: the reports held, all sessions together, take at most
 // budget bytes, and the oldest held are dropped to make room (a report
-// is never larger than the budget: packReport refuses it).
-func (c *Console) holdReport(v *viewer, made *madeReport, budget int64) {
+// is never larger than the budget: packReport refuses it). It holds
+// nothing, and says so, when v's console session has ended.
+func (c *Console) holdReport(v *viewer, made *madeReport, budget int64) bool {
+	// c.mu, then reports.mu (as forgetLocked takes them): a console
+	// session that ended while its report was made holds none.
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !slices.ContainsFunc(slices.Collect(maps.Values(c.sessions)), func(s *session) bool { return s == v.session }) {
+		return false
+	}
 	c.reports.mu.Lock()
 	defer c.reports.mu.Unlock()
 	rs := &c.reports
@@ -326,6 +347,7 @@ func (c *Console) holdReport(v *viewer, made *madeReport, budget int64) {
 	rs.held = append(rs.held, made)
 	rs.heldBytes += int64(len(made.Zip))
 	v.report = made
+	return true
 }
 
 // droppedReport says that r was dropped, and what to do.
@@ -369,7 +391,9 @@ func (c *Console) packReport(ctx context.Context, v *viewer, r *http.Request, op
 	zw := zip.NewWriter(&buf)
 	modified := c.o.Now()
 	sums := map[string]string{}
+	names := 0 // bytes of the file names, for the central directory
 	err := evidence.WriteFiles(ctx, c.o.Store(), opts.Verifier, opts.Witnesses, rep, func(name string, write func(io.Writer) error) error {
+		names += len(name)
 		f, err := zw.CreateHeader(&zip.FileHeader{Name: name, Method: zip.Deflate, Modified: modified})
 		if err != nil {
 			return err
@@ -383,6 +407,16 @@ func (c *Console) packReport(ctx context.Context, v *viewer, r *http.Request, op
 	})
 	if err != nil {
 		return nil, fmt.Errorf("the report could not be written: %w", err)
+	}
+	// What is still to come after the leaf (the signature's note, the
+	// central directory: a fixed part and the name of each file) must fit
+	// too: a report found too large only then would be journaled and not
+	// handed out.
+	if err := zw.Flush(); err != nil {
+		return nil, fmt.Errorf("the report could not be written: %w", err)
+	}
+	if tail := int64(reportTailBytes + names + 64*len(sums)); int64(buf.Len())+tail > limit {
+		return nil, errReportTooLarge
 	}
 	from, to := attrs["period.from"], attrs["period.to"]
 	name := "evidence-" + strings.NewReplacer(":", "", "-", "").Replace(from) + "-" + strings.NewReplacer(":", "", "-", "").Replace(to) + ".zip"

@@ -13,6 +13,7 @@ import (
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/policy/grants"
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/events"
 )
 
 // The grants inbox: the requests the viewer may see, as the API's GET
@@ -267,6 +268,13 @@ func (c *Console) revokeGrant(w http.ResponseWriter, r *http.Request, v *viewer)
 		return
 	}
 	id, comment := r.PathValue("id"), r.PostFormValue("comment")
+	// The console ends active grants only: a pending request is denied.
+	// (Asked of a grant the person may not see, the store answers, as for
+	// one that does not exist.)
+	if cur, ok := c.o.Grants.Get(id); ok && cur.State != grants.GrantActive && (v.has(RoleOperator) || cur.Identity == v.who || c.mayApprove(v, &cur)) {
+		c.renderGrants(w, http.StatusConflict, v, "Refused ("+events.ReasonGrantState+"): grant "+cur.ID+" is "+string(cur.State)+": the console revokes active grants (a pending request is denied).", "")
+		return
+	}
 	var g grants.Grant
 	var err error
 	if v.has(RoleOperator) {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/time/rate"
 
 	"github.com/bastionhq/bastion/bastion/front"
 	"github.com/bastionhq/bastion/certauth"
@@ -66,6 +67,14 @@ func TestEndedSessionGivesBackItsReport(t *testing.T) {
 	if n := held(); n != 3000 {
 		t.Fatalf("held %d bytes, want 3000", n)
 	}
+	// A report finished after its console session ended is not held.
+	gone := person("erin")
+	if c.holdReport(&viewer{session: gone}, &madeReport{Zip: make([]byte, 700)}, 1<<20) {
+		t.Error("a report of a console session not held was held")
+	}
+	if n := held(); n != 3000 {
+		t.Errorf("after a report of an ended session: held %d bytes, want 3000", n)
+	}
 	c.end(a) // a sign-out, or an identity refused
 	if n := held(); n != 2000 {
 		t.Errorf("after alice's session ended: held %d bytes, want 2000", n)
@@ -88,5 +97,28 @@ func TestEndedSessionGivesBackItsReport(t *testing.T) {
 	}
 	if n := held(); n != 0 {
 		t.Errorf("after dave's oldest session was pushed out: held %d bytes, want 0", n)
+	}
+}
+
+// Refused sign-ins are journaled within a budget: past its burst they are
+// not, and the next one journaled counts them.
+func TestRefusalBudget(t *testing.T) {
+	var b refusalBudget
+	for i := range RefusalBurst {
+		if n, ok := b.take(); !ok || n != 0 {
+			t.Fatalf("refusal %d within the burst: %d %v", i, n, ok)
+		}
+	}
+	for range 2 {
+		if _, ok := b.take(); ok {
+			t.Fatal("a refusal past the burst was to be journaled")
+		}
+	}
+	b.lim = rate.NewLimiter(rate.Inf, 1) // time has passed
+	if n, ok := b.take(); !ok || n != 2 {
+		t.Errorf("the next refusal journaled: counts %d not journaled (%v), want 2", n, ok)
+	}
+	if n, _ := b.take(); n != 0 {
+		t.Errorf("the count was not reset: %d", n)
 	}
 }

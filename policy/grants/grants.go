@@ -293,7 +293,7 @@ func (s *Grants) request(ctx context.Context, ask GrantAsk) (Grant, error) {
 func (s *Grants) Approve(ctx context.Context, d GrantDecision) (Grant, error) {
 	g, ended, err := s.decide(ctx, "approve", d)
 	if err != nil {
-		return Grant{}, s.refused(ctx, "approve", d.ID, d.By, d.ClientAddress, err)
+		return Grant{}, s.refused(ctx, "approve", d.ID, d.By, d.ClientAddress, err, d.OperatorAttrs, d.Via)
 	}
 	s.ended(ended)
 	return g, nil
@@ -303,7 +303,7 @@ func (s *Grants) Approve(ctx context.Context, d GrantDecision) (Grant, error) {
 func (s *Grants) Deny(ctx context.Context, d GrantDecision) (Grant, error) {
 	g, _, err := s.decide(ctx, "deny", d)
 	if err != nil {
-		return Grant{}, s.refused(ctx, "deny", d.ID, d.By, d.ClientAddress, err)
+		return Grant{}, s.refused(ctx, "deny", d.ID, d.By, d.ClientAddress, err, d.OperatorAttrs, d.Via)
 	}
 	return g, nil
 }
@@ -314,7 +314,7 @@ func (s *Grants) Deny(ctx context.Context, d GrantDecision) (Grant, error) {
 func (s *Grants) Revoke(ctx context.Context, d GrantDecision) (Grant, error) {
 	g, ended, err := s.decide(ctx, "revoke", d)
 	if err != nil {
-		return Grant{}, s.refused(ctx, "revoke", d.ID, d.By, d.ClientAddress, err)
+		return Grant{}, s.refused(ctx, "revoke", d.ID, d.By, d.ClientAddress, err, d.OperatorAttrs, d.Via)
 	}
 	s.ended(ended)
 	return g, nil
@@ -557,12 +557,21 @@ func (s *Grants) commit(ctx context.Context, name, id string, a recorder.Attrs) 
 
 // refused journals a refused action (within the refusal budget) and
 // returns err, or the journal's failure.
-func (s *Grants) refused(ctx context.Context, action, id string, who *policy.Identity, addr netip.Addr, err error) error {
+func (s *Grants) refused(ctx context.Context, action, id string, who *policy.Identity, addr netip.Addr, err error, extra ...recorder.Attrs) error {
 	var ge *GrantError
 	if !errors.As(err, &ge) || errors.Is(err, ErrGrantJournal) {
 		return err
 	}
 	a := recorder.Attrs{"action": action, "reason": ReasonOf(err), "error": ge.Msg, "at": timeAttr(s.now())}
+	// Who asked, as the decision names them (an operator's attributes,
+	// where it was made), never in place of the refusal's own.
+	for _, x := range extra {
+		for k, v := range x {
+			if _, ok := a[k]; !ok {
+				a[k] = v
+			}
+		}
+	}
 	if id != "" {
 		a["grant"] = id // masked, then cut, by JournalRefusal
 	}
