@@ -743,6 +743,21 @@ func (cs *clusterState) killRemote(ctx context.Context, id, reason, by string, o
 	}
 }
 
+// remoteLive lists the sessions the other members' logs show open, as
+// their start leaves describe them: member, who, where, since, the rule
+// or grant; their bytes are not known here (-1).
+func (cs *clusterState) remoteLive() []front.LiveSession {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	out := make([]front.LiveSession, 0, len(cs.open))
+	for id, rs := range cs.open {
+		l := describeStart(id, rs.start)
+		l.Rule, l.Grant, l.Bytes, l.Member = rs.start.Attrs["policy.rule"], rs.start.Attrs["policy.grant"], -1, rs.member.ID
+		out = append(out, l)
+	}
+	return out
+}
+
 // describeStart describes a session from its start leaf in another
 // member's log.
 func describeStart(id string, l *recorder.Leaf) frontLiveSession {

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/bastionhq/bastion/bastion/console"
+	"github.com/bastionhq/bastion/bastion/front"
 	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder"
@@ -23,7 +24,7 @@ func (s *Server) newConsole() (*console.Console, error) {
 	o := console.Options{
 		VerifyIDToken: s.verifier.VerifyIDToken,
 		Policy:        s.Policy,
-		Live:          s.LiveSessions,
+		Live:          s.consoleLive,
 		Journal: func(ctx context.Context, name string, attrs recorder.Attrs) error {
 			_, err := s.journal.AppendEvent(ctx, name, attrs)
 			return err
@@ -83,6 +84,17 @@ func (s *Server) withConsole(h http.Handler) http.Handler {
 		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+// consoleLive lists the live sessions for the console: this member's, and
+// in a cluster those the other members' logs show open (member set, bytes
+// unknown).
+func (s *Server) consoleLive() []front.LiveSession {
+	l := s.LiveSessions()
+	if s.cluster != nil {
+		l = append(l, s.cluster.remoteLive()...)
+	}
+	return l
 }
 
 // ConsoleURL is the web console's address (https://API/ui/), or "" when

@@ -66,7 +66,10 @@ type liveRow struct {
 	Allowed    string `json:"allowed"`
 	StartedISO string `json:"started"`
 	Age        string `json:"age"`
-	Bytes      int64  `json:"bytes"`
+	// Bytes is -1 for a session another member of a cluster records:
+	// Member is that member's ID (0: this one).
+	Bytes  int64  `json:"bytes"`
+	Member uint16 `json:"member,omitempty"`
 	// FollowURL and KillURL are the row's actions, "" when the viewer may
 	// not take them.
 	FollowURL string `json:"follow_url,omitempty"`
@@ -92,11 +95,14 @@ func (c *Console) liveList(v *viewer) liveData {
 			ID: termtext.Line(l.ID), Identity: termtext.Line(l.Identity), Target: termtext.Line(l.Target),
 			Login: termtext.Line(l.Login), Client: termtext.Line(l.Client), Allowed: termtext.Line(allowed),
 			StartedISO: l.Started.UTC().Format(time.RFC3339), Age: now.Sub(l.Started).Truncate(time.Second).String(), Bytes: l.Bytes,
+			Member: l.Member,
 		}
 		// The session IDs are the journal's UUIDs; anything else gets no
 		// link.
 		if id, err := uuid.Parse(l.ID); err == nil && id.String() == l.ID {
-			if d.Follow {
+			// Another member's session is followed on its own console: the
+			// stream reads this member's journal.
+			if d.Follow && l.Member == 0 {
 				row.FollowURL = Path + "/sessions/" + l.ID + "/live"
 			}
 			if d.Kill {

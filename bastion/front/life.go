@@ -88,6 +88,10 @@ type LiveSession struct {
 	// runs under, if any.
 	Rule  string `json:"rule,omitempty"`
 	Grant string `json:"grant,omitempty"`
+	// Member, in a cluster's list, is the ID of the member whose log
+	// records the session when another member holds it (0: this one);
+	// its Bytes are then unknown (-1).
+	Member uint16 `json:"member,omitempty"`
 }
 
 // liveSession is one session channel from its accept to its end. Its

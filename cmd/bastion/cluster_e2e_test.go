@@ -17,6 +17,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/bastionhq/bastion/bastion/console/consoletest"
 	"github.com/bastionhq/bastion/bastion/sshdtest"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/cluster"
@@ -133,7 +134,7 @@ func TestClusterTwoMembers(t *testing.T) {
 		}
 	})
 	spA, _ := startDevServe(t, config(homeA, dsn, ""), &logOfA)
-	spB, _ := startDevServe(t, config(homeB, dsn, ""), &logOfB)
+	spB, devB := startDevServe(t, config(homeB, dsn, ""), &logOfB)
 	dirA, dirB := filepath.Join(dir, "ca"), filepath.Join(dir, "cb")
 	os.MkdirAll(dirA, 0o700)
 	os.MkdirAll(dirB, 0o700)
@@ -292,6 +293,10 @@ func TestClusterTwoMembers(t *testing.T) {
 		}
 		l := c.via.start(t, key, "ready-kill", box, "echo ready-kill; sleep 60")
 		id := liveID(c.holder)
+		if c.holder == logA {
+			// B's web console lists A's session, as A's log shows it open.
+			consoleLists(t, spB, devB, id)
+		}
 		code, out, errOut := cli(ctx, c.from, "sessions", "kill", "--reason", "cluster kill", id)
 		if code != 0 || !strings.Contains(out, "held by member "+c.holder) {
 			t.Fatalf("sessions kill %s: %d\n%s\n%s", c.name, code, out, errOut)
@@ -367,4 +372,46 @@ func TestClusterTwoMembers(t *testing.T) {
 	if out, errOut, err := viaC.run(keyB3, "", box, "echo via-c"); err != nil || !strings.Contains(out, "via-c") {
 		t.Errorf("B's certificate through C: %v %q %q", err, out, errOut)
 	}
+}
+
+// consoleLists signs in to sp's web console through its development
+// provider (at dev) as alice, an approver, and checks that its live list
+// shows session id as another member's: member 1, bytes unknown, no
+// follow link (it is followed on its own member's console).
+func consoleLists(t *testing.T, sp *serveProcess, dev, id string) {
+	t.Helper()
+	b := consoletest.Browser(sp.fingerprint)
+	defer b.CloseIdleConnections()
+	if resp, page, err := consoletest.SignIn(b, sp.api+"/ui/", dev, "alice"); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("sign in to B's console: %v %v\n%s", err, resp, page)
+	}
+	var live struct {
+		Rows []struct {
+			ID        string `json:"id"`
+			Identity  string `json:"identity"`
+			Bytes     int64  `json:"bytes"`
+			Member    uint16 `json:"member"`
+			FollowURL string `json:"follow_url"`
+		} `json:"rows"`
+	}
+	var found bool
+	waitFor(t, 5*time.Second, "B's console to list A's session "+id, func() bool {
+		resp, err := b.Get(sp.api + "/ui/live.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		page, _ := consoletest.ReadPage(resp)
+		if resp.StatusCode != 200 || json.Unmarshal([]byte(page), &live) != nil {
+			t.Fatalf("B's live.json: %d\n%s", resp.StatusCode, page)
+		}
+		for _, r := range live.Rows {
+			if r.ID == id {
+				found = true
+				if r.Member != 1 || r.Bytes != -1 || r.Identity != "alice@dev" || r.FollowURL != "" {
+					t.Errorf("B's console lists A's session as %+v", r)
+				}
+			}
+		}
+		return found
+	})
 }

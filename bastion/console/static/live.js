@@ -55,7 +55,8 @@
 
   function values(row) {
     return [row.identity, row.target, row.login, row.started + " (" + row.age + ")",
-      String(row.bytes), row.allowed, row.client, row.id];
+      row.bytes < 0 ? "—" : String(row.bytes), row.allowed, row.client,
+      row.member ? row.id + " (member " + row.member + ")" : row.id];
   }
 
   function update(data) {
