@@ -335,6 +335,26 @@ func TestConsoleBrowserGrants(t *testing.T) {
 	if len(ap) != 1 || ap[0]["by"] != "lena@dev" || ap[0]["comment"] != "ok for OPS-42" || ap[0]["via"] != "console" {
 		t.Errorf("grant.approved: %v", ap)
 	}
+
+	// A grant approved elsewhere (the API) while the page is open shows
+	// up active by the page's script, with the revocation form it builds;
+	// revoked through that form.
+	if _, err := fx.ts.client.DecideGrant(context.Background(), fx.devToken(t, "lena"), g2.ID, "approve", "via the API"); err != nil {
+		t.Fatal(err)
+	}
+	revoke := `#decided tr[data-grant="` + g2.ID + `"] td.end form`
+	br.until("the script shows the grant approved elsewhere, with its form", `document.querySelector('`+revoke+` button.revoke') !== null`)
+	br.run("revoke "+g2.ID,
+		chromedp.SendKeys(chromedp.CSS(revoke+` input[name="comment"]`), "work done"),
+		chromedp.Click(chromedp.CSS(revoke+` button.revoke`)),
+		chromedp.WaitVisible(chromedp.CSS("#notice")))
+	if notice := br.text("#notice"); !strings.Contains(notice, "You revoked grant "+g2.ID+": it is revoked") {
+		t.Errorf("#notice after the revocation: %q", notice)
+	}
+	rv := grantEvents(t, fx, events.GrantRevoked, g2.ID)
+	if len(rv) != 1 || rv[0]["by"] != "lena@dev" || rv[0]["comment"] != "work done" || rv[0]["via"] != "console" {
+		t.Errorf("grant.revoked: %v", rv)
+	}
 }
 
 // Revoking an active grant from the console ends it and the sessions

@@ -47,34 +47,33 @@
   function approvals(g) {
     return g.approvals.length ? g.approvals.join("; ") : "none";
   }
-  function form(g, max) {
+  // commentForm is a form that posts a comment on grant g to each of
+  // actions (the first the form's own, the others by their buttons'
+  // formaction), with the anti-forgery token.
+  function commentForm(g, max, label, actions) {
+    var base = "/ui/grants/" + encodeURIComponent(g.id) + "/";
     var f = el("form");
     f.method = "post";
-    f.action = "/ui/grants/" + encodeURIComponent(g.id) + "/approve";
+    f.action = base + actions[0];
     var t = el("input");
     t.type = "hidden"; t.name = "csrf"; t.value = csrf;
     var c = el("input");
     c.type = "text"; c.name = "comment"; c.maxLength = max; c.placeholder = "comment";
-    c.setAttribute("aria-label", "comment on " + g.id);
-    var a = el("button", "approve", "Approve");
-    a.type = "submit";
-    var d = el("button", "deny", "Deny");
-    d.type = "submit";
-    d.setAttribute("formaction", "/ui/grants/" + encodeURIComponent(g.id) + "/deny");
-    return add(f, t, c, " ", a, " ", d);
+    c.setAttribute("aria-label", label + g.id);
+    add(f, t, c);
+    actions.forEach(function (action, i) {
+      var b = el("button", action, action.charAt(0).toUpperCase() + action.slice(1));
+      b.type = "submit";
+      if (i > 0) b.setAttribute("formaction", base + action);
+      add(f, " ", b);
+    });
+    return f;
+  }
+  function form(g, max) {
+    return commentForm(g, max, "comment on ", ["approve", "deny"]);
   }
   function revokeForm(g, max) {
-    var f = el("form");
-    f.method = "post";
-    f.action = "/ui/grants/" + encodeURIComponent(g.id) + "/revoke";
-    var t = el("input");
-    t.type = "hidden"; t.name = "csrf"; t.value = csrf;
-    var c = el("input");
-    c.type = "text"; c.name = "comment"; c.maxLength = max; c.placeholder = "comment";
-    c.setAttribute("aria-label", "comment on revoking " + g.id);
-    var b = el("button", "revoke", "Revoke");
-    b.type = "submit";
-    return add(f, t, c, " ", b);
+    return commentForm(g, max, "comment on revoking ", ["revoke"]);
   }
   function none(span, text) {
     var td = el("td", "none", text);
