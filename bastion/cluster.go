@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/time/rate"
 
+	"github.com/bastionhq/bastion/bastion/console"
 	"github.com/bastionhq/bastion/bastion/front"
 	"github.com/bastionhq/bastion/policy/grants"
 	"github.com/bastionhq/bastion/policy/webhook"
@@ -756,6 +757,27 @@ func (cs *clusterState) remoteLive() []front.LiveSession {
 		out = append(out, l)
 	}
 	return out
+}
+
+// memberLog is the log of the member that records the session id, which
+// another member's log shows open: its store (read-only; closed when
+// serve stops) and that member's key, for a reader of the session here.
+func (cs *clusterState) memberLog(ctx context.Context, id string) (console.MemberLog, bool) {
+	cs.mu.Lock()
+	rs, ok := cs.open[id]
+	cs.mu.Unlock()
+	if !ok {
+		return console.MemberLog{}, false
+	}
+	fl := cs.byName[rs.member.Name()]
+	if fl == nil || !cs.lockRound(ctx) {
+		return console.MemberLog{}, false
+	}
+	defer cs.unlockRound()
+	if cs.closed || fl.store == nil {
+		return console.MemberLog{}, false
+	}
+	return console.MemberLog{Store: fl.store, Verifier: rs.member.Key.Verifier, Member: rs.member.ID, Name: rs.member.Name()}, true
 }
 
 // describeStart describes a session from its start leaf in another

@@ -46,6 +46,9 @@ func (s *Server) newConsole() (*console.Console, error) {
 		RevokeGrant:    s.consoleRevokeGrant,
 		Evidence:       s.consoleEvidence,
 	}
+	if s.cluster != nil {
+		o.MemberLog = s.cluster.memberLog
+	}
 	if s.witnessing != nil {
 		o.Witnesses = s.witnessing.consoleState
 	}

@@ -113,6 +113,10 @@ type Options struct {
 	// do.
 	Store    func() storage.Store
 	Verifier note.Verifier
+	// MemberLog, in a cluster, gives the log of the member that records
+	// a live session this member's journal does not hold (its store and
+	// key), so that it can be followed here; nil outside a cluster.
+	MemberLog func(ctx context.Context, sessionID string) (MemberLog, bool)
 	// RecordRead journals a read of the journal (journal.accessed) or an
 	// examiner's report (evidence.generated) made through the console by
 	// who from the client address client, as the API's POST /v1/reads
@@ -326,6 +330,15 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.touch(s)
 	v := &viewer{session: s, roles: roles}
 	c.mux.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), viewerKey{}, v)))
+}
+
+// A MemberLog is another cluster member's log, for reading a session it
+// records: its store, its key, its member ID and its name (origin).
+type MemberLog struct {
+	Store    storage.Store
+	Verifier note.Verifier
+	Member   uint16
+	Name     string
 }
 
 // A viewer is the signed-in person a request of the console is for, and

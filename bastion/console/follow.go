@@ -180,7 +180,18 @@ func (c *Console) followStream(w http.ResponseWriter, r *http.Request, v *viewer
 	defer c.follow.release(v.session)
 
 	sid := uuid.MustParse(id)
-	if err := c.sessionExists(r.Context(), sid); errors.Is(err, storage.ErrNotFound) {
+	store, verifier := c.o.Store(), c.o.Verifier
+	attrs := map[string]string{"session": id}
+	err := sessionExists(r.Context(), store, sid)
+	if errors.Is(err, storage.ErrNotFound) && c.o.MemberLog != nil {
+		// In a cluster, a live session another member records: its log,
+		// verified with that member's key.
+		if ml, ok := c.o.MemberLog(r.Context(), id); ok {
+			store, verifier, attrs["logs"] = ml.Store, ml.Verifier, ml.Name
+			err = sessionExists(r.Context(), store, sid)
+		}
+	}
+	if errors.Is(err, storage.ErrNotFound) {
 		http.Error(w, "the journal holds no session "+id, http.StatusNotFound)
 		return
 	} else if err != nil {
@@ -192,7 +203,7 @@ func (c *Console) followStream(w http.ResponseWriter, r *http.Request, v *viewer
 	// person, before the first byte of it is sent; if it cannot be,
 	// nothing is.
 	if _, err := c.o.RecordRead(r.Context(), v.id, clientIP(r), certauth.ReadRequest{
-		Action: "play", Attrs: map[string]string{"session": id},
+		Action: "play", Attrs: attrs,
 	}); err != nil {
 		c.o.Logger.Error("console follow: journal the read", "session", id, "identity", v.who, "error", err)
 		http.Error(w, "the read could not be journaled, so nothing is shown: "+err.Error(), http.StatusServiceUnavailable)
@@ -237,8 +248,8 @@ func (c *Console) followStream(w http.ResponseWriter, r *http.Request, v *viewer
 		}
 	})
 	out := &outputWriter{s: s}
-	res, err := playback.Play(ctx, c.o.Store(), recorder.SessionID(sid), out, playback.Options{
-		Verifier: c.o.Verifier, Speed: 0, Follow: true, Poll: FollowPoll,
+	res, err := playback.Play(ctx, store, recorder.SessionID(sid), out, playback.Options{
+		Verifier: verifier, Speed: 0, Follow: true, Poll: FollowPoll,
 	})
 	cancel(nil)
 	watch.Wait()
@@ -267,8 +278,8 @@ func (c *Console) followStream(w http.ResponseWriter, r *http.Request, v *viewer
 
 // sessionExists looks the session up in the journal's index; what is
 // sent of it is verified as it is read.
-func (c *Console) sessionExists(ctx context.Context, id uuid.UUID) error {
-	snap, err := c.o.Store().Snapshot(ctx)
+func sessionExists(ctx context.Context, st storage.Store, id uuid.UUID) error {
+	snap, err := st.Snapshot(ctx)
 	if err != nil {
 		return err
 	}

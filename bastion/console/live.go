@@ -100,9 +100,9 @@ func (c *Console) liveList(v *viewer) liveData {
 		// The session IDs are the journal's UUIDs; anything else gets no
 		// link.
 		if id, err := uuid.Parse(l.ID); err == nil && id.String() == l.ID {
-			// Another member's session is followed on its own console: the
-			// stream reads this member's journal.
-			if d.Follow && l.Member == 0 {
+			// Another member's session is followed from its log when the
+			// console can read it (a cluster's members can).
+			if d.Follow && (l.Member == 0 || c.o.MemberLog != nil) {
 				row.FollowURL = Path + "/sessions/" + l.ID + "/live"
 			}
 			if d.Kill {

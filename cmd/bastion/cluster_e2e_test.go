@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/user"
@@ -36,6 +39,8 @@ identity "agents" {
   providers = ["dev"]
   subjects  = ["agent-1"]
 }
+# The web console: people may look (and approve).
+auditors = ["people"]
 role "box" {
   identities = ["people"]
   targets    = ["box"]
@@ -294,8 +299,14 @@ func TestClusterTwoMembers(t *testing.T) {
 		l := c.via.start(t, key, "ready-kill", box, "echo ready-kill; sleep 60")
 		id := liveID(c.holder)
 		if c.holder == logA {
-			// B's web console lists A's session, as A's log shows it open.
-			consoleLists(t, spB, devB, id)
+			// B's web console lists A's session, as A's log shows it
+			// open, and follows it from A's log; the read is journaled in
+			// B's log, naming A's log.
+			consoleFollows(t, spB, devB, id)
+			if _, leaf := lastLeaf(logB, recorder.LeafEvent); leaf.Event != recorder.EventJournalAccessed || leaf.Attrs["action"] != "play" ||
+				leaf.Attrs["session"] != id || leaf.Attrs["logs"] != logA || leaf.Attrs["identity"] != "alice@dev" || leaf.Attrs["via"] != "console" {
+				t.Errorf("B's leaf for following A's session from its console: %s %v", leaf.Event, leaf.Attrs)
+			}
 		}
 		code, out, errOut := cli(ctx, c.from, "sessions", "kill", "--reason", "cluster kill", id)
 		if code != 0 || !strings.Contains(out, "held by member "+c.holder) {
@@ -374,11 +385,12 @@ func TestClusterTwoMembers(t *testing.T) {
 	}
 }
 
-// consoleLists signs in to sp's web console through its development
-// provider (at dev) as alice, an approver, and checks that its live list
-// shows session id as another member's: member 1, bytes unknown, no
-// follow link (it is followed on its own member's console).
-func consoleLists(t *testing.T, sp *serveProcess, dev, id string) {
+// consoleFollows signs in to sp's web console through its development
+// provider (at dev) as alice, an auditor, checks that its live list shows
+// session id as another member's (member 1, bytes unknown, a follow
+// link), and follows it: the stream, read from member 1's log, holds the
+// session's output.
+func consoleFollows(t *testing.T, sp *serveProcess, dev, id string) {
 	t.Helper()
 	b := consoletest.Browser(sp.fingerprint)
 	defer b.CloseIdleConnections()
@@ -394,7 +406,7 @@ func consoleLists(t *testing.T, sp *serveProcess, dev, id string) {
 			FollowURL string `json:"follow_url"`
 		} `json:"rows"`
 	}
-	var found bool
+	follow := ""
 	waitFor(t, 5*time.Second, "B's console to list A's session "+id, func() bool {
 		resp, err := b.Get(sp.api + "/ui/live.json")
 		if err != nil {
@@ -406,12 +418,34 @@ func consoleLists(t *testing.T, sp *serveProcess, dev, id string) {
 		}
 		for _, r := range live.Rows {
 			if r.ID == id {
-				found = true
-				if r.Member != 1 || r.Bytes != -1 || r.Identity != "alice@dev" || r.FollowURL != "" {
+				follow = r.FollowURL
+				if r.Member != 1 || r.Bytes != -1 || r.Identity != "alice@dev" || r.FollowURL != "/ui/sessions/"+id+"/live" {
 					t.Errorf("B's console lists A's session as %+v", r)
 				}
 			}
 		}
-		return found
+		return follow != ""
 	})
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, sp.api+follow+"/stream", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := (&http.Client{Jar: b.Jar, Transport: b.Transport}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		body, _ := io.ReadAll(resp.Body)
+		t.Fatalf("following A's session from B's console: %d %s", resp.StatusCode, body)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if line := sc.Text(); strings.HasPrefix(line, "data: ") && strings.Contains(line, "ready-kill") {
+			return
+		}
+	}
+	t.Fatalf("the stream from B's console ended without A's session's output: %v", sc.Err())
 }
