@@ -103,12 +103,22 @@ func (b *browser) text(sel string) string {
 }
 
 // until waits, for at most 30 seconds, for a JavaScript condition to hold.
+// A page that navigates meanwhile (a form's answer loading) is looked at
+// again once it has.
 func (b *browser) until(what, expr string) {
 	b.t.Helper()
-	wctx, wcancel := context.WithTimeout(b.ctx, 30*time.Second)
-	defer wcancel()
-	if _, err := chromedp.Run(wctx, chromedp.Poll[bool](expr)); err != nil {
-		b.t.Fatalf("browser, %s: %v; the page says:\n%s", what, err, b.body())
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		wctx, wcancel := context.WithDeadline(b.ctx, deadline)
+		_, err := chromedp.Run(wctx, chromedp.Poll[bool](expr))
+		wcancel()
+		switch {
+		case err == nil:
+			return
+		case time.Now().After(deadline) || b.ctx.Err() != nil:
+			b.t.Fatalf("browser, %s: %v; the page says:\n%s", what, err, b.body())
+		}
+		time.Sleep(50 * time.Millisecond) // navigated: look again
 	}
 }
 

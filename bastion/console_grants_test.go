@@ -346,8 +346,10 @@ func TestConsoleBrowserGrants(t *testing.T) {
 	br.until("the script shows the grant approved elsewhere, with its form", `document.querySelector('`+revoke+` button.revoke') !== null`)
 	br.run("revoke "+g2.ID,
 		chromedp.SendKeys(chromedp.CSS(revoke+` input[name="comment"]`), "work done"),
-		chromedp.Click(chromedp.CSS(revoke+` button.revoke`)),
-		chromedp.WaitVisible(chromedp.CSS("#notice")))
+		chromedp.Click(chromedp.CSS(revoke+` button.revoke`)))
+	// The approval's notice is on the page until the revocation's answer
+	// replaces it.
+	br.until("the revocation's answer", `(document.getElementById("notice") || {textContent: ""}).textContent.includes("You revoked grant")`)
 	if notice := br.text("#notice"); !strings.Contains(notice, "You revoked grant "+g2.ID+": it is revoked") {
 		t.Errorf("#notice after the revocation: %q", notice)
 	}
