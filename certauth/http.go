@@ -393,6 +393,15 @@ func (ls *Limiters) FirstRefusal(key string, now time.Time) bool {
 	if t, ok := ls.refused[key]; ok && now.Sub(t) < time.Minute {
 		return false
 	}
+	if _, ok := ls.refused[key]; !ok && len(ls.refused) >= maxLimiters {
+		// As many keys as the table holds were refused within the
+		// minute: a flood of addresses, whose refusals are only logged
+		// (the journal's own refusal budget bounds it anyway).
+		ls.sweep(now, 10*time.Minute)
+		if len(ls.refused) >= maxLimiters {
+			return false
+		}
+	}
 	ls.refused[key] = now
 	return true
 }
