@@ -449,9 +449,9 @@ func (s *Server) recordEvidence(r *http.Request, w http.ResponseWriter, p *peer,
 	if err != nil {
 		return nil, err
 	}
-	msg, err := recorder.SignEvidenceNote(key, &recorder.EvidenceNote{Origin: key.Signer.Name(), Leaf: idx, SHA256HTML: attrs["sha256.html"], SHA256JSON: attrs["sha256.json"]})
+	msg, err := recorder.SignEvidenceLeaf(key, idx, attrs)
 	if err != nil {
-		return nil, fmt.Errorf("evidence.generated is leaf %d, but its note could not be signed: %w", idx, err)
+		return nil, err
 	}
 	s.log.Info("examiner's report recorded", "by", c.by(), "leaf", idx)
 	return &EvidenceResponse{Leaf: idx, Note: string(msg), Verified: c.verified, Identity: c.identity, Roles: c.roles(pol)}, nil

@@ -108,9 +108,9 @@ func (s *Server) recordReadVia(ctx context.Context, via string, who *policy.Iden
 	}
 	out := &certauth.ReadResponse{Log: key.Signer.Name(), Leaf: idx, Identity: c.identity, Roles: roles}
 	if event == recorder.EventEvidenceGenerated {
-		msg, err := recorder.SignEvidenceNote(key, &recorder.EvidenceNote{Origin: key.Signer.Name(), Leaf: idx, SHA256HTML: attrs["sha256.html"], SHA256JSON: attrs["sha256.json"]})
+		msg, err := recorder.SignEvidenceLeaf(key, idx, attrs)
 		if err != nil {
-			return nil, fmt.Errorf("evidence.generated is leaf %d, but its note could not be signed: %w", idx, err)
+			return nil, err
 		}
 		out.Note = string(msg)
 		s.log.Info("examiner's report recorded", "by", c.identity, "via", via, "leaf", idx)

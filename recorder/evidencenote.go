@@ -69,6 +69,17 @@ func SignEvidenceNote(key *JournalKey, n *EvidenceNote) ([]byte, error) {
 	return note.Sign(&note.Note{Text: n.Text()}, key.Signer)
 }
 
+// SignEvidenceLeaf signs the note over evidence.generated leaf idx of the
+// log key signs, whose attrs give the report's digests (sha256.html,
+// sha256.json): what every writer that records a report hands back.
+func SignEvidenceLeaf(key *JournalKey, idx int64, attrs Attrs) ([]byte, error) {
+	msg, err := SignEvidenceNote(key, &EvidenceNote{Origin: key.Signer.Name(), Leaf: idx, SHA256HTML: attrs["sha256.html"], SHA256JSON: attrs["sha256.json"]})
+	if err != nil {
+		return nil, fmt.Errorf("evidence.generated is leaf %d, but its note could not be signed: %w", idx, err)
+	}
+	return msg, nil
+}
+
 // OpenEvidenceNote checks a signed evidence note with the journal's key
 // and returns what it says. The text must be exactly what [EvidenceNote]
 // Text gives, and the origin the key's name.

@@ -517,11 +517,7 @@ func (c *Console) showSession(w http.ResponseWriter, r *http.Request, v *viewer)
 		}, Path+"/sessions"))
 		return
 	}
-	var end *recorder.Leaf
-	if rec.End != nil {
-		end = rec.End.Leaf
-	}
-	det := sessions.NewDetails(sessions.Describe(rec.ID, rec.Start.Leaf, end, rec.Frames()), rec, sum)
+	det := sessions.NewDetails(sessions.DescribeRecord(rec), rec, sum)
 	d := sessionData{
 		Details: det, Player: playerBuilt(),
 		Cast: Path + "/sessions/" + id + "/cast", Bundle: Path + "/sessions/" + id + "/bundle",

@@ -257,27 +257,9 @@ func runEvidence(ctx context.Context, e *env, args []string) error {
 	if err := job.write(ctx, st, v, dir, rep); err != nil {
 		return err
 	}
-	// The report is recorded: its digests in an evidence.generated
-	// leaf, and the note the journal's writer signs over them beside it.
-	gen := recorder.Attrs{"out": dir}
-	for _, k := range []string{"period.from", "period.to", "targets", "identities", "sample", "seed"} {
-		if v, ok := attrs[k]; ok {
-			gen[k] = v
-		}
-	}
-	for k, name := range map[string]string{"sha256.html": evidence.HTMLFile, "sha256.json": evidence.JSONFile} {
-		if gen[k], err = evidence.DigestFile(dir, name); err != nil {
-			return exitCode(2, fmt.Errorf("evidence: %w", err))
-		}
-	}
-	sig, leaf, err := recordEvidenceGenerated(ctx, e, path, gen, *unrecorded)
+	sig, leaf, err := recordReport(ctx, e, path, dir, attrs, *unrecorded)
 	if err != nil {
 		return err
-	}
-	if sig != nil {
-		if err := writeBytesAtomic(filepath.Join(dir, evidence.SignatureFile), sig); err != nil {
-			return exitCode(2, fmt.Errorf("evidence: write %s: %w", evidence.SignatureFile, err))
-		}
 	}
 	fmt.Fprintf(e.stdout, "evidence for %s to %s written to %s\n", from.UTC().Format(time.RFC3339), to.UTC().Format(time.RFC3339), dir)
 	fmt.Fprintf(e.stdout, "  anchor: %s (%s)\n", rep.Anchor.Level, rep.Anchor.Basis)
@@ -295,6 +277,35 @@ func runEvidence(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "journal: intact, checkpoint of size %d covers the period\n", rep.Checkpoint.Size)
 	return nil
+}
+
+// recordReport records the report written into dir, read from the
+// journal at path: its digests in an evidence.generated leaf (with the
+// period, filters, sample and logs of attrs, the read's), and the note the
+// journal's writer signs over them beside it (evidence.sig). With
+// unrecorded nothing is recorded, and sig is nil.
+func recordReport(ctx context.Context, e *env, path, dir string, attrs recorder.Attrs, unrecorded bool) (sig []byte, leaf int64, err error) {
+	gen := recorder.Attrs{"out": dir}
+	for _, k := range []string{"period.from", "period.to", "targets", "identities", "sample", "seed", "logs"} {
+		if v, ok := attrs[k]; ok {
+			gen[k] = v
+		}
+	}
+	for k, name := range map[string]string{"sha256.html": evidence.HTMLFile, "sha256.json": evidence.JSONFile} {
+		if gen[k], err = evidence.DigestFile(dir, name); err != nil {
+			return nil, 0, exitCode(2, fmt.Errorf("evidence: %w", err))
+		}
+	}
+	sig, leaf, err = recordEvidenceGenerated(ctx, e, path, gen, unrecorded)
+	if err != nil {
+		return nil, 0, err
+	}
+	if sig != nil {
+		if err := writeBytesAtomic(filepath.Join(dir, evidence.SignatureFile), sig); err != nil {
+			return nil, 0, exitCode(2, fmt.Errorf("evidence: write %s: %w", evidence.SignatureFile, err))
+		}
+	}
+	return sig, leaf, nil
 }
 
 // checkOutDir refuses an existing --out directory that holds anything,

@@ -190,25 +190,9 @@ func evidenceCluster(ctx context.Context, e *env, sc *readScope, job *reportJob,
 	}); err != nil {
 		return err
 	}
-	gen := recorder.Attrs{"out": dir}
-	for _, k := range []string{"period.from", "period.to", "targets", "identities", "sample", "seed", "logs"} {
-		if v, ok := attrs[k]; ok {
-			gen[k] = v
-		}
-	}
-	for k, name := range map[string]string{"sha256.html": evidence.HTMLFile, "sha256.json": evidence.JSONFile} {
-		if gen[k], err = evidence.DigestFile(dir, name); err != nil {
-			return exitCode(2, fmt.Errorf("evidence: %w", err))
-		}
-	}
-	sig, leaf, err := recordEvidenceGenerated(ctx, e, sc.path, gen, unrecorded)
+	sig, leaf, err := recordReport(ctx, e, sc.path, dir, attrs, unrecorded)
 	if err != nil {
 		return err
-	}
-	if sig != nil {
-		if err := writeBytesAtomic(filepath.Join(dir, evidence.SignatureFile), sig); err != nil {
-			return exitCode(2, fmt.Errorf("evidence: write %s: %w", evidence.SignatureFile, err))
-		}
 	}
 	fmt.Fprintf(e.stdout, "evidence for %s to %s of %d cluster member(s) written to %s\n", job.from.UTC().Format(time.RFC3339), job.to.UTC().Format(time.RFC3339), len(sc.logs), dir)
 	if sig != nil {

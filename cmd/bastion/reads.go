@@ -283,9 +283,8 @@ func appendSelf(ctx context.Context, e *env, path, event string, attrs recorder.
 	}
 	res := &recorded{leaf: idx}
 	if event == recorder.EventEvidenceGenerated {
-		res.note, err = recorder.SignEvidenceNote(key, &recorder.EvidenceNote{Origin: key.Signer.Name(), Leaf: idx, SHA256HTML: attrs["sha256.html"], SHA256JSON: attrs["sha256.json"]})
-		if err != nil {
-			return nil, fmt.Errorf("evidence.generated is leaf %d, but its note could not be signed: %w", idx, err)
+		if res.note, err = recorder.SignEvidenceLeaf(key, idx, attrs); err != nil {
+			return nil, err
 		}
 	}
 	return res, nil

@@ -170,11 +170,7 @@ func runSessionsShow(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	var end *recorder.Leaf
-	if rec.End != nil {
-		end = rec.End.Leaf
-	}
-	desc := sessions.Describe(rec.ID, rec.Start.Leaf, end, rec.Frames())
+	desc := sessions.DescribeRecord(rec)
 	if desc.State == "live" && writerGone(ctx, st, path) {
 		desc.State = StateUnterminated
 	}

@@ -99,6 +99,16 @@ func Describe(id recorder.SessionID, start, end *recorder.Leaf, frames uint64) S
 	return s
 }
 
+// DescribeRecord is [Describe] of a session as opened: its start leaf,
+// its end leaf (none while it is live) and the frames it committed.
+func DescribeRecord(rec *recorder.SessionRecord) Session {
+	var end *recorder.Leaf
+	if rec.End != nil {
+		end = rec.End.Leaf
+	}
+	return Describe(rec.ID, rec.Start.Leaf, end, rec.Frames())
+}
+
 // CountAttr reads a byte count of an end leaf; nil when it has none.
 func CountAttr(a recorder.Attrs, key string) *int64 {
 	n, err := strconv.ParseInt(a[key], 10, 64)
