@@ -246,10 +246,19 @@ func random() string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
+// consoleCSP is the Content-Security-Policy of the console's pages:
+// scripts and styles from the console's own files only (no inline ones),
+// no plugins, no framing, forms to the console only. cspScripts is its
+// script-src, which a page may widen (see playerCSP).
+const (
+	cspScripts = "script-src 'self'"
+	consoleCSP = "default-src 'self'; " + cspScripts + "; object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+
 // securityHeaders are set on every response of the console.
 func securityHeaders(w http.ResponseWriter) {
 	h := w.Header()
-	h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+	h.Set("Content-Security-Policy", consoleCSP)
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "no-referrer")

@@ -495,7 +495,7 @@ type sessionData struct {
 // console's, plus 'wasm-unsafe-eval', which asciinema-player needs to
 // compile its terminal emulator (WebAssembly, from its own script). It
 // allows no other script, and no eval of JavaScript.
-const playerCSP = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+var playerCSP = strings.Replace(consoleCSP, cspScripts, cspScripts+" 'wasm-unsafe-eval'", 1)
 
 // showSession shows a session's details, as "bastion sessions show"
 // does, and replays it.
