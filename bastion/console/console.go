@@ -20,7 +20,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -814,9 +813,12 @@ func clientIP(r *http.Request) netip.Addr {
 	return ap.Addr().Unmap()
 }
 
+// clientAddr is clientIP as the journal's "client" attribute writes it:
+// the request's remote address as it is when it is not an IP address and
+// port.
 func clientAddr(r *http.Request) string {
-	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		return host
+	if a := clientIP(r); a.IsValid() {
+		return a.String()
 	}
 	return r.RemoteAddr
 }
