@@ -327,16 +327,14 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.page(w, http.StatusForbidden, "Signed out", pageData{Problem: "Your identity is refused here (" + why + "); you are signed out.", SignIn: true})
 		return
 	}
-	roles := Roles(c.o.Policy(), s.id)
-	if len(roles) == 0 {
-		c.page(w, http.StatusForbidden, "Not for you", pageData{
+	v := &viewer{session: s, roles: Roles(c.o.Policy(), s.id)}
+	if len(v.roles) == 0 {
+		c.page(w, http.StatusForbidden, "Not for you", v.signed(pageData{
 			Problem: "The console is for the operators, auditors and approvers the policy names; you are none of them.",
-			Who:     s.who, CSRF: s.csrf,
-		})
+		}))
 		return
 	}
 	c.touch(s)
-	v := &viewer{session: s, roles: roles}
 	c.mux.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), viewerKey{}, v)))
 }
 
@@ -387,10 +385,9 @@ func (c *Console) handle(pattern string, roles []string, h func(http.ResponseWri
 			return
 		}
 		if !v.has(roles...) {
-			c.page(w, http.StatusForbidden, "Not for you", pageData{
+			c.page(w, http.StatusForbidden, "Not for you", v.signed(pageData{
 				Problem: "This page is for the " + strings.Join(roles, "s, the ") + "s the policy names; you are not one of them.",
-				Who:     v.who, Roles: strings.Join(v.roles, ", "), CSRF: v.csrf,
-			})
+			}))
 			return
 		}
 		h(w, r, v)
@@ -427,7 +424,7 @@ func (c *Console) routes() {
 		v, _ := r.Context().Value(viewerKey{}).(*viewer)
 		d := pageData{Problem: "There is no such page."}
 		if v != nil {
-			d.Who, d.Roles, d.CSRF = v.who, strings.Join(v.roles, ", "), v.csrf
+			d = v.signed(d)
 		}
 		c.page(w, http.StatusNotFound, "Not found", d)
 	})
