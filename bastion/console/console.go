@@ -217,15 +217,9 @@ func New(o Options) (*Console, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	if o.MaxSessions <= 0 {
-		o.MaxSessions = DefaultMaxSessions
-	}
-	if o.IdleTimeout <= 0 {
-		o.IdleTimeout = DefaultIdleTimeout
-	}
-	if o.MaxAge <= 0 {
-		o.MaxAge = DefaultMaxAge
-	}
+	o.MaxSessions = positiveOr(o.MaxSessions, DefaultMaxSessions)
+	o.IdleTimeout = positiveOr(o.IdleTimeout, DefaultIdleTimeout)
+	o.MaxAge = positiveOr(o.MaxAge, DefaultMaxAge)
 	if o.HTTPClient == nil {
 		o.HTTPClient = &http.Client{Timeout: 30 * time.Second}
 	}

@@ -91,25 +91,21 @@ type Bounds struct {
 }
 
 func (b Bounds) withDefaults() Bounds {
-	if b.SearchTime <= 0 {
-		b.SearchTime = DefaultSearchTime
-	}
-	if b.SearchBytes <= 0 {
-		b.SearchBytes = DefaultSearchBytes
-	}
-	if b.Searches <= 0 {
-		b.Searches = DefaultSearches
-	}
-	if b.BundleBytes <= 0 {
-		b.BundleBytes = DefaultBundleBytes
-	}
-	if b.Bundles <= 0 {
-		b.Bundles = DefaultBundles
-	}
-	if b.HeldReports <= 0 {
-		b.HeldReports = DefaultHeldReports
-	}
+	b.SearchTime = positiveOr(b.SearchTime, DefaultSearchTime)
+	b.SearchBytes = positiveOr(b.SearchBytes, DefaultSearchBytes)
+	b.Searches = positiveOr(b.Searches, DefaultSearches)
+	b.BundleBytes = positiveOr(b.BundleBytes, DefaultBundleBytes)
+	b.Bundles = positiveOr(b.Bundles, DefaultBundles)
+	b.HeldReports = positiveOr(b.HeldReports, DefaultHeldReports)
 	return b
+}
+
+// positiveOr is v, or def when v is zero or negative: a bound's default.
+func positiveOr[T int | int64 | time.Duration](v, def T) T {
+	if v <= 0 {
+		return def
+	}
+	return v
 }
 
 // costs are the bounds in force and what the costly reads hold now. Its
