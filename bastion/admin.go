@@ -18,6 +18,7 @@ import (
 
 	"github.com/bastionhq/bastion/bastion/front"
 	"github.com/bastionhq/bastion/certauth"
+	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/policy/grants"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/events"
@@ -76,6 +77,11 @@ const EventAdminRefused = events.AdminRefused
 // of the policy's operators.
 var ErrNotOperator = errors.New("not an operator")
 
+// notOperator is the refusal of who, not one of pol's operators.
+func notOperator(who string, pol *policy.Policy) error {
+	return fmt.Errorf("%w: %s is not one of the operators the policy names (%s)", ErrNotOperator, who, strings.Join(pol.Operators, ", "))
+}
+
 // adminRevokeRequest is a revocation through the admin socket.
 type adminRevokeRequest struct {
 	certauth.RevokeRequest
@@ -99,7 +105,7 @@ func (s *Server) operator(r *http.Request, action string, subject recorder.Attrs
 		refused = &caller{peer: p, user: p.account(), says: capText(termtext.OneLine(says), maxSays), verified: VerifiedNone}
 	case len(pol.Operators) > 0 && c.id != nil && !pol.Operator(c.id):
 		refused = c
-		err = fmt.Errorf("%w: %s is not one of the operators the policy names (%s)", ErrNotOperator, c.identity, strings.Join(pol.Operators, ", "))
+		err = notOperator(c.identity, pol)
 	default:
 		return c, nil
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"strings"
 
 	"github.com/bastionhq/bastion/bastion/console"
 	"github.com/bastionhq/bastion/bastion/front"
@@ -20,11 +19,8 @@ import (
 // socket refuses one. The end leaf names them as the CLI's does, with
 // operator.verified = console in place of the socket peer's account.
 func (s *Server) consoleKill(ctx context.Context, k console.KillRequest) (front.LiveSession, error) {
-	attrs, by := consoleOperator(k.Who, k.Session, k.Client)
-	if pol := s.Policy(); !pol.Operator(k.Who) {
-		err := fmt.Errorf("%w: %s is not one of the operators the policy names (%s)", ErrNotOperator, k.Who.String(), strings.Join(pol.Operators, ", "))
-		attrs["by"] = by
-		s.journalRefused(ctx, "console", "kill", attrs, recorder.Attrs{"session": k.ID}, err)
+	attrs, by, err := s.consoleOperator(ctx, "kill", recorder.Attrs{"session": k.ID}, k.Who, k.Session, k.Client)
+	if err != nil {
 		return front.LiveSession{}, err
 	}
 	l, err := s.KillSession(ctx, k.ID, k.Reason, by, attrs)
@@ -37,8 +33,11 @@ func (s *Server) consoleKill(ctx context.Context, k console.KillRequest) (front.
 // public reference) and operator.client (the address of the browser's
 // request). There is no socket peer, so no operator.uid, operator.user
 // or operator.pid. by is the human-readable "by": "alice@corp (console;
-// console session REF, client ADDR)".
-func consoleOperator(id *policy.Identity, session string, addr netip.Addr) (recorder.Attrs, string) {
+// console session REF, client ADDR)". It is the console's twin of
+// [Server.operator]: a person who is not one of the policy's operators
+// is refused (an error wrapping ErrNotOperator) and the refusal journaled
+// (admin.refused) for action, naming what in subject.
+func (s *Server) consoleOperator(ctx context.Context, action string, subject recorder.Attrs, id *policy.Identity, session string, addr netip.Addr) (recorder.Attrs, string, error) {
 	who := id.String()
 	a := recorder.Attrs{
 		"operator":          who,
@@ -53,7 +52,14 @@ func consoleOperator(id *policy.Identity, session string, addr netip.Addr) (reco
 		client = addr.String()
 		a["operator.client"] = client
 	}
-	return a, fmt.Sprintf("%s (%s; console session %s, client %s)", who, VerifiedConsole, session, client)
+	by := fmt.Sprintf("%s (%s; console session %s, client %s)", who, VerifiedConsole, session, client)
+	if pol := s.Policy(); !pol.Operator(id) {
+		err := notOperator(who, pol)
+		a["by"] = by
+		s.journalRefused(ctx, "console", action, a, subject, err)
+		return nil, "", err
+	}
+	return a, by, nil
 }
 
 // consoleRevokeGrant is an operator's grant revocation from the web
@@ -63,11 +69,8 @@ func consoleOperator(id *policy.Identity, session string, addr netip.Addr) (reco
 // admin.refused). The grant.revoked leaf names them as the CLI's does,
 // with operator.verified = console.
 func (s *Server) consoleRevokeGrant(ctx context.Context, r console.GrantRevokeRequest) (grants.Grant, error) {
-	attrs, by := consoleOperator(r.Who, r.Session, r.Client)
-	if pol := s.Policy(); !pol.Operator(r.Who) {
-		err := fmt.Errorf("%w: %s is not one of the operators the policy names (%s)", ErrNotOperator, r.Who.String(), strings.Join(pol.Operators, ", "))
-		attrs["by"] = by
-		s.journalRefused(ctx, "console", "grant.revoke", attrs, recorder.Attrs{"grant": r.ID}, err)
+	attrs, by, err := s.consoleOperator(ctx, "grant.revoke", recorder.Attrs{"grant": r.ID}, r.Who, r.Session, r.Client)
+	if err != nil {
 		return grants.Grant{}, &grants.GrantError{Err: grants.ErrNotApprover, Msg: err.Error()}
 	}
 	g, err := s.grants.Revoke(ctx, grants.GrantDecision{ID: r.ID, Comment: r.Comment, Operator: by, OperatorAttrs: attrs, ClientAddress: r.Client})

@@ -257,20 +257,10 @@ func (fx *consoleFixture) ssh(t *testing.T, sub, login, command string) *bgSSH {
 		t.Fatal(err)
 	}
 	_, port, _ := net.SplitHostPort(fx.ts.SSHAddr())
-	b := &bgSSH{cmd: exec.Command(sshPath, "-F", "none", "-i", key, "-p", port,
+	return startBgSSH(t, exec.Command(sshPath, "-F", "none", "-i", key, "-p", port,
 		"-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
 		"-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile="+kh, "-o", "GlobalKnownHostsFile=none",
-		login+"@box@127.0.0.1", command), done: make(chan struct{})}
-	b.cmd.Stdout, b.cmd.Stderr = &b.stdout, &b.stderr
-	if err := b.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { b.cmd.Wait(); close(b.done) }()
-	t.Cleanup(func() {
-		b.cmd.Process.Kill()
-		<-b.done
-	})
-	return b
+		login+"@box@127.0.0.1", command))
 }
 
 // The whole sign-in through the dev provider's picker page, by the

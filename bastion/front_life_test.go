@@ -100,7 +100,14 @@ func (fx *frontFixture) sshStart(t *testing.T, key, user, command string, opts .
 	}
 	args = append(args, opts...)
 	args = append(args, user+"@127.0.0.1", command)
-	b := &bgSSH{cmd: exec.Command(needTool(t, "ssh"), args...), done: make(chan struct{})}
+	return startBgSSH(t, exec.Command(needTool(t, "ssh"), args...))
+}
+
+// startBgSSH starts cmd, an ssh client, in the background; it is killed
+// when the test ends.
+func startBgSSH(t *testing.T, cmd *exec.Cmd) *bgSSH {
+	t.Helper()
+	b := &bgSSH{cmd: cmd, done: make(chan struct{})}
 	b.cmd.Stdout, b.cmd.Stderr = &b.stdout, &b.stderr
 	if err := b.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -20,7 +20,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -218,15 +217,9 @@ func New(o Options) (*Console, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	if o.MaxSessions <= 0 {
-		o.MaxSessions = DefaultMaxSessions
-	}
-	if o.IdleTimeout <= 0 {
-		o.IdleTimeout = DefaultIdleTimeout
-	}
-	if o.MaxAge <= 0 {
-		o.MaxAge = DefaultMaxAge
-	}
+	o.MaxSessions = positiveOr(o.MaxSessions, DefaultMaxSessions)
+	o.IdleTimeout = positiveOr(o.IdleTimeout, DefaultIdleTimeout)
+	o.MaxAge = positiveOr(o.MaxAge, DefaultMaxAge)
 	if o.HTTPClient == nil {
 		o.HTTPClient = &http.Client{Timeout: 30 * time.Second}
 	}
@@ -246,10 +239,19 @@ func random() string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
+// consoleCSP is the Content-Security-Policy of the console's pages:
+// scripts and styles from the console's own files only (no inline ones),
+// no plugins, no framing, forms to the console only. cspScripts is its
+// script-src, which a page may widen (see playerCSP).
+const (
+	cspScripts = "script-src 'self'"
+	consoleCSP = "default-src 'self'; " + cspScripts + "; object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+
 // securityHeaders are set on every response of the console.
 func securityHeaders(w http.ResponseWriter) {
 	h := w.Header()
-	h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+	h.Set("Content-Security-Policy", consoleCSP)
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "no-referrer")
@@ -319,16 +321,14 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.page(w, http.StatusForbidden, "Signed out", pageData{Problem: "Your identity is refused here (" + why + "); you are signed out.", SignIn: true})
 		return
 	}
-	roles := Roles(c.o.Policy(), s.id)
-	if len(roles) == 0 {
-		c.page(w, http.StatusForbidden, "Not for you", pageData{
+	v := &viewer{session: s, roles: Roles(c.o.Policy(), s.id)}
+	if len(v.roles) == 0 {
+		c.page(w, http.StatusForbidden, "Not for you", v.signed(pageData{
 			Problem: "The console is for the operators, auditors and approvers the policy names; you are none of them.",
-			Who:     s.who, CSRF: s.csrf,
-		})
+		}))
 		return
 	}
 	c.touch(s)
-	v := &viewer{session: s, roles: roles}
 	c.mux.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), viewerKey{}, v)))
 }
 
@@ -379,10 +379,9 @@ func (c *Console) handle(pattern string, roles []string, h func(http.ResponseWri
 			return
 		}
 		if !v.has(roles...) {
-			c.page(w, http.StatusForbidden, "Not for you", pageData{
+			c.page(w, http.StatusForbidden, "Not for you", v.signed(pageData{
 				Problem: "This page is for the " + strings.Join(roles, "s, the ") + "s the policy names; you are not one of them.",
-				Who:     v.who, Roles: strings.Join(v.roles, ", "), CSRF: v.csrf,
-			})
+			}))
 			return
 		}
 		h(w, r, v)
@@ -419,7 +418,7 @@ func (c *Console) routes() {
 		v, _ := r.Context().Value(viewerKey{}).(*viewer)
 		d := pageData{Problem: "There is no such page."}
 		if v != nil {
-			d.Who, d.Roles, d.CSRF = v.who, strings.Join(v.roles, ", "), v.csrf
+			d = v.signed(d)
 		}
 		c.page(w, http.StatusNotFound, "Not found", d)
 	})
@@ -805,9 +804,12 @@ func clientIP(r *http.Request) netip.Addr {
 	return ap.Addr().Unmap()
 }
 
+// clientAddr is clientIP as the journal's "client" attribute writes it:
+// the request's remote address as it is when it is not an IP address and
+// port.
 func clientAddr(r *http.Request) string {
-	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		return host
+	if a := clientIP(r); a.IsValid() {
+		return a.String()
 	}
 	return r.RemoteAddr
 }

@@ -132,10 +132,17 @@ type followData struct {
 // sessionID is the path's session ID, or "" when it is not one.
 func sessionID(r *http.Request) string {
 	id := r.PathValue("id")
-	if u, err := uuid.Parse(id); err != nil || u.String() != id {
+	if !isSessionID(id) {
 		return ""
 	}
 	return id
+}
+
+// isSessionID says whether s is a journal session's ID as the journal
+// writes it: a UUID in its canonical form.
+func isSessionID(s string) bool {
+	u, err := uuid.Parse(s)
+	return err == nil && u.String() == s
 }
 
 // followPage is the page that shows a session's output as it is

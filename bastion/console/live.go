@@ -11,8 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/bastionhq/bastion/bastion/front"
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder/termtext"
@@ -99,7 +97,7 @@ func (c *Console) liveList(v *viewer) liveData {
 		}
 		// The session IDs are the journal's UUIDs; anything else gets no
 		// link.
-		if id, err := uuid.Parse(l.ID); err == nil && id.String() == l.ID {
+		if isSessionID(l.ID) {
 			// Another member's session is followed from its log when the
 			// console can read it (a cluster's members can).
 			if d.Follow && (l.Member == 0 || c.o.MemberLog != nil) {
@@ -136,8 +134,8 @@ func (c *Console) liveJSON(w http.ResponseWriter, r *http.Request, v *viewer) {
 // console role is refused there too, and the refusal is journaled as the
 // admin socket's are.
 func (c *Console) kill(w http.ResponseWriter, r *http.Request, v *viewer) {
-	id := r.PathValue("id")
-	if u, err := uuid.Parse(id); err != nil || u.String() != id {
+	id := sessionID(r)
+	if id == "" {
 		c.renderLive(w, http.StatusBadRequest, v, pageData{Problem: "That is not a session ID."})
 		return
 	}

@@ -90,12 +90,20 @@ var navItems = []struct {
 // frame fills in what the layout shows of the viewer: who, their roles,
 // the anti-forgery token and the menu, with current marked.
 func (v *viewer) frame(d pageData, current string) pageData {
-	d.Who, d.Roles, d.CSRF = v.who, strings.Join(v.roles, ", "), v.csrf
+	d = v.signed(d)
 	for _, n := range navItems {
 		if v.has(n.roles...) {
 			d.Nav = append(d.Nav, navItem{Href: n.href, Label: n.label, Current: n.href == current})
 		}
 	}
+	return d
+}
+
+// signed fills in who the viewer is, their roles and the anti-forgery
+// token (the layout's sign-out form), without the menu: what a refusal
+// shows of them.
+func (v *viewer) signed(d pageData) pageData {
+	d.Who, d.Roles, d.CSRF = v.who, strings.Join(v.roles, ", "), v.csrf
 	return d
 }
 

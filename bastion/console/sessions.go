@@ -91,25 +91,21 @@ type Bounds struct {
 }
 
 func (b Bounds) withDefaults() Bounds {
-	if b.SearchTime <= 0 {
-		b.SearchTime = DefaultSearchTime
-	}
-	if b.SearchBytes <= 0 {
-		b.SearchBytes = DefaultSearchBytes
-	}
-	if b.Searches <= 0 {
-		b.Searches = DefaultSearches
-	}
-	if b.BundleBytes <= 0 {
-		b.BundleBytes = DefaultBundleBytes
-	}
-	if b.Bundles <= 0 {
-		b.Bundles = DefaultBundles
-	}
-	if b.HeldReports <= 0 {
-		b.HeldReports = DefaultHeldReports
-	}
+	b.SearchTime = positiveOr(b.SearchTime, DefaultSearchTime)
+	b.SearchBytes = positiveOr(b.SearchBytes, DefaultSearchBytes)
+	b.Searches = positiveOr(b.Searches, DefaultSearches)
+	b.BundleBytes = positiveOr(b.BundleBytes, DefaultBundleBytes)
+	b.Bundles = positiveOr(b.Bundles, DefaultBundles)
+	b.HeldReports = positiveOr(b.HeldReports, DefaultHeldReports)
 	return b
+}
+
+// positiveOr is v, or def when v is zero or negative: a bound's default.
+func positiveOr[T int | int64 | time.Duration](v, def T) T {
+	if v <= 0 {
+		return def
+	}
+	return v
 }
 
 // costs are the bounds in force and what the costly reads hold now. Its
@@ -495,7 +491,7 @@ type sessionData struct {
 // console's, plus 'wasm-unsafe-eval', which asciinema-player needs to
 // compile its terminal emulator (WebAssembly, from its own script). It
 // allows no other script, and no eval of JavaScript.
-const playerCSP = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+var playerCSP = strings.Replace(consoleCSP, cspScripts, cspScripts+" 'wasm-unsafe-eval'", 1)
 
 // showSession shows a session's details, as "bastion sessions show"
 // does, and replays it.
