@@ -180,13 +180,16 @@ func (c *Console) verifyJournal(r *http.Request, v *viewer) journalState {
 		return st
 	}
 	defer snap.Close()
-	if head, err := snap.Head(ctx); err == nil && head != nil {
-		st.HeadTime = fmtTime(time.Unix(0, head.CreatedNS))
-	}
 	l, err := recorder.ReadLog(ctx, snap, recorder.ReadLogOptions{Verifier: c.o.Verifier})
 	if err != nil {
 		st.Problem = err.Error()
 		return st
+	}
+	// The head's time is a storage column no signature covers: shown
+	// only once the log verified (ReadLog checks it against the last
+	// verified leaf).
+	if head, err := snap.Head(ctx); err == nil && head != nil {
+		st.HeadTime = fmtTime(time.Unix(0, head.CreatedNS))
 	}
 	st.OK, st.Origin, st.Size = true, l.Checkpoint.Origin, l.Checkpoint.Size
 	st.Sessions = len(l.Sessions)
