@@ -775,17 +775,14 @@ func (cs *clusterState) memberLog(ctx context.Context, id string) (console.Membe
 
 // describeStart describes a session from its start leaf in another
 // member's log.
-func describeStart(id string, l *recorder.Leaf) frontLiveSession {
-	out := frontLiveSession{ID: id, Identity: l.Attrs["identity"], Login: l.Attrs["login"], Target: l.Attrs["target"], Client: l.Attrs["client"],
+func describeStart(id string, l *recorder.Leaf) front.LiveSession {
+	out := front.LiveSession{ID: id, Identity: l.Attrs["identity"], Login: l.Attrs["login"], Target: l.Attrs["target"], Client: l.Attrs["client"],
 		Started: time.Unix(0, l.WallNS).UTC()}
 	if n, err := strconv.ParseUint(l.Attrs["serial"], 10, 64); err == nil {
 		out.Serial = n
 	}
 	return out
 }
-
-// frontLiveSession is a live session as the admin socket describes it.
-type frontLiveSession = front.LiveSession
 
 // LiveSessionResult is the answer to a kill: the session ended and, when
 // another member held it, what that member did.
