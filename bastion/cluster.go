@@ -18,6 +18,7 @@ import (
 
 	"github.com/bastionhq/bastion/bastion/console"
 	"github.com/bastionhq/bastion/bastion/front"
+	"github.com/bastionhq/bastion/bastion/tick"
 	"github.com/bastionhq/bastion/policy/grants"
 	"github.com/bastionhq/bastion/policy/webhook"
 	"github.com/bastionhq/bastion/recorder"
@@ -313,17 +314,7 @@ func (cs *clusterState) run(ctx context.Context) {
 			cs.log.Warn("notifications of the other members' commits are not received; polling", "error", err)
 		})
 	})
-	t := time.NewTicker(pollInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			wg.Wait()
-			cs.closeStores()
-			return
-		case <-t.C:
-		case <-cs.wake:
-		}
+	tick.Every(ctx, pollInterval, cs.wake, func() {
 		cs.followRound(ctx, false)
 		// A busy member notifies at every commit: rounds are at least
 		// roundGap apart, each reading all that came meanwhile.
@@ -331,7 +322,9 @@ func (cs *clusterState) run(ctx context.Context) {
 		case <-ctx.Done():
 		case <-time.After(roundGap):
 		}
-	}
+	})
+	wg.Wait()
+	cs.closeStores()
 }
 
 func (cs *clusterState) poke() {
@@ -782,17 +775,14 @@ func (cs *clusterState) memberLog(ctx context.Context, id string) (console.Membe
 
 // describeStart describes a session from its start leaf in another
 // member's log.
-func describeStart(id string, l *recorder.Leaf) frontLiveSession {
-	out := frontLiveSession{ID: id, Identity: l.Attrs["identity"], Login: l.Attrs["login"], Target: l.Attrs["target"], Client: l.Attrs["client"],
+func describeStart(id string, l *recorder.Leaf) front.LiveSession {
+	out := front.LiveSession{ID: id, Identity: l.Attrs["identity"], Login: l.Attrs["login"], Target: l.Attrs["target"], Client: l.Attrs["client"],
 		Started: time.Unix(0, l.WallNS).UTC()}
 	if n, err := strconv.ParseUint(l.Attrs["serial"], 10, 64); err == nil {
 		out.Serial = n
 	}
 	return out
 }
-
-// frontLiveSession is a live session as the admin socket describes it.
-type frontLiveSession = front.LiveSession
 
 // LiveSessionResult is the answer to a kill: the session ended and, when
 // another member held it, what that member did.

@@ -33,18 +33,7 @@ type grantMember struct {
 
 func newGrantMember(t *testing.T, id uint16, pol *policy.Policy) *grantMember {
 	t.Helper()
-	skey, vkey, err := recorder.GenerateJournalKey(fmt.Sprintf("m%d.example/journal", id))
-	if err != nil {
-		t.Fatal(err)
-	}
-	jk, err := recorder.ParseJournalKey(skey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	vk, err := recorder.ParseVerifierKey(vkey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	jk, m := memberKey(t, id, fmt.Sprintf("m%d.example/journal", id))
 	base, _ := cluster.SerialOf(id, 0)
 	j := recordertest.NewJournalWith(t, recordertest.Options{Journal: recorder.Options{Key: jk, IndexBase: base}})
 	log, err := j.ReadLog(context.Background(), grants.GrantEvents)
@@ -57,7 +46,7 @@ func newGrantMember(t *testing.T, id uint16, pol *policy.Policy) *grantMember {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { g.Close() })
-	return &grantMember{m: cluster.Member{ID: id, Key: vk}, base: base, j: j, g: g}
+	return &grantMember{m: m, base: base, j: j, g: g}
 }
 
 // leaves are the grant events of gm's log after leaf after, as a
@@ -177,18 +166,7 @@ func TestClusterGrantEventWaitsForItsRequest(t *testing.T) {
 // with id.
 func memberKey(t *testing.T, id uint16, origin string) (*recorder.JournalKey, cluster.Member) {
 	t.Helper()
-	skey, vkey, err := recorder.GenerateJournalKey(origin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	jk, err := recorder.ParseJournalKey(skey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	vk, err := recorder.ParseVerifierKey(vkey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	jk, vk := recordertest.NewKey(t, origin)
 	return jk, cluster.Member{ID: id, Key: vk}
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/bastionhq/bastion/bastion/tick"
 	"github.com/bastionhq/bastion/policy/webhook"
 )
 
@@ -171,18 +172,7 @@ func (h *journalHealth) failed(err error) {
 // run checks the journal until ctx is done: often enough to see an
 // append wait past the threshold, and at once when a commit took longer.
 func (h *journalHealth) run(ctx context.Context) {
-	every := min(max(h.threshold/4, 10*time.Millisecond), time.Second)
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-h.kick:
-		}
-		h.check()
-	}
+	tick.Every(ctx, min(max(h.threshold/4, 10*time.Millisecond), time.Second), h.kick, h.check)
 }
 
 // check moves the alarms to the journal's state. The slow-commit alarm

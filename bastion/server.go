@@ -23,6 +23,7 @@ import (
 
 	"github.com/bastionhq/bastion/bastion/console"
 	"github.com/bastionhq/bastion/bastion/front"
+	"github.com/bastionhq/bastion/bastion/tick"
 	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/certauth/oidc"
 	"github.com/bastionhq/bastion/policy"
@@ -755,7 +756,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	// Expired certificates leave the registry (and the KRL) once a minute.
 	wg.Go(func() {
-		every(ctx, time.Minute, func() {
+		tick.Every(ctx, time.Minute, nil, func() {
 			s.registry.Prune(s.now())
 			if err := s.writeKRL(); err != nil {
 				s.log.Error("rewrite the KRL", "error", err)
@@ -843,18 +844,4 @@ func (s *Server) flushWitnesses(ctx context.Context) {
 		return
 	}
 	s.log.Info("the witnesses cosigned the journal's last checkpoint")
-}
-
-// every calls fn every interval until ctx is done.
-func every(ctx context.Context, interval time.Duration, fn func()) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			fn()
-		}
-	}
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/bastionhq/bastion/bastion/tick"
 	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/policy/grants"
@@ -182,7 +183,7 @@ func (s *Server) watchPolicy(ctx context.Context) {
 	if s.policySource() == "" {
 		return
 	}
-	every(ctx, policyWatchInterval, func() {
+	tick.Every(ctx, policyWatchInterval, nil, func() {
 		s.reloadMu.Lock()
 		changed := s.stampPolicy() != s.policyStamp
 		s.reloadMu.Unlock()

@@ -185,7 +185,7 @@ func ReadLog(ctx context.Context, snap storage.Snapshot, opts ReadLogOptions) (*
 	log.addIndexProblems(count, faults)
 
 	rules := logRules{sessions: log.byID}
-	tree := newTreeRange()
+	tree := NewTree()
 	var failure error
 	var next int64
 	stop := errors.New("stop")
@@ -199,9 +199,9 @@ func ReadLog(ctx context.Context, snap storage.Snapshot, opts ReadLogOptions) (*
 			failure = broken(next, fmt.Sprintf("leaf %d", next), "missing: the log jumps from leaf %d to leaf %d (deleted)", next-1, sl.Index)
 			return stop
 		}
-		tree.add(sl.Data)
+		tree.Add(sl.Data)
 		if slices.Contains(opts.RootsAt, next+1) {
-			log.Roots[next+1] = tree.root()
+			log.Roots[next+1] = tree.Root()
 		}
 		l, err := ParseLeaf(sl.Data)
 		if err != nil {
@@ -243,7 +243,7 @@ func ReadLog(ctx context.Context, snap storage.Snapshot, opts ReadLogOptions) (*
 	if next != c.Size {
 		return nil, broken(next, fmt.Sprintf("leaf %d", next), "missing: the log ends at leaf %d, the checkpoint commits to %d leaves", next-1, c.Size)
 	}
-	if c.Size > 0 && tree.root() != c.Root {
+	if c.Size > 0 && tree.Root() != c.Root {
 		return nil, broken(c.Size, fmt.Sprintf("checkpoint at tree size %d", c.Size), "the leaves do not hash to its signed root: a leaf was changed, inserted, removed or reordered (\"bastion verify\" locates it)")
 	}
 	log.frontier = tree.frontier()
@@ -452,24 +452,33 @@ func (r *logRules) add(idx int64, l *Leaf) (*LogSession, string) {
 	return s, ""
 }
 
-// treeRange is the RFC 6962 tree of leaves appended in order, as a compact
-// range: the roots of its complete subtrees, O(log n) of them.
-type treeRange struct {
+// Tree is the RFC 6962 tree of a log's leaves appended in order, as a
+// compact range: the roots of its complete subtrees, O(log n) of them.
+// [ReadLog] checks a log's leaves against its checkpoint with it; a
+// reader that follows a log as it grows keeps one, and adds each new
+// leaf. The zero Tree is not usable: make one with [NewTree].
+type Tree struct {
 	r *compact.Range
 }
 
 var rangeFactory = compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
 
-func newTreeRange() *treeRange { return &treeRange{r: rangeFactory.NewEmptyRange(0)} }
+// NewTree returns the tree of no leaves.
+func NewTree() *Tree { return &Tree{r: rangeFactory.NewEmptyRange(0)} }
 
-func (t *treeRange) add(data []byte) {
+// Add appends the leaf whose data (its bytes as stored) is data.
+func (t *Tree) Add(data []byte) {
 	// Append fails only for a hash of the wrong size: never a leaf hash.
 	if err := t.r.Append(rfc6962.DefaultHasher.HashLeaf(data), nil); err != nil {
 		panic(err)
 	}
 }
 
-func (t *treeRange) root() Hash {
+// Size is the number of leaves added.
+func (t *Tree) Size() int64 { return int64(t.r.End()) }
+
+// Root is the tree's root hash, as a checkpoint of its size signs it.
+func (t *Tree) Root() Hash {
 	if t.r.End() == 0 {
 		h, _ := tlog.TreeHash(0, nil)
 		return Hash(h)
@@ -481,9 +490,21 @@ func (t *treeRange) root() Hash {
 	return Hash(h)
 }
 
+// Clone returns a copy of t, which leaves added to either do not change
+// in the other.
+func (t *Tree) Clone() *Tree {
+	// NewRange fails only for hashes that do not fit the range: never
+	// a range's own.
+	r, err := rangeFactory.NewRange(t.r.Begin(), t.r.End(), slices.Clone(t.r.Hashes()))
+	if err != nil {
+		panic(err)
+	}
+	return &Tree{r: r}
+}
+
 // frontier maps the compact range's hashes to their stored-hash indexes
 // in tlog's layout, where the writer keeps them.
-func (t *treeRange) frontier() map[int64]tlog.Hash {
+func (t *Tree) frontier() map[int64]tlog.Hash {
 	out := map[int64]tlog.Hash{}
 	hashes := t.r.Hashes() // left to right: the largest subtree first
 	for k, idx := range frontierIndexes(int64(t.r.End())) {

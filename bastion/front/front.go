@@ -28,6 +28,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/bastionhq/bastion/bastion/tick"
 	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder"
@@ -252,7 +253,7 @@ func (f *Front) Close() error { return f.ln.Close() }
 // Serve accepts connections until Shutdown, and renews the host
 // certificate while it does.
 func (f *Front) Serve(ctx context.Context) error {
-	go every(ctx, time.Hour, func() {
+	go tick.Every(ctx, time.Hour, nil, func() {
 		f.hostCertMu.Lock()
 		due := f.now().After(f.hostCertEnd.Add(-hostCertTTL / 2))
 		f.hostCertMu.Unlock()
@@ -265,7 +266,7 @@ func (f *Front) Serve(ctx context.Context) error {
 	// Tracked with the journal writes: shutdown waits for it (ctx is
 	// done by then) before the journal closes.
 	f.conns.writes.Go(func() {
-		every(ctx, connRefusedInterval, func() {
+		tick.Every(ctx, connRefusedInterval, nil, func() {
 			f.conns.flush()
 			f.flushAuthRefusals()
 		})
@@ -997,18 +998,4 @@ func (f *Front) journalConnRefused(attrs recorder.Attrs) {
 		return
 	}
 	f.metrics.JournalEvent(true)
-}
-
-// every calls fn every interval until ctx is done.
-func every(ctx context.Context, interval time.Duration, fn func()) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			fn()
-		}
-	}
 }

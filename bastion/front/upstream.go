@@ -20,6 +20,7 @@ import (
 
 	"github.com/bastionhq/bastion/bastion/local"
 	"github.com/bastionhq/bastion/bastion/pump"
+	"github.com/bastionhq/bastion/bastion/tick"
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/recorder"
 )
@@ -576,14 +577,9 @@ func (s *frontSession) mirrorRequests(ctx context.Context, reqs <-chan *ssh.Requ
 // keepalive asks the target every interval whether the connection is
 // alive, and calls fail when it is not, until ctx ends.
 func keepalive(ctx context.Context, conn ssh.Conn, every time.Duration, fail func(error)) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	tick.Every(ctx, every, nil, func() {
 		answered := make(chan error, 1)
 		go func() {
 			_, _, err := conn.SendRequest("keepalive@openssh.com", true, nil)
@@ -593,13 +589,12 @@ func keepalive(ctx context.Context, conn ssh.Conn, every time.Duration, fail fun
 		case err := <-answered:
 			if err != nil {
 				fail(fmt.Errorf("the connection to the target failed: %w", err))
-				return
+				stop()
 			}
 		case <-time.After(upstreamKeepaliveMissed * every):
 			fail(errors.New("the target stopped answering keepalives"))
-			return
+			stop()
 		case <-ctx.Done():
-			return
 		}
-	}
+	})
 }

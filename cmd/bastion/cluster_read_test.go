@@ -19,6 +19,7 @@ import (
 	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/certauth/apiclient"
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/recordertest"
 	"github.com/bastionhq/bastion/storage/postgres"
 	"github.com/bastionhq/bastion/storage/postgres/pgtest"
 )
@@ -469,14 +470,7 @@ func startClusterServe(ctx context.Context, t *testing.T, home, cfg, dsn string)
 // returns the new key's verifier key.
 func forgeLogCopy(ctx context.Context, t *testing.T, db *pgx.Conn, from, to string) string {
 	t.Helper()
-	skey, vkey, err := recorder.GenerateJournalKey(to)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := recorder.ParseJournalKey(skey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	k, _ := recordertest.NewKey(t, to)
 	var src, dst int
 	if err := db.QueryRow(ctx, `SELECT id FROM bastion.logs WHERE name = $1`, from).Scan(&src); err != nil {
 		t.Fatal(err)
@@ -497,7 +491,7 @@ func forgeLogCopy(ctx context.Context, t *testing.T, db *pgx.Conn, from, to stri
 			t.Fatalf("%s: %v", q, err)
 		}
 	}
-	if _, err := db.Exec(ctx, `UPDATE bastion.meta SET value = CASE key WHEN 'origin' THEN $2 ELSE $3 END WHERE log_id = $1 AND key IN ('origin', 'verifier_key')`, dst, to, vkey); err != nil {
+	if _, err := db.Exec(ctx, `UPDATE bastion.meta SET value = CASE key WHEN 'origin' THEN $2 ELSE $3 END WHERE log_id = $1 AND key IN ('origin', 'verifier_key')`, dst, to, k.VerifierKey); err != nil {
 		t.Fatal(err)
 	}
 	for _, table := range []string{"checkpoints", "head"} {
@@ -530,5 +524,5 @@ func forgeLogCopy(ctx context.Context, t *testing.T, db *pgx.Conn, from, to stri
 			}
 		}
 	}
-	return vkey
+	return k.VerifierKey
 }

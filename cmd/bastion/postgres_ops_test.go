@@ -29,7 +29,6 @@ import (
 	"github.com/bastionhq/bastion/certauth/oidc/oidctest"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/events"
-	"github.com/bastionhq/bastion/storage/postgres"
 	"github.com/bastionhq/bastion/storage/postgres/pgtest"
 )
 
@@ -358,27 +357,8 @@ func (r *opsRig) sessions(t *testing.T, in *opsInstance) []sessionJSON {
 // events reads the verified events called name from the instance's log.
 func (r *opsRig) events(t *testing.T, in *opsInstance, name string) []recorder.Attrs {
 	t.Helper()
-	ctx := context.Background()
-	key, err := certauth.LoadJournalKey(in.home)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := postgres.Open(ctx, r.dsn, key.Signer.Name(), postgres.Options{ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	snap, err := st.Snapshot(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer snap.Close()
-	evs, err := recorder.Events(ctx, snap, key.Verifier, name)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out []recorder.Attrs
-	for _, e := range evs {
+	for _, e := range r.readLog(t, in, name).Events {
 		out = append(out, e.Leaf.Attrs)
 	}
 	return out

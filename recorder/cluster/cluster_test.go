@@ -7,18 +7,12 @@ import (
 	"testing"
 
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/recordertest"
 )
 
 func key(t *testing.T, origin string) *recorder.VerifierKey {
 	t.Helper()
-	_, vkey, err := recorder.GenerateJournalKey(origin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := recorder.ParseVerifierKey(vkey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, k := recordertest.NewKey(t, origin)
 	return k
 }
 

@@ -4,11 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
-
-	"github.com/transparency-dev/merkle/compact"
-	"github.com/transparency-dev/merkle/rfc6962"
-	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/storage"
@@ -43,21 +38,18 @@ type Follower struct {
 	// after each restart, and keeps in memory only what it applies).
 	Keep  func(*recorder.Leaf) bool
 	store storage.Store
-	tree  *compact.Range // the leaves passed on
-	size  int64          // how many
+	tree  *recorder.Tree // the leaves passed on
 	chunk int64          // how many leaves Next asks the store for at a time
 }
-
-var rangeFactory = compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
 
 // NewFollower follows m's log in store (a read-only store on that log),
 // from its first leaf.
 func NewFollower(m Member, store storage.Store) *Follower {
-	return &Follower{Member: m, store: store, tree: rangeFactory.NewEmptyRange(0), chunk: 4096}
+	return &Follower{Member: m, store: store, tree: recorder.NewTree(), chunk: 4096}
 }
 
 // Size is the number of leaves passed on so far.
-func (f *Follower) Size() int64 { return f.size }
+func (f *Follower) Size() int64 { return f.tree.Size() }
 
 // Next returns the leaves the log gained since the last call (those Keep
 // selects), in index order (none when it did not grow), once the log's head checkpoint
@@ -75,12 +67,13 @@ func (f *Follower) Next(ctx context.Context) ([]Followed, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read %s's head checkpoint: %w", f.Member.Name(), err)
 	}
+	size := f.tree.Size()
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("member %d (%s): %w: %s", f.Member.ID, f.Member.Name(), ErrNotVerified, fmt.Sprintf(format, args...))
 	}
 	if head == nil {
-		if f.size > 0 {
-			return nil, bad("its head checkpoint is gone, after %d leaves were read", f.size)
+		if size > 0 {
+			return nil, bad("its head checkpoint is gone, after %d leaves were read", size)
 		}
 		return nil, nil
 	}
@@ -89,21 +82,18 @@ func (f *Follower) Next(ctx context.Context) ([]Followed, error) {
 		return nil, bad("head checkpoint: %v", err)
 	}
 	switch {
-	case c.Size < f.size:
-		return nil, bad("its head checkpoint commits to %d leaves, but %d were read already (rolled back)", c.Size, f.size)
-	case c.Size == f.size:
-		if root := f.root(); root != c.Root {
-			return nil, bad("the %d leaves read do not hash to the root its head checkpoint signs (forked)", f.size)
+	case c.Size < size:
+		return nil, bad("its head checkpoint commits to %d leaves, but %d were read already (rolled back)", c.Size, size)
+	case c.Size == size:
+		if f.tree.Root() != c.Root {
+			return nil, bad("the %d leaves read do not hash to the root its head checkpoint signs (forked)", size)
 		}
 		return nil, nil
 	}
-	tree, err := rangeFactory.NewRange(f.tree.Begin(), f.tree.End(), slices.Clone(f.tree.Hashes()))
-	if err != nil {
-		return nil, err
-	}
+	tree := f.tree.Clone()
 	var out []Followed
-	next := f.size
-	for from := f.size; err == nil && from < c.Size && next == from; from += f.chunk {
+	next := size
+	for from := size; err == nil && from < c.Size && next == from; from += f.chunk {
 		err = snap.Leaves(ctx, from, min(from+f.chunk, c.Size), func(sl storage.Leaf) error {
 			if sl.Index != next {
 				return bad("leaf %d is missing", next)
@@ -112,9 +102,7 @@ func (f *Follower) Next(ctx context.Context) ([]Followed, error) {
 			if err != nil {
 				return bad("leaf %d: %v", next, err)
 			}
-			if err := tree.Append(rfc6962.DefaultHasher.HashLeaf(sl.Data), nil); err != nil {
-				return err
-			}
+			tree.Add(sl.Data)
 			if f.Keep == nil || f.Keep(l) {
 				out = append(out, Followed{Index: next, Leaf: l})
 			}
@@ -131,25 +119,9 @@ func (f *Follower) Next(ctx context.Context) ([]Followed, error) {
 	if next != c.Size {
 		return nil, bad("the log ends at leaf %d, its head checkpoint commits to %d", next, c.Size)
 	}
-	root, err := tree.GetRootHash(nil)
-	if err != nil {
-		return nil, err
+	if tree.Root() != c.Root {
+		return nil, bad("leaves %d..%d do not hash to the root its head checkpoint signs", size, c.Size-1)
 	}
-	if recorder.Hash(root) != c.Root {
-		return nil, bad("leaves %d..%d do not hash to the root its head checkpoint signs", f.size, c.Size-1)
-	}
-	f.tree, f.size = tree, c.Size
+	f.tree = tree
 	return out, nil
-}
-
-func (f *Follower) root() recorder.Hash {
-	if f.size == 0 {
-		h, _ := tlog.TreeHash(0, nil)
-		return recorder.Hash(h)
-	}
-	h, err := f.tree.GetRootHash(nil)
-	if err != nil {
-		return recorder.Hash{}
-	}
-	return recorder.Hash(h)
 }

@@ -19,18 +19,7 @@ import (
 // member that key is with id.
 func memberJournal(t *testing.T, id uint16, origin string, base uint64) (*recordertest.Journal, Member) {
 	t.Helper()
-	skey, vkey, err := recorder.GenerateJournalKey(origin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	jk, err := recorder.ParseJournalKey(skey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	vk, err := recorder.ParseVerifierKey(vkey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	jk, vk := recordertest.NewKey(t, origin)
 	j := recordertest.NewJournalWith(t, recordertest.Options{Journal: recorder.Options{Key: jk, IndexBase: base}})
 	return j, Member{ID: id, Key: vk}
 }

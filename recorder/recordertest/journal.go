@@ -64,13 +64,7 @@ func NewJournalWith(tb testing.TB, opts Options) *Journal {
 	}
 	jopts := opts.Journal
 	if jopts.Key == nil {
-		skey, _, err := recorder.GenerateJournalKey(DefaultOrigin)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		if jopts.Key, err = recorder.ParseJournalKey(skey); err != nil {
-			tb.Fatal(err)
-		}
+		jopts.Key, _ = NewKey(tb, DefaultOrigin)
 	}
 	st, err := storage.OpenSQLite(ctx, path, opts.Storage)
 	if err != nil {
@@ -88,6 +82,26 @@ func NewJournalWith(tb testing.TB, opts Options) *Journal {
 	j := &Journal{Journal: w, Store: st, Path: path, Key: jopts.Key}
 	tb.Cleanup(func() { j.Close() })
 	return j
+}
+
+// NewKey makes a new journal key of origin: the key that signs, and its
+// public key as a cluster file or journal.pub holds it. It fails tb if
+// the key cannot be made.
+func NewKey(tb testing.TB, origin string) (*recorder.JournalKey, *recorder.VerifierKey) {
+	tb.Helper()
+	skey, vkey, err := recorder.GenerateJournalKey(origin)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	k, err := recorder.ParseJournalKey(skey)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	v, err := recorder.ParseVerifierKey(vkey)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return k, v
 }
 
 // Close closes the writer, then its store, which releases the writer's

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/recordertest"
 	"github.com/bastionhq/bastion/storage"
 	"github.com/bastionhq/bastion/storage/postgres"
 	"github.com/bastionhq/bastion/storage/postgres/pgtest"
@@ -45,19 +46,6 @@ func benchEnv(b *testing.B, name string, def int) int {
 		b.Fatalf("%s=%q: want a positive integer", name, v)
 	}
 	return n
-}
-
-func benchKey(b *testing.B, origin string) *recorder.JournalKey {
-	b.Helper()
-	skey, _, err := recorder.GenerateJournalKey(origin)
-	if err != nil {
-		b.Fatal(err)
-	}
-	k, err := recorder.ParseJournalKey(skey)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return k
 }
 
 // benchRecord records one session of total bytes into st, and returns
@@ -132,7 +120,7 @@ func BenchmarkPostgresVsSQLite(b *testing.B) {
 	total := benchEnv(b, "BENCH_PG_MIB", 64) << 20
 	rounds := benchEnv(b, "BENCH_PG_ROUNDS", 3)
 	dsn := benchPostgres(b)
-	key := benchKey(b, "bench.example/journal")
+	key, _ := recordertest.NewKey(b, "bench.example/journal")
 	var sq, pg, ratio []float64
 	log := 0
 	b.ResetTimer()
@@ -181,7 +169,9 @@ func BenchmarkPostgresTwoWriters(b *testing.B) {
 	total := benchEnv(b, "BENCH_PG_MIB", 64) << 20
 	rounds := benchEnv(b, "BENCH_PG_ROUNDS", 3)
 	dsn := benchPostgres(b)
-	keys := []*recorder.JournalKey{benchKey(b, "a.bench.example/journal"), benchKey(b, "b.bench.example/journal")}
+	ka, _ := recordertest.NewKey(b, "a.bench.example/journal")
+	kb, _ := recordertest.NewKey(b, "b.bench.example/journal")
+	keys := []*recorder.JournalKey{ka, kb}
 	var one, two, ratio []float64
 	log := 0
 	open := func() storage.Store {

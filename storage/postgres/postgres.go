@@ -177,12 +177,9 @@ func Open(ctx context.Context, dsn, name string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{where: fmt.Sprintf("%s log %q", Redact(dsn), name), name: name}
-	cfg, err := pgx.ParseConfig(dsn)
+	cfg, err := connConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open journal %s: %w", s.where, err)
-	}
-	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
-		cfg.RuntimeParams["application_name"] = "bastion"
 	}
 	if opts.ReadOnly {
 		err = s.openReader(ctx, cfg, opts)
@@ -196,17 +193,28 @@ func Open(ctx context.Context, dsn, name string, opts Options) (*Store, error) {
 	return s, nil
 }
 
+// connConfig is the connection configuration dsn gives, with the
+// application name "bastion" unless dsn names one: how the database's
+// views (pg_stat_activity) tell bastion's connections.
+func connConfig(dsn string) (*pgx.ConnConfig, error) {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
+		cfg.RuntimeParams["application_name"] = "bastion"
+	}
+	return cfg, nil
+}
+
 // Logs lists the names of the logs in the database dsn names, sorted: what
 // a reader of a whole cluster checks against its cluster file, so that no
 // log is left out unnoticed. A database without bastion's schema holds
 // none.
 func Logs(ctx context.Context, dsn string) ([]string, error) {
-	cfg, err := pgx.ParseConfig(dsn)
+	cfg, err := connConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("list logs in %s: %w", Redact(dsn), err)
-	}
-	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
-		cfg.RuntimeParams["application_name"] = "bastion"
 	}
 	c, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
