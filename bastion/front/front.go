@@ -876,7 +876,7 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 			evict.elem = nil
 		}
 		l.open[key]++
-		lc := &limitedConn{Conn: c, l: l, key: key}
+		lc := &limitedConn{Conn: withQuickAck(c), l: l, key: key}
 		if evict == nil && l.maxUnauth > 0 && l.unauth.Len() >= l.maxUnauth {
 			// Full of connections that have not authenticated: the
 			// oldest goes, so that a flood of silent connections, from

@@ -225,7 +225,7 @@ func (u *upstream) dial(ctx context.Context, user string, auth ssh.Signer) (*ssh
 		stop()
 		return nil, nil, err
 	}
-	sc, chans, reqs, err := ssh.NewClientConn(c, u.target.SSH, cc)
+	sc, chans, reqs, err := ssh.NewClientConn(withQuickAck(c), u.target.SSH, cc)
 	if !stop() || err != nil {
 		c.Close()
 		if err == nil {
