@@ -316,7 +316,10 @@ func TestFailWhileAppending(t *testing.T) {
 	for round := 0; round < 3; round++ {
 		ctx := context.Background()
 		st := openStore(t, filepath.Join(t.TempDir(), "j.db"), false)
-		j, err := Open(ctx, &countingFailStore{SQLite: st, fail: 4}, Options{Key: testKey(t), MaxPendingFrames: 256})
+		// A small pipeline: the appenders soon block on it (one-byte
+		// frames coalesce, so a bound in frames alone would leave them
+		// spinning until the failure), and the failure must wake them.
+		j, err := Open(ctx, &countingFailStore{SQLite: st, fail: 4}, Options{Key: testKey(t), MaxPendingFrames: 256, MaxPendingBytes: 512})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -99,6 +99,7 @@ func TestStreamBytesKept(t *testing.T) {
 		for si, sm := range streams {
 			wg.Go(func() {
 				rng := rand.New(rand.NewPCG(uint64(i), uint64(sm.channel)))
+				fill := rand.NewChaCha8([32]byte{byte(i), byte(sm.channel)})
 				var all []byte
 				var seq uint64
 				for k := range 300 {
@@ -107,9 +108,7 @@ func TestStreamBytesKept(t *testing.T) {
 						n = rng.IntN(64)
 					}
 					chunk := make([]byte, n)
-					for b := range chunk {
-						chunk[b] = byte(rng.Uint32())
-					}
+					fill.Read(chunk)
 					all = append(all, chunk...)
 					var err error
 					if seq, err = s.Append(sm.kind, sm.channel, chunk); err != nil {
