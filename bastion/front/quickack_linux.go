@@ -19,9 +19,10 @@ import (
 // measured on loopback, 47 ms in the front door's key exchange (OpenSSH
 // sends KEXINIT and then KEX_ECDH_INIT) and 43 ms on the upstream
 // connection after sshd's authentication, of an "ssh … true" of 175 ms.
-// Acknowledging at once costs one setsockopt per read and, at worst, an
-// ACK segment sooner than it would have gone. Linux resets the mode on
-// its own, hence the call after every read.
+// Acknowledging at once costs a setsockopt after each read that empties
+// the socket's receive queue and, at worst, an ACK segment sooner than
+// it would have gone. Linux leaves the mode again on its own, hence the
+// call after every such read.
 func withQuickAck(c net.Conn) net.Conn {
 	tc, ok := c.(*net.TCPConn)
 	if !ok {
@@ -41,7 +42,11 @@ type quickAckConn struct {
 
 func (c *quickAckConn) Read(p []byte) (int, error) {
 	n, err := c.TCPConn.Read(p)
-	if n > 0 {
+	if n > 0 && n < len(p) {
+		// The read emptied what had arrived: the peer may be holding
+		// its next packet for this acknowledgement. (A read that fills
+		// p leaves more to read, and a later one empties it: bulk
+		// transfers, which fill their reads, make few of these calls.)
 		// Best effort: a connection that cannot take it only loses the
 		// shortcut.
 		c.raw.Control(func(fd uintptr) {
