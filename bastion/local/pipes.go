@@ -70,13 +70,14 @@ func RunPiped(ctx context.Context, cfg PipeConfig, rec pump.Recorder) (Result, e
 		Stdout: stdout, Stderr: stderr, ToStdout: cfg.Stdout, ToStderr: cfg.Stderr,
 		Filter: cfg.Filter,
 	}, func() { _ = unix.Kill(-cmd.Process.Pid, unix.SIGKILL) })
-	// Reaped once its pipes are read to their end, as exec.Cmd requires.
+	// Reaped once it has exited and its pipes are read to their end, as
+	// exec.Cmd requires.
 	waited := make(chan struct{})
-	go func() {
+	afterExit(cmd, func() {
 		<-p.OutputDone()
-		_ = wait(cmd)
+		_ = cmd.Wait()
 		close(waited)
-	}()
+	})
 	p.Until(p.OutputDone())
 	// The pipes are at their end: the command has exited, or closed
 	// them and runs on, as long as the session may.

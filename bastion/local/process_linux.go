@@ -8,8 +8,6 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/bastionhq/bastion/bastion/pump"
 )
 
 // start starts cmd with start (cmd.Start, or what starts it in a
@@ -50,25 +48,142 @@ var starter struct {
 	reqs chan func()
 }
 
-// wait reaps cmd once its process has exited. It waits for the exit on a
-// pidfd that the runtime's poller watches, not in a wait system call that
-// would hold a thread for as long as the command runs (the runtime keeps
-// every thread it ever made: a thousand sessions would leave a thousand
-// idle threads behind). Where pidfds are missing (Linux before 5.3), it
-// waits in the system call.
-func wait(cmd *exec.Cmd) error {
-	if fd, err := unix.PidfdOpen(cmd.Process.Pid, 0); err == nil {
-		if err := unix.SetNonblock(fd, true); err != nil {
-			unix.Close(fd)
-		} else {
-			f := os.NewFile(uintptr(fd), "pidfd")
-			if raw, err := f.SyscallConn(); err == nil {
-				// Readable once the process has exited. An error (a
-				// pidfd the poller does not take) leaves it to Wait.
-				_ = pump.NewWaiter(raw).WaitReadable()
+// afterExit calls f, in a goroutine of its own, once cmd's process has
+// exited; f reaps it (cmd.Wait then returns at once).
+//
+// Until then nothing waits for the command but one goroutine for all of
+// them: each command's pidfd is in one epoll instance, which the
+// runtime's poller watches (exits). Not a wait system call per command,
+// which would hold a thread for as long as the command runs (the runtime
+// keeps every thread it ever made: a thousand sessions would leave a
+// thousand idle threads behind), nor a goroutine per command parked on
+// its pidfd (part of what each idle session costs). Where pidfds are
+// missing (Linux before 5.3), f runs at once, and its cmd.Wait waits in
+// the system call.
+func afterExit(cmd *exec.Cmd, f func()) {
+	if !exits.watch(cmd.Process.Pid, f) {
+		go f()
+	}
+}
+
+// exits is the process's exit watcher (see afterExit).
+var exits exitWatcher
+
+// An exitWatcher runs, for each process it watches, a function once the
+// process has exited: one epoll instance holds the processes' pidfds, and
+// one goroutine, started with the first, waits for it on the runtime's
+// poller and runs what is due.
+type exitWatcher struct {
+	once sync.Once
+	epfd int             // the epoll instance; owned by raw's file, never closed
+	raw  syscall.RawConn // nil if the watcher could not be made, or broke
+
+	mu    sync.Mutex
+	due   map[int32]func() // by pidfd: what runs once its process exits
+	ready []func()         // the loop's, between a wait and the runs
+}
+
+// watch has w run f once pid has exited, and reports whether it will; if
+// not (no pidfd, no epoll), the caller must see to it.
+func (w *exitWatcher) watch(pid int, f func()) bool {
+	w.once.Do(w.start)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.raw == nil {
+		return false
+	}
+	fd, err := unix.PidfdOpen(pid, 0) // close-on-exec
+	if err != nil {
+		return false
+	}
+	// Held under mu, so the loop finds f whenever the exit comes.
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}
+	if err := unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		unix.Close(fd)
+		return false
+	}
+	w.due[int32(fd)] = f
+	return true
+}
+
+// start makes the epoll instance and starts the loop; on failure raw
+// stays nil, and every caller waits for its own command.
+func (w *exitWatcher) start() {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return
+	}
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(epfd)
+		return
+	}
+	// An epoll instance is readable while it has events: the runtime's
+	// poller can watch it as it watches a pipe.
+	ep := os.NewFile(uintptr(epfd), "exits")
+	raw, err := ep.SyscallConn()
+	if err != nil {
+		ep.Close()
+		return
+	}
+	w.epfd, w.raw, w.due = epfd, raw, map[int32]func(){}
+	go w.loop()
+}
+
+// loop waits for exits and runs what is due, each in a goroutine of its
+// own, for the life of the process. If waiting ever fails, it runs
+// everything still due (each then waits in cmd.Wait) and the watcher
+// takes nothing more.
+func (w *exitWatcher) loop() {
+	var events [64]unix.EpollEvent
+	collect := func(fd uintptr) bool {
+		n, err := unix.EpollWait(int(fd), events[:], 0)
+		for err == unix.EINTR {
+			n, err = unix.EpollWait(int(fd), events[:], 0)
+		}
+		if err == nil && n == 0 {
+			return false // nothing yet: the poller waits for the next
+		}
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if err != nil {
+			w.fail()
+			return true
+		}
+		for _, ev := range events[:n] {
+			if f, ok := w.due[ev.Fd]; ok {
+				delete(w.due, ev.Fd)
+				unix.EpollCtl(int(fd), unix.EPOLL_CTL_DEL, int(ev.Fd), nil)
+				unix.Close(int(ev.Fd))
+				w.ready = append(w.ready, f)
 			}
-			f.Close()
+		}
+		return true
+	}
+	for {
+		err := w.raw.Read(collect)
+		w.mu.Lock()
+		if err != nil && w.raw != nil {
+			w.fail()
+		}
+		ready, broken := w.ready, w.raw == nil
+		w.ready = nil
+		w.mu.Unlock()
+		for _, f := range ready {
+			go f()
+		}
+		if broken {
+			return
 		}
 	}
-	return cmd.Wait()
+}
+
+// fail gives up watching: everything due is made ready to run, and
+// nothing more is taken. w.mu is held.
+func (w *exitWatcher) fail() {
+	for fd, f := range w.due {
+		unix.Close(int(fd))
+		w.ready = append(w.ready, f)
+	}
+	clear(w.due)
+	w.raw = nil
 }

@@ -9,5 +9,6 @@ import "os/exec"
 // terminal's hangup is what ends a command whose recorder died.
 func start(cmd *exec.Cmd, start func() error) error { return start() }
 
-// wait reaps cmd once its process has exited.
-func wait(cmd *exec.Cmd) error { return cmd.Wait() }
+// afterExit calls f, in a goroutine of its own, which reaps cmd: its
+// cmd.Wait waits for the exit.
+func afterExit(cmd *exec.Cmd, f func()) { go f() }

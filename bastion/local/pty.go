@@ -184,7 +184,7 @@ func RunPTY(ctx context.Context, cfg PTYConfig, rec pump.Recorder) (Result, erro
 
 // startCommand starts cmd in a new pseudo-terminal of the given size and
 // returns the master; the command gets SIGKILL if bastion dies (see start).
-// A goroutine it leaves behind reaps the command and then closes exited.
+// Once the command has exited it is reaped and exited closed (afterExit).
 func startCommand(cmd *exec.Cmd, size Size, exited chan<- struct{}) (*os.File, error) {
 	var ptmx *os.File
 	err := start(cmd, func() error {
@@ -196,12 +196,12 @@ func startCommand(cmd *exec.Cmd, size Size, exited chan<- struct{}) (*os.File, e
 		close(exited)
 		return nil, err
 	}
-	go func() {
-		defer close(exited)
+	afterExit(cmd, func() {
 		// The command's stdio is the pty's tty side, an *os.File, so Wait
 		// copies nothing; its error only repeats ProcessState.
-		_ = wait(cmd)
-	}()
+		_ = cmd.Wait()
+		close(exited)
+	})
 	return ptmx, nil
 }
 
@@ -234,7 +234,8 @@ func pollable(ptmx *os.File) (*os.File, syscall.RawConn, error) {
 
 // ptySession is one run of RunPTY. Its goroutines:
 //
-//   - startCommand's goroutine reaps the command and closes exited;
+//   - once the command has exited, a goroutine reaps it and closes exited
+//     (afterExit: none waits for it while it runs);
 //   - the output stream's reader and forwarder pump the command's output;
 //   - the input stream's reader (not owned, see RunPTY) and forwarder pump
 //     the input;

@@ -1,0 +1,106 @@
+package local
+
+import (
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestAfterExit starts commands and has afterExit reap them: nothing
+// waits for a running command but the watcher's one goroutine (the
+// goroutine count does not grow with the commands), each function runs
+// once its command has exited, with a command that exits at once, one
+// that has exited before it is watched, and more exits at once than the
+// watcher takes in one wait (64).
+func TestAfterExit(t *testing.T) {
+	const n = 100
+	startCmd := func(args ...string) *exec.Cmd {
+		cmd := exec.Command(args[0], args[1:]...)
+		if err := start(cmd, cmd.Start); err != nil {
+			t.Fatal(err)
+		}
+		return cmd
+	}
+
+	// A warm-up: the watcher's goroutine exists from the first.
+	warm := startCmd("true")
+	reaped := make(chan struct{})
+	afterExit(warm, func() { warm.Wait(); close(reaped) })
+	<-reaped
+
+	// Commands that wait for their stdin to close: they run until told.
+	before := runtime.NumGoroutine()
+	cmds := make([]*exec.Cmd, n)
+	closers := make([]func(), n)
+	done := make(chan int, n)
+	for i := range cmds {
+		cmd := exec.Command("cat")
+		w, err := cmd.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := start(cmd, cmd.Start); err != nil {
+			t.Fatal(err)
+		}
+		cmds[i], closers[i] = cmd, func() { w.Close() }
+		afterExit(cmd, func() {
+			cmd.Wait()
+			done <- i
+		})
+	}
+	if during := runtime.NumGoroutine(); during > before+5 {
+		t.Errorf("%d goroutines before, %d with %d commands running: one per command", before, during, n)
+	}
+	select {
+	case i := <-done:
+		t.Fatalf("command %d reaped while it runs", i)
+	case <-time.After(100 * time.Millisecond):
+	}
+	// All at once: more exits than one wait takes.
+	for _, c := range closers {
+		c()
+	}
+	seen := map[int]bool{}
+	deadline := time.After(30 * time.Second)
+	for len(seen) < n {
+		select {
+		case i := <-done:
+			if seen[i] {
+				t.Fatalf("command %d reaped twice", i)
+			}
+			seen[i] = true
+			if cmds[i].ProcessState == nil || !cmds[i].ProcessState.Exited() {
+				t.Fatalf("command %d: state %v after its function ran", i, cmds[i].ProcessState)
+			}
+		case <-deadline:
+			t.Fatalf("%d of %d commands reaped after 30 s", len(seen), n)
+		}
+	}
+
+	// A command that has exited (a zombie, not reaped yet) before it is
+	// watched.
+	z := startCmd("true")
+	for stat := ""; !strings.HasPrefix(stat, "Z"); {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(z.Process.Pid) + "/stat")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// pid (comm) state …
+		_, stat, _ = strings.Cut(string(b), ") ")
+		time.Sleep(time.Millisecond)
+	}
+	zdone := make(chan struct{})
+	afterExit(z, func() { z.Wait(); close(zdone) })
+	select {
+	case <-zdone:
+	case <-time.After(30 * time.Second):
+		t.Fatal("a command that had already exited was not reaped")
+	}
+	if !z.ProcessState.Success() {
+		t.Fatalf("true: %v", z.ProcessState)
+	}
+}
