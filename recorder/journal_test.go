@@ -312,8 +312,11 @@ func (f *countingFailStore) Commit(ctx context.Context, b *storage.Batch) error 
 // two goroutines each: every pump must get the error and Close must return.
 // (fail used to take the journal's lock, then each session's, while Append
 // holds a session's lock and takes the journal's.)
+//
+// The failure races the appends, so one round may miss the bad order:
+// twelve rounds (about 10 ms each) catch it in most runs.
 func TestFailWhileAppending(t *testing.T) {
-	for round := 0; round < 3; round++ {
+	for round := 0; round < 12; round++ {
 		ctx := context.Background()
 		st := openStore(t, filepath.Join(t.TempDir(), "j.db"), false)
 		// A small pipeline: the appenders soon block on it (one-byte
@@ -325,28 +328,34 @@ func TestFailWhileAppending(t *testing.T) {
 		}
 		var wg sync.WaitGroup
 		var sessions []*Session
-		for i := 0; i < 6; i++ {
-			s, err := j.StartSession(ctx, SessionInfo{})
-			if err != nil {
-				break
-			}
-			sessions = append(sessions, s)
-			for k := 0; k < 2; k++ {
-				wg.Go(func() {
-					for {
-						seq, err := s.Append(KindOutput, uint32(k), []byte("x"))
-						if err != nil {
-							return
-						}
-						if seq%64 == 0 && s.Wait(ctx, seq) != nil {
-							return
-						}
-					}
-				})
-			}
-		}
 		done := make(chan struct{})
-		go func() { wg.Wait(); j.Close(); close(done) }()
+		// Starting sessions is under the watchdog too: a deadlock can
+		// catch StartSession as well as the appends.
+		go func() {
+			for i := 0; i < 6; i++ {
+				s, err := j.StartSession(ctx, SessionInfo{})
+				if err != nil {
+					break
+				}
+				sessions = append(sessions, s)
+				for k := 0; k < 2; k++ {
+					wg.Go(func() {
+						for {
+							seq, err := s.Append(KindOutput, uint32(k), []byte("x"))
+							if err != nil {
+								return
+							}
+							if seq%64 == 0 && s.Wait(ctx, seq) != nil {
+								return
+							}
+						}
+					})
+				}
+			}
+			wg.Wait()
+			j.Close()
+			close(done)
+		}()
 		select {
 		case <-done:
 		case <-time.After(30 * time.Second):

@@ -19,10 +19,10 @@ import (
 // measured on loopback, 47 ms in the front door's key exchange (OpenSSH
 // sends KEXINIT and then KEX_ECDH_INIT) and 43 ms on the upstream
 // connection after sshd's authentication, of an "ssh … true" of 175 ms.
-// Acknowledging at once costs a setsockopt after each read that empties
-// the socket's receive queue and, at worst, an ACK segment sooner than
-// it would have gone. Linux leaves the mode again on its own, hence the
-// call after every such read.
+// Acknowledging at once costs a setsockopt after each read that may
+// have emptied the socket's receive queue (see Read) and, at worst, an
+// ACK segment sooner than it would have gone. Linux leaves the mode
+// again on its own, hence the call after every such read.
 func withQuickAck(c net.Conn) net.Conn {
 	tc, ok := c.(*net.TCPConn)
 	if !ok {
@@ -35,6 +35,11 @@ func withQuickAck(c net.Conn) net.Conn {
 	return &quickAckConn{TCPConn: tc, raw: raw}
 }
 
+// bufferedRead is the size of the reads x/crypto/ssh makes into its
+// bufio.Reader's buffer (bufio's default); larger ones read the rest of a
+// packet straight into it.
+const bufferedRead = 4096
+
 type quickAckConn struct {
 	*net.TCPConn
 	raw syscall.RawConn
@@ -42,13 +47,15 @@ type quickAckConn struct {
 
 func (c *quickAckConn) Read(p []byte) (int, error) {
 	n, err := c.TCPConn.Read(p)
-	if n > 0 && n < len(p) {
-		// The read emptied what had arrived: the peer may be holding
-		// its next packet for this acknowledgement. (A read that fills
-		// p leaves more to read, and a later one empties it: bulk
-		// transfers, which fill their reads, make few of these calls.)
-		// Best effort: a connection that cannot take it only loses the
-		// shortcut.
+	if n > 0 && (n < len(p) || len(p) > bufferedRead) {
+		// The read may have emptied what had arrived, and the peer may
+		// be holding its next packet for this acknowledgement: a read
+		// that returned less than asked, or x/crypto's read of the rest
+		// of a large packet, which bypasses its buffer and ends that
+		// packet (it fills p even when nothing follows). Reads into the
+		// buffer that fill it leave more to read: bulk transfers make
+		// one call per packet, not per read. Best effort: a connection
+		// that cannot take it only loses the shortcut.
 		c.raw.Control(func(fd uintptr) {
 			unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_QUICKACK, 1)
 		})

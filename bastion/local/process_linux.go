@@ -74,21 +74,24 @@ var exits exitWatcher
 // one goroutine, started with the first, waits for it on the runtime's
 // poller and runs what is due.
 type exitWatcher struct {
-	once sync.Once
-	epfd int             // the epoll instance; owned by raw's file, never closed
-	raw  syscall.RawConn // nil if the watcher could not be made, or broke
-
-	mu    sync.Mutex
-	due   map[int32]func() // by pidfd: what runs once its process exits
-	ready []func()         // the loop's, between a wait and the runs
+	mu     sync.Mutex
+	epfd   int              // guarded by mu: the epoll instance, owned by raw's file, never closed
+	raw    syscall.RawConn  // guarded by mu: nil until made, and once broken
+	broken bool             // guarded by mu: waiting failed; the watcher takes nothing more
+	due    map[int32]func() // by pidfd: what runs once its process exits
+	ready  []func()         // the loop's, between a wait and the runs
 }
 
 // watch has w run f once pid has exited, and reports whether it will; if
 // not (no pidfd, no epoll), the caller must see to it.
 func (w *exitWatcher) watch(pid int, f func()) bool {
-	w.once.Do(w.start)
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.raw == nil && !w.broken {
+		// Made with the first command, or again after a failure to make
+		// it (out of file descriptors, say), which is not for good.
+		w.start()
+	}
 	if w.raw == nil {
 		return false
 	}
@@ -107,7 +110,7 @@ func (w *exitWatcher) watch(pid int, f func()) bool {
 }
 
 // start makes the epoll instance and starts the loop; on failure raw
-// stays nil, and every caller waits for its own command.
+// stays nil, and the caller waits for its own command. w.mu is held.
 func (w *exitWatcher) start() {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
@@ -126,14 +129,14 @@ func (w *exitWatcher) start() {
 		return
 	}
 	w.epfd, w.raw, w.due = epfd, raw, map[int32]func(){}
-	go w.loop()
+	go w.loop(raw)
 }
 
 // loop waits for exits and runs what is due, each in a goroutine of its
 // own, for the life of the process. If waiting ever fails, it runs
 // everything still due (each then waits in cmd.Wait) and the watcher
 // takes nothing more.
-func (w *exitWatcher) loop() {
+func (w *exitWatcher) loop(raw syscall.RawConn) {
 	var events [64]unix.EpollEvent
 	collect := func(fd uintptr) bool {
 		n, err := unix.EpollWait(int(fd), events[:], 0)
@@ -160,12 +163,12 @@ func (w *exitWatcher) loop() {
 		return true
 	}
 	for {
-		err := w.raw.Read(collect)
+		err := raw.Read(collect)
 		w.mu.Lock()
-		if err != nil && w.raw != nil {
+		if err != nil && !w.broken {
 			w.fail()
 		}
-		ready, broken := w.ready, w.raw == nil
+		ready, broken := w.ready, w.broken
 		w.ready = nil
 		w.mu.Unlock()
 		for _, f := range ready {
@@ -185,5 +188,5 @@ func (w *exitWatcher) fail() {
 		w.ready = append(w.ready, f)
 	}
 	clear(w.due)
-	w.raw = nil
+	w.raw, w.broken = nil, true
 }

@@ -13,9 +13,9 @@ import (
 // TestAfterExit starts commands and has afterExit reap them: nothing
 // waits for a running command but the watcher's one goroutine (the
 // goroutine count does not grow with the commands), each function runs
-// once its command has exited, with a command that exits at once, one
-// that has exited before it is watched, and more exits at once than the
-// watcher takes in one wait (64).
+// once its command has exited (none runs while they run), with a command
+// that exits at once, one that has exited before it is watched, and more
+// exits at once than the watcher takes in one wait (64).
 func TestAfterExit(t *testing.T) {
 	const n = 100
 	startCmd := func(args ...string) *exec.Cmd {
@@ -60,10 +60,17 @@ func TestAfterExit(t *testing.T) {
 		t.Fatalf("command %d reaped while it runs", i)
 	case <-time.After(100 * time.Millisecond):
 	}
-	// All at once: more exits than one wait takes.
+	// All at once: more exits than one wait takes. The watcher is held
+	// until every command is a zombie, so that its next wait finds all
+	// hundred exits.
+	exits.mu.Lock()
 	for _, c := range closers {
 		c()
 	}
+	for _, cmd := range cmds {
+		waitZombie(t, cmd.Process.Pid)
+	}
+	exits.mu.Unlock()
 	seen := map[int]bool{}
 	deadline := time.After(30 * time.Second)
 	for len(seen) < n {
@@ -73,9 +80,6 @@ func TestAfterExit(t *testing.T) {
 				t.Fatalf("command %d reaped twice", i)
 			}
 			seen[i] = true
-			if cmds[i].ProcessState == nil || !cmds[i].ProcessState.Exited() {
-				t.Fatalf("command %d: state %v after its function ran", i, cmds[i].ProcessState)
-			}
 		case <-deadline:
 			t.Fatalf("%d of %d commands reaped after 30 s", len(seen), n)
 		}
@@ -84,15 +88,7 @@ func TestAfterExit(t *testing.T) {
 	// A command that has exited (a zombie, not reaped yet) before it is
 	// watched.
 	z := startCmd("true")
-	for stat := ""; !strings.HasPrefix(stat, "Z"); {
-		b, err := os.ReadFile("/proc/" + strconv.Itoa(z.Process.Pid) + "/stat")
-		if err != nil {
-			t.Fatal(err)
-		}
-		// pid (comm) state …
-		_, stat, _ = strings.Cut(string(b), ") ")
-		time.Sleep(time.Millisecond)
-	}
+	waitZombie(t, z.Process.Pid)
 	zdone := make(chan struct{})
 	afterExit(z, func() { z.Wait(); close(zdone) })
 	select {
@@ -102,5 +98,25 @@ func TestAfterExit(t *testing.T) {
 	}
 	if !z.ProcessState.Success() {
 		t.Fatalf("true: %v", z.ProcessState)
+	}
+}
+
+// waitZombie waits until pid has exited and is not yet reaped.
+func waitZombie(t *testing.T, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// pid (comm) state …
+		if _, stat, _ := strings.Cut(string(b), ") "); strings.HasPrefix(stat, "Z") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("process %d has not exited after 30 s", pid)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
