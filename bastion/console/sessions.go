@@ -15,8 +15,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/playback"
@@ -435,30 +433,29 @@ func (c *Console) recordRead(w http.ResponseWriter, r *http.Request, v *viewer, 
 // openSession reads the session the request's {id} names (an ID, or a
 // unique prefix of one) from a snapshot of the journal, its leaves proven
 // in the head checkpoint with the journal's key, as "bastion play" reads
-// it. When it cannot, it answers a page that says why and returns nil;
-// otherwise the caller closes snap.
-func (c *Console) openSession(w http.ResponseWriter, r *http.Request, v *viewer) (storage.Snapshot, *recorder.SessionRecord) {
-	fail := func(code int, title, problem string) (storage.Snapshot, *recorder.SessionRecord) {
+// it, with its full ID. When it cannot, it answers a page that says why
+// and returns a nil rec; otherwise the caller closes snap.
+func (c *Console) openSession(w http.ResponseWriter, r *http.Request, v *viewer) (snap storage.Snapshot, rec *recorder.SessionRecord, sid string) {
+	fail := func(code int, title, problem string) (storage.Snapshot, *recorder.SessionRecord, string) {
 		c.page(w, code, title, v.frame(pageData{Problem: problem}, Path+"/sessions"))
-		return nil, nil
+		return nil, nil, ""
 	}
 	ref, err := sessions.ParseRef(r.PathValue("id"))
 	if err != nil {
 		return fail(http.StatusBadRequest, "No such session", err.Error()+": session IDs look like 0190b3c4-1f2e-7a6b-8c9d-0e1f2a3b4c5d (or at least their first 4 characters)")
 	}
-	snap, err := c.o.Store().Snapshot(r.Context())
+	snap, err = c.o.Store().Snapshot(r.Context())
 	if err != nil {
 		c.o.Logger.Error("console: read the journal", "error", err)
 		return fail(http.StatusInternalServerError, "Journal unavailable", "The journal cannot be read: "+err.Error())
 	}
 	id, err := ref.Resolve(r.Context(), snap)
-	var rec *recorder.SessionRecord
 	if err == nil {
 		rec, err = recorder.OpenSession(r.Context(), snap, recorder.SessionID(id), recorder.OpenOptions{Verifier: c.o.Verifier})
 	}
 	switch {
 	case err == nil:
-		return snap, rec
+		return snap, rec, id.String()
 	case errors.Is(err, sessions.ErrNoSession), errors.Is(err, storage.ErrNotFound):
 		snap.Close()
 		return fail(http.StatusNotFound, "No such session", "The journal holds no session "+ref.String()+".")
@@ -496,12 +493,11 @@ var playerCSP = strings.Replace(consoleCSP, cspScripts, cspScripts+" 'wasm-unsaf
 // showSession shows a session's details, as "bastion sessions show"
 // does, and replays it.
 func (c *Console) showSession(w http.ResponseWriter, r *http.Request, v *viewer) {
-	snap, rec := c.openSession(w, r, v)
+	snap, rec, id := c.openSession(w, r, v)
 	if rec == nil {
 		return
 	}
 	defer snap.Close()
-	id := uuid.UUID(rec.ID).String()
 	if !c.recordRead(w, r, v, "show", map[string]string{"session": id}) {
 		return
 	}
@@ -546,12 +542,11 @@ func (c *Console) showSession(w http.ResponseWriter, r *http.Request, v *viewer)
 // --format asciicast" writes it: for the player (journaled as "play"),
 // or, with ?download=1, as a file to keep (journaled as "export").
 func (c *Console) sessionCast(w http.ResponseWriter, r *http.Request, v *viewer) {
-	snap, rec := c.openSession(w, r, v)
+	snap, rec, id := c.openSession(w, r, v)
 	if rec == nil {
 		return
 	}
 	defer snap.Close()
-	id := uuid.UUID(rec.ID).String()
 	download := r.URL.Query().Get("download") == "1"
 	action, attrs := "play", map[string]string{"session": id}
 	if download {
@@ -606,12 +601,11 @@ func (l *lazyWriter) Write(p []byte) (int, error) {
 // sessionBundle answers the session's bundle, verifiable offline, as
 // "bastion export --format bundle" writes it.
 func (c *Console) sessionBundle(w http.ResponseWriter, r *http.Request, v *viewer) {
-	snap, rec := c.openSession(w, r, v)
+	snap, rec, id := c.openSession(w, r, v)
 	if rec == nil {
 		return
 	}
 	defer snap.Close()
-	id := uuid.UUID(rec.ID).String()
 	bounds := c.bounds()
 	ok, done := c.startBundle(bounds)
 	if !ok {
