@@ -54,7 +54,7 @@ func (c *Cluster) IndexBase() uint64 {
 	if c == nil {
 		return 0
 	}
-	b, _ := cluster.SerialOf(c.Self.ID, 0)
+	b, _ := recorder.NumberOf(c.Self.ID, 0)
 	return b
 }
 
@@ -235,7 +235,7 @@ func (s *Server) openCluster(ctx context.Context, c *Cluster) error {
 			cs.closeStores()
 			return fmt.Errorf("cluster: open member %d's log (%s): %w", m.ID, m.Name(), err)
 		}
-		base, _ := cluster.SerialOf(m.ID, 0)
+		base, _ := recorder.NumberOf(m.ID, 0)
 		// Without a store yet, the follower is replaced once the
 		// member's log exists (read).
 		fl := &followedLog{store: st, base: base, f: newFollower(m, st)}
@@ -342,7 +342,7 @@ func (cs *clusterState) poke() {
 // a certificate chooses when to present it): past the limit, or after
 // catchUpWait, the lookup answers from what the last round read.
 func (cs *clusterState) catchUp(serial uint64) {
-	if m, _ := cluster.SplitSerial(serial); m == cs.c.Self.ID {
+	if m, _ := recorder.SplitNumber(serial); m == cs.c.Self.ID {
 		return
 	} else if _, ok := cs.c.Members.ByID(m); !ok {
 		return
@@ -549,11 +549,11 @@ func (cs *clusterState) apply(fl *followedLog) bool {
 
 // requestGone says why the request of grant number n can no longer come,
 // or "" while it may: n names its member and the leaf of the request
-// (cluster.SplitSerial). It can no longer come once that member's log is
+// (recorder.SplitNumber). It can no longer come once that member's log is
 // applied here past that leaf, or when n names this member (whose own
 // log is all read at start) or no member of the cluster.
 func (cs *clusterState) requestGone(n uint64) string {
-	id, leaf := cluster.SplitSerial(n)
+	id, leaf := recorder.SplitNumber(n)
 	if id == cs.c.Self.ID {
 		return fmt.Sprintf("its number names this member's leaf %d, which is not its request", leaf)
 	}

@@ -34,7 +34,7 @@ type grantMember struct {
 func newGrantMember(t *testing.T, id uint16, pol *policy.Policy) *grantMember {
 	t.Helper()
 	jk, m := memberKey(t, id, fmt.Sprintf("m%d.example/journal", id))
-	base, _ := cluster.SerialOf(id, 0)
+	base, _ := recorder.NumberOf(id, 0)
 	j := recordertest.NewJournalWith(t, recordertest.Options{Journal: recorder.Options{Key: jk, IndexBase: base}})
 	log, err := j.ReadLog(context.Background(), grants.GrantEvents)
 	if err != nil {
@@ -145,7 +145,7 @@ func TestClusterGrantEventWaitsForItsRequest(t *testing.T) {
 	// Events naming grants whose request is not where their number says.
 	revoke := bLeaves[len(bLeaves)-1].Leaf
 	naming := func(idx int64, member uint16, leaf int64) cluster.Followed {
-		n, _ := cluster.SerialOf(member, leaf)
+		n, _ := recorder.NumberOf(member, leaf)
 		l := *revoke
 		l.Attrs = recorder.Attrs{}
 		for k, v := range revoke.Attrs {
@@ -193,7 +193,7 @@ func TestClusterCatchUpBounded(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		base, _ := cluster.SerialOf(m.m.ID, 0)
+		base, _ := recorder.NumberOf(m.m.ID, 0)
 		j, err := recorder.Open(ctx, st, recorder.Options{Key: m.key, IndexBase: base})
 		if err != nil {
 			t.Fatal(err)
@@ -221,7 +221,7 @@ func TestClusterCatchUpBounded(t *testing.T) {
 	cs.logs = []*followedLog{fb, fc}
 
 	for _, id := range []uint16{1, 9} {
-		serial, _ := cluster.SerialOf(id, 5)
+		serial, _ := recorder.NumberOf(id, 5)
 		cs.catchUp(serial)
 	}
 	if tokens := cs.catchUps.Tokens(); tokens < catchUpBurst-0.5 {
@@ -244,7 +244,7 @@ func TestClusterCatchUpBounded(t *testing.T) {
 	if _, err := tx.Exec(ctx, "LOCK TABLE bastion.schema_version IN ACCESS EXCLUSIVE MODE"); err != nil {
 		t.Fatal(err)
 	}
-	serial, _ := cluster.SerialOf(2, 5)
+	serial, _ := recorder.NumberOf(2, 5)
 	start := time.Now()
 	cs.catchUp(serial)
 	took := time.Since(start)

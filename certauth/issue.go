@@ -60,7 +60,7 @@ type IssuerOptions struct {
 	CA *Authority
 	// IndexBase is the journal's recorder.Options IndexBase (a cluster
 	// member's ID << 48, else zero): a certificate's serial is its
-	// issuance leaf's index plus IndexBase (cluster.SerialOf).
+	// issuance leaf's index plus IndexBase (recorder.NumberOf).
 	IndexBase uint64
 	// OtherCAs are the bastion's other authorities, whose keys are never
 	// certified either.

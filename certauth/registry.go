@@ -16,7 +16,6 @@ import (
 	"github.com/bastionhq/bastion/policy"
 	"github.com/bastionhq/bastion/policy/mask"
 	"github.com/bastionhq/bastion/recorder"
-	"github.com/bastionhq/bastion/recorder/cluster"
 	"github.com/bastionhq/bastion/recorder/events"
 	"github.com/bastionhq/bastion/storage"
 )
@@ -97,7 +96,7 @@ func RegistryEvents(name string) bool { return name == events.CertIssued || name
 // read with [RegistryEvents] selected: the signed leaves, never an index of
 // them. Unless all is set, certificates that expired before now are left
 // out. Every serial must be its issuance leaf's index with one cluster
-// member's ID on top (cluster.SerialOf), the same ID for the whole log: 0
+// member's ID on top (recorder.NumberOf), the same ID for the whole log: 0
 // for a standalone bastion's.
 func LoadRegistry(log *recorder.Log, now time.Time, all bool) (*Registry, error) {
 	return loadRegistry(log, -1, now, all)
@@ -120,7 +119,7 @@ func loadRegistry(log *recorder.Log, member int, now time.Time, all bool) (*Regi
 		if err != nil {
 			return fmt.Errorf("leaf %d (%s): %w", idx, events.CertIssued, err)
 		}
-		id, at := cluster.SplitSerial(rec.Serial)
+		id, at := recorder.SplitNumber(rec.Serial)
 		if member < 0 {
 			member = int(id)
 			r.own = id
@@ -187,7 +186,7 @@ func (r *Registry) applyRevoked(idx int64, l *recorder.Leaf) (*RevokeResult, err
 // effect here: member's (ID member, log origin) leaf idx, read under a
 // checkpoint that verified with that member's key. A cert.issued leaf
 // registers the certificate, whose serial must be one member issues
-// (cluster.SerialOf(member, idx)): no member speaks for another's
+// (recorder.NumberOf(member, idx)): no member speaks for another's
 // serials. A cert.revoked leaf revokes what it names, the certificates
 // of every member included, and returns what it revoked (RevokeResult
 // Log is origin) for the caller to end the sessions and rewrite the KRL.
@@ -199,7 +198,7 @@ func (r *Registry) ApplyForeign(member uint16, origin string, idx int64, l *reco
 		if err != nil {
 			return nil, fmt.Errorf("%s leaf %d (%s): %w", origin, idx, events.CertIssued, err)
 		}
-		if want, err := cluster.SerialOf(member, idx); err != nil || rec.Serial != want {
+		if want, err := recorder.NumberOf(member, idx); err != nil || rec.Serial != want {
 			return nil, fmt.Errorf("%s leaf %d (%s): serial %d is not member %d's serial for the leaf", origin, idx, events.CertIssued, rec.Serial, member)
 		}
 		rec.IssuedAt = time.Unix(0, l.WallNS).UTC()
@@ -305,7 +304,7 @@ func (r *Registry) markRevoked(serials []uint64, at time.Time, reason string) {
 		rec := r.certs[s]
 		switch {
 		case rec == nil:
-			if id, _ := cluster.SplitSerial(s); id == r.own {
+			if id, _ := recorder.SplitNumber(s); id == r.own {
 				continue // this member's own, expired
 			}
 			if r.early == nil {
@@ -402,7 +401,7 @@ func (r *Registry) Lookup(serial uint64) (CertRecord, bool) {
 	r.mu.Lock()
 	rec, miss := r.certs[serial], r.onMiss
 	if rec == nil && miss != nil {
-		if id, _ := cluster.SplitSerial(serial); id != 0 && id != r.own {
+		if id, _ := recorder.SplitNumber(serial); id != 0 && id != r.own {
 			r.mu.Unlock()
 			miss(serial)
 			r.mu.Lock()

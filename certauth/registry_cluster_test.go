@@ -12,7 +12,6 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/bastionhq/bastion/recorder"
-	"github.com/bastionhq/bastion/recorder/cluster"
 	"github.com/bastionhq/bastion/recorder/events"
 )
 
@@ -32,9 +31,9 @@ func TestRegistryApplyForeign(t *testing.T) {
 	t.Parallel()
 	now := time.Now()
 	r := NewRegistry()
-	mine, _ := cluster.SerialOf(1, 4)
+	mine, _ := recorder.NumberOf(1, 4)
 	r.add(&CertRecord{Serial: mine, Identity: "bob@dev", ValidBefore: now.Add(time.Hour)})
-	theirs, _ := cluster.SerialOf(2, 9)
+	theirs, _ := recorder.NumberOf(2, 9)
 	if _, err := r.ApplyForeign(2, "b.example/journal", 9, issuedLeaf(theirs, now), now); err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +68,7 @@ func TestRegistryApplyForeign(t *testing.T) {
 	// A revocation read before the issuance it names (the issuing
 	// member's log not read that far): the certificate is revoked when
 	// it comes. Likewise one of an identity revoked after it was issued.
-	late, _ := cluster.SerialOf(3, 2)
+	late, _ := recorder.NumberOf(3, 2)
 	early := &recorder.Leaf{Type: recorder.LeafEvent, Event: events.CertRevoked, WallNS: now.UnixNano(),
 		Attrs: recorder.Attrs{"serials": strconv.FormatUint(late, 10)}}
 	if _, err := r.ApplyForeign(2, "b.example/journal", 13, early, now); err != nil {
@@ -80,12 +79,12 @@ func TestRegistryApplyForeign(t *testing.T) {
 	if _, err := r.ApplyForeign(2, "b.example/journal", 14, byID, now); err != nil {
 		t.Fatal(err)
 	}
-	carols, _ := cluster.SerialOf(3, 3)
+	carols, _ := recorder.NumberOf(3, 3)
 	carol := issuedLeaf(carols, now)
 	carol.Attrs["identity"] = "carol@dev"
 	for _, l := range []*recorder.Leaf{issuedLeaf(late, now), carol} {
 		serial, _ := strconv.ParseUint(l.Attrs["serial"], 10, 64)
-		_, idx := cluster.SplitSerial(serial)
+		_, idx := recorder.SplitNumber(serial)
 		if _, err := r.ApplyForeign(3, "c.example/journal", idx, l, now); err != nil {
 			t.Fatal(err)
 		}
@@ -94,7 +93,7 @@ func TestRegistryApplyForeign(t *testing.T) {
 		}
 	}
 
-	log := &recorder.Log{Events: []recorder.LogEvent{{Index: 3, Leaf: issuedLeaf(mine&^cluster.MaxIndex|3, now)}}}
+	log := &recorder.Log{Events: []recorder.LogEvent{{Index: 3, Leaf: issuedLeaf(mine&^recorder.MaxIndexed|3, now)}}}
 	if _, err := LoadRegistryOf(log, 1, now, false); err != nil {
 		t.Fatalf("member 1's own log: %v", err)
 	}
@@ -115,8 +114,8 @@ func TestRegistryBlockAcrossMembers(t *testing.T) {
 	now := time.Now()
 	block := &recorder.Leaf{Type: recorder.LeafEvent, Event: events.CertRevoked, WallNS: now.UnixNano(),
 		Attrs: recorder.Attrs{"identity": "alice@dev", "reason": "left", "blocked_until": now.Add(time.Hour).UTC().Format(time.RFC3339Nano)}}
-	during, _ := cluster.SerialOf(2, 7)
-	after, _ := cluster.SerialOf(2, 8)
+	during, _ := recorder.NumberOf(2, 7)
+	after, _ := recorder.NumberOf(2, 8)
 	duringLeaf := issuedLeaf(during, now.Add(time.Minute))
 	afterLeaf := issuedLeaf(after, now.Add(2*time.Hour))
 	for _, order := range []string{"revocation first", "issuance first"} {
@@ -131,7 +130,7 @@ func TestRegistryBlockAcrossMembers(t *testing.T) {
 				}
 			}
 			issue := func(serial uint64, l *recorder.Leaf) {
-				_, idx := cluster.SplitSerial(serial)
+				_, idx := recorder.SplitNumber(serial)
 				if _, err := r.ApplyForeign(2, "b.example/journal", idx, l, now); err != nil {
 					t.Fatal(err)
 				}

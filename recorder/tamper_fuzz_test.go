@@ -138,7 +138,7 @@ func buildTamperTemplate(t *testing.T) (*tamperJournal, error) {
 		{{Kind: KindResize, Payload: ResizePayload(80, 24)}, {Kind: KindInput, Payload: []byte("ls\r")}, {Kind: KindOutput, Payload: []byte("a b\r\n")}},
 		{{Kind: KindOutput, Payload: []byte("live\n")}, {Kind: KindOutput, Payload: []byte("more\n")}},
 	} {
-		if _, err := j.AppendEvent(ctx, "cert.issued", Attrs{"serial": fmt.Sprint(i)}); err != nil {
+		if _, err := j.AppendIndexedEvent(ctx, "cert.issued", Attrs{"identity": fmt.Sprint("agent-", i)}, "serial"); err != nil {
 			return nil, err
 		}
 		s, err := j.StartSession(ctx, SessionInfo{Attrs: Attrs{"command": fmt.Sprint("cmd ", i)}})

@@ -47,6 +47,10 @@ type VerifyOptions struct {
 	// the evidence report, whose anchor turns amber on them instead.
 	// Forged cosignature lines are problems all the same.
 	UnwitnessedFacts bool
+	// Member is the log's member ID in a cluster (1 to 65535): every
+	// serial and grant number must carry it (step 10). Zero outside a
+	// cluster: they must all carry the ID the log's first one carries.
+	Member uint16
 }
 
 // Problem is one finding that makes a journal fail verification.
@@ -278,7 +282,10 @@ func (v *verifier) run() error {
 	}
 	v.witnessed()
 	v.treeHashes()
-	return v.frames()
+	if err := v.frames(); err != nil {
+		return err
+	}
+	return v.serials()
 }
 
 // sameVerifierKey reports whether vkey is the encoded form of v: the same

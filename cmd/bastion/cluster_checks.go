@@ -1,7 +1,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,43 +9,35 @@ import (
 	"io/fs"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/google/uuid"
 
 	"github.com/bastionhq/bastion/recorder"
-	"github.com/bastionhq/bastion/recorder/cluster"
-	"github.com/bastionhq/bastion/recorder/events"
 	"github.com/bastionhq/bastion/recorder/evidence"
 	"github.com/bastionhq/bastion/recorder/termtext"
 	"github.com/bastionhq/bastion/storage"
 	"github.com/bastionhq/bastion/storage/postgres"
 )
 
-// The checks of a log that rest on its verified leaves rather than on
-// its index: which sessions it starts (a session ID two logs of a cluster
-// claim is damage or forgery), and whether its serials and grant numbers
-// carry its member ID and their own leaf's index (docs/journal-format.md,
-// section 10, step 10). Each reads the log with recorder.ReadLog: every
-// leaf proven against the log's signed head checkpoint, no frame.
+// The check of a cluster's logs that rests on their verified leaves
+// rather than on their index: which sessions each starts (a session ID two
+// logs claim is damage or forgery; docs/journal-format.md, section 10,
+// "A session ID two logs start fails"). It reads each log with
+// recorder.ReadLog: every leaf proven against the log's signed head
+// checkpoint, no frame.
 
 // logFacts are what the verified leaves of one log say.
 type logFacts struct {
 	ref *logRef
 	// sessions are the IDs of the sessions the log's start leaves start.
 	sessions []uuid.UUID
-	// serials are the problems of its cert.issued serials and
-	// grant.requested grant numbers.
-	serials []recorder.Problem
 }
 
 // readLogFacts reads the leaves of the log ref names in the journal at
 // path. A missing log is postgres.ErrNoLog; a log that does not verify
-// wraps recorder.ErrLogDamaged. In a cluster (clustered), the log's
-// serials must carry ref's member ID; outside one, the ID its first
-// serial carries.
-func readLogFacts(ctx context.Context, path string, ref *logRef, clustered bool) (*logFacts, error) {
+// wraps recorder.ErrLogDamaged.
+func readLogFacts(ctx context.Context, path string, ref *logRef) (*logFacts, error) {
 	st, err := openStore(ctx, path, ref.name(), storage.Options{ReadOnly: true})
 	if err != nil {
 		return nil, err
@@ -57,69 +48,13 @@ func readLogFacts(ctx context.Context, path string, ref *logRef, clustered bool)
 		return nil, err
 	}
 	defer snap.Close()
-	log, err := recorder.ReadLog(ctx, snap, recorder.ReadLogOptions{Verifier: ref.v, Events: recorder.EventNames(events.CertIssued, events.GrantRequested)})
+	log, err := recorder.ReadLog(ctx, snap, recorder.ReadLogOptions{Verifier: ref.v})
 	if err != nil {
 		return nil, err
 	}
-	f := &logFacts{ref: ref, serials: serialProblems(log, ref.member, clustered)}
+	f := &logFacts{ref: ref}
 	for _, s := range log.Sessions {
 		f.sessions = append(f.sessions, uuid.UUID(s.ID))
-	}
-	return f, nil
-}
-
-// serialProblems checks the serial of every cert.issued leaf and the
-// grant.index of every grant.requested leaf of log: each must be canonical
-// decimal, its low 48 bits the leaf's own index, its high 16 bits the
-// member ID (member in a cluster; outside one, the ID the log's first
-// serial or grant number carries).
-func serialProblems(log *recorder.Log, member uint16, clustered bool) []recorder.Problem {
-	var out []recorder.Problem
-	want, fixed := member, clustered
-	firstAt := int64(-1)
-	for _, ev := range log.Events {
-		attr := "serial"
-		if ev.Leaf.Event == events.GrantRequested {
-			attr = "grant.index"
-		}
-		where := fmt.Sprintf("leaf %d (event %s)", ev.Index, ev.Leaf.Event)
-		s := ev.Leaf.Attrs[attr]
-		n, err := strconv.ParseUint(s, 10, 64)
-		if err != nil || strconv.FormatUint(n, 10) != s {
-			out = append(out, recorder.Problem{Leaf: ev.Index, Where: where, What: fmt.Sprintf("%s %q is not a number in canonical decimal", attr, s)})
-			continue
-		}
-		id, idx := cluster.SplitSerial(n)
-		if !fixed {
-			want, fixed, firstAt = id, true, ev.Index
-		}
-		switch {
-		case idx != ev.Index:
-			out = append(out, recorder.Problem{Leaf: ev.Index, Where: where, What: fmt.Sprintf("%s %d is not this leaf's: its low 48 bits are %d, the leaf's index is %d", attr, n, idx, ev.Index)})
-		case id != want && clustered:
-			out = append(out, recorder.Problem{Leaf: ev.Index, Where: where, What: fmt.Sprintf("%s %d carries member ID %d, and this is member %d's log", attr, n, id, want)})
-		case id != want:
-			out = append(out, recorder.Problem{Leaf: ev.Index, Where: where, What: fmt.Sprintf("%s %d carries member ID %d, and the log's first (leaf %d) carries %d", attr, n, id, firstAt, want)})
-		}
-	}
-	return out
-}
-
-// addSerialProblems adds the serial problems of the log ref names to r,
-// its verification report, in the order of their leaves. A log that
-// ReadLog does not read whole (it does not verify: r says why) is not
-// checked further.
-func addSerialProblems(ctx context.Context, path string, ref *logRef, clustered bool, r *recorder.Report) (*logFacts, error) {
-	f, err := readLogFacts(ctx, path, ref, clustered)
-	if errors.Is(err, recorder.ErrLogDamaged) || errors.Is(err, postgres.ErrNoLog) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", ref.label(), err)
-	}
-	if len(f.serials) > 0 {
-		r.Problems = append(r.Problems, f.serials...)
-		slices.SortStableFunc(r.Problems, func(a, b recorder.Problem) int { return cmp.Compare(a.Leaf, b.Leaf) })
 	}
 	return f, nil
 }
@@ -175,7 +110,7 @@ func locateSession(ctx context.Context, e *env, sc *readScope, arg sessionArg) (
 	var hits []hit
 	var skipped []string
 	for _, l := range sc.logs {
-		f, err := readLogFacts(ctx, sc.path, l, true)
+		f, err := readLogFacts(ctx, sc.path, l)
 		switch {
 		case errors.Is(err, postgres.ErrNoLog):
 			continue

@@ -152,10 +152,10 @@ func TestClusterTwoMembers(t *testing.T) {
 	aliceA, bobB := devTokenFile(t, homeA, dirA, "alice"), devTokenFile(t, homeB, dirB, "bob")
 	keyA, serialA := devCert(t, spA, dirA, "alice", aliceA)
 	keyB, serialB := devCert(t, spB, dirB, "alice", devTokenFile(t, homeB, dirB, "alice"))
-	if id, _ := cluster.SplitSerial(serialA); id != 1 {
+	if id, _ := recorder.SplitNumber(serialA); id != 1 {
 		t.Errorf("A issued serial %d (member %d), want member 1's", serialA, id)
 	}
-	if id, _ := cluster.SplitSerial(serialB); id != 2 {
+	if id, _ := recorder.SplitNumber(serialB); id != 2 {
 		t.Errorf("B issued serial %d (member %d), want member 2's", serialB, id)
 	}
 	if serialA == serialB {
@@ -181,7 +181,7 @@ func TestClusterTwoMembers(t *testing.T) {
 		t.Fatal(err)
 	}
 	grantID := jsonString(g, "id")
-	if n, err := strconv.ParseUint(strings.TrimPrefix(grantID, "G-"), 10, 64); err != nil || n>>cluster.SerialShift != 1 {
+	if n, err := strconv.ParseUint(strings.TrimPrefix(grantID, "G-"), 10, 64); err != nil || n>>recorder.MemberShift != 1 {
 		t.Errorf("grant ID %q does not carry member 1's ID", grantID)
 	}
 	// At once: B reads the other logs for a grant it does not know.

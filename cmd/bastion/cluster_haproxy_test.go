@@ -338,7 +338,7 @@ func TestHAProxyTwoInstances(t *testing.T) {
 	r.start(t, a)
 	r.start(t, b)
 	r.loginClient(t, a)
-	if id, _ := cluster.SplitSerial(r.client.serial); id != 1 {
+	if id, _ := recorder.SplitNumber(r.client.serial); id != 1 {
 		t.Fatalf("a issued serial %d, of member %d, not member 1's", r.client.serial, id)
 	}
 	lb, downAt := r.startHAProxy(t)
@@ -385,7 +385,7 @@ func TestHAProxyTwoInstances(t *testing.T) {
 	}
 	g := grants(a, agent, "request", "--target", "vault", "--login", r.login, "--duration", "10m", "--reason", "must show")
 	grantID := jsonString(g, "id")
-	if n, err := strconv.ParseUint(strings.TrimPrefix(grantID, "G-"), 10, 64); err != nil || n>>cluster.SerialShift != 1 {
+	if n, err := strconv.ParseUint(strings.TrimPrefix(grantID, "G-"), 10, 64); err != nil || n>>recorder.MemberShift != 1 {
 		t.Errorf("grant %q, requested through a, does not carry member 1's ID", grantID)
 	}
 	refusedVault := func() map[string]int {
@@ -426,7 +426,7 @@ func TestHAProxyTwoInstances(t *testing.T) {
 	// certificate is another client's, issued by b; its session is
 	// steered to b by the one under the grant, held open on a.
 	victim := r.certify(t, b, "agent-2", "victim_ed25519")
-	if id, _ := cluster.SplitSerial(victim.serial); id != 2 {
+	if id, _ := recorder.SplitNumber(victim.serial); id != 2 {
 		t.Fatalf("b issued serial %d, of member %d, not member 2's", victim.serial, id)
 	}
 	onB, onBS := r.landOn(t, file, b, "victim", func(tag string) *opsLive {

@@ -362,6 +362,9 @@ type reportJob struct {
 	seed                int64
 	ws                  recorder.Witnesses
 	wf                  *witnessFlags
+	// member is the cluster member ID of the log reported on, zero
+	// outside a cluster (evidence.Options Member).
+	member uint16
 }
 
 // build builds the report of the log v verifies in st, the journal at
@@ -381,7 +384,7 @@ func (j *reportJob) build(ctx context.Context, st storage.Store, v note.Verifier
 	return evidence.Build(ctx, st, evidence.Options{
 		From: j.from, To: j.to, Targets: j.targets, Identities: j.identities, Verifier: v, Now: j.now,
 		Kept: j.kept, KeptFile: j.keptFile, Sample: j.sample, Seed: j.seed, JournalBytes: storage.SQLiteBytes(path),
-		Witnesses: j.ws, Live: live, ScopeElsewhere: scopeElsewhere,
+		Witnesses: j.ws, Live: live, ScopeElsewhere: scopeElsewhere, Member: j.member,
 		Journal:       evidence.JournalInfo{Path: journalName(path), Key: key.Key, KeyFile: key.File, KeyFromHome: key.Default},
 		VerifyCommand: termtext.ShellJoin(verifyArgs),
 		VerifyOutput: func(r *recorder.Report) string {

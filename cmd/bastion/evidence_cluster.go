@@ -115,6 +115,7 @@ func evidenceCluster(ctx context.Context, e *env, sc *readScope, job *reportJob,
 			return exitCode(2, err)
 		}
 		mj := *job
+		mj.member = l.member
 		if l.name() != keptOrigin {
 			mj.kept, mj.keptFile = nil, ""
 		}
@@ -148,7 +149,7 @@ func evidenceCluster(ctx context.Context, e *env, sc *readScope, job *reportJob,
 		if err != nil {
 			return exitCode(2, fmt.Errorf("evidence of %s: %w", l.label(), err))
 		}
-		if f, err := readLogFacts(ctx, sc.path, l, true); err == nil {
+		if f, err := readLogFacts(ctx, sc.path, l); err == nil {
 			facts = append(facts, f)
 		} else if !errors.Is(err, recorder.ErrLogDamaged) {
 			return exitCode(2, fmt.Errorf("evidence of %s: %w", l.label(), err))

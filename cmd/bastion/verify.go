@@ -252,9 +252,6 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 		}
 		return exitCode(2, fmt.Errorf("verify %s: %w", path, err))
 	}
-	if _, err := addSerialProblems(ctx, path, sc.logs[0], false, r); err != nil {
-		return exitCode(2, err)
-	}
 	return printVerify(e, path, key, *asJSON, r)
 }
 

@@ -74,6 +74,7 @@ func verifyCluster(ctx context.Context, e *env, sc *readScope, opts recorder.Ver
 		o := opts
 		o.Verifier = l.v
 		o.Kept = kept[l.name()]
+		o.Member = l.member
 		st, err := openStore(ctx, sc.path, l.name(), storage.Options{ReadOnly: true})
 		switch {
 		case errors.Is(err, postgres.ErrNoLog):
@@ -95,12 +96,11 @@ func verifyCluster(ctx context.Context, e *env, sc *readScope, opts recorder.Ver
 			if err != nil {
 				return exitCode(2, fmt.Errorf("verify %s: %w", l.label(), err))
 			}
-			f, err := addSerialProblems(ctx, sc.path, l, true, mv.Report)
-			if err != nil {
-				return exitCode(2, err)
-			}
-			if f != nil {
+			switch f, err := readLogFacts(ctx, sc.path, l); {
+			case err == nil:
 				facts = append(facts, f)
+			case !errors.Is(err, recorder.ErrLogDamaged) && !errors.Is(err, postgres.ErrNoLog):
+				return exitCode(2, fmt.Errorf("%s: %w", l.label(), err))
 			}
 		}
 		mv.Intact = mv.Report.Intact()

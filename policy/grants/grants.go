@@ -729,7 +729,7 @@ func hashOf(p GrantPolicy) string {
 
 // GrantNumber is the number grant ID id ("G-N") names (its request
 // leaf's index, plus the member's ID << 48 in a cluster: see
-// cluster.SplitSerial), and whether it names one.
+// recorder.SplitNumber), and whether it names one.
 func GrantNumber(id string) (uint64, bool) {
 	n, err := strconv.ParseUint(strings.TrimPrefix(id, "G-"), 10, 64)
 	return n, err == nil && strings.HasPrefix(id, "G-")

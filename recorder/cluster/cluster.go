@@ -18,8 +18,8 @@
 // speaks for another's log.
 //
 // A member's ID is also the top 16 bits of the serials of the
-// certificates it issues (see [SerialOf]), so serials are unique across
-// the cluster without the members coordinating. An ID must therefore
+// certificates it issues (see [recorder.NumberOf]), so serials are unique
+// across the cluster without the members coordinating. An ID must therefore
 // never be given to another key, and a member's key never changes its ID.
 package cluster
 
@@ -40,13 +40,6 @@ import (
 // File is the cluster file's name in a bastion home.
 const File = "cluster.pub"
 
-// SerialShift is where a member's ID sits in its certificates' serials:
-// serial = ID << SerialShift | leaf index.
-const SerialShift = 48
-
-// MaxIndex is the largest leaf index a serial can carry.
-const MaxIndex = 1<<SerialShift - 1
-
 // Member is one instance of the cluster.
 type Member struct {
 	ID  uint16
@@ -58,22 +51,6 @@ func (m Member) Name() string { return m.Key.Name() }
 
 // String is the member's line in a cluster file.
 func (m Member) String() string { return fmt.Sprintf("%d %s", m.ID, m.Key.Text) }
-
-// SerialOf is the serial of the certificate whose issuance is leaf idx of
-// member id's log. A standalone bastion (no cluster) is member 0: its
-// serials are its leaf indexes.
-func SerialOf(id uint16, idx int64) (uint64, error) {
-	if idx < 0 || idx > MaxIndex {
-		return 0, fmt.Errorf("cluster: leaf index %d does not fit a serial (at most %d)", idx, int64(MaxIndex))
-	}
-	return uint64(id)<<SerialShift | uint64(idx), nil
-}
-
-// SplitSerial is SerialOf's inverse: the member that issued serial, and
-// the index of the leaf that records it in that member's log.
-func SplitSerial(serial uint64) (id uint16, idx int64) {
-	return uint16(serial >> SerialShift), int64(serial & MaxIndex)
-}
 
 // Members are a cluster's members, in the order of their IDs.
 type Members struct {

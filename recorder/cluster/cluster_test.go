@@ -71,29 +71,3 @@ func TestParseRefuses(t *testing.T) {
 		}
 	}
 }
-
-func TestSerials(t *testing.T) {
-	for _, c := range []struct {
-		id  uint16
-		idx int64
-	}{{0, 0}, {0, 17}, {1, 0}, {2, 12345}, {65535, MaxIndex}} {
-		s, err := SerialOf(c.id, c.idx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if id, idx := SplitSerial(s); id != c.id || idx != c.idx {
-			t.Errorf("SplitSerial(SerialOf(%d, %d)) = %d, %d", c.id, c.idx, id, idx)
-		}
-	}
-	if s, _ := SerialOf(0, 42); s != 42 {
-		t.Errorf("a standalone bastion's serial is not its leaf index: %d", s)
-	}
-	if s, _ := SerialOf(1, 0); s != 1<<48 {
-		t.Errorf("member 1's first serial: %d", s)
-	}
-	for _, idx := range []int64{-1, MaxIndex + 1} {
-		if _, err := SerialOf(1, idx); err == nil {
-			t.Errorf("SerialOf(1, %d) did not fail", idx)
-		}
-	}
-}

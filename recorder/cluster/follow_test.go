@@ -42,7 +42,7 @@ func appendEvents(t *testing.T, j *recordertest.Journal, n int) []int64 {
 func TestFollowerPassesOnVerifiedLeaves(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	base, _ := SerialOf(7, 0)
+	base, _ := recorder.NumberOf(7, 0)
 	j, m := memberJournal(t, 7, "a.example/journal", base)
 	f := NewFollower(m, j.Store)
 	if got, err := f.Next(ctx); err != nil || len(got) != 0 {
@@ -69,7 +69,7 @@ func TestFollowerPassesOnVerifiedLeaves(t *testing.T) {
 	if err != nil || len(got) != 1 || got[0].Index != idx {
 		t.Fatalf("Next after an indexed event: %v %v", got, err)
 	}
-	if serial, _ := SerialOf(7, idx); got[0].Leaf.Attrs["serial"] != strconv.FormatUint(serial, 10) {
+	if serial, _ := recorder.NumberOf(7, idx); got[0].Leaf.Attrs["serial"] != strconv.FormatUint(serial, 10) {
 		t.Errorf("serial attribute %q, want member 7's serial for leaf %d", got[0].Leaf.Attrs["serial"], idx)
 	}
 	if f.Size() != idx+1 {

@@ -103,6 +103,10 @@ type Options struct {
 	// never names, with no ScopeError: one member's part of a cluster's
 	// report, whose filters the caller checks against every member's log.
 	ScopeElsewhere bool
+	// Member is the log's member ID in a cluster, which its serials and
+	// grant numbers must carry ([recorder.VerifyOptions] Member); zero
+	// outside one.
+	Member uint16
 }
 
 // ScopeError is a --target or --identity that names nothing the journal
@@ -146,7 +150,7 @@ func Build(ctx context.Context, store storage.Store, opts Options) (*Report, err
 	}
 	defer snap.Close()
 	vr, err := recorder.VerifySnapshot(ctx, snap, recorder.VerifyOptions{Verifier: opts.Verifier, Kept: opts.Kept, Witnesses: opts.Witnesses, Live: opts.Live,
-		UnwitnessedFacts: true})
+		UnwitnessedFacts: true, Member: opts.Member})
 	if err != nil {
 		return nil, err
 	}
