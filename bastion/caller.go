@@ -128,15 +128,17 @@ func (c *caller) operatorAttrs() recorder.Attrs {
 }
 
 // whoAttrs are the attributes a read's leaf names its reader with, when
-// serve records it: via serve, the kernel's uid, user and pid, serve's
-// host, the client's own claim as says.user, and the identity and its
-// roles in the policy in force (reader.role: auditor, operator).
+// serve records it: for a caller of the access socket (c.peer set), via
+// serve and the kernel's uid, user and pid; serve's host, the client's
+// own claim as says.user, and the identity and its roles in the policy in
+// force (reader.role: auditor, operator). A reader through the API or the
+// console has no peer: its caller sets via, and the client's address.
 func (c *caller) whoAttrs(pol *policy.Policy, host string) recorder.Attrs {
-	a := recorder.Attrs{
-		"via":               ViaServe,
-		"uid":               strconv.Itoa(c.uid),
-		"pid":               strconv.Itoa(c.pid),
-		"identity.verified": c.verified,
+	a := recorder.Attrs{"identity.verified": c.verified}
+	if c.peer != nil {
+		a["via"] = ViaServe
+		a["uid"] = strconv.Itoa(c.uid)
+		a["pid"] = strconv.Itoa(c.pid)
 	}
 	if c.user != "" {
 		a["user"] = c.user

@@ -3,6 +3,7 @@ package bastion
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/netip"
 	"os"
@@ -76,19 +77,8 @@ func (s *Server) recordReadVia(ctx context.Context, via string, who *policy.Iden
 			"%s is not one of this bastion's auditors or operators (the policy's \"auditors\" and \"operators\"): only they may read its journal", who.String())
 	}
 	host, _ := os.Hostname()
+	maps.Copy(attrs, c.whoAttrs(pol, host))
 	attrs["via"] = via
-	attrs["identity.verified"] = VerifiedToken
-	attrs["identity"] = c.identity
-	if c.issuer != "" {
-		attrs["identity.issuer"] = c.issuer
-	}
-	attrs["reader.role"] = roles
-	if host != "" {
-		attrs["host"] = host
-	}
-	if c.says != "" {
-		attrs["says.user"] = c.says
-	}
 	if addr.IsValid() {
 		attrs["client.address"] = addr.String()
 	}
