@@ -4,6 +4,7 @@ import (
 	"archive/zip"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -223,6 +224,25 @@ func TestConsoleEvidence(t *testing.T) {
 	}
 	if n := len(fx.ts.events(t, events.EvidenceGenerated)); n != 1 {
 		t.Errorf("%d evidence.generated leaves after the refusals, want 1", n)
+	}
+}
+
+// TestConsoleEvidenceSerials: the evidence page's check of the journal
+// includes verification's step 10, as bastion verify --key does: a signed
+// cert.issued leaf whose serial is not its own leaf's index fails it.
+func TestConsoleEvidenceSerials(t *testing.T) {
+	t.Parallel()
+	fx := startConsole(t)
+	idx, err := fx.ts.journal.AppendEvent(context.Background(), events.CertIssued, recorder.Attrs{"identity": "mallory@dev", "serial": "7"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	carol := fx.browser(t)
+	fx.signIn(t, carol, "carol")
+	resp, page := get(t, carol, fx.ts.APIURL()+"/ui/evidence")
+	want := fmt.Sprintf(`<td id="verdict" class="failed">FAILED: leaf %d (event cert.issued): serial 7 is not this leaf&#39;s`, idx)
+	if resp.StatusCode != 200 || !strings.Contains(page, want) {
+		t.Errorf("the evidence page (%d) lacks %q:\n%s", resp.StatusCode, want, page)
 	}
 }
 

@@ -54,9 +54,6 @@ func (s *Server) consoleEvidence() (evidence.Options, error) {
 		Witnesses: ws,
 		Live:      true,
 	}
-	if s.cluster != nil {
-		o.Member = s.cluster.c.Self.ID
-	}
 	if path != "" {
 		o.JournalBytes = storage.SQLiteBytes(path)
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/events"
 	"github.com/bastionhq/bastion/recorder/evidence"
 	"github.com/bastionhq/bastion/recorder/witness"
 )
@@ -180,9 +181,18 @@ func (c *Console) verifyJournal(r *http.Request, v *viewer) journalState {
 		return st
 	}
 	defer snap.Close()
-	l, err := recorder.ReadLog(ctx, snap, recorder.ReadLogOptions{Verifier: c.o.Verifier})
+	l, err := recorder.ReadLog(ctx, snap, recorder.ReadLogOptions{Verifier: c.o.Verifier, Events: recorder.EventNames(events.CertIssued, events.GrantRequested)})
 	if err != nil {
 		st.Problem = err.Error()
+		return st
+	}
+	// Verification's step 10, as bastion verify --key checks this log
+	// (member 0: its serials and grant numbers carry one ID, the first's).
+	if ps := recorder.NumberProblems(l, 0); len(ps) > 0 {
+		st.Problem = ps[0].String()
+		if len(ps) > 1 {
+			st.Problem += fmt.Sprintf(" (and %d more problems of serials or grant numbers)", len(ps)-1)
+		}
 		return st
 	}
 	// The head's time is a storage column no signature covers: shown

@@ -19,6 +19,7 @@ import (
 	"github.com/bastionhq/bastion/certauth"
 	"github.com/bastionhq/bastion/certauth/apiclient"
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/events"
 	"github.com/bastionhq/bastion/recorder/recordertest"
 	"github.com/bastionhq/bastion/storage/postgres"
 	"github.com/bastionhq/bastion/storage/postgres/pgtest"
@@ -402,6 +403,47 @@ auditors = ["audit"]
 	first, second, _ := strings.Cut(out, "member 2, log b.example/journal")
 	if code != 1 || !strings.Contains(out, "cluster: FAILED: member 2 (b.example/journal)") || !strings.Contains(first, "result: intact") || !strings.Contains(second, "result: FAILED") {
 		t.Fatalf("verify after a frame of member 2 changed: %d\n%s\n%s", code, out, errOut)
+	}
+
+	// Member 1's log issues a certificate, its serial numbered with ID 1
+	// as serve's issuer numbers it. A cluster file that gives that log
+	// ID 2 fails it (docs/journal-format.md, section 10, step 10), in
+	// verify --cluster and in the report's verification alike.
+	keyA, err := certauth.LoadJournalKey(homeA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stA, err := postgres.Open(ctx, dsn, "a.example/journal", postgres.Options{MustExist: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	baseA, _ := recorder.NumberOf(1, 0)
+	jA, err := recorder.Open(ctx, stA, recorder.Options{Key: keyA, IndexBase: baseA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	issued, err := jA.AppendIndexedEvent(ctx, events.CertIssued, recorder.Attrs{"identity": "agent@dev"}, "serial")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := errors.Join(jA.Close(), stA.Close()); err != nil {
+		t.Fatal(err)
+	}
+	serial, _ := recorder.NumberOf(1, issued)
+	wantProblem := fmt.Sprintf("leaf %d (event cert.issued): serial %d carries member ID 1, and this is member 2's log", issued, serial)
+	swapped := writeCluster(filepath.Join(base, "swapped.pub"), "2 "+pub(homeA), "1 "+pub(homeB))
+	if code, out, errOut = cli(ctx, aud, "verify", "--db", dsn, "--cluster", swapped, "--unrecorded"); code != 1 || !strings.Contains(out, wantProblem) {
+		t.Fatalf("verify --cluster with member 1's log given ID 2: %d, want 1 and %q\n%s\n%s", code, wantProblem, out, errOut)
+	}
+	if code, out, errOut = cli(ctx, aud, "verify", "--db", dsn, "--cluster", writeCluster(filepath.Join(base, "right.pub"), "1 "+pub(homeA), "2 "+pub(homeB)), "--unrecorded"); strings.Contains(out, "cert.issued") {
+		t.Fatalf("verify --cluster with the right IDs finds a serial problem: %d\n%s\n%s", code, out, errOut)
+	}
+	report4 := filepath.Join(base, "report4")
+	code, out, errOut = cli(ctx, aud, "evidence", "--db", dsn, "--cluster", swapped, "--unrecorded", "--from", day.Add(-time.Hour).Format(time.RFC3339),
+		"--to", day.Add(time.Hour).Format(time.RFC3339), "--out", report4)
+	data, err = os.ReadFile(filepath.Join(report4, "member-2", "evidence.json"))
+	if code != 1 || err != nil || !strings.Contains(string(data), wantProblem) {
+		t.Fatalf("evidence --cluster with member 1's log given ID 2: %d %v, want %q in member-2/evidence.json\n%s\n%s", code, err, wantProblem, out, errOut)
 	}
 }
 
