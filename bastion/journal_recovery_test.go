@@ -404,10 +404,11 @@ func recoversFrom(t *testing.T, dir, cause string, inject, heal func()) {
 // returned, the filesystem shut down with LOGFLUSH, unmounted and mounted
 // again, under a CPU and disk load, lost 3 times in about 560 rounds; the
 // timed loss was acknowledged 133 us after the shutdown ioctl had
-// returned. Its fdatasync, begun before the shutdown, returned success,
-// and what it wrote was not there after the mount: a window of the
-// emulation (a disk that fails fails every request after, a flushed
-// write is kept), not a byte delivered before its commit. With
+// returned: its commit's fdatasync, which must have begun before the
+// shutdown, returned success, and what it wrote was not there after the
+// mount. That is a window in ext4's LOGFLUSH shutdown, not in a failing
+// disk (which fails every request after it, and keeps a write it
+// flushed), nor a byte delivered before its commit. With
 // EXT4_GOING_FLAGS_DEFAULT the filesystem is frozen first (every write
 // made so far flushed and its log committed), then shut down: 0 losses
 // in 420 rounds under the same load. (The freeze also flushes writes not

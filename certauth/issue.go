@@ -390,7 +390,7 @@ func (is *Issuer) issue(ctx context.Context, req IssueRequest, refused recorder.
 	attrs["ca.sha256"] = ssh.FingerprintSHA256(is.ca.Signer.PublicKey())
 	// Not cancelled with the caller: a queued issuance is committed anyway,
 	// and must then be registered (and so revocable by identity).
-	idx, err := is.journal.AppendIndexedEvent(context.WithoutCancel(ctx), events.CertIssued, attrs, "serial")
+	idx, err := is.journal.AppendIndexedEvent(context.WithoutCancel(ctx), events.CertIssued, attrs, recorder.NumberedAttr(events.CertIssued))
 	if err != nil {
 		is.log.Error("journal an issuance", "identity", id.String(), "error", err)
 		return nil, &Refusal{Status: http.StatusServiceUnavailable, Reason: events.ReasonJournalUnavailable,

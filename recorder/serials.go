@@ -35,9 +35,11 @@ func SplitNumber(n uint64) (id uint16, idx int64) {
 	return uint16(n >> MemberShift), int64(n & MaxIndexed)
 }
 
-// numberedAttr is the attribute of an event leaf named event that the
-// writer numbers, or "".
-func numberedAttr(event string) string {
+// NumberedAttr is the attribute of an event leaf named event that holds
+// its number (a cert.issued leaf's serial, a grant.requested leaf's
+// grant.index), which its writer has [Journal.AppendIndexedEvent] fill
+// in; "" for the other events.
+func NumberedAttr(event string) string {
 	switch event {
 	case events.CertIssued:
 		return "serial"
@@ -74,7 +76,7 @@ func NumberProblems(log *Log, member uint16) []Problem {
 	want, fixed := member, member != 0
 	firstAt := int64(-1)
 	for _, ev := range log.Events {
-		attr := numberedAttr(ev.Leaf.Event)
+		attr := NumberedAttr(ev.Leaf.Event)
 		if attr == "" {
 			continue
 		}
@@ -92,7 +94,7 @@ func NumberProblems(log *Log, member uint16) []Problem {
 		switch {
 		case idx != ev.Index:
 			out = append(out, Problem{Leaf: ev.Index, Where: where, What: fmt.Sprintf("%s %d is not this leaf's: its low 48 bits are %d, the leaf's index is %d", attr, n, idx, ev.Index)})
-		case id != want && firstAt < 0:
+		case id != want && member != 0:
 			out = append(out, Problem{Leaf: ev.Index, Where: where, What: fmt.Sprintf("%s %d carries member ID %d, and this is member %d's log", attr, n, id, want)})
 		case id != want:
 			out = append(out, Problem{Leaf: ev.Index, Where: where, What: fmt.Sprintf("%s %d carries member ID %d, and the log's first (leaf %d) carries %d", attr, n, id, firstAt, want)})

@@ -534,8 +534,9 @@ func (s *Grants) commit(ctx context.Context, name, id string, a recorder.Attrs) 
 	var idx int64
 	var err error
 	if name == events.GrantRequested {
-		idx, err = s.journal.AppendIndexedEvent(context.WithoutCancel(ctx), name, a, "grant.index")
-		a["grant.index"] = strconv.FormatUint(s.base+uint64(idx), 10)
+		attr := recorder.NumberedAttr(name)
+		idx, err = s.journal.AppendIndexedEvent(context.WithoutCancel(ctx), name, a, attr)
+		a[attr] = strconv.FormatUint(s.base+uint64(idx), 10)
 	} else {
 		a["grant"] = id
 		idx, err = s.journal.AppendEvent(context.WithoutCancel(ctx), name, a)
